@@ -1,0 +1,1 @@
+/* placeholder: the config loader */

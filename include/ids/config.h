@@ -1,0 +1,126 @@
+/* config.h — the configuration file of config.md, parsed and validated.
+ *
+ * ids_config_load() reads the YAML, expands ${ENV}, rejects unknown keys,
+ * validates every value (catalog names, regexes, templates, connector
+ * references), and reads every *_file secret (refusing files readable by
+ * group/others unless security.allow_readable_secrets).  Errors come back
+ * as "FILE:LINE:COL: path: what was expected" in err->msg, code
+ * IDS_E_CONFIG.  Durations are in seconds. */
+#ifndef IDS_CONFIG_H
+#define IDS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ids/error.h"
+#include "ids/rules.h"
+#include "ids/util.h"
+
+enum ids_conn_type { IDS_CONN_LDAP, IDS_CONN_ENTRA, IDS_CONN_GOOGLE };
+enum ids_ldap_flavor { IDS_LDAP_OPENLDAP, IDS_LDAP_AD, IDS_LDAP_GENERIC };
+enum ids_log_level { IDS_LOG_DEBUG, IDS_LOG_INFO, IDS_LOG_WARNING, IDS_LOG_ERROR };
+enum ids_log_target { IDS_LOGT_AUTO, IDS_LOGT_JOURNAL, IDS_LOGT_STDERR };
+
+struct ids_ldap_cfg {
+	enum ids_ldap_flavor flavor;
+	struct ids_strv uri;     /* tried in order */
+	bool start_tls;          /* for ldap:// URIs, default true */
+	char *tls_ca_file;       /* NULL: system trust store */
+	char *bind_dn;           /* NULL: anonymous (or SASL) */
+	char *bind_password;     /* secret, from bind_password_file */
+	char *bind_password_file;
+	char *sasl_mech;         /* NULL or "EXTERNAL" */
+	int timeout;             /* seconds, default 30 */
+	int page_size;           /* default 500 */
+	char *users_base, *users_filter;
+	char *groups_base, *groups_filter; /* groups_base NULL: no groups read */
+	char *member_attribute;  /* NULL: flavor defaults (member, uniqueMember, memberUid) */
+	char *disabled_filter;   /* NULL: none (openldap) / flavor default */
+	int member_range_size;   /* AD: 0 = let the server decide */
+};
+
+struct ids_entra_cfg {
+	char *tenant, *client_id;
+	char *client_secret, *client_secret_file;  /* secret */
+	char *client_certificate_file, *client_key_file;
+	char *client_assertion_alg;                /* "PS256" (default) | "RS256" */
+	char *login_endpoint, *graph_endpoint;
+	char *tls_ca_file;
+	int timeout;
+	struct ids_strv groups;
+};
+
+struct ids_google_cfg {
+	char *service_account_file;
+	char *subject, *customer, *domain;
+	char *token_endpoint, *api_endpoint;
+	char *tls_ca_file;
+	int timeout;
+	struct ids_strv groups;
+};
+
+struct ids_connector_cfg {
+	char *name;    /* [a-z0-9_-]{1,40}: the `source` in the database */
+	enum ids_conn_type type;
+	char *company; /* default "default" */
+	int interval;  /* seconds; 0 = sync.interval */
+	bool adopt_by_email;
+	bool allow_empty;
+	/* directory attribute per platform field (IDS_F_EXTERNAL_ID ..
+	 * IDS_F_DISPLAY_NAME); flavor/type defaults filled in, overridden
+	 * field by field by `attributes:` */
+	char *attr[6];
+	int line;
+	struct ids_ldap_cfg ldap;
+	struct ids_entra_cfg entra;
+	struct ids_google_cfg google;
+};
+
+struct ids_config {
+	char *path;
+	struct {
+		char *conninfo;
+		char *password; /* secret, from password_file; NULL when none */
+		char *schema;   /* default "idsync" */
+		bool migrate_auto;
+	} database;
+	struct {
+		int interval, jitter, retry_min, retry_max, run_timeout; /* seconds */
+	} sync;
+	struct {
+		enum ids_log_level level;
+		enum ids_log_target target;
+	} log;
+	struct {
+		bool allow_readable_secrets, allow_plaintext_bind;
+	} security;
+	struct {
+		long max_deactivations;
+		int max_deactivation_percent, max_grant_removals_percent;
+	} safety;
+	bool tenants_auto_create;
+	struct {
+		struct ids_strv roles, channels, channel_groups; /* roles includes extra_roles */
+	} catalog;
+	struct ids_connector_cfg *connectors;
+	size_t nconnectors;
+	struct ids_rule *rules;
+	size_t nrules;
+};
+
+/* Loads and validates path.  *ret is new (ids_config_free). */
+int ids_config_load(const char *path, struct ids_config **ret, struct ids_error *err);
+/* Same, from a string (tests); `name` is used in messages; secrets' relative
+ * paths resolve against the current directory. */
+int ids_config_load_string(const char *name, const char *yaml, size_t len,
+			   struct ids_config **ret, struct ids_error *err);
+/* Wipes secrets and frees; accepts NULL. */
+void ids_config_free(struct ids_config *c);
+
+const struct ids_connector_cfg *ids_config_connector(const struct ids_config *c, const char *name);
+const char *ids_conn_type_name(enum ids_conn_type t); /* "ldap" | "entra" | "google" */
+
+/* "30s" "5m" "1h" "1d" (and combinations like "1h30m") -> seconds. */
+int ids_parse_duration(const char *s, int *ret_seconds);
+
+#endif

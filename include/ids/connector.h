@@ -1,0 +1,40 @@
+/* connector.h — the one interface every directory source implements.
+ *
+ * A connector reads its directory and feeds a snapshot builder; it never
+ * sees the database.  On any error it returns < 0 with err set, and the
+ * caller throws the unfinished snapshot away: a partial read must never look
+ * like "these users left". */
+#ifndef IDS_CONNECTOR_H
+#define IDS_CONNECTOR_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "ids/config.h"
+#include "ids/error.h"
+#include "ids/snapshot.h"
+
+struct ids_pull_ctx {
+	const struct ids_config *config;
+	const struct ids_strv *rule_attrs; /* attributes the rules read */
+	/* Called between pages/batches: the daemon pings its watchdog here.
+	 * Returns < 0 to cancel the run (SIGTERM, run_timeout). */
+	int (*progress)(void *ud);
+	void *ud;
+};
+
+struct ids_connector_ops {
+	const char *type; /* the config's `type` */
+	/* Reads the whole directory of cfg into s (unfinished: the caller
+	 * calls ids_snapshot_finish).  Sets s->pages. */
+	int (*pull)(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		    struct ids_snapshot *s, struct ids_error *err);
+};
+
+/* The ops of connector type t, or NULL when this build has none. */
+const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t);
+
+/* Per type. */
+extern const struct ids_connector_ops ids_ldap_connector;
+
+#endif

@@ -1,0 +1,172 @@
+/* plan.h — the current managed state (as read from PostgreSQL), the diff
+ * that turns (snapshot, desired, current) into a plan, the safety checks,
+ * and the plan's text and JSON forms.  Pure: no I/O.
+ *
+ * All of this happens inside one company: `current` holds only that
+ * company's users, tenants and grants, so nothing can cross companies. */
+#ifndef IDS_PLAN_H
+#define IDS_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ids/rules.h"
+#include "ids/snapshot.h"
+#include "ids/util.h"
+
+/* ---------------- current state ---------------- */
+
+struct ids_cur_user {
+	int64_t id;
+	const char *source;      /* NULL: made by hand */
+	const char *external_id; /* NULL when source is NULL */
+	const char *username, *email, *first_name, *last_name, *display_name;
+	const char *auth_method; /* activation_link | sso */
+	const char *idp;         /* NULL unless sso */
+	const char *reason;      /* deactivation_reason, NULL when active */
+	bool company_admin, active;
+};
+
+struct ids_cur_grant {
+	int64_t user_id;
+	enum ids_grant_kind kind;
+	const char *tenant; /* slug */
+	const char *name;
+	int slots;          /* IDS_GRANT_SLOT */
+	bool manual;        /* source IS NULL: never touched, counts as satisfied */
+};
+
+struct ids_current {
+	struct ids_cur_user *users; /* every user of the company */
+	size_t nusers;
+	struct ids_cur_grant *grants; /* every grant row (any source) of the users
+				       * the connector owns */
+	size_t ngrants;
+	struct ids_strv tenants; /* slugs of the company's tenants */
+	struct ids_arena arena;
+	size_t ucap, gcap;
+};
+
+int ids_current_new(struct ids_current **ret);
+void ids_current_free(struct ids_current *c); /* accepts NULL */
+/* Copy u / g (strings into the arena). */
+int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
+int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
+int ids_current_add_tenant(struct ids_current *c, const char *slug);
+
+/* ---------------- the plan ---------------- */
+
+enum {
+	IDS_PU_CREATE = 1 << 0,
+	IDS_PU_ADOPT = 1 << 1,      /* existing unmanaged user taken over by e-mail */
+	IDS_PU_UPDATE = 1 << 2,     /* profile fields / company_admin / auth changed */
+	IDS_PU_DEACTIVATE = 1 << 3,
+	IDS_PU_REACTIVATE = 1 << 4,
+	IDS_PU_CONFLICT = 1 << 5,   /* skipped: username/e-mail taken */
+	IDS_PU_SKIP_INVALID = 1 << 6, /* skipped: bad data */
+	IDS_PU_REASON = 1 << 7,     /* already inactive: only the reason changes */
+};
+
+/* Bits of ids_plan_user.changed: which fields an UPDATE/ADOPT sets. */
+enum {
+	IDS_CH_USERNAME = 1 << 0,
+	IDS_CH_EMAIL = 1 << 1,
+	IDS_CH_FIRST_NAME = 1 << 2,
+	IDS_CH_LAST_NAME = 1 << 3,
+	IDS_CH_DISPLAY_NAME = 1 << 4,
+	IDS_CH_COMPANY_ADMIN = 1 << 5,
+	IDS_CH_AUTH = 1 << 6, /* auth_method/idp set to sso/<idp> */
+};
+
+struct ids_plan_user {
+	unsigned flags;   /* IDS_PU_* */
+	unsigned changed; /* IDS_CH_* */
+	int64_t id;       /* current row id; 0 for a new user */
+	const char *external_id;
+	/* desired values (create/update/adopt); for a deactivation the current ones */
+	const char *username, *email, *first_name, *last_name, *display_name;
+	bool company_admin;
+	const char *reason; /* deactivation reason, or why conflict/skip */
+	const struct ids_cur_user *cur; /* borrowed from current; NULL for new */
+};
+
+enum ids_grant_op { IDS_GOP_ADD, IDS_GOP_REMOVE, IDS_GOP_CHANGE /* slot value */ };
+
+struct ids_plan_grant {
+	enum ids_grant_op op;
+	enum ids_grant_kind kind;
+	const char *external_id; /* the user's (source, external_id) key */
+	const char *username;    /* for display */
+	const char *tenant, *name;
+	int slots, old_slots;
+};
+
+enum ids_verdict {
+	IDS_VERDICT_OK,
+	IDS_VERDICT_EMPTY,     /* empty-source guard: aborted_empty */
+	IDS_VERDICT_THRESHOLD, /* aborted_threshold */
+};
+
+struct ids_plan_counts {
+	long users_seen, created, updated, deactivated, reactivated;
+	long grants_added, grants_removed, conflicts, skipped_invalid;
+};
+
+struct ids_plan {
+	const char *connector;
+	/* Users with any action, in the order the text plan prints them
+	 * (by username, then external id). */
+	struct ids_plan_user *users;
+	size_t nusers;
+	/* Grant changes, grouped with their user (same order as users), then
+	 * by (tenant, kind, name). */
+	struct ids_plan_grant *grants;
+	size_t ngrants;
+	struct ids_strv new_tenants;     /* to create (tenants.auto_create) */
+	struct ids_strv missing_tenants; /* grants skipped: tenant unknown */
+	struct ids_strv new_groups;      /* "tenant\tgroup": operator groups to create */
+	struct ids_plan_counts counts;
+	long active_managed;   /* the connector's active managed users before the run */
+	long managed_grants;   /* the connector's grant rows on active users before */
+	long removals_on_active; /* grant removals on users that stay active */
+	enum ids_verdict verdict;
+	char *verdict_why;     /* new: set when verdict != OK */
+	struct ids_arena arena;
+};
+
+struct ids_diff_opts {
+	const char *connector;
+	const char *idp;         /* "ldap" | "entra" | "google" */
+	bool adopt_by_email;
+	bool auto_create_tenants;
+	bool retire;             /* retire: every managed user out_of_scope */
+};
+
+/* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts
+ * are filled; verdict is OK until ids_plan_check_safety().
+ * *ret is new: free with ids_plan_free(). */
+int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
+	     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
+void ids_plan_free(struct ids_plan *p);
+
+struct ids_safety {
+	long max_deactivations;          /* absolute, default 500 */
+	int max_deactivation_percent;    /* of active managed users, default 10 */
+	int max_grant_removals_percent;  /* of managed grants on active users, default 25 */
+};
+
+/* Sets p->verdict (and verdict_why): EMPTY when the snapshot had no users
+ * but the connector owns active users and !allow_empty; THRESHOLD when
+ * deactivations or grant removals exceed a limit and !allow_mass. */
+void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
+			   bool allow_empty, bool allow_mass);
+
+/* The text plan of semantics.md, ending with the summary line. */
+int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out);
+/* The same as one JSON object, stable key order. */
+int ids_plan_format_json(const struct ids_plan *p, struct ids_buf *out);
+/* "1 create, 0 update, 1 deactivate, 0 reactivate, 2 grants added, 0 removed, 0 conflicts" */
+int ids_plan_format_counts(const struct ids_plan_counts *c, struct ids_buf *out);
+
+#endif

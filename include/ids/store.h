@@ -1,0 +1,100 @@
+/* store.h — PostgreSQL: migrations, the per-connector advisory lock,
+ * loading the current managed state, and applying a plan in one
+ * transaction together with its audit rows and its sync_run row.
+ *
+ * Every statement is set-based (no query per user) and every value goes
+ * through parameters or COPY; the schema name is the only identifier
+ * interpolated, quoted with PQescapeIdentifier.  A lost connection
+ * (SQLSTATE class 08 or a dead socket) is IDS_E_DB_LOST. */
+#ifndef IDS_STORE_H
+#define IDS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ids/config.h"
+#include "ids/error.h"
+#include "ids/plan.h"
+
+struct ids_store;
+
+/* Connects with cfg->database (conninfo, password, schema) and sets the
+ * search path to the schema (creating the schema if missing).  *ret new. */
+int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err);
+void ids_store_close(struct ids_store *st); /* accepts NULL */
+
+/* The highest migration this binary knows. */
+int ids_store_binary_version(void);
+/* Brings the schema up to date (apply) or checks it is (!apply: an old
+ * schema is IDS_E_SCHEMA).  A database newer than the binary is always
+ * IDS_E_SCHEMA.  Each migration in its own transaction.  ret_from/ret_to
+ * (may be NULL) get the versions before and after. */
+int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_to,
+		      struct ids_error *err);
+
+/* Session advisory lock for the connector (key: 64-bit hash of
+ * "idsyncd:" + name).  Non-blocking: IDS_E_LOCKED when another session
+ * holds it.  Held until ids_store_unlock or the connection ends. */
+int ids_store_lock(struct ids_store *st, const char *connector, struct ids_error *err);
+int ids_store_unlock(struct ids_store *st, const char *connector, struct ids_error *err);
+
+/* Id of the company with `slug`, created (name = slug) if missing. */
+int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, struct ids_error *err);
+
+/* The current state the diff needs: every user of the company, every grant
+ * row of the users that `connector` owns, the company's tenant slugs.
+ * *ret new (ids_current_free). */
+int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector,
+		   struct ids_current **ret, struct ids_error *err);
+
+/* A sync_run row. */
+struct ids_run {
+	const char *connector;
+	int64_t started_at;  /* unix microseconds */
+	const char *status;  /* ok | failed | aborted_threshold | aborted_empty | dry_run | skipped_locked */
+	const struct ids_plan_counts *counts; /* NULL: counts stay NULL */
+	const char *error;   /* NULL when none; never a secret */
+};
+
+/* In ONE transaction: create missing tenants/operator groups, apply every
+ * user and grant change of p (users keyed by (connector, external_id)),
+ * write one audit row per change, and insert the sync_run row `run`.
+ * Commits, or rolls everything back and returns < 0.  ret_run_id may be
+ * NULL. */
+int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
+		    const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
+		    struct ids_error *err);
+
+/* Inserts a lone sync_run row (failed, aborted_*, dry_run, skipped_locked),
+ * plus, when p is given, its conflict/skip_invalid audit rows. */
+int ids_store_record_run(struct ids_store *st, const struct ids_run *run, int64_t *ret_run_id,
+			 struct ids_error *err);
+
+/* Last sync_run row per connector. */
+struct ids_run_row {
+	int64_t id;
+	char *connector, *status, *error; /* error NULL when none */
+	int64_t started_at, finished_at;  /* unix microseconds; finished 0 = NULL */
+	struct ids_plan_counts counts;
+	bool has_counts;
+};
+int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n,
+			struct ids_error *err);
+void ids_run_rows_free(struct ids_run_row *rows, size_t n);
+
+/* Sources that own users but are not in `configured`: name and count of
+ * active users (orphaned connectors, semantics.md). */
+struct ids_orphan {
+	char *source;
+	long active, total;
+};
+int ids_store_orphans(struct ids_store *st, const struct ids_strv *configured,
+		      struct ids_orphan **ret, size_t *ret_n, struct ids_error *err);
+void ids_orphans_free(struct ids_orphan *o, size_t n);
+
+/* Companies in which `source` owns users (for retire). */
+int ids_store_source_companies(struct ids_store *st, const char *source, int64_t **ret,
+			       size_t *ret_n, struct ids_error *err);
+
+#endif

@@ -1,0 +1,78 @@
+/* util.h — small libc-only helpers shared by every module: a growable
+ * string buffer, an arena for strings that live as long as a snapshot, a
+ * string-keyed hash index, string vectors, UTF-8 checks.  No I/O. */
+#ifndef IDS_UTIL_H
+#define IDS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- growable buffer: always NUL-terminated once anything was added ---- */
+struct ids_buf {
+	char *p;
+	size_t len, cap;
+};
+
+int ids_buf_add(struct ids_buf *b, const void *s, size_t n);
+int ids_buf_puts(struct ids_buf *b, const char *s);
+int ids_buf_putc(struct ids_buf *b, char c);
+int ids_buf_printf(struct ids_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal (with the quotes). */
+int ids_buf_json_str(struct ids_buf *b, const char *s);
+/* Empties b, keeping its memory. */
+void ids_buf_reset(struct ids_buf *b);
+/* Frees the memory; b is empty afterwards. */
+void ids_buf_free(struct ids_buf *b);
+/* Steals: returns the string (never NULL: "" when empty) and empties b. */
+char *ids_buf_steal(struct ids_buf *b);
+
+/* ---- arena: many small strings freed at once ---- */
+struct ids_arena {
+	struct ids_arena_chunk *head;
+};
+
+/* A copy of s[0..n) plus a NUL, owned by the arena; NULL on ENOMEM. */
+char *ids_arena_strndup(struct ids_arena *a, const char *s, size_t n);
+char *ids_arena_strdup(struct ids_arena *a, const char *s); /* s may be NULL -> NULL */
+/* n bytes aligned for any type, zeroed; NULL on ENOMEM. */
+void *ids_arena_alloc(struct ids_arena *a, size_t n);
+void ids_arena_free(struct ids_arena *a);
+
+/* ---- hash index: string key -> uint32 value, keys borrowed (must outlive
+ * the map, e.g. arena strings).  Open addressing, FNV-1a. ---- */
+struct ids_strmap {
+	struct ids_strmap_slot *slots;
+	size_t cap, len;
+};
+
+/* Inserts key -> val.  If key is present, leaves it and returns 0 with
+ * *ret_existing (if not NULL) set to the old value; returns 1 when added. */
+int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing);
+/* true and *ret_val when present. */
+bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val);
+void ids_strmap_free(struct ids_strmap *m);
+
+uint64_t ids_hash64(const void *p, size_t n); /* FNV-1a 64 */
+
+/* ---- string vector (heap strings, owned) ---- */
+struct ids_strv {
+	char **v;
+	size_t n;
+};
+int ids_strv_push(struct ids_strv *sv, const char *s); /* copies s */
+bool ids_strv_contains(const struct ids_strv *sv, const char *s, bool casefold);
+void ids_strv_free(struct ids_strv *sv);
+
+/* ---- strings ---- */
+/* true when s[0..n) is valid UTF-8 with no NUL byte. */
+bool ids_utf8_valid(const char *s, size_t n);
+/* ASCII case-insensitive compare, NULL sorts first. */
+int ids_strcasecmp0(const char *a, const char *b);
+int ids_strcmp0(const char *a, const char *b);
+/* A heap copy with ASCII letters lowered; NULL on ENOMEM. */
+char *ids_strdup_lower(const char *s);
+/* Overwrites a secret with zeroes (not optimised away) and frees it. */
+void ids_secret_free(char *s);
+
+#endif
