@@ -1,0 +1,369 @@
+/* util.c — buffers, arena, hash index, string vectors (util.h). */
+#include "ids/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------- growable buffer ---------------- */
+
+static int buf_reserve(struct ids_buf *b, size_t extra)
+{
+	if (extra > SIZE_MAX / 2 - b->len)
+		return -ENOMEM;
+	size_t need = b->len + extra + 1;
+	if (need <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int ids_buf_add(struct ids_buf *b, const void *s, size_t n)
+{
+	int r = buf_reserve(b, n);
+	if (r < 0)
+		return r;
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int ids_buf_puts(struct ids_buf *b, const char *s)
+{
+	return ids_buf_add(b, s, strlen(s));
+}
+
+int ids_buf_putc(struct ids_buf *b, char c)
+{
+	return ids_buf_add(b, &c, 1);
+}
+
+int ids_buf_printf(struct ids_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	int r = buf_reserve(b, (size_t)n);
+	if (r < 0)
+		return r;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+int ids_buf_json_str(struct ids_buf *b, const char *s)
+{
+	int r = ids_buf_putc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)s; r >= 0 && *p; p++) {
+		switch (*p) {
+		case '"': r = ids_buf_puts(b, "\\\""); break;
+		case '\\': r = ids_buf_puts(b, "\\\\"); break;
+		case '\n': r = ids_buf_puts(b, "\\n"); break;
+		case '\r': r = ids_buf_puts(b, "\\r"); break;
+		case '\t': r = ids_buf_puts(b, "\\t"); break;
+		default:
+			/* other control bytes as \u00XX; UTF-8 passes through */
+			if (*p < 0x20)
+				r = ids_buf_printf(b, "\\u%04x", *p);
+			else
+				r = ids_buf_putc(b, (char)*p);
+		}
+	}
+	return r < 0 ? r : ids_buf_putc(b, '"');
+}
+
+void ids_buf_reset(struct ids_buf *b)
+{
+	b->len = 0;
+	if (b->p)
+		b->p[0] = '\0';
+}
+
+void ids_buf_free(struct ids_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+char *ids_buf_steal(struct ids_buf *b)
+{
+	char *p = b->p ? b->p : strdup("");
+	b->p = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+/* ---------------- arena ---------------- */
+
+struct ids_arena_chunk {
+	struct ids_arena_chunk *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+#define ARENA_CHUNK (64 * 1024)
+
+void *ids_arena_alloc(struct ids_arena *a, size_t n)
+{
+	const size_t align = sizeof(max_align_t);
+	n = (n + align - 1) / align * align;
+	struct ids_arena_chunk *c = a->head;
+	if (!c || c->cap - c->used < n) {
+		/* oversized requests get a chunk of their own, put behind the
+		 * current one so the current chunk's free space stays usable */
+		size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+		struct ids_arena_chunk *nc = malloc(sizeof(*nc) + cap);
+		if (!nc)
+			return NULL;
+		nc->used = 0;
+		nc->cap = cap;
+		if (c && cap != ARENA_CHUNK) {
+			nc->next = c->next;
+			c->next = nc;
+		} else {
+			nc->next = c;
+			a->head = nc;
+		}
+		c = nc;
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+char *ids_arena_strndup(struct ids_arena *a, const char *s, size_t n)
+{
+	char *p = ids_arena_alloc(a, n + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *ids_arena_strdup(struct ids_arena *a, const char *s)
+{
+	return s ? ids_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+void ids_arena_free(struct ids_arena *a)
+{
+	struct ids_arena_chunk *c = a->head;
+	while (c) {
+		struct ids_arena_chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	a->head = NULL;
+}
+
+/* ---------------- hash index ---------------- */
+
+struct ids_strmap_slot {
+	const char *key; /* NULL = empty */
+	uint64_t hash;
+	uint32_t val;
+};
+
+uint64_t ids_hash64(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static int strmap_grow(struct ids_strmap *m)
+{
+	size_t cap = m->cap ? m->cap * 2 : 64;
+	struct ids_strmap_slot *s = calloc(cap, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->slots[i].key)
+			continue;
+		size_t j = m->slots[i].hash & (cap - 1);
+		while (s[j].key)
+			j = (j + 1) & (cap - 1);
+		s[j] = m->slots[i];
+	}
+	free(m->slots);
+	m->slots = s;
+	m->cap = cap;
+	return 0;
+}
+
+int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing)
+{
+	/* keep the load factor under 1/2: probes stay short */
+	if ((m->len + 1) * 2 > m->cap) {
+		int r = strmap_grow(m);
+		if (r < 0)
+			return r;
+	}
+	uint64_t h = ids_hash64(key, strlen(key));
+	size_t j = h & (m->cap - 1);
+	while (m->slots[j].key) {
+		if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) {
+			if (ret_existing)
+				*ret_existing = m->slots[j].val;
+			return 0;
+		}
+		j = (j + 1) & (m->cap - 1);
+	}
+	m->slots[j] = (struct ids_strmap_slot){ key, h, val };
+	m->len++;
+	return 1;
+}
+
+bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val)
+{
+	if (!m->cap || !key)
+		return false;
+	uint64_t h = ids_hash64(key, strlen(key));
+	size_t j = h & (m->cap - 1);
+	while (m->slots[j].key) {
+		if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) {
+			if (ret_val)
+				*ret_val = m->slots[j].val;
+			return true;
+		}
+		j = (j + 1) & (m->cap - 1);
+	}
+	return false;
+}
+
+void ids_strmap_free(struct ids_strmap *m)
+{
+	free(m->slots);
+	m->slots = NULL;
+	m->cap = m->len = 0;
+}
+
+/* ---------------- string vectors ---------------- */
+
+int ids_strv_push(struct ids_strv *sv, const char *s)
+{
+	char *c = strdup(s);
+	if (!c)
+		return -ENOMEM;
+	char **v = realloc(sv->v, (sv->n + 2) * sizeof(*v));
+	if (!v) {
+		free(c);
+		return -ENOMEM;
+	}
+	v[sv->n++] = c;
+	v[sv->n] = NULL;
+	sv->v = v;
+	return 0;
+}
+
+bool ids_strv_contains(const struct ids_strv *sv, const char *s, bool casefold)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		if ((casefold ? strcasecmp(sv->v[i], s) : strcmp(sv->v[i], s)) == 0)
+			return true;
+	return false;
+}
+
+void ids_strv_free(struct ids_strv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	sv->v = NULL;
+	sv->n = 0;
+}
+
+/* ---------------- strings ---------------- */
+
+bool ids_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	while (p < end) {
+		unsigned c = *p;
+		size_t len;
+		unsigned min;
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, min = 0x80, c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, min = 0x800, c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, min = 0x10000, c &= 0x07;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - p) < len)
+			return false;
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		/* overlong forms, surrogates and values past U+10FFFF are invalid */
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return false;
+		p += len;
+	}
+	return true;
+}
+
+int ids_strcasecmp0(const char *a, const char *b)
+{
+	if (!a || !b)
+		return (a != NULL) - (b != NULL);
+	return strcasecmp(a, b);
+}
+
+int ids_strcmp0(const char *a, const char *b)
+{
+	if (!a || !b)
+		return (a != NULL) - (b != NULL);
+	return strcmp(a, b);
+}
+
+char *ids_strdup_lower(const char *s)
+{
+	char *c = strdup(s);
+	if (!c)
+		return NULL;
+	for (char *p = c; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return c;
+}
+
+void ids_secret_free(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
