@@ -1,0 +1,78 @@
+/* log.c — one line per event on stderr, or structured journal entries
+ * under systemd (service.md, "Logging"). */
+#include "ids/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+
+static enum ids_log_level min_level = IDS_LOG_INFO;
+static bool use_journal;
+
+static const char *const level_word[] = { "debug", "info", "warning", "error" };
+/* syslog priorities for the journal's PRIORITY= */
+static const int level_prio[] = { 7, 6, 4, 3 };
+
+void ids_log_setup(enum ids_log_level level, enum ids_log_target target)
+{
+	min_level = level;
+	/* auto: the journal when systemd connected our stderr to it */
+	if (target == IDS_LOGT_AUTO)
+		use_journal = getenv("JOURNAL_STREAM") != NULL;
+	else
+		use_journal = target == IDS_LOGT_JOURNAL;
+}
+
+void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
+	     const char *fmt, ...)
+{
+	if (level < min_level)
+		return;
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (!msg)
+		return;
+
+	if (use_journal) {
+		/* sd_journal_sendv: only the fields this event has */
+		char *f[5] = { 0 };
+		struct iovec iov[6];
+		int n = 0;
+		if (asprintf(&f[0], "MESSAGE=%s%s%s", connector ? connector : "", connector ? ": " : "", msg) < 0)
+			f[0] = NULL;
+		if (asprintf(&f[1], "PRIORITY=%d", level_prio[level]) < 0)
+			f[1] = NULL;
+		if (connector && asprintf(&f[2], "CONNECTOR=%s", connector) < 0)
+			f[2] = NULL;
+		if (run_id && asprintf(&f[3], "RUN_ID=%lld", run_id) < 0)
+			f[3] = NULL;
+		if (user && asprintf(&f[4], "IDSYNC_USER=%s", user) < 0)
+			f[4] = NULL;
+		for (int i = 0; i < 5; i++)
+			if (f[i])
+				iov[n++] = (struct iovec){ f[i], strlen(f[i]) };
+		iov[n++] = (struct iovec){ (char *)"SYSLOG_IDENTIFIER=idsyncd", 25 };
+		sd_journal_sendv(iov, n);
+		for (int i = 0; i < 5; i++)
+			free(f[i]);
+	} else {
+		char ts[32];
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], connector ? connector : "",
+			connector ? ": " : "", msg);
+	}
+	free(msg);
+}

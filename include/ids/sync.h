@@ -1,0 +1,62 @@
+/* sync.h — one sync cycle of one connector, top to bottom:
+ * lock -> pull -> finish snapshot -> rules -> load current -> diff ->
+ * safety -> apply -> report.  Used by the `sync`, `plan` and `retire`
+ * commands and by the daemon's scheduler. */
+#ifndef IDS_SYNC_H
+#define IDS_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ids/config.h"
+#include "ids/plan.h"
+#include "ids/store.h"
+#include "ids/util.h"
+
+/* Exit codes of service.md. */
+enum {
+	IDS_EXIT_OK = 0,
+	IDS_EXIT_FAILED = 1,
+	IDS_EXIT_USAGE = 2,
+	IDS_EXIT_SAFETY = 3,
+	IDS_EXIT_LOCKED = 4,
+	IDS_EXIT_CONFIG = 78,
+};
+
+/* The worse of two exit codes: 78 > 1 > 3 > 4 > 0. */
+int ids_exit_worst(int a, int b);
+
+enum ids_out_format { IDS_FMT_TEXT, IDS_FMT_JSON };
+
+struct ids_sync_opts {
+	bool dry_run;    /* plan: compute and print, write nothing */
+	bool allow_mass; /* --allow-mass-deactivation */
+	bool print_plan; /* append the whole plan (text/json) to out, else the summary */
+	enum ids_out_format format;
+	/* Called between pages and batches (watchdog); < 0 cancels the run. */
+	int (*progress)(void *ud);
+	void *ud;
+};
+
+/* What one connector run did. */
+struct ids_sync_result {
+	int exit_code;       /* IDS_EXIT_* for this connector */
+	const char *status;  /* static: ok, failed, aborted_threshold, ... */
+	struct ids_plan_counts counts;
+	int64_t run_id;      /* sync_run id, 0 when none was written */
+	char *error;         /* new: error text for failed runs, else NULL */
+};
+
+/* Runs connector cc once against the store.  Appends the summary line (or
+ * the whole plan) to out.  Never fails as a whole: every outcome is in
+ * *res (free res->error). */
+void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
+			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
+			struct ids_buf *out, struct ids_sync_result *res);
+
+/* `retire NAME`: deactivates (out_of_scope) the users of a connector no
+ * longer in the configuration, through the safety thresholds. */
+void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const char *name,
+		     const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res);
+
+#endif
