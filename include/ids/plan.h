@@ -133,6 +133,8 @@ struct ids_plan {
 	enum ids_verdict verdict;
 	char *verdict_why;     /* new: set when verdict != OK */
 	struct ids_arena arena;
+	const char *idp;       /* opts->idp, for the "sso/entra" of the text plan; may be NULL */
+	bool retire;           /* made by `idsyncd retire`: the safety message names that command */
 };
 
 struct ids_diff_opts {

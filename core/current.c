@@ -1,0 +1,102 @@
+/* current.c — the current managed state of one company, as the store reads
+ * it from PostgreSQL (plan.h).  A plain container: growable arrays whose
+ * strings live in the container's arena, so that the store can hand in
+ * pointers into a PGresult and clear it right after. */
+#include "ids/plan.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+int ids_current_new(struct ids_current **ret)
+{
+	struct ids_current *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*ret = c;
+	return 0;
+}
+
+void ids_current_free(struct ids_current *c)
+{
+	if (!c)
+		return;
+	free(c->users);
+	free(c->grants);
+	ids_strv_free(&c->tenants);
+	ids_arena_free(&c->arena);
+	free(c);
+}
+
+/* Makes room for one more element of size `sz` in *arr (n used, *cap
+ * allocated), doubling so that loading 100k rows stays linear. */
+static int grow(void **arr, size_t n, size_t *cap, size_t sz)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : 64;
+	if (ncap > SIZE_MAX / sz)
+		return -ENOMEM;
+	void *p = realloc(*arr, ncap * sz);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* Copies a nullable string into the arena; false only when out of memory
+ * (a NULL source stays NULL and is fine). */
+static bool dup_field(struct ids_arena *a, const char *src, const char **dst)
+{
+	*dst = ids_arena_strdup(a, src);
+	return !src || *dst;
+}
+
+int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u)
+{
+	void *arr = c->users;
+	int r = grow(&arr, c->nusers, &c->ucap, sizeof(*c->users));
+	c->users = arr;
+	if (r < 0)
+		return r;
+
+	struct ids_cur_user n = *u;
+	struct ids_arena *a = &c->arena;
+	/* the slot is only counted once every copy succeeded: a failed add
+	 * leaves the container as it was (the arena may keep a few bytes) */
+	if (!dup_field(a, u->source, &n.source) || !dup_field(a, u->external_id, &n.external_id) ||
+	    !dup_field(a, u->username, &n.username) || !dup_field(a, u->email, &n.email) ||
+	    !dup_field(a, u->first_name, &n.first_name) || !dup_field(a, u->last_name, &n.last_name) ||
+	    !dup_field(a, u->display_name, &n.display_name) ||
+	    !dup_field(a, u->auth_method, &n.auth_method) || !dup_field(a, u->idp, &n.idp) ||
+	    !dup_field(a, u->reason, &n.reason))
+		return -ENOMEM;
+	c->users[c->nusers++] = n;
+	return 0;
+}
+
+int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g)
+{
+	if ((unsigned)g->kind >= IDS_GRANT__COUNT || !g->tenant || !g->name)
+		return -EINVAL;
+	void *arr = c->grants;
+	int r = grow(&arr, c->ngrants, &c->gcap, sizeof(*c->grants));
+	c->grants = arr;
+	if (r < 0)
+		return r;
+
+	struct ids_cur_grant n = *g;
+	if (!dup_field(&c->arena, g->tenant, &n.tenant) || !dup_field(&c->arena, g->name, &n.name))
+		return -ENOMEM;
+	c->grants[c->ngrants++] = n;
+	return 0;
+}
+
+int ids_current_add_tenant(struct ids_current *c, const char *slug)
+{
+	if (!slug)
+		return -EINVAL;
+	/* no duplicate check: the diff indexes the slugs, a repeat is harmless */
+	return ids_strv_push(&c->tenants, slug);
+}

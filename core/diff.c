@@ -1,0 +1,915 @@
+/* diff.c — (snapshot, desired state, current rows) -> plan (plan.h).
+ *
+ * Pure and deterministic: the plan depends on the contents of its inputs,
+ * never on the order of the current rows (every "first holder" lookup
+ * prefers the lowest row id) nor on hash-map iteration (nothing iterates a
+ * map; every output list is sorted at the end).
+ *
+ * The passes, in the order semantics.md needs them:
+ *   1. index the current rows: managed rows by external id, usernames,
+ *      e-mails of active rows, adoptable e-mails, grants by user;
+ *   2. decide each managed row's fate (keep / active / inactive + reason)
+ *      from the snapshot, before anything claims a name, so that an e-mail
+ *      freed by a deactivation anywhere in the run is known to be free;
+ *   3. skipped (invalid) users, then deactivations;
+ *   4. managed users that stay or become active, in snapshot order;
+ *   5. new users (adopt / conflict / create), in snapshot order.
+ * Users with rows go before new ones so that a managed user keeps its name
+ * when a newcomer wants the same one (the newcomer gets the conflict).
+ *
+ * Renames never free a username or an e-mail inside the run (only a
+ * deactivation frees an e-mail): the store can then apply deactivations
+ * first and everything else in any order without hitting a unique index,
+ * and a swap or a chain of renames settles over the next runs. */
+#include "ids/plan.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_ROW UINT32_MAX
+
+enum fate {
+	FATE_NONE,     /* not a row of this connector */
+	FATE_KEEP,     /* its snapshot entry is invalid: leave the row as it is */
+	FATE_ACTIVE,   /* enabled and in scope: update / reactivate */
+	FATE_INACTIVE, /* disabled, out of scope or gone: deactivate */
+};
+
+struct row_state {
+	unsigned char fate;
+	const char *reason; /* FATE_INACTIVE: the deactivation reason */
+	size_t snap;        /* the valid snapshot user matched, SIZE_MAX if none */
+};
+
+/* A row index with its id, to visit rows in id order whatever the load
+ * order was. */
+struct row_ref {
+	int64_t id;
+	uint32_t row;
+};
+
+struct diff {
+	const struct ids_snapshot *s;
+	const struct ids_desired_set *d;
+	const struct ids_current *c;
+	const struct ids_diff_opts *o;
+	struct ids_plan *p;
+	size_t ucap, gcap;
+
+	struct ids_arena tmp;        /* lower-cased keys; lives as long as the maps */
+	struct ids_strmap managed;   /* external_id -> row owned by this connector */
+	struct ids_strmap names;     /* lower(username) -> row holding it, any state */
+	struct ids_strmap emails;    /* lower(email) -> active row holding it */
+	struct ids_strmap adoptable; /* lower(email) -> unmanaged row, active ones first */
+	struct ids_strmap claimed_names, claimed_emails; /* -> snapshot index claiming it */
+	struct ids_strmap tenants, new_tenants, missing_tenants, new_groups;
+
+	struct row_state *rows;            /* parallel to c->users */
+	const char **skip;                 /* parallel to s->users: why it is skipped, or NULL */
+	const struct ids_cur_grant **gsorted; /* c->grants by (user_id, tenant, kind, name) */
+	struct ids_buf scratch;
+};
+
+/* ---------------- small helpers ---------------- */
+
+/* An ASCII-lowered copy of s in the scratch arena (keys of the
+ * case-insensitive maps); NULL on ENOMEM. */
+static const char *lower_key(struct diff *x, const char *s)
+{
+	char *k = ids_arena_strdup(&x->tmp, s);
+	for (char *q = k; q && *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	return k;
+}
+
+/* A copy in the plan's arena, so that the plan outlives its inputs.  Sets
+ * *err on ENOMEM; NULL stays NULL. */
+static const char *pdup(struct diff *x, const char *s, int *err)
+{
+	if (!s)
+		return NULL;
+	const char *c = ids_arena_strdup(&x->p->arena, s);
+	if (!c)
+		*err = -ENOMEM;
+	return c;
+}
+
+static int cmp_grant_key(enum ids_grant_kind ka, const char *ta, const char *na,
+			 enum ids_grant_kind kb, const char *tb, const char *nb)
+{
+	int r = ids_strcmp0(ta, tb);
+	if (r)
+		return r;
+	if (ka != kb)
+		return ka < kb ? -1 : 1;
+	return ids_strcmp0(na, nb);
+}
+
+static int cmp_row_ref(const void *a, const void *b)
+{
+	const struct row_ref *x = a, *y = b;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static int cmp_cur_grant(const void *a, const void *b)
+{
+	const struct ids_cur_grant *x = *(const struct ids_cur_grant *const *)a;
+	const struct ids_cur_grant *y = *(const struct ids_cur_grant *const *)b;
+	if (x->user_id != y->user_id)
+		return x->user_id < y->user_id ? -1 : 1;
+	int r = cmp_grant_key(x->kind, x->tenant, x->name, y->kind, y->tenant, y->name);
+	if (r)
+		return r;
+	/* the schema forbids two rows with one key; order them anyway */
+	return (int)x->manual - (int)y->manual;
+}
+
+static int cmp_des_grant(const void *a, const void *b)
+{
+	const struct ids_grant *x = *(const struct ids_grant *const *)a;
+	const struct ids_grant *y = *(const struct ids_grant *const *)b;
+	return cmp_grant_key(x->kind, x->tenant, x->name, y->kind, y->tenant, y->name);
+}
+
+/* The order of the text plan: by username, then external id (the id and
+ * the flags only break ties that real data cannot produce). */
+static int cmp_plan_user(const void *a, const void *b)
+{
+	const struct ids_plan_user *x = a, *y = b;
+	int r = ids_strcmp0(x->username, y->username);
+	if (!r)
+		r = ids_strcmp0(x->external_id, y->external_id);
+	if (!r && x->id != y->id)
+		r = x->id < y->id ? -1 : 1;
+	if (!r && x->flags != y->flags)
+		r = x->flags < y->flags ? -1 : 1;
+	return r;
+}
+
+static int cmp_plan_grant(const void *a, const void *b)
+{
+	const struct ids_plan_grant *x = a, *y = b;
+	int r = ids_strcmp0(x->username, y->username);
+	if (!r)
+		r = ids_strcmp0(x->external_id, y->external_id);
+	if (!r)
+		r = cmp_grant_key(x->kind, x->tenant, x->name, y->kind, y->tenant, y->name);
+	if (!r && x->op != y->op)
+		r = x->op < y->op ? -1 : 1;
+	return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool is_released(const struct diff *x, uint32_t row)
+{
+	/* only a deactivation in this run frees an e-mail (see the top) */
+	return x->c->users[row].active && x->rows[row].fate == FATE_INACTIVE;
+}
+
+/* Formats a reason into the plan's arena. */
+static const char *reasonf(struct diff *x, int *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static const char *reasonf(struct diff *x, int *err, const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n >= 0)
+		s = ids_arena_alloc(&x->p->arena, (size_t)n + 1);
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* ---------------- output arrays ---------------- */
+
+static int push_user(struct diff *x, const struct ids_plan_user *u)
+{
+	struct ids_plan *p = x->p;
+	if (p->nusers == x->ucap) {
+		size_t cap = x->ucap ? x->ucap * 2 : 32;
+		struct ids_plan_user *v = realloc(p->users, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->users = v;
+		x->ucap = cap;
+	}
+	p->users[p->nusers++] = *u;
+	return 0;
+}
+
+static int push_grant(struct diff *x, const struct ids_plan_grant *g)
+{
+	struct ids_plan *p = x->p;
+	if (p->ngrants == x->gcap) {
+		size_t cap = x->gcap ? x->gcap * 2 : 64;
+		struct ids_plan_grant *v = realloc(p->grants, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->grants = v;
+		x->gcap = cap;
+	}
+	p->grants[p->ngrants++] = *g;
+	return 0;
+}
+
+/* A plan entry for one user.  Values come from the snapshot user u (what
+ * is wanted) or, with from_row, from the current row (a deactivation, a
+ * managed user left as it is). */
+static int add_user(struct diff *x, unsigned flags, unsigned changed, const struct ids_cur_user *row,
+		    const struct ids_user *u, bool company_admin, const char *reason, bool from_row)
+{
+	int err = 0;
+	const char *ext = u && u->f[IDS_F_EXTERNAL_ID] ? u->f[IDS_F_EXTERNAL_ID] : row ? row->external_id : NULL;
+	struct ids_plan_user pu = {
+		.flags = flags,
+		.changed = changed,
+		.id = row ? row->id : 0,
+		.external_id = pdup(x, ext, &err),
+		.company_admin = company_admin,
+		.reason = pdup(x, reason, &err),
+		.cur = row,
+	};
+	if (from_row && row) {
+		pu.username = pdup(x, row->username, &err);
+		pu.email = pdup(x, row->email, &err);
+		pu.first_name = pdup(x, row->first_name, &err);
+		pu.last_name = pdup(x, row->last_name, &err);
+		pu.display_name = pdup(x, row->display_name, &err);
+	} else if (u) {
+		pu.username = pdup(x, u->f[IDS_F_USERNAME], &err);
+		pu.email = pdup(x, u->f[IDS_F_EMAIL], &err);
+		pu.first_name = pdup(x, u->f[IDS_F_FIRST_NAME], &err);
+		pu.last_name = pdup(x, u->f[IDS_F_LAST_NAME], &err);
+		pu.display_name = pdup(x, u->f[IDS_F_DISPLAY_NAME], &err);
+	}
+	return err < 0 ? err : push_user(x, &pu);
+}
+
+/* ---------------- pass 1: index the current state ---------------- */
+
+static int index_current(struct diff *x)
+{
+	const struct ids_current *c = x->c;
+	struct row_ref *order = NULL;
+	int r = -ENOMEM;
+
+	if (c->nusers >= NO_ROW)
+		return -E2BIG;
+	x->rows = calloc(c->nusers ? c->nusers : 1, sizeof(*x->rows));
+	x->gsorted = calloc(c->ngrants ? c->ngrants : 1, sizeof(*x->gsorted));
+	order = calloc(c->nusers ? c->nusers : 1, sizeof(*order));
+	if (!x->rows || !x->gsorted || !order)
+		goto out;
+
+	for (size_t i = 0; i < c->ngrants; i++)
+		x->gsorted[i] = &c->grants[i];
+	qsort(x->gsorted, c->ngrants, sizeof(*x->gsorted), cmp_cur_grant);
+
+	for (size_t i = 0; i < c->nusers; i++)
+		order[i] = (struct row_ref){ c->users[i].id, (uint32_t)i };
+	qsort(order, c->nusers, sizeof(*order), cmp_row_ref);
+
+	/* in id order, so that "first holder wins" means "lowest id wins"
+	 * whatever order the store loaded the rows in */
+	for (size_t i = 0; i < c->nusers; i++) {
+		uint32_t row = order[i].row;
+		const struct ids_cur_user *cu = &c->users[row];
+		x->rows[row].snap = SIZE_MAX;
+		bool ours = cu->source && strcmp(cu->source, x->o->connector) == 0;
+		if (ours && cu->external_id) {
+			x->rows[row].fate = FATE_INACTIVE; /* until the snapshot says otherwise */
+			if ((r = ids_strmap_put(&x->managed, cu->external_id, row, NULL)) < 0)
+				goto out;
+			if (cu->active)
+				x->p->active_managed++;
+		}
+		const char *k;
+		if (cu->username) {
+			if (!(k = lower_key(x, cu->username)) || (r = ids_strmap_put(&x->names, k, row, NULL)) < 0)
+				goto nomem;
+		}
+		if (cu->email && cu->active) {
+			if (!(k = lower_key(x, cu->email)) || (r = ids_strmap_put(&x->emails, k, row, NULL)) < 0)
+				goto nomem;
+		}
+	}
+	/* adoption prefers the active unmanaged holder of an e-mail: the
+	 * inactive ones are old accounts the active one replaced */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < c->nusers; i++) {
+			const struct ids_cur_user *cu = &c->users[order[i].row];
+			if (cu->source || !cu->email || cu->active != (pass == 0))
+				continue;
+			const char *k = lower_key(x, cu->email);
+			if (!k || (r = ids_strmap_put(&x->adoptable, k, order[i].row, NULL)) < 0)
+				goto nomem;
+		}
+	}
+	for (size_t i = 0; i < c->tenants.n; i++)
+		if ((r = ids_strmap_put(&x->tenants, c->tenants.v[i], 1, NULL)) < 0)
+			goto out;
+	r = 0;
+	goto out;
+nomem:
+	r = -ENOMEM;
+out:
+	free(order);
+	return r;
+}
+
+/* The grants of user_id, as a range of x->gsorted. */
+static void grants_of(const struct diff *x, int64_t user_id, size_t *ret_lo, size_t *ret_hi)
+{
+	size_t lo = 0, hi = x->c->ngrants;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (x->gsorted[mid]->user_id < user_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t end = lo;
+	while (end < x->c->ngrants && x->gsorted[end]->user_id == user_id)
+		end++;
+	*ret_lo = lo;
+	*ret_hi = end;
+}
+
+/* managed_grants: the connector's grant rows on its active users, the
+ * base of the grant-removal threshold. */
+static void count_managed_grants(struct diff *x)
+{
+	for (size_t i = 0; i < x->c->nusers; i++) {
+		const struct ids_cur_user *cu = &x->c->users[i];
+		if (x->rows[i].fate == FATE_NONE || !cu->active)
+			continue;
+		size_t lo, hi;
+		grants_of(x, cu->id, &lo, &hi);
+		for (size_t j = lo; j < hi; j++)
+			if (!x->gsorted[j]->manual)
+				x->p->managed_grants++;
+	}
+}
+
+/* ---------------- pass 2: fate of every managed row ---------------- */
+
+static const char *invalid_why(const struct ids_user *u)
+{
+	if (u->invalid)
+		return u->invalid;
+	/* the snapshot builder already refuses these; a hand-made snapshot
+	 * must not crash the diff either */
+	if (!u->f[IDS_F_EXTERNAL_ID] || !*u->f[IDS_F_EXTERNAL_ID])
+		return "missing external id";
+	if (!u->f[IDS_F_USERNAME] || !*u->f[IDS_F_USERNAME])
+		return "missing username";
+	return NULL;
+}
+
+static int decide_fates(struct diff *x)
+{
+	const struct ids_snapshot *s = x->s;
+	struct ids_strmap seen = { 0 };
+	int r = 0;
+
+	for (size_t k = 0; k < s->nusers; k++) {
+		const struct ids_user *u = &s->users[k];
+		const char *ext = u->f[IDS_F_EXTERNAL_ID];
+		x->skip[k] = invalid_why(u);
+		/* a repeated external id: the builder marks these invalid, we
+		 * do too rather than let two entries drive one row */
+		if (!x->skip[k]) {
+			if ((r = ids_strmap_put(&seen, ext, (uint32_t)k, NULL)) < 0)
+				goto out;
+			if (r == 0)
+				x->skip[k] = "duplicate external id";
+		}
+		uint32_t row;
+		if (!ext || !ids_strmap_get(&x->managed, ext, &row))
+			continue;
+		struct row_state *rs = &x->rows[row];
+		if (x->skip[k]) {
+			/* safety rule 6: bad data keeps the row exactly as it is */
+			rs->fate = FATE_KEEP;
+			rs->reason = NULL;
+			continue;
+		}
+		rs->snap = k;
+		if (rs->fate == FATE_KEEP)
+			continue;
+		const struct ids_desired *want = &x->d->users[k];
+		if (x->o->retire) {
+			rs->fate = FATE_INACTIVE;
+			rs->reason = "out_of_scope";
+		} else if (u->disabled) {
+			rs->fate = FATE_INACTIVE;
+			rs->reason = "disabled_in_source";
+		} else if (!want->in_scope) {
+			rs->fate = FATE_INACTIVE;
+			rs->reason = "out_of_scope";
+		} else {
+			rs->fate = FATE_ACTIVE;
+		}
+	}
+	/* rows the snapshot does not name: gone from the directory (or, for
+	 * retire, the connector itself is gone: out of scope) */
+	for (size_t i = 0; i < x->c->nusers; i++)
+		if (x->rows[i].fate == FATE_INACTIVE && x->rows[i].snap == SIZE_MAX)
+			x->rows[i].reason = x->o->retire ? "out_of_scope" : "deleted_in_source";
+	r = 0;
+out:
+	ids_strmap_free(&seen);
+	return r;
+}
+
+/* ---------------- grants ---------------- */
+
+/* true when a grant for tenant may be planned; records the slug in
+ * new_tenants or missing_tenants (each once). */
+static int tenant_ok(struct diff *x, const char *tenant, bool *ret_ok)
+{
+	if (ids_strmap_get(&x->tenants, tenant, NULL)) {
+		*ret_ok = true;
+		return 0;
+	}
+	bool create = x->o->auto_create_tenants;
+	struct ids_strmap *m = create ? &x->new_tenants : &x->missing_tenants;
+	struct ids_strv *v = create ? &x->p->new_tenants : &x->p->missing_tenants;
+	int r = ids_strmap_put(m, tenant, 1, NULL);
+	if (r > 0)
+		r = ids_strv_push(v, tenant);
+	if (r < 0)
+		return r;
+	*ret_ok = create;
+	return 0;
+}
+
+/* An operator group that gets a member must exist: note "tenant\tgroup". */
+static int note_group(struct diff *x, const char *tenant, const char *name)
+{
+	ids_buf_reset(&x->scratch);
+	int r = ids_buf_printf(&x->scratch, "%s\t%s", tenant, name);
+	if (r < 0)
+		return r;
+	const char *k = ids_arena_strdup(&x->tmp, x->scratch.p);
+	if (!k)
+		return -ENOMEM;
+	r = ids_strmap_put(&x->new_groups, k, 1, NULL);
+	if (r > 0)
+		r = ids_strv_push(&x->p->new_groups, k);
+	return r < 0 ? r : 0;
+}
+
+static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind kind, const char *tenant,
+		     const char *name, int slots, int old_slots, const char *ext, const char *username)
+{
+	int err = 0;
+	struct ids_plan_grant g = {
+		.op = op,
+		.kind = kind,
+		.external_id = ext,
+		.username = username,
+		.tenant = pdup(x, tenant, &err),
+		.name = pdup(x, name, &err),
+		.slots = slots,
+		.old_slots = old_slots,
+	};
+	if (err < 0)
+		return err;
+	if (op == IDS_GOP_REMOVE) {
+		x->p->counts.grants_removed++;
+	} else {
+		/* a slot CHANGE is one grants_added and no removal: the row
+		 * stays, only its value moves, and the grant-removal threshold
+		 * must not fire on a rule that raises everyone's slots */
+		x->p->counts.grants_added++;
+		if (kind == IDS_GRANT_GROUP && op == IDS_GOP_ADD && (err = note_group(x, tenant, name)) < 0)
+			return err;
+	}
+	return push_grant(x, &g);
+}
+
+/* Plans the grants of one user: want (NULL: none, a deactivation) against
+ * the current rows of row (NULL: a new user).  ext and username are plan
+ * arena strings.  Manual rows are never touched and satisfy a wanted grant
+ * with the same key; managed rows not wanted are removed. */
+static int diff_grants(struct diff *x, const struct ids_desired *want, const struct ids_cur_user *row,
+		       const char *ext, const char *username, bool stays_active)
+{
+	const struct ids_grant **des = NULL;
+	size_t nd = 0, lo = 0, hi = 0;
+	int r = 0;
+
+	if (want && want->ngrants) {
+		des = calloc(want->ngrants, sizeof(*des));
+		if (!des)
+			return -ENOMEM;
+		for (size_t i = 0; i < want->ngrants; i++) {
+			bool ok;
+			if ((r = tenant_ok(x, want->grants[i].tenant, &ok)) < 0)
+				goto out;
+			if (ok)
+				des[nd++] = &want->grants[i];
+		}
+		/* rules hand them sorted and unique; the merge below relies
+		 * on it, so make sure rather than trust */
+		qsort(des, nd, sizeof(*des), cmp_des_grant);
+		size_t w = 0;
+		for (size_t i = 0; i < nd; i++)
+			if (w == 0 || cmp_des_grant(&des[w - 1], &des[i]) != 0)
+				des[w++] = des[i];
+		nd = w;
+	}
+	if (row)
+		grants_of(x, row->id, &lo, &hi);
+
+	size_t i = 0, j = lo;
+	while (i < nd || j < hi) {
+		const struct ids_grant *dg = i < nd ? des[i] : NULL;
+		const struct ids_cur_grant *cg = j < hi ? x->gsorted[j] : NULL;
+		int c = !dg ? 1 : !cg ? -1 :
+			cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
+		if (c < 0) {
+			r = add_grant(x, IDS_GOP_ADD, dg->kind, dg->tenant, dg->name,
+				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, ext, username);
+			i++;
+		} else if (c > 0) {
+			if (!cg->manual) {
+				r = add_grant(x, IDS_GOP_REMOVE, cg->kind, cg->tenant, cg->name,
+					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0, ext, username);
+				if (stays_active)
+					x->p->removals_on_active++;
+			}
+			j++;
+		} else {
+			/* same key: a manual row satisfies it whatever its value */
+			if (!cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)
+				r = add_grant(x, IDS_GOP_CHANGE, dg->kind, dg->tenant, dg->name, dg->slots,
+					      cg->slots, ext, username);
+			i++;
+			j++;
+		}
+		if (r < 0)
+			goto out;
+	}
+out:
+	free(des);
+	return r;
+}
+
+/* ---------------- uniqueness ---------------- */
+
+/* Sets *ret_why when `name` can't be used by the user of snapshot index k
+ * whose row is self (NO_ROW for none): another row holds it (usernames are
+ * unique among all the company's users, active or not), or an earlier user
+ * of this run claimed it. */
+static int check_name(struct diff *x, const char *name, uint32_t self, const char **ret_why)
+{
+	int err = 0;
+	uint32_t h;
+	const char *k = lower_key(x, name);
+	if (!k)
+		return -ENOMEM;
+	if (ids_strmap_get(&x->names, k, &h) && h != self)
+		*ret_why = reasonf(x, &err, "username %s is taken by user id %lld", name,
+				   (long long)x->c->users[h].id);
+	else if (ids_strmap_get(&x->claimed_names, k, &h))
+		*ret_why = reasonf(x, &err, "username %s is wanted by another user of this run (external id %s)",
+				   name, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
+	return err;
+}
+
+/* The same for an e-mail, unique among active users: a holder that this
+ * run deactivates no longer counts. */
+static int check_email(struct diff *x, const char *email, uint32_t self, const char **ret_why)
+{
+	int err = 0;
+	uint32_t h;
+	const char *k = lower_key(x, email);
+	if (!k)
+		return -ENOMEM;
+	if (ids_strmap_get(&x->emails, k, &h) && h != self && !is_released(x, h))
+		*ret_why = reasonf(x, &err, "email %s is taken by active user id %lld", email,
+				   (long long)x->c->users[h].id);
+	else if (ids_strmap_get(&x->claimed_emails, k, &h))
+		*ret_why = reasonf(x, &err, "email %s is wanted by another user of this run (external id %s)",
+				   email, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
+	return err;
+}
+
+/* Both checks, username first; *ret_why stays NULL when the user may go. */
+static int check_unique(struct diff *x, const struct ids_user *u, bool name, bool email, uint32_t self,
+			const char **ret_why)
+{
+	int r = 0;
+	*ret_why = NULL;
+	if (name)
+		r = check_name(x, u->f[IDS_F_USERNAME], self, ret_why);
+	if (r >= 0 && !*ret_why && email && u->f[IDS_F_EMAIL])
+		r = check_email(x, u->f[IDS_F_EMAIL], self, ret_why);
+	return r;
+}
+
+/* Records that snapshot user k takes its username and e-mail. */
+static int claim(struct diff *x, size_t k)
+{
+	const struct ids_user *u = &x->s->users[k];
+	const char *n = lower_key(x, u->f[IDS_F_USERNAME]);
+	int r = n ? ids_strmap_put(&x->claimed_names, n, (uint32_t)k, NULL) : -ENOMEM;
+	if (r >= 0 && u->f[IDS_F_EMAIL]) {
+		const char *e = lower_key(x, u->f[IDS_F_EMAIL]);
+		r = e ? ids_strmap_put(&x->claimed_emails, e, (uint32_t)k, NULL) : -ENOMEM;
+	}
+	return r < 0 ? r : 0;
+}
+
+/* Which profile fields of row differ from what snapshot user u and its
+ * desired state want. */
+static unsigned changed_fields(const struct diff *x, const struct ids_cur_user *row, const struct ids_user *u,
+			       const struct ids_desired *want)
+{
+	unsigned ch = 0;
+	if (ids_strcmp0(row->username, u->f[IDS_F_USERNAME]))
+		ch |= IDS_CH_USERNAME;
+	if (ids_strcmp0(row->email, u->f[IDS_F_EMAIL]))
+		ch |= IDS_CH_EMAIL;
+	if (ids_strcmp0(row->first_name, u->f[IDS_F_FIRST_NAME]))
+		ch |= IDS_CH_FIRST_NAME;
+	if (ids_strcmp0(row->last_name, u->f[IDS_F_LAST_NAME]))
+		ch |= IDS_CH_LAST_NAME;
+	if (ids_strcmp0(row->display_name, u->f[IDS_F_DISPLAY_NAME]))
+		ch |= IDS_CH_DISPLAY_NAME;
+	if (row->company_admin != want->company_admin)
+		ch |= IDS_CH_COMPANY_ADMIN;
+	/* a managed user signs in through the connector's identity provider */
+	if (ids_strcmp0(row->auth_method, "sso") || ids_strcmp0(row->idp, x->o->idp))
+		ch |= IDS_CH_AUTH;
+	return ch;
+}
+
+/* ---------------- passes 3-5 ---------------- */
+
+static int plan_skips(struct diff *x)
+{
+	for (size_t k = 0; k < x->s->nusers; k++) {
+		if (!x->skip[k])
+			continue;
+		const struct ids_user *u = &x->s->users[k];
+		uint32_t row;
+		const struct ids_cur_user *cu = NULL;
+		if (u->f[IDS_F_EXTERNAL_ID] && ids_strmap_get(&x->managed, u->f[IDS_F_EXTERNAL_ID], &row))
+			cu = &x->c->users[row];
+		/* show the row as it stays when there is one */
+		int r = add_user(x, IDS_PU_SKIP_INVALID, 0, cu, u, cu ? cu->company_admin : false, x->skip[k],
+				 cu != NULL);
+		if (r < 0)
+			return r;
+		x->p->counts.skipped_invalid++;
+	}
+	return 0;
+}
+
+static int plan_deactivations(struct diff *x)
+{
+	for (size_t i = 0; i < x->c->nusers; i++) {
+		const struct ids_cur_user *cu = &x->c->users[i];
+		const struct row_state *rs = &x->rows[i];
+		if (rs->fate != FATE_INACTIVE)
+			continue;
+		int r = 0;
+		if (cu->active) {
+			r = add_user(x, IDS_PU_DEACTIVATE, 0, cu, NULL, cu->company_admin, rs->reason, true);
+			x->p->counts.deactivated++;
+		} else if (ids_strcmp0(cu->reason, rs->reason)) {
+			/* already inactive: not a deactivation (the thresholds
+			 * count people losing access), just a truer reason */
+			r = add_user(x, IDS_PU_REASON, 0, cu, NULL, cu->company_admin, rs->reason, true);
+			x->p->counts.updated++;
+		}
+		if (r < 0)
+			return r;
+		/* any managed grant left goes, also on an already inactive row */
+		int err = 0;
+		const char *ext = pdup(x, cu->external_id, &err);
+		const char *name = pdup(x, cu->username, &err);
+		if (err < 0 || (r = diff_grants(x, NULL, cu, ext, name, false)) < 0)
+			return err < 0 ? err : r;
+	}
+	return 0;
+}
+
+/* A managed user that is enabled and in scope. */
+static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
+{
+	const struct ids_user *u = &x->s->users[k];
+	const struct ids_desired *want = &x->d->users[k];
+	const struct ids_cur_user *cu = &x->c->users[rowi];
+	unsigned ch = changed_fields(x, cu, u, want);
+	bool reactivate = !cu->active;
+	const char *why;
+	/* a reactivated row takes its e-mail back among the active ones */
+	int r = check_unique(x, u, ch & IDS_CH_USERNAME, (ch & IDS_CH_EMAIL) || reactivate, rowi, &why);
+	if (r < 0)
+		return r;
+	if (why) {
+		/* swaps and clashes: the user keeps its current state entirely,
+		 * grants included, until the clash is gone */
+		x->p->counts.conflicts++;
+		return add_user(x, IDS_PU_CONFLICT, 0, cu, u, cu->company_admin, why, true);
+	}
+	if ((r = claim(x, k)) < 0)
+		return r;
+	if (ch || reactivate) {
+		unsigned flags = (ch ? IDS_PU_UPDATE : 0) | (reactivate ? IDS_PU_REACTIVATE : 0);
+		if ((r = add_user(x, flags, ch, cu, u, want->company_admin, NULL, false)) < 0)
+			return r;
+		if (ch)
+			x->p->counts.updated++;
+		if (reactivate)
+			x->p->counts.reactivated++;
+	}
+	int err = 0;
+	const char *ext = pdup(x, u->f[IDS_F_EXTERNAL_ID], &err);
+	const char *name = pdup(x, u->f[IDS_F_USERNAME], &err);
+	if (err < 0)
+		return err;
+	return diff_grants(x, want, cu, ext, name, cu->active);
+}
+
+/* A user with no row of this connector: adopt, create, or conflict. */
+static int plan_new(struct diff *x, size_t k)
+{
+	const struct ids_user *u = &x->s->users[k];
+	const struct ids_desired *want = &x->d->users[k];
+	const char *email = u->f[IDS_F_EMAIL];
+	uint32_t adopt = NO_ROW;
+	const char *why;
+	int r;
+
+	if (x->o->adopt_by_email && email) {
+		const char *key = lower_key(x, email);
+		if (!key)
+			return -ENOMEM;
+		if (!ids_strmap_get(&x->adoptable, key, &adopt))
+			adopt = NO_ROW;
+	}
+	if ((r = check_unique(x, u, true, true, adopt, &why)) < 0)
+		return r;
+	if (why) {
+		x->p->counts.conflicts++;
+		return add_user(x, IDS_PU_CONFLICT, 0, NULL, u, want->company_admin, why, false);
+	}
+	if ((r = claim(x, k)) < 0)
+		return r;
+
+	const struct ids_cur_user *cu = NULL;
+	if (adopt != NO_ROW) {
+		cu = &x->c->users[adopt];
+		/* adoption always sets source, external_id and sso, even when
+		 * the row already said sso: the store writes them together */
+		unsigned ch = changed_fields(x, cu, u, want) | IDS_CH_AUTH;
+		unsigned flags = IDS_PU_ADOPT | (cu->active ? 0 : IDS_PU_REACTIVATE);
+		if ((r = add_user(x, flags, ch, cu, u, want->company_admin, NULL, false)) < 0)
+			return r;
+		x->p->counts.updated++;
+		if (!cu->active)
+			x->p->counts.reactivated++;
+	} else {
+		if ((r = add_user(x, IDS_PU_CREATE, 0, NULL, u, want->company_admin, NULL, false)) < 0)
+			return r;
+		x->p->counts.created++;
+	}
+	int err = 0;
+	const char *ext = pdup(x, u->f[IDS_F_EXTERNAL_ID], &err);
+	const char *name = pdup(x, u->f[IDS_F_USERNAME], &err);
+	if (err < 0)
+		return err;
+	/* an adopted row's manual grants satisfy what the rules want; it had
+	 * no managed ones, so nothing it loses counts against the threshold */
+	return diff_grants(x, want, cu, ext, name, false);
+}
+
+static int plan_users(struct diff *x)
+{
+	const struct ids_snapshot *s = x->s;
+	int r;
+	if ((r = plan_skips(x)) < 0 || (r = plan_deactivations(x)) < 0)
+		return r;
+	/* rows first (see the top), each group in snapshot order */
+	for (size_t k = 0; k < s->nusers; k++) {
+		uint32_t row;
+		if (x->skip[k] || !ids_strmap_get(&x->managed, s->users[k].f[IDS_F_EXTERNAL_ID], &row))
+			continue;
+		if (x->rows[row].fate != FATE_ACTIVE || x->rows[row].snap != k)
+			continue;
+		if ((r = plan_managed(x, k, row)) < 0)
+			return r;
+	}
+	for (size_t k = 0; k < s->nusers; k++) {
+		const struct ids_user *u = &s->users[k];
+		if (x->skip[k] || x->o->retire || u->disabled || !x->d->users[k].in_scope)
+			continue;
+		/* a managed row that is inactive or kept is not a new user */
+		if (ids_strmap_get(&x->managed, u->f[IDS_F_EXTERNAL_ID], NULL))
+			continue;
+		if ((r = plan_new(x, k)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---------------- entry points ---------------- */
+
+static void diff_clear(struct diff *x)
+{
+	ids_arena_free(&x->tmp);
+	struct ids_strmap *maps[] = { &x->managed, &x->names, &x->emails, &x->adoptable,
+				      &x->claimed_names, &x->claimed_emails, &x->tenants,
+				      &x->new_tenants, &x->missing_tenants, &x->new_groups };
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+		ids_strmap_free(maps[i]);
+	free(x->rows);
+	free(x->skip);
+	free(x->gsorted);
+	ids_buf_free(&x->scratch);
+}
+
+int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
+	     const struct ids_diff_opts *o, struct ids_plan **ret)
+{
+	struct diff x = { .s = s, .d = d, .c = c, .o = o };
+	struct ids_plan *p = NULL;
+	int r = -EINVAL;
+
+	if (!s || !d || !c || !o || !o->connector || d->nusers != s->nusers)
+		goto out;
+	if (s->nusers >= NO_ROW) {
+		r = -E2BIG;
+		goto out;
+	}
+	r = -ENOMEM;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto out;
+	x.p = p;
+	p->connector = ids_arena_strdup(&p->arena, o->connector);
+	p->idp = ids_arena_strdup(&p->arena, o->idp);
+	p->retire = o->retire;
+	p->counts.users_seen = (long)s->nusers;
+	x.skip = calloc(s->nusers ? s->nusers : 1, sizeof(*x.skip));
+	if (!p->connector || (o->idp && !p->idp) || !x.skip)
+		goto out;
+
+	if ((r = index_current(&x)) < 0 || (r = decide_fates(&x)) < 0)
+		goto out;
+	count_managed_grants(&x);
+	if ((r = plan_users(&x)) < 0)
+		goto out;
+
+	/* everything in the one printed order, so that the same inputs give
+	 * the same plan byte for byte */
+	qsort(p->users, p->nusers, sizeof(*p->users), cmp_plan_user);
+	qsort(p->grants, p->ngrants, sizeof(*p->grants), cmp_plan_grant);
+	qsort(p->new_tenants.v, p->new_tenants.n, sizeof(char *), cmp_str);
+	qsort(p->missing_tenants.v, p->missing_tenants.n, sizeof(char *), cmp_str);
+	qsort(p->new_groups.v, p->new_groups.n, sizeof(char *), cmp_str);
+	*ret = p;
+	p = NULL;
+	r = 0;
+out:
+	diff_clear(&x);
+	ids_plan_free(p);
+	return r;
+}
+
+void ids_plan_free(struct ids_plan *p)
+{
+	if (!p)
+		return;
+	free(p->users);
+	free(p->grants);
+	ids_strv_free(&p->new_tenants);
+	ids_strv_free(&p->missing_tenants);
+	ids_strv_free(&p->new_groups);
+	free(p->verdict_why);
+	ids_arena_free(&p->arena);
+	free(p);
+}
