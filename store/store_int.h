@@ -1,0 +1,38 @@
+/* store_int.h — what the store's files share (not a public contract):
+ * the connection handle and the libpq wrappers that translate SQLSTATEs
+ * into IDS_E_* codes once, for every statement of the store. */
+#ifndef IDS_STORE_INT_H
+#define IDS_STORE_INT_H
+
+#include <libpq-fe.h>
+
+#include "ids/error.h"
+#include "ids/store.h"
+
+struct ids_store {
+	PGconn *conn;
+	char *schema; /* the schema name, unquoted (for messages) */
+};
+
+/* Translates a failed statement (res may be NULL: no result at all) into
+ * IDS_E_DB_LOST (dead connection, SQLSTATE class 08, server shutdown) or
+ * IDS_E_DB, with "what: server message (SQLSTATE xxxxx)" in err.  Returns
+ * the code.  Does not free res. */
+int ids_store_fail(struct ids_store *st, const PGresult *res, const char *what, struct ids_error *err);
+
+/* PQexecParams with text parameters and text results.  Succeeds when the
+ * result status is `want` (PGRES_COMMAND_OK or PGRES_TUPLES_OK); then
+ * *ret_res (may be NULL: the result is cleared) is new (PQclear).  On
+ * failure, err says `what` failed. */
+int ids_store_exec(struct ids_store *st, const char *sql, int nparams, const char *const *params,
+		   ExecStatusType want, PGresult **ret_res, const char *what, struct ids_error *err);
+
+/* Inserts the sync_run row `run`; finished: finished_at = now (else NULL,
+ * for apply to set at the end).  *ret_id (may be NULL) gets its id. */
+int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
+			 struct ids_error *err);
+
+/* Parses a decimal int64 column value; 0 on success, -EINVAL otherwise. */
+int ids_store_parse_i64(const char *s, int64_t *ret);
+
+#endif
