@@ -170,6 +170,14 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* qsort, minus the undefined behaviour of qsort(NULL, 0, ...) on the
+ * empty arrays an empty plan has. */
+static void sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(base, n, size, cmp);
+}
+
 static bool is_released(const struct diff *x, uint32_t row)
 {
 	/* only a deactivation in this run frees an e-mail (see the top) */
@@ -281,11 +289,11 @@ static int index_current(struct diff *x)
 
 	for (size_t i = 0; i < c->ngrants; i++)
 		x->gsorted[i] = &c->grants[i];
-	qsort(x->gsorted, c->ngrants, sizeof(*x->gsorted), cmp_cur_grant);
+	sort(x->gsorted, c->ngrants, sizeof(*x->gsorted), cmp_cur_grant);
 
 	for (size_t i = 0; i < c->nusers; i++)
 		order[i] = (struct row_ref){ c->users[i].id, (uint32_t)i };
-	qsort(order, c->nusers, sizeof(*order), cmp_row_ref);
+	sort(order, c->nusers, sizeof(*order), cmp_row_ref);
 
 	/* in id order, so that "first holder wins" means "lowest id wins"
 	 * whatever order the store loaded the rows in */
@@ -531,7 +539,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, const str
 		}
 		/* rules hand them sorted and unique; the merge below relies
 		 * on it, so make sure rather than trust */
-		qsort(des, nd, sizeof(*des), cmp_des_grant);
+		sort(des, nd, sizeof(*des), cmp_des_grant);
 		size_t w = 0;
 		for (size_t i = 0; i < nd; i++)
 			if (w == 0 || cmp_des_grant(&des[w - 1], &des[i]) != 0)
@@ -886,11 +894,11 @@ int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, cons
 
 	/* everything in the one printed order, so that the same inputs give
 	 * the same plan byte for byte */
-	qsort(p->users, p->nusers, sizeof(*p->users), cmp_plan_user);
-	qsort(p->grants, p->ngrants, sizeof(*p->grants), cmp_plan_grant);
-	qsort(p->new_tenants.v, p->new_tenants.n, sizeof(char *), cmp_str);
-	qsort(p->missing_tenants.v, p->missing_tenants.n, sizeof(char *), cmp_str);
-	qsort(p->new_groups.v, p->new_groups.n, sizeof(char *), cmp_str);
+	sort(p->users, p->nusers, sizeof(*p->users), cmp_plan_user);
+	sort(p->grants, p->ngrants, sizeof(*p->grants), cmp_plan_grant);
+	sort(p->new_tenants.v, p->new_tenants.n, sizeof(char *), cmp_str);
+	sort(p->missing_tenants.v, p->missing_tenants.n, sizeof(char *), cmp_str);
+	sort(p->new_groups.v, p->new_groups.n, sizeof(char *), cmp_str);
 	*ret = p;
 	p = NULL;
 	r = 0;
