@@ -38,10 +38,11 @@ static int no_server(const char *why)
 	return 77;
 }
 
-/* Runs sql (with text params) on conn; fails the test unless it works. */
+/* Runs sql (with text params) on conn; fails the test unless it works.
+ * Without parameters, sql may hold several statements. */
 static PGresult *q_on(PGconn *conn, const char *sql, int n, const char *const *p)
 {
-	PGresult *res = PQexecParams(conn, sql, n, NULL, p, NULL, NULL, 0);
+	PGresult *res = n ? PQexecParams(conn, sql, n, NULL, p, NULL, NULL, 0) : PQexec(conn, sql);
 	ExecStatusType s = PQresultStatus(res);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
 		fail_msg("SQL failed: %s\n  %s", PQresultErrorMessage(res), sql);
