@@ -117,14 +117,16 @@ static const char *parse_placeholder(const char *t, size_t *ret_len, int *ret_ca
 {
 	const char *close = strchr(t + 1, '}');
 	const char *open = strchr(t + 1, '{');
+	/* callers skip one byte past a malformed placeholder */
+	*ret_len = 1;
+	*ret_cap = -1;
+	*ret_attr = NULL;
+	*ret_attr_len = 0;
 	if (!close || (open && open < close))
 		return "unbalanced '{' in tenant template";
 	const char *in = t + 1;
 	size_t n = (size_t)(close - in);
 	*ret_len = n + 2;
-	*ret_cap = -1;
-	*ret_attr = NULL;
-	*ret_attr_len = 0;
 	if (n > 0 && is_digit(in[0])) {
 		int v = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -179,7 +181,8 @@ int ids_rule_check_template(const struct ids_rule *r, const char **ret_why)
 				why = "tenant template captures are {0}..{9}";
 			else if (!why && cap >= 0 && (size_t)cap > r->group_re_nsub)
 				why = "{N} in tenant names a capture group that member_of_regex does not have";
-			i += len;
+			if (!why)
+				i += len;
 		} else {
 			/* literal text is not lower-cased: it must already be slug text,
 			 * and a slug cannot start with '-' or '_' */

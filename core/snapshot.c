@@ -907,7 +907,8 @@ static int user_groups(struct ids_snapshot *s, const struct csr *ug, struct clos
 		}
 		if (r < 0)
 			break;
-		qsort(buf, n, sizeof(*buf), cmp_u32);
+		if (n > 1)
+			qsort(buf, n, sizeof(*buf), cmp_u32);
 		r = arena_u32(&s->priv->arena, buf, n, &s->users[i].groups);
 		s->users[i].ngroups = n;
 	}
