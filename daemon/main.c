@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ids/config.h"
+#include "ids/connector.h"
 #include "ids/log.h"
 #include "ids/store.h"
 #include "ids/sync.h"
