@@ -32,19 +32,19 @@
 
 /* The staging tables live in pg_temp and vanish at COMMIT or ROLLBACK. */
 static const char staging_sql[] =
-	"CREATE TEMP TABLE ids_s_tenant (slug text NOT NULL) ON COMMIT DROP;"
-	"CREATE TEMP TABLE ids_s_user (seq int NOT NULL, id bigint, external_id text,"
-	" username text, email text, first_name text, last_name text, display_name text,"
-	" company_admin bool NOT NULL, reason text,"
-	" op_create bool NOT NULL, op_adopt bool NOT NULL, op_update bool NOT NULL,"
-	" op_deactivate bool NOT NULL, op_reactivate bool NOT NULL, op_reason bool NOT NULL,"
-	" ch_username bool NOT NULL, ch_email bool NOT NULL, ch_first_name bool NOT NULL,"
-	" ch_last_name bool NOT NULL, ch_display_name bool NOT NULL,"
-	" ch_company_admin bool NOT NULL, ch_auth bool NOT NULL) ON COMMIT DROP;"
-	"CREATE TEMP TABLE ids_s_grant (seq int NOT NULL, op text NOT NULL, kind text NOT NULL,"
-	" external_id text NOT NULL, tenant text NOT NULL, name text NOT NULL, slots int) ON COMMIT DROP;"
-	"CREATE TEMP TABLE ids_s_audit (seq int NOT NULL, action text NOT NULL, user_id bigint,"
-	" external_id text, detail text NOT NULL) ON COMMIT DROP";
+    "CREATE TEMP TABLE ids_s_tenant (slug text NOT NULL) ON COMMIT DROP;"
+    "CREATE TEMP TABLE ids_s_user (seq int NOT NULL, id bigint, external_id text,"
+    " username text, email text, first_name text, last_name text, display_name text,"
+    " company_admin bool NOT NULL, reason text,"
+    " op_create bool NOT NULL, op_adopt bool NOT NULL, op_update bool NOT NULL,"
+    " op_deactivate bool NOT NULL, op_reactivate bool NOT NULL, op_reason bool NOT NULL,"
+    " ch_username bool NOT NULL, ch_email bool NOT NULL, ch_first_name bool NOT NULL,"
+    " ch_last_name bool NOT NULL, ch_display_name bool NOT NULL,"
+    " ch_company_admin bool NOT NULL, ch_auth bool NOT NULL) ON COMMIT DROP;"
+    "CREATE TEMP TABLE ids_s_grant (seq int NOT NULL, op text NOT NULL, kind text NOT NULL,"
+    " external_id text NOT NULL, tenant text NOT NULL, name text NOT NULL, slots int) ON COMMIT DROP;"
+    "CREATE TEMP TABLE ids_s_audit (seq int NOT NULL, action text NOT NULL, user_id bigint,"
+    " external_id text, detail text NOT NULL) ON COMMIT DROP";
 
 /* State of one apply: the statements' common parameters
  * ($1 company id, $2 connector, $3 run id, $4 idp) and the error. */
@@ -64,7 +64,7 @@ struct apply {
  * (someone changed a user since the load) and the whole run is undone. */
 static int stmt(struct apply *a, const char *what, const char *sql, long expect)
 {
-	static const Oid types[4] = { INT8OID, TEXTOID, INT8OID, TEXTOID };
+	static const Oid types[4] = {INT8OID, TEXTOID, INT8OID, TEXTOID};
 	PGresult *res = PQexecParams(a->st->conn, sql, 4, types, a->params, NULL, NULL, 0);
 	int r = 0;
 	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
@@ -74,10 +74,11 @@ static int stmt(struct apply *a, const char *what, const char *sql, long expect)
 	if (expect >= 0) {
 		long got = strtol(PQcmdTuples(res), NULL, 10);
 		if (got != expect)
-			r = ids_error_set(a->err, IDS_E_DB,
-					  "%s: %ld of %ld users matched: the database changed since the plan was "
-					  "made; nothing was applied",
-					  what, got, expect);
+			r = ids_error_set(
+			    a->err, IDS_E_DB,
+			    "%s: %ld of %ld users matched: the database changed since the plan was "
+			    "made; nothing was applied",
+			    what, got, expect);
 	}
 out:
 	PQclear(res);
@@ -173,7 +174,7 @@ static int json_str(struct ids_buf *b, const char *s)
 		return ids_buf_puts(b, "null");
 	if (ids_utf8_valid(s, strlen(s)))
 		return ids_buf_json_str(b, s);
-	struct ids_buf safe = { 0 };
+	struct ids_buf safe = {0};
 	int r = 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++)
 		r = *p < 0x80 ? ids_buf_putc(&safe, (char)*p) : ids_buf_printf(&safe, "\\x%02x", *p);
@@ -225,13 +226,13 @@ static int update_detail(struct ids_buf *d, const struct ids_plan_user *u, const
 		const char *key;
 		size_t off;
 	} fields[] = {
-		{ IDS_CH_USERNAME, "username", offsetof(struct ids_cur_user, username) },
-		{ IDS_CH_EMAIL, "email", offsetof(struct ids_cur_user, email) },
-		{ IDS_CH_FIRST_NAME, "first_name", offsetof(struct ids_cur_user, first_name) },
-		{ IDS_CH_LAST_NAME, "last_name", offsetof(struct ids_cur_user, last_name) },
-		{ IDS_CH_DISPLAY_NAME, "display_name", offsetof(struct ids_cur_user, display_name) },
+	    {IDS_CH_USERNAME, "username", offsetof(struct ids_cur_user, username)},
+	    {IDS_CH_EMAIL, "email", offsetof(struct ids_cur_user, email)},
+	    {IDS_CH_FIRST_NAME, "first_name", offsetof(struct ids_cur_user, first_name)},
+	    {IDS_CH_LAST_NAME, "last_name", offsetof(struct ids_cur_user, last_name)},
+	    {IDS_CH_DISPLAY_NAME, "display_name", offsetof(struct ids_cur_user, display_name)},
 	};
-	const char *desired[] = { u->username, u->email, u->first_name, u->last_name, u->display_name };
+	const char *desired[] = {u->username, u->email, u->first_name, u->last_name, u->display_name};
 	const struct ids_cur_user *c = u->cur;
 	bool first = true;
 	int r = 0;
@@ -278,7 +279,7 @@ static int audit_row(struct apply *a, long *seq, const char *action, int64_t use
 /* The audit rows of one plan user, in the order things happen to it. */
 static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u, const char *idp)
 {
-	struct ids_buf d = { 0 };
+	struct ids_buf d = {0};
 	const struct ids_cur_user *c = u->cur;
 	unsigned f = u->flags;
 	int r = 0;
@@ -306,7 +307,8 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		r = audit_row(a, seq, "reactivate", u->id, u->external_id, "{}");
 	/* Adoption itself switches the user to SSO; its other changes
 	 * (names, e-mail following the directory) are an update. */
-	if (r >= 0 && ((f & IDS_PU_UPDATE) || ((f & IDS_PU_ADOPT) && (u->changed & ~(unsigned)IDS_CH_AUTH)))) {
+	if (r >= 0 &&
+	    ((f & IDS_PU_UPDATE) || ((f & IDS_PU_ADOPT) && (u->changed & ~(unsigned)IDS_CH_AUTH)))) {
 		ids_buf_reset(&d);
 		r = update_detail(&d, u, idp);
 		if (r >= 0)
@@ -374,7 +376,7 @@ static const char *kind_word(enum ids_grant_kind k)
 
 static int audit_grant(struct apply *a, long *seq, const struct ids_plan_grant *g)
 {
-	struct ids_buf d = { 0 };
+	struct ids_buf d = {0};
 	int r = json_kv(&d, "kind", kind_word(g->kind), true);
 	if (r >= 0)
 		r = json_kv(&d, "tenant", g->tenant, false);
@@ -421,8 +423,8 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 		const struct ids_plan_user *u = &p->users[i];
 		unsigned f = u->flags, ch = u->changed;
 		/* conflicts and invalid users change nothing: audit rows only */
-		if (!(f & (IDS_PU_CREATE | IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE |
-			   IDS_PU_REASON)))
+		if (!(f & (IDS_PU_CREATE | IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE |
+			   IDS_PU_REACTIVATE | IDS_PU_REASON)))
 			continue;
 		e->create += !!(f & IDS_PU_CREATE);
 		e->adopt += !!(f & IDS_PU_ADOPT);
@@ -430,14 +432,14 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 		e->deactivate += !!(f & IDS_PU_DEACTIVATE);
 		e->reactivate += !!(f & IDS_PU_REACTIVATE);
 		e->reason += !!(f & IDS_PU_REASON);
-		const char *text[] = { u->external_id, u->username,     u->email,
-				       u->first_name,  u->last_name,    u->display_name };
+		const char *text[] = {u->external_id, u->username,  u->email,
+				      u->first_name,  u->last_name, u->display_name};
 		const bool bits[] = {
-			f & IDS_PU_CREATE,	  f & IDS_PU_ADOPT,	    f & IDS_PU_UPDATE,
-			f & IDS_PU_DEACTIVATE,	  f & IDS_PU_REACTIVATE,    f & IDS_PU_REASON,
-			ch & IDS_CH_USERNAME,	  ch & IDS_CH_EMAIL,	    ch & IDS_CH_FIRST_NAME,
-			ch & IDS_CH_LAST_NAME,	  ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN,
-			ch & IDS_CH_AUTH,
+		    f & IDS_PU_CREATE,	   f & IDS_PU_ADOPT,	     f & IDS_PU_UPDATE,
+		    f & IDS_PU_DEACTIVATE, f & IDS_PU_REACTIVATE,    f & IDS_PU_REASON,
+		    ch & IDS_CH_USERNAME,  ch & IDS_CH_EMAIL,	     ch & IDS_CH_FIRST_NAME,
+		    ch & IDS_CH_LAST_NAME, ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN,
+		    ch & IDS_CH_AUTH,
 		};
 		r = copy_num(&a->copy, (int64_t)i, false, true);
 		if (r >= 0)
@@ -447,7 +449,8 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 		if (r >= 0)
 			r = copy_bool(&a->copy, u->company_admin);
 		if (r >= 0)
-			r = copy_field(&a->copy, (f & (IDS_PU_DEACTIVATE | IDS_PU_REASON)) ? u->reason : NULL, false);
+			r = copy_field(&a->copy, (f & (IDS_PU_DEACTIVATE | IDS_PU_REASON)) ? u->reason : NULL,
+				       false);
 		for (size_t k = 0; k < sizeof(bits) / sizeof(bits[0]) && r >= 0; k++)
 			r = copy_bool(&a->copy, bits[k]);
 		if (r >= 0)
@@ -460,13 +463,14 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 
 static int stage_grants(struct apply *a, const struct ids_plan *p)
 {
-	static const char *const ops[] = { [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove",
-					   [IDS_GOP_CHANGE] = "change" };
+	static const char *const ops[] = {
+	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
 	int r = copy_begin(a, "COPY pg_temp.ids_s_grant FROM STDIN");
 	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
 		const struct ids_plan_grant *g = &p->grants[i];
 		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT) {
-			r = ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu has an unknown op or kind", i);
+			r = ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu has an unknown op or kind",
+					  i);
 			break;
 		}
 		r = copy_num(&a->copy, (int64_t)i, false, true);
@@ -507,10 +511,10 @@ static int stage_audit(struct apply *a, const struct ids_plan *p, const char *id
 /* A grant row's user and tenant, from the staged grant g: the user the
  * connector owns with that external id, the tenant of the company with
  * that slug. */
-#define GRANT_JOIN                                                                                         \
+#define GRANT_JOIN                                                                                           \
 	" JOIN app_user u ON u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"          \
 	" JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
-#define GRANT_WHERE                                                                                        \
+#define GRANT_WHERE                                                                                          \
 	" u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"                             \
 	" AND t.company_id = $1 AND t.slug = g.tenant"
 
@@ -542,30 +546,32 @@ static int apply_users(struct apply *a, const struct expect *e)
 	/* Only the changed columns: a column nobody changed in the directory
 	 * keeps whatever the row has now. */
 	if (r >= 0)
-		r = stmt(a, "updating users",
-			 "UPDATE app_user u SET"
-			 " username = CASE WHEN s.ch_username THEN s.username ELSE u.username END,"
-			 " email = CASE WHEN s.ch_email THEN s.email ELSE u.email END,"
-			 " first_name = CASE WHEN s.ch_first_name THEN s.first_name ELSE u.first_name END,"
-			 " last_name = CASE WHEN s.ch_last_name THEN s.last_name ELSE u.last_name END,"
-			 " display_name = CASE WHEN s.ch_display_name THEN s.display_name ELSE u.display_name END,"
-			 " company_admin = CASE WHEN s.ch_company_admin THEN s.company_admin"
-			 " ELSE u.company_admin END,"
-			 " auth_method = CASE WHEN s.ch_auth THEN 'sso' ELSE u.auth_method END,"
-			 " idp = CASE WHEN s.ch_auth THEN $4 ELSE u.idp END,"
-			 " updated_at = now()"
-			 " FROM pg_temp.ids_s_user s"
-			 " WHERE (s.op_update OR s.op_adopt) AND u.id = s.id AND u.company_id = $1"
-			 " AND u.source = $2 AND u.external_id = s.external_id",
-			 e->update);
+		r = stmt(
+		    a, "updating users",
+		    "UPDATE app_user u SET"
+		    " username = CASE WHEN s.ch_username THEN s.username ELSE u.username END,"
+		    " email = CASE WHEN s.ch_email THEN s.email ELSE u.email END,"
+		    " first_name = CASE WHEN s.ch_first_name THEN s.first_name ELSE u.first_name END,"
+		    " last_name = CASE WHEN s.ch_last_name THEN s.last_name ELSE u.last_name END,"
+		    " display_name = CASE WHEN s.ch_display_name THEN s.display_name ELSE u.display_name END,"
+		    " company_admin = CASE WHEN s.ch_company_admin THEN s.company_admin"
+		    " ELSE u.company_admin END,"
+		    " auth_method = CASE WHEN s.ch_auth THEN 'sso' ELSE u.auth_method END,"
+		    " idp = CASE WHEN s.ch_auth THEN $4 ELSE u.idp END,"
+		    " updated_at = now()"
+		    " FROM pg_temp.ids_s_user s"
+		    " WHERE (s.op_update OR s.op_adopt) AND u.id = s.id AND u.company_id = $1"
+		    " AND u.source = $2 AND u.external_id = s.external_id",
+		    e->update);
 	if (r >= 0)
-		r = stmt(a, "reactivating users",
-			 "UPDATE app_user u SET active = true, deactivated_at = NULL, deactivation_reason = NULL,"
-			 " updated_at = now()"
-			 " FROM pg_temp.ids_s_user s"
-			 " WHERE s.op_reactivate AND u.id = s.id AND u.company_id = $1 AND u.source = $2"
-			 " AND u.external_id = s.external_id",
-			 e->reactivate);
+		r = stmt(
+		    a, "reactivating users",
+		    "UPDATE app_user u SET active = true, deactivated_at = NULL, deactivation_reason = NULL,"
+		    " updated_at = now()"
+		    " FROM pg_temp.ids_s_user s"
+		    " WHERE s.op_reactivate AND u.id = s.id AND u.company_id = $1 AND u.source = $2"
+		    " AND u.external_id = s.external_id",
+		    e->reactivate);
 	if (r >= 0)
 		r = stmt(a, "creating users",
 			 "INSERT INTO app_user (company_id, source, external_id, username, email, first_name,"
@@ -582,25 +588,26 @@ static int apply_users(struct apply *a, const struct expect *e)
 static const struct {
 	const char *kind, *table, *column;
 } grant_tables[] = {
-	{ "role", "tenant_role", "role" },
-	{ "channel", "channel_grant", "channel" },
-	{ "slot", "slot_limit", "channel_group" },
+    {"role", "tenant_role", "role"},
+    {"channel", "channel_grant", "channel"},
+    {"slot", "slot_limit", "channel_group"},
 };
 
 static int apply_grants(struct apply *a)
 {
-	struct ids_buf sql = { 0 };
+	struct ids_buf sql = {0};
 	int r = 0;
 
 	/* Removals first: only rows this connector owns (x.source = $2), so
 	 * a hand-made row (source NULL) is never deleted. */
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(&sql,
-				   "DELETE FROM %s x USING pg_temp.ids_s_grant g, app_user u, tenant t"
-				   " WHERE g.op = 'remove' AND g.kind = '%s' AND" GRANT_WHERE
-				   " AND x.user_id = u.id AND x.tenant_id = t.id AND x.%s = g.name AND x.source = $2",
-				   grant_tables[i].table, grant_tables[i].kind, grant_tables[i].column);
+		r = ids_buf_printf(
+		    &sql,
+		    "DELETE FROM %s x USING pg_temp.ids_s_grant g, app_user u, tenant t"
+		    " WHERE g.op = 'remove' AND g.kind = '%s' AND" GRANT_WHERE
+		    " AND x.user_id = u.id AND x.tenant_id = t.id AND x.%s = g.name AND x.source = $2",
+		    grant_tables[i].table, grant_tables[i].kind, grant_tables[i].column);
 		if (r >= 0)
 			r = stmt(a, "removing grants", sql.p, -1);
 	}
@@ -628,12 +635,13 @@ static int apply_grants(struct apply *a)
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
 		bool slot = strcmp(grant_tables[i].kind, "slot") == 0;
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(&sql,
-				   "INSERT INTO %s (user_id, tenant_id, %s, %ssource)"
-				   " SELECT u.id, t.id, g.name, %s$2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
-				   " WHERE g.op = 'add' AND g.kind = '%s' ORDER BY g.seq ON CONFLICT DO NOTHING",
-				   grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
-				   slot ? "g.slots, " : "", grant_tables[i].kind);
+		r = ids_buf_printf(
+		    &sql,
+		    "INSERT INTO %s (user_id, tenant_id, %s, %ssource)"
+		    " SELECT u.id, t.id, g.name, %s$2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
+		    " WHERE g.op = 'add' AND g.kind = '%s' ORDER BY g.seq ON CONFLICT DO NOTHING",
+		    grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
+		    slot ? "g.slots, " : "", grant_tables[i].kind);
 		if (r >= 0)
 			r = stmt(a, "adding grants", sql.p, -1);
 	}
@@ -661,8 +669,8 @@ static int apply_grants(struct apply *a)
 int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
 		    const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err)
 {
-	struct apply a = { .st = st, .err = err };
-	struct expect e = { 0 };
+	struct apply a = {.st = st, .err = err};
+	struct expect e = {0};
 	bool in_tx = false;
 	int64_t run_id = 0;
 	int r;
@@ -691,18 +699,20 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	PQclear(res);
 	if (r < 0)
 		goto out;
-	if ((r = stage_tenants(&a, p)) < 0 || (r = stage_users(&a, p, &e)) < 0 || (r = stage_grants(&a, p)) < 0 ||
-	    (r = stage_audit(&a, p, idp)) < 0)
+	if ((r = stage_tenants(&a, p)) < 0 || (r = stage_users(&a, p, &e)) < 0 ||
+	    (r = stage_grants(&a, p)) < 0 || (r = stage_audit(&a, p, idp)) < 0)
 		goto out;
 	/* Temporary tables have no statistics until analysed: without them
 	 * the planner guesses, badly, for a large plan. */
-	r = ids_store_exec(st, "ANALYZE pg_temp.ids_s_tenant, pg_temp.ids_s_user, pg_temp.ids_s_grant, pg_temp.ids_s_audit",
-			   0, NULL, PGRES_COMMAND_OK, NULL, "analysing the staging tables", err);
+	r = ids_store_exec(
+	    st, "ANALYZE pg_temp.ids_s_tenant, pg_temp.ids_s_user, pg_temp.ids_s_grant, pg_temp.ids_s_audit",
+	    0, NULL, PGRES_COMMAND_OK, NULL, "analysing the staging tables", err);
 	if (r < 0)
 		goto out;
 
 	r = stmt(&a, "creating tenants",
-		 "INSERT INTO tenant (company_id, slug, name) SELECT DISTINCT $1, slug, slug FROM pg_temp.ids_s_tenant"
+		 "INSERT INTO tenant (company_id, slug, name) SELECT DISTINCT $1, slug, slug FROM "
+		 "pg_temp.ids_s_tenant"
 		 " ON CONFLICT (company_id, slug) DO NOTHING",
 		 -1);
 	if (r >= 0)
@@ -720,8 +730,8 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 			 " ORDER BY a.seq",
 			 -1);
 	if (r >= 0)
-		r = stmt(&a, "finishing the run", "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3",
-			 1);
+		r = stmt(&a, "finishing the run",
+			 "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3", 1);
 	if (r < 0)
 		goto out;
 	r = ids_store_exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "COMMIT", err);

@@ -48,8 +48,8 @@ static bool sqlstate_lost(const char *state)
 {
 	if (!state)
 		return false;
-	return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-	       strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
+	return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+	       strcmp(state, "57P03") == 0;
 }
 
 int ids_store_fail(struct ids_store *st, const PGresult *res, const char *what, struct ids_error *err)
@@ -160,11 +160,12 @@ static int use_schema(struct ids_store *st, const char *schema, struct ids_error
 	PGresult *res = NULL;
 	char *quoted = NULL;
 	int r;
-	const char *p1[] = { schema };
+	const char *p1[] = {schema};
 
 	quoted = PQescapeIdentifier(st->conn, schema, strlen(schema));
 	if (!quoted) {
-		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema, PQerrorMessage(st->conn));
+		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema,
+				  PQerrorMessage(st->conn));
 		goto out;
 	}
 	r = ids_store_exec(st, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, p1,
@@ -172,16 +173,17 @@ static int use_schema(struct ids_store *st, const char *schema, struct ids_error
 	if (r < 0)
 		goto out;
 	if (PQntuples(res) == 0) {
-		struct ids_buf sql = { 0 };
+		struct ids_buf sql = {0};
 		/* DDL takes no parameters: the identifier is quoted instead */
 		r = ids_buf_printf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", quoted);
 		if (r >= 0)
-			r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema", err);
+			r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema",
+					   err);
 		ids_buf_free(&sql);
 		if (r < 0)
 			goto out;
 	}
-	const char *p2[] = { quoted };
+	const char *p2[] = {quoted};
 	r = ids_store_exec(st, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, p2,
 			   PGRES_TUPLES_OK, NULL, "setting search_path", err);
 out:
@@ -197,15 +199,16 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 	char *perr = NULL;
 	int r;
 	const char *conninfo = cfg->database.conninfo ? cfg->database.conninfo : "";
-	const char *schema = cfg->database.schema && *cfg->database.schema ? cfg->database.schema
-									    : DEFAULT_SCHEMA;
+	const char *schema =
+	    cfg->database.schema && *cfg->database.schema ? cfg->database.schema : DEFAULT_SCHEMA;
 
 	/* Parse once ourselves: a malformed conninfo is a configuration
 	 * error (not worth retrying), and we need to know what it sets. */
 	opts = PQconninfoParse(conninfo, &perr);
 	if (!opts) {
-		r = perr ? ids_error_set(err, IDS_E_CONFIG, "database.conninfo: %.*s", trimmed_len(perr), perr)
-			 : ids_error_set(err, -ENOMEM, "database.conninfo: out of memory");
+		r = perr
+			? ids_error_set(err, IDS_E_CONFIG, "database.conninfo: %.*s", trimmed_len(perr), perr)
+			: ids_error_set(err, -ENOMEM, "database.conninfo: out of memory");
 		goto out;
 	}
 
@@ -312,8 +315,8 @@ static int db_version(struct ids_store *st, int *ret, struct ids_error *err)
 static int too_new(int have, int know, struct ids_error *err)
 {
 	return ids_error_set(err, IDS_E_SCHEMA,
-			     "database schema is version %d, this idsyncd knows up to %d: upgrade idsyncd", have,
-			     know);
+			     "database schema is version %d, this idsyncd knows up to %d: upgrade idsyncd",
+			     have, know);
 }
 
 /* The transaction-level advisory lock key that serialises migrations of
@@ -321,7 +324,7 @@ static int too_new(int have, int know, struct ids_error *err)
  * connector's "idsyncd:<name>" key. */
 static int migrate_key(const struct ids_store *st, char key[static 24])
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	int r = ids_buf_printf(&b, "idsyncd/migrate/%s", st->schema);
 	if (r >= 0)
 		snprintf(key, 24, "%" PRId64, (int64_t)ids_hash64(b.p, b.len));
@@ -348,7 +351,7 @@ static int apply_migration(struct ids_store *st, const struct ids_migration *m, 
 	if (r < 0)
 		goto out;
 	in_tx = true;
-	const char *pk[] = { key };
+	const char *pk[] = {key};
 	r = ids_store_exec(st, "SELECT pg_advisory_xact_lock($1::bigint)", 1, pk, PGRES_TUPLES_OK, NULL,
 			   "waiting for the migration lock", err);
 	if (r < 0)
@@ -365,15 +368,16 @@ static int apply_migration(struct ids_store *st, const struct ids_migration *m, 
 		/* The file may hold many statements: the simple protocol runs
 		 * them all inside our transaction. */
 		res = PQexec(st->conn, m->sql);
-		if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
+		if (!res ||
+		    (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
 			char what[128];
 			snprintf(what, sizeof(what), "migration %s", m->name);
 			r = ids_store_fail(st, res, what, err);
 			goto out;
 		}
-		const char *pr[] = { ver, m->name };
-		r = ids_store_exec(st, "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)", 2,
-				   pr, PGRES_COMMAND_OK, NULL, "recording the migration", err);
+		const char *pr[] = {ver, m->name};
+		r = ids_store_exec(st, "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)",
+				   2, pr, PGRES_COMMAND_OK, NULL, "recording the migration", err);
 		if (r < 0)
 			goto out;
 		now = m->version;
@@ -401,10 +405,11 @@ int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_
 	if (from > know)
 		return too_new(from, know, err);
 	if (from < know && !apply)
-		return ids_error_set(err, IDS_E_SCHEMA,
-				     "database schema is version %d, this idsyncd needs %d: run `idsyncd migrate` "
-				     "(database.migrate is manual)",
-				     from, know);
+		return ids_error_set(
+		    err, IDS_E_SCHEMA,
+		    "database schema is version %d, this idsyncd needs %d: run `idsyncd migrate` "
+		    "(database.migrate is manual)",
+		    from, know);
 	cur = from;
 	for (size_t i = 0; i < ids_nmigrations; i++) {
 		if (ids_migrations[i].version <= cur)
@@ -425,7 +430,7 @@ int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_
 /* The connector's session lock key, as a decimal bigint. */
 static int lock_key(const char *connector, char key[static 24])
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	int r = ids_buf_printf(&b, "idsyncd:%s", connector);
 	if (r >= 0)
 		snprintf(key, 24, "%" PRId64, (int64_t)ids_hash64(b.p, b.len));
@@ -440,7 +445,7 @@ int ids_store_lock(struct ids_store *st, const char *connector, struct ids_error
 	int r = lock_key(connector, key);
 	if (r < 0)
 		return r;
-	const char *p[] = { key };
+	const char *p[] = {key};
 	r = ids_store_exec(st, "SELECT pg_try_advisory_lock($1::bigint)", 1, p, PGRES_TUPLES_OK, &res,
 			   "taking the connector lock", err);
 	if (r < 0)
@@ -459,7 +464,7 @@ int ids_store_unlock(struct ids_store *st, const char *connector, struct ids_err
 	int r = lock_key(connector, key);
 	if (r < 0)
 		return r;
-	const char *p[] = { key };
+	const char *p[] = {key};
 	r = ids_store_exec(st, "SELECT pg_advisory_unlock($1::bigint)", 1, p, PGRES_TUPLES_OK, &res,
 			   "releasing the connector lock", err);
 	if (r < 0)
@@ -476,11 +481,12 @@ int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, s
 {
 	PGresult *res = NULL;
 	int64_t id = 0;
-	const char *p[] = { slug };
+	const char *p[] = {slug};
 	/* Two statements: the SELECT then sees a row that a concurrent
 	 * instance inserted while our INSERT waited on it. */
-	int r = ids_store_exec(st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING",
-			       1, p, PGRES_COMMAND_OK, NULL, "creating the company", err);
+	int r = ids_store_exec(
+	    st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING", 1, p,
+	    PGRES_COMMAND_OK, NULL, "creating the company", err);
 	if (r < 0)
 		return r;
 	r = ids_store_exec(st, "SELECT id FROM company WHERE slug = $1", 1, p, PGRES_TUPLES_OK, &res,
@@ -503,7 +509,7 @@ int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, s
 static int load_users(struct ids_store *st, const char *company, struct ids_current *c, struct ids_error *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = { company };
+	const char *p[] = {company};
 	int r = ids_store_exec(st,
 			       "SELECT id, source, external_id, username, email, first_name, last_name,"
 			       " display_name, auth_method, idp, deactivation_reason, company_admin, active"
@@ -513,18 +519,18 @@ static int load_users(struct ids_store *st, const char *company, struct ids_curr
 		return r;
 	for (int i = 0, n = PQntuples(res); i < n && r >= 0; i++) {
 		struct ids_cur_user u = {
-			.source = col(res, i, 1),
-			.external_id = col(res, i, 2),
-			.username = col(res, i, 3),
-			.email = col(res, i, 4),
-			.first_name = col(res, i, 5),
-			.last_name = col(res, i, 6),
-			.display_name = col(res, i, 7),
-			.auth_method = col(res, i, 8),
-			.idp = col(res, i, 9),
-			.reason = col(res, i, 10),
-			.company_admin = col_bool(res, i, 11),
-			.active = col_bool(res, i, 12),
+		    .source = col(res, i, 1),
+		    .external_id = col(res, i, 2),
+		    .username = col(res, i, 3),
+		    .email = col(res, i, 4),
+		    .first_name = col(res, i, 5),
+		    .last_name = col(res, i, 6),
+		    .display_name = col(res, i, 7),
+		    .auth_method = col(res, i, 8),
+		    .idp = col(res, i, 9),
+		    .reason = col(res, i, 10),
+		    .company_admin = col_bool(res, i, 11),
+		    .active = col_bool(res, i, 12),
 		};
 		r = col_i64(res, i, 0, &u.id, err);
 		if (r >= 0)
@@ -541,45 +547,45 @@ static const struct {
 	enum ids_grant_kind kind;
 	const char *sql;
 } grant_queries[] = {
-	{ IDS_GRANT_ROLE,
-	  "SELECT x.user_id, t.slug, x.role, NULL, x.source IS DISTINCT FROM $2"
-	  " FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	  " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint" },
-	{ IDS_GRANT_CHANNEL,
-	  "SELECT x.user_id, t.slug, x.channel, NULL, x.source IS DISTINCT FROM $2"
-	  " FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	  " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint" },
-	{ IDS_GRANT_SLOT,
-	  "SELECT x.user_id, t.slug, x.channel_group, x.slots, x.source IS DISTINCT FROM $2"
-	  " FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	  " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint" },
-	{ IDS_GRANT_GROUP,
-	  "SELECT x.user_id, t.slug, g.name, NULL, x.source IS DISTINCT FROM $2"
-	  " FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
-	  " JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
-	  " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint" },
+    {IDS_GRANT_ROLE,
+     "SELECT x.user_id, t.slug, x.role, NULL, x.source IS DISTINCT FROM $2"
+     " FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+    {IDS_GRANT_CHANNEL,
+     "SELECT x.user_id, t.slug, x.channel, NULL, x.source IS DISTINCT FROM $2"
+     " FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+    {IDS_GRANT_SLOT,
+     "SELECT x.user_id, t.slug, x.channel_group, x.slots, x.source IS DISTINCT FROM $2"
+     " FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+    {IDS_GRANT_GROUP, "SELECT x.user_id, t.slug, g.name, NULL, x.source IS DISTINCT FROM $2"
+		      " FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
+		      " JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
+		      " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
 };
 
 /* A grant row whose source is another connector (a user adopted from one
  * connector's reach into another's) is, to this connector, as untouchable
  * as a manual one: it is reported with manual = true. */
-static int load_grants(struct ids_store *st, const char *company, const char *connector, struct ids_current *c,
-		       struct ids_error *err)
+static int load_grants(struct ids_store *st, const char *company, const char *connector,
+		       struct ids_current *c, struct ids_error *err)
 {
-	const char *p[] = { company, connector };
+	const char *p[] = {company, connector};
 	int r = 0;
 	for (size_t q = 0; q < sizeof(grant_queries) / sizeof(grant_queries[0]) && r >= 0; q++) {
 		PGresult *res = NULL;
-		r = ids_store_exec(st, grant_queries[q].sql, 2, p, PGRES_TUPLES_OK, &res, "loading grants", err);
+		r = ids_store_exec(st, grant_queries[q].sql, 2, p, PGRES_TUPLES_OK, &res, "loading grants",
+				   err);
 		if (r < 0)
 			break;
 		for (int i = 0, n = PQntuples(res); i < n && r >= 0; i++) {
 			int64_t slots = 0;
 			struct ids_cur_grant g = {
-				.kind = grant_queries[q].kind,
-				.tenant = col(res, i, 1),
-				.name = col(res, i, 2),
-				.manual = col_bool(res, i, 4),
+			    .kind = grant_queries[q].kind,
+			    .tenant = col(res, i, 1),
+			    .name = col(res, i, 2),
+			    .manual = col_bool(res, i, 4),
 			};
 			r = col_i64(res, i, 0, &g.user_id, err);
 			if (r >= 0)
@@ -593,12 +599,13 @@ static int load_grants(struct ids_store *st, const char *company, const char *co
 	return r;
 }
 
-static int load_tenants(struct ids_store *st, const char *company, struct ids_current *c, struct ids_error *err)
+static int load_tenants(struct ids_store *st, const char *company, struct ids_current *c,
+			struct ids_error *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = { company };
-	int r = ids_store_exec(st, "SELECT slug FROM tenant WHERE company_id = $1::bigint ORDER BY slug", 1, p,
-			       PGRES_TUPLES_OK, &res, "loading tenants", err);
+	const char *p[] = {company};
+	int r = ids_store_exec(st, "SELECT slug FROM tenant WHERE company_id = $1::bigint ORDER BY slug", 1,
+			       p, PGRES_TUPLES_OK, &res, "loading tenants", err);
 	if (r < 0)
 		return r;
 	for (int i = 0, n = PQntuples(res); i < n && r >= 0; i++)
@@ -665,9 +672,9 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	p[4] = finished ? "t" : "f";
 	if (run->counts) {
 		const struct ids_plan_counts *k = run->counts;
-		const long v[9] = { k->users_seen,   k->created,        k->updated,
-				    k->deactivated,  k->reactivated,    k->grants_added,
-				    k->grants_removed, k->conflicts,    k->skipped_invalid };
+		const long v[9] = {k->users_seen,     k->created,     k->updated,
+				   k->deactivated,    k->reactivated, k->grants_added,
+				   k->grants_removed, k->conflicts,   k->skipped_invalid};
 		for (int i = 0; i < 9; i++) {
 			snprintf(num[i], sizeof(num[i]), "%ld", v[i]);
 			p[5 + i] = num[i];
@@ -677,14 +684,15 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 			p[5 + i] = NULL;
 	}
 	/* started_at is exact to the microsecond (no float round trip). */
-	r = ids_store_exec(st,
-			   "INSERT INTO sync_run (connector, started_at, finished_at, status, error, users_seen,"
-			   " created, updated, deactivated, reactivated, grants_added, grants_removed,"
-			   " conflicts, skipped_invalid)"
-			   " VALUES ($1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
-			   " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
-			   " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int) RETURNING id",
-			   14, p, PGRES_TUPLES_OK, &res, "recording the run", err);
+	r = ids_store_exec(
+	    st,
+	    "INSERT INTO sync_run (connector, started_at, finished_at, status, error, users_seen,"
+	    " created, updated, deactivated, reactivated, grants_added, grants_removed,"
+	    " conflicts, skipped_invalid)"
+	    " VALUES ($1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
+	    " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
+	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int) RETURNING id",
+	    14, p, PGRES_TUPLES_OK, &res, "recording the run", err);
 	if (r < 0)
 		return r;
 	r = col_i64(res, 0, 0, &id, err);
@@ -768,7 +776,7 @@ int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *
 				goto out;
 		/* users_seen is set whenever counts were given */
 		w->has_counts = !PQgetisnull(res, row, 6);
-		w->counts = (struct ids_plan_counts){ v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] };
+		w->counts = (struct ids_plan_counts){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
 	}
 	*ret = rows;
 	*ret_n = n;
@@ -840,9 +848,9 @@ int ids_store_source_companies(struct ids_store *st, const char *source, int64_t
 {
 	PGresult *res = NULL;
 	int64_t *ids = NULL;
-	const char *p[] = { source };
-	int r = ids_store_exec(st, "SELECT DISTINCT company_id FROM app_user WHERE source = $1 ORDER BY 1", 1, p,
-			       PGRES_TUPLES_OK, &res, "looking up the connector's companies", err);
+	const char *p[] = {source};
+	int r = ids_store_exec(st, "SELECT DISTINCT company_id FROM app_user WHERE source = $1 ORDER BY 1", 1,
+			       p, PGRES_TUPLES_OK, &res, "looking up the connector's companies", err);
 	if (r < 0)
 		goto out;
 	size_t n = (size_t)PQntuples(res);

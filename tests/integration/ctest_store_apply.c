@@ -15,104 +15,108 @@
  * connector "corp" owning users in acme (and, by misconfiguration, one in
  * globex), another connector, and hand-made rows.  All times are fixed. */
 static const char seed_sql[] =
-	"INSERT INTO company (slug, name) VALUES ('acme', 'Acme'), ('globex', 'Globex');"
-	"INSERT INTO tenant (company_id, slug, name) VALUES"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'support-cz', 'Support CZ'),"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'sales', 'Sales'),"
-	" ((SELECT id FROM company WHERE slug = 'globex'), 'support-cz', 'Support CZ'),"
-	" ((SELECT id FROM company WHERE slug = 'globex'), 'globex-only', 'Globex only');"
-	"INSERT INTO app_user (company_id, source, external_id, username, email, first_name, last_name,"
-	" display_name, auth_method, idp, active, deactivated_at, deactivation_reason) VALUES"
-	" ((SELECT id FROM company WHERE slug = 'acme'), NULL, NULL, 'manual1', 'M1@acme.example', 'Marie',"
-	"  NULL, NULL, 'activation_link', NULL, true, NULL, NULL),"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E2', 'jnovak', 'jan@acme.example', 'Jan',"
-	"  'Novak', 'Jan', 'sso', 'entra', true, NULL, NULL),"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E3', 'pdvorak', 'petr@acme.example', 'Petr',"
-	"  'Dvorak', 'Petr Dvorak', 'sso', 'entra', true, NULL, NULL),"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E4', 'old', 'old@acme.example', NULL,"
-	"  NULL, NULL, 'sso', 'entra', false, '2026-01-01 00:00:00+00', 'out_of_scope'),"
-	" ((SELECT id FROM company WHERE slug = 'acme'), 'other-conn', 'E5', 'ext', NULL, NULL,"
-	"  NULL, NULL, 'sso', 'google', true, NULL, NULL),"
-	" ((SELECT id FROM company WHERE slug = 'globex'), NULL, NULL, 'jnovak', 'jan@globex.example', NULL,"
-	"  NULL, NULL, 'activation_link', NULL, true, NULL, NULL),"
-	" ((SELECT id FROM company WHERE slug = 'globex'), 'corp', 'G1', 'gcorp', NULL, NULL,"
-	"  NULL, NULL, 'sso', 'entra', true, NULL, NULL);"
-	"INSERT INTO operator_group (tenant_id, name) VALUES"
-	" ((SELECT t.id FROM tenant t JOIN company c ON c.id = t.company_id"
-	"   WHERE c.slug = 'acme' AND t.slug = 'support-cz'), 'Tier1'),"
-	" ((SELECT t.id FROM tenant t JOIN company c ON c.id = t.company_id"
-	"   WHERE c.slug = 'globex' AND t.slug = 'support-cz'), 'Tier1');"
-	/* (user, company, tenant) -> ids, for the grant rows below */
-	"CREATE TEMP VIEW ut AS SELECT u.id AS uid, u.username, c.slug AS company, t.id AS tid, t.slug AS tenant"
-	" FROM app_user u JOIN company c ON c.id = u.company_id JOIN tenant t ON t.company_id = c.id;"
-	"INSERT INTO tenant_role (user_id, tenant_id, role, source)"
-	" SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak' AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'admin', NULL FROM ut WHERE company = 'acme' AND username = 'jnovak' AND tenant = 'sales'"
-	" UNION ALL SELECT uid, tid, 'viewer', 'other-conn' FROM ut WHERE company = 'acme' AND username = 'jnovak'"
-	"  AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'acme' AND username = 'pdvorak'"
-	"  AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'operator', NULL FROM ut WHERE company = 'acme' AND username = 'manual1'"
-	"  AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'operator', 'other-conn' FROM ut WHERE company = 'acme' AND username = 'ext'"
-	"  AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'globex' AND username = 'gcorp'"
-	"  AND tenant = 'support-cz';"
-	"INSERT INTO channel_grant (user_id, tenant_id, channel, source)"
-	" SELECT uid, tid, 'webchat', 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak'"
-	"  AND tenant = 'support-cz';"
-	"INSERT INTO slot_limit (user_id, tenant_id, channel_group, slots, source)"
-	" SELECT uid, tid, 'live', 2, 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak'"
-	"  AND tenant = 'support-cz'"
-	" UNION ALL SELECT uid, tid, 'email', 4, NULL FROM ut WHERE company = 'acme' AND username = 'jnovak'"
-	"  AND tenant = 'support-cz';"
-	"INSERT INTO operator_group_member (group_id, user_id, source)"
-	" SELECT g.id, ut.uid, 'corp' FROM ut JOIN operator_group g ON g.tenant_id = ut.tid AND g.name = 'Tier1'"
-	" WHERE company = 'acme' AND username = 'jnovak' AND tenant = 'support-cz';"
-	"DROP VIEW ut";
+    "INSERT INTO company (slug, name) VALUES ('acme', 'Acme'), ('globex', 'Globex');"
+    "INSERT INTO tenant (company_id, slug, name) VALUES"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'support-cz', 'Support CZ'),"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'sales', 'Sales'),"
+    " ((SELECT id FROM company WHERE slug = 'globex'), 'support-cz', 'Support CZ'),"
+    " ((SELECT id FROM company WHERE slug = 'globex'), 'globex-only', 'Globex only');"
+    "INSERT INTO app_user (company_id, source, external_id, username, email, first_name, last_name,"
+    " display_name, auth_method, idp, active, deactivated_at, deactivation_reason) VALUES"
+    " ((SELECT id FROM company WHERE slug = 'acme'), NULL, NULL, 'manual1', 'M1@acme.example', 'Marie',"
+    "  NULL, NULL, 'activation_link', NULL, true, NULL, NULL),"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E2', 'jnovak', 'jan@acme.example', 'Jan',"
+    "  'Novak', 'Jan', 'sso', 'entra', true, NULL, NULL),"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E3', 'pdvorak', 'petr@acme.example', 'Petr',"
+    "  'Dvorak', 'Petr Dvorak', 'sso', 'entra', true, NULL, NULL),"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'E4', 'old', 'old@acme.example', NULL,"
+    "  NULL, NULL, 'sso', 'entra', false, '2026-01-01 00:00:00+00', 'out_of_scope'),"
+    " ((SELECT id FROM company WHERE slug = 'acme'), 'other-conn', 'E5', 'ext', NULL, NULL,"
+    "  NULL, NULL, 'sso', 'google', true, NULL, NULL),"
+    " ((SELECT id FROM company WHERE slug = 'globex'), NULL, NULL, 'jnovak', 'jan@globex.example', NULL,"
+    "  NULL, NULL, 'activation_link', NULL, true, NULL, NULL),"
+    " ((SELECT id FROM company WHERE slug = 'globex'), 'corp', 'G1', 'gcorp', NULL, NULL,"
+    "  NULL, NULL, 'sso', 'entra', true, NULL, NULL);"
+    "INSERT INTO operator_group (tenant_id, name) VALUES"
+    " ((SELECT t.id FROM tenant t JOIN company c ON c.id = t.company_id"
+    "   WHERE c.slug = 'acme' AND t.slug = 'support-cz'), 'Tier1'),"
+    " ((SELECT t.id FROM tenant t JOIN company c ON c.id = t.company_id"
+    "   WHERE c.slug = 'globex' AND t.slug = 'support-cz'), 'Tier1');"
+    /* (user, company, tenant) -> ids, for the grant rows below */
+    "CREATE TEMP VIEW ut AS SELECT u.id AS uid, u.username, c.slug AS company, t.id AS tid, t.slug AS tenant"
+    " FROM app_user u JOIN company c ON c.id = u.company_id JOIN tenant t ON t.company_id = c.id;"
+    "INSERT INTO tenant_role (user_id, tenant_id, role, source)"
+    " SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak' AND tenant "
+    "= 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'admin', NULL FROM ut WHERE company = 'acme' AND username = 'jnovak' AND "
+    "tenant = 'sales'"
+    " UNION ALL SELECT uid, tid, 'viewer', 'other-conn' FROM ut WHERE company = 'acme' AND username = "
+    "'jnovak'"
+    "  AND tenant = 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'acme' AND username = 'pdvorak'"
+    "  AND tenant = 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'operator', NULL FROM ut WHERE company = 'acme' AND username = 'manual1'"
+    "  AND tenant = 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'operator', 'other-conn' FROM ut WHERE company = 'acme' AND username = 'ext'"
+    "  AND tenant = 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'operator', 'corp' FROM ut WHERE company = 'globex' AND username = 'gcorp'"
+    "  AND tenant = 'support-cz';"
+    "INSERT INTO channel_grant (user_id, tenant_id, channel, source)"
+    " SELECT uid, tid, 'webchat', 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak'"
+    "  AND tenant = 'support-cz';"
+    "INSERT INTO slot_limit (user_id, tenant_id, channel_group, slots, source)"
+    " SELECT uid, tid, 'live', 2, 'corp' FROM ut WHERE company = 'acme' AND username = 'jnovak'"
+    "  AND tenant = 'support-cz'"
+    " UNION ALL SELECT uid, tid, 'email', 4, NULL FROM ut WHERE company = 'acme' AND username = 'jnovak'"
+    "  AND tenant = 'support-cz';"
+    "INSERT INTO operator_group_member (group_id, user_id, source)"
+    " SELECT g.id, ut.uid, 'corp' FROM ut JOIN operator_group g ON g.tenant_id = ut.tid AND g.name = 'Tier1'"
+    " WHERE company = 'acme' AND username = 'jnovak' AND tenant = 'support-cz';"
+    "DROP VIEW ut";
 
 /* Every grant row of every company, one line each, sorted bytewise:
  * "company user kind tenant name[=slots] source|-". */
 static const char dump_grants_sql[] =
-	"SELECT coalesce(string_agg(l, '; ' ORDER BY l COLLATE \"C\"), '') FROM ("
-	" SELECT c.slug || ' ' || u.username || ' role ' || t.slug || ' ' || x.role || ' ' || coalesce(x.source, '-') l"
-	"  FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	"  JOIN company c ON c.id = t.company_id"
-	" UNION ALL SELECT c.slug || ' ' || u.username || ' chan ' || t.slug || ' ' || x.channel || ' '"
-	"  || coalesce(x.source, '-')"
-	"  FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	"  JOIN company c ON c.id = t.company_id"
-	" UNION ALL SELECT c.slug || ' ' || u.username || ' slot ' || t.slug || ' ' || x.channel_group || '='"
-	"  || x.slots || ' ' || coalesce(x.source, '-')"
-	"  FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-	"  JOIN company c ON c.id = t.company_id"
-	" UNION ALL SELECT c.slug || ' ' || u.username || ' group ' || t.slug || ' ' || g.name || ' '"
-	"  || coalesce(x.source, '-')"
-	"  FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
-	"  JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
-	"  JOIN company c ON c.id = t.company_id) s";
+    "SELECT coalesce(string_agg(l, '; ' ORDER BY l COLLATE \"C\"), '') FROM ("
+    " SELECT c.slug || ' ' || u.username || ' role ' || t.slug || ' ' || x.role || ' ' || coalesce(x.source, "
+    "'-') l"
+    "  FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id"
+    " UNION ALL SELECT c.slug || ' ' || u.username || ' chan ' || t.slug || ' ' || x.channel || ' '"
+    "  || coalesce(x.source, '-')"
+    "  FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id"
+    " UNION ALL SELECT c.slug || ' ' || u.username || ' slot ' || t.slug || ' ' || x.channel_group || '='"
+    "  || x.slots || ' ' || coalesce(x.source, '-')"
+    "  FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id"
+    " UNION ALL SELECT c.slug || ' ' || u.username || ' group ' || t.slug || ' ' || g.name || ' '"
+    "  || coalesce(x.source, '-')"
+    "  FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
+    "  JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
+    "  JOIN company c ON c.id = t.company_id) s";
 
 /* The seeded grants, before any apply. */
-#define SEED_GRANTS                                                                                        \
-	"acme ext role support-cz operator other-conn; "                                                   \
-	"acme jnovak chan support-cz webchat corp; "                                                       \
-	"acme jnovak group support-cz Tier1 corp; "                                                        \
-	"acme jnovak role sales admin -; "                                                                 \
-	"acme jnovak role support-cz operator corp; "                                                      \
-	"acme jnovak role support-cz viewer other-conn; "                                                  \
-	"acme jnovak slot support-cz email=4 -; "                                                          \
-	"acme jnovak slot support-cz live=2 corp; "                                                        \
-	"acme manual1 role support-cz operator -; "                                                        \
-	"acme pdvorak role support-cz operator corp; "                                                     \
+#define SEED_GRANTS                                                                                          \
+	"acme ext role support-cz operator other-conn; "                                                     \
+	"acme jnovak chan support-cz webchat corp; "                                                         \
+	"acme jnovak group support-cz Tier1 corp; "                                                          \
+	"acme jnovak role sales admin -; "                                                                   \
+	"acme jnovak role support-cz operator corp; "                                                        \
+	"acme jnovak role support-cz viewer other-conn; "                                                    \
+	"acme jnovak slot support-cz email=4 -; "                                                            \
+	"acme jnovak slot support-cz live=2 corp; "                                                          \
+	"acme manual1 role support-cz operator -; "                                                          \
+	"acme pdvorak role support-cz operator corp; "                                                       \
 	"globex gcorp role support-cz operator corp"
 
 /* A user row as one line: the columns a sync may touch. */
 static const char user_sql[] =
-	"SELECT concat(username, '|', coalesce(email, '-'), '|', coalesce(first_name, '-'), '|',"
-	" coalesce(last_name, '-'), '|', coalesce(display_name, '-'), '|', company_admin, '|', active, '|',"
-	" coalesce(deactivation_reason, '-'), '|', deactivated_at IS NOT NULL, '|', coalesce(source, '-'), '|',"
-	" coalesce(external_id, '-'), '|', auth_method, '|', coalesce(idp, '-'))"
-	" FROM app_user u JOIN company c ON c.id = u.company_id WHERE c.slug = $1 AND u.username = $2";
+    "SELECT concat(username, '|', coalesce(email, '-'), '|', coalesce(first_name, '-'), '|',"
+    " coalesce(last_name, '-'), '|', coalesce(display_name, '-'), '|', company_admin, '|', active, '|',"
+    " coalesce(deactivation_reason, '-'), '|', deactivated_at IS NOT NULL, '|', coalesce(source, '-'), '|',"
+    " coalesce(external_id, '-'), '|', auth_method, '|', coalesce(idp, '-'))"
+    " FROM app_user u JOIN company c ON c.id = u.company_id WHERE c.slug = $1 AND u.username = $2";
 
 struct fixture {
 	struct ids_store *st;
@@ -125,7 +129,7 @@ static int setup(void **state)
 {
 	static int n;
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	snprintf(f->schema, sizeof(f->schema), "a_%d", ++n);
 	f->st = open_store(f->schema, true);
 	use_schema(f->schema);
@@ -147,7 +151,7 @@ static int teardown(void **state)
 static struct ids_current *load(struct fixture *f)
 {
 	struct ids_current *c = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	if (ids_store_load(f->st, f->acme, "corp", &c, &e) < 0)
 		fail_msg("ids_store_load: %s", ids_error_text(&e));
 	return c;
@@ -219,13 +223,15 @@ static void test_load(void **state)
 	 * counts as not ours (manual), the users of other sources and of
 	 * globex are not read at all */
 	static const char *const want[] = {
-		"jnovak chan support-cz webchat 0 corp",  "jnovak group support-cz Tier1 0 corp",
-		"jnovak role sales admin 0 manual",       "jnovak role support-cz operator 0 corp",
-		"jnovak role support-cz viewer 0 manual", "jnovak slot support-cz email 4 manual",
-		"jnovak slot support-cz live 2 corp",     "pdvorak role support-cz operator 0 corp",
+	    "jnovak chan support-cz webchat 0 corp",  "jnovak group support-cz Tier1 0 corp",
+	    "jnovak role sales admin 0 manual",	      "jnovak role support-cz operator 0 corp",
+	    "jnovak role support-cz viewer 0 manual", "jnovak slot support-cz email 4 manual",
+	    "jnovak slot support-cz live 2 corp",     "pdvorak role support-cz operator 0 corp",
 	};
-	static const char *const kinds[] = { [IDS_GRANT_ROLE] = "role", [IDS_GRANT_CHANNEL] = "chan",
-					     [IDS_GRANT_GROUP] = "group", [IDS_GRANT_SLOT] = "slot" };
+	static const char *const kinds[] = {[IDS_GRANT_ROLE] = "role",
+					    [IDS_GRANT_CHANNEL] = "chan",
+					    [IDS_GRANT_GROUP] = "group",
+					    [IDS_GRANT_SLOT] = "slot"};
 	size_t nw = sizeof(want) / sizeof(want[0]);
 	assert_int_equal(c->ngrants, nw);
 	char **got = calloc(c->ngrants, sizeof(*got));
@@ -253,8 +259,14 @@ static void test_load(void **state)
 static struct ids_plan_grant grant(enum ids_grant_op op, enum ids_grant_kind kind, const char *ext,
 				   const char *tenant, const char *name, int slots, int old_slots)
 {
-	return (struct ids_plan_grant){ .op = op, .kind = kind, .external_id = ext, .username = ext,
-					.tenant = tenant, .name = name, .slots = slots, .old_slots = old_slots };
+	return (struct ids_plan_grant){.op = op,
+				       .kind = kind,
+				       .external_id = ext,
+				       .username = ext,
+				       .tenant = tenant,
+				       .name = name,
+				       .slots = slots,
+				       .old_slots = old_slots};
 }
 
 /* One audit row of the run with this action, user (by username, "-" for
@@ -276,51 +288,87 @@ static void test_apply(void **state)
 	struct ids_current *c = load(f);
 	const struct ids_cur_user *jn = cur_user(c, "jnovak"), *pd = cur_user(c, "pdvorak");
 	const struct ids_cur_user *old = cur_user(c, "old"), *m1 = cur_user(c, "manual1");
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 
 	struct ids_plan_user users[] = {
-		{ .flags = IDS_PU_CREATE, .external_id = "E10", .username = "newbie", .email = "new@acme.example",
-		  .first_name = "Nina", .last_name = "New", .display_name = "Nina New", .company_admin = true },
-		/* first_name differs but is not marked changed: it must stay */
-		{ .flags = IDS_PU_UPDATE, .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME, .id = jn->id,
-		  .external_id = "E2", .username = "jnovak", .email = "jan.novak@acme.example",
-		  .first_name = "NOT-CHANGED", .last_name = "Novak", .display_name = "Jan Novák", .cur = jn },
-		{ .flags = IDS_PU_DEACTIVATE, .id = pd->id, .external_id = "E3", .username = "pdvorak",
-		  .email = pd->email, .reason = "disabled_in_source", .cur = pd },
-		{ .flags = IDS_PU_REACTIVATE, .id = old->id, .external_id = "E4", .username = "old",
-		  .email = old->email, .cur = old },
-		{ .flags = IDS_PU_ADOPT, .changed = IDS_CH_USERNAME | IDS_CH_AUTH, .id = m1->id,
-		  .external_id = "E11", .username = "mnew", .email = "M1@acme.example", .first_name = "Marie",
-		  .cur = m1 },
-		{ .flags = IDS_PU_CONFLICT, .external_id = "E12", .username = "jnovak", .reason = "username taken" },
-		{ .flags = IDS_PU_SKIP_INVALID, .external_id = "E13", .reason = "missing username" },
+	    {.flags = IDS_PU_CREATE,
+	     .external_id = "E10",
+	     .username = "newbie",
+	     .email = "new@acme.example",
+	     .first_name = "Nina",
+	     .last_name = "New",
+	     .display_name = "Nina New",
+	     .company_admin = true},
+	    /* first_name differs but is not marked changed: it must stay */
+	    {.flags = IDS_PU_UPDATE,
+	     .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME,
+	     .id = jn->id,
+	     .external_id = "E2",
+	     .username = "jnovak",
+	     .email = "jan.novak@acme.example",
+	     .first_name = "NOT-CHANGED",
+	     .last_name = "Novak",
+	     .display_name = "Jan Novák",
+	     .cur = jn},
+	    {.flags = IDS_PU_DEACTIVATE,
+	     .id = pd->id,
+	     .external_id = "E3",
+	     .username = "pdvorak",
+	     .email = pd->email,
+	     .reason = "disabled_in_source",
+	     .cur = pd},
+	    {.flags = IDS_PU_REACTIVATE,
+	     .id = old->id,
+	     .external_id = "E4",
+	     .username = "old",
+	     .email = old->email,
+	     .cur = old},
+	    {.flags = IDS_PU_ADOPT,
+	     .changed = IDS_CH_USERNAME | IDS_CH_AUTH,
+	     .id = m1->id,
+	     .external_id = "E11",
+	     .username = "mnew",
+	     .email = "M1@acme.example",
+	     .first_name = "Marie",
+	     .cur = m1},
+	    {.flags = IDS_PU_CONFLICT,
+	     .external_id = "E12",
+	     .username = "jnovak",
+	     .reason = "username taken"},
+	    {.flags = IDS_PU_SKIP_INVALID, .external_id = "E13", .reason = "missing username"},
 	};
 	struct ids_plan_grant grants[] = {
-		grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E10", "support-cz", "operator", 0, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, "E10", "support-cz", "whatsapp", 0, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "support-cz", "Tier2", 0, 0), /* group is new */
-		grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E10", "support-cz", "live", 3, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E10", "newtenant", "operator", 0, 0), /* tenant is new */
-		grant(IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "E2", "support-cz", "webchat", 0, 0),
-		grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "sales", "admin", 0, 0), /* manual: stays */
-		grant(IDS_GOP_CHANGE, IDS_GRANT_SLOT, "E2", "support-cz", "live", 5, 2),
-		grant(IDS_GOP_REMOVE, IDS_GRANT_GROUP, "E2", "support-cz", "Tier1", 0, 0),
-		grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E3", "support-cz", "operator", 0, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E11", "support-cz", "operator", 0, 0), /* manual exists */
-		grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "support-cz", "viewer", 0, 0), /* other source */
-		grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "globex-only", "Tier9", 0, 0), /* not acme's */
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E10", "support-cz", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, "E10", "support-cz", "whatsapp", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "support-cz", "Tier2", 0, 0), /* group is new */
+	    grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E10", "support-cz", "live", 3, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E10", "newtenant", "operator", 0, 0), /* tenant is new */
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "E2", "support-cz", "webchat", 0, 0),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "sales", "admin", 0, 0), /* manual: stays */
+	    grant(IDS_GOP_CHANGE, IDS_GRANT_SLOT, "E2", "support-cz", "live", 5, 2),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_GROUP, "E2", "support-cz", "Tier1", 0, 0),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E3", "support-cz", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E11", "support-cz", "operator", 0, 0), /* manual exists */
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "support-cz", "viewer", 0, 0), /* other source */
+	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "globex-only", "Tier9", 0, 0),  /* not acme's */
 	};
-	struct ids_plan p = { .connector = "corp",
-			      .users = users,
-			      .nusers = sizeof(users) / sizeof(users[0]),
-			      .grants = grants,
-			      .ngrants = sizeof(grants) / sizeof(grants[0]) };
+	struct ids_plan p = {.connector = "corp",
+			     .users = users,
+			     .nusers = sizeof(users) / sizeof(users[0]),
+			     .grants = grants,
+			     .ngrants = sizeof(grants) / sizeof(grants[0])};
 	assert_int_equal(ids_strv_push(&p.new_tenants, "newtenant"), 0);
-	p.counts = (struct ids_plan_counts){ .users_seen = 6, .created = 1, .updated = 2, .deactivated = 1,
-					     .reactivated = 1, .grants_added = 7, .grants_removed = 5,
-					     .conflicts = 1, .skipped_invalid = 1 };
+	p.counts = (struct ids_plan_counts){.users_seen = 6,
+					    .created = 1,
+					    .updated = 2,
+					    .deactivated = 1,
+					    .reactivated = 1,
+					    .grants_added = 7,
+					    .grants_removed = 5,
+					    .conflicts = 1,
+					    .skipped_invalid = 1};
 	const int64_t started = INT64_C(1767323045123456);
-	struct ids_run run = { "corp", started, "ok", &p.counts, NULL };
+	struct ids_run run = {"corp", started, "ok", &p.counts, NULL};
 	int64_t run_id = 0;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), 0);
@@ -328,10 +376,10 @@ static void test_apply(void **state)
 	ids_strv_free(&p.new_tenants);
 
 	/* users */
-	assert_sql("newbie|new@acme.example|Nina|New|Nina New|t|t|-|f|corp|E10|sso|entra", user_sql,
-		   "acme", "newbie");
-	assert_sql("jnovak|jan.novak@acme.example|Jan|Novak|Jan Novák|f|t|-|f|corp|E2|sso|entra",
-		   user_sql, "acme", "jnovak");
+	assert_sql("newbie|new@acme.example|Nina|New|Nina New|t|t|-|f|corp|E10|sso|entra", user_sql, "acme",
+		   "newbie");
+	assert_sql("jnovak|jan.novak@acme.example|Jan|Novak|Jan Novák|f|t|-|f|corp|E2|sso|entra", user_sql,
+		   "acme", "jnovak");
 	assert_sql("pdvorak|petr@acme.example|Petr|Dvorak|Petr Dvorak|f|f|disabled_in_source|t|corp|E3|"
 		   "sso|entra",
 		   user_sql, "acme", "pdvorak");
@@ -342,7 +390,9 @@ static void test_apply(void **state)
 	assert_sql("ext|-|-|-|-|f|t|-|f|other-conn|E5|sso|google", user_sql, "acme", "ext");
 	assert_sql("jnovak|jan@globex.example|-|-|-|f|t|-|f|-|-|activation_link|-", user_sql, "globex",
 		   "jnovak");
-	assert_sql("6", "SELECT count(*) FROM app_user u JOIN company c ON c.id = u.company_id WHERE c.slug = 'acme'");
+	assert_sql(
+	    "6",
+	    "SELECT count(*) FROM app_user u JOIN company c ON c.id = u.company_id WHERE c.slug = 'acme'");
 	/* the user row keeps its id through adoption (sessions hang on it) */
 	char id[24];
 	snprintf(id, sizeof(id), "%" PRId64, m1->id);
@@ -354,8 +404,10 @@ static void test_apply(void **state)
 	snprintf(id, sizeof(id), "%" PRId64, f->acme);
 	assert_sql("0", "SELECT count(*) FROM tenant WHERE slug = 'newtenant' AND company_id <> $1", id);
 	assert_sql("acme support-cz Tier1; acme support-cz Tier2; globex support-cz Tier1",
-		   "SELECT string_agg(l, '; ' ORDER BY l COLLATE \"C\") FROM (SELECT c.slug || ' ' || t.slug || ' ' || g.name l"
-		   " FROM operator_group g JOIN tenant t ON t.id = g.tenant_id JOIN company c ON c.id = t.company_id) s");
+		   "SELECT string_agg(l, '; ' ORDER BY l COLLATE \"C\") FROM (SELECT c.slug || ' ' || t.slug "
+		   "|| ' ' || g.name l"
+		   " FROM operator_group g JOIN tenant t ON t.id = g.tenant_id JOIN company c ON c.id = "
+		   "t.company_id) s");
 
 	/* grants, derived by hand from the seed and the plan */
 	assert_sql("acme ext role support-cz operator other-conn; "
@@ -396,17 +448,25 @@ static void test_apply(void **state)
 		     "\"idp\":[null,\"entra\"]}");
 	assert_audit(run_id, "conflict", "-",
 		     "{\"external_id\":\"E12\",\"username\":\"jnovak\",\"reason\":\"username taken\"}");
-	assert_audit(run_id, "skip_invalid", "-", "{\"external_id\":\"E13\",\"reason\":\"missing username\"}");
-	assert_audit(run_id, "grant", "newbie", "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
-	assert_audit(run_id, "grant", "newbie", "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\"}");
-	assert_audit(run_id, "grant", "newbie", "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier2\"}");
+	assert_audit(run_id, "skip_invalid", "-",
+		     "{\"external_id\":\"E13\",\"reason\":\"missing username\"}");
+	assert_audit(run_id, "grant", "newbie",
+		     "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
+	assert_audit(run_id, "grant", "newbie",
+		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\"}");
+	assert_audit(run_id, "grant", "newbie",
+		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier2\"}");
 	assert_audit(run_id, "grant", "newbie",
 		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":3}");
-	assert_audit(run_id, "grant", "jnovak",
-		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":5,\"old_slots\":2}");
-	assert_audit(run_id, "revoke", "jnovak", "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"}");
-	assert_audit(run_id, "revoke", "jnovak", "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}");
-	assert_audit(run_id, "revoke", "pdvorak", "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
+	assert_audit(
+	    run_id, "grant", "jnovak",
+	    "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":5,\"old_slots\":2}");
+	assert_audit(run_id, "revoke", "jnovak",
+		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"}");
+	assert_audit(run_id, "revoke", "jnovak",
+		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}");
+	assert_audit(run_id, "revoke", "pdvorak",
+		     "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
 
 	/* the next load sees the new state */
 	ids_current_free(c);
@@ -423,16 +483,16 @@ static void test_apply(void **state)
 static void test_manual_rows_untouched(void **state)
 {
 	struct fixture *f = *state;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_plan_grant grants[] = {
-		grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "sales", "admin", 0, 0),
-		grant(IDS_GOP_REMOVE, IDS_GRANT_SLOT, "E2", "support-cz", "email", 4, 0),
-		grant(IDS_GOP_CHANGE, IDS_GRANT_SLOT, "E2", "support-cz", "email", 9, 4),
-		/* adding what a person already granted keeps their row */
-		grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E2", "support-cz", "email", 7, 0),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "sales", "admin", 0, 0),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_SLOT, "E2", "support-cz", "email", 4, 0),
+	    grant(IDS_GOP_CHANGE, IDS_GRANT_SLOT, "E2", "support-cz", "email", 9, 4),
+	    /* adding what a person already granted keeps their row */
+	    grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E2", "support-cz", "email", 7, 0),
 	};
-	struct ids_plan p = { .connector = "corp", .grants = grants, .ngrants = 4 };
-	struct ids_run run = { "corp", 1, "ok", &p.counts, NULL };
+	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 4};
+	struct ids_run run = {"corp", 1, "ok", &p.counts, NULL};
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
 	assert_sql(SEED_GRANTS, dump_grants_sql);
@@ -444,12 +504,13 @@ static void test_manual_rows_untouched(void **state)
 static void test_cross_company_refused(void **state)
 {
 	static const char *const inserts[] = {
-		"INSERT INTO tenant_role (user_id, tenant_id, role) SELECT u.id, t.id, 'operator'",
-		"INSERT INTO channel_grant (user_id, tenant_id, channel) SELECT u.id, t.id, 'webchat'",
-		"INSERT INTO slot_limit (user_id, tenant_id, channel_group, slots) SELECT u.id, t.id, 'live', 1",
+	    "INSERT INTO tenant_role (user_id, tenant_id, role) SELECT u.id, t.id, 'operator'",
+	    "INSERT INTO channel_grant (user_id, tenant_id, channel) SELECT u.id, t.id, 'webchat'",
+	    "INSERT INTO slot_limit (user_id, tenant_id, channel_group, slots) SELECT u.id, t.id, 'live', 1",
 	};
-	static const char from[] = " FROM app_user u, tenant t JOIN company c ON c.id = t.company_id"
-				   " WHERE u.username = 'pdvorak' AND c.slug = 'globex' AND t.slug = 'support-cz'";
+	static const char from[] =
+	    " FROM app_user u, tenant t JOIN company c ON c.id = t.company_id"
+	    " WHERE u.username = 'pdvorak' AND c.slug = 'globex' AND t.slug = 'support-cz'";
 	char stmt[512];
 	for (size_t i = 0; i < 4; i++) {
 		if (i < 3)
@@ -467,8 +528,9 @@ static void test_cross_company_refused(void **state)
 		PQclear(res);
 	}
 	/* moving a user with grants to another company is refused too */
-	PGresult *res = PQexec(g_db, "UPDATE app_user SET company_id = (SELECT id FROM company WHERE slug = 'globex')"
-				     " WHERE username = 'pdvorak'");
+	PGresult *res =
+	    PQexec(g_db, "UPDATE app_user SET company_id = (SELECT id FROM company WHERE slug = 'globex')"
+			 " WHERE username = 'pdvorak'");
 	assert_int_equal(PQresultStatus(res), PGRES_FATAL_ERROR);
 	assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23514");
 	PQclear(res);
@@ -476,15 +538,15 @@ static void test_cross_company_refused(void **state)
 	/* through the store: a plan naming another company's tenant reaches
 	 * nothing (tenants are looked up within the connector's company) */
 	struct fixture *f = *state;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_plan_grant grants[] = {
-		grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E2", "globex-only", "operator", 0, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E2", "globex-only", "G", 0, 0),
-		/* and a user of corp in globex is not reachable from acme */
-		grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "G1", "support-cz", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E2", "globex-only", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E2", "globex-only", "G", 0, 0),
+	    /* and a user of corp in globex is not reachable from acme */
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "G1", "support-cz", "operator", 0, 0),
 	};
-	struct ids_plan p = { .connector = "corp", .grants = grants, .ngrants = 3 };
-	struct ids_run run = { "corp", 1, "ok", NULL, NULL };
+	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 3};
+	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
 	assert_sql(SEED_GRANTS, dump_grants_sql);
 	assert_sql("0", "SELECT count(*) FROM operator_group WHERE name = 'G'");
@@ -498,19 +560,24 @@ static void test_atomic(void **state)
 	struct fixture *f = *state;
 	struct ids_current *c = load(f);
 	const struct ids_cur_user *pd = cur_user(c, "pdvorak");
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_plan_user users[] = {
-		{ .flags = IDS_PU_CREATE, .external_id = "E20", .username = "atom", .email = "atom@acme.example" },
-		{ .flags = IDS_PU_DEACTIVATE, .id = pd->id, .external_id = "E3", .username = "pdvorak",
-		  .reason = "deleted_in_source", .cur = pd },
+	    {.flags = IDS_PU_CREATE, .external_id = "E20", .username = "atom", .email = "atom@acme.example"},
+	    {.flags = IDS_PU_DEACTIVATE,
+	     .id = pd->id,
+	     .external_id = "E3",
+	     .username = "pdvorak",
+	     .reason = "deleted_in_source",
+	     .cur = pd},
 	};
 	struct ids_plan_grant grants[] = {
-		grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E20", "atomtenant", "operator", 0, 0),
-		grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E20", "support-cz", "live", 5000, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E20", "atomtenant", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E20", "support-cz", "live", 5000, 0),
 	};
-	struct ids_plan p = { .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 2 };
+	struct ids_plan p = {
+	    .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 2};
 	assert_int_equal(ids_strv_push(&p.new_tenants, "atomtenant"), 0);
-	struct ids_run run = { "corp", 1, "ok", &p.counts, NULL };
+	struct ids_run run = {"corp", 1, "ok", &p.counts, NULL};
 	int64_t run_id = -1;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), IDS_E_DB);
@@ -522,7 +589,7 @@ static void test_atomic(void **state)
 	assert_sql("0", "SELECT count(*) FROM app_user WHERE username = 'atom'");
 	assert_sql("0", "SELECT count(*) FROM tenant WHERE slug = 'atomtenant'");
 	assert_sql("t|-", "SELECT concat(active, '|', coalesce(deactivation_reason, '-')) FROM app_user"
-			     " WHERE username = 'pdvorak'");
+			  " WHERE username = 'pdvorak'");
 	assert_sql("0", "SELECT count(*) FROM sync_run");
 	assert_sql("0", "SELECT count(*) FROM audit_log");
 	assert_sql(SEED_GRANTS, dump_grants_sql);
@@ -543,21 +610,28 @@ static void test_stale_plan(void **state)
 	struct fixture *f = *state;
 	struct ids_current *c = load(f);
 	const struct ids_cur_user *jn = cur_user(c, "jnovak");
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_plan_user users[] = {
-		{ .flags = IDS_PU_CREATE, .external_id = "E30", .username = "stale", .email = NULL },
-		{ .flags = IDS_PU_UPDATE, .changed = IDS_CH_LAST_NAME, .id = jn->id, .external_id = "E2",
-		  .username = "jnovak", .last_name = "Nowak", .cur = jn },
+	    {.flags = IDS_PU_CREATE, .external_id = "E30", .username = "stale", .email = NULL},
+	    {.flags = IDS_PU_UPDATE,
+	     .changed = IDS_CH_LAST_NAME,
+	     .id = jn->id,
+	     .external_id = "E2",
+	     .username = "jnovak",
+	     .last_name = "Nowak",
+	     .cur = jn},
 	};
-	struct ids_plan p = { .connector = "corp", .users = users, .nusers = 2 };
-	struct ids_run run = { "corp", 1, "ok", NULL, NULL };
+	struct ids_plan p = {.connector = "corp", .users = users, .nusers = 2};
+	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
 
-	sql("UPDATE app_user SET source = NULL, external_id = NULL WHERE username = 'jnovak' AND email LIKE '%acme%'");
+	sql("UPDATE app_user SET source = NULL, external_id = NULL WHERE username = 'jnovak' AND email LIKE "
+	    "'%acme%'");
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), IDS_E_DB);
 	assert_non_null(strstr(ids_error_text(&e), "changed"));
 	ids_error_clear(&e);
 	assert_sql("0", "SELECT count(*) FROM app_user WHERE username = 'stale'");
-	assert_sql("Novak", "SELECT last_name FROM app_user WHERE username = 'jnovak' AND email LIKE '%acme%'");
+	assert_sql("Novak",
+		   "SELECT last_name FROM app_user WHERE username = 'jnovak' AND email LIKE '%acme%'");
 	assert_sql("0", "SELECT count(*) FROM sync_run");
 	ids_current_free(c);
 }
@@ -568,34 +642,41 @@ static void test_stale_plan(void **state)
 static void test_values_exact(void **state)
 {
 	struct fixture *f = *state;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	const char *uname = "we\\ird\ttab";
 	const char *display = "line1\nline2\r\\N'; DROP TABLE app_user; -- \"q\" \xf0\x9f\x98\x80";
 	const char *first = "\\N";
 	const char *group = "G\t\\x";
 	struct ids_plan_user users[] = {
-		{ .flags = IDS_PU_CREATE, .external_id = "E\\40", .username = uname, .email = NULL,
-		  .first_name = first, .display_name = display },
-		{ .flags = IDS_PU_SKIP_INVALID, .external_id = "bad\xff\xfe", .reason = "external id not UTF-8" },
+	    {.flags = IDS_PU_CREATE,
+	     .external_id = "E\\40",
+	     .username = uname,
+	     .email = NULL,
+	     .first_name = first,
+	     .display_name = display},
+	    {.flags = IDS_PU_SKIP_INVALID, .external_id = "bad\xff\xfe", .reason = "external id not UTF-8"},
 	};
 	struct ids_plan_grant grants[] = {
-		grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E\\40", "support-cz", group, 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E\\40", "support-cz", group, 0, 0),
 	};
-	struct ids_plan p = { .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 1 };
-	struct ids_run run = { "corp", 1, "ok", NULL, "err\twith\nspecials" };
+	struct ids_plan p = {
+	    .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 1};
+	struct ids_run run = {"corp", 1, "ok", NULL, "err\twith\nspecials"};
 	int64_t run_id = 0;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "google", &p, &run, &run_id, &e), 0);
-	assert_sql("1",
-		   "SELECT count(*) FROM app_user WHERE username = $1 AND display_name = $2 AND first_name = $3"
-		   " AND email IS NULL AND last_name IS NULL AND external_id = $4 AND idp = 'google'",
-		   uname, display, first, "E\\40");
+	assert_sql(
+	    "1",
+	    "SELECT count(*) FROM app_user WHERE username = $1 AND display_name = $2 AND first_name = $3"
+	    " AND email IS NULL AND last_name IS NULL AND external_id = $4 AND idp = 'google'",
+	    uname, display, first, "E\\40");
 	assert_sql("1",
 		   "SELECT count(*) FROM operator_group_member x JOIN operator_group g ON g.id = x.group_id"
 		   " JOIN app_user u ON u.id = x.user_id WHERE g.name = $1 AND u.username = $2",
 		   group, uname);
 	assert_sql(uname, "SELECT detail->>'username' FROM audit_log WHERE action = 'create'");
-	assert_sql("bad\\xff\\xfe", "SELECT detail->>'external_id' FROM audit_log WHERE action = 'skip_invalid'");
+	assert_sql("bad\\xff\\xfe",
+		   "SELECT detail->>'external_id' FROM audit_log WHERE action = 'skip_invalid'");
 	assert_sql("1", "SELECT count(*) FROM sync_run WHERE error = $1", "err\twith\nspecials");
 	ids_error_clear(&e);
 }
@@ -605,11 +686,11 @@ static void test_values_exact(void **state)
 static void test_large_plan(void **state)
 {
 	struct fixture *f = *state;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	enum { N = 20000 };
 	struct ids_plan_user *users = calloc(N, sizeof(*users));
 	struct ids_plan_grant *grants = calloc(2 * N, sizeof(*grants));
-	struct ids_arena a = { 0 };
+	struct ids_arena a = {0};
 	char buf[64];
 
 	for (int i = 0; i < N; i++) {
@@ -618,14 +699,19 @@ static void test_large_plan(void **state)
 		snprintf(buf, sizeof(buf), "bulk%05d", i);
 		const char *name = ids_arena_strdup(&a, buf);
 		snprintf(buf, sizeof(buf), "bulk%05d@acme.example", i);
-		users[i] = (struct ids_plan_user){ .flags = IDS_PU_CREATE, .external_id = ext, .username = name,
-						   .email = ids_arena_strdup(&a, buf), .first_name = "Bulk",
-						   .last_name = "User", .display_name = name };
+		users[i] = (struct ids_plan_user){.flags = IDS_PU_CREATE,
+						  .external_id = ext,
+						  .username = name,
+						  .email = ids_arena_strdup(&a, buf),
+						  .first_name = "Bulk",
+						  .last_name = "User",
+						  .display_name = name};
 		grants[2 * i] = grant(IDS_GOP_ADD, IDS_GRANT_ROLE, ext, "support-cz", "operator", 0, 0);
 		grants[2 * i + 1] = grant(IDS_GOP_ADD, IDS_GRANT_SLOT, ext, "sales", "live", i % 1001, 0);
 	}
-	struct ids_plan p = { .connector = "corp", .users = users, .nusers = N, .grants = grants, .ngrants = 2 * N };
-	struct ids_run run = { "corp", 1, "ok", NULL, NULL };
+	struct ids_plan p = {
+	    .connector = "corp", .users = users, .nusers = N, .grants = grants, .ngrants = 2 * N};
+	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
 	int64_t run_id = 0;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), 0);
@@ -651,14 +737,14 @@ int main(void)
 	if (r)
 		return r;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_load, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_manual_rows_untouched, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale_plan, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_large_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_manual_rows_untouched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_plan, setup, teardown),
 	};
 	r = cmocka_run_group_tests(tests, NULL, NULL);
 	db_teardown();

@@ -24,7 +24,7 @@
 
 static char g_dbname[64];
 static char *g_conninfo; /* the test database, as superuser */
-static PGconn *g_db;     /* superuser connection to the test database */
+static PGconn *g_db;	 /* superuser connection to the test database */
 
 /* Exit code for "no server here": 77 (skip), or a failure under CI. */
 static int no_server(const char *why)
@@ -60,7 +60,9 @@ static void sql(const char *sql_text)
 static char *sql_val(const char *sql_text, int n, const char *const *p)
 {
 	PGresult *res = q_on(g_db, sql_text, n, p);
-	char *v = strdup(PQntuples(res) == 0 ? "<none>" : PQgetisnull(res, 0, 0) ? "<null>" : PQgetvalue(res, 0, 0));
+	char *v = strdup(PQntuples(res) == 0	  ? "<none>"
+			 : PQgetisnull(res, 0, 0) ? "<null>"
+						  : PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
 }
@@ -89,7 +91,7 @@ static void assert_sql_f(const char *file, int line, const char *want, const cha
 /* Points the superuser connection at a schema (quoted by the server). */
 static void use_schema(const char *schema)
 {
-	const char *p[] = { schema };
+	const char *p[] = {schema};
 	PQclear(q_on(g_db, "SELECT set_config('search_path', quote_ident($1), false)", 1, p));
 }
 
@@ -107,7 +109,7 @@ static void make_cfg(struct ids_config *cfg, const char *conninfo, const char *s
 static struct ids_store *open_store(const char *schema, bool migrate)
 {
 	struct ids_config cfg;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_store *st = NULL;
 	make_cfg(&cfg, g_conninfo, schema, NULL);
 	int r = ids_store_open(&cfg, &st, &e);

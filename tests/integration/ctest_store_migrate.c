@@ -12,7 +12,7 @@
 static void test_migrate_from_empty(void **state)
 {
 	struct ids_store *st = open_store("m_empty", false);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int from = -1, to = -1;
 
 	/* open created the schema, still empty */
@@ -29,10 +29,11 @@ static void test_migrate_from_empty(void **state)
 		   " 'slot_limit', 'operator_group', 'operator_group_member', 'sync_run', 'audit_log')");
 	assert_sql("001_init.sql", "SELECT name FROM m_empty.schema_migrations WHERE version = 1");
 	/* the indexes of schema.md's notes */
-	assert_sql("2",
-		   "SELECT count(*) FROM pg_indexes WHERE schemaname = 'm_empty' AND indexdef LIKE 'CREATE UNIQUE%'"
-		   " AND (indexdef LIKE '%(company_id, lower(username))%'"
-		   "  OR indexdef LIKE '%(company_id, lower(email)) WHERE active%')");
+	assert_sql(
+	    "2",
+	    "SELECT count(*) FROM pg_indexes WHERE schemaname = 'm_empty' AND indexdef LIKE 'CREATE UNIQUE%'"
+	    " AND (indexdef LIKE '%(company_id, lower(username))%'"
+	    "  OR indexdef LIKE '%(company_id, lower(email)) WHERE active%')");
 	ids_error_clear(&e);
 	ids_store_close(st);
 }
@@ -40,7 +41,7 @@ static void test_migrate_from_empty(void **state)
 static void test_migrate_idempotent(void **state)
 {
 	struct ids_store *st = open_store("m_idem", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int from = -1, to = -1;
 
 	assert_int_equal(ids_store_migrate(st, true, &from, &to, &e), 0);
@@ -63,7 +64,7 @@ static void test_migrate_idempotent(void **state)
 static void test_migrate_manual_refuses_old(void **state)
 {
 	struct ids_store *st = open_store("m_manual", false);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int from = -1;
 
 	assert_int_equal(ids_store_migrate(st, false, &from, NULL, &e), IDS_E_SCHEMA);
@@ -77,7 +78,7 @@ static void test_migrate_manual_refuses_old(void **state)
 static void test_newer_schema_refused(void **state)
 {
 	struct ids_store *st = open_store("m_newer", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 
 	sql("INSERT INTO m_newer.schema_migrations (version, name) VALUES (999, '999_future.sql')");
 	for (int apply = 0; apply <= 1; apply++) {
@@ -94,7 +95,7 @@ static void test_newer_schema_refused(void **state)
 static void test_migrate_concurrent(void **state)
 {
 	struct ids_store *a = open_store("m_race", false), *b = open_store("m_race", false);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int to_a = 0, to_b = 0;
 
 	assert_int_equal(ids_store_migrate(a, true, NULL, &to_a, &e), 0);
@@ -109,7 +110,7 @@ static void test_migrate_concurrent(void **state)
 static void test_lock(void **state)
 {
 	struct ids_store *a = open_store("m_lock", true), *b = open_store("m_lock", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 
 	assert_int_equal(ids_store_lock(a, "corp-ad", &e), 0);
 	assert_int_equal(ids_store_lock(b, "corp-ad", &e), IDS_E_LOCKED);
@@ -139,8 +140,9 @@ static void test_schema_name_quoted(void **state)
 	/* an identifier that breaks naive SQL pasting */
 	const char *name = "Odd \"Schema\"; DROP TABLE x";
 	struct ids_store *st = open_store(name, true);
-	const char *p[] = { name };
-	char *v = sql_val("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'app_user'", 1, p);
+	const char *p[] = {name};
+	char *v =
+	    sql_val("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'app_user'", 1, p);
 	assert_string_equal(v, "1");
 	free(v);
 	ids_store_close(st);
@@ -149,7 +151,7 @@ static void test_schema_name_quoted(void **state)
 static void test_open_errors(void **state)
 {
 	struct ids_config cfg;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_store *st = NULL;
 
 	/* malformed conninfo: a configuration error, st untouched */
@@ -176,7 +178,7 @@ static void test_password(void **state)
 		skip();
 	}
 	struct ids_config cfg;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_store *st = NULL;
 	char conninfo[512], grant[256];
 
@@ -184,7 +186,8 @@ static void test_password(void **state)
 	sql(grant);
 	/* PGPASSWORD or a ~/.pgpass must not be what makes this pass */
 	unsetenv("PGPASSWORD");
-	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s user=%s passfile=/nonexistent", base, g_dbname, user);
+	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s user=%s passfile=/nonexistent", base, g_dbname,
+		 user);
 
 	char *good = strdup(pw);
 	make_cfg(&cfg, conninfo, "m_pw", good);
@@ -192,7 +195,8 @@ static void test_password(void **state)
 	assert_int_equal(ids_store_migrate(st, true, NULL, NULL, &e), 0);
 	ids_store_close(st);
 	st = NULL;
-	assert_sql("1", "SELECT count(*) FROM pg_tables WHERE schemaname = 'm_pw' AND tablename = 'app_user'");
+	assert_sql("1",
+		   "SELECT count(*) FROM pg_tables WHERE schemaname = 'm_pw' AND tablename = 'app_user'");
 
 	char *bad = strdup("not-the-password");
 	make_cfg(&cfg, conninfo, "m_pw", bad);
@@ -212,7 +216,7 @@ static void test_password(void **state)
 static void test_company(void **state)
 {
 	struct ids_store *st = open_store("m_company", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t a1 = 0, a2 = 0, b = 0;
 
 	assert_int_equal(ids_store_company(st, "acme", &a1, &e), 0);
@@ -221,37 +225,40 @@ static void test_company(void **state)
 	assert_true(a1 > 0);
 	assert_int_equal(a1, a2);
 	assert_int_not_equal(a1, b);
-	assert_sql("acme|acme|2", "SELECT slug || '|' || name || '|' || (SELECT count(*) FROM m_company.company)"
-				  " FROM m_company.company WHERE slug = 'acme'");
+	assert_sql("acme|acme|2",
+		   "SELECT slug || '|' || name || '|' || (SELECT count(*) FROM m_company.company)"
+		   " FROM m_company.company WHERE slug = 'acme'");
 	ids_store_close(st);
 }
 
 static void test_runs(void **state)
 {
 	struct ids_store *st = open_store("m_runs", true);
-	struct ids_error e = { 0 };
-	struct ids_plan_counts k = { 10, 1, 2, 3, 4, 5, 6, 7, 8 };
+	struct ids_error e = {0};
+	struct ids_plan_counts k = {10, 1, 2, 3, 4, 5, 6, 7, 8};
 	/* 2026-01-02 03:04:05.123456 UTC, exact to the microsecond */
 	const int64_t t1 = INT64_C(1767323045123456), t2 = t1 + 60000001;
-	struct ids_run r1 = { "corp", t1, "ok", &k, NULL };
-	struct ids_run r2 = { "corp", t2, "failed", NULL, "ldap: timeout" };
-	struct ids_run r3 = { "entra", t1, "skipped_locked", NULL, NULL };
+	struct ids_run r1 = {"corp", t1, "ok", &k, NULL};
+	struct ids_run r2 = {"corp", t2, "failed", NULL, "ldap: timeout"};
+	struct ids_run r3 = {"entra", t1, "skipped_locked", NULL, NULL};
 	int64_t id1 = 0, id2 = 0, id3 = 0;
 
 	assert_int_equal(ids_store_record_run(st, &r1, &id1, &e), 0);
 	assert_int_equal(ids_store_record_run(st, &r2, &id2, &e), 0);
 	assert_int_equal(ids_store_record_run(st, &r3, &id3, &e), 0);
 	assert_true(id1 > 0 && id2 > id1 && id3 > id2);
-	assert_sql("2026-01-02 03:04:05.123456+00",
-		   "SELECT started_at AT TIME ZONE 'UTC' || '+00' FROM m_runs.sync_run WHERE connector = 'corp'"
-		   " ORDER BY id LIMIT 1");
-	assert_sql("10 1 2 3 4 5 6 7 8 t",
-		   "SELECT concat_ws(' ', users_seen, created, updated, deactivated, reactivated, grants_added,"
-		   " grants_removed, conflicts, skipped_invalid, finished_at IS NOT NULL)"
-		   " FROM m_runs.sync_run ORDER BY id LIMIT 1");
+	assert_sql(
+	    "2026-01-02 03:04:05.123456+00",
+	    "SELECT started_at AT TIME ZONE 'UTC' || '+00' FROM m_runs.sync_run WHERE connector = 'corp'"
+	    " ORDER BY id LIMIT 1");
+	assert_sql(
+	    "10 1 2 3 4 5 6 7 8 t",
+	    "SELECT concat_ws(' ', users_seen, created, updated, deactivated, reactivated, grants_added,"
+	    " grants_removed, conflicts, skipped_invalid, finished_at IS NOT NULL)"
+	    " FROM m_runs.sync_run ORDER BY id LIMIT 1");
 
 	/* a status outside the spec's list is refused by the schema */
-	struct ids_run bad = { "corp", t1, "great", NULL, NULL };
+	struct ids_run bad = {"corp", t1, "great", NULL, NULL};
 	int64_t untouched = -1;
 	assert_int_equal(ids_store_record_run(st, &bad, &untouched, &e), IDS_E_DB);
 	assert_int_equal(untouched, -1);
@@ -276,7 +283,7 @@ static void test_runs(void **state)
 	ids_run_rows_free(rows, n);
 
 	/* with counts */
-	struct ids_run r4 = { "entra", t2, "ok", &k, NULL };
+	struct ids_run r4 = {"entra", t2, "ok", &k, NULL};
 	assert_int_equal(ids_store_record_run(st, &r4, NULL, &e), 0);
 	assert_int_equal(ids_store_last_runs(st, &rows, &n, &e), 0);
 	assert_int_equal(n, 2);
@@ -291,7 +298,7 @@ static void test_runs(void **state)
 static void test_orphans_and_companies(void **state)
 {
 	struct ids_store *st = open_store("m_orphans", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t c1 = 0, c2 = 0;
 
 	assert_int_equal(ids_store_company(st, "acme", &c1, &e), 0);
@@ -304,7 +311,7 @@ static void test_orphans_and_companies(void **state)
 	    " ((SELECT id FROM company WHERE slug = 'acme'), 'corp', 'd', 'u4', 'sso', true),"
 	    " ((SELECT id FROM company WHERE slug = 'acme'), NULL, NULL, 'u5', 'activation_link', true)");
 
-	struct ids_strv configured = { 0 };
+	struct ids_strv configured = {0};
 	assert_int_equal(ids_strv_push(&configured, "corp"), 0);
 	struct ids_orphan *o = NULL;
 	size_t n = 0;
@@ -334,7 +341,7 @@ static void test_orphans_and_companies(void **state)
 static void test_connection_lost(void **state)
 {
 	struct ids_store *st = open_store("m_lost", true);
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t id = 0;
 
 	sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -351,19 +358,19 @@ int main(void)
 	if (r)
 		return r;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrate_from_empty),
-		cmocka_unit_test(test_migrate_idempotent),
-		cmocka_unit_test(test_migrate_manual_refuses_old),
-		cmocka_unit_test(test_newer_schema_refused),
-		cmocka_unit_test(test_migrate_concurrent),
-		cmocka_unit_test(test_lock),
-		cmocka_unit_test(test_schema_name_quoted),
-		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_password),
-		cmocka_unit_test(test_company),
-		cmocka_unit_test(test_runs),
-		cmocka_unit_test(test_orphans_and_companies),
-		cmocka_unit_test(test_connection_lost),
+	    cmocka_unit_test(test_migrate_from_empty),
+	    cmocka_unit_test(test_migrate_idempotent),
+	    cmocka_unit_test(test_migrate_manual_refuses_old),
+	    cmocka_unit_test(test_newer_schema_refused),
+	    cmocka_unit_test(test_migrate_concurrent),
+	    cmocka_unit_test(test_lock),
+	    cmocka_unit_test(test_schema_name_quoted),
+	    cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_password),
+	    cmocka_unit_test(test_company),
+	    cmocka_unit_test(test_runs),
+	    cmocka_unit_test(test_orphans_and_companies),
+	    cmocka_unit_test(test_connection_lost),
 	};
 	r = cmocka_run_group_tests(tests, NULL, NULL);
 	db_teardown();
