@@ -453,7 +453,7 @@ static int rd_bool(struct ctx *c, const struct map *m, const char *key, bool *ds
 	return r;
 }
 
-/* A decimal integer lo..hi (hi LONG_MAX: no upper bound). */
+/* A decimal integer lo..hi (hi >= INT_MAX: "no upper bound" in messages). */
 static int get_long(struct ctx *c, yaml_node_t *n, long lo, long hi, long *dst)
 {
 	char *s = NULL, *end;
@@ -466,7 +466,7 @@ static int get_long(struct ctx *c, yaml_node_t *n, long lo, long hi, long *dst)
 	bool ok = (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) && !*end && errno == 0 && v >= lo && v <= hi;
 	if (ok)
 		*dst = v;
-	else if (hi == LONG_MAX)
+	else if (hi >= INT_MAX)
 		r = bad_value(c, n, s, "an integer >= %ld", lo);
 	else
 		r = bad_value(c, n, s, "an integer %ld..%ld", lo, hi);
@@ -958,8 +958,10 @@ static int catalog_unique(struct ctx *c, yaml_node_t *n, const struct ids_strv *
 {
 	for (size_t i = from; i < sv->n; i++)
 		for (size_t j = 0; j < i; j++)
-			if (!strcmp(sv->v[i], sv->v[j]))
+			if (!strcmp(sv->v[i], sv->v[j])) {
+				push_idx(c, i - from);
 				return fail(c, item_at(c, n, i - from), "duplicate name \"%s\"", sv->v[i]);
+			}
 	return 0;
 }
 
