@@ -31,10 +31,10 @@
 #include <yaml.h>
 
 #define CONFIG_MAX_SIZE (4u << 20) /* a real config is a few KiB: refuse anything absurd */
-#define SECRET_MAX_SIZE 65536      /* passwords and client secrets are short */
-#define MAX_KEYS 32                /* the widest mapping (an ldap connector) has 20 keys */
-#define MAX_DEPTH 16               /* deepest path: rules[N].match.attribute.NAME */
-#define GOT_MAX 64                 /* bytes of a bad value quoted back in a message */
+#define SECRET_MAX_SIZE 65536	   /* passwords and client secrets are short */
+#define MAX_KEYS 32		   /* the widest mapping (an ldap connector) has 20 keys */
+#define MAX_DEPTH 16		   /* deepest path: rules[N].match.attribute.NAME */
+#define GOT_MAX 64		   /* bytes of a bad value quoted back in a message */
 
 /* One step of the path of the node being read: a key or a list index. */
 struct seg {
@@ -70,14 +70,14 @@ static void push_key(struct ctx *c, const char *key)
 {
 	/* keys are literals or strings of the document: both outlive the load */
 	if (c->depth < MAX_DEPTH)
-		c->path[c->depth] = (struct seg){ .key = key };
+		c->path[c->depth] = (struct seg){.key = key};
 	c->depth++;
 }
 
 static void push_idx(struct ctx *c, size_t i)
 {
 	if (c->depth < MAX_DEPTH)
-		c->path[c->depth] = (struct seg){ .idx = i };
+		c->path[c->depth] = (struct seg){.idx = i};
 	c->depth++;
 }
 
@@ -91,7 +91,7 @@ static void pop(struct ctx *c)
 /* The message core: "FILE:LINE:COL: path: <fmt>" (no "path: " at the root). */
 static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_list ap)
 {
-	struct ids_buf p = { 0 };
+	struct ids_buf p = {0};
 	char *m = NULL;
 	int r = 0;
 	for (size_t i = 0; i < c->depth && i < MAX_DEPTH && r >= 0; i++) {
@@ -112,7 +112,7 @@ static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_lis
 }
 
 static int fail_pos(struct ctx *c, size_t line, size_t col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int fail_pos(struct ctx *c, size_t line, size_t col, const char *fmt, ...)
 {
 	va_list ap;
@@ -123,7 +123,8 @@ static int fail_pos(struct ctx *c, size_t line, size_t col, const char *fmt, ...
 }
 
 /* An error at node n (libyaml marks are 0-based). */
-static int fail(struct ctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct ctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct ctx *c, const yaml_node_t *n, const char *fmt, ...)
 {
 	va_list ap;
@@ -170,10 +171,10 @@ static bool is_null(const yaml_node_t *n)
 /* "expected <fmt>, got <what n is>": got is the (expanded) value when the
  * caller has it, else n's own text or kind. */
 static int bad_value(struct ctx *c, const yaml_node_t *n, const char *got, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int bad_value(struct ctx *c, const yaml_node_t *n, const char *got, const char *fmt, ...)
 {
-	struct ids_buf d = { 0 };
+	struct ids_buf d = {0};
 	char *exp = NULL;
 	int r;
 	va_list ap;
@@ -207,7 +208,7 @@ static int bad_value(struct ctx *c, const yaml_node_t *n, const char *got, const
 /* "a, b, c" for the allowed values in a message; NULL on ENOMEM. */
 static char *join(const char *const *v, size_t n)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	int r = ids_buf_puts(&b, "");
 	for (size_t i = 0; i < n && r >= 0; i++)
 		r = ids_buf_printf(&b, "%s%s", i ? ", " : "", v[i]);
@@ -261,7 +262,7 @@ static int unknown_key(struct ctx *c, const yaml_node_t *k, const char *const *k
 		if (d < bestd)
 			bestd = d, best = keys[i];
 	}
-	struct ids_buf q = { 0 };
+	struct ids_buf q = {0};
 	if (quote(&q, name, k->data.scalar.length) < 0)
 		return ids_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
 	int r;
@@ -384,7 +385,7 @@ static int get_scalar(struct ctx *c, yaml_node_t *n, const char *what, char **re
 	const char *s = (const char *)n->data.scalar.value;
 	if (memchr(s, '\0', n->data.scalar.length))
 		return fail(c, n, "expected %s without NUL characters", what);
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	int r = ids_buf_puts(&b, "");
 	if (r >= 0)
 		r = expand(c, n, s, &b);
@@ -570,10 +571,11 @@ static size_t items(const yaml_node_t *n)
  * single string is a list of one (ldap uri). */
 static int get_strv(struct ctx *c, yaml_node_t *n, check_fn check, bool scalar_ok, struct ids_strv *dst)
 {
-	struct ids_strv sv = { 0 };
+	struct ids_strv sv = {0};
 	int r = 0;
 	if (n->type != YAML_SEQUENCE_NODE && !(scalar_ok && n->type == YAML_SCALAR_NODE && !is_null(n)))
-		return bad_value(c, n, NULL, scalar_ok ? "a string or a list of strings" : "a list of strings");
+		return bad_value(c, n, NULL,
+				 scalar_ok ? "a string or a list of strings" : "a list of strings");
 	if (!items(n))
 		return bad_value(c, n, NULL, "a non-empty list");
 	for (size_t i = 0; i < items(n) && r >= 0; i++) {
@@ -629,7 +631,7 @@ static const char *check_schema(const char *s)
 {
 	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
 	return !s[n] && n <= 63 && !(s[0] >= '0' && s[0] <= '9') ? NULL
-								   : "a schema name [a-z_][a-z0-9_]{0,62}";
+								 : "a schema name [a-z_][a-z0-9_]{0,62}";
 }
 
 static const char *check_https(const char *s)
@@ -639,7 +641,8 @@ static const char *check_https(const char *s)
 
 static const char *check_ldap_uri(const char *s)
 {
-	bool ok = !strncasecmp(s, "ldap://", 7) || !strncasecmp(s, "ldaps://", 8) || !strncasecmp(s, "ldapi://", 8);
+	bool ok =
+	    !strncasecmp(s, "ldap://", 7) || !strncasecmp(s, "ldaps://", 8) || !strncasecmp(s, "ldapi://", 8);
 	return ok && !strpbrk(s, " \t\r\n") ? NULL : "an ldap://, ldaps:// or ldapi:// URI";
 }
 
@@ -647,7 +650,8 @@ static const char *check_ldap_uri(const char *s)
 static const char *check_attr(const char *s)
 {
 	for (const char *p = s; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '(' || *p == ')' || *p == '=' || *p == '*')
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '(' || *p == ')' || *p == '=' ||
+		    *p == '*')
 			return "an attribute name";
 	return NULL;
 }
@@ -688,7 +692,7 @@ static const char *filter_end(const char *p, int depth)
 	p++;
 	if (*p == '&' || *p == '|') {
 		/* (&) and (|), absolute true and false (RFC 4526), are legal */
-		for (p++; *p == '('; )
+		for (p++; *p == '(';)
 			if (!(p = filter_end(p, depth + 1)))
 				return NULL;
 	} else if (*p == '!') {
@@ -725,9 +729,9 @@ static const char *check_filter(const char *s)
 /* files and secrets                                                   */
 
 enum file_kind {
-	FILE_PUBLIC,      /* must be readable: a CA bundle, a certificate */
+	FILE_PUBLIC,	  /* must be readable: a CA bundle, a certificate */
 	FILE_SECRET_PATH, /* a secret another module opens: permissions checked, not read */
-	FILE_SECRET,      /* a secret read here: its content is the value */
+	FILE_SECRET,	  /* a secret read here: its content is the value */
 };
 
 static char *resolve(struct ctx *c, const char *name)
@@ -843,12 +847,12 @@ out:
 /* ------------------------------------------------------------------ */
 /* sections                                                            */
 
-static const char *const top_keys[] = { "database", "sync", "log", "security", "safety", "tenants",
-					"catalog", "connectors", "rules", NULL };
+static const char *const top_keys[] = {"database", "sync",    "log",	    "security", "safety",
+				       "tenants",  "catalog", "connectors", "rules",	NULL};
 
 static int load_security(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "allow_readable_secrets", "allow_plaintext_bind", NULL };
+	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind", NULL};
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
 	if (r >= 0)
@@ -860,10 +864,10 @@ static int load_security(struct ctx *c, yaml_node_t *n)
 
 static int load_log(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "level", "target", NULL };
+	static const char *const keys[] = {"level", "target", NULL};
 	/* in the order of enum ids_log_level / ids_log_target */
-	static const char *const levels[] = { "debug", "info", "warning", "error", NULL };
-	static const char *const targets[] = { "auto", "journal", "stderr", NULL };
+	static const char *const levels[] = {"debug", "info", "warning", "error", NULL};
+	static const char *const targets[] = {"auto", "journal", "stderr", NULL};
 	struct map m;
 	int level = (int)c->cfg->log.level, target = (int)c->cfg->log.target;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -878,8 +882,8 @@ static int load_log(struct ctx *c, yaml_node_t *n)
 
 static int load_database(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "conninfo", "password_file", "schema", "migrate", NULL };
-	static const char *const migrate[] = { "auto", "manual", NULL };
+	static const char *const keys[] = {"conninfo", "password_file", "schema", "migrate", NULL};
+	static const char *const migrate[] = {"auto", "manual", NULL};
 	struct map m;
 	int mode = c->cfg->database.migrate_auto ? 0 : 1;
 	char *file = NULL; /* the password's file name is not kept: only the password */
@@ -901,7 +905,8 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "interval", "jitter", "retry_min", "retry_max", "run_timeout", NULL };
+	static const char *const keys[] = {"interval",	"jitter",      "retry_min",
+					   "retry_max", "run_timeout", NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -917,7 +922,8 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 	if (r >= 0)
 		r = rd_duration(c, &m, "run_timeout", false, &cfg->sync.run_timeout);
 	if (r >= 0 && cfg->sync.retry_max < cfg->sync.retry_min) {
-		yaml_node_t *v = map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
+		yaml_node_t *v =
+		    map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
 		push_key(c, map_get(&m, "retry_max") ? "retry_max" : "retry_min");
 		r = fail(c, v, "expected retry_max (%ds) >= retry_min (%ds)", cfg->sync.retry_max,
 			 cfg->sync.retry_min);
@@ -927,8 +933,8 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 
 static int load_safety(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "max_deactivations", "max_deactivation_percent",
-					    "max_grant_removals_percent", NULL };
+	static const char *const keys[] = {"max_deactivations", "max_deactivation_percent",
+					   "max_grant_removals_percent", NULL};
 	struct map m;
 	yaml_node_t *v;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -938,7 +944,8 @@ static int load_safety(struct ctx *c, yaml_node_t *n)
 			pop(c);
 	}
 	if (r >= 0)
-		r = rd_int(c, &m, "max_deactivation_percent", 0, 100, &c->cfg->safety.max_deactivation_percent);
+		r = rd_int(c, &m, "max_deactivation_percent", 0, 100,
+			   &c->cfg->safety.max_deactivation_percent);
 	if (r >= 0)
 		r = rd_int(c, &m, "max_grant_removals_percent", 0, 100,
 			   &c->cfg->safety.max_grant_removals_percent);
@@ -947,7 +954,7 @@ static int load_safety(struct ctx *c, yaml_node_t *n)
 
 static int load_tenants(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "auto_create", NULL };
+	static const char *const keys[] = {"auto_create", NULL};
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
 	return r < 0 ? r : rd_bool(c, &m, "auto_create", &c->cfg->tenants_auto_create);
@@ -967,11 +974,11 @@ static int catalog_unique(struct ctx *c, yaml_node_t *n, const struct ids_strv *
 
 static int load_catalog(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = { "roles", "channels", "channel_groups", "extra_roles", NULL };
-	static const char *const lists[] = { "roles", "channels", "channel_groups" };
+	static const char *const keys[] = {"roles", "channels", "channel_groups", "extra_roles", NULL};
+	static const char *const lists[] = {"roles", "channels", "channel_groups"};
 	struct ids_config *cfg = c->cfg;
-	struct ids_strv *dst[] = { &cfg->catalog.roles, &cfg->catalog.channels, &cfg->catalog.channel_groups };
-	struct ids_strv extra = { 0 };
+	struct ids_strv *dst[] = {&cfg->catalog.roles, &cfg->catalog.channels, &cfg->catalog.channel_groups};
+	struct ids_strv extra = {0};
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
 	for (size_t i = 0; i < 3 && r >= 0; i++) {
@@ -987,7 +994,8 @@ static int load_catalog(struct ctx *c, yaml_node_t *n)
 		for (size_t i = 0; i < extra.n && r >= 0; i++)
 			r = ids_strv_push(&cfg->catalog.roles, extra.v[i]);
 		push_key(c, "extra_roles");
-		if (r >= 0 && (r = catalog_unique(c, map_get(&m, "extra_roles"), &cfg->catalog.roles, from)) >= 0)
+		if (r >= 0 &&
+		    (r = catalog_unique(c, map_get(&m, "extra_roles"), &cfg->catalog.roles, from)) >= 0)
 			pop(c);
 	}
 	ids_strv_free(&extra);
@@ -998,28 +1006,40 @@ static int load_catalog(struct ctx *c, yaml_node_t *n)
 /* connectors                                                          */
 
 #define COMMON_KEYS "name", "type", "company", "interval", "adopt", "allow_empty", "attributes"
-static const char *const ldap_keys[] = { COMMON_KEYS, "flavor", "uri", "start_tls", "tls_ca_file", "bind_dn",
-					 "bind_password_file", "sasl_mech", "timeout", "page_size", "users",
-					 "groups", "disabled_filter", "member_range_size", NULL };
-static const char *const entra_keys[] = { COMMON_KEYS, "tenant", "client_id", "client_secret_file",
-					  "client_certificate_file", "client_key_file", "client_assertion_alg",
-					  "login_endpoint", "graph_endpoint", "tls_ca_file", "timeout", "groups",
-					  NULL };
-static const char *const google_keys[] = { COMMON_KEYS, "service_account_file", "subject", "customer", "domain",
-					   "token_endpoint", "api_endpoint", "tls_ca_file", "timeout", "groups",
-					   NULL };
+static const char *const ldap_keys[] = {
+    COMMON_KEYS, "flavor",  "uri",	 "start_tls", "tls_ca_file", "bind_dn",		"bind_password_file",
+    "sasl_mech", "timeout", "page_size", "users",     "groups",	     "disabled_filter", "member_range_size",
+    NULL};
+static const char *const entra_keys[] = {COMMON_KEYS,
+					 "tenant",
+					 "client_id",
+					 "client_secret_file",
+					 "client_certificate_file",
+					 "client_key_file",
+					 "client_assertion_alg",
+					 "login_endpoint",
+					 "graph_endpoint",
+					 "tls_ca_file",
+					 "timeout",
+					 "groups",
+					 NULL};
+static const char *const google_keys[] = {
+    COMMON_KEYS,    "service_account_file", "subject", "customer", "domain", "token_endpoint",
+    "api_endpoint", "tls_ca_file",	    "timeout", "groups",   NULL};
 /* In the order of enum ids_conn_type / ids_ldap_flavor / ids_field. */
-static const char *const type_names[] = { "ldap", "entra", "google", NULL };
-static const char *const flavor_names[] = { "openldap", "active_directory", "generic", NULL };
-static const char *const attr_keys[] = { "external_id", "username", "email", "first_name", "last_name",
-					 "display_name", NULL };
+static const char *const type_names[] = {"ldap", "entra", "google", NULL};
+static const char *const flavor_names[] = {"openldap", "active_directory", "generic", NULL};
+static const char *const attr_keys[] = {"external_id", "username",     "email", "first_name",
+					"last_name",   "display_name", NULL};
 
 /* Directory attribute per platform field, per source (connectors.md). */
-static const char *const attr_openldap[6] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" };
-static const char *const attr_ad[6] = { "objectGUID", "sAMAccountName", "mail", "givenName", "sn", "displayName" };
-static const char *const attr_entra[6] = { "id", "userPrincipalName", "mail", "givenName", "surname", "displayName" };
-static const char *const attr_google[6] = { "id", "primaryEmail", "primaryEmail", "name.givenName",
-					    "name.familyName", "name.fullName" };
+static const char *const attr_openldap[6] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"};
+static const char *const attr_ad[6] = {"objectGUID", "sAMAccountName", "mail", "givenName",
+				       "sn",	     "displayName"};
+static const char *const attr_entra[6] = {"id",	       "userPrincipalName", "mail",
+					  "givenName", "surname",	    "displayName"};
+static const char *const attr_google[6] = {
+    "id", "primaryEmail", "primaryEmail", "name.givenName", "name.familyName", "name.fullName"};
 
 /* The value of `key` in mapping n before its keys were checked (the type
  * decides which keys are allowed); NULL when absent. */
@@ -1035,8 +1055,8 @@ static yaml_node_t *peek(struct ctx *c, yaml_node_t *n, const char *key)
 
 static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
-	static const char *const ukeys[] = { "base", "filter", NULL };
-	static const char *const gkeys[] = { "base", "filter", "member_attribute", NULL };
+	static const char *const ukeys[] = {"base", "filter", NULL};
+	static const char *const gkeys[] = {"base", "filter", "member_attribute", NULL};
 	struct ids_ldap_cfg *l = &cc->ldap;
 	struct map m;
 	yaml_node_t *v;
@@ -1044,7 +1064,8 @@ static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_con
 	if (!(v = map_get(cm, "users")))
 		return missing(c, cm, "users");
 	push_key(c, "users");
-	if ((r = map_read(c, v, ukeys, NULL, &m)) < 0 || (r = rd_str(c, &m, "base", NULL, &l->users_base)) < 0 ||
+	if ((r = map_read(c, v, ukeys, NULL, &m)) < 0 ||
+	    (r = rd_str(c, &m, "base", NULL, &l->users_base)) < 0 ||
 	    (r = rd_str(c, &m, "filter", check_filter, &l->users_filter)) < 0)
 		return r;
 	if (!l->users_base)
@@ -1069,9 +1090,8 @@ static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_con
 static int ldap_defaults(struct ids_ldap_cfg *l)
 {
 	bool ad = l->flavor == IDS_LDAP_AD;
-	if (!l->users_filter &&
-	    !(l->users_filter = strdup(ad ? "(&(objectCategory=person)(objectClass=user))"
-					  : "(objectClass=inetOrgPerson)")))
+	if (!l->users_filter && !(l->users_filter = strdup(ad ? "(&(objectCategory=person)(objectClass=user))"
+							      : "(objectClass=inetOrgPerson)")))
 		return -ENOMEM;
 	if (!l->groups_filter &&
 	    !(l->groups_filter = strdup(ad ? "(objectClass=group)"
@@ -1091,7 +1111,7 @@ static bool is_ldapi(const char *uri)
 static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
 {
 	struct ids_ldap_cfg *l = &cc->ldap;
-	static const char *const mechs[] = { "EXTERNAL", NULL };
+	static const char *const mechs[] = {"EXTERNAL", NULL};
 	yaml_node_t *uri = map_get(m, "uri");
 	int flavor = IDS_LDAP_OPENLDAP, mech = -1, r;
 	l->start_tls = true;
@@ -1109,7 +1129,8 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 	if ((r = rd_bool(c, m, "start_tls", &l->start_tls)) < 0 ||
 	    (r = rd_file(c, m, "tls_ca_file", FILE_PUBLIC, &l->tls_ca_file, NULL)) < 0 ||
 	    (r = rd_str(c, m, "bind_dn", NULL, &l->bind_dn)) < 0 ||
-	    (r = rd_file(c, m, "bind_password_file", FILE_SECRET, &l->bind_password_file, &l->bind_password)) < 0 ||
+	    (r = rd_file(c, m, "bind_password_file", FILE_SECRET, &l->bind_password_file,
+			 &l->bind_password)) < 0 ||
 	    (r = rd_enum(c, m, "sasl_mech", mechs, &mech)) < 0 ||
 	    (r = rd_duration(c, m, "timeout", false, &l->timeout)) < 0 ||
 	    (r = rd_int(c, m, "page_size", 1, 100000, &l->page_size)) < 0 ||
@@ -1145,10 +1166,11 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 		if (!strncasecmp(l->uri.v[i], "ldap://", 7) && !l->start_tls && l->bind_dn &&
 		    !c->cfg->security.allow_plaintext_bind) {
 			push_key(c, "start_tls");
-			return fail(c, map_get(m, "start_tls"),
-				    "a simple bind over %s without StartTLS sends the password in clear "
-				    "(set start_tls: true, use ldaps://, or set security.allow_plaintext_bind: true)",
-				    l->uri.v[i]);
+			return fail(
+			    c, map_get(m, "start_tls"),
+			    "a simple bind over %s without StartTLS sends the password in clear "
+			    "(set start_tls: true, use ldaps://, or set security.allow_plaintext_bind: true)",
+			    l->uri.v[i]);
 		}
 	}
 	return ldap_defaults(l);
@@ -1157,7 +1179,7 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
 {
 	struct ids_entra_cfg *e = &cc->entra;
-	static const char *const algs[] = { "PS256", "RS256", NULL };
+	static const char *const algs[] = {"PS256", "RS256", NULL};
 	int alg = 0, r;
 	e->timeout = 30;
 	if ((r = rd_str(c, m, "tenant", check_entra_tenant, &e->tenant)) < 0)
@@ -1168,8 +1190,10 @@ static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_c
 		return r;
 	if (!e->client_id)
 		return missing(c, m, "client_id");
-	if ((r = rd_file(c, m, "client_secret_file", FILE_SECRET, &e->client_secret_file, &e->client_secret)) < 0 ||
-	    (r = rd_file(c, m, "client_certificate_file", FILE_PUBLIC, &e->client_certificate_file, NULL)) < 0 ||
+	if ((r = rd_file(c, m, "client_secret_file", FILE_SECRET, &e->client_secret_file,
+			 &e->client_secret)) < 0 ||
+	    (r = rd_file(c, m, "client_certificate_file", FILE_PUBLIC, &e->client_certificate_file, NULL)) <
+		0 ||
 	    (r = rd_file(c, m, "client_key_file", FILE_SECRET_PATH, &e->client_key_file, NULL)) < 0 ||
 	    (r = rd_enum(c, m, "client_assertion_alg", algs, &alg)) < 0)
 		return r;
@@ -1179,11 +1203,13 @@ static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_c
 	/* exactly one credential: a secret, or a certificate with its key */
 	bool cert = e->client_certificate_file || e->client_key_file;
 	if (!e->client_secret_file && !cert)
-		return fail(c, m->node, "expected client_secret_file, or client_certificate_file and client_key_file");
+		return fail(c, m->node,
+			    "expected client_secret_file, or client_certificate_file and client_key_file");
 	if (e->client_secret_file && cert) {
 		const char *k = e->client_certificate_file ? "client_certificate_file" : "client_key_file";
 		push_key(c, k);
-		return fail(c, map_get(m, k), "expected either client_secret_file or a certificate, not both");
+		return fail(c, map_get(m, k),
+			    "expected either client_secret_file or a certificate, not both");
 	}
 	if (cert && !e->client_key_file) {
 		push_key(c, "client_certificate_file");
@@ -1192,7 +1218,8 @@ static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_c
 	}
 	if (cert && !e->client_certificate_file) {
 		push_key(c, "client_key_file");
-		return fail(c, map_get(m, "client_key_file"), "expected client_certificate_file with client_key_file");
+		return fail(c, map_get(m, "client_key_file"),
+			    "expected client_certificate_file with client_key_file");
 	}
 	if (!cert && map_get(m, "client_assertion_alg")) {
 		push_key(c, "client_assertion_alg");
@@ -1249,8 +1276,8 @@ static int load_google(struct ctx *c, const struct map *m, struct ids_connector_
 /* attributes: overrides field by field; the rest from the type's defaults. */
 static int load_attributes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
-	const char *const *def = cc->type == IDS_CONN_ENTRA    ? attr_entra
-				 : cc->type == IDS_CONN_GOOGLE ? attr_google
+	const char *const *def = cc->type == IDS_CONN_ENTRA	  ? attr_entra
+				 : cc->type == IDS_CONN_GOOGLE	  ? attr_google
 				 : cc->ldap.flavor == IDS_LDAP_AD ? attr_ad
 								  : attr_openldap;
 	yaml_node_t *v = map_get(cm, "attributes");
@@ -1273,9 +1300,9 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 
 static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 {
-	static const char *const *const keys_by_type[] = { ldap_keys, entra_keys, google_keys };
-	static const char *const notes[] = { " for type ldap", " for type entra", " for type google" };
-	static const char *const adopt[] = { "by_email", NULL };
+	static const char *const *const keys_by_type[] = {ldap_keys, entra_keys, google_keys};
+	static const char *const notes[] = {" for type ldap", " for type entra", " for type google"};
+	static const char *const adopt[] = {"by_email", NULL};
 	struct ids_connector_cfg *cc = &c->cfg->connectors[idx];
 	yaml_node_t *tn, *nn;
 	struct map m;
@@ -1309,7 +1336,8 @@ static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 		return -ENOMEM;
 	if ((r = rd_str(c, &m, "company", check_slug, &cc->company)) < 0 ||
 	    (r = rd_duration(c, &m, "interval", false, &cc->interval)) < 0 ||
-	    (r = rd_enum(c, &m, "adopt", adopt, &a)) < 0 || (r = rd_bool(c, &m, "allow_empty", &cc->allow_empty)) < 0)
+	    (r = rd_enum(c, &m, "adopt", adopt, &a)) < 0 ||
+	    (r = rd_bool(c, &m, "allow_empty", &cc->allow_empty)) < 0)
 		return r;
 	cc->adopt_by_email = a == 0;
 
@@ -1378,8 +1406,8 @@ static int compile(struct ctx *c, yaml_node_t *n, regex_t *re, char **ret_src)
 	return 0;
 }
 
-static const char *const rule_keys[] = { "name", "connectors", "match", "tenant", "roles", "channels",
-					 "slots", "groups", "company_admin", "revoke", NULL };
+static const char *const rule_keys[] = {"name",	 "connectors", "match",		"tenant", "roles", "channels",
+					"slots", "groups",     "company_admin", "revoke", NULL};
 
 /* A list of catalog names (roles, channels): each must be in cat. */
 static int rd_catalog(struct ctx *c, const struct map *m, const char *key, const struct ids_strv *cat,
@@ -1396,7 +1424,8 @@ static int rd_catalog(struct ctx *c, const struct map *m, const char *key, const
 		if (!ids_strv_contains(cat, dst->v[i], false)) {
 			char *all = join((const char *const *)cat->v, cat->n);
 			push_idx(c, i);
-			r = all ? bad_value(c, item_at(c, v, i), dst->v[i], "a %s of the catalog (%s)", what, all)
+			r = all ? bad_value(c, item_at(c, v, i), dst->v[i], "a %s of the catalog (%s)", what,
+					    all)
 				: -ENOMEM;
 			free(all);
 			return r;
@@ -1408,7 +1437,8 @@ static int rd_catalog(struct ctx *c, const struct map *m, const char *key, const
 
 static int load_match(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 {
-	static const char *const keys[] = { "member_of", "not_member_of", "attribute", "member_of_regex", NULL };
+	static const char *const keys[] = {"member_of", "not_member_of", "attribute", "member_of_regex",
+					   NULL};
 	struct map m;
 	yaml_node_t *v;
 	int r;
@@ -1417,8 +1447,9 @@ static int load_match(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 	/* `match: {}` would match every user of the directory: that must be
 	 * said with a condition, not by omission */
 	if (!n->data.mapping.pairs.top || n->data.mapping.pairs.top == n->data.mapping.pairs.start)
-		return fail(c, n, "expected at least one condition (member_of, not_member_of, attribute, "
-				  "member_of_regex)");
+		return fail(c, n,
+			    "expected at least one condition (member_of, not_member_of, attribute, "
+			    "member_of_regex)");
 	if ((r = rd_strv(c, &m, "member_of", NULL, &rule->member_of)) < 0 ||
 	    (r = rd_strv(c, &m, "not_member_of", NULL, &rule->not_member_of)) < 0)
 		return r;
@@ -1498,12 +1529,13 @@ static int load_slots(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 
 static int load_revoke(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 {
-	static const char *const keys[] = { "roles", "channels", "groups", NULL };
+	static const char *const keys[] = {"roles", "channels", "groups", NULL};
 	struct map m;
 	int r;
 	if ((r = map_read(c, n, keys, NULL, &m)) < 0 ||
 	    (r = rd_catalog(c, &m, "roles", &c->cfg->catalog.roles, "role", &rule->revoke_roles)) < 0 ||
-	    (r = rd_catalog(c, &m, "channels", &c->cfg->catalog.channels, "channel", &rule->revoke_channels)) < 0 ||
+	    (r = rd_catalog(c, &m, "channels", &c->cfg->catalog.channels, "channel",
+			    &rule->revoke_channels)) < 0 ||
 	    (r = rd_strv(c, &m, "groups", check_name, &rule->revoke_groups)) < 0)
 		return r;
 	if (!rule->revoke_roles.n && !rule->revoke_channels.n && !rule->revoke_groups.n)
@@ -1517,7 +1549,7 @@ static int load_revoke(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
  * admins, or both. */
 static int check_rule(struct ctx *c, const struct map *m, struct ids_rule *rule)
 {
-	static const char *const grants[] = { "roles", "channels", "slots", "groups", "company_admin" };
+	static const char *const grants[] = {"roles", "channels", "slots", "groups", "company_admin"};
 	yaml_node_t *tn = map_get(m, "tenant");
 	bool grants_in_tenant = rule->roles.n || rule->channels.n || rule->nslots || rule->groups.n;
 	const char *why = NULL;
@@ -1526,17 +1558,21 @@ static int check_rule(struct ctx *c, const struct map *m, struct ids_rule *rule)
 			if (map_get(m, grants[i])) {
 				push_key(c, grants[i]);
 				return fail(c, map_get(m, grants[i]),
-					    "a rule with revoke grants nothing: move %s to a rule of its own", grants[i]);
+					    "a rule with revoke grants nothing: move %s to a rule of its own",
+					    grants[i]);
 			}
 		}
 		if (!tn)
-			return fail(c, m->node, "missing required key \"tenant\" (a slug, a template or \"*\")");
+			return fail(c, m->node,
+				    "missing required key \"tenant\" (a slug, a template or \"*\")");
 	} else if (!grants_in_tenant && !rule->company_admin) {
-		return fail(c, m->node, "expected at least one of roles, channels, slots, groups, company_admin "
-					"or revoke");
+		return fail(c, m->node,
+			    "expected at least one of roles, channels, slots, groups, company_admin "
+			    "or revoke");
 	} else if (grants_in_tenant && !tn) {
-		return fail(c, m->node, "missing required key \"tenant\" (where roles, channels, slots and groups "
-					"are granted)");
+		return fail(c, m->node,
+			    "missing required key \"tenant\" (where roles, channels, slots and groups "
+			    "are granted)");
 	} else if (!grants_in_tenant && tn) {
 		push_key(c, "tenant");
 		return fail(c, tn, "expected roles, channels, slots or groups with a tenant");
@@ -1546,7 +1582,8 @@ static int check_rule(struct ctx *c, const struct map *m, struct ids_rule *rule)
 	push_key(c, "tenant");
 	if (!strcmp(rule->tenant, "*")) {
 		if (!rule->revoke)
-			return bad_value(c, tn, rule->tenant, "a tenant slug or template (\"*\" is for revoke rules)");
+			return bad_value(c, tn, rule->tenant,
+					 "a tenant slug or template (\"*\" is for revoke rules)");
 	} else if (!strpbrk(rule->tenant, "{}")) {
 		/* a literal tenant: checked here rather than skipped per user later */
 		if (!ids_slug_valid(rule->tenant))
@@ -1585,7 +1622,7 @@ static int load_rule(struct ctx *c, yaml_node_t *n, size_t idx)
 			return r;
 		for (size_t i = 0; i < rule->connectors.n; i++) {
 			if (!ids_config_connector(cfg, rule->connectors.v[i])) {
-				struct ids_strv names = { 0 };
+				struct ids_strv names = {0};
 				char *all = NULL;
 				for (size_t j = 0; j < cfg->nconnectors && r >= 0; j++)
 					r = ids_strv_push(&names, cfg->connectors[j].name);
@@ -1657,19 +1694,20 @@ static int load_rules(struct ctx *c, yaml_node_t *n)
 
 static int set_defaults(struct ids_config *cfg)
 {
-	static const char *const roles[] = { "operator",
-					     "tenant_admin",
-					     "manage_tenant_files",
-					     "manage_tenant_templates",
-					     "view_other_sessions",
-					     "view_other_emails",
-					     "view_operators",
-					     "manage_campaigns",
-					     "tag_ended_sessions",
-					     NULL };
-	static const char *const channels[] = { "webchat",  "ip_telephony",   "email",     "facebook_messenger",
-						"whatsapp", "apple_messages", "vkontakte", NULL };
-	static const char *const groups[] = { "live", "offline", "email", NULL };
+	static const char *const roles[] = {"operator",
+					    "tenant_admin",
+					    "manage_tenant_files",
+					    "manage_tenant_templates",
+					    "view_other_sessions",
+					    "view_other_emails",
+					    "view_operators",
+					    "manage_campaigns",
+					    "tag_ended_sessions",
+					    NULL};
+	static const char *const channels[] = {
+	    "webchat",	"ip_telephony",	  "email",     "facebook_messenger",
+	    "whatsapp", "apple_messages", "vkontakte", NULL};
+	static const char *const groups[] = {"live", "offline", "email", NULL};
 	int r = 0;
 	cfg->database.migrate_auto = true;
 	cfg->sync.interval = 15 * 60;
@@ -1697,11 +1735,11 @@ static int load_root(struct ctx *c, yaml_node_t *root)
 {
 	/* the reading order (see the top of the file), not the file's order */
 	static int (*const loaders[])(struct ctx *, yaml_node_t *) = {
-		load_security, load_log, load_database, load_sync,       load_safety,
-		load_tenants,  load_catalog, load_connectors, load_rules,
+	    load_security, load_log,	 load_database,	  load_sync,  load_safety,
+	    load_tenants,  load_catalog, load_connectors, load_rules,
 	};
-	static const char *const order[] = { "security", "log",     "database",   "sync", "safety",
-					     "tenants",  "catalog", "connectors", "rules" };
+	static const char *const order[] = {"security", "log",	   "database",	 "sync", "safety",
+					    "tenants",	"catalog", "connectors", "rules"};
 	struct map m;
 	int r;
 	if (root->type != YAML_MAPPING_NODE)
@@ -1744,7 +1782,7 @@ static int load(const char *file, const char *base_dir, const char *yaml, size_t
 		struct ids_error *err)
 {
 	struct ids_config *cfg = calloc(1, sizeof(*cfg));
-	struct ctx c = { .file = file, .base_dir = base_dir, .err = err, .cfg = cfg };
+	struct ctx c = {.file = file, .base_dir = base_dir, .err = err, .cfg = cfg};
 	yaml_parser_t parser;
 	yaml_document_t doc, extra;
 	bool have_parser = false, have_doc = false, have_extra = false;
@@ -1767,8 +1805,9 @@ static int load(const char *file, const char *base_dir, const char *yaml, size_t
 	have_doc = true;
 	c.doc = &doc;
 	if (!(root = yaml_document_get_root_node(&doc))) {
-		r = fail_pos(&c, 1, 1, "expected a mapping of sections (database, connectors, rules, ...), "
-				       "got an empty file");
+		r = fail_pos(&c, 1, 1,
+			     "expected a mapping of sections (database, connectors, rules, ...), "
+			     "got an empty file");
 		goto cleanup;
 	}
 	/* a second document would be silently ignored by a one-document read */
@@ -1812,7 +1851,7 @@ int ids_config_load_string(const char *name, const char *yaml, size_t len, struc
 
 int ids_config_load(const char *path, struct ids_config **ret, struct ids_error *err)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	char *dir = NULL;
 	const char *slash = strrchr(path, '/');
 	int fd = -1, r;
@@ -1833,8 +1872,9 @@ int ids_config_load(const char *path, struct ids_config **ret, struct ids_error 
 		if (n == 0)
 			break;
 		if (b.len + (size_t)n > CONFIG_MAX_SIZE) {
-			r = ids_error_set(err, IDS_E_CONFIG, "%s: larger than %u bytes: not a configuration file",
-					  path, CONFIG_MAX_SIZE);
+			r = ids_error_set(err, IDS_E_CONFIG,
+					  "%s: larger than %u bytes: not a configuration file", path,
+					  CONFIG_MAX_SIZE);
 			goto cleanup;
 		}
 		if ((r = ids_buf_add(&b, chunk, (size_t)n)) < 0) {
@@ -1952,7 +1992,7 @@ int ids_parse_duration(const char *s, int *ret_seconds)
 	static const struct {
 		char unit;
 		long mult;
-	} units[] = { { 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 } };
+	} units[] = {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
 	long total = 0;
 	size_t next = 0;
 	if (!s || !*s)

@@ -22,7 +22,7 @@
 /* s with every @FILE@ and @D@ replaced; new. */
 static char *substitute(const char *s, const char *file)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	assert_int_equal(ids_buf_puts(&b, ""), 0);
 	while (*s) {
 		if (!strncmp(s, "@FILE@", 6)) {
@@ -58,7 +58,7 @@ static void run_case(void **state)
 	snprintf(path, sizeof(path), ERR_DIR "/%s.yaml", name);
 	char *want = expected(path);
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int r = ids_config_load(path, &cfg, &e);
 	if (r != IDS_E_CONFIG || !e.msg || strcmp(e.msg, want))
 		print_message("case %s\n  want: %s\n  got:  %s\n", name, want, e.msg ? e.msg : "(none)");
@@ -71,126 +71,129 @@ static void run_case(void **state)
 	free(want);
 }
 
-#define CASE(n) { .name = #n, .test_func = run_case, .initial_state = (void *)#n }
+#define CASE(n)                                                                                              \
+	{                                                                                                    \
+		.name = #n, .test_func = run_case, .initial_state = (void *)#n                               \
+	}
 static const struct CMUnitTest cases[] = {
-	CASE(attributes_empty_value),
-	CASE(attributes_typo),
-	CASE(bool_yes),
-	CASE(catalog_duplicate),
-	CASE(catalog_extra_duplicate),
-	CASE(complex_key),
-	CASE(conn_bad_adopt),
-	CASE(conn_bad_company),
-	CASE(conn_bad_interval),
-	CASE(conn_bad_name),
-	CASE(conn_bad_type),
-	CASE(conn_duplicate_name),
-	CASE(conn_key_of_other_type),
-	CASE(conn_no_name),
-	CASE(conn_no_type),
-	CASE(connectors_empty),
-	CASE(connectors_mapping),
-	CASE(duplicate_key),
-	CASE(duration_no_unit),
-	CASE(duration_order),
-	CASE(duration_syntax),
-	CASE(duration_zero),
-	CASE(empty_file),
-	CASE(entra_alg_without_cert),
-	CASE(entra_bad_alg),
-	CASE(entra_bad_tenant),
-	CASE(entra_cert_without_key),
-	CASE(entra_groups_empty),
-	CASE(entra_http_endpoint),
-	CASE(entra_key_readable),
-	CASE(entra_key_without_cert),
-	CASE(entra_no_client_id),
-	CASE(entra_no_credential),
-	CASE(entra_no_tenant),
-	CASE(entra_secret_and_cert),
-	CASE(env_syntax),
-	CASE(env_unset),
-	CASE(google_bad_subject),
-	CASE(google_customer_and_domain),
-	CASE(google_http_api),
-	CASE(google_no_service_account),
-	CASE(google_no_subject),
-	CASE(google_service_account_readable),
-	CASE(ldap_bad_filter),
-	CASE(ldap_bad_flavor),
-	CASE(ldap_bad_sasl),
-	CASE(ldap_bad_uri),
-	CASE(ldap_bind_without_password),
-	CASE(ldap_ca_missing),
-	CASE(ldap_filter_no_parens),
-	CASE(ldap_groups_no_base),
-	CASE(ldap_ldapi_without_sasl),
-	CASE(ldap_member_range),
-	CASE(ldap_no_uri),
-	CASE(ldap_no_users),
-	CASE(ldap_page_size),
-	CASE(ldap_password_without_bind),
-	CASE(ldap_plaintext_bind),
-	CASE(ldap_sasl_and_bind),
-	CASE(ldap_users_no_base),
-	CASE(log_level),
-	CASE(max_deact_negative),
-	CASE(max_deact_word),
-	CASE(migrate_mode),
-	CASE(missing_connectors),
-	CASE(missing_conninfo),
-	CASE(missing_database),
-	CASE(percent_range),
-	CASE(retry_order),
-	CASE(root_list),
-	CASE(rule_admin_false_only),
-	CASE(rule_attribute_bad_name),
-	CASE(rule_attribute_duplicate),
-	CASE(rule_attribute_empty),
-	CASE(rule_bad_attribute_regex),
-	CASE(rule_bad_group_regex),
-	CASE(rule_bad_slug),
-	CASE(rule_bool),
-	CASE(rule_duplicate_name),
-	CASE(rule_grant_without_tenant),
-	CASE(rule_grants_nothing),
-	CASE(rule_key_typo),
-	CASE(rule_match_empty),
-	CASE(rule_member_of_empty),
-	CASE(rule_no_match),
-	CASE(rule_no_name),
-	CASE(rule_revoke_empty),
-	CASE(rule_revoke_grants),
-	CASE(rule_revoke_no_tenant),
-	CASE(rule_revoke_unknown_channel),
-	CASE(rule_slot_duplicate),
-	CASE(rule_slot_too_many),
-	CASE(rule_slot_word),
-	CASE(rule_star_in_grant),
-	CASE(rule_template_capture),
-	CASE(rule_tenant_without_grants),
-	CASE(rule_unknown_channel),
-	CASE(rule_unknown_connector),
-	CASE(rule_unknown_role),
-	CASE(rule_unknown_slot),
-	CASE(rules_mapping),
-	CASE(schema_name),
-	CASE(secret_database_readable),
-	CASE(secret_directory),
-	CASE(secret_empty),
-	CASE(secret_group_writable_620),
-	CASE(secret_missing),
-	CASE(secret_nul),
-	CASE(secret_readable_644),
-	CASE(secret_readable_security_last),
-	CASE(secret_too_large),
-	CASE(string_got_mapping),
-	CASE(string_got_nothing),
-	CASE(two_documents),
-	CASE(unknown_key_typo),
-	CASE(unknown_top_key),
-	CASE(yaml_invalid_utf8),
-	CASE(yaml_syntax),
+    CASE(attributes_empty_value),
+    CASE(attributes_typo),
+    CASE(bool_yes),
+    CASE(catalog_duplicate),
+    CASE(catalog_extra_duplicate),
+    CASE(complex_key),
+    CASE(conn_bad_adopt),
+    CASE(conn_bad_company),
+    CASE(conn_bad_interval),
+    CASE(conn_bad_name),
+    CASE(conn_bad_type),
+    CASE(conn_duplicate_name),
+    CASE(conn_key_of_other_type),
+    CASE(conn_no_name),
+    CASE(conn_no_type),
+    CASE(connectors_empty),
+    CASE(connectors_mapping),
+    CASE(duplicate_key),
+    CASE(duration_no_unit),
+    CASE(duration_order),
+    CASE(duration_syntax),
+    CASE(duration_zero),
+    CASE(empty_file),
+    CASE(entra_alg_without_cert),
+    CASE(entra_bad_alg),
+    CASE(entra_bad_tenant),
+    CASE(entra_cert_without_key),
+    CASE(entra_groups_empty),
+    CASE(entra_http_endpoint),
+    CASE(entra_key_readable),
+    CASE(entra_key_without_cert),
+    CASE(entra_no_client_id),
+    CASE(entra_no_credential),
+    CASE(entra_no_tenant),
+    CASE(entra_secret_and_cert),
+    CASE(env_syntax),
+    CASE(env_unset),
+    CASE(google_bad_subject),
+    CASE(google_customer_and_domain),
+    CASE(google_http_api),
+    CASE(google_no_service_account),
+    CASE(google_no_subject),
+    CASE(google_service_account_readable),
+    CASE(ldap_bad_filter),
+    CASE(ldap_bad_flavor),
+    CASE(ldap_bad_sasl),
+    CASE(ldap_bad_uri),
+    CASE(ldap_bind_without_password),
+    CASE(ldap_ca_missing),
+    CASE(ldap_filter_no_parens),
+    CASE(ldap_groups_no_base),
+    CASE(ldap_ldapi_without_sasl),
+    CASE(ldap_member_range),
+    CASE(ldap_no_uri),
+    CASE(ldap_no_users),
+    CASE(ldap_page_size),
+    CASE(ldap_password_without_bind),
+    CASE(ldap_plaintext_bind),
+    CASE(ldap_sasl_and_bind),
+    CASE(ldap_users_no_base),
+    CASE(log_level),
+    CASE(max_deact_negative),
+    CASE(max_deact_word),
+    CASE(migrate_mode),
+    CASE(missing_connectors),
+    CASE(missing_conninfo),
+    CASE(missing_database),
+    CASE(percent_range),
+    CASE(retry_order),
+    CASE(root_list),
+    CASE(rule_admin_false_only),
+    CASE(rule_attribute_bad_name),
+    CASE(rule_attribute_duplicate),
+    CASE(rule_attribute_empty),
+    CASE(rule_bad_attribute_regex),
+    CASE(rule_bad_group_regex),
+    CASE(rule_bad_slug),
+    CASE(rule_bool),
+    CASE(rule_duplicate_name),
+    CASE(rule_grant_without_tenant),
+    CASE(rule_grants_nothing),
+    CASE(rule_key_typo),
+    CASE(rule_match_empty),
+    CASE(rule_member_of_empty),
+    CASE(rule_no_match),
+    CASE(rule_no_name),
+    CASE(rule_revoke_empty),
+    CASE(rule_revoke_grants),
+    CASE(rule_revoke_no_tenant),
+    CASE(rule_revoke_unknown_channel),
+    CASE(rule_slot_duplicate),
+    CASE(rule_slot_too_many),
+    CASE(rule_slot_word),
+    CASE(rule_star_in_grant),
+    CASE(rule_template_capture),
+    CASE(rule_tenant_without_grants),
+    CASE(rule_unknown_channel),
+    CASE(rule_unknown_connector),
+    CASE(rule_unknown_role),
+    CASE(rule_unknown_slot),
+    CASE(rules_mapping),
+    CASE(schema_name),
+    CASE(secret_database_readable),
+    CASE(secret_directory),
+    CASE(secret_empty),
+    CASE(secret_group_writable_620),
+    CASE(secret_missing),
+    CASE(secret_nul),
+    CASE(secret_readable_644),
+    CASE(secret_readable_security_last),
+    CASE(secret_too_large),
+    CASE(string_got_mapping),
+    CASE(string_got_nothing),
+    CASE(two_documents),
+    CASE(unknown_key_typo),
+    CASE(unknown_top_key),
+    CASE(yaml_invalid_utf8),
+    CASE(yaml_syntax),
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -222,7 +225,7 @@ static void every_file_is_a_case(void **state)
 static void missing_file(void **state)
 {
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	(void)state;
 	assert_int_equal(ids_config_load(ERR_DIR "/no-such-file.yaml", &cfg, &e), IDS_E_CONFIG);
 	assert_null(cfg);
@@ -237,7 +240,7 @@ static void oversized_file(void **state)
 	size_t len = (4u << 20) + 1;
 	char *big = malloc(len);
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	(void)state;
 	assert_non_null(big);
 	memset(big, '#', len);
@@ -257,9 +260,10 @@ static void string_name_in_message(void **state)
 {
 	static const char yaml[] = "bogus: 1\n";
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	(void)state;
-	assert_int_equal(ids_config_load_string("inline.yaml", yaml, sizeof(yaml) - 1, &cfg, &e), IDS_E_CONFIG);
+	assert_int_equal(ids_config_load_string("inline.yaml", yaml, sizeof(yaml) - 1, &cfg, &e),
+			 IDS_E_CONFIG);
 	assert_null(cfg);
 	assert_string_equal(e.msg, "inline.yaml:1:1: unknown key \"bogus\"");
 	ids_error_clear(&e);
@@ -268,10 +272,10 @@ static void string_name_in_message(void **state)
 int main(void)
 {
 	static const struct CMUnitTest misc[] = {
-		cmocka_unit_test(every_file_is_a_case),
-		cmocka_unit_test(missing_file),
-		cmocka_unit_test(oversized_file),
-		cmocka_unit_test(string_name_in_message),
+	    cmocka_unit_test(every_file_is_a_case),
+	    cmocka_unit_test(missing_file),
+	    cmocka_unit_test(oversized_file),
+	    cmocka_unit_test(string_name_in_message),
 	};
 	int failed = cmocka_run_group_tests_name("config errors", cases, secrets_setup, secrets_teardown);
 	failed += cmocka_run_group_tests_name("config errors: files", misc, secrets_setup, secrets_teardown);

@@ -19,7 +19,7 @@
 static struct ids_config *load_ok(const char *path)
 {
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int r = ids_config_load(path, &cfg, &e);
 	if (r < 0)
 		print_message("%s: %s\n", path, ids_error_text(&e));
@@ -45,19 +45,19 @@ static bool matches(const regex_t *re, const char *s)
 
 static void defaults(void **state)
 {
-	static const char *const roles[] = { "operator",
-					     "tenant_admin",
-					     "manage_tenant_files",
-					     "manage_tenant_templates",
-					     "view_other_sessions",
-					     "view_other_emails",
-					     "view_operators",
-					     "manage_campaigns",
-					     "tag_ended_sessions" };
-	static const char *const channels[] = { "webchat",  "ip_telephony",   "email",    "facebook_messenger",
-						"whatsapp", "apple_messages", "vkontakte" };
-	static const char *const groups[] = { "live", "offline", "email" };
-	static const char *const openldap[] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" };
+	static const char *const roles[] = {"operator",
+					    "tenant_admin",
+					    "manage_tenant_files",
+					    "manage_tenant_templates",
+					    "view_other_sessions",
+					    "view_other_emails",
+					    "view_operators",
+					    "manage_campaigns",
+					    "tag_ended_sessions"};
+	static const char *const channels[] = {"webchat",  "ip_telephony",   "email",	 "facebook_messenger",
+					       "whatsapp", "apple_messages", "vkontakte"};
+	static const char *const groups[] = {"live", "offline", "email"};
+	static const char *const openldap[] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"};
 	(void)state;
 	struct ids_config *cfg = load_ok(OK_DIR "/minimal.yaml");
 
@@ -111,8 +111,9 @@ static void defaults(void **state)
 	assert_string_equal(l->users_base, "ou=people,dc=example");
 	assert_string_equal(l->users_filter, "(objectClass=inetOrgPerson)");
 	assert_null(l->groups_base);
-	assert_string_equal(l->groups_filter,
-			    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))");
+	assert_string_equal(
+	    l->groups_filter,
+	    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))");
 	assert_null(l->member_attribute);
 	assert_null(l->disabled_filter);
 	assert_int_equal(l->member_range_size, 0);
@@ -123,15 +124,18 @@ static void defaults(void **state)
 
 static void full(void **state)
 {
-	static const char *const roles[] = { "operator", "tenant_admin", "ANALYST" };
-	static const char *const channels[] = { "webchat", "email" };
-	static const char *const groups[] = { "live", "email" };
-	static const char *const uris[] = { "ldaps://dc1.example", "ldap://dc2.example:389" };
-	static const char *const ad[] = { "objectGUID", "userPrincipalName", "mail", "givenName", "sn", "displayName" };
-	static const char *const entra[] = { "id", "userPrincipalName", "mail", "givenName", "surname", "displayName" };
-	static const char *const google[] = { "id",          "primaryEmail",    "customSchemas.CC.mail",
-					      "name.givenName", "name.familyName", "name.fullName" };
-	static const char *const entra_groups[] = { "CC-Support-CZ", "5f3c0000" };
+	static const char *const roles[] = {"operator", "tenant_admin", "ANALYST"};
+	static const char *const channels[] = {"webchat", "email"};
+	static const char *const groups[] = {"live", "email"};
+	static const char *const uris[] = {"ldaps://dc1.example", "ldap://dc2.example:389"};
+	static const char *const ad[] = {"objectGUID", "userPrincipalName", "mail", "givenName",
+					 "sn",	       "displayName"};
+	static const char *const entra[] = {"id",	 "userPrincipalName", "mail",
+					    "givenName", "surname",	      "displayName"};
+	static const char *const google[] = {
+	    "id",	    "primaryEmail", "customSchemas.CC.mail", "name.givenName", "name.familyName",
+	    "name.fullName"};
+	static const char *const entra_groups[] = {"CC-Support-CZ", "5f3c0000"};
 	char path[256];
 	(void)state;
 	struct ids_config *cfg = load_ok(OK_DIR "/full.yaml");
@@ -229,8 +233,8 @@ static void full(void **state)
 
 static void full_rules(void **state)
 {
-	static const char *const conns[] = { "corp-ad", "entra" };
-	static const char *const roles[] = { "operator", "ANALYST" };
+	static const char *const conns[] = {"corp-ad", "entra"};
+	static const char *const roles[] = {"operator", "ANALYST"};
 	(void)state;
 	struct ids_config *cfg = load_ok(OK_DIR "/full.yaml");
 	assert_int_equal(cfg->nrules, 4);
@@ -250,7 +254,7 @@ static void full_rules(void **state)
 	assert_false(matches(&r->attrs[0].re, "support cz")); /* case-sensitive by default */
 	assert_string_equal(r->attrs[1].name, "employeeType");
 	assert_string_equal(r->attrs[1].pattern, "^staff$"); /* (?i) stripped ... */
-	assert_true(matches(&r->attrs[1].re, "STAFF"));      /* ... and honoured */
+	assert_true(matches(&r->attrs[1].re, "STAFF"));	     /* ... and honoured */
 	assert_false(matches(&r->attrs[1].re, "staffer"));
 	assert_null(r->member_of_regex);
 	assert_string_equal(r->tenant, "support-cz");
@@ -313,7 +317,8 @@ static void env_expansion(void **state)
 	assert_int_equal(cfg->safety.max_deactivation_percent, 42); /* expanded, then parsed */
 	assert_string_equal(cfg->connectors[0].name, "from-env");
 	assert_string_equal(cfg->connectors[0].ldap.uri.v[0], "ldaps://db.example:636");
-	assert_string_equal(cfg->connectors[0].ldap.bind_password, SECRET_MARK "-bare"); /* no newline to strip */
+	assert_string_equal(cfg->connectors[0].ldap.bind_password,
+			    SECRET_MARK "-bare"); /* no newline to strip */
 	assert_non_null(ids_config_connector(cfg, "from-env"));
 	ids_config_free(cfg);
 	unsetenv("IDS_TEST_PWNAME");
@@ -347,9 +352,9 @@ static void security_after_connectors(void **state)
 
 static void sasl_ldapi_and_defaults(void **state)
 {
-	static const char *const generic[] = { "nsUniqueId", "uid", "mail", "givenName", "sn", "displayName" };
-	static const char *const google[] = { "id", "primaryEmail", "primaryEmail", "name.givenName",
-					      "name.familyName", "name.fullName" };
+	static const char *const generic[] = {"nsUniqueId", "uid", "mail", "givenName", "sn", "displayName"};
+	static const char *const google[] = {
+	    "id", "primaryEmail", "primaryEmail", "name.givenName", "name.familyName", "name.fullName"};
 	(void)state;
 	struct ids_config *cfg = load_ok(OK_DIR "/sasl_ldapi.yaml");
 	assert_int_equal(cfg->nrules, 0); /* rules: [] */
@@ -361,8 +366,9 @@ static void sasl_ldapi_and_defaults(void **state)
 	assert_string_equal(l->ldap.sasl_mech, "EXTERNAL");
 	assert_string_equal(l->ldap.users_filter, "(&(objectClass=person)(!(uid=svc-*)))");
 	/* generic: openldap's defaults */
-	assert_string_equal(l->ldap.groups_filter,
-			    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))");
+	assert_string_equal(
+	    l->ldap.groups_filter,
+	    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))");
 	assert_string_equal(l->ldap.disabled_filter, "(pwdAccountLockedTime=*)");
 	for (size_t f = 0; f < 6; f++)
 		assert_string_equal(l->attr[f], generic[f]);
@@ -402,11 +408,12 @@ static void string_relative_to_cwd(void **state)
 				   "connectors:\n  - name: c\n    type: ldap\n    uri: ldaps://h\n"
 				   "    users: { base: \"dc=x\" }\n";
 	struct ids_config *cfg = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	(void)state;
 	assert_int_equal(ids_config_load_string("s.yaml", yaml, sizeof(yaml) - 1, &cfg, &e), IDS_E_CONFIG);
-	assert_string_equal(e.msg, "s.yaml:3:18: database.password_file: cannot open relative-pw: No such file or "
-				   "directory");
+	assert_string_equal(e.msg,
+			    "s.yaml:3:18: database.password_file: cannot open relative-pw: No such file or "
+			    "directory");
 	assert_null(cfg);
 	ids_error_clear(&e);
 }
@@ -415,7 +422,7 @@ static void string_relative_to_cwd(void **state)
 
 static void example(void **state)
 {
-	static const char *const creds[] = { "db-password", "ldap-password", "entra-secret", "google-sa.json" };
+	static const char *const creds[] = {"db-password", "ldap-password", "entra-secret", "google-sa.json"};
 	char dir[64], path[256];
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/ids-config-creds-XXXXXX");
@@ -467,13 +474,29 @@ static void durations(void **state)
 		const char *s;
 		int want; /* -1: -EINVAL, -2: -ERANGE */
 	} cases[] = {
-		{ "30s", 30 },       { "5m", 300 },         { "1h", 3600 },      { "1d", 86400 },
-		{ "1h30m", 5400 },   { "1d2h3m4s", 93784 }, { "0s", 0 },         { "90s", 90 },
-		{ "24855d", 2147472000 }, /* the largest whole number of days in an int */
-		{ "", -1 },          { "30", -1 },          { "m", -1 },         { "1x", -1 },
-		{ "30m1h", -1 },     { "1h1h", -1 },        { " 1h", -1 },       { "1h ", -1 },
-		{ "-1s", -1 },       { "1.5h", -1 },        { "1H", -1 },        { "1hm", -1 },
-		{ "24856d", -2 },    { "99999999999s", -2 },
+	    {"30s", 30},
+	    {"5m", 300},
+	    {"1h", 3600},
+	    {"1d", 86400},
+	    {"1h30m", 5400},
+	    {"1d2h3m4s", 93784},
+	    {"0s", 0},
+	    {"90s", 90},
+	    {"24855d", 2147472000}, /* the largest whole number of days in an int */
+	    {"", -1},
+	    {"30", -1},
+	    {"m", -1},
+	    {"1x", -1},
+	    {"30m1h", -1},
+	    {"1h1h", -1},
+	    {" 1h", -1},
+	    {"1h ", -1},
+	    {"-1s", -1},
+	    {"1.5h", -1},
+	    {"1H", -1},
+	    {"1hm", -1},
+	    {"24856d", -2},
+	    {"99999999999s", -2},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -487,7 +510,7 @@ static void durations(void **state)
 			assert_int_equal(v, -12345); /* untouched on failure */
 		}
 	}
-	assert_int_equal(ids_parse_duration(NULL, &(int){ 0 }), -EINVAL);
+	assert_int_equal(ids_parse_duration(NULL, &(int){0}), -EINVAL);
 }
 
 static void lookups(void **state)
@@ -509,18 +532,18 @@ static void lookups(void **state)
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(defaults),
-		cmocka_unit_test(full),
-		cmocka_unit_test(full_rules),
-		cmocka_unit_test(env_expansion),
-		cmocka_unit_test(secret_one_newline),
-		cmocka_unit_test(security_after_connectors),
-		cmocka_unit_test(sasl_ldapi_and_defaults),
-		cmocka_unit_test(relative_paths),
-		cmocka_unit_test(string_relative_to_cwd),
-		cmocka_unit_test(example),
-		cmocka_unit_test(durations),
-		cmocka_unit_test(lookups),
+	    cmocka_unit_test(defaults),
+	    cmocka_unit_test(full),
+	    cmocka_unit_test(full_rules),
+	    cmocka_unit_test(env_expansion),
+	    cmocka_unit_test(secret_one_newline),
+	    cmocka_unit_test(security_after_connectors),
+	    cmocka_unit_test(sasl_ldapi_and_defaults),
+	    cmocka_unit_test(relative_paths),
+	    cmocka_unit_test(string_relative_to_cwd),
+	    cmocka_unit_test(example),
+	    cmocka_unit_test(durations),
+	    cmocka_unit_test(lookups),
 	};
 	return cmocka_run_group_tests_name("config ok", tests, secrets_setup, secrets_teardown);
 }

@@ -26,18 +26,18 @@ struct secret_file {
 };
 
 static const struct secret_file secret_files[] = {
-	{ "pw", SECRET_MARK "-pw\n", 0, 0600 },
-	{ "pw_crlf", SECRET_MARK "-crlf\r\n", 0, 0600 },
-	{ "pw_two", SECRET_MARK "-two\n\n", 0, 0600 },
-	{ "pw_bare", SECRET_MARK "-bare", 0, 0600 },
-	{ "pw_644", SECRET_MARK "-644\n", 0, 0644 },
-	{ "pw_620", SECRET_MARK "-620\n", 0, 0620 },
-	{ "pw_empty", "\n", 0, 0600 },
-	{ "pw_nul", SECRET_MARK "\0nul\n", 12, 0600 },
-	{ "pw_large", NULL, LARGE_SIZE, 0600 },
-	{ "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0, 0644 },
-	{ "key.pem", "-----BEGIN PRIVATE KEY-----\n" SECRET_MARK "-key\n-----END PRIVATE KEY-----\n", 0, 0600 },
-	{ "key_644.pem", "-----BEGIN PRIVATE KEY-----\n" SECRET_MARK "-key\n-----END PRIVATE KEY-----\n", 0, 0644 },
+    {"pw", SECRET_MARK "-pw\n", 0, 0600},
+    {"pw_crlf", SECRET_MARK "-crlf\r\n", 0, 0600},
+    {"pw_two", SECRET_MARK "-two\n\n", 0, 0600},
+    {"pw_bare", SECRET_MARK "-bare", 0, 0600},
+    {"pw_644", SECRET_MARK "-644\n", 0, 0644},
+    {"pw_620", SECRET_MARK "-620\n", 0, 0620},
+    {"pw_empty", "\n", 0, 0600},
+    {"pw_nul", SECRET_MARK "\0nul\n", 12, 0600},
+    {"pw_large", NULL, LARGE_SIZE, 0600},
+    {"cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", 0, 0644},
+    {"key.pem", "-----BEGIN PRIVATE KEY-----\n" SECRET_MARK "-key\n-----END PRIVATE KEY-----\n", 0, 0600},
+    {"key_644.pem", "-----BEGIN PRIVATE KEY-----\n" SECRET_MARK "-key\n-----END PRIVATE KEY-----\n", 0, 0644},
 };
 #define NSECRET_FILES (sizeof(secret_files) / sizeof(secret_files[0]))
 
