@@ -29,6 +29,7 @@ extern const size_t ids_nmigrations;
 
 #define DEFAULT_SCHEMA "idsync"
 #define CONNECT_TIMEOUT "10"
+#define LOCK_TIMEOUT "2min"
 
 /* ---------------- errors ---------------- */
 
@@ -152,10 +153,11 @@ static bool conninfo_has(const PQconninfoOption *opts, const char *keyword)
 	return false;
 }
 
-/* Makes sure the schema exists and puts it alone on the search path.  The
+/* Makes sure the schema exists, puts it alone on the search path and sets
+ * a lock timeout unless the conninfo's options chose one.  The
  * existence check comes first so that a role without CREATE on the
  * database can use a schema an administrator made for it. */
-static int use_schema(struct ids_store *st, const char *schema, struct ids_error *err)
+static int session_setup(struct ids_store *st, const char *schema, struct ids_error *err)
 {
 	PGresult *res = NULL;
 	char *quoted = NULL;
@@ -183,9 +185,16 @@ static int use_schema(struct ids_store *st, const char *schema, struct ids_error
 		if (r < 0)
 			goto out;
 	}
-	const char *p2[] = {quoted};
-	r = ids_store_exec(st, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, p2,
-			   PGRES_TUPLES_OK, NULL, "setting search_path", err);
+	/* A row lock held by a stuck platform transaction (or a migration
+	 * waiting for another) fails the run after a while instead of
+	 * blocking the daemon: the next tick tries again. */
+	const char *p2[] = {quoted, LOCK_TIMEOUT};
+	r = ids_store_exec(
+	    st,
+	    "SELECT pg_catalog.set_config('search_path', $1, false),"
+	    " pg_catalog.set_config('lock_timeout', CASE pg_catalog.current_setting('lock_timeout')"
+	    " WHEN '0' THEN $2 ELSE pg_catalog.current_setting('lock_timeout') END, false)",
+	    2, p2, PGRES_TUPLES_OK, NULL, "setting search_path", err);
 out:
 	PQfreemem(quoted);
 	PQclear(res);
@@ -215,13 +224,22 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 	/* Later keywords override what the expanded conninfo (first) says;
 	 * the application name is only a fallback so that the operator can
 	 * still choose one. */
-	const char *kw[8], *val[8];
+	/* A server that dies or a network that drops packets must not
+	 * hang a blocking libpq call forever: TCP keepalives notice a dead
+	 * peer within about a minute, tcp_user_timeout unacknowledged
+	 * writes.  Each only when the operator did not choose otherwise. */
+	static const char *const net_defaults[][2] = {
+	    {"connect_timeout", CONNECT_TIMEOUT}, {"keepalives", "1"},	     {"keepalives_idle", "30"},
+	    {"keepalives_interval", "10"},	  {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
+	};
+	const char *kw[16], *val[16];
 	int n = 0;
 	kw[n] = "dbname", val[n++] = conninfo;
 	kw[n] = "fallback_application_name", val[n++] = "idsyncd";
 	kw[n] = "client_encoding", val[n++] = "UTF8";
-	if (!conninfo_has(opts, "connect_timeout"))
-		kw[n] = "connect_timeout", val[n++] = CONNECT_TIMEOUT;
+	for (size_t i = 0; i < sizeof(net_defaults) / sizeof(net_defaults[0]); i++)
+		if (!conninfo_has(opts, net_defaults[i][0]))
+			kw[n] = net_defaults[i][0], val[n++] = net_defaults[i][1];
 	if (cfg->database.password)
 		kw[n] = "password", val[n++] = cfg->database.password;
 	kw[n] = NULL, val[n] = NULL;
@@ -251,7 +269,7 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 				  trimmed_len(m), m);
 		goto out;
 	}
-	r = use_schema(st, schema, err);
+	r = session_setup(st, schema, err);
 	if (r < 0)
 		goto out;
 

@@ -636,6 +636,51 @@ static void test_stale_plan(void **state)
 	ids_current_free(c);
 }
 
+/* A row that the platform keeps locked makes the apply fail after the
+ * lock timeout (here the conninfo's own, 1 s) instead of hanging; nothing
+ * is applied and the store stays usable. */
+static void test_lock_wait_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct ids_current *c = load(f);
+	const struct ids_cur_user *jn = cur_user(c, "jnovak");
+	struct ids_error e = {0};
+	struct ids_plan_user users[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E40", .username = "waiter"},
+	    {.flags = IDS_PU_UPDATE,
+	     .changed = IDS_CH_LAST_NAME,
+	     .id = jn->id,
+	     .external_id = "E2",
+	     .username = "jnovak",
+	     .last_name = "Nowak",
+	     .cur = jn},
+	};
+	struct ids_plan p = {.connector = "corp", .users = users, .nusers = 2};
+	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_config cfg;
+	struct ids_store *st = NULL;
+	char conninfo[512];
+
+	snprintf(conninfo, sizeof(conninfo), "%s options='-c lock_timeout=1s'", g_conninfo);
+	make_cfg(&cfg, conninfo, f->schema, NULL);
+	assert_int_equal(ids_store_open(&cfg, &st, &e), 0);
+
+	sql("BEGIN");
+	sql("SELECT 1 FROM app_user WHERE username = 'jnovak' AND email LIKE '%acme%' FOR UPDATE");
+	assert_int_equal(ids_store_apply(st, f->acme, "entra", &p, &run, NULL, &e), IDS_E_DB);
+	assert_non_null(strstr(ids_error_text(&e), "55P03"));
+	ids_error_clear(&e);
+	sql("ROLLBACK");
+	assert_sql("0", "SELECT count(*) FROM app_user WHERE username = 'waiter'");
+	assert_sql("0", "SELECT count(*) FROM sync_run");
+
+	assert_int_equal(ids_store_apply(st, f->acme, "entra", &p, &run, NULL, &e), 0);
+	assert_sql("Nowak",
+		   "SELECT last_name FROM app_user WHERE username = 'jnovak' AND email LIKE '%acme%'");
+	ids_store_close(st);
+	ids_current_free(c);
+}
+
 /* Values with COPY's special bytes, SQL and JSON syntax, emoji, and the
  * literal text \N are stored exactly; a skipped user's invalid UTF-8 does
  * not break the audit row. */
@@ -743,6 +788,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_wait_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_plan, setup, teardown),
 	};
