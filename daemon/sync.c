@@ -214,7 +214,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	}
 	ids_log(IDS_LOG_INFO, conn, 0, NULL, "run started");
 
-	r = ids_store_company(st, cc->company, &company_id, &e);
+	r = ids_store_company(st, cc->company, !o->dry_run, &company_id, &e);
 	if (r < 0)
 		goto db_failed;
 

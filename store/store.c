@@ -511,7 +511,9 @@ int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, s
 			   "looking up the company", err);
 	if (r < 0)
 		return r;
-	if (PQntuples(res) != 1)
+	if (PQntuples(res) == 0 && !create)
+		id = 0;
+	else if (PQntuples(res) != 1)
 		r = ids_error_set(err, IDS_E_DB, "company %s: not found after creating it", slug);
 	else
 		r = col_i64(res, 0, 0, &id, err);
@@ -568,19 +570,19 @@ static const struct {
     {IDS_GRANT_ROLE,
      "SELECT x.user_id, t.slug, x.role, NULL, x.source IS DISTINCT FROM $2"
      " FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+     " WHERE u.company_id = $1::bigint AND (u.source = $2 OR u.source IS NULL) AND t.company_id = $1::bigint"},
     {IDS_GRANT_CHANNEL,
      "SELECT x.user_id, t.slug, x.channel, NULL, x.source IS DISTINCT FROM $2"
      " FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+     " WHERE u.company_id = $1::bigint AND (u.source = $2 OR u.source IS NULL) AND t.company_id = $1::bigint"},
     {IDS_GRANT_SLOT,
      "SELECT x.user_id, t.slug, x.channel_group, x.slots, x.source IS DISTINCT FROM $2"
      " FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
-     " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+     " WHERE u.company_id = $1::bigint AND (u.source = $2 OR u.source IS NULL) AND t.company_id = $1::bigint"},
     {IDS_GRANT_GROUP, "SELECT x.user_id, t.slug, g.name, NULL, x.source IS DISTINCT FROM $2"
 		      " FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
 		      " JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
-		      " WHERE u.company_id = $1::bigint AND u.source = $2 AND t.company_id = $1::bigint"},
+		      " WHERE u.company_id = $1::bigint AND (u.source = $2 OR u.source IS NULL) AND t.company_id = $1::bigint"},
 };
 
 /* A grant row whose source is another connector (a user adopted from one

@@ -41,7 +41,8 @@ struct ids_current {
 	struct ids_cur_user *users; /* every user of the company */
 	size_t nusers;
 	struct ids_cur_grant *grants; /* every grant row (any source) of the users
-				       * the connector owns */
+				       * the connector owns, and of unmanaged users
+				       * (adoption candidates: their rows are manual) */
 	size_t ngrants;
 	struct ids_strv tenants; /* slugs of the company's tenants */
 	struct ids_arena arena;

@@ -39,8 +39,10 @@ int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_
 int ids_store_lock(struct ids_store *st, const char *connector, struct ids_error *err);
 int ids_store_unlock(struct ids_store *st, const char *connector, struct ids_error *err);
 
-/* Id of the company with `slug`, created (name = slug) if missing. */
-int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, struct ids_error *err);
+/* Id of the company with `slug`.  When missing: created (name = slug) if
+ * `create`, else *ret_id = 0 (a plan writes nothing, not even this). */
+int ids_store_company(struct ids_store *st, const char *slug, bool create, int64_t *ret_id,
+		      struct ids_error *err);
 
 /* The current state the diff needs: every user of the company, every grant
  * row of the users that `connector` owns, the company's tenant slugs.

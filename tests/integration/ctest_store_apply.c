@@ -134,8 +134,8 @@ static int setup(void **state)
 	f->st = open_store(f->schema, true);
 	use_schema(f->schema);
 	sql(seed_sql);
-	assert_int_equal(ids_store_company(f->st, "acme", &f->acme, &e), 0);
-	assert_int_equal(ids_store_company(f->st, "globex", &f->globex, &e), 0);
+	assert_int_equal(ids_store_company(f->st, "acme", true, &f->acme, &e), 0);
+	assert_int_equal(ids_store_company(f->st, "globex", true, &f->globex, &e), 0);
 	*state = f;
 	return 0;
 }

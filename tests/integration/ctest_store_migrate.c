@@ -227,9 +227,9 @@ static void test_company(void **state)
 	struct ids_error e = {0};
 	int64_t a1 = 0, a2 = 0, b = 0;
 
-	assert_int_equal(ids_store_company(st, "acme", &a1, &e), 0);
-	assert_int_equal(ids_store_company(st, "acme", &a2, &e), 0);
-	assert_int_equal(ids_store_company(st, "globex", &b, &e), 0);
+	assert_int_equal(ids_store_company(st, "acme", true, &a1, &e), 0);
+	assert_int_equal(ids_store_company(st, "acme", true, &a2, &e), 0);
+	assert_int_equal(ids_store_company(st, "globex", true, &b, &e), 0);
 	assert_true(a1 > 0);
 	assert_int_equal(a1, a2);
 	assert_int_not_equal(a1, b);
@@ -309,8 +309,8 @@ static void test_orphans_and_companies(void **state)
 	struct ids_error e = {0};
 	int64_t c1 = 0, c2 = 0;
 
-	assert_int_equal(ids_store_company(st, "acme", &c1, &e), 0);
-	assert_int_equal(ids_store_company(st, "globex", &c2, &e), 0);
+	assert_int_equal(ids_store_company(st, "acme", true, &c1, &e), 0);
+	assert_int_equal(ids_store_company(st, "globex", true, &c2, &e), 0);
 	use_schema("m_orphans");
 	sql("INSERT INTO app_user (company_id, source, external_id, username, auth_method, active) VALUES"
 	    " ((SELECT id FROM company WHERE slug = 'acme'), 'old-ad', 'a', 'u1', 'sso', true),"
@@ -354,7 +354,7 @@ static void test_connection_lost(void **state)
 
 	sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
 	    " WHERE application_name = 'idsyncd' AND datname = current_database()");
-	assert_int_equal(ids_store_company(st, "acme", &id, &e), IDS_E_DB_LOST);
+	assert_int_equal(ids_store_company(st, "acme", true, &id, &e), IDS_E_DB_LOST);
 	assert_int_equal(id, 0);
 	ids_error_clear(&e);
 	ids_store_close(st);
