@@ -53,7 +53,10 @@ struct ctx {
 };
 
 /* A mapping whose keys were checked against `keys` (NULL-terminated):
- * key[i]/val[i] are the nodes of keys[i], NULL when absent. */
+ * key[i]/val[i] are the nodes of keys[i], NULL when absent.  Reading values
+ * through it (map_get) rather than in file order lets each section read
+ * its keys in the order their checks depend on (type before the type's
+ * keys, regex before the tenant template that uses its captures). */
 struct map {
 	const char *const *keys;
 	yaml_node_t *node;
@@ -88,7 +91,9 @@ static void pop(struct ctx *c)
 	c->depth--;
 }
 
-/* The message core: "FILE:LINE:COL: path: <fmt>" (no "path: " at the root). */
+/* The message core: "FILE:LINE:COL: path: <fmt>" (no "path: " at the root).
+ * The path is kept as segments and only turned into text here, so that a
+ * valid file, the common case, never pays for it. */
 static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_list ap)
 {
 	struct ids_buf p = {0};
@@ -111,6 +116,7 @@ static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_lis
 	return r;
 }
 
+/* An error at a position that is no node: a libyaml error, an empty file. */
 static int fail_pos(struct ctx *c, size_t line, size_t col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail_pos(struct ctx *c, size_t line, size_t col, const char *fmt, ...)
@@ -159,7 +165,9 @@ static int quote(struct ids_buf *b, const char *s, size_t n)
 	return r < 0 ? r : ids_buf_putc(b, '"');
 }
 
-/* `key:` with nothing after it, `~` or `null`: YAML's null. */
+/* `key:` with nothing after it, `~` or `null`: YAML's null.  No key takes
+ * null as a value: leaving a key out is how to ask for its default, and a
+ * key written with nothing after it is more likely an unfinished edit. */
 static bool is_null(const yaml_node_t *n)
 {
 	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
@@ -169,7 +177,9 @@ static bool is_null(const yaml_node_t *n)
 }
 
 /* "expected <fmt>, got <what n is>": got is the (expanded) value when the
- * caller has it, else n's own text or kind. */
+ * caller has it, else n's own text or kind.  Showing the expanded value
+ * tells the operator what ${NAME} turned into; secrets never come through
+ * here, since they are file contents and never values of the document. */
 static int bad_value(struct ctx *c, const yaml_node_t *n, const char *got, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int bad_value(struct ctx *c, const yaml_node_t *n, const char *got, const char *fmt, ...)
@@ -227,8 +237,8 @@ static yaml_node_t *node_at(struct ctx *c, int id)
 	return yaml_document_get_node(c->doc, id);
 }
 
-/* Edit distance of two short keys, for "did you mean"; SIZE_MAX when a key
- * is too long to bother. */
+/* Edit distance (Levenshtein, two rows folded into one) of two short keys,
+ * for "did you mean"; SIZE_MAX when a key is too long to bother. */
 static size_t distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b), row[64], prev;
@@ -240,6 +250,7 @@ static size_t distance(const char *a, const char *b)
 		prev = row[0];
 		row[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
+			/* prev is the diagonal, row[j] the cell above, row[j - 1] the left */
 			size_t cur = row[j];
 			size_t best = prev + (a[i - 1] != b[j - 1]);
 			if (row[j] + 1 < best)
@@ -253,6 +264,8 @@ static size_t distance(const char *a, const char *b)
 	return row[lb];
 }
 
+/* "unknown key", with the closest allowed key when it is a likely typo:
+ * a misspelt safety key must be noticed, and fixed, in one step. */
 static int unknown_key(struct ctx *c, const yaml_node_t *k, const char *const *keys, const char *note)
 {
 	const char *name = (const char *)k->data.scalar.value, *best = NULL;
@@ -292,6 +305,8 @@ static int map_read(struct ctx *c, yaml_node_t *n, const char *const *keys, cons
 			i++;
 		if (!keys[i])
 			return unknown_key(c, k, keys, note);
+		/* libyaml keeps duplicates; YAML says they are an error, and the
+		 * second value silently winning would hide the first one's intent */
 		assert(i < MAX_KEYS);
 		if (m->key[i])
 			return fail(c, k, "duplicate key \"%s\" (first at line %zu)", keys[i],
@@ -318,7 +333,8 @@ static int missing(struct ctx *c, const struct map *m, const char *key)
 }
 
 /* A mapping with free keys (slots, match.attribute): scalar, non-empty
- * keys, none twice (case-insensitively when casefold). */
+ * keys, none twice (case-insensitively when casefold: LDAP attribute names
+ * are, so `dept` and `Dept` would be one condition written twice). */
 static int map_check_free(struct ctx *c, yaml_node_t *n, const char *what, bool casefold)
 {
 	if (n->type != YAML_MAPPING_NODE)
@@ -354,6 +370,7 @@ static int expand(struct ctx *c, const yaml_node_t *n, const char *s, struct ids
 			return ids_buf_puts(b, s);
 		if ((r = ids_buf_add(b, s, (size_t)(d - s))) < 0)
 			break;
+		/* the value is inserted as it is, never expanded again */
 		const char *name = d + 2, *e = name;
 		while ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || *e == '_' ||
 		       (e > name && *e >= '0' && *e <= '9'))
@@ -383,6 +400,7 @@ static int get_scalar(struct ctx *c, yaml_node_t *n, const char *what, char **re
 	if (n->type != YAML_SCALAR_NODE || is_null(n))
 		return bad_value(c, n, NULL, "%s", what);
 	const char *s = (const char *)n->data.scalar.value;
+	/* a "\0" escape in a quoted scalar would cut the C string short */
 	if (memchr(s, '\0', n->data.scalar.length))
 		return fail(c, n, "expected %s without NUL characters", what);
 	struct ids_buf b = {0};
@@ -393,6 +411,7 @@ static int get_scalar(struct ctx *c, yaml_node_t *n, const char *what, char **re
 		ids_buf_free(&b);
 		return r;
 	}
+	/* "" (or a variable set to nothing) is no name, URL, DN or number */
 	if (!b.len) {
 		ids_buf_free(&b);
 		return bad_value(c, n, "", "%s", what);
@@ -419,6 +438,8 @@ static int get_str(struct ctx *c, yaml_node_t *n, check_fn check, char **dst)
 	return 0;
 }
 
+/* The rd_* readers: the value of key in m, if present, read with the key
+ * on the path; an absent key leaves *dst (its default) alone. */
 static int rd_str(struct ctx *c, const struct map *m, const char *key, check_fn check, char **dst)
 {
 	yaml_node_t *v = map_get(m, key);
@@ -461,6 +482,8 @@ static int get_long(struct ctx *c, yaml_node_t *n, long lo, long hi, long *dst)
 	int r = get_scalar(c, n, "an integer", &s);
 	if (r < 0)
 		return r;
+	/* a number written as a string ("3") is a number: YAML tags are not
+	 * a distinction operators make, and ${NAME} always yields text */
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	/* strtol alone accepts " 12", "+12" and "12abc" */
@@ -501,6 +524,7 @@ static int rd_duration(struct ctx *c, const struct map *m, const char *key, bool
 	int r = get_scalar(c, v, "a duration like 30s, 5m, 1h30m or 1d", &s);
 	if (r < 0)
 		return r;
+	/* a unit is required: is "30" seconds or minutes? */
 	if (ids_parse_duration(s, &secs) < 0)
 		r = bad_value(c, v, s, "a duration like 30s, 5m, 1h30m or 1d");
 	else if (secs == 0 && !allow_zero)
@@ -513,7 +537,8 @@ static int rd_duration(struct ctx *c, const struct map *m, const char *key, bool
 	return 0;
 }
 
-/* One of names (NULL-terminated) -> its index. */
+/* One of names (NULL-terminated) -> its index.  Exact case: `Info` is as
+ * likely a typo as `infp`, and the message lists the right spellings. */
 static int get_enum(struct ctx *c, yaml_node_t *n, const char *const *names, int *dst)
 {
 	char *s = NULL, *all = NULL, *exp = NULL;
@@ -576,6 +601,8 @@ static int get_strv(struct ctx *c, yaml_node_t *n, check_fn check, bool scalar_o
 	if (n->type != YAML_SEQUENCE_NODE && !(scalar_ok && n->type == YAML_SCALAR_NODE && !is_null(n)))
 		return bad_value(c, n, NULL,
 				 scalar_ok ? "a string or a list of strings" : "a list of strings");
+	/* an empty list says nothing useful (`groups: []` reads as "none" to
+	 * one operator and "all" to another): leave the key out instead */
 	if (!items(n))
 		return bad_value(c, n, NULL, "a non-empty list");
 	for (size_t i = 0; i < items(n) && r >= 0; i++) {
@@ -614,6 +641,8 @@ static int rd_strv(struct ctx *c, const struct map *m, const char *key, check_fn
 /* ------------------------------------------------------------------ */
 /* checks of string values                                             */
 
+/* The connector name is the `source` column and part of the advisory lock
+ * key: a short, fixed alphabet keeps it stable and printable everywhere. */
 static const char *check_conn_name(const char *s)
 {
 	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-");
@@ -634,11 +663,15 @@ static const char *check_schema(const char *s)
 								 : "a schema name [a-z_][a-z0-9_]{0,62}";
 }
 
+/* Tokens and directory data never travel in clear: https:// only, also
+ * for test fakes (they get a tls_ca_file instead). */
 static const char *check_https(const char *s)
 {
 	return !strncmp(s, "https://", 8) && s[8] && !strpbrk(s, " \t\r\n") ? NULL : "an https:// URL";
 }
 
+/* The scheme only; whether ldapi:// is allowed depends on sasl_mech and
+ * is checked with the connector (load_ldap). */
 static const char *check_ldap_uri(const char *s)
 {
 	bool ok =
@@ -734,6 +767,9 @@ enum file_kind {
 	FILE_SECRET,	  /* a secret read here: its content is the value */
 };
 
+/* A file name of the config, relative ones against the config's own
+ * directory: the daemon's working directory (/ under systemd) is not
+ * where an operator expects "ca.pem" to be. */
 static char *resolve(struct ctx *c, const char *name)
 {
 	char *p = NULL;
@@ -775,14 +811,13 @@ static int read_secret(struct ctx *c, const yaml_node_t *n, int fd, const char *
 		r = fail(c, n, "secret file %s contains a NUL byte", path);
 	else if (!len)
 		r = fail(c, n, "secret file %s is empty", path);
+	/* an exact-size copy: the 64 KiB read buffer is wiped either way */
+	else if (!(*ret = strndup(buf, len)))
+		r = -ENOMEM;
 out:
-	if (r < 0) {
-		explicit_bzero(buf, cap + 1);
-		free(buf);
-		return r;
-	}
-	*ret = buf;
-	return 0;
+	explicit_bzero(buf, cap + 1);
+	free(buf);
+	return r;
 }
 
 /* The file named at key: resolved against the config's directory, opened
@@ -810,6 +845,8 @@ static int rd_file(struct ctx *c, const struct map *m, const char *key, enum fil
 		r = fail(c, v, "cannot open %s: %s", path, strerror(errno));
 		goto out;
 	}
+	/* fstat of what was opened, not stat of the name: the file checked
+	 * is the file read, even if the name is swapped in between */
 	if (fstat(fd, &st) < 0) {
 		r = fail(c, v, "cannot read %s: %s", path, strerror(errno));
 		goto out;
@@ -818,6 +855,8 @@ static int rd_file(struct ctx *c, const struct map *m, const char *key, enum fil
 		r = fail(c, v, "%s is not a regular file", path);
 		goto out;
 	}
+	/* 077 covers writing too: a secret others can replace is as bad as
+	 * one they can read.  security was read first (see load_root) */
 	if (kind != FILE_PUBLIC && (st.st_mode & 077) && !c->cfg->security.allow_readable_secrets) {
 		r = fail(c, v,
 			 "secret file %s is readable by group or others (chmod 600, or set "
@@ -850,6 +889,7 @@ out:
 static const char *const top_keys[] = {"database", "sync",    "log",	    "security", "safety",
 				       "tenants",  "catalog", "connectors", "rules",	NULL};
 
+/* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind", NULL};
@@ -862,6 +902,7 @@ static int load_security(struct ctx *c, yaml_node_t *n)
 	return r;
 }
 
+/* log: the level, and where lines go (auto: the journal under systemd). */
 static int load_log(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"level", "target", NULL};
@@ -880,6 +921,8 @@ static int load_log(struct ctx *c, yaml_node_t *n)
 	return r;
 }
 
+/* database: conninfo is required; the password, when there is one, is
+ * kept apart from it so that the conninfo can be logged. */
 static int load_database(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"conninfo", "password_file", "schema", "migrate", NULL};
@@ -903,6 +946,8 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 	return r;
 }
 
+/* sync: the scheduler's periods.  retry_max below retry_min would make the
+ * backoff shrink, which is a contradiction, not a preference. */
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"interval",	"jitter",      "retry_min",
@@ -931,6 +976,8 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 	return r;
 }
 
+/* safety: 0 is a legal threshold everywhere ("never deactivate without a
+ * person looking"); 100 % turns a percentage check off. */
 static int load_safety(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"max_deactivations", "max_deactivation_percent",
@@ -952,6 +999,7 @@ static int load_safety(struct ctx *c, yaml_node_t *n)
 	return r;
 }
 
+/* tenants: only auto_create so far. */
 static int load_tenants(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"auto_create", NULL};
@@ -972,6 +1020,8 @@ static int catalog_unique(struct ctx *c, yaml_node_t *n, const struct ids_strv *
 	return 0;
 }
 
+/* catalog: the names rules may use.  A list given replaces the default
+ * list; extra_roles only adds (the usual need: the platform's own roles). */
 static int load_catalog(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"roles", "channels", "channel_groups", "extra_roles", NULL};
@@ -1042,7 +1092,8 @@ static const char *const attr_google[6] = {
     "id", "primaryEmail", "primaryEmail", "name.givenName", "name.familyName", "name.fullName"};
 
 /* The value of `key` in mapping n before its keys were checked (the type
- * decides which keys are allowed); NULL when absent. */
+ * decides which keys are allowed); NULL when absent.  With duplicates the
+ * first wins here, and map_read then reports the duplicate. */
 static yaml_node_t *peek(struct ctx *c, yaml_node_t *n, const char *key)
 {
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
@@ -1053,6 +1104,8 @@ static yaml_node_t *peek(struct ctx *c, yaml_node_t *n, const char *key)
 	return NULL;
 }
 
+/* users (base required) and groups (optional: without it no group is
+ * read and only attribute rules can match). */
 static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
 	static const char *const ukeys[] = {"base", "filter", NULL};
@@ -1086,7 +1139,8 @@ static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_con
 	return 0;
 }
 
-/* Flavor defaults for what the file left out. */
+/* Flavor defaults for what the file left out (connectors.md's table);
+ * generic takes openldap's, the common schema of LDAPv3 servers. */
 static int ldap_defaults(struct ids_ldap_cfg *l)
 {
 	bool ad = l->flavor == IDS_LDAP_AD;
@@ -1108,6 +1162,8 @@ static bool is_ldapi(const char *uri)
 	return !strncasecmp(uri, "ldapi://", 8);
 }
 
+/* An ldap connector: values first, then the checks between them (each
+ * reported at the key that has to change). */
 static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
 {
 	struct ids_ldap_cfg *l = &cc->ldap;
@@ -1154,6 +1210,8 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 		push_key(c, "sasl_mech");
 		return fail(c, map_get(m, "sasl_mech"), "expected either sasl_mech or bind_dn, not both");
 	}
+	/* ldapi:// authenticates by the peer's uid, which only SASL EXTERNAL
+	 * asks for; a simple bind there would be anonymous or pointless */
 	for (size_t i = 0; i < l->uri.n; i++) {
 		if (is_ldapi(l->uri.v[i]) && !l->sasl_mech) {
 			push_key(c, "uri");
@@ -1176,6 +1234,8 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 	return ldap_defaults(l);
 }
 
+/* An entra connector.  The certificate is public (FILE_PUBLIC); its key
+ * is a secret the connector reads itself when it signs (FILE_SECRET_PATH). */
 static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
 {
 	struct ids_entra_cfg *e = &cc->entra;
@@ -1200,7 +1260,8 @@ static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_c
 	if (!(e->client_assertion_alg = strdup(algs[alg])))
 		return -ENOMEM;
 
-	/* exactly one credential: a secret, or a certificate with its key */
+	/* exactly one credential: a secret, or a certificate with its key; two
+	 * would leave the connector to guess which one the operator meant */
 	bool cert = e->client_certificate_file || e->client_key_file;
 	if (!e->client_secret_file && !cert)
 		return fail(c, m->node,
@@ -1239,6 +1300,8 @@ static int load_entra(struct ctx *c, const struct map *m, struct ids_connector_c
 	return 0;
 }
 
+/* A google connector.  The service account key file is a secret JSON the
+ * connector parses: checked here, read there. */
 static int load_google(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
 {
 	struct ids_google_cfg *g = &cc->google;
@@ -1298,6 +1361,7 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 	return 0;
 }
 
+/* connectors[idx]: the keys common to every type, then the type's own. */
 static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 {
 	static const char *const *const keys_by_type[] = {ldap_keys, entra_keys, google_keys};
@@ -1325,6 +1389,7 @@ static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 		return missing(c, &m, "name");
 	if ((r = rd_str(c, &m, "name", check_conn_name, &cc->name)) < 0)
 		return r;
+	/* two connectors with one name would write one `source` */
 	for (size_t i = 0; i < idx; i++) {
 		if (!strcmp(c->cfg->connectors[i].name, cc->name)) {
 			push_key(c, "name");
@@ -1356,6 +1421,7 @@ static int load_connectors(struct ctx *c, yaml_node_t *n)
 	int r;
 	if (n->type != YAML_SEQUENCE_NODE)
 		return bad_value(c, n, NULL, "a list of connectors");
+	/* `connectors: []` would run a daemon that does nothing, quietly */
 	if (!items(n))
 		return bad_value(c, n, NULL, "at least one connector");
 	if (!(cfg->connectors = calloc(items(n), sizeof(*cfg->connectors))))
@@ -1379,6 +1445,7 @@ static int load_connectors(struct ctx *c, yaml_node_t *n)
 static int compile(struct ctx *c, yaml_node_t *n, regex_t *re, char **ret_src)
 {
 	char *s = NULL;
+	/* no REG_NOSUB: tenant templates use the captures of member_of_regex */
 	int flags = REG_EXTENDED, r = get_scalar(c, n, "a regular expression", &s);
 	if (r < 0)
 		return r;
@@ -1409,7 +1476,9 @@ static int compile(struct ctx *c, yaml_node_t *n, regex_t *re, char **ret_src)
 static const char *const rule_keys[] = {"name",	 "connectors", "match",		"tenant", "roles", "channels",
 					"slots", "groups",     "company_admin", "revoke", NULL};
 
-/* A list of catalog names (roles, channels): each must be in cat. */
+/* A list of catalog names (roles, channels): each must be in cat, compared
+ * exactly since the names are written to the database as they are.  The
+ * message lists the allowed names: the fix is usually one of them. */
 static int rd_catalog(struct ctx *c, const struct map *m, const char *key, const struct ids_strv *cat,
 		      const char *what, struct ids_strv *dst)
 {
@@ -1435,6 +1504,8 @@ static int rd_catalog(struct ctx *c, const struct map *m, const char *key, const
 	return 0;
 }
 
+/* match: conditions that must all hold.  The regexes are compiled here,
+ * once, so that a bad one is a config error and not a surprise per user. */
 static int load_match(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 {
 	static const char *const keys[] = {"member_of", "not_member_of", "attribute", "member_of_regex",
@@ -1492,6 +1563,8 @@ static int load_match(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 	return 0;
 }
 
+/* slots: channel group -> sessions at once, 0..1000 (0 is a real value:
+ * "none of this kind", distinct from not granting the group at all). */
 static int load_slots(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 {
 	const struct ids_strv *cg = &c->cfg->catalog.channel_groups;
@@ -1499,6 +1572,7 @@ static int load_slots(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 	int r;
 	if ((r = map_check_free(c, n, "channel groups", false)) < 0)
 		return r;
+	/* `slots: {}` grants nothing and is left for check_rule to judge */
 	np = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	if (!np)
 		return 0;
@@ -1527,6 +1601,8 @@ static int load_slots(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 	return 0;
 }
 
+/* revoke: what to take away; operator groups are free names, like the
+ * groups a rule grants. */
 static int load_revoke(struct ctx *c, yaml_node_t *n, struct ids_rule *rule)
 {
 	static const char *const keys[] = {"roles", "channels", "groups", NULL};
@@ -1595,6 +1671,8 @@ static int check_rule(struct ctx *c, const struct map *m, struct ids_rule *rule)
 	return 0;
 }
 
+/* rules[idx], into c->cfg->rules[idx] (already counted, so that a half-read
+ * rule is freed by ids_rule_clear).  Connectors are loaded by now. */
 static int load_rule(struct ctx *c, yaml_node_t *n, size_t idx)
 {
 	struct ids_rule *rule = &c->cfg->rules[idx];
@@ -1692,6 +1770,8 @@ static int load_rules(struct ctx *c, yaml_node_t *n)
 /* ------------------------------------------------------------------ */
 /* the document                                                        */
 
+/* The defaults of config.md, set before reading: a section given in part
+ * keeps the defaults of the keys it leaves out. */
 static int set_defaults(struct ids_config *cfg)
 {
 	static const char *const roles[] = {"operator",
@@ -1746,6 +1826,8 @@ static int load_root(struct ctx *c, yaml_node_t *root)
 		return bad_value(c, root, NULL, "a mapping of sections (database, connectors, rules, ...)");
 	if ((r = map_read(c, root, top_keys, NULL, &m)) < 0)
 		return r;
+	/* without a database or a connector there is nothing to sync: a
+	 * mistake, not a configuration */
 	if (!map_get(&m, "database"))
 		return missing(c, &m, "database");
 	if (!map_get(&m, "connectors"))
@@ -1778,6 +1860,8 @@ static int yaml_fail(struct ctx *c, const yaml_parser_t *p, const char *yaml, si
 	return fail_pos(c, line, col, "yaml: %s", p->problem ? p->problem : "syntax error");
 }
 
+/* The one loader behind both entry points: parse, check, build.  Nothing
+ * is returned unless all of it is valid: a half-valid config is no config. */
 static int load(const char *file, const char *base_dir, const char *yaml, size_t len, struct ids_config **ret,
 		struct ids_error *err)
 {
@@ -1822,6 +1906,7 @@ static int load(const char *file, const char *base_dir, const char *yaml, size_t
 		goto cleanup;
 	}
 	if ((r = load_root(&c, root)) < 0) {
+		/* bare -ENOMEM returns from deep helpers still get a message */
 		if (r == -ENOMEM && !(err && err->msg))
 			ids_error_set(err, -ENOMEM, "%s: out of memory", file);
 		goto cleanup;
@@ -1896,6 +1981,8 @@ cleanup:
 	return r;
 }
 
+/* The per-type destructors: secrets are wiped (ids_secret_free), the
+ * rest freed. */
 static void ldap_free(struct ids_ldap_cfg *l)
 {
 	ids_strv_free(&l->uri);
