@@ -2,6 +2,7 @@
  * the command, load the configuration, and hand over to sync/status/...
  * The only place that exits. */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,15 @@ static const char usage_text[] =
 	"Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
 	"3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
 	fprintf(stderr, "idsyncd: ");
-	fprintf(stderr, fmt, arg);
+	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\nTry 'idsyncd --help'.\n");
+	va_end(ap);
 	return IDS_EXIT_USAGE;
 }
 

@@ -495,16 +495,18 @@ int ids_store_unlock(struct ids_store *st, const char *connector, struct ids_err
 
 /* ---------------- companies ---------------- */
 
-int ids_store_company(struct ids_store *st, const char *slug, int64_t *ret_id, struct ids_error *err)
+int ids_store_company(struct ids_store *st, const char *slug, bool create, int64_t *ret_id,
+		      struct ids_error *err)
 {
 	PGresult *res = NULL;
 	int64_t id = 0;
 	const char *p[] = {slug};
+	int r = 0;
 	/* Two statements: the SELECT then sees a row that a concurrent
 	 * instance inserted while our INSERT waited on it. */
-	int r = ids_store_exec(
-	    st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING", 1, p,
-	    PGRES_COMMAND_OK, NULL, "creating the company", err);
+	if (create)
+		r = ids_store_exec(st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING",
+				   1, p, PGRES_COMMAND_OK, NULL, "creating the company", err);
 	if (r < 0)
 		return r;
 	r = ids_store_exec(st, "SELECT id FROM company WHERE slug = $1", 1, p, PGRES_TUPLES_OK, &res,
