@@ -25,6 +25,8 @@
 #                            cn=idsync,ou=services: read access, and a size
 #                            limit of IDS_TEST_LDAP_SIZELIMIT (50) entries
 #                            per unpaged search, unlimited when paged
+#   IDS_TEST_LDAP_LIMITED_DN / _LIMITED_PW_FILE  the same, but paged searches
+#                            are capped at that size too (limit errors)
 #   IDS_TEST_LDAP_CA         the CA that signed the server certificate
 #   IDS_TEST_LDAP_WRONG_CA   an unrelated CA (must be refused)
 #   IDS_TEST_SLAPD_PIDFILE, IDS_TEST_SLAPD_DIR, IDS_TEST_SLAPD_SH
@@ -45,6 +47,7 @@ MODULE_DIR=${MODULE_DIR:-/usr/lib/ldap}
 BASE=dc=example,dc=org
 ADMIN_DN=cn=admin,$BASE
 BIND_DN=cn=idsync,ou=services,$BASE
+LIMITED_DN=cn=idsync-limited,ou=services,$BASE
 SIZELIMIT=50
 FIRST_PORT=3890
 LAST_PORT=3989
@@ -178,6 +181,9 @@ write_conf() {
 		# paged-results control: prtotal=unlimited lifts the total of a paged
 		# search, size.pr (unset) leaves the page size to the client.
 		limits dn.exact="$BIND_DN" size.soft=$SIZELIMIT size.hard=$SIZELIMIT size.prtotal=unlimited
+		# A second account whose paged searches are capped too: a search
+		# that needs more ends in a limit error (reliability.md case 4).
+		limits dn.exact="$LIMITED_DN" size.soft=$SIZELIMIT size.hard=$SIZELIMIT size.prtotal=$SIZELIMIT
 
 		access to dn.base="" by * read
 		access to dn.base="cn=Subschema" by * read
@@ -189,6 +195,7 @@ write_conf() {
 		  by * none
 		access to *
 		  by dn.exact="$BIND_DN" read
+		  by dn.exact="$LIMITED_DN" read
 		  by dn.children="cn=peercred,cn=external,cn=auth" read
 		  by * none
 	EOF
@@ -196,7 +203,7 @@ write_conf() {
 }
 
 load_base() {
-	local svc_hash=$1
+	local svc_hash=$1 limited_hash=$2
 	mkdir -p "$base/data"
 	chmod 700 "$base/data"
 	/usr/sbin/slapadd -q -f "$conf" >"$base/slapadd.log" 2>&1 <<-EOF || { cat "$base/slapadd.log" >&2; die "slapadd failed"; }
@@ -216,6 +223,13 @@ load_base() {
 		cn: idsync
 		description: idsyncd service account (read-only)
 		userPassword: $svc_hash
+
+		dn: $LIMITED_DN
+		objectClass: organizationalRole
+		objectClass: simpleSecurityObject
+		cn: idsync-limited
+		description: read-only, and paged searches limited too
+		userPassword: $limited_hash
 	EOF
 }
 
@@ -226,13 +240,11 @@ init_instance() {
 	chmod 700 "$base"
 	note "creating an instance in $base"
 	make_certs
-	local admin_pw svc_pw
-	admin_pw=$(random_pw)
-	svc_pw=$(random_pw)
-	write_secret "$base/admin.pw" "$admin_pw"
-	write_secret "$base/idsync.pw" "$svc_pw"
+	write_secret "$base/admin.pw" "$(random_pw)"
+	write_secret "$base/idsync.pw" "$(random_pw)"
+	write_secret "$base/limited.pw" "$(random_pw)"
 	write_conf "$(/usr/sbin/slappasswd -T "$base/admin.pw")"
-	load_base "$(/usr/sbin/slappasswd -T "$base/idsync.pw")"
+	load_base "$(/usr/sbin/slappasswd -T "$base/idsync.pw")" "$(/usr/sbin/slappasswd -T "$base/limited.pw")"
 	# the CA certificates and the password files are read by the tests,
 	# which may run as another user when we run as root: let them through
 	# DIR/slapd (the keys stay 600)
@@ -260,6 +272,8 @@ write_env() {
 		export IDS_TEST_LDAP_ADMIN_PW_FILE='$base/admin.pw'
 		export IDS_TEST_LDAP_BIND_DN='$BIND_DN'
 		export IDS_TEST_LDAP_BIND_PW_FILE='$base/idsync.pw'
+		export IDS_TEST_LDAP_LIMITED_DN='$LIMITED_DN'
+		export IDS_TEST_LDAP_LIMITED_PW_FILE='$base/limited.pw'
 		export IDS_TEST_LDAP_CA='$base/ca.pem'
 		export IDS_TEST_LDAP_WRONG_CA='$base/wrong-ca.pem'
 		export IDS_TEST_LDAP_SIZELIMIT='$SIZELIMIT'

@@ -1,0 +1,1089 @@
+/* ldap.c — the LDAP connector (OpenLDAP, Active Directory, any LDAPv3
+ * server) through libldap.
+ *
+ * One pull: connect to the first URI that works (TLS verified, bound), read
+ * the users disabled_filter matches into a set, stream the users and then
+ * the groups into the snapshot builder, page by page (RFC 2696), and unbind.
+ * Any error fails the whole pull: the caller throws the unfinished snapshot
+ * away, so a half-read directory never looks like "these users left".
+ *
+ * Rules this file keeps, and why:
+ * - Every TLS option is set on the connection handle and followed by
+ *   LDAP_OPT_X_TLS_NEWCTX: libldap otherwise uses the process-wide context,
+ *   where ldap.conf or LDAPTLS_REQCERT=never may have weakened verification.
+ * - Never send on a handle whose connection was lost: libldap would quietly
+ *   open a new default connection — without StartTLS and without a bind.
+ *   A lost connection is dropped and replaced by a fresh connect + bind.
+ * - Restartable searches.  A server restarted between two pages no longer
+ *   knows our cookie (unwillingToPerform, or the connection is simply gone).
+ *   The builder cannot take back what it was given, so a search remembers
+ *   the key (external id, else DN) of every entry it emitted; a restarted
+ *   search reads again from page 1 and skips what the snapshot already has.
+ *   Entries read before and after the restart are each a real state of the
+ *   directory during the run — the same guarantee paging gives anyway, as
+ *   the pages of one search are not a snapshot either.  At most
+ *   MAX_RESTARTS per pull, then the pull fails (retried by the daemon).
+ * - Limits (size/time/admin) fail the pull even with entries received.
+ * - Nothing is logged here; errors carry the URI, the search and the
+ *   server's own message.  The password never appears in any message. */
+#include "ids/connector.h"
+
+#include <errno.h>
+#include <ldap.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ids/util.h"
+
+#define MAX_RESTARTS 3          /* restarted searches per pull */
+#define MAX_PAGES 1000000       /* pages per search: a paging loop ends here */
+#define PROGRESS_EVERY 1000     /* entries between two progress calls in a page */
+#define DEFAULT_TIMEOUT 30      /* seconds, when the config says 0 */
+
+/* Directory attribute per platform field (IDS_F_EXTERNAL_ID ..
+ * IDS_F_DISPLAY_NAME) when the config leaves one out; per enum
+ * ids_ldap_flavor.  The config loader fills the same defaults. */
+static const char *const flavor_attr[3][6] = {
+	[IDS_LDAP_OPENLDAP] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" },
+	[IDS_LDAP_AD] = { "objectGUID", "sAMAccountName", "mail", "givenName", "sn", "displayName" },
+	[IDS_LDAP_GENERIC] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" },
+};
+
+/* Trust anchors when tls_ca_file is not set.  libldap's GnuTLS backend
+ * loads no system store by itself, and the daemon runs with LDAPNOINIT
+ * (no ldap.conf), so the bundle is named explicitly.  None found: nothing
+ * is trusted and the handshake fails, which is the safe way to fail. */
+static const char *const system_ca_bundles[] = {
+	"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
+	"/etc/pki/tls/certs/ca-bundle.crt",   /* RHEL, Fedora */
+	"/etc/ssl/ca-bundle.pem",             /* SUSE */
+	"/etc/ssl/cert.pem",                  /* BSDs, macOS */
+	NULL,
+};
+
+/* One attribute of the entry being read: name and values point into the
+ * LDAPMessage and live as long as it does. */
+struct entry_attr {
+	struct berval name;
+	BerVarray vals; /* new (ber_memfree); the array only */
+};
+
+struct entry {
+	struct berval dn;
+	struct entry_attr *a;
+	size_t n, cap;
+};
+
+struct pull;
+typedef int (*entry_fn)(struct pull *p, const struct entry *e);
+
+/* One kind of search of a pull. */
+struct search {
+	const char *what; /* "users", "groups", "disabled users": for messages */
+	const char *base;
+	char *filter;     /* borrowed */
+	char **attrs;     /* borrowed, NULL-terminated */
+	entry_fn fn;
+};
+
+struct pull {
+	const struct ids_connector_cfg *cc;
+	const struct ids_ldap_cfg *lc;
+	const struct ids_pull_ctx *ctx;
+	struct ids_snapshot *s;
+	struct ids_error *err;
+	int timeout;          /* seconds */
+	const char *attr[6];  /* directory attribute per field, borrowed */
+	bool ad;              /* objectGUID ids are binary: render them */
+
+	LDAP *ld;             /* NULL between a lost connection and the reconnect */
+	const char *uri;      /* borrowed from lc->uri: the server ld talks to */
+	bool need_tls;        /* ld must carry TLS (ldaps:// or StartTLS) */
+	int restarts;
+
+	struct ids_arena keys;      /* keys of the two sets below */
+	struct ids_strmap disabled; /* "i:ID" / "d:DN" of users disabled_filter matched */
+	struct ids_strmap seen;     /* the same keys of what the current search emitted */
+	struct entry ent;           /* the entry being read, reused */
+	struct ids_buf key;         /* scratch for keys */
+	char idtext[37];            /* a rendered objectGUID */
+	size_t in_page;             /* entries since the last progress call */
+};
+
+/* What one page request came to. */
+enum page_result { PAGE_LAST, PAGE_MORE, PAGE_RESTART, PAGE_LOST };
+
+/* ---------------- small helpers ---------------- */
+
+static bool bv_eq(const struct berval *bv, const char *s)
+{
+	size_t n = strlen(s);
+	return bv->bv_len == n && strncasecmp(bv->bv_val, s, n) == 0;
+}
+
+/* The values of attribute `name` of e (case-insensitive), or NULL. */
+static BerVarray entry_vals(const struct entry *e, const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < e->n; i++)
+		if (bv_eq(&e->a[i].name, name))
+			return e->a[i].vals;
+	return NULL;
+}
+
+/* The first value of `name`, or NULL when there is none. */
+static const struct berval *entry_first(const struct entry *e, const char *name)
+{
+	BerVarray v = entry_vals(e, name);
+	return v && v[0].bv_val ? &v[0] : NULL;
+}
+
+static void entry_clear(struct entry *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		ber_memfree(e->a[i].vals);
+	e->n = 0;
+	e->dn = (struct berval){ 0 };
+}
+
+/* The server's diagnostic message of the last operation on ld: new
+ * (ldap_memfree), NULL when there is none. */
+static char *diag_of(LDAP *ld)
+{
+	char *m = NULL;
+	if (ld && ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &m) != LDAP_OPT_SUCCESS)
+		m = NULL;
+	return m;
+}
+
+/* "Invalid credentials (49): server text" — the code's name, the number
+ * and the server's own words when it gave any. */
+static int set_ldap_error(struct ids_error *e, int code, int lrc, const char *srvmsg, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int set_ldap_error(struct ids_error *e, int code, int lrc, const char *srvmsg, const char *fmt, ...)
+{
+	char *ctx = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&ctx, fmt, ap) < 0)
+		ctx = NULL;
+	va_end(ap);
+	ids_error_set(e, code, "%s: %s (%d)%s%s", ctx ? ctx : "LDAP", ldap_err2string(lrc), lrc,
+		      srvmsg && *srvmsg ? ": " : "", srvmsg && *srvmsg ? srvmsg : "");
+	free(ctx);
+	return code;
+}
+
+/* Translation of a libldap / LDAP result code at the seam. */
+static int map_lrc(int lrc)
+{
+	switch (lrc) {
+	case LDAP_SUCCESS: return 0;
+	case LDAP_NO_MEMORY: return -ENOMEM;
+	case LDAP_TIMEOUT: return IDS_E_TIMEOUT;
+	case LDAP_SERVER_DOWN:
+	case LDAP_CONNECT_ERROR: return IDS_E_CONNECT;
+	case LDAP_SIZELIMIT_EXCEEDED:
+	case LDAP_TIMELIMIT_EXCEEDED:
+	case LDAP_ADMINLIMIT_EXCEEDED: return IDS_E_LIMIT;
+	case LDAP_DECODING_ERROR:
+	case LDAP_PROTOCOL_ERROR: return IDS_E_PROTOCOL;
+	default: return IDS_E_SERVER;
+	}
+}
+
+/* Bind results that mean "these credentials are not accepted" (wrong,
+ * expired or locked, or a method the server refuses): the daemon backs
+ * off on them instead of hammering the account. */
+static bool is_auth_failure(int lrc)
+{
+	switch (lrc) {
+	case LDAP_INVALID_CREDENTIALS:
+	case LDAP_INAPPROPRIATE_AUTH:
+	case LDAP_STRONG_AUTH_REQUIRED:
+	case LDAP_CONFIDENTIALITY_REQUIRED:
+	case LDAP_AUTH_METHOD_NOT_SUPPORTED:
+	case LDAP_INSUFFICIENT_ACCESS:
+	case LDAP_UNWILLING_TO_PERFORM: /* locked account (ppolicy), AD's "data 533/775" */
+	case LDAP_CONSTRAINT_VIOLATION: return true;
+	default: return false;
+	}
+}
+
+/* Calls the daemon's progress hook (watchdog, SIGTERM, run_timeout). */
+static int tick(struct pull *p, const char *when)
+{
+	p->in_page = 0;
+	if (!p->ctx || !p->ctx->progress)
+		return 0;
+	int r = p->ctx->progress(p->ctx->ud);
+	if (r >= 0)
+		return 0;
+	/* keep the daemon's reason (IDS_E_TIMEOUT for run_timeout) */
+	if (r != IDS_E_TIMEOUT && r != IDS_E_CANCELLED)
+		r = IDS_E_CANCELLED;
+	return ids_error_set(p->err, r, "LDAP pull stopped %s: %s", when,
+			     r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
+}
+
+/* Waits `sec` seconds for a reconnect, feeding the watchdog each second. */
+static int backoff(struct pull *p, int sec)
+{
+	for (int i = 0; i < sec; i++) {
+		int r = tick(p, "while waiting to reconnect");
+		if (r < 0)
+			return r;
+		struct timespec ts = { 1, 0 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return 0;
+}
+
+/* ---------------- connecting ---------------- */
+
+/* libldap's GnuTLS backend reports a failed verification (untrusted CA,
+ * expired, wrong host name) as "Connect error" with the diagnostic
+ * "(unknown error code)": this says what it means and for which host.
+ * Other handshake failures keep GnuTLS's own words. */
+static int tls_error(struct ids_error *e, const char *uri, const char *host, const char *step, int lrc,
+		     const char *diag)
+{
+	bool verify = !diag || !*diag || strstr(diag, "unknown error") || strstr(diag, "certificate") ||
+		      strstr(diag, "hostname") || strstr(diag, "verif");
+	if (verify)
+		return ids_error_set(e, IDS_E_TLS,
+				     "%s: TLS certificate verification failed for host %s during %s "
+				     "(certificate not signed by the trusted CA, expired, or not issued for %s; "
+				     "libldap: %s%s%s)",
+				     uri, host, step, host, ldap_err2string(lrc), diag && *diag ? ": " : "",
+				     diag && *diag ? diag : "");
+	return ids_error_set(e, IDS_E_TLS, "%s: TLS handshake with host %s failed during %s: %s", uri, host,
+			     step, diag);
+}
+
+/* A connection error of a step that involves no TLS handshake. */
+static int connect_error(struct ids_error *e, const char *uri, const char *step, int lrc, const char *diag,
+			 int timeout)
+{
+	if (lrc == LDAP_TIMEOUT)
+		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, timeout, step);
+	return set_ldap_error(e, map_lrc(lrc) == IDS_E_SERVER ? IDS_E_CONNECT : map_lrc(lrc), lrc, diag,
+			      "%s: %s", uri, step);
+}
+
+static const char *system_ca_bundle(void)
+{
+	for (size_t i = 0; system_ca_bundles[i]; i++)
+		if (access(system_ca_bundles[i], R_OK) == 0)
+			return system_ca_bundles[i];
+	return NULL;
+}
+
+/* The TLS options of ld: verification demanded, the configured CA (or the
+ * system bundle) and nothing else trusted, TLS 1.2 at least, RFC 6125 name
+ * checks (a certificate with subjectAltNames is matched against those
+ * only).  Then a new TLS context for this handle, built from exactly these
+ * options, whatever the process-wide defaults say. */
+static int set_tls_options(struct pull *p, LDAP *ld, const char *uri, struct ids_error *e)
+{
+	int demand = LDAP_OPT_X_TLS_DEMAND, san = LDAP_OPT_X_TLS_TRY, min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
+	int is_server = 0;
+	const char *ca = p->lc->tls_ca_file ? p->lc->tls_ca_file : system_ca_bundle();
+	if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_SAN, &san) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTDIR, NULL) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca) != LDAP_OPT_SUCCESS)
+		return ids_error_set(e, IDS_E_TLS, "%s: cannot set the TLS options", uri);
+	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &is_server) != LDAP_OPT_SUCCESS) {
+		if (!ca)
+			return ids_error_set(e, IDS_E_TLS,
+					     "%s: no system CA bundle found: set tls_ca_file to the CA of the server",
+					     uri);
+		return ids_error_set(e, IDS_E_TLS, "%s: cannot set up TLS with the CA certificates in %s", uri, ca);
+	}
+	return 0;
+}
+
+/* Binds ld as configured: SASL EXTERNAL, a simple bind, or nothing
+ * (anonymous).  The password goes to libldap and nowhere else. */
+static int bind_handle(struct pull *p, LDAP *ld, const char *uri, struct ids_error *e)
+{
+	const struct ids_ldap_cfg *lc = p->lc;
+	struct berval cred = { 0, "" };
+	const char *who;
+	int lrc;
+	if (lc->sasl_mech) {
+		/* EXTERNAL is one round: an empty initial response asks the
+		 * server for the identity of the TLS client certificate or of
+		 * the ldapi:// peer, no SASL library needed on our side */
+		who = "SASL";
+		lrc = ldap_sasl_bind_s(ld, NULL, lc->sasl_mech, &cred, NULL, NULL, NULL);
+	} else if (lc->bind_dn) {
+		/* an empty password would be an "unauthenticated bind", which
+		 * servers answer with success and anonymous rights (RFC 4513) */
+		if (!lc->bind_password || !*lc->bind_password)
+			return ids_error_set(e, IDS_E_CONFIG, "%s: the bind password of %s is empty", uri, lc->bind_dn);
+		who = lc->bind_dn;
+		cred.bv_val = lc->bind_password;
+		cred.bv_len = strlen(lc->bind_password);
+		lrc = ldap_sasl_bind_s(ld, lc->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+	} else {
+		return 0;
+	}
+	if (lrc == LDAP_SUCCESS)
+		return 0;
+	char *diag = diag_of(ld);
+	int r;
+	if (is_auth_failure(lrc))
+		r = set_ldap_error(e, IDS_E_AUTH, lrc, diag, "%s: bind as %s refused", uri,
+				   lc->sasl_mech ? lc->sasl_mech : who);
+	else
+		r = connect_error(e, uri, "bind", lrc, diag, p->timeout);
+	ldap_memfree(diag);
+	return r;
+}
+
+/* Connects to one URI: options, TCP (and TLS for ldaps://), StartTLS for
+ * ldap://, bind.  On success the handle is p->ld. */
+static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
+{
+	const struct ids_ldap_cfg *lc = p->lc;
+	LDAPURLDesc *lud = NULL;
+	LDAP *ld = NULL;
+	char *diag = NULL;
+	int lrc, r;
+
+	if (ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS) {
+		r = ids_error_set(e, IDS_E_CONFIG, "%s: not an LDAP URI", uri);
+		goto out;
+	}
+	bool ldaps = !strcasecmp(lud->lud_scheme, "ldaps");
+	bool ldapi = !strcasecmp(lud->lud_scheme, "ldapi");
+	bool plain = !ldaps && !ldapi;
+	const char *host = lud->lud_host && *lud->lud_host ? lud->lud_host : "localhost";
+	bool need_tls = ldaps || (plain && lc->start_tls);
+	bool allow_plain = p->ctx && p->ctx->config && p->ctx->config->security.allow_plaintext_bind;
+	/* the config loader refuses this too; a hand-built config must not
+	 * slip a password onto the wire in clear either */
+	if (plain && !need_tls && lc->bind_dn && !allow_plain) {
+		r = ids_error_set(e, IDS_E_CONFIG,
+				  "%s: refusing a simple bind without TLS (set start_tls, use ldaps://, or "
+				  "security.allow_plaintext_bind)",
+				  uri);
+		goto out;
+	}
+
+	if ((lrc = ldap_initialize(&ld, uri)) != LDAP_SUCCESS) {
+		r = set_ldap_error(e, IDS_E_CONFIG, lrc, NULL, "%s: cannot use this URI", uri);
+		goto out;
+	}
+	int v3 = LDAP_VERSION3;
+	struct timeval tv = { p->timeout, 0 };
+	/* REFERRALS off: referrals are not chased.  RESTART: a signal (the
+	 * daemon's SIGTERM/SIGHUP) does not fail a read; the daemon's progress
+	 * hook stops the pull between pages.  NETWORK_TIMEOUT bounds connect
+	 * and the TLS handshake, TIMEOUT every synchronous call (StartTLS,
+	 * bind). */
+	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS) {
+		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot set the connection options", uri);
+		goto out;
+	}
+	if (need_tls && (r = set_tls_options(p, ld, uri, e)) < 0)
+		goto out;
+
+	/* TCP, and for ldaps:// the TLS handshake, now: so that "cannot
+	 * reach" and "cannot trust" are told apart */
+	if ((lrc = ldap_connect(ld)) != LDAP_SUCCESS) {
+		diag = diag_of(ld);
+		if (ldaps && lrc == LDAP_CONNECT_ERROR)
+			r = tls_error(e, uri, host, "the TLS handshake", lrc, diag);
+		else
+			r = connect_error(e, uri, "connect", lrc, diag, p->timeout);
+		goto out;
+	}
+	if (plain && lc->start_tls) {
+		/* never fall back to plaintext: a failed StartTLS fails this URI */
+		lrc = ldap_start_tls_s(ld, NULL, NULL);
+		if (lrc != LDAP_SUCCESS) {
+			diag = diag_of(ld);
+			if (lrc == LDAP_CONNECT_ERROR)
+				r = tls_error(e, uri, host, "StartTLS", lrc, diag);
+			else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_TIMEOUT)
+				r = connect_error(e, uri, "StartTLS", lrc, diag, p->timeout);
+			else
+				r = set_ldap_error(e, IDS_E_TLS, lrc, diag, "%s: the server refused StartTLS", uri);
+			goto out;
+		}
+	}
+	if (need_tls && !ldap_tls_inplace(ld)) {
+		r = ids_error_set(e, IDS_E_TLS, "%s: no TLS session after the handshake", uri);
+		goto out;
+	}
+	if ((r = bind_handle(p, ld, uri, e)) < 0)
+		goto out;
+
+	p->ld = ld;
+	p->uri = uri;
+	p->need_tls = need_tls;
+	ld = NULL;
+	r = 0;
+out:
+	ldap_memfree(diag);
+	if (ld)
+		ldap_unbind_ext(ld, NULL, NULL);
+	ldap_free_urldesc(lud);
+	return r;
+}
+
+/* How bad a per-URI failure is when all failed: the code of the pull is
+ * the worst one (a config or TLS problem says more than a dead server). */
+static int severity(int code)
+{
+	switch (code) {
+	case IDS_E_CONFIG: return 5;
+	case IDS_E_TLS: return 4;
+	case IDS_E_SERVER: return 3;
+	case IDS_E_TIMEOUT: return 2;
+	default: return 1;
+	}
+}
+
+/* Tries every URI in order.  A refused bind stops at once: a replica
+ * would refuse it too, and each attempt may count towards a lockout. */
+static int connect_any(struct pull *p)
+{
+	struct ids_buf msgs = { 0 };
+	int worst = 0, r;
+	for (size_t i = 0; i < p->lc->uri.n; i++) {
+		struct ids_error e = { 0 };
+		r = connect_one(p, p->lc->uri.v[i], &e);
+		if (r >= 0) {
+			ids_error_clear(&e);
+			ids_buf_free(&msgs);
+			return 0;
+		}
+		if (r == IDS_E_AUTH || r == -ENOMEM) {
+			ids_error_set(p->err, r, "%s", ids_error_text(&e));
+			ids_error_clear(&e);
+			ids_buf_free(&msgs);
+			return r;
+		}
+		if (!worst || severity(r) > severity(worst))
+			worst = r;
+		if (msgs.len)
+			ids_buf_puts(&msgs, "; ");
+		ids_buf_puts(&msgs, ids_error_text(&e));
+		ids_error_clear(&e);
+	}
+	if (!worst)
+		r = ids_error_set(p->err, IDS_E_CONFIG, "no LDAP URI configured");
+	else if (p->lc->uri.n == 1)
+		r = ids_error_set(p->err, worst, "%s", msgs.p ? msgs.p : ids_strerror(worst));
+	else
+		r = ids_error_set(p->err, worst, "no LDAP server could be used: %s",
+				  msgs.p ? msgs.p : ids_strerror(worst));
+	ids_buf_free(&msgs);
+	return r;
+}
+
+static void drop_connection(struct pull *p)
+{
+	if (p->ld)
+		ldap_unbind_ext(p->ld, NULL, NULL);
+	p->ld = NULL;
+}
+
+/* True while ld still has the connection we opened, verified and bound.
+ * After libldap noticed a loss it has no socket, and the next request
+ * would make it reconnect on its own — in clear and anonymously. */
+static bool connection_alive(struct pull *p)
+{
+	int fd = -1;
+	if (!p->ld || ldap_get_option(p->ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0)
+		return false;
+	return !p->need_tls || ldap_tls_inplace(p->ld);
+}
+
+/* ---------------- searching ---------------- */
+
+/* Reads msg into p->ent: the DN and every attribute with its values, all
+ * pointing into msg (length-aware: a NUL byte inside a value stays
+ * visible to the builder). */
+static int read_entry(struct pull *p, LDAPMessage *msg)
+{
+	struct entry *e = &p->ent;
+	BerElement *ber = NULL;
+	int r = 0;
+	entry_clear(e);
+	if (ldap_get_dn_ber(p->ld, msg, &ber, &e->dn) != LDAP_SUCCESS) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: an entry without a DN", p->uri);
+		goto out;
+	}
+	for (;;) {
+		struct berval name = { 0 };
+		BerVarray vals = NULL;
+		if (ldap_get_attribute_ber(p->ld, msg, ber, &name, &vals) != LDAP_SUCCESS) {
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed entry %.*s", p->uri,
+					  (int)e->dn.bv_len, e->dn.bv_val);
+			goto out;
+		}
+		if (!name.bv_val)
+			break;
+		if (e->n == e->cap) {
+			size_t cap = e->cap ? e->cap * 2 : 16;
+			struct entry_attr *a = realloc(e->a, cap * sizeof(*a));
+			if (!a) {
+				ber_memfree(vals);
+				r = -ENOMEM;
+				goto out;
+			}
+			e->a = a;
+			e->cap = cap;
+		}
+		e->a[e->n++] = (struct entry_attr){ name, vals };
+	}
+out:
+	if (ber)
+		ber_free(ber, 0);
+	return r;
+}
+
+/* The entry's external id as text: the value of the id attribute, or for
+ * AD's binary objectGUID its canonical form (the first three groups are
+ * little-endian on the wire).  .bv_val NULL when the entry has none. */
+static struct berval entry_id(struct pull *p, const struct entry *e)
+{
+	const struct berval *v = entry_first(e, p->attr[IDS_F_EXTERNAL_ID]);
+	if (!v)
+		return (struct berval){ 0 };
+	if (p->ad && v->bv_len == 16 && !strcasecmp(p->attr[IDS_F_EXTERNAL_ID], "objectGUID")) {
+		const unsigned char *g = (const unsigned char *)v->bv_val;
+		snprintf(p->idtext, sizeof(p->idtext),
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[3], g[2], g[1],
+			 g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+		return (struct berval){ 36, p->idtext };
+	}
+	return *v;
+}
+
+/* The key of an entry in the seen/disabled sets: "i:" + id, or "d:" + DN
+ * (an entry without a usable id), in p->key. */
+static int make_key(struct pull *p, char kind, const struct berval *v)
+{
+	ids_buf_reset(&p->key);
+	int r = ids_buf_putc(&p->key, kind);
+	if (r >= 0)
+		r = ids_buf_putc(&p->key, ':');
+	if (r >= 0)
+		r = ids_buf_add(&p->key, v->bv_val, v->bv_len);
+	return r;
+}
+
+static int entry_key(struct pull *p, const struct entry *e, const struct berval *id)
+{
+	/* an id with a NUL byte cannot be a C-string key (its user is
+	 * invalid anyway): the DN stands in */
+	if (id->bv_val && id->bv_len && !memchr(id->bv_val, '\0', id->bv_len))
+		return make_key(p, 'i', id);
+	return make_key(p, 'd', &e->dn);
+}
+
+/* Adds p->key to set m; 1 when added, 0 when it was there. */
+static int set_add(struct pull *p, struct ids_strmap *m)
+{
+	if (ids_strmap_get(m, p->key.p, NULL))
+		return 0;
+	char *k = ids_arena_strndup(&p->keys, p->key.p, p->key.len);
+	if (!k)
+		return -ENOMEM;
+	return ids_strmap_put(m, k, 0, NULL);
+}
+
+/* Records the entry as emitted by the current search.  0: already
+ * emitted before a restart (skip it), 1: new. */
+static int first_time(struct pull *p, const struct entry *e, const struct berval *id)
+{
+	int r = entry_key(p, e, id);
+	return r < 0 ? r : set_add(p, &p->seen);
+}
+
+/* disabled_filter matched this entry: remember its id and its DN. */
+static int on_disabled(struct pull *p, const struct entry *e)
+{
+	struct berval id = entry_id(p, e);
+	int r = 0;
+	if (id.bv_val && id.bv_len && !memchr(id.bv_val, '\0', id.bv_len) && (r = make_key(p, 'i', &id)) >= 0)
+		r = set_add(p, &p->disabled);
+	if (r >= 0 && (r = make_key(p, 'd', &e->dn)) >= 0)
+		r = set_add(p, &p->disabled);
+	return r < 0 ? r : 0;
+}
+
+static bool is_disabled(struct pull *p, const struct entry *e, const struct berval *id)
+{
+	if (!p->lc->disabled_filter)
+		return false;
+	if (id->bv_val && id->bv_len && !memchr(id->bv_val, '\0', id->bv_len) && make_key(p, 'i', id) >= 0 &&
+	    ids_strmap_get(&p->disabled, p->key.p, NULL))
+		return true;
+	return make_key(p, 'd', &e->dn) >= 0 && ids_strmap_get(&p->disabled, p->key.p, NULL);
+}
+
+/* One user entry into the builder. */
+static int on_user(struct pull *p, const struct entry *e)
+{
+	struct ids_snapshot *s = p->s;
+	struct berval id = entry_id(p, e);
+	int r = first_time(p, e, &id);
+	if (r <= 0)
+		return r;
+	if ((r = ids_snapshot_user_begin(s)) < 0)
+		return r;
+	if (id.bv_val)
+		r = ids_snapshot_user_set(s, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
+	for (int f = IDS_F_USERNAME; r >= 0 && f <= IDS_F_DISPLAY_NAME; f++) {
+		const struct berval *v = entry_first(e, p->attr[f]);
+		/* OpenLDAP entries often carry cn but no displayName */
+		if (!v && f == IDS_F_DISPLAY_NAME && !p->ad)
+			v = entry_first(e, "cn");
+		if (v)
+			r = ids_snapshot_user_set(s, f, v->bv_val, v->bv_len);
+	}
+	if (r >= 0)
+		r = ids_snapshot_user_set(s, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
+	/* every value of every attribute the rules read, under the rule's
+	 * spelling of the name */
+	for (size_t i = 0; r >= 0 && p->ctx && p->ctx->rule_attrs && i < p->ctx->rule_attrs->n; i++) {
+		const char *name = p->ctx->rule_attrs->v[i];
+		BerVarray v = entry_vals(e, name);
+		for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++)
+			r = ids_snapshot_user_attr(s, name, v[j].bv_val, v[j].bv_len);
+	}
+	if (r >= 0 && is_disabled(p, e, &id))
+		r = ids_snapshot_user_disabled(s, true);
+	if (r >= 0)
+		r = ids_snapshot_user_end(s);
+	return r;
+}
+
+/* A uniqueMember value is a DN optionally followed by "#'0101'B" (the
+ * nameAndOptionalUID syntax): the length of the DN part. */
+static size_t strip_uid_suffix(const char *v, size_t n)
+{
+	if (n < 4 || v[n - 1] != 'B' || v[n - 2] != '\'')
+		return n;
+	size_t i = n - 2;
+	while (i > 0 && (v[i - 1] == '0' || v[i - 1] == '1'))
+		i--;
+	if (i >= 2 && v[i - 1] == '\'' && v[i - 2] == '#')
+		return i - 2;
+	return n;
+}
+
+/* The member attributes a group search reads, in the order tried. */
+static const char *const default_member_attrs[] = { "member", "uniqueMember", "memberUid", NULL };
+
+/* One group entry into the builder. */
+static int on_group(struct pull *p, const struct entry *e)
+{
+	struct ids_snapshot *s = p->s;
+	struct berval id = entry_id(p, e);
+	const char *one[2] = { p->lc->member_attribute, NULL };
+	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
+	int r = first_time(p, e, &id);
+	if (r <= 0)
+		return r;
+	if ((r = ids_snapshot_group_begin(s)) < 0)
+		return r;
+	const struct berval *cn = entry_first(e, "cn"), *mail = entry_first(e, "mail");
+	if (id.bv_val)
+		r = ids_snapshot_group_set(s, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
+	if (r >= 0 && cn)
+		r = ids_snapshot_group_set(s, IDS_F_USERNAME, cn->bv_val, cn->bv_len);
+	if (r >= 0 && mail)
+		r = ids_snapshot_group_set(s, IDS_F_EMAIL, mail->bv_val, mail->bv_len);
+	if (r >= 0)
+		r = ids_snapshot_group_set(s, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
+	for (size_t i = 0; r >= 0 && mattrs[i]; i++) {
+		BerVarray v = entry_vals(e, mattrs[i]);
+		/* memberUid names a user by username, the others by DN */
+		bool by_name = !strcasecmp(mattrs[i], "memberUid");
+		bool unique = !strcasecmp(mattrs[i], "uniqueMember");
+		for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
+			size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
+			r = ids_snapshot_group_member(s, by_name ? IDS_REF_USERNAME : IDS_REF_DN, v[j].bv_val, n);
+		}
+	}
+	if (r >= 0)
+		r = ids_snapshot_group_end(s);
+	return r;
+}
+
+/* The error of a search result code other than success. */
+static int search_error(struct pull *p, const struct search *sr, int lrc, const char *diag, size_t entries)
+{
+	const char *limit = lrc == LDAP_SIZELIMIT_EXCEEDED   ? "size limit"
+			    : lrc == LDAP_TIMELIMIT_EXCEEDED ? "time limit"
+			    : lrc == LDAP_ADMINLIMIT_EXCEEDED ? "administrative limit"
+							      : NULL;
+	if (limit)
+		return set_ldap_error(p->err, IDS_E_LIMIT, lrc, diag,
+				      "%s: the %s search under %s hit the server's %s after %zu entries, so the "
+				      "snapshot would be incomplete (use paging with a page_size below the limit, "
+				      "or raise the limit for the service account)",
+				      p->uri, sr->what, sr->base, limit, entries);
+	if (lrc == LDAP_NO_SUCH_OBJECT)
+		return set_ldap_error(p->err, IDS_E_SERVER, lrc, diag, "%s: the %s base %s does not exist", p->uri,
+				      sr->what, sr->base);
+	if (lrc == LDAP_REFERRAL)
+		return set_ldap_error(p->err, IDS_E_SERVER, lrc, diag,
+				      "%s: the %s base %s is held by another server (referrals are not chased)",
+				      p->uri, sr->what, sr->base);
+	return set_ldap_error(p->err, map_lrc(lrc), lrc, diag, "%s: %s search under %s", p->uri, sr->what, sr->base);
+}
+
+/* Requests one page (cookie: from the previous page, empty for the
+ * first) and feeds its entries to sr->fn.  The next cookie replaces
+ * *cookie.  Returns enum page_result, or < 0 with p->err set. */
+static int page(struct pull *p, const struct search *sr, struct berval **cookie, size_t *entries)
+{
+	LDAPControl *req = NULL, *sctrls[2] = { NULL, NULL }, **rctrls = NULL;
+	LDAPMessage *msg = NULL;
+	char *diag = NULL;
+	struct berval *next = NULL;
+	int msgid = -1, lrc, r;
+	bool first = !*cookie || !(*cookie)->bv_len;
+	struct timeval tv = { p->timeout, 0 };
+
+	if (!connection_alive(p)) {
+		r = PAGE_LOST;
+		goto out;
+	}
+	/* non-critical: a server without paging answers the plain search
+	 * (fine when the result fits its size limit, a limit error if not) */
+	struct berval empty = { 0, "" };
+	lrc = ldap_create_page_control(p->ld, (ber_int_t)p->lc->page_size, first ? &empty : *cookie, 0, &req);
+	if (lrc != LDAP_SUCCESS) {
+		r = map_lrc(lrc) == -ENOMEM ? -ENOMEM : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
+		goto out;
+	}
+	sctrls[0] = req;
+	/* the time limit is the server's share of the timeout; the wait
+	 * below is ours */
+	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL, &tv,
+			      LDAP_NO_LIMIT, &msgid);
+	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
+		r = PAGE_LOST;
+		goto out;
+	}
+	if (lrc != LDAP_SUCCESS) {
+		diag = diag_of(p->ld);
+		r = search_error(p, sr, lrc, diag, *entries);
+		goto out;
+	}
+
+	for (;;) {
+		int type = ldap_result(p->ld, msgid, LDAP_MSG_ONE, &tv, &msg);
+		if (type == 0) {
+			ldap_abandon_ext(p->ld, msgid, NULL, NULL);
+			r = ids_error_set(p->err, IDS_E_TIMEOUT,
+					  "%s: no answer within %d s during the %s search under %s (after %zu entries)",
+					  p->uri, p->timeout, sr->what, sr->base, *entries);
+			goto out;
+		}
+		if (type < 0) {
+			int code = LDAP_OTHER;
+			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &code);
+			if (code == LDAP_SERVER_DOWN || code == LDAP_CONNECT_ERROR) {
+				r = PAGE_LOST;
+				goto out;
+			}
+			diag = diag_of(p->ld);
+			r = search_error(p, sr, code, diag, *entries);
+			goto out;
+		}
+		if (type == LDAP_RES_SEARCH_ENTRY) {
+			if ((r = read_entry(p, msg)) < 0 || (r = sr->fn(p, &p->ent)) < 0)
+				goto out;
+			entry_clear(&p->ent);
+			(*entries)++;
+			if (++p->in_page >= PROGRESS_EVERY && (r = tick(p, "in the middle of a page")) < 0)
+				goto out;
+		} else if (type == LDAP_RES_SEARCH_RESULT) {
+			break;
+		}
+		/* references (LDAP_RES_SEARCH_REFERENCE) are not chased */
+		ldap_msgfree(msg);
+		msg = NULL;
+	}
+
+	int code = LDAP_OTHER;
+	lrc = ldap_parse_result(p->ld, msg, &code, NULL, &diag, NULL, &rctrls, 0);
+	if (lrc != LDAP_SUCCESS) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed %s search result", p->uri, sr->what);
+		goto out;
+	}
+	/* a server that lost our cookie (restarted, or a different replica
+	 * behind a load balancer) says unwillingToPerform to it */
+	if (code == LDAP_UNWILLING_TO_PERFORM && !first) {
+		r = PAGE_RESTART;
+		goto out;
+	}
+	if (code != LDAP_SUCCESS) {
+		r = search_error(p, sr, code, diag, *entries);
+		goto out;
+	}
+	p->s->pages++;
+	LDAPControl *resp = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL);
+	if (!resp) {
+		/* the server ignored paging: this was the whole answer */
+		r = PAGE_LAST;
+		goto out;
+	}
+	ber_int_t estimate = 0;
+	next = ber_memcalloc(1, sizeof(*next));
+	if (!next) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search", p->uri,
+				  sr->what);
+		goto out;
+	}
+	if (!next->bv_len) {
+		r = PAGE_LAST;
+		goto out;
+	}
+	/* a cookie handed back unchanged would page forever */
+	if (!first && next->bv_len == (*cookie)->bv_len && !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len)) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: the server repeated its paging cookie in the %s search",
+				  p->uri, sr->what);
+		goto out;
+	}
+	ber_bvfree(*cookie);
+	*cookie = next;
+	next = NULL;
+	r = PAGE_MORE;
+out:
+	ber_bvfree(next);
+	ldap_controls_free(rctrls);
+	ldap_msgfree(msg);
+	ldap_memfree(diag);
+	if (req)
+		ldap_control_free(req);
+	entry_clear(&p->ent);
+	return r;
+}
+
+/* A whole paged search, restarted from page 1 on a lost cookie or a lost
+ * connection (see the top of the file). */
+static int run_search(struct pull *p, const struct search *sr)
+{
+	struct berval *cookie = NULL;
+	size_t entries = 0, npages;
+	int r;
+
+	ids_strmap_free(&p->seen);
+	for (;;) {
+		ber_bvfree(cookie);
+		cookie = NULL;
+		for (npages = 0;; npages++) {
+			if (npages >= MAX_PAGES) {
+				r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: more than %d pages in the %s search",
+						  p->uri, MAX_PAGES, sr->what);
+				goto out;
+			}
+			if ((r = tick(p, "between pages")) < 0)
+				goto out;
+			r = page(p, sr, &cookie, &entries);
+			if (r < 0 || r == PAGE_LAST)
+				goto out;
+			if (r != PAGE_MORE)
+				break;
+		}
+		const char *why = r == PAGE_LOST ? "the connection was lost" : "the server no longer knew the paging cookie";
+		if (++p->restarts > MAX_RESTARTS) {
+			r = ids_error_set(p->err, r == PAGE_LOST ? IDS_E_CONNECT : IDS_E_SERVER,
+					  "%s: %s during the %s search after %zu pages; gave up after %d restarts",
+					  p->uri, why, sr->what, npages, MAX_RESTARTS);
+			goto out;
+		}
+		if (r == PAGE_LOST) {
+			const char *uri = p->uri;
+			drop_connection(p);
+			/* a restarting server needs a moment: 0, 1, 2 s */
+			if ((r = backoff(p, p->restarts - 1)) < 0 || (r = connect_any(p)) < 0) {
+				ids_error_prefix(p->err, "%s: %s during the %s search after %zu pages, reconnecting failed",
+						 uri, why, sr->what, npages);
+				goto out;
+			}
+		}
+	}
+out:
+	ber_bvfree(cookie);
+	return r < 0 ? r : 0;
+}
+
+/* ---------------- the pull ---------------- */
+
+/* Appends name to the NULL-terminated list attrs (capacity cap, at most
+ * one slot used per call) unless it is there already. */
+static void attrs_add(const char **attrs, size_t *n, const char *name)
+{
+	if (!name || !*name)
+		return;
+	for (size_t i = 0; i < *n; i++)
+		if (!strcasecmp(attrs[i], name))
+			return;
+	attrs[(*n)++] = name;
+	attrs[*n] = NULL;
+}
+
+/* "(&A B)" of two filters from the configuration. */
+static char *and_filter(const char *a, const char *b)
+{
+	char *f = NULL;
+	if (asprintf(&f, "(&%s%s)", a, b) < 0)
+		return NULL;
+	return f;
+}
+
+static int do_pull(struct pull *p)
+{
+	const struct ids_ldap_cfg *lc = p->lc;
+	size_t nrule = p->ctx && p->ctx->rule_attrs ? p->ctx->rule_attrs->n : 0;
+	const char **uattrs = calloc(nrule + 10, sizeof(*uattrs));
+	const char *gattrs[8] = { NULL }, *dattrs[2] = { NULL };
+	char *dfilter = NULL;
+	const char *ufilter = lc->users_filter;
+	size_t nu = 0, ng = 0, nd = 0;
+	int r;
+
+	if (!uattrs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!lc->users_base) {
+		r = ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
+		goto out;
+	}
+	/* the flavor's filters, when a hand-built config left them out */
+	if (!ufilter)
+		ufilter = p->ad ? "(&(objectCategory=person)(objectClass=user))" : "(objectClass=inetOrgPerson)";
+	const char *gfilter = lc->groups_filter ? lc->groups_filter
+				: p->ad ? "(objectClass=group)"
+					: "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
+					  "(objectClass=posixGroup))";
+
+	/* attributes are always named: entryUUID is operational (not in
+	 * "*"), and nothing else is worth the bytes */
+	for (int f = IDS_F_EXTERNAL_ID; f <= IDS_F_DISPLAY_NAME; f++)
+		attrs_add(uattrs, &nu, p->attr[f]);
+	attrs_add(uattrs, &nu, "cn");
+	for (size_t i = 0; i < nrule; i++)
+		attrs_add(uattrs, &nu, p->ctx->rule_attrs->v[i]);
+	attrs_add(gattrs, &ng, p->attr[IDS_F_EXTERNAL_ID]);
+	attrs_add(gattrs, &ng, "cn");
+	attrs_add(gattrs, &ng, "mail");
+	if (lc->member_attribute)
+		attrs_add(gattrs, &ng, lc->member_attribute);
+	else
+		for (size_t i = 0; default_member_attrs[i]; i++)
+			attrs_add(gattrs, &ng, default_member_attrs[i]);
+	attrs_add(dattrs, &nd, p->attr[IDS_F_EXTERNAL_ID]);
+
+	if ((r = connect_any(p)) < 0)
+		goto out;
+
+	/* disabled users first, into a set the user search consults */
+	if (lc->disabled_filter) {
+		if (!(dfilter = and_filter(ufilter, lc->disabled_filter))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		const struct search sr = { "disabled users", lc->users_base, dfilter, (char **)dattrs, on_disabled };
+		if ((r = run_search(p, &sr)) < 0)
+			goto out;
+	}
+	const struct search us = { "users", lc->users_base, (char *)ufilter, (char **)uattrs, on_user };
+	if ((r = run_search(p, &us)) < 0)
+		goto out;
+	if (lc->groups_base) {
+		const struct search gs = { "groups", lc->groups_base, (char *)gfilter, (char **)gattrs, on_group };
+		if ((r = run_search(p, &gs)) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	free(dfilter);
+	free(uattrs);
+	return r;
+}
+
+/* The ops' pull.  SIGPIPE is blocked while libldap writes: a server that
+ * closed the connection must give an EPIPE error, not kill the daemon;
+ * one raised meanwhile is consumed before the old mask comes back. */
+static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx, struct ids_snapshot *s,
+		     struct ids_error *err)
+{
+	struct pull p = { .cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err };
+	sigset_t pipe_set, old, pending;
+	bool was_pending;
+	int r;
+
+	if (!cfg || !s)
+		return ids_error_set(err, -EINVAL, "LDAP pull without a configuration or snapshot");
+	if (cfg->ldap.page_size <= 0)
+		return ids_error_set(err, IDS_E_CONFIG, "page_size must be positive");
+	unsigned fl = cfg->ldap.flavor <= IDS_LDAP_GENERIC ? cfg->ldap.flavor : IDS_LDAP_GENERIC;
+	p.ad = fl == IDS_LDAP_AD;
+	for (int f = 0; f < 6; f++)
+		p.attr[f] = cfg->attr[f] ? cfg->attr[f] : flavor_attr[fl][f];
+	p.timeout = cfg->ldap.timeout > 0 ? cfg->ldap.timeout : DEFAULT_TIMEOUT;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	was_pending = sigismember(&pending, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+
+	r = do_pull(&p);
+	drop_connection(&p);
+
+	if (!was_pending) {
+		struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	entry_clear(&p.ent);
+	free(p.ent.a);
+	ids_buf_free(&p.key);
+	ids_strmap_free(&p.seen);
+	ids_strmap_free(&p.disabled);
+	ids_arena_free(&p.keys);
+	if (r < 0 && err && !err->msg)
+		ids_error_set(err, r, "LDAP pull: %s", ids_strerror(r));
+	return r;
+}
+
+const struct ids_connector_ops ids_ldap_connector = {
+	.type = "ldap",
+	.pull = ldap_pull,
+};
