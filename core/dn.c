@@ -39,6 +39,15 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
+/* Characters RFC 4514 requires escaped anywhere in a value (with NUL). */
+static bool special(char c)
+{
+	switch (c) {
+	case ',': case '+': case '"': case '\\': case '<': case '>': case ';': case '\0': return true;
+	default: return false;
+	}
+}
+
 static char ascii_lower(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
@@ -65,18 +74,19 @@ static bool value_utf8_valid(const char *s, size_t n)
 static int encode_value(struct ids_buf *b, const char *v, size_t n)
 {
 	int r = 0;
+	size_t plain = 0; /* start of the run of bytes not yet appended */
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		unsigned char c = (unsigned char)v[i];
-		bool esc = strchr(",+\"\\<>;", c) != NULL || c == '\0' || (i == 0 && (c == '#' || c == ' ')) ||
-			   (i == n - 1 && c == ' ');
-		if (esc) {
-			char e[3] = { '\\', hexdig[c >> 4], hexdig[c & 15] };
+		bool esc = special((char)c) || (i == 0 && (c == '#' || c == ' ')) || (i == n - 1 && c == ' ');
+		if (!esc)
+			continue;
+		char e[3] = { '\\', hexdig[c >> 4], hexdig[c & 15] };
+		r = ids_buf_add(b, v + plain, i - plain);
+		if (r >= 0)
 			r = ids_buf_add(b, e, sizeof(e));
-		} else {
-			r = ids_buf_putc(b, (char)c);
-		}
+		plain = i + 1;
 	}
-	return r;
+	return r < 0 ? r : ids_buf_add(b, v + plain, n - plain);
 }
 
 struct dn_parser {
@@ -169,10 +179,17 @@ static int parse_string(struct dn_parser *ps, struct ids_buf *out)
 		/* these must be escaped in RFC 4514; ';' was RFC 1779's separator */
 		if (c == '"' || c == ';' || c == '<' || c == '>' || c == '\0')
 			return -EINVAL;
-		r = ids_buf_putc(&ps->val, c);
-		if (c != ' ')
-			keep = ps->val.len;
-		ps->p++;
+		/* a run of plain bytes in one append (DNs come by the million) */
+		const char *run = ps->p;
+		while (ps->p < ps->end && !special(*ps->p))
+			ps->p++;
+		r = ids_buf_add(&ps->val, run, (size_t)(ps->p - run));
+		for (const char *q = ps->p; q > run; q--) {
+			if (q[-1] != ' ') {
+				keep = ps->val.len - (size_t)(ps->p - q);
+				break;
+			}
+		}
 	}
 	if (r < 0)
 		return r;

@@ -245,6 +245,9 @@ struct prep {
 	uint64_t *not_member_of;
 	uint32_t *re_slot;        /* per group: its captures in re_pool, or NONE */
 	regmatch_t *re_pool;
+	/* A template without {attr.NAME} depends on the group alone: its
+	 * tenant per slot, interned, or the invalid slug it gave (re_bad). */
+	const char **re_tenant, **re_bad;
 	/* the rule's names, interned so that equal names are equal pointers */
 	const char **roles, **channels, **groups, **slot_names;
 	const char **rv_roles, **rv_channels, **rv_groups;
@@ -277,8 +280,12 @@ struct eval {
 	size_t nitems, cap_items;
 };
 
+/* Makes room for `need` elements of `size` bytes in *p (capacity *cap). */
 static int grow(void *p, size_t *cap, size_t need, size_t size)
 {
+	/* p is the address of the caller's array pointer, whatever its type:
+	 * read and written with memcpy, which may alias any object */
+	void *old, *n;
 	if (need <= *cap)
 		return 0;
 	size_t c = *cap ? *cap : 16;
@@ -286,10 +293,11 @@ static int grow(void *p, size_t *cap, size_t need, size_t size)
 		c *= 2;
 	if (c > SIZE_MAX / size)
 		return -ENOMEM;
-	void *n = realloc(*(void **)p, c * size);
+	memcpy(&old, p, sizeof(old));
+	n = realloc(old, c * size);
 	if (!n)
 		return -ENOMEM;
-	*(void **)p = n;
+	memcpy(p, &n, sizeof(n));
 	*cap = c;
 	return 0;
 }
@@ -533,6 +541,45 @@ static int ref_bitmap(struct eval *ev, const struct ids_strv *refs, uint64_t **r
 	return 0;
 }
 
+static const struct ids_attr *user_attr(const struct ids_user *u, const char *name, size_t n)
+{
+	for (size_t i = 0; i < u->nattrs; i++)
+		if (strncasecmp(u->attrs[i].name, name, n) == 0 && u->attrs[i].name[n] == '\0')
+			return &u->attrs[i];
+	return NULL;
+}
+
+/* Expands the rule's tenant template into ev->buf for user u and the group
+ * name gname whose captures are pm (both NULL without member_of_regex;
+ * u NULL when the template reads no attribute).  The template was checked
+ * by prepare_rule. */
+static int expand(struct eval *ev, const struct ids_rule *rl, const struct ids_user *u, const char *gname,
+		  const regmatch_t *pm)
+{
+	const char *t = rl->tenant;
+	int r;
+	ids_buf_reset(&ev->buf);
+	r = ids_buf_add(&ev->buf, "", 0);
+	while (r >= 0 && *t) {
+		size_t len, alen;
+		int cap;
+		const char *attr;
+		if (*t != '{' || parse_placeholder(t, &len, &cap, &attr, &alen)) {
+			r = ids_buf_putc(&ev->buf, *t++);
+			continue;
+		}
+		if (attr) {
+			const struct ids_attr *a = u ? user_attr(u, attr, alen) : NULL;
+			if (a && a->nvalues)
+				r = put_lower(&ev->buf, a->values[0], strlen(a->values[0]));
+		} else if (pm && gname && cap < NCAP && pm[cap].rm_so >= 0) {
+			r = put_lower(&ev->buf, gname + pm[cap].rm_so, (size_t)(pm[cap].rm_eo - pm[cap].rm_so));
+		}
+		t += len;
+	}
+	return r;
+}
+
 /* Which groups member_of_regex matches, with their captures. */
 static int regex_slots(struct eval *ev, struct prep *p, size_t *cap_pool)
 {
@@ -556,6 +603,28 @@ static int regex_slots(struct eval *ev, struct prep *p, size_t *cap_pool)
 			return r;
 		memcpy(p->re_pool + n * NCAP, pm, sizeof(pm));
 		p->re_slot[g] = (uint32_t)n++;
+	}
+	const char *t = p->r->tenant;
+	if (!t || p->wildcard || strstr(t, "{attr.") || !n)
+		return 0;
+	p->re_tenant = ids_arena_alloc(&ev->tmp, n * sizeof(char *));
+	p->re_bad = ids_arena_alloc(&ev->tmp, n * sizeof(char *));
+	if (!p->re_tenant || !p->re_bad)
+		return -ENOMEM;
+	for (size_t g = 0; g < s->ngroups; g++) {
+		uint32_t slot = p->re_slot[g];
+		if (slot == NONE)
+			continue;
+		int r = expand(ev, p->r, NULL, s->groups[g].name, p->re_pool + (size_t)slot * NCAP);
+		if (r < 0)
+			return r;
+		/* a bad slug is reported per user (the warning names the user) */
+		if (!ids_slug_valid(ev->buf.p))
+			p->re_bad[slot] = ids_arena_strdup(&ev->tmp, ev->buf.p);
+		else
+			r = intern(ev, ev->buf.p, false, &p->re_tenant[slot]);
+		if (r < 0 || (!p->re_bad[slot] && !p->re_tenant[slot]))
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -627,14 +696,6 @@ static int prepare(struct eval *ev, const struct ids_rule *rules, size_t nrules,
 
 /* ---- per user ---- */
 
-static const struct ids_attr *user_attr(const struct ids_user *u, const char *name, size_t n)
-{
-	for (size_t i = 0; i < u->nattrs; i++)
-		if (strncasecmp(u->attrs[i].name, name, n) == 0 && u->attrs[i].name[n] == '\0')
-			return &u->attrs[i];
-	return NULL;
-}
-
 static bool any_group(const uint64_t *bm, const struct ids_user *u)
 {
 	for (size_t i = 0; i < u->ngroups; i++)
@@ -662,45 +723,22 @@ static bool match_common(const struct prep *p, const struct ids_user *u)
 	return true;
 }
 
-/* Expands the rule's tenant template into ev->buf for user u and the group
- * name gname whose captures are pm (both NULL without member_of_regex).
- * The template was checked by prepare_rule. */
-static int expand(struct eval *ev, const struct ids_rule *rl, const struct ids_user *u, const char *gname,
-		  const regmatch_t *pm)
+/* The tenant of one grant set (g: the matching group, NONE without
+ * member_of_regex), interned; NULL (with a warning) when the template gave
+ * no valid slug, or for a revoke when no grant can be in it. */
+static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_user *u, uint32_t g,
+		      bool lookup_only, const char **ret)
 {
-	const char *t = rl->tenant;
-	int r;
-	ids_buf_reset(&ev->buf);
-	r = ids_buf_add(&ev->buf, "", 0);
-	while (r >= 0 && *t) {
-		size_t len, alen;
-		int cap;
-		const char *attr;
-		if (*t != '{' || parse_placeholder(t, &len, &cap, &attr, &alen)) {
-			r = ids_buf_putc(&ev->buf, *t++);
-			continue;
-		}
-		if (attr) {
-			const struct ids_attr *a = user_attr(u, attr, alen);
-			if (a && a->nvalues)
-				r = put_lower(&ev->buf, a->values[0], strlen(a->values[0]));
-		} else if (pm && gname && cap < NCAP && pm[cap].rm_so >= 0) {
-			r = put_lower(&ev->buf, gname + pm[cap].rm_so, (size_t)(pm[cap].rm_eo - pm[cap].rm_so));
-		}
-		t += len;
-	}
-	return r;
-}
-
-/* The tenant of one grant set, interned; NULL (with a warning) when the
- * template gave no valid slug, or for a revoke when no grant can be in it. */
-static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_user *u, const char *gname,
-		      const regmatch_t *pm, bool lookup_only, const char **ret)
-{
+	uint32_t slot = g == NONE ? NONE : p->re_slot[g];
 	*ret = p->tenant;
 	if (p->tenant)
 		return 0;
-	int r = expand(ev, p->r, u, gname, pm);
+	if (slot != NONE && p->re_tenant) {
+		*ret = p->re_tenant[slot];
+		return p->re_bad[slot] ? warn_slug(ev, u, p->r, p->re_bad[slot]) : 0;
+	}
+	int r = expand(ev, p->r, u, slot == NONE ? NULL : ev->s->groups[g].name,
+		       slot == NONE ? NULL : p->re_pool + (size_t)slot * NCAP);
 	if (r < 0)
 		return r;
 	if (!ids_slug_valid(ev->buf.p))
@@ -718,15 +756,15 @@ static int add_item(struct eval *ev, enum ids_grant_kind k, const char *tenant, 
 }
 
 /* One grant set of a matching grant rule; *added counts the grants. */
-static int grant_set(struct eval *ev, const struct prep *p, const struct ids_user *u, const char *gname,
-		     const regmatch_t *pm, size_t *added)
+static int grant_set(struct eval *ev, const struct prep *p, const struct ids_user *u, uint32_t g,
+		     size_t *added)
 {
 	const struct ids_rule *rl = p->r;
 	const char *tenant;
 	int r = 0;
 	if (!rl->tenant || p->wildcard)
 		return 0;
-	r = set_tenant(ev, p, u, gname, pm, false, &tenant);
+	r = set_tenant(ev, p, u, g, false, &tenant);
 	if (r < 0 || !tenant)
 		return r;
 	for (size_t i = 0; r >= 0 && i < rl->roles.n; i++)
@@ -744,17 +782,15 @@ static int grant_set(struct eval *ev, const struct prep *p, const struct ids_use
 static int cmp_item(const void *a, const void *b)
 {
 	const struct ids_grant *x = &((const struct item *)a)->g, *y = &((const struct item *)b)->g;
-	int c = strcmp(x->tenant, y->tenant);
+	/* interned strings: equal pointers are equal strings (most compares) */
+	int c = x->tenant == y->tenant ? 0 : strcmp(x->tenant, y->tenant);
 	if (c)
 		return c;
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	c = strcmp(x->name, y->name);
-	if (c)
-		return c;
-	/* equal keys merge below; ordering their slots keeps qsort's
-	 * unstable output identical for every input order */
-	return (x->slots > y->slots) - (x->slots < y->slots);
+	/* equal keys are merged after the sort, taking the maximum of their
+	 * slots, so their relative order (qsort is unstable) does not matter */
+	return x->name == y->name ? 0 : strcmp(x->name, y->name);
 }
 
 /* Sorts the user's grants and merges equal ones: union, slots the maximum. */
@@ -766,8 +802,7 @@ static void merge_items(struct eval *ev)
 	size_t k = 1;
 	for (size_t i = 1; i < ev->nitems; i++) {
 		struct ids_grant *prev = &ev->items[k - 1].g, *cur = &ev->items[i].g;
-		if (cur->kind == prev->kind && strcmp(cur->tenant, prev->tenant) == 0 &&
-		    strcmp(cur->name, prev->name) == 0) {
+		if (cur->kind == prev->kind && cur->tenant == prev->tenant && cur->name == prev->name) {
 			if (cur->slots > prev->slots)
 				prev->slots = cur->slots;
 			continue;
@@ -802,7 +837,6 @@ static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_user *u)
 {
 	const struct ids_rule *rl = p->r;
-	const struct ids_snapshot *s = ev->s;
 	const char *tenant;
 	int r = 0;
 	if (!rl->tenant)
@@ -817,7 +851,7 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 				revoke_in(ev, p, NULL);
 				break;
 			}
-			r = set_tenant(ev, p, u, s->groups[g].name, p->re_pool + (size_t)slot * NCAP, true, &tenant);
+			r = set_tenant(ev, p, u, g, true, &tenant);
 			if (r >= 0 && tenant)
 				revoke_in(ev, p, tenant);
 		}
@@ -827,7 +861,7 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 		revoke_in(ev, p, NULL);
 		return 0;
 	}
-	r = set_tenant(ev, p, u, NULL, NULL, true, &tenant);
+	r = set_tenant(ev, p, u, NONE, true, &tenant);
 	if (r >= 0 && tenant)
 		revoke_in(ev, p, tenant);
 	return r;
@@ -835,7 +869,6 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 
 static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desired *out)
 {
-	const struct ids_snapshot *s = ev->s;
 	bool in_scope = false, admin = false;
 	int r = 0;
 	ev->nitems = 0;
@@ -853,13 +886,12 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 				if (slot == NONE)
 					continue;
 				any = true;
-				r = grant_set(ev, p, u, s->groups[g].name, p->re_pool + (size_t)slot * NCAP,
-					      &added);
+				r = grant_set(ev, p, u, g, &added);
 			}
 			if (!any)
 				continue;
 		} else {
-			r = grant_set(ev, p, u, NULL, NULL, &added);
+			r = grant_set(ev, p, u, NONE, &added);
 		}
 		admin |= p->r->company_admin;
 		in_scope |= added > 0 || p->r->company_admin;

@@ -70,6 +70,9 @@ static const char *const field_names[IDS_F__COUNT] = {
 /* Makes room for `need` elements of `size` bytes in *p (capacity *cap). */
 static int grow(void *p, size_t *cap, size_t need, size_t size)
 {
+	/* p is the address of the caller's array pointer, whatever its type:
+	 * read and written with memcpy, which may alias any object */
+	void *old, *n;
 	if (need <= *cap)
 		return 0;
 	size_t c = *cap ? *cap : 16;
@@ -77,10 +80,11 @@ static int grow(void *p, size_t *cap, size_t need, size_t size)
 		c *= 2;
 	if (c > SIZE_MAX / size)
 		return -ENOMEM;
-	void *n = realloc(*(void **)p, c * size);
+	memcpy(&old, p, sizeof(old));
+	n = realloc(old, c * size);
 	if (!n)
 		return -ENOMEM;
-	*(void **)p = n;
+	memcpy(p, &n, sizeof(n));
 	*cap = c;
 	return 0;
 }

@@ -540,6 +540,36 @@ static void test_templates_attrs_and_bad_slug(void **state)
 	ids_desired_set_free(d);
 }
 
+static void test_regex_template_bad_slug(void **state)
+{
+	(void)state;
+	/* a capture-only template: the tenant depends on the group alone */
+	struct ids_rule *r = rule("dash");
+	r_regex(r, "^CC(-[A-Za-z]+)-CZ-Operators$");
+	r_tenant(r, "{1}"); /* "-support": a slug cannot start with '-' */
+	sv(&r->roles, "operator", NULL);
+	r = rule("good");
+	r_regex(r, "^CC-([A-Za-z]+)-CZ-Operators$");
+	r_tenant(r, "{1}");
+	sv(&r->channels, "webchat", NULL);
+	r = rule("dash-revoke");
+	r_regex(r, "^CC(-[A-Za-z]+)-CZ-Operators$");
+	r_tenant(r, "{1}");
+	r->revoke = true;
+	sv(&r->revoke_channels, "webchat", NULL);
+	struct ids_desired_set *d = eval();
+	/* the bad grant set and the bad revoke are skipped, the good one stays */
+	EXPECT(d, "jnovak", "in: support:chan:webchat");
+	EXPECT(d, "kamil", "in: support:chan:webchat");
+	/* one warning per (user, rule), sorted */
+	assert_int_equal(d->warnings.n, 4);
+	assert_string_equal(d->warnings.v[0], "user jnovak: rule dash-revoke: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[1], "user jnovak: rule dash: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[2], "user kamil: rule dash-revoke: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[3], "user kamil: rule dash: tenant template gave invalid slug \"-support\"");
+	ids_desired_set_free(d);
+}
+
 static void test_broken_template_skips_rule(void **state)
 {
 	(void)state;
@@ -862,6 +892,7 @@ int main(void)
 		T(test_attribute_regex),
 		T(test_member_of_regex_captures),
 		T(test_templates_attrs_and_bad_slug),
+		T(test_regex_template_bad_slug),
 		T(test_broken_template_skips_rule),
 		T(test_combination_table),
 		T(test_matching_without_grants_is_out_of_scope),
