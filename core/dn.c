@@ -43,7 +43,14 @@ static bool is_digit(char c)
 static bool special(char c)
 {
 	switch (c) {
-	case ',': case '+': case '"': case '\\': case '<': case '>': case ';': case '\0': return true;
+	case ',':
+	case '+':
+	case '"':
+	case '\\':
+	case '<':
+	case '>':
+	case ';':
+	case '\0': return true;
 	default: return false;
 	}
 }
@@ -80,7 +87,7 @@ static int encode_value(struct ids_buf *b, const char *v, size_t n)
 		bool esc = special((char)c) || (i == 0 && (c == '#' || c == ' ')) || (i == n - 1 && c == ' ');
 		if (!esc)
 			continue;
-		char e[3] = { '\\', hexdig[c >> 4], hexdig[c & 15] };
+		char e[3] = {'\\', hexdig[c >> 4], hexdig[c & 15]};
 		r = ids_buf_add(b, v + plain, i - plain);
 		if (r >= 0)
 			r = ids_buf_add(b, e, sizeof(e));
@@ -136,7 +143,7 @@ static int parse_hexstring(struct dn_parser *ps, struct ids_buf *out)
 	ps->p++;
 	size_t pairs = 0;
 	while (r >= 0 && ps->end - ps->p >= 2 && hexval(ps->p[0]) >= 0 && hexval(ps->p[1]) >= 0) {
-		char h[2] = { ascii_lower(ps->p[0]), ascii_lower(ps->p[1]) };
+		char h[2] = {ascii_lower(ps->p[0]), ascii_lower(ps->p[1])};
 		r = ids_buf_add(out, h, 2);
 		ps->p += 2;
 		pairs++;
@@ -210,7 +217,7 @@ static int cmp_str(const void *a, const void *b)
  * sorted and joined with '+' onto out. */
 static int parse_rdn(struct dn_parser *ps, struct ids_buf *out)
 {
-	struct ids_buf avas = { 0 };
+	struct ids_buf avas = {0};
 	size_t *offs = NULL, noffs = 0;
 	char **sorted = NULL;
 	int r;
@@ -279,8 +286,8 @@ out:
 
 int ids_dn_normalize(const char *dn, size_t n, char **ret)
 {
-	struct dn_parser ps = { .p = dn, .end = dn + n };
-	struct ids_buf out = { 0 };
+	struct dn_parser ps = {.p = dn, .end = dn + n};
+	struct ids_buf out = {0};
 	int r = 0;
 
 	skip_spaces(&ps);
@@ -327,7 +334,7 @@ int ids_ldap_filter_escape(struct ids_buf *b, const char *v, size_t n)
 		}
 		if (len == 0 || c == '*' || c == '(' || c == ')' || c == '\\' || c == '\0') {
 			static const char lo[] = "0123456789abcdef";
-			char e[3] = { '\\', lo[c >> 4], lo[c & 15] };
+			char e[3] = {'\\', lo[c >> 4], lo[c & 15]};
 			r = ids_buf_add(b, e, sizeof(e));
 			i++;
 		} else {

@@ -180,7 +180,8 @@ int ids_rule_check_template(const struct ids_rule *r, const char **ret_why)
 			else if (!why && cap >= NCAP)
 				why = "tenant template captures are {0}..{9}";
 			else if (!why && cap >= 0 && (size_t)cap > r->group_re_nsub)
-				why = "{N} in tenant names a capture group that member_of_regex does not have";
+				why =
+				    "{N} in tenant names a capture group that member_of_regex does not have";
 			if (!why)
 				i += len;
 		} else {
@@ -202,7 +203,7 @@ out:
 
 int ids_rules_attrs(const struct ids_rule *rules, size_t nrules, const char *connector, struct ids_strv *out)
 {
-	struct ids_buf name = { 0 };
+	struct ids_buf name = {0};
 	int r = 0;
 	for (size_t i = 0; r >= 0 && i < nrules; i++) {
 		const struct ids_rule *rl = &rules[i];
@@ -238,12 +239,12 @@ int ids_rules_attrs(const struct ids_rule *rules, size_t nrules, const char *con
 /* What one rule needs per evaluation, precomputed from the snapshot. */
 struct prep {
 	const struct ids_rule *r;
-	bool broken;              /* bad template: the rule is skipped (warned once) */
-	bool wildcard;            /* tenant "*" */
-	const char *tenant;       /* interned, when the tenant has no placeholder */
-	uint64_t *member_of;      /* bitmap over groups, NULL when no condition */
+	bool broken;	     /* bad template: the rule is skipped (warned once) */
+	bool wildcard;	     /* tenant "*" */
+	const char *tenant;  /* interned, when the tenant has no placeholder */
+	uint64_t *member_of; /* bitmap over groups, NULL when no condition */
 	uint64_t *not_member_of;
-	uint32_t *re_slot;        /* per group: its captures in re_pool, or NONE */
+	uint32_t *re_slot; /* per group: its captures in re_pool, or NONE */
 	regmatch_t *re_pool;
 	/* A template without {attr.NAME} depends on the group alone: its
 	 * tenant per slot, interned, or the invalid slug it gave (re_bad). */
@@ -376,7 +377,7 @@ static int put_printable(struct ids_buf *b, const char *s)
 
 static int warn_slug(struct eval *ev, const struct ids_user *u, const struct ids_rule *rl, const char *slug)
 {
-	struct ids_buf w = { 0 }, q = { 0 };
+	struct ids_buf w = {0}, q = {0};
 	size_t n = strlen(slug);
 	int r;
 	/* quote at most WARN_SLUG_MAX bytes, cut on a UTF-8 character boundary */
@@ -428,7 +429,7 @@ static int finish_warnings(struct ids_strv *w)
 	}
 	w->n = k;
 	if (w->n > MAX_WARNINGS) {
-		struct ids_buf b = { 0 };
+		struct ids_buf b = {0};
 		size_t more = w->n - (MAX_WARNINGS - 1);
 		if (ids_buf_printf(&b, "... and %zu more warnings", more) < 0)
 			return -ENOMEM;
@@ -485,7 +486,7 @@ static int build_group_keys(struct eval *ev)
 	const struct ids_snapshot *s = ev->s;
 	for (size_t i = 0; i < s->ngroups; i++) {
 		const struct ids_group *g = &s->groups[i];
-		const char *keys[4] = { g->id, g->name, g->email, NULL };
+		const char *keys[4] = {g->id, g->name, g->email, NULL};
 		for (size_t k = 0; k < 3; k++) {
 			if (!keys[k])
 				continue;
@@ -573,7 +574,8 @@ static int expand(struct eval *ev, const struct ids_rule *rl, const struct ids_u
 			if (a && a->nvalues)
 				r = put_lower(&ev->buf, a->values[0], strlen(a->values[0]));
 		} else if (pm && gname && cap < NCAP && pm[cap].rm_so >= 0) {
-			r = put_lower(&ev->buf, gname + pm[cap].rm_so, (size_t)(pm[cap].rm_eo - pm[cap].rm_so));
+			r = put_lower(&ev->buf, gname + pm[cap].rm_so,
+				      (size_t)(pm[cap].rm_eo - pm[cap].rm_so));
 		}
 		t += len;
 	}
@@ -636,7 +638,7 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 	p->r = rl;
 	if (ids_rule_check_template(rl, &why) < 0) {
 		/* the config check should have refused it: skip the rule, loudly */
-		struct ids_buf w = { 0 };
+		struct ids_buf w = {0};
 		p->broken = true;
 		r = ids_buf_printf(&w, "rule %s: %s: rule skipped", rl->name ? rl->name : "?", why);
 		if (r >= 0)
@@ -648,7 +650,8 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 		if (!rl->attrs[i].pattern)
 			p->broken = true; /* an uncompiled regex cannot be run */
 	p->wildcard = rl->tenant && strcmp(rl->tenant, "*") == 0;
-	if (rl->tenant && !p->wildcard && !strchr(rl->tenant, '{') && (r = intern(ev, rl->tenant, false, &p->tenant)) < 0)
+	if (rl->tenant && !p->wildcard && !strchr(rl->tenant, '{') &&
+	    (r = intern(ev, rl->tenant, false, &p->tenant)) < 0)
 		return r;
 	if (rl->member_of.n && (r = ref_bitmap(ev, &rl->member_of, &p->member_of)) < 0)
 		return r;
@@ -751,7 +754,7 @@ static int add_item(struct eval *ev, enum ids_grant_kind k, const char *tenant, 
 	int r = grow(&ev->items, &ev->cap_items, ev->nitems + 1, sizeof(*ev->items));
 	if (r < 0)
 		return r;
-	ev->items[ev->nitems++] = (struct item){ { k, tenant, name, slots }, false };
+	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots}, false};
 	return 0;
 }
 
@@ -943,7 +946,7 @@ static void eval_free(struct eval *ev)
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,
 		   const struct ids_snapshot *s, struct ids_desired_set **ret)
 {
-	struct eval ev = { 0 };
+	struct eval ev = {0};
 	struct ids_desired_set *d = NULL;
 	int r;
 

@@ -23,7 +23,7 @@
 
 struct member {
 	uint32_t group; /* builder index of the group, or BY_GID | gid index */
-	uint32_t ref;   /* index into priv->refs */
+	uint32_t ref;	/* index into priv->refs */
 };
 
 struct ref {
@@ -40,7 +40,7 @@ struct attr_tmp {
 
 struct ids_snapshot_priv {
 	struct ids_arena arena; /* what the finished snapshot points to */
-	struct ids_arena tmp;   /* builder-only strings; dropped by finish */
+	struct ids_arena tmp;	/* builder-only strings; dropped by finish */
 	size_t ucap, gcap;
 	bool user_open, group_open;
 	bool started;  /* finish was called: no more building, even if it failed */
@@ -57,14 +57,17 @@ struct ids_snapshot_priv {
 	const char **gids;
 	size_t ngids, cap_gids;
 	struct ids_strmap gidmap; /* group id -> gids index */
-	struct ids_buf scratch;   /* a NUL-terminated copy of a key to look up */
+	struct ids_buf scratch;	  /* a NUL-terminated copy of a key to look up */
 };
 
 static const char *const field_names[IDS_F__COUNT] = {
-	[IDS_F_EXTERNAL_ID] = "external_id", [IDS_F_USERNAME] = "username",
-	[IDS_F_EMAIL] = "email",             [IDS_F_FIRST_NAME] = "first_name",
-	[IDS_F_LAST_NAME] = "last_name",     [IDS_F_DISPLAY_NAME] = "display_name",
-	[IDS_F_DN] = "dn",
+    [IDS_F_EXTERNAL_ID] = "external_id",
+    [IDS_F_USERNAME] = "username",
+    [IDS_F_EMAIL] = "email",
+    [IDS_F_FIRST_NAME] = "first_name",
+    [IDS_F_LAST_NAME] = "last_name",
+    [IDS_F_DISPLAY_NAME] = "display_name",
+    [IDS_F_DN] = "dn",
 };
 
 /* Makes room for `need` elements of `size` bytes in *p (capacity *cap). */
@@ -197,7 +200,7 @@ int ids_snapshot_user_begin(struct ids_snapshot *s)
 	int r = grow(&s->users, &s->priv->ucap, s->nusers + 1, sizeof(*s->users));
 	if (r < 0)
 		return r;
-	s->users[s->nusers++] = (struct ids_user){ 0 };
+	s->users[s->nusers++] = (struct ids_user){0};
 	s->priv->ntattrs = 0;
 	s->priv->user_open = true;
 	return 0;
@@ -300,7 +303,7 @@ int ids_snapshot_user_end(struct ids_snapshot *s)
 			if (!vals)
 				return -ENOMEM;
 			memcpy(vals, a->vals, a->n * sizeof(*vals));
-			u->attrs[i] = (struct ids_attr){ a->name, vals, a->n };
+			u->attrs[i] = (struct ids_attr){a->name, vals, a->n};
 		}
 		u->nattrs = p->ntattrs;
 	}
@@ -320,7 +323,7 @@ int ids_snapshot_group_begin(struct ids_snapshot *s)
 	int r = grow(&s->groups, &s->priv->gcap, s->ngroups + 1, sizeof(*s->groups));
 	if (r < 0)
 		return r;
-	s->groups[s->ngroups++] = (struct ids_group){ 0 };
+	s->groups[s->ngroups++] = (struct ids_group){0};
 	s->priv->group_open = true;
 	return 0;
 }
@@ -362,8 +365,8 @@ int ids_snapshot_group_set(struct ids_snapshot *s, enum ids_field f, const char 
  * be `count`), copying it into the tmp arena only when new: most member
  * references repeat.  *ret_copy is the new copy, or NULL when the string
  * was known.  -ENOMEM, or the index. */
-static long intern(struct ids_snapshot_priv *p, struct ids_strmap *map, const char *s, size_t n,
-		   size_t count, char **ret_copy)
+static long intern(struct ids_snapshot_priv *p, struct ids_strmap *map, const char *s, size_t n, size_t count,
+		   char **ret_copy)
 {
 	uint32_t v;
 	ids_buf_reset(&p->scratch);
@@ -423,8 +426,8 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 		goto out;
 	}
 	if (copy)
-		p->refs[p->nrefs++] = (struct ref){ copy, kind };
-	p->members[p->nmembers++] = (struct member){ group, (uint32_t)idx };
+		p->refs[p->nrefs++] = (struct ref){copy, kind};
+	p->members[p->nmembers++] = (struct member){group, (uint32_t)idx};
 	r = 0;
 out:
 	free(dn);
@@ -509,7 +512,7 @@ static int finish_users(struct ids_snapshot *s, uint32_t **ret_map)
 			r = 0;
 		if (r < 0)
 			goto out;
-		k[i] = (struct keyed){ u->f[IDS_F_EXTERNAL_ID], (uint32_t)i };
+		k[i] = (struct keyed){u->f[IDS_F_EXTERNAL_ID], (uint32_t)i};
 	}
 	qsort(k, n, sizeof(*k), cmp_keyed);
 	for (size_t i = 0; i < n; i++) {
@@ -551,7 +554,7 @@ static int finish_groups(struct ids_snapshot *s, uint32_t **ret_map)
 	for (size_t i = 0; i < n; i++) {
 		map[i] = NONE;
 		if (s->groups[i].id)
-			k[nk++] = (struct keyed){ s->groups[i].id, (uint32_t)i };
+			k[nk++] = (struct keyed){s->groups[i].id, (uint32_t)i};
 	}
 	qsort(k, nk, sizeof(*k), cmp_keyed);
 	for (size_t i = 0; i < nk; i++) {
@@ -602,7 +605,7 @@ struct resolved {
 static int resolve_refs(struct ids_snapshot *s, struct resolved *res)
 {
 	struct ids_snapshot_priv *p = s->priv;
-	struct ids_strmap u_id = { 0 }, u_name = { 0 }, u_dn = { 0 }, g_id = { 0 }, g_dn = { 0 };
+	struct ids_strmap u_id = {0}, u_name = {0}, u_dn = {0}, g_id = {0}, g_dn = {0};
 	int r = -ENOMEM;
 
 	res->ref_target = malloc((p->nrefs ? p->nrefs : 1) * sizeof(uint32_t));
@@ -748,11 +751,11 @@ static int arena_u32(struct ids_arena *a, const uint32_t *v, size_t n, uint32_t 
 /* The ancestor closure of every group, one per strongly connected
  * component: all groups of a cycle share their ancestors. */
 struct closure {
-	uint32_t *comp;  /* group -> component */
-	size_t *off;     /* component c's groups: pool[off[c] .. off[c+1]) */
+	uint32_t *comp; /* group -> component */
+	size_t *off;	/* component c's groups: pool[off[c] .. off[c+1]) */
 	uint32_t *pool;
 	size_t npool, cap_pool, ncomp;
-	uint32_t *mark;  /* group -> generation that last added it */
+	uint32_t *mark;	 /* group -> generation that last added it */
 	uint32_t *cmark; /* component -> generation that last merged it */
 	uint32_t gen;
 };
@@ -839,7 +842,7 @@ static int closure_build(struct closure *c, const struct ids_snapshot *s)
 		index[root] = low[root] = next++;
 		stack[sp++] = root;
 		on[root] = true;
-		cs[csp++] = (struct frame){ root, 0 };
+		cs[csp++] = (struct frame){root, 0};
 		while (csp) {
 			struct frame *f = &cs[csp - 1];
 			uint32_t v = f->v;
@@ -850,7 +853,7 @@ static int closure_build(struct closure *c, const struct ids_snapshot *s)
 					index[w] = low[w] = next++;
 					stack[sp++] = w;
 					on[w] = true;
-					cs[csp++] = (struct frame){ w, 0 };
+					cs[csp++] = (struct frame){w, 0};
 				} else if (on[w] && index[w] < low[v]) {
 					low[v] = index[w];
 				}
@@ -923,8 +926,8 @@ static int user_groups(struct ids_snapshot *s, const struct csr *ug, struct clos
 int ids_snapshot_finish(struct ids_snapshot *s)
 {
 	uint32_t *umap = NULL, *gmap = NULL;
-	struct resolved res = { 0 };
-	struct closure cl = { 0 };
+	struct resolved res = {0};
+	struct closure cl = {0};
 	int r;
 
 	if (!building(s))

@@ -20,76 +20,74 @@ struct dn_case {
 };
 
 static const struct dn_case good[] = {
-	/* the brief's example: escaped comma, space before the separator */
-	{ "CN=Novák\\, Jan , OU=People,DC=Corp,DC=Example", "cn=novák\\2C jan,ou=people,dc=corp,dc=example" },
-	{ "cn=novák\\2c jan,ou=people,dc=corp,dc=example", "cn=novák\\2C jan,ou=people,dc=corp,dc=example" },
-	/* spaces around every separator */
-	{ "  cn = John Smith ,  dc = Example  ", "cn=john smith,dc=example" },
-	{ "cn=Jan  Novak", "cn=jan  novak" }, /* inner spaces are significant */
-	/* escaped leading / trailing spaces stay, as \20 */
-	{ "cn=\\ lead", "cn=\\20lead" },
-	{ "cn=trail\\ ", "cn=trail\\20" },
-	{ "cn=trail\\  ", "cn=trail\\20" }, /* the unescaped one after it goes */
-	{ "cn=a\\ \\ ", "cn=a \\20" },
-	{ "cn=\\20", "cn=\\20" },
-	/* '#' only needs escaping at the start */
-	{ "cn=\\#hash", "cn=\\23hash" },
-	{ "cn=mid#hash", "cn=mid#hash" },
-	/* the other specials, from both escape forms */
-	{ "cn=a\\+b", "cn=a\\2Bb" },
-	{ "cn=a\\2bb", "cn=a\\2Bb" },
-	{ "cn=q\\\"x", "cn=q\\22x" },
-	{ "cn=back\\\\slash", "cn=back\\5Cslash" },
-	{ "cn=lt\\<gt\\>semi\\;", "cn=lt\\3Cgt\\3Esemi\\3B" },
-	{ "cn=nul\\00x", "cn=nul\\00x" },
-	/* '=' needs no escape: both spellings become the bare one */
-	{ "cn=a\\=b", "cn=a=b" },
-	{ "cn=a=b", "cn=a=b" },
-	/* hex-escaped UTF-8 decodes; non-ASCII letters keep their case */
-	{ "cn=\\c3\\a1", "cn=á" },
-	{ "CN=ÁBC", "cn=Ábc" },
-	/* an escaped letter is a letter: lower-cased like the rest */
-	{ "cn=\\41b", "cn=ab" },
-	/* multi-valued RDNs are sorted */
-	{ "UID=jdoe+CN=John Doe,DC=x", "cn=john doe+uid=jdoe,dc=x" },
-	{ "cn=John Doe + uid=jdoe,dc=x", "cn=john doe+uid=jdoe,dc=x" },
-	/* numeric OIDs, hex strings (not decoded, hex lower-cased) */
-	{ "2.5.4.3=Foo,DC=X", "2.5.4.3=foo,dc=x" },
-	{ "CN=#0402486A", "cn=#0402486a" },
-	{ "cn=#0402486a , dc=x", "cn=#0402486a,dc=x" },
-	/* types may carry digits and hyphens */
-	{ "x-Custom-1=V", "x-custom-1=v" },
-	/* the empty DN and empty values are well-formed */
-	{ "", "" },
-	{ "   ", "" },
-	{ "cn=", "cn=" },
-	{ "cn=,dc=x", "cn=,dc=x" },
+    /* the brief's example: escaped comma, space before the separator */
+    {"CN=Novák\\, Jan , OU=People,DC=Corp,DC=Example", "cn=novák\\2C jan,ou=people,dc=corp,dc=example"},
+    {"cn=novák\\2c jan,ou=people,dc=corp,dc=example", "cn=novák\\2C jan,ou=people,dc=corp,dc=example"},
+    /* spaces around every separator */
+    {"  cn = John Smith ,  dc = Example  ", "cn=john smith,dc=example"},
+    {"cn=Jan  Novak", "cn=jan  novak"}, /* inner spaces are significant */
+    /* escaped leading / trailing spaces stay, as \20 */
+    {"cn=\\ lead", "cn=\\20lead"},
+    {"cn=trail\\ ", "cn=trail\\20"},
+    {"cn=trail\\  ", "cn=trail\\20"}, /* the unescaped one after it goes */
+    {"cn=a\\ \\ ", "cn=a \\20"},
+    {"cn=\\20", "cn=\\20"},
+    /* '#' only needs escaping at the start */
+    {"cn=\\#hash", "cn=\\23hash"},
+    {"cn=mid#hash", "cn=mid#hash"},
+    /* the other specials, from both escape forms */
+    {"cn=a\\+b", "cn=a\\2Bb"},
+    {"cn=a\\2bb", "cn=a\\2Bb"},
+    {"cn=q\\\"x", "cn=q\\22x"},
+    {"cn=back\\\\slash", "cn=back\\5Cslash"},
+    {"cn=lt\\<gt\\>semi\\;", "cn=lt\\3Cgt\\3Esemi\\3B"},
+    {"cn=nul\\00x", "cn=nul\\00x"},
+    /* '=' needs no escape: both spellings become the bare one */
+    {"cn=a\\=b", "cn=a=b"},
+    {"cn=a=b", "cn=a=b"},
+    /* hex-escaped UTF-8 decodes; non-ASCII letters keep their case */
+    {"cn=\\c3\\a1", "cn=á"},
+    {"CN=ÁBC", "cn=Ábc"},
+    /* an escaped letter is a letter: lower-cased like the rest */
+    {"cn=\\41b", "cn=ab"},
+    /* multi-valued RDNs are sorted */
+    {"UID=jdoe+CN=John Doe,DC=x", "cn=john doe+uid=jdoe,dc=x"},
+    {"cn=John Doe + uid=jdoe,dc=x", "cn=john doe+uid=jdoe,dc=x"},
+    /* numeric OIDs, hex strings (not decoded, hex lower-cased) */
+    {"2.5.4.3=Foo,DC=X", "2.5.4.3=foo,dc=x"},
+    {"CN=#0402486A", "cn=#0402486a"},
+    {"cn=#0402486a , dc=x", "cn=#0402486a,dc=x"},
+    /* types may carry digits and hyphens */
+    {"x-Custom-1=V", "x-custom-1=v"},
+    /* the empty DN and empty values are well-formed */
+    {"", ""},
+    {"   ", ""},
+    {"cn=", "cn="},
+    {"cn=,dc=x", "cn=,dc=x"},
 };
 
 static const char *const bad[] = {
-	"cn",          /* no '=' */
-	"=x",          /* no type */
-	"cn=a,",       /* empty last RDN */
-	",cn=a",       /* empty first RDN */
-	"cn=a,,dc=b",  /* empty RDN */
-	"cn=a+",       /* empty AVA */
-	"cn=a\\",      /* dangling escape */
-	"cn=a\\4",     /* half a hex pair */
-	"cn=a\\zz",    /* not an escapable character */
-	"cn=a;dc=b",   /* RFC 1779 separator: must be escaped */
-	"cn=a\"b",     /* unescaped quote */
-	"cn=<x>",      /* unescaped angle brackets */
-	"c n=x",       /* space inside a type */
-	"1.=x",        /* empty OID arc */
-	"1..2=x",
-	"-cn=x",       /* a descr starts with a letter */
-	"cn=#",        /* empty hex string */
-	"cn=#0",       /* odd hex digits */
-	"cn=#zz",
-	"cn=#0102 x",  /* junk after a hex string */
-	"cn=\\ff",     /* decodes to invalid UTF-8 */
-	"cn=\xff",     /* raw invalid UTF-8 */
-	"cn=a\\2",
+    "cn",			/* no '=' */
+    "=x",			/* no type */
+    "cn=a,",			/* empty last RDN */
+    ",cn=a",			/* empty first RDN */
+    "cn=a,,dc=b",		/* empty RDN */
+    "cn=a+",			/* empty AVA */
+    "cn=a\\",			/* dangling escape */
+    "cn=a\\4",			/* half a hex pair */
+    "cn=a\\zz",			/* not an escapable character */
+    "cn=a;dc=b",		/* RFC 1779 separator: must be escaped */
+    "cn=a\"b",			/* unescaped quote */
+    "cn=<x>",			/* unescaped angle brackets */
+    "c n=x",			/* space inside a type */
+    "1.=x",			/* empty OID arc */
+    "1..2=x",	  "-cn=x",	/* a descr starts with a letter */
+    "cn=#",			/* empty hex string */
+    "cn=#0",			/* odd hex digits */
+    "cn=#zz",	  "cn=#0102 x", /* junk after a hex string */
+    "cn=\\ff",			/* decodes to invalid UTF-8 */
+    "cn=\xff",			/* raw invalid UTF-8 */
+    "cn=a\\2",
 };
 
 static void test_normalize_table(void **state)
@@ -148,9 +146,9 @@ static void test_same_entry_same_string(void **state)
 {
 	(void)state;
 	const char *spellings[] = {
-		"CN=Novák\\, Jan , OU=People,DC=Corp,DC=Example",
-		"cn=Novák\\2C Jan,ou=People,dc=corp,dc=example",
-		"cn = NOVáK\\2c JAN ,OU = people , dc=CORP,dc=EXAMPLE",
+	    "CN=Novák\\, Jan , OU=People,DC=Corp,DC=Example",
+	    "cn=Novák\\2C Jan,ou=People,dc=corp,dc=example",
+	    "cn = NOVáK\\2c JAN ,OU = people , dc=CORP,dc=EXAMPLE",
 	};
 	char *first = NULL;
 	assert_int_equal(ids_dn_normalize(spellings[0], strlen(spellings[0]), &first), 0);
@@ -166,7 +164,7 @@ static void test_same_entry_same_string(void **state)
 static void test_filter_escape(void **state)
 {
 	(void)state;
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	assert_int_equal(ids_ldap_filter_escape(&b, "a*b(c)d\\e", 9), 0);
 	assert_string_equal(b.p, "a\\2ab\\28c\\29d\\5ce");
 
@@ -180,7 +178,11 @@ static void test_filter_escape(void **state)
 	assert_int_equal(ids_ldap_filter_escape(&b, "Novák", strlen("Novák")), 0);
 	assert_string_equal(b.p, "Novák");
 	ids_buf_reset(&b);
-	assert_int_equal(ids_ldap_filter_escape(&b, "a\xff" "b\xc3", 4), 0);
+	assert_int_equal(ids_ldap_filter_escape(&b,
+						"a\xff"
+						"b\xc3",
+						4),
+			 0);
 	assert_string_equal(b.p, "a\\ffb\\c3");
 
 	/* appends to what is there; an empty value is still a string */
@@ -198,12 +200,9 @@ static void test_filter_escape(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_normalize_table),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_nul_byte_in_input),
-		cmocka_unit_test(test_length_not_nul),
-		cmocka_unit_test(test_same_entry_same_string),
-		cmocka_unit_test(test_filter_escape),
+	    cmocka_unit_test(test_normalize_table),	   cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_nul_byte_in_input),	   cmocka_unit_test(test_length_not_nul),
+	    cmocka_unit_test(test_same_entry_same_string), cmocka_unit_test(test_filter_escape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -242,8 +242,8 @@ static const char *render(const struct ids_desired_set *d, const char *username)
 				    u->company_admin ? "+admin" : "");
 	for (size_t i = 0; i < u->ngrants; i++) {
 		const struct ids_grant *g = &u->grants[i];
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s:%s:%s", g->tenant, ids_grant_kind_name(g->kind),
-				      g->name);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s:%s:%s", g->tenant,
+				      ids_grant_kind_name(g->kind), g->name);
 		if (g->kind == IDS_GRANT_SLOT)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "=%d", g->slots);
 	}
@@ -303,25 +303,25 @@ static void test_check_template(void **state)
 		bool revoke;
 		bool ok;
 	} cases[] = {
-		{ "support-cz", NULL, false, true },
-		{ "{1}-{2}", "^CC-([a-z]+)-([a-z]+)$", false, true },
-		{ "x{0}", "^CC-([a-z]+)$", false, true },
-		{ "{3}", "^CC-([a-z]+)-([a-z]+)$", false, false }, /* only 2 captures */
-		{ "{1}", NULL, false, false },                      /* no regex at all */
-		{ "{attr.department}", NULL, false, true },
-		{ "t-{attr.customSchemas.CC.tenant}-{1}", "^(x)$", false, true },
-		{ "{attr.}", NULL, false, false },
-		{ "{foo}", NULL, false, false },
-		{ "{1x}", "^(a)$", false, false },
-		{ "{}", NULL, false, false },
-		{ "a{1", "^(a)$", false, false },
-		{ "a}", NULL, false, false },
-		{ "{{1}}", "^(a)$", false, false },
-		{ "Support-{1}", "^(a)$", false, false }, /* literal text is not lowered */
-		{ "-{1}", "^(a)$", false, false },
-		{ "Support", NULL, false, false },
-		{ "*", NULL, true, true },
-		{ "*", NULL, false, false }, /* "*" only in revoke rules */
+	    {"support-cz", NULL, false, true},
+	    {"{1}-{2}", "^CC-([a-z]+)-([a-z]+)$", false, true},
+	    {"x{0}", "^CC-([a-z]+)$", false, true},
+	    {"{3}", "^CC-([a-z]+)-([a-z]+)$", false, false}, /* only 2 captures */
+	    {"{1}", NULL, false, false},		     /* no regex at all */
+	    {"{attr.department}", NULL, false, true},
+	    {"t-{attr.customSchemas.CC.tenant}-{1}", "^(x)$", false, true},
+	    {"{attr.}", NULL, false, false},
+	    {"{foo}", NULL, false, false},
+	    {"{1x}", "^(a)$", false, false},
+	    {"{}", NULL, false, false},
+	    {"a{1", "^(a)$", false, false},
+	    {"a}", NULL, false, false},
+	    {"{{1}}", "^(a)$", false, false},
+	    {"Support-{1}", "^(a)$", false, false}, /* literal text is not lowered */
+	    {"-{1}", "^(a)$", false, false},
+	    {"Support", NULL, false, false},
+	    {"*", NULL, true, true},
+	    {"*", NULL, false, false}, /* "*" only in revoke rules */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ids_rule *r = rule("t");
@@ -355,7 +355,7 @@ static void test_rules_attrs(void **state)
 	sv(&r->connectors, "other", NULL);
 	r_attr(r, "onlyOther", "q");
 
-	struct ids_strv out = { 0 };
+	struct ids_strv out = {0};
 	assert_int_equal(ids_strv_push(&out, "mail"), 0); /* added to, not replaced */
 	assert_int_equal(ids_rules_attrs(R, NR, "corp", &out), 0);
 	assert_int_equal(out.n, 4);
@@ -406,10 +406,10 @@ static void test_member_of_by_dn_id_name_email(void **state)
 	(void)state;
 	/* the same group named four ways, differently spelled each time */
 	static const char *const refs[] = {
-		"CN=CC-Support-CZ , OU=Groups,DC=Corp,DC=Example", /* DN, normalized */
-		"G-SUP",                                           /* id */
-		"cc-support-cz",                                   /* name */
-		"CC-Support-CZ@Corp.Example",                      /* e-mail */
+	    "CN=CC-Support-CZ , OU=Groups,DC=Corp,DC=Example", /* DN, normalized */
+	    "G-SUP",					       /* id */
+	    "cc-support-cz",				       /* name */
+	    "CC-Support-CZ@Corp.Example",		       /* e-mail */
 	};
 	for (size_t i = 0; i < 4; i++) {
 		struct ids_rule *r = rule("support");
@@ -508,7 +508,8 @@ static void test_member_of_regex_captures(void **state)
 	EXPECT(d, "jnovak",
 	       "in+admin: sales-de:role:operator sales-de:chan:webchat sales-de:slot:live=2"
 	       " support-cz:role:operator support-cz:chan:webchat support-cz:slot:live=2");
-	EXPECT(d, "kamil", "in+admin: support-cz:role:operator support-cz:chan:webchat support-cz:slot:live=2");
+	EXPECT(d, "kamil",
+	       "in+admin: support-cz:role:operator support-cz:chan:webchat support-cz:slot:live=2");
 	/* no matching group: the rule does not match at all */
 	EXPECT(d, "pdvorak", "out:");
 	assert_int_equal(d->warnings.n, 0);
@@ -535,8 +536,10 @@ static void test_templates_attrs_and_bad_slug(void **state)
 	EXPECT(d, "badattr", "out:");
 	EXPECT(d, "pdvorak", "out:");
 	assert_int_equal(d->warnings.n, 2);
-	assert_string_equal(d->warnings.v[0], "user badattr: rule by-attr: tenant template gave invalid slug \"-bad\"");
-	assert_string_equal(d->warnings.v[1], "user pdvorak: rule by-attr: tenant template gave invalid slug \"\"");
+	assert_string_equal(d->warnings.v[0],
+			    "user badattr: rule by-attr: tenant template gave invalid slug \"-bad\"");
+	assert_string_equal(d->warnings.v[1],
+			    "user pdvorak: rule by-attr: tenant template gave invalid slug \"\"");
 	ids_desired_set_free(d);
 }
 
@@ -563,10 +566,14 @@ static void test_regex_template_bad_slug(void **state)
 	EXPECT(d, "kamil", "in: support:chan:webchat");
 	/* one warning per (user, rule), sorted */
 	assert_int_equal(d->warnings.n, 4);
-	assert_string_equal(d->warnings.v[0], "user jnovak: rule dash-revoke: tenant template gave invalid slug \"-support\"");
-	assert_string_equal(d->warnings.v[1], "user jnovak: rule dash: tenant template gave invalid slug \"-support\"");
-	assert_string_equal(d->warnings.v[2], "user kamil: rule dash-revoke: tenant template gave invalid slug \"-support\"");
-	assert_string_equal(d->warnings.v[3], "user kamil: rule dash: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[0],
+			    "user jnovak: rule dash-revoke: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[1],
+			    "user jnovak: rule dash: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[2],
+			    "user kamil: rule dash-revoke: tenant template gave invalid slug \"-support\"");
+	assert_string_equal(d->warnings.v[3],
+			    "user kamil: rule dash: tenant template gave invalid slug \"-support\"");
 	ids_desired_set_free(d);
 }
 
@@ -699,7 +706,8 @@ static void test_revoke_wins_both_orders(void **state)
 		EXPECT(d, "jnovak",
 		       "in: support-cz:role:operator support-cz:chan:webchat support-cz:chan:whatsapp"
 		       " support-cz:group:first-line");
-		EXPECT(d, "pdvorak", "in: support-cz:role:operator support-cz:chan:webchat support-cz:group:first-line");
+		EXPECT(d, "pdvorak",
+		       "in: support-cz:role:operator support-cz:chan:webchat support-cz:group:first-line");
 		/* kamil is a contractor that no grant rule matches: nothing */
 		EXPECT(d, "kamil", "out:");
 		ids_desired_set_free(d);
@@ -747,7 +755,8 @@ static void test_revoke_template_tenant(void **state)
 	r->revoke = true;
 	sv(&r->revoke_roles, "operator", NULL);
 	struct ids_desired_set *d = eval();
-	EXPECT(d, "jnovak", "in: support-cz:chan:webchat support-cz:chan:whatsapp support-cz:group:first-line");
+	EXPECT(d, "jnovak",
+	       "in: support-cz:chan:webchat support-cz:chan:whatsapp support-cz:group:first-line");
 	ids_desired_set_free(d);
 }
 
@@ -821,7 +830,7 @@ static void build_mixed_rules(void)
 
 static char *render_all(const struct ids_desired_set *d)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	for (size_t i = 0; i < S->nusers; i++) {
 		assert_int_equal(ids_buf_puts(&b, render(d, S->users[i].f[IDS_F_USERNAME])), 0);
 		assert_int_equal(ids_buf_putc(&b, '\n'), 0);
@@ -844,14 +853,15 @@ static void test_order_independence(void **state)
 	       "in: sales-de:chan:whatsapp sales-de:slot:live=2"
 	       " support-cz:role:view_operators support-cz:chan:webchat support-cz:chan:whatsapp"
 	       " support-cz:group:first-line support-cz:group:second-line support-cz:slot:live=4");
-	EXPECT(d, "pdvorak", "in: support-cz:role:operator support-cz:chan:webchat support-cz:group:first-line");
+	EXPECT(d, "pdvorak",
+	       "in: support-cz:role:operator support-cz:chan:webchat support-cz:group:first-line");
 	EXPECT(d, "kamil", "in: support-cz:role:operator support-cz:slot:live=2");
 	EXPECT(d, "boss", "in+admin:");
 	ids_desired_set_free(d);
 
 	/* every permutation of the 7 rules (5040), Heap's algorithm */
 	struct ids_rule perm[7];
-	size_t c[7] = { 0 }, count = 1;
+	size_t c[7] = {0}, count = 1;
 	memcpy(perm, R, sizeof(perm));
 	for (size_t i = 1; i < n;) {
 		if (c[i] < i) {
@@ -882,27 +892,27 @@ static void test_order_independence(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_kind_names_and_slugs),
-		T(test_for_connector),
-		T(test_check_template),
-		T(test_rules_attrs),
-		T(test_rule_clear),
-		T(test_member_of_by_dn_id_name_email),
-		T(test_not_member_of),
-		T(test_attribute_regex),
-		T(test_member_of_regex_captures),
-		T(test_templates_attrs_and_bad_slug),
-		T(test_regex_template_bad_slug),
-		T(test_broken_template_skips_rule),
-		T(test_combination_table),
-		T(test_matching_without_grants_is_out_of_scope),
-		T(test_slot_zero_is_a_grant),
-		T(test_revoke_wins_both_orders),
-		T(test_revoke_wildcard_and_tenant),
-		T(test_revoke_template_tenant),
-		T(test_revoke_only_is_out_of_scope),
-		T(test_connectors_and_no_rules),
-		T(test_order_independence),
+	    T(test_kind_names_and_slugs),
+	    T(test_for_connector),
+	    T(test_check_template),
+	    T(test_rules_attrs),
+	    T(test_rule_clear),
+	    T(test_member_of_by_dn_id_name_email),
+	    T(test_not_member_of),
+	    T(test_attribute_regex),
+	    T(test_member_of_regex_captures),
+	    T(test_templates_attrs_and_bad_slug),
+	    T(test_regex_template_bad_slug),
+	    T(test_broken_template_skips_rule),
+	    T(test_combination_table),
+	    T(test_matching_without_grants_is_out_of_scope),
+	    T(test_slot_zero_is_a_grant),
+	    T(test_revoke_wins_both_orders),
+	    T(test_revoke_wildcard_and_tenant),
+	    T(test_revoke_template_tenant),
+	    T(test_revoke_only_is_out_of_scope),
+	    T(test_connectors_and_no_rules),
+	    T(test_order_independence),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

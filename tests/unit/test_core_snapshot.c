@@ -48,7 +48,7 @@ static void gmember(struct ids_snapshot *s, enum ids_ref k, const char *ref)
 static void group(struct ids_snapshot *s, const char *id, const char *name, const char *dn, enum ids_ref k,
 		  const char *m0, const char *m1, const char *m2, const char *m3)
 {
-	const char *m[] = { m0, m1, m2, m3 };
+	const char *m[] = {m0, m1, m2, m3};
 	assert_int_equal(ids_snapshot_group_begin(s), 0);
 	if (id)
 		gset(s, IDS_F_EXTERNAL_ID, id);
@@ -78,7 +78,8 @@ static const char *groups_of(const struct ids_snapshot *s, const struct ids_user
 	size_t n = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < u->ngroups; i++)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", s->groups[u->groups[i]].id);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "",
+				      s->groups[u->groups[i]].id);
 	return buf;
 }
 
@@ -249,8 +250,8 @@ static void test_duplicates_and_sorting(void **state)
 	user(s, "b", "fourth-b", NULL);
 	assert_int_equal(ids_snapshot_finish(s), 0);
 	assert_int_equal(s->nusers, 5);
-	const char *want_ids[] = { "B", "a", "b", "b", "b" };
-	const char *want_names[] = { "upper", "first-a", "second-b", "third-b", "fourth-b" };
+	const char *want_ids[] = {"B", "a", "b", "b", "b"};
+	const char *want_names[] = {"upper", "first-a", "second-b", "third-b", "fourth-b"};
 	for (size_t i = 0; i < 5; i++) {
 		assert_string_equal(s->users[i].f[IDS_F_EXTERNAL_ID], want_ids[i]);
 		assert_string_equal(s->users[i].f[IDS_F_USERNAME], want_names[i]);
@@ -305,7 +306,7 @@ static void test_members_after_the_fact(void **state)
 	user(s, "u2", "two", NULL);
 	assert_int_equal(ids_snapshot_member(s, "grp-a", IDS_REF_ID, "u1", 2), 0);
 	assert_int_equal(ids_snapshot_member(s, "grp-b", IDS_REF_ID, "u1", 2), 0);
-	assert_int_equal(ids_snapshot_member(s, "grp-a", IDS_REF_ID, "u1", 2), 0); /* repeated */
+	assert_int_equal(ids_snapshot_member(s, "grp-a", IDS_REF_ID, "u1", 2), 0);    /* repeated */
 	assert_int_equal(ids_snapshot_member(s, "grp-b", IDS_REF_ID, "grp-a", 5), 0); /* nested */
 	assert_int_equal(ids_snapshot_member(s, "grp-x", IDS_REF_ID, "u2", 2), 0);    /* unknown group */
 	assert_int_equal(ids_snapshot_member(s, "grp-a", IDS_REF_ID, "u9", 2), 0);    /* unknown user */
@@ -539,21 +540,21 @@ static void test_scale_blocks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_invalid_values),
-		cmocka_unit_test(test_first_value_wins_and_empty_is_absent),
-		cmocka_unit_test(test_rule_attributes),
-		cmocka_unit_test(test_duplicates_and_sorting),
-		cmocka_unit_test(test_resolve_by_dn_id_username),
-		cmocka_unit_test(test_members_after_the_fact),
-		cmocka_unit_test(test_nested_groups),
-		cmocka_unit_test(test_cycles_terminate),
-		cmocka_unit_test(test_groups_dropped_and_merged),
-		cmocka_unit_test(test_invalid_users_keep_groups_and_valid_wins),
-		cmocka_unit_test(test_group_by_id),
-		cmocka_unit_test(test_api_misuse),
-		cmocka_unit_test(test_empty_snapshot),
-		cmocka_unit_test(test_free_unfinished),
-		cmocka_unit_test(test_scale_blocks),
+	    cmocka_unit_test(test_invalid_values),
+	    cmocka_unit_test(test_first_value_wins_and_empty_is_absent),
+	    cmocka_unit_test(test_rule_attributes),
+	    cmocka_unit_test(test_duplicates_and_sorting),
+	    cmocka_unit_test(test_resolve_by_dn_id_username),
+	    cmocka_unit_test(test_members_after_the_fact),
+	    cmocka_unit_test(test_nested_groups),
+	    cmocka_unit_test(test_cycles_terminate),
+	    cmocka_unit_test(test_groups_dropped_and_merged),
+	    cmocka_unit_test(test_invalid_users_keep_groups_and_valid_wins),
+	    cmocka_unit_test(test_group_by_id),
+	    cmocka_unit_test(test_api_misuse),
+	    cmocka_unit_test(test_empty_snapshot),
+	    cmocka_unit_test(test_free_unfinished),
+	    cmocka_unit_test(test_scale_blocks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
