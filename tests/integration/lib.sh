@@ -23,7 +23,7 @@ DB="t_${T}_$$"
 OU="ou=$T,$IDS_TEST_LDAP_BASE"
 FAILS=0
 CHECKS=0
-export LDAPTLS_CACERT=$IDS_TEST_LDAP_CA LDAPNOINIT=1 PGOPTIONS="-c search_path=idsync"
+export LDAPTLS_CACERT=$IDS_TEST_LDAP_CA PGOPTIONS="-c search_path=idsync"
 
 cleanup() {
 	psql -qX -d postgres -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true

@@ -41,9 +41,9 @@ has "- user  u2  deactivate (out_of_scope)" "$OUT" "plan: u2 out of scope"
 has "- user  u3  deactivate (deleted_in_source)" "$OUT" "plan: u3 deleted"
 ids sync
 eq 0 "$RC" "deprovisioning sync"
-eq "u1|f|disabled_in_source" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u1")" "u1 deactivated: disabled"
-eq "u2|f|out_of_scope" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u2")" "u2 deactivated: out of scope"
-eq "u3|f|deleted_in_source" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u3")" "u3 deactivated: deleted"
+eq "u1|false|disabled_in_source" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u1")" "u1 deactivated: disabled"
+eq "u2|false|out_of_scope" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u2")" "u2 deactivated: out of scope"
+eq "u3|false|deleted_in_source" "$(q "SELECT username||'|'||active||'|'||deactivation_reason FROM app_user WHERE id=$id_u3")" "u3 deactivated: deleted"
 eq "t" "$(q "SELECT bool_and(deactivated_at IS NOT NULL) FROM app_user WHERE NOT active")" "deactivated_at set"
 eq 0 "$(q "SELECT count(*) FROM channel_grant WHERE user_id IN ($id_u1,$id_u2,$id_u3)")" "managed grants removed"
 eq "view_operators" "$(q "SELECT string_agg(role, ',') FROM tenant_role WHERE user_id=$id_u2")" "manual grant kept on a deactivated user"
@@ -65,8 +65,8 @@ member: $(udn u2)
 LDIF
 ids sync
 eq 0 "$RC" "reactivation sync"
-eq "t|" "$(q "SELECT active||'|'||coalesce(deactivation_reason,'') FROM app_user WHERE id=$id_u1")" "u1 reactivated, same row"
-eq "t|" "$(q "SELECT active||'|'||coalesce(deactivation_reason,'') FROM app_user WHERE id=$id_u2")" "u2 reactivated, same row"
+eq "true|" "$(q "SELECT active||'|'||coalesce(deactivation_reason,'') FROM app_user WHERE id=$id_u1")" "u1 reactivated, same row"
+eq "true|" "$(q "SELECT active||'|'||coalesce(deactivation_reason,'') FROM app_user WHERE id=$id_u2")" "u2 reactivated, same row"
 eq "t" "$(q "SELECT deactivated_at IS NULL FROM app_user WHERE id=$id_u1")" "deactivated_at cleared"
 eq "email,webchat" "$(q "SELECT string_agg(channel, ',' ORDER BY channel) FROM channel_grant WHERE user_id=$id_u1")" "u1 grants restored from rules"
 eq "operator,view_operators" "$(q "SELECT string_agg(role, ',' ORDER BY role) FROM tenant_role WHERE user_id=$id_u2")" "u2: managed role back, manual role untouched"

@@ -33,7 +33,7 @@ eq "alice,bob,jnovak" "$(q "SELECT string_agg(username, ',' ORDER BY username) F
 eq "Novák" "$(q "SELECT last_name FROM app_user WHERE username='jnovak'")" "non-ASCII name stored as UTF-8"
 eq "sso|ldap|corp" "$(q "SELECT auth_method||'|'||idp||'|'||source FROM app_user WHERE username='bob'")" "SSO user owned by the connector"
 eq "t" "$(q "SELECT bool_and(external_id ~ '^[0-9a-f-]{36}\$') FROM app_user")" "external ids are entryUUIDs"
-eq "t|f|f" "$(q "SELECT string_agg(company_admin::text, '|' ORDER BY username) FROM app_user")" "alice is company admin"
+eq "true|false|false" "$(q "SELECT string_agg(company_admin::text, '|' ORDER BY username) FROM app_user")" "alice is company admin"
 eq "acme" "$(q "SELECT c.slug FROM app_user u JOIN company c ON c.id = u.company_id GROUP BY 1")" "users in company acme"
 eq "3" "$(q "SELECT count(*) FROM tenant_role r JOIN tenant t ON t.id=r.tenant_id WHERE t.slug='support' AND r.role='operator' AND r.source='corp'")" "three operators in tenant support"
 eq "email,webchat" "$(q "SELECT string_agg(channel, ',' ORDER BY channel) FROM channel_grant c JOIN app_user u ON u.id=c.user_id WHERE u.username='bob'")" "bob's channels"
