@@ -219,14 +219,16 @@ static void test_load(void **state)
 	assert_true(ids_strv_contains(&c->tenants, "support-cz", false));
 	assert_false(ids_strv_contains(&c->tenants, "globex-only", false));
 
-	/* grants of the users corp owns in acme: a row of another source
+	/* grants of the users corp owns in acme and of acme's unmanaged
+	 * users (adoption candidates, always manual): a row of another source
 	 * counts as not ours (manual), the users of other sources and of
 	 * globex are not read at all */
 	static const char *const want[] = {
 	    "jnovak chan support-cz webchat 0 corp",  "jnovak group support-cz Tier1 0 corp",
 	    "jnovak role sales admin 0 manual",	      "jnovak role support-cz operator 0 corp",
 	    "jnovak role support-cz viewer 0 manual", "jnovak slot support-cz email 4 manual",
-	    "jnovak slot support-cz live 2 corp",     "pdvorak role support-cz operator 0 corp",
+	    "jnovak slot support-cz live 2 corp",     "manual1 role support-cz operator 0 manual",
+	    "pdvorak role support-cz operator 0 corp",
 	};
 	static const char *const kinds[] = {[IDS_GRANT_ROLE] = "role",
 					    [IDS_GRANT_CHANNEL] = "chan",
