@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "ids/connector.h"
@@ -30,6 +31,28 @@ static int64_t now_usec(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Seconds since *mark, and moves the mark to now: one call per phase. */
+static double lap(int64_t *mark)
+{
+	int64_t now = mono_usec();
+	double d = (double)(now - *mark) / 1e6;
+	*mark = now;
+	return d;
+}
+
+static long peak_rss_kib(void)
+{
+	struct rusage ru;
+	return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 }
 
 static const char *idp_of(enum ids_conn_type t)
@@ -107,7 +130,9 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 {
 	struct ids_plan *plan = NULL;
 	struct ids_error e = { 0 };
+	int64_t mark = mono_usec();
 	int r = ids_diff(snap, des, cur, dopt, &plan);
+	res->t.diff = lap(&mark);
 	if (r < 0) {
 		fail(res, IDS_EXIT_FAILED, "failed", ids_strerror(r));
 		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "diff failed: %s", ids_strerror(r));
@@ -138,6 +163,8 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 
 	struct ids_run run = { conn, started, "ok", &plan->counts, NULL };
 	r = ids_store_apply(st, company_id, idp, plan, &run, &res->run_id, &e);
+	res->t.apply = lap(&mark);
+	res->peak_rss_kib = peak_rss_kib();
 	if (r < 0) {
 		fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
 		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "apply failed, rolled back: %s", ids_error_text(&e));
@@ -147,11 +174,13 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	res->exit_code = IDS_EXIT_OK;
 	res->status = "ok";
 	ids_log(IDS_LOG_INFO, conn, res->run_id, NULL,
-		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped",
+		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped"
+		" (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs, diff %.2fs, apply %.2fs; peak RSS %ld MiB)",
 		(long long)res->run_id, plan->counts.users_seen, plan->counts.created,
 		plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
 		plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
-		plan->counts.skipped_invalid);
+		plan->counts.skipped_invalid, res->t.fetch, res->t.resolve, res->t.rules, res->t.load,
+		res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
 out:
 	ids_error_clear(&e);
 	ids_plan_free(plan);
@@ -228,10 +257,13 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	}
 	struct progress_ctx pc = { o, cfg->sync.run_timeout ? started + (int64_t)cfg->sync.run_timeout * 1000000 : 0 };
 	struct ids_pull_ctx ctx = { cfg, &attrs, progress, &pc };
+	int64_t mark = mono_usec();
 	r = ops->pull(cc, &ctx, snap, &e);
+	res->t.fetch = lap(&mark);
 	if (r < 0)
 		goto pull_failed;
 	r = ids_snapshot_finish(snap);
+	res->t.resolve = lap(&mark);
 	if (r < 0) {
 		ids_error_set(&e, r, "snapshot: %s", ids_strerror(r));
 		goto pull_failed;
@@ -240,11 +272,13 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		snap->nusers, snap->ngroups, snap->pages, snap->unresolved_members);
 
 	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
+	res->t.rules = lap(&mark);
 	if (r < 0) {
 		ids_error_set(&e, r, "rules: %s", ids_strerror(r));
 		goto pull_failed;
 	}
 	r = ids_store_load(st, company_id, conn, &cur, &e);
+	res->t.load = lap(&mark);
 	if (r < 0)
 		goto db_failed;
 

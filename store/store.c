@@ -655,7 +655,14 @@ int ids_store_load(struct ids_store *st, int64_t company_id, const char *connect
 	if (r < 0)
 		goto out;
 	in_tx = true;
-	r = load_users(st, company, c, err);
+	/* Every read below wants the whole company: hash joins.  Right after
+	 * a large first sync the planner's statistics still say "empty
+	 * table" and it picks nested loops that take seconds; this makes the
+	 * plan independent of when autovacuum last ran. */
+	r = ids_store_exec(st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL,
+			   "SET", err);
+	if (r >= 0)
+		r = load_users(st, company, c, err);
 	if (r >= 0)
 		r = load_grants(st, company, connector, c, err);
 	if (r >= 0)

@@ -44,6 +44,11 @@ struct ids_sync_result {
 	const char *status;  /* static: ok, failed, aborted_threshold, ... */
 	struct ids_plan_counts counts;
 	int64_t run_id;      /* sync_run id, 0 when none was written */
+	/* where the time went, in seconds (issue: users must see it) */
+	struct {
+		double fetch, resolve, rules, load, diff, apply;
+	} t;
+	long peak_rss_kib;   /* of the process so far */
 	char *error;         /* new: error text for failed runs, else NULL */
 };
 
