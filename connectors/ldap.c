@@ -23,6 +23,13 @@
  *   directory during the run — the same guarantee paging gives anyway, as
  *   the pages of one search are not a snapshot either.  At most
  *   MAX_RESTARTS per pull, then the pull fails (retried by the daemon).
+ * - Every blocking libldap call runs under a watchdog thread that shuts the
+ *   socket down when the call overruns the timeout.  libldap's own timeouts
+ *   do not cover everything: with GnuTLS, a TLS handshake with a server
+ *   that accepts and then stays silent retries EAGAIN forever (busy, with
+ *   LDAP_OPT_NETWORK_TIMEOUT; blocked, without), and a read stuck in the
+ *   middle of a TLS record is outside ldap_result's timeout.  A shut-down
+ *   socket reads as end of file, which every layer turns into an error.
  * - Limits (size/time/admin) fail the pull even with entries received.
  * - Nothing is logged here; errors carry the URI, the search and the
  *   server's own message.  The password never appears in any message. */
@@ -30,6 +37,7 @@
 
 #include <errno.h>
 #include <ldap.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -37,23 +45,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ids/util.h"
 
-#define MAX_RESTARTS 3          /* restarted searches per pull */
-#define MAX_PAGES 1000000       /* pages per search: a paging loop ends here */
-#define PROGRESS_EVERY 1000     /* entries between two progress calls in a page */
-#define DEFAULT_TIMEOUT 30      /* seconds, when the config says 0 */
+#define MAX_RESTARTS 3	    /* restarted searches per pull */
+#define MAX_PAGES 1000000   /* pages per search: a paging loop ends here */
+#define PROGRESS_EVERY 1000 /* entries between two progress calls in a page */
+#define DEFAULT_TIMEOUT 30  /* seconds, when the config says 0 */
 
 /* Directory attribute per platform field (IDS_F_EXTERNAL_ID ..
  * IDS_F_DISPLAY_NAME) when the config leaves one out; per enum
  * ids_ldap_flavor.  The config loader fills the same defaults. */
 static const char *const flavor_attr[3][6] = {
-	[IDS_LDAP_OPENLDAP] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" },
-	[IDS_LDAP_AD] = { "objectGUID", "sAMAccountName", "mail", "givenName", "sn", "displayName" },
-	[IDS_LDAP_GENERIC] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" },
+    [IDS_LDAP_OPENLDAP] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"},
+    [IDS_LDAP_AD] = {"objectGUID", "sAMAccountName", "mail", "givenName", "sn", "displayName"},
+    [IDS_LDAP_GENERIC] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"},
 };
 
 /* Trust anchors when tls_ca_file is not set.  libldap's GnuTLS backend
@@ -61,11 +70,11 @@ static const char *const flavor_attr[3][6] = {
  * (no ldap.conf), so the bundle is named explicitly.  None found: nothing
  * is trusted and the handshake fails, which is the safe way to fail. */
 static const char *const system_ca_bundles[] = {
-	"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
-	"/etc/pki/tls/certs/ca-bundle.crt",   /* RHEL, Fedora */
-	"/etc/ssl/ca-bundle.pem",             /* SUSE */
-	"/etc/ssl/cert.pem",                  /* BSDs, macOS */
-	NULL,
+    "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
+    "/etc/pki/tls/certs/ca-bundle.crt",	  /* RHEL, Fedora */
+    "/etc/ssl/ca-bundle.pem",		  /* SUSE */
+    "/etc/ssl/cert.pem",		  /* BSDs, macOS */
+    NULL,
 };
 
 /* One attribute of the entry being read: name and values point into the
@@ -88,9 +97,20 @@ typedef int (*entry_fn)(struct pull *p, const struct entry *e);
 struct search {
 	const char *what; /* "users", "groups", "disabled users": for messages */
 	const char *base;
-	char *filter;     /* borrowed */
-	char **attrs;     /* borrowed, NULL-terminated */
+	char *filter; /* borrowed */
+	char **attrs; /* borrowed, NULL-terminated */
 	entry_fn fn;
+};
+
+/* The watchdog: armed around each blocking call, it shuts the current
+ * connection's socket down when the deadline passes (see the top). */
+struct watchdog {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	bool started, stop, armed, fired;
+	int fd;			  /* the connection's socket, -1 when none */
+	struct timespec deadline; /* CLOCK_MONOTONIC */
 };
 
 struct pull {
@@ -99,22 +119,25 @@ struct pull {
 	const struct ids_pull_ctx *ctx;
 	struct ids_snapshot *s;
 	struct ids_error *err;
-	int timeout;          /* seconds */
-	const char *attr[6];  /* directory attribute per field, borrowed */
-	bool ad;              /* objectGUID ids are binary: render them */
+	int timeout;	     /* seconds */
+	const char *attr[6]; /* directory attribute per field, borrowed */
+	bool ad;	     /* objectGUID ids are binary: render them */
 
-	LDAP *ld;             /* NULL between a lost connection and the reconnect */
-	const char *uri;      /* borrowed from lc->uri: the server ld talks to */
-	bool need_tls;        /* ld must carry TLS (ldaps:// or StartTLS) */
+	LDAP *ld;	 /* NULL between a lost connection and the reconnect */
+	const char *uri; /* borrowed from lc->uri: the server ld talks to */
+	bool need_tls;	 /* ld must carry TLS (ldaps:// or StartTLS) */
 	int restarts;
 
-	struct ids_arena keys;      /* keys of the two sets below */
+	struct ids_arena keys;	    /* keys of the two sets below */
 	struct ids_strmap disabled; /* "i:ID" / "d:DN" of users disabled_filter matched */
-	struct ids_strmap seen;     /* the same keys of what the current search emitted */
-	struct entry ent;           /* the entry being read, reused */
-	struct ids_buf key;         /* scratch for keys */
-	char idtext[37];            /* a rendered objectGUID */
-	size_t in_page;             /* entries since the last progress call */
+	struct ids_strmap seen;	    /* the same keys of what the current search emitted */
+	struct entry ent;	    /* the entry being read, reused */
+	struct ids_buf key;	    /* scratch for keys */
+	char idtext[37];	    /* a rendered objectGUID */
+	size_t in_page;		    /* entries since the last progress call */
+	struct watchdog wd;
+	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
+	bool tcp_up;		   /* the connect callback ran: TCP is connected */
 };
 
 /* What one page request came to. */
@@ -151,7 +174,7 @@ static void entry_clear(struct entry *e)
 	for (size_t i = 0; i < e->n; i++)
 		ber_memfree(e->a[i].vals);
 	e->n = 0;
-	e->dn = (struct berval){ 0 };
+	e->dn = (struct berval){0};
 }
 
 /* The server's diagnostic message of the last operation on ld: new
@@ -167,7 +190,7 @@ static char *diag_of(LDAP *ld)
 /* "Invalid credentials (49): server text" — the code's name, the number
  * and the server's own words when it gave any. */
 static int set_ldap_error(struct ids_error *e, int code, int lrc, const char *srvmsg, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 static int set_ldap_error(struct ids_error *e, int code, int lrc, const char *srvmsg, const char *fmt, ...)
 {
 	char *ctx = NULL;
@@ -241,11 +264,142 @@ static int backoff(struct pull *p, int sec)
 		int r = tick(p, "while waiting to reconnect");
 		if (r < 0)
 			return r;
-		struct timespec ts = { 1, 0 };
+		struct timespec ts = {1, 0};
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 	}
 	return 0;
+}
+
+/* ---------------- the watchdog ---------------- */
+
+static void *wd_main(void *arg)
+{
+	struct watchdog *w = arg;
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop) {
+		if (!w->armed) {
+			pthread_cond_wait(&w->cv, &w->mu);
+			continue;
+		}
+		pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline);
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		bool due = now.tv_sec > w->deadline.tv_sec ||
+			   (now.tv_sec == w->deadline.tv_sec && now.tv_nsec >= w->deadline.tv_nsec);
+		if (w->armed && !w->stop && due) {
+			/* end of file for whatever read libldap or GnuTLS is in */
+			if (w->fd >= 0)
+				shutdown(w->fd, SHUT_RDWR);
+			w->fired = true;
+			w->armed = false;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static int wd_start(struct watchdog *w)
+{
+	pthread_condattr_t ca;
+	int r;
+	*w = (struct watchdog){.fd = -1};
+	if ((r = pthread_mutex_init(&w->mu, NULL)) != 0)
+		return -r;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	r = pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r != 0) {
+		pthread_mutex_destroy(&w->mu);
+		return -r;
+	}
+	/* the thread must not take the daemon's signals (SIGTERM, SIGHUP) */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&w->th, NULL, wd_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		return -r;
+	}
+	w->started = true;
+	return 0;
+}
+
+static void wd_stop(struct watchdog *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	w->started = false;
+}
+
+/* Arms the watchdog for `sec` seconds from now. */
+static void wd_arm(struct watchdog *w, int sec)
+{
+	pthread_mutex_lock(&w->mu);
+	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+	w->deadline.tv_sec += sec;
+	w->armed = true;
+	w->fired = false;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Disarms it; true when it fired since it was armed. */
+static bool wd_disarm(struct watchdog *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool fired = w->fired;
+	w->armed = w->fired = false;
+	pthread_mutex_unlock(&w->mu);
+	return fired;
+}
+
+static void wd_set_fd(struct watchdog *w, int fd)
+{
+	pthread_mutex_lock(&w->mu);
+	w->fd = fd;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* libldap's connect callbacks: a new socket is connected (before any TLS)
+ * or is about to be closed. */
+static int conn_add(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr, struct ldap_conncb *ctx)
+{
+	struct pull *p = ctx->lc_arg;
+	int fd = -1;
+	ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd);
+	wd_set_fd(&p->wd, fd);
+	p->tcp_up = true;
+	/* the network timeout has done its job (the TCP connect); keeping it
+	 * would make the TLS handshake non-blocking, which GnuTLS turns into
+	 * a busy loop on a silent server.  Blocking, the watchdog ends it. */
+	struct timeval none = {-1, 0};
+	ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &none);
+	return 0;
+}
+
+static void conn_del(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
+	struct pull *p = ctx->lc_arg;
+	wd_set_fd(&p->wd, -1);
+}
+
+/* How long the watchdog lets one blocking call run: a second more than
+ * libldap's own timeouts, so that those report first where they work. */
+static int wd_limit(const struct pull *p)
+{
+	return p->timeout + 1;
 }
 
 /* ---------------- connecting ---------------- */
@@ -260,12 +414,13 @@ static int tls_error(struct ids_error *e, const char *uri, const char *host, con
 	bool verify = !diag || !*diag || strstr(diag, "unknown error") || strstr(diag, "certificate") ||
 		      strstr(diag, "hostname") || strstr(diag, "verif");
 	if (verify)
-		return ids_error_set(e, IDS_E_TLS,
-				     "%s: TLS certificate verification failed for host %s during %s "
-				     "(certificate not signed by the trusted CA, expired, or not issued for %s; "
-				     "libldap: %s%s%s)",
-				     uri, host, step, host, ldap_err2string(lrc), diag && *diag ? ": " : "",
-				     diag && *diag ? diag : "");
+		return ids_error_set(
+		    e, IDS_E_TLS,
+		    "%s: TLS certificate verification failed for host %s during %s "
+		    "(certificate not signed by the trusted CA, expired, or not issued for %s; "
+		    "libldap: %s%s%s)",
+		    uri, host, step, host, ldap_err2string(lrc), diag && *diag ? ": " : "",
+		    diag && *diag ? diag : "");
 	return ids_error_set(e, IDS_E_TLS, "%s: TLS handshake with host %s failed during %s: %s", uri, host,
 			     step, diag);
 }
@@ -275,7 +430,8 @@ static int connect_error(struct ids_error *e, const char *uri, const char *step,
 			 int timeout)
 {
 	if (lrc == LDAP_TIMEOUT)
-		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, timeout, step);
+		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, timeout,
+				     step);
 	return set_ldap_error(e, map_lrc(lrc) == IDS_E_SERVER ? IDS_E_CONNECT : map_lrc(lrc), lrc, diag,
 			      "%s: %s", uri, step);
 }
@@ -306,10 +462,11 @@ static int set_tls_options(struct pull *p, LDAP *ld, const char *uri, struct ids
 		return ids_error_set(e, IDS_E_TLS, "%s: cannot set the TLS options", uri);
 	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &is_server) != LDAP_OPT_SUCCESS) {
 		if (!ca)
-			return ids_error_set(e, IDS_E_TLS,
-					     "%s: no system CA bundle found: set tls_ca_file to the CA of the server",
-					     uri);
-		return ids_error_set(e, IDS_E_TLS, "%s: cannot set up TLS with the CA certificates in %s", uri, ca);
+			return ids_error_set(
+			    e, IDS_E_TLS,
+			    "%s: no system CA bundle found: set tls_ca_file to the CA of the server", uri);
+		return ids_error_set(e, IDS_E_TLS, "%s: cannot set up TLS with the CA certificates in %s",
+				     uri, ca);
 	}
 	return 0;
 }
@@ -319,7 +476,7 @@ static int set_tls_options(struct pull *p, LDAP *ld, const char *uri, struct ids
 static int bind_handle(struct pull *p, LDAP *ld, const char *uri, struct ids_error *e)
 {
 	const struct ids_ldap_cfg *lc = p->lc;
-	struct berval cred = { 0, "" };
+	struct berval cred = {0, ""};
 	const char *who;
 	int lrc;
 	if (lc->sasl_mech) {
@@ -327,21 +484,28 @@ static int bind_handle(struct pull *p, LDAP *ld, const char *uri, struct ids_err
 		 * server for the identity of the TLS client certificate or of
 		 * the ldapi:// peer, no SASL library needed on our side */
 		who = "SASL";
+		wd_arm(&p->wd, wd_limit(p));
 		lrc = ldap_sasl_bind_s(ld, NULL, lc->sasl_mech, &cred, NULL, NULL, NULL);
 	} else if (lc->bind_dn) {
 		/* an empty password would be an "unauthenticated bind", which
 		 * servers answer with success and anonymous rights (RFC 4513) */
 		if (!lc->bind_password || !*lc->bind_password)
-			return ids_error_set(e, IDS_E_CONFIG, "%s: the bind password of %s is empty", uri, lc->bind_dn);
+			return ids_error_set(e, IDS_E_CONFIG, "%s: the bind password of %s is empty", uri,
+					     lc->bind_dn);
 		who = lc->bind_dn;
 		cred.bv_val = lc->bind_password;
 		cred.bv_len = strlen(lc->bind_password);
+		wd_arm(&p->wd, wd_limit(p));
 		lrc = ldap_sasl_bind_s(ld, lc->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 	} else {
 		return 0;
 	}
+	bool stalled = wd_disarm(&p->wd);
 	if (lrc == LDAP_SUCCESS)
 		return 0;
+	if (stalled)
+		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during the bind", uri,
+				     p->timeout);
 	char *diag = diag_of(ld);
 	int r;
 	if (is_auth_failure(lrc))
@@ -388,17 +552,19 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 		goto out;
 	}
 	int v3 = LDAP_VERSION3;
-	struct timeval tv = { p->timeout, 0 };
+	struct timeval tv = {p->timeout, 0};
 	/* REFERRALS off: referrals are not chased.  RESTART: a signal (the
 	 * daemon's SIGTERM/SIGHUP) does not fail a read; the daemon's progress
-	 * hook stops the pull between pages.  NETWORK_TIMEOUT bounds connect
-	 * and the TLS handshake, TIMEOUT every synchronous call (StartTLS,
-	 * bind). */
+	 * hook stops the pull between pages.  NETWORK_TIMEOUT bounds the TCP
+	 * connect, TIMEOUT every synchronous call (StartTLS, bind); the
+	 * watchdog backs both up.  The connect callback tells the watchdog
+	 * which socket to shut down. */
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
-	    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS) {
+	    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &p->conncb) != LDAP_OPT_SUCCESS) {
 		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot set the connection options", uri);
 		goto out;
 	}
@@ -407,9 +573,19 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 
 	/* TCP, and for ldaps:// the TLS handshake, now: so that "cannot
 	 * reach" and "cannot trust" are told apart */
-	if ((lrc = ldap_connect(ld)) != LDAP_SUCCESS) {
+	p->tcp_up = false;
+	wd_arm(&p->wd, wd_limit(p));
+	lrc = ldap_connect(ld);
+	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
+		r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, p->timeout,
+				  ldaps ? "the TLS handshake" : "connect");
+		goto out;
+	}
+	if (lrc != LDAP_SUCCESS) {
 		diag = diag_of(ld);
-		if (ldaps && lrc == LDAP_CONNECT_ERROR)
+		/* libldap says "Can't contact LDAP server" for a failed
+		 * handshake too: TCP got through if the callback ran */
+		if (ldaps && p->tcp_up)
 			r = tls_error(e, uri, host, "the TLS handshake", lrc, diag);
 		else
 			r = connect_error(e, uri, "connect", lrc, diag, p->timeout);
@@ -417,7 +593,13 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 	}
 	if (plain && lc->start_tls) {
 		/* never fall back to plaintext: a failed StartTLS fails this URI */
+		wd_arm(&p->wd, wd_limit(p));
 		lrc = ldap_start_tls_s(ld, NULL, NULL);
+		if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
+			r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during StartTLS", uri,
+					  p->timeout);
+			goto out;
+		}
 		if (lrc != LDAP_SUCCESS) {
 			diag = diag_of(ld);
 			if (lrc == LDAP_CONNECT_ERROR)
@@ -425,7 +607,8 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 			else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_TIMEOUT)
 				r = connect_error(e, uri, "StartTLS", lrc, diag, p->timeout);
 			else
-				r = set_ldap_error(e, IDS_E_TLS, lrc, diag, "%s: the server refused StartTLS", uri);
+				r = set_ldap_error(e, IDS_E_TLS, lrc, diag, "%s: the server refused StartTLS",
+						   uri);
 			goto out;
 		}
 	}
@@ -443,8 +626,11 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 	r = 0;
 out:
 	ldap_memfree(diag);
-	if (ld)
+	if (ld) {
+		wd_arm(&p->wd, wd_limit(p));
 		ldap_unbind_ext(ld, NULL, NULL);
+		wd_disarm(&p->wd);
+	}
 	ldap_free_urldesc(lud);
 	return r;
 }
@@ -466,10 +652,10 @@ static int severity(int code)
  * would refuse it too, and each attempt may count towards a lockout. */
 static int connect_any(struct pull *p)
 {
-	struct ids_buf msgs = { 0 };
+	struct ids_buf msgs = {0};
 	int worst = 0, r;
 	for (size_t i = 0; i < p->lc->uri.n; i++) {
-		struct ids_error e = { 0 };
+		struct ids_error e = {0};
 		r = connect_one(p, p->lc->uri.v[i], &e);
 		if (r >= 0) {
 			ids_error_clear(&e);
@@ -500,10 +686,15 @@ static int connect_any(struct pull *p)
 	return r;
 }
 
+/* Unbinds (the unbind request is a write that a stalled server could
+ * block: under the watchdog) and forgets the handle. */
 static void drop_connection(struct pull *p)
 {
-	if (p->ld)
-		ldap_unbind_ext(p->ld, NULL, NULL);
+	if (!p->ld)
+		return;
+	wd_arm(&p->wd, wd_limit(p));
+	ldap_unbind_ext(p->ld, NULL, NULL);
+	wd_disarm(&p->wd);
 	p->ld = NULL;
 }
 
@@ -534,7 +725,7 @@ static int read_entry(struct pull *p, LDAPMessage *msg)
 		goto out;
 	}
 	for (;;) {
-		struct berval name = { 0 };
+		struct berval name = {0};
 		BerVarray vals = NULL;
 		if (ldap_get_attribute_ber(p->ld, msg, ber, &name, &vals) != LDAP_SUCCESS) {
 			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed entry %.*s", p->uri,
@@ -554,7 +745,7 @@ static int read_entry(struct pull *p, LDAPMessage *msg)
 			e->a = a;
 			e->cap = cap;
 		}
-		e->a[e->n++] = (struct entry_attr){ name, vals };
+		e->a[e->n++] = (struct entry_attr){name, vals};
 	}
 out:
 	if (ber)
@@ -569,13 +760,14 @@ static struct berval entry_id(struct pull *p, const struct entry *e)
 {
 	const struct berval *v = entry_first(e, p->attr[IDS_F_EXTERNAL_ID]);
 	if (!v)
-		return (struct berval){ 0 };
+		return (struct berval){0};
 	if (p->ad && v->bv_len == 16 && !strcasecmp(p->attr[IDS_F_EXTERNAL_ID], "objectGUID")) {
 		const unsigned char *g = (const unsigned char *)v->bv_val;
 		snprintf(p->idtext, sizeof(p->idtext),
-			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[3], g[2], g[1],
-			 g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
-		return (struct berval){ 36, p->idtext };
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[3], g[2],
+			 g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14],
+			 g[15]);
+		return (struct berval){36, p->idtext};
 	}
 	return *v;
 }
@@ -695,14 +887,14 @@ static size_t strip_uid_suffix(const char *v, size_t n)
 }
 
 /* The member attributes a group search reads, in the order tried. */
-static const char *const default_member_attrs[] = { "member", "uniqueMember", "memberUid", NULL };
+static const char *const default_member_attrs[] = {"member", "uniqueMember", "memberUid", NULL};
 
 /* One group entry into the builder. */
 static int on_group(struct pull *p, const struct entry *e)
 {
 	struct ids_snapshot *s = p->s;
 	struct berval id = entry_id(p, e);
-	const char *one[2] = { p->lc->member_attribute, NULL };
+	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
 	int r = first_time(p, e, &id);
 	if (r <= 0)
@@ -725,7 +917,8 @@ static int on_group(struct pull *p, const struct entry *e)
 		bool unique = !strcasecmp(mattrs[i], "uniqueMember");
 		for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
 			size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
-			r = ids_snapshot_group_member(s, by_name ? IDS_REF_USERNAME : IDS_REF_DN, v[j].bv_val, n);
+			r = ids_snapshot_group_member(s, by_name ? IDS_REF_USERNAME : IDS_REF_DN, v[j].bv_val,
+						      n);
 		}
 	}
 	if (r >= 0)
@@ -736,24 +929,37 @@ static int on_group(struct pull *p, const struct entry *e)
 /* The error of a search result code other than success. */
 static int search_error(struct pull *p, const struct search *sr, int lrc, const char *diag, size_t entries)
 {
-	const char *limit = lrc == LDAP_SIZELIMIT_EXCEEDED   ? "size limit"
-			    : lrc == LDAP_TIMELIMIT_EXCEEDED ? "time limit"
+	const char *limit = lrc == LDAP_SIZELIMIT_EXCEEDED    ? "size limit"
+			    : lrc == LDAP_TIMELIMIT_EXCEEDED  ? "time limit"
 			    : lrc == LDAP_ADMINLIMIT_EXCEEDED ? "administrative limit"
 							      : NULL;
 	if (limit)
-		return set_ldap_error(p->err, IDS_E_LIMIT, lrc, diag,
-				      "%s: the %s search under %s hit the server's %s after %zu entries, so the "
-				      "snapshot would be incomplete (use paging with a page_size below the limit, "
-				      "or raise the limit for the service account)",
-				      p->uri, sr->what, sr->base, limit, entries);
+		return set_ldap_error(
+		    p->err, IDS_E_LIMIT, lrc, diag,
+		    "%s: the %s search under %s hit the server's %s after %zu entries, so the "
+		    "snapshot would be incomplete (use paging with a page_size below the limit, "
+		    "or raise the limit for the service account)",
+		    p->uri, sr->what, sr->base, limit, entries);
 	if (lrc == LDAP_NO_SUCH_OBJECT)
-		return set_ldap_error(p->err, IDS_E_SERVER, lrc, diag, "%s: the %s base %s does not exist", p->uri,
-				      sr->what, sr->base);
+		return set_ldap_error(
+		    p->err, IDS_E_SERVER, lrc, diag,
+		    "%s: the %s base %s does not exist (or the bind identity may not see it)", p->uri,
+		    sr->what, sr->base);
 	if (lrc == LDAP_REFERRAL)
-		return set_ldap_error(p->err, IDS_E_SERVER, lrc, diag,
-				      "%s: the %s base %s is held by another server (referrals are not chased)",
-				      p->uri, sr->what, sr->base);
-	return set_ldap_error(p->err, map_lrc(lrc), lrc, diag, "%s: %s search under %s", p->uri, sr->what, sr->base);
+		return set_ldap_error(
+		    p->err, IDS_E_SERVER, lrc, diag,
+		    "%s: the %s base %s is held by another server (referrals are not chased)", p->uri,
+		    sr->what, sr->base);
+	return set_ldap_error(p->err, map_lrc(lrc), lrc, diag, "%s: %s search under %s", p->uri, sr->what,
+			      sr->base);
+}
+
+/* The error of a search whose server stopped answering. */
+static int stalled(struct pull *p, const struct search *sr, size_t entries)
+{
+	return ids_error_set(p->err, IDS_E_TIMEOUT,
+			     "%s: no answer within %d s during the %s search under %s (after %zu entries)",
+			     p->uri, p->timeout, sr->what, sr->base, entries);
 }
 
 /* Requests one page (cookie: from the previous page, empty for the
@@ -761,13 +967,13 @@ static int search_error(struct pull *p, const struct search *sr, int lrc, const 
  * *cookie.  Returns enum page_result, or < 0 with p->err set. */
 static int page(struct pull *p, const struct search *sr, struct berval **cookie, size_t *entries)
 {
-	LDAPControl *req = NULL, *sctrls[2] = { NULL, NULL }, **rctrls = NULL;
+	LDAPControl *req = NULL, *sctrls[2] = {NULL, NULL}, **rctrls = NULL;
 	LDAPMessage *msg = NULL;
 	char *diag = NULL;
 	struct berval *next = NULL;
 	int msgid = -1, lrc, r;
 	bool first = !*cookie || !(*cookie)->bv_len;
-	struct timeval tv = { p->timeout, 0 };
+	struct timeval tv = {p->timeout, 0};
 
 	if (!connection_alive(p)) {
 		r = PAGE_LOST;
@@ -775,17 +981,24 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	}
 	/* non-critical: a server without paging answers the plain search
 	 * (fine when the result fits its size limit, a limit error if not) */
-	struct berval empty = { 0, "" };
+	struct berval empty = {0, ""};
 	lrc = ldap_create_page_control(p->ld, (ber_int_t)p->lc->page_size, first ? &empty : *cookie, 0, &req);
 	if (lrc != LDAP_SUCCESS) {
-		r = map_lrc(lrc) == -ENOMEM ? -ENOMEM : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
+		r = map_lrc(lrc) == -ENOMEM
+			? -ENOMEM
+			: ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
 		goto out;
 	}
 	sctrls[0] = req;
 	/* the time limit is the server's share of the timeout; the wait
 	 * below is ours */
-	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL, &tv,
-			      LDAP_NO_LIMIT, &msgid);
+	wd_arm(&p->wd, wd_limit(p));
+	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL,
+			      &tv, LDAP_NO_LIMIT, &msgid);
+	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
+		r = stalled(p, sr, *entries);
+		goto out;
+	}
 	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
 		r = PAGE_LOST;
 		goto out;
@@ -797,12 +1010,15 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	}
 
 	for (;;) {
+		wd_arm(&p->wd, wd_limit(p));
 		int type = ldap_result(p->ld, msgid, LDAP_MSG_ONE, &tv, &msg);
+		if (wd_disarm(&p->wd) && type <= 0) {
+			r = stalled(p, sr, *entries);
+			goto out;
+		}
 		if (type == 0) {
-			ldap_abandon_ext(p->ld, msgid, NULL, NULL);
-			r = ids_error_set(p->err, IDS_E_TIMEOUT,
-					  "%s: no answer within %d s during the %s search under %s (after %zu entries)",
-					  p->uri, p->timeout, sr->what, sr->base, *entries);
+			/* no abandon: the connection is dropped anyway */
+			r = stalled(p, sr, *entries);
 			goto out;
 		}
 		if (type < 0) {
@@ -861,8 +1077,8 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		goto out;
 	}
 	if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search", p->uri,
-				  sr->what);
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search",
+				  p->uri, sr->what);
 		goto out;
 	}
 	if (!next->bv_len) {
@@ -870,9 +1086,11 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		goto out;
 	}
 	/* a cookie handed back unchanged would page forever */
-	if (!first && next->bv_len == (*cookie)->bv_len && !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len)) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: the server repeated its paging cookie in the %s search",
-				  p->uri, sr->what);
+	if (!first && next->bv_len == (*cookie)->bv_len &&
+	    !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len)) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL,
+				  "%s: the server repeated its paging cookie in the %s search", p->uri,
+				  sr->what);
 		goto out;
 	}
 	ber_bvfree(*cookie);
@@ -904,8 +1122,9 @@ static int run_search(struct pull *p, const struct search *sr)
 		cookie = NULL;
 		for (npages = 0;; npages++) {
 			if (npages >= MAX_PAGES) {
-				r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: more than %d pages in the %s search",
-						  p->uri, MAX_PAGES, sr->what);
+				r = ids_error_set(p->err, IDS_E_PROTOCOL,
+						  "%s: more than %d pages in the %s search", p->uri,
+						  MAX_PAGES, sr->what);
 				goto out;
 			}
 			if ((r = tick(p, "between pages")) < 0)
@@ -916,11 +1135,12 @@ static int run_search(struct pull *p, const struct search *sr)
 			if (r != PAGE_MORE)
 				break;
 		}
-		const char *why = r == PAGE_LOST ? "the connection was lost" : "the server no longer knew the paging cookie";
+		const char *why = r == PAGE_LOST ? "the connection was lost"
+						 : "the server no longer knew the paging cookie";
 		if (++p->restarts > MAX_RESTARTS) {
 			r = ids_error_set(p->err, r == PAGE_LOST ? IDS_E_CONNECT : IDS_E_SERVER,
-					  "%s: %s during the %s search after %zu pages; gave up after %d restarts",
-					  p->uri, why, sr->what, npages, MAX_RESTARTS);
+					  "%s: %s during the %s search (page %zu); gave up after %d restarts",
+					  p->uri, why, sr->what, npages + 1, MAX_RESTARTS);
 			goto out;
 		}
 		if (r == PAGE_LOST) {
@@ -928,8 +1148,9 @@ static int run_search(struct pull *p, const struct search *sr)
 			drop_connection(p);
 			/* a restarting server needs a moment: 0, 1, 2 s */
 			if ((r = backoff(p, p->restarts - 1)) < 0 || (r = connect_any(p)) < 0) {
-				ids_error_prefix(p->err, "%s: %s during the %s search after %zu pages, reconnecting failed",
-						 uri, why, sr->what, npages);
+				ids_error_prefix(
+				    p->err, "%s: %s during the %s search (page %zu), reconnecting failed",
+				    uri, why, sr->what, npages + 1);
 				goto out;
 			}
 		}
@@ -968,7 +1189,7 @@ static int do_pull(struct pull *p)
 	const struct ids_ldap_cfg *lc = p->lc;
 	size_t nrule = p->ctx && p->ctx->rule_attrs ? p->ctx->rule_attrs->n : 0;
 	const char **uattrs = calloc(nrule + 10, sizeof(*uattrs));
-	const char *gattrs[8] = { NULL }, *dattrs[2] = { NULL };
+	const char *gattrs[8] = {NULL}, *dattrs[2] = {NULL};
 	char *dfilter = NULL;
 	const char *ufilter = lc->users_filter;
 	size_t nu = 0, ng = 0, nd = 0;
@@ -984,11 +1205,12 @@ static int do_pull(struct pull *p)
 	}
 	/* the flavor's filters, when a hand-built config left them out */
 	if (!ufilter)
-		ufilter = p->ad ? "(&(objectCategory=person)(objectClass=user))" : "(objectClass=inetOrgPerson)";
+		ufilter =
+		    p->ad ? "(&(objectCategory=person)(objectClass=user))" : "(objectClass=inetOrgPerson)";
 	const char *gfilter = lc->groups_filter ? lc->groups_filter
-				: p->ad ? "(objectClass=group)"
-					: "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
-					  "(objectClass=posixGroup))";
+			      : p->ad		? "(objectClass=group)"
+				      : "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
+					"(objectClass=posixGroup))";
 
 	/* attributes are always named: entryUUID is operational (not in
 	 * "*"), and nothing else is worth the bytes */
@@ -1016,15 +1238,17 @@ static int do_pull(struct pull *p)
 			r = -ENOMEM;
 			goto out;
 		}
-		const struct search sr = { "disabled users", lc->users_base, dfilter, (char **)dattrs, on_disabled };
+		const struct search sr = {"disabled users", lc->users_base, dfilter, (char **)dattrs,
+					  on_disabled};
 		if ((r = run_search(p, &sr)) < 0)
 			goto out;
 	}
-	const struct search us = { "users", lc->users_base, (char *)ufilter, (char **)uattrs, on_user };
+	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)uattrs, on_user};
 	if ((r = run_search(p, &us)) < 0)
 		goto out;
 	if (lc->groups_base) {
-		const struct search gs = { "groups", lc->groups_base, (char *)gfilter, (char **)gattrs, on_group };
+		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)gattrs,
+					  on_group};
 		if ((r = run_search(p, &gs)) < 0)
 			goto out;
 	}
@@ -1038,10 +1262,10 @@ out:
 /* The ops' pull.  SIGPIPE is blocked while libldap writes: a server that
  * closed the connection must give an EPIPE error, not kill the daemon;
  * one raised meanwhile is consumed before the old mask comes back. */
-static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx, struct ids_snapshot *s,
-		     struct ids_error *err)
+static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		     struct ids_snapshot *s, struct ids_error *err)
 {
-	struct pull p = { .cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err };
+	struct pull p = {.cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err};
 	sigset_t pipe_set, old, pending;
 	bool was_pending;
 	int r;
@@ -1056,6 +1280,10 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 		p.attr[f] = cfg->attr[f] ? cfg->attr[f] : flavor_attr[fl][f];
 	p.timeout = cfg->ldap.timeout > 0 ? cfg->ldap.timeout : DEFAULT_TIMEOUT;
 
+	if ((r = wd_start(&p.wd)) < 0)
+		return ids_error_set(err, r, "cannot start the LDAP timeout watchdog: %s", ids_strerror(r));
+	p.conncb = (struct ldap_conncb){conn_add, conn_del, &p};
+
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	sigpending(&pending);
@@ -1064,9 +1292,10 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 
 	r = do_pull(&p);
 	drop_connection(&p);
+	wd_stop(&p.wd);
 
 	if (!was_pending) {
-		struct timespec zero = { 0, 0 };
+		struct timespec zero = {0, 0};
 		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
 			;
 	}
@@ -1084,6 +1313,6 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 }
 
 const struct ids_connector_ops ids_ldap_connector = {
-	.type = "ldap",
-	.pull = ldap_pull,
+    .type = "ldap",
+    .pull = ldap_pull,
 };

@@ -60,15 +60,15 @@ static inline int env_load(void)
 		const char *name;
 		const char **dst;
 	} vars[] = {
-		{ "IDS_TEST_LDAP_URI", &E.uri },
-		{ "IDS_TEST_LDAPS_URI", &E.ldaps_uri },
-		{ "IDS_TEST_LDAP_BASE", &E.base },
-		{ "IDS_TEST_LDAP_ADMIN_DN", &E.admin_dn },
-		{ "IDS_TEST_LDAP_ADMIN_PW_FILE", &E.admin_pw_file },
-		{ "IDS_TEST_LDAP_BIND_DN", &E.bind_dn },
-		{ "IDS_TEST_LDAP_BIND_PW_FILE", &E.bind_pw_file },
-		{ "IDS_TEST_LDAP_CA", &E.ca },
-		{ "IDS_TEST_LDAP_WRONG_CA", &E.wrong_ca },
+	    {"IDS_TEST_LDAP_URI", &E.uri},
+	    {"IDS_TEST_LDAPS_URI", &E.ldaps_uri},
+	    {"IDS_TEST_LDAP_BASE", &E.base},
+	    {"IDS_TEST_LDAP_ADMIN_DN", &E.admin_dn},
+	    {"IDS_TEST_LDAP_ADMIN_PW_FILE", &E.admin_pw_file},
+	    {"IDS_TEST_LDAP_BIND_DN", &E.bind_dn},
+	    {"IDS_TEST_LDAP_BIND_PW_FILE", &E.bind_pw_file},
+	    {"IDS_TEST_LDAP_CA", &E.ca},
+	    {"IDS_TEST_LDAP_WRONG_CA", &E.wrong_ca},
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		const char *v = getenv(vars[i].name);
@@ -122,7 +122,7 @@ static inline LDAP *admin_open_at(const char *uri, const char *ca, const char *d
 	if (rc != LDAP_SUCCESS)
 		fail_msg("admin StartTLS to %s: %s", uri, ldap_err2string(rc));
 	char *pw = read_file(pw_file);
-	struct berval cred = { strlen(pw), pw };
+	struct berval cred = {strlen(pw), pw};
 	rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 	free(pw);
 	if (rc != LDAP_SUCCESS)
@@ -159,12 +159,13 @@ static inline void add_entry_av(LDAP *ld, const char *dn, const struct av *av, s
 		if (seen)
 			continue;
 		assert_true(nm < 32);
-		mods[nm] = (LDAPMod){ .mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES, .mod_type = (char *)av[i].type };
+		mods[nm] =
+		    (LDAPMod){.mod_op = LDAP_MOD_ADD | LDAP_MOD_BVALUES, .mod_type = (char *)av[i].type};
 		mods[nm].mod_bvalues = &bvp[np];
 		for (size_t k = i; k < n; k++) {
 			if (strcasecmp(av[k].type, av[i].type))
 				continue;
-			bvs[nb] = (struct berval){ av[k].len, (char *)av[k].val };
+			bvs[nb] = (struct berval){av[k].len, (char *)av[k].val};
 			bvp[np++] = &bvs[nb++];
 		}
 		bvp[np++] = NULL;
@@ -188,7 +189,7 @@ static inline void add_entry(LDAP *ld, const char *dn, ...)
 	for (const char *t; (t = va_arg(ap, const char *)) != NULL;) {
 		const char *v = va_arg(ap, const char *);
 		assert_true(n < 128);
-		av[n++] = (struct av){ t, v, strlen(v) };
+		av[n++] = (struct av){t, v, strlen(v)};
 	}
 	va_end(ap);
 	add_entry_av(ld, dn, av, n);
@@ -205,7 +206,7 @@ static inline int cmp_len_desc(const void *a, const void *b)
 static inline void delete_tree(LDAP *ld, const char *dn)
 {
 	LDAPMessage *res = NULL;
-	char *attrs[] = { LDAP_NO_ATTRS, NULL };
+	char *attrs[] = {LDAP_NO_ATTRS, NULL};
 	int rc = ldap_search_ext_s(ld, dn, LDAP_SCOPE_SUBTREE, "(objectClass=*)", attrs, 0, NULL, NULL, NULL,
 				   LDAP_NO_LIMIT, &res);
 	if (rc == LDAP_NO_SUCH_OBJECT) {
@@ -245,7 +246,8 @@ static inline void make_ou(LDAP *ld, const char *base, const char *name, char *o
 }
 
 /* A person: uid, givenName, sn, cn "given sn", mail uid@example.org. */
-static inline void add_person(LDAP *ld, const char *people, const char *uid, const char *given, const char *sn)
+static inline void add_person(LDAP *ld, const char *people, const char *uid, const char *given,
+			      const char *sn)
 {
 	char dn[512], cn[256], mail[256];
 	snprintf(dn, sizeof(dn), "uid=%s,%s", uid, people);
@@ -268,7 +270,7 @@ struct tcfg {
 
 static inline void tcfg_init(struct tcfg *t, const char *uri, const char *people, const char *groups)
 {
-	static const char *const attr[6] = { "entryUUID", "uid", "mail", "givenName", "sn", "displayName" };
+	static const char *const attr[6] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"};
 	memset(t, 0, sizeof(*t));
 	t->cc.name = (char *)"corp";
 	t->cc.type = IDS_CONN_LDAP;
@@ -314,8 +316,8 @@ static inline void tcfg_free(struct tcfg *t)
 
 /* The result of one pull. */
 struct pulled {
-	int r;                  /* the pull's return */
-	int finish;             /* ids_snapshot_finish's, when the pull worked */
+	int r;	    /* the pull's return */
+	int finish; /* ids_snapshot_finish's, when the pull worked */
 	struct ids_error err;
 	struct ids_snapshot *s; /* finished when r >= 0 */
 	double seconds;
@@ -333,7 +335,7 @@ static inline void do_pull_ctx(struct tcfg *t, int (*progress)(void *), void *ud
 {
 	memset(out, 0, sizeof(*out));
 	assert_int_equal(ids_snapshot_new(&out->s), 0);
-	const struct ids_pull_ctx ctx = { &t->config, &t->rule_attrs, progress, ud };
+	const struct ids_pull_ctx ctx = {&t->config, &t->rule_attrs, progress, ud};
 	const struct ids_connector_ops *ops = ids_connector_find(IDS_CONN_LDAP);
 	assert_non_null(ops);
 	assert_string_equal(ops->type, "ldap");
@@ -371,6 +373,8 @@ static inline void assert_pull_failed(const struct pulled *p, int code, ...)
 	if (p->r >= 0)
 		fail_msg("pull succeeded, expected %s", ids_strerror(code));
 	const char *msg = ids_error_text(&p->err);
+	if (getenv("IDS_TEST_VERBOSE"))
+		fprintf(stderr, "pull error (%.1f s): %s\n", p->seconds, msg);
 	if (p->r != code)
 		fail_msg("pull failed with %d (%s), expected %d (%s): %s", p->r, ids_strerror(p->r), code,
 			 ids_strerror(code), msg);
@@ -414,7 +418,8 @@ static inline bool in_group(const struct ids_snapshot *s, const char *username, 
 }
 
 /* The user's groups as "a,b,c" (names sorted), into buf. */
-static inline const char *groups_of(const struct ids_snapshot *s, const char *username, char *buf, size_t size)
+static inline const char *groups_of(const struct ids_snapshot *s, const char *username, char *buf,
+				    size_t size)
 {
 	const struct ids_user *u = user_by_name(s, username);
 	const char *names[64];

@@ -27,23 +27,27 @@ static void build_org(LDAP *ld)
 	snprintf(dn, sizeof(dn), "uid=alice,%s", g_people);
 	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", "alice", "givenName", "Alice", "sn", "Smith",
 		  "cn", "Alice Smith", "displayName", "Alice S.", "mail", "alice@example.org", "mail",
-		  "alice.smith@example.org", "departmentNumber", "100", "departmentNumber", "200", "employeeType",
-		  "staff", NULL);
+		  "alice.smith@example.org", "departmentNumber", "100", "departmentNumber", "200",
+		  "employeeType", "staff", NULL);
 	add_person(ld, g_people, "bob", "Bob", "Jones");
 	snprintf(dn, sizeof(dn), "uid=carol,%s", g_people);
 	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", "carol", "givenName", "Carol", "sn", "White",
 		  "cn", "Carol White", "description", "disabled", NULL);
 	snprintf(dn, sizeof(dn), "uid=jnovak,%s", g_people);
-	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", "jnovak", "givenName", "Jan", "sn", "Nov\xc3\xa1k",
-		  "cn", "Jan Nov\xc3\xa1k", "displayName", "Jan Nov\xc3\xa1k \xf0\x9f\x98\x80", NULL);
+	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", "jnovak", "givenName", "Jan", "sn",
+		  "Nov\xc3\xa1k", "cn", "Jan Nov\xc3\xa1k", "displayName",
+		  "Jan Nov\xc3\xa1k \xf0\x9f\x98\x80", NULL);
 	snprintf(dn, sizeof(dn), "cn=Dvo\xc5\x99\xc3\xa1k\\, Petr,%s", g_people);
 	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", "pdvorak", "givenName", "Petr", "sn",
 		  "Dvo\xc5\x99\xc3\xa1k", "cn", "Dvo\xc5\x99\xc3\xa1k, Petr", NULL);
 	snprintf(dn, sizeof(dn), "uid=nulbyte,%s", g_people);
 	static const char bad[] = "Bad\0Name";
 	const struct av nul[] = {
-		{ "objectClass", "inetOrgPerson", 13 }, { "uid", "nulbyte", 7 }, { "sn", "Byte", 4 },
-		{ "cn", "Nul Byte", 8 },		{ "displayName", bad, sizeof(bad) - 1 },
+	    {"objectClass", "inetOrgPerson", 13},
+	    {"uid", "nulbyte", 7},
+	    {"sn", "Byte", 4},
+	    {"cn", "Nul Byte", 8},
+	    {"displayName", bad, sizeof(bad) - 1},
 	};
 	add_entry_av(ld, dn, nul, sizeof(nul) / sizeof(nul[0]));
 	snprintf(dn, sizeof(dn), "cn=No Uid,%s", g_people);
@@ -56,8 +60,9 @@ static void build_org(LDAP *ld)
 	snprintf(m1, sizeof(m1), "uid=alice,%s", g_people);
 	snprintf(m2, sizeof(m2), "cn=Team-B,%s", g_groups);
 	snprintf(m3, sizeof(m3), "uid=ghost,ou=elsewhere,%s", E.base);
-	add_entry(ld, dn, "objectClass", "groupOfNames", "objectClass", "extensibleObject", "cn", "CC-Support",
-		  "mail", "cc-support@example.org", "member", m1, "member", m2, "member", m3, NULL);
+	add_entry(ld, dn, "objectClass", "groupOfNames", "objectClass", "extensibleObject", "cn",
+		  "CC-Support", "mail", "cc-support@example.org", "member", m1, "member", m2, "member", m3,
+		  NULL);
 	snprintf(dn, sizeof(dn), "cn=Team-B,%s", g_groups);
 	snprintf(m1, sizeof(m1), "uid=bob,%s", g_people);
 	snprintf(m2, sizeof(m2), "CN=Dvo\xc5\x99\xc3\xa1k\\2C Petr, OU=People, OU=ldap_pull_org, %s", E.base);
@@ -66,8 +71,8 @@ static void build_org(LDAP *ld)
 	snprintf(dn, sizeof(dn), "cn=Unique,%s", g_groups);
 	snprintf(m1, sizeof(m1), "uid=jnovak,%s#'0101'B", g_people);
 	snprintf(m2, sizeof(m2), "uid=alice,%s", g_people);
-	add_entry(ld, dn, "objectClass", "groupOfUniqueNames", "cn", "Unique", "uniqueMember", m1, "uniqueMember",
-		  m2, NULL);
+	add_entry(ld, dn, "objectClass", "groupOfUniqueNames", "cn", "Unique", "uniqueMember", m1,
+		  "uniqueMember", m2, NULL);
 	snprintf(dn, sizeof(dn), "cn=posix,%s", g_groups);
 	add_entry(ld, dn, "objectClass", "posixGroup", "cn", "posix", "gidNumber", "1000", "memberUid", "bob",
 		  "memberUid", "carol", NULL);
@@ -170,7 +175,8 @@ static void test_fields(void **state)
 
 	/* two users never share an external id */
 	for (size_t i = 1; i < s->nusers; i++)
-		assert_true(strcmp(s->users[i - 1].f[IDS_F_EXTERNAL_ID], s->users[i].f[IDS_F_EXTERNAL_ID]) < 0);
+		assert_true(strcmp(s->users[i - 1].f[IDS_F_EXTERNAL_ID], s->users[i].f[IDS_F_EXTERNAL_ID]) <
+			    0);
 	pulled_free(&p);
 	tcfg_free(&t);
 }
@@ -351,10 +357,10 @@ static int paged_setup(void **state)
 		snprintf(uid, sizeof(uid), "p%d", i + 1);
 		add_person(ld, p_people, uid, "Paged", uid);
 		snprintf(dns[i], sizeof(dns[i]), "uid=%s,%s", uid, p_people);
-		av[i + 2] = (struct av){ "member", dns[i], strlen(dns[i]) };
+		av[i + 2] = (struct av){"member", dns[i], strlen(dns[i])};
 	}
-	av[0] = (struct av){ "objectClass", "groupOfNames", 12 };
-	av[1] = (struct av){ "cn", "All", 3 };
+	av[0] = (struct av){"objectClass", "groupOfNames", 12};
+	av[1] = (struct av){"cn", "All", 3};
 	char dn[512];
 	snprintf(dn, sizeof(dn), "cn=All,%s", p_groups);
 	add_entry_av(ld, dn, av, NPAGED + 2);
@@ -391,9 +397,9 @@ static void test_size_limit_is_real(void **state)
 	 * directory really is larger than one unpaged answer */
 	LDAP *ld = admin_open_at(E.uri, E.ca, E.bind_dn, E.bind_pw_file);
 	LDAPMessage *res = NULL;
-	char *attrs[] = { "uid", NULL };
-	int rc = ldap_search_ext_s(ld, p_people, LDAP_SCOPE_SUBTREE, "(objectClass=inetOrgPerson)", attrs, 0, NULL,
-				   NULL, NULL, LDAP_NO_LIMIT, &res);
+	char *attrs[] = {"uid", NULL};
+	int rc = ldap_search_ext_s(ld, p_people, LDAP_SCOPE_SUBTREE, "(objectClass=inetOrgPerson)", attrs, 0,
+				   NULL, NULL, NULL, LDAP_NO_LIMIT, &res);
 	assert_int_equal(rc, LDAP_SIZELIMIT_EXCEEDED);
 	assert_int_equal(ldap_count_entries(ld, res), E.sizelimit);
 	assert_true(E.sizelimit < NPAGED);
@@ -456,19 +462,16 @@ int main(void)
 	if (r)
 		return r;
 	const struct CMUnitTest org[] = {
-		cmocka_unit_test(test_fields),
-		cmocka_unit_test(test_rule_attrs),
-		cmocka_unit_test(test_disabled_filter),
-		cmocka_unit_test(test_non_ascii_and_escapes),
-		cmocka_unit_test(test_invalid_users),
-		cmocka_unit_test(test_groups),
-		cmocka_unit_test(test_member_attribute),
+	    cmocka_unit_test(test_fields),	     cmocka_unit_test(test_rule_attrs),
+	    cmocka_unit_test(test_disabled_filter),  cmocka_unit_test(test_non_ascii_and_escapes),
+	    cmocka_unit_test(test_invalid_users),    cmocka_unit_test(test_groups),
+	    cmocka_unit_test(test_member_attribute),
 	};
 	const struct CMUnitTest paged[] = {
-		cmocka_unit_test(test_size_limit_is_real),
-		cmocka_unit_test(test_paged),
-		cmocka_unit_test(test_page_size_above_limit),
-		cmocka_unit_test(test_limit_fails_pull),
+	    cmocka_unit_test(test_size_limit_is_real),
+	    cmocka_unit_test(test_paged),
+	    cmocka_unit_test(test_page_size_above_limit),
+	    cmocka_unit_test(test_limit_fails_pull),
 	};
 	r = cmocka_run_group_tests_name("ldap pull: organisation", org, org_setup, org_teardown);
 	r |= cmocka_run_group_tests_name("ldap pull: paging", paged, paged_setup, paged_teardown);

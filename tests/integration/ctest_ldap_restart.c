@@ -1,0 +1,271 @@
+/* ctest_ldap_restart.c — the LDAP connector when the server goes away
+ * during a paged search (reliability.md cases 1 and 3), and the progress
+ * hook (watchdog pings, SIGTERM, run_timeout).
+ *
+ * Restarting the server would break every other test's connection, so
+ * this binary starts its own slapd with tests/harness/slapd.sh in a
+ * directory of its own, and drives it from the pull's progress hook: the
+ * hook runs between pages, so "restart before page 3" is exact. */
+#include "ctest_ldap_common.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#define NUSERS 60
+#define PAGE 10
+
+static char g_dir[64];
+static const char *g_sh;
+static char g_ou[256], g_people[DN_MAX], g_groups[DN_MAX];
+
+/* Runs slapd.sh CMD on our own instance; its output goes to DIR/sh.log. */
+static int slapd_sh(const char *cmd)
+{
+	char line[512];
+	snprintf(line, sizeof(line), "bash '%s' %s '%s' >>'%s/sh.log' 2>&1", g_sh, cmd, g_dir, g_dir);
+	int st = system(line);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Exports the KEY='VALUE' lines of our instance's slapd.env. */
+static int load_env_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		char *k = line, *eq, *v;
+		if (strncmp(k, "export ", 7) != 0)
+			continue;
+		k += 7;
+		if (!(eq = strchr(k, '=')))
+			continue;
+		*eq = 0;
+		v = eq + 1;
+		v[strcspn(v, "\n")] = 0;
+		size_t n = strlen(v);
+		if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+			v[n - 1] = 0;
+			v++;
+		}
+		setenv(k, v, 1);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* p1..p60 in a group All. */
+static int setup(void **state)
+{
+	LDAP *ld = admin_open();
+	make_ou(ld, E.base, "ldap_restart", g_ou, g_people, g_groups);
+	struct av av[NUSERS + 2];
+	static char dns[NUSERS][DN_MAX + 32];
+	char uid[16];
+	for (int i = 0; i < NUSERS; i++) {
+		snprintf(uid, sizeof(uid), "p%d", i + 1);
+		add_person(ld, g_people, uid, "Paged", uid);
+		snprintf(dns[i], sizeof(dns[i]), "uid=%s,%s", uid, g_people);
+		av[i + 2] = (struct av){"member", dns[i], strlen(dns[i])};
+	}
+	av[0] = (struct av){"objectClass", "groupOfNames", 12};
+	av[1] = (struct av){"cn", "All", 3};
+	char dn[512];
+	snprintf(dn, sizeof(dn), "cn=All,%s", g_groups);
+	add_entry_av(ld, dn, av, NUSERS + 2);
+	ldap_unbind_ext(ld, NULL, NULL);
+	return 0;
+}
+
+/* What the progress hook does on its n-th call (1-based). */
+struct script {
+	int calls;
+	int restart_at[8]; /* restart the server before these calls return; 0 ends */
+	int stop_at;	   /* stop it */
+	int fail_at;	   /* return fail_code */
+	int fail_code;
+};
+
+static int progress(void *ud)
+{
+	struct script *sc = ud;
+	sc->calls++;
+	for (int i = 0; i < 8 && sc->restart_at[i]; i++)
+		if (sc->restart_at[i] == sc->calls)
+			assert_int_equal(slapd_sh("restart"), 0);
+	if (sc->stop_at == sc->calls)
+		assert_int_equal(slapd_sh("stop"), 0);
+	if (sc->fail_at && sc->fail_at == sc->calls)
+		return sc->fail_code;
+	return 0;
+}
+
+static void pull_script(struct tcfg *t, struct script *sc, struct pulled *p)
+{
+	tcfg_init(t, E.uri, g_people, g_groups);
+	t->cc.ldap.page_size = PAGE;
+	t->cc.ldap.timeout = 5;
+	do_pull_ctx(t, progress, sc, p);
+}
+
+/* Every p1..p60 exactly once, valid, in All. */
+static void assert_all(const struct ids_snapshot *s)
+{
+	assert_int_equal(s->nusers, NUSERS);
+	char uid[16];
+	for (int i = 0; i < NUSERS; i++) {
+		snprintf(uid, sizeof(uid), "p%d", i + 1);
+		const struct ids_user *u = user_by_name(s, uid);
+		if (!u)
+			fail_msg("user %s missing", uid);
+		assert_null(u->invalid);
+		assert_true(in_group(s, uid, "All"));
+	}
+}
+
+static size_t g_baseline_pages;
+
+/* A pull without incidents: the page count the others compare to, and
+ * the hook is called before every page. */
+static void test_baseline(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	struct script sc = {0};
+	pull_script(&t, &sc, &p);
+	assert_pull_ok(&p);
+	assert_all(p.s);
+	g_baseline_pages = p.s->pages;
+	/* 60 users in pages of 10 and one group page at least */
+	assert_true(g_baseline_pages >= NUSERS / PAGE + 1);
+	assert_true((size_t)sc.calls >= g_baseline_pages);
+	pulled_free(&p);
+	tcfg_free(&t);
+}
+
+/* The server restarts after two pages: the search starts again from page
+ * 1 on a new connection, and the 20 users already read are not added a
+ * second time. */
+static void test_restart_between_pages(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	struct script sc = {.restart_at = {3}};
+	pull_script(&t, &sc, &p);
+	assert_pull_ok(&p);
+	assert_all(p.s);
+	/* the two pages before the restart were read twice */
+	assert_int_equal(p.s->pages, g_baseline_pages + 2);
+	pulled_free(&p);
+	tcfg_free(&t);
+}
+
+/* The server dies after two pages and does not come back: the pull fails
+ * (the caller discards the 20 users it got). */
+static void test_server_killed(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	struct script sc = {.stop_at = 3};
+	pull_script(&t, &sc, &p);
+	assert_pull_failed(&p, IDS_E_CONNECT, "connection was lost", "users search", "reconnecting failed",
+			   NULL);
+	pulled_free(&p);
+	tcfg_free(&t);
+	assert_int_equal(slapd_sh("start"), 0);
+}
+
+/* A server that keeps restarting: restarts are bounded, then the pull
+ * fails. */
+static void test_restart_bounded(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	/* each restart lands before the second page of the new attempt */
+	struct script sc = {.restart_at = {3, 5, 7, 9, 11}};
+	pull_script(&t, &sc, &p);
+	assert_pull_failed(&p, IDS_E_CONNECT, "gave up after 3 restarts", NULL);
+	pulled_free(&p);
+	tcfg_free(&t);
+}
+
+/* SIGTERM (the daemon's hook says cancelled) and run_timeout (it says
+ * timeout) stop the pull between pages with the daemon's reason. */
+static void test_cancel(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	struct script sc = {.fail_at = 2, .fail_code = IDS_E_CANCELLED};
+	pull_script(&t, &sc, &p);
+	assert_pull_failed(&p, IDS_E_CANCELLED, "cancelled", NULL);
+	assert_int_equal(sc.calls, 2);
+	pulled_free(&p);
+	tcfg_free(&t);
+
+	struct script sc2 = {.fail_at = 4, .fail_code = IDS_E_TIMEOUT};
+	pull_script(&t, &sc2, &p);
+	assert_pull_failed(&p, IDS_E_TIMEOUT, "run_timeout", NULL);
+	pulled_free(&p);
+	tcfg_free(&t);
+
+	/* any other negative answer also stops it, as cancelled */
+	struct script sc3 = {.fail_at = 1, .fail_code = -EINTR};
+	pull_script(&t, &sc3, &p);
+	assert_pull_failed(&p, IDS_E_CANCELLED, NULL);
+	pulled_free(&p);
+	tcfg_free(&t);
+}
+
+static void cleanup(void)
+{
+	if (!g_dir[0])
+		return;
+	slapd_sh("stop");
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", g_dir);
+}
+
+int main(void)
+{
+	/* the harness script: from the shared instance's environment, or
+	 * from the source tree ctest names */
+	static char sh[512];
+	g_sh = getenv("IDS_TEST_SLAPD_SH");
+	if (!g_sh && getenv("IDS_SRC")) {
+		snprintf(sh, sizeof(sh), "%s/tests/harness/slapd.sh", getenv("IDS_SRC"));
+		g_sh = sh;
+	}
+	if (!g_sh || access(g_sh, R_OK) != 0 || access("/usr/sbin/slapd", X_OK) != 0)
+		return no_server("no tests/harness/slapd.sh or no slapd to start a private instance");
+	snprintf(g_dir, sizeof(g_dir), "/tmp/ctest_ldap_restart.XXXXXX");
+	if (!mkdtemp(g_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (slapd_sh("start") != 0) {
+		fprintf(stderr, "could not start a private slapd (see %s/sh.log)\n", g_dir);
+		g_dir[0] = 0;
+		return 1;
+	}
+	char env[128];
+	snprintf(env, sizeof(env), "%s/slapd.env", g_dir);
+	int r = load_env_file(env);
+	if (r == 0)
+		r = env_load();
+	if (r != 0) {
+		cleanup();
+		return r ? r : 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_baseline),	  cmocka_unit_test(test_restart_between_pages),
+	    cmocka_unit_test(test_server_killed), cmocka_unit_test(test_restart_bounded),
+	    cmocka_unit_test(test_cancel),
+	};
+	r = cmocka_run_group_tests_name("ldap restart", tests, setup, NULL);
+	cleanup();
+	return r;
+}
