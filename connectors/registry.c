@@ -7,8 +7,7 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t)
 	switch (t) {
 	case IDS_CONN_LDAP: return &ids_ldap_connector;
 	case IDS_CONN_ENTRA: return &ids_entra_connector;
-	/* not in this build yet: the caller reports the type as unavailable */
-	case IDS_CONN_GOOGLE: return NULL;
+	case IDS_CONN_GOOGLE: return &ids_google_connector;
 	}
 	return NULL;
 }

@@ -37,5 +37,6 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t);
 /* Per type. */
 extern const struct ids_connector_ops ids_ldap_connector;
 extern const struct ids_connector_ops ids_entra_connector;
+extern const struct ids_connector_ops ids_google_connector;
 
 #endif
