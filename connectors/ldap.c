@@ -772,8 +772,7 @@ static struct berval entry_id(struct pull *p, const struct entry *e)
 	return *v;
 }
 
-/* The key of an entry in the seen/disabled sets: "i:" + id, or "d:" + DN
- * (an entry without a usable id), in p->key. */
+/* KIND ":" V in p->key: the keys of the seen and disabled sets. */
 static int make_key(struct pull *p, char kind, const struct berval *v)
 {
 	ids_buf_reset(&p->key);
@@ -785,13 +784,19 @@ static int make_key(struct pull *p, char kind, const struct berval *v)
 	return r;
 }
 
+/* The key of an entry in the seen set: DN and id together, so that only
+ * the same entry read again is skipped.  An entry renamed between two
+ * reads, or two entries that share an id on a confused server, still
+ * reach the builder, whose duplicate check then does its job. */
 static int entry_key(struct pull *p, const struct entry *e, const struct berval *id)
 {
-	/* an id with a NUL byte cannot be a C-string key (its user is
-	 * invalid anyway): the DN stands in */
-	if (id->bv_val && id->bv_len && !memchr(id->bv_val, '\0', id->bv_len))
-		return make_key(p, 'i', id);
-	return make_key(p, 'd', &e->dn);
+	int r = make_key(p, 'e', &e->dn);
+	/* an id with a NUL byte cannot be part of a C-string key (its user
+	 * is invalid anyway): the DN alone stands in */
+	if (r >= 0 && id->bv_val && id->bv_len && !memchr(id->bv_val, '\0', id->bv_len) &&
+	    (r = ids_buf_putc(&p->key, '\x01')) >= 0)
+		r = ids_buf_add(&p->key, id->bv_val, id->bv_len);
+	return r;
 }
 
 /* Adds p->key to set m; 1 when added, 0 when it was there. */

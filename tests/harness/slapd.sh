@@ -49,8 +49,11 @@ ADMIN_DN=cn=admin,$BASE
 BIND_DN=cn=idsync,ou=services,$BASE
 LIMITED_DN=cn=idsync-limited,ou=services,$BASE
 SIZELIMIT=50
-FIRST_PORT=3890
-LAST_PORT=3989
+# ports tried: ldap:// on FIRST..LAST, ldaps:// TLS_PORT_OFFSET above; a
+# test that restarts its own instance picks a range of its own
+# (SLAPD_PORT_MIN), so that no other instance takes its port meanwhile
+FIRST_PORT=${SLAPD_PORT_MIN:-3890}
+LAST_PORT=$((FIRST_PORT + 99))
 TLS_PORT_OFFSET=2470 # 3890 -> 6360
 
 die() {
