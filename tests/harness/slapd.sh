@@ -153,6 +153,9 @@ write_conf() {
 		include $SCHEMA_DIR/cosine.schema
 		include $SCHEMA_DIR/inetorgperson.schema
 		include $SCHEMA_DIR/nis.schema
+		# Active Directory's user and group classes (objectGUID,
+		# sAMAccountName, userAccountControl): the AD flavour's tests
+		include $SCHEMA_DIR/msuser.schema
 
 		modulepath $MODULE_DIR
 		moduleload back_mdb

@@ -456,6 +456,120 @@ static void test_limit_fails_pull(void **state)
 	tcfg_free(&t);
 }
 
+/* ---------------- the Active Directory flavour ---------------- */
+
+/* slapd with AD's user and group classes (msuser.schema): objectGUID is
+ * binary, the username is sAMAccountName, userAccountControl 514 has the
+ * ACCOUNTDISABLE bit (0x2). */
+static char a_ou[256], a_people[DN_MAX], a_groups[DN_MAX];
+
+/* A GUID's 16 bytes as AD stores them, and the string AD shows for it
+ * (first three groups little-endian), written out by hand. */
+static const char guid_ann[16] = "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff";
+#define GUID_ANN "33221100-5544-7766-8899-aabbccddeeff"
+static const char guid_ben[16] = "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10";
+#define GUID_BEN "04030201-0605-0807-090a-0b0c0d0e0f10"
+static const char guid_grp[16] = "\xf0\xe0\xd0\xc0\xb0\xa0\x90\x80\x70\x60\x50\x40\x30\x20\x10\x00";
+#define GUID_GRP "c0d0e0f0-a0b0-8090-7060-504030201000"
+
+static void add_ad_user(LDAP *ld, const char *cn, const char *sam, const char *guid, const char *uac,
+			bool with_display)
+{
+	char dn[512];
+	snprintf(dn, sizeof(dn), "CN=%s,%s", cn, a_people);
+	struct av av[16];
+	size_t n = 0;
+	av[n++] = (struct av){"objectClass", "user", 4};
+	av[n++] = (struct av){"objectClass", "extensibleObject", 16};
+	av[n++] = (struct av){"cn", cn, strlen(cn)};
+	av[n++] = (struct av){"sn", sam, strlen(sam)};
+	av[n++] = (struct av){"instanceType", "4", 1};
+	av[n++] = (struct av){"nTSecurityDescriptor", "\x01\x00", 2};
+	av[n++] = (struct av){"objectCategory", "CN=Person,CN=Schema,CN=Configuration,DC=example,DC=org",
+			      strlen("CN=Person,CN=Schema,CN=Configuration,DC=example,DC=org")};
+	av[n++] = (struct av){"objectGUID", guid, 16};
+	av[n++] = (struct av){"sAMAccountName", sam, strlen(sam)};
+	av[n++] = (struct av){"userAccountControl", uac, strlen(uac)};
+	if (with_display)
+		av[n++] = (struct av){"displayName", "Ann (AD)", 8};
+	add_entry_av(ld, dn, av, n);
+}
+
+static int ad_setup(void **state)
+{
+	LDAP *ld = admin_open();
+	make_ou(ld, E.base, "ldap_pull_ad", a_ou, a_people, a_groups);
+	add_ad_user(ld, "Ann Admin", "ann", guid_ann, "512", true);
+	add_ad_user(ld, "Ben Gone", "ben", guid_ben, "514", false);
+	char dn[512], m1[512], m2[512];
+	snprintf(dn, sizeof(dn), "CN=CC-Support,%s", a_groups);
+	snprintf(m1, sizeof(m1), "CN=Ann Admin,%s", a_people);
+	snprintf(m2, sizeof(m2), "CN=Ben Gone,%s", a_people);
+	const struct av g[] = {
+	    {"objectClass", "group", 5},
+	    {"cn", "CC-Support", 10},
+	    {"groupType", "-2147483646", 11},
+	    {"instanceType", "4", 1},
+	    {"nTSecurityDescriptor", "\x01\x00", 2},
+	    {"objectCategory", "CN=Group,CN=Schema,CN=Configuration,DC=example,DC=org",
+	     strlen("CN=Group,CN=Schema,CN=Configuration,DC=example,DC=org")},
+	    {"objectGUID", guid_grp, 16},
+	    {"mail", "cc-support@example.org", 22},
+	    {"member", m1, strlen(m1)},
+	    {"member", m2, strlen(m2)},
+	};
+	add_entry_av(ld, dn, g, sizeof(g) / sizeof(g[0]));
+	ldap_unbind_ext(ld, NULL, NULL);
+	return 0;
+}
+
+static int ad_teardown(void **state)
+{
+	LDAP *ld = admin_open();
+	delete_tree(ld, a_ou);
+	ldap_unbind_ext(ld, NULL, NULL);
+	return 0;
+}
+
+static void test_ad_flavor(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	tcfg_init(&t, E.uri, a_people, a_groups);
+	/* the attributes the config loader fills in for flavor:
+	 * active_directory; the filters name objectClass, as the loader's
+	 * objectCategory=person default only means something to a real AD */
+	static const char *const ad_attr[6] = {"objectGUID", "sAMAccountName", "mail", "givenName",
+					       "sn",	     "displayName"};
+	t.cc.ldap.flavor = IDS_LDAP_AD;
+	for (int i = 0; i < 6; i++)
+		t.cc.attr[i] = (char *)ad_attr[i];
+	t.cc.ldap.users_filter = (char *)"(objectClass=user)";
+	t.cc.ldap.groups_filter = (char *)"(objectClass=group)";
+	do_pull(&t, &p);
+	assert_pull_ok(&p);
+	assert_int_equal(p.s->nusers, 2);
+	const struct ids_user *ann = user_by_name(p.s, "ann"), *ben = user_by_name(p.s, "ben");
+	assert_non_null(ann);
+	assert_non_null(ben);
+	assert_string_equal(ann->f[IDS_F_EXTERNAL_ID], GUID_ANN);
+	assert_string_equal(ben->f[IDS_F_EXTERNAL_ID], GUID_BEN);
+	assert_false(ann->disabled);
+	assert_true(ben->disabled);
+	assert_null(ann->invalid);
+	assert_string_equal(ann->f[IDS_F_DISPLAY_NAME], "Ann (AD)");
+	/* no displayName: cn, as for OpenLDAP */
+	assert_string_equal(ben->f[IDS_F_DISPLAY_NAME], "Ben Gone");
+	assert_int_equal(p.s->ngroups, 1);
+	assert_string_equal(p.s->groups[0].id, GUID_GRP);
+	assert_string_equal(p.s->groups[0].name, "CC-Support");
+	assert_string_equal(p.s->groups[0].email, "cc-support@example.org");
+	assert_true(in_group(p.s, "ann", "CC-Support"));
+	assert_true(in_group(p.s, "ben", "CC-Support"));
+	pulled_free(&p);
+	tcfg_free(&t);
+}
+
 int main(void)
 {
 	int r = env_load();
@@ -473,7 +587,11 @@ int main(void)
 	    cmocka_unit_test(test_page_size_above_limit),
 	    cmocka_unit_test(test_limit_fails_pull),
 	};
+	const struct CMUnitTest ad[] = {
+	    cmocka_unit_test(test_ad_flavor),
+	};
 	r = cmocka_run_group_tests_name("ldap pull: organisation", org, org_setup, org_teardown);
 	r |= cmocka_run_group_tests_name("ldap pull: paging", paged, paged_setup, paged_teardown);
+	r |= cmocka_run_group_tests_name("ldap pull: active directory", ad, ad_setup, ad_teardown);
 	return r;
 }
