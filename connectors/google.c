@@ -339,14 +339,14 @@ typedef int (*page_fn)(struct pull *p, const void *arg, const char *body, size_t
 		       struct ids_google_page *page);
 
 /* Reads a listing from url (its query without pageToken) to its last
- * page, each page through fn. */
+ * page, each page through fn.  Messages say which listing and page. */
 static int list_all(struct pull *p, const char *url, const char *what, page_fn fn, const void *arg)
 {
 	struct ids_arena tokens = {0};
 	struct ids_strmap seen = {0};
 	struct ids_http_resp resp = {0};
 	struct ids_google_page page = {0};
-	struct ids_buf u = {0};
+	struct ids_buf u = {0}, label = {0};
 	const char *token = NULL; /* arena-owned: the page to ask for */
 	int r;
 
@@ -361,17 +361,20 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 			goto out;
 		}
 		ids_buf_reset(&u);
-		if ((r = ids_buf_puts(&u, url)) < 0 || (token && ((r = ids_buf_puts(&u, "&pageToken=")) < 0 ||
-								  (r = ids_http_urlencode(&u, token)) < 0))) {
+		ids_buf_reset(&label);
+		if ((r = ids_buf_puts(&u, url)) < 0 ||
+		    (token && ((r = ids_buf_puts(&u, "&pageToken=")) < 0 ||
+			       (r = ids_http_urlencode(&u, token)) < 0)) ||
+		    (r = ids_buf_printf(&label, "%s: page %zu", what, n + 1)) < 0) {
 			r = oom(p);
 			goto out;
 		}
-		if ((r = api_get(p, u.p, what, &resp)) < 0)
+		if ((r = api_get(p, u.p, label.p, &resp)) < 0)
 			goto out;
 		r = fn(p, arg, resp.body.p ? resp.body.p : "", resp.body.len, &page);
 		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
 		if (r < 0) {
-			ids_error_prefix(p->err, "%s: page %zu", what, n + 1);
+			ids_error_prefix(p->err, "%s", label.p);
 			goto out;
 		}
 		p->s->pages++;
@@ -397,6 +400,7 @@ out:
 	ids_google_page_clear(&page);
 	ids_http_resp_clear(&resp);
 	ids_buf_free(&u);
+	ids_buf_free(&label);
 	ids_strmap_free(&seen);
 	ids_arena_free(&tokens);
 	return r;

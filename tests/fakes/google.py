@@ -39,13 +39,14 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   kinds: rate403 userrate403 quota403 429 500 503 403 404 400 401 (Google's
   errors), html (200 text/html), truncate (a cut JSON body, consistent
   length), reset (full Content-Length, half the body, then close), stall
-  (headers and half the body, then `seconds` of silence), repeat_token (the
+  (headers and half the body, then `seconds` of silence), delay (`seconds`
+  before a normal answer), repeat_token (the
   page's nextPageToken is the token of the request), empty (no items, a
   next token to the same place: Google does that), wrongtype ("users" an
   object).
 
 Control: GET /_stats (request counters, the parameters seen, the last
-assertion's header and claims), POST /_control {"faults", "clear_faults",
+assertion's header and claims, the tokens issued: tests grep for them), POST /_control {"faults", "clear_faults",
 "reset_stats", "data_file", "token_lifetime", "token_max_uses",
 "revoke_tokens"}.  Writes its port to --port-file once it listens.
 """
@@ -279,7 +280,7 @@ class State:
 
     def reset_stats(self):
         self.stats = {"requests": 0, "by_endpoint": {}, "status": {}, "tokens_issued": 0, "token_errors": [],
-                      "unauthorized": 0, "faults_fired": 0, "max_results": {}, "fields": {}, "projection": {},
+                      "unauthorized": 0, "faults_fired": 0, "issued": [], "max_results": {}, "fields": {}, "projection": {},
                       "derived": {}, "customer": {}, "last_header": None, "last_claims": None,
                       "user_agent": None, "t_first": None, "t_last": None}
 
@@ -499,6 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.tokens[tok] = {"exp": now + st.token_lifetime, "uses": 0, "max": st.token_max_uses}
             st.stats["tokens_issued"] += 1
+            st.stats["issued"].append(tok)
         return {"access_token": tok, "expires_in": st.token_lifetime, "token_type": "Bearer"}
 
     def authorize(self):
@@ -564,6 +566,9 @@ class Handler(BaseHTTPRequestHandler):
             check_fields(tree, endpoint, known)
 
         f = st.fault_for(endpoint, page_no, group)
+        if f and f["kind"] == "delay":
+            time.sleep(float(f.get("seconds", 1)))
+            f = None
         chunk = items[offset:offset + size]
         nxt = st.make_token(listing, offset + size) if offset + size < len(items) else None
         if f and f["kind"] == "empty":
