@@ -1,13 +1,23 @@
 /* daemon.c — `idsyncd run`: the service loop of service.md.
  *
- * One thread.  Signals arrive on a signalfd; the loop sleeps in exactly one
- * place, ppoll() on that fd with the time to the next due connector (or the
- * next watchdog ping) as its timeout.  Connectors run one at a time; each
- * has its own schedule: interval + random jitter after a success,
- * exponential backoff from retry_min to retry_max after a failure. */
+ * One thread.  SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked and read
+ * from a signalfd, so a signal only sets a flag that the loop acts on.
+ * The loop sleeps in exactly one place, sleep_until(): ppoll() on that fd
+ * with the time to the next due connector or the next watchdog ping as
+ * its timeout.  Connectors run one at a time, the earliest due first; each
+ * has its own schedule: interval + random jitter after a run, exponential
+ * backoff from retry_min to retry_max after a failure.  During a run the
+ * connectors call progress() between pages, which pings the watchdog and
+ * turns a pending SIGTERM into a cancelled (rolled back) run.
+ *
+ * systemd hears READY=1 only once the database answers with a current
+ * schema; STATUS= after every run; RELOADING=1/READY=1 around a reload;
+ * STOPPING=1 as soon as a stop is asked for.  Without NOTIFY_SOCKET the
+ * sd_notify() calls do nothing. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,22 +33,29 @@
 #include "ids/store.h"
 #include "ids/sync.h"
 
+#define USEC 1000000LL
+/* The longest error text quoted in STATUS= (the log has all of it). */
+#define STATUS_ERR_MAX 120
+
 struct sched {
 	char *name;
-	int64_t due;     /* monotonic usec */
-	int backoff;     /* seconds of the last retry delay, 0 after a success */
-	char status[256];
+	int64_t due;    /* monotonic usec of the next run */
+	int backoff;    /* seconds of the last retry delay, 0 after a success */
+	char *status;   /* this connector's part of STATUS=; NULL before its first run */
 };
 
 struct daemon {
 	const char *path;
 	struct ids_config *cfg;
-	struct ids_store *st;
+	struct ids_store *st; /* NULL while the database is away */
 	struct sched *s;
 	size_t ns;
-	int sfd;
-	uint64_t wd_usec;     /* watchdog period, 0 = off */
-	int64_t wd_last;
+	int sfd;              /* the signalfd */
+	uint64_t wd_usec;     /* WatchdogSec, 0 = off */
+	int64_t wd_last;      /* monotonic usec of the last WATCHDOG=1 */
+	char *note;           /* why the last reload was refused, shown in STATUS= until one succeeds */
+	char instance[300];   /* host:pid, for connector_schedule */
+	int fatal;            /* exit code when the loop has to give up, else 0 */
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
 
@@ -46,15 +63,54 @@ static int64_t mono_usec(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
 }
 
+static int64_t real_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
+}
+
+/* 0..max; jitter only, so a failed getrandom() just means no jitter. */
 static unsigned rnd(unsigned max)
 {
 	unsigned v = 0;
-	if (max == 0 || getrandom(&v, sizeof(v), 0) != sizeof(v))
+	if (max == 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
 		return 0;
 	return v % (max + 1);
+}
+
+/* Wall-clock time `delay_usec` from now as HH:MM:SS, local time: what an
+ * operator reading `systemctl status` compares with the clock. */
+static void hhmmss(int64_t delay_usec, char *buf, size_t n)
+{
+	time_t t = (time_t)((real_usec() + delay_usec) / USEC);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, n, "%H:%M:%S", &tm);
+}
+
+/* A heap copy of s for one line of STATUS=: control characters (a newline
+ * would end the assignment) become spaces, and the text is cut at max
+ * bytes (on a UTF-8 boundary) with "..." appended. */
+static char *status_text(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	bool cut = n > max;
+	if (cut) {
+		n = max;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	char *d = malloc(n + 4);
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		d[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	memcpy(d + n, cut ? "..." : "", cut ? 4 : 1);
+	return d;
 }
 
 static void watchdog(struct daemon *d, bool force)
@@ -66,188 +122,377 @@ static void watchdog(struct daemon *d, bool force)
 	}
 }
 
-/* Reads pending signals into the daemon's flags. */
-static void drain_signals(struct daemon *d)
+/* Acts on one signal: only flags, except that STOPPING=1 goes out at once
+ * (systemd then knows that a slow exit is a rollback, not a hang). */
+static void on_signal(struct daemon *d, uint32_t signo)
 {
-	struct signalfd_siginfo si;
-	while (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
-		case SIGTERM:
-		case SIGINT: d->stop = true; break;
-		case SIGUSR1: d->run_all = true; break;
-		case SIGHUP: d->reload = true; break;
+	switch (signo) {
+	case SIGTERM:
+	case SIGINT:
+		if (!d->stop) {
+			sd_notify(0, "STOPPING=1");
+			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "%s: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		}
+		d->stop = true;
+		break;
+	case SIGUSR1: d->run_all = true; break;
+	case SIGHUP: d->reload = true; break;
 	}
 }
 
-/* The connectors' progress hook: keeps the watchdog fed during a long run
- * and cancels it on SIGTERM/SIGINT. */
+static void drain_signals(struct daemon *d)
+{
+	struct signalfd_siginfo si;
+	while (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		on_signal(d, si.ssi_signo);
+}
+
+/* The connectors' progress hook, between pages and batches: keeps the
+ * watchdog fed during a long run and cancels the run on SIGTERM/SIGINT.
+ * A reload or SIGUSR1 waits for the end of the run. */
 static int progress(void *ud)
 {
 	struct daemon *d = ud;
 	watchdog(d, false);
-	drain_signals(d); /* a reload waits for the end of the run */
+	drain_signals(d);
 	return d->stop ? IDS_E_CANCELLED : 0;
 }
 
-static void schedule_rebuild(struct daemon *d)
+/* The loop's one place to sleep: until `until` (monotonic usec) or until
+ * a signal asks for something, waking on the watchdog's cadence. */
+static void sleep_until(struct daemon *d, int64_t until)
 {
-	/* keep the schedule of connectors that survive a reload */
-	struct sched *ns = calloc(d->cfg->nconnectors ? d->cfg->nconnectors : 1, sizeof(*ns));
-	if (!ns)
-		return;
-	int64_t now = mono_usec();
-	for (size_t i = 0; i < d->cfg->nconnectors; i++) {
-		ns[i].name = strdup(d->cfg->connectors[i].name);
-		ns[i].due = now;
-		for (size_t j = 0; j < d->ns; j++)
-			if (strcmp(d->s[j].name, ns[i].name) == 0) {
-				ns[i].due = d->s[j].due;
-				ns[i].backoff = d->s[j].backoff;
-				memcpy(ns[i].status, d->s[j].status, sizeof(ns[i].status));
-			}
+	for (;;) {
+		watchdog(d, false);
+		int64_t now = mono_usec();
+		if (now >= until || d->stop || d->run_all || d->reload || d->fatal)
+			return;
+		int64_t wait = until - now;
+		if (d->wd_usec) {
+			/* counted from the last ping, not from now: a signal
+			 * that wakes us must not push the next ping back */
+			int64_t w = d->wd_last + (int64_t)d->wd_usec / 2 - now;
+			wait = w < wait ? (w > 0 ? w : 0) : wait;
+		}
+		struct timespec ts = { (time_t)(wait / USEC), (long)(wait % USEC) * 1000 };
+		struct pollfd p = { d->sfd, POLLIN, 0 };
+		int r = ppoll(&p, 1, &ts, NULL);
+		if (r > 0) {
+			drain_signals(d);
+		} else if (r < 0 && errno != EINTR) {
+			/* cannot wait for signals any more: a restart is the cure */
+			ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "ppoll: %s", strerror(errno));
+			d->fatal = IDS_EXIT_FAILED;
+		}
 	}
-	for (size_t j = 0; j < d->ns; j++)
-		free(d->s[j].name);
-	free(d->s);
-	d->s = ns;
-	d->ns = d->cfg->nconnectors;
 }
 
-static void notify_status(struct daemon *d, const char *extra)
+static void sched_free(struct sched *s, size_t n)
+{
+	for (size_t j = 0; s && j < n; j++) {
+		free(s[j].name);
+		free(s[j].status);
+	}
+	free(s);
+}
+
+static int interval_of(const struct ids_config *cfg, const struct ids_connector_cfg *cc)
+{
+	return cc->interval ? cc->interval : cfg->sync.interval;
+}
+
+/* The schedule for d->cfg's connectors.  A connector that survives a
+ * reload keeps its place (and its backoff), except that a shorter new
+ * interval takes effect now; a new one is due at once. */
+static int schedule_rebuild(struct daemon *d)
+{
+	size_t n = d->cfg->nconnectors;
+	struct sched *ns = calloc(n ? n : 1, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	int64_t now = mono_usec();
+	for (size_t i = 0; i < n; i++) {
+		const struct ids_connector_cfg *cc = &d->cfg->connectors[i];
+		ns[i].name = strdup(cc->name);
+		if (!ns[i].name) {
+			sched_free(ns, n);
+			return -ENOMEM;
+		}
+		ns[i].due = now;
+		for (size_t j = 0; j < d->ns; j++) {
+			struct sched *old = &d->s[j];
+			if (strcmp(old->name, ns[i].name) != 0)
+				continue;
+			int64_t sooner = now + (int64_t)interval_of(d->cfg, cc) * USEC;
+			ns[i].due = !old->backoff && sooner < old->due ? sooner : old->due;
+			ns[i].backoff = old->backoff;
+			ns[i].status = old->status; /* moved */
+			old->status = NULL;
+		}
+	}
+	sched_free(d->s, d->ns);
+	d->s = ns;
+	d->ns = n;
+	return 0;
+}
+
+/* STATUS=: the refused reload (if any), then each connector's last word. */
+static void notify_status(struct daemon *d, const char *what)
 {
 	struct ids_buf b = { 0 };
 	ids_buf_puts(&b, "STATUS=");
-	if (extra)
-		ids_buf_printf(&b, "%s; ", extra);
-	for (size_t i = 0; i < d->ns; i++)
-		ids_buf_printf(&b, "%s%s", i ? "; " : "", d->s[i].status[0] ? d->s[i].status : d->s[i].name);
-	sd_notify(0, b.p);
+	if (what)
+		ids_buf_printf(&b, "%s; ", what);
+	if (d->note)
+		ids_buf_printf(&b, "%s; ", d->note);
+	if (d->ns == 0)
+		ids_buf_puts(&b, "no connectors configured");
+	for (size_t i = 0; i < d->ns; i++) {
+		const struct sched *s = &d->s[i];
+		if (s->status)
+			ids_buf_printf(&b, "%s%s", i ? "; " : "", s->status);
+		else
+			ids_buf_printf(&b, "%s%s pending", i ? "; " : "", s->name);
+	}
+	if (b.p)
+		sd_notify(0, b.p);
 	ids_buf_free(&b);
 }
 
-static void clock_hhmmss(int64_t delay_usec, char *buf, size_t n)
+static void set_status(struct sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_status(struct sched *s, const char *fmt, ...)
 {
-	time_t t = time(NULL) + (time_t)(delay_usec / 1000000);
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(buf, n, "%H:%M:%S", &tm);
+	char *t = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&t, fmt, ap) < 0)
+		t = NULL;
+	va_end(ap);
+	/* out of memory: keep the old text rather than none */
+	if (t) {
+		free(s->status);
+		s->status = t;
+	}
+}
+
+/* Connects (when not connected) and brings the schema up to date
+ * (migrate: auto) or checks that it is (manual). */
+static int store_ready(struct daemon *d, struct ids_error *e)
+{
+	if (d->st)
+		return 0;
+	struct ids_store *st = NULL;
+	int r = ids_store_open(d->cfg, &st, e);
+	if (r >= 0)
+		r = ids_store_migrate(st, d->cfg->database.migrate_auto, NULL, NULL, e);
+	if (r < 0) {
+		ids_store_close(st);
+		return r;
+	}
+	d->st = st;
+	return 0;
+}
+
+/* Tells `idsyncd status` when this connector runs next.  Bookkeeping: a
+ * failure is not the run's failure, so it is only logged. */
+static void record_next(struct daemon *d, const struct sched *s)
+{
+	struct ids_error e = { 0 };
+	int64_t at = real_usec() + (s->due - mono_usec());
+	if (d->st && ids_store_schedule_set(d->st, s->name, d->instance, at, &e) < 0)
+		ids_log(IDS_LOG_WARNING, s->name, 0, NULL, "cannot record the next run: %s", ids_error_text(&e));
+	ids_error_clear(&e);
 }
 
 static void run_one(struct daemon *d, struct sched *s)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, s->name);
+	struct ids_sync_result res = { .exit_code = IDS_EXIT_FAILED, .status = "failed" };
 	struct ids_error e = { 0 };
+	char at[16], retry[16];
 	if (!cc)
 		return;
-	if (!d->st && ids_store_open(d->cfg, &d->st, &e) < 0) {
+
+	hhmmss(0, at, sizeof(at));
+	set_status(s, "%s running since %s", cc->name, at);
+	notify_status(d, NULL);
+	if (store_ready(d, &e) < 0) {
 		ids_log(IDS_LOG_ERROR, cc->name, 0, NULL, "database: %s", ids_error_text(&e));
-		ids_error_clear(&e);
-		d->st = NULL;
-	}
-	struct ids_sync_result res = { .exit_code = IDS_EXIT_FAILED, .status = "failed" };
-	if (d->st) {
+		res.error = strdup(ids_error_text(&e));
+	} else {
 		struct ids_sync_opts o = { .progress = progress, .ud = d };
 		struct ids_buf out = { 0 };
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
 		ids_buf_free(&out);
-	} else {
-		res.error = strdup("database unavailable");
 	}
+	ids_error_clear(&e);
+
 	int64_t now = mono_usec();
-	char at[16];
-	clock_hhmmss(0, at, sizeof(at));
-	if (res.exit_code == IDS_EXIT_OK || res.exit_code == IDS_EXIT_LOCKED) {
-		/* a locked tick is another instance's success: keep the rhythm */
+	hhmmss(0, at, sizeof(at));
+	char *err = status_text(res.error ? res.error : "", STATUS_ERR_MAX);
+	if (d->stop && res.exit_code != IDS_EXIT_OK) {
+		/* SIGTERM cancelled it: nothing was written, nothing to retry */
+		set_status(s, "%s stopped at %s (run cancelled, nothing written)", cc->name, at);
+	} else if (res.exit_code == IDS_EXIT_OK || res.exit_code == IDS_EXIT_LOCKED) {
+		/* a locked tick is another instance's success: keep the rhythm,
+		 * so that this one takes over within an interval if it dies */
 		s->backoff = 0;
-		int interval = cc->interval ? cc->interval : d->cfg->sync.interval;
-		s->due = now + ((int64_t)interval + rnd((unsigned)d->cfg->sync.jitter)) * 1000000;
+		s->due = now + ((int64_t)interval_of(d->cfg, cc) + rnd((unsigned)d->cfg->sync.jitter)) * USEC;
 		if (res.exit_code == IDS_EXIT_OK)
-			snprintf(s->status, sizeof(s->status), "%s ok %ld users +%ld ~%ld -%ld at %s", cc->name,
-				 res.counts.users_seen, res.counts.created,
-				 res.counts.updated + res.counts.reactivated, res.counts.deactivated, at);
+			set_status(s, "%s ok %ld users +%ld ~%ld -%ld at %s", cc->name, res.counts.users_seen,
+				   res.counts.created, res.counts.updated + res.counts.reactivated,
+				   res.counts.deactivated, at);
 		else
-			snprintf(s->status, sizeof(s->status), "%s skipped (locked by another instance) at %s",
-				 cc->name, at);
+			set_status(s, "%s skipped (another instance is syncing it) at %s", cc->name, at);
 	} else {
-		/* failures and safety aborts retry with doubling backoff */
+		/* failures and safety aborts retry with doubling backoff; a
+		 * tenth of the jitter keeps instances that failed together
+		 * from retrying together */
 		s->backoff = s->backoff ? s->backoff * 2 : d->cfg->sync.retry_min;
-		if (s->backoff > d->cfg->sync.retry_max)
+		if (s->backoff > d->cfg->sync.retry_max || s->backoff <= 0)
 			s->backoff = d->cfg->sync.retry_max;
-		int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * 1000000;
+		int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * USEC;
 		s->due = now + delay;
-		char retry[16];
-		clock_hhmmss(delay, retry, sizeof(retry));
-		snprintf(s->status, sizeof(s->status), "%s %s (%.80s) retry %s", cc->name, res.status,
-			 res.error ? res.error : "", retry);
+		hhmmss(delay, retry, sizeof(retry));
+		set_status(s, "%s %s (%s) retry %s", cc->name, res.status, err ? err : "", retry);
+	}
+	free(err);
+	free(res.error);
+	if (!d->stop)
+		record_next(d, s);
+	if (res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED && res.exit_code != IDS_EXIT_SAFETY) {
 		/* the connection may be what failed: start afresh next time */
 		ids_store_close(d->st);
 		d->st = NULL;
 	}
-	free(res.error);
 	notify_status(d, NULL);
 }
 
-static void reload(struct daemon *d)
+/* A directory that stops answering blocks a run for up to the connector's
+ * timeout (+1 s) without a progress call, hence without a ping: warn when
+ * that does not fit in half of WatchdogSec, where systemd would take the
+ * daemon for hung. */
+static void check_watchdog_margin(const struct daemon *d)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-		   (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+	for (size_t i = 0; d->wd_usec && i < d->cfg->nconnectors; i++) {
+		const struct ids_connector_cfg *cc = &d->cfg->connectors[i];
+		if (cc->type != IDS_CONN_LDAP)
+			continue;
+		int64_t blocked = ((int64_t)cc->ldap.timeout + 1) * USEC;
+		if (blocked >= (int64_t)d->wd_usec / 2)
+			ids_log(IDS_LOG_WARNING, cc->name, 0, NULL,
+				"timeout %d s: a directory that stops answering can block a run for %d s without a "
+				"watchdog ping; set WatchdogSec= above %d s (it is %llu s) or lower the timeout",
+				cc->ldap.timeout, cc->ldap.timeout + 1, 2 * (cc->ldap.timeout + 1),
+				(unsigned long long)(d->wd_usec / USEC));
+	}
+}
+
+/* SIGHUP: re-reads the configuration.  An invalid one is refused and the
+ * running one kept (the reason goes to the log and stays in STATUS=).
+ * `ready`: the daemon has said READY=1, so systemd gets RELOADING=1 and
+ * READY=1 around it. */
+static void reload(struct daemon *d, bool ready)
+{
 	struct ids_config *nc = NULL;
 	struct ids_error e = { 0 };
+	if (ready)
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)mono_usec());
+	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGHUP: reloading %s", d->path);
 	if (ids_config_load(d->path, &nc, &e) < 0) {
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused, keeping the running configuration: %s",
 			ids_error_text(&e));
-		sd_notify(0, "READY=1");
-		notify_status(d, "reload failed: invalid configuration, old one kept");
+		char *why = status_text(ids_error_text(&e), 2 * STATUS_ERR_MAX);
+		free(d->note);
+		d->note = NULL;
+		if (why && asprintf(&d->note, "reload refused, old configuration kept: %s", why) < 0)
+			d->note = NULL;
+		free(why);
 		ids_error_clear(&e);
-		return;
+		ids_config_free(nc);
+		goto out;
 	}
-	ids_config_free(d->cfg);
+	struct ids_config *old = d->cfg;
 	d->cfg = nc;
-	ids_log_setup(nc->log.level, nc->log.target);
-	ids_store_close(d->st); /* database settings may have changed */
+	if (schedule_rebuild(d) < 0) {
+		/* keep running what runs rather than half of the new */
+		d->cfg = old;
+		ids_config_free(nc);
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused: out of memory");
+		goto out;
+	}
+	ids_config_free(old);
+	ids_log_setup(d->cfg->log.level, d->cfg->log.target);
+	/* the database settings may have changed */
+	ids_store_close(d->st);
 	d->st = NULL;
-	schedule_rebuild(d);
+	free(d->note);
+	d->note = NULL;
+	check_watchdog_margin(d);
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
-	sd_notify(0, "READY=1");
+out:
+	if (ready)
+		sd_notify(0, "READY=1");
 	notify_status(d, NULL);
 }
 
-/* Connects and migrates, retrying with backoff while the database is down;
- * false when told to stop meanwhile. */
-static bool wait_for_database(struct daemon *d)
+/* Start: connects and migrates (or checks the schema), retrying with
+ * backoff while the database is away, with STATUS= saying so.  A SIGHUP
+ * meanwhile loads the new configuration (a fixed conninfo is tried at
+ * once), SIGUSR1 retries now.  0 when connected, 1 when told to stop, or
+ * IDS_EXIT_CONFIG when the database settings themselves are invalid. */
+static int wait_for_database(struct daemon *d)
 {
 	int delay = d->cfg->sync.retry_min > 0 ? d->cfg->sync.retry_min : 1;
 	for (;;) {
 		struct ids_error e = { 0 };
-		int r = ids_store_open(d->cfg, &d->st, &e);
+		int r = store_ready(d, &e);
 		if (r >= 0)
-			r = ids_store_migrate(d->st, d->cfg->database.migrate_auto, NULL, NULL, &e);
-		if (r >= 0)
-			return true;
-		ids_store_close(d->st);
-		d->st = NULL;
-		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s (retrying in %d s)", ids_error_text(&e), delay);
-		sd_notifyf(0, "STATUS=waiting for the database: %s", ids_error_text(&e));
-		ids_error_clear(&e);
-		if (r == IDS_E_SCHEMA)
-			delay = d->cfg->sync.retry_max; /* needs a person, not a retry storm */
-		struct pollfd p = { d->sfd, POLLIN, 0 };
-		int64_t until = mono_usec() + (int64_t)delay * 1000000;
-		while (!d->stop && mono_usec() < until) {
-			watchdog(d, false);
-			int64_t left = (until - mono_usec()) / 1000;
-			int64_t wd = d->wd_usec ? (int64_t)d->wd_usec / 2000 : left;
-			int ms = (int)(left < wd ? left : wd);
-			if (poll(&p, 1, ms > 0 ? ms : 0) > 0)
-				drain_signals(d);
+			return 0;
+		if (r == IDS_E_CONFIG) {
+			ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s", ids_error_text(&e));
+			sd_notifyf(0, "STATUS=invalid database configuration\nERRNO=%d", EINVAL);
+			ids_error_clear(&e);
+			return IDS_EXIT_CONFIG;
 		}
+		/* an old schema with migrate: manual (or a newer one) needs a
+		 * person, not a retry storm */
+		if (r == IDS_E_SCHEMA)
+			delay = d->cfg->sync.retry_max;
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s (retrying in %d s)", ids_error_text(&e), delay);
+		char *why = status_text(ids_error_text(&e), STATUS_ERR_MAX);
+		sd_notifyf(0, "STATUS=%s%swaiting for the database: %s (retry in %d s)", d->note ? d->note : "",
+			   d->note ? "; " : "", why ? why : "", delay);
+		free(why);
+		ids_error_clear(&e);
+
+		sleep_until(d, mono_usec() + (int64_t)delay * USEC);
+		if (d->fatal)
+			return d->fatal;
 		if (d->stop)
-			return false;
-		delay = delay * 2 > d->cfg->sync.retry_max ? d->cfg->sync.retry_max : delay * 2;
+			return 1;
+		if (d->reload) {
+			d->reload = false;
+			reload(d, false);
+			delay = d->cfg->sync.retry_min > 0 ? d->cfg->sync.retry_min : 1;
+			continue;
+		}
+		if (d->run_all) {
+			d->run_all = false;
+			continue;
+		}
+		delay = delay > d->cfg->sync.retry_max / 2 ? d->cfg->sync.retry_max : delay * 2;
 	}
+}
+
+/* The earliest due connector, NULL when there is none. */
+static struct sched *next_due(struct daemon *d)
+{
+	struct sched *next = NULL;
+	for (size_t i = 0; i < d->ns; i++)
+		if (!next || d->s[i].due < next->due)
+			next = &d->s[i];
+	return next;
 }
 
 int ids_daemon_run(const char *config_path)
@@ -255,6 +500,7 @@ int ids_daemon_run(const char *config_path)
 	struct daemon d = { .path = config_path, .sfd = -1 };
 	struct ids_error e = { 0 };
 	int code = IDS_EXIT_OK;
+	sigset_t mask;
 
 	if (ids_config_load(config_path, &d.cfg, &e) < 0) {
 		fprintf(stderr, "%s\n", ids_error_text(&e));
@@ -264,71 +510,75 @@ int ids_daemon_run(const char *config_path)
 	}
 	ids_log_setup(d.cfg->log.level, d.cfg->log.target);
 
-	sigset_t mask;
+	/* Blocked before anything else: from here on a signal is a flag on
+	 * the signalfd, never an interrupted call.  SIGPIPE: a peer that
+	 * closed a socket is an error return, not death. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	d.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (d.sfd < 0) {
+	signal(SIGPIPE, SIG_IGN);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+	    (d.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "signalfd: %s", strerror(errno));
+		sd_notifyf(0, "STATUS=cannot set up signal handling\nERRNO=%d", errno);
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
 	if (sd_watchdog_enabled(0, &d.wd_usec) <= 0)
 		d.wd_usec = 0;
+	char host[256] = "";
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	snprintf(d.instance, sizeof(d.instance), "%s:%ld", host, (long)getpid());
+	check_watchdog_margin(&d);
+	watchdog(&d, true);
 
-	if (!wait_for_database(&d))
+	int r = wait_for_database(&d);
+	if (r) {
+		code = r == 1 ? IDS_EXIT_OK : r;
 		goto out;
-	schedule_rebuild(&d);
+	}
+	if (schedule_rebuild(&d) < 0) {
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "out of memory");
+		sd_notifyf(0, "ERRNO=%d", ENOMEM);
+		code = IDS_EXIT_FAILED;
+		goto out;
+	}
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
-	watchdog(&d, true);
 
-	while (!d.stop) {
+	while (!d.stop && !d.fatal) {
+		if (d.reload) {
+			d.reload = false;
+			reload(&d, true);
+			continue;
+		}
 		int64_t now = mono_usec();
 		if (d.run_all) {
+			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
 			for (size_t i = 0; i < d.ns; i++)
 				d.s[i].due = now;
 			d.run_all = false;
 		}
 		/* the earliest due connector runs; the rest wait their turn */
-		struct sched *next = NULL;
-		for (size_t i = 0; i < d.ns; i++)
-			if (!next || d.s[i].due < next->due)
-				next = &d.s[i];
+		struct sched *next = next_due(&d);
 		if (next && next->due <= now) {
 			run_one(&d, next);
-			watchdog(&d, false);
-			if (d.reload && !d.stop) {
-				d.reload = false;
-				reload(&d);
-			}
 			continue;
 		}
-		int64_t wait = next ? next->due - now : 3600LL * 1000000;
-		if (d.wd_usec && (int64_t)d.wd_usec / 2 < wait)
-			wait = (int64_t)d.wd_usec / 2;
-		struct timespec ts = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
-		struct pollfd p = { d.sfd, POLLIN, 0 };
-		int r = ppoll(&p, 1, &ts, NULL);
-		watchdog(&d, false);
-		if (r > 0)
-			drain_signals(&d);
-		if (d.reload && !d.stop) {
-			d.reload = false;
-			reload(&d);
-		}
+		sleep_until(&d, next ? next->due : now + 3600 * USEC);
 	}
+	code = d.fatal;
 out:
-	sd_notify(0, "STOPPING=1");
-	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopping");
-	for (size_t j = 0; j < d.ns; j++)
-		free(d.s[j].name);
-	free(d.s);
+	if (!d.stop)
+		sd_notify(0, "STOPPING=1");
+	if (code == IDS_EXIT_OK)
+		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
+	sched_free(d.s, d.ns);
+	free(d.note);
 	ids_store_close(d.st);
 	ids_config_free(d.cfg);
 	if (d.sfd >= 0)

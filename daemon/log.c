@@ -2,12 +2,15 @@
  * under systemd (service.md, "Logging"). */
 #include "ids/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
@@ -19,12 +22,35 @@ static const char *const level_word[] = { "debug", "info", "warning", "error" };
 /* syslog priorities for the journal's PRIORITY= */
 static const int level_prio[] = { 7, 6, 4, 3 };
 
+/* systemd puts DEV:INODE of the journal stream it connected to stderr in
+ * JOURNAL_STREAM.  A process whose stderr was redirected (`idsyncd sync
+ * 2>file` from a service's shell) inherits the variable but not the
+ * stream: only a match means that stderr is the journal (systemd.exec(5)). */
+static bool stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	struct stat st;
+	char *end = NULL;
+	if (!v || !*v || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	errno = 0;
+	unsigned long long dev = strtoull(v, &end, 10);
+	if (errno || *end != ':')
+		return false;
+	unsigned long long ino = strtoull(end + 1, &end, 10);
+	if (errno || *end)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void ids_log_setup(enum ids_log_level level, enum ids_log_target target)
 {
 	min_level = level;
-	/* auto: the journal when systemd connected our stderr to it */
+	/* auto: structured entries when systemd connected our stderr to the
+	 * journal; journal: always (entries are lost when no journald runs,
+	 * as with any syslog target) */
 	if (target == IDS_LOGT_AUTO)
-		use_journal = getenv("JOURNAL_STREAM") != NULL;
+		use_journal = stderr_is_journal();
 	else
 		use_journal = target == IDS_LOGT_JOURNAL;
 }

@@ -288,6 +288,16 @@ static void fmt_time(int64_t usec, char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The daemon's next expected run of `connector`, NULL when none is known. */
+static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row *s, size_t n,
+						  const char *connector)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s[i].connector, connector) == 0)
+			return &s[i];
+	return NULL;
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -295,7 +305,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	struct ids_error e = { 0 };
 	struct ids_run_row *rows = NULL;
 	struct ids_orphan *orph = NULL;
-	size_t nrows = 0, norph = 0;
+	struct ids_schedule_row *sched = NULL;
+	size_t nrows = 0, norph = 0, nsched = 0;
 	struct ids_strv names = { 0 };
 	int r = load_config(path, &cfg);
 	if (r)
@@ -310,17 +321,31 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		r = IDS_EXIT_FAILED;
 		goto out;
 	}
+	/* only a running daemon records its schedule; a database an older
+	 * idsyncd migrated has no table for it: then no next run is shown */
+	if (ids_store_schedule_get(st, &sched, &nsched, &e) < 0) {
+		sched = NULL;
+		nsched = 0;
+	}
+	ids_error_clear(&e);
 	struct ids_buf b = { 0 };
 	if (co->format == IDS_FMT_JSON)
 		ids_buf_puts(&b, "{\"connectors\": [");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct ids_run_row *w = &rows[i];
-		char started[32], finished[32];
+		const struct ids_schedule_row *nx = next_run_of(sched, nsched, w->connector);
+		char started[32], finished[32], next[32];
 		fmt_time(w->started_at, started, sizeof(started));
 		fmt_time(w->finished_at, finished, sizeof(finished));
-		/* a failed last run makes the check fail (monitoring) */
-		if (strcmp(w->status, "failed") == 0 && ids_strv_contains(&names, w->connector, false))
-			r = IDS_EXIT_FAILED;
+		fmt_time(nx ? nx->next_at : 0, next, sizeof(next));
+		/* a failed (or safety-aborted) last run makes the check fail,
+		 * with the exit code a sync would have had (monitoring) */
+		if (ids_strv_contains(&names, w->connector, false)) {
+			if (strcmp(w->status, "failed") == 0)
+				r = ids_exit_worst(r, IDS_EXIT_FAILED);
+			else if (strncmp(w->status, "aborted_", 8) == 0)
+				r = ids_exit_worst(r, IDS_EXIT_SAFETY);
+		}
 		if (co->format == IDS_FMT_JSON) {
 			ids_buf_puts(&b, i ? ", {\"connector\": " : "{\"connector\": ");
 			ids_buf_json_str(&b, w->connector);
@@ -346,12 +371,20 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 				ids_buf_json_str(&b, w->error);
 			else
 				ids_buf_puts(&b, "null");
+			if (nx) {
+				ids_buf_printf(&b, ", \"next_run_at\": \"%s\", \"next_run_by\": ", next);
+				ids_buf_json_str(&b, nx->instance);
+			} else {
+				ids_buf_puts(&b, ", \"next_run_at\": null, \"next_run_by\": null");
+			}
 			ids_buf_puts(&b, "}");
 		} else {
 			ids_buf_printf(&b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id, started);
 			if (w->has_counts)
 				ids_buf_printf(&b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
 					       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
+			if (nx)
+				ids_buf_printf(&b, "  next %s", next);
 			if (w->error)
 				ids_buf_printf(&b, "  error: %s", w->error);
 			ids_buf_putc(&b, '\n');
@@ -379,6 +412,7 @@ out:
 	ids_strv_free(&names);
 	ids_run_rows_free(rows, nrows);
 	ids_orphans_free(orph, norph);
+	ids_schedule_rows_free(sched, nsched);
 	ids_error_clear(&e);
 	ids_store_close(st);
 	ids_config_free(cfg);
