@@ -2,6 +2,7 @@
  * the command, load the configuration, and hand over to sync/status/...
  * The only place that exits. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,6 +460,8 @@ int main(int argc, char **argv)
 	/* libldap must never read ldaprc/.ldaprc or LDAP* variables that could
 	 * weaken TLS (reliability.md case 16): connectors set every option. */
 	setenv("LDAPNOINIT", "1", 1);
+	/* a peer that closes a TLS connection must give an error, not kill us */
+	signal(SIGPIPE, SIG_IGN);
 	ids_log_setup(IDS_LOG_INFO, IDS_LOGT_AUTO);
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
