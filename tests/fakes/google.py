@@ -57,6 +57,7 @@ import hmac
 import json
 import os
 import secrets
+import socket
 import ssl
 import sys
 import threading
@@ -692,6 +693,9 @@ class Server(ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        # no Nagle: headers and body are two writes, and Nagle + delayed
+        # ACK would add 40 ms to every answer
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # the handshake happens in the handler's thread: a client that
         # stalls in it must not block the accept loop
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
