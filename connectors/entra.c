@@ -374,14 +374,18 @@ static int graph_error(struct pull *p, const char *what, const struct ids_http_r
 								: IDS_E_SERVER;
 	const char *id = resp->request_id ? resp->request_id : rid;
 	int r;
+	struct ids_buf tries = { 0 };
+	if (resp->retries)
+		ids_buf_printf(&tries, " (after %d %s)", resp->retries, resp->retries == 1 ? "retry" : "retries");
+	const char *after = tries.p ? tries.p : "";
 	if (code || msg)
 		r = ids_error_set(p->err, kind, "%s: Graph %ld %s: %s%s%s", what, resp->status,
-				  code ? code : "(no code)", msg ? msg : "(no message)",
-				  resp->retries ? " (after retries)" : "", rid_text(&rb, id));
+				  code ? code : "(no code)", msg ? msg : "(no message)", after, rid_text(&rb, id));
 	else
 		r = ids_error_set(p->err, kind, "%s: Graph %ld without an error body (content-type %s)%s%s", what,
-				  resp->status, resp->content_type ? resp->content_type : "none",
-				  resp->retries ? " (after retries)" : "", rid_text(&rb, id));
+				  resp->status, resp->content_type ? resp->content_type : "none", after,
+				  rid_text(&rb, id));
+	ids_buf_free(&tries);
 	free(code);
 	free(msg);
 	free(rid);
@@ -457,6 +461,13 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 		if ((r = graph_get(p, cur, what, &resp)) < 0)
 			goto out;
 		r = fn(p, arg, resp.body.p ? resp.body.p : "", resp.body.len, &page);
+		if (r < 0 && resp.request_id && p->err) {
+			/* a malformed page: Microsoft support asks for its request id */
+			char *m = p->err->msg;
+			p->err->msg = NULL;
+			ids_error_set(p->err, r, "%s (request-id %s)", m ? m : ids_strerror(r), resp.request_id);
+			free(m);
+		}
 		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
 		if (r < 0)
 			goto out;

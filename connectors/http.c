@@ -546,7 +546,7 @@ static int transport_error(struct ids_http *h, struct ids_error *err, int code, 
 	struct ids_buf after = { 0 };
 	if (retries > 0)
 		ids_buf_printf(&after, " (after %d %s%s)", retries, retries == 1 ? "retry" : "retries",
-			       late ? "; the run deadline is near" : "");
+			       late ? "; no time left before the run deadline" : "");
 	const char *tail = after.p ? after.p : "";
 	int r;
 	if (cc == CURLE_SSL_CACERT_BADFILE)
