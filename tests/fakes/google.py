@@ -40,15 +40,15 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   errors), html (200 text/html), truncate (a cut JSON body, consistent
   length), reset (full Content-Length, half the body, then close), stall
   (headers and half the body, then `seconds` of silence), delay (`seconds`
-  before a normal answer), repeat_token (the
-  page's nextPageToken is the token of the request), empty (no items, a
-  next token to the same place: Google does that), wrongtype ("users" an
-  object).
+  before a normal answer), repeat_token (the page's nextPageToken is the
+  token of the request), empty (no items, a next token to the same place:
+  Google does that), wrongtype ("users" an object).
 
 Control: GET /_stats (request counters, the parameters seen, the last
-assertion's header and claims, the tokens issued: tests grep for them), POST /_control {"faults", "clear_faults",
-"reset_stats", "data_file", "token_lifetime", "token_max_uses",
-"revoke_tokens"}.  Writes its port to --port-file once it listens.
+assertion's header and claims, the tokens issued: tests look for them in
+idsyncd's output), POST /_control {"faults", "clear_faults", "reset_stats",
+"data_file", "token_lifetime", "token_max_uses", "revoke_tokens", "page"}.
+Writes its port to --port-file once it listens.
 """
 import argparse
 import base64
@@ -281,8 +281,8 @@ class State:
 
     def reset_stats(self):
         self.stats = {"requests": 0, "by_endpoint": {}, "status": {}, "tokens_issued": 0, "token_errors": [],
-                      "unauthorized": 0, "faults_fired": 0, "issued": [], "max_results": {}, "fields": {}, "projection": {},
-                      "derived": {}, "customer": {}, "last_header": None, "last_claims": None,
+                      "unauthorized": 0, "faults_fired": 0, "issued": [], "max_results": {}, "fields": {},
+                      "projection": {}, "derived": {}, "customer": {}, "last_header": None, "last_claims": None,
                       "user_agent": None, "t_first": None, "t_last": None}
 
     def count(self, endpoint, status):

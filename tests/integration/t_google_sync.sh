@@ -114,6 +114,27 @@ eq "$SUBJECT|$CLIENT_EMAIL|3600" "$(gstat 'last_claims["sub"]+"|"+last_claims["i
 	"assertion: sub = the admin, iss = client_email, an hour"
 eq "ok|4|0" "$(q "SELECT status||'|'||created||'|'||deactivated FROM sync_run ORDER BY id DESC LIMIT 1")" "sync_run row"
 
+# the fake itself behaves like Google where idsyncd never looks: direct
+# members only without includeDerivedMembership, `fields` trims, unknown
+# fields are refused, no token no answer
+TOK=$(gstat 'issued[-1]')
+api() { curl -sS --cacert "$W/certs/ca.crt" -H "Authorization: Bearer $TOK" "$GURL/admin/directory/v1/$1"; }
+gctl '{"page": {"members": 0}}' # whole member lists for a moment
+eq "201,g-teamb:GROUP,203,204" "$(api 'groups/g-support/members?maxResults=200' | "$PY" -c '
+import json, sys
+print(",".join(m["id"] + ("" if m["type"] == "USER" else ":" + m["type"]) for m in json.load(sys.stdin)["members"]))')" \
+	"fake: without includeDerivedMembership, the direct members and the nested GROUP entry"
+eq "201,g-teamb:GROUP,202,206,203,204" "$(api 'groups/g-support/members?includeDerivedMembership=true' | "$PY" -c '
+import json, sys
+print(",".join(m["id"] + ("" if m["type"] == "USER" else ":" + m["type"]) for m in json.load(sys.stdin)["members"]))')" \
+	"fake: with it, the nested group's users follow its entry"
+gctl '{"page": {"members": 2}}'
+eq '{"users": [{"id": "201"}, {"id": "202"}]}' \
+	"$(api 'users?customer=my_customer&maxResults=2&fields=users(id)' | "$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))')" \
+	"fake: fields=users(id) keeps only the ids (and drops nextPageToken)"
+has "Invalid field selection orgunitpath" "$(api 'users?customer=my_customer&fields=users(orgunitpath)')" "fake: a mis-cased field is a 400"
+has '"code": 401' "$(TOK=x api 'users?customer=my_customer')" "fake: an unknown token is a 401"
+
 # idempotence
 before=$(snapshot_db)
 ids sync
