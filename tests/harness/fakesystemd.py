@@ -730,21 +730,28 @@ class FakeJournal:
         self.entries = []
         self.cond = threading.Condition()
         self.sock = None
-        self.made_dir = False
+        self.made_dirs = []
         self.stop_flag = False
 
     def start(self):
-        if os.path.exists(JOURNAL_SOCKET):
+        if journald_running():
             return False
-        d = os.path.dirname(JOURNAL_SOCKET)
         try:
-            if not os.path.isdir(d):
-                os.makedirs(d)
-                self.made_dir = True
+            # a socket nobody listens on: left by a test that was killed
+            if os.path.exists(JOURNAL_SOCKET):
+                os.unlink(JOURNAL_SOCKET)
+            for d in ("/run/systemd", os.path.dirname(JOURNAL_SOCKET)):
+                if not os.path.isdir(d):
+                    os.mkdir(d, 0o755)
+                    self.made_dirs.insert(0, d)
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             self.sock.bind(JOURNAL_SOCKET)
         except OSError:
+            if self.sock:
+                self.sock.close()
             self.sock = None
+            self.stop()  # the directories made so far
             return False
         threading.Thread(target=self._read, daemon=True).start()
         return True
@@ -757,12 +764,11 @@ class FakeJournal:
                 os.unlink(JOURNAL_SOCKET)
             except OSError:
                 pass
-            if self.made_dir:
-                for p in (os.path.dirname(JOURNAL_SOCKET), os.path.dirname(os.path.dirname(JOURNAL_SOCKET))):
-                    try:
-                        os.rmdir(p)
-                    except OSError:
-                        break
+        for d in self.made_dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
 
     @staticmethod
     def decode(data):
@@ -783,7 +789,9 @@ class FakeJournal:
         return fields
 
     def _read(self):
-        fds_space = socket.CMSG_SPACE(4)
+        # room for a memfd and the sender's credentials (its pid becomes
+        # _PID, as journald records it)
+        fds_space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(struct.calcsize("iII"))
         while not self.stop_flag:
             try:
                 r, _, _ = select.select([self.sock], [], [], 0.2)
@@ -792,16 +800,20 @@ class FakeJournal:
                 data, anc, _, _ = self.sock.recvmsg(1 << 20, fds_space)
             except (OSError, ValueError):
                 return
+            pid = None
             for level, typ, cdata in anc:
                 if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                     fds = array.array("i")
                     fds.frombytes(cdata[:4])
                     with os.fdopen(fds[0], "rb") as f:
                         data = f.read()
+                elif level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
             try:
                 e = self.decode(data)
             except (ValueError, struct.error):
                 e = {"_UNPARSABLE": [repr(data)]}
+            e["_PID"] = [str(pid)]
             with self.cond:
                 self.entries.append(e)
                 self.cond.notify_all()
