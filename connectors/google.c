@@ -355,9 +355,10 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 			r = ids_error_set(p->err, IDS_E_LIMIT, "%s: more than %d pages", what, MAX_PAGES);
 			goto out;
 		}
+		/* the daemon's watchdog tick; < 0: run_timeout or a signal */
 		if ((r = http_progress(p)) < 0) {
 			r = ids_error_set(p->err, r, "%s: stopped after %zu pages: %s", what, n,
-					  ids_strerror(r));
+					  r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
 			goto out;
 		}
 		ids_buf_reset(&u);
