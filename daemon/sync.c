@@ -288,7 +288,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	goto out;
 
 pull_failed:
-	fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
+	/* a credential file that is there but malformed is found only now:
+	 * still a configuration error (exit 78), not a transient failure */
+	fail(res, e.code == IDS_E_CONFIG ? IDS_EXIT_CONFIG : IDS_EXIT_FAILED, "failed", ids_error_text(&e));
 	ids_log(IDS_LOG_ERROR, conn, 0, NULL, "run failed, nothing written: %s", ids_error_text(&e));
 	ids_buf_printf(out, "summary %s: failed: %s\n", conn, ids_error_text(&e));
 	if (!o->dry_run)
