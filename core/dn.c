@@ -201,6 +201,10 @@ static int parse_string(struct dn_parser *ps, struct ids_buf *out)
 	if (r < 0)
 		return r;
 	ps->val.len = keep;
+	/* an empty value ("cn=") has nothing to check or encode, and val.p
+	 * may still be NULL: NULL + 0 is undefined behaviour */
+	if (keep == 0)
+		return 0;
 	if (!value_utf8_valid(ps->val.p, keep))
 		return -EINVAL;
 	for (size_t i = 0; i < keep; i++)
