@@ -95,6 +95,8 @@ static void pop(struct ctx *c)
  * The path is kept as segments and only turned into text here, so that a
  * valid file, the common case, never pays for it. */
 static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int vfail(struct ctx *c, size_t line, size_t col, const char *fmt, va_list ap)
 {
 	struct ids_buf p = {0};
 	char *m = NULL;
@@ -1440,6 +1442,143 @@ static int load_connectors(struct ctx *c, yaml_node_t *n)
 /* ------------------------------------------------------------------ */
 /* rules                                                               */
 
+/* What glibc's regcomp would build from a pattern, roughly, so that a
+ * pattern that would eat the machine is refused before it is compiled.
+ * regcomp expands every repetition into copies of what it repeats:
+ * "(a{100}){100}" holds ten thousand nodes, and each "+" doubles its
+ * operand, so "a" followed by twenty "+" takes gigabytes (found by
+ * fuzz/fuzz_rules).  Refused as well: a duplication symbol right after
+ * another (undefined in POSIX, and how the doubling stacks up), and
+ * back-references (not ERE, and exponential to match against values a
+ * directory controls). */
+#define RE_COST_MAX 10000 /* pattern nodes after expansion */
+#define RE_DEPTH_MAX 32	  /* nested groups */
+
+struct re_scan {
+	const char *p;
+	int depth;
+	const char *why; /* set when refused */
+};
+
+static unsigned long re_add(unsigned long a, unsigned long b)
+{
+	return a + b > RE_COST_MAX ? RE_COST_MAX + 1 : a + b;
+}
+
+static unsigned long re_mul(unsigned long a, unsigned long b)
+{
+	return a && b > (RE_COST_MAX + 1) / a ? RE_COST_MAX + 1 : a * b;
+}
+
+/* The copy factor of the duplication symbol at s->p (consumed), 0 when
+ * there is none: "*" and "?" keep one copy, "+" makes two, {m,n} up to
+ * max(m,n) + 1.  A "{" that is no interval is left to regcomp. */
+static unsigned long re_quant(struct re_scan *s)
+{
+	const char *p = s->p;
+	if (*p == '*' || *p == '?' || *p == '+') {
+		s->p++;
+		return *p == '+' ? 2 : 1;
+	}
+	if (*p != '{' || p[1] < '0' || p[1] > '9')
+		return 0;
+	unsigned long bound = 0, v = 0;
+	for (p++; (*p >= '0' && *p <= '9') || *p == ','; p++) {
+		v = *p == ',' ? 0 : (v < RE_COST_MAX ? v * 10 + (unsigned long)(*p - '0') : v);
+		if (v > bound)
+			bound = v;
+	}
+	if (*p != '}')
+		return 0;
+	s->p = p + 1;
+	return bound + 1;
+}
+
+static unsigned long re_branches(struct re_scan *s);
+
+/* One atom at s->p (consumed): a group, a bracket expression, an escape
+ * or one character.  Its cost, at least 1. */
+static unsigned long re_atom(struct re_scan *s)
+{
+	const char *p = s->p;
+	if (*p == '(') {
+		if (++s->depth > RE_DEPTH_MAX) {
+			s->why = "groups nested too deeply";
+			return 1;
+		}
+		s->p++;
+		unsigned long k = re_branches(s);
+		if (*s->p == ')')
+			s->p++;
+		s->depth--;
+		return k ? k : 1;
+	}
+	if (*p == '[') {
+		/* "]" first (after an optional "^") is a member; [:class:],
+		 * [.coll.] and [=equiv=] may hold a "]" */
+		p++;
+		if (*p == '^')
+			p++;
+		if (*p == ']')
+			p++;
+		while (*p && *p != ']') {
+			if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+				char end = p[1];
+				for (p += 2; *p && !(p[0] == end && p[1] == ']'); p++)
+					;
+				p += *p ? 2 : 0;
+			} else {
+				p++;
+			}
+		}
+		s->p = *p ? p + 1 : p;
+		return 1;
+	}
+	if (*p == '\\') {
+		if (p[1] >= '1' && p[1] <= '9')
+			s->why = "back-references such as \\1 are not part of POSIX extended expressions";
+		s->p += p[1] ? 2 : 1;
+		return 1;
+	}
+	s->p++;
+	return 1;
+}
+
+/* Alternatives up to a ")" or the end: the sum of their atoms' costs. */
+static unsigned long re_branches(struct re_scan *s)
+{
+	unsigned long total = 0;
+	while (*s->p && *s->p != ')' && !s->why) {
+		if (*s->p == '|') {
+			s->p++;
+			continue;
+		}
+		unsigned long k = re_atom(s), f;
+		for (int q = 0; !s->why && (f = re_quant(s)) != 0; q++) {
+			if (q)
+				s->why = "a duplication symbol (*, +, ?, {m,n}) right after another";
+			k = re_mul(k, f);
+		}
+		total = re_add(total, k);
+	}
+	return total;
+}
+
+/* NULL when src is safe to hand to regcomp, else why not. */
+static const char *re_refused(const char *src)
+{
+	struct re_scan s = {.p = src};
+	unsigned long cost = 0;
+	while (*s.p && !s.why) {
+		cost = re_add(cost, re_branches(&s));
+		if (*s.p == ')')
+			s.p++; /* unbalanced: regcomp says so */
+	}
+	if (!s.why && cost > RE_COST_MAX)
+		s.why = "too many repetitions: the compiled expression would be huge";
+	return s.why;
+}
+
 /* Compiles a POSIX ERE; a "(?i)" prefix (which POSIX lacks) means
  * REG_ICASE.  *ret_src is the pattern without it, set only on success. */
 static int compile(struct ctx *c, yaml_node_t *n, regex_t *re, char **ret_src)
@@ -1453,6 +1592,12 @@ static int compile(struct ctx *c, yaml_node_t *n, regex_t *re, char **ret_src)
 	if (!strncmp(src, "(?i)", 4)) {
 		src += 4;
 		flags |= REG_ICASE;
+	}
+	const char *refused = re_refused(src);
+	if (refused) {
+		r = bad_value(c, n, s, "a POSIX extended regular expression (%s)", refused);
+		free(s);
+		return r;
 	}
 	int e = regcomp(re, src, flags);
 	if (e) {
