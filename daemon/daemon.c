@@ -39,9 +39,9 @@
 
 struct sched {
 	char *name;
-	int64_t due;    /* monotonic usec of the next run */
-	int backoff;    /* seconds of the last retry delay, 0 after a success */
-	char *status;   /* this connector's part of STATUS=; NULL before its first run */
+	int64_t due;  /* monotonic usec of the next run */
+	int backoff;  /* seconds of the last retry delay, 0 after a success */
+	char *status; /* this connector's part of STATUS=; NULL before its first run */
 };
 
 struct daemon {
@@ -50,12 +50,12 @@ struct daemon {
 	struct ids_store *st; /* NULL while the database is away */
 	struct sched *s;
 	size_t ns;
-	int sfd;              /* the signalfd */
-	uint64_t wd_usec;     /* WatchdogSec, 0 = off */
-	int64_t wd_last;      /* monotonic usec of the last WATCHDOG=1 */
-	char *note;           /* why the last reload was refused, shown in STATUS= until one succeeds */
-	char instance[300];   /* host:pid, for connector_schedule */
-	int fatal;            /* exit code when the loop has to give up, else 0 */
+	int sfd;		    /* the signalfd */
+	uint64_t wd_usec;	    /* WatchdogSec, 0 = off */
+	int64_t wd_last;	    /* monotonic usec of the last WATCHDOG=1 */
+	char *note;		    /* why the last reload was refused, shown in STATUS= until one succeeds */
+	char instance[300];	    /* host:pid, for connector_schedule */
+	int fatal;		    /* exit code when the loop has to give up, else 0 */
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
 
@@ -113,6 +113,9 @@ static char *status_text(const char *s, size_t max)
 	return d;
 }
 
+/* WATCHDOG=1 at half of WatchdogSec.  Only ever called from the main
+ * thread (the loop and the progress hook): a loop that really hangs stops
+ * pinging, and systemd restarts it. */
 static void watchdog(struct daemon *d, bool force)
 {
 	int64_t now = mono_usec();
@@ -131,7 +134,8 @@ static void on_signal(struct daemon *d, uint32_t signo)
 	case SIGINT:
 		if (!d->stop) {
 			sd_notify(0, "STOPPING=1");
-			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "%s: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "%s: stopping",
+				signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		}
 		d->stop = true;
 		break;
@@ -174,8 +178,8 @@ static void sleep_until(struct daemon *d, int64_t until)
 			int64_t w = d->wd_last + (int64_t)d->wd_usec / 2 - now;
 			wait = w < wait ? (w > 0 ? w : 0) : wait;
 		}
-		struct timespec ts = { (time_t)(wait / USEC), (long)(wait % USEC) * 1000 };
-		struct pollfd p = { d->sfd, POLLIN, 0 };
+		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
+		struct pollfd p = {d->sfd, POLLIN, 0};
 		int r = ppoll(&p, 1, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
@@ -239,7 +243,7 @@ static int schedule_rebuild(struct daemon *d)
 /* STATUS=: the refused reload (if any), then each connector's last word. */
 static void notify_status(struct daemon *d, const char *what)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	ids_buf_puts(&b, "STATUS=");
 	if (what)
 		ids_buf_printf(&b, "%s; ", what);
@@ -297,21 +301,26 @@ static int store_ready(struct daemon *d, struct ids_error *e)
  * failure is not the run's failure, so it is only logged. */
 static void record_next(struct daemon *d, const struct sched *s)
 {
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t at = real_usec() + (s->due - mono_usec());
 	if (d->st && ids_store_schedule_set(d->st, s->name, d->instance, at, &e) < 0)
-		ids_log(IDS_LOG_WARNING, s->name, 0, NULL, "cannot record the next run: %s", ids_error_text(&e));
+		ids_log(IDS_LOG_WARNING, s->name, 0, NULL, "cannot record the next run: %s",
+			ids_error_text(&e));
 	ids_error_clear(&e);
 }
 
 static void run_one(struct daemon *d, struct sched *s)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, s->name);
-	struct ids_sync_result res = { .exit_code = IDS_EXIT_FAILED, .status = "failed" };
-	struct ids_error e = { 0 };
+	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
+	struct ids_error e = {0};
 	char at[16], retry[16];
-	if (!cc)
+	if (!cc) {
+		/* cannot happen (the schedule is built from the config); never
+		 * leave it due, which would spin the loop */
+		s->due = mono_usec() + 3600 * USEC;
 		return;
+	}
 
 	hhmmss(0, at, sizeof(at));
 	set_status(s, "%s running since %s", cc->name, at);
@@ -320,8 +329,8 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_log(IDS_LOG_ERROR, cc->name, 0, NULL, "database: %s", ids_error_text(&e));
 		res.error = strdup(ids_error_text(&e));
 	} else {
-		struct ids_sync_opts o = { .progress = progress, .ud = d };
-		struct ids_buf out = { 0 };
+		struct ids_sync_opts o = {.progress = progress, .ud = d};
+		struct ids_buf out = {0};
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
 		ids_buf_free(&out);
 	}
@@ -360,7 +369,8 @@ static void run_one(struct daemon *d, struct sched *s)
 	free(res.error);
 	if (!d->stop)
 		record_next(d, s);
-	if (res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED && res.exit_code != IDS_EXIT_SAFETY) {
+	if (res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED &&
+	    res.exit_code != IDS_EXIT_SAFETY) {
 		/* the connection may be what failed: start afresh next time */
 		ids_store_close(d->st);
 		d->st = NULL;
@@ -378,13 +388,13 @@ static void check_watchdog_margin(const struct daemon *d)
 		const struct ids_connector_cfg *cc = &d->cfg->connectors[i];
 		if (cc->type != IDS_CONN_LDAP)
 			continue;
-		int64_t blocked = ((int64_t)cc->ldap.timeout + 1) * USEC;
-		if (blocked >= (int64_t)d->wd_usec / 2)
-			ids_log(IDS_LOG_WARNING, cc->name, 0, NULL,
-				"timeout %d s: a directory that stops answering can block a run for %d s without a "
-				"watchdog ping; set WatchdogSec= above %d s (it is %llu s) or lower the timeout",
-				cc->ldap.timeout, cc->ldap.timeout + 1, 2 * (cc->ldap.timeout + 1),
-				(unsigned long long)(d->wd_usec / USEC));
+		int blocked = cc->ldap.timeout + 1;
+		if ((int64_t)blocked * USEC < (int64_t)d->wd_usec / 2)
+			continue;
+		ids_log(IDS_LOG_WARNING, cc->name, 0, NULL,
+			"timeout %d s: a directory that stops answering can block a run for %d s without a "
+			"watchdog ping; set WatchdogSec= above %d s (it is %llu s) or lower the timeout",
+			cc->ldap.timeout, blocked, 2 * blocked, (unsigned long long)(d->wd_usec / USEC));
 	}
 }
 
@@ -395,7 +405,7 @@ static void check_watchdog_margin(const struct daemon *d)
 static void reload(struct daemon *d, bool ready)
 {
 	struct ids_config *nc = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	if (ready)
 		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)mono_usec());
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGHUP: reloading %s", d->path);
@@ -445,7 +455,7 @@ static int wait_for_database(struct daemon *d)
 {
 	int delay = d->cfg->sync.retry_min > 0 ? d->cfg->sync.retry_min : 1;
 	for (;;) {
-		struct ids_error e = { 0 };
+		struct ids_error e = {0};
 		int r = store_ready(d, &e);
 		if (r >= 0)
 			return 0;
@@ -459,10 +469,11 @@ static int wait_for_database(struct daemon *d)
 		 * person, not a retry storm */
 		if (r == IDS_E_SCHEMA)
 			delay = d->cfg->sync.retry_max;
-		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s (retrying in %d s)", ids_error_text(&e), delay);
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s (retrying in %d s)", ids_error_text(&e),
+			delay);
 		char *why = status_text(ids_error_text(&e), STATUS_ERR_MAX);
-		sd_notifyf(0, "STATUS=%s%swaiting for the database: %s (retry in %d s)", d->note ? d->note : "",
-			   d->note ? "; " : "", why ? why : "", delay);
+		sd_notifyf(0, "STATUS=%s%swaiting for the database: %s (retry in %d s)",
+			   d->note ? d->note : "", d->note ? "; " : "", why ? why : "", delay);
 		free(why);
 		ids_error_clear(&e);
 
@@ -497,8 +508,8 @@ static struct sched *next_due(struct daemon *d)
 
 int ids_daemon_run(const char *config_path)
 {
-	struct daemon d = { .path = config_path, .sfd = -1 };
-	struct ids_error e = { 0 };
+	struct daemon d = {.path = config_path, .sfd = -1};
+	struct ids_error e = {0};
 	int code = IDS_EXIT_OK;
 	sigset_t mask;
 

@@ -18,9 +18,9 @@
 static enum ids_log_level min_level = IDS_LOG_INFO;
 static bool use_journal;
 
-static const char *const level_word[] = { "debug", "info", "warning", "error" };
+static const char *const level_word[] = {"debug", "info", "warning", "error"};
 /* syslog priorities for the journal's PRIORITY= */
-static const int level_prio[] = { 7, 6, 4, 3 };
+static const int level_prio[] = {7, 6, 4, 3};
 
 /* systemd puts DEV:INODE of the journal stream it connected to stderr in
  * JOURNAL_STREAM.  A process whose stderr was redirected (`idsyncd sync
@@ -71,10 +71,11 @@ void ids_log(enum ids_log_level level, const char *connector, long long run_id, 
 
 	if (use_journal) {
 		/* sd_journal_sendv: only the fields this event has */
-		char *f[5] = { 0 };
+		char *f[5] = {0};
 		struct iovec iov[6];
 		int n = 0;
-		if (asprintf(&f[0], "MESSAGE=%s%s%s", connector ? connector : "", connector ? ": " : "", msg) < 0)
+		if (asprintf(&f[0], "MESSAGE=%s%s%s", connector ? connector : "", connector ? ": " : "",
+			     msg) < 0)
 			f[0] = NULL;
 		if (asprintf(&f[1], "PRIORITY=%d", level_prio[level]) < 0)
 			f[1] = NULL;
@@ -86,8 +87,8 @@ void ids_log(enum ids_log_level level, const char *connector, long long run_id, 
 			f[4] = NULL;
 		for (int i = 0; i < 5; i++)
 			if (f[i])
-				iov[n++] = (struct iovec){ f[i], strlen(f[i]) };
-		iov[n++] = (struct iovec){ (char *)"SYSLOG_IDENTIFIER=idsyncd", 25 };
+				iov[n++] = (struct iovec){f[i], strlen(f[i])};
+		iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=idsyncd", 25};
 		sd_journal_sendv(iov, n);
 		for (int i = 0; i < 5; i++)
 			free(f[i]);

@@ -15,18 +15,19 @@ int ids_store_schedule_set(struct ids_store *st, const char *connector, const ch
 {
 	char at[24];
 	snprintf(at, sizeof(at), "%" PRId64, next_at);
-	const char *p[] = { connector, at, instance };
+	const char *p[] = {connector, at, instance};
 	/* Replace the row when it is ours, when its time has passed (its
 	 * writer ran since, or died), or when ours comes first: a standby's
 	 * later tick must not hide the active instance's earlier one. */
-	return ids_store_exec(st,
-			      "INSERT INTO connector_schedule AS s (connector, next_run_at, instance, updated_at)"
-			      " VALUES ($1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond', $3, now())"
-			      " ON CONFLICT (connector) DO UPDATE SET next_run_at = EXCLUDED.next_run_at,"
-			      " instance = EXCLUDED.instance, updated_at = EXCLUDED.updated_at"
-			      " WHERE s.instance = EXCLUDED.instance OR s.next_run_at <= now()"
-			      " OR EXCLUDED.next_run_at < s.next_run_at",
-			      3, p, PGRES_COMMAND_OK, NULL, "recording the next run", err);
+	return ids_store_exec(
+	    st,
+	    "INSERT INTO connector_schedule AS s (connector, next_run_at, instance, updated_at)"
+	    " VALUES ($1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond', $3, now())"
+	    " ON CONFLICT (connector) DO UPDATE SET next_run_at = EXCLUDED.next_run_at,"
+	    " instance = EXCLUDED.instance, updated_at = EXCLUDED.updated_at"
+	    " WHERE s.instance = EXCLUDED.instance OR s.next_run_at <= now()"
+	    " OR EXCLUDED.next_run_at < s.next_run_at",
+	    3, p, PGRES_COMMAND_OK, NULL, "recording the next run", err);
 }
 
 void ids_schedule_rows_free(struct ids_schedule_row *rows, size_t n)
@@ -46,11 +47,12 @@ int ids_store_schedule_get(struct ids_store *st, struct ids_schedule_row **ret, 
 	PGresult *res = NULL;
 	struct ids_schedule_row *rows = NULL;
 	size_t n = 0;
-	int r = ids_store_exec(st,
-			       "SELECT connector, instance, (extract(epoch FROM next_run_at) * 1000000)::bigint,"
-			       " (extract(epoch FROM updated_at) * 1000000)::bigint"
-			       " FROM connector_schedule ORDER BY connector",
-			       0, NULL, PGRES_TUPLES_OK, &res, "reading the schedule", err);
+	int r =
+	    ids_store_exec(st,
+			   "SELECT connector, instance, (extract(epoch FROM next_run_at) * 1000000)::bigint,"
+			   " (extract(epoch FROM updated_at) * 1000000)::bigint"
+			   " FROM connector_schedule ORDER BY connector",
+			   0, NULL, PGRES_TUPLES_OK, &res, "reading the schedule", err);
 	if (r < 0)
 		goto out;
 	n = (size_t)PQntuples(res);
