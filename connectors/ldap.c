@@ -48,6 +48,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,22 @@ struct watchdog {
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 };
 
+/* A group whose member values came back ranged and unfinished
+ * ("member;range=0-1499"): the rest is read after the group search. */
+struct ranged {
+	const char *dn, *gid; /* p->keep: the group's DN and external id */
+	const char *mattr;    /* the member attribute, borrowed (config or static) */
+	const char *usn;      /* p->keep: uSNChanged when read, NULL when none */
+	unsigned long next;   /* index of the first value not read yet */
+};
+
+/* A user whose primaryGroupID names a group (AD): the membership that AD
+ * does not list in the group's `member`. */
+struct primary {
+	const char *uid; /* p->keep: the user's external id */
+	uint32_t sid;	 /* index into p->sid_gid: the group's SID */
+};
+
 struct pull {
 	const struct ids_connector_cfg *cc;
 	const struct ids_ldap_cfg *lc;
@@ -145,6 +162,16 @@ struct pull {
 	struct watchdog wd;
 	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
+
+	struct ids_arena keep; /* what outlives its entry: see the two below */
+	struct ranged *ranged; /* groups to read on, in the order read */
+	size_t nranged, cap_ranged;
+	struct primary *prim; /* users with a primary group, AD */
+	size_t nprim, cap_prim;
+	struct ids_strmap sidmap; /* primary group SID -> index into sid_gid */
+	const char **sid_gid;	  /* per SID: the id of the group read with it, or NULL */
+	size_t nsid, cap_sid;
+	struct ids_buf sid;	  /* scratch for a SID as text */
 };
 
 /* What one page request came to. */
@@ -156,6 +183,27 @@ static bool bv_eq(const struct berval *bv, const char *s)
 {
 	size_t n = strlen(s);
 	return bv->bv_len == n && strncasecmp(bv->bv_val, s, n) == 0;
+}
+
+/* Room for `need` elements of `size` bytes in the array whose address is
+ * p (any element type: read and written with memcpy, which may alias
+ * anything), capacity *cap. */
+static int grow(void *p, size_t *cap, size_t need, size_t size)
+{
+	void *old, *n;
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	if (c > SIZE_MAX / size)
+		return -ENOMEM;
+	memcpy(&old, p, sizeof(old));
+	if (!(n = realloc(old, c * size)))
+		return -ENOMEM;
+	memcpy(p, &n, sizeof(n));
+	*cap = c;
+	return 0;
 }
 
 /* The values of attribute `name` of e (case-insensitive), or NULL. */
@@ -847,10 +895,10 @@ static bool is_disabled(struct pull *p, const struct entry *e, const struct berv
 	return make_key(p, 'd', &e->dn) >= 0 && ids_strmap_get(&p->disabled, p->key.p, NULL);
 }
 
-/* AD sends an attribute with more values than its MaxValRange as
- * "member;range=0-1499", the rest to be fetched separately.  Until that
- * is implemented, such an entry stops the pull: reading the group short
- * would remove the grants of every member past the range. */
+/* A user attribute that came back ranged ("memberOf;range=0-1499": a
+ * user in more groups than MaxValRange, with a rule that reads memberOf).
+ * Only group members are read on in ranges; such a user stops the pull
+ * rather than being matched against a short list. */
 static int refuse_ranged(struct pull *p, const struct entry *e)
 {
 	for (size_t i = 0; i < e->n; i++) {
@@ -860,8 +908,8 @@ static int refuse_ranged(struct pull *p, const struct entry *e)
 				return ids_error_set(
 				    p->err, IDS_E_UNSUPPORTED,
 				    "%s: %.*s has %.*s (more values than the server sends at "
-				    "once); ranged retrieval is not supported yet, so the run "
-				    "stops instead of reading it short",
+				    "once); ranged retrieval is supported for group members only, so "
+				    "the run stops instead of reading it short",
 				    p->uri, (int)e->dn.bv_len, e->dn.bv_val, (int)n->bv_len, n->bv_val);
 	}
 	return 0;
@@ -889,6 +937,8 @@ static int ad_disabled(struct pull *p, const struct entry *e, bool *disabled)
 		*disabled = true;
 	return 0;
 }
+
+static int note_primary(struct pull *p, const struct entry *e, const struct berval *id);
 
 /* One user entry into the builder. */
 static int on_user(struct pull *p, const struct entry *e)
@@ -925,6 +975,9 @@ static int on_user(struct pull *p, const struct entry *e)
 		r = ad_disabled(p, e, &disabled);
 	if (r >= 0 && disabled)
 		r = ids_snapshot_user_disabled(s, true);
+	/* a primary group only matters when groups are read */
+	if (r >= 0 && p->ad && p->lc->groups_base)
+		r = note_primary(p, e, &id);
 	if (r >= 0)
 		r = ids_snapshot_user_end(s);
 	return r;
@@ -947,6 +1000,213 @@ static size_t strip_uid_suffix(const char *v, size_t n)
 /* The member attributes a group search reads, in the order tried. */
 static const char *const default_member_attrs[] = {"member", "uniqueMember", "memberUid", NULL};
 
+/* Appends to b the SID in v (objectSid: revision 1, a count of
+ * sub-authorities, a 48-bit big-endian authority, then the 32-bit
+ * little-endian sub-authorities) as "S-1-5-21-…", without its last
+ * sub-authority (the RID) when drop_rid: the SID of the domain.
+ * -EINVAL when v is not a SID. */
+static int sid_text(struct ids_buf *b, const struct berval *v, bool drop_rid)
+{
+	const unsigned char *d = (const unsigned char *)v->bv_val;
+	if (v->bv_len < 8 || d[0] != 1 || d[1] > 15 || v->bv_len != 8 + 4 * (size_t)d[1] ||
+	    (drop_rid && d[1] == 0))
+		return -EINVAL;
+	unsigned long long auth = 0;
+	for (int i = 2; i < 8; i++)
+		auth = auth << 8 | d[i];
+	int r = ids_buf_printf(b, "S-1-%llu", auth);
+	size_t n = d[1] - (drop_rid ? 1 : 0);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		const unsigned char *q = d + 8 + 4 * i;
+		r = ids_buf_printf(b, "-%lu",
+				   (unsigned long)q[0] | (unsigned long)q[1] << 8 | (unsigned long)q[2] << 16 |
+				       (unsigned long)q[3] << 24);
+	}
+	return r < 0 ? r : 0;
+}
+
+/* AD leaves a user's membership in its primary group (primaryGroupID,
+ * usually 513, Domain Users) out of that group's `member`: the group is
+ * the one whose objectSid is the user's domain SID plus that RID.  The
+ * user is remembered under that SID; the group search fills in which
+ * group has it, and add_primaries() turns the pairs into memberships.
+ * A value that is not a SID or a RID only loses this one membership. */
+static int note_primary(struct pull *p, const struct entry *e, const struct berval *id)
+{
+	const struct berval *pg = entry_first(e, "primaryGroupID"), *sid = entry_first(e, "objectSid");
+	if (!pg || !sid || !id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len) ||
+	    pg->bv_len == 0 || pg->bv_len > 10 || strspn(pg->bv_val, "0123456789") < pg->bv_len)
+		return 0;
+	ids_buf_reset(&p->sid);
+	int r = sid_text(&p->sid, sid, true);
+	if (r == -EINVAL)
+		return 0;
+	if (r < 0 || (r = ids_buf_putc(&p->sid, '-')) < 0 || (r = ids_buf_add(&p->sid, pg->bv_val, pg->bv_len)) < 0)
+		return r;
+	uint32_t idx;
+	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx)) {
+		char *k = ids_arena_strndup(&p->keep, p->sid.p, p->sid.len);
+		if (!k || grow(&p->sid_gid, &p->cap_sid, p->nsid + 1, sizeof(*p->sid_gid)) < 0)
+			return -ENOMEM;
+		idx = (uint32_t)p->nsid;
+		if ((r = ids_strmap_put(&p->sidmap, k, idx, NULL)) < 0)
+			return r;
+		p->sid_gid[p->nsid++] = NULL;
+	}
+	if (grow(&p->prim, &p->cap_prim, p->nprim + 1, sizeof(*p->prim)) < 0)
+		return -ENOMEM;
+	const char *uid = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len);
+	if (!uid)
+		return -ENOMEM;
+	p->prim[p->nprim++] = (struct primary){uid, idx};
+	return 0;
+}
+
+/* A group read: if some user has it as primary group, remember its id. */
+static int note_group_sid(struct pull *p, const struct entry *e, const struct berval *id)
+{
+	const struct berval *sid = entry_first(e, "objectSid");
+	uint32_t idx;
+	if (!p->nsid || !sid || !id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len))
+		return 0;
+	ids_buf_reset(&p->sid);
+	int r = sid_text(&p->sid, sid, false);
+	if (r < 0)
+		return r == -EINVAL ? 0 : r;
+	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx) || p->sid_gid[idx])
+		return 0;
+	if (!(p->sid_gid[idx] = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The primary group memberships, once every group is read.  A primary
+ * group that is not in the snapshot (Domain Users, outside the groups
+ * base) means nothing to the rules and is left out. */
+static int add_primaries(struct pull *p)
+{
+	for (size_t i = 0; i < p->nprim; i++) {
+		const char *gid = p->sid_gid[p->prim[i].sid];
+		int r;
+		if (gid && (r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
+						     strlen(p->prim[i].uid))) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Digits of a range bound: [s, end) holds at least one digit and
+ * nothing else; *ret at most RANGE_MAX. */
+#define RANGE_MAX 0x7fffffffUL
+static bool range_num(const char *s, const char *end, unsigned long *ret)
+{
+	unsigned long v = 0;
+	if (s >= end)
+		return false;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9' || (v = v * 10 + (unsigned long)(*s - '0')) > RANGE_MAX)
+			return false;
+	}
+	*ret = v;
+	return true;
+}
+
+/* Whether attribute description `name` is `attr` with a range option
+ * ("member;range=1500-2999", or "…-*" for the last values): 1 with the
+ * bounds (*ret_last for "*"), 0 when it is something else, -1 when its
+ * range option is malformed. */
+static int parse_range(const struct berval *name, const char *attr, unsigned long *ret_low, unsigned long *ret_high,
+		       bool *ret_last)
+{
+	size_t an = strlen(attr);
+	const char *end = name->bv_val + name->bv_len;
+	if (name->bv_len <= an || strncasecmp(name->bv_val, attr, an) != 0 || name->bv_val[an] != ';')
+		return 0;
+	for (const char *o = name->bv_val + an + 1; o < end;) {
+		const char *oe = memchr(o, ';', (size_t)(end - o));
+		if (!oe)
+			oe = end;
+		if (oe - o >= 6 && !strncasecmp(o, "range=", 6)) {
+			const char *dash = memchr(o + 6, '-', (size_t)(oe - o - 6));
+			unsigned long low, high = 0;
+			bool last = dash && oe - dash == 2 && dash[1] == '*';
+			if (!dash || !range_num(o + 6, dash, &low) || (!last && !range_num(dash + 1, oe, &high)))
+				return -1;
+			*ret_low = low;
+			*ret_high = high;
+			*ret_last = last;
+			return 1;
+		}
+		o = oe + 1;
+	}
+	return 0;
+}
+
+/* The values of member attribute mattr into the builder: into the open
+ * group (gid NULL) or into the group with external id gid. */
+static int emit_members(struct pull *p, const char *gid, const char *mattr, BerVarray v)
+{
+	/* memberUid names a user by username, the others by DN */
+	enum ids_ref kind = !strcasecmp(mattr, "memberUid") ? IDS_REF_USERNAME : IDS_REF_DN;
+	bool unique = !strcasecmp(mattr, "uniqueMember");
+	int r = 0;
+	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
+		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
+		r = gid ? ids_snapshot_member(p->s, gid, kind, v[j].bv_val, n)
+			: ids_snapshot_group_member(p->s, kind, v[j].bv_val, n);
+	}
+	return r;
+}
+
+/* Remembers group e for read_ranged(): its values from `next` on. */
+static int add_ranged(struct pull *p, const struct entry *e, const struct berval *id, const char *mattr,
+		      unsigned long next)
+{
+	/* a group without an id is dropped by the snapshot anyway */
+	if (!id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len))
+		return 0;
+	if (grow(&p->ranged, &p->cap_ranged, p->nranged + 1, sizeof(*p->ranged)) < 0)
+		return -ENOMEM;
+	const struct berval *usn = entry_first(e, "uSNChanged");
+	struct ranged g = {
+	    .dn = ids_arena_strndup(&p->keep, e->dn.bv_val, e->dn.bv_len),
+	    .gid = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len),
+	    .mattr = mattr,
+	    .usn = usn ? ids_arena_strndup(&p->keep, usn->bv_val, usn->bv_len) : NULL,
+	    .next = next,
+	};
+	if (!g.dn || !g.gid || (usn && !g.usn))
+		return -ENOMEM;
+	p->ranged[p->nranged++] = g;
+	return 0;
+}
+
+/* One attribute of a group entry: the values of a member attribute, plain
+ * or the first range of them (the rest is read later). */
+static int group_attr(struct pull *p, const struct entry *e, const struct berval *id, const char *const *mattrs,
+		      const struct entry_attr *a)
+{
+	for (size_t k = 0; mattrs[k]; k++) {
+		unsigned long low, high;
+		bool last;
+		if (bv_eq(&a->name, mattrs[k]))
+			return emit_members(p, NULL, mattrs[k], a->vals);
+		int rr = parse_range(&a->name, mattrs[k], &low, &high, &last);
+		if (rr == 0)
+			continue;
+		/* the first answer starts at 0: we asked for nothing else */
+		if (rr < 0 || low != 0 || (!last && high < low))
+			return ids_error_set(p->err, IDS_E_PROTOCOL,
+					     "%s: group %.*s came with %.*s, not a range of values from 0", p->uri,
+					     (int)e->dn.bv_len, e->dn.bv_val, (int)a->name.bv_len, a->name.bv_val);
+		int r = emit_members(p, NULL, mattrs[k], a->vals);
+		if (r < 0 || last)
+			return r;
+		return add_ranged(p, e, id, mattrs[k], high + 1);
+	}
+	return 0;
+}
+
 /* One group entry into the builder. */
 static int on_group(struct pull *p, const struct entry *e)
 {
@@ -954,8 +1214,8 @@ static int on_group(struct pull *p, const struct entry *e)
 	struct berval id = entry_id(p, e);
 	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
-	int r = refuse_ranged(p, e);
-	if (r < 0 || (r = first_time(p, e, &id)) <= 0)
+	int r = first_time(p, e, &id);
+	if (r <= 0)
 		return r;
 	if ((r = ids_snapshot_group_begin(s)) < 0)
 		return r;
@@ -968,17 +1228,10 @@ static int on_group(struct pull *p, const struct entry *e)
 		r = ids_snapshot_group_set(s, IDS_F_EMAIL, mail->bv_val, mail->bv_len);
 	if (r >= 0)
 		r = ids_snapshot_group_set(s, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
-	for (size_t i = 0; r >= 0 && mattrs[i]; i++) {
-		BerVarray v = entry_vals(e, mattrs[i]);
-		/* memberUid names a user by username, the others by DN */
-		bool by_name = !strcasecmp(mattrs[i], "memberUid");
-		bool unique = !strcasecmp(mattrs[i], "uniqueMember");
-		for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
-			size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
-			r = ids_snapshot_group_member(s, by_name ? IDS_REF_USERNAME : IDS_REF_DN, v[j].bv_val,
-						      n);
-		}
-	}
+	for (size_t i = 0; r >= 0 && i < e->n; i++)
+		r = group_attr(p, e, &id, mattrs, &e->a[i]);
+	if (r >= 0 && p->ad)
+		r = note_group_sid(p, e, &id);
 	if (r >= 0)
 		r = ids_snapshot_group_end(s);
 	return r;
@@ -1218,6 +1471,233 @@ out:
 	return r < 0 ? r : 0;
 }
 
+/* ---------------- ranged values ---------------- */
+
+/* Re-reads of one group that changed while its ranges were read. */
+#define MAX_RANGE_RETRIES 3
+
+/* The error of a read of dn that did not come back. */
+static int range_error(struct pull *p, const struct ranged *g, unsigned long from, int lrc, const char *diag)
+{
+	if (lrc == LDAP_NO_SUCH_OBJECT)
+		return set_ldap_error(p->err, IDS_E_SERVER, lrc, diag,
+				      "%s: group %s was deleted or moved while its members were read "
+				      "(from value %lu on); the run fails rather than use a part of them",
+				      p->uri, g->dn, from);
+	return set_ldap_error(p->err, map_lrc(lrc), lrc, diag,
+			      "%s: reading the members of group %s from value %lu on failed", p->uri, g->dn,
+			      from);
+}
+
+/* One base-scope read of group g asking for attrs.  On PAGE_LAST its
+ * entry is in p->ent, pointing into *ret_msg (new: ldap_msgfree).
+ * PAGE_LOST when the connection was lost, < 0 with p->err set. */
+static int read_base(struct pull *p, const struct ranged *g, unsigned long from, char **attrs, LDAPMessage **ret_msg)
+{
+	LDAPMessage *res = NULL;
+	char *diag = NULL;
+	struct timeval tv = {p->timeout, 0};
+	int msgid = -1, lrc, r;
+
+	entry_clear(&p->ent);
+	if (!connection_alive(p))
+		return PAGE_LOST;
+	wd_arm(&p->wd, wd_limit(p));
+	lrc = ldap_search_ext(p->ld, g->dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, &tv, 1,
+			      &msgid);
+	bool fired = wd_disarm(&p->wd);
+	if (lrc == LDAP_SUCCESS) {
+		/* the whole answer at once: one entry and the result */
+		wd_arm(&p->wd, wd_limit(p));
+		int type = ldap_result(p->ld, msgid, LDAP_MSG_ALL, &tv, &res);
+		fired = wd_disarm(&p->wd);
+		if (type == 0 || (fired && type < 0)) {
+			r = ids_error_set(p->err, IDS_E_TIMEOUT,
+					  "%s: no answer within %d s while reading the members of group %s", p->uri,
+					  p->timeout, g->dn);
+			goto out;
+		}
+		if (type < 0)
+			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &lrc);
+	} else if (fired) {
+		r = ids_error_set(p->err, IDS_E_TIMEOUT,
+				  "%s: no answer within %d s while reading the members of group %s", p->uri,
+				  p->timeout, g->dn);
+		goto out;
+	}
+	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
+		r = PAGE_LOST;
+		goto out;
+	}
+	if (lrc != LDAP_SUCCESS || !res) {
+		diag = diag_of(p->ld);
+		r = range_error(p, g, from, lrc, diag);
+		goto out;
+	}
+	int code = LDAP_OTHER;
+	if (ldap_parse_result(p->ld, res, &code, NULL, &diag, NULL, NULL, 0) != LDAP_SUCCESS) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed answer reading group %s", p->uri, g->dn);
+		goto out;
+	}
+	if (code != LDAP_SUCCESS) {
+		r = range_error(p, g, from, code, diag);
+		goto out;
+	}
+	LDAPMessage *ent = ldap_first_entry(p->ld, res);
+	if (!ent || ldap_next_entry(p->ld, ent)) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: a read of group %s did not return that one entry",
+				  p->uri, g->dn);
+		goto out;
+	}
+	if ((r = read_entry(p, ent)) < 0)
+		goto out;
+	p->s->pages++;
+	*ret_msg = res;
+	res = NULL;
+	r = PAGE_LAST;
+out:
+	ldap_memfree(diag);
+	ldap_msgfree(res);
+	return r;
+}
+
+/* After a lost connection in the middle of a group: a new one, within
+ * the pull's restart budget. */
+static int reconnect_ranged(struct pull *p, const struct ranged *g)
+{
+	const char *uri = p->uri;
+	int r;
+	if (++p->restarts > MAX_RESTARTS)
+		return ids_error_set(p->err, IDS_E_CONNECT,
+				     "%s: the connection was lost while reading the members of group %s; gave "
+				     "up after %d restarts",
+				     uri, g->dn, MAX_RESTARTS);
+	drop_connection(p);
+	if ((r = backoff(p, p->restarts - 1)) < 0 || (r = connect_any(p)) < 0)
+		return ids_error_prefix(p->err,
+					"%s: the connection was lost while reading the members of group %s, "
+					"reconnecting failed",
+					uri, g->dn);
+	return 0;
+}
+
+/* Reads the values of group g from g->next to the end, range by range,
+ * each asked for from where the server's last answer ended (Windows
+ * caps every request at MaxValRange, whatever was asked), and adds them
+ * to the group in the snapshot.
+ *
+ * Values are numbered by position, so a group that changes between two
+ * reads shifts them: one removal before the current position would hide
+ * a member that never left.  AD's uSNChanged (asked for along with the
+ * values) says whether the group changed since its first read; when it
+ * did, or a read comes back with no values at all, the group is read
+ * again from value 0, at most MAX_RANGE_RETRIES times.  The values read
+ * before stay: everything added is a member at some moment of the run,
+ * the guarantee paging gives too.  Any failed read fails the pull. */
+static int read_rest(struct pull *p, struct ranged *g)
+{
+	LDAPMessage *msg = NULL;
+	char *want = NULL;
+	const char *usn = g->usn;
+	unsigned long next = g->next;
+	int changes = 0, r;
+
+	for (size_t reads = 0;; reads++) {
+		if (reads >= MAX_PAGES) {
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: more than %d ranged reads of group %s",
+					  p->uri, MAX_PAGES, g->dn);
+			goto out;
+		}
+		if ((r = tick(p, "between ranged reads")) < 0)
+			goto out;
+		free(want);
+		want = NULL;
+		int n = p->lc->member_range_size > 0
+			    ? asprintf(&want, "%s;range=%lu-%lu", g->mattr, next,
+				       next + (unsigned long)p->lc->member_range_size - 1)
+			    : asprintf(&want, "%s;range=%lu-*", g->mattr, next);
+		if (n < 0) {
+			want = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+		char *attrs[3] = {want, p->ad ? "uSNChanged" : NULL, NULL};
+		ldap_msgfree(msg);
+		msg = NULL;
+		r = read_base(p, g, next, attrs, &msg);
+		if (r == PAGE_LOST) {
+			/* from the start on a new connection */
+			if ((r = reconnect_ranged(p, g)) < 0)
+				goto out;
+			next = 0;
+			usn = NULL;
+			continue;
+		}
+		if (r < 0)
+			goto out;
+
+		/* the range the server says it returned */
+		const struct entry_attr *a = NULL;
+		unsigned long low = 0, high = 0;
+		bool last = false;
+		for (size_t i = 0; !a && i < p->ent.n; i++) {
+			int rr = parse_range(&p->ent.a[i].name, g->mattr, &low, &high, &last);
+			if (rr < 0 || (rr > 0 && (low != next || (!last && high < low)))) {
+				r = ids_error_set(p->err, IDS_E_PROTOCOL,
+						  "%s: asked for the values of group %s from %lu on, the "
+						  "server returned %.*s",
+						  p->uri, g->dn, next, (int)p->ent.a[i].name.bv_len,
+						  p->ent.a[i].name.bv_val);
+				goto out;
+			}
+			if (rr > 0)
+				a = &p->ent.a[i];
+		}
+		const struct berval *u = entry_first(&p->ent, "uSNChanged");
+		bool changed = usn && u && (u->bv_len != strlen(usn) || memcmp(u->bv_val, usn, u->bv_len));
+		/* nothing from `next` on: the group lost members meanwhile (or
+		 * has none left, when this was a read from 0) */
+		if (!a && next == 0)
+			break;
+		if (changed || !a) {
+			if (++changes > MAX_RANGE_RETRIES) {
+				r = ids_error_set(p->err, IDS_E_SERVER,
+						  "%s: group %s changed during each of %d reads of its members; "
+						  "the run fails rather than use a part of them",
+						  p->uri, g->dn, MAX_RANGE_RETRIES + 1);
+				goto out;
+			}
+			next = 0;
+			usn = NULL;
+			continue;
+		}
+		if (!usn && u && !(usn = ids_arena_strndup(&p->keep, u->bv_val, u->bv_len))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if ((r = emit_members(p, g->gid, g->mattr, a->vals)) < 0 || last)
+			goto out;
+		next = high + 1;
+	}
+	r = 0;
+out:
+	entry_clear(&p->ent);
+	ldap_msgfree(msg);
+	free(want);
+	return r < 0 ? r : 0;
+}
+
+/* Every group whose members came back ranged, read to the end. */
+static int read_ranged(struct pull *p)
+{
+	for (size_t i = 0; i < p->nranged; i++) {
+		int r = read_rest(p, &p->ranged[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* ---------------- the pull ---------------- */
 
 /* Appends name to the NULL-terminated list attrs (capacity cap, at most
@@ -1246,9 +1726,11 @@ static int do_pull(struct pull *p)
 {
 	const struct ids_ldap_cfg *lc = p->lc;
 	size_t nrule = p->ctx && p->ctx->rule_attrs ? p->ctx->rule_attrs->n : 0;
-	const char **uattrs = calloc(nrule + 10, sizeof(*uattrs));
-	const char *gattrs[8] = {NULL}, *dattrs[2] = {NULL};
-	char *dfilter = NULL;
+	const char **uattrs = calloc(nrule + 12, sizeof(*uattrs));
+	const char *gattrs[12] = {NULL}, *dattrs[2] = {NULL};
+	const char *one[2] = {lc->member_attribute, NULL};
+	const char *const *mattrs = lc->member_attribute ? one : default_member_attrs;
+	char *ranged[3] = {NULL}, *dfilter = NULL;
 	const char *ufilter = lc->users_filter;
 	size_t nu = 0, ng = 0, nd = 0;
 	int r;
@@ -1277,16 +1759,37 @@ static int do_pull(struct pull *p)
 	attrs_add(uattrs, &nu, "cn");
 	if (p->ad)
 		attrs_add(uattrs, &nu, "userAccountControl");
+	/* the user's primary group: its RID, and the domain SID in its own */
+	if (p->ad && lc->groups_base) {
+		attrs_add(uattrs, &nu, "primaryGroupID");
+		attrs_add(uattrs, &nu, "objectSid");
+	}
 	for (size_t i = 0; i < nrule; i++)
 		attrs_add(uattrs, &nu, p->ctx->rule_attrs->v[i]);
 	attrs_add(gattrs, &ng, p->attr[IDS_F_EXTERNAL_ID]);
 	attrs_add(gattrs, &ng, "cn");
 	attrs_add(gattrs, &ng, "mail");
-	if (lc->member_attribute)
-		attrs_add(gattrs, &ng, lc->member_attribute);
-	else
-		for (size_t i = 0; default_member_attrs[i]; i++)
-			attrs_add(gattrs, &ng, default_member_attrs[i]);
+	/* member_range_size asks for the first range explicitly
+	 * ("member;range=0-999"); without it the server decides (AD sends
+	 * MaxValRange values and says so with a range, Samba sends all) */
+	for (size_t i = 0; mattrs[i] && i < 3; i++) {
+		if (lc->member_range_size > 0) {
+			if (asprintf(&ranged[i], "%s;range=0-%d", mattrs[i], lc->member_range_size - 1) < 0) {
+				ranged[i] = NULL;
+				r = -ENOMEM;
+				goto out;
+			}
+			attrs_add(gattrs, &ng, ranged[i]);
+		} else {
+			attrs_add(gattrs, &ng, mattrs[i]);
+		}
+	}
+	/* AD: whether a group changed between two ranged reads, and the SID
+	 * its users' primaryGroupID refers to */
+	if (p->ad) {
+		attrs_add(gattrs, &ng, "uSNChanged");
+		attrs_add(gattrs, &ng, "objectSid");
+	}
 	attrs_add(dattrs, &nd, p->attr[IDS_F_EXTERNAL_ID]);
 
 	if ((r = connect_any(p)) < 0)
@@ -1309,11 +1812,13 @@ static int do_pull(struct pull *p)
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)gattrs,
 					  on_group};
-		if ((r = run_search(p, &gs)) < 0)
+		if ((r = run_search(p, &gs)) < 0 || (r = read_ranged(p)) < 0 || (r = add_primaries(p)) < 0)
 			goto out;
 	}
 	r = 0;
 out:
+	for (size_t i = 0; i < 3; i++)
+		free(ranged[i]);
 	free(dfilter);
 	free(uattrs);
 	return r;
@@ -1367,6 +1872,12 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	ids_strmap_free(&p.seen);
 	ids_strmap_free(&p.disabled);
 	ids_arena_free(&p.keys);
+	free(p.ranged);
+	free(p.prim);
+	free(p.sid_gid);
+	ids_strmap_free(&p.sidmap);
+	ids_buf_free(&p.sid);
+	ids_arena_free(&p.keep);
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "LDAP pull: %s", ids_strerror(r));
 	return r;

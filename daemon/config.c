@@ -1198,6 +1198,14 @@ static int load_ldap(struct ctx *c, const struct map *m, struct ids_connector_cf
 		return r;
 	if (mech >= 0 && !(l->sasl_mech = strdup(mechs[mech])))
 		return -ENOMEM;
+	/* ranges are Active Directory's: OpenLDAP would answer a ranged
+	 * attribute name with no values at all, emptying every group */
+	if (l->member_range_size > 0 && l->flavor == IDS_LDAP_OPENLDAP) {
+		push_key(c, "member_range_size");
+		return fail(c, map_get(m, "member_range_size"),
+			    "member_range_size is Active Directory's range retrieval (set flavor: "
+			    "active_directory, or generic for another AD-compatible server)");
+	}
 
 	/* how to authenticate: a simple bind needs both halves, SASL neither */
 	if (l->bind_dn && !l->bind_password_file) {

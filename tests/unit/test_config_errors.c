@@ -129,6 +129,7 @@ static const struct CMUnitTest cases[] = {
     CASE(ldap_groups_no_base),
     CASE(ldap_ldapi_without_sasl),
     CASE(ldap_member_range),
+    CASE(ldap_member_range_openldap),
     CASE(ldap_no_uri),
     CASE(ldap_no_users),
     CASE(ldap_page_size),
