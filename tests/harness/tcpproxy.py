@@ -1,0 +1,196 @@
+#!/usr/bin/python3
+"""tcpproxy.py — a fault-injecting TCP proxy for the fault tests.
+
+    tcpproxy.py --target HOST:PORT --port-file FILE --mode-file FILE [--log FILE]
+
+Listens on 127.0.0.1 (a free port, written to --port-file once it listens)
+and relays every connection to --target, byte for byte: TLS and StartTLS
+pass through untouched (the certificate still names 127.0.0.1), so the
+client verifies the real server.  What happens to a connection is decided
+when it is accepted, by the first line of --mode-file (re-read for every
+connection, so a test switches modes between runs without restarting):
+
+    pass            relay everything (the default; also when the file is missing)
+    cut N           after N bytes from the server, close both sides (FIN)
+    reset N         after N bytes from the server, reset the client (RST)
+    stall N         after N bytes from the server, relay nothing more in
+                    either direction and keep both sockets open forever
+    refuse          accept, then close at once
+
+A trailing "once" ("cut 4000 once") applies the fault to the next
+connection only; the file then reads "pass" again.  N counts only the
+server-to-client direction, where the search results flow.
+
+--log gets one line per connection: its number, the mode, the bytes each
+way and how it ended; "bytes_down=..." of a clean run tells a test how
+large a whole pull is, so that it can cut in the middle of it.
+
+No dependencies beyond the standard library (Debian's /usr/bin/python3).
+"""
+import argparse
+import os
+import socket
+import sys
+import threading
+
+BUF = 16384
+
+
+class Log:
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.path = path
+
+    def write(self, line):
+        with self.lock:
+            if self.path:
+                with open(self.path, "a") as f:
+                    f.write(line + "\n")
+            else:
+                print(line, file=sys.stderr, flush=True)
+
+
+def read_mode(path):
+    """(mode, n, once) from the mode file; pass when absent or unreadable."""
+    try:
+        with open(path) as f:
+            words = f.readline().split()
+    except OSError:
+        words = []
+    if not words:
+        return "pass", 0, False
+    mode = words[0]
+    n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+    once = "once" in words[1:]
+    if mode not in ("pass", "cut", "reset", "stall", "refuse"):
+        mode = "pass"
+    if once:
+        # consumed: the next connection is a healthy one again
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("pass\n")
+        os.replace(tmp, path)
+    return mode, n, once
+
+
+class Conn:
+    """One proxied connection: two pumps, one shared fate."""
+
+    def __init__(self, num, client, target, mode, n, log):
+        self.num, self.client, self.mode, self.n, self.log = num, client, mode, n, log
+        self.target = target
+        self.server = None
+        self.down = 0  # server -> client bytes relayed
+        self.up = 0  # client -> server bytes relayed
+        self.lock = threading.Lock()
+        self.stalled = False
+        self.done = False
+        self.how = "closed"
+
+    def start(self):
+        try:
+            self.server = socket.create_connection(self.target, timeout=10)
+            self.server.settimeout(None)
+        except OSError as e:
+            self.log.write(f"conn {self.num}: cannot reach the target: {e}")
+            self.client.close()
+            return
+        for s in (self.client, self.server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self.pump, args=(self.server, self.client, True), daemon=True).start()
+        threading.Thread(target=self.pump, args=(self.client, self.server, False), daemon=True).start()
+
+    def finish(self, how):
+        """Closes both sides once (FIN, or RST for a reset)."""
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            self.how = how
+        if how == "reset":
+            # SO_LINGER with a zero timeout: close() sends RST
+            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        for s in (self.client, self.server):
+            try:
+                if how != "reset":
+                    s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.log.write(f"conn {self.num}: mode={self.mode} n={self.n} bytes_down={self.down} "
+                       f"bytes_up={self.up} end={how}")
+
+    def pump(self, src, dst, downstream):
+        try:
+            while True:
+                data = src.recv(BUF)
+                if not data:
+                    break
+                with self.lock:
+                    if self.stalled or self.done:
+                        # a stalled connection swallows what still comes
+                        if self.stalled:
+                            continue
+                        return
+                if downstream and self.mode in ("cut", "reset", "stall") and self.down + len(data) >= self.n:
+                    part = data[: max(self.n - self.down, 0)]
+                    if part:
+                        dst.sendall(part)
+                        self.down += len(part)
+                    if self.mode == "stall":
+                        with self.lock:
+                            self.stalled = True
+                        self.log.write(f"conn {self.num}: stalled after bytes_down={self.down} bytes_up={self.up}")
+                        continue
+                    self.finish(self.mode)
+                    return
+                dst.sendall(data)
+                if downstream:
+                    self.down += len(data)
+                else:
+                    self.up += len(data)
+        except OSError:
+            pass
+        # the server hanging up on a stalled connection changes nothing for
+        # the client, which must keep waiting; the client giving up ends it
+        if not (self.stalled and downstream):
+            self.finish("closed by the client" if self.stalled else "closed")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", required=True, help="HOST:PORT of the real server")
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--mode-file", required=True)
+    ap.add_argument("--log")
+    a = ap.parse_args()
+    host, _, port = a.target.rpartition(":")
+    target = (host, int(port))
+    log = Log(a.log)
+
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    tmp = a.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{ls.getsockname()[1]}\n")
+    os.replace(tmp, a.port_file)
+
+    num = 0
+    while True:
+        client, _ = ls.accept()
+        num += 1
+        mode, n, once = read_mode(a.mode_file)
+        if mode == "refuse":
+            log.write(f"conn {num}: mode=refuse end=refused")
+            client.close()
+            continue
+        Conn(num, client, target, mode, n, log).start()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
