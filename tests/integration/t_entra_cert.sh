@@ -70,7 +70,7 @@ chmod 600 "$W/broken.key"
 entra_config "    client_certificate_file: $CERTS/client.crt
     client_key_file: $W/broken.key" "" "$RULES"
 ids sync
-eq 1 "$RC" "a broken key fails the run"
+eq 78 "$RC" "a broken key fails the run as a configuration error (exit 78)"
 has "$W/broken.key" "$ERR" "the error names the key file"
 has "cannot read the private key" "$ERR" "and says what is wrong"
 eq "$before" "$(snapshot_db)" "database unchanged (broken key)"
