@@ -92,9 +92,9 @@ static void hhmmss(int64_t delay_usec, char *buf, size_t n)
 	strftime(buf, n, "%H:%M:%S", &tm);
 }
 
-/* A heap copy of s for one line of STATUS=: control characters (a newline
- * would end the assignment) become spaces, and the text is cut at max
- * bytes (on a UTF-8 boundary) with "..." appended. */
+/* A heap copy of s for one line of STATUS=: runs of control characters
+ * and spaces (a newline would end the assignment) become one space, and
+ * the text is cut at max bytes (on a UTF-8 boundary) with "..." appended. */
 static char *status_text(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -107,9 +107,16 @@ static char *status_text(const char *s, size_t max)
 	char *d = malloc(n + 4);
 	if (!d)
 		return NULL;
-	for (size_t i = 0; i < n; i++)
-		d[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
-	memcpy(d + n, cut ? "..." : "", cut ? 4 : 1);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool blank = (unsigned char)s[i] <= 0x20 || s[i] == 0x7f;
+		/* one space for a run of them ("\n\t" in libpq's messages) */
+		if (!blank)
+			d[w++] = s[i];
+		else if (w > 0 && d[w - 1] != ' ')
+			d[w++] = ' ';
+	}
+	memcpy(d + w, cut ? "..." : "", cut ? 4 : 1);
 	return d;
 }
 
@@ -298,14 +305,16 @@ static int store_ready(struct daemon *d, struct ids_error *e)
 }
 
 /* Tells `idsyncd status` when this connector runs next.  Bookkeeping: a
- * failure is not the run's failure, so it is only logged. */
-static void record_next(struct daemon *d, const struct sched *s)
+ * failure is not the run's failure, so it is only logged — at debug level
+ * after a failed run, whose own error (often the same lost connection)
+ * was logged already. */
+static void record_next(struct daemon *d, const struct sched *s, bool run_failed)
 {
 	struct ids_error e = {0};
 	int64_t at = real_usec() + (s->due - mono_usec());
 	if (d->st && ids_store_schedule_set(d->st, s->name, d->instance, at, &e) < 0)
-		ids_log(IDS_LOG_WARNING, s->name, 0, NULL, "cannot record the next run: %s",
-			ids_error_text(&e));
+		ids_log(run_failed ? IDS_LOG_DEBUG : IDS_LOG_WARNING, s->name, 0, NULL,
+			"cannot record the next run: %s", ids_error_text(&e));
 	ids_error_clear(&e);
 }
 
@@ -367,10 +376,10 @@ static void run_one(struct daemon *d, struct sched *s)
 	}
 	free(err);
 	free(res.error);
+	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
 	if (!d->stop)
-		record_next(d, s);
-	if (res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED &&
-	    res.exit_code != IDS_EXIT_SAFETY) {
+		record_next(d, s, failed);
+	if (failed && res.exit_code != IDS_EXIT_SAFETY) {
 		/* the connection may be what failed: start afresh next time */
 		ids_store_close(d->st);
 		d->st = NULL;

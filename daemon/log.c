@@ -55,6 +55,24 @@ void ids_log_setup(enum ids_log_level level, enum ids_log_target target)
 		use_journal = target == IDS_LOGT_JOURNAL;
 }
 
+/* One event, one stderr line: a server's multi-line message (libpq ends
+ * its lines with "\n\t") is joined with single spaces, in place. */
+static void one_line(char *m)
+{
+	char *w = m;
+	for (const char *r = m; *r;) {
+		if (*r == '\n' || *r == '\r') {
+			while (*r == '\n' || *r == '\r' || *r == '\t' || *r == ' ')
+				r++;
+			if (*r && w > m)
+				*w++ = ' ';
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
 void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
 	     const char *fmt, ...)
 {
@@ -98,6 +116,7 @@ void ids_log(enum ids_log_level level, const char *connector, long long run_id, 
 		struct tm tm;
 		gmtime_r(&now, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		one_line(msg);
 		fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], connector ? connector : "",
 			connector ? ": " : "", msg);
 	}

@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 from fakesystemd import main  # noqa: E402
 
