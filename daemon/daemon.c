@@ -213,8 +213,10 @@ static int interval_of(const struct ids_config *cfg, const struct ids_connector_
 }
 
 /* The schedule for d->cfg's connectors.  A connector that survives a
- * reload keeps its place (and its backoff), except that a shorter new
- * interval takes effect now; a new one is due at once. */
+ * reload keeps its place, except that a shorter new interval takes effect
+ * now, and that one waiting out a backoff is retried at once: a reload is
+ * what an operator does after fixing what failed (if it still fails, its
+ * backoff goes on doubling).  A new connector is due at once. */
 static int schedule_rebuild(struct daemon *d)
 {
 	size_t n = d->cfg->nconnectors;
@@ -235,7 +237,10 @@ static int schedule_rebuild(struct daemon *d)
 			if (strcmp(old->name, ns[i].name) != 0)
 				continue;
 			int64_t sooner = now + (int64_t)interval_of(d->cfg, cc) * USEC;
-			ns[i].due = !old->backoff && sooner < old->due ? sooner : old->due;
+			if (old->backoff)
+				ns[i].due = now;
+			else
+				ns[i].due = sooner < old->due ? sooner : old->due;
 			ns[i].backoff = old->backoff;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;

@@ -9,7 +9,9 @@
     and the log say so (and keep saying it until a reload succeeds).
   * SIGHUP with a valid config that drops a connector: accepted; that
     connector is no longer synced and its users are left exactly as they
-    are (not deprovisioned)."""
+    are (not deprovisioned).
+  * A connector waiting out its backoff is retried right after a reload
+    (which is how an operator says "fixed")."""
 import os
 import signal
 import sys
@@ -124,6 +126,22 @@ def body(env, c):
                         " WHERE c.slug = 'beta' ORDER BY 1"), "corp2's users are left exactly as they were")
     c.eq("true|true", env.q("SELECT bool_and(active) || '|' || bool_and(deactivated_at IS NULL) FROM app_user"
                       " WHERE source = 'corp2'"), "no corp2 user deactivated")
+
+    # ---- a failing connector, fixed by a reload, is retried at once (not
+    # at the end of its backoff)
+    down = env.ldap_proxy(listen=False)
+    env.write_config(connectors=[two[0], env.ldap_connector("gamma", uri=env.proxy_uri(down), company="gamma")],
+                     sync={"interval": "1h", "retry_min": "1m", "retry_max": "1h"})
+    mark = d.mark()
+    reload(d, c, "gamma added")
+    d.wait_status(r"; gamma failed \(.*\) retry ", 10, since=mark)
+    env.write_config(connectors=[two[0], env.ldap_connector("gamma", company="gamma")],
+                     sync={"interval": "1h", "retry_min": "1m", "retry_max": "1h"})
+    mark = d.mark()
+    t = time.monotonic()
+    reload(d, c, "gamma fixed")
+    m = d.wait_status(r"; gamma ok 3 users \+2 ~0 -0 at ", 10, since=mark)
+    c.true(m.t - t < 5, f"the fixed connector ran right after the reload ({m.t - t:.2f}s; retry_min is 1m)")
 
     d.signal(signal.SIGTERM)
     c.eq(0, d.wait_exit(5), "SIGTERM exits 0")
