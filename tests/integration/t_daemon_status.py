@@ -3,7 +3,8 @@
 (`corp-ad ok 12034 users +3 ~5 -1 at 12:00:01; entra failed (HTTP 503)
 retry 12:01:30`), and `idsyncd status` (text and JSON): the last run per
 connector, the next run the daemon expects, exit 1 while the last run of
-a configured connector failed and 0 once it recovered."""
+a configured connector failed, 0 once it recovered, 3 when a safety guard
+stopped it (the exit code a `sync` would have had)."""
 import json
 import os
 import re
@@ -96,6 +97,16 @@ def body(env, c):
 
     d.signal(signal.SIGTERM)
     c.eq(0, d.wait_exit(5), "SIGTERM exits 0")
+
+    # ---- a safety guard stopped the last run: status exits 3, like sync
+    empty = env.write_config(path=os.path.join(env.dir, "empty.yaml"), connectors=[
+        env.ldap_connector("corp").replace(f"base: \"ou=people,{env.ou}\"", f"base: \"ou=groups,{env.ou}\""),
+        env.ldap_connector("branch", uri=env.proxy_uri(down), company="branch")])
+    rc, out, err = env.run_cli("sync", "--connector", "corp", config=empty)
+    c.eq(3, rc, f"a sync that reads no user for a connector owning users is aborted (exit 3) [{out.strip()}]")
+    rc, out, err = env.run_cli("status", config=empty)
+    c.has("aborted_empty", out, "status shows the aborted run")
+    c.eq(3, rc, "status exits 3 while the last run of a connector was stopped by a safety guard")
 
 
 if __name__ == "__main__":
