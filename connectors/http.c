@@ -681,6 +681,9 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 	}
 
 out:
+	/* the copies of the headers hold the bearer token: wipe them */
+	for (struct curl_slist *l = hl; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(hl);
 	free(h->retry_after);
 	h->retry_after = NULL;

@@ -51,7 +51,8 @@ void ids_http_free(struct ids_http *h); /* accepts NULL */
  * IDS_E_PROTOCOL for a body over max_body) with err naming the URL (without
  * its query) and the request id when there was one.  `is_retryable` lets
  * the caller add statuses/bodies to retry (Google's 403 rate limits): it is
- * called for a 4xx answer other than 429 and returns true to retry. */
+ * called for a 4xx answer other than 429 and returns true to retry.
+ * resp must be zeroed or hold an earlier answer: it is cleared first. */
 int ids_http_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
 		     const char *body, size_t body_len,
 		     bool (*is_retryable)(const struct ids_http_resp *r), struct ids_http_resp *resp,
