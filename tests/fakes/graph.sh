@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # graph.sh — helpers of the Entra integration tests (t_entra_*.sh), sourced
 # after tests/integration/lib.sh: test certificates, the Graph fake
 # (graph.py) on a free port, its control and statistics endpoints, and an

@@ -36,7 +36,7 @@ jti1=$(graph_stat 'd["last_claims"]["jti"]')
 ids sync
 eq 0 "$RC" "a second run gets a token too (the fake refuses a reused jti)"
 jti2=$(graph_stat 'd["last_claims"]["jti"]')
-[ "$jti1" != "$jti2" ] && [ ${#jti1} -eq 32 ] && ok "jti is new each time ($jti1, $jti2)" || bad "jti: $jti1 / $jti2"
+if [ "$jti1" != "$jti2" ] && [ ${#jti1} -eq 32 ]; then ok "jti is new each time ($jti1, $jti2)"; else bad "jti: $jti1 / $jti2"; fi
 hasnt "PRIVATE KEY" "$OUT$ERR" "the key is in no output"
 hasnt "client_assertion=" "$OUT$ERR" "the assertion is in no output"
 

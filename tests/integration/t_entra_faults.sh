@@ -61,12 +61,14 @@ fault "503 on groups, always" '{"endpoint": "groups", "kind": "503", "times": -1
 	"groups: Graph 503 serviceNotAvailable" "(after 5 retries)"
 eq "6" "$(graph_stat 'd["by_endpoint"]["groups"]')" "503: the request was tried 1 + 5 times"
 el=$(($(date +%s) - t0))
-[ "$el" -ge 5 ] && [ "$el" -le 30 ] && ok "503: five waits of Retry-After 1 s took ${el}s" || bad "503: took ${el}s"
+if [ "$el" -ge 5 ] && [ "$el" -le 30 ]; then ok "503: five waits of Retry-After 1 s took ${el}s"; else bad "503: took ${el}s"; fi
 
 # ---- malformed pages (case 13) and paging loops (case 15)
 fault "HTML with 200" '{"endpoint": "users", "page": 2, "kind": "html"}' "users: Graph answered 200 with text/html"
 fault "truncated body" '{"endpoint": "users", "page": 3, "kind": "truncate"}' "users: not JSON" "(request-id "
+# shellcheck disable=SC2016 # the backquotes are part of the message
 fault "no value" '{"endpoint": "groups", "kind": "novalue"}' 'groups: no `value` array'
+# shellcheck disable=SC2016
 fault "value not an array" '{"endpoint": "members", "kind": "wrongtype"}' 'members: `value` is not an array'
 fault "id of the wrong type" '{"endpoint": "users", "page": 1, "kind": "badid"}' "users: value[0].id is not a string"
 fault "duplicate keys" '{"endpoint": "users", "page": 1, "kind": "dupkeys"}' "users: not JSON" "duplicate"
@@ -89,7 +91,7 @@ if grep -qE "no time left before the run deadline|run_timeout reached" <<<"$ERR"
 else
 	bad "stalled server: not ended by run_timeout"
 fi
-[ "$el" -ge 5 ] && [ "$el" -le 15 ] && ok "stalled server: the run ended after ${el}s (run_timeout 6s)" || bad "stall: took ${el}s"
+if [ "$el" -ge 5 ] && [ "$el" -le 15 ]; then ok "stalled server: the run ended after ${el}s (run_timeout 6s)"; else bad "stall: took ${el}s"; fi
 graph_ctl '{"clear_faults": true}'
 
 # ---- the identity platform refuses the secret

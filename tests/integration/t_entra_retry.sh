@@ -60,7 +60,7 @@ recovers "429 Retry-After 2" '{"endpoint": "users", "page": 2, "kind": "429", "t
 # shellcheck disable=SC2046
 at_least 2.0 $(waits_after 429) "429 Retry-After 2"
 eq "5" "$(graph_stat 'd["by_endpoint"]["users"]')" "429: 3 pages + 2 retries of page 2"
-ge "$el" 4 && ok "429: the run took ${el}s (>= 2 x 2 s)" || bad "429: run took ${el}s"
+if ge "$el" 4; then ok "429: the run took ${el}s (>= 2 x 2 s)"; else bad "429: run took ${el}s"; fi
 
 # ---- Retry-After as an HTTP date, 3 s ahead
 when=$(date -u -d '+3 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
@@ -78,7 +78,7 @@ at_least 1.0 $(waits_after 429) "Retry-After -5"
 
 # ---- 503 without Retry-After: backoff 1 s, then 2 s
 recovers "503 without Retry-After" '{"endpoint": "users", "page": 3, "kind": "503", "times": 2}'
-gaps=($(waits_after 503))
+read -ra gaps <<<"$(waits_after 503)"
 at_least 1.0 "${gaps[0]:-0}" "503 backoff, first retry"
 at_least 2.0 "${gaps[1]:-0}" "503 backoff, second retry"
 # 504 and 500 are retried the same way
@@ -100,9 +100,9 @@ graph_ctl '{"expires_in": 3600}'
 recovers "connection reset mid-body" '{"endpoint": "users", "page": 2, "kind": "reset"}'
 eq "4" "$(graph_stat 'd["by_endpoint"]["users"]')" "reset: page 2 read again"
 recovers "slow drip mid-body" '{"endpoint": "groups", "kind": "drip", "seconds": 30}'
-ge "$el" 2 && ! ge "$el" 20 && ok "drip: the low-speed limit ended it (run ${el}s)" || bad "drip: run took ${el}s"
+if ge "$el" 2 && ! ge "$el" 20; then ok "drip: the low-speed limit ended it (run ${el}s)"; else bad "drip: run took ${el}s"; fi
 recovers "stalled answer" '{"endpoint": "members", "kind": "stall", "seconds": 60}'
-ge "$el" 2 && ! ge "$el" 20 && ok "stall: the timeout ended it (run ${el}s)" || bad "stall: run took ${el}s"
+if ge "$el" 2 && ! ge "$el" 20; then ok "stall: the timeout ended it (run ${el}s)"; else bad "stall: run took ${el}s"; fi
 
 # ---- an empty page with a next link: keep paging (case 9)
 recovers "empty page with a next link" '{"endpoint": "users", "page": 2, "kind": "empty"}'
