@@ -44,9 +44,9 @@
 #include "ids/http.h"
 #include "ids/jwt.h"
 
-#define MAX_PAGES 100000          /* pages per listing: a paging loop that escapes detection ends here */
-#define TOKEN_MARGIN 300          /* seconds before expiry that a cached token is renewed */
-#define ASSERTION_LIFETIME 600    /* seconds: Entra accepts at most 10 minutes */
+#define MAX_PAGES 100000	   /* pages per listing: a paging loop that escapes detection ends here */
+#define TOKEN_MARGIN 300	   /* seconds before expiry that a cached token is renewed */
+#define ASSERTION_LIFETIME 600	   /* seconds: Entra accepts at most 10 minutes */
 #define MAX_KEY_FILE (1024 * 1024) /* bytes: a PEM key is a few KB */
 #define DEFAULT_TIMEOUT 30
 
@@ -58,13 +58,13 @@ struct pull {
 	struct ids_error *err;
 	struct ids_http *h;
 
-	char *graph;       /* graph_endpoint without a trailing '/' */
-	char *origin;      /* scheme://host[:port] of graph_endpoint */
-	char *token_url;   /* {login}/{tenant}/oauth2/v2.0/token */
-	char *scope;       /* {origin}/.default */
-	char *thumbprint;  /* x5t#S256 or x5t of the certificate; NULL for a secret */
-	char *auth;        /* secret: "Authorization: Bearer …", NULL when no token */
-	int64_t renew_at;  /* CLOCK_MONOTONIC usec when auth must be renewed */
+	char *graph;		   /* graph_endpoint without a trailing '/' */
+	char *origin;		   /* scheme://host[:port] of graph_endpoint */
+	char *token_url;	   /* {login}/{tenant}/oauth2/v2.0/token */
+	char *scope;		   /* {origin}/.default */
+	char *thumbprint;	   /* x5t#S256 or x5t of the certificate; NULL for a secret */
+	char *auth;		   /* secret: "Authorization: Bearer …", NULL when no token */
+	int64_t renew_at;	   /* CLOCK_MONOTONIC usec when auth must be renewed */
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
 
@@ -114,7 +114,7 @@ static int origin_of(const char *url, char **ret)
 		/* the port only when the URL names one: Graph's own scope is
 		 * "https://graph.microsoft.com/.default", without :443 */
 		curl_url_get(u, CURLUPART_PORT, &port, 0);
-		struct ids_buf b = { 0 };
+		struct ids_buf b = {0};
 		r = ids_buf_printf(&b, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
 		if (r >= 0) {
 			for (char *c = b.p; *c; c++)
@@ -143,7 +143,7 @@ static char *strip_slash(const char *s)
 static int setup_endpoints(struct pull *p)
 {
 	const struct ids_entra_cfg *ec = p->ec;
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	char *login = NULL;
 	int r;
 	if (!(p->graph = strip_slash(ec->graph_endpoint)) || !(login = strip_slash(ec->login_endpoint))) {
@@ -227,12 +227,13 @@ static int client_assertion(struct pull *p, char **ret)
 {
 	const struct ids_entra_cfg *ec = p->ec;
 	bool rs256 = ec->client_assertion_alg && !strcmp(ec->client_assertion_alg, "RS256");
-	struct ids_buf hdr = { 0 }, claims = { 0 };
+	struct ids_buf hdr = {0}, claims = {0};
 	char *jti = NULL, *key = NULL;
 	size_t key_len = 0;
 	int r;
 
-	if (!p->thumbprint && (r = ids_jwt_thumbprint(ec->client_certificate_file, !rs256, &p->thumbprint, p->err)) < 0)
+	if (!p->thumbprint &&
+	    (r = ids_jwt_thumbprint(ec->client_certificate_file, !rs256, &p->thumbprint, p->err)) < 0)
 		goto out;
 	if ((r = ids_jwt_jti(&jti)) < 0) {
 		ids_error_set(p->err, r, "cannot make a random jti: %s", ids_strerror(r));
@@ -244,9 +245,12 @@ static int client_assertion(struct pull *p, char **ret)
 	if ((r = ids_buf_printf(&hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"%s\":", rs256 ? "RS256" : "PS256",
 				rs256 ? "x5t" : "x5t#S256")) < 0 ||
 	    (r = ids_buf_json_str(&hdr, p->thumbprint)) < 0 || (r = ids_buf_putc(&hdr, '}')) < 0 ||
-	    (r = ids_buf_puts(&claims, "{\"aud\":")) < 0 || (r = ids_buf_json_str(&claims, p->token_url)) < 0 ||
-	    (r = ids_buf_puts(&claims, ",\"iss\":")) < 0 || (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
-	    (r = ids_buf_puts(&claims, ",\"sub\":")) < 0 || (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
+	    (r = ids_buf_puts(&claims, "{\"aud\":")) < 0 ||
+	    (r = ids_buf_json_str(&claims, p->token_url)) < 0 ||
+	    (r = ids_buf_puts(&claims, ",\"iss\":")) < 0 ||
+	    (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
+	    (r = ids_buf_puts(&claims, ",\"sub\":")) < 0 ||
+	    (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
 	    (r = ids_buf_puts(&claims, ",\"jti\":")) < 0 || (r = ids_buf_json_str(&claims, jti)) < 0 ||
 	    (r = ids_buf_printf(&claims, ",\"nbf\":%lld,\"iat\":%lld,\"exp\":%lld}", now, now,
 				now + ASSERTION_LIFETIME)) < 0) {
@@ -272,12 +276,13 @@ out:
 static int token_error(struct pull *p, const struct ids_http_resp *resp)
 {
 	char *code = NULL, *msg = NULL;
-	struct ids_buf rb = { 0 };
+	struct ids_buf rb = {0};
 	ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg, NULL);
 	/* 400/401: the identity platform refused the credentials (wrong or
 	 * expired secret, unknown certificate, no consent): an auth failure
 	 * the daemon backs off on, not something a quick retry fixes */
-	int kind = resp->status == 400 || resp->status == 401 || resp->status == 403 ? IDS_E_AUTH : IDS_E_SERVER;
+	int kind =
+	    resp->status == 400 || resp->status == 401 || resp->status == 403 ? IDS_E_AUTH : IDS_E_SERVER;
 	int r = ids_error_set(p->err, kind, "token endpoint %s: %ld %s%s%s%s", p->token_url, resp->status,
 			      code ? code : "(no error code)", msg ? ": " : "", msg ? msg : "",
 			      rid_text(&rb, resp->request_id));
@@ -291,13 +296,13 @@ static int token_error(struct pull *p, const struct ids_http_resp *resp)
 static int renew_token(struct pull *p)
 {
 	const struct ids_entra_cfg *ec = p->ec;
-	struct ids_buf body = { 0 }, hdr = { 0 };
-	struct ids_http_resp resp = { 0 };
+	struct ids_buf body = {0}, hdr = {0};
+	struct ids_http_resp resp = {0};
 	char *assertion = NULL, *token = NULL;
 	long expires = 0;
 	int r;
-	static const char *const headers[] = { "Content-Type: application/x-www-form-urlencoded",
-					       "Accept: application/json", NULL };
+	static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
+					      "Accept: application/json", NULL};
 
 	if (p->auth) {
 		ids_secret_free(p->auth);
@@ -311,14 +316,16 @@ static int renew_token(struct pull *p)
 		goto oom;
 	if (assertion) {
 		if ((r = ids_buf_puts(&body, "&client_assertion_type=")) < 0 ||
-		    (r = ids_http_urlencode(&body, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) < 0 ||
+		    (r = ids_http_urlencode(&body,
+					    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) < 0 ||
 		    (r = ids_buf_puts(&body, "&client_assertion=")) < 0 ||
 		    (r = ids_http_urlencode(&body, assertion)) < 0)
 			goto oom;
 	} else {
 		if (!ec->client_secret || !*ec->client_secret) {
 			r = ids_error_set(p->err, IDS_E_CONFIG, "the client secret in %s is empty",
-					  ec->client_secret_file ? ec->client_secret_file : "client_secret_file");
+					  ec->client_secret_file ? ec->client_secret_file
+								 : "client_secret_file");
 			goto out;
 		}
 		if ((r = ids_buf_puts(&body, "&client_secret=")) < 0 ||
@@ -326,7 +333,8 @@ static int renew_token(struct pull *p)
 			goto oom;
 	}
 
-	if ((r = ids_http_request(p->h, "POST", p->token_url, headers, body.p, body.len, NULL, &resp, p->err)) < 0)
+	if ((r = ids_http_request(p->h, "POST", p->token_url, headers, body.p, body.len, NULL, &resp,
+				  p->err)) < 0)
 		goto out;
 	if (resp.status != 200) {
 		r = token_error(p, &resp);
@@ -367,23 +375,25 @@ out:
 static int graph_error(struct pull *p, const char *what, const struct ids_http_resp *resp)
 {
 	char *code = NULL, *msg = NULL, *rid = NULL;
-	struct ids_buf rb = { 0 };
+	struct ids_buf rb = {0};
 	ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg, &rid);
 	int kind = resp->status == 401 || resp->status == 403 ? IDS_E_AUTH
-		   : resp->status == 429			? IDS_E_LIMIT
-								: IDS_E_SERVER;
+		   : resp->status == 429		      ? IDS_E_LIMIT
+							      : IDS_E_SERVER;
 	const char *id = resp->request_id ? resp->request_id : rid;
 	int r;
-	struct ids_buf tries = { 0 };
+	struct ids_buf tries = {0};
 	if (resp->retries)
-		ids_buf_printf(&tries, " (after %d %s)", resp->retries, resp->retries == 1 ? "retry" : "retries");
+		ids_buf_printf(&tries, " (after %d %s)", resp->retries,
+			       resp->retries == 1 ? "retry" : "retries");
 	const char *after = tries.p ? tries.p : "";
 	if (code || msg)
 		r = ids_error_set(p->err, kind, "%s: Graph %ld %s: %s%s%s", what, resp->status,
-				  code ? code : "(no code)", msg ? msg : "(no message)", after, rid_text(&rb, id));
+				  code ? code : "(no code)", msg ? msg : "(no message)", after,
+				  rid_text(&rb, id));
 	else
-		r = ids_error_set(p->err, kind, "%s: Graph %ld without an error body (content-type %s)%s%s", what,
-				  resp->status, resp->content_type ? resp->content_type : "none", after,
+		r = ids_error_set(p->err, kind, "%s: Graph %ld without an error body (content-type %s)%s%s",
+				  what, resp->status, resp->content_type ? resp->content_type : "none", after,
 				  rid_text(&rb, id));
 	ids_buf_free(&tries);
 	free(code);
@@ -401,7 +411,7 @@ static int graph_get(struct pull *p, const char *url, const char *what, struct i
 	for (int renewed = 0;; renewed++) {
 		if ((!p->auth || mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
 			return r;
-		const char *headers[] = { p->auth, "Accept: application/json", NULL };
+		const char *headers[] = {p->auth, "Accept: application/json", NULL};
 		if ((r = ids_http_request(p->h, "GET", url, headers, NULL, 0, NULL, resp, p->err)) < 0)
 			return ids_error_prefix(p->err, "%s", what);
 		if (resp->status == 401 && !renewed) {
@@ -414,8 +424,9 @@ static int graph_get(struct pull *p, const char *url, const char *what, struct i
 			return graph_error(p, what, resp);
 		/* an HTML login or proxy page with status 200 is not a page of users */
 		if (resp->content_type && !strstr(resp->content_type, "json")) {
-			struct ids_buf rb = { 0 };
-			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: Graph answered 200 with %s, not JSON%s", what,
+			struct ids_buf rb = {0};
+			r = ids_error_set(p->err, IDS_E_PROTOCOL,
+					  "%s: Graph answered 200 with %s, not JSON%s", what,
 					  resp->content_type, rid_text(&rb, resp->request_id));
 			ids_buf_free(&rb);
 			return r;
@@ -430,10 +441,10 @@ typedef int (*page_fn)(struct pull *p, const void *arg, const char *body, size_t
 /* Reads a collection from url to its last page, each page through fn. */
 static int list_all(struct pull *p, const char *url, const char *what, page_fn fn, const void *arg)
 {
-	struct ids_arena links = { 0 };
-	struct ids_strmap seen = { 0 };
-	struct ids_http_resp resp = { 0 };
-	struct ids_graph_page page = { 0 };
+	struct ids_arena links = {0};
+	struct ids_strmap seen = {0};
+	struct ids_http_resp resp = {0};
+	struct ids_graph_page page = {0};
 	char *cur = strdup(url);
 	size_t origin_len = strlen(p->origin);
 	int r;
@@ -454,8 +465,9 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 			goto out;
 		}
 		if (r == 0) {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: paging loop: page %zu's @odata.nextLink repeats an earlier page", what, n);
+			r = ids_error_set(
+			    p->err, IDS_E_PROTOCOL,
+			    "%s: paging loop: page %zu's @odata.nextLink repeats an earlier page", what, n);
 			goto out;
 		}
 		if ((r = graph_get(p, cur, what, &resp)) < 0)
@@ -465,7 +477,8 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 			/* a malformed page: Microsoft support asks for its request id */
 			char *m = p->err->msg;
 			p->err->msg = NULL;
-			ids_error_set(p->err, r, "%s (request-id %s)", m ? m : ids_strerror(r), resp.request_id);
+			ids_error_set(p->err, r, "%s (request-id %s)", m ? m : ids_strerror(r),
+				      resp.request_id);
 			free(m);
 		}
 		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
@@ -479,8 +492,8 @@ static int list_all(struct pull *p, const char *url, const char *what, page_fn f
 			break;
 		/* absolute, and on Graph's own origin: the token goes with it */
 		if (strncasecmp(cur, p->origin, origin_len) != 0 || cur[origin_len] != '/') {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: @odata.nextLink leaves %s: refused", what,
-					  p->origin);
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: @odata.nextLink leaves %s: refused",
+					  what, p->origin);
 			goto out;
 		}
 	}
@@ -494,7 +507,8 @@ out:
 	return r;
 }
 
-static int users_page(struct pull *p, const void *arg, const char *body, size_t len, struct ids_graph_page *page)
+static int users_page(struct pull *p, const void *arg, const char *body, size_t len,
+		      struct ids_graph_page *page)
 {
 	return ids_graph_parse_users(body, len, arg, p->s, page, p->err);
 }
@@ -503,10 +517,12 @@ struct groups_arg {
 	bool *matched;
 };
 
-static int groups_page(struct pull *p, const void *arg, const char *body, size_t len, struct ids_graph_page *page)
+static int groups_page(struct pull *p, const void *arg, const char *body, size_t len,
+		       struct ids_graph_page *page)
 {
 	const struct groups_arg *ga = arg;
-	return ids_graph_parse_groups(body, len, &p->ec->groups, p->s, &p->group_ids, ga->matched, page, p->err);
+	return ids_graph_parse_groups(body, len, &p->ec->groups, p->s, &p->group_ids, ga->matched, page,
+				      p->err);
 }
 
 static int members_page(struct pull *p, const void *arg, const char *body, size_t len,
@@ -517,11 +533,11 @@ static int members_page(struct pull *p, const void *arg, const char *body, size_
 
 static int read_users(struct pull *p)
 {
-	struct ids_graph_user_map m = { (const char *const *)p->cc->attr, p->ctx ? p->ctx->rule_attrs : NULL };
-	struct ids_buf url = { 0 };
+	struct ids_graph_user_map m = {(const char *const *)p->cc->attr, p->ctx ? p->ctx->rule_attrs : NULL};
+	struct ids_buf url = {0};
 	int r;
-	if ((r = ids_buf_printf(&url, "%s/users?$select=", p->graph)) < 0 || (r = ids_graph_user_select(&url, &m)) < 0 ||
-	    (r = ids_buf_puts(&url, "&$top=999")) < 0) {
+	if ((r = ids_buf_printf(&url, "%s/users?$select=", p->graph)) < 0 ||
+	    (r = ids_graph_user_select(&url, &m)) < 0 || (r = ids_buf_puts(&url, "&$top=999")) < 0) {
 		ids_buf_free(&url);
 		return ids_error_set(p->err, r, "out of memory");
 	}
@@ -533,8 +549,8 @@ static int read_users(struct pull *p)
 static int read_groups(struct pull *p)
 {
 	const struct ids_strv *scope = &p->ec->groups;
-	struct groups_arg ga = { NULL };
-	struct ids_buf url = { 0 };
+	struct groups_arg ga = {NULL};
+	struct ids_buf url = {0};
 	int r;
 	if (scope->n && !(ga.matched = calloc(scope->n, sizeof(bool)))) {
 		r = ids_error_set(p->err, -ENOMEM, "out of memory");
@@ -548,22 +564,25 @@ static int read_groups(struct pull *p)
 		goto out;
 	for (size_t i = 0; i < scope->n; i++)
 		if (!ga.matched[i]) {
-			r = ids_error_set(p->err, IDS_E_INVALID,
-					  "groups: \"%s\" (in the connector's groups:) matches no group's displayName "
-					  "or id",
-					  scope->v[i]);
+			r = ids_error_set(
+			    p->err, IDS_E_INVALID,
+			    "groups: \"%s\" (in the connector's groups:) matches no group's displayName "
+			    "or id",
+			    scope->v[i]);
 			goto out;
 		}
 
 	for (size_t i = 0; i < p->group_ids.n; i++) {
 		const char *id = p->group_ids.v[i];
 		ids_buf_reset(&url);
-		if ((r = ids_buf_printf(&url, "%s/groups/", p->graph)) < 0 || (r = ids_http_urlencode(&url, id)) < 0 ||
-		    (r = ids_buf_puts(&url, "/transitiveMembers/microsoft.graph.user?$select=id&$top=999")) < 0) {
+		if ((r = ids_buf_printf(&url, "%s/groups/", p->graph)) < 0 ||
+		    (r = ids_http_urlencode(&url, id)) < 0 ||
+		    (r = ids_buf_puts(&url, "/transitiveMembers/microsoft.graph.user?$select=id&$top=999")) <
+			0) {
 			ids_error_set(p->err, r, "out of memory");
 			goto out;
 		}
-		struct ids_buf what = { 0 };
+		struct ids_buf what = {0};
 		if ((r = ids_buf_printf(&what, "members of group %s", id)) < 0) {
 			ids_error_set(p->err, r, "out of memory");
 			goto out;
@@ -580,22 +599,22 @@ out:
 	return r;
 }
 
-static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_ctx *ctx, struct ids_snapshot *s,
-		      struct ids_error *err)
+static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_ctx *ctx,
+		      struct ids_snapshot *s, struct ids_error *err)
 {
-	struct pull p = { .cc = cc, .ec = &cc->entra, .ctx = ctx, .s = s, .err = err };
+	struct pull p = {.cc = cc, .ec = &cc->entra, .ctx = ctx, .s = s, .err = err};
 	int r;
 	if ((r = setup_endpoints(&p)) < 0)
 		goto out;
 	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
 	struct ids_http_opts o = {
-		.tls_ca_file = p.ec->tls_ca_file,
-		.timeout = p.ec->timeout > 0 ? p.ec->timeout : DEFAULT_TIMEOUT,
-		/* retry waits never run past run_timeout; the daemon's progress
-		 * hook enforces it too, this just avoids starting a hopeless wait */
-		.deadline_usec = run_timeout > 0 ? mono_usec() + (int64_t)run_timeout * 1000000 : 0,
-		.progress = http_progress,
-		.ud = &p,
+	    .tls_ca_file = p.ec->tls_ca_file,
+	    .timeout = p.ec->timeout > 0 ? p.ec->timeout : DEFAULT_TIMEOUT,
+	    /* retry waits never run past run_timeout; the daemon's progress
+	     * hook enforces it too, this just avoids starting a hopeless wait */
+	    .deadline_usec = run_timeout > 0 ? mono_usec() + (int64_t)run_timeout * 1000000 : 0,
+	    .progress = http_progress,
+	    .ud = &p,
 	};
 	if ((r = ids_http_new(&o, &p.h, err)) < 0)
 		goto out;
@@ -616,6 +635,6 @@ out:
 }
 
 const struct ids_connector_ops ids_entra_connector = {
-	.type = "entra",
-	.pull = entra_pull,
+    .type = "entra",
+    .pull = entra_pull,
 };

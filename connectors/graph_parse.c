@@ -105,7 +105,8 @@ static int page_of(json_t *root, const char *what, json_t **ret_value, struct id
 		if (strlen(page->next_link) != json_string_length(next)) {
 			free(page->next_link);
 			page->next_link = NULL;
-			return ids_error_set(err, IDS_E_PROTOCOL, "%s: @odata.nextLink contains a NUL byte", what);
+			return ids_error_set(err, IDS_E_PROTOCOL, "%s: @odata.nextLink contains a NUL byte",
+					     what);
 		}
 	}
 	*ret_value = value;
@@ -142,7 +143,7 @@ static int select_add(struct ids_buf *b, struct ids_strv *seen, const char *name
 
 int ids_graph_user_select(struct ids_buf *b, const struct ids_graph_user_map *m)
 {
-	struct ids_strv seen = { 0 };
+	struct ids_strv seen = {0};
 	int r = select_add(b, &seen, "id", 2);
 	if (r >= 0)
 		r = select_add(b, &seen, "accountEnabled", 14);
@@ -174,8 +175,8 @@ static int attr_value(struct ids_snapshot *s, const char *name, json_t *v)
 	}
 }
 
-static const char *const field_names[] = { "external_id", "username",	  "email",
-					   "first_name",  "last_name", "display_name" };
+static const char *const field_names[] = {"external_id", "username",  "email",
+					  "first_name",	 "last_name", "display_name"};
 
 static int one_user(json_t *u, size_t i, const struct ids_graph_user_map *m, struct ids_snapshot *s,
 		    struct ids_error *err)
@@ -188,7 +189,8 @@ static int one_user(json_t *u, size_t i, const struct ids_graph_user_map *m, str
 		return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].id is not a string", i);
 	json_t *en = json_object_get(u, "accountEnabled");
 	if (en && !json_is_boolean(en) && !json_is_null(en))
-		return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].accountEnabled is not a boolean", i);
+		return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].accountEnabled is not a boolean",
+				     i);
 
 	if ((r = ids_snapshot_user_begin(s)) < 0)
 		return oom(err, r);
@@ -197,10 +199,10 @@ static int one_user(json_t *u, size_t i, const struct ids_graph_user_map *m, str
 		if (!v || json_is_null(v))
 			continue; /* null: Graph's way of saying "not set" */
 		if (!json_is_string(v))
-			return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].%s (%s) is not a string", i,
-					     m->attr[f], field_names[f]);
-		if ((r = ids_snapshot_user_set(s, (enum ids_field)f, json_string_value(v), json_string_length(v))) <
-		    0)
+			return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].%s (%s) is not a string",
+					     i, m->attr[f], field_names[f]);
+		if ((r = ids_snapshot_user_set(s, (enum ids_field)f, json_string_value(v),
+					       json_string_length(v))) < 0)
 			return oom(err, r);
 	}
 	/* null accountEnabled is not "disabled": only an explicit false is */
@@ -230,10 +232,11 @@ int ids_graph_parse_users(const char *body, size_t len, const struct ids_graph_u
 			  struct ids_snapshot *s, struct ids_graph_page *ret, struct ids_error *err)
 {
 	json_t *root = NULL, *value, *u;
-	struct ids_graph_page page = { 0 };
+	struct ids_graph_page page = {0};
 	size_t i;
 	int r;
-	if ((r = load(body, len, "users", &root, err)) < 0 || (r = page_of(root, "users", &value, &page, err)) < 0)
+	if ((r = load(body, len, "users", &root, err)) < 0 ||
+	    (r = page_of(root, "users", &value, &page, err)) < 0)
 		goto out;
 	json_array_foreach(value, i, u)
 	{
@@ -278,7 +281,7 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 			   struct ids_error *err)
 {
 	json_t *root = NULL, *value, *g;
-	struct ids_graph_page page = { 0 };
+	struct ids_graph_page page = {0};
 	size_t i;
 	int r;
 	if ((r = load(body, len, "groups", &root, err)) < 0 ||
@@ -295,7 +298,8 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 		/* the id is what the members request is built from: it must be usable */
 		if (!json_is_string(id) || !json_string_length(id) ||
 		    strlen(json_string_value(id)) != json_string_length(id)) {
-			r = ids_error_set(err, IDS_E_PROTOCOL, "groups: value[%zu].id is missing or not a string", i);
+			r = ids_error_set(err, IDS_E_PROTOCOL,
+					  "groups: value[%zu].id is missing or not a string", i);
 			goto out;
 		}
 		if ((r = opt_string(g, "displayName", i, &name, err)) < 0 ||
@@ -307,13 +311,14 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 		if (matched && scope && scope->n)
 			matched[k] = true;
 		if ((r = ids_snapshot_group_begin(s)) < 0 ||
-		    (r = ids_snapshot_group_set(s, IDS_F_EXTERNAL_ID, json_string_value(id), json_string_length(id))) <
-			    0 ||
+		    (r = ids_snapshot_group_set(s, IDS_F_EXTERNAL_ID, json_string_value(id),
+						json_string_length(id))) < 0 ||
 		    (name && (r = ids_snapshot_group_set(s, IDS_F_USERNAME, json_string_value(name),
 							 json_string_length(name))) < 0) ||
 		    (mail && (r = ids_snapshot_group_set(s, IDS_F_EMAIL, json_string_value(mail),
 							 json_string_length(mail))) < 0) ||
-		    (r = ids_snapshot_group_end(s)) < 0 || (r = ids_strv_push(ids, json_string_value(id))) < 0) {
+		    (r = ids_snapshot_group_end(s)) < 0 ||
+		    (r = ids_strv_push(ids, json_string_value(id))) < 0) {
 			oom(err, r);
 			goto out;
 		}
@@ -331,7 +336,7 @@ int ids_graph_parse_members(const char *body, size_t len, const char *group_id, 
 			    struct ids_graph_page *ret, struct ids_error *err)
 {
 	json_t *root = NULL, *value, *u;
-	struct ids_graph_page page = { 0 };
+	struct ids_graph_page page = {0};
 	size_t i;
 	int r;
 	if ((r = load(body, len, "members", &root, err)) < 0 ||
@@ -341,11 +346,12 @@ int ids_graph_parse_members(const char *body, size_t len, const char *group_id, 
 	{
 		json_t *id = json_object_get(u, "id");
 		if (!json_is_object(u) || !json_is_string(id)) {
-			r = ids_error_set(err, IDS_E_PROTOCOL, "members of %s: value[%zu] has no string id", group_id, i);
+			r = ids_error_set(err, IDS_E_PROTOCOL, "members of %s: value[%zu] has no string id",
+					  group_id, i);
 			goto out;
 		}
-		if ((r = ids_snapshot_member(s, group_id, IDS_REF_ID, json_string_value(id), json_string_length(id))) <
-		    0) {
+		if ((r = ids_snapshot_member(s, group_id, IDS_REF_ID, json_string_value(id),
+					     json_string_length(id))) < 0) {
 			oom(err, r);
 			goto out;
 		}
@@ -457,7 +463,8 @@ int ids_graph_parse_error(const char *body, size_t len, char **ret_code, char **
 			goto out;
 	} else if (json_is_string(e)) {
 		/* the identity platform: {"error","error_description"} */
-		if ((r = take(e, &code)) < 0 || (r = take(json_object_get(root, "error_description"), &msg)) < 0)
+		if ((r = take(e, &code)) < 0 ||
+		    (r = take(json_object_get(root, "error_description"), &msg)) < 0)
 			goto out;
 	}
 	*ret_code = code;

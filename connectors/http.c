@@ -35,12 +35,12 @@
 #define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 #define DEFAULT_RETRIES 5
 #define DEFAULT_TIMEOUT 30
-#define MIN_TOTAL_CAP 300   /* seconds: the TIMEOUT cap is max(this, 10 * timeout) */
+#define MIN_TOTAL_CAP 300    /* seconds: the TIMEOUT cap is max(this, 10 * timeout) */
 #define MAX_HEADER_VALUE 256 /* longest request id / content type kept */
 #define RETRY_AFTER_MIN 1
 #define RETRY_AFTER_MAX 300
 #define BACKOFF_MAX 300 /* seconds: doubling stops here when max_retries > 5 */
-#define SLICE_MSEC 500  /* longest sleep between two progress() calls */
+#define SLICE_MSEC 500	/* longest sleep between two progress() calls */
 
 struct ids_http {
 	CURL *c;
@@ -88,8 +88,8 @@ static uint64_t rnd(struct ids_http *h)
 
 /* ---------------- Retry-After ---------------- */
 
-static const char *const months[12] = { "jan", "feb", "mar", "apr", "may", "jun",
-					"jul", "aug", "sep", "oct", "nov", "dec" };
+static const char *const months[12] = {"jan", "feb", "mar", "apr", "may", "jun",
+				       "jul", "aug", "sep", "oct", "nov", "dec"};
 
 static int month_of(const char *s)
 {
@@ -136,7 +136,7 @@ static bool clock_part(const char **p, struct tm *tm)
  *   asctime      Sun Nov  6 08:49:37 1994 */
 static bool http_date(const char *s, time_t *ret)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	const char *p = s;
 	int mon, y;
 	while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
@@ -233,11 +233,11 @@ int ids_http_urlencode(struct ids_buf *b, const char *s)
 	static const char hex[] = "0123456789ABCDEF";
 	int r = 0;
 	for (const unsigned char *p = (const unsigned char *)s; r >= 0 && *p; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		    *p == '.' || *p == '_' || *p == '~') {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
 			r = ids_buf_putc(b, (char)*p);
 		} else {
-			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
 			r = ids_buf_add(b, e, 3);
 		}
 	}
@@ -433,7 +433,7 @@ static int wait_msec(struct ids_http *h, int64_t msec, const char *method, const
 			return 0;
 		if (left > SLICE_MSEC * 1000)
 			left = SLICE_MSEC * 1000;
-		struct timespec ts = { left / 1000000, (left % 1000000) * 1000 };
+		struct timespec ts = {left / 1000000, (left % 1000000) * 1000};
 		/* EINTR: the loop recomputes what is left and asks progress() */
 		nanosleep(&ts, NULL);
 	}
@@ -454,10 +454,10 @@ static CURLcode set_options(struct ids_http *h, const char *method, const char *
 			cap_ms = left > 1 ? (long)left : 1;
 	}
 	CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                                         \
-	do {                                                                                                  \
-		if (rc == CURLE_OK)                                                                           \
-			rc = curl_easy_setopt(h->c, opt, val);                                                \
+#define SET(opt, val)                                                                                        \
+	do {                                                                                                 \
+		if (rc == CURLE_OK)                                                                          \
+			rc = curl_easy_setopt(h->c, opt, val);                                               \
 	} while (0)
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_PROTOCOLS_STR, "https");
@@ -537,13 +537,13 @@ static int map_curl(CURLcode cc, bool *retry)
 /* The message of a transfer that got no usable answer.  TLS failures
  * name the host, since "which server's certificate" is what the operator
  * has to go and fix. */
-static int transport_error(struct ids_http *h, struct ids_error *err, int code, CURLcode cc, const char *method,
-			   const char *shown, const char *url, int retries, bool late)
+static int transport_error(struct ids_http *h, struct ids_error *err, int code, CURLcode cc,
+			   const char *method, const char *shown, const char *url, int retries, bool late)
 {
 	const char *why = h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc);
 	char *host = url_host(url);
 	const char *hs = host ? host : "?";
-	struct ids_buf after = { 0 };
+	struct ids_buf after = {0};
 	if (retries > 0)
 		ids_buf_printf(&after, " (after %d %s%s)", retries, retries == 1 ? "retry" : "retries",
 			       late ? "; no time left before the run deadline" : "");
@@ -553,13 +553,14 @@ static int transport_error(struct ids_http *h, struct ids_error *err, int code, 
 		r = ids_error_set(err, code, "%s %s: cannot use the CA certificates in %s: %s", method, shown,
 				  h->ca_file ? h->ca_file : "the system trust store", why);
 	else if (cc == CURLE_SSL_CONNECT_ERROR)
-		r = ids_error_set(err, code, "%s %s: TLS handshake with host %s failed: %s%s", method, shown, hs,
-				  why, tail);
+		r = ids_error_set(err, code, "%s %s: TLS handshake with host %s failed: %s%s", method, shown,
+				  hs, why, tail);
 	else if (code == IDS_E_TLS)
-		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s (%s)", method,
-				  shown, hs, why);
+		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s (%s)",
+				  method, shown, hs, why);
 	else if (code == IDS_E_PROTOCOL)
-		r = ids_error_set(err, code, "%s %s: refused: only https:// URLs are used (%s)", method, shown, why);
+		r = ids_error_set(err, code, "%s %s: refused: only https:// URLs are used (%s)", method,
+				  shown, why);
 	else if (code == IDS_E_TIMEOUT)
 		r = ids_error_set(err, code, "%s %s: no progress for %d s or too slow (%s)%s", method, shown,
 				  h->timeout, why, tail);
@@ -597,9 +598,8 @@ static bool status_retryable(long st, const struct ids_http_resp *r,
 }
 
 int ids_http_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
-		     const char *body, size_t body_len,
-		     bool (*is_retryable)(const struct ids_http_resp *r), struct ids_http_resp *resp,
-		     struct ids_error *err)
+		     const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),
+		     struct ids_http_resp *resp, struct ids_error *err)
 {
 	struct curl_slist *hl = NULL;
 	char *shown = url_for_msg(url);
@@ -646,9 +646,10 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 			goto out;
 		}
 		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-			r = ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s", method,
-					  shown, h->max_body, resp->request_id ? " (request-id " : "",
-					  resp->request_id ? resp->request_id : "", resp->request_id ? ")" : "");
+			r = ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s",
+					  method, shown, h->max_body, resp->request_id ? " (request-id " : "",
+					  resp->request_id ? resp->request_id : "",
+					  resp->request_id ? ")" : "");
 			goto out;
 		}
 		if (cc == CURLE_OK) {

@@ -78,7 +78,7 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_json, const char *key_pem,
 		 size_t key_len, char **ret, struct ids_error *err)
 {
-	struct ids_buf out = { 0 };
+	struct ids_buf out = {0};
 	BIO *bio = NULL;
 	EVP_PKEY *pkey = NULL;
 	EVP_MD_CTX *md = NULL;
@@ -96,7 +96,8 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
 		r = ids_error_set(err, -EINVAL, "JWT: private key too large");
 		goto out;
 	}
-	if ((r = ids_base64url(&out, header_json, strlen(header_json))) < 0 || (r = ids_buf_putc(&out, '.')) < 0 ||
+	if ((r = ids_base64url(&out, header_json, strlen(header_json))) < 0 ||
+	    (r = ids_buf_putc(&out, '.')) < 0 ||
 	    (r = ids_base64url(&out, claims_json, strlen(claims_json))) < 0) {
 		ids_error_set(err, r, "out of memory");
 		goto out;
@@ -106,14 +107,16 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
 	 * PKCS#8 ("PRIVATE KEY") alike */
 	if (!(bio = BIO_new_mem_buf(key_pem, (int)key_len)) ||
 	    !(pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL))) {
-		r = ids_error_set(err, IDS_E_CONFIG,
-				  "JWT: cannot read the private key (PEM, unencrypted, PKCS#1 or PKCS#8 expected): %s",
-				  ossl_reason(why, sizeof(why)));
+		r = ids_error_set(
+		    err, IDS_E_CONFIG,
+		    "JWT: cannot read the private key (PEM, unencrypted, PKCS#1 or PKCS#8 expected): %s",
+		    ossl_reason(why, sizeof(why)));
 		goto out;
 	}
 	if (!EVP_PKEY_is_a(pkey, "RSA")) {
 		r = ids_error_set(err, IDS_E_CONFIG, "JWT: %s needs an RSA private key, this one is %s", alg,
-				  EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "of another type");
+				  EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey)
+								: "of another type");
 		goto out;
 	}
 
@@ -125,7 +128,8 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
 	    EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)out.p, out.len) != 1 ||
 	    !(sig = malloc(siglen)) ||
 	    EVP_DigestSign(md, sig, &siglen, (const unsigned char *)out.p, out.len) != 1) {
-		r = ids_error_set(err, IDS_E_INVALID, "JWT: %s signing failed: %s", alg, ossl_reason(why, sizeof(why)));
+		r = ids_error_set(err, IDS_E_INVALID, "JWT: %s signing failed: %s", alg,
+				  ossl_reason(why, sizeof(why)));
 		goto out;
 	}
 	if ((r = ids_buf_putc(&out, '.')) < 0 || (r = ids_base64url(&out, sig, siglen)) < 0) {
@@ -150,7 +154,7 @@ int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struc
 	unsigned char *der = NULL;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	struct ids_buf out = { 0 };
+	struct ids_buf out = {0};
 	char why[256];
 	int r;
 
@@ -188,7 +192,7 @@ out:
 int ids_jwt_jti(char **ret)
 {
 	unsigned char b[16];
-	struct ids_buf out = { 0 };
+	struct ids_buf out = {0};
 	if (RAND_bytes(b, sizeof(b)) != 1) {
 		ERR_clear_error();
 		return -EIO;

@@ -23,7 +23,7 @@
 /* What a collection page said besides its objects. */
 struct ids_graph_page {
 	char *next_link; /* new: @odata.nextLink, NULL on the last page */
-	size_t count;    /* elements in `value` */
+	size_t count;	 /* elements in `value` */
 };
 
 void ids_graph_page_clear(struct ids_graph_page *p);

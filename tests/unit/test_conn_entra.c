@@ -33,7 +33,8 @@ static char *slurp(const char *path, size_t *ret_len)
 
 /* The Entra defaults of config.md: id, userPrincipalName, mail,
  * givenName, surname, displayName. */
-static const char *const entra_attr[6] = { "id", "userPrincipalName", "mail", "givenName", "surname", "displayName" };
+static const char *const entra_attr[6] = {"id",	       "userPrincipalName", "mail",
+					  "givenName", "surname",	    "displayName"};
 
 static const struct ids_attr *attr_of(const struct ids_user *u, const char *name)
 {
@@ -55,7 +56,7 @@ static int users_file(const char *path, const struct ids_strv *rule_attrs, struc
 {
 	size_t n;
 	char *body = slurp(path, &n);
-	struct ids_graph_user_map m = { entra_attr, rule_attrs };
+	struct ids_graph_user_map m = {entra_attr, rule_attrs};
 	struct ids_snapshot *s = NULL;
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	int r = ids_graph_parse_users(body, n, &m, s, page, e);
@@ -66,19 +67,20 @@ static int users_file(const char *path, const struct ids_strv *rule_attrs, struc
 
 static void test_users_page(void **state)
 {
-	struct ids_strv ra = { 0 };
+	struct ids_strv ra = {0};
 	assert_int_equal(ids_strv_push(&ra, "Department"), 0); /* the config's spelling, not Graph's */
 	assert_int_equal(ids_strv_push(&ra, "proxyAddresses"), 0);
 	struct ids_snapshot *s;
-	struct ids_graph_page page = { 0 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {0};
+	struct ids_error e = {0};
 	assert_int_equal(users_file("data/entra/users_page1.json", &ra, &s, &page, &e), 0);
 	assert_int_equal(page.count, 3);
 	assert_non_null(page.next_link);
-	assert_string_equal(page.next_link,
-			    "https://graph.microsoft.com/v1.0/users?$select=id,accountEnabled,userPrincipalName,mail,"
-			    "givenName,surname,displayName,department,proxyAddresses&$top=999&$skiptoken="
-			    "RFNwdAIAAQAAACpVc2VyXzJkYzQ5");
+	assert_string_equal(
+	    page.next_link,
+	    "https://graph.microsoft.com/v1.0/users?$select=id,accountEnabled,userPrincipalName,mail,"
+	    "givenName,surname,displayName,department,proxyAddresses&$top=999&$skiptoken="
+	    "RFNwdAIAAQAAACpVc2VyXzJkYzQ5");
 	assert_int_equal(ids_snapshot_finish(s), 0);
 	assert_int_equal(s->nusers, 3);
 
@@ -96,7 +98,8 @@ static void test_users_page(void **state)
 	assert_string_equal(attr_of(adele, "department")->values[0], "Retail");
 	/* a string array: every value, in order */
 	assert_int_equal(nvalues(adele, "proxyAddresses"), 2);
-	assert_string_equal(attr_of(adele, "proxyAddresses")->values[0], "SMTP:AdeleV@contoso.onmicrosoft.com");
+	assert_string_equal(attr_of(adele, "proxyAddresses")->values[0],
+			    "SMTP:AdeleV@contoso.onmicrosoft.com");
 	assert_string_equal(attr_of(adele, "proxyAddresses")->values[1], "smtp:adele@contoso.com");
 
 	/* accountEnabled false: disabled; UTF-8 kept */
@@ -122,8 +125,8 @@ static void test_users_page(void **state)
 static void test_users_last_and_empty(void **state)
 {
 	struct ids_snapshot *s;
-	struct ids_graph_page page = { 0 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {0};
+	struct ids_error e = {0};
 	/* the last page: no nextLink */
 	assert_int_equal(users_file("data/entra/users_last.json", NULL, &s, &page, &e), 0);
 	assert_int_equal(page.count, 1);
@@ -132,7 +135,8 @@ static void test_users_last_and_empty(void **state)
 	/* an empty page with a next link: nothing emitted, keep paging (case 9) */
 	assert_int_equal(users_file("data/entra/users_empty_next.json", NULL, &s, &page, &e), 0);
 	assert_int_equal(page.count, 0);
-	assert_string_equal(page.next_link, "https://graph.microsoft.com/v1.0/users?$select=id&$top=999&$skiptoken=X2");
+	assert_string_equal(page.next_link,
+			    "https://graph.microsoft.com/v1.0/users?$select=id&$top=999&$skiptoken=X2");
 	assert_int_equal(ids_snapshot_finish(s), 0);
 	assert_int_equal(s->nusers, 0);
 	ids_graph_page_clear(&page);
@@ -143,10 +147,10 @@ static void test_users_last_and_empty(void **state)
  * containing `what`. */
 static void expect_bad_users(const char *body, const char *what)
 {
-	struct ids_graph_user_map m = { entra_attr, NULL };
+	struct ids_graph_user_map m = {entra_attr, NULL};
 	struct ids_snapshot *s = NULL;
-	struct ids_graph_page page = { (char *)"untouched", 42 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {(char *)"untouched", 42};
+	struct ids_error e = {0};
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	int r = ids_graph_parse_users(body, strlen(body), &m, s, &page, &e);
 	if (r != IDS_E_PROTOCOL || !e.msg || !strstr(e.msg, what))
@@ -193,10 +197,10 @@ static void test_users_nul_value(void **state)
 {
 	const char *body = "{\"value\":[{\"id\":\"b\",\"userPrincipalName\":\"a\\u0000b@x\"},"
 			   "{\"id\":\"c\",\"userPrincipalName\":\"ok@x\"}]}";
-	struct ids_graph_user_map m = { entra_attr, NULL };
+	struct ids_graph_user_map m = {entra_attr, NULL};
 	struct ids_snapshot *s = NULL;
-	struct ids_graph_page page = { 0 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {0};
+	struct ids_error e = {0};
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	assert_int_equal(ids_graph_parse_users(body, strlen(body), &m, s, &page, &e), 0);
 	assert_int_equal(ids_snapshot_finish(s), 0);
@@ -209,23 +213,24 @@ static void test_users_nul_value(void **state)
 
 static void test_user_select(void **state)
 {
-	struct ids_strv ra = { 0 };
+	struct ids_strv ra = {0};
 	/* duplicates of mapped fields (any case), a dotted path, an odd name */
 	assert_int_equal(ids_strv_push(&ra, "department"), 0);
 	assert_int_equal(ids_strv_push(&ra, "MAIL"), 0);
 	assert_int_equal(ids_strv_push(&ra, "onPremisesExtensionAttributes.extensionAttribute1"), 0);
 	assert_int_equal(ids_strv_push(&ra, "onPremisesExtensionAttributes.extensionAttribute2"), 0);
 	assert_int_equal(ids_strv_push(&ra, "a&b"), 0);
-	struct ids_graph_user_map m = { entra_attr, &ra };
-	struct ids_buf b = { 0 };
+	struct ids_graph_user_map m = {entra_attr, &ra};
+	struct ids_buf b = {0};
 	assert_int_equal(ids_graph_user_select(&b, &m), 0);
-	assert_string_equal(b.p, "id,accountEnabled,userPrincipalName,mail,givenName,surname,displayName,department,"
-				 "onPremisesExtensionAttributes,a%26b");
+	assert_string_equal(
+	    b.p, "id,accountEnabled,userPrincipalName,mail,givenName,surname,displayName,department,"
+		 "onPremisesExtensionAttributes,a%26b");
 	ids_buf_free(&b);
 
 	/* unmapped fields are left out; a field mapped to accountEnabled not twice */
-	const char *attrs2[6] = { "id", "mail", NULL, NULL, "accountEnabled", NULL };
-	struct ids_graph_user_map m2 = { attrs2, NULL };
+	const char *attrs2[6] = {"id", "mail", NULL, NULL, "accountEnabled", NULL};
+	struct ids_graph_user_map m2 = {attrs2, NULL};
 	assert_int_equal(ids_graph_user_select(&b, &m2), 0);
 	assert_string_equal(b.p, "id,accountEnabled,mail");
 	ids_buf_free(&b);
@@ -234,20 +239,21 @@ static void test_user_select(void **state)
 
 static void test_dotted_attribute(void **state)
 {
-	const char *body = "{\"value\":[{\"id\":\"u1\",\"userPrincipalName\":\"u1@x\",\"onPremisesExtensionAttributes\":"
-			   "{\"extensionAttribute1\":\"CZ\",\"extensionAttribute2\":null},\"employeeId\":4711,"
-			   "\"otherMails\":[\"a@x\",\"b@x\"],\"onPremisesSyncEnabled\":true}]}";
-	struct ids_strv ra = { 0 };
+	const char *body =
+	    "{\"value\":[{\"id\":\"u1\",\"userPrincipalName\":\"u1@x\",\"onPremisesExtensionAttributes\":"
+	    "{\"extensionAttribute1\":\"CZ\",\"extensionAttribute2\":null},\"employeeId\":4711,"
+	    "\"otherMails\":[\"a@x\",\"b@x\"],\"onPremisesSyncEnabled\":true}]}";
+	struct ids_strv ra = {0};
 	assert_int_equal(ids_strv_push(&ra, "onPremisesExtensionAttributes.extensionAttribute1"), 0);
 	assert_int_equal(ids_strv_push(&ra, "onPremisesExtensionAttributes.extensionAttribute2"), 0);
 	assert_int_equal(ids_strv_push(&ra, "employeeId"), 0);
 	assert_int_equal(ids_strv_push(&ra, "otherMails"), 0);
 	assert_int_equal(ids_strv_push(&ra, "onPremisesSyncEnabled"), 0);
 	assert_int_equal(ids_strv_push(&ra, "missing"), 0);
-	struct ids_graph_user_map m = { entra_attr, &ra };
+	struct ids_graph_user_map m = {entra_attr, &ra};
 	struct ids_snapshot *s = NULL;
-	struct ids_graph_page page = { 0 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {0};
+	struct ids_error e = {0};
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	assert_int_equal(ids_graph_parse_users(body, strlen(body), &m, s, &page, &e), 0);
 	assert_int_equal(ids_snapshot_finish(s), 0);
@@ -268,12 +274,12 @@ static void test_groups_scope(void **state)
 {
 	size_t n;
 	char *body = slurp("data/entra/groups_page.json", &n);
-	struct ids_error e = { 0 };
-	struct ids_graph_page page = { 0 };
+	struct ids_error e = {0};
+	struct ids_graph_page page = {0};
 
 	/* no scope: every group, ids in page order */
 	struct ids_snapshot *s = NULL;
-	struct ids_strv ids = { 0 };
+	struct ids_strv ids = {0};
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	assert_int_equal(ids_graph_parse_groups(body, n, NULL, s, &ids, NULL, &page, &e), 0);
 	assert_int_equal(page.count, 4);
@@ -294,11 +300,11 @@ static void test_groups_scope(void **state)
 	ids_strv_free(&ids);
 
 	/* a scope: a name in another case, an id in upper case, a typo */
-	struct ids_strv scope = { 0 };
+	struct ids_strv scope = {0};
 	assert_int_equal(ids_strv_push(&scope, "cc-support-cz"), 0);
 	assert_int_equal(ids_strv_push(&scope, "5F3C8E0B-7D41-4E2A-9A6B-3C2D1E0F9A8B"), 0);
 	assert_int_equal(ids_strv_push(&scope, "CC-Suport-CZ"), 0);
-	bool matched[3] = { false, false, false };
+	bool matched[3] = {false, false, false};
 	assert_int_equal(ids_snapshot_new(&s), 0);
 	assert_int_equal(ids_graph_parse_groups(body, n, &scope, s, &ids, matched, &page, &e), 0);
 	assert_int_equal(ids.n, 2);
@@ -319,11 +325,13 @@ static void test_groups_scope(void **state)
 	/* a group without a usable id cannot have its members read */
 	const char *bad = "{\"value\":[{\"displayName\":\"x\"}]}";
 	assert_int_equal(ids_snapshot_new(&s), 0);
-	assert_int_equal(ids_graph_parse_groups(bad, strlen(bad), NULL, s, &ids, NULL, &page, &e), IDS_E_PROTOCOL);
+	assert_int_equal(ids_graph_parse_groups(bad, strlen(bad), NULL, s, &ids, NULL, &page, &e),
+			 IDS_E_PROTOCOL);
 	assert_non_null(strstr(e.msg, "value[0].id"));
 	ids_error_clear(&e);
 	const char *bad2 = "{\"value\":[{\"id\":\"g\",\"displayName\":[\"x\"]}]}";
-	assert_int_equal(ids_graph_parse_groups(bad2, strlen(bad2), NULL, s, &ids, NULL, &page, &e), IDS_E_PROTOCOL);
+	assert_int_equal(ids_graph_parse_groups(bad2, strlen(bad2), NULL, s, &ids, NULL, &page, &e),
+			 IDS_E_PROTOCOL);
 	assert_non_null(strstr(e.msg, "displayName"));
 	ids_error_clear(&e);
 	ids_snapshot_free(s);
@@ -333,16 +341,18 @@ static void test_groups_scope(void **state)
 static void test_members(void **state)
 {
 	struct ids_snapshot *s;
-	struct ids_graph_page page = { 0 };
-	struct ids_error e = { 0 };
+	struct ids_graph_page page = {0};
+	struct ids_error e = {0};
 	assert_int_equal(users_file("data/entra/users_page1.json", NULL, &s, &page, &e), 0);
 	ids_graph_page_clear(&page);
-	const char *g = "{\"value\":[{\"id\":\"02bd9fd6-8f93-4758-87c3-1fb73740a315\",\"displayName\":\"CC-Support-CZ\"}]}";
-	struct ids_strv ids = { 0 };
+	const char *g = "{\"value\":[{\"id\":\"02bd9fd6-8f93-4758-87c3-1fb73740a315\",\"displayName\":\"CC-"
+			"Support-CZ\"}]}";
+	struct ids_strv ids = {0};
 	assert_int_equal(ids_graph_parse_groups(g, strlen(g), NULL, s, &ids, NULL, &page, &e), 0);
 	size_t n;
 	char *body = slurp("data/entra/members_page.json", &n);
-	assert_int_equal(ids_graph_parse_members(body, n, "02bd9fd6-8f93-4758-87c3-1fb73740a315", s, &page, &e), 0);
+	assert_int_equal(
+	    ids_graph_parse_members(body, n, "02bd9fd6-8f93-4758-87c3-1fb73740a315", s, &page, &e), 0);
 	assert_int_equal(page.count, 3);
 	assert_null(page.next_link);
 	assert_int_equal(ids_snapshot_finish(s), 0);
@@ -372,10 +382,12 @@ static void test_token(void **state)
 	char *body = slurp("data/entra/token.json", &n);
 	char *tok = NULL;
 	long exp = 0;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	assert_int_equal(ids_graph_parse_token(body, n, &tok, &exp, &e), 0);
-	assert_string_equal(tok, "eyJ0eXAiOiJKV1QiLCJub25jZSI6IkFRQUJBQUFBQUFE.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20i."
-				 "c2lnbmF0dXJl");
+	assert_string_equal(
+	    tok,
+	    "eyJ0eXAiOiJKV1QiLCJub25jZSI6IkFRQUJBQUFBQUFE.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20i."
+	    "c2lnbmF0dXJl");
 	assert_int_equal(exp, 3599);
 	ids_secret_free(tok);
 	free(body);
@@ -392,15 +404,16 @@ static void test_token(void **state)
 
 	tok = NULL;
 	const char *bad[] = {
-		"{\"token_type\":\"Bearer\",\"expires_in\":3599}",
-		"{\"access_token\":\"\",\"expires_in\":3599}",
-		"{\"access_token\":\"t\",\"token_type\":\"mac\"}",
-		"{\"access_token\":\"t\",\"expires_in\":\"soon\"}",
-		"{\"access_token\":\"t\",\"expires_in\":-5}",
-		"<html>",
+	    "{\"token_type\":\"Bearer\",\"expires_in\":3599}",
+	    "{\"access_token\":\"\",\"expires_in\":3599}",
+	    "{\"access_token\":\"t\",\"token_type\":\"mac\"}",
+	    "{\"access_token\":\"t\",\"expires_in\":\"soon\"}",
+	    "{\"access_token\":\"t\",\"expires_in\":-5}",
+	    "<html>",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(ids_graph_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e), IDS_E_PROTOCOL);
+		assert_int_equal(ids_graph_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e),
+				 IDS_E_PROTOCOL);
 		assert_null(tok);
 		ids_error_clear(&e);
 	}
@@ -455,11 +468,11 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_users_page),    cmocka_unit_test(test_users_last_and_empty),
-		cmocka_unit_test(test_users_malformed), cmocka_unit_test(test_users_nul_value),
-		cmocka_unit_test(test_user_select),   cmocka_unit_test(test_dotted_attribute),
-		cmocka_unit_test(test_groups_scope),  cmocka_unit_test(test_members),
-		cmocka_unit_test(test_token),	      cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_users_page),	    cmocka_unit_test(test_users_last_and_empty),
+	    cmocka_unit_test(test_users_malformed), cmocka_unit_test(test_users_nul_value),
+	    cmocka_unit_test(test_user_select),	    cmocka_unit_test(test_dotted_attribute),
+	    cmocka_unit_test(test_groups_scope),    cmocka_unit_test(test_members),
+	    cmocka_unit_test(test_token),	    cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

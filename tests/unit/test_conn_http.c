@@ -67,7 +67,7 @@ static void test_retry_after_dates(void **state)
 
 static void test_urlencode(void **state)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	assert_int_equal(ids_http_urlencode(&b, "AZaz09-._~"), 0);
 	assert_string_equal(b.p, "AZaz09-._~");
 	ids_buf_reset(&b);
@@ -94,19 +94,19 @@ static int count_progress(void *ud)
 	return c->cancel_after >= 0 && c->calls > c->cancel_after ? c->ret : 0;
 }
 
-static const char *const no_headers[] = { NULL };
+static const char *const no_headers[] = {NULL};
 
 static void test_plain_http_refused(void **state)
 {
-	struct counter c = { 0, -1, 0 };
-	struct ids_http_opts o = { .timeout = 2, .progress = count_progress, .ud = &c };
+	struct counter c = {0, -1, 0};
+	struct ids_http_opts o = {.timeout = 2, .progress = count_progress, .ud = &c};
 	struct ids_http *h = NULL;
-	struct ids_error e = { 0 };
-	struct ids_http_resp r = { 0 };
+	struct ids_error e = {0};
+	struct ids_http_resp r = {0};
 	assert_int_equal(ids_http_new(&o, &h, &e), 0);
 	/* no retry: a scheme does not get better with time */
-	assert_int_equal(ids_http_request(h, "GET", "http://127.0.0.1:1/users?$top=1&secret=x", no_headers, NULL, 0,
-					  NULL, &r, &e),
+	assert_int_equal(ids_http_request(h, "GET", "http://127.0.0.1:1/users?$top=1&secret=x", no_headers,
+					  NULL, 0, NULL, &r, &e),
 			 IDS_E_PROTOCOL);
 	assert_int_equal(c.calls, 1);
 	assert_non_null(strstr(e.msg, "http://127.0.0.1:1/users"));
@@ -122,7 +122,7 @@ static void test_plain_http_refused(void **state)
 static int closed_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
@@ -139,13 +139,13 @@ static int64_t mono_ms(void)
 
 static void test_connect_refused_retries(void **state)
 {
-	struct counter c = { 0, -1, 0 };
+	struct counter c = {0, -1, 0};
 	/* waits scaled to a tenth: 1 + 2 s of backoff become 0.1 + 0.2 s */
-	struct ids_http_opts o = { .timeout = 2, .max_retries = 2, .progress = count_progress, .ud = &c,
-				   .wait_scale = 0.1 };
+	struct ids_http_opts o = {
+	    .timeout = 2, .max_retries = 2, .progress = count_progress, .ud = &c, .wait_scale = 0.1};
 	struct ids_http *h = NULL;
-	struct ids_error e = { 0 };
-	struct ids_http_resp r = { 0 };
+	struct ids_error e = {0};
+	struct ids_http_resp r = {0};
 	char url[64];
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/x", closed_port());
 	assert_int_equal(ids_http_new(&o, &h, &e), 0);
@@ -166,11 +166,11 @@ static void test_connect_refused_retries(void **state)
 static void test_progress_cancels(void **state)
 {
 	/* the daemon's run_timeout comes back as IDS_E_TIMEOUT, kept as is */
-	struct counter c = { 0, 1, IDS_E_TIMEOUT };
-	struct ids_http_opts o = { .timeout = 2, .progress = count_progress, .ud = &c };
+	struct counter c = {0, 1, IDS_E_TIMEOUT};
+	struct ids_http_opts o = {.timeout = 2, .progress = count_progress, .ud = &c};
 	struct ids_http *h = NULL;
-	struct ids_error e = { 0 };
-	struct ids_http_resp r = { 0 };
+	struct ids_error e = {0};
+	struct ids_http_resp r = {0};
 	char url[64];
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/x", closed_port());
 	assert_int_equal(ids_http_new(&o, &h, &e), 0);
@@ -182,7 +182,7 @@ static void test_progress_cancels(void **state)
 	ids_error_clear(&e);
 
 	/* anything else negative is a cancellation (SIGTERM) */
-	c = (struct counter){ 0, 0, -1 };
+	c = (struct counter){0, 0, -1};
 	assert_int_equal(ids_http_request(h, "GET", url, NULL, NULL, 0, NULL, &r, &e), IDS_E_CANCELLED);
 	assert_int_equal(c.calls, 1);
 	ids_error_clear(&e);
@@ -195,10 +195,10 @@ static void test_deadline(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* a deadline 1.5 s away: the 1 s first backoff fits, the 2 s second does not */
 	int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	struct ids_http_opts o = { .timeout = 2, .deadline_usec = now + 1500000 };
+	struct ids_http_opts o = {.timeout = 2, .deadline_usec = now + 1500000};
 	struct ids_http *h = NULL;
-	struct ids_error e = { 0 };
-	struct ids_http_resp r = { 0 };
+	struct ids_error e = {0};
+	struct ids_http_resp r = {0};
 	char url[64];
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/x", closed_port());
 	assert_int_equal(ids_http_new(&o, &h, &e), 0);
@@ -215,10 +215,13 @@ static void test_deadline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_retry_after_seconds), cmocka_unit_test(test_retry_after_dates),
-		cmocka_unit_test(test_urlencode),	    cmocka_unit_test(test_plain_http_refused),
-		cmocka_unit_test(test_connect_refused_retries), cmocka_unit_test(test_progress_cancels),
-		cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_retry_after_seconds),
+	    cmocka_unit_test(test_retry_after_dates),
+	    cmocka_unit_test(test_urlencode),
+	    cmocka_unit_test(test_plain_http_refused),
+	    cmocka_unit_test(test_connect_refused_retries),
+	    cmocka_unit_test(test_progress_cancels),
+	    cmocka_unit_test(test_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,7 @@ static char *slurp(const char *path, size_t *ret_len)
 
 static char *b64u(const void *s, size_t n)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	assert_int_equal(ids_base64url(&b, s, n), 0);
 	return ids_buf_steal(&b);
 }
@@ -51,8 +51,8 @@ static void test_base64url_vectors(void **state)
 	static const struct {
 		const char *in, *out;
 	} v[] = {
-		{ "", "" },	    { "f", "Zg" },	   { "fo", "Zm8" },	    { "foo", "Zm9v" },
-		{ "foob", "Zm9vYg" }, { "fooba", "Zm9vYmE" }, { "foobar", "Zm9vYmFy" },
+	    {"", ""},		{"f", "Zg"},	      {"fo", "Zm8"},	      {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
 	};
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		char *s = b64u(v[i].in, strlen(v[i].in));
@@ -133,7 +133,7 @@ static char *sign_with(const char *alg, const char *keyfile)
 	size_t n;
 	char *pem = slurp(keyfile, &n);
 	char *jwt = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int r = ids_jwt_sign(alg, HDR, CLAIMS, pem, n, &jwt, &e);
 	assert_int_equal(r, 0);
 	assert_null(e.msg);
@@ -184,7 +184,7 @@ static void test_ps256(void **state)
 
 static void test_sign_errors(void **state)
 {
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	char *jwt = (char *)0x1; /* must stay untouched on failure */
 	size_t n;
 	char *pem = slurp(KEY_PKCS8, &n);
@@ -218,7 +218,7 @@ static void test_sign_errors(void **state)
 
 static void test_thumbprint(void **state)
 {
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	char *t = NULL;
 	/* `openssl x509 -fingerprint -sha256 | xxd -r -p | basenc --base64url` */
 	assert_int_equal(ids_jwt_thumbprint(CERT, true, &t, &e), 0);
@@ -251,9 +251,12 @@ static void test_jti(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base64url_vectors), cmocka_unit_test(test_rs256),
-		cmocka_unit_test(test_ps256),		   cmocka_unit_test(test_sign_errors),
-		cmocka_unit_test(test_thumbprint),	   cmocka_unit_test(test_jti),
+	    cmocka_unit_test(test_base64url_vectors),
+	    cmocka_unit_test(test_rs256),
+	    cmocka_unit_test(test_ps256),
+	    cmocka_unit_test(test_sign_errors),
+	    cmocka_unit_test(test_thumbprint),
+	    cmocka_unit_test(test_jti),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
