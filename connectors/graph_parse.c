@@ -94,6 +94,8 @@ static int page_of(json_t *root, const char *what, json_t **ret_value, struct id
 	if (!json_is_array(value))
 		return ids_error_set(err, IDS_E_PROTOCOL, "%s: %s", what,
 				     value ? "`value` is not an array" : "no `value` array");
+	/* absent and null both mean "last page"; anything else is a server bug
+	 * that must not silently end the listing early */
 	json_t *next = json_object_get(root, "@odata.nextLink");
 	if (next && !json_is_null(next) && !json_is_string(next))
 		return ids_error_set(err, IDS_E_PROTOCOL, "%s: @odata.nextLink is not a string", what);
@@ -102,6 +104,7 @@ static int page_of(json_t *root, const char *what, json_t **ret_value, struct id
 	if (json_is_string(next)) {
 		if (!(page->next_link = strndup(json_string_value(next), json_string_length(next))))
 			return ids_error_set(err, -ENOMEM, "out of memory");
+		/* a NUL would cut the URL we request short of the one Graph gave */
 		if (strlen(page->next_link) != json_string_length(next)) {
 			free(page->next_link);
 			page->next_link = NULL;
@@ -113,6 +116,7 @@ static int page_of(json_t *root, const char *what, json_t **ret_value, struct id
 	return 0;
 }
 
+/* Builder failures are resource errors (ENOMEM, E2BIG), never the page's fault. */
 static int oom(struct ids_error *err, int r)
 {
 	return ids_error_set(err, r, "%s", r == -ENOMEM ? "out of memory" : ids_strerror(r));
@@ -133,6 +137,8 @@ static int select_add(struct ids_buf *b, struct ids_strv *seen, const char *name
 	int r = 0;
 	if (!top)
 		return -ENOMEM;
+	/* Graph refuses nothing for a repeated name, but a repeated name makes
+	 * the URL longer for nothing; names compare case-insensitively as on Graph */
 	if (n && !ids_strv_contains(seen, top, true)) {
 		if ((r = ids_strv_push(seen, top)) >= 0 && (seen->n == 1 || (r = ids_buf_putc(b, ',')) >= 0))
 			r = ids_http_urlencode(b, top);
@@ -143,6 +149,8 @@ static int select_add(struct ids_buf *b, struct ids_strv *seen, const char *name
 
 int ids_graph_user_select(struct ids_buf *b, const struct ids_graph_user_map *m)
 {
+	/* id and accountEnabled always: without accountEnabled every user
+	 * would look enabled (Graph's default $select leaves it out) */
 	struct ids_strv seen = {0};
 	int r = select_add(b, &seen, "id", 2);
 	if (r >= 0)
@@ -192,6 +200,8 @@ static int one_user(json_t *u, size_t i, const struct ids_graph_user_map *m, str
 		return ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu].accountEnabled is not a boolean",
 				     i);
 
+	/* the types are checked before the record is opened, so that a bad
+	 * page fails before anything half-built reaches the builder */
 	if ((r = ids_snapshot_user_begin(s)) < 0)
 		return oom(err, r);
 	for (int f = 0; f <= IDS_F_DISPLAY_NAME; f++) {
@@ -211,6 +221,8 @@ static int one_user(json_t *u, size_t i, const struct ids_graph_user_map *m, str
 	for (size_t k = 0; m->rule_attrs && k < m->rule_attrs->n; k++) {
 		const char *name = m->rule_attrs->v[k];
 		json_t *v = get_path(u, name);
+		/* multi-valued properties (proxyAddresses, otherMails) give every
+		 * value, in Graph's order, as LDAP multi-valued attributes do */
 		if (json_is_array(v)) {
 			size_t j;
 			json_t *e;
@@ -260,6 +272,7 @@ static long in_scope(const struct ids_strv *scope, const char *id, const char *n
 {
 	if (!scope || !scope->n)
 		return 0;
+	/* ids compare case-insensitively too: GUIDs are written either way */
 	for (size_t i = 0; i < scope->n; i++)
 		if (!strcasecmp(scope->v[i], id) || (name && !strcasecmp(scope->v[i], name)))
 			return (long)i;
@@ -344,6 +357,8 @@ int ids_graph_parse_members(const char *body, size_t len, const char *group_id, 
 		goto out;
 	json_array_foreach(value, i, u)
 	{
+		/* with the microsoft.graph.user cast every element is a user; one
+		 * without an id is a malformed page, not a member to skip */
 		json_t *id = json_object_get(u, "id");
 		if (!json_is_object(u) || !json_is_string(id)) {
 			r = ids_error_set(err, IDS_E_PROTOCOL, "members of %s: value[%zu] has no string id",
@@ -387,6 +402,8 @@ int ids_graph_parse_token(const char *body, size_t len, char **ret_token, long *
 		r = ids_error_set(err, IDS_E_PROTOCOL, "token: token_type is not Bearer");
 		goto out;
 	}
+	/* expires_in is a number from Microsoft, a string from some proxies
+	 * and older ADFS; 0 (absent) lets the caller pick a short cache time */
 	if (json_is_integer(exp)) {
 		expires = (long)json_integer_value(exp);
 	} else if (json_is_string(exp)) {
@@ -449,6 +466,8 @@ int ids_graph_parse_error(const char *body, size_t len, char **ret_code, char **
 {
 	char *code = NULL, *msg = NULL, *rid = NULL;
 	json_error_t je;
+	/* best effort: an error body that is not JSON (a gateway's HTML page)
+	 * leaves everything NULL and the caller reports the status alone */
 	json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &je);
 	json_t *e = json_object_get(root, "error");
 	int r = 0;

@@ -92,6 +92,7 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
 		r = ids_error_set(err, -EINVAL, "JWT: unsupported algorithm %s", alg ? alg : "(none)");
 		goto out;
 	}
+	/* BIO_new_mem_buf takes an int length */
 	if (key_len > INT_MAX) {
 		r = ids_error_set(err, -EINVAL, "JWT: private key too large");
 		goto out;
@@ -113,6 +114,8 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
 		    ossl_reason(why, sizeof(why)));
 		goto out;
 	}
+	/* RS256 and PS256 are RSA only; an EC key would "work" with
+	 * EVP_DigestSign and give a signature nobody can verify as RS256 */
 	if (!EVP_PKEY_is_a(pkey, "RSA")) {
 		r = ids_error_set(err, IDS_E_CONFIG, "JWT: %s needs an RSA private key, this one is %s", alg,
 				  EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey)
@@ -158,6 +161,7 @@ int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struc
 	char why[256];
 	int r;
 
+	/* the certificate is public: read straight from its file */
 	if (!(f = fopen(cert_pem_path, "re"))) {
 		r = ids_error_set(err, -errno, "%s: %s", cert_pem_path, strerror(errno));
 		goto out;
@@ -191,6 +195,7 @@ out:
 
 int ids_jwt_jti(char **ret)
 {
+	/* 128 random bits: Entra refuses a jti it has seen, so it must never repeat */
 	unsigned char b[16];
 	struct ids_buf out = {0};
 	if (RAND_bytes(b, sizeof(b)) != 1) {
