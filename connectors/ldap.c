@@ -159,6 +159,7 @@ struct pull {
 	struct ids_buf key;	    /* scratch for keys */
 	char idtext[37];	    /* a rendered objectGUID */
 	size_t in_page;		    /* entries since the last progress call */
+	size_t pass_entries;	    /* entries since the current search (re)started */
 	struct watchdog wd;
 	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
@@ -1285,6 +1286,8 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	int msgid = -1, lrc, r;
 	bool first = !*cookie || !(*cookie)->bv_len;
 	struct timeval tv = {p->timeout, 0};
+	/* entries this search had not seen before: see the cookie check */
+	size_t known = p->seen.len + p->disabled.len;
 
 	if (!connection_alive(p)) {
 		r = PAGE_LOST;
@@ -1348,6 +1351,7 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 				goto out;
 			entry_clear(&p->ent);
 			(*entries)++;
+			p->pass_entries++;
 			if (++p->in_page >= PROGRESS_EVERY && (r = tick(p, "in the middle of a page")) < 0)
 				goto out;
 		} else if (type == LDAP_RES_SEARCH_RESULT) {
@@ -1396,11 +1400,16 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		r = PAGE_LAST;
 		goto out;
 	}
-	/* a cookie handed back unchanged would page forever */
-	if (!first && next->bv_len == (*cookie)->bv_len &&
-	    !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len)) {
+	/* A cookie handed back unchanged may page forever.  Not always:
+	 * Samba names its search state with one cookie ("1") for every page
+	 * of a search.  A loop is a page with that cookie that brought
+	 * nothing new after this pass (since the last restart) received more
+	 * entries than the search has distinct ones: repeats, for sure. */
+	size_t distinct = p->seen.len + p->disabled.len;
+	if (!first && next->bv_len == (*cookie)->bv_len && !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len) &&
+	    distinct == known && p->pass_entries > distinct) {
 		r = ids_error_set(p->err, IDS_E_PROTOCOL,
-				  "%s: the server repeated its paging cookie in the %s search", p->uri,
+				  "%s: the server repeated its paging cookie and its entries in the %s search", p->uri,
 				  sr->what);
 		goto out;
 	}
@@ -1431,6 +1440,7 @@ static int run_search(struct pull *p, const struct search *sr)
 	for (;;) {
 		ber_bvfree(cookie);
 		cookie = NULL;
+		p->pass_entries = 0;
 		for (npages = 0;; npages++) {
 			if (npages >= MAX_PAGES) {
 				r = ids_error_set(p->err, IDS_E_PROTOCOL,
