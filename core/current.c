@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 int ids_current_new(struct ids_current **ret)
 {
@@ -24,6 +25,7 @@ void ids_current_free(struct ids_current *c)
 	free(c->users);
 	free(c->grants);
 	ids_strv_free(&c->tenants);
+	ids_strpool_free(&c->interned);
 	ids_arena_free(&c->arena);
 	free(c);
 }
@@ -53,6 +55,13 @@ static bool dup_field(struct ids_arena *a, const char *src, const char **dst)
 	return !src || *dst;
 }
 
+/* The same for a string that repeats from row to row: one shared copy. */
+static bool intern_field(struct ids_current *c, const char *src, const char **dst)
+{
+	*dst = ids_strpool_intern(&c->interned, &c->arena, src);
+	return !src || *dst;
+}
+
 int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u)
 {
 	void *arr = c->users;
@@ -65,12 +74,12 @@ int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u)
 	struct ids_arena *a = &c->arena;
 	/* the slot is only counted once every copy succeeded: a failed add
 	 * leaves the container as it was (the arena may keep a few bytes) */
-	if (!dup_field(a, u->source, &n.source) || !dup_field(a, u->external_id, &n.external_id) ||
+	if (!intern_field(c, u->source, &n.source) || !dup_field(a, u->external_id, &n.external_id) ||
 	    !dup_field(a, u->username, &n.username) || !dup_field(a, u->email, &n.email) ||
 	    !dup_field(a, u->first_name, &n.first_name) || !dup_field(a, u->last_name, &n.last_name) ||
 	    !dup_field(a, u->display_name, &n.display_name) ||
-	    !dup_field(a, u->auth_method, &n.auth_method) || !dup_field(a, u->idp, &n.idp) ||
-	    !dup_field(a, u->reason, &n.reason))
+	    !intern_field(c, u->auth_method, &n.auth_method) || !intern_field(c, u->idp, &n.idp) ||
+	    !intern_field(c, u->reason, &n.reason))
 		return -ENOMEM;
 	c->users[c->nusers++] = n;
 	return 0;
@@ -87,7 +96,16 @@ int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g)
 		return r;
 
 	struct ids_cur_grant n = *g;
-	if (!dup_field(&c->arena, g->tenant, &n.tenant) || !dup_field(&c->arena, g->name, &n.name))
+	/* consecutive rows mostly share their tenant (and often the name):
+	 * reuse the previous row's copies before asking the pool */
+	const struct ids_cur_grant *prev = c->ngrants ? &c->grants[c->ngrants - 1] : NULL;
+	if (prev && strcmp(prev->tenant, g->tenant) == 0)
+		n.tenant = prev->tenant;
+	else if (!intern_field(c, g->tenant, &n.tenant))
+		return -ENOMEM;
+	if (prev && strcmp(prev->name, g->name) == 0)
+		n.name = prev->name;
+	else if (!intern_field(c, g->name, &n.name))
 		return -ENOMEM;
 	c->grants[c->ngrants++] = n;
 	return 0;

@@ -121,15 +121,18 @@ struct ids_arena_chunk {
 
 #define ARENA_CHUNK (64 * 1024)
 
-void *ids_arena_alloc(struct ids_arena *a, size_t n)
+/* n bytes at a multiple of align (a power of two) in the current chunk,
+ * or in a new one.  Not zeroed. */
+static void *arena_take(struct ids_arena *a, size_t n, size_t align)
 {
-	const size_t align = sizeof(max_align_t);
-	n = (n + align - 1) / align * align;
 	struct ids_arena_chunk *c = a->head;
-	if (!c || c->cap - c->used < n) {
+	size_t off = c ? (c->used + align - 1) & ~(align - 1) : 0;
+	if (!c || off > c->cap || c->cap - off < n) {
 		/* oversized requests get a chunk of their own, put behind the
 		 * current one so the current chunk's free space stays usable */
 		size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+		if (cap > SIZE_MAX - sizeof(*c))
+			return NULL;
 		struct ids_arena_chunk *nc = malloc(sizeof(*nc) + cap);
 		if (!nc)
 			return NULL;
@@ -143,16 +146,25 @@ void *ids_arena_alloc(struct ids_arena *a, size_t n)
 			a->head = nc;
 		}
 		c = nc;
+		off = 0;
 	}
-	void *p = (char *)c->data + c->used;
-	c->used += n;
-	memset(p, 0, n);
+	c->used = off + n;
+	return (char *)c->data + off;
+}
+
+void *ids_arena_alloc(struct ids_arena *a, size_t n)
+{
+	void *p = arena_take(a, n, sizeof(max_align_t));
+	if (p)
+		memset(p, 0, n);
 	return p;
 }
 
 char *ids_arena_strndup(struct ids_arena *a, const char *s, size_t n)
 {
-	char *p = ids_arena_alloc(a, n + 1);
+	/* strings need no alignment: packed, millions of short directory
+	 * values take a third less memory than at 16-byte steps */
+	char *p = n < SIZE_MAX ? arena_take(a, n + 1, 1) : NULL;
 	if (!p)
 		return NULL;
 	memcpy(p, s, n);
@@ -180,12 +192,15 @@ void ids_arena_free(struct ids_arena *a)
 
 struct ids_strmap_slot {
 	const char *key; /* NULL = empty */
-	uint64_t hash;
+	uint32_t hash;   /* the key's hash: places the key, and most mismatches end here */
 	uint32_t val;
 };
 
 uint64_t ids_hash64(const void *p, size_t n)
 {
+	/* FNV-1a, byte by byte.  Stable forever: the store derives the
+	 * connectors' advisory lock keys from it, and instances of two
+	 * versions must agree on them.  The maps use key_hash() below. */
 	const unsigned char *s = p;
 	uint64_t h = 0xcbf29ce484222325ULL;
 	for (size_t i = 0; i < n; i++) {
@@ -193,6 +208,26 @@ uint64_t ids_hash64(const void *p, size_t n)
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+/* The maps' hash: eight bytes per step (a multiply-xorshift mix), about
+ * five times faster than FNV on DNs and UUIDs.  Never persisted.  32 bits
+ * are plenty: a map holds fewer than 2^32 keys (values are uint32). */
+static uint32_t key_hash(const char *s, size_t n)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ULL;
+	uint64_t h = n * k, w;
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * k;
+		h ^= h >> 29;
+	}
+	w = 0;
+	memcpy(&w, s, n);
+	h = (h ^ w) * k;
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ULL;
+	return (uint32_t)(h ^ (h >> 32));
 }
 
 static int strmap_grow(struct ids_strmap *m)
@@ -223,17 +258,17 @@ int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t
 		if (r < 0)
 			return r;
 	}
-	uint64_t h = ids_hash64(key, strlen(key));
-	size_t j = h & (m->cap - 1);
+	uint32_t tag = key_hash(key, strlen(key));
+	size_t j = tag & (m->cap - 1);
 	while (m->slots[j].key) {
-		if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) {
+		if (m->slots[j].hash == tag && strcmp(m->slots[j].key, key) == 0) {
 			if (ret_existing)
 				*ret_existing = m->slots[j].val;
 			return 0;
 		}
 		j = (j + 1) & (m->cap - 1);
 	}
-	m->slots[j] = (struct ids_strmap_slot){ key, h, val };
+	m->slots[j] = (struct ids_strmap_slot){ key, tag, val };
 	m->len++;
 	return 1;
 }
@@ -242,10 +277,10 @@ bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_v
 {
 	if (!m->cap || !key)
 		return false;
-	uint64_t h = ids_hash64(key, strlen(key));
-	size_t j = h & (m->cap - 1);
+	uint32_t tag = key_hash(key, strlen(key));
+	size_t j = tag & (m->cap - 1);
 	while (m->slots[j].key) {
-		if (m->slots[j].hash == h && strcmp(m->slots[j].key, key) == 0) {
+		if (m->slots[j].hash == tag && strcmp(m->slots[j].key, key) == 0) {
 			if (ret_val)
 				*ret_val = m->slots[j].val;
 			return true;
@@ -260,6 +295,40 @@ void ids_strmap_free(struct ids_strmap *m)
 	free(m->slots);
 	m->slots = NULL;
 	m->cap = m->len = 0;
+}
+
+/* ---------------- string pool ---------------- */
+
+const char *ids_strpool_intern(struct ids_strpool *p, struct ids_arena *a, const char *s)
+{
+	uint32_t i;
+	if (!s)
+		return NULL;
+	if (ids_strmap_get(&p->map, s, &i))
+		return p->v[i];
+	if (p->n >= UINT32_MAX)
+		return NULL;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		const char **v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		p->v = v;
+		p->cap = cap;
+	}
+	char *c = ids_arena_strdup(a, s);
+	if (!c || ids_strmap_put(&p->map, c, (uint32_t)p->n, NULL) < 0)
+		return NULL;
+	p->v[p->n++] = c;
+	return c;
+}
+
+void ids_strpool_free(struct ids_strpool *p)
+{
+	ids_strmap_free(&p->map);
+	free(p->v);
+	p->v = NULL;
+	p->n = p->cap = 0;
 }
 
 /* ---------------- string vectors ---------------- */

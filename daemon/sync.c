@@ -175,7 +175,8 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	res->status = "ok";
 	ids_log(IDS_LOG_INFO, conn, res->run_id, NULL,
 		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped"
-		" (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs, diff %.2fs, apply %.2fs; peak RSS %ld MiB)",
+		" (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs, apply %.2fs;"
+		" peak RSS %ld MiB)",
 		(long long)res->run_id, plan->counts.users_seen, plan->counts.created,
 		plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
 		plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
@@ -211,6 +212,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	struct ids_snapshot *snap = NULL;
 	struct ids_desired_set *des = NULL;
 	struct ids_current *cur = NULL;
+	struct ids_store_loader *loader = NULL;
 	struct ids_strv attrs = { 0 };
 	bool locked = false;
 	int64_t company_id = 0;
@@ -257,6 +259,13 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	}
 	struct progress_ctx pc = { o, cfg->sync.run_timeout ? started + (int64_t)cfg->sync.run_timeout * 1000000 : 0 };
 	struct ids_pull_ctx ctx = { cfg, &attrs, progress, &pc };
+	/* The current state is read from PostgreSQL in the background while
+	 * the connector reads the directory: neither waits for the other. */
+	r = ids_store_load_start(st, company_id, conn, &loader);
+	if (r < 0) {
+		ids_error_set(&e, r, "%s", ids_strerror(r));
+		goto db_failed;
+	}
 	int64_t mark = mono_usec();
 	r = ops->pull(cc, &ctx, snap, &e);
 	res->t.fetch = lap(&mark);
@@ -277,8 +286,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		ids_error_set(&e, r, "rules: %s", ids_strerror(r));
 		goto pull_failed;
 	}
-	r = ids_store_load(st, company_id, conn, &cur, &e);
-	res->t.load = lap(&mark);
+	r = ids_store_load_finish(loader, &cur, &res->t.load, &e);
+	loader = NULL;
+	lap(&mark); /* the load's own time is t.load; what is left of it here is hidden */
 	if (r < 0)
 		goto db_failed;
 
@@ -288,6 +298,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	goto out;
 
 pull_failed:
+	ids_store_load_abandon(loader); /* the store is ours again */
+	loader = NULL;
 	/* a credential file that is there but malformed is found only now:
 	 * still a configuration error (exit 78), not a transient failure */
 	fail(res, e.code == IDS_E_CONFIG ? IDS_EXIT_CONFIG : IDS_EXIT_FAILED, "failed", ids_error_text(&e));
@@ -305,6 +317,7 @@ db_failed:
 		record_run(st, conn, started, "failed", NULL, res->error, res);
 
 out:
+	ids_store_load_abandon(loader);
 	if (locked) {
 		struct ids_error ue = { 0 };
 		ids_store_unlock(st, conn, &ue);

@@ -47,11 +47,15 @@ struct ids_current {
 	struct ids_strv tenants; /* slugs of the company's tenants */
 	struct ids_arena arena;
 	size_t ucap, gcap;
+	/* Strings that repeat from row to row (tenant slugs, grant names,
+	 * source, auth method, ...) are stored once, in arena: equal strings
+	 * of grants share one pointer. */
+	struct ids_strpool interned;
 };
 
 int ids_current_new(struct ids_current **ret);
 void ids_current_free(struct ids_current *c); /* accepts NULL */
-/* Copy u / g (strings into the arena). */
+/* Copy u / g (strings into the arena; the repeating ones interned). */
 int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
 int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
 int ids_current_add_tenant(struct ids_current *c, const char *slug);

@@ -50,6 +50,20 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector,
 		   struct ids_current **ret, struct ids_error *err);
 
+/* The same read in a thread of its own, so that it overlaps the
+ * connector's directory read: start it, pull, then finish it.  Until
+ * finish or abandon returns, nothing else may use st.  *ret is new. */
+struct ids_store_loader;
+int ids_store_load_start(struct ids_store *st, int64_t company_id, const char *connector,
+			 struct ids_store_loader **ret);
+/* Waits for the load: its result as ids_store_load gives it, and in
+ * *ret_seconds (may be NULL) how long the load itself took.  Frees l. */
+int ids_store_load_finish(struct ids_store_loader *l, struct ids_current **ret, double *ret_seconds,
+			  struct ids_error *err);
+/* Waits for a load whose result is not wanted (the pull failed) and
+ * frees it.  Accepts NULL. */
+void ids_store_load_abandon(struct ids_store_loader *l);
+
 /* A sync_run row. */
 struct ids_run {
 	const char *connector;

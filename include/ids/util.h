@@ -55,6 +55,22 @@ void ids_strmap_free(struct ids_strmap *m);
 
 uint64_t ids_hash64(const void *p, size_t n); /* FNV-1a 64 */
 
+/* ---- string pool: one copy of each distinct string, so that equal
+ * strings are equal pointers (millions of grant rows name a few tenants)
+ * ---- */
+struct ids_strpool {
+	struct ids_strmap map; /* string -> index into v */
+	const char **v;
+	size_t n, cap;
+};
+
+/* The pool's copy of s, copied into arena a the first time it is seen (a
+ * must outlive every use of the result; pass the same arena each time).
+ * NULL when s is NULL, or on ENOMEM (s non-NULL). */
+const char *ids_strpool_intern(struct ids_strpool *p, struct ids_arena *a, const char *s);
+/* Frees the index; the strings belong to the arena. */
+void ids_strpool_free(struct ids_strpool *p);
+
 /* ---- string vector (heap strings, owned) ---- */
 struct ids_strv {
 	char **v;
