@@ -192,7 +192,9 @@ static void sleep_until(struct daemon *d, int64_t until)
 			drain_signals(d);
 		} else if (r < 0 && errno != EINTR) {
 			/* cannot wait for signals any more: a restart is the cure */
-			ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "ppoll: %s", strerror(errno));
+			int err = errno;
+			ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "ppoll: %s", strerror(err));
+			sd_notifyf(0, "ERRNO=%d", err);
 			d->fatal = IDS_EXIT_FAILED;
 		}
 	}
@@ -546,8 +548,9 @@ int ids_daemon_run(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (d.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "signalfd: %s", strerror(errno));
-		sd_notifyf(0, "STATUS=cannot set up signal handling\nERRNO=%d", errno);
+		int err = errno;
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "signalfd: %s", strerror(err));
+		sd_notifyf(0, "STATUS=cannot set up signal handling\nERRNO=%d", err);
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
