@@ -66,9 +66,11 @@ ad_guid() {
 # ad_config_write CONNECTOR_EXTRA RULES: $W/idsyncd.yaml with one
 # active_directory connector `corp` (company acme).  Defaults: LDAPS with
 # the test CA, bound as the service account by its UPN.  Override with
-# AD_URI, AD_BIND, AD_USERS_BASE, AD_GROUPS_BASE, PAGE_SIZE.
+# AD_URI, AD_CA, AD_BIND, AD_USERS_BASE, AD_USERS_FILTER, AD_GROUPS_BASE,
+# PAGE_SIZE.
 ad_config_write() {
-	local extra=${1:-} rules=$2
+	local extra=${1:-} rules=$2 uf=""
+	[ -z "${AD_USERS_FILTER:-}" ] || uf=", filter: \"$AD_USERS_FILTER\""
 	cp "$IDS_TEST_AD_BIND_PW_FILE" "$W/ad.pw"
 	chmod 600 "$W/ad.pw"
 	cat >"$W/idsyncd.yaml" <<-YAML
@@ -93,7 +95,7 @@ ad_config_write() {
 	    bind_password_file: $W/ad.pw
 	    page_size: ${PAGE_SIZE:-500}
 	    timeout: 30s
-	    users: { base: "${AD_USERS_BASE:-OU=People,$CORP}" }
+	    users: { base: "${AD_USERS_BASE:-OU=People,$CORP}"$uf }
 	    groups: { base: "${AD_GROUPS_BASE:-OU=Groups,$CORP}" }
 	$extra
 	rules:
