@@ -2013,6 +2013,42 @@ static int yaml_fail(struct ctx *c, const yaml_parser_t *p, const char *yaml, si
 	return fail_pos(c, line, col, "yaml: %s", p->problem ? p->problem : "syntax error");
 }
 
+/* libyaml slows down with the square of the nesting depth: a file of
+ * 100,000 "[" takes minutes to load (found by tests/integration/
+ * t_badinput_config.sh).  No valid configuration is more than a few levels
+ * deep, so a first pass over the parser's events refuses anything deeper
+ * than YAML_DEPTH_MAX before the document is built; stopping there keeps
+ * the cost linear.  Syntax errors come out of this pass as they would out
+ * of the load. */
+#define YAML_DEPTH_MAX 64
+
+static int check_depth(struct ctx *c, const char *yaml, size_t len)
+{
+	yaml_parser_t p;
+	yaml_event_t e;
+	int depth = 0, r = 0;
+	if (!yaml_parser_initialize(&p))
+		return ids_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &e)) {
+			r = yaml_fail(c, &p, yaml, len);
+			break;
+		}
+		yaml_event_type_t t = e.type;
+		if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) && ++depth > YAML_DEPTH_MAX)
+			r = fail_pos(c, e.start_mark.line + 1, e.start_mark.column + 1,
+				     "yaml: nested more than %d levels deep", YAML_DEPTH_MAX);
+		else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT)
+			depth--;
+		yaml_event_delete(&e);
+		if (r < 0 || t == YAML_STREAM_END_EVENT)
+			break;
+	}
+	yaml_parser_delete(&p);
+	return r;
+}
+
 /* The one loader behind both entry points: parse, check, build.  Nothing
  * is returned unless all of it is valid: a half-valid config is no config. */
 static int load(const char *file, const char *base_dir, const char *yaml, size_t len, struct ids_config **ret,
@@ -2029,6 +2065,8 @@ static int load(const char *file, const char *base_dir, const char *yaml, size_t
 		r = ids_error_set(err, -ENOMEM, "%s: out of memory", file);
 		goto cleanup;
 	}
+	if ((r = check_depth(&c, yaml, len)) < 0)
+		goto cleanup;
 	if (!yaml_parser_initialize(&parser)) {
 		r = ids_error_set(err, -ENOMEM, "%s: out of memory", file);
 		goto cleanup;

@@ -198,6 +198,7 @@ static const struct CMUnitTest cases[] = {
     CASE(unknown_top_key),
     CASE(yaml_invalid_utf8),
     CASE(yaml_syntax),
+    CASE(yaml_too_deep),
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
