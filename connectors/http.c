@@ -58,6 +58,8 @@ struct ids_http {
 	struct ids_http_resp *r;
 	char *retry_after;
 	bool too_big, oom;
+	int stopped;	   /* < 0: progress() stopped the transfer with this code */
+	int64_t last_tick; /* CLOCK_MONOTONIC usec of the last progress() call */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -380,6 +382,26 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* libcurl's transfer callback: progress() at most once a second while a
+ * transfer runs, so that a server that drips just fast enough to pass the
+ * low-speed limit still lets the daemon feed its watchdog, and SIGTERM or
+ * run_timeout stop the transfer instead of waiting for the TIMEOUT cap. */
+static int on_xfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct ids_http *h = ud;
+	int64_t now = mono_usec();
+	if (now - h->last_tick < 1000000)
+		return 0;
+	h->last_tick = now;
+	int r = h->progress ? h->progress(h->ud) : 0;
+	if (r >= 0 && h->deadline && now >= h->deadline)
+		r = IDS_E_TIMEOUT;
+	if (r >= 0)
+		return 0;
+	h->stopped = r == IDS_E_TIMEOUT ? IDS_E_TIMEOUT : IDS_E_CANCELLED;
+	return 1; /* CURLE_ABORTED_BY_CALLBACK */
+}
+
 /* ---------------- one request ---------------- */
 
 /* "https://host/path" of url, without query or fragment: URLs in messages
@@ -484,6 +506,9 @@ static CURLcode set_options(struct ids_http *h, const char *method, const char *
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, h);
 	SET(CURLOPT_ERRORBUFFER, h->errbuf);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_XFERINFOFUNCTION, on_xfer);
+	SET(CURLOPT_XFERINFODATA, h);
 	SET(CURLOPT_USERAGENT, "idsyncd/" IDSYNCD_VERSION);
 	if (!strcmp(method, "GET")) {
 		SET(CURLOPT_HTTPGET, 1L);
@@ -630,6 +655,8 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		resp->status = 0;
 		h->r = resp;
 		h->too_big = h->oom = false;
+		h->stopped = 0;
+		h->last_tick = mono_usec(); /* check_progress() just ran */
 		h->errbuf[0] = '\0';
 		CURLcode cc = set_options(h, method, url, hl, body, body_len);
 		if (cc == CURLE_OK)
@@ -643,6 +670,15 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		int code = 0;
 		if (h->oom) {
 			r = ids_error_set(err, -ENOMEM, "%s %s: out of memory", method, shown);
+			goto out;
+		}
+		/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
+		 * a slow server, and no retry can help */
+		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && mono_usec() >= h->deadline - 100000)
+			h->stopped = IDS_E_TIMEOUT;
+		if (h->stopped < 0) {
+			r = ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
+					  h->stopped == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
 			goto out;
 		}
 		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED) {

@@ -46,8 +46,8 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   request: a token that died mid-run), html (200 text/html), truncate (a
   cut JSON body, consistent length), reset (full Content-Length, half the
   body, then close), stall (the request read, nothing answered for
-  `seconds`), drip (headers and half the body, then a byte every 2 s for
-  `seconds`), repeat_token (the page's nextLink is the request's own URL),
+  `seconds`), drip (headers and half the body, then a byte every `interval`
+  s, default 2, for `seconds`), repeat_token (the page's nextLink is the request's own URL),
   empty (an empty `value` with a nextLink to the same place: Graph does
   that), novalue (no `value`), wrongtype (`value` an object), badid (a
   user's id a number), dupkeys (`value` twice), deep (100000 nested
@@ -689,7 +689,7 @@ class Handler(BaseHTTPRequestHandler):
                 end = time.time() + float(f.get("seconds", 30))
                 i = len(raw) // 2
                 while time.time() < end and i < len(raw) - 1:
-                    time.sleep(2)
+                    time.sleep(float(f.get("interval", 2)))
                     self.wfile.write(raw[i:i + 1])
                     self.wfile.flush()
                     i += 1

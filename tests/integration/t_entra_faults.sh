@@ -92,6 +92,37 @@ else
 	bad "stalled server: not ended by run_timeout"
 fi
 if [ "$el" -ge 5 ] && [ "$el" -le 15 ]; then ok "stalled server: the run ended after ${el}s (run_timeout 6s)"; else bad "stall: took ${el}s"; fi
+
+# ---- a drip just fast enough for the low-speed limit: run_timeout still
+# ends the transfer itself, not the transfer's own cap minutes later
+graph_ctl '{"clear_faults": true, "reset_stats": true, "faults": [{"endpoint": "users", "page": 2, "kind": "drip", "interval": 0.3, "times": -1, "seconds": 300}]}'
+t0=$(date +%s)
+expect_fail "endless slow drip" "users: GET https://127.0.0.1:$GRAPH_PORT/v1.0/users: stopped: run_timeout reached"
+el=$(($(date +%s) - t0))
+if [ "$el" -ge 5 ] && [ "$el" -le 12 ]; then ok "endless drip: stopped after ${el}s (run_timeout 6s)"; else bad "drip: took ${el}s"; fi
+
+# ---- the daemon stopped (SIGTERM) in the middle of that drip: the transfer
+# ends at once, nothing is written, the daemon exits 0 within 5 s
+LOG_LEVEL=debug entra_config "$(entra_secret)" "" "$RULES"
+"$IDSYNCD" -c "$W/idsyncd.yaml" run >"$W/run.out" 2>"$W/run.err" &
+pid=$!
+for _ in $(seq 100); do
+	[ "$(graph_stat 'd["faults_fired"]')" -gt 0 ] && break
+	sleep 0.1
+done
+sleep 1
+kill -TERM "$pid"
+t0=$(date +%s)
+set +e
+wait "$pid"
+RC=$?
+set -e
+el=$(($(date +%s) - t0))
+ERR=$(cat "$W/run.err")
+eq 0 "$RC" "SIGTERM mid-transfer: the daemon exits 0"
+if [ "$el" -le 5 ]; then ok "SIGTERM mid-transfer: stopped within ${el}s"; else bad "SIGTERM: took ${el}s"; fi
+has "users: GET https://127.0.0.1:$GRAPH_PORT/v1.0/users: stopped: cancelled" "$ERR" "SIGTERM mid-transfer: the run says so"
+eq "$before" "$(snapshot_db)" "SIGTERM mid-transfer: database unchanged"
 graph_ctl '{"clear_faults": true}'
 
 # ---- the identity platform refuses the secret
