@@ -46,11 +46,12 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   request: a token that died mid-run), html (200 text/html), truncate (a
   cut JSON body, consistent length), reset (full Content-Length, half the
   body, then close), stall (the request read, nothing answered for
-  `seconds`), drip (headers and half the body, then a byte every `interval`
-  s, default 2, for `seconds`), repeat_token (the page's nextLink is the request's own URL),
-  empty (an empty `value` with a nextLink to the same place: Graph does
-  that), novalue (no `value`), wrongtype (`value` an object), badid (a
-  user's id a number), dupkeys (`value` twice), deep (100000 nested
+  `seconds`), drip (headers and half the body, then a byte every
+  `interval` s, default 2, for `seconds`), huge (a chunked body of `mib`
+  MiB, default 80), repeat_token (the page's nextLink is the request's own
+  URL), empty (an empty `value` with a nextLink to the same place: Graph
+  does that), novalue (no `value`), wrongtype (`value` an object), badid
+  (a user's id a number), dupkeys (`value` twice), deep (100000 nested
   arrays), foreign (a nextLink to another host).
 
 Control: GET /_stats (request counters, the $select/$top seen, the last
@@ -675,6 +676,22 @@ class Handler(BaseHTTPRequestHandler):
         elif k == "dupkeys":
             text = json.dumps(body)
             self.send_raw(200, ('{"value":[],' + text[1:]).encode(), ctype, None, endpoint, page)
+        elif k == "huge":
+            # chunked, so that only the client's running count can stop it
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.st.count(endpoint, page, 200)
+            chunk = b" " * (1 << 20)
+            try:
+                self.wfile.write(b'%x\r\n{"value":[\r\n' % len(b'{"value":['))
+                for _ in range(int(f.get("mib", 80))):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"2\r\n]}\r\n0\r\n\r\n")
+            except OSError:
+                pass  # the client hung up, as it should
+            self.close_connection = True
         elif k == "deep":
             self.send_raw(200, b"[" * 100000 + b"]" * 100000, ctype, None, endpoint, page)
         elif k in ("reset", "drip"):

@@ -72,6 +72,8 @@ fault "no value" '{"endpoint": "groups", "kind": "novalue"}' 'groups: no `value`
 fault "value not an array" '{"endpoint": "members", "kind": "wrongtype"}' 'members: `value` is not an array'
 fault "id of the wrong type" '{"endpoint": "users", "page": 1, "kind": "badid"}' "users: value[0].id is not a string"
 fault "duplicate keys" '{"endpoint": "users", "page": 1, "kind": "dupkeys"}' "users: not JSON" "duplicate"
+fault "huge body" '{"endpoint": "users", "page": 2, "kind": "huge"}' \
+	"users: GET https://127.0.0.1:$GRAPH_PORT/v1.0/users: answer larger than 67108864 bytes"
 fault "deeply nested" '{"endpoint": "groups", "kind": "deep"}' "groups: not JSON"
 fault "repeated nextLink" '{"endpoint": "users", "page": 2, "kind": "repeat_token"}' "users: paging loop"
 fault "nextLink to another host" '{"endpoint": "users", "page": 1, "kind": "foreign"}' \
