@@ -376,10 +376,16 @@ static void run_one(struct daemon *d, struct sched *s)
 		s->backoff = s->backoff ? s->backoff * 2 : d->cfg->sync.retry_min;
 		if (s->backoff > d->cfg->sync.retry_max || s->backoff <= 0)
 			s->backoff = d->cfg->sync.retry_max;
+		/* a refused password or a locked account does not heal in
+		 * seconds: retrying fast only feeds lockout policies (case 6) */
+		if (res.error_code == IDS_E_AUTH)
+			s->backoff = d->cfg->sync.retry_max;
 		int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * USEC;
 		s->due = now + delay;
 		hhmmss(delay, retry, sizeof(retry));
-		set_status(s, "%s %s (%s) retry %s", cc->name, res.status, err ? err : "", retry);
+		/* STATUS= says "timeout" in so many words (reliability case 2) */
+		set_status(s, "%s %s (%s%s) retry %s", cc->name, res.status,
+			   res.error_code == IDS_E_TIMEOUT ? "timeout: " : "", err ? err : "", retry);
 	}
 	free(err);
 	free(res.error);

@@ -202,6 +202,18 @@ static int progress(void *ud)
 	return pc->o->progress ? pc->o->progress(pc->o->ud) : 0;
 }
 
+/* The progress hook between the phases after the pull (resolve, rules,
+ * load): keeps the watchdog fed and lets SIGTERM / run_timeout stop the
+ * run before anything is written. */
+static int step(struct progress_ctx *pc, struct ids_error *e)
+{
+	int r = progress(pc);
+	if (r < 0)
+		return ids_error_set(e, r, "%s", r == IDS_E_TIMEOUT ? "stopped: run_timeout reached"
+								    : "stopped: the run was cancelled");
+	return 0;
+}
+
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res)
@@ -277,11 +289,17 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		ids_error_set(&e, r, "snapshot: %s", ids_strerror(r));
 		goto pull_failed;
 	}
+	if (step(&pc, &e) < 0)
+		goto pull_failed;
 	ids_log(IDS_LOG_DEBUG, conn, 0, NULL, "read %zu users, %zu groups in %zu pages (%zu unresolved members)",
 		snap->nusers, snap->ngroups, snap->pages, snap->unresolved_members);
 
 	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
 	res->t.rules = lap(&mark);
+	if (r >= 0 && step(&pc, &e) < 0) {
+		r = e.code;
+		goto pull_failed;
+	}
 	if (r < 0) {
 		ids_error_set(&e, r, "rules: %s", ids_strerror(r));
 		goto pull_failed;
@@ -310,6 +328,7 @@ pull_failed:
 	goto out;
 
 db_failed:
+	res->error_code = e.code;
 	fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
 	ids_log(IDS_LOG_ERROR, conn, 0, NULL, "database: %s", ids_error_text(&e));
 	ids_buf_printf(out, "summary %s: failed: database: %s\n", conn, ids_error_text(&e));

@@ -50,6 +50,7 @@ struct ids_sync_result {
 	} t;
 	long peak_rss_kib;   /* of the process so far */
 	char *error;         /* new: error text for failed runs, else NULL */
+	int error_code;      /* IDS_E_* / -errno behind a failure, 0 when none */
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or
