@@ -8,7 +8,13 @@
  * found by the user's (connector, external id) and the tenant's slug in the
  * company, so no statement can reach into another company.  Grant rows
  * whose source is not this connector (made by hand, NULL) are never
- * deleted or changed. */
+ * deleted or changed.
+ *
+ * Audit: one row per user and action.  A user's grants of one run share
+ * one `grant` row (and its removals one `revoke` row) whose detail lists
+ * them all — an initial sync of 100 000 users with seven grants each
+ * writes 200 000 audit rows, not 800 000, and the audit was most of the
+ * time an apply took. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -54,6 +60,8 @@ struct apply {
 	char company[24], run_id[24];
 	struct ids_buf copy; /* COPY data not yet sent */
 	struct ids_error *err;
+	long rows;   /* rows the statements wrote */
+	long audits; /* audit rows staged */
 };
 
 /* ---------------- statements ---------------- */
@@ -65,14 +73,18 @@ struct apply {
 static int stmt(struct apply *a, const char *what, const char *sql, long expect)
 {
 	static const Oid types[4] = {INT8OID, TEXTOID, INT8OID, TEXTOID};
+	/* nothing staged for it: nothing it could match */
+	if (expect == 0)
+		return 0;
 	PGresult *res = PQexecParams(a->st->conn, sql, 4, types, a->params, NULL, NULL, 0);
 	int r = 0;
 	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		r = ids_store_fail(a->st, res, what, a->err);
 		goto out;
 	}
+	long got = strtol(PQcmdTuples(res), NULL, 10);
+	a->rows += got;
 	if (expect >= 0) {
-		long got = strtol(PQcmdTuples(res), NULL, 10);
 		if (got != expect)
 			r = ids_error_set(
 			    a->err, IDS_E_DB,
@@ -262,6 +274,7 @@ static int update_detail(struct ids_buf *d, const struct ids_plan_user *u, const
 static int audit_row(struct apply *a, long *seq, const char *action, int64_t user_id, const char *external_id,
 		     const char *detail)
 {
+	a->audits++;
 	int r = copy_num(&a->copy, (*seq)++, false, true);
 	if (r >= 0)
 		r = copy_field(&a->copy, action, false);
@@ -374,37 +387,67 @@ static const char *kind_word(enum ids_grant_kind k)
 	}
 }
 
-static int audit_grant(struct apply *a, long *seq, const struct ids_plan_grant *g)
+/* One grant of a user's grant or revoke list: {"kind":..,"tenant":..,"name":..}
+ * (with slots, and old_slots for a changed value). */
+static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
 {
-	struct ids_buf d = {0};
-	int r = json_kv(&d, "kind", kind_word(g->kind), true);
+	int r = json_kv(d, "kind", kind_word(g->kind), true);
 	if (r >= 0)
-		r = json_kv(&d, "tenant", g->tenant, false);
+		r = json_kv(d, "tenant", g->tenant, false);
 	if (r >= 0)
-		r = json_kv(&d, "name", g->name, false);
+		r = json_kv(d, "name", g->name, false);
 	if (r >= 0 && g->kind == IDS_GRANT_SLOT)
-		r = ids_buf_printf(&d, ",\"slots\":%d", g->slots);
+		r = ids_buf_printf(d, ",\"slots\":%d", g->slots);
 	if (r >= 0 && g->op == IDS_GOP_CHANGE)
-		r = ids_buf_printf(&d, ",\"old_slots\":%d", g->old_slots);
-	if (r >= 0)
-		r = ids_buf_putc(&d, '}');
-	/* the user id comes from (connector, external id) at insert time:
-	 * a user created in this run has none yet */
-	if (r >= 0)
-		r = audit_row(a, seq, g->op == IDS_GOP_REMOVE ? "revoke" : "grant", 0, g->external_id, d.p);
-	ids_buf_free(&d);
+		r = ids_buf_printf(d, ",\"old_slots\":%d", g->old_slots);
+	return r < 0 ? r : ids_buf_putc(d, '}');
+}
+
+/* The audit rows of the grants g[0..n) of one user (one external id):
+ * a `grant` row listing what was added or changed, a `revoke` row listing
+ * what was removed, each only when there is something to list. */
+static int audit_grants(struct apply *a, long *seq, const struct ids_plan_grant *g, size_t n,
+			struct ids_buf *d)
+{
+	int r = 0;
+	for (int revoke = 0; revoke < 2 && r >= 0; revoke++) {
+		bool any = false;
+		ids_buf_reset(d);
+		r = ids_buf_puts(d, "{\"grants\":[");
+		for (size_t i = 0; i < n && r >= 0; i++) {
+			if ((g[i].op == IDS_GOP_REMOVE) != (revoke == 1))
+				continue;
+			if (any)
+				r = ids_buf_putc(d, ',');
+			if (r >= 0)
+				r = grant_json(d, &g[i]);
+			any = true;
+		}
+		if (r >= 0 && any)
+			r = ids_buf_puts(d, "]}");
+		/* the user id comes from (connector, external id) at insert
+		 * time: a user created in this run has none yet */
+		if (r >= 0 && any)
+			r = audit_row(a, seq, revoke ? "revoke" : "grant", 0, g[0].external_id, d->p);
+	}
 	return r;
 }
 
 /* ---------------- staging ---------------- */
 
-/* Expected row counts of the user statements, from the plan. */
+/* Expected row counts of the user statements, from the plan, and how
+ * many grants of each op and kind were staged (statements with nothing to
+ * do are not sent: a resync that changes nothing costs a few round
+ * trips, not thirty). */
 struct expect {
 	long adopt, deactivate, reason, update, reactivate, create;
+	long grants[3][IDS_GRANT__COUNT]; /* [op][kind] */
+	long tenants;
 };
 
-static int stage_tenants(struct apply *a, const struct ids_plan *p)
+static int stage_tenants(struct apply *a, const struct ids_plan *p, struct expect *e)
 {
+	e->tenants = (long)p->new_tenants.n;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_tenant (slug) FROM STDIN");
 	for (size_t i = 0; i < p->new_tenants.n && r >= 0; i++) {
 		r = copy_field(&a->copy, p->new_tenants.v[i], true);
@@ -461,7 +504,7 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 	return r < 0 ? r : copy_end(a);
 }
 
-static int stage_grants(struct apply *a, const struct ids_plan *p)
+static int stage_grants(struct apply *a, const struct ids_plan *p, struct expect *e)
 {
 	static const char *const ops[] = {
 	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
@@ -473,6 +516,7 @@ static int stage_grants(struct apply *a, const struct ids_plan *p)
 					  i);
 			break;
 		}
+		e->grants[g->op][g->kind]++;
 		r = copy_num(&a->copy, (int64_t)i, false, true);
 		if (r >= 0)
 			r = copy_field(&a->copy, ops[g->op], false);
@@ -497,12 +541,19 @@ static int stage_grants(struct apply *a, const struct ids_plan *p)
 
 static int stage_audit(struct apply *a, const struct ids_plan *p, const char *idp)
 {
+	struct ids_buf d = {0};
 	long seq = 0;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_audit FROM STDIN");
 	for (size_t i = 0; i < p->nusers && r >= 0; i++)
 		r = audit_user(a, &seq, &p->users[i], idp);
-	for (size_t i = 0; i < p->ngrants && r >= 0; i++)
-		r = audit_grant(a, &seq, &p->grants[i]);
+	/* the plan keeps a user's grants together: one run per user */
+	for (size_t i = 0, j; i < p->ngrants && r >= 0; i = j) {
+		for (j = i + 1; j < p->ngrants && ids_strcmp0(p->grants[j].external_id, p->grants[i].external_id) == 0;
+		     j++)
+			;
+		r = audit_grants(a, &seq, &p->grants[i], j - i, &d);
+	}
+	ids_buf_free(&d);
 	return r < 0 ? r : copy_end(a);
 }
 
@@ -593,14 +644,17 @@ static const struct {
     {"slot", "slot_limit", "channel_group"},
 };
 
-static int apply_grants(struct apply *a)
+static int apply_grants(struct apply *a, const struct expect *e)
 {
+	static const enum ids_grant_kind table_kind[] = {IDS_GRANT_ROLE, IDS_GRANT_CHANNEL, IDS_GRANT_SLOT};
 	struct ids_buf sql = {0};
 	int r = 0;
 
 	/* Removals first: only rows this connector owns (x.source = $2), so
 	 * a hand-made row (source NULL) is never deleted. */
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
+		if (!e->grants[IDS_GOP_REMOVE][table_kind[i]])
+			continue;
 		ids_buf_reset(&sql);
 		r = ids_buf_printf(
 		    &sql,
@@ -611,7 +665,7 @@ static int apply_grants(struct apply *a)
 		if (r >= 0)
 			r = stmt(a, "removing grants", sql.p, -1);
 	}
-	if (r >= 0)
+	if (r >= 0 && e->grants[IDS_GOP_REMOVE][IDS_GRANT_GROUP])
 		r = stmt(a, "removing group memberships",
 			 "DELETE FROM operator_group_member x"
 			 " USING pg_temp.ids_s_grant g, app_user u, tenant t, operator_group og"
@@ -621,7 +675,7 @@ static int apply_grants(struct apply *a)
 			 -1);
 
 	/* Operator groups that a membership needs and the tenant lacks. */
-	if (r >= 0)
+	if (r >= 0 && e->grants[IDS_GOP_ADD][IDS_GRANT_GROUP])
 		r = stmt(a, "creating operator groups",
 			 "INSERT INTO operator_group (tenant_id, name)"
 			 " SELECT DISTINCT t.id, g.name FROM pg_temp.ids_s_grant g"
@@ -634,6 +688,8 @@ static int apply_grants(struct apply *a)
 	 * stays as it is. */
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
 		bool slot = strcmp(grant_tables[i].kind, "slot") == 0;
+		if (!e->grants[IDS_GOP_ADD][table_kind[i]])
+			continue;
 		ids_buf_reset(&sql);
 		r = ids_buf_printf(
 		    &sql,
@@ -645,7 +701,7 @@ static int apply_grants(struct apply *a)
 		if (r >= 0)
 			r = stmt(a, "adding grants", sql.p, -1);
 	}
-	if (r >= 0)
+	if (r >= 0 && e->grants[IDS_GOP_ADD][IDS_GRANT_GROUP])
 		r = stmt(a, "adding group memberships",
 			 "INSERT INTO operator_group_member (group_id, user_id, source)"
 			 " SELECT og.id, u.id, $2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
@@ -654,7 +710,7 @@ static int apply_grants(struct apply *a)
 			 -1);
 
 	/* New slot values, on the connector's rows only. */
-	if (r >= 0)
+	if (r >= 0 && e->grants[IDS_GOP_CHANGE][IDS_GRANT_SLOT])
 		r = stmt(a, "changing slots",
 			 "UPDATE slot_limit x SET slots = g.slots"
 			 " FROM pg_temp.ids_s_grant g, app_user u, tenant t"
@@ -666,11 +722,56 @@ static int apply_grants(struct apply *a)
 	return r;
 }
 
+/* Stages the plan and runs the statements, inside the caller's
+ * transaction. */
+static int apply_changes(struct apply *a, const struct ids_plan *p, const char *idp)
+{
+	struct ids_store *st = a->st;
+	struct expect e = {0};
+	PGresult *res = PQexec(st->conn, staging_sql);
+	int r = 0;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = ids_store_fail(st, res, "creating the staging tables", a->err);
+	PQclear(res);
+	if (r < 0)
+		return r;
+	if ((r = stage_tenants(a, p, &e)) < 0 || (r = stage_users(a, p, &e)) < 0 ||
+	    (r = stage_grants(a, p, &e)) < 0 || (r = stage_audit(a, p, idp)) < 0)
+		return r;
+	/* Temporary tables have no statistics until analysed: without them
+	 * the planner guesses, badly, for a large plan. */
+	r = ids_store_exec(
+	    st, "ANALYZE pg_temp.ids_s_tenant, pg_temp.ids_s_user, pg_temp.ids_s_grant, pg_temp.ids_s_audit",
+	    0, NULL, PGRES_COMMAND_OK, NULL, "analysing the staging tables", a->err);
+	if (r < 0)
+		return r;
+
+	r = stmt(a, "creating tenants",
+		 "INSERT INTO tenant (company_id, slug, name) SELECT DISTINCT $1, slug, slug FROM "
+		 "pg_temp.ids_s_tenant"
+		 " ON CONFLICT (company_id, slug) DO NOTHING",
+		 e.tenants ? -1 : 0);
+	if (r >= 0)
+		r = apply_users(a, &e);
+	if (r >= 0)
+		r = apply_grants(a, &e);
+	/* Audit rows last, when every created user has its id.  A conflict
+	 * or invalid user gets one only when the connector owns it. */
+	if (r >= 0)
+		r = stmt(a, "writing the audit log",
+			 "INSERT INTO audit_log (run_id, user_id, action, detail)"
+			 " SELECT $3, coalesce(a.user_id, u.id), a.action, a.detail::jsonb"
+			 " FROM pg_temp.ids_s_audit a LEFT JOIN app_user u"
+			 " ON u.company_id = $1 AND u.source = $2 AND u.external_id = a.external_id"
+			 " ORDER BY a.seq",
+			 a->audits ? -1 : 0);
+	return r;
+}
+
 int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
 		    const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err)
 {
 	struct apply a = {.st = st, .err = err};
-	struct expect e = {0};
 	bool in_tx = false;
 	int64_t run_id = 0;
 	int r;
@@ -692,43 +793,10 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	a.params[1] = connector;
 	a.params[2] = a.run_id;
 	a.params[3] = idp;
-
-	PGresult *res = PQexec(st->conn, staging_sql);
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
-		r = ids_store_fail(st, res, "creating the staging tables", err);
-	PQclear(res);
-	if (r < 0)
-		goto out;
-	if ((r = stage_tenants(&a, p)) < 0 || (r = stage_users(&a, p, &e)) < 0 ||
-	    (r = stage_grants(&a, p)) < 0 || (r = stage_audit(&a, p, idp)) < 0)
-		goto out;
-	/* Temporary tables have no statistics until analysed: without them
-	 * the planner guesses, badly, for a large plan. */
-	r = ids_store_exec(
-	    st, "ANALYZE pg_temp.ids_s_tenant, pg_temp.ids_s_user, pg_temp.ids_s_grant, pg_temp.ids_s_audit",
-	    0, NULL, PGRES_COMMAND_OK, NULL, "analysing the staging tables", err);
-	if (r < 0)
-		goto out;
-
-	r = stmt(&a, "creating tenants",
-		 "INSERT INTO tenant (company_id, slug, name) SELECT DISTINCT $1, slug, slug FROM "
-		 "pg_temp.ids_s_tenant"
-		 " ON CONFLICT (company_id, slug) DO NOTHING",
-		 -1);
-	if (r >= 0)
-		r = apply_users(&a, &e);
-	if (r >= 0)
-		r = apply_grants(&a);
-	/* Audit rows last, when every created user has its id.  A conflict
-	 * or invalid user gets one only when the connector owns it. */
-	if (r >= 0)
-		r = stmt(&a, "writing the audit log",
-			 "INSERT INTO audit_log (run_id, user_id, action, detail)"
-			 " SELECT $3, coalesce(a.user_id, u.id), a.action, a.detail::jsonb"
-			 " FROM pg_temp.ids_s_audit a LEFT JOIN app_user u"
-			 " ON u.company_id = $1 AND u.source = $2 AND u.external_id = a.external_id"
-			 " ORDER BY a.seq",
-			 -1);
+	/* a plan without a single change (a resync of an unchanged
+	 * directory): the run row is all there is to write */
+	if (p->nusers || p->ngrants || p->new_tenants.n || p->new_groups.n)
+		r = apply_changes(&a, p, idp);
 	if (r >= 0)
 		r = stmt(&a, "finishing the run",
 			 "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3", 1);
@@ -738,6 +806,9 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	if (r < 0)
 		goto out;
 	in_tx = false;
+	/* the statements' rows (the run's finishing update among them) and
+	 * the run row itself */
+	st->rows_written = a.rows + 1;
 	if (ret_run_id)
 		*ret_run_id = run_id;
 out:
@@ -754,4 +825,9 @@ out:
 	}
 	ids_buf_free(&a.copy);
 	return r;
+}
+
+long ids_store_rows_written(const struct ids_store *st)
+{
+	return st ? st->rows_written : 0;
 }

@@ -12,6 +12,7 @@
 struct ids_store {
 	PGconn *conn;
 	char *schema; /* the schema name, unquoted (for messages) */
+	long rows_written; /* by the last ids_store_apply that committed */
 };
 
 /* Translates a failed statement (res may be NULL: no result at all) into

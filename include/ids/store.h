@@ -82,6 +82,11 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
 		    const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
 		    struct ids_error *err);
 
+/* Rows the last committed ids_store_apply() wrote: inserted, updated and
+ * deleted, the sync_run row included (pg_stat_user_tables would count
+ * the same). */
+long ids_store_rows_written(const struct ids_store *st);
+
 /* Inserts a lone sync_run row (failed, aborted_*, dry_run, skipped_locked),
  * plus, when p is given, its conflict/skip_invalid audit rows. */
 int ids_store_record_run(struct ids_store *st, const struct ids_run *run, int64_t *ret_run_id,

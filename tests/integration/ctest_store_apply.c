@@ -436,8 +436,10 @@ static void test_apply(void **state)
 		   " FROM sync_run WHERE id = $1",
 		   id);
 
-	/* audit: one row per change of the plan */
-	assert_sql("21", "SELECT count(*) FROM audit_log WHERE run_id = $1", id);
+	/* audit: one row per user change, and one grant (revoke) row per run
+	 * of a user's grants listing them all: 8 + 7 (this plan names E2 and
+	 * E10 in two runs each, which a diff never does) */
+	assert_sql("15", "SELECT count(*) FROM audit_log WHERE run_id = $1", id);
 	assert_audit(run_id, "create", "newbie", "{\"username\":\"newbie\",\"email\":\"new@acme.example\"}");
 	assert_audit(run_id, "update", "jnovak",
 		     "{\"email\":[\"jan@acme.example\",\"jan.novak@acme.example\"],"
@@ -453,22 +455,26 @@ static void test_apply(void **state)
 	assert_audit(run_id, "skip_invalid", "-",
 		     "{\"external_id\":\"E13\",\"reason\":\"missing username\"}");
 	assert_audit(run_id, "grant", "newbie",
-		     "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
+		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"},"
+		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\"},"
+		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier2\"},"
+		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":3},"
+		     "{\"kind\":\"role\",\"tenant\":\"newtenant\",\"name\":\"operator\"}]}");
 	assert_audit(run_id, "grant", "newbie",
-		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\"}");
-	assert_audit(run_id, "grant", "newbie",
-		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier2\"}");
-	assert_audit(run_id, "grant", "newbie",
-		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":3}");
-	assert_audit(
-	    run_id, "grant", "jnovak",
-	    "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":5,\"old_slots\":2}");
+		     "{\"grants\":[{\"kind\":\"group\",\"tenant\":\"globex-only\",\"name\":\"Tier9\"}]}");
+	assert_audit(run_id, "grant", "jnovak",
+		     "{\"grants\":[{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\","
+		     "\"slots\":5,\"old_slots\":2}]}");
 	assert_audit(run_id, "revoke", "jnovak",
-		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"}");
+		     "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"},"
+		     "{\"kind\":\"role\",\"tenant\":\"sales\",\"name\":\"admin\"},"
+		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}]}");
 	assert_audit(run_id, "revoke", "jnovak",
-		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}");
+		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"viewer\"}]}");
 	assert_audit(run_id, "revoke", "pdvorak",
-		     "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}");
+		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}]}");
+	assert_audit(run_id, "grant", "mnew",
+		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"}]}");
 
 	/* the next load sees the new state */
 	ids_current_free(c);
@@ -768,7 +774,9 @@ static void test_large_plan(void **state)
 	/* sum of i % 1001 for i < 20000: 19 full cycles of 0..1000 plus 0..980 */
 	assert_sql("9990190", "SELECT sum(slots) FROM slot_limit x JOIN app_user u ON u.id = x.user_id"
 			      " WHERE u.username LIKE 'bulk%'");
-	assert_sql("60000", "SELECT count(*) FROM audit_log");
+	/* one create and one grant row (listing both grants) per user */
+	assert_sql("40000", "SELECT count(*) FROM audit_log");
+	assert_sql("40000", "SELECT sum(jsonb_array_length(detail->'grants')) FROM audit_log WHERE action = 'grant'");
 
 	struct ids_current *c = load(f);
 	assert_int_equal(c->nusers, 5 + N);

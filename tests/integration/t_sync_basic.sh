@@ -41,6 +41,11 @@ eq "email=5,live=2" "$(q "SELECT string_agg(channel_group||'='||slots, ',' ORDER
 eq "3" "$(q "SELECT count(*) FROM operator_group_member m JOIN operator_group g ON g.id=m.group_id WHERE g.name='first-line'")" "operator group first-line has three members"
 eq "ok|3|0" "$(q "SELECT status||'|'||created||'|'||deactivated FROM sync_run ORDER BY id DESC LIMIT 1")" "sync_run row"
 eq "3" "$(q "SELECT count(*) FROM audit_log WHERE action='create'")" "one create audit row per user"
+eq "3" "$(q "SELECT count(*) FROM audit_log WHERE action='grant'")" "one grant audit row per user"
+eq "role:operator,channel:email,channel:webchat,group:first-line,slot:email,slot:live" \
+	"$(q "SELECT string_agg((g->>'kind') || ':' || (g->>'name'), ',' ORDER BY n) FROM audit_log a
+	      JOIN app_user u ON u.id = a.user_id, jsonb_array_elements(a.detail->'grants') WITH ORDINALITY e(g, n)
+	      WHERE a.action = 'grant' AND u.username = 'bob'")" "bob's grant audit row lists his six grants"
 
 before=$(snapshot_db)
 ids sync
