@@ -30,6 +30,7 @@ No dependencies beyond the standard library (Debian's /usr/bin/python3).
 import argparse
 import os
 import socket
+import struct
 import sys
 import threading
 
@@ -107,12 +108,16 @@ class Conn:
                 return
             self.done = True
             self.how = how
-        if how == "reset":
-            # SO_LINGER with a zero timeout: close() sends RST
-            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         for s in (self.client, self.server):
             try:
-                if how != "reset":
+                if how == "reset" and s is self.client:
+                    # SO_LINGER with a zero timeout: close() sends RST
+                    # instead of FIN.  SHUT_RD first wakes the pump blocked
+                    # in recv() on this socket (close() alone would not,
+                    # and the RST would wait for it) without sending a FIN.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.shutdown(socket.SHUT_RD)
+                else:
                     s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass

@@ -1,0 +1,59 @@
+# fault_lib.sh — what the fault tests (t_fault_*.sh) share beyond lib.sh:
+# the fault-injecting TCP proxy of tests/harness/tcpproxy.py between
+# idsyncd and the test slapd, and timing.  Source it after lib.sh.
+
+HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
+PROXY_PID=
+
+# proxy_start: a proxy to the test slapd's ldap:// port; sets PROXY_URI.
+# StartTLS goes through it untouched (the certificate names 127.0.0.1).
+proxy_start() {
+	local hostport=${IDS_TEST_LDAP_URI#ldap://}
+	echo pass >"$W/proxy.mode"
+	rm -f "$W/proxy.port" "$W/proxy.log"
+	/usr/bin/python3 "$HARNESS/tcpproxy.py" --target "$hostport" --port-file "$W/proxy.port" \
+		--mode-file "$W/proxy.mode" --log "$W/proxy.log" &
+	PROXY_PID=$!
+	for _ in $(seq 1 100); do
+		[ -s "$W/proxy.port" ] && break
+		sleep 0.05
+	done
+	[ -s "$W/proxy.port" ] || { echo "FAIL: $T: the proxy did not start" >&2; exit 1; }
+	PROXY_URI=ldap://127.0.0.1:$(cat "$W/proxy.port")
+	touch "$W/proxy.log"
+}
+
+proxy_stop() {
+	[ -z "$PROXY_PID" ] || kill "$PROXY_PID" 2>/dev/null || true
+	[ -z "$PROXY_PID" ] || wait "$PROXY_PID" 2>/dev/null || true
+	PROXY_PID=
+}
+# lib.sh's cleanup runs at exit; stop the proxy first
+trap 'proxy_stop; cleanup' EXIT
+
+# proxy_mode MODE...: what the next connections get (see tcpproxy.py).
+proxy_mode() { echo "$*" >"$W/proxy.mode"; }
+
+# proxy_conns: connections the proxy has finished (or stalled) so far
+# (after a moment: the proxy logs a connection when it sees it end).
+proxy_conns() { sleep 0.3; grep -c '^conn [0-9]*: mode=' "$W/proxy.log" || true; }
+
+# proxy_last_down: bytes the server sent on the last finished connection.
+proxy_last_down() { sed -n 's/.* bytes_down=\([0-9]*\) .*/\1/p' "$W/proxy.log" | tail -n 1; }
+
+# use_proxy: points the connector of $W/idsyncd.yaml at the proxy.
+use_proxy() { sed -i "s#uri: \[\"$IDS_TEST_LDAP_URI\"\]#uri: [\"$PROXY_URI\"]#" "$W/idsyncd.yaml"; }
+
+# timed ARGS...: ids ARGS, with its wall-clock time in MS (milliseconds).
+timed() {
+	local t0
+	t0=$(date +%s%N)
+	ids "$@"
+	MS=$((($(date +%s%N) - t0) / 1000000))
+}
+# within MS LIMIT_S WHAT: MS below LIMIT_S seconds.
+within() { if [ "$1" -lt $(($2 * 1000)) ]; then ok "$3 (${1} ms)"; else bad "$3: ${1} ms, expected < $2 s"; fi; }
+
+# last_run: status|error of the newest sync_run row.
+last_run() { q "SELECT status||'|'||coalesce(error,'') FROM sync_run ORDER BY id DESC LIMIT 1"; }
+runs() { q "SELECT count(*) FROM sync_run"; }
