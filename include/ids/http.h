@@ -1,6 +1,7 @@
 /* http.h — the cloud connectors' HTTPS client over libcurl: one handle per
  * connector run (connection reuse), HTTPS only, certificate and host-name
- * verification always on (tls_ca_file adds a private CA), connect and
+ * verification always on (tls_ca_file replaces the system trust store, as for
+ * LDAP: for a private CA or a TLS-inspecting proxy), connect and
  * low-speed timeouts, gzip, a hard maximum body size, and the bounded
  * retry policy of connectors.md: 429/503/504 wait Retry-After (seconds or
  * an HTTP date, clamped to 1..300 s) plus jitter, other 5xx and transport
