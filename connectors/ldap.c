@@ -35,11 +35,22 @@
  * - Nothing is logged here; errors carry the URI, the search and the
  *   server's own message.  The password never appears in any message.
  *
- * Active Directory: objectGUID is rendered as AD's GUID string and
- * userAccountControl's ACCOUNTDISABLE bit disables a user.  Ranged
- * `member;range=…` retrieval is not implemented yet: an entry that comes
- * back ranged (a group with more members than MaxValRange, 1500) fails
- * the pull rather than being read short. */
+ * Active Directory:
+ * - objectGUID is rendered as AD's GUID string; userAccountControl's
+ *   ACCOUNTDISABLE bit disables a user.
+ * - Range retrieval: a group with more members than MaxValRange (1500)
+ *   comes back as `member;range=0-1499`.  Such groups are noted and read
+ *   on after the group search, range by range from where the server says
+ *   its answer ended, until `…-*` (read_rest()).  member_range_size asks
+ *   for explicit ranges.  A failed read fails the pull; a group that
+ *   changed meanwhile (uSNChanged) is read again from value 0.
+ * - primaryGroupID: AD lists no user in the `member` of his primary group
+ *   (Domain Users, usually).  The group is found by SID (the user's
+ *   domain SID + that RID) among the groups read, and the membership
+ *   added; a primary group outside the groups base is ignored, like any
+ *   group that is not in the snapshot.
+ * - Continuation references (AD sends them for the Configuration and DNS
+ *   partitions on a search at the domain root) are skipped, not chased. */
 #include "ids/connector.h"
 
 #include <errno.h>
