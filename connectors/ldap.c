@@ -197,27 +197,6 @@ static bool bv_eq(const struct berval *bv, const char *s)
 	return bv->bv_len == n && strncasecmp(bv->bv_val, s, n) == 0;
 }
 
-/* Room for `need` elements of `size` bytes in the array whose address is
- * p (any element type: read and written with memcpy, which may alias
- * anything), capacity *cap. */
-static int grow(void *p, size_t *cap, size_t need, size_t size)
-{
-	void *old, *n;
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need)
-		c *= 2;
-	if (c > SIZE_MAX / size)
-		return -ENOMEM;
-	memcpy(&old, p, sizeof(old));
-	if (!(n = realloc(old, c * size)))
-		return -ENOMEM;
-	memcpy(p, &n, sizeof(n));
-	*cap = c;
-	return 0;
-}
-
 /* The values of attribute `name` of e (case-insensitive), or NULL. */
 static BerVarray entry_vals(const struct entry *e, const char *name)
 {
@@ -1058,14 +1037,14 @@ static int note_primary(struct pull *p, const struct entry *e, const struct berv
 	uint32_t idx;
 	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx)) {
 		char *k = ids_arena_strndup(&p->keep, p->sid.p, p->sid.len);
-		if (!k || grow(&p->sid_gid, &p->cap_sid, p->nsid + 1, sizeof(*p->sid_gid)) < 0)
+		if (!k || ids_grow(&p->sid_gid, &p->cap_sid, p->nsid + 1, sizeof(*p->sid_gid)) < 0)
 			return -ENOMEM;
 		idx = (uint32_t)p->nsid;
 		if ((r = ids_strmap_put(&p->sidmap, k, idx, NULL)) < 0)
 			return r;
 		p->sid_gid[p->nsid++] = NULL;
 	}
-	if (grow(&p->prim, &p->cap_prim, p->nprim + 1, sizeof(*p->prim)) < 0)
+	if (ids_grow(&p->prim, &p->cap_prim, p->nprim + 1, sizeof(*p->prim)) < 0)
 		return -ENOMEM;
 	const char *uid = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len);
 	if (!uid)
@@ -1177,7 +1156,7 @@ static int add_ranged(struct pull *p, const struct entry *e, const struct berval
 	/* a group without an id is dropped by the snapshot anyway */
 	if (!id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len))
 		return 0;
-	if (grow(&p->ranged, &p->cap_ranged, p->nranged + 1, sizeof(*p->ranged)) < 0)
+	if (ids_grow(&p->ranged, &p->cap_ranged, p->nranged + 1, sizeof(*p->ranged)) < 0)
 		return -ENOMEM;
 	const struct berval *usn = entry_first(e, "uSNChanged");
 	struct ranged g = {

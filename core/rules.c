@@ -281,28 +281,6 @@ struct eval {
 	size_t nitems, cap_items;
 };
 
-/* Makes room for `need` elements of `size` bytes in *p (capacity *cap). */
-static int grow(void *p, size_t *cap, size_t need, size_t size)
-{
-	/* p is the address of the caller's array pointer, whatever its type:
-	 * read and written with memcpy, which may alias any object */
-	void *old, *n;
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need)
-		c *= 2;
-	if (c > SIZE_MAX / size)
-		return -ENOMEM;
-	memcpy(&old, p, sizeof(old));
-	n = realloc(old, c * size);
-	if (!n)
-		return -ENOMEM;
-	memcpy(p, &n, sizeof(n));
-	*cap = c;
-	return 0;
-}
-
 static bool bit_get(const uint64_t *b, uint32_t i)
 {
 	return b[i / 64] >> (i % 64) & 1;
@@ -325,7 +303,7 @@ static int intern(struct eval *ev, const char *str, bool lookup_only, const char
 	*ret = NULL;
 	if (lookup_only)
 		return 0;
-	int r = grow(&ev->interned, &ev->cap_interned, ev->ninterned + 1, sizeof(*ev->interned));
+	int r = ids_grow(&ev->interned, &ev->cap_interned, ev->ninterned + 1, sizeof(*ev->interned));
 	if (r < 0)
 		return r;
 	char *c = ids_arena_strdup(&ev->d->arena, str);
@@ -451,7 +429,7 @@ static int finish_warnings(struct ids_strv *w)
 
 static int gkey_add(struct eval *ev, const char *key, uint32_t g)
 {
-	int r = grow(&ev->entry_group, &ev->cap_entries, ev->nentries + 1, sizeof(uint32_t));
+	int r = ids_grow(&ev->entry_group, &ev->cap_entries, ev->nentries + 1, sizeof(uint32_t));
 	if (r < 0)
 		return r;
 	size_t cap = ev->cap_entries;
@@ -600,7 +578,7 @@ static int regex_slots(struct eval *ev, struct prep *p, size_t *cap_pool)
 			pm[k].rm_so = pm[k].rm_eo = -1;
 		if (regexec(&p->r->group_re, s->groups[g].name, NCAP, pm, 0) != 0)
 			continue;
-		int r = grow(&p->re_pool, cap_pool, (n + 1) * NCAP, sizeof(*p->re_pool));
+		int r = ids_grow(&p->re_pool, cap_pool, (n + 1) * NCAP, sizeof(*p->re_pool));
 		if (r < 0)
 			return r;
 		memcpy(p->re_pool + n * NCAP, pm, sizeof(pm));
@@ -751,7 +729,7 @@ static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_us
 
 static int add_item(struct eval *ev, enum ids_grant_kind k, const char *tenant, const char *name, int slots)
 {
-	int r = grow(&ev->items, &ev->cap_items, ev->nitems + 1, sizeof(*ev->items));
+	int r = ids_grow(&ev->items, &ev->cap_items, ev->nitems + 1, sizeof(*ev->items));
 	if (r < 0)
 		return r;
 	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots}, false};

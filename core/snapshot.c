@@ -70,28 +70,6 @@ static const char *const field_names[IDS_F__COUNT] = {
     [IDS_F_DN] = "dn",
 };
 
-/* Makes room for `need` elements of `size` bytes in *p (capacity *cap). */
-static int grow(void *p, size_t *cap, size_t need, size_t size)
-{
-	/* p is the address of the caller's array pointer, whatever its type:
-	 * read and written with memcpy, which may alias any object */
-	void *old, *n;
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need)
-		c *= 2;
-	if (c > SIZE_MAX / size)
-		return -ENOMEM;
-	memcpy(&old, p, sizeof(old));
-	n = realloc(old, c * size);
-	if (!n)
-		return -ENOMEM;
-	memcpy(p, &n, sizeof(n));
-	*cap = c;
-	return 0;
-}
-
 int ids_snapshot_new(struct ids_snapshot **ret)
 {
 	struct ids_snapshot *s = calloc(1, sizeof(*s));
@@ -197,7 +175,7 @@ int ids_snapshot_user_begin(struct ids_snapshot *s)
 		return -EINVAL;
 	if (s->nusers >= MAX_RECORDS)
 		return -E2BIG;
-	int r = grow(&s->users, &s->priv->ucap, s->nusers + 1, sizeof(*s->users));
+	int r = ids_grow(&s->users, &s->priv->ucap, s->nusers + 1, sizeof(*s->users));
 	if (r < 0)
 		return r;
 	s->users[s->nusers++] = (struct ids_user){0};
@@ -247,7 +225,7 @@ int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char 
 			a = &p->tattrs[i];
 	if (!a) {
 		size_t old = p->cap_tattrs;
-		int r = grow(&p->tattrs, &p->cap_tattrs, p->ntattrs + 1, sizeof(*p->tattrs));
+		int r = ids_grow(&p->tattrs, &p->cap_tattrs, p->ntattrs + 1, sizeof(*p->tattrs));
 		if (r < 0)
 			return r;
 		/* value arrays are reused from user to user: zero only new slots */
@@ -259,7 +237,7 @@ int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char 
 		a->n = 0;
 		p->ntattrs++;
 	}
-	int r = grow(&a->vals, &a->cap, a->n + 1, sizeof(*a->vals));
+	int r = ids_grow(&a->vals, &a->cap, a->n + 1, sizeof(*a->vals));
 	if (r < 0)
 		return r;
 	a->vals[a->n] = ids_arena_strndup(&p->arena, v, n);
@@ -320,7 +298,7 @@ int ids_snapshot_group_begin(struct ids_snapshot *s)
 		return -EINVAL;
 	if (s->ngroups >= MAX_RECORDS)
 		return -E2BIG;
-	int r = grow(&s->groups, &s->priv->gcap, s->ngroups + 1, sizeof(*s->groups));
+	int r = ids_grow(&s->groups, &s->priv->gcap, s->ngroups + 1, sizeof(*s->groups));
 	if (r < 0)
 		return r;
 	s->groups[s->ngroups++] = (struct ids_group){0};
@@ -410,9 +388,9 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 		ref = dn;
 		n = strlen(dn);
 	}
-	r = grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
+	r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
 	if (r >= 0)
-		r = grow(&p->members, &p->cap_members, p->nmembers + 1, sizeof(*p->members));
+		r = ids_grow(&p->members, &p->cap_members, p->nmembers + 1, sizeof(*p->members));
 	if (r < 0)
 		goto out;
 	if (p->nrefs >= MAX_RECORDS || p->nmembers >= SIZE_MAX / 2) {
@@ -447,7 +425,7 @@ int ids_snapshot_member(struct ids_snapshot *s, const char *group_id, enum ids_r
 	if (!s || s->priv->started || !group_id)
 		return -EINVAL;
 	struct ids_snapshot_priv *p = s->priv;
-	int r = grow(&p->gids, &p->cap_gids, p->ngids + 1, sizeof(*p->gids));
+	int r = ids_grow(&p->gids, &p->cap_gids, p->ngids + 1, sizeof(*p->gids));
 	if (r < 0)
 		return r;
 	if (p->ngids >= MAX_RECORDS)
@@ -775,7 +753,7 @@ static int closure_add(struct closure *c, uint32_t g)
 	if (c->mark[g] == c->gen)
 		return 0;
 	c->mark[g] = c->gen;
-	int r = grow(&c->pool, &c->cap_pool, c->npool + 1, sizeof(*c->pool));
+	int r = ids_grow(&c->pool, &c->cap_pool, c->npool + 1, sizeof(*c->pool));
 	if (r < 0)
 		return r;
 	c->pool[c->npool++] = g;
@@ -906,7 +884,7 @@ static int user_groups(struct ids_snapshot *s, const struct csr *ug, struct clos
 				if (c->mark[g] == c->gen)
 					continue;
 				c->mark[g] = c->gen;
-				r = grow(&buf, &cap, n + 1, sizeof(*buf));
+				r = ids_grow(&buf, &cap, n + 1, sizeof(*buf));
 				if (r < 0)
 					break;
 				buf[n++] = g;

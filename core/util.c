@@ -111,6 +111,27 @@ char *ids_buf_steal(struct ids_buf *b)
 	return p;
 }
 
+/* ---------------- growable arrays ---------------- */
+
+int ids_grow(void *arrp, size_t *cap, size_t need, size_t size)
+{
+	void *old, *n;
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	if (c > SIZE_MAX / size)
+		return -ENOMEM;
+	memcpy(&old, arrp, sizeof(old));
+	n = realloc(old, c * size);
+	if (!n)
+		return -ENOMEM;
+	memcpy(arrp, &n, sizeof(n));
+	*cap = c;
+	return 0;
+}
+
 /* ---------------- arena ---------------- */
 
 struct ids_arena_chunk {

@@ -27,6 +27,13 @@ void ids_buf_free(struct ids_buf *b);
 /* Steals: returns the string (never NULL: "" when empty) and empties b. */
 char *ids_buf_steal(struct ids_buf *b);
 
+/* ---- growable arrays ----
+ * Room for `need` elements of `size` bytes in the array whose address is
+ * arrp (a T ** for any T: read and written with memcpy, which may alias
+ * anything), capacity *cap, doubling so that appends stay linear.
+ * 0, or -ENOMEM with the array untouched. */
+int ids_grow(void *arrp, size_t *cap, size_t need, size_t size);
+
 /* ---- arena: many small strings freed at once ---- */
 struct ids_arena {
 	struct ids_arena_chunk *head;
