@@ -54,6 +54,10 @@ struct ids_snapshot_priv {
 	struct ref *refs;
 	size_t nrefs, cap_refs;
 	struct ids_strmap refmap[3]; /* per enum ids_ref: string -> refs index */
+	/* member DNs as the directory spelled them -> refs index: the same
+	 * member value comes back in group after group, and normalizing it
+	 * once is enough */
+	struct ids_strmap rawdn;
 	const char **gids;
 	size_t ngids, cap_gids;
 	struct ids_strmap gidmap; /* group id -> gids index */
@@ -100,6 +104,7 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	p->nrefs = p->cap_refs = 0;
 	for (size_t i = 0; i < 3; i++)
 		ids_strmap_free(&p->refmap[i]);
+	ids_strmap_free(&p->rawdn);
 	free(p->gids);
 	p->gids = NULL;
 	p->ngids = p->cap_gids = 0;
@@ -365,13 +370,36 @@ static long intern(struct ids_snapshot_priv *p, struct ids_strmap *map, const ch
 	return (long)count;
 }
 
+/* Records a membership of `group` in refs index idx. */
+static int push_member(struct ids_snapshot_priv *p, uint32_t group, uint32_t idx)
+{
+	int r = ids_grow(&p->members, &p->cap_members, p->nmembers + 1, sizeof(*p->members));
+	if (r < 0)
+		return r;
+	if (p->nmembers >= SIZE_MAX / 2)
+		return -E2BIG;
+	p->members[p->nmembers++] = (struct member){group, idx};
+	return 0;
+}
+
 static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind, const char *ref, size_t n)
 {
 	struct ids_snapshot_priv *p = s->priv;
+	const char *raw = ref;
+	size_t rawn = n;
 	char *dn = NULL;
+	uint32_t known;
 	int r;
 	if ((unsigned)kind > IDS_REF_USERNAME || (!ref && n))
 		return -EINVAL;
+	/* a DN spelled exactly as before: its normalized ref is known */
+	if (kind == IDS_REF_DN && n) {
+		ids_buf_reset(&p->scratch);
+		if ((r = ids_buf_add(&p->scratch, ref, n)) < 0)
+			return r;
+		if (!memchr(ref, '\0', n) && ids_strmap_get(&p->rawdn, p->scratch.p, &known))
+			return push_member(p, group, known);
+	}
 	/* a reference that cannot name anything we read is counted, not fatal */
 	if (n == 0 || !ids_utf8_valid(ref, n)) {
 		s->unresolved_members++;
@@ -407,6 +435,11 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 		p->refs[p->nrefs++] = (struct ref){copy, kind};
 	p->members[p->nmembers++] = (struct member){group, (uint32_t)idx};
 	r = 0;
+	if (kind == IDS_REF_DN && !memchr(raw, '\0', rawn)) {
+		char *k = ids_arena_strndup(&p->tmp, raw, rawn);
+		r = k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
+		r = r < 0 ? r : 0;
+	}
 out:
 	free(dn);
 	return r;
