@@ -210,6 +210,30 @@ static int cmd_migrate(const char *path)
 	return r;
 }
 
+/* Appends, inside the plan's JSON object (after its own keys, which stay
+ * as they are), where a sync's time went and what it wrote:
+ * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n. */
+static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res)
+{
+	size_t close = out->len, body = 0;
+	while (close && out->p[close - 1] != '}')
+		close--;
+	if (!close--)
+		return;
+	for (body = close; body && strchr(" \t\r\n", out->p[body - 1]); body--)
+		;
+	struct ids_buf tail = { 0 };
+	ids_buf_add(&tail, out->p + close, out->len - close); /* "}" and what follows */
+	out->len = body;
+	ids_buf_printf(out,
+		       ",\n  \"timings\": {\"fetch\": %.3f, \"resolve\": %.3f, \"rules\": %.3f, \"load\": %.3f,"
+		       " \"diff\": %.3f, \"apply\": %.3f},\n  \"rows_written\": %ld,\n  \"peak_rss_kib\": %ld\n",
+		       res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply,
+		       res->rows_written, res->peak_rss_kib);
+	ids_buf_add(out, tail.p, tail.len);
+	ids_buf_free(&tail);
+}
+
 static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 {
 	struct ids_config *cfg = NULL;
@@ -247,6 +271,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 			if (!first)
 				fputs(",", stdout);
 			if (out.len && out.p[0] == '{') {
+				if (!o.dry_run && res.status && strcmp(res.status, "ok") == 0)
+					add_run_stats(&out, &res);
 				fputs(out.p, stdout);
 			} else {
 				struct ids_buf j = { 0 };

@@ -173,15 +173,16 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	}
 	res->exit_code = IDS_EXIT_OK;
 	res->status = "ok";
+	res->rows_written = ids_store_rows_written(st);
 	ids_log(IDS_LOG_INFO, conn, res->run_id, NULL,
-		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped"
-		" (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs, apply %.2fs;"
-		" peak RSS %ld MiB)",
+		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped,"
+		" %ld rows written (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs,"
+		" apply %.2fs; peak RSS %ld MiB)",
 		(long long)res->run_id, plan->counts.users_seen, plan->counts.created,
 		plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
 		plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
-		plan->counts.skipped_invalid, res->t.fetch, res->t.resolve, res->t.rules, res->t.load,
-		res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
+		plan->counts.skipped_invalid, res->rows_written, res->t.fetch, res->t.resolve, res->t.rules,
+		res->t.load, res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
 out:
 	ids_error_clear(&e);
 	ids_plan_free(plan);

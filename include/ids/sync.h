@@ -49,6 +49,7 @@ struct ids_sync_result {
 		double fetch, resolve, rules, load, diff, apply;
 	} t;
 	long peak_rss_kib;   /* of the process so far */
+	long rows_written;   /* rows the apply inserted, updated or deleted (sync_run's included) */
 	char *error;         /* new: error text for failed runs, else NULL */
 	int error_code;      /* IDS_E_* / -errno behind a failure, 0 when none */
 };
