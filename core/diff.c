@@ -78,9 +78,9 @@ struct diff {
 	struct row_state *rows;            /* parallel to c->users */
 	const char **skip;                 /* parallel to s->users: why it is skipped, or NULL */
 	uint32_t *snap_row;                /* parallel to s->users: its managed row, or NO_ROW */
-	/* c->grants bucketed by row: row i's are gby[goff[i] .. goff[i+1]),
-	 * sorted by (tenant, kind, name) */
-	const struct ids_cur_grant **gby;
+	/* c->grants bucketed by row: row i's are c->grants[gby[goff[i] ..
+	 * goff[i+1])], sorted by (tenant, kind, name) */
+	uint32_t *gby;
 	size_t *goff;
 	bool names_built;                  /* names, emails and adoptable are filled */
 	struct ids_strpool pool;           /* tenant and grant names, in the plan's arena */
@@ -339,22 +339,29 @@ static bool id_get(const struct id_index *m, int64_t id, uint32_t *ret)
 	return false;
 }
 
-/* Sorts a short run of grant pointers: insertion sort for the few grants
- * a user has, qsort beyond. */
-static void sort_grants(const struct ids_cur_grant **v, size_t n)
+static int cmp_cur_index(const void *a, const void *b, void *ud)
+{
+	const struct ids_cur_grant *g = ud;
+	const struct ids_cur_grant *x = &g[*(const uint32_t *)a], *y = &g[*(const uint32_t *)b];
+	return cmp_cur_grant(&x, &y);
+}
+
+/* Sorts a short run of grant indices: insertion sort for the few grants a
+ * user has, qsort beyond. */
+static void sort_grants(uint32_t *v, size_t n, const struct ids_cur_grant *g)
 {
 	if (n > 16) {
-		qsort(v, n, sizeof(*v), cmp_cur_grant);
+		qsort_r(v, n, sizeof(*v), cmp_cur_index, (void *)g);
 		return;
 	}
 	for (size_t i = 1; i < n; i++) {
-		const struct ids_cur_grant *g = v[i];
+		uint32_t t = v[i];
 		size_t j = i;
-		while (j > 0 && cmp_cur_grant(&v[j - 1], &g) > 0) {
+		while (j > 0 && cmp_cur_index(&v[j - 1], &t, (void *)g) > 0) {
 			v[j] = v[j - 1];
 			j--;
 		}
-		v[j] = g;
+		v[j] = t;
 	}
 }
 
@@ -367,6 +374,8 @@ static int bucket_grants(struct diff *x)
 	uint32_t *rowof = NULL;
 	int r = -ENOMEM;
 
+	if (c->ngrants >= NO_ROW)
+		return -E2BIG;
 	x->goff = calloc(c->nusers + 1, sizeof(*x->goff));
 	x->gby = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*x->gby));
 	rowof = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*rowof));
@@ -400,9 +409,9 @@ static int bucket_grants(struct diff *x)
 	memcpy(fill, x->goff, c->nusers * sizeof(*fill));
 	for (size_t i = 0; i < c->ngrants; i++)
 		if (rowof[i] != NO_ROW)
-			x->gby[fill[rowof[i]]++] = &c->grants[i];
+			x->gby[fill[rowof[i]]++] = (uint32_t)i;
 	for (size_t i = 0; i < c->nusers; i++)
-		sort_grants(x->gby + x->goff[i], x->goff[i + 1] - x->goff[i]);
+		sort_grants(x->gby + x->goff[i], x->goff[i + 1] - x->goff[i], c->grants);
 	r = 0;
 out:
 	free(fill);
@@ -531,7 +540,7 @@ static void count_managed_grants(struct diff *x)
 		size_t lo, hi;
 		grants_of(x, (uint32_t)i, &lo, &hi);
 		for (size_t j = lo; j < hi; j++)
-			if (!x->gby[j]->manual)
+			if (!x->c->grants[x->gby[j]].manual)
 				x->p->managed_grants++;
 	}
 }
@@ -758,7 +767,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 	size_t i = 0, j = lo;
 	while (i < nd || j < hi) {
 		const struct ids_grant *dg = i < nd ? des[i] : NULL;
-		const struct ids_cur_grant *cg = j < hi ? x->gby[j] : NULL;
+		const struct ids_cur_grant *cg = j < hi ? &x->c->grants[x->gby[j]] : NULL;
 		int c = !dg ? 1 : !cg ? -1 :
 			cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
 		if (c < 0) {
@@ -1081,30 +1090,73 @@ static int cmp_run(const void *a, const void *b, void *ud)
 /* Puts p->grants in print order (cmp_plan_grant): each run is one user's
  * grants in key order already, so sorting the runs by user and moving
  * them gives the same order as sorting every grant, at a fraction of the
- * cost.  Two runs of one user (no plan makes them) fall back to the sort. */
+ * cost.  The move is done in place (following the permutation's cycles),
+ * so that millions of grants are never held twice.  Two runs of one user
+ * (no plan makes them) fall back to the sort. */
 static int order_grants(struct diff *x)
 {
 	struct ids_plan *p = x->p;
-	if (x->nruns < 2)
+	size_t n = p->ngrants, nr = x->nruns;
+	uint32_t *rix = NULL;   /* grant -> its run (creation order) */
+	size_t *dest = NULL;    /* run (creation order) -> where it goes */
+	uint64_t *done = NULL;  /* grants already in place */
+	int r = -ENOMEM;
+
+	if (nr < 2)
 		return 0;
-	qsort_r(x->runs, x->nruns, sizeof(*x->runs), cmp_run, p->grants);
-	for (size_t i = 1; i < x->nruns; i++)
-		if (cmp_run(&x->runs[i - 1], &x->runs[i], p->grants) == 0) {
-			sort(p->grants, p->ngrants, sizeof(*p->grants), cmp_plan_grant);
-			return 0;
+	if (n >= UINT32_MAX || nr >= UINT32_MAX)
+		return -E2BIG;
+	struct grant_run *sorted = malloc(nr * sizeof(*sorted));
+	rix = malloc(n * sizeof(*rix));
+	dest = malloc(nr * sizeof(*dest));
+	done = calloc((n + 63) / 64, sizeof(*done));
+	if (!sorted || !rix || !dest || !done)
+		goto out;
+	/* runs were made in grant order: x->runs[k] covers rix == k */
+	for (size_t k = 0; k < nr; k++)
+		for (size_t i = 0; i < x->runs[k].n; i++)
+			rix[x->runs[k].start + i] = (uint32_t)k;
+	memcpy(sorted, x->runs, nr * sizeof(*sorted));
+	qsort_r(sorted, nr, sizeof(*sorted), cmp_run, p->grants);
+	for (size_t k = 1; k < nr; k++)
+		if (cmp_run(&sorted[k - 1], &sorted[k], p->grants) == 0) {
+			sort(p->grants, n, sizeof(*p->grants), cmp_plan_grant);
+			r = 0;
+			goto out;
 		}
-	struct ids_plan_grant *v = malloc(p->ngrants * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	size_t n = 0;
-	for (size_t i = 0; i < x->nruns; i++) {
-		memcpy(v + n, p->grants + x->runs[i].start, x->runs[i].n * sizeof(*v));
-		n += x->runs[i].n;
+	/* each sorted run's new start, filed under its creation index (the
+	 * run's own start finds it: rix of its first grant) */
+	for (size_t k = 0, at = 0; k < nr; at += sorted[k].n, k++)
+		dest[rix[sorted[k].start]] = at;
+	for (size_t i = 0; i < n; i++) {
+		if (done[i / 64] >> (i % 64) & 1)
+			continue;
+		/* carry the grant at i to its place, and what was there on */
+		struct ids_plan_grant carry = p->grants[i];
+		uint32_t run = rix[i];
+		size_t at = i;
+		for (;;) {
+			size_t to = dest[run] + (at - x->runs[run].start);
+			done[to / 64] |= (uint64_t)1 << (to % 64);
+			if (to == i) {
+				p->grants[i] = carry;
+				break;
+			}
+			struct ids_plan_grant next = p->grants[to];
+			uint32_t nrun = rix[to];
+			p->grants[to] = carry;
+			carry = next;
+			run = nrun;
+			at = to;
+		}
 	}
-	free(p->grants);
-	p->grants = v;
-	x->gcap = p->ngrants;
-	return 0;
+	r = 0;
+out:
+	free(sorted);
+	free(rix);
+	free(dest);
+	free(done);
+	return r;
 }
 
 /* ---------------- entry points ---------------- */

@@ -279,6 +279,18 @@ struct eval {
 	struct ids_buf buf;   /* template expansion */
 	struct item *items;   /* the current user's grants */
 	size_t nitems, cap_items;
+	/* every distinct grant list made so far: users whose rules come to
+	 * the same grants share one array (open addressing on a hash of the
+	 * list; the strings are interned, so pointers are compared) */
+	struct shared *shared;
+	size_t nshared, cap_shared;
+};
+
+/* A grant list in d->arena that users share. */
+struct shared {
+	const struct ids_grant *g; /* NULL: empty slot */
+	size_t n;
+	uint64_t hash;
 };
 
 static bool bit_get(const uint64_t *b, uint32_t i)
@@ -848,6 +860,74 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 	return r;
 }
 
+static uint64_t list_hash(const struct item *it, size_t n)
+{
+	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct ids_grant *g = &it[i].g;
+		uint64_t v[3] = {(uintptr_t)g->tenant, (uintptr_t)g->name, (uint64_t)g->kind << 32 | (uint32_t)g->slots};
+		for (int k = 0; k < 3; k++) {
+			h = (h ^ v[k]) * 0x100000001b3ULL;
+			h ^= h >> 29;
+		}
+	}
+	return h;
+}
+
+static bool list_equal(const struct ids_grant *a, const struct item *it, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct ids_grant *b = &it[i].g;
+		if (a[i].kind != b->kind || a[i].tenant != b->tenant || a[i].name != b->name || a[i].slots != b->slots)
+			return false;
+	}
+	return true;
+}
+
+/* The desired grants of a user: items[0..n) in d->arena, shared with every
+ * earlier user that came to the same list.  A directory of a million
+ * people has a few thousand distinct grant lists (tenant x role mix), so
+ * this keeps the desired state at a few megabytes instead of hundreds. */
+static int share(struct eval *ev, size_t n, struct ids_grant **ret)
+{
+	uint64_t h = list_hash(ev->items, n);
+	if ((ev->nshared + 1) * 2 > ev->cap_shared) {
+		size_t cap = ev->cap_shared ? ev->cap_shared * 2 : 256;
+		struct shared *t = calloc(cap, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		for (size_t i = 0; i < ev->cap_shared; i++) {
+			if (!ev->shared[i].g)
+				continue;
+			size_t j = ev->shared[i].hash & (cap - 1);
+			while (t[j].g)
+				j = (j + 1) & (cap - 1);
+			t[j] = ev->shared[i];
+		}
+		free(ev->shared);
+		ev->shared = t;
+		ev->cap_shared = cap;
+	}
+	size_t j = h & (ev->cap_shared - 1);
+	for (; ev->shared[j].g; j = (j + 1) & (ev->cap_shared - 1)) {
+		const struct shared *e = &ev->shared[j];
+		if (e->hash == h && e->n == n && list_equal(e->g, ev->items, n)) {
+			/* read-only for everyone (rules.h) */
+			*ret = (struct ids_grant *)e->g;
+			return 0;
+		}
+	}
+	struct ids_grant *g = ids_arena_alloc(&ev->d->arena, n * sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		g[i] = ev->items[i].g;
+	ev->shared[j] = (struct shared){g, n, h};
+	ev->nshared++;
+	*ret = g;
+	return 0;
+}
+
 static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desired *out)
 {
 	bool in_scope = false, admin = false;
@@ -888,22 +968,21 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 	}
 	if (r < 0)
 		return r;
+	/* the survivors, packed at the front of items */
 	size_t alive = 0;
 	for (size_t i = 0; i < ev->nitems; i++)
-		alive += !ev->items[i].dead;
+		if (!ev->items[i].dead)
+			ev->items[alive++] = ev->items[i];
 	out->in_scope = in_scope;
 	out->company_admin = admin;
 	out->ngrants = 0;
 	out->grants = NULL;
 	if (!alive)
 		return 0;
-	out->grants = ids_arena_alloc(&ev->d->arena, alive * sizeof(*out->grants));
-	if (!out->grants)
-		return -ENOMEM;
-	for (size_t i = 0; i < ev->nitems; i++)
-		if (!ev->items[i].dead)
-			out->grants[out->ngrants++] = ev->items[i].g;
-	return 0;
+	r = share(ev, alive, &out->grants);
+	if (r >= 0)
+		out->ngrants = alive;
+	return r;
 }
 
 static void eval_free(struct eval *ev)
@@ -919,6 +998,7 @@ static void eval_free(struct eval *ev)
 	ids_arena_free(&ev->tmp);
 	ids_buf_free(&ev->buf);
 	free(ev->items);
+	free(ev->shared);
 }
 
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,

@@ -92,7 +92,9 @@ struct ids_grant {
 struct ids_desired {
 	bool in_scope;      /* at least one non-revoke rule matched and granted something */
 	bool company_admin;
-	struct ids_grant *grants; /* sorted by (tenant, kind, name), unique */
+	/* sorted by (tenant, kind, name), unique.  Read-only: users with the
+	 * same grants share one array (and equal strings one pointer). */
+	struct ids_grant *grants;
 	size_t ngrants;
 };
 
