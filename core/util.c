@@ -175,7 +175,7 @@ static void *arena_take(struct ids_arena *a, size_t n, size_t align)
 
 void *ids_arena_alloc(struct ids_arena *a, size_t n)
 {
-	void *p = arena_take(a, n, sizeof(max_align_t));
+	void *p = arena_take(a, n, _Alignof(max_align_t));
 	if (p)
 		memset(p, 0, n);
 	return p;
