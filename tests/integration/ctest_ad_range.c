@@ -49,8 +49,8 @@ static void add_user(int i)
 	user_dn(dn, sizeof(dn), i);
 	user_sam(sam, sizeof(sam), i);
 	/* 544: enabled, no password needed (the test never binds as it) */
-	add_entry(g_admin, dn, "objectClass", "user", "sAMAccountName", sam, "sn", "Range", "userAccountControl",
-		  "544", NULL);
+	add_entry(g_admin, dn, "objectClass", "user", "sAMAccountName", sam, "sn", "Range",
+		  "userAccountControl", "544", NULL);
 }
 
 /* A group with members `from`..`to` (none when from > to). */
@@ -82,15 +82,16 @@ static unsigned long rid_of(const char *dn)
 {
 	LDAPMessage *res = NULL;
 	char *attrs[] = {"objectSid", NULL};
-	int rc = ldap_search_ext_s(g_admin, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, NULL,
-				   1, &res);
+	int rc = ldap_search_ext_s(g_admin, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
+				   NULL, 1, &res);
 	if (rc != LDAP_SUCCESS)
 		fail_msg("read objectSid of %s: %s", dn, ldap_err2string(rc));
 	struct berval **v = ldap_get_values_len(g_admin, ldap_first_entry(g_admin, res), "objectSid");
 	assert_non_null(v);
 	assert_true(v[0]->bv_len >= 12);
 	const unsigned char *s = (const unsigned char *)v[0]->bv_val + v[0]->bv_len - 4;
-	unsigned long rid = s[0] | (unsigned long)s[1] << 8 | (unsigned long)s[2] << 16 | (unsigned long)s[3] << 24;
+	unsigned long rid =
+	    s[0] | (unsigned long)s[1] << 8 | (unsigned long)s[2] << 16 | (unsigned long)s[3] << 24;
 	ldap_value_free_len(v);
 	ldap_msgfree(res);
 	return rid;
@@ -167,8 +168,8 @@ static int teardown(void **state)
  * service account by UPN over LDAPS, one page per search. */
 static void ad_cfg(struct tcfg *t, const char *users, const char *groups, int range_size)
 {
-	static const char *const ad_attr[6] = {"objectGUID", "sAMAccountName", "mail",
-					       "givenName",  "sn",	       "displayName"};
+	static const char *const ad_attr[6] = {"objectGUID", "sAMAccountName", "mail", "givenName",
+					       "sn",	     "displayName"};
 	tcfg_init(t, g_ldaps, users, groups);
 	for (int i = 0; i < 6; i++)
 		t->cc.attr[i] = (char *)ad_attr[i];
@@ -273,7 +274,8 @@ static int on_progress(void *ud)
 	} else if (h->mode == 2) {
 		/* in or out, whichever it is not now */
 		char *vals[2] = {member, NULL};
-		LDAPMod m = {.mod_op = LDAP_MOD_ADD, .mod_type = "member", .mod_values = vals}, *mods[2] = {&m, NULL};
+		LDAPMod m = {.mod_op = LDAP_MOD_ADD, .mod_type = "member", .mod_values = vals},
+			*mods[2] = {&m, NULL};
 		snprintf(dn, sizeof(dn), "CN=Changing,%s", g_changing);
 		int rc = ldap_modify_ext_s(g_admin, dn, mods, NULL, NULL);
 		/* AD answers a member already there with entryAlreadyExists,
@@ -377,17 +379,20 @@ static void test_large_group(void **state)
 int main(void)
 {
 	static char bulk_group[DN_MAX];
-	const char *v[] = {"IDS_TEST_AD_URI",	  "IDS_TEST_AD_LDAPS_URI",    "IDS_TEST_AD_BASE",
-			   "IDS_TEST_AD_CA",	  "IDS_TEST_AD_ADMIN_DN",     "IDS_TEST_AD_ADMIN_PW_FILE",
+	const char *v[] = {"IDS_TEST_AD_URI",	   "IDS_TEST_AD_LDAPS_URI",    "IDS_TEST_AD_BASE",
+			   "IDS_TEST_AD_CA",	   "IDS_TEST_AD_ADMIN_DN",     "IDS_TEST_AD_ADMIN_PW_FILE",
 			   "IDS_TEST_AD_BIND_UPN", "IDS_TEST_AD_BIND_PW_FILE", "IDS_TEST_AD_BULK"};
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		if (!getenv(v[i]) || !*getenv(v[i])) {
 			if (getenv("CI") && !strcmp(getenv("CI"), "true")) {
-				fprintf(stderr, "FAIL: %s is not set (CI=true: scripts/test must start Samba)\n", v[i]);
+				fprintf(stderr,
+					"FAIL: %s is not set (CI=true: scripts/test must start Samba)\n",
+					v[i]);
 				return 1;
 			}
-			fprintf(stderr, "SKIP: %s is not set: no Samba AD DC, the AD tests did NOT run "
-					"(tests/harness/samba.sh start DIR, then source DIR/samba.env)\n",
+			fprintf(stderr,
+				"SKIP: %s is not set: no Samba AD DC, the AD tests did NOT run "
+				"(tests/harness/samba.sh start DIR, then source DIR/samba.env)\n",
 				v[i]);
 			return 77;
 		}
@@ -408,7 +413,7 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_range_sizes),	  cmocka_unit_test(test_primary_group),
+	    cmocka_unit_test(test_range_sizes),	   cmocka_unit_test(test_primary_group),
 	    cmocka_unit_test(test_followup_fails), cmocka_unit_test(test_changed_once),
 	    cmocka_unit_test(test_changed_always), cmocka_unit_test(test_large_group),
 	};
