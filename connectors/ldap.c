@@ -128,6 +128,7 @@ struct watchdog {
 	pthread_cond_t cv;
 	pthread_t th;
 	bool started, stop, armed, fired;
+	bool idle; /* the thread waits without a deadline: arming must wake it */
 	int fd;			  /* the connection's socket, -1 when none */
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 };
@@ -171,6 +172,12 @@ struct pull {
 	char idtext[37];	    /* a rendered objectGUID */
 	size_t in_page;		    /* entries since the last progress call */
 	size_t pass_entries;	    /* entries since the current search (re)started */
+	/* paging, pipelined: the request for the next page goes out before
+	 * the entries of this one are decoded, so that the server prepares
+	 * page n+1 while we work on page n */
+	int next_msgid;		    /* that request, -1 when none is on the wire */
+	LDAPMessage **msgs;	    /* the entries of the page being read */
+	size_t nmsgs, cap_msgs;
 	struct watchdog wd;
 	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
@@ -325,7 +332,9 @@ static void *wd_main(void *arg)
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop) {
 		if (!w->armed) {
+			w->idle = true;
 			pthread_cond_wait(&w->cv, &w->mu);
+			w->idle = false;
 			continue;
 		}
 		pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline);
@@ -389,7 +398,10 @@ static void wd_stop(struct watchdog *w)
 	w->started = false;
 }
 
-/* Arms the watchdog for `sec` seconds from now. */
+/* Arms the watchdog for `sec` seconds from now.  Called around every
+ * blocking call, i.e. once per entry read: the thread is only woken when
+ * it sleeps without a deadline.  Sleeping until an older (earlier)
+ * deadline, it wakes then, finds the new one later and sleeps on. */
 static void wd_arm(struct watchdog *w, int sec)
 {
 	pthread_mutex_lock(&w->mu);
@@ -397,7 +409,8 @@ static void wd_arm(struct watchdog *w, int sec)
 	w->deadline.tv_sec += sec;
 	w->armed = true;
 	w->fired = false;
-	pthread_cond_signal(&w->cv);
+	if (w->idle)
+		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
@@ -1264,54 +1277,74 @@ static int stalled(struct pull *p, const struct search *sr, size_t entries)
 			     p->uri, p->timeout, sr->what, sr->base, entries);
 }
 
-/* Requests one page (cookie: from the previous page, empty for the
- * first) and feeds its entries to sr->fn.  The next cookie replaces
- * *cookie.  Returns enum page_result, or < 0 with p->err set. */
+/* Sends the search request for one page (cookie: from the previous page,
+ * NULL or empty for the first): its message id in *ret_msgid.  0,
+ * PAGE_LOST, or < 0 with p->err set. */
+static int send_page(struct pull *p, const struct search *sr, const struct berval *cookie, size_t entries,
+		     int *ret_msgid)
+{
+	LDAPControl *req = NULL, *sctrls[2] = {NULL, NULL};
+	char *diag = NULL;
+	struct timeval tv = {p->timeout, 0};
+	int lrc, r = 0;
+
+	if (!connection_alive(p))
+		return PAGE_LOST;
+	/* non-critical: a server without paging answers the plain search
+	 * (fine when the result fits its size limit, a limit error if not) */
+	struct berval c = cookie && cookie->bv_len ? *cookie : (struct berval){0, ""};
+	lrc = ldap_create_page_control(p->ld, (ber_int_t)p->lc->page_size, &c, 0, &req);
+	if (lrc != LDAP_SUCCESS)
+		return map_lrc(lrc) == -ENOMEM ? -ENOMEM
+					       : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
+	sctrls[0] = req;
+	/* the time limit is the server's share of the timeout; the waits
+	 * for the answer are ours */
+	wd_arm(&p->wd, wd_limit(p));
+	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL, &tv,
+			      LDAP_NO_LIMIT, ret_msgid);
+	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
+		r = stalled(p, sr, entries);
+	} else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
+		r = PAGE_LOST;
+	} else if (lrc != LDAP_SUCCESS) {
+		diag = diag_of(p->ld);
+		r = search_error(p, sr, lrc, diag, entries);
+	}
+	ldap_memfree(diag);
+	ldap_control_free(req);
+	return r;
+}
+
+static void free_msgs(struct pull *p)
+{
+	for (size_t i = 0; i < p->nmsgs; i++)
+		ldap_msgfree(p->msgs[i]);
+	p->nmsgs = 0;
+}
+
+/* Reads one page (cookie: from the previous page, empty for the first)
+ * and feeds its entries to sr->fn.  The next cookie replaces *cookie.
+ * The page's messages are collected first; once its result has come,
+ * the next page is asked for, and then the entries are decoded: the
+ * server's work on the next page and ours on this one overlap.  Returns
+ * enum page_result, or < 0 with p->err set. */
 static int page(struct pull *p, const struct search *sr, struct berval **cookie, size_t *entries)
 {
-	LDAPControl *req = NULL, *sctrls[2] = {NULL, NULL}, **rctrls = NULL;
+	LDAPControl **rctrls = NULL;
 	LDAPMessage *msg = NULL;
 	char *diag = NULL;
 	struct berval *next = NULL;
-	int msgid = -1, lrc, r;
+	int msgid = p->next_msgid, lrc, r;
 	bool first = !*cookie || !(*cookie)->bv_len;
 	struct timeval tv = {p->timeout, 0};
 	/* entries this search had not seen before: see the cookie check */
 	size_t known = p->seen.len + p->disabled.len;
 
-	if (!connection_alive(p)) {
-		r = PAGE_LOST;
+	p->next_msgid = -1;
+	free_msgs(p);
+	if (msgid < 0 && (r = send_page(p, sr, *cookie, *entries, &msgid)) != 0)
 		goto out;
-	}
-	/* non-critical: a server without paging answers the plain search
-	 * (fine when the result fits its size limit, a limit error if not) */
-	struct berval empty = {0, ""};
-	lrc = ldap_create_page_control(p->ld, (ber_int_t)p->lc->page_size, first ? &empty : *cookie, 0, &req);
-	if (lrc != LDAP_SUCCESS) {
-		r = map_lrc(lrc) == -ENOMEM
-			? -ENOMEM
-			: ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
-		goto out;
-	}
-	sctrls[0] = req;
-	/* the time limit is the server's share of the timeout; the wait
-	 * below is ours */
-	wd_arm(&p->wd, wd_limit(p));
-	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL,
-			      &tv, LDAP_NO_LIMIT, &msgid);
-	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
-		r = stalled(p, sr, *entries);
-		goto out;
-	}
-	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
-		r = PAGE_LOST;
-		goto out;
-	}
-	if (lrc != LDAP_SUCCESS) {
-		diag = diag_of(p->ld);
-		r = search_error(p, sr, lrc, diag, *entries);
-		goto out;
-	}
 
 	for (;;) {
 		wd_arm(&p->wd, wd_limit(p));
@@ -1337,16 +1370,16 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 			goto out;
 		}
 		if (type == LDAP_RES_SEARCH_ENTRY) {
-			if ((r = read_entry(p, msg)) < 0 || (r = sr->fn(p, &p->ent)) < 0)
+			if (ids_grow(&p->msgs, &p->cap_msgs, p->nmsgs + 1, sizeof(*p->msgs)) < 0) {
+				r = -ENOMEM;
 				goto out;
-			entry_clear(&p->ent);
-			(*entries)++;
-			p->pass_entries++;
-			if (++p->in_page >= PROGRESS_EVERY && (r = tick(p, "in the middle of a page")) < 0)
-				goto out;
-		} else if (type == LDAP_RES_SEARCH_RESULT) {
-			break;
+			}
+			p->msgs[p->nmsgs++] = msg;
+			msg = NULL;
+			continue;
 		}
+		if (type == LDAP_RES_SEARCH_RESULT)
+			break;
 		/* references (LDAP_RES_SEARCH_REFERENCE) are not chased */
 		ldap_msgfree(msg);
 		msg = NULL;
@@ -1365,31 +1398,55 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		goto out;
 	}
 	if (code != LDAP_SUCCESS) {
-		r = search_error(p, sr, code, diag, *entries);
+		r = search_error(p, sr, code, diag, *entries + p->nmsgs);
 		goto out;
 	}
 	p->s->pages++;
+	r = PAGE_LAST;
 	LDAPControl *resp = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL);
-	if (!resp) {
-		/* the server ignored paging: this was the whole answer */
-		r = PAGE_LAST;
-		goto out;
+	/* no control: the server ignored paging, this was the whole answer */
+	if (resp) {
+		ber_int_t estimate = 0;
+		next = ber_memcalloc(1, sizeof(*next));
+		if (!next) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search",
+					  p->uri, sr->what);
+			goto out;
+		}
+		if (next->bv_len) {
+			/* the next page, asked for now (a lost connection shows
+			 * on the next call) */
+			r = send_page(p, sr, next, *entries + p->nmsgs, &p->next_msgid);
+			if (r < 0)
+				goto out;
+			if (r == PAGE_LOST)
+				p->next_msgid = -1;
+			r = PAGE_MORE;
+		}
 	}
-	ber_int_t estimate = 0;
-	next = ber_memcalloc(1, sizeof(*next));
-	if (!next) {
-		r = -ENOMEM;
-		goto out;
+
+	for (size_t i = 0; i < p->nmsgs; i++) {
+		int e;
+		if ((e = read_entry(p, p->msgs[i])) < 0 || (e = sr->fn(p, &p->ent)) < 0) {
+			r = e;
+			goto out;
+		}
+		entry_clear(&p->ent);
+		ldap_msgfree(p->msgs[i]);
+		p->msgs[i] = NULL;
+		(*entries)++;
+		p->pass_entries++;
+		if (++p->in_page >= PROGRESS_EVERY && (e = tick(p, "in the middle of a page")) < 0) {
+			r = e;
+			goto out;
+		}
 	}
-	if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search",
-				  p->uri, sr->what);
+	if (r == PAGE_LAST)
 		goto out;
-	}
-	if (!next->bv_len) {
-		r = PAGE_LAST;
-		goto out;
-	}
 	/* A cookie handed back unchanged may page forever.  Not always:
 	 * Samba names its search state with one cookie ("1") for every page
 	 * of a search.  A loop is a page with that cookie that brought
@@ -1412,8 +1469,7 @@ out:
 	ldap_controls_free(rctrls);
 	ldap_msgfree(msg);
 	ldap_memfree(diag);
-	if (req)
-		ldap_control_free(req);
+	free_msgs(p);
 	entry_clear(&p->ent);
 	return r;
 }
@@ -1431,6 +1487,8 @@ static int run_search(struct pull *p, const struct search *sr)
 		ber_bvfree(cookie);
 		cookie = NULL;
 		p->pass_entries = 0;
+		/* (re)started: nothing of this search is on the wire */
+		p->next_msgid = -1;
 		for (npages = 0;; npages++) {
 			if (npages >= MAX_PAGES) {
 				r = ids_error_set(p->err, IDS_E_PROTOCOL,
@@ -1830,7 +1888,7 @@ out:
 static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 		     struct ids_snapshot *s, struct ids_error *err)
 {
-	struct pull p = {.cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err};
+	struct pull p = {.cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err, .next_msgid = -1};
 	sigset_t pipe_set, old, pending;
 	bool was_pending;
 	int r;
@@ -1868,6 +1926,8 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 
 	entry_clear(&p.ent);
 	free(p.ent.a);
+	free_msgs(&p);
+	free(p.msgs);
 	ids_buf_free(&p.key);
 	ids_strmap_free(&p.seen);
 	ids_strmap_free(&p.disabled);

@@ -168,8 +168,10 @@ static void test_restart_between_pages(void **state)
 	pull_script(&t, &sc, &p);
 	assert_pull_ok(&p);
 	assert_all(p.s);
-	/* the two pages before the restart were read twice */
-	assert_int_equal(p.s->pages, g_baseline_pages + 2);
+	/* the two pages before the restart were read twice; and the third
+	 * too when the server answered its request before it went down: the
+	 * connector asks for the next page before it decodes the one it got */
+	assert_true(p.s->pages == g_baseline_pages + 2 || p.s->pages == g_baseline_pages + 3);
 	pulled_free(&p);
 	tcfg_free(&t);
 }
