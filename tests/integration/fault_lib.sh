@@ -28,8 +28,34 @@ proxy_stop() {
 	[ -z "$PROXY_PID" ] || wait "$PROXY_PID" 2>/dev/null || true
 	PROXY_PID=
 }
-# lib.sh's cleanup runs at exit; stop the proxy first
-trap 'proxy_stop; cleanup' EXIT
+# at_exit CMD: run CMD at exit, before lib.sh's cleanup (last added first).
+AT_EXIT=()
+at_exit() { AT_EXIT=("$1" "${AT_EXIT[@]}"); }
+fault_cleanup() {
+	proxy_stop
+	for c in "${AT_EXIT[@]}"; do eval "$c" || true; done
+	cleanup
+}
+trap fault_cleanup EXIT
+
+# own_slapd LDIF_FILE: a slapd of the test's own in $W/ldap, loaded with
+# slapadd (an ldapadd of 20,000 entries takes minutes, slapadd seconds),
+# and the IDS_TEST_LDAP_* variables pointed at it.  The LDIF holds $OU
+# and everything under it.
+own_slapd() {
+	mkdir -p "$W/ldap"
+	chmod 755 "$W" "$W/ldap"
+	"$HARNESS/slapd.sh" start "$W/ldap" >"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
+	at_exit "'$HARNESS/slapd.sh' stop '$W/ldap' >>'$W/ldap/sh.log' 2>&1"
+	"$HARNESS/slapd.sh" stop "$W/ldap" >>"$W/ldap/sh.log" 2>&1
+	/usr/sbin/slapadd -q -f "$W/ldap/slapd/slapd.conf" -l "$1" >"$W/ldap/slapadd.log" 2>&1 ||
+		{ cat "$W/ldap/slapadd.log" >&2; exit 1; }
+	"$HARNESS/slapd.sh" start "$W/ldap" >>"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
+	set -a
+	. "$W/ldap/slapd.env"
+	set +a
+	export LDAPTLS_CACERT=$IDS_TEST_LDAP_CA
+}
 
 # proxy_mode MODE...: what the next connections get (see tcpproxy.py).
 proxy_mode() { echo "$*" >"$W/proxy.mode"; }

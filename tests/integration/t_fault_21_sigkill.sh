@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# reliability.md case 21 and semantics.md safety rule 4: SIGKILL of idsyncd
+# in the middle of a large apply (20,000 users, 120,000 grant rows): the
+# database holds all of that run or none of it — never a part — and the
+# next run converges to the state a clean run gives.
+#   1. the first sync, killed once its apply is running in PostgreSQL
+#      (its staging COPY, then its INSERT into app_user, seen in
+#      pg_stat_activity): nothing of it is there, not even its sync_run
+#      row, and the advisory lock died with its session;
+#   2. a clean sync: every user and grant, counted by hand;
+#   3. a rule change that gives everyone one more channel, killed at
+#      several moments (during the pull, at the staging COPY, at the grant
+#      INSERT, and near the COMMIT): each time the database is exactly the
+#      state before the run or exactly the state after it; a clean run then
+#      makes it the latter.
+# The directory comes from slapadd into a slapd of the test's own.
+# (Killing a daemon while another instance takes over: t_daemon_instances.py.)
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/fault_lib.sh"
+
+n=20000
+teams=20
+{
+	printf 'dn: %s\nobjectClass: organizationalUnit\nou: %s\n\n' "$OU" "$T"
+	printf 'dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n' "$OU"
+	printf 'dn: ou=groups,%s\nobjectClass: organizationalUnit\nou: groups\n\n' "$OU"
+	for i in $(seq 1 $n); do
+		printf 'dn: uid=k%d,ou=people,%s\nobjectClass: inetOrgPerson\nuid: k%d\ncn: K %d\nsn: K%d\nmail: k%d@example.org\n\n' \
+			"$i" "$OU" "$i" "$i" "$i" "$i"
+	done
+	# 20 teams of 1000, each a member of CC-Support (nesting)
+	for t in $(seq 1 $teams); do
+		printf 'dn: cn=Team-%d,ou=groups,%s\nobjectClass: groupOfNames\ncn: Team-%d\n' "$t" "$OU" "$t"
+		for i in $(seq $(((t - 1) * n / teams + 1)) $((t * n / teams))); do
+			printf 'member: uid=k%d,ou=people,%s\n' "$i" "$OU"
+		done
+		printf '\n'
+	done
+	printf 'dn: cn=CC-Support,ou=groups,%s\nobjectClass: groupOfNames\ncn: CC-Support\n' "$OU"
+	for t in $(seq 1 $teams); do printf 'member: cn=Team-%d,ou=groups,%s\n' "$t" "$OU"; done
+	printf '\n'
+} >"$W/dir.ldif"
+own_slapd "$W/dir.ldif"
+PAGE_SIZE=1000 MAX_DEACT_PCT=100 MAX_REMOVALS_PCT=100 config_write
+ids migrate # the tables exist before the first run, so that they can be locked
+eq 0 "$RC" "migrate"
+
+# busy SQL_LIKE: true while a statement of ours matching SQL_LIKE waits
+# for a lock (see hold_lock).
+busy() {
+	[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '$1'")" != 0 ]
+}
+# hold_lock TABLE: a session of ours takes TABLE in SHARE mode and keeps
+# it, so that the apply stops at its first write to TABLE, inside its
+# transaction, for as long as we like (a 20,000-row statement takes a
+# fraction of a second: too quick to catch by polling).  release_lock
+# ends it.
+hold_lock() {
+	rm -f "$W/lock.fifo"
+	mkfifo "$W/lock.fifo"
+	psql -qAtX -d "$DB" <"$W/lock.fifo" >"$W/lock.out" 2>&1 &
+	LOCK_PID=$!
+	exec 7>"$W/lock.fifo"
+	echo "BEGIN; LOCK TABLE $1 IN SHARE MODE; SELECT 'locked';" >&7
+	for _ in $(seq 1 100); do
+		grep -q locked "$W/lock.out" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	bad "could not lock $1"
+}
+release_lock() {
+	echo "COMMIT;" >&7
+	exec 7>&-
+	wait "$LOCK_PID" 2>/dev/null || true
+}
+at_exit 'exec 7>&- 2>/dev/null'
+# gone: waits until no session of the killed sync is left (its backend
+# ends when it next reads from the socket: after its statement).
+gone() {
+	for _ in $(seq 1 600); do
+		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# kill_when WHEN: starts a sync and SIGKILLs it when WHEN happens: a
+# number is milliseconds; TABLE:SQL_LIKE holds a lock on TABLE and kills
+# once a statement matching SQL_LIKE waits for it (then lets it go).
+# KILLED=1 when the kill came before the sync ended by itself.
+kill_when() {
+	local table= like= pid i
+	case $1 in *:*) table=${1%%:*} like=${1#*:} && hold_lock "$table" ;; esac
+	"$IDSYNCD" -c "$W/idsyncd.yaml" sync >"$W/out" 2>"$W/err" &
+	pid=$!
+	KILLED=0
+	for i in $(seq 1 3000); do
+		kill -0 $pid 2>/dev/null || break
+		if [ -n "$table" ]; then
+			busy "$like" || { sleep 0.05; continue; }
+		else
+			[ $((i * 10)) -ge "$1" ] || { sleep 0.01; continue; }
+		fi
+		kill -9 $pid 2>/dev/null && KILLED=1
+		break
+	done
+	wait $pid 2>/dev/null || true
+	[ -z "$table" ] || release_lock
+	gone || bad "a session of the killed sync is still there after 60 s"
+}
+
+# 1. the first sync, killed in its apply: staged, then stopped at its
+# first write to app_user
+kill_when 'app_user:%app_user%'
+eq 1 "$KILLED" "first sync killed in its apply"
+eq "0 0 0" "$(q "SELECT count(*) FROM app_user") $(q "SELECT count(*) FROM tenant_role") $(q "SELECT count(*) FROM sync_run")" \
+	"no user, no grant, not even its sync_run row"
+
+# 2. a clean run: the lock is free again, everything arrives
+ids sync
+eq 0 "$RC" "the next sync is not locked out and succeeds"
+eq "$n|$n|$((2 * n))|$((2 * n))|$n" "$(q "SELECT (SELECT count(*) FROM app_user WHERE active)||'|'||
+	(SELECT count(*) FROM tenant_role)||'|'||(SELECT count(*) FROM channel_grant)||'|'||
+	(SELECT count(*) FROM slot_limit)||'|'||(SELECT count(*) FROM operator_group_member)")" \
+	"20,000 users; 20,000 roles, 40,000 channels, 40,000 slots, 20,000 group rows"
+eq "ok|$n" "$(q "SELECT status||'|'||created FROM sync_run")" "one sync_run row, ok"
+
+# 3. one more channel for everyone; kills at several moments
+B=$(snapshot_db)
+sed -i 's/    channels: \[webchat, email\]/    channels: [webchat, email, whatsapp]/' "$W/idsyncd.yaml"
+states=()
+for when in 300 'channel_grant:INSERT INTO channel_grant%' 'audit_log:INSERT INTO audit_log%'; do
+	kill_when "$when"
+	states+=("$KILLED|$(snapshot_db | md5sum | cut -c1-32)")
+	eq "$B" "$(snapshot_db)" "killed at [$when]: exactly the state before the run"
+	eq "$(q "SELECT count(*) FROM sync_run")" "$(q "SELECT count(*) FROM sync_run WHERE status='ok'")" \
+		"killed at [$when]: no trace in sync_run"
+done
+# and at moments nobody chose: whatever each left is before or after
+for when in 500 1000 1500 2000 2500; do
+	kill_when "$when"
+	states+=("$KILLED|$(snapshot_db | md5sum | cut -c1-32)")
+done
+ids sync
+eq 0 "$RC" "a clean run after the kills"
+F=$(snapshot_db)
+eq "$n" "$(q "SELECT count(*) FROM channel_grant WHERE channel = 'whatsapp'")" "everyone has the new channel"
+Fsum=$(printf '%s\n' "$F" | md5sum | cut -c1-32)
+Bsum=$(printf '%s\n' "$B" | md5sum | cut -c1-32)
+for s in "${states[@]}"; do
+	sum=${s#*|}
+	if [ "$sum" = "$Bsum" ] || [ "$sum" = "$Fsum" ]; then
+		ok "a killed run left the state before or after it, nothing between"
+	else
+		bad "a killed run left a state that is neither before nor after it ($s)"
+	fi
+done
+killed=$(printf '%s\n' "${states[@]}" | grep -c '^1|' || true)
+[ "$killed" -ge 3 ] && ok "$killed of ${#states[@]} runs were killed before they ended" ||
+	bad "only $killed of ${#states[@]} runs were killed before they ended"
+ids sync
+has "0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 0 removed" "$OUT" "converged: the next run has nothing to do"
+finish
