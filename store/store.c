@@ -528,6 +528,32 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 
 /* ---------------- sync_run ---------------- */
 
+/* sync_run.error is text, and PostgreSQL refuses text that is not UTF-8:
+ * an error quoting a server's broken bytes (a JSON parser's "near '...'"
+ * cut inside a character, found by fuzz/fuzz_graph) would make the failed
+ * run's own row fail to insert, and the failure would leave no trace.
+ * A copy with every byte that is not part of a valid character as '?';
+ * NULL on ENOMEM. */
+static char *utf8_clean(const char *s)
+{
+	size_t n = strlen(s);
+	char *c = malloc(n + 1);
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		unsigned char b = (unsigned char)s[i];
+		size_t len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 : (b & 0xf8) == 0xf0 ? 4 : 0;
+		if (len && i + len <= n && ids_utf8_valid(s + i, len)) {
+			memcpy(c + i, s + i, len);
+			i += len;
+		} else {
+			c[i++] = '?';
+		}
+	}
+	c[n] = '\0';
+	return c;
+}
+
 int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
 			 struct ids_error *err)
 {
@@ -537,11 +563,14 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	int64_t id = 0;
 	int r;
 
+	char *clean = NULL;
+	if (run->error && !ids_utf8_valid(run->error, strlen(run->error)) && !(clean = utf8_clean(run->error)))
+		return ids_error_set(err, -ENOMEM, "recording the run: out of memory");
 	snprintf(started, sizeof(started), "%" PRId64, run->started_at);
 	p[0] = run->connector;
 	p[1] = started;
 	p[2] = run->status;
-	p[3] = run->error;
+	p[3] = clean ? clean : run->error;
 	p[4] = finished ? "t" : "f";
 	if (run->counts) {
 		const struct ids_plan_counts *k = run->counts;
@@ -566,6 +595,7 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	    " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
 	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int) RETURNING id",
 	    14, p, PGRES_TUPLES_OK, &res, "recording the run", err);
+	free(clean);
 	if (r < 0)
 		return r;
 	r = col_i64(res, 0, 0, &id, err);

@@ -303,6 +303,25 @@ static void test_runs(void **state)
 	ids_store_close(st);
 }
 
+/* An error text that is not UTF-8 (a parser quoting a server's broken
+ * bytes) still gets its failed run recorded: text columns refuse such
+ * bytes, so they are stored as '?' (found by fuzz/fuzz_graph). */
+static void test_run_error_not_utf8(void **state)
+{
+	struct ids_store *st = open_store("m_runs8", true);
+	struct ids_error e = {0};
+	struct ids_run r = {"corp", INT64_C(1767323045123456), "failed", NULL,
+			    "users: not JSON: near '\"a\xcb\x9d\xdd\xcb' (\xff) caf\xc3\xa9 \xe2\x82"};
+	int64_t id = 0;
+	assert_int_equal(ids_store_record_run(st, &r, &id, &e), 0);
+	assert_true(id > 0);
+	/* \xcb\x9d is a character (U+02DD), \xdd and \xcb are not; é stays */
+	assert_sql("users: not JSON: near '\"a\xcb\x9d?" "?' (?) caf\xc3\xa9 ?" "?",
+		   "SELECT error FROM m_runs8.sync_run");
+	ids_error_clear(&e);
+	ids_store_close(st);
+}
+
 static void test_orphans_and_companies(void **state)
 {
 	struct ids_store *st = open_store("m_orphans", true);
@@ -377,6 +396,7 @@ int main(void)
 	    cmocka_unit_test(test_password),
 	    cmocka_unit_test(test_company),
 	    cmocka_unit_test(test_runs),
+	    cmocka_unit_test(test_run_error_not_utf8),
 	    cmocka_unit_test(test_orphans_and_companies),
 	    cmocka_unit_test(test_connection_lost),
 	};
