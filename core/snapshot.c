@@ -58,6 +58,11 @@ struct ids_snapshot_priv {
 	 * member value comes back in group after group, and normalizing it
 	 * once is enough */
 	struct ids_strmap rawdn;
+	/* the open group's DN members not yet looked up: resolved in
+	 * batches (flush_members), NUL-terminated in pend_buf */
+	struct ids_buf pend_buf;
+	size_t *pend_off;
+	size_t npend, cap_pend;
 	const char **gids;
 	size_t ngids, cap_gids;
 	struct ids_strmap gidmap; /* group id -> gids index */
@@ -105,6 +110,10 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	for (size_t i = 0; i < 3; i++)
 		ids_strmap_free(&p->refmap[i]);
 	ids_strmap_free(&p->rawdn);
+	ids_buf_free(&p->pend_buf);
+	free(p->pend_off);
+	p->pend_off = NULL;
+	p->npend = p->cap_pend = 0;
 	free(p->gids);
 	p->gids = NULL;
 	p->ngids = p->cap_gids = 0;
@@ -189,6 +198,8 @@ int ids_snapshot_user_begin(struct ids_snapshot *s)
 	return 0;
 }
 
+static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm);
+
 int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n)
 {
 	struct ids_user *u = s ? open_user(s) : NULL;
@@ -209,7 +220,11 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		if (r < 0)
 			return r;
 		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
+		/* groups name their members by this DN, mostly spelled the
+		 * same: known now, it is not normalized again there */
+		int rr = u->f[f] ? dn_seen(s->priv, v, n, dn) : -ENOMEM;
 		free(dn);
+		return rr < 0 ? rr : 0;
 	} else {
 		u->f[f] = ids_arena_strndup(&s->priv->arena, v, n);
 	}
@@ -337,7 +352,9 @@ int ids_snapshot_group_set(struct ids_snapshot *s, enum ids_field f, const char 
 		if (r < 0)
 			return r;
 		*dst = ids_arena_strdup(&s->priv->arena, dn);
+		int rr = *dst ? dn_seen(s->priv, v, n, dn) : -ENOMEM;
 		free(dn);
+		return rr < 0 ? rr : 0;
 	} else {
 		*dst = ids_arena_strndup(&s->priv->arena, v, n);
 	}
@@ -382,6 +399,36 @@ static int push_member(struct ids_snapshot_priv *p, uint32_t group, uint32_t idx
 	return 0;
 }
 
+/* The refs index of the normalized reference norm[0..n) of `kind`,
+ * appended when new.  -ENOMEM / -E2BIG, or the index. */
+static long ref_index(struct ids_snapshot_priv *p, enum ids_ref kind, const char *norm, size_t n)
+{
+	int r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
+	if (r < 0)
+		return r;
+	if (p->nrefs >= MAX_RECORDS)
+		return -E2BIG;
+	char *copy;
+	long idx = intern(p, &p->refmap[kind], norm, n, p->nrefs, &copy);
+	if (idx >= 0 && copy)
+		p->refs[p->nrefs++] = (struct ref){copy, kind};
+	return idx;
+}
+
+/* Records that raw[0..n) (an entry's own DN as the directory spelled it)
+ * normalizes to norm: a membership naming it the same way is then
+ * resolved without normalizing. */
+static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm)
+{
+	if (memchr(raw, '\0', n))
+		return 0;
+	long idx = ref_index(p, IDS_REF_DN, norm, strlen(norm));
+	if (idx < 0)
+		return (int)idx;
+	char *k = ids_arena_strndup(&p->tmp, raw, n);
+	return k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
+}
+
 static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind, const char *ref, size_t n)
 {
 	struct ids_snapshot_priv *p = s->priv;
@@ -416,25 +463,13 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 		ref = dn;
 		n = strlen(dn);
 	}
-	r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
-	if (r >= 0)
-		r = ids_grow(&p->members, &p->cap_members, p->nmembers + 1, sizeof(*p->members));
-	if (r < 0)
-		goto out;
-	if (p->nrefs >= MAX_RECORDS || p->nmembers >= SIZE_MAX / 2) {
-		r = -E2BIG;
-		goto out;
-	}
-	char *copy;
-	long idx = intern(p, &p->refmap[kind], ref, n, p->nrefs, &copy);
+	long idx = ref_index(p, kind, ref, n);
 	if (idx < 0) {
 		r = (int)idx;
 		goto out;
 	}
-	if (copy)
-		p->refs[p->nrefs++] = (struct ref){copy, kind};
-	p->members[p->nmembers++] = (struct member){group, (uint32_t)idx};
-	r = 0;
+	if ((r = push_member(p, group, (uint32_t)idx)) < 0)
+		goto out;
 	if (kind == IDS_REF_DN && !memchr(raw, '\0', rawn)) {
 		char *k = ids_arena_strndup(&p->tmp, raw, rawn);
 		r = k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
@@ -445,11 +480,50 @@ out:
 	return r;
 }
 
+#define PEND_MAX 256
+
+/* Resolves the open group's pending DN members: one batched lookup of
+ * their spellings, the normalizing path for those not seen before. */
+static int flush_members(struct ids_snapshot *s)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	const char *keys[PEND_MAX];
+	uint32_t vals[PEND_MAX];
+	uint32_t group = (uint32_t)(s->ngroups - 1);
+	int r = 0;
+	for (size_t i = 0; i < p->npend; i++)
+		keys[i] = p->pend_buf.p + p->pend_off[i];
+	ids_strmap_get_batch(&p->rawdn, keys, p->npend, vals);
+	for (size_t i = 0; i < p->npend && r >= 0; i++) {
+		if (vals[i] != UINT32_MAX)
+			r = push_member(p, group, vals[i]);
+		else
+			r = add_member(s, group, IDS_REF_DN, keys[i], strlen(keys[i]));
+	}
+	p->npend = 0;
+	ids_buf_reset(&p->pend_buf);
+	return r;
+}
+
 int ids_snapshot_group_member(struct ids_snapshot *s, enum ids_ref kind, const char *ref, size_t n)
 {
-	if (!s || !open_group(s))
+	if (!s || !open_group(s) || (unsigned)kind > IDS_REF_USERNAME || (!ref && n))
 		return -EINVAL;
-	return add_member(s, (uint32_t)(s->ngroups - 1), kind, ref, n);
+	struct ids_snapshot_priv *p = s->priv;
+	/* a group's member DNs are looked up many at a time (big groups
+	 * have millions); other references, and values with a NUL byte,
+	 * take the direct way */
+	if (kind != IDS_REF_DN || !n || memchr(ref, '\0', n))
+		return add_member(s, (uint32_t)(s->ngroups - 1), kind, ref, n);
+	int r = ids_grow(&p->pend_off, &p->cap_pend, p->npend + 1, sizeof(*p->pend_off));
+	if (r < 0)
+		return r;
+	p->pend_off[p->npend] = p->pend_buf.len;
+	if ((r = ids_buf_add(&p->pend_buf, ref, n)) < 0 || (r = ids_buf_putc(&p->pend_buf, '\0')) < 0)
+		return r;
+	if (++p->npend == PEND_MAX)
+		return flush_members(s);
+	return 0;
 }
 
 int ids_snapshot_member(struct ids_snapshot *s, const char *group_id, enum ids_ref kind, const char *ref,
@@ -476,8 +550,9 @@ int ids_snapshot_group_end(struct ids_snapshot *s)
 {
 	if (!s || !open_group(s))
 		return -EINVAL;
+	int r = flush_members(s);
 	s->priv->group_open = false;
-	return 0;
+	return r;
 }
 
 /* ---------------- finish ---------------- */

@@ -311,6 +311,42 @@ bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_v
 	return false;
 }
 
+void ids_strmap_get_batch(const struct ids_strmap *m, const char *const *keys, size_t n, uint32_t *vals)
+{
+	enum { STEP = 32 };
+	uint32_t tag[STEP];
+	size_t at[STEP];
+	for (size_t base = 0; base < n; base += STEP) {
+		size_t k = n - base < STEP ? n - base : STEP;
+		if (!m->cap) {
+			for (size_t i = 0; i < k; i++)
+				vals[base + i] = UINT32_MAX;
+			continue;
+		}
+		/* three passes over a few dozen keys, each starting the memory
+		 * reads the next one needs: the slots, then the stored keys */
+		for (size_t i = 0; i < k; i++) {
+			tag[i] = key_hash(keys[base + i], strlen(keys[base + i]));
+			at[i] = tag[i] & (m->cap - 1);
+			__builtin_prefetch(&m->slots[at[i]]);
+		}
+		for (size_t i = 0; i < k; i++) {
+			const struct ids_strmap_slot *sl = &m->slots[at[i]];
+			if (sl->key && sl->hash == tag[i])
+				__builtin_prefetch(sl->key);
+		}
+		for (size_t i = 0; i < k; i++) {
+			size_t j = at[i];
+			vals[base + i] = UINT32_MAX;
+			for (; m->slots[j].key; j = (j + 1) & (m->cap - 1))
+				if (m->slots[j].hash == tag[i] && strcmp(m->slots[j].key, keys[base + i]) == 0) {
+					vals[base + i] = m->slots[j].val;
+					break;
+				}
+		}
+	}
+}
+
 void ids_strmap_free(struct ids_strmap *m)
 {
 	free(m->slots);

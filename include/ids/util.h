@@ -58,6 +58,10 @@ struct ids_strmap {
 int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing);
 /* true and *ret_val when present. */
 bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val);
+/* ids_strmap_get for keys[0..n) at once: vals[i] gets the value, or
+ * UINT32_MAX when keys[i] is absent.  Faster than n calls on a map larger
+ * than the cache: the lookups' memory reads overlap. */
+void ids_strmap_get_batch(const struct ids_strmap *m, const char *const *keys, size_t n, uint32_t *vals);
 void ids_strmap_free(struct ids_strmap *m);
 
 uint64_t ids_hash64(const void *p, size_t n); /* FNV-1a 64 */
