@@ -16,6 +16,9 @@ connection, so a test switches modes between runs without restarting):
     stall N         after N bytes from the server, relay nothing more in
                     either direction and keep both sockets open forever
     refuse          accept, then close at once
+    slow MS         relay everything, but hold each piece from the server
+                    back MS milliseconds (a slow directory: a run that
+                    takes a while, for faults to hit in its middle)
 
 A trailing "once" ("cut 4000 once") applies the fault to the next
 connection only; the file then reads "pass" again.  N counts only the
@@ -33,6 +36,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 BUF = 16384
 
@@ -63,7 +67,7 @@ def read_mode(path):
     mode = words[0]
     n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     once = "once" in words[1:]
-    if mode not in ("pass", "cut", "reset", "stall", "refuse"):
+    if mode not in ("pass", "cut", "reset", "stall", "refuse", "slow"):
         mode = "pass"
     if once:
         # consumed: the next connection is a healthy one again
@@ -149,6 +153,8 @@ class Conn:
                         continue
                     self.finish(self.mode)
                     return
+                if downstream and self.mode == "slow":
+                    time.sleep(self.n / 1000)
                 dst.sendall(data)
                 if downstream:
                     self.down += len(data)

@@ -83,3 +83,45 @@ within() { if [ "$1" -lt $(($2 * 1000)) ]; then ok "$3 (${1} ms)"; else bad "$3:
 # last_run: status|error of the newest sync_run row.
 last_run() { q "SELECT status||'|'||coalesce(error,'') FROM sync_run ORDER BY id DESC LIMIT 1"; }
 runs() { q "SELECT count(*) FROM sync_run"; }
+
+# busy SQL_LIKE: true while a statement of ours matching SQL_LIKE waits
+# for a lock (see hold_lock).
+busy() {
+	[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '$1'")" != 0 ]
+}
+# hold_lock TABLE: a session of ours takes TABLE in SHARE mode and keeps
+# it, so that the apply stops at its first write to TABLE, inside its
+# transaction, for as long as we like (a 20,000-row statement takes a
+# fraction of a second: too quick to catch by polling).  release_lock
+# ends it.
+hold_lock() {
+	rm -f "$W/lock.fifo"
+	mkfifo "$W/lock.fifo"
+	psql -qAtX -d "$DB" <"$W/lock.fifo" >"$W/lock.out" 2>&1 &
+	LOCK_PID=$!
+	exec 7>"$W/lock.fifo"
+	echo "BEGIN; LOCK TABLE $1 IN SHARE MODE; SELECT 'locked';" >&7
+	for _ in $(seq 1 100); do
+		grep -q locked "$W/lock.out" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	bad "could not lock $1"
+}
+release_lock() {
+	# the session may be gone (a restarted server): no SIGPIPE for that
+	(trap '' PIPE && echo "COMMIT;" >&7) 2>/dev/null || true
+	exec 7>&-
+	wait "$LOCK_PID" 2>/dev/null || true
+}
+# gone: waits until no session but ours is left in the test database (a
+# killed client's backend ends when it next reads from its socket: after
+# its statement).
+gone() {
+	for _ in $(seq 1 600); do
+		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}

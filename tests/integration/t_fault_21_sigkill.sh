@@ -45,46 +45,6 @@ PAGE_SIZE=1000 MAX_DEACT_PCT=100 MAX_REMOVALS_PCT=100 config_write
 ids migrate # the tables exist before the first run, so that they can be locked
 eq 0 "$RC" "migrate"
 
-# busy SQL_LIKE: true while a statement of ours matching SQL_LIKE waits
-# for a lock (see hold_lock).
-busy() {
-	[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-		AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '$1'")" != 0 ]
-}
-# hold_lock TABLE: a session of ours takes TABLE in SHARE mode and keeps
-# it, so that the apply stops at its first write to TABLE, inside its
-# transaction, for as long as we like (a 20,000-row statement takes a
-# fraction of a second: too quick to catch by polling).  release_lock
-# ends it.
-hold_lock() {
-	rm -f "$W/lock.fifo"
-	mkfifo "$W/lock.fifo"
-	psql -qAtX -d "$DB" <"$W/lock.fifo" >"$W/lock.out" 2>&1 &
-	LOCK_PID=$!
-	exec 7>"$W/lock.fifo"
-	echo "BEGIN; LOCK TABLE $1 IN SHARE MODE; SELECT 'locked';" >&7
-	for _ in $(seq 1 100); do
-		grep -q locked "$W/lock.out" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	bad "could not lock $1"
-}
-release_lock() {
-	echo "COMMIT;" >&7
-	exec 7>&-
-	wait "$LOCK_PID" 2>/dev/null || true
-}
-at_exit 'exec 7>&- 2>/dev/null'
-# gone: waits until no session of the killed sync is left (its backend
-# ends when it next reads from the socket: after its statement).
-gone() {
-	for _ in $(seq 1 600); do
-		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-			AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" = 0 ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # kill_when WHEN: starts a sync and SIGKILLs it when WHEN happens: a
 # number is milliseconds; TABLE:SQL_LIKE holds a lock on TABLE and kills
 # once a statement matching SQL_LIKE waits for it (then lets it go).
