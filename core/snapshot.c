@@ -58,6 +58,7 @@ struct ids_snapshot_priv {
 	 * member value comes back in group after group, and normalizing it
 	 * once is enough */
 	struct ids_strmap rawdn;
+	struct ids_arena rawtmp; /* rawdn's keys: dropped first, at finish */
 	/* the open group's DN members not yet looked up: resolved in
 	 * batches (flush_members), NUL-terminated in pend_buf */
 	struct ids_buf pend_buf;
@@ -110,6 +111,7 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	for (size_t i = 0; i < 3; i++)
 		ids_strmap_free(&p->refmap[i]);
 	ids_strmap_free(&p->rawdn);
+	ids_arena_free(&p->rawtmp);
 	ids_buf_free(&p->pend_buf);
 	free(p->pend_off);
 	p->pend_off = NULL;
@@ -222,7 +224,7 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
 		/* groups name their members by this DN, mostly spelled the
 		 * same: known now, it is not normalized again there */
-		int rr = u->f[f] ? dn_seen(s->priv, v, n, dn) : -ENOMEM;
+		int rr = u->f[f] ? dn_seen(s->priv, v, n, u->f[f]) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -352,7 +354,7 @@ int ids_snapshot_group_set(struct ids_snapshot *s, enum ids_field f, const char 
 		if (r < 0)
 			return r;
 		*dst = ids_arena_strdup(&s->priv->arena, dn);
-		int rr = *dst ? dn_seen(s->priv, v, n, dn) : -ENOMEM;
+		int rr = *dst ? dn_seen(s->priv, v, n, *dst) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -416,16 +418,32 @@ static long ref_index(struct ids_snapshot_priv *p, enum ids_ref kind, const char
 }
 
 /* Records that raw[0..n) (an entry's own DN as the directory spelled it)
- * normalizes to norm: a membership naming it the same way is then
- * resolved without normalizing. */
+ * normalizes to norm, the entry's stored DN (in the snapshot's arena): a
+ * membership naming it the same way is then resolved without normalizing.
+ * The stored DN itself serves as the reference's string, and as the
+ * spelling's key when the directory spelled it normalized already (as
+ * OpenLDAP mostly does): a million DNs are not copied twice more. */
 static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm)
 {
+	uint32_t v;
+	size_t nn = strlen(norm);
 	if (memchr(raw, '\0', n))
 		return 0;
-	long idx = ref_index(p, IDS_REF_DN, norm, strlen(norm));
-	if (idx < 0)
-		return (int)idx;
-	char *k = ids_arena_strndup(&p->tmp, raw, n);
+	int r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
+	if (r < 0)
+		return r;
+	if (p->nrefs >= MAX_RECORDS)
+		return -E2BIG;
+	long idx;
+	if (ids_strmap_get(&p->refmap[IDS_REF_DN], norm, &v)) {
+		idx = v;
+	} else {
+		if ((r = ids_strmap_put(&p->refmap[IDS_REF_DN], norm, (uint32_t)p->nrefs, NULL)) < 0)
+			return r;
+		idx = (long)p->nrefs;
+		p->refs[p->nrefs++] = (struct ref){norm, IDS_REF_DN};
+	}
+	const char *k = n == nn && memcmp(raw, norm, n) == 0 ? norm : ids_arena_strndup(&p->rawtmp, raw, n);
 	return k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
 }
 
@@ -471,7 +489,7 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 	if ((r = push_member(p, group, (uint32_t)idx)) < 0)
 		goto out;
 	if (kind == IDS_REF_DN && !memchr(raw, '\0', rawn)) {
-		char *k = ids_arena_strndup(&p->tmp, raw, rawn);
+		char *k = ids_arena_strndup(&p->rawtmp, raw, rawn);
 		r = k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
 		r = r < 0 ? r : 0;
 	}
@@ -583,10 +601,10 @@ static int finish_users(struct ids_snapshot *s, uint32_t **ret_map)
 {
 	size_t n = s->nusers;
 	struct keyed *k = malloc((n ? n : 1) * sizeof(*k));
-	struct ids_user *sorted = malloc((n ? n : 1) * sizeof(*sorted));
 	uint32_t *map = malloc((n ? n : 1) * sizeof(*map));
+	uint64_t *done = calloc((n + 63) / 64 + 1, sizeof(*done));
 	int r = -ENOMEM;
-	if (!k || !sorted || !map)
+	if (!k || !map || !done)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct ids_user *u = &s->users[i];
@@ -602,25 +620,38 @@ static int finish_users(struct ids_snapshot *s, uint32_t **ret_map)
 	}
 	qsort(k, n, sizeof(*k), cmp_keyed);
 	for (size_t i = 0; i < n; i++) {
-		sorted[i] = s->users[k[i].idx];
 		map[k[i].idx] = (uint32_t)i;
 		/* two entries with one immutable id: only the first is trusted */
 		if (i > 0 && k[i].key && ids_strcmp0(k[i].key, k[i - 1].key) == 0) {
-			r = set_invalid(s, &sorted[i], NULL, "duplicate external_id");
+			r = set_invalid(s, &s->users[k[i].idx], NULL, "duplicate external_id");
 			if (r < 0)
 				goto out;
 		}
 	}
-	free(s->users);
-	s->users = sorted;
-	sorted = NULL;
-	s->priv->ucap = n;
+	/* into sorted order in place, cycle by cycle: a million users are
+	 * never held twice */
+	for (size_t i = 0; i < n; i++) {
+		if (done[i / 64] >> (i % 64) & 1)
+			continue;
+		struct ids_user carry = s->users[i];
+		size_t at = i;
+		for (;;) {
+			size_t to = map[at];
+			done[to / 64] |= (uint64_t)1 << (to % 64);
+			struct ids_user next = s->users[to];
+			s->users[to] = carry;
+			if (to == i)
+				break;
+			carry = next;
+			at = to;
+		}
+	}
 	*ret_map = map;
 	map = NULL;
 	r = 0;
 out:
 	free(k);
-	free(sorted);
+	free(done);
 	free(map);
 	return r;
 }
@@ -698,13 +729,20 @@ static int resolve_refs(struct ids_snapshot *s, struct resolved *res)
 	res->gid_group = malloc((p->ngids ? p->ngids : 1) * sizeof(uint32_t));
 	if (!res->ref_target || !res->gid_group)
 		goto out;
+	/* only the indexes some reference needs: an LDAP directory names
+	 * members by DN, a cloud one by id (a million users' index is tens of
+	 * megabytes) */
+	bool kind[3] = {false, false, false};
+	for (size_t i = 0; i < p->nrefs; i++)
+		kind[p->refs[i].kind] = true;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < s->nusers; i++) {
 			const struct ids_user *u = &s->users[i];
 			if ((u->invalid != NULL) != (pass == 1))
 				continue;
-			const char *id = u->f[IDS_F_EXTERNAL_ID], *name = u->f[IDS_F_USERNAME];
-			const char *dn = u->f[IDS_F_DN];
+			const char *id = kind[IDS_REF_ID] ? u->f[IDS_F_EXTERNAL_ID] : NULL;
+			const char *name = kind[IDS_REF_USERNAME] ? u->f[IDS_F_USERNAME] : NULL;
+			const char *dn = kind[IDS_REF_DN] ? u->f[IDS_F_DN] : NULL;
 			if ((id && (r = ids_strmap_put(&u_id, id, (uint32_t)i, NULL)) < 0) ||
 			    (name && (r = ids_strmap_put(&u_name, name, (uint32_t)i, NULL)) < 0) ||
 			    (dn && (r = ids_strmap_put(&u_dn, dn, (uint32_t)i, NULL)) < 0))
@@ -1020,6 +1058,13 @@ int ids_snapshot_finish(struct ids_snapshot *s)
 		return -EINVAL;
 	/* a failed finish leaves a half-sorted snapshot: the caller frees it */
 	s->priv->started = true;
+	/* the spellings of member DNs and the interning maps have done their
+	 * work (refs keeps the strings): room for what follows */
+	ids_strmap_free(&s->priv->rawdn);
+	ids_arena_free(&s->priv->rawtmp);
+	for (size_t i = 0; i < 3; i++)
+		ids_strmap_free(&s->priv->refmap[i]);
+	ids_strmap_free(&s->priv->gidmap);
 	r = finish_users(s, &umap);
 	if (r < 0)
 		goto out;
