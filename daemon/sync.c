@@ -318,6 +318,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 
 pull_failed:
 	ids_store_load_abandon(loader); /* the store is ours again */
+	res->error_code = e.code; /* the daemon backs off at retry_max on IDS_E_AUTH */
 	loader = NULL;
 	/* a credential file that is there but malformed is found only now:
 	 * still a configuration error (exit 78), not a transient failure */
