@@ -2,6 +2,7 @@
 """tcpproxy.py — a fault-injecting TCP proxy for the fault tests.
 
     tcpproxy.py --target HOST:PORT --port-file FILE --mode-file FILE [--log FILE]
+                [--dump-up FILE]
 
 Listens on 127.0.0.1 (a free port, written to --port-file once it listens)
 and relays every connection to --target, byte for byte: TLS and StartTLS
@@ -23,6 +24,9 @@ connection, so a test switches modes between runs without restarting):
 A trailing "once" ("cut 4000 once") applies the fault to the next
 connection only; the file then reads "pass" again.  N counts only the
 server-to-client direction, where the search results flow.
+
+--dump-up FILE appends every byte the clients send (what an eavesdropper
+on the wire would see: a test looks for a password in it).
 
 --log gets one line per connection: its number, the mode, the bytes each
 way and how it ended; "bytes_down=..." of a clean run tells a test how
@@ -81,8 +85,9 @@ def read_mode(path):
 class Conn:
     """One proxied connection: two pumps, one shared fate."""
 
-    def __init__(self, num, client, target, mode, n, log):
+    def __init__(self, num, client, target, mode, n, log, dump=None):
         self.num, self.client, self.mode, self.n, self.log = num, client, mode, n, log
+        self.dump = dump
         self.target = target
         self.server = None
         self.down = 0  # server -> client bytes relayed
@@ -160,6 +165,9 @@ class Conn:
                     self.down += len(data)
                 else:
                     self.up += len(data)
+                    if self.dump:
+                        with open(self.dump, "ab") as f:
+                            f.write(data)
         except OSError:
             pass
         # the server hanging up on a stalled connection changes nothing for
@@ -174,6 +182,7 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--mode-file", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--dump-up")
     a = ap.parse_args()
     host, _, port = a.target.rpartition(":")
     target = (host, int(port))
@@ -197,7 +206,7 @@ def main():
             log.write(f"conn {num}: mode=refuse end=refused")
             client.close()
             continue
-        Conn(num, client, target, mode, n, log).start()
+        Conn(num, client, target, mode, n, log, a.dump_up).start()
 
 
 if __name__ == "__main__":

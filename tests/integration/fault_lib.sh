@@ -6,13 +6,14 @@ HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
 PROXY_PID=
 
 # proxy_start: a proxy to the test slapd's ldap:// port; sets PROXY_URI.
+# What idsyncd sends through it is kept in $W/proxy.up.
 # StartTLS goes through it untouched (the certificate names 127.0.0.1).
 proxy_start() {
 	local hostport=${IDS_TEST_LDAP_URI#ldap://}
 	echo pass >"$W/proxy.mode"
 	rm -f "$W/proxy.port" "$W/proxy.log"
 	/usr/bin/python3 "$HARNESS/tcpproxy.py" --target "$hostport" --port-file "$W/proxy.port" \
-		--mode-file "$W/proxy.mode" --log "$W/proxy.log" &
+		--mode-file "$W/proxy.mode" --log "$W/proxy.log" --dump-up "$W/proxy.up" &
 	PROXY_PID=$!
 	for _ in $(seq 1 100); do
 		[ -s "$W/proxy.port" ] && break
