@@ -149,6 +149,13 @@ struct primary {
 	uint32_t sid;	 /* index into p->sid_gid: the group's SID */
 };
 
+/* A set of 128-bit fingerprints (seen_add()): open addressing, two
+ * uint64 per slot, (0, 0) empty. */
+struct seen {
+	uint64_t *fp;
+	size_t cap, len;
+};
+
 struct pull {
 	const struct ids_connector_cfg *cc;
 	const struct ids_ldap_cfg *lc;
@@ -166,7 +173,7 @@ struct pull {
 
 	struct ids_arena keys;	    /* keys of the two sets below */
 	struct ids_strmap disabled; /* "i:ID" / "d:DN" of users disabled_filter matched */
-	struct ids_strmap seen;	    /* the same keys of what the current search emitted */
+	struct seen seen;	    /* the entries the current search emitted */
 	struct entry ent;	    /* the entry being read, reused */
 	struct ids_buf key;	    /* scratch for keys */
 	char idtext[37];	    /* a rendered objectGUID */
@@ -858,6 +865,63 @@ static int entry_key(struct pull *p, const struct entry *e, const struct berval 
 	return r;
 }
 
+/* Adds p->key to the seen set: 1 when added, 0 when it was there.  The
+ * set keeps a 128-bit fingerprint of each key (two independent 64-bit
+ * hashes), not the key: a million entries cost 32 MB rather than 120, and
+ * two different entries would need a 2^-128 coincidence to be taken for
+ * one another. */
+static int seen_add(struct pull *p)
+{
+	struct seen *s = &p->seen;
+	const unsigned char *k = (const unsigned char *)p->key.p;
+	uint64_t a = 0x243f6a8885a308d3ULL, b = ids_hash64(k, p->key.len), w;
+	size_t n = p->key.len;
+	for (; n >= 8; k += 8, n -= 8) {
+		memcpy(&w, k, 8);
+		a = (a ^ w) * 0x9e3779b97f4a7c15ULL;
+		a ^= a >> 31;
+	}
+	w = 0;
+	memcpy(&w, k, n);
+	a = (a ^ w ^ p->key.len) * 0xbf58476d1ce4e5b9ULL;
+	a ^= a >> 29;
+	if (!a && !b)
+		a = 1; /* (0, 0) marks an empty slot */
+	if ((s->len + 1) * 2 > s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 1024;
+		uint64_t *t = calloc(cap * 2, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++) {
+			uint64_t x = s->fp[2 * i], y = s->fp[2 * i + 1];
+			if (!x && !y)
+				continue;
+			size_t j = x & (cap - 1);
+			while (t[2 * j] || t[2 * j + 1])
+				j = (j + 1) & (cap - 1);
+			t[2 * j] = x;
+			t[2 * j + 1] = y;
+		}
+		free(s->fp);
+		s->fp = t;
+		s->cap = cap;
+	}
+	size_t j = a & (s->cap - 1);
+	for (; s->fp[2 * j] || s->fp[2 * j + 1]; j = (j + 1) & (s->cap - 1))
+		if (s->fp[2 * j] == a && s->fp[2 * j + 1] == b)
+			return 0;
+	s->fp[2 * j] = a;
+	s->fp[2 * j + 1] = b;
+	s->len++;
+	return 1;
+}
+
+static void seen_free(struct seen *s)
+{
+	free(s->fp);
+	*s = (struct seen){0};
+}
+
 /* Adds p->key to set m; 1 when added, 0 when it was there. */
 static int set_add(struct pull *p, struct ids_strmap *m)
 {
@@ -874,7 +938,7 @@ static int set_add(struct pull *p, struct ids_strmap *m)
 static int first_time(struct pull *p, const struct entry *e, const struct berval *id)
 {
 	int r = entry_key(p, e, id);
-	return r < 0 ? r : set_add(p, &p->seen);
+	return r < 0 ? r : seen_add(p);
 }
 
 /* disabled_filter matched this entry: remember its id and its DN. */
@@ -1482,7 +1546,7 @@ static int run_search(struct pull *p, const struct search *sr)
 	size_t entries = 0, npages;
 	int r;
 
-	ids_strmap_free(&p->seen);
+	seen_free(&p->seen);
 	for (;;) {
 		ber_bvfree(cookie);
 		cookie = NULL;
@@ -1929,7 +1993,7 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	free_msgs(&p);
 	free(p.msgs);
 	ids_buf_free(&p.key);
-	ids_strmap_free(&p.seen);
+	seen_free(&p.seen);
 	ids_strmap_free(&p.disabled);
 	ids_arena_free(&p.keys);
 	free(p.ranged);
