@@ -32,6 +32,9 @@ ou_create
 	# octet string, the one place slapd lets invalid UTF-8 through)
 	person "uid=emoji" "uid: emoji" "cn: emoji" "givenName: Zoë 😀" "sn: Ελληνικά" \
 		"mail: emoji@example.org" "audio:: $(b64 'Žluťoučký kůň 😀')"
+	# the bytes COPY gives a meaning (tab, newline, CR, backslash, \N, \.)
+	person "uid=copy" "uid: copy" "cn: copy" "givenName:: $(b64 'a\tb\\N\nc\r\\.')" "sn:: $(b64 '\\.')" \
+		"mail: copy@example.org"
 	# a NUL byte in the e-mail: skipped
 	person "uid=nulmail" "uid: nulmail" "cn: nulmail" "sn: x" "mail:: $(b64 'nul\0mail@example.org')"
 	# invalid UTF-8 in a mapped field: skipped
@@ -51,7 +54,7 @@ ou_create
 	printf 'dn: cn=Team\\, B,ou=groups,%s\nobjectClass: groupOfNames\ncn: Team, B\n' "$OU"
 	printf 'member: UID=jnovak + CN=Novák\\2C Jan,ou=people,%s\n\n' "$OU"
 	printf 'dn: cn=CC-Support,ou=groups,%s\nobjectClass: groupOfNames\ncn: CC-Support\n' "$OU"
-	for rdn in uid=obrien cn=filt uid=emoji uid=nulmail uid=bad8 uid=big uid=bigdesc uid=dupa uid=dupb cn=nouid; do
+	for rdn in uid=copy uid=obrien cn=filt uid=emoji uid=nulmail uid=bad8 uid=big uid=bigdesc uid=dupa uid=dupb cn=nouid; do
 		printf 'member: %s,ou=people,%s\n' "$rdn" "$OU"
 	done
 	printf 'member: CN=Team\\2c B, OU=groups, %s\n\n' "$OU"
@@ -75,7 +78,7 @@ eq 0 "$(printf '%s\n' "$OUT" | grep -c '^DROP\|^--')" "plan lines are not split 
 
 ids sync
 eq 0 "$RC" "sync exits 0 despite the bad entries"
-eq "*)(uid=*,bigdesc,emoji,jnovak,o'brien" \
+eq "*)(uid=*,bigdesc,copy,emoji,jnovak,o'brien" \
 	"$(q "SELECT string_agg(username, ',' ORDER BY username) FROM app_user WHERE active AND username NOT LIKE 'dup%'")" \
 	"the good users are synced"
 eq 1 "$(q "SELECT count(*) FROM app_user WHERE username IN ('dupa','dupb')")" "one of two users sharing an e-mail"
@@ -86,7 +89,9 @@ eq "O'Brien|o'brien@example.org" "$(q "SELECT first_name||'|'||email FROM app_us
 eq 'a\b(c)*' "$(q "SELECT first_name FROM app_user WHERE email = 'filt@example.org'")" "filter metacharacters stored"
 eq "Zoë 😀|Ελληνικά|Žluťoučký kůň 😀" "$(q "SELECT first_name||'|'||last_name||'|'||display_name FROM app_user WHERE username='emoji'")" \
 	"emoji and Greek stored as UTF-8"
-eq 6 "$(q "SELECT count(*) FROM app_user")" "no row for a skipped user"
+eq 7 "$(q "SELECT count(*) FROM app_user")" "no row for a skipped user"
+eq "$(printf 'a\tb\\N\nc\r\\.|\\.')" "$(q "SELECT first_name||'|'||last_name FROM app_user WHERE username='copy'")" \
+	"tab, newline, CR, backslash, \\N and \\. stored as they are"
 
 # grants through both DN spellings and the nested group with a comma
 eq "support:operator" "$(q "SELECT string_agg(t.slug||':'||r.role, ',') FROM tenant_role r JOIN tenant t ON t.id=r.tenant_id
