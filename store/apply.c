@@ -1,14 +1,22 @@
 /* apply.c — ids_store_apply(): a plan, its audit rows and its sync_run row
  * in ONE transaction (semantics.md, safety rule 4).
  *
- * The plan is copied into temporary staging tables with COPY, then a fixed
- * list of set-based statements joins them with the real tables: the number
- * of statements is the same for 1 user or 100 000.  Users are found by id
- * and checked against (company, connector, external id); grant rows are
- * found by the user's (connector, external id) and the tenant's slug in the
- * company, so no statement can reach into another company.  Grant rows
- * whose source is not this connector (made by hand, NULL) are never
- * deleted or changed.
+ * Changes to rows that exist are copied into temporary staging tables
+ * with COPY, then a fixed list of set-based statements joins them with the
+ * real tables: the number of statements is the same for 1 user or
+ * 100 000, and a statement with nothing staged for it is not sent.  Users
+ * are found by id and checked against (company, connector, external id);
+ * grant rows by their user's id, checked the same way, and the tenant's
+ * slug in the company, so no statement can reach into another company.
+ * Grant rows whose source is not this connector (made by hand, NULL) are
+ * never deleted or changed.
+ *
+ * What is new goes in with COPY straight into the real tables: users
+ * created by the plan (their ids drawn from app_user's sequence first),
+ * their grants (a brand-new user cannot have a row made by hand), and the
+ * audit rows.  An initial sync then costs what COPYing its rows costs, not
+ * twice that (staging, then INSERT ... SELECT).  The company-isolation
+ * triggers check these rows like any others.
  *
  * Audit: one row per user and action.  A user's grants of one run share
  * one `grant` row (and its removals one `revoke` row) whose detail lists
@@ -36,32 +44,49 @@
 #define INT8OID 20
 #define TEXTOID 25
 
-/* The staging tables live in pg_temp and vanish at COMMIT or ROLLBACK. */
+/* The staging tables live in pg_temp and vanish at COMMIT or ROLLBACK.
+ * ids_s_grant.user_id is looked up once, by external id (find_users), and
+ * the statements then reach users by primary key. */
 static const char staging_sql[] =
     "CREATE TEMP TABLE ids_s_tenant (slug text NOT NULL) ON COMMIT DROP;"
+    "CREATE TEMP TABLE ids_s_group (tenant text NOT NULL, name text NOT NULL) ON COMMIT DROP;"
     "CREATE TEMP TABLE ids_s_user (seq int NOT NULL, id bigint, external_id text,"
     " username text, email text, first_name text, last_name text, display_name text,"
     " company_admin bool NOT NULL, reason text,"
-    " op_create bool NOT NULL, op_adopt bool NOT NULL, op_update bool NOT NULL,"
+    " op_adopt bool NOT NULL, op_update bool NOT NULL,"
     " op_deactivate bool NOT NULL, op_reactivate bool NOT NULL, op_reason bool NOT NULL,"
     " ch_username bool NOT NULL, ch_email bool NOT NULL, ch_first_name bool NOT NULL,"
     " ch_last_name bool NOT NULL, ch_display_name bool NOT NULL,"
     " ch_company_admin bool NOT NULL, ch_auth bool NOT NULL) ON COMMIT DROP;"
     "CREATE TEMP TABLE ids_s_grant (seq int NOT NULL, op text NOT NULL, kind text NOT NULL,"
-    " external_id text NOT NULL, tenant text NOT NULL, name text NOT NULL, slots int) ON COMMIT DROP;"
-    "CREATE TEMP TABLE ids_s_audit (seq int NOT NULL, action text NOT NULL, user_id bigint,"
-    " external_id text, detail text NOT NULL) ON COMMIT DROP";
+    " user_id bigint, external_id text NOT NULL, tenant text NOT NULL, name text NOT NULL, slots int)"
+    " ON COMMIT DROP";
+
+/* Ids by name, read back from the database: tenants by slug, operator
+ * groups by "slug\tname", users by external id. */
+struct ids_by_name {
+	struct ids_strmap map; /* name -> index into id */
+	int64_t *id;
+	size_t n, cap;
+	struct ids_arena keys;
+};
 
 /* State of one apply: the statements' common parameters
  * ($1 company id, $2 connector, $3 run id, $4 idp) and the error. */
 struct apply {
 	struct ids_store *st;
+	const struct ids_plan *p;
 	const char *params[4];
 	char company[24], run_id[24];
+	int64_t run;
 	struct ids_buf copy; /* COPY data not yet sent */
+	struct ids_buf key;  /* scratch: a "slug\tname" key */
 	struct ids_error *err;
-	long rows;   /* rows the statements wrote */
-	long audits; /* audit rows staged */
+	long rows;   /* rows the statements and COPYs wrote */
+	struct ids_by_name created;  /* users the plan creates, by external id */
+	struct ids_by_name found;    /* users with a row whose grants change */
+	struct ids_by_name tenants;  /* the company's tenants */
+	struct ids_by_name groups;   /* its operator groups */
 };
 
 /* ---------------- statements ---------------- */
@@ -141,7 +166,7 @@ static int copy_begin(struct apply *a, const char *sql)
 	PGresult *res = PQexec(a->st->conn, sql);
 	int r = 0;
 	if (!res || PQresultStatus(res) != PGRES_COPY_IN)
-		r = ids_store_fail(a->st, res, "staging the plan", a->err);
+		r = ids_store_fail(a->st, res, "copying the plan", a->err);
 	PQclear(res);
 	ids_buf_reset(&a->copy);
 	return r;
@@ -153,23 +178,27 @@ static int copy_flush(struct apply *a, bool force)
 	if (a->copy.len == 0 || (!force && a->copy.len < COPY_CHUNK))
 		return 0;
 	if (a->copy.len > INT_MAX || PQputCopyData(a->st->conn, a->copy.p, (int)a->copy.len) != 1)
-		return ids_store_fail(a->st, NULL, "staging the plan", a->err);
+		return ids_store_fail(a->st, NULL, "copying the plan", a->err);
 	ids_buf_reset(&a->copy);
 	return 0;
 }
 
-static int copy_end(struct apply *a)
+/* Ends a COPY; `what` names it in errors.  count: it wrote real rows
+ * (not staging), which rows_written counts. */
+static int copy_end(struct apply *a, const char *what, bool count)
 {
 	PGresult *res;
 	int r = copy_flush(a, true);
 	if (r < 0)
 		return r;
 	if (PQputCopyEnd(a->st->conn, NULL) != 1)
-		return ids_store_fail(a->st, NULL, "staging the plan", a->err);
+		return ids_store_fail(a->st, NULL, what, a->err);
 	/* The COPY's own result, then NULL. */
 	while ((res = PQgetResult(a->st->conn)) != NULL) {
 		if (r >= 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
-			r = ids_store_fail(a->st, res, "staging the plan", a->err);
+			r = ids_store_fail(a->st, res, what, a->err);
+		else if (r >= 0 && count)
+			a->rows += strtol(PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 	}
 	return r;
@@ -270,18 +299,15 @@ static int update_detail(struct ids_buf *d, const struct ids_plan_user *u, const
 	return r;
 }
 
-/* One ids_s_audit row. */
-static int audit_row(struct apply *a, long *seq, const char *action, int64_t user_id, const char *external_id,
-		     const char *detail)
+/* One audit_log row (COPY run_id, user_id, action, detail): user_id 0 is
+ * none. */
+static int audit_row(struct apply *a, const char *action, int64_t user_id, const char *detail)
 {
-	a->audits++;
-	int r = copy_num(&a->copy, (*seq)++, false, true);
-	if (r >= 0)
-		r = copy_field(&a->copy, action, false);
+	int r = copy_num(&a->copy, a->run, false, true);
 	if (r >= 0)
 		r = copy_num(&a->copy, user_id, true, false);
 	if (r >= 0)
-		r = copy_field(&a->copy, external_id, false);
+		r = copy_field(&a->copy, action, false);
 	if (r >= 0)
 		r = copy_field(&a->copy, detail, false);
 	if (r >= 0)
@@ -290,7 +316,7 @@ static int audit_row(struct apply *a, long *seq, const char *action, int64_t use
 }
 
 /* The audit rows of one plan user, in the order things happen to it. */
-static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u, const char *idp)
+static int audit_user(struct apply *a, const struct ids_plan_user *u, int64_t uid, const char *idp)
 {
 	struct ids_buf d = {0};
 	const struct ids_cur_user *c = u->cur;
@@ -305,7 +331,7 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
 		if (r >= 0)
-			r = audit_row(a, seq, "create", u->id, u->external_id, d.p);
+			r = audit_row(a, "create", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_ADOPT)) {
 		ids_buf_reset(&d);
@@ -314,10 +340,10 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
 		if (r >= 0)
-			r = audit_row(a, seq, "adopt", u->id, u->external_id, d.p);
+			r = audit_row(a, "adopt", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_REACTIVATE))
-		r = audit_row(a, seq, "reactivate", u->id, u->external_id, "{}");
+		r = audit_row(a, "reactivate", uid, "{}");
 	/* Adoption itself switches the user to SSO; its other changes
 	 * (names, e-mail following the directory) are an update. */
 	if (r >= 0 &&
@@ -325,7 +351,7 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		ids_buf_reset(&d);
 		r = update_detail(&d, u, idp);
 		if (r >= 0)
-			r = audit_row(a, seq, "update", u->id, u->external_id, d.p);
+			r = audit_row(a, "update", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_DEACTIVATE)) {
 		ids_buf_reset(&d);
@@ -333,7 +359,7 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
 		if (r >= 0)
-			r = audit_row(a, seq, "deactivate", u->id, u->external_id, d.p);
+			r = audit_row(a, "deactivate", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_REASON)) {
 		/* already inactive: only the reason moves, as an update */
@@ -343,7 +369,7 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
 		if (r >= 0)
-			r = audit_row(a, seq, "update", u->id, u->external_id, d.p);
+			r = audit_row(a, "update", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_CONFLICT)) {
 		ids_buf_reset(&d);
@@ -355,7 +381,7 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
 		if (r >= 0)
-			r = audit_row(a, seq, "conflict", u->id, u->external_id, d.p);
+			r = audit_row(a, "conflict", uid, d.p);
 	}
 	if (r >= 0 && (f & IDS_PU_SKIP_INVALID)) {
 		ids_buf_reset(&d);
@@ -364,11 +390,8 @@ static int audit_user(struct apply *a, long *seq, const struct ids_plan_user *u,
 			r = json_kv(&d, "reason", u->reason, false);
 		if (r >= 0)
 			r = ids_buf_putc(&d, '}');
-		/* The external id of an invalid user may itself be what is
-		 * wrong with it: not used to find the user then. */
-		bool ok = u->external_id && ids_utf8_valid(u->external_id, strlen(u->external_id));
 		if (r >= 0)
-			r = audit_row(a, seq, "skip_invalid", u->id, ok ? u->external_id : NULL, d.p);
+			r = audit_row(a, "skip_invalid", uid, d.p);
 	}
 	ids_buf_free(&d);
 	return r;
@@ -403,11 +426,10 @@ static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
 	return r < 0 ? r : ids_buf_putc(d, '}');
 }
 
-/* The audit rows of the grants g[0..n) of one user (one external id):
- * a `grant` row listing what was added or changed, a `revoke` row listing
- * what was removed, each only when there is something to list. */
-static int audit_grants(struct apply *a, long *seq, const struct ids_plan_grant *g, size_t n,
-			struct ids_buf *d)
+/* The audit rows of the grants g[0..n) of one user (one external id, row
+ * uid): a `grant` row listing what was added or changed, a `revoke` row
+ * listing what was removed, each only when there is something to list. */
+static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t n, int64_t uid, struct ids_buf *d)
 {
 	int r = 0;
 	for (int revoke = 0; revoke < 2 && r >= 0; revoke++) {
@@ -425,12 +447,88 @@ static int audit_grants(struct apply *a, long *seq, const struct ids_plan_grant 
 		}
 		if (r >= 0 && any)
 			r = ids_buf_puts(d, "]}");
-		/* the user id comes from (connector, external id) at insert
-		 * time: a user created in this run has none yet */
 		if (r >= 0 && any)
-			r = audit_row(a, seq, revoke ? "revoke" : "grant", 0, g[0].external_id, d->p);
+			r = audit_row(a, revoke ? "revoke" : "grant", uid, d->p);
 	}
 	return r;
+}
+
+/* ---------------- ids by name ---------------- */
+
+static int by_name_add(struct ids_by_name *m, const char *name, int64_t id)
+{
+	int r = ids_grow(&m->id, &m->cap, m->n + 1, sizeof(*m->id));
+	if (r < 0)
+		return r;
+	char *k = ids_arena_strdup(&m->keys, name);
+	if (!k)
+		return -ENOMEM;
+	r = ids_strmap_put(&m->map, k, (uint32_t)m->n, NULL);
+	if (r > 0)
+		m->id[m->n++] = id;
+	return r < 0 ? r : 0;
+}
+
+/* The id of name, 0 when unknown. */
+static int64_t by_name_get(const struct ids_by_name *m, const char *name)
+{
+	uint32_t i;
+	return name && ids_strmap_get(&m->map, name, &i) ? m->id[i] : 0;
+}
+
+static void by_name_free(struct ids_by_name *m)
+{
+	ids_strmap_free(&m->map);
+	free(m->id);
+	ids_arena_free(&m->keys);
+	*m = (struct ids_by_name){0};
+}
+
+/* Reads (id, name) rows of sql ($1 the company) into m. */
+static int by_name_load(struct apply *a, struct ids_by_name *m, const char *sql, const char *what)
+{
+	PGresult *res = NULL;
+	const char *prm[] = {a->company};
+	int r = ids_store_exec(a->st, sql, 1, prm, PGRES_TUPLES_OK, &res, what, a->err);
+	for (int i = 0, n = r < 0 ? 0 : PQntuples(res); i < n && r >= 0; i++) {
+		int64_t id;
+		if (ids_store_parse_i64(PQgetvalue(res, i, 0), &id) < 0)
+			r = ids_error_set(a->err, IDS_E_DB, "%s: not an id: %s", what, PQgetvalue(res, i, 0));
+		else
+			r = by_name_add(m, PQgetvalue(res, i, 1), id);
+	}
+	PQclear(res);
+	return r;
+}
+
+/* The "slug\tname" key of an operator group, in a->key. */
+static const char *group_key(struct apply *a, const char *tenant, const char *name)
+{
+	ids_buf_reset(&a->key);
+	if (ids_buf_puts(&a->key, tenant) < 0 || ids_buf_putc(&a->key, '\t') < 0 || ids_buf_puts(&a->key, name) < 0)
+		return NULL;
+	return a->key.p;
+}
+
+/* The row of a grant's user: the one drawn for a user the plan creates,
+ * or the one found for a user that has a row; 0 when none. */
+static int64_t grant_user(const struct apply *a, const struct ids_plan_grant *g)
+{
+	int64_t id = by_name_get(&a->created, g->external_id);
+	return id ? id : by_name_get(&a->found, g->external_id);
+}
+
+static bool is_created(const struct apply *a, const struct ids_plan_grant *g)
+{
+	return by_name_get(&a->created, g->external_id) != 0;
+}
+
+/* The row of a plan user: its own, or the one drawn when it is created. */
+static int64_t plan_user_id(const struct apply *a, const struct ids_plan_user *u)
+{
+	if (u->id)
+		return u->id;
+	return (u->flags & IDS_PU_CREATE) ? by_name_get(&a->created, u->external_id) : 0;
 }
 
 /* ---------------- staging ---------------- */
@@ -441,12 +539,55 @@ static int audit_grants(struct apply *a, long *seq, const struct ids_plan_grant 
  * trips, not thirty). */
 struct expect {
 	long adopt, deactivate, reason, update, reactivate, create;
-	long grants[3][IDS_GRANT__COUNT]; /* [op][kind] */
-	long tenants;
+	long grants[3][IDS_GRANT__COUNT]; /* [op][kind], staged ones */
+	long direct[IDS_GRANT__COUNT];    /* adds for created users, by kind */
+	long tenants, groups;             /* new tenants, groups named */
 };
 
-static int stage_tenants(struct apply *a, const struct ids_plan *p, struct expect *e)
+/* Draws an id from app_user's sequence for every user the plan creates,
+ * in plan order (nextval one by one: the platform may insert users
+ * meanwhile, and each value is ours alone). */
+static int draw_ids(struct apply *a, struct expect *e)
 {
+	const struct ids_plan *p = a->p;
+	PGresult *res = NULL;
+	char n[24];
+	for (size_t i = 0; i < p->nusers; i++)
+		e->create += !!(p->users[i].flags & IDS_PU_CREATE);
+	if (!e->create)
+		return 0;
+	snprintf(n, sizeof(n), "%ld", e->create);
+	const char *prm[] = {n};
+	int r = ids_store_exec(a->st,
+			       "SELECT nextval(pg_catalog.pg_get_serial_sequence('app_user', 'id'))"
+			       " FROM pg_catalog.generate_series(1, $1::int)",
+			       1, prm, PGRES_TUPLES_OK, &res, "drawing user ids", a->err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != e->create)
+		r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: %d ids for %ld users", PQntuples(res),
+				  e->create);
+	for (size_t i = 0, k = 0; i < p->nusers && r >= 0; i++) {
+		const struct ids_plan_user *u = &p->users[i];
+		int64_t id;
+		if (!(u->flags & IDS_PU_CREATE))
+			continue;
+		if (!u->external_id)
+			r = ids_error_set(a->err, IDS_E_INVALID, "plan: a user to create has no external id");
+		else if (ids_store_parse_i64(PQgetvalue(res, (int)k++, 0), &id) < 0)
+			r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: not an id");
+		else if (by_name_get(&a->created, u->external_id))
+			r = ids_error_set(a->err, IDS_E_INVALID, "plan: user %s created twice", u->external_id);
+		else
+			r = by_name_add(&a->created, u->external_id, id);
+	}
+	PQclear(res);
+	return r;
+}
+
+static int stage_tenants(struct apply *a, struct expect *e)
+{
+	const struct ids_plan *p = a->p;
 	e->tenants = (long)p->new_tenants.n;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_tenant (slug) FROM STDIN");
 	for (size_t i = 0; i < p->new_tenants.n && r >= 0; i++) {
@@ -456,20 +597,50 @@ static int stage_tenants(struct apply *a, const struct ids_plan *p, struct expec
 		if (r >= 0)
 			r = copy_flush(a, false);
 	}
-	return r < 0 ? r : copy_end(a);
+	return r < 0 ? r : copy_end(a, "staging the tenants", false);
 }
 
-static int stage_users(struct apply *a, const struct ids_plan *p, struct expect *e)
+/* The operator groups memberships are added to, each once. */
+static int stage_groups(struct apply *a, struct expect *e)
 {
+	const struct ids_plan *p = a->p;
+	struct ids_strmap seen = {0};
+	struct ids_arena keys = {0};
+	int r = copy_begin(a, "COPY pg_temp.ids_s_group (tenant, name) FROM STDIN");
+	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
+		const struct ids_plan_grant *g = &p->grants[i];
+		if (g->op != IDS_GOP_ADD || g->kind != IDS_GRANT_GROUP || !g->tenant || !g->name)
+			continue;
+		const char *k = group_key(a, g->tenant, g->name);
+		char *c = k ? ids_arena_strdup(&keys, k) : NULL;
+		r = c ? ids_strmap_put(&seen, c, 0, NULL) : -ENOMEM;
+		if (r <= 0)
+			continue;
+		e->groups++;
+		r = copy_field(&a->copy, g->tenant, true);
+		if (r >= 0)
+			r = copy_field(&a->copy, g->name, false);
+		if (r >= 0)
+			r = ids_buf_putc(&a->copy, '\n');
+		if (r >= 0)
+			r = copy_flush(a, false);
+	}
+	ids_strmap_free(&seen);
+	ids_arena_free(&keys);
+	return r < 0 ? r : copy_end(a, "staging the operator groups", false);
+}
+
+/* Users whose row changes; the ones created go in directly (create_users). */
+static int stage_users(struct apply *a, struct expect *e)
+{
+	const struct ids_plan *p = a->p;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_user FROM STDIN");
 	for (size_t i = 0; i < p->nusers && r >= 0; i++) {
 		const struct ids_plan_user *u = &p->users[i];
 		unsigned f = u->flags, ch = u->changed;
 		/* conflicts and invalid users change nothing: audit rows only */
-		if (!(f & (IDS_PU_CREATE | IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE |
-			   IDS_PU_REACTIVATE | IDS_PU_REASON)))
+		if (!(f & (IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE | IDS_PU_REASON)))
 			continue;
-		e->create += !!(f & IDS_PU_CREATE);
 		e->adopt += !!(f & IDS_PU_ADOPT);
 		e->update += !!(f & (IDS_PU_UPDATE | IDS_PU_ADOPT));
 		e->deactivate += !!(f & IDS_PU_DEACTIVATE);
@@ -478,11 +649,10 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 		const char *text[] = {u->external_id, u->username,  u->email,
 				      u->first_name,  u->last_name, u->display_name};
 		const bool bits[] = {
-		    f & IDS_PU_CREATE,	   f & IDS_PU_ADOPT,	     f & IDS_PU_UPDATE,
-		    f & IDS_PU_DEACTIVATE, f & IDS_PU_REACTIVATE,    f & IDS_PU_REASON,
-		    ch & IDS_CH_USERNAME,  ch & IDS_CH_EMAIL,	     ch & IDS_CH_FIRST_NAME,
-		    ch & IDS_CH_LAST_NAME, ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN,
-		    ch & IDS_CH_AUTH,
+		    f & IDS_PU_ADOPT,	   f & IDS_PU_UPDATE,	     f & IDS_PU_DEACTIVATE,
+		    f & IDS_PU_REACTIVATE, f & IDS_PU_REASON,	     ch & IDS_CH_USERNAME,
+		    ch & IDS_CH_EMAIL,	   ch & IDS_CH_FIRST_NAME,   ch & IDS_CH_LAST_NAME,
+		    ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN, ch & IDS_CH_AUTH,
 		};
 		r = copy_num(&a->copy, (int64_t)i, false, true);
 		if (r >= 0)
@@ -501,20 +671,27 @@ static int stage_users(struct apply *a, const struct ids_plan *p, struct expect 
 		if (r >= 0)
 			r = copy_flush(a, false);
 	}
-	return r < 0 ? r : copy_end(a);
+	return r < 0 ? r : copy_end(a, "staging the users", false);
 }
 
-static int stage_grants(struct apply *a, const struct ids_plan *p, struct expect *e)
+/* Grant changes on users that have a row; the adds of users the plan
+ * creates are only counted here (create_grants writes them). */
+static int stage_grants(struct apply *a, struct expect *e)
 {
 	static const char *const ops[] = {
 	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
+	const struct ids_plan *p = a->p;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_grant FROM STDIN");
 	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
 		const struct ids_plan_grant *g = &p->grants[i];
-		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT) {
-			r = ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu has an unknown op or kind",
-					  i);
+		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT || !g->external_id ||
+		    !g->tenant || !g->name) {
+			r = ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
 			break;
+		}
+		if (g->op == IDS_GOP_ADD && is_created(a, g)) {
+			e->direct[g->kind]++;
+			continue;
 		}
 		e->grants[g->op][g->kind]++;
 		r = copy_num(&a->copy, (int64_t)i, false, true);
@@ -522,6 +699,8 @@ static int stage_grants(struct apply *a, const struct ids_plan *p, struct expect
 			r = copy_field(&a->copy, ops[g->op], false);
 		if (r >= 0)
 			r = copy_field(&a->copy, kind_word(g->kind), false);
+		if (r >= 0)
+			r = copy_field(&a->copy, NULL, false);
 		if (r >= 0)
 			r = copy_field(&a->copy, g->external_id, false);
 		if (r >= 0)
@@ -536,37 +715,19 @@ static int stage_grants(struct apply *a, const struct ids_plan *p, struct expect
 		if (r >= 0)
 			r = copy_flush(a, false);
 	}
-	return r < 0 ? r : copy_end(a);
-}
-
-static int stage_audit(struct apply *a, const struct ids_plan *p, const char *idp)
-{
-	struct ids_buf d = {0};
-	long seq = 0;
-	int r = copy_begin(a, "COPY pg_temp.ids_s_audit FROM STDIN");
-	for (size_t i = 0; i < p->nusers && r >= 0; i++)
-		r = audit_user(a, &seq, &p->users[i], idp);
-	/* the plan keeps a user's grants together: one run per user */
-	for (size_t i = 0, j; i < p->ngrants && r >= 0; i = j) {
-		for (j = i + 1; j < p->ngrants && ids_strcmp0(p->grants[j].external_id, p->grants[i].external_id) == 0;
-		     j++)
-			;
-		r = audit_grants(a, &seq, &p->grants[i], j - i, &d);
-	}
-	ids_buf_free(&d);
-	return r < 0 ? r : copy_end(a);
+	return r < 0 ? r : copy_end(a, "staging the grants", false);
 }
 
 /* ---------------- the statements ---------------- */
 
-/* A grant row's user and tenant, from the staged grant g: the user the
- * connector owns with that external id, the tenant of the company with
- * that slug. */
+/* A staged grant's user (by id, checked to be the connector's user with
+ * that external id in the company) and tenant (by slug in the company). */
 #define GRANT_JOIN                                                                                           \
-	" JOIN app_user u ON u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"          \
+	" JOIN app_user u ON u.id = g.user_id AND u.company_id = $1 AND u.source = $2"                       \
+	" AND u.external_id = g.external_id"                                                                  \
 	" JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
 #define GRANT_WHERE                                                                                          \
-	" u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"                             \
+	" u.id = g.user_id AND u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"        \
 	" AND t.company_id = $1 AND t.slug = g.tenant"
 
 static int apply_users(struct apply *a, const struct expect *e)
@@ -623,37 +784,91 @@ static int apply_users(struct apply *a, const struct expect *e)
 		    " WHERE s.op_reactivate AND u.id = s.id AND u.company_id = $1 AND u.source = $2"
 		    " AND u.external_id = s.external_id",
 		    e->reactivate);
+	return r;
+}
+
+/* The users the plan creates, straight into app_user with their drawn
+ * ids, in plan order. */
+static int create_users(struct apply *a, const struct expect *e)
+{
+	const struct ids_plan *p = a->p;
+	long before = a->rows;
+	if (!e->create)
+		return 0;
+	int r = copy_begin(a, "COPY app_user (id, company_id, source, external_id, username, email, first_name,"
+			      " last_name, display_name, auth_method, idp, company_admin) FROM STDIN");
+	for (size_t i = 0; i < p->nusers && r >= 0; i++) {
+		const struct ids_plan_user *u = &p->users[i];
+		if (!(u->flags & IDS_PU_CREATE))
+			continue;
+		const char *text[] = {a->params[1], u->external_id, u->username,     u->email,
+				      u->first_name, u->last_name,  u->display_name, "sso",
+				      a->params[3]};
+		r = copy_num(&a->copy, by_name_get(&a->created, u->external_id), false, true);
+		if (r >= 0)
+			r = copy_field(&a->copy, a->company, false);
+		for (size_t k = 0; k < sizeof(text) / sizeof(text[0]) && r >= 0; k++)
+			r = copy_field(&a->copy, text[k], false);
+		if (r >= 0)
+			r = copy_bool(&a->copy, u->company_admin);
+		if (r >= 0)
+			r = ids_buf_putc(&a->copy, '\n');
+		if (r >= 0)
+			r = copy_flush(a, false);
+	}
 	if (r >= 0)
-		r = stmt(a, "creating users",
-			 "INSERT INTO app_user (company_id, source, external_id, username, email, first_name,"
-			 " last_name, display_name, auth_method, idp, company_admin)"
-			 " SELECT $1, $2, s.external_id, s.username, s.email, s.first_name, s.last_name,"
-			 " s.display_name, 'sso', $4, s.company_admin"
-			 " FROM pg_temp.ids_s_user s WHERE s.op_create ORDER BY s.seq",
-			 e->create);
+		r = copy_end(a, "creating users", true);
+	if (r >= 0 && a->rows - before != e->create)
+		r = ids_error_set(a->err, IDS_E_DB, "creating users: %ld of %ld written", a->rows - before, e->create);
 	return r;
 }
 
 /* Grant tables with a (user, tenant, name) key; operator groups have
  * their own statements (the name leads to a group row). */
 static const struct {
-	const char *kind, *table, *column;
+	enum ids_grant_kind kind;
+	const char *word, *table, *column;
 } grant_tables[] = {
-    {"role", "tenant_role", "role"},
-    {"channel", "channel_grant", "channel"},
-    {"slot", "slot_limit", "channel_group"},
+    {IDS_GRANT_ROLE, "role", "tenant_role", "role"},
+    {IDS_GRANT_CHANNEL, "channel", "channel_grant", "channel"},
+    {IDS_GRANT_SLOT, "slot", "slot_limit", "channel_group"},
 };
+
+/* The rows of the users whose grants change, found once by (connector,
+ * external id) for every statement (which then go by primary key) and
+ * for the audit.  A grant whose user the connector does not own keeps no
+ * id: the statements' joins drop it. */
+static int find_users(struct apply *a, const struct expect *e)
+{
+	long staged = 0, rows = a->rows;
+	for (int op = 0; op < 3; op++)
+		for (int k = 0; k < IDS_GRANT__COUNT; k++)
+			staged += e->grants[op][k];
+	if (!staged)
+		return 0;
+	int r = stmt(a, "finding users",
+		     "UPDATE pg_temp.ids_s_grant g SET user_id = u.id FROM app_user u"
+		     " WHERE u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id",
+		     -1);
+	/* staging rows are not the database's: not counted as written */
+	a->rows = rows;
+	if (r >= 0)
+		r = by_name_load(a, &a->found,
+				 "SELECT DISTINCT user_id, external_id FROM pg_temp.ids_s_grant"
+				 " WHERE user_id IS NOT NULL AND $1::bigint IS NOT NULL",
+				 "finding users");
+	return r;
+}
 
 static int apply_grants(struct apply *a, const struct expect *e)
 {
-	static const enum ids_grant_kind table_kind[] = {IDS_GRANT_ROLE, IDS_GRANT_CHANNEL, IDS_GRANT_SLOT};
 	struct ids_buf sql = {0};
 	int r = 0;
 
 	/* Removals first: only rows this connector owns (x.source = $2), so
 	 * a hand-made row (source NULL) is never deleted. */
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
-		if (!e->grants[IDS_GOP_REMOVE][table_kind[i]])
+		if (!e->grants[IDS_GOP_REMOVE][grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
 		r = ids_buf_printf(
@@ -661,7 +876,7 @@ static int apply_grants(struct apply *a, const struct expect *e)
 		    "DELETE FROM %s x USING pg_temp.ids_s_grant g, app_user u, tenant t"
 		    " WHERE g.op = 'remove' AND g.kind = '%s' AND" GRANT_WHERE
 		    " AND x.user_id = u.id AND x.tenant_id = t.id AND x.%s = g.name AND x.source = $2",
-		    grant_tables[i].table, grant_tables[i].kind, grant_tables[i].column);
+		    grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
 		if (r >= 0)
 			r = stmt(a, "removing grants", sql.p, -1);
 	}
@@ -675,20 +890,19 @@ static int apply_grants(struct apply *a, const struct expect *e)
 			 -1);
 
 	/* Operator groups that a membership needs and the tenant lacks. */
-	if (r >= 0 && e->grants[IDS_GOP_ADD][IDS_GRANT_GROUP])
+	if (r >= 0 && e->groups)
 		r = stmt(a, "creating operator groups",
 			 "INSERT INTO operator_group (tenant_id, name)"
-			 " SELECT DISTINCT t.id, g.name FROM pg_temp.ids_s_grant g"
+			 " SELECT DISTINCT t.id, g.name FROM pg_temp.ids_s_group g"
 			 " JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
-			 " WHERE g.op = 'add' AND g.kind = 'group'"
 			 " ON CONFLICT (tenant_id, name) DO NOTHING",
 			 -1);
 
-	/* Additions: an existing row with the same key (one made by hand)
-	 * stays as it is. */
+	/* Additions to existing users: a row with the same key made by hand
+	 * meanwhile stays as it is. */
 	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
-		bool slot = strcmp(grant_tables[i].kind, "slot") == 0;
-		if (!e->grants[IDS_GOP_ADD][table_kind[i]])
+		bool slot = grant_tables[i].kind == IDS_GRANT_SLOT;
+		if (!e->grants[IDS_GOP_ADD][grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
 		r = ids_buf_printf(
@@ -697,7 +911,7 @@ static int apply_grants(struct apply *a, const struct expect *e)
 		    " SELECT u.id, t.id, g.name, %s$2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
 		    " WHERE g.op = 'add' AND g.kind = '%s' ORDER BY g.seq ON CONFLICT DO NOTHING",
 		    grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
-		    slot ? "g.slots, " : "", grant_tables[i].kind);
+		    slot ? "g.slots, " : "", grant_tables[i].word);
 		if (r >= 0)
 			r = stmt(a, "adding grants", sql.p, -1);
 	}
@@ -722,27 +936,106 @@ static int apply_grants(struct apply *a, const struct expect *e)
 	return r;
 }
 
+/* The grants of the users the plan creates, straight into their tables:
+ * tenant and group ids come from the database, a grant in a tenant (or
+ * group) the company does not have is dropped, as the join of the
+ * statements above drops it. */
+static int create_grants(struct apply *a, const struct expect *e)
+{
+	static const char *const copy_sql[] = {
+	    [IDS_GRANT_ROLE] = "COPY tenant_role (user_id, tenant_id, role, source) FROM STDIN",
+	    [IDS_GRANT_CHANNEL] = "COPY channel_grant (user_id, tenant_id, channel, source) FROM STDIN",
+	    [IDS_GRANT_GROUP] = "COPY operator_group_member (user_id, group_id, source) FROM STDIN",
+	    [IDS_GRANT_SLOT] = "COPY slot_limit (user_id, tenant_id, channel_group, slots, source) FROM STDIN",
+	};
+	const struct ids_plan *p = a->p;
+	int r = 0;
+	if (e->direct[IDS_GRANT_GROUP])
+		r = by_name_load(a, &a->groups,
+				 "SELECT g.id, t.slug || E'\\t' || g.name FROM operator_group g"
+				 " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint",
+				 "reading operator groups");
+	for (int k = 0; k < IDS_GRANT__COUNT && r >= 0; k++) {
+		if (!e->direct[k])
+			continue;
+		const struct ids_plan_grant *prev = NULL;
+		r = copy_begin(a, copy_sql[k]);
+		for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
+			const struct ids_plan_grant *g = &p->grants[i];
+			if ((int)g->kind != k || g->op != IDS_GOP_ADD || !is_created(a, g))
+				continue;
+			/* the same grant twice (a hand-made plan) would break the key */
+			if (prev && !strcmp(prev->external_id, g->external_id) && !strcmp(prev->tenant, g->tenant) &&
+			    !strcmp(prev->name, g->name))
+				continue;
+			prev = g;
+			int64_t target = k == IDS_GRANT_GROUP ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
+							      : by_name_get(&a->tenants, g->tenant);
+			if (!target)
+				continue;
+			r = copy_num(&a->copy, grant_user(a, g), false, true);
+			if (r >= 0)
+				r = copy_num(&a->copy, target, false, false);
+			if (r >= 0 && k != IDS_GRANT_GROUP)
+				r = copy_field(&a->copy, g->name, false);
+			if (r >= 0 && k == IDS_GRANT_SLOT)
+				r = copy_num(&a->copy, g->slots, false, false);
+			if (r >= 0)
+				r = copy_field(&a->copy, a->params[1], false);
+			if (r >= 0)
+				r = ids_buf_putc(&a->copy, '\n');
+			if (r >= 0)
+				r = copy_flush(a, false);
+		}
+		if (r >= 0)
+			r = copy_end(a, "adding grants", true);
+	}
+	return r;
+}
+
+/* Every audit row, straight into audit_log: the users' changes in plan
+ * order, then per user one grant and one revoke row. */
+static int write_audit(struct apply *a, const char *idp)
+{
+	const struct ids_plan *p = a->p;
+	struct ids_buf d = {0};
+	int r = copy_begin(a, "COPY audit_log (run_id, user_id, action, detail) FROM STDIN");
+	for (size_t i = 0; i < p->nusers && r >= 0; i++)
+		r = audit_user(a, &p->users[i], plan_user_id(a, &p->users[i]), idp);
+	/* the plan keeps a user's grants together: one run per user */
+	for (size_t i = 0, j; i < p->ngrants && r >= 0; i = j) {
+		for (j = i + 1; j < p->ngrants && ids_strcmp0(p->grants[j].external_id, p->grants[i].external_id) == 0;
+		     j++)
+			;
+		r = audit_grants(a, &p->grants[i], j - i, grant_user(a, &p->grants[i]), &d);
+	}
+	ids_buf_free(&d);
+	return r < 0 ? r : copy_end(a, "writing the audit log", true);
+}
+
 /* Stages the plan and runs the statements, inside the caller's
  * transaction. */
-static int apply_changes(struct apply *a, const struct ids_plan *p, const char *idp)
+static int apply_changes(struct apply *a, const char *idp)
 {
 	struct ids_store *st = a->st;
 	struct expect e = {0};
-	PGresult *res = PQexec(st->conn, staging_sql);
-	int r = 0;
+	PGresult *res = NULL;
+	int r = draw_ids(a, &e);
+	if (r < 0)
+		return r;
+	res = PQexec(st->conn, staging_sql);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 		r = ids_store_fail(st, res, "creating the staging tables", a->err);
 	PQclear(res);
 	if (r < 0)
 		return r;
-	if ((r = stage_tenants(a, p, &e)) < 0 || (r = stage_users(a, p, &e)) < 0 ||
-	    (r = stage_grants(a, p, &e)) < 0 || (r = stage_audit(a, p, idp)) < 0)
+	if ((r = stage_tenants(a, &e)) < 0 || (r = stage_groups(a, &e)) < 0 || (r = stage_users(a, &e)) < 0 ||
+	    (r = stage_grants(a, &e)) < 0)
 		return r;
 	/* Temporary tables have no statistics until analysed: without them
 	 * the planner guesses, badly, for a large plan. */
-	r = ids_store_exec(
-	    st, "ANALYZE pg_temp.ids_s_tenant, pg_temp.ids_s_user, pg_temp.ids_s_grant, pg_temp.ids_s_audit",
-	    0, NULL, PGRES_COMMAND_OK, NULL, "analysing the staging tables", a->err);
+	r = ids_store_exec(st, "ANALYZE pg_temp.ids_s_user, pg_temp.ids_s_grant", 0, NULL, PGRES_COMMAND_OK,
+			   NULL, "analysing the staging tables", a->err);
 	if (r < 0)
 		return r;
 
@@ -751,27 +1044,30 @@ static int apply_changes(struct apply *a, const struct ids_plan *p, const char *
 		 "pg_temp.ids_s_tenant"
 		 " ON CONFLICT (company_id, slug) DO NOTHING",
 		 e.tenants ? -1 : 0);
+	if (r >= 0 && (e.direct[IDS_GRANT_ROLE] || e.direct[IDS_GRANT_CHANNEL] || e.direct[IDS_GRANT_SLOT]))
+		r = by_name_load(a, &a->tenants, "SELECT id, slug FROM tenant WHERE company_id = $1::bigint",
+				 "reading tenants");
 	if (r >= 0)
 		r = apply_users(a, &e);
 	if (r >= 0)
-		r = apply_grants(a, &e);
-	/* Audit rows last, when every created user has its id.  A conflict
-	 * or invalid user gets one only when the connector owns it. */
+		r = create_users(a, &e);
 	if (r >= 0)
-		r = stmt(a, "writing the audit log",
-			 "INSERT INTO audit_log (run_id, user_id, action, detail)"
-			 " SELECT $3, coalesce(a.user_id, u.id), a.action, a.detail::jsonb"
-			 " FROM pg_temp.ids_s_audit a LEFT JOIN app_user u"
-			 " ON u.company_id = $1 AND u.source = $2 AND u.external_id = a.external_id"
-			 " ORDER BY a.seq",
-			 a->audits ? -1 : 0);
+		r = find_users(a, &e);
+	if (r >= 0)
+		r = apply_grants(a, &e);
+	if (r >= 0)
+		r = create_grants(a, &e);
+	/* Audit rows last, when every user has its row.  A conflict or
+	 * invalid user gets one only when the connector owns it. */
+	if (r >= 0)
+		r = write_audit(a, idp);
 	return r;
 }
 
 int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
 		    const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err)
 {
-	struct apply a = {.st = st, .err = err};
+	struct apply a = {.st = st, .p = p, .err = err};
 	bool in_tx = false;
 	int64_t run_id = 0;
 	int r;
@@ -789,6 +1085,7 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	if (r < 0)
 		goto out;
 	snprintf(a.run_id, sizeof(a.run_id), "%" PRId64, run_id);
+	a.run = run_id;
 	a.params[0] = a.company;
 	a.params[1] = connector;
 	a.params[2] = a.run_id;
@@ -796,7 +1093,7 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	/* a plan without a single change (a resync of an unchanged
 	 * directory): the run row is all there is to write */
 	if (p->nusers || p->ngrants || p->new_tenants.n || p->new_groups.n)
-		r = apply_changes(&a, p, idp);
+		r = apply_changes(&a, idp);
 	if (r >= 0)
 		r = stmt(&a, "finishing the run",
 			 "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3", 1);
@@ -806,8 +1103,8 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	if (r < 0)
 		goto out;
 	in_tx = false;
-	/* the statements' rows (the run's finishing update among them) and
-	 * the run row itself */
+	/* the statements' and COPYs' rows (the run's finishing update among
+	 * them) and the run row itself */
 	st->rows_written = a.rows + 1;
 	if (ret_run_id)
 		*ret_run_id = run_id;
@@ -824,6 +1121,11 @@ out:
 		PQclear(PQexec(st->conn, "ROLLBACK"));
 	}
 	ids_buf_free(&a.copy);
+	ids_buf_free(&a.key);
+	by_name_free(&a.created);
+	by_name_free(&a.found);
+	by_name_free(&a.tenants);
+	by_name_free(&a.groups);
 	return r;
 }
 
