@@ -1,6 +1,7 @@
 /* log.c — one line per event on stderr, or structured journal entries
  * under systemd (service.md, "Logging"). */
 #include "ids/log.h"
+#include "ids/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -55,22 +56,31 @@ void ids_log_setup(enum ids_log_level level, enum ids_log_target target)
 		use_journal = target == IDS_LOGT_JOURNAL;
 }
 
-/* One event, one stderr line: a server's multi-line message (libpq ends
- * its lines with "\n\t") is joined with single spaces, in place. */
-static void one_line(char *m)
+/* One event, one stderr line, and nothing a terminal interprets: a
+ * server's multi-line message (libpq ends its lines with "\n\t") is joined
+ * with single spaces, and every other control byte — an escape sequence in
+ * a directory value, say (CWE-150) — is written as \xNN. */
+static char *one_line(const char *m)
 {
-	char *w = m;
-	for (const char *r = m; *r;) {
-		if (*r == '\n' || *r == '\r') {
-			while (*r == '\n' || *r == '\r' || *r == '\t' || *r == ' ')
-				r++;
-			if (*r && w > m)
-				*w++ = ' ';
+	struct ids_buf b = {0};
+	int r = ids_buf_puts(&b, "");
+	for (const unsigned char *p = (const unsigned char *)m; r >= 0 && *p;) {
+		if (*p == '\n' || *p == '\r') {
+			while (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ')
+				p++;
+			if (*p && b.len)
+				r = ids_buf_putc(&b, ' ');
+		} else if (*p < 0x20 || *p == 0x7f) {
+			r = ids_buf_printf(&b, "\\x%02x", *p++);
 		} else {
-			*w++ = *r++;
+			r = ids_buf_putc(&b, (char)*p++);
 		}
 	}
-	*w = '\0';
+	if (r < 0) {
+		ids_buf_free(&b);
+		return NULL;
+	}
+	return ids_buf_steal(&b);
 }
 
 void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
@@ -116,9 +126,10 @@ void ids_log(enum ids_log_level level, const char *connector, long long run_id, 
 		struct tm tm;
 		gmtime_r(&now, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		one_line(msg);
+		char *line = one_line(msg);
 		fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], connector ? connector : "",
-			connector ? ": " : "", msg);
+			connector ? ": " : "", line ? line : "(out of memory)");
+		free(line);
 	}
 	free(msg);
 }
