@@ -20,10 +20,16 @@
  * than by the builder index of the open group: the low bits index gids. */
 #define BY_GID 0x80000000u
 #define MAX_RECORDS 0x7fffffffu
+/* A membership names its member by an interned reference (resolved at
+ * finish), or directly by the builder index of an entry whose own DN it
+ * spelled (see dn_seen): the two top bits of struct member.ref say which. */
+#define REF_USER 0x80000000u
+#define REF_GROUP 0x40000000u
+#define REF_INDEX 0x3fffffffu
 
 struct member {
 	uint32_t group; /* builder index of the group, or BY_GID | gid index */
-	uint32_t ref;	/* index into priv->refs */
+	uint32_t ref;	/* index into priv->refs, or REF_USER / REF_GROUP | builder index */
 };
 
 struct ref {
@@ -200,7 +206,7 @@ int ids_snapshot_user_begin(struct ids_snapshot *s)
 	return 0;
 }
 
-static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm);
+static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm, uint32_t target);
 
 int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n)
 {
@@ -224,7 +230,7 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
 		/* groups name their members by this DN, mostly spelled the
 		 * same: known now, it is not normalized again there */
-		int rr = u->f[f] ? dn_seen(s->priv, v, n, u->f[f]) : -ENOMEM;
+		int rr = u->f[f] ? dn_seen(s->priv, v, n, u->f[f], REF_USER | (uint32_t)(s->nusers - 1)) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -354,7 +360,7 @@ int ids_snapshot_group_set(struct ids_snapshot *s, enum ids_field f, const char 
 		if (r < 0)
 			return r;
 		*dst = ids_arena_strdup(&s->priv->arena, dn);
-		int rr = *dst ? dn_seen(s->priv, v, n, *dst) : -ENOMEM;
+		int rr = *dst ? dn_seen(s->priv, v, n, *dst, REF_GROUP | (uint32_t)(s->ngroups - 1)) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -408,7 +414,7 @@ static long ref_index(struct ids_snapshot_priv *p, enum ids_ref kind, const char
 	int r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
 	if (r < 0)
 		return r;
-	if (p->nrefs >= MAX_RECORDS)
+	if (p->nrefs >= REF_INDEX)
 		return -E2BIG;
 	char *copy;
 	long idx = intern(p, &p->refmap[kind], norm, n, p->nrefs, &copy);
@@ -417,34 +423,24 @@ static long ref_index(struct ids_snapshot_priv *p, enum ids_ref kind, const char
 	return idx;
 }
 
-/* Records that raw[0..n) (an entry's own DN as the directory spelled it)
- * normalizes to norm, the entry's stored DN (in the snapshot's arena): a
- * membership naming it the same way is then resolved without normalizing.
- * The stored DN itself serves as the reference's string, and as the
- * spelling's key when the directory spelled it normalized already (as
- * OpenLDAP mostly does): a million DNs are not copied twice more. */
-static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm)
+/* Records that raw[0..n) (an entry's own DN as the directory spelled it,
+ * norm its stored normalized form) names the entry `target` (REF_USER or
+ * REF_GROUP | its builder index): a membership spelling it the same way
+ * then points at the entry directly — no normalizing, no reference to
+ * intern and resolve.  The stored DN is the key when the directory spelled
+ * it normalized already (as OpenLDAP mostly does): a million DNs are not
+ * copied again.  Other spellings still go the normalizing way. */
+static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm, uint32_t target)
 {
-	uint32_t v;
-	size_t nn = strlen(norm);
-	if (memchr(raw, '\0', n))
+	if (memchr(raw, '\0', n) || (target & REF_INDEX) == REF_INDEX)
 		return 0;
-	int r = ids_grow(&p->refs, &p->cap_refs, p->nrefs + 1, sizeof(*p->refs));
-	if (r < 0)
-		return r;
-	if (p->nrefs >= MAX_RECORDS)
-		return -E2BIG;
-	long idx;
-	if (ids_strmap_get(&p->refmap[IDS_REF_DN], norm, &v)) {
-		idx = v;
-	} else {
-		if ((r = ids_strmap_put(&p->refmap[IDS_REF_DN], norm, (uint32_t)p->nrefs, NULL)) < 0)
-			return r;
-		idx = (long)p->nrefs;
-		p->refs[p->nrefs++] = (struct ref){norm, IDS_REF_DN};
-	}
-	const char *k = n == nn && memcmp(raw, norm, n) == 0 ? norm : ids_arena_strndup(&p->rawtmp, raw, n);
-	return k ? ids_strmap_put(&p->rawdn, k, (uint32_t)idx, NULL) : -ENOMEM;
+	const char *k = n == strlen(norm) && memcmp(raw, norm, n) == 0 ? norm : ids_arena_strndup(&p->rawtmp, raw, n);
+	if (!k)
+		return -ENOMEM;
+	/* the first entry with this DN keeps it (DNs are unique; a repeat
+	 * can only be the same entry read again) */
+	int r = ids_strmap_put(&p->rawdn, k, target, NULL);
+	return r < 0 ? r : 0;
 }
 
 static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind, const char *ref, size_t n)
@@ -792,7 +788,7 @@ out:
 /* Turns the membership records into two adjacency lists: user -> direct
  * groups and group -> parent groups.  Two passes (count, then fill) so
  * that millions of memberships need no intermediate edge list. */
-static int build_edges(struct ids_snapshot *s, const uint32_t *gmap, struct resolved *res)
+static int build_edges(struct ids_snapshot *s, const uint32_t *umap, const uint32_t *gmap, struct resolved *res)
 {
 	struct ids_snapshot_priv *p = s->priv;
 	size_t nu = s->nusers, ng = s->ngroups;
@@ -808,7 +804,13 @@ static int build_edges(struct ids_snapshot *s, const uint32_t *gmap, struct reso
 		for (size_t i = 0; i < p->nmembers; i++) {
 			const struct member *m = &p->members[i];
 			uint32_t g = m->group & BY_GID ? res->gid_group[m->group & ~BY_GID] : gmap[m->group];
-			uint32_t t = res->ref_target[m->ref];
+			uint32_t t;
+			if (m->ref & REF_USER)
+				t = umap[m->ref & REF_INDEX];
+			else if (m->ref & REF_GROUP)
+				t = gmap[m->ref & REF_INDEX] == NONE ? NONE : (uint32_t)nu + gmap[m->ref & REF_INDEX];
+			else
+				t = res->ref_target[m->ref];
 			if (g == NONE || t == NONE) {
 				if (pass == 0)
 					s->unresolved_members++;
@@ -1074,7 +1076,7 @@ int ids_snapshot_finish(struct ids_snapshot *s)
 	r = resolve_refs(s, &res);
 	if (r < 0)
 		goto out;
-	r = build_edges(s, gmap, &res);
+	r = build_edges(s, umap, gmap, &res);
 	if (r < 0)
 		goto out;
 	/* direct parents of each group, sorted unique, kept in the snapshot */
