@@ -26,9 +26,9 @@
  * changes nothing must cost next to nothing: the current grants are
  * bucketed per row (no global sort), the name and e-mail indexes are only
  * built when some user needs a uniqueness check, strings a plan repeats
- * (tenants, grant names) are stored once, and the plan's grants, made in
- * per-user runs already in key order, are put in print order by moving
- * whole runs rather than by sorting millions of entries. */
+ * (tenants, grant names) are stored once, and the grants are planned last,
+ * user by user in print order (each user's come out of the merge in key
+ * order): millions of grants are never sorted or moved. */
 #include "ids/plan.h"
 
 #include <errno.h>
@@ -86,17 +86,11 @@ struct diff {
 	struct ids_strpool pool;           /* tenant and grant names, in the plan's arena */
 	const struct ids_grant **des;      /* one user's wanted grants (scratch) */
 	size_t cap_des;
-	struct grant_run *runs;            /* the plan's grants, one run per user */
-	size_t nruns, cap_runs;
+	struct grant_job *jobs;            /* users whose grants are to be planned */
+	size_t njobs, cap_jobs;
 	struct { const char *tenant; bool ok; } tcache[8]; /* tenant_ok() by pointer */
 	unsigned tnext;
 	struct ids_buf scratch;
-};
-
-/* The grants diff_grants() made for one user: p->grants[start .. start+n),
- * in (tenant, kind, name) order. */
-struct grant_run {
-	size_t start, n;
 };
 
 /* The plan strings of the user whose grants are being planned, copied
@@ -105,6 +99,15 @@ struct grant_run {
 struct who {
 	const char *ext, *name;
 	bool owned; /* already plan strings */
+};
+
+/* One user's grants to plan (diff_grants' arguments), queued by the user
+ * passes and planned at the end in print order. */
+struct grant_job {
+	const struct ids_desired *want;
+	uint32_t row;
+	bool stays_active;
+	struct who w;
 };
 
 /* ---------------- small helpers ---------------- */
@@ -730,7 +733,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 		       bool stays_active)
 {
 	const struct ids_grant **des = x->des;
-	size_t nd = 0, lo = 0, hi = 0, first = x->p->ngrants;
+	size_t nd = 0, lo = 0, hi = 0;
 	int r = 0;
 
 	if (want && want->ngrants) {
@@ -793,17 +796,17 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 		if (r < 0)
 			return r;
 	}
-	if (x->p->ngrants == first)
-		return 0;
-	if (x->nruns == x->cap_runs) {
-		size_t cap = x->cap_runs ? x->cap_runs * 2 : 64;
-		struct grant_run *v = realloc(x->runs, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		x->runs = v;
-		x->cap_runs = cap;
-	}
-	x->runs[x->nruns++] = (struct grant_run){ first, x->p->ngrants - first };
+	return 0;
+}
+
+/* Queues the planning of one user's grants (see diff_grants). */
+static int queue_grants(struct diff *x, const struct ids_desired *want, uint32_t row, const struct who *w,
+			bool stays_active)
+{
+	int r = ids_grow(&x->jobs, &x->cap_jobs, x->njobs + 1, sizeof(*x->jobs));
+	if (r < 0)
+		return r;
+	x->jobs[x->njobs++] = (struct grant_job){ want, row, stays_active, *w };
 	return 0;
 }
 
@@ -951,7 +954,7 @@ static int plan_deactivations(struct diff *x)
 			return r;
 		/* any managed grant left goes, also on an already inactive row */
 		struct who w = { cu->external_id, cu->username, false };
-		if ((r = diff_grants(x, NULL, (uint32_t)i, &w, false)) < 0)
+		if ((r = queue_grants(x, NULL, (uint32_t)i, &w, false)) < 0)
 			return r;
 	}
 	return 0;
@@ -991,7 +994,7 @@ static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
 		const struct ids_plan_user *pu = &x->p->users[x->p->nusers - 1];
 		w = (struct who){ pu->external_id, pu->username, true };
 	}
-	return diff_grants(x, want, rowi, &w, cu->active);
+	return queue_grants(x, want, rowi, &w, cu->active);
 }
 
 /* A user with no row of this connector: adopt, create, or conflict. */
@@ -1044,7 +1047,7 @@ static int plan_new(struct diff *x, size_t k)
 	struct who w = { pu->external_id, pu->username, true };
 	/* an adopted row's manual grants satisfy what the rules want; it had
 	 * no managed ones, so nothing it loses counts against the threshold */
-	return diff_grants(x, want, adopt, &w, false);
+	return queue_grants(x, want, adopt, &w, false);
 }
 
 static int plan_users(struct diff *x)
@@ -1078,84 +1081,29 @@ static int plan_users(struct diff *x)
 
 /* ---------------- print order ---------------- */
 
-static int cmp_run(const void *a, const void *b, void *ud)
+static int cmp_job(const void *a, const void *b)
 {
-	const struct ids_plan_grant *g = ud;
-	const struct ids_plan_grant *x = &g[((const struct grant_run *)a)->start];
-	const struct ids_plan_grant *y = &g[((const struct grant_run *)b)->start];
-	int r = ids_strcmp0(x->username, y->username);
-	return r ? r : ids_strcmp0(x->external_id, y->external_id);
+	const struct grant_job *x = a, *y = b;
+	int r = ids_strcmp0(x->w.name, y->w.name);
+	return r ? r : ids_strcmp0(x->w.ext, y->w.ext);
 }
 
-/* Puts p->grants in print order (cmp_plan_grant): each run is one user's
- * grants in key order already, so sorting the runs by user and moving
- * them gives the same order as sorting every grant, at a fraction of the
- * cost.  The move is done in place (following the permutation's cycles),
- * so that millions of grants are never held twice.  Two runs of one user
- * (no plan makes them) fall back to the sort. */
-static int order_grants(struct diff *x)
+/* Plans the queued grants, user by user in print order (cmp_plan_grant):
+ * each user's come out of the merge in key order, so p->grants is in
+ * print order as it is made.  Two jobs of one user (no plan makes them)
+ * fall back to sorting the grants. */
+static int plan_grants(struct diff *x)
 {
-	struct ids_plan *p = x->p;
-	size_t n = p->ngrants, nr = x->nruns;
-	uint32_t *rix = NULL;   /* grant -> its run (creation order) */
-	size_t *dest = NULL;    /* run (creation order) -> where it goes */
-	uint64_t *done = NULL;  /* grants already in place */
-	int r = -ENOMEM;
-
-	if (nr < 2)
-		return 0;
-	if (n >= UINT32_MAX || nr >= UINT32_MAX)
-		return -E2BIG;
-	struct grant_run *sorted = malloc(nr * sizeof(*sorted));
-	rix = malloc(n * sizeof(*rix));
-	dest = malloc(nr * sizeof(*dest));
-	done = calloc((n + 63) / 64, sizeof(*done));
-	if (!sorted || !rix || !dest || !done)
-		goto out;
-	/* runs were made in grant order: x->runs[k] covers rix == k */
-	for (size_t k = 0; k < nr; k++)
-		for (size_t i = 0; i < x->runs[k].n; i++)
-			rix[x->runs[k].start + i] = (uint32_t)k;
-	memcpy(sorted, x->runs, nr * sizeof(*sorted));
-	qsort_r(sorted, nr, sizeof(*sorted), cmp_run, p->grants);
-	for (size_t k = 1; k < nr; k++)
-		if (cmp_run(&sorted[k - 1], &sorted[k], p->grants) == 0) {
-			sort(p->grants, n, sizeof(*p->grants), cmp_plan_grant);
-			r = 0;
-			goto out;
-		}
-	/* each sorted run's new start, filed under its creation index (the
-	 * run's own start finds it: rix of its first grant) */
-	for (size_t k = 0, at = 0; k < nr; at += sorted[k].n, k++)
-		dest[rix[sorted[k].start]] = at;
-	for (size_t i = 0; i < n; i++) {
-		if (done[i / 64] >> (i % 64) & 1)
-			continue;
-		/* carry the grant at i to its place, and what was there on */
-		struct ids_plan_grant carry = p->grants[i];
-		uint32_t run = rix[i];
-		size_t at = i;
-		for (;;) {
-			size_t to = dest[run] + (at - x->runs[run].start);
-			done[to / 64] |= (uint64_t)1 << (to % 64);
-			if (to == i) {
-				p->grants[i] = carry;
-				break;
-			}
-			struct ids_plan_grant next = p->grants[to];
-			uint32_t nrun = rix[to];
-			p->grants[to] = carry;
-			carry = next;
-			run = nrun;
-			at = to;
-		}
+	bool twice = false;
+	int r = 0;
+	sort(x->jobs, x->njobs, sizeof(*x->jobs), cmp_job);
+	for (size_t i = 0; i < x->njobs && r >= 0; i++) {
+		struct grant_job *j = &x->jobs[i];
+		twice |= i > 0 && cmp_job(&x->jobs[i - 1], j) == 0;
+		r = diff_grants(x, j->want, j->row, &j->w, j->stays_active);
 	}
-	r = 0;
-out:
-	free(sorted);
-	free(rix);
-	free(dest);
-	free(done);
+	if (r >= 0 && twice)
+		sort(x->p->grants, x->p->ngrants, sizeof(*x->p->grants), cmp_plan_grant);
 	return r;
 }
 
@@ -1175,7 +1123,7 @@ static void diff_clear(struct diff *x)
 	free(x->gby);
 	free(x->goff);
 	free(x->des);
-	free(x->runs);
+	free(x->jobs);
 	ids_strpool_free(&x->pool);
 	ids_buf_free(&x->scratch);
 }
@@ -1216,7 +1164,7 @@ int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, cons
 	/* everything in the one printed order, so that the same inputs give
 	 * the same plan byte for byte */
 	sort(p->users, p->nusers, sizeof(*p->users), cmp_plan_user);
-	if ((r = order_grants(&x)) < 0)
+	if ((r = plan_grants(&x)) < 0)
 		goto out;
 	sort(p->new_tenants.v, p->new_tenants.n, sizeof(char *), cmp_str);
 	sort(p->missing_tenants.v, p->missing_tenants.n, sizeof(char *), cmp_str);

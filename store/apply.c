@@ -87,6 +87,11 @@ struct apply {
 	struct ids_by_name found;    /* users with a row whose grants change */
 	struct ids_by_name tenants;  /* the company's tenants */
 	struct ids_by_name groups;   /* its operator groups */
+	/* the last grant's user and tenant: a plan's grants come user by
+	 * user, with shared strings, so most lookups are these */
+	const char *last_ext, *last_tenant;
+	int64_t last_uid, last_tid;
+	bool last_created;
 };
 
 /* ---------------- statements ---------------- */
@@ -510,17 +515,38 @@ static const char *group_key(struct apply *a, const char *tenant, const char *na
 	return a->key.p;
 }
 
-/* The row of a grant's user: the one drawn for a user the plan creates,
- * or the one found for a user that has a row; 0 when none. */
-static int64_t grant_user(const struct apply *a, const struct ids_plan_grant *g)
+/* Looks up (once per user: the cache) the row of a grant's user. */
+static void grant_lookup(struct apply *a, const struct ids_plan_grant *g)
 {
+	if (g->external_id && g->external_id == a->last_ext)
+		return;
 	int64_t id = by_name_get(&a->created, g->external_id);
-	return id ? id : by_name_get(&a->found, g->external_id);
+	a->last_created = id != 0;
+	a->last_uid = id ? id : by_name_get(&a->found, g->external_id);
+	a->last_ext = g->external_id;
 }
 
-static bool is_created(const struct apply *a, const struct ids_plan_grant *g)
+/* The row of a grant's user: the one drawn for a user the plan creates,
+ * or the one found for a user that has a row; 0 when none. */
+static int64_t grant_user(struct apply *a, const struct ids_plan_grant *g)
 {
-	return by_name_get(&a->created, g->external_id) != 0;
+	grant_lookup(a, g);
+	return a->last_uid;
+}
+
+static bool is_created(struct apply *a, const struct ids_plan_grant *g)
+{
+	grant_lookup(a, g);
+	return a->last_created;
+}
+
+static int64_t tenant_id(struct apply *a, const char *slug)
+{
+	if (!slug || slug != a->last_tenant) {
+		a->last_tid = by_name_get(&a->tenants, slug);
+		a->last_tenant = slug;
+	}
+	return a->last_tid;
 }
 
 /* The row of a plan user: its own, or the one drawn when it is created. */
@@ -857,6 +883,7 @@ static int find_users(struct apply *a, const struct expect *e)
 				 "SELECT DISTINCT user_id, external_id FROM pg_temp.ids_s_grant"
 				 " WHERE user_id IS NOT NULL AND $1::bigint IS NOT NULL",
 				 "finding users");
+	a->last_ext = NULL; /* looked up before the users were found */
 	return r;
 }
 
@@ -970,7 +997,7 @@ static int create_grants(struct apply *a, const struct expect *e)
 				continue;
 			prev = g;
 			int64_t target = k == IDS_GRANT_GROUP ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
-							      : by_name_get(&a->tenants, g->tenant);
+							      : tenant_id(a, g->tenant);
 			if (!target)
 				continue;
 			r = copy_num(&a->copy, grant_user(a, g), false, true);
