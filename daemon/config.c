@@ -2036,7 +2036,8 @@ static int check_depth(struct ctx *c, const char *yaml, size_t len)
 			break;
 		}
 		yaml_event_type_t t = e.type;
-		if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) && ++depth > YAML_DEPTH_MAX)
+		if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) &&
+		    ++depth > YAML_DEPTH_MAX)
 			r = fail_pos(c, e.start_mark.line + 1, e.start_mark.column + 1,
 				     "yaml: nested more than %d levels deep", YAML_DEPTH_MAX);
 		else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT)

@@ -92,8 +92,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* the secret files the seeds name (${CREDENTIALS_DIRECTORY}/...), mode
 	 * 600 so that a config gets past them to its rules; and one readable
 	 * by others, which must be refused */
-	static const char *const secrets[] = {"db-password", "ldap-password", "entra-secret", "google-sa.json",
-					      "ca.pem", "pw", NULL};
+	static const char *const secrets[] = {
+	    "db-password", "ldap-password", "entra-secret", "google-sa.json", "ca.pem", "pw", NULL};
 	for (size_t i = 0; secrets[i]; i++) {
 		int fd = open(secrets[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd < 0 || write(fd, "s3cret\n", 7) != 7 || close(fd) < 0)
@@ -109,7 +109,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (r >= 0)
 		r = add_group(s, "g1", "CC-Support-CZ", "cn=CC-Support-CZ,ou=groups,dc=corp,dc=example");
 	if (r >= 0)
-		r = add_group(s, "g2", "CC-sales-de-Operators", "cn=CC-sales-de-Operators,dc=corp,dc=example");
+		r = add_group(s, "g2", "CC-sales-de-Operators",
+			      "cn=CC-sales-de-Operators,dc=corp,dc=example");
 	if (r >= 0)
 		r = add_user(s, "u1", "jnovak", "Support", "g1");
 	if (r >= 0)
@@ -153,7 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t u = 0; u < d->nusers; u++)
 			for (size_t g = 0; g < d->users[u].ngrants; g++)
 				if (!ids_slug_valid(d->users[u].grants[g].tenant))
-					broken("a grant with an invalid tenant slug", d->users[u].grants[g].tenant);
+					broken("a grant with an invalid tenant slug",
+					       d->users[u].grants[g].tenant);
 		ids_desired_set_free(d);
 		ids_strv_free(&attrs);
 	}

@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	/* a custom schema field, an indexed path and a path through arrays */
 	if (ids_strv_push(&attrs, "customSchemas.Contact_Center.tenant") < 0 ||
-	    ids_strv_push(&attrs, "organizations.0.department") < 0 || ids_strv_push(&attrs, "emails.address") < 0 ||
+	    ids_strv_push(&attrs, "organizations.0.department") < 0 ||
+	    ids_strv_push(&attrs, "emails.address") < 0 ||
 	    ids_strv_push(&scope, "cc-support@example.org") < 0 || ids_strv_push(&scope, "03abc") < 0)
 		goto out;
 	switch (which) {
@@ -51,12 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 1:
-		r = ids_google_parse_groups(body, len, data[0] & 0x80 ? NULL : &scope, matched, s, &ids, &page,
-					    &err);
+		r = ids_google_parse_groups(body, len, data[0] & 0x80 ? NULL : &scope, matched, s, &ids,
+					    &page, &err);
 		break;
-	case 2:
-		r = ids_google_parse_members(body, len, "03abc", s, &page, &err);
-		break;
+	case 2: r = ids_google_parse_members(body, len, "03abc", s, &page, &err); break;
 	case 3: {
 		char *token = NULL;
 		long expires = 0;

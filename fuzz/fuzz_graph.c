@@ -16,8 +16,9 @@
 
 /* The config's Entra defaults (id, userPrincipalName, ...), with one
  * nested path so that a.b lookups run too. */
-static const char *const fields[6] = {"id", "userPrincipalName", "mail", "givenName", "surname",
-				      "onPremisesExtensionAttributes.extensionAttribute1"};
+static const char *const fields[6] = {"id",	 "userPrincipalName",
+				      "mail",	 "givenName",
+				      "surname", "onPremisesExtensionAttributes.extensionAttribute1"};
 
 static void broken(const char *what, const char *detail)
 {
@@ -52,7 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ids_snapshot_new(&s) < 0)
 		return 0;
 	if (ids_strv_push(&rule_attrs, "department") < 0 || ids_strv_push(&rule_attrs, "memberOf") < 0 ||
-	    ids_strv_push(&scope, "CC-Support") < 0 || ids_strv_push(&scope, "00000000-0000-0000-0000-00000000000a") < 0)
+	    ids_strv_push(&scope, "CC-Support") < 0 ||
+	    ids_strv_push(&scope, "00000000-0000-0000-0000-00000000000a") < 0)
 		goto out;
 	switch (which) {
 	case 0: {
@@ -65,7 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					   &err);
 		break;
 	case 2:
-		r = ids_graph_parse_members(body, len, "00000000-0000-0000-0000-00000000000a", s, &page, &err);
+		r = ids_graph_parse_members(body, len, "00000000-0000-0000-0000-00000000000a", s, &page,
+					    &err);
 		break;
 	case 3: {
 		char *token = NULL;

@@ -59,12 +59,13 @@ static int yaml_quoted(struct ids_buf *b, const char *s)
 static int rules_yaml(struct ids_buf *b, const struct ids_strv *lines, size_t slots)
 {
 	const char *flags = lines->v[3];
-	int r = ids_buf_puts(b, "database: {conninfo: x}\n"
-				"tenants: {auto_create: true}\n"
-				"connectors: [{name: corp, type: ldap, uri: \"ldaps://x\", users: {base: \"dc=x\"}}]\n"
-				"rules:\n"
-				"  - name: fuzz-grant\n"
-				"    match:\n");
+	int r = ids_buf_puts(
+	    b, "database: {conninfo: x}\n"
+	       "tenants: {auto_create: true}\n"
+	       "connectors: [{name: corp, type: ldap, uri: \"ldaps://x\", users: {base: \"dc=x\"}}]\n"
+	       "rules:\n"
+	       "  - name: fuzz-grant\n"
+	       "    match:\n");
 	if (r >= 0 && *lines->v[0]) {
 		r = ids_buf_puts(b, "      member_of_regex: ");
 		if (r >= 0)
@@ -86,8 +87,9 @@ static int rules_yaml(struct ids_buf *b, const struct ids_strv *lines, size_t sl
 	if (r >= 0)
 		r = yaml_quoted(b, lines->v[1]);
 	if (r >= 0)
-		r = ids_buf_printf(b, "\n    roles: [operator]\n    channels: [webchat]\n"
-				      "    slots: { live: %zu }\n    groups: [first-line]\n",
+		r = ids_buf_printf(b,
+				   "\n    roles: [operator]\n    channels: [webchat]\n"
+				   "    slots: { live: %zu }\n    groups: [first-line]\n",
 				   slots);
 	if (r >= 0 && strchr(flags, 'r'))
 		r = ids_buf_puts(b, "  - name: fuzz-revoke\n"
@@ -95,7 +97,8 @@ static int rules_yaml(struct ids_buf *b, const struct ids_strv *lines, size_t sl
 				    "    tenant: \"*\"\n"
 				    "    revoke: { channels: [webchat] }\n");
 	if (r >= 0 && strchr(flags, 'a')) {
-		r = ids_buf_puts(b, "  - name: fuzz-admin\n    company_admin: true\n    match: { member_of: [");
+		r = ids_buf_puts(b,
+				 "  - name: fuzz-admin\n    company_admin: true\n    match: { member_of: [");
 		if (r >= 0)
 			r = yaml_quoted(b, lines->v[4]);
 		if (r >= 0)

@@ -542,7 +542,11 @@ static char *utf8_clean(const char *s)
 		return NULL;
 	for (size_t i = 0; i < n;) {
 		unsigned char b = (unsigned char)s[i];
-		size_t len = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 : (b & 0xf8) == 0xf0 ? 4 : 0;
+		size_t len = b < 0x80		  ? 1
+			     : (b & 0xe0) == 0xc0 ? 2
+			     : (b & 0xf0) == 0xe0 ? 3
+			     : (b & 0xf8) == 0xf0 ? 4
+						  : 0;
 		if (len && i + len <= n && ids_utf8_valid(s + i, len)) {
 			memcpy(c + i, s + i, len);
 			i += len;
@@ -564,7 +568,8 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	int r;
 
 	char *clean = NULL;
-	if (run->error && !ids_utf8_valid(run->error, strlen(run->error)) && !(clean = utf8_clean(run->error)))
+	if (run->error && !ids_utf8_valid(run->error, strlen(run->error)) &&
+	    !(clean = utf8_clean(run->error)))
 		return ids_error_set(err, -ENOMEM, "recording the run: out of memory");
 	snprintf(started, sizeof(started), "%" PRId64, run->started_at);
 	p[0] = run->connector;
