@@ -25,10 +25,10 @@
  * Sized for a million users and millions of grants, where a resync that
  * changes nothing must cost next to nothing: the current grants are
  * bucketed per row (no global sort), the name and e-mail indexes are only
- * built when some user needs a uniqueness check, strings a plan repeats
- * (tenants, grant names) are stored once, and the grants are planned last,
- * user by user in print order (each user's come out of the merge in key
- * order): millions of grants are never sorted or moved. */
+ * built when some user needs a uniqueness check, the plan borrows its
+ * strings from its inputs instead of copying them, and the grants are
+ * planned last, user by user in print order (each user's come out of the
+ * merge in key order): millions of grants are never sorted or moved. */
 #include "ids/plan.h"
 
 #include <errno.h>
@@ -83,7 +83,6 @@ struct diff {
 	uint32_t *gby;
 	size_t *goff;
 	bool names_built;                  /* names, emails and adoptable are filled */
-	struct ids_strpool pool;           /* tenant and grant names, in the plan's arena */
 	const struct ids_grant **des;      /* one user's wanted grants (scratch) */
 	size_t cap_des;
 	struct grant_job *jobs;            /* users whose grants are to be planned */
@@ -93,12 +92,10 @@ struct diff {
 	struct ids_buf scratch;
 };
 
-/* The plan strings of the user whose grants are being planned, copied
- * into the plan's arena on the first grant that needs them (most users of
- * a resync have none). */
+/* The user whose grants are being planned: its key and display name, as
+ * the grants show them. */
 struct who {
 	const char *ext, *name;
-	bool owned; /* already plan strings */
 };
 
 /* One user's grants to plan (diff_grants' arguments), queued by the user
@@ -127,18 +124,6 @@ static const char *lower_key(struct diff *x, const char *s)
 		if (*q >= 'A' && *q <= 'Z')
 			*q = (char)(*q - 'A' + 'a');
 	return k;
-}
-
-/* A copy in the plan's arena, so that the plan outlives its inputs.  Sets
- * *err on ENOMEM; NULL stays NULL. */
-static const char *pdup(struct diff *x, const char *s, int *err)
-{
-	if (!s)
-		return NULL;
-	const char *c = ids_arena_strdup(&x->p->arena, s);
-	if (!c)
-		*err = -ENOMEM;
-	return c;
 }
 
 static int cmp_grant_key(enum ids_grant_kind ka, const char *ta, const char *na,
@@ -284,35 +269,34 @@ static int push_grant(struct diff *x, const struct ids_plan_grant *g)
 
 /* A plan entry for one user.  Values come from the snapshot user u (what
  * is wanted) or, with from_row, from the current row (a deactivation, a
- * managed user left as it is). */
+ * managed user left as it is): borrowed, not copied (plan.h). */
 static int add_user(struct diff *x, unsigned flags, unsigned changed, const struct ids_cur_user *row,
 		    const struct ids_user *u, bool company_admin, const char *reason, bool from_row)
 {
-	int err = 0;
 	const char *ext = u && u->f[IDS_F_EXTERNAL_ID] ? u->f[IDS_F_EXTERNAL_ID] : row ? row->external_id : NULL;
 	struct ids_plan_user pu = {
 		.flags = flags,
 		.changed = changed,
 		.id = row ? row->id : 0,
-		.external_id = pdup(x, ext, &err),
+		.external_id = ext,
 		.company_admin = company_admin,
-		.reason = pdup(x, reason, &err),
+		.reason = reason,
 		.cur = row,
 	};
 	if (from_row && row) {
-		pu.username = pdup(x, row->username, &err);
-		pu.email = pdup(x, row->email, &err);
-		pu.first_name = pdup(x, row->first_name, &err);
-		pu.last_name = pdup(x, row->last_name, &err);
-		pu.display_name = pdup(x, row->display_name, &err);
+		pu.username = row->username;
+		pu.email = row->email;
+		pu.first_name = row->first_name;
+		pu.last_name = row->last_name;
+		pu.display_name = row->display_name;
 	} else if (u) {
-		pu.username = pdup(x, u->f[IDS_F_USERNAME], &err);
-		pu.email = pdup(x, u->f[IDS_F_EMAIL], &err);
-		pu.first_name = pdup(x, u->f[IDS_F_FIRST_NAME], &err);
-		pu.last_name = pdup(x, u->f[IDS_F_LAST_NAME], &err);
-		pu.display_name = pdup(x, u->f[IDS_F_DISPLAY_NAME], &err);
+		pu.username = u->f[IDS_F_USERNAME];
+		pu.email = u->f[IDS_F_EMAIL];
+		pu.first_name = u->f[IDS_F_FIRST_NAME];
+		pu.last_name = u->f[IDS_F_LAST_NAME];
+		pu.display_name = u->f[IDS_F_DISPLAY_NAME];
 	}
-	return err < 0 ? err : push_user(x, &pu);
+	return push_user(x, &pu);
 }
 
 /* ---------------- pass 1: index the current state ---------------- */
@@ -692,25 +676,17 @@ static int note_group(struct diff *x, const char *tenant, const char *name)
 static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind kind, const char *tenant,
 		     const char *name, int slots, int old_slots, struct who *w)
 {
-	int err = 0;
-	if (!w->owned) {
-		w->ext = pdup(x, w->ext, &err);
-		w->name = pdup(x, w->name, &err);
-		w->owned = true;
-	}
+	int err;
 	struct ids_plan_grant g = {
 		.op = op,
 		.kind = kind,
 		.external_id = w->ext,
 		.username = w->name,
-		/* one copy per distinct tenant and name in the whole plan */
-		.tenant = ids_strpool_intern(&x->pool, &x->p->arena, tenant),
-		.name = ids_strpool_intern(&x->pool, &x->p->arena, name),
+		.tenant = tenant,
+		.name = name,
 		.slots = slots,
 		.old_slots = old_slots,
 	};
-	if (err < 0 || (tenant && !g.tenant) || (name && !g.name))
-		return -ENOMEM;
 	if (op == IDS_GOP_REMOVE) {
 		x->p->counts.grants_removed++;
 	} else {
@@ -953,7 +929,7 @@ static int plan_deactivations(struct diff *x)
 		if (r < 0)
 			return r;
 		/* any managed grant left goes, also on an already inactive row */
-		struct who w = { cu->external_id, cu->username, false };
+		struct who w = { cu->external_id, cu->username };
 		if ((r = queue_grants(x, NULL, (uint32_t)i, &w, false)) < 0)
 			return r;
 	}
@@ -981,7 +957,7 @@ static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
 	}
 	if ((r = claim(x, k, ch & IDS_CH_USERNAME, (ch & IDS_CH_EMAIL) || reactivate)) < 0)
 		return r;
-	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], false };
+	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME] };
 	if (ch || reactivate) {
 		unsigned flags = (ch ? IDS_PU_UPDATE : 0) | (reactivate ? IDS_PU_REACTIVATE : 0);
 		if ((r = add_user(x, flags, ch, cu, u, want->company_admin, NULL, false)) < 0)
@@ -990,9 +966,6 @@ static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
 			x->p->counts.updated++;
 		if (reactivate)
 			x->p->counts.reactivated++;
-		/* the plan entry just made has the same strings, copied */
-		const struct ids_plan_user *pu = &x->p->users[x->p->nusers - 1];
-		w = (struct who){ pu->external_id, pu->username, true };
 	}
 	return queue_grants(x, want, rowi, &w, cu->active);
 }
@@ -1042,9 +1015,7 @@ static int plan_new(struct diff *x, size_t k)
 			return r;
 		x->p->counts.created++;
 	}
-	/* the plan entry just made has the user's strings, copied */
-	const struct ids_plan_user *pu = &x->p->users[x->p->nusers - 1];
-	struct who w = { pu->external_id, pu->username, true };
+	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME] };
 	/* an adopted row's manual grants satisfy what the rules want; it had
 	 * no managed ones, so nothing it loses counts against the threshold */
 	return queue_grants(x, want, adopt, &w, false);
@@ -1124,7 +1095,6 @@ static void diff_clear(struct diff *x)
 	free(x->goff);
 	free(x->des);
 	free(x->jobs);
-	ids_strpool_free(&x->pool);
 	ids_buf_free(&x->scratch);
 }
 

@@ -152,7 +152,9 @@ struct ids_diff_opts {
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts
  * are filled; verdict is OK until ids_plan_check_safety().
- * *ret is new: free with ids_plan_free(). */
+ * *ret is new: free with ids_plan_free().  It borrows the strings of s, d
+ * and c (a million users' names are not copied again), as it borrows
+ * `cur`: use and free it before them. */
 int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
 	     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
 void ids_plan_free(struct ids_plan *p);

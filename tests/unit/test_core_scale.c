@@ -131,7 +131,7 @@ static void test_initial_plan_in_print_order(void **state)
 	assert_string_equal(p->grants[6].tenant, "beta");
 	assert_string_equal(p->grants[6].name, "live");
 	assert_int_equal(p->grants[6].slots, 2);
-	/* equal tenants and names are one copy in the plan */
+	/* equal tenants and names are one pointer: the plan borrows them */
 	assert_ptr_equal(p->grants[0].tenant, p->grants[1].tenant);
 	assert_ptr_equal(p->grants[0].tenant, p->grants[2].tenant);
 	assert_ptr_equal(p->grants[0].name, p->grants[4].name);
