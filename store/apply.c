@@ -460,12 +460,13 @@ static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t 
 
 /* ---------------- ids by name ---------------- */
 
-static int by_name_add(struct ids_by_name *m, const char *name, int64_t id)
+/* copy: name is not the plan's (which lives as long as the apply) */
+static int by_name_add(struct ids_by_name *m, const char *name, int64_t id, bool copy)
 {
 	int r = ids_grow(&m->id, &m->cap, m->n + 1, sizeof(*m->id));
 	if (r < 0)
 		return r;
-	char *k = ids_arena_strdup(&m->keys, name);
+	const char *k = copy ? ids_arena_strdup(&m->keys, name) : name;
 	if (!k)
 		return -ENOMEM;
 	r = ids_strmap_put(&m->map, k, (uint32_t)m->n, NULL);
@@ -500,7 +501,7 @@ static int by_name_load(struct apply *a, struct ids_by_name *m, const char *sql,
 		if (ids_store_parse_i64(PQgetvalue(res, i, 0), &id) < 0)
 			r = ids_error_set(a->err, IDS_E_DB, "%s: not an id: %s", what, PQgetvalue(res, i, 0));
 		else
-			r = by_name_add(m, PQgetvalue(res, i, 1), id);
+			r = by_name_add(m, PQgetvalue(res, i, 1), id, true);
 	}
 	PQclear(res);
 	return r;
@@ -576,38 +577,43 @@ struct expect {
 static int draw_ids(struct apply *a, struct expect *e)
 {
 	const struct ids_plan *p = a->p;
-	PGresult *res = NULL;
-	char n[24];
+	size_t next = 0; /* the next plan user to look at */
+	int r = 0;
 	for (size_t i = 0; i < p->nusers; i++)
 		e->create += !!(p->users[i].flags & IDS_PU_CREATE);
-	if (!e->create)
-		return 0;
-	snprintf(n, sizeof(n), "%ld", e->create);
-	const char *prm[] = {n};
-	int r = ids_store_exec(a->st,
-			       "SELECT nextval(pg_catalog.pg_get_serial_sequence('app_user', 'id'))"
-			       " FROM pg_catalog.generate_series(1, $1::int)",
-			       1, prm, PGRES_TUPLES_OK, &res, "drawing user ids", a->err);
-	if (r < 0)
-		return r;
-	if (PQntuples(res) != e->create)
-		r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: %d ids for %ld users", PQntuples(res),
-				  e->create);
-	for (size_t i = 0, k = 0; i < p->nusers && r >= 0; i++) {
-		const struct ids_plan_user *u = &p->users[i];
-		int64_t id;
-		if (!(u->flags & IDS_PU_CREATE))
-			continue;
-		if (!u->external_id)
-			r = ids_error_set(a->err, IDS_E_INVALID, "plan: a user to create has no external id");
-		else if (ids_store_parse_i64(PQgetvalue(res, (int)k++, 0), &id) < 0)
-			r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: not an id");
-		else if (by_name_get(&a->created, u->external_id))
-			r = ids_error_set(a->err, IDS_E_INVALID, "plan: user %s created twice", u->external_id);
-		else
-			r = by_name_add(&a->created, u->external_id, id);
+	/* in batches: a million ids never sit in one result */
+	for (long left = e->create; left > 0 && r >= 0;) {
+		PGresult *res = NULL;
+		char n[24];
+		long batch = left < 65536 ? left : 65536;
+		snprintf(n, sizeof(n), "%ld", batch);
+		const char *prm[] = {n};
+		r = ids_store_exec(a->st,
+				   "SELECT nextval(pg_catalog.pg_get_serial_sequence('app_user', 'id'))"
+				   " FROM pg_catalog.generate_series(1, $1::int)",
+				   1, prm, PGRES_TUPLES_OK, &res, "drawing user ids", a->err);
+		if (r < 0)
+			break;
+		if (PQntuples(res) != batch)
+			r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: %d ids for %ld users", PQntuples(res),
+					  batch);
+		for (int k = 0; k < batch && r >= 0; next++) {
+			const struct ids_plan_user *u = &p->users[next];
+			int64_t id;
+			if (!(u->flags & IDS_PU_CREATE))
+				continue;
+			if (!u->external_id)
+				r = ids_error_set(a->err, IDS_E_INVALID, "plan: a user to create has no external id");
+			else if (ids_store_parse_i64(PQgetvalue(res, k++, 0), &id) < 0)
+				r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: not an id");
+			else if (by_name_get(&a->created, u->external_id))
+				r = ids_error_set(a->err, IDS_E_INVALID, "plan: user %s created twice", u->external_id);
+			else
+				r = by_name_add(&a->created, u->external_id, id, false);
+		}
+		PQclear(res);
+		left -= batch;
 	}
-	PQclear(res);
 	return r;
 }
 
