@@ -46,6 +46,7 @@ struct attr_tmp {
 
 struct ids_snapshot_priv {
 	struct ids_arena arena; /* what the finished snapshot points to */
+	struct ids_arena garena; /* the users' group lists (ids_snapshot_drop_groups) */
 	struct ids_arena tmp;	/* builder-only strings; dropped by finish */
 	size_t ucap, gcap;
 	bool user_open, group_open;
@@ -137,6 +138,7 @@ void ids_snapshot_free(struct ids_snapshot *s)
 	if (s->priv) {
 		free_build_state(s->priv);
 		ids_arena_free(&s->priv->arena);
+		ids_arena_free(&s->priv->garena);
 		free(s->priv);
 	}
 	free(s->users);
@@ -1042,7 +1044,7 @@ static int user_groups(struct ids_snapshot *s, const struct csr *ug, struct clos
 			break;
 		if (n > 1)
 			qsort(buf, n, sizeof(*buf), cmp_u32);
-		r = arena_u32(&s->priv->arena, buf, n, &s->users[i].groups);
+		r = arena_u32(&s->priv->garena, buf, n, &s->users[i].groups);
 		s->users[i].ngroups = n;
 	}
 	free(buf);
@@ -1106,6 +1108,17 @@ out:
 	csr_free(&res.group_parents);
 	closure_free(&cl);
 	return r;
+}
+
+void ids_snapshot_drop_groups(struct ids_snapshot *s)
+{
+	if (!s || !s->priv)
+		return;
+	for (size_t i = 0; i < s->nusers; i++) {
+		s->users[i].groups = NULL;
+		s->users[i].ngroups = 0;
+	}
+	ids_arena_free(&s->priv->garena);
 }
 
 long ids_snapshot_group_by_id(const struct ids_snapshot *s, const char *id)

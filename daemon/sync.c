@@ -296,6 +296,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		snap->nusers, snap->ngroups, snap->pages, snap->unresolved_members);
 
 	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
+	ids_snapshot_drop_groups(snap); /* read by the rules only: room for the diff */
 	res->t.rules = lap(&mark);
 	if (r >= 0 && step(&pc, &e) < 0) {
 		r = e.code;

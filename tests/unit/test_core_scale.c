@@ -291,6 +291,14 @@ static void test_equal_grant_lists_shared(void **state)
 	assert_int_equal(b1->ngrants, 1);
 	assert_string_equal(b1->grants[0].tenant, "beta");
 	assert_ptr_not_equal(b1->grants, a1->grants);
+	/* the rules were the group lists' only reader: they can go */
+	assert_int_equal(s->users[user_index(s, "a1")].ngroups, 1);
+	ids_snapshot_drop_groups(s);
+	for (size_t i = 0; i < s->nusers; i++) {
+		assert_null(s->users[i].groups);
+		assert_int_equal(s->users[i].ngroups, 0);
+	}
+	assert_string_equal(s->users[user_index(s, "b1")].f[IDS_F_USERNAME], "b1");
 
 	ids_desired_set_free(d);
 	ids_snapshot_free(s);
