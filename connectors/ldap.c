@@ -73,6 +73,10 @@
 #define MAX_RESTARTS 3	    /* restarted searches per pull */
 #define MAX_PAGES 1000000   /* pages per search: a paging loop ends here */
 #define PROGRESS_EVERY 1000 /* entries between two progress calls in a page */
+/* Entries of a page held (to be decoded once the next page is asked for)
+ * up to about this many bytes; past it they are decoded as they come: a
+ * page of groups with a million members each is not held whole. */
+#define HOLD_MAX (4u << 20)
 #define DEFAULT_TIMEOUT 30  /* seconds, when the config says 0 */
 
 /* Directory attribute per platform field (IDS_F_EXTERNAL_ID ..
@@ -185,6 +189,7 @@ struct pull {
 	int next_msgid;		    /* that request, -1 when none is on the wire */
 	LDAPMessage **msgs;	    /* the entries of the page being read */
 	size_t nmsgs, cap_msgs;
+	size_t held;		    /* their size in bytes, about */
 	struct watchdog wd;
 	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
@@ -1385,6 +1390,39 @@ static void free_msgs(struct pull *p)
 	for (size_t i = 0; i < p->nmsgs; i++)
 		ldap_msgfree(p->msgs[i]);
 	p->nmsgs = 0;
+	p->held = 0;
+}
+
+/* The encoded size of entry message m (what holding it costs). */
+static size_t msg_size(struct pull *p, LDAPMessage *m)
+{
+	BerElement *ber = NULL;
+	struct berval dn = {0};
+	ber_len_t left = 0;
+	if (ldap_get_dn_ber(p->ld, m, &ber, &dn) == LDAP_SUCCESS && ber)
+		ber_get_option(ber, LBER_OPT_REMAINING_BYTES, &left);
+	if (ber)
+		ber_free(ber, 0);
+	return (size_t)left + dn.bv_len;
+}
+
+/* Decodes the held entries into sr->fn and frees them. */
+static int emit_msgs(struct pull *p, const struct search *sr, size_t *entries)
+{
+	int r = 0;
+	for (size_t i = 0; i < p->nmsgs && r >= 0; i++) {
+		if ((r = read_entry(p, p->msgs[i])) < 0 || (r = sr->fn(p, &p->ent)) < 0)
+			break;
+		entry_clear(&p->ent);
+		ldap_msgfree(p->msgs[i]);
+		p->msgs[i] = NULL;
+		(*entries)++;
+		p->pass_entries++;
+		if (++p->in_page >= PROGRESS_EVERY)
+			r = tick(p, "in the middle of a page");
+	}
+	free_msgs(p);
+	return r;
 }
 
 /* Reads one page (cookie: from the previous page, empty for the first)
@@ -1440,6 +1478,9 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 			}
 			p->msgs[p->nmsgs++] = msg;
 			msg = NULL;
+			p->held += msg_size(p, p->msgs[p->nmsgs - 1]);
+			if (p->held > HOLD_MAX && (r = emit_msgs(p, sr, entries)) < 0)
+				goto out;
 			continue;
 		}
 		if (type == LDAP_RES_SEARCH_RESULT)
@@ -1493,21 +1534,10 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		}
 	}
 
-	for (size_t i = 0; i < p->nmsgs; i++) {
-		int e;
-		if ((e = read_entry(p, p->msgs[i])) < 0 || (e = sr->fn(p, &p->ent)) < 0) {
-			r = e;
-			goto out;
-		}
-		entry_clear(&p->ent);
-		ldap_msgfree(p->msgs[i]);
-		p->msgs[i] = NULL;
-		(*entries)++;
-		p->pass_entries++;
-		if (++p->in_page >= PROGRESS_EVERY && (e = tick(p, "in the middle of a page")) < 0) {
-			r = e;
-			goto out;
-		}
+	int e = emit_msgs(p, sr, entries);
+	if (e < 0) {
+		r = e;
+		goto out;
 	}
 	if (r == PAGE_LAST)
 		goto out;
