@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,21 @@ struct row_ref {
 	uint32_t row;
 };
 
+struct diff;
+
+/* A string index over rows of the current state (or users of the
+ * snapshot): each 8-byte slot holds a 32-bit hash of the key and the
+ * row, the key itself is read from the row — half the memory of a map
+ * that stores key pointers, and nothing copied or lower-cased (a million
+ * rows, three such indexes).  `field` names the key: an ids_cur_user
+ * field (rows) or an ids_field (snapshot users, when `snap`). */
+struct idx {
+	uint64_t *slot; /* hash << 32 | (id + 1); 0 empty */
+	size_t cap, len;
+	size_t field;
+	bool snap, fold; /* fold: ASCII case-insensitive */
+};
+
 struct diff {
 	const struct ids_snapshot *s;
 	const struct ids_desired_set *d;
@@ -68,11 +84,11 @@ struct diff {
 	size_t ucap, gcap;
 
 	struct ids_arena tmp;        /* lower-cased keys; lives as long as the maps */
-	struct ids_strmap managed;   /* external_id -> row owned by this connector */
-	struct ids_strmap names;     /* lower(username) -> row holding it, any state */
-	struct ids_strmap emails;    /* lower(email) -> active row holding it */
-	struct ids_strmap adoptable; /* lower(email) -> unmanaged row, active ones first */
-	struct ids_strmap claimed_names, claimed_emails; /* -> snapshot index claiming it */
+	struct idx managed;   /* external_id -> row owned by this connector */
+	struct idx names;     /* username (any case) -> row holding it, any state */
+	struct idx emails;    /* email (any case) -> active row holding it */
+	struct idx adoptable; /* email (any case) -> unmanaged row, active ones first */
+	struct idx claimed_names, claimed_emails; /* -> snapshot index claiming it */
 	struct ids_strmap tenants, new_tenants, missing_tenants, new_groups;
 
 	struct row_state *rows;            /* parallel to c->users */
@@ -109,21 +125,95 @@ struct grant_job {
 
 /* ---------------- small helpers ---------------- */
 
-/* An ASCII-lowered copy of s in the scratch arena (keys of the
- * case-insensitive maps); s itself when it has no capital (it lives as
- * long as the maps: snapshot and current strings do).  NULL on ENOMEM. */
-static const char *lower_key(struct diff *x, const char *s)
+static unsigned char fold_byte(unsigned char c, bool fold)
 {
-	const char *c = s;
-	while (*c && !(*c >= 'A' && *c <= 'Z'))
-		c++;
-	if (!*c)
-		return s;
-	char *k = ids_arena_strdup(&x->tmp, s);
-	for (char *q = k; q && *q; q++)
-		if (*q >= 'A' && *q <= 'Z')
-			*q = (char)(*q - 'A' + 'a');
-	return k;
+	return fold && c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static uint32_t idx_hash(const char *s, bool fold)
+{
+	uint32_t h = 0x811c9dc5u;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		h = (h ^ fold_byte(*p, fold)) * 0x01000193u;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	return h;
+}
+
+static bool idx_equal(const char *a, const char *b, bool fold)
+{
+	if (!fold)
+		return strcmp(a, b) == 0;
+	for (; *a && fold_byte((unsigned char)*a, true) == fold_byte((unsigned char)*b, true); a++, b++)
+		;
+	return !*a && !*b;
+}
+
+/* The key of id in ix: a field of a current row or of a snapshot user. */
+static const char *idx_key(const struct diff *x, const struct idx *ix, uint32_t id)
+{
+	if (ix->snap)
+		return x->s->users[id].f[ix->field];
+	return *(const char *const *)((const char *)&x->c->users[id] + ix->field);
+}
+
+/* The id of key, NO_ROW when absent. */
+static uint32_t idx_get(const struct diff *x, const struct idx *ix, const char *key)
+{
+	if (!ix->cap || !key)
+		return NO_ROW;
+	uint32_t h = idx_hash(key, ix->fold);
+	for (size_t j = h & (ix->cap - 1); ix->slot[j]; j = (j + 1) & (ix->cap - 1)) {
+		uint64_t s = ix->slot[j];
+		uint32_t id = (uint32_t)(s & 0xffffffffu) - 1;
+		if ((uint32_t)(s >> 32) == h && idx_equal(idx_key(x, ix, id), key, ix->fold))
+			return id;
+	}
+	return NO_ROW;
+}
+
+/* Adds id under its own key, unless the key is there (the first holder
+ * stays).  -ENOMEM or 0. */
+static int idx_put(const struct diff *x, struct idx *ix, uint32_t id)
+{
+	const char *key = idx_key(x, ix, id);
+	if (!key)
+		return 0;
+	if ((ix->len + 1) * 2 > ix->cap) {
+		size_t cap = ix->cap ? ix->cap * 2 : 64;
+		uint64_t *t = calloc(cap, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		for (size_t i = 0; i < ix->cap; i++) {
+			if (!ix->slot[i])
+				continue;
+			size_t j = (ix->slot[i] >> 32) & (cap - 1);
+			while (t[j])
+				j = (j + 1) & (cap - 1);
+			t[j] = ix->slot[i];
+		}
+		free(ix->slot);
+		ix->slot = t;
+		ix->cap = cap;
+	}
+	uint32_t h = idx_hash(key, ix->fold);
+	size_t j = h & (ix->cap - 1);
+	for (; ix->slot[j]; j = (j + 1) & (ix->cap - 1)) {
+		uint64_t s = ix->slot[j];
+		if ((uint32_t)(s >> 32) == h && idx_equal(idx_key(x, ix, (uint32_t)(s & 0xffffffffu) - 1), key, ix->fold))
+			return 0;
+	}
+	ix->slot[j] = (uint64_t)h << 32 | (uint64_t)(id + 1);
+	ix->len++;
+	return 0;
+}
+
+static void idx_free(struct idx *ix)
+{
+	free(ix->slot);
+	ix->slot = NULL;
+	ix->cap = ix->len = 0;
 }
 
 static int cmp_grant_key(enum ids_grant_kind ka, const char *ta, const char *na,
@@ -442,7 +532,7 @@ static int index_current(struct diff *x)
 		bool ours = cu->source && strcmp(cu->source, x->o->connector) == 0;
 		if (ours && cu->external_id) {
 			x->rows[row].fate = FATE_INACTIVE; /* until the snapshot says otherwise */
-			if ((r = ids_strmap_put(&x->managed, cu->external_id, row, NULL)) < 0)
+			if ((r = idx_put(x, &x->managed, row)) < 0)
 				goto out;
 			if (cu->active)
 				x->p->active_managed++;
@@ -473,15 +563,8 @@ static int index_names(struct diff *x)
 	for (size_t i = 0; i < c->nusers; i++) {
 		uint32_t row = order[i].row;
 		const struct ids_cur_user *cu = &c->users[row];
-		const char *k;
-		if (cu->username) {
-			if (!(k = lower_key(x, cu->username)) || (r = ids_strmap_put(&x->names, k, row, NULL)) < 0)
-				goto nomem;
-		}
-		if (cu->email && cu->active) {
-			if (!(k = lower_key(x, cu->email)) || (r = ids_strmap_put(&x->emails, k, row, NULL)) < 0)
-				goto nomem;
-		}
+		if ((r = idx_put(x, &x->names, row)) < 0 || (cu->active && (r = idx_put(x, &x->emails, row)) < 0))
+			goto nomem;
 	}
 	/* adoption prefers the active unmanaged holder of an e-mail: the
 	 * inactive ones are old accounts the active one replaced */
@@ -490,9 +573,8 @@ static int index_names(struct diff *x)
 			const struct ids_cur_user *cu = &c->users[order[i].row];
 			if (cu->source || !cu->email || cu->active != (pass == 0))
 				continue;
-			const char *k = lower_key(x, cu->email);
-			if (!k || (r = ids_strmap_put(&x->adoptable, k, order[i].row, NULL)) < 0)
-				goto nomem;
+			if ((r = idx_put(x, &x->adoptable, order[i].row)) < 0)
+				goto out;
 		}
 	}
 	x->names_built = true;
@@ -585,8 +667,8 @@ static int decide_fates(struct diff *x)
 			if (!x->skip[k])
 				prev = ext;
 		}
-		uint32_t row;
-		if (!ext || !ids_strmap_get(&x->managed, ext, &row))
+		uint32_t row = idx_get(x, &x->managed, ext);
+		if (row == NO_ROW)
 			continue;
 		x->snap_row[k] = row;
 		struct row_state *rs = &x->rows[row];
@@ -798,13 +880,10 @@ static int check_name(struct diff *x, const char *name, uint32_t self, const cha
 	uint32_t h;
 	if (err < 0)
 		return err;
-	const char *k = lower_key(x, name);
-	if (!k)
-		return -ENOMEM;
-	if (ids_strmap_get(&x->names, k, &h) && h != self)
+	if ((h = idx_get(x, &x->names, name)) != NO_ROW && h != self)
 		*ret_why = reasonf(x, &err, "username %s is taken by user id %lld", name,
 				   (long long)x->c->users[h].id);
-	else if (ids_strmap_get(&x->claimed_names, k, &h))
+	else if ((h = idx_get(x, &x->claimed_names, name)) != NO_ROW)
 		*ret_why = reasonf(x, &err, "username %s is wanted by another user of this run (external id %s)",
 				   name, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
 	return err;
@@ -818,13 +897,10 @@ static int check_email(struct diff *x, const char *email, uint32_t self, const c
 	uint32_t h;
 	if (err < 0)
 		return err;
-	const char *k = lower_key(x, email);
-	if (!k)
-		return -ENOMEM;
-	if (ids_strmap_get(&x->emails, k, &h) && h != self && !is_released(x, h))
+	if ((h = idx_get(x, &x->emails, email)) != NO_ROW && h != self && !is_released(x, h))
 		*ret_why = reasonf(x, &err, "email %s is taken by active user id %lld", email,
 				   (long long)x->c->users[h].id);
-	else if (ids_strmap_get(&x->claimed_emails, k, &h))
+	else if ((h = idx_get(x, &x->claimed_emails, email)) != NO_ROW)
 		*ret_why = reasonf(x, &err, "email %s is wanted by another user of this run (external id %s)",
 				   email, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
 	return err;
@@ -852,14 +928,10 @@ static int claim(struct diff *x, size_t k, bool name, bool email)
 {
 	const struct ids_user *u = &x->s->users[k];
 	int r = 0;
-	if (name) {
-		const char *n = lower_key(x, u->f[IDS_F_USERNAME]);
-		r = n ? ids_strmap_put(&x->claimed_names, n, (uint32_t)k, NULL) : -ENOMEM;
-	}
-	if (r >= 0 && email && u->f[IDS_F_EMAIL]) {
-		const char *e = lower_key(x, u->f[IDS_F_EMAIL]);
-		r = e ? ids_strmap_put(&x->claimed_emails, e, (uint32_t)k, NULL) : -ENOMEM;
-	}
+	if (name)
+		r = idx_put(x, &x->claimed_names, (uint32_t)k);
+	if (r >= 0 && email && u->f[IDS_F_EMAIL])
+		r = idx_put(x, &x->claimed_emails, (uint32_t)k);
 	return r < 0 ? r : 0;
 }
 
@@ -897,7 +969,7 @@ static int plan_skips(struct diff *x)
 		const struct ids_user *u = &x->s->users[k];
 		uint32_t row;
 		const struct ids_cur_user *cu = NULL;
-		if (u->f[IDS_F_EXTERNAL_ID] && ids_strmap_get(&x->managed, u->f[IDS_F_EXTERNAL_ID], &row))
+		if ((row = idx_get(x, &x->managed, u->f[IDS_F_EXTERNAL_ID])) != NO_ROW)
 			cu = &x->c->users[row];
 		/* show the row as it stays when there is one */
 		int r = add_user(x, IDS_PU_SKIP_INVALID, 0, cu, u, cu ? cu->company_admin : false, x->skip[k],
@@ -983,11 +1055,7 @@ static int plan_new(struct diff *x, size_t k)
 	if (x->o->adopt_by_email && email) {
 		if ((r = index_names(x)) < 0)
 			return r;
-		const char *key = lower_key(x, email);
-		if (!key)
-			return -ENOMEM;
-		if (!ids_strmap_get(&x->adoptable, key, &adopt))
-			adopt = NO_ROW;
+		adopt = idx_get(x, &x->adoptable, email);
 	}
 	if ((r = check_unique(x, u, true, true, adopt, &why)) < 0)
 		return r;
@@ -1083,11 +1151,13 @@ static int plan_grants(struct diff *x)
 static void diff_clear(struct diff *x)
 {
 	ids_arena_free(&x->tmp);
-	struct ids_strmap *maps[] = { &x->managed, &x->names, &x->emails, &x->adoptable,
-				      &x->claimed_names, &x->claimed_emails, &x->tenants,
-				      &x->new_tenants, &x->missing_tenants, &x->new_groups };
+	struct ids_strmap *maps[] = { &x->tenants, &x->new_tenants, &x->missing_tenants, &x->new_groups };
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
 		ids_strmap_free(maps[i]);
+	struct idx *idxs[] = { &x->managed, &x->names, &x->emails, &x->adoptable, &x->claimed_names,
+			       &x->claimed_emails };
+	for (size_t i = 0; i < sizeof(idxs) / sizeof(idxs[0]); i++)
+		idx_free(idxs[i]);
 	free(x->rows);
 	free(x->skip);
 	free(x->snap_row);
@@ -1101,7 +1171,15 @@ static void diff_clear(struct diff *x)
 int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
 	     const struct ids_diff_opts *o, struct ids_plan **ret)
 {
-	struct diff x = { .s = s, .d = d, .c = c, .o = o };
+	struct diff x = {
+		.s = s, .d = d, .c = c, .o = o,
+		.managed = { .field = offsetof(struct ids_cur_user, external_id) },
+		.names = { .field = offsetof(struct ids_cur_user, username), .fold = true },
+		.emails = { .field = offsetof(struct ids_cur_user, email), .fold = true },
+		.adoptable = { .field = offsetof(struct ids_cur_user, email), .fold = true },
+		.claimed_names = { .field = IDS_F_USERNAME, .snap = true, .fold = true },
+		.claimed_emails = { .field = IDS_F_EMAIL, .snap = true, .fold = true },
+	};
 	struct ids_plan *p = NULL;
 	int r = -EINVAL;
 
