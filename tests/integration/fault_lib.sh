@@ -118,13 +118,17 @@ release_lock() {
 	exec 7>&-
 	wait "$LOCK_PID" 2>/dev/null || true
 }
-# gone: waits until no session but ours is left in the test database (a
-# killed client's backend ends when it next reads from its socket: after
-# its statement).
+# gone: waits until no session but ours is left in the test database.  A
+# killed client's backend ends when it next reads from its socket, after
+# the statement it is in; on a loaded machine that can take long, so after
+# 5 s the leftovers are terminated (their transaction was never committed:
+# the client died before sending COMMIT, or the commit is atomic anyway).
 gone() {
-	for _ in $(seq 1 600); do
-		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-			AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" = 0 ] && return 0
+	local others="FROM pg_stat_activity WHERE datname = current_database()
+		AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+	for i in $(seq 1 600); do
+		[ "$(q "SELECT count(*) $others")" = 0 ] && return 0
+		[ "$i" = 50 ] && q "SELECT count(pg_terminate_backend(pid)) $others" >/dev/null
 		sleep 0.1
 	done
 	return 1
