@@ -26,6 +26,7 @@
 #define REF_USER 0x80000000u
 #define REF_GROUP 0x40000000u
 #define REF_INDEX 0x3fffffffu
+#define VPOOL_MAX 65536 /* distinct short attribute values stored once */
 
 struct member {
 	uint32_t group; /* builder index of the group, or BY_GID | gid index */
@@ -55,6 +56,9 @@ struct ids_snapshot_priv {
 
 	struct attr_tmp *tattrs;
 	size_t ntattrs, cap_tattrs;
+	/* rule attributes repeat from user to user: their names, and their
+	 * short values up to VPOOL_MAX distinct ones, are stored once */
+	struct ids_strpool anames, avalues;
 
 	struct member *members;
 	size_t nmembers, cap_members;
@@ -109,6 +113,8 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	free(p->tattrs);
 	p->tattrs = NULL;
 	p->ntattrs = p->cap_tattrs = 0;
+	ids_strpool_free(&p->anames);
+	ids_strpool_free(&p->avalues);
 	free(p->members);
 	p->members = NULL;
 	p->nmembers = p->cap_members = 0;
@@ -261,7 +267,7 @@ int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char 
 		/* value arrays are reused from user to user: zero only new slots */
 		memset(p->tattrs + old, 0, (p->cap_tattrs - old) * sizeof(*p->tattrs));
 		a = &p->tattrs[p->ntattrs];
-		a->name = ids_arena_strdup(&p->arena, name);
+		a->name = ids_strpool_intern(&p->anames, &p->arena, name);
 		if (!a->name)
 			return -ENOMEM;
 		a->n = 0;
@@ -270,7 +276,15 @@ int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char 
 	int r = ids_grow(&a->vals, &a->cap, a->n + 1, sizeof(*a->vals));
 	if (r < 0)
 		return r;
-	a->vals[a->n] = ids_arena_strndup(&p->arena, v, n);
+	/* department, employeeType, title: a few values for a million users */
+	if (n <= 64 && !memchr(v, '\0', n) && p->avalues.n < VPOOL_MAX) {
+		ids_buf_reset(&p->scratch);
+		if ((r = ids_buf_add(&p->scratch, v, n)) < 0)
+			return r;
+		a->vals[a->n] = ids_strpool_intern(&p->avalues, &p->arena, p->scratch.p);
+	} else {
+		a->vals[a->n] = ids_arena_strndup(&p->arena, v, n);
+	}
 	if (!a->vals[a->n])
 		return -ENOMEM;
 	a->n++;
@@ -301,17 +315,20 @@ int ids_snapshot_user_end(struct ids_snapshot *s)
 	if (!u)
 		return -EINVAL;
 	if (p->ntattrs) {
-		/* freeze the attributes into the arena */
-		u->attrs = ids_arena_alloc(&p->arena, p->ntattrs * sizeof(*u->attrs));
+		/* freeze the attributes into the arena: the array and every
+		 * value pointer in one block */
+		size_t nvals = 0;
+		for (size_t i = 0; i < p->ntattrs; i++)
+			nvals += p->tattrs[i].n;
+		u->attrs = ids_arena_alloc(&p->arena, p->ntattrs * sizeof(*u->attrs) + nvals * sizeof(const char *));
 		if (!u->attrs)
 			return -ENOMEM;
+		const char **vals = (const char **)(u->attrs + p->ntattrs);
 		for (size_t i = 0; i < p->ntattrs; i++) {
 			struct attr_tmp *a = &p->tattrs[i];
-			const char **vals = ids_arena_alloc(&p->arena, a->n * sizeof(*vals));
-			if (!vals)
-				return -ENOMEM;
 			memcpy(vals, a->vals, a->n * sizeof(*vals));
 			u->attrs[i] = (struct ids_attr){a->name, vals, a->n};
+			vals += a->n;
 		}
 		u->nattrs = p->ntattrs;
 	}
