@@ -112,6 +112,7 @@ struct diff {
  * the grants show them. */
 struct who {
 	const char *ext, *name;
+	int64_t id; /* its row, set by diff_grants */
 };
 
 /* One user's grants to plan (diff_grants' arguments), queued by the user
@@ -763,6 +764,7 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 		.op = op,
 		.kind = kind,
 		.external_id = w->ext,
+		.user_id = w->id,
 		.username = w->name,
 		.tenant = tenant,
 		.name = name,
@@ -824,6 +826,8 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 		}
 	}
 	grants_of(x, row, &lo, &hi);
+	/* the apply reaches the user's grant rows by this id */
+	w->id = row == NO_ROW ? 0 : x->c->users[row].id;
 
 	size_t i = 0, j = lo;
 	while (i < nd || j < hi) {
@@ -1001,7 +1005,7 @@ static int plan_deactivations(struct diff *x)
 		if (r < 0)
 			return r;
 		/* any managed grant left goes, also on an already inactive row */
-		struct who w = { cu->external_id, cu->username };
+		struct who w = { cu->external_id, cu->username, 0 };
 		if ((r = queue_grants(x, NULL, (uint32_t)i, &w, false)) < 0)
 			return r;
 	}
@@ -1029,7 +1033,7 @@ static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
 	}
 	if ((r = claim(x, k, ch & IDS_CH_USERNAME, (ch & IDS_CH_EMAIL) || reactivate)) < 0)
 		return r;
-	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME] };
+	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0 };
 	if (ch || reactivate) {
 		unsigned flags = (ch ? IDS_PU_UPDATE : 0) | (reactivate ? IDS_PU_REACTIVATE : 0);
 		if ((r = add_user(x, flags, ch, cu, u, want->company_admin, NULL, false)) < 0)
@@ -1083,7 +1087,7 @@ static int plan_new(struct diff *x, size_t k)
 			return r;
 		x->p->counts.created++;
 	}
-	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME] };
+	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0 };
 	/* an adopted row's manual grants satisfy what the rules want; it had
 	 * no managed ones, so nothing it loses counts against the threshold */
 	return queue_grants(x, want, adopt, &w, false);

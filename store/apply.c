@@ -6,8 +6,11 @@
  * real tables: the number of statements is the same for 1 user or
  * 100 000, and a statement with nothing staged for it is not sent.  Users
  * are found by id and checked against (company, connector, external id);
- * grant rows by their user's id, checked the same way, and the tenant's
- * slug in the company, so no statement can reach into another company.
+ * grant rows by their user's id (the plan's, checked the same way once,
+ * check_users) and their tenant's or operator group's id (read from the
+ * company's own rows), so no statement can reach into another company.
+ * Each statement probes the primary key once per staged row (keyed_sql):
+ * a resync's apply costs what changed, not what the tables hold.
  * Grant rows whose source is not this connector (made by hand, NULL) are
  * never deleted or changed.
  *
@@ -50,7 +53,7 @@
 static const char staging_sql[] =
     "CREATE TEMP TABLE ids_s_tenant (slug text NOT NULL) ON COMMIT DROP;"
     "CREATE TEMP TABLE ids_s_group (tenant text NOT NULL, name text NOT NULL) ON COMMIT DROP;"
-    "CREATE TEMP TABLE ids_s_user (seq int NOT NULL, id bigint, external_id text,"
+    "CREATE TEMP TABLE ids_s_user (id bigint, external_id text,"
     " username text, email text, first_name text, last_name text, display_name text,"
     " company_admin bool NOT NULL, reason text,"
     " op_adopt bool NOT NULL, op_update bool NOT NULL,"
@@ -58,9 +61,34 @@ static const char staging_sql[] =
     " ch_username bool NOT NULL, ch_email bool NOT NULL, ch_first_name bool NOT NULL,"
     " ch_last_name bool NOT NULL, ch_display_name bool NOT NULL,"
     " ch_company_admin bool NOT NULL, ch_auth bool NOT NULL) ON COMMIT DROP;"
-    "CREATE TEMP TABLE ids_s_grant (seq int NOT NULL, op text NOT NULL, kind text NOT NULL,"
-    " user_id bigint, external_id text NOT NULL, tenant text NOT NULL, name text NOT NULL, slots int)"
+    "CREATE TEMP TABLE ids_s_grant (op text NOT NULL, kind text NOT NULL,"
+    " user_id bigint, external_id text NOT NULL, target bigint, name text NOT NULL, slots int)"
     " ON COMMIT DROP";
+
+/* How the planner may join, set per phase (SET LOCAL: until COMMIT).
+ *
+ * Keyed: a staged row reaches its one target row by primary key, so the
+ * only plan wanted is a nested loop over the staging table with an index
+ * probe per row; its cost follows the rows that change, not the size of
+ * the tables (a hash join reads all of app_user or channel_grant for
+ * every statement: at 100k users that was most of a resync's apply).
+ * Hash and merge joins and sequential scans are ruled out rather than
+ * left to statistics: right after a large create app_user has none, and
+ * a planner that believes it empty picks a nested loop the wrong way
+ * round (96 s at 20k users, found by t_fault_21).
+ *
+ * Bulk: COPYing the rows of many new users.  The company-isolation
+ * triggers then join the new rows with app_user and tenant, and a hash
+ * join is the plan for that whatever the statistics say.
+ *
+ * JIT off in both: ruling sequential scans out makes every plan look
+ * expensive enough to compile, which took 60-120 ms a statement. */
+static const char keyed_sql[] = "SET LOCAL enable_nestloop = on; SET LOCAL enable_hashjoin = off;"
+				" SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off;"
+				" SET LOCAL jit = off";
+static const char bulk_sql[] = "SET LOCAL enable_nestloop = off; SET LOCAL enable_hashjoin = on;"
+			       " SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on;"
+			       " SET LOCAL jit = off";
 
 /* Ids by name, read back from the database: tenants by slug, operator
  * groups by "slug\tname", users by external id. */
@@ -84,7 +112,7 @@ struct apply {
 	struct ids_error *err;
 	long rows;   /* rows the statements and COPYs wrote */
 	struct ids_by_name created;  /* users the plan creates, by external id */
-	struct ids_by_name found;    /* users with a row whose grants change */
+	struct ids_by_name found;    /* users found by external id (plan grants without user_id) */
 	struct ids_by_name tenants;  /* the company's tenants */
 	struct ids_by_name groups;   /* its operator groups */
 	/* the last grant's user and tenant: a plan's grants come user by
@@ -521,14 +549,14 @@ static void grant_lookup(struct apply *a, const struct ids_plan_grant *g)
 {
 	if (g->external_id && g->external_id == a->last_ext)
 		return;
-	int64_t id = by_name_get(&a->created, g->external_id);
+	int64_t id = g->user_id ? 0 : by_name_get(&a->created, g->external_id);
 	a->last_created = id != 0;
-	a->last_uid = id ? id : by_name_get(&a->found, g->external_id);
+	a->last_uid = id ? id : g->user_id ? g->user_id : by_name_get(&a->found, g->external_id);
 	a->last_ext = g->external_id;
 }
 
 /* The row of a grant's user: the one drawn for a user the plan creates,
- * or the one found for a user that has a row; 0 when none. */
+ * the one the plan loaded, or the one found by external id; 0 when none. */
 static int64_t grant_user(struct apply *a, const struct ids_plan_grant *g)
 {
 	grant_lookup(a, g);
@@ -569,6 +597,7 @@ struct expect {
 	long grants[3][IDS_GRANT__COUNT]; /* [op][kind], staged ones */
 	long direct[IDS_GRANT__COUNT];    /* adds for created users, by kind */
 	long tenants, groups;             /* new tenants, groups named */
+	long unresolved;                  /* staged grants whose plan has no user_id */
 };
 
 /* Draws an id from app_user's sequence for every user the plan creates,
@@ -686,9 +715,7 @@ static int stage_users(struct apply *a, struct expect *e)
 		    ch & IDS_CH_EMAIL,	   ch & IDS_CH_FIRST_NAME,   ch & IDS_CH_LAST_NAME,
 		    ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN, ch & IDS_CH_AUTH,
 		};
-		r = copy_num(&a->copy, (int64_t)i, false, true);
-		if (r >= 0)
-			r = copy_num(&a->copy, u->id, true, false);
+		r = copy_num(&a->copy, u->id, true, true);
 		for (size_t k = 0; k < sizeof(text) / sizeof(text[0]) && r >= 0; k++)
 			r = copy_field(&a->copy, text[k], false);
 		if (r >= 0)
@@ -706,8 +733,12 @@ static int stage_users(struct apply *a, struct expect *e)
 	return r < 0 ? r : copy_end(a, "staging the users", false);
 }
 
-/* Grant changes on users that have a row; the adds of users the plan
- * creates are only counted here (create_grants writes them). */
+/* Grant changes on users that have a row, with the ids the statements
+ * need: the user's row (the plan's, checked by check_users) and the
+ * target's, the tenant (or for a membership the operator group) read from
+ * the company's own rows — a name the company does not have stages NULL,
+ * which no statement matches.  The adds of users the plan creates are only
+ * counted here (create_grants writes them). */
 static int stage_grants(struct apply *a, struct expect *e)
 {
 	static const char *const ops[] = {
@@ -716,27 +747,21 @@ static int stage_grants(struct apply *a, struct expect *e)
 	int r = copy_begin(a, "COPY pg_temp.ids_s_grant FROM STDIN");
 	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
 		const struct ids_plan_grant *g = &p->grants[i];
-		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT || !g->external_id ||
-		    !g->tenant || !g->name) {
-			r = ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
-			break;
-		}
-		if (g->op == IDS_GOP_ADD && is_created(a, g)) {
-			e->direct[g->kind]++;
+		if (g->op == IDS_GOP_ADD && is_created(a, g))
 			continue;
-		}
 		e->grants[g->op][g->kind]++;
-		r = copy_num(&a->copy, (int64_t)i, false, true);
-		if (r >= 0)
-			r = copy_field(&a->copy, ops[g->op], false);
+		e->unresolved += g->user_id == 0;
+		int64_t target = g->kind == IDS_GRANT_GROUP ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
+							    : tenant_id(a, g->tenant);
+		r = copy_field(&a->copy, ops[g->op], true);
 		if (r >= 0)
 			r = copy_field(&a->copy, kind_word(g->kind), false);
 		if (r >= 0)
-			r = copy_field(&a->copy, NULL, false);
+			r = copy_num(&a->copy, g->user_id, true, false);
 		if (r >= 0)
 			r = copy_field(&a->copy, g->external_id, false);
 		if (r >= 0)
-			r = copy_field(&a->copy, g->tenant, false);
+			r = copy_num(&a->copy, target, true, false);
 		if (r >= 0)
 			r = copy_field(&a->copy, g->name, false);
 		if (r >= 0)
@@ -750,17 +775,25 @@ static int stage_grants(struct apply *a, struct expect *e)
 	return r < 0 ? r : copy_end(a, "staging the grants", false);
 }
 
-/* ---------------- the statements ---------------- */
+/* Checks the plan's grants before staging: every one complete, and
+ * counts the adds of created users (e->direct). */
+static int check_grants(struct apply *a, struct expect *e, bool *any_group)
+{
+	const struct ids_plan *p = a->p;
+	*any_group = false;
+	for (size_t i = 0; i < p->ngrants; i++) {
+		const struct ids_plan_grant *g = &p->grants[i];
+		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT || !g->external_id ||
+		    !g->tenant || !g->name)
+			return ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
+		*any_group |= g->kind == IDS_GRANT_GROUP;
+		if (g->op == IDS_GOP_ADD && is_created(a, g))
+			e->direct[g->kind]++;
+	}
+	return 0;
+}
 
-/* A staged grant's user (by id, checked to be the connector's user with
- * that external id in the company) and tenant (by slug in the company). */
-#define GRANT_JOIN                                                                                           \
-	" JOIN app_user u ON u.id = g.user_id AND u.company_id = $1 AND u.source = $2"                       \
-	" AND u.external_id = g.external_id"                                                                  \
-	" JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
-#define GRANT_WHERE                                                                                          \
-	" u.id = g.user_id AND u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id"        \
-	" AND t.company_id = $1 AND t.slug = g.tenant"
+/* ---------------- the statements ---------------- */
 
 static int apply_users(struct apply *a, const struct expect *e)
 {
@@ -866,30 +899,53 @@ static const struct {
     {IDS_GRANT_SLOT, "slot", "slot_limit", "channel_group"},
 };
 
-/* The rows of the users whose grants change, found once by (connector,
- * external id) for every statement (which then go by primary key) and
- * for the audit.  A grant whose user the connector does not own keeps no
- * id: the statements' joins drop it. */
-static int find_users(struct apply *a, const struct expect *e)
+/* The users of the staged grants: a grant of a hand-made plan without a
+ * user_id is given one by (connector, external id), and found keeps it for
+ * the audit.  Then every staged user id is checked to be the connector's
+ * user with that external id in this company: the statements reach grant
+ * rows by user id alone, so this one check is what keeps them to the
+ * company's users.  A user gone or changed since the load undoes the run. */
+static int check_users(struct apply *a, const struct expect *e)
 {
 	long staged = 0, rows = a->rows;
+	PGresult *res = NULL;
+	int r = 0;
 	for (int op = 0; op < 3; op++)
 		for (int k = 0; k < IDS_GRANT__COUNT; k++)
 			staged += e->grants[op][k];
 	if (!staged)
 		return 0;
-	int r = stmt(a, "finding users",
-		     "UPDATE pg_temp.ids_s_grant g SET user_id = u.id FROM app_user u"
-		     " WHERE u.company_id = $1 AND u.source = $2 AND u.external_id = g.external_id",
-		     -1);
-	/* staging rows are not the database's: not counted as written */
-	a->rows = rows;
-	if (r >= 0)
-		r = by_name_load(a, &a->found,
-				 "SELECT DISTINCT user_id, external_id FROM pg_temp.ids_s_grant"
-				 " WHERE user_id IS NOT NULL AND $1::bigint IS NOT NULL",
-				 "finding users");
-	a->last_ext = NULL; /* looked up before the users were found */
+	if (e->unresolved) {
+		r = stmt(a, "finding users",
+			 "UPDATE pg_temp.ids_s_grant g SET user_id = u.id FROM app_user u"
+			 " WHERE g.user_id IS NULL AND u.company_id = $1 AND u.source = $2"
+			 " AND u.external_id = g.external_id",
+			 -1);
+		/* staging rows are not the database's: not counted as written */
+		a->rows = rows;
+		if (r >= 0)
+			r = by_name_load(a, &a->found,
+					 "SELECT DISTINCT user_id, external_id FROM pg_temp.ids_s_grant"
+					 " WHERE user_id IS NOT NULL AND $1::bigint IS NOT NULL",
+					 "finding users");
+		a->last_ext = NULL; /* looked up before the users were found */
+		if (r < 0)
+			return r;
+	}
+	const char *prm[] = {a->params[0], a->params[1]};
+	r = ids_store_exec(a->st,
+			   "SELECT count(*), count(u.id) FROM"
+			   " (SELECT DISTINCT user_id, external_id FROM pg_temp.ids_s_grant"
+			   " WHERE user_id IS NOT NULL) s"
+			   " LEFT JOIN app_user u ON u.id = s.user_id AND u.company_id = $1::bigint"
+			   " AND u.source = $2 AND u.external_id = s.external_id",
+			   2, prm, PGRES_TUPLES_OK, &res, "checking users", a->err);
+	if (r >= 0 && strcmp(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)) != 0)
+		r = ids_error_set(a->err, IDS_E_DB,
+				  "checking users: %s of %s users whose grants change matched: the database "
+				  "changed since the plan was made; nothing was applied",
+				  PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return r;
 }
 
@@ -904,31 +960,19 @@ static int apply_grants(struct apply *a, const struct expect *e)
 		if (!e->grants[IDS_GOP_REMOVE][grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(
-		    &sql,
-		    "DELETE FROM %s x USING pg_temp.ids_s_grant g, app_user u, tenant t"
-		    " WHERE g.op = 'remove' AND g.kind = '%s' AND" GRANT_WHERE
-		    " AND x.user_id = u.id AND x.tenant_id = t.id AND x.%s = g.name AND x.source = $2",
-		    grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
+		r = ids_buf_printf(&sql,
+				   "DELETE FROM %s x USING pg_temp.ids_s_grant g"
+				   " WHERE g.op = 'remove' AND g.kind = '%s' AND x.user_id = g.user_id"
+				   " AND x.tenant_id = g.target AND x.%s = g.name AND x.source = $2",
+				   grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
 		if (r >= 0)
 			r = stmt(a, "removing grants", sql.p, -1);
 	}
 	if (r >= 0 && e->grants[IDS_GOP_REMOVE][IDS_GRANT_GROUP])
 		r = stmt(a, "removing group memberships",
-			 "DELETE FROM operator_group_member x"
-			 " USING pg_temp.ids_s_grant g, app_user u, tenant t, operator_group og"
-			 " WHERE g.op = 'remove' AND g.kind = 'group' AND" GRANT_WHERE
-			 " AND og.tenant_id = t.id AND og.name = g.name AND x.group_id = og.id"
-			 " AND x.user_id = u.id AND x.source = $2",
-			 -1);
-
-	/* Operator groups that a membership needs and the tenant lacks. */
-	if (r >= 0 && e->groups)
-		r = stmt(a, "creating operator groups",
-			 "INSERT INTO operator_group (tenant_id, name)"
-			 " SELECT DISTINCT t.id, g.name FROM pg_temp.ids_s_group g"
-			 " JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
-			 " ON CONFLICT (tenant_id, name) DO NOTHING",
+			 "DELETE FROM operator_group_member x USING pg_temp.ids_s_grant g"
+			 " WHERE g.op = 'remove' AND g.kind = 'group' AND x.group_id = g.target"
+			 " AND x.user_id = g.user_id AND x.source = $2",
 			 -1);
 
 	/* Additions to existing users: a row with the same key made by hand
@@ -938,32 +982,30 @@ static int apply_grants(struct apply *a, const struct expect *e)
 		if (!e->grants[IDS_GOP_ADD][grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(
-		    &sql,
-		    "INSERT INTO %s (user_id, tenant_id, %s, %ssource)"
-		    " SELECT u.id, t.id, g.name, %s$2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
-		    " WHERE g.op = 'add' AND g.kind = '%s' ORDER BY g.seq ON CONFLICT DO NOTHING",
-		    grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
-		    slot ? "g.slots, " : "", grant_tables[i].word);
+		r = ids_buf_printf(&sql,
+				   "INSERT INTO %s (user_id, tenant_id, %s, %ssource)"
+				   " SELECT g.user_id, g.target, g.name, %s$2 FROM pg_temp.ids_s_grant g"
+				   " WHERE g.op = 'add' AND g.kind = '%s' AND g.user_id IS NOT NULL"
+				   " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
+				   grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
+				   slot ? "g.slots, " : "", grant_tables[i].word);
 		if (r >= 0)
 			r = stmt(a, "adding grants", sql.p, -1);
 	}
 	if (r >= 0 && e->grants[IDS_GOP_ADD][IDS_GRANT_GROUP])
 		r = stmt(a, "adding group memberships",
 			 "INSERT INTO operator_group_member (group_id, user_id, source)"
-			 " SELECT og.id, u.id, $2 FROM pg_temp.ids_s_grant g" GRANT_JOIN
-			 " JOIN operator_group og ON og.tenant_id = t.id AND og.name = g.name"
-			 " WHERE g.op = 'add' AND g.kind = 'group' ORDER BY g.seq ON CONFLICT DO NOTHING",
+			 " SELECT g.target, g.user_id, $2 FROM pg_temp.ids_s_grant g"
+			 " WHERE g.op = 'add' AND g.kind = 'group' AND g.user_id IS NOT NULL"
+			 " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
 			 -1);
 
 	/* New slot values, on the connector's rows only. */
 	if (r >= 0 && e->grants[IDS_GOP_CHANGE][IDS_GRANT_SLOT])
 		r = stmt(a, "changing slots",
-			 "UPDATE slot_limit x SET slots = g.slots"
-			 " FROM pg_temp.ids_s_grant g, app_user u, tenant t"
-			 " WHERE g.op = 'change' AND g.kind = 'slot' AND" GRANT_WHERE
-			 " AND x.user_id = u.id AND x.tenant_id = t.id AND x.channel_group = g.name"
-			 " AND x.source = $2",
+			 "UPDATE slot_limit x SET slots = g.slots FROM pg_temp.ids_s_grant g"
+			 " WHERE g.op = 'change' AND g.kind = 'slot' AND x.user_id = g.user_id"
+			 " AND x.tenant_id = g.target AND x.channel_group = g.name AND x.source = $2",
 			 -1);
 	ids_buf_free(&sql);
 	return r;
@@ -983,11 +1025,6 @@ static int create_grants(struct apply *a, const struct expect *e)
 	};
 	const struct ids_plan *p = a->p;
 	int r = 0;
-	if (e->direct[IDS_GRANT_GROUP])
-		r = by_name_load(a, &a->groups,
-				 "SELECT g.id, t.slug || E'\\t' || g.name FROM operator_group g"
-				 " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint",
-				 "reading operator groups");
 	for (int k = 0; k < IDS_GRANT__COUNT && r >= 0; k++) {
 		if (!e->direct[k])
 			continue;
@@ -1046,14 +1083,29 @@ static int write_audit(struct apply *a, const char *idp)
 	return r < 0 ? r : copy_end(a, "writing the audit log", true);
 }
 
+/* Sends one of keyed_sql / bulk_sql. */
+static int set_joins(struct apply *a, const char *sql)
+{
+	PGresult *res = PQexec(a->st->conn, sql);
+	int r = 0;
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = ids_store_fail(a->st, res, "choosing join methods", a->err);
+	PQclear(res);
+	return r;
+}
+
 /* Stages the plan and runs the statements, inside the caller's
  * transaction. */
 static int apply_changes(struct apply *a, const char *idp)
 {
 	struct ids_store *st = a->st;
+	const struct ids_plan *p = a->p;
 	struct expect e = {0};
 	PGresult *res = NULL;
+	bool any_group;
 	int r = draw_ids(a, &e);
+	if (r >= 0)
+		r = check_grants(a, &e, &any_group);
 	if (r < 0)
 		return r;
 	res = PQexec(st->conn, staging_sql);
@@ -1062,34 +1114,59 @@ static int apply_changes(struct apply *a, const char *idp)
 	PQclear(res);
 	if (r < 0)
 		return r;
-	if ((r = stage_tenants(a, &e)) < 0 || (r = stage_groups(a, &e)) < 0 || (r = stage_users(a, &e)) < 0 ||
-	    (r = stage_grants(a, &e)) < 0)
-		return r;
-	/* Temporary tables have no statistics until analysed: without them
-	 * the planner guesses, badly, for a large plan. */
-	r = ids_store_exec(st, "ANALYZE pg_temp.ids_s_user, pg_temp.ids_s_grant", 0, NULL, PGRES_COMMAND_OK,
-			   NULL, "analysing the staging tables", a->err);
-	if (r < 0)
-		return r;
 
+	/* Tenants and operator groups first: the staged grants carry their
+	 * ids. */
+	if ((r = stage_tenants(a, &e)) < 0 || (r = stage_groups(a, &e)) < 0 || (r = stage_users(a, &e)) < 0)
+		return r;
 	r = stmt(a, "creating tenants",
 		 "INSERT INTO tenant (company_id, slug, name) SELECT DISTINCT $1, slug, slug FROM "
 		 "pg_temp.ids_s_tenant"
 		 " ON CONFLICT (company_id, slug) DO NOTHING",
 		 e.tenants ? -1 : 0);
-	if (r >= 0 && (e.direct[IDS_GRANT_ROLE] || e.direct[IDS_GRANT_CHANNEL] || e.direct[IDS_GRANT_SLOT]))
+	if (r >= 0 && p->ngrants)
 		r = by_name_load(a, &a->tenants, "SELECT id, slug FROM tenant WHERE company_id = $1::bigint",
 				 "reading tenants");
+	/* Operator groups that a membership needs and the tenant lacks. */
+	if (r >= 0 && e.groups)
+		r = stmt(a, "creating operator groups",
+			 "INSERT INTO operator_group (tenant_id, name)"
+			 " SELECT DISTINCT t.id, g.name FROM pg_temp.ids_s_group g"
+			 " JOIN tenant t ON t.company_id = $1 AND t.slug = g.tenant"
+			 " ON CONFLICT (tenant_id, name) DO NOTHING",
+			 -1);
+	if (r >= 0 && any_group)
+		r = by_name_load(a, &a->groups,
+				 "SELECT g.id, t.slug || E'\\t' || g.name FROM operator_group g"
+				 " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint",
+				 "reading operator groups");
+	if (r >= 0)
+		r = stage_grants(a, &e);
+
+	/* Changes to existing rows, by key. */
+	if (r >= 0)
+		r = set_joins(a, keyed_sql);
 	if (r >= 0)
 		r = apply_users(a, &e);
+	/* New users and their grants, by COPY; the isolation triggers join
+	 * the new rows with app_user: by key when they are few next to the
+	 * users the company has (a hash join would read all of them for each
+	 * table), in bulk otherwise (an initial sync). */
+	long most = e.create;
+	for (int k = 0; k < IDS_GRANT__COUNT; k++)
+		most = e.direct[k] > most ? e.direct[k] : most;
+	if (r >= 0 && most && most * 8 >= p->active_managed)
+		r = set_joins(a, bulk_sql);
 	if (r >= 0)
 		r = create_users(a, &e);
 	if (r >= 0)
-		r = find_users(a, &e);
+		r = create_grants(a, &e);
+	if (r >= 0 && most && most * 8 >= p->active_managed)
+		r = set_joins(a, keyed_sql);
+	if (r >= 0)
+		r = check_users(a, &e);
 	if (r >= 0)
 		r = apply_grants(a, &e);
-	if (r >= 0)
-		r = create_grants(a, &e);
 	/* Audit rows last, when every user has its row.  A conflict or
 	 * invalid user gets one only when the connector owns it. */
 	if (r >= 0)
@@ -1111,11 +1188,9 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	if (r < 0)
 		goto out;
 	in_tx = true;
-	/* As in the load: right after a large create app_user has no
-	 * statistics, and a 1-row estimate made the grant INSERT a nested
-	 * plan taking 96 s at 20k users (found by t_fault_21).  Set-based
-	 * statements want hash joins whatever autovacuum last saw. */
-	r = ids_store_exec(st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL, "SET", err);
+	/* Join methods are chosen per phase (keyed_sql, bulk_sql); until
+	 * then, hash joins as in the load. */
+	r = set_joins(&a, bulk_sql);
 	if (r < 0)
 		goto out;
 

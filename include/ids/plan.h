@@ -105,6 +105,7 @@ struct ids_plan_grant {
 	const char *username;    /* for display */
 	const char *tenant, *name;
 	int slots, old_slots;
+	int64_t user_id; /* the user's row as loaded; 0: none yet (a user the plan creates) */
 };
 
 enum ids_verdict {

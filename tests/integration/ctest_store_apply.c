@@ -644,6 +644,49 @@ static void test_stale_plan(void **state)
 	ids_current_free(c);
 }
 
+/* Grant rows are reached by the user ids the plan loaded, and each id is
+ * checked to be the connector's user with that external id in the
+ * company: a plan holding another company's user id, or an id whose user
+ * is no longer the one the plan means, is refused as a whole. */
+static void test_grant_user_ids(void **state)
+{
+	struct fixture *f = *state;
+	struct ids_current *c = load(f);
+	const struct ids_cur_user *jn = cur_user(c, "jnovak");
+	struct ids_error e = {0};
+	char *g1 = sql_val("SELECT id FROM app_user WHERE external_id = 'G1'", 0, NULL);
+	int64_t globex_user = strtoll(g1, NULL, 10);
+	free(g1);
+	struct ids_plan_grant grants[] = {
+	    grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, "E2", "support-cz", "voice", 0, 0),
+	    grant(IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "E2", "support-cz", "webchat", 0, 0),
+	};
+	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 2};
+	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+
+	/* another company's user under an external id of ours: nothing */
+	grants[0].user_id = grants[1].user_id = globex_user;
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), IDS_E_DB);
+	assert_non_null(strstr(ids_error_text(&e), "checking users"));
+	ids_error_clear(&e);
+	/* our user's id under another user's external id: nothing */
+	grants[0].user_id = grants[1].user_id = jn->id;
+	grants[0].external_id = grants[1].external_id = "E3";
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), IDS_E_DB);
+	assert_non_null(strstr(ids_error_text(&e), "changed since the plan was made"));
+	ids_error_clear(&e);
+	assert_sql(SEED_GRANTS, dump_grants_sql);
+	assert_sql("0", "SELECT count(*) FROM sync_run");
+
+	/* the right pair: applied */
+	grants[0].external_id = grants[1].external_id = "E2";
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
+	assert_sql("voice corp",
+		   "SELECT string_agg(x.channel || ' ' || x.source, ', ') FROM channel_grant x"
+		   " JOIN app_user u ON u.id = x.user_id WHERE u.external_id = 'E2'");
+	ids_current_free(c);
+}
+
 /* A row that the platform keeps locked makes the apply fail after the
  * lock timeout (here the conninfo's own, 1 s) instead of hanging; nothing
  * is applied and the store stays usable. */
@@ -798,6 +841,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_grant_user_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lock_wait_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_plan, setup, teardown),

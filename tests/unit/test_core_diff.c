@@ -150,6 +150,9 @@ static void test_create(void **state)
 	assert_int_equal(f->p->users[0].flags, IDS_PU_CREATE);
 	assert_int_equal(f->p->users[0].id, 0);
 	assert_null(f->p->users[0].cur);
+	/* no row yet: the store gives the grants the id it draws */
+	for (size_t i = 0; i < f->p->ngrants; i++)
+		assert_int_equal(f->p->grants[i].user_id, 0);
 	/* the group that gets a member is listed for the store to create */
 	assert_int_equal(f->p->new_groups.n, 1);
 	assert_string_equal(f->p->new_groups.v[0], "support-cz\tfirst-line");
@@ -566,6 +569,10 @@ static void test_manual_grants_untouched_and_satisfying(void **state)
 				    "1 grants added, 1 removed, 0 conflicts\n");
 	assert_int_equal(f->p->managed_grants, 1);
 	assert_int_equal(f->p->removals_on_active, 1);
+	/* the store reaches the rows by the user's id */
+	assert_int_equal(f->p->ngrants, 2);
+	assert_int_equal(f->p->grants[0].user_id, 10);
+	assert_int_equal(f->p->grants[1].user_id, 10);
 }
 
 static void test_slot_change(void **state)

@@ -60,9 +60,9 @@ static void test_semantics_example(void **state)
 		  .reason = "disabled_in_source", .cur = &pd },
 	};
 	struct ids_plan_grant grants[] = {
-		{ IDS_GOP_ADD, IDS_GRANT_ROLE, "e-jn", "jnovak", "support-cz", "operator", 0, 0 },
-		{ IDS_GOP_ADD, IDS_GRANT_CHANNEL, "e-jn", "jnovak", "support-cz", "whatsapp", 0, 0 },
-		{ IDS_GOP_CHANGE, IDS_GRANT_SLOT, "e-jn", "jnovak", "support-cz", "live", 3, 2 },
+		{ IDS_GOP_ADD, IDS_GRANT_ROLE, "e-jn", "jnovak", "support-cz", "operator", 0, 0, 0 },
+		{ IDS_GOP_ADD, IDS_GRANT_CHANNEL, "e-jn", "jnovak", "support-cz", "whatsapp", 0, 0, 0 },
+		{ IDS_GOP_CHANGE, IDS_GRANT_SLOT, "e-jn", "jnovak", "support-cz", "live", 3, 2, 0 },
 	};
 	p->users = users;
 	p->nusers = 2;
@@ -139,11 +139,11 @@ static void test_every_line(void **state)
 		  .email = "n@x" },
 	};
 	struct ids_plan_grant grants[] = {
-		{ IDS_GOP_ADD, IDS_GRANT_GROUP, "e-ad", "admin", "new-t", "first-line", 0, 0 },
-		{ IDS_GOP_REMOVE, IDS_GRANT_SLOT, "e-cy", "cyril", "sales", "email", 4, 0 },
+		{ IDS_GOP_ADD, IDS_GRANT_GROUP, "e-ad", "admin", "new-t", "first-line", 0, 0, 0 },
+		{ IDS_GOP_REMOVE, IDS_GRANT_SLOT, "e-cy", "cyril", "sales", "email", 4, 0, 0 },
 		/* a user whose only change is a grant: no user line */
-		{ IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "e-da", "dana", "sales", "webchat", 0, 0 },
-		{ IDS_GOP_ADD, IDS_GRANT_SLOT, "e-jn", "jnovak", "sales", "live", 0, 0 },
+		{ IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "e-da", "dana", "sales", "webchat", 0, 0, 0 },
+		{ IDS_GOP_ADD, IDS_GRANT_SLOT, "e-jn", "jnovak", "sales", "live", 0, 0, 0 },
 	};
 	p->users = users;
 	p->nusers = sizeof(users) / sizeof(users[0]);
