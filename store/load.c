@@ -349,7 +349,7 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	if (!idmap_get(&l->users, uid, &row) || !l->wanted[row])
 		return 0;
 	unsigned kind = be16(f[0].p);
-	struct ids_cur_grant g = { .user_id = uid, .kind = (enum ids_grant_kind)kind, .slots = (int32_t)be32(f[4].p) };
+	struct ids_cur_grant g = { .user_id = uid, .kind = (unsigned char)kind, .slots = (int32_t)be32(f[4].p) };
 	const struct named *t;
 	if (kind == IDS_GRANT_GROUP) {
 		if (!(t = find_named(l->groups, l->ngroups, tid)))

@@ -30,10 +30,10 @@ struct ids_cur_user {
 
 struct ids_cur_grant {
 	int64_t user_id;
-	enum ids_grant_kind kind;
 	const char *tenant; /* slug */
 	const char *name;
 	int slots;          /* IDS_GRANT_SLOT */
+	unsigned char kind; /* enum ids_grant_kind in one byte: 32 bytes a row, and tier L loads 7 million */
 	bool manual;        /* source IS NULL: never touched, counts as satisfied */
 };
 

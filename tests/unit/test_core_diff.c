@@ -109,7 +109,7 @@ static void add_cur(struct fx *f, struct ids_cur_user u)
 static void cg(struct fx *f, int64_t uid, enum ids_grant_kind kind, const char *tenant, const char *name, int slots,
 	       bool manual)
 {
-	struct ids_cur_grant g = { uid, kind, tenant, name, slots, manual };
+	struct ids_cur_grant g = { .user_id = uid, .kind = (unsigned char)kind, .tenant = tenant, .name = name, .slots = slots, .manual = manual };
 	assert_int_equal(ids_current_add_grant(f->c, &g), 0);
 }
 
@@ -848,12 +848,12 @@ static void load_scenario(struct fx *f, const int *perm)
 		}
 	}
 	const struct ids_cur_grant gs[] = {
-		{ 1, IDS_GRANT_ROLE, "sales", "operator", 0, false },
-		{ 1, IDS_GRANT_SLOT, "sales", "live", 1, false },
-		{ 2, IDS_GRANT_CHANNEL, "sales", "email", 0, false },
-		{ 2, IDS_GRANT_CHANNEL, "sales", "webchat", 0, true },
-		{ 7, IDS_GRANT_GROUP, "support-cz", "night", 0, false },
-		{ 4, IDS_GRANT_ROLE, "sales", "operator", 0, true },
+		{ .user_id = 1, .kind = IDS_GRANT_ROLE, .tenant = "sales", .name = "operator", .slots = 0, .manual = false },
+		{ .user_id = 1, .kind = IDS_GRANT_SLOT, .tenant = "sales", .name = "live", .slots = 1, .manual = false },
+		{ .user_id = 2, .kind = IDS_GRANT_CHANNEL, .tenant = "sales", .name = "email", .slots = 0, .manual = false },
+		{ .user_id = 2, .kind = IDS_GRANT_CHANNEL, .tenant = "sales", .name = "webchat", .slots = 0, .manual = true },
+		{ .user_id = 7, .kind = IDS_GRANT_GROUP, .tenant = "support-cz", .name = "night", .slots = 0, .manual = false },
+		{ .user_id = 4, .kind = IDS_GRANT_ROLE, .tenant = "sales", .name = "operator", .slots = 0, .manual = true },
 	};
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(ids_current_add_grant(f->c, &gs[(i * 5 + perm[1]) % 6]), 0);
@@ -917,7 +917,7 @@ static void test_current_copies(void **state)
 	struct ids_cur_user u = { .id = 1, .username = name, .auth_method = "sso" };
 	for (int i = 0; i < 200; i++) /* past the first growth */
 		assert_int_equal(ids_current_add_user(c, &u), 0);
-	struct ids_cur_grant g = { 1, IDS_GRANT_ROLE, tenant, "operator", 0, false };
+	struct ids_cur_grant g = { .user_id = 1, .kind = IDS_GRANT_ROLE, .tenant = tenant, .name = "operator" };
 	assert_int_equal(ids_current_add_grant(c, &g), 0);
 	g.kind = IDS_GRANT__COUNT;
 	assert_int_equal(ids_current_add_grant(c, &g), -EINVAL);
