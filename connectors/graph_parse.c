@@ -67,16 +67,38 @@ static json_t *get_path(json_t *o, const char *path)
 	}
 }
 
+/* What is wrong with a body jansson refused, in words of our own: its
+ * je.text quotes up to 20 bytes of the input near the error, and those
+ * may be part of a token answer, or bytes that are not UTF-8 (the message
+ * ends up in the log and in sync_run.error). */
+static const char *json_problem(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_premature_end_of_input: return "the body ends too early";
+	case json_error_end_of_input_expected: return "more text after the JSON value";
+	case json_error_invalid_utf8: return "not UTF-8";
+	case json_error_stack_overflow: return "nested too deeply";
+	case json_error_duplicate_key: return "duplicate key";
+	case json_error_null_byte_in_key: return "NUL byte in a key";
+	case json_error_numeric_overflow: return "number out of range";
+	default: return "invalid syntax";
+	}
+}
+
 /* Parses body into *ret: a JSON object, else IDS_E_PROTOCOL. */
 static int load(const char *body, size_t len, const char *what, json_t **ret, struct ids_error *err)
 {
 	json_error_t je;
 	json_t *root = json_loadb(body, len, LOAD_FLAGS, &je);
 	if (!root) {
-		/* the start of an HTML page says more than "invalid token" */
-		bool html = len && (body[0] == '<' || (len > 1 && body[0] == ' ' && body[1] == '<'));
-		return ids_error_set(err, IDS_E_PROTOCOL, "%s: not JSON%s: %s at line %d column %d", what,
-				     html ? " (an HTML page)" : "", je.text, je.line, je.column);
+		if (json_error_code(&je) == json_error_out_of_memory)
+			return ids_error_set(err, -ENOMEM, "out of memory");
+		if (!len)
+			return ids_error_set(err, IDS_E_PROTOCOL, "%s: not JSON: the body is empty", what);
+		/* the start of an HTML page says more than "invalid syntax" */
+		bool html = body[0] == '<' || (len > 1 && body[0] == ' ' && body[1] == '<');
+		return ids_error_set(err, IDS_E_PROTOCOL, "%s: not JSON%s: %s (line %d, column %d)", what,
+				     html ? " (an HTML page)" : "", json_problem(&je), je.line, je.column);
 	}
 	if (!json_is_object(root)) {
 		json_decref(root);

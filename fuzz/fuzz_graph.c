@@ -94,10 +94,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0 && which != 4) {
 		if (!err.msg)
 			broken("a failed parse without a message", NULL);
-		/* Not checked: that the message is UTF-8.  graph_parse.c
-		 * quotes jansson's error text, which quotes up to 20 bytes of
-		 * the broken input (this target found it); the store makes
-		 * sync_run.error valid UTF-8 whatever a connector says. */
+		/* the message goes into sync_run.error, a PostgreSQL text
+		 * column: invalid UTF-8 there would lose the failed run's row
+		 * (this target found graph_parse.c quoting jansson's error
+		 * text, which holds up to 20 bytes of the input) */
+		if (!ids_utf8_valid(err.msg, strlen(err.msg)))
+			broken("a parse error message that is not UTF-8", err.msg);
 		if (page.next_link)
 			broken("a failed parse handed back a next link", page.next_link);
 	}

@@ -1,8 +1,8 @@
 /* test_conn_entra.c — the Graph page parsers (graph.h) on recorded pages:
  * users (fields, disabled, rule attributes, null properties), groups (the
  * `groups:` scope by name or id), transitive members, the token answer,
- * both error shapes, and every malformed page of reliability.md case 13,
- * without a network.  Expected values come from the pages in
+ * both error shapes, and every malformed page of reliability.md case 13
+ * (whose messages quote none of the body), without a network.  Expected values come from the pages in
  * data/entra/, read by hand. */
 #include <errno.h>
 #include <setjmp.h>
@@ -190,6 +190,77 @@ static void test_users_malformed(void **state)
 	deep[200000] = '\0';
 	expect_bad_users(deep, "not JSON");
 	free(deep);
+}
+
+/* A body jansson refuses: the message gives the position and what is
+ * wrong in words of its own, never bytes of the body (jansson's own text
+ * quotes up to 20 of them, which may be part of a token answer, or not
+ * UTF-8: the message goes to the log and to sync_run.error).  Columns
+ * counted by hand: jansson reports the last character it read. */
+static void test_not_json_messages(void **state)
+{
+	static const struct {
+		const char *body, *msg;
+	} cases[] = {
+	    {"", "users: not JSON: the body is empty"},
+	    /* 42 characters, cut inside a string */
+	    {"{\"value\":[{\"id\":\"a\",\"userPrincipalName\":\"x",
+	     "users: not JSON: the body ends too early (line 1, column 42)"},
+	    /* the second "value" ends at 19 */
+	    {"{\"value\":[],\"value\":[{\"id\":\"a\"}]}",
+	     "users: not JSON: duplicate key (line 1, column 19)"},
+	    {"{\"value\":[]} x", "users: not JSON: more text after the JSON value (line 1, column 14)"},
+	    /* the number takes columns 17 to 24 */
+	    {"{\"value\":[{\"id\":1e999999}]}", "users: not JSON: number out of range (line 1, column 24)"},
+	    /* the key takes columns 12 to 21 */
+	    {"{\"value\":[{\"a\\u0000b\":1}]}", "users: not JSON: NUL byte in a key (line 1, column 21)"},
+	    /* the string opens at 17, its first byte is not UTF-8 */
+	    {"{\"value\":[{\"id\":\"\xff\xfe secret\"}]}", "users: not JSON: not UTF-8 (line 1, column 17)"},
+	    /* `tru` takes columns 8 to 10 of the second line */
+	    {"{\"value\":\n[{\"id\":tru}]}", "users: not JSON: invalid syntax (line 2, column 10)"},
+	    {"<!DOCTYPE html>", "users: not JSON (an HTML page): invalid syntax (line 1, column 1)"},
+	};
+	struct ids_graph_user_map m = {entra_attr, NULL};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ids_snapshot *s = NULL;
+		struct ids_graph_page page = {0};
+		struct ids_error e = {0};
+		assert_int_equal(ids_snapshot_new(&s), 0);
+		assert_int_equal(
+		    ids_graph_parse_users(cases[i].body, strlen(cases[i].body), &m, s, &page, &e),
+		    IDS_E_PROTOCOL);
+		assert_string_equal(e.msg, cases[i].msg);
+		ids_error_clear(&e);
+		ids_snapshot_free(s);
+	}
+
+	/* a cut token answer: nothing of the token in the message */
+	const char *tok_body = "{\"access_token\":\"eyJ0eXAiOiJKV1Qi";
+	char *tok = NULL;
+	long exp = 0;
+	struct ids_error e = {0};
+	assert_int_equal(ids_graph_parse_token(tok_body, strlen(tok_body), &tok, &exp, &e), IDS_E_PROTOCOL);
+	assert_string_equal(e.msg, "token: not JSON: the body ends too early (line 1, column 33)");
+	assert_null(tok);
+	ids_error_clear(&e);
+
+	/* groups and members pages say which they were; `trailing`, read
+	 * whole, takes columns 25 to 32 */
+	struct ids_snapshot *s = NULL;
+	struct ids_strv ids = {0};
+	struct ids_graph_page page = {0};
+	const char *g = "{\"value\":[{\"id\":\"g1\"}]} trailing";
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(ids_graph_parse_groups(g, strlen(g), NULL, s, &ids, NULL, &page, &e),
+			 IDS_E_PROTOCOL);
+	assert_string_equal(e.msg, "groups: not JSON: more text after the JSON value (line 1, column 32)");
+	ids_error_clear(&e);
+	const char *mb = "{\"value\":[{\"id\":\"m1\"}]";
+	assert_int_equal(ids_graph_parse_members(mb, strlen(mb), "g1", s, &page, &e), IDS_E_PROTOCOL);
+	assert_string_equal(e.msg, "members: not JSON: the body ends too early (line 1, column 22)");
+	assert_int_equal(ids.n, 0);
+	ids_error_clear(&e);
+	ids_snapshot_free(s);
 }
 
 /* One user's unusable value marks that user, not the page. */
@@ -468,11 +539,17 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_users_page),	    cmocka_unit_test(test_users_last_and_empty),
-	    cmocka_unit_test(test_users_malformed), cmocka_unit_test(test_users_nul_value),
-	    cmocka_unit_test(test_user_select),	    cmocka_unit_test(test_dotted_attribute),
-	    cmocka_unit_test(test_groups_scope),    cmocka_unit_test(test_members),
-	    cmocka_unit_test(test_token),	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_users_page),
+	    cmocka_unit_test(test_users_last_and_empty),
+	    cmocka_unit_test(test_users_malformed),
+	    cmocka_unit_test(test_users_nul_value),
+	    cmocka_unit_test(test_user_select),
+	    cmocka_unit_test(test_dotted_attribute),
+	    cmocka_unit_test(test_groups_scope),
+	    cmocka_unit_test(test_members),
+	    cmocka_unit_test(test_token),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_not_json_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
