@@ -13,7 +13,7 @@
 #      of a run; the daemon keeps running, reconnects on its own and its
 #      next runs succeed.
 # (The backend terminated mid-apply and between runs of the daemon:
-# t_daemon_dblost.py; kill -9 of idsyncd mid-apply: pending/t_fault_21_sigkill.sh.)
+# t_daemon_dblost.py; kill -9 of idsyncd mid-apply: t_fault_21_sigkill.sh.)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fault_lib.sh"
 
