@@ -810,6 +810,10 @@ static void test_large_plan(void **state)
 	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
 	int64_t run_id = 0;
 
+	/* no autovacuum: the tables keep the statistics of before the
+	 * create, as in the minute after a first sync */
+	sql("ALTER TABLE app_user SET (autovacuum_enabled = false);"
+	    "ALTER TABLE tenant_role SET (autovacuum_enabled = false)");
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), 0);
 	assert_sql("20000", "SELECT count(*) FROM app_user WHERE username LIKE 'bulk%' AND source = 'corp'");
 	assert_sql("20000", "SELECT count(*) FROM tenant_role x JOIN app_user u ON u.id = x.user_id"
@@ -823,6 +827,26 @@ static void test_large_plan(void **state)
 
 	struct ids_current *c = load(f);
 	assert_int_equal(c->nusers, 5 + N);
+
+	/* The next run gives every one of them a channel, by user id.  The
+	 * statistics say app_user is tiny; planned on them, the apply would
+	 * loop over all users for each grant: it renews them first. */
+	assert_sql("t", "SELECT reltuples < 10000 FROM pg_class WHERE oid = 'app_user'::regclass");
+	size_t n = 0;
+	for (size_t i = 0; i < c->nusers; i++) {
+		const struct ids_cur_user *u = &c->users[i];
+		if (u->external_id && u->external_id[0] == 'X') {
+			grants[n] = grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, u->external_id, "sales", "voice", 0, 0);
+			grants[n++].user_id = u->id;
+		}
+	}
+	assert_int_equal(n, N);
+	struct ids_plan p2 = {.connector = "corp", .grants = grants, .ngrants = n, .active_managed = N + 2,
+			      .managed_grants = 2 * N + 3};
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p2, &run, &run_id, &e), 0);
+	assert_sql("20000", "SELECT count(*) FROM channel_grant WHERE channel = 'voice' AND source = 'corp'");
+	assert_sql("t", "SELECT reltuples >= 20000 FROM pg_class WHERE oid = 'app_user'::regclass");
+	assert_sql("t", "SELECT reltuples >= 20000 FROM pg_class WHERE oid = 'tenant_role'::regclass");
 	ids_current_free(c);
 	ids_arena_free(&a);
 	free(users);
