@@ -790,7 +790,7 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
  * satisfy a wanted grant with the same key; managed rows not wanted are
  * removed.  The grants come out as one run, in key order. */
 static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t row, struct who *w,
-		       bool stays_active)
+		       bool stays_active, bool dry)
 {
 	const struct ids_grant **des = x->des;
 	size_t nd = 0, lo = 0, hi = 0;
@@ -835,6 +835,9 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 		const struct ids_cur_grant *cg = j < hi ? &x->c->grants[x->gby[j]] : NULL;
 		int c = !dg ? 1 : !cg ? -1 :
 			cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
+		if (dry && (c < 0 || (c > 0 && !cg->manual) ||
+			    (c == 0 && !cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)))
+			return 1;
 		if (c < 0) {
 			r = add_grant(x, IDS_GOP_ADD, dg->kind, dg->tenant, dg->name,
 				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, w);
@@ -1133,17 +1136,30 @@ static int cmp_job(const void *a, const void *b)
 
 /* Plans the queued grants, user by user in print order (cmp_plan_grant):
  * each user's come out of the merge in key order, so p->grants is in
- * print order as it is made.  Two jobs of one user (no plan makes them)
- * fall back to sorting the grants. */
+ * print order as it is made.  A first, dry pass finds the users whose
+ * grants change at all, and only those are sorted and planned: a resync
+ * that changes nothing sorts nothing (at a million users the sort of
+ * every user was half a second).  Two jobs of one user (no plan makes
+ * them) fall back to sorting the grants. */
 static int plan_grants(struct diff *x)
 {
 	bool twice = false;
+	size_t n = 0;
 	int r = 0;
-	sort(x->jobs, x->njobs, sizeof(*x->jobs), cmp_job);
 	for (size_t i = 0; i < x->njobs && r >= 0; i++) {
 		struct grant_job *j = &x->jobs[i];
+		r = diff_grants(x, j->want, j->row, &j->w, j->stays_active, true);
+		if (r > 0)
+			x->jobs[n++] = *j;
+	}
+	if (r < 0)
+		return r;
+	r = 0;
+	sort(x->jobs, n, sizeof(*x->jobs), cmp_job);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		struct grant_job *j = &x->jobs[i];
 		twice |= i > 0 && cmp_job(&x->jobs[i - 1], j) == 0;
-		r = diff_grants(x, j->want, j->row, &j->w, j->stays_active);
+		r = diff_grants(x, j->want, j->row, &j->w, j->stays_active, false);
 	}
 	if (r >= 0 && twice)
 		sort(x->p->grants, x->p->ngrants, sizeof(*x->p->grants), cmp_plan_grant);
