@@ -216,6 +216,14 @@ static int copy_flush(struct apply *a, bool force)
 	return 0;
 }
 
+/* Ends a row of COPY data, sending what is buffered when there is
+ * enough of it. */
+static int copy_row_end(struct apply *a)
+{
+	int r = ids_buf_putc(&a->copy, '\n');
+	return r < 0 ? r : copy_flush(a, false);
+}
+
 /* Ends a COPY; `what` names it in errors.  count: it wrote real rows
  * (not staging), which rows_written counts. */
 static int copy_end(struct apply *a, const char *what, bool count)
@@ -343,9 +351,7 @@ static int audit_row(struct apply *a, const char *action, int64_t user_id, const
 		r = copy_field(&a->copy, action, false);
 	if (r >= 0)
 		r = copy_field(&a->copy, detail, false);
-	if (r >= 0)
-		r = ids_buf_putc(&a->copy, '\n');
-	return r < 0 ? r : copy_flush(a, false);
+	return r < 0 ? r : copy_row_end(a);
 }
 
 /* The audit rows of one plan user, in the order things happen to it. */
@@ -654,9 +660,7 @@ static int stage_tenants(struct apply *a, struct expect *e)
 	for (size_t i = 0; i < p->new_tenants.n && r >= 0; i++) {
 		r = copy_field(&a->copy, p->new_tenants.v[i], true);
 		if (r >= 0)
-			r = ids_buf_putc(&a->copy, '\n');
-		if (r >= 0)
-			r = copy_flush(a, false);
+			r = copy_row_end(a);
 	}
 	return r < 0 ? r : copy_end(a, "staging the tenants", false);
 }
@@ -682,9 +686,7 @@ static int stage_groups(struct apply *a, struct expect *e)
 		if (r >= 0)
 			r = copy_field(&a->copy, g->name, false);
 		if (r >= 0)
-			r = ids_buf_putc(&a->copy, '\n');
-		if (r >= 0)
-			r = copy_flush(a, false);
+			r = copy_row_end(a);
 	}
 	ids_strmap_free(&seen);
 	ids_arena_free(&keys);
@@ -726,9 +728,7 @@ static int stage_users(struct apply *a, struct expect *e)
 		for (size_t k = 0; k < sizeof(bits) / sizeof(bits[0]) && r >= 0; k++)
 			r = copy_bool(&a->copy, bits[k]);
 		if (r >= 0)
-			r = ids_buf_putc(&a->copy, '\n');
-		if (r >= 0)
-			r = copy_flush(a, false);
+			r = copy_row_end(a);
 	}
 	return r < 0 ? r : copy_end(a, "staging the users", false);
 }
@@ -768,9 +768,7 @@ static int stage_grants(struct apply *a, struct expect *e)
 			r = g->kind == IDS_GRANT_SLOT ? copy_num(&a->copy, g->slots, false, false)
 						      : copy_field(&a->copy, NULL, false);
 		if (r >= 0)
-			r = ids_buf_putc(&a->copy, '\n');
-		if (r >= 0)
-			r = copy_flush(a, false);
+			r = copy_row_end(a);
 	}
 	return r < 0 ? r : copy_end(a, "staging the grants", false);
 }
@@ -877,9 +875,7 @@ static int create_users(struct apply *a, const struct expect *e)
 		if (r >= 0)
 			r = copy_bool(&a->copy, u->company_admin);
 		if (r >= 0)
-			r = ids_buf_putc(&a->copy, '\n');
-		if (r >= 0)
-			r = copy_flush(a, false);
+			r = copy_row_end(a);
 	}
 	if (r >= 0)
 		r = copy_end(a, "creating users", true);
@@ -1053,9 +1049,7 @@ static int create_grants(struct apply *a, const struct expect *e)
 			if (r >= 0)
 				r = copy_field(&a->copy, a->params[1], false);
 			if (r >= 0)
-				r = ids_buf_putc(&a->copy, '\n');
-			if (r >= 0)
-				r = copy_flush(a, false);
+				r = copy_row_end(a);
 		}
 		if (r >= 0)
 			r = copy_end(a, "adding grants", true);
@@ -1200,13 +1194,14 @@ static int apply_changes(struct apply *a, const char *idp)
 	long most = e.create;
 	for (int k = 0; k < IDS_GRANT__COUNT; k++)
 		most = e.direct[k] > most ? e.direct[k] : most;
-	if (r >= 0 && most && most * 8 >= p->active_managed)
+	bool bulk = most && most * 8 >= p->active_managed;
+	if (r >= 0 && bulk)
 		r = set_joins(a, bulk_sql);
 	if (r >= 0)
 		r = create_users(a, &e);
 	if (r >= 0)
 		r = create_grants(a, &e);
-	if (r >= 0 && most && most * 8 >= p->active_managed)
+	if (r >= 0 && bulk)
 		r = set_joins(a, keyed_sql);
 	if (r >= 0)
 		r = check_users(a, &e);
