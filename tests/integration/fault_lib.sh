@@ -5,6 +5,21 @@
 HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
 PROXY_PID=
 
+# support_org N: N users u1..uN, all members of CC-Support, in a fresh OU;
+# the proxy started and the config written with pages of 20 (so that a
+# search takes many pages to cut into).  The config still names slapd
+# itself: use_proxy points it at the proxy.
+support_org() {
+	local n=$1 i
+	ou_create
+	{
+		for i in $(seq 1 "$n"); do user_ldif u$i User u$i; done
+		group_ldif CC-Support $(for i in $(seq 1 "$n"); do udn u$i; done)
+	} | ldif_add
+	proxy_start
+	PAGE_SIZE=20 config_write
+}
+
 # proxy_start: a proxy to the test slapd's ldap:// port; sets PROXY_URI.
 # What idsyncd sends through it is kept in $W/proxy.up.
 # StartTLS goes through it untouched (the certificate names 127.0.0.1).

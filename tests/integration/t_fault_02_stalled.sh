@@ -12,13 +12,7 @@
 . "$(dirname "$0")/fault_lib.sh"
 
 n=200
-ou_create
-{
-	for i in $(seq 1 $n); do user_ldif u$i User u$i; done
-	group_ldif CC-Support $(for i in $(seq 1 $n); do udn u$i; done)
-} | ldif_add
-proxy_start
-PAGE_SIZE=20 config_write
+support_org $n
 use_proxy
 sed -i 's/^    timeout: 10s$/    timeout: 3s/' "$W/idsyncd.yaml"
 

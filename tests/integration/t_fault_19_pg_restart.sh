@@ -35,13 +35,7 @@ pg2_restart() {
 }
 
 n=200
-ou_create
-{
-	for i in $(seq 1 $n); do user_ldif u$i User u$i; done
-	group_ldif CC-Support $(for i in $(seq 1 $n); do udn u$i; done)
-} | ldif_add
-proxy_start
-PAGE_SIZE=20 config_write
+support_org $n
 ids sync
 eq 0 "$RC" "first sync on our own cluster"
 eq $n "$(q "SELECT count(*) FROM app_user WHERE active")" "$n users"
