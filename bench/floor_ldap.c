@@ -29,7 +29,7 @@
 
 struct search {
 	const char *base, *filter;
-	char *attrlist;           /* the command line's copy, cut at the commas */
+	char *attrlist; /* the command line's copy, cut at the commas */
 	char *attrs[MAX_ATTRS + 1];
 };
 
@@ -75,7 +75,7 @@ static int read_entry(LDAP *ld, LDAPMessage *msg, struct totals *t)
 		return lrc;
 	t->bytes += dn.bv_len;
 	for (;;) {
-		struct berval name = { 0 };
+		struct berval name = {0};
 		BerVarray vals = NULL;
 		lrc = ldap_get_attribute_ber(ld, msg, ber, &name, &vals);
 		if (lrc != LDAP_SUCCESS || !name.bv_val)
@@ -97,16 +97,16 @@ static int run_search(LDAP *ld, const struct search *s, int page_size, struct to
 	struct berval *cookie = NULL;
 	int ret = 1;
 	for (;;) {
-		LDAPControl *pc = NULL, *sctrls[2] = { NULL, NULL }, **rctrls = NULL;
+		LDAPControl *pc = NULL, *sctrls[2] = {NULL, NULL}, **rctrls = NULL;
 		LDAPMessage *msg = NULL;
-		struct berval empty = { 0, "" };
+		struct berval empty = {0, ""};
 		int msgid, lrc, code = LDAP_OTHER, type;
 		lrc = ldap_create_page_control(ld, page_size, cookie ? cookie : &empty, 0, &pc);
 		if (lrc != LDAP_SUCCESS)
 			return die("page control", lrc);
 		sctrls[0] = pc;
-		lrc = ldap_search_ext(ld, s->base, LDAP_SCOPE_SUBTREE, s->filter, (char **)s->attrs, 0, sctrls,
-				      NULL, NULL, LDAP_NO_LIMIT, &msgid);
+		lrc = ldap_search_ext(ld, s->base, LDAP_SCOPE_SUBTREE, s->filter, (char **)s->attrs, 0,
+				      sctrls, NULL, NULL, LDAP_NO_LIMIT, &msgid);
 		ldap_control_free(pc);
 		if (lrc != LDAP_SUCCESS)
 			return die(s->base, lrc);
@@ -132,7 +132,8 @@ static int run_search(LDAP *ld, const struct search *s, int page_size, struct to
 		cookie = NULL;
 		if (resp) {
 			cookie = ber_memcalloc(1, sizeof(*cookie));
-			if (!cookie || ldap_parse_pageresponse_control(ld, resp, &estimate, cookie) != LDAP_SUCCESS) {
+			if (!cookie ||
+			    ldap_parse_pageresponse_control(ld, resp, &estimate, cookie) != LDAP_SUCCESS) {
 				ldap_controls_free(rctrls);
 				return die("paging control", LDAP_DECODING_ERROR);
 			}
@@ -187,7 +188,8 @@ int main(int argc, char **argv)
 			s->base = argv[++i];
 			s->filter = argv[++i];
 			s->attrlist = argv[++i];
-			for (char *tok = strtok(s->attrlist, ","); tok && n < MAX_ATTRS; tok = strtok(NULL, ","))
+			for (char *tok = strtok(s->attrlist, ","); tok && n < MAX_ATTRS;
+			     tok = strtok(NULL, ","))
 				s->attrs[n++] = tok;
 			s->attrs[n] = NULL;
 		} else {
@@ -211,7 +213,8 @@ int main(int argc, char **argv)
 		ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca);
 	if ((lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &newctx)) != LDAP_OPT_SUCCESS)
 		return die("TLS context", lrc);
-	if (starttls && strncmp(uri, "ldap://", 7) == 0 && (lrc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS)
+	if (starttls && strncmp(uri, "ldap://", 7) == 0 &&
+	    (lrc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS)
 		return die("StartTLS", lrc);
 	if (bind_dn) {
 		char *pw = read_secret(pwfile);
@@ -219,13 +222,13 @@ int main(int argc, char **argv)
 			fprintf(stderr, "floor_ldap: %s: %s\n", pwfile, strerror(errno));
 			return 1;
 		}
-		struct berval cred = { strlen(pw), pw };
+		struct berval cred = {strlen(pw), pw};
 		lrc = ldap_sasl_bind_s(ld, bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 		free(pw);
 		if (lrc != LDAP_SUCCESS)
 			return die("bind", lrc);
 	}
-	struct totals t = { 0 };
+	struct totals t = {0};
 	for (size_t i = 0; i < nsearch; i++)
 		if (run_search(ld, &searches[i], page_size, &t))
 			return 1;

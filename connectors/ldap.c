@@ -77,7 +77,7 @@
  * up to about this many bytes; past it they are decoded as they come: a
  * page of groups with a million members each is not held whole. */
 #define HOLD_MAX (4u << 20)
-#define DEFAULT_TIMEOUT 30  /* seconds, when the config says 0 */
+#define DEFAULT_TIMEOUT 30 /* seconds, when the config says 0 */
 
 /* Directory attribute per platform field (IDS_F_EXTERNAL_ID ..
  * IDS_F_DISPLAY_NAME) when the config leaves one out; per enum
@@ -132,7 +132,7 @@ struct watchdog {
 	pthread_cond_t cv;
 	pthread_t th;
 	bool started, stop, armed, fired;
-	bool idle; /* the thread waits without a deadline: arming must wake it */
+	bool idle;		  /* the thread waits without a deadline: arming must wake it */
 	int fd;			  /* the connection's socket, -1 when none */
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 };
@@ -186,10 +186,10 @@ struct pull {
 	/* paging, pipelined: the request for the next page goes out before
 	 * the entries of this one are decoded, so that the server prepares
 	 * page n+1 while we work on page n */
-	int next_msgid;		    /* that request, -1 when none is on the wire */
-	LDAPMessage **msgs;	    /* the entries of the page being read */
+	int next_msgid;	    /* that request, -1 when none is on the wire */
+	LDAPMessage **msgs; /* the entries of the page being read */
 	size_t nmsgs, cap_msgs;
-	size_t held;		    /* their size in bytes, about */
+	size_t held; /* their size in bytes, about */
 	struct watchdog wd;
 	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
@@ -202,7 +202,7 @@ struct pull {
 	struct ids_strmap sidmap; /* primary group SID -> index into sid_gid */
 	const char **sid_gid;	  /* per SID: the id of the group read with it, or NULL */
 	size_t nsid, cap_sid;
-	struct ids_buf sid;	  /* scratch for a SID as text */
+	struct ids_buf sid; /* scratch for a SID as text */
 };
 
 /* What one page request came to. */
@@ -1092,8 +1092,8 @@ static int sid_text(struct ids_buf *b, const struct berval *v, bool drop_rid)
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		const unsigned char *q = d + 8 + 4 * i;
 		r = ids_buf_printf(b, "-%lu",
-				   (unsigned long)q[0] | (unsigned long)q[1] << 8 | (unsigned long)q[2] << 16 |
-				       (unsigned long)q[3] << 24);
+				   (unsigned long)q[0] | (unsigned long)q[1] << 8 |
+				       (unsigned long)q[2] << 16 | (unsigned long)q[3] << 24);
 	}
 	return r < 0 ? r : 0;
 }
@@ -1114,7 +1114,8 @@ static int note_primary(struct pull *p, const struct entry *e, const struct berv
 	int r = sid_text(&p->sid, sid, true);
 	if (r == -EINVAL)
 		return 0;
-	if (r < 0 || (r = ids_buf_putc(&p->sid, '-')) < 0 || (r = ids_buf_add(&p->sid, pg->bv_val, pg->bv_len)) < 0)
+	if (r < 0 || (r = ids_buf_putc(&p->sid, '-')) < 0 ||
+	    (r = ids_buf_add(&p->sid, pg->bv_val, pg->bv_len)) < 0)
 		return r;
 	uint32_t idx;
 	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx)) {
@@ -1162,7 +1163,7 @@ static int add_primaries(struct pull *p)
 		const char *gid = p->sid_gid[p->prim[i].sid];
 		int r;
 		if (gid && (r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
-						     strlen(p->prim[i].uid))) < 0)
+						    strlen(p->prim[i].uid))) < 0)
 			return r;
 	}
 	return 0;
@@ -1188,8 +1189,8 @@ static bool range_num(const char *s, const char *end, unsigned long *ret)
  * ("member;range=1500-2999", or "…-*" for the last values): 1 with the
  * bounds (*ret_last for "*"), 0 when it is something else, -1 when its
  * range option is malformed. */
-static int parse_range(const struct berval *name, const char *attr, unsigned long *ret_low, unsigned long *ret_high,
-		       bool *ret_last)
+static int parse_range(const struct berval *name, const char *attr, unsigned long *ret_low,
+		       unsigned long *ret_high, bool *ret_last)
 {
 	size_t an = strlen(attr);
 	const char *end = name->bv_val + name->bv_len;
@@ -1203,7 +1204,8 @@ static int parse_range(const struct berval *name, const char *attr, unsigned lon
 			const char *dash = memchr(o + 6, '-', (size_t)(oe - o - 6));
 			unsigned long low, high = 0;
 			bool last = dash && oe - dash == 2 && dash[1] == '*';
-			if (!dash || !range_num(o + 6, dash, &low) || (!last && !range_num(dash + 1, oe, &high)))
+			if (!dash || !range_num(o + 6, dash, &low) ||
+			    (!last && !range_num(dash + 1, oe, &high)))
 				return -1;
 			*ret_low = low;
 			*ret_high = high;
@@ -1256,8 +1258,8 @@ static int add_ranged(struct pull *p, const struct entry *e, const struct berval
 
 /* One attribute of a group entry: the values of a member attribute, plain
  * or the first range of them (the rest is read later). */
-static int group_attr(struct pull *p, const struct entry *e, const struct berval *id, const char *const *mattrs,
-		      const struct entry_attr *a)
+static int group_attr(struct pull *p, const struct entry *e, const struct berval *id,
+		      const char *const *mattrs, const struct entry_attr *a)
 {
 	for (size_t k = 0; mattrs[k]; k++) {
 		unsigned long low, high;
@@ -1270,8 +1272,9 @@ static int group_attr(struct pull *p, const struct entry *e, const struct berval
 		/* the first answer starts at 0: we asked for nothing else */
 		if (rr < 0 || low != 0 || (!last && high < low))
 			return ids_error_set(p->err, IDS_E_PROTOCOL,
-					     "%s: group %.*s came with %.*s, not a range of values from 0", p->uri,
-					     (int)e->dn.bv_len, e->dn.bv_val, (int)a->name.bv_len, a->name.bv_val);
+					     "%s: group %.*s came with %.*s, not a range of values from 0",
+					     p->uri, (int)e->dn.bv_len, e->dn.bv_val, (int)a->name.bv_len,
+					     a->name.bv_val);
 		int r = emit_members(p, NULL, mattrs[k], a->vals);
 		if (r < 0 || last)
 			return r;
@@ -1364,14 +1367,15 @@ static int send_page(struct pull *p, const struct search *sr, const struct berva
 	struct berval c = cookie && cookie->bv_len ? *cookie : (struct berval){0, ""};
 	lrc = ldap_create_page_control(p->ld, (ber_int_t)p->lc->page_size, &c, 0, &req);
 	if (lrc != LDAP_SUCCESS)
-		return map_lrc(lrc) == -ENOMEM ? -ENOMEM
-					       : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
+		return map_lrc(lrc) == -ENOMEM
+			   ? -ENOMEM
+			   : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
 	sctrls[0] = req;
 	/* the time limit is the server's share of the timeout; the waits
 	 * for the answer are ours */
 	wd_arm(&p->wd, wd_limit(p));
-	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL, &tv,
-			      LDAP_NO_LIMIT, ret_msgid);
+	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL,
+			      &tv, LDAP_NO_LIMIT, ret_msgid);
 	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
 		r = stalled(p, sr, entries);
 	} else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
@@ -1518,8 +1522,8 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 			goto out;
 		}
 		if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search",
-					  p->uri, sr->what);
+			r = ids_error_set(p->err, IDS_E_PROTOCOL,
+					  "%s: malformed paging control in the %s search", p->uri, sr->what);
 			goto out;
 		}
 		if (next->bv_len) {
@@ -1547,11 +1551,13 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	 * nothing new after this pass (since the last restart) received more
 	 * entries than the search has distinct ones: repeats, for sure. */
 	size_t distinct = p->seen.len + p->disabled.len;
-	if (!first && next->bv_len == (*cookie)->bv_len && !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len) &&
-	    distinct == known && p->pass_entries > distinct) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL,
-				  "%s: the server repeated its paging cookie and its entries in the %s search", p->uri,
-				  sr->what);
+	if (!first && next->bv_len == (*cookie)->bv_len &&
+	    !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len) && distinct == known &&
+	    p->pass_entries > distinct) {
+		r = ids_error_set(
+		    p->err, IDS_E_PROTOCOL,
+		    "%s: the server repeated its paging cookie and its entries in the %s search", p->uri,
+		    sr->what);
 		goto out;
 	}
 	ber_bvfree(*cookie);
@@ -1644,7 +1650,8 @@ static int range_error(struct pull *p, const struct ranged *g, unsigned long fro
 /* One base-scope read of group g asking for attrs.  On PAGE_LAST its
  * entry is in p->ent, pointing into *ret_msg (new: ldap_msgfree).
  * PAGE_LOST when the connection was lost, < 0 with p->err set. */
-static int read_base(struct pull *p, const struct ranged *g, unsigned long from, char **attrs, LDAPMessage **ret_msg)
+static int read_base(struct pull *p, const struct ranged *g, unsigned long from, char **attrs,
+		     LDAPMessage **ret_msg)
 {
 	LDAPMessage *res = NULL;
 	char *diag = NULL;
@@ -1665,8 +1672,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 		fired = wd_disarm(&p->wd);
 		if (type == 0 || (fired && type < 0)) {
 			r = ids_error_set(p->err, IDS_E_TIMEOUT,
-					  "%s: no answer within %d s while reading the members of group %s", p->uri,
-					  p->timeout, g->dn);
+					  "%s: no answer within %d s while reading the members of group %s",
+					  p->uri, p->timeout, g->dn);
 			goto out;
 		}
 		if (type < 0)
@@ -1688,7 +1695,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 	}
 	int code = LDAP_OTHER;
 	if (ldap_parse_result(p->ld, res, &code, NULL, &diag, NULL, NULL, 0) != LDAP_SUCCESS) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed answer reading group %s", p->uri, g->dn);
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed answer reading group %s", p->uri,
+				  g->dn);
 		goto out;
 	}
 	if (code != LDAP_SUCCESS) {
@@ -1697,8 +1705,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 	}
 	LDAPMessage *ent = ldap_first_entry(p->ld, res);
 	if (!ent || ldap_next_entry(p->ld, ent)) {
-		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: a read of group %s did not return that one entry",
-				  p->uri, g->dn);
+		r = ids_error_set(p->err, IDS_E_PROTOCOL,
+				  "%s: a read of group %s did not return that one entry", p->uri, g->dn);
 		goto out;
 	}
 	if ((r = read_entry(p, ent)) < 0)
@@ -1720,10 +1728,11 @@ static int reconnect_ranged(struct pull *p, const struct ranged *g)
 	const char *uri = p->uri;
 	int r;
 	if (++p->restarts > MAX_RESTARTS)
-		return ids_error_set(p->err, IDS_E_CONNECT,
-				     "%s: the connection was lost while reading the members of group %s; gave "
-				     "up after %d restarts",
-				     uri, g->dn, MAX_RESTARTS);
+		return ids_error_set(
+		    p->err, IDS_E_CONNECT,
+		    "%s: the connection was lost while reading the members of group %s; gave "
+		    "up after %d restarts",
+		    uri, g->dn, MAX_RESTARTS);
 	drop_connection(p);
 	if ((r = backoff(p, p->restarts - 1)) < 0 || (r = connect_any(p)) < 0)
 		return ids_error_prefix(p->err,
@@ -1813,10 +1822,11 @@ static int read_rest(struct pull *p, struct ranged *g)
 			break;
 		if (changed || !a) {
 			if (++changes > MAX_RANGE_RETRIES) {
-				r = ids_error_set(p->err, IDS_E_SERVER,
-						  "%s: group %s changed during each of %d reads of its members; "
-						  "the run fails rather than use a part of them",
-						  p->uri, g->dn, MAX_RANGE_RETRIES + 1);
+				r = ids_error_set(
+				    p->err, IDS_E_SERVER,
+				    "%s: group %s changed during each of %d reads of its members; "
+				    "the run fails rather than use a part of them",
+				    p->uri, g->dn, MAX_RANGE_RETRIES + 1);
 				goto out;
 			}
 			next = 0;
@@ -1982,7 +1992,8 @@ out:
 static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 		     struct ids_snapshot *s, struct ids_error *err)
 {
-	struct pull p = {.cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err, .next_msgid = -1};
+	struct pull p = {
+	    .cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err, .next_msgid = -1};
 	sigset_t pipe_set, old, pending;
 	bool was_pending;
 	int r;

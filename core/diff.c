@@ -50,7 +50,7 @@ enum fate {
 struct row_state {
 	unsigned char fate;
 	const char *reason; /* FATE_INACTIVE: the deactivation reason */
-	size_t snap;        /* the valid snapshot user matched, SIZE_MAX if none */
+	size_t snap;	    /* the valid snapshot user matched, SIZE_MAX if none */
 };
 
 /* A row index with its id, to visit rows in id order whatever the load
@@ -83,27 +83,30 @@ struct diff {
 	struct ids_plan *p;
 	size_t ucap, gcap;
 
-	struct ids_arena tmp;        /* lower-cased keys; lives as long as the maps */
-	struct idx managed;   /* external_id -> row owned by this connector */
-	struct idx names;     /* username (any case) -> row holding it, any state */
-	struct idx emails;    /* email (any case) -> active row holding it */
-	struct idx adoptable; /* email (any case) -> unmanaged row, active ones first */
+	struct ids_arena tmp;			  /* lower-cased keys; lives as long as the maps */
+	struct idx managed;			  /* external_id -> row owned by this connector */
+	struct idx names;			  /* username (any case) -> row holding it, any state */
+	struct idx emails;			  /* email (any case) -> active row holding it */
+	struct idx adoptable;			  /* email (any case) -> unmanaged row, active ones first */
 	struct idx claimed_names, claimed_emails; /* -> snapshot index claiming it */
 	struct ids_strmap tenants, new_tenants, missing_tenants, new_groups;
 
-	struct row_state *rows;            /* parallel to c->users */
-	const char **skip;                 /* parallel to s->users: why it is skipped, or NULL */
-	uint32_t *snap_row;                /* parallel to s->users: its managed row, or NO_ROW */
+	struct row_state *rows; /* parallel to c->users */
+	const char **skip;	/* parallel to s->users: why it is skipped, or NULL */
+	uint32_t *snap_row;	/* parallel to s->users: its managed row, or NO_ROW */
 	/* c->grants bucketed by row: row i's are c->grants[gby[goff[i] ..
 	 * goff[i+1])], sorted by (tenant, kind, name) */
 	uint32_t *gby;
 	size_t *goff;
-	bool names_built;                  /* names, emails and adoptable are filled */
-	const struct ids_grant **des;      /* one user's wanted grants (scratch) */
+	bool names_built;	      /* names, emails and adoptable are filled */
+	const struct ids_grant **des; /* one user's wanted grants (scratch) */
 	size_t cap_des;
-	struct grant_job *jobs;            /* users whose grants are to be planned */
+	struct grant_job *jobs; /* users whose grants are to be planned */
 	size_t njobs, cap_jobs;
-	struct { const char *tenant; bool ok; } tcache[8]; /* tenant_ok() by pointer */
+	struct {
+		const char *tenant;
+		bool ok;
+	} tcache[8]; /* tenant_ok() by pointer */
 	unsigned tnext;
 	struct ids_buf scratch;
 };
@@ -202,7 +205,8 @@ static int idx_put(const struct diff *x, struct idx *ix, uint32_t id)
 	size_t j = h & (ix->cap - 1);
 	for (; ix->slot[j]; j = (j + 1) & (ix->cap - 1)) {
 		uint64_t s = ix->slot[j];
-		if ((uint32_t)(s >> 32) == h && idx_equal(idx_key(x, ix, (uint32_t)(s & 0xffffffffu) - 1), key, ix->fold))
+		if ((uint32_t)(s >> 32) == h &&
+		    idx_equal(idx_key(x, ix, (uint32_t)(s & 0xffffffffu) - 1), key, ix->fold))
 			return 0;
 	}
 	ix->slot[j] = (uint64_t)h << 32 | (uint64_t)(id + 1);
@@ -217,8 +221,8 @@ static void idx_free(struct idx *ix)
 	ix->cap = ix->len = 0;
 }
 
-static int cmp_grant_key(enum ids_grant_kind ka, const char *ta, const char *na,
-			 enum ids_grant_kind kb, const char *tb, const char *nb)
+static int cmp_grant_key(enum ids_grant_kind ka, const char *ta, const char *na, enum ids_grant_kind kb,
+			 const char *tb, const char *nb)
 {
 	/* interned strings: one pointer for most equal pairs */
 	int r = ta == tb ? 0 : ids_strcmp0(ta, tb);
@@ -306,7 +310,7 @@ static bool is_released(const struct diff *x, uint32_t row)
 
 /* Formats a reason into the plan's arena. */
 static const char *reasonf(struct diff *x, int *err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static const char *reasonf(struct diff *x, int *err, const char *fmt, ...)
 {
 	char *s = NULL;
@@ -364,15 +368,17 @@ static int push_grant(struct diff *x, const struct ids_plan_grant *g)
 static int add_user(struct diff *x, unsigned flags, unsigned changed, const struct ids_cur_user *row,
 		    const struct ids_user *u, bool company_admin, const char *reason, bool from_row)
 {
-	const char *ext = u && u->f[IDS_F_EXTERNAL_ID] ? u->f[IDS_F_EXTERNAL_ID] : row ? row->external_id : NULL;
+	const char *ext = u && u->f[IDS_F_EXTERNAL_ID] ? u->f[IDS_F_EXTERNAL_ID]
+			  : row			       ? row->external_id
+						       : NULL;
 	struct ids_plan_user pu = {
-		.flags = flags,
-		.changed = changed,
-		.id = row ? row->id : 0,
-		.external_id = ext,
-		.company_admin = company_admin,
-		.reason = reason,
-		.cur = row,
+	    .flags = flags,
+	    .changed = changed,
+	    .id = row ? row->id : 0,
+	    .external_id = ext,
+	    .company_admin = company_admin,
+	    .reason = reason,
+	    .cur = row,
 	};
 	if (from_row && row) {
 		pu.username = row->username;
@@ -447,7 +453,7 @@ static void sort_grants(uint32_t *v, size_t n, const struct ids_cur_grant *g)
 static int bucket_grants(struct diff *x)
 {
 	const struct ids_current *c = x->c;
-	struct id_index ix = { 0 };
+	struct id_index ix = {0};
 	size_t *fill = NULL;
 	uint32_t *rowof = NULL;
 	int r = -ENOMEM;
@@ -507,7 +513,7 @@ static int rows_by_id(const struct ids_current *c, struct row_ref **ret)
 	if (!order)
 		return -ENOMEM;
 	for (size_t i = 0; i < c->nusers; i++)
-		order[i] = (struct row_ref){ c->users[i].id, (uint32_t)i };
+		order[i] = (struct row_ref){c->users[i].id, (uint32_t)i};
 	sort(order, c->nusers, sizeof(*order), cmp_row_ref);
 	*ret = order;
 	return 0;
@@ -564,7 +570,8 @@ static int index_names(struct diff *x)
 	for (size_t i = 0; i < c->nusers; i++) {
 		uint32_t row = order[i].row;
 		const struct ids_cur_user *cu = &c->users[row];
-		if ((r = idx_put(x, &x->names, row)) < 0 || (cu->active && (r = idx_put(x, &x->emails, row)) < 0))
+		if ((r = idx_put(x, &x->names, row)) < 0 ||
+		    (cu->active && (r = idx_put(x, &x->emails, row)) < 0))
 			goto nomem;
 	}
 	/* adoption prefers the active unmanaged holder of an e-mail: the
@@ -633,7 +640,7 @@ static const char *invalid_why(const struct ids_user *u)
 static int decide_fates(struct diff *x)
 {
 	const struct ids_snapshot *s = x->s;
-	struct ids_strmap seen = { 0 };
+	struct ids_strmap seen = {0};
 	const char *prev = NULL; /* the last valid external id */
 	bool sorted = true;
 	int r = 0;
@@ -653,7 +660,8 @@ static int decide_fates(struct diff *x)
 				sorted = false;
 				for (size_t j = 0; j < k && r >= 0; j++)
 					if (!x->skip[j])
-						r = ids_strmap_put(&seen, s->users[j].f[IDS_F_EXTERNAL_ID], (uint32_t)j, NULL);
+						r = ids_strmap_put(&seen, s->users[j].f[IDS_F_EXTERNAL_ID],
+								   (uint32_t)j, NULL);
 				if (r < 0)
 					goto out;
 			}
@@ -761,15 +769,15 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 {
 	int err;
 	struct ids_plan_grant g = {
-		.op = op,
-		.kind = kind,
-		.external_id = w->ext,
-		.user_id = w->id,
-		.username = w->name,
-		.tenant = tenant,
-		.name = name,
-		.slots = slots,
-		.old_slots = old_slots,
+	    .op = op,
+	    .kind = kind,
+	    .external_id = w->ext,
+	    .user_id = w->id,
+	    .username = w->name,
+	    .tenant = tenant,
+	    .name = name,
+	    .slots = slots,
+	    .old_slots = old_slots,
 	};
 	if (op == IDS_GOP_REMOVE) {
 		x->p->counts.grants_removed++;
@@ -833,8 +841,9 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 	while (i < nd || j < hi) {
 		const struct ids_grant *dg = i < nd ? des[i] : NULL;
 		const struct ids_cur_grant *cg = j < hi ? &x->c->grants[x->gby[j]] : NULL;
-		int c = !dg ? 1 : !cg ? -1 :
-			cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
+		int c = !dg   ? 1
+			: !cg ? -1
+			      : cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
 		if (dry && (c < 0 || (c > 0 && !cg->manual) ||
 			    (c == 0 && !cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)))
 			return 1;
@@ -871,7 +880,7 @@ static int queue_grants(struct diff *x, const struct ids_desired *want, uint32_t
 	int r = ids_grow(&x->jobs, &x->cap_jobs, x->njobs + 1, sizeof(*x->jobs));
 	if (r < 0)
 		return r;
-	x->jobs[x->njobs++] = (struct grant_job){ want, row, stays_active, *w };
+	x->jobs[x->njobs++] = (struct grant_job){want, row, stays_active, *w};
 	return 0;
 }
 
@@ -891,8 +900,9 @@ static int check_name(struct diff *x, const char *name, uint32_t self, const cha
 		*ret_why = reasonf(x, &err, "username %s is taken by user id %lld", name,
 				   (long long)x->c->users[h].id);
 	else if ((h = idx_get(x, &x->claimed_names, name)) != NO_ROW)
-		*ret_why = reasonf(x, &err, "username %s is wanted by another user of this run (external id %s)",
-				   name, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
+		*ret_why =
+		    reasonf(x, &err, "username %s is wanted by another user of this run (external id %s)",
+			    name, x->s->users[h].f[IDS_F_EXTERNAL_ID]);
 	return err;
 }
 
@@ -1008,7 +1018,7 @@ static int plan_deactivations(struct diff *x)
 		if (r < 0)
 			return r;
 		/* any managed grant left goes, also on an already inactive row */
-		struct who w = { cu->external_id, cu->username, 0 };
+		struct who w = {cu->external_id, cu->username, 0};
 		if ((r = queue_grants(x, NULL, (uint32_t)i, &w, false)) < 0)
 			return r;
 	}
@@ -1036,7 +1046,7 @@ static int plan_managed(struct diff *x, size_t k, uint32_t rowi)
 	}
 	if ((r = claim(x, k, ch & IDS_CH_USERNAME, (ch & IDS_CH_EMAIL) || reactivate)) < 0)
 		return r;
-	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0 };
+	struct who w = {u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0};
 	if (ch || reactivate) {
 		unsigned flags = (ch ? IDS_PU_UPDATE : 0) | (reactivate ? IDS_PU_REACTIVATE : 0);
 		if ((r = add_user(x, flags, ch, cu, u, want->company_admin, NULL, false)) < 0)
@@ -1090,7 +1100,7 @@ static int plan_new(struct diff *x, size_t k)
 			return r;
 		x->p->counts.created++;
 	}
-	struct who w = { u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0 };
+	struct who w = {u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME], 0};
 	/* an adopted row's manual grants satisfy what the rules want; it had
 	 * no managed ones, so nothing it loses counts against the threshold */
 	return queue_grants(x, want, adopt, &w, false);
@@ -1171,11 +1181,11 @@ static int plan_grants(struct diff *x)
 static void diff_clear(struct diff *x)
 {
 	ids_arena_free(&x->tmp);
-	struct ids_strmap *maps[] = { &x->tenants, &x->new_tenants, &x->missing_tenants, &x->new_groups };
+	struct ids_strmap *maps[] = {&x->tenants, &x->new_tenants, &x->missing_tenants, &x->new_groups};
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
 		ids_strmap_free(maps[i]);
-	struct idx *idxs[] = { &x->managed, &x->names, &x->emails, &x->adoptable, &x->claimed_names,
-			       &x->claimed_emails };
+	struct idx *idxs[] = {&x->managed,   &x->names,		&x->emails,
+			      &x->adoptable, &x->claimed_names, &x->claimed_emails};
 	for (size_t i = 0; i < sizeof(idxs) / sizeof(idxs[0]); i++)
 		idx_free(idxs[i]);
 	free(x->rows);
@@ -1192,13 +1202,16 @@ int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, cons
 	     const struct ids_diff_opts *o, struct ids_plan **ret)
 {
 	struct diff x = {
-		.s = s, .d = d, .c = c, .o = o,
-		.managed = { .field = offsetof(struct ids_cur_user, external_id) },
-		.names = { .field = offsetof(struct ids_cur_user, username), .fold = true },
-		.emails = { .field = offsetof(struct ids_cur_user, email), .fold = true },
-		.adoptable = { .field = offsetof(struct ids_cur_user, email), .fold = true },
-		.claimed_names = { .field = IDS_F_USERNAME, .snap = true, .fold = true },
-		.claimed_emails = { .field = IDS_F_EMAIL, .snap = true, .fold = true },
+	    .s = s,
+	    .d = d,
+	    .c = c,
+	    .o = o,
+	    .managed = {.field = offsetof(struct ids_cur_user, external_id)},
+	    .names = {.field = offsetof(struct ids_cur_user, username), .fold = true},
+	    .emails = {.field = offsetof(struct ids_cur_user, email), .fold = true},
+	    .adoptable = {.field = offsetof(struct ids_cur_user, email), .fold = true},
+	    .claimed_names = {.field = IDS_F_USERNAME, .snap = true, .fold = true},
+	    .claimed_emails = {.field = IDS_F_EMAIL, .snap = true, .fold = true},
 	};
 	struct ids_plan *p = NULL;
 	int r = -EINVAL;

@@ -17,8 +17,8 @@
 /* Text and JSON names of the grant kinds, by enum value.  Kept here rather
  * than calling ids_grant_kind_name() so that formatting depends on nothing
  * but this file. */
-static const char *const kind_text[IDS_GRANT__COUNT] = { "role", "chan", "group", "slot" };
-static const char *const kind_json[IDS_GRANT__COUNT] = { "role", "channel", "group", "slot" };
+static const char *const kind_text[IDS_GRANT__COUNT] = {"role", "chan", "group", "slot"};
+static const char *const kind_json[IDS_GRANT__COUNT] = {"role", "channel", "group", "slot"};
 
 static const char *kind_word(const char *const *tab, enum ids_grant_kind k)
 {
@@ -123,7 +123,8 @@ static int put_change(struct ids_buf *b, bool *first, const char *field, const c
 
 /* The changed fields of an update or adoption, in IDS_CH_* order.
  * mask selects which bits to list. */
-static int put_changes(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_user *u, unsigned mask)
+static int put_changes(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_user *u,
+		       unsigned mask)
 {
 	const struct ids_cur_user *c = u->cur;
 	unsigned ch = u->changed & mask;
@@ -194,7 +195,8 @@ static int text_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 		r = put_head(b, '~', "user", n, ext);
 		if (r >= 0) {
 			bool first = true;
-			r = put_change(b, &first, "deactivation_reason", u->cur ? u->cur->reason : NULL, u->reason);
+			r = put_change(b, &first, "deactivation_reason", u->cur ? u->cur->reason : NULL,
+				       u->reason);
 		}
 		return r < 0 ? r : ids_buf_putc(b, '\n');
 	}
@@ -426,8 +428,10 @@ static int json_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 		r = json_key(b, &first, "id");
 	if (r >= 0)
 		r = u->id ? ids_buf_printf(b, "%" PRId64, u->id) : ids_buf_puts(b, "null");
-	const char *const names[] = { "external_id", "username", "email", "first_name", "last_name", "display_name" };
-	const char *const vals[] = { u->external_id, u->username, u->email, u->first_name, u->last_name, u->display_name };
+	const char *const names[] = {"external_id", "username",	 "email",
+				     "first_name",  "last_name", "display_name"};
+	const char *const vals[] = {u->external_id, u->username,  u->email,
+				    u->first_name,  u->last_name, u->display_name};
 	for (size_t i = 0; r >= 0 && i < sizeof(names) / sizeof(names[0]); i++) {
 		r = json_key(b, &first, names[i]);
 		if (r >= 0)
@@ -454,8 +458,8 @@ static int json_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 
 static int json_grant(struct ids_buf *b, const struct ids_plan_grant *g)
 {
-	static const char *const ops[] = { [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove",
-					   [IDS_GOP_CHANGE] = "change" };
+	static const char *const ops[] = {
+	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
 	bool first = true;
 	int r = ids_buf_puts(b, "    {");
 	if (r >= 0)
@@ -466,8 +470,8 @@ static int json_grant(struct ids_buf *b, const struct ids_plan_grant *g)
 		r = json_key(b, &first, "kind");
 	if (r >= 0)
 		r = ids_buf_json_str(b, kind_word(kind_json, g->kind));
-	const char *const names[] = { "username", "external_id", "tenant", "name" };
-	const char *const vals[] = { g->username, g->external_id, g->tenant, g->name };
+	const char *const names[] = {"username", "external_id", "tenant", "name"};
+	const char *const vals[] = {g->username, g->external_id, g->tenant, g->name};
 	for (size_t i = 0; r >= 0 && i < sizeof(names) / sizeof(names[0]); i++) {
 		r = json_key(b, &first, names[i]);
 		if (r >= 0)
@@ -482,7 +486,8 @@ static int json_grant(struct ids_buf *b, const struct ids_plan_grant *g)
 	if (r >= 0)
 		r = json_key(b, &first, "old_slots");
 	if (r >= 0)
-		r = slot && g->op == IDS_GOP_CHANGE ? ids_buf_printf(b, "%d", g->old_slots) : ids_buf_puts(b, "null");
+		r = slot && g->op == IDS_GOP_CHANGE ? ids_buf_printf(b, "%d", g->old_slots)
+						    : ids_buf_puts(b, "null");
 	return r < 0 ? r : ids_buf_putc(b, '}');
 }
 
@@ -501,22 +506,25 @@ static int json_strv(struct ids_buf *b, const struct ids_strv *v)
 
 int ids_plan_format_json(const struct ids_plan *p, struct ids_buf *out)
 {
-	static const char *const verdicts[] = { [IDS_VERDICT_OK] = "ok", [IDS_VERDICT_EMPTY] = "aborted_empty",
-						[IDS_VERDICT_THRESHOLD] = "aborted_threshold" };
+	static const char *const verdicts[] = {[IDS_VERDICT_OK] = "ok",
+					       [IDS_VERDICT_EMPTY] = "aborted_empty",
+					       [IDS_VERDICT_THRESHOLD] = "aborted_threshold"};
 	const struct ids_plan_counts *c = &p->counts;
 	int r = ids_buf_puts(out, "{\n  \"connector\": ");
 	if (r >= 0)
 		r = json_str0(out, p->connector);
 	if (r >= 0)
-		r = ids_buf_printf(out,
-				   ",\n  \"summary\": {\"created\": %ld, \"updated\": %ld, \"deactivated\": %ld, "
-				   "\"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld, "
-				   "\"conflicts\": %ld, \"skipped_invalid\": %ld, \"users_seen\": %ld},\n",
-				   c->created, c->updated, c->deactivated, c->reactivated, c->grants_added,
-				   c->grants_removed, c->conflicts, c->skipped_invalid, c->users_seen);
+		r = ids_buf_printf(
+		    out,
+		    ",\n  \"summary\": {\"created\": %ld, \"updated\": %ld, \"deactivated\": %ld, "
+		    "\"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld, "
+		    "\"conflicts\": %ld, \"skipped_invalid\": %ld, \"users_seen\": %ld},\n",
+		    c->created, c->updated, c->deactivated, c->reactivated, c->grants_added,
+		    c->grants_removed, c->conflicts, c->skipped_invalid, c->users_seen);
 	if (r >= 0)
 		r = ids_buf_printf(out, "  \"verdict\": \"%s\",\n  \"verdict_reason\": ",
-				   (unsigned)p->verdict <= IDS_VERDICT_THRESHOLD ? verdicts[p->verdict] : "?");
+				   (unsigned)p->verdict <= IDS_VERDICT_THRESHOLD ? verdicts[p->verdict]
+										 : "?");
 	if (r >= 0)
 		r = p->verdict != IDS_VERDICT_OK ? json_str0(out, p->verdict_why) : ids_buf_puts(out, "null");
 	if (r >= 0)

@@ -865,7 +865,8 @@ static uint64_t list_hash(const struct item *it, size_t n)
 	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *g = &it[i].g;
-		uint64_t v[3] = {(uintptr_t)g->tenant, (uintptr_t)g->name, (uint64_t)g->kind << 32 | (uint32_t)g->slots};
+		uint64_t v[3] = {(uintptr_t)g->tenant, (uintptr_t)g->name,
+				 (uint64_t)g->kind << 32 | (uint32_t)g->slots};
 		for (int k = 0; k < 3; k++) {
 			h = (h ^ v[k]) * 0x100000001b3ULL;
 			h ^= h >> 29;
@@ -878,7 +879,8 @@ static bool list_equal(const struct ids_grant *a, const struct item *it, size_t 
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *b = &it[i].g;
-		if (a[i].kind != b->kind || a[i].tenant != b->tenant || a[i].name != b->name || a[i].slots != b->slots)
+		if (a[i].kind != b->kind || a[i].tenant != b->tenant || a[i].name != b->name ||
+		    a[i].slots != b->slots)
 			return false;
 	}
 	return true;

@@ -11,8 +11,10 @@ static void put_way_out(const struct ids_plan *p, struct ids_buf *b, const char 
 		ids_buf_printf(b, "; run `idsyncd retire %s --allow-mass-deactivation` or raise safety.%s",
 			       p->connector, limit);
 	else
-		ids_buf_printf(b, "; run `idsyncd sync --connector %s --allow-mass-deactivation` once or raise safety.%s",
-			       p->connector, limit);
+		ids_buf_printf(
+		    b,
+		    "; run `idsyncd sync --connector %s --allow-mass-deactivation` once or raise safety.%s",
+		    p->connector, limit);
 }
 
 /* x as a percentage of base, for the message only (the checks compare
@@ -25,7 +27,7 @@ static double pct(long x, long base)
 void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
 			   bool allow_empty, bool allow_mass)
 {
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	const struct ids_plan_counts *n = &p->counts;
 
 	/* idempotent: a second call decides afresh */
@@ -37,7 +39,8 @@ void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const stru
 	 * thresholds too, but it deserves its own, clearer verdict */
 	if (snapshot_users == 0 && p->active_managed > 0 && !allow_empty) {
 		p->verdict = IDS_VERDICT_EMPTY;
-		ids_buf_printf(&b, "snapshot has 0 users but %s owns %ld active users; "
+		ids_buf_printf(&b,
+			       "snapshot has 0 users but %s owns %ld active users; "
 			       "set allow_empty: true if that is intended",
 			       p->connector, p->active_managed);
 	} else if (!allow_mass) {
@@ -48,14 +51,17 @@ void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const stru
 			put_way_out(p, &b, "max_deactivations");
 		} else if (n->deactivated * 100 > (long)lim->max_deactivation_percent * p->active_managed) {
 			p->verdict = IDS_VERDICT_THRESHOLD;
-			ids_buf_printf(&b, "%ld deactivations are %.1f%% of %ld active managed users, "
+			ids_buf_printf(&b,
+				       "%ld deactivations are %.1f%% of %ld active managed users, "
 				       "above safety.max_deactivation_percent (%d%%)",
-				       n->deactivated, pct(n->deactivated, p->active_managed), p->active_managed,
-				       lim->max_deactivation_percent);
+				       n->deactivated, pct(n->deactivated, p->active_managed),
+				       p->active_managed, lim->max_deactivation_percent);
 			put_way_out(p, &b, "max_deactivation_percent");
-		} else if (p->removals_on_active * 100 > (long)lim->max_grant_removals_percent * p->managed_grants) {
+		} else if (p->removals_on_active * 100 >
+			   (long)lim->max_grant_removals_percent * p->managed_grants) {
 			p->verdict = IDS_VERDICT_THRESHOLD;
-			ids_buf_printf(&b, "%ld grant removals on active users are %.1f%% of %ld managed grants, "
+			ids_buf_printf(&b,
+				       "%ld grant removals on active users are %.1f%% of %ld managed grants, "
 				       "above safety.max_grant_removals_percent (%d%%)",
 				       p->removals_on_active, pct(p->removals_on_active, p->managed_grants),
 				       p->managed_grants, lim->max_grant_removals_percent);

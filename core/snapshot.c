@@ -46,9 +46,9 @@ struct attr_tmp {
 };
 
 struct ids_snapshot_priv {
-	struct ids_arena arena; /* what the finished snapshot points to */
+	struct ids_arena arena;	 /* what the finished snapshot points to */
 	struct ids_arena garena; /* the users' group lists (ids_snapshot_drop_groups) */
-	struct ids_arena tmp;	/* builder-only strings; dropped by finish */
+	struct ids_arena tmp;	 /* builder-only strings; dropped by finish */
 	size_t ucap, gcap;
 	bool user_open, group_open;
 	bool started;  /* finish was called: no more building, even if it failed */
@@ -238,7 +238,8 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
 		/* groups name their members by this DN, mostly spelled the
 		 * same: known now, it is not normalized again there */
-		int rr = u->f[f] ? dn_seen(s->priv, v, n, u->f[f], REF_USER | (uint32_t)(s->nusers - 1)) : -ENOMEM;
+		int rr =
+		    u->f[f] ? dn_seen(s->priv, v, n, u->f[f], REF_USER | (uint32_t)(s->nusers - 1)) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -320,7 +321,8 @@ int ids_snapshot_user_end(struct ids_snapshot *s)
 		size_t nvals = 0;
 		for (size_t i = 0; i < p->ntattrs; i++)
 			nvals += p->tattrs[i].n;
-		u->attrs = ids_arena_alloc(&p->arena, p->ntattrs * sizeof(*u->attrs) + nvals * sizeof(const char *));
+		u->attrs =
+		    ids_arena_alloc(&p->arena, p->ntattrs * sizeof(*u->attrs) + nvals * sizeof(const char *));
 		if (!u->attrs)
 			return -ENOMEM;
 		const char **vals = (const char **)(u->attrs + p->ntattrs);
@@ -379,7 +381,8 @@ int ids_snapshot_group_set(struct ids_snapshot *s, enum ids_field f, const char 
 		if (r < 0)
 			return r;
 		*dst = ids_arena_strdup(&s->priv->arena, dn);
-		int rr = *dst ? dn_seen(s->priv, v, n, *dst, REF_GROUP | (uint32_t)(s->ngroups - 1)) : -ENOMEM;
+		int rr =
+		    *dst ? dn_seen(s->priv, v, n, *dst, REF_GROUP | (uint32_t)(s->ngroups - 1)) : -ENOMEM;
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
@@ -453,7 +456,8 @@ static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const
 {
 	if (memchr(raw, '\0', n) || (target & REF_INDEX) == REF_INDEX)
 		return 0;
-	const char *k = n == strlen(norm) && memcmp(raw, norm, n) == 0 ? norm : ids_arena_strndup(&p->rawtmp, raw, n);
+	const char *k =
+	    n == strlen(norm) && memcmp(raw, norm, n) == 0 ? norm : ids_arena_strndup(&p->rawtmp, raw, n);
 	if (!k)
 		return -ENOMEM;
 	/* the first entry with this DN keeps it (DNs are unique; a repeat
@@ -807,7 +811,8 @@ out:
 /* Turns the membership records into two adjacency lists: user -> direct
  * groups and group -> parent groups.  Two passes (count, then fill) so
  * that millions of memberships need no intermediate edge list. */
-static int build_edges(struct ids_snapshot *s, const uint32_t *umap, const uint32_t *gmap, struct resolved *res)
+static int build_edges(struct ids_snapshot *s, const uint32_t *umap, const uint32_t *gmap,
+		       struct resolved *res)
 {
 	struct ids_snapshot_priv *p = s->priv;
 	size_t nu = s->nusers, ng = s->ngroups;
@@ -827,7 +832,9 @@ static int build_edges(struct ids_snapshot *s, const uint32_t *umap, const uint3
 			if (m->ref & REF_USER)
 				t = umap[m->ref & REF_INDEX];
 			else if (m->ref & REF_GROUP)
-				t = gmap[m->ref & REF_INDEX] == NONE ? NONE : (uint32_t)nu + gmap[m->ref & REF_INDEX];
+				t = gmap[m->ref & REF_INDEX] == NONE
+					? NONE
+					: (uint32_t)nu + gmap[m->ref & REF_INDEX];
 			else
 				t = res->ref_target[m->ref];
 			if (g == NONE || t == NONE) {

@@ -213,7 +213,7 @@ void ids_arena_free(struct ids_arena *a)
 
 struct ids_strmap_slot {
 	const char *key; /* NULL = empty */
-	uint32_t hash;   /* the key's hash: places the key, and most mismatches end here */
+	uint32_t hash;	 /* the key's hash: places the key, and most mismatches end here */
 	uint32_t val;
 };
 
@@ -289,7 +289,7 @@ int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t
 		}
 		j = (j + 1) & (m->cap - 1);
 	}
-	m->slots[j] = (struct ids_strmap_slot){ key, tag, val };
+	m->slots[j] = (struct ids_strmap_slot){key, tag, val};
 	m->len++;
 	return 1;
 }
@@ -339,7 +339,8 @@ void ids_strmap_get_batch(const struct ids_strmap *m, const char *const *keys, s
 			size_t j = at[i];
 			vals[base + i] = UINT32_MAX;
 			for (; m->slots[j].key; j = (j + 1) & (m->cap - 1))
-				if (m->slots[j].hash == tag[i] && strcmp(m->slots[j].key, keys[base + i]) == 0) {
+				if (m->slots[j].hash == tag[i] &&
+				    strcmp(m->slots[j].key, keys[base + i]) == 0) {
 					vals[base + i] = m->slots[j].val;
 					break;
 				}

@@ -18,22 +18,22 @@
 #define DEFAULT_CONFIG "/etc/idsyncd/idsyncd.yaml"
 
 static const char usage_text[] =
-	"Usage:\n"
-	"  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
-	"  idsyncd [-c FILE] sync  [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
-	"                          [--format text|json]\n"
-	"  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json]\n"
-	"  idsyncd [-c FILE] check-config\n"
-	"  idsyncd [-c FILE] migrate\n"
-	"  idsyncd [-c FILE] status [--format text|json]\n"
-	"  idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
-	"  idsyncd --version | --help | COMMAND --help\n"
-	"\n"
-	"Options:\n"
-	"  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-	"\n"
-	"Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
-	"3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
+    "Usage:\n"
+    "  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
+    "  idsyncd [-c FILE] sync  [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
+    "                          [--format text|json]\n"
+    "  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json]\n"
+    "  idsyncd [-c FILE] check-config\n"
+    "  idsyncd [-c FILE] migrate\n"
+    "  idsyncd [-c FILE] status [--format text|json]\n"
+    "  idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
+    "  idsyncd --version | --help | COMMAND --help\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+    "\n"
+    "Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
+    "3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -50,7 +50,7 @@ static int usage_error(const char *fmt, ...)
 /* Loads the config or prints why not. */
 static int load_config(const char *path, struct ids_config **ret)
 {
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int r = ids_config_load(path, ret, &e);
 	if (r < 0) {
 		fprintf(stderr, "%s\n", ids_error_text(&e));
@@ -64,7 +64,7 @@ static int load_config(const char *path, struct ids_config **ret)
 /* Connects and brings the schema up to date (migrate: auto) or checks it. */
 static int open_store(const struct ids_config *cfg, bool migrate, struct ids_store **ret)
 {
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int r = ids_store_open(cfg, ret, &e);
 	if (r >= 0 && migrate)
 		r = ids_store_migrate(*ret, cfg->database.migrate_auto, NULL, NULL, &e);
@@ -90,12 +90,12 @@ struct cmd_opts {
 static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *allowed, struct cmd_opts *co)
 {
 	static const struct option longopts[] = {
-		{ "connector", required_argument, NULL, 'C' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "allow-mass-deactivation", no_argument, NULL, 'M' },
-		{ "format", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"connector", required_argument, NULL, 'C'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"allow-mass-deactivation", no_argument, NULL, 'M'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int c;
 	optind = 1;
@@ -152,7 +152,8 @@ static int cmd_check_config(const char *path)
 			printf(", %s, users under %s", cc->ldap.uri.v[0], cc->ldap.users_base);
 		printf("\n");
 		if (!ids_connector_find(cc->type)) {
-			fprintf(stderr, "%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
+			fprintf(stderr,
+				"%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
 				cfg->path, cc->line, ids_conn_type_name(cc->type));
 			code = IDS_EXIT_CONFIG;
 		}
@@ -162,16 +163,17 @@ static int cmd_check_config(const char *path)
 	/* Orphaned connectors need the database; a database that is not
 	 * reachable does not make the configuration invalid. */
 	struct ids_store *st = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	if (ids_store_open(cfg, &st, &e) >= 0) {
-		struct ids_strv names = { 0 };
+		struct ids_strv names = {0};
 		struct ids_orphan *o = NULL;
 		size_t n = 0;
 		for (size_t i = 0; i < cfg->nconnectors; i++)
 			ids_strv_push(&names, cfg->connectors[i].name);
 		if (ids_store_orphans(st, &names, &o, &n, &e) >= 0)
 			for (size_t i = 0; i < n; i++)
-				printf("orphaned: connector %s is no longer configured but owns %ld users (%ld active); "
+				printf("orphaned: connector %s is no longer configured but owns %ld users "
+				       "(%ld active); "
 				       "`idsyncd retire %s` deactivates them\n",
 				       o[i].source, o[i].total, o[i].active, o[i].source);
 		ids_orphans_free(o, n);
@@ -189,7 +191,7 @@ static int cmd_migrate(const char *path)
 {
 	struct ids_config *cfg = NULL;
 	struct ids_store *st = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int from = 0, to = 0;
 	int r = load_config(path, &cfg);
 	if (r)
@@ -222,14 +224,15 @@ static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res
 		return;
 	for (body = close; body && strchr(" \t\r\n", out->p[body - 1]); body--)
 		;
-	struct ids_buf tail = { 0 };
+	struct ids_buf tail = {0};
 	ids_buf_add(&tail, out->p + close, out->len - close); /* "}" and what follows */
 	out->len = body;
-	ids_buf_printf(out,
-		       ",\n  \"timings\": {\"fetch\": %.3f, \"resolve\": %.3f, \"rules\": %.3f, \"load\": %.3f,"
-		       " \"diff\": %.3f, \"apply\": %.3f},\n  \"rows_written\": %ld,\n  \"peak_rss_kib\": %ld\n",
-		       res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply,
-		       res->rows_written, res->peak_rss_kib);
+	ids_buf_printf(
+	    out,
+	    ",\n  \"timings\": {\"fetch\": %.3f, \"resolve\": %.3f, \"rules\": %.3f, \"load\": %.3f,"
+	    " \"diff\": %.3f, \"apply\": %.3f},\n  \"rows_written\": %ld,\n  \"peak_rss_kib\": %ld\n",
+	    res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply,
+	    res->rows_written, res->peak_rss_kib);
 	ids_buf_add(out, tail.p, tail.len);
 	ids_buf_free(&tail);
 }
@@ -243,8 +246,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		return r;
 	for (size_t i = 0; i < co->connectors.n; i++)
 		if (!ids_config_connector(cfg, co->connectors.v[i])) {
-			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n", co->connectors.v[i],
-				cfg->path);
+			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
+				co->connectors.v[i], cfg->path);
 			ids_config_free(cfg);
 			return IDS_EXIT_USAGE;
 		}
@@ -253,8 +256,10 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		ids_config_free(cfg);
 		return r;
 	}
-	struct ids_sync_opts o = { .dry_run = plan || co->dry_run, .allow_mass = co->allow_mass,
-				   .print_plan = plan || co->dry_run, .format = co->format };
+	struct ids_sync_opts o = {.dry_run = plan || co->dry_run,
+				  .allow_mass = co->allow_mass,
+				  .print_plan = plan || co->dry_run,
+				  .format = co->format};
 	int code = IDS_EXIT_OK;
 	bool first = true;
 	if (co->format == IDS_FMT_JSON)
@@ -263,7 +268,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		const struct ids_connector_cfg *cc = &cfg->connectors[i];
 		if (co->connectors.n && !ids_strv_contains(&co->connectors, cc->name, false))
 			continue;
-		struct ids_buf out = { 0 };
+		struct ids_buf out = {0};
 		struct ids_sync_result res;
 		ids_sync_connector(cfg, st, cc, &o, &out, &res);
 		if (co->format == IDS_FMT_JSON) {
@@ -275,7 +280,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 					add_run_stats(&out, &res);
 				fputs(out.p, stdout);
 			} else {
-				struct ids_buf j = { 0 };
+				struct ids_buf j = {0};
 				ids_buf_puts(&j, "{\"connector\": ");
 				ids_buf_json_str(&j, cc->name);
 				ids_buf_printf(&j, ", \"status\": \"%s\", \"error\": ", res.status);
@@ -329,12 +334,12 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
 	struct ids_store *st = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_run_row *rows = NULL;
 	struct ids_orphan *orph = NULL;
 	struct ids_schedule_row *sched = NULL;
 	size_t nrows = 0, norph = 0, nsched = 0;
-	struct ids_strv names = { 0 };
+	struct ids_strv names = {0};
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
@@ -343,7 +348,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		goto out;
 	for (size_t i = 0; i < cfg->nconnectors; i++)
 		ids_strv_push(&names, cfg->connectors[i].name);
-	if (ids_store_last_runs(st, &rows, &nrows, &e) < 0 || ids_store_orphans(st, &names, &orph, &norph, &e) < 0) {
+	if (ids_store_last_runs(st, &rows, &nrows, &e) < 0 ||
+	    ids_store_orphans(st, &names, &orph, &norph, &e) < 0) {
 		fprintf(stderr, "idsyncd: status: %s\n", ids_error_text(&e));
 		r = IDS_EXIT_FAILED;
 		goto out;
@@ -355,7 +361,7 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		nsched = 0;
 	}
 	ids_error_clear(&e);
-	struct ids_buf b = { 0 };
+	struct ids_buf b = {0};
 	if (co->format == IDS_FMT_JSON)
 		ids_buf_puts(&b, "{\"connectors\": [");
 	for (size_t i = 0; i < nrows; i++) {
@@ -386,13 +392,15 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 			else
 				ids_buf_puts(&b, "null");
 			if (w->has_counts)
-				ids_buf_printf(&b,
-					       ", \"users_seen\": %ld, \"created\": %ld, \"updated\": %ld, \"deactivated\": %ld"
-					       ", \"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld"
-					       ", \"conflicts\": %ld, \"skipped_invalid\": %ld",
-					       w->counts.users_seen, w->counts.created, w->counts.updated,
-					       w->counts.deactivated, w->counts.reactivated, w->counts.grants_added,
-					       w->counts.grants_removed, w->counts.conflicts, w->counts.skipped_invalid);
+				ids_buf_printf(
+				    &b,
+				    ", \"users_seen\": %ld, \"created\": %ld, \"updated\": %ld, "
+				    "\"deactivated\": %ld"
+				    ", \"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld"
+				    ", \"conflicts\": %ld, \"skipped_invalid\": %ld",
+				    w->counts.users_seen, w->counts.created, w->counts.updated,
+				    w->counts.deactivated, w->counts.reactivated, w->counts.grants_added,
+				    w->counts.grants_removed, w->counts.conflicts, w->counts.skipped_invalid);
 			ids_buf_puts(&b, ", \"error\": ");
 			if (w->error)
 				ids_buf_json_str(&b, w->error);
@@ -406,10 +414,12 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 			}
 			ids_buf_puts(&b, "}");
 		} else {
-			ids_buf_printf(&b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id, started);
+			ids_buf_printf(&b, "%-20s %-18s run %-6lld %s", w->connector, w->status,
+				       (long long)w->id, started);
 			if (w->has_counts)
-				ids_buf_printf(&b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
-					       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
+				ids_buf_printf(&b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen,
+					       w->counts.created, w->counts.updated + w->counts.reactivated,
+					       w->counts.deactivated);
 			if (nx)
 				ids_buf_printf(&b, "  next %s", next);
 			if (w->error)
@@ -422,7 +432,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		for (size_t i = 0; i < norph; i++) {
 			ids_buf_puts(&b, i ? ", {\"connector\": " : "{\"connector\": ");
 			ids_buf_json_str(&b, orph[i].source);
-			ids_buf_printf(&b, ", \"users\": %ld, \"active\": %ld}", orph[i].total, orph[i].active);
+			ids_buf_printf(&b, ", \"users\": %ld, \"active\": %ld}", orph[i].total,
+				       orph[i].active);
 		}
 		ids_buf_puts(&b, "]}\n");
 	} else {
@@ -454,15 +465,16 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 	if (r)
 		return r;
 	if (ids_config_connector(cfg, co->positional)) {
-		fprintf(stderr, "idsyncd: retire %s: the connector is still configured in %s; remove it first\n",
+		fprintf(stderr,
+			"idsyncd: retire %s: the connector is still configured in %s; remove it first\n",
 			co->positional, cfg->path);
 		ids_config_free(cfg);
 		return IDS_EXIT_USAGE;
 	}
 	r = open_store(cfg, true, &st);
 	if (!r) {
-		struct ids_sync_opts o = { .allow_mass = co->allow_mass, .print_plan = true };
-		struct ids_buf out = { 0 };
+		struct ids_sync_opts o = {.allow_mass = co->allow_mass, .print_plan = true};
+		struct ids_buf out = {0};
 		struct ids_sync_result res;
 		ids_sync_retire(cfg, st, co->positional, &o, &out, &res);
 		if (out.len)
@@ -513,7 +525,7 @@ int main(int argc, char **argv)
 	const char *cmd = argv[i];
 	int cargc = argc - i;
 	char **cargv = argv + i;
-	struct cmd_opts co = { 0 };
+	struct cmd_opts co = {0};
 	int r;
 
 	if (strcmp(cmd, "sync") == 0) {

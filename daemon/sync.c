@@ -18,8 +18,8 @@
 int ids_exit_worst(int a, int b)
 {
 	/* rank per service.md: 78 > 1 > 3 > 4 > 0 */
-	static const int order[] = { IDS_EXIT_CONFIG, IDS_EXIT_FAILED, IDS_EXIT_SAFETY, IDS_EXIT_LOCKED,
-				     IDS_EXIT_USAGE, IDS_EXIT_OK };
+	static const int order[] = {IDS_EXIT_CONFIG, IDS_EXIT_FAILED, IDS_EXIT_SAFETY,
+				    IDS_EXIT_LOCKED, IDS_EXIT_USAGE,  IDS_EXIT_OK};
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (a == order[i] || b == order[i])
 			return order[i];
@@ -63,11 +63,10 @@ static const char *idp_of(enum ids_conn_type t)
 /* Writes a sync_run row for a run that changed nothing (failed, aborted,
  * skipped), logging rather than failing if even that is impossible. */
 static void record_run(struct ids_store *st, const char *conn, int64_t started, const char *status,
-		       const struct ids_plan_counts *counts, const char *error,
-		       struct ids_sync_result *res)
+		       const struct ids_plan_counts *counts, const char *error, struct ids_sync_result *res)
 {
-	struct ids_run run = { conn, started, status, counts, error };
-	struct ids_error e = { 0 };
+	struct ids_run run = {conn, started, status, counts, error};
+	struct ids_error e = {0};
 	if (ids_store_record_run(st, &run, &res->run_id, &e) < 0)
 		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "cannot record the %s run: %s", status,
 			ids_error_text(&e));
@@ -129,7 +128,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 			   const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res)
 {
 	struct ids_plan *plan = NULL;
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t mark = mono_usec();
 	int r = ids_diff(snap, des, cur, dopt, &plan);
 	res->t.diff = lap(&mark);
@@ -140,15 +139,16 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 			record_run(st, conn, started, "failed", NULL, res->error, res);
 		return;
 	}
-	const struct ids_safety lim = { cfg->safety.max_deactivations, cfg->safety.max_deactivation_percent,
-					cfg->safety.max_grant_removals_percent };
+	const struct ids_safety lim = {cfg->safety.max_deactivations, cfg->safety.max_deactivation_percent,
+				       cfg->safety.max_grant_removals_percent};
 	ids_plan_check_safety(plan, snap->nusers, &lim, allow_empty, o->allow_mass);
 	res->counts = plan->counts;
 	log_plan_events(conn, plan, des);
 	print_result(plan, o, out);
 
 	if (plan->verdict != IDS_VERDICT_OK) {
-		const char *status = plan->verdict == IDS_VERDICT_EMPTY ? "aborted_empty" : "aborted_threshold";
+		const char *status =
+		    plan->verdict == IDS_VERDICT_EMPTY ? "aborted_empty" : "aborted_threshold";
 		fail(res, IDS_EXIT_SAFETY, status, plan->verdict_why);
 		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "run aborted, nothing written: %s", plan->verdict_why);
 		if (!o->dry_run)
@@ -161,7 +161,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 		goto out;
 	}
 
-	struct ids_run run = { conn, started, "ok", &plan->counts, NULL };
+	struct ids_run run = {conn, started, "ok", &plan->counts, NULL};
 	r = ids_store_apply(st, company_id, idp, plan, &run, &res->run_id, &e);
 	res->t.apply = lap(&mark);
 	res->peak_rss_kib = peak_rss_kib();
@@ -174,15 +174,17 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	res->exit_code = IDS_EXIT_OK;
 	res->status = "ok";
 	res->rows_written = ids_store_rows_written(st);
-	ids_log(IDS_LOG_INFO, conn, res->run_id, NULL,
-		"run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld skipped,"
-		" %ld rows written (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs,"
-		" apply %.2fs; peak RSS %ld MiB)",
-		(long long)res->run_id, plan->counts.users_seen, plan->counts.created,
-		plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
-		plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
-		plan->counts.skipped_invalid, res->rows_written, res->t.fetch, res->t.resolve, res->t.rules,
-		res->t.load, res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
+	ids_log(
+	    IDS_LOG_INFO, conn, res->run_id, NULL,
+	    "run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld "
+	    "skipped,"
+	    " %ld rows written (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs,"
+	    " apply %.2fs; peak RSS %ld MiB)",
+	    (long long)res->run_id, plan->counts.users_seen, plan->counts.created,
+	    plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
+	    plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
+	    plan->counts.skipped_invalid, res->rows_written, res->t.fetch, res->t.resolve, res->t.rules,
+	    res->t.load, res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
 out:
 	ids_error_clear(&e);
 	ids_plan_free(plan);
@@ -210,8 +212,9 @@ static int step(struct progress_ctx *pc, struct ids_error *e)
 {
 	int r = progress(pc);
 	if (r < 0)
-		return ids_error_set(e, r, "%s", r == IDS_E_TIMEOUT ? "stopped: run_timeout reached"
-								    : "stopped: the run was cancelled");
+		return ids_error_set(e, r, "%s",
+				     r == IDS_E_TIMEOUT ? "stopped: run_timeout reached"
+							: "stopped: the run was cancelled");
 	return 0;
 }
 
@@ -221,12 +224,12 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 {
 	const char *conn = cc->name;
 	int64_t started = now_usec();
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	struct ids_snapshot *snap = NULL;
 	struct ids_desired_set *des = NULL;
 	struct ids_current *cur = NULL;
 	struct ids_store_loader *loader = NULL;
-	struct ids_strv attrs = { 0 };
+	struct ids_strv attrs = {0};
 	bool locked = false;
 	int64_t company_id = 0;
 	int r;
@@ -247,7 +250,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		r = ids_store_lock(st, conn, &e);
 		if (r == IDS_E_LOCKED) {
 			fail(res, IDS_EXIT_LOCKED, "skipped_locked", "another instance holds the lock");
-			ids_log(IDS_LOG_WARNING, conn, 0, NULL, "another instance is syncing this connector: skipped");
+			ids_log(IDS_LOG_WARNING, conn, 0, NULL,
+				"another instance is syncing this connector: skipped");
 			record_run(st, conn, started, "skipped_locked", NULL, NULL, res);
 			ids_buf_printf(out, "summary %s: skipped, locked by another instance\n", conn);
 			goto out;
@@ -270,8 +274,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		ids_error_set(&e, r, "%s", ids_strerror(r));
 		goto pull_failed;
 	}
-	struct progress_ctx pc = { o, cfg->sync.run_timeout ? started + (int64_t)cfg->sync.run_timeout * 1000000 : 0 };
-	struct ids_pull_ctx ctx = { cfg, &attrs, progress, &pc };
+	struct progress_ctx pc = {
+	    o, cfg->sync.run_timeout ? started + (int64_t)cfg->sync.run_timeout * 1000000 : 0};
+	struct ids_pull_ctx ctx = {cfg, &attrs, progress, &pc};
 	/* The current state is read from PostgreSQL in the background while
 	 * the connector reads the directory: neither waits for the other. */
 	r = ids_store_load_start(st, company_id, conn, &loader);
@@ -292,8 +297,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	}
 	if (step(&pc, &e) < 0)
 		goto pull_failed;
-	ids_log(IDS_LOG_DEBUG, conn, 0, NULL, "read %zu users, %zu groups in %zu pages (%zu unresolved members)",
-		snap->nusers, snap->ngroups, snap->pages, snap->unresolved_members);
+	ids_log(IDS_LOG_DEBUG, conn, 0, NULL,
+		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", snap->nusers,
+		snap->ngroups, snap->pages, snap->unresolved_members);
 
 	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
 	ids_snapshot_drop_groups(snap); /* read by the rules only: room for the diff */
@@ -312,14 +318,15 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	if (r < 0)
 		goto db_failed;
 
-	struct ids_diff_opts dopt = { conn, idp_of(cc->type), cc->adopt_by_email, cfg->tenants_auto_create, false };
-	plan_and_apply(cfg, st, conn, company_id, dopt.idp, started, snap, des, cur, &dopt, cc->allow_empty, o, out,
-		       res);
+	struct ids_diff_opts dopt = {conn, idp_of(cc->type), cc->adopt_by_email, cfg->tenants_auto_create,
+				     false};
+	plan_and_apply(cfg, st, conn, company_id, dopt.idp, started, snap, des, cur, &dopt, cc->allow_empty,
+		       o, out, res);
 	goto out;
 
 pull_failed:
 	ids_store_load_abandon(loader); /* the store is ours again */
-	res->error_code = e.code; /* the daemon backs off at retry_max on IDS_E_AUTH */
+	res->error_code = e.code;	/* the daemon backs off at retry_max on IDS_E_AUTH */
 	loader = NULL;
 	/* a credential file that is there but malformed is found only now:
 	 * still a configuration error (exit 78), not a transient failure */
@@ -341,7 +348,7 @@ db_failed:
 out:
 	ids_store_load_abandon(loader);
 	if (locked) {
-		struct ids_error ue = { 0 };
+		struct ids_error ue = {0};
 		ids_store_unlock(st, conn, &ue);
 		ids_error_clear(&ue);
 	}
@@ -356,7 +363,7 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 		     const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res)
 {
 	int64_t started = now_usec();
-	struct ids_error e = { 0 };
+	struct ids_error e = {0};
 	int64_t *companies = NULL;
 	size_t ncompanies = 0;
 	bool locked = false;
@@ -387,7 +394,7 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 		struct ids_snapshot *snap = NULL;
 		struct ids_desired_set *des = NULL;
 		struct ids_current *cur = NULL;
-		struct ids_sync_result one = { 0 };
+		struct ids_sync_result one = {0};
 		r = ids_snapshot_new(&snap);
 		if (r >= 0)
 			r = ids_snapshot_finish(snap);
@@ -398,9 +405,9 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 		else
 			r = ids_store_load(st, companies[i], name, &cur, &e);
 		if (r >= 0) {
-			struct ids_diff_opts dopt = { name, NULL, false, false, true };
-			plan_and_apply(cfg, st, name, companies[i], NULL, started, snap, des, cur, &dopt, true, o,
-				       out, &one);
+			struct ids_diff_opts dopt = {name, NULL, false, false, true};
+			plan_and_apply(cfg, st, name, companies[i], NULL, started, snap, des, cur, &dopt,
+				       true, o, out, &one);
 		}
 		ids_current_free(cur);
 		ids_desired_set_free(des);
@@ -424,7 +431,7 @@ failed:
 	ids_log(IDS_LOG_ERROR, name, 0, NULL, "retire failed: %s", ids_error_text(&e));
 out:
 	if (locked) {
-		struct ids_error ue = { 0 };
+		struct ids_error ue = {0};
 		ids_store_unlock(st, name, &ue);
 		ids_error_clear(&ue);
 	}

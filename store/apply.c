@@ -110,11 +110,11 @@ struct apply {
 	struct ids_buf copy; /* COPY data not yet sent */
 	struct ids_buf key;  /* scratch: a "slug\tname" key */
 	struct ids_error *err;
-	long rows;   /* rows the statements and COPYs wrote */
-	struct ids_by_name created;  /* users the plan creates, by external id */
-	struct ids_by_name found;    /* users found by external id (plan grants without user_id) */
-	struct ids_by_name tenants;  /* the company's tenants */
-	struct ids_by_name groups;   /* its operator groups */
+	long rows;		    /* rows the statements and COPYs wrote */
+	struct ids_by_name created; /* users the plan creates, by external id */
+	struct ids_by_name found;   /* users found by external id (plan grants without user_id) */
+	struct ids_by_name tenants; /* the company's tenants */
+	struct ids_by_name groups;  /* its operator groups */
 	/* the last grant's user and tenant: a plan's grants come user by
 	 * user, with shared strings, so most lookups are these */
 	const char *last_ext, *last_tenant;
@@ -468,7 +468,8 @@ static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
 /* The audit rows of the grants g[0..n) of one user (one external id, row
  * uid): a `grant` row listing what was added or changed, a `revoke` row
  * listing what was removed, each only when there is something to list. */
-static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t n, int64_t uid, struct ids_buf *d)
+static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t n, int64_t uid,
+			struct ids_buf *d)
 {
 	int r = 0;
 	for (int revoke = 0; revoke < 2 && r >= 0; revoke++) {
@@ -545,7 +546,8 @@ static int by_name_load(struct apply *a, struct ids_by_name *m, const char *sql,
 static const char *group_key(struct apply *a, const char *tenant, const char *name)
 {
 	ids_buf_reset(&a->key);
-	if (ids_buf_puts(&a->key, tenant) < 0 || ids_buf_putc(&a->key, '\t') < 0 || ids_buf_puts(&a->key, name) < 0)
+	if (ids_buf_puts(&a->key, tenant) < 0 || ids_buf_putc(&a->key, '\t') < 0 ||
+	    ids_buf_puts(&a->key, name) < 0)
 		return NULL;
 	return a->key.p;
 }
@@ -601,9 +603,9 @@ static int64_t plan_user_id(const struct apply *a, const struct ids_plan_user *u
 struct expect {
 	long adopt, deactivate, reason, update, reactivate, create;
 	long grants[3][IDS_GRANT__COUNT]; /* [op][kind], staged ones */
-	long direct[IDS_GRANT__COUNT];    /* adds for created users, by kind */
-	long tenants, groups;             /* new tenants, groups named */
-	long unresolved;                  /* staged grants whose plan has no user_id */
+	long direct[IDS_GRANT__COUNT];	  /* adds for created users, by kind */
+	long tenants, groups;		  /* new tenants, groups named */
+	long unresolved;		  /* staged grants whose plan has no user_id */
 };
 
 /* Draws an id from app_user's sequence for every user the plan creates,
@@ -630,19 +632,21 @@ static int draw_ids(struct apply *a, struct expect *e)
 		if (r < 0)
 			break;
 		if (PQntuples(res) != batch)
-			r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: %d ids for %ld users", PQntuples(res),
-					  batch);
+			r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: %d ids for %ld users",
+					  PQntuples(res), batch);
 		for (int k = 0; k < batch && r >= 0; next++) {
 			const struct ids_plan_user *u = &p->users[next];
 			int64_t id;
 			if (!(u->flags & IDS_PU_CREATE))
 				continue;
 			if (!u->external_id)
-				r = ids_error_set(a->err, IDS_E_INVALID, "plan: a user to create has no external id");
+				r = ids_error_set(a->err, IDS_E_INVALID,
+						  "plan: a user to create has no external id");
 			else if (ids_store_parse_i64(PQgetvalue(res, k++, 0), &id) < 0)
 				r = ids_error_set(a->err, IDS_E_DB, "drawing user ids: not an id");
 			else if (by_name_get(&a->created, u->external_id))
-				r = ids_error_set(a->err, IDS_E_INVALID, "plan: user %s created twice", u->external_id);
+				r = ids_error_set(a->err, IDS_E_INVALID, "plan: user %s created twice",
+						  u->external_id);
 			else
 				r = by_name_add(&a->created, u->external_id, id, false);
 		}
@@ -702,7 +706,8 @@ static int stage_users(struct apply *a, struct expect *e)
 		const struct ids_plan_user *u = &p->users[i];
 		unsigned f = u->flags, ch = u->changed;
 		/* conflicts and invalid users change nothing: audit rows only */
-		if (!(f & (IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE | IDS_PU_REASON)))
+		if (!(f &
+		      (IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE | IDS_PU_REASON)))
 			continue;
 		e->adopt += !!(f & IDS_PU_ADOPT);
 		e->update += !!(f & (IDS_PU_UPDATE | IDS_PU_ADOPT));
@@ -712,9 +717,9 @@ static int stage_users(struct apply *a, struct expect *e)
 		const char *text[] = {u->external_id, u->username,  u->email,
 				      u->first_name,  u->last_name, u->display_name};
 		const bool bits[] = {
-		    f & IDS_PU_ADOPT,	   f & IDS_PU_UPDATE,	     f & IDS_PU_DEACTIVATE,
-		    f & IDS_PU_REACTIVATE, f & IDS_PU_REASON,	     ch & IDS_CH_USERNAME,
-		    ch & IDS_CH_EMAIL,	   ch & IDS_CH_FIRST_NAME,   ch & IDS_CH_LAST_NAME,
+		    f & IDS_PU_ADOPT,	      f & IDS_PU_UPDATE,	 f & IDS_PU_DEACTIVATE,
+		    f & IDS_PU_REACTIVATE,    f & IDS_PU_REASON,	 ch & IDS_CH_USERNAME,
+		    ch & IDS_CH_EMAIL,	      ch & IDS_CH_FIRST_NAME,	 ch & IDS_CH_LAST_NAME,
 		    ch & IDS_CH_DISPLAY_NAME, ch & IDS_CH_COMPANY_ADMIN, ch & IDS_CH_AUTH,
 		};
 		r = copy_num(&a->copy, u->id, true, true);
@@ -751,8 +756,9 @@ static int stage_grants(struct apply *a, struct expect *e)
 			continue;
 		e->grants[g->op][g->kind]++;
 		e->unresolved += g->user_id == 0;
-		int64_t target = g->kind == IDS_GRANT_GROUP ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
-							    : tenant_id(a, g->tenant);
+		int64_t target = g->kind == IDS_GRANT_GROUP
+				     ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
+				     : tenant_id(a, g->tenant);
 		r = copy_field(&a->copy, ops[g->op], true);
 		if (r >= 0)
 			r = copy_field(&a->copy, kind_word(g->kind), false);
@@ -781,8 +787,8 @@ static int check_grants(struct apply *a, struct expect *e, bool *any_group)
 	*any_group = false;
 	for (size_t i = 0; i < p->ngrants; i++) {
 		const struct ids_plan_grant *g = &p->grants[i];
-		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT || !g->external_id ||
-		    !g->tenant || !g->name)
+		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT ||
+		    !g->external_id || !g->tenant || !g->name)
 			return ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
 		*any_group |= g->kind == IDS_GRANT_GROUP;
 		if (g->op == IDS_GOP_ADD && is_created(a, g))
@@ -858,15 +864,15 @@ static int create_users(struct apply *a, const struct expect *e)
 	long before = a->rows;
 	if (!e->create)
 		return 0;
-	int r = copy_begin(a, "COPY app_user (id, company_id, source, external_id, username, email, first_name,"
-			      " last_name, display_name, auth_method, idp, company_admin) FROM STDIN");
+	int r =
+	    copy_begin(a, "COPY app_user (id, company_id, source, external_id, username, email, first_name,"
+			  " last_name, display_name, auth_method, idp, company_admin) FROM STDIN");
 	for (size_t i = 0; i < p->nusers && r >= 0; i++) {
 		const struct ids_plan_user *u = &p->users[i];
 		if (!(u->flags & IDS_PU_CREATE))
 			continue;
-		const char *text[] = {a->params[1], u->external_id, u->username,     u->email,
-				      u->first_name, u->last_name,  u->display_name, "sso",
-				      a->params[3]};
+		const char *text[] = {a->params[1], u->external_id,  u->username, u->email,    u->first_name,
+				      u->last_name, u->display_name, "sso",	  a->params[3]};
 		r = copy_num(&a->copy, by_name_get(&a->created, u->external_id), false, true);
 		if (r >= 0)
 			r = copy_field(&a->copy, a->company, false);
@@ -880,7 +886,8 @@ static int create_users(struct apply *a, const struct expect *e)
 	if (r >= 0)
 		r = copy_end(a, "creating users", true);
 	if (r >= 0 && a->rows - before != e->create)
-		r = ids_error_set(a->err, IDS_E_DB, "creating users: %ld of %ld written", a->rows - before, e->create);
+		r = ids_error_set(a->err, IDS_E_DB, "creating users: %ld of %ld written", a->rows - before,
+				  e->create);
 	return r;
 }
 
@@ -1017,7 +1024,8 @@ static int create_grants(struct apply *a, const struct expect *e)
 	    [IDS_GRANT_ROLE] = "COPY tenant_role (user_id, tenant_id, role, source) FROM STDIN",
 	    [IDS_GRANT_CHANNEL] = "COPY channel_grant (user_id, tenant_id, channel, source) FROM STDIN",
 	    [IDS_GRANT_GROUP] = "COPY operator_group_member (user_id, group_id, source) FROM STDIN",
-	    [IDS_GRANT_SLOT] = "COPY slot_limit (user_id, tenant_id, channel_group, slots, source) FROM STDIN",
+	    [IDS_GRANT_SLOT] =
+		"COPY slot_limit (user_id, tenant_id, channel_group, slots, source) FROM STDIN",
 	};
 	const struct ids_plan *p = a->p;
 	int r = 0;
@@ -1031,12 +1039,13 @@ static int create_grants(struct apply *a, const struct expect *e)
 			if ((int)g->kind != k || g->op != IDS_GOP_ADD || !is_created(a, g))
 				continue;
 			/* the same grant twice (a hand-made plan) would break the key */
-			if (prev && !strcmp(prev->external_id, g->external_id) && !strcmp(prev->tenant, g->tenant) &&
-			    !strcmp(prev->name, g->name))
+			if (prev && !strcmp(prev->external_id, g->external_id) &&
+			    !strcmp(prev->tenant, g->tenant) && !strcmp(prev->name, g->name))
 				continue;
 			prev = g;
-			int64_t target = k == IDS_GRANT_GROUP ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
-							      : tenant_id(a, g->tenant);
+			int64_t target = k == IDS_GRANT_GROUP
+					     ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
+					     : tenant_id(a, g->tenant);
 			if (!target)
 				continue;
 			r = copy_num(&a->copy, grant_user(a, g), false, true);
@@ -1068,7 +1077,8 @@ static int write_audit(struct apply *a, const char *idp)
 		r = audit_user(a, &p->users[i], plan_user_id(a, &p->users[i]), idp);
 	/* the plan keeps a user's grants together: one run per user */
 	for (size_t i = 0, j; i < p->ngrants && r >= 0; i = j) {
-		for (j = i + 1; j < p->ngrants && ids_strcmp0(p->grants[j].external_id, p->grants[i].external_id) == 0;
+		for (j = i + 1;
+		     j < p->ngrants && ids_strcmp0(p->grants[j].external_id, p->grants[i].external_id) == 0;
 		     j++)
 			;
 		r = audit_grants(a, &p->grants[i], j - i, grant_user(a, &p->grants[i]), &d);
@@ -1099,14 +1109,15 @@ static int set_joins(struct apply *a, const char *sql)
 static int refresh_stats(struct apply *a)
 {
 	PGresult *res = NULL;
-	int r = ids_store_exec(a->st,
-			       "SELECT c.relname, c.reltuples, EXISTS (SELECT 1 FROM pg_catalog.pg_stats s"
-			       " WHERE s.schemaname = n.nspname AND s.tablename = c.relname)"
-			       " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-			       " WHERE c.oid IN ('app_user'::regclass, 'tenant_role'::regclass,"
-			       " 'channel_grant'::regclass, 'slot_limit'::regclass, 'operator_group_member'::regclass)"
-			       " ORDER BY c.relname <> 'app_user'",
-			       0, NULL, PGRES_TUPLES_OK, &res, "reading table statistics", a->err);
+	int r = ids_store_exec(
+	    a->st,
+	    "SELECT c.relname, c.reltuples, EXISTS (SELECT 1 FROM pg_catalog.pg_stats s"
+	    " WHERE s.schemaname = n.nspname AND s.tablename = c.relname)"
+	    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	    " WHERE c.oid IN ('app_user'::regclass, 'tenant_role'::regclass,"
+	    " 'channel_grant'::regclass, 'slot_limit'::regclass, 'operator_group_member'::regclass)"
+	    " ORDER BY c.relname <> 'app_user'",
+	    0, NULL, PGRES_TUPLES_OK, &res, "reading table statistics", a->err);
 	double grants = 0;
 	int n = r < 0 ? 0 : PQntuples(res);
 	for (int i = 1; i < n; i++) {
@@ -1123,8 +1134,8 @@ static int refresh_stats(struct apply *a)
 		struct ids_buf sql = {0};
 		r = ids_buf_printf(&sql, "ANALYZE %s", PQgetvalue(res, i, 0));
 		if (r >= 0)
-			r = ids_store_exec(a->st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "renewing table statistics",
-					   a->err);
+			r = ids_store_exec(a->st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL,
+					   "renewing table statistics", a->err);
 		ids_buf_free(&sql);
 	}
 	PQclear(res);

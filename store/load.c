@@ -62,8 +62,7 @@ static int64_t be64(const char *p)
 /* Decodes the tuples in b[0..n): calls fn per tuple of ncols fields.
  * Returns the bytes consumed (a partial tuple at the end is left for the
  * next message), or < 0.  *done is set at the trailer. */
-static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool *done,
-		   struct ids_error *err)
+static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool *done, struct ids_error *err)
 {
 	struct field f[MAX_COLS];
 	size_t pos = 0;
@@ -75,7 +74,8 @@ static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool
 			return (long)(q);
 		}
 		if (nf != ncols)
-			return ids_error_set(err, IDS_E_DB, "loading: COPY sent %d columns, expected %d", nf, ncols);
+			return ids_error_set(err, IDS_E_DB, "loading: COPY sent %d columns, expected %d", nf,
+					     ncols);
 		for (int i = 0; i < ncols; i++) {
 			if (n - q < 4)
 				return (long)pos;
@@ -85,7 +85,7 @@ static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool
 				return ids_error_set(err, IDS_E_DB, "loading: malformed COPY data");
 			if (len > 0 && n - q < (size_t)len)
 				return (long)pos;
-			f[i] = (struct field){ b + q, len };
+			f[i] = (struct field){b + q, len};
 			q += len > 0 ? (size_t)len : 0;
 		}
 		int r = fn(ud, f, err);
@@ -103,7 +103,7 @@ static int copy_out(struct ids_store *st, const char *sql, int ncols, row_fn fn,
 		    struct ids_error *err)
 {
 	static const char sig[11] = "PGCOPY\n\377\r\n";
-	struct ids_buf carry = { 0 };
+	struct ids_buf carry = {0};
 	bool header = false, done = false;
 	char *msg = NULL;
 	int r = 0, len;
@@ -151,7 +151,7 @@ static int copy_out(struct ids_store *st, const char *sql, int ncols, row_fn fn,
 				pos += (size_t)used;
 				/* keep the unread tail for the next message */
 				if (pos < n) {
-					struct ids_buf rest = { 0 };
+					struct ids_buf rest = {0};
 					r = ids_buf_add(&rest, b + pos, n - pos);
 					ids_buf_free(&carry);
 					carry = rest;
@@ -309,9 +309,9 @@ static int i64_field(const struct field *f, int64_t *ret, struct ids_error *err)
 static int on_user(void *ud, const struct field *f, struct ids_error *err)
 {
 	struct load *l = ud;
-	static const int cols[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+	static const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
 	const char *s[10];
-	struct ids_cur_user u = { 0 };
+	struct ids_cur_user u = {0};
 	int r = i64_field(&f[0], &u.id, err);
 	if (r < 0)
 		return r;
@@ -349,7 +349,8 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	if (!idmap_get(&l->users, uid, &row) || !l->wanted[row])
 		return 0;
 	unsigned kind = be16(f[0].p);
-	struct ids_cur_grant g = { .user_id = uid, .kind = (unsigned char)kind, .slots = (int32_t)be32(f[4].p) };
+	struct ids_cur_grant g = {
+	    .user_id = uid, .kind = (unsigned char)kind, .slots = (int32_t)be32(f[4].p)};
 	const struct named *t;
 	if (kind == IDS_GRANT_GROUP) {
 		if (!(t = find_named(l->groups, l->ngroups, tid)))
@@ -368,7 +369,8 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	g.tenant = t->tenant;
 	/* a row another connector wrote (a user adopted from its reach) is,
 	 * to this connector, as untouchable as one made by hand */
-	g.manual = f[5].len != (int32_t)l->connector_len || memcmp(f[5].p, l->connector, l->connector_len) != 0;
+	g.manual =
+	    f[5].len != (int32_t)l->connector_len || memcmp(f[5].p, l->connector, l->connector_len) != 0;
 	return ids_current_add_grant(l->c, &g);
 }
 
@@ -377,9 +379,10 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 static int load_names(struct load *l, const char *company, struct ids_error *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = { company };
-	int r = ids_store_exec(l->st, "SELECT id, slug FROM tenant WHERE company_id = $1::bigint ORDER BY slug", 1, p,
-			       PGRES_TUPLES_OK, &res, "loading tenants", err);
+	const char *p[] = {company};
+	int r =
+	    ids_store_exec(l->st, "SELECT id, slug FROM tenant WHERE company_id = $1::bigint ORDER BY slug",
+			   1, p, PGRES_TUPLES_OK, &res, "loading tenants", err);
 	if (r < 0)
 		return r;
 	int n = PQntuples(res);
@@ -456,6 +459,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 
 	/* one stream for the four grant tables: kind, user, tenant (or
 	 * operator group), name, slots, source */
+	/* clang-format off */
 #define IN_TENANTS(col) " WHERE " col " IN (SELECT id FROM tenant WHERE company_id = %" PRId64 ")"
 	snprintf(sql, sizeof(sql),
 		 "COPY (SELECT 0::int2, user_id, tenant_id, role, 0, source FROM tenant_role" IN_TENANTS("tenant_id")
@@ -468,7 +472,9 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 		 " WHERE t.company_id = %" PRId64 ")) TO STDOUT (FORMAT binary)",
 		 company_id, company_id, company_id, company_id);
 #undef IN_TENANTS
-	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 && IDS_GRANT_SLOT == 3,
+	/* clang-format on */
+	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 &&
+			   IDS_GRANT_SLOT == 3,
 		       "the kinds the grant COPY sends");
 	return copy_out(l->st, sql, 6, on_grant, l, "loading grants", err);
 }
@@ -485,7 +491,7 @@ static void load_clear(struct load *l)
 int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector, struct ids_current **ret,
 		   struct ids_error *err)
 {
-	struct load l = { .st = st, .connector = connector, .connector_len = strlen(connector) };
+	struct load l = {.st = st, .connector = connector, .connector_len = strlen(connector)};
 	bool in_tx = false;
 	int r;
 
@@ -502,7 +508,8 @@ int ids_store_load(struct ids_store *st, int64_t company_id, const char *connect
 	/* Every read wants the whole company: hash joins and scans.  Right
 	 * after a large first sync the statistics still say "empty table",
 	 * and nested loops would take seconds. */
-	r = ids_store_exec(st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL, "SET", err);
+	r = ids_store_exec(st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL, "SET",
+			   err);
 	if (r >= 0)
 		r = load_all(&l, company_id, err);
 	if (r < 0)

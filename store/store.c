@@ -505,8 +505,9 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 	/* Two statements: the SELECT then sees a row that a concurrent
 	 * instance inserted while our INSERT waited on it. */
 	if (create)
-		r = ids_store_exec(st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING",
-				   1, p, PGRES_COMMAND_OK, NULL, "creating the company", err);
+		r = ids_store_exec(
+		    st, "INSERT INTO company (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING", 1,
+		    p, PGRES_COMMAND_OK, NULL, "creating the company", err);
 	if (r < 0)
 		return r;
 	r = ids_store_exec(st, "SELECT id FROM company WHERE slug = $1", 1, p, PGRES_TUPLES_OK, &res,

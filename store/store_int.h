@@ -11,7 +11,7 @@
 
 struct ids_store {
 	PGconn *conn;
-	char *schema; /* the schema name, unquoted (for messages) */
+	char *schema;	   /* the schema name, unquoted (for messages) */
 	long rows_written; /* by the last ids_store_apply that committed */
 };
 

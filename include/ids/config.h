@@ -23,27 +23,27 @@ enum ids_log_target { IDS_LOGT_AUTO, IDS_LOGT_JOURNAL, IDS_LOGT_STDERR };
 
 struct ids_ldap_cfg {
 	enum ids_ldap_flavor flavor;
-	struct ids_strv uri;     /* tried in order */
-	bool start_tls;          /* for ldap:// URIs, default true */
-	char *tls_ca_file;       /* NULL: system trust store */
-	char *bind_dn;           /* NULL: anonymous (or SASL) */
-	char *bind_password;     /* secret, from bind_password_file */
+	struct ids_strv uri; /* tried in order */
+	bool start_tls;	     /* for ldap:// URIs, default true */
+	char *tls_ca_file;   /* NULL: system trust store */
+	char *bind_dn;	     /* NULL: anonymous (or SASL) */
+	char *bind_password; /* secret, from bind_password_file */
 	char *bind_password_file;
-	char *sasl_mech;         /* NULL or "EXTERNAL" */
-	int timeout;             /* seconds, default 30 */
-	int page_size;           /* default 500 */
+	char *sasl_mech; /* NULL or "EXTERNAL" */
+	int timeout;	 /* seconds, default 30 */
+	int page_size;	 /* default 500 */
 	char *users_base, *users_filter;
 	char *groups_base, *groups_filter; /* groups_base NULL: no groups read */
-	char *member_attribute;  /* NULL: flavor defaults (member, uniqueMember, memberUid) */
-	char *disabled_filter;   /* NULL: none (openldap) / flavor default */
-	int member_range_size;   /* AD: 0 = let the server decide */
+	char *member_attribute;		   /* NULL: flavor defaults (member, uniqueMember, memberUid) */
+	char *disabled_filter;		   /* NULL: none (openldap) / flavor default */
+	int member_range_size;		   /* AD: 0 = let the server decide */
 };
 
 struct ids_entra_cfg {
 	char *tenant, *client_id;
-	char *client_secret, *client_secret_file;  /* secret */
+	char *client_secret, *client_secret_file; /* secret */
 	char *client_certificate_file, *client_key_file;
-	char *client_assertion_alg;                /* "PS256" (default) | "RS256" */
+	char *client_assertion_alg; /* "PS256" (default) | "RS256" */
 	char *login_endpoint, *graph_endpoint;
 	char *tls_ca_file;
 	int timeout;
@@ -60,7 +60,7 @@ struct ids_google_cfg {
 };
 
 struct ids_connector_cfg {
-	char *name;    /* [a-z0-9_-]{1,40}: the `source` in the database */
+	char *name; /* [a-z0-9_-]{1,40}: the `source` in the database */
 	enum ids_conn_type type;
 	char *company; /* default "default" */
 	int interval;  /* seconds; 0 = sync.interval */
@@ -81,7 +81,7 @@ struct ids_config {
 	struct {
 		char *conninfo;
 		char *password; /* secret, from password_file; NULL when none */
-		char *schema;   /* default "idsync" */
+		char *schema;	/* default "idsync" */
 		bool migrate_auto;
 	} database;
 	struct {
@@ -112,8 +112,8 @@ struct ids_config {
 int ids_config_load(const char *path, struct ids_config **ret, struct ids_error *err);
 /* Same, from a string (tests); `name` is used in messages; secrets' relative
  * paths resolve against the current directory. */
-int ids_config_load_string(const char *name, const char *yaml, size_t len,
-			   struct ids_config **ret, struct ids_error *err);
+int ids_config_load_string(const char *name, const char *yaml, size_t len, struct ids_config **ret,
+			   struct ids_error *err);
 /* Wipes secrets and frees; accepts NULL. */
 void ids_config_free(struct ids_config *c);
 

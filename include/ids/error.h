@@ -14,18 +14,18 @@
 #include <stddef.h>
 
 enum {
-	IDS_E_CONFIG = -10001,   /* invalid configuration (exit 78) */
-	IDS_E_CONNECT = -10002,  /* could not reach a server */
-	IDS_E_TLS = -10003,      /* TLS handshake / certificate verification failed */
-	IDS_E_AUTH = -10004,     /* bind / token refused: do not retry fast */
-	IDS_E_SERVER = -10005,   /* the server answered with an error */
-	IDS_E_LIMIT = -10006,    /* size/time/admin limit hit: snapshot incomplete */
-	IDS_E_TIMEOUT = -10007,  /* a connect or read timed out */
-	IDS_E_DB = -10008,       /* database error (SQL) */
-	IDS_E_DB_LOST = -10009,  /* database connection lost (SQLSTATE class 08) */
-	IDS_E_SCHEMA = -10010,   /* schema too old (migrate: manual) or newer than us */
-	IDS_E_LOCKED = -10011,   /* another instance holds the connector's lock */
-	IDS_E_INVALID = -10012,  /* invalid data */
+	IDS_E_CONFIG = -10001,	    /* invalid configuration (exit 78) */
+	IDS_E_CONNECT = -10002,	    /* could not reach a server */
+	IDS_E_TLS = -10003,	    /* TLS handshake / certificate verification failed */
+	IDS_E_AUTH = -10004,	    /* bind / token refused: do not retry fast */
+	IDS_E_SERVER = -10005,	    /* the server answered with an error */
+	IDS_E_LIMIT = -10006,	    /* size/time/admin limit hit: snapshot incomplete */
+	IDS_E_TIMEOUT = -10007,	    /* a connect or read timed out */
+	IDS_E_DB = -10008,	    /* database error (SQL) */
+	IDS_E_DB_LOST = -10009,	    /* database connection lost (SQLSTATE class 08) */
+	IDS_E_SCHEMA = -10010,	    /* schema too old (migrate: manual) or newer than us */
+	IDS_E_LOCKED = -10011,	    /* another instance holds the connector's lock */
+	IDS_E_INVALID = -10012,	    /* invalid data */
 	IDS_E_UNSUPPORTED = -10013, /* not supported by this build / server */
 	IDS_E_CANCELLED = -10014,   /* stopped by a signal or run_timeout */
 	IDS_E_PROTOCOL = -10015,    /* malformed answer (bad JSON, paging loop, ...) */
@@ -44,13 +44,11 @@ struct ids_error {
 /* Record code and a printf-formatted message in e (replacing any previous
  * one).  Returns code, so that callers can write
  * `return ids_error_set(e, IDS_E_SERVER, "search: %s", m);`.  e may be NULL. */
-int ids_error_set(struct ids_error *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int ids_error_set(struct ids_error *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prefix the current message with a printf-formatted context and ": ".
  * Returns e->code.  Keeps the code. */
-int ids_error_prefix(struct ids_error *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int ids_error_prefix(struct ids_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The message, or ids_strerror(code) when there is none.  Borrowed. */
 const char *ids_error_text(const struct ids_error *e);

@@ -21,10 +21,10 @@ struct ids_http;
 
 struct ids_http_opts {
 	const char *tls_ca_file; /* NULL: the system trust store */
-	int timeout;             /* seconds: connect timeout and no-progress (low-speed) limit */
-	size_t max_body;         /* bytes; 0 = 64 MiB */
-	int max_retries;         /* 0 = 5 */
-	int64_t deadline_usec;   /* CLOCK_MONOTONIC usec; 0 = none */
+	int timeout;		 /* seconds: connect timeout and no-progress (low-speed) limit */
+	size_t max_body;	 /* bytes; 0 = 64 MiB */
+	int max_retries;	 /* 0 = 5 */
+	int64_t deadline_usec;	 /* CLOCK_MONOTONIC usec; 0 = none */
 	/* Called before every request and while waiting between retries
 	 * (watchdog); < 0 cancels.  May be NULL. */
 	int (*progress)(void *ud);
@@ -34,11 +34,11 @@ struct ids_http_opts {
 };
 
 struct ids_http_resp {
-	long status;          /* HTTP status of the final answer */
-	struct ids_buf body;  /* its body (decompressed) */
-	char *request_id;     /* request-id / x-ms-request-id / x-goog-request-id header, or NULL */
-	char *content_type;   /* or NULL */
-	int retries;          /* how many retries it took */
+	long status;	     /* HTTP status of the final answer */
+	struct ids_buf body; /* its body (decompressed) */
+	char *request_id;    /* request-id / x-ms-request-id / x-goog-request-id header, or NULL */
+	char *content_type;  /* or NULL */
+	int retries;	     /* how many retries it took */
 };
 
 /* *ret new (ids_http_free).  Copies what it needs from o. */
@@ -55,9 +55,8 @@ void ids_http_free(struct ids_http *h); /* accepts NULL */
  * called for a 4xx answer other than 429 and returns true to retry.
  * resp must be zeroed or hold an earlier answer: it is cleared first. */
 int ids_http_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
-		     const char *body, size_t body_len,
-		     bool (*is_retryable)(const struct ids_http_resp *r), struct ids_http_resp *resp,
-		     struct ids_error *err);
+		     const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),
+		     struct ids_http_resp *resp, struct ids_error *err);
 void ids_http_resp_clear(struct ids_http_resp *r);
 
 /* Appends s percent-encoded for a URL query value (RFC 3986 unreserved kept). */

@@ -19,12 +19,12 @@
 
 struct ids_cur_user {
 	int64_t id;
-	const char *source;      /* NULL: made by hand */
+	const char *source;	 /* NULL: made by hand */
 	const char *external_id; /* NULL when source is NULL */
 	const char *username, *email, *first_name, *last_name, *display_name;
 	const char *auth_method; /* activation_link | sso */
-	const char *idp;         /* NULL unless sso */
-	const char *reason;      /* deactivation_reason, NULL when active */
+	const char *idp;	 /* NULL unless sso */
+	const char *reason;	 /* deactivation_reason, NULL when active */
 	bool company_admin, active;
 };
 
@@ -32,9 +32,9 @@ struct ids_cur_grant {
 	int64_t user_id;
 	const char *tenant; /* slug */
 	const char *name;
-	int slots;          /* IDS_GRANT_SLOT */
+	int slots;	    /* IDS_GRANT_SLOT */
 	unsigned char kind; /* enum ids_grant_kind in one byte: 32 bytes a row, and tier L loads 7 million */
-	bool manual;        /* source IS NULL: never touched, counts as satisfied */
+	bool manual;	    /* source IS NULL: never touched, counts as satisfied */
 };
 
 struct ids_current {
@@ -64,13 +64,13 @@ int ids_current_add_tenant(struct ids_current *c, const char *slug);
 
 enum {
 	IDS_PU_CREATE = 1 << 0,
-	IDS_PU_ADOPT = 1 << 1,      /* existing unmanaged user taken over by e-mail */
-	IDS_PU_UPDATE = 1 << 2,     /* profile fields / company_admin / auth changed */
+	IDS_PU_ADOPT = 1 << 1,	/* existing unmanaged user taken over by e-mail */
+	IDS_PU_UPDATE = 1 << 2, /* profile fields / company_admin / auth changed */
 	IDS_PU_DEACTIVATE = 1 << 3,
 	IDS_PU_REACTIVATE = 1 << 4,
-	IDS_PU_CONFLICT = 1 << 5,   /* skipped: username/e-mail taken */
+	IDS_PU_CONFLICT = 1 << 5,     /* skipped: username/e-mail taken */
 	IDS_PU_SKIP_INVALID = 1 << 6, /* skipped: bad data */
-	IDS_PU_REASON = 1 << 7,     /* already inactive: only the reason changes */
+	IDS_PU_REASON = 1 << 7,	      /* already inactive: only the reason changes */
 };
 
 /* Bits of ids_plan_user.changed: which fields an UPDATE/ADOPT sets. */
@@ -85,14 +85,14 @@ enum {
 };
 
 struct ids_plan_user {
-	unsigned flags;   /* IDS_PU_* */
+	unsigned flags;	  /* IDS_PU_* */
 	unsigned changed; /* IDS_CH_* */
-	int64_t id;       /* current row id; 0 for a new user */
+	int64_t id;	  /* current row id; 0 for a new user */
 	const char *external_id;
 	/* desired values (create/update/adopt); for a deactivation the current ones */
 	const char *username, *email, *first_name, *last_name, *display_name;
 	bool company_admin;
-	const char *reason; /* deactivation reason, or why conflict/skip */
+	const char *reason;		/* deactivation reason, or why conflict/skip */
 	const struct ids_cur_user *cur; /* borrowed from current; NULL for new */
 };
 
@@ -102,7 +102,7 @@ struct ids_plan_grant {
 	enum ids_grant_op op;
 	enum ids_grant_kind kind;
 	const char *external_id; /* the user's (source, external_id) key */
-	const char *username;    /* for display */
+	const char *username;	 /* for display */
 	const char *tenant, *name;
 	int slots, old_slots;
 	int64_t user_id; /* the user's row as loaded; 0: none yet (a user the plan creates) */
@@ -129,26 +129,26 @@ struct ids_plan {
 	 * by (tenant, kind, name). */
 	struct ids_plan_grant *grants;
 	size_t ngrants;
-	struct ids_strv new_tenants;     /* to create (tenants.auto_create) */
+	struct ids_strv new_tenants;	 /* to create (tenants.auto_create) */
 	struct ids_strv missing_tenants; /* grants skipped: tenant unknown */
-	struct ids_strv new_groups;      /* "tenant\tgroup": operator groups to create */
+	struct ids_strv new_groups;	 /* "tenant\tgroup": operator groups to create */
 	struct ids_plan_counts counts;
-	long active_managed;   /* the connector's active managed users before the run */
-	long managed_grants;   /* the connector's grant rows on active users before */
+	long active_managed;	 /* the connector's active managed users before the run */
+	long managed_grants;	 /* the connector's grant rows on active users before */
 	long removals_on_active; /* grant removals on users that stay active */
 	enum ids_verdict verdict;
-	char *verdict_why;     /* new: set when verdict != OK */
+	char *verdict_why; /* new: set when verdict != OK */
 	struct ids_arena arena;
-	const char *idp;       /* opts->idp, for the "sso/entra" of the text plan; may be NULL */
-	bool retire;           /* made by `idsyncd retire`: the safety message names that command */
+	const char *idp; /* opts->idp, for the "sso/entra" of the text plan; may be NULL */
+	bool retire;	 /* made by `idsyncd retire`: the safety message names that command */
 };
 
 struct ids_diff_opts {
 	const char *connector;
-	const char *idp;         /* "ldap" | "entra" | "google" */
+	const char *idp; /* "ldap" | "entra" | "google" */
 	bool adopt_by_email;
 	bool auto_create_tenants;
-	bool retire;             /* retire: every managed user out_of_scope */
+	bool retire; /* retire: every managed user out_of_scope */
 };
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts
@@ -156,14 +156,14 @@ struct ids_diff_opts {
  * *ret is new: free with ids_plan_free().  It borrows the strings of s, d
  * and c (a million users' names are not copied again), as it borrows
  * `cur`: use and free it before them. */
-int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
-	     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
+int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
+	     const struct ids_diff_opts *o, struct ids_plan **ret);
 void ids_plan_free(struct ids_plan *p);
 
 struct ids_safety {
-	long max_deactivations;          /* absolute, default 500 */
-	int max_deactivation_percent;    /* of active managed users, default 10 */
-	int max_grant_removals_percent;  /* of managed grants on active users, default 25 */
+	long max_deactivations;		/* absolute, default 500 */
+	int max_deactivation_percent;	/* of active managed users, default 10 */
+	int max_grant_removals_percent; /* of managed grants on active users, default 25 */
 };
 
 /* Sets p->verdict (and verdict_why): EMPTY when the snapshot had no users

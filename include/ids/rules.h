@@ -17,10 +17,10 @@
 #include "ids/util.h"
 
 enum ids_grant_kind {
-	IDS_GRANT_ROLE,    /* tenant_role */
+	IDS_GRANT_ROLE,	   /* tenant_role */
 	IDS_GRANT_CHANNEL, /* channel_grant */
 	IDS_GRANT_GROUP,   /* operator_group_member (name = operator group) */
-	IDS_GRANT_SLOT,    /* slot_limit (name = channel group, slots = value) */
+	IDS_GRANT_SLOT,	   /* slot_limit (name = channel group, slots = value) */
 	IDS_GRANT__COUNT
 };
 
@@ -35,12 +35,12 @@ struct ids_rule_attr {
 
 struct ids_rule_slot {
 	char *channel_group; /* a catalog channel group */
-	int slots;           /* 0..1000 */
+	int slots;	     /* 0..1000 */
 };
 
 struct ids_rule {
 	char *name;
-	int line;                   /* line of the rule in the config, for messages */
+	int line;		    /* line of the rule in the config, for messages */
 	struct ids_strv connectors; /* empty: every connector */
 
 	/* match: every given condition must hold */
@@ -73,8 +73,7 @@ bool ids_rule_for_connector(const struct ids_rule *r, const char *name);
 /* Adds to *out (no duplicates, case-insensitive) the names of the user
  * attributes that the rules for `connector` read: match.attribute keys and
  * {attr.NAME} template references.  Connectors fetch these. */
-int ids_rules_attrs(const struct ids_rule *rules, size_t nrules, const char *connector,
-		    struct ids_strv *out);
+int ids_rules_attrs(const struct ids_rule *rules, size_t nrules, const char *connector, struct ids_strv *out);
 
 /* Checks a tenant template: every {N} within the regex's captures, every
  * {...} well formed.  0 or -EINVAL with *ret_why (static string). */
@@ -85,12 +84,12 @@ struct ids_grant {
 	enum ids_grant_kind kind;
 	const char *tenant; /* slug */
 	const char *name;   /* role, channel, operator group or channel group */
-	int slots;          /* IDS_GRANT_SLOT only */
+	int slots;	    /* IDS_GRANT_SLOT only */
 };
 
 /* Desired state of one snapshot user. */
 struct ids_desired {
-	bool in_scope;      /* at least one non-revoke rule matched and granted something */
+	bool in_scope; /* at least one non-revoke rule matched and granted something */
 	bool company_admin;
 	/* sorted by (tenant, kind, name), unique.  Read-only: users with the
 	 * same grants share one array (and equal strings one pointer). */
@@ -101,7 +100,7 @@ struct ids_desired {
 struct ids_desired_set {
 	struct ids_desired *users; /* parallel to snapshot->users */
 	size_t nusers;
-	struct ids_strv warnings;  /* e.g. "user jnovak: rule r1: tenant template gave invalid slug \"-x\"" */
+	struct ids_strv warnings; /* e.g. "user jnovak: rule r1: tenant template gave invalid slug \"-x\"" */
 	struct ids_arena arena;
 };
 

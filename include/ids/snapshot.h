@@ -24,12 +24,12 @@
 /* Platform fields a connector maps directory attributes to. */
 enum ids_field {
 	IDS_F_EXTERNAL_ID, /* required: the immutable id (entryUUID, objectGUID, ...) */
-	IDS_F_USERNAME,    /* required */
+	IDS_F_USERNAME,	   /* required */
 	IDS_F_EMAIL,
 	IDS_F_FIRST_NAME,
 	IDS_F_LAST_NAME,
 	IDS_F_DISPLAY_NAME,
-	IDS_F_DN,          /* LDAP only: the entry's DN, kept normalized for matching */
+	IDS_F_DN, /* LDAP only: the entry's DN, kept normalized for matching */
 	IDS_F__COUNT
 };
 
@@ -38,8 +38,8 @@ enum ids_field {
 
 /* How a membership names its member or group. */
 enum ids_ref {
-	IDS_REF_DN,       /* an LDAP DN (member, uniqueMember): user or group */
-	IDS_REF_ID,       /* an external id: user or group (cloud connectors) */
+	IDS_REF_DN,	  /* an LDAP DN (member, uniqueMember): user or group */
+	IDS_REF_ID,	  /* an external id: user or group (cloud connectors) */
 	IDS_REF_USERNAME, /* a username (posixGroup memberUid): users only */
 };
 
@@ -53,8 +53,8 @@ struct ids_attr {
 struct ids_user {
 	const char *f[IDS_F__COUNT]; /* fields; NULL when absent */
 	bool disabled;
-	const char *invalid;         /* non-NULL: why this user is skipped */
-	struct ids_attr *attrs;      /* attributes rules ask for */
+	const char *invalid;	/* non-NULL: why this user is skipped */
+	struct ids_attr *attrs; /* attributes rules ask for */
 	size_t nattrs;
 	/* After finish: every group the user is in, directly or through nested
 	 * groups, as sorted unique indices into snapshot->groups. */
@@ -63,10 +63,10 @@ struct ids_user {
 };
 
 struct ids_group {
-	const char *id;    /* external id (entryUUID, objectGUID, Graph id, ...) */
+	const char *id;	   /* external id (entryUUID, objectGUID, Graph id, ...) */
 	const char *name;  /* cn / displayName / Google name */
 	const char *email; /* NULL when none */
-	const char *dn;    /* normalized DN (LDAP), else NULL */
+	const char *dn;	   /* normalized DN (LDAP), else NULL */
 	/* After finish: groups this group is a direct member of. */
 	uint32_t *parents;
 	size_t nparents;
@@ -80,7 +80,7 @@ struct ids_snapshot {
 	struct ids_group *groups;
 	size_t ngroups;
 	size_t unresolved_members; /* member references that named nothing we read */
-	size_t pages;              /* connector-reported page count (for logs) */
+	size_t pages;		   /* connector-reported page count (for logs) */
 	struct ids_snapshot_priv *priv;
 };
 
@@ -111,8 +111,8 @@ int ids_snapshot_group_end(struct ids_snapshot *s);
 /* A membership given after the fact: member `ref` (of `kind`) is in the
  * group whose external id is group_id (cloud connectors, which list
  * members per group in separate requests). */
-int ids_snapshot_member(struct ids_snapshot *s, const char *group_id, enum ids_ref kind,
-			const char *ref, size_t n);
+int ids_snapshot_member(struct ids_snapshot *s, const char *group_id, enum ids_ref kind, const char *ref,
+			size_t n);
 
 /* Closes the build: checks required fields, marks duplicate external ids
  * invalid (all but the first), resolves member references (DNs normalized,

@@ -30,8 +30,7 @@ int ids_store_binary_version(void);
  * schema is IDS_E_SCHEMA).  A database newer than the binary is always
  * IDS_E_SCHEMA.  Each migration in its own transaction.  ret_from/ret_to
  * (may be NULL) get the versions before and after. */
-int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_to,
-		      struct ids_error *err);
+int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_to, struct ids_error *err);
 
 /* Session advisory lock for the connector (key: 64-bit hash of
  * "idsyncd:" + name).  Non-blocking: IDS_E_LOCKED when another session
@@ -47,8 +46,8 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 /* The current state the diff needs: every user of the company, every grant
  * row of the users that `connector` owns, the company's tenant slugs.
  * *ret new (ids_current_free). */
-int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector,
-		   struct ids_current **ret, struct ids_error *err);
+int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector, struct ids_current **ret,
+		   struct ids_error *err);
 
 /* The same read in a thread of its own, so that it overlaps the
  * connector's directory read: start it, pull, then finish it.  Until
@@ -67,10 +66,10 @@ void ids_store_load_abandon(struct ids_store_loader *l);
 /* A sync_run row. */
 struct ids_run {
 	const char *connector;
-	int64_t started_at;  /* unix microseconds */
-	const char *status;  /* ok | failed | aborted_threshold | aborted_empty | dry_run | skipped_locked */
+	int64_t started_at; /* unix microseconds */
+	const char *status; /* ok | failed | aborted_threshold | aborted_empty | dry_run | skipped_locked */
 	const struct ids_plan_counts *counts; /* NULL: counts stay NULL */
-	const char *error;   /* NULL when none; never a secret */
+	const char *error;		      /* NULL when none; never a secret */
 };
 
 /* In ONE transaction: create missing tenants/operator groups, apply every
@@ -78,9 +77,8 @@ struct ids_run {
  * write one audit row per change, and insert the sync_run row `run`.
  * Commits, or rolls everything back and returns < 0.  ret_run_id may be
  * NULL. */
-int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
-		    const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
-		    struct ids_error *err);
+int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
+		    const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err);
 
 /* Rows the last committed ids_store_apply() wrote: inserted, updated and
  * deleted, the sync_run row included (pg_stat_user_tables would count
@@ -100,8 +98,7 @@ struct ids_run_row {
 	struct ids_plan_counts counts;
 	bool has_counts;
 };
-int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n,
-			struct ids_error *err);
+int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n, struct ids_error *err);
 void ids_run_rows_free(struct ids_run_row *rows, size_t n);
 
 /* The daemon's schedule (connector_schedule), for `status`: when an
@@ -109,8 +106,8 @@ void ids_run_rows_free(struct ids_run_row *rows, size_t n);
  * microseconds.  One row per connector; set replaces it when it is the
  * same instance's, when its time has passed, or when next_at is earlier
  * (with several instances the earliest upcoming run wins). */
-int ids_store_schedule_set(struct ids_store *st, const char *connector, const char *instance,
-			   int64_t next_at, struct ids_error *err);
+int ids_store_schedule_set(struct ids_store *st, const char *connector, const char *instance, int64_t next_at,
+			   struct ids_error *err);
 struct ids_schedule_row {
 	char *connector, *instance;
 	int64_t next_at, updated_at; /* unix microseconds */
@@ -126,12 +123,12 @@ struct ids_orphan {
 	char *source;
 	long active, total;
 };
-int ids_store_orphans(struct ids_store *st, const struct ids_strv *configured,
-		      struct ids_orphan **ret, size_t *ret_n, struct ids_error *err);
+int ids_store_orphans(struct ids_store *st, const struct ids_strv *configured, struct ids_orphan **ret,
+		      size_t *ret_n, struct ids_error *err);
 void ids_orphans_free(struct ids_orphan *o, size_t n);
 
 /* Companies in which `source` owns users (for retire). */
-int ids_store_source_companies(struct ids_store *st, const char *source, int64_t **ret,
-			       size_t *ret_n, struct ids_error *err);
+int ids_store_source_companies(struct ids_store *st, const char *source, int64_t **ret, size_t *ret_n,
+			       struct ids_error *err);
 
 #endif

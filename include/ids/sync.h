@@ -29,7 +29,7 @@ int ids_exit_worst(int a, int b);
 enum ids_out_format { IDS_FMT_TEXT, IDS_FMT_JSON };
 
 struct ids_sync_opts {
-	bool dry_run;    /* plan: compute and print, write nothing */
+	bool dry_run;	 /* plan: compute and print, write nothing */
 	bool allow_mass; /* --allow-mass-deactivation */
 	bool print_plan; /* append the whole plan (text/json) to out, else the summary */
 	enum ids_out_format format;
@@ -40,18 +40,18 @@ struct ids_sync_opts {
 
 /* What one connector run did. */
 struct ids_sync_result {
-	int exit_code;       /* IDS_EXIT_* for this connector */
-	const char *status;  /* static: ok, failed, aborted_threshold, ... */
+	int exit_code;	    /* IDS_EXIT_* for this connector */
+	const char *status; /* static: ok, failed, aborted_threshold, ... */
 	struct ids_plan_counts counts;
-	int64_t run_id;      /* sync_run id, 0 when none was written */
+	int64_t run_id; /* sync_run id, 0 when none was written */
 	/* where the time went, in seconds (issue: users must see it) */
 	struct {
 		double fetch, resolve, rules, load, diff, apply;
 	} t;
-	long peak_rss_kib;   /* of the process so far */
-	long rows_written;   /* rows the apply inserted, updated or deleted (sync_run's included) */
-	char *error;         /* new: error text for failed runs, else NULL */
-	int error_code;      /* IDS_E_* / -errno behind a failure, 0 when none */
+	long peak_rss_kib; /* of the process so far */
+	long rows_written; /* rows the apply inserted, updated or deleted (sync_run's included) */
+	char *error;	   /* new: error text for failed runs, else NULL */
+	int error_code;	   /* IDS_E_* / -errno behind a failure, 0 when none */
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or

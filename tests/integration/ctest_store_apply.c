@@ -224,10 +224,10 @@ static void test_load(void **state)
 	 * counts as not ours (manual), the users of other sources and of
 	 * globex are not read at all */
 	static const char *const want[] = {
-	    "jnovak chan support-cz webchat 0 corp",  "jnovak group support-cz Tier1 0 corp",
-	    "jnovak role sales admin 0 manual",	      "jnovak role support-cz operator 0 corp",
-	    "jnovak role support-cz viewer 0 manual", "jnovak slot support-cz email 4 manual",
-	    "jnovak slot support-cz live 2 corp",     "manual1 role support-cz operator 0 manual",
+	    "jnovak chan support-cz webchat 0 corp",   "jnovak group support-cz Tier1 0 corp",
+	    "jnovak role sales admin 0 manual",	       "jnovak role support-cz operator 0 corp",
+	    "jnovak role support-cz viewer 0 manual",  "jnovak slot support-cz email 4 manual",
+	    "jnovak slot support-cz live 2 corp",      "manual1 role support-cz operator 0 manual",
 	    "pdvorak role support-cz operator 0 corp",
 	};
 	static const char *const kinds[] = {[IDS_GRANT_ROLE] = "role",
@@ -681,9 +681,8 @@ static void test_grant_user_ids(void **state)
 	/* the right pair: applied */
 	grants[0].external_id = grants[1].external_id = "E2";
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
-	assert_sql("voice corp",
-		   "SELECT string_agg(x.channel || ' ' || x.source, ', ') FROM channel_grant x"
-		   " JOIN app_user u ON u.id = x.user_id WHERE u.external_id = 'E2'");
+	assert_sql("voice corp", "SELECT string_agg(x.channel || ' ' || x.source, ', ') FROM channel_grant x"
+				 " JOIN app_user u ON u.id = x.user_id WHERE u.external_id = 'E2'");
 	ids_current_free(c);
 }
 
@@ -823,7 +822,8 @@ static void test_large_plan(void **state)
 			      " WHERE u.username LIKE 'bulk%'");
 	/* one create and one grant row (listing both grants) per user */
 	assert_sql("40000", "SELECT count(*) FROM audit_log");
-	assert_sql("40000", "SELECT sum(jsonb_array_length(detail->'grants')) FROM audit_log WHERE action = 'grant'");
+	assert_sql("40000",
+		   "SELECT sum(jsonb_array_length(detail->'grants')) FROM audit_log WHERE action = 'grant'");
 
 	struct ids_current *c = load(f);
 	assert_int_equal(c->nusers, 5 + N);
@@ -836,12 +836,16 @@ static void test_large_plan(void **state)
 	for (size_t i = 0; i < c->nusers; i++) {
 		const struct ids_cur_user *u = &c->users[i];
 		if (u->external_id && u->external_id[0] == 'X') {
-			grants[n] = grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, u->external_id, "sales", "voice", 0, 0);
+			grants[n] =
+			    grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, u->external_id, "sales", "voice", 0, 0);
 			grants[n++].user_id = u->id;
 		}
 	}
 	assert_int_equal(n, N);
-	struct ids_plan p2 = {.connector = "corp", .grants = grants, .ngrants = n, .active_managed = N + 2,
+	struct ids_plan p2 = {.connector = "corp",
+			      .grants = grants,
+			      .ngrants = n,
+			      .active_managed = N + 2,
 			      .managed_grants = 2 * N + 3};
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p2, &run, &run_id, &e), 0);
 	assert_sql("20000", "SELECT count(*) FROM channel_grant WHERE channel = 'voice' AND source = 'corp'");

@@ -316,7 +316,9 @@ static void test_run_error_not_utf8(void **state)
 	assert_int_equal(ids_store_record_run(st, &r, &id, &e), 0);
 	assert_true(id > 0);
 	/* \xcb\x9d is a character (U+02DD), \xdd and \xcb are not; é stays */
-	assert_sql("users: not JSON: near '\"a\xcb\x9d?" "?' (?) caf\xc3\xa9 ?" "?",
+	assert_sql("users: not JSON: near '\"a\xcb\x9d?"
+		   "?' (?) caf\xc3\xa9 ?"
+		   "?",
 		   "SELECT error FROM m_runs8.sync_run");
 	ids_error_clear(&e);
 	ids_store_close(st);

@@ -39,7 +39,7 @@ static void fx_reset(struct fx *f)
 	memset(f, 0, sizeof(*f));
 	f->s.users = f->users;
 	f->d.users = f->des;
-	f->o = (struct ids_diff_opts){ .connector = "corp-ad", .idp = "ldap" };
+	f->o = (struct ids_diff_opts){.connector = "corp-ad", .idp = "ldap"};
 	assert_int_equal(ids_current_new(&f->c), 0);
 	assert_int_equal(ids_current_add_tenant(f->c, "support-cz"), 0);
 	assert_int_equal(ids_current_add_tenant(f->c, "sales"), 0);
@@ -88,10 +88,11 @@ static void su_names(struct fx *f, size_t k, const char *first, const char *last
 }
 
 /* A desired grant: the user is in scope from then on. */
-static void want(struct fx *f, size_t k, enum ids_grant_kind kind, const char *tenant, const char *name, int slots)
+static void want(struct fx *f, size_t k, enum ids_grant_kind kind, const char *tenant, const char *name,
+		 int slots)
 {
 	assert_true(f->des[k].ngrants < MAXG);
-	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){ kind, tenant, name, slots };
+	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){kind, tenant, name, slots};
 	f->des[k].in_scope = true;
 }
 
@@ -103,13 +104,20 @@ static void add_cur(struct fx *f, struct ids_cur_user u)
 }
 
 /* a row of this connector; a hand-made row (no source, activation link) */
-#define MU(f, ...) add_cur(f, (struct ids_cur_user){ .source = "corp-ad", .auth_method = "sso", .idp = "ldap", __VA_ARGS__ })
-#define HU(f, ...) add_cur(f, (struct ids_cur_user){ .auth_method = "activation_link", __VA_ARGS__ })
+#define MU(f, ...)                                                                                           \
+	add_cur(                                                                                             \
+	    f, (struct ids_cur_user){.source = "corp-ad", .auth_method = "sso", .idp = "ldap", __VA_ARGS__})
+#define HU(f, ...) add_cur(f, (struct ids_cur_user){.auth_method = "activation_link", __VA_ARGS__})
 
-static void cg(struct fx *f, int64_t uid, enum ids_grant_kind kind, const char *tenant, const char *name, int slots,
-	       bool manual)
+static void cg(struct fx *f, int64_t uid, enum ids_grant_kind kind, const char *tenant, const char *name,
+	       int slots, bool manual)
 {
-	struct ids_cur_grant g = { .user_id = uid, .kind = (unsigned char)kind, .tenant = tenant, .name = name, .slots = slots, .manual = manual };
+	struct ids_cur_grant g = {.user_id = uid,
+				  .kind = (unsigned char)kind,
+				  .tenant = tenant,
+				  .name = name,
+				  .slots = slots,
+				  .manual = manual};
 	assert_int_equal(ids_current_add_grant(f->c, &g), 0);
 }
 
@@ -124,7 +132,7 @@ static const char *run(struct fx *f)
 	return f->text.p;
 }
 
-static const struct ids_safety defaults = { 500, 10, 25 };
+static const struct ids_safety defaults = {500, 10, 25};
 
 /* ---------------- create ---------------- */
 
@@ -138,14 +146,14 @@ static void test_create(void **state)
 	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0);
 	want(f, k, IDS_GRANT_GROUP, "support-cz", "first-line", 0);
 	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
-	assert_string_equal(run(f),
-			    "+ user  jnovak (Jan Novák) <jan.novak@corp.example>  sso/ldap\n"
-			    "+ role  jnovak  support-cz  operator\n"
-			    "+ chan  jnovak  support-cz  whatsapp\n"
-			    "+ group jnovak  support-cz  first-line\n"
-			    "+ slot  jnovak  support-cz  live 3\n"
-			    "summary corp-ad: 1 create, 0 update, 0 deactivate, 0 reactivate, 4 grants added, "
-			    "0 removed, 0 conflicts\n");
+	assert_string_equal(
+	    run(f), "+ user  jnovak (Jan Novák) <jan.novak@corp.example>  sso/ldap\n"
+		    "+ role  jnovak  support-cz  operator\n"
+		    "+ chan  jnovak  support-cz  whatsapp\n"
+		    "+ group jnovak  support-cz  first-line\n"
+		    "+ slot  jnovak  support-cz  live 3\n"
+		    "summary corp-ad: 1 create, 0 update, 0 deactivate, 0 reactivate, 4 grants added, "
+		    "0 removed, 0 conflicts\n");
 	assert_int_equal(f->p->nusers, 1);
 	assert_int_equal(f->p->users[0].flags, IDS_PU_CREATE);
 	assert_int_equal(f->p->users[0].id, 0);
@@ -163,10 +171,10 @@ static void test_create(void **state)
 static void test_not_in_scope_or_disabled_without_row(void **state)
 {
 	struct fx *f = *state;
-	su(f, "u1", "anna", "anna@x");                  /* no grant: out of scope */
+	su(f, "u1", "anna", "anna@x"); /* no grant: out of scope */
 	size_t k = su(f, "u2", "bert", "bert@x");
 	want(f, k, IDS_GRANT_ROLE, "sales", "operator", 0);
-	f->users[k].disabled = true;                    /* disabled */
+	f->users[k].disabled = true; /* disabled */
 	assert_string_equal(run(f), "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
 				    "0 grants added, 0 removed, 0 conflicts\n");
 	assert_int_equal(f->p->nusers, 0);
@@ -233,17 +241,18 @@ static void test_deactivate_deleted(void **state)
 static void test_reactivate_each_reason(void **state)
 {
 	struct fx *f = *state;
-	const char *reasons[] = { "disabled_in_source", "out_of_scope", "deleted_in_source" };
+	const char *reasons[] = {"disabled_in_source", "out_of_scope", "deleted_in_source"};
 	for (size_t i = 0; i < 3; i++) {
 		fx_reset(f);
 		MU(f, .id = 10, .external_id = "u1", .username = "pdvorak", .email = "p@x", .active = false,
 		   .reason = reasons[i]);
 		size_t k = su(f, "u1", "pdvorak", "p@x");
 		want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
-		assert_string_equal(run(f), "+ user  pdvorak  reactivate\n"
-					    "+ role  pdvorak  support-cz  operator\n"
-					    "summary corp-ad: 0 create, 0 update, 0 deactivate, 1 reactivate, "
-					    "1 grants added, 0 removed, 0 conflicts\n");
+		assert_string_equal(run(f),
+				    "+ user  pdvorak  reactivate\n"
+				    "+ role  pdvorak  support-cz  operator\n"
+				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 1 reactivate, "
+				    "1 grants added, 0 removed, 0 conflicts\n");
 		assert_int_equal(f->p->users[0].flags, IDS_PU_REACTIVATE);
 		assert_int_equal(f->p->users[0].id, 10);
 		assert_int_equal(f->p->active_managed, 0);
@@ -271,13 +280,16 @@ static void test_reactivate_with_update(void **state)
 static void test_inactive_reason_change(void **state)
 {
 	struct fx *f = *state;
-	MU(f, .id = 10, .external_id = "u1", .username = "pdvorak", .active = false, .reason = "disabled_in_source");
+	MU(f, .id = 10, .external_id = "u1", .username = "pdvorak", .active = false,
+	   .reason = "disabled_in_source");
 	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, false);
-	MU(f, .id = 11, .external_id = "u2", .username = "rkral", .active = false, .reason = "deleted_in_source");
-	assert_string_equal(run(f), "~ user  pdvorak  deactivation_reason disabled_in_source -> deleted_in_source\n"
-				    "- role  pdvorak  support-cz  operator\n"
-				    "summary corp-ad: 0 create, 1 update, 0 deactivate, 0 reactivate, "
-				    "0 grants added, 1 removed, 0 conflicts\n");
+	MU(f, .id = 11, .external_id = "u2", .username = "rkral", .active = false,
+	   .reason = "deleted_in_source");
+	assert_string_equal(run(f),
+			    "~ user  pdvorak  deactivation_reason disabled_in_source -> deleted_in_source\n"
+			    "- role  pdvorak  support-cz  operator\n"
+			    "summary corp-ad: 0 create, 1 update, 0 deactivate, 0 reactivate, "
+			    "0 grants added, 1 removed, 0 conflicts\n");
 	assert_int_equal(f->p->users[0].flags, IDS_PU_REASON);
 	assert_string_equal(f->p->users[0].reason, "deleted_in_source");
 	assert_int_equal(f->p->counts.deactivated, 0);
@@ -290,8 +302,8 @@ static void test_inactive_reason_change(void **state)
 static void test_update_fields(void **state)
 {
 	struct fx *f = *state;
-	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .email = "old@corp.example", .first_name = "Jan",
-	   .last_name = "Novak", .active = true);
+	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .email = "old@corp.example",
+	   .first_name = "Jan", .last_name = "Novak", .active = true);
 	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, false);
 	size_t k = su(f, "u1", "jnovak", "new@corp.example");
 	su_names(f, k, "Jan", "Novák", NULL);
@@ -322,10 +334,11 @@ static void test_update_auth_and_rename(void **state)
 	k = su(f, "u2", "anna", NULL);
 	want(f, k, IDS_GRANT_ROLE, "sales", "operator", 0);
 	cg(f, 11, IDS_GRANT_ROLE, "sales", "operator", 0, false);
-	assert_string_equal(run(f), "~ user  anna  auth sso/entra -> sso/ldap\n"
-				    "~ user  jan.novak  username jnovak -> jan.novak, auth activation_link -> sso/ldap\n"
-				    "summary corp-ad: 0 create, 2 update, 0 deactivate, 0 reactivate, "
-				    "0 grants added, 0 removed, 0 conflicts\n");
+	assert_string_equal(
+	    run(f), "~ user  anna  auth sso/entra -> sso/ldap\n"
+		    "~ user  jan.novak  username jnovak -> jan.novak, auth activation_link -> sso/ldap\n"
+		    "summary corp-ad: 0 create, 2 update, 0 deactivate, 0 reactivate, "
+		    "0 grants added, 0 removed, 0 conflicts\n");
 	assert_int_equal(f->p->users[1].changed, IDS_CH_USERNAME | IDS_CH_AUTH);
 }
 
@@ -393,9 +406,10 @@ static void test_adopt_off_conflicts(void **state)
 	HU(f, .id = 17, .username = "jan", .email = "Jan.Novak@corp.example", .active = true);
 	size_t k = su(f, "u1", "jnovak", "jan.novak@corp.example");
 	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
-	assert_string_equal(run(f), "! user  jnovak  conflict: email jan.novak@corp.example is taken by active user id 17\n"
-				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
-				    "0 grants added, 0 removed, 1 conflicts\n");
+	assert_string_equal(
+	    run(f), "! user  jnovak  conflict: email jan.novak@corp.example is taken by active user id 17\n"
+		    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+		    "0 grants added, 0 removed, 1 conflicts\n");
 	assert_int_equal(f->p->users[0].flags, IDS_PU_CONFLICT);
 	assert_int_equal(f->p->ngrants, 0);
 }
@@ -447,8 +461,14 @@ static void test_conflict_username_inactive(void **state)
 static void test_conflict_email_active(void **state)
 {
 	struct fx *f = *state;
-	add_cur(f, (struct ids_cur_user){ .id = 6, .source = "other-ldap", .external_id = "x", .username = "someone",
-					  .email = "JAN@x", .auth_method = "sso", .idp = "ldap", .active = true });
+	add_cur(f, (struct ids_cur_user){.id = 6,
+					 .source = "other-ldap",
+					 .external_id = "x",
+					 .username = "someone",
+					 .email = "JAN@x",
+					 .auth_method = "sso",
+					 .idp = "ldap",
+					 .active = true});
 	size_t k = su(f, "u1", "jnovak", "jan@x");
 	want(f, k, IDS_GRANT_ROLE, "sales", "operator", 0);
 	assert_string_equal(run(f), "! user  jnovak  conflict: email jan@x is taken by active user id 6\n"
@@ -478,12 +498,13 @@ static void test_conflict_same_email_in_snapshot(void **state)
 	k = su(f, "u2", "anna", "SHARED@x");
 	want(f, k, IDS_GRANT_ROLE, "sales", "operator", 0);
 	/* u1 comes first in snapshot order and wins, though anna prints first */
-	assert_string_equal(run(f), "! user  anna  conflict: email SHARED@x is wanted by another user of this run "
-				    "(external id u1)\n"
-				    "+ user  bob <shared@x>  sso/ldap\n"
-				    "+ role  bob  sales  operator\n"
-				    "summary corp-ad: 1 create, 0 update, 0 deactivate, 0 reactivate, "
-				    "1 grants added, 0 removed, 1 conflicts\n");
+	assert_string_equal(run(f),
+			    "! user  anna  conflict: email SHARED@x is wanted by another user of this run "
+			    "(external id u1)\n"
+			    "+ user  bob <shared@x>  sso/ldap\n"
+			    "+ role  bob  sales  operator\n"
+			    "summary corp-ad: 1 create, 0 update, 0 deactivate, 0 reactivate, "
+			    "1 grants added, 0 removed, 1 conflicts\n");
 }
 
 /* A managed user's rename goes before a newcomer wanting the same name. */
@@ -496,11 +517,12 @@ static void test_conflict_managed_first(void **state)
 	k = su(f, "u9", "carl", NULL);
 	want(f, k, IDS_GRANT_ROLE, "sales", "operator", 0);
 	cg(f, 20, IDS_GRANT_ROLE, "sales", "operator", 0, false);
-	assert_string_equal(run(f), "! user  carl  conflict: username carl is wanted by another user of this run "
-				    "(external id u9)\n"
-				    "~ user  carl  username karl -> carl\n"
-				    "summary corp-ad: 0 create, 1 update, 0 deactivate, 0 reactivate, "
-				    "0 grants added, 0 removed, 1 conflicts\n");
+	assert_string_equal(run(f),
+			    "! user  carl  conflict: username carl is wanted by another user of this run "
+			    "(external id u9)\n"
+			    "~ user  carl  username karl -> carl\n"
+			    "summary corp-ad: 0 create, 1 update, 0 deactivate, 0 reactivate, "
+			    "0 grants added, 0 removed, 1 conflicts\n");
 }
 
 /* Swaps are conflicts: both keep their current state, grants included. */
@@ -555,10 +577,10 @@ static void test_manual_grants_untouched_and_satisfying(void **state)
 {
 	struct fx *f = *state;
 	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .active = true);
-	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, true);    /* wanted, manual: satisfied */
-	cg(f, 10, IDS_GRANT_CHANNEL, "support-cz", "email", 0, true);    /* unwanted, manual: stays */
+	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, true);	 /* wanted, manual: satisfied */
+	cg(f, 10, IDS_GRANT_CHANNEL, "support-cz", "email", 0, true);	 /* unwanted, manual: stays */
 	cg(f, 10, IDS_GRANT_CHANNEL, "support-cz", "webchat", 0, false); /* unwanted, managed: goes */
-	cg(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 5, true);        /* manual value wins */
+	cg(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 5, true);	 /* manual value wins */
 	size_t k = su(f, "u1", "jnovak", NULL);
 	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
 	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0);
@@ -690,7 +712,7 @@ static struct ids_plan *numbers(long deactivated, long active_managed, long remo
 static void test_threshold_absolute(void **state)
 {
 	(void)state;
-	const struct ids_safety lim = { 2, 100, 100 };
+	const struct ids_safety lim = {2, 100, 100};
 	struct ids_plan *p = numbers(2, 10, 0, 0);
 	ids_plan_check_safety(p, 8, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK); /* exactly at the limit */
@@ -698,9 +720,10 @@ static void test_threshold_absolute(void **state)
 	p->counts.deactivated = 3;
 	ids_plan_check_safety(p, 7, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
-	assert_string_equal(p->verdict_why,
-			    "3 deactivations exceed safety.max_deactivations (2); run `idsyncd sync --connector "
-			    "corp-ad --allow-mass-deactivation` once or raise safety.max_deactivations");
+	assert_string_equal(
+	    p->verdict_why,
+	    "3 deactivations exceed safety.max_deactivations (2); run `idsyncd sync --connector "
+	    "corp-ad --allow-mass-deactivation` once or raise safety.max_deactivations");
 	ids_plan_check_safety(p, 7, &lim, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	assert_null(p->verdict_why);
@@ -747,8 +770,8 @@ static void test_threshold_grant_removals(void **state)
 static void test_threshold_from_diff(void **state)
 {
 	struct fx *f = *state;
-	static const char *ids[] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9" };
-	static const char *names[] = { "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9" };
+	static const char *ids[] = {"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"};
+	static const char *names[] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"};
 	for (int i = 0; i < 10; i++) {
 		MU(f, .id = 100 + i, .external_id = ids[i], .username = names[i], .active = true);
 		cg(f, 100 + i, IDS_GRANT_ROLE, "sales", "operator", 0, false);
@@ -807,15 +830,20 @@ static void test_empty_without_active_users_is_ok(void **state)
 static void test_retire(void **state)
 {
 	struct fx *f = *state;
-	f->o = (struct ids_diff_opts){ .connector = "corp-ad", .retire = true };
+	f->o = (struct ids_diff_opts){.connector = "corp-ad", .retire = true};
 	MU(f, .id = 10, .external_id = "u1", .username = "anna", .active = true);
 	cg(f, 10, IDS_GRANT_ROLE, "sales", "operator", 0, false);
 	cg(f, 10, IDS_GRANT_ROLE, "sales", "tenant_admin", 0, true);
-	MU(f, .id = 11, .external_id = "u2", .username = "bob", .active = false, .reason = "deleted_in_source");
+	MU(f, .id = 11, .external_id = "u2", .username = "bob", .active = false,
+	   .reason = "deleted_in_source");
 	MU(f, .id = 12, .external_id = "u3", .username = "cyril", .active = false, .reason = "out_of_scope");
 	HU(f, .id = 13, .username = "dana", .active = true);
-	add_cur(f, (struct ids_cur_user){ .id = 14, .source = "other", .external_id = "u1", .username = "eva",
-					  .auth_method = "sso", .active = true });
+	add_cur(f, (struct ids_cur_user){.id = 14,
+					 .source = "other",
+					 .external_id = "u1",
+					 .username = "eva",
+					 .auth_method = "sso",
+					 .active = true});
 	assert_string_equal(run(f), "- user  anna  deactivate (out_of_scope)\n"
 				    "- role  anna  sales  operator\n"
 				    "~ user  bob  deactivation_reason deleted_in_source -> out_of_scope\n"
@@ -835,25 +863,66 @@ static void load_scenario(struct fx *f, const int *perm)
 	f->o.adopt_by_email = true;
 	for (int i = 0; i < 7; i++) {
 		switch (perm[i]) {
-		case 0: MU(f, .id = 1, .external_id = "e1", .username = "anna", .email = "anna@x", .active = true); break;
-		case 1: MU(f, .id = 2, .external_id = "e2", .username = "bob", .email = "bob@x", .active = true); break;
-		case 2: MU(f, .id = 3, .external_id = "e3", .username = "cyril", .active = false,
-			   .reason = "out_of_scope"); break;
+		case 0:
+			MU(f, .id = 1, .external_id = "e1", .username = "anna", .email = "anna@x",
+			   .active = true);
+			break;
+		case 1:
+			MU(f, .id = 2, .external_id = "e2", .username = "bob", .email = "bob@x",
+			   .active = true);
+			break;
+		case 2:
+			MU(f, .id = 3, .external_id = "e3", .username = "cyril", .active = false,
+			   .reason = "out_of_scope");
+			break;
 		case 3: HU(f, .id = 4, .username = "dana", .email = "dana@x", .active = true); break;
 		/* two rows holding one name in different case (the schema
 		 * forbids it; the diff must still name the lowest id) */
 		case 4: HU(f, .id = 5, .username = "Emil", .active = false); break;
 		case 5: HU(f, .id = 6, .username = "emil", .active = true); break;
-		case 6: MU(f, .id = 7, .external_id = "e7", .username = "gone", .email = "g@x", .active = true); break;
+		case 6:
+			MU(f, .id = 7, .external_id = "e7", .username = "gone", .email = "g@x",
+			   .active = true);
+			break;
 		}
 	}
 	const struct ids_cur_grant gs[] = {
-		{ .user_id = 1, .kind = IDS_GRANT_ROLE, .tenant = "sales", .name = "operator", .slots = 0, .manual = false },
-		{ .user_id = 1, .kind = IDS_GRANT_SLOT, .tenant = "sales", .name = "live", .slots = 1, .manual = false },
-		{ .user_id = 2, .kind = IDS_GRANT_CHANNEL, .tenant = "sales", .name = "email", .slots = 0, .manual = false },
-		{ .user_id = 2, .kind = IDS_GRANT_CHANNEL, .tenant = "sales", .name = "webchat", .slots = 0, .manual = true },
-		{ .user_id = 7, .kind = IDS_GRANT_GROUP, .tenant = "support-cz", .name = "night", .slots = 0, .manual = false },
-		{ .user_id = 4, .kind = IDS_GRANT_ROLE, .tenant = "sales", .name = "operator", .slots = 0, .manual = true },
+	    {.user_id = 1,
+	     .kind = IDS_GRANT_ROLE,
+	     .tenant = "sales",
+	     .name = "operator",
+	     .slots = 0,
+	     .manual = false},
+	    {.user_id = 1,
+	     .kind = IDS_GRANT_SLOT,
+	     .tenant = "sales",
+	     .name = "live",
+	     .slots = 1,
+	     .manual = false},
+	    {.user_id = 2,
+	     .kind = IDS_GRANT_CHANNEL,
+	     .tenant = "sales",
+	     .name = "email",
+	     .slots = 0,
+	     .manual = false},
+	    {.user_id = 2,
+	     .kind = IDS_GRANT_CHANNEL,
+	     .tenant = "sales",
+	     .name = "webchat",
+	     .slots = 0,
+	     .manual = true},
+	    {.user_id = 7,
+	     .kind = IDS_GRANT_GROUP,
+	     .tenant = "support-cz",
+	     .name = "night",
+	     .slots = 0,
+	     .manual = false},
+	    {.user_id = 4,
+	     .kind = IDS_GRANT_ROLE,
+	     .tenant = "sales",
+	     .name = "operator",
+	     .slots = 0,
+	     .manual = true},
 	};
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(ids_current_add_grant(f->c, &gs[(i * 5 + perm[1]) % 6]), 0);
@@ -874,7 +943,7 @@ static void load_scenario(struct fx *f, const int *perm)
 static void test_determinism(void **state)
 {
 	struct fx *f = *state;
-	const int perms[][7] = { { 0, 1, 2, 3, 4, 5, 6 }, { 6, 5, 4, 3, 2, 1, 0 }, { 3, 0, 5, 2, 6, 1, 4 } };
+	const int perms[][7] = {{0, 1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1, 0}, {3, 0, 5, 2, 6, 1, 4}};
 	char *first_text = NULL, *first_json = NULL;
 	for (size_t i = 0; i < 3; i++) {
 		load_scenario(f, perms[i]);
@@ -885,18 +954,19 @@ static void test_determinism(void **state)
 			first_json = strdup(f->json.p);
 			/* and it is the plan semantics.md asks for: EMIL clashes
 			 * with emil/Emil, dana@x is adopted, e7 is gone */
-			assert_string_equal(first_text,
-					    "! user  EMIL  conflict: username EMIL is taken by user id 5\n"
-					    "~ slot  anna  sales  live 1 -> 4\n"
-					    "- chan  bob  sales  email\n"
-					    "+ user  cyril  reactivate\n"
-					    "+ role  cyril  support-cz  operator\n"
-					    "* user  dana-new  adopt (by e-mail)\n"
-					    "~ user  dana-new  username dana -> dana-new, email dana@x -> DANA@x\n"
-					    "- user  gone  deactivate (deleted_in_source)\n"
-					    "- group gone  support-cz  night\n"
-					    "summary corp-ad: 0 create, 1 update, 1 deactivate, 1 reactivate, "
-					    "2 grants added, 2 removed, 1 conflicts\n");
+			assert_string_equal(
+			    first_text,
+			    "! user  EMIL  conflict: username EMIL is taken by user id 5\n"
+			    "~ slot  anna  sales  live 1 -> 4\n"
+			    "- chan  bob  sales  email\n"
+			    "+ user  cyril  reactivate\n"
+			    "+ role  cyril  support-cz  operator\n"
+			    "* user  dana-new  adopt (by e-mail)\n"
+			    "~ user  dana-new  username dana -> dana-new, email dana@x -> DANA@x\n"
+			    "- user  gone  deactivate (deleted_in_source)\n"
+			    "- group gone  support-cz  night\n"
+			    "summary corp-ad: 0 create, 1 update, 1 deactivate, 1 reactivate, "
+			    "2 grants added, 2 removed, 1 conflicts\n");
 		} else {
 			assert_string_equal(f->text.p, first_text);
 			assert_string_equal(f->json.p, first_json);
@@ -914,10 +984,10 @@ static void test_current_copies(void **state)
 	struct ids_current *c = NULL;
 	char name[] = "jnovak", tenant[] = "sales";
 	assert_int_equal(ids_current_new(&c), 0);
-	struct ids_cur_user u = { .id = 1, .username = name, .auth_method = "sso" };
+	struct ids_cur_user u = {.id = 1, .username = name, .auth_method = "sso"};
 	for (int i = 0; i < 200; i++) /* past the first growth */
 		assert_int_equal(ids_current_add_user(c, &u), 0);
-	struct ids_cur_grant g = { .user_id = 1, .kind = IDS_GRANT_ROLE, .tenant = tenant, .name = "operator" };
+	struct ids_cur_grant g = {.user_id = 1, .kind = IDS_GRANT_ROLE, .tenant = tenant, .name = "operator"};
 	assert_int_equal(ids_current_add_grant(c, &g), 0);
 	g.kind = IDS_GRANT__COUNT;
 	assert_int_equal(ids_current_add_grant(c, &g), -EINVAL);
@@ -947,45 +1017,45 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
-		T(test_create),
-		T(test_not_in_scope_or_disabled_without_row),
-		T(test_deactivate_disabled),
-		T(test_deactivate_out_of_scope),
-		T(test_deactivate_deleted),
-		T(test_reactivate_each_reason),
-		T(test_reactivate_with_update),
-		T(test_inactive_reason_change),
-		T(test_update_fields),
-		T(test_update_auth_and_rename),
-		T(test_unchanged_is_silent),
-		T(test_adopt_by_email),
-		T(test_adopt_inactive_reactivates),
-		T(test_adopt_off_conflicts),
-		T(test_adopt_username_taken),
-		T(test_conflict_username_manual),
-		T(test_conflict_username_inactive),
-		T(test_conflict_email_active),
-		T(test_email_of_inactive_user_is_free),
-		T(test_conflict_same_email_in_snapshot),
-		T(test_conflict_managed_first),
-		T(test_conflict_swap),
-		T(test_conflict_reactivation_email),
-		T(test_email_freed_by_deactivation),
-		T(test_manual_grants_untouched_and_satisfying),
-		T(test_slot_change),
-		T(test_invalid_user_keeps_state),
-		T(test_missing_tenant),
-		T(test_missing_tenant_auto_create),
-		T(test_threshold_absolute),
-		T(test_threshold_percent),
-		T(test_threshold_grant_removals),
-		T(test_threshold_from_diff),
-		T(test_empty_guard),
-		T(test_empty_without_active_users_is_ok),
-		T(test_retire),
-		T(test_determinism),
-		T(test_current_copies),
-		T(test_bad_arguments),
+	    T(test_create),
+	    T(test_not_in_scope_or_disabled_without_row),
+	    T(test_deactivate_disabled),
+	    T(test_deactivate_out_of_scope),
+	    T(test_deactivate_deleted),
+	    T(test_reactivate_each_reason),
+	    T(test_reactivate_with_update),
+	    T(test_inactive_reason_change),
+	    T(test_update_fields),
+	    T(test_update_auth_and_rename),
+	    T(test_unchanged_is_silent),
+	    T(test_adopt_by_email),
+	    T(test_adopt_inactive_reactivates),
+	    T(test_adopt_off_conflicts),
+	    T(test_adopt_username_taken),
+	    T(test_conflict_username_manual),
+	    T(test_conflict_username_inactive),
+	    T(test_conflict_email_active),
+	    T(test_email_of_inactive_user_is_free),
+	    T(test_conflict_same_email_in_snapshot),
+	    T(test_conflict_managed_first),
+	    T(test_conflict_swap),
+	    T(test_conflict_reactivation_email),
+	    T(test_email_freed_by_deactivation),
+	    T(test_manual_grants_untouched_and_satisfying),
+	    T(test_slot_change),
+	    T(test_invalid_user_keeps_state),
+	    T(test_missing_tenant),
+	    T(test_missing_tenant_auto_create),
+	    T(test_threshold_absolute),
+	    T(test_threshold_percent),
+	    T(test_threshold_grant_removals),
+	    T(test_threshold_from_diff),
+	    T(test_empty_guard),
+	    T(test_empty_without_active_users_is_ok),
+	    T(test_retire),
+	    T(test_determinism),
+	    T(test_current_copies),
+	    T(test_bad_arguments),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,10 +63,13 @@ static void fx_init(struct fx *f)
 		f->des[i].in_scope = true;
 		f->des[i].grants = f->grants[i];
 		/* beta before alpha, to be put right by the merge order */
-		f->grants[i][f->des[i].ngrants++] = (struct ids_grant){IDS_GRANT_ROLE, "alpha", "operator", 0};
-		f->grants[i][f->des[i].ngrants++] = (struct ids_grant){IDS_GRANT_CHANNEL, "alpha", "webchat", 0};
+		f->grants[i][f->des[i].ngrants++] =
+		    (struct ids_grant){IDS_GRANT_ROLE, "alpha", "operator", 0};
+		f->grants[i][f->des[i].ngrants++] =
+		    (struct ids_grant){IDS_GRANT_CHANNEL, "alpha", "webchat", 0};
 		if (i % 3 == 0)
-			f->grants[i][f->des[i].ngrants++] = (struct ids_grant){IDS_GRANT_SLOT, "beta", "live", 2};
+			f->grants[i][f->des[i].ngrants++] =
+			    (struct ids_grant){IDS_GRANT_SLOT, "beta", "live", 2};
 	}
 	f->s.nusers = f->d.nusers = NU;
 }
@@ -84,9 +87,11 @@ static void fx_row(struct fx *f, int i)
 	assert_int_equal(ids_current_add_user(f->c, &u), 0);
 }
 
-static void fx_grant(struct fx *f, int i, enum ids_grant_kind k, const char *tenant, const char *name, int slots)
+static void fx_grant(struct fx *f, int i, enum ids_grant_kind k, const char *tenant, const char *name,
+		     int slots)
 {
-	struct ids_cur_grant g = {.user_id = 1000 + i, .kind = k, .tenant = tenant, .name = name, .slots = slots};
+	struct ids_cur_grant g = {
+	    .user_id = 1000 + i, .kind = k, .tenant = tenant, .name = name, .slots = slots};
 	assert_int_equal(ids_current_add_grant(f->c, &g), 0);
 }
 
@@ -388,12 +393,12 @@ static void test_arena_strings_and_map(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_initial_plan_in_print_order),
-		cmocka_unit_test(test_resync_changes_in_print_order),
-		cmocka_unit_test(test_unchanged_name_still_taken),
-		cmocka_unit_test(test_equal_grant_lists_shared),
-		cmocka_unit_test(test_pool_and_current_intern),
-		cmocka_unit_test(test_arena_strings_and_map),
+	    cmocka_unit_test(test_initial_plan_in_print_order),
+	    cmocka_unit_test(test_resync_changes_in_print_order),
+	    cmocka_unit_test(test_unchanged_name_still_taken),
+	    cmocka_unit_test(test_equal_grant_lists_shared),
+	    cmocka_unit_test(test_pool_and_current_intern),
+	    cmocka_unit_test(test_arena_strings_and_map),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
