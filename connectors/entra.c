@@ -68,13 +68,6 @@ struct pull {
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
 
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Frees a buffer that held a secret, wiping it first. */
 static void buf_wipe(struct ids_buf *b)
 {
@@ -351,7 +344,7 @@ static int renew_token(struct pull *p)
 	if (expires <= 0)
 		expires = 2 * TOKEN_MARGIN;
 	long margin = expires / 2 < TOKEN_MARGIN ? expires / 2 : TOKEN_MARGIN;
-	p->renew_at = mono_usec() + (int64_t)(expires - margin) * 1000000;
+	p->renew_at = ids_mono_usec() + (int64_t)(expires - margin) * 1000000;
 	p->auth = ids_buf_steal(&hdr);
 	r = 0;
 	goto out;
@@ -409,7 +402,7 @@ static int graph_get(struct pull *p, const char *url, const char *what, struct i
 {
 	int r;
 	for (int renewed = 0;; renewed++) {
-		if ((!p->auth || mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
+		if ((!p->auth || ids_mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
 			return r;
 		const char *headers[] = {p->auth, "Accept: application/json", NULL};
 		if ((r = ids_http_request(p->h, "GET", url, headers, NULL, 0, NULL, resp, p->err)) < 0)
@@ -612,7 +605,7 @@ static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_
 	    .timeout = p.ec->timeout > 0 ? p.ec->timeout : DEFAULT_TIMEOUT,
 	    /* retry waits never run past run_timeout; the daemon's progress
 	     * hook enforces it too, this just avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? mono_usec() + (int64_t)run_timeout * 1000000 : 0,
+	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
 	    .progress = http_progress,
 	    .ud = &p,
 	};

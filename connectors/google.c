@@ -80,13 +80,6 @@ struct pull {
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
 
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Frees a buffer that held a secret, wiping it first. */
 static void buf_wipe(struct ids_buf *b)
 {
@@ -263,7 +256,7 @@ static int renew_token(struct pull *p)
 		goto out;
 	}
 	long margin = expires / 2 < TOKEN_MARGIN ? expires / 2 : TOKEN_MARGIN;
-	p->renew_at = mono_usec() + (int64_t)(expires - margin) * 1000000;
+	p->renew_at = ids_mono_usec() + (int64_t)(expires - margin) * 1000000;
 	p->auth = ids_buf_steal(&hdr);
 	r = 0;
 out:
@@ -309,7 +302,7 @@ static int api_get(struct pull *p, const char *url, const char *what, struct ids
 {
 	int r;
 	for (int renewed = 0;; renewed++) {
-		if ((!p->auth || mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
+		if ((!p->auth || ids_mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
 			return r;
 		const char *headers[] = {p->auth, "Accept: application/json", NULL};
 		if ((r = ids_http_request(p->h, "GET", url, headers, NULL, 0, retryable, resp, p->err)) < 0)
@@ -572,7 +565,7 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 	    .timeout = p.gc->timeout > 0 ? p.gc->timeout : DEFAULT_TIMEOUT,
 	    /* retry waits never run past run_timeout; the daemon's progress
 	     * hook enforces it too, this avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? mono_usec() + (int64_t)run_timeout * 1000000 : 0,
+	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
 	    .progress = http_progress,
 	    .ud = &p,
 	};

@@ -72,13 +72,6 @@ static void global_init(void)
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* xorshift64*: jitter only needs to differ between instances, not be secret. */
 static uint64_t rnd(struct ids_http *h)
 {
@@ -271,7 +264,7 @@ int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct id
 	h->ud = o->ud;
 	h->wait_scale = o->wait_scale > 0 ? o->wait_scale : 1.0;
 	if (getrandom(&h->rng, sizeof(h->rng), GRND_NONBLOCK) != sizeof(h->rng))
-		h->rng = (uint64_t)mono_usec();
+		h->rng = (uint64_t)ids_mono_usec();
 	h->rng |= 1; /* xorshift must not start at 0 */
 	if (o->tls_ca_file && !(h->ca_file = strdup(o->tls_ca_file))) {
 		r = ids_error_set(err, -ENOMEM, "out of memory");
@@ -389,7 +382,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 static int on_xfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct ids_http *h = ud;
-	int64_t now = mono_usec();
+	int64_t now = ids_mono_usec();
 	if (now - h->last_tick < 1000000)
 		return 0;
 	h->last_tick = now;
@@ -430,7 +423,7 @@ static char *url_host(const char *url)
 static int check_progress(struct ids_http *h, const char *method, const char *shown, struct ids_error *err)
 {
 	int r = h->progress ? h->progress(h->ud) : 0;
-	if (r >= 0 && h->deadline && mono_usec() >= h->deadline)
+	if (r >= 0 && h->deadline && ids_mono_usec() >= h->deadline)
 		r = IDS_E_TIMEOUT;
 	if (r >= 0)
 		return 0;
@@ -445,12 +438,12 @@ static int check_progress(struct ids_http *h, const char *method, const char *sh
 static int wait_msec(struct ids_http *h, int64_t msec, const char *method, const char *shown,
 		     struct ids_error *err)
 {
-	int64_t end = mono_usec() + msec * 1000;
+	int64_t end = ids_mono_usec() + msec * 1000;
 	for (;;) {
 		int r = check_progress(h, method, shown, err);
 		if (r < 0)
 			return r;
-		int64_t left = end - mono_usec();
+		int64_t left = end - ids_mono_usec();
 		if (left <= 0)
 			return 0;
 		if (left > SLICE_MSEC * 1000)
@@ -471,7 +464,7 @@ static CURLcode set_options(struct ids_http *h, const char *method, const char *
 	long cap_ms = cap * 1000;
 	if (h->deadline) {
 		/* never run a transfer past the run's deadline */
-		int64_t left = (h->deadline - mono_usec()) / 1000;
+		int64_t left = (h->deadline - ids_mono_usec()) / 1000;
 		if (left < cap_ms)
 			cap_ms = left > 1 ? (long)left : 1;
 	}
@@ -656,7 +649,7 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		h->r = resp;
 		h->too_big = h->oom = false;
 		h->stopped = 0;
-		h->last_tick = mono_usec(); /* check_progress() just ran */
+		h->last_tick = ids_mono_usec(); /* check_progress() just ran */
 		h->errbuf[0] = '\0';
 		CURLcode cc = set_options(h, method, url, hl, body, body_len);
 		if (cc == CURLE_OK)
@@ -674,7 +667,7 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		}
 		/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
 		 * a slow server, and no retry can help */
-		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && mono_usec() >= h->deadline - 100000)
+		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && ids_mono_usec() >= h->deadline - 100000)
 			h->stopped = IDS_E_TIMEOUT;
 		if (h->stopped < 0) {
 			r = ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
@@ -705,7 +698,7 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		int ra = use_ra ? ids_http_retry_after(h->retry_after, (int64_t)time(NULL)) : -1;
 		int64_t wait = retry_wait_msec(h, n, ra);
 		bool spent = n >= h->max_retries;
-		bool late = h->deadline && mono_usec() + wait * 1000 >= h->deadline;
+		bool late = h->deadline && ids_mono_usec() + wait * 1000 >= h->deadline;
 		if (spent || late) {
 			if (cc == CURLE_OK)
 				goto out; /* the last answer, 429 or 5xx, for the caller to report */

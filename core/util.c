@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---------------- growable buffer ---------------- */
 
@@ -493,4 +494,11 @@ void ids_secret_free(char *s)
 		return;
 	explicit_bzero(s, strlen(s));
 	free(s);
+}
+
+int64_t ids_mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

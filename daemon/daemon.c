@@ -59,13 +59,6 @@ struct daemon {
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
 
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
-}
-
 static int64_t real_usec(void)
 {
 	struct timespec ts;
@@ -125,7 +118,7 @@ static char *status_text(const char *s, size_t max)
  * pinging, and systemd restarts it. */
 static void watchdog(struct daemon *d, bool force)
 {
-	int64_t now = mono_usec();
+	int64_t now = ids_mono_usec();
 	if (d->wd_usec && (force || now - d->wd_last >= (int64_t)d->wd_usec / 2)) {
 		sd_notify(0, "WATCHDOG=1");
 		d->wd_last = now;
@@ -175,7 +168,7 @@ static void sleep_until(struct daemon *d, int64_t until)
 {
 	for (;;) {
 		watchdog(d, false);
-		int64_t now = mono_usec();
+		int64_t now = ids_mono_usec();
 		if (now >= until || d->stop || d->run_all || d->reload || d->fatal)
 			return;
 		int64_t wait = until - now;
@@ -225,7 +218,7 @@ static int schedule_rebuild(struct daemon *d)
 	struct sched *ns = calloc(n ? n : 1, sizeof(*ns));
 	if (!ns)
 		return -ENOMEM;
-	int64_t now = mono_usec();
+	int64_t now = ids_mono_usec();
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_connector_cfg *cc = &d->cfg->connectors[i];
 		ns[i].name = strdup(cc->name);
@@ -318,7 +311,7 @@ static int store_ready(struct daemon *d, struct ids_error *e)
 static void record_next(struct daemon *d, const struct sched *s, bool run_failed)
 {
 	struct ids_error e = {0};
-	int64_t at = real_usec() + (s->due - mono_usec());
+	int64_t at = real_usec() + (s->due - ids_mono_usec());
 	if (d->st && ids_store_schedule_set(d->st, s->name, d->instance, at, &e) < 0)
 		ids_log(run_failed ? IDS_LOG_DEBUG : IDS_LOG_WARNING, s->name, 0, NULL,
 			"cannot record the next run: %s", ids_error_text(&e));
@@ -334,7 +327,7 @@ static void run_one(struct daemon *d, struct sched *s)
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
-		s->due = mono_usec() + 3600 * USEC;
+		s->due = ids_mono_usec() + 3600 * USEC;
 		return;
 	}
 
@@ -352,7 +345,7 @@ static void run_one(struct daemon *d, struct sched *s)
 	}
 	ids_error_clear(&e);
 
-	int64_t now = mono_usec();
+	int64_t now = ids_mono_usec();
 	hhmmss(0, at, sizeof(at));
 	char *err = status_text(res.error ? res.error : "", STATUS_ERR_MAX);
 	if (d->stop && res.exit_code != IDS_EXIT_OK) {
@@ -429,7 +422,7 @@ static void reload(struct daemon *d, bool ready)
 	struct ids_config *nc = NULL;
 	struct ids_error e = {0};
 	if (ready)
-		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)mono_usec());
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)ids_mono_usec());
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGHUP: reloading %s", d->path);
 	if (ids_config_load(d->path, &nc, &e) < 0) {
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused, keeping the running configuration: %s",
@@ -499,7 +492,7 @@ static int wait_for_database(struct daemon *d)
 		free(why);
 		ids_error_clear(&e);
 
-		sleep_until(d, mono_usec() + (int64_t)delay * USEC);
+		sleep_until(d, ids_mono_usec() + (int64_t)delay * USEC);
 		if (d->fatal)
 			return d->fatal;
 		if (d->stop)
@@ -590,7 +583,7 @@ int ids_daemon_run(const char *config_path)
 			reload(&d, true);
 			continue;
 		}
-		int64_t now = mono_usec();
+		int64_t now = ids_mono_usec();
 		if (d.run_all) {
 			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
 			for (size_t i = 0; i < d.ns; i++)

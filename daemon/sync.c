@@ -33,17 +33,10 @@ static int64_t now_usec(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Seconds since *mark, and moves the mark to now: one call per phase. */
 static double lap(int64_t *mark)
 {
-	int64_t now = mono_usec();
+	int64_t now = ids_mono_usec();
 	double d = (double)(now - *mark) / 1e6;
 	*mark = now;
 	return d;
@@ -129,7 +122,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 {
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
-	int64_t mark = mono_usec();
+	int64_t mark = ids_mono_usec();
 	int r = ids_diff(snap, des, cur, dopt, &plan);
 	res->t.diff = lap(&mark);
 	if (r < 0) {
@@ -284,7 +277,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		ids_error_set(&e, r, "%s", ids_strerror(r));
 		goto db_failed;
 	}
-	int64_t mark = mono_usec();
+	int64_t mark = ids_mono_usec();
 	r = ops->pull(cc, &ctx, snap, &e);
 	res->t.fetch = lap(&mark);
 	if (r < 0)

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Microseconds on CLOCK_MONOTONIC: for deadlines and durations, never dates. */
+int64_t ids_mono_usec(void);
+
 /* ---- growable buffer: always NUL-terminated once anything was added ---- */
 struct ids_buf {
 	char *p;
