@@ -95,7 +95,8 @@ int ids_progress_format(const struct ids_progress_view *v, bool with_rate, struc
 	default: break;
 	}
 	if (r >= 0)
-		r = ids_buf_printf(out, ", %.0f s", v->elapsed);
+		r = ids_buf_printf(out, ", %ld s",
+				   (long)v->elapsed); /* whole seconds gone, like a stopwatch */
 	return r < 0 ? r : 0;
 }
 

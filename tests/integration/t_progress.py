@@ -100,7 +100,7 @@ def check_terminal(c, rc, out, chunks):
     c.eq(sorted(counts), counts, "the count only grows")
     c.true(counts and counts[-1] > counts[0], "and it grew")
     pages = [num(m.group(2)) for _, m in reading]
-    c.true(pages == sorted(pages) and pages[-1] > pages[0], "so does the page number")
+    c.true(pages and pages == sorted(pages) and pages[-1] > pages[0], "so does the page number")
     c.true(any(m.group(4) for _, m in reading), "the line shows the rate")
     if len(reading) >= 2:
         span = reading[-1][0] - reading[0][0]
