@@ -49,7 +49,7 @@ char *ids_progress_count(long v, char buf[static 32])
 	return buf;
 }
 
-char *ids_progress_rate(long done, double seconds, char buf[static 40])
+char *ids_progress_rate(long done, double seconds, const char *unit, char buf[static 64])
 {
 	buf[0] = '\0';
 	/* in the first second a handful of entries says nothing of the pace */
@@ -57,17 +57,17 @@ char *ids_progress_rate(long done, double seconds, char buf[static 40])
 		return buf;
 	double r = (double)done / seconds;
 	if (r < 10.0) {
-		snprintf(buf, 40, "%.1f/s", r);
+		snprintf(buf, 64, "%.1f%.20s/s", r, unit);
 	} else {
 		char c[32];
-		snprintf(buf, 40, "%s/s", ids_progress_count((long)(r + 0.5), c));
+		snprintf(buf, 64, "%s%.20s/s", ids_progress_count((long)(r + 0.5), c), unit);
 	}
 	return buf;
 }
 
 int ids_progress_format(const struct ids_progress_view *v, bool with_rate, struct ids_buf *out)
 {
-	char a[32], b[32], rate[40];
+	char a[32], b[32], rate[64];
 	int r = ids_buf_printf(out, "%s %s", v->connector ? v->connector : "?", ids_phase_name(v->phase));
 	switch (v->phase) {
 	case IDS_PHASE_READING_USERS:
@@ -75,7 +75,10 @@ int ids_progress_format(const struct ids_progress_view *v, bool with_rate, struc
 		ids_progress_count(v->phase == IDS_PHASE_READING_USERS ? v->users : v->groups, a);
 		if (r >= 0)
 			r = ids_buf_printf(out, ": %s (page %s)", a, ids_progress_count(v->pages, b));
-		ids_progress_rate(v->sub_done, v->sub_seconds, rate);
+		if (v->sub_done > 0 || v->sub_pages <= 0)
+			ids_progress_rate(v->sub_done, v->sub_seconds, "", rate);
+		else
+			ids_progress_rate(v->sub_pages, v->sub_seconds, " pages", rate);
 		if (r >= 0 && with_rate && rate[0])
 			r = ids_buf_printf(out, ", %s", rate);
 		break;
@@ -108,7 +111,7 @@ struct ids_progress {
 	enum ids_phase phase;		  /* as marked; the pull's part is refined by view() */
 	enum ids_phase reading;		  /* the reading phase the rate below counts */
 	int64_t started, reading_started; /* monotonic usec */
-	long reading_base;		  /* entries read before the reading phase began */
+	long reading_base, reading_pages; /* entries and pages read before it began */
 	int64_t last_draw, last_status;
 	bool shown; /* the line is on the terminal */
 };
@@ -155,6 +158,7 @@ static void view(struct ids_progress *p, int64_t now, struct ids_progress_view *
 		p->reading = ph;
 		p->reading_started = now;
 		p->reading_base = done;
+		p->reading_pages = pages;
 	}
 	*v = (struct ids_progress_view){
 	    .connector = p->conn,
@@ -163,6 +167,7 @@ static void view(struct ids_progress *p, int64_t now, struct ids_progress_view *
 	    .groups = groups,
 	    .pages = pages,
 	    .sub_done = done - p->reading_base,
+	    .sub_pages = pages - p->reading_pages,
 	    .sub_seconds = (double)(now - p->reading_started) / 1e6,
 	    .elapsed = (double)(now - p->started) / 1e6,
 	};

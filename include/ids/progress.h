@@ -44,9 +44,10 @@ const char *ids_phase_name(enum ids_phase ph);
  * returns buf. */
 char *ids_progress_count(long v, char buf[static 32]);
 
-/* done / seconds as "10,841/s" (one decimal under 10/s: "3.5/s") into
- * buf, or "" while seconds < 1 (too early to mean anything); returns buf. */
-char *ids_progress_rate(long done, double seconds, char buf[static 40]);
+/* done / seconds as "10,841/s" (one decimal under 10/s: "3.5/s"), with
+ * unit before the "/s" ("12 pages/s" for unit " pages"), into buf, or ""
+ * while seconds < 1 (too early to mean anything); returns buf. */
+char *ids_progress_rate(long done, double seconds, const char *unit, char buf[static 64]);
 
 /* A moment of a run, as the tracker sees it. */
 struct ids_progress_view {
@@ -54,13 +55,16 @@ struct ids_progress_view {
 	enum ids_phase phase;
 	long users, groups, pages; /* read so far */
 	long sub_done;		   /* entries of the current reading phase, for the rate */
+	long sub_pages;		   /* pages of the current reading phase */
 	double sub_seconds;	   /* how long the current reading phase has run */
 	double elapsed;		   /* seconds since the run started */
 };
 
 /* Appends the one-line text of v to out: `corp reading users: 412,000
  * (page 824), 10,841/s, 38 s`; the rate only when with_rate (the terminal
- * line; STATUS= leaves it out).  < 0 on out of memory. */
+ * line; STATUS= leaves it out).  The rate is of entries, or of pages while
+ * only pages come (a cloud source listing the members of groups it has
+ * read: `12 pages/s`).  < 0 on out of memory. */
 int ids_progress_format(const struct ids_progress_view *v, bool with_rate, struct ids_buf *out);
 
 /* ---- the tracker ---- */

@@ -38,17 +38,19 @@ static void test_count(void **state)
 
 static void test_rate(void **state)
 {
-	char b[40];
+	char b[64];
 	/* under a second: no rate yet */
-	assert_string_equal(ids_progress_rate(500, 0.5, b), "");
-	assert_string_equal(ids_progress_rate(0, 0.0, b), "");
-	assert_string_equal(ids_progress_rate(0, 5.0, b), "0.0/s");
-	assert_string_equal(ids_progress_rate(35, 10.0, b), "3.5/s");
-	assert_string_equal(ids_progress_rate(99, 10.0, b), "9.9/s");
-	assert_string_equal(ids_progress_rate(100, 10.0, b), "10/s");
+	assert_string_equal(ids_progress_rate(500, 0.5, "", b), "");
+	assert_string_equal(ids_progress_rate(0, 0.0, "", b), "");
+	assert_string_equal(ids_progress_rate(0, 5.0, "", b), "0.0/s");
+	assert_string_equal(ids_progress_rate(35, 10.0, "", b), "3.5/s");
+	assert_string_equal(ids_progress_rate(99, 10.0, "", b), "9.9/s");
+	assert_string_equal(ids_progress_rate(100, 10.0, "", b), "10/s");
 	/* 412,000 in 38 s: 10,842.1 a second, rounded */
-	assert_string_equal(ids_progress_rate(412000, 38.0, b), "10,842/s");
-	assert_string_equal(ids_progress_rate(1000000, 1.0, b), "1,000,000/s");
+	assert_string_equal(ids_progress_rate(412000, 38.0, "", b), "10,842/s");
+	assert_string_equal(ids_progress_rate(1000000, 1.0, "", b), "1,000,000/s");
+	assert_string_equal(ids_progress_rate(31, 10.0, " pages", b), "3.1 pages/s");
+	assert_string_equal(ids_progress_rate(120, 10.0, " pages", b), "12 pages/s");
 }
 
 static const char *fmt(const struct ids_progress_view *v, bool rate, struct ids_buf *b)
@@ -83,6 +85,12 @@ static void test_format(void **state)
 				       .sub_seconds = 4.0,
 				       .elapsed = 42.0};
 	assert_string_equal(fmt(&v, true, &b), "corp reading groups: 1,200 (page 830), 300/s, 42 s");
+	/* a cloud source reading members: only pages come */
+	v.sub_done = 0;
+	v.sub_pages = 60;
+	assert_string_equal(fmt(&v, true, &b), "corp reading groups: 1,200 (page 830), 15 pages/s, 42 s");
+	v.sub_pages = 0; /* nothing at all: 0/s is what it is */
+	assert_string_equal(fmt(&v, true, &b), "corp reading groups: 1,200 (page 830), 0.0/s, 42 s");
 	v.phase = IDS_PHASE_RESOLVING;
 	assert_string_equal(fmt(&v, true, &b), "corp resolving: 412,000 users, 1,200 groups, 42 s");
 	v.users = 1;
@@ -113,7 +121,7 @@ static int64_t fake_clock(void)
 {
 	return fake_now;
 }
-#define AT(sec) (fake_now = (int64_t)((sec) * 1e6))
+#define AT(sec) (fake_now = (int64_t)((sec)*1e6))
 
 /* Everything the tracker wrote since the last call. */
 static const char *drain(int fd, char *buf, size_t n)
@@ -195,7 +203,8 @@ static void test_tracker_line(void **state)
 	f.snap->pages = 301;
 	AT(102.6);
 	ids_progress_tick(f.p);
-	assert_string_equal(drain(rd, f.out, sizeof(f.out)), "\rcorp reading groups: 1 (page 301), 2 s\033[K");
+	assert_string_equal(drain(rd, f.out, sizeof(f.out)),
+			    "\rcorp reading groups: 1 (page 301), 2 s\033[K");
 
 	/* a phase change is drawn at once, however recent the last draw */
 	AT(102.61);
