@@ -357,6 +357,9 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_log(IDS_LOG_ERROR, cc->name, 0, NULL, "database: %s", ids_error_text(&e));
 		res.error = strdup(ids_error_text(&e));
 	} else {
+		/* without a tracker (out of memory) STATUS= says "running since" */
+		if (!d->prog)
+			(void)ids_progress_new(-1, &d->prog);
 		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog};
 		struct ids_buf out = {0};
 		d->running = s;
@@ -582,8 +585,6 @@ int ids_daemon_run(const char *config_path)
 	snprintf(d.instance, sizeof(d.instance), "%s:%ld", host, (long)getpid());
 	check_watchdog_margin(&d);
 	watchdog(&d, true);
-	/* without it (out of memory) STATUS= just says "running since" */
-	(void)ids_progress_new(-1, &d.prog);
 
 	int r = wait_for_database(&d);
 	if (r) {

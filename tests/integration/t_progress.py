@@ -8,7 +8,8 @@ page from a slow directory (a proxy that holds every answer back 20 ms).
     written meanwhile first erases it; at the end the line is erased and
     the exit code is 0.  A second connector's run is named as its own.
   * the same run with stderr to a pipe: no progress at all (no \\r, no
-    escape sequence, no progress text); --progress forces it on there;
+    escape sequence, no progress text); --progress forces it on there, but
+    never into the journal;
     --no-progress and --format json keep a terminal free of it.
   * the daemon: STATUS= during the run says what it reads now
     (`corp reading users: 1,230 (page 123), 4 s`), with growing counts,
@@ -177,6 +178,17 @@ def body(env, c):
     rc, out, err = run_pipe(env, "plan", "--connector", "hr", "--progress")
     c.eq(0, rc, "plan --progress to a pipe exits 0")
     c.has("\rhr connecting", err, "--progress draws the line into a pipe too")
+    # ... but never into the journal: stderr is the stream JOURNAL_STREAM names
+    r_fd, w_fd = os.pipe()
+    st = os.fstat(w_fd)
+    p = subprocess.Popen([env.idsyncd, "-c", os.path.join(env.dir, "idsyncd.yaml"), "plan", "--connector", "hr",
+                          "--progress"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w_fd,
+                         env={**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    os.close(w_fd)
+    with os.fdopen(r_fd, "rb") as f:
+        journal = f.read().decode()
+    c.eq(0, p.wait(60), "plan --progress with stderr the journal exits 0")
+    c.hasnt("hr connecting", journal, "--progress draws nothing into the journal")
 
     # ---- a terminal, but told not to
     for args in (["--no-progress"], ["--format", "json"]):
