@@ -97,9 +97,9 @@ int ids_progress_format(const struct ids_progress_view *v, bool with_rate, struc
 		break;
 	default: break;
 	}
+	/* whole seconds gone, like a stopwatch: 38.9 s is still "38 s" */
 	if (r >= 0)
-		r = ids_buf_printf(out, ", %ld s",
-				   (long)v->elapsed); /* whole seconds gone, like a stopwatch */
+		r = ids_buf_printf(out, ", %ld s", (long)v->elapsed);
 	return r < 0 ? r : 0;
 }
 
