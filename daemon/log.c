@@ -1,6 +1,7 @@
 /* log.c — one line per event on stderr, or structured journal entries
  * under systemd (service.md, "Logging"). */
 #include "ids/log.h"
+#include "ids/progress.h"
 #include "ids/util.h"
 
 #include <errno.h>
@@ -27,7 +28,7 @@ static const int level_prio[] = {7, 6, 4, 3};
  * JOURNAL_STREAM.  A process whose stderr was redirected (`idsyncd sync
  * 2>file` from a service's shell) inherits the variable but not the
  * stream: only a match means that stderr is the journal (systemd.exec(5)). */
-static bool stderr_is_journal(void)
+bool ids_log_stderr_is_journal(void)
 {
 	const char *v = getenv("JOURNAL_STREAM");
 	struct stat st;
@@ -51,7 +52,7 @@ void ids_log_setup(enum ids_log_level level, enum ids_log_target target)
 	 * journal; journal: always (entries are lost when no journald runs,
 	 * as with any syslog target) */
 	if (target == IDS_LOGT_AUTO)
-		use_journal = stderr_is_journal();
+		use_journal = ids_log_stderr_is_journal();
 	else
 		use_journal = target == IDS_LOGT_JOURNAL;
 }
@@ -127,6 +128,7 @@ void ids_log(enum ids_log_level level, const char *connector, long long run_id, 
 		gmtime_r(&now, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		char *line = one_line(msg);
+		ids_progress_erase(); /* a progress line on the terminal: this one takes its place */
 		fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], connector ? connector : "",
 			connector ? ": " : "", line ? line : "(out of memory)");
 		free(line);

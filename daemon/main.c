@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ids/config.h"
 #include "ids/connector.h"
 #include "ids/log.h"
+#include "ids/progress.h"
 #include "ids/store.h"
 #include "ids/sync.h"
 
@@ -21,8 +23,8 @@ static const char usage_text[] =
     "Usage:\n"
     "  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
     "  idsyncd [-c FILE] sync  [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
-    "                          [--format text|json]\n"
-    "  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json]\n"
+    "                          [--format text|json] [--progress|--no-progress]\n"
+    "  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
     "  idsyncd [-c FILE] check-config\n"
     "  idsyncd [-c FILE] migrate\n"
     "  idsyncd [-c FILE] status [--format text|json]\n"
@@ -31,6 +33,8 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+    "  --progress          sync, plan: a progress line on stderr even when it is not a terminal\n"
+    "  --no-progress       sync, plan: no progress line, even on a terminal\n"
     "\n"
     "Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
     "3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
@@ -82,6 +86,7 @@ struct cmd_opts {
 	struct ids_strv connectors;
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
+	int progress; /* --progress 1, --no-progress -1, else 0: on a terminal */
 	const char *positional;
 };
 
@@ -94,6 +99,8 @@ static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *al
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {"allow-mass-deactivation", no_argument, NULL, 'M'},
 	    {"format", required_argument, NULL, 'f'},
+	    {"progress", no_argument, NULL, 'p'},
+	    {"no-progress", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -114,6 +121,8 @@ static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *al
 			break;
 		case 'n': co->dry_run = true; break;
 		case 'M': co->allow_mass = true; break;
+		case 'p': co->progress = 1; break;
+		case 'P': co->progress = -1; break;
 		case 'f':
 			if (strcmp(optarg, "text") == 0)
 				co->format = IDS_FMT_TEXT;
@@ -237,6 +246,19 @@ static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res
 	ids_buf_free(&tail);
 }
 
+/* The progress line of `sync` and `plan`: on a terminal unless the output
+ * is JSON (a program reads it, nobody watches), or as --progress and
+ * --no-progress say; never into the journal. */
+static struct ids_progress *progress_line(const struct cmd_opts *co)
+{
+	struct ids_progress *p = NULL;
+	bool on =
+	    co->progress > 0 || (co->progress == 0 && co->format != IDS_FMT_JSON && isatty(STDERR_FILENO));
+	if (!on || ids_log_stderr_is_journal() || ids_progress_new(STDERR_FILENO, &p) < 0)
+		return NULL;
+	return p;
+}
+
 static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 {
 	struct ids_config *cfg = NULL;
@@ -259,7 +281,10 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	struct ids_sync_opts o = {.dry_run = plan || co->dry_run,
 				  .allow_mass = co->allow_mass,
 				  .print_plan = plan || co->dry_run,
-				  .format = co->format};
+				  .format = co->format,
+				  .progress = ids_progress_tick,
+				  .prog = progress_line(co)};
+	o.ud = o.prog;
 	int code = IDS_EXIT_OK;
 	bool first = true;
 	if (co->format == IDS_FMT_JSON)
@@ -303,6 +328,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	}
 	if (co->format == IDS_FMT_JSON)
 		fputs("]\n", stdout);
+	ids_progress_free(o.prog);
 	ids_store_close(st);
 	ids_config_free(cfg);
 	return code;
@@ -529,11 +555,11 @@ int main(int argc, char **argv)
 	int r;
 
 	if (strcmp(cmd, "sync") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "CnMf", &co);
+		r = parse_cmd_opts(cargc, cargv, cmd, "CnMfpP", &co);
 		if (!r)
 			r = cmd_sync(path, &co, false);
 	} else if (strcmp(cmd, "plan") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "Cf", &co);
+		r = parse_cmd_opts(cargc, cargv, cmd, "CfpP", &co);
 		if (!r)
 			r = cmd_sync(path, &co, true);
 	} else if (strcmp(cmd, "check-config") == 0) {

@@ -123,6 +123,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
 	int64_t mark = ids_mono_usec();
+	ids_progress_phase(o->prog, IDS_PHASE_DIFF);
 	int r = ids_diff(snap, des, cur, dopt, &plan);
 	res->t.diff = lap(&mark);
 	if (r < 0) {
@@ -155,6 +156,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	}
 
 	struct ids_run run = {conn, started, "ok", &plan->counts, NULL};
+	ids_progress_phase(o->prog, IDS_PHASE_APPLYING);
 	r = ids_store_apply(st, company_id, idp, plan, &run, &res->run_id, &e);
 	res->t.apply = lap(&mark);
 	res->peak_rss_kib = peak_rss_kib();
@@ -278,10 +280,12 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		goto db_failed;
 	}
 	int64_t mark = ids_mono_usec();
+	ids_progress_start(o->prog, conn, snap);
 	r = ops->pull(cc, &ctx, snap, &e);
 	res->t.fetch = lap(&mark);
 	if (r < 0)
 		goto pull_failed;
+	ids_progress_phase(o->prog, IDS_PHASE_RESOLVING);
 	r = ids_snapshot_finish(snap);
 	res->t.resolve = lap(&mark);
 	if (r < 0) {
@@ -294,6 +298,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", snap->nusers,
 		snap->ngroups, snap->pages, snap->unresolved_members);
 
+	ids_progress_phase(o->prog, IDS_PHASE_RULES);
 	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
 	ids_snapshot_drop_groups(snap); /* read by the rules only: room for the diff */
 	res->t.rules = lap(&mark);
@@ -305,6 +310,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 		ids_error_set(&e, r, "rules: %s", ids_strerror(r));
 		goto pull_failed;
 	}
+	ids_progress_phase(o->prog, IDS_PHASE_LOADING);
 	r = ids_store_load_finish(loader, &cur, &res->t.load, &e);
 	loader = NULL;
 	lap(&mark); /* the load's own time is t.load; what is left of it here is hidden */
@@ -339,6 +345,7 @@ db_failed:
 		record_run(st, conn, started, "failed", NULL, res->error, res);
 
 out:
+	ids_progress_end(o->prog);
 	ids_store_load_abandon(loader);
 	if (locked) {
 		struct ids_error ue = {0};

@@ -7,6 +7,9 @@
 #include "ids/config.h"
 
 void ids_log_setup(enum ids_log_level level, enum ids_log_target target);
+/* Whether stderr is the journal stream systemd connected (JOURNAL_STREAM
+ * names it): no terminal progress line goes there. */
+bool ids_log_stderr_is_journal(void);
 /* connector and user may be NULL. run_id 0 = none. */
 void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -10,6 +10,7 @@
 
 #include "ids/config.h"
 #include "ids/plan.h"
+#include "ids/progress.h"
 #include "ids/store.h"
 #include "ids/util.h"
 
@@ -36,6 +37,8 @@ struct ids_sync_opts {
 	/* Called between pages and batches (watchdog); < 0 cancels the run. */
 	int (*progress)(void *ud);
 	void *ud;
+	/* borrowed, may be NULL: told the run's phases (progress.h) */
+	struct ids_progress *prog;
 };
 
 /* What one connector run did. */
