@@ -35,6 +35,10 @@ static const char usage_text[] =
     "Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
     "3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
 
+/* Where a usage error sends the user: the command's own help once the
+ * command is known, which is shorter and names only its options. */
+static const char *help_hint = "idsyncd --help";
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
@@ -42,7 +46,7 @@ static int usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	fprintf(stderr, "idsyncd: ");
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nTry 'idsyncd --help'.\n");
+	fprintf(stderr, "\nTry '%s'.\n", help_hint);
 	va_end(ap);
 	return IDS_EXIT_USAGE;
 }
@@ -61,52 +65,141 @@ static int load_config(const char *path, struct ids_config **ret)
 	return 0;
 }
 
-/* Connects and brings the schema up to date (migrate: auto) or checks it. */
-static int open_store(const struct ids_config *cfg, bool migrate, struct ids_store **ret)
+/* What a command needs of the schema when it opens the store. */
+enum schema_need {
+	SCHEMA_ANY,	 /* migrate: it is the one that makes the schema */
+	SCHEMA_UPDATED,	 /* sync, retire: brought up to date (migrate: auto) or checked */
+	SCHEMA_READ,	 /* plan, dry-run: must be current, and is never written */
+	SCHEMA_EXISTING, /* status: any version that has the tables */
+};
+
+/* Exit code for a failure to open the store: a bad conninfo or a schema
+ * that needs `idsyncd migrate` is for a person to fix, not to retry, so
+ * it is a configuration error for the read-only commands. */
+static int store_exit(int r, enum schema_need need)
+{
+	if (r == IDS_E_CONFIG || (r == IDS_E_SCHEMA && need >= SCHEMA_READ))
+		return IDS_EXIT_CONFIG;
+	return IDS_EXIT_FAILED;
+}
+
+/* Connects and makes sure the schema is what the command needs.  Only
+ * SCHEMA_ANY and SCHEMA_UPDATED may write (create or migrate the
+ * schema): plan and status leave an unmigrated database untouched and
+ * say how to create the schema instead of failing on a missing table. */
+static int open_store(const struct ids_config *cfg, enum schema_need need, struct ids_store **ret)
 {
 	struct ids_error e = {0};
+	int version = 0;
 	int r = ids_store_open(cfg, ret, &e);
-	if (r >= 0 && migrate)
+	if (r >= 0 && need == SCHEMA_UPDATED)
 		r = ids_store_migrate(*ret, cfg->database.migrate_auto, NULL, NULL, &e);
+	else if (r >= 0 && need == SCHEMA_READ)
+		r = ids_store_migrate(*ret, false, NULL, NULL, &e);
+	else if (r >= 0 && need == SCHEMA_EXISTING && (r = ids_store_version(*ret, &version, &e)) >= 0 &&
+		 version == 0)
+		r = ids_error_set(&e, IDS_E_SCHEMA,
+				  "database schema %s has not been created: run `idsyncd migrate`",
+				  cfg->database.schema);
 	if (r < 0) {
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s", ids_error_text(&e));
 		ids_error_clear(&e);
 		ids_store_close(*ret);
 		*ret = NULL;
-		return IDS_EXIT_FAILED;
+		return store_exit(r, need);
 	}
 	return 0;
 }
 
 struct cmd_opts {
+	const char *config; /* -c after the command; NULL: the global one */
 	struct ids_strv connectors;
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
 	const char *positional;
 };
 
-/* Options after the command.  `allowed` lists the long options this
- * command takes, as a string of their short letters. */
-static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *allowed, struct cmd_opts *co)
+/* One command: its name, the long options it takes (as the short letters
+ * of longopts below) and its usage line, which `COMMAND --help` prints
+ * alone so that a user sees only what applies. */
+struct command {
+	const char *name;
+	const char *allowed;
+	const char *usage;
+};
+
+static const struct command commands[] = {
+    {"run", "", "idsyncd [-c FILE] run\n  the daemon, in the foreground (systemd Type=notify)\n"},
+    {"sync", "CnMf",
+     "idsyncd [-c FILE] sync [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
+     "                       [--format text|json]\n"
+     "  pull every (or each named) connector and apply its plan\n"},
+    {"plan", "Cf",
+     "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json]\n"
+     "  print what sync would change; writes nothing (the schema must exist: idsyncd migrate)\n"},
+    {"check-config", "",
+     "idsyncd [-c FILE] check-config\n  validate the configuration and its secret files\n"},
+    {"migrate", "", "idsyncd [-c FILE] migrate\n  create the database schema or bring it up to date\n"},
+    {"status", "f",
+     "idsyncd [-c FILE] status [--format text|json]\n  the last run of each connector, from sync_run\n"},
+    {"retire", "M",
+     "idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
+     "  deactivate the users of a connector removed from the configuration\n"},
+};
+
+static const struct command *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* What a missing argument should have been, for the message. */
+static const char *missing_what(int opt)
+{
+	switch (opt) {
+	case 'C': return "--connector needs a connector name";
+	case 'f': return "--format needs text or json";
+	default: return "-c/--config needs a file name";
+	}
+}
+
+/* Options after the command.  Global options are accepted here too
+ * (`idsyncd status -c x.yaml`) because users type them where they
+ * think of them.  The leading ':' of the option string makes getopt
+ * tell a missing argument (':') from an unknown option ('?'). */
+static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, struct cmd_opts *co)
 {
 	static const struct option longopts[] = {
 	    {"connector", required_argument, NULL, 'C'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {"allow-mass-deactivation", no_argument, NULL, 'M'},
 	    {"format", required_argument, NULL, 'f'},
+	    {"config", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	int c;
+	int c, idx = -1;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	while ((idx = -1, c = getopt_long(argc, argv, "+:hc:", longopts, &idx)) != -1) {
 		if (c == 'h') {
-			fputs(usage_text, stdout);
+			printf("Usage: %s", cmd->usage);
 			exit(0);
 		}
-		if (c == '?' || !strchr(allowed, c))
-			return usage_error("unknown option for this command: %s", argv[optind - 1]);
+		if (c == ':')
+			return usage_error("%s: %s", cmd->name, missing_what(optopt));
+		if (c == 'c') {
+			co->config = optarg;
+			continue;
+		}
+		/* a known option of another command may have taken its argument
+		 * already: name the option, not argv[optind - 1] */
+		if (c != '?' && !strchr(cmd->allowed, c))
+			return usage_error("unknown option for %s: --%s", cmd->name, longopts[idx].name);
+		if (c == '?')
+			return usage_error("unknown option for %s: %s", cmd->name, argv[optind - 1]);
 		switch (c) {
 		case 'C':
 			if (ids_strv_push(&co->connectors, optarg) < 0)
@@ -124,9 +217,9 @@ static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *al
 			break;
 		}
 	}
-	if (strcmp(cmd, "retire") == 0) {
+	if (strcmp(cmd->name, "retire") == 0) {
 		if (optind != argc - 1)
-			return usage_error("%s: expected exactly one connector name", cmd);
+			return usage_error("%s: expected exactly one connector name", cmd->name);
 		co->positional = argv[optind];
 	} else if (optind != argc) {
 		return usage_error("unexpected argument: %s", argv[optind]);
@@ -164,7 +257,11 @@ static int cmd_check_config(const char *path)
 	 * reachable does not make the configuration invalid. */
 	struct ids_store *st = NULL;
 	struct ids_error e = {0};
-	if (ids_store_open(cfg, &st, &e) >= 0) {
+	int version = 0;
+	if (ids_store_open(cfg, &st, &e) >= 0 && ids_store_version(st, &version, &e) >= 0 && !version) {
+		printf("database: schema %s not created yet (`idsyncd migrate` creates it)\n",
+		       cfg->database.schema);
+	} else if (st && !e.msg) {
 		struct ids_strv names = {0};
 		struct ids_orphan *o = NULL;
 		size_t n = 0;
@@ -196,7 +293,7 @@ static int cmd_migrate(const char *path)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
-	r = open_store(cfg, false, &st);
+	r = open_store(cfg, SCHEMA_ANY, &st);
 	if (!r && ids_store_migrate(st, true, &from, &to, &e) < 0) {
 		fprintf(stderr, "idsyncd: migrate: %s\n", ids_error_text(&e));
 		r = IDS_EXIT_FAILED;
@@ -251,7 +348,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 			ids_config_free(cfg);
 			return IDS_EXIT_USAGE;
 		}
-	r = open_store(cfg, true, &st);
+	r = open_store(cfg, plan || co->dry_run ? SCHEMA_READ : SCHEMA_UPDATED, &st);
 	if (r) {
 		ids_config_free(cfg);
 		return r;
@@ -343,7 +440,7 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
-	r = open_store(cfg, false, &st);
+	r = open_store(cfg, SCHEMA_EXISTING, &st);
 	if (r)
 		goto out;
 	for (size_t i = 0; i < cfg->nconnectors; i++)
@@ -471,7 +568,7 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 		ids_config_free(cfg);
 		return IDS_EXIT_USAGE;
 	}
-	r = open_store(cfg, true, &st);
+	r = open_store(cfg, SCHEMA_UPDATED, &st);
 	if (!r) {
 		struct ids_sync_opts o = {.allow_mass = co->allow_mass, .print_plan = true};
 		struct ids_buf out = {0};
@@ -502,6 +599,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ids_log_setup(IDS_LOG_INFO, IDS_LOGT_AUTO);
 
+	/* Global options before the command are parsed by hand: getopt would
+	 * permute or stop at the command, and the command's own options are
+	 * parsed afterwards with its own table. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--version") == 0) {
@@ -522,43 +622,34 @@ int main(int argc, char **argv)
 	}
 	if (i == argc)
 		return usage_error("%s", "no command given");
-	const char *cmd = argv[i];
-	int cargc = argc - i;
-	char **cargv = argv + i;
+	const struct command *cmd = command_find(argv[i]);
+	if (!cmd)
+		return usage_error("unknown command: %s", argv[i]);
+	char hint[64];
+	snprintf(hint, sizeof(hint), "idsyncd %s --help", cmd->name);
+	help_hint = hint;
 	struct cmd_opts co = {0};
-	int r;
-
-	if (strcmp(cmd, "sync") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "CnMf", &co);
-		if (!r)
-			r = cmd_sync(path, &co, false);
-	} else if (strcmp(cmd, "plan") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "Cf", &co);
-		if (!r)
-			r = cmd_sync(path, &co, true);
-	} else if (strcmp(cmd, "check-config") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = cmd_check_config(path);
-	} else if (strcmp(cmd, "migrate") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = cmd_migrate(path);
-	} else if (strcmp(cmd, "status") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "f", &co);
-		if (!r)
-			r = cmd_status(path, &co);
-	} else if (strcmp(cmd, "retire") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "M", &co);
-		if (!r)
-			r = cmd_retire(path, &co);
-	} else if (strcmp(cmd, "run") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = ids_daemon_run(path);
-	} else {
-		r = usage_error("unknown command: %s", cmd);
+	int r = parse_cmd_opts(argc - i, argv + i, cmd, &co);
+	if (co.config)
+		path = co.config;
+	if (r) {
+		ids_strv_free(&co.connectors);
+		return r;
 	}
+	if (strcmp(cmd->name, "sync") == 0)
+		r = cmd_sync(path, &co, false);
+	else if (strcmp(cmd->name, "plan") == 0)
+		r = cmd_sync(path, &co, true);
+	else if (strcmp(cmd->name, "check-config") == 0)
+		r = cmd_check_config(path);
+	else if (strcmp(cmd->name, "migrate") == 0)
+		r = cmd_migrate(path);
+	else if (strcmp(cmd->name, "status") == 0)
+		r = cmd_status(path, &co);
+	else if (strcmp(cmd->name, "retire") == 0)
+		r = cmd_retire(path, &co);
+	else
+		r = ids_daemon_run(path);
 	ids_strv_free(&co.connectors);
 	return r;
 }

@@ -153,49 +153,57 @@ static bool conninfo_has(const PQconninfoOption *opts, const char *keyword)
 	return false;
 }
 
-/* Makes sure the schema exists, puts it alone on the search path and sets
- * a lock timeout unless the conninfo's options chose one.  The
- * existence check comes first so that a role without CREATE on the
- * database can use a schema an administrator made for it. */
+/* Puts the schema alone on the search path and sets a lock timeout
+ * unless the conninfo's options chose one.  Writes nothing: opening the
+ * store is also how the read-only commands (plan, status, check-config)
+ * start, and they must leave an unmigrated database as they found it.
+ * A schema that does not exist yet is fine on the search path (lookups
+ * find nothing); ids_store_migrate creates it. */
 static int session_setup(struct ids_store *st, const char *schema, struct ids_error *err)
 {
-	PGresult *res = NULL;
-	char *quoted = NULL;
-	int r;
-	const char *p1[] = {schema};
-
-	quoted = PQescapeIdentifier(st->conn, schema, strlen(schema));
-	if (!quoted) {
-		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema,
-				  PQerrorMessage(st->conn));
-		goto out;
-	}
-	r = ids_store_exec(st, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, p1,
-			   PGRES_TUPLES_OK, &res, "looking up the schema", err);
-	if (r < 0)
-		goto out;
-	if (PQntuples(res) == 0) {
-		struct ids_buf sql = {0};
-		/* DDL takes no parameters: the identifier is quoted instead */
-		r = ids_buf_printf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", quoted);
-		if (r >= 0)
-			r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema",
-					   err);
-		ids_buf_free(&sql);
-		if (r < 0)
-			goto out;
-	}
+	char *quoted = PQescapeIdentifier(st->conn, schema, strlen(schema));
+	if (!quoted)
+		return ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema,
+				     PQerrorMessage(st->conn));
 	/* A row lock held by a stuck platform transaction (or a migration
 	 * waiting for another) fails the run after a while instead of
 	 * blocking the daemon: the next tick tries again. */
 	const char *p2[] = {quoted, LOCK_TIMEOUT};
-	r = ids_store_exec(
+	int r = ids_store_exec(
 	    st,
 	    "SELECT pg_catalog.set_config('search_path', $1, false),"
 	    " pg_catalog.set_config('lock_timeout', CASE pg_catalog.current_setting('lock_timeout')"
 	    " WHEN '0' THEN $2 ELSE pg_catalog.current_setting('lock_timeout') END, false)",
 	    2, p2, PGRES_TUPLES_OK, NULL, "setting search_path", err);
+	PQfreemem(quoted);
+	return r;
+}
+
+/* Creates the schema when it is missing.  The existence check comes
+ * first so that a role without CREATE on the database can use a schema
+ * an administrator made for it. */
+static int create_schema(struct ids_store *st, struct ids_error *err)
+{
+	PGresult *res = NULL;
+	char *quoted = NULL;
+	struct ids_buf sql = {0};
+	const char *p1[] = {st->schema};
+	int r = ids_store_exec(st, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, p1,
+			       PGRES_TUPLES_OK, &res, "looking up the schema", err);
+	if (r < 0 || PQntuples(res) > 0)
+		goto out;
+	quoted = PQescapeIdentifier(st->conn, st->schema, strlen(st->schema));
+	if (!quoted) {
+		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", st->schema,
+				  PQerrorMessage(st->conn));
+		goto out;
+	}
+	/* DDL takes no parameters: the identifier is quoted instead */
+	r = ids_buf_printf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", quoted);
+	if (r >= 0)
+		r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema", err);
 out:
+	ids_buf_free(&sql);
 	PQfreemem(quoted);
 	PQclear(res);
 	return r;
@@ -303,9 +311,7 @@ int ids_store_binary_version(void)
 	return v;
 }
 
-/* The schema's version: the highest recorded migration, 0 for an empty
- * schema (no schema_migrations table yet). */
-static int db_version(struct ids_store *st, int *ret, struct ids_error *err)
+int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err)
 {
 	PGresult *res = NULL;
 	int64_t v = 0;
@@ -375,7 +381,7 @@ static int apply_migration(struct ids_store *st, const struct ids_migration *m, 
 	if (r < 0)
 		goto out;
 	/* Another instance may have migrated while we waited. */
-	r = db_version(st, &now, err);
+	r = ids_store_version(st, &now, err);
 	if (r < 0)
 		goto out;
 	if (now > ids_store_binary_version()) {
@@ -417,11 +423,17 @@ int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_
 	int from = 0, cur, r;
 	int know = ids_store_binary_version();
 
-	r = db_version(st, &from, err);
+	r = apply ? create_schema(st, err) : 0;
+	if (r >= 0)
+		r = ids_store_version(st, &from, err);
 	if (r < 0)
 		return r;
 	if (from > know)
 		return too_new(from, know, err);
+	if (from == 0 && !apply)
+		return ids_error_set(err, IDS_E_SCHEMA,
+				     "database schema %s has not been created: run `idsyncd migrate`",
+				     st->schema);
 	if (from < know && !apply)
 		return ids_error_set(
 		    err, IDS_E_SCHEMA,

@@ -20,14 +20,20 @@
 struct ids_store;
 
 /* Connects with cfg->database (conninfo, password, schema) and sets the
- * search path to the schema (creating the schema if missing).  *ret new. */
+ * search path to the schema.  Writes nothing (the schema is created by
+ * ids_store_migrate).  *ret new. */
 int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err);
 void ids_store_close(struct ids_store *st); /* accepts NULL */
 
+/* The schema's version: the highest recorded migration, 0 when the
+ * schema or its schema_migrations table does not exist.  Reads only. */
+int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err);
+
 /* The highest migration this binary knows. */
 int ids_store_binary_version(void);
-/* Brings the schema up to date (apply) or checks it is (!apply: an old
- * schema is IDS_E_SCHEMA).  A database newer than the binary is always
+/* Brings the schema up to date, creating it when missing (apply), or
+ * checks it is (!apply: a missing or old schema is IDS_E_SCHEMA and
+ * nothing is written).  A database newer than the binary is always
  * IDS_E_SCHEMA.  Each migration in its own transaction.  ret_from/ret_to
  * (may be NULL) get the versions before and after. */
 int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_to, struct ids_error *err);
