@@ -422,7 +422,10 @@ static void string_relative_to_cwd(void **state)
 
 static void example(void **state)
 {
-	static const char *const creds[] = {"db-password", "ldap-password", "entra-secret", "google-sa.json"};
+	/* the names systemd gives the files of the unit's credentials
+	 * directory (LoadCredential=idsyncd:DIR): idsyncd_FILE */
+	static const char *const creds[] = {"idsyncd_db-password", "idsyncd_ldap-password",
+					    "idsyncd_entra-secret", "idsyncd_google-sa.json"};
 	char dir[64], path[256];
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/ids-config-creds-XXXXXX");
@@ -436,21 +439,21 @@ static void example(void **state)
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
 	struct ids_config *cfg = load_ok("../../config/example.yaml");
 
-	assert_string_equal(cfg->database.password, "secret-of-db-password");
+	assert_string_equal(cfg->database.password, "secret-of-idsyncd_db-password");
 	assert_int_equal(cfg->nconnectors, 3);
 	const struct ids_connector_cfg *ad = ids_config_connector(cfg, "corp-ad");
 	assert_non_null(ad);
 	assert_int_equal(ad->type, IDS_CONN_LDAP);
 	assert_int_equal(ad->ldap.flavor, IDS_LDAP_AD);
 	assert_int_equal(ad->ldap.uri.n, 2);
-	assert_string_equal(ad->ldap.bind_password, "secret-of-ldap-password");
+	assert_string_equal(ad->ldap.bind_password, "secret-of-idsyncd_ldap-password");
 	assert_true(ad->adopt_by_email);
 	const struct ids_connector_cfg *en = ids_config_connector(cfg, "entra");
 	assert_non_null(en);
-	assert_string_equal(en->entra.client_secret, "secret-of-entra-secret");
+	assert_string_equal(en->entra.client_secret, "secret-of-idsyncd_entra-secret");
 	const struct ids_connector_cfg *gw = ids_config_connector(cfg, "gws");
 	assert_non_null(gw);
-	snprintf(path, sizeof(path), "%s/google-sa.json", dir);
+	snprintf(path, sizeof(path), "%s/idsyncd_google-sa.json", dir);
 	assert_string_equal(gw->google.service_account_file, path);
 	assert_int_equal(cfg->nrules, 4);
 	assert_string_equal(cfg->rules[1].member_of_regex, "^CC-([a-z]+)-([a-z]+)-Operators$");
