@@ -418,6 +418,29 @@ static void string_relative_to_cwd(void **state)
 	ids_error_clear(&e);
 }
 
+/* The Perl-class refusal (test_config_errors' rule_regex_perl_*) must not
+ * catch an escaped backslash followed by a letter: "\\d" is a backslash
+ * and a d, in POSIX as in Perl, and so is [\\d] in a bracket. */
+static void regex_escaped_backslash(void **state)
+{
+	static const char yaml[] =
+	    "database:\n  conninfo: x\n"
+	    "connectors:\n  - name: c\n    type: ldap\n    uri: ldaps://h\n"
+	    "    users: { base: \"dc=x\" }\n"
+	    "rules:\n  - name: a\n    match:\n      member_of_regex: \"^a\\\\\\\\d[\\\\\\\\w]$\"\n"
+	    "    company_admin: true\n";
+	struct ids_config *cfg = NULL;
+	struct ids_error e = {0};
+	(void)state;
+	assert_int_equal(ids_config_load_string("s.yaml", yaml, sizeof(yaml) - 1, &cfg, &e), 0);
+	assert_string_equal(cfg->rules[0].member_of_regex, "^a\\\\d[\\\\w]$");
+	assert_true(matches(&cfg->rules[0].group_re, "a\\dw"));
+	assert_true(matches(&cfg->rules[0].group_re, "a\\d\\"));
+	assert_false(matches(&cfg->rules[0].group_re, "a1w"));
+	ids_config_free(cfg);
+	ids_error_clear(&e);
+}
+
 /* ---- the shipped example ---- */
 
 static void example(void **state)
@@ -544,6 +567,7 @@ int main(void)
 	    cmocka_unit_test(sasl_ldapi_and_defaults),
 	    cmocka_unit_test(relative_paths),
 	    cmocka_unit_test(string_relative_to_cwd),
+	    cmocka_unit_test(regex_escaped_backslash),
 	    cmocka_unit_test(example),
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(lookups),
