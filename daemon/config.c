@@ -894,13 +894,16 @@ static const char *const top_keys[] = {"database", "sync",    "log",	    "securi
 /* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind", NULL};
+	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind",
+					   "allow_unverified_database", NULL};
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
 	if (r >= 0)
 		r = rd_bool(c, &m, "allow_readable_secrets", &c->cfg->security.allow_readable_secrets);
 	if (r >= 0)
 		r = rd_bool(c, &m, "allow_plaintext_bind", &c->cfg->security.allow_plaintext_bind);
+	if (r >= 0)
+		r = rd_bool(c, &m, "allow_unverified_database", &c->cfg->security.allow_unverified_database);
 	return r;
 }
 
@@ -937,6 +940,13 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 		r = rd_str(c, &m, "conninfo", NULL, &c->cfg->database.conninfo);
 	if (r >= 0 && !c->cfg->database.conninfo)
 		r = missing(c, &m, "conninfo");
+	/* the store checks the conninfo's TLS (it needs libpq to resolve
+	 * it): its message points here */
+	yaml_node_t *ci = map_get(&m, "conninfo");
+	if (ci) {
+		c->cfg->database.conninfo_line = (int)ci->start_mark.line + 1;
+		c->cfg->database.conninfo_col = (int)ci->start_mark.column + 1;
+	}
 	if (r >= 0)
 		r = rd_file(c, &m, "password_file", FILE_SECRET, &file, &c->cfg->database.password);
 	if (r >= 0)

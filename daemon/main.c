@@ -92,6 +92,8 @@ static int open_store(const struct ids_config *cfg, enum schema_need need, struc
 	struct ids_error e = {0};
 	int version = 0;
 	int r = ids_store_open(cfg, ret, &e);
+	if (r >= 0 && ids_store_warning(*ret))
+		ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s", ids_store_warning(*ret));
 	if (r >= 0 && need == SCHEMA_UPDATED)
 		r = ids_store_migrate(*ret, cfg->database.migrate_auto, NULL, NULL, &e);
 	else if (r >= 0 && need == SCHEMA_READ)
@@ -227,6 +229,47 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	return 0;
 }
 
+/* check-config's database part: the connection's transport security
+ * (an unverified network conninfo is invalid whether or not the server
+ * answers: 78), then the schema and orphaned connectors.  A database
+ * that is not reachable does not make the configuration invalid. */
+static int check_database(const struct ids_config *cfg)
+{
+	struct ids_store *st = NULL;
+	struct ids_error e = {0};
+	int version = 0, code = IDS_EXIT_OK;
+	int r = ids_store_open(cfg, &st, &e);
+	if (r >= 0 && ids_store_warning(st))
+		ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s", ids_store_warning(st));
+	if (r == IDS_E_CONFIG) {
+		fprintf(stderr, "%s\n", ids_error_text(&e));
+		code = IDS_EXIT_CONFIG;
+	} else if (r < 0 || ids_store_version(st, &version, &e) < 0) {
+		printf("database: not checked (%s)\n", ids_error_text(&e));
+	} else if (!version) {
+		printf("database: schema %s not created yet (`idsyncd migrate` creates it)\n",
+		       cfg->database.schema);
+	} else {
+		struct ids_strv names = {0};
+		struct ids_orphan *o = NULL;
+		size_t n = 0;
+		for (size_t i = 0; i < cfg->nconnectors; i++)
+			ids_strv_push(&names, cfg->connectors[i].name);
+		if (ids_store_orphans(st, &names, &o, &n, &e) >= 0)
+			for (size_t i = 0; i < n; i++)
+				printf("orphaned: connector %s is no longer configured but owns %ld users "
+				       "(%ld active); `idsyncd retire %s` deactivates them\n",
+				       o[i].source, o[i].total, o[i].active, o[i].source);
+		else
+			printf("database: not checked (%s)\n", ids_error_text(&e));
+		ids_orphans_free(o, n);
+		ids_strv_free(&names);
+	}
+	ids_error_clear(&e);
+	ids_store_close(st);
+	return code;
+}
+
 static int cmd_check_config(const char *path)
 {
 	struct ids_config *cfg = NULL;
@@ -251,35 +294,11 @@ static int cmd_check_config(const char *path)
 			code = IDS_EXIT_CONFIG;
 		}
 	}
-	printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
-
-	/* Orphaned connectors need the database; a database that is not
-	 * reachable does not make the configuration invalid. */
-	struct ids_store *st = NULL;
-	struct ids_error e = {0};
-	int version = 0;
-	if (ids_store_open(cfg, &st, &e) >= 0 && ids_store_version(st, &version, &e) >= 0 && !version) {
-		printf("database: schema %s not created yet (`idsyncd migrate` creates it)\n",
-		       cfg->database.schema);
-	} else if (st && !e.msg) {
-		struct ids_strv names = {0};
-		struct ids_orphan *o = NULL;
-		size_t n = 0;
-		for (size_t i = 0; i < cfg->nconnectors; i++)
-			ids_strv_push(&names, cfg->connectors[i].name);
-		if (ids_store_orphans(st, &names, &o, &n, &e) >= 0)
-			for (size_t i = 0; i < n; i++)
-				printf("orphaned: connector %s is no longer configured but owns %ld users "
-				       "(%ld active); "
-				       "`idsyncd retire %s` deactivates them\n",
-				       o[i].source, o[i].total, o[i].active, o[i].source);
-		ids_orphans_free(o, n);
-		ids_strv_free(&names);
-	} else {
-		printf("database: not checked (%s)\n", ids_error_text(&e));
-	}
-	ids_error_clear(&e);
-	ids_store_close(st);
+	/* "ok" last, and only when nothing was refused: a script or a
+	 * person reading the last line must not see "ok" after an error */
+	code = ids_exit_worst(code, check_database(cfg));
+	if (code == IDS_EXIT_OK)
+		printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
 	ids_config_free(cfg);
 	return code;
 }

@@ -7,11 +7,13 @@
  * identifier, never pasted into a statement. */
 #include "ids/store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ids/plan.h"
 #include "ids/util.h"
@@ -209,29 +211,157 @@ out:
 	return r;
 }
 
-int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err)
+/* ---------------- transport security (issue 22) ---------------- */
+
+/* true for a literal loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+static bool addr_is_loopback(const char *a)
 {
-	struct ids_store *st = NULL;
-	PQconninfoOption *opts = NULL;
-	char *perr = NULL;
-	int r;
-	const char *conninfo = cfg->database.conninfo ? cfg->database.conninfo : "";
-	const char *schema =
-	    cfg->database.schema && *cfg->database.schema ? cfg->database.schema : DEFAULT_SCHEMA;
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, a, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, a, &v6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+	return false;
+}
 
-	/* Parse once ourselves: a malformed conninfo is a configuration
-	 * error (not worth retrying), and we need to know what it sets. */
-	opts = PQconninfoParse(conninfo, &perr);
-	if (!opts) {
-		r = perr
-			? ids_error_set(err, IDS_E_CONFIG, "database.conninfo: %.*s", trimmed_len(perr), perr)
-			: ids_error_set(err, -ENOMEM, "database.conninfo: out of memory");
-		goto out;
+/* Whether one host entry of libpq names a server across the network.
+ * Decided on the text, never by resolving: a name's addresses are what
+ * DNS (or whoever answers for it) says at connect time.  The host, when
+ * given, decides: a path ("/", or "@" for an abstract socket) is a unix
+ * socket, "localhost" (RFC 6761) and loopback addresses stay on this
+ * machine, and any other name is a claim about the server's identity
+ * that only verify-full checks — also with a loopback hostaddr, which is
+ * how a local forwarder (stunnel, an SSH or TCP proxy) to a remote
+ * server looks.  Without a host, hostaddr decides; with neither, libpq
+ * uses its default socket. */
+static bool host_is_network(const char *host, size_t hlen, const char *addr, size_t alen)
+{
+	char buf[256];
+	const char *v = hlen ? host : addr;
+	size_t n = hlen ? hlen : alen;
+	if (!n || v[0] == '/' || v[0] == '@')
+		return false;
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, v);
+	if (strcmp(buf, "localhost") == 0)
+		return false;
+	return !addr_is_loopback(buf);
+}
+
+/* The i-th comma-separated element of list (NULL: empty), as a span. */
+static size_t list_elem(const char *list, size_t i, const char **ret)
+{
+	const char *p = list ? list : "";
+	for (; i > 0 && *p; i--) {
+		p = strchr(p, ',');
+		p = p ? p + 1 : "";
 	}
+	*ret = p;
+	return strcspn(p, ",");
+}
 
-	/* Later keywords override what the expanded conninfo (first) says;
-	 * the application name is only a fallback so that the operator can
-	 * still choose one. */
+/* The first host entry that goes over the network, copied into buf, or
+ * false when every entry is a socket or loopback.  host and hostaddr are
+ * parallel lists (libpq refuses lists of different lengths). */
+static bool network_host(const char *host, const char *addr, char *buf, size_t n)
+{
+	size_t count = 1;
+	for (const char *l = host && *host ? host : addr; l && *l; l++)
+		count += *l == ',';
+	for (size_t i = 0; i < count; i++) {
+		const char *h, *a;
+		size_t hl = list_elem(host, i, &h), al = list_elem(addr, i, &a);
+		if (host_is_network(h, hl, a, al)) {
+			snprintf(buf, n, "%.*s", (int)(hl ? hl : al), hl ? h : a);
+			return true;
+		}
+	}
+	return false;
+}
+
+static const char *opt_val(const PQconninfoOption *o, const char *kw)
+{
+	for (; o && o->keyword; o++)
+		if (strcmp(o->keyword, kw) == 0)
+			return o->val;
+	return NULL;
+}
+
+/* A client key is a secret like every other: refused when group or
+ * others may read it (unless security.allow_readable_secrets), checked
+ * here so that check-config finds it without connecting. */
+static int check_client_key(const struct ids_config *cfg, const char *key, struct ids_error *err)
+{
+	struct stat st;
+	if (stat(key, &st) < 0)
+		return ids_error_set(err, IDS_E_CONFIG, "database.conninfo: sslkey %s: cannot open: %s", key,
+				     strerror(errno));
+	if ((st.st_mode & 077) && !cfg->security.allow_readable_secrets)
+		return ids_error_set(err, IDS_E_CONFIG,
+				     "database.conninfo: sslkey %s is readable by group or others (chmod 600 "
+				     "it, or set security.allow_readable_secrets: true)",
+				     key);
+	return 0;
+}
+
+/* Refuses a connection that crosses the network without verifying the
+ * server (issue 22): the database receives every grant.  The options
+ * are read as libpq resolves them — conninfo, then PGHOST/PGSSLMODE/...,
+ * service files, compiled-in defaults — from PQconninfo() on a
+ * connection that PQconnectStartParams() only began (a name lookup and
+ * at most a TCP SYN: no byte reaches the server, no credential leaves),
+ * then dropped.  *ret_warning (new, may stay NULL) is set when
+ * security.allow_unverified_database let an unverified one through. */
+static int check_transport(const struct ids_config *cfg, const char *const *kw, const char *const *val,
+			   char **ret_warning, struct ids_error *err)
+{
+	PGconn *probe = PQconnectStartParams(kw, val, 1);
+	PQconninfoOption *o = probe ? PQconninfo(probe) : NULL;
+	char where[160], host[256];
+	int r = 0;
+	if (!o) {
+		PQfinish(probe);
+		return -ENOMEM;
+	}
+	const char *mode = opt_val(o, "sslmode"), *key = opt_val(o, "sslkey");
+	if (cfg->database.conninfo_line)
+		snprintf(where, sizeof(where), "%s:%d:%d: ", cfg->path ? cfg->path : "",
+			 cfg->database.conninfo_line, cfg->database.conninfo_col);
+	else
+		where[0] = '\0';
+	if (network_host(opt_val(o, "host"), opt_val(o, "hostaddr"), host, sizeof(host)) &&
+	    (!mode || strcmp(mode, "verify-full") != 0)) {
+		if (!cfg->security.allow_unverified_database)
+			r = ids_error_set(
+			    err, IDS_E_CONFIG,
+			    "%sdatabase.conninfo: %s is reached over the network with sslmode=%s, "
+			    "which does not verify the server: add sslmode=verify-full "
+			    "sslrootcert=FILE (the CA of the server's certificate), or set "
+			    "security.allow_unverified_database: true",
+			    where, host, mode ? mode : "prefer");
+		else if (asprintf(ret_warning,
+				  "database %s is reached over the network with sslmode=%s: the server is "
+				  "not verified (security.allow_unverified_database: true)",
+				  host, mode ? mode : "prefer") < 0) {
+			*ret_warning = NULL;
+			r = -ENOMEM;
+		}
+	}
+	if (r >= 0 && key && *key)
+		r = check_client_key(cfg, key, err);
+	PQconninfoFree(o);
+	PQfinish(probe);
+	return r;
+}
+
+/* The connection's keywords: the operator's conninfo first (expanded as
+ * dbname), then what it leaves unset.  Later keywords override what the
+ * expanded conninfo says; the application name is only a fallback so
+ * that the operator can still choose one.  kw/val (NULL-terminated)
+ * borrow from cfg and conninfo. */
+static void conn_params(const struct ids_config *cfg, const char *conninfo, const PQconninfoOption *opts,
+			const char *kw[16], const char *val[16])
+{
 	/* A server that dies or a network that drops packets must not
 	 * hang a blocking libpq call forever: TCP keepalives notice a dead
 	 * peer within about a minute, tcp_user_timeout unacknowledged
@@ -240,7 +370,6 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 	    {"connect_timeout", CONNECT_TIMEOUT}, {"keepalives", "1"},	     {"keepalives_idle", "30"},
 	    {"keepalives_interval", "10"},	  {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
 	};
-	const char *kw[16], *val[16];
 	int n = 0;
 	kw[n] = "dbname", val[n++] = conninfo;
 	kw[n] = "fallback_application_name", val[n++] = "idsyncd";
@@ -251,7 +380,50 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 	if (cfg->database.password)
 		kw[n] = "password", val[n++] = cfg->database.password;
 	kw[n] = NULL, val[n] = NULL;
+}
 
+/* Connects with the parameters; a failure is IDS_E_AUTH (retrying fast
+ * will not help), IDS_E_TLS (the server's certificate was refused: a
+ * configuration matter too) or IDS_E_CONNECT. */
+static int connect_db(struct ids_store *st, const char *const *kw, const char *const *val,
+		      struct ids_error *err)
+{
+	st->conn = PQconnectdbParams(kw, val, 1);
+	if (!st->conn)
+		return -ENOMEM;
+	PQsetNoticeReceiver(st->conn, ignore_notice, NULL);
+	if (PQstatus(st->conn) == CONNECTION_OK)
+		return 0;
+	const char *m = PQerrorMessage(st->conn);
+	int code = IDS_E_CONNECT;
+	if (PQconnectionNeedsPassword(st->conn) || strstr(m, "password authentication failed"))
+		code = IDS_E_AUTH;
+	else if (strstr(m, "certificate") || strstr(m, "SSL error"))
+		code = IDS_E_TLS;
+	return ids_error_set(err, code, "connecting to PostgreSQL: %.*s", trimmed_len(m), m);
+}
+
+int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err)
+{
+	struct ids_store *st = NULL;
+	PQconninfoOption *opts = NULL;
+	char *perr = NULL;
+	int r;
+	const char *conninfo = cfg->database.conninfo ? cfg->database.conninfo : "";
+	const char *schema =
+	    cfg->database.schema && *cfg->database.schema ? cfg->database.schema : DEFAULT_SCHEMA;
+	const char *kw[16], *val[16];
+
+	/* Parse once ourselves: a malformed conninfo is a configuration
+	 * error (not worth retrying), and we need to know what it sets. */
+	opts = PQconninfoParse(conninfo, &perr);
+	if (!opts) {
+		r = perr
+			? ids_error_set(err, IDS_E_CONFIG, "database.conninfo: %.*s", trimmed_len(perr), perr)
+			: ids_error_set(err, -ENOMEM, "database.conninfo: out of memory");
+		goto out;
+	}
+	conn_params(cfg, conninfo, opts, kw, val);
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = -ENOMEM;
@@ -262,22 +434,11 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 		r = -ENOMEM;
 		goto out;
 	}
-	st->conn = PQconnectdbParams(kw, val, 1);
-	if (!st->conn) {
-		r = -ENOMEM;
-		goto out;
-	}
-	PQsetNoticeReceiver(st->conn, ignore_notice, NULL);
-	if (PQstatus(st->conn) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(st->conn);
-		/* Wrong or missing password: retrying fast will not help. */
-		bool auth = PQconnectionNeedsPassword(st->conn) ||
-			    strstr(m, "password authentication failed") != NULL;
-		r = ids_error_set(err, auth ? IDS_E_AUTH : IDS_E_CONNECT, "connecting to PostgreSQL: %.*s",
-				  trimmed_len(m), m);
-		goto out;
-	}
-	r = session_setup(st, schema, err);
+	r = check_transport(cfg, kw, val, &st->warning, err);
+	if (r >= 0)
+		r = connect_db(st, kw, val, err);
+	if (r >= 0)
+		r = session_setup(st, schema, err);
 	if (r < 0)
 		goto out;
 
@@ -291,12 +452,18 @@ out:
 	return r;
 }
 
+const char *ids_store_warning(const struct ids_store *st)
+{
+	return st ? st->warning : NULL;
+}
+
 void ids_store_close(struct ids_store *st)
 {
 	if (!st)
 		return;
 	PQfinish(st->conn);
 	free(st->schema);
+	free(st->warning);
 	free(st);
 }
 

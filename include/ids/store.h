@@ -21,9 +21,21 @@ struct ids_store;
 
 /* Connects with cfg->database (conninfo, password, schema) and sets the
  * search path to the schema.  Writes nothing (the schema is created by
- * ids_store_migrate).  *ret new. */
+ * ids_store_migrate).  *ret new.
+ *
+ * Before connecting, the conninfo as libpq resolves it (with PGHOST,
+ * service files, ...) is checked: a server reached over the network — a
+ * host name other than localhost, or an address that is not loopback —
+ * needs sslmode=verify-full, else IDS_E_CONFIG naming database.conninfo
+ * (unless cfg->security.allow_unverified_database; then see
+ * ids_store_warning).  A client key (sslkey) readable by group or others
+ * is IDS_E_CONFIG too.  A refused server certificate is IDS_E_TLS. */
 int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err);
 void ids_store_close(struct ids_store *st); /* accepts NULL */
+
+/* The warning the caller must log at every start when the connection is
+ * not verified by the override, NULL when none.  Borrowed (until close). */
+const char *ids_store_warning(const struct ids_store *st);
 
 /* The schema's version: the highest recorded migration, 0 when the
  * schema or its schema_migrations table does not exist.  Reads only. */
