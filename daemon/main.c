@@ -69,7 +69,7 @@ static int load_config(const char *path, struct ids_config **ret)
 enum schema_need {
 	SCHEMA_ANY,	 /* migrate: it is the one that makes the schema */
 	SCHEMA_UPDATED,	 /* sync, retire: brought up to date (migrate: auto) or checked */
-	SCHEMA_READ,	 /* plan, dry-run: must be current, and is never written */
+	SCHEMA_READ,	 /* plan, dry-run: never written; missing: plan against empty */
 	SCHEMA_EXISTING, /* status: any version that has the tables */
 };
 
@@ -81,6 +81,26 @@ static int store_exit(int r, enum schema_need need)
 	if (r == IDS_E_CONFIG || (r == IDS_E_SCHEMA && need >= SCHEMA_READ))
 		return IDS_EXIT_CONFIG;
 	return IDS_EXIT_FAILED;
+}
+
+/* A plan's view of the schema.  Missing (never migrated): the plan is
+ * made against the empty state — what the first sync would create —
+ * with a notice, since plan before the first sync is how a new user
+ * starts (the demo does) and plan may not create the schema.  Older
+ * or newer than this binary: refused, a plan against tables of another
+ * shape would be wrong. */
+static int plan_schema(const struct ids_config *cfg, struct ids_store *st, struct ids_error *e)
+{
+	int version = 0;
+	int r = ids_store_version(st, &version, e);
+	if (r < 0 || version > 0)
+		return r < 0 ? r : ids_store_migrate(st, false, NULL, NULL, e);
+	ids_log(IDS_LOG_WARNING, NULL, 0, NULL,
+		"database schema %s has not been created (`idsyncd migrate` has not run): "
+		"planning against an empty database",
+		cfg->database.schema);
+	ids_store_assume_empty(st);
+	return 0;
 }
 
 /* Connects and makes sure the schema is what the command needs.  Only
@@ -97,7 +117,7 @@ static int open_store(const struct ids_config *cfg, enum schema_need need, struc
 	if (r >= 0 && need == SCHEMA_UPDATED)
 		r = ids_store_migrate(*ret, cfg->database.migrate_auto, NULL, NULL, &e);
 	else if (r >= 0 && need == SCHEMA_READ)
-		r = ids_store_migrate(*ret, false, NULL, NULL, &e);
+		r = plan_schema(cfg, *ret, &e);
 	else if (r >= 0 && need == SCHEMA_EXISTING && (r = ids_store_version(*ret, &version, &e)) >= 0 &&
 		 version == 0)
 		r = ids_error_set(&e, IDS_E_SCHEMA,
@@ -138,7 +158,7 @@ static const struct command commands[] = {
      "  pull every (or each named) connector and apply its plan\n"},
     {"plan", "Cf",
      "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json]\n"
-     "  print what sync would change; writes nothing (the schema must exist: idsyncd migrate)\n"},
+     "  print what sync would change; writes nothing\n"},
     {"check-config", "",
      "idsyncd [-c FILE] check-config\n  validate the configuration and its secret files\n"},
     {"migrate", "", "idsyncd [-c FILE] migrate\n  create the database schema or bring it up to date\n"},

@@ -469,6 +469,11 @@ void ids_store_close(struct ids_store *st)
 
 /* ---------------- migrations ---------------- */
 
+void ids_store_assume_empty(struct ids_store *st)
+{
+	st->absent = true;
+}
+
 int ids_store_binary_version(void)
 {
 	int v = 0;
@@ -681,6 +686,13 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 	int64_t id = 0;
 	const char *p[] = {slug};
 	int r = 0;
+	if (st->absent && create)
+		return ids_error_set(err, IDS_E_SCHEMA, "database schema %s has not been created",
+				     st->schema);
+	if (st->absent) {
+		*ret_id = 0;
+		return 0;
+	}
 	/* Two statements: the SELECT then sees a row that a concurrent
 	 * instance inserted while our INSERT waited on it. */
 	if (create)

@@ -41,6 +41,13 @@ const char *ids_store_warning(const struct ids_store *st);
  * schema or its schema_migrations table does not exist.  Reads only. */
 int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err);
 
+/* For plan (a dry run) on a database whose schema was never created:
+ * from now on ids_store_company finds no company and ids_store_load
+ * returns the empty state, so that the plan shows what the first sync
+ * would create, and nothing — not even the schema — is written.  A
+ * write (ids_store_company with create) is then IDS_E_SCHEMA. */
+void ids_store_assume_empty(struct ids_store *st);
+
 /* The highest migration this binary knows. */
 int ids_store_binary_version(void);
 /* Brings the schema up to date, creating it when missing (apply), or

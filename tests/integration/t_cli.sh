@@ -70,17 +70,21 @@ has "ldap.pw" "$ERR" "error names the secret file"
 chmod 600 "$W/ldap.pw"
 
 # read-only commands on a database that was never migrated write nothing
-# and say how to create the schema (plan refuses: README "Decisions")
+# and say how to create the schema (plan plans against the empty state:
+# README "Decisions")
 schema_count() { q "SELECT count(*) FROM pg_namespace WHERE nspname = 'idsync'"; }
 eq 0 "$(schema_count)" "no schema before the first migrate"
 ids check-config
 hasnt "not checked" "$OUT" "check-config reached the database"
 has "schema idsync not created yet" "$OUT" "check-config says the schema is missing"
 ids plan
-eq 78 "$RC" "plan on an unmigrated database is refused (78)"
-has "has not been created: run \`idsyncd migrate\`" "$ERR" "plan says to run idsyncd migrate"
+eq 0 "$RC" "plan on an unmigrated database plans"
+has "schema idsync has not been created (\`idsyncd migrate\` has not run): planning against an empty database" \
+	"$ERR" "plan says that idsyncd migrate has not run"
+has "summary corp: 2 create, 0 update, 0 deactivate" "$OUT" "against the empty state: every user is a create"
 ids sync --dry-run --format json
-eq 78 "$RC" "sync --dry-run on an unmigrated database is refused (78)"
+eq 0 "$RC" "sync --dry-run on an unmigrated database plans too"
+has "planning against an empty database" "$ERR" "and says so"
 ids status
 eq 78 "$RC" "status on an unmigrated database is a configuration error (78)"
 has "schema idsync has not been created: run \`idsyncd migrate\`" "$ERR" "status says the schema is missing"
