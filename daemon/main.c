@@ -15,8 +15,12 @@
 #include "ids/store.h"
 #include "ids/sync.h"
 
+/* The path the unit's ExecStart= names too: an operator who tries a
+ * command by hand without -c reads the same file as the service. */
 #define DEFAULT_CONFIG "/etc/idsyncd/idsyncd.yaml"
 
+/* The synopsis of service.md, kept in step with it: `--help` is where a
+ * user without the README finds the exit codes a script must handle. */
 static const char usage_text[] =
     "Usage:\n"
     "  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
@@ -51,7 +55,9 @@ static int usage_error(const char *fmt, ...)
 	return IDS_EXIT_USAGE;
 }
 
-/* Loads the config or prints why not. */
+/* Loads the config or prints why not.  The error goes to stderr as it is
+ * (FILE:LINE:COL first, like a compiler's) rather than through the log:
+ * the log's target is itself configured by the file that failed. */
 static int load_config(const char *path, struct ids_config **ret)
 {
 	struct ids_error e = {0};
@@ -138,7 +144,7 @@ struct cmd_opts {
 	struct ids_strv connectors;
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
-	const char *positional;
+	const char *positional; /* retire's NAME: the only command with an operand */
 };
 
 /* One command: its name, the long options it takes (as the short letters
@@ -307,6 +313,8 @@ static int cmd_check_config(const char *path)
 		if (cc->type == IDS_CONN_LDAP)
 			printf(", %s, users under %s", cc->ldap.uri.v[0], cc->ldap.users_base);
 		printf("\n");
+		/* a type this build lacks is refused now, not at run time:
+		 * the daemon would start and fail every run */
 		if (!ids_connector_find(cc->type)) {
 			fprintf(stderr,
 				"%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
@@ -332,6 +340,8 @@ static int cmd_migrate(const char *path)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* migrate applies whatever database.migrate says: `manual` means
+	 * "only when asked", and running this command is asking. */
 	r = open_store(cfg, SCHEMA_ANY, &st);
 	if (!r && ids_store_migrate(st, true, &from, &to, &e) < 0) {
 		fprintf(stderr, "idsyncd: migrate: %s\n", ids_error_text(&e));
@@ -350,7 +360,10 @@ static int cmd_migrate(const char *path)
 
 /* Appends, inside the plan's JSON object (after its own keys, which stay
  * as they are), where a sync's time went and what it wrote:
- * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n. */
+ * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n.
+ * Spliced in here rather than written by core/plan_format.c: the plan's
+ * own bytes must stay identical for identical input (README), and
+ * timings never are. */
 static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res)
 {
 	size_t close = out->len, body = 0;
@@ -380,6 +393,9 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* Every --connector is checked before anything runs: a typo in the
+	 * second name must not let the first run alone.  It is a usage
+	 * error (2), not 78: the command line is wrong, the file is not. */
 	for (size_t i = 0; i < co->connectors.n; i++)
 		if (!ids_config_connector(cfg, co->connectors.v[i])) {
 			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
@@ -392,6 +408,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		ids_config_free(cfg);
 		return r;
 	}
+	/* plan is sync --dry-run with the plan printed (service.md): one
+	 * code path, so that a plan shows exactly what a sync would do */
 	struct ids_sync_opts o = {.dry_run = plan || co->dry_run,
 				  .allow_mass = co->allow_mass,
 				  .print_plan = plan || co->dry_run,
@@ -433,6 +451,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 			fputs(out.p, stdout);
 		}
 		fflush(stdout);
+		/* every connector runs even after one failed (they are
+		 * independent); the worst outcome decides the exit code */
 		code = ids_exit_worst(code, res.exit_code);
 		free(res.error);
 		ids_buf_free(&out);
@@ -444,6 +464,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	return code;
 }
 
+/* UTC, ISO 8601: status lines from hosts in different time zones (or a
+ * daemon and a shell with different TZ) compare and sort as text. */
 static void fmt_time(int64_t usec, char *buf, size_t n)
 {
 	if (!usec) {
@@ -456,7 +478,8 @@ static void fmt_time(int64_t usec, char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The daemon's next expected run of `connector`, NULL when none is known. */
+/* The daemon's next expected run of `connector`, NULL when none is known.
+ * A linear search: a configuration has a handful of connectors. */
 static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row *s, size_t n,
 						  const char *connector)
 {
@@ -479,6 +502,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* status only reads: an unmigrated database is reported (with how
+	 * to create the schema), never created */
 	r = open_store(cfg, SCHEMA_EXISTING, &st);
 	if (r)
 		goto out;
@@ -600,6 +625,9 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* A connector that is still configured would take its users back
+	 * at its next run: retiring it would only cause a wave of
+	 * deactivations and reactivations. */
 	if (ids_config_connector(cfg, co->positional)) {
 		fprintf(stderr,
 			"idsyncd: retire %s: the connector is still configured in %s; remove it first\n",
@@ -661,6 +689,8 @@ int main(int argc, char **argv)
 	}
 	if (i == argc)
 		return usage_error("%s", "no command given");
+	/* Commands are looked up in one table, which also gives each its
+	 * options and its --help text. */
 	const struct command *cmd = command_find(argv[i]);
 	if (!cmd)
 		return usage_error("unknown command: %s", argv[i]);
@@ -669,6 +699,8 @@ int main(int argc, char **argv)
 	help_hint = hint;
 	struct cmd_opts co = {0};
 	int r = parse_cmd_opts(argc - i, argv + i, cmd, &co);
+	/* -c after the command wins over one before it: the later word is
+	 * the one a user just typed (e.g. appended to a recalled line) */
 	if (co.config)
 		path = co.config;
 	if (r) {
