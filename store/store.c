@@ -233,14 +233,17 @@ static bool addr_is_loopback(const char *a)
  * machine, and any other name is a claim about the server's identity
  * that only verify-full checks — also with a loopback hostaddr, which is
  * how a local forwarder (stunnel, an SSH or TCP proxy) to a remote
- * server looks.  Without a host, hostaddr decides; with neither, libpq
- * uses its default socket. */
+ * server looks.  Without a host name (no host, or a socket path, which
+ * libpq ignores when a hostaddr is given), hostaddr decides; with
+ * neither, libpq uses the socket. */
 static bool host_is_network(const char *host, size_t hlen, const char *addr, size_t alen)
 {
 	char buf[256];
-	const char *v = hlen ? host : addr;
-	size_t n = hlen ? hlen : alen;
-	if (!n || v[0] == '/' || v[0] == '@')
+	/* a socket path with a hostaddr: libpq connects to the address */
+	bool path = hlen && (host[0] == '/' || host[0] == '@');
+	const char *v = hlen && !path ? host : addr;
+	size_t n = hlen && !path ? hlen : alen;
+	if (!n)
 		return false;
 	snprintf(buf, sizeof(buf), "%.*s", (int)n, v);
 	if (strcmp(buf, "localhost") == 0)

@@ -87,6 +87,16 @@ cfg "host=/tmp,$NAME hostaddr=,127.0.0.1 $BASE"
 ids check-config
 eq 78 "$RC" "a host list with one network entry is refused"
 
+# the rule on the text of each form (check-config only: 0 when the transport
+# is accepted — reachable or not —, 78 when refused)
+for c in "0 host=::1" "0 host=::ffff:127.0.0.1" "0 host=127.1.2.3" "0 host=@abstract" "0 host=/run/none" \
+	"0 hostaddr=127.0.0.2" "78 host=10.0.0.1" "78 host=fd00::5" "78 hostaddr=192.0.2.10" \
+	"78 host=localhost,192.0.2.10" "78 host=/tmp hostaddr=192.0.2.10" "0 host=10.0.0.1 sslmode=verify-full"; do
+	cfg "${c#* } port=1 dbname=x connect_timeout=1"
+	ids check-config
+	eq "${c%% *}" "$RC" "check-config on ${c#* }"
+done
+
 # --- sockets and loopback need nothing
 cfg "host=$PGHOST $BASE"
 ids migrate
