@@ -894,13 +894,16 @@ static const char *const top_keys[] = {"database", "sync",    "log",	    "securi
 /* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind", NULL};
+	static const char *const keys[] = {"allow_readable_secrets", "allow_plaintext_bind",
+					   "allow_unverified_database", NULL};
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
 	if (r >= 0)
 		r = rd_bool(c, &m, "allow_readable_secrets", &c->cfg->security.allow_readable_secrets);
 	if (r >= 0)
 		r = rd_bool(c, &m, "allow_plaintext_bind", &c->cfg->security.allow_plaintext_bind);
+	if (r >= 0)
+		r = rd_bool(c, &m, "allow_unverified_database", &c->cfg->security.allow_unverified_database);
 	return r;
 }
 
@@ -937,6 +940,13 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 		r = rd_str(c, &m, "conninfo", NULL, &c->cfg->database.conninfo);
 	if (r >= 0 && !c->cfg->database.conninfo)
 		r = missing(c, &m, "conninfo");
+	/* the store checks the conninfo's TLS (it needs libpq to resolve
+	 * it): its message points here */
+	yaml_node_t *ci = map_get(&m, "conninfo");
+	if (ci) {
+		c->cfg->database.conninfo_line = (int)ci->start_mark.line + 1;
+		c->cfg->database.conninfo_col = (int)ci->start_mark.column + 1;
+	}
 	if (r >= 0)
 		r = rd_file(c, &m, "password_file", FILE_SECRET, &file, &c->cfg->database.password);
 	if (r >= 0)
@@ -1504,6 +1514,41 @@ static unsigned long re_quant(struct re_scan *s)
 
 static unsigned long re_branches(struct re_scan *s);
 
+/* Why a Perl-style class escape \c is refused, NULL for any other c.
+ * POSIX ERE has none of them: glibc reads \d as a plain "d" (and knows
+ * \w \s \b only as GNU extensions), inside [...] a backslash is a
+ * backslash, so a rule written in another dialect would silently never
+ * match.  The message gives the POSIX spelling. */
+static const char *re_perl_class(char c, bool in_bracket)
+{
+	static const char *const plain[][2] = {
+	    {"d", "\\d is Perl syntax, not POSIX extended: use [0-9]"},
+	    {"D", "\\D is Perl syntax, not POSIX extended: use [^0-9]"},
+	    {"w", "\\w is Perl syntax, not POSIX extended: use [[:alnum:]_]"},
+	    {"W", "\\W is Perl syntax, not POSIX extended: use [^[:alnum:]_]"},
+	    {"s", "\\s is Perl syntax, not POSIX extended: use [[:space:]]"},
+	    {"S", "\\S is Perl syntax, not POSIX extended: use [^[:space:]]"},
+	    {"b", "\\b is Perl syntax, not POSIX extended: anchor with ^ and $, or use [^[:alnum:]_]"},
+	    {"B", "\\B is Perl syntax, not POSIX extended: anchor with ^ and $, or use [[:alnum:]_]"},
+	};
+	static const char *const bracket[][2] = {
+	    {"d", "inside [...] \\d is a backslash and a \"d\" in POSIX: use [:digit:] (e.g. [[:digit:]-])"},
+	    {"w",
+	     "inside [...] \\w is a backslash and a \"w\" in POSIX: use [:alnum:]_ (e.g. [[:alnum:]_.-])"},
+	    {"s", "inside [...] \\s is a backslash and an \"s\" in POSIX: use [:space:]"},
+	};
+	if (in_bracket) {
+		for (size_t i = 0; i < sizeof(bracket) / sizeof(bracket[0]); i++)
+			if (bracket[i][0][0] == c)
+				return bracket[i][1];
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (plain[i][0][0] == c)
+			return plain[i][1];
+	return NULL;
+}
+
 /* One atom at s->p (consumed): a group, a bracket expression, an escape
  * or one character.  Its cost, at least 1. */
 static unsigned long re_atom(struct re_scan *s)
@@ -1530,6 +1575,14 @@ static unsigned long re_atom(struct re_scan *s)
 		if (*p == ']')
 			p++;
 		while (*p && *p != ']') {
+			/* two backslashes are taken as one escaped backslash,
+			 * so that [\\d] (a backslash or a d) stays legitimate */
+			if (*p == '\\' && p[1] == '\\') {
+				p += 2;
+				continue;
+			}
+			if (*p == '\\' && p[1] && !s->why)
+				s->why = re_perl_class(p[1], true);
 			if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
 				char end = p[1];
 				for (p += 2; *p && !(p[0] == end && p[1] == ']'); p++)
@@ -1545,6 +1598,8 @@ static unsigned long re_atom(struct re_scan *s)
 	if (*p == '\\') {
 		if (p[1] >= '1' && p[1] <= '9')
 			s->why = "back-references such as \\1 are not part of POSIX extended expressions";
+		else if (p[1] && !s->why)
+			s->why = re_perl_class(p[1], false);
 		s->p += p[1] ? 2 : 1;
 		return 1;
 	}
@@ -1563,7 +1618,13 @@ static unsigned long re_branches(struct re_scan *s)
 		}
 		unsigned long k = re_atom(s), f;
 		for (int q = 0; !s->why && (f = re_quant(s)) != 0; q++) {
-			if (q)
+			/* "*?" is lazy in Perl; POSIX has no lazy quantifiers */
+			if (q && s->p[-1] == '?')
+				s->why = "lazy quantifiers (*?, +?, ?"
+					 "?) are Perl syntax, not POSIX extended: "
+					 "use a bracket expression that cannot run past the end (e.g. [^,]* "
+					 "instead of .*? before a comma)";
+			else if (q)
 				s->why = "a duplication symbol (*, +, ?, {m,n}) right after another";
 			k = re_mul(k, f);
 		}

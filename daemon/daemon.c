@@ -313,6 +313,9 @@ static int store_ready(struct daemon *d, struct ids_error *e)
 		return 0;
 	struct ids_store *st = NULL;
 	int r = ids_store_open(d->cfg, &st, e);
+	/* security.allow_unverified_database: said at every (re)connect */
+	if (r >= 0 && ids_store_warning(st))
+		ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s", ids_store_warning(st));
 	if (r >= 0)
 		r = ids_store_migrate(st, d->cfg->database.migrate_auto, NULL, NULL, e);
 	if (r < 0) {

@@ -17,8 +17,12 @@
 #include "ids/store.h"
 #include "ids/sync.h"
 
+/* The path the unit's ExecStart= names too: an operator who tries a
+ * command by hand without -c reads the same file as the service. */
 #define DEFAULT_CONFIG "/etc/idsyncd/idsyncd.yaml"
 
+/* The synopsis of service.md, kept in step with it: `--help` is where a
+ * user without the README finds the exit codes a script must handle. */
 static const char usage_text[] =
     "Usage:\n"
     "  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
@@ -39,6 +43,10 @@ static const char usage_text[] =
     "Exit codes: 0 ok, 1 a connector or the database failed, 2 usage,\n"
     "3 a safety guard aborted a run, 4 locked by another instance, 78 configuration error.\n";
 
+/* Where a usage error sends the user: the command's own help once the
+ * command is known, which is shorter and names only its options. */
+static const char *help_hint = "idsyncd --help";
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
@@ -46,12 +54,14 @@ static int usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	fprintf(stderr, "idsyncd: ");
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nTry 'idsyncd --help'.\n");
+	fprintf(stderr, "\nTry '%s'.\n", help_hint);
 	va_end(ap);
 	return IDS_EXIT_USAGE;
 }
 
-/* Loads the config or prints why not. */
+/* Loads the config or prints why not.  The error goes to stderr as it is
+ * (FILE:LINE:COL first, like a compiler's) rather than through the log:
+ * the log's target is itself configured by the file that failed. */
 static int load_config(const char *path, struct ids_config **ret)
 {
 	struct ids_error e = {0};
@@ -65,34 +75,134 @@ static int load_config(const char *path, struct ids_config **ret)
 	return 0;
 }
 
-/* Connects and brings the schema up to date (migrate: auto) or checks it. */
-static int open_store(const struct ids_config *cfg, bool migrate, struct ids_store **ret)
+/* What a command needs of the schema when it opens the store. */
+enum schema_need {
+	SCHEMA_ANY,	 /* migrate: it is the one that makes the schema */
+	SCHEMA_UPDATED,	 /* sync, retire: brought up to date (migrate: auto) or checked */
+	SCHEMA_READ,	 /* plan, dry-run: never written; missing: plan against empty */
+	SCHEMA_EXISTING, /* status: any version that has the tables */
+};
+
+/* Exit code for a failure to open the store: a bad conninfo or a schema
+ * that needs `idsyncd migrate` is for a person to fix, not to retry, so
+ * it is a configuration error for the read-only commands. */
+static int store_exit(int r, enum schema_need need)
+{
+	if (r == IDS_E_CONFIG || (r == IDS_E_SCHEMA && need >= SCHEMA_READ))
+		return IDS_EXIT_CONFIG;
+	return IDS_EXIT_FAILED;
+}
+
+/* A plan's view of the schema.  Missing (never migrated): the plan is
+ * made against the empty state — what the first sync would create —
+ * with a notice, since plan before the first sync is how a new user
+ * starts (the demo does) and plan may not create the schema.  Older
+ * or newer than this binary: refused, a plan against tables of another
+ * shape would be wrong. */
+static int plan_schema(const struct ids_config *cfg, struct ids_store *st, struct ids_error *e)
+{
+	int version = 0;
+	int r = ids_store_version(st, &version, e);
+	if (r < 0 || version > 0)
+		return r < 0 ? r : ids_store_migrate(st, false, NULL, NULL, e);
+	ids_log(IDS_LOG_WARNING, NULL, 0, NULL,
+		"database schema %s has not been created (`idsyncd migrate` has not run): "
+		"planning against an empty database",
+		cfg->database.schema);
+	ids_store_assume_empty(st);
+	return 0;
+}
+
+/* Connects and makes sure the schema is what the command needs.  Only
+ * SCHEMA_ANY and SCHEMA_UPDATED may write (create or migrate the
+ * schema): plan and status leave an unmigrated database untouched and
+ * say how to create the schema instead of failing on a missing table. */
+static int open_store(const struct ids_config *cfg, enum schema_need need, struct ids_store **ret)
 {
 	struct ids_error e = {0};
+	int version = 0;
 	int r = ids_store_open(cfg, ret, &e);
-	if (r >= 0 && migrate)
+	if (r >= 0 && ids_store_warning(*ret))
+		ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s", ids_store_warning(*ret));
+	if (r >= 0 && need == SCHEMA_UPDATED)
 		r = ids_store_migrate(*ret, cfg->database.migrate_auto, NULL, NULL, &e);
+	else if (r >= 0 && need == SCHEMA_READ)
+		r = plan_schema(cfg, *ret, &e);
+	else if (r >= 0 && need == SCHEMA_EXISTING && (r = ids_store_version(*ret, &version, &e)) >= 0 &&
+		 version == 0)
+		r = ids_error_set(&e, IDS_E_SCHEMA,
+				  "database schema %s has not been created: run `idsyncd migrate`",
+				  cfg->database.schema);
 	if (r < 0) {
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "database: %s", ids_error_text(&e));
 		ids_error_clear(&e);
 		ids_store_close(*ret);
 		*ret = NULL;
-		return IDS_EXIT_FAILED;
+		return store_exit(r, need);
 	}
 	return 0;
 }
 
 struct cmd_opts {
+	const char *config; /* -c after the command; NULL: the global one */
 	struct ids_strv connectors;
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
-	int progress; /* --progress 1, --no-progress -1, else 0: on a terminal */
-	const char *positional;
+	int progress;		/* --progress 1, --no-progress -1, else 0: on a terminal */
+	const char *positional; /* retire's NAME: the only command with an operand */
 };
 
-/* Options after the command.  `allowed` lists the long options this
- * command takes, as a string of their short letters. */
-static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *allowed, struct cmd_opts *co)
+/* One command: its name, the long options it takes (as the short letters
+ * of longopts below) and its usage line, which `COMMAND --help` prints
+ * alone so that a user sees only what applies. */
+struct command {
+	const char *name;
+	const char *allowed;
+	const char *usage;
+};
+
+static const struct command commands[] = {
+    {"run", "", "idsyncd [-c FILE] run\n  the daemon, in the foreground (systemd Type=notify)\n"},
+    {"sync", "CnMfpP",
+     "idsyncd [-c FILE] sync [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
+     "                       [--format text|json] [--progress|--no-progress]\n"
+     "  pull every (or each named) connector and apply its plan\n"},
+    {"plan", "CfpP",
+     "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
+     "  print what sync would change; writes nothing\n"},
+    {"check-config", "",
+     "idsyncd [-c FILE] check-config\n  validate the configuration and its secret files\n"},
+    {"migrate", "", "idsyncd [-c FILE] migrate\n  create the database schema or bring it up to date\n"},
+    {"status", "f",
+     "idsyncd [-c FILE] status [--format text|json]\n  the last run of each connector, from sync_run\n"},
+    {"retire", "M",
+     "idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
+     "  deactivate the users of a connector removed from the configuration\n"},
+};
+
+static const struct command *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* What a missing argument should have been, for the message. */
+static const char *missing_what(int opt)
+{
+	switch (opt) {
+	case 'C': return "--connector needs a connector name";
+	case 'f': return "--format needs text or json";
+	default: return "-c/--config needs a file name";
+	}
+}
+
+/* Options after the command.  Global options are accepted here too
+ * (`idsyncd status -c x.yaml`) because users type them where they
+ * think of them.  The leading ':' of the option string makes getopt
+ * tell a missing argument (':') from an unknown option ('?'). */
+static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, struct cmd_opts *co)
 {
 	static const struct option longopts[] = {
 	    {"connector", required_argument, NULL, 'C'},
@@ -101,19 +211,30 @@ static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *al
 	    {"format", required_argument, NULL, 'f'},
 	    {"progress", no_argument, NULL, 'p'},
 	    {"no-progress", no_argument, NULL, 'P'},
+	    {"config", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	int c;
+	int c, idx = -1;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	while ((idx = -1, c = getopt_long(argc, argv, "+:hc:", longopts, &idx)) != -1) {
 		if (c == 'h') {
-			fputs(usage_text, stdout);
+			printf("Usage: %s", cmd->usage);
 			exit(0);
 		}
-		if (c == '?' || !strchr(allowed, c))
-			return usage_error("unknown option for this command: %s", argv[optind - 1]);
+		if (c == ':')
+			return usage_error("%s: %s", cmd->name, missing_what(optopt));
+		if (c == 'c') {
+			co->config = optarg;
+			continue;
+		}
+		/* a known option of another command may have taken its argument
+		 * already: name the option, not argv[optind - 1] */
+		if (c != '?' && !strchr(cmd->allowed, c))
+			return usage_error("unknown option for %s: --%s", cmd->name, longopts[idx].name);
+		if (c == '?')
+			return usage_error("unknown option for %s: %s", cmd->name, argv[optind - 1]);
 		switch (c) {
 		case 'C':
 			if (ids_strv_push(&co->connectors, optarg) < 0)
@@ -133,14 +254,55 @@ static int parse_cmd_opts(int argc, char **argv, const char *cmd, const char *al
 			break;
 		}
 	}
-	if (strcmp(cmd, "retire") == 0) {
+	if (strcmp(cmd->name, "retire") == 0) {
 		if (optind != argc - 1)
-			return usage_error("%s: expected exactly one connector name", cmd);
+			return usage_error("%s: expected exactly one connector name", cmd->name);
 		co->positional = argv[optind];
 	} else if (optind != argc) {
 		return usage_error("unexpected argument: %s", argv[optind]);
 	}
 	return 0;
+}
+
+/* check-config's database part: the connection's transport security
+ * (an unverified network conninfo is invalid whether or not the server
+ * answers: 78), then the schema and orphaned connectors.  A database
+ * that is not reachable does not make the configuration invalid. */
+static int check_database(const struct ids_config *cfg)
+{
+	struct ids_store *st = NULL;
+	struct ids_error e = {0};
+	int version = 0, code = IDS_EXIT_OK;
+	int r = ids_store_open(cfg, &st, &e);
+	if (r >= 0 && ids_store_warning(st))
+		ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s", ids_store_warning(st));
+	if (r == IDS_E_CONFIG) {
+		fprintf(stderr, "%s\n", ids_error_text(&e));
+		code = IDS_EXIT_CONFIG;
+	} else if (r < 0 || ids_store_version(st, &version, &e) < 0) {
+		printf("database: not checked (%s)\n", ids_error_text(&e));
+	} else if (!version) {
+		printf("database: schema %s not created yet (`idsyncd migrate` creates it)\n",
+		       cfg->database.schema);
+	} else {
+		struct ids_strv names = {0};
+		struct ids_orphan *o = NULL;
+		size_t n = 0;
+		for (size_t i = 0; i < cfg->nconnectors; i++)
+			ids_strv_push(&names, cfg->connectors[i].name);
+		if (ids_store_orphans(st, &names, &o, &n, &e) >= 0)
+			for (size_t i = 0; i < n; i++)
+				printf("orphaned: connector %s is no longer configured but owns %ld users "
+				       "(%ld active); `idsyncd retire %s` deactivates them\n",
+				       o[i].source, o[i].total, o[i].active, o[i].source);
+		else
+			printf("database: not checked (%s)\n", ids_error_text(&e));
+		ids_orphans_free(o, n);
+		ids_strv_free(&names);
+	}
+	ids_error_clear(&e);
+	ids_store_close(st);
+	return code;
 }
 
 static int cmd_check_config(const char *path)
@@ -160,6 +322,8 @@ static int cmd_check_config(const char *path)
 		if (cc->type == IDS_CONN_LDAP)
 			printf(", %s, users under %s", cc->ldap.uri.v[0], cc->ldap.users_base);
 		printf("\n");
+		/* a type this build lacks is refused now, not at run time:
+		 * the daemon would start and fail every run */
 		if (!ids_connector_find(cc->type)) {
 			fprintf(stderr,
 				"%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
@@ -167,31 +331,11 @@ static int cmd_check_config(const char *path)
 			code = IDS_EXIT_CONFIG;
 		}
 	}
-	printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
-
-	/* Orphaned connectors need the database; a database that is not
-	 * reachable does not make the configuration invalid. */
-	struct ids_store *st = NULL;
-	struct ids_error e = {0};
-	if (ids_store_open(cfg, &st, &e) >= 0) {
-		struct ids_strv names = {0};
-		struct ids_orphan *o = NULL;
-		size_t n = 0;
-		for (size_t i = 0; i < cfg->nconnectors; i++)
-			ids_strv_push(&names, cfg->connectors[i].name);
-		if (ids_store_orphans(st, &names, &o, &n, &e) >= 0)
-			for (size_t i = 0; i < n; i++)
-				printf("orphaned: connector %s is no longer configured but owns %ld users "
-				       "(%ld active); "
-				       "`idsyncd retire %s` deactivates them\n",
-				       o[i].source, o[i].total, o[i].active, o[i].source);
-		ids_orphans_free(o, n);
-		ids_strv_free(&names);
-	} else {
-		printf("database: not checked (%s)\n", ids_error_text(&e));
-	}
-	ids_error_clear(&e);
-	ids_store_close(st);
+	/* "ok" last, and only when nothing was refused: a script or a
+	 * person reading the last line must not see "ok" after an error */
+	code = ids_exit_worst(code, check_database(cfg));
+	if (code == IDS_EXIT_OK)
+		printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
 	ids_config_free(cfg);
 	return code;
 }
@@ -205,7 +349,9 @@ static int cmd_migrate(const char *path)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
-	r = open_store(cfg, false, &st);
+	/* migrate applies whatever database.migrate says: `manual` means
+	 * "only when asked", and running this command is asking. */
+	r = open_store(cfg, SCHEMA_ANY, &st);
 	if (!r && ids_store_migrate(st, true, &from, &to, &e) < 0) {
 		fprintf(stderr, "idsyncd: migrate: %s\n", ids_error_text(&e));
 		r = IDS_EXIT_FAILED;
@@ -223,7 +369,10 @@ static int cmd_migrate(const char *path)
 
 /* Appends, inside the plan's JSON object (after its own keys, which stay
  * as they are), where a sync's time went and what it wrote:
- * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n. */
+ * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n.
+ * Spliced in here rather than written by core/plan_format.c: the plan's
+ * own bytes must stay identical for identical input (README), and
+ * timings never are. */
 static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res)
 {
 	size_t close = out->len, body = 0;
@@ -266,6 +415,9 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* Every --connector is checked before anything runs: a typo in the
+	 * second name must not let the first run alone.  It is a usage
+	 * error (2), not 78: the command line is wrong, the file is not. */
 	for (size_t i = 0; i < co->connectors.n; i++)
 		if (!ids_config_connector(cfg, co->connectors.v[i])) {
 			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
@@ -273,11 +425,13 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 			ids_config_free(cfg);
 			return IDS_EXIT_USAGE;
 		}
-	r = open_store(cfg, true, &st);
+	r = open_store(cfg, plan || co->dry_run ? SCHEMA_READ : SCHEMA_UPDATED, &st);
 	if (r) {
 		ids_config_free(cfg);
 		return r;
 	}
+	/* plan is sync --dry-run with the plan printed (service.md): one
+	 * code path, so that a plan shows exactly what a sync would do */
 	struct ids_sync_opts o = {.dry_run = plan || co->dry_run,
 				  .allow_mass = co->allow_mass,
 				  .print_plan = plan || co->dry_run,
@@ -322,6 +476,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 			fputs(out.p, stdout);
 		}
 		fflush(stdout);
+		/* every connector runs even after one failed (they are
+		 * independent); the worst outcome decides the exit code */
 		code = ids_exit_worst(code, res.exit_code);
 		free(res.error);
 		ids_buf_free(&out);
@@ -334,6 +490,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	return code;
 }
 
+/* UTC, ISO 8601: status lines from hosts in different time zones (or a
+ * daemon and a shell with different TZ) compare and sort as text. */
 static void fmt_time(int64_t usec, char *buf, size_t n)
 {
 	if (!usec) {
@@ -346,7 +504,8 @@ static void fmt_time(int64_t usec, char *buf, size_t n)
 	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The daemon's next expected run of `connector`, NULL when none is known. */
+/* The daemon's next expected run of `connector`, NULL when none is known.
+ * A linear search: a configuration has a handful of connectors. */
 static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row *s, size_t n,
 						  const char *connector)
 {
@@ -369,7 +528,9 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
-	r = open_store(cfg, false, &st);
+	/* status only reads: an unmigrated database is reported (with how
+	 * to create the schema), never created */
+	r = open_store(cfg, SCHEMA_EXISTING, &st);
 	if (r)
 		goto out;
 	for (size_t i = 0; i < cfg->nconnectors; i++)
@@ -490,6 +651,9 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
+	/* A connector that is still configured would take its users back
+	 * at its next run: retiring it would only cause a wave of
+	 * deactivations and reactivations. */
 	if (ids_config_connector(cfg, co->positional)) {
 		fprintf(stderr,
 			"idsyncd: retire %s: the connector is still configured in %s; remove it first\n",
@@ -497,7 +661,7 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 		ids_config_free(cfg);
 		return IDS_EXIT_USAGE;
 	}
-	r = open_store(cfg, true, &st);
+	r = open_store(cfg, SCHEMA_UPDATED, &st);
 	if (!r) {
 		struct ids_sync_opts o = {.allow_mass = co->allow_mass, .print_plan = true};
 		struct ids_buf out = {0};
@@ -528,6 +692,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ids_log_setup(IDS_LOG_INFO, IDS_LOGT_AUTO);
 
+	/* Global options before the command are parsed by hand: getopt would
+	 * permute or stop at the command, and the command's own options are
+	 * parsed afterwards with its own table. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--version") == 0) {
@@ -548,43 +715,38 @@ int main(int argc, char **argv)
 	}
 	if (i == argc)
 		return usage_error("%s", "no command given");
-	const char *cmd = argv[i];
-	int cargc = argc - i;
-	char **cargv = argv + i;
+	/* Commands are looked up in one table, which also gives each its
+	 * options and its --help text. */
+	const struct command *cmd = command_find(argv[i]);
+	if (!cmd)
+		return usage_error("unknown command: %s", argv[i]);
+	char hint[64];
+	snprintf(hint, sizeof(hint), "idsyncd %s --help", cmd->name);
+	help_hint = hint;
 	struct cmd_opts co = {0};
-	int r;
-
-	if (strcmp(cmd, "sync") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "CnMfpP", &co);
-		if (!r)
-			r = cmd_sync(path, &co, false);
-	} else if (strcmp(cmd, "plan") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "CfpP", &co);
-		if (!r)
-			r = cmd_sync(path, &co, true);
-	} else if (strcmp(cmd, "check-config") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = cmd_check_config(path);
-	} else if (strcmp(cmd, "migrate") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = cmd_migrate(path);
-	} else if (strcmp(cmd, "status") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "f", &co);
-		if (!r)
-			r = cmd_status(path, &co);
-	} else if (strcmp(cmd, "retire") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "M", &co);
-		if (!r)
-			r = cmd_retire(path, &co);
-	} else if (strcmp(cmd, "run") == 0) {
-		r = parse_cmd_opts(cargc, cargv, cmd, "", &co);
-		if (!r)
-			r = ids_daemon_run(path);
-	} else {
-		r = usage_error("unknown command: %s", cmd);
+	int r = parse_cmd_opts(argc - i, argv + i, cmd, &co);
+	/* -c after the command wins over one before it: the later word is
+	 * the one a user just typed (e.g. appended to a recalled line) */
+	if (co.config)
+		path = co.config;
+	if (r) {
+		ids_strv_free(&co.connectors);
+		return r;
 	}
+	if (strcmp(cmd->name, "sync") == 0)
+		r = cmd_sync(path, &co, false);
+	else if (strcmp(cmd->name, "plan") == 0)
+		r = cmd_sync(path, &co, true);
+	else if (strcmp(cmd->name, "check-config") == 0)
+		r = cmd_check_config(path);
+	else if (strcmp(cmd->name, "migrate") == 0)
+		r = cmd_migrate(path);
+	else if (strcmp(cmd->name, "status") == 0)
+		r = cmd_status(path, &co);
+	else if (strcmp(cmd->name, "retire") == 0)
+		r = cmd_retire(path, &co);
+	else
+		r = ids_daemon_run(path);
 	ids_strv_free(&co.connectors);
 	return r;
 }

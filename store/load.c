@@ -498,6 +498,10 @@ int ids_store_load(struct ids_store *st, int64_t company_id, const char *connect
 	r = ids_current_new(&l.c);
 	if (r < 0)
 		goto out;
+	if (st->absent) { /* ids_store_assume_empty: nothing to read */
+		*ret = l.c;
+		return 0;
+	}
 	/* One snapshot for every read, so that users, grants and tenants
 	 * agree with each other even while the platform writes. */
 	r = ids_store_exec(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, PGRES_COMMAND_OK,

@@ -7,11 +7,13 @@
  * identifier, never pasted into a statement. */
 #include "ids/store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ids/plan.h"
 #include "ids/util.h"
@@ -153,52 +155,255 @@ static bool conninfo_has(const PQconninfoOption *opts, const char *keyword)
 	return false;
 }
 
-/* Makes sure the schema exists, puts it alone on the search path and sets
- * a lock timeout unless the conninfo's options chose one.  The
- * existence check comes first so that a role without CREATE on the
- * database can use a schema an administrator made for it. */
+/* Puts the schema alone on the search path and sets a lock timeout
+ * unless the conninfo's options chose one.  Writes nothing: opening the
+ * store is also how the read-only commands (plan, status, check-config)
+ * start, and they must leave an unmigrated database as they found it.
+ * A schema that does not exist yet is fine on the search path (lookups
+ * find nothing); ids_store_migrate creates it. */
 static int session_setup(struct ids_store *st, const char *schema, struct ids_error *err)
 {
-	PGresult *res = NULL;
-	char *quoted = NULL;
-	int r;
-	const char *p1[] = {schema};
-
-	quoted = PQescapeIdentifier(st->conn, schema, strlen(schema));
-	if (!quoted) {
-		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema,
-				  PQerrorMessage(st->conn));
-		goto out;
-	}
-	r = ids_store_exec(st, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, p1,
-			   PGRES_TUPLES_OK, &res, "looking up the schema", err);
-	if (r < 0)
-		goto out;
-	if (PQntuples(res) == 0) {
-		struct ids_buf sql = {0};
-		/* DDL takes no parameters: the identifier is quoted instead */
-		r = ids_buf_printf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", quoted);
-		if (r >= 0)
-			r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema",
-					   err);
-		ids_buf_free(&sql);
-		if (r < 0)
-			goto out;
-	}
+	char *quoted = PQescapeIdentifier(st->conn, schema, strlen(schema));
+	if (!quoted)
+		return ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", schema,
+				     PQerrorMessage(st->conn));
 	/* A row lock held by a stuck platform transaction (or a migration
 	 * waiting for another) fails the run after a while instead of
 	 * blocking the daemon: the next tick tries again. */
 	const char *p2[] = {quoted, LOCK_TIMEOUT};
-	r = ids_store_exec(
+	int r = ids_store_exec(
 	    st,
 	    "SELECT pg_catalog.set_config('search_path', $1, false),"
 	    " pg_catalog.set_config('lock_timeout', CASE pg_catalog.current_setting('lock_timeout')"
 	    " WHEN '0' THEN $2 ELSE pg_catalog.current_setting('lock_timeout') END, false)",
 	    2, p2, PGRES_TUPLES_OK, NULL, "setting search_path", err);
+	PQfreemem(quoted);
+	return r;
+}
+
+/* Creates the schema when it is missing.  The existence check comes
+ * first so that a role without CREATE on the database can use a schema
+ * an administrator made for it. */
+static int create_schema(struct ids_store *st, struct ids_error *err)
+{
+	PGresult *res = NULL;
+	char *quoted = NULL;
+	struct ids_buf sql = {0};
+	const char *p1[] = {st->schema};
+	int r = ids_store_exec(st, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1, p1,
+			       PGRES_TUPLES_OK, &res, "looking up the schema", err);
+	if (r < 0 || PQntuples(res) > 0)
+		goto out;
+	quoted = PQescapeIdentifier(st->conn, st->schema, strlen(st->schema));
+	if (!quoted) {
+		r = ids_error_set(err, IDS_E_CONFIG, "database.schema %s: %s", st->schema,
+				  PQerrorMessage(st->conn));
+		goto out;
+	}
+	/* DDL takes no parameters: the identifier is quoted instead */
+	r = ids_buf_printf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", quoted);
+	if (r >= 0)
+		r = ids_store_exec(st, sql.p, 0, NULL, PGRES_COMMAND_OK, NULL, "creating the schema", err);
 out:
+	ids_buf_free(&sql);
 	PQfreemem(quoted);
 	PQclear(res);
 	return r;
+}
+
+/* ---------------- transport security (issue 22) ---------------- */
+
+/* true for a literal loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+static bool addr_is_loopback(const char *a)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, a, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, a, &v6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+	return false;
+}
+
+/* Whether one host entry of libpq names a server across the network.
+ * Decided on the text, never by resolving: a name's addresses are what
+ * DNS (or whoever answers for it) says at connect time.  The host, when
+ * given, decides: a path ("/", or "@" for an abstract socket) is a unix
+ * socket, "localhost" (RFC 6761) and loopback addresses stay on this
+ * machine, and any other name is a claim about the server's identity
+ * that only verify-full checks — also with a loopback hostaddr, which is
+ * how a local forwarder (stunnel, an SSH or TCP proxy) to a remote
+ * server looks.  Without a host name (no host, or a socket path, which
+ * libpq ignores when a hostaddr is given), hostaddr decides; with
+ * neither, libpq uses the socket. */
+static bool host_is_network(const char *host, size_t hlen, const char *addr, size_t alen)
+{
+	char buf[256];
+	/* a socket path with a hostaddr: libpq connects to the address */
+	bool path = hlen && (host[0] == '/' || host[0] == '@');
+	const char *v = hlen && !path ? host : addr;
+	size_t n = hlen && !path ? hlen : alen;
+	if (!n)
+		return false;
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, v);
+	if (strcmp(buf, "localhost") == 0)
+		return false;
+	return !addr_is_loopback(buf);
+}
+
+/* The i-th comma-separated element of list (NULL: empty), as a span. */
+static size_t list_elem(const char *list, size_t i, const char **ret)
+{
+	const char *p = list ? list : "";
+	for (; i > 0 && *p; i--) {
+		p = strchr(p, ',');
+		p = p ? p + 1 : "";
+	}
+	*ret = p;
+	return strcspn(p, ",");
+}
+
+/* The first host entry that goes over the network, copied into buf, or
+ * false when every entry is a socket or loopback.  host and hostaddr are
+ * parallel lists (libpq refuses lists of different lengths). */
+static bool network_host(const char *host, const char *addr, char *buf, size_t n)
+{
+	size_t count = 1;
+	for (const char *l = host && *host ? host : addr; l && *l; l++)
+		count += *l == ',';
+	for (size_t i = 0; i < count; i++) {
+		const char *h, *a;
+		size_t hl = list_elem(host, i, &h), al = list_elem(addr, i, &a);
+		if (host_is_network(h, hl, a, al)) {
+			snprintf(buf, n, "%.*s", (int)(hl ? hl : al), hl ? h : a);
+			return true;
+		}
+	}
+	return false;
+}
+
+static const char *opt_val(const PQconninfoOption *o, const char *kw)
+{
+	for (; o && o->keyword; o++)
+		if (strcmp(o->keyword, kw) == 0)
+			return o->val;
+	return NULL;
+}
+
+/* A client key is a secret like every other: refused when group or
+ * others may read it (unless security.allow_readable_secrets), checked
+ * here so that check-config finds it without connecting. */
+static int check_client_key(const struct ids_config *cfg, const char *key, struct ids_error *err)
+{
+	struct stat st;
+	if (stat(key, &st) < 0)
+		return ids_error_set(err, IDS_E_CONFIG, "database.conninfo: sslkey %s: cannot open: %s", key,
+				     strerror(errno));
+	if ((st.st_mode & 077) && !cfg->security.allow_readable_secrets)
+		return ids_error_set(err, IDS_E_CONFIG,
+				     "database.conninfo: sslkey %s is readable by group or others (chmod 600 "
+				     "it, or set security.allow_readable_secrets: true)",
+				     key);
+	return 0;
+}
+
+/* Refuses a connection that crosses the network without verifying the
+ * server (issue 22): the database receives every grant.  The options
+ * are read as libpq resolves them — conninfo, then PGHOST/PGSSLMODE/...,
+ * service files, compiled-in defaults — from PQconninfo() on a
+ * connection that PQconnectStartParams() only began (a name lookup and
+ * at most a TCP SYN: no byte reaches the server, no credential leaves),
+ * then dropped.  *ret_warning (new, may stay NULL) is set when
+ * security.allow_unverified_database let an unverified one through. */
+static int check_transport(const struct ids_config *cfg, const char *const *kw, const char *const *val,
+			   char **ret_warning, struct ids_error *err)
+{
+	PGconn *probe = PQconnectStartParams(kw, val, 1);
+	PQconninfoOption *o = probe ? PQconninfo(probe) : NULL;
+	char where[160], host[256];
+	int r = 0;
+	if (!o) {
+		PQfinish(probe);
+		return -ENOMEM;
+	}
+	const char *mode = opt_val(o, "sslmode"), *key = opt_val(o, "sslkey");
+	if (cfg->database.conninfo_line)
+		snprintf(where, sizeof(where), "%s:%d:%d: ", cfg->path ? cfg->path : "",
+			 cfg->database.conninfo_line, cfg->database.conninfo_col);
+	else
+		where[0] = '\0';
+	if (network_host(opt_val(o, "host"), opt_val(o, "hostaddr"), host, sizeof(host)) &&
+	    (!mode || strcmp(mode, "verify-full") != 0)) {
+		if (!cfg->security.allow_unverified_database)
+			r = ids_error_set(
+			    err, IDS_E_CONFIG,
+			    "%sdatabase.conninfo: %s is reached over the network with sslmode=%s, "
+			    "which does not verify the server: add sslmode=verify-full "
+			    "sslrootcert=FILE (the CA of the server's certificate), or set "
+			    "security.allow_unverified_database: true",
+			    where, host, mode ? mode : "prefer");
+		else if (asprintf(ret_warning,
+				  "database %s is reached over the network with sslmode=%s: the server is "
+				  "not verified (security.allow_unverified_database: true)",
+				  host, mode ? mode : "prefer") < 0) {
+			*ret_warning = NULL;
+			r = -ENOMEM;
+		}
+	}
+	if (r >= 0 && key && *key)
+		r = check_client_key(cfg, key, err);
+	PQconninfoFree(o);
+	PQfinish(probe);
+	return r;
+}
+
+/* The connection's keywords: the operator's conninfo first (expanded as
+ * dbname), then what it leaves unset.  Later keywords override what the
+ * expanded conninfo says; the application name is only a fallback so
+ * that the operator can still choose one.  kw/val (NULL-terminated)
+ * borrow from cfg and conninfo. */
+static void conn_params(const struct ids_config *cfg, const char *conninfo, const PQconninfoOption *opts,
+			const char *kw[16], const char *val[16])
+{
+	/* A server that dies or a network that drops packets must not
+	 * hang a blocking libpq call forever: TCP keepalives notice a dead
+	 * peer within about a minute, tcp_user_timeout unacknowledged
+	 * writes.  Each only when the operator did not choose otherwise. */
+	static const char *const net_defaults[][2] = {
+	    {"connect_timeout", CONNECT_TIMEOUT}, {"keepalives", "1"},	     {"keepalives_idle", "30"},
+	    {"keepalives_interval", "10"},	  {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
+	};
+	int n = 0;
+	kw[n] = "dbname", val[n++] = conninfo;
+	kw[n] = "fallback_application_name", val[n++] = "idsyncd";
+	kw[n] = "client_encoding", val[n++] = "UTF8";
+	for (size_t i = 0; i < sizeof(net_defaults) / sizeof(net_defaults[0]); i++)
+		if (!conninfo_has(opts, net_defaults[i][0]))
+			kw[n] = net_defaults[i][0], val[n++] = net_defaults[i][1];
+	if (cfg->database.password)
+		kw[n] = "password", val[n++] = cfg->database.password;
+	kw[n] = NULL, val[n] = NULL;
+}
+
+/* Connects with the parameters; a failure is IDS_E_AUTH (retrying fast
+ * will not help), IDS_E_TLS (the server's certificate was refused: a
+ * configuration matter too) or IDS_E_CONNECT. */
+static int connect_db(struct ids_store *st, const char *const *kw, const char *const *val,
+		      struct ids_error *err)
+{
+	st->conn = PQconnectdbParams(kw, val, 1);
+	if (!st->conn)
+		return -ENOMEM;
+	PQsetNoticeReceiver(st->conn, ignore_notice, NULL);
+	if (PQstatus(st->conn) == CONNECTION_OK)
+		return 0;
+	const char *m = PQerrorMessage(st->conn);
+	int code = IDS_E_CONNECT;
+	if (PQconnectionNeedsPassword(st->conn) || strstr(m, "password authentication failed"))
+		code = IDS_E_AUTH;
+	else if (strstr(m, "certificate") || strstr(m, "SSL error"))
+		code = IDS_E_TLS;
+	return ids_error_set(err, code, "connecting to PostgreSQL: %.*s", trimmed_len(m), m);
 }
 
 int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err)
@@ -210,6 +415,7 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 	const char *conninfo = cfg->database.conninfo ? cfg->database.conninfo : "";
 	const char *schema =
 	    cfg->database.schema && *cfg->database.schema ? cfg->database.schema : DEFAULT_SCHEMA;
+	const char *kw[16], *val[16];
 
 	/* Parse once ourselves: a malformed conninfo is a configuration
 	 * error (not worth retrying), and we need to know what it sets. */
@@ -220,30 +426,7 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 			: ids_error_set(err, -ENOMEM, "database.conninfo: out of memory");
 		goto out;
 	}
-
-	/* Later keywords override what the expanded conninfo (first) says;
-	 * the application name is only a fallback so that the operator can
-	 * still choose one. */
-	/* A server that dies or a network that drops packets must not
-	 * hang a blocking libpq call forever: TCP keepalives notice a dead
-	 * peer within about a minute, tcp_user_timeout unacknowledged
-	 * writes.  Each only when the operator did not choose otherwise. */
-	static const char *const net_defaults[][2] = {
-	    {"connect_timeout", CONNECT_TIMEOUT}, {"keepalives", "1"},	     {"keepalives_idle", "30"},
-	    {"keepalives_interval", "10"},	  {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"},
-	};
-	const char *kw[16], *val[16];
-	int n = 0;
-	kw[n] = "dbname", val[n++] = conninfo;
-	kw[n] = "fallback_application_name", val[n++] = "idsyncd";
-	kw[n] = "client_encoding", val[n++] = "UTF8";
-	for (size_t i = 0; i < sizeof(net_defaults) / sizeof(net_defaults[0]); i++)
-		if (!conninfo_has(opts, net_defaults[i][0]))
-			kw[n] = net_defaults[i][0], val[n++] = net_defaults[i][1];
-	if (cfg->database.password)
-		kw[n] = "password", val[n++] = cfg->database.password;
-	kw[n] = NULL, val[n] = NULL;
-
+	conn_params(cfg, conninfo, opts, kw, val);
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		r = -ENOMEM;
@@ -254,22 +437,11 @@ int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct 
 		r = -ENOMEM;
 		goto out;
 	}
-	st->conn = PQconnectdbParams(kw, val, 1);
-	if (!st->conn) {
-		r = -ENOMEM;
-		goto out;
-	}
-	PQsetNoticeReceiver(st->conn, ignore_notice, NULL);
-	if (PQstatus(st->conn) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(st->conn);
-		/* Wrong or missing password: retrying fast will not help. */
-		bool auth = PQconnectionNeedsPassword(st->conn) ||
-			    strstr(m, "password authentication failed") != NULL;
-		r = ids_error_set(err, auth ? IDS_E_AUTH : IDS_E_CONNECT, "connecting to PostgreSQL: %.*s",
-				  trimmed_len(m), m);
-		goto out;
-	}
-	r = session_setup(st, schema, err);
+	r = check_transport(cfg, kw, val, &st->warning, err);
+	if (r >= 0)
+		r = connect_db(st, kw, val, err);
+	if (r >= 0)
+		r = session_setup(st, schema, err);
 	if (r < 0)
 		goto out;
 
@@ -283,16 +455,27 @@ out:
 	return r;
 }
 
+const char *ids_store_warning(const struct ids_store *st)
+{
+	return st ? st->warning : NULL;
+}
+
 void ids_store_close(struct ids_store *st)
 {
 	if (!st)
 		return;
 	PQfinish(st->conn);
 	free(st->schema);
+	free(st->warning);
 	free(st);
 }
 
 /* ---------------- migrations ---------------- */
+
+void ids_store_assume_empty(struct ids_store *st)
+{
+	st->absent = true;
+}
 
 int ids_store_binary_version(void)
 {
@@ -303,9 +486,7 @@ int ids_store_binary_version(void)
 	return v;
 }
 
-/* The schema's version: the highest recorded migration, 0 for an empty
- * schema (no schema_migrations table yet). */
-static int db_version(struct ids_store *st, int *ret, struct ids_error *err)
+int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err)
 {
 	PGresult *res = NULL;
 	int64_t v = 0;
@@ -375,7 +556,7 @@ static int apply_migration(struct ids_store *st, const struct ids_migration *m, 
 	if (r < 0)
 		goto out;
 	/* Another instance may have migrated while we waited. */
-	r = db_version(st, &now, err);
+	r = ids_store_version(st, &now, err);
 	if (r < 0)
 		goto out;
 	if (now > ids_store_binary_version()) {
@@ -417,11 +598,17 @@ int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_
 	int from = 0, cur, r;
 	int know = ids_store_binary_version();
 
-	r = db_version(st, &from, err);
+	r = apply ? create_schema(st, err) : 0;
+	if (r >= 0)
+		r = ids_store_version(st, &from, err);
 	if (r < 0)
 		return r;
 	if (from > know)
 		return too_new(from, know, err);
+	if (from == 0 && !apply)
+		return ids_error_set(err, IDS_E_SCHEMA,
+				     "database schema %s has not been created: run `idsyncd migrate`",
+				     st->schema);
 	if (from < know && !apply)
 		return ids_error_set(
 		    err, IDS_E_SCHEMA,
@@ -502,6 +689,13 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 	int64_t id = 0;
 	const char *p[] = {slug};
 	int r = 0;
+	if (st->absent && create)
+		return ids_error_set(err, IDS_E_SCHEMA, "database schema %s has not been created",
+				     st->schema);
+	if (st->absent) {
+		*ret_id = 0;
+		return 0;
+	}
 	/* Two statements: the SELECT then sees a row that a concurrent
 	 * instance inserted while our INSERT waited on it. */
 	if (create)

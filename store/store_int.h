@@ -13,6 +13,8 @@ struct ids_store {
 	PGconn *conn;
 	char *schema;	   /* the schema name, unquoted (for messages) */
 	long rows_written; /* by the last ids_store_apply that committed */
+	char *warning;	   /* see ids_store_warning; NULL when none */
+	bool absent;	   /* ids_store_assume_empty: no schema, reads are empty */
 };
 
 /* Translates a failed statement (res may be NULL: no result at all) into

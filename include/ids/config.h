@@ -80,8 +80,9 @@ struct ids_config {
 	char *path;
 	struct {
 		char *conninfo;
-		char *password; /* secret, from password_file; NULL when none */
-		char *schema;	/* default "idsync" */
+		int conninfo_line, conninfo_col; /* where it is in path; 0 when unknown */
+		char *password;			 /* secret, from password_file; NULL when none */
+		char *schema;			 /* default "idsync" */
 		bool migrate_auto;
 	} database;
 	struct {
@@ -93,6 +94,9 @@ struct ids_config {
 	} log;
 	struct {
 		bool allow_readable_secrets, allow_plaintext_bind;
+		/* a database reached over the network without
+		 * sslmode=verify-full: refused unless true (store.c) */
+		bool allow_unverified_database;
 	} security;
 	struct {
 		long max_deactivations;

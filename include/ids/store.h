@@ -20,14 +20,39 @@
 struct ids_store;
 
 /* Connects with cfg->database (conninfo, password, schema) and sets the
- * search path to the schema (creating the schema if missing).  *ret new. */
+ * search path to the schema.  Writes nothing (the schema is created by
+ * ids_store_migrate).  *ret new.
+ *
+ * Before connecting, the conninfo as libpq resolves it (with PGHOST,
+ * service files, ...) is checked: a server reached over the network — a
+ * host name other than localhost, or an address that is not loopback —
+ * needs sslmode=verify-full, else IDS_E_CONFIG naming database.conninfo
+ * (unless cfg->security.allow_unverified_database; then see
+ * ids_store_warning).  A client key (sslkey) readable by group or others
+ * is IDS_E_CONFIG too.  A refused server certificate is IDS_E_TLS. */
 int ids_store_open(const struct ids_config *cfg, struct ids_store **ret, struct ids_error *err);
 void ids_store_close(struct ids_store *st); /* accepts NULL */
 
+/* The warning the caller must log at every start when the connection is
+ * not verified by the override, NULL when none.  Borrowed (until close). */
+const char *ids_store_warning(const struct ids_store *st);
+
+/* The schema's version: the highest recorded migration, 0 when the
+ * schema or its schema_migrations table does not exist.  Reads only. */
+int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err);
+
+/* For plan (a dry run) on a database whose schema was never created:
+ * from now on ids_store_company finds no company and ids_store_load
+ * returns the empty state, so that the plan shows what the first sync
+ * would create, and nothing — not even the schema — is written.  A
+ * write (ids_store_company with create) is then IDS_E_SCHEMA. */
+void ids_store_assume_empty(struct ids_store *st);
+
 /* The highest migration this binary knows. */
 int ids_store_binary_version(void);
-/* Brings the schema up to date (apply) or checks it is (!apply: an old
- * schema is IDS_E_SCHEMA).  A database newer than the binary is always
+/* Brings the schema up to date, creating it when missing (apply), or
+ * checks it is (!apply: a missing or old schema is IDS_E_SCHEMA and
+ * nothing is written).  A database newer than the binary is always
  * IDS_E_SCHEMA.  Each migration in its own transaction.  ret_from/ret_to
  * (may be NULL) get the versions before and after. */
 int ids_store_migrate(struct ids_store *st, bool apply, int *ret_from, int *ret_to, struct ids_error *err);

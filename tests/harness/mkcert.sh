@@ -9,6 +9,10 @@
 #   DIR/other-ca.crt            a CA that signed nothing here (wrong-CA tests)
 #   DIR/wronghost.crt .key      signed by the CA, for other.example only
 #   DIR/expired.crt .key        signed by the CA for 127.0.0.1, expired in 2020
+#   DIR/pgserver.crt .key       the test PostgreSQL's (pg.sh): localhost,
+#                               db.idsyncd.test, 127.0.0.1, 127.0.0.2
+#   DIR/pgclient.crt .key       a client certificate for the PostgreSQL role
+#                               idsync_cert (CN), signed by the CA
 #
 # RSA 2048 everywhere (what Entra and Google accept), private keys mode 600
 # (idsyncd refuses secret files that others can read).  Regenerates
@@ -37,7 +41,7 @@ leaf() {
 	local name=$1 san=$2
 	shift 2
 	key "$name.key"
-	openssl req -new -key "$name.key" -out "$name.csr" -subj "/CN=$name" 2>/dev/null
+	openssl req -new -key "$name.key" -out "$name.csr" -subj "/CN=${CN:-$name}" 2>/dev/null
 	mkdir -p ca.db
 	: >ca.db/index.txt
 	[ -f ca.db/serial ] || echo 1000 >ca.db/serial
@@ -60,7 +64,7 @@ leaf() {
 	[ext]
 	basicConstraints = critical,CA:false
 	keyUsage = critical,digitalSignature,keyEncipherment
-	extendedKeyUsage = serverAuth
+	extendedKeyUsage = ${EKU:-serverAuth}
 	subjectAltName = $san
 	EOF
 	openssl ca -batch -notext -config ca.db/ca.cnf -extensions ext -in "$name.csr" -out "$name.crt" "$@" \
@@ -75,6 +79,9 @@ rm -f other-ca.key
 leaf server "IP:127.0.0.1,DNS:localhost"
 leaf wronghost "DNS:other.example"
 leaf expired "IP:127.0.0.1,DNS:localhost" -startdate 20200101000000Z -enddate 20200102000000Z
+leaf pgserver "DNS:localhost,DNS:db.idsyncd.test,IP:127.0.0.1,IP:127.0.0.2"
+# PostgreSQL's cert authentication takes the role from the CN
+EKU=clientAuth CN=idsync_cert leaf pgclient "email:idsync_cert@example.org"
 rm -rf ca.db
 
 # the client credential: self-signed, as the Entra portal expects one

@@ -15,10 +15,16 @@ static void test_migrate_from_empty(void **state)
 	struct ids_error e = {0};
 	int from = -1, to = -1;
 
-	/* open created the schema, still empty */
-	assert_sql("1", "SELECT count(*) FROM pg_namespace WHERE nspname = 'm_empty'");
-	assert_sql("0", "SELECT count(*) FROM pg_tables WHERE schemaname = 'm_empty'");
+	/* open writes nothing (plan and status open the store too): no
+	 * schema yet, and a check-only migrate says so without creating it */
+	assert_sql("0", "SELECT count(*) FROM pg_namespace WHERE nspname = 'm_empty'");
+	assert_int_equal(ids_store_version(st, &from, &e), 0);
+	assert_int_equal(from, 0);
+	assert_int_equal(ids_store_migrate(st, false, NULL, NULL, &e), IDS_E_SCHEMA);
+	assert_non_null(strstr(e.msg, "has not been created: run `idsyncd migrate`"));
+	assert_sql("0", "SELECT count(*) FROM pg_namespace WHERE nspname = 'm_empty'");
 
+	from = -1;
 	assert_int_equal(ids_store_migrate(st, true, &from, &to, &e), 0);
 	assert_int_equal(from, 0);
 	assert_int_equal(to, ids_store_binary_version());

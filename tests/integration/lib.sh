@@ -167,8 +167,13 @@ snapshot_db() {
 	q "SELECT company_id, slug FROM tenant ORDER BY 1,2"
 }
 
-# finish: the test's verdict.
+# finish: the test's verdict.  A test that checked nothing (an early
+# branch, a loop over nothing) fails: it would otherwise pass silently.
 finish() {
 	echo "$T: $((CHECKS - FAILS)) passed, $FAILS failed"
+	if [ "$CHECKS" -eq 0 ]; then
+		echo "FAIL: $T: no checks ran" >&2
+		return 1
+	fi
 	[ "$FAILS" -eq 0 ]
 }

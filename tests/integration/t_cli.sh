@@ -24,6 +24,35 @@ eq 2 "$RC" "unknown option is a usage error"
 ids sync --connector nope
 eq 2 "$RC" "unknown connector is a usage error"
 
+# a missing option argument says what is missing, not "unknown option"
+ids sync --connector
+eq 2 "$RC" "sync --connector without a name is a usage error"
+has "--connector needs a connector name" "$ERR" "says the connector name is missing"
+hasnt "unknown option" "$ERR" "a missing argument is no unknown option"
+ids plan --format
+eq 2 "$RC" "plan --format without a value is a usage error"
+has "--format needs text or json" "$ERR" "says the format is missing"
+ids status --connector x
+has "unknown option for status: --connector" "$ERR" "an option of another command is unknown here"
+has "idsyncd status --help" "$ERR" "points to the command's own help"
+# COMMAND --help prints that command's usage only
+ids plan --help
+eq 0 "$RC" "plan --help exits 0"
+has "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json]" "$OUT" "plan --help shows plan's usage"
+hasnt "retire" "$OUT" "plan --help shows no other command"
+ids retire --help
+has "retire NAME [--allow-mass-deactivation]" "$OUT" "retire --help shows retire's usage"
+hasnt "check-config" "$OUT" "retire --help shows no other command"
+# global options after the command, as users type them
+set +e
+"$IDSYNCD" check-config -c "$W/idsyncd.yaml" >"$W/out" 2>"$W/err"; rc=$?
+"$IDSYNCD" check-config --config="$W/nonexistent.yaml" >/dev/null 2>"$W/err2"; rc2=$?
+set -e
+eq 0 "$rc" "check-config -c FILE (after the command) reads FILE"
+has "connector corp: type ldap" "$(cat "$W/out")" "the -c after the command was used"
+eq 78 "$rc2" "--config=FILE after the command is used too"
+has "nonexistent.yaml" "$(cat "$W/err2")" "and named in the error"
+
 ids check-config
 eq 0 "$RC" "check-config ok"
 has "connector corp: type ldap, company acme" "$OUT" "one line per connector"
@@ -39,6 +68,30 @@ ids check-config
 eq 78 "$RC" "a secret readable by others is refused"
 has "ldap.pw" "$ERR" "error names the secret file"
 chmod 600 "$W/ldap.pw"
+
+# read-only commands on a database that was never migrated write nothing
+# and say how to create the schema (plan plans against the empty state:
+# README "Decisions")
+schema_count() { q "SELECT count(*) FROM pg_namespace WHERE nspname = 'idsync'"; }
+eq 0 "$(schema_count)" "no schema before the first migrate"
+ids check-config
+hasnt "not checked" "$OUT" "check-config reached the database"
+has "schema idsync not created yet" "$OUT" "check-config says the schema is missing"
+ids plan
+eq 0 "$RC" "plan on an unmigrated database plans"
+has "schema idsync has not been created (\`idsyncd migrate\` has not run): planning against an empty database" \
+	"$ERR" "plan says that idsyncd migrate has not run"
+has "summary corp: 2 create, 0 update, 0 deactivate" "$OUT" "against the empty state: every user is a create"
+ids sync --dry-run --format json
+eq 0 "$RC" "sync --dry-run on an unmigrated database plans too"
+has "planning against an empty database" "$ERR" "and says so"
+ids status
+eq 78 "$RC" "status on an unmigrated database is a configuration error (78)"
+has "schema idsync has not been created: run \`idsyncd migrate\`" "$ERR" "status says the schema is missing"
+hasnt "42P01" "$ERR" "status shows no raw SQLSTATE"
+eq 0 "$(schema_count)" "plan, status and check-config created no schema"
+eq 0 "$(q "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")" \
+	"and no table anywhere"
 
 ids migrate
 eq 0 "$RC" "migrate"

@@ -65,9 +65,11 @@ def main():
     for k, v in REQUIRED:
         check((k, v) in pairs, f"the unit has {k}={v}")
     check(any(k == "WatchdogSec" for k, _ in pairs), "the unit has WatchdogSec=")
+    # one directory, no file required: an Entra-only, Google-only or
+    # peer-authenticated setup starts without a drop-in
     creds = [v for k, v in pairs if k == "LoadCredential"]
-    check(creds and all(re.match(r"^[a-z-]+:/etc/idsyncd/credentials/", v) for v in creds),
-          f"secrets come through LoadCredential= ({creds})")
+    check(creds == ["idsyncd:/etc/idsyncd/credentials"],
+          f"secrets come through one LoadCredential= directory ({creds})")
     check("@BINDIR@/idsyncd -c /etc/idsyncd/idsyncd.yaml run" in text, "ExecStart runs `idsyncd run`")
 
     analyze = shutil.which("systemd-analyze")
@@ -95,12 +97,12 @@ def main():
         if not os.path.exists(cache):
             check(False, f"{build} is not a CMake build directory")
         else:
-            cached = dict(re.findall(r"^(CMAKE_INSTALL_PREFIX|SYSTEMD_UNITDIR|CMAKE_INSTALL_BINDIR"
+            cached = dict(re.findall(r"^(CMAKE_INSTALL_PREFIX|IDSYNCD_SYSTEMD_UNITDIR|CMAKE_INSTALL_BINDIR"
                                      r"|CMAKE_INSTALL_DATAROOTDIR):[A-Z]+=(.*)$", open(cache).read(), re.M))
             prefix = cached.get("CMAKE_INSTALL_PREFIX") or "/usr/local"
             bindir = os.path.join(prefix, cached.get("CMAKE_INSTALL_BINDIR") or "bin")
             datadir = os.path.join(prefix, cached.get("CMAKE_INSTALL_DATAROOTDIR") or "share")
-            unitdir = cached.get("SYSTEMD_UNITDIR", "")
+            unitdir = os.path.join(prefix, cached.get("IDSYNCD_SYSTEMD_UNITDIR", ""))
             dest = os.path.join(work, "root")
             r = subprocess.run(["cmake", "--install", build], env={**os.environ, "DESTDIR": dest},
                                capture_output=True, text=True)
@@ -114,9 +116,14 @@ def main():
             want = sorted(f for f in os.listdir(os.path.join(SRC, "config", "migrations")) if f.endswith(".sql"))
             check(migs == want, f"the migrations in {datadir}/idsyncd/migrations ({migs})")
             check(os.path.exists(at(f"{datadir}/idsyncd/example.yaml")), "the example config")
-            pc = subprocess.run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"],
-                                capture_output=True, text=True).stdout.strip()
-            check(not pc or unitdir == pc, f"the unit dir is pkg-config's ({unitdir} vs {pc})")
+            # the default: under the prefix, never the package manager's
+            # /lib/systemd/system for a /usr/local install
+            if cached.get("IDSYNCD_SYSTEMD_UNITDIR") == "lib/systemd/system":
+                check(unitdir == os.path.join(prefix, "lib/systemd/system"),
+                      f"the unit goes under the prefix ({unitdir})")
+            check(not os.path.exists(at("/lib/systemd/system/idsyncd.service")) or
+                  unitdir.rstrip("/") in ("/lib/systemd/system", "/usr/lib/systemd/system"),
+                  "nothing written into the package manager's unit dir")
             installed = at(f"{unitdir}/idsyncd.service")
             body = open(installed).read() if os.path.exists(installed) else ""
             check(f"ExecStart={bindir}/idsyncd -c /etc/idsyncd/idsyncd.yaml run" in body,

@@ -50,8 +50,10 @@ ids sync
 eq 0 "$RC" "a sync of the new connector alone"
 eq "$before" "$(snapshot_db)" "the removed connector's users are exactly as they were"
 ids status
-has "corp" "$OUT" "status still lists the removed connector's runs"
-has "orphaned" "$OUT$ERR" "status says corp's users are orphaned"
+# the connector's name as the line's first field: a bare substring match
+# would be satisfied by corp2's line alone
+eq 1 "$(printf '%s\n' "$OUT" | awk '$1 == "corp"' | wc -l)" "status still lists the removed connector's run"
+has "orphaned: corp owns 20 users (20 active)" "$OUT" "status says corp's users are orphaned"
 ids check-config
-has "orphaned" "$OUT$ERR" "check-config says so too"
+has "orphaned: connector corp is no longer configured but owns 20 users" "$OUT" "check-config says so too"
 finish

@@ -50,8 +50,15 @@ sed -i 's/^log:$/sync: { interval: 1h }\nlog:/' "$W/idsyncd.yaml"
 dpid=$!
 at_exit "kill $dpid 2>/dev/null"
 for _ in $(seq 1 100); do grep -q "run 1\|ok:" "$W/d.err" 2>/dev/null && break; sleep 0.1; done
-grep -qaF "$pw" "/proc/$dpid/environ" && bad "the password is in the daemon's environment" || ok "not in the daemon's environment"
-grep -qaF "$pw" "/proc/$dpid/cmdline" && bad "the password is on the daemon's command line" || ok "not on its command line"
+# Copy /proc first: a daemon that already died has no environment to
+# grep, and a grep that fails to open the file must not count as "absent".
+if kill -0 "$dpid" 2>/dev/null && cp "/proc/$dpid/environ" "$W/d.environ" 2>/dev/null &&
+	cp "/proc/$dpid/cmdline" "$W/d.cmdline" 2>/dev/null && grep -qa "idsyncd" "$W/d.cmdline"; then
+	grep -qaF "$pw" "$W/d.environ" && bad "the password is in the daemon's environment" || ok "not in the daemon's environment"
+	grep -qaF "$pw" "$W/d.cmdline" && bad "the password is on the daemon's command line" || ok "not on its command line"
+else
+	bad "the daemon (pid $dpid) is not running: its environment and command line cannot be checked"
+fi
 kill -TERM $dpid
 wait $dpid || true
 hasnt "$pw" "$(cat "$W/d.out" "$W/d.err")" "not in the daemon's log"

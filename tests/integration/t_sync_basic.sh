@@ -25,7 +25,7 @@ has "+ role  jnovak  support  operator" "$OUT" "plan grants jnovak operator thro
 hasnt "dave" "$OUT" "disabled dave is not provisioned"
 hasnt "carol" "$OUT" "carol (no rule) is out of scope"
 has "summary corp: 3 create" "$OUT" "plan summary"
-eq 0 "$(q "SELECT count(*) FROM app_user")" "plan wrote no user"
+eq 0 "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'idsync'")" "plan wrote nothing, not even the schema"
 
 ids sync
 eq 0 "$RC" "sync exits 0"

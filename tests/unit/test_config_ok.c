@@ -418,11 +418,37 @@ static void string_relative_to_cwd(void **state)
 	ids_error_clear(&e);
 }
 
+/* The Perl-class refusal (test_config_errors' rule_regex_perl_*) must not
+ * catch an escaped backslash followed by a letter: "\\d" is a backslash
+ * and a d, in POSIX as in Perl, and so is [\\d] in a bracket. */
+static void regex_escaped_backslash(void **state)
+{
+	static const char yaml[] =
+	    "database:\n  conninfo: x\n"
+	    "connectors:\n  - name: c\n    type: ldap\n    uri: ldaps://h\n"
+	    "    users: { base: \"dc=x\" }\n"
+	    "rules:\n  - name: a\n    match:\n      member_of_regex: \"^a\\\\\\\\d[\\\\\\\\w]$\"\n"
+	    "    company_admin: true\n";
+	struct ids_config *cfg = NULL;
+	struct ids_error e = {0};
+	(void)state;
+	assert_int_equal(ids_config_load_string("s.yaml", yaml, sizeof(yaml) - 1, &cfg, &e), 0);
+	assert_string_equal(cfg->rules[0].member_of_regex, "^a\\\\d[\\\\w]$");
+	assert_true(matches(&cfg->rules[0].group_re, "a\\dw"));
+	assert_true(matches(&cfg->rules[0].group_re, "a\\d\\"));
+	assert_false(matches(&cfg->rules[0].group_re, "a1w"));
+	ids_config_free(cfg);
+	ids_error_clear(&e);
+}
+
 /* ---- the shipped example ---- */
 
 static void example(void **state)
 {
-	static const char *const creds[] = {"db-password", "ldap-password", "entra-secret", "google-sa.json"};
+	/* the names systemd gives the files of the unit's credentials
+	 * directory (LoadCredential=idsyncd:DIR): idsyncd_FILE */
+	static const char *const creds[] = {"idsyncd_db-password", "idsyncd_ldap-password",
+					    "idsyncd_entra-secret", "idsyncd_google-sa.json"};
 	char dir[64], path[256];
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/ids-config-creds-XXXXXX");
@@ -436,21 +462,21 @@ static void example(void **state)
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
 	struct ids_config *cfg = load_ok("../../config/example.yaml");
 
-	assert_string_equal(cfg->database.password, "secret-of-db-password");
+	assert_string_equal(cfg->database.password, "secret-of-idsyncd_db-password");
 	assert_int_equal(cfg->nconnectors, 3);
 	const struct ids_connector_cfg *ad = ids_config_connector(cfg, "corp-ad");
 	assert_non_null(ad);
 	assert_int_equal(ad->type, IDS_CONN_LDAP);
 	assert_int_equal(ad->ldap.flavor, IDS_LDAP_AD);
 	assert_int_equal(ad->ldap.uri.n, 2);
-	assert_string_equal(ad->ldap.bind_password, "secret-of-ldap-password");
+	assert_string_equal(ad->ldap.bind_password, "secret-of-idsyncd_ldap-password");
 	assert_true(ad->adopt_by_email);
 	const struct ids_connector_cfg *en = ids_config_connector(cfg, "entra");
 	assert_non_null(en);
-	assert_string_equal(en->entra.client_secret, "secret-of-entra-secret");
+	assert_string_equal(en->entra.client_secret, "secret-of-idsyncd_entra-secret");
 	const struct ids_connector_cfg *gw = ids_config_connector(cfg, "gws");
 	assert_non_null(gw);
-	snprintf(path, sizeof(path), "%s/google-sa.json", dir);
+	snprintf(path, sizeof(path), "%s/idsyncd_google-sa.json", dir);
 	assert_string_equal(gw->google.service_account_file, path);
 	assert_int_equal(cfg->nrules, 4);
 	assert_string_equal(cfg->rules[1].member_of_regex, "^CC-([a-z]+)-([a-z]+)-Operators$");
@@ -541,6 +567,7 @@ int main(void)
 	    cmocka_unit_test(sasl_ldapi_and_defaults),
 	    cmocka_unit_test(relative_paths),
 	    cmocka_unit_test(string_relative_to_cwd),
+	    cmocka_unit_test(regex_escaped_backslash),
 	    cmocka_unit_test(example),
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(lookups),
