@@ -17,22 +17,25 @@
 
 static bool fail_diff, fail_apply;
 
-int __real_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-		    const struct ids_diff_opts *o, struct ids_plan **ret);
-int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-		    const struct ids_diff_opts *o, struct ids_plan **ret);
-int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-		    const struct ids_diff_opts *o, struct ids_plan **ret)
+int __real_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
+int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
+int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret)
 {
 	return fail_diff ? -ENOMEM : __real_ids_diff(s, d, c, o, ret);
 }
 
-int __real_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
-			   const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err);
-int __wrap_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
-			   const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err);
-int __wrap_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
-			   const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err)
+int __real_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
+			   const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
+			   struct ids_error *err);
+int __wrap_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
+			   const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
+			   struct ids_error *err);
+int __wrap_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,
+			   const struct ids_plan *p, const struct ids_run *run, int64_t *ret_run_id,
+			   struct ids_error *err)
 {
 	if (fail_apply)
 		return ids_error_set(err, IDS_E_DB, "insert into app_user: disk full");
@@ -42,8 +45,8 @@ int __wrap_ids_store_apply(struct ids_store *st, int64_t company_id, const char 
 static int64_t seen_deadline;
 
 /* An empty directory; keeps the deadline the run passed in. */
-static int empty_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx, struct ids_snapshot *s,
-		      struct ids_error *err)
+static int empty_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		      struct ids_snapshot *s, struct ids_error *err)
 {
 	seen_deadline = ctx->deadline_usec;
 	return 0;
@@ -149,8 +152,9 @@ static void test_ok(void **state)
 	struct fx *f = *state;
 	sync_once(f);
 	assert_int_equal(f->res.exit_code, IDS_EXIT_OK);
-	assert_string_equal(f->out.p ? f->out.p : "", "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants "
-				      "added, 0 removed, 0 conflicts\n");
+	assert_string_equal(f->out.p ? f->out.p : "",
+			    "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants "
+			    "added, 0 removed, 0 conflicts\n");
 	char want[64];
 	assert_last_run(f->res.run_id, "ok");
 	snprintf(want, sizeof(want), "info corp: run %lld ok: 0 users", (long long)f->res.run_id);
@@ -172,8 +176,8 @@ static void test_diff_failed(void **state)
 	assert_has(f->out.p, "summary corp: failed: diff: ");
 	char want[64];
 	assert_last_run(f->res.run_id, "failed");
-	snprintf(want, sizeof(want), "error corp: run %lld failed, nothing written: diff: ",
-		 (long long)f->res.run_id);
+	snprintf(want, sizeof(want),
+		 "error corp: run %lld failed, nothing written: diff: ", (long long)f->res.run_id);
 	assert_has(f->log, want);
 }
 
@@ -185,9 +189,11 @@ static void test_apply_failed(void **state)
 	fail_apply = true;
 	sync_once(f);
 	assert_int_equal(f->res.exit_code, IDS_EXIT_FAILED);
-	assert_string_equal(f->out.p ? f->out.p : "", "summary corp: failed: apply: insert into app_user: disk full\n");
+	assert_string_equal(f->out.p ? f->out.p : "",
+			    "summary corp: failed: apply: insert into app_user: disk full\n");
 	char want[96];
-	snprintf(want, sizeof(want), "error corp: run %lld failed, nothing written: apply: insert into app_user",
+	snprintf(want, sizeof(want),
+		 "error corp: run %lld failed, nothing written: apply: insert into app_user",
 		 (long long)f->res.run_id);
 	assert_has(f->log, want);
 	assert_last_run(f->res.run_id, "failed");
@@ -213,7 +219,8 @@ static void test_retire_locked(void **state)
 	assert_string_equal(f->res.status, "skipped_locked");
 	assert_string_equal(f->out.p ? f->out.p : "", "summary corp: skipped, locked by another instance\n");
 	char want[96];
-	snprintf(want, sizeof(want), "warning corp: run %lld skipped: another instance is syncing this connector",
+	snprintf(want, sizeof(want),
+		 "warning corp: run %lld skipped: another instance is syncing this connector",
 		 (long long)f->res.run_id);
 	assert_has(f->log, want);
 	assert_last_run(f->res.run_id, "skipped_locked");
@@ -231,7 +238,8 @@ static void test_sync_locked(void **state)
 	assert_int_equal(f->res.exit_code, IDS_EXIT_LOCKED);
 	assert_string_equal(f->out.p ? f->out.p : "", "summary corp: skipped, locked by another instance\n");
 	char want[96];
-	snprintf(want, sizeof(want), "warning corp: run %lld skipped: another instance is syncing this connector",
+	snprintf(want, sizeof(want),
+		 "warning corp: run %lld skipped: another instance is syncing this connector",
 		 (long long)f->res.run_id);
 	assert_has(f->log, want);
 }
