@@ -219,10 +219,10 @@ static void print_end(struct run *rn, const struct end *x)
 	} else if (has_plan && x->exit_code == IDS_EXIT_SAFETY) {
 		/* the counts are what was held back: never alone, where they
 		 * would read as done */
-		ids_buf_printf(rn->out, "aborted, nothing written; %s (planned: ",
-			       x->plan->held ? x->plan->held : "held");
+		ids_buf_printf(rn->out, "aborted, nothing written; held: %s; planned: ",
+			       x->plan->held ? x->plan->held : "?");
 		ids_plan_format_counts(&x->plan->counts, rn->out);
-		ids_buf_printf(rn->out, ")\naborted: %s\n", x->plan->verdict_why ? x->plan->verdict_why : "");
+		ids_buf_printf(rn->out, "\naborted: %s\n", x->plan->verdict_why ? x->plan->verdict_why : "");
 	} else if (has_plan) {
 		ids_plan_format_counts(&x->plan->counts, rn->out);
 		ids_buf_putc(rn->out, '\n');
