@@ -1269,6 +1269,7 @@ void ids_plan_free(struct ids_plan *p)
 	ids_strv_free(&p->missing_tenants);
 	ids_strv_free(&p->new_groups);
 	free(p->verdict_why);
+	free(p->held);
 	ids_arena_free(&p->arena);
 	free(p);
 }

@@ -340,12 +340,63 @@ static void record_next(struct daemon *d, const struct sched *s, bool run_failed
 	ids_error_clear(&e);
 }
 
+/* After a run: its next due time and its part of STATUS=.  An ok run
+ * and a locked tick keep the interval; a failure or a safety abort backs
+ * off; a run that SIGTERM cancelled is not rescheduled at all. */
+static void reschedule(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
+		       const struct ids_sync_result *res)
+{
+	char at[16], retry[16];
+	int64_t now = ids_mono_usec();
+	hhmmss(0, at, sizeof(at));
+	if (d->stop && res->exit_code != IDS_EXIT_OK) {
+		/* SIGTERM cancelled it: nothing was written, nothing to retry */
+		set_status(s, "%s stopped at %s (run cancelled, nothing written)", cc->name, at);
+		return;
+	}
+	if (res->exit_code == IDS_EXIT_OK || res->exit_code == IDS_EXIT_LOCKED) {
+		/* a locked tick is another instance's success: keep the rhythm,
+		 * so that this one takes over within an interval if it dies */
+		s->backoff = 0;
+		s->due = now + ((int64_t)interval_of(d->cfg, cc) + rnd((unsigned)d->cfg->sync.jitter)) * USEC;
+		if (res->exit_code == IDS_EXIT_OK)
+			set_status(s, "%s ok %ld users +%ld ~%ld -%ld at %s", cc->name,
+				   res->counts.users_seen, res->counts.created,
+				   res->counts.updated + res->counts.reactivated, res->counts.deactivated,
+				   at);
+		else
+			set_status(s, "%s skipped (another instance is syncing it) at %s", cc->name, at);
+		return;
+	}
+	/* failures and safety aborts retry with doubling backoff; a tenth of
+	 * the jitter keeps instances that failed together from retrying
+	 * together */
+	s->backoff = s->backoff ? s->backoff * 2 : d->cfg->sync.retry_min;
+	if (s->backoff > d->cfg->sync.retry_max || s->backoff <= 0)
+		s->backoff = d->cfg->sync.retry_max;
+	/* a refused password or a locked account does not heal in seconds:
+	 * retrying fast only feeds lockout policies (case 6) */
+	if (res->error_code == IDS_E_AUTH)
+		s->backoff = d->cfg->sync.retry_max;
+	int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * USEC;
+	s->due = now + delay;
+	hhmmss(delay, retry, sizeof(retry));
+	/* an aborted run's error starts with what was held ("held: 4
+	 * deactivations over the limit of 3"): never counts that read as
+	 * done.  STATUS= says "timeout" in so many words (reliability case 2) */
+	char *err = status_text(res->error ? res->error : "", STATUS_ERR_MAX);
+	set_status(s, "%s %s (%s%s) retry %s", cc->name, res->status,
+		   res->error_code == IDS_E_TIMEOUT ? "timeout: " : "", err ? err : "", retry);
+	free(err);
+}
+
 static void run_one(struct daemon *d, struct sched *s)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, s->name);
+	/* what a run that could not even start (no database) reports */
 	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
 	struct ids_error e = {0};
-	char at[16], retry[16];
+	char at[16];
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
@@ -357,10 +408,16 @@ static void run_one(struct daemon *d, struct sched *s)
 	set_status(s, "%s running since %s", cc->name, at);
 	notify_status(d, NULL);
 	if (store_ready(d, &e) < 0) {
-		ids_log(IDS_LOG_ERROR, cc->name, 0, NULL, "database: %s", ids_error_text(&e));
+		/* a tick without a database is a failed run (with the run's
+		 * MESSAGE_ID=, for whoever watches those), but without an id:
+		 * there is no sequence to take one from */
+		const struct ids_log_fields f = {.connector = cc->name, .message_id = IDS_MSGID_RUN_FAILED};
+		ids_log_event(IDS_LOG_ERROR, &f, "run failed, nothing written: database: %s",
+			      ids_error_text(&e));
 		res.error = strdup(ids_error_text(&e));
 	} else {
-		/* without a tracker (out of memory) STATUS= says "running since" */
+		/* the daemon prints nothing: the log and STATUS= are its output
+		 * (without a tracker, out of memory, STATUS= says "running since") */
 		if (!d->prog)
 			(void)ids_progress_new(-1, &d->prog);
 		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog};
@@ -371,43 +428,7 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
-
-	int64_t now = ids_mono_usec();
-	hhmmss(0, at, sizeof(at));
-	char *err = status_text(res.error ? res.error : "", STATUS_ERR_MAX);
-	if (d->stop && res.exit_code != IDS_EXIT_OK) {
-		/* SIGTERM cancelled it: nothing was written, nothing to retry */
-		set_status(s, "%s stopped at %s (run cancelled, nothing written)", cc->name, at);
-	} else if (res.exit_code == IDS_EXIT_OK || res.exit_code == IDS_EXIT_LOCKED) {
-		/* a locked tick is another instance's success: keep the rhythm,
-		 * so that this one takes over within an interval if it dies */
-		s->backoff = 0;
-		s->due = now + ((int64_t)interval_of(d->cfg, cc) + rnd((unsigned)d->cfg->sync.jitter)) * USEC;
-		if (res.exit_code == IDS_EXIT_OK)
-			set_status(s, "%s ok %ld users +%ld ~%ld -%ld at %s", cc->name, res.counts.users_seen,
-				   res.counts.created, res.counts.updated + res.counts.reactivated,
-				   res.counts.deactivated, at);
-		else
-			set_status(s, "%s skipped (another instance is syncing it) at %s", cc->name, at);
-	} else {
-		/* failures and safety aborts retry with doubling backoff; a
-		 * tenth of the jitter keeps instances that failed together
-		 * from retrying together */
-		s->backoff = s->backoff ? s->backoff * 2 : d->cfg->sync.retry_min;
-		if (s->backoff > d->cfg->sync.retry_max || s->backoff <= 0)
-			s->backoff = d->cfg->sync.retry_max;
-		/* a refused password or a locked account does not heal in
-		 * seconds: retrying fast only feeds lockout policies (case 6) */
-		if (res.error_code == IDS_E_AUTH)
-			s->backoff = d->cfg->sync.retry_max;
-		int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * USEC;
-		s->due = now + delay;
-		hhmmss(delay, retry, sizeof(retry));
-		/* STATUS= says "timeout" in so many words (reliability case 2) */
-		set_status(s, "%s %s (%s%s) retry %s", cc->name, res.status,
-			   res.error_code == IDS_E_TIMEOUT ? "timeout: " : "", err ? err : "", retry);
-	}
-	free(err);
+	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
 	if (!d->stop)
@@ -548,12 +569,62 @@ static struct sched *next_due(struct daemon *d)
 	return next;
 }
 
+/* Blocked before anything else: from here on a signal is a flag on the
+ * signalfd, never an interrupted call (and never a handler running in the
+ * middle of libpq or libldap).  SIGPIPE: a peer that closed a socket is an
+ * error return, not death. */
+static int signals_setup(struct daemon *d)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	signal(SIGPIPE, SIG_IGN);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+	    (d->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		int err = errno;
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "signalfd: %s", strerror(err));
+		sd_notifyf(0, "STATUS=cannot set up signal handling\nERRNO=%d", err);
+		return -err;
+	}
+	return 0;
+}
+
+/* The service loop proper, once the database is there: a reload, a
+ * SIGUSR1, the earliest due connector, or sleep — one thing per turn, so
+ * that a signal that arrived during a run is seen right after it. */
+static void serve(struct daemon *d)
+{
+	while (!d->stop && !d->fatal) {
+		if (d->reload) {
+			d->reload = false;
+			reload(d, true);
+			continue;
+		}
+		int64_t now = ids_mono_usec();
+		if (d->run_all) {
+			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
+			for (size_t i = 0; i < d->ns; i++)
+				d->s[i].due = now;
+			d->run_all = false;
+		}
+		/* the earliest due connector runs; the rest wait their turn */
+		struct sched *next = next_due(d);
+		if (next && next->due <= now) {
+			run_one(d, next);
+			continue;
+		}
+		sleep_until(d, next ? next->due : now + 3600 * USEC);
+	}
+}
+
 int ids_daemon_run(const char *config_path)
 {
 	struct daemon d = {.path = config_path, .sfd = -1};
 	struct ids_error e = {0};
 	int code = IDS_EXIT_OK;
-	sigset_t mask;
 
 	if (ids_config_load(config_path, &d.cfg, &e) < 0) {
 		fprintf(stderr, "%s\n", ids_error_text(&e));
@@ -562,26 +633,14 @@ int ids_daemon_run(const char *config_path)
 		return IDS_EXIT_CONFIG;
 	}
 	ids_log_setup(d.cfg->log.level, d.cfg->log.target);
-
-	/* Blocked before anything else: from here on a signal is a flag on
-	 * the signalfd, never an interrupted call.  SIGPIPE: a peer that
-	 * closed a socket is an error return, not death. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGUSR1);
-	signal(SIGPIPE, SIG_IGN);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
-	    (d.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-		int err = errno;
-		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "signalfd: %s", strerror(err));
-		sd_notifyf(0, "STATUS=cannot set up signal handling\nERRNO=%d", err);
+	if (signals_setup(&d) < 0) {
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
 	if (sd_watchdog_enabled(0, &d.wd_usec) <= 0)
 		d.wd_usec = 0;
+	/* host:pid names this instance in connector_schedule, where `status`
+	 * shows which of several instances runs a connector next */
 	char host[256] = "";
 	if (gethostname(host, sizeof(host) - 1) < 0)
 		snprintf(host, sizeof(host), "localhost");
@@ -603,30 +662,11 @@ int ids_daemon_run(const char *config_path)
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
-
-	while (!d.stop && !d.fatal) {
-		if (d.reload) {
-			d.reload = false;
-			reload(&d, true);
-			continue;
-		}
-		int64_t now = ids_mono_usec();
-		if (d.run_all) {
-			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
-			for (size_t i = 0; i < d.ns; i++)
-				d.s[i].due = now;
-			d.run_all = false;
-		}
-		/* the earliest due connector runs; the rest wait their turn */
-		struct sched *next = next_due(&d);
-		if (next && next->due <= now) {
-			run_one(&d, next);
-			continue;
-		}
-		sleep_until(&d, next ? next->due : now + 3600 * USEC);
-	}
+	serve(&d);
 	code = d.fatal;
 out:
+	/* STOPPING=1 went out at the signal already; otherwise now, so that
+	 * systemd reads the exit as intended rather than as a crash */
 	if (!d.stop)
 		sd_notify(0, "STOPPING=1");
 	if (code == IDS_EXIT_OK)

@@ -84,54 +84,81 @@ static char *one_line(const char *m)
 	return ids_buf_steal(&b);
 }
 
-void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
-	     const char *fmt, ...)
+/* One journal entry: only the fields this event has. */
+static void send_journal(enum ids_log_level level, const struct ids_log_fields *f, const char *msg)
+{
+	char *v[6] = {0};
+	struct iovec iov[7];
+	int n = 0;
+	const char *conn = f->connector;
+	if (asprintf(&v[0], "MESSAGE=%s%s%s", conn ? conn : "", conn ? ": " : "", msg) < 0)
+		v[0] = NULL;
+	if (asprintf(&v[1], "PRIORITY=%d", level_prio[level]) < 0)
+		v[1] = NULL;
+	if (conn && asprintf(&v[2], "CONNECTOR=%s", conn) < 0)
+		v[2] = NULL;
+	if (f->run_id && asprintf(&v[3], "RUN_ID=%lld", f->run_id) < 0)
+		v[3] = NULL;
+	if (f->user && asprintf(&v[4], "IDSYNC_USER=%s", f->user) < 0)
+		v[4] = NULL;
+	if (f->message_id && asprintf(&v[5], "MESSAGE_ID=%s", f->message_id) < 0)
+		v[5] = NULL;
+	for (int i = 0; i < 6; i++)
+		if (v[i])
+			iov[n++] = (struct iovec){v[i], strlen(v[i])};
+	iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=idsyncd", 25};
+	sd_journal_sendv(iov, n);
+	for (int i = 0; i < 6; i++)
+		free(v[i]);
+}
+
+/* One stderr line of service.md's format: the fields other than the
+ * connector are for the journal's matches; the message names what a
+ * reader of the line needs (run id, user). */
+static void write_line(enum ids_log_level level, const char *conn, const char *msg)
+{
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	char *line = one_line(msg);
+	ids_progress_erase(); /* a progress line on the terminal: this one takes its place */
+	fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], conn ? conn : "", conn ? ": " : "",
+		line ? line : "(out of memory)");
+	free(line);
+}
+
+static void vlog(enum ids_log_level level, const struct ids_log_fields *f, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vlog(enum ids_log_level level, const struct ids_log_fields *f, const char *fmt, va_list ap)
 {
 	if (level < min_level)
 		return;
 	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return;
+	if (use_journal)
+		send_journal(level, f, msg);
+	else
+		write_line(level, f->connector, msg);
+	free(msg);
+}
+
+void ids_log_event(enum ids_log_level level, const struct ids_log_fields *f, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	vlog(level, f, fmt, ap);
 	va_end(ap);
-	if (!msg)
-		return;
+}
 
-	if (use_journal) {
-		/* sd_journal_sendv: only the fields this event has */
-		char *f[5] = {0};
-		struct iovec iov[6];
-		int n = 0;
-		if (asprintf(&f[0], "MESSAGE=%s%s%s", connector ? connector : "", connector ? ": " : "",
-			     msg) < 0)
-			f[0] = NULL;
-		if (asprintf(&f[1], "PRIORITY=%d", level_prio[level]) < 0)
-			f[1] = NULL;
-		if (connector && asprintf(&f[2], "CONNECTOR=%s", connector) < 0)
-			f[2] = NULL;
-		if (run_id && asprintf(&f[3], "RUN_ID=%lld", run_id) < 0)
-			f[3] = NULL;
-		if (user && asprintf(&f[4], "IDSYNC_USER=%s", user) < 0)
-			f[4] = NULL;
-		for (int i = 0; i < 5; i++)
-			if (f[i])
-				iov[n++] = (struct iovec){f[i], strlen(f[i])};
-		iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=idsyncd", 25};
-		sd_journal_sendv(iov, n);
-		for (int i = 0; i < 5; i++)
-			free(f[i]);
-	} else {
-		char ts[32];
-		time_t now = time(NULL);
-		struct tm tm;
-		gmtime_r(&now, &tm);
-		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		char *line = one_line(msg);
-		ids_progress_erase(); /* a progress line on the terminal: this one takes its place */
-		fprintf(stderr, "%s %s %s%s%s\n", ts, level_word[level], connector ? connector : "",
-			connector ? ": " : "", line ? line : "(out of memory)");
-		free(line);
-	}
-	free(msg);
+void ids_log(enum ids_log_level level, const char *connector, long long run_id, const char *user,
+	     const char *fmt, ...)
+{
+	const struct ids_log_fields f = {.connector = connector, .run_id = run_id, .user = user};
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, &f, fmt, ap);
+	va_end(ap);
 }

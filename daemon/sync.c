@@ -1,9 +1,16 @@
 /* sync.c — one connector run, reading top to bottom like the data flow of
  * spec/README.md: lock, pull, finish, rules, load current, diff, safety,
- * apply, report.  Every outcome ends in a sync_run row (except when the
- * database itself is gone) and an exit code. */
+ * apply, report.
+ *
+ * A run is one struct run, and every way it can end — ok, failed, aborted
+ * by a safety guard, skipped because another instance holds the lock, a
+ * plan — goes through run_end(), which alone sets the result and the exit
+ * code, writes the sync_run row, logs the outcome line (with its
+ * MESSAGE_ID=) and prints the summary.  Written once, the five places
+ * cannot disagree about what happened. */
 #include "ids/sync.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +21,15 @@
 #include "ids/log.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
+
+#define USEC 1000000LL
+
+/* Per-user lines (changes, conflicts, skips) logged for one run at most.
+ * journald's default rate limit is 10000 entries per 30 s per service: an
+ * initial sync of 50000 users would make it drop lines, the run's own
+ * outcome among them.  Past the cap one line says how many were left out;
+ * the audit_log rows of the run have every change. */
+#define USER_LINES_MAX 1000
 
 int ids_exit_worst(int a, int b)
 {
@@ -26,11 +42,13 @@ int ids_exit_worst(int a, int b)
 	return a;
 }
 
+/* sync_run.started_at is wall-clock time; durations and the deadline use
+ * the monotonic clock, which a clock step cannot stretch or cut. */
 static int64_t now_usec(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
 }
 
 /* Seconds since *mark, and moves the mark to now: one call per phase. */
@@ -48,164 +66,390 @@ static long peak_rss_kib(void)
 	return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 }
 
-static const char *idp_of(enum ids_conn_type t)
+/* One run: of a connector (sync, plan), or of one company of a retire. */
+struct run {
+	const struct ids_config *cfg;
+	struct ids_store *st;
+	const char *conn;
+	const struct ids_sync_opts *o;
+	struct ids_buf *out;
+	struct ids_sync_result *res;
+	int64_t started;    /* unix usec: sync_run.started_at */
+	int64_t deadline;   /* ids_mono_usec() at which run_timeout stops the run; 0: none */
+	int64_t id;	    /* sync_run id, reserved when the run starts; 0: none yet (a plan: never) */
+	int64_t mark;	    /* ids_mono_usec() at the end of the last phase (res->t) */
+	int64_t company_id; /* where the plan is applied */
+	const char *idp;    /* "ldap" | "entra" | "google"; NULL for a retire */
+	long user_lines;    /* per-user lines so far (USER_LINES_MAX) */
+};
+
+/* How a run ended: everything run_end() reports. */
+struct end {
+	int exit_code;		     /* IDS_EXIT_* */
+	const char *status;	     /* sync_run.status: ok, failed, aborted_*, dry_run, skipped_locked */
+	const char *error;	     /* borrowed; NULL when none */
+	int error_code;		     /* IDS_E_* / -errno behind a failure, else 0 */
+	const char *what;	     /* the failed step when the error does not say ("database"), or NULL */
+	const struct ids_plan *plan; /* NULL when the run got no plan */
+	bool recorded;		     /* the apply wrote the row, with the changes */
+};
+
+/* Every line of a run carries its CONNECTOR= and, once the id is known,
+ * RUN_ID=: `journalctl RUN_ID=42` finds a failed run as well as an ok one. */
+static void run_log(const struct run *rn, enum ids_log_level level, const char *user, const char *msgid,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void run_log(const struct run *rn, enum ids_log_level level, const char *user, const char *msgid,
+		    const char *fmt, ...)
 {
-	return ids_conn_type_name(t);
+	const struct ids_log_fields f = {
+	    .connector = rn->conn, .run_id = rn->id, .user = user, .message_id = msgid};
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	ids_log_event(level, &f, "%s", msg ? msg : "(out of memory)");
+	free(msg);
 }
 
-/* Writes a sync_run row for a run that changed nothing (failed, aborted,
- * skipped), logging rather than failing if even that is impossible. */
-static void record_run(struct ids_store *st, const char *conn, int64_t started, const char *status,
-		       const struct ids_plan_counts *counts, const char *error, struct ids_sync_result *res)
+/* False once the run has logged USER_LINES_MAX per-user lines. */
+static bool user_line(struct run *rn)
 {
-	struct ids_run run = {conn, started, status, counts, error};
+	return rn->user_lines++ < USER_LINES_MAX;
+}
+
+/* "run 42" once the id is known, "plan" for a plan (it never has one). */
+static void run_name(const struct run *rn, char *buf, size_t n)
+{
+	if (rn->o->dry_run)
+		snprintf(buf, n, "plan");
+	else if (rn->id)
+		snprintf(buf, n, "run %lld", (long long)rn->id);
+	else
+		snprintf(buf, n, "run");
+}
+
+/* The sync_run row of a run that the apply did not write.  A lost
+ * database cannot take it; failing to write it is logged, not a second
+ * failure of the run. */
+static void record_end(struct run *rn, const struct end *x)
+{
+	if (x->recorded) {
+		rn->res->run_id = rn->id;
+		return;
+	}
+	if (x->error_code == IDS_E_DB_LOST)
+		return;
+	/* an aborted run keeps its counts: what the guard held back */
+	const struct ids_run row = {
+	    .connector = rn->conn,
+	    .started_at = rn->started,
+	    .status = x->status,
+	    .counts = x->plan && x->exit_code == IDS_EXIT_SAFETY ? &x->plan->counts : NULL,
+	    .error = x->error,
+	    .id = rn->id,
+	};
 	struct ids_error e = {0};
-	if (ids_store_record_run(st, &run, &res->run_id, &e) < 0)
-		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "cannot record the %s run: %s", status,
+	if (ids_store_record_run(rn->st, &row, &rn->res->run_id, &e) < 0)
+		run_log(rn, IDS_LOG_ERROR, NULL, NULL, "cannot record the %s run: %s", x->status,
 			ids_error_text(&e));
+	else
+		rn->id = rn->res->run_id;
 	ids_error_clear(&e);
 }
 
-static void fail(struct ids_sync_result *res, int code, const char *status, const char *msg)
+/* The outcome line, one per run, with the MESSAGE_ID= of its outcome
+ * (systemd/idsyncd.catalog).  A plan's lines have none: it is not a run. */
+static void log_end(struct run *rn, const struct end *x)
 {
-	res->exit_code = code;
-	res->status = status;
-	free(res->error);
-	res->error = msg ? strdup(msg) : NULL;
+	const struct ids_sync_result *res = rn->res;
+	const struct ids_plan_counts *c = &res->counts;
+	bool plan = rn->o->dry_run;
+	char name[40];
+	run_name(rn, name, sizeof(name));
+	if (rn->user_lines > USER_LINES_MAX)
+		run_log(rn, IDS_LOG_INFO, NULL, NULL,
+			"%ld more per-user lines not logged (at most %d a run; audit_log has every change)",
+			rn->user_lines - USER_LINES_MAX, USER_LINES_MAX);
+	if (x->exit_code == IDS_EXIT_OK && plan)
+		return; /* the plan itself is the answer */
+	if (x->exit_code == IDS_EXIT_OK)
+		run_log(
+		    rn, IDS_LOG_INFO, NULL, IDS_MSGID_RUN_OK,
+		    "%s ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld "
+		    "skipped, %ld rows written (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during "
+		    "fetch, diff %.2fs, apply %.2fs; peak RSS %ld MiB)",
+		    name, c->users_seen, c->created, c->updated + c->reactivated, c->deactivated,
+		    c->grants_added, c->grants_removed, c->conflicts, c->skipped_invalid, res->rows_written,
+		    res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply,
+		    res->peak_rss_kib / 1024);
+	else if (x->exit_code == IDS_EXIT_SAFETY)
+		run_log(rn, IDS_LOG_ERROR, NULL, plan ? NULL : IDS_MSGID_RUN_ABORTED,
+			"%s aborted, nothing written: %s", name, x->error ? x->error : "");
+	else if (x->exit_code == IDS_EXIT_LOCKED)
+		run_log(rn, IDS_LOG_WARNING, NULL, IDS_MSGID_RUN_SKIPPED,
+			"%s skipped: another instance is syncing this connector", name);
+	else
+		run_log(rn, IDS_LOG_ERROR, NULL, plan ? NULL : IDS_MSGID_RUN_FAILED,
+			"%s failed, nothing written: %s%s%s", name, x->what ? x->what : "",
+			x->what ? ": " : "", x->error ? x->error : "");
 }
 
-/* Logs the per-user events of a plan: conflicts and skips at warning. */
-static void log_plan_events(const char *conn, const struct ids_plan *p, const struct ids_desired_set *d)
+/* What the command prints: the plan when asked for it (plan, retire,
+ * --format json), else one summary line; a failure or a skip is always a
+ * summary line of its own (JSON callers build their object from res). */
+static void print_end(struct run *rn, const struct end *x)
+{
+	const struct ids_sync_opts *o = rn->o;
+	bool json = o->format == IDS_FMT_JSON;
+	bool has_plan = x->plan && x->exit_code != IDS_EXIT_FAILED && x->exit_code != IDS_EXIT_CONFIG;
+	if (has_plan && (o->print_plan || json)) {
+		if (json)
+			ids_plan_format_json(x->plan, rn->out);
+		else
+			ids_plan_format_text(x->plan, rn->out);
+		return;
+	}
+	if (json)
+		return;
+	ids_buf_printf(rn->out, "summary %s: ", rn->conn);
+	if (x->exit_code == IDS_EXIT_LOCKED) {
+		ids_buf_puts(rn->out, "skipped, locked by another instance\n");
+	} else if (has_plan && x->exit_code == IDS_EXIT_SAFETY) {
+		/* the counts are what was held back: never alone, where they
+		 * would read as done */
+		ids_buf_printf(rn->out, "aborted, nothing written; held: %s; planned: ",
+			       x->plan->held ? x->plan->held : "?");
+		ids_plan_format_counts(&x->plan->counts, rn->out);
+		ids_buf_printf(rn->out, "\naborted: %s\n", x->plan->verdict_why ? x->plan->verdict_why : "");
+	} else if (has_plan) {
+		ids_plan_format_counts(&x->plan->counts, rn->out);
+		ids_buf_putc(rn->out, '\n');
+	} else {
+		ids_buf_printf(rn->out, "failed: %s%s%s\n", x->what ? x->what : "", x->what ? ": " : "",
+			       x->error ? x->error : "");
+	}
+}
+
+/* The one way a run ends: result, sync_run row (not for a plan), outcome
+ * line, printed summary — in that order, so that the line names the row. */
+static void run_end(struct run *rn, const struct end *x)
+{
+	struct ids_sync_result *res = rn->res;
+	res->exit_code = x->exit_code;
+	res->status = x->status;
+	res->error_code = x->error_code;
+	free(res->error);
+	res->error = x->error ? strdup(x->error) : NULL;
+	if (x->plan)
+		res->counts = x->plan->counts;
+	if (!rn->o->dry_run)
+		record_end(rn, x);
+	log_end(rn, x);
+	print_end(rn, x);
+}
+
+static void end_db_failed(struct run *rn, const struct ids_error *e)
+{
+	run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+				  .status = "failed",
+				  .error = ids_error_text(e),
+				  .error_code = e->code,
+				  .what = "database"});
+}
+
+/* A read that failed: its error names the place (server, page, file). */
+static void end_pull_failed(struct run *rn, const struct ids_error *e)
+{
+	/* a credential file that is there but malformed is found only now:
+	 * still a configuration error (exit 78), not a transient failure */
+	run_end(rn, &(struct end){.exit_code = e->code == IDS_E_CONFIG ? IDS_EXIT_CONFIG : IDS_EXIT_FAILED,
+				  .status = "failed",
+				  .error = ids_error_text(e),
+				  .error_code = e->code});
+}
+
+/* Starts a run: a clean result, the start time, the deadline, and (not
+ * for a plan, which writes nothing, not even a sequence) the run id that
+ * every later line carries. */
+static int run_begin(struct run *rn, struct ids_error *e)
+{
+	memset(rn->res, 0, sizeof(*rn->res));
+	rn->started = now_usec();
+	rn->mark = ids_mono_usec();
+	int timeout = rn->cfg->sync.run_timeout;
+	rn->deadline = timeout > 0 ? rn->mark + (int64_t)timeout * USEC : 0;
+	if (rn->o->dry_run)
+		return 0;
+	return ids_store_run_reserve(rn->st, &rn->id, e);
+}
+
+/* Logs the per-user events the plan found: conflicts and skips at warning
+ * (for a plan too: the operator must fix them in the directory). */
+static void log_plan_events(struct run *rn, const struct ids_plan *p, const struct ids_desired_set *d)
 {
 	for (size_t i = 0; d && i < d->warnings.n; i++)
-		ids_log(IDS_LOG_WARNING, conn, 0, NULL, "%s", d->warnings.v[i]);
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "%s", d->warnings.v[i]);
 	for (size_t i = 0; i < p->missing_tenants.n; i++)
-		ids_log(IDS_LOG_WARNING, conn, 0, NULL,
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL,
 			"tenant %s does not exist and tenants.auto_create is off: its grants are skipped",
 			p->missing_tenants.v[i]);
 	for (size_t i = 0; i < p->nusers; i++) {
 		const struct ids_plan_user *u = &p->users[i];
 		const char *name = u->username ? u->username : u->external_id;
-		if (u->flags & IDS_PU_CONFLICT)
-			ids_log(IDS_LOG_WARNING, conn, 0, name, "user %s skipped, conflict: %s", name,
+		bool conflict = u->flags & IDS_PU_CONFLICT, invalid = u->flags & IDS_PU_SKIP_INVALID;
+		if ((!conflict && !invalid) || !user_line(rn))
+			continue;
+		if (conflict)
+			run_log(rn, IDS_LOG_WARNING, name, NULL, "user %s skipped, conflict: %s", name,
 				u->reason ? u->reason : "");
-		else if (u->flags & IDS_PU_SKIP_INVALID)
-			ids_log(IDS_LOG_WARNING, conn, 0, name, "user %s (id %s) skipped, invalid data: %s",
+		else
+			run_log(rn, IDS_LOG_WARNING, name, NULL, "user %s (id %s) skipped, invalid data: %s",
 				u->username ? u->username : "?", u->external_id ? u->external_id : "?",
 				u->reason ? u->reason : "");
 	}
 }
 
-static void print_result(const struct ids_plan *p, const struct ids_sync_opts *o, struct ids_buf *out)
+/* "created", "reactivated, updated (email, last_name)", ...: what the
+ * committed plan did to u, or NULL when only its grants changed.  Field
+ * names only: the values are in audit_log, not in the journal. */
+static int describe_change(const struct ids_plan_user *u, struct ids_buf *b)
 {
-	if (o->print_plan || o->format == IDS_FMT_JSON) {
-		if (o->format == IDS_FMT_JSON)
-			ids_plan_format_json(p, out);
-		else
-			ids_plan_format_text(p, out);
-		return;
-	}
-	ids_buf_printf(out, "summary %s: ", p->connector);
-	ids_plan_format_counts(&p->counts, out);
-	ids_buf_putc(out, '\n');
-	if (p->verdict != IDS_VERDICT_OK)
-		ids_buf_printf(out, "aborted: %s\n", p->verdict_why ? p->verdict_why : "");
+	static const struct {
+		unsigned flag;
+		const char *word;
+	} verbs[] = {{IDS_PU_CREATE, "created"},
+		     {IDS_PU_ADOPT, "adopted (same e-mail)"},
+		     {IDS_PU_REACTIVATE, "reactivated"},
+		     {IDS_PU_DEACTIVATE, "deactivated"},
+		     {IDS_PU_REASON, "deactivation reason changed"},
+		     {IDS_PU_UPDATE, "updated"}};
+	static const char *const fields[] = {"username",     "email",	      "first_name", "last_name",
+					     "display_name", "company_admin", "auth"};
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (u->flags & verbs[i].flag)
+			r = ids_buf_printf(b, "%s%s", b->len ? ", " : "", verbs[i].word);
+	if (r >= 0 && (u->flags & (IDS_PU_DEACTIVATE | IDS_PU_REASON)) && u->reason)
+		r = ids_buf_printf(b, ": %s", u->reason);
+	for (size_t i = 0, n = 0; r >= 0 && i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (u->changed & (1u << i))
+			r = ids_buf_printf(b, "%s%s", n++ ? ", " : " (", fields[i]);
+	if (r >= 0 && (u->changed & ((1u << (sizeof(fields) / sizeof(fields[0]))) - 1)))
+		r = ids_buf_putc(b, ')');
+	return r;
 }
 
-/* Diff, safety, apply: the part shared by sync and retire.  Takes the
- * finished snapshot and the current state. */
-static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, const char *conn,
-			   int64_t company_id, const char *idp, int64_t started,
-			   const struct ids_snapshot *snap, const struct ids_desired_set *des,
-			   const struct ids_current *cur, const struct ids_diff_opts *dopt, bool allow_empty,
-			   const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res)
+/* One info line per user the committed run changed, with IDSYNC_USER=:
+ * `journalctl IDSYNC_USER=jnovak` tells when jnovak was created or
+ * deactivated and by which run. */
+static void log_user_changes(struct run *rn, const struct ids_plan *p)
 {
+	const unsigned changes = IDS_PU_CREATE | IDS_PU_ADOPT | IDS_PU_UPDATE | IDS_PU_DEACTIVATE |
+				 IDS_PU_REACTIVATE | IDS_PU_REASON;
+	struct ids_buf b = {0};
+	for (size_t i = 0; i < p->nusers; i++) {
+		const struct ids_plan_user *u = &p->users[i];
+		const char *name = u->username ? u->username : u->external_id;
+		if (!(u->flags & changes) || !user_line(rn))
+			continue;
+		ids_buf_reset(&b);
+		if (describe_change(u, &b) >= 0 && b.p)
+			run_log(rn, IDS_LOG_INFO, name, NULL, "user %s %s", name, b.p);
+	}
+	ids_buf_free(&b);
+}
+
+/* Diff, safety, apply, and the end of the run: the part shared by sync
+ * and retire.  Takes the finished snapshot and the current state. */
+static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, const struct ids_desired_set *des,
+			   const struct ids_current *cur, const struct ids_diff_opts *dopt, bool allow_empty)
+{
+	const struct ids_config *cfg = rn->cfg;
+	struct ids_sync_result *res = rn->res;
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
-	int64_t mark = ids_mono_usec();
-	ids_progress_phase(o->prog, IDS_PHASE_DIFF);
+	ids_progress_phase(rn->o->prog, IDS_PHASE_DIFF);
 	int r = ids_diff(snap, des, cur, dopt, &plan);
-	res->t.diff = lap(&mark);
+	res->t.diff = lap(&rn->mark);
 	if (r < 0) {
-		fail(res, IDS_EXIT_FAILED, "failed", ids_strerror(r));
-		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "diff failed: %s", ids_strerror(r));
-		if (!o->dry_run)
-			record_run(st, conn, started, "failed", NULL, res->error, res);
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+					  .status = "failed",
+					  .error = ids_strerror(r),
+					  .error_code = r,
+					  .what = "diff"});
 		return;
 	}
-	const struct ids_safety lim = {cfg->safety.max_deactivations, cfg->safety.max_deactivation_percent,
-				       cfg->safety.max_grant_removals_percent};
-	ids_plan_check_safety(plan, snap->nusers, &lim, allow_empty, o->allow_mass);
-	res->counts = plan->counts;
-	log_plan_events(conn, plan, des);
-	print_result(plan, o, out);
+	const struct ids_safety lim = {
+	    .max_deactivations = cfg->safety.max_deactivations,
+	    .max_deactivation_percent = cfg->safety.max_deactivation_percent,
+	    .max_grant_removals_percent = cfg->safety.max_grant_removals_percent,
+	};
+	ids_plan_check_safety(plan, snap->nusers, &lim, allow_empty, rn->o->allow_mass);
+	log_plan_events(rn, plan, des);
 
 	if (plan->verdict != IDS_VERDICT_OK) {
-		const char *status =
-		    plan->verdict == IDS_VERDICT_EMPTY ? "aborted_empty" : "aborted_threshold";
-		fail(res, IDS_EXIT_SAFETY, status, plan->verdict_why);
-		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "run aborted, nothing written: %s", plan->verdict_why);
-		if (!o->dry_run)
-			record_run(st, conn, started, status, &plan->counts, plan->verdict_why, res);
-		goto out;
+		/* the error (sync_run.error, STATUS=, the log) starts with what
+		 * was held back, then why and the way out */
+		char *why = NULL;
+		if (asprintf(&why, "held: %s; %s", plan->held ? plan->held : "?",
+			     plan->verdict_why ? plan->verdict_why : "") < 0)
+			why = NULL;
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_SAFETY,
+					  .status = plan->verdict == IDS_VERDICT_EMPTY ? "aborted_empty"
+										       : "aborted_threshold",
+					  .error = why ? why : plan->verdict_why,
+					  .plan = plan});
+		free(why);
+	} else if (rn->o->dry_run) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
+	} else {
+		const struct ids_run row = {.connector = rn->conn,
+					    .started_at = rn->started,
+					    .status = "ok",
+					    .counts = &plan->counts,
+					    .id = rn->id};
+		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
+		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
+		res->t.apply = lap(&rn->mark);
+		res->peak_rss_kib = peak_rss_kib();
+		if (r < 0) {
+			run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+						  .status = "failed",
+						  .error = ids_error_text(&e),
+						  .error_code = e.code,
+						  .what = "apply",
+						  .plan = plan});
+		} else {
+			res->rows_written = ids_store_rows_written(rn->st);
+			log_user_changes(rn, plan);
+			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
+						  .status = "ok",
+						  .plan = plan,
+						  .recorded = true});
+		}
 	}
-	if (o->dry_run) {
-		res->exit_code = IDS_EXIT_OK;
-		res->status = "dry_run";
-		goto out;
-	}
-
-	struct ids_run run = {conn, started, "ok", &plan->counts, NULL};
-	ids_progress_phase(o->prog, IDS_PHASE_APPLYING);
-	r = ids_store_apply(st, company_id, idp, plan, &run, &res->run_id, &e);
-	res->t.apply = lap(&mark);
-	res->peak_rss_kib = peak_rss_kib();
-	if (r < 0) {
-		fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
-		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "apply failed, rolled back: %s", ids_error_text(&e));
-		record_run(st, conn, started, "failed", NULL, res->error, res);
-		goto out;
-	}
-	res->exit_code = IDS_EXIT_OK;
-	res->status = "ok";
-	res->rows_written = ids_store_rows_written(st);
-	ids_log(
-	    IDS_LOG_INFO, conn, res->run_id, NULL,
-	    "run %lld ok: %ld users, +%ld ~%ld -%ld, %ld grants added, %ld removed, %ld conflicts, %ld "
-	    "skipped,"
-	    " %ld rows written (fetch %.2fs, resolve %.2fs, rules %.2fs, load %.2fs during fetch, diff %.2fs,"
-	    " apply %.2fs; peak RSS %ld MiB)",
-	    (long long)res->run_id, plan->counts.users_seen, plan->counts.created,
-	    plan->counts.updated + plan->counts.reactivated, plan->counts.deactivated,
-	    plan->counts.grants_added, plan->counts.grants_removed, plan->counts.conflicts,
-	    plan->counts.skipped_invalid, res->rows_written, res->t.fetch, res->t.resolve, res->t.rules,
-	    res->t.load, res->t.diff, res->t.apply, res->peak_rss_kib / 1024);
-out:
 	ids_error_clear(&e);
 	ids_plan_free(plan);
 }
-
-struct progress_ctx {
-	const struct ids_sync_opts *o;
-	int64_t deadline; /* unix usec; 0 = none */
-};
 
 /* Called by connectors between pages: enforces run_timeout and passes the
  * tick on to the daemon's watchdog. */
 static int progress(void *ud)
 {
-	struct progress_ctx *pc = ud;
-	if (pc->deadline && now_usec() > pc->deadline)
+	const struct run *rn = ud;
+	if (rn->deadline && ids_mono_usec() > rn->deadline)
 		return IDS_E_TIMEOUT;
-	return pc->o->progress ? pc->o->progress(pc->o->ud) : 0;
+	return rn->o->progress ? rn->o->progress(rn->o->ud) : 0;
 }
 
 /* The progress hook between the phases after the pull (resolve, rules,
  * load): keeps the watchdog fed and lets SIGTERM / run_timeout stop the
  * run before anything is written. */
-static int step(struct progress_ctx *pc, struct ids_error *e)
+static int step(struct run *rn, struct ids_error *e)
 {
-	int r = progress(pc);
+	int r = progress(rn);
 	if (r < 0)
 		return ids_error_set(e, r, "%s",
 				     r == IDS_E_TIMEOUT ? "stopped: run_timeout reached"
@@ -213,222 +457,248 @@ static int step(struct progress_ctx *pc, struct ids_error *e)
 	return 0;
 }
 
+/* What a sync reads before the diff; freed by work_free. */
+struct work {
+	struct ids_strv attrs;
+	struct ids_snapshot *snap;
+	struct ids_desired_set *des;
+	struct ids_current *cur;
+	struct ids_store_loader *loader;
+};
+
+static void work_free(struct work *w)
+{
+	ids_store_load_abandon(w->loader); /* waits for it: the store is ours again */
+	ids_strv_free(&w->attrs);
+	ids_current_free(w->cur);
+	ids_desired_set_free(w->des);
+	ids_snapshot_free(w->snap);
+}
+
+/* The directory (through the connector) and, in the background meanwhile,
+ * the current state (from PostgreSQL), then the rules over the snapshot.
+ * On failure *ret_db says whether the database or the read failed. */
+static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const struct ids_connector_ops *ops,
+		    struct work *w, bool *ret_db, struct ids_error *e)
+{
+	const struct ids_config *cfg = rn->cfg;
+	struct ids_sync_result *res = rn->res;
+	int r = ids_rules_attrs(cfg->rules, cfg->nrules, rn->conn, &w->attrs);
+	if (r >= 0)
+		r = ids_snapshot_new(&w->snap);
+	/* neither waits for the other: the load overlaps the directory read */
+	if (r >= 0 && (r = ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader)) < 0)
+		*ret_db = true;
+	if (r < 0)
+		return ids_error_set(e, r, "%s", ids_strerror(r));
+
+	const struct ids_pull_ctx ctx = {.config = cfg,
+					 .rule_attrs = &w->attrs,
+					 .progress = progress,
+					 .ud = rn,
+					 .deadline_usec = rn->deadline};
+	ids_progress_start(rn->o->prog, rn->conn, w->snap);
+	r = ops->pull(cc, &ctx, w->snap, e);
+	res->t.fetch = lap(&rn->mark);
+	if (r < 0)
+		return r;
+	ids_progress_phase(rn->o->prog, IDS_PHASE_RESOLVING);
+	r = ids_snapshot_finish(w->snap);
+	res->t.resolve = lap(&rn->mark);
+	if (r < 0)
+		return ids_error_set(e, r, "snapshot: %s", ids_strerror(r));
+	if ((r = step(rn, e)) < 0)
+		return r;
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", w->snap->nusers,
+		w->snap->ngroups, w->snap->pages, w->snap->unresolved_members);
+
+	ids_progress_phase(rn->o->prog, IDS_PHASE_RULES);
+	r = ids_rules_eval(cfg->rules, cfg->nrules, rn->conn, w->snap, &w->des);
+	ids_snapshot_drop_groups(w->snap); /* read by the rules only: room for the diff */
+	res->t.rules = lap(&rn->mark);
+	if (r < 0)
+		return ids_error_set(e, r, "rules: %s", ids_strerror(r));
+	if ((r = step(rn, e)) < 0)
+		return r;
+	*ret_db = true;
+	ids_progress_phase(rn->o->prog, IDS_PHASE_LOADING);
+	r = ids_store_load_finish(w->loader, &w->cur, &res->t.load, e);
+	w->loader = NULL;
+	lap(&rn->mark); /* the load's own time is t.load; what is left of it here is hidden */
+	return r;
+}
+
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res)
 {
-	const char *conn = cc->name;
-	int64_t started = now_usec();
+	struct run rn = {.cfg = cfg,
+			 .st = st,
+			 .conn = cc->name,
+			 .o = o,
+			 .out = out,
+			 .res = res,
+			 .idp = ids_conn_type_name(cc->type)};
 	struct ids_error e = {0};
-	struct ids_snapshot *snap = NULL;
-	struct ids_desired_set *des = NULL;
-	struct ids_current *cur = NULL;
-	struct ids_store_loader *loader = NULL;
-	struct ids_strv attrs = {0};
-	bool locked = false;
-	int64_t company_id = 0;
-	int r;
+	struct work w = {0};
+	bool locked = false, db = false;
 
-	memset(res, 0, sizeof(*res));
+	if (run_begin(&rn, &e) < 0) {
+		end_db_failed(&rn, &e);
+		goto out;
+	}
 	const struct ids_connector_ops *ops = ids_connector_find(cc->type);
 	if (!ops) {
-		fail(res, IDS_EXIT_CONFIG, "failed", "connector type not available in this build");
-		ids_log(IDS_LOG_ERROR, conn, 0, NULL, "connector type %s is not available in this build",
-			ids_conn_type_name(cc->type));
-		return;
+		ids_error_set(&e, IDS_E_CONFIG, "connector type %s is not available in this build",
+			      ids_conn_type_name(cc->type));
+		end_pull_failed(&rn, &e);
+		goto out;
 	}
-
 	/* One writer per connector, from the first directory read to the
 	 * commit (semantics.md, safety rule 5).  A plan writes nothing, so it
 	 * does not need the lock. */
 	if (!o->dry_run) {
-		r = ids_store_lock(st, conn, &e);
+		int r = ids_store_lock(st, cc->name, &e);
 		if (r == IDS_E_LOCKED) {
-			fail(res, IDS_EXIT_LOCKED, "skipped_locked", "another instance holds the lock");
-			ids_log(IDS_LOG_WARNING, conn, 0, NULL,
-				"another instance is syncing this connector: skipped");
-			record_run(st, conn, started, "skipped_locked", NULL, NULL, res);
-			ids_buf_printf(out, "summary %s: skipped, locked by another instance\n", conn);
+			run_end(&rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
+						   .status = "skipped_locked",
+						   .error = "another instance holds the lock"});
 			goto out;
 		}
-		if (r < 0)
-			goto db_failed;
+		if (r < 0) {
+			end_db_failed(&rn, &e);
+			goto out;
+		}
 		locked = true;
 	}
-	ids_log(IDS_LOG_INFO, conn, 0, NULL, "run started");
-
-	r = ids_store_company(st, cc->company, !o->dry_run, &company_id, &e);
-	if (r < 0)
-		goto db_failed;
-
-	/* pull: a complete snapshot or nothing */
-	r = ids_rules_attrs(cfg->rules, cfg->nrules, conn, &attrs);
-	if (r >= 0)
-		r = ids_snapshot_new(&snap);
-	if (r < 0) {
-		ids_error_set(&e, r, "%s", ids_strerror(r));
-		goto pull_failed;
+	run_log(&rn, IDS_LOG_INFO, NULL, NULL, "run started");
+	if (ids_store_company(st, cc->company, !o->dry_run, &rn.company_id, &e) < 0) {
+		end_db_failed(&rn, &e);
+		goto out;
 	}
-	struct progress_ctx pc = {
-	    o, cfg->sync.run_timeout ? started + (int64_t)cfg->sync.run_timeout * 1000000 : 0};
-	struct ids_pull_ctx ctx = {cfg, &attrs, progress, &pc};
-	/* The current state is read from PostgreSQL in the background while
-	 * the connector reads the directory: neither waits for the other. */
-	r = ids_store_load_start(st, company_id, conn, &loader);
-	if (r < 0) {
-		ids_error_set(&e, r, "%s", ids_strerror(r));
-		goto db_failed;
+	if (read_all(&rn, cc, ops, &w, &db, &e) < 0) {
+		ids_store_load_abandon(w.loader); /* before the store records the failure */
+		w.loader = NULL;
+		if (db)
+			end_db_failed(&rn, &e);
+		else
+			end_pull_failed(&rn, &e);
+		goto out;
 	}
-	int64_t mark = ids_mono_usec();
-	ids_progress_start(o->prog, conn, snap);
-	r = ops->pull(cc, &ctx, snap, &e);
-	res->t.fetch = lap(&mark);
-	if (r < 0)
-		goto pull_failed;
-	ids_progress_phase(o->prog, IDS_PHASE_RESOLVING);
-	r = ids_snapshot_finish(snap);
-	res->t.resolve = lap(&mark);
-	if (r < 0) {
-		ids_error_set(&e, r, "snapshot: %s", ids_strerror(r));
-		goto pull_failed;
-	}
-	if (step(&pc, &e) < 0)
-		goto pull_failed;
-	ids_log(IDS_LOG_DEBUG, conn, 0, NULL,
-		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", snap->nusers,
-		snap->ngroups, snap->pages, snap->unresolved_members);
-
-	ids_progress_phase(o->prog, IDS_PHASE_RULES);
-	r = ids_rules_eval(cfg->rules, cfg->nrules, conn, snap, &des);
-	ids_snapshot_drop_groups(snap); /* read by the rules only: room for the diff */
-	res->t.rules = lap(&mark);
-	if (r >= 0 && step(&pc, &e) < 0) {
-		r = e.code;
-		goto pull_failed;
-	}
-	if (r < 0) {
-		ids_error_set(&e, r, "rules: %s", ids_strerror(r));
-		goto pull_failed;
-	}
-	ids_progress_phase(o->prog, IDS_PHASE_LOADING);
-	r = ids_store_load_finish(loader, &cur, &res->t.load, &e);
-	loader = NULL;
-	lap(&mark); /* the load's own time is t.load; what is left of it here is hidden */
-	if (r < 0)
-		goto db_failed;
-
-	struct ids_diff_opts dopt = {conn, idp_of(cc->type), cc->adopt_by_email, cfg->tenants_auto_create,
-				     false};
-	plan_and_apply(cfg, st, conn, company_id, dopt.idp, started, snap, des, cur, &dopt, cc->allow_empty,
-		       o, out, res);
-	goto out;
-
-pull_failed:
-	ids_store_load_abandon(loader); /* the store is ours again */
-	res->error_code = e.code;	/* the daemon backs off at retry_max on IDS_E_AUTH */
-	loader = NULL;
-	/* a credential file that is there but malformed is found only now:
-	 * still a configuration error (exit 78), not a transient failure */
-	fail(res, e.code == IDS_E_CONFIG ? IDS_EXIT_CONFIG : IDS_EXIT_FAILED, "failed", ids_error_text(&e));
-	ids_log(IDS_LOG_ERROR, conn, 0, NULL, "run failed, nothing written: %s", ids_error_text(&e));
-	ids_buf_printf(out, "summary %s: failed: %s\n", conn, ids_error_text(&e));
-	if (!o->dry_run)
-		record_run(st, conn, started, "failed", NULL, res->error, res);
-	goto out;
-
-db_failed:
-	res->error_code = e.code;
-	fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
-	ids_log(IDS_LOG_ERROR, conn, 0, NULL, "database: %s", ids_error_text(&e));
-	ids_buf_printf(out, "summary %s: failed: database: %s\n", conn, ids_error_text(&e));
-	if (!o->dry_run && r != IDS_E_DB_LOST)
-		record_run(st, conn, started, "failed", NULL, res->error, res);
-
+	const struct ids_diff_opts dopt = {.connector = cc->name,
+					   .idp = rn.idp,
+					   .adopt_by_email = cc->adopt_by_email,
+					   .auto_create_tenants = cfg->tenants_auto_create};
+	plan_and_apply(&rn, w.snap, w.des, w.cur, &dopt, cc->allow_empty);
 out:
 	ids_progress_end(o->prog);
-	ids_store_load_abandon(loader);
+	work_free(&w);
 	if (locked) {
 		struct ids_error ue = {0};
-		ids_store_unlock(st, conn, &ue);
+		ids_store_unlock(st, cc->name, &ue);
 		ids_error_clear(&ue);
 	}
 	ids_error_clear(&e);
-	ids_strv_free(&attrs);
+}
+
+/* One company of a retire, as a run of its own (the apply writes one
+ * sync_run row per company): an empty snapshot with every managed user
+ * out of scope, through the same diff and thresholds as a sync. */
+static void retire_company(struct run *rn, int64_t company_id)
+{
+	struct ids_snapshot *snap = NULL;
+	struct ids_desired_set *des = NULL;
+	struct ids_current *cur = NULL;
+	struct ids_error e = {0};
+	rn->company_id = company_id;
+	int r = run_begin(rn, &e);
+	if (r < 0) {
+		end_db_failed(rn, &e);
+		goto out;
+	}
+	run_log(rn, IDS_LOG_INFO, NULL, NULL, "retire started (company %lld)", (long long)company_id);
+	r = ids_snapshot_new(&snap);
+	if (r >= 0)
+		r = ids_snapshot_finish(snap);
+	if (r >= 0)
+		r = ids_rules_eval(NULL, 0, rn->conn, snap, &des);
+	if (r < 0) {
+		ids_error_set(&e, r, "%s", ids_strerror(r));
+		end_pull_failed(rn, &e);
+		goto out;
+	}
+	if (ids_store_load(rn->st, company_id, rn->conn, &cur, &e) < 0) {
+		end_db_failed(rn, &e);
+		goto out;
+	}
+	const struct ids_diff_opts dopt = {.connector = rn->conn, .retire = true};
+	plan_and_apply(rn, snap, des, cur, &dopt, true);
+out:
 	ids_current_free(cur);
 	ids_desired_set_free(des);
 	ids_snapshot_free(snap);
+	ids_error_clear(&e);
 }
 
 void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const char *name,
 		     const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res)
 {
-	int64_t started = now_usec();
+	struct run rn = {.cfg = cfg, .st = st, .conn = name, .o = o, .out = out, .res = res};
 	struct ids_error e = {0};
 	int64_t *companies = NULL;
 	size_t ncompanies = 0;
 	bool locked = false;
-	int r;
 
+	/* no id yet: each company's run reserves its own; a run that ends
+	 * before (locked, no database) gets the id of the row it writes */
 	memset(res, 0, sizeof(*res));
-	res->exit_code = IDS_EXIT_OK;
-	res->status = "ok";
+	rn.started = now_usec();
 	if (!o->dry_run) {
-		r = ids_store_lock(st, name, &e);
+		int r = ids_store_lock(st, name, &e);
 		if (r == IDS_E_LOCKED) {
-			fail(res, IDS_EXIT_LOCKED, "skipped_locked", "another instance holds the lock");
+			run_end(&rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
+						   .status = "skipped_locked",
+						   .error = "another instance holds the lock"});
 			goto out;
 		}
-		if (r < 0)
-			goto failed;
+		if (r < 0) {
+			end_db_failed(&rn, &e);
+			goto out;
+		}
 		locked = true;
 	}
-	r = ids_store_source_companies(st, name, &companies, &ncompanies, &e);
-	if (r < 0)
-		goto failed;
-	if (ncompanies == 0)
+	if (ids_store_source_companies(st, name, &companies, &ncompanies, &e) < 0) {
+		end_db_failed(&rn, &e);
+		goto out;
+	}
+	res->exit_code = IDS_EXIT_OK;
+	res->status = "ok";
+	if (ncompanies == 0) {
+		run_log(&rn, IDS_LOG_INFO, NULL, NULL, "retire: no users to retire");
 		ids_buf_printf(out, "summary %s: no users to retire\n", name);
-
-	/* an empty snapshot with every managed user out of scope, company by
-	 * company, through the same diff and thresholds as a sync */
+	}
 	for (size_t i = 0; i < ncompanies; i++) {
-		struct ids_snapshot *snap = NULL;
-		struct ids_desired_set *des = NULL;
-		struct ids_current *cur = NULL;
 		struct ids_sync_result one = {0};
-		r = ids_snapshot_new(&snap);
-		if (r >= 0)
-			r = ids_snapshot_finish(snap);
-		if (r >= 0)
-			r = ids_rules_eval(NULL, 0, name, snap, &des);
-		if (r < 0)
-			ids_error_set(&e, r, "%s", ids_strerror(r));
-		else
-			r = ids_store_load(st, companies[i], name, &cur, &e);
-		if (r >= 0) {
-			struct ids_diff_opts dopt = {name, NULL, false, false, true};
-			plan_and_apply(cfg, st, name, companies[i], NULL, started, snap, des, cur, &dopt,
-				       true, o, out, &one);
-		}
-		ids_current_free(cur);
-		ids_desired_set_free(des);
-		ids_snapshot_free(snap);
-		if (r < 0)
-			goto failed;
+		struct run rc = rn;
+		rc.res = &one;
+		retire_company(&rc, companies[i]);
 		res->exit_code = ids_exit_worst(res->exit_code, one.exit_code);
 		if (one.exit_code != IDS_EXIT_OK) {
 			res->status = one.status;
+			res->error_code = one.error_code;
 			free(res->error);
 			res->error = one.error;
 		} else {
 			free(one.error);
 		}
+		res->run_id = one.run_id;
 		res->counts.deactivated += one.counts.deactivated;
 		res->counts.grants_removed += one.counts.grants_removed;
+		/* a database that failed one company fails the next too */
+		if (one.exit_code == IDS_EXIT_FAILED)
+			break;
 	}
-	goto out;
-failed:
-	fail(res, IDS_EXIT_FAILED, "failed", ids_error_text(&e));
-	ids_log(IDS_LOG_ERROR, name, 0, NULL, "retire failed: %s", ids_error_text(&e));
 out:
 	if (locked) {
 		struct ids_error ue = {0};

@@ -757,8 +757,8 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 			 struct ids_error *err)
 {
 	PGresult *res = NULL;
-	char started[24], num[9][24];
-	const char *p[14];
+	char started[24], num[9][24], rid[24];
+	const char *p[15];
 	int64_t id = 0;
 	int r;
 
@@ -772,6 +772,8 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	p[2] = run->status;
 	p[3] = clean ? clean : run->error;
 	p[4] = finished ? "t" : "f";
+	snprintf(rid, sizeof(rid), "%" PRId64, run->id);
+	p[14] = run->id ? rid : NULL;
 	if (run->counts) {
 		const struct ids_plan_counts *k = run->counts;
 		const long v[9] = {k->users_seen,     k->created,     k->updated,
@@ -788,13 +790,14 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	/* started_at is exact to the microsecond (no float round trip). */
 	r = ids_store_exec(
 	    st,
-	    "INSERT INTO sync_run (connector, started_at, finished_at, status, error, users_seen,"
+	    "INSERT INTO sync_run (id, connector, started_at, finished_at, status, error, users_seen,"
 	    " created, updated, deactivated, reactivated, grants_added, grants_removed,"
 	    " conflicts, skipped_invalid)"
-	    " VALUES ($1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
+	    " VALUES (COALESCE($15::bigint, nextval(pg_get_serial_sequence('sync_run', 'id'))),"
+	    " $1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
 	    " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
 	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int) RETURNING id",
-	    14, p, PGRES_TUPLES_OK, &res, "recording the run", err);
+	    15, p, PGRES_TUPLES_OK, &res, "recording the run", err);
 	free(clean);
 	if (r < 0)
 		return r;
@@ -804,6 +807,22 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 		return r;
 	if (ret_id)
 		*ret_id = id;
+	return 0;
+}
+
+int ids_store_run_reserve(struct ids_store *st, int64_t *ret_id, struct ids_error *err)
+{
+	PGresult *res = NULL;
+	int64_t id = 0;
+	int r = ids_store_exec(st, "SELECT nextval(pg_get_serial_sequence('sync_run', 'id'))", 0, NULL,
+			       PGRES_TUPLES_OK, &res, "reserving a run id", err);
+	if (r < 0)
+		return r;
+	r = col_i64(res, 0, 0, &id, err);
+	PQclear(res);
+	if (r < 0)
+		return r;
+	*ret_id = id;
 	return 0;
 }
 

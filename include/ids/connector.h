@@ -9,6 +9,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ids/config.h"
 #include "ids/error.h"
@@ -21,6 +22,10 @@ struct ids_pull_ctx {
 	 * Returns < 0 to cancel the run (SIGTERM, run_timeout). */
 	int (*progress)(void *ud);
 	void *ud;
+	/* ids_mono_usec() at which run_timeout ends the run, 0 = none: a
+	 * connector bounds its own waits (retries, Retry-After) by it rather
+	 * than reading the configuration; progress() enforces it as well. */
+	int64_t deadline_usec;
 };
 
 struct ids_connector_ops {

@@ -138,6 +138,10 @@ struct ids_plan {
 	long removals_on_active; /* grant removals on users that stay active */
 	enum ids_verdict verdict;
 	char *verdict_why; /* new: set when verdict != OK */
+	/* new: set with verdict_why: what the verdict holds back, against
+	 * which limit ("4 deactivations over the limit of 3"); the counts of
+	 * an aborted plan are what was not done, and must not read as done */
+	char *held;
 	struct ids_arena arena;
 	const char *idp; /* opts->idp, for the "sso/entra" of the text plan; may be NULL */
 	bool retire;	 /* made by `idsyncd retire`: the safety message names that command */
@@ -166,7 +170,7 @@ struct ids_safety {
 	int max_grant_removals_percent; /* of managed grants on active users, default 25 */
 };
 
-/* Sets p->verdict (and verdict_why): EMPTY when the snapshot had no users
+/* Sets p->verdict (and verdict_why, held): EMPTY when the snapshot had no users
  * but the connector owns active users and !allow_empty; THRESHOLD when
  * deactivations or grant removals exceed a limit and !allow_mass. */
 void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,

@@ -95,7 +95,14 @@ struct ids_run {
 	const char *status; /* ok | failed | aborted_threshold | aborted_empty | dry_run | skipped_locked */
 	const struct ids_plan_counts *counts; /* NULL: counts stay NULL */
 	const char *error;		      /* NULL when none; never a secret */
+	int64_t id;			      /* from ids_store_run_reserve; 0: the next of the sequence */
 };
+
+/* Takes the next sync_run id for a run that starts now, so that every log
+ * line of the run carries it (RUN_ID=) long before its row is written (with
+ * ids_run.id = *ret_id).  Writes no row: nextval() only.  An id whose row
+ * never comes (the database went away) is a gap, as after any rollback. */
+int ids_store_run_reserve(struct ids_store *st, int64_t *ret_id, struct ids_error *err);
 
 /* In ONE transaction: create missing tenants/operator groups, apply every
  * user and grant change of p (users keyed by (connector, external_id)),

@@ -53,19 +53,22 @@ struct ids_sync_result {
 	} t;
 	long peak_rss_kib; /* of the process so far */
 	long rows_written; /* rows the apply inserted, updated or deleted (sync_run's included) */
-	char *error;	   /* new: error text for failed runs, else NULL */
-	int error_code;	   /* IDS_E_* / -errno behind a failure, 0 when none */
+	char *error; /* new: error text for failed runs; for aborted ones "held: <what>; <why>"; else NULL */
+	int error_code; /* IDS_E_* / -errno behind a failure, 0 when none */
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or
  * the whole plan) to out.  Never fails as a whole: every outcome is in
- * *res (free res->error). */
+ * *res (free res->error), in a sync_run row (unless o->dry_run, or the
+ * database is gone), and in one logged outcome line with the MESSAGE_ID=
+ * of its outcome; every line of the run carries RUN_ID= (none for a plan). */
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res);
 
 /* `retire NAME`: deactivates (out_of_scope) the users of a connector no
- * longer in the configuration, through the safety thresholds. */
+ * longer in the configuration, through the safety thresholds: one run (and
+ * sync_run row) per company that has such users, reported as a sync's. */
 void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const char *name,
 		     const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res);
 

@@ -296,7 +296,8 @@ static void pull_hooked(struct tcfg *t, struct hook *h, struct pulled *out)
 	memset(out, 0, sizeof(*out));
 	assert_int_equal(ids_snapshot_new(&out->s), 0);
 	h->s = &out->s;
-	const struct ids_pull_ctx ctx = {&t->config, &t->rule_attrs, on_progress, h};
+	const struct ids_pull_ctx ctx = {
+	    .config = &t->config, .rule_attrs = &t->rule_attrs, .progress = on_progress, .ud = h};
 	out->r = ids_connector_find(IDS_CONN_LDAP)->pull(&t->cc, &ctx, out->s, &out->err);
 	if (out->r >= 0)
 		out->finish = ids_snapshot_finish(out->s);

@@ -335,7 +335,8 @@ static inline void do_pull_ctx(struct tcfg *t, int (*progress)(void *), void *ud
 {
 	memset(out, 0, sizeof(*out));
 	assert_int_equal(ids_snapshot_new(&out->s), 0);
-	const struct ids_pull_ctx ctx = {&t->config, &t->rule_attrs, progress, ud};
+	const struct ids_pull_ctx ctx = {
+	    .config = &t->config, .rule_attrs = &t->rule_attrs, .progress = progress, .ud = ud};
 	const struct ids_connector_ops *ops = ids_connector_find(IDS_CONN_LDAP);
 	assert_non_null(ops);
 	assert_string_equal(ops->type, "ldap");

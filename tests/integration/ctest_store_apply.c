@@ -370,7 +370,8 @@ static void test_apply(void **state)
 					    .conflicts = 1,
 					    .skipped_invalid = 1};
 	const int64_t started = INT64_C(1767323045123456);
-	struct ids_run run = {"corp", started, "ok", &p.counts, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = started, .status = "ok", .counts = &p.counts, .error = NULL};
 	int64_t run_id = 0;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), 0);
@@ -500,7 +501,8 @@ static void test_manual_rows_untouched(void **state)
 	    grant(IDS_GOP_ADD, IDS_GRANT_SLOT, "E2", "support-cz", "email", 7, 0),
 	};
 	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 4};
-	struct ids_run run = {"corp", 1, "ok", &p.counts, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = &p.counts, .error = NULL};
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
 	assert_sql(SEED_GRANTS, dump_grants_sql);
@@ -554,7 +556,8 @@ static void test_cross_company_refused(void **state)
 	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "G1", "support-cz", "operator", 0, 0),
 	};
 	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 3};
-	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = NULL, .error = NULL};
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), 0);
 	assert_sql(SEED_GRANTS, dump_grants_sql);
 	assert_sql("0", "SELECT count(*) FROM operator_group WHERE name = 'G'");
@@ -585,7 +588,8 @@ static void test_atomic(void **state)
 	struct ids_plan p = {
 	    .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 2};
 	assert_int_equal(ids_strv_push(&p.new_tenants, "atomtenant"), 0);
-	struct ids_run run = {"corp", 1, "ok", &p.counts, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = &p.counts, .error = NULL};
 	int64_t run_id = -1;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), IDS_E_DB);
@@ -630,7 +634,8 @@ static void test_stale_plan(void **state)
 	     .cur = jn},
 	};
 	struct ids_plan p = {.connector = "corp", .users = users, .nusers = 2};
-	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = NULL, .error = NULL};
 
 	sql("UPDATE app_user SET source = NULL, external_id = NULL WHERE username = 'jnovak' AND email LIKE "
 	    "'%acme%'");
@@ -662,7 +667,8 @@ static void test_grant_user_ids(void **state)
 	    grant(IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "E2", "support-cz", "webchat", 0, 0),
 	};
 	struct ids_plan p = {.connector = "corp", .grants = grants, .ngrants = 2};
-	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = NULL, .error = NULL};
 
 	/* another company's user under an external id of ours: nothing */
 	grants[0].user_id = grants[1].user_id = globex_user;
@@ -706,7 +712,8 @@ static void test_lock_wait_bounded(void **state)
 	     .cur = jn},
 	};
 	struct ids_plan p = {.connector = "corp", .users = users, .nusers = 2};
-	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = NULL, .error = NULL};
 	struct ids_config cfg;
 	struct ids_store *st = NULL;
 	char conninfo[512];
@@ -756,7 +763,11 @@ static void test_values_exact(void **state)
 	};
 	struct ids_plan p = {
 	    .connector = "corp", .users = users, .nusers = 2, .grants = grants, .ngrants = 1};
-	struct ids_run run = {"corp", 1, "ok", NULL, "err\twith\nspecials"};
+	struct ids_run run = {.connector = "corp",
+			      .started_at = 1,
+			      .status = "ok",
+			      .counts = NULL,
+			      .error = "err\twith\nspecials"};
 	int64_t run_id = 0;
 
 	assert_int_equal(ids_store_apply(f->st, f->acme, "google", &p, &run, &run_id, &e), 0);
@@ -806,7 +817,8 @@ static void test_large_plan(void **state)
 	}
 	struct ids_plan p = {
 	    .connector = "corp", .users = users, .nusers = N, .grants = grants, .ngrants = 2 * N};
-	struct ids_run run = {"corp", 1, "ok", NULL, NULL};
+	struct ids_run run = {
+	    .connector = "corp", .started_at = 1, .status = "ok", .counts = NULL, .error = NULL};
 	int64_t run_id = 0;
 
 	/* no autovacuum: the tables keep the statistics of before the

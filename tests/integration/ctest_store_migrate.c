@@ -252,9 +252,18 @@ static void test_runs(void **state)
 	struct ids_plan_counts k = {10, 1, 2, 3, 4, 5, 6, 7, 8};
 	/* 2026-01-02 03:04:05.123456 UTC, exact to the microsecond */
 	const int64_t t1 = INT64_C(1767323045123456), t2 = t1 + 60000001;
-	struct ids_run r1 = {"corp", t1, "ok", &k, NULL};
-	struct ids_run r2 = {"corp", t2, "failed", NULL, "ldap: timeout"};
-	struct ids_run r3 = {"entra", t1, "skipped_locked", NULL, NULL};
+	struct ids_run r1 = {
+	    .connector = "corp", .started_at = t1, .status = "ok", .counts = &k, .error = NULL};
+	struct ids_run r2 = {.connector = "corp",
+			     .started_at = t2,
+			     .status = "failed",
+			     .counts = NULL,
+			     .error = "ldap: timeout"};
+	struct ids_run r3 = {.connector = "entra",
+			     .started_at = t1,
+			     .status = "skipped_locked",
+			     .counts = NULL,
+			     .error = NULL};
 	int64_t id1 = 0, id2 = 0, id3 = 0;
 
 	assert_int_equal(ids_store_record_run(st, &r1, &id1, &e), 0);
@@ -272,7 +281,8 @@ static void test_runs(void **state)
 	    " FROM m_runs.sync_run ORDER BY id LIMIT 1");
 
 	/* a status outside the spec's list is refused by the schema */
-	struct ids_run bad = {"corp", t1, "great", NULL, NULL};
+	struct ids_run bad = {
+	    .connector = "corp", .started_at = t1, .status = "great", .counts = NULL, .error = NULL};
 	int64_t untouched = -1;
 	assert_int_equal(ids_store_record_run(st, &bad, &untouched, &e), IDS_E_DB);
 	assert_int_equal(untouched, -1);
@@ -297,7 +307,8 @@ static void test_runs(void **state)
 	ids_run_rows_free(rows, n);
 
 	/* with counts */
-	struct ids_run r4 = {"entra", t2, "ok", &k, NULL};
+	struct ids_run r4 = {
+	    .connector = "entra", .started_at = t2, .status = "ok", .counts = &k, .error = NULL};
 	assert_int_equal(ids_store_record_run(st, &r4, NULL, &e), 0);
 	assert_int_equal(ids_store_last_runs(st, &rows, &n, &e), 0);
 	assert_int_equal(n, 2);
@@ -316,8 +327,12 @@ static void test_run_error_not_utf8(void **state)
 {
 	struct ids_store *st = open_store("m_runs8", true);
 	struct ids_error e = {0};
-	struct ids_run r = {"corp", INT64_C(1767323045123456), "failed", NULL,
-			    "users: not JSON: near '\"a\xcb\x9d\xdd\xcb' (\xff) caf\xc3\xa9 \xe2\x82"};
+	struct ids_run r = {.connector = "corp",
+			    .started_at = INT64_C(1767323045123456),
+			    .status = "failed",
+			    .counts = NULL,
+			    .error =
+				"users: not JSON: near '\"a\xcb\x9d\xdd\xcb' (\xff) caf\xc3\xa9 \xe2\x82"};
 	int64_t id = 0;
 	assert_int_equal(ids_store_record_run(st, &r, &id, &e), 0);
 	assert_true(id > 0);

@@ -35,6 +35,11 @@ before=$(snapshot_db)
 ids sync
 eq 3 "$RC" "threshold aborts with exit 3"
 has "max_deactivation_percent" "$ERR$OUT" "the message names the threshold"
+# what was held back, not counts that read as done (issue 12 point 7)
+has "summary corp: aborted, nothing written; held: 2 deactivations over the limit of 0 (10% of 9 active users); planned: 0 create, 0 update, 2 deactivate" \
+	"$OUT" "the summary line says what was held"
+has "run $(q "SELECT max(id) FROM sync_run") aborted, nothing written: held: 2 deactivations over the limit of 0" \
+	"$ERR" "... and so does the log line, naming the run"
 eq "$before" "$(snapshot_db)" "aborted run changed nothing"
 eq "aborted_threshold" "$(q "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")" "aborted_threshold recorded"
 ids sync
@@ -56,6 +61,7 @@ LDIF
 ids sync
 eq 3 "$RC" "max_deactivations: 2 > 1 aborts"
 has "max_deactivations" "$ERR$OUT" "message names max_deactivations"
+has "held: 2 deactivations over the limit of 1; planned:" "$OUT" "held: counted against max_deactivations"
 ids sync --allow-mass-deactivation
 eq 0 "$RC" "allowed once"
 
@@ -66,6 +72,8 @@ sed -i 's/    slots: { live: 2, email: 5 }//; s/    groups: \[first-line\]//' "$
 ids sync
 eq 3 "$RC" "a rule edit removing most grants is stopped by max_grant_removals_percent"
 has "max_grant_removals_percent" "$ERR$OUT" "message names the grant-removal threshold"
+has "; held: " "$OUT" "held: the grant removals"
+has " grant removals over the limit of " "$OUT" "... counted as grant removals"
 eq "$before" "$(snapshot_db)" "nothing removed"
 
 # empty-source guard: every user gone from the directory
@@ -73,6 +81,7 @@ for i in 1 2 3 4 5; do printf 'dn: %s\nchangetype: delete\n\n' "$(udn s$i)"; don
 before=$(snapshot_db)
 ids sync --allow-mass-deactivation
 eq 3 "$RC" "empty snapshot refused even with --allow-mass-deactivation"
+has "held: 5 deactivations (the source returned no users)" "$OUT" "held: everyone, by the empty-source guard"
 eq "aborted_empty" "$(q "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")" "aborted_empty recorded"
 eq "$before" "$(snapshot_db)" "empty snapshot changed nothing"
 sed -i 's/^    type: ldap$/    type: ldap\n    allow_empty: true/' "$W/idsyncd.yaml"
