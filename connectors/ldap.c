@@ -24,13 +24,19 @@
  *   directory during the run — the same guarantee paging gives anyway, as
  *   the pages of one search are not a snapshot either.  At most
  *   MAX_RESTARTS per pull, then the pull fails (retried by the daemon).
- * - Every blocking libldap call runs under a watchdog thread that shuts the
- *   socket down when the call overruns the timeout.  libldap's own timeouts
- *   do not cover everything: with GnuTLS, a TLS handshake with a server
- *   that accepts and then stays silent retries EAGAIN forever (busy, with
- *   LDAP_OPT_NETWORK_TIMEOUT; blocked, without), and a read stuck in the
- *   middle of a TLS record is outside ldap_result's timeout.  A shut-down
- *   socket reads as end of file, which every layer turns into an error.
+ * - No libldap call blocks for longer than a slice (SLICE_MSEC): the
+ *   daemon's progress hook must run at least that often, to ping the
+ *   systemd watchdog and to see a SIGTERM or run_timeout, whatever the
+ *   server does.  StartTLS, the bind, every page and every ranged read
+ *   are sent asynchronously and their answers awaited with ldap_result()
+ *   in slices (wait_result()); the socket is non-blocking once connected,
+ *   so that a read stuck in the middle of a TLS record returns to us too.
+ *   The TCP connect and the TLS handshake have no asynchronous form in
+ *   libldap (LDAP_OPT_CONNECT_ASYNC leaves the handshake blocking, and
+ *   GnuTLS busy-loops on a non-blocking one): they run on a helper thread
+ *   while this one waits in slices (run_blocking()); past the timeout or
+ *   on a stop the socket is shut down, which any read sees as end of
+ *   file.  The connector's `timeout:` bounds each wait for the server.
  * - Limits (size/time/admin) fail the pull even with entries received.
  * - Nothing is logged here; errors carry the URI, the search and the
  *   server's own message.  The password never appears in any message.
@@ -125,18 +131,6 @@ struct search {
 	entry_fn fn;
 };
 
-/* The watchdog: armed around each blocking call, it shuts the current
- * connection's socket down when the deadline passes (see the top). */
-struct watchdog {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t th;
-	bool started, stop, armed, fired;
-	bool idle;		  /* the thread waits without a deadline: arming must wake it */
-	int fd;			  /* the connection's socket, -1 when none */
-	struct timespec deadline; /* CLOCK_MONOTONIC */
-};
-
 /* A group whose member values came back ranged and unfinished
  * ("member;range=0-1499"): the rest is read after the group search. */
 struct ranged {
@@ -189,10 +183,12 @@ struct pull {
 	int next_msgid;	    /* that request, -1 when none is on the wire */
 	LDAPMessage **msgs; /* the entries of the page being read */
 	size_t nmsgs, cap_msgs;
-	size_t held; /* their size in bytes, about */
-	struct watchdog wd;
-	struct ldap_conncb conncb; /* tells wd each new socket; lives as long as p */
+	size_t held;		   /* their size in bytes, about */
+	struct ldap_conncb conncb; /* tells us each new socket; lives as long as p */
+	pthread_mutex_t fd_mu;	   /* fd: set on the helper thread, shut down from this one */
+	int fd;			   /* the connection's socket, -1 when none */
 	bool tcp_up;		   /* the connect callback ran: TCP is connected */
+	bool stopped;		   /* the progress hook said stop: p->err says why */
 
 	struct ids_arena keep; /* what outlives its entry: see the two below */
 	struct ranged *ranged; /* groups to read on, in the order read */
@@ -318,6 +314,7 @@ static int tick(struct pull *p, const char *when)
 	/* keep the daemon's reason (IDS_E_TIMEOUT for run_timeout) */
 	if (r != IDS_E_TIMEOUT && r != IDS_E_CANCELLED)
 		r = IDS_E_CANCELLED;
+	p->stopped = true;
 	return ids_error_set(p->err, r, "LDAP pull stopped %s: %s", when,
 			     r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
 }
@@ -336,125 +333,163 @@ static int backoff(struct pull *p, int sec)
 	return 0;
 }
 
-/* ---------------- the watchdog ---------------- */
+/* ---------------- waiting in slices ---------------- */
 
-static void *wd_main(void *arg)
+/* How long one wait for the server lasts before the progress hook runs
+ * again.  The daemon pings at half of WatchdogSec, so a ping comes at
+ * most one slice late; a quarter of a second keeps it close to on time,
+ * and a SIGTERM is seen within the same quarter.  Waking four times a
+ * second costs nothing next to a stalled server. */
+#define SLICE_USEC 250000
+
+/* Waits for the answer to msgid (`all` as for ldap_result: the whole
+ * answer or its next message) for up to p->timeout seconds, in slices,
+ * with the progress hook between them.  Returns the message type (> 0)
+ * with *ret_msg set (new: ldap_msgfree), 0 when nothing came within the
+ * timeout, -1 on a libldap error (LDAP_OPT_RESULT_CODE says which), or
+ * the hook's code (< -1, p->err set) when the pull must stop. */
+static int wait_result(struct pull *p, int msgid, int all, const char *when, LDAPMessage **ret_msg)
 {
-	struct watchdog *w = arg;
-	pthread_mutex_lock(&w->mu);
-	while (!w->stop) {
-		if (!w->armed) {
-			w->idle = true;
-			pthread_cond_wait(&w->cv, &w->mu);
-			w->idle = false;
-			continue;
-		}
-		pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline);
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		bool due = now.tv_sec > w->deadline.tv_sec ||
-			   (now.tv_sec == w->deadline.tv_sec && now.tv_nsec >= w->deadline.tv_nsec);
-		if (w->armed && !w->stop && due) {
-			/* end of file for whatever read libldap or GnuTLS is in */
-			if (w->fd >= 0)
-				shutdown(w->fd, SHUT_RDWR);
-			w->fired = true;
-			w->armed = false;
-		}
+	int64_t deadline = ids_mono_usec() + (int64_t)p->timeout * 1000000;
+	for (;;) {
+		int64_t left = deadline - ids_mono_usec();
+		if (left <= 0)
+			return 0;
+		if (left > SLICE_USEC)
+			left = SLICE_USEC;
+		struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+		int type = ldap_result(p->ld, msgid, all, &tv, ret_msg);
+		if (type != 0)
+			return type;
+		int r = tick(p, when);
+		if (r < 0)
+			return r;
 	}
-	pthread_mutex_unlock(&w->mu);
+}
+
+/* Ends whatever read or write the helper thread is blocked in: a shut
+ * down socket reads as end of file, which every layer (libldap, GnuTLS)
+ * turns into an error.  Under fd_mu: the socket cannot be closed (and
+ * its number reused) in between. */
+static void cut_socket(struct pull *p)
+{
+	pthread_mutex_lock(&p->fd_mu);
+	if (p->fd >= 0)
+		shutdown(p->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&p->fd_mu);
+}
+
+/* One call on the helper thread, and how it ended. */
+struct blocking {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC: a clock step must not stretch a slice */
+	LDAP *ld;
+	int (*fn)(LDAP *ld);
+	int lrc;
+	bool done;
+};
+
+static void *blocking_main(void *arg)
+{
+	struct blocking *b = arg;
+	int lrc = b->fn(b->ld);
+	pthread_mutex_lock(&b->mu);
+	b->lrc = lrc;
+	b->done = true;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
 	return NULL;
 }
 
-static int wd_start(struct watchdog *w)
+/* Waits for b->done in slices; see run_blocking(). */
+static int await_blocking(struct pull *p, struct blocking *b, const char *when)
 {
+	int64_t deadline = ids_mono_usec() + (int64_t)(p->timeout + 1) * 1000000;
+	int r = 0;
+	pthread_mutex_lock(&b->mu);
+	while (!b->done) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += SLICE_USEC * 1000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+		if (b->done)
+			break;
+		pthread_mutex_unlock(&b->mu);
+		if (r != 0) {
+			/* already cut: a TCP connect has no socket to shut down
+			 * yet and ends at its network timeout; keep the watchdog
+			 * fed meanwhile */
+			if (p->ctx && p->ctx->progress)
+				p->ctx->progress(p->ctx->ud);
+		} else if ((r = tick(p, when)) < 0 || (ids_mono_usec() >= deadline && (r = 1))) {
+			cut_socket(p);
+		}
+		pthread_mutex_lock(&b->mu);
+	}
+	pthread_mutex_unlock(&b->mu);
+	return r;
+}
+
+/* Runs fn(ld) — ldap_connect() or ldap_install_tls(), which libldap
+ * cannot make asynchronous — on a helper thread, while this thread waits
+ * in slices with the progress hook between them.  Past the timeout (+1 s,
+ * so that libldap's own network timeout reports first where it works),
+ * or when the hook says stop, the socket is shut down and the call
+ * returns.  0 with *ret_lrc set: the call returned by itself; 1: it
+ * overran the timeout; < 0: the pull must stop (p->err set). */
+static int run_blocking(struct pull *p, LDAP *ld, int (*fn)(LDAP *), const char *when, int *ret_lrc)
+{
+	struct blocking b = {.ld = ld, .fn = fn};
 	pthread_condattr_t ca;
+	pthread_t th;
+	sigset_t all, old;
 	int r;
-	*w = (struct watchdog){.fd = -1};
-	if ((r = pthread_mutex_init(&w->mu, NULL)) != 0)
-		return -r;
+
+	if ((r = pthread_mutex_init(&b.mu, NULL)) != 0)
+		return ids_error_set(p->err, -r, "%s: %s", when, strerror(r));
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	r = pthread_cond_init(&w->cv, &ca);
+	r = pthread_cond_init(&b.cv, &ca);
 	pthread_condattr_destroy(&ca);
-	if (r != 0) {
-		pthread_mutex_destroy(&w->mu);
-		return -r;
+	if (r == 0) {
+		/* the thread must not take the daemon's signals (SIGTERM, SIGHUP) */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		r = pthread_create(&th, NULL, blocking_main, &b);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (r != 0)
+			pthread_cond_destroy(&b.cv);
 	}
-	/* the thread must not take the daemon's signals (SIGTERM, SIGHUP) */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&w->th, NULL, wd_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
-		return -r;
+		pthread_mutex_destroy(&b.mu);
+		return ids_error_set(p->err, -r, "cannot start a thread for %s: %s", when, strerror(r));
 	}
-	w->started = true;
-	return 0;
-}
-
-static void wd_stop(struct watchdog *w)
-{
-	if (!w->started)
-		return;
-	pthread_mutex_lock(&w->mu);
-	w->stop = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->th, NULL);
-	pthread_cond_destroy(&w->cv);
-	pthread_mutex_destroy(&w->mu);
-	w->started = false;
-}
-
-/* Arms the watchdog for `sec` seconds from now.  Called around every
- * blocking call, i.e. once per entry read: the thread is only woken when
- * it sleeps without a deadline.  Sleeping until an older (earlier)
- * deadline, it wakes then, finds the new one later and sleeps on. */
-static void wd_arm(struct watchdog *w, int sec)
-{
-	pthread_mutex_lock(&w->mu);
-	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
-	w->deadline.tv_sec += sec;
-	w->armed = true;
-	w->fired = false;
-	if (w->idle)
-		pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
-/* Disarms it; true when it fired since it was armed. */
-static bool wd_disarm(struct watchdog *w)
-{
-	pthread_mutex_lock(&w->mu);
-	bool fired = w->fired;
-	w->armed = w->fired = false;
-	pthread_mutex_unlock(&w->mu);
-	return fired;
-}
-
-static void wd_set_fd(struct watchdog *w, int fd)
-{
-	pthread_mutex_lock(&w->mu);
-	w->fd = fd;
-	pthread_mutex_unlock(&w->mu);
+	r = await_blocking(p, &b, when);
+	pthread_join(th, NULL);
+	pthread_cond_destroy(&b.cv);
+	pthread_mutex_destroy(&b.mu);
+	*ret_lrc = b.lrc;
+	return r;
 }
 
 /* libldap's connect callbacks: a new socket is connected (before any TLS)
- * or is about to be closed. */
+ * or is about to be closed.  Called on the helper thread or this one. */
 static int conn_add(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr, struct ldap_conncb *ctx)
 {
 	struct pull *p = ctx->lc_arg;
 	int fd = -1;
 	ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd);
-	wd_set_fd(&p->wd, fd);
+	pthread_mutex_lock(&p->fd_mu);
+	p->fd = fd;
+	pthread_mutex_unlock(&p->fd_mu);
 	p->tcp_up = true;
 	/* the network timeout has done its job (the TCP connect); keeping it
 	 * would make the TLS handshake non-blocking, which GnuTLS turns into
-	 * a busy loop on a silent server.  Blocking, the watchdog ends it. */
+	 * a busy loop on a silent server.  Blocking, cut_socket() ends it. */
 	struct timeval none = {-1, 0};
 	ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &none);
 	return 0;
@@ -463,14 +498,22 @@ static int conn_add(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *ad
 static void conn_del(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
 {
 	struct pull *p = ctx->lc_arg;
-	wd_set_fd(&p->wd, -1);
+	pthread_mutex_lock(&p->fd_mu);
+	p->fd = -1;
+	pthread_mutex_unlock(&p->fd_mu);
 }
 
-/* How long the watchdog lets one blocking call run: a second more than
- * libldap's own timeouts, so that those report first where they work. */
-static int wd_limit(const struct pull *p)
+/* Makes ld's socket blocking or not.  Non-blocking once connected (and
+ * TLS is up): a read that ldap_result() starts when a TLS record has only
+ * partly arrived then comes back (EWOULDBLOCK) instead of blocking past
+ * the slice.  Blocking for the TLS handshake (see conn_add()). */
+static int set_blocking(LDAP *ld, bool on)
 {
-	return p->timeout + 1;
+	Sockbuf *sb = NULL;
+	if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || !sb ||
+	    ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_NONBLOCK, on ? NULL : (void *)1) != 1)
+		return -EIO;
+	return 0;
 }
 
 /* ---------------- connecting ---------------- */
@@ -542,166 +585,242 @@ static int set_tls_options(struct pull *p, LDAP *ld, const char *uri, struct ids
 	return 0;
 }
 
+/* What connect_one() learned from a URI. */
+struct target {
+	const char *uri;
+	const char *host; /* for TLS messages: "localhost" when the URI names none */
+	bool ldaps;	  /* TLS from the first byte */
+	bool plain;	  /* ldap:// (not ldaps://, not ldapi://) */
+	bool need_tls;	  /* the session must carry TLS (ldaps:// or StartTLS) */
+};
+
+/* The answer to the request msgid on ld that connect_one() waits for
+ * (StartTLS, the bind): its result code in *ret_code and the server's
+ * words in *ret_diag (new: ldap_memfree).  0, 1 when nothing came within
+ * the timeout, or < 0 when the pull must stop (p->err set). */
+static int await_answer(struct pull *p, LDAP *ld, int msgid, const char *when, int *ret_code, char **ret_diag)
+{
+	LDAPMessage *res = NULL;
+	LDAP *keep = p->ld;
+	int code = LDAP_OTHER;
+	p->ld = ld; /* wait_result() reads p->ld; ld is not p's yet */
+	int type = wait_result(p, msgid, LDAP_MSG_ALL, when, &res);
+	p->ld = keep;
+	if (type == 0 || type < -1) {
+		ldap_msgfree(res);
+		return type == 0 ? 1 : type;
+	}
+	if (type < 0)
+		ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &code);
+	else if (ldap_parse_result(ld, res, &code, NULL, ret_diag, NULL, NULL, 1) != LDAP_SUCCESS)
+		code = LDAP_DECODING_ERROR;
+	*ret_code = code;
+	return 0;
+}
+
 /* Binds ld as configured: SASL EXTERNAL, a simple bind, or nothing
  * (anonymous).  The password goes to libldap and nowhere else. */
 static int bind_handle(struct pull *p, LDAP *ld, const char *uri, struct ids_error *e)
 {
 	const struct ids_ldap_cfg *lc = p->lc;
 	struct berval cred = {0, ""};
-	const char *who;
-	int lrc;
-	if (lc->sasl_mech) {
-		/* EXTERNAL is one round: an empty initial response asks the
-		 * server for the identity of the TLS client certificate or of
-		 * the ldapi:// peer, no SASL library needed on our side */
-		who = "SASL";
-		wd_arm(&p->wd, wd_limit(p));
-		lrc = ldap_sasl_bind_s(ld, NULL, lc->sasl_mech, &cred, NULL, NULL, NULL);
-	} else if (lc->bind_dn) {
+	char *diag = NULL;
+	int msgid = -1, lrc, r;
+	if (!lc->sasl_mech && !lc->bind_dn)
+		return 0;
+	if (!lc->sasl_mech) {
 		/* an empty password would be an "unauthenticated bind", which
 		 * servers answer with success and anonymous rights (RFC 4513) */
 		if (!lc->bind_password || !*lc->bind_password)
 			return ids_error_set(e, IDS_E_CONFIG, "%s: the bind password of %s is empty", uri,
 					     lc->bind_dn);
-		who = lc->bind_dn;
-		cred.bv_val = lc->bind_password;
-		cred.bv_len = strlen(lc->bind_password);
-		wd_arm(&p->wd, wd_limit(p));
-		lrc = ldap_sasl_bind_s(ld, lc->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
-	} else {
-		return 0;
+		cred = (struct berval){strlen(lc->bind_password), lc->bind_password};
 	}
-	bool stalled = wd_disarm(&p->wd);
+	/* EXTERNAL is one round: an empty initial response asks the server
+	 * for the identity of the TLS client certificate or of the ldapi://
+	 * peer, no SASL library needed on our side */
+	lrc = ldap_sasl_bind(ld, lc->sasl_mech ? NULL : lc->bind_dn,
+			     lc->sasl_mech ? lc->sasl_mech : LDAP_SASL_SIMPLE, &cred, NULL, NULL, &msgid);
+	if (lrc == LDAP_SUCCESS && (r = await_answer(p, ld, msgid, "during the bind", &lrc, &diag)) != 0) {
+		if (r == 1)
+			r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during the bind", uri,
+					  p->timeout);
+		goto out;
+	}
+	r = 0;
 	if (lrc == LDAP_SUCCESS)
-		return 0;
-	if (stalled)
-		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during the bind", uri,
-				     p->timeout);
-	char *diag = diag_of(ld);
-	int r;
+		goto out;
+	if (!diag)
+		diag = diag_of(ld);
 	if (is_auth_failure(lrc))
 		r = set_ldap_error(e, IDS_E_AUTH, lrc, diag, "%s: bind as %s refused", uri,
-				   lc->sasl_mech ? lc->sasl_mech : who);
+				   lc->sasl_mech ? lc->sasl_mech : lc->bind_dn);
 	else
 		r = connect_error(e, uri, "bind", lrc, diag, p->timeout);
+out:
 	ldap_memfree(diag);
 	return r;
 }
 
-/* Connects to one URI: options, TCP (and TLS for ldaps://), StartTLS for
- * ldap://, bind.  On success the handle is p->ld. */
-static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
+/* A new handle for t with every option set: nothing is sent yet. */
+static int new_handle(struct pull *p, const struct target *t, struct ids_error *e, LDAP **ret_ld)
 {
-	const struct ids_ldap_cfg *lc = p->lc;
-	LDAPURLDesc *lud = NULL;
 	LDAP *ld = NULL;
-	char *diag = NULL;
-	int lrc, r;
-
-	if (ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS) {
-		r = ids_error_set(e, IDS_E_CONFIG, "%s: not an LDAP URI", uri);
-		goto out;
-	}
-	bool ldaps = !strcasecmp(lud->lud_scheme, "ldaps");
-	bool ldapi = !strcasecmp(lud->lud_scheme, "ldapi");
-	bool plain = !ldaps && !ldapi;
-	const char *host = lud->lud_host && *lud->lud_host ? lud->lud_host : "localhost";
-	bool need_tls = ldaps || (plain && lc->start_tls);
-	bool allow_plain = p->ctx && p->ctx->config && p->ctx->config->security.allow_plaintext_bind;
-	/* the config loader refuses this too; a hand-built config must not
-	 * slip a password onto the wire in clear either */
-	if (plain && !need_tls && lc->bind_dn && !allow_plain) {
-		r = ids_error_set(e, IDS_E_CONFIG,
-				  "%s: refusing a simple bind without TLS (set start_tls, use ldaps://, or "
-				  "security.allow_plaintext_bind)",
-				  uri);
-		goto out;
-	}
-
-	if ((lrc = ldap_initialize(&ld, uri)) != LDAP_SUCCESS) {
-		r = set_ldap_error(e, IDS_E_CONFIG, lrc, NULL, "%s: cannot use this URI", uri);
-		goto out;
-	}
-	int v3 = LDAP_VERSION3;
+	int v3 = LDAP_VERSION3, lrc, r;
 	struct timeval tv = {p->timeout, 0};
+	if ((lrc = ldap_initialize(&ld, t->uri)) != LDAP_SUCCESS)
+		return set_ldap_error(e, IDS_E_CONFIG, lrc, NULL, "%s: cannot use this URI", t->uri);
 	/* REFERRALS off: referrals are not chased.  RESTART: a signal (the
-	 * daemon's SIGTERM/SIGHUP) does not fail a read; the daemon's progress
-	 * hook stops the pull between pages.  NETWORK_TIMEOUT bounds the TCP
-	 * connect, TIMEOUT every synchronous call (StartTLS, bind); the
-	 * watchdog backs both up.  The connect callback tells the watchdog
-	 * which socket to shut down. */
+	 * daemon's SIGTERM/SIGHUP) does not fail a read; the progress hook
+	 * between slices stops the pull.  NETWORK_TIMEOUT bounds the TCP
+	 * connect (conn_add() lifts it for the handshake).  The connect
+	 * callback tells cut_socket() which socket to shut down. */
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &p->conncb) != LDAP_OPT_SUCCESS) {
-		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot set the connection options", uri);
-		goto out;
+		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot set the connection options", t->uri);
+		ldap_unbind_ext(ld, NULL, NULL);
+		return r;
 	}
-	if (need_tls && (r = set_tls_options(p, ld, uri, e)) < 0)
-		goto out;
+	if (t->need_tls && (r = set_tls_options(p, ld, t->uri, e)) < 0) {
+		ldap_unbind_ext(ld, NULL, NULL);
+		return r;
+	}
+	*ret_ld = ld;
+	return 0;
+}
 
-	/* TCP, and for ldaps:// the TLS handshake, now: so that "cannot
-	 * reach" and "cannot trust" are told apart */
+/* TCP, and for ldaps:// the TLS handshake, now (on the helper thread):
+ * so that "cannot reach" and "cannot trust" are told apart. */
+static int open_socket(struct pull *p, LDAP *ld, const struct target *t, struct ids_error *e)
+{
+	const char *step = t->ldaps ? "the TLS handshake" : "connect";
+	char *diag = NULL;
+	int lrc = LDAP_OTHER;
 	p->tcp_up = false;
-	wd_arm(&p->wd, wd_limit(p));
-	lrc = ldap_connect(ld);
-	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
-		r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, p->timeout,
-				  ldaps ? "the TLS handshake" : "connect");
+	int r = run_blocking(p, ld, ldap_connect, step, &lrc);
+	if (r < 0)
+		return r;
+	if (r == 1 && lrc != LDAP_SUCCESS)
+		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", t->uri,
+				     p->timeout, step);
+	if (lrc == LDAP_SUCCESS)
+		return 0;
+	diag = diag_of(ld);
+	/* libldap says "Can't contact LDAP server" for a failed handshake
+	 * too: TCP got through if the callback ran */
+	if (t->ldaps && p->tcp_up)
+		r = tls_error(e, t->uri, t->host, "the TLS handshake", lrc, diag);
+	else
+		r = connect_error(e, t->uri, "connect", lrc, diag, p->timeout);
+	ldap_memfree(diag);
+	return r;
+}
+
+/* StartTLS on a connected ldap:// handle: the extended operation
+ * (asynchronous, waited for in slices), then the handshake on the helper
+ * thread.  Never falls back to plaintext: a failure fails this URI. */
+static int start_tls(struct pull *p, LDAP *ld, const struct target *t, struct ids_error *e)
+{
+	char *diag = NULL;
+	int msgid = -1, lrc, r;
+	/* non-blocking for the operation (a half-received answer must not
+	 * block a read), blocking for the handshake (see conn_add()) */
+	if (set_blocking(ld, false) < 0)
+		return ids_error_set(e, IDS_E_CONNECT, "%s: cannot make the socket non-blocking", t->uri);
+	lrc = ldap_start_tls(ld, NULL, NULL, &msgid);
+	if (lrc == LDAP_SUCCESS && (r = await_answer(p, ld, msgid, "during StartTLS", &lrc, &diag)) != 0)
 		goto out;
-	}
+	r = 0;
 	if (lrc != LDAP_SUCCESS) {
-		diag = diag_of(ld);
-		/* libldap says "Can't contact LDAP server" for a failed
-		 * handshake too: TCP got through if the callback ran */
-		if (ldaps && p->tcp_up)
-			r = tls_error(e, uri, host, "the TLS handshake", lrc, diag);
+		if (!diag)
+			diag = diag_of(ld);
+		if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR || lrc == LDAP_TIMEOUT)
+			r = connect_error(e, t->uri, "StartTLS", lrc, diag, p->timeout);
 		else
-			r = connect_error(e, uri, "connect", lrc, diag, p->timeout);
+			r = set_ldap_error(e, IDS_E_TLS, lrc, diag, "%s: the server refused StartTLS",
+					   t->uri);
 		goto out;
 	}
-	if (plain && lc->start_tls) {
-		/* never fall back to plaintext: a failed StartTLS fails this URI */
-		wd_arm(&p->wd, wd_limit(p));
-		lrc = ldap_start_tls_s(ld, NULL, NULL);
-		if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
-			r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during StartTLS", uri,
-					  p->timeout);
-			goto out;
-		}
-		if (lrc != LDAP_SUCCESS) {
-			diag = diag_of(ld);
-			if (lrc == LDAP_CONNECT_ERROR)
-				r = tls_error(e, uri, host, "StartTLS", lrc, diag);
-			else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_TIMEOUT)
-				r = connect_error(e, uri, "StartTLS", lrc, diag, p->timeout);
-			else
-				r = set_ldap_error(e, IDS_E_TLS, lrc, diag, "%s: the server refused StartTLS",
-						   uri);
-			goto out;
-		}
+	if (set_blocking(ld, true) < 0) {
+		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot make the socket blocking", t->uri);
+		goto out;
 	}
-	if (need_tls && !ldap_tls_inplace(ld)) {
+	if ((r = run_blocking(p, ld, ldap_install_tls, "during StartTLS", &lrc)) == 0 &&
+	    lrc != LDAP_SUCCESS) {
+		diag = diag_of(ld);
+		if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_TIMEOUT)
+			r = connect_error(e, t->uri, "StartTLS", lrc, diag, p->timeout);
+		else
+			r = tls_error(e, t->uri, t->host, "StartTLS", lrc, diag);
+	}
+out:
+	if (r == 1)
+		r = ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during StartTLS", t->uri,
+				  p->timeout);
+	ldap_memfree(diag);
+	return r;
+}
+
+/* Frees a handle that never became p->ld.  Non-blocking first: the
+ * unbind request must not wait on a server that stopped reading. */
+static void discard_handle(LDAP *ld)
+{
+	if (!ld)
+		return;
+	set_blocking(ld, false);
+	ldap_unbind_ext(ld, NULL, NULL);
+}
+
+/* Connects to one URI: options, TCP (and TLS for ldaps://), StartTLS for
+ * ldap://, bind.  On success the handle is p->ld, its socket
+ * non-blocking (every later wait is wait_result()'s). */
+static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
+{
+	LDAPURLDesc *lud = NULL;
+	LDAP *ld = NULL;
+	int r;
+
+	if (ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS)
+		return ids_error_set(e, IDS_E_CONFIG, "%s: not an LDAP URI", uri);
+	struct target t = {.uri = uri, .host = lud->lud_host && *lud->lud_host ? lud->lud_host : "localhost"};
+	t.ldaps = !strcasecmp(lud->lud_scheme, "ldaps");
+	t.plain = !t.ldaps && strcasecmp(lud->lud_scheme, "ldapi") != 0;
+	t.need_tls = t.ldaps || (t.plain && p->lc->start_tls);
+	bool allow_plain = p->ctx && p->ctx->config && p->ctx->config->security.allow_plaintext_bind;
+	/* the config loader refuses this too; a hand-built config must not
+	 * slip a password onto the wire in clear either */
+	if (t.plain && !t.need_tls && p->lc->bind_dn && !allow_plain) {
+		r = ids_error_set(e, IDS_E_CONFIG,
+				  "%s: refusing a simple bind without TLS (set start_tls, use ldaps://, or "
+				  "security.allow_plaintext_bind)",
+				  uri);
+		goto out;
+	}
+	if ((r = new_handle(p, &t, e, &ld)) < 0 || (r = open_socket(p, ld, &t, e)) < 0)
+		goto out;
+	if (t.plain && p->lc->start_tls && (r = start_tls(p, ld, &t, e)) < 0)
+		goto out;
+	if (t.need_tls && !ldap_tls_inplace(ld)) {
 		r = ids_error_set(e, IDS_E_TLS, "%s: no TLS session after the handshake", uri);
+		goto out;
+	}
+	if (set_blocking(ld, false) < 0) {
+		r = ids_error_set(e, IDS_E_CONNECT, "%s: cannot make the socket non-blocking", uri);
 		goto out;
 	}
 	if ((r = bind_handle(p, ld, uri, e)) < 0)
 		goto out;
-
 	p->ld = ld;
 	p->uri = uri;
-	p->need_tls = need_tls;
+	p->need_tls = t.need_tls;
 	ld = NULL;
 	r = 0;
 out:
-	ldap_memfree(diag);
-	if (ld) {
-		wd_arm(&p->wd, wd_limit(p));
-		ldap_unbind_ext(ld, NULL, NULL);
-		wd_disarm(&p->wd);
-	}
+	discard_handle(ld);
 	ldap_free_urldesc(lud);
 	return r;
 }
@@ -728,6 +847,12 @@ static int connect_any(struct pull *p)
 	for (size_t i = 0; i < p->lc->uri.n; i++) {
 		struct ids_error e = {0};
 		r = connect_one(p, p->lc->uri.v[i], &e);
+		if (p->stopped) {
+			/* SIGTERM or run_timeout: no next URI; p->err says why */
+			ids_error_clear(&e);
+			ids_buf_free(&msgs);
+			return r;
+		}
 		if (r >= 0) {
 			ids_error_clear(&e);
 			ids_buf_free(&msgs);
@@ -757,15 +882,11 @@ static int connect_any(struct pull *p)
 	return r;
 }
 
-/* Unbinds (the unbind request is a write that a stalled server could
- * block: under the watchdog) and forgets the handle. */
+/* Unbinds (on the non-blocking socket: a stalled server cannot hold the
+ * unbind request up) and forgets the handle. */
 static void drop_connection(struct pull *p)
 {
-	if (!p->ld)
-		return;
-	wd_arm(&p->wd, wd_limit(p));
-	ldap_unbind_ext(p->ld, NULL, NULL);
-	wd_disarm(&p->wd);
+	discard_handle(p->ld);
 	p->ld = NULL;
 }
 
@@ -1372,13 +1493,12 @@ static int send_page(struct pull *p, const struct search *sr, const struct berva
 			   : ids_error_set(p->err, IDS_E_PROTOCOL, "cannot encode the paging control");
 	sctrls[0] = req;
 	/* the time limit is the server's share of the timeout; the waits
-	 * for the answer are ours */
-	wd_arm(&p->wd, wd_limit(p));
+	 * for the answer are ours (wait_result()).  The socket is
+	 * non-blocking: a server that stopped reading cannot hold the
+	 * request up, libldap keeps what it could not write yet */
 	lrc = ldap_search_ext(p->ld, sr->base, LDAP_SCOPE_SUBTREE, sr->filter, sr->attrs, 0, sctrls, NULL,
 			      &tv, LDAP_NO_LIMIT, ret_msgid);
-	if (wd_disarm(&p->wd) && lrc != LDAP_SUCCESS) {
-		r = stalled(p, sr, entries);
-	} else if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
+	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
 		r = PAGE_LOST;
 	} else if (lrc != LDAP_SUCCESS) {
 		diag = diag_of(p->ld);
@@ -1443,7 +1563,6 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	struct berval *next = NULL;
 	int msgid = p->next_msgid, lrc, r;
 	bool first = !*cookie || !(*cookie)->bv_len;
-	struct timeval tv = {p->timeout, 0};
 	/* entries this search had not seen before: see the cookie check */
 	size_t known = p->seen.len + p->disabled.len;
 
@@ -1453,10 +1572,9 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		goto out;
 
 	for (;;) {
-		wd_arm(&p->wd, wd_limit(p));
-		int type = ldap_result(p->ld, msgid, LDAP_MSG_ONE, &tv, &msg);
-		if (wd_disarm(&p->wd) && type <= 0) {
-			r = stalled(p, sr, *entries);
+		int type = wait_result(p, msgid, LDAP_MSG_ONE, "while waiting for a page", &msg);
+		if (type < -1) {
+			r = type;
 			goto out;
 		}
 		if (type == 0) {
@@ -1661,16 +1779,16 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 	entry_clear(&p->ent);
 	if (!connection_alive(p))
 		return PAGE_LOST;
-	wd_arm(&p->wd, wd_limit(p));
 	lrc = ldap_search_ext(p->ld, g->dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, &tv, 1,
 			      &msgid);
-	bool fired = wd_disarm(&p->wd);
 	if (lrc == LDAP_SUCCESS) {
 		/* the whole answer at once: one entry and the result */
-		wd_arm(&p->wd, wd_limit(p));
-		int type = ldap_result(p->ld, msgid, LDAP_MSG_ALL, &tv, &res);
-		fired = wd_disarm(&p->wd);
-		if (type == 0 || (fired && type < 0)) {
+		int type = wait_result(p, msgid, LDAP_MSG_ALL, "while reading the members of a group", &res);
+		if (type < -1) {
+			r = type;
+			goto out;
+		}
+		if (type == 0) {
 			r = ids_error_set(p->err, IDS_E_TIMEOUT,
 					  "%s: no answer within %d s while reading the members of group %s",
 					  p->uri, p->timeout, g->dn);
@@ -1678,11 +1796,6 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 		}
 		if (type < 0)
 			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &lrc);
-	} else if (fired) {
-		r = ids_error_set(p->err, IDS_E_TIMEOUT,
-				  "%s: no answer within %d s while reading the members of group %s", p->uri,
-				  p->timeout, g->dn);
-		goto out;
 	}
 	if (lrc == LDAP_SERVER_DOWN || lrc == LDAP_CONNECT_ERROR) {
 		r = PAGE_LOST;
@@ -2008,8 +2121,9 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 		p.attr[f] = cfg->attr[f] ? cfg->attr[f] : flavor_attr[fl][f];
 	p.timeout = cfg->ldap.timeout > 0 ? cfg->ldap.timeout : DEFAULT_TIMEOUT;
 
-	if ((r = wd_start(&p.wd)) < 0)
-		return ids_error_set(err, r, "cannot start the LDAP timeout watchdog: %s", ids_strerror(r));
+	if ((r = pthread_mutex_init(&p.fd_mu, NULL)) != 0)
+		return ids_error_set(err, -r, "LDAP pull: %s", strerror(r));
+	p.fd = -1;
 	p.conncb = (struct ldap_conncb){conn_add, conn_del, &p};
 
 	sigemptyset(&pipe_set);
@@ -2020,7 +2134,7 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 
 	r = do_pull(&p);
 	drop_connection(&p);
-	wd_stop(&p.wd);
+	pthread_mutex_destroy(&p.fd_mu);
 
 	if (!was_pending) {
 		struct timespec zero = {0, 0};
