@@ -155,7 +155,7 @@ static inline void relay_stop(struct relay *r)
  * IDS_E_CANCELLED, as the daemon's hook does on SIGTERM. */
 struct stall_hook {
 	struct relay *relay;
-	struct ids_snapshot **s;			/* the snapshot being built */
+	struct ids_snapshot **s;		    /* the snapshot being built */
 	bool (*when)(const struct ids_snapshot *s); /* NULL: stalled from the start */
 	double cancel_after;
 	double stalled_at, last, max_gap, cancelled_at, ended;
