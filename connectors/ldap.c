@@ -521,72 +521,86 @@ static int emit_msgs(struct pull *p, const struct search *sr, size_t *entries)
 	return r;
 }
 
-/* Reads one page (cookie: from the previous page, empty for the first)
- * and feeds its entries to sr->fn.  The next cookie replaces *cookie.
- * The page's messages are collected first; once its result has come,
- * the next page is asked for, and then the entries are decoded: the
- * server's work on the next page and ours on this one overlap.  Returns
- * enum page_result, or < 0 with p->err set. */
-static int page(struct pull *p, const struct search *sr, struct berval **cookie, size_t *entries)
+/* Collects the messages of page msgid into p->msgs (decoded early when
+ * they exceed HOLD_MAX) until its result, which is returned in *ret_res
+ * (new: ldap_msgfree).  0, PAGE_LOST, or < 0 with p->err set. */
+static int collect_page(struct pull *p, const struct search *sr, int msgid, size_t *entries,
+			LDAPMessage **ret_res)
 {
-	LDAPControl **rctrls = NULL;
 	LDAPMessage *msg = NULL;
-	char *diag = NULL;
-	struct berval *next = NULL;
-	int msgid = p->next_msgid, lrc, r;
-	bool first = !*cookie || !(*cookie)->bv_len;
-	/* entries this search had not seen before: see the cookie check */
-	size_t known = p->seen.len + p->disabled.len;
-
-	p->next_msgid = -1;
-	free_msgs(p);
-	if (msgid < 0 && (r = send_page(p, sr, *cookie, *entries, &msgid)) != 0)
-		goto out;
-
 	for (;;) {
 		int type = ids_ldap_wait(p, msgid, LDAP_MSG_ONE, "while waiting for a page", &msg);
-		if (type < -1) {
-			r = type;
-			goto out;
-		}
-		if (type == 0) {
-			/* no abandon: the connection is dropped anyway */
-			r = stalled(p, sr, *entries);
-			goto out;
-		}
+		if (type < -1)
+			return type;
+		/* no abandon: the connection is dropped anyway */
+		if (type == 0)
+			return stalled(p, sr, *entries);
 		if (type < 0) {
 			int code = LDAP_OTHER;
 			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &code);
-			if (code == LDAP_SERVER_DOWN || code == LDAP_CONNECT_ERROR) {
-				r = PAGE_LOST;
-				goto out;
-			}
-			diag = ids_ldap_diag(p->ld);
-			r = search_error(p, sr, code, diag, *entries);
-			goto out;
+			if (code == LDAP_SERVER_DOWN || code == LDAP_CONNECT_ERROR)
+				return PAGE_LOST;
+			char *diag = ids_ldap_diag(p->ld);
+			int r = search_error(p, sr, code, diag, *entries);
+			ldap_memfree(diag);
+			return r;
 		}
-		if (type == LDAP_RES_SEARCH_ENTRY) {
-			if (ids_grow(&p->msgs, &p->cap_msgs, p->nmsgs + 1, sizeof(*p->msgs)) < 0) {
-				r = -ENOMEM;
-				goto out;
-			}
-			p->msgs[p->nmsgs++] = msg;
-			msg = NULL;
-			p->held += msg_size(p, p->msgs[p->nmsgs - 1]);
-			if (p->held > HOLD_MAX && (r = emit_msgs(p, sr, entries)) < 0)
-				goto out;
+		if (type == LDAP_RES_SEARCH_RESULT) {
+			*ret_res = msg;
+			return 0;
+		}
+		if (type != LDAP_RES_SEARCH_ENTRY) {
+			/* references (LDAP_RES_SEARCH_REFERENCE) are not chased */
+			ldap_msgfree(msg);
 			continue;
 		}
-		if (type == LDAP_RES_SEARCH_RESULT)
-			break;
-		/* references (LDAP_RES_SEARCH_REFERENCE) are not chased */
-		ldap_msgfree(msg);
-		msg = NULL;
+		if (ids_grow(&p->msgs, &p->cap_msgs, p->nmsgs + 1, sizeof(*p->msgs)) < 0) {
+			ldap_msgfree(msg);
+			return -ENOMEM;
+		}
+		p->msgs[p->nmsgs++] = msg;
+		p->held += msg_size(p, msg);
+		int r;
+		if (p->held > HOLD_MAX && (r = emit_msgs(p, sr, entries)) < 0)
+			return r;
 	}
+}
 
-	int code = LDAP_OTHER;
-	lrc = ldap_parse_result(p->ld, msg, &code, NULL, &diag, NULL, &rctrls, 0);
-	if (lrc != LDAP_SUCCESS) {
+/* The paging control of result res: the next cookie in *ret_next (new:
+ * ber_bvfree; NULL when the server ignored paging, an empty one on the
+ * last page).  0, or < 0 with p->err set. */
+static int next_cookie(struct pull *p, const struct search *sr, LDAPControl **rctrls,
+		       struct berval **ret_next)
+{
+	LDAPControl *resp = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL);
+	ber_int_t estimate = 0;
+	*ret_next = NULL;
+	/* no control: the server ignored paging, this was the whole answer */
+	if (!resp)
+		return 0;
+	struct berval *next = ber_memcalloc(1, sizeof(*next));
+	if (!next)
+		return -ENOMEM;
+	if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
+		ber_bvfree(next);
+		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed paging control in the %s search",
+				     p->uri, sr->what);
+	}
+	*ret_next = next;
+	return 0;
+}
+
+/* The result of a page: PAGE_LAST, PAGE_MORE (with the next cookie in
+ * *ret_next, new, and the next page already asked for), PAGE_RESTART,
+ * or < 0 with p->err set. */
+static int page_result(struct pull *p, const struct search *sr, LDAPMessage *res, bool first, size_t entries,
+		       struct berval **ret_next)
+{
+	LDAPControl **rctrls = NULL;
+	char *diag = NULL;
+	int code = LDAP_OTHER, r;
+	*ret_next = NULL;
+	if (ldap_parse_result(p->ld, res, &code, NULL, &diag, NULL, &rctrls, 0) != LDAP_SUCCESS) {
 		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed %s search result", p->uri, sr->what);
 		goto out;
 	}
@@ -597,53 +611,73 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 		goto out;
 	}
 	if (code != LDAP_SUCCESS) {
-		r = search_error(p, sr, code, diag, *entries + p->nmsgs);
+		r = search_error(p, sr, code, diag, entries + p->nmsgs);
 		goto out;
 	}
 	p->s->pages++;
+	if ((r = next_cookie(p, sr, rctrls, ret_next)) < 0)
+		goto out;
 	r = PAGE_LAST;
-	LDAPControl *resp = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL);
-	/* no control: the server ignored paging, this was the whole answer */
-	if (resp) {
-		ber_int_t estimate = 0;
-		next = ber_memcalloc(1, sizeof(*next));
-		if (!next) {
-			r = -ENOMEM;
-			goto out;
-		}
-		if (ldap_parse_pageresponse_control(p->ld, resp, &estimate, next) != LDAP_SUCCESS) {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: malformed paging control in the %s search", p->uri, sr->what);
-			goto out;
-		}
-		if (next->bv_len) {
-			/* the next page, asked for now (a lost connection shows
-			 * on the next call) */
-			r = send_page(p, sr, next, *entries + p->nmsgs, &p->next_msgid);
-			if (r < 0)
-				goto out;
-			if (r == PAGE_LOST)
-				p->next_msgid = -1;
+	if (*ret_next && (*ret_next)->bv_len) {
+		/* the next page, asked for now, before this one is decoded (a
+		 * lost connection shows on the next call) */
+		r = send_page(p, sr, *ret_next, entries + p->nmsgs, &p->next_msgid);
+		if (r == PAGE_LOST)
+			p->next_msgid = -1;
+		if (r >= 0)
 			r = PAGE_MORE;
-		}
 	}
+out:
+	ldap_controls_free(rctrls);
+	ldap_memfree(diag);
+	return r;
+}
 
-	int e = emit_msgs(p, sr, entries);
-	if (e < 0) {
+/* A cookie handed back unchanged may page forever.  Not always: Samba
+ * names its search state with one cookie ("1") for every page of a
+ * search.  A loop is a page with that cookie that brought nothing new
+ * (`known`: the distinct entries before it) after this pass (since the
+ * last restart) received more entries than the search has distinct
+ * ones: repeats, for sure. */
+static bool cookie_loops(const struct pull *p, const struct berval *cookie, const struct berval *next,
+			 size_t known)
+{
+	size_t distinct = p->seen.len + p->disabled.len;
+	return next->bv_len == cookie->bv_len && !memcmp(next->bv_val, cookie->bv_val, next->bv_len) &&
+	       distinct == known && p->pass_entries > distinct;
+}
+
+/* Reads one page (cookie: from the previous page, empty for the first)
+ * and feeds its entries to sr->fn.  The next cookie replaces *cookie.
+ * The page's messages are collected first; once its result has come,
+ * the next page is asked for, and then the entries are decoded: the
+ * server's work on the next page and ours on this one overlap.  Returns
+ * enum page_result, or < 0 with p->err set. */
+static int page(struct pull *p, const struct search *sr, struct berval **cookie, size_t *entries)
+{
+	LDAPMessage *res = NULL;
+	struct berval *next = NULL;
+	int msgid = p->next_msgid, r, e;
+	bool first = !*cookie || !(*cookie)->bv_len;
+	/* entries this search had not seen before: see cookie_loops() */
+	size_t known = p->seen.len + p->disabled.len;
+
+	p->next_msgid = -1;
+	free_msgs(p);
+	if (msgid < 0 && (r = send_page(p, sr, *cookie, *entries, &msgid)) != 0)
+		goto out;
+	if ((r = collect_page(p, sr, msgid, entries, &res)) != 0)
+		goto out;
+	r = page_result(p, sr, res, first, *entries, &next);
+	if (r != PAGE_LAST && r != PAGE_MORE)
+		goto out;
+	if ((e = emit_msgs(p, sr, entries)) < 0) {
 		r = e;
 		goto out;
 	}
 	if (r == PAGE_LAST)
 		goto out;
-	/* A cookie handed back unchanged may page forever.  Not always:
-	 * Samba names its search state with one cookie ("1") for every page
-	 * of a search.  A loop is a page with that cookie that brought
-	 * nothing new after this pass (since the last restart) received more
-	 * entries than the search has distinct ones: repeats, for sure. */
-	size_t distinct = p->seen.len + p->disabled.len;
-	if (!first && next->bv_len == (*cookie)->bv_len &&
-	    !memcmp(next->bv_val, (*cookie)->bv_val, next->bv_len) && distinct == known &&
-	    p->pass_entries > distinct) {
+	if (!first && cookie_loops(p, *cookie, next, known)) {
 		r = ids_error_set(
 		    p->err, IDS_E_PROTOCOL,
 		    "%s: the server repeated its paging cookie and its entries in the %s search", p->uri,
@@ -653,12 +687,9 @@ static int page(struct pull *p, const struct search *sr, struct berval **cookie,
 	ber_bvfree(*cookie);
 	*cookie = next;
 	next = NULL;
-	r = PAGE_MORE;
 out:
 	ber_bvfree(next);
-	ldap_controls_free(rctrls);
-	ldap_msgfree(msg);
-	ldap_memfree(diag);
+	ldap_msgfree(res);
 	free_msgs(p);
 	ids_ldap_entry_clear(&p->ent);
 	return r;

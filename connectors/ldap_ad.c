@@ -35,8 +35,8 @@ struct berval ids_ldap_ad_guid(struct pull *p, const struct berval *v)
 		return *v;
 	const unsigned char *g = (const unsigned char *)v->bv_val;
 	snprintf(p->idtext, sizeof(p->idtext),
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[3], g[2], g[1], g[0],
-		 g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", g[3], g[2], g[1],
+		 g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
 	return (struct berval){36, p->idtext};
 }
 
@@ -96,7 +96,8 @@ static int sid_text(struct ids_buf *b, const struct berval *v, bool drop_rid)
  * A value that is not a SID or a RID only loses this one membership. */
 int ids_ldap_ad_note_primary(struct pull *p, const struct entry *e, const struct berval *id)
 {
-	const struct berval *pg = ids_ldap_entry_first(e, "primaryGroupID"), *sid = ids_ldap_entry_first(e, "objectSid");
+	const struct berval *pg = ids_ldap_entry_first(e, "primaryGroupID"),
+			    *sid = ids_ldap_entry_first(e, "objectSid");
 	if (!pg || !sid || !id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len) ||
 	    pg->bv_len == 0 || pg->bv_len > 10 || strspn(pg->bv_val, "0123456789") < pg->bv_len)
 		return 0;
@@ -180,7 +181,7 @@ static bool range_num(const char *s, const char *end, unsigned long *ret)
  * bounds (*ret_last for "*"), 0 when it is something else, -1 when its
  * range option is malformed. */
 int ids_ldap_ad_parse_range(const struct berval *name, const char *attr, unsigned long *ret_low,
-		       unsigned long *ret_high, bool *ret_last)
+			    unsigned long *ret_high, bool *ret_last)
 {
 	size_t an = strlen(attr);
 	const char *end = name->bv_val + name->bv_len;
@@ -209,7 +210,7 @@ int ids_ldap_ad_parse_range(const struct berval *name, const char *attr, unsigne
 
 /* Remembers group e for ids_ldap_ad_read_ranged(): its values from `next` on. */
 int ids_ldap_ad_add_ranged(struct pull *p, const struct entry *e, const struct berval *id, const char *mattr,
-		      unsigned long next)
+			   unsigned long next)
 {
 	/* a group without an id is dropped by the snapshot anyway */
 	if (!id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len))
@@ -266,7 +267,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 			      &msgid);
 	if (lrc == LDAP_SUCCESS) {
 		/* the whole answer at once: one entry and the result */
-		int type = ids_ldap_wait(p, msgid, LDAP_MSG_ALL, "while reading the members of a group", &res);
+		int type =
+		    ids_ldap_wait(p, msgid, LDAP_MSG_ALL, "while reading the members of a group", &res);
 		if (type < -1) {
 			r = type;
 			goto out;
@@ -338,6 +340,41 @@ static int reconnect_ranged(struct pull *p, const struct ranged *g)
 	return 0;
 }
 
+/* The attribute to ask for in a ranged read of g from value `next`:
+ * "member;range=N-*", or N-(N+size-1) with member_range_size.  New. */
+static char *range_want(const struct pull *p, const struct ranged *g, unsigned long next)
+{
+	char *want = NULL;
+	int n = p->lc->member_range_size > 0 ? asprintf(&want, "%s;range=%lu-%lu", g->mattr, next,
+							next + (unsigned long)p->lc->member_range_size - 1)
+					     : asprintf(&want, "%s;range=%lu-*", g->mattr, next);
+	return n < 0 ? NULL : want;
+}
+
+/* The values the server says it returned in p->ent: *ret_a (NULL when
+ * none from `next` on), the bounds of the range.  < 0 when the range is
+ * not the one asked for (Windows may shorten it, never move its start). */
+static int returned_range(struct pull *p, const struct ranged *g, unsigned long next,
+			  const struct entry_attr **ret_a, unsigned long *ret_high, bool *ret_last)
+{
+	unsigned long low = 0;
+	*ret_a = NULL;
+	for (size_t i = 0; i < p->ent.n; i++) {
+		int rr = ids_ldap_ad_parse_range(&p->ent.a[i].name, g->mattr, &low, ret_high, ret_last);
+		if (rr < 0 || (rr > 0 && (low != next || (!*ret_last && *ret_high < low))))
+			return ids_error_set(p->err, IDS_E_PROTOCOL,
+					     "%s: asked for the values of group %s from %lu on, the server "
+					     "returned %.*s",
+					     p->uri, g->dn, next, (int)p->ent.a[i].name.bv_len,
+					     p->ent.a[i].name.bv_val);
+		if (rr > 0) {
+			*ret_a = &p->ent.a[i];
+			return 0;
+		}
+	}
+	return 0;
+}
+
 /* Reads the values of group g from g->next to the end, range by range,
  * each asked for from where the server's last answer ended (Windows
  * caps every request at MaxValRange, whatever was asked), and adds them
@@ -356,10 +393,12 @@ static int read_rest(struct pull *p, struct ranged *g)
 	LDAPMessage *msg = NULL;
 	char *want = NULL;
 	const char *usn = g->usn;
-	unsigned long next = g->next;
+	unsigned long next = g->next, high = 0;
 	int changes = 0, r;
 
 	for (size_t reads = 0;; reads++) {
+		const struct entry_attr *a = NULL;
+		bool last = false;
 		if (reads >= MAX_PAGES) {
 			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: more than %d ranged reads of group %s",
 					  p->uri, MAX_PAGES, g->dn);
@@ -368,21 +407,14 @@ static int read_rest(struct pull *p, struct ranged *g)
 		if ((r = ids_ldap_tick(p, "between ranged reads")) < 0)
 			goto out;
 		free(want);
-		want = NULL;
-		int n = p->lc->member_range_size > 0
-			    ? asprintf(&want, "%s;range=%lu-%lu", g->mattr, next,
-				       next + (unsigned long)p->lc->member_range_size - 1)
-			    : asprintf(&want, "%s;range=%lu-*", g->mattr, next);
-		if (n < 0) {
-			want = NULL;
+		ldap_msgfree(msg);
+		msg = NULL;
+		if (!(want = range_want(p, g, next))) {
 			r = -ENOMEM;
 			goto out;
 		}
 		char *attrs[3] = {want, p->ad ? "uSNChanged" : NULL, NULL};
-		ldap_msgfree(msg);
-		msg = NULL;
-		r = read_base(p, g, next, attrs, &msg);
-		if (r == PAGE_LOST) {
+		if ((r = read_base(p, g, next, attrs, &msg)) == PAGE_LOST) {
 			/* from the start on a new connection */
 			if ((r = reconnect_ranged(p, g)) < 0)
 				goto out;
@@ -390,26 +422,8 @@ static int read_rest(struct pull *p, struct ranged *g)
 			usn = NULL;
 			continue;
 		}
-		if (r < 0)
+		if (r < 0 || (r = returned_range(p, g, next, &a, &high, &last)) < 0)
 			goto out;
-
-		/* the range the server says it returned */
-		const struct entry_attr *a = NULL;
-		unsigned long low = 0, high = 0;
-		bool last = false;
-		for (size_t i = 0; !a && i < p->ent.n; i++) {
-			int rr = ids_ldap_ad_parse_range(&p->ent.a[i].name, g->mattr, &low, &high, &last);
-			if (rr < 0 || (rr > 0 && (low != next || (!last && high < low)))) {
-				r = ids_error_set(p->err, IDS_E_PROTOCOL,
-						  "%s: asked for the values of group %s from %lu on, the "
-						  "server returned %.*s",
-						  p->uri, g->dn, next, (int)p->ent.a[i].name.bv_len,
-						  p->ent.a[i].name.bv_val);
-				goto out;
-			}
-			if (rr > 0)
-				a = &p->ent.a[i];
-		}
 		const struct berval *u = ids_ldap_entry_first(&p->ent, "uSNChanged");
 		bool changed = usn && u && (u->bv_len != strlen(usn) || memcmp(u->bv_val, usn, u->bv_len));
 		/* nothing from `next` on: the group lost members meanwhile (or
@@ -429,6 +443,7 @@ static int read_rest(struct pull *p, struct ranged *g)
 			usn = NULL;
 			continue;
 		}
+		/* the first read's uSNChanged is what later reads compare to */
 		if (!usn && u && !(usn = ids_arena_strndup(&p->keep, u->bv_val, u->bv_len))) {
 			r = -ENOMEM;
 			goto out;

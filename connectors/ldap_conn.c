@@ -360,8 +360,9 @@ static int connect_error(struct ids_error *e, const char *uri, const char *step,
 	if (lrc == LDAP_TIMEOUT)
 		return ids_error_set(e, IDS_E_TIMEOUT, "%s: no answer within %d s during %s", uri, timeout,
 				     step);
-	return ids_ldap_error(e, ids_ldap_map_lrc(lrc) == IDS_E_SERVER ? IDS_E_CONNECT : ids_ldap_map_lrc(lrc), lrc, diag,
-			      "%s: %s", uri, step);
+	return ids_ldap_error(e,
+			      ids_ldap_map_lrc(lrc) == IDS_E_SERVER ? IDS_E_CONNECT : ids_ldap_map_lrc(lrc),
+			      lrc, diag, "%s: %s", uri, step);
 }
 
 static const char *system_ca_bundle(void)
