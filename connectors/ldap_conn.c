@@ -264,7 +264,7 @@ static int run_blocking(struct pull *p, LDAP *ld, int (*fn)(LDAP *), const char 
 	int r;
 
 	if ((r = pthread_mutex_init(&b.mu, NULL)) != 0)
-		return ids_error_set(p->err, -r, "%s: %s", when, strerror(r));
+		return ids_error_set(p->err, -r, "LDAP pull: cannot set up a wait %s: %s", when, strerror(r));
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	r = pthread_cond_init(&b.cv, &ca);
@@ -280,7 +280,8 @@ static int run_blocking(struct pull *p, LDAP *ld, int (*fn)(LDAP *), const char 
 	}
 	if (r != 0) {
 		pthread_mutex_destroy(&b.mu);
-		return ids_error_set(p->err, -r, "cannot start a thread for %s: %s", when, strerror(r));
+		return ids_error_set(p->err, -r, "LDAP pull: cannot start a thread %s: %s", when,
+				     strerror(r));
 	}
 	r = await_blocking(p, &b, when);
 	pthread_join(th, NULL);
@@ -516,7 +517,8 @@ static int open_socket(struct pull *p, LDAP *ld, const struct target *t, struct 
 	char *diag = NULL;
 	int lrc = LDAP_OTHER;
 	p->tcp_up = false;
-	int r = run_blocking(p, ld, ldap_connect, step, &lrc);
+	int r = run_blocking(p, ld, ldap_connect, t->ldaps ? "during the TLS handshake" : "while connecting",
+			     &lrc);
 	if (r < 0)
 		return r;
 	if (r == 1 && lrc != LDAP_SUCCESS)
