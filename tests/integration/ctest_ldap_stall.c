@@ -5,8 +5,9 @@
  * connector's own timeout still ends a wait that nobody cancels.
  *
  * The directory sits behind ctest_ldap_relay.h, stalled from the start
- * (StartTLS is never answered) or from the hook once the users search
- * has brought its first page (the next page never comes).  The daemon's
+ * (StartTLS is never answered; on ldaps:// the TLS handshake never ends)
+ * or from the hook once the users search has brought its first page (the
+ * next page never comes).  The daemon's
  * side of the same (WATCHDOG=1, STOPPING=1, exit 0) is in
  * t_daemon_stall_steps.py; the ranged reads of AD in ctest_ad_range.c. */
 #include "ctest_ldap_relay.h"
@@ -45,14 +46,14 @@ static bool after_first_page(const struct ids_snapshot *s)
 	return s && s->nusers >= 5;
 }
 
-/* One stalled pull through a relay: cancel after `cancel` s (0: let the
- * connector's timeout of `timeout` s end it). */
-static void stalled_pull(bool (*when)(const struct ids_snapshot *), double cancel, int timeout,
-			 struct stall_hook *h, struct pulled *p)
+/* One stalled pull through a relay to uri: cancel after `cancel` s (0:
+ * let the connector's timeout of `timeout` s end it). */
+static void stalled_pull_to(const char *uri, bool (*when)(const struct ids_snapshot *), double cancel,
+			    int timeout, struct stall_hook *h, struct pulled *p)
 {
 	struct relay r;
 	struct tcfg t;
-	relay_start(&r, E.uri);
+	relay_start(&r, uri);
 	tcfg_init(&t, r.uri, g_people, g_groups);
 	t.cc.ldap.page_size = 5;
 	t.cc.ldap.timeout = timeout;
@@ -63,6 +64,13 @@ static void stalled_pull(bool (*when)(const struct ids_snapshot *), double cance
 	tcfg_free(&t);
 }
 
+/* The same through the ldap:// URI (StartTLS) */
+static void stalled_pull(bool (*when)(const struct ids_snapshot *), double cancel, int timeout,
+			 struct stall_hook *h, struct pulled *p)
+{
+	stalled_pull_to(E.uri, when, cancel, timeout, h, p);
+}
+
 static void test_cancel_during_starttls(void **state)
 {
 	struct stall_hook h;
@@ -70,6 +78,34 @@ static void test_cancel_during_starttls(void **state)
 	stalled_pull(NULL, 1.5, 20, &h, &p);
 	assert_pull_failed(&p, IDS_E_CANCELLED, "stopped during StartTLS", "cancelled", NULL);
 	assert_stall_handled(&h, GAP);
+	pulled_free(&p);
+	(void)state;
+}
+
+/* ldaps://: the handshake is one blocking libldap call, made on a helper
+ * thread; the cancel shuts its socket down and the call returns. */
+static void test_cancel_during_ldaps_handshake(void **state)
+{
+	struct stall_hook h;
+	struct pulled p;
+	stalled_pull_to(E.ldaps_uri, NULL, 1.5, 20, &h, &p);
+	assert_pull_failed(&p, IDS_E_CANCELLED, "stopped during the TLS handshake", NULL);
+	assert_stall_handled(&h, GAP);
+	pulled_free(&p);
+	(void)state;
+}
+
+/* The handshake overrunning the timeout: the socket is shut down at
+ * timeout + 1 s (libldap has no timeout of its own there). */
+static void test_ldaps_handshake_timeout(void **state)
+{
+	struct stall_hook h;
+	struct pulled p;
+	stalled_pull_to(E.ldaps_uri, NULL, 0, 2, &h, &p);
+	assert_pull_failed(&p, IDS_E_TIMEOUT, "no answer within 2 s during the TLS handshake", NULL);
+	assert_stall_handled(&h, GAP);
+	if (h.ended - h.stalled_at < 2.9 || h.ended - h.stalled_at > 4.5)
+		fail_msg("the handshake ended %.2f s into the stall, expected 3", h.ended - h.stalled_at);
 	pulled_free(&p);
 	(void)state;
 }
@@ -107,6 +143,8 @@ int main(void)
 		return r;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cancel_during_starttls),
+	    cmocka_unit_test(test_cancel_during_ldaps_handshake),
+	    cmocka_unit_test(test_ldaps_handshake_timeout),
 	    cmocka_unit_test(test_cancel_between_pages),
 	    cmocka_unit_test(test_timeout_still_bounds),
 	};
