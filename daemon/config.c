@@ -1094,10 +1094,39 @@ static const char *const flavor_names[] = {"openldap", "active_directory", "gene
 static const char *const attr_keys[] = {"external_id", "username",     "email", "first_name",
 					"last_name",   "display_name", NULL};
 
-/* Directory attribute per platform field, per source (connectors.md). */
-static const char *const attr_openldap[6] = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"};
-static const char *const attr_ad[6] = {"objectGUID", "sAMAccountName", "mail", "givenName",
-				       "sn",	     "displayName"};
+/* Per LDAP flavor (connectors.md): the directory attribute of each
+ * platform field, and the filters of the two searches.  Generic takes
+ * openldap's, the common schema of LDAPv3 servers.  The connector reads
+ * this same table (ids_config_ldap_defaults) for hand-built configs. */
+static const struct ids_ldap_flavor_defaults ldap_flavors[] = {
+    [IDS_LDAP_OPENLDAP] =
+	{
+	    .attr = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"},
+	    .users_filter = "(objectClass=inetOrgPerson)",
+	    .groups_filter =
+		"(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+	},
+    [IDS_LDAP_AD] =
+	{
+	    .attr = {"objectGUID", "sAMAccountName", "mail", "givenName", "sn", "displayName"},
+	    .users_filter = "(&(objectCategory=person)(objectClass=user))",
+	    .groups_filter = "(objectClass=group)",
+	},
+    [IDS_LDAP_GENERIC] =
+	{
+	    .attr = {"entryUUID", "uid", "mail", "givenName", "sn", "displayName"},
+	    .users_filter = "(objectClass=inetOrgPerson)",
+	    .groups_filter =
+		"(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+	},
+};
+
+const struct ids_ldap_flavor_defaults *ids_config_ldap_defaults(enum ids_ldap_flavor f)
+{
+	return &ldap_flavors[(unsigned)f <= IDS_LDAP_GENERIC ? f : IDS_LDAP_GENERIC];
+}
+
+/* Directory attribute per platform field of the cloud sources. */
 static const char *const attr_entra[6] = {"id",	       "userPrincipalName", "mail",
 					  "givenName", "surname",	    "displayName"};
 static const char *const attr_google[6] = {
@@ -1151,18 +1180,13 @@ static int load_users_groups(struct ctx *c, const struct map *cm, struct ids_con
 	return 0;
 }
 
-/* Flavor defaults for what the file left out (connectors.md's table);
- * generic takes openldap's, the common schema of LDAPv3 servers. */
+/* Flavor defaults for what the file left out (ldap_flavors). */
 static int ldap_defaults(struct ids_ldap_cfg *l)
 {
-	bool ad = l->flavor == IDS_LDAP_AD;
-	if (!l->users_filter && !(l->users_filter = strdup(ad ? "(&(objectCategory=person)(objectClass=user))"
-							      : "(objectClass=inetOrgPerson)")))
+	const struct ids_ldap_flavor_defaults *d = ids_config_ldap_defaults(l->flavor);
+	if (!l->users_filter && !(l->users_filter = strdup(d->users_filter)))
 		return -ENOMEM;
-	if (!l->groups_filter &&
-	    !(l->groups_filter = strdup(ad ? "(objectClass=group)"
-					   : "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
-					     "(objectClass=posixGroup))")))
+	if (!l->groups_filter && !(l->groups_filter = strdup(d->groups_filter)))
 		return -ENOMEM;
 	/* AD's disabled flag is a bit of userAccountControl, which the
 	 * connector reads itself: no filter needed */
@@ -1359,10 +1383,10 @@ static int load_google(struct ctx *c, const struct map *m, struct ids_connector_
 /* attributes: overrides field by field; the rest from the type's defaults. */
 static int load_attributes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
-	const char *const *def = cc->type == IDS_CONN_ENTRA	  ? attr_entra
-				 : cc->type == IDS_CONN_GOOGLE	  ? attr_google
-				 : cc->ldap.flavor == IDS_LDAP_AD ? attr_ad
-								  : attr_openldap;
+	const char *const *def = cc->type == IDS_CONN_ENTRA ? attr_entra
+				 : cc->type == IDS_CONN_GOOGLE
+				     ? attr_google
+				     : ids_config_ldap_defaults(cc->ldap.flavor)->attr;
 	yaml_node_t *v = map_get(cm, "attributes");
 	struct map m;
 	int r;

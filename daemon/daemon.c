@@ -441,26 +441,6 @@ static void run_one(struct daemon *d, struct sched *s)
 	notify_status(d, NULL);
 }
 
-/* A directory that stops answering blocks a run for up to the connector's
- * timeout (+1 s) without a progress call, hence without a ping: warn when
- * that does not fit in half of WatchdogSec, where systemd would take the
- * daemon for hung. */
-static void check_watchdog_margin(const struct daemon *d)
-{
-	for (size_t i = 0; d->wd_usec && i < d->cfg->nconnectors; i++) {
-		const struct ids_connector_cfg *cc = &d->cfg->connectors[i];
-		if (cc->type != IDS_CONN_LDAP)
-			continue;
-		int blocked = cc->ldap.timeout + 1;
-		if ((int64_t)blocked * USEC < (int64_t)d->wd_usec / 2)
-			continue;
-		ids_log(IDS_LOG_WARNING, cc->name, 0, NULL,
-			"timeout %d s: a directory that stops answering can block a run for %d s without a "
-			"watchdog ping; set WatchdogSec= above %d s (it is %llu s) or lower the timeout",
-			cc->ldap.timeout, blocked, 2 * blocked, (unsigned long long)(d->wd_usec / USEC));
-	}
-}
-
 /* SIGHUP: re-reads the configuration.  An invalid one is refused and the
  * running one kept (the reason goes to the log and stays in STATUS=).
  * `ready`: the daemon has said READY=1, so systemd gets RELOADING=1 and
@@ -501,7 +481,6 @@ static void reload(struct daemon *d, bool ready)
 	d->st = NULL;
 	free(d->note);
 	d->note = NULL;
-	check_watchdog_margin(d);
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
 out:
 	if (ready)
@@ -645,7 +624,6 @@ int ids_daemon_run(const char *config_path)
 	if (gethostname(host, sizeof(host) - 1) < 0)
 		snprintf(host, sizeof(host), "localhost");
 	snprintf(d.instance, sizeof(d.instance), "%s:%ld", host, (long)getpid());
-	check_watchdog_margin(&d);
 	watchdog(&d, true);
 
 	int r = wait_for_database(&d);

@@ -39,6 +39,19 @@ struct ids_ldap_cfg {
 	int member_range_size;		   /* AD: 0 = let the server decide */
 };
 
+/* What an LDAP flavor fills in when the file leaves it out (connectors.md's
+ * table): the one copy, read by the config loader and by the connector
+ * (a hand-built config may leave these NULL). */
+struct ids_ldap_flavor_defaults {
+	const char *attr[6]; /* per IDS_F_EXTERNAL_ID .. IDS_F_DISPLAY_NAME */
+	const char *users_filter;
+	const char *groups_filter;
+};
+
+/* The defaults of flavor f (an unknown value: generic's).  Borrowed,
+ * static. */
+const struct ids_ldap_flavor_defaults *ids_config_ldap_defaults(enum ids_ldap_flavor f);
+
 struct ids_entra_cfg {
 	char *tenant, *client_id;
 	char *client_secret, *client_secret_file; /* secret */

@@ -16,6 +16,11 @@ connection, so a test switches modes between runs without restarting):
     reset N         after N bytes from the server, reset the client (RST)
     stall N         after N bytes from the server, relay nothing more in
                     either direction and keep both sockets open forever
+    stallapp K      like stall, but from where the client's K-th TLS
+                    application-data record begins (after a StartTLS
+                    request, which is skipped): stallapp 1 lets the whole
+                    TLS handshake through as far as the client sees it and
+                    holds its first protected message — the bind
     refuse          accept, then close at once
     slow MS         relay everything, but hold each piece from the server
                     back MS milliseconds (a slow directory: a run that
@@ -71,7 +76,7 @@ def read_mode(path):
     mode = words[0]
     n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     once = "once" in words[1:]
-    if mode not in ("pass", "cut", "reset", "stall", "refuse", "slow"):
+    if mode not in ("pass", "cut", "reset", "stall", "stallapp", "refuse", "slow"):
         mode = "pass"
     if once:
         # consumed: the next connection is a healthy one again
@@ -80,6 +85,55 @@ def read_mode(path):
             f.write("pass\n")
         os.replace(tmp, path)
     return mode, n, once
+
+
+class AppData:
+    """Follows the client's byte stream — an optional plaintext LDAP message
+    first (the StartTLS request: one BER element), then TLS records (5-byte
+    header: type, version, length) — to find where its k-th record of type
+    23 (application data) begins.  The record layer is not encrypted, so
+    this works whatever is inside; TLS 1.3 sends its Finished as type 23
+    too, which stalls the same place as far as the client can tell: it has
+    finished its handshake and waits for the answer to its bind."""
+
+    def __init__(self, k):
+        self.k = max(k, 1)
+        self.seen = 0  # type-23 records begun so far
+        self.stream = bytearray()  # every byte so far (a few KB before the stall)
+        self.off = 0  # where the next element or record header begins
+        self.first = True
+
+    def feed(self, data):
+        """How many bytes of data go out before the k-th record; None when
+        it does not begin in data."""
+        base = len(self.stream)
+        self.stream += data
+        while True:
+            s = self.stream
+            if self.first:
+                if len(s) <= self.off:
+                    return None
+                self.first = False
+                if s[self.off] == 0x30:  # a BER SEQUENCE: LDAP in clear
+                    if len(s) < self.off + 2:
+                        self.first = True
+                        return None
+                    n = s[self.off + 1]
+                    if n & 0x80:
+                        w = n & 0x7F
+                        if len(s) < self.off + 2 + w:
+                            self.first = True
+                            return None
+                        n = int.from_bytes(s[self.off + 2:self.off + 2 + w], "big") + w
+                    self.off += 2 + n
+                    continue
+            if len(s) < self.off + 5:
+                return None
+            if s[self.off] == 23:
+                self.seen += 1
+                if self.seen == self.k:
+                    return max(self.off - base, 0)
+            self.off += 5 + int.from_bytes(s[self.off + 3:self.off + 5], "big")
 
 
 class Conn:
@@ -95,6 +149,7 @@ class Conn:
         self.lock = threading.Lock()
         self.stalled = False
         self.done = False
+        self.app = AppData(n) if mode == "stallapp" else None
         self.how = "closed"
 
     def start(self):
@@ -146,6 +201,17 @@ class Conn:
                         if self.stalled:
                             continue
                         return
+                if not downstream and self.app:
+                    cut = self.app.feed(data)
+                    if cut is not None:
+                        if cut:
+                            dst.sendall(data[:cut])
+                            self.up += cut
+                        with self.lock:
+                            self.stalled = True
+                        self.log.write(f"conn {self.num}: stalled at application data record {self.n} "
+                                       f"after bytes_down={self.down} bytes_up={self.up}")
+                        continue
                 if downstream and self.mode in ("cut", "reset", "stall") and self.down + len(data) >= self.n:
                     part = data[: max(self.n - self.down, 0)]
                     if part:

@@ -17,11 +17,16 @@
  *   MaxValRange) is read whole with several range sizes; the times are
  *   printed (the issue's closing note asks for them).
  *
+ * - A directory that stalls before a ranged read (through
+ *   ctest_ldap_relay.h): the progress hook keeps being called every
+ *   quarter second while the read waits, and a cancel from it (SIGTERM)
+ *   ends the pull at once (issue 12 point 1).
+ *
  * The progress hook (called before every page and every ranged read)
  * changes the directory at the right moment: once the group search has
  * put a group into the snapshot, the next calls come before its ranges.
  * Expected values come from the entries the test adds. */
-#include "ctest_ldap_common.h"
+#include "ctest_ldap_relay.h"
 
 #define NUSERS 10 /* members of each test group */
 
@@ -351,6 +356,31 @@ static void test_changed_always(void **state)
 	(void)state;
 }
 
+/* The group search has put a group into the snapshot: the next progress
+ * call comes before the first ranged read. */
+static bool has_group(const struct ids_snapshot *s)
+{
+	return s && s->ngroups > 0;
+}
+
+static void test_range_read_stall(void **state)
+{
+	struct relay r;
+	struct tcfg t;
+	struct pulled p;
+	relay_start(&r, g_ldaps);
+	ad_cfg(&t, g_people, g_groups, 3);
+	tcfg_uris(&t, r.uri, NULL);
+	struct stall_hook h = {.relay = &r, .when = has_group, .cancel_after = 1.5};
+	pull_stalled(&t, &h, &p);
+	relay_stop(&r);
+	assert_pull_failed(&p, IDS_E_CANCELLED, "stopped while reading the members of a group", NULL);
+	assert_stall_handled(&h, 0.4);
+	pulled_free(&p);
+	tcfg_free(&t);
+	(void)state;
+}
+
 /* The population's CC-Everyone alone (users: the one service account, so
  * every member is counted unresolved — which proves each was read). */
 static void test_large_group(void **state)
@@ -414,9 +444,10 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_range_sizes),	   cmocka_unit_test(test_primary_group),
-	    cmocka_unit_test(test_followup_fails), cmocka_unit_test(test_changed_once),
-	    cmocka_unit_test(test_changed_always), cmocka_unit_test(test_large_group),
+	    cmocka_unit_test(test_range_sizes),	     cmocka_unit_test(test_primary_group),
+	    cmocka_unit_test(test_followup_fails),   cmocka_unit_test(test_changed_once),
+	    cmocka_unit_test(test_changed_always),   cmocka_unit_test(test_large_group),
+	    cmocka_unit_test(test_range_read_stall),
 	};
 	return cmocka_run_group_tests_name("ad ranges", tests, setup, teardown);
 }

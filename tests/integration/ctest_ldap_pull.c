@@ -3,8 +3,9 @@
  * rule attributes, disabled_filter, non-ASCII values and DNs with escaped
  * commas, a NUL byte, a missing username, groupOfNames / groupOfUniqueNames
  * (with the #'…'B uid suffix) / posixGroup memberships, nested and cyclic
- * groups, a member outside the users base, and paging past the service
- * account's size limit (and a limit error when paging cannot help).
+ * groups, a member outside the users base, paging past the service
+ * account's size limit (and a limit error when paging cannot help), and
+ * a page too large to hold whole before decoding it.
  *
  * Each test owns ou=<test>,<base>.  Expected values are written out from
  * the LDIF the test adds and spec/connectors.md, not from the code. */
@@ -456,6 +457,86 @@ static void test_limit_fails_pull(void **state)
 	tcfg_free(&t);
 }
 
+/* ---------------- a page larger than the connector holds ---------------- */
+
+/* NBIG users of BIG_LEN-byte descriptions: one page of 6 MB, past the
+ * 4 MB the connector holds before it decodes entries as they arrive
+ * (HOLD_MAX), so that page takes the early-decoding path. */
+#define NBIG 6
+#define BIG_LEN (1u << 20)
+
+static char b_ou[256], b_people[DN_MAX], b_groups[DN_MAX];
+
+/* User i's description: 'a' + i throughout, its digit at both ends (a
+ * value given to the wrong entry, or cut short, shows). */
+static void big_value(char *v, int i)
+{
+	memset(v, 'a' + i, BIG_LEN);
+	v[0] = v[BIG_LEN - 1] = (char)('0' + i);
+}
+
+static int big_setup(void **state)
+{
+	LDAP *ld = admin_open();
+	char *v = malloc(BIG_LEN), dn[DN_MAX + 32], uid[16];
+	assert_non_null(v);
+	make_ou(ld, E.base, "ldap_pull_big", b_ou, b_people, b_groups);
+	for (int i = 0; i < NBIG; i++) {
+		snprintf(uid, sizeof(uid), "b%d", i);
+		snprintf(dn, sizeof(dn), "uid=%s,%s", uid, b_people);
+		big_value(v, i);
+		const struct av av[] = {
+		    {"objectClass", "inetOrgPerson", 13},
+		    {"uid", uid, strlen(uid)},
+		    {"sn", "Big", 3},
+		    {"cn", "Big User", 8},
+		    {"description", v, BIG_LEN},
+		};
+		add_entry_av(ld, dn, av, sizeof(av) / sizeof(av[0]));
+	}
+	free(v);
+	ldap_unbind_ext(ld, NULL, NULL);
+	(void)state;
+	return 0;
+}
+
+static int big_teardown(void **state)
+{
+	LDAP *ld = admin_open();
+	delete_tree(ld, b_ou);
+	ldap_unbind_ext(ld, NULL, NULL);
+	(void)state;
+	return 0;
+}
+
+static void test_page_past_hold_limit(void **state)
+{
+	struct tcfg t;
+	struct pulled p;
+	char *want = malloc(BIG_LEN + 1), uid[16];
+	assert_non_null(want);
+	tcfg_init(&t, E.uri, b_people, b_groups);
+	assert_int_equal(ids_strv_push(&t.rule_attrs, "description"), 0);
+	do_pull(&t, &p);
+	assert_pull_ok(&p);
+	assert_int_equal(p.s->nusers, NBIG);
+	for (int i = 0; i < NBIG; i++) {
+		snprintf(uid, sizeof(uid), "b%d", i);
+		const struct ids_user *u = user_by_name(p.s, uid);
+		assert_non_null(u);
+		const struct ids_attr *d = attr_of(u, "description");
+		assert_non_null(d);
+		assert_int_equal(d->nvalues, 1);
+		assert_int_equal(strlen(d->values[0]), BIG_LEN);
+		big_value(want, i);
+		assert_memory_equal(d->values[0], want, BIG_LEN);
+	}
+	pulled_free(&p);
+	tcfg_free(&t);
+	free(want);
+	(void)state;
+}
+
 /* ---------------- the Active Directory flavour ---------------- */
 
 /* slapd with AD's user and group classes (msuser.schema): objectGUID is
@@ -590,8 +671,13 @@ int main(void)
 	const struct CMUnitTest ad[] = {
 	    cmocka_unit_test(test_ad_flavor),
 	};
+	const struct CMUnitTest big[] = {
+	    cmocka_unit_test(test_page_past_hold_limit),
+	};
 	r = cmocka_run_group_tests_name("ldap pull: organisation", org, org_setup, org_teardown);
 	r |= cmocka_run_group_tests_name("ldap pull: paging", paged, paged_setup, paged_teardown);
+	r |= cmocka_run_group_tests_name("ldap pull: a page past the hold limit", big, big_setup,
+					 big_teardown);
 	r |= cmocka_run_group_tests_name("ldap pull: active directory", ad, ad_setup, ad_teardown);
 	return r;
 }

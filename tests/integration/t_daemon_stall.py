@@ -8,16 +8,17 @@ fires: the run fails, STATUS= says "no answer within 2 s", the daemon
 keeps running and retries with backoff; when the directory answers again
 the retry succeeds.
 
-What the watchdog sees: the LDAP connector waits for an answer in one
-blocking call (up to timeout + 1 s), so no ping can come from it
-meanwhile — pings come only from the main thread, never from a helper
-that would keep pinging for a wedged loop (case 22):
-  * WATCHDOG_USEC=1s: the pings stop for the stall (more than 1 s) and
-    resume after it; the daemon warned at start that its timeout does not
-    fit in half of WatchdogSec (systemd would restart it here).
-  * WATCHDOG_USEC=8s (above 2 x (timeout + 1)): no warning, and no gap in
-    the pings reaches WatchdogSec (systemd keeps it): "the pings continue"
-    as far as systemd can tell.  The longest gap is printed."""
+What the watchdog sees: the LDAP connector waits for the server in
+slices of a quarter second and calls the progress hook between them, on
+the main thread (the pings never come from a helper thread, which would
+keep pinging for a wedged loop: case 22).  So the pings go on through
+the stall at their usual cadence, whatever WatchdogSec is:
+  * WATCHDOG_USEC=1s: no gap in the pings reaches WatchdogSec during the
+    stall (before this, the connector blocked for the whole timeout and
+    the daemon had to warn that systemd would restart it).
+  * WATCHDOG_USEC=8s: the same, at every 4 s.
+The longest gap is printed.  (Each step of a pull stalled in turn, and
+SIGTERM during the stall: t_daemon_stall_steps.py.)"""
 import os
 import signal
 import sys
@@ -69,16 +70,13 @@ def body(env, c):
     c.eq(0, rc, f"migrate ({err.strip()})")
 
     d, longest, gaps = stall_once(env, c, 1_000_000)
-    c.true(longest > 1.5, f"WatchdogSec 1 s: no ping while the connector is stuck ({longest:.2f}s): "
-                          "a wedged main thread stops the pings")
-    c.true(max(gaps[-3:]) < 0.65, "WatchdogSec 1 s: the pings resume at every 0.5 s after it")
-    c.has("set WatchdogSec= above 6 s (it is 1 s)", d.stderr_text(),
-          "WatchdogSec 1 s: the daemon warned that a 2 s timeout does not fit")
+    c.true(longest < 0.9, f"WatchdogSec 1 s: the pings go on while the server is silent ({longest:.2f}s)")
+    c.true(max(gaps[-3:]) < 0.65, "WatchdogSec 1 s: the pings come at every 0.5 s after it")
+    c.hasnt("set WatchdogSec=", d.stderr_text(), "WatchdogSec 1 s: no warning (nothing to warn about)")
 
     d, longest, gaps = stall_once(env, c, 8_000_000)
-    c.true(longest < 8.0, f"WatchdogSec 8 s: no gap reaches WatchdogSec during the stall ({longest:.2f}s)")
+    c.true(longest < 4.5, f"WatchdogSec 8 s: the pings keep their 4 s cadence during the stall ({longest:.2f}s)")
     c.hasnt("set WatchdogSec=", d.stderr_text(), "WatchdogSec 8 s: no warning")
-
 
 if __name__ == "__main__":
     main("t_daemon_stall", body)

@@ -46,7 +46,7 @@ for mode in cut reset; do
 		eq "$before" "$(snapshot_db)" "$mode after $p bytes: database unchanged"
 		eq $((runs0 + 1)) "$(runs)" "$mode after $p bytes: one sync_run row added"
 		eq failed "$(last_run | cut -d'|' -f1)" "$mode after $p bytes: recorded as failed"
-		# the first connection and at most 3 restarts (ldap.c MAX_RESTARTS)
+		# the first connection and at most 3 restarts (ldap_int.h MAX_RESTARTS)
 		c=$(($(proxy_conns) - conns0))
 		[ "$c" -ge 1 ] && [ "$c" -le 4 ] && ok "$mode after $p bytes: $c connections (bounded)" ||
 			bad "$mode after $p bytes: $c connections"

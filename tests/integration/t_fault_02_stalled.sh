@@ -4,7 +4,7 @@
 # bytes from the server — before StartTLS is answered, in the middle of the
 # TLS handshake, after the bind, in the middle of the users search, in the
 # groups search.  Each run fails within the connector's timeout (3 s here,
-# plus the watchdog's second and process start), says it timed out, and
+# plus a second for a handshake and process start), says it timed out, and
 # leaves the database exactly as it was.  The next healthy run succeeds.
 # (The daemon's side — watchdog pings during a stalled run, STATUS= — is
 # in t_daemon_stall.py.)
@@ -28,8 +28,8 @@ for p in 0 500 3000 $((total / 2)) $((total - 3000)); do
 	proxy_mode "stall $p"
 	timed sync
 	eq 1 "$RC" "stall after $p bytes: the run fails"
-	# 3 s timeout + 1 s watchdog margin, plus the unbind's own watchdog
-	# on the dead connection and the process around it
+	# 3 s timeout (+1 s for a TLS handshake, which only shutting its
+	# socket down ends), plus the process around it
 	within "$MS" 10 "stall after $p bytes: within the timeout"
 	[ "$MS" -ge 2500 ] && ok "stall after $p bytes: it did wait for the server" ||
 		bad "stall after $p bytes: gave up after $MS ms, before the 3 s timeout"
