@@ -324,7 +324,9 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 		goto out;
 	json_array_foreach(value, i, g)
 	{
-		json_t *id, *name, *mail;
+		/* NULL before opt_string: GCC -O2 cannot see that its error
+		 * path (ids_error_set's return) is always negative */
+		json_t *id, *name = NULL, *mail = NULL;
 		if (!json_is_object(g)) {
 			r = ids_error_set(err, IDS_E_PROTOCOL, "groups: value[%zu] is not an object", i);
 			goto out;
