@@ -83,111 +83,6 @@ static uint64_t rnd(struct ids_http *h)
 
 /* ---------------- Retry-After ---------------- */
 
-static const char *const months[12] = {"jan", "feb", "mar", "apr", "may", "jun",
-				       "jul", "aug", "sep", "oct", "nov", "dec"};
-
-static int month_of(const char *s)
-{
-	for (int i = 0; i < 12; i++)
-		if (strncasecmp(s, months[i], 3) == 0)
-			return i;
-	return -1;
-}
-
-/* Reads exactly `n` digits at *p into *v. */
-static bool digits(const char **p, int n, int *v)
-{
-	int x = 0;
-	for (int i = 0; i < n; i++) {
-		if ((*p)[i] < '0' || (*p)[i] > '9')
-			return false;
-		x = x * 10 + ((*p)[i] - '0');
-	}
-	*p += n;
-	*v = x;
-	return true;
-}
-
-static bool lit(const char **p, const char *s)
-{
-	size_t n = strlen(s);
-	if (strncmp(*p, s, n) != 0)
-		return false;
-	*p += n;
-	return true;
-}
-
-/* "HH:MM:SS" */
-static bool clock_part(const char **p, struct tm *tm)
-{
-	return digits(p, 2, &tm->tm_hour) && lit(p, ":") && digits(p, 2, &tm->tm_min) && lit(p, ":") &&
-	       digits(p, 2, &tm->tm_sec) && tm->tm_hour < 24 && tm->tm_min < 60 && tm->tm_sec <= 60;
-}
-
-/* The three date forms of RFC 9110 5.6.7, parsed by hand: strptime's
- * month names follow LC_TIME, and a daemon's locale is not ours to pick.
- *   IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
- *   RFC 850      Sunday, 06-Nov-94 08:49:37 GMT
- *   asctime      Sun Nov  6 08:49:37 1994 */
-static bool http_date(const char *s, time_t *ret)
-{
-	struct tm tm = {0};
-	const char *p = s;
-	int mon, y;
-	while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
-		p++;
-	if (p - s < 3)
-		return false;
-	if (*p == ',') {
-		p++;
-		if (!lit(&p, " ") || !digits(&p, 2, &tm.tm_mday))
-			return false;
-		if (*p == ' ') { /* IMF-fixdate */
-			p++;
-			if ((mon = month_of(p)) < 0)
-				return false;
-			p += 3;
-			if (!lit(&p, " ") || !digits(&p, 4, &y))
-				return false;
-		} else { /* RFC 850: two-digit year, read as 19xx/20xx per RFC 9110 */
-			if (!lit(&p, "-") || (mon = month_of(p)) < 0)
-				return false;
-			p += 3;
-			if (!lit(&p, "-") || !digits(&p, 2, &y))
-				return false;
-			y += y < 70 ? 2000 : 1900;
-		}
-		if (!lit(&p, " ") || !clock_part(&p, &tm) || !lit(&p, " GMT"))
-			return false;
-	} else { /* asctime */
-		if (!lit(&p, " ") || (mon = month_of(p)) < 0)
-			return false;
-		p += 3;
-		if (!lit(&p, " "))
-			return false;
-		if (*p == ' ') {
-			p++;
-			if (!digits(&p, 1, &tm.tm_mday))
-				return false;
-		} else if (!digits(&p, 2, &tm.tm_mday)) {
-			return false;
-		}
-		if (!lit(&p, " ") || !clock_part(&p, &tm) || !lit(&p, " ") || !digits(&p, 4, &y))
-			return false;
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p || tm.tm_mday < 1 || tm.tm_mday > 31)
-		return false;
-	tm.tm_mon = mon;
-	tm.tm_year = y - 1900;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return false;
-	*ret = t;
-	return true;
-}
-
 static int clamp_wait(long long sec)
 {
 	return sec < RETRY_AFTER_MIN ? RETRY_AFTER_MIN : sec > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (int)sec;
@@ -215,8 +110,13 @@ int ids_http_retry_after(const char *v, int64_t now_unix)
 			return -1;
 		return clamp_wait(*v == '-' ? -sec : sec);
 	}
-	time_t t;
-	if (!http_date(v, &t))
+	/* an HTTP date (RFC 9110 5.6.7): libcurl's parser reads its three
+	 * forms with English month names whatever the locale (strptime would
+	 * follow LC_TIME).  It is lenient — a missing "GMT" or a stray word
+	 * still gives a time — which is harmless here: whatever it reads is
+	 * clamped to 1..300 s, and that bound is the guarantee */
+	time_t t = curl_getdate(v, NULL);
+	if (t == (time_t)-1)
 		return -1;
 	return clamp_wait((long long)t - now_unix);
 }
@@ -225,19 +125,19 @@ int ids_http_retry_after(const char *v, int64_t now_unix)
 
 int ids_http_urlencode(struct ids_buf *b, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	int r = 0;
-	for (const unsigned char *p = (const unsigned char *)s; r >= 0 && *p; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			r = ids_buf_putc(b, (char)*p);
-		} else {
-			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-			r = ids_buf_add(b, e, 3);
-		}
-	}
+	/* libcurl keeps RFC 3986's unreserved characters and writes the rest
+	 * as upper-case %XX, byte by byte (UTF-8 included); the handle
+	 * argument has been unused since 7.82 */
+	char *e = curl_easy_escape(NULL, s, 0);
+	if (!e)
+		return -ENOMEM;
 	/* an empty value still leaves b a valid (empty) string */
-	return r < 0 ? r : ids_buf_add(b, "", 0);
+	int r = ids_buf_puts(b, e);
+	/* the value may be a client secret or an assertion: libcurl's copy
+	 * is wiped like ours */
+	explicit_bzero(e, strlen(e));
+	curl_free(e);
+	return r;
 }
 
 /* ---------------- the handle ---------------- */
