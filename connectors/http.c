@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/x509_vfy.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,41 @@ static int map_curl(CURLcode cc, bool *retry)
 	}
 }
 
+/* Why the peer's certificate was refused, in the operator's terms: each
+ * reason has a different fix (trust the right CA, get a certificate that
+ * names the host, renew it), so they must not read alike.  OpenSSL's
+ * verify result tells the chain's problems apart; the host name is
+ * checked by OpenSSL (…_MISMATCH) or by libcurl (see default:). */
+static const char *tls_reason(struct ids_http *h)
+{
+#define HOST_MISMATCH "the certificate does not name this host"
+
+	long v = -1;
+	if (curl_easy_getinfo(h->c, CURLINFO_SSL_VERIFYRESULT, &v) != CURLE_OK)
+		return "refused";
+	switch (v) {
+	case X509_V_OK:
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH: return HOST_MISMATCH;
+	case X509_V_ERR_CERT_HAS_EXPIRED: return "the certificate has expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID: return "the certificate is not yet valid";
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return h->ca_file ? "the certificate is not signed by the CA of tls_ca_file"
+				  : "the certificate is not signed by a CA of the system trust store";
+	default:
+		/* libcurl 7.88 checks the name itself after OpenSSL accepted the
+		 * chain and leaves the verify result unset (1) when the name
+		 * fails: its own message is then the only witness */
+		return strstr(h->errbuf, "target host name") ? HOST_MISMATCH
+							     : "the certificate chain is not valid";
+	}
+#undef HOST_MISMATCH
+}
+
 /* The message of a transfer that got no usable answer.  TLS failures
  * name the host, since "which server's certificate" is what the operator
  * has to go and fix. */
@@ -474,8 +510,8 @@ static int transport_error(struct ids_http *h, struct ids_error *err, int code, 
 		r = ids_error_set(err, code, "%s %s: TLS handshake with host %s failed: %s%s", method, shown,
 				  hs, why, tail);
 	else if (code == IDS_E_TLS)
-		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s (%s)",
-				  method, shown, hs, why);
+		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s: %s (%s)",
+				  method, shown, hs, tls_reason(h), why);
 	else if (code == IDS_E_PROTOCOL)
 		r = ids_error_set(err, code, "%s %s: refused: only https:// URLs are used (%s)", method,
 				  shown, why);
