@@ -124,46 +124,7 @@ out:
 	return r;
 }
 
-/* ---------------- token endpoint and errors ---------------- */
-
-int ids_google_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
-			   struct ids_error *err)
-{
-	json_t *j = load(body, len, "token endpoint answer", err);
-	long exp = 3600;
-	int r = IDS_E_PROTOCOL;
-	if (!j)
-		return IDS_E_PROTOCOL;
-	const char *tok = json_is_object(j) ? str_member(j, "access_token", NULL) : NULL;
-	/* the token goes into a header line: no control characters */
-	for (const char *p = tok; p && *p; p++)
-		if ((unsigned char)*p < 0x21 || *p == 0x7f)
-			tok = NULL;
-	if (!tok || !*tok) {
-		ids_error_set(err, IDS_E_PROTOCOL, "token endpoint answer: no usable access_token");
-		goto out;
-	}
-	const json_t *e = json_object_get(j, "expires_in");
-	if (json_is_integer(e))
-		exp = (long)(json_integer_value(e) > 86400 ? 86400 : json_integer_value(e));
-	else if (e && !json_is_null(e)) {
-		ids_error_set(err, IDS_E_PROTOCOL, "token endpoint answer: expires_in is not a number");
-		goto out;
-	}
-	if (exp < 1)
-		exp = 1;
-	char *t = strdup(tok);
-	if (!t) {
-		r = -ENOMEM;
-		goto out;
-	}
-	*ret_token = t;
-	*ret_expires_in = exp;
-	r = 0;
-out:
-	json_decref(j);
-	return r;
-}
+/* ---------------- error answers ---------------- */
 
 /* Appends s[0..n) with control characters as '?', at most ERRMSG_MAX
  * bytes in all. */

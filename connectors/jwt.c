@@ -161,9 +161,10 @@ int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struc
 	char why[256];
 	int r;
 
-	/* the certificate is public: read straight from its file */
+	/* the certificate is public: read straight from its file; gone since
+	 * the config was loaded is still a configuration problem */
 	if (!(f = fopen(cert_pem_path, "re"))) {
-		r = ids_error_set(err, -errno, "%s: %s", cert_pem_path, strerror(errno));
+		r = ids_error_set(err, IDS_E_CONFIG, "%s: %s", cert_pem_path, strerror(errno));
 		goto out;
 	}
 	if (!(x = PEM_read_X509(f, NULL, no_passphrase, NULL))) {

@@ -78,13 +78,16 @@ fails "404 on a group's members" '{"endpoint": "members", "group": "g-teamb", "k
 fails "400" '{"endpoint": "groups", "page": 2, "kind": "400"}' "groups: page 2: Google 400 Invalid Input"
 fails "HTML with a 200" '{"endpoint": "users", "page": 2, "kind": "html"}' "Google answered 200 with text/html"
 fails "a truncated JSON body" '{"endpoint": "groups", "page": 1, "kind": "truncate"}' "groups: page 1: groups page: malformed JSON"
+# the request id Google support asks for, as for Graph
+has "groups page: malformed JSON" "$ERR" "a truncated JSON body: the parser's words"
+case "$ERR" in *"malformed JSON"*"(request-id "*) ok "a truncated JSON body: the error names the request id" ;; *) bad "a truncated JSON body: no request id in [$ERR]" ;; esac
 fails "users of the wrong type" '{"endpoint": "users", "page": 3, "kind": "wrongtype"}' '"users" is not an array'
 fails "a repeated page token" '{"endpoint": "users", "page": 2, "kind": "repeat_token"}' \
 	"users: paging loop: page 2's nextPageToken repeats an earlier one"
 fails "a repeated members page token" '{"endpoint": "members", "group": "g-support", "page": 2, "kind": "repeat_token"}' \
 	"paging loop"
 fails "503 that never ends" '{"endpoint": "groups", "page": 2, "kind": "503", "retry_after": "1", "times": -1}' \
-	"Google 503 The service is currently unavailable. (backendError) (after retries)"
+	"Google 503 The service is currently unavailable. (backendError) (after 5 retries)"
 eq 6 "$(gstat 'status.get("503", 0)')" "503: the request and 5 retries, then the run fails"
 
 # a rate limit that outlasts run_timeout: the run fails as a rate limit,
