@@ -433,7 +433,27 @@ out:
 	return r;
 }
 
+/* check-config: the certificate and its key, as the first token request
+ * will read them.  A client secret was read by the config loader. */
+static int entra_check(const struct ids_connector_cfg *cc, const struct ids_config *config,
+		       struct ids_error *err)
+{
+	const struct ids_entra_cfg *ec = &cc->entra;
+	bool readable = config && config->security.allow_readable_secrets;
+	char *key = NULL;
+	size_t n = 0;
+	int r;
+	if (!ec->client_certificate_file)
+		return 0;
+	if ((r = ids_secret_read(ec->client_key_file, IDS_SECRET_MAX, readable, &key, &n, err)) < 0)
+		return r;
+	r = ids_jwt_check_pair(ec->client_certificate_file, ec->client_key_file, key, n, err);
+	ids_secret_free(key);
+	return r;
+}
+
 const struct ids_connector_ops ids_entra_connector = {
     .type = "entra",
     .pull = entra_pull,
+    .check = entra_check,
 };

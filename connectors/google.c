@@ -398,7 +398,33 @@ out:
 	return r;
 }
 
+/* check-config: the service account key, read and parsed as a pull
+ * reads it, its private key loadable, and a token endpoint to send the
+ * grant to. */
+static int google_check(const struct ids_connector_cfg *cc, const struct ids_config *config,
+			struct ids_error *err)
+{
+	const struct ids_pull_ctx ctx = {.config = config};
+	struct pull p = {.cc = cc, .gc = &cc->google, .ctx = &ctx, .err = err};
+	int r;
+	if ((r = read_key(&p)) < 0)
+		goto out;
+	if ((r = ids_jwt_check_key(p.key.private_key, p.key.private_key_len, err)) < 0) {
+		ids_error_prefix(err, "service account key %s", p.gc->service_account_file);
+		goto out;
+	}
+	if (!p.gc->token_endpoint && !p.key.token_uri)
+		r = ids_error_set(
+		    err, IDS_E_CONFIG,
+		    "service account key %s has no token_uri and no token_endpoint is configured",
+		    p.gc->service_account_file);
+out:
+	ids_google_key_clear(&p.key);
+	return r;
+}
+
 const struct ids_connector_ops ids_google_connector = {
     .type = "google",
     .pull = google_pull,
+    .check = google_check,
 };

@@ -77,7 +77,8 @@ static const char *rid_text(struct ids_buf *b, const char *rid)
 static const char *after_text(struct ids_buf *b, int retries)
 {
 	ids_buf_reset(b);
-	if (retries > 0 && ids_buf_printf(b, " (after %d %s)", retries, retries == 1 ? "retry" : "retries") >= 0)
+	if (retries > 0 &&
+	    ids_buf_printf(b, " (after %d %s)", retries, retries == 1 ? "retry" : "retries") >= 0)
 		return b->p;
 	return "";
 }
@@ -175,8 +176,8 @@ static int token_error(struct ids_oauth *o, const struct ids_http_resp *resp, st
 	 * expired secret, unknown key, no consent, subject not an admin): an
 	 * auth failure the daemon backs off on, not one a quick retry fixes */
 	int kind = resp->status >= 400 && resp->status <= 403 ? IDS_E_AUTH : IDS_E_SERVER;
-	int r = ids_error_set(err, kind, "token endpoint %s: %ld %s%s%s", o->cfg.token_url, resp->status, text,
-			      after_text(&ab, resp->retries),
+	int r = ids_error_set(err, kind, "token endpoint %s: %ld %s%s%s", o->cfg.token_url, resp->status,
+			      text, after_text(&ab, resp->retries),
 			      rid_text(&rb, resp->request_id ? resp->request_id : rid));
 	free(text);
 	free(rid);
@@ -262,8 +263,8 @@ int ids_oauth_get(struct ids_oauth *o, const char *url, const char *what, struct
 		if ((!o->auth || ids_mono_usec() >= o->renew_at) && (r = renew(o, err)) < 0)
 			return r;
 		const char *headers[] = {o->auth, "Accept: application/json", NULL};
-		if ((r = o->cfg.request(o->cfg.http, "GET", url, headers, NULL, 0, o->cfg.retryable, resp, err)) <
-		    0)
+		if ((r = o->cfg.request(o->cfg.http, "GET", url, headers, NULL, 0, o->cfg.retryable, resp,
+					err)) < 0)
 			return ids_error_prefix(err, "%s", what);
 		if (resp->status == 401 && !renewed) {
 			/* expired or revoked before we expected: one new token */
@@ -274,8 +275,9 @@ int ids_oauth_get(struct ids_oauth *o, const char *url, const char *what, struct
 			return api_error(o, what, resp, err);
 		if (resp->content_type && !strstr(resp->content_type, "json")) {
 			struct ids_buf rb = {0};
-			r = ids_error_set(err, IDS_E_PROTOCOL, "%s: %s answered 200 with %s, not JSON%s", what,
-					  o->cfg.service, resp->content_type, rid_text(&rb, resp->request_id));
+			r = ids_error_set(err, IDS_E_PROTOCOL, "%s: %s answered 200 with %s, not JSON%s",
+					  what, o->cfg.service, resp->content_type,
+					  rid_text(&rb, resp->request_id));
 			ids_buf_free(&rb);
 			return r;
 		}
@@ -310,8 +312,9 @@ static int check_next(struct ids_oauth *o, const char *what, size_t n, const cha
 	if (!key || (r = ids_strmap_put(seen, key, (uint32_t)n, NULL)) < 0)
 		return ids_error_set(err, -ENOMEM, "out of memory");
 	if (r == 0)
-		return ids_error_set(err, IDS_E_PROTOCOL, "%s: paging loop: page %zu's %s repeats an earlier one",
-				     what, n + 1, o->cfg.next_name);
+		return ids_error_set(err, IDS_E_PROTOCOL,
+				     "%s: paging loop: page %zu's %s repeats an earlier one", what, n + 1,
+				     o->cfg.next_name);
 	/* absolute, and on the service's own origin: the token goes with it */
 	const char *origin = o->cfg.link_origin;
 	size_t len = origin ? strlen(origin) : 0;
@@ -352,7 +355,8 @@ int ids_oauth_list(struct ids_oauth *o, const char *url, const char *what, ids_o
 
 	for (size_t n = 0;; n++) {
 		if (n >= IDS_OAUTH_MAX_PAGES) {
-			r = ids_error_set(err, IDS_E_LIMIT, "%s: more than %d pages", what, IDS_OAUTH_MAX_PAGES);
+			r = ids_error_set(err, IDS_E_LIMIT, "%s: more than %d pages", what,
+					  IDS_OAUTH_MAX_PAGES);
 			goto out;
 		}
 		/* the daemon's watchdog tick; < 0: run_timeout or a signal */

@@ -151,14 +151,23 @@ static int cmd_check_config(const char *path)
 		if (cc->type == IDS_CONN_LDAP)
 			printf(", %s, users under %s", cc->ldap.uri.v[0], cc->ldap.users_base);
 		printf("\n");
-		if (!ids_connector_find(cc->type)) {
+		const struct ids_connector_ops *ops = ids_connector_find(cc->type);
+		struct ids_error ce = {0};
+		if (!ops) {
 			fprintf(stderr,
 				"%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
 				cfg->path, cc->line, ids_conn_type_name(cc->type));
 			code = IDS_EXIT_CONFIG;
+		} else if (ops->check && ops->check(cc, cfg, &ce) < 0) {
+			/* the credentials the run would fail on (connector.h) */
+			fprintf(stderr, "%s:%d: connector %s: %s\n", cfg->path, cc->line, cc->name,
+				ids_error_text(&ce));
+			code = IDS_EXIT_CONFIG;
 		}
+		ids_error_clear(&ce);
 	}
-	printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
+	if (code == IDS_EXIT_OK)
+		printf("%zu rules, %zu connectors: configuration ok\n", cfg->nrules, cfg->nconnectors);
 
 	/* Orphaned connectors need the database; a database that is not
 	 * reachable does not make the configuration invalid. */

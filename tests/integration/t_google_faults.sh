@@ -116,6 +116,28 @@ fails "a key Google does not have (rotated)" "" "400 invalid_grant: Invalid JWT 
 mv "$W/sa.key.orig" "$W/sa.key"
 sa_json "$GURL/token"
 
+# check-config parses the key file the run will use (a file holding `x`
+# passed it once): exit 78 naming the file, nothing of its content shown
+cp "$W/sa.json" "$W/sa.json.good"
+ids check-config
+eq 0 "$RC" "check-config with a good key file: exit 0"
+printf 'x' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a key file holding x: exit 78"
+has "$W/sa.json: not a service account key: malformed JSON" "$ERR" "check-config, x: names the file and the problem"
+printf '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-KEYBYTES' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a cut key file: exit 78"
+has "$W/sa.json: not a service account key: malformed JSON" "$ERR" "check-config, a cut key file: names the file"
+hasnt "KEYBYTES" "$OUT$ERR" "check-config, a cut key file: none of its content shown"
+hasnt "MIIEvQ" "$OUT$ERR" "check-config, a cut key file: none of the key shown"
+printf '{"type": "service_account", "private_key_id": "x", "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\\nKEYBYTES\\n-----END PRIVATE KEY-----\\n"}' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a key that is not a key: exit 78"
+has "service account key $W/sa.json: JWT: cannot read the private key" "$ERR" "check-config, a key that is not a key: says so"
+hasnt "KEYBYTES" "$OUT$ERR" "check-config, a key that is not a key: none of it shown"
+mv "$W/sa.json.good" "$W/sa.json"
+
 # the key file
 printf '{"type": "service_account", "private_key_id": "x"' >"$W/sa.json"
 # a key file that is there but malformed is a configuration error (78)

@@ -53,9 +53,8 @@ static void test_parse_token(void **state)
 		ids_secret_free(tok);
 	}
 	/* a claim of years is a day */
-	assert_int_equal(ids_oauth_parse_token(S("{\"access_token\":\"t\",\"expires_in\":99999999}"), &tok,
-					       &exp, &e),
-			 0);
+	assert_int_equal(
+	    ids_oauth_parse_token(S("{\"access_token\":\"t\",\"expires_in\":99999999}"), &tok, &exp, &e), 0);
 	assert_int_equal(exp, 86400);
 	ids_secret_free(tok);
 
@@ -77,7 +76,8 @@ static void test_parse_token(void **state)
 	    "[\"access_token\"]",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(ids_oauth_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e), IDS_E_PROTOCOL);
+		assert_int_equal(ids_oauth_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e),
+				 IDS_E_PROTOCOL);
 		assert_null(tok);
 		ids_error_clear(&e);
 	}
@@ -127,8 +127,9 @@ struct server {
 static struct server srv;
 
 static int fake_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
-			const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),
-			struct ids_http_resp *resp, struct ids_error *err)
+			const char *body, size_t body_len,
+			bool (*is_retryable)(const struct ids_http_resp *r), struct ids_http_resp *resp,
+			struct ids_error *err)
 {
 	struct answer a;
 	char page[128];
@@ -230,8 +231,8 @@ static void test_pages_both_styles(void **state)
 	size_t pages = 0;
 	struct ids_oauth *o = layer(true);
 	script(graph, 2);
-	assert_int_equal(ids_oauth_list(o, "https://api.example/users?$top=2", "users", page_fn, NULL, &pages, &e),
-			 0);
+	assert_int_equal(
+	    ids_oauth_list(o, "https://api.example/users?$top=2", "users", page_fn, NULL, &pages, &e), 0);
 	assert_int_equal(pages, 2);
 	assert_string_equal(srv.last_url, "https://api.example/users?skip=2");
 	assert_string_equal(srv.last_auth, "Authorization: Bearer tok1");
@@ -241,8 +242,8 @@ static void test_pages_both_styles(void **state)
 	o = layer(false);
 	script(google, 2);
 	pages = 0;
-	assert_int_equal(ids_oauth_list(o, "https://api.example/users?max=1", "users", page_fn, NULL, &pages, &e),
-			 0);
+	assert_int_equal(
+	    ids_oauth_list(o, "https://api.example/users?max=1", "users", page_fn, NULL, &pages, &e), 0);
 	assert_int_equal(pages, 2);
 	/* the token goes encoded into the listing's own URL */
 	assert_string_equal(srv.last_url, "https://api.example/users?max=1&pageToken=a%20b%26c");
@@ -262,8 +263,9 @@ static void test_malformed_page_names_request_id(void **state)
 		size_t pages = 0;
 		struct ids_oauth *o = layer(links);
 		script(pages_, 2);
-		assert_int_equal(ids_oauth_list(o, "https://api.example/p1", "users", page_fn, NULL, &pages, &e),
-				 IDS_E_PROTOCOL);
+		assert_int_equal(
+		    ids_oauth_list(o, "https://api.example/p1", "users", page_fn, NULL, &pages, &e),
+		    IDS_E_PROTOCOL);
 		assert_string_equal(e.msg, links ? "items: not a page (request-id req-2)"
 						 : "users: page 2: items: not a page (request-id req-2)");
 		assert_int_equal(pages, 1);
@@ -381,8 +383,10 @@ static void test_200_not_json(void **state)
 	struct ids_http_resp resp = {0};
 	struct ids_oauth *o = layer(false);
 	script(html, 1);
-	assert_int_equal(ids_oauth_get(o, "https://api.example/u", "users: page 1", &resp, &e), IDS_E_PROTOCOL);
-	assert_string_equal(e.msg, "users: page 1: Google answered 200 with text/html, not JSON (request-id r5)");
+	assert_int_equal(ids_oauth_get(o, "https://api.example/u", "users: page 1", &resp, &e),
+			 IDS_E_PROTOCOL);
+	assert_string_equal(e.msg,
+			    "users: page 1: Google answered 200 with text/html, not JSON (request-id r5)");
 	ids_error_clear(&e);
 	ids_http_resp_clear(&resp);
 	ids_oauth_free(o);
@@ -398,8 +402,9 @@ static void test_token_refused(void **state)
 	script(api, 1);
 	srv.token = &refused;
 	assert_int_equal(ids_oauth_get(o, "https://api.example/u", "users", &resp, &e), IDS_E_AUTH);
-	assert_string_equal(e.msg,
-			    "token endpoint https://login.example/token: 401 invalid_client: bad secret (request-id t1)");
+	assert_string_equal(
+	    e.msg,
+	    "token endpoint https://login.example/token: 401 invalid_client: bad secret (request-id t1)");
 	assert_int_equal(srv.gets, 0);
 	ids_error_clear(&e);
 	ids_oauth_free(o);
@@ -408,16 +413,11 @@ static void test_token_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_token),
-	    cmocka_unit_test(test_renew_after),
-	    cmocka_unit_test(test_pages_both_styles),
-	    cmocka_unit_test(test_malformed_page_names_request_id),
-	    cmocka_unit_test(test_loops_and_origin),
-	    cmocka_unit_test(test_page_cap),
-	    cmocka_unit_test(test_progress_stops),
-	    cmocka_unit_test(test_401_renews_once),
-	    cmocka_unit_test(test_200_not_json),
-	    cmocka_unit_test(test_token_refused),
+	    cmocka_unit_test(test_parse_token),	      cmocka_unit_test(test_renew_after),
+	    cmocka_unit_test(test_pages_both_styles), cmocka_unit_test(test_malformed_page_names_request_id),
+	    cmocka_unit_test(test_loops_and_origin),  cmocka_unit_test(test_page_cap),
+	    cmocka_unit_test(test_progress_stops),    cmocka_unit_test(test_401_renews_once),
+	    cmocka_unit_test(test_200_not_json),      cmocka_unit_test(test_token_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
