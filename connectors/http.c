@@ -551,6 +551,54 @@ static bool status_retryable(long st, const struct ids_http_resp *r,
 	return false;
 }
 
+/* One attempt of a request, its answer in *resp (status 0 when there was
+ * none): libcurl's result. */
+static CURLcode attempt(struct ids_http *h, const char *method, const char *url, struct curl_slist *hl,
+			const char *body, size_t body_len, struct ids_http_resp *resp)
+{
+	/* nothing of a previous attempt may leak into this one's answer */
+	ids_buf_reset(&resp->body);
+	free(resp->request_id);
+	free(resp->content_type);
+	resp->request_id = resp->content_type = NULL;
+	resp->status = 0;
+	h->r = resp;
+	h->too_big = h->oom = false;
+	h->stopped = 0;
+	h->last_tick = ids_mono_usec(); /* check_progress() just ran */
+	h->errbuf[0] = '\0';
+	CURLcode cc = set_options(h, method, url, hl, body, body_len);
+	if (cc == CURLE_OK)
+		cc = curl_easy_perform(h->c);
+	/* the body pointer is the caller's: do not leave it behind */
+	curl_easy_setopt(h->c, CURLOPT_POSTFIELDS, (char *)NULL);
+	curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+	h->r = NULL;
+	return cc;
+}
+
+/* The outcomes of an attempt that no retry can change: out of memory,
+ * stopped (run_timeout or a signal), an answer over max_body.  0 when it
+ * was none of them. */
+static int hard_failure(struct ids_http *h, CURLcode cc, const char *method, const char *shown,
+			const struct ids_http_resp *resp, struct ids_error *err)
+{
+	if (h->oom)
+		return ids_error_set(err, -ENOMEM, "%s %s: out of memory", method, shown);
+	/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
+	 * a slow server, and no retry can help */
+	if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && ids_mono_usec() >= h->deadline - 100000)
+		h->stopped = IDS_E_TIMEOUT;
+	if (h->stopped < 0)
+		return ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
+				     h->stopped == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
+	if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+		return ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s", method,
+				     shown, h->max_body, resp->request_id ? " (request-id " : "",
+				     resp->request_id ? resp->request_id : "", resp->request_id ? ")" : "");
+	return 0;
+}
+
 int ids_http_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
 		     const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),
 		     struct ids_http_resp *resp, struct ids_error *err)
@@ -576,47 +624,11 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 	for (int n = 0;; n++) {
 		if ((r = check_progress(h, method, shown, err)) < 0)
 			goto out;
-		/* nothing of a previous attempt may leak into this one's answer */
-		ids_buf_reset(&resp->body);
-		free(resp->request_id);
-		free(resp->content_type);
-		resp->request_id = resp->content_type = NULL;
-		resp->status = 0;
-		h->r = resp;
-		h->too_big = h->oom = false;
-		h->stopped = 0;
-		h->last_tick = ids_mono_usec(); /* check_progress() just ran */
-		h->errbuf[0] = '\0';
-		CURLcode cc = set_options(h, method, url, hl, body, body_len);
-		if (cc == CURLE_OK)
-			cc = curl_easy_perform(h->c);
-		/* the body pointer is the caller's: do not leave it behind */
-		curl_easy_setopt(h->c, CURLOPT_POSTFIELDS, (char *)NULL);
-		curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-		h->r = NULL;
-
+		CURLcode cc = attempt(h, method, url, hl, body, body_len, resp);
 		bool retry = false, use_ra = false;
 		int code = 0;
-		if (h->oom) {
-			r = ids_error_set(err, -ENOMEM, "%s %s: out of memory", method, shown);
+		if ((r = hard_failure(h, cc, method, shown, resp, err)) < 0)
 			goto out;
-		}
-		/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
-		 * a slow server, and no retry can help */
-		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && ids_mono_usec() >= h->deadline - 100000)
-			h->stopped = IDS_E_TIMEOUT;
-		if (h->stopped < 0) {
-			r = ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
-					  h->stopped == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
-			goto out;
-		}
-		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-			r = ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s",
-					  method, shown, h->max_body, resp->request_id ? " (request-id " : "",
-					  resp->request_id ? resp->request_id : "",
-					  resp->request_id ? ")" : "");
-			goto out;
-		}
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &resp->status);
 			retry = status_retryable(resp->status, resp, is_retryable, &use_ra);
