@@ -42,7 +42,6 @@
 #include "ids/secret.h"
 
 #define ASSERTION_LIFETIME 600 /* seconds: Entra accepts at most 10 minutes */
-#define DEFAULT_TIMEOUT 30
 
 struct pull {
 	const struct ids_connector_cfg *cc;
@@ -59,12 +58,6 @@ struct pull {
 	char *thumbprint;	   /* x5t#S256 or x5t of the certificate; NULL for a secret */
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
-
-static int http_progress(void *ud)
-{
-	const struct pull *p = ud;
-	return p->ctx && p->ctx->progress ? p->ctx->progress(p->ctx->ud) : 0;
-}
 
 /* ---------------- endpoints ---------------- */
 
@@ -100,21 +93,14 @@ static int origin_of(const char *url, char **ret)
 	return r;
 }
 
-static char *strip_slash(const char *s)
-{
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '/')
-		n--;
-	return strndup(s, n);
-}
-
 static int setup_endpoints(struct pull *p, struct ids_error *err)
 {
 	const struct ids_entra_cfg *ec = p->ec;
 	struct ids_buf b = {0};
 	char *login = NULL;
 	int r;
-	if (!(p->graph = strip_slash(ec->graph_endpoint)) || !(login = strip_slash(ec->login_endpoint))) {
+	if (!(p->graph = ids_oauth_url_base(ec->graph_endpoint)) ||
+	    !(login = ids_oauth_url_base(ec->login_endpoint))) {
 		r = ids_error_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -390,17 +376,7 @@ static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_
 	int r;
 	if ((r = setup_endpoints(&p, err)) < 0)
 		goto out;
-	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
-	struct ids_http_opts ho = {
-	    .tls_ca_file = p.ec->tls_ca_file,
-	    .timeout = p.ec->timeout > 0 ? p.ec->timeout : DEFAULT_TIMEOUT,
-	    /* retry waits never run past run_timeout; the daemon's progress
-	     * hook enforces it too, this just avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
-	    .progress = http_progress,
-	    .ud = &p,
-	};
-	if ((r = ids_http_new(&ho, &p.h, err)) < 0)
+	if ((r = ids_oauth_http_new(p.ec->tls_ca_file, p.ec->timeout, ctx, &p.h, err)) < 0)
 		goto out;
 	const struct ids_oauth_cfg oc = {
 	    .service = "Graph",
@@ -410,7 +386,7 @@ static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_
 	    .error_text = error_text,
 	    .link_origin = p.origin,
 	    .next_name = "@odata.nextLink",
-	    .progress = http_progress,
+	    .ctx = ctx,
 	    .ud = &p,
 	};
 	if ((r = ids_oauth_new(&oc, &p.o)) < 0) {

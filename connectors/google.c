@@ -49,9 +49,8 @@
 #include "ids/secret.h"
 
 #define ASSERTION_LIFETIME 3600 /* seconds: Google accepts at most an hour */
-#define DEFAULT_TIMEOUT 30
-#define USERS_MAX 500  /* users.list maxResults: Google's maximum */
-#define GROUPS_MAX 200 /* groups.list and members.list */
+#define USERS_MAX 500		/* users.list maxResults: Google's maximum */
+#define GROUPS_MAX 200		/* groups.list and members.list */
 
 static const char scopes[] = "https://www.googleapis.com/auth/admin.directory.user.readonly "
 			     "https://www.googleapis.com/auth/admin.directory.group.readonly "
@@ -77,12 +76,6 @@ struct pull {
 static int oom(struct pull *p)
 {
 	return ids_error_set(p->err, -ENOMEM, "out of memory");
-}
-
-static int http_progress(void *ud)
-{
-	const struct pull *p = ud;
-	return p->ctx && p->ctx->progress ? p->ctx->progress(p->ctx->ud) : 0;
 }
 
 /* The HTTP layer's hook for 4xx answers: Google's 403 rate limits. */
@@ -289,14 +282,6 @@ out:
 
 /* ---------------- the pull ---------------- */
 
-static char *strip_slash(const char *s)
-{
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '/')
-		n--;
-	return strndup(s, n);
-}
-
 /* Endpoints, the customer/domain parameter and the field map: everything
  * the configuration decides, checked before any request. */
 static int setup(struct pull *p)
@@ -320,7 +305,8 @@ static int setup(struct pull *p)
 	if (strncasecmp(p->token_url, "https://", 8) != 0)
 		return ids_error_set(p->err, IDS_E_CONFIG, "token endpoint %s is not an https:// URL",
 				     p->token_url);
-	if (!(p->api = strip_slash(gc->api_endpoint ? gc->api_endpoint : "https://admin.googleapis.com")))
+	if (!(p->api =
+		  ids_oauth_url_base(gc->api_endpoint ? gc->api_endpoint : "https://admin.googleapis.com")))
 		return oom(p);
 	if ((r = ids_buf_puts(&b, gc->domain ? "domain=" : "customer=")) < 0 ||
 	    (r = ids_http_urlencode(&b, gc->domain     ? gc->domain
@@ -353,17 +339,7 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 		return ids_error_set(err, -EINVAL, "Google pull without a configuration or snapshot");
 	if ((r = setup(&p)) < 0)
 		goto out;
-	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
-	struct ids_http_opts o = {
-	    .tls_ca_file = p.gc->tls_ca_file,
-	    .timeout = p.gc->timeout > 0 ? p.gc->timeout : DEFAULT_TIMEOUT,
-	    /* retry waits never run past run_timeout; the daemon's progress
-	     * hook enforces it too, this avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
-	    .progress = http_progress,
-	    .ud = &p,
-	};
-	if ((r = ids_http_new(&o, &p.h, err)) < 0)
+	if ((r = ids_oauth_http_new(p.gc->tls_ca_file, p.gc->timeout, ctx, &p.h, err)) < 0)
 		goto out;
 	const struct ids_oauth_cfg oc = {
 	    .service = "Google",
@@ -375,7 +351,7 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 	    .token_param = "pageToken",
 	    .next_name = "nextPageToken",
 	    .number_pages = true,
-	    .progress = http_progress,
+	    .ctx = ctx,
 	    .ud = &p,
 	};
 	if ((r = ids_oauth_new(&oc, &p.o)) < 0) {

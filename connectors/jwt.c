@@ -161,9 +161,26 @@ out:
 	return r;
 }
 
+/* The first certificate of the PEM file at path.  *ret new.  The
+ * certificate is public: read straight from its file; gone since the
+ * config was loaded is still a configuration problem (IDS_E_CONFIG). */
+static int read_cert(const char *path, X509 **ret, struct ids_error *err)
+{
+	char why[256];
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return ids_error_set(err, IDS_E_CONFIG, "%s: %s", path, strerror(errno));
+	X509 *x = PEM_read_X509(f, NULL, no_passphrase, NULL);
+	fclose(f);
+	if (!x)
+		return ids_error_set(err, IDS_E_CONFIG, "%s: no PEM certificate: %s", path,
+				     ossl_reason(why, sizeof(why)));
+	*ret = x;
+	return 0;
+}
+
 int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struct ids_error *err)
 {
-	FILE *f = NULL;
 	X509 *x = NULL;
 	unsigned char *der = NULL;
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -172,17 +189,8 @@ int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struc
 	char why[256];
 	int r;
 
-	/* the certificate is public: read straight from its file; gone since
-	 * the config was loaded is still a configuration problem */
-	if (!(f = fopen(cert_pem_path, "re"))) {
-		r = ids_error_set(err, IDS_E_CONFIG, "%s: %s", cert_pem_path, strerror(errno));
+	if ((r = read_cert(cert_pem_path, &x, err)) < 0)
 		goto out;
-	}
-	if (!(x = PEM_read_X509(f, NULL, no_passphrase, NULL))) {
-		r = ids_error_set(err, IDS_E_CONFIG, "%s: no PEM certificate: %s", cert_pem_path,
-				  ossl_reason(why, sizeof(why)));
-		goto out;
-	}
 	/* the thumbprint is over the DER encoding, as Entra computes it */
 	int n = i2d_X509(x, &der);
 	if (n <= 0 || EVP_Digest(der, (size_t)n, md, &mdlen, sha256 ? EVP_sha256() : EVP_sha1(), NULL) != 1) {
@@ -197,8 +205,6 @@ int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struc
 	*ret = ids_buf_steal(&out);
 	r = 0;
 out:
-	if (f)
-		fclose(f);
 	X509_free(x);
 	OPENSSL_free(der);
 	ids_buf_free(&out);
@@ -258,20 +264,11 @@ static int check_validity(X509 *x, const char *path, struct ids_error *err)
 int ids_jwt_check_pair(const char *cert_path, const char *key_path, const char *key_pem, size_t key_len,
 		       struct ids_error *err)
 {
-	FILE *f = NULL;
 	X509 *x = NULL;
 	EVP_PKEY *pkey = NULL;
-	char why[256];
 	int r;
-	if (!(f = fopen(cert_path, "re"))) {
-		r = ids_error_set(err, IDS_E_CONFIG, "%s: %s", cert_path, strerror(errno));
+	if ((r = read_cert(cert_path, &x, err)) < 0)
 		goto out;
-	}
-	if (!(x = PEM_read_X509(f, NULL, no_passphrase, NULL))) {
-		r = ids_error_set(err, IDS_E_CONFIG, "%s: no PEM certificate: %s", cert_path,
-				  ossl_reason(why, sizeof(why)));
-		goto out;
-	}
 	if ((r = check_validity(x, cert_path, err)) < 0)
 		goto out;
 	if ((r = load_key(key_pem, key_len, "the client assertion", &pkey, err)) < 0) {
@@ -289,8 +286,6 @@ int ids_jwt_check_pair(const char *cert_path, const char *key_path, const char *
 	}
 	r = 0;
 out:
-	if (f)
-		fclose(f);
 	X509_free(x);
 	EVP_PKEY_free(pkey);
 	return r;

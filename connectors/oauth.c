@@ -13,6 +13,8 @@
  *   when the daemon's progress hook says stop; never on a guess. */
 #include "ids/oauth.h"
 
+#include "ids/connector.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #define TOKEN_MARGIN 300     /* seconds before expiry that a cached token is renewed */
 #define DEFAULT_LIFETIME 600 /* seconds a token whose answer gives no lifetime is kept */
 #define MAX_LIFETIME 86400   /* a day: a longer claim is a bug or a lie */
+#define DEFAULT_TIMEOUT 30   /* seconds: connect and no-progress limit when none is configured */
 
 struct ids_oauth {
 	struct ids_oauth_cfg cfg;
@@ -54,6 +57,37 @@ void ids_oauth_free(struct ids_oauth *o)
 		return;
 	drop_token(o);
 	free(o);
+}
+
+/* The daemon's hook of a pull context, as the HTTP layer calls it. */
+static int pull_progress(void *ud)
+{
+	const struct ids_pull_ctx *ctx = ud;
+	return ctx && ctx->progress ? ctx->progress(ctx->ud) : 0;
+}
+
+int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx,
+		       struct ids_http **ret, struct ids_error *err)
+{
+	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
+	struct ids_http_opts ho = {
+	    .tls_ca_file = tls_ca_file,
+	    .timeout = timeout > 0 ? timeout : DEFAULT_TIMEOUT,
+	    /* retry waits never run past run_timeout; the daemon's progress
+	     * hook enforces it too, this just avoids starting a hopeless wait */
+	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
+	    .progress = pull_progress,
+	    .ud = (void *)ctx,
+	};
+	return ids_http_new(&ho, ret, err);
+}
+
+char *ids_oauth_url_base(const char *url)
+{
+	size_t n = strlen(url);
+	while (n && url[n - 1] == '/')
+		n--;
+	return strndup(url, n);
 }
 
 /* Frees a buffer that held a secret, wiping it first. */
@@ -360,7 +394,7 @@ int ids_oauth_list(struct ids_oauth *o, const char *url, const char *what, ids_o
 			goto out;
 		}
 		/* the daemon's watchdog tick; < 0: run_timeout or a signal */
-		if (o->cfg.progress && (r = o->cfg.progress(o->cfg.ud)) < 0) {
+		if ((r = pull_progress((void *)o->cfg.ctx)) < 0) {
 			r = ids_error_set(err, r, "%s: stopped after %zu pages: %s", what, n,
 					  r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
 			goto out;

@@ -29,6 +29,18 @@
 #define IDS_OAUTH_MAX_PAGES 100000 /* pages per listing: a loop that escapes detection ends here */
 
 struct ids_oauth;
+struct ids_pull_ctx;
+
+/* The HTTP handle of a cloud pull (ids_http_free): tls_ca_file (NULL: the
+ * system store), timeout in seconds (<= 0: 30), retry waits that never
+ * run past the run's run_timeout, and ctx's progress hook (ctx may be
+ * NULL) while a transfer or a wait goes on.  *ret new. */
+int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx,
+		       struct ids_http **ret, struct ids_error *err);
+
+/* A copy of url without its trailing slashes, to append paths to; NULL on
+ * ENOMEM. */
+char *ids_oauth_url_base(const char *url);
 
 /* What differs per service.  Every pointer is borrowed and must outlive
  * the layer. */
@@ -59,10 +71,11 @@ struct ids_oauth_cfg {
 	/* Messages name the page ("users: page 2: …"); Graph's parsers name
 	 * the listing themselves. */
 	bool number_pages;
-	/* Called between pages (the daemon's watchdog tick); < 0 stops the
-	 * listing (IDS_E_TIMEOUT: run_timeout).  NULL: none. */
-	int (*progress)(void *ud);
-	void *ud; /* for grant and progress */
+	/* The pull's context: its progress hook is called between pages
+	 * (the daemon's watchdog tick); < 0 stops the listing (IDS_E_TIMEOUT:
+	 * run_timeout).  NULL: none. */
+	const struct ids_pull_ctx *ctx;
+	void *ud; /* for grant */
 	/* Test hook: replaces ids_http_request (NULL: ids_http_request). */
 	int (*request)(struct ids_http *h, const char *method, const char *url, const char *const *headers,
 		       const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),

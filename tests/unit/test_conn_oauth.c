@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "ids/connector.h"
 #include "ids/oauth.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -328,14 +329,14 @@ static void test_progress_stops(void **state)
 	struct ids_error e = {0};
 	size_t pages = 0;
 	int calls = 0;
+	const struct ids_pull_ctx ctx = {.progress = stop_at_2, .ud = &calls};
 	struct ids_oauth_cfg c = {.service = "Google",
 				  .token_url = "https://login.example/token",
 				  .grant = grant,
 				  .error_text = error_text,
 				  .token_param = "pageToken",
 				  .next_name = "nextPageToken",
-				  .progress = stop_at_2,
-				  .ud = &calls,
+				  .ctx = &ctx,
 				  .request = fake_request};
 	struct ids_oauth *o = NULL;
 	assert_int_equal(ids_oauth_new(&c, &o), 0);
