@@ -199,24 +199,37 @@ out:
 	return r;
 }
 
-/* "token endpoint URL: 401 invalid_client: … (request-id …)". */
-static int token_error(struct ids_oauth *o, const struct ids_http_resp *resp, struct ids_error *err)
+/* A failed answer in the service's words: "HEAD STATUS TEXT (after N
+ * retries) (request-id X)", HEAD saying which request it was. */
+static int answer_error(struct ids_oauth *o, int kind, const char *head, const struct ids_http_resp *resp,
+			struct ids_error *err)
 {
 	char *text = NULL, *rid = NULL;
 	struct ids_buf rb = {0}, ab = {0};
 	if (o->cfg.error_text(resp, &text, &rid) < 0)
 		return ids_error_set(err, -ENOMEM, "out of memory");
-	/* 400-403: the identity platform refused the credentials (wrong or
-	 * expired secret, unknown key, no consent, subject not an admin): an
-	 * auth failure the daemon backs off on, not one a quick retry fixes */
-	int kind = resp->status >= 400 && resp->status <= 403 ? IDS_E_AUTH : IDS_E_SERVER;
-	int r = ids_error_set(err, kind, "token endpoint %s: %ld %s%s%s", o->cfg.token_url, resp->status,
-			      text, after_text(&ab, resp->retries),
+	int r = ids_error_set(err, kind, "%s %ld %s%s%s", head, resp->status, text,
+			      after_text(&ab, resp->retries),
 			      rid_text(&rb, resp->request_id ? resp->request_id : rid));
 	free(text);
 	free(rid);
 	ids_buf_free(&rb);
 	ids_buf_free(&ab);
+	return r;
+}
+
+/* "token endpoint URL: 401 invalid_client: … (request-id …)". */
+static int token_error(struct ids_oauth *o, const struct ids_http_resp *resp, struct ids_error *err)
+{
+	struct ids_buf head = {0};
+	if (ids_buf_printf(&head, "token endpoint %s:", o->cfg.token_url) < 0)
+		return ids_error_set(err, -ENOMEM, "out of memory");
+	/* 400-403: the identity platform refused the credentials (wrong or
+	 * expired secret, unknown key, no consent, subject not an admin): an
+	 * auth failure the daemon backs off on, not one a quick retry fixes */
+	int kind = resp->status >= 400 && resp->status <= 403 ? IDS_E_AUTH : IDS_E_SERVER;
+	int r = answer_error(o, kind, head.p, resp, err);
+	ids_buf_free(&head);
 	return r;
 }
 
@@ -268,9 +281,8 @@ out:
 static int api_error(struct ids_oauth *o, const char *what, const struct ids_http_resp *resp,
 		     struct ids_error *err)
 {
-	char *text = NULL, *rid = NULL;
-	struct ids_buf rb = {0}, ab = {0};
-	if (o->cfg.error_text(resp, &text, &rid) < 0)
+	struct ids_buf head = {0};
+	if (ids_buf_printf(&head, "%s: %s", what, o->cfg.service) < 0)
 		return ids_error_set(err, -ENOMEM, "out of memory");
 	int kind = resp->status == 401 || resp->status == 403 ? IDS_E_AUTH
 		   : resp->status == 429		      ? IDS_E_LIMIT
@@ -279,13 +291,8 @@ static int api_error(struct ids_oauth *o, const char *what, const struct ids_htt
 	 * permission problem */
 	if (o->cfg.retryable && o->cfg.retryable(resp))
 		kind = IDS_E_LIMIT;
-	int r = ids_error_set(err, kind, "%s: %s %ld %s%s%s", what, o->cfg.service, resp->status, text,
-			      after_text(&ab, resp->retries),
-			      rid_text(&rb, resp->request_id ? resp->request_id : rid));
-	free(text);
-	free(rid);
-	ids_buf_free(&rb);
-	ids_buf_free(&ab);
+	int r = answer_error(o, kind, head.p, resp, err);
+	ids_buf_free(&head);
 	return r;
 }
 
