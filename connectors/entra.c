@@ -12,12 +12,11 @@
  * Rules this file keeps, and why:
  * - All or nothing: any failed page fails the pull (Graph's error.code and
  *   error.message in err), and the caller throws the snapshot away.
- * - Paging follows @odata.nextLink, an absolute URL, only while it stays
- *   on the graph_endpoint's origin (the bearer token goes with it), never
- *   twice to the same link (a loop), and at most MAX_PAGES times.
- * - The token is cached until TOKEN_MARGIN before it expires; a 401 from
- *   Graph renews it once and asks the same page again (a token revoked or
- *   expired early); a second 401 fails the pull.
+ * - The token, the authorized GET and the page loop are the shared
+ *   bearer layer's (oauth.h): paging follows @odata.nextLink, an absolute
+ *   URL, only while it stays on the graph_endpoint's origin (the bearer
+ *   token goes with it); this file keeps the URLs, the client assertion's
+ *   claims and the page parsers (graph.h).
  * - The `groups:` scope is applied client-side: the groups listing is one
  *   cheap request per 999 groups, while a $filter would need one clause
  *   per name and id (Graph caps `in` lists) and could not say which
@@ -31,65 +30,34 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "ids/graph.h"
 #include "ids/http.h"
 #include "ids/jwt.h"
+#include "ids/oauth.h"
+#include "ids/secret.h"
 
-#define MAX_PAGES 100000	   /* pages per listing: a paging loop that escapes detection ends here */
-#define TOKEN_MARGIN 300	   /* seconds before expiry that a cached token is renewed */
-#define ASSERTION_LIFETIME 600	   /* seconds: Entra accepts at most 10 minutes */
-#define MAX_KEY_FILE (1024 * 1024) /* bytes: a PEM key is a few KB */
-#define DEFAULT_TIMEOUT 30
+#define ASSERTION_LIFETIME 600 /* seconds: Entra accepts at most 10 minutes */
 
 struct pull {
 	const struct ids_connector_cfg *cc;
 	const struct ids_entra_cfg *ec;
 	const struct ids_pull_ctx *ctx;
 	struct ids_snapshot *s;
-	struct ids_error *err;
 	struct ids_http *h;
+	struct ids_oauth *o;
 
 	char *graph;		   /* graph_endpoint without a trailing '/' */
 	char *origin;		   /* scheme://host[:port] of graph_endpoint */
 	char *token_url;	   /* {login}/{tenant}/oauth2/v2.0/token */
 	char *scope;		   /* {origin}/.default */
 	char *thumbprint;	   /* x5t#S256 or x5t of the certificate; NULL for a secret */
-	char *auth;		   /* secret: "Authorization: Bearer …", NULL when no token */
-	int64_t renew_at;	   /* CLOCK_MONOTONIC usec when auth must be renewed */
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
-
-/* Frees a buffer that held a secret, wiping it first. */
-static void buf_wipe(struct ids_buf *b)
-{
-	if (b->p)
-		explicit_bzero(b->p, b->cap);
-	ids_buf_free(b);
-}
-
-static int http_progress(void *ud)
-{
-	const struct pull *p = ud;
-	return p->ctx && p->ctx->progress ? p->ctx->progress(p->ctx->ud) : 0;
-}
-
-/* " (request-id X)" for messages, or "". */
-static const char *rid_text(struct ids_buf *b, const char *rid)
-{
-	ids_buf_reset(b);
-	if (rid && ids_buf_printf(b, " (request-id %s)", rid) >= 0)
-		return b->p;
-	return "";
-}
 
 /* ---------------- endpoints ---------------- */
 
@@ -125,36 +93,29 @@ static int origin_of(const char *url, char **ret)
 	return r;
 }
 
-static char *strip_slash(const char *s)
-{
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '/')
-		n--;
-	return strndup(s, n);
-}
-
-static int setup_endpoints(struct pull *p)
+static int setup_endpoints(struct pull *p, struct ids_error *err)
 {
 	const struct ids_entra_cfg *ec = p->ec;
 	struct ids_buf b = {0};
 	char *login = NULL;
 	int r;
-	if (!(p->graph = strip_slash(ec->graph_endpoint)) || !(login = strip_slash(ec->login_endpoint))) {
-		r = ids_error_set(p->err, -ENOMEM, "out of memory");
+	if (!(p->graph = ids_oauth_url_base(ec->graph_endpoint)) ||
+	    !(login = ids_oauth_url_base(ec->login_endpoint))) {
+		r = ids_error_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if ((r = origin_of(p->graph, &p->origin)) < 0) {
-		r = ids_error_set(p->err, IDS_E_CONFIG, "graph_endpoint %s is not a URL", ec->graph_endpoint);
+		r = ids_error_set(err, IDS_E_CONFIG, "graph_endpoint %s is not a URL", ec->graph_endpoint);
 		goto out;
 	}
 	if ((r = ids_buf_printf(&b, "%s/", login)) < 0 || (r = ids_http_urlencode(&b, ec->tenant)) < 0 ||
 	    (r = ids_buf_puts(&b, "/oauth2/v2.0/token")) < 0) {
-		ids_error_set(p->err, r, "out of memory");
+		ids_error_set(err, r, "out of memory");
 		goto out;
 	}
 	p->token_url = ids_buf_steal(&b);
 	if ((r = ids_buf_printf(&b, "%s/.default", p->origin)) < 0) {
-		ids_error_set(p->err, r, "out of memory");
+		ids_error_set(err, r, "out of memory");
 		goto out;
 	}
 	p->scope = ids_buf_steal(&b);
@@ -167,427 +128,243 @@ out:
 
 /* ---------------- token ---------------- */
 
-/* Reads a secret file whole into *ret (new, wipe it) and *ret_len.  The
- * config loader has checked its permissions. */
-static int read_secret_file(const char *path, char **ret, size_t *ret_len, struct ids_error *err)
+/* The claims of the client assertion (RFC 7523 as Entra reads them):
+ * issuer and subject the app, audience the token endpoint, a fresh jti
+ * (Entra refuses one it has seen), valid for ASSERTION_LIFETIME. */
+static int assertion_claims(const struct pull *p, struct ids_buf *claims, struct ids_error *err)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0;
+	const struct ids_entra_cfg *ec = p->ec;
+	char *jti = NULL;
 	int r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = ids_error_set(err, -errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > MAX_KEY_FILE) {
-		r = ids_error_set(err, IDS_E_CONFIG, "%s: not a regular file of at most %d bytes", path,
-				  MAX_KEY_FILE);
-		goto out;
-	}
-	if (!(buf = malloc((size_t)st.st_size + 1))) {
-		r = ids_error_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	while (n < (size_t)st.st_size) {
-		ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			r = ids_error_set(err, k < 0 ? -errno : -EIO, "%s: read failed", path);
-			goto out;
-		}
-		n += (size_t)k;
-	}
-	buf[n] = '\0';
-	*ret = buf;
-	*ret_len = n;
-	buf = NULL;
-	r = 0;
-out:
-	if (buf) {
-		explicit_bzero(buf, (size_t)st.st_size);
-		free(buf);
-	}
-	if (fd >= 0)
-		close(fd);
+	if ((r = ids_jwt_jti(&jti)) < 0)
+		return ids_error_set(err, r, "cannot make a random jti: %s", ids_strerror(r));
+	long long now = (long long)time(NULL);
+	if ((r = ids_buf_puts(claims, "{\"aud\":")) < 0 || (r = ids_buf_json_str(claims, p->token_url)) < 0 ||
+	    (r = ids_buf_puts(claims, ",\"iss\":")) < 0 ||
+	    (r = ids_buf_json_str(claims, ec->client_id)) < 0 ||
+	    (r = ids_buf_puts(claims, ",\"sub\":")) < 0 ||
+	    (r = ids_buf_json_str(claims, ec->client_id)) < 0 ||
+	    (r = ids_buf_puts(claims, ",\"jti\":")) < 0 || (r = ids_buf_json_str(claims, jti)) < 0 ||
+	    (r = ids_buf_printf(claims, ",\"nbf\":%lld,\"iat\":%lld,\"exp\":%lld}", now, now,
+				now + ASSERTION_LIFETIME)) < 0)
+		ids_error_set(err, r, "out of memory");
+	free(jti);
 	return r;
 }
 
 /* The signed client assertion of the certificate credential.  *ret new
  * (a bearer credential for ten minutes: wipe it). */
-static int client_assertion(struct pull *p, char **ret)
+static int client_assertion(struct pull *p, char **ret, struct ids_error *err)
 {
 	const struct ids_entra_cfg *ec = p->ec;
 	bool rs256 = ec->client_assertion_alg && !strcmp(ec->client_assertion_alg, "RS256");
+	bool readable = p->ctx && p->ctx->config && p->ctx->config->security.allow_readable_secrets;
 	struct ids_buf hdr = {0}, claims = {0};
-	char *jti = NULL, *key = NULL;
+	char *key = NULL;
 	size_t key_len = 0;
 	int r;
 
 	if (!p->thumbprint &&
-	    (r = ids_jwt_thumbprint(ec->client_certificate_file, !rs256, &p->thumbprint, p->err)) < 0)
+	    (r = ids_jwt_thumbprint(ec->client_certificate_file, !rs256, &p->thumbprint, err)) < 0)
 		goto out;
-	if ((r = ids_jwt_jti(&jti)) < 0) {
-		ids_error_set(p->err, r, "cannot make a random jti: %s", ids_strerror(r));
-		goto out;
-	}
-	long long now = (long long)time(NULL);
 	/* PS256 + x5t#S256 is what Microsoft documents now; RS256 + x5t (SHA-1)
 	 * is the older form some deployments still expect */
 	if ((r = ids_buf_printf(&hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"%s\":", rs256 ? "RS256" : "PS256",
 				rs256 ? "x5t" : "x5t#S256")) < 0 ||
-	    (r = ids_buf_json_str(&hdr, p->thumbprint)) < 0 || (r = ids_buf_putc(&hdr, '}')) < 0 ||
-	    (r = ids_buf_puts(&claims, "{\"aud\":")) < 0 ||
-	    (r = ids_buf_json_str(&claims, p->token_url)) < 0 ||
-	    (r = ids_buf_puts(&claims, ",\"iss\":")) < 0 ||
-	    (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
-	    (r = ids_buf_puts(&claims, ",\"sub\":")) < 0 ||
-	    (r = ids_buf_json_str(&claims, ec->client_id)) < 0 ||
-	    (r = ids_buf_puts(&claims, ",\"jti\":")) < 0 || (r = ids_buf_json_str(&claims, jti)) < 0 ||
-	    (r = ids_buf_printf(&claims, ",\"nbf\":%lld,\"iat\":%lld,\"exp\":%lld}", now, now,
-				now + ASSERTION_LIFETIME)) < 0) {
-		ids_error_set(p->err, r, "out of memory");
+	    (r = ids_buf_json_str(&hdr, p->thumbprint)) < 0 || (r = ids_buf_putc(&hdr, '}')) < 0) {
+		ids_error_set(err, r, "out of memory");
 		goto out;
 	}
-	if ((r = read_secret_file(ec->client_key_file, &key, &key_len, p->err)) < 0)
+	if ((r = assertion_claims(p, &claims, err)) < 0)
 		goto out;
-	if ((r = ids_jwt_sign(rs256 ? "RS256" : "PS256", hdr.p, claims.p, key, key_len, ret, p->err)) < 0)
-		ids_error_prefix(p->err, "%s", ec->client_key_file);
+	/* read at every renewal, through the one secret reader: a key that
+	 * vanished or became readable since the config was loaded is a
+	 * configuration error, as it is for every other secret */
+	if ((r = ids_secret_read(ec->client_key_file, IDS_SECRET_MAX, readable, &key, &key_len, err)) < 0)
+		goto out;
+	if ((r = ids_jwt_sign(rs256 ? "RS256" : "PS256", hdr.p, claims.p, key, key_len, ret, err)) < 0)
+		ids_error_prefix(err, "%s", ec->client_key_file);
 out:
-	if (key) {
-		explicit_bzero(key, key_len);
-		free(key);
-	}
-	free(jti);
+	ids_secret_free(key);
 	ids_buf_free(&hdr);
 	ids_buf_free(&claims);
 	return r;
 }
 
-/* "token endpoint 401 invalid_client: AADSTS…" from a failed answer. */
-static int token_error(struct pull *p, const struct ids_http_resp *resp)
+/* The bearer layer's grant: client credentials with the certificate's
+ * signed assertion, or with the client secret. */
+static int grant(void *ud, struct ids_buf *body, struct ids_error *err)
 {
-	char *code = NULL, *msg = NULL;
-	struct ids_buf rb = {0};
-	ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg, NULL);
-	/* 400/401: the identity platform refused the credentials (wrong or
-	 * expired secret, unknown certificate, no consent): an auth failure
-	 * the daemon backs off on, not something a quick retry fixes */
-	int kind =
-	    resp->status == 400 || resp->status == 401 || resp->status == 403 ? IDS_E_AUTH : IDS_E_SERVER;
-	int r = ids_error_set(p->err, kind, "token endpoint %s: %ld %s%s%s%s", p->token_url, resp->status,
-			      code ? code : "(no error code)", msg ? ": " : "", msg ? msg : "",
-			      rid_text(&rb, resp->request_id));
-	free(code);
-	free(msg);
-	ids_buf_free(&rb);
-	return r;
-}
-
-/* Gets a new token into p->auth. */
-static int renew_token(struct pull *p)
-{
+	struct pull *p = ud;
 	const struct ids_entra_cfg *ec = p->ec;
-	struct ids_buf body = {0}, hdr = {0};
-	struct ids_http_resp resp = {0};
-	char *assertion = NULL, *token = NULL;
-	long expires = 0;
+	char *assertion = NULL;
 	int r;
-	static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
-					      "Accept: application/json", NULL};
-
-	if (p->auth) {
-		ids_secret_free(p->auth);
-		p->auth = NULL;
-	}
-	if (ec->client_certificate_file && (r = client_assertion(p, &assertion)) < 0)
+	if (ec->client_certificate_file && (r = client_assertion(p, &assertion, err)) < 0)
+		return r;
+	if (!assertion && (!ec->client_secret || !*ec->client_secret)) {
+		r = ids_error_set(err, IDS_E_CONFIG, "the client secret in %s is empty",
+				  ec->client_secret_file ? ec->client_secret_file : "client_secret_file");
 		goto out;
-	if ((r = ids_buf_puts(&body, "grant_type=client_credentials&client_id=")) < 0 ||
-	    (r = ids_http_urlencode(&body, ec->client_id)) < 0 || (r = ids_buf_puts(&body, "&scope=")) < 0 ||
-	    (r = ids_http_urlencode(&body, p->scope)) < 0)
+	}
+	if ((r = ids_buf_puts(body, "grant_type=client_credentials&client_id=")) < 0 ||
+	    (r = ids_http_urlencode(body, ec->client_id)) < 0 || (r = ids_buf_puts(body, "&scope=")) < 0 ||
+	    (r = ids_http_urlencode(body, p->scope)) < 0)
 		goto oom;
 	if (assertion) {
-		if ((r = ids_buf_puts(&body, "&client_assertion_type=")) < 0 ||
-		    (r = ids_http_urlencode(&body,
-					    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) < 0 ||
-		    (r = ids_buf_puts(&body, "&client_assertion=")) < 0 ||
-		    (r = ids_http_urlencode(&body, assertion)) < 0)
+		if ((r = ids_buf_puts(body, "&client_assertion_type=")) < 0 ||
+		    (r = ids_http_urlencode(body, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) <
+			0 ||
+		    (r = ids_buf_puts(body, "&client_assertion=")) < 0 ||
+		    (r = ids_http_urlencode(body, assertion)) < 0)
 			goto oom;
-	} else {
-		if (!ec->client_secret || !*ec->client_secret) {
-			r = ids_error_set(p->err, IDS_E_CONFIG, "the client secret in %s is empty",
-					  ec->client_secret_file ? ec->client_secret_file
-								 : "client_secret_file");
-			goto out;
-		}
-		if ((r = ids_buf_puts(&body, "&client_secret=")) < 0 ||
-		    (r = ids_http_urlencode(&body, ec->client_secret)) < 0)
-			goto oom;
-	}
-
-	if ((r = ids_http_request(p->h, "POST", p->token_url, headers, body.p, body.len, NULL, &resp,
-				  p->err)) < 0)
-		goto out;
-	if (resp.status != 200) {
-		r = token_error(p, &resp);
-		goto out;
-	}
-	if ((r = ids_graph_parse_token(resp.body.p, resp.body.len, &token, &expires, p->err)) < 0) {
-		ids_error_prefix(p->err, "%s", p->token_url);
-		goto out;
-	}
-	if ((r = ids_buf_puts(&hdr, "Authorization: Bearer ")) < 0 || (r = ids_buf_puts(&hdr, token)) < 0)
+	} else if ((r = ids_buf_puts(body, "&client_secret=")) < 0 ||
+		   (r = ids_http_urlencode(body, ec->client_secret)) < 0) {
 		goto oom;
-	/* renew TOKEN_MARGIN before expiry, or halfway for short-lived tokens;
-	 * no expires_in at all: keep it 5 minutes (a 401 renews it anyway) */
-	if (expires <= 0)
-		expires = 2 * TOKEN_MARGIN;
-	long margin = expires / 2 < TOKEN_MARGIN ? expires / 2 : TOKEN_MARGIN;
-	p->renew_at = ids_mono_usec() + (int64_t)(expires - margin) * 1000000;
-	p->auth = ids_buf_steal(&hdr);
+	}
 	r = 0;
 	goto out;
 oom:
-	ids_error_set(p->err, r, "out of memory");
+	ids_error_set(err, r, "out of memory");
 out:
-	/* the request body holds the client secret or the assertion, and the
-	 * answer the token */
-	buf_wipe(&body);
-	buf_wipe(&hdr);
-	buf_wipe(&resp.body);
-	ids_http_resp_clear(&resp);
 	ids_secret_free(assertion);
-	ids_secret_free(token);
 	return r;
 }
 
-/* ---------------- Graph requests ---------------- */
-
-/* "users: Graph 403 Authorization_RequestDenied: … (request-id …)". */
-static int graph_error(struct pull *p, const char *what, const struct ids_http_resp *resp)
+/* The bearer layer's error words: Graph's {"error":{"code","message"}}
+ * or the identity platform's {"error","error_description"} as "CODE:
+ * MESSAGE", and Graph's innerError request id. */
+static int error_text(const struct ids_http_resp *resp, char **ret_text, char **ret_request_id)
 {
-	char *code = NULL, *msg = NULL, *rid = NULL;
-	struct ids_buf rb = {0};
-	ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg, &rid);
-	int kind = resp->status == 401 || resp->status == 403 ? IDS_E_AUTH
-		   : resp->status == 429		      ? IDS_E_LIMIT
-							      : IDS_E_SERVER;
-	const char *id = resp->request_id ? resp->request_id : rid;
-	int r;
-	struct ids_buf tries = {0};
-	if (resp->retries)
-		ids_buf_printf(&tries, " (after %d %s)", resp->retries,
-			       resp->retries == 1 ? "retry" : "retries");
-	const char *after = tries.p ? tries.p : "";
-	if (code || msg)
-		r = ids_error_set(p->err, kind, "%s: Graph %ld %s: %s%s%s", what, resp->status,
-				  code ? code : "(no code)", msg ? msg : "(no message)", after,
-				  rid_text(&rb, id));
-	else
-		r = ids_error_set(p->err, kind, "%s: Graph %ld without an error body (content-type %s)%s%s",
-				  what, resp->status, resp->content_type ? resp->content_type : "none", after,
-				  rid_text(&rb, id));
-	ids_buf_free(&tries);
+	char *code = NULL, *msg = NULL;
+	struct ids_buf b = {0};
+	int r = ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg,
+				      ret_request_id);
+	if (r >= 0)
+		r = code || msg
+			? ids_buf_printf(&b, "%s: %s", code ? code : "(no code)", msg ? msg : "(no message)")
+			: ids_buf_printf(&b, "without an error body (content-type %s)",
+					 resp->content_type ? resp->content_type : "none");
+	if (r >= 0)
+		*ret_text = ids_buf_steal(&b);
+	ids_buf_free(&b);
 	free(code);
 	free(msg);
-	free(rid);
-	ids_buf_free(&rb);
-	return r;
+	return r < 0 ? -ENOMEM : 0;
 }
 
-/* GET url with the bearer token: 0 with a 200 answer in *resp, else < 0
- * with err set.  A 401 renews the token once and asks again. */
-static int graph_get(struct pull *p, const char *url, const char *what, struct ids_http_resp *resp)
-{
-	int r;
-	for (int renewed = 0;; renewed++) {
-		if ((!p->auth || ids_mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
-			return r;
-		const char *headers[] = {p->auth, "Accept: application/json", NULL};
-		if ((r = ids_http_request(p->h, "GET", url, headers, NULL, 0, NULL, resp, p->err)) < 0)
-			return ids_error_prefix(p->err, "%s", what);
-		if (resp->status == 401 && !renewed) {
-			/* expired or revoked before we expected: one new token */
-			ids_secret_free(p->auth);
-			p->auth = NULL;
-			continue;
-		}
-		if (resp->status != 200)
-			return graph_error(p, what, resp);
-		/* an HTML login or proxy page with status 200 is not a page of users */
-		if (resp->content_type && !strstr(resp->content_type, "json")) {
-			struct ids_buf rb = {0};
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: Graph answered 200 with %s, not JSON%s", what,
-					  resp->content_type, rid_text(&rb, resp->request_id));
-			ids_buf_free(&rb);
-			return r;
-		}
-		return 0;
-	}
-}
+/* ---------------- the listings ---------------- */
 
-typedef int (*page_fn)(struct pull *p, const void *arg, const char *body, size_t len,
-		       struct ids_graph_page *page);
-
-/* Reads a collection from url to its last page, each page through fn. */
-static int list_all(struct pull *p, const char *url, const char *what, page_fn fn, const void *arg)
-{
-	struct ids_arena links = {0};
-	struct ids_strmap seen = {0};
-	struct ids_http_resp resp = {0};
-	struct ids_graph_page page = {0};
-	char *cur = strdup(url);
-	size_t origin_len = strlen(p->origin);
-	int r;
-
-	if (!cur) {
-		r = ids_error_set(p->err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t n = 0;; n++) {
-		if (n >= MAX_PAGES) {
-			r = ids_error_set(p->err, IDS_E_LIMIT, "%s: more than %d pages", what, MAX_PAGES);
-			goto out;
-		}
-		/* the same link twice means the server sends us round in circles */
-		char *key = ids_arena_strdup(&links, cur);
-		if (!key || (r = ids_strmap_put(&seen, key, (uint32_t)n, NULL)) < 0) {
-			r = ids_error_set(p->err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if (r == 0) {
-			r = ids_error_set(
-			    p->err, IDS_E_PROTOCOL,
-			    "%s: paging loop: page %zu's @odata.nextLink repeats an earlier page", what, n);
-			goto out;
-		}
-		if ((r = graph_get(p, cur, what, &resp)) < 0)
-			goto out;
-		r = fn(p, arg, resp.body.p ? resp.body.p : "", resp.body.len, &page);
-		if (r < 0 && resp.request_id && p->err) {
-			/* a malformed page: Microsoft support asks for its request id */
-			char *m = p->err->msg;
-			p->err->msg = NULL;
-			ids_error_set(p->err, r, "%s (request-id %s)", m ? m : ids_strerror(r),
-				      resp.request_id);
-			free(m);
-		}
-		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
-		if (r < 0)
-			goto out;
-		p->s->pages++;
-		free(cur);
-		cur = page.next_link;
-		page.next_link = NULL;
-		if (!cur)
-			break;
-		/* absolute, and on Graph's own origin: the token goes with it */
-		if (strncasecmp(cur, p->origin, origin_len) != 0 || cur[origin_len] != '/') {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: @odata.nextLink leaves %s: refused",
-					  what, p->origin);
-			goto out;
-		}
-	}
-	r = 0;
-out:
-	free(cur);
-	ids_graph_page_clear(&page);
-	ids_http_resp_clear(&resp);
-	ids_strmap_free(&seen);
-	ids_arena_free(&links);
-	return r;
-}
-
-static int users_page(struct pull *p, const void *arg, const char *body, size_t len,
-		      struct ids_graph_page *page)
-{
-	return ids_graph_parse_users(body, len, arg, p->s, page, p->err);
-}
-
-struct groups_arg {
-	bool *matched;
+/* One listing's page parser and what it needs besides the page. */
+struct listing {
+	struct pull *p;
+	const void *arg;
 };
 
-static int groups_page(struct pull *p, const void *arg, const char *body, size_t len,
-		       struct ids_graph_page *page)
+/* The next link out of a parsed page, for the bearer layer. */
+static int next_of(int r, struct ids_graph_page *pg, char **ret_next)
 {
-	const struct groups_arg *ga = arg;
-	return ids_graph_parse_groups(body, len, &p->ec->groups, p->s, &p->group_ids, ga->matched, page,
-				      p->err);
+	if (r >= 0) {
+		*ret_next = pg->next_link;
+		pg->next_link = NULL;
+	}
+	ids_graph_page_clear(pg);
+	return r;
 }
 
-static int members_page(struct pull *p, const void *arg, const char *body, size_t len,
-			struct ids_graph_page *page)
+static int users_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
 {
-	return ids_graph_parse_members(body, len, arg, p->s, page, p->err);
+	const struct listing *l = ud;
+	struct ids_graph_page pg = {0};
+	return next_of(ids_graph_parse_users(body, len, l->arg, l->p->s, &pg, err), &pg, ret_next);
 }
 
-static int read_users(struct pull *p)
+static int groups_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct ids_graph_page pg = {0};
+	bool *matched = (bool *)l->arg;
+	return next_of(ids_graph_parse_groups(body, len, &l->p->ec->groups, l->p->s, &l->p->group_ids,
+					      matched, &pg, err),
+		       &pg, ret_next);
+}
+
+static int members_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct ids_graph_page pg = {0};
+	return next_of(ids_graph_parse_members(body, len, l->arg, l->p->s, &pg, err), &pg, ret_next);
+}
+
+static int read_users(struct pull *p, struct ids_error *err)
 {
 	struct ids_graph_user_map m = {(const char *const *)p->cc->attr, p->ctx ? p->ctx->rule_attrs : NULL};
+	struct listing l = {p, &m};
 	struct ids_buf url = {0};
 	int r;
 	if ((r = ids_buf_printf(&url, "%s/users?$select=", p->graph)) < 0 ||
 	    (r = ids_graph_user_select(&url, &m)) < 0 || (r = ids_buf_puts(&url, "&$top=999")) < 0) {
 		ids_buf_free(&url);
-		return ids_error_set(p->err, r, "out of memory");
+		return ids_error_set(err, r, "out of memory");
 	}
-	r = list_all(p, url.p, "users", users_page, &m);
+	r = ids_oauth_list(p->o, url.p, "users", users_page, &l, &p->s->pages, err);
 	ids_buf_free(&url);
 	return r;
 }
 
-static int read_groups(struct pull *p)
+/* The members of every group in scope, each its own listing. */
+static int read_members(struct pull *p, struct ids_error *err)
+{
+	struct ids_buf url = {0}, what = {0};
+	int r = 0;
+	for (size_t i = 0; i < p->group_ids.n && r >= 0; i++) {
+		const char *id = p->group_ids.v[i];
+		struct listing l = {p, id};
+		ids_buf_reset(&url);
+		ids_buf_reset(&what);
+		if ((r = ids_buf_printf(&url, "%s/groups/", p->graph)) < 0 ||
+		    (r = ids_http_urlencode(&url, id)) < 0 ||
+		    (r = ids_buf_puts(&url, "/transitiveMembers/microsoft.graph.user?$select=id&$top=999")) <
+			0 ||
+		    (r = ids_buf_printf(&what, "members of group %s", id)) < 0) {
+			ids_error_set(err, r, "out of memory");
+			break;
+		}
+		r = ids_oauth_list(p->o, url.p, what.p, members_page, &l, &p->s->pages, err);
+	}
+	ids_buf_free(&url);
+	ids_buf_free(&what);
+	return r;
+}
+
+static int read_groups(struct pull *p, struct ids_error *err)
 {
 	const struct ids_strv *scope = &p->ec->groups;
-	struct groups_arg ga = {NULL};
+	bool *matched = NULL;
 	struct ids_buf url = {0};
 	int r;
-	if (scope->n && !(ga.matched = calloc(scope->n, sizeof(bool)))) {
-		r = ids_error_set(p->err, -ENOMEM, "out of memory");
+	if (scope->n && !(matched = calloc(scope->n, sizeof(bool)))) {
+		r = ids_error_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	struct listing l = {p, matched};
 	if ((r = ids_buf_printf(&url, "%s/groups?$select=id,displayName,mail&$top=999", p->graph)) < 0) {
-		ids_error_set(p->err, r, "out of memory");
+		ids_error_set(err, r, "out of memory");
 		goto out;
 	}
-	if ((r = list_all(p, url.p, "groups", groups_page, &ga)) < 0)
+	if ((r = ids_oauth_list(p->o, url.p, "groups", groups_page, &l, &p->s->pages, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < scope->n; i++)
-		if (!ga.matched[i]) {
+		if (!matched[i]) {
 			r = ids_error_set(
-			    p->err, IDS_E_INVALID,
+			    err, IDS_E_INVALID,
 			    "groups: \"%s\" (in the connector's groups:) matches no group's displayName "
 			    "or id",
 			    scope->v[i]);
 			goto out;
 		}
-
-	for (size_t i = 0; i < p->group_ids.n; i++) {
-		const char *id = p->group_ids.v[i];
-		ids_buf_reset(&url);
-		if ((r = ids_buf_printf(&url, "%s/groups/", p->graph)) < 0 ||
-		    (r = ids_http_urlencode(&url, id)) < 0 ||
-		    (r = ids_buf_puts(&url, "/transitiveMembers/microsoft.graph.user?$select=id&$top=999")) <
-			0) {
-			ids_error_set(p->err, r, "out of memory");
-			goto out;
-		}
-		struct ids_buf what = {0};
-		if ((r = ids_buf_printf(&what, "members of group %s", id)) < 0) {
-			ids_error_set(p->err, r, "out of memory");
-			goto out;
-		}
-		r = list_all(p, url.p, what.p, members_page, id);
-		ids_buf_free(&what);
-		if (r < 0)
-			goto out;
-	}
-	r = 0;
+	r = read_members(p, err);
 out:
-	free(ga.matched);
+	free(matched);
 	ids_buf_free(&url);
 	return r;
 }
@@ -595,29 +372,34 @@ out:
 static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_ctx *ctx,
 		      struct ids_snapshot *s, struct ids_error *err)
 {
-	struct pull p = {.cc = cc, .ec = &cc->entra, .ctx = ctx, .s = s, .err = err};
+	struct pull p = {.cc = cc, .ec = &cc->entra, .ctx = ctx, .s = s};
 	int r;
-	if ((r = setup_endpoints(&p)) < 0)
+	if ((r = setup_endpoints(&p, err)) < 0)
 		goto out;
-	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
-	struct ids_http_opts o = {
-	    .tls_ca_file = p.ec->tls_ca_file,
-	    .timeout = p.ec->timeout > 0 ? p.ec->timeout : DEFAULT_TIMEOUT,
-	    /* retry waits never run past run_timeout; the daemon's progress
-	     * hook enforces it too, this just avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
-	    .progress = http_progress,
+	if ((r = ids_oauth_http_new(p.ec->tls_ca_file, p.ec->timeout, ctx, &p.h, err)) < 0)
+		goto out;
+	const struct ids_oauth_cfg oc = {
+	    .service = "Graph",
+	    .token_url = p.token_url,
+	    .http = p.h,
+	    .grant = grant,
+	    .error_text = error_text,
+	    .link_origin = p.origin,
+	    .next_name = "@odata.nextLink",
+	    .ctx = ctx,
 	    .ud = &p,
 	};
-	if ((r = ids_http_new(&o, &p.h, err)) < 0)
+	if ((r = ids_oauth_new(&oc, &p.o)) < 0) {
+		ids_error_set(err, r, "out of memory");
 		goto out;
+	}
 	s->pages = 0;
-	if ((r = read_users(&p)) < 0 || (r = read_groups(&p)) < 0)
+	if ((r = read_users(&p, err)) < 0 || (r = read_groups(&p, err)) < 0)
 		goto out;
 	r = 0;
 out:
+	ids_oauth_free(p.o);
 	ids_http_free(p.h);
-	ids_secret_free(p.auth);
 	ids_strv_free(&p.group_ids);
 	free(p.graph);
 	free(p.origin);
@@ -627,7 +409,27 @@ out:
 	return r;
 }
 
+/* check-config: the certificate and its key, as the first token request
+ * will read them.  A client secret was read by the config loader. */
+static int entra_check(const struct ids_connector_cfg *cc, const struct ids_config *config,
+		       struct ids_error *err)
+{
+	const struct ids_entra_cfg *ec = &cc->entra;
+	bool readable = config && config->security.allow_readable_secrets;
+	char *key = NULL;
+	size_t n = 0;
+	int r;
+	if (!ec->client_certificate_file)
+		return 0;
+	if ((r = ids_secret_read(ec->client_key_file, IDS_SECRET_MAX, readable, &key, &n, err)) < 0)
+		return r;
+	r = ids_jwt_check_pair(ec->client_certificate_file, ec->client_key_file, key, n, err);
+	ids_secret_free(key);
+	return r;
+}
+
 const struct ids_connector_ops ids_entra_connector = {
     .type = "entra",
     .pull = entra_pull,
+    .check = entra_check,
 };

@@ -20,12 +20,10 @@
  *   retried by the HTTP layer (bounded, with backoff and jitter).  Every
  *   other 403 is a permission problem and fails the pull — it must never
  *   look like "zero users".
- * - Paging follows nextPageToken until it is absent; a token seen before
- *   in the same listing is a loop and fails the pull; at most MAX_PAGES
- *   pages per listing.
- * - The token is cached until TOKEN_MARGIN before it expires (halfway for
- *   short-lived ones); a 401 renews it once and asks the same page again;
- *   a second 401 fails the pull.
+ * - The token, the authorized GET and the page loop (nextPageToken until
+ *   it is absent, a repeated token a loop) are the shared bearer layer's
+ *   (oauth.h); this file keeps the URLs, the grant's claims, Google's
+ *   rate-limit and error shapes, and the page parsers (google_int.h).
  * - `fields=` names only what is used (the mapped fields, the disabled
  *   flags, the rules' attribute paths); projection=full only when a path
  *   reads customSchemas, as the basic projection leaves them out.
@@ -38,25 +36,21 @@
 #include "ids/connector.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "google_int.h"
 #include "ids/http.h"
 #include "ids/jwt.h"
+#include "ids/oauth.h"
+#include "ids/secret.h"
 
-#define MAX_PAGES 100000	/* pages per listing: a loop detection cannot see ends here */
-#define TOKEN_MARGIN 300	/* seconds before expiry that a cached token is renewed */
 #define ASSERTION_LIFETIME 3600 /* seconds: Google accepts at most an hour */
-#define DEFAULT_TIMEOUT 30
-#define USERS_MAX 500  /* users.list maxResults: Google's maximum */
-#define GROUPS_MAX 200 /* groups.list and members.list */
+#define USERS_MAX 500		/* users.list maxResults: Google's maximum */
+#define GROUPS_MAX 200		/* groups.list and members.list */
 
 static const char scopes[] = "https://www.googleapis.com/auth/admin.directory.user.readonly "
 			     "https://www.googleapis.com/auth/admin.directory.group.readonly "
@@ -69,34 +63,19 @@ struct pull {
 	struct ids_snapshot *s;
 	struct ids_error *err;
 	struct ids_http *h;
+	struct ids_oauth *o;
 
 	struct ids_google_key key;
 	const char *token_url; /* borrowed: gc->token_endpoint or key.token_uri */
 	char *api;	       /* api_endpoint without a trailing '/' */
 	char *scope_param;     /* "customer=…" or "domain=…", encoded */
-	char *auth;	       /* secret: "Authorization: Bearer …", NULL when no token */
-	int64_t renew_at;      /* CLOCK_MONOTONIC usec when auth must be renewed */
 	struct ids_google_umap map;
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
 };
 
-/* Frees a buffer that held a secret, wiping it first. */
-static void buf_wipe(struct ids_buf *b)
-{
-	if (b->p)
-		explicit_bzero(b->p, b->cap);
-	ids_buf_free(b);
-}
-
 static int oom(struct pull *p)
 {
 	return ids_error_set(p->err, -ENOMEM, "out of memory");
-}
-
-static int http_progress(void *ud)
-{
-	const struct pull *p = ud;
-	return p->ctx && p->ctx->progress ? p->ctx->progress(p->ctx->ud) : 0;
 }
 
 /* The HTTP layer's hook for 4xx answers: Google's 403 rate limits. */
@@ -105,73 +84,32 @@ static bool retryable(const struct ids_http_resp *r)
 	return ids_google_rate_limited(r->status, r->body.p, r->body.len);
 }
 
-/* " (request-id X)" for messages, or "". */
-static const char *rid_text(struct ids_buf *b, const char *rid)
+/* The bearer layer's error words: Google's message (and reason); Google
+ * puts no request id in its error bodies. */
+static int error_text(const struct ids_http_resp *resp, char **ret_text, char **ret_request_id)
 {
-	ids_buf_reset(b);
-	if (rid && ids_buf_printf(b, " (request-id %s)", rid) >= 0)
-		return b->p;
-	return "";
+	*ret_request_id = NULL;
+	return ids_google_error_message(resp->body.p, resp->body.len, ret_text) < 0 ? -ENOMEM : 0;
 }
 
 /* ---------------- the service account key ---------------- */
 
-/* Reads and parses the key file.  The config loader checked that it
- * exists and that only its owner can read it; what can still go wrong
- * here (gone, unreadable, not a key) is a configuration error naming the
- * file. */
+/* Reads and parses the key file through the one secret reader: gone,
+ * unreadable, readable by others or not a key, it is a configuration
+ * error naming the file. */
 static int read_key(struct pull *p)
 {
 	const char *path = p->gc->service_account_file;
+	bool readable = p->ctx && p->ctx->config && p->ctx->config->security.allow_readable_secrets;
 	char *buf = NULL;
 	size_t n = 0;
-	struct stat st;
-	int r, fd = -1;
-
+	int r;
 	if (!path)
 		return ids_error_set(p->err, IDS_E_CONFIG, "no service_account_file configured");
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = ids_error_set(p->err, IDS_E_CONFIG, "service account key %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > IDS_GOOGLE_KEY_MAX) {
-		r = ids_error_set(p->err, IDS_E_CONFIG,
-				  "service account key %s: not a regular file of at most %d bytes", path,
-				  IDS_GOOGLE_KEY_MAX);
-		goto out;
-	}
-	/* one byte more than the size: a file that grew meanwhile is seen */
-	if (!(buf = malloc((size_t)st.st_size + 2))) {
-		r = oom(p);
-		goto out;
-	}
-	for (;;) {
-		ssize_t k = read(fd, buf + n, (size_t)st.st_size + 1 - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = ids_error_set(p->err, IDS_E_CONFIG, "service account key %s: %s", path,
-					  strerror(errno));
-			goto out;
-		}
-		if (k == 0 || (n += (size_t)k) > (size_t)st.st_size)
-			break;
-	}
-	if (n > (size_t)st.st_size) {
-		r = ids_error_set(p->err, IDS_E_CONFIG, "service account key %s: changed while being read",
-				  path);
-		goto out;
-	}
-	buf[n] = '\0';
+	if ((r = ids_secret_read(path, IDS_GOOGLE_KEY_MAX, readable, &buf, &n, p->err)) < 0)
+		return ids_error_prefix(p->err, "service account key");
 	r = ids_google_key_parse(buf, n, path, &p->key, p->err);
-out:
-	if (buf) {
-		explicit_bzero(buf, (size_t)st.st_size + 2);
-		free(buf);
-	}
-	if (fd >= 0)
-		close(fd);
+	ids_secret_free(buf);
 	return r;
 }
 
@@ -207,219 +145,65 @@ out:
 	return r;
 }
 
-/* Gets a new token into p->auth. */
-static int renew_token(struct pull *p)
+/* The bearer layer's grant: the jwt-bearer grant with the signed
+ * assertion. */
+static int grant(void *ud, struct ids_buf *body, struct ids_error *err)
 {
-	struct ids_buf body = {0}, hdr = {0}, rb = {0};
-	struct ids_http_resp resp = {0};
-	char *jwt = NULL, *token = NULL, *msg = NULL;
-	long expires = 0;
+	struct pull *p = ud;
+	char *jwt = NULL;
 	int r;
-	static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
-					      "Accept: application/json", NULL};
-
-	if (p->auth) {
-		ids_secret_free(p->auth);
-		p->auth = NULL;
-	}
 	if ((r = assertion(p, &jwt)) < 0)
-		goto out;
-	if ((r = ids_buf_puts(&body, "grant_type=")) < 0 ||
-	    (r = ids_http_urlencode(&body, "urn:ietf:params:oauth:grant-type:jwt-bearer")) < 0 ||
-	    (r = ids_buf_puts(&body, "&assertion=")) < 0 || (r = ids_http_urlencode(&body, jwt)) < 0) {
-		r = oom(p);
-		goto out;
-	}
-	if ((r = ids_http_request(p->h, "POST", p->token_url, headers, body.p, body.len, NULL, &resp,
-				  p->err)) < 0)
-		goto out;
-	if (resp.status != 200) {
-		if ((r = ids_google_error_message(resp.body.p, resp.body.len, &msg)) < 0) {
-			r = oom(p);
-			goto out;
-		}
-		/* 400/401: Google refused the grant (unknown key, client id not
-		 * authorised for these scopes, subject not an admin): an auth
-		 * failure the daemon backs off on */
-		int kind = resp.status >= 400 && resp.status <= 403 ? IDS_E_AUTH : IDS_E_SERVER;
-		r = ids_error_set(p->err, kind, "token endpoint %s: %ld %s%s%s", p->token_url, resp.status,
-				  msg, resp.retries ? " (after retries)" : "",
-				  rid_text(&rb, resp.request_id));
-		goto out;
-	}
-	if ((r = ids_google_parse_token(resp.body.p, resp.body.len, &token, &expires, p->err)) < 0) {
-		ids_error_prefix(p->err, "%s", p->token_url);
-		goto out;
-	}
-	if ((r = ids_buf_puts(&hdr, "Authorization: Bearer ")) < 0 || (r = ids_buf_puts(&hdr, token)) < 0) {
-		r = oom(p);
-		goto out;
-	}
-	long margin = expires / 2 < TOKEN_MARGIN ? expires / 2 : TOKEN_MARGIN;
-	p->renew_at = ids_mono_usec() + (int64_t)(expires - margin) * 1000000;
-	p->auth = ids_buf_steal(&hdr);
-	r = 0;
-out:
-	/* the request body holds the assertion, the answer the token */
-	buf_wipe(&body);
-	buf_wipe(&hdr);
-	buf_wipe(&resp.body);
-	ids_http_resp_clear(&resp);
+		return r;
+	if ((r = ids_buf_puts(body, "grant_type=")) < 0 ||
+	    (r = ids_http_urlencode(body, "urn:ietf:params:oauth:grant-type:jwt-bearer")) < 0 ||
+	    (r = ids_buf_puts(body, "&assertion=")) < 0 || (r = ids_http_urlencode(body, jwt)) < 0)
+		r = ids_error_set(err, r, "out of memory");
 	ids_secret_free(jwt);
-	ids_secret_free(token);
-	ids_buf_free(&rb);
-	free(msg);
 	return r;
-}
-
-/* ---------------- Directory API requests ---------------- */
-
-/* "users: Google 403 Not Authorized to access this resource/api
- * (forbidden)" from a failed answer. */
-static int api_error(struct pull *p, const char *what, const struct ids_http_resp *resp)
-{
-	struct ids_buf rb = {0};
-	char *msg = NULL;
-	if (ids_google_error_message(resp->body.p, resp->body.len, &msg) < 0)
-		return oom(p);
-	int kind = resp->status == 401 || resp->status == 403 ? IDS_E_AUTH
-		   : resp->status == 429		      ? IDS_E_LIMIT
-							      : IDS_E_SERVER;
-	/* a rate limit still there after every retry: say so, it is not a
-	 * permission problem */
-	if (ids_google_rate_limited(resp->status, resp->body.p, resp->body.len))
-		kind = IDS_E_LIMIT;
-	int r = ids_error_set(p->err, kind, "%s: Google %ld %s%s%s", what, resp->status, msg,
-			      resp->retries ? " (after retries)" : "", rid_text(&rb, resp->request_id));
-	free(msg);
-	ids_buf_free(&rb);
-	return r;
-}
-
-/* GET url with the bearer token: 0 with a 200 answer in *resp, else < 0
- * with err set.  A 401 renews the token once and asks again. */
-static int api_get(struct pull *p, const char *url, const char *what, struct ids_http_resp *resp)
-{
-	int r;
-	for (int renewed = 0;; renewed++) {
-		if ((!p->auth || ids_mono_usec() >= p->renew_at) && (r = renew_token(p)) < 0)
-			return r;
-		const char *headers[] = {p->auth, "Accept: application/json", NULL};
-		if ((r = ids_http_request(p->h, "GET", url, headers, NULL, 0, retryable, resp, p->err)) < 0)
-			return ids_error_prefix(p->err, "%s", what);
-		if (resp->status == 401 && !renewed) {
-			/* expired or revoked before we expected: one new token */
-			ids_secret_free(p->auth);
-			p->auth = NULL;
-			continue;
-		}
-		if (resp->status != 200)
-			return api_error(p, what, resp);
-		/* an HTML sign-in or proxy page with status 200 is not a page */
-		if (resp->content_type && !strstr(resp->content_type, "json")) {
-			struct ids_buf rb = {0};
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: Google answered 200 with %s, not JSON%s", what,
-					  resp->content_type, rid_text(&rb, resp->request_id));
-			ids_buf_free(&rb);
-			return r;
-		}
-		return 0;
-	}
-}
-
-typedef int (*page_fn)(struct pull *p, const void *arg, const char *body, size_t len,
-		       struct ids_google_page *page);
-
-/* Reads a listing from url (its query without pageToken) to its last
- * page, each page through fn.  Messages say which listing and page. */
-static int list_all(struct pull *p, const char *url, const char *what, page_fn fn, const void *arg)
-{
-	struct ids_arena tokens = {0};
-	struct ids_strmap seen = {0};
-	struct ids_http_resp resp = {0};
-	struct ids_google_page page = {0};
-	struct ids_buf u = {0}, label = {0};
-	const char *token = NULL; /* arena-owned: the page to ask for */
-	int r;
-
-	for (size_t n = 0;; n++) {
-		if (n >= MAX_PAGES) {
-			r = ids_error_set(p->err, IDS_E_LIMIT, "%s: more than %d pages", what, MAX_PAGES);
-			goto out;
-		}
-		/* the daemon's watchdog tick; < 0: run_timeout or a signal */
-		if ((r = http_progress(p)) < 0) {
-			r = ids_error_set(p->err, r, "%s: stopped after %zu pages: %s", what, n,
-					  r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
-			goto out;
-		}
-		ids_buf_reset(&u);
-		ids_buf_reset(&label);
-		if ((r = ids_buf_puts(&u, url)) < 0 ||
-		    (token && ((r = ids_buf_puts(&u, "&pageToken=")) < 0 ||
-			       (r = ids_http_urlencode(&u, token)) < 0)) ||
-		    (r = ids_buf_printf(&label, "%s: page %zu", what, n + 1)) < 0) {
-			r = oom(p);
-			goto out;
-		}
-		if ((r = api_get(p, u.p, label.p, &resp)) < 0)
-			goto out;
-		r = fn(p, arg, resp.body.p ? resp.body.p : "", resp.body.len, &page);
-		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
-		if (r < 0) {
-			ids_error_prefix(p->err, "%s", label.p);
-			goto out;
-		}
-		p->s->pages++;
-		if (!page.next)
-			break;
-		/* a token seen before: the server sends us round in circles */
-		char *key = ids_arena_strdup(&tokens, page.next);
-		if (!key || (r = ids_strmap_put(&seen, key, (uint32_t)n, NULL)) < 0) {
-			r = oom(p);
-			goto out;
-		}
-		if (r == 0) {
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: paging loop: page %zu's nextPageToken repeats an earlier one",
-					  what, n + 1);
-			goto out;
-		}
-		token = key;
-		ids_google_page_clear(&page);
-	}
-	r = 0;
-out:
-	ids_google_page_clear(&page);
-	ids_http_resp_clear(&resp);
-	ids_buf_free(&u);
-	ids_buf_free(&label);
-	ids_strmap_free(&seen);
-	ids_arena_free(&tokens);
-	return r;
-}
-
-static int users_page(struct pull *p, const void *arg, const char *body, size_t len,
-		      struct ids_google_page *page)
-{
-	return ids_google_parse_users(body, len, &p->map, p->s, page, p->err);
-}
-
-static int groups_page(struct pull *p, const void *arg, const char *body, size_t len,
-		       struct ids_google_page *page)
-{
-	bool *matched = (bool *)arg;
-	return ids_google_parse_groups(body, len, &p->gc->groups, matched, p->s, &p->group_ids, page, p->err);
-}
-
-static int members_page(struct pull *p, const void *arg, const char *body, size_t len,
-			struct ids_google_page *page)
-{
-	return ids_google_parse_members(body, len, arg, p->s, page, p->err);
 }
 
 /* ---------------- the listings ---------------- */
+
+/* One listing's page parser and what it needs besides the page. */
+struct listing {
+	struct pull *p;
+	const void *arg;
+};
+
+/* The next page token out of a parsed page, for the bearer layer. */
+static int next_of(int r, struct ids_google_page *pg, char **ret_next)
+{
+	if (r >= 0) {
+		*ret_next = pg->next;
+		pg->next = NULL;
+	}
+	ids_google_page_clear(pg);
+	return r;
+}
+
+static int users_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct ids_google_page pg = {0};
+	return next_of(ids_google_parse_users(body, len, &l->p->map, l->p->s, &pg, err), &pg, ret_next);
+}
+
+static int groups_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct ids_google_page pg = {0};
+	bool *matched = (bool *)l->arg;
+	return next_of(ids_google_parse_groups(body, len, &l->p->gc->groups, matched, l->p->s,
+					       &l->p->group_ids, &pg, err),
+		       &pg, ret_next);
+}
+
+static int members_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct ids_google_page pg = {0};
+	return next_of(ids_google_parse_members(body, len, l->arg, l->p->s, &pg, err), &pg, ret_next);
+}
 
 static int read_users(struct pull *p)
 {
@@ -434,7 +218,8 @@ static int read_users(struct pull *p)
 		r = oom(p);
 		goto out;
 	}
-	r = list_all(p, url.p, "users", users_page, NULL);
+	struct listing l = {p, NULL};
+	r = ids_oauth_list(p->o, url.p, "users", users_page, &l, &p->s->pages, p->err);
 out:
 	ids_buf_free(&url);
 	ids_buf_free(&fields);
@@ -457,7 +242,8 @@ static int read_groups(struct pull *p)
 		r = oom(p);
 		goto out;
 	}
-	if ((r = list_all(p, url.p, "groups", groups_page, matched)) < 0)
+	struct listing l = {p, matched};
+	if ((r = ids_oauth_list(p->o, url.p, "groups", groups_page, &l, &p->s->pages, p->err)) < 0)
 		goto out;
 	for (size_t i = 0; i < scope->n; i++)
 		if (!matched[i]) {
@@ -482,7 +268,8 @@ static int read_groups(struct pull *p)
 			r = oom(p);
 			goto out;
 		}
-		if ((r = list_all(p, url.p, what.p, members_page, id)) < 0)
+		struct listing ml = {p, id};
+		if ((r = ids_oauth_list(p->o, url.p, what.p, members_page, &ml, &p->s->pages, p->err)) < 0)
 			goto out;
 	}
 	r = 0;
@@ -494,14 +281,6 @@ out:
 }
 
 /* ---------------- the pull ---------------- */
-
-static char *strip_slash(const char *s)
-{
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '/')
-		n--;
-	return strndup(s, n);
-}
 
 /* Endpoints, the customer/domain parameter and the field map: everything
  * the configuration decides, checked before any request. */
@@ -526,7 +305,8 @@ static int setup(struct pull *p)
 	if (strncasecmp(p->token_url, "https://", 8) != 0)
 		return ids_error_set(p->err, IDS_E_CONFIG, "token endpoint %s is not an https:// URL",
 				     p->token_url);
-	if (!(p->api = strip_slash(gc->api_endpoint ? gc->api_endpoint : "https://admin.googleapis.com")))
+	if (!(p->api =
+		  ids_oauth_url_base(gc->api_endpoint ? gc->api_endpoint : "https://admin.googleapis.com")))
 		return oom(p);
 	if ((r = ids_buf_puts(&b, gc->domain ? "domain=" : "customer=")) < 0 ||
 	    (r = ids_http_urlencode(&b, gc->domain     ? gc->domain
@@ -559,18 +339,25 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 		return ids_error_set(err, -EINVAL, "Google pull without a configuration or snapshot");
 	if ((r = setup(&p)) < 0)
 		goto out;
-	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
-	struct ids_http_opts o = {
-	    .tls_ca_file = p.gc->tls_ca_file,
-	    .timeout = p.gc->timeout > 0 ? p.gc->timeout : DEFAULT_TIMEOUT,
-	    /* retry waits never run past run_timeout; the daemon's progress
-	     * hook enforces it too, this avoids starting a hopeless wait */
-	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
-	    .progress = http_progress,
+	if ((r = ids_oauth_http_new(p.gc->tls_ca_file, p.gc->timeout, ctx, &p.h, err)) < 0)
+		goto out;
+	const struct ids_oauth_cfg oc = {
+	    .service = "Google",
+	    .token_url = p.token_url,
+	    .http = p.h,
+	    .grant = grant,
+	    .error_text = error_text,
+	    .retryable = retryable,
+	    .token_param = "pageToken",
+	    .next_name = "nextPageToken",
+	    .number_pages = true,
+	    .ctx = ctx,
 	    .ud = &p,
 	};
-	if ((r = ids_http_new(&o, &p.h, err)) < 0)
+	if ((r = ids_oauth_new(&oc, &p.o)) < 0) {
+		ids_error_set(err, r, "out of memory");
 		goto out;
+	}
 	s->pages = 0;
 	if ((r = read_users(&p)) < 0 || (r = read_groups(&p)) < 0)
 		goto out;
@@ -578,8 +365,8 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 out:
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "Google pull: %s", ids_strerror(r));
+	ids_oauth_free(p.o);
 	ids_http_free(p.h);
-	ids_secret_free(p.auth);
 	ids_google_key_clear(&p.key);
 	ids_strv_free(&p.group_ids);
 	free(p.api);
@@ -587,7 +374,33 @@ out:
 	return r;
 }
 
+/* check-config: the service account key, read and parsed as a pull
+ * reads it, its private key loadable, and a token endpoint to send the
+ * grant to. */
+static int google_check(const struct ids_connector_cfg *cc, const struct ids_config *config,
+			struct ids_error *err)
+{
+	const struct ids_pull_ctx ctx = {.config = config};
+	struct pull p = {.cc = cc, .gc = &cc->google, .ctx = &ctx, .err = err};
+	int r;
+	if ((r = read_key(&p)) < 0)
+		goto out;
+	if ((r = ids_jwt_check_key(p.key.private_key, p.key.private_key_len, err)) < 0) {
+		ids_error_prefix(err, "service account key %s", p.gc->service_account_file);
+		goto out;
+	}
+	if (!p.gc->token_endpoint && !p.key.token_uri)
+		r = ids_error_set(
+		    err, IDS_E_CONFIG,
+		    "service account key %s has no token_uri and no token_endpoint is configured",
+		    p.gc->service_account_file);
+out:
+	ids_google_key_clear(&p.key);
+	return r;
+}
+
 const struct ids_connector_ops ids_google_connector = {
     .type = "google",
     .pull = google_pull,
+    .check = google_check,
 };

@@ -53,13 +53,7 @@ int ids_google_key_parse(const char *json, size_t len, const char *path, struct 
 /* Wipes the private key and frees everything; k is zeroed.  Accepts NULL. */
 void ids_google_key_clear(struct ids_google_key *k);
 
-/* ---------------- token endpoint and errors ---------------- */
-
-/* The token endpoint's 200 answer: access_token (new, a secret: wipe with
- * ids_secret_free) and expires_in seconds (3600 when absent; clamped to
- * 1..86400).  IDS_E_PROTOCOL when the body is not such an answer. */
-int ids_google_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
-			   struct ids_error *err);
+/* ---------------- errors ---------------- */
 
 /* The message of an error answer, for the log: Google APIs'
  * {"error":{"code":..,"message":..,"errors":[{"reason":..}]}} as

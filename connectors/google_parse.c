@@ -1,5 +1,5 @@
 /* google_parse.c — the pure half of the Google Workspace connector
- * (google_int.h): key file, token answer, error shape, attribute paths,
+ * (google_int.h): key file, error shape, attribute paths,
  * `fields=` and the Directory API page parsers.  Bodies are parsed with
  * jansson rejecting duplicate keys (two "suspended" keys would let either
  * reading win) and allowing NUL inside strings, so that one user's bad
@@ -13,12 +13,14 @@
 #include <string.h>
 #include <strings.h>
 
-#define ERRMSG_MAX 300 /* bytes of a server's message we keep */
+#define ERRMSG_MAX 300 /* bytes of a server's message we keep: a log line, not a page */
 
 const char *const ids_google_default_fields[6] = {
     "id", "primaryEmail", "primaryEmail", "name.givenName", "name.familyName", "name.fullName"};
 
-/* Fields users.list always asks for: the defaults and the disabled flags. */
+/* Fields users.list always asks for: the defaults and the disabled flags.
+ * Asked for even when attributes: maps the fields elsewhere, because a
+ * user read without suspended/archived would look active. */
 static const char *const base_user_fields[] = {
     "id", "primaryEmail", "name/givenName", "name/familyName", "name/fullName", "suspended", "archived",
     NULL};
@@ -124,49 +126,11 @@ out:
 	return r;
 }
 
-/* ---------------- token endpoint and errors ---------------- */
-
-int ids_google_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
-			   struct ids_error *err)
-{
-	json_t *j = load(body, len, "token endpoint answer", err);
-	long exp = 3600;
-	int r = IDS_E_PROTOCOL;
-	if (!j)
-		return IDS_E_PROTOCOL;
-	const char *tok = json_is_object(j) ? str_member(j, "access_token", NULL) : NULL;
-	/* the token goes into a header line: no control characters */
-	for (const char *p = tok; p && *p; p++)
-		if ((unsigned char)*p < 0x21 || *p == 0x7f)
-			tok = NULL;
-	if (!tok || !*tok) {
-		ids_error_set(err, IDS_E_PROTOCOL, "token endpoint answer: no usable access_token");
-		goto out;
-	}
-	const json_t *e = json_object_get(j, "expires_in");
-	if (json_is_integer(e))
-		exp = (long)(json_integer_value(e) > 86400 ? 86400 : json_integer_value(e));
-	else if (e && !json_is_null(e)) {
-		ids_error_set(err, IDS_E_PROTOCOL, "token endpoint answer: expires_in is not a number");
-		goto out;
-	}
-	if (exp < 1)
-		exp = 1;
-	char *t = strdup(tok);
-	if (!t) {
-		r = -ENOMEM;
-		goto out;
-	}
-	*ret_token = t;
-	*ret_expires_in = exp;
-	r = 0;
-out:
-	json_decref(j);
-	return r;
-}
+/* ---------------- error answers ---------------- */
 
 /* Appends s[0..n) with control characters as '?', at most ERRMSG_MAX
- * bytes in all. */
+ * bytes in all: the text came from the network and goes to the journal,
+ * where an escape sequence or a forged newline must not arrive. */
 static int put_clean(struct ids_buf *b, const char *s, size_t n)
 {
 	int r = 0;
@@ -180,6 +144,8 @@ static int put_clean(struct ids_buf *b, const char *s, size_t n)
 int ids_google_error_message(const char *body, size_t len, char **ret)
 {
 	struct ids_buf b = {0};
+	/* lenient on purpose (duplicates allowed): this body is only
+	 * quoted in a message, never believed */
 	json_t *j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
 	const json_t *e = json_is_object(j) ? json_object_get(j, "error") : NULL;
 	int r = 0;
@@ -229,6 +195,9 @@ bool ids_google_rate_limited(long status, const char *body, size_t len)
 {
 	if (status == 429)
 		return true;
+	/* Google says "slow down" with 403 as well as 429, and only the
+	 * reason tells it from "no permission": the one must be waited out,
+	 * the other must fail the run at once */
 	if (status != 403 || !body || !len)
 		return false;
 	json_t *j = json_loadb(body, len, 0, NULL);
@@ -249,6 +218,9 @@ bool ids_google_rate_limited(long status, const char *body, size_t len)
 
 /* ---------------- attribute paths ---------------- */
 
+/* The characters of a path segment: what Google's field names and
+ * custom schema names use.  Anything else (a '/', a '(' or ',') would
+ * change the meaning of the `fields=` selector built from the path. */
 static bool seg_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -274,7 +246,8 @@ bool ids_google_path_valid(const char *path)
 	return seglen > 0;
 }
 
-/* The array index a segment spells, or -1 when it is not all digits. */
+/* The array index a segment spells, or -1 when it is not all digits.
+ * At most 9 digits: no overflow, and no array is that long. */
 static long seg_index(const char *s, size_t n)
 {
 	long v = 0;
@@ -303,6 +276,7 @@ static int emit(const json_t *v, bool nested, value_fn fn, void *ud)
 		k = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return fn(ud, num, (size_t)k);
 	case JSON_REAL:
+		/* %.17g: enough digits that the value reads back the same */
 		k = snprintf(num, sizeof(num), "%.17g", json_real_value(v));
 		return fn(ud, num, (size_t)k);
 	case JSON_TRUE: return fn(ud, "true", 4);
@@ -412,6 +386,8 @@ static int add_selector(struct ids_strv *sel, const char *path)
 	return r;
 }
 
+/* Custom schemas come only with projection=full, which makes every page
+ * larger: it is asked for only when a path needs one. */
 static bool is_custom_schema(const char *path)
 {
 	return path && strncmp(path, "customSchemas", 13) == 0 && (path[13] == '.' || path[13] == '\0');
@@ -425,6 +401,9 @@ int ids_google_users_fields(const struct ids_google_umap *m, struct ids_buf *b, 
 
 	if (ids_google_umap_check(m))
 		return -EINVAL;
+	/* deduplicated: a mapped field that is also a rule attribute is
+	 * selected once, so that the selector stays the same whichever way
+	 * the configuration names a field */
 	for (size_t i = 0; base_user_fields[i] && r >= 0; i++)
 		r = ids_strv_push(&sel, base_user_fields[i]);
 	for (int f = 0; f < 6 && r >= 0; f++)
@@ -454,6 +433,8 @@ int ids_google_users_fields(const struct ids_google_umap *m, struct ids_buf *b, 
 
 /* ---------------- pages ---------------- */
 
+/* Leaves pg reusable for the next page (the token is the only thing a
+ * page hands on). */
 void ids_google_page_clear(struct ids_google_page *pg)
 {
 	if (!pg)
@@ -478,6 +459,8 @@ static int open_page(const char *body, size_t len, const char *what, const char 
 		return ids_error_set(err, IDS_E_PROTOCOL, "%s: not a JSON object", what);
 	}
 	const json_t *list = json_object_get(j, key);
+	/* Google leaves an empty list out of the page altogether, and a page
+	 * may be empty with a token still (reliability 9): not the end */
 	if (json_is_null(list))
 		list = NULL;
 	if (list && !json_is_array(list)) {
@@ -489,6 +472,7 @@ static int open_page(const char *body, size_t len, const char *what, const char 
 		json_decref(j);
 		return ids_error_set(err, IDS_E_PROTOCOL, "%s: nextPageToken is not a string", what);
 	}
+	/* an empty token cannot be asked for: it ends the listing like none */
 	char *copy = next && *next ? strdup(next) : NULL;
 	if (next && *next && !copy) {
 		json_decref(j);
@@ -519,7 +503,9 @@ static int on_attr(void *ud, const char *v, size_t n)
 	return ids_snapshot_user_attr(c->s, c->attr, v, n);
 }
 
-/* A boolean member: *ret true/false, absent or null = false. */
+/* A boolean member: *ret true/false, absent or null = false (Google
+ * leaves false flags out).  Another type is an answer we do not
+ * understand: guessing could re-activate a suspended user. */
 static int bool_member(const json_t *o, const char *key, bool *ret)
 {
 	const json_t *v = json_object_get(o, key);
@@ -541,6 +527,9 @@ static int one_user(const json_t *u, size_t i, const struct ids_google_umap *m, 
 				     "users page: entry %zu: suspended/archived is not a boolean", i);
 	if ((r = ids_snapshot_user_begin(s)) < 0)
 		return r;
+	/* a path giving several values (emails.address) sets the field to
+	 * the first in document order (the builder ignores the rest), so the
+	 * same answer always gives the same user */
 	for (int f = 0; f < 6; f++) {
 		struct field_cb c = {s, (enum ids_field)f, NULL};
 		if (m->field[f] && (r = ids_google_path_values(u, m->field[f], on_field, &c)) < 0)
@@ -584,7 +573,9 @@ out:
 	return r;
 }
 
-/* true when group g is named by a scope entry; marks the entries that do. */
+/* true when group g is named by a scope entry; marks the entries that do.
+ * The id compares exactly (an opaque key, copied from the console); e-mails
+ * and names as operators type them, ASCII case-insensitively. */
 static bool in_scope(const struct ids_strv *scope, bool *matched, const char *id, const char *name,
 		     const char *email)
 {
@@ -603,6 +594,7 @@ static bool in_scope(const struct ids_strv *scope, bool *matched, const char *id
 	return hit;
 }
 
+/* A group field, when the group has it: "" from Google means "none". */
 static int gset(struct ids_snapshot *s, enum ids_field f, const char *v)
 {
 	return v && *v ? ids_snapshot_group_set(s, f, v, strlen(v)) : 0;

@@ -324,7 +324,9 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 		goto out;
 	json_array_foreach(value, i, g)
 	{
-		json_t *id, *name, *mail;
+		/* NULL before opt_string: GCC -O2 cannot see that its error
+		 * path (ids_error_set's return) is always negative */
+		json_t *id, *name = NULL, *mail = NULL;
 		if (!json_is_object(g)) {
 			r = ids_error_set(err, IDS_E_PROTOCOL, "groups: value[%zu] is not an object", i);
 			goto out;
@@ -403,60 +405,6 @@ out:
 }
 
 /* ---------------- token and errors ---------------- */
-
-int ids_graph_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
-			  struct ids_error *err)
-{
-	json_t *root = NULL;
-	int r;
-	if ((r = load(body, len, "token", &root, err)) < 0)
-		return r;
-	json_t *tok = json_object_get(root, "access_token");
-	json_t *type = json_object_get(root, "token_type");
-	json_t *exp = json_object_get(root, "expires_in");
-	long expires = 0;
-	if (!json_is_string(tok) || !json_string_length(tok) ||
-	    strlen(json_string_value(tok)) != json_string_length(tok)) {
-		r = ids_error_set(err, IDS_E_PROTOCOL, "token: no access_token in the answer");
-		goto out;
-	}
-	if (type && (!json_is_string(type) || strcasecmp(json_string_value(type), "Bearer"))) {
-		r = ids_error_set(err, IDS_E_PROTOCOL, "token: token_type is not Bearer");
-		goto out;
-	}
-	/* expires_in is a number from Microsoft, a string from some proxies
-	 * and older ADFS; 0 (absent) lets the caller pick a short cache time */
-	if (json_is_integer(exp)) {
-		expires = (long)json_integer_value(exp);
-	} else if (json_is_string(exp)) {
-		char *end;
-		errno = 0;
-		expires = strtol(json_string_value(exp), &end, 10);
-		if (errno || *end || end == json_string_value(exp))
-			expires = -1;
-	} else if (exp) {
-		expires = -1;
-	}
-	if (expires < 0) {
-		r = ids_error_set(err, IDS_E_PROTOCOL, "token: expires_in is not a number of seconds");
-		goto out;
-	}
-	char *t = strdup(json_string_value(tok));
-	if (!t) {
-		r = ids_error_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	*ret_token = t;
-	*ret_expires_in = expires;
-	r = 0;
-out:
-	/* the tree holds the token too and jansson frees without wiping:
-	 * overwrite it in place (the buffer is jansson's own heap copy) */
-	if (json_is_string(tok))
-		explicit_bzero((char *)json_string_value(tok), json_string_length(tok));
-	json_decref(root);
-	return r;
-}
 
 /* A copy of s[0..n) fit for a log line: control characters become
  * spaces, at most MAX_ERROR_TEXT bytes (cut on a UTF-8 boundary). */

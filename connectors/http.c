@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/x509_vfy.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,111 +84,6 @@ static uint64_t rnd(struct ids_http *h)
 
 /* ---------------- Retry-After ---------------- */
 
-static const char *const months[12] = {"jan", "feb", "mar", "apr", "may", "jun",
-				       "jul", "aug", "sep", "oct", "nov", "dec"};
-
-static int month_of(const char *s)
-{
-	for (int i = 0; i < 12; i++)
-		if (strncasecmp(s, months[i], 3) == 0)
-			return i;
-	return -1;
-}
-
-/* Reads exactly `n` digits at *p into *v. */
-static bool digits(const char **p, int n, int *v)
-{
-	int x = 0;
-	for (int i = 0; i < n; i++) {
-		if ((*p)[i] < '0' || (*p)[i] > '9')
-			return false;
-		x = x * 10 + ((*p)[i] - '0');
-	}
-	*p += n;
-	*v = x;
-	return true;
-}
-
-static bool lit(const char **p, const char *s)
-{
-	size_t n = strlen(s);
-	if (strncmp(*p, s, n) != 0)
-		return false;
-	*p += n;
-	return true;
-}
-
-/* "HH:MM:SS" */
-static bool clock_part(const char **p, struct tm *tm)
-{
-	return digits(p, 2, &tm->tm_hour) && lit(p, ":") && digits(p, 2, &tm->tm_min) && lit(p, ":") &&
-	       digits(p, 2, &tm->tm_sec) && tm->tm_hour < 24 && tm->tm_min < 60 && tm->tm_sec <= 60;
-}
-
-/* The three date forms of RFC 9110 5.6.7, parsed by hand: strptime's
- * month names follow LC_TIME, and a daemon's locale is not ours to pick.
- *   IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
- *   RFC 850      Sunday, 06-Nov-94 08:49:37 GMT
- *   asctime      Sun Nov  6 08:49:37 1994 */
-static bool http_date(const char *s, time_t *ret)
-{
-	struct tm tm = {0};
-	const char *p = s;
-	int mon, y;
-	while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
-		p++;
-	if (p - s < 3)
-		return false;
-	if (*p == ',') {
-		p++;
-		if (!lit(&p, " ") || !digits(&p, 2, &tm.tm_mday))
-			return false;
-		if (*p == ' ') { /* IMF-fixdate */
-			p++;
-			if ((mon = month_of(p)) < 0)
-				return false;
-			p += 3;
-			if (!lit(&p, " ") || !digits(&p, 4, &y))
-				return false;
-		} else { /* RFC 850: two-digit year, read as 19xx/20xx per RFC 9110 */
-			if (!lit(&p, "-") || (mon = month_of(p)) < 0)
-				return false;
-			p += 3;
-			if (!lit(&p, "-") || !digits(&p, 2, &y))
-				return false;
-			y += y < 70 ? 2000 : 1900;
-		}
-		if (!lit(&p, " ") || !clock_part(&p, &tm) || !lit(&p, " GMT"))
-			return false;
-	} else { /* asctime */
-		if (!lit(&p, " ") || (mon = month_of(p)) < 0)
-			return false;
-		p += 3;
-		if (!lit(&p, " "))
-			return false;
-		if (*p == ' ') {
-			p++;
-			if (!digits(&p, 1, &tm.tm_mday))
-				return false;
-		} else if (!digits(&p, 2, &tm.tm_mday)) {
-			return false;
-		}
-		if (!lit(&p, " ") || !clock_part(&p, &tm) || !lit(&p, " ") || !digits(&p, 4, &y))
-			return false;
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p || tm.tm_mday < 1 || tm.tm_mday > 31)
-		return false;
-	tm.tm_mon = mon;
-	tm.tm_year = y - 1900;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return false;
-	*ret = t;
-	return true;
-}
-
 static int clamp_wait(long long sec)
 {
 	return sec < RETRY_AFTER_MIN ? RETRY_AFTER_MIN : sec > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (int)sec;
@@ -215,8 +111,13 @@ int ids_http_retry_after(const char *v, int64_t now_unix)
 			return -1;
 		return clamp_wait(*v == '-' ? -sec : sec);
 	}
-	time_t t;
-	if (!http_date(v, &t))
+	/* an HTTP date (RFC 9110 5.6.7): libcurl's parser reads its three
+	 * forms with English month names whatever the locale (strptime would
+	 * follow LC_TIME).  It is lenient — a missing "GMT" or a stray word
+	 * still gives a time — which is harmless here: whatever it reads is
+	 * clamped to 1..300 s, and that bound is the guarantee */
+	time_t t = curl_getdate(v, NULL);
+	if (t == (time_t)-1)
 		return -1;
 	return clamp_wait((long long)t - now_unix);
 }
@@ -225,19 +126,19 @@ int ids_http_retry_after(const char *v, int64_t now_unix)
 
 int ids_http_urlencode(struct ids_buf *b, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	int r = 0;
-	for (const unsigned char *p = (const unsigned char *)s; r >= 0 && *p; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			r = ids_buf_putc(b, (char)*p);
-		} else {
-			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-			r = ids_buf_add(b, e, 3);
-		}
-	}
+	/* libcurl keeps RFC 3986's unreserved characters and writes the rest
+	 * as upper-case %XX, byte by byte (UTF-8 included); the handle
+	 * argument has been unused since 7.82 */
+	char *e = curl_easy_escape(NULL, s, 0);
+	if (!e)
+		return -ENOMEM;
 	/* an empty value still leaves b a valid (empty) string */
-	return r < 0 ? r : ids_buf_add(b, "", 0);
+	int r = ids_buf_puts(b, e);
+	/* the value may be a client secret or an assertion: libcurl's copy
+	 * is wiped like ours */
+	explicit_bzero(e, strlen(e));
+	curl_free(e);
+	return r;
 }
 
 /* ---------------- the handle ---------------- */
@@ -552,6 +453,41 @@ static int map_curl(CURLcode cc, bool *retry)
 	}
 }
 
+/* Why the peer's certificate was refused, in the operator's terms: each
+ * reason has a different fix (trust the right CA, get a certificate that
+ * names the host, renew it), so they must not read alike.  OpenSSL's
+ * verify result tells the chain's problems apart; the host name is
+ * checked by OpenSSL (…_MISMATCH) or by libcurl (see default:). */
+static const char *tls_reason(struct ids_http *h)
+{
+#define HOST_MISMATCH "the certificate does not name this host"
+
+	long v = -1;
+	if (curl_easy_getinfo(h->c, CURLINFO_SSL_VERIFYRESULT, &v) != CURLE_OK)
+		return "refused";
+	switch (v) {
+	case X509_V_OK:
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH: return HOST_MISMATCH;
+	case X509_V_ERR_CERT_HAS_EXPIRED: return "the certificate has expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID: return "the certificate is not yet valid";
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return h->ca_file ? "the certificate is not signed by the CA of tls_ca_file"
+				  : "the certificate is not signed by a CA of the system trust store";
+	default:
+		/* libcurl 7.88 checks the name itself after OpenSSL accepted the
+		 * chain and leaves the verify result unset (1) when the name
+		 * fails: its own message is then the only witness */
+		return strstr(h->errbuf, "target host name") ? HOST_MISMATCH
+							     : "the certificate chain is not valid";
+	}
+#undef HOST_MISMATCH
+}
+
 /* The message of a transfer that got no usable answer.  TLS failures
  * name the host, since "which server's certificate" is what the operator
  * has to go and fix. */
@@ -574,8 +510,8 @@ static int transport_error(struct ids_http *h, struct ids_error *err, int code, 
 		r = ids_error_set(err, code, "%s %s: TLS handshake with host %s failed: %s%s", method, shown,
 				  hs, why, tail);
 	else if (code == IDS_E_TLS)
-		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s (%s)",
-				  method, shown, hs, why);
+		r = ids_error_set(err, code, "%s %s: certificate verification failed for host %s: %s (%s)",
+				  method, shown, hs, tls_reason(h), why);
 	else if (code == IDS_E_PROTOCOL)
 		r = ids_error_set(err, code, "%s %s: refused: only https:// URLs are used (%s)", method,
 				  shown, why);
@@ -615,6 +551,54 @@ static bool status_retryable(long st, const struct ids_http_resp *r,
 	return false;
 }
 
+/* One attempt of a request, its answer in *resp (status 0 when there was
+ * none): libcurl's result. */
+static CURLcode attempt(struct ids_http *h, const char *method, const char *url, struct curl_slist *hl,
+			const char *body, size_t body_len, struct ids_http_resp *resp)
+{
+	/* nothing of a previous attempt may leak into this one's answer */
+	ids_buf_reset(&resp->body);
+	free(resp->request_id);
+	free(resp->content_type);
+	resp->request_id = resp->content_type = NULL;
+	resp->status = 0;
+	h->r = resp;
+	h->too_big = h->oom = false;
+	h->stopped = 0;
+	h->last_tick = ids_mono_usec(); /* check_progress() just ran */
+	h->errbuf[0] = '\0';
+	CURLcode cc = set_options(h, method, url, hl, body, body_len);
+	if (cc == CURLE_OK)
+		cc = curl_easy_perform(h->c);
+	/* the body pointer is the caller's: do not leave it behind */
+	curl_easy_setopt(h->c, CURLOPT_POSTFIELDS, (char *)NULL);
+	curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+	h->r = NULL;
+	return cc;
+}
+
+/* The outcomes of an attempt that no retry can change: out of memory,
+ * stopped (run_timeout or a signal), an answer over max_body.  0 when it
+ * was none of them. */
+static int hard_failure(struct ids_http *h, CURLcode cc, const char *method, const char *shown,
+			const struct ids_http_resp *resp, struct ids_error *err)
+{
+	if (h->oom)
+		return ids_error_set(err, -ENOMEM, "%s %s: out of memory", method, shown);
+	/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
+	 * a slow server, and no retry can help */
+	if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && ids_mono_usec() >= h->deadline - 100000)
+		h->stopped = IDS_E_TIMEOUT;
+	if (h->stopped < 0)
+		return ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
+				     h->stopped == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
+	if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+		return ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s", method,
+				     shown, h->max_body, resp->request_id ? " (request-id " : "",
+				     resp->request_id ? resp->request_id : "", resp->request_id ? ")" : "");
+	return 0;
+}
+
 int ids_http_request(struct ids_http *h, const char *method, const char *url, const char *const *headers,
 		     const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),
 		     struct ids_http_resp *resp, struct ids_error *err)
@@ -640,47 +624,11 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 	for (int n = 0;; n++) {
 		if ((r = check_progress(h, method, shown, err)) < 0)
 			goto out;
-		/* nothing of a previous attempt may leak into this one's answer */
-		ids_buf_reset(&resp->body);
-		free(resp->request_id);
-		free(resp->content_type);
-		resp->request_id = resp->content_type = NULL;
-		resp->status = 0;
-		h->r = resp;
-		h->too_big = h->oom = false;
-		h->stopped = 0;
-		h->last_tick = ids_mono_usec(); /* check_progress() just ran */
-		h->errbuf[0] = '\0';
-		CURLcode cc = set_options(h, method, url, hl, body, body_len);
-		if (cc == CURLE_OK)
-			cc = curl_easy_perform(h->c);
-		/* the body pointer is the caller's: do not leave it behind */
-		curl_easy_setopt(h->c, CURLOPT_POSTFIELDS, (char *)NULL);
-		curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-		h->r = NULL;
-
+		CURLcode cc = attempt(h, method, url, hl, body, body_len, resp);
 		bool retry = false, use_ra = false;
 		int code = 0;
-		if (h->oom) {
-			r = ids_error_set(err, -ENOMEM, "%s %s: out of memory", method, shown);
+		if ((r = hard_failure(h, cc, method, shown, resp, err)) < 0)
 			goto out;
-		}
-		/* the TIMEOUT cap was the run's deadline: that is run_timeout, not
-		 * a slow server, and no retry can help */
-		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline && ids_mono_usec() >= h->deadline - 100000)
-			h->stopped = IDS_E_TIMEOUT;
-		if (h->stopped < 0) {
-			r = ids_error_set(err, h->stopped, "%s %s: stopped: %s", method, shown,
-					  h->stopped == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
-			goto out;
-		}
-		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-			r = ids_error_set(err, IDS_E_PROTOCOL, "%s %s: answer larger than %zu bytes%s%s%s",
-					  method, shown, h->max_body, resp->request_id ? " (request-id " : "",
-					  resp->request_id ? resp->request_id : "",
-					  resp->request_id ? ")" : "");
-			goto out;
-		}
 		if (cc == CURLE_OK) {
 			curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &resp->status);
 			retry = status_retryable(resp->status, resp, is_retryable, &use_ra);

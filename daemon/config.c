@@ -15,6 +15,7 @@
  * COL are 1-based, list indices in the path 0-based (rules[0] is the first
  * rule).  A secret's content never reaches a message: only file names do. */
 #include "ids/config.h"
+#include "ids/secret.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -31,7 +32,6 @@
 #include <yaml.h>
 
 #define CONFIG_MAX_SIZE (4u << 20) /* a real config is a few KiB: refuse anything absurd */
-#define SECRET_MAX_SIZE 65536	   /* passwords and client secrets are short */
 #define MAX_KEYS 32		   /* the widest mapping (an ldap connector) has 20 keys */
 #define MAX_DEPTH 16		   /* deepest path: rules[N].match.attribute.NAME */
 #define GOT_MAX 64		   /* bytes of a bad value quoted back in a message */
@@ -780,93 +780,71 @@ static char *resolve(struct ctx *c, const char *name)
 	return asprintf(&p, "%s/%s", c->base_dir, name) < 0 ? NULL : p;
 }
 
-/* Reads the secret from fd: at most SECRET_MAX_SIZE bytes, ONE trailing
- * newline (\n or \r\n) stripped, no NUL, not empty (an empty LDAP password
- * would be an unauthenticated bind).  The buffer is wiped on every path. */
-static int read_secret(struct ctx *c, const yaml_node_t *n, int fd, const char *path, char **ret)
+/* The password-like secret in buf[0..len): ONE trailing newline (\n or
+ * \r\n) stripped, no NUL, not empty (an empty LDAP password would be an
+ * unauthenticated bind).  *ret new. */
+static int secret_value(struct ctx *c, const yaml_node_t *n, const char *path, const char *buf, size_t len,
+			char **ret)
 {
-	size_t cap = SECRET_MAX_SIZE + 1, len = 0;
-	char *buf = malloc(cap + 1);
-	int r = 0;
-	if (!buf)
-		return -ENOMEM;
-	while (len < cap) {
-		ssize_t k = read(fd, buf + len, cap - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = fail(c, n, "cannot read %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (k == 0)
-			break;
-		len += (size_t)k;
-	}
-	if (len > SECRET_MAX_SIZE) {
-		r = fail(c, n, "secret file %s is larger than %d bytes", path, SECRET_MAX_SIZE);
-		goto out;
-	}
 	if (len && buf[len - 1] == '\n')
 		len -= 1 + (len >= 2 && buf[len - 2] == '\r');
-	buf[len] = '\0';
 	if (memchr(buf, '\0', len))
-		r = fail(c, n, "secret file %s contains a NUL byte", path);
-	else if (!len)
-		r = fail(c, n, "secret file %s is empty", path);
-	/* an exact-size copy: the 64 KiB read buffer is wiped either way */
-	else if (!(*ret = strndup(buf, len)))
-		r = -ENOMEM;
-out:
-	explicit_bzero(buf, cap + 1);
-	free(buf);
+		return fail(c, n, "secret file %s contains a NUL byte", path);
+	if (!len)
+		return fail(c, n, "secret file %s is empty", path);
+	return (*ret = strndup(buf, len)) ? 0 : -ENOMEM;
+}
+
+/* A public file: opened (so existence and readability are real, not
+ * guessed from the mode) and a regular file. */
+static int check_public(struct ctx *c, const yaml_node_t *v, const char *path)
+{
+	struct stat st;
+	int r = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return fail(c, v, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		r = fail(c, v, "cannot read %s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		r = fail(c, v, "%s is not a regular file", path);
+	close(fd);
 	return r;
 }
 
-/* The file named at key: resolved against the config's directory, opened
- * (so existence and readability are real, not guessed from the mode), and
- * for secrets refused when group or others may read or write it.  *ret_path
- * (and for FILE_SECRET *ret_secret) replaced on success. */
+/* The file named at key: a public one resolved against the config's
+ * directory and opened; a secret one resolved by ids_secret_resolve
+ * ($CREDENTIALS_DIRECTORY under systemd) and read through
+ * ids_secret_read, the one reader the connectors use too, so that the
+ * checks made here are the checks made when the connector opens it.
+ * *ret_path (and for FILE_SECRET *ret_secret) replaced on success. */
 static int rd_file(struct ctx *c, const struct map *m, const char *key, enum file_kind kind, char **ret_path,
 		   char **ret_secret)
 {
 	yaml_node_t *v = map_get(m, key);
-	char *name = NULL, *path = NULL, *secret = NULL;
-	struct stat st;
-	int fd = -1, r;
+	char *name = NULL, *path = NULL, *secret = NULL, *raw = NULL;
+	size_t len = 0;
+	struct ids_error e = {0};
+	int r;
 	if (!v)
 		return 0;
 	push_key(c, key);
 	if ((r = get_str(c, v, NULL, &name)) < 0)
 		return r;
-	if (!(path = resolve(c, name))) {
+	if (kind == FILE_PUBLIC ? !(path = resolve(c, name))
+				: ids_secret_resolve(name, c->base_dir, &path) < 0) {
 		r = -ENOMEM;
 		goto out;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		r = fail(c, v, "cannot open %s: %s", path, strerror(errno));
-		goto out;
-	}
-	/* fstat of what was opened, not stat of the name: the file checked
-	 * is the file read, even if the name is swapped in between */
-	if (fstat(fd, &st) < 0) {
-		r = fail(c, v, "cannot read %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = fail(c, v, "%s is not a regular file", path);
-		goto out;
-	}
-	/* 077 covers writing too: a secret others can replace is as bad as
-	 * one they can read.  security was read first (see load_root) */
-	if (kind != FILE_PUBLIC && (st.st_mode & 077) && !c->cfg->security.allow_readable_secrets) {
-		r = fail(c, v,
-			 "secret file %s is readable by group or others (chmod 600, or set "
-			 "security.allow_readable_secrets: true)",
-			 path);
-		goto out;
-	}
-	if (kind == FILE_SECRET && (r = read_secret(c, v, fd, path, &secret)) < 0)
+	if (kind == FILE_PUBLIC)
+		r = check_public(c, v, path);
+	/* security was read first (see load_root) */
+	else if ((r = ids_secret_read(path, IDS_SECRET_MAX, c->cfg->security.allow_readable_secrets, &raw,
+				      &len, &e)) < 0)
+		r = r == IDS_E_CONFIG ? fail(c, v, "%s", ids_error_text(&e)) : r;
+	else if (kind == FILE_SECRET)
+		r = secret_value(c, v, path, raw, len, &secret);
+	if (r < 0)
 		goto out;
 	free(*ret_path);
 	*ret_path = path;
@@ -878,8 +856,8 @@ static int rd_file(struct ctx *c, const struct map *m, const char *key, enum fil
 	pop(c);
 	r = 0;
 out:
-	if (fd >= 0)
-		close(fd);
+	ids_secret_free(raw);
+	ids_error_clear(&e);
 	free(name);
 	free(path);
 	return r;

@@ -324,12 +324,20 @@ static int cmd_check_config(const char *path)
 		printf("\n");
 		/* a type this build lacks is refused now, not at run time:
 		 * the daemon would start and fail every run */
-		if (!ids_connector_find(cc->type)) {
+		const struct ids_connector_ops *ops = ids_connector_find(cc->type);
+		struct ids_error ce = {0};
+		if (!ops) {
 			fprintf(stderr,
 				"%s:%d: connectors: type %s is not supported by this build of idsyncd\n",
 				cfg->path, cc->line, ids_conn_type_name(cc->type));
 			code = IDS_EXIT_CONFIG;
+		} else if (ops->check && ops->check(cc, cfg, &ce) < 0) {
+			/* the credentials the run would fail on (connector.h) */
+			fprintf(stderr, "%s:%d: connector %s: %s\n", cfg->path, cc->line, cc->name,
+				ids_error_text(&ce));
+			code = IDS_EXIT_CONFIG;
 		}
+		ids_error_clear(&ce);
 	}
 	/* "ok" last, and only when nothing was refused: a script or a
 	 * person reading the last line must not see "ok" after an error */

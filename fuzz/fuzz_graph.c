@@ -13,6 +13,7 @@
 
 #include "ids/graph.h"
 #include "ids/snapshot.h"
+#include "ids/oauth.h"
 
 /* The config's Entra defaults (id, userPrincipalName, ...), with one
  * nested path so that a.b lookups run too. */
@@ -73,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3: {
 		char *token = NULL;
 		long expires = 0;
-		r = ids_graph_parse_token(body, len, &token, &expires, &err);
+		r = ids_oauth_parse_token(body, len, &token, &expires, &err);
 		if (r >= 0 && !token)
 			broken("a token answer parsed without a token", NULL);
 		ids_secret_free(token);

@@ -34,6 +34,13 @@ struct ids_connector_ops {
 	 * calls ids_snapshot_finish).  Sets s->pages. */
 	int (*pull)(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 		    struct ids_snapshot *s, struct ids_error *err);
+	/* Parses every credential pull will use (key files, certificates)
+	 * with the readers pull uses, and touches no network: check-config's
+	 * promise that the run will not fail on them.  IDS_E_CONFIG naming
+	 * the file, never its content.  May be NULL (nothing beyond what the
+	 * config loader checked). */
+	int (*check)(const struct ids_connector_cfg *cfg, const struct ids_config *config,
+		     struct ids_error *err);
 };
 
 /* The ops of connector type t, or NULL when this build has none. */

@@ -63,12 +63,6 @@ int ids_graph_parse_groups(const char *body, size_t len, const struct ids_strv *
 int ids_graph_parse_members(const char *body, size_t len, const char *group_id, struct ids_snapshot *s,
 			    struct ids_graph_page *ret, struct ids_error *err);
 
-/* A token endpoint answer: *ret_token new (a secret: ids_secret_free),
- * *ret_expires_in in seconds (Microsoft sends a number, some proxies a
- * string).  IDS_E_PROTOCOL when there is no access_token. */
-int ids_graph_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
-			  struct ids_error *err);
-
 /* The error of a failed answer, made safe for a log line (printable,
  * bounded): Graph's {"error":{"code","message"}} or the identity
  * platform's {"error","error_description"}.  *ret_code and *ret_message

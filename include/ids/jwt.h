@@ -23,6 +23,19 @@ int ids_jwt_sign(const char *alg, const char *header_json, const char *claims_js
  * form of the first certificate in a PEM file.  *ret new. */
 int ids_jwt_thumbprint(const char *cert_pem_path, bool sha256, char **ret, struct ids_error *err);
 
+/* What check-config asks of credentials, without signing anything:
+ * key_pem is an unencrypted RSA private key (PEM, PKCS#1 or PKCS#8).
+ * IDS_E_CONFIG otherwise; the message quotes nothing of the key. */
+int ids_jwt_check_key(const char *key_pem, size_t key_len, struct ids_error *err);
+
+/* The Entra certificate credential: the first PEM certificate of
+ * cert_path is valid now (not expired, not before its start), and key_pem
+ * (read from key_path, named in messages) is an RSA private key whose
+ * public half is the certificate's.  IDS_E_CONFIG naming the file at
+ * fault; never a byte of the key. */
+int ids_jwt_check_pair(const char *cert_path, const char *key_path, const char *key_pem, size_t key_len,
+		       struct ids_error *err);
+
 /* A random 128-bit id in hex (jti).  *ret new. */
 int ids_jwt_jti(char **ret);
 

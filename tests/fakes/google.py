@@ -47,7 +47,10 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
 Control: GET /_stats (request counters, the parameters seen, the last
 assertion's header and claims, the tokens issued: tests look for them in
 idsyncd's output), POST /_control {"faults", "clear_faults", "reset_stats",
-"data_file", "token_lifetime", "token_max_uses", "revoke_tokens", "page"}.
+"data_file", "token_lifetime", "token_max_uses", "revoke_tokens", "page",
+"expires_claim"}.  expires_claim: what the token answer says in expires_in
+(an integer, null for JSON null, "omit" for no expires_in at all), while the
+token really lives token_lifetime; absent: the truth.
 Writes its port to --port-file once it listens.
 """
 import argparse
@@ -266,6 +269,7 @@ class State:
         self.secret = secrets.token_bytes(32)
         self.tokens = {}
         self.token_lifetime = args.token_lifetime
+        self.expires_claim = "truth"
         self.token_max_uses = args.token_max_uses
         self.faults = [json.loads(f) for f in args.fault]
         self.page = {"users": args.page_users, "groups": args.page_groups, "members": args.page_members}
@@ -440,6 +444,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.reset_stats()
             if "token_lifetime" in c:
                 st.token_lifetime = int(c["token_lifetime"])
+            if "expires_claim" in c:
+                st.expires_claim = c["expires_claim"]
             if "token_max_uses" in c:
                 st.token_max_uses = int(c["token_max_uses"])
             if c.get("revoke_tokens"):
@@ -502,7 +508,12 @@ class Handler(BaseHTTPRequestHandler):
             st.tokens[tok] = {"exp": now + st.token_lifetime, "uses": 0, "max": st.token_max_uses}
             st.stats["tokens_issued"] += 1
             st.stats["issued"].append(tok)
-        return {"access_token": tok, "expires_in": st.token_lifetime, "token_type": "Bearer"}
+        answer = {"access_token": tok, "expires_in": st.token_lifetime, "token_type": "Bearer"}
+        if st.expires_claim == "omit":
+            del answer["expires_in"]
+        elif st.expires_claim != "truth":
+            answer["expires_in"] = st.expires_claim
+        return answer
 
     def authorize(self):
         auth = self.headers.get("Authorization") or ""

@@ -85,4 +85,39 @@ eq 78 "$RC" "a key file readable by others is a configuration error"
 has "good.key" "$ERR" "naming the file"
 eq "0" "$(graph_stat 'd["requests"]')" "no request was made"
 eq "$before" "$(snapshot_db)" "database unchanged (readable key)"
+chmod 600 "$W/good.key"
+
+# ---- check-config parses the certificate credential it will use: a
+# certificate and key that belong together, a certificate not expired;
+# a problem is exit 78 naming the file, and no line of the key is shown
+# check_config WHAT CODE TEXT: check-config exits CODE and says TEXT
+key_shown() {
+	local n=0 line
+	while read -r line; do case "$OUT$ERR" in *"$line"*) n=$((n + 1)) ;; esac; done < <(grep -v -- '-----' "$1")
+	echo "$n"
+}
+check_config() {
+	ids check-config
+	eq "$2" "$RC" "check-config, $1: exit $2"
+	has "$3" "$OUT$ERR" "check-config, $1: says [$3]"
+}
+entra_config "    client_certificate_file: $CERTS/client.crt
+    client_key_file: $W/good.key" "" "$RULES"
+check_config "the right pair" 0 "configuration ok"
+chmod 600 "$W/other.key"
+entra_config "    client_certificate_file: $CERTS/client.crt
+    client_key_file: $W/other.key" "" "$RULES"
+check_config "a key of another certificate" 78 \
+	"connector cloud: $W/other.key: the private key does not belong to the certificate $CERTS/client.crt"
+hasnt "configuration ok" "$OUT" "check-config, a key of another certificate: not called ok"
+eq 0 "$(key_shown "$W/other.key")" "check-config, a key of another certificate: no line of the key shown"
+cp "$CERTS/expired.key" "$W/expired.key"
+chmod 600 "$W/expired.key"
+entra_config "    client_certificate_file: $CERTS/expired.crt
+    client_key_file: $W/expired.key" "" "$RULES"
+check_config "an expired certificate" 78 "connector cloud: $CERTS/expired.crt: the certificate expired on Jan  2 00:00:00 2020 GMT"
+eq 0 "$(key_shown "$W/expired.key")" "check-config, an expired certificate: no line of the key shown"
+entra_config "    client_certificate_file: $CERTS/client.crt
+    client_key_file: $W/broken.key" "" "$RULES"
+check_config "a key that is not a key" 78 "connector cloud: $W/broken.key: JWT: cannot read the private key"
 finish

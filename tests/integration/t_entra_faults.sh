@@ -137,14 +137,21 @@ eq "0" "$(graph_stat 'd["by_endpoint"].get("users", 0)')" "wrong secret: Graph w
 # ---- TLS: wrong CA, wrong host name, expired certificate (case 16)
 graph_start "${START[@]}"
 LOG_LEVEL=debug CA_FILE=$CERTS/other-ca.crt entra_config "$(entra_secret)" "" "$RULES"
-expect_fail "wrong CA" "certificate verification failed for host 127.0.0.1"
+# each case names its own cause (each has a different fix), and only its own
+CA_SAYS="the certificate is not signed by the CA of tls_ca_file"
+HOST_SAYS="the certificate does not name this host"
+EXPIRED_SAYS="the certificate has expired"
+expect_fail "wrong CA" "certificate verification failed for host 127.0.0.1: $CA_SAYS"
+hasnt "$HOST_SAYS" "$ERR" "wrong CA: not reported as a wrong host name"
 eq "0" "$(graph_stat 'd["requests"]')" "wrong CA: no request reached the fake"
 graph_start --server-cert wronghost "${START[@]}"
 LOG_LEVEL=debug entra_config "$(entra_secret)" "" "$RULES"
-expect_fail "wrong host name" "certificate verification failed for host 127.0.0.1"
+expect_fail "wrong host name" "certificate verification failed for host 127.0.0.1: $HOST_SAYS"
+hasnt "$CA_SAYS" "$ERR" "wrong host name: not reported as a wrong CA"
 graph_start --server-cert expired "${START[@]}"
 LOG_LEVEL=debug entra_config "$(entra_secret)" "" "$RULES"
-expect_fail "expired certificate" "certificate verification failed for host 127.0.0.1" "expired"
+expect_fail "expired certificate" "certificate verification failed for host 127.0.0.1: $EXPIRED_SAYS"
+hasnt "$HOST_SAYS" "$ERR" "expired certificate: not reported as a wrong host name"
 
 # ---- and after all that, a clean run converges with nothing to do
 graph_start "${START[@]}"

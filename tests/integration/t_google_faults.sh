@@ -78,13 +78,16 @@ fails "404 on a group's members" '{"endpoint": "members", "group": "g-teamb", "k
 fails "400" '{"endpoint": "groups", "page": 2, "kind": "400"}' "groups: page 2: Google 400 Invalid Input"
 fails "HTML with a 200" '{"endpoint": "users", "page": 2, "kind": "html"}' "Google answered 200 with text/html"
 fails "a truncated JSON body" '{"endpoint": "groups", "page": 1, "kind": "truncate"}' "groups: page 1: groups page: malformed JSON"
+# the request id Google support asks for, as for Graph
+has "groups page: malformed JSON" "$ERR" "a truncated JSON body: the parser's words"
+case "$ERR" in *"malformed JSON"*"(request-id "*) ok "a truncated JSON body: the error names the request id" ;; *) bad "a truncated JSON body: no request id in [$ERR]" ;; esac
 fails "users of the wrong type" '{"endpoint": "users", "page": 3, "kind": "wrongtype"}' '"users" is not an array'
 fails "a repeated page token" '{"endpoint": "users", "page": 2, "kind": "repeat_token"}' \
 	"users: paging loop: page 2's nextPageToken repeats an earlier one"
 fails "a repeated members page token" '{"endpoint": "members", "group": "g-support", "page": 2, "kind": "repeat_token"}' \
 	"paging loop"
 fails "503 that never ends" '{"endpoint": "groups", "page": 2, "kind": "503", "retry_after": "1", "times": -1}' \
-	"Google 503 The service is currently unavailable. (backendError) (after retries)"
+	"Google 503 The service is currently unavailable. (backendError) (after 5 retries)"
 eq 6 "$(gstat 'status.get("503", 0)')" "503: the request and 5 retries, then the run fails"
 
 # a rate limit that outlasts run_timeout: the run fails as a rate limit,
@@ -112,6 +115,28 @@ sa_json "$GURL/token"
 fails "a key Google does not have (rotated)" "" "400 invalid_grant: Invalid JWT Signature."
 mv "$W/sa.key.orig" "$W/sa.key"
 sa_json "$GURL/token"
+
+# check-config parses the key file the run will use (a file holding `x`
+# passed it once): exit 78 naming the file, nothing of its content shown
+cp "$W/sa.json" "$W/sa.json.good"
+ids check-config
+eq 0 "$RC" "check-config with a good key file: exit 0"
+printf 'x' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a key file holding x: exit 78"
+has "$W/sa.json: not a service account key: malformed JSON" "$ERR" "check-config, x: names the file and the problem"
+printf '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-KEYBYTES' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a cut key file: exit 78"
+has "$W/sa.json: not a service account key: malformed JSON" "$ERR" "check-config, a cut key file: names the file"
+hasnt "KEYBYTES" "$OUT$ERR" "check-config, a cut key file: none of its content shown"
+hasnt "MIIEvQ" "$OUT$ERR" "check-config, a cut key file: none of the key shown"
+printf '{"type": "service_account", "private_key_id": "x", "client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\\nKEYBYTES\\n-----END PRIVATE KEY-----\\n"}' >"$W/sa.json"
+ids check-config
+eq 78 "$RC" "check-config, a key that is not a key: exit 78"
+has "service account key $W/sa.json: JWT: cannot read the private key" "$ERR" "check-config, a key that is not a key: says so"
+hasnt "KEYBYTES" "$OUT$ERR" "check-config, a key that is not a key: none of it shown"
+mv "$W/sa.json.good" "$W/sa.json"
 
 # the key file
 printf '{"type": "service_account", "private_key_id": "x"' >"$W/sa.json"

@@ -35,6 +35,17 @@ eq 1 "$([ "$(gstat 'tokens_issued')" -ge 2 ] && echo 1)" "the token was renewed 
 eq 0 "$(gstat 'unauthorized')" "before it expired: no 401"
 eq "$BASE" "$(snapshot_db)" "nothing changed"
 
+# a token answer that says nothing useful about its lifetime (expires_in 0,
+# or none at all): kept for one documented default (600 s, renewed after
+# 300 s), not renewed before every page — 11 pages of 0.5 s take one token
+for claim in 0 '"omit"' null; do
+	gctl "{\"reset_stats\": true, \"token_lifetime\": 3600, \"expires_claim\": $claim, \"faults\": [{\"endpoint\": \"any\", \"kind\": \"delay\", \"seconds\": 0.5, \"times\": -1}]}"
+	run sync
+	eq 0 "$RC" "expires_in $claim: sync exits 0"
+	eq 1 "$(gstat 'tokens_issued')" "expires_in $claim: one token for the whole run"
+done
+gctl '{"clear_faults": true, "expires_claim": "truth"}'
+
 # a token revoked after 2 requests: 401 mid-pagination, renewed, the same
 # page asked again, nothing lost
 gctl '{"reset_stats": true, "clear_faults": true, "token_lifetime": 3600, "token_max_uses": 2}'

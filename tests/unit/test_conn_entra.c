@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "ids/connector.h"
 #include "ids/graph.h"
 
 static char *slurp(const char *path, size_t *ret_len)
@@ -234,18 +235,9 @@ static void test_not_json_messages(void **state)
 		ids_snapshot_free(s);
 	}
 
-	/* a cut token answer: nothing of the token in the message */
-	const char *tok_body = "{\"access_token\":\"eyJ0eXAiOiJKV1Qi";
-	char *tok = NULL;
-	long exp = 0;
-	struct ids_error e = {0};
-	assert_int_equal(ids_graph_parse_token(tok_body, strlen(tok_body), &tok, &exp, &e), IDS_E_PROTOCOL);
-	assert_string_equal(e.msg, "token: not JSON: the body ends too early (line 1, column 33)");
-	assert_null(tok);
-	ids_error_clear(&e);
-
 	/* groups and members pages say which they were; `trailing`, read
 	 * whole, takes columns 25 to 32 */
+	struct ids_error e = {0};
 	struct ids_snapshot *s = NULL;
 	struct ids_strv ids = {0};
 	struct ids_graph_page page = {0};
@@ -447,47 +439,32 @@ static void test_members(void **state)
 	ids_snapshot_free(s);
 }
 
-static void test_token(void **state)
+/* A key file that vanished after the config was loaded (check-config
+ * passed, the daemon runs on): a configuration error naming the file,
+ * exit 78 like every other secret file — not a failed run that the
+ * daemon would retry.  Nothing reaches the network: the key is read
+ * before the token request is made. */
+static void test_vanished_key(void **state)
 {
-	size_t n;
-	char *body = slurp("data/entra/token.json", &n);
-	char *tok = NULL;
-	long exp = 0;
+	struct ids_connector_cfg cc = {0};
+	struct ids_snapshot *s = NULL;
 	struct ids_error e = {0};
-	assert_int_equal(ids_graph_parse_token(body, n, &tok, &exp, &e), 0);
-	assert_string_equal(
-	    tok,
-	    "eyJ0eXAiOiJKV1QiLCJub25jZSI6IkFRQUJBQUFBQUFE.eyJhdWQiOiJodHRwczovL2dyYXBoLm1pY3Jvc29mdC5jb20i."
-	    "c2lnbmF0dXJl");
-	assert_int_equal(exp, 3599);
-	ids_secret_free(tok);
-	free(body);
-
-	/* expires_in as a string (some proxies), and absent */
-	const char *s1 = "{\"access_token\":\"t\",\"expires_in\":\"3600\",\"token_type\":\"bearer\"}";
-	assert_int_equal(ids_graph_parse_token(s1, strlen(s1), &tok, &exp, &e), 0);
-	assert_int_equal(exp, 3600);
-	ids_secret_free(tok);
-	const char *s2 = "{\"access_token\":\"t\"}";
-	assert_int_equal(ids_graph_parse_token(s2, strlen(s2), &tok, &exp, &e), 0);
-	assert_int_equal(exp, 0);
-	ids_secret_free(tok);
-
-	tok = NULL;
-	const char *bad[] = {
-	    "{\"token_type\":\"Bearer\",\"expires_in\":3599}",
-	    "{\"access_token\":\"\",\"expires_in\":3599}",
-	    "{\"access_token\":\"t\",\"token_type\":\"mac\"}",
-	    "{\"access_token\":\"t\",\"expires_in\":\"soon\"}",
-	    "{\"access_token\":\"t\",\"expires_in\":-5}",
-	    "<html>",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(ids_graph_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e),
-				 IDS_E_PROTOCOL);
-		assert_null(tok);
-		ids_error_clear(&e);
-	}
+	cc.name = "cloud";
+	cc.type = IDS_CONN_ENTRA;
+	cc.entra.tenant = "contoso.onmicrosoft.com";
+	cc.entra.client_id = "00000000-0000-0000-0000-000000000001";
+	cc.entra.client_certificate_file = "data/entra/client.crt";
+	cc.entra.client_key_file = "data/entra/vanished.key";
+	cc.entra.client_assertion_alg = "PS256";
+	/* a closed port: were anything sent, it would fail as a connection */
+	cc.entra.login_endpoint = "https://127.0.0.1:9";
+	cc.entra.graph_endpoint = "https://127.0.0.1:9/v1.0";
+	cc.entra.timeout = 2;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(ids_entra_connector.pull(&cc, NULL, s, &e), IDS_E_CONFIG);
+	assert_non_null(strstr(e.msg, "data/entra/vanished.key"));
+	ids_error_clear(&e);
+	ids_snapshot_free(s);
 }
 
 static void test_errors(void **state)
@@ -539,16 +516,11 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_users_page),
-	    cmocka_unit_test(test_users_last_and_empty),
-	    cmocka_unit_test(test_users_malformed),
-	    cmocka_unit_test(test_users_nul_value),
-	    cmocka_unit_test(test_user_select),
-	    cmocka_unit_test(test_dotted_attribute),
-	    cmocka_unit_test(test_groups_scope),
-	    cmocka_unit_test(test_members),
-	    cmocka_unit_test(test_token),
-	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_users_page),	      cmocka_unit_test(test_users_last_and_empty),
+	    cmocka_unit_test(test_users_malformed),   cmocka_unit_test(test_users_nul_value),
+	    cmocka_unit_test(test_user_select),	      cmocka_unit_test(test_dotted_attribute),
+	    cmocka_unit_test(test_groups_scope),      cmocka_unit_test(test_members),
+	    cmocka_unit_test(test_vanished_key),      cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_not_json_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

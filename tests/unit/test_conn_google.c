@@ -101,51 +101,6 @@ static void test_key_errors(void **state)
 
 /* ---------------- token and errors ---------------- */
 
-static void test_token(void **state)
-{
-	(void)state;
-	struct ids_error e = {0};
-	char *tok = NULL;
-	long exp = 0;
-	assert_int_equal(ids_google_parse_token(S("{\"access_token\":\"ya29.abc\",\"expires_in\":3599,"
-						  "\"token_type\":\"Bearer\"}"),
-						&tok, &exp, &e),
-			 0);
-	assert_string_equal(tok, "ya29.abc");
-	assert_int_equal(exp, 3599);
-	ids_secret_free(tok);
-
-	/* expires_in absent: Google's documented hour */
-	assert_int_equal(ids_google_parse_token(S("{\"access_token\":\"t\"}"), &tok, &exp, &e), 0);
-	assert_int_equal(exp, 3600);
-	ids_secret_free(tok);
-	/* 0 and huge are clamped to 1 s and a day */
-	assert_int_equal(
-	    ids_google_parse_token(S("{\"access_token\":\"t\",\"expires_in\":0}"), &tok, &exp, &e), 0);
-	assert_int_equal(exp, 1);
-	ids_secret_free(tok);
-	assert_int_equal(
-	    ids_google_parse_token(S("{\"access_token\":\"t\",\"expires_in\":9999999}"), &tok, &exp, &e), 0);
-	assert_int_equal(exp, 86400);
-	ids_secret_free(tok);
-
-	tok = NULL;
-	static const char *const bad[] = {"{}",
-					  "{\"access_token\":\"\"}",
-					  "{\"access_token\":7}",
-					  "{\"access_token\":\"a b\"}",
-					  "{\"access_token\":\"a\\r\\nX-Evil: 1\"}",
-					  "{\"access_token\":\"t\",\"expires_in\":\"60\"}",
-					  "<html>",
-					  "{\"access_token\":\"t\""};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(ids_google_parse_token(bad[i], strlen(bad[i]), &tok, &exp, &e),
-				 IDS_E_PROTOCOL);
-		assert_null(tok);
-		ids_error_clear(&e);
-	}
-}
-
 static void test_error_message(void **state)
 {
 	(void)state;
@@ -660,12 +615,17 @@ static void test_members_page(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_key_ok),	 cmocka_unit_test(test_key_errors),
-	    cmocka_unit_test(test_token),	 cmocka_unit_test(test_error_message),
-	    cmocka_unit_test(test_rate_limited), cmocka_unit_test(test_paths),
-	    cmocka_unit_test(test_path_stop),	 cmocka_unit_test(test_fields),
-	    cmocka_unit_test(test_users_page),	 cmocka_unit_test(test_users_page_errors),
-	    cmocka_unit_test(test_groups_page),	 cmocka_unit_test(test_members_page),
+	    cmocka_unit_test(test_key_ok),
+	    cmocka_unit_test(test_key_errors),
+	    cmocka_unit_test(test_error_message),
+	    cmocka_unit_test(test_rate_limited),
+	    cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_path_stop),
+	    cmocka_unit_test(test_fields),
+	    cmocka_unit_test(test_users_page),
+	    cmocka_unit_test(test_users_page_errors),
+	    cmocka_unit_test(test_groups_page),
+	    cmocka_unit_test(test_members_page),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,440 @@
+/* oauth.c — the bearer-token layer of the cloud connectors (oauth.h).
+ *
+ * Rules this file keeps, and why:
+ * - The token lives in one place (o->auth, the whole header line) and is
+ *   wiped whenever it is dropped: on renewal, on a 401, on free.
+ * - A 401 renews the token once per request and asks the same URL again:
+ *   tokens are revoked or expire early, and a page must not be skipped
+ *   for that; a second 401 is an answer (IDS_E_AUTH), not a loop.
+ * - A 200 that is not JSON (a captive portal's or a proxy's HTML) is
+ *   refused here, before a parser could read it as "no users".
+ * - Paging ends on the last page, on a repeated next link or token (the
+ *   server is sending us round in circles), at IDS_OAUTH_MAX_PAGES, or
+ *   when the daemon's progress hook says stop; never on a guess. */
+#include "ids/oauth.h"
+
+#include "ids/connector.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TOKEN_MARGIN 300     /* seconds before expiry that a cached token is renewed */
+#define DEFAULT_LIFETIME 600 /* seconds a token whose answer gives no lifetime is kept */
+#define MAX_LIFETIME 86400   /* a day: a longer claim is a bug or a lie */
+#define DEFAULT_TIMEOUT 30   /* seconds: connect and no-progress limit when none is configured */
+
+struct ids_oauth {
+	struct ids_oauth_cfg cfg;
+	char *auth;	  /* secret: "Authorization: Bearer …", NULL when no token */
+	int64_t renew_at; /* CLOCK_MONOTONIC usec when auth must be renewed */
+};
+
+int ids_oauth_new(const struct ids_oauth_cfg *cfg, struct ids_oauth **ret)
+{
+	struct ids_oauth *o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->cfg = *cfg;
+	if (!o->cfg.request)
+		o->cfg.request = ids_http_request;
+	*ret = o;
+	return 0;
+}
+
+static void drop_token(struct ids_oauth *o)
+{
+	ids_secret_free(o->auth);
+	o->auth = NULL;
+}
+
+void ids_oauth_free(struct ids_oauth *o)
+{
+	if (!o)
+		return;
+	drop_token(o);
+	free(o);
+}
+
+/* The daemon's hook of a pull context, as the HTTP layer calls it. */
+static int pull_progress(void *ud)
+{
+	const struct ids_pull_ctx *ctx = ud;
+	return ctx && ctx->progress ? ctx->progress(ctx->ud) : 0;
+}
+
+int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx,
+		       struct ids_http **ret, struct ids_error *err)
+{
+	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
+	struct ids_http_opts ho = {
+	    .tls_ca_file = tls_ca_file,
+	    .timeout = timeout > 0 ? timeout : DEFAULT_TIMEOUT,
+	    /* retry waits never run past run_timeout; the daemon's progress
+	     * hook enforces it too, this just avoids starting a hopeless wait */
+	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
+	    .progress = pull_progress,
+	    .ud = (void *)ctx,
+	};
+	return ids_http_new(&ho, ret, err);
+}
+
+char *ids_oauth_url_base(const char *url)
+{
+	size_t n = strlen(url);
+	while (n && url[n - 1] == '/')
+		n--;
+	return strndup(url, n);
+}
+
+/* Frees a buffer that held a secret, wiping it first. */
+static void buf_wipe(struct ids_buf *b)
+{
+	if (b->p)
+		explicit_bzero(b->p, b->cap);
+	ids_buf_free(b);
+}
+
+/* " (request-id X)" for messages, or "". */
+static const char *rid_text(struct ids_buf *b, const char *rid)
+{
+	ids_buf_reset(b);
+	if (rid && ids_buf_printf(b, " (request-id %s)", rid) >= 0)
+		return b->p;
+	return "";
+}
+
+/* " (after N retries)" for messages, or "". */
+static const char *after_text(struct ids_buf *b, int retries)
+{
+	ids_buf_reset(b);
+	if (retries > 0 &&
+	    ids_buf_printf(b, " (after %d %s)", retries, retries == 1 ? "retry" : "retries") >= 0)
+		return b->p;
+	return "";
+}
+
+/* ---------------- the token ---------------- */
+
+long ids_oauth_renew_after(long expires_in)
+{
+	/* RFC 6749 makes expires_in optional; a short guess costs one token
+	 * request every few minutes, a long one a 401 and a renewal — never a
+	 * renewal every second */
+	long e = expires_in > 0 ? expires_in : DEFAULT_LIFETIME;
+	if (e > MAX_LIFETIME)
+		e = MAX_LIFETIME;
+	long margin = e / 2 < TOKEN_MARGIN ? e / 2 : TOKEN_MARGIN;
+	return e - margin;
+}
+
+/* expires_in as seconds: a number, or a numeric string (some proxies and
+ * older ADFS send one); null or absent: 0.  -1 when it is neither. */
+static long expires_of(const json_t *v)
+{
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+		return n < 0 ? -1 : n > MAX_LIFETIME ? MAX_LIFETIME : (long)n;
+	}
+	if (!json_is_string(v))
+		return -1;
+	const char *s = json_string_value(v);
+	char *end;
+	errno = 0;
+	long n = strtol(s, &end, 10);
+	if (errno || end == s || *end || n < 0)
+		return -1;
+	return n > MAX_LIFETIME ? MAX_LIFETIME : n;
+}
+
+int ids_oauth_parse_token(const char *body, size_t len, char **ret_token, long *ret_expires_in,
+			  struct ids_error *err)
+{
+	json_error_t je;
+	int r = IDS_E_PROTOCOL;
+	/* jansson's own error text may quote the body near the error, and
+	 * the body holds the token: only the position is reported */
+	json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return ids_error_set(err, IDS_E_PROTOCOL, "token answer: not JSON (line %d, column %d)",
+				     je.line, je.column);
+	const json_t *tok = json_is_object(j) ? json_object_get(j, "access_token") : NULL;
+	const char *t = json_is_string(tok) ? json_string_value(tok) : NULL;
+	/* the token goes into a header line: printable ASCII, no space, and
+	 * no NUL hidden inside (\u0000 would cut the header short) */
+	if (t && (!*t || strlen(t) != json_string_length(tok)))
+		t = NULL;
+	for (const char *p = t; p && *p; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p >= 0x7f)
+			t = NULL;
+	if (!t) {
+		ids_error_set(err, IDS_E_PROTOCOL, "token answer: no usable access_token");
+		goto out;
+	}
+	const json_t *type = json_object_get(j, "token_type");
+	if (type && (!json_is_string(type) || strcasecmp(json_string_value(type), "Bearer") != 0)) {
+		ids_error_set(err, IDS_E_PROTOCOL, "token answer: token_type is not Bearer");
+		goto out;
+	}
+	long exp = expires_of(json_object_get(j, "expires_in"));
+	if (exp < 0) {
+		ids_error_set(err, IDS_E_PROTOCOL, "token answer: expires_in is not a number of seconds");
+		goto out;
+	}
+	char *copy = strdup(t);
+	if (!copy) {
+		r = ids_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	*ret_token = copy;
+	*ret_expires_in = exp;
+	r = 0;
+out:
+	json_decref(j);
+	return r;
+}
+
+/* A failed answer in the service's words: "HEAD STATUS TEXT (after N
+ * retries) (request-id X)", HEAD saying which request it was. */
+static int answer_error(struct ids_oauth *o, int kind, const char *head, const struct ids_http_resp *resp,
+			struct ids_error *err)
+{
+	char *text = NULL, *rid = NULL;
+	struct ids_buf rb = {0}, ab = {0};
+	if (o->cfg.error_text(resp, &text, &rid) < 0)
+		return ids_error_set(err, -ENOMEM, "out of memory");
+	int r = ids_error_set(err, kind, "%s %ld %s%s%s", head, resp->status, text,
+			      after_text(&ab, resp->retries),
+			      rid_text(&rb, resp->request_id ? resp->request_id : rid));
+	free(text);
+	free(rid);
+	ids_buf_free(&rb);
+	ids_buf_free(&ab);
+	return r;
+}
+
+/* "token endpoint URL: 401 invalid_client: … (request-id …)". */
+static int token_error(struct ids_oauth *o, const struct ids_http_resp *resp, struct ids_error *err)
+{
+	struct ids_buf head = {0};
+	if (ids_buf_printf(&head, "token endpoint %s:", o->cfg.token_url) < 0)
+		return ids_error_set(err, -ENOMEM, "out of memory");
+	/* 400-403: the identity platform refused the credentials (wrong or
+	 * expired secret, unknown key, no consent, subject not an admin): an
+	 * auth failure the daemon backs off on, not one a quick retry fixes */
+	int kind = resp->status >= 400 && resp->status <= 403 ? IDS_E_AUTH : IDS_E_SERVER;
+	int r = answer_error(o, kind, head.p, resp, err);
+	ids_buf_free(&head);
+	return r;
+}
+
+/* Gets a new token into o->auth. */
+static int renew(struct ids_oauth *o, struct ids_error *err)
+{
+	struct ids_buf body = {0}, hdr = {0};
+	struct ids_http_resp resp = {0};
+	char *token = NULL;
+	long expires = 0;
+	int r;
+	static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
+					      "Accept: application/json", NULL};
+
+	drop_token(o);
+	if ((r = o->cfg.grant(o->cfg.ud, &body, err)) < 0)
+		goto out;
+	if ((r = o->cfg.request(o->cfg.http, "POST", o->cfg.token_url, headers, body.p, body.len, NULL, &resp,
+				err)) < 0)
+		goto out;
+	if (resp.status != 200) {
+		r = token_error(o, &resp, err);
+		goto out;
+	}
+	if ((r = ids_oauth_parse_token(resp.body.p, resp.body.len, &token, &expires, err)) < 0) {
+		ids_error_prefix(err, "%s", o->cfg.token_url);
+		goto out;
+	}
+	if ((r = ids_buf_puts(&hdr, "Authorization: Bearer ")) < 0 || (r = ids_buf_puts(&hdr, token)) < 0) {
+		ids_error_set(err, r, "out of memory");
+		goto out;
+	}
+	o->renew_at = ids_mono_usec() + (int64_t)ids_oauth_renew_after(expires) * 1000000;
+	o->auth = ids_buf_steal(&hdr);
+	r = 0;
+out:
+	/* the request body holds the credential, the answer the token */
+	buf_wipe(&body);
+	buf_wipe(&hdr);
+	buf_wipe(&resp.body);
+	ids_http_resp_clear(&resp);
+	ids_secret_free(token);
+	return r;
+}
+
+/* ---------------- the authorized GET ---------------- */
+
+/* "users: Graph 403 Authorization_RequestDenied: … (request-id …)". */
+static int api_error(struct ids_oauth *o, const char *what, const struct ids_http_resp *resp,
+		     struct ids_error *err)
+{
+	struct ids_buf head = {0};
+	if (ids_buf_printf(&head, "%s: %s", what, o->cfg.service) < 0)
+		return ids_error_set(err, -ENOMEM, "out of memory");
+	int kind = resp->status == 401 || resp->status == 403 ? IDS_E_AUTH
+		   : resp->status == 429		      ? IDS_E_LIMIT
+							      : IDS_E_SERVER;
+	/* a rate limit still there after every retry: say so, it is not a
+	 * permission problem */
+	if (o->cfg.retryable && o->cfg.retryable(resp))
+		kind = IDS_E_LIMIT;
+	int r = answer_error(o, kind, head.p, resp, err);
+	ids_buf_free(&head);
+	return r;
+}
+
+int ids_oauth_get(struct ids_oauth *o, const char *url, const char *what, struct ids_http_resp *resp,
+		  struct ids_error *err)
+{
+	int r;
+	for (int renewed = 0;; renewed++) {
+		if ((!o->auth || ids_mono_usec() >= o->renew_at) && (r = renew(o, err)) < 0)
+			return r;
+		const char *headers[] = {o->auth, "Accept: application/json", NULL};
+		if ((r = o->cfg.request(o->cfg.http, "GET", url, headers, NULL, 0, o->cfg.retryable, resp,
+					err)) < 0)
+			return ids_error_prefix(err, "%s", what);
+		if (resp->status == 401 && !renewed) {
+			/* expired or revoked before we expected: one new token */
+			drop_token(o);
+			continue;
+		}
+		if (resp->status != 200)
+			return api_error(o, what, resp, err);
+		if (resp->content_type && !strstr(resp->content_type, "json")) {
+			struct ids_buf rb = {0};
+			r = ids_error_set(err, IDS_E_PROTOCOL, "%s: %s answered 200 with %s, not JSON%s",
+					  what, o->cfg.service, resp->content_type,
+					  rid_text(&rb, resp->request_id));
+			ids_buf_free(&rb);
+			return r;
+		}
+		return 0;
+	}
+}
+
+/* ---------------- the page loop ---------------- */
+
+/* The URL of the next page: the link itself, or the listing's URL with
+ * the page token. */
+static int page_url(struct ids_oauth *o, struct ids_buf *u, const char *url, const char *next)
+{
+	int r;
+	ids_buf_reset(u);
+	if (o->cfg.link_origin)
+		return ids_buf_puts(u, next ? next : url);
+	if ((r = ids_buf_puts(u, url)) < 0 || !next)
+		return r;
+	if ((r = ids_buf_printf(u, "&%s=", o->cfg.token_param)) < 0)
+		return r;
+	return ids_http_urlencode(u, next);
+}
+
+/* Whether the listing may go on to `next` (0), or why not (< 0, err set):
+ * seen before (a loop), or a link off the service's origin. */
+static int check_next(struct ids_oauth *o, const char *what, size_t n, const char *next, struct ids_arena *a,
+		      struct ids_strmap *seen, struct ids_error *err)
+{
+	char *key = ids_arena_strdup(a, next);
+	int r;
+	if (!key || (r = ids_strmap_put(seen, key, (uint32_t)n, NULL)) < 0)
+		return ids_error_set(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		return ids_error_set(err, IDS_E_PROTOCOL,
+				     "%s: paging loop: page %zu's %s repeats an earlier one", what, n + 1,
+				     o->cfg.next_name);
+	/* absolute, and on the service's own origin: the token goes with it */
+	const char *origin = o->cfg.link_origin;
+	size_t len = origin ? strlen(origin) : 0;
+	if (origin && (strncasecmp(next, origin, len) != 0 || next[len] != '/'))
+		return ids_error_set(err, IDS_E_PROTOCOL, "%s: %s leaves %s: refused", what, o->cfg.next_name,
+				     origin);
+	return 0;
+}
+
+/* A page the parser refused: which page, and the request id the vendor's
+ * support asks for. */
+static int page_error(struct ids_oauth *o, int r, const char *label, const char *rid, struct ids_error *err)
+{
+	if (!err)
+		return r;
+	if (!err->msg)
+		ids_error_set(err, r, "%s", ids_strerror(r));
+	if (o->cfg.number_pages)
+		ids_error_prefix(err, "%s", label);
+	if (rid) {
+		char *m = err->msg;
+		err->msg = NULL;
+		ids_error_set(err, r, "%s (request-id %s)", m, rid);
+		free(m);
+	}
+	return r;
+}
+
+int ids_oauth_list(struct ids_oauth *o, const char *url, const char *what, ids_oauth_page_fn fn, void *ud,
+		   size_t *pages, struct ids_error *err)
+{
+	struct ids_arena a = {0};
+	struct ids_strmap seen = {0};
+	struct ids_http_resp resp = {0};
+	struct ids_buf u = {0}, label = {0};
+	char *next = NULL; /* what the last page said comes next */
+	int r;
+
+	for (size_t n = 0;; n++) {
+		if (n >= IDS_OAUTH_MAX_PAGES) {
+			r = ids_error_set(err, IDS_E_LIMIT, "%s: more than %d pages", what,
+					  IDS_OAUTH_MAX_PAGES);
+			goto out;
+		}
+		/* the daemon's watchdog tick; < 0: run_timeout or a signal */
+		if ((r = pull_progress((void *)o->cfg.ctx)) < 0) {
+			r = ids_error_set(err, r, "%s: stopped after %zu pages: %s", what, n,
+					  r == IDS_E_TIMEOUT ? "run_timeout reached" : "cancelled");
+			goto out;
+		}
+		ids_buf_reset(&label);
+		if ((r = page_url(o, &u, url, next)) < 0 ||
+		    (r = o->cfg.number_pages ? ids_buf_printf(&label, "%s: page %zu", what, n + 1)
+					     : ids_buf_puts(&label, what)) < 0) {
+			ids_error_set(err, r, "out of memory");
+			goto out;
+		}
+		if ((r = ids_oauth_get(o, u.p, label.p, &resp, err)) < 0)
+			goto out;
+		free(next);
+		next = NULL;
+		if ((r = fn(ud, resp.body.p ? resp.body.p : "", resp.body.len, &next, err)) < 0) {
+			page_error(o, r, label.p, resp.request_id, err);
+			goto out;
+		}
+		ids_http_resp_clear(&resp); /* the page's memory goes before the next one comes */
+		(*pages)++;
+		if (!next)
+			break;
+		if ((r = check_next(o, what, n, next, &a, &seen, err)) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	free(next);
+	ids_http_resp_clear(&resp);
+	ids_buf_free(&u);
+	ids_buf_free(&label);
+	ids_strmap_free(&seen);
+	ids_arena_free(&a);
+	return r;
+}
