@@ -765,12 +765,13 @@ static int note_group(struct diff *x, const char *tenant, const char *name)
 }
 
 static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind kind, const char *tenant,
-		     const char *name, int slots, int old_slots, struct who *w)
+		     const char *name, int slots, int old_slots, uint32_t rules, struct who *w)
 {
 	int err;
 	struct ids_plan_grant g = {
-	    .op = op,
-	    .kind = kind,
+	    .op = (unsigned char)op,
+	    .kind = (unsigned char)kind,
+	    .rules = rules,
 	    .external_id = w->ext,
 	    .user_id = w->id,
 	    .username = w->name,
@@ -849,12 +850,12 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			return 1;
 		if (c < 0) {
 			r = add_grant(x, IDS_GOP_ADD, dg->kind, dg->tenant, dg->name,
-				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, w);
+				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, dg->rules, w);
 			i++;
 		} else if (c > 0) {
 			if (!cg->manual) {
 				r = add_grant(x, IDS_GOP_REMOVE, cg->kind, cg->tenant, cg->name,
-					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0, w);
+					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0, 0, w);
 				if (stays_active)
 					x->p->removals_on_active++;
 			}
@@ -863,7 +864,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			/* same key: a manual row satisfies it whatever its value */
 			if (!cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)
 				r = add_grant(x, IDS_GOP_CHANGE, dg->kind, dg->tenant, dg->name, dg->slots,
-					      cg->slots, w);
+					      cg->slots, dg->rules, w);
 			i++;
 			j++;
 		}
@@ -1231,6 +1232,8 @@ int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, cons
 	p->idp = ids_arena_strdup(&p->arena, o->idp);
 	p->retire = o->retire;
 	p->counts.users_seen = (long)s->nusers;
+	p->rule_lists = d->rule_lists;
+	p->nrule_lists = d->nrule_lists;
 	x.skip = calloc(s->nusers ? s->nusers : 1, sizeof(*x.skip));
 	x.snap_row = malloc((s->nusers ? s->nusers : 1) * sizeof(*x.snap_row));
 	if (!p->connector || (o->idp && !p->idp) || !x.skip || !x.snap_row)
@@ -1257,6 +1260,11 @@ out:
 	diff_clear(&x);
 	ids_plan_free(p);
 	return r;
+}
+
+const struct ids_rule_list *ids_plan_grant_rules(const struct ids_plan *p, const struct ids_plan_grant *g)
+{
+	return ids_rule_list_get(p->rule_lists, p->nrule_lists, g->rules);
 }
 
 void ids_plan_free(struct ids_plan *p)

@@ -223,8 +223,27 @@ static int text_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 	return r;
 }
 
-/* "+ role  jnovak  support-cz  operator", "~ slot  jnovak  support-cz  live 2 -> 3" */
-static int text_grant(struct ids_buf *b, const struct ids_plan_grant *g)
+/* "  rule NAME" or "  rules A, B": where an added or changed grant comes
+ * from, so that a reviewer can tell which rule to change (config.md: a
+ * rule's name is shown in plans).  Nothing for a removal: no rule makes it. */
+static int put_rules(struct ids_buf *b, const struct ids_rule_list *l)
+{
+	int r = 0;
+	if (!l || !l->n)
+		return 0;
+	r = ids_buf_puts(b, l->n == 1 ? "  rule " : "  rules ");
+	for (size_t i = 0; r >= 0 && i < l->n; i++) {
+		if (i)
+			r = ids_buf_puts(b, ", ");
+		if (r >= 0)
+			r = put_text(b, l->names[i]);
+	}
+	return r;
+}
+
+/* "+ role  jnovak  support-cz  operator  rule cz-support",
+ * "~ slot  jnovak  support-cz  live 2 -> 3  rules a, b" */
+static int text_grant(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
 	char sign = g->op == IDS_GOP_ADD ? '+' : g->op == IDS_GOP_REMOVE ? '-' : '~';
 	int r = put_head(b, sign, kind_word(kind_text, g->kind), g->username, g->external_id);
@@ -242,6 +261,8 @@ static int text_grant(struct ids_buf *b, const struct ids_plan_grant *g)
 		else
 			r = ids_buf_printf(b, " %d", g->slots);
 	}
+	if (r >= 0)
+		r = put_rules(b, ids_plan_grant_rules(p, g));
 	return r < 0 ? r : ids_buf_putc(b, '\n');
 }
 
@@ -300,7 +321,7 @@ int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out)
 		}
 		while (r >= 0 && j < p->ngrants &&
 		       cmp_subject(un, ue, p->grants[j].username, p->grants[j].external_id) == 0)
-			r = text_grant(out, &p->grants[j++]);
+			r = text_grant(out, p, &p->grants[j++]);
 	}
 
 	if (r >= 0)

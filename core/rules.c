@@ -252,11 +252,14 @@ struct prep {
 	/* the rule's names, interned so that equal names are equal pointers */
 	const char **roles, **channels, **groups, **slot_names;
 	const char **rv_roles, **rv_channels, **rv_groups;
+	const char *name;   /* the rule's name, in d->arena (plans show it) */
+	uint32_t self_list; /* the list of this rule alone (d->rule_lists) */
 };
 
 struct item {
 	struct ids_grant g;
-	bool dead; /* removed by a revoke */
+	const char *rule; /* the one rule that added it (before the merge) */
+	bool dead;	  /* removed by a revoke */
 };
 
 struct eval {
@@ -284,6 +287,11 @@ struct eval {
 	 * list; the strings are interned, so pointers are compared) */
 	struct shared *shared;
 	size_t nshared, cap_shared;
+	/* lists of two or more rule names, "a\nb" -> index in d->rule_lists
+	 * (names never hold a control character: config.c refuses them) */
+	struct ids_strmap lists;
+	const char **merged; /* scratch: the names of one merged grant */
+	size_t cap_merged;
 };
 
 /* A grant list in d->arena that users share. */
@@ -341,6 +349,60 @@ static int intern_strv(struct eval *ev, const struct ids_strv *sv, const char **
 	}
 	*ret = v;
 	return 0;
+}
+
+/* ---- which rules a grant came from ---- */
+
+const struct ids_rule_list *ids_rule_list_get(const struct ids_rule_list *const *lists, size_t n,
+					      uint32_t idx)
+{
+	return lists && idx > 0 && idx < n ? lists[idx] : NULL;
+}
+
+/* Appends a list of names[0..n) (names in d->arena already) to
+ * d->rule_lists; *ret_idx its index. */
+static int add_list(struct eval *ev, const char *const *names, size_t n, uint32_t *ret_idx)
+{
+	struct ids_desired_set *d = ev->d;
+	if (d->nrule_lists >= UINT32_MAX)
+		return -E2BIG;
+	int r = ids_grow(&d->rule_lists, &d->cap_rule_lists, d->nrule_lists + 1, sizeof(*d->rule_lists));
+	if (r < 0)
+		return r;
+	struct ids_rule_list *l = ids_arena_alloc(&d->arena, sizeof(*l) + n * sizeof(l->names[0]));
+	if (!l)
+		return -ENOMEM;
+	l->n = n;
+	memcpy(l->names, names, n * sizeof(*names));
+	*ret_idx = (uint32_t)d->nrule_lists;
+	d->rule_lists[d->nrule_lists++] = l;
+	return 0;
+}
+
+/* The index of the list names[0..n) (sorted, unique, n >= 2), added the
+ * first time: the grants of a million users name a few such lists, and
+ * equal lists must be equal indexes for the grant lists to be shared. */
+static int intern_list(struct eval *ev, const char *const *names, size_t n, uint32_t *ret_idx)
+{
+	ids_buf_reset(&ev->buf);
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (i)
+			r = ids_buf_putc(&ev->buf, '\n');
+		if (r >= 0)
+			r = ids_buf_puts(&ev->buf, names[i]);
+	}
+	if (r < 0)
+		return r;
+	if (ids_strmap_get(&ev->lists, ev->buf.p, ret_idx))
+		return 0;
+	char *key = ids_arena_strdup(&ev->tmp, ev->buf.p);
+	if (!key)
+		return -ENOMEM;
+	if ((r = add_list(ev, names, n, ret_idx)) < 0)
+		return r;
+	r = ids_strmap_put(&ev->lists, key, *ret_idx, NULL);
+	return r < 0 ? r : 0;
 }
 
 /* Appends s[0..n) with ASCII letters lowered (substituted slug text). */
@@ -626,6 +688,11 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 	const char *why = NULL;
 	int r;
 	p->r = rl;
+	p->name = ids_arena_strdup(&ev->d->arena, rl->name ? rl->name : "?");
+	if (!p->name)
+		return -ENOMEM;
+	if ((r = add_list(ev, &p->name, 1, &p->self_list)) < 0)
+		return r;
 	if (ids_rule_check_template(rl, &why) < 0) {
 		/* the config check should have refused it: skip the rule, loudly */
 		struct ids_buf w = {0};
@@ -739,12 +806,13 @@ static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_us
 	return intern(ev, ev->buf.p, lookup_only, ret);
 }
 
-static int add_item(struct eval *ev, enum ids_grant_kind k, const char *tenant, const char *name, int slots)
+static int add_item(struct eval *ev, const struct prep *p, enum ids_grant_kind k, const char *tenant,
+		    const char *name, int slots)
 {
 	int r = ids_grow(&ev->items, &ev->cap_items, ev->nitems + 1, sizeof(*ev->items));
 	if (r < 0)
 		return r;
-	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots}, false};
+	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots, p->self_list}, p->name, false};
 	return 0;
 }
 
@@ -761,13 +829,13 @@ static int grant_set(struct eval *ev, const struct prep *p, const struct ids_use
 	if (r < 0 || !tenant)
 		return r;
 	for (size_t i = 0; r >= 0 && i < rl->roles.n; i++)
-		r = add_item(ev, IDS_GRANT_ROLE, tenant, p->roles[i], 0);
+		r = add_item(ev, p, IDS_GRANT_ROLE, tenant, p->roles[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->channels.n; i++)
-		r = add_item(ev, IDS_GRANT_CHANNEL, tenant, p->channels[i], 0);
+		r = add_item(ev, p, IDS_GRANT_CHANNEL, tenant, p->channels[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->groups.n; i++)
-		r = add_item(ev, IDS_GRANT_GROUP, tenant, p->groups[i], 0);
+		r = add_item(ev, p, IDS_GRANT_GROUP, tenant, p->groups[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->nslots; i++)
-		r = add_item(ev, IDS_GRANT_SLOT, tenant, p->slot_names[i], rl->slots[i].slots);
+		r = add_item(ev, p, IDS_GRANT_SLOT, tenant, p->slot_names[i], rl->slots[i].slots);
 	*added += rl->roles.n + rl->channels.n + rl->groups.n + rl->nslots;
 	return r;
 }
@@ -781,28 +849,66 @@ static int cmp_item(const void *a, const void *b)
 		return c;
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	/* equal keys are merged after the sort, taking the maximum of their
-	 * slots, so their relative order (qsort is unstable) does not matter */
-	return x->name == y->name ? 0 : strcmp(x->name, y->name);
+	c = x->name == y->name ? 0 : strcmp(x->name, y->name);
+	if (c)
+		return c;
+	/* equal keys are merged after the sort: the largest slot value
+	 * first, then by rule name, so that the merged grant names its rules
+	 * in an order that depends on neither qsort nor the rules' order */
+	if (x->slots != y->slots)
+		return x->slots > y->slots ? -1 : 1;
+	const char *rx = ((const struct item *)a)->rule, *ry = ((const struct item *)b)->rule;
+	return rx == ry ? 0 : strcmp(rx, ry);
 }
 
-/* Sorts the user's grants and merges equal ones: union, slots the maximum. */
-static void merge_items(struct eval *ev)
+static bool same_key(const struct ids_grant *a, const struct ids_grant *b)
+{
+	return a->kind == b->kind && a->tenant == b->tenant && a->name == b->name;
+}
+
+/* The rules of the merged grant items[lo..hi) (equal keys, sorted):
+ * those that gave its value — every one of them, except for a slot, where
+ * only the rules giving the maximum count (the others did not decide it). */
+static int merge_rules(struct eval *ev, size_t lo, size_t hi, uint32_t *ret)
+{
+	size_t n = 0;
+	int r = ids_grow(&ev->merged, &ev->cap_merged, hi - lo, sizeof(*ev->merged));
+	if (r < 0)
+		return r;
+	for (size_t i = lo; i < hi && ev->items[i].g.slots == ev->items[lo].g.slots; i++)
+		/* one rule may add a grant twice (two groups, one tenant) */
+		if (!n || ev->merged[n - 1] != ev->items[i].rule)
+			ev->merged[n++] = ev->items[i].rule;
+	if (n == 1) {
+		*ret = ev->items[lo].g.rules;
+		return 0;
+	}
+	return intern_list(ev, ev->merged, n, ret);
+}
+
+/* Sorts the user's grants and merges equal ones: union, slots the maximum,
+ * and the rules that gave them. */
+static int merge_items(struct eval *ev)
 {
 	if (ev->nitems < 2)
-		return;
+		return 0;
 	qsort(ev->items, ev->nitems, sizeof(*ev->items), cmp_item);
-	size_t k = 1;
-	for (size_t i = 1; i < ev->nitems; i++) {
-		struct ids_grant *prev = &ev->items[k - 1].g, *cur = &ev->items[i].g;
-		if (cur->kind == prev->kind && cur->tenant == prev->tenant && cur->name == prev->name) {
-			if (cur->slots > prev->slots)
-				prev->slots = cur->slots;
-			continue;
+	size_t k = 0;
+	for (size_t i = 0; i < ev->nitems;) {
+		size_t j = i + 1;
+		while (j < ev->nitems && same_key(&ev->items[i].g, &ev->items[j].g))
+			j++;
+		ev->items[k] = ev->items[i];
+		if (j - i > 1) {
+			int r = merge_rules(ev, i, j, &ev->items[k].g.rules);
+			if (r < 0)
+				return r;
 		}
-		ev->items[k++] = ev->items[i];
+		k++;
+		i = j;
 	}
 	ev->nitems = k;
+	return 0;
 }
 
 /* Removes what revoke rule p names from tenant (every tenant when NULL). */
@@ -865,9 +971,9 @@ static uint64_t list_hash(const struct item *it, size_t n)
 	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *g = &it[i].g;
-		uint64_t v[3] = {(uintptr_t)g->tenant, (uintptr_t)g->name,
-				 (uint64_t)g->kind << 32 | (uint32_t)g->slots};
-		for (int k = 0; k < 3; k++) {
+		uint64_t v[4] = {(uintptr_t)g->tenant, (uintptr_t)g->name,
+				 (uint64_t)g->kind << 32 | (uint32_t)g->slots, g->rules};
+		for (int k = 0; k < 4; k++) {
 			h = (h ^ v[k]) * 0x100000001b3ULL;
 			h ^= h >> 29;
 		}
@@ -880,7 +986,7 @@ static bool list_equal(const struct ids_grant *a, const struct item *it, size_t 
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *b = &it[i].g;
 		if (a[i].kind != b->kind || a[i].tenant != b->tenant || a[i].name != b->name ||
-		    a[i].slots != b->slots)
+		    a[i].slots != b->slots || a[i].rules != b->rules)
 			return false;
 	}
 	return true;
@@ -959,9 +1065,10 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 		admin |= p->r->company_admin;
 		in_scope |= added > 0 || p->r->company_admin;
 	}
+	if (r >= 0)
+		r = merge_items(ev);
 	if (r < 0)
 		return r;
-	merge_items(ev);
 	/* then every matching revoke rule, against the merged grants */
 	for (size_t i = 0; r >= 0 && i < ev->npreps; i++) {
 		const struct prep *p = &ev->preps[i];
@@ -1001,6 +1108,8 @@ static void eval_free(struct eval *ev)
 	ids_buf_free(&ev->buf);
 	free(ev->items);
 	free(ev->shared);
+	ids_strmap_free(&ev->lists);
+	free(ev->merged);
 }
 
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,
@@ -1026,6 +1135,11 @@ int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *conn
 	}
 	ev.s = s;
 	ev.d = d;
+	/* rule list 0 is "no rule" */
+	r = ids_grow(&d->rule_lists, &d->cap_rule_lists, 1, sizeof(*d->rule_lists));
+	if (r < 0)
+		goto out;
+	d->rule_lists[d->nrule_lists++] = NULL;
 	r = prepare(&ev, rules, nrules, connector);
 	if (r < 0)
 		goto out;
@@ -1053,6 +1167,7 @@ void ids_desired_set_free(struct ids_desired_set *d)
 	if (!d)
 		return;
 	ids_strv_free(&d->warnings);
+	free(d->rule_lists);
 	ids_arena_free(&d->arena);
 	free(d);
 }

@@ -450,9 +450,12 @@ static const char *kind_word(enum ids_grant_kind k)
 }
 
 /* One grant of a user's grant or revoke list: {"kind":..,"tenant":..,"name":..}
- * (with slots, and old_slots for a changed value). */
-static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
+ * (with slots, old_slots for a changed value, and "rules": the names of
+ * the rules that produced an added or changed grant — config.md promises
+ * them in the audit; a removal has none). */
+static int grant_json(struct ids_buf *d, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
+	const struct ids_rule_list *rl = ids_plan_grant_rules(p, g);
 	int r = json_kv(d, "kind", kind_word(g->kind), true);
 	if (r >= 0)
 		r = json_kv(d, "tenant", g->tenant, false);
@@ -462,6 +465,17 @@ static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
 		r = ids_buf_printf(d, ",\"slots\":%d", g->slots);
 	if (r >= 0 && g->op == IDS_GOP_CHANGE)
 		r = ids_buf_printf(d, ",\"old_slots\":%d", g->old_slots);
+	if (r >= 0 && rl) {
+		r = ids_buf_puts(d, ",\"rules\":[");
+		for (size_t i = 0; r >= 0 && i < rl->n; i++) {
+			if (i)
+				r = ids_buf_putc(d, ',');
+			if (r >= 0)
+				r = json_str(d, rl->names[i]);
+		}
+		if (r >= 0)
+			r = ids_buf_putc(d, ']');
+	}
 	return r < 0 ? r : ids_buf_putc(d, '}');
 }
 
@@ -482,7 +496,7 @@ static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t 
 			if (any)
 				r = ids_buf_putc(d, ',');
 			if (r >= 0)
-				r = grant_json(d, &g[i]);
+				r = grant_json(d, a->p, &g[i]);
 			any = true;
 		}
 		if (r >= 0 && any)

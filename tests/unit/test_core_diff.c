@@ -92,7 +92,7 @@ static void want(struct fx *f, size_t k, enum ids_grant_kind kind, const char *t
 		 int slots)
 {
 	assert_true(f->des[k].ngrants < MAXG);
-	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){kind, tenant, name, slots};
+	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){kind, tenant, name, slots, 0};
 	f->des[k].in_scope = true;
 }
 
@@ -166,6 +166,60 @@ static void test_create(void **state)
 	assert_string_equal(f->p->new_groups.v[0], "support-cz\tfirst-line");
 	assert_int_equal(f->p->counts.users_seen, 1);
 	assert_int_equal(f->p->active_managed, 0);
+}
+
+/* A rule list as the rules engine makes them (malloc'd here). */
+static struct ids_rule_list *mklist(size_t n, ...)
+{
+	struct ids_rule_list *l = malloc(sizeof(*l) + n * sizeof(l->names[0]));
+	assert_non_null(l);
+	va_list ap;
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		l->names[i] = va_arg(ap, const char *);
+	va_end(ap);
+	l->n = n;
+	return l;
+}
+
+/* Issue 12.4: each added or changed grant names the rules that produced
+ * it (carried from the desired grants); a removal names none. */
+static void test_grants_name_their_rules(void **state)
+{
+	struct fx *f = *state;
+	struct ids_rule_list *lists[] = {NULL, mklist(1, "cz-support"), mklist(2, "base", "seniors")};
+	f->d.rule_lists = (const struct ids_rule_list **)lists;
+	f->d.nrule_lists = 3;
+	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .email = "j@x", .active = true);
+	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "auditor", 0, false);
+	cg(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 2, false);
+	size_t k = su(f, "u1", "jnovak", "j@x");
+	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
+	f->grants[k][0].rules = 2;
+	want(f, k, IDS_GRANT_SLOT, "support-cz", "live", 4);
+	f->grants[k][1].rules = 1;
+	f->o.idp = "ldap";
+	MU(f, .id = 11, .external_id = "u2", .username = "new", .email = "n@x", .active = true);
+	k = su(f, "u2", "new", "n@x");
+	want(f, k, IDS_GRANT_CHANNEL, "sales", "webchat", 0);
+	f->grants[k][0].rules = 1;
+	assert_string_equal(run(f), "- role  jnovak  support-cz  auditor\n"
+				    "+ role  jnovak  support-cz  operator  rules base, seniors\n"
+				    "~ slot  jnovak  support-cz  live 2 -> 4  rule cz-support\n"
+				    "+ chan  new  sales  webchat  rule cz-support\n"
+				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+				    "3 grants added, 1 removed, 0 conflicts\n");
+	/* the plan carries the index; the list is the desired set's */
+	assert_int_equal(f->p->grants[1].rules, 2);
+	assert_ptr_equal(ids_plan_grant_rules(f->p, &f->p->grants[1]), lists[2]);
+	assert_int_equal(f->p->grants[0].rules, 0);
+	assert_null(ids_plan_grant_rules(f->p, &f->p->grants[0]));
+	/* no bigger than before the index: 7 million of these at tier L */
+	assert_true(sizeof(struct ids_plan_grant) <= 56);
+	ids_plan_free(f->p);
+	f->p = NULL;
+	free(lists[1]);
+	free(lists[2]);
 }
 
 static void test_not_in_scope_or_disabled_without_row(void **state)
@@ -1018,6 +1072,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
 	    T(test_create),
+	    T(test_grants_name_their_rules),
 	    T(test_not_in_scope_or_disabled_without_row),
 	    T(test_deactivate_disabled),
 	    T(test_deactivate_out_of_scope),

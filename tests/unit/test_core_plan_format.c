@@ -73,9 +73,9 @@ static void test_semantics_example(void **state)
 	     .cur = &pd},
 	};
 	struct ids_plan_grant grants[] = {
-	    {IDS_GOP_ADD, IDS_GRANT_ROLE, "e-jn", "jnovak", "support-cz", "operator", 0, 0, 0},
-	    {IDS_GOP_ADD, IDS_GRANT_CHANNEL, "e-jn", "jnovak", "support-cz", "whatsapp", 0, 0, 0},
-	    {IDS_GOP_CHANGE, IDS_GRANT_SLOT, "e-jn", "jnovak", "support-cz", "live", 3, 2, 0},
+	    {IDS_GOP_ADD, IDS_GRANT_ROLE, 0, "e-jn", "jnovak", "support-cz", "operator", 0, 0, 0},
+	    {IDS_GOP_ADD, IDS_GRANT_CHANNEL, 0, "e-jn", "jnovak", "support-cz", "whatsapp", 0, 0, 0},
+	    {IDS_GOP_CHANGE, IDS_GRANT_SLOT, 0, "e-jn", "jnovak", "support-cz", "live", 3, 2, 0},
 	};
 	p->users = users;
 	p->nusers = 2;
@@ -84,11 +84,37 @@ static void test_semantics_example(void **state)
 	p->counts =
 	    (struct ids_plan_counts){.users_seen = 2, .created = 1, .deactivated = 1, .grants_added = 3};
 
+	/* without rule names (a hand-made desired state) the lines end early */
 	assert_string_equal(
 	    text(p, &b), "+ user  jnovak (Jan Novák) <jan.novak@corp.example>  sso/entra\n"
 			 "+ role  jnovak  support-cz  operator\n"
 			 "+ chan  jnovak  support-cz  whatsapp\n"
 			 "~ slot  jnovak  support-cz  live 2 -> 3\n"
+			 "- user  pdvorak  deactivate (disabled_in_source)\n"
+			 "summary corp-ad: 1 create, 0 update, 1 deactivate, 0 reactivate, 3 grants added, "
+			 "0 removed, 0 conflicts\n");
+
+	/* each grant line names the rules that produced it (issue 12.4);
+	 * control characters in a name cannot forge a line */
+	struct ids_rule_list *one = malloc(sizeof(*one) + sizeof(one->names[0]));
+	struct ids_rule_list *two = malloc(sizeof(*two) + 2 * sizeof(two->names[0]));
+	assert_true(one && two);
+	*one = (struct ids_rule_list){.n = 1};
+	one->names[0] = "cz-support-operators";
+	*two = (struct ids_rule_list){.n = 2};
+	two->names[0] = "cz-support-operators";
+	two->names[1] = "whats\napp";
+	const struct ids_rule_list *lists[] = {NULL, one, two};
+	p->rule_lists = lists;
+	p->nrule_lists = 3;
+	grants[0].rules = 1;
+	grants[1].rules = 2;
+	grants[2].rules = 1;
+	assert_string_equal(
+	    text(p, &b), "+ user  jnovak (Jan Novák) <jan.novak@corp.example>  sso/entra\n"
+			 "+ role  jnovak  support-cz  operator  rule cz-support-operators\n"
+			 "+ chan  jnovak  support-cz  whatsapp  rules cz-support-operators, whats\\x0aapp\n"
+			 "~ slot  jnovak  support-cz  live 2 -> 3  rule cz-support-operators\n"
 			 "- user  pdvorak  deactivate (disabled_in_source)\n"
 			 "summary corp-ad: 1 create, 0 update, 1 deactivate, 0 reactivate, 3 grants added, "
 			 "0 removed, 0 conflicts\n");
@@ -127,6 +153,8 @@ static void test_semantics_example(void **state)
 	    "}\n");
 	ids_buf_free(&b);
 	plan_done(p);
+	free(one);
+	free(two);
 }
 
 /* Every kind of user line, the tenant lines, escaping, skips, abort. */
@@ -189,11 +217,11 @@ static void test_every_line(void **state)
 	     .email = "n@x"},
 	};
 	struct ids_plan_grant grants[] = {
-	    {IDS_GOP_ADD, IDS_GRANT_GROUP, "e-ad", "admin", "new-t", "first-line", 0, 0, 0},
-	    {IDS_GOP_REMOVE, IDS_GRANT_SLOT, "e-cy", "cyril", "sales", "email", 4, 0, 0},
+	    {IDS_GOP_ADD, IDS_GRANT_GROUP, 0, "e-ad", "admin", "new-t", "first-line", 0, 0, 0},
+	    {IDS_GOP_REMOVE, IDS_GRANT_SLOT, 0, "e-cy", "cyril", "sales", "email", 4, 0, 0},
 	    /* a user whose only change is a grant: no user line */
-	    {IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, "e-da", "dana", "sales", "webchat", 0, 0, 0},
-	    {IDS_GOP_ADD, IDS_GRANT_SLOT, "e-jn", "jnovak", "sales", "live", 0, 0, 0},
+	    {IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, 0, "e-da", "dana", "sales", "webchat", 0, 0, 0},
+	    {IDS_GOP_ADD, IDS_GRANT_SLOT, 0, "e-jn", "jnovak", "sales", "live", 0, 0, 0},
 	};
 	p->users = users;
 	p->nusers = sizeof(users) / sizeof(users[0]);

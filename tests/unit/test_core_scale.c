@@ -64,12 +64,12 @@ static void fx_init(struct fx *f)
 		f->des[i].grants = f->grants[i];
 		/* beta before alpha, to be put right by the merge order */
 		f->grants[i][f->des[i].ngrants++] =
-		    (struct ids_grant){IDS_GRANT_ROLE, "alpha", "operator", 0};
+		    (struct ids_grant){IDS_GRANT_ROLE, "alpha", "operator", 0, 0};
 		f->grants[i][f->des[i].ngrants++] =
-		    (struct ids_grant){IDS_GRANT_CHANNEL, "alpha", "webchat", 0};
+		    (struct ids_grant){IDS_GRANT_CHANNEL, "alpha", "webchat", 0, 0};
 		if (i % 3 == 0)
 			f->grants[i][f->des[i].ngrants++] =
-			    (struct ids_grant){IDS_GRANT_SLOT, "beta", "live", 2};
+			    (struct ids_grant){IDS_GRANT_SLOT, "beta", "live", 2, 0};
 	}
 	f->s.nusers = f->d.nusers = NU;
 }
