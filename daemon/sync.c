@@ -12,6 +12,7 @@
 
 #include "ids/connector.h"
 #include "ids/log.h"
+#include "ids/output.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
 
@@ -100,7 +101,7 @@ static void print_result(const struct ids_plan *p, const struct ids_sync_opts *o
 {
 	if (o->print_plan || o->format == IDS_FMT_JSON) {
 		if (o->format == IDS_FMT_JSON)
-			ids_plan_format_json(p, out);
+			ids_output_plan_json(p, out);
 		else
 			ids_plan_format_text(p, out);
 		return;

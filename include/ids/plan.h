@@ -186,10 +186,32 @@ struct ids_safety {
 void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
 			   bool allow_empty, bool allow_mass);
 
-/* The text plan of semantics.md, ending with the summary line. */
+/* The text plan of semantics.md, ending with the summary line.  (Its
+ * JSON form is the daemon's: output.h.) */
 int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out);
-/* The same as one JSON object, stable key order. */
-int ids_plan_format_json(const struct ids_plan *p, struct ids_buf *out);
+
+/* One field that a plan user changes on its row, as [old, new]: what the
+ * JSON plan shows and the audit log records. */
+struct ids_change {
+	const char *field;     /* "username", ..., "active", "deactivation_reason" */
+	bool is_bool;	       /* company_admin, active: old_b/new_b; else old/new */
+	bool state;	       /* active, deactivation_reason: the row's state, not its profile */
+	const char *old, *new; /* NULL: null */
+	bool old_b, new_b;
+};
+#define IDS_CHANGES_MAX 10
+
+/* The fields user u changes on its row, in a fixed order (profile fields,
+ * company_admin, auth_method and idp where they differ from sso/idp, then
+ * active and deactivation_reason), into ret; returns how many.  None for
+ * a user without a row (u->cur NULL).  The strings are borrowed from u,
+ * its row and idp. */
+/* "role", "channel", "group", "slot": the platform's words for a grant
+ * kind (JSON plan, audit detail, staging tables); "?" when out of range. */
+const char *ids_grant_kind_word(enum ids_grant_kind k);
+
+size_t ids_plan_user_changes(const struct ids_plan_user *u, const char *idp,
+			     struct ids_change ret[IDS_CHANGES_MAX]);
 /* "1 create, 0 update, 1 deactivate, 0 reactivate, 2 grants added, 0 removed, 0 conflicts" */
 int ids_plan_format_counts(const struct ids_plan_counts *c, struct ids_buf *out);
 
