@@ -353,7 +353,8 @@ int ids_output_run_json(const char *connector, const struct ids_sync_result *res
 	jw_set(&w, "summary", plan_json ? counts_json(&res->counts) : json_null());
 	jw_set(&w, "timings", measured ? timings_json(res) : json_null());
 	jw_set(&w, "rows_written", json_integer(res->rows_written));
-	jw_set(&w, "peak_rss_kib", measured && res->peak_rss_kib ? json_integer(res->peak_rss_kib) : json_null());
+	jw_set(&w, "peak_rss_kib",
+	       measured && res->peak_rss_kib ? json_integer(res->peak_rss_kib) : json_null());
 	if (plan_json)
 		jw_set_encoded(&w, "plan", plan_json);
 	else
@@ -402,9 +403,10 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 		if (json_array_append_new(runs, status_run_json(s, &s->runs[i])) < 0)
 			err = -ENOMEM;
 	for (size_t i = 0; orph && i < s->norphans; i++)
-		if (json_array_append_new(orph, json_pack("{so sI sI}", "connector", jstr(s->orphans[i].source),
-							  "users", (json_int_t)s->orphans[i].total, "active",
-							  (json_int_t)s->orphans[i].active)) < 0)
+		if (json_array_append_new(orph,
+					  json_pack("{so sI sI}", "connector", jstr(s->orphans[i].source),
+						    "users", (json_int_t)s->orphans[i].total, "active",
+						    (json_int_t)s->orphans[i].active)) < 0)
 			err = -ENOMEM;
 	set(doc, "format_version", json_integer(IDS_OUTPUT_FORMAT_VERSION), &err);
 	set(doc, "connectors", built(runs, err), &err);

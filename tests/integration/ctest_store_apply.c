@@ -303,7 +303,9 @@ static void test_apply(void **state)
 	     .company_admin = true},
 	    /* first_name differs but is not marked changed: it must stay */
 	    {.flags = IDS_PU_UPDATE,
-	     .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME,
+	     /* auth: already sso/entra, so the audit lists no auth column
+	      * (the [old, new] list of the JSON plan: only what moves) */
+	     .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME | IDS_CH_AUTH,
 	     .id = jn->id,
 	     .external_id = "E2",
 	     .username = "jnovak",

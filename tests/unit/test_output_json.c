@@ -90,14 +90,16 @@ static void test_plan_object(void **state)
 	    "\"email\": \"jan.novak@corp.example\", \"first_name\": \"Jan\", \"last_name\": \"Novák\", "
 	    "\"display_name\": null, \"company_admin\": false, \"reactivate\": false, \"reason\": null, "
 	    "\"changes\": {}},\n"
-	    "      {\"op\": \"deactivate\", \"id\": 42, \"external_id\": \"e-pd\", \"username\": \"pdvorak\", "
+	    "      {\"op\": \"deactivate\", \"id\": 42, \"external_id\": \"e-pd\", \"username\": "
+	    "\"pdvorak\", "
 	    "\"email\": null, \"first_name\": null, \"last_name\": null, \"display_name\": null, "
 	    "\"company_admin\": false, \"reactivate\": false, \"reason\": \"disabled_in_source\", "
 	    "\"changes\": {\"active\": [true, false], \"deactivation_reason\": [null, "
 	    "\"disabled_in_source\"]}}\n"
 	    "    ],\n"
 	    "    \"grants\": [\n"
-	    "      {\"op\": \"add\", \"kind\": \"role\", \"username\": \"jnovak\", \"external_id\": \"e-jn\", "
+	    "      {\"op\": \"add\", \"kind\": \"role\", \"username\": \"jnovak\", \"external_id\": "
+	    "\"e-jn\", "
 	    "\"tenant\": \"support-cz\", \"name\": \"operator\", \"slots\": null, \"old_slots\": null, "
 	    "\"rules\": [\"cz-support\"]},\n"
 	    "      {\"op\": \"change\", \"kind\": \"slot\", \"username\": \"jnovak\", \"external_id\": "
@@ -199,8 +201,8 @@ static void test_values_jansson_refuses(void **state)
 }
 
 /* The keys every run object has, in this order (docs/json.md). */
-static const char *const run_keys[] = {"format_version", "connector", "status",	      "verdict",
-				       "verdict_reason", "error",     "run_id",	      "summary",
+static const char *const run_keys[] = {"format_version", "connector",	 "status",	 "verdict",
+				       "verdict_reason", "error",	 "run_id",	 "summary",
 				       "timings",	 "rows_written", "peak_rss_kib", "plan"};
 
 static json_t *run_obj(const char *conn, const struct ids_sync_result *res, const char *plan)
@@ -255,7 +257,8 @@ static void test_every_outcome_one_shape(void **state)
 	json_decref(v);
 
 	/* failed in the pull: no plan, no counts, the error */
-	struct ids_sync_result failed = {.status = "failed", .run_id = 8, .error = "ldap: connection refused"};
+	struct ids_sync_result failed = {
+	    .status = "failed", .run_id = 8, .error = "ldap: connection refused"};
 	v = run_obj("corp", &failed, NULL);
 	assert_string_equal(sget(v, "status"), "failed");
 	assert_true(json_is_null(json_object_get(v, "verdict")));
@@ -273,11 +276,13 @@ static void test_every_outcome_one_shape(void **state)
 	assert_string_equal(sget(v, "verdict"), "aborted_threshold");
 	assert_string_equal(sget(v, "verdict_reason"), "4 deactivations exceed max_deactivations 3");
 	assert_true(json_is_null(json_object_get(v, "error")));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "summary"), "deactivated")), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "summary"), "deactivated")),
+			 4);
 	json_decref(v);
 
 	/* skipped: another instance holds the lock */
-	struct ids_sync_result locked = {.status = "skipped_locked", .error = "another instance holds the lock"};
+	struct ids_sync_result locked = {.status = "skipped_locked",
+					 .error = "another instance holds the lock"};
 	v = run_obj("corp", &locked, NULL);
 	assert_string_equal(sget(v, "status"), "skipped_locked");
 	assert_true(json_is_null(json_object_get(v, "run_id")));
@@ -315,7 +320,8 @@ static void test_status(void **state)
 	struct ids_output_status s = {runs, 2, &configured, sched, 1, orph, 1};
 	assert_int_equal(ids_output_status_json(&s, &b), 0);
 	json_t *doc = parse(b.p);
-	assert_int_equal(json_integer_value(json_object_get(doc, "format_version")), IDS_OUTPUT_FORMAT_VERSION);
+	assert_int_equal(json_integer_value(json_object_get(doc, "format_version")),
+			 IDS_OUTPUT_FORMAT_VERSION);
 	json_t *c = json_object_get(doc, "connectors");
 	json_t *corp = json_array_get(c, 0), *old = json_array_get(c, 1);
 	assert_int_equal(json_object_size(corp), json_object_size(old));
@@ -323,7 +329,8 @@ static void test_status(void **state)
 	assert_string_equal(sget(corp, "next_run_at"), "1970-01-01T00:00:01Z");
 	assert_string_equal(sget(corp, "verdict"), "ok");
 	assert_true(json_is_true(json_object_get(corp, "configured")));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(corp, "summary"), "users_seen")), 5);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(corp, "summary"), "users_seen")),
+			 5);
 	assert_string_equal(sget(old, "error"), "boom");
 	assert_true(json_is_null(json_object_get(old, "summary")));
 	assert_true(json_is_null(json_object_get(old, "finished_at")));
