@@ -398,31 +398,6 @@ static int add_user(struct diff *x, unsigned flags, unsigned changed, const stru
 
 /* ---------------- pass 1: index the current state ---------------- */
 
-/* app_user id -> row, for bucketing the grant rows: open addressing
- * (ids are unique, 0 marks an empty slot). */
-struct id_index {
-	int64_t *key;
-	uint32_t *val;
-	size_t cap;
-};
-
-static size_t id_slot(const struct id_index *m, int64_t id)
-{
-	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 17) & (m->cap - 1);
-}
-
-static bool id_get(const struct id_index *m, int64_t id, uint32_t *ret)
-{
-	if (!id)
-		return false;
-	for (size_t j = id_slot(m, id); m->key[j]; j = (j + 1) & (m->cap - 1))
-		if (m->key[j] == id) {
-			*ret = m->val[j];
-			return true;
-		}
-	return false;
-}
-
 static int cmp_cur_index(const void *a, const void *b, void *ud)
 {
 	const struct ids_cur_grant *g = ud;
@@ -453,7 +428,7 @@ static void sort_grants(uint32_t *v, size_t n, const struct ids_cur_grant *g)
 static int bucket_grants(struct diff *x)
 {
 	const struct ids_current *c = x->c;
-	struct id_index ix = {0};
+	struct ids_current_index ix = {0};
 	size_t *fill = NULL;
 	uint32_t *rowof = NULL;
 	int r = -ENOMEM;
@@ -463,25 +438,13 @@ static int bucket_grants(struct diff *x)
 	x->goff = calloc(c->nusers + 1, sizeof(*x->goff));
 	x->gby = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*x->gby));
 	rowof = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*rowof));
-	ix.cap = 64;
-	while (ix.cap < c->nusers * 2 + 1)
-		ix.cap *= 2;
-	ix.key = calloc(ix.cap, sizeof(*ix.key));
-	ix.val = malloc(ix.cap * sizeof(*ix.val));
-	if (!x->goff || !x->gby || !rowof || !ix.key || !ix.val)
+	if (!x->goff || !x->gby || !rowof || ids_current_index_build(c, &ix) < 0)
 		goto out;
-	for (size_t i = 0; i < c->nusers; i++) {
-		size_t j = id_slot(&ix, c->users[i].id);
-		while (ix.key[j] && ix.key[j] != c->users[i].id)
-			j = (j + 1) & (ix.cap - 1);
-		ix.key[j] = c->users[i].id;
-		ix.val[j] = (uint32_t)i;
-	}
 	/* counting sort by row; a grant of no loaded user belongs to nobody
 	 * this diff can touch */
 	for (size_t i = 0; i < c->ngrants; i++) {
 		uint32_t row;
-		rowof[i] = id_get(&ix, c->grants[i].user_id, &row) ? row : NO_ROW;
+		rowof[i] = ids_current_index_get(&ix, c->grants[i].user_id, &row) ? row : NO_ROW;
 		if (rowof[i] != NO_ROW)
 			x->goff[row + 1]++;
 	}
@@ -500,8 +463,7 @@ static int bucket_grants(struct diff *x)
 out:
 	free(fill);
 	free(rowof);
-	free(ix.key);
-	free(ix.val);
+	ids_current_index_free(&ix);
 	return r;
 }
 

@@ -60,6 +60,22 @@ int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
 int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
 int ids_current_add_tenant(struct ids_current *c, const char *slug);
 
+/* app_user id -> index into c->users: the diff buckets grant rows by it,
+ * the store's load keeps the grants of the wanted users with it.  Open
+ * addressing over a power-of-two table at most half full. */
+struct ids_current_index {
+	int64_t *key; /* 0: empty (no bigserial is 0) */
+	uint32_t *val;
+	size_t cap;
+};
+
+/* Indexes every user of c (an id given twice: the later row).  *ix is
+ * new: free it with ids_current_index_free().  0 or -ENOMEM. */
+int ids_current_index_build(const struct ids_current *c, struct ids_current_index *ix);
+/* true and *ret_row when id is a user of the index. */
+bool ids_current_index_get(const struct ids_current_index *ix, int64_t id, uint32_t *ret_row);
+void ids_current_index_free(struct ids_current_index *ix); /* accepts an empty one */
+
 /* ---------------- the plan ---------------- */
 
 enum {

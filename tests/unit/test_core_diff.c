@@ -1028,6 +1028,32 @@ static void test_determinism(void **state)
 
 /* ---------------- current-state container ---------------- */
 
+/* The id index the diff and the store's load share: every id found, an
+ * absent one or 0 not, and 200 dense ids in a table that must grow. */
+static void test_current_index(void **state)
+{
+	(void)state;
+	struct ids_current *c = NULL;
+	struct ids_current_index ix;
+	uint32_t row = 99;
+	assert_int_equal(ids_current_new(&c), 0);
+	for (int64_t id = 1; id <= 200; id++) {
+		struct ids_cur_user u = {.id = id == 200 ? INT64_C(1) << 40 : id, .username = "u"};
+		assert_int_equal(ids_current_add_user(c, &u), 0);
+	}
+	assert_int_equal(ids_current_index_build(c, &ix), 0);
+	assert_true(ix.cap >= 2 * 200);
+	for (uint32_t i = 0; i < 200; i++) {
+		assert_true(ids_current_index_get(&ix, c->users[i].id, &row));
+		assert_int_equal(row, i);
+	}
+	assert_false(ids_current_index_get(&ix, 200, &row));
+	assert_false(ids_current_index_get(&ix, 0, &row));
+	ids_current_index_free(&ix);
+	ids_current_index_free(&ix); /* harmless twice */
+	ids_current_free(c);
+}
+
 static void test_current_copies(void **state)
 {
 	(void)state;
@@ -1105,6 +1131,7 @@ int main(void)
 	    T(test_empty_without_active_users_is_ok),
 	    T(test_retire),
 	    T(test_determinism),
+	    T(test_current_index),
 	    T(test_current_copies),
 	    T(test_bad_arguments),
 #undef T
