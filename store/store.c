@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids/config.h"
 #include "ids/plan.h"
 #include "ids/util.h"
 #include "store_int.h"
