@@ -21,8 +21,10 @@
 
 #include "ids/util.h"
 
-#define NONE UINT32_MAX
-#define NCAP 10 /* {0}..{9} */
+#define NONE UINT32_MAX /* "no group", "no slot": an index no array reaches */
+/* {0}..{9}: one decimal digit keeps templates unambiguous ({10} would
+ * read as {1} then "0" in other template languages users know) */
+#define NCAP 10
 /* A bad template on a big directory would otherwise log one line per user. */
 #define MAX_WARNINGS 1000
 #define WARN_SLUG_MAX 64 /* longest bad slug quoted in a warning */
@@ -38,6 +40,8 @@ const char *ids_grant_kind_name(enum ids_grant_kind k)
 	}
 }
 
+/* The slug rule of schema.md, checked by hand: a regex would need
+ * compiling and a locale, and this runs once per templated grant. */
 bool ids_slug_valid(const char *slug)
 {
 	if (!slug)
@@ -301,6 +305,8 @@ struct shared {
 	uint64_t hash;
 };
 
+/* Bitmaps over the snapshot's groups: a member_of condition becomes one
+ * bit test per group of the user, whatever the number of names it lists. */
 static bool bit_get(const uint64_t *b, uint32_t i)
 {
 	return b[i / 64] >> (i % 64) & 1;
@@ -337,6 +343,8 @@ static int intern(struct eval *ev, const char *str, bool lookup_only, const char
 	return 0;
 }
 
+/* The rule's names as interned pointers, once per evaluation: per user
+ * the grants then copy pointers, and comparisons are pointer equality. */
 static int intern_strv(struct eval *ev, const struct ids_strv *sv, const char ***ret)
 {
 	const char **v = ids_arena_alloc(&ev->tmp, (sv->n ? sv->n : 1) * sizeof(*v));
@@ -501,6 +509,9 @@ static int finish_warnings(struct ids_strv *w)
 
 /* ---- per-snapshot preparation ---- */
 
+/* Adds group g under key.  A key already present keeps its map entry;
+ * g joins that entry's chain instead, so that "Support" names every group
+ * called so (member_of must match all of them, not the first loaded). */
 static int gkey_add(struct eval *ev, const char *key, uint32_t g)
 {
 	int r = ids_grow(&ev->entry_group, &ev->cap_entries, ev->nentries + 1, sizeof(uint32_t));
@@ -594,6 +605,8 @@ static int ref_bitmap(struct eval *ev, const struct ids_strv *refs, uint64_t **r
 	return 0;
 }
 
+/* A linear scan: a user carries the handful of attributes the rules read
+ * (ids_rules_attrs), fewer than a map would pay off for. */
 static const struct ids_attr *user_attr(const struct ids_user *u, const char *name, size_t n)
 {
 	for (size_t i = 0; i < u->nattrs; i++)
@@ -634,7 +647,10 @@ static int expand(struct eval *ev, const struct ids_rule *rl, const struct ids_u
 	return r;
 }
 
-/* Which groups member_of_regex matches, with their captures. */
+/* Which groups member_of_regex matches, with their captures.  Run once
+ * per group, not per user and group: a directory has thousands of groups
+ * but a million memberships.  A tenant template without {attr.} depends on
+ * the group alone, so it is expanded here too. */
 static int regex_slots(struct eval *ev, struct prep *p, size_t *cap_pool)
 {
 	const struct ids_snapshot *s = ev->s;
@@ -735,6 +751,8 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 
 static int prepare(struct eval *ev, const struct ids_rule *rules, size_t nrules, const char *connector)
 {
+	/* the group keys cost a lower-cased copy of every group's id, name and
+	 * e-mail: built only when some rule has a member_of to look up */
 	bool need_keys = false;
 	for (size_t i = 0; i < nrules; i++)
 		if (ids_rule_for_connector(&rules[i], connector))
@@ -806,6 +824,8 @@ static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_us
 	return intern(ev, ev->buf.p, lookup_only, ret);
 }
 
+/* Collects one grant of the current user with the rule that gave it;
+ * duplicates are fine here, merge_items() folds them. */
 static int add_item(struct eval *ev, const struct prep *p, enum ids_grant_kind k, const char *tenant,
 		    const char *name, int slots)
 {
@@ -933,6 +953,9 @@ static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 	}
 }
 
+/* A revoke looks its tenant up without interning it (lookup_only): a
+ * tenant no grant of this run names cannot hold anything to revoke, and
+ * interning it would grow the desired set for nothing. */
 static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_user *u)
 {
 	const struct ids_rule *rl = p->r;
@@ -966,6 +989,8 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 	return r;
 }
 
+/* Hashes the pointers, not the strings: every string of a grant list is
+ * interned, so equal lists have equal pointers and hashing stays cheap. */
 static uint64_t list_hash(const struct item *it, size_t n)
 {
 	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
@@ -1082,6 +1107,9 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 	for (size_t i = 0; i < ev->nitems; i++)
 		if (!ev->items[i].dead)
 			ev->items[alive++] = ev->items[i];
+	/* in scope is decided before the revokes: a user whose grants are all
+	 * revoked is still someone the rules manage (deactivating them would
+	 * be a revoke rule doing what only a scope change may) */
 	out->in_scope = in_scope;
 	out->company_admin = admin;
 	out->ngrants = 0;
@@ -1094,6 +1122,8 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 	return r;
 }
 
+/* Frees the evaluation's scratch; what the result points to lives in
+ * d->arena and stays. */
 static void eval_free(struct eval *ev)
 {
 	for (size_t i = 0; i < ev->npreps; i++)

@@ -294,6 +294,23 @@ static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row 
 	return NULL;
 }
 
+/* One connector's line of the text status. */
+static void status_line(struct ids_buf *b, const struct ids_run_row *w, const struct ids_schedule_row *nx)
+{
+	char started[32], next[32];
+	ids_output_time(w->started_at, started, sizeof(started));
+	ids_output_time(nx ? nx->next_at : 0, next, sizeof(next));
+	ids_buf_printf(b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id, started);
+	if (w->has_counts)
+		ids_buf_printf(b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
+			       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
+	if (nx)
+		ids_buf_printf(b, "  next %s", next);
+	if (w->error)
+		ids_buf_printf(b, "  error: %s", w->error);
+	ids_buf_putc(b, '\n');
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -328,10 +345,6 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	struct ids_buf b = {0};
 	for (size_t i = 0; i < nrows; i++) {
 		const struct ids_run_row *w = &rows[i];
-		const struct ids_schedule_row *nx = next_run_of(sched, nsched, w->connector);
-		char started[32], next[32];
-		ids_output_time(w->started_at, started, sizeof(started));
-		ids_output_time(nx ? nx->next_at : 0, next, sizeof(next));
 		/* a failed (or safety-aborted) last run makes the check fail,
 		 * with the exit code a sync would have had (monitoring) */
 		if (ids_strv_contains(&names, w->connector, false)) {
@@ -340,19 +353,9 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 			else if (strncmp(w->status, "aborted_", 8) == 0)
 				r = ids_exit_worst(r, IDS_EXIT_SAFETY);
 		}
-		if (co->format == IDS_FMT_JSON)
-			continue; /* the JSON document is written whole, below */
-		ids_buf_printf(&b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id,
-			       started);
-		if (w->has_counts)
-			ids_buf_printf(&b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen,
-				       w->counts.created, w->counts.updated + w->counts.reactivated,
-				       w->counts.deactivated);
-		if (nx)
-			ids_buf_printf(&b, "  next %s", next);
-		if (w->error)
-			ids_buf_printf(&b, "  error: %s", w->error);
-		ids_buf_putc(&b, '\n');
+		/* the JSON document is written whole, below */
+		if (co->format != IDS_FMT_JSON)
+			status_line(&b, w, next_run_of(sched, nsched, w->connector));
 	}
 	if (co->format == IDS_FMT_JSON) {
 		const struct ids_output_status os = {rows, nrows, &names, sched, nsched, orph, norph};
