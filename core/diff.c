@@ -1161,8 +1161,8 @@ static void diff_clear(struct diff *x)
 	ids_buf_free(&x->scratch);
 }
 
-int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-	     const struct ids_diff_opts *o, struct ids_plan **ret)
+int ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret)
 {
 	struct diff x = {
 	    .s = s,
@@ -1222,23 +1222,4 @@ out:
 	diff_clear(&x);
 	ids_plan_free(p);
 	return r;
-}
-
-const struct ids_rule_list *ids_plan_grant_rules(const struct ids_plan *p, const struct ids_plan_grant *g)
-{
-	return ids_rule_list_get(p->rule_lists, p->nrule_lists, g->rules);
-}
-
-void ids_plan_free(struct ids_plan *p)
-{
-	if (!p)
-		return;
-	free(p->users);
-	free(p->grants);
-	ids_strv_free(&p->new_tenants);
-	ids_strv_free(&p->missing_tenants);
-	ids_strv_free(&p->new_groups);
-	free(p->verdict_why);
-	ids_arena_free(&p->arena);
-	free(p);
 }

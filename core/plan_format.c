@@ -1,5 +1,4 @@
-/* plan_format.c — the plan as text (semantics.md, "The plan"), and what its
- * JSON form shares with the audit log.
+/* plan_format.c — the plan as text (semantics.md, "The plan").
  *
  * Text: one line per change, grouped by user, each line
  *   SIGN KIND(%-5s) SUBJECT  DETAILS
@@ -9,18 +8,16 @@
  * when the safety checks stopped the run.
  *
  * The JSON form is written outside core, with jansson (daemon/output.c);
- * what it and the audit log share — which fields a user changes, as
- * [old, new] — is computed here once (ids_plan_user_changes). */
+ * what it and the audit log share is in plan.c. */
 #include "ids/plan.h"
 
 #include <inttypes.h>
 #include <string.h>
 
-/* Text and JSON names of the grant kinds, by enum value.  Kept here rather
- * than calling ids_grant_kind_name() so that formatting depends on nothing
- * but this file. */
+/* Text names of the grant kinds, by enum value.  Kept here rather than
+ * calling ids_grant_kind_name() so that formatting depends on nothing but
+ * this file. */
 static const char *const kind_text[IDS_GRANT__COUNT] = {"role", "chan", "group", "slot"};
-static const char *const kind_json[IDS_GRANT__COUNT] = {"role", "channel", "group", "slot"};
 
 static const char *kind_word(const char *const *tab, enum ids_grant_kind k)
 {
@@ -344,60 +341,4 @@ int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out)
 			r = ids_buf_putc(out, '\n');
 	}
 	return r < 0 ? r : 0;
-}
-
-/* ---------------- changes as [old, new] ---------------- */
-
-static void change_str(struct ids_change *c, size_t *n, const char *field, const char *old, const char *new)
-{
-	c[(*n)++] = (struct ids_change){.field = field, .old = old, .new = new};
-}
-
-static void change_bool(struct ids_change *c, size_t *n, const char *field, bool state, bool old, bool new)
-{
-	c[(*n)++] =
-	    (struct ids_change){.field = field, .is_bool = true, .state = state, .old_b = old, .new_b = new};
-}
-
-size_t ids_plan_user_changes(const struct ids_plan_user *u, const char *idp,
-			     struct ids_change ret[IDS_CHANGES_MAX])
-{
-	const struct ids_cur_user *c = u->cur;
-	unsigned ch = u->changed;
-	size_t n = 0;
-	if (!c)
-		return 0;
-	if (ch & IDS_CH_USERNAME)
-		change_str(ret, &n, "username", c->username, u->username);
-	if (ch & IDS_CH_EMAIL)
-		change_str(ret, &n, "email", c->email, u->email);
-	if (ch & IDS_CH_FIRST_NAME)
-		change_str(ret, &n, "first_name", c->first_name, u->first_name);
-	if (ch & IDS_CH_LAST_NAME)
-		change_str(ret, &n, "last_name", c->last_name, u->last_name);
-	if (ch & IDS_CH_DISPLAY_NAME)
-		change_str(ret, &n, "display_name", c->display_name, u->display_name);
-	if (ch & IDS_CH_COMPANY_ADMIN)
-		change_bool(ret, &n, "company_admin", false, c->company_admin, u->company_admin);
-	/* IDS_CH_AUTH is one bit for two columns: list the ones that move */
-	if ((ch & IDS_CH_AUTH) && ids_strcmp0(c->auth_method, "sso"))
-		change_str(ret, &n, "auth_method", c->auth_method, "sso");
-	if ((ch & IDS_CH_AUTH) && ids_strcmp0(c->idp, idp))
-		change_str(ret, &n, "idp", c->idp, idp);
-	if (u->flags & (IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE)) {
-		bool on = u->flags & IDS_PU_REACTIVATE;
-		change_bool(ret, &n, "active", true, !on, on);
-	}
-	if (u->flags & (IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE | IDS_PU_REASON)) {
-		/* a reactivated user has no deactivation reason any more */
-		change_str(ret, &n, "deactivation_reason", c->reason,
-			   (u->flags & IDS_PU_REACTIVATE) ? NULL : u->reason);
-		ret[n - 1].state = true;
-	}
-	return n;
-}
-
-const char *ids_grant_kind_word(enum ids_grant_kind k)
-{
-	return kind_word(kind_json, k);
 }

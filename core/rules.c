@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "ids/util.h"
+#include "ids/dn.h"
 
 #define NONE UINT32_MAX /* "no group", "no slot": an index no array reaches */
 /* {0}..{9}: one decimal digit keeps templates unambiguous ({10} would

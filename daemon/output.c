@@ -269,7 +269,7 @@ static json_t *grant_json(const struct ids_plan *p, const struct ids_plan_grant 
 	json_t *o = json_object();
 	int err = 0;
 	set(o, "op", json_string(g->op <= IDS_GOP_CHANGE ? ops[g->op] : "?"), &err);
-	set(o, "kind", json_string(ids_grant_kind_word(g->kind)), &err);
+	set(o, "kind", json_string(ids_plan_kind_word(g->kind)), &err);
 	set(o, "username", jstr(g->username), &err);
 	set(o, "external_id", jstr(g->external_id), &err);
 	set(o, "tenant", jstr(g->tenant), &err);

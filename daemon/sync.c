@@ -124,7 +124,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
 	int64_t mark = ids_mono_usec();
-	int r = ids_diff(snap, des, cur, dopt, &plan);
+	int r = ids_diff_compute(snap, des, cur, dopt, &plan);
 	res->t.diff = lap(&mark);
 	if (r < 0) {
 		fail(res, IDS_EXIT_FAILED, "failed", ids_strerror(r));
@@ -135,7 +135,7 @@ static void plan_and_apply(const struct ids_config *cfg, struct ids_store *st, c
 	}
 	const struct ids_safety lim = {cfg->safety.max_deactivations, cfg->safety.max_deactivation_percent,
 				       cfg->safety.max_grant_removals_percent};
-	ids_plan_check_safety(plan, snap->nusers, &lim, allow_empty, o->allow_mass);
+	ids_safety_check(plan, snap->nusers, &lim, allow_empty, o->allow_mass);
 	res->counts = plan->counts;
 	log_plan_events(conn, plan, des);
 	print_result(plan, o, out);

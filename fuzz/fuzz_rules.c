@@ -236,7 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				broken("a grant in an invalid tenant", d->users[u].grants[k].tenant);
 	}
 	const struct ids_diff_opts dopt = {"corp", "ldap", false, true, false};
-	if (ids_current_new(&cur) < 0 || ids_diff(s, d, cur, &dopt, &plan) < 0)
+	if (ids_current_new(&cur) < 0 || ids_diff_compute(s, d, cur, &dopt, &plan) < 0)
 		goto out;
 	check_plan(plan);
 

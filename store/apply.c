@@ -429,7 +429,7 @@ static int audit_user(struct apply *a, const struct ids_plan_user *u, int64_t ui
 static int grant_json(struct ids_buf *d, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
 	const struct ids_rule_list *rl = ids_plan_grant_rules(p, g);
-	int r = json_kv(d, "kind", ids_grant_kind_word(g->kind), true);
+	int r = json_kv(d, "kind", ids_plan_kind_word(g->kind), true);
 	if (r >= 0)
 		r = json_kv(d, "tenant", g->tenant, false);
 	if (r >= 0)
@@ -748,7 +748,7 @@ static int stage_grants(struct apply *a, struct expect *e)
 				     : tenant_id(a, g->tenant);
 		r = copy_field(&a->copy, ops[g->op], true);
 		if (r >= 0)
-			r = copy_field(&a->copy, ids_grant_kind_word(g->kind), false);
+			r = copy_field(&a->copy, ids_plan_kind_word(g->kind), false);
 		if (r >= 0)
 			r = copy_num(&a->copy, g->user_id, true, false);
 		if (r >= 0)

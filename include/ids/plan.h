@@ -1,6 +1,8 @@
-/* plan.h — the current managed state (as read from PostgreSQL), the diff
- * that turns (snapshot, desired, current) into a plan, the safety checks,
- * and the plan's text and JSON forms.  Pure: no I/O.
+/* plan.h — the current managed state (as read from PostgreSQL, current.c),
+ * the diff that turns (snapshot, desired, current) into a plan (diff.c),
+ * the plan itself (plan.c), the safety checks (safety.c) and the plan's
+ * text form (plan_format.c; its JSON form is the daemon's, output.h).
+ * Pure: no I/O.
  *
  * All of this happens inside one company: `current` holds only that
  * company's users, tenants and grants, so nothing can cross companies. */
@@ -178,12 +180,12 @@ struct ids_diff_opts {
 };
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts
- * are filled; verdict is OK until ids_plan_check_safety().
+ * are filled; verdict is OK until ids_safety_check().
  * *ret is new: free with ids_plan_free().  It borrows the strings of s, d
  * and c (a million users' names are not copied again), as it borrows
  * `cur`: use and free it before them. */
-int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-	     const struct ids_diff_opts *o, struct ids_plan **ret);
+int ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
 void ids_plan_free(struct ids_plan *p);
 
 /* The rules that produced grant g of p, NULL for none (a removal).
@@ -199,8 +201,8 @@ struct ids_safety {
 /* Sets p->verdict (and verdict_why): EMPTY when the snapshot had no users
  * but the connector owns active users and !allow_empty; THRESHOLD when
  * deactivations or grant removals exceed a limit and !allow_mass. */
-void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
-			   bool allow_empty, bool allow_mass);
+void ids_safety_check(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
+		      bool allow_empty, bool allow_mass);
 
 /* The text plan of semantics.md, ending with the summary line.  (Its
  * JSON form is the daemon's: output.h.) */
@@ -224,7 +226,7 @@ struct ids_change {
  * its row and idp. */
 /* "role", "channel", "group", "slot": the platform's words for a grant
  * kind (JSON plan, audit detail, staging tables); "?" when out of range. */
-const char *ids_grant_kind_word(enum ids_grant_kind k);
+const char *ids_plan_kind_word(enum ids_grant_kind k);
 
 size_t ids_plan_user_changes(const struct ids_plan_user *u, const char *idp,
 			     struct ids_change ret[IDS_CHANGES_MAX]);

@@ -1,4 +1,4 @@
-/* test_core_diff.c — ids_diff() and ids_plan_check_safety() on hand-built
+/* test_core_diff.c — ids_diff_compute() and ids_safety_check() on hand-built
  * snapshots, desired sets and current rows (no snapshot builder, no rules:
  * their structs are public).  Expected plans are written from
  * semantics.md / schema.md, in the text form of the plan. */
@@ -124,7 +124,7 @@ static const char *run(struct fx *f)
 {
 	ids_plan_free(f->p);
 	f->p = NULL;
-	assert_int_equal(ids_diff(&f->s, &f->d, f->c, &f->o, &f->p), 0);
+	assert_int_equal(ids_diff_compute(&f->s, &f->d, f->c, &f->o, &f->p), 0);
 	ids_buf_reset(&f->text);
 	assert_int_equal(ids_plan_format_text(f->p, &f->text), 0);
 	return f->text.p;
@@ -766,17 +766,17 @@ static void test_threshold_absolute(void **state)
 	(void)state;
 	const struct ids_safety lim = {2, 100, 100};
 	struct ids_plan *p = numbers(2, 10, 0, 0);
-	ids_plan_check_safety(p, 8, &lim, false, false);
+	ids_safety_check(p, 8, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK); /* exactly at the limit */
 	assert_null(p->verdict_why);
 	p->counts.deactivated = 3;
-	ids_plan_check_safety(p, 7, &lim, false, false);
+	ids_safety_check(p, 7, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(
 	    p->verdict_why,
 	    "3 deactivations exceed safety.max_deactivations (2); run `idsyncd sync --connector "
 	    "corp-ad --allow-mass-deactivation` once or raise safety.max_deactivations");
-	ids_plan_check_safety(p, 7, &lim, false, true);
+	ids_safety_check(p, 7, &lim, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	assert_null(p->verdict_why);
 	ids_plan_free(p);
@@ -786,16 +786,16 @@ static void test_threshold_percent(void **state)
 {
 	(void)state;
 	struct ids_plan *p = numbers(2, 20, 0, 0); /* 10% of 20 = 2 */
-	ids_plan_check_safety(p, 18, &defaults, false, false);
+	ids_safety_check(p, 18, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	p->counts.deactivated = 3;
-	ids_plan_check_safety(p, 17, &defaults, false, false);
+	ids_safety_check(p, 17, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(p->verdict_why,
 			    "3 deactivations are 15.0% of 20 active managed users, above "
 			    "safety.max_deactivation_percent (10%); run `idsyncd sync --connector corp-ad "
 			    "--allow-mass-deactivation` once or raise safety.max_deactivation_percent");
-	ids_plan_check_safety(p, 17, &defaults, false, true);
+	ids_safety_check(p, 17, &defaults, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	ids_plan_free(p);
 }
@@ -804,16 +804,16 @@ static void test_threshold_grant_removals(void **state)
 {
 	(void)state;
 	struct ids_plan *p = numbers(0, 20, 10, 40); /* 25% of 40 = 10 */
-	ids_plan_check_safety(p, 20, &defaults, false, false);
+	ids_safety_check(p, 20, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	p->removals_on_active = 11;
-	ids_plan_check_safety(p, 20, &defaults, false, false);
+	ids_safety_check(p, 20, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(p->verdict_why,
 			    "11 grant removals on active users are 27.5% of 40 managed grants, above "
 			    "safety.max_grant_removals_percent (25%); run `idsyncd sync --connector corp-ad "
 			    "--allow-mass-deactivation` once or raise safety.max_grant_removals_percent");
-	ids_plan_check_safety(p, 20, &defaults, false, true);
+	ids_safety_check(p, 20, &defaults, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	ids_plan_free(p);
 }
@@ -836,12 +836,12 @@ static void test_threshold_from_diff(void **state)
 	assert_int_equal(f->p->counts.deactivated, 2);
 	assert_int_equal(f->p->active_managed, 10);
 	assert_int_equal(f->p->managed_grants, 10);
-	ids_plan_check_safety(f->p, f->s.nusers, &defaults, false, false);
+	ids_safety_check(f->p, f->s.nusers, &defaults, false, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
 	ids_buf_reset(&f->text);
 	assert_int_equal(ids_plan_format_text(f->p, &f->text), 0);
 	assert_non_null(strstr(f->text.p, "\naborted: 2 deactivations are 20.0% of 10 active managed users"));
-	ids_plan_check_safety(f->p, f->s.nusers, &defaults, false, true);
+	ids_safety_check(f->p, f->s.nusers, &defaults, false, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -857,14 +857,14 @@ static void test_empty_guard(void **state)
 	assert_int_equal(f->p->active_managed, 3);
 	/* checked before the thresholds, and --allow-mass-deactivation does
 	 * not bypass it */
-	ids_plan_check_safety(f->p, 0, &defaults, false, true);
+	ids_safety_check(f->p, 0, &defaults, false, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_EMPTY);
 	assert_string_equal(f->p->verdict_why, "snapshot has 0 users but corp-ad owns 3 active users; "
 					       "set allow_empty: true if that is intended");
 	/* allowed empty: the thresholds still apply (3 of 3) */
-	ids_plan_check_safety(f->p, 0, &defaults, true, false);
+	ids_safety_check(f->p, 0, &defaults, true, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
-	ids_plan_check_safety(f->p, 0, &defaults, true, true);
+	ids_safety_check(f->p, 0, &defaults, true, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -873,7 +873,7 @@ static void test_empty_without_active_users_is_ok(void **state)
 	struct fx *f = *state;
 	MU(f, .id = 4, .external_id = "u4", .username = "d", .active = false, .reason = "deleted_in_source");
 	run(f);
-	ids_plan_check_safety(f->p, 0, &defaults, false, false);
+	ids_safety_check(f->p, 0, &defaults, false, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -901,7 +901,7 @@ static void test_retire(void **state)
 				    "~ user  bob  deactivation_reason deleted_in_source -> out_of_scope\n"
 				    "summary corp-ad: 0 create, 1 update, 1 deactivate, 0 reactivate, "
 				    "0 grants added, 1 removed, 0 conflicts\n");
-	ids_plan_check_safety(f->p, 0, &defaults, true, false);
+	ids_safety_check(f->p, 0, &defaults, true, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_non_null(strstr(f->p->verdict_why, "run `idsyncd retire corp-ad --allow-mass-deactivation`"));
 }
@@ -1085,7 +1085,7 @@ static void test_bad_arguments(void **state)
 	struct ids_plan *p = (struct ids_plan *)&p; /* must stay untouched */
 	su(f, "u1", "a", NULL);
 	f->d.nusers = 0; /* desired set not parallel to the snapshot */
-	assert_int_equal(ids_diff(&f->s, &f->d, f->c, &f->o, &p), -EINVAL);
+	assert_int_equal(ids_diff_compute(&f->s, &f->d, f->c, &f->o, &p), -EINVAL);
 	assert_ptr_equal(p, (struct ids_plan *)&p);
 }
 
