@@ -292,9 +292,11 @@ struct eval {
 	 * list; the strings are interned, so pointers are compared) */
 	struct shared *shared;
 	size_t nshared, cap_shared;
-	/* lists of two or more rule names, "a\nb" -> index in d->rule_lists
-	 * (names never hold a control character: config.c refuses them) */
-	struct ids_strmap lists;
+	/* lists of two or more rules: open addressing over indexes into
+	 * d->rule_lists (0: empty slot), keyed by the names' pointers — each
+	 * rule's name is one pointer (prep.name), so no string is compared */
+	uint32_t *lists;
+	size_t nlists, cap_lists;
 	const char **merged; /* scratch: the names of one merged grant */
 	size_t cap_merged;
 };
@@ -388,30 +390,64 @@ static int add_list(struct eval *ev, const char *const *names, size_t n, uint32_
 	return 0;
 }
 
+static uint64_t names_hash(const char *const *names, size_t n)
+{
+	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < n; i++) {
+		h = (h ^ (uintptr_t)names[i]) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+/* Doubles the list table, rehashing what it holds. */
+static int lists_grow(struct eval *ev)
+{
+	size_t cap = ev->cap_lists ? ev->cap_lists * 2 : 64;
+	uint32_t *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < ev->cap_lists; i++) {
+		if (!ev->lists[i])
+			continue;
+		const struct ids_rule_list *l = ev->d->rule_lists[ev->lists[i]];
+		size_t j = names_hash(l->names, l->n) & (cap - 1);
+		while (t[j])
+			j = (j + 1) & (cap - 1);
+		t[j] = ev->lists[i];
+	}
+	free(ev->lists);
+	ev->lists = t;
+	ev->cap_lists = cap;
+	return 0;
+}
+
 /* The index of the list names[0..n) (sorted, unique, n >= 2), added the
  * first time: the grants of a million users name a few such lists, and
- * equal lists must be equal indexes for the grant lists to be shared. */
+ * equal lists must be equal indexes for the grant lists to be shared.
+ * Runs for every grant that several rules give, so it compares pointers
+ * and builds nothing unless the list is new. */
 static int intern_list(struct eval *ev, const char *const *names, size_t n, uint32_t *ret_idx)
 {
-	ids_buf_reset(&ev->buf);
-	int r = 0;
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		if (i)
-			r = ids_buf_putc(&ev->buf, '\n');
-		if (r >= 0)
-			r = ids_buf_puts(&ev->buf, names[i]);
+	if ((ev->nlists + 1) * 2 > ev->cap_lists) {
+		int r = lists_grow(ev);
+		if (r < 0)
+			return r;
 	}
+	size_t j = names_hash(names, n) & (ev->cap_lists - 1);
+	for (; ev->lists[j]; j = (j + 1) & (ev->cap_lists - 1)) {
+		const struct ids_rule_list *l = ev->d->rule_lists[ev->lists[j]];
+		if (l->n == n && memcmp(l->names, names, n * sizeof(*names)) == 0) {
+			*ret_idx = ev->lists[j];
+			return 0;
+		}
+	}
+	int r = add_list(ev, names, n, ret_idx);
 	if (r < 0)
 		return r;
-	if (ids_strmap_get(&ev->lists, ev->buf.p, ret_idx))
-		return 0;
-	char *key = ids_arena_strdup(&ev->tmp, ev->buf.p);
-	if (!key)
-		return -ENOMEM;
-	if ((r = add_list(ev, names, n, ret_idx)) < 0)
-		return r;
-	r = ids_strmap_put(&ev->lists, key, *ret_idx, NULL);
-	return r < 0 ? r : 0;
+	ev->lists[j] = *ret_idx;
+	ev->nlists++;
+	return 0;
 }
 
 /* Appends s[0..n) with ASCII letters lowered (substituted slug text). */
@@ -1139,7 +1175,7 @@ static void eval_free(struct eval *ev)
 	ids_buf_free(&ev->buf);
 	free(ev->items);
 	free(ev->shared);
-	ids_strmap_free(&ev->lists);
+	free(ev->lists);
 	free(ev->merged);
 }
 
