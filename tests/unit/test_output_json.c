@@ -186,16 +186,30 @@ static void test_values_jansson_refuses(void **state)
 {
 	(void)state;
 	struct ids_buf b = {0};
+	/* one object is reused from user to user: values change type (string,
+	 * null) and validity between them, and none may leak into the next */
 	struct ids_plan_user users[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "e-1", .username = "a", .email = "a@x"},
 	    {.flags = IDS_PU_SKIP_INVALID, .external_id = "e-\xff\xfe", .reason = "bad \"utf-8\"\n"},
+	    {.flags = IDS_PU_CREATE, .external_id = "e-3", .username = "c"},
 	};
-	struct ids_plan p = {.connector = "c", .users = users, .nusers = 1};
+	struct ids_plan p = {.connector = "c", .users = users, .nusers = 3};
 	assert_int_equal(ids_output_plan_json(&p, &b), 0);
 	json_t *doc = parse(b.p);
-	json_t *u = json_array_get(json_object_get(doc, "users"), 0);
+	json_t *u = json_array_get(json_object_get(doc, "users"), 1);
 	assert_string_equal(json_string_value(json_object_get(u, "external_id")), "e-\\xff\\xfe");
 	assert_string_equal(json_string_value(json_object_get(u, "reason")), "bad \"utf-8\"\n");
 	assert_string_equal(json_string_value(json_object_get(u, "op")), "skip_invalid");
+	assert_true(json_is_null(json_object_get(u, "username")));
+	assert_true(json_is_null(json_object_get(u, "email")));
+	u = json_array_get(json_object_get(doc, "users"), 2);
+	assert_string_equal(json_string_value(json_object_get(u, "external_id")), "e-3");
+	assert_string_equal(json_string_value(json_object_get(u, "username")), "c");
+	assert_true(json_is_null(json_object_get(u, "email")));
+	assert_true(json_is_null(json_object_get(u, "reason")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(json_object_get(doc, "users"), 0), "email")),
+	    "a@x");
 	json_decref(doc);
 	ids_buf_free(&b);
 }
