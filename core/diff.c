@@ -765,6 +765,9 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 {
 	const struct ids_grant **des = x->des;
 	size_t nd = 0, lo = 0, hi = 0;
+	/* what revoke rules took away, in key order: a removal names them */
+	const struct ids_grant *rv = want ? want->grants + want->ngrants : NULL;
+	size_t nrv = want ? want->nrevoked : 0, ri = 0;
 	int r = 0;
 
 	if (want && want->ngrants) {
@@ -816,8 +819,14 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			i++;
 		} else if (c > 0) {
 			if (!cg->manual) {
+				int rc = 1;
+				while (ri < nrv &&
+				       (rc = cmp_grant_key(rv[ri].kind, rv[ri].tenant, rv[ri].name, cg->kind,
+							   cg->tenant, cg->name)) < 0)
+					ri++;
 				r = add_grant(x, IDS_GOP_REMOVE, cg->kind, cg->tenant, cg->name,
-					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0, 0, w);
+					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0,
+					      rc == 0 ? rv[ri].rules : 0, w);
 				if (stays_active)
 					x->p->removals_on_active++;
 			}

@@ -224,13 +224,16 @@ static int text_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 
 /* "  rule NAME" or "  rules A, B": where an added or changed grant comes
  * from, so that a reviewer can tell which rule to change (config.md: a
- * rule's name is shown in plans).  Nothing for a removal: no rule makes it. */
-static int put_rules(struct ids_buf *b, const struct ids_rule_list *l)
+ * rule's name is shown in plans); "  revoked by rule NAME" for a removal
+ * that revoke rules made.  Nothing for other removals: no rule makes them. */
+static int put_rules(struct ids_buf *b, const struct ids_rule_list *l, bool revoke)
 {
 	int r = 0;
 	if (!l || !l->n)
 		return 0;
-	r = ids_buf_puts(b, l->n == 1 ? "  rule " : "  rules ");
+	r = ids_buf_puts(b, revoke ? "  revoked by" : " ");
+	if (r >= 0)
+		r = ids_buf_puts(b, l->n == 1 ? " rule " : " rules ");
 	for (size_t i = 0; r >= 0 && i < l->n; i++) {
 		if (i)
 			r = ids_buf_puts(b, ", ");
@@ -261,7 +264,7 @@ static int text_grant(struct ids_buf *b, const struct ids_plan *p, const struct 
 			r = ids_buf_printf(b, " %d", g->slots);
 	}
 	if (r >= 0)
-		r = put_rules(b, ids_plan_grant_rules(p, g));
+		r = put_rules(b, ids_plan_grant_rules(p, g), g->op == IDS_GOP_REMOVE);
 	return r < 0 ? r : ids_buf_putc(b, '\n');
 }
 

@@ -304,7 +304,7 @@ struct eval {
 /* A grant list in d->arena that users share. */
 struct shared {
 	const struct ids_grant *g; /* NULL: empty slot */
-	size_t n;
+	size_t n, alive;	   /* n grants, the first `alive` not revoked */
 	uint64_t hash;
 };
 
@@ -968,14 +968,43 @@ static int merge_items(struct eval *ev)
 	return 0;
 }
 
+/* Marks item it revoked by rule p: from then on its `rules` name the
+ * revoke rules that took it away — all of them, sorted by name, so that
+ * the result does not depend on which revoke came first. */
+static int revoked_by(struct eval *ev, struct item *it, const struct prep *p)
+{
+	if (!it->dead) {
+		it->dead = true;
+		it->g.rules = p->self_list;
+		return 0;
+	}
+	const struct ids_rule_list *l = ev->d->rule_lists[it->g.rules];
+	size_t n = 0;
+	int r = ids_grow(&ev->merged, &ev->cap_merged, l->n + 1, sizeof(*ev->merged));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->names[i] == p->name) /* the same rule again (another group) */
+			return 0;
+		if (n == i && strcmp(p->name, l->names[i]) < 0)
+			ev->merged[n++] = p->name;
+		ev->merged[n++] = l->names[i];
+	}
+	if (n == l->n)
+		ev->merged[n++] = p->name;
+	return intern_list(ev, ev->merged, n, &it->g.rules);
+}
+
 /* Removes what revoke rule p names from tenant (every tenant when NULL). */
-static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
+static int revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 {
 	const struct ids_rule *rl = p->r;
-	for (size_t i = 0; i < ev->nitems; i++) {
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < ev->nitems; i++) {
 		struct item *it = &ev->items[i];
 		const char **names;
 		size_t n;
+		bool hit = false;
 		if (tenant && it->g.tenant != tenant)
 			continue;
 		switch (it->g.kind) {
@@ -985,9 +1014,12 @@ static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 		default: continue; /* slots have no revoke */
 		}
 		/* interned: one name, one pointer */
-		for (size_t j = 0; j < n && !it->dead; j++)
-			it->dead = names[j] == it->g.name;
+		for (size_t j = 0; j < n && !hit; j++)
+			hit = names[j] == it->g.name;
+		if (hit)
+			r = revoked_by(ev, it, p);
 	}
+	return r;
 }
 
 /* A revoke looks its tenant up without interning it (lookup_only): a
@@ -1007,22 +1039,20 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 			if (slot == NONE)
 				continue;
 			if (p->wildcard) {
-				revoke_in(ev, p, NULL);
+				r = revoke_in(ev, p, NULL);
 				break;
 			}
 			r = set_tenant(ev, p, u, g, true, &tenant);
 			if (r >= 0 && tenant)
-				revoke_in(ev, p, tenant);
+				r = revoke_in(ev, p, tenant);
 		}
 		return r;
 	}
-	if (p->wildcard) {
-		revoke_in(ev, p, NULL);
-		return 0;
-	}
+	if (p->wildcard)
+		return revoke_in(ev, p, NULL);
 	r = set_tenant(ev, p, u, NONE, true, &tenant);
 	if (r >= 0 && tenant)
-		revoke_in(ev, p, tenant);
+		r = revoke_in(ev, p, tenant);
 	return r;
 }
 
@@ -1058,7 +1088,7 @@ static bool list_equal(const struct ids_grant *a, const struct item *it, size_t 
  * earlier user that came to the same list.  A directory of a million
  * people has a few thousand distinct grant lists (tenant x role mix), so
  * this keeps the desired state at a few megabytes instead of hundreds. */
-static int share(struct eval *ev, size_t n, struct ids_grant **ret)
+static int share(struct eval *ev, size_t n, size_t alive, struct ids_grant **ret)
 {
 	uint64_t h = list_hash(ev->items, n);
 	if ((ev->nshared + 1) * 2 > ev->cap_shared) {
@@ -1081,7 +1111,7 @@ static int share(struct eval *ev, size_t n, struct ids_grant **ret)
 	size_t j = h & (ev->cap_shared - 1);
 	for (; ev->shared[j].g; j = (j + 1) & (ev->cap_shared - 1)) {
 		const struct shared *e = &ev->shared[j];
-		if (e->hash == h && e->n == n && list_equal(e->g, ev->items, n)) {
+		if (e->hash == h && e->n == n && e->alive == alive && list_equal(e->g, ev->items, n)) {
 			/* read-only for everyone (rules.h) */
 			*ret = (struct ids_grant *)e->g;
 			return 0;
@@ -1092,9 +1122,30 @@ static int share(struct eval *ev, size_t n, struct ids_grant **ret)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		g[i] = ev->items[i].g;
-	ev->shared[j] = (struct shared){g, n, h};
+	ev->shared[j] = (struct shared){g, n, alive, h};
 	ev->nshared++;
 	*ret = g;
+	return 0;
+}
+
+/* The survivors at the front of items, the revoked after them, each in
+ * key order (the diff walks both along the current rows); *ret_alive how
+ * many survived. */
+static int partition_revoked(struct eval *ev, size_t *ret_alive)
+{
+	size_t n = ev->nitems, alive = 0, dead = 0;
+	int r = ids_grow(&ev->items, &ev->cap_items, 2 * n, sizeof(*ev->items));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (ev->items[i].dead)
+			ev->items[n + dead++] = ev->items[i];
+		else
+			ev->items[alive++] = ev->items[i];
+	}
+	if (dead)
+		memmove(ev->items + alive, ev->items + n, dead * sizeof(*ev->items));
+	*ret_alive = alive;
 	return 0;
 }
 
@@ -1139,23 +1190,24 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 	}
 	if (r < 0)
 		return r;
-	/* the survivors, packed at the front of items */
-	size_t alive = 0;
-	for (size_t i = 0; i < ev->nitems; i++)
-		if (!ev->items[i].dead)
-			ev->items[alive++] = ev->items[i];
+	size_t alive;
+	if ((r = partition_revoked(ev, &alive)) < 0)
+		return r;
 	/* in scope is decided before the revokes: a user whose grants are all
 	 * revoked is still someone the rules manage (deactivating them would
 	 * be a revoke rule doing what only a scope change may) */
 	out->in_scope = in_scope;
 	out->company_admin = admin;
 	out->ngrants = 0;
+	out->nrevoked = 0;
 	out->grants = NULL;
-	if (!alive)
+	if (!ev->nitems)
 		return 0;
-	r = share(ev, alive, &out->grants);
-	if (r >= 0)
+	r = share(ev, ev->nitems, alive, &out->grants);
+	if (r >= 0) {
 		out->ngrants = alive;
+		out->nrevoked = (uint32_t)(ev->nitems - alive);
+	}
 	return r;
 }
 

@@ -424,8 +424,8 @@ static int audit_user(struct apply *a, const struct ids_plan_user *u, int64_t ui
 
 /* One grant of a user's grant or revoke list: {"kind":..,"tenant":..,"name":..}
  * (with slots, old_slots for a changed value, and "rules": the names of
- * the rules that produced an added or changed grant — config.md promises
- * them in the audit; a removal has none). */
+ * the rules that produced an added or changed grant, or of the revoke
+ * rules behind a removal — config.md promises them in the audit). */
 static int grant_json(struct ids_buf *d, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
 	const struct ids_rule_list *rl = ids_plan_grant_rules(p, g);

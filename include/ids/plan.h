@@ -121,10 +121,10 @@ struct ids_plan_grant {
 	 * initial sync of tier L plans 7 million grants, 56 bytes each */
 	unsigned char op;   /* enum ids_grant_op */
 	unsigned char kind; /* enum ids_grant_kind */
-	/* the rules that grant it (add, change): an index into the plan's
-	 * rule_lists (ids_plan_grant_rules); 0 for a removal, which no rule
-	 * produces — the user left the rules' scope, was deactivated, or a
-	 * revoke rule took the grant away */
+	/* the rules behind it, as an index into the plan's rule_lists
+	 * (ids_plan_grant_rules): for an add or a change the rules that grant
+	 * it; for a removal the revoke rules that took it away, or 0 when no
+	 * rule did (the user left the rules' scope or was deactivated) */
 	uint32_t rules;
 	const char *external_id; /* the user's (source, external_id) key */
 	const char *username;	 /* for display */

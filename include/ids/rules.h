@@ -105,6 +105,11 @@ struct ids_grant {
 struct ids_desired {
 	bool in_scope; /* at least one non-revoke rule matched and granted something */
 	bool company_admin;
+	/* grants[ngrants .. ngrants + nrevoked): what revoke rules took away
+	 * from the grants the rules gave, in the same order, their `rules`
+	 * naming the revoke rules — so that a plan can say why a grant goes.
+	 * (Beside the bools: the struct stays 24 bytes a user.) */
+	uint32_t nrevoked;
 	/* sorted by (tenant, kind, name), unique.  Read-only: users with the
 	 * same grants share one array (and equal strings one pointer). */
 	struct ids_grant *grants;

@@ -369,6 +369,7 @@ static void test_apply(void **state)
 	grants[0].rules = 1;
 	grants[3].rules = 2;
 	grants[7].rules = 1;
+	grants[5].rules = 1; /* a removal: the revoke rule that made it */
 	struct ids_plan p = {.connector = "corp",
 			     .users = users,
 			     .nusers = sizeof(users) / sizeof(users[0]),
@@ -485,7 +486,8 @@ static void test_apply(void **state)
 		     "{\"grants\":[{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\","
 		     "\"slots\":5,\"old_slots\":2,\"rules\":[\"cz-support\"]}]}");
 	assert_audit(run_id, "revoke", "jnovak",
-		     "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"},"
+		     "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\","
+		     "\"rules\":[\"cz-support\"]},"
 		     "{\"kind\":\"role\",\"tenant\":\"sales\",\"name\":\"admin\"},"
 		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}]}");
 	assert_audit(run_id, "revoke", "jnovak",

@@ -51,6 +51,24 @@ print(o["summary"]["created"], o["run_id"] > 0)')" "sync ok: counts and run id"
 eq "support-operators" "$(q "SELECT DISTINCT r FROM audit_log, jsonb_array_elements(detail->'grants') g,
 	jsonb_array_elements_text(g->'rules') r WHERE action = 'grant'")" "the audit's grant rows name the rule"
 
+# a revoke rule: the plan says which rule takes a grant away (text and
+# JSON); only planned, the database keeps its state for what follows
+group_ldif CC-NoEmail "$(udn j1)" | ldif_add
+MAX_DEACT_PCT=10 config_write "" "$(default_rules)
+  - name: no-email
+    match: { member_of: [\"CC-NoEmail\"] }
+    tenant: support
+    revoke: { channels: [email] }"
+ids plan
+has "- chan  j1  support  email  revoked by rule no-email" "$OUT" "text plan: the removal names the revoke rule"
+ids plan --format json
+eq "remove email no-email" "$(printf '%s' "$OUT" | python3 -c '
+import json, sys
+for g in json.load(sys.stdin)[0]["plan"]["grants"]:
+    if g["op"] == "remove":
+        print(g["op"], g["name"], ",".join(g["rules"]))')" "JSON plan: the removal names the revoke rule"
+MAX_DEACT_PCT=10 config_write
+
 # skipped: another session holds the connector's advisory lock
 key=$(python3 -c '
 h = 0xcbf29ce484222325

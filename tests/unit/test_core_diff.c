@@ -181,43 +181,52 @@ static struct ids_rule_list *mklist(size_t n, ...)
 }
 
 /* Issue 12.4: each added or changed grant names the rules that produced
- * it (carried from the desired grants); a removal names none. */
+ * it (carried from the desired grants); a removal names the revoke rules
+ * that took the grant away, or none when no rule did. */
 static void test_grants_name_their_rules(void **state)
 {
 	struct fx *f = *state;
-	struct ids_rule_list *lists[] = {NULL, mklist(1, "cz-support"), mklist(2, "base", "seniors")};
+	struct ids_rule_list *lists[] = {NULL, mklist(1, "cz-support"), mklist(2, "base", "seniors"),
+					 mklist(1, "no-auditors")};
 	f->d.rule_lists = (const struct ids_rule_list **)lists;
-	f->d.nrule_lists = 3;
+	f->d.nrule_lists = 4;
 	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .email = "j@x", .active = true);
 	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "auditor", 0, false);
+	cg(f, 10, IDS_GRANT_CHANNEL, "support-cz", "email", 0, false);
 	cg(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 2, false);
 	size_t k = su(f, "u1", "jnovak", "j@x");
 	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
 	f->grants[k][0].rules = 2;
 	want(f, k, IDS_GRANT_SLOT, "support-cz", "live", 4);
 	f->grants[k][1].rules = 1;
+	/* after the wanted grants, what a revoke rule took away */
+	f->grants[k][2] = (struct ids_grant){IDS_GRANT_ROLE, "support-cz", "auditor", 0, 3};
+	f->des[k].nrevoked = 1;
 	f->o.idp = "ldap";
 	MU(f, .id = 11, .external_id = "u2", .username = "new", .email = "n@x", .active = true);
 	k = su(f, "u2", "new", "n@x");
 	want(f, k, IDS_GRANT_CHANNEL, "sales", "webchat", 0);
 	f->grants[k][0].rules = 1;
-	assert_string_equal(run(f), "- role  jnovak  support-cz  auditor\n"
+	assert_string_equal(run(f), "- role  jnovak  support-cz  auditor  revoked by rule no-auditors\n"
 				    "+ role  jnovak  support-cz  operator  rules base, seniors\n"
+				    "- chan  jnovak  support-cz  email\n"
 				    "~ slot  jnovak  support-cz  live 2 -> 4  rule cz-support\n"
 				    "+ chan  new  sales  webchat  rule cz-support\n"
 				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
-				    "3 grants added, 1 removed, 0 conflicts\n");
+				    "3 grants added, 2 removed, 0 conflicts\n");
 	/* the plan carries the index; the list is the desired set's */
 	assert_int_equal(f->p->grants[1].rules, 2);
 	assert_ptr_equal(ids_plan_grant_rules(f->p, &f->p->grants[1]), lists[2]);
-	assert_int_equal(f->p->grants[0].rules, 0);
-	assert_null(ids_plan_grant_rules(f->p, &f->p->grants[0]));
+	assert_int_equal(f->p->grants[0].rules, 3);
+	assert_int_equal(f->p->grants[2].rules, 0);
+	assert_null(ids_plan_grant_rules(f->p, &f->p->grants[2]));
 	/* no bigger than before the index: 7 million of these at tier L */
 	assert_true(sizeof(struct ids_plan_grant) <= 56);
 	ids_plan_free(f->p);
 	f->p = NULL;
 	free(lists[1]);
 	free(lists[2]);
+	free(lists[3]);
 }
 
 static void test_not_in_scope_or_disabled_without_row(void **state)

@@ -252,6 +252,25 @@ static const char *render(const struct ids_desired_set *d, const char *username)
 
 #define EXPECT(d, user, want) assert_string_equal(render(d, user), want)
 
+/* What revoke rules took from a user: " tenant:kind:name<revoke rules>". */
+static const char *render_revoked(const struct ids_desired_set *d, const char *username)
+{
+	static char buf[1024];
+	const struct ids_desired *u = &d->users[uidx(username)];
+	size_t n = 0;
+	buf[0] = '\0';
+	for (size_t i = u->ngrants; i < u->ngrants + u->nrevoked; i++) {
+		const struct ids_grant *g = &u->grants[i];
+		const struct ids_rule_list *l = ids_rule_list_get(d->rule_lists, d->nrule_lists, g->rules);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s:%s:%s<", g->tenant,
+				      ids_grant_kind_name(g->kind), g->name);
+		for (size_t j = 0; l && j < l->n; j++)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", j ? "," : "", l->names[j]);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ">");
+	}
+	return buf;
+}
+
 /* render() with the rules of every grant: " tenant:kind:name[=slots]<r1,r2>" */
 static const char *render_rules(const struct ids_desired_set *d, const char *username)
 {
@@ -803,6 +822,26 @@ static void test_revoke_wildcard_and_tenant(void **state)
 	       " support-cz:role:operator support-cz:chan:webchat support-cz:slot:live=2");
 	/* a named tenant: only there; names it does not hold are ignored */
 	EXPECT(d, "kamil", "in: support-cz:chan:webchat support-cz:chan:whatsapp support-cz:slot:live=2");
+	/* what was revoked, and by which rule: a plan removing it says so */
+	assert_string_equal(render_revoked(d, "jnovak"),
+			    " sales-de:chan:whatsapp<seniors-no-whatsapp-anywhere>"
+			    " support-cz:chan:whatsapp<seniors-no-whatsapp-anywhere>");
+	assert_string_equal(render_revoked(d, "kamil"),
+			    " support-cz:role:operator<contractor-not-operator-in-cz>");
+	assert_string_equal(render_revoked(d, "boss"), "");
+	ids_desired_set_free(d);
+
+	/* two revoke rules taking the same grant are both named, by name,
+	 * whatever their order; one of them matching twice is named once */
+	r = rule("a-also-no-whatsapp");
+	sv(&r->member_of, "CC-Sales-DE-Operators", NULL);
+	r_tenant(r, "*");
+	r->revoke = true;
+	sv(&r->revoke_channels, "whatsapp", NULL);
+	d = eval();
+	assert_string_equal(render_revoked(d, "jnovak"),
+			    " sales-de:chan:whatsapp<a-also-no-whatsapp,seniors-no-whatsapp-anywhere>"
+			    " support-cz:chan:whatsapp<a-also-no-whatsapp,seniors-no-whatsapp-anywhere>");
 	ids_desired_set_free(d);
 }
 
@@ -896,6 +935,7 @@ static char *render_all(const struct ids_desired_set *d)
 		assert_int_equal(ids_buf_puts(&b, render(d, S->users[i].f[IDS_F_USERNAME])), 0);
 		/* the rules each grant names must not depend on the order either */
 		assert_int_equal(ids_buf_puts(&b, render_rules(d, S->users[i].f[IDS_F_USERNAME])), 0);
+		assert_int_equal(ids_buf_puts(&b, render_revoked(d, S->users[i].f[IDS_F_USERNAME])), 0);
 		assert_int_equal(ids_buf_putc(&b, '\n'), 0);
 	}
 	for (size_t i = 0; i < d->warnings.n; i++)

@@ -64,6 +64,7 @@ static void test_plan_object(void **state)
 	    {IDS_GOP_ADD, IDS_GRANT_ROLE, 1, "e-jn", "jnovak", "support-cz", "operator", 0, 0, 0},
 	    {IDS_GOP_CHANGE, IDS_GRANT_SLOT, 2, "e-jn", "jnovak", "support-cz", "live", 3, 2, 0},
 	    {IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, 0, "e-pd", "pdvorak", "support-cz", "email", 0, 0, 42},
+	    {IDS_GOP_REMOVE, IDS_GRANT_CHANNEL, 1, "e-pd", "pdvorak", "support-cz", "sms", 0, 0, 42},
 	};
 	struct ids_rule_list *one = mklist(1, "cz-support", NULL), *two = mklist(2, "base", "seniors");
 	const struct ids_rule_list *lists[] = {NULL, one, two};
@@ -73,7 +74,7 @@ static void test_plan_object(void **state)
 			     .users = users,
 			     .nusers = 2,
 			     .grants = grants,
-			     .ngrants = 3,
+			     .ngrants = 4,
 			     .missing_tenants = {missing, 1},
 			     .rule_lists = lists,
 			     .nrule_lists = 3};
@@ -107,7 +108,10 @@ static void test_plan_object(void **state)
 	    "\"rules\": [\"base\", \"seniors\"]},\n"
 	    "      {\"op\": \"remove\", \"kind\": \"channel\", \"username\": \"pdvorak\", \"external_id\": "
 	    "\"e-pd\", \"tenant\": \"support-cz\", \"name\": \"email\", \"slots\": null, \"old_slots\": "
-	    "null, \"rules\": []}\n"
+	    "null, \"rules\": []},\n"
+	    "      {\"op\": \"remove\", \"kind\": \"channel\", \"username\": \"pdvorak\", \"external_id\": "
+	    "\"e-pd\", \"tenant\": \"support-cz\", \"name\": \"sms\", \"slots\": null, \"old_slots\": "
+	    "null, \"rules\": [\"cz-support\"]}\n"
 	    "    ]\n"
 	    "  }");
 	json_decref(parse(b.p));
