@@ -755,6 +755,48 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 	return push_grant(x, &g);
 }
 
+/* The grants of want that may be planned (their tenant exists or is
+ * created), in x->des[0..*ret_n), sorted and unique. */
+static int wanted_grants(struct diff *x, const struct ids_desired *want, size_t *ret_n)
+{
+	const struct ids_grant **des = x->des;
+	size_t nd = 0;
+	int r;
+
+	*ret_n = 0;
+	if (!want || !want->ngrants)
+		return 0;
+	if (want->ngrants > x->cap_des) {
+		des = realloc(x->des, want->ngrants * sizeof(*des));
+		if (!des)
+			return -ENOMEM;
+		x->des = des;
+		x->cap_des = want->ngrants;
+	}
+	for (size_t i = 0; i < want->ngrants; i++) {
+		bool ok;
+		if ((r = tenant_ok(x, want->grants[i].tenant, &ok)) < 0)
+			return r;
+		if (ok)
+			des[nd++] = &want->grants[i];
+	}
+	/* rules hand them sorted and unique; the merge in diff_grants relies
+	 * on it, so make sure rather than trust (one pass when sorted) */
+	bool in_order = true;
+	for (size_t i = 1; i < nd && in_order; i++)
+		in_order = cmp_des_grant(&des[i - 1], &des[i]) < 0;
+	if (!in_order) {
+		sort(des, nd, sizeof(*des), cmp_des_grant);
+		size_t k = 0;
+		for (size_t i = 0; i < nd; i++)
+			if (k == 0 || cmp_des_grant(&des[k - 1], &des[i]) != 0)
+				des[k++] = des[i];
+		nd = k;
+	}
+	*ret_n = nd;
+	return 0;
+}
+
 /* Plans the grants of one user: want (NULL: none, a deactivation) against
  * the current rows of row (NO_ROW: a new user).  w names the user (copied
  * into the plan on its first grant).  Manual rows are never touched and
@@ -763,42 +805,16 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t row, struct who *w,
 		       bool stays_active, bool dry)
 {
-	const struct ids_grant **des = x->des;
+	const struct ids_grant **des;
 	size_t nd = 0, lo = 0, hi = 0;
 	/* what revoke rules took away, in key order: a removal names them */
 	const struct ids_grant *rv = want ? want->grants + want->ngrants : NULL;
 	size_t nrv = want ? want->nrevoked : 0, ri = 0;
-	int r = 0;
+	int r = wanted_grants(x, want, &nd);
 
-	if (want && want->ngrants) {
-		if (want->ngrants > x->cap_des) {
-			des = realloc(x->des, want->ngrants * sizeof(*des));
-			if (!des)
-				return -ENOMEM;
-			x->des = des;
-			x->cap_des = want->ngrants;
-		}
-		for (size_t i = 0; i < want->ngrants; i++) {
-			bool ok;
-			if ((r = tenant_ok(x, want->grants[i].tenant, &ok)) < 0)
-				return r;
-			if (ok)
-				des[nd++] = &want->grants[i];
-		}
-		/* rules hand them sorted and unique; the merge below relies
-		 * on it, so make sure rather than trust (one pass when sorted) */
-		bool in_order = true;
-		for (size_t i = 1; i < nd && in_order; i++)
-			in_order = cmp_des_grant(&des[i - 1], &des[i]) < 0;
-		if (!in_order) {
-			sort(des, nd, sizeof(*des), cmp_des_grant);
-			size_t k = 0;
-			for (size_t i = 0; i < nd; i++)
-				if (k == 0 || cmp_des_grant(&des[k - 1], &des[i]) != 0)
-					des[k++] = des[i];
-			nd = k;
-		}
-	}
+	if (r < 0)
+		return r;
+	des = x->des;
 	grants_of(x, row, &lo, &hi);
 	/* the apply reaches the user's grant rows by this id */
 	w->id = row == NO_ROW ? 0 : x->c->users[row].id;
