@@ -118,3 +118,52 @@ int ids_current_add_tenant(struct ids_current *c, const char *slug)
 	/* no duplicate check: the diff indexes the slugs, a repeat is harmless */
 	return ids_strv_push(&c->tenants, slug);
 }
+
+/* ---------------- the id index ---------------- */
+
+static size_t id_slot(const struct ids_current_index *ix, int64_t id)
+{
+	/* Fibonacci hashing: ids are dense sequences, whose low bits alone
+	 * would fill neighbouring slots */
+	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 17) & (ix->cap - 1);
+}
+
+int ids_current_index_build(const struct ids_current *c, struct ids_current_index *ix)
+{
+	*ix = (struct ids_current_index){.cap = 64};
+	while (ix->cap < c->nusers * 2 + 1)
+		ix->cap *= 2;
+	ix->key = calloc(ix->cap, sizeof(*ix->key));
+	ix->val = malloc(ix->cap * sizeof(*ix->val));
+	if (!ix->key || !ix->val) {
+		ids_current_index_free(ix);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->nusers; i++) {
+		size_t j = id_slot(ix, c->users[i].id);
+		while (ix->key[j] && ix->key[j] != c->users[i].id)
+			j = (j + 1) & (ix->cap - 1);
+		ix->key[j] = c->users[i].id;
+		ix->val[j] = (uint32_t)i;
+	}
+	return 0;
+}
+
+bool ids_current_index_get(const struct ids_current_index *ix, int64_t id, uint32_t *ret_row)
+{
+	if (!id || !ix->cap)
+		return false;
+	for (size_t j = id_slot(ix, id); ix->key[j]; j = (j + 1) & (ix->cap - 1))
+		if (ix->key[j] == id) {
+			*ret_row = ix->val[j];
+			return true;
+		}
+	return false;
+}
+
+void ids_current_index_free(struct ids_current_index *ix)
+{
+	free(ix->key);
+	free(ix->val);
+	*ix = (struct ids_current_index){0};
+}

@@ -398,31 +398,6 @@ static int add_user(struct diff *x, unsigned flags, unsigned changed, const stru
 
 /* ---------------- pass 1: index the current state ---------------- */
 
-/* app_user id -> row, for bucketing the grant rows: open addressing
- * (ids are unique, 0 marks an empty slot). */
-struct id_index {
-	int64_t *key;
-	uint32_t *val;
-	size_t cap;
-};
-
-static size_t id_slot(const struct id_index *m, int64_t id)
-{
-	return (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> 17) & (m->cap - 1);
-}
-
-static bool id_get(const struct id_index *m, int64_t id, uint32_t *ret)
-{
-	if (!id)
-		return false;
-	for (size_t j = id_slot(m, id); m->key[j]; j = (j + 1) & (m->cap - 1))
-		if (m->key[j] == id) {
-			*ret = m->val[j];
-			return true;
-		}
-	return false;
-}
-
 static int cmp_cur_index(const void *a, const void *b, void *ud)
 {
 	const struct ids_cur_grant *g = ud;
@@ -453,7 +428,7 @@ static void sort_grants(uint32_t *v, size_t n, const struct ids_cur_grant *g)
 static int bucket_grants(struct diff *x)
 {
 	const struct ids_current *c = x->c;
-	struct id_index ix = {0};
+	struct ids_current_index ix = {0};
 	size_t *fill = NULL;
 	uint32_t *rowof = NULL;
 	int r = -ENOMEM;
@@ -463,25 +438,13 @@ static int bucket_grants(struct diff *x)
 	x->goff = calloc(c->nusers + 1, sizeof(*x->goff));
 	x->gby = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*x->gby));
 	rowof = malloc((c->ngrants ? c->ngrants : 1) * sizeof(*rowof));
-	ix.cap = 64;
-	while (ix.cap < c->nusers * 2 + 1)
-		ix.cap *= 2;
-	ix.key = calloc(ix.cap, sizeof(*ix.key));
-	ix.val = malloc(ix.cap * sizeof(*ix.val));
-	if (!x->goff || !x->gby || !rowof || !ix.key || !ix.val)
+	if (!x->goff || !x->gby || !rowof || ids_current_index_build(c, &ix) < 0)
 		goto out;
-	for (size_t i = 0; i < c->nusers; i++) {
-		size_t j = id_slot(&ix, c->users[i].id);
-		while (ix.key[j] && ix.key[j] != c->users[i].id)
-			j = (j + 1) & (ix.cap - 1);
-		ix.key[j] = c->users[i].id;
-		ix.val[j] = (uint32_t)i;
-	}
 	/* counting sort by row; a grant of no loaded user belongs to nobody
 	 * this diff can touch */
 	for (size_t i = 0; i < c->ngrants; i++) {
 		uint32_t row;
-		rowof[i] = id_get(&ix, c->grants[i].user_id, &row) ? row : NO_ROW;
+		rowof[i] = ids_current_index_get(&ix, c->grants[i].user_id, &row) ? row : NO_ROW;
 		if (rowof[i] != NO_ROW)
 			x->goff[row + 1]++;
 	}
@@ -500,8 +463,7 @@ static int bucket_grants(struct diff *x)
 out:
 	free(fill);
 	free(rowof);
-	free(ix.key);
-	free(ix.val);
+	ids_current_index_free(&ix);
 	return r;
 }
 
@@ -765,12 +727,13 @@ static int note_group(struct diff *x, const char *tenant, const char *name)
 }
 
 static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind kind, const char *tenant,
-		     const char *name, int slots, int old_slots, struct who *w)
+		     const char *name, int slots, int old_slots, uint32_t rules, struct who *w)
 {
 	int err;
 	struct ids_plan_grant g = {
-	    .op = op,
-	    .kind = kind,
+	    .op = (unsigned char)op,
+	    .kind = (unsigned char)kind,
+	    .rules = rules,
 	    .external_id = w->ext,
 	    .user_id = w->id,
 	    .username = w->name,
@@ -792,6 +755,48 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 	return push_grant(x, &g);
 }
 
+/* The grants of want that may be planned (their tenant exists or is
+ * created), in x->des[0..*ret_n), sorted and unique. */
+static int wanted_grants(struct diff *x, const struct ids_desired *want, size_t *ret_n)
+{
+	const struct ids_grant **des = x->des;
+	size_t nd = 0;
+	int r;
+
+	*ret_n = 0;
+	if (!want || !want->ngrants)
+		return 0;
+	if (want->ngrants > x->cap_des) {
+		des = realloc(x->des, want->ngrants * sizeof(*des));
+		if (!des)
+			return -ENOMEM;
+		x->des = des;
+		x->cap_des = want->ngrants;
+	}
+	for (size_t i = 0; i < want->ngrants; i++) {
+		bool ok;
+		if ((r = tenant_ok(x, want->grants[i].tenant, &ok)) < 0)
+			return r;
+		if (ok)
+			des[nd++] = &want->grants[i];
+	}
+	/* rules hand them sorted and unique; the merge in diff_grants relies
+	 * on it, so make sure rather than trust (one pass when sorted) */
+	bool in_order = true;
+	for (size_t i = 1; i < nd && in_order; i++)
+		in_order = cmp_des_grant(&des[i - 1], &des[i]) < 0;
+	if (!in_order) {
+		sort(des, nd, sizeof(*des), cmp_des_grant);
+		size_t k = 0;
+		for (size_t i = 0; i < nd; i++)
+			if (k == 0 || cmp_des_grant(&des[k - 1], &des[i]) != 0)
+				des[k++] = des[i];
+		nd = k;
+	}
+	*ret_n = nd;
+	return 0;
+}
+
 /* Plans the grants of one user: want (NULL: none, a deactivation) against
  * the current rows of row (NO_ROW: a new user).  w names the user (copied
  * into the plan on its first grant).  Manual rows are never touched and
@@ -800,39 +805,16 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t row, struct who *w,
 		       bool stays_active, bool dry)
 {
-	const struct ids_grant **des = x->des;
+	const struct ids_grant **des;
 	size_t nd = 0, lo = 0, hi = 0;
-	int r = 0;
+	/* what revoke rules took away, in key order: a removal names them */
+	const struct ids_grant *rv = want ? want->grants + want->ngrants : NULL;
+	size_t nrv = want ? want->nrevoked : 0, ri = 0;
+	int r = wanted_grants(x, want, &nd);
 
-	if (want && want->ngrants) {
-		if (want->ngrants > x->cap_des) {
-			des = realloc(x->des, want->ngrants * sizeof(*des));
-			if (!des)
-				return -ENOMEM;
-			x->des = des;
-			x->cap_des = want->ngrants;
-		}
-		for (size_t i = 0; i < want->ngrants; i++) {
-			bool ok;
-			if ((r = tenant_ok(x, want->grants[i].tenant, &ok)) < 0)
-				return r;
-			if (ok)
-				des[nd++] = &want->grants[i];
-		}
-		/* rules hand them sorted and unique; the merge below relies
-		 * on it, so make sure rather than trust (one pass when sorted) */
-		bool in_order = true;
-		for (size_t i = 1; i < nd && in_order; i++)
-			in_order = cmp_des_grant(&des[i - 1], &des[i]) < 0;
-		if (!in_order) {
-			sort(des, nd, sizeof(*des), cmp_des_grant);
-			size_t k = 0;
-			for (size_t i = 0; i < nd; i++)
-				if (k == 0 || cmp_des_grant(&des[k - 1], &des[i]) != 0)
-					des[k++] = des[i];
-			nd = k;
-		}
-	}
+	if (r < 0)
+		return r;
+	des = x->des;
 	grants_of(x, row, &lo, &hi);
 	/* the apply reaches the user's grant rows by this id */
 	w->id = row == NO_ROW ? 0 : x->c->users[row].id;
@@ -849,12 +831,18 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			return 1;
 		if (c < 0) {
 			r = add_grant(x, IDS_GOP_ADD, dg->kind, dg->tenant, dg->name,
-				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, w);
+				      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, 0, dg->rules, w);
 			i++;
 		} else if (c > 0) {
 			if (!cg->manual) {
+				int rc = 1;
+				while (ri < nrv &&
+				       (rc = cmp_grant_key(rv[ri].kind, rv[ri].tenant, rv[ri].name, cg->kind,
+							   cg->tenant, cg->name)) < 0)
+					ri++;
 				r = add_grant(x, IDS_GOP_REMOVE, cg->kind, cg->tenant, cg->name,
-					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0, w);
+					      cg->kind == IDS_GRANT_SLOT ? cg->slots : 0, 0,
+					      rc == 0 ? rv[ri].rules : 0, w);
 				if (stays_active)
 					x->p->removals_on_active++;
 			}
@@ -863,7 +851,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			/* same key: a manual row satisfies it whatever its value */
 			if (!cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)
 				r = add_grant(x, IDS_GOP_CHANGE, dg->kind, dg->tenant, dg->name, dg->slots,
-					      cg->slots, w);
+					      cg->slots, dg->rules, w);
 			i++;
 			j++;
 		}
@@ -1198,8 +1186,8 @@ static void diff_clear(struct diff *x)
 	ids_buf_free(&x->scratch);
 }
 
-int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-	     const struct ids_diff_opts *o, struct ids_plan **ret)
+int ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret)
 {
 	struct diff x = {
 	    .s = s,
@@ -1231,6 +1219,8 @@ int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, cons
 	p->idp = ids_arena_strdup(&p->arena, o->idp);
 	p->retire = o->retire;
 	p->counts.users_seen = (long)s->nusers;
+	p->rule_lists = d->rule_lists;
+	p->nrule_lists = d->nrule_lists;
 	x.skip = calloc(s->nusers ? s->nusers : 1, sizeof(*x.skip));
 	x.snap_row = malloc((s->nusers ? s->nusers : 1) * sizeof(*x.snap_row));
 	if (!p->connector || (o->idp && !p->idp) || !x.skip || !x.snap_row)
@@ -1257,19 +1247,4 @@ out:
 	diff_clear(&x);
 	ids_plan_free(p);
 	return r;
-}
-
-void ids_plan_free(struct ids_plan *p)
-{
-	if (!p)
-		return;
-	free(p->users);
-	free(p->grants);
-	ids_strv_free(&p->new_tenants);
-	ids_strv_free(&p->missing_tenants);
-	ids_strv_free(&p->new_groups);
-	free(p->verdict_why);
-	free(p->held);
-	ids_arena_free(&p->arena);
-	free(p);
 }

@@ -8,7 +8,7 @@
  * do not implement Unicode case folding), insignificant spaces dropped,
  * escapes decoded and re-encoded the one way below, the values of a
  * multi-valued RDN sorted. */
-#include "ids/snapshot.h"
+#include "ids/dn.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -322,7 +322,7 @@ out:
 	return r < 0 ? r : 0;
 }
 
-int ids_ldap_filter_escape(struct ids_buf *b, const char *v, size_t n)
+int ids_dn_filter_escape(struct ids_buf *b, const char *v, size_t n)
 {
 	int r = 0;
 	size_t i = 0;

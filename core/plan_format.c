@@ -1,4 +1,4 @@
-/* plan_format.c — the plan as text (semantics.md, "The plan") and as JSON.
+/* plan_format.c — the plan as text (semantics.md, "The plan").
  *
  * Text: one line per change, grouped by user, each line
  *   SIGN KIND(%-5s) SUBJECT  DETAILS
@@ -7,18 +7,17 @@
  * tenants come first, the summary line last, and "aborted: why" after it
  * when the safety checks stopped the run.
  *
- * JSON: one object, fixed key order, every user and grant object on a line
- * of its own so that a diff of two plans reads like the text form. */
+ * The JSON form is written outside core, with jansson (daemon/output.c);
+ * what it and the audit log share is in plan.c. */
 #include "ids/plan.h"
 
 #include <inttypes.h>
 #include <string.h>
 
-/* Text and JSON names of the grant kinds, by enum value.  Kept here rather
- * than calling ids_grant_kind_name() so that formatting depends on nothing
- * but this file. */
+/* Text names of the grant kinds, by enum value.  Kept here rather than
+ * calling ids_grant_kind_name() so that formatting depends on nothing but
+ * this file. */
 static const char *const kind_text[IDS_GRANT__COUNT] = {"role", "chan", "group", "slot"};
-static const char *const kind_json[IDS_GRANT__COUNT] = {"role", "channel", "group", "slot"};
 
 static const char *kind_word(const char *const *tab, enum ids_grant_kind k)
 {
@@ -223,8 +222,30 @@ static int text_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 	return r;
 }
 
-/* "+ role  jnovak  support-cz  operator", "~ slot  jnovak  support-cz  live 2 -> 3" */
-static int text_grant(struct ids_buf *b, const struct ids_plan_grant *g)
+/* "  rule NAME" or "  rules A, B": where an added or changed grant comes
+ * from, so that a reviewer can tell which rule to change (config.md: a
+ * rule's name is shown in plans); "  revoked by rule NAME" for a removal
+ * that revoke rules made.  Nothing for other removals: no rule makes them. */
+static int put_rules(struct ids_buf *b, const struct ids_rule_list *l, bool revoke)
+{
+	int r = 0;
+	if (!l || !l->n)
+		return 0;
+	r = ids_buf_puts(b, revoke ? "  revoked by" : " ");
+	if (r >= 0)
+		r = ids_buf_puts(b, l->n == 1 ? " rule " : " rules ");
+	for (size_t i = 0; r >= 0 && i < l->n; i++) {
+		if (i)
+			r = ids_buf_puts(b, ", ");
+		if (r >= 0)
+			r = put_text(b, l->names[i]);
+	}
+	return r;
+}
+
+/* "+ role  jnovak  support-cz  operator  rule cz-support",
+ * "~ slot  jnovak  support-cz  live 2 -> 3  rules a, b" */
+static int text_grant(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
 	char sign = g->op == IDS_GOP_ADD ? '+' : g->op == IDS_GOP_REMOVE ? '-' : '~';
 	int r = put_head(b, sign, kind_word(kind_text, g->kind), g->username, g->external_id);
@@ -242,6 +263,8 @@ static int text_grant(struct ids_buf *b, const struct ids_plan_grant *g)
 		else
 			r = ids_buf_printf(b, " %d", g->slots);
 	}
+	if (r >= 0)
+		r = put_rules(b, ids_plan_grant_rules(p, g), g->op == IDS_GOP_REMOVE);
 	return r < 0 ? r : ids_buf_putc(b, '\n');
 }
 
@@ -300,7 +323,7 @@ int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out)
 		}
 		while (r >= 0 && j < p->ngrants &&
 		       cmp_subject(un, ue, p->grants[j].username, p->grants[j].external_id) == 0)
-			r = text_grant(out, &p->grants[j++]);
+			r = text_grant(out, p, &p->grants[j++]);
 	}
 
 	if (r >= 0)
@@ -320,234 +343,5 @@ int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out)
 		if (r >= 0)
 			r = ids_buf_putc(out, '\n');
 	}
-	return r < 0 ? r : 0;
-}
-
-/* ---------------- JSON ---------------- */
-
-/* A JSON string, or null for NULL. */
-static int json_str0(struct ids_buf *b, const char *s)
-{
-	return s ? ids_buf_json_str(b, s) : ids_buf_puts(b, "null");
-}
-
-/* `, "key": ` before a value (no comma for the first). */
-static int json_key(struct ids_buf *b, bool *first, const char *key)
-{
-	int r = ids_buf_puts(b, *first ? "" : ", ");
-	*first = false;
-	if (r >= 0)
-		r = ids_buf_json_str(b, key);
-	return r < 0 ? r : ids_buf_puts(b, ": ");
-}
-
-/* "field": [old, new] with string values. */
-static int json_change(struct ids_buf *b, bool *first, const char *field, const char *old, const char *new)
-{
-	int r = json_key(b, first, field);
-	if (r >= 0)
-		r = ids_buf_putc(b, '[');
-	if (r >= 0)
-		r = json_str0(b, old);
-	if (r >= 0)
-		r = ids_buf_puts(b, ", ");
-	if (r >= 0)
-		r = json_str0(b, new);
-	return r < 0 ? r : ids_buf_putc(b, ']');
-}
-
-static int json_change_bool(struct ids_buf *b, bool *first, const char *field, bool old, bool new)
-{
-	int r = json_key(b, first, field);
-	return r < 0 ? r : ids_buf_printf(b, "[%s, %s]", old ? "true" : "false", new ? "true" : "false");
-}
-
-static const char *user_op(unsigned flags)
-{
-	/* the most telling operation; the others show in "changes" and
-	 * "reactivate" */
-	if (flags & IDS_PU_SKIP_INVALID)
-		return "skip_invalid";
-	if (flags & IDS_PU_CONFLICT)
-		return "conflict";
-	if (flags & IDS_PU_CREATE)
-		return "create";
-	if (flags & IDS_PU_ADOPT)
-		return "adopt";
-	if (flags & IDS_PU_DEACTIVATE)
-		return "deactivate";
-	if (flags & IDS_PU_REACTIVATE)
-		return "reactivate";
-	return "update"; /* IDS_PU_UPDATE, IDS_PU_REASON */
-}
-
-/* {"field": [old, new], ...}: what the store will change on the row. */
-static int json_changes(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_user *u)
-{
-	const struct ids_cur_user *c = u->cur;
-	bool first = true;
-	int r = ids_buf_putc(b, '{');
-	unsigned ch = c ? u->changed : 0;
-	if (r >= 0 && (ch & IDS_CH_USERNAME))
-		r = json_change(b, &first, "username", c->username, u->username);
-	if (r >= 0 && (ch & IDS_CH_EMAIL))
-		r = json_change(b, &first, "email", c->email, u->email);
-	if (r >= 0 && (ch & IDS_CH_FIRST_NAME))
-		r = json_change(b, &first, "first_name", c->first_name, u->first_name);
-	if (r >= 0 && (ch & IDS_CH_LAST_NAME))
-		r = json_change(b, &first, "last_name", c->last_name, u->last_name);
-	if (r >= 0 && (ch & IDS_CH_DISPLAY_NAME))
-		r = json_change(b, &first, "display_name", c->display_name, u->display_name);
-	if (r >= 0 && (ch & IDS_CH_COMPANY_ADMIN))
-		r = json_change_bool(b, &first, "company_admin", c->company_admin, u->company_admin);
-	if (r >= 0 && (ch & IDS_CH_AUTH)) {
-		if (ids_strcmp0(c->auth_method, "sso"))
-			r = json_change(b, &first, "auth_method", c->auth_method, "sso");
-		if (r >= 0 && ids_strcmp0(c->idp, p->idp))
-			r = json_change(b, &first, "idp", c->idp, p->idp);
-	}
-	if (r >= 0 && c && (u->flags & (IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE))) {
-		bool on = u->flags & IDS_PU_REACTIVATE;
-		r = json_change_bool(b, &first, "active", !on, on);
-	}
-	if (r >= 0 && c && (u->flags & (IDS_PU_DEACTIVATE | IDS_PU_REACTIVATE | IDS_PU_REASON)))
-		r = json_change(b, &first, "deactivation_reason", c->reason,
-				(u->flags & IDS_PU_REACTIVATE) ? NULL : u->reason);
-	return r < 0 ? r : ids_buf_putc(b, '}');
-}
-
-static int json_user(struct ids_buf *b, const struct ids_plan *p, const struct ids_plan_user *u)
-{
-	bool first = true;
-	int r = ids_buf_puts(b, "    {");
-	if (r >= 0)
-		r = json_key(b, &first, "op");
-	if (r >= 0)
-		r = ids_buf_json_str(b, user_op(u->flags));
-	if (r >= 0)
-		r = json_key(b, &first, "id");
-	if (r >= 0)
-		r = u->id ? ids_buf_printf(b, "%" PRId64, u->id) : ids_buf_puts(b, "null");
-	const char *const names[] = {"external_id", "username",	 "email",
-				     "first_name",  "last_name", "display_name"};
-	const char *const vals[] = {u->external_id, u->username,  u->email,
-				    u->first_name,  u->last_name, u->display_name};
-	for (size_t i = 0; r >= 0 && i < sizeof(names) / sizeof(names[0]); i++) {
-		r = json_key(b, &first, names[i]);
-		if (r >= 0)
-			r = json_str0(b, vals[i]);
-	}
-	if (r >= 0)
-		r = json_key(b, &first, "company_admin");
-	if (r >= 0)
-		r = ids_buf_puts(b, u->company_admin ? "true" : "false");
-	if (r >= 0)
-		r = json_key(b, &first, "reactivate");
-	if (r >= 0)
-		r = ids_buf_puts(b, (u->flags & IDS_PU_REACTIVATE) ? "true" : "false");
-	if (r >= 0)
-		r = json_key(b, &first, "reason");
-	if (r >= 0)
-		r = json_str0(b, u->reason);
-	if (r >= 0)
-		r = json_key(b, &first, "changes");
-	if (r >= 0)
-		r = json_changes(b, p, u);
-	return r < 0 ? r : ids_buf_putc(b, '}');
-}
-
-static int json_grant(struct ids_buf *b, const struct ids_plan_grant *g)
-{
-	static const char *const ops[] = {
-	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
-	bool first = true;
-	int r = ids_buf_puts(b, "    {");
-	if (r >= 0)
-		r = json_key(b, &first, "op");
-	if (r >= 0)
-		r = ids_buf_json_str(b, (unsigned)g->op <= IDS_GOP_CHANGE ? ops[g->op] : "?");
-	if (r >= 0)
-		r = json_key(b, &first, "kind");
-	if (r >= 0)
-		r = ids_buf_json_str(b, kind_word(kind_json, g->kind));
-	const char *const names[] = {"username", "external_id", "tenant", "name"};
-	const char *const vals[] = {g->username, g->external_id, g->tenant, g->name};
-	for (size_t i = 0; r >= 0 && i < sizeof(names) / sizeof(names[0]); i++) {
-		r = json_key(b, &first, names[i]);
-		if (r >= 0)
-			r = json_str0(b, vals[i]);
-	}
-	/* slot values only where they mean something, null elsewhere */
-	bool slot = g->kind == IDS_GRANT_SLOT;
-	if (r >= 0)
-		r = json_key(b, &first, "slots");
-	if (r >= 0)
-		r = slot ? ids_buf_printf(b, "%d", g->slots) : ids_buf_puts(b, "null");
-	if (r >= 0)
-		r = json_key(b, &first, "old_slots");
-	if (r >= 0)
-		r = slot && g->op == IDS_GOP_CHANGE ? ids_buf_printf(b, "%d", g->old_slots)
-						    : ids_buf_puts(b, "null");
-	return r < 0 ? r : ids_buf_putc(b, '}');
-}
-
-/* ["a", "b"] */
-static int json_strv(struct ids_buf *b, const struct ids_strv *v)
-{
-	int r = ids_buf_putc(b, '[');
-	for (size_t i = 0; r >= 0 && i < v->n; i++) {
-		if (i)
-			r = ids_buf_puts(b, ", ");
-		if (r >= 0)
-			r = ids_buf_json_str(b, v->v[i]);
-	}
-	return r < 0 ? r : ids_buf_putc(b, ']');
-}
-
-int ids_plan_format_json(const struct ids_plan *p, struct ids_buf *out)
-{
-	static const char *const verdicts[] = {[IDS_VERDICT_OK] = "ok",
-					       [IDS_VERDICT_EMPTY] = "aborted_empty",
-					       [IDS_VERDICT_THRESHOLD] = "aborted_threshold"};
-	const struct ids_plan_counts *c = &p->counts;
-	int r = ids_buf_puts(out, "{\n  \"connector\": ");
-	if (r >= 0)
-		r = json_str0(out, p->connector);
-	if (r >= 0)
-		r = ids_buf_printf(
-		    out,
-		    ",\n  \"summary\": {\"created\": %ld, \"updated\": %ld, \"deactivated\": %ld, "
-		    "\"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld, "
-		    "\"conflicts\": %ld, \"skipped_invalid\": %ld, \"users_seen\": %ld},\n",
-		    c->created, c->updated, c->deactivated, c->reactivated, c->grants_added,
-		    c->grants_removed, c->conflicts, c->skipped_invalid, c->users_seen);
-	if (r >= 0)
-		r = ids_buf_printf(out, "  \"verdict\": \"%s\",\n  \"verdict_reason\": ",
-				   (unsigned)p->verdict <= IDS_VERDICT_THRESHOLD ? verdicts[p->verdict]
-										 : "?");
-	if (r >= 0)
-		r = p->verdict != IDS_VERDICT_OK ? json_str0(out, p->verdict_why) : ids_buf_puts(out, "null");
-	if (r >= 0)
-		r = ids_buf_puts(out, ",\n  \"tenants\": {\"create\": ");
-	if (r >= 0)
-		r = json_strv(out, &p->new_tenants);
-	if (r >= 0)
-		r = ids_buf_puts(out, ", \"missing\": ");
-	if (r >= 0)
-		r = json_strv(out, &p->missing_tenants);
-
-	r = r < 0 ? r : ids_buf_puts(out, "},\n  \"users\": [");
-	for (size_t i = 0; r >= 0 && i < p->nusers; i++) {
-		r = ids_buf_puts(out, i ? ",\n" : "\n");
-		if (r >= 0)
-			r = json_user(out, p, &p->users[i]);
-	}
-	r = r < 0 ? r : ids_buf_puts(out, p->nusers ? "\n  ],\n  \"grants\": [" : "],\n  \"grants\": [");
-	for (size_t i = 0; r >= 0 && i < p->ngrants; i++) {
-		r = ids_buf_puts(out, i ? ",\n" : "\n");
-		if (r >= 0)
-			r = json_grant(out, &p->grants[i]);
-	}
-	r = r < 0 ? r : ids_buf_puts(out, p->ngrants ? "\n  ]\n}\n" : "]\n}\n");
 	return r < 0 ? r : 0;
 }

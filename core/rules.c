@@ -20,9 +20,12 @@
 #include <strings.h>
 
 #include "ids/util.h"
+#include "ids/dn.h"
 
-#define NONE UINT32_MAX
-#define NCAP 10 /* {0}..{9} */
+#define NONE UINT32_MAX /* "no group", "no slot": an index no array reaches */
+/* {0}..{9}: one decimal digit keeps templates unambiguous ({10} would
+ * read as {1} then "0" in other template languages users know) */
+#define NCAP 10
 /* A bad template on a big directory would otherwise log one line per user. */
 #define MAX_WARNINGS 1000
 #define WARN_SLUG_MAX 64 /* longest bad slug quoted in a warning */
@@ -38,6 +41,8 @@ const char *ids_grant_kind_name(enum ids_grant_kind k)
 	}
 }
 
+/* The slug rule of schema.md, checked by hand: a regex would need
+ * compiling and a locale, and this runs once per templated grant. */
 bool ids_slug_valid(const char *slug)
 {
 	if (!slug)
@@ -252,11 +257,14 @@ struct prep {
 	/* the rule's names, interned so that equal names are equal pointers */
 	const char **roles, **channels, **groups, **slot_names;
 	const char **rv_roles, **rv_channels, **rv_groups;
+	const char *name;   /* the rule's name, in d->arena (plans show it) */
+	uint32_t self_list; /* the list of this rule alone (d->rule_lists) */
 };
 
 struct item {
 	struct ids_grant g;
-	bool dead; /* removed by a revoke */
+	const char *rule; /* the one rule that added it (before the merge) */
+	bool dead;	  /* removed by a revoke */
 };
 
 struct eval {
@@ -284,15 +292,24 @@ struct eval {
 	 * list; the strings are interned, so pointers are compared) */
 	struct shared *shared;
 	size_t nshared, cap_shared;
+	/* lists of two or more rules: open addressing over indexes into
+	 * d->rule_lists (0: empty slot), keyed by the names' pointers — each
+	 * rule's name is one pointer (prep.name), so no string is compared */
+	uint32_t *lists;
+	size_t nlists, cap_lists;
+	const char **merged; /* scratch: the names of one merged grant */
+	size_t cap_merged;
 };
 
 /* A grant list in d->arena that users share. */
 struct shared {
 	const struct ids_grant *g; /* NULL: empty slot */
-	size_t n;
+	size_t n, alive;	   /* n grants, the first `alive` not revoked */
 	uint64_t hash;
 };
 
+/* Bitmaps over the snapshot's groups: a member_of condition becomes one
+ * bit test per group of the user, whatever the number of names it lists. */
 static bool bit_get(const uint64_t *b, uint32_t i)
 {
 	return b[i / 64] >> (i % 64) & 1;
@@ -329,6 +346,8 @@ static int intern(struct eval *ev, const char *str, bool lookup_only, const char
 	return 0;
 }
 
+/* The rule's names as interned pointers, once per evaluation: per user
+ * the grants then copy pointers, and comparisons are pointer equality. */
 static int intern_strv(struct eval *ev, const struct ids_strv *sv, const char ***ret)
 {
 	const char **v = ids_arena_alloc(&ev->tmp, (sv->n ? sv->n : 1) * sizeof(*v));
@@ -340,6 +359,94 @@ static int intern_strv(struct eval *ev, const struct ids_strv *sv, const char **
 			return r;
 	}
 	*ret = v;
+	return 0;
+}
+
+/* ---- which rules a grant came from ---- */
+
+const struct ids_rule_list *ids_rule_list_get(const struct ids_rule_list *const *lists, size_t n,
+					      uint32_t idx)
+{
+	return lists && idx > 0 && idx < n ? lists[idx] : NULL;
+}
+
+/* Appends a list of names[0..n) (names in d->arena already) to
+ * d->rule_lists; *ret_idx its index. */
+static int add_list(struct eval *ev, const char *const *names, size_t n, uint32_t *ret_idx)
+{
+	struct ids_desired_set *d = ev->d;
+	if (d->nrule_lists >= UINT32_MAX)
+		return -E2BIG;
+	int r = ids_grow(&d->rule_lists, &d->cap_rule_lists, d->nrule_lists + 1, sizeof(*d->rule_lists));
+	if (r < 0)
+		return r;
+	struct ids_rule_list *l = ids_arena_alloc(&d->arena, sizeof(*l) + n * sizeof(l->names[0]));
+	if (!l)
+		return -ENOMEM;
+	l->n = n;
+	memcpy(l->names, names, n * sizeof(*names));
+	*ret_idx = (uint32_t)d->nrule_lists;
+	d->rule_lists[d->nrule_lists++] = l;
+	return 0;
+}
+
+static uint64_t names_hash(const char *const *names, size_t n)
+{
+	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
+	for (size_t i = 0; i < n; i++) {
+		h = (h ^ (uintptr_t)names[i]) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+/* Doubles the list table, rehashing what it holds. */
+static int lists_grow(struct eval *ev)
+{
+	size_t cap = ev->cap_lists ? ev->cap_lists * 2 : 64;
+	uint32_t *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < ev->cap_lists; i++) {
+		if (!ev->lists[i])
+			continue;
+		const struct ids_rule_list *l = ev->d->rule_lists[ev->lists[i]];
+		size_t j = names_hash(l->names, l->n) & (cap - 1);
+		while (t[j])
+			j = (j + 1) & (cap - 1);
+		t[j] = ev->lists[i];
+	}
+	free(ev->lists);
+	ev->lists = t;
+	ev->cap_lists = cap;
+	return 0;
+}
+
+/* The index of the list names[0..n) (sorted, unique, n >= 2), added the
+ * first time: the grants of a million users name a few such lists, and
+ * equal lists must be equal indexes for the grant lists to be shared.
+ * Runs for every grant that several rules give, so it compares pointers
+ * and builds nothing unless the list is new. */
+static int intern_list(struct eval *ev, const char *const *names, size_t n, uint32_t *ret_idx)
+{
+	if ((ev->nlists + 1) * 2 > ev->cap_lists) {
+		int r = lists_grow(ev);
+		if (r < 0)
+			return r;
+	}
+	size_t j = names_hash(names, n) & (ev->cap_lists - 1);
+	for (; ev->lists[j]; j = (j + 1) & (ev->cap_lists - 1)) {
+		const struct ids_rule_list *l = ev->d->rule_lists[ev->lists[j]];
+		if (l->n == n && memcmp(l->names, names, n * sizeof(*names)) == 0) {
+			*ret_idx = ev->lists[j];
+			return 0;
+		}
+	}
+	int r = add_list(ev, names, n, ret_idx);
+	if (r < 0)
+		return r;
+	ev->lists[j] = *ret_idx;
+	ev->nlists++;
 	return 0;
 }
 
@@ -439,6 +546,9 @@ static int finish_warnings(struct ids_strv *w)
 
 /* ---- per-snapshot preparation ---- */
 
+/* Adds group g under key.  A key already present keeps its map entry;
+ * g joins that entry's chain instead, so that "Support" names every group
+ * called so (member_of must match all of them, not the first loaded). */
 static int gkey_add(struct eval *ev, const char *key, uint32_t g)
 {
 	int r = ids_grow(&ev->entry_group, &ev->cap_entries, ev->nentries + 1, sizeof(uint32_t));
@@ -532,6 +642,8 @@ static int ref_bitmap(struct eval *ev, const struct ids_strv *refs, uint64_t **r
 	return 0;
 }
 
+/* A linear scan: a user carries the handful of attributes the rules read
+ * (ids_rules_attrs), fewer than a map would pay off for. */
 static const struct ids_attr *user_attr(const struct ids_user *u, const char *name, size_t n)
 {
 	for (size_t i = 0; i < u->nattrs; i++)
@@ -572,7 +684,10 @@ static int expand(struct eval *ev, const struct ids_rule *rl, const struct ids_u
 	return r;
 }
 
-/* Which groups member_of_regex matches, with their captures. */
+/* Which groups member_of_regex matches, with their captures.  Run once
+ * per group, not per user and group: a directory has thousands of groups
+ * but a million memberships.  A tenant template without {attr.} depends on
+ * the group alone, so it is expanded here too. */
 static int regex_slots(struct eval *ev, struct prep *p, size_t *cap_pool)
 {
 	const struct ids_snapshot *s = ev->s;
@@ -626,6 +741,11 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 	const char *why = NULL;
 	int r;
 	p->r = rl;
+	p->name = ids_arena_strdup(&ev->d->arena, rl->name ? rl->name : "?");
+	if (!p->name)
+		return -ENOMEM;
+	if ((r = add_list(ev, &p->name, 1, &p->self_list)) < 0)
+		return r;
 	if (ids_rule_check_template(rl, &why) < 0) {
 		/* the config check should have refused it: skip the rule, loudly */
 		struct ids_buf w = {0};
@@ -668,6 +788,8 @@ static int prepare_rule(struct eval *ev, const struct ids_rule *rl, struct prep 
 
 static int prepare(struct eval *ev, const struct ids_rule *rules, size_t nrules, const char *connector)
 {
+	/* the group keys cost a lower-cased copy of every group's id, name and
+	 * e-mail: built only when some rule has a member_of to look up */
 	bool need_keys = false;
 	for (size_t i = 0; i < nrules; i++)
 		if (ids_rule_for_connector(&rules[i], connector))
@@ -739,12 +861,15 @@ static int set_tenant(struct eval *ev, const struct prep *p, const struct ids_us
 	return intern(ev, ev->buf.p, lookup_only, ret);
 }
 
-static int add_item(struct eval *ev, enum ids_grant_kind k, const char *tenant, const char *name, int slots)
+/* Collects one grant of the current user with the rule that gave it;
+ * duplicates are fine here, merge_items() folds them. */
+static int add_item(struct eval *ev, const struct prep *p, enum ids_grant_kind k, const char *tenant,
+		    const char *name, int slots)
 {
 	int r = ids_grow(&ev->items, &ev->cap_items, ev->nitems + 1, sizeof(*ev->items));
 	if (r < 0)
 		return r;
-	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots}, false};
+	ev->items[ev->nitems++] = (struct item){{k, tenant, name, slots, p->self_list}, p->name, false};
 	return 0;
 }
 
@@ -761,13 +886,13 @@ static int grant_set(struct eval *ev, const struct prep *p, const struct ids_use
 	if (r < 0 || !tenant)
 		return r;
 	for (size_t i = 0; r >= 0 && i < rl->roles.n; i++)
-		r = add_item(ev, IDS_GRANT_ROLE, tenant, p->roles[i], 0);
+		r = add_item(ev, p, IDS_GRANT_ROLE, tenant, p->roles[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->channels.n; i++)
-		r = add_item(ev, IDS_GRANT_CHANNEL, tenant, p->channels[i], 0);
+		r = add_item(ev, p, IDS_GRANT_CHANNEL, tenant, p->channels[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->groups.n; i++)
-		r = add_item(ev, IDS_GRANT_GROUP, tenant, p->groups[i], 0);
+		r = add_item(ev, p, IDS_GRANT_GROUP, tenant, p->groups[i], 0);
 	for (size_t i = 0; r >= 0 && i < rl->nslots; i++)
-		r = add_item(ev, IDS_GRANT_SLOT, tenant, p->slot_names[i], rl->slots[i].slots);
+		r = add_item(ev, p, IDS_GRANT_SLOT, tenant, p->slot_names[i], rl->slots[i].slots);
 	*added += rl->roles.n + rl->channels.n + rl->groups.n + rl->nslots;
 	return r;
 }
@@ -781,38 +906,105 @@ static int cmp_item(const void *a, const void *b)
 		return c;
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	/* equal keys are merged after the sort, taking the maximum of their
-	 * slots, so their relative order (qsort is unstable) does not matter */
-	return x->name == y->name ? 0 : strcmp(x->name, y->name);
+	c = x->name == y->name ? 0 : strcmp(x->name, y->name);
+	if (c)
+		return c;
+	/* equal keys are merged after the sort: the largest slot value
+	 * first, then by rule name, so that the merged grant names its rules
+	 * in an order that depends on neither qsort nor the rules' order */
+	if (x->slots != y->slots)
+		return x->slots > y->slots ? -1 : 1;
+	const char *rx = ((const struct item *)a)->rule, *ry = ((const struct item *)b)->rule;
+	return rx == ry ? 0 : strcmp(rx, ry);
 }
 
-/* Sorts the user's grants and merges equal ones: union, slots the maximum. */
-static void merge_items(struct eval *ev)
+static bool same_key(const struct ids_grant *a, const struct ids_grant *b)
+{
+	return a->kind == b->kind && a->tenant == b->tenant && a->name == b->name;
+}
+
+/* The rules of the merged grant items[lo..hi) (equal keys, sorted):
+ * those that gave its value — every one of them, except for a slot, where
+ * only the rules giving the maximum count (the others did not decide it). */
+static int merge_rules(struct eval *ev, size_t lo, size_t hi, uint32_t *ret)
+{
+	size_t n = 0;
+	int r = ids_grow(&ev->merged, &ev->cap_merged, hi - lo, sizeof(*ev->merged));
+	if (r < 0)
+		return r;
+	for (size_t i = lo; i < hi && ev->items[i].g.slots == ev->items[lo].g.slots; i++)
+		/* one rule may add a grant twice (two groups, one tenant) */
+		if (!n || ev->merged[n - 1] != ev->items[i].rule)
+			ev->merged[n++] = ev->items[i].rule;
+	if (n == 1) {
+		*ret = ev->items[lo].g.rules;
+		return 0;
+	}
+	return intern_list(ev, ev->merged, n, ret);
+}
+
+/* Sorts the user's grants and merges equal ones: union, slots the maximum,
+ * and the rules that gave them. */
+static int merge_items(struct eval *ev)
 {
 	if (ev->nitems < 2)
-		return;
+		return 0;
 	qsort(ev->items, ev->nitems, sizeof(*ev->items), cmp_item);
-	size_t k = 1;
-	for (size_t i = 1; i < ev->nitems; i++) {
-		struct ids_grant *prev = &ev->items[k - 1].g, *cur = &ev->items[i].g;
-		if (cur->kind == prev->kind && cur->tenant == prev->tenant && cur->name == prev->name) {
-			if (cur->slots > prev->slots)
-				prev->slots = cur->slots;
-			continue;
+	size_t k = 0;
+	for (size_t i = 0; i < ev->nitems;) {
+		size_t j = i + 1;
+		while (j < ev->nitems && same_key(&ev->items[i].g, &ev->items[j].g))
+			j++;
+		ev->items[k] = ev->items[i];
+		if (j - i > 1) {
+			int r = merge_rules(ev, i, j, &ev->items[k].g.rules);
+			if (r < 0)
+				return r;
 		}
-		ev->items[k++] = ev->items[i];
+		k++;
+		i = j;
 	}
 	ev->nitems = k;
+	return 0;
+}
+
+/* Marks item it revoked by rule p: from then on its `rules` name the
+ * revoke rules that took it away — all of them, sorted by name, so that
+ * the result does not depend on which revoke came first. */
+static int revoked_by(struct eval *ev, struct item *it, const struct prep *p)
+{
+	if (!it->dead) {
+		it->dead = true;
+		it->g.rules = p->self_list;
+		return 0;
+	}
+	const struct ids_rule_list *l = ev->d->rule_lists[it->g.rules];
+	size_t n = 0;
+	int r = ids_grow(&ev->merged, &ev->cap_merged, l->n + 1, sizeof(*ev->merged));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->names[i] == p->name) /* the same rule again (another group) */
+			return 0;
+		if (n == i && strcmp(p->name, l->names[i]) < 0)
+			ev->merged[n++] = p->name;
+		ev->merged[n++] = l->names[i];
+	}
+	if (n == l->n)
+		ev->merged[n++] = p->name;
+	return intern_list(ev, ev->merged, n, &it->g.rules);
 }
 
 /* Removes what revoke rule p names from tenant (every tenant when NULL). */
-static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
+static int revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 {
 	const struct ids_rule *rl = p->r;
-	for (size_t i = 0; i < ev->nitems; i++) {
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < ev->nitems; i++) {
 		struct item *it = &ev->items[i];
 		const char **names;
 		size_t n;
+		bool hit = false;
 		if (tenant && it->g.tenant != tenant)
 			continue;
 		switch (it->g.kind) {
@@ -822,11 +1014,17 @@ static void revoke_in(struct eval *ev, const struct prep *p, const char *tenant)
 		default: continue; /* slots have no revoke */
 		}
 		/* interned: one name, one pointer */
-		for (size_t j = 0; j < n && !it->dead; j++)
-			it->dead = names[j] == it->g.name;
+		for (size_t j = 0; j < n && !hit; j++)
+			hit = names[j] == it->g.name;
+		if (hit)
+			r = revoked_by(ev, it, p);
 	}
+	return r;
 }
 
+/* A revoke looks its tenant up without interning it (lookup_only): a
+ * tenant no grant of this run names cannot hold anything to revoke, and
+ * interning it would grow the desired set for nothing. */
 static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_user *u)
 {
 	const struct ids_rule *rl = p->r;
@@ -841,33 +1039,33 @@ static int apply_revoke(struct eval *ev, const struct prep *p, const struct ids_
 			if (slot == NONE)
 				continue;
 			if (p->wildcard) {
-				revoke_in(ev, p, NULL);
+				r = revoke_in(ev, p, NULL);
 				break;
 			}
 			r = set_tenant(ev, p, u, g, true, &tenant);
 			if (r >= 0 && tenant)
-				revoke_in(ev, p, tenant);
+				r = revoke_in(ev, p, tenant);
 		}
 		return r;
 	}
-	if (p->wildcard) {
-		revoke_in(ev, p, NULL);
-		return 0;
-	}
+	if (p->wildcard)
+		return revoke_in(ev, p, NULL);
 	r = set_tenant(ev, p, u, NONE, true, &tenant);
 	if (r >= 0 && tenant)
-		revoke_in(ev, p, tenant);
+		r = revoke_in(ev, p, tenant);
 	return r;
 }
 
+/* Hashes the pointers, not the strings: every string of a grant list is
+ * interned, so equal lists have equal pointers and hashing stays cheap. */
 static uint64_t list_hash(const struct item *it, size_t n)
 {
 	uint64_t h = n * 0x9e3779b97f4a7c15ULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *g = &it[i].g;
-		uint64_t v[3] = {(uintptr_t)g->tenant, (uintptr_t)g->name,
-				 (uint64_t)g->kind << 32 | (uint32_t)g->slots};
-		for (int k = 0; k < 3; k++) {
+		uint64_t v[4] = {(uintptr_t)g->tenant, (uintptr_t)g->name,
+				 (uint64_t)g->kind << 32 | (uint32_t)g->slots, g->rules};
+		for (int k = 0; k < 4; k++) {
 			h = (h ^ v[k]) * 0x100000001b3ULL;
 			h ^= h >> 29;
 		}
@@ -880,7 +1078,7 @@ static bool list_equal(const struct ids_grant *a, const struct item *it, size_t 
 	for (size_t i = 0; i < n; i++) {
 		const struct ids_grant *b = &it[i].g;
 		if (a[i].kind != b->kind || a[i].tenant != b->tenant || a[i].name != b->name ||
-		    a[i].slots != b->slots)
+		    a[i].slots != b->slots || a[i].rules != b->rules)
 			return false;
 	}
 	return true;
@@ -890,7 +1088,7 @@ static bool list_equal(const struct ids_grant *a, const struct item *it, size_t 
  * earlier user that came to the same list.  A directory of a million
  * people has a few thousand distinct grant lists (tenant x role mix), so
  * this keeps the desired state at a few megabytes instead of hundreds. */
-static int share(struct eval *ev, size_t n, struct ids_grant **ret)
+static int share(struct eval *ev, size_t n, size_t alive, struct ids_grant **ret)
 {
 	uint64_t h = list_hash(ev->items, n);
 	if ((ev->nshared + 1) * 2 > ev->cap_shared) {
@@ -913,7 +1111,7 @@ static int share(struct eval *ev, size_t n, struct ids_grant **ret)
 	size_t j = h & (ev->cap_shared - 1);
 	for (; ev->shared[j].g; j = (j + 1) & (ev->cap_shared - 1)) {
 		const struct shared *e = &ev->shared[j];
-		if (e->hash == h && e->n == n && list_equal(e->g, ev->items, n)) {
+		if (e->hash == h && e->n == n && e->alive == alive && list_equal(e->g, ev->items, n)) {
 			/* read-only for everyone (rules.h) */
 			*ret = (struct ids_grant *)e->g;
 			return 0;
@@ -924,9 +1122,30 @@ static int share(struct eval *ev, size_t n, struct ids_grant **ret)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		g[i] = ev->items[i].g;
-	ev->shared[j] = (struct shared){g, n, h};
+	ev->shared[j] = (struct shared){g, n, alive, h};
 	ev->nshared++;
 	*ret = g;
+	return 0;
+}
+
+/* The survivors at the front of items, the revoked after them, each in
+ * key order (the diff walks both along the current rows); *ret_alive how
+ * many survived. */
+static int partition_revoked(struct eval *ev, size_t *ret_alive)
+{
+	size_t n = ev->nitems, alive = 0, dead = 0;
+	int r = ids_grow(&ev->items, &ev->cap_items, 2 * n, sizeof(*ev->items));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if (ev->items[i].dead)
+			ev->items[n + dead++] = ev->items[i];
+		else
+			ev->items[alive++] = ev->items[i];
+	}
+	if (dead)
+		memmove(ev->items + alive, ev->items + n, dead * sizeof(*ev->items));
+	*ret_alive = alive;
 	return 0;
 }
 
@@ -959,9 +1178,10 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 		admin |= p->r->company_admin;
 		in_scope |= added > 0 || p->r->company_admin;
 	}
+	if (r >= 0)
+		r = merge_items(ev);
 	if (r < 0)
 		return r;
-	merge_items(ev);
 	/* then every matching revoke rule, against the merged grants */
 	for (size_t i = 0; r >= 0 && i < ev->npreps; i++) {
 		const struct prep *p = &ev->preps[i];
@@ -970,23 +1190,29 @@ static int eval_user(struct eval *ev, const struct ids_user *u, struct ids_desir
 	}
 	if (r < 0)
 		return r;
-	/* the survivors, packed at the front of items */
-	size_t alive = 0;
-	for (size_t i = 0; i < ev->nitems; i++)
-		if (!ev->items[i].dead)
-			ev->items[alive++] = ev->items[i];
+	size_t alive;
+	if ((r = partition_revoked(ev, &alive)) < 0)
+		return r;
+	/* in scope is decided before the revokes: a user whose grants are all
+	 * revoked is still someone the rules manage (deactivating them would
+	 * be a revoke rule doing what only a scope change may) */
 	out->in_scope = in_scope;
 	out->company_admin = admin;
 	out->ngrants = 0;
+	out->nrevoked = 0;
 	out->grants = NULL;
-	if (!alive)
+	if (!ev->nitems)
 		return 0;
-	r = share(ev, alive, &out->grants);
-	if (r >= 0)
+	r = share(ev, ev->nitems, alive, &out->grants);
+	if (r >= 0) {
 		out->ngrants = alive;
+		out->nrevoked = (uint32_t)(ev->nitems - alive);
+	}
 	return r;
 }
 
+/* Frees the evaluation's scratch; what the result points to lives in
+ * d->arena and stays. */
 static void eval_free(struct eval *ev)
 {
 	for (size_t i = 0; i < ev->npreps; i++)
@@ -1001,6 +1227,8 @@ static void eval_free(struct eval *ev)
 	ids_buf_free(&ev->buf);
 	free(ev->items);
 	free(ev->shared);
+	free(ev->lists);
+	free(ev->merged);
 }
 
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,
@@ -1026,6 +1254,11 @@ int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *conn
 	}
 	ev.s = s;
 	ev.d = d;
+	/* rule list 0 is "no rule" */
+	r = ids_grow(&d->rule_lists, &d->cap_rule_lists, 1, sizeof(*d->rule_lists));
+	if (r < 0)
+		goto out;
+	d->rule_lists[d->nrule_lists++] = NULL;
 	r = prepare(&ev, rules, nrules, connector);
 	if (r < 0)
 		goto out;
@@ -1053,6 +1286,7 @@ void ids_desired_set_free(struct ids_desired_set *d)
 	if (!d)
 		return;
 	ids_strv_free(&d->warnings);
+	free(d->rule_lists);
 	ids_arena_free(&d->arena);
 	free(d);
 }

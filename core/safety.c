@@ -24,8 +24,8 @@ static double pct(long x, long base)
 	return base > 0 ? 100.0 * (double)x / (double)base : 0.0;
 }
 
-void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
-			   bool allow_empty, bool allow_mass)
+void ids_safety_check(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
+		      bool allow_empty, bool allow_mass)
 {
 	struct ids_buf b = {0}, h = {0};
 	const struct ids_plan_counts *n = &p->counts;

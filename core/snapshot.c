@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ids/util.h"
+#include "ids/dn.h"
 
 #define NONE UINT32_MAX
 /* A membership's group named by external id (ids_snapshot_member) rather

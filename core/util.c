@@ -1,4 +1,10 @@
-/* util.c — buffers, arena, hash index, string vectors (util.h). */
+/* util.c — buffers, arena, hash index, string vectors (util.h).
+ *
+ * Everything here is sized for the million-user snapshot: growth by
+ * doubling (appends stay linear), strings packed in arenas instead of one
+ * malloc each, and hash maps that store a 32-bit hash beside each key so
+ * that most probes never touch the key's memory.  Every size computation
+ * is checked for overflow: a directory decides how much we allocate. */
 #include "ids/util.h"
 
 #include <errno.h>
@@ -11,6 +17,8 @@
 
 /* ---------------- growable buffer ---------------- */
 
+/* Room for `extra` more bytes and the NUL that always follows them.  The
+ * SIZE_MAX / 2 bound keeps the doubling below from overflowing. */
 static int buf_reserve(struct ids_buf *b, size_t extra)
 {
 	if (extra > SIZE_MAX / 2 - b->len)
@@ -53,6 +61,8 @@ int ids_buf_putc(struct ids_buf *b, char c)
 
 int ids_buf_printf(struct ids_buf *b, const char *fmt, ...)
 {
+	/* measure first, then format in place: no fixed buffer that could
+	 * truncate (STYLE.md: no sprintf into a guessed size) */
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(NULL, 0, fmt, ap);
@@ -124,6 +134,8 @@ int ids_grow(void *arrp, size_t *cap, size_t need, size_t size)
 		c *= 2;
 	if (c > SIZE_MAX / size)
 		return -ENOMEM;
+	/* arrp is a T ** for any T: going through memcpy (not a void **
+	 * cast) is what makes that legal under strict aliasing */
 	memcpy(&old, arrp, sizeof(old));
 	n = realloc(old, c * size);
 	if (!n)
@@ -141,6 +153,8 @@ struct ids_arena_chunk {
 	max_align_t data[];
 };
 
+/* 64 KiB: small enough that a config's few strings waste little, large
+ * enough that a million users' strings cost a few thousand mallocs. */
 #define ARENA_CHUNK (64 * 1024)
 
 /* n bytes at a multiple of align (a power of two) in the current chunk,
@@ -176,6 +190,8 @@ static void *arena_take(struct ids_arena *a, size_t n, size_t align)
 
 void *ids_arena_alloc(struct ids_arena *a, size_t n)
 {
+	/* zeroed like calloc: callers build structs in it field by field and
+	 * rely on the rest being NULL / 0 / false */
 	void *p = arena_take(a, n, _Alignof(max_align_t));
 	if (p)
 		memset(p, 0, n);
@@ -314,6 +330,8 @@ bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_v
 
 void ids_strmap_get_batch(const struct ids_strmap *m, const char *const *keys, size_t n, uint32_t *vals)
 {
+	/* 32 lookups in flight: enough to hide a cache miss each, few enough
+	 * that the prefetched lines are still there when the last pass comes */
 	enum { STEP = 32 };
 	uint32_t tag[STEP];
 	size_t at[STEP];
@@ -365,6 +383,7 @@ const char *ids_strpool_intern(struct ids_strpool *p, struct ids_arena *a, const
 		return NULL;
 	if (ids_strmap_get(&p->map, s, &i))
 		return p->v[i];
+	/* the map's values are uint32 indexes into v */
 	if (p->n >= UINT32_MAX)
 		return NULL;
 	if (p->n == p->cap) {
@@ -394,6 +413,9 @@ void ids_strpool_free(struct ids_strpool *p)
 
 int ids_strv_push(struct ids_strv *sv, const char *s)
 {
+	/* one element at a time, keeping v NULL-terminated: vectors hold a
+	 * config's lists (a few names), where a doubling capacity would be one
+	 * more field to keep right for nothing */
 	char *c = strdup(s);
 	if (!c)
 		return -ENOMEM;
@@ -427,6 +449,8 @@ void ids_strv_free(struct ids_strv *sv)
 
 /* ---------------- strings ---------------- */
 
+/* By hand rather than through mbrtowc(): the locale must not decide
+ * what is valid, and PostgreSQL (text, jsonb) refuses exactly these. */
 bool ids_utf8_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -463,6 +487,8 @@ bool ids_utf8_valid(const char *s, size_t n)
 	return true;
 }
 
+/* NULL sorts first, so that a missing value orders deterministically
+ * instead of crashing a qsort comparator. */
 int ids_strcasecmp0(const char *a, const char *b)
 {
 	if (!a || !b)
@@ -477,6 +503,8 @@ int ids_strcmp0(const char *a, const char *b)
 	return strcmp(a, b);
 }
 
+/* ASCII only, like every case-insensitive comparison here: Unicode case
+ * folding is not implemented, and tolower() would depend on the locale. */
 char *ids_strdup_lower(const char *s)
 {
 	char *c = strdup(s);
@@ -492,6 +520,8 @@ void ids_secret_free(char *s)
 {
 	if (!s)
 		return;
+	/* explicit_bzero, not memset: a store right before free() is dead
+	 * code to the optimiser, and the secret would stay in the heap */
 	explicit_bzero(s, strlen(s));
 	free(s);
 }

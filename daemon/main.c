@@ -14,6 +14,7 @@
 #include "ids/connector.h"
 #include "ids/log.h"
 #include "ids/progress.h"
+#include "ids/output.h"
 #include "ids/store.h"
 #include "ids/sync.h"
 
@@ -375,32 +376,22 @@ static int cmd_migrate(const char *path)
 	return r;
 }
 
-/* Appends, inside the plan's JSON object (after its own keys, which stay
- * as they are), where a sync's time went and what it wrote:
- * "timings": {"fetch": s, ...}, "rows_written": n, "peak_rss_kib": n.
- * Spliced in here rather than written by core/plan_format.c: the plan's
- * own bytes must stay identical for identical input (README), and
- * timings never are. */
-static void add_run_stats(struct ids_buf *out, const struct ids_sync_result *res)
+/* Prints one connector's result as the object of docs/json.md: the same
+ * keys for every outcome.  The plan, when the run got that far, is the
+ * JSON text sync.c asked output.c to write (sync.c prints nothing else in
+ * JSON mode: a skipped run's summary line is not JSON and is left out). */
+static int print_run_json(const char *connector, const struct ids_buf *out, const struct ids_sync_result *res)
 {
-	size_t close = out->len, body = 0;
-	while (close && out->p[close - 1] != '}')
-		close--;
-	if (!close--)
-		return;
-	for (body = close; body && strchr(" \t\r\n", out->p[body - 1]); body--)
-		;
-	struct ids_buf tail = {0};
-	ids_buf_add(&tail, out->p + close, out->len - close); /* "}" and what follows */
-	out->len = body;
-	ids_buf_printf(
-	    out,
-	    ",\n  \"timings\": {\"fetch\": %.3f, \"resolve\": %.3f, \"rules\": %.3f, \"load\": %.3f,"
-	    " \"diff\": %.3f, \"apply\": %.3f},\n  \"rows_written\": %ld,\n  \"peak_rss_kib\": %ld\n",
-	    res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply,
-	    res->rows_written, res->peak_rss_kib);
-	ids_buf_add(out, tail.p, tail.len);
-	ids_buf_free(&tail);
+	struct ids_buf j = {0};
+	const char *plan = out->len && out->p[0] == '{' ? out->p : NULL;
+	int r = ids_output_run_json(connector, res, plan, &j);
+	if (r < 0)
+		fprintf(stderr, "idsyncd: %s: cannot write the JSON output: %s\n", connector,
+			ids_strerror(r));
+	else
+		fputs(j.p, stdout);
+	ids_buf_free(&j);
+	return r < 0 ? IDS_EXIT_FAILED : IDS_EXIT_OK;
 }
 
 /* The progress line of `sync` and `plan`: on a terminal unless the output
@@ -459,26 +450,8 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		struct ids_sync_result res;
 		ids_sync_connector(cfg, st, cc, &o, &out, &res);
 		if (co->format == IDS_FMT_JSON) {
-			/* a failed run has no plan: report it as an object too */
-			if (!first)
-				fputs(",", stdout);
-			if (out.len && out.p[0] == '{') {
-				if (!o.dry_run && res.status && strcmp(res.status, "ok") == 0)
-					add_run_stats(&out, &res);
-				fputs(out.p, stdout);
-			} else {
-				struct ids_buf j = {0};
-				ids_buf_puts(&j, "{\"connector\": ");
-				ids_buf_json_str(&j, cc->name);
-				ids_buf_printf(&j, ", \"status\": \"%s\", \"error\": ", res.status);
-				if (res.error)
-					ids_buf_json_str(&j, res.error);
-				else
-					ids_buf_puts(&j, "null");
-				ids_buf_puts(&j, "}");
-				fputs(j.p, stdout);
-				ids_buf_free(&j);
-			}
+			fputs(first ? "\n" : ",\n", stdout);
+			code = ids_exit_worst(code, print_run_json(cc->name, &out, &res));
 			first = false;
 		} else if (out.len) {
 			fputs(out.p, stdout);
@@ -491,29 +464,14 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 		ids_buf_free(&out);
 	}
 	if (co->format == IDS_FMT_JSON)
-		fputs("]\n", stdout);
+		fputs(first ? "]\n" : "\n]\n", stdout);
 	ids_progress_free(o.prog);
 	ids_store_close(st);
 	ids_config_free(cfg);
 	return code;
 }
 
-/* UTC, ISO 8601: status lines from hosts in different time zones (or a
- * daemon and a shell with different TZ) compare and sort as text. */
-static void fmt_time(int64_t usec, char *buf, size_t n)
-{
-	if (!usec) {
-		snprintf(buf, n, "-");
-		return;
-	}
-	time_t t = (time_t)(usec / 1000000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* The daemon's next expected run of `connector`, NULL when none is known.
- * A linear search: a configuration has a handful of connectors. */
+/* The daemon's next expected run of `connector`, NULL when none is known. */
 static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row *s, size_t n,
 						  const char *connector)
 {
@@ -521,6 +479,23 @@ static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row 
 		if (strcmp(s[i].connector, connector) == 0)
 			return &s[i];
 	return NULL;
+}
+
+/* One connector's line of the text status. */
+static void status_line(struct ids_buf *b, const struct ids_run_row *w, const struct ids_schedule_row *nx)
+{
+	char started[32], next[32];
+	ids_output_time(w->started_at, started, sizeof(started));
+	ids_output_time(nx ? nx->next_at : 0, next, sizeof(next));
+	ids_buf_printf(b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id, started);
+	if (w->has_counts)
+		ids_buf_printf(b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
+			       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
+	if (nx)
+		ids_buf_printf(b, "  next %s", next);
+	if (w->error)
+		ids_buf_printf(b, "  error: %s", w->error);
+	ids_buf_putc(b, '\n');
 }
 
 static int cmd_status(const char *path, const struct cmd_opts *co)
@@ -557,15 +532,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	}
 	ids_error_clear(&e);
 	struct ids_buf b = {0};
-	if (co->format == IDS_FMT_JSON)
-		ids_buf_puts(&b, "{\"connectors\": [");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct ids_run_row *w = &rows[i];
-		const struct ids_schedule_row *nx = next_run_of(sched, nsched, w->connector);
-		char started[32], finished[32], next[32];
-		fmt_time(w->started_at, started, sizeof(started));
-		fmt_time(w->finished_at, finished, sizeof(finished));
-		fmt_time(nx ? nx->next_at : 0, next, sizeof(next));
 		/* a failed (or safety-aborted) last run makes the check fail,
 		 * with the exit code a sync would have had (monitoring) */
 		if (ids_strv_contains(&names, w->connector, false)) {
@@ -574,63 +542,16 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 			else if (strncmp(w->status, "aborted_", 8) == 0)
 				r = ids_exit_worst(r, IDS_EXIT_SAFETY);
 		}
-		if (co->format == IDS_FMT_JSON) {
-			ids_buf_puts(&b, i ? ", {\"connector\": " : "{\"connector\": ");
-			ids_buf_json_str(&b, w->connector);
-			ids_buf_printf(&b, ", \"configured\": %s, \"run_id\": %lld, \"status\": ",
-				       ids_strv_contains(&names, w->connector, false) ? "true" : "false",
-				       (long long)w->id);
-			ids_buf_json_str(&b, w->status);
-			ids_buf_printf(&b, ", \"started_at\": \"%s\", \"finished_at\": ", started);
-			if (w->finished_at)
-				ids_buf_printf(&b, "\"%s\"", finished);
-			else
-				ids_buf_puts(&b, "null");
-			if (w->has_counts)
-				ids_buf_printf(
-				    &b,
-				    ", \"users_seen\": %ld, \"created\": %ld, \"updated\": %ld, "
-				    "\"deactivated\": %ld"
-				    ", \"reactivated\": %ld, \"grants_added\": %ld, \"grants_removed\": %ld"
-				    ", \"conflicts\": %ld, \"skipped_invalid\": %ld",
-				    w->counts.users_seen, w->counts.created, w->counts.updated,
-				    w->counts.deactivated, w->counts.reactivated, w->counts.grants_added,
-				    w->counts.grants_removed, w->counts.conflicts, w->counts.skipped_invalid);
-			ids_buf_puts(&b, ", \"error\": ");
-			if (w->error)
-				ids_buf_json_str(&b, w->error);
-			else
-				ids_buf_puts(&b, "null");
-			if (nx) {
-				ids_buf_printf(&b, ", \"next_run_at\": \"%s\", \"next_run_by\": ", next);
-				ids_buf_json_str(&b, nx->instance);
-			} else {
-				ids_buf_puts(&b, ", \"next_run_at\": null, \"next_run_by\": null");
-			}
-			ids_buf_puts(&b, "}");
-		} else {
-			ids_buf_printf(&b, "%-20s %-18s run %-6lld %s", w->connector, w->status,
-				       (long long)w->id, started);
-			if (w->has_counts)
-				ids_buf_printf(&b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen,
-					       w->counts.created, w->counts.updated + w->counts.reactivated,
-					       w->counts.deactivated);
-			if (nx)
-				ids_buf_printf(&b, "  next %s", next);
-			if (w->error)
-				ids_buf_printf(&b, "  error: %s", w->error);
-			ids_buf_putc(&b, '\n');
-		}
+		/* the JSON document is written whole, below */
+		if (co->format != IDS_FMT_JSON)
+			status_line(&b, w, next_run_of(sched, nsched, w->connector));
 	}
 	if (co->format == IDS_FMT_JSON) {
-		ids_buf_puts(&b, "], \"orphaned\": [");
-		for (size_t i = 0; i < norph; i++) {
-			ids_buf_puts(&b, i ? ", {\"connector\": " : "{\"connector\": ");
-			ids_buf_json_str(&b, orph[i].source);
-			ids_buf_printf(&b, ", \"users\": %ld, \"active\": %ld}", orph[i].total,
-				       orph[i].active);
+		const struct ids_output_status os = {rows, nrows, &names, sched, nsched, orph, norph};
+		if (ids_output_status_json(&os, &b) < 0) {
+			fprintf(stderr, "idsyncd: status: out of memory\n");
+			r = IDS_EXIT_FAILED;
 		}
-		ids_buf_puts(&b, "]}\n");
 	} else {
 		if (!nrows)
 			ids_buf_puts(&b, "no runs recorded yet\n");

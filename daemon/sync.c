@@ -19,6 +19,7 @@
 
 #include "ids/connector.h"
 #include "ids/log.h"
+#include "ids/output.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
 
@@ -206,7 +207,7 @@ static void print_end(struct run *rn, const struct end *x)
 	bool has_plan = x->plan && x->exit_code != IDS_EXIT_FAILED && x->exit_code != IDS_EXIT_CONFIG;
 	if (has_plan && (o->print_plan || json)) {
 		if (json)
-			ids_plan_format_json(x->plan, rn->out);
+			ids_output_plan_json(x->plan, rn->out);
 		else
 			ids_plan_format_text(x->plan, rn->out);
 		return;
@@ -371,7 +372,7 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
 	ids_progress_phase(rn->o->prog, IDS_PHASE_DIFF);
-	int r = ids_diff(snap, des, cur, dopt, &plan);
+	int r = ids_diff_compute(snap, des, cur, dopt, &plan);
 	res->t.diff = lap(&rn->mark);
 	if (r < 0) {
 		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
@@ -386,7 +387,7 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 	    .max_deactivation_percent = cfg->safety.max_deactivation_percent,
 	    .max_grant_removals_percent = cfg->safety.max_grant_removals_percent,
 	};
-	ids_plan_check_safety(plan, snap->nusers, &lim, allow_empty, rn->o->allow_mass);
+	ids_safety_check(plan, snap->nusers, &lim, allow_empty, rn->o->allow_mass);
 	log_plan_events(rn, plan, des);
 
 	if (plan->verdict != IDS_VERDICT_OK) {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ids/snapshot.h"
+#include "ids/dn.h"
 #include "ids/util.h"
 
 static int hexval(char c)
@@ -56,7 +56,7 @@ static void check_dn(const uint8_t *data, size_t size)
 static void check_escape(const uint8_t *data, size_t size)
 {
 	struct ids_buf b = {0};
-	if (ids_ldap_filter_escape(&b, (const char *)data, size) < 0) {
+	if (ids_dn_filter_escape(&b, (const char *)data, size) < 0) {
 		ids_buf_free(&b);
 		return;
 	}

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "ids/config.h"
+#include "ids/output.h"
 #include "ids/plan.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
@@ -126,7 +127,7 @@ static int put_user(struct ids_snapshot *s, const char *id, const char *name, co
 static void check_plan(const struct ids_plan *p)
 {
 	struct ids_buf t = {0}, j = {0};
-	if (ids_plan_format_text(p, &t) < 0 || ids_plan_format_json(p, &j) < 0)
+	if (ids_plan_format_text(p, &t) < 0 || ids_output_plan_json(p, &j) < 0)
 		broken("formatting failed", NULL);
 	for (size_t i = 0; i < t.len; i++)
 		if (((unsigned char)t.p[i] < 0x20 && t.p[i] != '\n') || t.p[i] == 0x7f)
@@ -235,7 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				broken("a grant in an invalid tenant", d->users[u].grants[k].tenant);
 	}
 	const struct ids_diff_opts dopt = {"corp", "ldap", false, true, false};
-	if (ids_current_new(&cur) < 0 || ids_diff(s, d, cur, &dopt, &plan) < 0)
+	if (ids_current_new(&cur) < 0 || ids_diff_compute(s, d, cur, &dopt, &plan) < 0)
 		goto out;
 	check_plan(plan);
 

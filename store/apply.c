@@ -300,40 +300,26 @@ static const char *bool_json(bool v)
 	return v ? "true" : "false";
 }
 
-/* The detail of an update: every changed field as [old, new]. */
+/* The detail of an update: every changed field as [old, new], the list
+ * the JSON plan shows too (ids_plan_user_changes) — except the row's
+ * state (active, deactivation_reason), which has audit rows of its own. */
 static int update_detail(struct ids_buf *d, const struct ids_plan_user *u, const char *idp)
 {
-	static const struct {
-		unsigned bit;
-		const char *key;
-		size_t off;
-	} fields[] = {
-	    {IDS_CH_USERNAME, "username", offsetof(struct ids_cur_user, username)},
-	    {IDS_CH_EMAIL, "email", offsetof(struct ids_cur_user, email)},
-	    {IDS_CH_FIRST_NAME, "first_name", offsetof(struct ids_cur_user, first_name)},
-	    {IDS_CH_LAST_NAME, "last_name", offsetof(struct ids_cur_user, last_name)},
-	    {IDS_CH_DISPLAY_NAME, "display_name", offsetof(struct ids_cur_user, display_name)},
-	};
-	const char *desired[] = {u->username, u->email, u->first_name, u->last_name, u->display_name};
-	const struct ids_cur_user *c = u->cur;
+	struct ids_change c[IDS_CHANGES_MAX];
+	size_t n = ids_plan_user_changes(u, idp, c);
 	bool first = true;
 	int r = 0;
 
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && r >= 0; i++) {
-		if (!(u->changed & fields[i].bit))
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		if (c[i].state)
 			continue;
-		const char *old = c ? *(const char *const *)((const char *)c + fields[i].off) : NULL;
-		r = json_change(d, fields[i].key, old, desired[i], &first);
-	}
-	if (r >= 0 && (u->changed & IDS_CH_COMPANY_ADMIN)) {
-		r = ids_buf_printf(d, "%s\"company_admin\":[%s,%s]", first ? "{" : ",",
-				   c ? bool_json(c->company_admin) : "null", bool_json(u->company_admin));
+		if (!c[i].is_bool) {
+			r = json_change(d, c[i].field, c[i].old, c[i].new, &first);
+			continue;
+		}
+		r = ids_buf_printf(d, "%s\"%s\":[%s,%s]", first ? "{" : ",", c[i].field,
+				   bool_json(c[i].old_b), bool_json(c[i].new_b));
 		first = false;
-	}
-	if (r >= 0 && (u->changed & IDS_CH_AUTH)) {
-		r = json_change(d, "auth_method", c ? c->auth_method : NULL, "sso", &first);
-		if (r >= 0)
-			r = json_change(d, "idp", c ? c->idp : NULL, idp, &first);
 	}
 	if (r >= 0)
 		r = ids_buf_puts(d, first ? "{}" : "}");
@@ -436,24 +422,14 @@ static int audit_user(struct apply *a, const struct ids_plan_user *u, int64_t ui
 	return r;
 }
 
-/* Words of the staging table and of the audit detail for a grant kind:
- * the names the platform's tables use. */
-static const char *kind_word(enum ids_grant_kind k)
-{
-	switch (k) {
-	case IDS_GRANT_ROLE: return "role";
-	case IDS_GRANT_CHANNEL: return "channel";
-	case IDS_GRANT_GROUP: return "group";
-	case IDS_GRANT_SLOT: return "slot";
-	default: return "?";
-	}
-}
-
 /* One grant of a user's grant or revoke list: {"kind":..,"tenant":..,"name":..}
- * (with slots, and old_slots for a changed value). */
-static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
+ * (with slots, old_slots for a changed value, and "rules": the names of
+ * the rules that produced an added or changed grant, or of the revoke
+ * rules behind a removal — config.md promises them in the audit). */
+static int grant_json(struct ids_buf *d, const struct ids_plan *p, const struct ids_plan_grant *g)
 {
-	int r = json_kv(d, "kind", kind_word(g->kind), true);
+	const struct ids_rule_list *rl = ids_plan_grant_rules(p, g);
+	int r = json_kv(d, "kind", ids_plan_kind_word(g->kind), true);
 	if (r >= 0)
 		r = json_kv(d, "tenant", g->tenant, false);
 	if (r >= 0)
@@ -462,6 +438,17 @@ static int grant_json(struct ids_buf *d, const struct ids_plan_grant *g)
 		r = ids_buf_printf(d, ",\"slots\":%d", g->slots);
 	if (r >= 0 && g->op == IDS_GOP_CHANGE)
 		r = ids_buf_printf(d, ",\"old_slots\":%d", g->old_slots);
+	if (r >= 0 && rl) {
+		r = ids_buf_puts(d, ",\"rules\":[");
+		for (size_t i = 0; r >= 0 && i < rl->n; i++) {
+			if (i)
+				r = ids_buf_putc(d, ',');
+			if (r >= 0)
+				r = json_str(d, rl->names[i]);
+		}
+		if (r >= 0)
+			r = ids_buf_putc(d, ']');
+	}
 	return r < 0 ? r : ids_buf_putc(d, '}');
 }
 
@@ -482,7 +469,7 @@ static int audit_grants(struct apply *a, const struct ids_plan_grant *g, size_t 
 			if (any)
 				r = ids_buf_putc(d, ',');
 			if (r >= 0)
-				r = grant_json(d, &g[i]);
+				r = grant_json(d, a->p, &g[i]);
 			any = true;
 		}
 		if (r >= 0 && any)
@@ -761,7 +748,7 @@ static int stage_grants(struct apply *a, struct expect *e)
 				     : tenant_id(a, g->tenant);
 		r = copy_field(&a->copy, ops[g->op], true);
 		if (r >= 0)
-			r = copy_field(&a->copy, kind_word(g->kind), false);
+			r = copy_field(&a->copy, ids_plan_kind_word(g->kind), false);
 		if (r >= 0)
 			r = copy_num(&a->copy, g->user_id, true, false);
 		if (r >= 0)

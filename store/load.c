@@ -176,60 +176,6 @@ static int copy_out(struct ids_store *st, const char *sql, int ncols, row_fn fn,
 	return r;
 }
 
-/* ---------------- the id index ---------------- */
-
-/* app_user id -> index into c->users: open addressing, ids are unique. */
-struct idmap {
-	int64_t *key;
-	uint32_t *val;
-	size_t cap; /* a power of two, at least twice the entries */
-};
-
-static size_t id_slot(const struct idmap *m, int64_t id)
-{
-	uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
-	return (size_t)(h >> 17) & (m->cap - 1);
-}
-
-static int idmap_build(struct idmap *m, const struct ids_current *c)
-{
-	m->cap = 64;
-	while (m->cap < c->nusers * 2 + 1)
-		m->cap *= 2;
-	m->key = malloc(m->cap * sizeof(*m->key));
-	m->val = malloc(m->cap * sizeof(*m->val));
-	if (!m->key || !m->val)
-		return -ENOMEM;
-	/* 0 is no bigserial value: it marks an empty slot */
-	memset(m->key, 0, m->cap * sizeof(*m->key));
-	for (size_t i = 0; i < c->nusers; i++) {
-		size_t j = id_slot(m, c->users[i].id);
-		while (m->key[j])
-			j = (j + 1) & (m->cap - 1);
-		m->key[j] = c->users[i].id;
-		m->val[j] = (uint32_t)i;
-	}
-	return 0;
-}
-
-static bool idmap_get(const struct idmap *m, int64_t id, uint32_t *ret)
-{
-	if (!id)
-		return false;
-	for (size_t j = id_slot(m, id); m->key[j]; j = (j + 1) & (m->cap - 1))
-		if (m->key[j] == id) {
-			*ret = m->val[j];
-			return true;
-		}
-	return false;
-}
-
-static void idmap_free(struct idmap *m)
-{
-	free(m->key);
-	free(m->val);
-}
-
 /* ---------------- the rows ---------------- */
 
 /* A tenant or operator group of the company: its id and what grants name. */
@@ -244,9 +190,9 @@ struct load {
 	struct ids_current *c;
 	const char *connector;
 	size_t connector_len;
-	struct ids_buf text; /* a tuple's strings, NUL-terminated */
-	struct idmap users;
-	bool *wanted; /* per user: the connector's or unmanaged */
+	struct ids_buf text;		/* a tuple's strings, NUL-terminated */
+	struct ids_current_index users; /* app_user id -> row of c->users */
+	bool *wanted;			/* per user: the connector's or unmanaged */
 	struct named *tenants, *groups;
 	size_t ntenants, ngroups;
 };
@@ -346,7 +292,7 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	if ((r = i64_field(&f[1], &uid, err)) < 0 || (r = i64_field(&f[2], &tid, err)) < 0)
 		return r;
 	/* other connectors' users are not this run's business */
-	if (!idmap_get(&l->users, uid, &row) || !l->wanted[row])
+	if (!ids_current_index_get(&l->users, uid, &row) || !l->wanted[row])
 		return 0;
 	unsigned kind = be16(f[0].p);
 	struct ids_cur_grant g = {
@@ -450,7 +396,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 	if ((r = copy_out(l->st, sql, 13, on_user, l, "loading users", err)) < 0)
 		return r;
 	l->wanted = malloc(l->c->nusers ? l->c->nusers : 1);
-	if (!l->wanted || (r = idmap_build(&l->users, l->c)) < 0)
+	if (!l->wanted || (r = ids_current_index_build(l->c, &l->users)) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < l->c->nusers; i++) {
 		const char *src = l->c->users[i].source;
@@ -482,7 +428,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 static void load_clear(struct load *l)
 {
 	ids_buf_free(&l->text);
-	idmap_free(&l->users);
+	ids_current_index_free(&l->users);
 	free(l->wanted);
 	free(l->tenants);
 	free(l->groups);

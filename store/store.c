@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ids/config.h"
 #include "ids/plan.h"
 #include "ids/util.h"
 #include "store_int.h"

@@ -1,6 +1,8 @@
-/* plan.h — the current managed state (as read from PostgreSQL), the diff
- * that turns (snapshot, desired, current) into a plan, the safety checks,
- * and the plan's text and JSON forms.  Pure: no I/O.
+/* plan.h — the current managed state (as read from PostgreSQL, current.c),
+ * the diff that turns (snapshot, desired, current) into a plan (diff.c),
+ * the plan itself (plan.c), the safety checks (safety.c) and the plan's
+ * text form (plan_format.c; its JSON form is the daemon's, output.h).
+ * Pure: no I/O.
  *
  * All of this happens inside one company: `current` holds only that
  * company's users, tenants and grants, so nothing can cross companies. */
@@ -60,6 +62,22 @@ int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
 int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
 int ids_current_add_tenant(struct ids_current *c, const char *slug);
 
+/* app_user id -> index into c->users: the diff buckets grant rows by it,
+ * the store's load keeps the grants of the wanted users with it.  Open
+ * addressing over a power-of-two table at most half full. */
+struct ids_current_index {
+	int64_t *key; /* 0: empty (no bigserial is 0) */
+	uint32_t *val;
+	size_t cap;
+};
+
+/* Indexes every user of c (an id given twice: the later row).  *ix is
+ * new: free it with ids_current_index_free().  0 or -ENOMEM. */
+int ids_current_index_build(const struct ids_current *c, struct ids_current_index *ix);
+/* true and *ret_row when id is a user of the index. */
+bool ids_current_index_get(const struct ids_current_index *ix, int64_t id, uint32_t *ret_row);
+void ids_current_index_free(struct ids_current_index *ix); /* accepts an empty one */
+
 /* ---------------- the plan ---------------- */
 
 enum {
@@ -99,8 +117,15 @@ struct ids_plan_user {
 enum ids_grant_op { IDS_GOP_ADD, IDS_GOP_REMOVE, IDS_GOP_CHANGE /* slot value */ };
 
 struct ids_plan_grant {
-	enum ids_grant_op op;
-	enum ids_grant_kind kind;
+	/* op and kind in a byte each, so that `rules` fits beside them: an
+	 * initial sync of tier L plans 7 million grants, 56 bytes each */
+	unsigned char op;   /* enum ids_grant_op */
+	unsigned char kind; /* enum ids_grant_kind */
+	/* the rules behind it, as an index into the plan's rule_lists
+	 * (ids_plan_grant_rules): for an add or a change the rules that grant
+	 * it; for a removal the revoke rules that took it away, or 0 when no
+	 * rule did (the user left the rules' scope or was deactivated) */
+	uint32_t rules;
 	const char *external_id; /* the user's (source, external_id) key */
 	const char *username;	 /* for display */
 	const char *tenant, *name;
@@ -132,6 +157,9 @@ struct ids_plan {
 	struct ids_strv new_tenants;	 /* to create (tenants.auto_create) */
 	struct ids_strv missing_tenants; /* grants skipped: tenant unknown */
 	struct ids_strv new_groups;	 /* "tenant\tgroup": operator groups to create */
+	/* the desired set's rule lists (borrowed, like its strings) */
+	const struct ids_rule_list *const *rule_lists;
+	size_t nrule_lists;
 	struct ids_plan_counts counts;
 	long active_managed;	 /* the connector's active managed users before the run */
 	long managed_grants;	 /* the connector's grant rows on active users before */
@@ -156,13 +184,17 @@ struct ids_diff_opts {
 };
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts
- * are filled; verdict is OK until ids_plan_check_safety().
+ * are filled; verdict is OK until ids_safety_check().
  * *ret is new: free with ids_plan_free().  It borrows the strings of s, d
  * and c (a million users' names are not copied again), as it borrows
  * `cur`: use and free it before them. */
-int ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d, const struct ids_current *c,
-	     const struct ids_diff_opts *o, struct ids_plan **ret);
+int ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+		     const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
 void ids_plan_free(struct ids_plan *p);
+
+/* The rules that produced grant g of p, NULL for none (a removal).
+ * Borrowed from the desired set the plan was made from. */
+const struct ids_rule_list *ids_plan_grant_rules(const struct ids_plan *p, const struct ids_plan_grant *g);
 
 struct ids_safety {
 	long max_deactivations;		/* absolute, default 500 */
@@ -173,13 +205,35 @@ struct ids_safety {
 /* Sets p->verdict (and verdict_why, held): EMPTY when the snapshot had no users
  * but the connector owns active users and !allow_empty; THRESHOLD when
  * deactivations or grant removals exceed a limit and !allow_mass. */
-void ids_plan_check_safety(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
-			   bool allow_empty, bool allow_mass);
+void ids_safety_check(struct ids_plan *p, size_t snapshot_users, const struct ids_safety *lim,
+		      bool allow_empty, bool allow_mass);
 
-/* The text plan of semantics.md, ending with the summary line. */
+/* The text plan of semantics.md, ending with the summary line.  (Its
+ * JSON form is the daemon's: output.h.) */
 int ids_plan_format_text(const struct ids_plan *p, struct ids_buf *out);
-/* The same as one JSON object, stable key order. */
-int ids_plan_format_json(const struct ids_plan *p, struct ids_buf *out);
+
+/* One field that a plan user changes on its row, as [old, new]: what the
+ * JSON plan shows and the audit log records. */
+struct ids_change {
+	const char *field;     /* "username", ..., "active", "deactivation_reason" */
+	bool is_bool;	       /* company_admin, active: old_b/new_b; else old/new */
+	bool state;	       /* active, deactivation_reason: the row's state, not its profile */
+	const char *old, *new; /* NULL: null */
+	bool old_b, new_b;
+};
+#define IDS_CHANGES_MAX 10
+
+/* The fields user u changes on its row, in a fixed order (profile fields,
+ * company_admin, auth_method and idp where they differ from sso/idp, then
+ * active and deactivation_reason), into ret; returns how many.  None for
+ * a user without a row (u->cur NULL).  The strings are borrowed from u,
+ * its row and idp. */
+/* "role", "channel", "group", "slot": the platform's words for a grant
+ * kind (JSON plan, audit detail, staging tables); "?" when out of range. */
+const char *ids_plan_kind_word(enum ids_grant_kind k);
+
+size_t ids_plan_user_changes(const struct ids_plan_user *u, const char *idp,
+			     struct ids_change ret[IDS_CHANGES_MAX]);
 /* "1 create, 0 update, 1 deactivate, 0 reactivate, 2 grants added, 0 removed, 0 conflicts" */
 int ids_plan_format_counts(const struct ids_plan_counts *c, struct ids_buf *out);
 

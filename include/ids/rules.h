@@ -12,6 +12,7 @@
 #include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ids/snapshot.h"
 #include "ids/util.h"
@@ -79,18 +80,36 @@ int ids_rules_attrs(const struct ids_rule *rules, size_t nrules, const char *con
  * {...} well formed.  0 or -EINVAL with *ret_why (static string). */
 int ids_rule_check_template(const struct ids_rule *r, const char **ret_why);
 
+/* The rules that produced a grant: their names, sorted, unique.  Plans
+ * and audit rows show them (config.md: a rule's name is "shown in plans
+ * and audit"). */
+struct ids_rule_list {
+	size_t n;
+	const char *names[]; /* n names, borrowed from the desired set */
+};
+
 /* One desired grant. */
 struct ids_grant {
 	enum ids_grant_kind kind;
 	const char *tenant; /* slug */
 	const char *name;   /* role, channel, operator group or channel group */
 	int slots;	    /* IDS_GRANT_SLOT only */
+	/* Which rules grant it: an index into ids_desired_set.rule_lists, 0
+	 * for none (a hand-made desired state).  An index, not a pointer: it
+	 * fits in the padding after slots, and the plan carries it into
+	 * millions of grant lines at no cost either. */
+	uint32_t rules;
 };
 
 /* Desired state of one snapshot user. */
 struct ids_desired {
 	bool in_scope; /* at least one non-revoke rule matched and granted something */
 	bool company_admin;
+	/* grants[ngrants .. ngrants + nrevoked): what revoke rules took away
+	 * from the grants the rules gave, in the same order, their `rules`
+	 * naming the revoke rules — so that a plan can say why a grant goes.
+	 * (Beside the bools: the struct stays 24 bytes a user.) */
+	uint32_t nrevoked;
 	/* sorted by (tenant, kind, name), unique.  Read-only: users with the
 	 * same grants share one array (and equal strings one pointer). */
 	struct ids_grant *grants;
@@ -101,8 +120,17 @@ struct ids_desired_set {
 	struct ids_desired *users; /* parallel to snapshot->users */
 	size_t nusers;
 	struct ids_strv warnings; /* e.g. "user jnovak: rule r1: tenant template gave invalid slug \"-x\"" */
+	/* Every distinct list of rules a grant came from, in d->arena; [0] is
+	 * NULL (no rule).  Few: a rule alone, or the few rules that overlap. */
+	const struct ids_rule_list **rule_lists;
+	size_t nrule_lists, cap_rule_lists;
 	struct ids_arena arena;
 };
+
+/* lists[idx] (a grant's `rules`), NULL for 0 or an index out of range.
+ * Borrowed from whoever owns lists (the desired set). */
+const struct ids_rule_list *ids_rule_list_get(const struct ids_rule_list *const *lists, size_t n,
+					      uint32_t idx);
 
 /* Evaluates the rules that apply to `connector` for every valid user of s
  * (finished).  Invalid users get an empty, out-of-scope entry.

@@ -128,16 +128,4 @@ long ids_snapshot_group_by_id(const struct ids_snapshot *s, const char *id);
  * tens of megabytes that the diff would carry along for nothing. */
 void ids_snapshot_drop_groups(struct ids_snapshot *s);
 
-/* ---- DNs and filters (RFC 4514 / RFC 4515) ---- */
-
-/* A normalized copy of dn: attribute types and values lower-cased (ASCII),
- * spaces around separators removed, escapes decoded and re-encoded in one
- * canonical form, multi-valued RDNs sorted.  Two DNs that name the same
- * entry normalize to the same string.  -EINVAL for a malformed DN. */
-int ids_dn_normalize(const char *dn, size_t n, char **ret);
-
-/* Appends v[0..n) to b escaped for an LDAP filter value (RFC 4515:
- * `*`, `(`, `)`, `\`, NUL as \2a \28 \29 \5c \00). */
-int ids_ldap_filter_escape(struct ids_buf *b, const char *v, size_t n);
-
 #endif

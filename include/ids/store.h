@@ -13,10 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ids/config.h"
 #include "ids/error.h"
 #include "ids/plan.h"
 
+/* Only ids_store_open reads the configuration (its database section):
+ * declared, not included, so that the store does not link the config
+ * loader and its libyaml. */
+struct ids_config;
 struct ids_store;
 
 /* Connects with cfg->database (conninfo, password, schema) and sets the

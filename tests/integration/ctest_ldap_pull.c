@@ -10,6 +10,7 @@
  * Each test owns ou=<test>,<base>.  Expected values are written out from
  * the LDIF the test adds and spec/connectors.md, not from the code. */
 #include "ctest_ldap_common.h"
+#include "ids/dn.h"
 
 #include <regex.h>
 

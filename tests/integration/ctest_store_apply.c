@@ -303,7 +303,9 @@ static void test_apply(void **state)
 	     .company_admin = true},
 	    /* first_name differs but is not marked changed: it must stay */
 	    {.flags = IDS_PU_UPDATE,
-	     .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME,
+	     /* auth: already sso/entra, so the audit lists no auth column
+	      * (the [old, new] list of the JSON plan: only what moves) */
+	     .changed = IDS_CH_EMAIL | IDS_CH_DISPLAY_NAME | IDS_CH_AUTH,
 	     .id = jn->id,
 	     .external_id = "E2",
 	     .username = "jnovak",
@@ -354,11 +356,27 @@ static void test_apply(void **state)
 	    grant(IDS_GOP_REMOVE, IDS_GRANT_ROLE, "E2", "support-cz", "viewer", 0, 0), /* other source */
 	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "globex-only", "Tier9", 0, 0),  /* not acme's */
 	};
+	/* the rules behind the grants (issue 12.4: named in the audit) */
+	struct ids_rule_list *one = malloc(sizeof(*one) + sizeof(one->names[0]));
+	struct ids_rule_list *two = malloc(sizeof(*two) + 2 * sizeof(two->names[0]));
+	assert_true(one && two);
+	*one = (struct ids_rule_list){.n = 1};
+	one->names[0] = "cz-support";
+	*two = (struct ids_rule_list){.n = 2};
+	two->names[0] = "base";
+	two->names[1] = "seniors \"x\"";
+	const struct ids_rule_list *lists[] = {NULL, one, two};
+	grants[0].rules = 1;
+	grants[3].rules = 2;
+	grants[7].rules = 1;
+	grants[5].rules = 1; /* a removal: the revoke rule that made it */
 	struct ids_plan p = {.connector = "corp",
 			     .users = users,
 			     .nusers = sizeof(users) / sizeof(users[0]),
 			     .grants = grants,
-			     .ngrants = sizeof(grants) / sizeof(grants[0])};
+			     .ngrants = sizeof(grants) / sizeof(grants[0]),
+			     .rule_lists = lists,
+			     .nrule_lists = 3};
 	assert_int_equal(ids_strv_push(&p.new_tenants, "newtenant"), 0);
 	p.counts = (struct ids_plan_counts){.users_seen = 6,
 					    .created = 1,
@@ -456,18 +474,21 @@ static void test_apply(void **state)
 	assert_audit(run_id, "skip_invalid", "-",
 		     "{\"external_id\":\"E13\",\"reason\":\"missing username\"}");
 	assert_audit(run_id, "grant", "newbie",
-		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\"},"
+		     "{\"grants\":[{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\","
+		     "\"rules\":[\"cz-support\"]},"
 		     "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\"},"
 		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier2\"},"
-		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":3},"
+		     "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":3,"
+		     "\"rules\":[\"base\",\"seniors \\\"x\\\"\"]},"
 		     "{\"kind\":\"role\",\"tenant\":\"newtenant\",\"name\":\"operator\"}]}");
 	assert_audit(run_id, "grant", "newbie",
 		     "{\"grants\":[{\"kind\":\"group\",\"tenant\":\"globex-only\",\"name\":\"Tier9\"}]}");
 	assert_audit(run_id, "grant", "jnovak",
 		     "{\"grants\":[{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\","
-		     "\"slots\":5,\"old_slots\":2}]}");
+		     "\"slots\":5,\"old_slots\":2,\"rules\":[\"cz-support\"]}]}");
 	assert_audit(run_id, "revoke", "jnovak",
-		     "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\"},"
+		     "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\","
+		     "\"rules\":[\"cz-support\"]},"
 		     "{\"kind\":\"role\",\"tenant\":\"sales\",\"name\":\"admin\"},"
 		     "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\"}]}");
 	assert_audit(run_id, "revoke", "jnovak",
@@ -485,6 +506,8 @@ static void test_apply(void **state)
 	assert_string_equal(cur_user(c, "mnew")->source, "corp");
 	ids_current_free(c);
 	ids_error_clear(&e);
+	free(one);
+	free(two);
 }
 
 /* Whatever a plan says, rows made by hand (source NULL) are never deleted

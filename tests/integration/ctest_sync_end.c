@@ -4,7 +4,7 @@
  *
  * The failures no real server produces on demand (the diff out of memory,
  * the apply refused) are made by the linker: this binary compiles the
- * daemon's own sync.c and wraps ids_diff, ids_store_apply and the connector
+ * daemon's own sync.c and wraps ids_diff_compute, ids_store_apply and the connector
  * registry (-Wl,--wrap, tests/CMakeLists.txt).  The connector reads an
  * empty directory; PostgreSQL is the real one of tests/harness/pg.sh. */
 #include "ctest_store_common.h"
@@ -17,14 +17,16 @@
 
 static bool fail_diff, fail_apply;
 
-int __real_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
-		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
-int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
-		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret);
-int __wrap_ids_diff(const struct ids_snapshot *s, const struct ids_desired_set *d,
-		    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret)
+int __real_ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+			    const struct ids_current *c, const struct ids_diff_opts *o,
+			    struct ids_plan **ret);
+int __wrap_ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+			    const struct ids_current *c, const struct ids_diff_opts *o,
+			    struct ids_plan **ret);
+int __wrap_ids_diff_compute(const struct ids_snapshot *s, const struct ids_desired_set *d,
+			    const struct ids_current *c, const struct ids_diff_opts *o, struct ids_plan **ret)
 {
-	return fail_diff ? -ENOMEM : __real_ids_diff(s, d, c, o, ret);
+	return fail_diff ? -ENOMEM : __real_ids_diff_compute(s, d, c, o, ret);
 }
 
 int __real_ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp,

@@ -70,8 +70,11 @@ def body(env, c):
     doc = json.loads(out)
     by = {x["connector"]: x for x in doc["connectors"]}
     corp, branch = by.get("corp", {}), by.get("branch", {})
-    c.eq(("ok", 3, 3, 0, True), (corp.get("status"), corp.get("users_seen"), corp.get("created"),
-                                 corp.get("deactivated"), corp.get("configured")), "json: corp's last run")
+    counts = corp.get("summary") or {}
+    c.eq(("ok", 3, 3, 0, True), (corp.get("status"), counts.get("users_seen"), counts.get("created"),
+                                 counts.get("deactivated"), corp.get("configured")), "json: corp's last run")
+    c.eq(2, doc.get("format_version"), "json: format_version")
+    c.eq(set(corp), set(by.get("branch", {})), "json: an ok and a failed run have the same keys")
     # interval 1h, jitter 0: the next run is an hour after the run ended
     nxt = iso_epoch(corp["next_run_at"]) if corp.get("next_run_at") else 0
     c.true(abs(nxt - (now + 3600)) <= 5, f"json: corp's next run is in an hour ({corp.get('next_run_at')})")

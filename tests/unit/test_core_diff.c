@@ -1,4 +1,4 @@
-/* test_core_diff.c — ids_diff() and ids_plan_check_safety() on hand-built
+/* test_core_diff.c — ids_diff_compute() and ids_safety_check() on hand-built
  * snapshots, desired sets and current rows (no snapshot builder, no rules:
  * their structs are public).  Expected plans are written from
  * semantics.md / schema.md, in the text form of the plan. */
@@ -27,7 +27,7 @@ struct fx {
 	struct ids_current *c;
 	struct ids_diff_opts o;
 	struct ids_plan *p;
-	struct ids_buf text, json;
+	struct ids_buf text;
 };
 
 static void fx_reset(struct fx *f)
@@ -35,7 +35,6 @@ static void fx_reset(struct fx *f)
 	ids_plan_free(f->p);
 	ids_current_free(f->c);
 	ids_buf_free(&f->text);
-	ids_buf_free(&f->json);
 	memset(f, 0, sizeof(*f));
 	f->s.users = f->users;
 	f->d.users = f->des;
@@ -61,7 +60,6 @@ static int teardown(void **state)
 	ids_plan_free(f->p);
 	ids_current_free(f->c);
 	ids_buf_free(&f->text);
-	ids_buf_free(&f->json);
 	free(f);
 	return 0;
 }
@@ -92,7 +90,7 @@ static void want(struct fx *f, size_t k, enum ids_grant_kind kind, const char *t
 		 int slots)
 {
 	assert_true(f->des[k].ngrants < MAXG);
-	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){kind, tenant, name, slots};
+	f->grants[k][f->des[k].ngrants++] = (struct ids_grant){kind, tenant, name, slots, 0};
 	f->des[k].in_scope = true;
 }
 
@@ -126,7 +124,7 @@ static const char *run(struct fx *f)
 {
 	ids_plan_free(f->p);
 	f->p = NULL;
-	assert_int_equal(ids_diff(&f->s, &f->d, f->c, &f->o, &f->p), 0);
+	assert_int_equal(ids_diff_compute(&f->s, &f->d, f->c, &f->o, &f->p), 0);
 	ids_buf_reset(&f->text);
 	assert_int_equal(ids_plan_format_text(f->p, &f->text), 0);
 	return f->text.p;
@@ -166,6 +164,69 @@ static void test_create(void **state)
 	assert_string_equal(f->p->new_groups.v[0], "support-cz\tfirst-line");
 	assert_int_equal(f->p->counts.users_seen, 1);
 	assert_int_equal(f->p->active_managed, 0);
+}
+
+/* A rule list as the rules engine makes them (malloc'd here). */
+static struct ids_rule_list *mklist(size_t n, ...)
+{
+	struct ids_rule_list *l = malloc(sizeof(*l) + n * sizeof(l->names[0]));
+	assert_non_null(l);
+	va_list ap;
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		l->names[i] = va_arg(ap, const char *);
+	va_end(ap);
+	l->n = n;
+	return l;
+}
+
+/* Issue 12.4: each added or changed grant names the rules that produced
+ * it (carried from the desired grants); a removal names the revoke rules
+ * that took the grant away, or none when no rule did. */
+static void test_grants_name_their_rules(void **state)
+{
+	struct fx *f = *state;
+	struct ids_rule_list *lists[] = {NULL, mklist(1, "cz-support"), mklist(2, "base", "seniors"),
+					 mklist(1, "no-auditors")};
+	f->d.rule_lists = (const struct ids_rule_list **)lists;
+	f->d.nrule_lists = 4;
+	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .email = "j@x", .active = true);
+	cg(f, 10, IDS_GRANT_ROLE, "support-cz", "auditor", 0, false);
+	cg(f, 10, IDS_GRANT_CHANNEL, "support-cz", "email", 0, false);
+	cg(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 2, false);
+	size_t k = su(f, "u1", "jnovak", "j@x");
+	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
+	f->grants[k][0].rules = 2;
+	want(f, k, IDS_GRANT_SLOT, "support-cz", "live", 4);
+	f->grants[k][1].rules = 1;
+	/* after the wanted grants, what a revoke rule took away */
+	f->grants[k][2] = (struct ids_grant){IDS_GRANT_ROLE, "support-cz", "auditor", 0, 3};
+	f->des[k].nrevoked = 1;
+	f->o.idp = "ldap";
+	MU(f, .id = 11, .external_id = "u2", .username = "new", .email = "n@x", .active = true);
+	k = su(f, "u2", "new", "n@x");
+	want(f, k, IDS_GRANT_CHANNEL, "sales", "webchat", 0);
+	f->grants[k][0].rules = 1;
+	assert_string_equal(run(f), "- role  jnovak  support-cz  auditor  revoked by rule no-auditors\n"
+				    "+ role  jnovak  support-cz  operator  rules base, seniors\n"
+				    "- chan  jnovak  support-cz  email\n"
+				    "~ slot  jnovak  support-cz  live 2 -> 4  rule cz-support\n"
+				    "+ chan  new  sales  webchat  rule cz-support\n"
+				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+				    "3 grants added, 2 removed, 0 conflicts\n");
+	/* the plan carries the index; the list is the desired set's */
+	assert_int_equal(f->p->grants[1].rules, 2);
+	assert_ptr_equal(ids_plan_grant_rules(f->p, &f->p->grants[1]), lists[2]);
+	assert_int_equal(f->p->grants[0].rules, 3);
+	assert_int_equal(f->p->grants[2].rules, 0);
+	assert_null(ids_plan_grant_rules(f->p, &f->p->grants[2]));
+	/* no bigger than before the index: 7 million of these at tier L */
+	assert_true(sizeof(struct ids_plan_grant) <= 56);
+	ids_plan_free(f->p);
+	f->p = NULL;
+	free(lists[1]);
+	free(lists[2]);
+	free(lists[3]);
 }
 
 static void test_not_in_scope_or_disabled_without_row(void **state)
@@ -714,17 +775,17 @@ static void test_threshold_absolute(void **state)
 	(void)state;
 	const struct ids_safety lim = {2, 100, 100};
 	struct ids_plan *p = numbers(2, 10, 0, 0);
-	ids_plan_check_safety(p, 8, &lim, false, false);
+	ids_safety_check(p, 8, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK); /* exactly at the limit */
 	assert_null(p->verdict_why);
 	p->counts.deactivated = 3;
-	ids_plan_check_safety(p, 7, &lim, false, false);
+	ids_safety_check(p, 7, &lim, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(
 	    p->verdict_why,
 	    "3 deactivations exceed safety.max_deactivations (2); run `idsyncd sync --connector "
 	    "corp-ad --allow-mass-deactivation` once or raise safety.max_deactivations");
-	ids_plan_check_safety(p, 7, &lim, false, true);
+	ids_safety_check(p, 7, &lim, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	assert_null(p->verdict_why);
 	ids_plan_free(p);
@@ -734,16 +795,16 @@ static void test_threshold_percent(void **state)
 {
 	(void)state;
 	struct ids_plan *p = numbers(2, 20, 0, 0); /* 10% of 20 = 2 */
-	ids_plan_check_safety(p, 18, &defaults, false, false);
+	ids_safety_check(p, 18, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	p->counts.deactivated = 3;
-	ids_plan_check_safety(p, 17, &defaults, false, false);
+	ids_safety_check(p, 17, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(p->verdict_why,
 			    "3 deactivations are 15.0% of 20 active managed users, above "
 			    "safety.max_deactivation_percent (10%); run `idsyncd sync --connector corp-ad "
 			    "--allow-mass-deactivation` once or raise safety.max_deactivation_percent");
-	ids_plan_check_safety(p, 17, &defaults, false, true);
+	ids_safety_check(p, 17, &defaults, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	ids_plan_free(p);
 }
@@ -752,16 +813,16 @@ static void test_threshold_grant_removals(void **state)
 {
 	(void)state;
 	struct ids_plan *p = numbers(0, 20, 10, 40); /* 25% of 40 = 10 */
-	ids_plan_check_safety(p, 20, &defaults, false, false);
+	ids_safety_check(p, 20, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	p->removals_on_active = 11;
-	ids_plan_check_safety(p, 20, &defaults, false, false);
+	ids_safety_check(p, 20, &defaults, false, false);
 	assert_int_equal(p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_string_equal(p->verdict_why,
 			    "11 grant removals on active users are 27.5% of 40 managed grants, above "
 			    "safety.max_grant_removals_percent (25%); run `idsyncd sync --connector corp-ad "
 			    "--allow-mass-deactivation` once or raise safety.max_grant_removals_percent");
-	ids_plan_check_safety(p, 20, &defaults, false, true);
+	ids_safety_check(p, 20, &defaults, false, true);
 	assert_int_equal(p->verdict, IDS_VERDICT_OK);
 	ids_plan_free(p);
 }
@@ -784,12 +845,12 @@ static void test_threshold_from_diff(void **state)
 	assert_int_equal(f->p->counts.deactivated, 2);
 	assert_int_equal(f->p->active_managed, 10);
 	assert_int_equal(f->p->managed_grants, 10);
-	ids_plan_check_safety(f->p, f->s.nusers, &defaults, false, false);
+	ids_safety_check(f->p, f->s.nusers, &defaults, false, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
 	ids_buf_reset(&f->text);
 	assert_int_equal(ids_plan_format_text(f->p, &f->text), 0);
 	assert_non_null(strstr(f->text.p, "\naborted: 2 deactivations are 20.0% of 10 active managed users"));
-	ids_plan_check_safety(f->p, f->s.nusers, &defaults, false, true);
+	ids_safety_check(f->p, f->s.nusers, &defaults, false, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -805,14 +866,14 @@ static void test_empty_guard(void **state)
 	assert_int_equal(f->p->active_managed, 3);
 	/* checked before the thresholds, and --allow-mass-deactivation does
 	 * not bypass it */
-	ids_plan_check_safety(f->p, 0, &defaults, false, true);
+	ids_safety_check(f->p, 0, &defaults, false, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_EMPTY);
 	assert_string_equal(f->p->verdict_why, "snapshot has 0 users but corp-ad owns 3 active users; "
 					       "set allow_empty: true if that is intended");
 	/* allowed empty: the thresholds still apply (3 of 3) */
-	ids_plan_check_safety(f->p, 0, &defaults, true, false);
+	ids_safety_check(f->p, 0, &defaults, true, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
-	ids_plan_check_safety(f->p, 0, &defaults, true, true);
+	ids_safety_check(f->p, 0, &defaults, true, true);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -821,7 +882,7 @@ static void test_empty_without_active_users_is_ok(void **state)
 	struct fx *f = *state;
 	MU(f, .id = 4, .external_id = "u4", .username = "d", .active = false, .reason = "deleted_in_source");
 	run(f);
-	ids_plan_check_safety(f->p, 0, &defaults, false, false);
+	ids_safety_check(f->p, 0, &defaults, false, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_OK);
 }
 
@@ -849,7 +910,7 @@ static void test_retire(void **state)
 				    "~ user  bob  deactivation_reason deleted_in_source -> out_of_scope\n"
 				    "summary corp-ad: 0 create, 1 update, 1 deactivate, 0 reactivate, "
 				    "0 grants added, 1 removed, 0 conflicts\n");
-	ids_plan_check_safety(f->p, 0, &defaults, true, false);
+	ids_safety_check(f->p, 0, &defaults, true, false);
 	assert_int_equal(f->p->verdict, IDS_VERDICT_THRESHOLD);
 	assert_non_null(strstr(f->p->verdict_why, "run `idsyncd retire corp-ad --allow-mass-deactivation`"));
 }
@@ -944,14 +1005,14 @@ static void test_determinism(void **state)
 {
 	struct fx *f = *state;
 	const int perms[][7] = {{0, 1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1, 0}, {3, 0, 5, 2, 6, 1, 4}};
-	char *first_text = NULL, *first_json = NULL;
+	char *first_text = NULL;
 	for (size_t i = 0; i < 3; i++) {
 		load_scenario(f, perms[i]);
 		run(f);
-		assert_int_equal(ids_plan_format_json(f->p, &f->json), 0);
+		/* (the JSON form is the same plan written by the daemon: its own
+		 * test, test_output_json, checks that writer) */
 		if (i == 0) {
 			first_text = strdup(f->text.p);
-			first_json = strdup(f->json.p);
 			/* and it is the plan semantics.md asks for: EMIL clashes
 			 * with emil/Emil, dana@x is adopted, e7 is gone */
 			assert_string_equal(
@@ -969,14 +1030,38 @@ static void test_determinism(void **state)
 			    "2 grants added, 2 removed, 1 conflicts\n");
 		} else {
 			assert_string_equal(f->text.p, first_text);
-			assert_string_equal(f->json.p, first_json);
 		}
 	}
 	free(first_text);
-	free(first_json);
 }
 
 /* ---------------- current-state container ---------------- */
+
+/* The id index the diff and the store's load share: every id found, an
+ * absent one or 0 not, and 200 dense ids in a table that must grow. */
+static void test_current_index(void **state)
+{
+	(void)state;
+	struct ids_current *c = NULL;
+	struct ids_current_index ix;
+	uint32_t row = 99;
+	assert_int_equal(ids_current_new(&c), 0);
+	for (int64_t id = 1; id <= 200; id++) {
+		struct ids_cur_user u = {.id = id == 200 ? INT64_C(1) << 40 : id, .username = "u"};
+		assert_int_equal(ids_current_add_user(c, &u), 0);
+	}
+	assert_int_equal(ids_current_index_build(c, &ix), 0);
+	assert_true(ix.cap >= 2 * 200);
+	for (uint32_t i = 0; i < 200; i++) {
+		assert_true(ids_current_index_get(&ix, c->users[i].id, &row));
+		assert_int_equal(row, i);
+	}
+	assert_false(ids_current_index_get(&ix, 200, &row));
+	assert_false(ids_current_index_get(&ix, 0, &row));
+	ids_current_index_free(&ix);
+	ids_current_index_free(&ix); /* harmless twice */
+	ids_current_free(c);
+}
 
 static void test_current_copies(void **state)
 {
@@ -1009,7 +1094,7 @@ static void test_bad_arguments(void **state)
 	struct ids_plan *p = (struct ids_plan *)&p; /* must stay untouched */
 	su(f, "u1", "a", NULL);
 	f->d.nusers = 0; /* desired set not parallel to the snapshot */
-	assert_int_equal(ids_diff(&f->s, &f->d, f->c, &f->o, &p), -EINVAL);
+	assert_int_equal(ids_diff_compute(&f->s, &f->d, f->c, &f->o, &p), -EINVAL);
 	assert_ptr_equal(p, (struct ids_plan *)&p);
 }
 
@@ -1018,6 +1103,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
 	    T(test_create),
+	    T(test_grants_name_their_rules),
 	    T(test_not_in_scope_or_disabled_without_row),
 	    T(test_deactivate_disabled),
 	    T(test_deactivate_out_of_scope),
@@ -1054,6 +1140,7 @@ int main(void)
 	    T(test_empty_without_active_users_is_ok),
 	    T(test_retire),
 	    T(test_determinism),
+	    T(test_current_index),
 	    T(test_current_copies),
 	    T(test_bad_arguments),
 #undef T

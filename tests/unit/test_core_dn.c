@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ids/snapshot.h"
+#include "ids/dn.h"
 
 struct dn_case {
 	const char *in;
@@ -165,33 +165,33 @@ static void test_filter_escape(void **state)
 {
 	(void)state;
 	struct ids_buf b = {0};
-	assert_int_equal(ids_ldap_filter_escape(&b, "a*b(c)d\\e", 9), 0);
+	assert_int_equal(ids_dn_filter_escape(&b, "a*b(c)d\\e", 9), 0);
 	assert_string_equal(b.p, "a\\2ab\\28c\\29d\\5ce");
 
 	ids_buf_reset(&b);
-	assert_int_equal(ids_ldap_filter_escape(&b, "x\0y", 3), 0);
+	assert_int_equal(ids_dn_filter_escape(&b, "x\0y", 3), 0);
 	assert_int_equal(b.len, 5);
 	assert_memory_equal(b.p, "x\\00y", 5);
 
 	/* UTF-8 passes; a stray byte that is no character is escaped */
 	ids_buf_reset(&b);
-	assert_int_equal(ids_ldap_filter_escape(&b, "Novák", strlen("Novák")), 0);
+	assert_int_equal(ids_dn_filter_escape(&b, "Novák", strlen("Novák")), 0);
 	assert_string_equal(b.p, "Novák");
 	ids_buf_reset(&b);
-	assert_int_equal(ids_ldap_filter_escape(&b,
-						"a\xff"
-						"b\xc3",
-						4),
+	assert_int_equal(ids_dn_filter_escape(&b,
+					      "a\xff"
+					      "b\xc3",
+					      4),
 			 0);
 	assert_string_equal(b.p, "a\\ffb\\c3");
 
 	/* appends to what is there; an empty value is still a string */
 	ids_buf_reset(&b);
 	assert_int_equal(ids_buf_puts(&b, "(uid="), 0);
-	assert_int_equal(ids_ldap_filter_escape(&b, "j*", 2), 0);
+	assert_int_equal(ids_dn_filter_escape(&b, "j*", 2), 0);
 	assert_string_equal(b.p, "(uid=j\\2a");
 	ids_buf_free(&b);
-	assert_int_equal(ids_ldap_filter_escape(&b, "", 0), 0);
+	assert_int_equal(ids_dn_filter_escape(&b, "", 0), 0);
 	assert_non_null(b.p);
 	assert_string_equal(b.p, "");
 	ids_buf_free(&b);

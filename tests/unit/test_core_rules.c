@@ -252,6 +252,47 @@ static const char *render(const struct ids_desired_set *d, const char *username)
 
 #define EXPECT(d, user, want) assert_string_equal(render(d, user), want)
 
+/* What revoke rules took from a user: " tenant:kind:name<revoke rules>". */
+static const char *render_revoked(const struct ids_desired_set *d, const char *username)
+{
+	static char buf[1024];
+	const struct ids_desired *u = &d->users[uidx(username)];
+	size_t n = 0;
+	buf[0] = '\0';
+	for (size_t i = u->ngrants; i < u->ngrants + u->nrevoked; i++) {
+		const struct ids_grant *g = &u->grants[i];
+		const struct ids_rule_list *l = ids_rule_list_get(d->rule_lists, d->nrule_lists, g->rules);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s:%s:%s<", g->tenant,
+				      ids_grant_kind_name(g->kind), g->name);
+		for (size_t j = 0; l && j < l->n; j++)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", j ? "," : "", l->names[j]);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ">");
+	}
+	return buf;
+}
+
+/* render() with the rules of every grant: " tenant:kind:name[=slots]<r1,r2>" */
+static const char *render_rules(const struct ids_desired_set *d, const char *username)
+{
+	static char buf[4096];
+	const struct ids_desired *u = &d->users[uidx(username)];
+	size_t n = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < u->ngrants; i++) {
+		const struct ids_grant *g = &u->grants[i];
+		const struct ids_rule_list *l = ids_rule_list_get(d->rule_lists, d->nrule_lists, g->rules);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s:%s:%s", i ? " " : "", g->tenant,
+				      ids_grant_kind_name(g->kind), g->name);
+		if (g->kind == IDS_GRANT_SLOT)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "=%d", g->slots);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<");
+		for (size_t j = 0; l && j < l->n; j++)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", j ? "," : "", l->names[j]);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ">");
+	}
+	return buf;
+}
+
 /* ---------------- small functions ---------------- */
 
 static void test_kind_names_and_slugs(void **state)
@@ -642,6 +683,45 @@ static void test_combination_table(void **state)
 	/* company admin only: in scope with no grant */
 	EXPECT(d, "boss", "in+admin:");
 	EXPECT(d, "nobody", "out:");
+	/* every grant names the rules that gave it, sorted by name: a union
+	 * names all of them, a slot only those that gave the maximum */
+	assert_string_equal(render_rules(d, "jnovak"),
+			    "billing:role:operator<elsewhere>"
+			    " support-cz:role:operator<base,seniors>"
+			    " support-cz:role:view_other_sessions<seniors>"
+			    " support-cz:chan:email<seniors> support-cz:chan:webchat<base>"
+			    " support-cz:group:first-line<base> support-cz:group:second-line<seniors>"
+			    " support-cz:slot:email=5<base> support-cz:slot:live=4<seniors>"
+			    " support-cz:slot:offline=1<seniors>");
+	assert_string_equal(render_rules(d, "pdvorak"),
+			    "support-cz:role:operator<base> support-cz:chan:webchat<base>"
+			    " support-cz:group:first-line<base> support-cz:slot:email=5<base>"
+			    " support-cz:slot:live=2<base>");
+	ids_desired_set_free(d);
+}
+
+/* Two rules giving the same slot count both decided it; one rule adding
+ * a grant twice (two matching groups, one tenant) is named once. */
+static void test_rule_names_ties_and_repeats(void **state)
+{
+	(void)state;
+	struct ids_rule *r = rule("z-live");
+	sv(&r->member_of, "g-ocz", NULL);
+	r_tenant(r, "support-cz");
+	r_slot(r, "live", 3);
+	r = rule("a-live");
+	sv(&r->member_of, "g-ode", NULL);
+	r_tenant(r, "support-cz");
+	r_slot(r, "live", 3);
+	r = rule("ops");
+	r_regex(r, "^CC-[A-Za-z]+-[A-Z]+-Operators$");
+	r_tenant(r, "support-cz");
+	sv(&r->roles, "operator", NULL);
+	struct ids_desired_set *d = eval();
+	assert_string_equal(render_rules(d, "jnovak"),
+			    "support-cz:role:operator<ops> support-cz:slot:live=3<a-live,z-live>");
+	assert_string_equal(render_rules(d, "kamil"),
+			    "support-cz:role:operator<ops> support-cz:slot:live=3<z-live>");
 	ids_desired_set_free(d);
 }
 
@@ -742,6 +822,26 @@ static void test_revoke_wildcard_and_tenant(void **state)
 	       " support-cz:role:operator support-cz:chan:webchat support-cz:slot:live=2");
 	/* a named tenant: only there; names it does not hold are ignored */
 	EXPECT(d, "kamil", "in: support-cz:chan:webchat support-cz:chan:whatsapp support-cz:slot:live=2");
+	/* what was revoked, and by which rule: a plan removing it says so */
+	assert_string_equal(render_revoked(d, "jnovak"),
+			    " sales-de:chan:whatsapp<seniors-no-whatsapp-anywhere>"
+			    " support-cz:chan:whatsapp<seniors-no-whatsapp-anywhere>");
+	assert_string_equal(render_revoked(d, "kamil"),
+			    " support-cz:role:operator<contractor-not-operator-in-cz>");
+	assert_string_equal(render_revoked(d, "boss"), "");
+	ids_desired_set_free(d);
+
+	/* two revoke rules taking the same grant are both named, by name,
+	 * whatever their order; one of them matching twice is named once */
+	r = rule("a-also-no-whatsapp");
+	sv(&r->member_of, "CC-Sales-DE-Operators", NULL);
+	r_tenant(r, "*");
+	r->revoke = true;
+	sv(&r->revoke_channels, "whatsapp", NULL);
+	d = eval();
+	assert_string_equal(render_revoked(d, "jnovak"),
+			    " sales-de:chan:whatsapp<a-also-no-whatsapp,seniors-no-whatsapp-anywhere>"
+			    " support-cz:chan:whatsapp<a-also-no-whatsapp,seniors-no-whatsapp-anywhere>");
 	ids_desired_set_free(d);
 }
 
@@ -833,6 +933,9 @@ static char *render_all(const struct ids_desired_set *d)
 	struct ids_buf b = {0};
 	for (size_t i = 0; i < S->nusers; i++) {
 		assert_int_equal(ids_buf_puts(&b, render(d, S->users[i].f[IDS_F_USERNAME])), 0);
+		/* the rules each grant names must not depend on the order either */
+		assert_int_equal(ids_buf_puts(&b, render_rules(d, S->users[i].f[IDS_F_USERNAME])), 0);
+		assert_int_equal(ids_buf_puts(&b, render_revoked(d, S->users[i].f[IDS_F_USERNAME])), 0);
 		assert_int_equal(ids_buf_putc(&b, '\n'), 0);
 	}
 	for (size_t i = 0; i < d->warnings.n; i++)
@@ -905,6 +1008,7 @@ int main(void)
 	    T(test_regex_template_bad_slug),
 	    T(test_broken_template_skips_rule),
 	    T(test_combination_table),
+	    T(test_rule_names_ties_and_repeats),
 	    T(test_matching_without_grants_is_out_of_scope),
 	    T(test_slot_zero_is_a_grant),
 	    T(test_revoke_wins_both_orders),

@@ -1,0 +1,54 @@
+/* output.h — the machine-readable output of `plan`, `sync` and `status`
+ * (--format json), documented key by key in docs/json.md.
+ *
+ * Every value is encoded by jansson.  The plan's user and grant arrays are
+ * streamed: each element is built, encoded and freed in turn, so that a
+ * plan of millions of grants never exists as a jansson tree (about 1 KiB
+ * per grant: gigabytes at tier L) — only as the text it has to become. */
+#ifndef IDS_OUTPUT_H
+#define IDS_OUTPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ids/plan.h"
+#include "ids/store.h"
+#include "ids/sync.h"
+#include "ids/util.h"
+
+/* Bumped whenever a key changes meaning or disappears (docs/json.md lists
+ * the changes).  1 was the unversioned shape before it. */
+#define IDS_OUTPUT_FORMAT_VERSION 2
+
+/* Appends p as the "plan" object of a run: {"tenants", "users", "grants"}
+ * (its counts and verdict are the run's keys).  Indented to sit at the
+ * second level of the run object.  0, or -ENOMEM. */
+int ids_output_plan_json(const struct ids_plan *p, struct ids_buf *out);
+
+/* Appends the object of one connector run of `plan` or `sync`: the same
+ * keys whatever the outcome (ok, failed, aborted, skipped, dry run).
+ * plan_json is ids_output_plan_json()'s text (borrowed), NULL when the run
+ * stopped before it had a plan; res the run's result (borrowed).  0, or
+ * -ENOMEM. */
+int ids_output_run_json(const char *connector, const struct ids_sync_result *res, const char *plan_json,
+			struct ids_buf *out);
+
+/* What `status` shows, all borrowed. */
+struct ids_output_status {
+	const struct ids_run_row *runs; /* the last run per connector */
+	size_t nruns;
+	const struct ids_strv *configured; /* connector names in the configuration */
+	const struct ids_schedule_row *schedule;
+	size_t nschedule;
+	const struct ids_orphan *orphans;
+	size_t norphans;
+};
+
+/* Appends status's document: {"format_version", "connectors": [...],
+ * "orphaned": [...]}, one line.  0, or -ENOMEM. */
+int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *out);
+
+/* "2026-01-02T03:04:05Z" for unix microseconds into buf[n]; "-" for 0. */
+void ids_output_time(int64_t usec, char *buf, size_t n);
+
+#endif
