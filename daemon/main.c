@@ -488,13 +488,18 @@ static void status_line(struct ids_buf *b, const struct ids_run_row *w, const st
 	ids_output_time(w->started_at, started, sizeof(started));
 	ids_output_time(nx ? nx->next_at : 0, next, sizeof(next));
 	ids_buf_printf(b, "%-20s %-18s run %-6lld %s", w->connector, w->status, (long long)w->id, started);
-	if (w->has_counts)
+	/* an aborted run's counts are what the guard held back: shown as
+	 * +0 ~0 -4 they would read as four users deactivated */
+	bool aborted = strncmp(w->status, "aborted", 7) == 0;
+	if (w->has_counts && aborted)
+		ids_buf_printf(b, "  %ld users, nothing written", w->counts.users_seen);
+	else if (w->has_counts)
 		ids_buf_printf(b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
 			       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
 	if (nx)
 		ids_buf_printf(b, "  next %s", next);
 	if (w->error)
-		ids_buf_printf(b, "  error: %s", w->error);
+		ids_buf_printf(b, aborted ? "  %s" : "  error: %s", w->error);
 	ids_buf_putc(b, '\n');
 }
 

@@ -42,6 +42,9 @@ has "run $(q "SELECT max(id) FROM sync_run") aborted, nothing written: held: 2 d
 	"$ERR" "... and so does the log line, naming the run"
 eq "$before" "$(snapshot_db)" "aborted run changed nothing"
 eq "aborted_threshold" "$(q "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")" "aborted_threshold recorded"
+ids status
+has "7 users, nothing written  held: 2 deactivations over the limit of 0" "$OUT" "status says what was held"
+hasnt " -2" "$OUT" "... not counts that read as two users deactivated"
 ids sync
 eq 3 "$RC" "still aborted on the next tick"
 ids sync --allow-mass-deactivation
