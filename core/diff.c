@@ -808,7 +808,7 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 	const struct ids_grant **des;
 	size_t nd = 0, lo = 0, hi = 0;
 	/* what revoke rules took away, in key order: a removal names them */
-	const struct ids_grant *rv = want ? want->grants + want->ngrants : NULL;
+	const struct ids_grant *rv = want && want->grants ? want->grants + want->ngrants : NULL;
 	size_t nrv = want ? want->nrevoked : 0, ri = 0;
 	int r = wanted_grants(x, want, &nd);
 
