@@ -34,12 +34,11 @@ void ids_catalog_rules_clear(struct ids_catalog_rules *cr)
 	memset(cr, 0, sizeof(*cr));
 }
 
-enum item_state { IT_LIVE, IT_DROPPED };
-
 /* One grant of the user being worked on. */
 struct item {
 	struct ids_grant g;
-	unsigned char state; /* enum item_state */
+	bool live;
+	bool by_revoke; /* taken away by a revoke rule (not by a requirement) */
 };
 
 struct cat {
@@ -111,15 +110,20 @@ static int note(struct cat *c, uint32_t *ret, const char *fmt, ...)
 	return r < 0 ? r : note_list(c, ret);
 }
 
-/* The user's grants as items: live ones, then the revoked ones dropped. */
+/* The user's grants as items: live ones, then the revoked ones. */
 static int load_items(struct cat *c, const struct ids_desired *u)
 {
 	size_t n = u->ngrants + u->nrevoked;
 	int r = ids_grow(&c->items, &c->cap, n + 1, sizeof(*c->items));
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++)
-		c->items[i] = (struct item){.g = u->grants[i], .state = i < u->ngrants ? IT_LIVE : IT_DROPPED};
+	for (size_t i = 0; i < n; i++) {
+		const struct ids_rule_list *l =
+		    ids_rule_list_get(c->d->rule_lists, c->d->nrule_lists, u->grants[i].rules);
+		bool live = i < u->ngrants;
+		c->items[i] =
+		    (struct item){.g = u->grants[i], .live = live, .by_revoke = !live && l && !l->note};
+	}
 	c->nitems = n;
 	return 0;
 }
@@ -158,66 +162,105 @@ static int warn(struct cat *c, const char *fmt, ...)
 	return r;
 }
 
-/* One requirement `need` of the live item it (a role with requirements)
- * of user `user`: satisfied, added, or it drops the item.  1 when
- * something changed. */
-static int require(struct cat *c, size_t user, size_t it, const char *need, bool allow_add, bool quiet)
+/* Requirement `need` of live item it (a role with requirements) of user
+ * `user`: met, or the item is left out.  1 when it was. */
+static int require(struct cat *c, size_t user, size_t it, const char *need, bool quiet)
 {
 	struct ids_grant g = c->items[it].g;
-	struct item *have = find_role(c, g.tenant, need);
+	const struct item *have = find_role(c, g.tenant, need);
 	uint32_t idx;
 	int r;
-	if (have && have->state == IT_LIVE)
+	if (have && have->live)
 		return 0;
-	if (!have && allow_add && !c->cr->drop_missing) {
-		const char *name = ids_arena_strdup(&c->d->arena, need);
-		if (!name)
-			return -ENOMEM;
-		if ((r = note(c, &idx, "required by %s", g.name)) < 0 ||
-		    (r = ids_grow(&c->items, &c->cap, c->nitems + 1, sizeof(*c->items))) < 0)
-			return r;
-		c->items[c->nitems++] = (struct item){
-		    .g = {.kind = IDS_GRANT_ROLE, .tenant = g.tenant, .name = name, .rules = idx},
-		    .state = IT_LIVE};
-		return 1;
-	}
-	/* a revoked (or, for a licence, withheld) requirement always drops
-	 * its dependents: revokes win over add */
 	if ((r = note(c, &idx, "requires %s", need)) < 0)
 		return r;
-	c->items[it].state = IT_DROPPED;
+	c->items[it].live = false;
 	c->items[it].g.rules = idx;
 	if (quiet)
 		return 1;
-	if (have)
-		r = warn(c, "user %s: tenant %s: role %s left out: it requires %s, which a revoke rule takes away",
-			 username(c, user), g.tenant, g.name, need);
-	else
-		r = warn(c, "user %s: tenant %s: role %s left out: it requires %s, which no rule grants",
-			 username(c, user), g.tenant, g.name, need);
+	r = warn(c, "user %s: tenant %s: role %s left out: it requires %s, which %s", username(c, user),
+		 g.tenant, g.name, need,
+		 !have		   ? "no rule grants"
+		 : have->by_revoke ? "a revoke rule takes away"
+				   : "is left out too");
 	return r < 0 ? r : 1;
 }
 
-/* Applies requires to the items until nothing changes.  *ret_changed set
- * when something did. */
-static int settle(struct cat *c, size_t user, bool allow_add, bool quiet, bool *ret_changed)
+/* True when a live role of the user's in tenant needs role. */
+static bool needed(struct cat *c, const char *tenant, const char *role)
+{
+	for (size_t i = 0; i < c->nitems; i++) {
+		const struct ids_requirement *rq;
+		const struct item *it = &c->items[i];
+		if (!it->live || it->g.kind != IDS_GRANT_ROLE || strcmp(it->g.tenant, tenant) ||
+		    !(rq = req_of(c->cr, it->g.name)))
+			continue;
+		if (ids_strv_contains(&rq->needs, role, false))
+			return true;
+	}
+	return false;
+}
+
+/* A role that only requirements gave ("required by monitoring"), once a
+ * role that asked for it is revoked or left out: gone without a trace when
+ * nothing needs it any more (no rule wanted it), else named after the one
+ * that still does.  1 when it changed. */
+static int recheck_added(struct cat *c, size_t i)
+{
+	struct item *it = &c->items[i];
+	const struct ids_rule_list *l = ids_rule_list_get(c->d->rule_lists, c->d->nrule_lists, it->g.rules);
+	const char *asker = NULL;
+	size_t alive = 0;
+	if (!it->live || it->g.kind != IDS_GRANT_ROLE || !l || !l->note)
+		return 0;
+	for (size_t k = 0; k < l->n; k++) {
+		bool added = !strncmp(l->names[k], "required by ", 12);
+		const char *who = added ? l->names[k] + 12 : l->names[k];
+		const struct item *dep = added ? find_role(c, it->g.tenant, who) : NULL;
+		if (!added || (dep && dep->live)) {
+			alive++;
+			asker = asker ? asker : who;
+		}
+	}
+	if (alive == l->n || (!alive && needed(c, it->g.tenant, it->g.name)))
+		return 0;
+	if (!alive) {
+		c->items[i] = c->items[--c->nitems];
+		return 1;
+	}
+	uint32_t old = it->g.rules;
+	int r = note(c, &it->g.rules, "required by %s", asker);
+	return r < 0 ? r : it->g.rules != old;
+}
+
+/* Leaves out, until nothing changes, every live role whose requirement is
+ * not live, and the roles that only requirements gave and nothing needs.
+ * *ret_changed set when something changed. */
+static int settle(struct cat *c, size_t user, bool quiet, bool *ret_changed)
 {
 	bool again = true;
 	while (again) {
 		again = false;
 		for (size_t i = 0; i < c->nitems && !again; i++) {
 			const struct ids_requirement *rq;
-			if (c->items[i].state != IT_LIVE || c->items[i].g.kind != IDS_GRANT_ROLE ||
+			int r = recheck_added(c, i);
+			if (r < 0)
+				return r;
+			if (r > 0) {
+				again = true;
+				break;
+			}
+			if (!c->items[i].live || c->items[i].g.kind != IDS_GRANT_ROLE ||
 			    !(rq = req_of(c->cr, c->items[i].g.name)))
 				continue;
 			for (size_t k = 0; k < rq->needs.n && !again; k++) {
-				int r = require(c, user, i, rq->needs.v[k], allow_add, quiet);
+				r = require(c, user, i, rq->needs.v[k], quiet);
 				if (r < 0)
 					return r;
 				again = r > 0;
 			}
-			*ret_changed |= again;
 		}
+		*ret_changed |= again;
 	}
 	return 0;
 }
@@ -225,8 +268,8 @@ static int settle(struct cat *c, size_t user, bool allow_add, bool quiet, bool *
 static int cmp_item(const void *a, const void *b)
 {
 	const struct item *x = a, *y = b;
-	if (x->state != y->state)
-		return x->state < y->state ? -1 : 1;
+	if (x->live != y->live)
+		return x->live ? -1 : 1;
 	int r = ids_strcmp0(x->g.tenant, y->g.tenant);
 	if (r)
 		return r;
@@ -235,8 +278,8 @@ static int cmp_item(const void *a, const void *b)
 	return ids_strcmp0(x->g.name, y->g.name);
 }
 
-/* The items as the user's new grants: live ones sorted, then the dropped
- * ones sorted (the revoked part). */
+/* The items as the user's new grants: live ones sorted, then the others
+ * sorted (the revoked part). */
 static int store_items(struct cat *c, struct ids_desired *u)
 {
 	qsort(c->items, c->nitems, sizeof(*c->items), cmp_item);
@@ -246,7 +289,7 @@ static int store_items(struct cat *c, struct ids_desired *u)
 	size_t live = 0;
 	for (size_t i = 0; i < c->nitems; i++) {
 		g[i] = c->items[i].g;
-		live += c->items[i].state == IT_LIVE;
+		live += c->items[i].live;
 	}
 	u->grants = g;
 	u->ngrants = live;
@@ -254,38 +297,168 @@ static int store_items(struct cat *c, struct ids_desired *u)
 	return 0;
 }
 
-/* True when one of u's live grants is a role with requirements: the
- * common user has none, and costs one pass over the grants. */
-static bool has_requirements(const struct ids_catalog_rules *cr, const struct ids_desired *u)
+/* True when one of u's live grants is a role with requirements, or was
+ * given by one: the common user has none, and costs one pass. */
+static bool concerned(const struct cat *c, const struct ids_desired *u)
 {
-	for (size_t i = 0; i < u->ngrants; i++)
-		if (u->grants[i].kind == IDS_GRANT_ROLE && req_of(cr, u->grants[i].name))
+	for (size_t i = 0; i < u->ngrants; i++) {
+		const struct ids_grant *g = &u->grants[i];
+		const struct ids_rule_list *l =
+		    ids_rule_list_get(c->d->rule_lists, c->d->nrule_lists, g->rules);
+		if (g->kind == IDS_GRANT_ROLE && (req_of(c->cr, g->name) || (l && l->note)))
 			return true;
+	}
 	return false;
 }
 
-int ids_catalog_requires(const struct ids_catalog_rules *cr, const struct ids_snapshot *s,
-			 struct ids_desired_set *d)
+/* ---- the rules with the requirements added ---- */
+
+/* The rules plus, with on_missing_requirement add, for every grant rule
+ * whose roles need others, one rule per role that asks ("required by
+ * monitoring"): the same match and tenant, granting what that role needs
+ * (transitively) and the rule does not grant itself.  Given through the
+ * rules engine, the added roles meet the revoke rules like any grant
+ * (revokes win).  The copies borrow everything but their name and
+ * roles. */
+struct aug {
+	struct ids_rule *rules;
+	size_t n, cap, norig;
+	struct ids_strv names; /* the names of the added rules */
+};
+
+static void aug_free(struct aug *a)
 {
-	struct cat c = {.cr = cr, .s = s, .d = d};
+	for (size_t i = a->norig; i < a->n; i++)
+		ids_strv_free(&a->rules[i].roles);
+	free(a->rules);
+	ids_strv_free(&a->names);
+}
+
+/* The added rule of rl for `asker` (made when missing); NULL on ENOMEM. */
+static struct ids_rule *aug_rule(struct aug *a, size_t from, const struct ids_rule *rl, const char *asker)
+{
+	char *name = NULL;
+	for (size_t i = from; i < a->n; i++)
+		if (!strcmp(a->rules[i].name + strlen("required by "), asker))
+			return &a->rules[i];
+	if (asprintf(&name, "required by %s", asker) < 0)
+		return NULL;
+	int r = ids_strv_push(&a->names, name);
+	free(name);
+	if (r < 0 || ids_grow(&a->rules, &a->cap, a->n + 1, sizeof(*a->rules)) < 0)
+		return NULL;
+	struct ids_rule *x = &a->rules[a->n++];
+	*x = (struct ids_rule){.name = a->names.v[a->names.n - 1],
+			       .line = rl->line,
+			       .connectors = rl->connectors,
+			       .member_of = rl->member_of,
+			       .not_member_of = rl->not_member_of,
+			       .attrs = rl->attrs,
+			       .nattrs = rl->nattrs,
+			       .member_of_regex = rl->member_of_regex,
+			       .group_re = rl->group_re,
+			       .group_re_nsub = rl->group_re_nsub,
+			       .tenant = rl->tenant};
+	return x;
+}
+
+/* The requirements of rule i, breadth first: each role the rule grants or
+ * a requirement added asks for its needs. */
+static int aug_one(const struct ids_catalog_rules *cr, struct aug *a, size_t i)
+{
+	struct ids_strv seen = {0};
+	size_t from = a->n;
 	int r = 0;
-	if (!cr->nreq)
-		return 0;
-	for (size_t i = 0; i < d->nusers && r >= 0; i++) {
-		struct ids_desired *u = &d->users[i];
-		bool changed = false;
-		if (!has_requirements(cr, u))
-			continue;
-		if ((r = load_items(&c, u)) >= 0 && (r = settle(&c, i, true, false, &changed)) >= 0 && changed)
-			r = store_items(&c, u);
+	for (size_t k = 0; k < a->rules[i].roles.n && r >= 0; k++)
+		r = ids_strv_push(&seen, a->rules[i].roles.v[k]);
+	for (size_t q = 0; q < seen.n && r >= 0; q++) {
+		const struct ids_requirement *rq = req_of(cr, seen.v[q]);
+		for (size_t k = 0; rq && k < rq->needs.n && r >= 0; k++) {
+			if (ids_strv_contains(&seen, rq->needs.v[k], false))
+				continue;
+			/* the copy may move a->rules: the rule is found again by index */
+			char *asker = strdup(seen.v[q]);
+			struct ids_rule *x = asker ? aug_rule(a, from, &a->rules[i], asker) : NULL;
+			free(asker);
+			if (!x || (r = ids_strv_push(&x->roles, rq->needs.v[k])) < 0 ||
+			    (r = ids_strv_push(&seen, rq->needs.v[k])) < 0)
+				r = r < 0 ? r : -ENOMEM;
+		}
 	}
-	if (r >= 0 && c.warnings > REQ_WARNINGS_MAX) {
-		size_t more = c.warnings - REQ_WARNINGS_MAX;
-		c.warnings = 0;
-		r = warn(&c, "... and %zu more roles left out for a missing requirement", more);
-	}
-	cat_free(&c);
+	ids_strv_free(&seen);
 	return r;
+}
+
+static int aug_build(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
+		     struct aug *a)
+{
+	int r = ids_grow(&a->rules, &a->cap, nrules + 1, sizeof(*a->rules));
+	if (r < 0)
+		return r;
+	if (nrules)
+		memcpy(a->rules, rules, nrules * sizeof(*rules));
+	a->n = a->norig = nrules;
+	for (size_t i = 0; i < nrules && r >= 0 && !cr->drop_missing; i++)
+		if (!rules[i].revoke && rules[i].tenant)
+			r = aug_one(cr, a, i);
+	return r;
+}
+
+/* The rule lists made only of added rules become notes (printed as they
+ * are, not as "rule required by ..."); the same note from two rules is
+ * shown once. */
+static void mark_notes(struct ids_desired_set *d, const struct aug *a)
+{
+	for (size_t i = 1; i < d->nrule_lists; i++) {
+		struct ids_rule_list *l = (struct ids_rule_list *)d->rule_lists[i];
+		bool all = l->n > 0;
+		for (size_t k = 0; k < l->n && all; k++)
+			all = ids_strv_contains(&a->names, l->names[k], false);
+		if (!all)
+			continue;
+		l->note = true;
+		size_t w = 0;
+		for (size_t k = 0; k < l->n; k++)
+			if (!w || strcmp(l->names[w - 1], l->names[k]))
+				l->names[w++] = l->names[k];
+		l->n = w;
+	}
+}
+
+int ids_catalog_eval(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
+		     const char *connector, const struct ids_snapshot *s, struct ids_desired_set **ret)
+{
+	struct aug a = {0};
+	struct ids_desired_set *d = NULL;
+	int r = cr->nreq ? aug_build(cr, rules, nrules, &a) : 0;
+	if (r >= 0)
+		r = ids_rules_eval(cr->nreq ? a.rules : rules, cr->nreq ? a.n : nrules, connector, s, &d);
+	if (r >= 0 && cr->nreq) {
+		mark_notes(d, &a);
+		struct cat c = {.cr = cr, .s = s, .d = d};
+		for (size_t i = 0; i < d->nusers && r >= 0; i++) {
+			struct ids_desired *u = &d->users[i];
+			bool changed = false;
+			if (!concerned(&c, u))
+				continue;
+			if ((r = load_items(&c, u)) >= 0 && (r = settle(&c, i, false, &changed)) >= 0 &&
+			    changed)
+				r = store_items(&c, u);
+		}
+		if (r >= 0 && c.warnings > REQ_WARNINGS_MAX) {
+			size_t more = c.warnings - REQ_WARNINGS_MAX;
+			c.warnings = 0;
+			r = warn(&c, "... and %zu more roles left out for a missing requirement", more);
+		}
+		cat_free(&c);
+	}
+	aug_free(&a);
+	if (r < 0) {
+		ids_desired_set_free(d);
+		return r;
+	}
+	*ret = d;
+	return 0;
 }
 
 /* ---------------- licences ---------------- */
@@ -501,13 +674,13 @@ static int withhold(struct lic *l, size_t user, const char *role, uint32_t idx)
 	int r = load_items(c, u);
 	for (size_t i = 0; i < c->nitems && r >= 0; i++) {
 		struct item *it = &c->items[i];
-		if (it->state == IT_LIVE && it->g.kind == IDS_GRANT_ROLE && !strcmp(it->g.name, role)) {
-			it->state = IT_DROPPED;
+		if (it->live && it->g.kind == IDS_GRANT_ROLE && !strcmp(it->g.name, role)) {
+			it->live = false;
 			it->g.rules = idx;
 		}
 	}
 	if (r >= 0)
-		r = settle(c, user, false, true, &changed);
+		r = settle(c, user, true, &changed);
 	return r < 0 ? r : store_items(c, u);
 }
 
@@ -562,7 +735,8 @@ static int licence_warnings(struct lic *l, const char *company, const struct ids
 	int r = 0;
 	char *w = NULL;
 	if (u->revoked &&
-	    asprintf(&w, "licence %s/%s: %ld seats revoked, over the limit of %ld (most recently granted first)",
+	    asprintf(&w,
+		     "licence %s/%s: %ld seats revoked, over the limit of %ld (most recently granted first)",
 		     company, u->role, u->revoked, u->limit) < 0)
 		return -ENOMEM;
 	if (w) {

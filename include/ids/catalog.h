@@ -44,13 +44,15 @@ struct ids_catalog_rules {
 /* Frees what cr owns (not cr). */
 void ids_catalog_rules_clear(struct ids_catalog_rules *cr);
 
-/* Applies catalog.requires to every user of d (s: the snapshot d was made
- * from, for the names in warnings).  A missing required role is added
- * ("required by ROLE") or, with drop_missing, the dependent grant is left
- * out with a warning; a required role that a revoke rule took away always
- * drops its dependents (revokes win).  0 or -ENOMEM. */
-int ids_catalog_requires(const struct ids_catalog_rules *cr, const struct ids_snapshot *s,
-			 struct ids_desired_set *d);
+/* ids_rules_eval with catalog.requires: with on_missing_requirement add,
+ * each grant rule also grants what its roles need, as "required by ROLE"
+ * (a note), so that revoke rules meet the added roles like any grant;
+ * then every role whose requirement is not granted (drop), was revoked
+ * (revokes win) or was left out is left out too, with a warning naming
+ * user, tenant, role and requirement, and a role only requirements gave
+ * that nothing needs any more goes.  *ret is new (ids_desired_set_free). */
+int ids_catalog_eval(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
+		     const char *connector, const struct ids_snapshot *s, struct ids_desired_set **ret);
 
 /* One row of the seat book (licence_entitlement): a user of the connector
  * the rules entitle to a licensed role. */
