@@ -109,7 +109,8 @@ static struct ids_desired_set *eval(const struct ids_catalog_rules *cr, const st
 	return d;
 }
 
-static void put_grant(struct ids_buf *b, const struct ids_desired_set *d, const struct ids_grant *g, bool gone)
+static void put_grant(struct ids_buf *b, const struct ids_desired_set *d, const struct ids_grant *g,
+		      bool gone)
 {
 	const struct ids_rule_list *l = ids_rule_list_get(d->rule_lists, d->nrule_lists, g->rules);
 	ids_buf_printf(b, " %s%s(", gone ? "-" : "", g->name);
@@ -186,17 +187,18 @@ static void check_requires(bool drop, const char *users, const char *want, const
 static void requires_add(void **state)
 {
 	(void)state;
-	check_requires(false,
-		       "al want=monitoring\n"
-		       "bo want=monitoring,phone\n"
-		       "cy want=monitoring,phone_mobile\n"
-		       "di want=operator\n",
-		       "al: monitoring(grant-monitoring) phone(required by monitoring)\n"
-		       "bo: monitoring(grant-monitoring) phone(grant-phone,required by monitoring)\n"
-		       "cy: monitoring(grant-monitoring) phone(required by monitoring,required by phone_mobile) "
-		       "phone_mobile(grant-phone_mobile)\n"
-		       "di: operator(grant-operator)\n",
-		       "");
+	check_requires(
+	    false,
+	    "al want=monitoring\n"
+	    "bo want=monitoring,phone\n"
+	    "cy want=monitoring,phone_mobile\n"
+	    "di want=operator\n",
+	    "al: monitoring(grant-monitoring) phone(required by monitoring)\n"
+	    "bo: monitoring(grant-monitoring) phone(grant-phone,required by monitoring)\n"
+	    "cy: monitoring(grant-monitoring) phone(required by monitoring,required by phone_mobile) "
+	    "phone_mobile(grant-phone_mobile)\n"
+	    "di: operator(grant-operator)\n",
+	    "");
 }
 
 /* a needs b, b needs c and phone: all added, each naming who asked */
@@ -212,16 +214,17 @@ static void requires_chain(void **state)
 static void requires_drop(void **state)
 {
 	(void)state;
-	check_requires(true,
-		       "al want=monitoring\n"
-		       "bo want=monitoring,phone\n"
-		       "cy want=a,b,c\n",
-		       "al: | -monitoring(requires phone)\n"
-		       "bo: monitoring(grant-monitoring) phone(grant-phone)\n"
-		       "cy: c(grant-c) | -a(requires b) -b(requires phone)\n",
-		       "user al: tenant t1: role monitoring left out: it requires phone, which no rule grants\n"
-		       "user cy: tenant t1: role b left out: it requires phone, which no rule grants\n"
-		       "user cy: tenant t1: role a left out: it requires b, which is left out too\n");
+	check_requires(
+	    true,
+	    "al want=monitoring\n"
+	    "bo want=monitoring,phone\n"
+	    "cy want=a,b,c\n",
+	    "al: | -monitoring(requires phone)\n"
+	    "bo: monitoring(grant-monitoring) phone(grant-phone)\n"
+	    "cy: c(grant-c) | -a(requires b) -b(requires phone)\n",
+	    "user al: tenant t1: role monitoring left out: it requires phone, which no rule grants\n"
+	    "user cy: tenant t1: role b left out: it requires phone, which no rule grants\n"
+	    "user cy: tenant t1: role a left out: it requires b, which is left out too\n");
 }
 
 /* revokes win over add: a revoked requirement drops its dependents, the
@@ -306,8 +309,11 @@ static struct ids_current *current(const struct ids_snapshot *s, const char *hol
 			assert_int_equal(ids_current_add_user(c, &cu), 0);
 			id = gone;
 		}
-		struct ids_cur_grant g = {
-		    .user_id = id, .tenant = "t1", .name = role, .kind = IDS_GRANT_ROLE, .manual = manual != NULL};
+		struct ids_cur_grant g = {.user_id = id,
+					  .tenant = "t1",
+					  .name = role,
+					  .kind = IDS_GRANT_ROLE,
+					  .manual = manual != NULL};
 		assert_int_equal(ids_current_add_grant(c, &g), 0);
 	}
 	free(copy);
@@ -322,8 +328,11 @@ static void book(struct ids_seat_book *b, const char *rows)
 		long long er, sr;
 		assert_int_equal(sscanf(h, "%63[^:]:%63[^:]:%lld:%lld", name, role, &er, &sr), 4);
 		snprintf(ext, sizeof(ext), "x-%s", name);
-		struct ids_seat row = {
-		    .role = role, .external_id = ext, .entitled_run = er, .seat_run = sr < 0 ? 0 : sr, .seated = sr >= 0};
+		struct ids_seat row = {.role = role,
+				       .external_id = ext,
+				       .entitled_run = er,
+				       .seat_run = sr < 0 ? 0 : sr,
+				       .seated = sr >= 0};
 		assert_int_equal(ids_seat_book_add(b, &row), 0);
 	}
 	free(copy);
@@ -336,7 +345,8 @@ static void run_licence(const struct lic_case *k, char **ret_state, char **ret_w
 {
 	struct ids_catalog_rules cr = k->requires ? requires(false) : (struct ids_catalog_rules){0};
 	cr.lic = calloc(1, sizeof(*cr.lic));
-	cr.lic[0] = (struct ids_licence){.company = strdup("acme"), .role = strdup("phone"), .limit = k->limit};
+	cr.lic[0] =
+	    (struct ids_licence){.company = strdup("acme"), .role = strdup("phone"), .limit = k->limit};
 	cr.nlic = 1;
 	struct ids_snapshot *s = snap(k->users);
 	struct ids_desired_set *d = eval(&cr, s);
@@ -351,8 +361,8 @@ static void run_licence(const struct lic_case *k, char **ret_state, char **ret_w
 	struct ids_buf b = {0};
 	ids_buf_puts(&b, "");
 	for (size_t i = 0; i < next.n; i++)
-		ids_buf_printf(&b, "%s%s:%s:%lld:%lld", i ? " " : "", next.v[i].external_id + 2, next.v[i].role,
-			       (long long)next.v[i].entitled_run,
+		ids_buf_printf(&b, "%s%s:%s:%lld:%lld", i ? " " : "", next.v[i].external_id + 2,
+			       next.v[i].role, (long long)next.v[i].entitled_run,
 			       next.v[i].seated ? (long long)next.v[i].seat_run : -1LL);
 	*ret_book = ids_buf_steal(&b);
 	ids_seat_book_clear(&prev);
@@ -421,7 +431,8 @@ static void licence_departure(void **state)
 	(void)state;
 	const struct lic_case k = {.users = "al want=phone\nbo\ncy want=phone\ndi want=phone\n",
 				   .holdings = "al:phone bo:phone zed:phone",
-				   .book = "al:phone:1:1 bo:phone:1:1 zed:phone:1:1 di:phone:2:-1 cy:phone:3:-1",
+				   .book =
+				       "al:phone:1:1 bo:phone:1:1 zed:phone:1:1 di:phone:2:-1 cy:phone:3:-1",
 				   .limit = 3};
 	check_licence(&k, "al: phone(grant-phone)\ncy: phone(grant-phone)\ndi: phone(grant-phone)\n", "",
 		      "al:phone:1:1 di:phone:2:9 cy:phone:3:9");
@@ -443,9 +454,10 @@ static void licence_lowered(void **state)
 				"bo: phone(grant-phone)\n"
 				"cy: phone(grant-phone)\n"
 				"di: | -phone(licence phone: over the limit of 2)\n");
-	assert_string_equal(w, "licence acme/phone: 2 seats revoked, over the limit of 2 (most recently granted "
-			       "first)\n"
-			       "licence acme/phone: 2 users wait for a seat (2 of 2 used)\n");
+	assert_string_equal(w,
+			    "licence acme/phone: 2 seats revoked, over the limit of 2 (most recently granted "
+			    "first)\n"
+			    "licence acme/phone: 2 users wait for a seat (2 of 2 used)\n");
 	assert_string_equal(bk, "bo:phone:1:2 cy:phone:1:2 di:phone:1:-1 al:phone:1:-1");
 	assert_int_equal(use.used, 2);
 	assert_int_equal(use.waiting, 2);
@@ -488,13 +500,16 @@ static void licence_fixed_seats(void **state)
 static void licence_with_requires(void **state)
 {
 	(void)state;
-	const struct lic_case k = {
-	    .users = "al want=monitoring\nbo want=phone,phone_mobile\n", .holdings = "", .book = "", .limit = 0, .requires = true};
-	check_licence(&k,
-		      "al: | -monitoring(requires phone) -phone(licence phone: waiting for a seat (limit 0))\n"
-		      "bo: | -phone(licence phone: waiting for a seat (limit 0)) -phone_mobile(requires phone)\n",
-		      "licence acme/phone: 2 users wait for a seat (0 of 0 used)\n",
-		      "al:phone:9:-1 bo:phone:9:-1");
+	const struct lic_case k = {.users = "al want=monitoring\nbo want=phone,phone_mobile\n",
+				   .holdings = "",
+				   .book = "",
+				   .limit = 0,
+				   .requires = true};
+	check_licence(
+	    &k,
+	    "al: | -monitoring(requires phone) -phone(licence phone: waiting for a seat (limit 0))\n"
+	    "bo: | -phone(licence phone: waiting for a seat (limit 0)) -phone_mobile(requires phone)\n",
+	    "licence acme/phone: 2 users wait for a seat (0 of 0 used)\n", "al:phone:9:-1 bo:phone:9:-1");
 }
 
 /* another company's licence does not apply */
@@ -541,8 +556,9 @@ static void plan_text(void **state)
 	assert_int_equal(ids_diff_compute(s, d, c, &o, &p), 0);
 	struct ids_buf b = {0};
 	assert_int_equal(ids_plan_format_text(p, &b), 0);
-	assert_string_equal(b.p, "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 0 "
-				 "removed, 0 conflicts\n");
+	assert_string_equal(b.p,
+			    "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 0 "
+			    "removed, 0 conflicts\n");
 	ids_buf_free(&b);
 	ids_plan_free(p);
 	ids_seat_book_clear(&next);
@@ -554,9 +570,10 @@ static void plan_text(void **state)
 	assert_int_equal(ids_catalog_licences(&cr, "acme", "corp", 9, s, d, c, &prev, &next, NULL), 0);
 	assert_int_equal(ids_diff_compute(s, d, c, &o, &p), 0);
 	assert_int_equal(ids_plan_format_text(p, &b), 0);
-	assert_string_equal(b.p, "- role  bo  t1  phone  licence phone: over the limit of 0\n"
-				 "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 1 "
-				 "removed, 0 conflicts\n");
+	assert_string_equal(b.p,
+			    "- role  bo  t1  phone  licence phone: over the limit of 0\n"
+			    "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 1 "
+			    "removed, 0 conflicts\n");
 	ids_buf_free(&b);
 	ids_plan_free(p);
 	ids_seat_book_clear(&next);
@@ -567,10 +584,11 @@ static void plan_text(void **state)
 	d = eval(&cr, s);
 	assert_int_equal(ids_diff_compute(s, d, c, &o, &p), 0);
 	assert_int_equal(ids_plan_format_text(p, &b), 0);
-	assert_string_equal(b.p, "+ role  al  t1  monitoring  rule grant-monitoring\n"
-				 "+ role  al  t1  phone  required by monitoring\n"
-				 "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 2 grants added, 0 "
-				 "removed, 0 conflicts\n");
+	assert_string_equal(b.p,
+			    "+ role  al  t1  monitoring  rule grant-monitoring\n"
+			    "+ role  al  t1  phone  required by monitoring\n"
+			    "summary corp: 0 create, 0 update, 0 deactivate, 0 reactivate, 2 grants added, 0 "
+			    "removed, 0 conflicts\n");
 	cr.nlic = 1;
 	ids_buf_free(&b);
 	ids_plan_free(p);
@@ -584,13 +602,19 @@ static void plan_text(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(requires_add),	     cmocka_unit_test(requires_chain),
-	    cmocka_unit_test(requires_drop),	     cmocka_unit_test(requires_revoke_wins),
+	    cmocka_unit_test(requires_add),
+	    cmocka_unit_test(requires_chain),
+	    cmocka_unit_test(requires_drop),
+	    cmocka_unit_test(requires_revoke_wins),
 	    cmocka_unit_test(requires_drop_revoked),
-	    cmocka_unit_test(licence_order),	     cmocka_unit_test(licence_first_run),
-	    cmocka_unit_test(licence_departure),    cmocka_unit_test(licence_lowered),
-	    cmocka_unit_test(licence_fixed_seats),  cmocka_unit_test(licence_with_requires),
-	    cmocka_unit_test(licence_other_company), cmocka_unit_test(plan_text),
+	    cmocka_unit_test(licence_order),
+	    cmocka_unit_test(licence_first_run),
+	    cmocka_unit_test(licence_departure),
+	    cmocka_unit_test(licence_lowered),
+	    cmocka_unit_test(licence_fixed_seats),
+	    cmocka_unit_test(licence_with_requires),
+	    cmocka_unit_test(licence_other_company),
+	    cmocka_unit_test(plan_text),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
