@@ -10,8 +10,9 @@
 #include "ids/sync.h"
 
 int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
-		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s, struct ids_desired_set *d,
-		      const struct ids_current *cur, struct ids_seat_book *next, struct ids_error *e)
+		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
+		      struct ids_desired_set *d, const struct ids_current *cur, struct ids_seat_book *next,
+		      struct ids_error *e)
 {
 	const struct ids_catalog_rules *cr = &cfg->platform;
 	struct ids_strv roles = {0};
@@ -26,8 +27,8 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 	}
 	r = ids_store_seats_load(st, company_id, cc->name, &roles, &prev, e);
 	/* a plan has no run id: what it would seat comes after every stored run */
-	if (r >= 0 && (r = ids_catalog_licences(cr, cc->company, cc->name, run_id ? run_id : INT64_MAX, s, d, cur,
-						&prev, next, NULL)) < 0)
+	if (r >= 0 && (r = ids_catalog_licences(cr, cc->company, cc->name, run_id ? run_id : INT64_MAX, s, d,
+						cur, &prev, next, NULL)) < 0)
 		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	ids_seat_book_clear(&prev);
 	ids_strv_free(&roles);

@@ -45,12 +45,13 @@ static int load_others(struct ids_store *st, const char *company, const char *co
 	int r = text_array(&arr, (const char *const *)roles->v, roles->n, sizeof(char *));
 	const char *p[] = {company, connector, arr.p};
 	if (r >= 0)
-		r = ids_store_exec(st,
-				   "SELECT tr.role, count(DISTINCT tr.user_id) FROM tenant_role tr"
-				   " JOIN tenant t ON t.id = tr.tenant_id JOIN app_user u ON u.id = tr.user_id"
-				   " WHERE t.company_id = $1::bigint AND u.active AND u.source IS DISTINCT FROM $2"
-				   " AND tr.role = ANY ($3::text[]) GROUP BY tr.role",
-				   3, p, PGRES_TUPLES_OK, &res, "counting the licensed seats", err);
+		r = ids_store_exec(
+		    st,
+		    "SELECT tr.role, count(DISTINCT tr.user_id) FROM tenant_role tr"
+		    " JOIN tenant t ON t.id = tr.tenant_id JOIN app_user u ON u.id = tr.user_id"
+		    " WHERE t.company_id = $1::bigint AND u.active AND u.source IS DISTINCT FROM $2"
+		    " AND tr.role = ANY ($3::text[]) GROUP BY tr.role",
+		    3, p, PGRES_TUPLES_OK, &res, "counting the licensed seats", err);
 	for (int i = 0; r >= 0 && i < PQntuples(res); i++)
 		r = ids_seat_book_add_other(b, PQgetvalue(res, i, 0), (long)col64(res, i, 1));
 	PQclear(res);
@@ -114,10 +115,12 @@ int ids_store_seats_save(struct ids_store *st, int64_t company_id, const char *c
 	int r = b->n ? seat_arrays(b, a) : 0;
 	const char *p[] = {company, connector, a[0].p, a[1].p, a[2].p, a[3].p};
 	if (r >= 0)
-		r = ids_store_exec(st, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
+		r = ids_store_exec(st, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats",
+				   err);
 	if (r >= 0)
-		r = ids_store_exec(st, "DELETE FROM licence_entitlement WHERE company_id = $1::bigint AND source = $2",
-				   2, p, PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
+		r = ids_store_exec(
+		    st, "DELETE FROM licence_entitlement WHERE company_id = $1::bigint AND source = $2", 2, p,
+		    PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
 	if (r >= 0 && b->n)
 		r = ids_store_exec(st,
 				   "INSERT INTO licence_entitlement (company_id, role, source, external_id,"
@@ -126,7 +129,8 @@ int ids_store_seats_save(struct ids_store *st, int64_t company_id, const char *c
 				   " AS x (role, ext, er, sr)",
 				   6, p, PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
 	if (r >= 0)
-		r = ids_store_exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
+		r = ids_store_exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats",
+				   err);
 	else
 		PQclear(PQexec(st->conn, "ROLLBACK"));
 	for (int k = 0; k < 4; k++)
@@ -144,7 +148,8 @@ int ids_store_licence_usage(struct ids_store *st, const char *company, const cha
 		return 0;
 	int r = ids_store_exec(
 	    st,
-	    "SELECT (SELECT count(DISTINCT tr.user_id) FROM tenant_role tr JOIN tenant t ON t.id = tr.tenant_id"
+	    "SELECT (SELECT count(DISTINCT tr.user_id) FROM tenant_role tr JOIN tenant t ON t.id = "
+	    "tr.tenant_id"
 	    " JOIN app_user u ON u.id = tr.user_id WHERE t.company_id = c.id AND u.active AND tr.role = $2),"
 	    " (SELECT count(*) FROM licence_entitlement e WHERE e.company_id = c.id AND e.role = $2"
 	    " AND e.seat_run IS NULL) FROM company c WHERE c.slug = $1",
