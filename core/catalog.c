@@ -334,9 +334,11 @@ static void aug_free(struct aug *a)
 	ids_strv_free(&a->names);
 }
 
-/* The added rule of rl for `asker` (made when missing); NULL on ENOMEM. */
-static struct ids_rule *aug_rule(struct aug *a, size_t from, const struct ids_rule *rl, const char *asker)
+/* The added rule of rule ri for `asker` (made when missing); NULL on
+ * ENOMEM. */
+static struct ids_rule *aug_rule(struct aug *a, size_t from, size_t ri, const char *asker)
 {
+	const struct ids_rule src = a->rules[ri], *rl = &src; /* a->rules may move below */
 	char *name = NULL;
 	for (size_t i = from; i < a->n; i++)
 		if (!strcmp(a->rules[i].name + strlen("required by "), asker))
@@ -376,9 +378,8 @@ static int aug_one(const struct ids_catalog_rules *cr, struct aug *a, size_t i)
 		for (size_t k = 0; rq && k < rq->needs.n && r >= 0; k++) {
 			if (ids_strv_contains(&seen, rq->needs.v[k], false))
 				continue;
-			/* the copy may move a->rules: the rule is found again by index */
 			char *asker = strdup(seen.v[q]);
-			struct ids_rule *x = asker ? aug_rule(a, from, &a->rules[i], asker) : NULL;
+			struct ids_rule *x = asker ? aug_rule(a, from, i, asker) : NULL;
 			free(asker);
 			if (!x || (r = ids_strv_push(&x->roles, rq->needs.v[k])) < 0 ||
 			    (r = ids_strv_push(&seen, rq->needs.v[k])) < 0)
