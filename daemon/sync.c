@@ -602,7 +602,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 					   .idp = rn.idp,
 					   .adopt_by_email = cc->adopt_by_email,
 					   .auto_create_tenants = cfg->tenants_auto_create};
-	rn.seats = cfg->platform.nlic ? &w.seats : NULL;
+	rn.seats = &w.seats; /* without licences: empty, which clears stale rows */
 	plan_and_apply(&rn, w.snap, w.des, w.cur, &dopt, cc->allow_empty);
 out:
 	ids_progress_end(o->prog);
@@ -646,6 +646,8 @@ static void retire_company(struct run *rn, int64_t company_id)
 		goto out;
 	}
 	const struct ids_diff_opts dopt = {.connector = rn->conn, .retire = true};
+	const struct ids_seat_book none = {0}; /* a retired connector waits for no seat */
+	rn->seats = &none;
 	plan_and_apply(rn, snap, des, cur, &dopt, true);
 out:
 	ids_current_free(cur);

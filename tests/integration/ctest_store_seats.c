@@ -52,7 +52,8 @@ static void test_roundtrip(void **state)
 			assert_int_equal(s->seat_run, (int64_t)i * 10);
 	}
 	assert_sql("1", "SELECT count(*) FROM s_seats.licence_entitlement WHERE source = 'cloud'");
-	assert_sql("<null>", "SELECT seat_run FROM s_seats.licence_entitlement WHERE external_id = '{brace,comma}'");
+	assert_sql("<null>",
+		   "SELECT seat_run FROM s_seats.licence_entitlement WHERE external_id = '{brace,comma}'");
 
 	/* an empty book clears the connector's rows, and only its own */
 	struct ids_seat_book empty = {0};
@@ -65,9 +66,7 @@ static void test_roundtrip(void **state)
 	char cid[24];
 	snprintf(cid, sizeof(cid), "%lld", (long long)company);
 	const char *p[] = {cid};
-	PQclear(q_on(g_db,
-		     "INSERT INTO tenant (company_id, slug, name) VALUES ($1, 't1', 't1')",
-		     1, p));
+	PQclear(q_on(g_db, "INSERT INTO tenant (company_id, slug, name) VALUES ($1, 't1', 't1')", 1, p));
 	PQclear(q_on(g_db,
 		     "INSERT INTO app_user (company_id, source, external_id, username, auth_method, active,"
 		     " deactivation_reason) VALUES ($1, 'corp', 'a', 'a', 'sso', true, NULL),"
