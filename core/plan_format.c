@@ -225,14 +225,18 @@ static int text_user(struct ids_buf *b, const struct ids_plan *p, const struct i
 /* "  rule NAME" or "  rules A, B": where an added or changed grant comes
  * from, so that a reviewer can tell which rule to change (config.md: a
  * rule's name is shown in plans); "  revoked by rule NAME" for a removal
- * that revoke rules made.  Nothing for other removals: no rule makes them. */
+ * that revoke rules made.  Nothing for other removals: no rule makes them.
+ * A catalog's note ("required by monitoring") is printed as it is. */
 static int put_rules(struct ids_buf *b, const struct ids_rule_list *l, bool revoke)
 {
 	int r = 0;
 	if (!l || !l->n)
 		return 0;
-	r = ids_buf_puts(b, revoke ? "  revoked by" : " ");
-	if (r >= 0)
+	if (l->note)
+		r = ids_buf_puts(b, "  ");
+	else
+		r = ids_buf_puts(b, revoke ? "  revoked by" : " ");
+	if (r >= 0 && !l->note)
 		r = ids_buf_puts(b, l->n == 1 ? " rule " : " rules ");
 	for (size_t i = 0; r >= 0 && i < l->n; i++) {
 		if (i)

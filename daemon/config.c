@@ -50,6 +50,7 @@ struct ctx {
 	struct ids_config *cfg;
 	struct seg path[MAX_DEPTH];
 	size_t depth;
+	size_t lic_cap; /* of cfg->platform.lic */
 };
 
 /* A mapping whose keys were checked against `keys` (NULL-terminated):
@@ -866,8 +867,8 @@ out:
 /* ------------------------------------------------------------------ */
 /* sections                                                            */
 
-static const char *const top_keys[] = {"database", "sync",    "log",	    "security", "safety",
-				       "tenants",  "catalog", "connectors", "rules",	NULL};
+static const char *const top_keys[] = {"database", "sync",	 "log",	     "security", "safety", "tenants",
+				       "catalog",  "connectors", "licences", "rules",	 NULL};
 
 /* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
@@ -1010,11 +1011,152 @@ static int catalog_unique(struct ctx *c, yaml_node_t *n, const struct ids_strv *
 	return 0;
 }
 
+/* name must be a role of the catalog; the message lists them. */
+static int catalog_role(struct ctx *c, yaml_node_t *n, const char *name)
+{
+	const struct ids_strv *roles = &c->cfg->catalog.roles;
+	if (ids_strv_contains(roles, name, false))
+		return 0;
+	char *all = join((const char *const *)roles->v, roles->n);
+	int r = all ? bad_value(c, n, name, "a role of the catalog (%s)", all) : -ENOMEM;
+	free(all);
+	return r;
+}
+
+/* Depth-first from requirement i: a role met again on the way (state 1)
+ * closes a cycle, reported at the key that closes it with the whole
+ * chain, since fixing it means choosing which link to cut. */
+static int requires_cycle(struct ctx *c, yaml_node_t **keys, unsigned char *state, size_t *path, size_t depth,
+			  size_t i)
+{
+	const struct ids_catalog_rules *cr = &c->cfg->platform;
+	state[i] = 1;
+	path[depth] = i;
+	for (size_t k = 0; k < cr->req[i].needs.n; k++) {
+		size_t j = 0;
+		while (j < cr->nreq && strcmp(cr->req[j].role, cr->req[i].needs.v[k]))
+			j++;
+		if (j == cr->nreq || state[j] == 2)
+			continue;
+		if (state[j] == 1) {
+			struct ids_buf b = {0};
+			size_t from = 0;
+			while (path[from] != j)
+				from++;
+			for (size_t p = from; p <= depth; p++)
+				ids_buf_printf(&b, "%s -> ", cr->req[path[p]].role);
+			ids_buf_puts(&b, cr->req[j].role);
+			push_key(c, cr->req[i].role);
+			int r = b.p ? fail(c, keys[i], "requirements form a cycle: %s", b.p) : -ENOMEM;
+			ids_buf_free(&b);
+			return r;
+		}
+		int r = requires_cycle(c, keys, state, path, depth + 1, j);
+		if (r < 0)
+			return r;
+	}
+	state[i] = 2;
+	return 0;
+}
+
+/* catalog.requires: role -> roles it needs in the same tenant.  Every name
+ * in the catalog, no cycle (nothing could ever be granted). */
+static int load_requires(struct ctx *c, yaml_node_t *n)
+{
+	struct ids_catalog_rules *cr = &c->cfg->platform;
+	int r = map_check_free(c, n, "a role name", false);
+	size_t np = r < 0 ? 0 : (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (r < 0 || !np)
+		return r;
+	yaml_node_t **keys = calloc(np, sizeof(*keys));
+	unsigned char *state = calloc(np, 1);
+	size_t *path = calloc(np, sizeof(*path));
+	if (!keys || !state || !path || !(cr->req = calloc(np, sizeof(*cr->req))))
+		r = -ENOMEM;
+	for (size_t i = 0; i < np && r >= 0; i++) {
+		yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+		yaml_node_t *v = node_at(c, p->value);
+		struct ids_requirement *rq = &cr->req[cr->nreq++];
+		keys[i] = node_at(c, p->key);
+		const char *role = (const char *)keys[i]->data.scalar.value;
+		push_key(c, role);
+		if ((r = catalog_role(c, keys[i], role)) < 0 || !(rq->role = strdup(role)) ||
+		    (r = get_strv(c, v, check_name, false, &rq->needs)) < 0) {
+			r = r < 0 ? r : -ENOMEM;
+			break;
+		}
+		for (size_t k = 0; k < rq->needs.n && r >= 0; k++) {
+			push_idx(c, k);
+			if ((r = catalog_role(c, item_at(c, v, k), rq->needs.v[k])) >= 0)
+				pop(c);
+		}
+		if (r >= 0)
+			pop(c);
+	}
+	for (size_t i = 0; i < np && r >= 0; i++)
+		if (!state[i])
+			r = requires_cycle(c, keys, state, path, 0, i);
+	free(keys);
+	free(state);
+	free(path);
+	return r;
+}
+
+/* licences: company -> role -> limit.  The company must be one a
+ * connector writes to: a misspelt one would quietly license nothing, and
+ * the platform would bill the seats past the contract. */
+static int load_licence_company(struct ctx *c, yaml_node_t *k, yaml_node_t *v)
+{
+	struct ids_config *cfg = c->cfg;
+	const char *company = (const char *)k->data.scalar.value;
+	bool known = false;
+	for (size_t i = 0; i < cfg->nconnectors; i++)
+		known |= !strcmp(cfg->connectors[i].company, company);
+	if (!known)
+		return bad_value(c, k, company, "a company of a connector");
+	int r = map_check_free(c, v, "a role name", false);
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; r >= 0 && p < v->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *rk = node_at(c, p->key);
+		const char *role = (const char *)rk->data.scalar.value;
+		struct ids_licence *l;
+		push_key(c, role);
+		if ((r = catalog_role(c, rk, role)) < 0)
+			return r;
+		if ((r = ids_grow(&cfg->platform.lic, &c->lic_cap, cfg->platform.nlic + 1, sizeof(*l))) < 0)
+			return r;
+		l = &cfg->platform.lic[cfg->platform.nlic++];
+		*l = (struct ids_licence){0};
+		if (!(l->company = strdup(company)) || !(l->role = strdup(role)))
+			return -ENOMEM;
+		if ((r = get_long(c, node_at(c, p->value), 0, LONG_MAX, &l->limit)) < 0)
+			return r;
+		pop(c);
+	}
+	return r;
+}
+
+static int load_licences(struct ctx *c, yaml_node_t *n)
+{
+	int r = map_check_free(c, n, "a company slug", false);
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; r >= 0 && p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node_at(c, p->key);
+		push_key(c, (const char *)k->data.scalar.value);
+		if ((r = load_licence_company(c, k, node_at(c, p->value))) >= 0)
+			pop(c);
+	}
+	return r;
+}
+
 /* catalog: the names rules may use.  A list given replaces the default
  * list; extra_roles only adds (the usual need: the platform's own roles). */
 static int load_catalog(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"roles", "channels", "channel_groups", "extra_roles", NULL};
+	static const char *const keys[] = {
+	    "roles", "channels", "channel_groups", "extra_roles", "requires", "on_missing_requirement", NULL};
+	static const char *const on_missing[] = {"add", "drop", NULL};
+	int drop = 0;
 	static const char *const lists[] = {"roles", "channels", "channel_groups"};
 	struct ids_config *cfg = c->cfg;
 	struct ids_strv *dst[] = {&cfg->catalog.roles, &cfg->catalog.channels, &cfg->catalog.channel_groups};
@@ -1039,6 +1181,14 @@ static int load_catalog(struct ctx *c, yaml_node_t *n)
 			pop(c);
 	}
 	ids_strv_free(&extra);
+	if (r >= 0 && map_get(&m, "requires")) {
+		push_key(c, "requires");
+		if ((r = load_requires(c, map_get(&m, "requires"))) >= 0)
+			pop(c);
+	}
+	if (r >= 0)
+		r = rd_enum(c, &m, "on_missing_requirement", on_missing, &drop);
+	cfg->platform.drop_missing = drop == 1;
 	return r;
 }
 
@@ -2031,11 +2181,11 @@ static int load_root(struct ctx *c, yaml_node_t *root)
 {
 	/* the reading order (see the top of the file), not the file's order */
 	static int (*const loaders[])(struct ctx *, yaml_node_t *) = {
-	    load_security, load_log,	 load_database,	  load_sync,  load_safety,
-	    load_tenants,  load_catalog, load_connectors, load_rules,
+	    load_security, load_log,	 load_database,	  load_sync,	 load_safety,
+	    load_tenants,  load_catalog, load_connectors, load_licences, load_rules,
 	};
-	static const char *const order[] = {"security", "log",	   "database",	 "sync", "safety",
-					    "tenants",	"catalog", "connectors", "rules"};
+	static const char *const order[] = {"security", "log",	   "database",	 "sync",     "safety",
+					    "tenants",	"catalog", "connectors", "licences", "rules"};
 	struct map m;
 	int r;
 	if (root->type != YAML_MAPPING_NODE)
@@ -2307,6 +2457,7 @@ void ids_config_free(struct ids_config *c)
 	for (size_t i = 0; i < c->nrules; i++)
 		ids_rule_clear(&c->rules[i]);
 	free(c->rules);
+	ids_catalog_rules_clear(&c->platform);
 	free(c);
 }
 

@@ -503,6 +503,25 @@ static void status_line(struct ids_buf *b, const struct ids_run_row *w, const st
 	ids_buf_putc(b, '\n');
 }
 
+/* used / limit / waiting of every licence of the configuration; none
+ * when the database predates the seat book (NULL, 0). */
+static struct ids_licence_status *licence_status(const struct ids_config *cfg, struct ids_store *st)
+{
+	const struct ids_catalog_rules *cr = &cfg->platform;
+	struct ids_licence_status *v = calloc(cr->nlic ? cr->nlic : 1, sizeof(*v));
+	struct ids_error e = {0};
+	for (size_t i = 0; v && i < cr->nlic; i++) {
+		v[i] = (struct ids_licence_status){
+		    .company = cr->lic[i].company, .role = cr->lic[i].role, .limit = cr->lic[i].limit};
+		if (ids_store_licence_usage(st, v[i].company, v[i].role, &v[i].used, &v[i].waiting, &e) < 0) {
+			free(v);
+			v = NULL;
+		}
+	}
+	ids_error_clear(&e);
+	return v;
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -536,6 +555,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		nsched = 0;
 	}
 	ids_error_clear(&e);
+	struct ids_licence_status *lic = licence_status(cfg, st);
+	size_t nlic = lic ? cfg->platform.nlic : 0;
 	struct ids_buf b = {0};
 	for (size_t i = 0; i < nrows; i++) {
 		const struct ids_run_row *w = &rows[i];
@@ -552,7 +573,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 			status_line(&b, w, next_run_of(sched, nsched, w->connector));
 	}
 	if (co->format == IDS_FMT_JSON) {
-		const struct ids_output_status os = {rows, nrows, &names, sched, nsched, orph, norph};
+		const struct ids_output_status os = {rows, nrows, &names, sched, nsched,
+						     orph, norph, lic,	  nlic};
 		if (ids_output_status_json(&os, &b) < 0) {
 			fprintf(stderr, "idsyncd: status: out of memory\n");
 			r = IDS_EXIT_FAILED;
@@ -563,7 +585,11 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		for (size_t i = 0; i < norph; i++)
 			ids_buf_printf(&b, "orphaned: %s owns %ld users (%ld active), no longer configured\n",
 				       orph[i].source, orph[i].total, orph[i].active);
+		for (size_t i = 0; i < nlic; i++)
+			ids_buf_printf(&b, "licence %s/%s: %ld / %ld used, %ld waiting\n", lic[i].company,
+				       lic[i].role, lic[i].used, lic[i].limit, lic[i].waiting);
 	}
+	free(lic);
 	if (b.p)
 		fputs(b.p, stdout);
 	ids_buf_free(&b);

@@ -453,9 +453,19 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 						    "users", (json_int_t)s->orphans[i].total, "active",
 						    (json_int_t)s->orphans[i].active)) < 0)
 			err = -ENOMEM;
+	json_t *lic = json_array();
+	for (size_t i = 0; lic && i < s->nlicences; i++) {
+		const struct ids_licence_status *l = &s->licences[i];
+		if (json_array_append_new(lic, json_pack("{so so sI sI sI}", "company", jstr(l->company),
+							 "role", jstr(l->role), "limit", (json_int_t)l->limit,
+							 "used", (json_int_t)l->used, "waiting",
+							 (json_int_t)l->waiting)) < 0)
+			err = -ENOMEM;
+	}
 	set(doc, "format_version", json_integer(IDS_OUTPUT_FORMAT_VERSION), &err);
 	set(doc, "connectors", built(runs, err), &err);
 	set(doc, "orphaned", built(orph, err), &err);
+	set(doc, "licences", built(lic, err), &err);
 	int r = err < 0 ? (json_decref(doc), err) : put_value(out, doc);
 	return r < 0 ? r : ids_buf_putc(out, '\n');
 }

@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "ids/catalog.h"
 #include "ids/connector.h"
 #include "ids/log.h"
 #include "ids/output.h"
@@ -81,7 +82,8 @@ struct run {
 	int64_t mark;	    /* ids_mono_usec() at the end of the last phase (res->t) */
 	int64_t company_id; /* where the plan is applied */
 	const char *idp;    /* "ldap" | "entra" | "google"; NULL for a retire */
-	long user_lines;    /* per-user lines so far (USER_LINES_MAX) */
+	const struct ids_seat_book *seats; /* licences: saved once the apply commits; NULL: none */
+	long user_lines;		   /* per-user lines so far (USER_LINES_MAX) */
 };
 
 /* How a run ended: everything run_end() reports. */
@@ -424,6 +426,10 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 						  .plan = plan});
 		} else {
 			res->rows_written = ids_store_rows_written(rn->st);
+			/* the book only orders seats: losing it is a warning */
+			if (rn->seats &&
+			    ids_store_seats_save(rn->st, rn->company_id, rn->conn, rn->seats, &e) < 0)
+				run_log(rn, IDS_LOG_WARNING, NULL, NULL, "%s", ids_error_text(&e));
 			log_user_changes(rn, plan);
 			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
 						  .status = "ok",
@@ -465,12 +471,14 @@ struct work {
 	struct ids_desired_set *des;
 	struct ids_current *cur;
 	struct ids_store_loader *loader;
+	struct ids_seat_book seats; /* licences: the book to save */
 };
 
 static void work_free(struct work *w)
 {
 	ids_store_load_abandon(w->loader); /* waits for it: the store is ours again */
 	ids_strv_free(&w->attrs);
+	ids_seat_book_clear(&w->seats);
 	ids_current_free(w->cur);
 	ids_desired_set_free(w->des);
 	ids_snapshot_free(w->snap);
@@ -515,7 +523,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 		w->snap->ngroups, w->snap->pages, w->snap->unresolved_members);
 
 	ids_progress_phase(rn->o->prog, IDS_PHASE_RULES);
-	r = ids_rules_eval(cfg->rules, cfg->nrules, rn->conn, w->snap, &w->des);
+	r = ids_catalog_eval(&cfg->platform, cfg->rules, cfg->nrules, rn->conn, w->snap, &w->des);
 	ids_snapshot_drop_groups(w->snap); /* read by the rules only: room for the diff */
 	res->t.rules = lap(&rn->mark);
 	if (r < 0)
@@ -527,6 +535,9 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	r = ids_store_load_finish(w->loader, &w->cur, &res->t.load, e);
 	w->loader = NULL;
 	lap(&rn->mark); /* the load's own time is t.load; what is left of it here is hidden */
+	if (r >= 0)
+		r = ids_sync_licences(cfg, rn->st, cc, rn->company_id, rn->id, w->snap, w->des, w->cur,
+				      &w->seats, e);
 	return r;
 }
 
@@ -591,6 +602,7 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 					   .idp = rn.idp,
 					   .adopt_by_email = cc->adopt_by_email,
 					   .auto_create_tenants = cfg->tenants_auto_create};
+	rn.seats = &w.seats; /* without licences: empty, which clears stale rows */
 	plan_and_apply(&rn, w.snap, w.des, w.cur, &dopt, cc->allow_empty);
 out:
 	ids_progress_end(o->prog);
@@ -634,6 +646,8 @@ static void retire_company(struct run *rn, int64_t company_id)
 		goto out;
 	}
 	const struct ids_diff_opts dopt = {.connector = rn->conn, .retire = true};
+	const struct ids_seat_book none = {0}; /* a retired connector waits for no seat */
+	rn->seats = &none;
 	plan_and_apply(rn, snap, des, cur, &dopt, true);
 out:
 	ids_current_free(cur);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ids/catalog.h"
 #include "ids/error.h"
 #include "ids/rules.h"
 #include "ids/util.h"
@@ -119,6 +120,8 @@ struct ids_config {
 	struct {
 		struct ids_strv roles, channels, channel_groups; /* roles includes extra_roles */
 	} catalog;
+	/* catalog.requires, catalog.on_missing_requirement and licences: */
+	struct ids_catalog_rules platform;
 	struct ids_connector_cfg *connectors;
 	size_t nconnectors;
 	struct ids_rule *rules;

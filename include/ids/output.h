@@ -33,6 +33,12 @@ int ids_output_plan_json(const struct ids_plan *p, struct ids_buf *out);
 int ids_output_run_json(const char *connector, const struct ids_sync_result *res, const char *plan_json,
 			struct ids_buf *out);
 
+/* One licence in `status`: used / limit / waiting. */
+struct ids_licence_status {
+	const char *company, *role;
+	long limit, used, waiting;
+};
+
 /* What `status` shows, all borrowed. */
 struct ids_output_status {
 	const struct ids_run_row *runs; /* the last run per connector */
@@ -42,10 +48,12 @@ struct ids_output_status {
 	size_t nschedule;
 	const struct ids_orphan *orphans;
 	size_t norphans;
+	const struct ids_licence_status *licences; /* config `licences:`, in its order */
+	size_t nlicences;
 };
 
 /* Appends status's document: {"format_version", "connectors": [...],
- * "orphaned": [...]}, one line.  0, or -ENOMEM. */
+ * "orphaned": [...], "licences": [...]}, one line.  0, or -ENOMEM. */
 int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *out);
 
 /* "2026-01-02T03:04:05Z" for unix microseconds into buf[n]; "-" for 0. */

@@ -85,6 +85,9 @@ int ids_rule_check_template(const struct ids_rule *r, const char **ret_why);
  * and audit"). */
 struct ids_rule_list {
 	size_t n;
+	/* the names are notes of the catalog's (catalog.h: "required by
+	 * monitoring"), not rule names: printed as they are */
+	bool note;
 	const char *names[]; /* n names, borrowed from the desired set */
 };
 

@@ -162,6 +162,22 @@ int ids_store_orphans(struct ids_store *st, const struct ids_strv *configured, s
 		      size_t *ret_n, struct ids_error *err);
 void ids_orphans_free(struct ids_orphan *o, size_t n);
 
+/* The seat book of licences (licence_entitlement, catalog.h) of one
+ * connector in one company: its rows, and per role of `roles` the active
+ * users holding it who are not the connector's.  Empty for company 0 or a
+ * database assumed empty.  Rows are added to *b. */
+struct ids_seat_book;
+int ids_store_seats_load(struct ids_store *st, int64_t company_id, const char *connector,
+			 const struct ids_strv *roles, struct ids_seat_book *b, struct ids_error *err);
+/* Replaces the connector's rows in the company with b's, in a transaction
+ * of its own (after the run's apply committed). */
+int ids_store_seats_save(struct ids_store *st, int64_t company_id, const char *connector,
+			 const struct ids_seat_book *b, struct ids_error *err);
+/* For status: active users of company (slug) holding role, and users
+ * waiting for a seat of it. */
+int ids_store_licence_usage(struct ids_store *st, const char *company, const char *role, long *ret_used,
+			    long *ret_waiting, struct ids_error *err);
+
 /* Companies in which `source` owns users (for retire). */
 int ids_store_source_companies(struct ids_store *st, const char *source, int64_t **ret, size_t *ret_n,
 			       struct ids_error *err);

@@ -72,4 +72,14 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const char *name,
 		     const struct ids_sync_opts *o, struct ids_buf *out, struct ids_sync_result *res);
 
+/* The licences of cc's company (config `licences:`) applied to d, with
+ * the seat book the store holds for cc (daemon/licences.c); *next (empty
+ * on entry) gets the book to save once the run's apply has committed.
+ * run_id 0: a plan.  Nothing to do (0) when the company has no licence. */
+struct ids_seat_book;
+int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
+		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
+		      struct ids_desired_set *d, const struct ids_current *cur, struct ids_seat_book *next,
+		      struct ids_error *e);
+
 #endif

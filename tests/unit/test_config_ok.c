@@ -555,6 +555,38 @@ static void lookups(void **state)
 	ids_config_free(NULL); /* accepts NULL */
 }
 
+/* catalog.requires, on_missing_requirement and licences, as written; a
+ * file without them has none, and add is the default. */
+static void platform_rules(void **state)
+{
+	(void)state;
+	struct ids_config *cfg = load_ok(OK_DIR "/platform.yaml");
+	const struct ids_catalog_rules *p = &cfg->platform;
+	assert_int_equal(p->nreq, 3);
+	assert_string_equal(p->req[0].role, "monitoring");
+	assert_int_equal(p->req[0].needs.n, 1);
+	assert_string_equal(p->req[0].needs.v[0], "phone");
+	assert_string_equal(p->req[2].role, "tag_ended_sessions");
+	assert_int_equal(p->req[2].needs.n, 2);
+	assert_string_equal(p->req[2].needs.v[1], "view_operators");
+	assert_true(p->drop_missing);
+	assert_int_equal(p->nlic, 3);
+	assert_string_equal(p->lic[0].company, "acme");
+	assert_string_equal(p->lic[0].role, "phone");
+	assert_int_equal(p->lic[0].limit, 50);
+	assert_string_equal(p->lic[1].role, "operator");
+	assert_int_equal(p->lic[1].limit, 0);
+	assert_string_equal(p->lic[2].company, "default");
+	assert_int_equal(p->lic[2].limit, 7);
+	ids_config_free(cfg);
+
+	cfg = load_ok(OK_DIR "/minimal.yaml");
+	assert_int_equal(cfg->platform.nreq, 0);
+	assert_int_equal(cfg->platform.nlic, 0);
+	assert_false(cfg->platform.drop_missing);
+	ids_config_free(cfg);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -571,6 +603,7 @@ int main(void)
 	    cmocka_unit_test(example),
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(lookups),
+	    cmocka_unit_test(platform_rules),
 	};
 	return cmocka_run_group_tests_name("config ok", tests, secrets_setup, secrets_teardown);
 }

@@ -335,7 +335,9 @@ static void test_status(void **state)
 	struct ids_strv configured = {names, 1};
 	struct ids_schedule_row sched[] = {{.connector = "corp", .instance = "h:1", .next_at = 1000000}};
 	struct ids_orphan orph[] = {{.source = "old", .active = 1, .total = 2}};
-	struct ids_output_status s = {runs, 2, &configured, sched, 1, orph, 1};
+	struct ids_licence_status lic[] = {
+	    {.company = "acme", .role = "phone", .limit = 50, .used = 50, .waiting = 10}};
+	struct ids_output_status s = {runs, 2, &configured, sched, 1, orph, 1, lic, 1};
 	assert_int_equal(ids_output_status_json(&s, &b), 0);
 	json_t *doc = parse(b.p);
 	assert_int_equal(json_integer_value(json_object_get(doc, "format_version")),
@@ -355,6 +357,10 @@ static void test_status(void **state)
 	assert_true(json_is_null(json_object_get(old, "next_run_by")));
 	char *o = json_dumps(json_object_get(doc, "orphaned"), JSON_COMPACT);
 	assert_string_equal(o, "[{\"connector\":\"old\",\"users\":2,\"active\":1}]");
+	free(o);
+	o = json_dumps(json_object_get(doc, "licences"), JSON_COMPACT);
+	assert_string_equal(
+	    o, "[{\"company\":\"acme\",\"role\":\"phone\",\"limit\":50,\"used\":50,\"waiting\":10}]");
 	free(o);
 	json_decref(doc);
 	ids_buf_free(&b);
