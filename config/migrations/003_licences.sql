@@ -1,4 +1,4 @@
--- 006_licences.sql — the seat book of licences (issue 20): who the rules
+-- 003_licences.sql — the seat book of licences (issue 20): who the rules
 -- entitle to a licensed role, since which run, and who holds a seat since
 -- which run.  The order of the waiting (earliest entitlement first) and
 -- which seats a lowered licence takes (the most recently granted) need
