@@ -335,7 +335,27 @@ static void test_status(void **state)
 	struct ids_strv configured = {names, 1};
 	struct ids_schedule_row sched[] = {{.connector = "corp", .instance = "h:1", .next_at = 1000000}};
 	struct ids_orphan orph[] = {{.source = "old", .active = 1, .total = 2}};
-	struct ids_output_status s = {runs, 2, &configured, sched, 1, orph, 1};
+	struct ids_held held[] = {{.run_id = 42,
+				   .connector = "corp",
+				   .reason = "612 deactivations over the limit of 500",
+				   .created_at = 1000000,
+				   .expires_at = 2000000}};
+	struct ids_heartbeat hb[] = {
+	    {.instance = "h:1", .at = 3000000, .age_seconds = 12},
+	    {.instance = "h:2", .running = "corp", .at = 1000000, .age_seconds = 900}};
+	const bool alive[] = {true, false};
+	struct ids_output_status s = {.runs = runs,
+				      .nruns = 2,
+				      .configured = &configured,
+				      .schedule = sched,
+				      .nschedule = 1,
+				      .orphans = orph,
+				      .norphans = 1,
+				      .held = held,
+				      .nheld = 1,
+				      .heartbeats = hb,
+				      .nheartbeats = 2,
+				      .alive = alive};
 	assert_int_equal(ids_output_status_json(&s, &b), 0);
 	json_t *doc = parse(b.p);
 	assert_int_equal(json_integer_value(json_object_get(doc, "format_version")),
@@ -355,6 +375,29 @@ static void test_status(void **state)
 	assert_true(json_is_null(json_object_get(old, "next_run_by")));
 	char *o = json_dumps(json_object_get(doc, "orphaned"), JSON_COMPACT);
 	assert_string_equal(o, "[{\"connector\":\"old\",\"users\":2,\"active\":1}]");
+	free(o);
+	/* issue 17: the held plans, the daemons' heartbeats, --max-age */
+	o = json_dumps(json_object_get(doc, "held"), JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(o, "[{\"connector\":\"corp\",\"created_at\":\"1970-01-01T00:00:01Z\","
+			       "\"expires_at\":\"1970-01-01T00:00:02Z\",\"reason\":\"612 deactivations over "
+			       "the limit of 500\",\"run_id\":42}]");
+	free(o);
+	o = json_dumps(json_object_get(doc, "daemons"), JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(o, "[{\"heartbeat_age_seconds\":12,\"heartbeat_at\":\"1970-01-01T00:00:03Z\","
+			       "\"instance\":\"h:1\",\"running\":true,\"syncing\":null},"
+			       "{\"heartbeat_age_seconds\":900,\"heartbeat_at\":\"1970-01-01T00:00:01Z\","
+			       "\"instance\":\"h:2\",\"running\":false,\"syncing\":\"corp\"}]");
+	free(o);
+	assert_true(json_is_null(json_object_get(doc, "stale")));
+	json_decref(doc);
+	ids_buf_reset(&b);
+	char *stale_v[] = {"corp", NULL};
+	struct ids_strv stale = {stale_v, 1};
+	s.stale = &stale;
+	assert_int_equal(ids_output_status_json(&s, &b), 0);
+	doc = parse(b.p);
+	o = json_dumps(json_object_get(doc, "stale"), JSON_COMPACT);
+	assert_string_equal(o, "[\"corp\"]");
 	free(o);
 	json_decref(doc);
 	ids_buf_free(&b);
