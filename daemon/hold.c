@@ -125,7 +125,8 @@ long ids_hold_diff(const char *held, const char *now, struct ids_buf *out)
 		}
 	}
 	long k1 = 0, k2 = 0;
-	if (r >= 0 && (k1 = put_unmatched(a, na, "- ", out)) >= 0 && (k2 = put_unmatched(b, nb, "+ ", out)) >= 0)
+	if (r >= 0 && (k1 = put_unmatched(a, na, "- ", out)) >= 0 &&
+	    (k2 = put_unmatched(b, nb, "+ ", out)) >= 0)
 		r = k1 + k2;
 	else if (r >= 0)
 		r = -ENOMEM;

@@ -230,7 +230,10 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	int c, idx = -1;
 	optind = 1;
 	opterr = 0;
-	while ((idx = -1, c = getopt_long(argc, argv, "+:hc:", longopts, &idx)) != -1) {
+	/* approve RUN_ID --dry-run: options may follow the operand (getopt
+	 * permutes); the other commands take no operand and stop at one */
+	const char *optstr = strcmp(cmd->name, "approve") == 0 ? ":hc:" : "+:hc:";
+	while ((idx = -1, c = getopt_long(argc, argv, optstr, longopts, &idx)) != -1) {
 		if (c == 'h') {
 			printf("Usage: %s", cmd->usage);
 			exit(0);

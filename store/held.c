@@ -47,7 +47,7 @@ void ids_held_rows_free(struct ids_held *v, size_t n)
 /* The columns every read of held_plan selects, in the order of
  * held_from_row; `plan` is read only when asked (it can be megabytes). */
 #define HELD_COLS                                                                                            \
-	"run_id, connector, digest, reason,"                                                        \
+	"run_id, connector, digest, reason,"                                                                 \
 	" (extract(epoch FROM created_at) * 1000000)::bigint,"                                               \
 	" (extract(epoch FROM expires_at) * 1000000)::bigint, approved_run, superseded_by,"                  \
 	" expires_at <= now()"
@@ -156,17 +156,19 @@ int ids_store_held_approve(struct ids_store *st, int64_t run_id, int64_t by_run,
 	snprintf(by, sizeof(by), "%" PRId64, by_run);
 	const char *p[] = {run, by};
 	PGresult *res = NULL;
-	int r = ids_store_exec(st, "UPDATE held_plan SET approved_run = $2 WHERE run_id = $1 AND " PENDING, 2, p,
-			       PGRES_COMMAND_OK, &res, "marking the held plan approved", err);
+	int r = ids_store_exec(st, "UPDATE held_plan SET approved_run = $2 WHERE run_id = $1 AND " PENDING, 2,
+			       p, PGRES_COMMAND_OK, &res, "marking the held plan approved", err);
 	if (r >= 0 && strcmp(PQcmdTuples(res), "1") != 0)
-		r = ids_error_set(err, IDS_E_INVALID, "held plan of run %" PRId64 " is no longer pending", run_id);
+		r = ids_error_set(err, IDS_E_INVALID, "held plan of run %" PRId64 " is no longer pending",
+				  run_id);
 	PQclear(res);
 	return r < 0 ? r : 0;
 }
 
 /* ---------------- heartbeat ---------------- */
 
-int ids_store_heartbeat(struct ids_store *st, const char *instance, const char *running, struct ids_error *err)
+int ids_store_heartbeat(struct ids_store *st, const char *instance, const char *running,
+			struct ids_error *err)
 {
 	const char *p[] = {instance, running};
 	return ids_store_exec(st,
@@ -199,11 +201,12 @@ int ids_store_heartbeats(struct ids_store *st, struct ids_heartbeat **ret, size_
 			 struct ids_error *err)
 {
 	PGresult *res = NULL;
-	int r = ids_store_exec(st,
-			       "SELECT instance, running, floor(extract(epoch FROM now() - heartbeat_at))::bigint,"
-			       " (extract(epoch FROM heartbeat_at) * 1000000)::bigint"
-			       " FROM daemon_heartbeat ORDER BY heartbeat_at DESC",
-			       0, NULL, PGRES_TUPLES_OK, &res, "reading the daemon heartbeat", err);
+	int r = ids_store_exec(
+	    st,
+	    "SELECT instance, running, floor(extract(epoch FROM now() - heartbeat_at))::bigint,"
+	    " (extract(epoch FROM heartbeat_at) * 1000000)::bigint"
+	    " FROM daemon_heartbeat ORDER BY heartbeat_at DESC",
+	    0, NULL, PGRES_TUPLES_OK, &res, "reading the daemon heartbeat", err);
 	if (r < 0)
 		return r;
 	size_t n = (size_t)PQntuples(res);
