@@ -395,6 +395,7 @@ int ids_output_run_json(const char *connector, const struct ids_sync_result *res
 	jw_set(&w, "verdict_reason", aborted ? jstr(res->error) : json_null());
 	jw_set(&w, "error", aborted ? json_null() : jstr(res->error));
 	jw_set(&w, "run_id", jid(res->run_id));
+	jw_set(&w, "held_run", jid(res->held_run));
 	jw_set(&w, "summary", plan_json ? counts_json(&res->counts) : json_null());
 	jw_set(&w, "timings", measured ? timings_json(res) : json_null());
 	jw_set(&w, "rows_written", json_integer(res->rows_written));

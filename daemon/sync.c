@@ -391,11 +391,12 @@ static void hold_plan(struct run *rn, const struct ids_plan *plan)
 		run_log(rn, IDS_LOG_INFO, NULL, NULL,
 			"plan held as run %lld: `idsyncd approve %lld` applies it", (long long)held,
 			(long long)held);
-		ids_buf_printf(
-		    rn->out,
-		    "held: run %lld (%s): review with `idsyncd approve %lld --dry-run`, apply with "
-		    "`idsyncd approve %lld`\n",
-		    (long long)held, h.reason, (long long)held, (long long)held);
+		if (rn->o->format != IDS_FMT_JSON) /* JSON: the run object's held_run */
+			ids_buf_printf(
+			    rn->out,
+			    "held: run %lld (%s): review with `idsyncd approve %lld --dry-run`, apply with "
+			    "`idsyncd approve %lld`\n",
+			    (long long)held, h.reason, (long long)held, (long long)held);
 	}
 	ids_error_clear(&e);
 	ids_buf_free(&text);

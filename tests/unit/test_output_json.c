@@ -219,9 +219,9 @@ static void test_values_jansson_refuses(void **state)
 }
 
 /* The keys every run object has, in this order (docs/json.md). */
-static const char *const run_keys[] = {"format_version", "connector",	 "status",	 "verdict",
-				       "verdict_reason", "error",	 "run_id",	 "summary",
-				       "timings",	 "rows_written", "peak_rss_kib", "plan"};
+static const char *const run_keys[] = {
+    "format_version", "connector", "status",  "verdict",      "verdict_reason", "error", "run_id",
+    "held_run",	      "summary",   "timings", "rows_written", "peak_rss_kib",	"plan"};
 
 static json_t *run_obj(const char *conn, const struct ids_sync_result *res, const char *plan)
 {
@@ -288,12 +288,14 @@ static void test_every_outcome_one_shape(void **state)
 	/* aborted by a guard: a plan, its verdict and why; not an error */
 	struct ids_sync_result aborted = {.status = "aborted_threshold",
 					  .run_id = 9,
+					  .held_run = 7,
 					  .counts = {.deactivated = 4},
 					  .error = "4 deactivations exceed max_deactivations 3"};
 	v = run_obj("corp", &aborted, pb.p);
 	assert_string_equal(sget(v, "verdict"), "aborted_threshold");
 	assert_string_equal(sget(v, "verdict_reason"), "4 deactivations exceed max_deactivations 3");
 	assert_true(json_is_null(json_object_get(v, "error")));
+	assert_int_equal(json_integer_value(json_object_get(v, "held_run")), 7);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "summary"), "deactivated")),
 			 4);
 	json_decref(v);
