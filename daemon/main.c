@@ -539,6 +539,8 @@ static void fmt_age(int64_t s, char *buf, size_t n)
 /* What `status` reads beside the runs; each part empty when its table is
  * missing (a database an older idsyncd migrated: status only reads). */
 struct status_extra {
+	struct ids_schedule_row *sched; /* the daemons' next runs */
+	size_t nsched;
 	struct ids_held *held; /* pending held plans */
 	size_t nheld;
 	struct ids_heartbeat *hb;
@@ -550,6 +552,7 @@ struct status_extra {
 
 static void status_extra_free(struct status_extra *x)
 {
+	ids_schedule_rows_free(x->sched, x->nsched);
 	ids_held_rows_free(x->held, x->nheld);
 	ids_heartbeats_free(x->hb, x->nhb);
 	free(x->alive);
@@ -596,6 +599,12 @@ static int status_stale(const struct ids_config *cfg, struct ids_store *st, int 
 static int status_extra_read(const struct ids_config *cfg, struct ids_store *st, int max_age,
 			     struct status_extra *x, struct ids_error *e)
 {
+	/* only a running daemon records its schedule; a database an older
+	 * idsyncd migrated has no table for it: then no next run is shown */
+	if (ids_store_schedule_get(st, &x->sched, &x->nsched, e) < 0) {
+		x->sched = NULL;
+		x->nsched = 0;
+	}
 	if (ids_store_held_pending(st, &x->held, &x->nheld, e) < 0) {
 		x->held = NULL;
 		x->nheld = 0;
@@ -645,6 +654,22 @@ static void status_extra_text(const struct status_extra *x, struct ids_buf *b)
 		ids_buf_printf(b, "%s\n", x->stale_why.v[i]);
 }
 
+/* The JSON document of status: os (runs, orphans) and x. */
+static int status_json(const struct ids_output_status *os, const struct status_extra *x, int max_age,
+		       struct ids_buf *b)
+{
+	struct ids_output_status all = *os;
+	all.schedule = x->sched;
+	all.nschedule = x->nsched;
+	all.held = x->held;
+	all.nheld = x->nheld;
+	all.heartbeats = x->hb;
+	all.nheartbeats = x->nhb;
+	all.alive = x->alive;
+	all.stale = max_age ? &x->stale : NULL;
+	return ids_output_status_json(&all, b);
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -652,8 +677,7 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	struct ids_error e = {0};
 	struct ids_run_row *rows = NULL;
 	struct ids_orphan *orph = NULL;
-	struct ids_schedule_row *sched = NULL;
-	size_t nrows = 0, norph = 0, nsched = 0;
+	size_t nrows = 0, norph = 0;
 	struct ids_strv names = {0};
 	struct status_extra x = {0};
 	int r = load_config(path, &cfg);
@@ -672,13 +696,6 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		r = IDS_EXIT_FAILED;
 		goto out;
 	}
-	/* only a running daemon records its schedule; a database an older
-	 * idsyncd migrated has no table for it: then no next run is shown */
-	if (ids_store_schedule_get(st, &sched, &nsched, &e) < 0) {
-		sched = NULL;
-		nsched = 0;
-	}
-	ids_error_clear(&e);
 	if (status_extra_read(cfg, st, co->max_age, &x, &e) < 0) {
 		fprintf(stderr, "idsyncd: status: %s\n", e.code ? ids_error_text(&e) : "out of memory");
 		r = IDS_EXIT_FAILED;
@@ -700,23 +717,12 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		}
 		/* the JSON document is written whole, below */
 		if (co->format != IDS_FMT_JSON)
-			status_line(&b, w, next_run_of(sched, nsched, w->connector));
+			status_line(&b, w, next_run_of(x.sched, x.nsched, w->connector));
 	}
 	if (co->format == IDS_FMT_JSON) {
-		const struct ids_output_status os = {.runs = rows,
-						     .nruns = nrows,
-						     .configured = &names,
-						     .schedule = sched,
-						     .nschedule = nsched,
-						     .orphans = orph,
-						     .norphans = norph,
-						     .held = x.held,
-						     .nheld = x.nheld,
-						     .heartbeats = x.hb,
-						     .nheartbeats = x.nhb,
-						     .alive = x.alive,
-						     .stale = co->max_age ? &x.stale : NULL};
-		if (ids_output_status_json(&os, &b) < 0) {
+		const struct ids_output_status os = {
+		    .runs = rows, .nruns = nrows, .configured = &names, .orphans = orph, .norphans = norph};
+		if (status_json(&os, &x, co->max_age, &b) < 0) {
 			fprintf(stderr, "idsyncd: status: out of memory\n");
 			r = IDS_EXIT_FAILED;
 		}
@@ -735,7 +741,6 @@ out:
 	ids_strv_free(&names);
 	ids_run_rows_free(rows, nrows);
 	ids_orphans_free(orph, norph);
-	ids_schedule_rows_free(sched, nsched);
 	status_extra_free(&x);
 	ids_error_clear(&e);
 	ids_store_close(st);
