@@ -800,10 +800,11 @@ static int approve_refusal(const struct ids_config *cfg, const struct ids_held *
 		return IDS_EXIT_SAFETY;
 	}
 	if (h->superseded_by) {
-		fprintf(stderr,
-			"idsyncd: approve %lld: superseded: run %lld held a newer plan for %s "
-			"(`idsyncd approve %lld --dry-run` shows it)\n",
-			id, (long long)h->superseded_by, h->connector, (long long)h->superseded_by);
+		fprintf(
+		    stderr,
+		    "idsyncd: approve %lld: superseded by run %lld of %s (a newer held plan, or an applied "
+		    "sync; `idsyncd status` lists what is held)\n",
+		    id, (long long)h->superseded_by, h->connector);
 		return IDS_EXIT_SAFETY;
 	}
 	if (h->expired) {

@@ -468,6 +468,17 @@ static void approve_mark(struct run *rn)
 	ids_error_clear(&e);
 }
 
+/* An applied sync: held plans of the connector are out of date (the
+ * directory was fixed, or --allow-mass-deactivation applied it). */
+static void settle_held(struct run *rn)
+{
+	struct ids_error e = {0};
+	if (ids_store_held_settle(rn->st, rn->conn, rn->id, &e) < 0)
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "cannot settle the held plans: %s",
+			ids_error_text(&e));
+	ids_error_clear(&e);
+}
+
 /* The safety thresholds, or for approve the held plan: the same plan is
  * applied whatever the thresholds say (a person reviewed it), any other
  * is held.  < 0 only when the held plan cannot be read. */
@@ -553,6 +564,8 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 			log_user_changes(rn, plan);
 			if (rn->o->approve_run)
 				approve_mark(rn);
+			else if (rn->idp)
+				settle_held(rn);
 			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
 						  .status = "ok",
 						  .plan = plan,

@@ -165,14 +165,27 @@ int ids_store_held_approve(struct ids_store *st, int64_t run_id, int64_t by_run,
 	return r < 0 ? r : 0;
 }
 
+int ids_store_held_settle(struct ids_store *st, const char *connector, int64_t by_run, struct ids_error *err)
+{
+	char by[24];
+	snprintf(by, sizeof(by), "%" PRId64, by_run);
+	const char *p[] = {connector, by};
+	return ids_store_exec(st, "UPDATE held_plan SET superseded_by = $2 WHERE connector = $1 AND " PENDING,
+			      2, p, PGRES_COMMAND_OK, NULL, "settling the held plans", err);
+}
+
 /* ---------------- heartbeat ---------------- */
 
 int ids_store_heartbeat(struct ids_store *st, const char *instance, const char *running,
 			struct ids_error *err)
 {
 	const char *p[] = {instance, running};
+	/* the rows of daemons that died without a clean stop (SIGKILL, a
+	 * lost host) go after a week: status names only the latest anyway */
 	return ids_store_exec(st,
-			      "INSERT INTO daemon_heartbeat AS h (instance, running) VALUES ($1, $2)"
+			      "WITH gone AS (DELETE FROM daemon_heartbeat WHERE instance <> $1"
+			      " AND heartbeat_at < now() - interval '7 days')"
+			      " INSERT INTO daemon_heartbeat AS h (instance, running) VALUES ($1, $2)"
 			      " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = now(), running = $2",
 			      2, p, PGRES_COMMAND_OK, NULL, "recording the heartbeat", err);
 }

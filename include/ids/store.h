@@ -195,6 +195,11 @@ void ids_held_rows_free(struct ids_held *v, size_t n); /* accepts NULL */
  * not pending any more (approved or superseded meanwhile). */
 int ids_store_held_approve(struct ids_store *st, int64_t run_id, int64_t by_run, struct ids_error *err);
 
+/* A run of connector applied its plan (by_run): every pending held plan
+ * of the connector is superseded by it — approving one now would only
+ * hold a new plan, and `status` must not offer it. */
+int ids_store_held_settle(struct ids_store *st, const char *connector, int64_t by_run, struct ids_error *err);
+
 /* The daemon's heartbeat (daemon_heartbeat): one row per instance
  * ("host:pid"), `running` the connector it syncs now or NULL. */
 int ids_store_heartbeat(struct ids_store *st, const char *instance, const char *running,

@@ -107,7 +107,7 @@ eq "$H3|" "$(q "SELECT superseded_by, approved_run FROM held_plan WHERE run_id =
 	"the old held plan is superseded by the new one"
 ids approve "$H2"
 eq 3 "$RC" "a superseded plan is refused"
-has "superseded: run $H3 held a newer plan" "$ERR" "... pointing to the new one"
+has "superseded by run $H3 of corp" "$ERR" "... pointing to the new one"
 ids status
 has "held: run $H3 (" "$OUT" "status shows the new held run"
 hasnt "held: run $H2 (" "$OUT" "... not the superseded one"
@@ -130,8 +130,20 @@ eq "$before" "$(snapshot_db)" "nothing applied"
 ids status
 hasnt "held: run $H4 " "$OUT" "an expired plan is no longer listed"
 
-# --allow-mass-deactivation stays for scripts
+# --allow-mass-deactivation stays for scripts; an applied sync settles
+# what was held (H5: pending, then superseded by the sync that applied)
+sed -i 's/  hold_expiry: 1s/  hold_expiry: 1h/' "$W/idsyncd.yaml"
+ids sync
+eq 3 "$RC" "held once more, for an hour"
+H5=$(last_run)
 ids sync --allow-mass-deactivation
 eq 0 "$RC" "--allow-mass-deactivation applies without approve"
+S1=$(last_run)
 eq 3 "$(active)" "s4, s5, s6, s7 deactivated"
+eq "$S1" "$(q "SELECT superseded_by FROM held_plan WHERE run_id = $H5")" "the applied sync supersedes the held plan"
+ids status
+hasnt "held: run" "$OUT" "status offers no held plan after the sync applied"
+ids approve "$H5"
+eq 3 "$RC" "approving it now is refused"
+eq "$S1" "$(last_run)" "... without a run"
 finish
