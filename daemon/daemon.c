@@ -346,22 +346,17 @@ static void record_next(struct daemon *d, const struct sched *s, bool run_failed
 
 /* Tells `idsyncd status` that this instance is alive, and which connector
  * it syncs (NULL: idle).  Bookkeeping like record_next: logged at debug
- * only (a lost database is the next run's error to report); a connection
- * found dead is dropped, so that the next beat or run reconnects. */
-static void heartbeat(struct daemon *d, const char *running)
+ * only (a lost database is the next run's error to report).  The code of
+ * a failure: the idle loop drops a dead connection, a run finds it. */
+static int heartbeat(struct daemon *d, const char *running)
 {
 	struct ids_error e = {0};
+	int r = 0;
 	d->hb_last = ids_mono_usec();
-	if (!d->st)
-		return;
-	if (ids_store_heartbeat(d->st, d->instance, running, &e) < 0) {
+	if (d->st && (r = ids_store_heartbeat(d->st, d->instance, running, &e)) < 0)
 		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot record the heartbeat: %s", ids_error_text(&e));
-		if (e.code == IDS_E_DB_LOST) {
-			ids_store_close(d->st);
-			d->st = NULL;
-		}
-	}
 	ids_error_clear(&e);
+	return r;
 }
 
 /* After a run: its next due time and its part of STATUS=.  An ok run
@@ -637,10 +632,13 @@ static void serve(struct daemon *d)
 		int64_t beat = d->hb_last + HEARTBEAT_USEC;
 		if (now >= beat) {
 			struct ids_error e = {0};
-			if (store_ready(d, &e) >= 0)
-				heartbeat(d, NULL);
-			else
+			if (store_ready(d, &e) < 0) {
 				d->hb_last = now;
+			} else if (heartbeat(d, NULL) == IDS_E_DB_LOST) {
+				/* connect afresh at the next beat or run */
+				ids_store_close(d->st);
+				d->st = NULL;
+			}
 			ids_error_clear(&e);
 			continue;
 		}
