@@ -495,7 +495,8 @@ static int check_plan(struct run *rn, struct ids_plan *plan, size_t snapshot_use
 	if (rn->o->approve_run && approve_compare(rn, plan, &same, e) < 0)
 		return -1;
 	ids_safety_check(plan, snapshot_users, &lim, allow_empty, rn->o->allow_mass || same);
-	if (rn->o->approve_run && !same)
+	/* an empty read stays aborted_empty, never held (README, Decisions) */
+	if (rn->o->approve_run && !same && plan->verdict != IDS_VERDICT_EMPTY)
 		approve_refuse(rn, plan);
 	return 0;
 }
@@ -562,14 +563,14 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 		} else {
 			res->rows_written = ids_store_rows_written(rn->st);
 			log_user_changes(rn, plan);
-			if (rn->o->approve_run)
-				approve_mark(rn);
-			else if (rn->idp)
-				settle_held(rn);
 			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
 						  .status = "ok",
 						  .plan = plan,
 						  .recorded = true});
+			if (rn->o->approve_run)
+				approve_mark(rn);
+			else if (rn->idp)
+				settle_held(rn);
 		}
 	}
 out:

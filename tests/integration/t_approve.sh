@@ -146,4 +146,13 @@ hasnt "held: run" "$OUT" "status offers no held plan after the sync applied"
 ids approve "$H5"
 eq 3 "$RC" "approving it now is refused"
 eq "$S1" "$(last_run)" "... without a run"
+
+# the empty-source guard does not hold a plan (README, Decisions)
+n=$(q "SELECT count(*) FROM held_plan")
+del s1 s2 s3
+ids sync
+eq 3 "$RC" "an empty read is aborted"
+eq "aborted_empty" "$(q "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")" "... as aborted_empty"
+eq "$n" "$(q "SELECT count(*) FROM held_plan")" "... and holds no plan"
+hasnt "idsyncd approve" "$OUT" "... nor offers approve"
 finish
