@@ -18,7 +18,11 @@ static void test_digest(void **state)
 {
 	(void)state;
 	struct ids_plan_user users[] = {
-	    {.flags = IDS_PU_DEACTIVATE, .id = 7, .external_id = "e-a", .username = "a", .reason = "deleted_in_source"},
+	    {.flags = IDS_PU_DEACTIVATE,
+	     .id = 7,
+	     .external_id = "e-a",
+	     .username = "a",
+	     .reason = "deleted_in_source"},
 	};
 	struct ids_plan p = {.connector = "corp", .users = users, .nusers = 1, .counts = {.deactivated = 1}};
 	struct ids_buf t1 = {0}, t2 = {0}, t3 = {0};
@@ -77,7 +81,8 @@ static void test_diff_scale(void **state)
 	for (int u = 0; u < 100000; u++) {
 		assert_true(ids_buf_printf(&a, "- user  u%06d  deactivate (deleted_in_source)\n", u) >= 0);
 		if (u != 5000)
-			assert_true(ids_buf_printf(&b, "- user  u%06d  deactivate (deleted_in_source)\n", u) >= 0);
+			assert_true(
+			    ids_buf_printf(&b, "- user  u%06d  deactivate (deleted_in_source)\n", u) >= 0);
 		for (int g = 0; g < 7; g++) {
 			assert_true(ids_buf_printf(&a, "- chan  u%06d  support  ch%d\n", u, g) >= 0);
 			if (u != 5000)
