@@ -972,7 +972,7 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 static int load_safety(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"max_deactivations", "max_deactivation_percent",
-					   "max_grant_removals_percent", NULL};
+					   "max_grant_removals_percent", "hold_expiry", NULL};
 	struct map m;
 	yaml_node_t *v;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -987,6 +987,8 @@ static int load_safety(struct ctx *c, yaml_node_t *n)
 	if (r >= 0)
 		r = rd_int(c, &m, "max_grant_removals_percent", 0, 100,
 			   &c->cfg->safety.max_grant_removals_percent);
+	if (r >= 0)
+		r = rd_duration(c, &m, "hold_expiry", false, &c->cfg->safety.hold_expiry);
 	return r;
 }
 
@@ -2166,6 +2168,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->safety.max_deactivations = 500;
 	cfg->safety.max_deactivation_percent = 10;
 	cfg->safety.max_grant_removals_percent = 25;
+	cfg->safety.hold_expiry = 86400;
 	if (!(cfg->database.schema = strdup("idsync")))
 		return -ENOMEM;
 	for (size_t i = 0; roles[i] && r >= 0; i++)

@@ -38,6 +38,9 @@
 #define USEC 1000000LL
 /* The longest error text quoted in STATUS= (the log has all of it). */
 #define STATUS_ERR_MAX 120
+/* The heartbeat's period (daemon_heartbeat): `status` calls a daemon gone
+ * after three missed beats. */
+#define HEARTBEAT_USEC (60 * USEC)
 
 struct sched {
 	char *name;
@@ -59,6 +62,7 @@ struct daemon {
 	struct ids_progress *prog;  /* the run in progress, for STATUS=; NULL when out of memory */
 	struct sched *running;	    /* the connector that runs now, else NULL */
 	char instance[300];	    /* host:pid, for connector_schedule */
+	int64_t hb_last;	    /* monotonic usec of the last heartbeat written */
 	int fatal;		    /* exit code when the loop has to give up, else 0 */
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
@@ -340,6 +344,21 @@ static void record_next(struct daemon *d, const struct sched *s, bool run_failed
 	ids_error_clear(&e);
 }
 
+/* Tells `idsyncd status` that this instance is alive, and which connector
+ * it syncs (NULL: idle).  Bookkeeping like record_next: logged at debug
+ * only (a lost database is the next run's error to report).  The code of
+ * a failure: the idle loop drops a dead connection, a run finds it. */
+static int heartbeat(struct daemon *d, const char *running)
+{
+	struct ids_error e = {0};
+	int r = 0;
+	d->hb_last = ids_mono_usec();
+	if (d->st && (r = ids_store_heartbeat(d->st, d->instance, running, &e)) < 0)
+		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot record the heartbeat: %s", ids_error_text(&e));
+	ids_error_clear(&e);
+	return r;
+}
+
 /* After a run: its next due time and its part of STATUS=.  An ok run
  * and a locked tick keep the interval; a failure or a safety abort backs
  * off; a run that SIGTERM cancelled is not rescheduled at all. */
@@ -385,8 +404,18 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 	 * deactivations over the limit of 3"): never counts that read as
 	 * done.  STATUS= says "timeout" in so many words (reliability case 2) */
 	char *err = status_text(res->error ? res->error : "", STATUS_ERR_MAX);
-	set_status(s, "%s %s (%s%s) retry %s", cc->name, res->status,
-		   res->error_code == IDS_E_TIMEOUT ? "timeout: " : "", err ? err : "", retry);
+	if (res->held_run && err && strncmp(err, "held: ", 6) == 0) {
+		/* "held: run 42 (612 deactivations over the limit of 500):
+		 * idsyncd approve 42": what was held and the way to apply it */
+		char *semi = strstr(err, "; ");
+		if (semi)
+			*semi = '\0';
+		set_status(s, "%s held: run %lld (%s): idsyncd approve %lld; retry %s", cc->name,
+			   (long long)res->held_run, err + 6, (long long)res->held_run, retry);
+	} else {
+		set_status(s, "%s %s (%s%s) retry %s", cc->name, res->status,
+			   res->error_code == IDS_E_TIMEOUT ? "timeout: " : "", err ? err : "", retry);
+	}
 	free(err);
 }
 
@@ -423,6 +452,7 @@ static void run_one(struct daemon *d, struct sched *s)
 		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog};
 		struct ids_buf out = {0};
 		d->running = s;
+		heartbeat(d, cc->name);
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
 		d->running = NULL;
 		ids_buf_free(&out);
@@ -431,8 +461,10 @@ static void run_one(struct daemon *d, struct sched *s)
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
-	if (!d->stop)
+	if (!d->stop) {
 		record_next(d, s, failed);
+		heartbeat(d, NULL);
+	}
 	if (failed && res.exit_code != IDS_EXIT_SAFETY) {
 		/* the connection may be what failed: start afresh next time */
 		ids_store_close(d->st);
@@ -595,7 +627,23 @@ static void serve(struct daemon *d)
 			run_one(d, next);
 			continue;
 		}
-		sleep_until(d, next ? next->due : now + 3600 * USEC);
+		/* idle: a heartbeat every minute (connecting again if the
+		 * database went away meanwhile) */
+		int64_t beat = d->hb_last + HEARTBEAT_USEC;
+		if (now >= beat) {
+			struct ids_error e = {0};
+			if (store_ready(d, &e) < 0) {
+				d->hb_last = now;
+			} else if (heartbeat(d, NULL) == IDS_E_DB_LOST) {
+				/* connect afresh at the next beat or run */
+				ids_store_close(d->st);
+				d->st = NULL;
+			}
+			ids_error_clear(&e);
+			continue;
+		}
+		int64_t until = next ? next->due : now + 3600 * USEC;
+		sleep_until(d, until < beat ? until : beat);
 	}
 }
 
@@ -640,8 +688,14 @@ int ids_daemon_run(const char *config_path)
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
+	heartbeat(&d, NULL);
 	serve(&d);
 	code = d.fatal;
+	/* a clean stop: `status` says at once that no daemon runs */
+	struct ids_error he = {0};
+	if (d.st && ids_store_heartbeat_end(d.st, d.instance, &he) < 0)
+		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&he));
+	ids_error_clear(&he);
 out:
 	/* STOPPING=1 went out at the signal already; otherwise now, so that
 	 * systemd reads the exit as intended rather than as a crash */

@@ -32,8 +32,9 @@ static const char usage_text[] =
     "  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
     "  idsyncd [-c FILE] check-config\n"
     "  idsyncd [-c FILE] migrate\n"
-    "  idsyncd [-c FILE] status [--format text|json]\n"
+    "  idsyncd [-c FILE] status [--format text|json] [--max-age DURATION]\n"
     "  idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
+    "  idsyncd [-c FILE] approve RUN_ID [--dry-run]\n"
     "  idsyncd --version | --help | COMMAND --help\n"
     "\n"
     "Options:\n"
@@ -150,7 +151,8 @@ struct cmd_opts {
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
 	int progress;		/* --progress 1, --no-progress -1, else 0: on a terminal */
-	const char *positional; /* retire's NAME: the only command with an operand */
+	const char *positional; /* retire's NAME, approve's RUN_ID: the commands with an operand */
+	int max_age;		/* status --max-age, seconds; 0: not given */
 };
 
 /* One command: its name, the long options it takes (as the short letters
@@ -174,11 +176,18 @@ static const struct command commands[] = {
     {"check-config", "",
      "idsyncd [-c FILE] check-config\n  validate the configuration and its secret files\n"},
     {"migrate", "", "idsyncd [-c FILE] migrate\n  create the database schema or bring it up to date\n"},
-    {"status", "f",
-     "idsyncd [-c FILE] status [--format text|json]\n  the last run of each connector, from sync_run\n"},
+    {"status", "fa",
+     "idsyncd [-c FILE] status [--format text|json] [--max-age DURATION]\n"
+     "  the last run of each connector, held plans, the daemon's heartbeat; --max-age: exit 1\n"
+     "  when a connector's last successful run is older (or it never had one)\n"},
     {"retire", "M",
      "idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
      "  deactivate the users of a connector removed from the configuration\n"},
+    {"approve", "n",
+     "idsyncd [-c FILE] approve RUN_ID [--dry-run]\n"
+     "  plan again and apply if the plan is exactly the one run RUN_ID held (a safety\n"
+     "  threshold); else print the difference and hold the new plan.  --dry-run: print the\n"
+     "  held plan\n"},
 };
 
 static const struct command *command_find(const char *name)
@@ -195,6 +204,7 @@ static const char *missing_what(int opt)
 	switch (opt) {
 	case 'C': return "--connector needs a connector name";
 	case 'f': return "--format needs text or json";
+	case 'a': return "--max-age needs a duration like 30m or 1d";
 	default: return "-c/--config needs a file name";
 	}
 }
@@ -212,6 +222,7 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	    {"format", required_argument, NULL, 'f'},
 	    {"progress", no_argument, NULL, 'p'},
 	    {"no-progress", no_argument, NULL, 'P'},
+	    {"max-age", required_argument, NULL, 'a'},
 	    {"config", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -219,7 +230,10 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	int c, idx = -1;
 	optind = 1;
 	opterr = 0;
-	while ((idx = -1, c = getopt_long(argc, argv, "+:hc:", longopts, &idx)) != -1) {
+	/* approve RUN_ID --dry-run: options may follow the operand (getopt
+	 * permutes); the other commands take no operand and stop at one */
+	const char *optstr = strcmp(cmd->name, "approve") == 0 ? ":hc:" : "+:hc:";
+	while ((idx = -1, c = getopt_long(argc, argv, optstr, longopts, &idx)) != -1) {
 		if (c == 'h') {
 			printf("Usage: %s", cmd->usage);
 			exit(0);
@@ -245,6 +259,11 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 		case 'M': co->allow_mass = true; break;
 		case 'p': co->progress = 1; break;
 		case 'P': co->progress = -1; break;
+		case 'a':
+			if (ids_parse_duration(optarg, &co->max_age) < 0 || co->max_age <= 0)
+				return usage_error(
+				    "--max-age: expected a duration like 30m or 1d, got \"%s\"", optarg);
+			break;
 		case 'f':
 			if (strcmp(optarg, "text") == 0)
 				co->format = IDS_FMT_TEXT;
@@ -255,9 +274,10 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 			break;
 		}
 	}
-	if (strcmp(cmd->name, "retire") == 0) {
+	if (strcmp(cmd->name, "retire") == 0 || strcmp(cmd->name, "approve") == 0) {
 		if (optind != argc - 1)
-			return usage_error("%s: expected exactly one connector name", cmd->name);
+			return usage_error("%s: expected exactly one %s", cmd->name,
+					   cmd->name[0] == 'r' ? "connector name" : "run id");
 		co->positional = argv[optind];
 	} else if (optind != argc) {
 		return usage_error("unexpected argument: %s", argv[optind]);
@@ -522,6 +542,163 @@ static struct ids_licence_status *licence_status(const struct ids_config *cfg, s
 	return v;
 }
 
+/* "12 s", "10 min", "3 h", "2 d": an age as a person reads it. */
+static void fmt_age(int64_t s, char *buf, size_t n)
+{
+	if (s < 120)
+		snprintf(buf, n, "%lld s", (long long)s);
+	else if (s < 120 * 60)
+		snprintf(buf, n, "%lld min", (long long)(s / 60));
+	else if (s < 48 * 3600)
+		snprintf(buf, n, "%lld h", (long long)(s / 3600));
+	else
+		snprintf(buf, n, "%lld d", (long long)(s / 86400));
+}
+
+/* What `status` reads beside the runs; each part empty when its table is
+ * missing (a database an older idsyncd migrated: status only reads). */
+struct status_extra {
+	struct ids_schedule_row *sched; /* the daemons' next runs */
+	size_t nsched;
+	struct ids_held *held; /* pending held plans */
+	size_t nheld;
+	struct ids_heartbeat *hb;
+	size_t nhb;
+	bool *alive;	       /* per hb: beating (the daemon runs) */
+	struct ids_strv stale; /* --max-age: connectors past it */
+	struct ids_strv stale_why;
+	struct ids_licence_status *lic; /* per configured licence; NULL without the seat book */
+	size_t nlic;
+};
+
+static void status_extra_free(struct status_extra *x)
+{
+	ids_schedule_rows_free(x->sched, x->nsched);
+	ids_held_rows_free(x->held, x->nheld);
+	ids_heartbeats_free(x->hb, x->nhb);
+	free(x->alive);
+	ids_strv_free(&x->stale);
+	ids_strv_free(&x->stale_why);
+	free(x->lic);
+}
+
+/* A daemon beats every minute and at each run: three missed beats and it
+ * is gone — unless it is in a run, which beats only at its start: then
+ * run_timeout more (without run_timeout, a run can last any time). */
+static bool beating(const struct ids_config *cfg, const struct ids_heartbeat *h)
+{
+	if (h->age_seconds <= 180)
+		return true;
+	return h->running && (cfg->sync.run_timeout == 0 || h->age_seconds <= cfg->sync.run_timeout + 180);
+}
+
+/* --max-age: a configured connector whose last successful run is older,
+ * or that never had one, is stale.  < 0: the database failed. */
+static int status_stale(const struct ids_config *cfg, struct ids_store *st, int max_age,
+			struct status_extra *x, struct ids_error *e)
+{
+	char age[32], lim[32], *why = NULL;
+	fmt_age(max_age, lim, sizeof(lim));
+	for (size_t i = 0; i < cfg->nconnectors; i++) {
+		const char *name = cfg->connectors[i].name;
+		int64_t a = -1;
+		if (ids_store_last_ok(st, name, &a, e) < 0)
+			return -1;
+		if (a >= 0 && a <= max_age)
+			continue;
+		fmt_age(a, age, sizeof(age));
+		if (a < 0 ? asprintf(&why, "stale: %s: no successful run yet (--max-age %s)", name, lim) < 0
+			  : asprintf(&why, "stale: %s: last successful run %s ago, older than --max-age %s",
+				     name, age, lim) < 0)
+			return -1;
+		ids_strv_push(&x->stale, name);
+		ids_strv_push(&x->stale_why, why);
+		free(why);
+	}
+	return 0;
+}
+
+static int status_extra_read(const struct ids_config *cfg, struct ids_store *st, int max_age,
+			     struct status_extra *x, struct ids_error *e)
+{
+	/* only a running daemon records its schedule; a database an older
+	 * idsyncd migrated has no table for it: then no next run is shown */
+	if (ids_store_schedule_get(st, &x->sched, &x->nsched, e) < 0) {
+		x->sched = NULL;
+		x->nsched = 0;
+	}
+	if (ids_store_held_pending(st, &x->held, &x->nheld, e) < 0) {
+		x->held = NULL;
+		x->nheld = 0;
+	}
+	if (ids_store_heartbeats(st, &x->hb, &x->nhb, e) < 0) {
+		x->hb = NULL;
+		x->nhb = 0;
+	}
+	ids_error_clear(e);
+	x->alive = calloc(x->nhb ? x->nhb : 1, sizeof(*x->alive));
+	if (!x->alive)
+		return -1;
+	for (size_t i = 0; i < x->nhb; i++)
+		x->alive[i] = beating(cfg, &x->hb[i]);
+	x->lic = licence_status(cfg, st);
+	x->nlic = x->lic ? cfg->platform.nlic : 0;
+	return max_age ? status_stale(cfg, st, max_age, x, e) : 0;
+}
+
+/* The text lines of status_extra: held plans with the way to apply them,
+ * the daemon, and --max-age's verdict. */
+static void status_extra_text(const struct status_extra *x, struct ids_buf *b)
+{
+	char at[32], age[32];
+	bool any = false;
+	for (size_t i = 0; i < x->nlic; i++)
+		ids_buf_printf(b, "licence %s/%s: %ld / %ld used, %ld waiting\n", x->lic[i].company,
+			       x->lic[i].role, x->lic[i].used, x->lic[i].limit, x->lic[i].waiting);
+	for (size_t i = 0; i < x->nheld; i++) {
+		const struct ids_held *h = &x->held[i];
+		ids_output_time(h->expires_at, at, sizeof(at));
+		ids_buf_printf(b, "held: run %lld (%s): idsyncd approve %lld  (%s, expires %s)\n",
+			       (long long)h->run_id, h->reason, (long long)h->run_id, h->connector, at);
+	}
+	for (size_t i = 0; i < x->nhb; i++) {
+		if (!x->alive[i])
+			continue;
+		any = true;
+		fmt_age(x->hb[i].age_seconds, age, sizeof(age));
+		ids_buf_printf(b, "daemon: running on %s (heartbeat %s ago%s%s)\n", x->hb[i].instance, age,
+			       x->hb[i].running ? "; syncing " : "",
+			       x->hb[i].running ? x->hb[i].running : "");
+	}
+	if (!any && x->nhb) {
+		fmt_age(x->hb[0].age_seconds, age, sizeof(age));
+		ids_buf_printf(b, "daemon: no daemon heartbeat for %s (last from %s)\n", age,
+			       x->hb[0].instance);
+	} else if (!any) {
+		ids_buf_puts(b, "daemon: no daemon heartbeat (none running, or it stopped cleanly)\n");
+	}
+	for (size_t i = 0; i < x->stale_why.n; i++)
+		ids_buf_printf(b, "%s\n", x->stale_why.v[i]);
+}
+
+/* The JSON document of status: os (runs, orphans) and x. */
+static int status_json(const struct ids_output_status *os, const struct status_extra *x, int max_age,
+		       struct ids_buf *b)
+{
+	struct ids_output_status all = *os;
+	all.schedule = x->sched;
+	all.nschedule = x->nsched;
+	all.held = x->held;
+	all.nheld = x->nheld;
+	all.heartbeats = x->hb;
+	all.nheartbeats = x->nhb;
+	all.alive = x->alive;
+	all.stale = max_age ? &x->stale : NULL;
+	all.licences = x->lic;
+	all.nlicences = x->nlic;
+	return ids_output_status_json(&all, b);
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -529,9 +706,9 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	struct ids_error e = {0};
 	struct ids_run_row *rows = NULL;
 	struct ids_orphan *orph = NULL;
-	struct ids_schedule_row *sched = NULL;
-	size_t nrows = 0, norph = 0, nsched = 0;
+	size_t nrows = 0, norph = 0;
 	struct ids_strv names = {0};
+	struct status_extra x = {0};
 	int r = load_config(path, &cfg);
 	if (r)
 		return r;
@@ -548,15 +725,15 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		r = IDS_EXIT_FAILED;
 		goto out;
 	}
-	/* only a running daemon records its schedule; a database an older
-	 * idsyncd migrated has no table for it: then no next run is shown */
-	if (ids_store_schedule_get(st, &sched, &nsched, &e) < 0) {
-		sched = NULL;
-		nsched = 0;
+	if (status_extra_read(cfg, st, co->max_age, &x, &e) < 0) {
+		fprintf(stderr, "idsyncd: status: %s\n", e.code ? ids_error_text(&e) : "out of memory");
+		r = IDS_EXIT_FAILED;
+		goto out;
 	}
 	ids_error_clear(&e);
-	struct ids_licence_status *lic = licence_status(cfg, st);
-	size_t nlic = lic ? cfg->platform.nlic : 0;
+	/* --max-age: a stale connector fails the check, as a failed run does */
+	if (x.stale.n)
+		r = ids_exit_worst(r, IDS_EXIT_FAILED);
 	struct ids_buf b = {0};
 	for (size_t i = 0; i < nrows; i++) {
 		const struct ids_run_row *w = &rows[i];
@@ -570,12 +747,12 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		}
 		/* the JSON document is written whole, below */
 		if (co->format != IDS_FMT_JSON)
-			status_line(&b, w, next_run_of(sched, nsched, w->connector));
+			status_line(&b, w, next_run_of(x.sched, x.nsched, w->connector));
 	}
 	if (co->format == IDS_FMT_JSON) {
-		const struct ids_output_status os = {rows, nrows, &names, sched, nsched,
-						     orph, norph, lic,	  nlic};
-		if (ids_output_status_json(&os, &b) < 0) {
+		const struct ids_output_status os = {
+		    .runs = rows, .nruns = nrows, .configured = &names, .orphans = orph, .norphans = norph};
+		if (status_json(&os, &x, co->max_age, &b) < 0) {
 			fprintf(stderr, "idsyncd: status: out of memory\n");
 			r = IDS_EXIT_FAILED;
 		}
@@ -585,11 +762,8 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 		for (size_t i = 0; i < norph; i++)
 			ids_buf_printf(&b, "orphaned: %s owns %ld users (%ld active), no longer configured\n",
 				       orph[i].source, orph[i].total, orph[i].active);
-		for (size_t i = 0; i < nlic; i++)
-			ids_buf_printf(&b, "licence %s/%s: %ld / %ld used, %ld waiting\n", lic[i].company,
-				       lic[i].role, lic[i].used, lic[i].limit, lic[i].waiting);
+		status_extra_text(&x, &b);
 	}
-	free(lic);
 	if (b.p)
 		fputs(b.p, stdout);
 	ids_buf_free(&b);
@@ -597,7 +771,7 @@ out:
 	ids_strv_free(&names);
 	ids_run_rows_free(rows, nrows);
 	ids_orphans_free(orph, norph);
-	ids_schedule_rows_free(sched, nsched);
+	status_extra_free(&x);
 	ids_error_clear(&e);
 	ids_store_close(st);
 	ids_config_free(cfg);
@@ -633,6 +807,93 @@ static int cmd_retire(const char *path, const struct cmd_opts *co)
 		free(res.error);
 		ids_buf_free(&out);
 	}
+	ids_store_close(st);
+	ids_config_free(cfg);
+	return r;
+}
+
+/* Why approve RUN_ID cannot apply anything, before planning: no such held
+ * plan (2), or one that is no longer pending (3: nothing written, as when
+ * a threshold holds a run).  NULL message: it can go on. */
+static int approve_refusal(const struct ids_config *cfg, const struct ids_held *h, long long id)
+{
+	char at[32];
+	if (!h) {
+		fprintf(stderr,
+			"idsyncd: approve %lld: run %lld held no plan (`idsyncd status` lists held plans)\n",
+			id, id);
+		return IDS_EXIT_USAGE;
+	}
+	if (h->approved_run) {
+		fprintf(stderr, "idsyncd: approve %lld: already approved: run %lld applied it\n", id,
+			(long long)h->approved_run);
+		return IDS_EXIT_SAFETY;
+	}
+	if (h->superseded_by) {
+		fprintf(
+		    stderr,
+		    "idsyncd: approve %lld: superseded by run %lld of %s (a newer held plan, or an applied "
+		    "sync; `idsyncd status` lists what is held)\n",
+		    id, (long long)h->superseded_by, h->connector);
+		return IDS_EXIT_SAFETY;
+	}
+	if (h->expired) {
+		ids_output_time(h->expires_at, at, sizeof(at));
+		fprintf(stderr,
+			"idsyncd: approve %lld: the held plan expired at %s (safety.hold_expiry); nothing "
+			"written: `idsyncd sync --connector %s` plans again\n",
+			id, at, h->connector);
+		return IDS_EXIT_SAFETY;
+	}
+	if (!ids_config_connector(cfg, h->connector)) {
+		fprintf(stderr, "idsyncd: approve %lld: connector %s is no longer in %s\n", id, h->connector,
+			cfg->path);
+		return IDS_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* approve RUN_ID: the held plan is checked here for a clear refusal, and
+ * again by the run under the connector's lock (sync.c), which plans anew
+ * through the same code path as sync and applies only the same plan. */
+static int cmd_approve(const char *path, const struct cmd_opts *co)
+{
+	struct ids_config *cfg = NULL;
+	struct ids_store *st = NULL;
+	struct ids_held *h = NULL;
+	struct ids_error e = {0};
+	char *end = NULL;
+	long long id = strtoll(co->positional, &end, 10);
+	if (*co->positional == '\0' || *end || id <= 0)
+		return usage_error("approve: expected a run id, got \"%s\"", co->positional);
+	int r = load_config(path, &cfg);
+	if (!r)
+		r = open_store(cfg, co->dry_run ? SCHEMA_EXISTING : SCHEMA_UPDATED, &st);
+	if (!r && ids_store_held_get(st, id, &h, &e) < 0) {
+		fprintf(stderr, "idsyncd: approve %lld: %s\n", id, ids_error_text(&e));
+		r = IDS_EXIT_FAILED;
+	}
+	if (!r && co->dry_run && h) {
+		char at[32];
+		ids_output_time(h->expires_at, at, sizeof(at));
+		printf("%sheld: run %lld (%s), connector %s, expires %s%s\n", h->plan ? h->plan : "", id,
+		       h->reason, h->connector, at, h->expired ? " (expired)" : "");
+	}
+	if (!r && !co->dry_run && !(r = approve_refusal(cfg, h, id))) {
+		struct ids_sync_opts o = {.approve_run = id};
+		struct ids_buf out = {0};
+		struct ids_sync_result res;
+		ids_sync_connector(cfg, st, ids_config_connector(cfg, h->connector), &o, &out, &res);
+		if (out.len)
+			fputs(out.p, stdout);
+		r = res.exit_code;
+		free(res.error);
+		ids_buf_free(&out);
+	} else if (!r && !h) {
+		r = approve_refusal(cfg, h, id);
+	}
+	ids_held_rows_free(h, h ? 1 : 0);
+	ids_error_clear(&e);
 	ids_store_close(st);
 	ids_config_free(cfg);
 	return r;
@@ -705,6 +966,8 @@ int main(int argc, char **argv)
 		r = cmd_status(path, &co);
 	else if (strcmp(cmd->name, "retire") == 0)
 		r = cmd_retire(path, &co);
+	else if (strcmp(cmd->name, "approve") == 0)
+		r = cmd_approve(path, &co);
 	else
 		r = ids_daemon_run(path);
 	ids_strv_free(&co.connectors);

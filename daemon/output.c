@@ -395,6 +395,7 @@ int ids_output_run_json(const char *connector, const struct ids_sync_result *res
 	jw_set(&w, "verdict_reason", aborted ? jstr(res->error) : json_null());
 	jw_set(&w, "error", aborted ? json_null() : jstr(res->error));
 	jw_set(&w, "run_id", jid(res->run_id));
+	jw_set(&w, "held_run", jid(res->held_run));
 	jw_set(&w, "summary", plan_json ? counts_json(&res->counts) : json_null());
 	jw_set(&w, "timings", measured ? timings_json(res) : json_null());
 	jw_set(&w, "rows_written", json_integer(res->rows_written));
@@ -440,6 +441,43 @@ static json_t *status_run_json(const struct ids_output_status *s, const struct i
 	return built(o, err);
 }
 
+/* status's "held" and "daemons" arrays (docs/json.md). */
+static json_t *status_held_json(const struct ids_output_status *s)
+{
+	json_t *a = json_array();
+	int err = 0;
+	for (size_t i = 0; a && i < s->nheld; i++) {
+		const struct ids_held *h = &s->held[i];
+		json_t *o = json_object();
+		set(o, "run_id", json_integer((json_int_t)h->run_id), &err);
+		set(o, "connector", jstr(h->connector), &err);
+		set(o, "reason", jstr(h->reason), &err);
+		set(o, "created_at", jtime(h->created_at), &err);
+		set(o, "expires_at", jtime(h->expires_at), &err);
+		if (json_array_append_new(a, built(o, err)) < 0)
+			err = -ENOMEM;
+	}
+	return built(a, err);
+}
+
+static json_t *status_daemons_json(const struct ids_output_status *s)
+{
+	json_t *a = json_array();
+	int err = 0;
+	for (size_t i = 0; a && i < s->nheartbeats; i++) {
+		const struct ids_heartbeat *h = &s->heartbeats[i];
+		json_t *o = json_object();
+		set(o, "instance", jstr(h->instance), &err);
+		set(o, "running", json_boolean(s->alive && s->alive[i]), &err);
+		set(o, "heartbeat_at", jtime(h->at), &err);
+		set(o, "heartbeat_age_seconds", json_integer((json_int_t)h->age_seconds), &err);
+		set(o, "syncing", jstr(h->running), &err);
+		if (json_array_append_new(a, built(o, err)) < 0)
+			err = -ENOMEM;
+	}
+	return built(a, err);
+}
+
 int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *out)
 {
 	json_t *doc = json_object(), *runs = json_array(), *orph = json_array();
@@ -466,6 +504,13 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 	set(doc, "connectors", built(runs, err), &err);
 	set(doc, "orphaned", built(orph, err), &err);
 	set(doc, "licences", built(lic, err), &err);
+	set(doc, "held", status_held_json(s), &err);
+	set(doc, "daemons", status_daemons_json(s), &err);
+	json_t *stale = s->stale ? json_array() : json_null();
+	for (size_t i = 0; s->stale && stale && i < s->stale->n; i++)
+		if (json_array_append_new(stale, jstr(s->stale->v[i])) < 0)
+			err = -ENOMEM;
+	set(doc, "stale", built(stale, err), &err);
 	int r = err < 0 ? (json_decref(doc), err) : put_value(out, doc);
 	return r < 0 ? r : ids_buf_putc(out, '\n');
 }

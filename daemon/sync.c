@@ -19,6 +19,7 @@
 
 #include "ids/catalog.h"
 #include "ids/connector.h"
+#include "ids/hold.h"
 #include "ids/log.h"
 #include "ids/output.h"
 #include "ids/rules.h"
@@ -364,12 +365,149 @@ static void log_user_changes(struct run *rn, const struct ids_plan *p)
 	ids_buf_free(&b);
 }
 
+/* A threshold stopped a sync: its plan is kept (held_plan) for `idsyncd
+ * approve`, after its sync_run row (which the held plan references).  A
+ * retire is not held: approve plans again through a sync.  Failing to
+ * hold is logged; the run stays aborted either way. */
+static void hold_plan(struct run *rn, const struct ids_plan *plan)
+{
+	struct ids_buf text = {0};
+	struct ids_error e = {0};
+	struct ids_held h = {.run_id = rn->id, .connector = (char *)rn->conn, .reason = plan->held};
+	char digest[IDS_HOLD_DIGEST_LEN];
+	int64_t held = 0;
+	int r = ids_hold_digest(plan, &text, digest);
+	h.digest = digest;
+	h.plan = text.p ? text.p : "";
+	if (!h.reason)
+		h.reason = "the plan differs from the held one";
+	if (r < 0)
+		ids_error_set(&e, r, "%s", ids_strerror(r));
+	else
+		r = ids_store_held_put(rn->st, &h, rn->cfg->safety.hold_expiry, &held, &e);
+	if (r < 0) {
+		run_log(rn, IDS_LOG_ERROR, NULL, NULL, "cannot hold the plan for approval: %s",
+			ids_error_text(&e));
+	} else {
+		rn->res->held_run = held;
+		run_log(rn, IDS_LOG_INFO, NULL, NULL,
+			"plan held as run %lld: `idsyncd approve %lld` applies it", (long long)held,
+			(long long)held);
+		if (rn->o->format != IDS_FMT_JSON) /* JSON: the run object's held_run */
+			ids_buf_printf(
+			    rn->out,
+			    "held: run %lld (%s): review with `idsyncd approve %lld --dry-run`, apply with "
+			    "`idsyncd approve %lld`\n",
+			    (long long)held, h.reason, (long long)held, (long long)held);
+	}
+	ids_error_clear(&e);
+	ids_buf_free(&text);
+}
+
+/* approve: whether plan is the plan that run o->approve_run held (read
+ * again here, under the connector's lock: an approve that ran meanwhile
+ * is seen).  When it is not, the difference goes to out. */
+static int approve_compare(struct run *rn, const struct ids_plan *plan, bool *ret_same, struct ids_error *e)
+{
+	struct ids_held *h = NULL;
+	struct ids_buf text = {0};
+	char digest[IDS_HOLD_DIGEST_LEN];
+	long long id = (long long)rn->o->approve_run;
+	int r = ids_store_held_get(rn->st, rn->o->approve_run, &h, e);
+	if (r >= 0 && (r = ids_hold_digest(plan, &text, digest)) < 0)
+		ids_error_set(e, r, "%s", ids_strerror(r));
+	if (r < 0)
+		goto out;
+	*ret_same = h && !h->approved_run && !h->superseded_by && strcmp(h->digest, digest) == 0;
+	if (*ret_same) {
+		run_log(rn, IDS_LOG_INFO, NULL, NULL, "approve: the plan is the one run %lld held", id);
+	} else if (h && !h->approved_run && !h->superseded_by) {
+		ids_buf_printf(rn->out,
+			       "the plan changed since run %lld held it:\n--- held by run %lld\n+++ now\n",
+			       id, id);
+		long n = ids_hold_diff(h->plan ? h->plan : "", text.p ? text.p : "", rn->out);
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL,
+			"approve refused: the plan differs from the one run %lld held (%ld lines)", id, n);
+	} else {
+		ids_buf_printf(rn->out, "run %lld's plan is no longer pending (approved or superseded)\n",
+			       id);
+	}
+out:
+	ids_held_rows_free(h, h ? 1 : 0);
+	ids_buf_free(&text);
+	return r;
+}
+
+/* approve, the plan differs: held like a threshold's, whatever the
+ * thresholds say of the new plan — approve applies only what was
+ * reviewed. */
+static void approve_refuse(struct run *rn, struct ids_plan *plan)
+{
+	char *why = NULL;
+	plan->verdict = IDS_VERDICT_THRESHOLD;
+	if (!plan->held && asprintf(&plan->held, "the plan differs from the one run %lld held",
+				    (long long)rn->o->approve_run) < 0)
+		plan->held = NULL;
+	if (asprintf(&why, "the plan differs from the one run %lld held; review the difference",
+		     (long long)rn->o->approve_run) >= 0) {
+		free(plan->verdict_why);
+		plan->verdict_why = why;
+	}
+}
+
+/* approve, after the commit: the held plan is marked as applied by this
+ * run, so that it cannot be approved twice.  The run is done either way;
+ * a plan left pending would differ now anyway. */
+static void approve_mark(struct run *rn)
+{
+	struct ids_error e = {0};
+	if (ids_store_held_approve(rn->st, rn->o->approve_run, rn->id, &e) < 0)
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "cannot mark the held plan approved: %s",
+			ids_error_text(&e));
+	else
+		ids_buf_printf(rn->out, "approved: run %lld applied the plan held by run %lld\n",
+			       (long long)rn->id, (long long)rn->o->approve_run);
+	ids_error_clear(&e);
+}
+
+/* An applied sync: held plans of the connector are out of date (the
+ * directory was fixed, or --allow-mass-deactivation applied it). */
+static void settle_held(struct run *rn)
+{
+	struct ids_error e = {0};
+	if (ids_store_held_settle(rn->st, rn->conn, rn->id, &e) < 0)
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "cannot settle the held plans: %s",
+			ids_error_text(&e));
+	ids_error_clear(&e);
+}
+
+/* The safety thresholds, or for approve the held plan: the same plan is
+ * applied whatever the thresholds say (a person reviewed it), any other
+ * is held.  < 0 only when the held plan cannot be read. */
+static int check_plan(struct run *rn, struct ids_plan *plan, size_t snapshot_users, bool allow_empty,
+		      struct ids_error *e)
+{
+	const struct ids_config *cfg = rn->cfg;
+	const struct ids_safety lim = {
+	    .max_deactivations = cfg->safety.max_deactivations,
+	    .max_deactivation_percent = cfg->safety.max_deactivation_percent,
+	    .max_grant_removals_percent = cfg->safety.max_grant_removals_percent,
+	};
+	bool same = false;
+	if (rn->o->approve_run && approve_compare(rn, plan, &same, e) < 0)
+		return -1;
+	ids_safety_check(plan, snapshot_users, &lim, allow_empty, rn->o->allow_mass || same);
+	/* an empty read stays aborted_empty, never held (README, Decisions) */
+	if (rn->o->approve_run && !same && plan->verdict != IDS_VERDICT_EMPTY)
+		approve_refuse(rn, plan);
+	return 0;
+}
+
 /* Diff, safety, apply, and the end of the run: the part shared by sync
  * and retire.  Takes the finished snapshot and the current state. */
 static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, const struct ids_desired_set *des,
 			   const struct ids_current *cur, const struct ids_diff_opts *dopt, bool allow_empty)
 {
-	const struct ids_config *cfg = rn->cfg;
 	struct ids_sync_result *res = rn->res;
 	struct ids_plan *plan = NULL;
 	struct ids_error e = {0};
@@ -384,12 +522,10 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 					  .what = "diff"});
 		return;
 	}
-	const struct ids_safety lim = {
-	    .max_deactivations = cfg->safety.max_deactivations,
-	    .max_deactivation_percent = cfg->safety.max_deactivation_percent,
-	    .max_grant_removals_percent = cfg->safety.max_grant_removals_percent,
-	};
-	ids_safety_check(plan, snap->nusers, &lim, allow_empty, rn->o->allow_mass);
+	if (check_plan(rn, plan, snap->nusers, allow_empty, &e) < 0) {
+		end_db_failed(rn, &e);
+		goto out;
+	}
 	log_plan_events(rn, plan, des);
 
 	if (plan->verdict != IDS_VERDICT_OK) {
@@ -405,6 +541,8 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 					  .error = why ? why : plan->verdict_why,
 					  .plan = plan});
 		free(why);
+		if (plan->verdict == IDS_VERDICT_THRESHOLD && !rn->o->dry_run && rn->idp && rn->res->run_id)
+			hold_plan(rn, plan);
 	} else if (rn->o->dry_run) {
 		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
 	} else {
@@ -435,8 +573,13 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 						  .status = "ok",
 						  .plan = plan,
 						  .recorded = true});
+			if (rn->o->approve_run)
+				approve_mark(rn);
+			else if (rn->idp)
+				settle_held(rn);
 		}
 	}
+out:
 	ids_error_clear(&e);
 	ids_plan_free(plan);
 }

@@ -115,6 +115,7 @@ struct ids_config {
 	struct {
 		long max_deactivations;
 		int max_deactivation_percent, max_grant_removals_percent;
+		int hold_expiry; /* seconds a held plan can be approved (default 1d) */
 	} safety;
 	bool tenants_auto_create;
 	struct {

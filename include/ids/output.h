@@ -50,6 +50,12 @@ struct ids_output_status {
 	size_t norphans;
 	const struct ids_licence_status *licences; /* config `licences:`, in its order */
 	size_t nlicences;
+	const struct ids_held *held; /* pending held plans */
+	size_t nheld;
+	const struct ids_heartbeat *heartbeats;
+	size_t nheartbeats;
+	const bool *alive;	      /* per heartbeat: the daemon is running */
+	const struct ids_strv *stale; /* --max-age: stale connectors; NULL when not asked */
 };
 
 /* Appends status's document: {"format_version", "connectors": [...],

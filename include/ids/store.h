@@ -182,4 +182,58 @@ int ids_store_licence_usage(struct ids_store *st, const char *company, const cha
 int ids_store_source_companies(struct ids_store *st, const char *source, int64_t **ret, size_t *ret_n,
 			       struct ids_error *err);
 
+/* Held plans (held_plan, migration 004): the plan of a run that a safety
+ * threshold stopped, for `idsyncd approve`. */
+struct ids_held {
+	int64_t run_id; /* the run that held it */
+	char *connector, *digest, *reason;
+	char *plan;			/* the canonical text plan; NULL unless read by ids_store_held_get */
+	int64_t created_at, expires_at; /* unix microseconds */
+	int64_t approved_run;		/* the run that applied it, 0: none */
+	int64_t superseded_by;		/* the run that held another plan since, 0: none */
+	bool expired;			/* by the database's clock */
+};
+/* Holds h (run_id, connector, digest, reason, plan) for
+ * expiry_seconds.  When a pending plan of the same connector has the same
+ * digest, that one stays and nothing is written; else h is inserted and
+ * every other pending plan of the connector is superseded by it.
+ * *ret_run: the run id of the plan that is now pending. */
+int ids_store_held_put(struct ids_store *st, const struct ids_held *h, int expiry_seconds, int64_t *ret_run,
+		       struct ids_error *err);
+/* The held plan of run_id, with its text.  *ret new (ids_held_rows_free(*ret,
+ * 1)); NULL when that run held no plan. */
+int ids_store_held_get(struct ids_store *st, int64_t run_id, struct ids_held **ret, struct ids_error *err);
+/* The pending plans (not approved, superseded or expired), without their
+ * text, by connector.  *ret new. */
+int ids_store_held_pending(struct ids_store *st, struct ids_held **ret, size_t *ret_n, struct ids_error *err);
+void ids_held_rows_free(struct ids_held *v, size_t n); /* accepts NULL */
+/* Marks run_id's plan approved by run by_run; IDS_E_INVALID when it was
+ * not pending any more (approved or superseded meanwhile). */
+int ids_store_held_approve(struct ids_store *st, int64_t run_id, int64_t by_run, struct ids_error *err);
+
+/* A run of connector applied its plan (by_run): every pending held plan
+ * of the connector is superseded by it — approving one now would only
+ * hold a new plan, and `status` must not offer it. */
+int ids_store_held_settle(struct ids_store *st, const char *connector, int64_t by_run, struct ids_error *err);
+
+/* The daemon's heartbeat (daemon_heartbeat): one row per instance
+ * ("host:pid"), `running` the connector it syncs now or NULL. */
+int ids_store_heartbeat(struct ids_store *st, const char *instance, const char *running,
+			struct ids_error *err);
+/* A clean stop: the instance's row goes. */
+int ids_store_heartbeat_end(struct ids_store *st, const char *instance, struct ids_error *err);
+struct ids_heartbeat {
+	char *instance, *running; /* running NULL when idle */
+	int64_t at;		  /* unix microseconds */
+	int64_t age_seconds;	  /* by the database's clock */
+};
+/* Every instance's row, the latest first.  *ret new (ids_heartbeats_free). */
+int ids_store_heartbeats(struct ids_store *st, struct ids_heartbeat **ret, size_t *ret_n,
+			 struct ids_error *err);
+void ids_heartbeats_free(struct ids_heartbeat *v, size_t n); /* accepts NULL */
+
+/* Seconds since the connector's last run with status ok finished (by the
+ * database's clock), -1 when it never had one. */
+int ids_store_last_ok(struct ids_store *st, const char *connector, int64_t *ret_age, struct ids_error *err);
+
 #endif

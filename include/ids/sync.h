@@ -34,6 +34,9 @@ struct ids_sync_opts {
 	bool allow_mass; /* --allow-mass-deactivation */
 	bool print_plan; /* append the whole plan (text/json) to out, else the summary */
 	enum ids_out_format format;
+	/* approve: apply only when the plan is the one this run held (same
+	 * digest, the thresholds then waived); else hold the new plan */
+	int64_t approve_run;
 	/* Called between pages and batches (watchdog); < 0 cancels the run. */
 	int (*progress)(void *ud);
 	void *ud;
@@ -55,6 +58,9 @@ struct ids_sync_result {
 	long rows_written; /* rows the apply inserted, updated or deleted (sync_run's included) */
 	char *error; /* new: error text for failed runs; for aborted ones "held: <what>; <why>"; else NULL */
 	int error_code; /* IDS_E_* / -errno behind a failure, 0 when none */
+	/* a threshold held the plan: the run id `idsyncd approve` takes (this
+	 * run's, or an earlier one's that held the same plan); else 0 */
+	int64_t held_run;
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or

@@ -150,11 +150,12 @@ def check_aborted(env, c, conns, journal, mode):
     env.ldif(f"dn: {env.udn('alice')}\nchangetype: delete\n\ndn: {env.udn('bob')}\nchangetype: delete\n\n",
              add=False)
     d = env.daemon(config=cfg, label="aborted").start()
-    m = d.wait_status(r"^corp aborted_threshold \(", 15)
-    c.has("(held: 2 deactivations over the limit of 1;", m.get("STATUS"),
-          "an aborted run's STATUS= says what was held")
-    c.hasnt("-2", m.get("STATUS"), "... and shows no count as if it had been done")
+    m = d.wait_status(r"^corp held: run \d+ \(", 15)
     aborted = env.q("SELECT id FROM sync_run WHERE status = 'aborted_threshold'")
+    # issue 17: the held run and the command that applies it
+    c.has(f"held: run {aborted} (2 deactivations over the limit of 1): idsyncd approve {aborted}",
+          m.get("STATUS"), "an aborted run's STATUS= says what was held")
+    c.hasnt("-2", m.get("STATUS"), "... and shows no count as if it had been done")
     if journal is not None:
         pid = str(d.pid)
         e = journal.wait_for(lambda e: first(e, "_PID") == pid and first(e, "MESSAGE_ID") == message_ids(env)["ABORTED"],

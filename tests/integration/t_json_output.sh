@@ -16,7 +16,7 @@ MAX_DEACT_PCT=10 config_write
 
 # check_run EXPECTED_STATUS: $OUT is a JSON array of one run object whose
 # keys are exactly those of docs/json.md; prints "status verdict error?".
-KEYS="format_version connector status verdict verdict_reason error run_id summary timings rows_written peak_rss_kib plan"
+KEYS="format_version connector status verdict verdict_reason error run_id held_run summary timings rows_written peak_rss_kib plan"
 check_run() {
 	printf '%s' "$OUT" | python3 -c '
 import json, sys
@@ -93,6 +93,9 @@ eq "aborted_threshold aborted_threshold no-error" "$(check_run aborted_threshold
 	"aborted: the same keys, the verdict, not an error"
 has "deactivation" "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["verdict_reason"])')" \
 	"aborted: verdict_reason says why"
+eq "$(q "SELECT max(id) FROM sync_run") $(q "SELECT run_id FROM held_plan")" \
+	"$(printf '%s' "$OUT" | python3 -c 'import json,sys; o=json.load(sys.stdin)[0]; print(o["run_id"], o["held_run"])')" \
+	"aborted: held_run is the run whose plan was held (issue 17)"
 
 # failed: the directory is unreachable
 sed -i 's|uri: \[.*\]|uri: ["ldap://127.0.0.1:9"]|' "$W/idsyncd.yaml"

@@ -203,6 +203,7 @@ static const struct CMUnitTest cases[] = {
     CASE(rule_unknown_role),
     CASE(rule_unknown_slot),
     CASE(rules_mapping),
+    CASE(safety_hold_expiry),
     CASE(schema_name),
     CASE(secret_database_readable),
     CASE(secret_directory),

@@ -79,6 +79,7 @@ static void defaults(void **state)
 	assert_int_equal(cfg->safety.max_deactivations, 500);
 	assert_int_equal(cfg->safety.max_deactivation_percent, 10);
 	assert_int_equal(cfg->safety.max_grant_removals_percent, 25);
+	assert_int_equal(cfg->safety.hold_expiry, 86400); /* a day */
 	assert_false(cfg->tenants_auto_create);
 	assert_strv(&cfg->catalog.roles, roles, 9);
 	assert_strv(&cfg->catalog.channels, channels, 7);

@@ -219,9 +219,9 @@ static void test_values_jansson_refuses(void **state)
 }
 
 /* The keys every run object has, in this order (docs/json.md). */
-static const char *const run_keys[] = {"format_version", "connector",	 "status",	 "verdict",
-				       "verdict_reason", "error",	 "run_id",	 "summary",
-				       "timings",	 "rows_written", "peak_rss_kib", "plan"};
+static const char *const run_keys[] = {
+    "format_version", "connector", "status",  "verdict",      "verdict_reason", "error", "run_id",
+    "held_run",	      "summary",   "timings", "rows_written", "peak_rss_kib",	"plan"};
 
 static json_t *run_obj(const char *conn, const struct ids_sync_result *res, const char *plan)
 {
@@ -288,12 +288,14 @@ static void test_every_outcome_one_shape(void **state)
 	/* aborted by a guard: a plan, its verdict and why; not an error */
 	struct ids_sync_result aborted = {.status = "aborted_threshold",
 					  .run_id = 9,
+					  .held_run = 7,
 					  .counts = {.deactivated = 4},
 					  .error = "4 deactivations exceed max_deactivations 3"};
 	v = run_obj("corp", &aborted, pb.p);
 	assert_string_equal(sget(v, "verdict"), "aborted_threshold");
 	assert_string_equal(sget(v, "verdict_reason"), "4 deactivations exceed max_deactivations 3");
 	assert_true(json_is_null(json_object_get(v, "error")));
+	assert_int_equal(json_integer_value(json_object_get(v, "held_run")), 7);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "summary"), "deactivated")),
 			 4);
 	json_decref(v);
@@ -337,7 +339,29 @@ static void test_status(void **state)
 	struct ids_orphan orph[] = {{.source = "old", .active = 1, .total = 2}};
 	struct ids_licence_status lic[] = {
 	    {.company = "acme", .role = "phone", .limit = 50, .used = 50, .waiting = 10}};
-	struct ids_output_status s = {runs, 2, &configured, sched, 1, orph, 1, lic, 1};
+	struct ids_held held[] = {{.run_id = 42,
+				   .connector = "corp",
+				   .reason = "612 deactivations over the limit of 500",
+				   .created_at = 1000000,
+				   .expires_at = 2000000}};
+	struct ids_heartbeat hb[] = {
+	    {.instance = "h:1", .at = 3000000, .age_seconds = 12},
+	    {.instance = "h:2", .running = "corp", .at = 1000000, .age_seconds = 900}};
+	const bool alive[] = {true, false};
+	struct ids_output_status s = {.runs = runs,
+				      .nruns = 2,
+				      .configured = &configured,
+				      .schedule = sched,
+				      .nschedule = 1,
+				      .orphans = orph,
+				      .norphans = 1,
+				      .held = held,
+				      .nheld = 1,
+				      .heartbeats = hb,
+				      .nheartbeats = 2,
+				      .alive = alive,
+				      .licences = lic,
+				      .nlicences = 1};
 	assert_int_equal(ids_output_status_json(&s, &b), 0);
 	json_t *doc = parse(b.p);
 	assert_int_equal(json_integer_value(json_object_get(doc, "format_version")),
@@ -361,6 +385,29 @@ static void test_status(void **state)
 	o = json_dumps(json_object_get(doc, "licences"), JSON_COMPACT);
 	assert_string_equal(
 	    o, "[{\"company\":\"acme\",\"role\":\"phone\",\"limit\":50,\"used\":50,\"waiting\":10}]");
+	free(o);
+	/* issue 17: the held plans, the daemons' heartbeats, --max-age */
+	o = json_dumps(json_object_get(doc, "held"), JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(o, "[{\"connector\":\"corp\",\"created_at\":\"1970-01-01T00:00:01Z\","
+			       "\"expires_at\":\"1970-01-01T00:00:02Z\",\"reason\":\"612 deactivations over "
+			       "the limit of 500\",\"run_id\":42}]");
+	free(o);
+	o = json_dumps(json_object_get(doc, "daemons"), JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(o, "[{\"heartbeat_age_seconds\":12,\"heartbeat_at\":\"1970-01-01T00:00:03Z\","
+			       "\"instance\":\"h:1\",\"running\":true,\"syncing\":null},"
+			       "{\"heartbeat_age_seconds\":900,\"heartbeat_at\":\"1970-01-01T00:00:01Z\","
+			       "\"instance\":\"h:2\",\"running\":false,\"syncing\":\"corp\"}]");
+	free(o);
+	assert_true(json_is_null(json_object_get(doc, "stale")));
+	json_decref(doc);
+	ids_buf_reset(&b);
+	char *stale_v[] = {"corp", NULL};
+	struct ids_strv stale = {stale_v, 1};
+	s.stale = &stale;
+	assert_int_equal(ids_output_status_json(&s, &b), 0);
+	doc = parse(b.p);
+	o = json_dumps(json_object_get(doc, "stale"), JSON_COMPACT);
+	assert_string_equal(o, "[\"corp\"]");
 	free(o);
 	json_decref(doc);
 	ids_buf_free(&b);
