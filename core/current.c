@@ -107,6 +107,11 @@ int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g)
 		n.name = prev->name;
 	else if (!intern_field(c, g->name, &n.name))
 		return -ENOMEM;
+	/* a handful of distinct rule lists over millions of rows */
+	if (g->rules && prev && prev->rules && strcmp(prev->rules, g->rules) == 0)
+		n.rules = prev->rules;
+	else if (g->rules && !intern_field(c, g->rules, &n.rules))
+		return -ENOMEM;
 	c->grants[c->ngrants++] = n;
 	return 0;
 }

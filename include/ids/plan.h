@@ -35,8 +35,12 @@ struct ids_cur_grant {
 	const char *tenant; /* slug */
 	const char *name;
 	int slots;	    /* IDS_GRANT_SLOT */
-	unsigned char kind; /* enum ids_grant_kind in one byte: 32 bytes a row, and tier L loads 7 million */
+	unsigned char kind; /* enum ids_grant_kind in one byte: 40 bytes a row, and tier L loads 7 million */
 	bool manual;	    /* source IS NULL: never touched, counts as satisfied */
+	/* The rules the row names (its `rules` column): the names joined by
+	 * '\n' (a rule name has no control character), interned; NULL when
+	 * the column is NULL or the row is manual. */
+	const char *rules;
 };
 
 struct ids_current {
@@ -114,7 +118,14 @@ struct ids_plan_user {
 	const struct ids_cur_user *cur; /* borrowed from current; NULL for new */
 };
 
-enum ids_grant_op { IDS_GOP_ADD, IDS_GOP_REMOVE, IDS_GOP_CHANGE /* slot value */ };
+enum ids_grant_op {
+	IDS_GOP_ADD,
+	IDS_GOP_REMOVE,
+	IDS_GOP_CHANGE, /* slot value */
+	/* same grant, same value, other rules behind it: only the row's
+	 * `rules` column is written (provenance), counted apart */
+	IDS_GOP_RULES,
+};
 
 struct ids_plan_grant {
 	/* op and kind in a byte each, so that `rules` fits beside them: an
@@ -142,6 +153,7 @@ enum ids_verdict {
 struct ids_plan_counts {
 	long users_seen, created, updated, deactivated, reactivated;
 	long grants_added, grants_removed, conflicts, skipped_invalid;
+	long grants_rules_changed; /* IDS_GOP_RULES: neither added nor removed */
 };
 
 struct ids_plan {
