@@ -393,7 +393,8 @@ static int explain_rules(struct ids_explanation *x, const struct ids_explain_in 
 /* ---------------- the database side ---------------- */
 
 /* A formatted string in x->arena; NULL when out of memory. */
-__attribute__((format(printf, 2, 3))) static const char *xstrf(struct ids_explanation *x, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static const char *xstrf(struct ids_explanation *x, const char *fmt,
+							       ...)
 {
 	char *t = NULL;
 	va_list ap;
@@ -482,7 +483,8 @@ static int grant_side(struct ids_explanation *x, const struct ids_current *c, si
 		if (!g && !(g = more_grants(x, cap)))
 			return -ENOMEM;
 		if (!g->tenant) {
-			*g = (struct ids_explain_grant){.kind = cg->kind, .tenant = cg->tenant, .name = cg->name};
+			*g = (struct ids_explain_grant){
+			    .kind = cg->kind, .tenant = cg->tenant, .name = cg->name};
 			g->slots = cg->slots;
 		}
 		g->db = cg->manual ? IDS_XD_MANUAL : g->wanted ? IDS_XD_PRESENT : IDS_XD_EXTRA;
@@ -507,7 +509,8 @@ static int grant_side(struct ids_explanation *x, const struct ids_current *c, si
 		if (!g->wanted || g->db != IDS_XD_MISSING || g->next)
 			continue;
 		if (ids_strv_contains(&x->plan->missing_tenants, g->tenant, false))
-			g->next = xstrf(x, "none: tenant %s does not exist (tenants.auto_create is off)", g->tenant);
+			g->next = xstrf(x, "none: tenant %s does not exist (tenants.auto_create is off)",
+					g->tenant);
 		else
 			g->next = x->ident == IDS_XI_CONFLICT ? "none: the user is skipped (conflict)"
 							      : "none: the user is not written";
@@ -553,7 +556,8 @@ static int explain_all(struct ids_explanation *x, const struct ids_explain_in *i
 
 int ids_explain(const struct ids_explain_in *in, size_t idx, struct ids_explanation **ret)
 {
-	if (!in || !in->s || !in->dopt || !in->dopt->connector || idx >= in->s->nusers || (!in->rules && in->nrules))
+	if (!in || !in->s || !in->dopt || !in->dopt->connector || idx >= in->s->nusers ||
+	    (!in->rules && in->nrules))
 		return -EINVAL;
 	struct ids_explanation *x = calloc(1, sizeof(*x));
 	if (!x)

@@ -48,9 +48,9 @@ struct ids_explain_offer {
 struct ids_explain_grant {
 	enum ids_grant_kind kind;
 	const char *tenant, *name;
-	int slots;	/* IDS_GRANT_SLOT: the merged value (the largest offer) */
-	bool wanted;	/* the rules give it (false: a revoked grant, or a row only) */
-	bool revoked;	/* a revoke rule took it away: `rules` names the revoke rules */
+	int slots;			   /* IDS_GRANT_SLOT: the merged value (the largest offer) */
+	bool wanted;			   /* the rules give it (false: a revoked grant, or a row only) */
+	bool revoked;			   /* a revoke rule took it away: `rules` names the revoke rules */
 	const struct ids_rule_list *rules; /* borrowed from the explanation's desired set */
 	struct ids_explain_offer *offers;  /* slots: what each rule offered */
 	size_t noffers;
@@ -74,9 +74,9 @@ struct ids_explanation {
 	bool in_scope, company_admin;
 	const char *scope_why; /* out of scope: why (disabled, invalid, no rule) */
 	enum ids_explain_ident ident;
-	int64_t user_id;	 /* the row (owned, adopted), else 0 */
-	const char *ident_why;	 /* conflict: the reason; adopted: the row's username */
-	const char *next_user;	 /* what the next run does to the user row, NULL: nothing */
+	int64_t user_id;		/* the row (owned, adopted), else 0 */
+	const char *ident_why;		/* conflict: the reason; adopted: the row's username */
+	const char *next_user;		/* what the next run does to the user row, NULL: nothing */
 	struct ids_explain_rule *rules; /* every rule of the configuration, in its order */
 	size_t nrules;
 	/* the wanted grants (sorted), then the revoked ones, then rows the

@@ -196,7 +196,8 @@ static const char *render(const struct ids_explanation *x)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s:%d", k ? "," : " offers ",
 					      g->offers[k].rule, g->offers[k].slots);
 		for (size_t k = 0; g->rules && k < g->rules->n; k++)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", k ? "," : " [", g->rules->names[k]);
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", k ? "," : " [",
+					      g->rules->names[k]);
 		if (g->rules)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "]");
 		if (g->db != IDS_XD_NONE)
@@ -242,7 +243,8 @@ static void test_rules_side(void **state)
 	assert_string_equal(xrule(x, "support-dept")->why, "attribute department = \"Customer Support\"");
 	assert_true(xrule(x, "no-whatsapp-de")->matched);
 	assert_false(xrule(x, "google-admins")->matched);
-	assert_string_equal(xrule(x, "google-admins")->why, "connector corp not listed (the rule is for gws)");
+	assert_string_equal(xrule(x, "google-admins")->why,
+			    "connector corp not listed (the rule is for gws)");
 	assert_false(xrule(x, "juniors")->matched);
 	assert_string_equal(xrule(x, "juniors")->why, "in group CC-Seniors, which not_member_of excludes");
 	assert_string_equal(render(x), "support-cz role operator [cz-operators]; "
@@ -302,8 +304,11 @@ static void test_database_side(void **state)
 				  .auth_method = "sso",
 				  .idp = "ldap",
 				  .active = true};
-	struct ids_cur_user an = {
-	    .id = 11, .username = "anna.h", .email = "anna@corp.example", .auth_method = "activation_link", .active = true};
+	struct ids_cur_user an = {.id = 11,
+				  .username = "anna.h",
+				  .email = "anna@corp.example",
+				  .auth_method = "activation_link",
+				  .active = true};
 	assert_int_equal(ids_current_add_user(c, &jn), 0);
 	assert_int_equal(ids_current_add_user(c, &an), 0);
 	cur_grant(c, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, false, "cz-operators");
