@@ -764,7 +764,7 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 static bool rules_same(const struct diff *x, uint32_t idx, const struct ids_cur_grant *cg)
 {
 	const struct ids_rule_list *l = ids_rule_list_get(x->d->rule_lists, x->d->nrule_lists, idx);
-	const char *c = cg->rules;
+	const char *c = ids_current_grant_rules(x->c, cg);
 	if (!l)
 		return true;
 	if (!c)

@@ -47,12 +47,13 @@ static int text_user(const struct ids_explanation *x, struct ids_buf *b)
 		r = ids_buf_printf(b, "\nmatched  %s", ids_explain_ident_word(x->ident));
 		switch (x->ident) {
 		case IDS_XI_OWNED:
-			r = ids_buf_printf(b, ": user id %lld (source %s, this external id)", (long long)x->user_id,
-					   x->connector);
+			r = ids_buf_printf(b, ": user id %lld (source %s, this external id)",
+					   (long long)x->user_id, x->connector);
 			break;
 		case IDS_XI_ADOPTED:
-			r = ids_buf_printf(b, ": hand-made user id %lld (%s) has this e-mail; the next run takes it over",
-					   (long long)x->user_id, x->ident_why ? x->ident_why : "?");
+			r = ids_buf_printf(
+			    b, ": hand-made user id %lld (%s) has this e-mail; the next run takes it over",
+			    (long long)x->user_id, x->ident_why ? x->ident_why : "?");
 			break;
 		case IDS_XI_CONFLICT: r = ids_buf_printf(b, ": %s; the user is skipped", x->ident_why); break;
 		case IDS_XI_NEW: r = ids_buf_puts(b, ": no row yet; the next run creates it"); break;
@@ -91,7 +92,8 @@ static int text_grant(const struct ids_explanation *x, const struct ids_explain_
 		const char *n = g->rules->names[i];
 		if (g->kind == IDS_GRANT_SLOT && !g->revoked && offer_of(g, n) >= 0)
 			continue;
-		r = ids_buf_printf(b, "      %srule %s: %s\n", g->revoked ? "revoked by " : "", n, rule_how(x, n));
+		r = ids_buf_printf(b, "      %srule %s: %s\n", g->revoked ? "revoked by " : "", n,
+				   rule_how(x, n));
 	}
 	return r;
 }
@@ -106,7 +108,9 @@ static int text_db(const struct ids_explain_grant *g, struct ids_buf *b)
 		r = g->kind == IDS_GRANT_SLOT ? ids_buf_printf(b, "  present (%d)", g->db_slots)
 					      : ids_buf_puts(b, "  present");
 		break;
-	case IDS_XD_MANUAL: r = ids_buf_puts(b, "  manual (made by hand or by another connector): never touched"); break;
+	case IDS_XD_MANUAL:
+		r = ids_buf_puts(b, "  manual (made by hand or by another connector): never touched");
+		break;
 	case IDS_XD_MISSING: r = ids_buf_puts(b, g->revoked ? "  absent (revoked)" : "  missing"); break;
 	case IDS_XD_EXTRA: r = ids_buf_puts(b, "  present, no rule gives it"); break;
 	default: break;
@@ -206,8 +210,8 @@ static json_t *json_grant_rules(const struct ids_explanation *x, const struct id
 
 static json_t *json_grant(const struct ids_explanation *x, const struct ids_explain_grant *g)
 {
-	bool slot = g->kind == IDS_GRANT_SLOT, row = g->db == IDS_XD_PRESENT || g->db == IDS_XD_MANUAL ||
-						     g->db == IDS_XD_EXTRA;
+	bool slot = g->kind == IDS_GRANT_SLOT,
+	     row = g->db == IDS_XD_PRESENT || g->db == IDS_XD_MANUAL || g->db == IDS_XD_EXTRA;
 	json_t *o = json_object();
 	int err = o ? 0 : -ENOMEM;
 	set(o, "kind", json_string(ids_plan_kind_word(g->kind)), &err);
@@ -232,9 +236,9 @@ static json_t *json_rules(const struct ids_explanation *x)
 	int err = a ? 0 : -ENOMEM;
 	for (size_t i = 0; !err && i < x->nrules; i++) {
 		const struct ids_explain_rule *er = &x->rules[i];
-		json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:I}", "name", er->rule->name, "matched", er->matched,
-				      "revoke", er->rule->revoke, "reason", jstr(er->why), "granted",
-				      (json_int_t)er->granted);
+		json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:I}", "name", er->rule->name, "matched",
+				      er->matched, "revoke", er->rule->revoke, "reason", jstr(er->why),
+				      "granted", (json_int_t)er->granted);
 		if (!o || json_array_append_new(a, o) < 0)
 			err = -ENOMEM;
 	}

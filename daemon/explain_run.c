@@ -50,10 +50,10 @@ static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc
 	if (r < 0)
 		return ids_error_set(e, r, "%s", ids_strerror(r));
 	int timeout = cfg->sync.run_timeout;
-	const struct ids_pull_ctx ctx = {
-	    .config = cfg,
-	    .rule_attrs = &w->attrs,
-	    .deadline_usec = timeout > 0 ? ids_mono_usec() + (int64_t)timeout * USEC : 0};
+	const struct ids_pull_ctx ctx = {.config = cfg,
+					 .rule_attrs = &w->attrs,
+					 .deadline_usec =
+					     timeout > 0 ? ids_mono_usec() + (int64_t)timeout * USEC : 0};
 	if ((r = ops->pull(cc, &ctx, w->snap, e)) < 0)
 		return r;
 	if ((r = ids_snapshot_finish(w->snap)) < 0)
@@ -63,7 +63,8 @@ static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc
 
 /* The company's current state; empty when the company does not exist yet
  * (the first sync will create it). */
-static int load(struct ids_store *st, const struct ids_connector_cfg *cc, struct xread *w, struct ids_error *e)
+static int load(struct ids_store *st, const struct ids_connector_cfg *cc, struct xread *w,
+		struct ids_error *e)
 {
 	int64_t company = 0;
 	int r = ids_store_company(st, cc->company, false, &company, e);
@@ -95,7 +96,8 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 	if (r >= 0 && (r = ids_explain(&in, idx, &w.x)) < 0)
 		ids_error_set(e, r, "explain: %s", ids_strerror(r));
 	if (r >= 0)
-		r = fmt == IDS_FMT_JSON ? ids_explain_format_json(w.x, out) : ids_explain_format_text(w.x, out);
+		r = fmt == IDS_FMT_JSON ? ids_explain_format_json(w.x, out)
+					: ids_explain_format_text(w.x, out);
 	if (r == -ENOMEM && e && !e->msg)
 		ids_error_set(e, r, "%s", ids_strerror(r));
 	read_free(&w);

@@ -318,14 +318,13 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	 * to this connector, as untouchable as one made by hand */
 	g.manual =
 	    f[5].len != (int32_t)l->connector_len || memcmp(f[5].p, l->connector, l->connector_len) != 0;
-	if (!g.manual && f[6].len >= 0) {
-		/* l->text holds the name until the grant is added: a second buffer */
-		ids_buf_reset(&l->rules);
-		if ((r = ids_buf_add(&l->rules, f[6].p, (size_t)f[6].len)) < 0)
-			return r;
-		g.rules = l->rules.p;
-	}
-	return ids_current_add_grant(l->c, &g);
+	if (g.manual || f[6].len < 0)
+		return ids_current_add_grant(l->c, &g);
+	/* l->text holds the name until the grant is added: a second buffer */
+	ids_buf_reset(&l->rules);
+	if ((r = ids_buf_add(&l->rules, f[6].p, (size_t)f[6].len)) < 0)
+		return r;
+	return ids_current_add_grant_rules(l->c, &g, l->rules.p);
 }
 
 /* The company's tenants (slugs into the current state) and operator

@@ -35,12 +35,13 @@ struct ids_cur_grant {
 	const char *tenant; /* slug */
 	const char *name;
 	int slots;	    /* IDS_GRANT_SLOT */
-	unsigned char kind; /* enum ids_grant_kind in one byte: 40 bytes a row, and tier L loads 7 million */
+	unsigned char kind; /* enum ids_grant_kind in one byte: 32 bytes a row, and tier L loads 7 million */
 	bool manual;	    /* source IS NULL: never touched, counts as satisfied */
-	/* The rules the row names (its `rules` column): the names joined by
-	 * '\n' (a rule name has no control character), interned; NULL when
-	 * the column is NULL or the row is manual. */
-	const char *rules;
+	/* The rules the row names (its `rules` column), as an index into
+	 * current->rule_texts (ids_current_grant_rules); 0: none (the column
+	 * is NULL, or the row is manual).  16 bits, in the padding: the row
+	 * stays 32 bytes, and a company has a few dozen distinct lists. */
+	uint16_t rules;
 };
 
 struct ids_current {
@@ -57,6 +58,11 @@ struct ids_current {
 	 * source, auth method, ...) are stored once, in arena: equal strings
 	 * of grants share one pointer. */
 	struct ids_strpool interned;
+	/* The distinct `rules` values of the grant rows, the names joined by
+	 * '\n' (a rule name has no control character); [0] is NULL. */
+	const char **rule_texts;
+	size_t nrule_texts, cap_rule_texts;
+	struct ids_strmap rule_index; /* text -> index into rule_texts */
 };
 
 int ids_current_new(struct ids_current **ret);
@@ -64,6 +70,12 @@ void ids_current_free(struct ids_current *c); /* accepts NULL */
 /* Copy u / g (strings into the arena; the repeating ones interned). */
 int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
 int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
+/* The same, for a row whose rules column holds `rules` (the names joined
+ * by '\n'; NULL: none); g->rules is ignored.  -E2BIG past 65535 distinct
+ * lists. */
+int ids_current_add_grant_rules(struct ids_current *c, const struct ids_cur_grant *g, const char *rules);
+/* The rules text of row g, NULL when none.  Borrowed from c. */
+const char *ids_current_grant_rules(const struct ids_current *c, const struct ids_cur_grant *g);
 int ids_current_add_tenant(struct ids_current *c, const char *slug);
 
 /* app_user id -> index into c->users: the diff buckets grant rows by it,

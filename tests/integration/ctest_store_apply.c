@@ -612,12 +612,13 @@ static void test_grant_rules(void **state)
 	/* the names exactly, as the diff compares them: joined by '\n' */
 	ids_current_free(c);
 	c = load(f);
-	assert_string_equal(cur_grant(c, jn->id, IDS_GRANT_ROLE, "support-cz", "operator")->rules,
-			    "cz-support");
-	assert_string_equal(cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "live")->rules,
-			    "base, all\nseniors \"x\" \\");
-	assert_null(cur_grant(c, jn->id, IDS_GRANT_ROLE, "sales", "admin")->rules);
-	assert_null(cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "email")->rules);
+	const char *rt =
+	    ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_ROLE, "support-cz", "operator"));
+	assert_string_equal(rt, "cz-support");
+	rt = ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "live"));
+	assert_string_equal(rt, "base, all\nseniors \"x\" \\");
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_ROLE, "sales", "admin")));
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "email")));
 	/* the audit says the grant was there: provenance only */
 	assert_audit(
 	    run_id, "grant", "jnovak",

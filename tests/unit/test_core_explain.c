@@ -283,9 +283,8 @@ static void cur_grant(struct ids_current *c, int64_t uid, enum ids_grant_kind k,
 				  .tenant = tenant,
 				  .name = name,
 				  .slots = slots,
-				  .manual = manual,
-				  .rules = rules};
-	assert_int_equal(ids_current_add_grant(c, &g), 0);
+				  .manual = manual};
+	assert_int_equal(ids_current_add_grant_rules(c, &g, rules), 0);
 }
 
 /* The database side: each grant present, missing or manual, rows the
