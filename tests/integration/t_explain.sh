@@ -109,4 +109,21 @@ ids explain jnovak --connector nope
 eq 2 "$RC" "an unknown connector is a usage error"
 
 eq "$before" "$(snapshot_db)" "explain wrote nothing"
+
+# provenance follows the rules: a renamed rule rewrites the rules of the
+# grants it gives (and nothing else), once
+config_write "" "${RULES/cz-operators/cz-ops}"
+ids plan
+has "~ chan  jnovak  support-cz  webchat  rule cz-ops (provenance only)" "$OUT" "the plan: a provenance-only line"
+ids sync
+eq 0 "$RC" "sync after the rename exits 0"
+has "2 grants added, 0 removed, 0 conflicts, 1 provenance updated" "$OUT" \
+	"counted apart: the lost role and the slot value added, webchat relabelled"
+eq "{cz-ops}|{seniors}" "$(q "SELECT (SELECT rules::text FROM channel_grant WHERE channel = 'webchat')
+	|| '|' || (SELECT rules::text FROM slot_limit)")" "the renamed rule recorded; the slot's winner unchanged"
+before=$(snapshot_db)
+ids sync
+has "0 grants added, 0 removed, 0 conflicts" "$OUT" "a resync changes nothing"
+hasnt "provenance" "$OUT" "and relabels nothing"
+eq "$before" "$(snapshot_db)" "the resync rewrote no row"
 finish
