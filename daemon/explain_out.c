@@ -55,7 +55,9 @@ static int text_user(const struct ids_explanation *x, struct ids_buf *b)
 			    b, ": hand-made user id %lld (%s) has this e-mail; the next run takes it over",
 			    (long long)x->user_id, x->ident_why ? x->ident_why : "?");
 			break;
-		case IDS_XI_CONFLICT: r = ids_buf_printf(b, ": %s; the user is skipped", x->ident_why); break;
+		case IDS_XI_CONFLICT:
+			r = ids_buf_printf(b, ": %s; the user is skipped", x->ident_why ? x->ident_why : "?");
+			break;
 		case IDS_XI_NEW: r = ids_buf_puts(b, ": no row yet; the next run creates it"); break;
 		default: r = ids_buf_puts(b, ": no row, and none is made"); break;
 		}
@@ -159,9 +161,22 @@ int ids_explain_format_text(const struct ids_explanation *x, struct ids_buf *b)
 
 /* ---------------- JSON ---------------- */
 
+/* A JSON string, null for NULL.  Directory text that is not UTF-8 (an
+ * attribute value quoted in a reason) shows its bytes >= 0x80 as \xNN,
+ * as the plan's JSON does, rather than failing the whole document. */
 static json_t *jstr(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	if (!s)
+		return json_null();
+	if (ids_utf8_valid(s, strlen(s)))
+		return json_string(s);
+	struct ids_buf safe = {0};
+	int r = ids_buf_add(&safe, "", 0);
+	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++)
+		r = *p < 0x80 ? ids_buf_putc(&safe, (char)*p) : ids_buf_printf(&safe, "\\x%02x", *p);
+	json_t *v = r < 0 ? NULL : json_string(safe.p);
+	ids_buf_free(&safe);
+	return v;
 }
 
 /* Sets key to v (stolen); *err on failure. */
@@ -214,7 +229,7 @@ static json_t *json_grant(const struct ids_explanation *x, const struct ids_expl
 	     row = g->db == IDS_XD_PRESENT || g->db == IDS_XD_MANUAL || g->db == IDS_XD_EXTRA;
 	json_t *o = json_object();
 	int err = o ? 0 : -ENOMEM;
-	set(o, "kind", json_string(ids_plan_kind_word(g->kind)), &err);
+	set(o, "kind", jstr(ids_plan_kind_word(g->kind)), &err);
 	set(o, "tenant", jstr(g->tenant), &err);
 	set(o, "name", jstr(g->name), &err);
 	set(o, "slots", slot && (g->wanted || g->revoked) ? json_integer(g->slots) : json_null(), &err);
