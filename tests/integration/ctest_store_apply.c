@@ -610,15 +610,16 @@ static void test_grant_rules(void **state)
 		   "pdvorak role support-cz operator -",
 		   dump_rules_sql);
 	/* the names exactly, as the diff compares them: joined by '\n' */
+	const int64_t jid = jn->id; /* jn goes with c */
 	ids_current_free(c);
 	c = load(f);
 	const char *rt =
-	    ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_ROLE, "support-cz", "operator"));
+	    ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_ROLE, "support-cz", "operator"));
 	assert_string_equal(rt, "cz-support");
-	rt = ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "live"));
+	rt = ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_SLOT, "support-cz", "live"));
 	assert_string_equal(rt, "base, all\nseniors \"x\" \\");
-	assert_null(ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_ROLE, "sales", "admin")));
-	assert_null(ids_current_grant_rules(c, cur_grant(c, jn->id, IDS_GRANT_SLOT, "support-cz", "email")));
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_ROLE, "sales", "admin")));
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_SLOT, "support-cz", "email")));
 	/* the audit says the grant was there: provenance only */
 	assert_audit(
 	    run_id, "grant", "jnovak",
