@@ -26,6 +26,8 @@ void ids_current_free(struct ids_current *c)
 	free(c->grants);
 	ids_strv_free(&c->tenants);
 	ids_strpool_free(&c->interned);
+	free(c->rule_texts);
+	ids_strmap_free(&c->rule_index);
 	ids_arena_free(&c->arena);
 	free(c);
 }
@@ -107,8 +109,53 @@ int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g)
 		n.name = prev->name;
 	else if (!intern_field(c, g->name, &n.name))
 		return -ENOMEM;
+	if (n.rules >= c->nrule_texts)
+		n.rules = 0; /* an index from elsewhere means nothing here */
 	c->grants[c->ngrants++] = n;
 	return 0;
+}
+
+/* The index of rules text t in c->rule_texts, added the first time. */
+static int rule_text(struct ids_current *c, const char *t, uint16_t *ret)
+{
+	uint32_t v;
+	if (ids_strmap_get(&c->rule_index, t, &v)) {
+		*ret = (uint16_t)v;
+		return 0;
+	}
+	if (c->nrule_texts == 0) {
+		/* [0] stands for "none" */
+		if (ids_grow(&c->rule_texts, &c->cap_rule_texts, 1, sizeof(*c->rule_texts)) < 0)
+			return -ENOMEM;
+		c->rule_texts[c->nrule_texts++] = NULL;
+	}
+	if (c->nrule_texts > UINT16_MAX)
+		return -E2BIG;
+	char *k = ids_arena_strdup(&c->arena, t);
+	if (!k ||
+	    ids_grow(&c->rule_texts, &c->cap_rule_texts, c->nrule_texts + 1, sizeof(*c->rule_texts)) < 0 ||
+	    ids_strmap_put(&c->rule_index, k, (uint32_t)c->nrule_texts, NULL) < 0)
+		return -ENOMEM;
+	*ret = (uint16_t)c->nrule_texts;
+	c->rule_texts[c->nrule_texts++] = k;
+	return 0;
+}
+
+int ids_current_add_grant_rules(struct ids_current *c, const struct ids_cur_grant *g, const char *rules)
+{
+	struct ids_cur_grant n = *g;
+	n.rules = 0;
+	if (rules) {
+		int r = rule_text(c, rules, &n.rules);
+		if (r < 0)
+			return r;
+	}
+	return ids_current_add_grant(c, &n);
+}
+
+const char *ids_current_grant_rules(const struct ids_current *c, const struct ids_cur_grant *g)
+{
+	return g->rules < c->nrule_texts ? c->rule_texts[g->rules] : NULL;
 }
 
 int ids_current_add_tenant(struct ids_current *c, const char *slug)

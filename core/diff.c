@@ -744,6 +744,9 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 	};
 	if (op == IDS_GOP_REMOVE) {
 		x->p->counts.grants_removed++;
+	} else if (op == IDS_GOP_RULES) {
+		/* neither added nor removed: no threshold counts it */
+		x->p->counts.grants_rules_changed++;
 	} else {
 		/* a slot CHANGE is one grants_added and no removal: the row
 		 * stays, only its value moves, and the grant-removal threshold
@@ -753,6 +756,28 @@ static int add_grant(struct diff *x, enum ids_grant_op op, enum ids_grant_kind k
 			return err;
 	}
 	return push_grant(x, &g);
+}
+
+/* true when the managed row cg records the rules of list idx (names
+ * joined by '\n', as the store loads them).  A desired grant that names
+ * no rule (a hand-made desired state) agrees with any row. */
+static bool rules_same(const struct diff *x, uint32_t idx, const struct ids_cur_grant *cg)
+{
+	const struct ids_rule_list *l = ids_rule_list_get(x->d->rule_lists, x->d->nrule_lists, idx);
+	const char *c = ids_current_grant_rules(x->c, cg);
+	if (!l)
+		return true;
+	if (!c)
+		return false;
+	for (size_t i = 0; i < l->n; i++) {
+		size_t n = strlen(l->names[i]);
+		if (strncmp(c, l->names[i], n) != 0)
+			return false;
+		c += n;
+		if (i + 1 < l->n && *c++ != '\n')
+			return false;
+	}
+	return *c == '\0';
 }
 
 /* The grants of want that may be planned (their tenant exists or is
@@ -826,8 +851,9 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 		int c = !dg   ? 1
 			: !cg ? -1
 			      : cmp_grant_key(dg->kind, dg->tenant, dg->name, cg->kind, cg->tenant, cg->name);
-		if (dry && (c < 0 || (c > 0 && !cg->manual) ||
-			    (c == 0 && !cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)))
+		bool value = c == 0 && !cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots;
+		bool relabel = c == 0 && !cg->manual && !value && !rules_same(x, dg->rules, cg);
+		if (dry && (c < 0 || (c > 0 && !cg->manual) || value || relabel))
 			return 1;
 		if (c < 0) {
 			r = add_grant(x, IDS_GOP_ADD, dg->kind, dg->tenant, dg->name,
@@ -849,9 +875,13 @@ static int diff_grants(struct diff *x, const struct ids_desired *want, uint32_t 
 			j++;
 		} else {
 			/* same key: a manual row satisfies it whatever its value */
-			if (!cg->manual && dg->kind == IDS_GRANT_SLOT && dg->slots != cg->slots)
+			if (value)
 				r = add_grant(x, IDS_GOP_CHANGE, dg->kind, dg->tenant, dg->name, dg->slots,
 					      cg->slots, dg->rules, w);
+			else if (relabel)
+				r = add_grant(x, IDS_GOP_RULES, dg->kind, dg->tenant, dg->name,
+					      dg->kind == IDS_GRANT_SLOT ? dg->slots : 0, cg->slots,
+					      dg->rules, w);
 			i++;
 			j++;
 		}

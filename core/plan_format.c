@@ -269,6 +269,9 @@ static int text_grant(struct ids_buf *b, const struct ids_plan *p, const struct 
 	}
 	if (r >= 0)
 		r = put_rules(b, ids_plan_grant_rules(p, g), g->op == IDS_GOP_REMOVE);
+	/* the grant stays as it is: only the rules recorded on its row change */
+	if (r >= 0 && g->op == IDS_GOP_RULES)
+		r = ids_buf_puts(b, " (provenance only)");
 	return r < 0 ? r : ids_buf_putc(b, '\n');
 }
 
@@ -290,6 +293,10 @@ int ids_plan_format_counts(const struct ids_plan_counts *c, struct ids_buf *out)
 	/* skips are rare: the summary names them only when there are some */
 	if (r >= 0 && c->skipped_invalid > 0)
 		r = ids_buf_printf(out, ", %ld skipped", c->skipped_invalid);
+	/* named only when some: after an upgrade to recorded provenance, and
+	 * when rules are renamed or overlap differently */
+	if (r >= 0 && c->grants_rules_changed > 0)
+		r = ids_buf_printf(out, ", %ld provenance updated", c->grants_rules_changed);
 	return r;
 }
 

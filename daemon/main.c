@@ -1,6 +1,7 @@
 /* main.c — the command line of service.md: parse the global options and
  * the command, load the configuration, and hand over to sync/status/...
  * The only place that exits. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include "ids/config.h"
 #include "ids/connector.h"
+#include "ids/explain_out.h"
 #include "ids/log.h"
 #include "ids/progress.h"
 #include "ids/output.h"
@@ -35,6 +37,7 @@ static const char usage_text[] =
     "  idsyncd [-c FILE] status [--format text|json] [--max-age DURATION]\n"
     "  idsyncd [-c FILE] retire NAME [--allow-mass-deactivation]\n"
     "  idsyncd [-c FILE] approve RUN_ID [--dry-run]\n"
+    "  idsyncd [-c FILE] explain USER [--connector NAME]... [--format text|json]\n"
     "  idsyncd --version | --help | COMMAND --help\n"
     "\n"
     "Options:\n"
@@ -150,9 +153,10 @@ struct cmd_opts {
 	struct ids_strv connectors;
 	bool dry_run, allow_mass;
 	enum ids_out_format format;
-	int progress;		/* --progress 1, --no-progress -1, else 0: on a terminal */
-	const char *positional; /* retire's NAME, approve's RUN_ID: the commands with an operand */
-	int max_age;		/* status --max-age, seconds; 0: not given */
+	int progress; /* --progress 1, --no-progress -1, else 0: on a terminal */
+	const char
+	    *positional; /* retire's NAME, approve's RUN_ID, explain's USER: the commands with an operand */
+	int max_age;	 /* status --max-age, seconds; 0: not given */
 };
 
 /* One command: its name, the long options it takes (as the short letters
@@ -188,6 +192,9 @@ static const struct command commands[] = {
      "  plan again and apply if the plan is exactly the one run RUN_ID held (a safety\n"
      "  threshold); else print the difference and hold the new plan.  --dry-run: print the\n"
      "  held plan\n"},
+    {"explain", "Cf",
+     "idsyncd [-c FILE] explain USER [--connector NAME]... [--format text|json]\n"
+     "  why USER (username, e-mail or external id) has each grant or not; writes nothing\n"},
 };
 
 static const struct command *command_find(const char *name)
@@ -230,9 +237,11 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	int c, idx = -1;
 	optind = 1;
 	opterr = 0;
-	/* approve RUN_ID --dry-run: options may follow the operand (getopt
-	 * permutes); the other commands take no operand and stop at one */
-	const char *optstr = strcmp(cmd->name, "approve") == 0 ? ":hc:" : "+:hc:";
+	/* approve RUN_ID --dry-run, explain USER --format json: options may
+	 * follow the operand (GNU getopt permutes them); the other commands
+	 * take no operand and stop at the first word */
+	const char *optstr =
+	    strcmp(cmd->name, "approve") == 0 || strcmp(cmd->name, "explain") == 0 ? ":hc:" : "+:hc:";
 	while ((idx = -1, c = getopt_long(argc, argv, optstr, longopts, &idx)) != -1) {
 		if (c == 'h') {
 			printf("Usage: %s", cmd->usage);
@@ -274,10 +283,13 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 			break;
 		}
 	}
-	if (strcmp(cmd->name, "retire") == 0 || strcmp(cmd->name, "approve") == 0) {
+	if (strcmp(cmd->name, "retire") == 0 || strcmp(cmd->name, "approve") == 0 ||
+	    strcmp(cmd->name, "explain") == 0) {
 		if (optind != argc - 1)
 			return usage_error("%s: expected exactly one %s", cmd->name,
-					   cmd->name[0] == 'r' ? "connector name" : "run id");
+					   cmd->name[0] == 'r'	 ? "connector name"
+					   : cmd->name[0] == 'a' ? "run id"
+								 : "user");
 		co->positional = argv[optind];
 	} else if (optind != argc) {
 		return usage_error("unexpected argument: %s", argv[optind]);
@@ -899,6 +911,65 @@ static int cmd_approve(const char *path, const struct cmd_opts *co)
 	return r;
 }
 
+/* explain: every (or each named) connector is read; the person is
+ * explained in each whose directory has them.  Exit 1 when none has them
+ * or a read failed; nothing is written. */
+static int cmd_explain(const char *path, const struct cmd_opts *co)
+{
+	struct ids_config *cfg = NULL;
+	struct ids_store *st = NULL;
+	int r = load_config(path, &cfg), code = IDS_EXIT_OK, found = 0;
+	if (r)
+		return r;
+	for (size_t i = 0; i < co->connectors.n; i++)
+		if (!ids_config_connector(cfg, co->connectors.v[i])) {
+			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
+				co->connectors.v[i], cfg->path);
+			ids_config_free(cfg);
+			return IDS_EXIT_USAGE;
+		}
+	if ((r = open_store(cfg, SCHEMA_READ, &st))) {
+		ids_config_free(cfg);
+		return r;
+	}
+	struct ids_buf out = {0}, looked = {0};
+	for (size_t i = 0; i < cfg->nconnectors; i++) {
+		const struct ids_connector_cfg *cc = &cfg->connectors[i];
+		struct ids_error e = {0};
+		if (co->connectors.n && !ids_strv_contains(&co->connectors, cc->name, false))
+			continue;
+		struct ids_buf one = {0};
+		r = ids_explain_run(cfg, st, cc, co->positional, co->format, &one, &e);
+		if (r == 0) /* separated from the one before: "," in JSON, a blank line in text */
+			ids_buf_printf(&out, "%s%s",
+				       co->format == IDS_FMT_JSON ? (found ? ",\n" : "[\n")
+								  : (found ? "\n" : ""),
+				       one.p);
+		ids_buf_free(&one);
+		found += r == 0;
+		ids_buf_printf(&looked, "%s%s", looked.len ? ", " : "", cc->name);
+		if (r < 0 && r != -ENOENT) {
+			ids_log(IDS_LOG_ERROR, cc->name, 0, NULL, "explain: %s", ids_error_text(&e));
+			code = IDS_EXIT_FAILED;
+		}
+		ids_error_clear(&e);
+	}
+	if (co->format == IDS_FMT_JSON)
+		ids_buf_puts(&out, found ? "\n]\n" : "[]\n");
+	if (out.p)
+		fputs(out.p, stdout);
+	if (!found && code == IDS_EXIT_OK) {
+		fprintf(stderr, "idsyncd: explain: no user \"%s\" (username, e-mail or external id) in %s\n",
+			co->positional, looked.len ? looked.p : "any connector");
+		code = IDS_EXIT_FAILED;
+	}
+	ids_buf_free(&out);
+	ids_buf_free(&looked);
+	ids_store_close(st);
+	ids_config_free(cfg);
+	return code;
+}
+
 int ids_daemon_run(const char *config_path); /* daemon.c */
 
 int main(int argc, char **argv)
@@ -968,6 +1039,8 @@ int main(int argc, char **argv)
 		r = cmd_retire(path, &co);
 	else if (strcmp(cmd->name, "approve") == 0)
 		r = cmd_approve(path, &co);
+	else if (strcmp(cmd->name, "explain") == 0)
+		r = cmd_explain(path, &co);
 	else
 		r = ids_daemon_run(path);
 	ids_strv_free(&co.connectors);

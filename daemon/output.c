@@ -301,11 +301,13 @@ static json_t *grant_rules(const struct ids_plan *p, const struct ids_plan_grant
 
 static json_t *grant_json(const struct ids_plan *p, const struct ids_plan_grant *g, json_t *o, json_t **cache)
 {
-	static const char *const ops[] = {
-	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
+	static const char *const ops[] = {[IDS_GOP_ADD] = "add",
+					  [IDS_GOP_REMOVE] = "remove",
+					  [IDS_GOP_CHANGE] = "change",
+					  [IDS_GOP_RULES] = "rules"};
 	bool slot = g->kind == IDS_GRANT_SLOT;
 	int err = 0;
-	set_str(o, "op", g->op <= IDS_GOP_CHANGE ? ops[g->op] : "?", &err);
+	set_str(o, "op", g->op <= IDS_GOP_RULES ? ops[g->op] : "?", &err);
 	set_str(o, "kind", ids_plan_kind_word(g->kind), &err);
 	set_str(o, "username", g->username, &err);
 	set_str(o, "external_id", g->external_id, &err);
@@ -352,12 +354,13 @@ int ids_output_plan_json(const struct ids_plan *p, struct ids_buf *out)
 /* The counts as `plan`, `sync` and `status` show them. */
 static json_t *counts_json(const struct ids_plan_counts *c)
 {
-	return json_pack("{sI sI sI sI sI sI sI sI sI}", "created", (json_int_t)c->created, "updated",
+	return json_pack("{sI sI sI sI sI sI sI sI sI sI}", "created", (json_int_t)c->created, "updated",
 			 (json_int_t)c->updated, "deactivated", (json_int_t)c->deactivated, "reactivated",
 			 (json_int_t)c->reactivated, "grants_added", (json_int_t)c->grants_added,
 			 "grants_removed", (json_int_t)c->grants_removed, "conflicts",
 			 (json_int_t)c->conflicts, "skipped_invalid", (json_int_t)c->skipped_invalid,
-			 "users_seen", (json_int_t)c->users_seen);
+			 "users_seen", (json_int_t)c->users_seen, "grants_rules_changed",
+			 (json_int_t)c->grants_rules_changed);
 }
 
 /* The safety verdict a run's status implies: null when no plan was made

@@ -62,7 +62,8 @@ static const char staging_sql[] =
     " ch_last_name bool NOT NULL, ch_display_name bool NOT NULL,"
     " ch_company_admin bool NOT NULL, ch_auth bool NOT NULL) ON COMMIT DROP;"
     "CREATE TEMP TABLE ids_s_grant (op text NOT NULL, kind text NOT NULL,"
-    " user_id bigint, external_id text NOT NULL, target bigint, name text NOT NULL, slots int)"
+    " user_id bigint, external_id text NOT NULL, target bigint, name text NOT NULL, slots int,"
+    " rules text[])"
     " ON COMMIT DROP";
 
 /* How the planner may join, set per phase (SET LOCAL: until COMMIT).
@@ -109,6 +110,7 @@ struct apply {
 	int64_t run;
 	struct ids_buf copy; /* COPY data not yet sent */
 	struct ids_buf key;  /* scratch: a "slug\tname" key */
+	struct ids_buf lit;  /* scratch: a text[] literal (copy_rules) */
 	struct ids_error *err;
 	long rows;		    /* rows the statements and COPYs wrote */
 	struct ids_by_name created; /* users the plan creates, by external id */
@@ -438,6 +440,9 @@ static int grant_json(struct ids_buf *d, const struct ids_plan *p, const struct 
 		r = ids_buf_printf(d, ",\"slots\":%d", g->slots);
 	if (r >= 0 && g->op == IDS_GOP_CHANGE)
 		r = ids_buf_printf(d, ",\"old_slots\":%d", g->old_slots);
+	/* the grant was there already: only the rules behind it changed */
+	if (r >= 0 && g->op == IDS_GOP_RULES)
+		r = ids_buf_puts(d, ",\"provenance_only\":true");
 	if (r >= 0 && rl) {
 		r = ids_buf_puts(d, ",\"rules\":[");
 		for (size_t i = 0; r >= 0 && i < rl->n; i++) {
@@ -589,7 +594,7 @@ static int64_t plan_user_id(const struct apply *a, const struct ids_plan_user *u
  * trips, not thirty). */
 struct expect {
 	long adopt, deactivate, reason, update, reactivate, create;
-	long grants[3][IDS_GRANT__COUNT]; /* [op][kind], staged ones */
+	long grants[4][IDS_GRANT__COUNT]; /* [op][kind], staged ones */
 	long direct[IDS_GRANT__COUNT];	  /* adds for created users, by kind */
 	long tenants, groups;		  /* new tenants, groups named */
 	long unresolved;		  /* staged grants whose plan has no user_id */
@@ -725,6 +730,29 @@ static int stage_users(struct apply *a, struct expect *e)
 	return r < 0 ? r : copy_end(a, "staging the users", false);
 }
 
+/* The rules behind grant g as a COPY field holding a text[] literal
+ * ({"a","b"}: every name quoted, '"' and '\\' escaped), NULL when none (a
+ * removal, or a hand-made plan).  The row's provenance (005_grant_rules). */
+static int copy_rules(struct apply *a, const struct ids_plan_grant *g)
+{
+	const struct ids_rule_list *l = g->op == IDS_GOP_REMOVE ? NULL : ids_plan_grant_rules(a->p, g);
+	if (!l || !l->n)
+		return copy_field(&a->copy, NULL, false);
+	ids_buf_reset(&a->lit);
+	int r = ids_buf_putc(&a->lit, '{');
+	for (size_t i = 0; r >= 0 && i < l->n; i++) {
+		r = ids_buf_puts(&a->lit, i ? ",\"" : "\"");
+		for (const char *c = l->names[i]; r >= 0 && *c; c++)
+			r = (*c == '"' || *c == '\\') ? ids_buf_printf(&a->lit, "\\%c", *c)
+						      : ids_buf_putc(&a->lit, *c);
+		if (r >= 0)
+			r = ids_buf_putc(&a->lit, '"');
+	}
+	if (r >= 0)
+		r = ids_buf_putc(&a->lit, '}');
+	return r < 0 ? r : copy_field(&a->copy, a->lit.p, false);
+}
+
 /* Grant changes on users that have a row, with the ids the statements
  * need: the user's row (the plan's, checked by check_users) and the
  * target's, the tenant (or for a membership the operator group) read from
@@ -733,8 +761,10 @@ static int stage_users(struct apply *a, struct expect *e)
  * counted here (create_grants writes them). */
 static int stage_grants(struct apply *a, struct expect *e)
 {
-	static const char *const ops[] = {
-	    [IDS_GOP_ADD] = "add", [IDS_GOP_REMOVE] = "remove", [IDS_GOP_CHANGE] = "change"};
+	static const char *const ops[] = {[IDS_GOP_ADD] = "add",
+					  [IDS_GOP_REMOVE] = "remove",
+					  [IDS_GOP_CHANGE] = "change",
+					  [IDS_GOP_RULES] = "rules"};
 	const struct ids_plan *p = a->p;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_grant FROM STDIN");
 	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
@@ -761,6 +791,8 @@ static int stage_grants(struct apply *a, struct expect *e)
 			r = g->kind == IDS_GRANT_SLOT ? copy_num(&a->copy, g->slots, false, false)
 						      : copy_field(&a->copy, NULL, false);
 		if (r >= 0)
+			r = copy_rules(a, g);
+		if (r >= 0)
 			r = copy_row_end(a);
 	}
 	return r < 0 ? r : copy_end(a, "staging the grants", false);
@@ -774,7 +806,7 @@ static int check_grants(struct apply *a, struct expect *e, bool *any_group)
 	*any_group = false;
 	for (size_t i = 0; i < p->ngrants; i++) {
 		const struct ids_plan_grant *g = &p->grants[i];
-		if ((unsigned)g->op > IDS_GOP_CHANGE || (unsigned)g->kind >= IDS_GRANT__COUNT ||
+		if ((unsigned)g->op > IDS_GOP_RULES || (unsigned)g->kind >= IDS_GRANT__COUNT ||
 		    !g->external_id || !g->tenant || !g->name)
 			return ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
 		*any_group |= g->kind == IDS_GRANT_GROUP;
@@ -900,7 +932,7 @@ static int check_users(struct apply *a, const struct expect *e)
 	long staged = 0, rows = a->rows;
 	PGresult *res = NULL;
 	int r = 0;
-	for (int op = 0; op < 3; op++)
+	for (int op = 0; op <= IDS_GOP_RULES; op++)
 		for (int k = 0; k < IDS_GRANT__COUNT; k++)
 			staged += e->grants[op][k];
 	if (!staged)
@@ -939,6 +971,34 @@ static int check_users(struct apply *a, const struct expect *e)
 	return r;
 }
 
+/* Rows that stay, whose rules changed: only their provenance is written,
+ * on the connector's rows only. */
+static int relabel_grants(struct apply *a, const struct expect *e)
+{
+	struct ids_buf sql = {0};
+	int r = 0;
+	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
+		if (!e->grants[IDS_GOP_RULES][grant_tables[i].kind])
+			continue;
+		ids_buf_reset(&sql);
+		r = ids_buf_printf(&sql,
+				   "UPDATE %s x SET rules = g.rules FROM pg_temp.ids_s_grant g"
+				   " WHERE g.op = 'rules' AND g.kind = '%s' AND x.user_id = g.user_id"
+				   " AND x.tenant_id = g.target AND x.%s = g.name AND x.source = $2",
+				   grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
+		if (r >= 0)
+			r = stmt(a, "recording the rules of grants", sql.p, -1);
+	}
+	if (r >= 0 && e->grants[IDS_GOP_RULES][IDS_GRANT_GROUP])
+		r = stmt(a, "recording the rules of group memberships",
+			 "UPDATE operator_group_member x SET rules = g.rules FROM pg_temp.ids_s_grant g"
+			 " WHERE g.op = 'rules' AND g.kind = 'group' AND x.group_id = g.target"
+			 " AND x.user_id = g.user_id AND x.source = $2",
+			 -1);
+	ids_buf_free(&sql);
+	return r;
+}
+
 static int apply_grants(struct apply *a, const struct expect *e)
 {
 	struct ids_buf sql = {0};
@@ -972,20 +1032,21 @@ static int apply_grants(struct apply *a, const struct expect *e)
 		if (!e->grants[IDS_GOP_ADD][grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(&sql,
-				   "INSERT INTO %s (user_id, tenant_id, %s, %ssource)"
-				   " SELECT g.user_id, g.target, g.name, %s$2 FROM pg_temp.ids_s_grant g"
-				   " WHERE g.op = 'add' AND g.kind = '%s' AND g.user_id IS NOT NULL"
-				   " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
-				   grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
-				   slot ? "g.slots, " : "", grant_tables[i].word);
+		r = ids_buf_printf(
+		    &sql,
+		    "INSERT INTO %s (user_id, tenant_id, %s, %ssource, rules)"
+		    " SELECT g.user_id, g.target, g.name, %s$2, g.rules FROM pg_temp.ids_s_grant g"
+		    " WHERE g.op = 'add' AND g.kind = '%s' AND g.user_id IS NOT NULL"
+		    " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
+		    grant_tables[i].table, grant_tables[i].column, slot ? "slots, " : "",
+		    slot ? "g.slots, " : "", grant_tables[i].word);
 		if (r >= 0)
 			r = stmt(a, "adding grants", sql.p, -1);
 	}
 	if (r >= 0 && e->grants[IDS_GOP_ADD][IDS_GRANT_GROUP])
 		r = stmt(a, "adding group memberships",
-			 "INSERT INTO operator_group_member (group_id, user_id, source)"
-			 " SELECT g.target, g.user_id, $2 FROM pg_temp.ids_s_grant g"
+			 "INSERT INTO operator_group_member (group_id, user_id, source, rules)"
+			 " SELECT g.target, g.user_id, $2, g.rules FROM pg_temp.ids_s_grant g"
 			 " WHERE g.op = 'add' AND g.kind = 'group' AND g.user_id IS NOT NULL"
 			 " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
 			 -1);
@@ -993,12 +1054,12 @@ static int apply_grants(struct apply *a, const struct expect *e)
 	/* New slot values, on the connector's rows only. */
 	if (r >= 0 && e->grants[IDS_GOP_CHANGE][IDS_GRANT_SLOT])
 		r = stmt(a, "changing slots",
-			 "UPDATE slot_limit x SET slots = g.slots FROM pg_temp.ids_s_grant g"
+			 "UPDATE slot_limit x SET slots = g.slots, rules = g.rules FROM pg_temp.ids_s_grant g"
 			 " WHERE g.op = 'change' AND g.kind = 'slot' AND x.user_id = g.user_id"
 			 " AND x.tenant_id = g.target AND x.channel_group = g.name AND x.source = $2",
 			 -1);
 	ids_buf_free(&sql);
-	return r;
+	return r < 0 ? r : relabel_grants(a, e);
 }
 
 /* The grants of the users the plan creates, straight into their tables:
@@ -1008,11 +1069,12 @@ static int apply_grants(struct apply *a, const struct expect *e)
 static int create_grants(struct apply *a, const struct expect *e)
 {
 	static const char *const copy_sql[] = {
-	    [IDS_GRANT_ROLE] = "COPY tenant_role (user_id, tenant_id, role, source) FROM STDIN",
-	    [IDS_GRANT_CHANNEL] = "COPY channel_grant (user_id, tenant_id, channel, source) FROM STDIN",
-	    [IDS_GRANT_GROUP] = "COPY operator_group_member (user_id, group_id, source) FROM STDIN",
+	    [IDS_GRANT_ROLE] = "COPY tenant_role (user_id, tenant_id, role, source, rules) FROM STDIN",
+	    [IDS_GRANT_CHANNEL] =
+		"COPY channel_grant (user_id, tenant_id, channel, source, rules) FROM STDIN",
+	    [IDS_GRANT_GROUP] = "COPY operator_group_member (user_id, group_id, source, rules) FROM STDIN",
 	    [IDS_GRANT_SLOT] =
-		"COPY slot_limit (user_id, tenant_id, channel_group, slots, source) FROM STDIN",
+		"COPY slot_limit (user_id, tenant_id, channel_group, slots, source, rules) FROM STDIN",
 	};
 	const struct ids_plan *p = a->p;
 	int r = 0;
@@ -1044,6 +1106,8 @@ static int create_grants(struct apply *a, const struct expect *e)
 				r = copy_num(&a->copy, g->slots, false, false);
 			if (r >= 0)
 				r = copy_field(&a->copy, a->params[1], false);
+			if (r >= 0)
+				r = copy_rules(a, g);
 			if (r >= 0)
 				r = copy_row_end(a);
 		}
@@ -1274,6 +1338,7 @@ out:
 		PQclear(PQexec(st->conn, "ROLLBACK"));
 	}
 	ids_buf_free(&a.copy);
+	ids_buf_free(&a.lit);
 	ids_buf_free(&a.key);
 	by_name_free(&a.created);
 	by_name_free(&a.found);

@@ -191,6 +191,7 @@ struct load {
 	const char *connector;
 	size_t connector_len;
 	struct ids_buf text;		/* a tuple's strings, NUL-terminated */
+	struct ids_buf rules;		/* a grant row's rules, NUL-terminated */
 	struct ids_current_index users; /* app_user id -> row of c->users */
 	bool *wanted;			/* per user: the connector's or unmanaged */
 	struct named *tenants, *groups;
@@ -280,7 +281,7 @@ static int on_user(void *ud, const struct field *f, struct ids_error *err)
 	return ids_current_add_user(l->c, &u);
 }
 
-/* kind, user_id, tenant or group id, name, slots, source */
+/* kind, user_id, tenant or group id, name, slots, source, rules */
 static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 {
 	struct load *l = ud;
@@ -317,7 +318,13 @@ static int on_grant(void *ud, const struct field *f, struct ids_error *err)
 	 * to this connector, as untouchable as one made by hand */
 	g.manual =
 	    f[5].len != (int32_t)l->connector_len || memcmp(f[5].p, l->connector, l->connector_len) != 0;
-	return ids_current_add_grant(l->c, &g);
+	if (g.manual || f[6].len < 0)
+		return ids_current_add_grant(l->c, &g);
+	/* l->text holds the name until the grant is added: a second buffer */
+	ids_buf_reset(&l->rules);
+	if ((r = ids_buf_add(&l->rules, f[6].p, (size_t)f[6].len)) < 0)
+		return r;
+	return ids_current_add_grant_rules(l->c, &g, l->rules.p);
 }
 
 /* The company's tenants (slugs into the current state) and operator
@@ -407,27 +414,34 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 	 * operator group), name, slots, source */
 	/* clang-format off */
 #define IN_TENANTS(col) " WHERE " col " IN (SELECT id FROM tenant WHERE company_id = %" PRId64 ")"
+	/* the rules as one string, the names joined by a newline (no rule
+	 * name has a control character): the diff compares it as it is */
+#define RULES "array_to_string(rules, E'\\n')"
 	snprintf(sql, sizeof(sql),
-		 "COPY (SELECT 0::int2, user_id, tenant_id, role, 0, source FROM tenant_role" IN_TENANTS("tenant_id")
-		 " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source FROM channel_grant"
+		 "COPY (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES " FROM tenant_role"
 		 IN_TENANTS("tenant_id")
-		 " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source FROM slot_limit"
+		 " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES " FROM channel_grant"
 		 IN_TENANTS("tenant_id")
-		 " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source FROM operator_group_member"
+		 " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
+		 " FROM slot_limit" IN_TENANTS("tenant_id")
+		 " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
+		 " FROM operator_group_member"
 		 " WHERE group_id IN (SELECT g.id FROM operator_group g JOIN tenant t ON t.id = g.tenant_id"
 		 " WHERE t.company_id = %" PRId64 ")) TO STDOUT (FORMAT binary)",
 		 company_id, company_id, company_id, company_id);
 #undef IN_TENANTS
+#undef RULES
 	/* clang-format on */
 	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 &&
 			   IDS_GRANT_SLOT == 3,
 		       "the kinds the grant COPY sends");
-	return copy_out(l->st, sql, 6, on_grant, l, "loading grants", err);
+	return copy_out(l->st, sql, 7, on_grant, l, "loading grants", err);
 }
 
 static void load_clear(struct load *l)
 {
 	ids_buf_free(&l->text);
+	ids_buf_free(&l->rules);
 	ids_current_index_free(&l->users);
 	free(l->wanted);
 	free(l->tenants);

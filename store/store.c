@@ -899,7 +899,7 @@ int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *
 				goto out;
 		/* users_seen is set whenever counts were given */
 		w->has_counts = !PQgetisnull(res, row, 6);
-		w->counts = (struct ids_plan_counts){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
+		w->counts = (struct ids_plan_counts){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], 0};
 	}
 	*ret = rows;
 	*ret_n = n;

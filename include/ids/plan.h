@@ -37,6 +37,11 @@ struct ids_cur_grant {
 	int slots;	    /* IDS_GRANT_SLOT */
 	unsigned char kind; /* enum ids_grant_kind in one byte: 32 bytes a row, and tier L loads 7 million */
 	bool manual;	    /* source IS NULL: never touched, counts as satisfied */
+	/* The rules the row names (its `rules` column), as an index into
+	 * current->rule_texts (ids_current_grant_rules); 0: none (the column
+	 * is NULL, or the row is manual).  16 bits, in the padding: the row
+	 * stays 32 bytes, and a company has a few dozen distinct lists. */
+	uint16_t rules;
 };
 
 struct ids_current {
@@ -53,6 +58,11 @@ struct ids_current {
 	 * source, auth method, ...) are stored once, in arena: equal strings
 	 * of grants share one pointer. */
 	struct ids_strpool interned;
+	/* The distinct `rules` values of the grant rows, the names joined by
+	 * '\n' (a rule name has no control character); [0] is NULL. */
+	const char **rule_texts;
+	size_t nrule_texts, cap_rule_texts;
+	struct ids_strmap rule_index; /* text -> index into rule_texts */
 };
 
 int ids_current_new(struct ids_current **ret);
@@ -60,6 +70,12 @@ void ids_current_free(struct ids_current *c); /* accepts NULL */
 /* Copy u / g (strings into the arena; the repeating ones interned). */
 int ids_current_add_user(struct ids_current *c, const struct ids_cur_user *u);
 int ids_current_add_grant(struct ids_current *c, const struct ids_cur_grant *g);
+/* The same, for a row whose rules column holds `rules` (the names joined
+ * by '\n'; NULL: none); g->rules is ignored.  -E2BIG past 65535 distinct
+ * lists. */
+int ids_current_add_grant_rules(struct ids_current *c, const struct ids_cur_grant *g, const char *rules);
+/* The rules text of row g, NULL when none.  Borrowed from c. */
+const char *ids_current_grant_rules(const struct ids_current *c, const struct ids_cur_grant *g);
 int ids_current_add_tenant(struct ids_current *c, const char *slug);
 
 /* app_user id -> index into c->users: the diff buckets grant rows by it,
@@ -114,7 +130,14 @@ struct ids_plan_user {
 	const struct ids_cur_user *cur; /* borrowed from current; NULL for new */
 };
 
-enum ids_grant_op { IDS_GOP_ADD, IDS_GOP_REMOVE, IDS_GOP_CHANGE /* slot value */ };
+enum ids_grant_op {
+	IDS_GOP_ADD,
+	IDS_GOP_REMOVE,
+	IDS_GOP_CHANGE, /* slot value */
+	/* same grant, same value, other rules behind it: only the row's
+	 * `rules` column is written (provenance), counted apart */
+	IDS_GOP_RULES,
+};
 
 struct ids_plan_grant {
 	/* op and kind in a byte each, so that `rules` fits beside them: an
@@ -142,6 +165,7 @@ enum ids_verdict {
 struct ids_plan_counts {
 	long users_seen, created, updated, deactivated, reactivated;
 	long grants_added, grants_removed, conflicts, skipped_invalid;
+	long grants_rules_changed; /* IDS_GOP_RULES: neither added nor removed */
 };
 
 struct ids_plan {

@@ -510,6 +510,139 @@ static void test_apply(void **state)
 	free(two);
 }
 
+/* Every grant row's rules (005_grant_rules), one line each, sorted:
+ * "user kind tenant name rules|-" for acme. */
+static const char dump_rules_sql[] =
+    "SELECT coalesce(string_agg(l, '; ' ORDER BY l COLLATE \"C\"), '') FROM ("
+    " SELECT u.username || ' role ' || t.slug || ' ' || x.role || ' ' || coalesce(x.rules::text, '-') l"
+    "  FROM tenant_role x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id WHERE c.slug = 'acme'"
+    " UNION ALL SELECT u.username || ' chan ' || t.slug || ' ' || x.channel || ' '"
+    "  || coalesce(x.rules::text, '-')"
+    "  FROM channel_grant x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id WHERE c.slug = 'acme'"
+    " UNION ALL SELECT u.username || ' slot ' || t.slug || ' ' || x.channel_group || '=' || x.slots || ' '"
+    "  || coalesce(x.rules::text, '-')"
+    "  FROM slot_limit x JOIN app_user u ON u.id = x.user_id JOIN tenant t ON t.id = x.tenant_id"
+    "  JOIN company c ON c.id = t.company_id WHERE c.slug = 'acme'"
+    " UNION ALL SELECT u.username || ' group ' || t.slug || ' ' || g.name || ' '"
+    "  || coalesce(x.rules::text, '-')"
+    "  FROM operator_group_member x JOIN app_user u ON u.id = x.user_id"
+    "  JOIN operator_group g ON g.id = x.group_id JOIN tenant t ON t.id = g.tenant_id"
+    "  JOIN company c ON c.id = t.company_id WHERE c.slug = 'acme') s";
+
+/* The loaded row of (user, kind, tenant, name). */
+static const struct ids_cur_grant *cur_grant(const struct ids_current *c, int64_t uid, enum ids_grant_kind k,
+					     const char *tenant, const char *name)
+{
+	for (size_t i = 0; i < c->ngrants; i++) {
+		const struct ids_cur_grant *g = &c->grants[i];
+		if (g->user_id == uid && g->kind == k && !strcmp(g->tenant, tenant) && !strcmp(g->name, name))
+			return g;
+	}
+	fail_msg("no grant %s %s loaded", tenant, name);
+	return NULL;
+}
+
+/* Provenance (issue 17.1): every grant the apply writes records its rules
+ * — added to an existing or a new user, a slot's new value, and a grant
+ * whose rules alone changed (op rules: only that column moves) — and the
+ * load reads them back for the diff; rows made by hand never get any. */
+static void test_grant_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct ids_current *c = load(f);
+	const struct ids_cur_user *jn = cur_user(c, "jnovak");
+	struct ids_error e = {0};
+	struct ids_plan_user users[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E10", .username = "newbie", .email = "new@acme.example"},
+	};
+	struct ids_plan_grant grants[] = {
+	    grant(IDS_GOP_ADD, IDS_GRANT_ROLE, "E10", "support-cz", "operator", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_GROUP, "E10", "support-cz", "Tier1", 0, 0),
+	    grant(IDS_GOP_ADD, IDS_GRANT_CHANNEL, "E2", "support-cz", "whatsapp", 0, 0),
+	    grant(IDS_GOP_RULES, IDS_GRANT_CHANNEL, "E2", "support-cz", "webchat", 0, 0),
+	    grant(IDS_GOP_RULES, IDS_GRANT_ROLE, "E2", "support-cz", "operator", 0, 0),
+	    grant(IDS_GOP_RULES, IDS_GRANT_GROUP, "E2", "support-cz", "Tier1", 0, 0),
+	    grant(IDS_GOP_CHANGE, IDS_GRANT_SLOT, "E2", "support-cz", "live", 5, 2),
+	    grant(IDS_GOP_RULES, IDS_GRANT_ROLE, "E2", "sales", "admin", 0, 0),	      /* manual: stays */
+	    grant(IDS_GOP_RULES, IDS_GRANT_ROLE, "E2", "support-cz", "viewer", 0, 0), /* other source */
+	};
+	struct ids_rule_list *one = malloc(sizeof(*one) + sizeof(one->names[0]));
+	struct ids_rule_list *two = malloc(sizeof(*two) + 2 * sizeof(two->names[0]));
+	assert_true(one && two);
+	*one = (struct ids_rule_list){.n = 1};
+	one->names[0] = "cz-support";
+	*two = (struct ids_rule_list){.n = 2};
+	two->names[0] = "base, all";
+	two->names[1] = "seniors \"x\" \\";
+	const struct ids_rule_list *lists[] = {NULL, one, two};
+	const uint32_t rules[] = {2, 1, 1, 2, 1, 2, 2, 1, 1};
+	for (size_t i = 0; i < sizeof(grants) / sizeof(grants[0]); i++) {
+		grants[i].rules = rules[i];
+		grants[i].user_id = strcmp(grants[i].external_id, "E2") ? 0 : jn->id;
+	}
+	struct ids_plan p = {.connector = "corp",
+			     .users = users,
+			     .nusers = 1,
+			     .grants = grants,
+			     .ngrants = sizeof(grants) / sizeof(grants[0]),
+			     .rule_lists = lists,
+			     .nrule_lists = 3};
+	p.counts = (struct ids_plan_counts){
+	    .users_seen = 2, .created = 1, .grants_added = 4, .grants_rules_changed = 5};
+	struct ids_run run = {.connector = "corp", .started_at = 1, .status = "ok", .counts = &p.counts};
+	int64_t run_id = 0;
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, &run_id, &e), 0);
+
+	assert_sql("ext role support-cz operator -; "
+		   "jnovak chan support-cz webchat {\"base, all\",\"seniors \\\"x\\\" \\\\\"}; "
+		   "jnovak chan support-cz whatsapp {cz-support}; "
+		   "jnovak group support-cz Tier1 {\"base, all\",\"seniors \\\"x\\\" \\\\\"}; "
+		   "jnovak role sales admin -; "
+		   "jnovak role support-cz operator {cz-support}; "
+		   "jnovak role support-cz viewer -; "
+		   "jnovak slot support-cz email=4 -; "
+		   "jnovak slot support-cz live=5 {\"base, all\",\"seniors \\\"x\\\" \\\\\"}; "
+		   "manual1 role support-cz operator -; "
+		   "newbie group support-cz Tier1 {cz-support}; "
+		   "newbie role support-cz operator {\"base, all\",\"seniors \\\"x\\\" \\\\\"}; "
+		   "pdvorak role support-cz operator -",
+		   dump_rules_sql);
+	/* the names exactly, as the diff compares them: joined by '\n' */
+	const int64_t jid = jn->id; /* jn goes with c */
+	ids_current_free(c);
+	c = load(f);
+	const char *rt =
+	    ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_ROLE, "support-cz", "operator"));
+	assert_string_equal(rt, "cz-support");
+	rt = ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_SLOT, "support-cz", "live"));
+	assert_string_equal(rt, "base, all\nseniors \"x\" \\");
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_ROLE, "sales", "admin")));
+	assert_null(ids_current_grant_rules(c, cur_grant(c, jid, IDS_GRANT_SLOT, "support-cz", "email")));
+	/* the audit says the grant was there: provenance only */
+	assert_audit(
+	    run_id, "grant", "jnovak",
+	    "{\"grants\":[{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"whatsapp\","
+	    "\"rules\":[\"cz-support\"]},"
+	    "{\"kind\":\"channel\",\"tenant\":\"support-cz\",\"name\":\"webchat\","
+	    "\"rules\":[\"base, all\",\"seniors \\\"x\\\" \\\\\"],\"provenance_only\":true},"
+	    "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"operator\","
+	    "\"rules\":[\"cz-support\"],\"provenance_only\":true},"
+	    "{\"kind\":\"group\",\"tenant\":\"support-cz\",\"name\":\"Tier1\","
+	    "\"rules\":[\"base, all\",\"seniors \\\"x\\\" \\\\\"],\"provenance_only\":true},"
+	    "{\"kind\":\"slot\",\"tenant\":\"support-cz\",\"name\":\"live\",\"slots\":5,\"old_slots\":2,"
+	    "\"rules\":[\"base, all\",\"seniors \\\"x\\\" \\\\\"]},"
+	    "{\"kind\":\"role\",\"tenant\":\"sales\",\"name\":\"admin\","
+	    "\"rules\":[\"cz-support\"],\"provenance_only\":true},"
+	    "{\"kind\":\"role\",\"tenant\":\"support-cz\",\"name\":\"viewer\","
+	    "\"rules\":[\"cz-support\"],\"provenance_only\":true}]}");
+	ids_current_free(c);
+	ids_error_clear(&e);
+	free(one);
+	free(two);
+}
+
 /* Whatever a plan says, rows made by hand (source NULL) are never deleted
  * or changed, not even on a managed user. */
 static void test_manual_rows_untouched(void **state)
@@ -900,6 +1033,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_grant_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_manual_rows_untouched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),

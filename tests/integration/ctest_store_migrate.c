@@ -249,7 +249,7 @@ static void test_runs(void **state)
 {
 	struct ids_store *st = open_store("m_runs", true);
 	struct ids_error e = {0};
-	struct ids_plan_counts k = {10, 1, 2, 3, 4, 5, 6, 7, 8};
+	struct ids_plan_counts k = {10, 1, 2, 3, 4, 5, 6, 7, 8, 0};
 	/* 2026-01-02 03:04:05.123456 UTC, exact to the microsecond */
 	const int64_t t1 = INT64_C(1767323045123456), t2 = t1 + 60000001;
 	struct ids_run r1 = {

@@ -229,6 +229,83 @@ static void test_grants_name_their_rules(void **state)
 	free(lists[3]);
 }
 
+/* A managed row loaded with its rules (joined by '\n', as store/load.c
+ * reads the rules column). */
+static void cgr(struct fx *f, int64_t uid, enum ids_grant_kind kind, const char *tenant, const char *name,
+		int slots, const char *rules)
+{
+	struct ids_cur_grant g = {
+	    .user_id = uid, .kind = (unsigned char)kind, .tenant = tenant, .name = name, .slots = slots};
+	assert_int_equal(ids_current_add_grant_rules(f->c, &g, rules), 0);
+}
+
+/* Issue 17.1: the same grant produced by other rules is a provenance
+ * update (op rules), counted apart from adds and removals; rows whose
+ * recorded rules agree plan nothing (a resync stays silent), and rows
+ * made by hand are never relabelled. */
+static void test_rules_change(void **state)
+{
+	struct fx *f = *state;
+	struct ids_rule_list *lists[] = {NULL, mklist(1, "cz-support"), mklist(2, "base", "seniors")};
+	f->d.rule_lists = (const struct ids_rule_list **)lists;
+	f->d.nrule_lists = 3;
+	MU(f, .id = 10, .external_id = "u1", .username = "jnovak", .active = true);
+	cgr(f, 10, IDS_GRANT_ROLE, "sales", "admin", 0, NULL);
+	f->c->grants[f->c->ngrants - 1].manual = true;
+	/* the index fits in the row's padding: tier L loads 7 million rows */
+	assert_int_equal(sizeof(struct ids_cur_grant), 32);
+	cgr(f, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, "cz-support");
+	cgr(f, 10, IDS_GRANT_CHANNEL, "support-cz", "email", 0, NULL); /* written before 005 */
+	cgr(f, 10, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0, "base");
+	cgr(f, 10, IDS_GRANT_SLOT, "support-cz", "live", 2, "cz-support");
+	MU(f, .id = 11, .external_id = "u2", .username = "pnovak", .active = true);
+	cgr(f, 11, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0, "base\nseniors");
+	cgr(f, 11, IDS_GRANT_CHANNEL, "support-cz", "webchat", 0, "base\nseniors\n");
+	size_t k = su(f, "u1", "jnovak", NULL);
+	want(f, k, IDS_GRANT_ROLE, "sales", "admin", 0);
+	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
+	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "email", 0);
+	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0);
+	want(f, k, IDS_GRANT_SLOT, "support-cz", "live", 4);
+	const uint32_t r1[] = {1, 1, 1, 2, 2};
+	for (size_t i = 0; i < 5; i++)
+		f->grants[k][i].rules = r1[i];
+	k = su(f, "u2", "pnovak", NULL);
+	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "webchat", 0);
+	want(f, k, IDS_GRANT_CHANNEL, "support-cz", "whatsapp", 0);
+	f->grants[k][0].rules = 2;
+	f->grants[k][1].rules = 2;
+	assert_string_equal(run(f),
+			    "~ chan  jnovak  support-cz  email  rule cz-support (provenance only)\n"
+			    "~ chan  jnovak  support-cz  whatsapp  rules base, seniors (provenance only)\n"
+			    "~ slot  jnovak  support-cz  live 2 -> 4  rules base, seniors\n"
+			    "~ chan  pnovak  support-cz  webchat  rules base, seniors (provenance only)\n"
+			    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+			    "1 grants added, 0 removed, 0 conflicts, 3 provenance updated\n");
+	assert_int_equal(f->p->grants[0].op, IDS_GOP_RULES);
+	assert_int_equal(f->p->grants[2].op, IDS_GOP_CHANGE);
+	assert_int_equal(f->p->counts.grants_rules_changed, 3);
+	assert_int_equal(f->p->counts.grants_added, 1);
+	/* the rows now say what the rules say: nothing left to do */
+	uint16_t cz = f->c->grants[1].rules, both = f->c->grants[5].rules;
+	assert_string_equal(ids_current_grant_rules(f->c, &f->c->grants[1]), "cz-support");
+	assert_string_equal(ids_current_grant_rules(f->c, &f->c->grants[5]), "base\nseniors");
+	for (size_t i = 0; i < f->c->ngrants; i++) {
+		struct ids_cur_grant *g = &f->c->grants[i];
+		if (!g->manual)
+			g->rules = strcmp(g->name, "operator") && strcmp(g->name, "email") ? both : cz;
+		if (!strcmp(g->name, "live"))
+			g->slots = 4;
+	}
+	assert_string_equal(run(f), "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+				    "0 grants added, 0 removed, 0 conflicts\n");
+	assert_int_equal(f->p->ngrants, 0);
+	ids_plan_free(f->p);
+	f->p = NULL;
+	free(lists[1]);
+	free(lists[2]);
+}
+
 static void test_not_in_scope_or_disabled_without_row(void **state)
 {
 	struct fx *f = *state;
@@ -1104,6 +1181,7 @@ int main(void)
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
 	    T(test_create),
 	    T(test_grants_name_their_rules),
+	    T(test_rules_change),
 	    T(test_not_in_scope_or_disabled_without_row),
 	    T(test_deactivate_disabled),
 	    T(test_deactivate_out_of_scope),

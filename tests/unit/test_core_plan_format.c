@@ -283,7 +283,7 @@ static void test_counts(void **state)
 {
 	(void)state;
 	struct ids_buf b = {0};
-	struct ids_plan_counts c = {10, 1, 2, 3, 4, 5, 6, 7, 0};
+	struct ids_plan_counts c = {10, 1, 2, 3, 4, 5, 6, 7, 0, 0};
 	assert_int_equal(ids_plan_format_counts(&c, &b), 0);
 	assert_string_equal(b.p, "1 create, 2 update, 3 deactivate, 4 reactivate, 5 grants added, 6 removed, "
 				 "7 conflicts");
