@@ -55,7 +55,8 @@ static int add_value(struct ids_snapshot *s, const char *name, const json_t *v)
 	if (json_is_string(v))
 		return ids_snapshot_user_attr(s, name, json_string_value(v), json_string_length(v));
 	if (json_is_boolean(v))
-		return ids_snapshot_user_attr(s, name, json_is_true(v) ? "true" : "false", json_is_true(v) ? 4 : 5);
+		return ids_snapshot_user_attr(s, name, json_is_true(v) ? "true" : "false",
+					      json_is_true(v) ? 4 : 5);
 	if (json_is_integer(v)) {
 		char b[32];
 		int n = snprintf(b, sizeof(b), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -106,7 +107,8 @@ static const json_t *pick_email(const json_t *emails)
 
 static int set_str(struct ids_snapshot *s, enum ids_field f, const json_t *v)
 {
-	return json_is_string(v) ? ids_snapshot_user_set(s, f, json_string_value(v), json_string_length(v)) : 0;
+	return json_is_string(v) ? ids_snapshot_user_set(s, f, json_string_value(v), json_string_length(v))
+				 : 0;
 }
 
 int ids_scim_map_user(struct ids_snapshot *s, const char *id, const char *resource, bool active,
@@ -177,8 +179,8 @@ static int on_member(void *ud, const char *group_id, const char *member_id)
 	return r < 0 ? r : tick(p);
 }
 
-static int scim_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx, struct ids_snapshot *s,
-		     struct ids_error *err)
+static int scim_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		     struct ids_snapshot *s, struct ids_error *err)
 {
 	static const struct ids_scim_reader rd = {.user = on_user, .group = on_group, .member = on_member};
 	struct ids_store *st = NULL;

@@ -73,7 +73,7 @@ static int hex4(const char *p, unsigned *ret)
 	unsigned v = 0;
 	for (int i = 0; i < 4; i++) {
 		char c = p[i];
-		int d = c >= '0' && c <= '9' ? c - '0'
+		int d = c >= '0' && c <= '9'   ? c - '0'
 			: c >= 'a' && c <= 'f' ? c - 'a' + 10
 			: c >= 'A' && c <= 'F' ? c - 'A' + 10
 					       : -1;
@@ -135,9 +135,12 @@ static int attr(const char **p, struct ids_scim_cond *c, char **o, struct ids_sc
 	static const struct {
 		const char *name;
 		enum ids_scim_attr a;
-	} names[] = {{"userName", IDS_SCIM_A_USER_NAME},       {"externalId", IDS_SCIM_A_EXTERNAL_ID},
-		     {"id", IDS_SCIM_A_ID},		       {"displayName", IDS_SCIM_A_DISPLAY_NAME},
-		     {"emails.value", IDS_SCIM_A_EMAIL},       {"emails", IDS_SCIM_A_EMAIL}};
+	} names[] = {{"userName", IDS_SCIM_A_USER_NAME},
+		     {"externalId", IDS_SCIM_A_EXTERNAL_ID},
+		     {"id", IDS_SCIM_A_ID},
+		     {"displayName", IDS_SCIM_A_DISPLAY_NAME},
+		     {"emails.value", IDS_SCIM_A_EMAIL},
+		     {"emails", IDS_SCIM_A_EMAIL}};
 	size_t n = strcspn(*p, " \t[");
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strlen(names[i].name) != n || strncasecmp(*p, names[i].name, n) != 0)

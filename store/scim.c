@@ -20,7 +20,7 @@
 	"r.id::text, r.kind, r.resource::text, "                                                             \
 	"CASE WHEN r.kind = 'Group' THEN (SELECT coalesce(json_agg(json_build_object('value', m.member_id, " \
 	"'type', x.kind) ORDER BY m.member_id), '[]')::text FROM scim_member m JOIN scim_resource x ON "     \
-	"x.connector = m.connector AND x.id = m.member_id WHERE m.connector = r.connector AND m.group_id = "  \
+	"x.connector = m.connector AND x.id = m.member_id WHERE m.connector = r.connector AND m.group_id = " \
 	"r.id) END, "                                                                                        \
 	"to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                    \
 	"to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), r.version, r.active"
@@ -87,7 +87,8 @@ static int exec(struct ids_store *st, const char *sql, int n, const char *const 
 	if (state && !strcmp(state, "23505"))
 		r = ids_error_set(err, -EEXIST, "%s: the name is taken", what);
 	else if (state && !strcmp(state, "23503"))
-		r = ids_error_set(err, IDS_E_INVALID, "%s: a member names no resource of this connector", what);
+		r = ids_error_set(err, IDS_E_INVALID, "%s: a member names no resource of this connector",
+				  what);
 	else if (state && !strcmp(state, "22P02"))
 		r = ids_error_set(err, -ENOENT, "%s: not a resource id", what);
 	else
@@ -172,19 +173,21 @@ static int create_tx(struct ids_store *st, const char *connector, const struct i
 		free(old);
 		return ids_error_set(err, -EEXIST, "userName \"%s\" exists", w->name);
 	}
-	const char *p[] = {connector, w->kind, w->name, w->external_id, w->active ? "t" : "f", w->resource, old};
+	const char *p[] = {connector,	w->kind, w->name, w->external_id, w->active ? "t" : "f",
+			   w->resource, old};
 	/* a deleted or inactive user of that name comes back as itself */
 	if (old)
 		r = exec(st,
 			 "UPDATE scim_resource r SET name = $3, external_id = $4, active = $5::boolean, "
 			 "resource = $6::jsonb, deleted_at = NULL, version = version + 1, updated_at = now() "
-			 "WHERE connector = $1 AND id = $7::uuid RETURNING " ROW_COLS,
+			 "WHERE connector = $1 AND kind = $2 AND id = $7::uuid RETURNING " ROW_COLS,
 			 7, p, PGRES_TUPLES_OK, &res, "create", err);
 	else
-		r = exec(st,
-			 "INSERT INTO scim_resource AS r (connector, kind, name, external_id, active, resource) "
-			 "VALUES ($1, $2, $3, $4, $5::boolean, $6::jsonb) RETURNING " ROW_COLS,
-			 6, p, PGRES_TUPLES_OK, &res, "create", err);
+		r = exec(
+		    st,
+		    "INSERT INTO scim_resource AS r (connector, kind, name, external_id, active, resource) "
+		    "VALUES ($1, $2, $3, $4, $5::boolean, $6::jsonb) RETURNING " ROW_COLS,
+		    6, p, PGRES_TUPLES_OK, &res, "create", err);
 	free(old);
 	if (r < 0)
 		return r;
@@ -247,12 +250,13 @@ int ids_scim_store_get(struct ids_store *st, const char *connector, const char *
 {
 	const char *p[] = {connector, kind, id};
 	PGresult *res = NULL;
-	int r = exec(st,
-		     for_update ? "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
-				  "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"
-				: "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
-				  "AND id = $3::uuid AND deleted_at IS NULL",
-		     3, p, PGRES_TUPLES_OK, &res, "get", err);
+	int r =
+	    exec(st,
+		 for_update ? "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+			      "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"
+			    : "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+			      "AND id = $3::uuid AND deleted_at IS NULL",
+		 3, p, PGRES_TUPLES_OK, &res, "get", err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
@@ -318,11 +322,12 @@ static int delete_fn(void *arg)
 	/* a user stays (deleted_in_source; a later POST brings it back), out
 	 * of every group it was in: a group's members are live resources */
 	if (!strcmp(o->kind, "User"))
-		r = exec(o->st,
-			 "WITH d AS (DELETE FROM scim_member WHERE connector = $1 AND member_id = $2::uuid) "
-			 "UPDATE scim_resource SET deleted_at = now(), version = version + 1, updated_at = now() "
-			 "WHERE connector = $1 AND id = $2::uuid",
-			 2, p, PGRES_COMMAND_OK, NULL, "delete", o->err);
+		r = exec(
+		    o->st,
+		    "WITH d AS (DELETE FROM scim_member WHERE connector = $1 AND member_id = $2::uuid) "
+		    "UPDATE scim_resource SET deleted_at = now(), version = version + 1, updated_at = now() "
+		    "WHERE connector = $1 AND id = $2::uuid",
+		    2, p, PGRES_COMMAND_OK, NULL, "delete", o->err);
 	else
 		r = exec(o->st, "DELETE FROM scim_resource WHERE connector = $1 AND id = $2::uuid", 2, p,
 			 PGRES_COMMAND_OK, NULL, "delete", o->err);
@@ -332,7 +337,8 @@ static int delete_fn(void *arg)
 int ids_scim_store_delete(struct ids_store *st, const char *connector, const char *kind, const char *id,
 			  int64_t if_version, struct ids_error *err)
 {
-	struct op o = {.st = st, .connector = connector, .kind = kind, .id = id, .if_version = if_version, .err = err};
+	struct op o = {
+	    .st = st, .connector = connector, .kind = kind, .id = id, .if_version = if_version, .err = err};
 	return in_tx(st, delete_fn, &o, err);
 }
 
@@ -352,11 +358,12 @@ static int cond_sql(struct ids_buf *b, const struct ids_scim_cond *c, const char
 			return ids_buf_printf(b, " AND lower(r.name) = lower($%d)", n);
 		return ids_buf_printf(b, " AND r.resource->>'displayName' = $%d", n);
 	case IDS_SCIM_A_EMAIL:
-		ids_buf_printf(b,
-			       " AND EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->"
-			       "'emails') WHEN 'array' THEN r.resource->'emails' ELSE '[]' END) e WHERE "
-			       "lower(e->>'value') = lower($%d)",
-			       n);
+		ids_buf_printf(
+		    b,
+		    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->"
+		    "'emails') WHEN 'array' THEN r.resource->'emails' ELSE '[]' END) e WHERE "
+		    "lower(e->>'value') = lower($%d)",
+		    n);
 		if (c->type)
 			ids_buf_printf(b, " AND lower(e->>'type') = lower($%d)", n + 1);
 		return ids_buf_puts(b, ")");
@@ -380,8 +387,9 @@ int ids_scim_store_list(struct ids_store *st, const char *connector, const char 
 	snprintf(off, sizeof(off), "%ld", start > 1 ? start - 1 : 0);
 	snprintf(lim, sizeof(lim), "%ld", count > 0 ? count : 0);
 	p[0] = connector, p[1] = kind, p[2] = off, p[3] = lim;
-	r = ids_buf_puts(&q, "SELECT count(*) OVER (), " ROW_COLS
-			     " FROM scim_resource r WHERE r.connector = $1 AND r.kind = $2 AND r.deleted_at IS NULL");
+	r = ids_buf_puts(
+	    &q, "SELECT count(*) OVER (), " ROW_COLS
+		" FROM scim_resource r WHERE r.connector = $1 AND r.kind = $2 AND r.deleted_at IS NULL");
 	for (size_t i = 0; i < nconds && r >= 0; i++) {
 		r = cond_sql(&q, &conds[i], kind, np + 1);
 		p[np++] = conds[i].value;

@@ -26,10 +26,11 @@ static void filter_ok(void **state)
 	ids_scim_filter_clear(&flt);
 
 	/* operators in any case, URN prefix, escapes, `and` */
-	assert_int_equal(ids_scim_filter_parse("urn:ietf:params:scim:schemas:core:2.0:User:externalId EQ "
-					       "\"a\\\"b\\u00e9\" AnD emails[type eq \"work\"].value eq \"x@y\"",
-					       &flt, &f),
-			 0);
+	assert_int_equal(
+	    ids_scim_filter_parse("urn:ietf:params:scim:schemas:core:2.0:User:externalId EQ "
+				  "\"a\\\"b\\u00e9\" AnD emails[type eq \"work\"].value eq \"x@y\"",
+				  &flt, &f),
+	    0);
 	assert_int_equal(flt.n, 2);
 	assert_int_equal(flt.c[0].attr, IDS_SCIM_A_EXTERNAL_ID);
 	assert_string_equal(flt.c[0].value, "a\"b\xc3\xa9");
@@ -46,14 +47,14 @@ static void filter_ok(void **state)
 static void filter_bad(void **state)
 {
 	static const char *const bad[] = {
-	    "userName co \"x\"",	/* only eq */
-	    "userName eq x",		/* unquoted */
-	    "userName eq \"x",		/* unterminated */
-	    "title eq \"x\"",		/* not an identifying attribute */
+	    "userName co \"x\"",		/* only eq */
+	    "userName eq x",			/* unquoted */
+	    "userName eq \"x",			/* unterminated */
+	    "title eq \"x\"",			/* not an identifying attribute */
 	    "userName eq \"x\" or id eq \"y\"", /* or */
-	    "userName eq \"\\ud800\"",	/* lone surrogate */
-	    "userName eq \"\\u0000\"",	/* NUL */
-	    "emails eq \"x\"",		/* emails needs .value */
+	    "userName eq \"\\ud800\"",		/* lone surrogate */
+	    "userName eq \"\\u0000\"",		/* NUL */
+	    "emails eq \"x\"",			/* emails needs .value */
 	    "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -103,21 +104,23 @@ static void patch_entra(void **state)
 		   "{\"Operations\":[{\"op\":\"Replace\",\"path\":\"active\",\"value\":\"False\"}]}",
 		   "{\"userName\":\"a\",\"active\":\"False\"}");
 	/* Entra: no-path replace with dotted and URN-prefixed keys */
-	patch_case("{\"userName\":\"a\",\"name\":{\"givenName\":\"A\"}}",
-		   "{\"Operations\":[{\"op\":\"Replace\",\"value\":{\"name.familyName\":\"Novak\","
-		   "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department\":\"Support\"}}]}",
-		   "{\"userName\":\"a\",\"name\":{\"givenName\":\"A\",\"familyName\":\"Novak\"},"
-		   "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\":{\"department\":\"Support\"}}");
+	patch_case(
+	    "{\"userName\":\"a\",\"name\":{\"givenName\":\"A\"}}",
+	    "{\"Operations\":[{\"op\":\"Replace\",\"value\":{\"name.familyName\":\"Novak\","
+	    "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department\":\"Support\"}}]}",
+	    "{\"userName\":\"a\",\"name\":{\"givenName\":\"A\",\"familyName\":\"Novak\"},"
+	    "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\":{\"department\":\"Support\"}}");
 	/* Entra: emails[type eq "work"].value on a user without that e-mail */
 	patch_case("{\"userName\":\"a\"}",
 		   "{\"Operations\":[{\"op\":\"Add\",\"path\":\"emails[type eq \\\"work\\\"].value\","
 		   "\"value\":\"a@x\"}]}",
 		   "{\"userName\":\"a\",\"emails\":[{\"type\":\"work\",\"value\":\"a@x\"}]}");
 	/* Entra: member add, then removal by path with a value list */
-	patch_case("{\"displayName\":\"G\",\"members\":[{\"value\":\"1\"}]}",
-		   "{\"Operations\":[{\"op\":\"Add\",\"path\":\"members\",\"value\":[{\"value\":\"2\"},"
-		   "{\"value\":\"1\"}]},{\"op\":\"Remove\",\"path\":\"members\",\"value\":[{\"value\":\"1\"}]}]}",
-		   "{\"displayName\":\"G\",\"members\":[{\"value\":\"2\"}]}");
+	patch_case(
+	    "{\"displayName\":\"G\",\"members\":[{\"value\":\"1\"}]}",
+	    "{\"Operations\":[{\"op\":\"Add\",\"path\":\"members\",\"value\":[{\"value\":\"2\"},"
+	    "{\"value\":\"1\"}]},{\"op\":\"Remove\",\"path\":\"members\",\"value\":[{\"value\":\"1\"}]}]}",
+	    "{\"displayName\":\"G\",\"members\":[{\"value\":\"2\"}]}");
 }
 
 static void patch_okta(void **state)
@@ -163,9 +166,10 @@ static void patch_faults(void **state)
 
 static void normalize(void **state)
 {
-	json_t *u = json_loads("{\"userName\":\"a\",\"active\":\"False\",\"password\":\"hunter2\",\"id\":\"x\","
-			       "\"meta\":{},\"externalId\":\"e1\"}",
-			       0, NULL);
+	json_t *u =
+	    json_loads("{\"userName\":\"a\",\"active\":\"False\",\"password\":\"hunter2\",\"id\":\"x\","
+		       "\"meta\":{},\"externalId\":\"e1\"}",
+		       0, NULL);
 	const char *name = NULL, *ext = NULL;
 	char *members = NULL;
 	bool active = true;
@@ -180,7 +184,8 @@ static void normalize(void **state)
 	assert_true(json_is_false(json_object_get(u, "active")));
 	json_decref(u);
 
-	json_t *g = json_loads("{\"displayName\":\"G\",\"members\":[{\"value\":\"u1\",\"display\":\"A\"}]}", 0, NULL);
+	json_t *g =
+	    json_loads("{\"displayName\":\"G\",\"members\":[{\"value\":\"u1\",\"display\":\"A\"}]}", 0, NULL);
 	assert_int_equal(ids_scim_normalize(g, true, &name, &ext, &active, &members, &f), 0);
 	assert_string_equal(members, "[\"u1\"]");
 	assert_null(json_object_get(g, "members"));
@@ -232,8 +237,8 @@ static void map_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(filter_ok),   cmocka_unit_test(filter_bad),   cmocka_unit_test(patch_entra),
-	    cmocka_unit_test(patch_okta),  cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
+	    cmocka_unit_test(filter_ok),  cmocka_unit_test(filter_bad),	  cmocka_unit_test(patch_entra),
+	    cmocka_unit_test(patch_okta), cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
 	    cmocka_unit_test(map_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
