@@ -34,12 +34,12 @@
 #include "ids/store.h"
 #include "ids/util.h"
 
-#define BODY_MAX (1u << 20)	/* 413 beyond: no real resource comes near */
-#define CONN_TIMEOUT 30		/* seconds of silence before a connection is cut */
-#define CONN_LIMIT 64		/* concurrent connections */
-#define PAGE_DEFAULT 100	/* list count when the client names none */
-#define PAGE_MAX 1000		/* and the most it may ask for */
-#define RETRY_AFTER "5"		/* seconds, while the database is away */
+#define BODY_MAX (1u << 20) /* 413 beyond: no real resource comes near */
+#define CONN_TIMEOUT 30	    /* seconds of silence before a connection is cut */
+#define CONN_LIMIT 64	    /* concurrent connections */
+#define PAGE_DEFAULT 100    /* list count when the client names none */
+#define PAGE_MAX 1000	    /* and the most it may ask for */
+#define RETRY_AFTER "5"	    /* seconds, while the database is away */
 #define SCHEMA_USER "urn:ietf:params:scim:schemas:core:2.0:User"
 #define SCHEMA_GROUP "urn:ietf:params:scim:schemas:core:2.0:Group"
 #define SCHEMA_LIST "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -97,23 +97,19 @@ static void fail_fault(struct answer *a, const struct ids_scim_fault *f)
 static void fail_store(struct ids_scim_server *s, struct answer *a, int r, const struct ids_error *e,
 		       const char *conn)
 {
-	if (r == -ENOENT)
-		{
+	if (r == -ENOENT) {
 		fail(a, 404, NULL, "resource not found");
 		return;
 	}
-	if (r == -EEXIST)
-		{
+	if (r == -EEXIST) {
 		fail(a, 409, "uniqueness", "userName is already taken in this connector");
 		return;
 	}
-	if (r == -ESTALE)
-		{
+	if (r == -ESTALE) {
 		fail(a, 412, NULL, "If-Match: the resource has changed");
 		return;
 	}
-	if (r == IDS_E_INVALID)
-		{
+	if (r == IDS_E_INVALID) {
 		fail(a, 400, "invalidValue", ids_error_text(e));
 		return;
 	}
@@ -187,7 +183,8 @@ static char *base_url(struct ids_scim_server *s, struct MHD_Connection *c, const
 {
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
 	char *u = NULL;
-	if (asprintf(&u, "%s://%s/scim/v2/%s/", s->tls ? "https" : "http", host ? host : "localhost", conn) < 0)
+	if (asprintf(&u, "%s://%s/scim/v2/%s/", s->tls ? "https" : "http", host ? host : "localhost", conn) <
+	    0)
 		return NULL;
 	return u;
 }
@@ -198,8 +195,8 @@ static void answer_row(struct answer *a, const struct ids_scim_row *row, const c
 	a->status = status;
 	a->body = resource_of(row, base, members);
 	snprintf(a->etag, sizeof(a->etag), "W/\"%lld\"", (long long)row->version);
-	if (status == 201 && asprintf(&a->location, "%s%s/%s", base, !strcmp(row->kind, "Group") ? "Groups" : "Users",
-				      row->id) < 0)
+	if (status == 201 && asprintf(&a->location, "%s%s/%s", base,
+				      !strcmp(row->kind, "Group") ? "Groups" : "Users", row->id) < 0)
 		a->location = NULL;
 	if (!a->body)
 		fail(a, 500, NULL, "stored resource is not a JSON object");
@@ -277,15 +274,14 @@ static void put_resource(struct call *k, json_t *res, long long ver)
 	struct ids_error e = {0};
 	struct ids_scim_write w = {.kind = k->kind};
 	char *members = NULL, *text = NULL;
-	int r = ids_scim_normalize(res, !strcmp(k->kind, "Group"), &w.name, &w.external_id, &w.active, &members,
-				   &f);
+	int r = ids_scim_normalize(res, !strcmp(k->kind, "Group"), &w.name, &w.external_id, &w.active,
+				   &members, &f);
 	if (r < 0) {
 		fail_fault(k->a, &f);
 		return;
 	}
 	w.members = members;
-	if (!(text = json_dumps(res, JSON_COMPACT)))
-		{
+	if (!(text = json_dumps(res, JSON_COMPACT))) {
 		fail(k->a, 500, NULL, "out of memory");
 		return;
 	}
@@ -310,8 +306,7 @@ static void h_create_or_put(struct call *k)
 {
 	long long ver = if_match(k->c);
 	json_t *res = ver < 0 ? NULL : body_json(k);
-	if (ver < 0)
-		{
+	if (ver < 0) {
 		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
 		return;
 	}
@@ -396,8 +391,7 @@ static void h_delete(struct call *k)
 	struct ids_error e = {0};
 	long long ver = if_match(k->c);
 	int r = ver < 0 ? -EINVAL : store(k->s, &e);
-	if (ver < 0)
-		{
+	if (ver < 0) {
 		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
 		return;
 	}
@@ -429,7 +423,8 @@ static void h_list(struct call *k)
 {
 	const char *fs = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "filter");
 	const char *ex = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "excludedAttributes");
-	long start = arg_long(k->c, "startIndex", 1, 1, 1L << 40), count = arg_long(k->c, "count", PAGE_DEFAULT, 0, PAGE_MAX);
+	long start = arg_long(k->c, "startIndex", 1, 1, 1L << 40),
+	     count = arg_long(k->c, "count", PAGE_DEFAULT, 0, PAGE_MAX);
 	struct ids_scim_filter flt = {0};
 	struct ids_scim_fault f = {0};
 	struct ids_scim_row *rows = NULL;
@@ -437,13 +432,11 @@ static void h_list(struct call *k)
 	size_t n = 0;
 	long total = 0;
 	int r;
-	if (start < 0 || count < 0)
-		{
+	if (start < 0 || count < 0) {
 		fail(k->a, 400, "invalidValue", "startIndex and count: expected integers");
 		return;
 	}
-	if (fs && ids_scim_filter_parse(fs, &flt, &f) < 0)
-		{
+	if (fs && ids_scim_filter_parse(fs, &flt, &f) < 0) {
 		fail_fault(k->a, &f);
 		return;
 	}
@@ -455,7 +448,8 @@ static void h_list(struct call *k)
 	} else {
 		json_t *res = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(res, resource_of(&rows[i], k->base, !(ex && strcasestr(ex, "members"))));
+			json_array_append_new(
+			    res, resource_of(&rows[i], k->base, !(ex && strcasestr(ex, "members"))));
 		k->a->status = 200;
 		k->a->body = json_pack("{s:[s],s:I,s:I,s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
 				       (json_int_t)total, "startIndex", (json_int_t)start, "itemsPerPage",
@@ -472,18 +466,19 @@ static void h_config(struct call *k)
 {
 	k->a->status = 200;
 	k->a->body = json_pack(
-	    "{s:[s],s:{s:b},s:{s:b,s:i,s:i},s:{s:b,s:i},s:{s:b},s:{s:b},s:{s:b},s:[{s:s,s:s,s:s,s:b}]}", "schemas",
-	    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig", "patch", "supported", 1, "bulk",
-	    "supported", 0, "maxOperations", 0, "maxPayloadSize", 0, "filter", "supported", 1, "maxResults",
-	    PAGE_MAX, "changePassword", "supported", 0, "sort", "supported", 0, "etag", "supported", 1,
-	    "authenticationSchemes", "type", "oauthbearertoken", "name", "OAuth Bearer Token", "description",
-	    "the connector's token_file", "primary", 1);
+	    "{s:[s],s:{s:b},s:{s:b,s:i,s:i},s:{s:b,s:i},s:{s:b},s:{s:b},s:{s:b},s:[{s:s,s:s,s:s,s:b}]}",
+	    "schemas", "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig", "patch", "supported", 1,
+	    "bulk", "supported", 0, "maxOperations", 0, "maxPayloadSize", 0, "filter", "supported", 1,
+	    "maxResults", PAGE_MAX, "changePassword", "supported", 0, "sort", "supported", 0, "etag",
+	    "supported", 1, "authenticationSchemes", "type", "oauthbearertoken", "name", "OAuth Bearer Token",
+	    "description", "the connector's token_file", "primary", 1);
 }
 
 static json_t *resource_type(const char *name, const char *schema)
 {
-	return json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas", "urn:ietf:params:scim:schemas:core:2.0:ResourceType",
-			 "id", name, "name", name, "endpoint", "/", name, "s", "schema", schema);
+	return json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
+			 "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
+			 "endpoint", "/", name, "s", "schema", schema);
 }
 
 static void h_types(struct call *k, bool schemas)
@@ -492,7 +487,8 @@ static void h_types(struct call *k, bool schemas)
 	if (schemas) {
 		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_USER, "name", "User"));
 		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_GROUP, "name", "Group"));
-		json_array_append_new(l, json_pack("{s:s,s:s}", "id", IDS_SCIM_ENTERPRISE, "name", "EnterpriseUser"));
+		json_array_append_new(
+		    l, json_pack("{s:s,s:s}", "id", IDS_SCIM_ENTERPRISE, "name", "EnterpriseUser"));
 	} else {
 		json_array_append_new(l, resource_type("User", SCHEMA_USER));
 		json_array_append_new(l, resource_type("Group", SCHEMA_GROUP));
@@ -510,56 +506,47 @@ static void dispatch(struct call *k, const char *method, const char *rest)
 	char res[32];
 	size_t n = strcspn(rest, "/");
 	const char *id = rest[n] == '/' && rest[n + 1] ? rest + n + 1 : NULL;
-	if (n >= sizeof(res) || (id && strchr(id, '/')))
-		{
+	if (n >= sizeof(res) || (id && strchr(id, '/'))) {
 		fail(k->a, 404, NULL, "no such endpoint");
 		return;
 	}
 	memcpy(res, rest, n);
 	res[n] = '\0';
 	bool get = !strcmp(method, "GET");
-	if (!strcmp(res, "ServiceProviderConfig") && get && !id)
-		{
+	if (!strcmp(res, "ServiceProviderConfig") && get && !id) {
 		h_config(k);
 		return;
 	}
-	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get && !id)
-		{
+	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get && !id) {
 		h_types(k, res[0] == 'S');
 		return;
 	}
-	if (strcmp(res, "Users") != 0 && strcmp(res, "Groups") != 0)
-		{
+	if (strcmp(res, "Users") != 0 && strcmp(res, "Groups") != 0) {
 		fail(k->a, 404, NULL, "no such endpoint");
 		return;
 	}
 	k->kind = res[0] == 'U' ? "User" : "Group";
 	k->id = id;
-	if (get)
-		{
+	if (get) {
 		if (id)
 			h_get(k);
 		else
 			h_list(k);
 		return;
 	}
-	if (!strcmp(method, "POST") && !id)
-		{
+	if (!strcmp(method, "POST") && !id) {
 		h_create_or_put(k);
 		return;
 	}
-	if (!strcmp(method, "PUT") && id)
-		{
+	if (!strcmp(method, "PUT") && id) {
 		h_create_or_put(k);
 		return;
 	}
-	if (!strcmp(method, "PATCH") && id)
-		{
+	if (!strcmp(method, "PATCH") && id) {
 		h_patch(k);
 		return;
 	}
-	if (!strcmp(method, "DELETE") && id)
-		{
+	if (!strcmp(method, "DELETE") && id) {
 		h_delete(k);
 		return;
 	}
@@ -577,8 +564,8 @@ static bool token_equal(const char *a, size_t an, const char *b, size_t bn)
 
 /* The first call of a request: which connector, and whether the client
  * may speak to it at all.  0: go on; else the status answered. */
-static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const char *url, const char *method,
-		      struct req *q, struct answer *a)
+static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const char *url,
+		      const char *method, struct req *q, struct answer *a)
 {
 	const char *name = url + strlen("/scim/v2/");
 	size_t n = strcspn(name, "/");
@@ -607,7 +594,8 @@ static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+				  const char *version, const char *upload, size_t *upload_size,
+				  void **con_cls)
 {
 	struct ids_scim_server *s = cls;
 	struct req *q = *con_cls;
@@ -641,7 +629,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	return send_answer(c, &a);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode t)
 {
 	struct req *q = *con_cls;
 	if (q) {
@@ -680,8 +669,8 @@ static int tls_load(struct ids_scim_server *s, struct ids_error *err)
 	size_t n = 0;
 	int r = ids_secret_read(cfg->scim.tls_cert_file, IDS_SECRET_MAX * 4, true, &s->cert, &n, err);
 	if (r >= 0)
-		r = ids_secret_read(cfg->scim.tls_key_file, IDS_SECRET_MAX, cfg->security.allow_readable_secrets,
-				    &s->key, &n, err);
+		r = ids_secret_read(cfg->scim.tls_key_file, IDS_SECRET_MAX,
+				    cfg->security.allow_readable_secrets, &s->key, &n, err);
 	if (r < 0)
 		ids_error_prefix(err, "scim");
 	s->tls = r >= 0;
@@ -710,19 +699,23 @@ static int mhd_start(struct ids_scim_server *s, const char *host, int port, stru
 	} else if (host) {
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, strcasecmp(host, "localhost") ? host : "127.0.0.1", &in4->sin_addr) != 1)
+		if (inet_pton(AF_INET, strcasecmp(host, "localhost") ? host : "127.0.0.1", &in4->sin_addr) !=
+		    1)
 			return ids_error_set(err, IDS_E_CONFIG, "scim.listen: bad address %s", host);
 	}
 	if (s->tls)
 		flags |= MHD_USE_TLS;
 	s->mhd = MHD_start_daemon(
 	    flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-	    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s, host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
-	    host ? (void *)&ss : (void *)(intptr_t)s->lfd, s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
-	    s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key, MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)CONN_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
+	    host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
+	    host ? (void *)&ss : (void *)(intptr_t)s->lfd,
+	    s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key,
+	    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
 	if (!s->mhd)
-		return ids_error_set(err, IDS_E_CONNECT, "scim.listen: cannot listen on %s", s->cfg->scim.listen);
+		return ids_error_set(err, IDS_E_CONNECT, "scim.listen: cannot listen on %s",
+				     s->cfg->scim.listen);
 	return 0;
 }
 

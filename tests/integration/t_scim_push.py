@@ -11,6 +11,7 @@ logged."""
 import http.client
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -199,6 +200,15 @@ def body(env, c):
     c.hasnt(PASSWORD, d.stderr_text(), "a pushed password is never logged")
     c.hasnt(TOKEN, d.stderr_text(), "the token is never logged")
     c.has("scim: listening on 127.0.0.1", d.stderr_text(), "the log says where it listens")
+
+    # a reload restarts the listener on the new configuration
+    mark = d.line_mark()
+    d.signal(signal.SIGHUP)
+    d.wait_line(r"scim: listening on 127\.0\.0\.1", 10, since=mark)
+    c.eq(200, cl.req("GET", "Users?count=1")[0], "the listener answers after a reload")
+    d.signal(signal.SIGTERM)
+    c.eq(0, d.wait_exit(10), "SIGTERM stops the daemon and its listener: exit 0")
+    c.hasnt("Sanitizer", d.stderr_text(), "no sanitizer report (leaks at exit included)")
 
 
 if __name__ == "__main__":
