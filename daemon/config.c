@@ -1068,7 +1068,7 @@ static const char *const entra_keys[] = {COMMON_KEYS,
 static const char *const google_keys[] = {
     COMMON_KEYS,    "service_account_file", "subject", "customer", "domain", "token_endpoint",
     "api_endpoint", "tls_ca_file",	    "timeout", "groups",   NULL};
-static const char *const scim_keys[] = {COMMON_KEYS, "token_file", "apply_delay", NULL};
+static const char *const scim_keys[] = {COMMON_KEYS, "token_file", "apply_delay", "rate_limit", NULL};
 /* In the order of enum ids_conn_type / ids_ldap_flavor / ids_field. */
 static const char *const type_names[] = {"ldap", "entra", "google", "scim", NULL};
 static const char *const flavor_names[] = {"openldap", "active_directory", "generic", NULL};
@@ -1382,6 +1382,12 @@ static int load_scim(struct ctx *c, const struct map *m, struct ids_connector_cf
 		return r;
 	if (!s->token_file)
 		return missing(c, m, "token_file");
+	/* well above a provisioning client's pace (Entra: a few per second;
+	 * a bulk import: hundreds), low enough that a runaway loop cannot
+	 * hold the listener for the other connectors */
+	s->rate_limit = 1000;
+	if ((r = rd_int(c, m, "rate_limit", 0, 1000000, &s->rate_limit)) < 0)
+		return r;
 	return rd_duration(c, m, "apply_delay", true, &s->apply_delay);
 }
 

@@ -391,3 +391,46 @@ int ids_scim_normalize(json_t *res, bool is_group, const char **ret_name, const 
 	*ret_external_id = json_string_value(get_ci(res, "externalId"));
 	return 0;
 }
+
+bool ids_scim_json_depth_ok(const char *s, size_t n, int max)
+{
+	int depth = 0;
+	bool str = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (str) {
+			if (c == '\\')
+				i++; /* the escaped byte is no quote */
+			else if (c == '"')
+				str = false;
+		} else if (c == '"') {
+			str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				return false;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return true;
+}
+
+int ids_scim_bucket_take(struct ids_scim_bucket *b, long long now_usec, double rate, double burst)
+{
+	if (!b->last_usec || now_usec < b->last_usec) {
+		/* first use (or a clock that went back): a full bucket */
+		b->tokens = burst;
+	} else {
+		b->tokens += (double)(now_usec - b->last_usec) / 1e6 * rate;
+		if (b->tokens > burst)
+			b->tokens = burst;
+	}
+	b->last_usec = now_usec;
+	if (b->tokens >= 1) {
+		b->tokens -= 1;
+		return 0;
+	}
+	/* the time until one whole token, rounded up to a second */
+	double wait = (1 - b->tokens) / rate;
+	return wait <= 1 ? 1 : (int)wait + (wait > (int)wait);
+}

@@ -37,9 +37,11 @@
 #define BODY_MAX (1u << 20) /* 413 beyond: no real resource comes near */
 #define CONN_TIMEOUT 30	    /* seconds of silence before a connection is cut */
 #define CONN_LIMIT 64	    /* concurrent connections */
+#define JSON_DEPTH_MAX 32   /* a SCIM resource nests four levels at most */
+#define PER_IP_LIMIT 32	    /* connections from one address */
 #define PAGE_DEFAULT 100    /* list count when the client names none */
 #define PAGE_MAX 1000	    /* and the most it may ask for */
-#define RETRY_AFTER "5"	    /* seconds, while the database is away */
+#define RETRY_AFTER 5	    /* seconds, while the database is away */
 #define SCHEMA_USER "urn:ietf:params:scim:schemas:core:2.0:User"
 #define SCHEMA_GROUP "urn:ietf:params:scim:schemas:core:2.0:Group"
 #define SCHEMA_LIST "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -56,6 +58,7 @@ struct ids_scim_server {
 	bool *dirty;	      /* per cfg->connectors index */
 	char *cert, *key;     /* PEM; key a secret (wiped) */
 	bool tls;
+	struct ids_scim_bucket *budget; /* per cfg->connectors index: the rate limit (MHD thread only) */
 };
 
 /* One request's state across MHD's calls. */
@@ -70,8 +73,8 @@ struct answer {
 	unsigned status;
 	json_t *body; /* new; NULL: no body */
 	char etag[32];
-	char *location; /* new; NULL: none */
-	bool retry;	/* Retry-After */
+	char *location;	 /* new; NULL: none */
+	int retry_after; /* seconds for Retry-After; 0: none */
 };
 
 /* ---------------- answers ---------------- */
@@ -117,7 +120,7 @@ static void fail_store(struct ids_scim_server *s, struct answer *a, int r, const
 	if (r == IDS_E_DB_LOST || r == IDS_E_CONNECT || r == IDS_E_TLS || r == IDS_E_AUTH) {
 		ids_store_close(s->st);
 		s->st = NULL;
-		a->retry = true;
+		a->retry_after = RETRY_AFTER;
 		fail(a, 503, NULL, "the database is unavailable; retry later");
 		return;
 	}
@@ -138,8 +141,10 @@ static enum MHD_Result send_answer(struct MHD_Connection *c, struct answer *a)
 			MHD_add_response_header(resp, "ETag", a->etag);
 		if (a->location)
 			MHD_add_response_header(resp, "Location", a->location);
-		if (a->retry)
-			MHD_add_response_header(resp, "Retry-After", RETRY_AFTER);
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", a->retry_after);
+		if (a->retry_after)
+			MHD_add_response_header(resp, "Retry-After", ra);
 		if (a->status == 401)
 			MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"idsyncd\"");
 		r = MHD_queue_response(c, a->status, resp);
@@ -256,6 +261,10 @@ struct call {
 static json_t *body_json(struct call *k)
 {
 	json_error_t je;
+	if (!ids_scim_json_depth_ok(k->body ? k->body : "", k->len, JSON_DEPTH_MAX)) {
+		fail(k->a, 400, "invalidSyntax", "the body nests deeper than 32 levels");
+		return NULL;
+	}
 	json_t *j = json_loadb(k->body ? k->body : "", k->len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(j)) {
 		json_decref(j);
@@ -582,6 +591,16 @@ static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const
 	const char *tok = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : "";
 	if (!token_equal(tok, strlen(tok), q->cc->scim.token, strlen(q->cc->scim.token)))
 		return fail(a, 401, NULL, "a valid bearer token is required"), 401;
+	/* the budget is spent by authenticated requests only: a stranger
+	 * cannot exhaust a connector's */
+	const struct ids_scim_cfg *sc = &q->cc->scim;
+	int wait = sc->rate_limit ? ids_scim_bucket_take(&s->budget[q->cc - s->cfg->connectors],
+							 ids_mono_usec(), sc->rate_limit, sc->rate_limit)
+				  : 0;
+	if (wait > 0) {
+		a->retry_after = wait;
+		return fail(a, 429, NULL, "over the request rate limit of this connector"), 429;
+	}
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > BODY_MAX)
 		return fail(a, 413, NULL, "the body is over 1 MiB"), 413;
@@ -707,9 +726,12 @@ static int mhd_start(struct ids_scim_server *s, const char *host, int port, stru
 		flags |= MHD_USE_TLS;
 	s->mhd = MHD_start_daemon(
 	    flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)CONN_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
-	    host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
+	    /* per address only on TCP (a unix socket's peers have none):
+	     * the unix case repeats the overall cap instead */
+	    host ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(host ? PER_IP_LIMIT : CONN_LIMIT), MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+	    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s, host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
 	    host ? (void *)&ss : (void *)(intptr_t)s->lfd,
 	    s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key,
 	    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
@@ -730,7 +752,10 @@ int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server *
 		return 0;
 	if (ids_config_scim_listen(cfg->scim.listen, &host, &port, &loopback) < 0)
 		return ids_error_set(err, IDS_E_CONFIG, "scim.listen: invalid");
-	if (!(s = calloc(1, sizeof(*s))) || !(s->dirty = calloc(cfg->nconnectors + 1, sizeof(bool)))) {
+	if (!(s = calloc(1, sizeof(*s))) || !(s->dirty = calloc(cfg->nconnectors + 1, sizeof(bool))) ||
+	    !(s->budget = calloc(cfg->nconnectors + 1, sizeof(*s->budget)))) {
+		if (s)
+			free(s->dirty);
 		free(s);
 		free(host);
 		return -ENOMEM;
@@ -794,5 +819,6 @@ void ids_scim_server_stop(struct ids_scim_server *s)
 	ids_secret_free(s->key);
 	free(s->cert);
 	free(s->dirty);
+	free(s->budget);
 	free(s);
 }

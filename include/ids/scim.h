@@ -59,4 +59,20 @@ int ids_scim_patch(json_t *res, const json_t *body, struct ids_scim_fault *f);
 int ids_scim_normalize(json_t *res, bool is_group, const char **ret_name, const char **ret_external_id,
 		       bool *ret_active, char **ret_members, struct ids_scim_fault *f);
 
+/* Whether JSON text s[0..n) nests arrays and objects at most max deep
+ * (brackets inside strings do not count).  Checked before parsing: the
+ * parser and every recursive jansson call (deep copy, equality) would
+ * otherwise recurse as deep as a client likes. */
+bool ids_scim_json_depth_ok(const char *s, size_t n, int max);
+
+/* A per-connector request budget: a token bucket refilled at `rate` per
+ * second up to `burst`.  Zero-initialize it. */
+struct ids_scim_bucket {
+	double tokens;
+	long long last_usec; /* 0: never used (starts full) */
+};
+/* Takes one request from b at monotonic time now_usec: 0 when allowed,
+ * else the whole seconds (>= 1) after which one is (Retry-After). */
+int ids_scim_bucket_take(struct ids_scim_bucket *b, long long now_usec, double rate, double burst);
+
 #endif

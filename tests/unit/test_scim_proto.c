@@ -234,12 +234,47 @@ static void map_user(void **state)
 	ids_strv_free(&attrs);
 }
 
+static void json_depth(void **state)
+{
+	char deep[200];
+	memset(deep, '[', 40);
+	memset(deep + 40, ']', 40);
+	assert_true(ids_scim_json_depth_ok(deep, 80, 40));
+	assert_false(ids_scim_json_depth_ok(deep, 80, 39));
+	/* brackets inside strings, escaped quotes included, do not count */
+	const char *s = "{\"a\":\"[[[[\\\"{{{{\",\"b\":[{}]}";
+	assert_true(ids_scim_json_depth_ok(s, strlen(s), 3));
+	assert_false(ids_scim_json_depth_ok(s, strlen(s), 2));
+}
+
+static void bucket(void **state)
+{
+	struct ids_scim_bucket b = {0};
+	long long t = 1000000;
+	/* a full bucket of 3, then empty: Retry-After 1 s at 2/s */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ids_scim_bucket_take(&b, t, 2, 3), 0);
+	assert_int_equal(ids_scim_bucket_take(&b, t, 2, 3), 1);
+	/* half a second later one token came back */
+	assert_int_equal(ids_scim_bucket_take(&b, t + 500000, 2, 3), 0);
+	assert_int_equal(ids_scim_bucket_take(&b, t + 500000, 2, 3), 1);
+	/* at 0.25/s the wait rounds up to 4 s */
+	struct ids_scim_bucket slow = {0};
+	assert_int_equal(ids_scim_bucket_take(&slow, t, 0.25, 1), 0);
+	assert_int_equal(ids_scim_bucket_take(&slow, t, 0.25, 1), 4);
+	/* never more than burst after a long pause */
+	assert_int_equal(ids_scim_bucket_take(&b, t + 3600000000LL, 2, 3), 0);
+	assert_int_equal(ids_scim_bucket_take(&b, t + 3600000000LL, 2, 3), 0);
+	assert_int_equal(ids_scim_bucket_take(&b, t + 3600000000LL, 2, 3), 0);
+	assert_int_equal(ids_scim_bucket_take(&b, t + 3600000000LL, 2, 3), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(filter_ok),  cmocka_unit_test(filter_bad),	  cmocka_unit_test(patch_entra),
 	    cmocka_unit_test(patch_okta), cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
-	    cmocka_unit_test(map_user),
+	    cmocka_unit_test(map_user),	  cmocka_unit_test(json_depth),	  cmocka_unit_test(bucket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
