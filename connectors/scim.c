@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -111,6 +113,22 @@ static int set_str(struct ids_snapshot *s, enum ids_field f, const json_t *v)
 				 : 0;
 }
 
+/* No displayName nor name.formatted (Okta often sends neither): the
+ * display name is "givenName familyName", as a person would write it. */
+static int set_full_name(struct ids_snapshot *s, const json_t *res)
+{
+	const char *g = json_string_value(path_get(res, "name.givenName"));
+	const char *f = json_string_value(path_get(res, "name.familyName"));
+	char *full = NULL;
+	if (!g || !f)
+		return 0;
+	if (asprintf(&full, "%s %s", g, f) < 0)
+		return -ENOMEM;
+	int r = ids_snapshot_user_set(s, IDS_F_DISPLAY_NAME, full, strlen(full));
+	free(full);
+	return r;
+}
+
 int ids_scim_map_user(struct ids_snapshot *s, const char *id, const char *resource, bool active,
 		      const struct ids_strv *attrs)
 {
@@ -132,7 +150,7 @@ int ids_scim_map_user(struct ids_snapshot *s, const char *id, const char *resour
 		if (r >= 0)
 			r = set_str(s, IDS_F_LAST_NAME, path_get(res, "name.familyName"));
 		if (r >= 0)
-			r = set_str(s, IDS_F_DISPLAY_NAME, dn);
+			r = dn ? set_str(s, IDS_F_DISPLAY_NAME, dn) : set_full_name(s, res);
 		for (size_t i = 0; r >= 0 && attrs && i < attrs->n; i++)
 			r = add_attr(s, res, attrs->v[i]);
 	}
@@ -185,8 +203,13 @@ static int scim_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	static const struct ids_scim_reader rd = {.user = on_user, .group = on_group, .member = on_member};
 	struct ids_store *st = NULL;
 	struct pull p = {.ctx = ctx, .s = s};
+	int version = 0;
 	int r = ids_store_open(ctx->config, &st, err);
 	if (r >= 0)
+		r = ids_store_version(st, &version, err);
+	/* no schema yet (a `plan` before the first sync): nothing can have
+	 * been pushed, since the listener stores into that schema */
+	if (r >= 0 && version > 0)
 		r = ids_scim_store_read(st, cfg->name, &rd, &p, err);
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "pushed state: %s", ids_strerror(r));

@@ -86,6 +86,10 @@ def body(env, c):
             "    apply_delay: 1s\n")
     cfg = env.write_config(connectors=[conn], rules=RULES,
                            raw_extra=f"scim:\n  listen: \"127.0.0.1:{port}\"\n")
+    # a plan before the schema exists: nothing can have been pushed yet
+    rc, out, err = env.run_cli("plan", config=cfg)
+    c.eq(0, rc, f"plan on a database without the schema exits 0 ({err.strip()[-200:]})")
+    c.has("summary okta: 0 create", out, "and plans nothing for the scim connector")
     d = env.daemon(config=cfg).start()
     d.wait_field("READY", "1", 20)
     cl = Client(port)

@@ -232,6 +232,22 @@ static void map_user(void **state)
 	}
 	ids_snapshot_free(s);
 	ids_strv_free(&attrs);
+
+	/* neither displayName nor name.formatted: "given family"; a work
+	 * e-mail when none is primary */
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(
+	    ids_scim_map_user(s, "id-2",
+			      "{\"userName\":\"mkral\",\"name\":{\"givenName\":\"Marek\",\"familyName\":"
+			      "\"Král\"},\"emails\":[{\"value\":\"h@x\",\"type\":\"home\"},{\"value\":"
+			      "\"w@x\",\"type\":\"work\"}]}",
+			      true, NULL),
+	    0);
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	assert_string_equal(s->users[0].f[IDS_F_DISPLAY_NAME], "Marek Král");
+	assert_string_equal(s->users[0].f[IDS_F_EMAIL], "w@x");
+	assert_false(s->users[0].disabled);
+	ids_snapshot_free(s);
 }
 
 static void json_depth(void **state)
