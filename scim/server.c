@@ -291,6 +291,7 @@ static void put_resource(struct call *k, json_t *res, long long ver)
 	}
 	w.members = members;
 	if (!(text = json_dumps(res, JSON_COMPACT))) {
+		free(members);
 		fail(k->a, 500, NULL, "out of memory");
 		return;
 	}
