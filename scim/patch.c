@@ -384,6 +384,12 @@ int ids_scim_normalize(json_t *res, bool is_group, const char **ret_name, const 
 		return fault(f, "invalidValue", "externalId: expected a string");
 	if ((r = active_of(res, ret_active, f)) < 0)
 		return r;
+	/* Entra sets the manager as a bare id ("manager": "26118915-..."),
+	 * RFC 7643 as {"value": id}: stored the RFC's way, which rules read
+	 * as manager.value */
+	json_t *ent = get_ci(res, IDS_SCIM_ENTERPRISE), *mgr = get_ci(ent, "manager");
+	if (json_is_string(mgr) && set_ci(ent, "manager", json_pack("{s:O}", "value", mgr)) < 0)
+		return -ENOMEM;
 	*ret_members = NULL;
 	if (is_group && (r = members_of(res, ret_members, f)) < 0)
 		return r;

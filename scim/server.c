@@ -81,7 +81,7 @@ struct answer {
 
 static void fail(struct answer *a, unsigned status, const char *scim_type, const char *detail)
 {
-	char st[8];
+	char st[16];
 	snprintf(st, sizeof(st), "%u", status);
 	a->status = status;
 	json_decref(a->body);

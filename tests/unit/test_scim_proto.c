@@ -192,6 +192,17 @@ static void normalize(void **state)
 	free(members);
 	json_decref(g);
 
+	/* Entra's bare manager id becomes {"value": id} */
+	json_t *m =
+	    json_loads("{\"userName\":\"a\",\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\":"
+		       "{\"manager\":\"m-1\"}}",
+		       0, NULL);
+	assert_int_equal(ids_scim_normalize(m, false, &name, &ext, &active, &members, &f), 0);
+	json_t *want = json_loads("{\"value\":\"m-1\"}", 0, NULL);
+	assert_true(json_equal(json_object_get(json_object_get(m, IDS_SCIM_ENTERPRISE), "manager"), want));
+	json_decref(want);
+	json_decref(m);
+
 	json_t *n = json_loads("{\"userName\":\"\"}", 0, NULL);
 	assert_int_equal(ids_scim_normalize(n, false, &name, &ext, &active, &members, &f), -EINVAL);
 	assert_string_equal(f.scim_type, "invalidValue");
