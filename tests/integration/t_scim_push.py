@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.parse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
@@ -125,6 +126,13 @@ def body(env, c):
     st, _, b = cl.req("GET", 'Users?filter=userName%20eq%20%22Alice%40ACME.example%22')
     c.eq((200, 1, alice["id"]), (st, b["totalResults"], b["Resources"][0]["id"]),
          "filter userName eq finds the user, case-insensitively")
+    for f, want in (('emails.value eq "ALICE@acme.example"', 1),
+                    ('emails[type eq "work"].value eq "alice@acme.example"', 1),
+                    ('emails[type eq "home"].value eq "alice@acme.example"', 0),
+                    (f'id eq "{alice["id"].upper()}" and userName eq "alice@acme.example"', 1),
+                    ('displayName eq "Alice Smith"', 1), ('externalId eq "nope"', 0)):
+        st, _, b = cl.req("GET", "Users?filter=" + urllib.parse.quote(f))
+        c.eq((200, want), (st, b and b.get("totalResults")), f"filter {f}")
     st, _, b = cl.req("GET", 'Users?filter=userName%20co%20%22a%22')
     c.eq((400, "invalidFilter"), (st, b.get("scimType")), "an unsupported operator: 400 invalidFilter")
     _, _, bob = cl.req("POST", "Users", okta_user("bob@acme.example", "Bob", "Jones", dept="Sales"))
