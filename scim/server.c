@@ -577,9 +577,12 @@ static bool token_equal(const char *a, size_t an, const char *b, size_t bn)
 static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const char *url,
 		      const char *method, struct req *q, struct answer *a)
 {
-	const char *name = url + strlen("/scim/v2/");
+	/* the prefix first: a shorter path has nothing after it to read */
+	if (strncmp(url, "/scim/v2/", 9) != 0)
+		return fail(a, 404, NULL, "no such endpoint"), 404;
+	const char *name = url + 9;
 	size_t n = strcspn(name, "/");
-	if (strncmp(url, "/scim/v2/", 9) != 0 || name[n] != '/')
+	if (name[n] != '/')
 		return fail(a, 404, NULL, "no such endpoint"), 404;
 	for (size_t i = 0; i < s->cfg->nconnectors && !q->cc; i++) {
 		const struct ids_connector_cfg *cc = &s->cfg->connectors[i];

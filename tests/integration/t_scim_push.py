@@ -112,6 +112,13 @@ def body(env, c):
     c.eq(401, cl.req("GET", "Users", token=TOKEN + "x")[0], "a wrong token: 401")
     c.eq(401, cl.req("GET", "Users", token=TOKEN[:-1])[0], "a token's prefix: 401")
     c.eq(404, Client(port, conn="other").req("GET", "Users")[0], "an unknown connector: 404")
+    for path in ("/", "/x", "/scim/v2", "/scim/v2/okta"):  # shorter than the prefix, or no resource
+        h = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        h.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+        r = h.getresponse()
+        r.read()
+        h.close()
+        c.eq(404, r.status, f"GET {path}: 404")
     c.eq(200, cl.req("GET", "ServiceProviderConfig")[0], "ServiceProviderConfig answers")
     c.eq(False, cl.req("GET", "ServiceProviderConfig")[2]["bulk"]["supported"], "bulk: unsupported")
 
