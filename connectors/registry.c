@@ -8,6 +8,7 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t)
 	case IDS_CONN_LDAP: return &ids_ldap_connector;
 	case IDS_CONN_ENTRA: return &ids_entra_connector;
 	case IDS_CONN_GOOGLE: return &ids_google_connector;
+	case IDS_CONN_SCIM: return &ids_scim_connector;
 	}
 	return NULL;
 }

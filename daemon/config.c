@@ -17,10 +17,12 @@
 #include "ids/config.h"
 #include "ids/secret.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -868,7 +870,7 @@ out:
 /* sections                                                            */
 
 static const char *const top_keys[] = {"database", "sync",	 "log",	     "security", "safety", "tenants",
-				       "catalog",  "connectors", "licences", "rules",	 NULL};
+				       "catalog",  "connectors", "licences", "rules",	 "scim",   NULL};
 
 /* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
@@ -1218,8 +1220,9 @@ static const char *const entra_keys[] = {COMMON_KEYS,
 static const char *const google_keys[] = {
     COMMON_KEYS,    "service_account_file", "subject", "customer", "domain", "token_endpoint",
     "api_endpoint", "tls_ca_file",	    "timeout", "groups",   NULL};
+static const char *const scim_keys[] = {COMMON_KEYS, "token_file", "apply_delay", "rate_limit", NULL};
 /* In the order of enum ids_conn_type / ids_ldap_flavor / ids_field. */
-static const char *const type_names[] = {"ldap", "entra", "google", NULL};
+static const char *const type_names[] = {"ldap", "entra", "google", "scim", NULL};
 static const char *const flavor_names[] = {"openldap", "active_directory", "generic", NULL};
 static const char *const attr_keys[] = {"external_id", "username",     "email", "first_name",
 					"last_name",   "display_name", NULL};
@@ -1261,6 +1264,9 @@ static const char *const attr_entra[6] = {"id",	       "userPrincipalName", "mai
 					  "givenName", "surname",	    "displayName"};
 static const char *const attr_google[6] = {
     "id", "primaryEmail", "primaryEmail", "name.givenName", "name.familyName", "name.fullName"};
+/* SCIM core schema names, for messages: the scim connector maps them itself */
+static const char *const attr_scim[6] = {
+    "id", "userName", "emails", "name.givenName", "name.familyName", "displayName"};
 
 /* The value of `key` in mapping n before its keys were checked (the type
  * decides which keys are allowed); NULL when absent.  With duplicates the
@@ -1510,12 +1516,40 @@ static int load_google(struct ctx *c, const struct map *m, struct ids_connector_
 	return 0;
 }
 
+/* A scim connector: the token it accepts (a secret read here, compared by
+ * the listener) and how long a burst of pushes settles before its run. */
+static int load_scim(struct ctx *c, const struct map *m, struct ids_connector_cfg *cc)
+{
+	struct ids_scim_cfg *s = &cc->scim;
+	int r;
+	s->apply_delay = 2;
+	/* scim: is read before the connectors (see load_root); without a
+	 * listener this connector would never hear a push */
+	if (!c->cfg->scim.listen) {
+		push_key(c, "type");
+		return fail(c, map_get(m, "type"),
+			    "a type: scim connector needs the scim: block (where to listen)");
+	}
+	if ((r = rd_file(c, m, "token_file", FILE_SECRET, &s->token_file, &s->token)) < 0)
+		return r;
+	if (!s->token_file)
+		return missing(c, m, "token_file");
+	/* well above a provisioning client's pace (Entra: a few per second;
+	 * a bulk import: hundreds), low enough that a runaway loop cannot
+	 * hold the listener for the other connectors */
+	s->rate_limit = 1000;
+	if ((r = rd_int(c, m, "rate_limit", 0, 1000000, &s->rate_limit)) < 0)
+		return r;
+	return rd_duration(c, m, "apply_delay", true, &s->apply_delay);
+}
+
 /* attributes: overrides field by field; the rest from the type's defaults. */
 static int load_attributes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
-	const char *const *def = cc->type == IDS_CONN_ENTRA ? attr_entra
-				 : cc->type == IDS_CONN_GOOGLE
-				     ? attr_google
+	const char *const *def = cc->type == IDS_CONN_ENTRA    ? attr_entra
+				 : cc->type == IDS_CONN_GOOGLE ? attr_google
+				 : cc->type == IDS_CONN_SCIM
+				     ? attr_scim
 				     : ids_config_ldap_defaults(cc->ldap.flavor)->attr;
 	yaml_node_t *v = map_get(cm, "attributes");
 	struct map m;
@@ -1538,8 +1572,9 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 /* connectors[idx]: the keys common to every type, then the type's own. */
 static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 {
-	static const char *const *const keys_by_type[] = {ldap_keys, entra_keys, google_keys};
-	static const char *const notes[] = {" for type ldap", " for type entra", " for type google"};
+	static const char *const *const keys_by_type[] = {ldap_keys, entra_keys, google_keys, scim_keys};
+	static const char *const notes[] = {" for type ldap", " for type entra", " for type google",
+					    " for type scim"};
 	static const char *const adopt[] = {"by_email", NULL};
 	struct ids_connector_cfg *cc = &c->cfg->connectors[idx];
 	yaml_node_t *tn, *nn;
@@ -1584,6 +1619,7 @@ static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 	case IDS_CONN_LDAP: r = load_ldap(c, &m, cc); break;
 	case IDS_CONN_ENTRA: r = load_entra(c, &m, cc); break;
 	case IDS_CONN_GOOGLE: r = load_google(c, &m, cc); break;
+	case IDS_CONN_SCIM: r = load_scim(c, &m, cc); break;
 	}
 	/* attributes last: LDAP's defaults depend on the flavor */
 	return r < 0 ? r : load_attributes(c, &m, cc);
@@ -1607,6 +1643,99 @@ static int load_connectors(struct ctx *c, yaml_node_t *n)
 		if ((r = load_connector(c, item_at(c, n, i), i)) < 0)
 			return r;
 		pop(c);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* scim: the listener of the scim connectors                           */
+
+int ids_config_scim_listen(const char *listen, char **ret_host, int *ret_port, bool *ret_loopback)
+{
+	const char *colon, *h = listen;
+	size_t hn;
+	if (listen[0] == '/') {
+		/* a unix socket: sun_path holds 107 bytes and a NUL */
+		if (strlen(listen) > 107)
+			return -EINVAL;
+		*ret_host = NULL;
+		*ret_port = 0;
+		*ret_loopback = true;
+		return 0;
+	}
+	if (listen[0] == '[') {
+		const char *end = strchr(listen, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		h = listen + 1;
+		hn = (size_t)(end - h);
+		colon = end + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (!colon || memchr(listen, ':', (size_t)(colon - listen)))
+			return -EINVAL;
+		hn = (size_t)(colon - listen);
+	}
+	char *end = NULL;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (!hn || colon[1] < '0' || colon[1] > '9' || *end || errno || port < 1 || port > 65535)
+		return -EINVAL;
+	char *host = strndup(h, hn);
+	if (!host)
+		return -ENOMEM;
+	unsigned char a[16];
+	bool v4 = inet_pton(AF_INET, host, a) == 1, v6 = !v4 && inet_pton(AF_INET6, host, a) == 1;
+	/* a name would be resolved to decide where to bind: only localhost,
+	 * whose meaning is fixed, is taken as one */
+	if (!v4 && !v6 && strcasecmp(host, "localhost") != 0) {
+		free(host);
+		return -EINVAL;
+	}
+	*ret_loopback =
+	    (v4 && a[0] == 127) || (v6 && !memcmp(a, in6addr_loopback.s6_addr, 16)) || (!v4 && !v6);
+	*ret_host = host;
+	*ret_port = (int)port;
+	return 0;
+}
+
+/* scim: where the SCIM service provider listens.  Plaintext only where
+ * no network sees it: a bearer token in clear on a LAN is a stolen
+ * token. */
+static int load_scim_block(struct ctx *c, yaml_node_t *n)
+{
+	static const char *const keys[] = {"listen", "tls_cert_file", "tls_key_file", NULL};
+	struct map m;
+	char *host = NULL;
+	int port = 0, r;
+	bool loopback = false;
+	if ((r = map_read(c, n, keys, NULL, &m)) < 0 ||
+	    (r = rd_str(c, &m, "listen", NULL, &c->cfg->scim.listen)) < 0)
+		return r;
+	if (!c->cfg->scim.listen)
+		return missing(c, &m, "listen");
+	r = ids_config_scim_listen(c->cfg->scim.listen, &host, &port, &loopback);
+	free(host);
+	if (r == -EINVAL) {
+		push_key(c, "listen");
+		return bad_value(c, map_get(&m, "listen"), c->cfg->scim.listen,
+				 "HOST:PORT (an IP address or localhost) or a unix socket path");
+	}
+	if (r < 0 ||
+	    (r = rd_file(c, &m, "tls_cert_file", FILE_PUBLIC, &c->cfg->scim.tls_cert_file, NULL)) < 0 ||
+	    (r = rd_file(c, &m, "tls_key_file", FILE_SECRET_PATH, &c->cfg->scim.tls_key_file, NULL)) < 0)
+		return r;
+	if (!c->cfg->scim.tls_cert_file != !c->cfg->scim.tls_key_file) {
+		const char *k = c->cfg->scim.tls_cert_file ? "tls_cert_file" : "tls_key_file";
+		push_key(c, k);
+		return fail(c, map_get(&m, k), "expected tls_cert_file and tls_key_file together");
+	}
+	if (!c->cfg->scim.tls_cert_file && !loopback) {
+		push_key(c, "listen");
+		return fail(c, map_get(&m, "listen"),
+			    "%s is reachable over the network: expected tls_cert_file and tls_key_file "
+			    "(plaintext only on loopback or a unix socket)",
+			    c->cfg->scim.listen);
 	}
 	return 0;
 }
@@ -2184,11 +2313,11 @@ static int load_root(struct ctx *c, yaml_node_t *root)
 {
 	/* the reading order (see the top of the file), not the file's order */
 	static int (*const loaders[])(struct ctx *, yaml_node_t *) = {
-	    load_security, load_log,	 load_database,	  load_sync,	 load_safety,
-	    load_tenants,  load_catalog, load_connectors, load_licences, load_rules,
+	    load_security, load_log,	    load_database,   load_sync,	    load_safety, load_tenants,
+	    load_catalog,  load_scim_block, load_connectors, load_licences, load_rules,
 	};
-	static const char *const order[] = {"security", "log",	   "database",	 "sync",     "safety",
-					    "tenants",	"catalog", "connectors", "licences", "rules"};
+	static const char *const order[] = {"security", "log",	"database",   "sync",	  "safety", "tenants",
+					    "catalog",	"scim", "connectors", "licences", "rules"};
 	struct map m;
 	int r;
 	if (root->type != YAML_MAPPING_NODE)
@@ -2442,6 +2571,9 @@ void ids_config_free(struct ids_config *c)
 	free(c->database.conninfo);
 	ids_secret_free(c->database.password);
 	free(c->database.schema);
+	free(c->scim.listen);
+	free(c->scim.tls_cert_file);
+	free(c->scim.tls_key_file);
 	ids_strv_free(&c->catalog.roles);
 	ids_strv_free(&c->catalog.channels);
 	ids_strv_free(&c->catalog.channel_groups);
@@ -2455,6 +2587,8 @@ void ids_config_free(struct ids_config *c)
 		ldap_free(&cc->ldap);
 		entra_free(&cc->entra);
 		google_free(&cc->google);
+		ids_secret_free(cc->scim.token);
+		free(cc->scim.token_file);
 	}
 	free(c->connectors);
 	for (size_t i = 0; i < c->nrules; i++)
@@ -2478,6 +2612,7 @@ const char *ids_conn_type_name(enum ids_conn_type t)
 	case IDS_CONN_LDAP: return "ldap";
 	case IDS_CONN_ENTRA: return "entra";
 	case IDS_CONN_GOOGLE: return "google";
+	case IDS_CONN_SCIM: return "scim";
 	}
 	return "unknown";
 }

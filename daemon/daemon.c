@@ -32,6 +32,7 @@
 #include "ids/config.h"
 #include "ids/log.h"
 #include "ids/progress.h"
+#include "ids/scim_server.h"
 #include "ids/store.h"
 #include "ids/sync.h"
 
@@ -55,16 +56,18 @@ struct daemon {
 	struct ids_store *st; /* NULL while the database is away */
 	struct sched *s;
 	size_t ns;
-	int sfd;		    /* the signalfd */
-	uint64_t wd_usec;	    /* WatchdogSec, 0 = off */
-	int64_t wd_last;	    /* monotonic usec of the last WATCHDOG=1 */
-	char *note;		    /* why the last reload was refused, shown in STATUS= until one succeeds */
-	struct ids_progress *prog;  /* the run in progress, for STATUS=; NULL when out of memory */
-	struct sched *running;	    /* the connector that runs now, else NULL */
-	char instance[300];	    /* host:pid, for connector_schedule */
-	int64_t hb_last;	    /* monotonic usec of the last heartbeat written */
-	int fatal;		    /* exit code when the loop has to give up, else 0 */
-	bool stop, run_all, reload; /* set by signals, acted on by the loop */
+	int sfd;		   /* the signalfd */
+	uint64_t wd_usec;	   /* WatchdogSec, 0 = off */
+	int64_t wd_last;	   /* monotonic usec of the last WATCHDOG=1 */
+	char *note;		   /* why the last reload was refused, shown in STATUS= until one succeeds */
+	struct ids_progress *prog; /* the run in progress, for STATUS=; NULL when out of memory */
+	struct sched *running;	   /* the connector that runs now, else NULL */
+	char instance[300];	   /* host:pid, for connector_schedule */
+	int64_t hb_last;	   /* monotonic usec of the last heartbeat written */
+	int fatal;		   /* exit code when the loop has to give up, else 0 */
+	struct ids_scim_server *scim; /* the SCIM listener; NULL without a scim: block */
+	bool serving;		      /* past the start: a reload restarts the listener */
+	bool stop, run_all, reload;   /* set by signals, acted on by the loop */
 };
 
 static int64_t real_usec(void)
@@ -172,6 +175,34 @@ static int progress(void *ud)
 	return d->stop ? IDS_E_CANCELLED : 0;
 }
 
+/* A SCIM client wrote to connector `name`: its run follows apply_delay
+ * after this write, so a burst (a client creating a thousand users) ends
+ * in one run rather than a thousand.  Each write pushes the run back; the
+ * interval's reconciliation stays the backstop. */
+static void pushed(void *ud, const char *name)
+{
+	struct daemon *d = ud;
+	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, name);
+	for (size_t i = 0; cc && i < d->ns; i++)
+		if (!strcmp(d->s[i].name, name))
+			d->s[i].due = ids_mono_usec() + (int64_t)cc->scim.apply_delay * USEC;
+}
+
+/* Starts the SCIM listener of d->cfg (nothing without a scim: block).
+ * A listener that cannot start is logged here: at the start the daemon
+ * then fails, after a reload the runs go on without it. */
+static int scim_start(struct daemon *d)
+{
+	struct ids_error e = {0};
+	int r = ids_scim_server_start(d->cfg, &d->scim, &e);
+	if (r < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "scim: %s", ids_error_text(&e));
+	else if (d->scim)
+		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s", d->cfg->scim.listen);
+	ids_error_clear(&e);
+	return r;
+}
+
 /* The loop's one place to sleep: until `until` (monotonic usec) or until
  * a signal asks for something, waking on the watchdog's cadence. */
 static void sleep_until(struct daemon *d, int64_t until)
@@ -189,10 +220,15 @@ static void sleep_until(struct daemon *d, int64_t until)
 			wait = w < wait ? (w > 0 ? w : 0) : wait;
 		}
 		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
-		struct pollfd p = {d->sfd, POLLIN, 0};
-		int r = ppoll(&p, 1, &ts, NULL);
+		struct pollfd p[2] = {{d->sfd, POLLIN, 0}, {ids_scim_server_fd(d->scim), POLLIN, 0}};
+		int r = ppoll(p, d->scim ? 2 : 1, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
+			/* pushes move their connector's run: back to the loop */
+			if (d->scim && (p[1].revents & POLLIN)) {
+				ids_scim_server_drain(d->scim, pushed, d);
+				return;
+			}
 		} else if (r < 0 && errno != EINTR) {
 			/* cannot wait for signals any more: a restart is the cure */
 			int err = errno;
@@ -498,15 +534,23 @@ static void reload(struct daemon *d, bool ready)
 		goto out;
 	}
 	struct ids_config *old = d->cfg;
+	/* the listener borrows the configuration: stopped before it goes,
+	 * started again on the one that stays */
+	ids_scim_server_stop(d->scim);
+	d->scim = NULL;
 	d->cfg = nc;
 	if (schedule_rebuild(d) < 0) {
 		/* keep running what runs rather than half of the new */
 		d->cfg = old;
 		ids_config_free(nc);
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused: out of memory");
+		if (d->serving)
+			scim_start(d);
 		goto out;
 	}
 	ids_config_free(old);
+	if (d->serving)
+		scim_start(d);
 	ids_log_setup(d->cfg->log.level, d->cfg->log.target);
 	/* the database settings may have changed */
 	ids_store_close(d->st);
@@ -685,6 +729,14 @@ int ids_daemon_run(const char *config_path)
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
+	/* an operator who configured a listener wants it, not a daemon that
+	 * runs without it: a listener that cannot start is a failed start */
+	if (scim_start(&d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the SCIM listener\nERRNO=%d", EADDRINUSE);
+		code = IDS_EXIT_FAILED;
+		goto out;
+	}
+	d.serving = true;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
@@ -703,6 +755,7 @@ out:
 		sd_notify(0, "STOPPING=1");
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
+	ids_scim_server_stop(d.scim);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);
 	free(d.note);

@@ -17,7 +17,7 @@
 #include "ids/rules.h"
 #include "ids/util.h"
 
-enum ids_conn_type { IDS_CONN_LDAP, IDS_CONN_ENTRA, IDS_CONN_GOOGLE };
+enum ids_conn_type { IDS_CONN_LDAP, IDS_CONN_ENTRA, IDS_CONN_GOOGLE, IDS_CONN_SCIM };
 enum ids_ldap_flavor { IDS_LDAP_OPENLDAP, IDS_LDAP_AD, IDS_LDAP_GENERIC };
 enum ids_log_level { IDS_LOG_DEBUG, IDS_LOG_INFO, IDS_LOG_WARNING, IDS_LOG_ERROR };
 enum ids_log_target { IDS_LOGT_AUTO, IDS_LOGT_JOURNAL, IDS_LOGT_STDERR };
@@ -73,6 +73,14 @@ struct ids_google_cfg {
 	struct ids_strv groups;
 };
 
+/* A scim connector: its source is what an identity provider pushes to
+ * /scim/v2/<name>/ (the listener is struct ids_config's scim). */
+struct ids_scim_cfg {
+	char *token, *token_file; /* secret: the bearer token this connector accepts */
+	int apply_delay;	  /* seconds after the last write of a burst, default 2 */
+	int rate_limit;		  /* requests per second (429 beyond), default 1000; 0: none */
+};
+
 struct ids_connector_cfg {
 	char *name; /* [a-z0-9_-]{1,40}: the `source` in the database */
 	enum ids_conn_type type;
@@ -88,6 +96,7 @@ struct ids_connector_cfg {
 	struct ids_ldap_cfg ldap;
 	struct ids_entra_cfg entra;
 	struct ids_google_cfg google;
+	struct ids_scim_cfg scim;
 };
 
 struct ids_config {
@@ -118,6 +127,13 @@ struct ids_config {
 		int hold_expiry; /* seconds a held plan can be approved (default 1d) */
 	} safety;
 	bool tenants_auto_create;
+	/* The SCIM listener (one for every scim connector); listen NULL when
+	 * the file has no scim: block. */
+	struct {
+		char *listen;	     /* "host:port" or a unix socket path (starts with '/') */
+		char *tls_cert_file; /* NULL: plaintext, allowed on loopback and unix sockets only */
+		char *tls_key_file;  /* secret file, read when the listener starts */
+	} scim;
 	struct {
 		struct ids_strv roles, channels, channel_groups; /* roles includes extra_roles */
 	} catalog;
@@ -139,7 +155,13 @@ int ids_config_load_string(const char *name, const char *yaml, size_t len, struc
 void ids_config_free(struct ids_config *c);
 
 const struct ids_connector_cfg *ids_config_connector(const struct ids_config *c, const char *name);
-const char *ids_conn_type_name(enum ids_conn_type t); /* "ldap" | "entra" | "google" */
+const char *ids_conn_type_name(enum ids_conn_type t); /* "ldap" | "entra" | "google" | "scim" */
+
+/* Splits a scim.listen "host:port" ("[v6]:port") into *ret_host (new) and
+ * *ret_port; a unix socket path gives *ret_host NULL, *ret_port 0.
+ * *ret_loopback: the traffic stays on this machine (127.0.0.0/8, ::1,
+ * localhost, a unix socket).  -EINVAL when malformed. */
+int ids_config_scim_listen(const char *listen, char **ret_host, int *ret_port, bool *ret_loopback);
 
 /* "30s" "5m" "1h" "1d" (and combinations like "1h30m") -> seconds. */
 int ids_parse_duration(const char *s, int *ret_seconds);

@@ -8,6 +8,7 @@
 #define IDS_CONNECTOR_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,5 +51,15 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t);
 extern const struct ids_connector_ops ids_ldap_connector;
 extern const struct ids_connector_ops ids_entra_connector;
 extern const struct ids_connector_ops ids_google_connector;
+extern const struct ids_connector_ops ids_scim_connector;
+
+/* The scim connector's mapping of one stored SCIM user (resource: JSON
+ * text) into s, as one user record: id the external id, userName, the
+ * primary (else work, else first) e-mail, name.givenName/familyName,
+ * displayName, and the rule attributes `attrs` (dotted paths, then the
+ * enterprise extension's).  A resource that is no JSON object gives an
+ * invalid user.  Pure: exported for its unit test. */
+int ids_scim_map_user(struct ids_snapshot *s, const char *id, const char *resource, bool active,
+		      const struct ids_strv *attrs);
 
 #endif

@@ -62,7 +62,7 @@ def body(env, c):
     migrated = time.monotonic()
     ready = d.wait_field("READY", "1", 10)
     c.true(ready.t > migrated, "READY=1 came after the schema was brought up to date")
-    newest = max(int(f[:3]) for f in os.listdir(os.path.join(os.environ["IDS_SRC"], "config", "migrations"))
+    newest = max(int(f.split("_")[0]) for f in os.listdir(os.path.join(env.src, "config", "migrations"))
                  if f.endswith(".sql"))
     c.eq(str(newest), env.q("SELECT max(version) FROM schema_migrations"), "the schema is current at READY=1")
     c.eq(d.pid, ready.pid, "READY=1 comes from the main pid")

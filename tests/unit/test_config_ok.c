@@ -540,6 +540,66 @@ static void durations(void **state)
 	assert_int_equal(ids_parse_duration(NULL, &(int){0}), -EINVAL);
 }
 
+/* scim: the listener block and two scim connectors, defaults and not;
+ * the listen parser on every shape it takes */
+static void scim(void **state)
+{
+	(void)state;
+	struct ids_config *cfg = load_ok(OK_DIR "/scim.yaml");
+	assert_string_equal(cfg->scim.listen, "[::1]:8443");
+	assert_null(cfg->scim.tls_cert_file);
+	const struct ids_connector_cfg *o = ids_config_connector(cfg, "okta");
+	assert_int_equal(o->type, IDS_CONN_SCIM);
+	assert_string_equal(o->scim.token, SECRET_MARK "-crlf");
+	assert_int_equal(o->scim.apply_delay, 2);
+	assert_int_equal(o->scim.rate_limit, 1000);
+	const struct ids_connector_cfg *e = ids_config_connector(cfg, "entra-prov");
+	assert_int_equal(e->scim.apply_delay, 0);
+	assert_int_equal(e->scim.rate_limit, 0);
+	assert_string_equal(e->company, "default");
+	ids_config_free(cfg);
+	assert_string_equal(ids_conn_type_name(IDS_CONN_SCIM), "scim");
+
+	static const struct {
+		const char *listen, *host;
+		int port;
+		bool loopback;
+	} ok[] = {
+	    {"127.0.0.1:8443", "127.0.0.1", 8443, true},
+	    {"127.9.9.9:1", "127.9.9.9", 1, true},
+	    {"[::1]:443", "::1", 443, true},
+	    {"localhost:80", "localhost", 80, true},
+	    {"0.0.0.0:8443", "0.0.0.0", 8443, false},
+	    {"[::]:8443", "::", 8443, false},
+	    {"10.1.2.3:65535", "10.1.2.3", 65535, false},
+	    {"/run/idsyncd/scim.sock", NULL, 0, true},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *host = (char *)"unset";
+		int port = -1;
+		bool lo = !ok[i].loopback;
+		assert_int_equal(ids_config_scim_listen(ok[i].listen, &host, &port, &lo), 0);
+		if (ok[i].host)
+			assert_string_equal(host, ok[i].host);
+		else
+			assert_null(host);
+		assert_int_equal(port, ok[i].port);
+		assert_int_equal(lo, ok[i].loopback);
+		free(host);
+	}
+	static const char *const bad[] = {
+	    "8443",	":8443",     "127.0.0.1:",	 "127.0.0.1:0",	   "127.0.0.1:65536",
+	    "::1:8443", "[::1]8443", "scim.example:443", "127.0.0.1:84x3", "relative/path.sock"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *host = NULL;
+		int port = 0;
+		bool lo = false;
+		if (ids_config_scim_listen(bad[i], &host, &port, &lo) != -EINVAL)
+			print_message("accepted: %s\n", bad[i]);
+		assert_int_equal(ids_config_scim_listen(bad[i], &host, &port, &lo), -EINVAL);
+	}
+}
+
 static void lookups(void **state)
 {
 	(void)state;
@@ -601,6 +661,7 @@ int main(void)
 	    cmocka_unit_test(relative_paths),
 	    cmocka_unit_test(string_relative_to_cwd),
 	    cmocka_unit_test(regex_escaped_backslash),
+	    cmocka_unit_test(scim),
 	    cmocka_unit_test(example),
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(lookups),

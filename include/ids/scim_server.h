@@ -1,0 +1,38 @@
+/* scim_server.h — the SCIM 2.0 service provider's listener (issue 16):
+ * libmicrohttpd in a thread of its own, serving every `type: scim`
+ * connector at /scim/v2/<connector>/.
+ *
+ * The daemon's main loop stays single-threaded for runs: the listener
+ * writes pushed resources to PostgreSQL itself (its own connection,
+ * committed before it answers) and then tells the loop which connectors
+ * were written through an eventfd the loop ppoll()s; the loop schedules
+ * each one's run apply_delay after its last write. */
+#ifndef IDS_SCIM_SERVER_H
+#define IDS_SCIM_SERVER_H
+
+#include "ids/config.h"
+#include "ids/error.h"
+
+struct ids_scim_server;
+
+/* Listens as cfg->scim says.  cfg is borrowed and must outlive the
+ * server (a reload stops it before freeing the old configuration).  No
+ * scim: block: *ret NULL and 0.  The database is connected on the first
+ * request (and again after it was lost: 503 with Retry-After meanwhile).
+ * Errors: IDS_E_CONFIG (the key or certificate cannot be read),
+ * IDS_E_CONNECT (cannot bind).  *ret new (ids_scim_server_stop). */
+int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server **ret, struct ids_error *err);
+
+/* The eventfd that becomes readable after a committed write; -1 for a
+ * NULL server. */
+int ids_scim_server_fd(const struct ids_scim_server *s);
+
+/* Calls fn for each connector written since the last call (name borrowed
+ * for the call) and clears the set.  Accepts NULL. */
+void ids_scim_server_drain(struct ids_scim_server *s, void (*fn)(void *ud, const char *name), void *ud);
+
+/* Stops listening (requests in progress finish first), closes the
+ * database connection, wipes the key.  Accepts NULL. */
+void ids_scim_server_stop(struct ids_scim_server *s);
+
+#endif

@@ -1,0 +1,828 @@
+/* server.c — the SCIM listener (scim_server.h): HTTP through
+ * libmicrohttpd, one internal polling thread, one database connection
+ * used by that thread alone.
+ *
+ * A request goes: route (/scim/v2/<connector>/<resource>[/<id>]) and
+ * authenticate on the headers, before any body is read (a client without
+ * the token never makes us buffer a megabyte); gather the body up to
+ * BODY_MAX; then one handler per method, whose writes commit before the
+ * answer is queued.  Failures answer in the SCIM error schema (RFC 7644
+ * §3.12).  Nothing of a request body or a token reaches a log line. */
+#include "ids/scim_server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "ids/log.h"
+#include "ids/scim.h"
+#include "ids/scim_store.h"
+#include "ids/secret.h"
+#include "ids/store.h"
+#include "ids/util.h"
+
+#define BODY_MAX (1u << 20) /* 413 beyond: no real resource comes near */
+#define CONN_TIMEOUT 30	    /* seconds of silence before a connection is cut */
+#define CONN_LIMIT 64	    /* concurrent connections */
+#define JSON_DEPTH_MAX 32   /* a SCIM resource nests four levels at most */
+#define PER_IP_LIMIT 32	    /* connections from one address */
+#define PAGE_DEFAULT 100    /* list count when the client names none */
+#define PAGE_MAX 1000	    /* and the most it may ask for */
+#define RETRY_AFTER 5	    /* seconds, while the database is away */
+#define SCHEMA_USER "urn:ietf:params:scim:schemas:core:2.0:User"
+#define SCHEMA_GROUP "urn:ietf:params:scim:schemas:core:2.0:Group"
+#define SCHEMA_LIST "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+#define SCHEMA_ERROR "urn:ietf:params:scim:api:messages:2.0:Error"
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+struct ids_scim_server {
+	const struct ids_config *cfg;
+	struct MHD_Daemon *mhd;
+	struct ids_store *st; /* the MHD thread's alone; NULL until needed or after a loss */
+	int efd;	      /* eventfd: written after a committed write */
+	int lfd;	      /* our listening socket (unix socket), -1 when MHD binds */
+	pthread_mutex_t mu;   /* guards dirty */
+	bool *dirty;	      /* per cfg->connectors index */
+	char *cert, *key;     /* PEM; key a secret (wiped) */
+	bool tls;
+	struct ids_scim_bucket *budget; /* per cfg->connectors index: the rate limit (MHD thread only) */
+};
+
+/* One request's state across MHD's calls. */
+struct req {
+	const struct ids_connector_cfg *cc;
+	struct ids_buf body;
+	bool too_big;
+};
+
+/* What a handler answers. */
+struct answer {
+	unsigned status;
+	json_t *body; /* new; NULL: no body */
+	char etag[32];
+	char *location;	 /* new; NULL: none */
+	int retry_after; /* seconds for Retry-After; 0: none */
+};
+
+/* ---------------- answers ---------------- */
+
+static void fail(struct answer *a, unsigned status, const char *scim_type, const char *detail)
+{
+	char st[16];
+	snprintf(st, sizeof(st), "%u", status);
+	a->status = status;
+	json_decref(a->body);
+	a->body = json_pack("{s:[s],s:s,s:s}", "schemas", SCHEMA_ERROR, "status", st, "detail", detail);
+	if (a->body && scim_type)
+		json_object_set_new(a->body, "scimType", json_string(scim_type));
+}
+
+static void fail_fault(struct answer *a, const struct ids_scim_fault *f)
+{
+	fail(a, (unsigned)(f->status ? f->status : 400), f->scim_type, f->detail);
+}
+
+/* A store error as the client should see it; a lost database also drops
+ * the connection, for the next request to open afresh. */
+static void fail_store(struct ids_scim_server *s, struct answer *a, int r, const struct ids_error *e,
+		       const char *conn)
+{
+	if (r == -ENOENT) {
+		fail(a, 404, NULL, "resource not found");
+		return;
+	}
+	if (r == -EEXIST) {
+		fail(a, 409, "uniqueness", "userName is already taken in this connector");
+		return;
+	}
+	if (r == -ESTALE) {
+		fail(a, 412, NULL, "If-Match: the resource has changed");
+		return;
+	}
+	if (r == IDS_E_INVALID) {
+		fail(a, 400, "invalidValue", ids_error_text(e));
+		return;
+	}
+	ids_log(IDS_LOG_WARNING, conn, 0, NULL, "scim: database: %s", ids_error_text(e));
+	if (r == IDS_E_DB_LOST || r == IDS_E_CONNECT || r == IDS_E_TLS || r == IDS_E_AUTH) {
+		ids_store_close(s->st);
+		s->st = NULL;
+		a->retry_after = RETRY_AFTER;
+		fail(a, 503, NULL, "the database is unavailable; retry later");
+		return;
+	}
+	fail(a, 500, NULL, "internal error");
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, struct answer *a)
+{
+	char *text = a->body ? json_dumps(a->body, JSON_COMPACT) : NULL;
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(text ? strlen(text) : 0, text ? text : (void *)"",
+					    text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result r = MHD_NO;
+	if (resp) {
+		if (text)
+			MHD_add_response_header(resp, "Content-Type", "application/scim+json");
+		if (a->etag[0])
+			MHD_add_response_header(resp, "ETag", a->etag);
+		if (a->location)
+			MHD_add_response_header(resp, "Location", a->location);
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", a->retry_after);
+		if (a->retry_after)
+			MHD_add_response_header(resp, "Retry-After", ra);
+		if (a->status == 401)
+			MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"idsyncd\"");
+		r = MHD_queue_response(c, a->status, resp);
+		MHD_destroy_response(resp);
+	} else {
+		free(text);
+	}
+	json_decref(a->body);
+	free(a->location);
+	return r;
+}
+
+/* ---------------- resources ---------------- */
+
+/* The stored row as the SCIM resource clients read: what they pushed,
+ * plus id, schemas, meta (version as a weak ETag) and a group's members. */
+static json_t *resource_of(const struct ids_scim_row *row, const char *base, bool members)
+{
+	json_t *r = json_loads(row->resource, 0, NULL);
+	bool group = !strcmp(row->kind, "Group");
+	char ver[32];
+	if (!json_is_object(r)) {
+		json_decref(r);
+		return NULL;
+	}
+	snprintf(ver, sizeof(ver), "W/\"%lld\"", (long long)row->version);
+	json_object_set_new(r, "id", json_string(row->id));
+	if (!json_is_array(json_object_get(r, "schemas")))
+		json_object_set_new(r, "schemas", json_pack("[s]", group ? SCHEMA_GROUP : SCHEMA_USER));
+	if (group && members && row->members)
+		json_object_set_new(r, "members", json_loads(row->members, 0, NULL));
+	json_object_set_new(r, "meta",
+			    json_pack("{s:s,s:s,s:s,s:s,s:s++}", "resourceType", row->kind, "created",
+				      row->created, "lastModified", row->modified, "version", ver, "location",
+				      base, group ? "Groups/" : "Users/", row->id));
+	return r;
+}
+
+/* The base URL of the connector's endpoint, from the Host header. */
+static char *base_url(struct ids_scim_server *s, struct MHD_Connection *c, const char *conn)
+{
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+	char *u = NULL;
+	if (asprintf(&u, "%s://%s/scim/v2/%s/", s->tls ? "https" : "http", host ? host : "localhost", conn) <
+	    0)
+		return NULL;
+	return u;
+}
+
+static void answer_row(struct answer *a, const struct ids_scim_row *row, const char *base, unsigned status,
+		       bool members)
+{
+	a->status = status;
+	a->body = resource_of(row, base, members);
+	snprintf(a->etag, sizeof(a->etag), "W/\"%lld\"", (long long)row->version);
+	if (status == 201 && asprintf(&a->location, "%s%s/%s", base,
+				      !strcmp(row->kind, "Group") ? "Groups" : "Users", row->id) < 0)
+		a->location = NULL;
+	if (!a->body)
+		fail(a, 500, NULL, "stored resource is not a JSON object");
+}
+
+/* ---------------- the database and the loop ---------------- */
+
+static int store(struct ids_scim_server *s, struct ids_error *e)
+{
+	if (s->st)
+		return 0;
+	return ids_store_open(s->cfg, &s->st, e);
+}
+
+/* Tells the main loop that connector cc was written (committed). */
+static void written(struct ids_scim_server *s, const struct ids_connector_cfg *cc)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&s->mu);
+	s->dirty[cc - s->cfg->connectors] = true;
+	pthread_mutex_unlock(&s->mu);
+	/* an eventfd's counter only saturates: a failed write loses nothing */
+	if (write(s->efd, &one, sizeof(one)) < 0)
+		(void)0;
+}
+
+/* If-Match: W/"N" or "N" -> N; absent or * -> 0 (any).  -1: malformed. */
+static long long if_match(struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-Match");
+	if (!v || !strcmp(v, "*"))
+		return 0;
+	if (!strncmp(v, "W/", 2))
+		v += 2;
+	char *end = NULL;
+	long long n = *v == '"' ? strtoll(v + 1, &end, 10) : -1;
+	return end && end[0] == '"' && !end[1] && n > 0 ? n : -1;
+}
+
+/* ---------------- handlers ---------------- */
+
+/* Everything a handler needs about its request. */
+struct call {
+	struct ids_scim_server *s;
+	struct MHD_Connection *c;
+	const struct ids_connector_cfg *cc;
+	const char *kind; /* "User" | "Group" */
+	const char *id;	  /* NULL: the collection */
+	const char *body;
+	size_t len;
+	char *base;
+	struct answer *a;
+	bool in_tx; /* a PATCH's: the commit, and the loop's notice, come after */
+};
+
+/* The request body as a JSON object, or a 400 answered. */
+static json_t *body_json(struct call *k)
+{
+	json_error_t je;
+	if (!ids_scim_json_depth_ok(k->body ? k->body : "", k->len, JSON_DEPTH_MAX)) {
+		fail(k->a, 400, "invalidSyntax", "the body nests deeper than 32 levels");
+		return NULL;
+	}
+	json_t *j = json_loadb(k->body ? k->body : "", k->len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		fail(k->a, 400, "invalidSyntax", "the body is not a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* res checked and stored: a create (id NULL) or a replace of k->id at
+ * version ver (0: any). */
+static void put_resource(struct call *k, json_t *res, long long ver)
+{
+	struct ids_scim_fault f = {0};
+	struct ids_scim_row row = {0};
+	struct ids_error e = {0};
+	struct ids_scim_write w = {.kind = k->kind};
+	char *members = NULL, *text = NULL;
+	int r = ids_scim_normalize(res, !strcmp(k->kind, "Group"), &w.name, &w.external_id, &w.active,
+				   &members, &f);
+	if (r < 0) {
+		fail_fault(k->a, &f);
+		return;
+	}
+	w.members = members;
+	if (!(text = json_dumps(res, JSON_COMPACT))) {
+		free(members);
+		fail(k->a, 500, NULL, "out of memory");
+		return;
+	}
+	w.resource = text;
+	if ((r = store(k->s, &e)) >= 0)
+		r = k->id ? ids_scim_store_replace(k->s->st, k->cc->name, k->id, ver, &w, &row, &e)
+			  : ids_scim_store_create(k->s->st, k->cc->name, &w, &row, &e);
+	if (r < 0) {
+		fail_store(k->s, k->a, r, &e, k->cc->name);
+	} else {
+		if (!k->in_tx)
+			written(k->s, k->cc);
+		answer_row(k->a, &row, k->base, k->id ? 200 : 201, true);
+	}
+	ids_scim_row_clear(&row);
+	ids_error_clear(&e);
+	free(members);
+	free(text);
+}
+
+static void h_create_or_put(struct call *k)
+{
+	long long ver = if_match(k->c);
+	json_t *res = ver < 0 ? NULL : body_json(k);
+	if (ver < 0) {
+		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
+		return;
+	}
+	if (res)
+		put_resource(k, res, ver);
+	json_decref(res);
+}
+
+/* The stored resource with its members as the PATCH sees them. */
+static json_t *patchable(const struct ids_scim_row *row)
+{
+	json_t *res = json_loads(row->resource, 0, NULL), *m, *ids = NULL;
+	size_t i;
+	if (!json_is_object(res) || !row->members)
+		return res;
+	/* [{"value": id, "type": T}] as stored, "type" dropped: clients send
+	 * members as values */
+	ids = json_loads(row->members, 0, NULL);
+	json_array_foreach(ids, i, m) json_object_del(m, "type");
+	json_object_set_new(res, "members", ids ? ids : json_array());
+	return res;
+}
+
+static void h_patch(struct call *k)
+{
+	struct ids_scim_row row = {0};
+	struct ids_scim_fault f = {0};
+	struct ids_error e = {0};
+	long long ver = if_match(k->c);
+	json_t *body = ver < 0 ? NULL : body_json(k), *res = NULL;
+	int r;
+	if (ver < 0)
+		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
+	if (!body)
+		return;
+	/* read, patch and write back in one transaction: two PATCHes of one
+	 * group (Entra sends them in parallel) must not lose a member */
+	if ((r = store(k->s, &e)) >= 0 && (r = ids_scim_store_begin(k->s->st, &e)) >= 0)
+		r = ids_scim_store_get(k->s->st, k->cc->name, k->kind, k->id, true, &row, &e);
+	if (r >= 0 && ver && row.version != ver)
+		r = -ESTALE;
+	if (r < 0) {
+		fail_store(k->s, k->a, r, &e, k->cc->name);
+	} else if (!(res = patchable(&row))) {
+		fail(k->a, 500, NULL, "stored resource is not a JSON object");
+	} else if (ids_scim_patch(res, body, &f) < 0) {
+		fail_fault(k->a, &f);
+	} else {
+		k->in_tx = true;
+		put_resource(k, res, row.version);
+		if (k->a->status < 300 && (r = ids_scim_store_commit(k->s->st, &e)) < 0)
+			fail_store(k->s, k->a, r, &e, k->cc->name);
+		else if (k->a->status < 300)
+			written(k->s, k->cc);
+	}
+	if (k->s->st)
+		ids_scim_store_rollback(k->s->st);
+	ids_scim_row_clear(&row);
+	ids_error_clear(&e);
+	json_decref(res);
+	json_decref(body);
+}
+
+static void h_get(struct call *k)
+{
+	struct ids_scim_row row = {0};
+	struct ids_error e = {0};
+	const char *ex = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "excludedAttributes");
+	int r = store(k->s, &e);
+	if (r >= 0)
+		r = ids_scim_store_get(k->s->st, k->cc->name, k->kind, k->id, false, &row, &e);
+	if (r < 0)
+		fail_store(k->s, k->a, r, &e, k->cc->name);
+	else
+		answer_row(k->a, &row, k->base, 200, !(ex && strcasestr(ex, "members")));
+	ids_scim_row_clear(&row);
+	ids_error_clear(&e);
+}
+
+static void h_delete(struct call *k)
+{
+	struct ids_error e = {0};
+	long long ver = if_match(k->c);
+	int r = ver < 0 ? -EINVAL : store(k->s, &e);
+	if (ver < 0) {
+		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
+		return;
+	}
+	if (r >= 0)
+		r = ids_scim_store_delete(k->s->st, k->cc->name, k->kind, k->id, ver, &e);
+	if (r < 0) {
+		fail_store(k->s, k->a, r, &e, k->cc->name);
+	} else {
+		written(k->s, k->cc);
+		k->a->status = 204;
+	}
+	ids_error_clear(&e);
+}
+
+/* A query parameter as a number in [lo, hi]; def when absent.  -1: bad. */
+static long arg_long(struct MHD_Connection *c, const char *name, long def, long lo, long hi)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	char *end = NULL;
+	if (!v)
+		return def;
+	long n = strtol(v, &end, 10);
+	if (!*v || *end)
+		return -1;
+	return n < lo ? lo : n > hi ? hi : n;
+}
+
+static void h_list(struct call *k)
+{
+	const char *fs = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "filter");
+	const char *ex = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "excludedAttributes");
+	long start = arg_long(k->c, "startIndex", 1, 1, 1L << 40),
+	     count = arg_long(k->c, "count", PAGE_DEFAULT, 0, PAGE_MAX);
+	struct ids_scim_filter flt = {0};
+	struct ids_scim_fault f = {0};
+	struct ids_scim_row *rows = NULL;
+	struct ids_error e = {0};
+	size_t n = 0;
+	long total = 0;
+	int r;
+	if (start < 0 || count < 0) {
+		fail(k->a, 400, "invalidValue", "startIndex and count: expected integers");
+		return;
+	}
+	if (fs && ids_scim_filter_parse(fs, &flt, &f) < 0) {
+		fail_fault(k->a, &f);
+		return;
+	}
+	if ((r = store(k->s, &e)) >= 0)
+		r = ids_scim_store_list(k->s->st, k->cc->name, k->kind, flt.c, flt.n, start, count, &rows, &n,
+					&total, &e);
+	if (r < 0) {
+		fail_store(k->s, k->a, r, &e, k->cc->name);
+	} else {
+		json_t *res = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(
+			    res, resource_of(&rows[i], k->base, !(ex && strcasestr(ex, "members"))));
+		k->a->status = 200;
+		k->a->body = json_pack("{s:[s],s:I,s:I,s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+				       (json_int_t)total, "startIndex", (json_int_t)start, "itemsPerPage",
+				       (json_int_t)n, "Resources", res);
+	}
+	ids_scim_rows_free(rows, n);
+	ids_scim_filter_clear(&flt);
+	ids_error_clear(&e);
+}
+
+/* ---------------- discovery (RFC 7644 §4) ---------------- */
+
+static void h_config(struct call *k)
+{
+	k->a->status = 200;
+	k->a->body = json_pack(
+	    "{s:[s],s:{s:b},s:{s:b,s:i,s:i},s:{s:b,s:i},s:{s:b},s:{s:b},s:{s:b},s:[{s:s,s:s,s:s,s:b}]}",
+	    "schemas", "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig", "patch", "supported", 1,
+	    "bulk", "supported", 0, "maxOperations", 0, "maxPayloadSize", 0, "filter", "supported", 1,
+	    "maxResults", PAGE_MAX, "changePassword", "supported", 0, "sort", "supported", 0, "etag",
+	    "supported", 1, "authenticationSchemes", "type", "oauthbearertoken", "name", "OAuth Bearer Token",
+	    "description", "the connector's token_file", "primary", 1);
+}
+
+static json_t *resource_type(const char *name, const char *schema)
+{
+	return json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
+			 "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
+			 "endpoint", "/", name, "s", "schema", schema);
+}
+
+static void h_types(struct call *k, bool schemas)
+{
+	json_t *l = json_array();
+	if (schemas) {
+		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_USER, "name", "User"));
+		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_GROUP, "name", "Group"));
+		json_array_append_new(
+		    l, json_pack("{s:s,s:s}", "id", IDS_SCIM_ENTERPRISE, "name", "EnterpriseUser"));
+	} else {
+		json_array_append_new(l, resource_type("User", SCHEMA_USER));
+		json_array_append_new(l, resource_type("Group", SCHEMA_GROUP));
+	}
+	k->a->status = 200;
+	k->a->body = json_pack("{s:[s],s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+			       (json_int_t)json_array_size(l), "Resources", l);
+}
+
+/* ---------------- routing ---------------- */
+
+/* Dispatches "/<resource>[/<id>]" (rest, after the connector) by method. */
+static void dispatch(struct call *k, const char *method, const char *rest)
+{
+	char res[32];
+	size_t n = strcspn(rest, "/");
+	const char *id = rest[n] == '/' && rest[n + 1] ? rest + n + 1 : NULL;
+	if (n >= sizeof(res) || (id && strchr(id, '/'))) {
+		fail(k->a, 404, NULL, "no such endpoint");
+		return;
+	}
+	memcpy(res, rest, n);
+	res[n] = '\0';
+	bool get = !strcmp(method, "GET");
+	if (!strcmp(res, "ServiceProviderConfig") && get && !id) {
+		h_config(k);
+		return;
+	}
+	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get && !id) {
+		h_types(k, res[0] == 'S');
+		return;
+	}
+	if (strcmp(res, "Users") != 0 && strcmp(res, "Groups") != 0) {
+		fail(k->a, 404, NULL, "no such endpoint");
+		return;
+	}
+	k->kind = res[0] == 'U' ? "User" : "Group";
+	k->id = id;
+	if (get) {
+		if (id)
+			h_get(k);
+		else
+			h_list(k);
+		return;
+	}
+	if (!strcmp(method, "POST") && !id) {
+		h_create_or_put(k);
+		return;
+	}
+	if (!strcmp(method, "PUT") && id) {
+		h_create_or_put(k);
+		return;
+	}
+	if (!strcmp(method, "PATCH") && id) {
+		h_patch(k);
+		return;
+	}
+	if (!strcmp(method, "DELETE") && id) {
+		h_delete(k);
+		return;
+	}
+	fail(k->a, 405, NULL, "method not allowed here");
+}
+
+/* Same length and bytes, in time that depends on the length only. */
+static bool token_equal(const char *a, size_t an, const char *b, size_t bn)
+{
+	unsigned char d = an != bn;
+	for (size_t i = 0; i < an; i++)
+		d |= (unsigned char)(a[i] ^ b[i % (bn ? bn : 1)]);
+	return bn && !d;
+}
+
+/* The first call of a request: which connector, and whether the client
+ * may speak to it at all.  0: go on; else the status answered. */
+static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const char *url,
+		      const char *method, struct req *q, struct answer *a)
+{
+	/* the prefix first: a shorter path has nothing after it to read */
+	if (strncmp(url, "/scim/v2/", 9) != 0)
+		return fail(a, 404, NULL, "no such endpoint"), 404;
+	const char *name = url + 9;
+	size_t n = strcspn(name, "/");
+	if (name[n] != '/')
+		return fail(a, 404, NULL, "no such endpoint"), 404;
+	for (size_t i = 0; i < s->cfg->nconnectors && !q->cc; i++) {
+		const struct ids_connector_cfg *cc = &s->cfg->connectors[i];
+		if (cc->type == IDS_CONN_SCIM && strlen(cc->name) == n && !strncmp(cc->name, name, n))
+			q->cc = cc;
+	}
+	if (!q->cc)
+		return fail(a, 404, NULL, "no such connector"), 404;
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const char *tok = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : "";
+	if (!token_equal(tok, strlen(tok), q->cc->scim.token, strlen(q->cc->scim.token)))
+		return fail(a, 401, NULL, "a valid bearer token is required"), 401;
+	/* the budget is spent by authenticated requests only: a stranger
+	 * cannot exhaust a connector's */
+	const struct ids_scim_cfg *sc = &q->cc->scim;
+	int wait = sc->rate_limit ? ids_scim_bucket_take(&s->budget[q->cc - s->cfg->connectors],
+							 ids_mono_usec(), sc->rate_limit, sc->rate_limit)
+				  : 0;
+	if (wait > 0) {
+		a->retry_after = wait;
+		return fail(a, 429, NULL, "over the request rate limit of this connector"), 429;
+	}
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	if (cl && strtoull(cl, NULL, 10) > BODY_MAX)
+		return fail(a, 413, NULL, "the body is over 1 MiB"), 413;
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	bool body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+	if (body && (!ct || (strncasecmp(ct, "application/scim+json", 21) != 0 &&
+			     strncasecmp(ct, "application/json", 16) != 0)))
+		return fail(a, 415, NULL, "expected application/scim+json"), 415;
+	return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size,
+				  void **con_cls)
+{
+	struct ids_scim_server *s = cls;
+	struct req *q = *con_cls;
+	struct answer a = {0};
+	if (!q) {
+		if (!(q = calloc(1, sizeof(*q))))
+			return MHD_NO;
+		*con_cls = q;
+		/* refused on the headers: no body is read */
+		return admit(s, c, url, method, q, &a) ? send_answer(c, &a) : MHD_YES;
+	}
+	if (*upload_size) {
+		if (q->body.len + *upload_size > BODY_MAX)
+			q->too_big = true;
+		else if (ids_buf_add(&q->body, upload, *upload_size) < 0)
+			return MHD_NO;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (q->too_big) {
+		fail(&a, 413, NULL, "the body is over 1 MiB");
+		return send_answer(c, &a);
+	}
+	struct call k = {.s = s, .c = c, .cc = q->cc, .body = q->body.p, .len = q->body.len, .a = &a};
+	if (!(k.base = base_url(s, c, q->cc->name)))
+		return MHD_NO;
+	dispatch(&k, method, url + strlen("/scim/v2/") + strlen(q->cc->name) + 1);
+	free(k.base);
+	if (!a.status)
+		fail(&a, 500, NULL, "internal error");
+	return send_answer(c, &a);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode t)
+{
+	struct req *q = *con_cls;
+	if (q) {
+		ids_buf_free(&q->body);
+		free(q);
+		*con_cls = NULL;
+	}
+}
+
+/* ---------------- start and stop ---------------- */
+
+/* A unix socket of our own: MHD binds only TCP.  A stale socket file of
+ * an earlier run is replaced; group members may connect (a local proxy
+ * in the daemon's group), others not. */
+static int unix_listen(const char *path, struct ids_error *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 64) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return ids_error_set(err, IDS_E_CONNECT, "scim.listen: %s: %s", path, strerror(e));
+	}
+	return fd;
+}
+
+/* The certificate (public) and the key (a secret, through the one
+ * secret reader) into memory, for MHD. */
+static int tls_load(struct ids_scim_server *s, struct ids_error *err)
+{
+	const struct ids_config *cfg = s->cfg;
+	size_t n = 0;
+	int r = ids_secret_read(cfg->scim.tls_cert_file, IDS_SECRET_MAX * 4, true, &s->cert, &n, err);
+	if (r >= 0)
+		r = ids_secret_read(cfg->scim.tls_key_file, IDS_SECRET_MAX,
+				    cfg->security.allow_readable_secrets, &s->key, &n, err);
+	if (r < 0)
+		ids_error_prefix(err, "scim");
+	s->tls = r >= 0;
+	return r;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	char m[512];
+	vsnprintf(m, sizeof(m), fmt, ap);
+	m[strcspn(m, "\n")] = '\0';
+	ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "scim: %s", m);
+}
+
+/* MHD started on host:port, or on s->lfd. */
+static int mhd_start(struct ids_scim_server *s, const char *host, int port, struct ids_error *err)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	if (host && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		flags |= MHD_USE_IPv6;
+	} else if (host) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, strcasecmp(host, "localhost") ? host : "127.0.0.1", &in4->sin_addr) !=
+		    1)
+			return ids_error_set(err, IDS_E_CONFIG, "scim.listen: bad address %s", host);
+	}
+	if (s->tls)
+		flags |= MHD_USE_TLS;
+	s->mhd = MHD_start_daemon(
+	    flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    /* per address only on TCP (a unix socket's peers have none):
+	     * the unix case repeats the overall cap instead */
+	    host ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(host ? PER_IP_LIMIT : CONN_LIMIT), MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+	    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s, host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
+	    host ? (void *)&ss : (void *)(intptr_t)s->lfd,
+	    s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key,
+	    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+	if (!s->mhd)
+		return ids_error_set(err, IDS_E_CONNECT, "scim.listen: cannot listen on %s",
+				     s->cfg->scim.listen);
+	return 0;
+}
+
+int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server **ret, struct ids_error *err)
+{
+	struct ids_scim_server *s = NULL;
+	char *host = NULL;
+	int port = 0, r;
+	bool loopback = false;
+	*ret = NULL;
+	if (!cfg->scim.listen)
+		return 0;
+	if (ids_config_scim_listen(cfg->scim.listen, &host, &port, &loopback) < 0)
+		return ids_error_set(err, IDS_E_CONFIG, "scim.listen: invalid");
+	if (!(s = calloc(1, sizeof(*s))) || !(s->dirty = calloc(cfg->nconnectors + 1, sizeof(bool))) ||
+	    !(s->budget = calloc(cfg->nconnectors + 1, sizeof(*s->budget)))) {
+		if (s)
+			free(s->dirty);
+		free(s);
+		free(host);
+		return -ENOMEM;
+	}
+	s->cfg = cfg;
+	s->lfd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	r = s->efd < 0 ? ids_error_set(err, -errno, "eventfd: %s", strerror(errno)) : 0;
+	if (r >= 0 && cfg->scim.tls_cert_file)
+		r = tls_load(s, err);
+	if (r >= 0 && !host && (s->lfd = unix_listen(cfg->scim.listen, err)) < 0)
+		r = s->lfd;
+	if (r >= 0)
+		r = mhd_start(s, host, port, err);
+	free(host);
+	if (r < 0) {
+		ids_scim_server_stop(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+int ids_scim_server_fd(const struct ids_scim_server *s)
+{
+	return s ? s->efd : -1;
+}
+
+void ids_scim_server_drain(struct ids_scim_server *s, void (*fn)(void *ud, const char *name), void *ud)
+{
+	uint64_t v;
+	if (!s)
+		return;
+	if (read(s->efd, &v, sizeof(v)) < 0)
+		(void)0; /* nothing pending: EAGAIN */
+	for (size_t i = 0; i < s->cfg->nconnectors; i++) {
+		pthread_mutex_lock(&s->mu);
+		bool d = s->dirty[i];
+		s->dirty[i] = false;
+		pthread_mutex_unlock(&s->mu);
+		if (d)
+			fn(ud, s->cfg->connectors[i].name);
+	}
+}
+
+void ids_scim_server_stop(struct ids_scim_server *s)
+{
+	if (!s)
+		return;
+	if (s->mhd)
+		MHD_stop_daemon(s->mhd);
+	if (s->lfd >= 0) {
+		close(s->lfd);
+		unlink(s->cfg->scim.listen);
+	}
+	if (s->efd >= 0)
+		close(s->efd);
+	ids_store_close(s->st);
+	pthread_mutex_destroy(&s->mu);
+	ids_secret_free(s->key);
+	free(s->cert);
+	free(s->dirty);
+	free(s->budget);
+	free(s);
+}

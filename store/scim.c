@@ -1,0 +1,497 @@
+/* scim.c — the pushed SCIM resources (scim_store.h, migration 007).
+ *
+ * The SQLSTATEs a client causes are turned into what the SCIM layer
+ * answers: 23505 (the userName index) -EEXIST, 23503 (a member naming
+ * nothing) IDS_E_INVALID, 22P02 (an id that is no UUID) -ENOENT.  Every
+ * other failure is the store's usual IDS_E_DB / IDS_E_DB_LOST. */
+#include "ids/scim_store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids/util.h"
+#include "store_int.h"
+
+/* The columns every read returns, in struct ids_scim_row's order. */
+#define ROW_COLS                                                                                             \
+	"r.id::text, r.kind, r.resource::text, "                                                             \
+	"CASE WHEN r.kind = 'Group' THEN (SELECT coalesce(json_agg(json_build_object('value', m.member_id, " \
+	"'type', x.kind) ORDER BY m.member_id), '[]')::text FROM scim_member m JOIN scim_resource x ON "     \
+	"x.connector = m.connector AND x.id = m.member_id WHERE m.connector = r.connector AND m.group_id = " \
+	"r.id) END, "                                                                                        \
+	"to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                    \
+	"to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), r.version, r.active"
+#define NROW_COLS 8
+
+void ids_scim_row_clear(struct ids_scim_row *r)
+{
+	free(r->id);
+	free(r->kind);
+	free(r->resource);
+	free(r->members);
+	free(r->created);
+	free(r->modified);
+	memset(r, 0, sizeof(*r));
+}
+
+void ids_scim_rows_free(struct ids_scim_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++)
+		ids_scim_row_clear(&rows[i]);
+	free(rows);
+}
+
+static char *dup_col(const PGresult *res, int row, int c)
+{
+	return PQgetisnull(res, row, c) ? NULL : strdup(PQgetvalue(res, row, c));
+}
+
+/* Row `row` of res, whose columns start at c0 with ROW_COLS. */
+static int row_from(const PGresult *res, int row, int c0, struct ids_scim_row *ret)
+{
+	struct ids_scim_row r = {0};
+	r.id = dup_col(res, row, c0);
+	r.kind = dup_col(res, row, c0 + 1);
+	r.resource = dup_col(res, row, c0 + 2);
+	r.members = dup_col(res, row, c0 + 3);
+	r.created = dup_col(res, row, c0 + 4);
+	r.modified = dup_col(res, row, c0 + 5);
+	r.active = PQgetvalue(res, row, c0 + 7)[0] == 't';
+	if (!r.id || !r.kind || !r.resource || !r.created || !r.modified ||
+	    (!PQgetisnull(res, row, c0 + 3) && !r.members) ||
+	    ids_store_parse_i64(PQgetvalue(res, row, c0 + 6), &r.version) < 0) {
+		ids_scim_row_clear(&r);
+		return -ENOMEM;
+	}
+	*ret = r;
+	return 0;
+}
+
+/* ids_store_exec, with the SQLSTATEs a client causes as their own codes. */
+static int exec(struct ids_store *st, const char *sql, int n, const char *const *params, ExecStatusType want,
+		PGresult **ret, const char *what, struct ids_error *err)
+{
+	PGresult *res = PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (res && PQresultStatus(res) == want) {
+		if (ret)
+			*ret = res;
+		else
+			PQclear(res);
+		return 0;
+	}
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	int r;
+	if (state && !strcmp(state, "23505"))
+		r = ids_error_set(err, -EEXIST, "%s: the name is taken", what);
+	else if (state && !strcmp(state, "23503"))
+		r = ids_error_set(err, IDS_E_INVALID, "%s: a member names no resource of this connector",
+				  what);
+	else if (state && !strcmp(state, "22P02"))
+		r = ids_error_set(err, -ENOENT, "%s: not a resource id", what);
+	else
+		r = ids_store_fail(st, res, what, err);
+	PQclear(res);
+	return r;
+}
+
+/* A write outside the caller's transaction gets one of its own. */
+static bool idle(struct ids_store *st)
+{
+	return PQtransactionStatus(st->conn) == PQTRANS_IDLE;
+}
+
+int ids_scim_store_begin(struct ids_store *st, struct ids_error *err)
+{
+	return exec(st, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, "begin", err);
+}
+
+int ids_scim_store_commit(struct ids_store *st, struct ids_error *err)
+{
+	return exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "commit", err);
+}
+
+void ids_scim_store_rollback(struct ids_store *st)
+{
+	if (st && PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+		PQclear(PQexec(st->conn, "ROLLBACK"));
+}
+
+/* A group's members: replaced by the JSON array of ids (every one must
+ * name a resource of the connector: the foreign key says so). */
+static int set_members(struct ids_store *st, const char *connector, const char *id, const char *members,
+		       struct ids_error *err)
+{
+	const char *p[] = {connector, id, members};
+	int r = exec(st, "DELETE FROM scim_member WHERE connector = $1 AND group_id = $2::uuid", 2, p,
+		     PGRES_COMMAND_OK, NULL, "members", err);
+	if (r >= 0 && members)
+		r = exec(st,
+			 "INSERT INTO scim_member (connector, group_id, member_id) "
+			 "SELECT DISTINCT $1, $2::uuid, v::uuid FROM jsonb_array_elements_text($3::jsonb) v",
+			 3, p, PGRES_COMMAND_OK, NULL, "members", err);
+	return r;
+}
+
+/* The user of this connector named `name` (any case): its id and whether
+ * it is live (active and not deleted); *ret_id NULL when none. */
+static int user_by_name(struct ids_store *st, const char *connector, const char *name, char **ret_id,
+			bool *ret_live, struct ids_error *err)
+{
+	const char *p[] = {connector, name};
+	PGresult *res = NULL;
+	int r = exec(st,
+		     "SELECT id::text, active AND deleted_at IS NULL FROM scim_resource WHERE connector = $1 "
+		     "AND kind = 'User' AND lower(name) = lower($2) FOR UPDATE",
+		     2, p, PGRES_TUPLES_OK, &res, "user lookup", err);
+	if (r < 0)
+		return r;
+	*ret_id = NULL;
+	*ret_live = false;
+	if (PQntuples(res) == 1) {
+		*ret_live = PQgetvalue(res, 0, 1)[0] == 't';
+		if (!(*ret_id = strdup(PQgetvalue(res, 0, 0))))
+			r = -ENOMEM;
+	}
+	PQclear(res);
+	return r;
+}
+
+/* The create proper, inside a transaction. */
+static int create_tx(struct ids_store *st, const char *connector, const struct ids_scim_write *w,
+		     struct ids_scim_row *ret, struct ids_error *err)
+{
+	char *old = NULL;
+	bool live = false;
+	PGresult *res = NULL;
+	int r = 0;
+	if (!strcmp(w->kind, "User") && (r = user_by_name(st, connector, w->name, &old, &live, err)) < 0)
+		return r;
+	if (old && live) {
+		free(old);
+		return ids_error_set(err, -EEXIST, "userName \"%s\" exists", w->name);
+	}
+	const char *p[] = {connector,	w->kind, w->name, w->external_id, w->active ? "t" : "f",
+			   w->resource, old};
+	/* a deleted or inactive user of that name comes back as itself */
+	if (old)
+		r = exec(st,
+			 "UPDATE scim_resource r SET name = $3, external_id = $4, active = $5::boolean, "
+			 "resource = $6::jsonb, deleted_at = NULL, version = version + 1, updated_at = now() "
+			 "WHERE connector = $1 AND kind = $2 AND id = $7::uuid RETURNING " ROW_COLS,
+			 7, p, PGRES_TUPLES_OK, &res, "create", err);
+	else
+		r = exec(
+		    st,
+		    "INSERT INTO scim_resource AS r (connector, kind, name, external_id, active, resource) "
+		    "VALUES ($1, $2, $3, $4, $5::boolean, $6::jsonb) RETURNING " ROW_COLS,
+		    6, p, PGRES_TUPLES_OK, &res, "create", err);
+	free(old);
+	if (r < 0)
+		return r;
+	struct ids_scim_row row = {0};
+	r = row_from(res, 0, 0, &row);
+	PQclear(res);
+	if (r >= 0 && w->members) {
+		/* read back after the members are in: that column is computed */
+		char *id = row.id;
+		row.id = NULL;
+		ids_scim_row_clear(&row);
+		r = set_members(st, connector, id, w->members, err);
+		if (r >= 0)
+			r = ids_scim_store_get(st, connector, w->kind, id, false, &row, err);
+		free(id);
+	}
+	if (r >= 0)
+		*ret = row;
+	return r;
+}
+
+/* Runs fn in a transaction of its own unless the caller has one open. */
+static int in_tx(struct ids_store *st, int (*fn)(void *), void *arg, struct ids_error *err)
+{
+	bool own = idle(st);
+	int r = own ? ids_scim_store_begin(st, err) : 0;
+	if (r >= 0)
+		r = fn(arg);
+	if (r >= 0 && own)
+		r = ids_scim_store_commit(st, err);
+	if (r < 0 && own)
+		ids_scim_store_rollback(st);
+	return r;
+}
+
+struct op {
+	struct ids_store *st;
+	const char *connector, *kind, *id;
+	int64_t if_version;
+	const struct ids_scim_write *w;
+	struct ids_scim_row *ret;
+	struct ids_error *err;
+};
+
+static int create_fn(void *arg)
+{
+	struct op *o = arg;
+	return create_tx(o->st, o->connector, o->w, o->ret, o->err);
+}
+
+int ids_scim_store_create(struct ids_store *st, const char *connector, const struct ids_scim_write *w,
+			  struct ids_scim_row *ret, struct ids_error *err)
+{
+	struct op o = {.st = st, .connector = connector, .w = w, .ret = ret, .err = err};
+	return in_tx(st, create_fn, &o, err);
+}
+
+int ids_scim_store_get(struct ids_store *st, const char *connector, const char *kind, const char *id,
+		       bool for_update, struct ids_scim_row *ret, struct ids_error *err)
+{
+	const char *p[] = {connector, kind, id};
+	PGresult *res = NULL;
+	int r =
+	    exec(st,
+		 for_update ? "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+			      "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"
+			    : "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+			      "AND id = $3::uuid AND deleted_at IS NULL",
+		 3, p, PGRES_TUPLES_OK, &res, "get", err);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) != 1)
+		r = ids_error_set(err, -ENOENT, "%s %s not found", kind, id);
+	else
+		r = row_from(res, 0, 0, ret);
+	PQclear(res);
+	return r;
+}
+
+/* The version check of a write: -ENOENT or -ESTALE as the row is. */
+static int check_version(struct op *o)
+{
+	struct ids_scim_row cur = {0};
+	int r = ids_scim_store_get(o->st, o->connector, o->kind, o->id, true, &cur, o->err);
+	if (r >= 0 && o->if_version && cur.version != o->if_version)
+		r = ids_error_set(o->err, -ESTALE, "%s %s is at version %" PRId64 ", not %" PRId64, o->kind,
+				  o->id, cur.version, o->if_version);
+	ids_scim_row_clear(&cur);
+	return r;
+}
+
+static int replace_fn(void *arg)
+{
+	struct op *o = arg;
+	const struct ids_scim_write *w = o->w;
+	const char *p[] = {o->connector, o->id, w->name, w->external_id, w->active ? "t" : "f", w->resource};
+	int r = check_version(o);
+	if (r >= 0)
+		r = exec(o->st,
+			 "UPDATE scim_resource SET name = $3, external_id = $4, active = $5::boolean, "
+			 "resource = $6::jsonb, version = version + 1, updated_at = now() "
+			 "WHERE connector = $1 AND id = $2::uuid",
+			 6, p, PGRES_COMMAND_OK, NULL, "replace", o->err);
+	if (r >= 0 && !strcmp(w->kind, "Group"))
+		r = set_members(o->st, o->connector, o->id, w->members ? w->members : "[]", o->err);
+	if (r >= 0)
+		r = ids_scim_store_get(o->st, o->connector, o->kind, o->id, false, o->ret, o->err);
+	return r;
+}
+
+int ids_scim_store_replace(struct ids_store *st, const char *connector, const char *id, int64_t if_version,
+			   const struct ids_scim_write *w, struct ids_scim_row *ret, struct ids_error *err)
+{
+	struct op o = {.st = st,
+		       .connector = connector,
+		       .kind = w->kind,
+		       .id = id,
+		       .if_version = if_version,
+		       .w = w,
+		       .ret = ret,
+		       .err = err};
+	return in_tx(st, replace_fn, &o, err);
+}
+
+static int delete_fn(void *arg)
+{
+	struct op *o = arg;
+	const char *p[] = {o->connector, o->id};
+	int r = check_version(o);
+	if (r < 0)
+		return r;
+	/* a user stays (deleted_in_source; a later POST brings it back), out
+	 * of every group it was in: a group's members are live resources */
+	if (!strcmp(o->kind, "User"))
+		r = exec(
+		    o->st,
+		    "WITH d AS (DELETE FROM scim_member WHERE connector = $1 AND member_id = $2::uuid) "
+		    "UPDATE scim_resource SET deleted_at = now(), version = version + 1, updated_at = now() "
+		    "WHERE connector = $1 AND id = $2::uuid",
+		    2, p, PGRES_COMMAND_OK, NULL, "delete", o->err);
+	else
+		r = exec(o->st, "DELETE FROM scim_resource WHERE connector = $1 AND id = $2::uuid", 2, p,
+			 PGRES_COMMAND_OK, NULL, "delete", o->err);
+	return r;
+}
+
+int ids_scim_store_delete(struct ids_store *st, const char *connector, const char *kind, const char *id,
+			  int64_t if_version, struct ids_error *err)
+{
+	struct op o = {
+	    .st = st, .connector = connector, .kind = kind, .id = id, .if_version = if_version, .err = err};
+	return in_tx(st, delete_fn, &o, err);
+}
+
+/* The WHERE term of one condition, its value at $n (and the e-mail type
+ * at $n+1).  Only these fixed texts reach the statement. */
+static int cond_sql(struct ids_buf *b, const struct ids_scim_cond *c, const char *kind, int n)
+{
+	switch (c->attr) {
+	case IDS_SCIM_A_ID: return ids_buf_printf(b, " AND r.id::text = lower($%d)", n);
+	case IDS_SCIM_A_EXTERNAL_ID: return ids_buf_printf(b, " AND r.external_id = $%d", n);
+	case IDS_SCIM_A_USER_NAME:
+		if (strcmp(kind, "User") != 0)
+			return ids_buf_puts(b, " AND false");
+		return ids_buf_printf(b, " AND lower(r.name) = lower($%d)", n);
+	case IDS_SCIM_A_DISPLAY_NAME:
+		if (!strcmp(kind, "Group"))
+			return ids_buf_printf(b, " AND lower(r.name) = lower($%d)", n);
+		return ids_buf_printf(b, " AND r.resource->>'displayName' = $%d", n);
+	case IDS_SCIM_A_EMAIL:
+		ids_buf_printf(
+		    b,
+		    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(r.resource->"
+		    "'emails') WHEN 'array' THEN r.resource->'emails' ELSE '[]' END) e WHERE "
+		    "lower(e->>'value') = lower($%d)",
+		    n);
+		if (c->type)
+			ids_buf_printf(b, " AND lower(e->>'type') = lower($%d)", n + 1);
+		return ids_buf_puts(b, ")");
+	}
+	return -EINVAL;
+}
+
+#define CONDS_MAX 8
+
+int ids_scim_store_list(struct ids_store *st, const char *connector, const char *kind,
+			const struct ids_scim_cond *conds, size_t nconds, long start, long count,
+			struct ids_scim_row **ret, size_t *ret_n, long *ret_total, struct ids_error *err)
+{
+	const char *p[4 + 2 * CONDS_MAX];
+	char off[24], lim[24];
+	struct ids_buf q = {0};
+	PGresult *res = NULL;
+	int np = 4, r;
+	if (nconds > CONDS_MAX)
+		return ids_error_set(err, IDS_E_INVALID, "more than %d conditions", CONDS_MAX);
+	snprintf(off, sizeof(off), "%ld", start > 1 ? start - 1 : 0);
+	snprintf(lim, sizeof(lim), "%ld", count > 0 ? count : 0);
+	p[0] = connector, p[1] = kind, p[2] = off, p[3] = lim;
+	r = ids_buf_puts(
+	    &q, "SELECT count(*) OVER (), " ROW_COLS
+		" FROM scim_resource r WHERE r.connector = $1 AND r.kind = $2 AND r.deleted_at IS NULL");
+	for (size_t i = 0; i < nconds && r >= 0; i++) {
+		r = cond_sql(&q, &conds[i], kind, np + 1);
+		p[np++] = conds[i].value;
+		if (conds[i].attr == IDS_SCIM_A_EMAIL && conds[i].type)
+			p[np++] = conds[i].type;
+	}
+	if (r >= 0)
+		r = ids_buf_puts(&q, " ORDER BY r.created_at, r.id OFFSET $3::bigint LIMIT $4::bigint");
+	if (r < 0) {
+		ids_buf_free(&q);
+		return -ENOMEM;
+	}
+	r = exec(st, q.p, np, p, PGRES_TUPLES_OK, &res, "list", err);
+	/* a page past the end (or count=0) holds no total: a row of the
+	 * first page does */
+	if (r >= 0 && PQntuples(res) == 0 && (start > 1 || count <= 0)) {
+		PQclear(res);
+		res = NULL;
+		p[2] = "0", p[3] = "1";
+		r = exec(st, q.p, np, p, PGRES_TUPLES_OK, &res, "list", err);
+		long total = r >= 0 && PQntuples(res) ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		PQclear(res);
+		ids_buf_free(&q);
+		if (r < 0)
+			return r;
+		if (!(*ret = calloc(1, sizeof(**ret))))
+			return -ENOMEM;
+		*ret_n = 0;
+		*ret_total = total;
+		return 0;
+	}
+	ids_buf_free(&q);
+	if (r < 0)
+		return r;
+	size_t n = (size_t)PQntuples(res);
+	struct ids_scim_row *rows = calloc(n ? n : 1, sizeof(*rows));
+	for (size_t i = 0; rows && i < n && r >= 0; i++)
+		r = row_from(res, (int)i, 1, &rows[i]);
+	long total = n ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	if (!rows || r < 0) {
+		ids_scim_rows_free(rows, n);
+		return -ENOMEM;
+	}
+	*ret = rows;
+	*ret_n = n;
+	*ret_total = total;
+	return 0;
+}
+
+/* Calls f over every row of one query. */
+static int each(struct ids_store *st, const char *sql, const char *connector, const char *what,
+		int (*f)(const PGresult *, int, const struct ids_scim_reader *, void *),
+		const struct ids_scim_reader *rd, void *ud, struct ids_error *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {connector};
+	int r = exec(st, sql, 1, p, PGRES_TUPLES_OK, &res, what, err);
+	for (int i = 0; r >= 0 && i < PQntuples(res); i++)
+		r = f(res, i, rd, ud);
+	PQclear(res);
+	return r;
+}
+
+static int user_row(const PGresult *res, int i, const struct ids_scim_reader *rd, void *ud)
+{
+	return rd->user(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2)[0] == 't');
+}
+
+static int group_row(const PGresult *res, int i, const struct ids_scim_reader *rd, void *ud)
+{
+	return rd->group(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+}
+
+static int member_row(const PGresult *res, int i, const struct ids_scim_reader *rd, void *ud)
+{
+	return rd->member(ud, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+}
+
+int ids_scim_store_read(struct ids_store *st, const char *connector, const struct ids_scim_reader *rd,
+			void *ud, struct ids_error *err)
+{
+	/* one snapshot of the three tables: a push between two of the
+	 * queries must not show a membership of a group not read */
+	int r = exec(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, PGRES_COMMAND_OK, NULL,
+		     "begin", err);
+	if (r < 0)
+		return r;
+	r = each(st,
+		 "SELECT id::text, resource::text, active FROM scim_resource WHERE connector = $1 "
+		 "AND kind = 'User' AND deleted_at IS NULL ORDER BY id",
+		 connector, "read users", user_row, rd, ud, err);
+	if (r >= 0)
+		r = each(st,
+			 "SELECT id::text, name FROM scim_resource WHERE connector = $1 AND kind = 'Group' "
+			 "ORDER BY id",
+			 connector, "read groups", group_row, rd, ud, err);
+	if (r >= 0)
+		r = each(st,
+			 "SELECT group_id::text, member_id::text FROM scim_member WHERE connector = $1 "
+			 "ORDER BY group_id, member_id",
+			 connector, "read members", member_row, rd, ud, err);
+	ids_scim_store_rollback(st);
+	return r;
+}
