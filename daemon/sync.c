@@ -74,13 +74,15 @@ struct run {
 	const struct ids_sync_opts *o;
 	struct ids_buf *out;
 	struct ids_sync_result *res;
-	int64_t started;    /* unix usec: sync_run.started_at */
-	int64_t deadline;   /* ids_mono_usec() at which run_timeout stops the run; 0: none */
-	int64_t id;	    /* sync_run id, reserved when the run starts; 0: none yet (a plan: never) */
-	int64_t mark;	    /* ids_mono_usec() at the end of the last phase (res->t) */
-	int64_t company_id; /* where the plan is applied */
-	const char *idp;    /* "ldap" | "entra" | "google"; NULL for a retire */
-	long user_lines;    /* per-user lines so far (USER_LINES_MAX) */
+	int64_t started;       /* unix usec: sync_run.started_at */
+	int64_t deadline;      /* ids_mono_usec() at which run_timeout stops the run; 0: none */
+	int64_t id;	       /* sync_run id, reserved when the run starts; 0: none yet (a plan: never) */
+	int64_t mark;	       /* ids_mono_usec() at the end of the last phase (res->t) */
+	int64_t company_id;    /* where the plan is applied */
+	const char *idp;       /* "ldap" | "entra" | "google"; NULL for a retire */
+	long user_lines;       /* per-user lines so far (USER_LINES_MAX) */
+	const char *read_kind; /* sync_run.read_kind: "full" | "incremental"; NULL: retire */
+	const struct ids_feed_commit *feed; /* committed with the apply; NULL: retire */
 };
 
 /* How a run ended: everything run_end() reports. */
@@ -149,6 +151,7 @@ static void record_end(struct run *rn, const struct end *x)
 	    .counts = x->plan && x->exit_code == IDS_EXIT_SAFETY ? &x->plan->counts : NULL,
 	    .error = x->error,
 	    .id = rn->id,
+	    .read_kind = rn->read_kind,
 	};
 	struct ids_error e = {0};
 	if (ids_store_record_run(rn->st, &row, &rn->res->run_id, &e) < 0)
@@ -409,7 +412,9 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 					    .started_at = rn->started,
 					    .status = "ok",
 					    .counts = &plan->counts,
-					    .id = rn->id};
+					    .id = rn->id,
+					    .read_kind = rn->read_kind,
+					    .feed = rn->feed};
 		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
 		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
 		res->t.apply = lap(&rn->mark);
@@ -543,6 +548,13 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	struct ids_error e = {0};
 	struct work w = {0};
 	bool locked = false, db = false;
+	/* No connector reads a change feed yet (issue 14 lays the contract
+	 * first): every read is full, whatever changes.mode or --full say, and
+	 * its commit records last_full_at and clears any cursor, which would
+	 * not describe the state this run commits. */
+	static const struct ids_feed_commit full_read = {.full = true};
+	rn.read_kind = "full";
+	rn.feed = &full_read;
 
 	if (run_begin(&rn, &e) < 0) {
 		end_db_failed(&rn, &e);

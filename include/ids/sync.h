@@ -32,6 +32,7 @@ enum ids_out_format { IDS_FMT_TEXT, IDS_FMT_JSON };
 struct ids_sync_opts {
 	bool dry_run;	 /* plan: compute and print, write nothing */
 	bool allow_mass; /* --allow-mass-deactivation */
+	bool full;	 /* --full: read everything even where a change feed exists */
 	bool print_plan; /* append the whole plan (text/json) to out, else the summary */
 	enum ids_out_format format;
 	/* Called between pages and batches (watchdog); < 0 cancels the run. */
