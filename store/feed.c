@@ -105,7 +105,9 @@ int ids_store_feed_get(struct ids_store *st, const char *connector, struct ids_f
 	if (PQntuples(res) == 0)
 		goto done; /* no run has committed a feed state yet */
 	if (!PQgetisnull(res, 0, 0) && (r = from_hex(PQgetvalue(res, 0, 0), &f.cursor, &f.cursor_len)) < 0) {
-		r = r == -ENOMEM ? r : ids_error_set(err, IDS_E_DB, "connector_feed: bad cursor of %s", connector);
+		r = r == -ENOMEM
+			? r
+			: ids_error_set(err, IDS_E_DB, "connector_feed: bad cursor of %s", connector);
 		goto out;
 	}
 	if (!dup_text(res, 1, &f.cursor_server) || !dup_text(res, 2, &f.cursor_invocation_id) ||

@@ -17,7 +17,8 @@ static int setup(void **state)
 	sql("TRUNCATE connector_feed, audit_log, sync_run, app_user, company CASCADE");
 	sql("INSERT INTO company (slug, name) VALUES ('acme', 'Acme')");
 	sql("INSERT INTO app_user (company_id, source, external_id, username, email, auth_method, active)"
-	    " VALUES ((SELECT id FROM company), NULL, NULL, 'taken', 'taken@acme.example', 'activation_link', true)");
+	    " VALUES ((SELECT id FROM company), NULL, NULL, 'taken', 'taken@acme.example', "
+	    "'activation_link', true)");
 	*state = st;
 	return 0;
 }
@@ -37,8 +38,8 @@ static int64_t acme(void)
 }
 
 /* Applies p with feed fc as a run of connector corp started at `started`. */
-static int apply(struct ids_store *st, const struct ids_plan *p, int64_t started, const struct ids_feed_commit *fc,
-		 struct ids_error *e)
+static int apply(struct ids_store *st, const struct ids_plan *p, int64_t started,
+		 const struct ids_feed_commit *fc, struct ids_error *e)
 {
 	const struct ids_run run = {.connector = "corp",
 				    .started_at = started,
@@ -184,7 +185,8 @@ static void test_issuer_both_or_neither(void **state)
 	struct ids_error e = {0};
 	struct ids_plan p = {.connector = "corp"};
 	const unsigned char c[] = "c";
-	const struct ids_feed_commit half = {.cursor = c, .cursor_len = 1, .cursor_server = "dc1.corp.example"};
+	const struct ids_feed_commit half = {
+	    .cursor = c, .cursor_len = 1, .cursor_server = "dc1.corp.example"};
 	assert_int_equal(apply(st, &p, 1700000000000000, &half, &e), IDS_E_DB);
 	assert_non_null(strstr(ids_error_text(&e), "connector_feed_issuer_check"));
 	ids_error_clear(&e);
