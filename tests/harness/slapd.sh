@@ -27,6 +27,12 @@
 #                            per unpaged search, unlimited when paged
 #   IDS_TEST_LDAP_LIMITED_DN / _LIMITED_PW_FILE  the same, but paged searches
 #                            are capped at that size too (limit errors)
+#   IDS_TEST_LDAP_SYNC_DN / _SYNC_PW_FILE  a change-feed account (issue 14):
+#                            read access and no size limit, for syncrepl's
+#                            refresh, which is one unpaged search
+# The database has the syncprov overlay (RFC 4533 content synchronization)
+# with a session log, and entryCSN/entryUUID indexes: what README says a
+# directory needs for idsyncd's change feed.
 #   IDS_TEST_LDAP_CA         the CA that signed the server certificate
 #   IDS_TEST_LDAP_WRONG_CA   an unrelated CA (must be refused)
 #   IDS_TEST_SLAPD_PIDFILE, IDS_TEST_SLAPD_DIR, IDS_TEST_SLAPD_SH
@@ -48,6 +54,7 @@ BASE=dc=example,dc=org
 ADMIN_DN=cn=admin,$BASE
 BIND_DN=cn=idsync,ou=services,$BASE
 LIMITED_DN=cn=idsync-limited,ou=services,$BASE
+SYNC_DN=cn=idsync-sync,ou=services,$BASE
 SIZELIMIT=50
 # ports tried: ldap:// on FIRST..LAST, ldaps:// TLS_PORT_OFFSET above; a
 # test that restarts its own instance picks a range of its own
@@ -159,6 +166,7 @@ write_conf() {
 
 		modulepath $MODULE_DIR
 		moduleload back_mdb
+		moduleload syncprov
 
 		pidfile $pidfile
 		argsfile $base/slapd.args
@@ -179,8 +187,16 @@ write_conf() {
 		rootpw $rootpw_hash
 		directory $base/data
 		index objectClass eq
-		index entryUUID eq
+		index entryUUID,entryCSN eq
 		index uid,cn,member,uniqueMember,memberUid eq
+
+		# syncrepl's provider: a checkpoint of the context CSN every 100
+		# writes or 10 minutes, and a session log of the last 1000 changes
+		# (deletes are replayed from it as entryUUIDs; past it a refresh
+		# falls back to a present phase)
+		overlay syncprov
+		syncprov-checkpoint 100 10
+		syncprov-sessionlog 1000
 
 		# The service account reads at most $SIZELIMIT entries per plain
 		# search (sizeLimitExceeded after that) but any number through the
@@ -190,6 +206,8 @@ write_conf() {
 		# A second account whose paged searches are capped too: a search
 		# that needs more ends in a limit error (reliability.md case 4).
 		limits dn.exact="$LIMITED_DN" size.soft=$SIZELIMIT size.hard=$SIZELIMIT size.prtotal=$SIZELIMIT
+		# The change-feed account: a syncrepl refresh is not paged.
+		limits dn.exact="$SYNC_DN" size=unlimited
 
 		access to dn.base="" by * read
 		access to dn.base="cn=Subschema" by * read
@@ -202,6 +220,7 @@ write_conf() {
 		access to *
 		  by dn.exact="$BIND_DN" read
 		  by dn.exact="$LIMITED_DN" read
+		  by dn.exact="$SYNC_DN" read
 		  by dn.children="cn=peercred,cn=external,cn=auth" read
 		  by * none
 	EOF
@@ -209,7 +228,7 @@ write_conf() {
 }
 
 load_base() {
-	local svc_hash=$1 limited_hash=$2
+	local svc_hash=$1 limited_hash=$2 sync_hash=$3
 	mkdir -p "$base/data"
 	chmod 700 "$base/data"
 	/usr/sbin/slapadd -q -f "$conf" >"$base/slapadd.log" 2>&1 <<-EOF || { cat "$base/slapadd.log" >&2; die "slapadd failed"; }
@@ -236,6 +255,13 @@ load_base() {
 		cn: idsync-limited
 		description: read-only, and paged searches limited too
 		userPassword: $limited_hash
+
+		dn: $SYNC_DN
+		objectClass: organizationalRole
+		objectClass: simpleSecurityObject
+		cn: idsync-sync
+		description: read-only change feed (syncrepl), no size limit
+		userPassword: $sync_hash
 	EOF
 }
 
@@ -249,8 +275,10 @@ init_instance() {
 	write_secret "$base/admin.pw" "$(random_pw)"
 	write_secret "$base/idsync.pw" "$(random_pw)"
 	write_secret "$base/limited.pw" "$(random_pw)"
+	write_secret "$base/sync.pw" "$(random_pw)"
 	write_conf "$(/usr/sbin/slappasswd -T "$base/admin.pw")"
-	load_base "$(/usr/sbin/slappasswd -T "$base/idsync.pw")" "$(/usr/sbin/slappasswd -T "$base/limited.pw")"
+	load_base "$(/usr/sbin/slappasswd -T "$base/idsync.pw")" "$(/usr/sbin/slappasswd -T "$base/limited.pw")" \
+		"$(/usr/sbin/slappasswd -T "$base/sync.pw")"
 	# the CA certificates and the password files are read by the tests,
 	# which may run as another user when we run as root: let them through
 	# DIR/slapd (the keys stay 600)
@@ -280,6 +308,8 @@ write_env() {
 		export IDS_TEST_LDAP_BIND_PW_FILE='$base/idsync.pw'
 		export IDS_TEST_LDAP_LIMITED_DN='$LIMITED_DN'
 		export IDS_TEST_LDAP_LIMITED_PW_FILE='$base/limited.pw'
+		export IDS_TEST_LDAP_SYNC_DN='$SYNC_DN'
+		export IDS_TEST_LDAP_SYNC_PW_FILE='$base/sync.pw'
 		export IDS_TEST_LDAP_CA='$base/ca.pem'
 		export IDS_TEST_LDAP_WRONG_CA='$base/wrong-ca.pem'
 		export IDS_TEST_LDAP_SIZELIMIT='$SIZELIMIT'

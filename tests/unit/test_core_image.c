@@ -64,7 +64,8 @@ static void snap_put(struct ids_snapshot *s, const struct entry *e)
 		assert_int_equal(ids_snapshot_group_set(s, IDS_F_DN, e->dn, strlen(e->dn)), 0);
 		for (size_t i = 0; i < 4 && e->members[i]; i++)
 			assert_int_equal(
-			    ids_snapshot_group_member(s, IDS_REF_DN, e->members[i], strlen(e->members[i])), 0);
+			    ids_snapshot_group_member(s, IDS_REF_DN, e->members[i], strlen(e->members[i])),
+			    0);
 		assert_int_equal(ids_snapshot_group_end(s), 0);
 	} else {
 		assert_int_equal(ids_snapshot_user_begin(s), 0);
@@ -72,7 +73,8 @@ static void snap_put(struct ids_snapshot *s, const struct entry *e)
 		assert_int_equal(ids_snapshot_user_set(s, IDS_F_USERNAME, e->name, strlen(e->name)), 0);
 		assert_int_equal(ids_snapshot_user_set(s, IDS_F_DN, e->dn, strlen(e->dn)), 0);
 		if (e->dept)
-			assert_int_equal(ids_snapshot_user_attr(s, "department", e->dept, strlen(e->dept)), 0);
+			assert_int_equal(ids_snapshot_user_attr(s, "department", e->dept, strlen(e->dept)),
+					 0);
 		assert_int_equal(ids_snapshot_user_disabled(s, e->disabled), 0);
 		assert_int_equal(ids_snapshot_user_end(s), 0);
 	}
@@ -147,9 +149,13 @@ static void assert_same(char *got, char *want)
 
 static const struct entry alice = {.id = "U1", .name = "alice", .dn = UDN("alice"), .dept = "Support"};
 static const struct entry bob = {.id = "U2", .name = "bob", .dn = UDN("bob")};
-static const struct entry team = {.group = true, .id = "G1", .name = "Team", .dn = GDN("Team"), .members = {UDN("bob")}};
-static const struct entry cc = {
-    .group = true, .id = "G2", .name = "CC-Support", .dn = GDN("CC-Support"), .members = {UDN("alice"), GDN("Team")}};
+static const struct entry team = {
+    .group = true, .id = "G1", .name = "Team", .dn = GDN("Team"), .members = {UDN("bob")}};
+static const struct entry cc = {.group = true,
+				.id = "G2",
+				.name = "CC-Support",
+				.dn = GDN("CC-Support"),
+				.members = {UDN("alice"), GDN("Team")}};
 
 /* ---------------- tests ---------------- */
 
@@ -208,8 +214,11 @@ static void test_group_change_reaches_nested_members(void **state)
 	image_put(img, "k-bob", &bob);
 	image_put(img, "k-team", &team);
 	image_put(img, "k-cc", &cc);
-	const struct entry cc2 = {
-	    .group = true, .id = "G2", .name = "CC-Support", .dn = GDN("CC-Support"), .members = {UDN("alice")}};
+	const struct entry cc2 = {.group = true,
+				  .id = "G2",
+				  .name = "CC-Support",
+				  .dn = GDN("CC-Support"),
+				  .members = {UDN("alice")}};
 	image_put(img, "k-cc", &cc2);
 	char *got = image_text(img);
 	assert_non_null(strstr(got, "user U2 bob " UDN("bob") " in Team\n"));
@@ -386,7 +395,8 @@ static void model_make(struct model *m, size_t i, unsigned long *seed)
 		size_t t = rnd(seed) % (RN + RG); /* users and groups: nesting, cycles, dangling */
 		if (rnd(seed) % 4 == 0)
 			continue;
-		snprintf(m->members[i - RN][k], sizeof(m->members[0][0]), "%s", m->e[t].id ? m->dns[t] : "cn=gone");
+		snprintf(m->members[i - RN][k], sizeof(m->members[0][0]), "%s",
+			 m->e[t].id ? m->dns[t] : "cn=gone");
 		e->members[k] = m->members[i - RN][k];
 	}
 }
