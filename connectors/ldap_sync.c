@@ -111,8 +111,7 @@ int ids_sync_state_decode(const struct berval *v, enum ids_sync_state *ret_state
 		return -ENOMEM;
 	/* liblber's '{' enters whatever comes: the tag is checked first */
 	if (ber_peek_tag(ber, &len) != LBER_SEQUENCE || ber_scanf(ber, "{em", &state, &uuid) == LBER_ERROR ||
-	    state < IDS_SYNC_PRESENT ||
-	    state > IDS_SYNC_DELETE || uuid_text(&uuid, text) < 0)
+	    state < IDS_SYNC_PRESENT || state > IDS_SYNC_DELETE || uuid_text(&uuid, text) < 0)
 		r = IDS_E_PROTOCOL;
 	if (r == 0 && ber_peek_tag(ber, &len) == LBER_OCTETSTRING) {
 		if (ber_scanf(ber, "m", &cookie) == LBER_ERROR)

@@ -254,10 +254,16 @@ int ids_image_end(struct ids_image *img)
 	return r;
 }
 
-int ids_image_delete(struct ids_image *img, const char *key)
+/* Whether a record of kind k is one of `kinds`. */
+static bool of_kinds(unsigned char k, unsigned kinds)
+{
+	return (k == K_USER && (kinds & IDS_IMAGE_USERS)) || (k == K_GROUP && (kinds & IDS_IMAGE_GROUPS));
+}
+
+int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds)
 {
 	uint32_t idx;
-	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind == K_NONE)
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
 		return 0;
 	int r = replace(img, idx, K_NONE, NULL, 0);
 	return r < 0 ? r : 1;
@@ -277,11 +283,11 @@ int ids_image_present(struct ids_image *img, const char *key)
 	return 1;
 }
 
-int ids_image_present_end(struct ids_image *img, size_t *ret_removed)
+int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed)
 {
 	size_t removed = 0;
 	for (size_t i = 0; i < img->nrecs; i++) {
-		if (img->recs[i].kind == K_NONE || img->recs[i].mark == img->gen)
+		if (!of_kinds(img->recs[i].kind, kinds) || img->recs[i].mark == img->gen)
 			continue;
 		int r = replace(img, (uint32_t)i, K_NONE, NULL, 0);
 		if (r < 0)

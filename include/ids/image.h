@@ -35,6 +35,9 @@
 
 struct ids_image;
 
+/* Kinds of record, for the calls that act on one kind only. */
+enum { IDS_IMAGE_USERS = 1, IDS_IMAGE_GROUPS = 2 };
+
 /* *ret new (ids_image_free). */
 int ids_image_new(struct ids_image **ret);
 /* Accepts NULL. */
@@ -59,18 +62,22 @@ int ids_image_end(struct ids_image *img);
  * entry); nothing changes.  Accepts no open record. */
 void ids_image_abort_record(struct ids_image *img);
 
-/* Removes the user or group `key`: 1 when there was one, 0 when the key
- * is unknown (a feed may name entries outside what the connector reads). */
-int ids_image_delete(struct ids_image *img, const char *key);
+/* Removes the record `key` when its kind is in `kinds` (IDS_IMAGE_USERS,
+ * IDS_IMAGE_GROUPS below): 1 when there was one, 0 when not.  A feed
+ * reads users and groups in searches of their own, and a search says
+ * "deleted" of an entry that merely no longer matches it: slapd's groups
+ * search reports a modified user that way. */
+int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds);
 
 /* A present phase (syncrepl refreshDeletes=false): begin, then every key
  * the server names present (ids_image_present) or sends whole (a record
- * ended meanwhile counts as present); present_end removes every record
- * not named since begin and says how many in *ret_removed (may be NULL).
- * ids_image_present: 1 when the key is known, 0 when not. */
+ * ended meanwhile counts as present); present_end removes every record of
+ * the kinds in `kinds` (a connector reads users and groups in searches of
+ * their own) not named since begin, and says how many in *ret_removed
+ * (may be NULL).  ids_image_present: 1 when the key is known, 0 when not. */
 void ids_image_present_begin(struct ids_image *img);
 int ids_image_present(struct ids_image *img, const char *key);
-int ids_image_present_end(struct ids_image *img, size_t *ret_removed);
+int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed);
 
 /* Makes every change since the last commit permanent. */
 void ids_image_commit(struct ids_image *img);

@@ -238,10 +238,14 @@ static void test_delete_by_key(void **state)
 	image_put(img, "k-bob", &bob);
 	image_put(img, "k-team", &team);
 	image_put(img, "k-cc", &cc);
-	assert_int_equal(ids_image_delete(img, "k-team"), 1);
-	assert_int_equal(ids_image_delete(img, "k-alice"), 1);
-	assert_int_equal(ids_image_delete(img, "k-alice"), 0);
-	assert_int_equal(ids_image_delete(img, "k-elsewhere"), 0);
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 0);
+	assert_int_equal(ids_image_delete(img, "k-elsewhere", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 0);
+	/* a delete for another kind leaves the record (a user that no longer
+	 * matches the groups search is no deleted user) */
+	assert_int_equal(ids_image_delete(img, "k-bob", IDS_IMAGE_GROUPS), 0);
+	assert_int_equal(ids_image_delete(img, "k-cc", IDS_IMAGE_USERS), 0);
 	assert_int_equal(ids_image_nusers(img), 1);
 	assert_int_equal(ids_image_ngroups(img), 1);
 	const struct entry *left[] = {&bob, &cc};
@@ -268,14 +272,21 @@ static void test_present_phase(void **state)
 	assert_int_equal(ids_image_present(img, "k-cc"), 1);
 	assert_int_equal(ids_image_present(img, "k-nobody"), 0);
 	image_put(img, "k-bob", &bob); /* sent whole: present */
-	assert_int_equal(ids_image_present_end(img, &removed), 0);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, &removed), 0);
 	assert_int_equal(removed, 2);
 	const struct entry *left[] = {&bob, &cc};
 	assert_same(image_text(img), full_text(left, 2));
+	/* a sweep of users alone leaves the groups, named or not */
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(ids_image_nusers(img), 0);
+	assert_int_equal(ids_image_ngroups(img), 1);
+	image_put(img, "k-bob", &bob);
 	/* a present phase naming nothing removes everything: the empty
 	 * source the safety guard must then refuse */
 	ids_image_present_begin(img);
-	assert_int_equal(ids_image_present_end(img, &removed), 0);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, &removed), 0);
 	assert_int_equal(removed, 2);
 	assert_int_equal(ids_image_nusers(img) + ids_image_ngroups(img), 0);
 	ids_image_free(img);
@@ -299,9 +310,9 @@ static void test_rollback(void **state)
 	const struct entry alice2 = {.id = "U1", .name = "alice2", .dn = UDN("alice2")};
 	image_put(img, "k-alice", &alice2);
 	image_put(img, "k-alice", &alice); /* twice */
-	assert_int_equal(ids_image_delete(img, "k-team"), 1);
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
 	ids_image_present_begin(img);
-	assert_int_equal(ids_image_present_end(img, NULL), 0);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, NULL), 0);
 	assert_int_equal(ids_image_user_begin(img, "k-open"), 0);
 	ids_image_rollback(img);
 	assert_int_equal(ids_image_nusers(img), 1);
@@ -441,7 +452,8 @@ static void test_random_changes(void **state)
 				else
 					assert_int_equal(ids_image_present(img, key), 1);
 			}
-			assert_int_equal(ids_image_present_end(img, NULL), 0);
+			assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, NULL),
+					 0);
 			nchanges = 0;
 		}
 		for (size_t c = 0; c < nchanges; c++) {
@@ -449,7 +461,8 @@ static void test_random_changes(void **state)
 			key_of(i, key, sizeof(key));
 			if (m.e[i].id && rnd(&seed) % 4 == 0) {
 				m.e[i].id = NULL;
-				assert_int_equal(ids_image_delete(img, key), 1);
+				assert_int_equal(
+				    ids_image_delete(img, key, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
 			} else {
 				model_make(&m, i, &seed);
 				image_put(img, key, &m.e[i]);
