@@ -33,6 +33,7 @@
 #include <strings.h>
 
 #include "ids/image.h"
+#include "ids/snapshot.h"
 #include "ldap_int.h"
 #include "ldap_sync.h"
 
@@ -49,12 +50,10 @@ static uint64_t fingerprint(const struct pull *p)
 {
 	const struct ids_ldap_cfg *lc = p->lc;
 	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
-	const char *parts[16] = {lc->users_base,
-				 lc->users_filter ? lc->users_filter : def->users_filter,
-				 lc->groups_base,
-				 lc->groups_filter ? lc->groups_filter : def->groups_filter,
-				 lc->member_attribute,
-				 lc->disabled_filter};
+	const char *parts[16] = {
+	    lc->users_base,	  lc->users_filter ? lc->users_filter : def->users_filter,
+	    lc->groups_base,	  lc->groups_filter ? lc->groups_filter : def->groups_filter,
+	    lc->member_attribute, lc->disabled_filter};
 	size_t n = 6;
 	for (int f = 0; f < 6; f++)
 		parts[n++] = p->attr[f];
@@ -142,8 +141,45 @@ struct sync {
 	size_t entries;		/* messages so far, for messages and progress */
 	bool whole;		/* sent without a cookie: the answer is all there is */
 	int refused;		/* the result code that refused the cookie, 0 when none */
+	struct ids_strv *moved; /* DNs that left and their successors (refint_fixup) */
 	struct ids_feed_pull *fp;
 };
+
+/* Whether two DNs name the same entry (normalized; raw when either
+ * does not parse). */
+static bool same_dn(const char *a, const char *b, size_t nb)
+{
+	char *na = NULL, *nbn = NULL;
+	bool same;
+	if (ids_dn_normalize(a, strlen(a), &na) >= 0 && ids_dn_normalize(b, nb, &nbn) >= 0)
+		same = !strcmp(na, nbn);
+	else
+		same = strlen(a) == nb && !memcmp(a, b, nb);
+	free(na);
+	free(nbn);
+	return same;
+}
+
+/* Before key's record is deleted or replaced: its DN goes to s->moved
+ * when it leaves (new_dn NULL: a delete; else a rename or move, and the
+ * new DN goes too). */
+static int note_move(struct pull *p, struct sync *s, const char *key, const struct berval *new_dn)
+{
+	char *old = NULL;
+	int r = ids_image_dn(p->img, key, s->kind, &old);
+	if (r < 0 || !old)
+		return r;
+	if (!new_dn || !same_dn(old, new_dn->bv_val, new_dn->bv_len)) {
+		r = ids_strv_push(s->moved, old);
+		if (r >= 0 && new_dn) {
+			char *nd = strndup(new_dn->bv_val, new_dn->bv_len);
+			r = nd ? ids_strv_push(s->moved, nd) : -ENOMEM;
+			free(nd);
+		}
+	}
+	free(old);
+	return r < 0 ? -ENOMEM : 0;
+}
 
 /* Replaces s->cookie by c (stolen; NULL keeps the old one). */
 static void take_cookie(struct sync *s, struct berval *c)
@@ -163,20 +199,24 @@ static int on_entry(struct pull *p, struct sync *s, LDAPMessage *msg)
 	struct berval *cookie = NULL;
 	int r;
 	if (ldap_get_entry_controls(p->ld, msg, &ctrls) != LDAP_SUCCESS)
-		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: unreadable controls of an entry in the %s feed",
-				     p->uri, s->sr->what);
+		return ids_error_set(p->err, IDS_E_PROTOCOL,
+				     "%s: unreadable controls of an entry in the %s feed", p->uri,
+				     s->sr->what);
 	LDAPControl *c = ldap_control_find(IDS_SYNC_STATE_OID, ctrls, NULL);
 	r = c ? ids_sync_state_decode(&c->ldctl_value, &state, uuid, &cookie) : IDS_E_PROTOCOL;
 	ldap_controls_free(ctrls);
 	if (r < 0)
-		return r == -ENOMEM ? r
-				    : ids_error_set(p->err, IDS_E_PROTOCOL,
-						    "%s: an entry of the %s feed without a valid syncState control",
-						    p->uri, s->sr->what);
+		return r == -ENOMEM
+			   ? r
+			   : ids_error_set(p->err, IDS_E_PROTOCOL,
+					   "%s: an entry of the %s feed without a valid syncState control",
+					   p->uri, s->sr->what);
 	take_cookie(s, cookie);
 	switch (state) {
 	case IDS_SYNC_PRESENT: return ids_image_present(p->img, uuid) < 0 ? -ENOMEM : 0;
 	case IDS_SYNC_DELETE:
+		if ((r = note_move(p, s, uuid, NULL)) < 0)
+			return r;
 		r = ids_image_delete(p->img, uuid, s->kind);
 		s->fp->changes += r > 0;
 		return r < 0 ? r : 0;
@@ -184,6 +224,8 @@ static int on_entry(struct pull *p, struct sync *s, LDAPMessage *msg)
 	}
 	p->img_key = uuid;
 	r = ids_ldap_read_entry(p, msg);
+	if (r >= 0)
+		r = note_move(p, s, uuid, &p->ent.dn);
 	if (r >= 0)
 		r = s->sr->fn(p, &p->ent);
 	ids_ldap_entry_clear(&p->ent);
@@ -200,18 +242,21 @@ static int on_info(struct pull *p, struct sync *s, LDAPMessage *msg)
 	struct ids_sync_info info;
 	int r = 0;
 	if (ldap_parse_intermediate(p->ld, msg, &oid, &data, NULL, 0) != LDAP_SUCCESS)
-		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: unreadable intermediate message in the %s feed",
-				     p->uri, s->sr->what);
+		return ids_error_set(p->err, IDS_E_PROTOCOL,
+				     "%s: unreadable intermediate message in the %s feed", p->uri,
+				     s->sr->what);
 	if (!oid || strcmp(oid, IDS_SYNC_INFO_OID) != 0 || !data)
 		goto out; /* another extension's: not ours to read */
 	if ((r = ids_sync_info_decode(data, &info)) < 0) {
 		if (r != -ENOMEM)
-			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed syncInfo in the %s feed", p->uri,
-					  s->sr->what);
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed syncInfo in the %s feed",
+					  p->uri, s->sr->what);
 		goto out;
 	}
 	for (size_t i = 0; r >= 0 && i < info.nuuids; i++) {
 		if (info.refresh_deletes) {
+			if ((r = note_move(p, s, info.uuids[i], NULL)) < 0)
+				break;
 			r = ids_image_delete(p->img, info.uuids[i], s->kind);
 			s->fp->changes += r > 0;
 		} else {
@@ -264,7 +309,8 @@ static int on_result(struct pull *p, struct sync *s, LDAPMessage *msg)
 			 * says refreshDeletes TRUE of those too, measured on
 			 * 2.5.13): what was not named or sent is gone */
 			size_t gone = 0;
-			if ((!deletes || s->whole) && (r = ids_image_present_end(p->img, s->kind, &gone)) >= 0)
+			if ((!deletes || s->whole) &&
+			    (r = ids_image_present_end(p->img, s->kind, &gone)) >= 0)
 				s->fp->changes += gone;
 		}
 	}
@@ -282,15 +328,16 @@ static int send_sync(struct pull *p, const struct sync *s, const struct berval *
 		return r;
 	/* critical: a server without syncprov must refuse, not answer a
 	 * plain search that would read as "nothing changed" */
-	LDAPControl ctrl = {.ldctl_oid = (char *)IDS_SYNC_REQUEST_OID, .ldctl_value = value, .ldctl_iscritical = 1};
+	LDAPControl ctrl = {
+	    .ldctl_oid = (char *)IDS_SYNC_REQUEST_OID, .ldctl_value = value, .ldctl_iscritical = 1};
 	LDAPControl *sctrls[] = {&ctrl, NULL};
-	int lrc = ldap_search_ext(p->ld, s->sr->base, LDAP_SCOPE_SUBTREE, s->sr->filter, s->sr->attrs, 0, sctrls,
-				  NULL, NULL, LDAP_NO_LIMIT, ret_msgid);
+	int lrc = ldap_search_ext(p->ld, s->sr->base, LDAP_SCOPE_SUBTREE, s->sr->filter, s->sr->attrs, 0,
+				  sctrls, NULL, NULL, LDAP_NO_LIMIT, ret_msgid);
 	ber_memfree(value.bv_val);
 	if (lrc != LDAP_SUCCESS) {
 		char *diag = ids_ldap_diag(p->ld);
-		r = ids_ldap_error(p->err, ids_ldap_map_lrc(lrc), lrc, diag, "%s: the %s feed under %s", p->uri,
-				   s->sr->what, s->sr->base);
+		r = ids_ldap_error(p->err, ids_ldap_map_lrc(lrc), lrc, diag, "%s: the %s feed under %s",
+				   p->uri, s->sr->what, s->sr->base);
 		ldap_memfree(diag);
 	}
 	return r;
@@ -308,9 +355,10 @@ static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
 		if (type < -1)
 			return type;
 		if (type == 0)
-			return ids_error_set(p->err, IDS_E_TIMEOUT,
-					     "%s: no answer within %d s in the %s feed under %s (after %zu entries)",
-					     p->uri, p->timeout, s->sr->what, s->sr->base, s->entries);
+			return ids_error_set(
+			    p->err, IDS_E_TIMEOUT,
+			    "%s: no answer within %d s in the %s feed under %s (after %zu entries)", p->uri,
+			    p->timeout, s->sr->what, s->sr->base, s->entries);
 		if (type < 0) {
 			int code = LDAP_OTHER;
 			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &code);
@@ -336,20 +384,21 @@ static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
 
 /* The sync search sr from *cookie; the new cookie replaces it (new). */
 static int sync_search(struct pull *p, const struct search *sr, unsigned kind, struct berval **cookie,
-		       struct ids_feed_pull *fp)
+		       struct ids_feed_pull *fp, struct ids_strv *moved)
 {
-	struct sync s = {.sr = sr, .kind = kind, .cookie = *cookie, .fp = fp};
+	struct sync s = {.sr = sr, .kind = kind, .cookie = *cookie, .fp = fp, .moved = moved};
 	const struct berval none = {0};
 	int r = refresh(p, &s, s.cookie ? s.cookie : &none);
 	if (r == 1 && s.cookie && s.cookie->bv_len) {
 		/* the server cannot continue from the cookie: everything again,
 		 * as a present phase, in this same read */
 		if (!fp->reset_reason &&
-		    asprintf(&fp->reset_reason, "the server refused the %s feed's cookie (%s)", sr->what,
-			     s.refused == IDS_SYNC_REFRESH_REQUIRED
-				 ? "e-syncRefreshRequired"
-				 : "unwillingToPerform: a cookie newer than the server's state, a restored or "
-				   "another server") < 0)
+		    asprintf(
+			&fp->reset_reason, "the server refused the %s feed's cookie (%s)", sr->what,
+			s.refused == IDS_SYNC_REFRESH_REQUIRED
+			    ? "e-syncRefreshRequired"
+			    : "unwillingToPerform: a cookie newer than the server's state, a restored or "
+			      "another server") < 0)
 			fp->reset_reason = NULL;
 		ids_sync_cookie_free(s.cookie);
 		s.cookie = NULL;
@@ -357,8 +406,9 @@ static int sync_search(struct pull *p, const struct search *sr, unsigned kind, s
 		r = refresh(p, &s, &none);
 	}
 	if (r == 1)
-		r = ids_error_set(p->err, IDS_E_SERVER, "%s: the server asked for a refresh of the %s feed twice",
-				  p->uri, sr->what);
+		r = ids_error_set(p->err, IDS_E_SERVER,
+				  "%s: the server asked for a refresh of the %s feed twice", p->uri,
+				  sr->what);
 	*cookie = s.cookie;
 	return r < 0 ? r : 0;
 }
@@ -376,6 +426,98 @@ static struct berval *dup_cookie(const struct berval *c)
 	memcpy(d->bv_val, c->bv_val, c->bv_len);
 	d->bv_val[c->bv_len] = '\0';
 	return d;
+}
+
+/* ---- refint's rewrites (docs/changes.md): slapd's referential
+ * integrity overlay rewrites the member values naming a deleted or
+ * renamed entry without changing the group's entryCSN, so the feed never
+ * sends those groups.  Whenever entries left a DN, the groups that name
+ * the old or the new DN — on the server, or in the image — are read
+ * again and replace their records: the server's truth, with refint or
+ * without. ---- */
+
+#define FIXUP_TERMS 40 /* filter terms per search */
+
+/* A group of the fix-up into the image, keyed by its entryUUID. */
+static int fixup_group(struct pull *p, const struct entry *e)
+{
+	const struct berval *u = ids_ldap_entry_first(e, "entryUUID");
+	if (!u || !u->bv_len)
+		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: group %.*s came without its entryUUID",
+				     p->uri, (int)e->dn.bv_len, e->dn.bv_val);
+	char *key = strndup(u->bv_val, u->bv_len);
+	if (!key)
+		return -ENOMEM;
+	p->img_key = key;
+	int r = ids_ldap_on_group(p, e);
+	p->img_key = NULL;
+	free(key);
+	return r;
+}
+
+static int add_key(const char *key, void *ud)
+{
+	return ids_strv_push(ud, key) < 0 ? -ENOMEM : 0;
+}
+
+/* "(attr=escaped value)" appended to b. */
+static int term(struct ids_buf *b, const char *attr, const char *v)
+{
+	int r = ids_buf_printf(b, "(%s=", attr);
+	if (r >= 0)
+		r = ids_ldap_filter_escape(b, v, strlen(v));
+	return r < 0 ? r : ids_buf_putc(b, ')');
+}
+
+/* One fix-up search: the groups of gfilter matching terms [from, to) of
+ * dns (by member value) and keys (by entryUUID), counted together. */
+static int fixup_search(struct pull *p, const char *gfilter, char **attrs, const struct ids_strv *dns,
+			const struct ids_strv *keys, size_t from, size_t to)
+{
+	static const char *const dflt[] = {"member", "uniqueMember", NULL};
+	const char *one[2] = {p->lc->member_attribute, NULL};
+	const char *const *mattrs = p->lc->member_attribute ? one : dflt;
+	struct ids_buf f = {0};
+	int r = ids_buf_printf(&f, "(&%s(|", gfilter);
+	for (size_t i = from; r >= 0 && i < to; i++) {
+		if (i < dns->n)
+			for (size_t k = 0; r >= 0 && mattrs[k]; k++)
+				r = strcasecmp(mattrs[k], "memberUid") ? term(&f, mattrs[k], dns->v[i]) : 0;
+		else
+			r = term(&f, "entryUUID", keys->v[i - dns->n]);
+	}
+	if (r >= 0)
+		r = ids_buf_puts(&f, "))");
+	if (r < 0) {
+		ids_buf_free(&f);
+		return -ENOMEM;
+	}
+	const struct search sr = {"groups (member fix-up)", p->lc->groups_base, f.p, attrs, fixup_group};
+	r = ids_ldap_run_search(p, &sr);
+	ids_buf_free(&f);
+	return r;
+}
+
+static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *gfilter,
+			const struct ids_strv *dns)
+{
+	struct ids_strv keys = {0};
+	const char *attrs[16];
+	size_t n = 0;
+	int r = 0;
+	if (!dns->n || !p->lc->groups_base)
+		return 0;
+	for (; a->group[n] && n < 14; n++)
+		attrs[n] = a->group[n];
+	attrs[n++] = "entryUUID";
+	attrs[n] = NULL;
+	r = ids_image_groups_naming(p->img, (const char *const *)dns->v, dns->n, add_key, &keys);
+	for (size_t from = 0; r >= 0 && from < dns->n + keys.n; from += FIXUP_TERMS) {
+		size_t to = from + FIXUP_TERMS < dns->n + keys.n ? from + FIXUP_TERMS : dns->n + keys.n;
+		r = fixup_search(p, gfilter, (char **)attrs, dns, &keys, from, to);
+	}
+	ids_strv_free(&keys);
+	return r;
 }
 
 /* The disabled users, as a full read gets them (their set decides each
@@ -404,11 +546,13 @@ static int do_feed(struct pull *p, void *arg)
 	struct pull_attrs a = {0};
 	struct cookies old;
 	struct berval *uc = NULL, *gc = NULL;
+	struct ids_strv moved = {0};
 	const char *why = NULL;
 	int r;
 
 	if (lc->flavor != IDS_LDAP_OPENLDAP)
-		return ids_error_set(p->err, IDS_E_UNSUPPORTED, "the LDAP change feed is OpenLDAP's syncrepl");
+		return ids_error_set(p->err, IDS_E_UNSUPPORTED,
+				     "the LDAP change feed is OpenLDAP's syncrepl");
 	if (!lc->users_base)
 		return ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
 	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
@@ -421,20 +565,24 @@ static int do_feed(struct pull *p, void *arg)
 	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
 	    (r = read_disabled(p, &a, ufilter)) < 0)
 		goto out;
-	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user, ids_ldap_on_user};
-	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp)) < 0)
+	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
+				  ids_ldap_on_user};
+	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
 					  ids_ldap_on_group};
-		if ((r = sync_search(p, &gs, IDS_IMAGE_GROUPS, &gc, fp)) < 0)
+		if ((r = sync_search(p, &gs, IDS_IMAGE_GROUPS, &gc, fp, &moved)) < 0 ||
+		    (r = refint_fixup(p, &a, gfilter, &moved)) < 0)
 			goto out;
 	}
-	struct cookies now = {.users = uc ? *uc : (struct berval){0}, .groups = gc ? *gc : (struct berval){0}};
+	struct cookies now = {.users = uc ? *uc : (struct berval){0},
+			      .groups = gc ? *gc : (struct berval){0}};
 	r = make_cursor(p, &now, fp);
 out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
+	ids_strv_free(&moved);
 	ids_ldap_pull_attrs_free(&a);
 	return r;
 }

@@ -390,6 +390,99 @@ static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
 	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
 }
 
+/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
+static int each_op(const struct rec *rc,
+		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+			     size_t nb, void *ud),
+		   void *ud)
+{
+	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
+	int r = 0;
+	while (r == 0 && p < end) {
+		const char *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
+		if (end - p < 2)
+			return -EINVAL;
+		unsigned char op = p[0], arg = p[1];
+		p += 2;
+		if (!value(&p, end, &a, &na))
+			return -EINVAL;
+		if ((op == OP_USER_ATTR || op == OP_GROUP_MEMBER) && !value(&p, end, &b, &nb))
+			return -EINVAL;
+		r = fn(op, arg, a, na, b, nb, ud);
+	}
+	return r;
+}
+
+/* each_op's fn for ids_image_dn: the first DN set stops the walk. */
+static int find_dn(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		   void *ud)
+{
+	(void)b;
+	(void)nb;
+	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != IDS_F_DN)
+		return 0;
+	char **ret = ud;
+	return (*ret = strndup(a, na)) ? 1 : -ENOMEM;
+}
+
+int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret)
+{
+	uint32_t idx;
+	char *dn = NULL;
+	*ret = NULL;
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
+		return 0;
+	int r = each_op(&img->recs[idx], find_dn, &dn);
+	if (r < 0)
+		return r;
+	*ret = dn;
+	return 0;
+}
+
+struct naming {
+	struct ids_strmap want; /* normalized DNs */
+	bool hit;
+};
+
+/* each_op's fn for ids_image_groups_naming: a DN member among the wanted. */
+static int names_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		     void *ud)
+{
+	struct naming *w = ud;
+	char *dn = NULL;
+	(void)a;
+	(void)na;
+	if (op != OP_GROUP_MEMBER || arg != IDS_REF_DN || ids_dn_normalize(b, nb, &dn) < 0)
+		return 0; /* a malformed DN names nothing, here as in the snapshot */
+	w->hit = ids_strmap_get(&w->want, dn, NULL);
+	free(dn);
+	return w->hit ? 1 : 0;
+}
+
+int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
+			    int (*fn)(const char *key, void *ud), void *ud)
+{
+	struct naming w = {0};
+	char **norm = calloc(n ? n : 1, sizeof(*norm));
+	int r = norm ? 0 : -ENOMEM;
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if (ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0)
+			r = ids_strmap_put(&w.want, norm[i], 0, NULL);
+	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
+		if (img->recs[i].kind != K_GROUP)
+			continue;
+		w.hit = false;
+		if ((r = each_op(&img->recs[i], names_one, &w)) >= 0 && w.hit)
+			r = fn(img->recs[i].key, ud);
+	}
+	ids_strmap_free(&w.want);
+	for (size_t i = 0; norm && i < n; i++)
+		free(norm[i]);
+	free(norm);
+	return r < 0 ? r : 0;
+}
+
 int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 {
 	if (img->open_kind != K_NONE)

@@ -79,6 +79,17 @@ void ids_image_present_begin(struct ids_image *img);
 int ids_image_present(struct ids_image *img, const char *key);
 int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed);
 
+/* The DN recorded for `key` (its IDS_F_DN value) when its record is of
+ * one of `kinds`: *ret new (free), NULL when there is none.  0 or
+ * -ENOMEM. */
+int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret);
+
+/* Calls fn(key, ud) for every group record with a member given by DN
+ * (IDS_REF_DN) that names one of dns[0..n) — compared normalized, as
+ * the snapshot resolves them.  fn < 0 stops and is returned. */
+int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
+			    int (*fn)(const char *key, void *ud), void *ud);
+
 /* Makes every change since the last commit permanent. */
 void ids_image_commit(struct ids_image *img);
 /* Undoes every change since the last commit (an open record is thrown

@@ -366,6 +366,43 @@ static void test_kind_change_and_misuse(void **state)
 	ids_image_free(img);
 }
 
+static int collect(const char *key, void *ud)
+{
+	struct ids_buf *b = ud;
+	return ids_buf_printf(b, "%s ", key) < 0 ? -ENOMEM : 0;
+}
+
+/* What the feed's refint fix-up asks of the image: a record's DN before
+ * it changes, and the groups that name given DNs (in any spelling). */
+static void test_dn_and_groups_naming(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	char *dn = NULL;
+	struct ids_buf b = {0};
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	assert_int_equal(ids_image_dn(img, "k-bob", IDS_IMAGE_USERS, &dn), 0);
+	assert_string_equal(dn, UDN("bob"));
+	free(dn);
+	assert_int_equal(ids_image_dn(img, "k-bob", IDS_IMAGE_GROUPS, &dn), 0); /* not a group */
+	assert_null(dn);
+	assert_int_equal(ids_image_dn(img, "k-nobody", IDS_IMAGE_USERS, &dn), 0);
+	assert_null(dn);
+	const char *const bobs[] = {"UID=Bob, ou=People,dc=ex"}; /* another spelling of bob's DN */
+	assert_int_equal(ids_image_groups_naming(img, bobs, 1, collect, &b), 0);
+	assert_string_equal(b.p, "k-team ");
+	ids_buf_reset(&b);
+	const char *const two[] = {GDN("Team"), UDN("alice"), "not a DN"};
+	assert_int_equal(ids_image_groups_naming(img, two, 3, collect, &b), 0);
+	assert_string_equal(b.p, "k-cc "); /* once, though it names both */
+	ids_buf_free(&b);
+	ids_image_free(img);
+}
+
 /* ---- randomized: a directory of N users and G groups changes step by
  * step (adds, modifies, renames, deletes, membership and nesting changes,
  * disable/enable, present phases, failed runs rolled back); after every
@@ -503,6 +540,7 @@ int main(void)
 	    cmocka_unit_test(test_present_phase),
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_kind_change_and_misuse),
+	    cmocka_unit_test(test_dn_and_groups_naming),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
