@@ -40,6 +40,9 @@ struct ids_sync_opts {
 	void *ud;
 	/* borrowed, may be NULL: told the run's phases (progress.h) */
 	struct ids_progress *prog;
+	/* borrowed, may be NULL: the change feeds' state kept between runs
+	 * (the daemon's); NULL: every run reads everything */
+	struct ids_feeds *feeds;
 };
 
 /* What one connector run did. */
@@ -66,6 +69,16 @@ struct ids_sync_result {
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res);
+
+/* What a process keeps between the runs of its connectors for their
+ * change feeds (issue 14): per connector, the image its feed is applied
+ * to and the cursor that goes with it, committed or rolled back with each
+ * run.  A connector whose source cannot serve a feed (no syncprov, a size
+ * limit on the refresh) reads everything from then on, with one warning.
+ * *ret new (ids_feeds_free, which accepts NULL). */
+struct ids_feeds;
+int ids_feeds_new(struct ids_feeds **ret);
+void ids_feeds_free(struct ids_feeds *f);
 
 /* `retire NAME`: deactivates (out_of_scope) the users of a connector no
  * longer in the configuration, through the safety thresholds: one run (and

@@ -22,7 +22,8 @@ static inline char *snapshot_text(const struct ids_snapshot *s)
 		const struct ids_user *u = &s->users[i];
 		for (int f = 0; f < IDS_F__COUNT; f++)
 			ids_buf_printf(&b, "%s|", u->f[f] ? u->f[f] : "-");
-		ids_buf_printf(&b, "%s%s attrs", u->disabled ? "disabled" : "enabled", u->invalid ? " invalid" : "");
+		ids_buf_printf(&b, "%s%s attrs", u->disabled ? "disabled" : "enabled",
+			       u->invalid ? " invalid" : "");
 		for (size_t a = 0; a < u->nattrs; a++)
 			for (size_t v = 0; v < u->attrs[a].nvalues; v++)
 				ids_buf_printf(&b, " %s=%s", u->attrs[a].name, u->attrs[a].values[v]);
@@ -104,8 +105,8 @@ static inline void assert_converged(struct tcfg *t, const struct feed *f, const 
 {
 	char *want = full_text(t), *got = image_text(f->img);
 	if (strcmp(got, want))
-		fail_msg("%s: the feed's image differs from a full read\nimage:\n%s\nfull read:\n%s", when, got,
-			 want);
+		fail_msg("%s: the feed's image differs from a full read\nimage:\n%s\nfull read:\n%s", when,
+			 got, want);
 	free(want);
 	free(got);
 }

@@ -40,8 +40,8 @@ static void wait_refint(LDAP *ld, const char *group_dn, const char *want, const 
 	for (int i = 0; i < 50; i++) {
 		LDAPMessage *res = NULL;
 		bool has_want = false, has_gone = false;
-		if (ldap_search_ext_s(ld, group_dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, NULL,
-				      LDAP_NO_LIMIT, &res) == LDAP_SUCCESS) {
+		if (ldap_search_ext_s(ld, group_dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
+				      NULL, LDAP_NO_LIMIT, &res) == LDAP_SUCCESS) {
 			LDAPMessage *e = ldap_first_entry(ld, res);
 			struct berval **v = e ? ldap_get_values_len(ld, e, "member") : NULL;
 			for (size_t k = 0; v && v[k]; k++) {
