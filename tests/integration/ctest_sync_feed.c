@@ -27,12 +27,15 @@ static const char *g_base;
  * a member that is there already). */
 static void ldif(const char *text, bool lenient)
 {
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd),
-		 "LDAPTLS_CACERT='%s' ldapmodify -c -ZZ -x -H '%s' -D '%s' -y '%s' >/dev/null 2>&1 <<'EOF'\n%s\nEOF",
-		 getenv("IDS_TEST_LDAP_CA"), getenv("IDS_TEST_LDAP_URI"), getenv("IDS_TEST_LDAP_ADMIN_DN"),
-		 getenv("IDS_TEST_LDAP_ADMIN_PW_FILE"), text);
+	char *cmd = NULL;
+	if (asprintf(&cmd,
+		     "LDAPTLS_CACERT='%s' ldapmodify -c -ZZ -x -H '%s' -D '%s' -y '%s' >/dev/null 2>&1 "
+		     "<<'EOF'\n%s\nEOF",
+		     getenv("IDS_TEST_LDAP_CA"), getenv("IDS_TEST_LDAP_URI"),
+		     getenv("IDS_TEST_LDAP_ADMIN_DN"), getenv("IDS_TEST_LDAP_ADMIN_PW_FILE"), text) < 0)
+		fail_msg("out of memory");
 	int st = system(cmd);
+	free(cmd);
 	if (!lenient && st != 0)
 		fail_msg("ldapmodify failed (%d):\n%s", st, text);
 }
@@ -60,7 +63,8 @@ static struct ids_config *load_cfg(void)
 static void run(struct ids_config *cfg, struct ids_store *st, struct ids_feeds *feeds, bool plan,
 		struct ids_sync_result *res)
 {
-	const struct ids_sync_opts o = {.dry_run = plan, .print_plan = plan, .full = plan, .feeds = plan ? NULL : feeds};
+	const struct ids_sync_opts o = {
+	    .dry_run = plan, .print_plan = plan, .full = plan, .feeds = plan ? NULL : feeds};
 	struct ids_buf out = {0};
 	ids_sync_connector(cfg, st, &cfg->connectors[0], &o, &out, res);
 	ids_buf_free(&out);
@@ -97,23 +101,29 @@ static void change(bool *there, unsigned *seed)
 			break;
 		case 1: /* disabled or enabled */
 			snprintf(t, sizeof(t),
-				 "dn: uid=u%d,ou=people,%s\nchangetype: modify\nreplace: description\ndescription: %s\n", u,
-				 g_ou, rand_r(seed) % 2 ? "disabled" : "active");
+				 "dn: uid=u%d,ou=people,%s\nchangetype: modify\nreplace: "
+				 "description\ndescription: %s\n",
+				 u, g_ou, rand_r(seed) % 2 ? "disabled" : "active");
 			ldif(t, false);
 			break;
 		case 2:
 		case 3: /* a member added or removed */
-			snprintf(t, sizeof(t), "dn: cn=%s,ou=groups,%s\nchangetype: modify\n%s: member\nmember: uid=u%d,ou=people,%s\n",
+			snprintf(t, sizeof(t),
+				 "dn: cn=%s,ou=groups,%s\nchangetype: modify\n%s: member\nmember: "
+				 "uid=u%d,ou=people,%s\n",
 				 grp, g_ou, op == 2 ? "add" : "delete", u, g_ou);
 			ldif(t, true);
 			break;
 		case 4: /* Team nested in CC-Support, or not */
-			snprintf(t, sizeof(t), "dn: cn=CC-Support,ou=groups,%s\nchangetype: modify\n%s: member\nmember: cn=Team,ou=groups,%s\n",
+			snprintf(t, sizeof(t),
+				 "dn: cn=CC-Support,ou=groups,%s\nchangetype: modify\n%s: member\nmember: "
+				 "cn=Team,ou=groups,%s\n",
 				 g_ou, rand_r(seed) % 2 ? "add" : "delete", g_ou);
 			ldif(t, true);
 			break;
 		default: /* a changed name */
-			snprintf(t, sizeof(t), "dn: uid=u%d,ou=people,%s\nchangetype: modify\nreplace: sn\nsn: N%u\n", u,
+			snprintf(t, sizeof(t),
+				 "dn: uid=u%d,ou=people,%s\nchangetype: modify\nreplace: sn\nsn: N%u\n", u,
 				 g_ou, rand_r(seed) % 100);
 			ldif(t, false);
 		}
@@ -137,10 +147,13 @@ static void test_invariant(void **state)
 		change(there, &seed);
 		run(cfg, st, feeds, false, &res);
 		if (res.exit_code != IDS_EXIT_OK)
-			fail_msg("step %d (seed %u): sync: %s %s", step, seed0, res.status, res.error ? res.error : "");
+			fail_msg("step %d (seed %u): sync: %s %s", step, seed0, res.status,
+				 res.error ? res.error : "");
 		free(res.error);
 		if (step > 0)
-			assert_sql("incremental", "SELECT read_kind FROM sync_run WHERE status = 'ok' ORDER BY id DESC LIMIT 1");
+			assert_sql(
+			    "incremental",
+			    "SELECT read_kind FROM sync_run WHERE status = 'ok' ORDER BY id DESC LIMIT 1");
 		run(cfg, st, feeds, true, &res);
 		assert_nothing_to_do(&res, step, seed0);
 		free(res.error);
@@ -176,11 +189,71 @@ static void test_invariant(void **state)
 	ids_config_free(cfg);
 }
 
+/* A service account whose size limit stops the unpaged refresh (the
+ * harness's bind account: 50 entries) with more users than that: the
+ * daemon's run reads everything instead, and keeps doing so. */
+static void test_size_limit_fallback(void **state)
+{
+	(void)state;
+	static char yaml[4096], text[60 * 200];
+	char ou[300];
+	snprintf(ou, sizeof(ou), "ou=sync_feed_limit,%s", g_base);
+	size_t n = (size_t)snprintf(
+	    text, sizeof(text),
+	    "dn: %s\nchangetype: add\nobjectClass: organizationalUnit\nou: sync_feed_limit\n\n", ou);
+	for (int u = 0; u < 55; u++)
+		n += (size_t)snprintf(
+		    text + n, sizeof(text) - n,
+		    "dn: uid=m%d,%s\nchangetype: add\nobjectClass: inetOrgPerson\nuid: m%d\nsn: M\ncn: M "
+		    "%d\n\n",
+		    u, ou, u, u);
+	ldif(text, true);
+	snprintf(yaml, sizeof(yaml),
+		 "database: { conninfo: \"%s\", schema: feedlimit }\n"
+		 "connectors:\n"
+		 "  - name: lim\n    type: ldap\n    company: acme\n    uri: \"%s\"\n    tls_ca_file: %s\n"
+		 "    bind_dn: \"%s\"\n    bind_password_file: %s\n    users: { base: \"%s\" }\n"
+		 "rules:\n  - name: all\n    match: { attribute: { uid: \"^m\" } }\n    tenant: t\n"
+		 "    roles: [operator]\n",
+		 g_conninfo, getenv("IDS_TEST_LDAP_URI"), getenv("IDS_TEST_LDAP_CA"),
+		 getenv("IDS_TEST_LDAP_BIND_DN"), getenv("IDS_TEST_LDAP_BIND_PW_FILE"), ou);
+	struct ids_config *cfg = NULL;
+	struct ids_error e = {0};
+	if (ids_config_load_string("limit.yaml", yaml, strlen(yaml), &cfg, &e) < 0)
+		fail_msg("config: %s", ids_error_text(&e));
+	struct ids_store *st = open_store("feedlimit", true);
+	struct ids_feeds *feeds = NULL;
+	struct ids_sync_result res;
+	assert_int_equal(ids_feeds_new(&feeds), 0);
+	use_schema("feedlimit");
+	for (int i = 0; i < 2; i++) {
+		const struct ids_sync_opts o = {.feeds = feeds};
+		struct ids_buf out = {0};
+		ids_sync_connector(cfg, st, &cfg->connectors[0], &o, &out, &res);
+		ids_buf_free(&out);
+		if (res.exit_code != IDS_EXIT_OK)
+			fail_msg("run %d: %s %s", i, res.status, res.error ? res.error : "");
+		free(res.error);
+		assert_sql("full", "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1");
+	}
+	assert_sql("55", "SELECT count(*) FROM app_user WHERE active");
+	ids_feeds_free(feeds);
+	ids_store_close(st);
+	ids_config_free(cfg);
+	for (int u = 0; u < 55; u++) {
+		snprintf(text, sizeof(text), "dn: uid=m%d,%s\nchangetype: delete\n", u, ou);
+		ldif(text, true);
+	}
+	snprintf(text, sizeof(text), "dn: %s\nchangetype: delete\n", ou);
+	ldif(text, true);
+}
+
 int main(void)
 {
-	const char *need[] = {"IDS_TEST_LDAP_URI", "IDS_TEST_LDAP_CA", "IDS_TEST_LDAP_ADMIN_DN",
-			      "IDS_TEST_LDAP_ADMIN_PW_FILE", "IDS_TEST_LDAP_SYNC_DN", "IDS_TEST_LDAP_SYNC_PW_FILE",
-			      "IDS_TEST_LDAP_BASE"};
+	const char *need[] = {
+	    "IDS_TEST_LDAP_URI",	   "IDS_TEST_LDAP_CA",		 "IDS_TEST_LDAP_ADMIN_DN",
+	    "IDS_TEST_LDAP_ADMIN_PW_FILE", "IDS_TEST_LDAP_SYNC_DN",	 "IDS_TEST_LDAP_SYNC_PW_FILE",
+	    "IDS_TEST_LDAP_BIND_DN",	   "IDS_TEST_LDAP_BIND_PW_FILE", "IDS_TEST_LDAP_BASE"};
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
 		if (!getenv(need[i]) || !*getenv(need[i]))
 			return no_server("the harness's slapd (with the sync account) is not set up");
@@ -192,18 +265,21 @@ int main(void)
 	snprintf(g_ou, sizeof(g_ou), "ou=sync_feed,%s", g_base);
 	sql("SET client_min_messages TO warning"); /* (the superuser connection: asserts read it) */
 	char t[2048];
-	snprintf(t, sizeof(t),
-		 "dn: %s\nchangetype: add\nobjectClass: organizationalUnit\nou: sync_feed\n\n"
-		 "dn: ou=people,%s\nchangetype: add\nobjectClass: organizationalUnit\nou: people\n\n"
-		 "dn: ou=groups,%s\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n"
-		 "dn: cn=Team,ou=groups,%s\nchangetype: add\nobjectClass: groupOfNames\ncn: Team\nmember: cn=nobody\n\n"
-		 "dn: cn=CC-Support,ou=groups,%s\nchangetype: add\nobjectClass: groupOfNames\ncn: CC-Support\n"
-		 "member: cn=Team,ou=groups,%s\n",
-		 g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
+	snprintf(
+	    t, sizeof(t),
+	    "dn: %s\nchangetype: add\nobjectClass: organizationalUnit\nou: sync_feed\n\n"
+	    "dn: ou=people,%s\nchangetype: add\nobjectClass: organizationalUnit\nou: people\n\n"
+	    "dn: ou=groups,%s\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n\n"
+	    "dn: cn=Team,ou=groups,%s\nchangetype: add\nobjectClass: groupOfNames\ncn: Team\nmember: "
+	    "cn=nobody\n\n"
+	    "dn: cn=CC-Support,ou=groups,%s\nchangetype: add\nobjectClass: groupOfNames\ncn: CC-Support\n"
+	    "member: cn=Team,ou=groups,%s\n",
+	    g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
 	ldif(t, true); /* a leftover subtree of an earlier run is fine: its users are deleted below */
 	snprintf(g_yaml, sizeof(g_yaml),
 		 "database: { conninfo: \"%s\", schema: feedsync }\n"
-		 "safety: { max_deactivations: 1000, max_deactivation_percent: 100, max_grant_removals_percent: 100 }\n"
+		 "safety: { max_deactivations: 1000, max_deactivation_percent: 100, "
+		 "max_grant_removals_percent: 100 }\n"
 		 "tenants: { auto_create: true }\n"
 		 "connectors:\n"
 		 "  - name: corp\n    type: ldap\n    company: acme\n    uri: \"%s\"\n    tls_ca_file: %s\n"
@@ -211,14 +287,15 @@ int main(void)
 		 "    groups: { base: \"ou=groups,%s\" }\n    disabled_filter: \"(description=disabled)\"\n"
 		 "rules:\n  - name: support\n    match: { member_of: [CC-Support] }\n    tenant: support\n"
 		 "    roles: [operator]\n    channels: [webchat]\n",
-		 g_conninfo, getenv("IDS_TEST_LDAP_URI"), getenv("IDS_TEST_LDAP_CA"), getenv("IDS_TEST_LDAP_SYNC_DN"),
-		 getenv("IDS_TEST_LDAP_SYNC_PW_FILE"), g_ou, g_ou);
+		 g_conninfo, getenv("IDS_TEST_LDAP_URI"), getenv("IDS_TEST_LDAP_CA"),
+		 getenv("IDS_TEST_LDAP_SYNC_DN"), getenv("IDS_TEST_LDAP_SYNC_PW_FILE"), g_ou, g_ou);
 	for (int u = 0; u < NUSERS; u++) {
 		snprintf(t, sizeof(t), "dn: uid=u%d,ou=people,%s\nchangetype: delete\n", u, g_ou);
 		ldif(t, true);
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_invariant),
+	    cmocka_unit_test(test_size_limit_fallback),
 	};
 	r = cmocka_run_group_tests_name("sync: change feed invariant", tests, NULL, NULL);
 	db_teardown();
