@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14's contract, as far as it is built: `sync --full` / `plan --full`,
 # sync_run.read_kind, and status's change-feed line per connector (mode,
-# cursor, last full read, feed resets).  No connector reads a feed yet, so
-# every run is a full read; the feed's own tests come with the feed.
+# cursor, last full read, feed resets).  One-shot commands always read
+# everything (only the daemon keeps a feed's image between runs:
+# ctest_sync_feed tests that).
 . "$(dirname "$0")/lib.sh"
 
 ou_create
