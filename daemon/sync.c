@@ -107,7 +107,8 @@ struct feed_state {
 	struct ids_image *img;
 	unsigned char *cursor; /* what img was last committed with; NULL: none yet */
 	size_t cursor_len;
-	bool off; /* the source cannot serve the feed: full reads from now on */
+	bool off;	 /* the source cannot serve the feed: full reads from now on */
+	int64_t full_at; /* unix usec of the start of the last committed full read, 0: none */
 };
 
 struct ids_feeds {
@@ -563,8 +564,16 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 	struct feed_state *fs = use_feed(rn, cc, ops);
 	if (!fs)
 		return ops->pull(cc, ctx, snap, e);
-	struct ids_feed_pull fp = {.image = fs->img, .cursor = fs->cursor, .cursor_len = fs->cursor_len};
-	rn->read_kind = fs->cursor ? "incremental" : "full";
+	/* full_every: the feed reads everything again (without its cursor,
+	 * the present sweep removes whatever the image still holds that the
+	 * directory does not); the stored cursor stays until that commits */
+	bool reconcile = fs->full_at && rn->started - fs->full_at >= (int64_t)cc->changes.full_every * USEC;
+	struct ids_feed_pull fp = {.image = fs->img};
+	if (!reconcile) {
+		fp.cursor = fs->cursor;
+		fp.cursor_len = fs->cursor_len;
+	}
+	rn->read_kind = fp.cursor ? "incremental" : "full";
 	int r = ops->pull_changes(cc, ctx, &fp, e);
 	if (r == IDS_E_UNSUPPORTED || r == IDS_E_LIMIT) {
 		ids_image_rollback(fs->img);
@@ -602,6 +611,8 @@ static void feed_end(struct run *rn, bool committed)
 	struct feed_state *fs = rn->fs;
 	if (fs && committed) {
 		ids_image_commit(fs->img);
+		if (rn->fc.full)
+			fs->full_at = rn->started;
 		free(fs->cursor);
 		fs->cursor = (unsigned char *)rn->fc.cursor;
 		fs->cursor_len = rn->fc.cursor_len;

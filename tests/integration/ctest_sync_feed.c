@@ -248,6 +248,45 @@ static void test_size_limit_fallback(void **state)
 	ldif(text, true);
 }
 
+/* full_every: once it has passed since the last full read, the next run
+ * reads everything again (through the feed, without its cursor). */
+static void test_full_every(void **state)
+{
+	(void)state;
+	static char yaml[4096];
+	char *at = strstr(g_yaml, "    disabled_filter");
+	assert_non_null(at);
+	snprintf(yaml, sizeof(yaml), "%.*s    changes: { full_every: 1s }\n%s", (int)(at - g_yaml), g_yaml,
+		 at);
+	struct ids_config *cfg = NULL;
+	struct ids_error e = {0};
+	if (ids_config_load_string("every.yaml", yaml, strlen(yaml), &cfg, &e) < 0)
+		fail_msg("config: %s", ids_error_text(&e));
+	struct ids_store *st = open_store("feedsync", true);
+	struct ids_feeds *feeds = NULL;
+	struct ids_sync_result res;
+	static const char *const want[] = {"full", "incremental", "full", "incremental"};
+	assert_int_equal(ids_feeds_new(&feeds), 0);
+	use_schema("feedsync");
+	for (int i = 0; i < 4; i++) {
+		if (i == 2) {
+			struct timespec ts = {1, 200 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		user_add(20 + i);
+		run(cfg, st, feeds, false, &res);
+		assert_int_equal(res.exit_code, IDS_EXIT_OK);
+		free(res.error);
+		assert_sql(want[i], "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1");
+		run(cfg, st, feeds, true, &res);
+		assert_nothing_to_do(&res, i, 0);
+		free(res.error);
+	}
+	ids_feeds_free(feeds);
+	ids_store_close(st);
+	ids_config_free(cfg);
+}
+
 int main(void)
 {
 	const char *need[] = {
@@ -289,13 +328,14 @@ int main(void)
 		 "    roles: [operator]\n    channels: [webchat]\n",
 		 g_conninfo, getenv("IDS_TEST_LDAP_URI"), getenv("IDS_TEST_LDAP_CA"),
 		 getenv("IDS_TEST_LDAP_SYNC_DN"), getenv("IDS_TEST_LDAP_SYNC_PW_FILE"), g_ou, g_ou);
-	for (int u = 0; u < NUSERS; u++) {
+	for (int u = 0; u < 24; u++) { /* test_full_every's users are 20.. */
 		snprintf(t, sizeof(t), "dn: uid=u%d,ou=people,%s\nchangetype: delete\n", u, g_ou);
 		ldif(t, true);
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_invariant),
 	    cmocka_unit_test(test_size_limit_fallback),
+	    cmocka_unit_test(test_full_every),
 	};
 	r = cmocka_run_group_tests_name("sync: change feed invariant", tests, NULL, NULL);
 	db_teardown();
