@@ -36,6 +36,7 @@
 
 #include "ids/config.h"
 #include "ids/connector.h"
+#include "ids/image.h"
 #include "ids/util.h"
 #include "ldap_int.h"
 
@@ -232,7 +233,7 @@ static int first_time(struct pull *p, const struct entry *e, const struct berval
 }
 
 /* disabled_filter matched this entry: remember its id and its DN. */
-static int on_disabled(struct pull *p, const struct entry *e)
+int ids_ldap_on_disabled(struct pull *p, const struct entry *e)
 {
 	struct berval id = entry_id(p, e);
 	int r = 0;
@@ -273,47 +274,97 @@ static int refuse_ranged(struct pull *p, const struct entry *e)
 	return 0;
 }
 
-/* One user entry into the builder. */
-static int on_user(struct pull *p, const struct entry *e)
+/* Where an entry goes: the snapshot of a full read, or the image a
+ * change feed updates (ldap_feed.c), under the entry's entryUUID.  The
+ * calls are the same, so one mapping serves both reads. */
+static int sink_user_begin(struct pull *p)
 {
-	struct ids_snapshot *s = p->s;
+	return p->img ? ids_image_user_begin(p->img, p->img_key) : ids_snapshot_user_begin(p->s);
+}
+
+static int sink_user_set(struct pull *p, enum ids_field f, const char *v, size_t n)
+{
+	return p->img ? ids_image_user_set(p->img, f, v, n) : ids_snapshot_user_set(p->s, f, v, n);
+}
+
+static int sink_user_attr(struct pull *p, const char *name, const char *v, size_t n)
+{
+	return p->img ? ids_image_user_attr(p->img, name, v, n) : ids_snapshot_user_attr(p->s, name, v, n);
+}
+
+static int sink_user_disabled(struct pull *p)
+{
+	return p->img ? ids_image_user_disabled(p->img, true) : ids_snapshot_user_disabled(p->s, true);
+}
+
+static int sink_group_begin(struct pull *p)
+{
+	return p->img ? ids_image_group_begin(p->img, p->img_key) : ids_snapshot_group_begin(p->s);
+}
+
+static int sink_group_set(struct pull *p, enum ids_field f, const char *v, size_t n)
+{
+	return p->img ? ids_image_group_set(p->img, f, v, n) : ids_snapshot_group_set(p->s, f, v, n);
+}
+
+static int sink_member(struct pull *p, enum ids_ref kind, const char *v, size_t n)
+{
+	return p->img ? ids_image_group_member(p->img, kind, v, n)
+		      : ids_snapshot_group_member(p->s, kind, v, n);
+}
+
+/* Closes the record; on an error, an image's open record is thrown away
+ * (the snapshot of a failed read is thrown away whole). */
+static int sink_end(struct pull *p, bool user, int r)
+{
+	if (r < 0) {
+		if (p->img)
+			ids_image_abort_record(p->img);
+		return r;
+	}
+	if (p->img)
+		return ids_image_end(p->img);
+	return user ? ids_snapshot_user_end(p->s) : ids_snapshot_group_end(p->s);
+}
+
+/* One user entry into the builder. */
+int ids_ldap_on_user(struct pull *p, const struct entry *e)
+{
 	struct berval id = entry_id(p, e);
 	int r = refuse_ranged(p, e);
 	if (r < 0 || (r = first_time(p, e, &id)) <= 0)
 		return r;
-	if ((r = ids_snapshot_user_begin(s)) < 0)
+	if ((r = sink_user_begin(p)) < 0)
 		return r;
 	if (id.bv_val)
-		r = ids_snapshot_user_set(s, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
+		r = sink_user_set(p, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
 	for (int f = IDS_F_USERNAME; r >= 0 && f <= IDS_F_DISPLAY_NAME; f++) {
 		const struct berval *v = ids_ldap_entry_first(e, p->attr[f]);
 		/* many entries carry cn but no displayName */
 		if (!v && f == IDS_F_DISPLAY_NAME)
 			v = ids_ldap_entry_first(e, "cn");
 		if (v)
-			r = ids_snapshot_user_set(s, f, v->bv_val, v->bv_len);
+			r = sink_user_set(p, f, v->bv_val, v->bv_len);
 	}
 	if (r >= 0)
-		r = ids_snapshot_user_set(s, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
+		r = sink_user_set(p, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
 	/* every value of every attribute the rules read, under the rule's
 	 * spelling of the name */
 	for (size_t i = 0; r >= 0 && p->ctx && p->ctx->rule_attrs && i < p->ctx->rule_attrs->n; i++) {
 		const char *name = p->ctx->rule_attrs->v[i];
 		BerVarray v = entry_vals(e, name);
 		for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++)
-			r = ids_snapshot_user_attr(s, name, v[j].bv_val, v[j].bv_len);
+			r = sink_user_attr(p, name, v[j].bv_val, v[j].bv_len);
 	}
 	bool disabled = is_disabled(p, e, &id);
 	if (r >= 0 && p->ad)
 		r = ids_ldap_ad_disabled(p, e, &disabled);
 	if (r >= 0 && disabled)
-		r = ids_snapshot_user_disabled(s, true);
+		r = sink_user_disabled(p);
 	/* a primary group only matters when groups are read */
 	if (r >= 0 && p->ad && p->lc->groups_base)
 		r = ids_ldap_ad_note_primary(p, e, &id);
-	if (r >= 0)
-		r = ids_snapshot_user_end(s);
-	return r;
+	return sink_end(p, true, r);
 }
 
 /* A uniqueMember value is a DN optionally followed by "#'0101'B" (the
@@ -344,7 +395,7 @@ int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, Be
 	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
 		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
 		r = gid ? ids_snapshot_member(p->s, gid, kind, v[j].bv_val, n)
-			: ids_snapshot_group_member(p->s, kind, v[j].bv_val, n);
+			: sink_member(p, kind, v[j].bv_val, n);
 	}
 	return r;
 }
@@ -377,33 +428,30 @@ static int group_attr(struct pull *p, const struct entry *e, const struct berval
 }
 
 /* One group entry into the builder. */
-static int on_group(struct pull *p, const struct entry *e)
+int ids_ldap_on_group(struct pull *p, const struct entry *e)
 {
-	struct ids_snapshot *s = p->s;
 	struct berval id = entry_id(p, e);
 	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
 	int r = first_time(p, e, &id);
 	if (r <= 0)
 		return r;
-	if ((r = ids_snapshot_group_begin(s)) < 0)
+	if ((r = sink_group_begin(p)) < 0)
 		return r;
 	const struct berval *cn = ids_ldap_entry_first(e, "cn"), *mail = ids_ldap_entry_first(e, "mail");
 	if (id.bv_val)
-		r = ids_snapshot_group_set(s, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
+		r = sink_group_set(p, IDS_F_EXTERNAL_ID, id.bv_val, id.bv_len);
 	if (r >= 0 && cn)
-		r = ids_snapshot_group_set(s, IDS_F_USERNAME, cn->bv_val, cn->bv_len);
+		r = sink_group_set(p, IDS_F_USERNAME, cn->bv_val, cn->bv_len);
 	if (r >= 0 && mail)
-		r = ids_snapshot_group_set(s, IDS_F_EMAIL, mail->bv_val, mail->bv_len);
+		r = sink_group_set(p, IDS_F_EMAIL, mail->bv_val, mail->bv_len);
 	if (r >= 0)
-		r = ids_snapshot_group_set(s, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
+		r = sink_group_set(p, IDS_F_DN, e->dn.bv_val, e->dn.bv_len);
 	for (size_t i = 0; r >= 0 && i < e->n; i++)
 		r = group_attr(p, e, &id, mattrs, &e->a[i]);
 	if (r >= 0 && p->ad)
 		r = ids_ldap_ad_note_group(p, e, &id);
-	if (r >= 0)
-		r = ids_snapshot_group_end(s);
-	return r;
+	return sink_end(p, false, r);
 }
 
 /* The error of a search result code other than success. */
@@ -614,7 +662,8 @@ static int page_result(struct pull *p, const struct search *sr, LDAPMessage *res
 		r = search_error(p, sr, code, diag, entries + p->nmsgs);
 		goto out;
 	}
-	p->s->pages++;
+	if (p->s)
+		p->s->pages++;
 	if ((r = next_cookie(p, sr, rctrls, ret_next)) < 0)
 		goto out;
 	r = PAGE_LAST;
@@ -697,7 +746,7 @@ out:
 
 /* A whole paged search, restarted from page 1 on a lost cookie or a lost
  * connection (see the top of the file). */
-static int run_search(struct pull *p, const struct search *sr)
+int ids_ldap_run_search(struct pull *p, const struct search *sr)
 {
 	struct berval *cookie = NULL;
 	size_t entries = 0, npages;
@@ -764,7 +813,7 @@ static void attrs_add(const char **attrs, size_t *n, const char *name)
 }
 
 /* "(&A B)" of two filters from the configuration. */
-static char *and_filter(const char *a, const char *b)
+char *ids_ldap_and_filter(const char *a, const char *b)
 {
 	char *f = NULL;
 	if (asprintf(&f, "(&%s%s)", a, b) < 0)
@@ -772,15 +821,7 @@ static char *and_filter(const char *a, const char *b)
 	return f;
 }
 
-/* The attribute lists of the three searches of a pull (NULL-terminated;
- * the names borrowed from the config, the flavor table or `ranged`). */
-struct pull_attrs {
-	const char **user; /* new (free) */
-	const char *group[12], *disabled[2];
-	char *ranged[3]; /* new: "member;range=0-N" when asked for */
-};
-
-static void pull_attrs_free(struct pull_attrs *a)
+void ids_ldap_pull_attrs_free(struct pull_attrs *a)
 {
 	for (size_t i = 0; i < 3; i++)
 		free(a->ranged[i]);
@@ -843,6 +884,12 @@ static int group_attrs(struct pull *p, struct pull_attrs *a)
 	return 0;
 }
 
+int ids_ldap_pull_attrs(struct pull *p, struct pull_attrs *a)
+{
+	int r = user_attrs(p, a);
+	return r < 0 ? r : group_attrs(p, a);
+}
+
 /* The searches of a pull, in order: disabled users first (into a set
  * the user search consults), the users, then the groups and what AD
  * needs after them (ranged members, primary groups). */
@@ -861,48 +908,74 @@ static int do_pull(struct pull *p)
 		r = ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
 		goto out;
 	}
-	if ((r = user_attrs(p, &a)) < 0 || (r = group_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0)
+	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0)
 		goto out;
 	if (lc->disabled_filter) {
-		if (!(dfilter = and_filter(ufilter, lc->disabled_filter))) {
+		if (!(dfilter = ids_ldap_and_filter(ufilter, lc->disabled_filter))) {
 			r = -ENOMEM;
 			goto out;
 		}
 		const struct search sr = {"disabled users", lc->users_base, dfilter, (char **)a.disabled,
-					  on_disabled};
-		if ((r = run_search(p, &sr)) < 0)
+					  ids_ldap_on_disabled};
+		if ((r = ids_ldap_run_search(p, &sr)) < 0)
 			goto out;
 	}
-	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user, on_user};
-	if ((r = run_search(p, &us)) < 0)
+	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
+				  ids_ldap_on_user};
+	if ((r = ids_ldap_run_search(p, &us)) < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
-					  on_group};
-		if ((r = run_search(p, &gs)) < 0 || (r = ids_ldap_ad_read_ranged(p)) < 0 ||
+					  ids_ldap_on_group};
+		if ((r = ids_ldap_run_search(p, &gs)) < 0 || (r = ids_ldap_ad_read_ranged(p)) < 0 ||
 		    (r = ids_ldap_ad_add_primaries(p)) < 0)
 			goto out;
 	}
 	r = 0;
 out:
-	pull_attrs_free(&a);
+	ids_ldap_pull_attrs_free(&a);
 	free(dfilter);
 	return r;
 }
 
-/* The ops' pull.  SIGPIPE is blocked while libldap writes: a server that
- * closed the connection must give an EPIPE error, not kill the daemon;
- * one raised meanwhile is consumed before the old mask comes back. */
-static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
-		     struct ids_snapshot *s, struct ids_error *err)
+/* Frees what a session's pull state holds (not the connection). */
+static void pull_free(struct pull *p)
 {
-	struct pull p = {
-	    .cc = cfg, .lc = cfg ? &cfg->ldap : NULL, .ctx = ctx, .s = s, .err = err, .next_msgid = -1};
+	ids_ldap_entry_clear(&p->ent);
+	free(p->ent.a);
+	free_msgs(p);
+	free(p->msgs);
+	ids_buf_free(&p->key);
+	seen_free(&p->seen);
+	ids_strmap_free(&p->disabled);
+	ids_arena_free(&p->keys);
+	free(p->ranged);
+	free(p->prim);
+	free(p->sid_gid);
+	ids_strmap_free(&p->sidmap);
+	ids_buf_free(&p->sid);
+	ids_arena_free(&p->keep);
+}
+
+/* SIGPIPE is blocked while libldap writes: a server that closed the
+ * connection must give an EPIPE error, not kill the daemon; one raised
+ * meanwhile is consumed before the old mask comes back. */
+int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		     struct ids_snapshot *s, struct ids_image *img, int (*body)(struct pull *p, void *arg),
+		     void *arg, struct ids_error *err)
+{
+	struct pull p = {.cc = cfg,
+			 .lc = cfg ? &cfg->ldap : NULL,
+			 .ctx = ctx,
+			 .s = s,
+			 .img = img,
+			 .err = err,
+			 .next_msgid = -1};
 	sigset_t pipe_set, old, pending;
 	bool was_pending;
 	int r;
 
-	if (!cfg || !s)
+	if (!cfg || (!s && !img))
 		return ids_error_set(err, -EINVAL, "LDAP pull without a configuration or snapshot");
 	if (cfg->ldap.page_size <= 0)
 		return ids_error_set(err, IDS_E_CONFIG, "page_size must be positive");
@@ -921,7 +994,7 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	was_pending = sigismember(&pending, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
 
-	r = do_pull(&p);
+	r = body(&p, arg);
 	ids_ldap_conn_fini(&p);
 
 	if (!was_pending) {
@@ -930,27 +1003,29 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 			;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-	ids_ldap_entry_clear(&p.ent);
-	free(p.ent.a);
-	free_msgs(&p);
-	free(p.msgs);
-	ids_buf_free(&p.key);
-	seen_free(&p.seen);
-	ids_strmap_free(&p.disabled);
-	ids_arena_free(&p.keys);
-	free(p.ranged);
-	free(p.prim);
-	free(p.sid_gid);
-	ids_strmap_free(&p.sidmap);
-	ids_buf_free(&p.sid);
-	ids_arena_free(&p.keep);
+	pull_free(&p);
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "LDAP pull: %s", ids_strerror(r));
 	return r;
 }
 
+static int pull_body(struct pull *p, void *arg)
+{
+	(void)arg;
+	return do_pull(p);
+}
+
+/* The ops' pull: a whole read into the snapshot. */
+static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		     struct ids_snapshot *s, struct ids_error *err)
+{
+	if (!s)
+		return ids_error_set(err, -EINVAL, "LDAP pull without a configuration or snapshot");
+	return ids_ldap_session(cfg, ctx, s, NULL, pull_body, NULL, err);
+}
+
 const struct ids_connector_ops ids_ldap_connector = {
     .type = "ldap",
     .pull = ldap_pull,
+    .pull_changes = ids_ldap_pull_changes,
 };

@@ -88,7 +88,9 @@ struct pull {
 	const struct ids_connector_cfg *cc;
 	const struct ids_ldap_cfg *lc;
 	const struct ids_pull_ctx *ctx;
-	struct ids_snapshot *s;
+	struct ids_snapshot *s; /* a full read's snapshot; NULL while a feed writes img */
+	struct ids_image *img;	/* a change feed's image (ldap_feed.c), else NULL */
+	const char *img_key;	/* the entryUUID of the entry being recorded into img */
 	struct ids_error *err;
 	int timeout;	     /* seconds */
 	const char *attr[6]; /* directory attribute per field, borrowed */
@@ -197,6 +199,43 @@ const struct berval *ids_ldap_entry_first(const struct entry *e, const char *nam
 /* Adds the values v of member attribute mattr to the open group (gid
  * NULL) or to the group with external id gid. */
 int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, BerVarray v);
+
+/* One user / group entry into the snapshot, or (p->img) into the image
+ * under p->img_key. */
+int ids_ldap_on_user(struct pull *p, const struct entry *e);
+int ids_ldap_on_group(struct pull *p, const struct entry *e);
+
+/* The searches' attribute lists (the names borrowed from the config, the
+ * flavor table or `ranged`). */
+struct pull_attrs {
+	const char **user; /* new (free) */
+	const char *group[12], *disabled[2];
+	char *ranged[3]; /* new: "member;range=0-N" when asked for */
+};
+int ids_ldap_pull_attrs(struct pull *p, struct pull_attrs *a);
+void ids_ldap_pull_attrs_free(struct pull_attrs *a);
+
+/* A paged search of every entry of sr into sr->fn, restarted on a lost
+ * cookie or connection (ldap.c). */
+int ids_ldap_run_search(struct pull *p, const struct search *sr);
+/* disabled_filter's entry_fn: remembers the entries it matched. */
+int ids_ldap_on_disabled(struct pull *p, const struct entry *e);
+/* "(&A B)" of two filters; new, NULL on ENOMEM. */
+char *ids_ldap_and_filter(const char *a, const char *b);
+
+/* Runs body(p, arg) for cfg: the pull's state set up (attribute names,
+ * timeout, the connection's callback), SIGPIPE held off while libldap
+ * writes, everything torn down after.  s or img (one of them) receives
+ * the entries.  < 0 with err set. */
+int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		     struct ids_snapshot *s, struct ids_image *img, int (*body)(struct pull *p, void *arg),
+		     void *arg, struct ids_error *err);
+
+/* ---------------- ldap_feed.c: the change feed ---------------- */
+
+/* The ops' pull_changes: syncrepl refreshOnly (OpenLDAP). */
+int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+			  struct ids_feed_pull *fp, struct ids_error *err);
 
 /* ---------------- ldap_ad.c: Active Directory ---------------- */
 

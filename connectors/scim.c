@@ -1,6 +1,6 @@
 /* scim.c — the scim connector: its directory is what identity providers
  * pushed to idsyncd's SCIM endpoint (scim/server.c), kept in PostgreSQL
- * (migration 007).
+ * (migration 006).
  *
  * The one connector that reads the database, and the seam is kept narrow
  * (docs/scim.md): the store's ids_scim_store_read hands over rows as

@@ -1199,7 +1199,7 @@ static int load_catalog(struct ctx *c, yaml_node_t *n)
 /* ------------------------------------------------------------------ */
 /* connectors                                                          */
 
-#define COMMON_KEYS "name", "type", "company", "interval", "adopt", "allow_empty", "attributes"
+#define COMMON_KEYS "name", "type", "company", "interval", "adopt", "allow_empty", "attributes", "changes"
 static const char *const ldap_keys[] = {
     COMMON_KEYS, "flavor",  "uri",	 "start_tls", "tls_ca_file", "bind_dn",		"bind_password_file",
     "sasl_mech", "timeout", "page_size", "users",     "groups",	     "disabled_filter", "member_range_size",
@@ -1569,6 +1569,46 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 	return 0;
 }
 
+/* changes: the change feed's settings.  persist is refused rather than
+ * ignored: an operator who asks for second-latency must not get interval
+ * latency without a word.  A debounce is bounded: past an hour it would
+ * hold changes back longer than a typical interval. */
+static int load_changes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
+{
+	static const char *const keys[] = {"mode", "persist", "debounce", "full_every", NULL};
+	static const char *const modes[] = {"auto", "full", NULL}; /* enum ids_changes_mode */
+	struct ids_changes_cfg *ch = &cc->changes;
+	yaml_node_t *v = map_get(cm, "changes");
+	struct map m;
+	int mode = IDS_CHANGES_AUTO, r;
+	*ch = (struct ids_changes_cfg){.mode = IDS_CHANGES_AUTO, .debounce = 1, .full_every = 86400};
+	if (!v)
+		return 0;
+	push_key(c, "changes");
+	if ((r = map_read(c, v, keys, NULL, &m)) < 0 || (r = rd_enum(c, &m, "mode", modes, &mode)) < 0 ||
+	    (r = rd_bool(c, &m, "persist", &ch->persist)) < 0 ||
+	    (r = rd_duration(c, &m, "debounce", true, &ch->debounce)) < 0 ||
+	    (r = rd_duration(c, &m, "full_every", false, &ch->full_every)) < 0)
+		return r;
+	ch->mode = (enum ids_changes_mode)mode;
+	if (ch->debounce > 3600) {
+		push_key(c, "debounce");
+		return bad_value(c, map_get(&m, "debounce"), NULL, "a duration of at most 1h");
+	}
+	if (ch->persist) {
+		push_key(c, "persist");
+		if (cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_OPENLDAP)
+			return fail(
+			    c, map_get(&m, "persist"),
+			    "persist is OpenLDAP's refreshAndPersist: only for type ldap, flavor openldap");
+		return fail(c, map_get(&m, "persist"),
+			    "persist: true is not available in this version yet (set false: changes are read "
+			    "every interval)");
+	}
+	pop(c);
+	return 0;
+}
+
 /* connectors[idx]: the keys common to every type, then the type's own. */
 static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 {
@@ -1621,8 +1661,10 @@ static int load_connector(struct ctx *c, yaml_node_t *n, size_t idx)
 	case IDS_CONN_GOOGLE: r = load_google(c, &m, cc); break;
 	case IDS_CONN_SCIM: r = load_scim(c, &m, cc); break;
 	}
-	/* attributes last: LDAP's defaults depend on the flavor */
-	return r < 0 ? r : load_attributes(c, &m, cc);
+	/* attributes and changes last: both depend on the flavor */
+	if (r >= 0)
+		r = load_attributes(c, &m, cc);
+	return r < 0 ? r : load_changes(c, &m, cc);
 }
 
 static int load_connectors(struct ctx *c, yaml_node_t *n)

@@ -61,6 +61,7 @@ struct daemon {
 	int64_t wd_last;	   /* monotonic usec of the last WATCHDOG=1 */
 	char *note;		   /* why the last reload was refused, shown in STATUS= until one succeeds */
 	struct ids_progress *prog; /* the run in progress, for STATUS=; NULL when out of memory */
+	struct ids_feeds *feeds;   /* change feeds between runs; NULL when out of memory (full reads) */
 	struct sched *running;	   /* the connector that runs now, else NULL */
 	char instance[300];	   /* host:pid, for connector_schedule */
 	int64_t hb_last;	   /* monotonic usec of the last heartbeat written */
@@ -485,7 +486,9 @@ static void run_one(struct daemon *d, struct sched *s)
 		 * (without a tracker, out of memory, STATUS= says "running since") */
 		if (!d->prog)
 			(void)ids_progress_new(-1, &d->prog);
-		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog};
+		if (!d->feeds)
+			(void)ids_feeds_new(&d->feeds);
+		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds};
 		struct ids_buf out = {0};
 		d->running = s;
 		heartbeat(d, cc->name);
@@ -758,6 +761,7 @@ out:
 	ids_scim_server_stop(d.scim);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);
+	ids_feeds_free(d.feeds);
 	free(d.note);
 	ids_store_close(d.st);
 	ids_config_free(d.cfg);

@@ -30,8 +30,9 @@ static const char usage_text[] =
     "Usage:\n"
     "  idsyncd [-c FILE] run                          the daemon, in the foreground\n"
     "  idsyncd [-c FILE] sync  [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
-    "                          [--format text|json] [--progress|--no-progress]\n"
+    "                          [--format text|json] [--progress|--no-progress] [--full]\n"
     "  idsyncd [-c FILE] plan  [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
+    "                          [--full]\n"
     "  idsyncd [-c FILE] check-config\n"
     "  idsyncd [-c FILE] migrate\n"
     "  idsyncd [-c FILE] status [--format text|json] [--max-age DURATION]\n"
@@ -42,6 +43,7 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+    "  --full              sync, plan: read the whole directory, not only its changes\n"
     "  --progress          sync, plan: a progress line on stderr even when it is not a terminal\n"
     "  --no-progress       sync, plan: no progress line, even on a terminal\n"
     "\n"
@@ -151,7 +153,7 @@ static int open_store(const struct ids_config *cfg, enum schema_need need, struc
 struct cmd_opts {
 	const char *config; /* -c after the command; NULL: the global one */
 	struct ids_strv connectors;
-	bool dry_run, allow_mass;
+	bool dry_run, allow_mass, full;
 	enum ids_out_format format;
 	int progress; /* --progress 1, --no-progress -1, else 0: on a terminal */
 	const char
@@ -170,12 +172,14 @@ struct command {
 
 static const struct command commands[] = {
     {"run", "", "idsyncd [-c FILE] run\n  the daemon, in the foreground (systemd Type=notify)\n"},
-    {"sync", "CnMfpP",
+    {"sync", "CnMfpPF",
      "idsyncd [-c FILE] sync [--connector NAME]... [--dry-run] [--allow-mass-deactivation]\n"
-     "                       [--format text|json] [--progress|--no-progress]\n"
-     "  pull every (or each named) connector and apply its plan\n"},
-    {"plan", "CfpP",
+     "                       [--format text|json] [--progress|--no-progress] [--full]\n"
+     "  pull every (or each named) connector and apply its plan\n"
+     "  (--full: read the whole directory, not only its changes)\n"},
+    {"plan", "CfpPF",
      "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
+     "                       [--full]\n"
      "  print what sync would change; writes nothing\n"},
     {"check-config", "",
      "idsyncd [-c FILE] check-config\n  validate the configuration and its secret files\n"},
@@ -230,6 +234,7 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 	    {"progress", no_argument, NULL, 'p'},
 	    {"no-progress", no_argument, NULL, 'P'},
 	    {"max-age", required_argument, NULL, 'a'},
+	    {"full", no_argument, NULL, 'F'},
 	    {"config", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -266,6 +271,7 @@ static int parse_cmd_opts(int argc, char **argv, const struct command *cmd, stru
 			break;
 		case 'n': co->dry_run = true; break;
 		case 'M': co->allow_mass = true; break;
+		case 'F': co->full = true; break;
 		case 'p': co->progress = 1; break;
 		case 'P': co->progress = -1; break;
 		case 'a':
@@ -465,6 +471,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	 * code path, so that a plan shows exactly what a sync would do */
 	struct ids_sync_opts o = {.dry_run = plan || co->dry_run,
 				  .allow_mass = co->allow_mass,
+				  .full = co->full,
 				  .print_plan = plan || co->dry_run,
 				  .format = co->format,
 				  .progress = ids_progress_tick,
@@ -711,6 +718,42 @@ static int status_json(const struct ids_output_status *os, const struct status_e
 	return ids_output_status_json(&all, b);
 }
 
+/* status's change-feed lines (issue 14), one per configured connector:
+ * its mode, its cursor's age, its last full read, its feed resets and
+ * the last reason.  A schema an older idsyncd migrated has no
+ * connector_feed: then there are none. */
+static void status_feeds(struct ids_store *st, const struct ids_config *cfg, struct ids_buf *b)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	for (size_t i = 0; i < cfg->nconnectors; i++) {
+		const struct ids_connector_cfg *cc = &cfg->connectors[i];
+		struct ids_feed_state f = {0};
+		struct ids_error e = {0};
+		char full[32], age[32], reset[32];
+		if (ids_store_feed_get(st, cc->name, &f, &e) < 0) {
+			ids_error_clear(&e);
+			return;
+		}
+		ids_output_time(f.last_full_at, full, sizeof(full));
+		fmt_age((now - f.cursor_at) / 1000000, age, sizeof(age));
+		ids_buf_printf(b, "changes %-20s mode %s, ", cc->name,
+			       cc->changes.mode == IDS_CHANGES_FULL ? "full" : "auto");
+		if (f.cursor)
+			ids_buf_printf(b, "cursor %s old", age);
+		else
+			ids_buf_puts(b, "no cursor");
+		ids_buf_printf(b, ", last full read %s, %ld feed resets", full, f.resets);
+		if (f.last_reset_reason) {
+			ids_output_time(f.last_reset_at, reset, sizeof(reset));
+			ids_buf_printf(b, " (last %s: %s)", reset, f.last_reset_reason);
+		}
+		ids_buf_putc(b, '\n');
+		ids_feed_state_clear(&f);
+	}
+}
+
 static int cmd_status(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
@@ -771,6 +814,7 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	} else {
 		if (!nrows)
 			ids_buf_puts(&b, "no runs recorded yet\n");
+		status_feeds(st, cfg, &b);
 		for (size_t i = 0; i < norph; i++)
 			ids_buf_printf(&b, "orphaned: %s owns %ld users (%ld active), no longer configured\n",
 				       orph[i].source, orph[i].total, orph[i].active);

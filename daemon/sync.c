@@ -10,6 +10,7 @@
  * cannot disagree about what happened. */
 #include "ids/sync.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "ids/catalog.h"
 #include "ids/connector.h"
 #include "ids/hold.h"
+#include "ids/image.h"
 #include "ids/log.h"
 #include "ids/output.h"
 #include "ids/rules.h"
@@ -83,8 +85,12 @@ struct run {
 	int64_t mark;	    /* ids_mono_usec() at the end of the last phase (res->t) */
 	int64_t company_id; /* where the plan is applied */
 	const char *idp;    /* "ldap" | "entra" | "google"; NULL for a retire */
-	const struct ids_seat_book *seats; /* licences: saved once the apply commits; NULL: none */
-	long user_lines;		   /* per-user lines so far (USER_LINES_MAX) */
+	const struct ids_seat_book *seats;  /* licences: saved once the apply commits; NULL: none */
+	long user_lines;		    /* per-user lines so far (USER_LINES_MAX) */
+	const char *read_kind;		    /* sync_run.read_kind: "full" | "incremental"; NULL: retire */
+	const struct ids_feed_commit *feed; /* committed with the apply; NULL: retire */
+	struct feed_state *fs;		    /* the change feed this run read, else NULL */
+	struct ids_feed_commit fc;	    /* its commit: the new cursor (owned), the reset */
 };
 
 /* How a run ended: everything run_end() reports. */
@@ -97,6 +103,63 @@ struct end {
 	const struct ids_plan *plan; /* NULL when the run got no plan */
 	bool recorded;		     /* the apply wrote the row, with the changes */
 };
+
+/* ---- change feeds between runs (sync.h) ---- */
+
+struct feed_state {
+	char *connector;
+	struct ids_image *img;
+	unsigned char *cursor; /* what img was last committed with; NULL: none yet */
+	size_t cursor_len;
+	bool off;	 /* the source cannot serve the feed: full reads from now on */
+	int64_t full_at; /* unix usec of the start of the last committed full read, 0: none */
+};
+
+struct ids_feeds {
+	struct feed_state *v;
+	size_t n, cap;
+};
+
+int ids_feeds_new(struct ids_feeds **ret)
+{
+	struct ids_feeds *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	*ret = f;
+	return 0;
+}
+
+void ids_feeds_free(struct ids_feeds *f)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->v[i].connector);
+		ids_image_free(f->v[i].img);
+		free(f->v[i].cursor);
+	}
+	free(f->v);
+	free(f);
+}
+
+/* The state of connector name, made empty the first time; NULL on ENOMEM
+ * (the run then reads everything). */
+static struct feed_state *feed_of(struct ids_feeds *f, const char *name)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (!strcmp(f->v[i].connector, name))
+			return &f->v[i];
+	if (ids_grow(&f->v, &f->cap, f->n + 1, sizeof(*f->v)) < 0)
+		return NULL;
+	struct feed_state *fs = &f->v[f->n];
+	*fs = (struct feed_state){0};
+	if (!(fs->connector = strdup(name)) || ids_image_new(&fs->img) < 0) {
+		free(fs->connector);
+		return NULL;
+	}
+	f->n++;
+	return fs;
+}
 
 /* Every line of a run carries its CONNECTOR= and, once the id is known,
  * RUN_ID=: `journalctl RUN_ID=42` finds a failed run as well as an ok one. */
@@ -153,6 +216,7 @@ static void record_end(struct run *rn, const struct end *x)
 	    .counts = x->plan && x->exit_code == IDS_EXIT_SAFETY ? &x->plan->counts : NULL,
 	    .error = x->error,
 	    .id = rn->id,
+	    .read_kind = rn->read_kind,
 	};
 	struct ids_error e = {0};
 	if (ids_store_record_run(rn->st, &row, &rn->res->run_id, &e) < 0)
@@ -550,7 +614,9 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 					    .started_at = rn->started,
 					    .status = "ok",
 					    .counts = &plan->counts,
-					    .id = rn->id};
+					    .id = rn->id,
+					    .read_kind = rn->read_kind,
+					    .feed = rn->feed};
 		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
 		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
 		res->t.apply = lap(&rn->mark);
@@ -627,6 +693,91 @@ static void work_free(struct work *w)
 	ids_snapshot_free(w->snap);
 }
 
+/* The feed this run may read, or NULL for a full read: only in a process
+ * that keeps feeds (the daemon), not for --full, mode full, a source
+ * without one, or one found unable to serve it. */
+static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cfg *cc,
+				   const struct ids_connector_ops *ops)
+{
+	if (!rn->o->feeds || rn->o->full || cc->changes.mode != IDS_CHANGES_AUTO || !ops->pull_changes ||
+	    cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_OPENLDAP)
+		return NULL;
+	struct feed_state *fs = feed_of(rn->o->feeds, cc->name);
+	return fs && !fs->off ? fs : NULL;
+}
+
+/* The directory read: through the change feed into its image, replayed
+ * into the snapshot, or whole.  A feed the source cannot serve (no
+ * syncprov; a size limit on the unpaged refresh) is turned off for good
+ * with one warning, and this run reads everything instead. */
+static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct ids_connector_ops *ops,
+		const struct ids_pull_ctx *ctx, struct ids_snapshot *snap, struct ids_error *e)
+{
+	struct feed_state *fs = use_feed(rn, cc, ops);
+	if (!fs)
+		return ops->pull(cc, ctx, snap, e);
+	/* full_every: the feed reads everything again (without its cursor,
+	 * the present sweep removes whatever the image still holds that the
+	 * directory does not); the stored cursor stays until that commits */
+	bool reconcile = fs->full_at && rn->started - fs->full_at >= (int64_t)cc->changes.full_every * USEC;
+	struct ids_feed_pull fp = {.image = fs->img};
+	if (!reconcile) {
+		fp.cursor = fs->cursor;
+		fp.cursor_len = fs->cursor_len;
+	}
+	rn->read_kind = fp.cursor ? "incremental" : "full";
+	int r = ops->pull_changes(cc, ctx, &fp, e);
+	if (r == IDS_E_UNSUPPORTED || r == IDS_E_LIMIT) {
+		ids_image_rollback(fs->img);
+		fs->off = true;
+		rn->read_kind = "full";
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL,
+			"change feed unavailable, reading everything from now on: %s", ids_error_text(e));
+		ids_error_clear(e);
+		return ops->pull(cc, ctx, snap, e);
+	}
+	rn->fs = fs; /* from here the run's end commits or rolls back the image */
+	if (r < 0)
+		return r;
+	if (fp.reset_reason) {
+		rn->read_kind = "full";
+		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
+			fp.reset_reason);
+	}
+	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
+					  .cursor = fp.new_cursor,
+					  .cursor_len = fp.new_cursor_len,
+					  .reset_reason = fp.reset_reason};
+	rn->feed = &rn->fc;
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes", fp.changes);
+	if ((r = ids_image_replay(fs->img, snap)) < 0)
+		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
+	return 0;
+}
+
+/* After the run: the image and its cursor become the feed's state when the
+ * run committed; otherwise (failed, held, a plan) the image goes back to
+ * what the last committed cursor describes. */
+static void feed_end(struct run *rn, bool committed)
+{
+	struct feed_state *fs = rn->fs;
+	if (fs && committed) {
+		ids_image_commit(fs->img);
+		if (rn->fc.full)
+			fs->full_at = rn->started;
+		free(fs->cursor);
+		fs->cursor = (unsigned char *)rn->fc.cursor;
+		fs->cursor_len = rn->fc.cursor_len;
+		rn->fc.cursor = NULL;
+	} else if (fs) {
+		ids_image_rollback(fs->img);
+	}
+	free((void *)rn->fc.cursor);
+	free((void *)rn->fc.reset_reason);
+	rn->fc = (struct ids_feed_commit){0};
+	rn->fs = NULL;
+}
+
 /* The directory (through the connector) and, in the background meanwhile,
  * the current state (from PostgreSQL), then the rules over the snapshot.
  * On failure *ret_db says whether the database or the read failed. */
@@ -650,7 +801,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .ud = rn,
 					 .deadline_usec = rn->deadline};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
-	r = ops->pull(cc, &ctx, w->snap, e);
+	r = pull(rn, cc, ops, &ctx, w->snap, e);
 	res->t.fetch = lap(&rn->mark);
 	if (r < 0)
 		return r;
@@ -698,6 +849,12 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	struct ids_error e = {0};
 	struct work w = {0};
 	bool locked = false, db = false;
+	/* A full read unless pull() reads a feed: its commit records
+	 * last_full_at and clears any cursor, which would not describe the
+	 * state this run commits. */
+	static const struct ids_feed_commit full_read = {.full = true};
+	rn.read_kind = "full";
+	rn.feed = &full_read;
 
 	if (run_begin(&rn, &e) < 0) {
 		end_db_failed(&rn, &e);
@@ -748,6 +905,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	rn.seats = &w.seats; /* without licences: empty, which clears stale rows */
 	plan_and_apply(&rn, w.snap, w.des, w.cur, &dopt, cc->allow_empty);
 out:
+	feed_end(&rn,
+		 !o->dry_run && res->exit_code == IDS_EXIT_OK && res->status && !strcmp(res->status, "ok"));
 	ids_progress_end(o->prog);
 	work_free(&w);
 	if (locked) {

@@ -1,4 +1,4 @@
-/* scim.c — the pushed SCIM resources (scim_store.h, migration 007).
+/* scim.c — the pushed SCIM resources (scim_store.h, migration 006).
  *
  * The SQLSTATEs a client causes are turned into what the SCIM layer
  * answers: 23505 (the userName index) -EEXIST, 23503 (a member naming

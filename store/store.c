@@ -759,7 +759,7 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 {
 	PGresult *res = NULL;
 	char started[24], num[9][24], rid[24];
-	const char *p[15];
+	const char *p[16];
 	int64_t id = 0;
 	int r;
 
@@ -775,6 +775,7 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	p[4] = finished ? "t" : "f";
 	snprintf(rid, sizeof(rid), "%" PRId64, run->id);
 	p[14] = run->id ? rid : NULL;
+	p[15] = run->read_kind;
 	if (run->counts) {
 		const struct ids_plan_counts *k = run->counts;
 		const long v[9] = {k->users_seen,     k->created,     k->updated,
@@ -793,12 +794,12 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	    st,
 	    "INSERT INTO sync_run (id, connector, started_at, finished_at, status, error, users_seen,"
 	    " created, updated, deactivated, reactivated, grants_added, grants_removed,"
-	    " conflicts, skipped_invalid)"
+	    " conflicts, skipped_invalid, read_kind)"
 	    " VALUES (COALESCE($15::bigint, nextval(pg_get_serial_sequence('sync_run', 'id'))),"
 	    " $1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
 	    " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
-	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int) RETURNING id",
-	    15, p, PGRES_TUPLES_OK, &res, "recording the run", err);
+	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int, $16) RETURNING id",
+	    16, p, PGRES_TUPLES_OK, &res, "recording the run", err);
 	free(clean);
 	if (r < 0)
 		return r;

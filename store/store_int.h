@@ -35,6 +35,13 @@ int ids_store_exec(struct ids_store *st, const char *sql, int nparams, const cha
 int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
 			 struct ids_error *err);
 
+/* Writes fc to connector_feed for `connector` (feed.c), inside the
+ * caller's transaction (ids_store_apply's): the cursor commits with the
+ * changes it produced, or not at all.  started_at: the run's start, unix
+ * microseconds. */
+int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t started_at,
+			  const struct ids_feed_commit *fc, struct ids_error *err);
+
 /* Parses a decimal int64 column value; 0 on success, -EINVAL otherwise. */
 int ids_store_parse_i64(const char *s, int64_t *ret);
 

@@ -81,6 +81,19 @@ struct ids_scim_cfg {
 	int rate_limit;		  /* requests per second (429 beyond), default 1000; 0: none */
 };
 
+/* changes: how a connector reads its directory (issue 14).  auto: through
+ * a change feed where the source has one (OpenLDAP syncrepl, AD DirSync),
+ * reconciled by a full read every full_every; full: everything every
+ * run.  Until a connector has a feed, auto reads everything too. */
+enum ids_changes_mode { IDS_CHANGES_AUTO, IDS_CHANGES_FULL };
+
+struct ids_changes_cfg {
+	enum ids_changes_mode mode; /* default auto */
+	bool persist;		    /* openldap: refreshAndPersist; refused until it exists */
+	int debounce;		    /* seconds, default 1; 0: apply at once */
+	int full_every;		    /* seconds, default 86400 */
+};
+
 struct ids_connector_cfg {
 	char *name; /* [a-z0-9_-]{1,40}: the `source` in the database */
 	enum ids_conn_type type;
@@ -92,6 +105,7 @@ struct ids_connector_cfg {
 	 * IDS_F_DISPLAY_NAME); flavor/type defaults filled in, overridden
 	 * field by field by `attributes:` */
 	char *attr[6];
+	struct ids_changes_cfg changes;
 	int line;
 	struct ids_ldap_cfg ldap;
 	struct ids_entra_cfg entra;

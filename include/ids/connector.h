@@ -29,6 +29,22 @@ struct ids_pull_ctx {
 	int64_t deadline_usec;
 };
 
+struct ids_image;
+
+/* One read of a change feed (issue 14).  The connector changes the image
+ * in place; the caller commits or rolls it back with the run.  Cursors are
+ * the connector's own bytes, stored as they are (connector_feed). */
+struct ids_feed_pull {
+	struct ids_image *image;     /* borrowed: what the previous reads made of the directory */
+	const unsigned char *cursor; /* borrowed; NULL: none, the feed sends everything */
+	size_t cursor_len;
+	unsigned char *new_cursor; /* out, new (free): where the next read starts */
+	size_t new_cursor_len;
+	char *reset_reason; /* out, new (free): non-NULL when the source refused the cursor and
+			     * everything was read again (logged and counted by the caller) */
+	size_t changes;	    /* out: entries upserted or deleted */
+};
+
 struct ids_connector_ops {
 	const char *type; /* the config's `type` */
 	/* Reads the whole directory of cfg into s (unfinished: the caller
@@ -42,6 +58,11 @@ struct ids_connector_ops {
 	 * config loader checked). */
 	int (*check)(const struct ids_connector_cfg *cfg, const struct ids_config *config,
 		     struct ids_error *err);
+	/* Optional (NULL: the source has no feed): applies what changed
+	 * since fp->cursor to fp->image and sets the out fields.  On error
+	 * the image may be half-changed: the caller rolls it back. */
+	int (*pull_changes)(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+			    struct ids_feed_pull *fp, struct ids_error *err);
 };
 
 /* The ops of connector type t, or NULL when this build has none. */

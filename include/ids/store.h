@@ -99,6 +99,10 @@ struct ids_run {
 	const struct ids_plan_counts *counts; /* NULL: counts stay NULL */
 	const char *error;		      /* NULL when none; never a secret */
 	int64_t id;			      /* from ids_store_run_reserve; 0: the next of the sequence */
+	const char *read_kind;		      /* "full" | "incremental"; NULL: no directory read (retire) */
+	/* ids_store_apply only: written to connector_feed in the apply's
+	 * transaction; NULL leaves the feed's row alone */
+	const struct ids_feed_commit *feed;
 };
 
 /* Takes the next sync_run id for a run that starts now, so that every log
@@ -235,5 +239,37 @@ void ids_heartbeats_free(struct ids_heartbeat *v, size_t n); /* accepts NULL */
 /* Seconds since the connector's last run with status ok finished (by the
  * database's clock), -1 when it never had one. */
 int ids_store_last_ok(struct ids_store *st, const char *connector, int64_t *ret_age, struct ids_error *err);
+
+/* ---- change feeds (issue 14) ---- */
+
+/* Where a connector's change feed stands (connector_feed). */
+struct ids_feed_state {
+	unsigned char *cursor; /* NULL when there is none */
+	size_t cursor_len;
+	char *cursor_server, *cursor_invocation_id;	/* DirSync's issuer; NULL otherwise */
+	int64_t cursor_at, last_full_at, last_reset_at; /* unix microseconds; 0: never */
+	long resets;					/* fallbacks from the feed to a full read */
+	char *last_reset_reason;			/* NULL when none */
+};
+
+/* The feed state of `connector` into *ret (all zero when it has none
+ * yet); its pointers are new (ids_feed_state_clear).  Reads only.  A
+ * schema older than migration 7 is IDS_E_DB (no table). */
+int ids_store_feed_get(struct ids_store *st, const char *connector, struct ids_feed_state *ret,
+		       struct ids_error *err);
+/* Frees what *f holds and zeroes it; accepts an all-zero one. */
+void ids_feed_state_clear(struct ids_feed_state *f);
+
+/* What a committed run writes to connector_feed (ids_run.feed), all
+ * borrowed.  The cursor always becomes the one given: the stored cursor
+ * belongs to the state the run committed, and a full read without a
+ * feed clears a cursor that no longer does. */
+struct ids_feed_commit {
+	bool full;		     /* a full read: last_full_at = the run's start */
+	const unsigned char *cursor; /* NULL: none */
+	size_t cursor_len;
+	const char *cursor_server, *cursor_invocation_id; /* both or neither */
+	const char *reset_reason; /* the run fell back from its feed: resets + 1; NULL: it did not */
+};
 
 #endif

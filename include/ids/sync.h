@@ -32,6 +32,7 @@ enum ids_out_format { IDS_FMT_TEXT, IDS_FMT_JSON };
 struct ids_sync_opts {
 	bool dry_run;	 /* plan: compute and print, write nothing */
 	bool allow_mass; /* --allow-mass-deactivation */
+	bool full;	 /* --full: read everything even where a change feed exists */
 	bool print_plan; /* append the whole plan (text/json) to out, else the summary */
 	enum ids_out_format format;
 	/* approve: apply only when the plan is the one this run held (same
@@ -42,6 +43,9 @@ struct ids_sync_opts {
 	void *ud;
 	/* borrowed, may be NULL: told the run's phases (progress.h) */
 	struct ids_progress *prog;
+	/* borrowed, may be NULL: the change feeds' state kept between runs
+	 * (the daemon's); NULL: every run reads everything */
+	struct ids_feeds *feeds;
 };
 
 /* What one connector run did. */
@@ -71,6 +75,16 @@ struct ids_sync_result {
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res);
+
+/* What a process keeps between the runs of its connectors for their
+ * change feeds (issue 14): per connector, the image its feed is applied
+ * to and the cursor that goes with it, committed or rolled back with each
+ * run.  A connector whose source cannot serve a feed (no syncprov, a size
+ * limit on the refresh) reads everything from then on, with one warning.
+ * *ret new (ids_feeds_free, which accepts NULL). */
+struct ids_feeds;
+int ids_feeds_new(struct ids_feeds **ret);
+void ids_feeds_free(struct ids_feeds *f);
 
 /* `retire NAME`: deactivates (out_of_scope) the users of a connector no
  * longer in the configuration, through the safety thresholds: one run (and

@@ -53,6 +53,35 @@ static inline int no_server(const char *why)
 	return 77;
 }
 
+/* Exports the KEY='VALUE' lines of a private instance's slapd.env
+ * (tests that start their own slapd). */
+static inline int load_env_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		char *k = line, *eq, *v;
+		if (strncmp(k, "export ", 7) != 0)
+			continue;
+		k += 7;
+		if (!(eq = strchr(k, '=')))
+			continue;
+		*eq = 0;
+		v = eq + 1;
+		v[strcspn(v, "\n")] = 0;
+		size_t n = strlen(v);
+		if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+			v[n - 1] = 0;
+			v++;
+		}
+		setenv(k, v, 1);
+	}
+	fclose(f);
+	return 0;
+}
+
 /* Fills E from the environment; 0, or the exit code when it is missing. */
 static inline int env_load(void)
 {

@@ -1,5 +1,5 @@
 /* ctest_store_seats.c — the seat book of licences (store/seats.c,
- * migration 006) against the real PostgreSQL: rows saved and read back as
+ * migration 003) against the real PostgreSQL: rows saved and read back as
  * they were (external ids with the characters an array literal quotes),
  * waiting rows as NULL seats, one connector's rows replaced without
  * touching another's, and the holders outside the connector and the

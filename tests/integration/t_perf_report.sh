@@ -38,8 +38,9 @@ eq 0 "$RC" "sync exits 0"
 # alice, in CC-Support (support-operators): tenant support (1), her user
 # row (1), role operator (1), channels webchat and email (2), slots live
 # and email (2), operator group first-line (1) and her membership (1),
-# audit create and grant (2), the sync_run row inserted and finished (2)
-eq 13 "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["rows_written"])')" \
+# audit create and grant (2), the sync_run row inserted and finished (2),
+# connector_feed's row (1: the last full read, issue 14)
+eq 14 "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["rows_written"])')" \
 	"rows_written counts every row the run wrote"
 eq "apply diff fetch load resolve rules" \
 	"$(printf '%s' "$OUT" | python3 -c 'import json,sys; t=json.load(sys.stdin)[0]["timings"]; print(" ".join(sorted(k for k, v in t.items() if isinstance(v, float) and v >= 0)))')" \
@@ -47,14 +48,14 @@ eq "apply diff fetch load resolve rules" \
 eq True "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peak_rss_kib"] > 1024)')" \
 	"peak RSS is reported (KiB)"
 eq "$plan_keys" "$(keys)" "a sync has the keys of a plan, in the same order (docs/json.md)"
-has "13 rows written (fetch " "$ERR" "the log line says so too"
-eq $((before + 13)) "$(stats)" "pg_stat_user_tables agrees"
+has "14 rows written (fetch " "$ERR" "the log line says so too"
+eq $((before + 14)) "$(stats)" "pg_stat_user_tables agrees"
 
 before=$(stats)
 ids sync
 eq 0 "$RC" "resync exits 0"
-has "2 rows written (fetch " "$ERR" "a resync of an unchanged directory writes its sync_run row only"
-eq $((before + 2)) "$(stats)" "... which pg_stat_user_tables confirms"
+has "3 rows written (fetch " "$ERR" "a resync of an unchanged directory writes its sync_run row and its feed row only"
+eq $((before + 3)) "$(stats)" "... which pg_stat_user_tables confirms"
 
 ids plan --format json
 eq "None None 0" "$(printf '%s' "$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; print(d["timings"], d["peak_rss_kib"], d["rows_written"])')" \

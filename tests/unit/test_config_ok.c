@@ -97,6 +97,11 @@ static void defaults(void **state)
 	assert_false(cc->allow_empty);
 	for (size_t f = 0; f < 6; f++)
 		assert_string_equal(cc->attr[f], openldap[f]);
+	/* changes: issue 14's defaults */
+	assert_int_equal(cc->changes.mode, IDS_CHANGES_AUTO);
+	assert_false(cc->changes.persist);
+	assert_int_equal(cc->changes.debounce, 1);
+	assert_int_equal(cc->changes.full_every, 86400);
 	const struct ids_ldap_cfg *l = &cc->ldap;
 	assert_int_equal(l->flavor, IDS_LDAP_OPENLDAP);
 	assert_int_equal(l->uri.n, 1);
@@ -336,6 +341,22 @@ static void secret_one_newline(void **state)
 	assert_non_null(e);
 	assert_string_equal(e->entra.client_secret, SECRET_MARK "-two\n");
 	assert_string_equal(e->entra.client_assertion_alg, "PS256");
+	ids_config_free(cfg);
+}
+
+/* changes: every key set; a partial block keeps the other defaults. */
+static void changes(void **state)
+{
+	(void)state;
+	struct ids_config *cfg = load_ok(OK_DIR "/changes.yaml");
+	const struct ids_changes_cfg *a = &cfg->connectors[0].changes, *b = &cfg->connectors[1].changes;
+	assert_int_equal(a->mode, IDS_CHANGES_FULL);
+	assert_false(a->persist);
+	assert_int_equal(a->debounce, 0);
+	assert_int_equal(a->full_every, 6 * 3600);
+	assert_int_equal(b->mode, IDS_CHANGES_AUTO);
+	assert_int_equal(b->debounce, 3600);
+	assert_int_equal(b->full_every, 86400);
 	ids_config_free(cfg);
 }
 
@@ -657,6 +678,7 @@ int main(void)
 	    cmocka_unit_test(env_expansion),
 	    cmocka_unit_test(secret_one_newline),
 	    cmocka_unit_test(security_after_connectors),
+	    cmocka_unit_test(changes),
 	    cmocka_unit_test(sasl_ldapi_and_defaults),
 	    cmocka_unit_test(relative_paths),
 	    cmocka_unit_test(string_relative_to_cwd),

@@ -1,0 +1,608 @@
+/* ldap_feed.c — the LDAP connector's change feed: RFC 4533 refreshOnly
+ * against OpenLDAP's syncprov (issue 14; docs/changes.md).
+ *
+ * One read: connect as for a full read; read the users disabled_filter
+ * matches (a paged search: a changed user's flag is taken from it); then
+ * one sync search for the users and one for the groups, each with its own
+ * cookie, each applied to the image as it arrives:
+ *   - an entry with syncState add or modify replaces its record (slapd
+ *     sends a modified entry whole), keyed by its entryUUID;
+ *   - syncState delete, and a syncIdSet with refreshDeletes, remove
+ *     records by entryUUID (deletes carry no DN);
+ *   - syncState present, and a syncIdSet without refreshDeletes, name
+ *     the records still there: when the search ends with refreshDeletes
+ *     false (a present phase), every record of that search's kind that
+ *     was neither named nor sent is gone.
+ * A cookie the server refuses (e-syncRefreshRequired, 4096) is dropped
+ * and the search runs again without one — everything, as a present
+ * phase — in the same read; the reason goes back to the caller, which
+ * logs and counts it.  The answers are waited for in the connection's
+ * slices (ids_ldap_wait), so the watchdog and SIGTERM are served as in a
+ * full read.
+ *
+ * The cursor is this connector's own text: a version, a fingerprint of
+ * everything that decides what a record holds (bases, filters, attribute
+ * map, the attributes the rules read), and the two cookies.  A cursor
+ * with another fingerprint is not used: the records were made under
+ * another configuration, so everything is read again. */
+#include <errno.h>
+#include <ldap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ids/dn.h"
+#include "ids/image.h"
+#include "ids/snapshot.h"
+#include "ldap_int.h"
+#include "ldap_sync.h"
+
+#define CURSOR_MAGIC "idsyncd-syncrepl/1"
+
+/* The two cookies of a cursor, borrowed from it or from the server's
+ * answers; len 0: none. */
+struct cookies {
+	struct berval users, groups;
+};
+
+/* FNV-1a over every setting a record depends on, with separators. */
+static uint64_t fingerprint(const struct pull *p)
+{
+	const struct ids_ldap_cfg *lc = p->lc;
+	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
+	const char *parts[16] = {
+	    lc->users_base,	  lc->users_filter ? lc->users_filter : def->users_filter,
+	    lc->groups_base,	  lc->groups_filter ? lc->groups_filter : def->groups_filter,
+	    lc->member_attribute, lc->disabled_filter};
+	size_t n = 6;
+	for (int f = 0; f < 6; f++)
+		parts[n++] = p->attr[f];
+	struct ids_buf b = {0};
+	for (size_t i = 0; i < n; i++)
+		ids_buf_printf(&b, "%s\x1f", parts[i] ? parts[i] : "");
+	for (size_t i = 0; p->ctx && p->ctx->rule_attrs && i < p->ctx->rule_attrs->n; i++)
+		ids_buf_printf(&b, "%s\x1e", p->ctx->rule_attrs->v[i]);
+	uint64_t h = ids_hash64(b.p ? b.p : "", b.len);
+	ids_buf_free(&b);
+	return h;
+}
+
+/* "LEN:BYTES\n" at *s (bounded by end) into *ret; false when malformed. */
+static bool read_cookie(const char **s, const char *end, struct berval *ret)
+{
+	char *colon = NULL;
+	unsigned long n = strtoul(*s, &colon, 10);
+	if (colon == *s || colon >= end || *colon != ':' || n > (unsigned long)(end - colon - 2) ||
+	    colon[1 + n] != '\n')
+		return false;
+	ret->bv_val = colon + 1;
+	ret->bv_len = n;
+	*s = colon + 2 + n;
+	return true;
+}
+
+/* The cookies of a stored cursor.  0; or 1 with *ret_why when it cannot
+ * be used (then both cookies are empty: read everything). */
+static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, struct cookies *ret,
+			const char **ret_why)
+{
+	char head[64];
+	const char *s = (const char *)c, *end = s + n;
+	*ret = (struct cookies){0};
+	if (!c || !n)
+		return 0; /* the first read: no cursor, nothing to explain */
+	snprintf(head, sizeof(head), CURSOR_MAGIC " %016llx\n", (unsigned long long)fingerprint(p));
+	size_t hl = strlen(head);
+	if (n < hl || memcmp(s, CURSOR_MAGIC " ", strlen(CURSOR_MAGIC) + 1) != 0) {
+		*ret_why = "the stored cursor is not a syncrepl cursor of this version";
+		return 1;
+	}
+	if (memcmp(s, head, hl) != 0) {
+		*ret_why = "the connector's bases, filters or attributes changed since the stored cursor";
+		return 1;
+	}
+	s += hl;
+	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) || s != end) {
+		*ret = (struct cookies){0};
+		*ret_why = "the stored cursor is damaged";
+		return 1;
+	}
+	return 0;
+}
+
+/* The cursor of cookies k into fp (new). */
+static int make_cursor(const struct pull *p, const struct cookies *k, struct ids_feed_pull *fp)
+{
+	struct ids_buf b = {0};
+	int r = ids_buf_printf(&b, CURSOR_MAGIC " %016llx\n%zu:", (unsigned long long)fingerprint(p),
+			       (size_t)k->users.bv_len);
+	if (r >= 0 && k->users.bv_len)
+		r = ids_buf_add(&b, k->users.bv_val, k->users.bv_len);
+	if (r >= 0)
+		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->groups.bv_len);
+	if (r >= 0 && k->groups.bv_len)
+		r = ids_buf_add(&b, k->groups.bv_val, k->groups.bv_len);
+	if (r >= 0)
+		r = ids_buf_putc(&b, '\n');
+	if (r < 0) {
+		ids_buf_free(&b);
+		return -ENOMEM;
+	}
+	fp->new_cursor_len = b.len;
+	fp->new_cursor = (unsigned char *)ids_buf_steal(&b);
+	return 0;
+}
+
+/* One sync search's state. */
+struct sync {
+	const struct search *sr;
+	unsigned kind;		/* IDS_IMAGE_USERS or IDS_IMAGE_GROUPS */
+	struct berval *cookie;	/* the newest cookie the server gave, new (ids_sync_cookie_free) */
+	size_t entries;		/* messages so far, for messages and progress */
+	bool whole;		/* sent without a cookie: the answer is all there is */
+	int refused;		/* the result code that refused the cookie, 0 when none */
+	struct ids_strv *moved; /* DNs that left and their successors (refint_fixup) */
+	struct ids_feed_pull *fp;
+};
+
+/* Whether two DNs name the same entry (normalized; raw when either
+ * does not parse). */
+static bool same_dn(const char *a, const char *b, size_t nb)
+{
+	char *na = NULL, *nbn = NULL;
+	bool same;
+	if (ids_dn_normalize(a, strlen(a), &na) >= 0 && ids_dn_normalize(b, nb, &nbn) >= 0)
+		same = !strcmp(na, nbn);
+	else
+		same = strlen(a) == nb && !memcmp(a, b, nb);
+	free(na);
+	free(nbn);
+	return same;
+}
+
+/* Before key's record is deleted or replaced: its DN goes to s->moved
+ * when it leaves (new_dn NULL: a delete; else a rename or move, and the
+ * new DN goes too). */
+static int note_move(struct pull *p, struct sync *s, const char *key, const struct berval *new_dn)
+{
+	char *old = NULL;
+	int r = ids_image_dn(p->img, key, s->kind, &old);
+	if (r < 0 || !old)
+		return r;
+	if (!new_dn || !same_dn(old, new_dn->bv_val, new_dn->bv_len)) {
+		r = ids_strv_push(s->moved, old);
+		if (r >= 0 && new_dn) {
+			char *nd = strndup(new_dn->bv_val, new_dn->bv_len);
+			r = nd ? ids_strv_push(s->moved, nd) : -ENOMEM;
+			free(nd);
+		}
+	}
+	free(old);
+	return r < 0 ? -ENOMEM : 0;
+}
+
+/* Replaces s->cookie by c (stolen; NULL keeps the old one). */
+static void take_cookie(struct sync *s, struct berval *c)
+{
+	if (!c)
+		return;
+	ids_sync_cookie_free(s->cookie);
+	s->cookie = c;
+}
+
+/* An entry of the refresh, by its syncState. */
+static int on_entry(struct pull *p, struct sync *s, LDAPMessage *msg)
+{
+	LDAPControl **ctrls = NULL;
+	enum ids_sync_state state;
+	char uuid[IDS_SYNC_UUID_TEXT];
+	struct berval *cookie = NULL;
+	int r;
+	if (ldap_get_entry_controls(p->ld, msg, &ctrls) != LDAP_SUCCESS)
+		return ids_error_set(p->err, IDS_E_PROTOCOL,
+				     "%s: unreadable controls of an entry in the %s feed", p->uri,
+				     s->sr->what);
+	LDAPControl *c = ldap_control_find(IDS_SYNC_STATE_OID, ctrls, NULL);
+	r = c ? ids_sync_state_decode(&c->ldctl_value, &state, uuid, &cookie) : IDS_E_PROTOCOL;
+	ldap_controls_free(ctrls);
+	if (r < 0)
+		return r == -ENOMEM
+			   ? r
+			   : ids_error_set(p->err, IDS_E_PROTOCOL,
+					   "%s: an entry of the %s feed without a valid syncState control",
+					   p->uri, s->sr->what);
+	take_cookie(s, cookie);
+	switch (state) {
+	case IDS_SYNC_PRESENT: return ids_image_present(p->img, uuid) < 0 ? -ENOMEM : 0;
+	case IDS_SYNC_DELETE:
+		if ((r = note_move(p, s, uuid, NULL)) < 0)
+			return r;
+		r = ids_image_delete(p->img, uuid, s->kind);
+		s->fp->changes += r > 0;
+		return r < 0 ? r : 0;
+	default: break;
+	}
+	p->img_key = uuid;
+	r = ids_ldap_read_entry(p, msg);
+	if (r >= 0)
+		r = note_move(p, s, uuid, &p->ent.dn);
+	if (r >= 0)
+		r = s->sr->fn(p, &p->ent);
+	ids_ldap_entry_clear(&p->ent);
+	p->img_key = NULL;
+	s->fp->changes++;
+	return r;
+}
+
+/* A Sync Info Message: ID sets delete or name present; cookies kept. */
+static int on_info(struct pull *p, struct sync *s, LDAPMessage *msg)
+{
+	char *oid = NULL;
+	struct berval *data = NULL;
+	struct ids_sync_info info;
+	int r = 0;
+	if (ldap_parse_intermediate(p->ld, msg, &oid, &data, NULL, 0) != LDAP_SUCCESS)
+		return ids_error_set(p->err, IDS_E_PROTOCOL,
+				     "%s: unreadable intermediate message in the %s feed", p->uri,
+				     s->sr->what);
+	if (!oid || strcmp(oid, IDS_SYNC_INFO_OID) != 0 || !data)
+		goto out; /* another extension's: not ours to read */
+	if ((r = ids_sync_info_decode(data, &info)) < 0) {
+		if (r != -ENOMEM)
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed syncInfo in the %s feed",
+					  p->uri, s->sr->what);
+		goto out;
+	}
+	for (size_t i = 0; r >= 0 && i < info.nuuids; i++) {
+		if (info.refresh_deletes) {
+			if ((r = note_move(p, s, info.uuids[i], NULL)) < 0)
+				break;
+			r = ids_image_delete(p->img, info.uuids[i], s->kind);
+			s->fp->changes += r > 0;
+		} else {
+			r = ids_image_present(p->img, info.uuids[i]);
+		}
+	}
+	take_cookie(s, info.cookie);
+	info.cookie = NULL;
+	ids_sync_info_clear(&info);
+out:
+	ldap_memfree(oid);
+	ber_bvfree(data);
+	return r < 0 ? r : 0;
+}
+
+/* The search's result: 0 done, 1 the cookie was refused (refresh again
+ * without it), < 0 an error. */
+static int on_result(struct pull *p, struct sync *s, LDAPMessage *msg)
+{
+	LDAPControl **rctrls = NULL;
+	char *diag = NULL;
+	int code = LDAP_OTHER, r = 0;
+	if (ldap_parse_result(p->ld, msg, &code, NULL, &diag, NULL, &rctrls, 0) != LDAP_SUCCESS) {
+		r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed result of the %s feed", p->uri,
+				  s->sr->what);
+	} else if (code == IDS_SYNC_REFRESH_REQUIRED || (code == LDAP_UNWILLING_TO_PERFORM && !s->whole)) {
+		/* e-syncRefreshRequired; or unwillingToPerform, slapd's answer
+		 * to a cookie newer than its own state (a restored database,
+		 * another server): either way, start again without it */
+		s->refused = code;
+		r = 1;
+	} else if (code == LDAP_UNAVAILABLE_CRITICAL_EXTENSION) {
+		r = ids_ldap_error(p->err, IDS_E_UNSUPPORTED, code, diag,
+				   "%s: the server does not offer content synchronization under %s (enable "
+				   "the syncprov overlay, or set changes.mode: full)",
+				   p->uri, s->sr->base);
+	} else if (code != LDAP_SUCCESS) {
+		r = ids_ldap_error(p->err, ids_ldap_map_lrc(code), code, diag, "%s: the %s feed under %s",
+				   p->uri, s->sr->what, s->sr->base);
+	} else {
+		LDAPControl *c = ldap_control_find(IDS_SYNC_DONE_OID, rctrls, NULL);
+		struct berval *cookie = NULL;
+		bool deletes = false;
+		if (c && (r = ids_sync_done_decode(&c->ldctl_value, &cookie, &deletes)) < 0 && r != -ENOMEM)
+			r = ids_error_set(p->err, IDS_E_PROTOCOL, "%s: malformed syncDone in the %s feed",
+					  p->uri, s->sr->what);
+		if (r >= 0) {
+			take_cookie(s, cookie);
+			/* a present phase, or a refresh without a cookie (slapd
+			 * says refreshDeletes TRUE of those too, measured on
+			 * 2.5.13): what was not named or sent is gone */
+			size_t gone = 0;
+			if ((!deletes || s->whole) &&
+			    (r = ids_image_present_end(p->img, s->kind, &gone)) >= 0)
+				s->fp->changes += gone;
+		}
+	}
+	ldap_controls_free(rctrls);
+	ldap_memfree(diag);
+	return r;
+}
+
+/* Sends the sync search with `cookie` (len 0: none): *ret_msgid. */
+static int send_sync(struct pull *p, const struct sync *s, const struct berval *cookie, int *ret_msgid)
+{
+	struct berval value = {0};
+	int r = ids_sync_request_encode(false, cookie, &value);
+	if (r < 0)
+		return r;
+	/* critical: a server without syncprov must refuse, not answer a
+	 * plain search that would read as "nothing changed" */
+	LDAPControl ctrl = {
+	    .ldctl_oid = (char *)IDS_SYNC_REQUEST_OID, .ldctl_value = value, .ldctl_iscritical = 1};
+	LDAPControl *sctrls[] = {&ctrl, NULL};
+	int lrc = ldap_search_ext(p->ld, s->sr->base, LDAP_SCOPE_SUBTREE, s->sr->filter, s->sr->attrs, 0,
+				  sctrls, NULL, NULL, LDAP_NO_LIMIT, ret_msgid);
+	ber_memfree(value.bv_val);
+	if (lrc != LDAP_SUCCESS) {
+		char *diag = ids_ldap_diag(p->ld);
+		r = ids_ldap_error(p->err, ids_ldap_map_lrc(lrc), lrc, diag, "%s: the %s feed under %s",
+				   p->uri, s->sr->what, s->sr->base);
+		ldap_memfree(diag);
+	}
+	return r;
+}
+
+/* One refresh: 0 done, 1 the cookie was refused, < 0 an error. */
+static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
+{
+	int msgid, r = send_sync(p, s, cookie, &msgid);
+	s->whole = !cookie->bv_len;
+	ids_image_present_begin(p->img);
+	while (r >= 0) {
+		LDAPMessage *msg = NULL;
+		int type = ids_ldap_wait(p, msgid, LDAP_MSG_ONE, "while waiting for changes", &msg);
+		if (type < -1)
+			return type;
+		if (type == 0)
+			return ids_error_set(
+			    p->err, IDS_E_TIMEOUT,
+			    "%s: no answer within %d s in the %s feed under %s (after %zu entries)", p->uri,
+			    p->timeout, s->sr->what, s->sr->base, s->entries);
+		if (type < 0) {
+			int code = LDAP_OTHER;
+			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &code);
+			return ids_ldap_error(p->err, ids_ldap_map_lrc(code), code, NULL,
+					      "%s: the %s feed under %s broke off after %zu entries", p->uri,
+					      s->sr->what, s->sr->base, s->entries);
+		}
+		if (type == LDAP_RES_SEARCH_ENTRY)
+			r = on_entry(p, s, msg);
+		else if (type == LDAP_RES_INTERMEDIATE)
+			r = on_info(p, s, msg);
+		else if (type == LDAP_RES_SEARCH_RESULT) {
+			r = on_result(p, s, msg);
+			ldap_msgfree(msg);
+			return r;
+		}
+		ldap_msgfree(msg);
+		if (r >= 0 && ++s->entries % PROGRESS_EVERY == 0)
+			r = ids_ldap_tick(p, "while reading changes");
+	}
+	return r;
+}
+
+/* The sync search sr from *cookie; the new cookie replaces it (new). */
+static int sync_search(struct pull *p, const struct search *sr, unsigned kind, struct berval **cookie,
+		       struct ids_feed_pull *fp, struct ids_strv *moved)
+{
+	struct sync s = {.sr = sr, .kind = kind, .cookie = *cookie, .fp = fp, .moved = moved};
+	const struct berval none = {0};
+	int r = refresh(p, &s, s.cookie ? s.cookie : &none);
+	if (r == 1 && s.cookie && s.cookie->bv_len) {
+		/* the server cannot continue from the cookie: everything again,
+		 * as a present phase, in this same read */
+		if (!fp->reset_reason &&
+		    asprintf(
+			&fp->reset_reason, "the server refused the %s feed's cookie (%s)", sr->what,
+			s.refused == IDS_SYNC_REFRESH_REQUIRED
+			    ? "e-syncRefreshRequired"
+			    : "unwillingToPerform: a cookie newer than the server's state, a restored or "
+			      "another server") < 0)
+			fp->reset_reason = NULL;
+		ids_sync_cookie_free(s.cookie);
+		s.cookie = NULL;
+		s.entries = 0;
+		r = refresh(p, &s, &none);
+	}
+	if (r == 1)
+		r = ids_error_set(p->err, IDS_E_SERVER,
+				  "%s: the server asked for a refresh of the %s feed twice", p->uri,
+				  sr->what);
+	*cookie = s.cookie;
+	return r < 0 ? r : 0;
+}
+
+/* A berval copy of a cookie of the cursor (new), NULL for none. */
+static struct berval *dup_cookie(const struct berval *c)
+{
+	if (!c->bv_len)
+		return NULL;
+	struct berval *d = malloc(sizeof(*d) + c->bv_len + 1);
+	if (!d)
+		return NULL;
+	d->bv_val = (char *)(d + 1);
+	d->bv_len = c->bv_len;
+	memcpy(d->bv_val, c->bv_val, c->bv_len);
+	d->bv_val[c->bv_len] = '\0';
+	return d;
+}
+
+/* ---- refint's rewrites (docs/changes.md): slapd's referential
+ * integrity overlay rewrites the member values naming a deleted or
+ * renamed entry without changing the group's entryCSN, so the feed never
+ * sends those groups.  Whenever entries left a DN, the groups that name
+ * the old or the new DN — on the server, or in the image — are read
+ * again and replace their records: the server's truth, with refint or
+ * without. ---- */
+
+#define FIXUP_TERMS 40 /* filter terms per search */
+
+/* A group of the fix-up into the image, keyed by its entryUUID. */
+static int fixup_group(struct pull *p, const struct entry *e)
+{
+	const struct berval *u = ids_ldap_entry_first(e, "entryUUID");
+	if (!u || !u->bv_len)
+		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: group %.*s came without its entryUUID",
+				     p->uri, (int)e->dn.bv_len, e->dn.bv_val);
+	char *key = strndup(u->bv_val, u->bv_len);
+	if (!key)
+		return -ENOMEM;
+	p->img_key = key;
+	int r = ids_ldap_on_group(p, e);
+	p->img_key = NULL;
+	free(key);
+	return r;
+}
+
+static int add_key(const char *key, void *ud)
+{
+	return ids_strv_push(ud, key) < 0 ? -ENOMEM : 0;
+}
+
+/* "(attr=escaped value)" appended to b. */
+static int term(struct ids_buf *b, const char *attr, const char *v)
+{
+	int r = ids_buf_printf(b, "(%s=", attr);
+	if (r >= 0)
+		r = ids_dn_filter_escape(b, v, strlen(v));
+	return r < 0 ? r : ids_buf_putc(b, ')');
+}
+
+/* One fix-up search: the groups of gfilter matching terms [from, to) of
+ * dns (by member value) and keys (by entryUUID), counted together. */
+static int fixup_search(struct pull *p, const char *gfilter, char **attrs, const struct ids_strv *dns,
+			const struct ids_strv *keys, size_t from, size_t to)
+{
+	static const char *const dflt[] = {"member", "uniqueMember", NULL};
+	const char *one[2] = {p->lc->member_attribute, NULL};
+	const char *const *mattrs = p->lc->member_attribute ? one : dflt;
+	struct ids_buf f = {0};
+	int r = ids_buf_printf(&f, "(&%s(|", gfilter);
+	for (size_t i = from; r >= 0 && i < to; i++) {
+		if (i < dns->n)
+			for (size_t k = 0; r >= 0 && mattrs[k]; k++)
+				r = strcasecmp(mattrs[k], "memberUid") ? term(&f, mattrs[k], dns->v[i]) : 0;
+		else
+			r = term(&f, "entryUUID", keys->v[i - dns->n]);
+	}
+	if (r >= 0)
+		r = ids_buf_puts(&f, "))");
+	if (r < 0) {
+		ids_buf_free(&f);
+		return -ENOMEM;
+	}
+	const struct search sr = {"groups (member fix-up)", p->lc->groups_base, f.p, attrs, fixup_group};
+	r = ids_ldap_run_search(p, &sr);
+	ids_buf_free(&f);
+	return r;
+}
+
+static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *gfilter,
+			const struct ids_strv *dns)
+{
+	struct ids_strv keys = {0};
+	const char *attrs[16];
+	size_t n = 0;
+	int r = 0;
+	if (!dns->n || !p->lc->groups_base)
+		return 0;
+	for (; a->group[n] && n < 14; n++)
+		attrs[n] = a->group[n];
+	attrs[n++] = "entryUUID";
+	attrs[n] = NULL;
+	r = ids_image_groups_naming(p->img, (const char *const *)dns->v, dns->n, add_key, &keys);
+	for (size_t from = 0; r >= 0 && from < dns->n + keys.n; from += FIXUP_TERMS) {
+		size_t to = from + FIXUP_TERMS < dns->n + keys.n ? from + FIXUP_TERMS : dns->n + keys.n;
+		r = fixup_search(p, gfilter, (char **)attrs, dns, &keys, from, to);
+	}
+	ids_strv_free(&keys);
+	return r;
+}
+
+/* The disabled users, as a full read gets them (their set decides each
+ * changed user's flag). */
+static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter)
+{
+	if (!p->lc->disabled_filter)
+		return 0;
+	char *dfilter = ids_ldap_and_filter(ufilter, p->lc->disabled_filter);
+	if (!dfilter)
+		return -ENOMEM;
+	const struct search sr = {"disabled users", p->lc->users_base, dfilter, (char **)a->disabled,
+				  ids_ldap_on_disabled};
+	int r = ids_ldap_run_search(p, &sr);
+	free(dfilter);
+	return r;
+}
+
+static int do_feed(struct pull *p, void *arg)
+{
+	struct ids_feed_pull *fp = arg;
+	const struct ids_ldap_cfg *lc = p->lc;
+	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
+	const char *ufilter = lc->users_filter ? lc->users_filter : def->users_filter;
+	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
+	struct pull_attrs a = {0};
+	struct cookies old;
+	struct berval *uc = NULL, *gc = NULL;
+	struct ids_strv moved = {0};
+	const char *why = NULL;
+	int r;
+
+	if (lc->flavor != IDS_LDAP_OPENLDAP)
+		return ids_error_set(p->err, IDS_E_UNSUPPORTED,
+				     "the LDAP change feed is OpenLDAP's syncrepl");
+	if (!lc->users_base)
+		return ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
+	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
+		return -ENOMEM;
+	if ((old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
+	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
+	    (r = read_disabled(p, &a, ufilter)) < 0)
+		goto out;
+	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
+				  ids_ldap_on_user};
+	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0)
+		goto out;
+	if (lc->groups_base) {
+		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
+					  ids_ldap_on_group};
+		if ((r = sync_search(p, &gs, IDS_IMAGE_GROUPS, &gc, fp, &moved)) < 0 ||
+		    (r = refint_fixup(p, &a, gfilter, &moved)) < 0)
+			goto out;
+	}
+	struct cookies now = {.users = uc ? *uc : (struct berval){0},
+			      .groups = gc ? *gc : (struct berval){0}};
+	r = make_cursor(p, &now, fp);
+out:
+	ids_sync_cookie_free(uc);
+	ids_sync_cookie_free(gc);
+	ids_strv_free(&moved);
+	ids_ldap_pull_attrs_free(&a);
+	return r;
+}
+
+int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+			  struct ids_feed_pull *fp, struct ids_error *err)
+{
+	if (!fp || !fp->image)
+		return ids_error_set(err, -EINVAL, "LDAP change feed without an image");
+	fp->new_cursor = NULL;
+	fp->new_cursor_len = 0;
+	fp->reset_reason = NULL;
+	fp->changes = 0;
+	int r = ids_ldap_session(cfg, ctx, NULL, fp->image, do_feed, fp, err);
+	if (r < 0) {
+		free(fp->new_cursor);
+		free(fp->reset_reason);
+		fp->new_cursor = NULL;
+		fp->reset_reason = NULL;
+	}
+	return r;
+}

@@ -1,0 +1,502 @@
+/* image.c — a connector's directory kept as records between runs, changed
+ * by a feed, replayed into a snapshot each run (image.h).
+ *
+ * A record is its builder calls encoded one after the other in a byte
+ * string: op (1 byte), argument (1 byte: a field, a kind, a flag), then
+ * one or two length-prefixed values.  Replaying them is what the
+ * connector would have done on a full read, so the snapshot's checks
+ * (required fields, UTF-8, duplicates) apply unchanged.  Records live in
+ * one array indexed by a key map; a deleted record stays as an empty slot
+ * (the map cannot forget a key), reused if the key comes back. */
+#include "ids/image.h"
+#include "ids/dn.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum op { OP_USER_SET = 1, OP_USER_ATTR, OP_USER_DISABLED, OP_USER_INVALID, OP_GROUP_SET, OP_GROUP_MEMBER };
+enum kind { K_NONE, K_USER, K_GROUP };
+
+struct rec {
+	char *key; /* heap; the map borrows it */
+	unsigned char kind;
+	unsigned char *ops; /* NULL when kind is K_NONE */
+	size_t len;
+	size_t mark; /* the present generation that last named it */
+};
+
+/* A record's content before a change since the last commit. */
+struct undo {
+	uint32_t idx;
+	unsigned char kind;
+	unsigned char *ops;
+	size_t len;
+};
+
+struct ids_image {
+	struct rec *recs;
+	size_t nrecs, cap;
+	struct ids_strmap map; /* key -> index into recs */
+	size_t nusers, ngroups;
+	unsigned char open_kind; /* K_NONE: no record open */
+	char *open_key;
+	struct ids_buf open_ops;
+	struct undo *undo;
+	size_t nundo, capundo;
+	size_t gen; /* present generation */
+};
+
+int ids_image_new(struct ids_image **ret)
+{
+	struct ids_image *img = calloc(1, sizeof(*img));
+	if (!img)
+		return -ENOMEM;
+	*ret = img;
+	return 0;
+}
+
+static void drop_undo(struct ids_image *img)
+{
+	for (size_t i = 0; i < img->nundo; i++)
+		free(img->undo[i].ops);
+	img->nundo = 0;
+}
+
+void ids_image_free(struct ids_image *img)
+{
+	if (!img)
+		return;
+	ids_image_abort_record(img);
+	drop_undo(img);
+	free(img->undo);
+	ids_strmap_free(&img->map);
+	for (size_t i = 0; i < img->nrecs; i++) {
+		free(img->recs[i].key);
+		free(img->recs[i].ops);
+	}
+	free(img->recs);
+	free(img);
+}
+
+static int begin(struct ids_image *img, const char *key, unsigned char kind)
+{
+	if (img->open_kind != K_NONE)
+		return -EBUSY;
+	if (!key || !*key)
+		return -EINVAL;
+	if (!(img->open_key = strdup(key)))
+		return -ENOMEM;
+	img->open_kind = kind;
+	ids_buf_reset(&img->open_ops);
+	return 0;
+}
+
+int ids_image_user_begin(struct ids_image *img, const char *key)
+{
+	return begin(img, key, K_USER);
+}
+
+int ids_image_group_begin(struct ids_image *img, const char *key)
+{
+	return begin(img, key, K_GROUP);
+}
+
+/* Appends one op with up to two values to the open record of `kind`.
+ * A value past 4 GiB cannot be a directory value: -E2BIG. */
+static int put(struct ids_image *img, unsigned char kind, unsigned char op, unsigned char arg, const char *a,
+	       size_t na, const char *b, size_t nb)
+{
+	struct ids_buf *o = &img->open_ops;
+	unsigned char head[2] = {op, arg};
+	uint32_t la = (uint32_t)na, lb = (uint32_t)nb;
+	if (img->open_kind != kind)
+		return -EINVAL;
+	if (na > UINT32_MAX || nb > UINT32_MAX)
+		return -E2BIG;
+	int r = ids_buf_add(o, head, 2);
+	if (r >= 0)
+		r = ids_buf_add(o, &la, sizeof(la));
+	if (r >= 0 && na)
+		r = ids_buf_add(o, a, na);
+	if (r >= 0 && (op == OP_USER_ATTR || op == OP_GROUP_MEMBER)) {
+		if ((r = ids_buf_add(o, &lb, sizeof(lb))) >= 0 && nb)
+			r = ids_buf_add(o, b, nb);
+	}
+	return r < 0 ? r : 0;
+}
+
+int ids_image_user_set(struct ids_image *img, enum ids_field f, const char *v, size_t n)
+{
+	if ((unsigned)f >= IDS_F__COUNT)
+		return -EINVAL;
+	return put(img, K_USER, OP_USER_SET, (unsigned char)f, v, n, NULL, 0);
+}
+
+int ids_image_user_attr(struct ids_image *img, const char *name, const char *v, size_t n)
+{
+	return put(img, K_USER, OP_USER_ATTR, 0, name, strlen(name), v, n);
+}
+
+int ids_image_user_disabled(struct ids_image *img, bool disabled)
+{
+	return put(img, K_USER, OP_USER_DISABLED, disabled, NULL, 0, NULL, 0);
+}
+
+int ids_image_user_invalid(struct ids_image *img, const char *why)
+{
+	return put(img, K_USER, OP_USER_INVALID, 0, why, strlen(why), NULL, 0);
+}
+
+int ids_image_group_set(struct ids_image *img, enum ids_field f, const char *v, size_t n)
+{
+	if ((unsigned)f >= IDS_F__COUNT)
+		return -EINVAL;
+	return put(img, K_GROUP, OP_GROUP_SET, (unsigned char)f, v, n, NULL, 0);
+}
+
+int ids_image_group_member(struct ids_image *img, enum ids_ref kind, const char *ref, size_t n)
+{
+	/* the op's argument is the reference kind; the value goes second, as
+	 * an attribute's does, so one decoder reads both */
+	if ((unsigned)kind > IDS_REF_USERNAME)
+		return -EINVAL;
+	return put(img, K_GROUP, OP_GROUP_MEMBER, (unsigned char)kind, "", 0, ref, n);
+}
+
+void ids_image_abort_record(struct ids_image *img)
+{
+	free(img->open_key);
+	img->open_key = NULL;
+	img->open_kind = K_NONE;
+	ids_buf_free(&img->open_ops);
+}
+
+static void count(struct ids_image *img, unsigned char kind, int delta)
+{
+	if (kind == K_USER)
+		img->nusers += (size_t)delta;
+	else if (kind == K_GROUP)
+		img->ngroups += (size_t)delta;
+}
+
+/* Replaces record idx by (kind, ops, len), keeping the old content for
+ * rollback.  Steals ops. */
+static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsigned char *ops, size_t len)
+{
+	struct rec *rc = &img->recs[idx];
+	if (ids_grow(&img->undo, &img->capundo, img->nundo + 1, sizeof(*img->undo)) < 0) {
+		free(ops);
+		return -ENOMEM;
+	}
+	img->undo[img->nundo++] = (struct undo){.idx = idx, .kind = rc->kind, .ops = rc->ops, .len = rc->len};
+	count(img, rc->kind, -1);
+	count(img, kind, +1);
+	rc->kind = kind;
+	rc->ops = ops;
+	rc->len = len;
+	rc->mark = img->gen;
+	return 0;
+}
+
+/* The index of key's record, made (empty) when there is none. */
+static int slot(struct ids_image *img, char *key, bool *ret_taken, uint32_t *ret_idx)
+{
+	uint32_t idx;
+	*ret_taken = false;
+	if (ids_strmap_get(&img->map, key, &idx)) {
+		*ret_idx = idx;
+		return 0;
+	}
+	if (img->nrecs >= UINT32_MAX)
+		return -E2BIG;
+	if (ids_grow(&img->recs, &img->cap, img->nrecs + 1, sizeof(*img->recs)) < 0)
+		return -ENOMEM;
+	idx = (uint32_t)img->nrecs;
+	img->recs[idx] = (struct rec){.key = key};
+	int r = ids_strmap_put(&img->map, key, idx, NULL);
+	if (r < 0)
+		return r;
+	img->nrecs++;
+	*ret_taken = true;
+	*ret_idx = idx;
+	return 0;
+}
+
+int ids_image_end(struct ids_image *img)
+{
+	uint32_t idx;
+	bool taken;
+	if (img->open_kind == K_NONE)
+		return -EINVAL;
+	int r = slot(img, img->open_key, &taken, &idx);
+	if (r < 0) {
+		ids_image_abort_record(img);
+		return r;
+	}
+	if (taken)
+		img->open_key = NULL; /* the record keeps it */
+	struct ids_buf *o = &img->open_ops;
+	size_t len = o->len;
+	unsigned char *ops = (unsigned char *)o->p;
+	if (!ops && !(ops = calloc(1, 1))) { /* a record with no op at all is still a record */
+		ids_image_abort_record(img);
+		return -ENOMEM;
+	}
+	*o = (struct ids_buf){0};
+	/* the buffer grew by doubling: a million records keep only what
+	 * they use (a third less memory at tier L) */
+	unsigned char *fit = len ? realloc(ops, len) : NULL;
+	if (fit)
+		ops = fit;
+	r = replace(img, idx, img->open_kind, ops, len);
+	ids_image_abort_record(img);
+	return r;
+}
+
+/* Whether a record of kind k is one of `kinds`. */
+static bool of_kinds(unsigned char k, unsigned kinds)
+{
+	return (k == K_USER && (kinds & IDS_IMAGE_USERS)) || (k == K_GROUP && (kinds & IDS_IMAGE_GROUPS));
+}
+
+int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds)
+{
+	uint32_t idx;
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
+		return 0;
+	int r = replace(img, idx, K_NONE, NULL, 0);
+	return r < 0 ? r : 1;
+}
+
+void ids_image_present_begin(struct ids_image *img)
+{
+	img->gen++;
+}
+
+int ids_image_present(struct ids_image *img, const char *key)
+{
+	uint32_t idx;
+	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind == K_NONE)
+		return 0;
+	img->recs[idx].mark = img->gen;
+	return 1;
+}
+
+int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed)
+{
+	size_t removed = 0;
+	for (size_t i = 0; i < img->nrecs; i++) {
+		if (!of_kinds(img->recs[i].kind, kinds) || img->recs[i].mark == img->gen)
+			continue;
+		int r = replace(img, (uint32_t)i, K_NONE, NULL, 0);
+		if (r < 0)
+			return r;
+		removed++;
+	}
+	if (ret_removed)
+		*ret_removed = removed;
+	return 0;
+}
+
+void ids_image_commit(struct ids_image *img)
+{
+	drop_undo(img);
+}
+
+void ids_image_rollback(struct ids_image *img)
+{
+	ids_image_abort_record(img);
+	/* newest first: a key changed twice ends with its oldest content */
+	while (img->nundo) {
+		struct undo *u = &img->undo[--img->nundo];
+		struct rec *rc = &img->recs[u->idx];
+		count(img, rc->kind, -1);
+		count(img, u->kind, +1);
+		free(rc->ops);
+		rc->kind = u->kind;
+		rc->ops = u->ops;
+		rc->len = u->len;
+	}
+}
+
+size_t ids_image_nusers(const struct ids_image *img)
+{
+	return img->nusers;
+}
+
+size_t ids_image_ngroups(const struct ids_image *img)
+{
+	return img->ngroups;
+}
+
+/* Reads a length-prefixed value at *p (bounded by end). */
+static bool value(const unsigned char **p, const unsigned char *end, const char **ret, size_t *ret_n)
+{
+	uint32_t n;
+	if ((size_t)(end - *p) < sizeof(n))
+		return false;
+	memcpy(&n, *p, sizeof(n));
+	*p += sizeof(n);
+	if ((size_t)(end - *p) < n)
+		return false;
+	*ret = (const char *)*p;
+	*ret_n = n;
+	*p += n;
+	return true;
+}
+
+/* One op of a record into the builder.  Attribute names and reasons are
+ * NUL-terminated strings to the builder: copied out when they are not. */
+static int replay_op(struct ids_snapshot *s, unsigned char op, unsigned char arg, const char *a, size_t na,
+		     const char *b, size_t nb)
+{
+	char *z = NULL;
+	int r;
+	if ((op == OP_USER_ATTR || op == OP_USER_INVALID) && !(z = strndup(a, na)))
+		return -ENOMEM;
+	switch (op) {
+	case OP_USER_SET: r = ids_snapshot_user_set(s, (enum ids_field)arg, a, na); break;
+	case OP_USER_ATTR: r = ids_snapshot_user_attr(s, z, b, nb); break;
+	case OP_USER_DISABLED: r = ids_snapshot_user_disabled(s, arg != 0); break;
+	case OP_USER_INVALID: r = ids_snapshot_user_invalid(s, z); break;
+	case OP_GROUP_SET: r = ids_snapshot_group_set(s, (enum ids_field)arg, a, na); break;
+	case OP_GROUP_MEMBER: r = ids_snapshot_group_member(s, (enum ids_ref)arg, b, nb); break;
+	default: r = -EINVAL;
+	}
+	free(z);
+	return r;
+}
+
+static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
+{
+	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
+	int r = rc->kind == K_USER ? ids_snapshot_user_begin(s) : ids_snapshot_group_begin(s);
+	while (r >= 0 && p < end) {
+		const char *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
+		if (end - p < 2)
+			return -EINVAL;
+		unsigned char op = p[0], arg = p[1];
+		p += 2;
+		if (!value(&p, end, &a, &na))
+			return -EINVAL;
+		if ((op == OP_USER_ATTR || op == OP_GROUP_MEMBER) && !value(&p, end, &b, &nb))
+			return -EINVAL;
+		r = replay_op(s, op, arg, a, na, b, nb);
+	}
+	if (r < 0)
+		return r;
+	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
+}
+
+/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
+static int each_op(const struct rec *rc,
+		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+			     size_t nb, void *ud),
+		   void *ud)
+{
+	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
+	int r = 0;
+	while (r == 0 && p < end) {
+		const char *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
+		if (end - p < 2)
+			return -EINVAL;
+		unsigned char op = p[0], arg = p[1];
+		p += 2;
+		if (!value(&p, end, &a, &na))
+			return -EINVAL;
+		if ((op == OP_USER_ATTR || op == OP_GROUP_MEMBER) && !value(&p, end, &b, &nb))
+			return -EINVAL;
+		r = fn(op, arg, a, na, b, nb, ud);
+	}
+	return r;
+}
+
+/* each_op's fn for ids_image_dn: the first DN set stops the walk. */
+static int find_dn(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		   void *ud)
+{
+	(void)b;
+	(void)nb;
+	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != IDS_F_DN)
+		return 0;
+	char **ret = ud;
+	return (*ret = strndup(a, na)) ? 1 : -ENOMEM;
+}
+
+int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret)
+{
+	uint32_t idx;
+	char *dn = NULL;
+	*ret = NULL;
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
+		return 0;
+	int r = each_op(&img->recs[idx], find_dn, &dn);
+	if (r < 0)
+		return r;
+	*ret = dn;
+	return 0;
+}
+
+struct naming {
+	struct ids_strmap want; /* normalized DNs */
+	bool hit;
+};
+
+/* each_op's fn for ids_image_groups_naming: a DN member among the wanted. */
+static int names_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		     void *ud)
+{
+	struct naming *w = ud;
+	char *dn = NULL;
+	(void)a;
+	(void)na;
+	if (op != OP_GROUP_MEMBER || arg != IDS_REF_DN || ids_dn_normalize(b, nb, &dn) < 0)
+		return 0; /* a malformed DN names nothing, here as in the snapshot */
+	w->hit = ids_strmap_get(&w->want, dn, NULL);
+	free(dn);
+	return w->hit ? 1 : 0;
+}
+
+int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
+			    int (*fn)(const char *key, void *ud), void *ud)
+{
+	struct naming w = {0};
+	char **norm = calloc(n ? n : 1, sizeof(*norm));
+	int r = norm ? 0 : -ENOMEM;
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if (ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0)
+			r = ids_strmap_put(&w.want, norm[i], 0, NULL);
+	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
+		if (img->recs[i].kind != K_GROUP)
+			continue;
+		w.hit = false;
+		if ((r = each_op(&img->recs[i], names_one, &w)) >= 0 && w.hit)
+			r = fn(img->recs[i].key, ud);
+	}
+	ids_strmap_free(&w.want);
+	for (size_t i = 0; norm && i < n; i++)
+		free(norm[i]);
+	free(norm);
+	return r < 0 ? r : 0;
+}
+
+int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
+{
+	if (img->open_kind != K_NONE)
+		return -EBUSY;
+	/* users first, as every connector reads them (the progress line
+	 * tells the phases apart by that order) */
+	for (unsigned char kind = K_USER; kind <= K_GROUP; kind++)
+		for (size_t i = 0; i < img->nrecs; i++) {
+			if (img->recs[i].kind != kind)
+				continue;
+			int r = replay_rec(&img->recs[i], s);
+			if (r < 0)
+				return r;
+		}
+	return 0;
+}

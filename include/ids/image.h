@@ -1,0 +1,108 @@
+/* image.h — a connector's directory as records that live between runs,
+ * so that a change feed (issue 14: syncrepl, DirSync) can be applied to
+ * them instead of reading everything again.
+ *
+ * The rules need the whole picture (nested groups, regexes over group
+ * names), while a feed says only what changed.  The image keeps every
+ * user and group the connector read, each as the builder calls that made
+ * it, keyed by the entry's identity in the feed (entryUUID, objectGUID:
+ * what a syncrepl delete names, and never renamed).  Each run replays the
+ * image into a fresh snapshot (ids_image_replay), which is finished and
+ * evaluated as after a full read: every user is re-planned and the diff
+ * writes only what changed.  That is correct whatever a group change
+ * reaches (its transitive members before and after), and costs memory
+ * work only, next to a directory read.
+ *
+ * Changes are all or nothing, like the run that makes them: every change
+ * since the last ids_image_commit() is undone by ids_image_rollback() —
+ * a run that fails, is cancelled or is held by a safety guard keeps the
+ * old cursor, so its image must stay the old one too.
+ *
+ * Recording:   user_begin(key) -> user_set/attr/disabled/invalid -> end
+ *              group_begin(key) -> group_set/member -> end
+ * A record replaces the one with the same key (a modified entry arrives
+ * whole, as an add), whatever kind that was.  Strings are copied; values
+ * are (pointer, length) as in the snapshot builder, which judges them at
+ * replay (invalid values, required fields) exactly as for a full read.
+ * Pure: no I/O. */
+#ifndef IDS_IMAGE_H
+#define IDS_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ids/snapshot.h"
+
+struct ids_image;
+
+/* Kinds of record, for the calls that act on one kind only. */
+enum { IDS_IMAGE_USERS = 1, IDS_IMAGE_GROUPS = 2 };
+
+/* *ret new (ids_image_free). */
+int ids_image_new(struct ids_image **ret);
+/* Accepts NULL. */
+void ids_image_free(struct ids_image *img);
+
+/* Opens the record of user or group `key` (a NUL-terminated, non-empty
+ * string; copied).  -EBUSY when a record is open already, -EINVAL for an
+ * empty key. */
+int ids_image_user_begin(struct ids_image *img, const char *key);
+int ids_image_group_begin(struct ids_image *img, const char *key);
+/* Builder calls of the open record, as in snapshot.h; -EINVAL when no
+ * record of that kind is open. */
+int ids_image_user_set(struct ids_image *img, enum ids_field f, const char *v, size_t n);
+int ids_image_user_attr(struct ids_image *img, const char *name, const char *v, size_t n);
+int ids_image_user_disabled(struct ids_image *img, bool disabled);
+int ids_image_user_invalid(struct ids_image *img, const char *why);
+int ids_image_group_set(struct ids_image *img, enum ids_field f, const char *v, size_t n);
+int ids_image_group_member(struct ids_image *img, enum ids_ref kind, const char *ref, size_t n);
+/* Closes the open record: it replaces the one with its key, if any. */
+int ids_image_end(struct ids_image *img);
+/* Throws the open record away (a read that failed half-way through an
+ * entry); nothing changes.  Accepts no open record. */
+void ids_image_abort_record(struct ids_image *img);
+
+/* Removes the record `key` when its kind is in `kinds` (IDS_IMAGE_USERS,
+ * IDS_IMAGE_GROUPS below): 1 when there was one, 0 when not.  A feed
+ * reads users and groups in searches of their own, and a search says
+ * "deleted" of an entry that merely no longer matches it: slapd's groups
+ * search reports a modified user that way. */
+int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds);
+
+/* A present phase (syncrepl refreshDeletes=false): begin, then every key
+ * the server names present (ids_image_present) or sends whole (a record
+ * ended meanwhile counts as present); present_end removes every record of
+ * the kinds in `kinds` (a connector reads users and groups in searches of
+ * their own) not named since begin, and says how many in *ret_removed
+ * (may be NULL).  ids_image_present: 1 when the key is known, 0 when not. */
+void ids_image_present_begin(struct ids_image *img);
+int ids_image_present(struct ids_image *img, const char *key);
+int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed);
+
+/* The DN recorded for `key` (its IDS_F_DN value) when its record is of
+ * one of `kinds`: *ret new (free), NULL when there is none.  0 or
+ * -ENOMEM. */
+int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret);
+
+/* Calls fn(key, ud) for every group record with a member given by DN
+ * (IDS_REF_DN) that names one of dns[0..n) — compared normalized, as
+ * the snapshot resolves them.  fn < 0 stops and is returned. */
+int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
+			    int (*fn)(const char *key, void *ud), void *ud);
+
+/* Makes every change since the last commit permanent. */
+void ids_image_commit(struct ids_image *img);
+/* Undoes every change since the last commit (an open record is thrown
+ * away).  Cannot fail: the old records were kept. */
+void ids_image_rollback(struct ids_image *img);
+
+/* Records now in the image. */
+size_t ids_image_nusers(const struct ids_image *img);
+size_t ids_image_ngroups(const struct ids_image *img);
+
+/* Feeds every record into s (new and unfinished: the caller finishes it,
+ * as after a connector's pull), users first, then groups, each in the
+ * order the keys were first recorded.  -EBUSY while a record is open. */
+int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s);
+
+#endif

@@ -1,0 +1,169 @@
+/* ctest_ldap_refint.c — the change feed against a slapd with the refint
+ * overlay (a private instance: tests/harness/slapd.sh with SLAPD_REFINT=1).
+ * refint rewrites the member values naming a renamed or deleted entry
+ * without changing the group's entryCSN, so syncrepl never sends those
+ * groups (docs/changes.md); the feed reads them again itself.  After a
+ * user's rename, a user's delete and the re-creation of its DN by someone
+ * else, and a group's rename inside another group, the image must equal a
+ * full read — which it does not without the feed's fix-up (refint_fixup
+ * in connectors/ldap_feed.c). */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "ctest_ldap_feed.h"
+
+static char g_dir[64];
+static const char *g_sh;
+
+/* Runs slapd.sh CMD on our own instance; its output goes to DIR/sh.log
+ * and, when it fails, to stderr. */
+static int slapd_sh(const char *cmd)
+{
+	char line[512];
+	snprintf(line, sizeof(line), "bash '%s' %s '%s' >>'%s/sh.log' 2>&1", g_sh, cmd, g_dir, g_dir);
+	int st = system(line);
+	int r = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	if (r != 0) {
+		snprintf(line, sizeof(line), "cat '%s/sh.log' >&2", g_dir);
+		if (system(line) != 0)
+			fprintf(stderr, "slapd.sh %s failed\n", cmd);
+	}
+	return r;
+}
+
+/* refint writes after it has answered the operation: wait (up to 5 s)
+ * until group gdn's member values hold `want` (or, want NULL, no longer
+ * hold `gone`), so that the feed reads what refint left. */
+static void wait_refint(LDAP *ld, const char *group_dn, const char *want, const char *gone)
+{
+	char *attrs[] = {(char *)"member", NULL};
+	for (int i = 0; i < 50; i++) {
+		LDAPMessage *res = NULL;
+		bool has_want = false, has_gone = false;
+		if (ldap_search_ext_s(ld, group_dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
+				      NULL, LDAP_NO_LIMIT, &res) == LDAP_SUCCESS) {
+			LDAPMessage *e = ldap_first_entry(ld, res);
+			struct berval **v = e ? ldap_get_values_len(ld, e, "member") : NULL;
+			for (size_t k = 0; v && v[k]; k++) {
+				has_want |= want && !strncasecmp(v[k]->bv_val, want, v[k]->bv_len);
+				has_gone |= gone && !strncasecmp(v[k]->bv_val, gone, v[k]->bv_len);
+			}
+			ldap_value_free_len(v);
+		}
+		ldap_msgfree(res);
+		if ((want && has_want) || (!want && !has_gone))
+			return;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("refint did not rewrite %s within 5 s", group_dn);
+}
+
+static void test_refint(void **state)
+{
+	(void)state;
+	LDAP *ld = admin_open();
+	struct tcfg t;
+	struct feed f = {0};
+	char u1[512], u2[512], u2b[512], g[512], g2[512], n[512];
+	make_ou(ld, E.base, "ldap_refint", g_ou, g_people, g_groups);
+	add_person(ld, g_people, "u1", "One", "User");
+	add_person(ld, g_people, "u2", "Two", "User");
+	udn(u1, "u1");
+	udn(u2, "u2");
+	udn(u2b, "u2b");
+	gdn(g, "Team");
+	gdn(g2, "Team2");
+	gdn(n, "Nest");
+	group(ld, "Team", u1, u2);
+	group(ld, "Nest", g, NULL);
+	tcfg_sync(&t);
+	assert_int_equal(ids_image_new(&f.img), 0);
+	struct ids_feed_pull fp = feed_read(&t, &f, false);
+	assert_converged(&t, &f, "first read");
+
+	/* a rename: refint rewrites Team's member, the feed sends u2b only */
+	rename_to(ld, u2, "uid=u2b", NULL);
+	wait_refint(ld, g, u2b, NULL);
+	fp = feed_read(&t, &f, false);
+	assert_converged(&t, &f, "after a rename");
+	char *txt = image_text(f.img);
+	assert_non_null(strstr(txt, "|u2b|")); /* and it is in Team: the full read says so */
+	free(txt);
+
+	/* a delete, then someone new at the same DN: refint removed the old
+	 * member value, so the newcomer is in no group */
+	del(ld, u1);
+	wait_refint(ld, g, NULL, u1);
+	add_person(ld, g_people, "u1", "New", "Comer");
+	fp = feed_read(&t, &f, false);
+	assert_converged(&t, &f, "after a delete and a new entry at the same DN");
+
+	/* a group renamed inside another: Nest's member follows it */
+	rename_to(ld, g, "cn=Team2", NULL);
+	wait_refint(ld, n, g2, NULL);
+	fp = feed_read(&t, &f, false);
+	assert_converged(&t, &f, "after a group's rename");
+	(void)fp;
+
+	ids_image_free(f.img);
+	free(f.cursor);
+	delete_tree(ld, g_ou);
+	tcfg_free(&t);
+	ldap_unbind_ext_s(ld, NULL, NULL);
+}
+
+static void cleanup(void)
+{
+	if (!g_dir[0])
+		return;
+	slapd_sh("stop");
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", g_dir);
+}
+
+int main(void)
+{
+	static char sh[512];
+	g_sh = getenv("IDS_TEST_SLAPD_SH");
+	if (!g_sh && getenv("IDS_SRC")) {
+		snprintf(sh, sizeof(sh), "%s/tests/harness/slapd.sh", getenv("IDS_SRC"));
+		g_sh = sh;
+	}
+	if (!g_sh || access(g_sh, R_OK) != 0 || access("/usr/sbin/slapd", X_OK) != 0)
+		return no_server("no tests/harness/slapd.sh or no slapd to start a private instance");
+	char ports[16];
+	snprintf(ports, sizeof(ports), "%d", 30000 + (int)(getpid() % 100) * 100);
+	setenv("SLAPD_PORT_MIN", ports, 1);
+	setenv("SLAPD_REFINT", "1", 1);
+	snprintf(g_dir, sizeof(g_dir), "/tmp/ctest_ldap_refint.XXXXXX");
+	if (!mkdtemp(g_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (slapd_sh("start") != 0) {
+		fprintf(stderr, "could not start a private slapd (see %s/sh.log)\n", g_dir);
+		g_dir[0] = 0;
+		return 1;
+	}
+	char env[128];
+	snprintf(env, sizeof(env), "%s/slapd.env", g_dir);
+	int r = load_env_file(env);
+	if (r == 0)
+		r = env_load();
+	g_sync_dn = getenv("IDS_TEST_LDAP_SYNC_DN");
+	g_sync_pw_file = getenv("IDS_TEST_LDAP_SYNC_PW_FILE");
+	if (r != 0 || !g_sync_dn || !g_sync_pw_file) {
+		cleanup();
+		return r ? r : 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_refint),
+	};
+	r = cmocka_run_group_tests_name("ldap: change feed under refint", tests, NULL, NULL);
+	cleanup();
+	return r;
+}

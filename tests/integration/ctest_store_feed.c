@@ -1,0 +1,210 @@
+/* ctest_store_feed.c — connector_feed (migration 007, issue 14) against a
+ * real PostgreSQL: the cursor and the feed's bookkeeping commit in the
+ * apply's transaction, with the changes, or not at all; sync_run records
+ * whether a run read everything. */
+#include "ctest_store_common.h"
+
+#define SCHEMA "feed"
+
+/* A cursor with the bytes a text column would mangle: a NUL, a
+ * backslash, a quote, high bytes (a DirSync cookie is binary). */
+static const unsigned char binary_cookie[] = {0x00, 'r', 'i', 'd', '=', '\\', '\'', 0xff, 0x80, 0x01};
+
+static int setup(void **state)
+{
+	struct ids_store *st = open_store(SCHEMA, true);
+	use_schema(SCHEMA);
+	sql("TRUNCATE connector_feed, audit_log, sync_run, app_user, company CASCADE");
+	sql("INSERT INTO company (slug, name) VALUES ('acme', 'Acme')");
+	sql("INSERT INTO app_user (company_id, source, external_id, username, email, auth_method, active)"
+	    " VALUES ((SELECT id FROM company), NULL, NULL, 'taken', 'taken@acme.example', "
+	    "'activation_link', true)");
+	*state = st;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	ids_store_close(*state);
+	return 0;
+}
+
+static int64_t acme(void)
+{
+	char *v = sql_val("SELECT id FROM company WHERE slug = 'acme'", 0, NULL);
+	int64_t id = strtoll(v, NULL, 10);
+	free(v);
+	return id;
+}
+
+/* Applies p with feed fc as a run of connector corp started at `started`. */
+static int apply(struct ids_store *st, const struct ids_plan *p, int64_t started,
+		 const struct ids_feed_commit *fc, struct ids_error *e)
+{
+	const struct ids_run run = {.connector = "corp",
+				    .started_at = started,
+				    .status = "ok",
+				    .counts = &p->counts,
+				    .read_kind = fc && fc->full ? "full" : "incremental",
+				    .feed = fc};
+	return ids_store_apply(st, acme(), "ldap", p, &run, NULL, e);
+}
+
+static void get(struct ids_store *st, const char *connector, struct ids_feed_state *f)
+{
+	struct ids_error e = {0};
+	if (ids_store_feed_get(st, connector, f, &e) < 0)
+		fail_msg("ids_store_feed_get: %s", ids_error_text(&e));
+}
+
+/* No run yet: no row, an all-zero state, not an error. */
+static void test_none_yet(void **state)
+{
+	struct ids_feed_state f;
+	memset(&f, 0xa5, sizeof(f));
+	get(*state, "corp", &f);
+	assert_null(f.cursor);
+	assert_int_equal(f.cursor_len, 0);
+	assert_null(f.cursor_server);
+	assert_int_equal(f.last_full_at, 0);
+	assert_int_equal(f.cursor_at, 0);
+	assert_int_equal(f.resets, 0);
+	assert_null(f.last_reset_reason);
+	ids_feed_state_clear(&f);
+}
+
+/* A full read, then an incremental run that fell back: the cursor is
+ * replaced each time (bytes intact), last_full_at stays the full read's
+ * start, the reset is counted with its reason. */
+static void test_commit_and_reset(void **state)
+{
+	struct ids_store *st = *state;
+	struct ids_error e = {0};
+	struct ids_plan p = {.connector = "corp"};
+	const unsigned char c1[] = "rid=000,csn=20261206120000.000000Z#000000#000#000000";
+	const struct ids_feed_commit full = {.full = true, .cursor = c1, .cursor_len = sizeof(c1) - 1};
+	assert_int_equal(apply(st, &p, 1700000000123456, &full, &e), 0);
+	assert_sql("full", "SELECT read_kind FROM sync_run");
+
+	const struct ids_feed_commit inc = {.cursor = binary_cookie,
+					    .cursor_len = sizeof(binary_cookie),
+					    .cursor_server = "dc1.corp.example",
+					    .cursor_invocation_id = "0f4a1c2e-0000-4000-8000-000000000001",
+					    .reset_reason = "e-syncRefreshRequired"};
+	assert_int_equal(apply(st, &p, 1700000100000000, &inc, &e), 0);
+	assert_sql("incremental", "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1");
+
+	struct ids_feed_state f = {0};
+	get(st, "corp", &f);
+	assert_int_equal(f.cursor_len, sizeof(binary_cookie));
+	assert_memory_equal(f.cursor, binary_cookie, sizeof(binary_cookie));
+	assert_string_equal(f.cursor_server, "dc1.corp.example");
+	assert_string_equal(f.cursor_invocation_id, "0f4a1c2e-0000-4000-8000-000000000001");
+	assert_true(f.last_full_at == 1700000000123456); /* the full read's start, to the microsecond */
+	assert_true(f.cursor_at > 1700000100000000);	 /* now(), long after both starts */
+	assert_int_equal(f.resets, 1);
+	assert_string_equal(f.last_reset_reason, "e-syncRefreshRequired");
+	assert_true(f.last_reset_at > 0);
+	ids_feed_state_clear(&f);
+
+	/* a full read without a feed clears the cursor and its issuer: a
+	 * cursor older than the state just committed would replay from the
+	 * wrong point; the reset count and reason stay */
+	const struct ids_feed_commit bare = {.full = true};
+	assert_int_equal(apply(st, &p, 1700000200000000, &bare, &e), 0);
+	get(st, "corp", &f);
+	assert_null(f.cursor);
+	assert_null(f.cursor_server);
+	assert_int_equal(f.cursor_at, 0);
+	assert_true(f.last_full_at == 1700000200000000);
+	assert_int_equal(f.resets, 1);
+	assert_string_equal(f.last_reset_reason, "e-syncRefreshRequired");
+	ids_feed_state_clear(&f);
+	/* another connector's state is its own */
+	get(st, "other", &f);
+	assert_int_equal(f.last_full_at, 0);
+	ids_feed_state_clear(&f);
+	ids_error_clear(&e);
+}
+
+/* All or nothing: an apply whose changes fail keeps the old cursor, and a
+ * cursor that cannot be written takes the run's changes back with it. */
+static void test_all_or_nothing(void **state)
+{
+	struct ids_store *st = *state;
+	struct ids_error e = {0};
+	const unsigned char old[] = "old-cookie";
+	struct ids_plan p = {.connector = "corp"};
+	const struct ids_feed_commit first = {.full = true, .cursor = old, .cursor_len = sizeof(old) - 1};
+	assert_int_equal(apply(st, &p, 1700000000000000, &first, &e), 0);
+
+	/* changes that fail: a create whose username another user holds */
+	struct ids_plan_user clash[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E1", .username = "taken", .email = "x@acme.example"}};
+	struct ids_plan bad = {.connector = "corp", .users = clash, .nusers = 1};
+	bad.counts.created = 1;
+	const unsigned char next[] = "next-cookie";
+	const struct ids_feed_commit fc = {.cursor = next, .cursor_len = sizeof(next) - 1};
+	assert_true(apply(st, &bad, 1700000300000000, &fc, &e) < 0);
+	ids_error_clear(&e);
+	struct ids_feed_state f = {0};
+	get(st, "corp", &f);
+	assert_int_equal(f.cursor_len, sizeof(old) - 1);
+	assert_memory_equal(f.cursor, old, sizeof(old) - 1);
+	ids_feed_state_clear(&f);
+
+	/* changes that work, with a cursor that cannot be written (past the
+	 * size limit): the created user goes back with it */
+	struct ids_plan_user fine[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E2", .username = "fresh", .email = "f@acme.example"}};
+	struct ids_plan good = {.connector = "corp", .users = fine, .nusers = 1};
+	good.counts.created = 1;
+	const struct ids_feed_commit huge = {.cursor = old, .cursor_len = 1 << 20};
+	assert_true(apply(st, &good, 1700000400000000, &huge, &e) < 0);
+	assert_non_null(strstr(ids_error_text(&e), "corp"));
+	ids_error_clear(&e);
+	assert_sql("0", "SELECT count(*) FROM app_user WHERE username = 'fresh'");
+	assert_sql("1", "SELECT count(*) FROM sync_run");
+	get(st, "corp", &f);
+	assert_memory_equal(f.cursor, old, sizeof(old) - 1);
+	ids_feed_state_clear(&f);
+
+	/* and the same changes with a writable cursor commit together */
+	assert_int_equal(apply(st, &good, 1700000500000000, &fc, &e), 0);
+	assert_sql("1", "SELECT count(*) FROM app_user WHERE username = 'fresh'");
+	get(st, "corp", &f);
+	assert_memory_equal(f.cursor, next, sizeof(next) - 1);
+	ids_feed_state_clear(&f);
+}
+
+/* The issuer of a DirSync cookie is both halves or none (the table's
+ * check): a cookie must never be matched against half a controller. */
+static void test_issuer_both_or_neither(void **state)
+{
+	struct ids_store *st = *state;
+	struct ids_error e = {0};
+	struct ids_plan p = {.connector = "corp"};
+	const unsigned char c[] = "c";
+	const struct ids_feed_commit half = {
+	    .cursor = c, .cursor_len = 1, .cursor_server = "dc1.corp.example"};
+	assert_int_equal(apply(st, &p, 1700000000000000, &half, &e), IDS_E_DB);
+	assert_non_null(strstr(ids_error_text(&e), "connector_feed_issuer_check"));
+	ids_error_clear(&e);
+	assert_sql("0", "SELECT count(*) FROM sync_run");
+}
+
+int main(void)
+{
+	int r = db_setup("feed");
+	if (r)
+		return r;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_none_yet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_and_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_issuer_both_or_neither, setup, teardown),
+	};
+	r = cmocka_run_group_tests_name("store: change feed", tests, NULL, NULL);
+	db_teardown();
+	return r;
+}

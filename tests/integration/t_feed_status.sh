@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 14's contract, as far as it is built: `sync --full` / `plan --full`,
+# sync_run.read_kind, and status's change-feed line per connector (mode,
+# cursor, last full read, feed resets).  One-shot commands always read
+# everything (only the daemon keeps a feed's image between runs:
+# ctest_sync_feed tests that).
+. "$(dirname "$0")/lib.sh"
+
+ou_create
+{
+	user_ldif alice Alice Smith
+	group_ldif CC-Support "$(udn alice)"
+} | ldif_add
+config_write '    changes: { mode: auto, full_every: 12h }'
+
+ids plan --full
+eq 0 "$RC" "plan --full exits 0"
+has "+ user  alice" "$OUT" "plan --full plans alice"
+
+ids status --full
+eq 2 "$RC" "status has no --full (usage error)"
+has "unknown option for status: --full" "$ERR" "and says so"
+
+ids migrate
+ids status
+has "changes corp" "$OUT" "status has a change-feed line before any run"
+has "mode auto, no cursor, last full read -, 0 feed resets" "$OUT" "nothing read yet"
+
+ids sync --full
+eq 0 "$RC" "sync --full exits 0"
+eq "ok|full" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "the run is recorded as a full read"
+eq "t" "$(q "SELECT last_full_at = (SELECT started_at FROM sync_run ORDER BY id DESC LIMIT 1) FROM connector_feed WHERE connector = 'corp'")" \
+	"last_full_at is the run's start"
+
+ids sync
+eq 0 "$RC" "sync (mode auto, no feed yet) exits 0"
+eq "full" "$(q "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "without a feed, auto reads everything"
+
+# a held run keeps the feed's row as it was
+full_before=$(q "SELECT last_full_at FROM connector_feed WHERE connector = 'corp'")
+printf 'dn: %s\nchangetype: delete\n\n' "$(udn alice)" | ldif
+ids sync
+eq 3 "$RC" "a sync that empties the source is held"
+eq "aborted_empty|full" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "the held run is recorded, as a full read"
+eq "$full_before" "$(q "SELECT last_full_at FROM connector_feed WHERE connector = 'corp'")" "a held run leaves last_full_at alone"
+
+ids status
+full=$(q "SELECT to_char(last_full_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM connector_feed")
+has "changes corp                 mode auto, no cursor, last full read $full, 0 feed resets" "$OUT" "status shows the last full read"
+
+sed -i 's/mode: auto/mode: full/' "$W/idsyncd.yaml"
+ids status
+has "changes corp                 mode full," "$OUT" "status shows the configured mode"
+finish

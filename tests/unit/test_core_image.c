@@ -1,0 +1,547 @@
+/* test_core_image.c — the image a change feed is applied to (image.h):
+ * records replayed into a snapshot give what a full read of the same
+ * directory gives; upserts, deletes by key, the present phase, a group
+ * change reaching transitive members; rollback to the last commit; and a
+ * randomized sequence of changes checked against a full rebuild after
+ * every step (the invariant of issue 14, in the core).
+ *
+ * Snapshots are compared as text (canonical_text below): every user with
+ * its fields, flags, attributes and transitive groups, every group with
+ * its parents — what the rules can see. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids/image.h"
+#include "ids/snapshot.h"
+
+/* ---- a directory as test data: the same entry written to an image or
+ * straight into a snapshot builder, so that both can be compared ---- */
+
+struct entry {
+	bool group;
+	const char *id, *name, *dn;
+	bool disabled;
+	const char *dept; /* a rule attribute, NULL when absent */
+	const char *members[4];
+};
+
+static void image_put(struct ids_image *img, const char *key, const struct entry *e)
+{
+	if (e->group) {
+		assert_int_equal(ids_image_group_begin(img, key), 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, e->id, strlen(e->id)), 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, e->name, strlen(e->name)), 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_DN, e->dn, strlen(e->dn)), 0);
+		for (size_t i = 0; i < 4 && e->members[i]; i++)
+			assert_int_equal(
+			    ids_image_group_member(img, IDS_REF_DN, e->members[i], strlen(e->members[i])), 0);
+	} else {
+		assert_int_equal(ids_image_user_begin(img, key), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, e->id, strlen(e->id)), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, e->name, strlen(e->name)), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_DN, e->dn, strlen(e->dn)), 0);
+		if (e->dept)
+			assert_int_equal(ids_image_user_attr(img, "department", e->dept, strlen(e->dept)), 0);
+		assert_int_equal(ids_image_user_disabled(img, e->disabled), 0);
+	}
+	assert_int_equal(ids_image_end(img), 0);
+}
+
+static void snap_put(struct ids_snapshot *s, const struct entry *e)
+{
+	if (e->group) {
+		assert_int_equal(ids_snapshot_group_begin(s), 0);
+		assert_int_equal(ids_snapshot_group_set(s, IDS_F_EXTERNAL_ID, e->id, strlen(e->id)), 0);
+		assert_int_equal(ids_snapshot_group_set(s, IDS_F_USERNAME, e->name, strlen(e->name)), 0);
+		assert_int_equal(ids_snapshot_group_set(s, IDS_F_DN, e->dn, strlen(e->dn)), 0);
+		for (size_t i = 0; i < 4 && e->members[i]; i++)
+			assert_int_equal(
+			    ids_snapshot_group_member(s, IDS_REF_DN, e->members[i], strlen(e->members[i])),
+			    0);
+		assert_int_equal(ids_snapshot_group_end(s), 0);
+	} else {
+		assert_int_equal(ids_snapshot_user_begin(s), 0);
+		assert_int_equal(ids_snapshot_user_set(s, IDS_F_EXTERNAL_ID, e->id, strlen(e->id)), 0);
+		assert_int_equal(ids_snapshot_user_set(s, IDS_F_USERNAME, e->name, strlen(e->name)), 0);
+		assert_int_equal(ids_snapshot_user_set(s, IDS_F_DN, e->dn, strlen(e->dn)), 0);
+		if (e->dept)
+			assert_int_equal(ids_snapshot_user_attr(s, "department", e->dept, strlen(e->dept)),
+					 0);
+		assert_int_equal(ids_snapshot_user_disabled(s, e->disabled), 0);
+		assert_int_equal(ids_snapshot_user_end(s), 0);
+	}
+}
+
+/* What the rules can see of a finished snapshot, one line per object;
+ * new (free). */
+static char *canonical_text(const struct ids_snapshot *s)
+{
+	struct ids_buf b = {0};
+	assert_int_equal(ids_buf_puts(&b, ""), 0);
+	for (size_t i = 0; i < s->nusers; i++) {
+		const struct ids_user *u = &s->users[i];
+		ids_buf_printf(&b, "user %s %s %s%s%s", u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME],
+			       u->f[IDS_F_DN], u->disabled ? " disabled" : "", u->invalid ? " invalid" : "");
+		for (size_t a = 0; a < u->nattrs; a++)
+			for (size_t v = 0; v < u->attrs[a].nvalues; v++)
+				ids_buf_printf(&b, " %s=%s", u->attrs[a].name, u->attrs[a].values[v]);
+		ids_buf_puts(&b, " in");
+		for (size_t g = 0; g < u->ngroups; g++)
+			ids_buf_printf(&b, " %s", s->groups[u->groups[g]].name);
+		ids_buf_putc(&b, '\n');
+	}
+	for (size_t i = 0; i < s->ngroups; i++) {
+		const struct ids_group *g = &s->groups[i];
+		ids_buf_printf(&b, "group %s %s %s under", g->id, g->name, g->dn);
+		for (size_t p = 0; p < g->nparents; p++)
+			ids_buf_printf(&b, " %s", s->groups[g->parents[p]].name);
+		ids_buf_putc(&b, '\n');
+	}
+	ids_buf_printf(&b, "unresolved %zu\n", s->unresolved_members);
+	return ids_buf_steal(&b);
+}
+
+/* The image replayed and finished, as text. */
+static char *image_text(const struct ids_image *img)
+{
+	struct ids_snapshot *s = NULL;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(ids_image_replay(img, s), 0);
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	char *t = canonical_text(s);
+	ids_snapshot_free(s);
+	return t;
+}
+
+/* entries[0..n) read "in full", as text. */
+static char *full_text(const struct entry *const *entries, size_t n)
+{
+	struct ids_snapshot *s = NULL;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	for (size_t i = 0; i < n; i++)
+		if (entries[i])
+			snap_put(s, entries[i]);
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	char *t = canonical_text(s);
+	ids_snapshot_free(s);
+	return t;
+}
+
+static void assert_same(char *got, char *want)
+{
+	if (strcmp(got, want))
+		print_message("image:\n%s\nfull read:\n%s\n", got, want);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+}
+
+#define UDN(x) "uid=" x ",ou=people,dc=ex"
+#define GDN(x) "cn=" x ",ou=groups,dc=ex"
+
+static const struct entry alice = {.id = "U1", .name = "alice", .dn = UDN("alice"), .dept = "Support"};
+static const struct entry bob = {.id = "U2", .name = "bob", .dn = UDN("bob")};
+static const struct entry team = {
+    .group = true, .id = "G1", .name = "Team", .dn = GDN("Team"), .members = {UDN("bob")}};
+static const struct entry cc = {.group = true,
+				.id = "G2",
+				.name = "CC-Support",
+				.dn = GDN("CC-Support"),
+				.members = {UDN("alice"), GDN("Team")}};
+
+/* ---------------- tests ---------------- */
+
+/* Recorded in any order, replayed: what a full read of the same entries
+ * builds, nested membership included. */
+static void test_replay_is_a_full_read(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-cc", &cc); /* a group before the users it names */
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-team", &team);
+	assert_int_equal(ids_image_nusers(img), 2);
+	assert_int_equal(ids_image_ngroups(img), 2);
+	const struct entry *all[] = {&alice, &bob, &team, &cc};
+	char *want = full_text(all, 4);
+	assert_non_null(strstr(want, "user U2 bob " UDN("bob") " in Team CC-Support\n"));
+	assert_same(image_text(img), want);
+	ids_image_free(img);
+	ids_image_free(NULL);
+}
+
+/* A modified entry arrives whole (syncrepl: as an add) and replaces the
+ * old one; a rename changes the DN the groups name it by. */
+static void test_upsert_replaces(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	/* bob renamed (new DN, same key): Team still names the old DN */
+	const struct entry bob2 = {.id = "U2", .name = "robert", .dn = UDN("robert"), .disabled = true};
+	image_put(img, "k-bob", &bob2);
+	assert_int_equal(ids_image_nusers(img), 2);
+	const struct entry *all[] = {&alice, &bob2, &team, &cc};
+	char *want = full_text(all, 4);
+	assert_non_null(strstr(want, "user U2 robert " UDN("robert") " disabled in\n"));
+	assert_non_null(strstr(want, "unresolved 1\n"));
+	assert_same(image_text(img), want);
+	ids_image_free(img);
+}
+
+/* A group change reaches its transitive members: Team leaves CC-Support,
+ * and bob, a member of Team only, leaves it with it. */
+static void test_group_change_reaches_nested_members(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	const struct entry cc2 = {.group = true,
+				  .id = "G2",
+				  .name = "CC-Support",
+				  .dn = GDN("CC-Support"),
+				  .members = {UDN("alice")}};
+	image_put(img, "k-cc", &cc2);
+	char *got = image_text(img);
+	assert_non_null(strstr(got, "user U2 bob " UDN("bob") " in Team\n"));
+	const struct entry *all[] = {&alice, &bob, &team, &cc2};
+	assert_same(got, full_text(all, 4));
+	ids_image_free(img);
+}
+
+/* A delete names the key only (syncIdSet: entryUUIDs, no DN); a key the
+ * image does not hold is no error. */
+static void test_delete_by_key(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 0);
+	assert_int_equal(ids_image_delete(img, "k-elsewhere", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 0);
+	/* a delete for another kind leaves the record (a user that no longer
+	 * matches the groups search is no deleted user) */
+	assert_int_equal(ids_image_delete(img, "k-bob", IDS_IMAGE_GROUPS), 0);
+	assert_int_equal(ids_image_delete(img, "k-cc", IDS_IMAGE_USERS), 0);
+	assert_int_equal(ids_image_nusers(img), 1);
+	assert_int_equal(ids_image_ngroups(img), 1);
+	const struct entry *left[] = {&bob, &cc};
+	assert_same(image_text(img), full_text(left, 2));
+	/* the key comes back (an entry restored with its entryUUID) */
+	image_put(img, "k-alice", &alice);
+	const struct entry *back[] = {&alice, &bob, &cc};
+	assert_same(image_text(img), full_text(back, 3));
+	ids_image_free(img);
+}
+
+/* The present phase: what is neither named present nor sent whole is gone. */
+static void test_present_phase(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	size_t removed = 99;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present(img, "k-cc"), 1);
+	assert_int_equal(ids_image_present(img, "k-nobody"), 0);
+	image_put(img, "k-bob", &bob); /* sent whole: present */
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, &removed), 0);
+	assert_int_equal(removed, 2);
+	const struct entry *left[] = {&bob, &cc};
+	assert_same(image_text(img), full_text(left, 2));
+	/* a sweep of users alone leaves the groups, named or not */
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(ids_image_nusers(img), 0);
+	assert_int_equal(ids_image_ngroups(img), 1);
+	image_put(img, "k-bob", &bob);
+	/* a present phase naming nothing removes everything: the empty
+	 * source the safety guard must then refuse */
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, &removed), 0);
+	assert_int_equal(removed, 2);
+	assert_int_equal(ids_image_nusers(img) + ids_image_ngroups(img), 0);
+	ids_image_free(img);
+}
+
+/* Rollback returns to the last commit, whatever happened since: new keys,
+ * replaced and deleted records, a key changed twice, a present sweep, a
+ * record left open. */
+static void test_rollback(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-team", &team);
+	ids_image_commit(img);
+	char *committed = image_text(img);
+
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-cc", &cc);
+	const struct entry alice2 = {.id = "U1", .name = "alice2", .dn = UDN("alice2")};
+	image_put(img, "k-alice", &alice2);
+	image_put(img, "k-alice", &alice); /* twice */
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, NULL), 0);
+	assert_int_equal(ids_image_user_begin(img, "k-open"), 0);
+	ids_image_rollback(img);
+	assert_int_equal(ids_image_nusers(img), 1);
+	assert_int_equal(ids_image_ngroups(img), 1);
+	assert_same(image_text(img), strdup(committed));
+
+	/* committed changes stay through a later rollback */
+	image_put(img, "k-bob", &bob);
+	ids_image_commit(img);
+	ids_image_rollback(img);
+	const struct entry *now[] = {&alice, &bob, &team};
+	assert_same(image_text(img), full_text(now, 3));
+	free(committed);
+	ids_image_free(img);
+}
+
+/* A key whose entry changes kind (a user entry replaced by a group with
+ * the same entryUUID cannot happen in LDAP, but the image must not mix
+ * the two), and the builder's misuse. */
+static void test_kind_change_and_misuse(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k", &alice);
+	image_put(img, "k", &team);
+	assert_int_equal(ids_image_nusers(img), 0);
+	assert_int_equal(ids_image_ngroups(img), 1);
+
+	assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, "x", 1), -EINVAL); /* nothing open */
+	assert_int_equal(ids_image_end(img), -EINVAL);
+	assert_int_equal(ids_image_user_begin(img, ""), -EINVAL);
+	assert_int_equal(ids_image_user_begin(img, "k2"), 0);
+	assert_int_equal(ids_image_group_begin(img, "k3"), -EBUSY);
+	assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, "x", 1), -EINVAL); /* a user is open */
+	assert_int_equal(ids_image_user_set(img, IDS_F__COUNT, "x", 1), -EINVAL);
+	struct ids_snapshot *s = NULL;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(ids_image_replay(img, s), -EBUSY);
+	ids_snapshot_free(s);
+	ids_image_abort_record(img);
+	assert_int_equal(ids_image_nusers(img), 0);
+	/* a value with a NUL byte is kept as is: the builder judges it */
+	assert_int_equal(ids_image_user_begin(img, "k4"), 0);
+	assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, "U4", 2), 0);
+	assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, "a\0b", 3), 0);
+	assert_int_equal(ids_image_end(img), 0);
+	char *t = image_text(img);
+	assert_non_null(strstr(t, "user U4 (null) (null) invalid in\n"));
+	free(t);
+	ids_image_free(img);
+}
+
+static int collect(const char *key, void *ud)
+{
+	struct ids_buf *b = ud;
+	return ids_buf_printf(b, "%s ", key) < 0 ? -ENOMEM : 0;
+}
+
+/* What the feed's refint fix-up asks of the image: a record's DN before
+ * it changes, and the groups that name given DNs (in any spelling). */
+static void test_dn_and_groups_naming(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	char *dn = NULL;
+	struct ids_buf b = {0};
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	assert_int_equal(ids_image_dn(img, "k-bob", IDS_IMAGE_USERS, &dn), 0);
+	assert_string_equal(dn, UDN("bob"));
+	free(dn);
+	assert_int_equal(ids_image_dn(img, "k-bob", IDS_IMAGE_GROUPS, &dn), 0); /* not a group */
+	assert_null(dn);
+	assert_int_equal(ids_image_dn(img, "k-nobody", IDS_IMAGE_USERS, &dn), 0);
+	assert_null(dn);
+	const char *const bobs[] = {"UID=Bob, ou=People,dc=ex"}; /* another spelling of bob's DN */
+	assert_int_equal(ids_image_groups_naming(img, bobs, 1, collect, &b), 0);
+	assert_string_equal(b.p, "k-team ");
+	ids_buf_reset(&b);
+	const char *const two[] = {GDN("Team"), UDN("alice"), "not a DN"};
+	assert_int_equal(ids_image_groups_naming(img, two, 3, collect, &b), 0);
+	assert_string_equal(b.p, "k-cc "); /* once, though it names both */
+	ids_buf_free(&b);
+	ids_image_free(img);
+}
+
+/* ---- randomized: a directory of N users and G groups changes step by
+ * step (adds, modifies, renames, deletes, membership and nesting changes,
+ * disable/enable, present phases, failed runs rolled back); after every
+ * step the image replays to exactly what a full read of the directory
+ * gives.  The seed is printed, and IDS_TEST_SEED repeats a run. ---- */
+
+#define RN 24
+#define RG 8
+#define STEPS 400
+
+struct model {
+	struct entry e[RN + RG]; /* e[i].id NULL: absent */
+	char ids[RN + RG][8], names[RN + RG][16], dns[RN + RG][40], members[RG][4][40];
+};
+
+static unsigned long rnd(unsigned long *s)
+{
+	*s = *s * 6364136223846793005UL + 1442695040888963407UL;
+	return *s >> 33;
+}
+
+/* Entry i of the model made anew (random name, flags, members). */
+static void model_make(struct model *m, size_t i, unsigned long *seed)
+{
+	struct entry *e = &m->e[i];
+	bool group = i >= RN;
+	*e = (struct entry){.group = group};
+	snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	snprintf(m->names[i], sizeof(m->names[i]), "%s%lu", group ? "grp" : "usr", rnd(seed) % 6);
+	snprintf(m->dns[i], sizeof(m->dns[i]), "cn=%s-%zu,ou=%s,dc=ex", m->names[i], i,
+		 rnd(seed) % 2 ? "a" : "b"); /* a move or a rename changes the DN */
+	e->id = m->ids[i];
+	e->name = m->names[i];
+	e->dn = m->dns[i];
+	e->disabled = !group && rnd(seed) % 5 == 0;
+	e->dept = !group && rnd(seed) % 2 ? "Support" : NULL;
+	for (size_t k = 0; group && k < 4; k++) {
+		size_t t = rnd(seed) % (RN + RG); /* users and groups: nesting, cycles, dangling */
+		if (rnd(seed) % 4 == 0)
+			continue;
+		snprintf(m->members[i - RN][k], sizeof(m->members[0][0]), "%s",
+			 m->e[t].id ? m->dns[t] : "cn=gone");
+		e->members[k] = m->members[i - RN][k];
+	}
+}
+
+static char *model_text(const struct model *m)
+{
+	const struct entry *all[RN + RG];
+	for (size_t i = 0; i < RN + RG; i++)
+		all[i] = m->e[i].id ? &m->e[i] : NULL;
+	return full_text(all, RN + RG);
+}
+
+static void key_of(size_t i, char *buf, size_t n)
+{
+	snprintf(buf, n, "uuid-%zu", i);
+}
+
+static void test_random_changes(void **state)
+{
+	(void)state;
+	const char *env = getenv("IDS_TEST_SEED");
+	unsigned long seed0 = env ? strtoul(env, NULL, 10) : 20261206UL, seed = seed0;
+	print_message("test_random_changes: seed %lu (IDS_TEST_SEED=%lu repeats it)\n", seed0, seed0);
+	static struct model m, saved;
+	struct ids_image *img = NULL;
+	char key[32];
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(ids_image_new(&img), 0);
+	for (size_t step = 0; step < STEPS; step++) {
+		bool fail_run = rnd(&seed) % 7 == 0; /* this run's changes are rolled back */
+		saved = m;
+		size_t nchanges = 1 + rnd(&seed) % 4;
+		if (rnd(&seed) % 10 == 0) {
+			/* a present phase: some entries gone, the rest named present */
+			ids_image_present_begin(img);
+			for (size_t i = 0; i < RN + RG; i++) {
+				if (!m.e[i].id)
+					continue;
+				key_of(i, key, sizeof(key));
+				if (rnd(&seed) % 6 == 0)
+					m.e[i].id = NULL;
+				else
+					assert_int_equal(ids_image_present(img, key), 1);
+			}
+			assert_int_equal(ids_image_present_end(img, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS, NULL),
+					 0);
+			nchanges = 0;
+		}
+		for (size_t c = 0; c < nchanges; c++) {
+			size_t i = rnd(&seed) % (RN + RG);
+			key_of(i, key, sizeof(key));
+			if (m.e[i].id && rnd(&seed) % 4 == 0) {
+				m.e[i].id = NULL;
+				assert_int_equal(
+				    ids_image_delete(img, key, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+			} else {
+				model_make(&m, i, &seed);
+				image_put(img, key, &m.e[i]);
+			}
+		}
+		if (fail_run) {
+			ids_image_rollback(img);
+			m = saved;
+			/* the pointers of the copy point into the old model */
+			for (size_t i = 0; i < RN + RG; i++) {
+				if (!m.e[i].id)
+					continue;
+				m.e[i].id = m.ids[i];
+				m.e[i].name = m.names[i];
+				m.e[i].dn = m.dns[i];
+				for (size_t k = 0; i >= RN && k < 4; k++)
+					if (m.e[i].members[k])
+						m.e[i].members[k] = m.members[i - RN][k];
+			}
+		} else {
+			ids_image_commit(img);
+		}
+		char *got = image_text(img), *want = model_text(&m);
+		if (strcmp(got, want))
+			print_message("step %zu (seed %lu) differs\n", step, seed0);
+		assert_same(got, want);
+	}
+	ids_image_free(img);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_replay_is_a_full_read),
+	    cmocka_unit_test(test_upsert_replaces),
+	    cmocka_unit_test(test_group_change_reaches_nested_members),
+	    cmocka_unit_test(test_delete_by_key),
+	    cmocka_unit_test(test_present_phase),
+	    cmocka_unit_test(test_rollback),
+	    cmocka_unit_test(test_kind_change_and_misuse),
+	    cmocka_unit_test(test_dn_and_groups_naming),
+	    cmocka_unit_test(test_random_changes),
+	};
+	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
+}
