@@ -535,7 +535,10 @@ static const char *scope_words(const struct ids_explanation *x)
 static int explain_all(struct ids_explanation *x, const struct ids_explain_in *in, size_t idx)
 {
 	size_t cap = 0;
-	int r = ids_rules_eval(in->rules, in->nrules, x->connector, in->s, &x->d);
+	/* the same evaluation as a sync's, requirements included: explain
+	 * must never disagree with the run it explains */
+	int r = in->catalog ? ids_catalog_eval(in->catalog, in->rules, in->nrules, x->connector, in->s, &x->d)
+			    : ids_rules_eval(in->rules, in->nrules, x->connector, in->s, &x->d);
 	if (r < 0)
 		return r;
 	x->in_scope = x->d->users[idx].in_scope && !x->user->disabled && !x->user->invalid;

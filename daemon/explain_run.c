@@ -92,7 +92,12 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 					   .idp = ids_conn_type_name(cc->type),
 					   .adopt_by_email = cc->adopt_by_email,
 					   .auto_create_tenants = cfg->tenants_auto_create};
-	const struct ids_explain_in in = {w.snap, cfg->rules, cfg->nrules, &dopt, w.cur};
+	const struct ids_explain_in in = {.s = w.snap,
+					  .rules = cfg->rules,
+					  .nrules = cfg->nrules,
+					  .dopt = &dopt,
+					  .cur = w.cur,
+					  .catalog = &cfg->platform};
 	if (r >= 0 && (r = ids_explain(&in, idx, &w.x)) < 0)
 		ids_error_set(e, r, "explain: %s", ids_strerror(r));
 	if (r >= 0)

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids/catalog.h"
 #include "ids/plan.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
@@ -101,6 +102,10 @@ struct ids_explain_in {
 	size_t nrules;
 	const struct ids_diff_opts *dopt; /* connector, idp, adoption, tenant creation */
 	const struct ids_current *cur;	  /* NULL: no database side */
+	/* catalog.requires, applied as a sync applies it (NULL: none), so
+	 * that explain shows the roles requirements add or leave out.
+	 * Licences are not: they need the seat book of the database. */
+	const struct ids_catalog_rules *catalog;
 };
 
 /* Explains user s->users[idx].  *ret is new (ids_explanation_free); it

@@ -165,7 +165,7 @@ static struct ids_explanation *explain(const char *who, const struct ids_current
 	size_t idx;
 	struct ids_explanation *x = NULL;
 	assert_int_equal(ids_explain_find(S, who, &idx), 0);
-	const struct ids_explain_in in = {S, R, NR, &DOPT, cur};
+	const struct ids_explain_in in = {.s = S, .rules = R, .nrules = NR, .dopt = &DOPT, .cur = cur};
 	assert_int_equal(ids_explain(&in, idx, &x), 0);
 	return x;
 }
@@ -253,6 +253,28 @@ static void test_rules_side(void **state)
 				       "support-cz slot live=4 offers cz-operators:2,seniors:4 [seniors]; "
 				       "revoked sales-de chan whatsapp [no-whatsapp-de]");
 	ids_explanation_free(x);
+}
+
+/* catalog.requires: explain shows the role a requirement adds, named by
+ * what required it, as the sync's evaluation does */
+static void test_requires(void **state)
+{
+	(void)state;
+	struct ids_catalog_rules cr = {0};
+	cr.req = calloc(1, sizeof(*cr.req));
+	cr.req[0].role = strdup("operator");
+	ids_strv_push(&cr.req[0].needs, "view_operators");
+	cr.nreq = 1;
+	size_t idx;
+	struct ids_explanation *x = NULL;
+	assert_int_equal(ids_explain_find(S, "jnovak", &idx), 0);
+	const struct ids_explain_in in = {.s = S, .rules = R, .nrules = NR, .dopt = &DOPT, .catalog = &cr};
+	assert_int_equal(ids_explain(&in, idx, &x), 0);
+	const char *got = render(x);
+	assert_non_null(strstr(got, "support-cz role operator [cz-operators]"));
+	assert_non_null(strstr(got, "support-cz role view_operators [required by operator]"));
+	ids_explanation_free(x);
+	ids_catalog_rules_clear(&cr);
 }
 
 static void test_out_of_scope(void **state)
@@ -349,9 +371,8 @@ static void test_database_side(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_find),
-	    cmocka_unit_test(test_rules_side),
-	    cmocka_unit_test(test_out_of_scope),
+	    cmocka_unit_test(test_find),	  cmocka_unit_test(test_rules_side),
+	    cmocka_unit_test(test_requires),	  cmocka_unit_test(test_out_of_scope),
 	    cmocka_unit_test(test_database_side),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
