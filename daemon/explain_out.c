@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids/output.h"
+
 /* The reason rule `name` gave (how it matched), NULL when unknown. */
 static const char *rule_how(const struct ids_explanation *x, const char *name)
 {
@@ -161,24 +163,6 @@ int ids_explain_format_text(const struct ids_explanation *x, struct ids_buf *b)
 
 /* ---------------- JSON ---------------- */
 
-/* A JSON string, null for NULL.  Directory text that is not UTF-8 (an
- * attribute value quoted in a reason) shows its bytes >= 0x80 as \xNN,
- * as the plan's JSON does, rather than failing the whole document. */
-static json_t *jstr(const char *s)
-{
-	if (!s)
-		return json_null();
-	if (ids_utf8_valid(s, strlen(s)))
-		return json_string(s);
-	struct ids_buf safe = {0};
-	int r = ids_buf_add(&safe, "", 0);
-	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++)
-		r = *p < 0x80 ? ids_buf_putc(&safe, (char)*p) : ids_buf_printf(&safe, "\\x%02x", *p);
-	json_t *v = r < 0 ? NULL : json_string(safe.p);
-	ids_buf_free(&safe);
-	return v;
-}
-
 /* Sets key to v (stolen); *err on failure. */
 static void set(json_t *o, const char *key, json_t *v, int *err)
 {
@@ -191,13 +175,13 @@ static json_t *json_user(const struct ids_explanation *x)
 	const char *const *f = x->user->f;
 	json_t *o = json_object();
 	int err = o ? 0 : -ENOMEM;
-	set(o, "external_id", jstr(f[IDS_F_EXTERNAL_ID]), &err);
-	set(o, "username", jstr(f[IDS_F_USERNAME]), &err);
-	set(o, "email", jstr(f[IDS_F_EMAIL]), &err);
-	set(o, "display_name", jstr(f[IDS_F_DISPLAY_NAME]), &err);
-	set(o, "dn", jstr(f[IDS_F_DN]), &err);
+	set(o, "external_id", ids_output_jstr(f[IDS_F_EXTERNAL_ID]), &err);
+	set(o, "username", ids_output_jstr(f[IDS_F_USERNAME]), &err);
+	set(o, "email", ids_output_jstr(f[IDS_F_EMAIL]), &err);
+	set(o, "display_name", ids_output_jstr(f[IDS_F_DISPLAY_NAME]), &err);
+	set(o, "dn", ids_output_jstr(f[IDS_F_DN]), &err);
 	set(o, "disabled", json_boolean(x->user->disabled), &err);
-	set(o, "invalid", jstr(x->user->invalid), &err);
+	set(o, "invalid", ids_output_jstr(x->user->invalid), &err);
 	if (err && o)
 		json_decref(o);
 	return err ? NULL : o;
@@ -213,8 +197,8 @@ static json_t *json_grant_rules(const struct ids_explanation *x, const struct id
 		int slots = offer_of(g, n);
 		if (i >= g->noffers && slots >= 0)
 			continue; /* listed with its offer */
-		json_t *o = json_pack("{s:s, s:o, s:o}", "name", n, "how", jstr(rule_how(x, n)), "slots",
-				      slots >= 0 ? json_integer(slots) : json_null());
+		json_t *o = json_pack("{s:s, s:o, s:o}", "name", n, "how", ids_output_jstr(rule_how(x, n)),
+				      "slots", slots >= 0 ? json_integer(slots) : json_null());
 		if (!o || json_array_append_new(a, o) < 0)
 			err = -ENOMEM;
 	}
@@ -229,16 +213,16 @@ static json_t *json_grant(const struct ids_explanation *x, const struct ids_expl
 	     row = g->db == IDS_XD_PRESENT || g->db == IDS_XD_MANUAL || g->db == IDS_XD_EXTRA;
 	json_t *o = json_object();
 	int err = o ? 0 : -ENOMEM;
-	set(o, "kind", jstr(ids_plan_kind_word(g->kind)), &err);
-	set(o, "tenant", jstr(g->tenant), &err);
-	set(o, "name", jstr(g->name), &err);
+	set(o, "kind", ids_output_jstr(ids_plan_kind_word(g->kind)), &err);
+	set(o, "tenant", ids_output_jstr(g->tenant), &err);
+	set(o, "name", ids_output_jstr(g->name), &err);
 	set(o, "slots", slot && (g->wanted || g->revoked) ? json_integer(g->slots) : json_null(), &err);
 	set(o, "wanted", json_boolean(g->wanted), &err);
 	set(o, "revoked", json_boolean(g->revoked), &err);
 	set(o, "rules", json_grant_rules(x, g), &err);
 	set(o, "db", x->db ? json_string(ids_explain_db_word(g->db)) : json_null(), &err);
 	set(o, "db_slots", slot && row ? json_integer(g->db_slots) : json_null(), &err);
-	set(o, "next", jstr(g->next), &err);
+	set(o, "next", ids_output_jstr(g->next), &err);
 	if (err && o)
 		json_decref(o);
 	return err ? NULL : o;
@@ -252,8 +236,8 @@ static json_t *json_rules(const struct ids_explanation *x)
 	for (size_t i = 0; !err && i < x->nrules; i++) {
 		const struct ids_explain_rule *er = &x->rules[i];
 		json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:I}", "name", er->rule->name, "matched",
-				      er->matched, "revoke", er->rule->revoke, "reason", jstr(er->why),
-				      "granted", (json_int_t)er->granted);
+				      er->matched, "revoke", er->rule->revoke, "reason",
+				      ids_output_jstr(er->why), "granted", (json_int_t)er->granted);
 		if (!o || json_array_append_new(a, o) < 0)
 			err = -ENOMEM;
 	}
@@ -273,15 +257,15 @@ static json_t *json_explanation(const struct ids_explanation *x)
 		if (json_array_append_new(warn, json_string(x->warnings.v[i])) < 0)
 			err = -ENOMEM;
 	set(o, "format_version", json_integer(1), &err);
-	set(o, "connector", jstr(x->connector), &err);
+	set(o, "connector", ids_output_jstr(x->connector), &err);
 	set(o, "user", json_user(x), &err);
 	set(o, "match", x->db ? json_string(ids_explain_ident_word(x->ident)) : json_null(), &err);
 	set(o, "user_id", x->user_id ? json_integer(x->user_id) : json_null(), &err);
-	set(o, "match_detail", jstr(x->ident_why), &err);
+	set(o, "match_detail", ids_output_jstr(x->ident_why), &err);
 	set(o, "in_scope", json_boolean(x->in_scope), &err);
-	set(o, "scope_reason", jstr(x->scope_why), &err);
+	set(o, "scope_reason", ids_output_jstr(x->scope_why), &err);
 	set(o, "company_admin", json_boolean(x->company_admin), &err);
-	set(o, "next_user", x->db ? jstr(x->next_user) : json_null(), &err);
+	set(o, "next_user", x->db ? ids_output_jstr(x->next_user) : json_null(), &err);
 	set(o, "grants", grants, &err);
 	grants = NULL;
 	set(o, "rules", json_rules(x), &err);

@@ -82,6 +82,24 @@ static int load_config(const char *path, struct ids_config **ret)
 	return 0;
 }
 
+/* load_config, then every --connector (names, borrowed) checked before
+ * anything runs: a typo in the second name must not let the first run
+ * alone.  It is a usage error (2), not 78: the command line is wrong, the
+ * file is not.  On any error *ret is freed (NULL). */
+static int load_config_for(const char *path, const struct ids_strv *names, struct ids_config **ret)
+{
+	int r = load_config(path, ret);
+	for (size_t i = 0; !r && i < names->n; i++)
+		if (!ids_config_connector(*ret, names->v[i])) {
+			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n", names->v[i],
+				(*ret)->path);
+			ids_config_free(*ret);
+			*ret = NULL;
+			r = IDS_EXIT_USAGE;
+		}
+	return r;
+}
+
 /* What a command needs of the schema when it opens the store. */
 enum schema_need {
 	SCHEMA_ANY,	 /* migrate: it is the one that makes the schema */
@@ -449,19 +467,9 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 {
 	struct ids_config *cfg = NULL;
 	struct ids_store *st = NULL;
-	int r = load_config(path, &cfg);
+	int r = load_config_for(path, &co->connectors, &cfg);
 	if (r)
 		return r;
-	/* Every --connector is checked before anything runs: a typo in the
-	 * second name must not let the first run alone.  It is a usage
-	 * error (2), not 78: the command line is wrong, the file is not. */
-	for (size_t i = 0; i < co->connectors.n; i++)
-		if (!ids_config_connector(cfg, co->connectors.v[i])) {
-			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
-				co->connectors.v[i], cfg->path);
-			ids_config_free(cfg);
-			return IDS_EXIT_USAGE;
-		}
 	r = open_store(cfg, plan || co->dry_run ? SCHEMA_READ : SCHEMA_UPDATED, &st);
 	if (r) {
 		ids_config_free(cfg);
@@ -962,16 +970,9 @@ static int cmd_explain(const char *path, const struct cmd_opts *co)
 {
 	struct ids_config *cfg = NULL;
 	struct ids_store *st = NULL;
-	int r = load_config(path, &cfg), code = IDS_EXIT_OK, found = 0;
+	int r = load_config_for(path, &co->connectors, &cfg), code = IDS_EXIT_OK, found = 0;
 	if (r)
 		return r;
-	for (size_t i = 0; i < co->connectors.n; i++)
-		if (!ids_config_connector(cfg, co->connectors.v[i])) {
-			fprintf(stderr, "idsyncd: --connector %s: no such connector in %s\n",
-				co->connectors.v[i], cfg->path);
-			ids_config_free(cfg);
-			return IDS_EXIT_USAGE;
-		}
 	if ((r = open_store(cfg, SCHEMA_READ, &st))) {
 		ids_config_free(cfg);
 		return r;

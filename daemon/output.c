@@ -41,10 +41,7 @@ static int put_value(struct ids_buf *b, json_t *v)
 	return r;
 }
 
-/* A JSON string, or null for NULL.  jansson takes UTF-8 only; values of
- * users skipped as invalid may be anything, so their bytes >= 0x80 are
- * shown as the text \xNN (the audit log does the same), never dropped. */
-static json_t *jstr(const char *s)
+json_t *ids_output_jstr(const char *s)
 {
 	if (!s)
 		return json_null();
@@ -98,7 +95,7 @@ static json_t *jstrv(const struct ids_strv *v)
 	json_t *a = json_array();
 	int err = 0;
 	for (size_t i = 0; a && i < v->n; i++)
-		if (json_array_append_new(a, jstr(v->v[i])) < 0)
+		if (json_array_append_new(a, ids_output_jstr(v->v[i])) < 0)
 			err = -ENOMEM;
 	return built(a, err);
 }
@@ -233,7 +230,7 @@ static json_t *user_changes(const struct ids_plan *p, const struct ids_plan_user
 	for (size_t i = 0; i < n; i++)
 		set(o, c[i].field,
 		    c[i].is_bool ? json_pack("[bb]", c[i].old_b, c[i].new_b)
-				 : json_pack("[oo]", jstr(c[i].old), jstr(c[i].new)),
+				 : json_pack("[oo]", ids_output_jstr(c[i].old), ids_output_jstr(c[i].new)),
 		    &err);
 	return built(o, err);
 }
@@ -250,7 +247,7 @@ static json_t *reused(json_t *o, int err)
 
 /* Sets the string member key of a reused object to s (NULL: null): in
  * place when it already holds a string and s is UTF-8 (checked here once:
- * json_string() would check again), else through jstr(). */
+ * json_string() would check again), else through ids_output_jstr(). */
 static void set_str(json_t *o, const char *key, const char *s, int *err)
 {
 	json_t *v = o ? json_object_get(o, key) : NULL;
@@ -259,7 +256,7 @@ static void set_str(json_t *o, const char *key, const char *s, int *err)
 			*err = -ENOMEM;
 		return;
 	}
-	set(o, key, jstr(s), err);
+	set(o, key, ids_output_jstr(s), err);
 }
 
 static json_t *user_json(const struct ids_plan *p, const struct ids_plan_user *u, json_t *o)
@@ -293,7 +290,7 @@ static json_t *grant_rules(const struct ids_plan *p, const struct ids_plan_grant
 		return json_incref(cache[k]);
 	json_t *a = json_array();
 	for (size_t i = 0; a && l && i < l->n; i++)
-		if (json_array_append_new(a, jstr(l->names[i])) < 0)
+		if (json_array_append_new(a, ids_output_jstr(l->names[i])) < 0)
 			err = -ENOMEM;
 	cache[k] = built(a, err);
 	return json_incref(cache[k]);
@@ -391,12 +388,12 @@ int ids_output_run_json(const char *connector, const struct ids_sync_result *res
 	struct jw w;
 	jw_begin(&w, out, 1);
 	jw_set(&w, "format_version", json_integer(IDS_OUTPUT_FORMAT_VERSION));
-	jw_set(&w, "connector", jstr(connector));
+	jw_set(&w, "connector", ids_output_jstr(connector));
 	jw_set(&w, "status", json_string(st));
 	jw_set(&w, "verdict", verdict_json(st, plan_json != NULL));
 	/* an aborted run did not fail: why it stopped is the verdict's reason */
-	jw_set(&w, "verdict_reason", aborted ? jstr(res->error) : json_null());
-	jw_set(&w, "error", aborted ? json_null() : jstr(res->error));
+	jw_set(&w, "verdict_reason", aborted ? ids_output_jstr(res->error) : json_null());
+	jw_set(&w, "error", aborted ? json_null() : ids_output_jstr(res->error));
 	jw_set(&w, "run_id", jid(res->run_id));
 	jw_set(&w, "held_run", jid(res->held_run));
 	jw_set(&w, "summary", plan_json ? counts_json(&res->counts) : json_null());
@@ -429,18 +426,18 @@ static json_t *status_run_json(const struct ids_output_status *s, const struct i
 	bool aborted = strncmp(w->status, "aborted_", 8) == 0;
 	json_t *o = json_object();
 	int err = 0;
-	set(o, "connector", jstr(w->connector), &err);
+	set(o, "connector", ids_output_jstr(w->connector), &err);
 	set(o, "configured", json_boolean(ids_strv_contains(s->configured, w->connector, false)), &err);
 	set(o, "run_id", jid(w->id), &err);
-	set(o, "status", jstr(w->status), &err);
+	set(o, "status", ids_output_jstr(w->status), &err);
 	set(o, "verdict", verdict_json(w->status, w->has_counts), &err);
-	set(o, "verdict_reason", aborted ? jstr(w->error) : json_null(), &err);
-	set(o, "error", aborted ? json_null() : jstr(w->error), &err);
+	set(o, "verdict_reason", aborted ? ids_output_jstr(w->error) : json_null(), &err);
+	set(o, "error", aborted ? json_null() : ids_output_jstr(w->error), &err);
 	set(o, "started_at", jtime(w->started_at), &err);
 	set(o, "finished_at", jtime(w->finished_at), &err);
 	set(o, "summary", w->has_counts ? counts_json(&w->counts) : json_null(), &err);
 	set(o, "next_run_at", jtime(nx ? nx->next_at : 0), &err);
-	set(o, "next_run_by", jstr(nx ? nx->instance : NULL), &err);
+	set(o, "next_run_by", ids_output_jstr(nx ? nx->instance : NULL), &err);
 	return built(o, err);
 }
 
@@ -453,8 +450,8 @@ static json_t *status_held_json(const struct ids_output_status *s)
 		const struct ids_held *h = &s->held[i];
 		json_t *o = json_object();
 		set(o, "run_id", json_integer((json_int_t)h->run_id), &err);
-		set(o, "connector", jstr(h->connector), &err);
-		set(o, "reason", jstr(h->reason), &err);
+		set(o, "connector", ids_output_jstr(h->connector), &err);
+		set(o, "reason", ids_output_jstr(h->reason), &err);
 		set(o, "created_at", jtime(h->created_at), &err);
 		set(o, "expires_at", jtime(h->expires_at), &err);
 		if (json_array_append_new(a, built(o, err)) < 0)
@@ -470,11 +467,11 @@ static json_t *status_daemons_json(const struct ids_output_status *s)
 	for (size_t i = 0; a && i < s->nheartbeats; i++) {
 		const struct ids_heartbeat *h = &s->heartbeats[i];
 		json_t *o = json_object();
-		set(o, "instance", jstr(h->instance), &err);
+		set(o, "instance", ids_output_jstr(h->instance), &err);
 		set(o, "running", json_boolean(s->alive && s->alive[i]), &err);
 		set(o, "heartbeat_at", jtime(h->at), &err);
 		set(o, "heartbeat_age_seconds", json_integer((json_int_t)h->age_seconds), &err);
-		set(o, "syncing", jstr(h->running), &err);
+		set(o, "syncing", ids_output_jstr(h->running), &err);
 		if (json_array_append_new(a, built(o, err)) < 0)
 			err = -ENOMEM;
 	}
@@ -489,18 +486,18 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 		if (json_array_append_new(runs, status_run_json(s, &s->runs[i])) < 0)
 			err = -ENOMEM;
 	for (size_t i = 0; orph && i < s->norphans; i++)
-		if (json_array_append_new(orph,
-					  json_pack("{so sI sI}", "connector", jstr(s->orphans[i].source),
-						    "users", (json_int_t)s->orphans[i].total, "active",
-						    (json_int_t)s->orphans[i].active)) < 0)
+		if (json_array_append_new(orph, json_pack("{so sI sI}", "connector",
+							  ids_output_jstr(s->orphans[i].source), "users",
+							  (json_int_t)s->orphans[i].total, "active",
+							  (json_int_t)s->orphans[i].active)) < 0)
 			err = -ENOMEM;
 	json_t *lic = json_array();
 	for (size_t i = 0; lic && i < s->nlicences; i++) {
 		const struct ids_licence_status *l = &s->licences[i];
-		if (json_array_append_new(lic, json_pack("{so so sI sI sI}", "company", jstr(l->company),
-							 "role", jstr(l->role), "limit", (json_int_t)l->limit,
-							 "used", (json_int_t)l->used, "waiting",
-							 (json_int_t)l->waiting)) < 0)
+		if (json_array_append_new(
+			lic, json_pack("{so so sI sI sI}", "company", ids_output_jstr(l->company), "role",
+				       ids_output_jstr(l->role), "limit", (json_int_t)l->limit, "used",
+				       (json_int_t)l->used, "waiting", (json_int_t)l->waiting)) < 0)
 			err = -ENOMEM;
 	}
 	set(doc, "format_version", json_integer(IDS_OUTPUT_FORMAT_VERSION), &err);
@@ -511,7 +508,7 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 	set(doc, "daemons", status_daemons_json(s), &err);
 	json_t *stale = s->stale ? json_array() : json_null();
 	for (size_t i = 0; s->stale && stale && i < s->stale->n; i++)
-		if (json_array_append_new(stale, jstr(s->stale->v[i])) < 0)
+		if (json_array_append_new(stale, ids_output_jstr(s->stale->v[i])) < 0)
 			err = -ENOMEM;
 	set(doc, "stale", built(stale, err), &err);
 	int r = err < 0 ? (json_decref(doc), err) : put_value(out, doc);

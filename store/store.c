@@ -136,6 +136,24 @@ static int col_i64(const PGresult *res, int row, int c, int64_t *ret, struct ids
 	return 0;
 }
 
+/* Runs sql (params borrowed), a query of one row and one bigint column,
+ * into *ret (NULL as 0); what names it in errors.  *ret is set only on
+ * success. */
+static int exec_i64(struct ids_store *st, const char *sql, int nparams, const char *const *params,
+		    const char *what, int64_t *ret, struct ids_error *err)
+{
+	PGresult *res = NULL;
+	int64_t v = 0;
+	int r = ids_store_exec(st, sql, nparams, params, PGRES_TUPLES_OK, &res, what, err);
+	if (r < 0)
+		return r;
+	r = col_i64(res, 0, 0, &v, err);
+	PQclear(res);
+	if (r >= 0)
+		*ret = v;
+	return r;
+}
+
 /* ---------------- open / close ---------------- */
 
 /* Server notices (a migration's "already exists, skipping", an unlock's
@@ -497,14 +515,9 @@ int ids_store_version(struct ids_store *st, int *ret, struct ids_error *err)
 		return r;
 	bool exists = col_bool(res, 0, 0);
 	PQclear(res);
-	res = NULL;
 	if (exists) {
-		r = ids_store_exec(st, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,
-				   PGRES_TUPLES_OK, &res, "reading the schema version", err);
-		if (r < 0)
-			return r;
-		r = col_i64(res, 0, 0, &v, err);
-		PQclear(res);
+		r = exec_i64(st, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,
+			     "reading the schema version", &v, err);
 		if (r < 0)
 			return r;
 	}
@@ -757,7 +770,6 @@ static char *utf8_clean(const char *s)
 int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
 			 struct ids_error *err)
 {
-	PGresult *res = NULL;
 	char started[24], num[9][24], rid[24];
 	const char *p[16];
 	int64_t id = 0;
@@ -790,7 +802,7 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 			p[5 + i] = NULL;
 	}
 	/* started_at is exact to the microsecond (no float round trip). */
-	r = ids_store_exec(
+	r = exec_i64(
 	    st,
 	    "INSERT INTO sync_run (id, connector, started_at, finished_at, status, error, users_seen,"
 	    " created, updated, deactivated, reactivated, grants_added, grants_removed,"
@@ -799,12 +811,8 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 	    " $1, timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
 	    " CASE WHEN $5::bool THEN clock_timestamp() END, $3, $4, $6::int, $7::int, $8::int,"
 	    " $9::int, $10::int, $11::int, $12::int, $13::int, $14::int, $16) RETURNING id",
-	    16, p, PGRES_TUPLES_OK, &res, "recording the run", err);
+	    16, p, "recording the run", &id, err);
 	free(clean);
-	if (r < 0)
-		return r;
-	r = col_i64(res, 0, 0, &id, err);
-	PQclear(res);
 	if (r < 0)
 		return r;
 	if (ret_id)
@@ -814,18 +822,8 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 
 int ids_store_run_reserve(struct ids_store *st, int64_t *ret_id, struct ids_error *err)
 {
-	PGresult *res = NULL;
-	int64_t id = 0;
-	int r = ids_store_exec(st, "SELECT nextval(pg_get_serial_sequence('sync_run', 'id'))", 0, NULL,
-			       PGRES_TUPLES_OK, &res, "reserving a run id", err);
-	if (r < 0)
-		return r;
-	r = col_i64(res, 0, 0, &id, err);
-	PQclear(res);
-	if (r < 0)
-		return r;
-	*ret_id = id;
-	return 0;
+	return exec_i64(st, "SELECT nextval(pg_get_serial_sequence('sync_run', 'id'))", 0, NULL,
+			"reserving a run id", ret_id, err);
 }
 
 int ids_store_record_run(struct ids_store *st, const struct ids_run *run, int64_t *ret_run_id,

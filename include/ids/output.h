@@ -8,6 +8,7 @@
 #ifndef IDS_OUTPUT_H
 #define IDS_OUTPUT_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,13 @@
 /* Bumped whenever a key changes meaning or disappears (docs/json.md lists
  * the changes).  1 was the unversioned shape before it. */
 #define IDS_OUTPUT_FORMAT_VERSION 2
+
+/* A JSON string (new reference), null for NULL; NULL on -ENOMEM.  jansson
+ * takes UTF-8 only, and directory values (of users skipped as invalid, or
+ * quoted in an explanation's reason) may be anything: bytes >= 0x80 are
+ * shown as the text \xNN (the audit log does the same), never dropped and
+ * never failing the whole document. */
+json_t *ids_output_jstr(const char *s);
 
 /* Appends p as the "plan" object of a run: {"tenants", "users", "grants"}
  * (its counts and verdict are the run's keys).  Indented to sit at the

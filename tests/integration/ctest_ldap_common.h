@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -470,6 +471,83 @@ static inline const char *groups_of(const struct ids_snapshot *s, const char *us
 		snprintf(buf + l, size - l, "%s%s", i ? "," : "", names[i]);
 	}
 	return buf;
+}
+
+/* A slapd of our own (tests/harness/slapd.sh in a directory of its own),
+ * for the tests that restart the server or need an overlay the shared
+ * instance lacks: restarting the shared one would break every other
+ * test's connection. */
+struct private_slapd {
+	char dir[64]; /* "" when none is running */
+	char sh[512]; /* the harness script */
+};
+
+/* Runs slapd.sh CMD on the instance; its output goes to DIR/sh.log and,
+ * when it fails, to stderr.  The script's exit code. */
+static inline int private_slapd_sh(const struct private_slapd *ps, const char *cmd)
+{
+	char line[1280];
+	snprintf(line, sizeof(line), "bash '%s' %s '%s' >>'%s/sh.log' 2>&1", ps->sh, cmd, ps->dir, ps->dir);
+	int st = system(line);
+	int r = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	if (r != 0) {
+		snprintf(line, sizeof(line), "cat '%s/sh.log' >&2", ps->dir);
+		if (system(line) != 0)
+			fprintf(stderr, "slapd.sh %s failed\n", cmd);
+	}
+	return r;
+}
+
+/* Stops the instance and removes its directory (nothing when none runs). */
+static inline void private_slapd_stop(struct private_slapd *ps)
+{
+	if (!ps->dir[0])
+		return;
+	private_slapd_sh(ps, "stop");
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ps->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", ps->dir);
+	ps->dir[0] = 0;
+}
+
+/* Starts an instance in /tmp/NAME.XXXXXX on ports from port_min + (pid
+ * % 100) * 100 (away from the shared instance's and from the ephemeral
+ * range: a restart must get its ports back), and loads its environment
+ * into E.  The harness script: from the shared instance's environment,
+ * or from the source tree ctest names.  0, or main's exit code (77 or a
+ * failure when there is no slapd to start; nothing is left running). */
+static inline int private_slapd_start(struct private_slapd *ps, const char *name, int port_min)
+{
+	const char *sh = getenv("IDS_TEST_SLAPD_SH");
+	if (sh)
+		snprintf(ps->sh, sizeof(ps->sh), "%s", sh);
+	else if (getenv("IDS_SRC"))
+		snprintf(ps->sh, sizeof(ps->sh), "%s/tests/harness/slapd.sh", getenv("IDS_SRC"));
+	if (!ps->sh[0] || access(ps->sh, R_OK) != 0 || access("/usr/sbin/slapd", X_OK) != 0)
+		return no_server("no tests/harness/slapd.sh or no slapd to start a private instance");
+	char ports[16];
+	snprintf(ports, sizeof(ports), "%d", port_min + (int)(getpid() % 100) * 100);
+	setenv("SLAPD_PORT_MIN", ports, 1);
+	snprintf(ps->dir, sizeof(ps->dir), "/tmp/%s.XXXXXX", name);
+	if (!mkdtemp(ps->dir)) {
+		perror("mkdtemp");
+		ps->dir[0] = 0;
+		return 1;
+	}
+	if (private_slapd_sh(ps, "start") != 0) {
+		fprintf(stderr, "could not start a private slapd (see %s/sh.log)\n", ps->dir);
+		ps->dir[0] = 0;
+		return 1;
+	}
+	char env[128];
+	snprintf(env, sizeof(env), "%s/slapd.env", ps->dir);
+	int r = load_env_file(env);
+	if (r == 0)
+		r = env_load();
+	if (r != 0)
+		private_slapd_stop(ps);
+	return r;
 }
 
 #endif

@@ -8,28 +8,10 @@
  * full read — which it does not without the feed's fix-up (refint_fixup
  * in connectors/ldap_feed.c). */
 #include <signal.h>
-#include <sys/wait.h>
 
 #include "ctest_ldap_feed.h"
 
-static char g_dir[64];
-static const char *g_sh;
-
-/* Runs slapd.sh CMD on our own instance; its output goes to DIR/sh.log
- * and, when it fails, to stderr. */
-static int slapd_sh(const char *cmd)
-{
-	char line[512];
-	snprintf(line, sizeof(line), "bash '%s' %s '%s' >>'%s/sh.log' 2>&1", g_sh, cmd, g_dir, g_dir);
-	int st = system(line);
-	int r = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	if (r != 0) {
-		snprintf(line, sizeof(line), "cat '%s/sh.log' >&2", g_dir);
-		if (system(line) != 0)
-			fprintf(stderr, "slapd.sh %s failed\n", cmd);
-	}
-	return r;
-}
+static struct private_slapd g_slapd;
 
 /* refint writes after it has answered the operation: wait (up to 5 s)
  * until group gdn's member values hold `want` (or, want NULL, no longer
@@ -113,57 +95,23 @@ static void test_refint(void **state)
 	ldap_unbind_ext_s(ld, NULL, NULL);
 }
 
-static void cleanup(void)
-{
-	if (!g_dir[0])
-		return;
-	slapd_sh("stop");
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
 int main(void)
 {
-	static char sh[512];
-	g_sh = getenv("IDS_TEST_SLAPD_SH");
-	if (!g_sh && getenv("IDS_SRC")) {
-		snprintf(sh, sizeof(sh), "%s/tests/harness/slapd.sh", getenv("IDS_SRC"));
-		g_sh = sh;
-	}
-	if (!g_sh || access(g_sh, R_OK) != 0 || access("/usr/sbin/slapd", X_OK) != 0)
-		return no_server("no tests/harness/slapd.sh or no slapd to start a private instance");
-	char ports[16];
-	snprintf(ports, sizeof(ports), "%d", 30000 + (int)(getpid() % 100) * 100);
-	setenv("SLAPD_PORT_MIN", ports, 1);
 	setenv("SLAPD_REFINT", "1", 1);
-	snprintf(g_dir, sizeof(g_dir), "/tmp/ctest_ldap_refint.XXXXXX");
-	if (!mkdtemp(g_dir)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	if (slapd_sh("start") != 0) {
-		fprintf(stderr, "could not start a private slapd (see %s/sh.log)\n", g_dir);
-		g_dir[0] = 0;
-		return 1;
-	}
-	char env[128];
-	snprintf(env, sizeof(env), "%s/slapd.env", g_dir);
-	int r = load_env_file(env);
-	if (r == 0)
-		r = env_load();
+	int r = private_slapd_start(&g_slapd, "ctest_ldap_refint", 30000);
+	if (r != 0)
+		return r;
 	g_sync_dn = getenv("IDS_TEST_LDAP_SYNC_DN");
 	g_sync_pw_file = getenv("IDS_TEST_LDAP_SYNC_PW_FILE");
-	if (r != 0 || !g_sync_dn || !g_sync_pw_file) {
-		cleanup();
-		return r ? r : 1;
+	if (!g_sync_dn || !g_sync_pw_file) {
+		private_slapd_stop(&g_slapd);
+		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_refint),
 	};
 	r = cmocka_run_group_tests_name("ldap: change feed under refint", tests, NULL, NULL);
-	cleanup();
+	private_slapd_stop(&g_slapd);
 	return r;
 }

@@ -9,30 +9,12 @@
 #include "ctest_ldap_common.h"
 
 #include <signal.h>
-#include <sys/wait.h>
 
 #define NUSERS 60
 #define PAGE 10
 
-static char g_dir[64];
-static const char *g_sh;
+static struct private_slapd g_slapd;
 static char g_ou[256], g_people[DN_MAX], g_groups[DN_MAX];
-
-/* Runs slapd.sh CMD on our own instance; its output goes to DIR/sh.log
- * and, when it fails, to stderr. */
-static int slapd_sh(const char *cmd)
-{
-	char line[512];
-	snprintf(line, sizeof(line), "bash '%s' %s '%s' >>'%s/sh.log' 2>&1", g_sh, cmd, g_dir, g_dir);
-	int st = system(line);
-	int r = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	if (r != 0) {
-		snprintf(line, sizeof(line), "cat '%s/sh.log' >&2", g_dir);
-		if (system(line) != 0)
-			fprintf(stderr, "slapd.sh %s failed\n", cmd);
-	}
-	return r;
-}
 
 /* p1..p60 in a group All. */
 static int setup(void **state)
@@ -73,9 +55,9 @@ static int progress(void *ud)
 	/* no assert here: failing would jump out of the middle of the pull */
 	sc->calls++;
 	for (int i = 0; i < 8 && sc->restart_at[i]; i++)
-		if (sc->restart_at[i] == sc->calls && slapd_sh("restart") != 0)
+		if (sc->restart_at[i] == sc->calls && private_slapd_sh(&g_slapd, "restart") != 0)
 			sc->sh_failed = true;
-	if (sc->stop_at == sc->calls && slapd_sh("stop") != 0)
+	if (sc->stop_at == sc->calls && private_slapd_sh(&g_slapd, "stop") != 0)
 		sc->sh_failed = true;
 	if (sc->sh_failed)
 		return IDS_E_CANCELLED;
@@ -160,7 +142,7 @@ static void test_server_killed(void **state)
 			   NULL);
 	pulled_free(&p);
 	tcfg_free(&t);
-	assert_int_equal(slapd_sh("start"), 0);
+	assert_int_equal(private_slapd_sh(&g_slapd, "start"), 0);
 }
 
 /* A server that keeps restarting: restarts are bounded, then the pull
@@ -204,53 +186,11 @@ static void test_cancel(void **state)
 	tcfg_free(&t);
 }
 
-static void cleanup(void)
-{
-	if (!g_dir[0])
-		return;
-	slapd_sh("stop");
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
 int main(void)
 {
-	/* the harness script: from the shared instance's environment, or
-	 * from the source tree ctest names */
-	static char sh[512];
-	g_sh = getenv("IDS_TEST_SLAPD_SH");
-	if (!g_sh && getenv("IDS_SRC")) {
-		snprintf(sh, sizeof(sh), "%s/tests/harness/slapd.sh", getenv("IDS_SRC"));
-		g_sh = sh;
-	}
-	if (!g_sh || access(g_sh, R_OK) != 0 || access("/usr/sbin/slapd", X_OK) != 0)
-		return no_server("no tests/harness/slapd.sh or no slapd to start a private instance");
-	/* ports of our own, away from the shared instance's and from the
-	 * ephemeral range: a restart must get its ports back */
-	char ports[16];
-	snprintf(ports, sizeof(ports), "%d", 20000 + (int)(getpid() % 100) * 100);
-	setenv("SLAPD_PORT_MIN", ports, 1);
-	snprintf(g_dir, sizeof(g_dir), "/tmp/ctest_ldap_restart.XXXXXX");
-	if (!mkdtemp(g_dir)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	if (slapd_sh("start") != 0) {
-		fprintf(stderr, "could not start a private slapd (see %s/sh.log)\n", g_dir);
-		g_dir[0] = 0;
-		return 1;
-	}
-	char env[128];
-	snprintf(env, sizeof(env), "%s/slapd.env", g_dir);
-	int r = load_env_file(env);
-	if (r == 0)
-		r = env_load();
-	if (r != 0) {
-		cleanup();
-		return r ? r : 1;
-	}
+	int r = private_slapd_start(&g_slapd, "ctest_ldap_restart", 20000);
+	if (r != 0)
+		return r;
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_baseline),	  cmocka_unit_test(test_restart_between_pages),
@@ -258,6 +198,6 @@ int main(void)
 	    cmocka_unit_test(test_cancel),
 	};
 	r = cmocka_run_group_tests_name("ldap restart", tests, setup, NULL);
-	cleanup();
+	private_slapd_stop(&g_slapd);
 	return r;
 }

@@ -5,24 +5,13 @@ the daemon stays up, and with the database back (a reload pointing at it)
 the retried write succeeds."""
 import http.client
 import json
-import os
 import signal
-import socket
 import sys
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, write_token  # noqa: E402
 
 TOKEN = "tok-dblost-77"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def post(port, name):
@@ -37,10 +26,7 @@ def post(port, name):
 
 def body(env, c):
     port = free_port()
-    tok = os.path.join(env.dir, "okta.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "okta.token")
     conn = f"  - name: okta\n    type: scim\n    company: acme\n    token_file: {tok}\n"
     extra = f"scim:\n  listen: \"127.0.0.1:{port}\"\n"
     proxy = env.pg_proxy(listen=True)

@@ -8,22 +8,12 @@ group that is a member of the group a rule names)."""
 import http.client
 import json
 import os
-import socket
 import sys
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main, poll_until  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, poll_until, write_token  # noqa: E402
 
 TOKEN = "tok-instances-9"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def req(port, method, path, body=None):
@@ -39,10 +29,7 @@ def req(port, method, path, body=None):
 
 
 def body(env, c):
-    tok = os.path.join(env.dir, "okta.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "okta.token")
     conn = f"  - name: okta\n    type: scim\n    company: acme\n    token_file: {tok}\n    apply_delay: 1s\n"
     ports = [free_port(), free_port()]
     ds = []

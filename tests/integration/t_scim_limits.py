@@ -6,24 +6,13 @@ connectors unaffected, served again after the wait), a JSON nesting limit
 no Content-Length to refuse on)."""
 import http.client
 import json
-import os
-import socket
 import sys
 import time
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, write_token  # noqa: E402
 
 TOKEN = "tok-limits-31"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def req(port, conn, method="GET", path="Users", body=None, token=TOKEN):
@@ -40,10 +29,7 @@ def req(port, conn, method="GET", path="Users", body=None, token=TOKEN):
 
 def body(env, c):
     port = free_port()
-    tok = os.path.join(env.dir, "token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "token")
     conns = [f"  - name: slow\n    type: scim\n    token_file: {tok}\n    rate_limit: 3\n",
              f"  - name: bulk\n    type: scim\n    token_file: {tok}\n    rate_limit: 0\n"]
     cfg = env.write_config(connectors=conns, raw_extra=f"scim:\n  listen: \"127.0.0.1:{port}\"\n")

@@ -10,16 +10,14 @@ paging, and that neither the token nor a pushed password is stored or
 logged."""
 import http.client
 import json
-import os
 import signal
 import socket
 import sys
 import time
 import urllib.parse
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main, poll_until  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, poll_until, write_token  # noqa: E402
 
 TOKEN = "tok-7f3a9c-scim-secret"
 PASSWORD = "hunter2-pushed-password"
@@ -36,14 +34,6 @@ RULES = ("  - name: support-operators\n"
          "    match: { attribute: { department: \"^Sales$\" } }\n"
          "    tenant: sales\n"
          "    roles: [operator]\n")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Client:
@@ -79,10 +69,7 @@ def okta_user(name, given, family, dept=None, active=True):
 
 def body(env, c):
     port = free_port()
-    tok = os.path.join(env.dir, "okta.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN + "\n", "okta.token")
     conn = (f"  - name: okta\n    type: scim\n    company: acme\n    token_file: {tok}\n"
             "    apply_delay: 1s\n")
     cfg = env.write_config(connectors=[conn], rules=RULES,

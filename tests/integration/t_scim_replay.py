@@ -14,14 +14,11 @@ PostgreSQL:
   POST, PATCH with a rename and member changes, group DELETE."""
 import http.client
 import json
-import os
-import socket
 import sys
 import urllib.parse
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main, poll_until  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, poll_until, write_token  # noqa: E402
 
 TOKEN = "tok-replay-5e"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -32,14 +29,6 @@ RULES = ("  - name: support\n    match: { member_of: [\"CC-Support\"] }\n    ten
          "    roles: [operator]\n"
          "  - name: managed-by-boss\n    match: { attribute: { manager.value: \"^boss-1$\" } }\n"
          "    tenant: support\n    roles: [view_operators]\n")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Client:
@@ -127,10 +116,7 @@ def okta(cl, c):
 
 def body(env, c):
     port = free_port()
-    tok = os.path.join(env.dir, "token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "token")
     conns = [f"  - name: entra\n    type: scim\n    company: acme\n    token_file: {tok}\n    apply_delay: 1s\n",
              f"  - name: okta\n    type: scim\n    company: beta\n    token_file: {tok}\n    apply_delay: 1s\n"]
     cfg = env.write_config(connectors=conns, rules=RULES, raw_extra=f"scim:\n  listen: \"127.0.0.1:{port}\"\n")

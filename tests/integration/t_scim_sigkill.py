@@ -6,27 +6,16 @@ its members (none half-written), and every group whose 201 the client
 saw is stored."""
 import http.client
 import json
-import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, write_token  # noqa: E402
 
 TOKEN = "tok-sigkill-3"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def post(port, path, body):
@@ -41,10 +30,7 @@ def post(port, path, body):
 
 def body(env, c):
     port = free_port()
-    tok = os.path.join(env.dir, "token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "token")
     conn = f"  - name: okta\n    type: scim\n    token_file: {tok}\n    rate_limit: 0\n"
     cfg = env.write_config(connectors=[conn], raw_extra=f"scim:\n  listen: \"127.0.0.1:{port}\"\n")
     d = env.daemon(config=cfg).start()

@@ -13,19 +13,10 @@ import stat
 import subprocess
 import sys
 
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main  # noqa: E402
+sys.dont_write_bytecode = True  # before scimlib: no __pycache__ in the source tree
+from scimlib import free_port, main, write_token  # noqa: E402
 
 TOKEN = "tok-transport-0a1b2c"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -61,10 +52,7 @@ def body(env, c):
     certs = os.path.join(env.dir, "certs")
     subprocess.run(["bash", os.path.join(env.src, "tests", "harness", "mkcert.sh"), certs], check=True,
                    capture_output=True)
-    tok = os.path.join(env.dir, "okta.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN)
-    os.chmod(tok, 0o600)
+    tok = write_token(env, TOKEN, "okta.token")
     conn = f"  - name: okta\n    type: scim\n    company: acme\n    token_file: {tok}\n"
 
     # ---- HTTPS
