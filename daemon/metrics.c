@@ -23,7 +23,7 @@
 /* run durations: from a quiet incremental run to a tier-L full read */
 static const double buckets[NBUCKETS] = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
 static const char *const phases[6] = {"fetch", "resolve", "rules", "load", "diff", "apply"};
-static const char *const kinds[6] = {"created",	    "updated",	   "deactivated",
+static const char *const kinds[6] = {"created",	    "updated",	    "deactivated",
 				     "reactivated", "grants_added", "grants_removed"};
 
 struct conn_stats {
@@ -35,9 +35,9 @@ struct conn_stats {
 	uint64_t bucket[NBUCKETS]; /* not cumulative: formatted cumulatively */
 	uint64_t count;
 	double sum;
-	double phase[6];	/* the last run's */
+	double phase[6];     /* the last run's */
 	time_t last_success; /* 0: none yet */
-	long users_seen;	/* the last successful run's */
+	long users_seen;     /* the last successful run's */
 	uint64_t changes[6];
 	long conflicts; /* the last successful run's */
 	bool held;	/* the last run was held by a safety threshold */
@@ -117,7 +117,8 @@ int ids_metrics_record(struct ids_metrics *m, const char *connector, const struc
 		c->bucket[b]++;
 	c->count++;
 	c->sum += seconds;
-	const double t[6] = {res->t.fetch, res->t.resolve, res->t.rules, res->t.load, res->t.diff, res->t.apply};
+	const double t[6] = {res->t.fetch, res->t.resolve, res->t.rules,
+			     res->t.load,  res->t.diff,	   res->t.apply};
 	memcpy(c->phase, t, sizeof(t));
 	c->held = res->held_run != 0;
 	if (res->exit_code == IDS_EXIT_OK) {
@@ -168,7 +169,8 @@ static int head(struct ids_buf *out, const char *name, const char *type, const c
 
 static int fmt_runs(struct ids_buf *out, const struct conn_stats *c, size_t n)
 {
-	int r = head(out, "idsyncd_runs_total", "counter", "Runs by connector and outcome (sync_run.status).");
+	int r =
+	    head(out, "idsyncd_runs_total", "counter", "Runs by connector and outcome (sync_run.status).");
 	for (size_t i = 0; i < n && r >= 0; i++)
 		for (size_t j = 0; j < MAX_STATUSES && c[i].runs[j].status[0] && r >= 0; j++) {
 			r = series(out, "idsyncd_runs_total", &c[i]);
@@ -192,9 +194,11 @@ static int fmt_duration(struct ids_buf *out, const struct conn_stats *c, size_t 
 			cum += b < NBUCKETS ? c[i].bucket[b] : 0;
 			r = series(out, "idsyncd_run_duration_seconds_bucket", &c[i]);
 			if (r >= 0 && b < NBUCKETS)
-				r = ids_buf_printf(out, ",le=\"%g\"} %llu\n", buckets[b], (unsigned long long)cum);
+				r = ids_buf_printf(out, ",le=\"%g\"} %llu\n", buckets[b],
+						   (unsigned long long)cum);
 			else if (r >= 0)
-				r = ids_buf_printf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)c[i].count);
+				r = ids_buf_printf(out, ",le=\"+Inf\"} %llu\n",
+						   (unsigned long long)c[i].count);
 		}
 		if (r >= 0 && (r = series(out, "idsyncd_run_duration_seconds_sum", &c[i])) >= 0)
 			r = ids_buf_printf(out, "} %.9g\n", c[i].sum);
@@ -243,7 +247,8 @@ static int fmt_gauges(struct ids_buf *out, const struct conn_stats *c, size_t n)
 	for (size_t k = 0; k < 4 && r >= 0; k++) {
 		r = head(out, g[k].name, "gauge", g[k].help);
 		for (size_t i = 0; i < n && r >= 0; i++) {
-			const long v[4] = {(long)c[i].last_success, c[i].users_seen, c[i].conflicts, c[i].held};
+			const long v[4] = {(long)c[i].last_success, c[i].users_seen, c[i].conflicts,
+					   c[i].held};
 			if (k == 0 && !c[i].last_success)
 				continue; /* a 0 timestamp would read as "stale since 1970" */
 			if ((r = series(out, g[k].name, &c[i])) >= 0)

@@ -112,7 +112,8 @@ static void test_label_escaping(void **state)
 	assert_int_equal(ids_metrics_record(m, "x\"y\\z\n", &r, 0.05, 1), 0);
 	assert_int_equal(ids_metrics_format(m, &out), 0);
 	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
-	assert_non_null(strstr(out.p, "idsyncd_runs_total{connector=\"x\\\"y\\\\z\\n\",status=\"failed\"} 1\n"));
+	assert_non_null(
+	    strstr(out.p, "idsyncd_runs_total{connector=\"x\\\"y\\\\z\\n\",status=\"failed\"} 1\n"));
 	/* never succeeded: no timestamp (0 would read as stale since 1970) */
 	assert_null(strstr(out.p, "idsyncd_last_success_timestamp_seconds{"));
 	ids_buf_free(&out);
