@@ -869,8 +869,9 @@ out:
 /* ------------------------------------------------------------------ */
 /* sections                                                            */
 
-static const char *const top_keys[] = {"database", "sync",	 "log",	     "security", "safety", "tenants",
-				       "catalog",  "connectors", "licences", "rules",	 "scim",   NULL};
+static const char *const top_keys[] = {"database", "sync",    "log",	    "security", "safety",
+				       "tenants",  "catalog", "connectors", "licences", "rules",
+				       "scim",	   "metrics", NULL};
 
 /* security: read before every other section (see load_root). */
 static int load_security(struct ctx *c, yaml_node_t *n)
@@ -1782,6 +1783,31 @@ static int load_scim_block(struct ctx *c, yaml_node_t *n)
 	return 0;
 }
 
+/* metrics: where /metrics is served.  Any address is accepted (the
+ * numbers carry no secret), loopback is the default; README "Metrics". */
+static int load_metrics_block(struct ctx *c, yaml_node_t *n)
+{
+	static const char *const keys[] = {"listen", NULL};
+	struct map m;
+	char *host = NULL;
+	int port = 0, r;
+	bool loopback = false;
+	if ((r = map_read(c, n, keys, NULL, &m)) < 0 ||
+	    (r = rd_str(c, &m, "listen", NULL, &c->cfg->metrics.listen)) < 0)
+		return r;
+	if (!c->cfg->metrics.listen && !(c->cfg->metrics.listen = strdup("127.0.0.1:9464")))
+		return -ENOMEM;
+	r = ids_config_scim_listen(c->cfg->metrics.listen, &host, &port, &loopback);
+	if (r == -EINVAL || (r >= 0 && !host)) {
+		free(host);
+		push_key(c, "listen");
+		return bad_value(c, map_get(&m, "listen"), c->cfg->metrics.listen,
+				 "HOST:PORT (an IP address or localhost)");
+	}
+	free(host);
+	return r < 0 ? r : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* rules                                                               */
 
@@ -2356,10 +2382,11 @@ static int load_root(struct ctx *c, yaml_node_t *root)
 	/* the reading order (see the top of the file), not the file's order */
 	static int (*const loaders[])(struct ctx *, yaml_node_t *) = {
 	    load_security, load_log,	    load_database,   load_sync,	    load_safety, load_tenants,
-	    load_catalog,  load_scim_block, load_connectors, load_licences, load_rules,
+	    load_catalog,  load_scim_block, load_connectors, load_licences, load_rules,	 load_metrics_block,
 	};
-	static const char *const order[] = {"security", "log",	"database",   "sync",	  "safety", "tenants",
-					    "catalog",	"scim", "connectors", "licences", "rules"};
+	static const char *const order[] = {"security",	  "log",      "database", "sync",
+					    "safety",	  "tenants",  "catalog",  "scim",
+					    "connectors", "licences", "rules",	  "metrics"};
 	struct map m;
 	int r;
 	if (root->type != YAML_MAPPING_NODE)
@@ -2616,6 +2643,7 @@ void ids_config_free(struct ids_config *c)
 	free(c->scim.listen);
 	free(c->scim.tls_cert_file);
 	free(c->scim.tls_key_file);
+	free(c->metrics.listen);
 	ids_strv_free(&c->catalog.roles);
 	ids_strv_free(&c->catalog.channels);
 	ids_strv_free(&c->catalog.channel_groups);

@@ -31,6 +31,7 @@
 
 #include "ids/config.h"
 #include "ids/log.h"
+#include "ids/metrics.h"
 #include "ids/progress.h"
 #include "ids/scim_server.h"
 #include "ids/store.h"
@@ -67,8 +68,12 @@ struct daemon {
 	int64_t hb_last;	   /* monotonic usec of the last heartbeat written */
 	int fatal;		   /* exit code when the loop has to give up, else 0 */
 	struct ids_scim_server *scim; /* the SCIM listener; NULL without a scim: block */
-	bool serving;		      /* past the start: a reload restarts the listener */
-	bool stop, run_all, reload;   /* set by signals, acted on by the loop */
+	/* what /metrics shows: kept across reloads (counters never go back);
+	 * NULL when out of memory (no metrics, the runs go on) */
+	struct ids_metrics *metrics;
+	struct ids_metrics_server *msrv; /* NULL without a metrics: block */
+	bool serving;			 /* past the start: a reload restarts the listener */
+	bool stop, run_all, reload;	 /* set by signals, acted on by the loop */
 };
 
 static int64_t real_usec(void)
@@ -202,6 +207,34 @@ static int scim_start(struct daemon *d)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s", d->cfg->scim.listen);
 	ids_error_clear(&e);
 	return r;
+}
+
+/* Starts the metrics listener of d->cfg (nothing without a metrics:
+ * block); logged here, like scim_start. */
+static int metrics_start(struct daemon *d)
+{
+	struct ids_error e = {0};
+	int r = 0;
+	if (!d->cfg->metrics.listen)
+		return 0;
+	if (!d->metrics)
+		(void)ids_metrics_new(&d->metrics);
+	if (d->metrics &&
+	    (r = ids_metrics_server_start(d->cfg->metrics.listen, d->metrics, &d->msrv, &e)) < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "metrics: %s", ids_error_text(&e));
+	else if (d->msrv)
+		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "metrics: listening on %s", d->cfg->metrics.listen);
+	ids_error_clear(&e);
+	return r;
+}
+
+/* The listeners borrow the configuration: stopped before it goes. */
+static void listeners_stop(struct daemon *d)
+{
+	ids_scim_server_stop(d->scim);
+	d->scim = NULL;
+	ids_metrics_server_stop(d->msrv);
+	d->msrv = NULL;
 }
 
 /* The loop's one place to sleep: until `until` (monotonic usec) or until
@@ -463,6 +496,7 @@ static void run_one(struct daemon *d, struct sched *s)
 	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
 	struct ids_error e = {0};
 	char at[16];
+	int64_t t0 = ids_mono_usec();
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
@@ -497,6 +531,9 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
+	if (d->metrics)
+		(void)ids_metrics_record(d->metrics, cc->name, &res, (double)(ids_mono_usec() - t0) / USEC,
+					 time(NULL));
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
@@ -539,21 +576,24 @@ static void reload(struct daemon *d, bool ready)
 	struct ids_config *old = d->cfg;
 	/* the listener borrows the configuration: stopped before it goes,
 	 * started again on the one that stays */
-	ids_scim_server_stop(d->scim);
-	d->scim = NULL;
+	listeners_stop(d);
 	d->cfg = nc;
 	if (schedule_rebuild(d) < 0) {
 		/* keep running what runs rather than half of the new */
 		d->cfg = old;
 		ids_config_free(nc);
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused: out of memory");
-		if (d->serving)
+		if (d->serving) {
 			scim_start(d);
+			metrics_start(d);
+		}
 		goto out;
 	}
 	ids_config_free(old);
-	if (d->serving)
+	if (d->serving) {
 		scim_start(d);
+		metrics_start(d);
+	}
 	ids_log_setup(d->cfg->log.level, d->cfg->log.target);
 	/* the database settings may have changed */
 	ids_store_close(d->st);
@@ -739,6 +779,11 @@ int ids_daemon_run(const char *config_path)
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
+	if (metrics_start(&d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the metrics listener\nERRNO=%d", EADDRINUSE);
+		code = IDS_EXIT_FAILED;
+		goto out;
+	}
 	d.serving = true;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
@@ -758,7 +803,8 @@ out:
 		sd_notify(0, "STOPPING=1");
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
-	ids_scim_server_stop(d.scim);
+	listeners_stop(&d);
+	ids_metrics_free(d.metrics);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);
 	ids_feeds_free(d.feeds);

@@ -148,6 +148,11 @@ struct ids_config {
 		char *tls_cert_file; /* NULL: plaintext, allowed on loopback and unix sockets only */
 		char *tls_key_file;  /* secret file, read when the listener starts */
 	} scim;
+	/* The Prometheus listener (daemon/metrics.c); listen NULL when the
+	 * file has no metrics: block. */
+	struct {
+		char *listen; /* "host:port"; default 127.0.0.1:9464 */
+	} metrics;
 	struct {
 		struct ids_strv roles, channels, channel_groups; /* roles includes extra_roles */
 	} catalog;

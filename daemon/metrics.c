@@ -1,0 +1,384 @@
+/* metrics.c — the Prometheus registry, its text format and its listener
+ * (see include/ids/metrics.h).
+ *
+ * The loop records a run under the mutex; a scrape copies the registry
+ * under the mutex and formats the copy without it, so that a slow
+ * scraper never delays a run. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ids/config.h"
+#include "ids/metrics.h"
+
+#define MAX_STATUSES 8 /* ok, failed, aborted_threshold, aborted_empty, locked, ... */
+#define NBUCKETS 10
+
+/* run durations: from a quiet incremental run to a tier-L full read */
+static const double buckets[NBUCKETS] = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
+static const char *const phases[6] = {"fetch", "resolve", "rules", "load", "diff", "apply"};
+static const char *const kinds[6] = {"created",	    "updated",	    "deactivated",
+				     "reactivated", "grants_added", "grants_removed"};
+
+struct conn_stats {
+	char *name;
+	struct {
+		char status[32];
+		uint64_t n;
+	} runs[MAX_STATUSES];
+	uint64_t bucket[NBUCKETS]; /* not cumulative: formatted cumulatively */
+	uint64_t count;
+	double sum;
+	double phase[6];     /* the last run's */
+	time_t last_success; /* 0: none yet */
+	long users_seen;     /* the last successful run's */
+	uint64_t changes[6];
+	long conflicts; /* the last successful run's */
+	bool held;	/* the last run was held by a safety threshold */
+};
+
+struct ids_metrics {
+	pthread_mutex_t mu;
+	struct conn_stats *c;
+	size_t n;
+};
+
+int ids_metrics_new(struct ids_metrics **ret)
+{
+	struct ids_metrics *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->mu, NULL);
+	*ret = m;
+	return 0;
+}
+
+void ids_metrics_free(struct ids_metrics *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		free(m->c[i].name);
+	free(m->c);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+/* m->mu held */
+static struct conn_stats *stats_of(struct ids_metrics *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->c[i].name, name) == 0)
+			return &m->c[i];
+	struct conn_stats *c = realloc(m->c, (m->n + 1) * sizeof(*c));
+	if (!c)
+		return NULL;
+	m->c = c;
+	c = &m->c[m->n];
+	memset(c, 0, sizeof(*c));
+	if (!(c->name = strdup(name)))
+		return NULL;
+	m->n++;
+	return c;
+}
+
+static void count_status(struct conn_stats *c, const char *status)
+{
+	for (size_t i = 0; i < MAX_STATUSES; i++) {
+		if (!c->runs[i].status[0])
+			snprintf(c->runs[i].status, sizeof(c->runs[i].status), "%s", status);
+		if (strcmp(c->runs[i].status, status) == 0) {
+			c->runs[i].n++;
+			return;
+		}
+	}
+}
+
+int ids_metrics_record(struct ids_metrics *m, const char *connector, const struct ids_sync_result *res,
+		       double seconds, time_t now)
+{
+	pthread_mutex_lock(&m->mu);
+	struct conn_stats *c = stats_of(m, connector);
+	if (!c) {
+		pthread_mutex_unlock(&m->mu);
+		return -ENOMEM;
+	}
+	count_status(c, res->status ? res->status : "failed");
+	size_t b = 0;
+	while (b < NBUCKETS && seconds > buckets[b])
+		b++;
+	if (b < NBUCKETS)
+		c->bucket[b]++;
+	c->count++;
+	c->sum += seconds;
+	const double t[6] = {res->t.fetch, res->t.resolve, res->t.rules,
+			     res->t.load,  res->t.diff,	   res->t.apply};
+	memcpy(c->phase, t, sizeof(t));
+	c->held = res->held_run != 0;
+	if (res->exit_code == IDS_EXIT_OK) {
+		/* an aborted plan's counts are what was NOT done: only an ok
+		 * run's changes happened */
+		const struct ids_plan_counts *k = &res->counts;
+		const long d[6] = {k->created,	   k->updated,	    k->deactivated,
+				   k->reactivated, k->grants_added, k->grants_removed};
+		for (size_t i = 0; i < 6; i++)
+			c->changes[i] += d[i] > 0 ? (uint64_t)d[i] : 0;
+		c->last_success = now;
+		c->users_seen = k->users_seen;
+		c->conflicts = k->conflicts;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int ids_metrics_label(struct ids_buf *out, const char *v)
+{
+	int r = 0;
+	for (; *v && r >= 0; v++) {
+		if (*v == '\\')
+			r = ids_buf_puts(out, "\\\\");
+		else if (*v == '"')
+			r = ids_buf_puts(out, "\\\"");
+		else if (*v == '\n')
+			r = ids_buf_puts(out, "\\n");
+		else
+			r = ids_buf_putc(out, *v);
+	}
+	return r;
+}
+
+/* "name{connector="x"" — the caller adds more labels and the "}" */
+static int series(struct ids_buf *out, const char *name, const struct conn_stats *c)
+{
+	int r = ids_buf_printf(out, "%s{connector=\"", name);
+	if (r >= 0)
+		r = ids_metrics_label(out, c->name);
+	return r < 0 ? r : ids_buf_putc(out, '"');
+}
+
+static int head(struct ids_buf *out, const char *name, const char *type, const char *help)
+{
+	return ids_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int fmt_runs(struct ids_buf *out, const struct conn_stats *c, size_t n)
+{
+	int r =
+	    head(out, "idsyncd_runs_total", "counter", "Runs by connector and outcome (sync_run.status).");
+	for (size_t i = 0; i < n && r >= 0; i++)
+		for (size_t j = 0; j < MAX_STATUSES && c[i].runs[j].status[0] && r >= 0; j++) {
+			r = series(out, "idsyncd_runs_total", &c[i]);
+			if (r >= 0)
+				r = ids_buf_puts(out, ",status=\"");
+			if (r >= 0)
+				r = ids_metrics_label(out, c[i].runs[j].status);
+			if (r >= 0)
+				r = ids_buf_printf(out, "\"} %llu\n", (unsigned long long)c[i].runs[j].n);
+		}
+	return r;
+}
+
+static int fmt_duration(struct ids_buf *out, const struct conn_stats *c, size_t n)
+{
+	const char *h = "idsyncd_run_duration_seconds";
+	int r = head(out, h, "histogram", "Wall time of a run, from its start to its outcome.");
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		uint64_t cum = 0;
+		for (size_t b = 0; b <= NBUCKETS && r >= 0; b++) {
+			cum += b < NBUCKETS ? c[i].bucket[b] : 0;
+			r = series(out, "idsyncd_run_duration_seconds_bucket", &c[i]);
+			if (r >= 0 && b < NBUCKETS)
+				r = ids_buf_printf(out, ",le=\"%g\"} %llu\n", buckets[b],
+						   (unsigned long long)cum);
+			else if (r >= 0)
+				r = ids_buf_printf(out, ",le=\"+Inf\"} %llu\n",
+						   (unsigned long long)c[i].count);
+		}
+		if (r >= 0 && (r = series(out, "idsyncd_run_duration_seconds_sum", &c[i])) >= 0)
+			r = ids_buf_printf(out, "} %.9g\n", c[i].sum);
+		if (r >= 0 && (r = series(out, "idsyncd_run_duration_seconds_count", &c[i])) >= 0)
+			r = ids_buf_printf(out, "} %llu\n", (unsigned long long)c[i].count);
+	}
+	return r;
+}
+
+static int fmt_phases(struct ids_buf *out, const struct conn_stats *c, size_t n)
+{
+	int r = head(out, "idsyncd_last_run_phase_seconds", "gauge",
+		     "Seconds the connector's last run spent in each phase.");
+	for (size_t i = 0; i < n && r >= 0; i++)
+		for (size_t p = 0; p < 6 && r >= 0; p++)
+			if ((r = series(out, "idsyncd_last_run_phase_seconds", &c[i])) >= 0)
+				r = ids_buf_printf(out, ",phase=\"%s\"} %.9g\n", phases[p], c[i].phase[p]);
+	return r;
+}
+
+static int fmt_changes(struct ids_buf *out, const struct conn_stats *c, size_t n)
+{
+	int r = head(out, "idsyncd_changes_total", "counter",
+		     "Changes applied by successful runs, by kind (held plans not included).");
+	for (size_t i = 0; i < n && r >= 0; i++)
+		for (size_t k = 0; k < 6 && r >= 0; k++)
+			if ((r = series(out, "idsyncd_changes_total", &c[i])) >= 0)
+				r = ids_buf_printf(out, ",kind=\"%s\"} %llu\n", kinds[k],
+						   (unsigned long long)c[i].changes[k]);
+	return r;
+}
+
+/* The one-value-per-connector gauges. */
+static int fmt_gauges(struct ids_buf *out, const struct conn_stats *c, size_t n)
+{
+	static const struct {
+		const char *name, *help;
+	} g[4] = {
+	    {"idsyncd_last_success_timestamp_seconds",
+	     "Unix time the connector's last successful run ended (absent: none since start)."},
+	    {"idsyncd_users_seen", "Users in scope the last successful run read from the source."},
+	    {"idsyncd_conflicts", "Identity conflicts the last successful run left unresolved."},
+	    {"idsyncd_held_plans", "1 when the connector's last run was held by a safety threshold."},
+	};
+	int r = 0;
+	for (size_t k = 0; k < 4 && r >= 0; k++) {
+		r = head(out, g[k].name, "gauge", g[k].help);
+		for (size_t i = 0; i < n && r >= 0; i++) {
+			const long v[4] = {(long)c[i].last_success, c[i].users_seen, c[i].conflicts,
+					   c[i].held};
+			if (k == 0 && !c[i].last_success)
+				continue; /* a 0 timestamp would read as "stale since 1970" */
+			if ((r = series(out, g[k].name, &c[i])) >= 0)
+				r = ids_buf_printf(out, "} %ld\n", v[k]);
+		}
+	}
+	return r;
+}
+
+int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
+{
+	pthread_mutex_lock(&m->mu);
+	size_t n = m->n;
+	struct conn_stats *c = n ? calloc(n, sizeof(*c)) : NULL;
+	if (n && !c) {
+		pthread_mutex_unlock(&m->mu);
+		return -ENOMEM;
+	}
+	int r = 0;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = m->c[i];
+		if (!(c[i].name = strdup(m->c[i].name)))
+			r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (r >= 0)
+		r = fmt_runs(out, c, n);
+	if (r >= 0)
+		r = fmt_duration(out, c, n);
+	if (r >= 0)
+		r = fmt_phases(out, c, n);
+	if (r >= 0)
+		r = fmt_changes(out, c, n);
+	if (r >= 0)
+		r = fmt_gauges(out, c, n);
+	for (size_t i = 0; i < n; i++)
+		free(c[i].name);
+	free(c);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* the listener                                                        */
+
+struct ids_metrics_server {
+	struct MHD_Daemon *mhd;
+	struct ids_metrics *m;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char *body, const char *type)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", type);
+	enum MHD_Result r = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size, void **state)
+{
+	struct ids_metrics_server *s = cls;
+	struct ids_buf b = {0};
+	/* a body is never expected: refuse rather than buffer it */
+	if (*upload_size)
+		return MHD_NO;
+	if (strcmp(url, "/metrics") != 0)
+		return reply(conn, MHD_HTTP_NOT_FOUND, strdup("not found: only /metrics is served\n"),
+			     "text/plain; charset=utf-8");
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, strdup("GET only\n"),
+			     "text/plain; charset=utf-8");
+	if (ids_metrics_format(s->m, &b) < 0 || ids_buf_putc(&b, '\0') < 0) {
+		ids_buf_free(&b);
+		return MHD_NO;
+	}
+	char *text = ids_buf_steal(&b);
+	return text ? reply(conn, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8") : MHD_NO;
+}
+
+int ids_metrics_server_start(const char *listen, struct ids_metrics *m, struct ids_metrics_server **ret,
+			     struct ids_error *err)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
+	char *host = NULL;
+	int port = 0;
+	bool loopback = false;
+	*ret = NULL;
+	if (ids_config_scim_listen(listen, &host, &port, &loopback) < 0 || !host) {
+		free(host);
+		return ids_error_set(err, IDS_E_CONFIG, "metrics.listen: expected HOST:PORT, not %s", listen);
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, strcasecmp(host, "localhost") ? host : "127.0.0.1", &in4->sin_addr);
+	}
+	free(host);
+	struct ids_metrics_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->m = m;
+	/* a handful of scrapers at most: a small cap, short timeouts */
+	s->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
+				  MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+				  MHD_OPTION_END);
+	if (!s->mhd) {
+		free(s);
+		return ids_error_set(err, IDS_E_CONNECT, "metrics.listen: cannot listen on %s", listen);
+	}
+	*ret = s;
+	return 0;
+}
+
+void ids_metrics_server_stop(struct ids_metrics_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->mhd);
+	free(s);
+}

@@ -1,0 +1,49 @@
+/* metrics.h — /metrics in the Prometheus text exposition format (issue 17
+ * part 4): a registry the daemon's loop updates after each run, and a
+ * listener of its own (libmicrohttpd, its own thread) that only reads it.
+ *
+ * Separate from the SCIM listener on purpose: SCIM faces the identity
+ * provider, metrics face the monitoring host, and each gets its own
+ * address (metrics default to loopback, see README "Metrics"). */
+#ifndef IDS_METRICS_H
+#define IDS_METRICS_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "ids/error.h"
+#include "ids/sync.h"
+#include "ids/util.h"
+
+struct ids_metrics;
+
+/* An empty registry.  *ret new (ids_metrics_free). */
+int ids_metrics_new(struct ids_metrics **ret);
+/* Accepts NULL. */
+void ids_metrics_free(struct ids_metrics *m);
+
+/* Adds connector's run res (borrowed), which took `seconds` of wall time
+ * and ended at `now` (unix time), to m.  Thread-safe (m's mutex).  A
+ * connector name is copied: a reload may free the configuration. */
+int ids_metrics_record(struct ids_metrics *m, const char *connector, const struct ids_sync_result *res,
+		       double seconds, time_t now);
+
+/* Appends the exposition text of everything recorded so far to out
+ * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the
+ * copy of the numbers only. */
+int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out);
+
+/* Appends v escaped as a label value (\\, \" and \n) to out. */
+int ids_metrics_label(struct ids_buf *out, const char *v);
+
+struct ids_metrics_server;
+
+/* Serves GET /metrics from m (borrowed; must outlive the server) on
+ * listen ("host:port", as scim.listen).  Errors: IDS_E_CONFIG (malformed
+ * address), IDS_E_CONNECT (cannot bind).  *ret new (ids_metrics_server_stop). */
+int ids_metrics_server_start(const char *listen, struct ids_metrics *m, struct ids_metrics_server **ret,
+			     struct ids_error *err);
+/* Stops listening (a scrape in progress finishes first).  Accepts NULL. */
+void ids_metrics_server_stop(struct ids_metrics_server *s);
+
+#endif
