@@ -38,6 +38,12 @@ struct ids_sync_opts {
 	/* approve: apply only when the plan is the one this run held (same
 	 * digest, the thresholds then waived); else hold the new plan */
 	int64_t approve_run;
+	/* borrowed, NULL for all: `sync --user` — the username, e-mail or
+	 * external id of the one person this run plans and applies for
+	 * (LDAP connectors only: the caller refuses the others).  Such a run
+	 * deprovisions no one, reads no change feed and leaves the feed's
+	 * state, held plans and the seat book alone (README, Decisions). */
+	const char *only_user;
 	/* Called between pages and batches (watchdog); < 0 cancels the run. */
 	int (*progress)(void *ud);
 	void *ud;
