@@ -55,6 +55,18 @@ eq "$before" "$(snapshot_db)" "nothing but the run row was written"
 eq "$((runs + 1))" "$(q "SELECT count(*) FROM sync_run")" "one sync_run row for the failed run"
 eq "failed|user" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "recorded failed, read_kind user"
 
+# a targeted run is not a successful run of the connector: with the last
+# full run two days old, status --max-age still says stale
+q "UPDATE sync_run SET finished_at = now() - interval '2 days' WHERE read_kind = 'full'" >/dev/null
+ids sync --user alice --connector corp
+eq 0 "$RC" "sync --user alice"
+ids status --max-age 1d
+eq 1 "$RC" "status --max-age: a sync --user does not hide two days without a full run"
+
+# --user needs one LDAP connector
+ids sync --user alice --connector nosuch
+eq 2 "$RC" "an unknown connector is a usage error"
+
 # a full run still deprovisions bob
 ids sync
 eq 0 "$RC" "full sync"
