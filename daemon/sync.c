@@ -800,7 +800,8 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .rule_attrs = &w->attrs,
 					 .progress = progress,
 					 .ud = rn,
-					 .deadline_usec = rn->deadline};
+					 .deadline_usec = rn->deadline,
+					 .only_user = rn->o->only_user};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
 	r = pull(rn, cc, ops, &ctx, w->snap, e);
 	res->t.fetch = lap(&rn->mark);

@@ -63,6 +63,18 @@ eq 0 "$RC" "sync --user alice"
 ids status --max-age 1d
 eq 1 "$RC" "status --max-age: a sync --user does not hide two days without a full run"
 
+# the read itself is targeted: one user entry (every group still), and
+# the value is escaped, so "*" or a filter fragment match no one
+LOG_LEVEL=debug config_write
+ids sync --user newhire --connector corp
+has "read 1 users, 3 groups" "$ERR" "sync --user reads the one user and every group"
+ids sync --user '*' --connector corp
+eq 1 "$RC" "sync --user '*' finds no one"
+has "read 0 users" "$ERR" "'*' is escaped in the filter, not a wildcard"
+ids sync --user 'x)(uid=*' --connector corp
+has "read 0 users" "$ERR" "a filter fragment is escaped"
+config_write
+
 # --user needs one LDAP connector
 ids sync --user alice --connector nosuch
 eq 2 "$RC" "an unknown connector is a usage error"
