@@ -833,7 +833,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	lap(&rn->mark); /* the load's own time is t.load; what is left of it here is hidden */
 	if (r >= 0)
 		r = ids_sync_licences(cfg, rn->st, cc, rn->company_id, rn->id, w->snap, w->des, w->cur,
-				      &w->seats, e);
+				      rn->o->only_user != NULL, &w->seats, e);
 	return r;
 }
 
