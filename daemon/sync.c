@@ -837,6 +837,21 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	return r;
 }
 
+/* `sync --user` waits for a run holding the lock (a full run) rather
+ * than skipping: the person signing in needs this run, not the next one.
+ * Up to run_timeout, or LOCK_WAIT when none is set.  false: give up. */
+#define LOCK_WAIT (60 * USEC)
+static bool lock_wait(const struct run *rn)
+{
+	if (!rn->o->only_user || rn->o->dry_run)
+		return false;
+	int64_t until = rn->deadline ? rn->deadline : rn->mark + LOCK_WAIT;
+	if (ids_mono_usec() >= until || progress((void *)rn) < 0)
+		return false;
+	nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+	return true;
+}
+
 /* `sync --user`: the external id of the person o->only_user names, or
  * NULL after ending the run as failed (nothing written but its row). */
 static const char *target(struct run *rn, const struct ids_snapshot *snap)
@@ -898,6 +913,12 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	 * does not need the lock. */
 	if (!o->dry_run) {
 		int r = ids_store_lock(st, cc->name, &e);
+		while (r == IDS_E_LOCKED && lock_wait(&rn)) {
+			ids_error_clear(&e);
+			r = ids_store_lock(st, cc->name, &e);
+		}
+		if (o->only_user)
+			rn.mark = ids_mono_usec(); /* the wait is not the fetch's time */
 		if (r == IDS_E_LOCKED) {
 			run_end(&rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
 						   .status = "skipped_locked",

@@ -79,6 +79,20 @@ config_write
 ids sync --user alice --connector nosuch
 eq 2 "$RC" "an unknown connector is a usage error"
 
+# a run holding the connector's lock (a full run) is waited for, not
+# skipped: the session below holds it for two seconds
+key=$(python3 -c '
+h = 0xcbf29ce484222325
+for b in b"idsyncd:corp":
+    h ^= b; h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+print(h - (1 << 64) if h >= 1 << 63 else h)')
+(psql -qAtX -d "$DB" -c "SELECT pg_advisory_lock($key)" -c "SELECT 'locked'" -c "SELECT pg_sleep(2)" >"$W/lockout" 2>&1 &)
+for _ in $(seq 1 100); do grep -q locked "$W/lockout" 2>/dev/null && break; sleep 0.1; done
+t0=$(date +%s)
+ids sync --user newhire --connector corp
+eq 0 "$RC" "sync --user waits for the lock, then runs"
+[ $(($(date +%s) - t0)) -ge 1 ] && ok "it did wait" || bad "it did not wait for the lock"
+
 # a full run still deprovisions bob
 ids sync
 eq 0 "$RC" "full sync"
