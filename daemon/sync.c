@@ -852,6 +852,29 @@ static bool lock_wait(const struct run *rn)
 	return true;
 }
 
+/* The connector's lock, or the run ended (skipped_locked, failed). */
+static bool take_lock(struct run *rn, const struct ids_connector_cfg *cc, struct ids_error *e)
+{
+	int r = ids_store_lock(rn->st, cc->name, e);
+	while (r == IDS_E_LOCKED && lock_wait(rn)) {
+		ids_error_clear(e);
+		r = ids_store_lock(rn->st, cc->name, e);
+	}
+	if (rn->o->only_user)
+		rn->mark = ids_mono_usec(); /* the wait is not the fetch's time */
+	if (r == IDS_E_LOCKED) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
+					  .status = "skipped_locked",
+					  .error = "another instance holds the lock"});
+		return false;
+	}
+	if (r < 0) {
+		end_db_failed(rn, e);
+		return false;
+	}
+	return true;
+}
+
 /* `sync --user`: the external id of the person o->only_user names, or
  * NULL after ending the run as failed (nothing written but its row). */
 static const char *target(struct run *rn, const struct ids_snapshot *snap)
@@ -912,23 +935,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	 * commit (semantics.md, safety rule 5).  A plan writes nothing, so it
 	 * does not need the lock. */
 	if (!o->dry_run) {
-		int r = ids_store_lock(st, cc->name, &e);
-		while (r == IDS_E_LOCKED && lock_wait(&rn)) {
-			ids_error_clear(&e);
-			r = ids_store_lock(st, cc->name, &e);
-		}
-		if (o->only_user)
-			rn.mark = ids_mono_usec(); /* the wait is not the fetch's time */
-		if (r == IDS_E_LOCKED) {
-			run_end(&rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
-						   .status = "skipped_locked",
-						   .error = "another instance holds the lock"});
+		if (!take_lock(&rn, cc, &e))
 			goto out;
-		}
-		if (r < 0) {
-			end_db_failed(&rn, &e);
-			goto out;
-		}
 		locked = true;
 	}
 	run_log(&rn, IDS_LOG_INFO, NULL, NULL, "run started");
