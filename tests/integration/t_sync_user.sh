@@ -54,6 +54,8 @@ has "user nobody not found in connector corp" "$OUT$ERR" "the message names the 
 eq "$before" "$(snapshot_db)" "nothing but the run row was written"
 eq "$((runs + 1))" "$(q "SELECT count(*) FROM sync_run")" "one sync_run row for the failed run"
 eq "failed|user" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "recorded failed, read_kind user"
+ids status
+eq 0 "$RC" "status (the monitoring check) is not failed by a mistyped sync --user"
 
 # a targeted run is not a successful run of the connector: with the last
 # full run two days old, status --max-age still says stale
