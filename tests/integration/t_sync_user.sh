@@ -30,6 +30,10 @@ dn: $(udn bob)
 changetype: delete
 LDIF
 
+ids plan --user new.hire@example.org --connector corp
+eq 0 "$RC" "plan --user exits 0"
+has "+ user  newhire" "$OUT" "plan --user shows the new hire"
+hasnt "bob" "$OUT" "plan --user does not touch bob"
 ids sync --user new.hire@example.org --connector corp
 eq 0 "$RC" "sync --user exits 0"
 has "summary corp: 1 create, 0 update, 0 deactivate" "$OUT" "one create, no deactivation"
