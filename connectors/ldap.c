@@ -36,6 +36,7 @@
 
 #include "ids/config.h"
 #include "ids/connector.h"
+#include "ids/dn.h"
 #include "ids/image.h"
 #include "ids/util.h"
 #include "ldap_int.h"
@@ -890,6 +891,35 @@ int ids_ldap_pull_attrs(struct pull *p, struct pull_attrs *a)
 	return r < 0 ? r : group_attrs(p, a);
 }
 
+/* `sync --user`: ufilter narrowed to the entries whose username, mail or
+ * external id equals the value (escaped: it comes from the command line
+ * or a NOTIFY).  *ret new, NULL when the pull is not targeted. */
+static int user_filter(struct pull *p, const char *ufilter, char **ret)
+{
+	const char *who = p->ctx ? p->ctx->only_user : NULL;
+	*ret = NULL;
+	if (!who)
+		return 0;
+	static const enum ids_field by[] = {IDS_F_USERNAME, IDS_F_EMAIL, IDS_F_EXTERNAL_ID};
+	struct ids_buf b = {0};
+	int r = ids_buf_printf(&b, "(&%s(|", ufilter);
+	for (size_t i = 0; i < sizeof(by) / sizeof(by[0]) && r >= 0; i++) {
+		if (!p->attr[by[i]] || (p->ad && by[i] == IDS_F_EXTERNAL_ID))
+			continue;
+		if ((r = ids_buf_printf(&b, "(%s=", p->attr[by[i]])) >= 0 &&
+		    (r = ids_dn_filter_escape(&b, who, strlen(who))) >= 0)
+			r = ids_buf_puts(&b, ")");
+	}
+	if (r >= 0)
+		r = ids_buf_puts(&b, "))");
+	if (r < 0) {
+		ids_buf_free(&b);
+		return -ENOMEM;
+	}
+	*ret = b.p;
+	return 0;
+}
+
 /* The searches of a pull, in order: disabled users first (into a set
  * the user search consults), the users, then the groups and what AD
  * needs after them (ranged members, primary groups). */
@@ -901,13 +931,17 @@ static int do_pull(struct pull *p)
 	const char *ufilter = lc->users_filter ? lc->users_filter : def->users_filter;
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
 	struct pull_attrs a = {0};
-	char *dfilter = NULL;
+	char *dfilter = NULL, *one = NULL;
 	int r;
 
 	if (!lc->users_base) {
 		r = ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
 		goto out;
 	}
+	if ((r = user_filter(p, ufilter, &one)) < 0)
+		goto out;
+	if (one)
+		ufilter = one; /* the groups are still read whole */
 	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0)
 		goto out;
 	if (lc->disabled_filter) {
@@ -935,6 +969,7 @@ static int do_pull(struct pull *p)
 out:
 	ids_ldap_pull_attrs_free(&a);
 	free(dfilter);
+	free(one);
 	return r;
 }
 

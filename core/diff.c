@@ -599,6 +599,24 @@ static const char *invalid_why(const struct ids_user *u)
 	return NULL;
 }
 
+/* `sync --user`: true for a snapshot entry or row this plan leaves alone. */
+static bool outside(const struct diff *x, const char *ext)
+{
+	return x->o->only_user && (!ext || strcmp(ext, x->o->only_user) != 0);
+}
+
+/* `sync --user`: every row stays as it is except the one user's, which
+ * only becomes active (a targeted run deactivates no one). */
+static void keep_others(struct diff *x)
+{
+	if (!x->o->only_user)
+		return;
+	for (size_t i = 0; i < x->c->nusers; i++)
+		if (x->rows[i].fate != FATE_NONE &&
+		    (outside(x, x->c->users[i].external_id) || x->rows[i].fate == FATE_INACTIVE))
+			x->rows[i].fate = FATE_KEEP;
+}
+
 static int decide_fates(struct diff *x)
 {
 	const struct ids_snapshot *s = x->s;
@@ -610,8 +628,11 @@ static int decide_fates(struct diff *x)
 	for (size_t k = 0; k < s->nusers; k++) {
 		const struct ids_user *u = &s->users[k];
 		const char *ext = u->f[IDS_F_EXTERNAL_ID];
-		x->skip[k] = invalid_why(u);
+		x->skip[k] = NULL;
 		x->snap_row[k] = NO_ROW;
+		if (outside(x, ext))
+			continue;
+		x->skip[k] = invalid_why(u);
 		/* a repeated external id: the builder marks these invalid, we
 		 * do too rather than let two entries drive one row.  A finished
 		 * snapshot is sorted by external id, so a repeat follows its
@@ -671,6 +692,7 @@ static int decide_fates(struct diff *x)
 	for (size_t i = 0; i < x->c->nusers; i++)
 		if (x->rows[i].fate == FATE_INACTIVE && x->rows[i].snap == SIZE_MAX)
 			x->rows[i].reason = x->o->retire ? "out_of_scope" : "deleted_in_source";
+	keep_others(x);
 	r = 0;
 out:
 	ids_strmap_free(&seen);
@@ -1142,7 +1164,8 @@ static int plan_users(struct diff *x)
 	}
 	for (size_t k = 0; k < s->nusers; k++) {
 		const struct ids_user *u = &s->users[k];
-		if (x->skip[k] || x->o->retire || u->disabled || !x->d->users[k].in_scope)
+		if (x->skip[k] || x->o->retire || u->disabled || !x->d->users[k].in_scope ||
+		    outside(x, u->f[IDS_F_EXTERNAL_ID]))
 			continue;
 		/* a managed row that is inactive or kept is not a new user */
 		if (x->snap_row[k] != NO_ROW)

@@ -2,6 +2,7 @@
  * and the pure core: the seat book in, the licences applied to the
  * desired state, the book to save after the commit out.  Kept out of
  * sync.c, which calls it once. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,46 @@
 #include "ids/catalog.h"
 #include "ids/sync.h"
 
+/* `sync --user`: the connector's holders the one-person snapshot does not
+ * name keep their seats (the run leaves them alone), so they count as
+ * taken, like other connectors' holders; a manual row is counted by the
+ * core already.  Without this the new hire would find every seat free. */
+static int count_absent(const struct ids_connector_cfg *cc, const struct ids_snapshot *s,
+			const struct ids_current *cur, const struct ids_strv *roles,
+			struct ids_seat_book *prev)
+{
+	struct ids_current_index ix = {0};
+	unsigned char *held = calloc(cur->nusers ? cur->nusers : 1, 1);
+	int r = held ? ids_current_index_build(cur, &ix) : -ENOMEM;
+	for (size_t k = 0; k < roles->n && r >= 0; k++) {
+		memset(held, 0, cur->nusers ? cur->nusers : 1);
+		for (size_t i = 0; i < cur->ngrants; i++) {
+			const struct ids_cur_grant *g = &cur->grants[i];
+			uint32_t row;
+			if (g->kind == IDS_GRANT_ROLE && !strcmp(g->name, roles->v[k]) &&
+			    ids_current_index_get(&ix, g->user_id, &row))
+				held[row] |= g->manual ? 2 : 1;
+		}
+		long n = 0;
+		for (size_t i = 0; i < cur->nusers; i++) {
+			const struct ids_cur_user *u = &cur->users[i];
+			bool named = false;
+			for (size_t j = 0; j < s->nusers && !named; j++)
+				named = !ids_strcmp0(s->users[j].f[IDS_F_EXTERNAL_ID], u->external_id);
+			n += held[i] == 1 && u->active && u->source && !strcmp(u->source, cc->name) && !named;
+		}
+		if (n)
+			r = ids_seat_book_add_other(prev, roles->v[k], n);
+	}
+	ids_current_index_free(&ix);
+	free(held);
+	return r;
+}
+
 int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
 		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
-		      struct ids_desired_set *d, const struct ids_current *cur, struct ids_seat_book *next,
-		      struct ids_error *e)
+		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
+		      struct ids_seat_book *next, struct ids_error *e)
 {
 	const struct ids_catalog_rules *cr = &cfg->platform;
 	struct ids_strv roles = {0};
@@ -26,6 +63,8 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		return r < 0 ? ids_error_set(e, r, "licences: %s", ids_strerror(r)) : 0;
 	}
 	r = ids_store_seats_load(st, company_id, cc->name, &roles, &prev, e);
+	if (r >= 0 && partial && (r = count_absent(cc, s, cur, &roles, &prev)) < 0)
+		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	/* a plan has no run id: what it would seat comes after every stored run */
 	if (r >= 0 && (r = ids_catalog_licences(cr, cc->company, cc->name, run_id ? run_id : INT64_MAX, s, d,
 						cur, &prev, next, NULL)) < 0)

@@ -20,6 +20,7 @@
 
 #include "ids/catalog.h"
 #include "ids/connector.h"
+#include "ids/explain.h"
 #include "ids/hold.h"
 #include "ids/image.h"
 #include "ids/log.h"
@@ -641,7 +642,7 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 						  .recorded = true});
 			if (rn->o->approve_run)
 				approve_mark(rn);
-			else if (rn->idp)
+			else if (rn->idp && !rn->o->only_user) /* a held plan is a full run's */
 				settle_held(rn);
 		}
 	}
@@ -699,8 +700,8 @@ static void work_free(struct work *w)
 static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cfg *cc,
 				   const struct ids_connector_ops *ops)
 {
-	if (!rn->o->feeds || rn->o->full || cc->changes.mode != IDS_CHANGES_AUTO || !ops->pull_changes ||
-	    cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_OPENLDAP)
+	if (!rn->o->feeds || rn->o->full || rn->o->only_user || cc->changes.mode != IDS_CHANGES_AUTO ||
+	    !ops->pull_changes || cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_OPENLDAP)
 		return NULL;
 	struct feed_state *fs = feed_of(rn->o->feeds, cc->name);
 	return fs && !fs->off ? fs : NULL;
@@ -799,7 +800,8 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .rule_attrs = &w->attrs,
 					 .progress = progress,
 					 .ud = rn,
-					 .deadline_usec = rn->deadline};
+					 .deadline_usec = rn->deadline,
+					 .only_user = rn->o->only_user};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
 	r = pull(rn, cc, ops, &ctx, w->snap, e);
 	res->t.fetch = lap(&rn->mark);
@@ -831,8 +833,65 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	lap(&rn->mark); /* the load's own time is t.load; what is left of it here is hidden */
 	if (r >= 0)
 		r = ids_sync_licences(cfg, rn->st, cc, rn->company_id, rn->id, w->snap, w->des, w->cur,
-				      &w->seats, e);
+				      rn->o->only_user != NULL, &w->seats, e);
 	return r;
+}
+
+/* `sync --user` waits for a run holding the lock (a full run) rather
+ * than skipping: the person signing in needs this run, not the next one.
+ * Up to run_timeout, or LOCK_WAIT when none is set.  false: give up. */
+#define LOCK_WAIT (60 * USEC)
+static bool lock_wait(const struct run *rn)
+{
+	if (!rn->o->only_user || rn->o->dry_run)
+		return false;
+	int64_t until = rn->deadline ? rn->deadline : rn->mark + LOCK_WAIT;
+	if (ids_mono_usec() >= until || progress((void *)rn) < 0)
+		return false;
+	nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+	return true;
+}
+
+/* The connector's lock, or the run ended (skipped_locked, failed). */
+static bool take_lock(struct run *rn, const struct ids_connector_cfg *cc, struct ids_error *e)
+{
+	int r = ids_store_lock(rn->st, cc->name, e);
+	while (r == IDS_E_LOCKED && lock_wait(rn)) {
+		ids_error_clear(e);
+		r = ids_store_lock(rn->st, cc->name, e);
+	}
+	if (rn->o->only_user)
+		rn->mark = ids_mono_usec(); /* the wait is not the fetch's time */
+	if (r == IDS_E_LOCKED) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
+					  .status = "skipped_locked",
+					  .error = "another instance holds the lock"});
+		return false;
+	}
+	if (r < 0) {
+		end_db_failed(rn, e);
+		return false;
+	}
+	return true;
+}
+
+/* `sync --user`: the external id of the person o->only_user names, or
+ * NULL after ending the run as failed (nothing written but its row). */
+static const char *target(struct run *rn, const struct ids_snapshot *snap)
+{
+	size_t idx = 0;
+	if (ids_explain_find(snap, rn->o->only_user, &idx) == 0 && snap->users[idx].f[IDS_F_EXTERNAL_ID])
+		return snap->users[idx].f[IDS_F_EXTERNAL_ID];
+	char *why = NULL;
+	if (asprintf(&why, "user %s not found in connector %s (by external id, username or e-mail)",
+		     rn->o->only_user, rn->conn) < 0)
+		why = NULL;
+	run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+				  .status = "failed",
+				  .error = why ? why : "user not found",
+				  .error_code = -ENOENT});
+	free(why);
+	return NULL;
 }
 
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
@@ -855,6 +914,11 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	static const struct ids_feed_commit full_read = {.full = true};
 	rn.read_kind = "full";
 	rn.feed = &full_read;
+	if (o->only_user) {
+		/* one person: the feed's cursor and last_full_at stay as they are */
+		rn.read_kind = "user";
+		rn.feed = NULL;
+	}
 
 	if (run_begin(&rn, &e) < 0) {
 		end_db_failed(&rn, &e);
@@ -871,17 +935,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	 * commit (semantics.md, safety rule 5).  A plan writes nothing, so it
 	 * does not need the lock. */
 	if (!o->dry_run) {
-		int r = ids_store_lock(st, cc->name, &e);
-		if (r == IDS_E_LOCKED) {
-			run_end(&rn, &(struct end){.exit_code = IDS_EXIT_LOCKED,
-						   .status = "skipped_locked",
-						   .error = "another instance holds the lock"});
+		if (!take_lock(&rn, cc, &e))
 			goto out;
-		}
-		if (r < 0) {
-			end_db_failed(&rn, &e);
-			goto out;
-		}
 		locked = true;
 	}
 	run_log(&rn, IDS_LOG_INFO, NULL, NULL, "run started");
@@ -898,11 +953,17 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			end_pull_failed(&rn, &e);
 		goto out;
 	}
+	const char *only = o->only_user ? target(&rn, w.snap) : NULL;
+	if (o->only_user && !only)
+		goto out;
 	const struct ids_diff_opts dopt = {.connector = cc->name,
 					   .idp = rn.idp,
 					   .adopt_by_email = cc->adopt_by_email,
-					   .auto_create_tenants = cfg->tenants_auto_create};
-	rn.seats = &w.seats; /* without licences: empty, which clears stale rows */
+					   .auto_create_tenants = cfg->tenants_auto_create,
+					   .only_user = only};
+	/* without licences: empty, which clears stale rows; one person's run
+	 * leaves the book to the full runs */
+	rn.seats = o->only_user ? NULL : &w.seats;
 	plan_and_apply(&rn, w.snap, w.des, w.cur, &dopt, cc->allow_empty);
 out:
 	feed_end(&rn,

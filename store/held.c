@@ -247,7 +247,8 @@ int ids_store_last_ok(struct ids_store *st, const char *connector, int64_t *ret_
 	PGresult *res = NULL;
 	int r = ids_store_exec(st,
 			       "SELECT floor(extract(epoch FROM now() - max(finished_at)))::bigint"
-			       " FROM sync_run WHERE connector = $1 AND status = 'ok'",
+			       " FROM sync_run WHERE connector = $1 AND status = 'ok'"
+			       " AND read_kind IS DISTINCT FROM 'user'",
 			       1, p, PGRES_TUPLES_OK, &res, "reading the last successful run", err);
 	if (r >= 0)
 		*ret_age = PQgetisnull(res, 0, 0) ? -1 : i64_or_zero(res, 0, 0);

@@ -856,6 +856,8 @@ static char *dup_col(const PGresult *res, int row, int c, bool *ok)
 	return d;
 }
 
+/* A `sync --user` run (read_kind 'user') is not the connector's run: a
+ * mistyped name must not fail the monitoring check. */
 int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n, struct ids_error *err)
 {
 	PGresult *res = NULL;
@@ -867,7 +869,8 @@ int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *
 			       " (extract(epoch FROM finished_at) * 1000000)::bigint,"
 			       " users_seen, created, updated, deactivated, reactivated, grants_added,"
 			       " grants_removed, conflicts, skipped_invalid"
-			       " FROM sync_run ORDER BY connector, id DESC",
+			       " FROM sync_run WHERE read_kind IS DISTINCT FROM 'user'"
+			       " ORDER BY connector, id DESC",
 			       0, NULL, PGRES_TUPLES_OK, &res, "reading the last runs", err);
 	if (r < 0)
 		goto out;

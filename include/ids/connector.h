@@ -27,6 +27,11 @@ struct ids_pull_ctx {
 	 * connector bounds its own waits (retries, Retry-After) by it rather
 	 * than reading the configuration; progress() enforces it as well. */
 	int64_t deadline_usec;
+	/* borrowed, NULL for everyone: `sync --user`'s USER.  LDAP reads only
+	 * the users whose username, mail or (not on AD, whose objectGUID is
+	 * binary) external-id attribute equals it, and every group, so that
+	 * nested groups resolve as in a full read; other types ignore it. */
+	const char *only_user;
 };
 
 struct ids_image;

@@ -205,6 +205,13 @@ struct ids_diff_opts {
 	bool adopt_by_email;
 	bool auto_create_tenants;
 	bool retire; /* retire: every managed user out_of_scope */
+	/* borrowed, NULL for all: `sync --user`, the external id of the one
+	 * user this plan is for.  Every other row and snapshot entry is left
+	 * exactly as it is (a partial read must never look like "these users
+	 * left"), and this user is never deactivated either: a targeted run
+	 * creates, updates, reactivates and grants; only full and incremental
+	 * runs deprovision. */
+	const char *only_user;
 };
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts

@@ -99,7 +99,8 @@ struct ids_run {
 	const struct ids_plan_counts *counts; /* NULL: counts stay NULL */
 	const char *error;		      /* NULL when none; never a secret */
 	int64_t id;			      /* from ids_store_run_reserve; 0: the next of the sequence */
-	const char *read_kind;		      /* "full" | "incremental"; NULL: no directory read (retire) */
+	const char
+	    *read_kind; /* "full" | "incremental" | "user" (sync --user); NULL: no directory read (retire) */
 	/* ids_store_apply only: written to connector_feed in the apply's
 	 * transaction; NULL leaves the feed's row alone */
 	const struct ids_feed_commit *feed;

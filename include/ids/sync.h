@@ -38,6 +38,12 @@ struct ids_sync_opts {
 	/* approve: apply only when the plan is the one this run held (same
 	 * digest, the thresholds then waived); else hold the new plan */
 	int64_t approve_run;
+	/* borrowed, NULL for all: `sync --user` — the username, e-mail or
+	 * external id of the one person this run plans and applies for
+	 * (LDAP connectors only: the caller refuses the others).  Such a run
+	 * deprovisions no one, reads no change feed and leaves the feed's
+	 * state, held plans and the seat book alone (README, Decisions). */
+	const char *only_user;
 	/* Called between pages and batches (watchdog); < 0 cancels the run. */
 	int (*progress)(void *ud);
 	void *ud;
@@ -95,11 +101,12 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 /* The licences of cc's company (config `licences:`) applied to d, with
  * the seat book the store holds for cc (daemon/licences.c); *next (empty
  * on entry) gets the book to save once the run's apply has committed.
- * run_id 0: a plan.  Nothing to do (0) when the company has no licence. */
+ * run_id 0: a plan.  Nothing to do (0) when the company has no licence.
+ * partial: s holds only `sync --user`'s person; the others keep their seats. */
 struct ids_seat_book;
 int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
 		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
-		      struct ids_desired_set *d, const struct ids_current *cur, struct ids_seat_book *next,
-		      struct ids_error *e);
+		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
+		      struct ids_seat_book *next, struct ids_error *e);
 
 #endif

@@ -181,4 +181,10 @@ ids sync
 eq 1 "$RC" "a groups: entry matching nothing fails the run"
 has 'no-such-group@corp.example" (in the connector' "$ERR" "the error names the entry"
 eq "$before" "$(snapshot_db)" "nothing written"
+
+# sync --user: not yet for the cloud sources (issue 17 part 2), said plainly
+ids sync --user anyone@corp.example --connector gws
+eq 2 "$RC" "sync --user on a google connector is refused"
+has "not yet for type google" "$ERR" "the refusal names the type"
+eq "$before" "$(snapshot_db)" "nothing written"
 finish

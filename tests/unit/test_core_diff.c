@@ -1175,11 +1175,61 @@ static void test_bad_arguments(void **state)
 	assert_ptr_equal(p, (struct ids_plan *)&p);
 }
 
+/* ---------------- sync --user ---------------- */
+
+/* A targeted plan: the new hire gets their row and grants; a managed user
+ * the partial snapshot lacks, one it has with other grants, and an
+ * invalid entry of someone else are all left exactly as they are. */
+static void test_only_user_leaves_others(void **state)
+{
+	struct fx *f = *state;
+	MU(f, .id = 10, .external_id = "u1", .username = "pdvorak", .email = "p@x", .active = true);
+	cg(f, 10, IDS_GRANT_GROUP, "support-cz", "night", 0, false);
+	MU(f, .id = 11, .external_id = "u2", .username = "rkral", .email = "r@x", .active = true);
+	cg(f, 11, IDS_GRANT_ROLE, "sales", "operator", 0, false);
+	size_t k = su(f, "u2", "rkral-renamed", "r@x"); /* read, but not the one asked for */
+	want(f, k, IDS_GRANT_ROLE, "sales", "admin", 0);
+	k = su(f, "u3", "jnovak", "j@x");
+	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
+	k = su(f, "u4", NULL, NULL);
+	f->users[k].invalid = "missing username";
+	f->o.only_user = "u3";
+	assert_string_equal(run(f), "+ user  jnovak <j@x>  sso/ldap\n"
+				    "+ role  jnovak  support-cz  operator\n"
+				    "summary corp-ad: 1 create, 0 update, 0 deactivate, 0 reactivate, "
+				    "1 grants added, 0 removed, 0 conflicts\n");
+}
+
+/* The one user is never deactivated by a targeted run: not when the read
+ * lacks them, not when disabled or out of scope (full runs do that). */
+static void test_only_user_never_deactivates(void **state)
+{
+	struct fx *f = *state;
+	static const char *none = "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+				  "0 grants added, 0 removed, 0 conflicts\n";
+	MU(f, .id = 10, .external_id = "u1", .username = "pdvorak", .email = "p@x", .active = true);
+	cg(f, 10, IDS_GRANT_GROUP, "support-cz", "night", 0, false);
+	f->o.only_user = "u1";
+	assert_string_equal(run(f), none); /* not in the snapshot */
+	size_t k = su(f, "u1", "pdvorak", "p@x");
+	assert_string_equal(run(f), none); /* out of scope */
+	want(f, k, IDS_GRANT_GROUP, "support-cz", "night", 0);
+	f->users[k].disabled = true;
+	assert_string_equal(run(f), none); /* disabled */
+	f->users[k].disabled = false;
+	want(f, k, IDS_GRANT_ROLE, "support-cz", "operator", 0);
+	assert_string_equal(run(f), "+ role  pdvorak  support-cz  operator\n"
+				    "summary corp-ad: 0 create, 0 update, 0 deactivate, 0 reactivate, "
+				    "1 grants added, 0 removed, 0 conflicts\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
 	    T(test_create),
+	    T(test_only_user_leaves_others),
+	    T(test_only_user_never_deactivates),
 	    T(test_grants_name_their_rules),
 	    T(test_rules_change),
 	    T(test_not_in_scope_or_disabled_without_row),
