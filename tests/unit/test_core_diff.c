@@ -169,7 +169,7 @@ static void test_create(void **state)
 /* A rule list as the rules engine makes them (malloc'd here). */
 static struct ids_rule_list *mklist(size_t n, ...)
 {
-	struct ids_rule_list *l = malloc(sizeof(*l) + n * sizeof(l->names[0]));
+	struct ids_rule_list *l = calloc(1, sizeof(*l) + n * sizeof(l->names[0]));
 	assert_non_null(l);
 	va_list ap;
 	va_start(ap, n);

@@ -26,7 +26,7 @@ static json_t *parse(const char *text)
 
 static struct ids_rule_list *mklist(size_t n, const char *a, const char *b)
 {
-	struct ids_rule_list *l = malloc(sizeof(*l) + 2 * sizeof(l->names[0]));
+	struct ids_rule_list *l = calloc(1, sizeof(*l) + 2 * sizeof(l->names[0]));
 	assert_non_null(l);
 	l->n = n;
 	l->names[0] = a;
