@@ -369,28 +369,6 @@ static int replay_op(struct ids_snapshot *s, unsigned char op, unsigned char arg
 	return r;
 }
 
-static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
-{
-	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
-	int r = rc->kind == K_USER ? ids_snapshot_user_begin(s) : ids_snapshot_group_begin(s);
-	while (r >= 0 && p < end) {
-		const char *a = NULL, *b = NULL;
-		size_t na = 0, nb = 0;
-		if (end - p < 2)
-			return -EINVAL;
-		unsigned char op = p[0], arg = p[1];
-		p += 2;
-		if (!value(&p, end, &a, &na))
-			return -EINVAL;
-		if ((op == OP_USER_ATTR || op == OP_GROUP_MEMBER) && !value(&p, end, &b, &nb))
-			return -EINVAL;
-		r = replay_op(s, op, arg, a, na, b, nb);
-	}
-	if (r < 0)
-		return r;
-	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
-}
-
 /* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
 static int each_op(const struct rec *rc,
 		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
@@ -413,6 +391,24 @@ static int each_op(const struct rec *rc,
 		r = fn(op, arg, a, na, b, nb, ud);
 	}
 	return r;
+}
+
+/* each_op's callback for replay_rec: one op into the snapshot s. */
+static int replay_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		      void *ud)
+{
+	int r = replay_op(ud, op, arg, a, na, b, nb);
+	return r < 0 ? r : 0;
+}
+
+static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
+{
+	int r = rc->kind == K_USER ? ids_snapshot_user_begin(s) : ids_snapshot_group_begin(s);
+	if (r >= 0)
+		r = each_op(rc, replay_one, s);
+	if (r < 0)
+		return r;
+	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
 }
 
 /* each_op's fn for ids_image_dn: the first DN set stops the walk. */
