@@ -86,7 +86,7 @@ struct run {
 	int64_t mark;	    /* ids_mono_usec() at the end of the last phase (res->t) */
 	int64_t company_id; /* where the plan is applied */
 	const char *idp;    /* "ldap" | "entra" | "google"; NULL for a retire */
-	const struct ids_seat_book *seats;  /* licences: saved once the apply commits; NULL: none */
+	const struct ids_seat_book *seats;  /* licences: saved by the apply, in its transaction; NULL: none */
 	long user_lines;		    /* per-user lines so far (USER_LINES_MAX) */
 	const char *read_kind;		    /* sync_run.read_kind: "full" | "incremental"; NULL: retire */
 	const struct ids_feed_commit *feed; /* committed with the apply; NULL: retire */
@@ -617,7 +617,8 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 					    .counts = &plan->counts,
 					    .id = rn->id,
 					    .read_kind = rn->read_kind,
-					    .feed = rn->feed};
+					    .feed = rn->feed,
+					    .seats = rn->seats};
 		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
 		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
 		res->t.apply = lap(&rn->mark);
@@ -631,10 +632,6 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 						  .plan = plan});
 		} else {
 			res->rows_written = ids_store_rows_written(rn->st);
-			/* the book only orders seats: losing it is a warning */
-			if (rn->seats &&
-			    ids_store_seats_save(rn->st, rn->company_id, rn->conn, rn->seats, &e) < 0)
-				run_log(rn, IDS_LOG_WARNING, NULL, NULL, "%s", ids_error_text(&e));
 			log_user_changes(rn, plan);
 			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
 						  .status = "ok",

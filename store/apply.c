@@ -1315,6 +1315,10 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	if (r >= 0 && run->feed &&
 	    (r = ids_store_feed_commit(st, run->connector, run->started_at, run->feed, err)) >= 0)
 		a.rows++; /* its one row, inserted or updated */
+	/* the seat book with the grants it describes: a run that fails or
+	 * is held must not move anyone in the line (set-based: bulk joins) */
+	if (r >= 0 && run->seats && (r = set_joins(&a, bulk_sql)) >= 0)
+		r = ids_store_seats_write(st, a.company, connector, run->seats, &a.rows, err);
 	if (r >= 0)
 		r = stmt(&a, "finishing the run",
 			 "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3", 1);

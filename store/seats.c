@@ -1,6 +1,6 @@
 /* seats.c — the seat book of licences (licence_entitlement, migration
- * 006): read before the licence step, rewritten after a committed run, and
- * counted for `idsyncd status`.  Set-based like the rest of the store:
+ * 003): read before the licence step, rewritten in the run's apply
+ * transaction (ids_store_apply), and counted for `idsyncd status`.  Set-based like the rest of the store:
  * the rows go in as arrays, one statement. */
 #include <errno.h>
 #include <inttypes.h>
@@ -106,33 +106,44 @@ static int seat_arrays(const struct ids_seat_book *b, struct ids_buf a[4])
 	return r;
 }
 
-int ids_store_seats_save(struct ids_store *st, int64_t company_id, const char *connector,
-			 const struct ids_seat_book *b, struct ids_error *err)
+/* Runs one statement of the book's write and adds the rows it touched. */
+static int seats_stmt(struct ids_store *st, const char *sql, int n, const char *const *p, long *rows,
+		      struct ids_error *err)
 {
-	char company[24];
+	PGresult *res = NULL;
+	int r = ids_store_exec(st, sql, n, p, PGRES_COMMAND_OK, &res, "saving the licence seats", err);
+	if (r >= 0)
+		*rows += strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return r;
+}
+
+int ids_store_seats_write(struct ids_store *st, const char *company_id, const char *connector,
+			  const struct ids_seat_book *b, long *rows, struct ids_error *err)
+{
 	struct ids_buf a[4] = {{0}};
-	snprintf(company, sizeof(company), "%" PRId64, company_id);
-	int r = b->n ? seat_arrays(b, a) : 0;
-	const char *p[] = {company, connector, a[0].p, a[1].p, a[2].p, a[3].p};
+	int r = b->n ? seat_arrays(b, a) : 0; /* none: every row of the connector goes */
+	const char *p[] = {company_id, connector, a[0].p, a[1].p, a[2].p, a[3].p};
+	/* only what differs is written: an unchanged book (most runs) costs
+	 * no row, like the rest of a resync's apply */
 	if (r >= 0)
-		r = ids_store_exec(st, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats",
-				   err);
-	if (r >= 0)
-		r = ids_store_exec(
-		    st, "DELETE FROM licence_entitlement WHERE company_id = $1::bigint AND source = $2", 2, p,
-		    PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
+		r = seats_stmt(
+		    st,
+		    "DELETE FROM licence_entitlement e WHERE e.company_id = $1::bigint AND e.source = $2"
+		    " AND NOT EXISTS (SELECT FROM unnest($3::text[], $4::text[]) AS x (role, ext)"
+		    " WHERE x.role = e.role AND x.ext = e.external_id)",
+		    4, p, rows, err);
 	if (r >= 0 && b->n)
-		r = ids_store_exec(st,
-				   "INSERT INTO licence_entitlement (company_id, role, source, external_id,"
-				   " entitled_run, seat_run) SELECT $1::bigint, x.role, $2, x.ext, x.er, x.sr"
-				   " FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[])"
-				   " AS x (role, ext, er, sr)",
-				   6, p, PGRES_COMMAND_OK, NULL, "saving the licence seats", err);
-	if (r >= 0)
-		r = ids_store_exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "saving the licence seats",
-				   err);
-	else
-		PQclear(PQexec(st->conn, "ROLLBACK"));
+		r = seats_stmt(st,
+			       "INSERT INTO licence_entitlement AS e (company_id, role, source, external_id,"
+			       " entitled_run, seat_run) SELECT $1::bigint, x.role, $2, x.ext, x.er, x.sr"
+			       " FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[])"
+			       " AS x (role, ext, er, sr)"
+			       " ON CONFLICT (company_id, role, source, external_id) DO UPDATE"
+			       " SET entitled_run = EXCLUDED.entitled_run, seat_run = EXCLUDED.seat_run"
+			       " WHERE (e.entitled_run, e.seat_run) IS DISTINCT FROM"
+			       " (EXCLUDED.entitled_run, EXCLUDED.seat_run)",
+			       6, p, rows, err);
 	for (int k = 0; k < 4; k++)
 		ids_buf_free(&a[k]);
 	return r;

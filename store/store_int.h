@@ -42,6 +42,13 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t started_at,
 			  const struct ids_feed_commit *fc, struct ids_error *err);
 
+/* Replaces the seat book of `connector` in the company (licence_entitlement,
+ * seats.c) with b's rows, inside the caller's transaction (ids_store_apply's):
+ * the book moves with the grants it describes, or not at all.  Writes only
+ * the rows that differ; adds the rows it wrote to *rows. */
+int ids_store_seats_write(struct ids_store *st, const char *company_id, const char *connector,
+			  const struct ids_seat_book *b, long *rows, struct ids_error *err);
+
 /* Parses a decimal int64 column value; 0 on success, -EINVAL otherwise. */
 int ids_store_parse_i64(const char *s, int64_t *ret);
 

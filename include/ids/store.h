@@ -21,6 +21,7 @@
  * loader and its libyaml. */
 struct ids_config;
 struct ids_store;
+struct ids_seat_book; /* catalog.h */
 
 /* Connects with cfg->database (conninfo, password, schema) and sets the
  * search path to the schema.  Writes nothing (the schema is created by
@@ -104,6 +105,11 @@ struct ids_run {
 	/* ids_store_apply only: written to connector_feed in the apply's
 	 * transaction; NULL leaves the feed's row alone */
 	const struct ids_feed_commit *feed;
+	/* ids_store_apply only: the licence seat book that replaces the
+	 * connector's rows in the company, in the apply's transaction (a
+	 * run that fails or is held leaves the book as it was); NULL leaves
+	 * the book alone (sync --user), an empty book clears it */
+	const struct ids_seat_book *seats;
 };
 
 /* Takes the next sync_run id for a run that starts now, so that every log
@@ -174,10 +180,6 @@ void ids_orphans_free(struct ids_orphan *o, size_t n);
 struct ids_seat_book;
 int ids_store_seats_load(struct ids_store *st, int64_t company_id, const char *connector,
 			 const struct ids_strv *roles, struct ids_seat_book *b, struct ids_error *err);
-/* Replaces the connector's rows in the company with b's, in a transaction
- * of its own (after the run's apply committed). */
-int ids_store_seats_save(struct ids_store *st, int64_t company_id, const char *connector,
-			 const struct ids_seat_book *b, struct ids_error *err);
 /* For status: active users of company (slug) holding role, and users
  * waiting for a seat of it. */
 int ids_store_licence_usage(struct ids_store *st, const char *company, const char *role, long *ret_used,

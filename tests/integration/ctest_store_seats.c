@@ -2,11 +2,29 @@
  * migration 003) against the real PostgreSQL: rows saved and read back as
  * they were (external ids with the characters an array literal quotes),
  * waiting rows as NULL seats, one connector's rows replaced without
- * touching another's, and the holders outside the connector and the
- * status counts. */
+ * touching another's, the holders outside the connector and the status
+ * counts; and the book written by the apply, in its transaction: all or
+ * nothing with the run's changes, only the rows that differ. */
 #include "ctest_store_common.h"
 
 #include "ids/catalog.h"
+
+/* Applies plan p (NULL: no change) of `connector` with seat book b, as
+ * a sync does; returns what ids_store_apply returns. */
+static int apply_book(struct ids_store *st, int64_t company, const char *connector, const struct ids_plan *p,
+		      const struct ids_seat_book *b, struct ids_error *e)
+{
+	const struct ids_plan none = {.connector = connector};
+	if (!p)
+		p = &none;
+	const struct ids_run run = {.connector = connector,
+				    .started_at = 1700000000000000,
+				    .status = "ok",
+				    .counts = &p->counts,
+				    .read_kind = "full",
+				    .seats = b};
+	return ids_store_apply(st, company, "ldap", p, &run, NULL, e);
+}
 
 static const char *const odd[] = {"plain", "with \"quotes\"", "back\\slash", "{brace,comma}", "NULL", "ünï"};
 #define NODD (sizeof(odd) / sizeof(odd[0]))
@@ -29,10 +47,10 @@ static void test_roundtrip(void **state)
 	}
 	struct ids_seat o = {.role = "phone", .external_id = "plain", .entitled_run = 7, .seated = false};
 	assert_int_equal(ids_seat_book_add(&other, &o), 0);
-	assert_int_equal(ids_store_seats_save(st, company, "corp", &b, &e), 0);
-	assert_int_equal(ids_store_seats_save(st, company, "cloud", &other, &e), 0);
+	assert_int_equal(apply_book(st, company, "corp", NULL, &b, &e), 0);
+	assert_int_equal(apply_book(st, company, "cloud", NULL, &other, &e), 0);
 	/* saved twice: replaced, not doubled */
-	assert_int_equal(ids_store_seats_save(st, company, "corp", &b, &e), 0);
+	assert_int_equal(apply_book(st, company, "corp", NULL, &b, &e), 0);
 
 	struct ids_strv roles = {0};
 	ids_strv_push(&roles, "phone");
@@ -57,7 +75,7 @@ static void test_roundtrip(void **state)
 
 	/* an empty book clears the connector's rows, and only its own */
 	struct ids_seat_book empty = {0};
-	assert_int_equal(ids_store_seats_save(st, company, "corp", &empty, &e), 0);
+	assert_int_equal(apply_book(st, company, "corp", NULL, &empty, &e), 0);
 	assert_sql("0", "SELECT count(*) FROM s_seats.licence_entitlement WHERE source = 'corp'");
 	assert_sql("1", "SELECT count(*) FROM s_seats.licence_entitlement WHERE source = 'cloud'");
 
@@ -95,6 +113,95 @@ static void test_roundtrip(void **state)
 	ids_store_close(st);
 }
 
+/* The rows of the book, "role ext entitled seat" sorted, ';'-joined. */
+static char *book_rows(void)
+{
+	return sql_val("SELECT coalesce(string_agg(concat_ws(' ', role, external_id, entitled_run,"
+		       " coalesce(seat_run::text, 'waiting')), ';' ORDER BY role, external_id), '')"
+		       " FROM s_seats_tx.licence_entitlement",
+		       0, NULL);
+}
+
+static void seat(struct ids_seat_book *b, const char *ext, int64_t entitled, int64_t seat_run)
+{
+	const struct ids_seat s = {.role = "phone",
+				   .external_id = ext,
+				   .entitled_run = entitled,
+				   .seat_run = seat_run,
+				   .seated = seat_run != 0};
+	assert_int_equal(ids_seat_book_add(b, &s), 0);
+}
+
+/* The book moves with the run's changes or not at all: a run whose
+ * changes fail leaves it, a book that cannot be written takes the changes
+ * back; an unchanged book writes no row. */
+static void test_all_or_nothing(void **state)
+{
+	(void)state;
+	struct ids_store *st = open_store("s_seats_tx", true);
+	struct ids_error e = {0};
+	int64_t company = 0;
+	assert_int_equal(ids_store_company(st, "acme", true, &company, &e), 0);
+	use_schema("s_seats_tx");
+	char cid[24];
+	snprintf(cid, sizeof(cid), "%lld", (long long)company);
+	const char *p[] = {cid};
+	PQclear(q_on(g_db,
+		     "INSERT INTO app_user (company_id, source, external_id, username, email, auth_method,"
+		     " active) VALUES ($1, NULL, NULL, 'taken', 'taken@acme.example', 'sso', true)",
+		     1, p));
+
+	struct ids_seat_book one = {0}, two = {0}, dup = {0};
+	seat(&one, "E0", 1, 1);
+	seat(&two, "E0", 1, 1);
+	seat(&two, "E1", 2, 0);
+	seat(&dup, "E0", 1, 1);
+	seat(&dup, "E9", 2, 2);
+	seat(&dup, "E9", 3, 0); /* one user twice: the write fails */
+	assert_int_equal(apply_book(st, company, "corp", NULL, &one, &e), 0);
+	/* the run row, its finishing update, the one book row */
+	assert_int_equal(ids_store_rows_written(st), 3);
+	assert_int_equal(apply_book(st, company, "corp", NULL, &one, &e), 0);
+	assert_int_equal(ids_store_rows_written(st), 2);
+
+	/* changes that fail (a create whose username is taken): the book stays */
+	struct ids_plan_user clash[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E1", .username = "taken", .email = "x@acme.example"}};
+	struct ids_plan bad = {.connector = "corp", .users = clash, .nusers = 1};
+	bad.counts.created = 1;
+	assert_true(apply_book(st, company, "corp", &bad, &two, &e) < 0);
+	ids_error_clear(&e);
+	char *got = book_rows();
+	assert_string_equal(got, "phone E0 1 1");
+	free(got);
+
+	/* changes that work with a book that cannot be written: both go */
+	struct ids_plan_user fine[] = {
+	    {.flags = IDS_PU_CREATE, .external_id = "E1", .username = "fresh", .email = "f@acme.example"}};
+	struct ids_plan good = {.connector = "corp", .users = fine, .nusers = 1};
+	good.counts.created = 1;
+	assert_true(apply_book(st, company, "corp", &good, &dup, &e) < 0);
+	assert_non_null(strstr(ids_error_text(&e), "licence seats"));
+	ids_error_clear(&e);
+	assert_sql("0", "SELECT count(*) FROM s_seats_tx.app_user WHERE username = 'fresh'");
+	got = book_rows();
+	assert_string_equal(got, "phone E0 1 1");
+	free(got);
+
+	/* and together they commit: E0 untouched, E1 added */
+	assert_int_equal(apply_book(st, company, "corp", &good, &two, &e), 0);
+	assert_sql("1", "SELECT count(*) FROM s_seats_tx.app_user WHERE username = 'fresh'");
+	got = book_rows();
+	assert_string_equal(got, "phone E0 1 1;phone E1 2 waiting");
+	free(got);
+
+	ids_seat_book_clear(&one);
+	ids_seat_book_clear(&two);
+	ids_seat_book_clear(&dup);
+	ids_error_clear(&e);
+	ids_store_close(st);
+}
+
 int main(void)
 {
 	int r = db_setup("seats");
@@ -102,6 +209,7 @@ int main(void)
 		return r;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_all_or_nothing),
 	};
 	r = cmocka_run_group_tests(tests, NULL, NULL);
 	db_teardown();
