@@ -534,6 +534,9 @@ static void run_one(struct daemon *d, struct sched *s)
 	if (d->metrics)
 		(void)ids_metrics_record(d->metrics, cc->name, &res, (double)(ids_mono_usec() - t0) / USEC,
 					 time(NULL));
+	if (d->metrics && d->st) /* the seats as the database has them after the run */
+		(void)ids_sync_licence_metrics(d->cfg, d->st, d->metrics, &e);
+	ids_error_clear(&e);
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;

@@ -1,13 +1,15 @@
 /* licences.c — the licence step of a sync (issue 20) between the store
  * and the pure core: the seat book in, the licences applied to the
- * desired state, the book to save after the commit out.  Kept out of
- * sync.c, which calls it once. */
+ * desired state, the book for the apply to save out.  Kept out of
+ * sync.c, which calls it once.  Also the seats as the database has them,
+ * for `status` and the metrics. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ids/catalog.h"
+#include "ids/metrics.h"
 #include "ids/sync.h"
 
 /* `sync --user`: the connector's holders the one-person snapshot does not
@@ -71,5 +73,36 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	ids_seat_book_clear(&prev);
 	ids_strv_free(&roles);
+	return r;
+}
+
+int ids_sync_licence_status(const struct ids_config *cfg, struct ids_store *st,
+			    struct ids_licence_status **ret, struct ids_error *e)
+{
+	const struct ids_catalog_rules *cr = &cfg->platform;
+	struct ids_licence_status *v = calloc(cr->nlic ? cr->nlic : 1, sizeof(*v));
+	if (!v)
+		return ids_error_set(e, -ENOMEM, "licences: %s", ids_strerror(-ENOMEM));
+	for (size_t i = 0; i < cr->nlic; i++) {
+		v[i] = (struct ids_licence_status){
+		    .company = cr->lic[i].company, .role = cr->lic[i].role, .limit = cr->lic[i].limit};
+		int r = ids_store_licence_usage(st, v[i].company, v[i].role, &v[i].used, &v[i].waiting, e);
+		if (r < 0) {
+			free(v);
+			return r;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+int ids_sync_licence_metrics(const struct ids_config *cfg, struct ids_store *st, struct ids_metrics *m,
+			     struct ids_error *e)
+{
+	struct ids_licence_status *v = NULL;
+	int r = ids_sync_licence_status(cfg, st, &v, e);
+	if (r >= 0 && (r = ids_metrics_licences(m, v, cfg->platform.nlic)) < 0)
+		ids_error_set(e, r, "licences: %s", ids_strerror(r));
+	free(v);
 	return r;
 }

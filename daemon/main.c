@@ -589,17 +589,10 @@ static void status_line(struct ids_buf *b, const struct ids_run_row *w, const st
  * when the database predates the seat book (NULL, 0). */
 static struct ids_licence_status *licence_status(const struct ids_config *cfg, struct ids_store *st)
 {
-	const struct ids_catalog_rules *cr = &cfg->platform;
-	struct ids_licence_status *v = calloc(cr->nlic ? cr->nlic : 1, sizeof(*v));
+	struct ids_licence_status *v = NULL;
 	struct ids_error e = {0};
-	for (size_t i = 0; v && i < cr->nlic; i++) {
-		v[i] = (struct ids_licence_status){
-		    .company = cr->lic[i].company, .role = cr->lic[i].role, .limit = cr->lic[i].limit};
-		if (ids_store_licence_usage(st, v[i].company, v[i].role, &v[i].used, &v[i].waiting, &e) < 0) {
-			free(v);
-			v = NULL;
-		}
-	}
+	if (ids_sync_licence_status(cfg, st, &v, &e) < 0)
+		v = NULL;
 	ids_error_clear(&e);
 	return v;
 }

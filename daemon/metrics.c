@@ -47,6 +47,8 @@ struct ids_metrics {
 	pthread_mutex_t mu;
 	struct conn_stats *c;
 	size_t n;
+	struct ids_licence_status *lic; /* company and role owned */
+	size_t nlic;
 };
 
 int ids_metrics_new(struct ids_metrics **ret)
@@ -59,6 +61,31 @@ int ids_metrics_new(struct ids_metrics **ret)
 	return 0;
 }
 
+static void lic_free(struct ids_licence_status *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free((char *)v[i].company);
+		free((char *)v[i].role);
+	}
+	free(v);
+}
+
+/* v[0..n) with its strings copied, or NULL (out of memory). */
+static struct ids_licence_status *lic_copy(const struct ids_licence_status *v, size_t n)
+{
+	struct ids_licence_status *c = calloc(n ? n : 1, sizeof(*c));
+	for (size_t i = 0; c && i < n; i++) {
+		c[i] = v[i];
+		c[i].company = strdup(v[i].company);
+		c[i].role = strdup(v[i].role);
+		if (!c[i].company || !c[i].role) {
+			lic_free(c, i + 1);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
 void ids_metrics_free(struct ids_metrics *m)
 {
 	if (!m)
@@ -66,6 +93,7 @@ void ids_metrics_free(struct ids_metrics *m)
 	for (size_t i = 0; i < m->n; i++)
 		free(m->c[i].name);
 	free(m->c);
+	lic_free(m->lic, m->nlic);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -134,6 +162,21 @@ int ids_metrics_record(struct ids_metrics *m, const char *connector, const struc
 		c->conflicts = k->conflicts;
 	}
 	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int ids_metrics_licences(struct ids_metrics *m, const struct ids_licence_status *v, size_t n)
+{
+	struct ids_licence_status *c = lic_copy(v, n);
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_lock(&m->mu);
+	struct ids_licence_status *old = m->lic;
+	size_t nold = m->nlic;
+	m->lic = c;
+	m->nlic = n;
+	pthread_mutex_unlock(&m->mu);
+	lic_free(old, nold);
 	return 0;
 }
 
@@ -258,6 +301,36 @@ static int fmt_gauges(struct ids_buf *out, const struct conn_stats *c, size_t n)
 	return r;
 }
 
+/* The licence gauges (issue 20): one series per company and role of the
+ * configuration, as the database had them after the last run. */
+static int fmt_licences(struct ids_buf *out, const struct ids_licence_status *v, size_t n)
+{
+	static const struct {
+		const char *name, *help;
+	} g[3] = {
+	    {"idsyncd_licence_seats_used", "Active users of the company holding the licensed role."},
+	    {"idsyncd_licence_seats_limit", "Seats the licence allows (configuration `licences:`)."},
+	    {"idsyncd_licence_seats_waiting", "Users the rules entitle to the role who wait for a seat."},
+	};
+	int r = 0;
+	for (size_t k = 0; k < 3 && n && r >= 0; k++) {
+		r = head(out, g[k].name, "gauge", g[k].help);
+		for (size_t i = 0; i < n && r >= 0; i++) {
+			const long val[3] = {v[i].used, v[i].limit, v[i].waiting};
+			r = ids_buf_printf(out, "%s{company=\"", g[k].name);
+			if (r >= 0)
+				r = ids_metrics_label(out, v[i].company);
+			if (r >= 0)
+				r = ids_buf_puts(out, "\",role=\"");
+			if (r >= 0)
+				r = ids_metrics_label(out, v[i].role);
+			if (r >= 0)
+				r = ids_buf_printf(out, "\"} %ld\n", val[k]);
+		}
+	}
+	return r;
+}
+
 int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 {
 	pthread_mutex_lock(&m->mu);
@@ -273,6 +346,10 @@ int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 		if (!(c[i].name = strdup(m->c[i].name)))
 			r = -ENOMEM;
 	}
+	size_t nlic = m->nlic;
+	struct ids_licence_status *lic = nlic ? lic_copy(m->lic, nlic) : NULL;
+	if (nlic && !lic)
+		r = -ENOMEM;
 	pthread_mutex_unlock(&m->mu);
 	if (r >= 0)
 		r = fmt_runs(out, c, n);
@@ -284,6 +361,9 @@ int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 		r = fmt_changes(out, c, n);
 	if (r >= 0)
 		r = fmt_gauges(out, c, n);
+	if (r >= 0)
+		r = fmt_licences(out, lic, nlic);
+	lic_free(lic, nlic);
 	for (size_t i = 0; i < n; i++)
 		free(c[i].name);
 	free(c);

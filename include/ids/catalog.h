@@ -81,6 +81,13 @@ int ids_seat_book_add(struct ids_seat_book *b, const struct ids_seat *row);
 int ids_seat_book_add_other(struct ids_seat_book *b, const char *role, long n);
 void ids_seat_book_clear(struct ids_seat_book *b); /* accepts an empty one */
 
+/* One licence as the database has it (`status`, the metrics): used /
+ * limit / waiting.  Strings borrowed from the configuration. */
+struct ids_licence_status {
+	const char *company, *role;
+	long limit, used, waiting;
+};
+
 /* used / limit / waiting of one licence after the step. */
 struct ids_licence_use {
 	const char *role; /* borrowed from the rules */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "ids/catalog.h"
 #include "ids/error.h"
 #include "ids/sync.h"
 #include "ids/util.h"
@@ -27,6 +28,11 @@ void ids_metrics_free(struct ids_metrics *m);
  * connector name is copied: a reload may free the configuration. */
 int ids_metrics_record(struct ids_metrics *m, const char *connector, const struct ids_sync_result *res,
 		       double seconds, time_t now);
+
+/* Sets the licence gauges (used / limit / waiting per company and role)
+ * to v[0..n) (borrowed; strings copied), replacing every licence set
+ * before: a licence a reload removed disappears.  Thread-safe. */
+int ids_metrics_licences(struct ids_metrics *m, const struct ids_licence_status *v, size_t n);
 
 /* Appends the exposition text of everything recorded so far to out
  * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids/catalog.h" /* struct ids_licence_status */
 #include "ids/plan.h"
 #include "ids/store.h"
 #include "ids/sync.h"
@@ -40,12 +41,6 @@ int ids_output_plan_json(const struct ids_plan *p, struct ids_buf *out);
  * -ENOMEM. */
 int ids_output_run_json(const char *connector, const struct ids_sync_result *res, const char *plan_json,
 			struct ids_buf *out);
-
-/* One licence in `status`: used / limit / waiting. */
-struct ids_licence_status {
-	const char *company, *role;
-	long limit, used, waiting;
-};
 
 /* What `status` shows, all borrowed. */
 struct ids_output_status {

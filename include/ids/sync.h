@@ -100,7 +100,7 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 
 /* The licences of cc's company (config `licences:`) applied to d, with
  * the seat book the store holds for cc (daemon/licences.c); *next (empty
- * on entry) gets the book to save once the run's apply has committed.
+ * on entry) gets the book the run's apply saves with its changes.
  * run_id 0: a plan.  Nothing to do (0) when the company has no licence.
  * partial: s holds only `sync --user`'s person; the others keep their seats. */
 struct ids_seat_book;
@@ -108,5 +108,17 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
 		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
 		      struct ids_seat_book *next, struct ids_error *e);
+
+/* used / limit / waiting of every licence of the configuration, in its
+ * order, as the database has them (`status`, the metrics).  *ret new
+ * (free(); cfg->platform.nlic entries, none on a database never migrated). */
+int ids_sync_licence_status(const struct ids_config *cfg, struct ids_store *st,
+			    struct ids_licence_status **ret, struct ids_error *e);
+
+/* Sets the licence gauges of m (metrics.h) from the database, after a
+ * run.  m unchanged on error (the store's). */
+struct ids_metrics;
+int ids_sync_licence_metrics(const struct ids_config *cfg, struct ids_store *st, struct ids_metrics *m,
+			     struct ids_error *e);
 
 #endif

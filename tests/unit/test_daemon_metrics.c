@@ -1,6 +1,7 @@
 /* test_daemon_metrics.c — the /metrics text (daemon/metrics.c): the whole
  * exposition of a hand-made history, written out by hand; label values
- * escaped; a held plan's counts never read as changes made. */
+ * escaped; a held plan's counts never read as changes made; the licence
+ * gauges (issue 20). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -120,11 +121,60 @@ static void test_label_escaping(void **state)
 	ids_metrics_free(m);
 }
 
+/* The licence gauges: per company and role, labels escaped, and each
+ * setting replaces the last (a licence a reload removed goes away). */
+static void test_licences(void **state)
+{
+	(void)state;
+	struct ids_metrics *m = NULL;
+	struct ids_buf out = {0};
+	const struct ids_licence_status two[] = {
+	    {.company = "acme", .role = "phone", .limit = 50, .used = 50, .waiting = 10},
+	    {.company = "a\"b", .role = "operator", .limit = 200, .used = 3, .waiting = 0},
+	};
+	assert_int_equal(ids_metrics_new(&m), 0);
+	assert_int_equal(ids_metrics_licences(m, two, 2), 0);
+	assert_int_equal(ids_metrics_format(m, &out), 0);
+	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
+	assert_non_null(strstr(out.p, "# HELP idsyncd_licence_seats_used Active users of the company holding "
+				      "the licensed role.\n"
+				      "# TYPE idsyncd_licence_seats_used gauge\n"
+				      "idsyncd_licence_seats_used{company=\"acme\",role=\"phone\"} 50\n"
+				      "idsyncd_licence_seats_used{company=\"a\\\"b\",role=\"operator\"} 3\n"
+				      "# HELP idsyncd_licence_seats_limit"));
+	assert_non_null(strstr(out.p,
+			       "# TYPE idsyncd_licence_seats_limit gauge\n"
+			       "idsyncd_licence_seats_limit{company=\"acme\",role=\"phone\"} 50\n"
+			       "idsyncd_licence_seats_limit{company=\"a\\\"b\",role=\"operator\"} 200\n"));
+	assert_non_null(strstr(out.p,
+			       "# TYPE idsyncd_licence_seats_waiting gauge\n"
+			       "idsyncd_licence_seats_waiting{company=\"acme\",role=\"phone\"} 10\n"
+			       "idsyncd_licence_seats_waiting{company=\"a\\\"b\",role=\"operator\"} 0\n"));
+	ids_buf_reset(&out);
+
+	/* one licence left after a reload: the other's series are gone */
+	assert_int_equal(ids_metrics_licences(m, two, 1), 0);
+	assert_int_equal(ids_metrics_format(m, &out), 0);
+	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
+	assert_non_null(strstr(out.p, "idsyncd_licence_seats_waiting{company=\"acme\",role=\"phone\"} 10\n"));
+	assert_null(strstr(out.p, "operator"));
+	ids_buf_reset(&out);
+
+	/* no licence: no series, not even their HELP */
+	assert_int_equal(ids_metrics_licences(m, NULL, 0), 0);
+	assert_int_equal(ids_metrics_format(m, &out), 0);
+	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
+	assert_null(strstr(out.p, "licence"));
+	ids_buf_free(&out);
+	ids_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_label_escaping),
+	    cmocka_unit_test(test_licences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
