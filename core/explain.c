@@ -43,6 +43,16 @@ const char *ids_explain_db_word(enum ids_explain_db d)
 	}
 }
 
+const char *ids_explain_seat_word(enum ids_explain_seat_state s)
+{
+	switch (s) {
+	case IDS_XS_HOLDER: return "holder";
+	case IDS_XS_SEATED: return "seated";
+	case IDS_XS_WAITING: return "waiting";
+	default: return "revoked";
+	}
+}
+
 int ids_explain_find(const struct ids_snapshot *s, const char *who, size_t *ret_idx)
 {
 	/* the external id first: it is exact and immutable; a username may
@@ -532,6 +542,110 @@ static const char *scope_words(const struct ids_explanation *x)
 	return NULL;
 }
 
+/* ---------------- licences ---------------- */
+
+/* What explain calls the next run: after every stored one, as a plan. */
+#define NEXT_RUN INT64_MAX
+
+/* The book's row of (role, ext), NULL when none (not entitled). */
+static const struct ids_seat *book_row(const struct ids_seat_book *b, const char *role, const char *ext)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (!strcmp(b->v[i].role, role) && !ids_strcmp0(b->v[i].external_id, ext))
+			return &b->v[i];
+	return NULL;
+}
+
+/* The username of the snapshot user with external id ext (by[] maps
+ * them), NULL when none. */
+static const char *name_of(const struct ids_snapshot *s, const struct ids_strmap *by, const char *ext)
+{
+	uint32_t i;
+	return ext && ids_strmap_get(by, ext, &i) ? s->users[i].f[IDS_F_USERNAME] : NULL;
+}
+
+/* me's place among the waiting of its role in book b, in the order the
+ * licence step seats them (catalog.c: earliest entitlement, then
+ * username, then external id), and how many wait. */
+static void line_place(const struct ids_seat_book *b, const struct ids_seat *me, const struct ids_snapshot *s,
+		       const struct ids_strmap *by, struct ids_explain_seat *ret)
+{
+	const char *my_name = name_of(s, by, me->external_id);
+	ret->position = 1;
+	ret->of = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct ids_seat *o = &b->v[i];
+		if (o->seated || strcmp(o->role, me->role))
+			continue;
+		ret->of++;
+		int c = o->entitled_run < me->entitled_run ? -1 : o->entitled_run > me->entitled_run;
+		if (!c)
+			c = ids_strcmp0(name_of(s, by, o->external_id), my_name);
+		if (!c)
+			c = ids_strcmp0(o->external_id, me->external_id);
+		ret->position += c < 0;
+	}
+}
+
+/* The user's place under licence lic (its use u after the step), from
+ * the book `next` the step made; nothing when the rules do not entitle
+ * the user to the role. */
+static int add_seat(struct ids_explanation *x, const struct ids_seat_book *next,
+		    const struct ids_licence *lic, const struct ids_licence_use *u,
+		    const struct ids_snapshot *s, const struct ids_strmap *by)
+{
+	const struct ids_seat *row = book_row(next, lic->role, x->user->f[IDS_F_EXTERNAL_ID]);
+	if (!row)
+		return 0;
+	struct ids_explain_seat *e = ids_arena_alloc(&x->arena, (x->nseats + 1) * sizeof(*e)); /* few */
+	if (!e)
+		return -ENOMEM;
+	if (x->nseats)
+		memcpy(e, x->seats, x->nseats * sizeof(*e));
+	x->seats = e;
+	e = &x->seats[x->nseats++];
+	*e = (struct ids_explain_seat){.role = lic->role,
+				       .entitled_run = row->entitled_run == NEXT_RUN ? 0 : row->entitled_run,
+				       .used = u->used,
+				       .limit = u->limit,
+				       .waiting = u->waiting};
+	/* a waiting user's row carries this run as its seat run; a holder
+	 * past the limit keeps the run that seated it */
+	if (row->seated)
+		e->state = row->seat_run == NEXT_RUN ? IDS_XS_SEATED : IDS_XS_HOLDER;
+	else
+		e->state = row->seat_run == NEXT_RUN ? IDS_XS_WAITING : IDS_XS_REVOKED;
+	if (e->state != IDS_XS_SEATED)
+		e->seat_run = row->seat_run == NEXT_RUN ? 0 : row->seat_run;
+	if (!row->seated)
+		line_place(next, row, s, by, e);
+	return 0;
+}
+
+/* The licences of the company applied to x->d as the next run applies
+ * them (the grants they withhold become revoked ones with their note),
+ * and the user's place under each. */
+static int explain_licences(struct ids_explanation *x, const struct ids_explain_in *in)
+{
+	const struct ids_catalog_rules *cr = in->catalog;
+	struct ids_seat_book next = {0};
+	struct ids_strmap by = {0};
+	struct ids_licence_use *use = calloc(cr->nlic ? cr->nlic : 1, sizeof(*use));
+	int r = use ? ids_catalog_licences(cr, in->company, x->connector, NEXT_RUN, in->s, x->d, in->cur,
+					   in->seats, &next, use)
+		    : -ENOMEM;
+	for (size_t i = 0; i < in->s->nusers && r >= 0; i++)
+		if (in->s->users[i].f[IDS_F_EXTERNAL_ID])
+			r = ids_strmap_put(&by, in->s->users[i].f[IDS_F_EXTERNAL_ID], (uint32_t)i, NULL);
+	for (size_t i = 0; i < cr->nlic && r >= 0; i++)
+		if (!strcmp(cr->lic[i].company, in->company))
+			r = add_seat(x, &next, &cr->lic[i], &use[i], in->s, &by);
+	ids_strmap_free(&by);
+	ids_seat_book_clear(&next);
+	free(use);
+	return r < 0 ? r : 0;
+}
+
 static int explain_all(struct ids_explanation *x, const struct ids_explain_in *in, size_t idx)
 {
 	size_t cap = 0;
@@ -539,6 +653,10 @@ static int explain_all(struct ids_explanation *x, const struct ids_explain_in *i
 	 * must never disagree with the run it explains */
 	int r = in->catalog ? ids_catalog_eval(in->catalog, in->rules, in->nrules, x->connector, in->s, &x->d)
 			    : ids_rules_eval(in->rules, in->nrules, x->connector, in->s, &x->d);
+	if (r >= 0 && in->catalog && in->cur && in->seats && in->company) {
+		x->company = in->company;
+		r = explain_licences(x, in);
+	}
 	if (r < 0)
 		return r;
 	x->in_scope = x->d->users[idx].in_scope && !x->user->disabled && !x->user->invalid;

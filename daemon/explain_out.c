@@ -92,13 +92,62 @@ static int text_grant(const struct ids_explanation *x, const struct ids_explain_
 	for (size_t i = 0; r >= 0 && g->kind == IDS_GRANT_SLOT && !g->revoked && i < g->noffers; i++)
 		r = ids_buf_printf(b, "      rule %s: %s; offers %d\n", g->offers[i].rule,
 				   rule_how(x, g->offers[i].rule), g->offers[i].slots);
-	for (size_t i = 0; r >= 0 && g->rules && i < g->rules->n; i++) {
+	/* the catalog's words, not a rule: "required by monitoring",
+	 * "requires phone", "licence phone: waiting for a seat (limit 50)" */
+	for (size_t i = 0; r >= 0 && g->rules && g->rules->note && i < g->rules->n; i++)
+		r = ids_buf_printf(b, "      %s%s\n", g->revoked ? "left out: " : "", g->rules->names[i]);
+	for (size_t i = 0; r >= 0 && g->rules && !g->rules->note && i < g->rules->n; i++) {
 		const char *n = g->rules->names[i];
 		if (g->kind == IDS_GRANT_SLOT && !g->revoked && offer_of(g, n) >= 0)
 			continue;
 		r = ids_buf_printf(b, "      %srule %s: %s\n", g->revoked ? "revoked by " : "", n,
 				   rule_how(x, n));
 	}
+	return r;
+}
+
+/* "(entitled in run 12)", or from the next run when the rules grant it
+ * for the first time. */
+static int text_entitled(const struct ids_explain_seat *e, struct ids_buf *b)
+{
+	return e->entitled_run ? ids_buf_printf(b, " (entitled in run %lld)", (long long)e->entitled_run)
+			       : ids_buf_puts(b, " (entitled from the next run)");
+}
+
+/* "since run 3", or before the seat book knew (seated before licences). */
+static int text_seat_since(const struct ids_explain_seat *e, struct ids_buf *b)
+{
+	return e->seat_run ? ids_buf_printf(b, "seat since run %lld", (long long)e->seat_run)
+			   : ids_buf_puts(b, "seat from before the licence");
+}
+
+/* One licence: where the user stands, then the licence's numbers. */
+static int text_seat(const struct ids_explanation *x, const struct ids_explain_seat *e, struct ids_buf *b)
+{
+	int r = ids_buf_printf(b, "  %s  %s", e->role, ids_explain_seat_word(e->state));
+	switch (e->state) {
+	case IDS_XS_HOLDER:
+		if (r >= 0 && (r = ids_buf_puts(b, " (")) >= 0 && (r = text_seat_since(e, b)) >= 0)
+			r = ids_buf_putc(b, ')');
+		break;
+	case IDS_XS_SEATED:
+		if (r >= 0 && (r = ids_buf_puts(b, " by the next run")) >= 0)
+			r = text_entitled(e, b);
+		break;
+	case IDS_XS_WAITING:
+		if (r >= 0 && (r = ids_buf_printf(b, ": position %ld of %ld", e->position, e->of)) >= 0)
+			r = text_entitled(e, b);
+		break;
+	default:
+		if (r >= 0 &&
+		    (r = ids_buf_printf(b, " by the next run, over the limit of %ld (", e->limit)) >= 0 &&
+		    (r = text_seat_since(e, b)) >= 0)
+			r = ids_buf_printf(b, "); then waiting: position %ld of %ld", e->position, e->of);
+		break;
+	}
+	if (r >= 0)
+		r = ids_buf_printf(b, "; licence %s/%s: %ld / %ld used, %ld waiting\n", x->company, e->role,
+				   e->used, e->limit, e->waiting);
 	return r;
 }
 
@@ -137,6 +186,9 @@ int ids_explain_format_text(const struct ids_explanation *x, struct ids_buf *b)
 		}
 	if (r >= 0 && !any)
 		r = ids_buf_puts(b, "grants   none\n");
+	for (size_t i = 0; r >= 0 && i < x->nseats; i++)
+		if ((i || (r = ids_buf_puts(b, "licences\n")) >= 0))
+			r = text_seat(x, &x->seats[i], b);
 	any = false;
 	for (size_t i = 0; r >= 0 && i < x->nrules; i++) {
 		const struct ids_explain_rule *er = &x->rules[i];
@@ -197,8 +249,11 @@ static json_t *json_grant_rules(const struct ids_explanation *x, const struct id
 		int slots = offer_of(g, n);
 		if (i >= g->noffers && slots >= 0)
 			continue; /* listed with its offer */
-		json_t *o = json_pack("{s:s, s:o, s:o}", "name", n, "how", ids_output_jstr(rule_how(x, n)),
-				      "slots", slots >= 0 ? json_integer(slots) : json_null());
+		/* note: n is the catalog's words, not a rule's name */
+		bool note = i >= g->noffers && g->rules->note;
+		json_t *o = json_pack("{s:s, s:o, s:o, s:b}", "name", n, "how",
+				      ids_output_jstr(note ? NULL : rule_how(x, n)), "slots",
+				      slots >= 0 ? json_integer(slots) : json_null(), "note", note);
 		if (!o || json_array_append_new(a, o) < 0)
 			err = -ENOMEM;
 	}
@@ -226,6 +281,36 @@ static json_t *json_grant(const struct ids_explanation *x, const struct ids_expl
 	if (err && o)
 		json_decref(o);
 	return err ? NULL : o;
+}
+
+/* A run id, null for none (0). */
+static json_t *json_run(int64_t id)
+{
+	return id ? json_integer(id) : json_null();
+}
+
+/* The licences: [{"company", "role", "state", ...}] (docs/json.md). */
+static json_t *json_seats(const struct ids_explanation *x)
+{
+	json_t *a = json_array();
+	int err = a ? 0 : -ENOMEM;
+	for (size_t i = 0; !err && i < x->nseats; i++) {
+		const struct ids_explain_seat *e = &x->seats[i];
+		bool line = e->state == IDS_XS_WAITING || e->state == IDS_XS_REVOKED;
+		bool held = e->state == IDS_XS_HOLDER || e->state == IDS_XS_REVOKED;
+		json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "company",
+				      x->company, "role", e->role, "state", ids_explain_seat_word(e->state),
+				      "entitled_run", json_run(e->entitled_run), "seat_run",
+				      held ? json_integer(e->seat_run) : json_null(), "position",
+				      line ? json_integer(e->position) : json_null(), "of",
+				      line ? json_integer(e->of) : json_null(), "used", (json_int_t)e->used,
+				      "limit", (json_int_t)e->limit, "waiting", (json_int_t)e->waiting);
+		if (!o || json_array_append_new(a, o) < 0)
+			err = -ENOMEM;
+	}
+	if (err && a)
+		json_decref(a);
+	return err ? NULL : a;
 }
 
 /* Every rule: {"name", "matched", "reason", "granted"}. */
@@ -268,6 +353,7 @@ static json_t *json_explanation(const struct ids_explanation *x)
 	set(o, "next_user", x->db ? ids_output_jstr(x->next_user) : json_null(), &err);
 	set(o, "grants", grants, &err);
 	grants = NULL;
+	set(o, "licences", json_seats(x), &err);
 	set(o, "rules", json_rules(x), &err);
 	set(o, "warnings", warn, &err);
 	warn = NULL;

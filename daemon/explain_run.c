@@ -17,6 +17,7 @@
 #include "ids/plan.h"
 #include "ids/rules.h"
 #include "ids/snapshot.h"
+#include "ids/sync.h"
 
 #define USEC 1000000
 
@@ -25,12 +26,15 @@ struct xread {
 	struct ids_strv attrs;
 	struct ids_snapshot *snap;
 	struct ids_current *cur;
+	struct ids_seat_book seats; /* licences: the connector's seat book */
+	bool licensed;		    /* the company has a licence */
 	struct ids_explanation *x;
 };
 
 static void read_free(struct xread *w)
 {
 	ids_explanation_free(w->x);
+	ids_seat_book_clear(&w->seats);
 	ids_current_free(w->cur);
 	ids_snapshot_free(w->snap);
 	ids_strv_free(&w->attrs);
@@ -61,19 +65,23 @@ static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc
 	return 0;
 }
 
-/* The company's current state; empty when the company does not exist yet
- * (the first sync will create it). */
-static int load(struct ids_store *st, const struct ids_connector_cfg *cc, struct xread *w,
-		struct ids_error *e)
+/* The company's current state and the connector's seat book; empty when
+ * the company does not exist yet (the first sync will create it). */
+static int load(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
+		struct xread *w, struct ids_error *e)
 {
 	int64_t company = 0;
 	int r = ids_store_company(st, cc->company, false, &company, e);
 	if (r < 0)
 		return r;
 	if (company)
-		return ids_store_load(st, company, cc->name, &w->cur, e);
-	r = ids_current_new(&w->cur);
-	return r < 0 ? ids_error_set(e, r, "%s", ids_strerror(r)) : 0;
+		r = ids_store_load(st, company, cc->name, &w->cur, e);
+	else if ((r = ids_current_new(&w->cur)) < 0)
+		ids_error_set(e, r, "%s", ids_strerror(r));
+	/* the licences as the next run applies them: with the seat book */
+	if (r >= 0 && (r = ids_sync_seat_book(cfg, st, cc, company, &w->seats, e)) >= 0)
+		w->licensed = r > 0;
+	return r < 0 ? r : 0;
 }
 
 int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
@@ -87,7 +95,7 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 		return -ENOENT;
 	}
 	if (r >= 0)
-		r = load(st, cc, &w, e);
+		r = load(cfg, st, cc, &w, e);
 	const struct ids_diff_opts dopt = {.connector = cc->name,
 					   .idp = ids_conn_type_name(cc->type),
 					   .adopt_by_email = cc->adopt_by_email,
@@ -97,7 +105,9 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 					  .nrules = cfg->nrules,
 					  .dopt = &dopt,
 					  .cur = w.cur,
-					  .catalog = &cfg->platform};
+					  .catalog = &cfg->platform,
+					  .company = cc->company,
+					  .seats = w.licensed ? &w.seats : NULL};
 	if (r >= 0 && (r = ids_explain(&in, idx, &w.x)) < 0)
 		ids_error_set(e, r, "explain: %s", ids_strerror(r));
 	if (r >= 0)

@@ -48,6 +48,24 @@ static int count_absent(const struct ids_connector_cfg *cc, const struct ids_sna
 	return r;
 }
 
+int ids_sync_seat_book(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
+		       int64_t company_id, struct ids_seat_book *b, struct ids_error *e)
+{
+	const struct ids_catalog_rules *cr = &cfg->platform;
+	struct ids_strv roles = {0};
+	int r = 0;
+	for (size_t i = 0; i < cr->nlic && r >= 0; i++)
+		if (!strcmp(cr->lic[i].company, cc->company))
+			r = ids_strv_push(&roles, cr->lic[i].role);
+	if (r < 0)
+		ids_error_set(e, r, "licences: %s", ids_strerror(r));
+	else if (roles.n)
+		r = ids_store_seats_load(st, company_id, cc->name, &roles, b, e);
+	bool any = roles.n > 0;
+	ids_strv_free(&roles);
+	return r < 0 ? r : any;
+}
+
 int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
 		      int64_t company_id, int64_t run_id, const struct ids_snapshot *s,
 		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
@@ -56,15 +74,14 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 	const struct ids_catalog_rules *cr = &cfg->platform;
 	struct ids_strv roles = {0};
 	struct ids_seat_book prev = {0};
-	int r = 0;
+	int r = ids_sync_seat_book(cfg, st, cc, company_id, &prev, e);
+	if (r <= 0) /* an error, or no licence of the company */
+		return r;
 	for (size_t i = 0; i < cr->nlic && r >= 0; i++)
 		if (!strcmp(cr->lic[i].company, cc->company))
 			r = ids_strv_push(&roles, cr->lic[i].role);
-	if (r < 0 || !roles.n) {
-		ids_strv_free(&roles);
-		return r < 0 ? ids_error_set(e, r, "licences: %s", ids_strerror(r)) : 0;
-	}
-	r = ids_store_seats_load(st, company_id, cc->name, &roles, &prev, e);
+	if (r < 0)
+		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	if (r >= 0 && partial && (r = count_absent(cc, s, cur, &roles, &prev)) < 0)
 		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	/* a plan has no run id: what it would seat comes after every stored run */
@@ -73,7 +90,7 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	ids_seat_book_clear(&prev);
 	ids_strv_free(&roles);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 int ids_sync_licence_status(const struct ids_config *cfg, struct ids_store *st,

@@ -60,6 +60,23 @@ struct ids_explain_grant {
 	const char *next; /* what the next run does to it, NULL: nothing */
 };
 
+/* Where the user stands under one licence of the company (issue 20). */
+enum ids_explain_seat_state {
+	IDS_XS_HOLDER,	/* holds a seat and keeps it */
+	IDS_XS_SEATED,	/* gets a seat in the next run */
+	IDS_XS_WAITING, /* waits for a seat */
+	IDS_XS_REVOKED, /* holds a seat the next run takes: over a lowered limit */
+};
+
+struct ids_explain_seat {
+	const char *role; /* borrowed from the catalog */
+	enum ids_explain_seat_state state;
+	int64_t entitled_run;	   /* the run whose rules first granted it; 0: the next run */
+	int64_t seat_run;	   /* holder, revoked: the run that gave the seat (0: before the book) */
+	long position, of;	   /* waiting, revoked: place in the line after the next run (1-based) */
+	long used, limit, waiting; /* the licence in the company after the next run */
+};
+
 struct ids_explain_rule {
 	const struct ids_rule *rule; /* borrowed */
 	bool matched;		     /* every condition holds */
@@ -84,6 +101,11 @@ struct ids_explanation {
 	 * database has that the rules do not give */
 	struct ids_explain_grant *grants;
 	size_t ngrants;
+	/* the licences of the company whose role the rules entitle the user
+	 * to, in the configuration's order (none without in->seats) */
+	struct ids_explain_seat *seats;
+	size_t nseats;
+	const char *company;	  /* in->company (borrowed) when licences were applied */
 	struct ids_strv warnings; /* the rules' warnings about this user */
 	bool db;		  /* the database side was read */
 	/* private */
@@ -103,13 +125,18 @@ struct ids_explain_in {
 	const struct ids_diff_opts *dopt; /* connector, idp, adoption, tenant creation */
 	const struct ids_current *cur;	  /* NULL: no database side */
 	/* catalog.requires, applied as a sync applies it (NULL: none), so
-	 * that explain shows the roles requirements add or leave out.
-	 * Licences are not: they need the seat book of the database. */
+	 * that explain shows the roles requirements add or leave out */
 	const struct ids_catalog_rules *catalog;
+	/* licences: the connector's company and the seat book the store
+	 * holds for the connector (ids_sync_seat_book).  Applied (needs cur
+	 * and catalog) as the next run applies them: NULL seats, none. */
+	const char *company;
+	const struct ids_seat_book *seats;
 };
 
 /* Explains user s->users[idx].  *ret is new (ids_explanation_free); it
- * borrows from in->s, in->rules and in->cur: free it before them. */
+ * borrows from in->s, in->rules, in->cur, in->catalog and in->company:
+ * free it before them. */
 int ids_explain(const struct ids_explain_in *in, size_t idx, struct ids_explanation **ret);
 void ids_explanation_free(struct ids_explanation *x); /* accepts NULL */
 
@@ -117,5 +144,7 @@ void ids_explanation_free(struct ids_explanation *x); /* accepts NULL */
 const char *ids_explain_ident_word(enum ids_explain_ident i);
 /* "present", "manual", "missing", "extra", "none" */
 const char *ids_explain_db_word(enum ids_explain_db d);
+/* "holder", "seated", "waiting", "revoked" */
+const char *ids_explain_seat_word(enum ids_explain_seat_state s);
 
 #endif

@@ -109,6 +109,11 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
 		      struct ids_seat_book *next, struct ids_error *e);
 
+/* The seat book the store holds for cc in company_id (b empty on entry),
+ * when cc's company has a licence: 1, else 0 (b left empty). */
+int ids_sync_seat_book(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
+		       int64_t company_id, struct ids_seat_book *b, struct ids_error *e);
+
 /* used / limit / waiting of every licence of the configuration, in its
  * order, as the database has them (`status`, the metrics).  *ret new
  * (free(); cfg->platform.nlic entries, none on a database never migrated). */

@@ -68,6 +68,20 @@ eq "$(range 6 55)" "$(holders)" "holders keep their seats"
 eq 10 "$(q "SELECT count(*) FROM licence_entitlement WHERE seat_run IS NULL")" "10 waiting"
 eq "$run1" "$(q "SELECT entitled_run FROM licence_entitlement WHERE external_id IN
 	(SELECT external_id FROM app_user WHERE username = 'p56')")" "p56 waits since run 1"
+run2=$(q "SELECT max(id) FROM sync_run")
+# explain: where each stands in line (earliest entitlement, then username)
+ids explain p56
+has "  phone  waiting: position 1 of 10 (entitled in run $run1); licence acme/phone: 50 / 50 used, 10 waiting" \
+	"$OUT" "explain: p56 waits first (entitled in run 1)"
+has "  - role  support  phone
+      left out: licence phone: waiting for a seat (limit 50)" "$OUT" "explain: ... and the grant is left out"
+ids explain p01
+has "  phone  waiting: position 6 of 10 (entitled in run $run2)" "$OUT" "explain: p01 after the five of run 1"
+ids explain p05
+has "  phone  waiting: position 10 of 10" "$OUT" "explain: p05 last"
+ids explain p06
+has "  phone  holder (seat since run $run1); licence acme/phone: 50 / 50 used, 10 waiting" "$OUT" \
+	"explain: p06 holds a seat"
 ids status
 has "licence acme/phone: 50 / 50 used, 10 waiting" "$OUT" "status shows used / limit / waiting"
 ids status --format json
@@ -88,6 +102,11 @@ changetype: delete
 LDIF
 ids plan
 has "+ role  p56  support  phone  rule phone-users" "$OUT" "the plan gives p56 the seat"
+ids explain p56
+has "  phone  seated by the next run (entitled in run $run1); licence acme/phone: 50 / 50 used, 7 waiting" \
+	"$OUT" "explain: p56 gets the seat in the next run"
+ids explain p59
+has "  phone  waiting: position 1 of 7" "$OUT" "explain: p59 is next in line"
 hasnt "+ role  p01" "$OUT" "... not p01"
 ids sync
 eq 0 "$RC" "third sync"
@@ -102,6 +121,17 @@ sed -i 's/^    phone: 50$/    phone: 40/' "$W/idsyncd.yaml"
 before=$(snapshot_db)
 ids plan
 has "- role  p58  support  phone  licence phone: over the limit of 40" "$OUT" "the plan says why a seat goes"
+# p49..p58 lose the seat and wait, among the others of run 1, by username
+ids explain p58
+has "  phone  revoked by the next run, over the limit of 40 (seat since run $run3); then waiting: position 10 of 17; licence acme/phone: 40 / 40 used, 17 waiting" \
+	"$OUT" "explain: p58's seat goes, and where it then waits"
+ids explain p58 --format json
+eq "revoked $run1 $run3 10 17 40 40 17" "$(printf '%s' "$OUT" | python3 -c 'import json,sys
+l = json.load(sys.stdin)[0]["licences"][0]
+print(l["state"], l["entitled_run"], l["seat_run"], l["position"], l["of"], l["used"], l["limit"], l["waiting"])')" \
+	"explain --format json: the same"
+ids explain p48
+has "  phone  holder (seat since run $run1)" "$OUT" "explain: p48 keeps the seat"
 ids sync
 eq 3 "$RC" "10 seat removals are held by the grant-removal threshold"
 has "max_grant_removals_percent" "$ERR$OUT" "the message names the threshold"
