@@ -368,12 +368,116 @@ static void test_database_side(void **state)
 	ids_current_free(c);
 }
 
+/* Licences: the user's place as the next run sets it, from a seat book
+ * whose order of entitlement (jnovak run 5, anna run 7) is not the
+ * usernames' — the line follows the entitlement. */
+static struct ids_explain_seat seat_of(const struct ids_current *c, const struct ids_seat_book *book,
+				       long limit, const char *who)
+{
+	struct ids_catalog_rules cr = {0};
+	cr.lic = calloc(1, sizeof(*cr.lic));
+	cr.lic[0] = (struct ids_licence){strdup("acme"), strdup("operator"), limit};
+	cr.nlic = 1;
+	size_t idx;
+	struct ids_explanation *x = NULL;
+	assert_int_equal(ids_explain_find(S, who, &idx), 0);
+	const struct ids_explain_in in = {.s = S,
+					  .rules = R,
+					  .nrules = NR,
+					  .dopt = &DOPT,
+					  .cur = c,
+					  .catalog = &cr,
+					  .company = "acme",
+					  .seats = book};
+	assert_int_equal(ids_explain(&in, idx, &x), 0);
+	assert_int_equal(x->nseats, 1);
+	assert_string_equal(x->company, "acme");
+	struct ids_explain_seat e = x->seats[0];
+	assert_string_equal(e.role, "operator");
+	e.role = NULL; /* the catalog's, freed below */
+	/* a seat the licence withholds is a left-out grant, never an "add" */
+	for (size_t i = 0; i < x->ngrants; i++)
+		if (!strcmp(x->grants[i].name, "operator") && x->grants[i].kind == IDS_GRANT_ROLE)
+			assert_true(x->grants[i].wanted ==
+				    (e.state == IDS_XS_HOLDER || e.state == IDS_XS_SEATED));
+	ids_explanation_free(x);
+	ids_catalog_rules_clear(&cr);
+	return e;
+}
+
+static void test_licences(void **state)
+{
+	(void)state;
+	struct ids_current *c = NULL;
+	assert_int_equal(ids_current_new(&c), 0);
+	assert_int_equal(ids_current_add_tenant(c, "support-cz"), 0);
+	struct ids_cur_user jn = {.id = 10,
+				  .source = "corp",
+				  .external_id = "id-1",
+				  .username = "jnovak",
+				  .auth_method = "sso",
+				  .idp = "ldap",
+				  .active = true};
+	struct ids_cur_user an = {.id = 11,
+				  .source = "corp",
+				  .external_id = "id-4",
+				  .username = "anna",
+				  .auth_method = "sso",
+				  .idp = "ldap",
+				  .active = true};
+	assert_int_equal(ids_current_add_user(c, &jn), 0);
+	assert_int_equal(ids_current_add_user(c, &an), 0);
+	cur_grant(c, 10, IDS_GRANT_ROLE, "support-cz", "operator", 0, false, "cz-operators");
+	struct ids_seat_book book = {0}, none = {0};
+	const struct ids_seat rows[] = {
+	    {.role = "operator", .external_id = "id-1", .entitled_run = 5, .seat_run = 3, .seated = true},
+	    {.role = "operator", .external_id = "id-4", .entitled_run = 7},
+	};
+	for (size_t i = 0; i < 2; i++)
+		assert_int_equal(ids_seat_book_add(&book, &rows[i]), 0);
+
+	/* one seat: jnovak keeps it, anna waits */
+	struct ids_explain_seat e = seat_of(c, &book, 1, "jnovak");
+	assert_int_equal(e.state, IDS_XS_HOLDER);
+	assert_int_equal(e.seat_run, 3);
+	assert_int_equal(e.entitled_run, 5);
+	assert_true(e.used == 1 && e.limit == 1 && e.waiting == 1);
+	e = seat_of(c, &book, 1, "anna");
+	assert_int_equal(e.state, IDS_XS_WAITING);
+	assert_true(e.position == 1 && e.of == 1 && e.entitled_run == 7);
+
+	/* none left: jnovak's seat goes, and he waits first (entitled
+	 * earlier), although "anna" sorts first */
+	e = seat_of(c, &book, 0, "jnovak");
+	assert_int_equal(e.state, IDS_XS_REVOKED);
+	assert_true(e.seat_run == 3 && e.position == 1 && e.of == 2);
+	assert_true(e.used == 0 && e.limit == 0 && e.waiting == 2);
+	e = seat_of(c, &book, 0, "anna");
+	assert_int_equal(e.state, IDS_XS_WAITING);
+	assert_true(e.position == 2 && e.of == 2);
+
+	/* two: anna is seated by the next run */
+	e = seat_of(c, &book, 2, "anna");
+	assert_int_equal(e.state, IDS_XS_SEATED);
+	assert_true(e.entitled_run == 7 && e.used == 2 && e.waiting == 0);
+
+	/* no book yet (licences just configured): jnovak's seat is from
+	 * before the book, anna is entitled from the next run */
+	e = seat_of(c, &none, 1, "jnovak");
+	assert_true(e.state == IDS_XS_HOLDER && e.seat_run == 0);
+	e = seat_of(c, &none, 1, "anna");
+	assert_true(e.state == IDS_XS_WAITING && e.entitled_run == 0 && e.position == 1);
+
+	ids_seat_book_clear(&book);
+	ids_current_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_find),	  cmocka_unit_test(test_rules_side),
 	    cmocka_unit_test(test_requires),	  cmocka_unit_test(test_out_of_scope),
-	    cmocka_unit_test(test_database_side),
+	    cmocka_unit_test(test_database_side), cmocka_unit_test(test_licences),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
