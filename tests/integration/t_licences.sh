@@ -119,6 +119,8 @@ eq 3 "$(q "SELECT count(*) FROM licence_entitlement WHERE seat_run = $run3")" "s
 # 50 grants is past max_grant_removals_percent (5): held
 sed -i 's/^    phone: 50$/    phone: 40/' "$W/idsyncd.yaml"
 before=$(snapshot_db)
+book() { q "SELECT role, external_id, entitled_run, seat_run FROM licence_entitlement ORDER BY 1, 2"; }
+book_before=$(book)
 ids plan
 has "- role  p58  support  phone  licence phone: over the limit of 40" "$OUT" "the plan says why a seat goes"
 # p49..p58 lose the seat and wait, among the others of run 1, by username
@@ -136,6 +138,7 @@ ids sync
 eq 3 "$RC" "10 seat removals are held by the grant-removal threshold"
 has "max_grant_removals_percent" "$ERR$OUT" "the message names the threshold"
 eq "$before" "$(snapshot_db)" "nothing removed"
+eq "$book_before" "$(book)" "... and the seat book as it was"
 ids sync --allow-mass-deactivation
 eq 0 "$RC" "applied once allowed"
 eq "$(range 9 48)" "$(holders)" "the 10 most recent holders lost the seat"
