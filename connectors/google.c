@@ -299,6 +299,9 @@ static int get_user(struct pull *p, const char *key, char **uid)
 	bool full = false;
 	int r;
 	*uid = NULL;
+	/* the listing's selector only for `full` (customSchemas need
+	 * projection=full): its fields= is the users(...) form of a list, and
+	 * one whole user resource is small */
 	if ((r = ids_google_users_fields(&p->map, &fields, &full)) < 0 ||
 	    (r = ids_buf_printf(&url, "%s/admin/directory/v1/users/", p->api)) < 0 ||
 	    (r = ids_http_urlencode(&url, key)) < 0 ||
