@@ -196,7 +196,7 @@ static const struct command commands[] = {
      "                       [--format text|json] [--progress|--no-progress] [--full] [--user USER]\n"
      "  pull every (or each named) connector and apply its plan\n"
      "  (--full: read the whole directory, not only its changes;\n"
-     "   --user: only USER (username, e-mail or external id), one LDAP connector; deactivates no one)\n"},
+     "   --user: only USER (username, e-mail or external id), one connector; deactivates no one)\n"},
     {"plan", "CfpPFu",
      "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
      "                       [--full] [--user USER]\n"
