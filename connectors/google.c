@@ -11,6 +11,11 @@
  * each to its last page, into the snapshot builder.  Google expands nested
  * groups itself (includeDerivedMembership), so every USER member is a
  * transitive membership already; the nested GROUP entries are skipped.
+ * A targeted read (`sync --user`, explain: ctx->only_user) reads instead
+ *   GET {api}/admin/directory/v1/users/{userKey}
+ *   GET {api}/admin/directory/v1/groups?userKey=…   the user, then each
+ *       group found, up to the top (see read_user_groups)
+ * the same user fields and the same groups, scoped alike.
  *
  * Rules this file keeps, and why:
  * - All or nothing: any failed page fails the pull with Google's message,
@@ -280,6 +285,116 @@ out:
 	return r;
 }
 
+/* ---------------- one person (sync --user, explain) ---------------- */
+
+/* users.get {key} (a primary e-mail, an alias or the id: Google takes
+ * each): the user into the snapshot, *uid new (its id), or NULL when
+ * Google answers 404 notFound.  A 404 without that reason (a wrong
+ * api_endpoint) is an error: "not found" must be Google's word. */
+static int get_user(struct pull *p, const char *key, char **uid)
+{
+	struct ids_buf url = {0}, what = {0}, fields = {0};
+	struct ids_http_resp resp = {0};
+	char *text = NULL;
+	bool full = false;
+	int r;
+	*uid = NULL;
+	/* the listing's selector only for `full` (customSchemas need
+	 * projection=full): its fields= is the users(...) form of a list, and
+	 * one whole user resource is small */
+	if ((r = ids_google_users_fields(&p->map, &fields, &full)) < 0 ||
+	    (r = ids_buf_printf(&url, "%s/admin/directory/v1/users/", p->api)) < 0 ||
+	    (r = ids_http_urlencode(&url, key)) < 0 ||
+	    (full && (r = ids_buf_puts(&url, "?projection=full")) < 0) ||
+	    (r = ids_buf_printf(&what, "user %s", key)) < 0) {
+		r = oom(p);
+		goto out;
+	}
+	r = ids_oauth_get(p->o, url.p, what.p, &resp, p->err);
+	p->s->pages++;
+	if (r < 0 && resp.status == 404 &&
+	    ids_google_error_message(resp.body.p ? resp.body.p : "", resp.body.len, &text) >= 0 &&
+	    strstr(text, "(notFound)")) {
+		ids_error_clear(p->err);
+		r = 0;
+		goto out;
+	}
+	if (r >= 0 && (r = ids_google_parse_user(resp.body.p ? resp.body.p : "", resp.body.len, &p->map, p->s,
+						 uid, p->err)) < 0)
+		ids_error_prefix(p->err, "%s", what.p);
+out:
+	ids_http_resp_clear(&resp);
+	ids_buf_free(&url);
+	ids_buf_free(&what);
+	ids_buf_free(&fields);
+	free(text);
+	return r;
+}
+
+/* The walk up from one user: groups seen (ids) and the keys still to ask. */
+struct walk {
+	const char *uid;
+	struct ids_strv seen, keys;
+};
+
+static int user_groups_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	const struct listing *l = ud;
+	struct walk *w = (struct walk *)l->arg;
+	struct ids_google_page pg = {0};
+	return next_of(ids_google_parse_user_groups(body, len, &l->p->gc->groups, w->uid, l->p->s, &w->seen,
+						    &w->keys, &pg, err),
+		       &pg, ret_next);
+}
+
+/* The groups of user uid, nested ones included.  groups.list?userKey=
+ * gives direct memberships only, so the walk asks it again for each group
+ * found (a group's e-mail as the key: its parents), breadth first, each
+ * group once: the closure is every group that holds the user through any
+ * chain, which is who a full read's includeDerivedMembership listings
+ * name.  The user is made a member of each group in scope directly, as
+ * the full read does.  A `groups:` entry matching no group cannot be
+ * checked from here: the full runs keep failing on it. */
+static int read_user_groups(struct pull *p, const char *uid)
+{
+	struct walk w = {.uid = uid};
+	struct ids_buf url = {0}, what = {0};
+	int r = ids_strv_push(&w.keys, uid) < 0 ? oom(p) : 0;
+	for (size_t i = 0; r >= 0 && i < w.keys.n; i++) {
+		ids_buf_reset(&url);
+		ids_buf_reset(&what);
+		/* userKey cannot go with customer= or domain= (Google's 400) */
+		if ((r = ids_buf_printf(&url, "%s/admin/directory/v1/groups?userKey=", p->api)) < 0 ||
+		    (r = ids_http_urlencode(&url, w.keys.v[i])) < 0 ||
+		    (r = ids_buf_printf(&url, "&maxResults=%d&fields=", GROUPS_MAX)) < 0 ||
+		    (r = ids_http_urlencode(&url, "nextPageToken,groups(id,email,name)")) < 0 ||
+		    (r = ids_buf_printf(&what, "groups of %s", w.keys.v[i])) < 0) {
+			r = oom(p);
+			break;
+		}
+		struct listing l = {p, &w};
+		r = ids_oauth_list(p->o, url.p, what.p, user_groups_page, &l, &p->s->pages, p->err);
+	}
+	ids_strv_free(&w.seen);
+	ids_strv_free(&w.keys);
+	ids_buf_free(&url);
+	ids_buf_free(&what);
+	return r;
+}
+
+/* `sync --user`, explain: the one person and their groups.  Nobody
+ * found: an empty snapshot, which the caller reports as "not found"
+ * (and deactivates no one). */
+static int read_one(struct pull *p, const char *who)
+{
+	char *uid = NULL;
+	int r = get_user(p, who, &uid);
+	if (r >= 0 && uid)
+		r = read_user_groups(p, uid);
+	free(uid);
+	return r;
+}
+
 /* ---------------- the pull ---------------- */
 
 /* Endpoints, the customer/domain parameter and the field map: everything
@@ -359,7 +474,11 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 		goto out;
 	}
 	s->pages = 0;
-	if ((r = read_users(&p)) < 0 || (r = read_groups(&p)) < 0)
+	if (ctx && ctx->only_user)
+		r = read_one(&p, ctx->only_user);
+	else if ((r = read_users(&p)) >= 0)
+		r = read_groups(&p);
+	if (r < 0)
 		goto out;
 	r = 0;
 out:

@@ -135,6 +135,18 @@ int ids_google_parse_groups(const char *body, size_t len, const struct ids_strv 
 			    struct ids_snapshot *s, struct ids_strv *ids, struct ids_google_page *ret,
 			    struct ids_error *err);
 
+/* users.get's answer (`sync --user`, explain): one user resource into s,
+ * mapped as a users.list entry is; *ret_id new, its id. */
+int ids_google_parse_user(const char *body, size_t len, const struct ids_google_umap *m,
+			  struct ids_snapshot *s, char **ret_id, struct ids_error *err);
+/* One groups.list?userKey= page: the groups a user or group is a direct
+ * member of.  Each group not in *seen yet is pushed to *seen (its id) and
+ * *walk (its e-mail, else its id: the key the caller lists that group's
+ * own parents with); one in scope (as ids_google_parse_groups decides)
+ * also becomes a snapshot group with user_id a member of it. */
+int ids_google_parse_user_groups(const char *body, size_t len, const struct ids_strv *scope,
+				 const char *user_id, struct ids_snapshot *s, struct ids_strv *seen,
+				 struct ids_strv *walk, struct ids_google_page *ret, struct ids_error *err);
 /* One members.list page of group `group_id`: each member of type USER
  * becomes ids_snapshot_member(s, group_id, IDS_REF_ID, id); GROUP entries
  * (listed beside their expanded users with includeDerivedMembership) and

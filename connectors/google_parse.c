@@ -573,6 +573,27 @@ out:
 	return r;
 }
 
+int ids_google_parse_user(const char *body, size_t len, const struct ids_google_umap *m,
+			  struct ids_snapshot *s, char **ret_id, struct ids_error *err)
+{
+	json_t *root;
+	int r;
+	if (ids_google_umap_check(m))
+		return ids_error_set(err, -EINVAL, "invalid attribute path \"%s\"", ids_google_umap_check(m));
+	if (!(root = load(body, len, "user", err)))
+		return IDS_E_PROTOCOL;
+	/* the id is what the groups are asked with: it must be usable */
+	const char *id = json_is_object(root) ? str_member(root, "id", NULL) : NULL;
+	if (!id || !*id)
+		r = ids_error_set(err, IDS_E_PROTOCOL, "user: not an object with a string id");
+	else if ((r = one_user(root, 0, m, s, err)) >= 0 && !(*ret_id = strdup(id)))
+		r = -ENOMEM;
+	if (r < 0 && err && !err->msg)
+		ids_error_set(err, r, "user: %s", ids_strerror(r));
+	json_decref(root);
+	return r;
+}
+
 /* true when group g is named by a scope entry; marks the entries that do.
  * The id compares exactly (an opaque key, copied from the console); e-mails
  * and names as operators type them, ASCII case-insensitively. */
@@ -600,6 +621,33 @@ static int gset(struct ids_snapshot *s, enum ids_field f, const char *v)
 	return v && *v ? ids_snapshot_group_set(s, f, v, strlen(v)) : 0;
 }
 
+/* A groups page's entry, its strings borrowed from the page. */
+struct gentry {
+	const char *id, *name, *email;
+};
+
+static int group_entry(const json_t *g, size_t i, struct gentry *e, struct ids_error *err)
+{
+	bool b1 = false, b2 = false;
+	e->id = json_is_object(g) ? str_member(g, "id", NULL) : NULL;
+	e->name = e->id ? str_member(g, "name", &b1) : NULL;
+	e->email = e->id ? str_member(g, "email", &b2) : NULL;
+	/* a group we cannot name cannot be read: the page is wrong */
+	if (!e->id || !*e->id || b1 || b2)
+		return ids_error_set(err, IDS_E_PROTOCOL,
+				     "groups page: entry %zu has no id or a wrongly typed field", i);
+	return 0;
+}
+
+static int add_group(struct ids_snapshot *s, const struct gentry *e)
+{
+	int r;
+	if ((r = ids_snapshot_group_begin(s)) < 0 || (r = gset(s, IDS_F_EXTERNAL_ID, e->id)) < 0 ||
+	    (r = gset(s, IDS_F_USERNAME, e->name)) < 0 || (r = gset(s, IDS_F_EMAIL, e->email)) < 0)
+		return r;
+	return ids_snapshot_group_end(s);
+}
+
 int ids_google_parse_groups(const char *body, size_t len, const struct ids_strv *scope, bool *matched,
 			    struct ids_snapshot *s, struct ids_strv *ids, struct ids_google_page *ret,
 			    struct ids_error *err)
@@ -613,22 +661,51 @@ int ids_google_parse_groups(const char *body, size_t len, const struct ids_strv 
 		return r;
 	size_t n = json_array_size(list);
 	for (size_t i = 0; i < n; i++) {
-		const json_t *g = json_array_get(list, i);
-		bool b1 = false, b2 = false;
-		const char *id = json_is_object(g) ? str_member(g, "id", NULL) : NULL;
-		const char *name = id ? str_member(g, "name", &b1) : NULL;
-		const char *email = id ? str_member(g, "email", &b2) : NULL;
-		/* a group we cannot name cannot be read: the page is wrong */
-		if (!id || !*id || b1 || b2) {
-			r = ids_error_set(err, IDS_E_PROTOCOL,
-					  "groups page: entry %zu has no id or a wrongly typed field", i);
+		struct gentry e;
+		if ((r = group_entry(json_array_get(list, i), i, &e, err)) < 0)
 			goto out;
-		}
-		if (!in_scope(scope, matched, id, name, email))
+		if (!in_scope(scope, matched, e.id, e.name, e.email))
 			continue;
-		if ((r = ids_snapshot_group_begin(s)) < 0 || (r = gset(s, IDS_F_EXTERNAL_ID, id)) < 0 ||
-		    (r = gset(s, IDS_F_USERNAME, name)) < 0 || (r = gset(s, IDS_F_EMAIL, email)) < 0 ||
-		    (r = ids_snapshot_group_end(s)) < 0 || (r = ids_strv_push(ids, id)) < 0)
+		if ((r = add_group(s, &e)) < 0 || (r = ids_strv_push(ids, e.id)) < 0)
+			goto out;
+	}
+	ret->next = next;
+	ret->items = n;
+	next = NULL;
+	r = 0;
+out:
+	if (r < 0 && err && !err->msg)
+		ids_error_set(err, r, "groups page: %s", ids_strerror(r));
+	free(next);
+	json_decref(root);
+	return r;
+}
+
+int ids_google_parse_user_groups(const char *body, size_t len, const struct ids_strv *scope,
+				 const char *user_id, struct ids_snapshot *s, struct ids_strv *seen,
+				 struct ids_strv *walk, struct ids_google_page *ret, struct ids_error *err)
+{
+	json_t *root = NULL;
+	const json_t *list;
+	char *next = NULL;
+	int r;
+
+	if ((r = open_page(body, len, "groups page", "groups", &root, &list, &next, err)) < 0)
+		return r;
+	size_t n = json_array_size(list);
+	for (size_t i = 0; i < n; i++) {
+		struct gentry e;
+		if ((r = group_entry(json_array_get(list, i), i, &e, err)) < 0)
+			goto out;
+		/* reached twice (a diamond, a cycle): once is enough */
+		if (ids_strv_contains(seen, e.id, false))
+			continue;
+		if ((r = ids_strv_push(seen, e.id)) < 0 ||
+		    (r = ids_strv_push(walk, e.email && *e.email ? e.email : e.id)) < 0)
+			goto out;
+		if (in_scope(scope, NULL, e.id, e.name, e.email) &&
+		    ((r = add_group(s, &e)) < 0 ||
+		     (r = ids_snapshot_member(s, e.id, IDS_REF_ID, user_id, strlen(user_id))) < 0))
 			goto out;
 	}
 	ret->next = next;

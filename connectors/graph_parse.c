@@ -286,6 +286,60 @@ out:
 	return r;
 }
 
+int ids_graph_parse_user(const char *body, size_t len, const struct ids_graph_user_map *m,
+			 struct ids_snapshot *s, char **ret_id, struct ids_error *err)
+{
+	json_t *root = NULL;
+	int r = load(body, len, "user", &root, err);
+	if (r < 0)
+		return r;
+	/* the id is what the memberOf request is built from: it must be usable */
+	json_t *id = json_object_get(root, "id");
+	if (!json_is_string(id) || !json_string_length(id) ||
+	    strlen(json_string_value(id)) != json_string_length(id)) {
+		r = ids_error_set(err, IDS_E_PROTOCOL, "user: id is missing or not a string");
+		goto out;
+	}
+	if ((r = one_user(root, 0, m, s, err)) < 0)
+		goto out;
+	if (!(*ret_id = strdup(json_string_value(id))))
+		r = oom(err, -ENOMEM);
+out:
+	json_decref(root);
+	return r;
+}
+
+int ids_graph_parse_ids(const char *body, size_t len, struct ids_strv *ids, struct ids_graph_page *ret,
+			struct ids_error *err)
+{
+	json_t *root = NULL, *value, *o;
+	struct ids_graph_page page = {0};
+	size_t i;
+	int r;
+	if ((r = load(body, len, "users", &root, err)) < 0 ||
+	    (r = page_of(root, "users", &value, &page, err)) < 0)
+		goto out;
+	json_array_foreach(value, i, o)
+	{
+		json_t *id = json_object_get(o, "id");
+		if (!json_is_string(id) || strlen(json_string_value(id)) != json_string_length(id)) {
+			r = ids_error_set(err, IDS_E_PROTOCOL, "users: value[%zu] has no string id", i);
+			goto out;
+		}
+		if ((r = ids_strv_push(ids, json_string_value(id))) < 0) {
+			oom(err, r);
+			goto out;
+		}
+	}
+	*ret = page;
+	page.next_link = NULL;
+	r = 0;
+out:
+	ids_graph_page_clear(&page);
+	json_decref(root);
+	return r;
+}
+
 /* ---------------- groups and members ---------------- */
 
 /* The index in scope of the entry naming this group, or -1.  NULL/empty

@@ -9,7 +9,9 @@
  * over a connection of its own: the run's connection is busy loading the
  * current state meanwhile (sync.c overlaps the two), and its read is one
  * REPEATABLE READ transaction, so a push during the run is either wholly
- * in the snapshot or waits for the next run. */
+ * in the snapshot or waits for the next run.  A targeted read (`sync
+ * --user`, explain) reads the one user and the groups holding them,
+ * nested ones too, in the same way (ids_scim_store_read_user). */
 #include "ids/connector.h"
 
 #include <errno.h>
@@ -210,7 +212,8 @@ static int scim_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	/* no schema yet (a `plan` before the first sync): nothing can have
 	 * been pushed, since the listener stores into that schema */
 	if (r >= 0 && version > 0)
-		r = ids_scim_store_read(st, cfg->name, &rd, &p, err);
+		r = ctx->only_user ? ids_scim_store_read_user(st, cfg->name, ctx->only_user, &rd, &p, err)
+				   : ids_scim_store_read(st, cfg->name, &rd, &p, err);
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "pushed state: %s", ids_strerror(r));
 	else if (r < 0)

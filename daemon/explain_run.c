@@ -1,10 +1,10 @@
 /* explain_run.c — `idsyncd explain` for one connector (explain_out.h).
  *
- * The person is read with a whole pull of the connector, then looked up
- * in the finished snapshot: the simplest read that is certainly right
- * (nested groups resolved exactly as a sync resolves them), at the cost
- * of a full directory read.  A targeted read of one user and their groups
- * is issue 17 part 2's (`sync --user`); explain can switch to it then.
+ * The person is read with the connector's targeted read, the one `sync
+ * --user` uses (ids_pull_ctx.only_user: that user and their groups, nested
+ * ones resolved as a full read resolves them), then looked up in the
+ * finished snapshot as a sync would: what explain shows is what a
+ * targeted sync of that person would plan, without a whole directory read.
  * Nothing is written: no lock, no sync_run row, no schema. */
 #include "ids/explain_out.h"
 
@@ -40,9 +40,10 @@ static void read_free(struct xread *w)
 	ids_strv_free(&w->attrs);
 }
 
-/* The directory, read as a sync reads it (run_timeout bounds it too). */
-static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc, struct xread *w,
-		struct ids_error *e)
+/* Who and their groups, read as `sync --user` reads them (run_timeout
+ * bounds it too). */
+static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc, const char *who,
+		struct xread *w, struct ids_error *e)
 {
 	const struct ids_connector_ops *ops = ids_connector_find(cc->type);
 	if (!ops)
@@ -57,7 +58,8 @@ static int pull(const struct ids_config *cfg, const struct ids_connector_cfg *cc
 	const struct ids_pull_ctx ctx = {.config = cfg,
 					 .rule_attrs = &w->attrs,
 					 .deadline_usec =
-					     timeout > 0 ? ids_mono_usec() + (int64_t)timeout * USEC : 0};
+					     timeout > 0 ? ids_mono_usec() + (int64_t)timeout * USEC : 0,
+					 .only_user = who};
 	if ((r = ops->pull(cc, &ctx, w->snap, e)) < 0)
 		return r;
 	if ((r = ids_snapshot_finish(w->snap)) < 0)
@@ -89,7 +91,7 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 {
 	struct xread w = {0};
 	size_t idx = 0;
-	int r = pull(cfg, cc, &w, e);
+	int r = pull(cfg, cc, who, &w, e);
 	if (r >= 0 && (r = ids_explain_find(w.snap, who, &idx)) < 0) {
 		read_free(&w);
 		return -ENOENT;

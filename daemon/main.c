@@ -196,7 +196,7 @@ static const struct command commands[] = {
      "                       [--format text|json] [--progress|--no-progress] [--full] [--user USER]\n"
      "  pull every (or each named) connector and apply its plan\n"
      "  (--full: read the whole directory, not only its changes;\n"
-     "   --user: only USER (username, e-mail or external id), one LDAP connector; deactivates no one)\n"},
+     "   --user: only USER (username, e-mail or external id), one connector; deactivates no one)\n"},
     {"plan", "CfpPFu",
      "idsyncd [-c FILE] plan [--connector NAME]... [--format text|json] [--progress|--no-progress]\n"
      "                       [--full] [--user USER]\n"
@@ -469,25 +469,16 @@ static struct ids_progress *progress_line(const struct cmd_opts *co)
 }
 
 /* --user: exactly one connector (a person not found in one of several
- * would fail that one for nothing), and only LDAP for now: the targeted
- * read of the cloud sources is not written yet. */
+ * would fail that one for nothing).  Every type has a targeted read. */
 static int check_user_target(const struct ids_config *cfg, const struct cmd_opts *co)
 {
-	const struct ids_connector_cfg *one = NULL;
 	size_t n = 0;
 	for (size_t i = 0; i < cfg->nconnectors; i++)
-		if (!co->connectors.n || ids_strv_contains(&co->connectors, cfg->connectors[i].name, false)) {
-			one = &cfg->connectors[i];
+		if (!co->connectors.n || ids_strv_contains(&co->connectors, cfg->connectors[i].name, false))
 			n++;
-		}
 	if (n != 1) {
 		fprintf(stderr, "idsyncd: --user: name one connector with --connector NAME (%zu selected)\n",
 			n);
-		return IDS_EXIT_USAGE;
-	}
-	if (one->type != IDS_CONN_LDAP) {
-		fprintf(stderr, "idsyncd: --user: not yet for type %s (connector %s); run a full sync\n",
-			ids_conn_type_name(one->type), one->name);
 		return IDS_EXIT_USAGE;
 	}
 	return 0;

@@ -440,14 +440,14 @@ int ids_scim_store_list(struct ids_store *st, const char *connector, const char 
 	return 0;
 }
 
-/* Calls f over every row of one query. */
-static int each(struct ids_store *st, const char *sql, const char *connector, const char *what,
+/* Runs sql with p[0] the connector and p[1] (NULL: none) `sync --user`'s
+ * USER, each row through f. */
+static int each(struct ids_store *st, const char *sql, const char *const p[2], const char *what,
 		int (*f)(const PGresult *, int, const struct ids_scim_reader *, void *),
 		const struct ids_scim_reader *rd, void *ud, struct ids_error *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = {connector};
-	int r = exec(st, sql, 1, p, PGRES_TUPLES_OK, &res, what, err);
+	int r = exec(st, sql, p[1] ? 2 : 1, p, PGRES_TUPLES_OK, &res, what, err);
 	for (int i = 0; r >= 0 && i < PQntuples(res); i++)
 		r = f(res, i, rd, ud);
 	PQclear(res);
@@ -472,6 +472,7 @@ static int member_row(const PGresult *res, int i, const struct ids_scim_reader *
 int ids_scim_store_read(struct ids_store *st, const char *connector, const struct ids_scim_reader *rd,
 			void *ud, struct ids_error *err)
 {
+	const char *const p[2] = {connector, NULL};
 	/* one snapshot of the three tables: a push between two of the
 	 * queries must not show a membership of a group not read */
 	int r = exec(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, PGRES_COMMAND_OK, NULL,
@@ -481,17 +482,57 @@ int ids_scim_store_read(struct ids_store *st, const char *connector, const struc
 	r = each(st,
 		 "SELECT id::text, resource::text, active FROM scim_resource WHERE connector = $1 "
 		 "AND kind = 'User' AND deleted_at IS NULL ORDER BY id",
-		 connector, "read users", user_row, rd, ud, err);
+		 p, "read users", user_row, rd, ud, err);
 	if (r >= 0)
 		r = each(st,
 			 "SELECT id::text, name FROM scim_resource WHERE connector = $1 AND kind = 'Group' "
 			 "ORDER BY id",
-			 connector, "read groups", group_row, rd, ud, err);
+			 p, "read groups", group_row, rd, ud, err);
 	if (r >= 0)
 		r = each(st,
 			 "SELECT group_id::text, member_id::text FROM scim_member WHERE connector = $1 "
 			 "ORDER BY group_id, member_id",
-			 connector, "read members", member_row, rd, ud, err);
+			 p, "read members", member_row, rd, ud, err);
+	ids_scim_store_rollback(st);
+	return r;
+}
+
+/* `sync --user`'s user ($2): by SCIM id, userName (case-insensitively,
+ * as the listener keeps them unique) or any of the e-mails; then the
+ * groups holding them, through nested groups (UNION ends a cycle). */
+#define ONE_USER                                                                                             \
+	"WITH RECURSIVE u AS (SELECT id FROM scim_resource WHERE connector = $1 AND kind = 'User' "          \
+	"AND deleted_at IS NULL AND (id::text = lower($2) OR lower(name) = lower($2) OR EXISTS "             \
+	"(SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(resource->'emails') WHEN 'array' "            \
+	"THEN resource->'emails' ELSE '[]'::jsonb END) e WHERE lower(e->>'value') = lower($2)))), "          \
+	"g AS (SELECT m.group_id AS id FROM scim_member m JOIN u ON m.member_id = u.id WHERE m.connector = " \
+	"$1 "                                                                                                \
+	"UNION SELECT m.group_id FROM scim_member m JOIN g ON m.member_id = g.id WHERE m.connector = $1) "
+
+int ids_scim_store_read_user(struct ids_store *st, const char *connector, const char *who,
+			     const struct ids_scim_reader *rd, void *ud, struct ids_error *err)
+{
+	const char *const p[2] = {connector, who};
+	int r = exec(st, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, PGRES_COMMAND_OK, NULL,
+		     "begin", err);
+	if (r < 0)
+		return r;
+	r = each(st,
+		 ONE_USER "SELECT r.id::text, r.resource::text, r.active FROM scim_resource r JOIN u "
+			  "ON r.connector = $1 AND r.id = u.id ORDER BY r.id",
+		 p, "read user", user_row, rd, ud, err);
+	if (r >= 0)
+		r = each(st,
+			 ONE_USER "SELECT id::text, name FROM scim_resource WHERE connector = $1 AND kind = "
+				  "'Group' AND id IN (SELECT id FROM g) ORDER BY id",
+			 p, "read the user's groups", group_row, rd, ud, err);
+	if (r >= 0)
+		r = each(st,
+			 ONE_USER
+			 "SELECT group_id::text, member_id::text FROM scim_member WHERE connector = $1 "
+			 "AND group_id IN (SELECT id FROM g) AND (member_id IN (SELECT id FROM u) OR "
+			 "member_id IN (SELECT id FROM g)) ORDER BY group_id, member_id",
+			 p, "read the user's memberships", member_row, rd, ud, err);
 	ids_scim_store_rollback(st);
 	return r;
 }

@@ -27,10 +27,14 @@ struct ids_pull_ctx {
 	 * connector bounds its own waits (retries, Retry-After) by it rather
 	 * than reading the configuration; progress() enforces it as well. */
 	int64_t deadline_usec;
-	/* borrowed, NULL for everyone: `sync --user`'s USER.  LDAP reads only
-	 * the users whose username, mail or (not on AD, whose objectGUID is
-	 * binary) external-id attribute equals it, and every group, so that
-	 * nested groups resolve as in a full read; other types ignore it. */
+	/* borrowed, NULL for everyone: `sync --user`'s or explain's USER.
+	 * LDAP reads only the users whose username, mail or (not on AD, whose
+	 * objectGUID is binary) external-id attribute equals it, and every
+	 * group, so that nested groups resolve as in a full read; Entra
+	 * /users/{USER} (else $filter on mail) and its transitiveMemberOf;
+	 * Google users.get and the user's groups, walked up to the top;
+	 * SCIM the stored user and the groups holding it, nested ones too.
+	 * Nobody found: an empty snapshot, never an error. */
 	const char *only_user;
 };
 

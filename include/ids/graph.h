@@ -48,6 +48,17 @@ int ids_graph_user_select(struct ids_buf *b, const struct ids_graph_user_map *m)
 int ids_graph_parse_users(const char *body, size_t len, const struct ids_graph_user_map *m,
 			  struct ids_snapshot *s, struct ids_graph_page *ret, struct ids_error *err);
 
+/* The answer of GET /users/{id or userPrincipalName} (`sync --user`,
+ * explain): one user object, mapped as a page's user is; *ret_id new,
+ * its Graph id (what transitiveMemberOf is asked with). */
+int ids_graph_parse_user(const char *body, size_t len, const struct ids_graph_user_map *m,
+			 struct ids_snapshot *s, char **ret_id, struct ids_error *err);
+
+/* One page of GET /users?$filter=…&$select=id: each element's id pushed
+ * to *ids. */
+int ids_graph_parse_ids(const char *body, size_t len, struct ids_strv *ids, struct ids_graph_page *ret,
+			struct ids_error *err);
+
 /* One page of GET /groups: every group whose id or displayName is in
  * `scope` (case-insensitive; NULL or empty = every group) becomes a
  * snapshot group (id, displayName as its name, mail) and its id is pushed

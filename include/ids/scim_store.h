@@ -105,5 +105,11 @@ struct ids_scim_reader {
 };
 int ids_scim_store_read(struct ids_store *st, const char *connector, const struct ids_scim_reader *rd,
 			void *ud, struct ids_error *err);
+/* The same for `sync --user` and explain: the users whose SCIM id,
+ * userName or one of whose e-mails equals who (case-insensitively), the
+ * groups holding them directly or through nested groups, and the
+ * memberships among those.  Nobody: no callback at all. */
+int ids_scim_store_read_user(struct ids_store *st, const char *connector, const char *who,
+			     const struct ids_scim_reader *rd, void *ud, struct ids_error *err);
 
 #endif

@@ -29,6 +29,11 @@ It behaves like the real services on every point idsyncd relies on:
     refused as Google does, projection basic/full/custom (customSchemas only
     with full or custom), includeDerivedMembership expanding nested groups
     (cycles end) while still listing the GROUP entry, else direct members.
+  * GET /admin/directory/v1/users/{userKey} (id, primary e-mail or alias;
+    404 notFound for nobody) and groups?userKey=KEY (the groups KEY, a
+    user's or a group's id or e-mail, is a direct member of; a 400 with
+    customer or domain, as Google): a targeted read's requests, endpoints
+    "user" and "usergroups" in the stats and faults.
   * Errors in Google's shape {"error":{"code","message","errors":[{"reason"}],
     "status"}}.
 
@@ -393,6 +398,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_api_error(ApiError(404, "Not Found", "notFound"), "other")
             return
         rest = url.path[len(API):].split("/")
+        if self.targeted(rest, q):
+            return
         if rest == ["users"]:
             endpoint, group = "users", None
         elif rest == ["groups"]:
@@ -647,6 +654,67 @@ class Handler(BaseHTTPRequestHandler):
 
         expand(g)
         return out
+
+    # ---- one user: users.get and groups.list?userKey=
+    def targeted(self, rest, q):
+        """Answers users/{userKey} ("user" in stats and faults) and
+        groups?userKey= ("usergroups"); False for any other request."""
+        if len(rest) == 2 and rest[0] == "users":
+            endpoint = "user"
+        elif rest == ["groups"] and "userKey" in q:
+            endpoint = "usergroups"
+        else:
+            return False
+        try:
+            self.authorize()
+            f = self.st.fault_for(endpoint, None)
+            if f and f["kind"] == "delay":
+                time.sleep(float(f.get("seconds", 1)))
+            elif f and self.fault(f, endpoint, None):
+                return True
+            if endpoint == "user":
+                self.get_user(urllib.parse.unquote(rest[1]), q)
+            else:
+                self.user_groups(q)
+        except ApiError as e:
+            if e.code == 401:
+                with self.st.lock:
+                    self.st.stats["unauthorized"] += 1
+            self.send_api_error(e, endpoint)
+        return True
+
+    def get_user(self, key, q):
+        """By id, primary e-mail or alias (case-insensitively for the
+        addresses), as Google's userKey."""
+        for u in self.users(q):
+            keys = [u["primaryEmail"].lower()] + [a.lower() for a in u.get("aliases", [])]
+            if key == u["id"] or key.lower() in keys:
+                self.send_json(200, u, None, "user")
+                return
+        raise ApiError(404, "Resource Not Found: userKey", "notFound")
+
+    def user_groups(self, q):
+        """The groups userKey (a user's id or e-mail, or a group's e-mail or
+        id) is a DIRECT member of, as Google answers; paged like groups."""
+        if q.get("customer") or q.get("domain"):
+            raise ApiError(400, "Bad Request", "badRequest")  # userKey goes alone
+        key = q["userKey"]
+        with self.st.lock:
+            self.st.stats.setdefault("user_keys", []).append(key)
+        hits = [{k: v for k, v in g.items() if k != "members"} for g in self.st.data["groups"]
+                if any(key == m["id"] or key.lower() == (m.get("email") or "").lower() for m in g["members"])]
+        size = min(int(q.get("maxResults", DEFAULT_MAX["groups"])), CAP["groups"],
+                   self.st.page["groups"] or CAP["groups"])
+        listing = f"usergroups:{key}"
+        offset = self.st.read_token(listing, q["pageToken"]) if q.get("pageToken") else 0
+        body = {"kind": "admin#directory#groups", "etag": '"x"'}
+        if hits[offset:offset + size]:
+            body["groups"] = hits[offset:offset + size]
+        if offset + size < len(hits):
+            body["nextPageToken"] = self.st.make_token(listing, offset + size)
+        if q.get("fields"):
+            body = select(body, parse_fields(q["fields"]))
+        self.send_json(200, body, None, "usergroups")
 
     # ---- faults
     def fault(self, f, endpoint, body):

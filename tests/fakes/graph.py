@@ -35,6 +35,12 @@ It behaves like the real services on every point idsyncd relies on:
     and further cut to --page-size, opaque HMAC'd $skiptoken in absolute
     @odata.nextLink URLs bound to their listing, transitiveMembers resolving
     nested groups (cycles end), gzip when asked, request-id headers.
+  * GET /v1.0/users/{id|userPrincipalName} (404 Request_ResourceNotFound
+    for nobody), /v1.0/users/{key}/transitiveMemberOf[/microsoft.graph.group]
+    (every group holding the user, through nested groups, paged as above)
+    and /v1.0/users?$filter=mail eq '…' (the OData literal, '' for a
+    quote): a targeted read's requests, endpoints "user", "memberof" and
+    "filter" in the stats and the faults (ERRORS kinds and retry_after).
   * Errors in Graph's shape {"error":{"code","message","innerError":{…}}}.
 
 Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
@@ -347,6 +353,8 @@ class Handler(BaseHTTPRequestHandler):
         with self.st.lock:
             self.st.stats["user_agent"] = self.headers.get("User-Agent")
             self.st.stats["accept_encoding"] = self.headers.get("Accept-Encoding")
+        if self.targeted(url):
+            return
         endpoint, group, cast = self.route(url.path)
         if not endpoint:
             self.send_graph_error(GraphError(400, "Request_BadRequest",
@@ -641,6 +649,107 @@ class Handler(BaseHTTPRequestHandler):
         if f and self.fault(f, endpoint, page_no, body):
             return
         self.send_json(200, body, None, endpoint, page_no)
+
+    # ---- one user: /users/{id|upn}, its transitiveMemberOf, /users?$filter=mail eq '…'
+    def targeted(self, url):
+        """Answers the requests of a targeted read (endpoints "user",
+        "memberof", "filter" in stats and faults); False for any other."""
+        rest = url.path[len(GRAPH):].split("/") if url.path.startswith(GRAPH) else []
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        if rest == ["users"] and "$filter" in q:
+            endpoint = "filter"
+        elif len(rest) == 2 and rest[0] == "users":
+            endpoint = "user"
+        elif len(rest) in (3, 4) and rest[0] == "users" and rest[2] == "transitiveMemberOf":
+            endpoint = "memberof"
+            if len(rest) == 4 and rest[3] != "microsoft.graph.group":
+                return False
+        else:
+            return False
+        try:
+            self.authorize()
+            if endpoint == "filter":
+                self.user_filter(q)
+            elif endpoint == "user":
+                self.one_user(urllib.parse.unquote(rest[1]), q)
+            else:
+                self.member_of(urllib.parse.unquote(rest[1]), q, url)
+        except GraphError as e:
+            if e.status == 401:
+                with self.st.lock:
+                    self.st.stats["unauthorized"] += 1
+            self.send_graph_error(e, endpoint)
+        return True
+
+    def find_user(self, key):
+        """By id or userPrincipalName, case-insensitively, as Graph's key lookup."""
+        for u in self.st.data["users"]:
+            if key.lower() in (u["id"].lower(), (u.get("userPrincipalName") or "").lower()):
+                return u
+        raise GraphError(404, "Request_ResourceNotFound",
+                         f"Resource '{key}' does not exist or one of its queried reference-property objects "
+                         f"are not present.")
+
+    def target_fault(self, endpoint, page):
+        """The ERRORS kinds (with Retry-After) for the targeted endpoints."""
+        f = self.st.fault_for(endpoint, page)
+        if f and f["kind"] in ERRORS:
+            status, code, msg = ERRORS[f["kind"]]
+            raise GraphError(status, code, msg, {"Retry-After": f["retry_after"]} if "retry_after" in f else None)
+
+    def one_user(self, key, q):
+        self.target_fault("user", 1)
+        u = self.find_user(key)
+        props = self.select(q, USER_PROPS, USER_DEFAULT)
+        body = {"@odata.context": f"https://{self.headers.get('Host')}/v1.0/$metadata#users({','.join(props)})/$entity"}
+        body.update({p: u.get(p) for p in props})
+        self.send_json(200, body, None, "user", 1)
+
+    def user_filter(self, q):
+        """Only what idsyncd sends: PROP eq 'VALUE' ('' inside the literal),
+        on mail or userPrincipalName; anything else is Graph's 400."""
+        import re
+        m = re.fullmatch(r"(mail|userPrincipalName) eq '((?:[^']|'')*)'", q["$filter"])
+        if not m:
+            raise GraphError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause.")
+        self.target_fault("filter", 1)
+        want = m.group(2).replace("''", "'").lower()
+        props = self.select(q, USER_PROPS, USER_DEFAULT)
+        hits = [{p: u.get(p) for p in props} for u in self.st.data["users"]
+                if (u.get(m.group(1)) or "").lower() == want]
+        with self.st.lock:
+            self.st.stats.setdefault("filters", []).append(q["$filter"])
+        self.send_json(200, {"value": hits}, None, "filter", 1)
+
+    def member_of(self, key, q, url):
+        """Every group containing the user, directly or through groups
+        (cycles end), paged like the listings ($top, --page-size, skip tokens)."""
+        u = self.find_user(key)
+        st = self.st
+        parents = {}
+        for g in st.data["groups"]:
+            for m in g["members"]:
+                parents.setdefault(m.lower(), []).append(g)
+        out, seen, todo = [], set(), [u["id"].lower()]
+        while todo:
+            for g in parents.get(todo.pop(0), []):
+                if g["id"].lower() not in seen:
+                    seen.add(g["id"].lower())
+                    out.append(g)
+                    todo.append(g["id"].lower())
+        props = self.select(q, GROUP_PROPS, GROUP_DEFAULT)
+        size = min(int(q.get("$top", TOP_DEFAULT)), TOP_CAP, st.page_size or TOP_CAP)
+        listing = f"memberof:{u['id'].lower()}"
+        offset = st.read_token(listing, q["$skiptoken"]) if "$skiptoken" in q else 0
+        page_no = offset // size + 1
+        self.target_fault("memberof", page_no)
+        body = {"value": [dict({"@odata.type": "#microsoft.graph.group"}, **{p: g.get(p) for p in props})
+                          for g in out[offset:offset + size]]}
+        if offset + size < len(out):
+            base_q = "&".join(p for p in url.query.split("&") if p and not p.startswith("$skiptoken="))
+            body["@odata.nextLink"] = (f"https://{self.headers.get('Host')}{url.path}?{base_q}"
+                                       f"&$skiptoken={st.make_token(listing, offset + size)}")
+        self.send_json(200, body, None, "memberof", page_no)
 
     # ---- faults
     def fault(self, f, endpoint, page, body):

@@ -182,9 +182,10 @@ eq 1 "$RC" "a groups: entry matching nothing fails the run"
 has 'no-such-group@corp.example" (in the connector' "$ERR" "the error names the entry"
 eq "$before" "$(snapshot_db)" "nothing written"
 
-# sync --user: not yet for the cloud sources (issue 17 part 2), said plainly
+# sync --user (t_google_user has the rest): a person Google does not
+# know exits 1 and writes nothing but the failed run's row
 ids sync --user anyone@corp.example --connector gws
-eq 2 "$RC" "sync --user on a google connector is refused"
-has "not yet for type google" "$ERR" "the refusal names the type"
+eq 1 "$RC" "sync --user of an unknown person exits 1"
+has "user anyone@corp.example not found in connector gws" "$OUT$ERR" "the message names user and connector"
 eq "$before" "$(snapshot_db)" "nothing written"
 finish

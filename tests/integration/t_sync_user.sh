@@ -81,7 +81,7 @@ ids sync --user 'x)(uid=*' --connector corp
 has "read 0 users" "$ERR" "a filter fragment is escaped"
 config_write
 
-# --user needs one LDAP connector
+# --user needs one connector
 ids sync --user alice --connector nosuch
 eq 2 "$RC" "an unknown connector is a usage error"
 

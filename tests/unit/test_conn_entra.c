@@ -439,6 +439,47 @@ static void test_members(void **state)
 	ids_snapshot_free(s);
 }
 
+/* GET /users/{key}'s answer (sync --user): one object mapped as a page's
+ * user, its id returned; without a string id it is a malformed answer.
+ * And the $filter answer's ids. */
+static void test_one_user(void **state)
+{
+	(void)state;
+	struct ids_graph_user_map m = {entra_attr, NULL};
+	struct ids_snapshot *s = NULL;
+	struct ids_error e = {0};
+	char *id = NULL;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	const char *u = "{\"@odata.context\":\"x\",\"id\":\"u-1\",\"userPrincipalName\":\"a@x\","
+			"\"mail\":null,\"accountEnabled\":false}";
+	assert_int_equal(ids_graph_parse_user(u, strlen(u), &m, s, &id, &e), 0);
+	assert_string_equal(id, "u-1");
+	free(id);
+	id = NULL;
+	const char *noid = "{\"userPrincipalName\":\"b@x\"}";
+	assert_int_equal(ids_graph_parse_user(noid, strlen(noid), &m, s, &id, &e), IDS_E_PROTOCOL);
+	assert_string_equal(e.msg, "user: id is missing or not a string");
+	assert_null(id);
+	ids_error_clear(&e);
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	assert_int_equal(s->nusers, 1);
+	assert_string_equal(s->users[0].f[IDS_F_USERNAME], "a@x");
+	assert_null(s->users[0].f[IDS_F_EMAIL]);
+	assert_true(s->users[0].disabled);
+	ids_snapshot_free(s);
+
+	struct ids_strv ids = {0};
+	struct ids_graph_page page = {0};
+	const char *two = "{\"value\":[{\"id\":\"a\"},{\"id\":\"b\"}]}";
+	assert_int_equal(ids_graph_parse_ids(two, strlen(two), &ids, &page, &e), 0);
+	assert_int_equal(ids.n, 2);
+	assert_string_equal(ids.v[1], "b");
+	const char *bad = "{\"value\":[{\"id\":7}]}";
+	assert_int_equal(ids_graph_parse_ids(bad, strlen(bad), &ids, &page, &e), IDS_E_PROTOCOL);
+	ids_error_clear(&e);
+	ids_strv_free(&ids);
+}
+
 /* A key file that vanished after the config was loaded (check-config
  * passed, the daemon runs on): a configuration error naming the file,
  * exit 78 like every other secret file — not a failed run that the
@@ -521,7 +562,7 @@ int main(void)
 	    cmocka_unit_test(test_user_select),	      cmocka_unit_test(test_dotted_attribute),
 	    cmocka_unit_test(test_groups_scope),      cmocka_unit_test(test_members),
 	    cmocka_unit_test(test_vanished_key),      cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_not_json_messages),
+	    cmocka_unit_test(test_not_json_messages), cmocka_unit_test(test_one_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

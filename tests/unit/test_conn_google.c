@@ -612,6 +612,74 @@ static void test_members_page(void **state)
 	ids_snapshot_free(s);
 }
 
+/* users.get's answer and the walk's groups.list?userKey= pages (sync
+ * --user): the user mapped as in a users page, its id returned; each group
+ * once (seen), its e-mail (else id) the next key, the user a member of
+ * the ones in scope only, while those out of scope are still walked (a
+ * group above them may be in scope). */
+static void test_user_and_groups(void **state)
+{
+	(void)state;
+	struct ids_snapshot *s = snap_new();
+	struct ids_error e = {0};
+	struct ids_google_page pg = {0};
+	struct ids_google_umap m = {{NULL}, NULL};
+	memcpy(m.field, ids_google_default_fields, sizeof(m.field));
+	char *id = NULL;
+	assert_int_equal(
+	    ids_google_parse_user(S("{\"id\":\"u1\",\"primaryEmail\":\"a@x\",\"suspended\":true}"), &m, s,
+				  &id, &e),
+	    0);
+	assert_string_equal(id, "u1");
+	free(id);
+	id = NULL;
+	assert_int_equal(ids_google_parse_user(S("{\"primaryEmail\":\"b@x\"}"), &m, s, &id, &e),
+			 IDS_E_PROTOCOL);
+	assert_null(id);
+	ids_error_clear(&e);
+	assert_int_equal(ids_google_parse_user(S("[1]"), &m, s, &id, &e), IDS_E_PROTOCOL);
+	ids_error_clear(&e);
+
+	struct ids_strv scope = {0}, seen = {0}, walk = {0};
+	assert_int_equal(ids_strv_push(&scope, "Top"), 0);
+	assert_int_equal(ids_strv_push(&scope, "g-noemail"), 0);
+	/* the user's page: g1 (out of scope), g-noemail (in, by id) */
+	assert_int_equal(ids_google_parse_user_groups(S("{\"groups\":[{\"id\":\"g1\",\"email\":\"g1@x\","
+							"\"name\":\"Team\"},{\"id\":\"g-noemail\",\"name\":"
+							"\"N\"}],\"nextPageToken\":\"t\"}"),
+						      &scope, "u1", s, &seen, &walk, &pg, &e),
+			 0);
+	assert_string_equal(pg.next, "t");
+	ids_google_page_clear(&pg);
+	/* g1's page: top (in scope by name, ASCII case-insensitively), and
+	 * g-noemail again (a diamond): not twice */
+	assert_int_equal(
+	    ids_google_parse_user_groups(S("{\"groups\":[{\"id\":\"gtop\",\"email\":\"top@x\","
+					   "\"name\":\"TOP\"},{\"id\":\"g-noemail\",\"name\":\"N\"}]}"),
+					 &scope, "u1", s, &seen, &walk, &pg, &e),
+	    0);
+	assert_null(pg.next);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(walk.n, 3);
+	assert_string_equal(walk.v[0], "g1@x");
+	assert_string_equal(walk.v[1], "g-noemail");
+	assert_string_equal(walk.v[2], "top@x");
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	assert_int_equal(s->ngroups, 2);
+	assert_string_equal(groups_of(s, find_user(s, "u1")), "g-noemail,gtop");
+	ids_snapshot_free(s);
+
+	s = snap_new();
+	assert_int_equal(ids_google_parse_user_groups(S("{\"groups\":[{\"name\":\"no id\"}]}"), NULL, "u1", s,
+						      &seen, &walk, &pg, &e),
+			 IDS_E_PROTOCOL);
+	ids_error_clear(&e);
+	ids_snapshot_free(s);
+	ids_strv_free(&scope);
+	ids_strv_free(&seen);
+	ids_strv_free(&walk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -626,6 +694,7 @@ int main(void)
 	    cmocka_unit_test(test_users_page_errors),
 	    cmocka_unit_test(test_groups_page),
 	    cmocka_unit_test(test_members_page),
+	    cmocka_unit_test(test_user_and_groups),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
