@@ -4,7 +4,9 @@
  * --user` uses (ids_pull_ctx.only_user: that user and their groups, nested
  * ones resolved as a full read resolves them), then looked up in the
  * finished snapshot as a sync would: what explain shows is what a
- * targeted sync of that person would plan, without a whole directory read.
+ * targeted sync of that person would plan, without a whole directory read
+ * — except in a company with licences, where a seat's place in line
+ * depends on everyone entitled: there the whole directory is read.
  * Nothing is written: no lock, no sync_run row, no schema. */
 #include "ids/explain_out.h"
 
@@ -86,12 +88,23 @@ static int load(const struct ids_config *cfg, struct ids_store *st, const struct
 	return r < 0 ? r : 0;
 }
 
+static bool has_licence(const struct ids_config *cfg, const struct ids_connector_cfg *cc)
+{
+	for (size_t i = 0; i < cfg->platform.nlic; i++)
+		if (!strcmp(cfg->platform.lic[i].company, cc->company))
+			return true;
+	return false;
+}
+
 int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
 		    const char *who, enum ids_out_format fmt, struct ids_buf *out, struct ids_error *e)
 {
 	struct xread w = {0};
 	size_t idx = 0;
-	int r = pull(cfg, cc, who, &w, e);
+	/* a seat's place in line depends on everyone the rules entitle: with
+	 * a licence in the company, the whole directory is read, as the next
+	 * run reads it (the targeted read would see one person in line) */
+	int r = pull(cfg, cc, has_licence(cfg, cc) ? NULL : who, &w, e);
 	if (r >= 0 && (r = ids_explain_find(w.snap, who, &idx)) < 0) {
 		read_free(&w);
 		return -ENOENT;
