@@ -62,7 +62,8 @@ comp() {
 	echo "${COMPREPLY[*]}"' comp "$@"
 }
 export IDS_SRC
-export PATH="$(dirname "$IDSYNCD"):$PATH"
+PATH="$(dirname "$IDSYNCD"):$PATH"
+export PATH
 eq "corp-ad entra gws" "$(comp idsyncd -c "$W/c.yaml" sync --connector "")" "--connector offers the configuration's connectors"
 eq "corp-ad" "$(comp idsyncd plan --config "$W/c.yaml" --connector co)" "... by prefix, -c after the command"
 eq "check-config" "$(comp idsyncd ch)" "commands come from --help"
