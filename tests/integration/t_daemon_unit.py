@@ -82,7 +82,13 @@ def main():
         with open(unit, "w") as f:
             f.write(text.replace("@BINDIR@", os.path.dirname(os.path.abspath(IDSYNCD)))
                     .replace("@DOCDIR@", "/usr/share/doc/idsyncd"))
-        r = subprocess.run([analyze, "verify", unit], capture_output=True, text=True)
+        # Documentation=man:idsyncd(8) ...: verify runs man(1) on them, so
+        # the pages are put where MANPATH makes them "installed"
+        for sec, page in (("8", "idsyncd.8"), ("5", "idsyncd.yaml.5")):
+            os.makedirs(os.path.join(work, "man", "man" + sec), exist_ok=True)
+            shutil.copy(os.path.join(SRC, "man", page), os.path.join(work, "man", "man" + sec, page))
+        env = dict(os.environ, MANPATH=os.path.join(work, "man"))
+        r = subprocess.run([analyze, "verify", unit], capture_output=True, text=True, env=env)
         check(r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "",
               f"systemd-analyze verify is clean [{(r.stdout + r.stderr).strip()}]")
         r = subprocess.run([analyze, "security", "--offline=true", unit], capture_output=True, text=True)
