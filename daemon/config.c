@@ -1674,9 +1674,11 @@ static int load_connectors(struct ctx *c, yaml_node_t *n)
 	int r;
 	if (n->type != YAML_SEQUENCE_NODE)
 		return bad_value(c, n, NULL, "a list of connectors");
-	/* `connectors: []` would run a daemon that does nothing, quietly */
+	/* `connectors: []` is the packaged configuration before anyone
+	 * configured it (issue 18): valid, and never quiet — check-config,
+	 * the daemon's STATUS= and `status` say that nothing is synced */
 	if (!items(n))
-		return bad_value(c, n, NULL, "at least one connector");
+		return 0;
 	if (!(cfg->connectors = calloc(items(n), sizeof(*cfg->connectors))))
 		return -ENOMEM;
 	for (size_t i = 0; i < items(n); i++) {

@@ -374,6 +374,8 @@ static int cmd_check_config(const char *path)
 	if (r)
 		return r;
 	int code = IDS_EXIT_OK;
+	if (cfg->nconnectors == 0)
+		printf("no connectors configured: nothing will be synced\n");
 	for (size_t i = 0; i < cfg->nconnectors; i++) {
 		const struct ids_connector_cfg *cc = &cfg->connectors[i];
 		size_t nrules = 0;

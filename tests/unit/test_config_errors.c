@@ -108,7 +108,6 @@ static const struct CMUnitTest cases[] = {
     CASE(conn_key_of_other_type),
     CASE(conn_no_name),
     CASE(conn_no_type),
-    CASE(connectors_empty),
     CASE(connectors_mapping),
     CASE(duplicate_key),
     CASE(duration_no_unit),

@@ -639,6 +639,17 @@ static void lookups(void **state)
 
 /* catalog.requires, on_missing_requirement and licences, as written; a
  * file without them has none, and add is the default. */
+/* The packaged configuration before anyone configured it: every
+ * connector commented out, `connectors: []` (issue 18). */
+static void no_connectors(void **state)
+{
+	(void)state;
+	struct ids_config *cfg = load_ok(OK_DIR "/no_connectors.yaml");
+	assert_int_equal(cfg->nconnectors, 0);
+	assert_null(cfg->connectors);
+	ids_config_free(cfg);
+}
+
 static void platform_rules(void **state)
 {
 	(void)state;
@@ -687,6 +698,7 @@ int main(void)
 	    cmocka_unit_test(example),
 	    cmocka_unit_test(durations),
 	    cmocka_unit_test(lookups),
+	    cmocka_unit_test(no_connectors),
 	    cmocka_unit_test(platform_rules),
 	};
 	return cmocka_run_group_tests_name("config ok", tests, secrets_setup, secrets_teardown);
