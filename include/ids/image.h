@@ -90,6 +90,18 @@ int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, c
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
 			    int (*fn)(const char *key, void *ud), void *ud);
 
+/* Edits the member references of kind `kind` of group `key` in place
+ * (a change feed that sends only the member values that changed: AD's
+ * DirSync with INCREMENTAL_VALUES, a rename that moves a member's DN):
+ * removes every reference naming one of del[0..ndel), then appends each
+ * of add[0..nadd) the group does not hold yet.  DNs (IDS_REF_DN) are
+ * compared normalized, as the snapshot resolves them; other kinds
+ * exactly.  Everything else in the record stays.  1 when `key` is a
+ * group, 0 when not (nothing changes); undone by ids_image_rollback()
+ * like any change.  -EBUSY while a record is open. */
+int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref kind, const char *const *add,
+			 size_t nadd, const char *const *del, size_t ndel);
+
 /* Makes every change since the last commit permanent. */
 void ids_image_commit(struct ids_image *img);
 /* Undoes every change since the last commit (an open record is thrown
