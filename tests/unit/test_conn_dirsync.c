@@ -33,15 +33,15 @@ static void assert_bytes(const struct berval *got, const unsigned char *want, si
 static void test_request_encode(void **state)
 {
 	(void)state;
-	static const unsigned char both[] = {0x30, 0x0d, 0x02, 0x04, 0x80, 0x00, 0x00, 0x01, 0x02,
-					     0x01, 0x00, 0x04, 0x02, 'a',  'b'};
+	static const unsigned char both[] = {0x30, 0x0d, 0x02, 0x04, 0x80, 0x00, 0x00, 0x01,
+					     0x02, 0x01, 0x00, 0x04, 0x02, 'a',	 'b'};
 	static const unsigned char incr[] = {0x30, 0x0b, 0x02, 0x04, 0x80, 0x00, 0x00,
 					     0x00, 0x02, 0x01, 0x00, 0x04, 0x00};
-	static const unsigned char sec[] = {0x30, 0x0a, 0x02, 0x01, 0x01, 0x02, 0x03,
-					    0x01, 0x00, 0x00, 0x04, 0x00};
+	static const unsigned char sec[] = {0x30, 0x0a, 0x02, 0x01, 0x01, 0x02,
+					    0x03, 0x01, 0x00, 0x00, 0x04, 0x00};
 	struct berval c = {.bv_len = 2, .bv_val = (char *)"ab"}, v = {0};
-	assert_int_equal(ids_dirsync_request_encode(IDS_DIRSYNC_INCREMENTAL_VALUES | IDS_DIRSYNC_OBJECT_SECURITY,
-						    0, &c, &v),
+	assert_int_equal(ids_dirsync_request_encode(
+			     IDS_DIRSYNC_INCREMENTAL_VALUES | IDS_DIRSYNC_OBJECT_SECURITY, 0, &c, &v),
 			 0);
 	assert_bytes(&v, both, sizeof(both));
 	ber_memfree(v.bv_val);
@@ -193,7 +193,8 @@ static void test_guid_term(void **state)
 	struct ids_buf b = {0};
 	struct berval v = BV(g);
 	assert_int_equal(ids_dirsync_guid_term(&b, &v), 0);
-	assert_string_equal(b.p, "(objectGUID=\\9d\\96\\d9\\2a\\18\\9d\\98\\47\\94\\22\\e9\\57\\dc\\b9\\44\\00)");
+	assert_string_equal(b.p,
+			    "(objectGUID=\\9d\\96\\d9\\2a\\18\\9d\\98\\47\\94\\22\\e9\\57\\dc\\b9\\44\\00)");
 	v.bv_len = 15;
 	assert_int_equal(ids_dirsync_guid_term(&b, &v), -EINVAL);
 	ids_buf_free(&b);
