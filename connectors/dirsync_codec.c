@@ -78,8 +78,8 @@ int ids_dirsync_loop_step(struct ids_dirsync_loop *l, const struct berval *ctrl,
 	int r = ids_dirsync_response_decode(ctrl, &more, &c);
 	if (r)
 		return r;
-	bool same = l->cookie && l->cookie->bv_len == c->bv_len &&
-		    !memcmp(l->cookie->bv_val, c->bv_val, c->bv_len);
+	bool same =
+	    l->cookie && l->cookie->bv_len == c->bv_len && !memcmp(l->cookie->bv_val, c->bv_val, c->bv_len);
 	l->rounds++;
 	l->entries += entries;
 	if (more && (!c->bv_len || (same && !entries))) {

@@ -385,6 +385,24 @@ static size_t strip_uid_suffix(const char *v, size_t n)
 /* The member attributes a group search reads, in the order tried. */
 static const char *const default_member_attrs[] = {"member", "uniqueMember", "memberUid", NULL};
 
+/* The values v added to the image's group `key` (its members read after
+ * the group: AD's ranges), in one edit. */
+static int image_members(struct pull *p, const char *key, enum ids_ref kind, bool unique, BerVarray v)
+{
+	struct ids_strv add = {0};
+	int r = 0;
+	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
+		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
+		char *z = strndup(v[j].bv_val, n);
+		r = z ? ids_strv_push(&add, z) : -ENOMEM;
+		free(z);
+	}
+	if (r >= 0)
+		r = ids_image_group_edit(p->img, key, kind, (const char *const *)add.v, add.n, NULL, 0);
+	ids_strv_free(&add);
+	return r < 0 ? r : 0;
+}
+
 /* The values of member attribute mattr into the builder: into the open
  * group (gid NULL) or into the group with external id gid. */
 int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, BerVarray v)
@@ -393,6 +411,8 @@ int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, Be
 	enum ids_ref kind = !strcasecmp(mattr, "memberUid") ? IDS_REF_USERNAME : IDS_REF_DN;
 	bool unique = !strcasecmp(mattr, "uniqueMember");
 	int r = 0;
+	if (gid && p->img)
+		return image_members(p, gid, kind, unique, v);
 	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
 		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
 		r = gid ? ids_snapshot_member(p->s, gid, kind, v[j].bv_val, n)
@@ -1059,8 +1079,17 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	return ids_ldap_session(cfg, ctx, s, NULL, pull_body, NULL, err);
 }
 
+/* The ops' pull_changes: each flavor's own feed. */
+static int ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+			     struct ids_feed_pull *fp, struct ids_error *err)
+{
+	if (cfg && cfg->ldap.flavor == IDS_LDAP_AD)
+		return ids_ldap_dirsync_pull_changes(cfg, ctx, fp, err);
+	return ids_ldap_pull_changes(cfg, ctx, fp, err);
+}
+
 const struct ids_connector_ops ids_ldap_connector = {
     .type = "ldap",
     .pull = ldap_pull,
-    .pull_changes = ids_ldap_pull_changes,
+    .pull_changes = ldap_pull_changes,
 };

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ids/image.h"
 #include "ids/util.h"
 #include "ldap_int.h"
 
@@ -43,6 +44,12 @@ struct berval ids_ldap_ad_guid(struct pull *p, const struct berval *v)
 /* AD: bit 0x2 (ACCOUNTDISABLE) of userAccountControl.  A value that is
  * not a number leaves the state unknown: the user is marked invalid, which
  * makes the sync leave it exactly as it is. */
+/* The open user marked invalid, in the snapshot or the image. */
+static int user_invalid(struct pull *p, const char *why)
+{
+	return p->img ? ids_image_user_invalid(p->img, why) : ids_snapshot_user_invalid(p->s, why);
+}
+
 int ids_ldap_ad_disabled(struct pull *p, const struct entry *e, bool *disabled)
 {
 	const struct berval *v = ids_ldap_entry_first(e, "userAccountControl");
@@ -50,14 +57,14 @@ int ids_ldap_ad_disabled(struct pull *p, const struct entry *e, bool *disabled)
 	if (!v)
 		return 0;
 	if (v->bv_len == 0 || v->bv_len >= sizeof(buf))
-		return ids_snapshot_user_invalid(p->s, "userAccountControl is not a number");
+		return user_invalid(p, "userAccountControl is not a number");
 	memcpy(buf, v->bv_val, v->bv_len);
 	buf[v->bv_len] = 0;
 	char *end;
 	errno = 0;
 	long long uac = strtoll(buf, &end, 10);
 	if (errno || *end || end == buf)
-		return ids_snapshot_user_invalid(p->s, "userAccountControl is not a number");
+		return user_invalid(p, "userAccountControl is not a number");
 	if (uac & 0x2)
 		*disabled = true;
 	return 0;
@@ -140,7 +147,9 @@ int ids_ldap_ad_note_group(struct pull *p, const struct entry *e, const struct b
 		return r == -EINVAL ? 0 : r;
 	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx) || p->sid_gid[idx])
 		return 0;
-	if (!(p->sid_gid[idx] = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len)))
+	/* an image names its records by key (the objectGUID), not by id */
+	if (!(p->sid_gid[idx] = p->img ? ids_arena_strdup(&p->keep, p->img_key)
+				       : ids_arena_strndup(&p->keep, id->bv_val, id->bv_len)))
 		return -ENOMEM;
 	return 0;
 }
@@ -152,9 +161,13 @@ int ids_ldap_ad_add_primaries(struct pull *p)
 {
 	for (size_t i = 0; i < p->nprim; i++) {
 		const char *gid = p->sid_gid[p->prim[i].sid];
-		int r;
-		if (gid && (r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
-						    strlen(p->prim[i].uid))) < 0)
+		int r = 0;
+		if (gid && p->img)
+			r = ids_image_group_edit(p->img, gid, IDS_REF_ID, &p->prim[i].uid, 1, NULL, 0);
+		else if (gid)
+			r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
+						strlen(p->prim[i].uid));
+		if (r < 0)
 			return r;
 	}
 	return 0;
@@ -220,7 +233,9 @@ int ids_ldap_ad_add_ranged(struct pull *p, const struct entry *e, const struct b
 	const struct berval *usn = ids_ldap_entry_first(e, "uSNChanged");
 	struct ranged g = {
 	    .dn = ids_arena_strndup(&p->keep, e->dn.bv_val, e->dn.bv_len),
-	    .gid = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len),
+	    /* an image's records are named by key: the rest goes there */
+	    .gid = p->img ? ids_arena_strdup(&p->keep, p->img_key)
+			  : ids_arena_strndup(&p->keep, id->bv_val, id->bv_len),
 	    .mattr = mattr,
 	    .usn = usn ? ids_arena_strndup(&p->keep, usn->bv_val, usn->bv_len) : NULL,
 	    .next = next,
@@ -309,7 +324,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 	}
 	if ((r = ids_ldap_read_entry(p, ent)) < 0)
 		goto out;
-	p->s->pages++;
+	if (p->s)
+		p->s->pages++;
 	*ret_msg = res;
 	res = NULL;
 	r = PAGE_LAST;

@@ -237,6 +237,21 @@ int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_
 int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 			  struct ids_feed_pull *fp, struct ids_error *err);
 
+/* A fingerprint of every setting a record of the image depends on
+ * (bases, filters, attribute map, the rules' attributes): a cursor made
+ * under another one is not used. */
+uint64_t ids_ldap_fingerprint(const struct pull *p);
+
+/* Whether DN a and DN b[0..nb) name the same entry (normalized; compared
+ * raw when either does not parse). */
+bool ids_ldap_same_dn(const char *a, const char *b, size_t nb);
+
+/* ---------------- ldap_dirsync.c: AD's change feed ---------------- */
+
+/* pull_changes for flavor active_directory: DirSync. */
+int ids_ldap_dirsync_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+				  struct ids_feed_pull *fp, struct ids_error *err);
+
 /* ---------------- ldap_ad.c: Active Directory ---------------- */
 
 /* A 16-byte objectGUID as AD's GUID string, in p->idtext (borrowed until
