@@ -181,8 +181,8 @@ static int read_identity(struct dsync *d)
 	int r = read_one(p, d->dc.service, iattrs, &msg);
 	const struct berval *v = r > 0 ? ids_ldap_entry_first(&p->ent, "invocationId") : NULL;
 	if (r >= 0 && (!v || v->bv_len != 16))
-		r = ids_error_set(p->err, IDS_E_UNSUPPORTED, "%s: %s has no invocationId the account can read",
-				  p->uri, d->dc.service);
+		r = ids_error_set(p->err, IDS_E_UNSUPPORTED,
+				  "%s: %s has no invocationId the account can read", p->uri, d->dc.service);
 	if (r >= 0) {
 		struct berval g = ids_ldap_ad_guid(p, v);
 		if (!(d->dc.invocation_id = strndup(g.bv_val, g.bv_len)))
@@ -300,8 +300,9 @@ static int on_change(struct dsync *d, LDAPMessage *msg)
 	if (r < 0)
 		return r;
 	if (!g || g->bv_len != 16)
-		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: DirSync returned %.*s without its objectGUID",
-				     p->uri, (int)p->ent.dn.bv_len, p->ent.dn.bv_val);
+		return ids_error_set(p->err, IDS_E_PROTOCOL,
+				     "%s: DirSync returned %.*s without its objectGUID", p->uri,
+				     (int)p->ent.dn.bv_len, p->ent.dn.bv_val);
 	struct berval text = ids_ldap_ad_guid(p, g);
 	memcpy(key, text.bv_val, 36);
 	key[36] = '\0';
@@ -352,12 +353,14 @@ static int send_round(struct round *rd, int *ret_msgid)
 		return r;
 	/* critical: a server without DirSync must refuse, not answer a plain
 	 * search that would read as "everything changed" or "nothing" */
-	LDAPControl ctrl = {.ldctl_oid = (char *)IDS_DIRSYNC_OID, .ldctl_value = value, .ldctl_iscritical = 1};
+	LDAPControl ctrl = {
+	    .ldctl_oid = (char *)IDS_DIRSYNC_OID, .ldctl_value = value, .ldctl_iscritical = 1};
 	LDAPControl *sctrls[] = {&ctrl, NULL};
 	/* every attribute that changed; only the GUIDs when the round is
 	 * just for the cookie */
-	int lrc = ldap_search_ext(p->ld, d->dc.nc, LDAP_SCOPE_SUBTREE, DIRSYNC_FILTER,
-				  rd->apply ? NULL : guid_only, 0, sctrls, NULL, NULL, LDAP_NO_LIMIT, ret_msgid);
+	int lrc =
+	    ldap_search_ext(p->ld, d->dc.nc, LDAP_SCOPE_SUBTREE, DIRSYNC_FILTER, rd->apply ? NULL : guid_only,
+			    0, sctrls, NULL, NULL, LDAP_NO_LIMIT, ret_msgid);
 	ber_memfree(value.bv_val);
 	if (lrc != LDAP_SUCCESS) {
 		char *diag = ids_ldap_diag(p->ld);
@@ -389,10 +392,11 @@ static int round_result(struct round *rd, LDAPMessage *msg, size_t entries)
 					  "%s: DirSync said \"more data\" %u times in a row", p->uri,
 					  rd->l->rounds);
 		else if (r < 0 && r != -ENOMEM)
-			r = ids_error_set(p->err, IDS_E_PROTOCOL,
-					  "%s: DirSync's answer after %zu entries has no valid DirSync control "
-					  "(or \"more data\" without progress)",
-					  p->uri, rd->l->entries);
+			r = ids_error_set(
+			    p->err, IDS_E_PROTOCOL,
+			    "%s: DirSync's answer after %zu entries has no valid DirSync control "
+			    "(or \"more data\" without progress)",
+			    p->uri, rd->l->entries);
 	}
 	ldap_controls_free(rctrls);
 	ldap_memfree(diag);
@@ -412,8 +416,8 @@ static int one_round(struct round *rd)
 			return type;
 		if (type == 0)
 			return ids_error_set(p->err, IDS_E_TIMEOUT,
-					     "%s: no answer within %d s from DirSync (after %zu entries)", p->uri,
-					     p->timeout, rd->l->entries + entries);
+					     "%s: no answer within %d s from DirSync (after %zu entries)",
+					     p->uri, p->timeout, rd->l->entries + entries);
 		if (type < 0) {
 			int code = LDAP_OTHER;
 			ldap_get_option(p->ld, LDAP_OPT_RESULT_CODE, &code);
@@ -451,7 +455,8 @@ static int rounds(struct round *rd, const struct berval *cookie, struct berval *
 		memcpy(l.cookie->bv_val, cookie->bv_val, cookie->bv_len);
 	}
 	rd->l = &l;
-	while ((r = one_round(rd)) == IDS_DIRSYNC_AGAIN && (r = ids_ldap_tick(rd->d->p, "between DirSync rounds")) >= 0)
+	while ((r = one_round(rd)) == IDS_DIRSYNC_AGAIN &&
+	       (r = ids_ldap_tick(rd->d->p, "between DirSync rounds")) >= 0)
 		;
 	if (r == IDS_DIRSYNC_DONE) {
 		*ret = l.cookie;
@@ -500,7 +505,8 @@ static int read_some(struct dsync *d, const char *terms)
 	const struct ids_ldap_cfg *lc = p->lc;
 	char *uf = NULL, *df = NULL, *gf = NULL;
 	int r = -ENOMEM;
-	if (terms ? !(uf = ids_ldap_and_filter(d->ufilter, terms)) || !(gf = ids_ldap_and_filter(d->gfilter, terms))
+	if (terms ? !(uf = ids_ldap_and_filter(d->ufilter, terms)) ||
+			!(gf = ids_ldap_and_filter(d->gfilter, terms))
 		  : !(uf = strdup(d->ufilter)) || !(gf = strdup(d->gfilter)))
 		goto out;
 	if (lc->disabled_filter) {
@@ -580,15 +586,17 @@ static int cursor_check(struct dsync *d, const struct ids_dirsync_cursor *c, int
 	if (rc < 0)
 		n = asprintf(&why, "the stored cursor is not a DirSync cursor of this version");
 	else if (c->fingerprint != ids_ldap_fingerprint(d->p))
-		n = asprintf(&why, "the connector's bases, filters or attributes changed since the stored cursor");
+		n = asprintf(&why,
+			     "the connector's bases, filters or attributes changed since the stored cursor");
 	else if (strcasecmp(c->server, d->dc.host))
 		n = asprintf(&why, "the cookie was issued by domain controller %s, this is %s", c->server,
 			     d->dc.host);
 	else if (strcasecmp(c->invocation_id, d->dc.invocation_id))
-		n = asprintf(&why,
-			     "domain controller %s has a new invocationId (%s, the cookie's was %s): restored "
-			     "from a backup",
-			     d->dc.host, d->dc.invocation_id, c->invocation_id);
+		n = asprintf(
+		    &why,
+		    "domain controller %s has a new invocationId (%s, the cookie's was %s): restored "
+		    "from a backup",
+		    d->dc.host, d->dc.invocation_id, c->invocation_id);
 	else if (age > (int64_t)d->dc.tombstone_days * 86400)
 		n = asprintf(&why,
 			     "the cookie is %lld days old, past the tombstone lifetime (%ld days): deletions "
@@ -605,13 +613,15 @@ static int refused(struct dsync *d, struct round *rd, bool had_cookie, char **re
 	struct pull *p = d->p;
 	int code = rd->refused;
 	if (code == LDAP_INSUFFICIENT_ACCESS)
-		return ids_ldap_error(p->err, IDS_E_UNSUPPORTED, code, rd->diag,
-				      "%s: DirSync refused to %s: grant it \"Replicating Directory Changes\" on "
-				      "%s, or set changes.object_security: true",
-				      p->uri, p->lc->bind_dn ? p->lc->bind_dn : "the account", d->dc.nc);
+		return ids_ldap_error(
+		    p->err, IDS_E_UNSUPPORTED, code, rd->diag,
+		    "%s: DirSync refused to %s: grant it \"Replicating Directory Changes\" on "
+		    "%s, or set changes.object_security: true",
+		    p->uri, p->lc->bind_dn ? p->lc->bind_dn : "the account", d->dc.nc);
 	if (!had_cookie)
-		return ids_ldap_error(p->err, code == LDAP_UNAVAILABLE_CRITICAL_EXTENSION ? IDS_E_UNSUPPORTED
-											 : ids_ldap_map_lrc(code),
+		return ids_ldap_error(p->err,
+				      code == LDAP_UNAVAILABLE_CRITICAL_EXTENSION ? IDS_E_UNSUPPORTED
+										  : ids_ldap_map_lrc(code),
 				      code, rd->diag, "%s: DirSync under %s", p->uri, d->dc.nc);
 	if (asprintf(ret_why, "domain controller %s rejected the cookie (%s (%d)%s%s)", d->dc.host,
 		     ldap_err2string(code), code, rd->diag ? ": " : "", rd->diag ? rd->diag : "") < 0) {
@@ -672,8 +682,8 @@ static int do_dirsync(struct pull *p, void *arg)
 	if (!p->lc->users_base)
 		return ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
 	int rc = fp->cursor ? ids_dirsync_cursor_decode(fp->cursor, fp->cursor_len, &c, &srv, &inv) : 0;
-	if ((r = ids_ldap_pull_attrs(p, &d->a)) < 0 || (r = attr_lists(d)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
-	    (r = read_root(d)) < 0 || (r = read_identity(d)) < 0)
+	if ((r = ids_ldap_pull_attrs(p, &d->a)) < 0 || (r = attr_lists(d)) < 0 ||
+	    (r = ids_ldap_connect(p)) < 0 || (r = read_root(d)) < 0 || (r = read_identity(d)) < 0)
 		goto out;
 	if (fp->cursor && (r = cursor_check(d, &c, rc, &why)) < 0)
 		goto out;
@@ -691,7 +701,8 @@ static int do_dirsync(struct pull *p, void *arg)
 					       .issued = (int64_t)time(NULL),
 					       .cookie = *cookie};
 	if ((r = ids_dirsync_cursor_encode(&now, &fp->new_cursor, &fp->new_cursor_len)) < 0 ||
-	    !(fp->cursor_server = strdup(d->dc.host)) || !(fp->cursor_invocation_id = strdup(d->dc.invocation_id)))
+	    !(fp->cursor_server = strdup(d->dc.host)) ||
+	    !(fp->cursor_invocation_id = strdup(d->dc.invocation_id)))
 		r = -ENOMEM;
 out:
 	ids_dirsync_cookie_free(cookie);
@@ -720,7 +731,8 @@ int ids_ldap_dirsync_pull_changes(const struct ids_connector_cfg *cfg, const str
 		free(fp->reset_reason);
 		free(fp->cursor_server);
 		free(fp->cursor_invocation_id);
-		*fp = (struct ids_feed_pull){.image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
+		*fp = (struct ids_feed_pull){
+		    .image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
 	}
 	ids_ldap_pull_attrs_free(&d.a);
 	ids_buf_free(&d.reread);

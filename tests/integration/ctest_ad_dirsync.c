@@ -99,8 +99,8 @@ static void ldif(const char *text, bool lenient)
 	if (asprintf(&cmd,
 		     "LDAPTLS_CACERT='%s' ldapmodify -c -x -H '%s' -D '%s' -y '%s' >/dev/null 2>&1 "
 		     "<<'EOF'\n%s\nEOF",
-		     getenv("IDS_TEST_AD_CA"), getenv("IDS_TEST_AD_LDAPS_URI"), getenv("IDS_TEST_AD_ADMIN_UPN"),
-		     getenv("IDS_TEST_AD_ADMIN_PW_FILE"), text) < 0)
+		     getenv("IDS_TEST_AD_CA"), getenv("IDS_TEST_AD_LDAPS_URI"),
+		     getenv("IDS_TEST_AD_ADMIN_UPN"), getenv("IDS_TEST_AD_ADMIN_PW_FILE"), text) < 0)
 		fail_msg("out of memory");
 	shell(cmd, lenient);
 	free(cmd);
@@ -165,14 +165,14 @@ static void step(struct ids_config *cfg, struct ids_store *st, struct ids_feeds 
 	const struct ids_plan_counts *c = &res.counts;
 	if (res.exit_code != IDS_EXIT_OK || c->created || c->updated || c->deactivated || c->reactivated ||
 	    c->grants_added || c->grants_removed)
-		fail_msg("%s: plan --full after the run: exit %d, +%ld ~%ld -%ld r%ld, grants +%ld -%ld (%s)", what,
-			 res.exit_code, c->created, c->updated, c->deactivated, c->reactivated, c->grants_added,
-			 c->grants_removed, res.error ? res.error : "");
+		fail_msg("%s: plan --full after the run: exit %d, +%ld ~%ld -%ld r%ld, grants +%ld -%ld (%s)",
+			 what, res.exit_code, c->created, c->updated, c->deactivated, c->reactivated,
+			 c->grants_added, c->grants_removed, res.error ? res.error : "");
 	free(res.error);
 }
 
-#define GRANTED(sam)                                                                                          \
-	"SELECT count(*) FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id JOIN app_user u ON u.id = "   \
+#define GRANTED(sam)                                                                                         \
+	"SELECT count(*) FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id JOIN app_user u ON u.id = "  \
 	"r.user_id WHERE t.slug = 'ds' AND u.username = '" sam "'"
 #define USER(sam, col) "SELECT " col " FROM app_user WHERE username = '" sam "'"
 
@@ -218,8 +218,8 @@ static void test_changes(void **state)
 	/* a move to another OU below the users base: the same row, still
 	 * in Team-DS */
 	snprintf(dn, sizeof(dn), "CN=DS U3,%s,%s", P, g_ou);
-	ldiff("dn: %s\nchangetype: modrdn\nnewrdn: CN=DS U3\ndeleteoldrdn: 1\nnewsuperior: OU=Sub,%s,%s\n", dn,
-	      P, g_ou);
+	ldiff("dn: %s\nchangetype: modrdn\nnewrdn: CN=DS U3\ndeleteoldrdn: 1\nnewsuperior: OU=Sub,%s,%s\n",
+	      dn, P, g_ou);
 	step(cfg, st, feeds, "a move", "incremental");
 	assert_sql(row3, USER("dsu3", "id::text || external_id"));
 	assert_sql("1", GRANTED("dsu3"));
@@ -243,25 +243,26 @@ static void test_changes(void **state)
 	assert_sql("false|deleted_in_source", USER("dsu2", "active::text || '|' || deactivation_reason"));
 
 	/* a user moved out of the users base: out of scope, same row kept */
-	ldiff("dn: CN=DS U4,%s,%s\nchangetype: modrdn\nnewrdn: CN=DS U4\ndeleteoldrdn: 1\nnewsuperior: %s\n", P,
-	      g_ou, g_ou);
+	ldiff("dn: CN=DS U4,%s,%s\nchangetype: modrdn\nnewrdn: CN=DS U4\ndeleteoldrdn: 1\nnewsuperior: %s\n",
+	      P, g_ou, g_ou);
 	step(cfg, st, feeds, "a move out of the users base", "incremental");
 	assert_sql("f", USER("dsu4", "active"));
 
 	/* the cursor's issuer: another DC, then the same DC restored */
 	assert_sql("0", "SELECT resets FROM connector_feed WHERE connector = 'ad'");
-	assert_sql("dc1.idsync.test", "SELECT lower(cursor_server) FROM connector_feed WHERE connector = 'ad'");
+	assert_sql("dc1.idsync.test",
+		   "SELECT lower(cursor_server) FROM connector_feed WHERE connector = 'ad'");
 	g_tamper = 1;
 	user_add("DS U5", "dsu5", P);
 	ldiff(MOD("%s,%s", "add: member\nmember: CN=DS U5,OU=People,%s\n"), G, g_ou, g_ou);
 	step(cfg, st, feeds, "a cookie from another DC", "full");
 	assert_sql("1|true", "SELECT resets || '|' || (last_reset_reason LIKE '%issued by domain controller "
-			  "dc2.idsync.test%') FROM connector_feed WHERE connector = 'ad'");
+			     "dc2.idsync.test%') FROM connector_feed WHERE connector = 'ad'");
 	assert_sql("1", GRANTED("dsu5"));
 	g_tamper = 2;
 	step(cfg, st, feeds, "a DC restored from a backup", "full");
 	assert_sql("2|true", "SELECT resets || '|' || (last_reset_reason LIKE '%new invocationId%') FROM "
-			  "connector_feed WHERE connector = 'ad'");
+			     "connector_feed WHERE connector = 'ad'");
 	step(cfg, st, feeds, "after the resets", "incremental");
 
 	free(row1);
@@ -282,10 +283,11 @@ static void test_object_security(void **state)
 	assert_non_null(at);
 	char *bind = strstr(g_yaml, "    bind_dn:");
 	assert_non_null(bind);
-	snprintf(yaml, sizeof(yaml),
-		 "%.*s    bind_dn: \"%s\"\n    bind_password_file: %s\n    changes: { object_security: true }\n%s",
-		 (int)(bind - g_yaml), g_yaml, getenv("IDS_TEST_AD_BIND_UPN"), getenv("IDS_TEST_AD_BIND_PW_FILE"),
-		 at);
+	snprintf(
+	    yaml, sizeof(yaml),
+	    "%.*s    bind_dn: \"%s\"\n    bind_password_file: %s\n    changes: { object_security: true }\n%s",
+	    (int)(bind - g_yaml), g_yaml, getenv("IDS_TEST_AD_BIND_UPN"), getenv("IDS_TEST_AD_BIND_PW_FILE"),
+	    at);
 	struct ids_config *cfg = load_cfg(yaml);
 	struct ids_store *st = open_store("dirsync_os", true);
 	struct ids_feeds *feeds = NULL;
@@ -323,22 +325,25 @@ static void populate(void)
 	user_add("DS U1", "dsu1", "OU=People");
 	user_add("DS U2", "dsu2", "OU=People");
 	user_add("DS U3", "dsu3", "OU=People");
-	ldiff("dn: CN=Team-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: team-ds\n"
-	      "member: CN=DS U3,OU=People,%s\n\n"
-	      "dn: CN=CC-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: cc-ds\n"
-	      "member: CN=DS U1,OU=People,%s\nmember: CN=DS U2,OU=People,%s\nmember: CN=Team-DS,OU=Groups,%s\n",
-	      g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
+	ldiff(
+	    "dn: CN=Team-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: team-ds\n"
+	    "member: CN=DS U3,OU=People,%s\n\n"
+	    "dn: CN=CC-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: cc-ds\n"
+	    "member: CN=DS U1,OU=People,%s\nmember: CN=DS U2,OU=People,%s\nmember: CN=Team-DS,OU=Groups,%s\n",
+	    g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
 }
 
 int main(void)
 {
-	const char *need[] = {"IDS_TEST_AD_LDAPS_URI",	  "IDS_TEST_AD_CA",	    "IDS_TEST_AD_BASE",
-			      "IDS_TEST_AD_ADMIN_UPN",	  "IDS_TEST_AD_ADMIN_PW_FILE", "IDS_TEST_AD_BIND_UPN",
-			      "IDS_TEST_AD_BIND_DN",	  "IDS_TEST_AD_BIND_PW_FILE",	"IDS_TEST_AD_SAM",
-			      "IDS_TEST_AD_SMBCONF"};
+	const char *need[] = {"IDS_TEST_AD_LDAPS_URI",	   "IDS_TEST_AD_CA",
+			      "IDS_TEST_AD_BASE",	   "IDS_TEST_AD_ADMIN_UPN",
+			      "IDS_TEST_AD_ADMIN_PW_FILE", "IDS_TEST_AD_BIND_UPN",
+			      "IDS_TEST_AD_BIND_DN",	   "IDS_TEST_AD_BIND_PW_FILE",
+			      "IDS_TEST_AD_SAM",	   "IDS_TEST_AD_SMBCONF"};
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
 		if (!getenv(need[i]) || !*getenv(need[i]))
-			return no_server("no Samba AD domain controller (IDS_TEST_AD_* unset; scripts/test starts one)");
+			return no_server(
+			    "no Samba AD domain controller (IDS_TEST_AD_* unset; scripts/test starts one)");
 	int r = db_setup("ad_dirsync");
 	if (r)
 		return r;
