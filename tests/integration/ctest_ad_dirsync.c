@@ -16,8 +16,9 @@
  *
  * Then the cursor's issuer: the connector registry is wrapped (the
  * linker's --wrap) so that the next run's stored cursor names another DC,
- * then another invocationId: each run reads everything, logs and counts a
- * feed reset with its reason, and converges.
+ * then another invocationId, then a cookie the DC cannot read, then one
+ * past the tombstone lifetime: each run reads everything, logs and counts
+ * a feed reset with its reason, and converges.
  *
  * The runs bind as Administrator: Samba 4.17 sends deleted objects
  * (isDeleted) through DirSync only to an account that can read CN=Deleted
@@ -26,6 +27,7 @@
  * user, reads changes with changes.object_security (test_object_security). */
 #include "ctest_store_common.h"
 
+#include "../../connectors/ldap_dirsync.h"
 #include "ids/connector.h"
 #include "ids/log.h"
 #include "ids/sync.h"
@@ -39,34 +41,38 @@ static int g_tamper; /* 1: the next cursor names another DC, 2: another invocati
 const struct ids_connector_ops *__real_ids_connector_find(enum ids_conn_type t);
 const struct ids_connector_ops *__wrap_ids_connector_find(enum ids_conn_type t);
 
-/* The cursor's second line (the DC) or third (its invocationId) replaced. */
+/* The stored cursor with one thing changed: its DC (1), its invocationId
+ * (2), its cookie (3: bytes the DC cannot read), its age (4: issued in
+ * 1970, past any tombstone lifetime). */
 static int tampered_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 			 struct ids_feed_pull *fp, struct ids_error *err)
 {
-	char buf[8192];
-	if (g_tamper && fp->cursor && fp->cursor_len < sizeof(buf) - 64) {
-		const char *s = (const char *)fp->cursor, *end = s + fp->cursor_len;
-		const char *l2 = (const char *)memchr(s, '\n', fp->cursor_len) + 1;
-		const char *l3 = (const char *)memchr(l2, '\n', (size_t)(end - l2)) + 1;
-		const char *l4 = (const char *)memchr(l3, '\n', (size_t)(end - l3)) + 1;
-		size_t n = (size_t)(l2 - s);
-		memcpy(buf, s, n);
-		if (g_tamper == 1) {
-			n += (size_t)sprintf(buf + n, "dc2.idsync.test\n");
-			memcpy(buf + n, l3, (size_t)(end - l3));
-			n += (size_t)(end - l3);
-		} else {
-			memcpy(buf + n, l2, (size_t)(l3 - l2));
-			n += (size_t)(l3 - l2);
-			n += (size_t)sprintf(buf + n, "00000000-0000-0000-0000-000000000001\n");
-			memcpy(buf + n, l4, (size_t)(end - l4));
-			n += (size_t)(end - l4);
-		}
-		fp->cursor = (const unsigned char *)buf;
+	struct ids_dirsync_cursor c;
+	char *srv = NULL, *inv = NULL;
+	unsigned char *t = NULL;
+	size_t n = 0;
+	if (g_tamper && fp->cursor) {
+		if (ids_dirsync_cursor_decode(fp->cursor, fp->cursor_len, &c, &srv, &inv) < 0)
+			fail_msg("the stored cursor is no DirSync cursor");
+		if (g_tamper == 1)
+			c.server = "dc2.idsync.test";
+		else if (g_tamper == 2)
+			c.invocation_id = "00000000-0000-0000-0000-000000000001";
+		else if (g_tamper == 3)
+			c.cookie = (struct berval){8, (char *)"ABCDEFGH"};
+		else
+			c.issued = 86400;
+		if (ids_dirsync_cursor_encode(&c, &t, &n) < 0)
+			fail_msg("out of memory");
+		fp->cursor = t;
 		fp->cursor_len = n;
 		g_tamper = 0;
 	}
-	return ids_ldap_connector.pull_changes(cfg, ctx, fp, err);
+	int r = ids_ldap_connector.pull_changes(cfg, ctx, fp, err);
+	free(t);
+	free(srv);
+	free(inv);
+	return r;
 }
 
 static struct ids_connector_ops g_ops;
@@ -263,6 +269,14 @@ static void test_changes(void **state)
 	step(cfg, st, feeds, "a DC restored from a backup", "full");
 	assert_sql("2|true", "SELECT resets || '|' || (last_reset_reason LIKE '%new invocationId%') FROM "
 			     "connector_feed WHERE connector = 'ad'");
+	g_tamper = 3;
+	step(cfg, st, feeds, "a cookie the DC rejects", "full");
+	assert_sql("3|true", "SELECT resets || '|' || (last_reset_reason LIKE '%rejected the cookie%') FROM "
+			     "connector_feed WHERE connector = 'ad'");
+	g_tamper = 4;
+	step(cfg, st, feeds, "a cookie past the tombstone lifetime", "full");
+	assert_sql("4|true", "SELECT resets || '|' || (last_reset_reason LIKE '%past the tombstone lifetime "
+			     "(180 days)%') FROM connector_feed WHERE connector = 'ad'");
 	step(cfg, st, feeds, "after the resets", "incremental");
 
 	free(row1);
