@@ -418,61 +418,88 @@ static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
 	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
 }
 
-/* each_op's fn for ids_image_dn: the first DN set stops the walk. */
-static int find_dn(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
-		   void *ud)
+struct find {
+	enum ids_field f;
+	char *v;
+};
+
+/* each_op's fn for ids_image_field: the first value of the field stops
+ * the walk. */
+static int find_field(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		      void *ud)
 {
+	struct find *w = ud;
 	(void)b;
 	(void)nb;
-	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != IDS_F_DN)
+	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != (unsigned char)w->f)
 		return 0;
-	char **ret = ud;
-	return (*ret = strndup(a, na)) ? 1 : -ENOMEM;
+	return (w->v = strndup(a, na)) ? 1 : -ENOMEM;
+}
+
+int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds, enum ids_field f,
+		    char **ret)
+{
+	uint32_t idx;
+	struct find w = {.f = f};
+	*ret = NULL;
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
+		return 0;
+	int r = each_op(&img->recs[idx], find_field, &w);
+	if (r < 0)
+		return r;
+	*ret = w.v;
+	return 0;
 }
 
 int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret)
 {
-	uint32_t idx;
-	char *dn = NULL;
-	*ret = NULL;
-	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
-		return 0;
-	int r = each_op(&img->recs[idx], find_dn, &dn);
-	if (r < 0)
-		return r;
-	*ret = dn;
-	return 0;
+	return ids_image_field(img, key, kinds, IDS_F_DN, ret);
 }
 
 struct naming {
-	struct ids_strmap want; /* normalized DNs */
+	enum ids_ref kind;
+	struct ids_strmap want; /* normalized DNs, or the references as they are */
 	bool hit;
 };
 
-/* each_op's fn for ids_image_groups_naming: a DN member among the wanted. */
+/* each_op's fn for ids_image_groups_naming: a member among the wanted. */
 static int names_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
 		     void *ud)
 {
 	struct naming *w = ud;
-	char *dn = NULL;
+	char *v = NULL;
 	(void)a;
 	(void)na;
-	if (op != OP_GROUP_MEMBER || arg != IDS_REF_DN || ids_dn_normalize(b, nb, &dn) < 0)
-		return 0; /* a malformed DN names nothing, here as in the snapshot */
-	w->hit = ids_strmap_get(&w->want, dn, NULL);
-	free(dn);
+	if (op != OP_GROUP_MEMBER || arg != (unsigned char)w->kind)
+		return 0;
+	if (w->kind == IDS_REF_DN ? ids_dn_normalize(b, nb, &v) < 0 : !(v = strndup(b, nb)))
+		return w->kind == IDS_REF_DN ? 0
+					     : -ENOMEM; /* a malformed DN names nothing, as in the snapshot */
+	w->hit = ids_strmap_get(&w->want, v, NULL);
+	free(v);
 	return w->hit ? 1 : 0;
 }
 
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
 			    int (*fn)(const char *key, void *ud), void *ud)
 {
-	struct naming w = {0};
+	return ids_image_groups_naming_ref(img, IDS_REF_DN, dns, n, fn, ud);
+}
+
+int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, const char *const *refs,
+				size_t n, int (*fn)(const char *key, void *ud), void *ud)
+{
+	struct naming w = {.kind = kind};
+	const char *const *dns = refs;
 	char **norm = calloc(n ? n : 1, sizeof(*norm));
 	int r = norm ? 0 : -ENOMEM;
-	for (size_t i = 0; r >= 0 && i < n; i++)
-		if (ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0)
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (kind == IDS_REF_DN ? ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0
+				       : (norm[i] = strdup(dns[i])) != NULL)
 			r = ids_strmap_put(&w.want, norm[i], 0, NULL);
+		else if (kind != IDS_REF_DN)
+			r = -ENOMEM;
+	}
 	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
 		if (img->recs[i].kind != K_GROUP)
 			continue;

@@ -83,12 +83,19 @@ int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_rem
  * one of `kinds`: *ret new (free), NULL when there is none.  0 or
  * -ENOMEM. */
 int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret);
+/* The same for any field: the first value of field f of `key`. */
+int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds, enum ids_field f,
+		    char **ret);
 
 /* Calls fn(key, ud) for every group record with a member given by DN
  * (IDS_REF_DN) that names one of dns[0..n) — compared normalized, as
  * the snapshot resolves them.  fn < 0 stops and is returned. */
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
 			    int (*fn)(const char *key, void *ud), void *ud);
+/* The same for members given by `kind`: DNs compared normalized, the
+ * others (IDS_REF_ID: AD's primary group members) exactly. */
+int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, const char *const *refs,
+				size_t n, int (*fn)(const char *key, void *ud), void *ud);
 
 /* Edits the member references of kind `kind` of group `key` in place
  * (a change feed that sends only the member values that changed: AD's

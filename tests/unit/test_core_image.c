@@ -447,6 +447,45 @@ static void test_group_edit(void **state)
 	ids_image_free(img);
 }
 
+/* AD's primary groups: members by external id (IDS_REF_ID), found by
+ * the id (exactly, not as a DN) and taken out again; a record's fields. */
+static void test_id_members(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	struct ids_buf b = {0};
+	char *v = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	const char *const u1[] = {"U1"}, *const dn[] = {UDN("alice")};
+	assert_int_equal(ids_image_group_edit(img, "k-team", IDS_REF_ID, u1, 1, NULL, 0), 1);
+	assert_int_equal(ids_image_groups_naming_ref(img, IDS_REF_ID, u1, 1, collect, &b), 0);
+	assert_string_equal(b.p, "k-team "); /* not k-cc, which names alice by DN */
+	ids_buf_reset(&b);
+	assert_int_equal(ids_image_groups_naming_ref(img, IDS_REF_ID, dn, 1, collect, &b), 0);
+	assert_int_equal(b.len, 0);
+	const struct entry team2 = {.group = true,
+				    .id = "G1",
+				    .name = "Team",
+				    .dn = GDN("Team"),
+				    .members = {UDN("bob"), UDN("alice")}};
+	const struct entry *now[] = {&alice, &bob, &team2, &cc};
+	assert_same(image_text(img), full_text(now, 4)); /* alice now in Team by her id */
+	assert_int_equal(ids_image_group_edit(img, "k-team", IDS_REF_ID, NULL, 0, u1, 1), 1);
+	const struct entry *was[] = {&alice, &bob, &team, &cc};
+	assert_same(image_text(img), full_text(was, 4));
+	assert_int_equal(ids_image_field(img, "k-alice", IDS_IMAGE_USERS, IDS_F_EXTERNAL_ID, &v), 0);
+	assert_string_equal(v, "U1");
+	free(v);
+	assert_int_equal(ids_image_field(img, "k-alice", IDS_IMAGE_GROUPS, IDS_F_EXTERNAL_ID, &v), 0);
+	assert_null(v);
+	ids_buf_free(&b);
+	ids_image_free(img);
+}
+
 /* ---- randomized: a directory of N users and G groups changes step by
  * step (adds, modifies, renames, deletes, membership and nesting changes,
  * disable/enable, present phases, failed runs rolled back); after every
@@ -586,6 +625,7 @@ int main(void)
 	    cmocka_unit_test(test_kind_change_and_misuse),
 	    cmocka_unit_test(test_dn_and_groups_naming),
 	    cmocka_unit_test(test_group_edit),
+	    cmocka_unit_test(test_id_members),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
