@@ -120,7 +120,7 @@ out:
 /* The entry's external id as text: the value of the id attribute (for
  * AD's binary objectGUID its canonical form, ids_ldap_ad_guid()).
  * .bv_val NULL when the entry has none. */
-static struct berval entry_id(struct pull *p, const struct entry *e)
+struct berval ids_ldap_entry_id(struct pull *p, const struct entry *e)
 {
 	const struct berval *v = ids_ldap_entry_first(e, p->attr[IDS_F_EXTERNAL_ID]);
 	if (!v)
@@ -236,7 +236,7 @@ static int first_time(struct pull *p, const struct entry *e, const struct berval
 /* disabled_filter matched this entry: remember its id and its DN. */
 int ids_ldap_on_disabled(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	int r = 0;
 	if (id.bv_val && id.bv_len && !memchr(id.bv_val, '\0', id.bv_len) && (r = make_key(p, 'i', &id)) >= 0)
 		r = set_add(p, &p->disabled);
@@ -331,7 +331,7 @@ static int sink_end(struct pull *p, bool user, int r)
 /* One user entry into the builder. */
 int ids_ldap_on_user(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	int r = refuse_ranged(p, e);
 	if (r < 0 || (r = first_time(p, e, &id)) <= 0)
 		return r;
@@ -451,7 +451,7 @@ static int group_attr(struct pull *p, const struct entry *e, const struct berval
 /* One group entry into the builder. */
 int ids_ldap_on_group(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
 	int r = first_time(p, e, &id);
@@ -1007,6 +1007,8 @@ static void pull_free(struct pull *p)
 	free(p->ranged);
 	free(p->prim);
 	free(p->sid_gid);
+	free(p->sid_txt);
+	ids_strv_free(&p->read_groups);
 	ids_strmap_free(&p->sidmap);
 	ids_buf_free(&p->sid);
 	ids_arena_free(&p->keep);

@@ -522,8 +522,9 @@ static int read_some(struct dsync *d, const char *terms)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, gf, (char **)d->groups, img_group};
+		/* primary groups: after the last batch (reread()) */
 		if ((r = ids_ldap_run_search(p, &gs)) < 0 || (r = ids_ldap_ad_read_ranged(p)) < 0 ||
-		    (r = ids_ldap_ad_add_primaries(p)) < 0)
+		    (!terms && (r = ids_ldap_ad_add_primaries(p)) < 0))
 			goto out;
 		p->nranged = 0; /* read: the next batch has its own */
 	}
@@ -546,22 +547,60 @@ static int full_read(struct dsync *d)
 	return r;
 }
 
-/* The objects DirSync named, read again TERMS at a time.  Their records
- * go first: what the read does not find (moved out of the bases, no
- * longer matching a filter) stays gone; the rest comes back whole. */
+/* The users among `keys`: no group of the image has them as primary
+ * member any more (the read puts back what is still true). */
+static int drop_primaries(struct dsync *d, const struct ids_strv *keys)
+{
+	struct ids_strv ids = {0}, groups = {0};
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < keys->n; i++) {
+		char *id = NULL;
+		if ((r = ids_image_field(d->p->img, keys->v[i], IDS_IMAGE_USERS, IDS_F_EXTERNAL_ID, &id)) >=
+			0 &&
+		    id)
+			r = ids_strv_push(&ids, id) < 0 ? -ENOMEM : 0;
+		free(id);
+	}
+	if (r >= 0 && ids.n)
+		r = ids_image_groups_naming_ref(d->p->img, IDS_REF_ID, (const char *const *)ids.v, ids.n,
+						add_key, &groups);
+	for (size_t i = 0; r >= 0 && i < groups.n; i++)
+		r = ids_image_group_edit(d->p->img, groups.v[i], IDS_REF_ID, NULL, 0,
+					 (const char *const *)ids.v, ids.n);
+	ids_strv_free(&ids);
+	ids_strv_free(&groups);
+	return r < 0 ? r : 0;
+}
+
+/* Their records go: what the read does not find (moved out of the
+ * bases, no longer matching a filter) stays gone. */
+static int drop_queued(struct dsync *d)
+{
+	struct ids_strv keys = {0};
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < d->reread.len / 16; i++) {
+		struct berval t = ids_ldap_ad_guid(d->p, &(struct berval){16, d->reread.p + 16 * i});
+		char *k = strndup(t.bv_val, t.bv_len);
+		r = k && ids_strv_push(&keys, k) >= 0 ? 0 : -ENOMEM;
+		free(k);
+	}
+	if (r >= 0 && d->p->lc->groups_base)
+		r = drop_primaries(d, &keys);
+	for (size_t i = 0; r >= 0 && i < keys.n; i++)
+		r = ids_image_delete(d->p->img, keys.v[i], IDS_IMAGE_USERS | IDS_IMAGE_GROUPS);
+	ids_strv_free(&keys);
+	return r < 0 ? r : 0;
+}
+
+/* The objects DirSync named, read again TERMS at a time, whole; then
+ * their primary groups: the groups of the users read, and the users of
+ * the groups read (AD lists neither in `member`). */
 static int reread(struct dsync *d)
 {
 	size_t n = d->reread.len / 16;
 	struct ids_buf f = {0};
-	int r = 0;
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		struct berval g = {16, d->reread.p + 16 * i};
-		char key[37];
-		struct berval t = ids_ldap_ad_guid(d->p, &g);
-		memcpy(key, t.bv_val, 36);
-		key[36] = '\0';
-		r = ids_image_delete(d->p->img, key, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS);
-	}
+	int r = drop_queued(d);
+	d->p->track_groups = true;
 	for (size_t from = 0; r >= 0 && from < n; from += TERMS) {
 		ids_buf_reset(&f);
 		r = ids_buf_puts(&f, "(|");
@@ -570,8 +609,13 @@ static int reread(struct dsync *d)
 		if (r >= 0 && (r = ids_buf_putc(&f, ')')) >= 0)
 			r = read_some(d, f.p);
 	}
+	d->p->track_groups = false;
+	if (r >= 0 && n && d->p->lc->groups_base &&
+	    (r = ids_ldap_ad_find_primary_groups(d->p, d->gfilter)) >= 0 &&
+	    (r = ids_ldap_ad_primary_members(d->p, d->ufilter)) >= 0)
+		r = ids_ldap_ad_add_primaries(d->p);
 	ids_buf_free(&f);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* ---- one read ---- */

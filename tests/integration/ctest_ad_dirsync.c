@@ -5,12 +5,14 @@
  * because a one-shot `idsyncd sync` reads everything until the image is
  * stored (docs/changes.md).
  *
- * The test's own OU=ctest_ad_dirsync-PID (people, groups, a sub-OU to
+ * The test's own OU=ctest_ad_dirsync (people, groups, a sub-OU to
  * move to), changed with ldapmodify as Administrator the way an AD admin
  * does, step by step: a user added (to a group), a name changed, a member
  * removed and added back (DirSync's incremental values), a rename and a
  * move (the same row: objectGUID), disable and enable (userAccountControl),
- * a nested group taken out and put back, a delete (deleted_in_source).
+ * a nested group taken out and put back, a delete (deleted_in_source),
+ * a move out of the users base, a primary group (primaryGroupID) set,
+ * its group changed, and set back.
  * After each: the run was incremental, the database shows the change, and
  * a plan that reads everything (`plan --full`) has nothing to do.
  *
@@ -114,15 +116,37 @@ static void ldif(const char *text, bool lenient)
 
 #define MOD(dn, body) "dn: " dn "\nchangetype: modify\n" body
 
-static void ldiff(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ldiff(const char *fmt, ...)
+static void ldif_f(bool lenient, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ldif_f(bool lenient, const char *fmt, ...)
 {
 	char t[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(t, sizeof(t), fmt, ap);
 	va_end(ap);
-	ldif(t, false);
+	ldif(t, lenient);
+}
+#define ldiff(...) ldif_f(false, __VA_ARGS__)
+
+/* The first line a shell command prints (new), the test failing when it
+ * prints nothing. */
+static char *shell_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *shell_out(const char *fmt, ...)
+{
+	char *cmd = NULL, line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&cmd, fmt, ap) < 0)
+		fail_msg("out of memory");
+	va_end(ap);
+	setenv("LDAPTLS_CACERT", getenv("IDS_TEST_AD_CA"), 1);
+	FILE *f = popen(cmd, "r");
+	if (!f || !fgets(line, sizeof(line), f))
+		fail_msg("no output: %s", cmd);
+	pclose(f);
+	free(cmd);
+	line[strcspn(line, "\n")] = '\0';
+	return strdup(line);
 }
 
 static void user_add(const char *cn, const char *sam, const char *ou)
@@ -180,6 +204,9 @@ static void step(struct ids_config *cfg, struct ids_store *st, struct ids_feeds 
 #define GRANTED(sam)                                                                                         \
 	"SELECT count(*) FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id JOIN app_user u ON u.id = "  \
 	"r.user_id WHERE t.slug = 'ds' AND u.username = '" sam "'"
+#define PRIM(sam)                                                                                            \
+	"SELECT count(*) FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id JOIN app_user u ON u.id = "  \
+	"r.user_id WHERE t.slug = 'prim' AND u.username = '" sam "'"
 #define USER(sam, col) "SELECT " col " FROM app_user WHERE username = '" sam "'"
 
 static void test_changes(void **state)
@@ -253,6 +280,30 @@ static void test_changes(void **state)
 	      P, g_ou, g_ou);
 	step(cfg, st, feeds, "a move out of the users base", "incremental");
 	assert_sql("f", USER("dsu4", "active"));
+
+	/* a primary group (AD lists no user in the `member` of his
+	 * primaryGroupID's group): set, the group changed, set back */
+	char *rid = shell_out("ldapsearch -LLL -o ldif-wrap=no -x -H '%s' -D '%s' -y '%s' -b "
+			      "'CN=Prim-DS,OU=Groups,%s' -s base objectSid | sed -n 's/^objectSid:: //p' | "
+			      "base64 -d | od -An -tu4 -w28 | awk '{print $NF}'",
+			      getenv("IDS_TEST_AD_LDAPS_URI"), getenv("IDS_TEST_AD_ADMIN_UPN"),
+			      getenv("IDS_TEST_AD_ADMIN_PW_FILE"), g_ou);
+	user_add("DS U6", "dsu6", P);
+	ldiff(MOD("CN=Prim-DS,OU=Groups,%s", "add: member\nmember: CN=DS U6,OU=People,%s\n"), g_ou, g_ou);
+	step(cfg, st, feeds, "a member of Prim-DS", "incremental");
+	assert_sql("1", PRIM("dsu6"));
+	ldiff(MOD("CN=DS U6,%s,%s", "replace: primaryGroupID\nprimaryGroupID: %s\n"), P, g_ou, rid);
+	step(cfg, st, feeds, "Prim-DS his primary group", "incremental");
+	assert_sql("1", PRIM("dsu6"));
+	ldiff(MOD("CN=Prim-DS,OU=Groups,%s", "replace: description\ndescription: changed\n"), g_ou);
+	step(cfg, st, feeds, "Prim-DS changed", "incremental");
+	assert_sql("1", PRIM("dsu6"));
+	ldiff(MOD("CN=DS U6,%s,%s", "replace: primaryGroupID\nprimaryGroupID: 513\n"), P, g_ou);
+	ldif_f(true, MOD("CN=Prim-DS,OU=Groups,%s", "delete: member\nmember: CN=DS U6,OU=People,%s\n"), g_ou,
+	       g_ou);
+	step(cfg, st, feeds, "Domain Users his primary group again", "incremental");
+	assert_sql("0", PRIM("dsu6"));
+	free(rid);
 
 	/* the cursor's issuer: another DC, then the same DC restored */
 	assert_sql("0", "SELECT resets FROM connector_feed WHERE connector = 'ad'");
@@ -339,12 +390,13 @@ static void populate(void)
 	user_add("DS U1", "dsu1", "OU=People");
 	user_add("DS U2", "dsu2", "OU=People");
 	user_add("DS U3", "dsu3", "OU=People");
-	ldiff(
-	    "dn: CN=Team-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: team-ds\n"
-	    "member: CN=DS U3,OU=People,%s\n\n"
-	    "dn: CN=CC-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: cc-ds\n"
-	    "member: CN=DS U1,OU=People,%s\nmember: CN=DS U2,OU=People,%s\nmember: CN=Team-DS,OU=Groups,%s\n",
-	    g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
+	ldiff("dn: CN=Team-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: team-ds\n"
+	      "member: CN=DS U3,OU=People,%s\n\n"
+	      "dn: CN=CC-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: cc-ds\n"
+	      "member: CN=DS U1,OU=People,%s\nmember: CN=DS U2,OU=People,%s\nmember: "
+	      "CN=Team-DS,OU=Groups,%s\n\n"
+	      "dn: CN=Prim-DS,OU=Groups,%s\nchangetype: add\nobjectClass: group\nsAMAccountName: prim-ds\n",
+	      g_ou, g_ou, g_ou, g_ou, g_ou, g_ou, g_ou);
 }
 
 int main(void)
@@ -363,22 +415,24 @@ int main(void)
 		return r;
 	ids_log_setup(IDS_LOG_WARNING, IDS_LOGT_STDERR);
 	g_base = getenv("IDS_TEST_AD_BASE");
-	snprintf(g_ou, sizeof(g_ou), "OU=ctest_ad_dirsync-%d,%s", (int)getpid(), g_base);
+	snprintf(g_ou, sizeof(g_ou), "OU=ctest_ad_dirsync,%s", g_base); /* one at a time: samba_dc */
 	sql("SET client_min_messages TO warning");
 	populate();
-	snprintf(g_yaml, sizeof(g_yaml),
-		 "database: { conninfo: \"%s\", schema: dirsync }\n"
-		 "safety: { max_deactivations: 1000, max_deactivation_percent: 100, "
-		 "max_grant_removals_percent: 100 }\n"
-		 "tenants: { auto_create: true }\n"
-		 "connectors:\n"
-		 "  - name: ad\n    type: ldap\n    flavor: active_directory\n    company: acme\n"
-		 "    uri: \"%s\"\n    tls_ca_file: %s\n    bind_dn: \"%s\"\n    bind_password_file: %s\n"
-		 "    users: { base: \"OU=People,%s\" }\n    groups: { base: \"OU=Groups,%s\" }\n"
-		 "rules:\n  - name: ds\n    match: { member_of: [CC-DS] }\n    tenant: ds\n"
-		 "    roles: [operator]\n    channels: [webchat]\n",
-		 g_conninfo, getenv("IDS_TEST_AD_LDAPS_URI"), getenv("IDS_TEST_AD_CA"),
-		 getenv("IDS_TEST_AD_ADMIN_UPN"), getenv("IDS_TEST_AD_ADMIN_PW_FILE"), g_ou, g_ou);
+	snprintf(
+	    g_yaml, sizeof(g_yaml),
+	    "database: { conninfo: \"%s\", schema: dirsync }\n"
+	    "safety: { max_deactivations: 1000, max_deactivation_percent: 100, "
+	    "max_grant_removals_percent: 100 }\n"
+	    "tenants: { auto_create: true }\n"
+	    "connectors:\n"
+	    "  - name: ad\n    type: ldap\n    flavor: active_directory\n    company: acme\n"
+	    "    uri: \"%s\"\n    tls_ca_file: %s\n    bind_dn: \"%s\"\n    bind_password_file: %s\n"
+	    "    users: { base: \"OU=People,%s\" }\n    groups: { base: \"OU=Groups,%s\" }\n"
+	    "rules:\n  - name: ds\n    match: { member_of: [CC-DS] }\n    tenant: ds\n"
+	    "    roles: [operator]\n    channels: [webchat]\n"
+	    "  - name: prim\n    match: { member_of: [Prim-DS] }\n    tenant: prim\n    roles: [operator]\n",
+	    g_conninfo, getenv("IDS_TEST_AD_LDAPS_URI"), getenv("IDS_TEST_AD_CA"),
+	    getenv("IDS_TEST_AD_ADMIN_UPN"), getenv("IDS_TEST_AD_ADMIN_PW_FILE"), g_ou, g_ou);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_changes),
 	    cmocka_unit_test(test_object_security),
