@@ -26,7 +26,9 @@
  * (isDeleted) through DirSync only to an account that can read CN=Deleted
  * Objects — not to one that merely holds "Replicating Directory Changes"
  * (measured; docs/changes.md).  The harness's service account, a plain
- * user, reads changes with changes.object_security (test_object_security). */
+ * user, reads changes with changes.object_security (test_object_security);
+ * an account with neither is refused DirSync and read in full
+ * (test_without_the_right). */
 #include "ctest_store_common.h"
 
 #include "../../connectors/ldap_dirsync.h"
@@ -367,6 +369,43 @@ static void test_object_security(void **state)
 	ids_config_free(cfg);
 }
 
+/* An account that holds neither "Replicating Directory Changes" nor asks
+ * for object security: the DC refuses DirSync, the run reads everything
+ * (a warning), and so does every later one (the feed is off). */
+static void test_without_the_right(void **state)
+{
+	(void)state;
+	static char yaml[4096];
+	char pwfile[] = "/tmp/ctest_ad_dirsync.pw.XXXXXX";
+	const char *pw = "Dirsync-Plain-1"; /* Samba's complexity check: upper, lower, digit, sign */
+	int fd = mkstemp(pwfile);
+	if (fd < 0 || write(fd, pw, strlen(pw)) != (ssize_t)strlen(pw) || close(fd) < 0)
+		fail_msg("cannot write %s", pwfile);
+	char *b64 = shell_out("printf '\"%s\"' | iconv -f UTF-8 -t UTF-16LE | base64 -w0", pw);
+	ldiff("dn: CN=DS Plain,%s\nchangetype: add\nobjectClass: user\nsAMAccountName: dsplain\n"
+	      "userPrincipalName: dsplain@idsync.test\nunicodePwd:: %s\nuserAccountControl: 512\n",
+	      g_ou, b64);
+	free(b64);
+	char *bind = strstr(g_yaml, "    bind_dn:"), *at = strstr(g_yaml, "    users:");
+	assert_non_null(bind);
+	assert_non_null(at);
+	snprintf(yaml, sizeof(yaml), "%.*s    bind_dn: dsplain@idsync.test\n    bind_password_file: %s\n%s",
+		 (int)(bind - g_yaml), g_yaml, pwfile, at);
+	struct ids_config *cfg = load_cfg(yaml);
+	struct ids_store *st = open_store("dirsync_plain", true);
+	struct ids_feeds *feeds = NULL;
+	assert_int_equal(ids_feeds_new(&feeds), 0);
+	use_schema("dirsync_plain");
+	step(cfg, st, feeds, "without the right: first run", "full");
+	ldiff(MOD("CN=DS U1b,OU=People,%s", "replace: givenName\ngivenName: Plain\n"), g_ou);
+	step(cfg, st, feeds, "without the right: the next run", "full");
+	assert_sql("Plain", USER("dsu1", "first_name"));
+	ids_feeds_free(feeds);
+	ids_store_close(st);
+	ids_config_free(cfg);
+	unlink(pwfile);
+}
+
 /* The test's OU, removed.  AD refuses to delete a group that is still a
  * user's primary group (after a run that failed half-way): DS U6 gets
  * Domain Users back first. */
@@ -440,6 +479,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_changes),
 	    cmocka_unit_test(test_object_security),
+	    cmocka_unit_test(test_without_the_right),
 	};
 	r = cmocka_run_group_tests_name("AD: DirSync change feed", tests, NULL, NULL);
 	cleanup();
