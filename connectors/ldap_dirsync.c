@@ -650,6 +650,15 @@ static int cursor_check(struct dsync *d, const struct ids_dirsync_cursor *c, int
 	return n < 0 ? -ENOMEM : 0;
 }
 
+/* Result codes that say the DC cannot answer now, whatever the cookie:
+ * the run fails (and is retried) rather than read everything. */
+static bool transient(int code)
+{
+	return code == LDAP_BUSY || code == LDAP_UNAVAILABLE || code == LDAP_TIMELIMIT_EXCEEDED ||
+	       code == LDAP_SIZELIMIT_EXCEEDED || code == LDAP_ADMINLIMIT_EXCEEDED ||
+	       code == LDAP_SERVER_DOWN;
+}
+
 /* The DC refused a search: with a cookie, a reason to read everything
  * (*ret_why, new); without, an error (an account without the right). */
 static int refused(struct dsync *d, struct round *rd, bool had_cookie, char **ret_why)
@@ -662,7 +671,7 @@ static int refused(struct dsync *d, struct round *rd, bool had_cookie, char **re
 		    "%s: DirSync refused to %s: grant it \"Replicating Directory Changes\" on "
 		    "%s, or set changes.object_security: true",
 		    p->uri, p->lc->bind_dn ? p->lc->bind_dn : "the account", d->dc.nc);
-	if (!had_cookie)
+	if (!had_cookie || transient(code))
 		return ids_ldap_error(p->err,
 				      code == LDAP_UNAVAILABLE_CRITICAL_EXTENSION ? IDS_E_UNSUPPORTED
 										  : ids_ldap_map_lrc(code),
