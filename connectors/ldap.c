@@ -120,7 +120,7 @@ out:
 /* The entry's external id as text: the value of the id attribute (for
  * AD's binary objectGUID its canonical form, ids_ldap_ad_guid()).
  * .bv_val NULL when the entry has none. */
-static struct berval entry_id(struct pull *p, const struct entry *e)
+struct berval ids_ldap_entry_id(struct pull *p, const struct entry *e)
 {
 	const struct berval *v = ids_ldap_entry_first(e, p->attr[IDS_F_EXTERNAL_ID]);
 	if (!v)
@@ -236,7 +236,7 @@ static int first_time(struct pull *p, const struct entry *e, const struct berval
 /* disabled_filter matched this entry: remember its id and its DN. */
 int ids_ldap_on_disabled(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	int r = 0;
 	if (id.bv_val && id.bv_len && !memchr(id.bv_val, '\0', id.bv_len) && (r = make_key(p, 'i', &id)) >= 0)
 		r = set_add(p, &p->disabled);
@@ -331,7 +331,7 @@ static int sink_end(struct pull *p, bool user, int r)
 /* One user entry into the builder. */
 int ids_ldap_on_user(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	int r = refuse_ranged(p, e);
 	if (r < 0 || (r = first_time(p, e, &id)) <= 0)
 		return r;
@@ -385,6 +385,24 @@ static size_t strip_uid_suffix(const char *v, size_t n)
 /* The member attributes a group search reads, in the order tried. */
 static const char *const default_member_attrs[] = {"member", "uniqueMember", "memberUid", NULL};
 
+/* The values v added to the image's group `key` (its members read after
+ * the group: AD's ranges), in one edit. */
+static int image_members(struct pull *p, const char *key, enum ids_ref kind, bool unique, BerVarray v)
+{
+	struct ids_strv add = {0};
+	int r = 0;
+	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
+		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
+		char *z = strndup(v[j].bv_val, n);
+		r = z ? ids_strv_push(&add, z) : -ENOMEM;
+		free(z);
+	}
+	if (r >= 0)
+		r = ids_image_group_edit(p->img, key, kind, (const char *const *)add.v, add.n, NULL, 0);
+	ids_strv_free(&add);
+	return r < 0 ? r : 0;
+}
+
 /* The values of member attribute mattr into the builder: into the open
  * group (gid NULL) or into the group with external id gid. */
 int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, BerVarray v)
@@ -393,6 +411,8 @@ int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, Be
 	enum ids_ref kind = !strcasecmp(mattr, "memberUid") ? IDS_REF_USERNAME : IDS_REF_DN;
 	bool unique = !strcasecmp(mattr, "uniqueMember");
 	int r = 0;
+	if (gid && p->img)
+		return image_members(p, gid, kind, unique, v);
 	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
 		size_t n = unique ? strip_uid_suffix(v[j].bv_val, v[j].bv_len) : v[j].bv_len;
 		r = gid ? ids_snapshot_member(p->s, gid, kind, v[j].bv_val, n)
@@ -431,7 +451,7 @@ static int group_attr(struct pull *p, const struct entry *e, const struct berval
 /* One group entry into the builder. */
 int ids_ldap_on_group(struct pull *p, const struct entry *e)
 {
-	struct berval id = entry_id(p, e);
+	struct berval id = ids_ldap_entry_id(p, e);
 	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
 	int r = first_time(p, e, &id);
@@ -987,6 +1007,8 @@ static void pull_free(struct pull *p)
 	free(p->ranged);
 	free(p->prim);
 	free(p->sid_gid);
+	free(p->sid_txt);
+	ids_strv_free(&p->read_groups);
 	ids_strmap_free(&p->sidmap);
 	ids_buf_free(&p->sid);
 	ids_arena_free(&p->keep);
@@ -1059,8 +1081,17 @@ static int ldap_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 	return ids_ldap_session(cfg, ctx, s, NULL, pull_body, NULL, err);
 }
 
+/* The ops' pull_changes: each flavor's own feed. */
+static int ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+			     struct ids_feed_pull *fp, struct ids_error *err)
+{
+	if (cfg && cfg->ldap.flavor == IDS_LDAP_AD)
+		return ids_ldap_dirsync_pull_changes(cfg, ctx, fp, err);
+	return ids_ldap_pull_changes(cfg, ctx, fp, err);
+}
+
 const struct ids_connector_ops ids_ldap_connector = {
     .type = "ldap",
     .pull = ldap_pull,
-    .pull_changes = ids_ldap_pull_changes,
+    .pull_changes = ldap_pull_changes,
 };

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ids/image.h"
 #include "ids/util.h"
 #include "ldap_int.h"
 
@@ -43,6 +44,12 @@ struct berval ids_ldap_ad_guid(struct pull *p, const struct berval *v)
 /* AD: bit 0x2 (ACCOUNTDISABLE) of userAccountControl.  A value that is
  * not a number leaves the state unknown: the user is marked invalid, which
  * makes the sync leave it exactly as it is. */
+/* The open user marked invalid, in the snapshot or the image. */
+static int user_invalid(struct pull *p, const char *why)
+{
+	return p->img ? ids_image_user_invalid(p->img, why) : ids_snapshot_user_invalid(p->s, why);
+}
+
 int ids_ldap_ad_disabled(struct pull *p, const struct entry *e, bool *disabled)
 {
 	const struct berval *v = ids_ldap_entry_first(e, "userAccountControl");
@@ -50,14 +57,14 @@ int ids_ldap_ad_disabled(struct pull *p, const struct entry *e, bool *disabled)
 	if (!v)
 		return 0;
 	if (v->bv_len == 0 || v->bv_len >= sizeof(buf))
-		return ids_snapshot_user_invalid(p->s, "userAccountControl is not a number");
+		return user_invalid(p, "userAccountControl is not a number");
 	memcpy(buf, v->bv_val, v->bv_len);
 	buf[v->bv_len] = 0;
 	char *end;
 	errno = 0;
 	long long uac = strtoll(buf, &end, 10);
 	if (errno || *end || end == buf)
-		return ids_snapshot_user_invalid(p->s, "userAccountControl is not a number");
+		return user_invalid(p, "userAccountControl is not a number");
 	if (uac & 0x2)
 		*disabled = true;
 	return 0;
@@ -111,11 +118,13 @@ int ids_ldap_ad_note_primary(struct pull *p, const struct entry *e, const struct
 	uint32_t idx;
 	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx)) {
 		char *k = ids_arena_strndup(&p->keep, p->sid.p, p->sid.len);
-		if (!k || ids_grow(&p->sid_gid, &p->cap_sid, p->nsid + 1, sizeof(*p->sid_gid)) < 0)
+		if (!k || ids_grow(&p->sid_gid, &p->cap_sid, p->nsid + 1, sizeof(*p->sid_gid)) < 0 ||
+		    ids_grow(&p->sid_txt, &p->cap_sidtxt, p->nsid + 1, sizeof(*p->sid_txt)) < 0)
 			return -ENOMEM;
 		idx = (uint32_t)p->nsid;
 		if ((r = ids_strmap_put(&p->sidmap, k, idx, NULL)) < 0)
 			return r;
+		p->sid_txt[p->nsid] = k;
 		p->sid_gid[p->nsid++] = NULL;
 	}
 	if (ids_grow(&p->prim, &p->cap_prim, p->nprim + 1, sizeof(*p->prim)) < 0)
@@ -127,20 +136,37 @@ int ids_ldap_ad_note_primary(struct pull *p, const struct entry *e, const struct
 	return 0;
 }
 
+/* "KEY SID" of the group being read (its SID in p->sid) to
+ * p->read_groups. */
+static int track_group(struct pull *p)
+{
+	char *v = NULL;
+	if (asprintf(&v, "%s %s", p->img_key, p->sid.p) < 0)
+		return -ENOMEM;
+	int r = ids_strv_push(&p->read_groups, v);
+	free(v);
+	return r < 0 ? -ENOMEM : 0;
+}
+
 /* A group read: if some user has it as primary group, remember its id. */
 int ids_ldap_ad_note_group(struct pull *p, const struct entry *e, const struct berval *id)
 {
 	const struct berval *sid = ids_ldap_entry_first(e, "objectSid");
 	uint32_t idx;
-	if (!p->nsid || !sid || !id->bv_val || !id->bv_len || memchr(id->bv_val, '\0', id->bv_len))
+	if ((!p->nsid && !p->track_groups) || !sid || !id->bv_val || !id->bv_len ||
+	    memchr(id->bv_val, '\0', id->bv_len))
 		return 0;
 	ids_buf_reset(&p->sid);
 	int r = sid_text(&p->sid, sid, false);
 	if (r < 0)
 		return r == -EINVAL ? 0 : r;
+	if (p->track_groups && p->img_key && (r = track_group(p)) < 0)
+		return r;
 	if (!ids_strmap_get(&p->sidmap, p->sid.p, &idx) || p->sid_gid[idx])
 		return 0;
-	if (!(p->sid_gid[idx] = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len)))
+	/* an image names its records by key (the objectGUID), not by id */
+	if (!(p->sid_gid[idx] = p->img ? ids_arena_strdup(&p->keep, p->img_key)
+				       : ids_arena_strndup(&p->keep, id->bv_val, id->bv_len)))
 		return -ENOMEM;
 	return 0;
 }
@@ -152,12 +178,100 @@ int ids_ldap_ad_add_primaries(struct pull *p)
 {
 	for (size_t i = 0; i < p->nprim; i++) {
 		const char *gid = p->sid_gid[p->prim[i].sid];
-		int r;
-		if (gid && (r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
-						    strlen(p->prim[i].uid))) < 0)
+		int r = 0;
+		if (gid && p->img)
+			r = ids_image_group_edit(p->img, gid, IDS_REF_ID, &p->prim[i].uid, 1, NULL, 0);
+		else if (gid)
+			r = ids_snapshot_member(p->s, gid, IDS_REF_ID, p->prim[i].uid,
+						strlen(p->prim[i].uid));
+		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/* ---- primary groups through a change feed (ldap_dirsync.c) ---- */
+
+#define PRIMARY_TERMS 40 /* filter terms per search */
+
+/* The group keyed by e's objectGUID noted as the one of its SID. */
+static int found_group(struct pull *p, const struct entry *e)
+{
+	const struct berval *g = ids_ldap_entry_first(e, "objectGUID");
+	char key[37];
+	if (!g || g->bv_len != 16)
+		return 0;
+	struct berval t = ids_ldap_ad_guid(p, g);
+	memcpy(key, t.bv_val, 36);
+	key[36] = '\0';
+	p->img_key = key;
+	bool track = p->track_groups;
+	p->track_groups = false; /* only looked up: its members are not what changed */
+	int r = ids_ldap_ad_note_group(p, e, &(struct berval){36, key});
+	p->track_groups = track;
+	p->img_key = NULL;
+	return r;
+}
+
+int ids_ldap_ad_find_primary_groups(struct pull *p, const char *gfilter)
+{
+	char *attrs[] = {"objectGUID", "objectSid", NULL};
+	struct ids_buf f = {0};
+	size_t i = 0;
+	int r = 0;
+	while (r >= 0 && i < p->nsid && p->lc->groups_base) {
+		size_t terms = 0;
+		ids_buf_reset(&f);
+		r = ids_buf_printf(&f, "(&%s(|", gfilter);
+		for (; r >= 0 && i < p->nsid && terms < PRIMARY_TERMS; i++)
+			if (!p->sid_gid[i] && ++terms)
+				r = ids_buf_printf(&f, "(objectSid=%s)", p->sid_txt[i]);
+		if (r < 0 || !terms || (r = ids_buf_puts(&f, "))")) < 0)
+			break;
+		const struct search sr = {"primary groups", p->lc->groups_base, f.p, attrs, found_group};
+		r = ids_ldap_run_search(p, &sr);
+	}
+	ids_buf_free(&f);
+	return r < 0 ? r : 0;
+}
+
+/* A user whose primaryGroupID is the RID of the group p->img_key. */
+static int primary_member(struct pull *p, const struct entry *e)
+{
+	struct berval id = ids_ldap_entry_id(p, e);
+	if (!id.bv_val || !id.bv_len || memchr(id.bv_val, '\0', id.bv_len))
+		return 0;
+	char *v = strndup(id.bv_val, id.bv_len);
+	const char *const one[] = {v};
+	int r = v ? ids_image_group_edit(p->img, p->img_key, IDS_REF_ID, one, 1, NULL, 0) : -ENOMEM;
+	free(v);
+	return r < 0 ? r : 0;
+}
+
+int ids_ldap_ad_primary_members(struct pull *p, const char *ufilter)
+{
+	char *attrs[] = {"objectGUID", (char *)p->attr[IDS_F_EXTERNAL_ID], NULL}, *f = NULL, *key = NULL;
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < p->read_groups.n; i++) {
+		const char *sp = strchr(p->read_groups.v[i], ' '), *rid = strrchr(p->read_groups.v[i], '-');
+		if (!sp || !rid ||
+		    !(key = strndup(p->read_groups.v[i], (size_t)(sp - p->read_groups.v[i]))) ||
+		    asprintf(&f, "(&%s(primaryGroupID=%s))", ufilter, rid + 1) < 0) {
+			f = NULL;
+			r = sp && rid ? -ENOMEM : 0;
+		} else {
+			const struct search sr = {"primary group members", p->lc->users_base, f, attrs,
+						  primary_member};
+			p->img_key = key;
+			r = ids_ldap_run_search(p, &sr);
+			p->img_key = NULL;
+		}
+		free(key);
+		free(f);
+		key = f = NULL;
+	}
+	ids_strv_free(&p->read_groups);
+	return r < 0 ? r : 0;
 }
 
 /* Digits of a range bound: [s, end) holds at least one digit and
@@ -220,7 +334,9 @@ int ids_ldap_ad_add_ranged(struct pull *p, const struct entry *e, const struct b
 	const struct berval *usn = ids_ldap_entry_first(e, "uSNChanged");
 	struct ranged g = {
 	    .dn = ids_arena_strndup(&p->keep, e->dn.bv_val, e->dn.bv_len),
-	    .gid = ids_arena_strndup(&p->keep, id->bv_val, id->bv_len),
+	    /* an image's records are named by key: the rest goes there */
+	    .gid = p->img ? ids_arena_strdup(&p->keep, p->img_key)
+			  : ids_arena_strndup(&p->keep, id->bv_val, id->bv_len),
 	    .mattr = mattr,
 	    .usn = usn ? ids_arena_strndup(&p->keep, usn->bv_val, usn->bv_len) : NULL,
 	    .next = next,
@@ -309,7 +425,8 @@ static int read_base(struct pull *p, const struct ranged *g, unsigned long from,
 	}
 	if ((r = ids_ldap_read_entry(p, ent)) < 0)
 		goto out;
-	p->s->pages++;
+	if (p->s)
+		p->s->pages++;
 	*ret_msg = res;
 	res = NULL;
 	r = PAGE_LAST;

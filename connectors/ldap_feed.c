@@ -47,7 +47,7 @@ struct cookies {
 };
 
 /* FNV-1a over every setting a record depends on, with separators. */
-static uint64_t fingerprint(const struct pull *p)
+uint64_t ids_ldap_fingerprint(const struct pull *p)
 {
 	const struct ids_ldap_cfg *lc = p->lc;
 	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
@@ -92,7 +92,7 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 	*ret = (struct cookies){0};
 	if (!c || !n)
 		return 0; /* the first read: no cursor, nothing to explain */
-	snprintf(head, sizeof(head), CURSOR_MAGIC " %016llx\n", (unsigned long long)fingerprint(p));
+	snprintf(head, sizeof(head), CURSOR_MAGIC " %016llx\n", (unsigned long long)ids_ldap_fingerprint(p));
 	size_t hl = strlen(head);
 	if (n < hl || memcmp(s, CURSOR_MAGIC " ", strlen(CURSOR_MAGIC) + 1) != 0) {
 		*ret_why = "the stored cursor is not a syncrepl cursor of this version";
@@ -115,7 +115,7 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 static int make_cursor(const struct pull *p, const struct cookies *k, struct ids_feed_pull *fp)
 {
 	struct ids_buf b = {0};
-	int r = ids_buf_printf(&b, CURSOR_MAGIC " %016llx\n%zu:", (unsigned long long)fingerprint(p),
+	int r = ids_buf_printf(&b, CURSOR_MAGIC " %016llx\n%zu:", (unsigned long long)ids_ldap_fingerprint(p),
 			       (size_t)k->users.bv_len);
 	if (r >= 0 && k->users.bv_len)
 		r = ids_buf_add(&b, k->users.bv_val, k->users.bv_len);
@@ -148,7 +148,7 @@ struct sync {
 
 /* Whether two DNs name the same entry (normalized; raw when either
  * does not parse). */
-static bool same_dn(const char *a, const char *b, size_t nb)
+bool ids_ldap_same_dn(const char *a, const char *b, size_t nb)
 {
 	char *na = NULL, *nbn = NULL;
 	bool same;
@@ -170,7 +170,7 @@ static int note_move(struct pull *p, struct sync *s, const char *key, const stru
 	int r = ids_image_dn(p->img, key, s->kind, &old);
 	if (r < 0 || !old)
 		return r;
-	if (!new_dn || !same_dn(old, new_dn->bv_val, new_dn->bv_len)) {
+	if (!new_dn || !ids_ldap_same_dn(old, new_dn->bv_val, new_dn->bv_len)) {
 		r = ids_strv_push(s->moved, old);
 		if (r >= 0 && new_dn) {
 			char *nd = strndup(new_dn->bv_val, new_dn->bv_len);

@@ -130,6 +130,12 @@ struct pull {
 	struct ids_strmap sidmap; /* primary group SID -> index into sid_gid */
 	const char **sid_gid;	  /* per SID: the id of the group read with it, or NULL */
 	size_t nsid, cap_sid;
+	const char **sid_txt; /* per SID: the SID as text (the sidmap's key) */
+	size_t cap_sidtxt;
+	/* the change feed's incremental reads (ldap_dirsync.c): each group
+	 * read, as "KEY SID", to find its primary-group members */
+	bool track_groups;
+	struct ids_strv read_groups;
 	struct ids_buf sid; /* scratch for a SID as text */
 };
 
@@ -237,6 +243,21 @@ int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_
 int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 			  struct ids_feed_pull *fp, struct ids_error *err);
 
+/* A fingerprint of every setting a record of the image depends on
+ * (bases, filters, attribute map, the rules' attributes): a cursor made
+ * under another one is not used. */
+uint64_t ids_ldap_fingerprint(const struct pull *p);
+
+/* Whether DN a and DN b[0..nb) name the same entry (normalized; compared
+ * raw when either does not parse). */
+bool ids_ldap_same_dn(const char *a, const char *b, size_t nb);
+
+/* ---------------- ldap_dirsync.c: AD's change feed ---------------- */
+
+/* pull_changes for flavor active_directory: DirSync. */
+int ids_ldap_dirsync_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+				  struct ids_feed_pull *fp, struct ids_error *err);
+
 /* ---------------- ldap_ad.c: Active Directory ---------------- */
 
 /* A 16-byte objectGUID as AD's GUID string, in p->idtext (borrowed until
@@ -247,12 +268,23 @@ struct berval ids_ldap_ad_guid(struct pull *p, const struct berval *v);
  * is not a number marks the open user invalid. */
 int ids_ldap_ad_disabled(struct pull *p, const struct entry *e, bool *disabled);
 
+/* The entry's external id as text (AD's objectGUID rendered): borrowed
+ * from e or p->idtext; .bv_val NULL when it has none. */
+struct berval ids_ldap_entry_id(struct pull *p, const struct entry *e);
+
 /* Remembers user e's primary group (primaryGroupID + domain SID), and a
  * group's SID when some user has it as primary group; the memberships
  * are added by ids_ldap_ad_add_primaries() once every group is read. */
 int ids_ldap_ad_note_primary(struct pull *p, const struct entry *e, const struct berval *id);
 int ids_ldap_ad_note_group(struct pull *p, const struct entry *e, const struct berval *id);
 int ids_ldap_ad_add_primaries(struct pull *p);
+/* A change feed's incremental read into the image (ldap_dirsync.c):
+ * find_primary_groups looks up, under the groups base with gfilter, the
+ * primary groups of the users read that no group read had; then
+ * primary_members adds to each group read (track_groups) the users under
+ * the users base with ufilter whose primaryGroupID is its RID. */
+int ids_ldap_ad_find_primary_groups(struct pull *p, const char *gfilter);
+int ids_ldap_ad_primary_members(struct pull *p, const char *ufilter);
 
 /* Whether attribute description `name` is `attr` with a range option
  * ("member;range=1500-2999", "…-*" for the last): 1 with the bounds, 0

@@ -103,16 +103,14 @@ int ids_image_group_begin(struct ids_image *img, const char *key)
 	return begin(img, key, K_GROUP);
 }
 
-/* Appends one op with up to two values to the open record of `kind`.
- * A value past 4 GiB cannot be a directory value: -E2BIG. */
-static int put(struct ids_image *img, unsigned char kind, unsigned char op, unsigned char arg, const char *a,
-	       size_t na, const char *b, size_t nb)
+/* Appends one op with up to two values (the second only for the ops
+ * that have one) to o.  A value past 4 GiB cannot be a directory value:
+ * -E2BIG. */
+static int encode_op(struct ids_buf *o, unsigned char op, unsigned char arg, const char *a, size_t na,
+		     const char *b, size_t nb)
 {
-	struct ids_buf *o = &img->open_ops;
 	unsigned char head[2] = {op, arg};
 	uint32_t la = (uint32_t)na, lb = (uint32_t)nb;
-	if (img->open_kind != kind)
-		return -EINVAL;
 	if (na > UINT32_MAX || nb > UINT32_MAX)
 		return -E2BIG;
 	int r = ids_buf_add(o, head, 2);
@@ -125,6 +123,15 @@ static int put(struct ids_image *img, unsigned char kind, unsigned char op, unsi
 			r = ids_buf_add(o, b, nb);
 	}
 	return r < 0 ? r : 0;
+}
+
+/* Appends one op to the open record of `kind`. */
+static int put(struct ids_image *img, unsigned char kind, unsigned char op, unsigned char arg, const char *a,
+	       size_t na, const char *b, size_t nb)
+{
+	if (img->open_kind != kind)
+		return -EINVAL;
+	return encode_op(&img->open_ops, op, arg, a, na, b, nb);
 }
 
 int ids_image_user_set(struct ids_image *img, enum ids_field f, const char *v, size_t n)
@@ -411,61 +418,88 @@ static int replay_rec(const struct rec *rc, struct ids_snapshot *s)
 	return rc->kind == K_USER ? ids_snapshot_user_end(s) : ids_snapshot_group_end(s);
 }
 
-/* each_op's fn for ids_image_dn: the first DN set stops the walk. */
-static int find_dn(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
-		   void *ud)
+struct find {
+	enum ids_field f;
+	char *v;
+};
+
+/* each_op's fn for ids_image_field: the first value of the field stops
+ * the walk. */
+static int find_field(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		      void *ud)
 {
+	struct find *w = ud;
 	(void)b;
 	(void)nb;
-	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != IDS_F_DN)
+	if ((op != OP_USER_SET && op != OP_GROUP_SET) || arg != (unsigned char)w->f)
 		return 0;
-	char **ret = ud;
-	return (*ret = strndup(a, na)) ? 1 : -ENOMEM;
+	return (w->v = strndup(a, na)) ? 1 : -ENOMEM;
+}
+
+int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds, enum ids_field f,
+		    char **ret)
+{
+	uint32_t idx;
+	struct find w = {.f = f};
+	*ret = NULL;
+	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
+		return 0;
+	int r = each_op(&img->recs[idx], find_field, &w);
+	if (r < 0)
+		return r;
+	*ret = w.v;
+	return 0;
 }
 
 int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret)
 {
-	uint32_t idx;
-	char *dn = NULL;
-	*ret = NULL;
-	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
-		return 0;
-	int r = each_op(&img->recs[idx], find_dn, &dn);
-	if (r < 0)
-		return r;
-	*ret = dn;
-	return 0;
+	return ids_image_field(img, key, kinds, IDS_F_DN, ret);
 }
 
 struct naming {
-	struct ids_strmap want; /* normalized DNs */
+	enum ids_ref kind;
+	struct ids_strmap want; /* normalized DNs, or the references as they are */
 	bool hit;
 };
 
-/* each_op's fn for ids_image_groups_naming: a DN member among the wanted. */
+/* each_op's fn for ids_image_groups_naming: a member among the wanted. */
 static int names_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
 		     void *ud)
 {
 	struct naming *w = ud;
-	char *dn = NULL;
+	char *v = NULL;
 	(void)a;
 	(void)na;
-	if (op != OP_GROUP_MEMBER || arg != IDS_REF_DN || ids_dn_normalize(b, nb, &dn) < 0)
-		return 0; /* a malformed DN names nothing, here as in the snapshot */
-	w->hit = ids_strmap_get(&w->want, dn, NULL);
-	free(dn);
+	if (op != OP_GROUP_MEMBER || arg != (unsigned char)w->kind)
+		return 0;
+	if (w->kind == IDS_REF_DN ? ids_dn_normalize(b, nb, &v) < 0 : !(v = strndup(b, nb)))
+		return w->kind == IDS_REF_DN ? 0
+					     : -ENOMEM; /* a malformed DN names nothing, as in the snapshot */
+	w->hit = ids_strmap_get(&w->want, v, NULL);
+	free(v);
 	return w->hit ? 1 : 0;
 }
 
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
 			    int (*fn)(const char *key, void *ud), void *ud)
 {
-	struct naming w = {0};
+	return ids_image_groups_naming_ref(img, IDS_REF_DN, dns, n, fn, ud);
+}
+
+int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, const char *const *refs,
+				size_t n, int (*fn)(const char *key, void *ud), void *ud)
+{
+	struct naming w = {.kind = kind};
+	const char *const *dns = refs;
 	char **norm = calloc(n ? n : 1, sizeof(*norm));
 	int r = norm ? 0 : -ENOMEM;
-	for (size_t i = 0; r >= 0 && i < n; i++)
-		if (ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0)
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (kind == IDS_REF_DN ? ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0
+				       : (norm[i] = strdup(dns[i])) != NULL)
 			r = ids_strmap_put(&w.want, norm[i], 0, NULL);
+		else if (kind != IDS_REF_DN)
+			r = -ENOMEM;
+	}
 	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
 		if (img->recs[i].kind != K_GROUP)
 			continue;
@@ -495,4 +529,89 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 				return r;
 		}
 	return 0;
+}
+
+/* ---- ids_image_group_edit ---- */
+
+/* A member value as the edit compares it: a DN normalized (raw when it
+ * does not parse), anything else as it is.  New, NULL on ENOMEM. */
+static char *member_norm(enum ids_ref kind, const char *v, size_t n)
+{
+	char *dn = NULL;
+	if (kind == IDS_REF_DN && ids_dn_normalize(v, n, &dn) >= 0)
+		return dn;
+	return strndup(v, n);
+}
+
+struct edit {
+	enum ids_ref kind;
+	struct ids_strmap del, have; /* normalized values; strings in keys */
+	struct ids_arena keys;
+	struct ids_buf out; /* the new record */
+};
+
+/* Whether v (normalized) is in m; with `add`, puts it there when not.
+ * 1 in, 0 not, -ENOMEM. */
+static int in_set(struct edit *e, struct ids_strmap *m, const char *v, size_t n, bool add)
+{
+	char *z = member_norm(e->kind, v, n);
+	if (!z)
+		return -ENOMEM;
+	int r = ids_strmap_get(m, z, NULL);
+	if (!r && add) {
+		const char *k = ids_arena_strdup(&e->keys, z);
+		r = k && ids_strmap_put(m, k, 0, NULL) >= 0 ? 0 : -ENOMEM;
+	}
+	free(z);
+	return r;
+}
+
+/* each_op's fn: copies one op to e->out unless it is a member to drop;
+ * notes the members kept. */
+static int edit_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		    void *ud)
+{
+	struct edit *e = ud;
+	if (op == OP_GROUP_MEMBER && arg == (unsigned char)e->kind) {
+		int r = in_set(e, &e->del, b, nb, false);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		if ((r = in_set(e, &e->have, b, nb, true)) < 0)
+			return r;
+	}
+	return encode_op(&e->out, op, arg, a, na, b, nb);
+}
+
+int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref kind, const char *const *add,
+			 size_t nadd, const char *const *del, size_t ndel)
+{
+	uint32_t idx;
+	if (img->open_kind != K_NONE)
+		return -EBUSY;
+	if ((unsigned)kind > IDS_REF_USERNAME)
+		return -EINVAL;
+	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
+		return 0;
+	struct edit e = {.kind = kind};
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < ndel; i++)
+		r = in_set(&e, &e.del, del[i], strlen(del[i]), true);
+	if (r >= 0)
+		r = each_op(&img->recs[idx], edit_one, &e);
+	for (size_t i = 0; r >= 0 && i < nadd; i++) {
+		size_t n = strlen(add[i]);
+		if ((r = in_set(&e, &e.have, add[i], n, true)) == 0)
+			r = encode_op(&e.out, OP_GROUP_MEMBER, (unsigned char)kind, "", 0, add[i], n);
+	}
+	size_t len = e.out.len;
+	unsigned char *ops = r >= 0 ? (unsigned char *)ids_buf_steal(&e.out) : NULL;
+	if (r >= 0 && !ops)
+		r = -ENOMEM;
+	if (r >= 0)
+		r = replace(img, idx, K_GROUP, ops, len);
+	ids_buf_free(&e.out);
+	ids_strmap_free(&e.del);
+	ids_strmap_free(&e.have);
+	ids_arena_free(&e.keys);
+	return r < 0 ? r : 1;
 }

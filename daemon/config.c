@@ -1573,10 +1573,12 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 /* changes: the change feed's settings.  persist is refused rather than
  * ignored: an operator who asks for second-latency must not get interval
  * latency without a word.  A debounce is bounded: past an hour it would
- * hold changes back longer than a typical interval. */
+ * hold changes back longer than a typical interval.  object_security
+ * (DirSync's flag) means nothing elsewhere: refused there too. */
 static int load_changes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
 {
-	static const char *const keys[] = {"mode", "persist", "debounce", "full_every", NULL};
+	static const char *const keys[] = {"mode",	 "persist",	    "debounce",
+					   "full_every", "object_security", NULL};
 	static const char *const modes[] = {"auto", "full", NULL}; /* enum ids_changes_mode */
 	struct ids_changes_cfg *ch = &cc->changes;
 	yaml_node_t *v = map_get(cm, "changes");
@@ -1589,9 +1591,16 @@ static int load_changes(struct ctx *c, const struct map *cm, struct ids_connecto
 	if ((r = map_read(c, v, keys, NULL, &m)) < 0 || (r = rd_enum(c, &m, "mode", modes, &mode)) < 0 ||
 	    (r = rd_bool(c, &m, "persist", &ch->persist)) < 0 ||
 	    (r = rd_duration(c, &m, "debounce", true, &ch->debounce)) < 0 ||
-	    (r = rd_duration(c, &m, "full_every", false, &ch->full_every)) < 0)
+	    (r = rd_duration(c, &m, "full_every", false, &ch->full_every)) < 0 ||
+	    (r = rd_bool(c, &m, "object_security", &ch->object_security)) < 0)
 		return r;
 	ch->mode = (enum ids_changes_mode)mode;
+	if (ch->object_security && (cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_AD)) {
+		push_key(c, "object_security");
+		return fail(c, map_get(&m, "object_security"),
+			    "object_security is a flag of Active Directory's DirSync: only for type ldap, "
+			    "flavor active_directory");
+	}
 	if (ch->debounce > 3600) {
 		push_key(c, "debounce");
 		return bad_value(c, map_get(&m, "debounce"), NULL, "a duration of at most 1h");

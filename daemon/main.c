@@ -747,6 +747,17 @@ static int status_json(const struct ids_output_status *os, const struct status_e
 	return ids_output_status_json(&all, b);
 }
 
+/* A connector's change mode as status shows it: auto names the feed
+ * an Active Directory connector reads (DirSync). */
+static const char *feed_mode(const struct ids_connector_cfg *cc)
+{
+	if (cc->changes.mode == IDS_CHANGES_FULL)
+		return "full";
+	if (cc->type == IDS_CONN_LDAP && cc->ldap.flavor == IDS_LDAP_AD)
+		return "auto (dirsync)";
+	return "auto";
+}
+
 /* status's change-feed lines (issue 14), one per configured connector:
  * its mode, its cursor's age, its last full read, its feed resets and
  * the last reason.  A schema an older idsyncd migrated has no
@@ -767,11 +778,12 @@ static void status_feeds(struct ids_store *st, const struct ids_config *cfg, str
 		}
 		ids_output_time(f.last_full_at, full, sizeof(full));
 		fmt_age((now - f.cursor_at) / 1000000, age, sizeof(age));
-		ids_buf_printf(b, "changes %-20s mode %s, ", cc->name,
-			       cc->changes.mode == IDS_CHANGES_FULL ? "full" : "auto");
+		ids_buf_printf(b, "changes %-20s mode %s, ", cc->name, feed_mode(cc));
 		if (f.cursor)
 			ids_buf_printf(b, "cursor %s old", age);
-		else
+		if (f.cursor && f.cursor_server)
+			ids_buf_printf(b, " from %s", f.cursor_server);
+		if (!f.cursor)
 			ids_buf_puts(b, "no cursor");
 		ids_buf_printf(b, ", last full read %s, %ld feed resets", full, f.resets);
 		if (f.last_reset_reason) {

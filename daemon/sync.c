@@ -698,7 +698,8 @@ static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cf
 				   const struct ids_connector_ops *ops)
 {
 	if (!rn->o->feeds || rn->o->full || rn->o->only_user || cc->changes.mode != IDS_CHANGES_AUTO ||
-	    !ops->pull_changes || cc->type != IDS_CONN_LDAP || cc->ldap.flavor != IDS_LDAP_OPENLDAP)
+	    !ops->pull_changes || cc->type != IDS_CONN_LDAP ||
+	    (cc->ldap.flavor != IDS_LDAP_OPENLDAP && cc->ldap.flavor != IDS_LDAP_AD))
 		return NULL;
 	struct feed_state *fs = feed_of(rn->o->feeds, cc->name);
 	return fs && !fs->off ? fs : NULL;
@@ -745,6 +746,8 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
 					  .cursor = fp.new_cursor,
 					  .cursor_len = fp.new_cursor_len,
+					  .cursor_server = fp.cursor_server,
+					  .cursor_invocation_id = fp.cursor_invocation_id,
 					  .reset_reason = fp.reset_reason};
 	rn->feed = &rn->fc;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes", fp.changes);
@@ -771,6 +774,8 @@ static void feed_end(struct run *rn, bool committed)
 		ids_image_rollback(fs->img);
 	}
 	free((void *)rn->fc.cursor);
+	free((void *)rn->fc.cursor_server);
+	free((void *)rn->fc.cursor_invocation_id);
 	free((void *)rn->fc.reset_reason);
 	rn->fc = (struct ids_feed_commit){0};
 	rn->fs = NULL;

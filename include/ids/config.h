@@ -92,6 +92,9 @@ struct ids_changes_cfg {
 	bool persist;		    /* openldap: refreshAndPersist; refused until it exists */
 	int debounce;		    /* seconds, default 1; 0: apply at once */
 	int full_every;		    /* seconds, default 86400 */
+	/* active_directory: DirSync's OBJECT_SECURITY flag, for an account
+	 * without "Replicating Directory Changes"; default false */
+	bool object_security;
 };
 
 struct ids_connector_cfg {

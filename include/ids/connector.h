@@ -52,6 +52,9 @@ struct ids_feed_pull {
 	char *reset_reason; /* out, new (free): non-NULL when the source refused the cursor and
 			     * everything was read again (logged and counted by the caller) */
 	size_t changes;	    /* out: entries upserted or deleted */
+	/* out, new (free), NULL for other feeds: DirSync's issuer of
+	 * new_cursor (connector_feed.cursor_server, cursor_invocation_id) */
+	char *cursor_server, *cursor_invocation_id;
 };
 
 struct ids_connector_ops {

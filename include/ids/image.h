@@ -83,12 +83,31 @@ int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_rem
  * one of `kinds`: *ret new (free), NULL when there is none.  0 or
  * -ENOMEM. */
 int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, char **ret);
+/* The same for any field: the first value of field f of `key`. */
+int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds, enum ids_field f,
+		    char **ret);
 
 /* Calls fn(key, ud) for every group record with a member given by DN
  * (IDS_REF_DN) that names one of dns[0..n) — compared normalized, as
  * the snapshot resolves them.  fn < 0 stops and is returned. */
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
 			    int (*fn)(const char *key, void *ud), void *ud);
+/* The same for members given by `kind`: DNs compared normalized, the
+ * others (IDS_REF_ID: AD's primary group members) exactly. */
+int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, const char *const *refs,
+				size_t n, int (*fn)(const char *key, void *ud), void *ud);
+
+/* Edits the member references of kind `kind` of group `key` in place
+ * (a change feed that sends only the member values that changed: AD's
+ * DirSync with INCREMENTAL_VALUES, a rename that moves a member's DN):
+ * removes every reference naming one of del[0..ndel), then appends each
+ * of add[0..nadd) the group does not hold yet.  DNs (IDS_REF_DN) are
+ * compared normalized, as the snapshot resolves them; other kinds
+ * exactly.  Everything else in the record stays.  1 when `key` is a
+ * group, 0 when not (nothing changes); undone by ids_image_rollback()
+ * like any change.  -EBUSY while a record is open. */
+int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref kind, const char *const *add,
+			 size_t nadd, const char *const *del, size_t ndel);
 
 /* Makes every change since the last commit permanent. */
 void ids_image_commit(struct ids_image *img);

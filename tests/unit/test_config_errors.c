@@ -84,6 +84,7 @@ static const struct CMUnitTest cases[] = {
     CASE(changes_debounce_long),
     CASE(changes_full_every_zero),
     CASE(changes_not_mapping),
+    CASE(changes_object_security_openldap),
     CASE(changes_persist),
     CASE(changes_persist_ad),
     CASE(changes_unknown_key),

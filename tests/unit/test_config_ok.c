@@ -357,6 +357,9 @@ static void changes(void **state)
 	assert_int_equal(b->mode, IDS_CHANGES_AUTO);
 	assert_int_equal(b->debounce, 3600);
 	assert_int_equal(b->full_every, 86400);
+	assert_false(a->object_security);
+	assert_false(b->object_security);
+	assert_true(cfg->connectors[2].changes.object_security);
 	ids_config_free(cfg);
 }
 

@@ -403,6 +403,89 @@ static void test_dn_and_groups_naming(void **state)
 	ids_image_free(img);
 }
 
+/* DirSync's INCREMENTAL_VALUES: only the member values that changed
+ * arrive; the edit removes (any spelling of the DN) and adds (not twice)
+ * and keeps everything else of the record; the result is the full read of
+ * the group as it now is; rollback restores the old members; a key that
+ * is no group changes nothing. */
+static void test_group_edit(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	ids_image_commit(img);
+	char *before = image_text(img);
+	/* cc loses alice (another spelling) and Team, gains bob twice over */
+	const char *const add[] = {UDN("bob"), "UID=bob,ou=people,dc=ex"};
+	const char *const del[] = {"uid=ALICE, ou=people,dc=ex", GDN("Team")};
+	assert_int_equal(ids_image_group_edit(img, "k-cc", IDS_REF_DN, add, 2, del, 2), 1);
+	const struct entry cc2 = {.group = true,
+				  .id = "G2",
+				  .name = "CC-Support",
+				  .dn = GDN("CC-Support"),
+				  .members = {UDN("bob")}};
+	const struct entry *now[] = {&alice, &bob, &team, &cc2};
+	assert_same(image_text(img), full_text(now, 4));
+	/* adding a member it has and removing one it has not: no change */
+	const char *const again[] = {UDN("bob")}, *const none[] = {UDN("nobody")};
+	assert_int_equal(ids_image_group_edit(img, "k-cc", IDS_REF_DN, again, 1, none, 1), 1);
+	assert_same(image_text(img), full_text(now, 4));
+	/* only references of the kind given are touched */
+	assert_int_equal(ids_image_group_edit(img, "k-cc", IDS_REF_ID, NULL, 0, again, 1), 1);
+	assert_same(image_text(img), full_text(now, 4));
+	/* no such group: nothing */
+	assert_int_equal(ids_image_group_edit(img, "k-alice", IDS_REF_DN, add, 1, NULL, 0), 0);
+	assert_int_equal(ids_image_group_edit(img, "k-none", IDS_REF_DN, add, 1, NULL, 0), 0);
+	ids_image_rollback(img);
+	assert_same(image_text(img), before);
+	assert_int_equal(ids_image_user_begin(img, "k-x"), 0);
+	assert_int_equal(ids_image_group_edit(img, "k-cc", IDS_REF_DN, add, 1, NULL, 0), -EBUSY);
+	ids_image_free(img);
+}
+
+/* AD's primary groups: members by external id (IDS_REF_ID), found by
+ * the id (exactly, not as a DN) and taken out again; a record's fields. */
+static void test_id_members(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	struct ids_buf b = {0};
+	char *v = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	const char *const u1[] = {"U1"}, *const dn[] = {UDN("alice")};
+	assert_int_equal(ids_image_group_edit(img, "k-team", IDS_REF_ID, u1, 1, NULL, 0), 1);
+	assert_int_equal(ids_image_groups_naming_ref(img, IDS_REF_ID, u1, 1, collect, &b), 0);
+	assert_string_equal(b.p, "k-team "); /* not k-cc, which names alice by DN */
+	ids_buf_reset(&b);
+	assert_int_equal(ids_image_groups_naming_ref(img, IDS_REF_ID, dn, 1, collect, &b), 0);
+	assert_int_equal(b.len, 0);
+	const struct entry team2 = {.group = true,
+				    .id = "G1",
+				    .name = "Team",
+				    .dn = GDN("Team"),
+				    .members = {UDN("bob"), UDN("alice")}};
+	const struct entry *now[] = {&alice, &bob, &team2, &cc};
+	assert_same(image_text(img), full_text(now, 4)); /* alice now in Team by her id */
+	assert_int_equal(ids_image_group_edit(img, "k-team", IDS_REF_ID, NULL, 0, u1, 1), 1);
+	const struct entry *was[] = {&alice, &bob, &team, &cc};
+	assert_same(image_text(img), full_text(was, 4));
+	assert_int_equal(ids_image_field(img, "k-alice", IDS_IMAGE_USERS, IDS_F_EXTERNAL_ID, &v), 0);
+	assert_string_equal(v, "U1");
+	free(v);
+	assert_int_equal(ids_image_field(img, "k-alice", IDS_IMAGE_GROUPS, IDS_F_EXTERNAL_ID, &v), 0);
+	assert_null(v);
+	ids_buf_free(&b);
+	ids_image_free(img);
+}
+
 /* ---- randomized: a directory of N users and G groups changes step by
  * step (adds, modifies, renames, deletes, membership and nesting changes,
  * disable/enable, present phases, failed runs rolled back); after every
@@ -541,6 +624,8 @@ int main(void)
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_kind_change_and_misuse),
 	    cmocka_unit_test(test_dn_and_groups_naming),
+	    cmocka_unit_test(test_group_edit),
+	    cmocka_unit_test(test_id_members),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
