@@ -55,51 +55,60 @@ int ids_store_queue_offer(struct ids_store *st, const struct ids_strv *mine, con
 	return r;
 }
 
-int ids_store_queue_claim(struct ids_store *st, const struct ids_strv *mine, const char *instance,
-			  int lease_sec, struct ids_claim *ret, struct ids_error *err)
+int ids_store_queue_take(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
+			 bool force, struct ids_claim *ret, struct ids_error *err)
 {
-	char *names = NULL, lease[16];
+	char lease[16];
 	PGresult *res = NULL;
 	memset(ret, 0, sizeof(*ret));
-	if (join_names(mine, &names) < 0)
-		return -ENOMEM;
 	snprintf(lease, sizeof(lease), "%d", lease_sec);
-	const char *p[] = {names, instance, lease};
-	/* `taken_over`: the row was leased to someone else whose lease ran
-	 * out — a daemon died mid-run, which the claimer logs */
+	const char *p[] = {connector, instance, lease, force ? "t" : "f"};
+	/* The row is taken when it is due (or forced: SIGUSR1, a push) and
+	 * nobody holds a live lease on it — our own counts as free: a
+	 * release we could not write must not keep us out for a lease.  A
+	 * row another daemon is taking at this moment is skipped, not waited
+	 * for.  Either way the answer says when to look again: the row's
+	 * time, or the end of the lease that holds it (its owner may die). */
 	int r = ids_store_exec(
 	    st,
-	    "UPDATE connector_schedule s SET lease_owner = $2,"
-	    " lease_until = now() + $3::int * interval '1 second', instance = $2, updated_at = now()"
-	    " FROM (SELECT connector, lease_owner AS old_owner FROM connector_schedule"
-	    "       WHERE connector = ANY (string_to_array($1, ',')) AND next_run_at <= now()"
-	    "         AND (lease_until IS NULL OR lease_until < now())"
-	    "       ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED) AS due"
-	    " WHERE s.connector = due.connector"
-	    " RETURNING s.connector, s.backoff, coalesce(due.old_owner, '')",
-	    3, p, PGRES_TUPLES_OK, &res, "claiming a connector", err);
-	free(names);
+	    "WITH row AS (SELECT connector, lease_owner AS old_owner,"
+	    "   (next_run_at <= now() OR $4::bool)"
+	    "   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2) AS free"
+	    "   FROM connector_schedule WHERE connector = $1 FOR UPDATE SKIP LOCKED),"
+	    " took AS (UPDATE connector_schedule s SET lease_owner = $2,"
+	    "   lease_until = now() + $3::int * interval '1 second', instance = $2, updated_at = now()"
+	    "   FROM row WHERE s.connector = row.connector AND row.free"
+	    "   RETURNING s.backoff, coalesce(row.old_owner, ''))"
+	    " SELECT 1, backoff, coalesce, 0::bigint FROM took"
+	    " UNION ALL SELECT 0, 0, coalesce(lease_owner, ''),"
+	    "   (extract(epoch FROM greatest(next_run_at, coalesce(lease_until, next_run_at)) - now())"
+	    "    * 1000000)::bigint"
+	    " FROM connector_schedule WHERE connector = $1 AND NOT EXISTS (SELECT 1 FROM took)",
+	    4, p, PGRES_TUPLES_OK, &res, "taking the connector from the queue", err);
 	if (r < 0)
 		return r;
-	if (PQntuples(res) == 1) {
-		ret->connector = strdup(PQgetvalue(res, 0, 0));
-		ret->backoff = atoi(PQgetvalue(res, 0, 1));
-		ret->taken_from = strdup(PQgetvalue(res, 0, 2));
-		if (!ret->connector || !ret->taken_from) {
-			ids_claim_clear(ret);
-			r = -ENOMEM;
-		} else {
-			r = 1;
-		}
+	if (PQntuples(res) == 0) {
+		/* no row: not offered yet (a reload racing a run); nothing to
+		 * wait for */
+		PQclear(res);
+		return 0;
 	}
+	int took = atoi(PQgetvalue(res, 0, 0));
+	ret->backoff = atoi(PQgetvalue(res, 0, 1));
+	ret->owner = strdup(PQgetvalue(res, 0, 2));
+	if (ids_store_parse_i64(PQgetvalue(res, 0, 3), &ret->wait_usec) < 0)
+		ret->wait_usec = 0;
+	if (ret->wait_usec < 0)
+		ret->wait_usec = 0;
 	PQclear(res);
-	return r;
+	if (!ret->owner)
+		return -ENOMEM;
+	return took;
 }
 
 void ids_claim_clear(struct ids_claim *c)
 {
-	free(c->connector);
-	free(c->taken_from);
+	free(c->owner);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -136,31 +145,4 @@ int ids_store_queue_release(struct ids_store *st, const char *connector, const c
 			      " instance = $2, updated_at = now()"
 			      " WHERE connector = $1 AND lease_owner = $2",
 			      4, p, PGRES_COMMAND_OK, NULL, "releasing the lease", err);
-}
-
-int ids_store_queue_wait(struct ids_store *st, const struct ids_strv *mine, int64_t *ret_usec,
-			 struct ids_error *err)
-{
-	char *names = NULL;
-	PGresult *res = NULL;
-	if (join_names(mine, &names) < 0)
-		return -ENOMEM;
-	const char *p[] = {names};
-	/* a leased row is worth a look when its lease runs out (its owner
-	 * may be dead); NULL when the daemon has no row at all */
-	int r = ids_store_exec(st,
-			       "SELECT (extract(epoch FROM min(greatest(next_run_at, coalesce(lease_until, next_run_at))"
-			       " - now())) * 1000000)::bigint"
-			       " FROM connector_schedule WHERE connector = ANY (string_to_array($1, ','))",
-			       1, p, PGRES_TUPLES_OK, &res, "reading the queue", err);
-	free(names);
-	if (r < 0)
-		return r;
-	*ret_usec = -1;
-	if (!PQgetisnull(res, 0, 0) && ids_store_parse_i64(PQgetvalue(res, 0, 0), ret_usec) < 0)
-		r = ids_error_set(err, IDS_E_DB, "connector_schedule: unexpected wait");
-	else if (*ret_usec < 0 && !PQgetisnull(res, 0, 0))
-		*ret_usec = 0;
-	PQclear(res);
-	return r;
 }

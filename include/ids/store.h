@@ -158,34 +158,32 @@ int ids_store_schedule_get(struct ids_store *st, struct ids_schedule_row **ret, 
 void ids_schedule_rows_free(struct ids_schedule_row *rows, size_t n); /* accepts NULL */
 
 /* The schedule as a queue shared by daemons (issue 19, store/queue.c).
- * `mine`: the connectors of the calling daemon's configuration (it
- * claims no other); `instance`: its "host:pid".  Times are the
+ * `instance`: the calling daemon's "host:pid".  Times are the
  * database's.
  *
- * offer: rows for connectors new to the queue, due now (existing rows
- * keep their time).  claim: leases the earliest due, unleased (or
- * expired) row of `mine` for lease_sec; 1 with *ret filled (clear it with
- * ids_claim_clear), 0 when nothing is due.  renew: extends the lease;
- * IDS_E_LOCKED when it is no longer ours.  release: ends our lease, due
- * again in next_in_usec, remembering the retry backoff (seconds, 0 after
- * a success).  wait: microseconds until the earliest of `mine` is due or
- * its lease runs out (0: now; -1: no rows). */
+ * offer: rows for the connectors of `mine` new to the queue, due now
+ * (existing rows keep their time).  take: leases `connector` for
+ * lease_sec when it is due (or `force`) and no other daemon holds a live
+ * lease on it: 1 when taken (ret->backoff: the last release's), 0 when
+ * not (ret->owner: who holds it, "" when nobody; ret->wait_usec: until it
+ * is due or that lease runs out); clear *ret with ids_claim_clear.  renew:
+ * extends our lease; IDS_E_LOCKED when it is no longer ours.  release:
+ * ends our lease, due again in next_in_usec, with the retry backoff
+ * (seconds, 0 after a success). */
 struct ids_claim {
-	char *connector;  /* new */
-	int backoff;	  /* the last release's backoff, seconds */
-	char *taken_from; /* new; the owner whose lease had run out, "" when none */
+	int backoff;	   /* seconds */
+	char *owner;	   /* new; the live lease's holder when not taken, else the old one's or "" */
+	int64_t wait_usec; /* not taken: until the row is worth another look */
 };
 int ids_store_queue_offer(struct ids_store *st, const struct ids_strv *mine, const char *instance,
 			  struct ids_error *err);
-int ids_store_queue_claim(struct ids_store *st, const struct ids_strv *mine, const char *instance,
-			  int lease_sec, struct ids_claim *ret, struct ids_error *err);
+int ids_store_queue_take(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
+			 bool force, struct ids_claim *ret, struct ids_error *err);
 void ids_claim_clear(struct ids_claim *c);
 int ids_store_queue_renew(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
 			  struct ids_error *err);
 int ids_store_queue_release(struct ids_store *st, const char *connector, const char *instance,
 			    int64_t next_in_usec, int backoff, struct ids_error *err);
-int ids_store_queue_wait(struct ids_store *st, const struct ids_strv *mine, int64_t *ret_usec,
-			 struct ids_error *err);
 
 /* Sources that own users but are not in `configured`: name and count of
  * active users (orphaned connectors, semantics.md). */
