@@ -45,7 +45,8 @@ static struct ids_store *open_store(const char *conninfo, bool migrate)
 	cfg.database.conninfo = (char *)conninfo;
 	cfg.database.schema = "bench_queue";
 	cfg.database.migrate_auto = true;
-	if (ids_store_open(&cfg, &st, &e) < 0 || (migrate && ids_store_migrate(st, true, NULL, NULL, &e) < 0)) {
+	if (ids_store_open(&cfg, &st, &e) < 0 ||
+	    (migrate && ids_store_migrate(st, true, NULL, NULL, &e) < 0)) {
 		fprintf(stderr, "queue_claim: %s\n", ids_error_text(&e));
 		exit(1);
 	}
@@ -104,8 +105,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "queue_claim: %s\n", ids_error_text(&e));
 		return 1;
 	}
-	struct shared *sh = mmap(NULL, sizeof(*sh) + (size_t)nconn * sizeof(atomic_int), PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shared *sh = mmap(NULL, sizeof(*sh) + (size_t)nconn * sizeof(atomic_int),
+				 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return 1;
 	double t0 = now_s(), until = t0 + secs;

@@ -119,13 +119,16 @@ int ids_store_queue_renew(struct ids_store *st, const char *connector, const cha
 	PGresult *res = NULL;
 	snprintf(lease, sizeof(lease), "%d", lease_sec);
 	const char *p[] = {connector, instance, lease};
-	int r = ids_store_exec(st,
-			       "UPDATE connector_schedule SET lease_until = now() + $3::int * interval '1 second'"
-			       " WHERE connector = $1 AND lease_owner = $2",
-			       3, p, PGRES_COMMAND_OK, &res, "renewing the lease", err);
+	int r =
+	    ids_store_exec(st,
+			   "UPDATE connector_schedule SET lease_until = now() + $3::int * interval '1 second'"
+			   " WHERE connector = $1 AND lease_owner = $2",
+			   3, p, PGRES_COMMAND_OK, &res, "renewing the lease", err);
 	if (r < 0)
 		return r;
-	r = atoi(PQcmdTuples(res)) == 1 ? 0 : ids_error_set(err, IDS_E_LOCKED, "the lease of %s is lost", connector);
+	r = atoi(PQcmdTuples(res)) == 1
+		? 0
+		: ids_error_set(err, IDS_E_LOCKED, "the lease of %s is lost", connector);
 	PQclear(res);
 	return r;
 }

@@ -141,16 +141,14 @@ struct ids_run_row {
 int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n, struct ids_error *err);
 void ids_run_rows_free(struct ids_run_row *rows, size_t n);
 
-/* The daemon's schedule (connector_schedule), for `status`: when an
- * instance ("host:pid") expects to run a connector next, unix
- * microseconds.  One row per connector; set replaces it when it is the
- * same instance's, when its time has passed, or when next_at is earlier
- * (with several instances the earliest upcoming run wins). */
-int ids_store_schedule_set(struct ids_store *st, const char *connector, const char *instance, int64_t next_at,
-			   struct ids_error *err);
+/* The queue (connector_schedule), for `status`: when a connector runs
+ * next and which instance ("host:pid") set that time, which daemon runs
+ * it now, and by how much it is overdue. */
 struct ids_schedule_row {
 	char *connector, *instance;
+	char *running_on;	     /* the live lease's owner, NULL when nobody runs it */
 	int64_t next_at, updated_at; /* unix microseconds */
+	int64_t overdue;	     /* seconds past next_at, 0 when not due yet */
 };
 /* Every row, by connector.  *ret new (ids_schedule_rows_free). */
 int ids_store_schedule_get(struct ids_store *st, struct ids_schedule_row **ret, size_t *ret_n,
