@@ -63,7 +63,7 @@ static void daemon_loop(const char *conninfo, int id, const struct ids_strv *min
 		const char *conn = mine->v[i % (int)mine->n];
 		struct ids_claim c;
 		struct ids_error e = {0};
-		int r = ids_store_queue_take(st, conn, me, 60, false, &c, &e);
+		int r = ids_store_queue_take(st, conn, me, 60, IDS_TAKE_DUE, &c, &e);
 		ids_claim_clear(&c);
 		if (r < 0) {
 			fprintf(stderr, "queue_claim: %s\n", ids_error_text(&e));

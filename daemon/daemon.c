@@ -54,10 +54,10 @@
 
 struct sched {
 	char *name;
-	int64_t due;  /* monotonic usec of the next run */
-	int backoff;  /* seconds of the last retry delay, 0 after a success */
-	bool force;   /* take it even before the queue's time (SIGUSR1, a push, a reload) */
-	char *status; /* this connector's part of STATUS=; NULL before its first run */
+	int64_t due;	   /* monotonic usec of the next run */
+	int backoff;	   /* seconds of the last retry delay, 0 after a success */
+	enum ids_take how; /* when to take it from the queue: due, or earlier (a start, SIGUSR1, a push) */
+	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
 };
 
 struct daemon {
@@ -206,7 +206,7 @@ static void pushed(void *ud, const char *name)
 	for (size_t i = 0; cc && i < d->ns; i++)
 		if (!strcmp(d->s[i].name, name)) {
 			d->s[i].due = ids_mono_usec() + (int64_t)cc->scim.apply_delay * USEC;
-			d->s[i].force = true;
+			d->s[i].how = IDS_TAKE_NOW;
 		}
 }
 
@@ -323,9 +323,9 @@ static int schedule_rebuild(struct daemon *d)
 			return -ENOMEM;
 		}
 		/* new: runs right after READY=1 (service.md), whatever the
-		 * queue's time says */
+		 * queue's time says, unless a live daemon ran it last */
 		ns[i].due = now;
-		ns[i].force = true;
+		ns[i].how = IDS_TAKE_START;
 		for (size_t j = 0; j < d->ns; j++) {
 			struct sched *old = &d->s[j];
 			if (strcmp(old->name, ns[i].name) != 0)
@@ -337,7 +337,7 @@ static int schedule_rebuild(struct daemon *d)
 				ns[i].due = sooner < old->due ? sooner : old->due;
 			/* the queue still has the old time: the reload's wish
 			 * goes before it */
-			ns[i].force = old->force || ns[i].due < old->due || old->backoff;
+			ns[i].how = ns[i].due < old->due || old->backoff ? IDS_TAKE_NOW : old->how;
 			ns[i].backoff = old->backoff;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;
@@ -471,20 +471,23 @@ static int take(struct daemon *d, struct sched *s, struct ids_error *e)
 	char at[16];
 	int r = offer(d, e);
 	if (r >= 0)
-		r = ids_store_queue_take(d->st, s->name, d->instance, d->cfg->sync.lease, s->force, &c, e);
+		r = ids_store_queue_take(d->st, s->name, d->instance, d->cfg->sync.lease, s->how, &c, e);
 	if (r > 0) {
 		if (*c.owner && strcmp(c.owner, d->instance) != 0)
 			ids_log(IDS_LOG_INFO, s->name, 0, NULL, "taking over from %s, whose lease ran out",
 				c.owner);
-		s->backoff = c.backoff; /* whoever failed last, the doubling goes on */
-		s->force = false;
+		/* in step, the doubling goes on whichever daemon failed last;
+		 * a start, SIGUSR1 or a reload is an operator's fresh try */
+		if (s->how == IDS_TAKE_DUE)
+			s->backoff = c.backoff;
+		s->how = IDS_TAKE_DUE;
 		d->renewed = ids_mono_usec();
 	} else if (r == 0) {
 		int64_t wait = c.wait_usec > TAKE_RETRY_USEC ? c.wait_usec : TAKE_RETRY_USEC;
 		s->due = ids_mono_usec() + wait;
 		hhmmss(wait, at, sizeof(at));
 		if (c.owner && *c.owner) {
-			s->force = false; /* it runs now: what a forced run wanted */
+			s->how = IDS_TAKE_DUE; /* it runs now: what an early take wanted */
 			set_status(s, "%s running on %s", s->name, c.owner);
 		} else {
 			set_status(s, "%s next run at %s", s->name, at);
@@ -820,7 +823,7 @@ static void serve(struct daemon *d)
 			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
 			for (size_t i = 0; i < d->ns; i++) {
 				d->s[i].due = now;
-				d->s[i].force = true;
+				d->s[i].how = IDS_TAKE_NOW;
 			}
 			d->run_all = false;
 		}
@@ -907,9 +910,12 @@ int ids_daemon_run(const char *config_path)
 	heartbeat(&d, NULL);
 	serve(&d);
 	code = d.fatal;
-	/* a clean stop: `status` says at once that no daemon runs */
+	/* a clean stop: `status` says at once that no daemon runs, and the
+	 * next daemon to start runs our connectors at once (a live
+	 * daemon's would wait for their time); after a failed run the
+	 * connection may be closed: open one for this */
 	struct ids_error he = {0};
-	if (d.st && ids_store_heartbeat_end(d.st, d.instance, &he) < 0)
+	if ((d.st || store_ready(&d, &he) >= 0) && ids_store_heartbeat_end(d.st, d.instance, &he) < 0)
 		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&he));
 	ids_error_clear(&he);
 out:

@@ -56,25 +56,32 @@ int ids_store_queue_offer(struct ids_store *st, const struct ids_strv *mine, con
 }
 
 int ids_store_queue_take(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
-			 bool force, struct ids_claim *ret, struct ids_error *err)
+			 enum ids_take how, struct ids_claim *ret, struct ids_error *err)
 {
-	char lease[16];
+	char lease[16], mode[4];
 	PGresult *res = NULL;
 	memset(ret, 0, sizeof(*ret));
 	snprintf(lease, sizeof(lease), "%d", lease_sec);
-	const char *p[] = {connector, instance, lease, force ? "t" : "f"};
-	/* The row is taken when it is due (or forced: SIGUSR1, a push) and
-	 * nobody holds a live lease on it — our own counts as free: a
-	 * release we could not write must not keep us out for a lease.  A
-	 * row another daemon is taking at this moment is skipped, not waited
-	 * for.  Either way the answer says when to look again: the row's
-	 * time, or the end of the lease that holds it (its owner may die). */
+	snprintf(mode, sizeof(mode), "%d", (int)how);
+	const char *p[] = {connector, instance, lease, mode};
+	/* The row is taken when it is due, or earlier as `how` says — a
+	 * starting daemon runs its connectors at once (service.md) unless a
+	 * live daemon (a heartbeat within three of its minute-beats) ran
+	 * them last: a hundred daemons restarting must not run everything a
+	 * hundred times — and when nobody holds a live lease on it: our own
+	 * counts as free, a release we could not write must not keep us out
+	 * for a lease.  A row another daemon is taking at this moment is
+	 * skipped, not waited for.  Either way the answer says when to look
+	 * again: the row's time, or the end of the lease that holds it (its
+	 * owner may die). */
 	int r = ids_store_exec(
 	    st,
 	    "WITH row AS (SELECT connector, lease_owner AS old_owner,"
-	    "   (next_run_at <= now() OR $4::bool)"
+	    "   (next_run_at <= now() OR $4::int = 2 OR ($4::int = 1 AND NOT EXISTS"
+	    "     (SELECT 1 FROM daemon_heartbeat h WHERE h.instance = s.instance AND h.instance <> $2"
+	    "      AND h.heartbeat_at > now() - interval '3 minutes')))"
 	    "   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2) AS free"
-	    "   FROM connector_schedule WHERE connector = $1 FOR UPDATE SKIP LOCKED),"
+	    "   FROM connector_schedule s WHERE connector = $1 FOR UPDATE OF s SKIP LOCKED),"
 	    " took AS (UPDATE connector_schedule s SET lease_owner = $2,"
 	    "   lease_until = now() + $3::int * interval '1 second', instance = $2, updated_at = now()"
 	    "   FROM row WHERE s.connector = row.connector AND row.free"

@@ -161,13 +161,18 @@ void ids_schedule_rows_free(struct ids_schedule_row *rows, size_t n); /* accepts
  *
  * offer: rows for the connectors of `mine` new to the queue, due now
  * (existing rows keep their time).  take: leases `connector` for
- * lease_sec when it is due (or `force`) and no other daemon holds a live
- * lease on it: 1 when taken (ret->backoff: the last release's), 0 when
+ * lease_sec when it is due (or as `how` says) and no other daemon holds
+ * a live lease on it: 1 when taken (ret->backoff: the last release's), 0 when
  * not (ret->owner: who holds it, "" when nobody; ret->wait_usec: until it
  * is due or that lease runs out); clear *ret with ids_claim_clear.  renew:
  * extends our lease; IDS_E_LOCKED when it is no longer ours.  release:
  * ends our lease, due again in next_in_usec, with the retry backoff
  * (seconds, 0 after a success). */
+enum ids_take {
+	IDS_TAKE_DUE,	/* only when the queue's time has come */
+	IDS_TAKE_START, /* also before, unless a live daemon ran it last (a start, a new connector) */
+	IDS_TAKE_NOW,	/* also before, whoever ran it last (SIGUSR1, a push, a reload) */
+};
 struct ids_claim {
 	int backoff;	   /* seconds */
 	char *owner;	   /* new; the live lease's holder when not taken, else the old one's or "" */
@@ -176,7 +181,7 @@ struct ids_claim {
 int ids_store_queue_offer(struct ids_store *st, const struct ids_strv *mine, const char *instance,
 			  struct ids_error *err);
 int ids_store_queue_take(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
-			 bool force, struct ids_claim *ret, struct ids_error *err);
+			 enum ids_take how, struct ids_claim *ret, struct ids_error *err);
 void ids_claim_clear(struct ids_claim *c);
 int ids_store_queue_renew(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
 			  struct ids_error *err);

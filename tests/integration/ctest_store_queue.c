@@ -10,7 +10,7 @@ static int setup(void **state)
 {
 	struct ids_store *st = open_store(SCHEMA, true);
 	use_schema(SCHEMA);
-	sql("TRUNCATE connector_schedule");
+	sql("TRUNCATE connector_schedule, daemon_heartbeat");
 	*state = st;
 	return 0;
 }
@@ -32,20 +32,21 @@ static struct ids_strv names(const char *a, const char *b)
 
 /* Takes `conn` for `who`: 1 taken, 0 not; *c filled (cleared by the
  * caller with ids_claim_clear). */
-static int take(struct ids_store *st, const char *conn, const char *who, bool force, struct ids_claim *c)
+static int take(struct ids_store *st, const char *conn, const char *who, enum ids_take how,
+		struct ids_claim *c)
 {
 	struct ids_error e = {0};
-	int r = ids_store_queue_take(st, conn, who, 60, force, c, &e);
+	int r = ids_store_queue_take(st, conn, who, 60, how, c, &e);
 	if (r < 0)
 		fail_msg("take: %s", ids_error_text(&e));
 	return r;
 }
 
 /* take, for the tests that only need whether */
-static int took(struct ids_store *st, const char *conn, const char *who, bool force)
+static int took(struct ids_store *st, const char *conn, const char *who, enum ids_take how)
 {
 	struct ids_claim c;
-	int r = take(st, conn, who, force, &c);
+	int r = take(st, conn, who, how, &c);
 	ids_claim_clear(&c);
 	return r;
 }
@@ -88,19 +89,19 @@ static void test_take_once(void **state)
 	struct ids_strv mine = names("corp", NULL);
 	struct ids_claim c;
 	offer(st, &mine, "a:1");
-	assert_int_equal(took(st, "corp", "a:1", false), 1);
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
 	assert_sql("a:1", "SELECT lease_owner FROM connector_schedule");
-	assert_int_equal(take(other, "corp", "b:2", true, &c), 0);
+	assert_int_equal(take(other, "corp", "b:2", IDS_TAKE_NOW, &c), 0);
 	assert_string_equal(c.owner, "a:1");
 	assert_true(c.wait_usec > 59 * 1000000LL && c.wait_usec <= 60 * 1000000LL);
 	ids_claim_clear(&c);
 	release(st, "corp", "a:1", 3600LL * 1000000, 0);
 	assert_sql("<null>", "SELECT lease_owner FROM connector_schedule");
-	assert_int_equal(take(other, "corp", "b:2", false, &c), 0);
+	assert_int_equal(take(other, "corp", "b:2", IDS_TAKE_DUE, &c), 0);
 	assert_string_equal(c.owner, "");
 	assert_true(c.wait_usec > 3599 * 1000000LL);
 	ids_claim_clear(&c);
-	assert_int_equal(took(other, "corp", "b:2", true), 1);
+	assert_int_equal(took(other, "corp", "b:2", IDS_TAKE_NOW), 1);
 	ids_store_close(other);
 }
 
@@ -112,7 +113,7 @@ static void test_not_offered(void **state)
 	struct ids_store *st = *state;
 	struct ids_strv mine = names("corp", NULL);
 	offer(st, &mine, "a:1");
-	assert_int_equal(took(st, "acme", "a:1", true), 0);
+	assert_int_equal(took(st, "acme", "a:1", IDS_TAKE_NOW), 0);
 	assert_sql("0", "SELECT count(*) FROM connector_schedule WHERE connector = 'acme'");
 }
 
@@ -126,10 +127,10 @@ static void test_expired_lease(void **state)
 	struct ids_claim c;
 	struct ids_strv mine = names("corp", NULL);
 	offer(st, &mine, "a:1");
-	assert_int_equal(took(st, "corp", "a:1", false), 1);
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
 	assert_int_equal(ids_store_queue_renew(st, "corp", "a:1", 60, &e), 0);
 	sql("UPDATE connector_schedule SET lease_until = now() - interval '1 second'");
-	assert_int_equal(take(st, "corp", "b:2", false, &c), 1);
+	assert_int_equal(take(st, "corp", "b:2", IDS_TAKE_DUE, &c), 1);
 	assert_string_equal(c.owner, "a:1");
 	ids_claim_clear(&c);
 	assert_int_equal(ids_store_queue_renew(st, "corp", "a:1", 60, &e), IDS_E_LOCKED);
@@ -146,9 +147,9 @@ static void test_own_lease(void **state)
 	struct ids_store *st = *state;
 	struct ids_strv mine = names("corp", NULL);
 	offer(st, &mine, "a:1");
-	assert_int_equal(took(st, "corp", "a:1", false), 1);
-	assert_int_equal(took(st, "corp", "a:1", false), 1);
-	assert_int_equal(took(st, "corp", "b:2", true), 0);
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
+	assert_int_equal(took(st, "corp", "b:2", IDS_TAKE_NOW), 0);
 }
 
 /* A row another daemon is taking at this moment (locked) is skipped,
@@ -160,10 +161,30 @@ static void test_skip_locked(void **state)
 	offer(st, &mine, "a:1");
 	sql("BEGIN");
 	sql("SELECT * FROM connector_schedule WHERE connector = 'corp' FOR UPDATE");
-	int r = took(st, "corp", "b:2", false);
+	int r = took(st, "corp", "b:2", IDS_TAKE_DUE);
 	sql("COMMIT");
 	assert_int_equal(r, 0);
-	assert_int_equal(took(st, "corp", "b:2", false), 1);
+	assert_int_equal(took(st, "corp", "b:2", IDS_TAKE_DUE), 1);
+}
+
+/* A starting daemon runs its connectors at once, unless a daemon that is
+ * alive ran them last: then their time stands (a fleet restarting does
+ * not run everything once per daemon). */
+static void test_take_at_start(void **state)
+{
+	struct ids_store *st = *state;
+	struct ids_strv mine = names("corp", NULL);
+	offer(st, &mine, "a:1");
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
+	release(st, "corp", "a:1", 3600LL * 1000000, 0);
+	sql("INSERT INTO daemon_heartbeat (instance) VALUES ('a:1')");
+	assert_int_equal(took(st, "corp", "b:2", IDS_TAKE_START), 0);
+	sql("UPDATE daemon_heartbeat SET heartbeat_at = now() - interval '10 minutes'");
+	assert_int_equal(took(st, "corp", "b:2", IDS_TAKE_START), 1);
+	release(st, "corp", "b:2", 3600LL * 1000000, 0);
+	/* our own last run, from before a restart with the same pid: free */
+	sql("UPDATE daemon_heartbeat SET instance = 'b:2', heartbeat_at = now()");
+	assert_int_equal(took(st, "corp", "b:2", IDS_TAKE_START), 1);
 }
 
 /* The backoff of a failed run travels with the row: the next taker,
@@ -174,9 +195,9 @@ static void test_backoff_kept(void **state)
 	struct ids_claim c;
 	struct ids_strv mine = names("corp", NULL);
 	offer(st, &mine, "a:1");
-	assert_int_equal(took(st, "corp", "a:1", false), 1);
+	assert_int_equal(took(st, "corp", "a:1", IDS_TAKE_DUE), 1);
 	release(st, "corp", "a:1", 0, 30);
-	assert_int_equal(take(st, "corp", "b:2", false, &c), 1);
+	assert_int_equal(take(st, "corp", "b:2", IDS_TAKE_DUE, &c), 1);
 	assert_int_equal(c.backoff, 30);
 	ids_claim_clear(&c);
 }
@@ -193,6 +214,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired_lease, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_lease, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_skip_locked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_take_at_start, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_kept, setup, teardown),
 	};
 	r = cmocka_run_group_tests_name("store: the shared queue", tests, NULL, NULL);
