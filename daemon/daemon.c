@@ -853,6 +853,18 @@ static void serve(struct daemon *d)
 	}
 }
 
+/* A clean stop: `status` says at once that no daemon runs, and the next
+ * daemon to start runs our connectors at once (a live daemon's would wait
+ * for their time).  After a failed run the connection may be closed: one
+ * is opened for this. */
+static void heartbeat_end(struct daemon *d)
+{
+	struct ids_error e = {0};
+	if ((d->st || store_ready(d, &e) >= 0) && ids_store_heartbeat_end(d->st, d->instance, &e) < 0)
+		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&e));
+	ids_error_clear(&e);
+}
+
 int ids_daemon_run(const char *config_path)
 {
 	struct daemon d = {.path = config_path, .sfd = -1};
@@ -910,14 +922,7 @@ int ids_daemon_run(const char *config_path)
 	heartbeat(&d, NULL);
 	serve(&d);
 	code = d.fatal;
-	/* a clean stop: `status` says at once that no daemon runs, and the
-	 * next daemon to start runs our connectors at once (a live
-	 * daemon's would wait for their time); after a failed run the
-	 * connection may be closed: open one for this */
-	struct ids_error he = {0};
-	if ((d.st || store_ready(&d, &he) >= 0) && ids_store_heartbeat_end(d.st, d.instance, &he) < 0)
-		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&he));
-	ids_error_clear(&he);
+	heartbeat_end(&d);
 out:
 	/* STOPPING=1 went out at the signal already; otherwise now, so that
 	 * systemd reads the exit as intended rather than as a crash */
