@@ -944,8 +944,8 @@ static int load_database(struct ctx *c, yaml_node_t *n)
  * backoff shrink, which is a contradiction, not a preference. */
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"interval",	"jitter",      "retry_min",
-					   "retry_max", "run_timeout", NULL};
+	static const char *const keys[] = {"interval",	  "jitter", "retry_min", "retry_max",
+					   "run_timeout", "lease",  NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -960,6 +960,14 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 		r = rd_duration(c, &m, "retry_max", false, &cfg->sync.retry_max);
 	if (r >= 0)
 		r = rd_duration(c, &m, "run_timeout", false, &cfg->sync.run_timeout);
+	if (r >= 0)
+		r = rd_duration(c, &m, "lease", false, &cfg->sync.lease);
+	/* renewed every third of it: shorter, and a busy database's hiccup
+	 * would hand a running connector to another daemon */
+	if (r >= 0 && cfg->sync.lease < 3) {
+		push_key(c, "lease");
+		r = fail(c, map_get(&m, "lease"), "expected lease >= 3s (got %ds)", cfg->sync.lease);
+	}
 	if (r >= 0 && cfg->sync.retry_max < cfg->sync.retry_min) {
 		yaml_node_t *v =
 		    map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
@@ -2371,6 +2379,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->sync.retry_min = 30;
 	cfg->sync.retry_max = 15 * 60;
 	cfg->sync.run_timeout = 30 * 60;
+	cfg->sync.lease = 60;
 	cfg->log.level = IDS_LOG_INFO;
 	cfg->log.target = IDS_LOGT_AUTO;
 	cfg->safety.max_deactivations = 500;

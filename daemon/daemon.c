@@ -10,6 +10,14 @@
  * connectors call progress() between pages, which pings the watchdog and
  * turns a pending SIGTERM into a cancelled (rolled back) run.
  *
+ * Several daemons share the connectors through the queue in PostgreSQL
+ * (connector_schedule, store/queue.c, docs/scaling.md): a due connector
+ * runs only once this daemon has taken it (a lease, renewed from the
+ * progress hook on a connection of its own while the run goes on, ended
+ * by the release that sets its next time).  A daemon that finds it taken,
+ * or not due yet by the queue's time, moves its own due time to what the
+ * queue says: no run, no row.
+ *
  * systemd hears READY=1 only once the database answers with a current
  * schema; STATUS= after every run, and during one what it is doing (at
  * most once a second, from the progress hook); RELOADING=1/READY=1 around a reload;
@@ -46,15 +54,19 @@
 
 struct sched {
 	char *name;
-	int64_t due;  /* monotonic usec of the next run */
-	int backoff;  /* seconds of the last retry delay, 0 after a success */
-	char *status; /* this connector's part of STATUS=; NULL before its first run */
+	int64_t due;	   /* monotonic usec of the next run */
+	int backoff;	   /* seconds of the last retry delay, 0 after a success */
+	enum ids_take how; /* when to take it from the queue: due, or earlier (a start, SIGUSR1, a push) */
+	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
 };
 
 struct daemon {
 	const char *path;
 	struct ids_config *cfg;
-	struct ids_store *st; /* NULL while the database is away */
+	struct ids_store *st;  /* NULL while the database is away */
+	struct ids_store *ctl; /* renews the running connector's lease; NULL until needed */
+	int64_t renewed;       /* monotonic usec of the running connector's last lease renewal */
+	bool offered;	       /* this configuration's connectors are in the queue */
 	struct sched *s;
 	size_t ns;
 	int sfd;		   /* the signalfd */
@@ -172,10 +184,12 @@ static void drain_signals(struct daemon *d)
  * watchdog fed during a long run and cancels the run on SIGTERM/SIGINT.
  * A reload or SIGUSR1 waits for the end of the run. */
 static void notify_progress(struct daemon *d);
+static void renew(struct daemon *d);
 static int progress(void *ud)
 {
 	struct daemon *d = ud;
 	watchdog(d, false);
+	renew(d);
 	drain_signals(d);
 	notify_progress(d);
 	return d->stop ? IDS_E_CANCELLED : 0;
@@ -190,8 +204,10 @@ static void pushed(void *ud, const char *name)
 	struct daemon *d = ud;
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, name);
 	for (size_t i = 0; cc && i < d->ns; i++)
-		if (!strcmp(d->s[i].name, name))
+		if (!strcmp(d->s[i].name, name)) {
 			d->s[i].due = ids_mono_usec() + (int64_t)cc->scim.apply_delay * USEC;
+			d->s[i].how = IDS_TAKE_NOW;
+		}
 }
 
 /* Starts the SCIM listener of d->cfg (nothing without a scim: block).
@@ -306,7 +322,10 @@ static int schedule_rebuild(struct daemon *d)
 			sched_free(ns, n);
 			return -ENOMEM;
 		}
+		/* new: runs right after READY=1 (service.md), whatever the
+		 * queue's time says, unless a live daemon ran it last */
 		ns[i].due = now;
+		ns[i].how = IDS_TAKE_START;
 		for (size_t j = 0; j < d->ns; j++) {
 			struct sched *old = &d->s[j];
 			if (strcmp(old->name, ns[i].name) != 0)
@@ -316,6 +335,9 @@ static int schedule_rebuild(struct daemon *d)
 				ns[i].due = now;
 			else
 				ns[i].due = sooner < old->due ? sooner : old->due;
+			/* the queue still has the old time: the reload's wish
+			 * goes before it */
+			ns[i].how = ns[i].due < old->due || old->backoff ? IDS_TAKE_NOW : old->how;
 			ns[i].backoff = old->backoff;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;
@@ -324,6 +346,7 @@ static int schedule_rebuild(struct daemon *d)
 	sched_free(d->s, d->ns);
 	d->s = ns;
 	d->ns = n;
+	d->offered = false;
 	return 0;
 }
 
@@ -400,17 +423,104 @@ static int store_ready(struct daemon *d, struct ids_error *e)
 	return 0;
 }
 
-/* Tells `idsyncd status` when this connector runs next.  Bookkeeping: a
- * failure is not the run's failure, so it is only logged — at debug level
- * after a failed run, whose own error (often the same lost connection)
- * was logged already. */
+/* Puts the connector back in the queue, due at s->due (at once after a
+ * cancelled run: another daemon may take it), with its backoff: the
+ * queue's next time is what every daemon and `status` go by.  A failure
+ * is logged only (at debug level after a failed run, whose own error was
+ * logged already): our lease runs out by itself, and our own next take
+ * ignores it. */
 static void record_next(struct daemon *d, const struct sched *s, bool run_failed)
 {
 	struct ids_error e = {0};
-	int64_t at = real_usec() + (s->due - ids_mono_usec());
-	if (d->st && ids_store_schedule_set(d->st, s->name, d->instance, at, &e) < 0)
+	int64_t in = s->due - ids_mono_usec();
+	if (d->st &&
+	    ids_store_queue_release(d->st, s->name, d->instance, in > 0 ? in : 0, s->backoff, &e) < 0)
 		ids_log(run_failed ? IDS_LOG_DEBUG : IDS_LOG_WARNING, s->name, 0, NULL,
 			"cannot record the next run: %s", ids_error_text(&e));
+	ids_error_clear(&e);
+}
+
+/* This configuration's connectors, offered to the queue once per
+ * configuration (a row that exists keeps its time). */
+static int offer(struct daemon *d, struct ids_error *e)
+{
+	struct ids_strv mine = {0};
+	int r = 0;
+	if (d->offered)
+		return 0;
+	for (size_t i = 0; r >= 0 && i < d->ns; i++)
+		r = ids_strv_push(&mine, d->s[i].name);
+	if (r >= 0)
+		r = ids_store_queue_offer(d->st, &mine, d->instance, e);
+	ids_strv_free(&mine);
+	d->offered = r >= 0;
+	return r;
+}
+
+/* The shortest wait for a connector another daemon holds, so that a
+ * lease being written at the moment we looked is not polled in a loop. */
+#define TAKE_RETRY_USEC (USEC / 4)
+
+/* Takes s's connector from the queue: 1 when it is ours to run; 0 when
+ * another daemon runs it, or ran it and it is not due again by the
+ * queue's time: s->due becomes the queue's, and nothing is recorded (no
+ * run, no skipped row); < 0 when the database failed. */
+static int take(struct daemon *d, struct sched *s, struct ids_error *e)
+{
+	struct ids_claim c = {0};
+	char at[16];
+	int r = offer(d, e);
+	if (r >= 0)
+		r = ids_store_queue_take(d->st, s->name, d->instance, d->cfg->sync.lease, s->how, &c, e);
+	if (r > 0) {
+		if (*c.owner && strcmp(c.owner, d->instance) != 0)
+			ids_log(IDS_LOG_INFO, s->name, 0, NULL, "taking over from %s, whose lease ran out",
+				c.owner);
+		/* in step, the doubling goes on whichever daemon failed last;
+		 * a start, SIGUSR1 or a reload is an operator's fresh try */
+		if (s->how == IDS_TAKE_DUE)
+			s->backoff = c.backoff;
+		s->how = IDS_TAKE_DUE;
+		d->renewed = ids_mono_usec();
+	} else if (r == 0) {
+		int64_t wait = c.wait_usec > TAKE_RETRY_USEC ? c.wait_usec : TAKE_RETRY_USEC;
+		s->due = ids_mono_usec() + wait;
+		hhmmss(wait, at, sizeof(at));
+		if (c.owner && *c.owner) {
+			s->how = IDS_TAKE_DUE; /* it runs now: what an early take wanted */
+			set_status(s, "%s running on %s", s->name, c.owner);
+		} else {
+			set_status(s, "%s next run at %s", s->name, at);
+		}
+	}
+	ids_claim_clear(&c);
+	return r;
+}
+
+/* From the progress hook: extends the running connector's lease every
+ * third of it, on a connection of its own (the run's may be inside its
+ * transaction, where the renewal would show only at the commit).  A lost
+ * lease only warns: the connector's advisory lock still keeps two runs
+ * apart. */
+static void renew(struct daemon *d)
+{
+	struct ids_error e = {0};
+	int64_t now = ids_mono_usec();
+	if (!d->running || now - d->renewed < (int64_t)d->cfg->sync.lease * USEC / 3)
+		return;
+	d->renewed = now;
+	int r = d->ctl ? 0 : ids_store_open(d->cfg, &d->ctl, &e);
+	if (r >= 0)
+		r = ids_store_queue_renew(d->ctl, d->running->name, d->instance, d->cfg->sync.lease, &e);
+	if (r < 0) {
+		ids_log(IDS_LOG_WARNING, d->running->name, 0, NULL, "cannot renew the lease: %s%s",
+			ids_error_text(&e),
+			r == IDS_E_LOCKED ? " (another daemon may take it over; the connector's lock keeps"
+					    " the runs apart)"
+					  : "");
+		ids_store_close(d->ctl);
+		d->ctl = NULL;
+	}
 	ids_error_clear(&e);
 }
 
@@ -504,10 +614,15 @@ static void run_one(struct daemon *d, struct sched *s)
 		return;
 	}
 
+	int took = store_ready(d, &e) < 0 ? -1 : take(d, s, &e);
+	if (took == 0) {
+		notify_status(d, NULL);
+		return;
+	}
 	hhmmss(0, at, sizeof(at));
 	set_status(s, "%s running since %s", cc->name, at);
 	notify_status(d, NULL);
-	if (store_ready(d, &e) < 0) {
+	if (took < 0) {
 		/* a tick without a database is a failed run (with the run's
 		 * MESSAGE_ID=, for whoever watches those), but without an id:
 		 * there is no sequence to take one from */
@@ -540,10 +655,10 @@ static void run_one(struct daemon *d, struct sched *s)
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
-	if (!d->stop) {
+	if (took > 0)
 		record_next(d, s, failed);
+	if (!d->stop)
 		heartbeat(d, NULL);
-	}
 	if (failed && res.exit_code != IDS_EXIT_SAFETY) {
 		/* the connection may be what failed: start afresh next time */
 		ids_store_close(d->st);
@@ -601,6 +716,8 @@ static void reload(struct daemon *d, bool ready)
 	/* the database settings may have changed */
 	ids_store_close(d->st);
 	d->st = NULL;
+	ids_store_close(d->ctl);
+	d->ctl = NULL;
 	free(d->note);
 	d->note = NULL;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
@@ -707,8 +824,10 @@ static void serve(struct daemon *d)
 		int64_t now = ids_mono_usec();
 		if (d->run_all) {
 			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
-			for (size_t i = 0; i < d->ns; i++)
+			for (size_t i = 0; i < d->ns; i++) {
 				d->s[i].due = now;
+				d->s[i].how = IDS_TAKE_NOW;
+			}
 			d->run_all = false;
 		}
 		/* the earliest due connector runs; the rest wait their turn */
@@ -735,6 +854,18 @@ static void serve(struct daemon *d)
 		int64_t until = next ? next->due : now + 3600 * USEC;
 		sleep_until(d, until < beat ? until : beat);
 	}
+}
+
+/* A clean stop: `status` says at once that no daemon runs, and the next
+ * daemon to start runs our connectors at once (a live daemon's would wait
+ * for their time).  After a failed run the connection may be closed: one
+ * is opened for this. */
+static void heartbeat_end(struct daemon *d)
+{
+	struct ids_error e = {0};
+	if ((d->st || store_ready(d, &e) >= 0) && ids_store_heartbeat_end(d->st, d->instance, &e) < 0)
+		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&e));
+	ids_error_clear(&e);
 }
 
 int ids_daemon_run(const char *config_path)
@@ -794,11 +925,7 @@ int ids_daemon_run(const char *config_path)
 	heartbeat(&d, NULL);
 	serve(&d);
 	code = d.fatal;
-	/* a clean stop: `status` says at once that no daemon runs */
-	struct ids_error he = {0};
-	if (d.st && ids_store_heartbeat_end(d.st, d.instance, &he) < 0)
-		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&he));
-	ids_error_clear(&he);
+	heartbeat_end(&d);
 out:
 	/* STOPPING=1 went out at the signal already; otherwise now, so that
 	 * systemd reads the exit as intended rather than as a crash */
@@ -813,6 +940,7 @@ out:
 	ids_feeds_free(d.feeds);
 	free(d.note);
 	ids_store_close(d.st);
+	ids_store_close(d.ctl);
 	ids_config_free(d.cfg);
 	if (d.sfd >= 0)
 		close(d.sfd);

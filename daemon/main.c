@@ -556,6 +556,22 @@ static const struct ids_schedule_row *next_run_of(const struct ids_schedule_row 
 	return NULL;
 }
 
+/* "12 s", "10 min", "3 h", "2 d": an age as a person reads it. */
+static void fmt_age(int64_t s, char *buf, size_t n)
+{
+	if (s < 120)
+		snprintf(buf, n, "%lld s", (long long)s);
+	else if (s < 120 * 60)
+		snprintf(buf, n, "%lld min", (long long)(s / 60));
+	else if (s < 48 * 3600)
+		snprintf(buf, n, "%lld h", (long long)(s / 3600));
+	else
+		snprintf(buf, n, "%lld d", (long long)(s / 86400));
+}
+
+/* Lateness below this is a tick, not a queue falling behind. */
+#define OVERDUE_SHOWN 10
+
 /* One connector's line of the text status. */
 static void status_line(struct ids_buf *b, const struct ids_run_row *w, const struct ids_schedule_row *nx)
 {
@@ -571,7 +587,13 @@ static void status_line(struct ids_buf *b, const struct ids_run_row *w, const st
 	else if (w->has_counts)
 		ids_buf_printf(b, "  %ld users +%ld ~%ld -%ld", w->counts.users_seen, w->counts.created,
 			       w->counts.updated + w->counts.reactivated, w->counts.deactivated);
-	if (nx)
+	if (nx && nx->running_on)
+		ids_buf_printf(b, "  running on %s", nx->running_on);
+	else if (nx && nx->overdue >= OVERDUE_SHOWN) {
+		char late[32];
+		fmt_age(nx->overdue, late, sizeof(late));
+		ids_buf_printf(b, "  next %s, overdue by %s", next, late);
+	} else if (nx)
 		ids_buf_printf(b, "  next %s", next);
 	if (w->error)
 		ids_buf_printf(b, aborted ? "  %s" : "  error: %s", w->error);
@@ -588,19 +610,6 @@ static struct ids_licence_status *licence_status(const struct ids_config *cfg, s
 		v = NULL;
 	ids_error_clear(&e);
 	return v;
-}
-
-/* "12 s", "10 min", "3 h", "2 d": an age as a person reads it. */
-static void fmt_age(int64_t s, char *buf, size_t n)
-{
-	if (s < 120)
-		snprintf(buf, n, "%lld s", (long long)s);
-	else if (s < 120 * 60)
-		snprintf(buf, n, "%lld min", (long long)(s / 60));
-	else if (s < 48 * 3600)
-		snprintf(buf, n, "%lld h", (long long)(s / 3600));
-	else
-		snprintf(buf, n, "%lld d", (long long)(s / 86400));
 }
 
 /* What `status` reads beside the runs; each part empty when its table is

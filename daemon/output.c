@@ -438,6 +438,8 @@ static json_t *status_run_json(const struct ids_output_status *s, const struct i
 	set(o, "summary", w->has_counts ? counts_json(&w->counts) : json_null(), &err);
 	set(o, "next_run_at", jtime(nx ? nx->next_at : 0), &err);
 	set(o, "next_run_by", ids_output_jstr(nx ? nx->instance : NULL), &err);
+	set(o, "running_on", ids_output_jstr(nx ? nx->running_on : NULL), &err);
+	set(o, "overdue_seconds", nx ? json_integer(nx->overdue) : json_null(), &err);
 	return built(o, err);
 }
 

@@ -127,6 +127,7 @@ struct ids_config {
 	} database;
 	struct {
 		int interval, jitter, retry_min, retry_max, run_timeout; /* seconds */
+		int lease; /* seconds a daemon's claim on a connector lasts unrenewed (issue 19) */
 	} sync;
 	struct {
 		enum ids_log_level level;

@@ -147,21 +147,52 @@ struct ids_run_row {
 int ids_store_last_runs(struct ids_store *st, struct ids_run_row **ret, size_t *ret_n, struct ids_error *err);
 void ids_run_rows_free(struct ids_run_row *rows, size_t n);
 
-/* The daemon's schedule (connector_schedule), for `status`: when an
- * instance ("host:pid") expects to run a connector next, unix
- * microseconds.  One row per connector; set replaces it when it is the
- * same instance's, when its time has passed, or when next_at is earlier
- * (with several instances the earliest upcoming run wins). */
-int ids_store_schedule_set(struct ids_store *st, const char *connector, const char *instance, int64_t next_at,
-			   struct ids_error *err);
+/* The queue (connector_schedule), for `status`: when a connector runs
+ * next and which instance ("host:pid") set that time, which daemon runs
+ * it now, and by how much it is overdue. */
 struct ids_schedule_row {
 	char *connector, *instance;
+	char *running_on;	     /* the live lease's owner, NULL when nobody runs it */
 	int64_t next_at, updated_at; /* unix microseconds */
+	int64_t overdue;	     /* seconds past next_at, 0 when not due yet */
 };
 /* Every row, by connector.  *ret new (ids_schedule_rows_free). */
 int ids_store_schedule_get(struct ids_store *st, struct ids_schedule_row **ret, size_t *ret_n,
 			   struct ids_error *err);
 void ids_schedule_rows_free(struct ids_schedule_row *rows, size_t n); /* accepts NULL */
+
+/* The schedule as a queue shared by daemons (issue 19, store/queue.c).
+ * `instance`: the calling daemon's "host:pid".  Times are the
+ * database's.
+ *
+ * offer: rows for the connectors of `mine` new to the queue, due now
+ * (existing rows keep their time).  take: leases `connector` for
+ * lease_sec when it is due (or as `how` says) and no other daemon holds
+ * a live lease on it: 1 when taken (ret->backoff: the last release's), 0 when
+ * not (ret->owner: who holds it, "" when nobody; ret->wait_usec: until it
+ * is due or that lease runs out); clear *ret with ids_claim_clear.  renew:
+ * extends our lease; IDS_E_LOCKED when it is no longer ours.  release:
+ * ends our lease, due again in next_in_usec, with the retry backoff
+ * (seconds, 0 after a success). */
+enum ids_take {
+	IDS_TAKE_DUE,	/* only when the queue's time has come */
+	IDS_TAKE_START, /* also before, unless a live daemon ran it last (a start, a new connector) */
+	IDS_TAKE_NOW,	/* also before, whoever ran it last (SIGUSR1, a push, a reload) */
+};
+struct ids_claim {
+	int backoff;	   /* seconds */
+	char *owner;	   /* new; the live lease's holder when not taken, else the old one's or "" */
+	int64_t wait_usec; /* not taken: until the row is worth another look */
+};
+int ids_store_queue_offer(struct ids_store *st, const struct ids_strv *mine, const char *instance,
+			  struct ids_error *err);
+int ids_store_queue_take(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
+			 enum ids_take how, struct ids_claim *ret, struct ids_error *err);
+void ids_claim_clear(struct ids_claim *c);
+int ids_store_queue_renew(struct ids_store *st, const char *connector, const char *instance, int lease_sec,
+			  struct ids_error *err);
+int ids_store_queue_release(struct ids_store *st, const char *connector, const char *instance,
+			    int64_t next_in_usec, int backoff, struct ids_error *err);
 
 /* Sources that own users but are not in `configured`: name and count of
  * active users (orphaned connectors, semantics.md). */

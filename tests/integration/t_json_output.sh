@@ -115,6 +115,7 @@ import json, sys
 d = json.load(sys.stdin)
 c = d["connectors"][0]
 print(d["format_version"], c["status"], set(c) == {"connector", "configured", "run_id", "status", "verdict",
-      "verdict_reason", "error", "started_at", "finished_at", "summary", "next_run_at", "next_run_by"})')" \
+      "verdict_reason", "error", "started_at", "finished_at", "summary", "next_run_at", "next_run_by",
+      "running_on", "overdue_seconds"})')" \
 	"status: format_version, the run's keys"
 finish

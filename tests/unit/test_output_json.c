@@ -335,7 +335,8 @@ static void test_status(void **state)
 	};
 	char *names[] = {"corp", NULL};
 	struct ids_strv configured = {names, 1};
-	struct ids_schedule_row sched[] = {{.connector = "corp", .instance = "h:1", .next_at = 1000000}};
+	struct ids_schedule_row sched[] = {
+	    {.connector = "corp", .instance = "h:1", .running_on = "h:2", .next_at = 1000000, .overdue = 75}};
 	struct ids_orphan orph[] = {{.source = "old", .active = 1, .total = 2}};
 	struct ids_licence_status lic[] = {
 	    {.company = "acme", .role = "phone", .limit = 50, .used = 50, .waiting = 10}};
@@ -379,6 +380,9 @@ static void test_status(void **state)
 	assert_true(json_is_null(json_object_get(old, "summary")));
 	assert_true(json_is_null(json_object_get(old, "finished_at")));
 	assert_true(json_is_null(json_object_get(old, "next_run_by")));
+	assert_string_equal(sget(corp, "running_on"), "h:2");
+	assert_int_equal(json_integer_value(json_object_get(corp, "overdue_seconds")), 75);
+	assert_true(json_is_null(json_object_get(old, "overdue_seconds")));
 	char *o = json_dumps(json_object_get(doc, "orphaned"), JSON_COMPACT);
 	assert_string_equal(o, "[{\"connector\":\"old\",\"users\":2,\"active\":1}]");
 	free(o);
