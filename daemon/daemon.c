@@ -233,8 +233,11 @@ static int metrics_start(struct daemon *d)
  * still-good certificate kept), or is restarted where it must be. */
 static void scim_follow(struct daemon *d)
 {
-	if (d->scim && ids_scim_server_reload(d->scim, d->cfg) == 0)
+	if (d->scim && ids_scim_server_reload(d->scim, d->cfg) == 0) {
+		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s (kept across the reload)",
+			d->cfg->scim.listen);
 		return;
+	}
 	ids_scim_server_stop(d->scim);
 	d->scim = NULL;
 	scim_start(d);

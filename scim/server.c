@@ -61,7 +61,8 @@ struct tls_cred {
 /* A connection, for the reaper: since when it has owed us a request. */
 struct conn {
 	int fd;
-	int64_t since; /* monotonic usec: the connection's start or its last answer; INT64_MAX: cut */
+	int64_t since; /* monotonic usec: the connection's start or its last answer; INT64_MAX: cut;
+			* INT64_MAX - 1: being answered */
 	struct conn *next, **pprev;
 };
 
@@ -650,6 +651,20 @@ static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const
 	return 0;
 }
 
+/* The connection's request is in our hands: the reaper leaves it alone
+ * until the answer. */
+static void serving(struct ids_scim_server *s, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *cn = ci ? ci->socket_context : NULL;
+	if (cn) {
+		pthread_mutex_lock(&s->cmu);
+		if (cn->since != INT64_MAX)
+			cn->since = INT64_MAX - 1;
+		pthread_mutex_unlock(&s->cmu);
+	}
+}
+
 /* The answer queued, and the connection's clock restarted: the reaper
  * counts the next request's time from here. */
 static enum MHD_Result respond(struct ids_scim_server *s, struct MHD_Connection *c, struct answer *a)
@@ -708,6 +723,8 @@ static enum MHD_Result serve(struct ids_scim_server *s, struct MHD_Connection *c
 		fail(&a, 413, NULL, "the body is over 1 MiB");
 		return respond(s, c, &a);
 	}
+	/* received whole: the time it takes us is not the client's */
+	serving(s, c);
 	struct call k = {.s = s, .c = c, .cc = q->cc, .body = q->body.p, .len = q->body.len, .a = &a};
 	if (!(k.base = base_url(s, c, q->cc->name)))
 		return MHD_NO;
@@ -882,7 +899,7 @@ static void *reaper(void *arg)
 		pthread_cond_timedwait(&s->ccv, &s->cmu, &ts);
 		int64_t now = ids_mono_usec(), lim = s->timeout;
 		for (struct conn *cn = s->conns; cn; cn = cn->next)
-			if (cn->since != INT64_MAX && now - cn->since > lim) {
+			if (cn->since < INT64_MAX - 1 && now - cn->since > lim) {
 				cn->since = INT64_MAX;
 				shutdown(cn->fd, SHUT_RDWR);
 			}
