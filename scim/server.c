@@ -518,25 +518,39 @@ static void h_config(struct call *k)
 
 static json_t *resource_type(const char *name, const char *schema)
 {
-	return json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
-			 "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
-			 "endpoint", "/", name, "s", "schema", schema);
+	json_t *t = json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
+			      "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
+			      "endpoint", "/", name, "s", "schema", schema);
+	/* the enterprise extension rides on User (RFC 7643 §6) */
+	if (t && !strcmp(name, "User"))
+		json_object_set_new(t, "schemaExtensions",
+				    json_pack("[{s:s,s:b}]", "schema", IDS_SCIM_ENTERPRISE, "required", 0));
+	return t;
 }
 
-static void h_types(struct call *k, bool schemas)
+/* /Schemas and /ResourceTypes: the list, or one by id (404 if none). */
+static void h_types(struct call *k, bool schemas, const char *id)
 {
-	json_t *l = json_array();
-	if (schemas) {
-		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_USER, "name", "User"));
-		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_GROUP, "name", "Group"));
-		json_array_append_new(
-		    l, json_pack("{s:s,s:s}", "id", IDS_SCIM_ENTERPRISE, "name", "EnterpriseUser"));
-	} else {
+	json_t *l = schemas ? ids_scim_schemas(k->base) : json_array(), *e;
+	size_t i;
+	if (!schemas) {
 		json_array_append_new(l, resource_type("User", SCHEMA_USER));
 		json_array_append_new(l, resource_type("Group", SCHEMA_GROUP));
 	}
+	if (id) {
+		json_array_foreach(l, i, e) if (!strcmp(json_string_value(json_object_get(e, "id")), id))
+		{
+			k->a->status = 200;
+			k->a->body = json_incref(e);
+		}
+		json_decref(l);
+		if (!k->a->status)
+			fail(k->a, 404, NULL, schemas ? "no such schema" : "no such resource type");
+		return;
+	}
 	k->a->status = 200;
-	k->a->body = json_pack("{s:[s],s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+	k->a->body = json_pack("{s:[s],s:I,s:I,s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+			       (json_int_t)json_array_size(l), "startIndex", (json_int_t)1, "itemsPerPage",
 			       (json_int_t)json_array_size(l), "Resources", l);
 }
 
@@ -559,8 +573,8 @@ static void dispatch(struct call *k, const char *method, const char *rest)
 		h_config(k);
 		return;
 	}
-	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get && !id) {
-		h_types(k, res[0] == 'S');
+	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get) {
+		h_types(k, res[0] == 'S', id);
 		return;
 	}
 	if (strcmp(res, "Users") != 0 && strcmp(res, "Groups") != 0) {
