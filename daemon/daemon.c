@@ -194,6 +194,23 @@ static void pushed(void *ud, const char *name)
 			d->s[i].due = ids_mono_usec() + (int64_t)cc->scim.apply_delay * USEC;
 }
 
+/* The SCIM listener's answers, for /metrics (on the listener's thread:
+ * ids_metrics_scim locks). */
+static void scim_observed(void *ud, const char *connector, unsigned status, double seconds)
+{
+	(void)ids_metrics_scim(ud, connector, status, seconds);
+}
+
+/* The SCIM listener reports its answers to the registry when /metrics is
+ * served; the registry outlives every listener (kept across reloads). */
+static void scim_observe(struct daemon *d)
+{
+	if (d->scim && d->cfg->metrics.listen && !d->metrics)
+		(void)ids_metrics_new(&d->metrics);
+	if (d->scim && d->metrics)
+		ids_scim_server_observe(d->scim, scim_observed, d->metrics);
+}
+
 /* Starts the SCIM listener of d->cfg (nothing without a scim: block).
  * A listener that cannot start is logged here: at the start the daemon
  * then fails, after a reload the runs go on without it. */
@@ -205,6 +222,7 @@ static int scim_start(struct daemon *d)
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "scim: %s", ids_error_text(&e));
 	else if (d->scim)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s", d->cfg->scim.listen);
+	scim_observe(d);
 	ids_error_clear(&e);
 	return r;
 }
@@ -236,6 +254,7 @@ static void scim_follow(struct daemon *d)
 	if (d->scim && ids_scim_server_reload(d->scim, d->cfg) == 0) {
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s (kept across the reload)",
 			d->cfg->scim.listen);
+		scim_observe(d);
 		return;
 	}
 	ids_scim_server_stop(d->scim);

@@ -18,23 +18,22 @@ struct adef {
 };
 
 enum {
-	MULTI = 1,	/* multiValued */
-	REQ = 2,	/* required */
-	EXACT = 4,	/* caseExact */
-	UNIQUE = 8,	/* uniqueness server */
-	REF_USER = 16,	/* referenceTypes [User, Group] */
-	REF_EXT = 32,	/* referenceTypes [external] */
+	MULTI = 1,     /* multiValued */
+	REQ = 2,       /* required */
+	EXACT = 4,     /* caseExact */
+	UNIQUE = 8,    /* uniqueness server */
+	REF_USER = 16, /* referenceTypes [User, Group] */
+	REF_EXT = 32,  /* referenceTypes [external] */
 };
 
 /* One attribute (new); subs (stolen) its subAttributes or NULL. */
 static json_t *attr(const struct adef *d, json_t *subs)
 {
-	json_t *a = json_pack("{s:s,s:s,s:b,s:s,s:b,s:b,s:s,s:s,s:s}", "name", d->name, "type", d->type,
-			      "multiValued", (d->flags & MULTI) != 0, "description", d->desc, "required",
-			      (d->flags & REQ) != 0, "caseExact", (d->flags & EXACT) != 0, "mutability",
-			      d->mutability ? d->mutability : "readWrite", "returned",
-			      d->returned ? d->returned : "default", "uniqueness",
-			      (d->flags & UNIQUE) ? "server" : "none");
+	json_t *a = json_pack(
+	    "{s:s,s:s,s:b,s:s,s:b,s:b,s:s,s:s,s:s}", "name", d->name, "type", d->type, "multiValued",
+	    (d->flags & MULTI) != 0, "description", d->desc, "required", (d->flags & REQ) != 0, "caseExact",
+	    (d->flags & EXACT) != 0, "mutability", d->mutability ? d->mutability : "readWrite", "returned",
+	    d->returned ? d->returned : "default", "uniqueness", (d->flags & UNIQUE) ? "server" : "none");
 	if (a && subs)
 		json_object_set_new(a, "subAttributes", subs);
 	else
@@ -108,11 +107,14 @@ static json_t *user_attrs(void)
 	    {"type", "string", 0, "readOnly", NULL, "direct or indirect"},
 	};
 	const struct adef name_d = {"name", "complex", 0, NULL, NULL, "the components of the user's name"},
-			  groups_d = {"groups", "complex", MULTI, "readOnly", NULL,
-				      "the groups the user is in (set through the groups' members)"};
+			  groups_d = {
+			      "groups", "complex",
+			      MULTI,	"readOnly",
+			      NULL,	"the groups the user is in (set through the groups' members)"};
 	json_t *l = attrs(simple, N(simple));
 	json_array_insert_new(l, 1, attr(&name_d, attrs(name, N(name))));
-	json_array_append_new(l, multi("emails", "e-mail addresses; the primary, else the work one, is the user's"));
+	json_array_append_new(
+	    l, multi("emails", "e-mail addresses; the primary, else the work one, is the user's"));
 	json_array_append_new(l, multi("phoneNumbers", "phone numbers"));
 	json_array_append_new(l, multi("ims", "instant messaging addresses"));
 	json_array_append_new(l, multi("photos", "URLs of photos"));
@@ -134,8 +136,8 @@ static json_t *group_attrs(void)
 	    {"$ref", "reference", REF_USER, "immutable", NULL, "the member's URI"},
 	    {"type", "string", 0, "immutable", NULL, "User or Group"},
 	};
-	const struct adef members_d = {"members", "complex", MULTI, NULL, NULL,
-				       "the members: users and groups (nesting resolved)"};
+	const struct adef members_d = {
+	    "members", "complex", MULTI, NULL, NULL, "the members: users and groups (nesting resolved)"};
 	json_t *l = attrs(top, N(top));
 	json_array_append_new(l, attr(&members_d, attrs(member, N(member))));
 	return l;
@@ -165,18 +167,18 @@ static json_t *schema(const char *id, const char *name, const char *desc, json_t
 		      const char *base)
 {
 	return json_pack("{s:[s],s:s,s:s,s:s,s:o,s:{s:s,s:s++}}", "schemas",
-			 "urn:ietf:params:scim:schemas:core:2.0:Schema", "id", id, "name", name, "description",
-			 desc, "attributes", attributes, "meta", "resourceType", "Schema", "location", base,
-			 "Schemas/", id);
+			 "urn:ietf:params:scim:schemas:core:2.0:Schema", "id", id, "name", name,
+			 "description", desc, "attributes", attributes, "meta", "resourceType", "Schema",
+			 "location", base, "Schemas/", id);
 }
 
 json_t *ids_scim_schemas(const char *base)
 {
 	json_t *l = json_array();
 	json_array_append_new(l, schema("urn:ietf:params:scim:schemas:core:2.0:User", "User", "User Account",
-					 user_attrs(), base));
-	json_array_append_new(l, schema("urn:ietf:params:scim:schemas:core:2.0:Group", "Group", "Group",
-					 group_attrs(), base));
+					user_attrs(), base));
+	json_array_append_new(
+	    l, schema("urn:ietf:params:scim:schemas:core:2.0:Group", "Group", "Group", group_attrs(), base));
 	json_array_append_new(
 	    l, schema(IDS_SCIM_ENTERPRISE, "EnterpriseUser", "Enterprise User", enterprise_attrs(), base));
 	return l;

@@ -89,6 +89,8 @@ struct ids_scim_server {
 	pthread_t reaper;
 	bool reaper_on, reaper_stop;
 	int64_t timeout; /* usec: cfg->scim.timeout (a change restarts the listener) */
+	void (*observe)(void *ud, const char *connector, unsigned status, double seconds);
+	void *observe_ud;
 };
 
 /* One request's state across MHD's calls. */
@@ -96,6 +98,7 @@ struct req {
 	const struct ids_connector_cfg *cc; /* of the configuration of generation gen */
 	char *name;			    /* new: the connector's name, to find it after a reload */
 	unsigned gen;
+	int64_t t0; /* monotonic usec: the headers arrived */
 	struct ids_buf body;
 	bool too_big;
 };
@@ -681,8 +684,11 @@ static void serving(struct ids_scim_server *s, struct MHD_Connection *c)
 
 /* The answer queued, and the connection's clock restarted: the reaper
  * counts the next request's time from here. */
-static enum MHD_Result respond(struct ids_scim_server *s, struct MHD_Connection *c, struct answer *a)
+static enum MHD_Result respond(struct ids_scim_server *s, struct MHD_Connection *c, const struct req *q,
+			       struct answer *a)
 {
+	if (s->observe)
+		s->observe(s->observe_ud, q->name, a->status, (double)(ids_mono_usec() - q->t0) / 1e6);
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct conn *cn = ci ? ci->socket_context : NULL;
 	if (cn) {
@@ -717,13 +723,14 @@ static enum MHD_Result serve(struct ids_scim_server *s, struct MHD_Connection *c
 	if (!q) {
 		if (!(q = calloc(1, sizeof(*q))))
 			return MHD_NO;
+		q->t0 = ids_mono_usec();
 		*con_cls = q;
 		/* refused on the headers: no body is read */
-		return admit(s, c, url, method, q, &a) ? respond(s, c, &a) : MHD_YES;
+		return admit(s, c, url, method, q, &a) ? respond(s, c, q, &a) : MHD_YES;
 	}
 	if (!refind(s, q)) {
 		fail(&a, 404, NULL, "no such connector");
-		return respond(s, c, &a);
+		return respond(s, c, q, &a);
 	}
 	if (*upload_size) {
 		if (q->body.len + *upload_size > BODY_MAX)
@@ -735,7 +742,7 @@ static enum MHD_Result serve(struct ids_scim_server *s, struct MHD_Connection *c
 	}
 	if (q->too_big) {
 		fail(&a, 413, NULL, "the body is over 1 MiB");
-		return respond(s, c, &a);
+		return respond(s, c, q, &a);
 	}
 	/* received whole: the time it takes us is not the client's */
 	serving(s, c);
@@ -746,7 +753,7 @@ static enum MHD_Result serve(struct ids_scim_server *s, struct MHD_Connection *c
 	free(k.base);
 	if (!a.status)
 		fail(&a, 500, NULL, "internal error");
-	return respond(s, c, &a);
+	return respond(s, c, q, &a);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -1118,6 +1125,18 @@ int ids_scim_server_reload(struct ids_scim_server *s, const struct ids_config *c
 	pthread_rwlock_unlock(&s->lock);
 	tls_cred_free(t);
 	return r < 0 ? 1 : 0;
+}
+
+void ids_scim_server_observe(struct ids_scim_server *s,
+			     void (*fn)(void *ud, const char *connector, unsigned status, double seconds),
+			     void *ud)
+{
+	if (!s)
+		return;
+	pthread_rwlock_wrlock(&s->lock);
+	s->observe = fn;
+	s->observe_ud = ud;
+	pthread_rwlock_unlock(&s->lock);
 }
 
 int ids_scim_server_fd(const struct ids_scim_server *s)

@@ -28,6 +28,11 @@ void ids_metrics_free(struct ids_metrics *m);
 int ids_metrics_record(struct ids_metrics *m, const char *connector, const struct ids_sync_result *res,
 		       double seconds, time_t now);
 
+/* Counts one SCIM request of connector (NULL or "": the path named
+ * none; copied) answered with status after `seconds`.  Thread-safe: the
+ * SCIM listener's thread calls it. */
+int ids_metrics_scim(struct ids_metrics *m, const char *connector, unsigned status, double seconds);
+
 /* Appends the exposition text of everything recorded so far to out
  * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the
  * copy of the numbers only. */

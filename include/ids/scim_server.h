@@ -33,6 +33,14 @@ int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server *
  * the old configuration is no longer used. */
 int ids_scim_server_reload(struct ids_scim_server *s, const struct ids_config *cfg);
 
+/* fn is called, on the listener's thread, for each answer: the connector
+ * (NULL when the path named none; borrowed for the call), the HTTP
+ * status and the seconds since the request's headers arrived.  NULL fn:
+ * none.  Accepts a NULL server. */
+void ids_scim_server_observe(struct ids_scim_server *s,
+			     void (*fn)(void *ud, const char *connector, unsigned status, double seconds),
+			     void *ud);
+
 /* The eventfd that becomes readable after a committed write; -1 for a
  * NULL server. */
 int ids_scim_server_fd(const struct ids_scim_server *s);
