@@ -15,8 +15,10 @@ one run), on one keep-alive connection from a Python client:
            burst's last answer until every one of them holds its grant in
            tenant_role (polled every 10 ms): REPS bursts, median
 
-Prints the numbers and the runs' phase times from the daemon's log.  No
-timing is asserted.  The client's own overhead is in every number."""
+Prints the numbers and the runs' phase times from the daemon's log,
+writes them to bench/results/scim.md (the section bench/run puts into
+BENCHMARKS.md; `bench/run --report-only` rewrites it).  No timing is
+asserted.  The client's own overhead is in every number."""
 import argparse
 import http.client
 import json
@@ -145,11 +147,27 @@ def main():
     print(f"get by userName: p50 {p50:.2f} ms, p99 {p99:.2f} ms (1,000 requests)")
     print(f"burst of 1,000 creates applied after: {', '.join(f'{b:.2f}' for b in bursts)} s; "
           f"median {statistics.median(bursts):.2f} s (apply_delay 1 s included)")
+    runs = []
     for _, line in d.lines[-12:]:
         m = re.search(r"run \d+ ok: (\d+) users.*\((fetch.*)\)", line)
         if m:
-            print(f"  run: {m.group(1)} users, {m.group(2)}")
+            runs.append(f"{m.group(1)} users: {m.group(2)}")
+            print(f"  run: {runs[-1]}")
     d.close()
+    load = os.getloadavg()[0]
+    md = [f"### SCIM endpoint: {a.users:,} users stored (`bench/scim.py`)\n",
+          f"{time.strftime('%Y-%m-%d')}, release build, on the machine above with a load average of {load:.1f} "
+          "(other work shared the 2 cores); a Python client on one keep-alive connection, "
+          "its own time included; apply_delay 1 s.\n",
+          "| what | measured | target |", "| --- | --- | --- |",
+          f"| POST /Users sustained, commit included | {post_rate:.0f} requests/s | ≥ 300 |",
+          f"| GET /Users?filter=userName eq … | p50 {p50:.2f} ms, p99 {p99:.2f} ms | p99 ≤ 5 ms |",
+          f"| 1,000 creates applied (grants committed) after the burst | median {statistics.median(bursts):.2f} s "
+          f"({', '.join(f'{b:.2f}' for b in bursts)}), apply_delay included | ≤ 2 s |", ""]
+    md += [f"The last run after a burst ({runs[-1]})." if runs else "", ""]
+    os.makedirs(os.path.join(SRC, "bench", "results"), exist_ok=True)
+    with open(os.path.join(SRC, "bench", "results", "scim.md"), "w") as f:
+        f.write("\n".join(md))
 
 
 if __name__ == "__main__":
