@@ -1766,13 +1766,18 @@ int ids_config_scim_listen(const char *listen, char **ret_host, int *ret_port, b
  * token. */
 static int load_scim_block(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"listen", "tls_cert_file", "tls_key_file", NULL};
+	static const char *const keys[] = {"listen",  "tls_cert_file",	 "tls_key_file",
+					   "timeout", "max_connections", NULL};
 	struct map m;
 	char *host = NULL;
 	int port = 0, r;
 	bool loopback = false;
+	c->cfg->scim.timeout = 30;
+	c->cfg->scim.max_connections = 64;
 	if ((r = map_read(c, n, keys, NULL, &m)) < 0 ||
-	    (r = rd_str(c, &m, "listen", NULL, &c->cfg->scim.listen)) < 0)
+	    (r = rd_str(c, &m, "listen", NULL, &c->cfg->scim.listen)) < 0 ||
+	    (r = rd_duration(c, &m, "timeout", false, &c->cfg->scim.timeout)) < 0 ||
+	    (r = rd_int(c, &m, "max_connections", 2, 100000, &c->cfg->scim.max_connections)) < 0)
 		return r;
 	if (!c->cfg->scim.listen)
 		return missing(c, &m, "listen");

@@ -210,6 +210,23 @@ static void pushed(void *ud, const char *name)
 		}
 }
 
+/* The SCIM listener's answers, for /metrics (on the listener's thread:
+ * ids_metrics_scim locks). */
+static void scim_observed(void *ud, const char *connector, unsigned status, double seconds)
+{
+	(void)ids_metrics_scim(ud, connector, status, seconds);
+}
+
+/* The SCIM listener reports its answers to the registry when /metrics is
+ * served; the registry outlives every listener (kept across reloads). */
+static void scim_observe(struct daemon *d)
+{
+	if (d->scim && d->cfg->metrics.listen && !d->metrics)
+		(void)ids_metrics_new(&d->metrics);
+	if (d->scim && d->metrics)
+		ids_scim_server_observe(d->scim, scim_observed, d->metrics);
+}
+
 /* Starts the SCIM listener of d->cfg (nothing without a scim: block).
  * A listener that cannot start is logged here: at the start the daemon
  * then fails, after a reload the runs go on without it. */
@@ -221,6 +238,7 @@ static int scim_start(struct daemon *d)
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "scim: %s", ids_error_text(&e));
 	else if (d->scim)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s", d->cfg->scim.listen);
+	scim_observe(d);
 	ids_error_clear(&e);
 	return r;
 }
@@ -244,11 +262,30 @@ static int metrics_start(struct daemon *d)
 	return r;
 }
 
-/* The listeners borrow the configuration: stopped before it goes. */
-static void listeners_stop(struct daemon *d)
+/* After a reload, before the old configuration goes: the SCIM listener
+ * takes d->cfg in place (connections, rate budgets, pending pushes and a
+ * still-good certificate kept), or is restarted where it must be. */
+static void scim_follow(struct daemon *d)
 {
+	if (d->scim && ids_scim_server_reload(d->scim, d->cfg) == 0) {
+		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "scim: listening on %s (kept across the reload)",
+			d->cfg->scim.listen);
+		scim_observe(d);
+		return;
+	}
 	ids_scim_server_stop(d->scim);
 	d->scim = NULL;
+	scim_start(d);
+}
+
+/* The listeners borrow the configuration: stopped before it goes (the
+ * SCIM one too unless keep_scim: scim_follow moves it over). */
+static void listeners_stop(struct daemon *d, bool keep_scim)
+{
+	if (!keep_scim) {
+		ids_scim_server_stop(d->scim);
+		d->scim = NULL;
+	}
 	ids_metrics_server_stop(d->msrv);
 	d->msrv = NULL;
 }
@@ -692,9 +729,9 @@ static void reload(struct daemon *d, bool ready)
 		goto out;
 	}
 	struct ids_config *old = d->cfg;
-	/* the listener borrows the configuration: stopped before it goes,
-	 * started again on the one that stays */
-	listeners_stop(d);
+	/* the listeners borrow the configuration: stopped before it goes,
+	 * started again on the one that stays (the SCIM one moves over) */
+	listeners_stop(d, true);
 	d->cfg = nc;
 	if (schedule_rebuild(d) < 0) {
 		/* keep running what runs rather than half of the new */
@@ -702,16 +739,17 @@ static void reload(struct daemon *d, bool ready)
 		ids_config_free(nc);
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "reload refused: out of memory");
 		if (d->serving) {
-			scim_start(d);
+			if (!d->scim)
+				scim_start(d);
 			metrics_start(d);
 		}
 		goto out;
 	}
+	if (d->serving)
+		scim_follow(d);
 	ids_config_free(old);
-	if (d->serving) {
-		scim_start(d);
+	if (d->serving)
 		metrics_start(d);
-	}
 	ids_log_setup(d->cfg->log.level, d->cfg->log.target);
 	/* the database settings may have changed */
 	ids_store_close(d->st);
@@ -933,7 +971,7 @@ out:
 		sd_notify(0, "STOPPING=1");
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
-	listeners_stop(&d);
+	listeners_stop(&d, false);
 	ids_metrics_free(d.metrics);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);

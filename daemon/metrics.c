@@ -43,12 +43,29 @@ struct conn_stats {
 	bool held;	/* the last run was held by a safety threshold */
 };
 
+/* SCIM requests of one connector ("" for a path naming none). */
+#define SCIM_NB 11
+#define SCIM_STATUSES 16 /* the statuses the listener answers: fewer than this */
+static const double scim_buckets[SCIM_NB] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+struct scim_stats {
+	char *name;
+	struct {
+		unsigned status;
+		uint64_t n;
+	} st[SCIM_STATUSES];
+	uint64_t bucket[SCIM_NB]; /* not cumulative */
+	uint64_t count;
+	double sum;
+};
+
 struct ids_metrics {
 	pthread_mutex_t mu;
 	struct conn_stats *c;
 	size_t n;
 	struct ids_licence_status *lic; /* company and role owned */
 	size_t nlic;
+	struct scim_stats *sc; /* SCIM requests, recorded by the listener's thread */
+	size_t nsc;
 };
 
 int ids_metrics_new(struct ids_metrics **ret)
@@ -94,6 +111,9 @@ void ids_metrics_free(struct ids_metrics *m)
 		free(m->c[i].name);
 	free(m->c);
 	lic_free(m->lic, m->nlic);
+	for (size_t i = 0; i < m->nsc; i++)
+		free(m->sc[i].name);
+	free(m->sc);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -331,6 +351,107 @@ static int fmt_licences(struct ids_buf *out, const struct ids_licence_status *v,
 	return r;
 }
 
+/* ---- SCIM requests ---- */
+
+/* m->mu held */
+static struct scim_stats *scim_of(struct ids_metrics *m, const char *name)
+{
+	for (size_t i = 0; i < m->nsc; i++)
+		if (strcmp(m->sc[i].name, name) == 0)
+			return &m->sc[i];
+	struct scim_stats *c = realloc(m->sc, (m->nsc + 1) * sizeof(*c));
+	if (!c)
+		return NULL;
+	m->sc = c;
+	c = &m->sc[m->nsc];
+	memset(c, 0, sizeof(*c));
+	if (!(c->name = strdup(name)))
+		return NULL;
+	m->nsc++;
+	return c;
+}
+
+int ids_metrics_scim(struct ids_metrics *m, const char *connector, unsigned status, double seconds)
+{
+	pthread_mutex_lock(&m->mu);
+	struct scim_stats *c = scim_of(m, connector ? connector : "");
+	if (!c) {
+		pthread_mutex_unlock(&m->mu);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < SCIM_STATUSES; i++) {
+		if (!c->st[i].status)
+			c->st[i].status = status;
+		if (c->st[i].status == status) {
+			c->st[i].n++;
+			break;
+		}
+	}
+	size_t b = 0;
+	while (b < SCIM_NB && seconds > scim_buckets[b])
+		b++;
+	if (b < SCIM_NB)
+		c->bucket[b]++;
+	c->count++;
+	c->sum += seconds;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+static int fmt_scim_one(struct ids_buf *out, const struct scim_stats *c)
+{
+	const struct conn_stats k = {.name = c->name};
+	int r = 0;
+	uint64_t cum = 0;
+	for (size_t b = 0; b <= SCIM_NB && r >= 0; b++) {
+		cum += b < SCIM_NB ? c->bucket[b] : 0;
+		if ((r = series(out, "idsyncd_scim_request_duration_seconds_bucket", &k)) < 0)
+			break;
+		if (b < SCIM_NB)
+			r = ids_buf_printf(out, ",le=\"%g\"} %llu\n", scim_buckets[b],
+					   (unsigned long long)cum);
+		else
+			r = ids_buf_printf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)c->count);
+	}
+	if (r >= 0 && (r = series(out, "idsyncd_scim_request_duration_seconds_sum", &k)) >= 0)
+		r = ids_buf_printf(out, "} %.9g\n", c->sum);
+	if (r >= 0 && (r = series(out, "idsyncd_scim_request_duration_seconds_count", &k)) >= 0)
+		r = ids_buf_printf(out, "} %llu\n", (unsigned long long)c->count);
+	return r;
+}
+
+/* The SCIM series, from a copy taken under the mutex; none without a
+ * SCIM request yet (a daemon without a scim: block shows none). */
+static int fmt_scim(struct ids_metrics *m, struct ids_buf *out)
+{
+	pthread_mutex_lock(&m->mu);
+	size_t n = m->nsc;
+	struct scim_stats *c = n ? calloc(n, sizeof(*c)) : NULL;
+	int r = n && !c ? -ENOMEM : 0;
+	for (size_t i = 0; c && i < n; i++)
+		if (!(c[i] = m->sc[i], c[i].name = strdup(m->sc[i].name)))
+			r = -ENOMEM;
+	pthread_mutex_unlock(&m->mu);
+	if (r >= 0 && n)
+		r = head(out, "idsyncd_scim_requests_total", "counter",
+			 "SCIM requests answered, by connector and HTTP status.");
+	for (size_t i = 0; i < n && r >= 0; i++)
+		for (size_t j = 0; j < SCIM_STATUSES && c[i].st[j].status && r >= 0; j++)
+			if ((r = series(out, "idsyncd_scim_requests_total",
+					&(struct conn_stats){.name = c[i].name})) >= 0)
+				r = ids_buf_printf(out, ",status=\"%u\"} %llu\n", c[i].st[j].status,
+						   (unsigned long long)c[i].st[j].n);
+	if (r >= 0 && n)
+		r = head(out, "idsyncd_scim_request_duration_seconds", "histogram",
+			 "Seconds from a SCIM request's headers to its answer (the commit included).");
+	for (size_t i = 0; i < n && r >= 0; i++)
+		r = fmt_scim_one(out, &c[i]);
+	for (size_t i = 0; c && i < n; i++)
+		free(c[i].name);
+	free(c);
+	return r;
+}
+
 int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 {
 	pthread_mutex_lock(&m->mu);
@@ -364,6 +485,7 @@ int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 	if (r >= 0)
 		r = fmt_licences(out, lic, nlic);
 	lic_free(lic, nlic);
+		r = fmt_scim(m, out);
 	for (size_t i = 0; i < n; i++)
 		free(c[i].name);
 	free(c);

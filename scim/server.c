@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -35,10 +37,8 @@
 #include "ids/util.h"
 
 #define BODY_MAX (1u << 20) /* 413 beyond: no real resource comes near */
-#define CONN_TIMEOUT 30	    /* seconds of silence before a connection is cut */
-#define CONN_LIMIT 64	    /* concurrent connections */
 #define JSON_DEPTH_MAX 32   /* a SCIM resource nests four levels at most */
-#define PER_IP_LIMIT 32	    /* connections from one address */
+#define TLS_CHAIN_MAX 16    /* certificates in tls_cert_file */
 #define PAGE_DEFAULT 100    /* list count when the client names none */
 #define PAGE_MAX 1000	    /* and the most it may ask for */
 #define RETRY_AFTER 5	    /* seconds, while the database is away */
@@ -48,22 +48,57 @@
 #define SCHEMA_ERROR "urn:ietf:params:scim:api:messages:2.0:Error"
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
+/* A certificate chain and its key as GnuTLS holds them.  A reload puts
+ * a new one in front and keeps the old: a handshake in progress may
+ * still hold its pointers (freed when the listener stops). */
+struct tls_cred {
+	gnutls_pcert_st pc[TLS_CHAIN_MAX];
+	unsigned n;
+	gnutls_privkey_t key;
+	struct tls_cred *prev;
+};
+
+/* A connection, for the reaper: since when it has owed us a request. */
+struct conn {
+	int fd;
+	int64_t since; /* monotonic usec: the connection's start or its last answer; INT64_MAX: cut;
+			* INT64_MAX - 1: being answered */
+	struct conn *next, **pprev;
+};
+
 struct ids_scim_server {
+	/* Guarded by lock: the MHD thread holds it for reading in each of
+	 * its callbacks, a reload (the main thread) for writing when it
+	 * swaps the configuration and the certificate. */
+	pthread_rwlock_t lock;
 	const struct ids_config *cfg;
+	unsigned gen;	       /* bumped by each reload: a request's connector is looked up again */
+	struct tls_cred *cred; /* the certificate served; NULL: plaintext */
+	struct ids_store *st;  /* the MHD thread's; NULL until needed or after a loss */
 	struct MHD_Daemon *mhd;
-	struct ids_store *st; /* the MHD thread's alone; NULL until needed or after a loss */
-	int efd;	      /* eventfd: written after a committed write */
-	int lfd;	      /* our listening socket (unix socket), -1 when MHD binds */
-	pthread_mutex_t mu;   /* guards dirty */
-	bool *dirty;	      /* per cfg->connectors index */
-	char *cert, *key;     /* PEM; key a secret (wiped) */
+	int efd;	    /* eventfd: written after a committed write */
+	int lfd;	    /* our listening socket (unix socket), -1 when MHD binds */
+	pthread_mutex_t mu; /* guards dirty */
+	bool *dirty;	    /* per cfg->connectors index */
 	bool tls;
 	struct ids_scim_bucket *budget; /* per cfg->connectors index: the rate limit (MHD thread only) */
+	/* the reaper: a thread that cuts connections slower than timeout */
+	pthread_mutex_t cmu; /* guards conns, reaper_stop */
+	pthread_cond_t ccv;
+	struct conn *conns;
+	pthread_t reaper;
+	bool reaper_on, reaper_stop;
+	int64_t timeout; /* usec: cfg->scim.timeout (a change restarts the listener) */
+	void (*observe)(void *ud, const char *connector, unsigned status, double seconds);
+	void *observe_ud;
 };
 
 /* One request's state across MHD's calls. */
 struct req {
-	const struct ids_connector_cfg *cc;
+	const struct ids_connector_cfg *cc; /* of the configuration of generation gen */
+	char *name;			    /* new: the connector's name, to find it after a reload */
+	unsigned gen;
+	int64_t t0; /* monotonic usec: the headers arrived */
 	struct ids_buf body;
 	bool too_big;
 };
@@ -486,25 +521,39 @@ static void h_config(struct call *k)
 
 static json_t *resource_type(const char *name, const char *schema)
 {
-	return json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
-			 "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
-			 "endpoint", "/", name, "s", "schema", schema);
+	json_t *t = json_pack("{s:[s],s:s,s:s,s:s++,s:s}", "schemas",
+			      "urn:ietf:params:scim:schemas:core:2.0:ResourceType", "id", name, "name", name,
+			      "endpoint", "/", name, "s", "schema", schema);
+	/* the enterprise extension rides on User (RFC 7643 §6) */
+	if (t && !strcmp(name, "User"))
+		json_object_set_new(t, "schemaExtensions",
+				    json_pack("[{s:s,s:b}]", "schema", IDS_SCIM_ENTERPRISE, "required", 0));
+	return t;
 }
 
-static void h_types(struct call *k, bool schemas)
+/* /Schemas and /ResourceTypes: the list, or one by id (404 if none). */
+static void h_types(struct call *k, bool schemas, const char *id)
 {
-	json_t *l = json_array();
-	if (schemas) {
-		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_USER, "name", "User"));
-		json_array_append_new(l, json_pack("{s:s,s:s}", "id", SCHEMA_GROUP, "name", "Group"));
-		json_array_append_new(
-		    l, json_pack("{s:s,s:s}", "id", IDS_SCIM_ENTERPRISE, "name", "EnterpriseUser"));
-	} else {
+	json_t *l = schemas ? ids_scim_schemas(k->base) : json_array(), *e;
+	size_t i;
+	if (!schemas) {
 		json_array_append_new(l, resource_type("User", SCHEMA_USER));
 		json_array_append_new(l, resource_type("Group", SCHEMA_GROUP));
 	}
+	if (id) {
+		json_array_foreach(l, i, e) if (!strcmp(json_string_value(json_object_get(e, "id")), id))
+		{
+			k->a->status = 200;
+			k->a->body = json_incref(e);
+		}
+		json_decref(l);
+		if (!k->a->status)
+			fail(k->a, 404, NULL, schemas ? "no such schema" : "no such resource type");
+		return;
+	}
 	k->a->status = 200;
-	k->a->body = json_pack("{s:[s],s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+	k->a->body = json_pack("{s:[s],s:I,s:I,s:I,s:o}", "schemas", SCHEMA_LIST, "totalResults",
+			       (json_int_t)json_array_size(l), "startIndex", (json_int_t)1, "itemsPerPage",
 			       (json_int_t)json_array_size(l), "Resources", l);
 }
 
@@ -527,8 +576,8 @@ static void dispatch(struct call *k, const char *method, const char *rest)
 		h_config(k);
 		return;
 	}
-	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get && !id) {
-		h_types(k, res[0] == 'S');
+	if ((!strcmp(res, "ResourceTypes") || !strcmp(res, "Schemas")) && get) {
+		h_types(k, res[0] == 'S', id);
 		return;
 	}
 	if (strcmp(res, "Users") != 0 && strcmp(res, "Groups") != 0) {
@@ -591,6 +640,9 @@ static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const
 	}
 	if (!q->cc)
 		return fail(a, 404, NULL, "no such connector"), 404;
+	if (!(q->name = strdup(q->cc->name)))
+		return fail(a, 500, NULL, "out of memory"), 500;
+	q->gen = s->gen;
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 	const char *tok = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : "";
 	if (!token_equal(tok, strlen(tok), q->cc->scim.token, strlen(q->cc->scim.token)))
@@ -616,19 +668,69 @@ static unsigned admit(struct ids_scim_server *s, struct MHD_Connection *c, const
 	return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				  const char *version, const char *upload, size_t *upload_size,
-				  void **con_cls)
+/* The connection's request is in our hands: the reaper leaves it alone
+ * until the answer. */
+static void serving(struct ids_scim_server *s, struct MHD_Connection *c)
 {
-	struct ids_scim_server *s = cls;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *cn = ci ? ci->socket_context : NULL;
+	if (cn) {
+		pthread_mutex_lock(&s->cmu);
+		if (cn->since != INT64_MAX)
+			cn->since = INT64_MAX - 1;
+		pthread_mutex_unlock(&s->cmu);
+	}
+}
+
+/* The answer queued, and the connection's clock restarted: the reaper
+ * counts the next request's time from here. */
+static enum MHD_Result respond(struct ids_scim_server *s, struct MHD_Connection *c, const struct req *q,
+			       struct answer *a)
+{
+	if (s->observe)
+		s->observe(s->observe_ud, q->name, a->status, (double)(ids_mono_usec() - q->t0) / 1e6);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *cn = ci ? ci->socket_context : NULL;
+	if (cn) {
+		pthread_mutex_lock(&s->cmu);
+		if (cn->since != INT64_MAX)
+			cn->since = ids_mono_usec();
+		pthread_mutex_unlock(&s->cmu);
+	}
+	return send_answer(c, a);
+}
+
+/* A request that spans a reload finds its connector in the new
+ * configuration (gone: 404). */
+static bool refind(struct ids_scim_server *s, struct req *q)
+{
+	if (q->gen == s->gen)
+		return true;
+	q->cc = NULL;
+	for (size_t i = 0; i < s->cfg->nconnectors && !q->cc; i++)
+		if (s->cfg->connectors[i].type == IDS_CONN_SCIM &&
+		    !strcmp(s->cfg->connectors[i].name, q->name))
+			q->cc = &s->cfg->connectors[i];
+	q->gen = s->gen;
+	return q->cc != NULL;
+}
+
+static enum MHD_Result serve(struct ids_scim_server *s, struct MHD_Connection *c, const char *url,
+			     const char *method, const char *upload, size_t *upload_size, void **con_cls)
+{
 	struct req *q = *con_cls;
 	struct answer a = {0};
 	if (!q) {
 		if (!(q = calloc(1, sizeof(*q))))
 			return MHD_NO;
+		q->t0 = ids_mono_usec();
 		*con_cls = q;
 		/* refused on the headers: no body is read */
-		return admit(s, c, url, method, q, &a) ? send_answer(c, &a) : MHD_YES;
+		return admit(s, c, url, method, q, &a) ? respond(s, c, q, &a) : MHD_YES;
+	}
+	if (!refind(s, q)) {
+		fail(&a, 404, NULL, "no such connector");
+		return respond(s, c, q, &a);
 	}
 	if (*upload_size) {
 		if (q->body.len + *upload_size > BODY_MAX)
@@ -640,8 +742,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (q->too_big) {
 		fail(&a, 413, NULL, "the body is over 1 MiB");
-		return send_answer(c, &a);
+		return respond(s, c, q, &a);
 	}
+	/* received whole: the time it takes us is not the client's */
+	serving(s, c);
 	struct call k = {.s = s, .c = c, .cc = q->cc, .body = q->body.p, .len = q->body.len, .a = &a};
 	if (!(k.base = base_url(s, c, q->cc->name)))
 		return MHD_NO;
@@ -649,7 +753,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	free(k.base);
 	if (!a.status)
 		fail(&a, 500, NULL, "internal error");
-	return send_answer(c, &a);
+	return respond(s, c, q, &a);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload, size_t *upload_size,
+				  void **con_cls)
+{
+	struct ids_scim_server *s = cls;
+	pthread_rwlock_rdlock(&s->lock);
+	enum MHD_Result r = serve(s, c, url, method, upload, upload_size, con_cls);
+	pthread_rwlock_unlock(&s->lock);
+	return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -658,6 +773,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct req *q = *con_cls;
 	if (q) {
 		ids_buf_free(&q->body);
+		free(q->name);
 		free(q);
 		*con_cls = NULL;
 	}
@@ -684,20 +800,164 @@ static int unix_listen(const char *path, struct ids_error *err)
 	return fd;
 }
 
-/* The certificate (public) and the key (a secret, through the one
- * secret reader) into memory, for MHD. */
-static int tls_load(struct ids_scim_server *s, struct ids_error *err)
+/* ---------------- TLS ---------------- */
+
+static void tls_cred_free(struct tls_cred *t)
 {
-	const struct ids_config *cfg = s->cfg;
-	size_t n = 0;
-	int r = ids_secret_read(cfg->scim.tls_cert_file, IDS_SECRET_MAX * 4, true, &s->cert, &n, err);
+	while (t) {
+		struct tls_cred *p = t->prev;
+		for (unsigned i = 0; i < t->n; i++)
+			gnutls_pcert_deinit(&t->pc[i]);
+		if (t->key)
+			gnutls_privkey_deinit(t->key);
+		free(t);
+		t = p;
+	}
+}
+
+/* Whether key is the private half of the certificate's public key: a
+ * mismatched pair would fail every handshake after a reload. */
+static bool tls_pair(gnutls_privkey_t key, gnutls_pubkey_t cert_pub)
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t a = {0}, b = {0};
+	bool same = gnutls_pubkey_init(&pub) >= 0 && gnutls_pubkey_import_privkey(pub, key, 0, 0) >= 0 &&
+		    gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &a) >= 0 &&
+		    gnutls_pubkey_export2(cert_pub, GNUTLS_X509_FMT_DER, &b) >= 0 && a.size == b.size &&
+		    !memcmp(a.data, b.data, a.size);
+	gnutls_free(a.data);
+	gnutls_free(b.data);
+	if (pub)
+		gnutls_pubkey_deinit(pub);
+	return same;
+}
+
+/* The PEM texts parsed into t, the key checked against the certificate. */
+static int tls_parse(const struct ids_config *cfg, struct tls_cred *t, char *cert, size_t nc, char *key,
+		     size_t nk, struct ids_error *err)
+{
+	gnutls_datum_t dc = {(unsigned char *)cert, (unsigned)nc}, dk = {(unsigned char *)key, (unsigned)nk};
+	t->n = TLS_CHAIN_MAX;
+	int g = gnutls_pcert_list_import_x509_raw(t->pc, &t->n, &dc, GNUTLS_X509_FMT_PEM, 0);
+	if (g < 0 || !t->n) {
+		t->n = 0;
+		return ids_error_set(err, IDS_E_CONFIG, "scim.tls_cert_file: %s: %s", cfg->scim.tls_cert_file,
+				     g < 0 ? gnutls_strerror(g) : "no certificate");
+	}
+	if ((g = gnutls_privkey_init(&t->key)) >= 0)
+		g = gnutls_privkey_import_x509_raw(t->key, &dk, GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (g < 0)
+		return ids_error_set(err, IDS_E_CONFIG, "scim.tls_key_file: %s: %s", cfg->scim.tls_key_file,
+				     gnutls_strerror(g));
+	if (!tls_pair(t->key, t->pc[0].pubkey))
+		return ids_error_set(err, IDS_E_CONFIG, "scim.tls_key_file: %s is not the key of %s",
+				     cfg->scim.tls_key_file, cfg->scim.tls_cert_file);
+	return 0;
+}
+
+/* The certificate (public) and the key (a secret, through the one
+ * secret reader, wiped after GnuTLS took it) as *ret (new). */
+static int tls_load(const struct ids_config *cfg, struct tls_cred **ret, struct ids_error *err)
+{
+	char *cert = NULL, *key = NULL;
+	size_t nc = 0, nk = 0;
+	struct tls_cred *t = calloc(1, sizeof(*t));
+	int r =
+	    t ? ids_secret_read(cfg->scim.tls_cert_file, IDS_SECRET_MAX * 4, true, &cert, &nc, err) : -ENOMEM;
 	if (r >= 0)
 		r = ids_secret_read(cfg->scim.tls_key_file, IDS_SECRET_MAX,
-				    cfg->security.allow_readable_secrets, &s->key, &n, err);
-	if (r < 0)
+				    cfg->security.allow_readable_secrets, &key, &nk, err);
+	if (r < 0 && t)
 		ids_error_prefix(err, "scim");
-	s->tls = r >= 0;
-	return r;
+	if (r >= 0)
+		r = tls_parse(cfg, t, cert, nc, key, nk, err);
+	free(cert);
+	ids_secret_free(key);
+	if (r < 0) {
+		tls_cred_free(t);
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
+/* MHD's certificate callback has no closure: the one listener of the
+ * process (set while it runs). */
+static struct ids_scim_server *tls_server;
+
+/* GnuTLS asks for the certificate at each handshake: the newest loaded,
+ * so a reload takes effect for the next connection without a restart. */
+static int tls_pick(gnutls_session_t ses, const gnutls_datum_t *ca, int nca,
+		    const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pc, unsigned int *npc,
+		    gnutls_privkey_t *key)
+{
+	struct ids_scim_server *s = tls_server;
+	if (!s)
+		return -1;
+	pthread_rwlock_rdlock(&s->lock);
+	*pc = s->cred->pc;
+	*npc = s->cred->n;
+	*key = s->cred->key;
+	pthread_rwlock_unlock(&s->lock);
+	return 0;
+}
+
+/* ---------------- the reaper ---------------- */
+
+/* MHD's own timeout counts silence only: a client that sends a byte a
+ * second is never silent.  Each connection owes a whole request within
+ * cfg->scim.timeout of its start or of its last answer; the reaper shuts
+ * the socket of one that does not (MHD then sees the end of the stream
+ * and closes it in its own thread). */
+static void *reaper(void *arg)
+{
+	struct ids_scim_server *s = arg;
+	pthread_mutex_lock(&s->cmu);
+	while (!s->reaper_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->ccv, &s->cmu, &ts);
+		int64_t now = ids_mono_usec(), lim = s->timeout;
+		for (struct conn *cn = s->conns; cn; cn = cn->next)
+			if (cn->since < INT64_MAX - 1 && now - cn->since > lim) {
+				cn->since = INT64_MAX;
+				shutdown(cn->fd, SHUT_RDWR);
+			}
+	}
+	pthread_mutex_unlock(&s->cmu);
+	return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct ids_scim_server *s = cls;
+	struct conn *cn = *socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || !(cn = calloc(1, sizeof(*cn))))
+			return; /* not watched: MHD's silence timeout still applies */
+		cn->fd = ci->connect_fd;
+		cn->since = ids_mono_usec();
+		pthread_mutex_lock(&s->cmu);
+		if ((cn->next = s->conns))
+			cn->next->pprev = &cn->next;
+		cn->pprev = &s->conns;
+		s->conns = cn;
+		pthread_mutex_unlock(&s->cmu);
+		*socket_context = cn;
+	} else if (cn) {
+		/* before MHD closes the socket: the reaper never shuts a
+		 * number another connection got */
+		pthread_mutex_lock(&s->cmu);
+		if ((*cn->pprev = cn->next))
+			cn->next->pprev = cn->pprev;
+		pthread_mutex_unlock(&s->cmu);
+		free(cn);
+		*socket_context = NULL;
+	}
 }
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
@@ -715,6 +975,7 @@ static int mhd_start(struct ids_scim_server *s, const char *host, int port, stru
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	unsigned cap = (unsigned)s->cfg->scim.max_connections;
 	if (host && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons((uint16_t)port);
@@ -730,18 +991,40 @@ static int mhd_start(struct ids_scim_server *s, const char *host, int port, stru
 		flags |= MHD_USE_TLS;
 	s->mhd = MHD_start_daemon(
 	    flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 	    /* per address only on TCP (a unix socket's peers have none):
 	     * the unix case repeats the overall cap instead */
-	    host ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)(host ? PER_IP_LIMIT : CONN_LIMIT), MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)CONN_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+	    host ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_CONNECTION_LIMIT, host ? cap / 2 : cap,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg->scim.timeout, MHD_OPTION_CONNECTION_LIMIT, cap,
 	    MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s, host ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_LISTEN_SOCKET,
 	    host ? (void *)&ss : (void *)(intptr_t)s->lfd,
-	    s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert, MHD_OPTION_HTTPS_MEM_KEY, s->key,
-	    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+	    s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_pick, MHD_OPTION_HTTPS_PRIORITIES,
+	    TLS_PRIORITIES, MHD_OPTION_END);
 	if (!s->mhd)
 		return ids_error_set(err, IDS_E_CONNECT, "scim.listen: cannot listen on %s",
 				     s->cfg->scim.listen);
+	return 0;
+}
+
+/* The locks, the eventfd and the reaper of a new server. */
+static int server_init(struct ids_scim_server *s, struct ids_error *err)
+{
+	pthread_condattr_t ca;
+	pthread_rwlock_init(&s->lock, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->cmu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* ids_mono_usec's clock */
+	pthread_cond_init(&s->ccv, &ca);
+	pthread_condattr_destroy(&ca);
+	s->timeout = (int64_t)s->cfg->scim.timeout * 1000000;
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0)
+		return ids_error_set(err, -errno, "eventfd: %s", strerror(errno));
+	int r = pthread_create(&s->reaper, NULL, reaper, s);
+	if (r)
+		return ids_error_set(err, -r, "scim: thread: %s", strerror(r));
+	s->reaper_on = true;
 	return 0;
 }
 
@@ -766,11 +1049,11 @@ int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server *
 	}
 	s->cfg = cfg;
 	s->lfd = -1;
-	pthread_mutex_init(&s->mu, NULL);
-	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	r = s->efd < 0 ? ids_error_set(err, -errno, "eventfd: %s", strerror(errno)) : 0;
-	if (r >= 0 && cfg->scim.tls_cert_file)
-		r = tls_load(s, err);
+	r = server_init(s, err);
+	if (r >= 0 && cfg->scim.tls_cert_file && (r = tls_load(cfg, &s->cred, err)) >= 0) {
+		s->tls = true;
+		tls_server = s;
+	}
 	if (r >= 0 && !host && (s->lfd = unix_listen(cfg->scim.listen, err)) < 0)
 		r = s->lfd;
 	if (r >= 0)
@@ -782,6 +1065,78 @@ int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server *
 	}
 	*ret = s;
 	return 0;
+}
+
+/* The per-connector arrays of the new configuration, carried over by
+ * connector name: a pending push still runs, a spent budget stays spent. */
+static int carry(struct ids_scim_server *s, const struct ids_config *cfg)
+{
+	bool *dirty = calloc(cfg->nconnectors + 1, sizeof(bool));
+	struct ids_scim_bucket *budget = calloc(cfg->nconnectors + 1, sizeof(*budget));
+	if (!dirty || !budget) {
+		free(dirty);
+		free(budget);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < cfg->nconnectors; i++)
+		for (size_t j = 0; j < s->cfg->nconnectors; j++)
+			if (!strcmp(cfg->connectors[i].name, s->cfg->connectors[j].name)) {
+				dirty[i] = s->dirty[j];
+				budget[i] = s->budget[j];
+			}
+	free(s->dirty);
+	free(s->budget);
+	s->dirty = dirty;
+	s->budget = budget;
+	s->cfg = cfg;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+int ids_scim_server_reload(struct ids_scim_server *s, const struct ids_config *cfg)
+{
+	const struct ids_config *o = s->cfg;
+	struct tls_cred *t = NULL;
+	struct ids_error e = {0};
+	if (!cfg->scim.listen || strcmp(cfg->scim.listen, o->scim.listen) != 0 ||
+	    !cfg->scim.tls_cert_file != !s->tls || cfg->scim.timeout != o->scim.timeout ||
+	    cfg->scim.max_connections != o->scim.max_connections)
+		return 1;
+	if (s->tls && tls_load(cfg, &t, &e) < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL,
+			"scim: reload: the new key and certificate are refused, the previous ones stay: %s",
+			ids_error_text(&e));
+	ids_error_clear(&e);
+	pthread_rwlock_wrlock(&s->lock);
+	int r = carry(s, cfg);
+	if (r >= 0 && t) {
+		t->prev = s->cred;
+		s->cred = t;
+		t = NULL;
+	}
+	if (r >= 0) {
+		/* the database settings may have changed: the next request
+		 * connects with the new ones */
+		ids_store_close(s->st);
+		s->st = NULL;
+		s->gen++;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	tls_cred_free(t);
+	return r < 0 ? 1 : 0;
+}
+
+void ids_scim_server_observe(struct ids_scim_server *s,
+			     void (*fn)(void *ud, const char *connector, unsigned status, double seconds),
+			     void *ud)
+{
+	if (!s)
+		return;
+	pthread_rwlock_wrlock(&s->lock);
+	s->observe = fn;
+	s->observe_ud = ud;
+	pthread_rwlock_unlock(&s->lock);
 }
 
 int ids_scim_server_fd(const struct ids_scim_server *s)
@@ -812,6 +1167,15 @@ void ids_scim_server_stop(struct ids_scim_server *s)
 		return;
 	if (s->mhd)
 		MHD_stop_daemon(s->mhd);
+	if (s->reaper_on) {
+		pthread_mutex_lock(&s->cmu);
+		s->reaper_stop = true;
+		pthread_cond_signal(&s->ccv);
+		pthread_mutex_unlock(&s->cmu);
+		pthread_join(s->reaper, NULL);
+	}
+	if (tls_server == s)
+		tls_server = NULL;
 	if (s->lfd >= 0) {
 		close(s->lfd);
 		unlink(s->cfg->scim.listen);
@@ -820,8 +1184,10 @@ void ids_scim_server_stop(struct ids_scim_server *s)
 		close(s->efd);
 	ids_store_close(s->st);
 	pthread_mutex_destroy(&s->mu);
-	ids_secret_free(s->key);
-	free(s->cert);
+	pthread_mutex_destroy(&s->cmu);
+	pthread_cond_destroy(&s->ccv);
+	pthread_rwlock_destroy(&s->lock);
+	tls_cred_free(s->cred);
 	free(s->dirty);
 	free(s->budget);
 	free(s);

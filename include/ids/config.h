@@ -150,7 +150,9 @@ struct ids_config {
 	struct {
 		char *listen;	     /* "host:port" or a unix socket path (starts with '/') */
 		char *tls_cert_file; /* NULL: plaintext, allowed on loopback and unix sockets only */
-		char *tls_key_file;  /* secret file, read when the listener starts */
+		char *tls_key_file;  /* secret file, read when the listener starts and on SIGHUP */
+		int timeout;	     /* seconds a connection has to deliver a whole request (default 30) */
+		int max_connections; /* concurrent connections (default 64; half of it per address) */
 	} scim;
 	/* The Prometheus listener (daemon/metrics.c); listen NULL when the
 	 * file has no metrics: block. */

@@ -33,6 +33,10 @@ int ids_metrics_record(struct ids_metrics *m, const char *connector, const struc
  * to v[0..n) (borrowed; strings copied), replacing every licence set
  * before: a licence a reload removed disappears.  Thread-safe. */
 int ids_metrics_licences(struct ids_metrics *m, const struct ids_licence_status *v, size_t n);
+/* Counts one SCIM request of connector (NULL or "": the path named
+ * none; copied) answered with status after `seconds`.  Thread-safe: the
+ * SCIM listener's thread calls it. */
+int ids_metrics_scim(struct ids_metrics *m, const char *connector, unsigned status, double seconds);
 
 /* Appends the exposition text of everything recorded so far to out
  * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the

@@ -39,6 +39,11 @@ struct ids_scim_filter {
 int ids_scim_filter_parse(const char *s, struct ids_scim_filter *ret, struct ids_scim_fault *f);
 void ids_scim_filter_clear(struct ids_scim_filter *flt);
 
+/* The Schema resources of /Schemas (RFC 7643 §7: User, Group and the
+ * enterprise extension, with their attributes), meta.location under base
+ * (the connector's endpoint URL, ending in '/'; borrowed).  New. */
+json_t *ids_scim_schemas(const char *base);
+
 /* Applies a PatchOp body (RFC 7644 §3.5.2) to res in place: add, replace
  * and remove (any case: Entra sends "Replace"), with and without path,
  * value filters on multi-valued attributes (members[value eq "id"],

@@ -23,6 +23,24 @@ struct ids_scim_server;
  * IDS_E_CONNECT (cannot bind).  *ret new (ids_scim_server_stop). */
 int ids_scim_server_start(const struct ids_config *cfg, struct ids_scim_server **ret, struct ids_error *err);
 
+/* A reload: the running listener serves cfg (borrowed, as for start)
+ * in place of its old configuration, keeping its connections, rate
+ * budgets and pending pushes, and re-reads the key and certificate
+ * (refused ones — unreadable, unparsable, a key not the certificate's —
+ * are logged and the previous pair stays in use).  1: cfg needs a new
+ * listener (listen, TLS on or off, timeout or max_connections changed, or
+ * no memory): nothing was changed, the caller stops and starts; 0: done,
+ * the old configuration is no longer used. */
+int ids_scim_server_reload(struct ids_scim_server *s, const struct ids_config *cfg);
+
+/* fn is called, on the listener's thread, for each answer: the connector
+ * (NULL when the path named none; borrowed for the call), the HTTP
+ * status and the seconds since the request's headers arrived.  NULL fn:
+ * none.  Accepts a NULL server. */
+void ids_scim_server_observe(struct ids_scim_server *s,
+			     void (*fn)(void *ud, const char *connector, unsigned status, double seconds),
+			     void *ud);
+
 /* The eventfd that becomes readable after a committed write; -1 for a
  * NULL server. */
 int ids_scim_server_fd(const struct ids_scim_server *s);

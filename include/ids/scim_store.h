@@ -99,9 +99,16 @@ void ids_scim_rows_free(struct ids_scim_row *rows, size_t n); /* accepts NULL */
  * membership, each handed to a callback (strings borrowed for the call).
  * A callback's negative return stops the read and is returned. */
 struct ids_scim_reader {
-	int (*user)(void *ud, const char *id, const char *resource, bool active);
+	int (*user)(void *ud, const char *id, const char *resource, bool active, int64_t version);
 	int (*group)(void *ud, const char *id, const char *name);
 	int (*member)(void *ud, const char *group_id, const char *member_id);
+	/* Optional (both or neither): a reader that keeps what it made of
+	 * earlier reads.  want() is asked for each user's id and version
+	 * first; user() then comes only for those it wants, cached() for the
+	 * others.  Every version bump (any write) makes a user wanted again;
+	 * a deleted user comes in neither. */
+	bool (*want)(void *ud, const char *id, int64_t version);
+	int (*cached)(void *ud, const char *id);
 };
 int ids_scim_store_read(struct ids_store *st, const char *connector, const struct ids_scim_reader *rd,
 			void *ud, struct ids_error *err);

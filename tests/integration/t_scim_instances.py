@@ -74,6 +74,10 @@ def body(env, c):
     c.true(int(runs) >= 2, f"both instances ran the connector ({runs} ok runs), one at a time")
     c.eq("0", env.q("SELECT count(*) FROM sync_run WHERE connector = 'okta' AND status = 'failed'"),
          "no run failed")
+    c.eq("0", env.q("SELECT count(*) FROM sync_run a JOIN sync_run b ON a.id < b.id "
+                    "WHERE a.connector = 'okta' AND b.connector = 'okta' AND a.status = 'ok' AND b.status = 'ok' "
+                    "AND a.started_at < b.finished_at AND b.started_at < a.finished_at"),
+         "no two applying runs overlapped in time (the connector lock)")
 
 
 if __name__ == "__main__":
