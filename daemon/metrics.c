@@ -485,7 +485,7 @@ int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 	if (r >= 0)
 		r = fmt_licences(out, lic, nlic);
 	lic_free(lic, nlic);
-		r = fmt_scim(m, out);
+	r = fmt_scim(m, out);
 	for (size_t i = 0; i < n; i++)
 		free(c[i].name);
 	free(c);

@@ -588,8 +588,9 @@ int ids_scim_store_read_user(struct ids_store *st, const char *connector, const 
 	if (r < 0)
 		return r;
 	r = each(st,
-		 ONE_USER "SELECT r.id::text, r.resource::text, r.active, r.version FROM scim_resource r JOIN u "
-			  "ON r.connector = $1 AND r.id = u.id ORDER BY r.id",
+		 ONE_USER
+		 "SELECT r.id::text, r.resource::text, r.active, r.version FROM scim_resource r JOIN u "
+		 "ON r.connector = $1 AND r.id = u.id ORDER BY r.id",
 		 p, "read user", user_row, rd, ud, err);
 	if (r >= 0)
 		r = each(st,
