@@ -781,8 +781,12 @@ static void status_feeds(struct ids_store *st, const struct ids_config *cfg, str
 		}
 		ids_output_time(f.last_full_at, full, sizeof(full));
 		fmt_age((now - f.cursor_at) / 1000000, age, sizeof(age));
+		/* Google has no change feed for groups and members (issue 15):
+		 * auto reads everything there, and status says so */
 		ids_buf_printf(b, "changes %-20s mode %s, ", cc->name,
-			       cc->changes.mode == IDS_CHANGES_FULL ? "full" : "auto");
+			       cc->changes.mode == IDS_CHANGES_FULL ? "full"
+			       : cc->type == IDS_CONN_GOOGLE	    ? "full (no change feed for google)"
+								    : "auto");
 		if (f.cursor)
 			ids_buf_printf(b, "cursor %s old", age);
 		else
