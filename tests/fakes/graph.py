@@ -185,7 +185,7 @@ def normalise(data):
 
 class State:
     def __init__(self, args):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # set_data takes it, under control()'s too
         self.args = args
         self.secret = None
         if args.secret_file:
@@ -216,6 +216,14 @@ class State:
             self.set_data(normalise(json.load(f)))
 
     def set_data(self, data):
+        # a user marked "@deleted": "changed" is soft-deleted (in
+        # deletedItems, restorable): in no listing, named by users/delta
+        soft = {u["id"].lower(): u["id"] for u in data["users"] if u.get("@deleted")}
+        data = dict(data, users=[u for u in data["users"] if not u.get("@deleted")])
+        if not hasattr(self, "delta"):
+            self.delta = DeltaLog()
+        with self.lock:
+            self.delta.record(data, soft)
         self.data = data
         # lookups for transitiveMembers, built once per tenant
         self.groups_by_id = {g["id"].lower(): g for g in data["groups"]}
@@ -272,6 +280,128 @@ class State:
             return int(d["o"])
         except Exception:
             raise GraphError(400, "Request_BadRequest", "Invalid skip token.")
+
+
+# ---------------------------------------------------------------- delta
+
+class DeltaLog:
+    """What changed at which version of the tenant, for /users/delta and
+    /groups/delta.  Every data load is a new version; the delta tokens
+    carry the version their round started at, so a round returns what
+    changed after it: users whole (their selected properties) or
+    @removed (reason "changed" when soft-deleted, "deleted" when gone),
+    groups with their values and members@delta (the direct members that
+    came or went: users and nested groups, a soft-deleted user leaving
+    every group as on Entra)."""
+
+    def __init__(self):
+        self.ver = 0
+        self.users = {}    # id -> ("live", obj) | ("soft", None)
+        self.groups = {}   # id -> props without members
+        self.edges = {}    # (gid, mid) -> "user" | "group"
+        self.user_ver = {}   # id -> (version, state) of its last change
+        self.group_ver = {}  # id -> (version, alive)
+        self.edge_ver = {}   # (gid, mid) -> (version, present, type)
+        self.order_u, self.order_g = [], []  # first-seen order
+        self.member_chunk = 20  # members@delta per group part: bigger groups come in several parts
+        self.names = {}  # lower-case id -> the id as written
+
+    def record(self, data, soft):
+        self.ver += 1
+        v = self.ver
+        users = {u["id"].lower(): ("live", u) for u in data["users"]}
+        self.names.update({u["id"].lower(): u["id"] for u in data["users"]})
+        self.names.update(soft)
+        for i in soft:
+            users.setdefault(i, ("soft", None))
+        for i, st in users.items():
+            if self.users.get(i) != st:
+                self.user_ver[i] = (v, st)
+                if i not in self.users and i not in self.order_u:
+                    self.order_u.append(i)
+        for i in set(self.users) - set(users):
+            self.user_ver[i] = (v, ("gone", None))
+        self.users = users
+        groups = {g["id"].lower(): {k: x for k, x in g.items() if k != "members"} for g in data["groups"]}
+        for i, g in groups.items():
+            if self.groups.get(i) != g:
+                self.group_ver[i] = (v, True)
+                if i not in self.order_g:
+                    self.order_g.append(i)
+        for i in set(self.groups) - set(groups):
+            self.group_ver[i] = (v, False)
+        self.groups = groups
+        live = {i for i, st in users.items() if st[0] == "live"}
+        edges = {}
+        for g in data["groups"]:
+            for m in g["members"]:
+                m = m.lower()
+                if m in live:
+                    edges[(g["id"].lower(), m)] = "user"
+                elif m in groups:
+                    edges[(g["id"].lower(), m)] = "group"
+        for e, t in edges.items():
+            if e not in self.edges:
+                self.edge_ver[e] = (v, True, t)
+        for e, t in self.edges.items():
+            if e not in edges:
+                self.edge_ver[e] = (v, False, t)
+        self.edges = edges
+
+    def user_items(self, since, props):
+        """The users of a round from version `since` (None: everyone)."""
+        out = []
+        for i in self.order_u:
+            if i not in self.user_ver:
+                continue
+            v, (state, u) = self.user_ver[i]
+            if since is None:
+                if state == "live":
+                    out.append({p: u.get(p) for p in props})
+            elif v > since:
+                if state == "live":
+                    out.append({p: u.get(p) for p in props})
+                else:
+                    out.append({"id": self.names.get(i, i),
+                                "@removed": {"reason": "changed" if state == "soft" else "deleted"}})
+        return out
+
+    def group_items(self, since, props):
+        """The group parts of a round: a group's values on its first part,
+        its members@delta split over parts of member_chunk."""
+        want_members = "members" in props
+        props = [p for p in props if p != "members"]
+        changed = {}
+        for (gid, mid), (v, present, t) in self.edge_ver.items():
+            if since is None:
+                if present:
+                    changed.setdefault(gid, []).append((mid, True, t))
+            elif v > since:
+                changed.setdefault(gid, []).append((mid, present, t))
+        out = []
+        for gid in self.order_g:
+            v, alive = self.group_ver[gid]
+            if not alive:
+                if since is not None and v > since:
+                    out.append({"id": gid, "@removed": {"reason": "deleted"}})
+                continue
+            vals = since is None or v > since
+            mem = sorted(changed.get(gid, [])) if want_members else []
+            if not vals and not mem:
+                continue
+            g = self.groups[gid]
+            first = {p: g.get(p) for p in props}
+            first["id"] = g["id"]
+            parts = [mem[k:k + self.member_chunk] for k in range(0, len(mem), self.member_chunk)] or [[]]
+            for n, part in enumerate(parts):
+                item = dict(first) if n == 0 and vals else {"id": g["id"]}
+                if want_members:
+                    item["members@delta"] = [
+                        dict({"@odata.type": f"#microsoft.graph.{t}", "id": m},
+                             **({} if present else {"@removed": {"reason": "deleted"}}))
+                        for m, present, t in part]
+                out.append(item)
+        return out
 
 
 # ---------------------------------------------------------------- handler
@@ -354,7 +484,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             self.authorize()
-            self.listing(endpoint, group, cast, url)
+            if endpoint.endswith("_delta"):
+                self.delta_listing(endpoint, url)
+            else:
+                self.listing(endpoint, group, cast, url)
         except GraphError as e:
             if e.status == 401:
                 with self.st.lock:
@@ -369,6 +502,8 @@ class Handler(BaseHTTPRequestHandler):
             return "users", None, None
         if rest == ["groups"]:
             return "groups", None, None
+        if rest in (["users", "delta"], ["groups", "delta"]):
+            return rest[0] + "_delta", None, None
         if len(rest) in (3, 4) and rest[0] == "groups" and rest[2] == "transitiveMembers":
             cast = rest[3] if len(rest) == 4 else None
             if cast not in (None, "microsoft.graph.user"):
@@ -412,6 +547,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.tokens.clear()
             if "page_size" in c:
                 st.page_size = int(c["page_size"])
+            if "member_chunk" in c:
+                st.delta.member_chunk = int(c["member_chunk"])
         if "data_file" in c:
             with st.lock:
                 st.load(c["data_file"])
@@ -641,6 +778,90 @@ class Handler(BaseHTTPRequestHandler):
         if f and self.fault(f, endpoint, page_no, body):
             return
         self.send_json(200, body, None, endpoint, page_no)
+
+    # ---- delta queries
+    def delta_listing(self, endpoint, url):
+        """GET /users/delta and /groups/delta.  The first request names
+        $select (and no token): a round over everything.  Its
+        @odata.nextLink and @odata.deltaLink carry only an opaque
+        $skiptoken / $deltatoken holding the $select, the version the
+        round reads from and the one it reads at; a deltaLink starts the
+        next round at that version.  Faults: "gone" (410 with a Location
+        to start again), "badstate" (400 syncStateNotFound), "replay"
+        (the round starts `back` versions early: changes come again), and
+        the usual errors (429 with Retry-After: throttling mid-round)."""
+        st = self.st
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        listing = endpoint
+        host = self.headers.get("Host")
+        if "$deltatoken" in q or "$skiptoken" in q:
+            if "$select" in q:
+                raise GraphError(400, "Request_BadRequest", "$select is baked into the delta link.")
+            d = self.delta_token(listing, q.get("$deltatoken") or q.get("$skiptoken"))
+            if "$deltatoken" in q:  # a new round from where the last one ended
+                d = {"s": d["s"], "f": d["a"], "a": None, "o": 0}
+        else:
+            sel = q.get("$select")
+            d = {"s": sel, "f": None, "a": None, "o": 0}
+        known = USER_PROPS if endpoint == "users_delta" else GROUP_PROPS + ["members"]
+        props = self.select({"$select": d["s"]} if d["s"] else {}, known,
+                            USER_DEFAULT if endpoint == "users_delta" else GROUP_DEFAULT)
+        with st.lock:
+            st.stats["select"][endpoint] = d["s"]
+            if d["a"] is None:
+                d["a"] = st.delta.ver  # the version this round reads at
+            page_size = st.page_size or TOP_CAP
+        page_no = d["o"] // page_size + 1
+        f = st.fault_for(endpoint, page_no)
+        if f and f["kind"] == "gone":
+            fresh = f"https://{host}{url.path}?$select={urllib.parse.quote(d['s'] or '', safe=',')}"
+            raise GraphError(410, "syncStateNotFound", "The sync state of the delta token is not found.",
+                             {"Location": fresh})
+        if f and f["kind"] == "badstate":
+            raise GraphError(400, "syncStateNotFound", "Invalid or expired delta token.")
+        if f and f["kind"] in ERRORS:
+            status, code, msg = ERRORS[f["kind"]]
+            hdr = {"Retry-After": f["retry_after"]} if "retry_after" in f else None
+            self.send_graph_error(GraphError(status, code, msg, hdr), endpoint, page_no)
+            return
+        since = d["f"]
+        if f and f["kind"] == "replay" and since is not None:
+            since = max(0, since - int(f.get("back", 1)))
+        with st.lock:
+            items = (st.delta.user_items(since, props) if endpoint == "users_delta"
+                     else st.delta.group_items(since, props))
+        chunk = items[d["o"]:d["o"] + page_size]
+        body = {"@odata.context": f"https://{host}/v1.0/$metadata#{endpoint[:-6]}({','.join(props)})",
+                "value": chunk}
+        base = f"https://{host}{url.path}"
+        if f and f["kind"] == "empty":  # Graph sends empty pages mid-round
+            chunk, body["value"] = [], []
+            body["@odata.nextLink"] = f"{base}?$skiptoken={self.make_delta_token(listing, dict(d))}"
+        elif d["o"] + page_size < len(items):
+            nd = dict(d, o=d["o"] + page_size)
+            body["@odata.nextLink"] = f"{base}?$skiptoken={self.make_delta_token(listing, nd)}"
+        else:
+            nd = {"s": d["s"], "f": None, "a": d["a"], "o": 0}
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={self.make_delta_token(listing, nd)}"
+        self.send_json(200, body, None, endpoint, page_no)
+
+    def make_delta_token(self, listing, d):
+        raw = json.dumps(dict(d, l=listing, n=secrets.token_hex(4))).encode()
+        mac = hmac.new(self.st.mac_key, raw, hashlib.sha256).digest()[:12]
+        return b64url(mac + raw)
+
+    def delta_token(self, listing, token):
+        try:
+            blob = b64url_decode(token)
+            mac, raw = blob[:12], blob[12:]
+            if not hmac.compare_digest(mac, hmac.new(self.st.mac_key, raw, hashlib.sha256).digest()[:12]):
+                raise ValueError
+            d = json.loads(raw)
+            if d["l"] != listing:
+                raise ValueError
+            return d
+        except Exception:
+            raise GraphError(400, "syncStateNotFound", "Invalid or expired delta token.")
 
     # ---- faults
     def fault(self, f, endpoint, page, body):
