@@ -824,9 +824,10 @@ class Handler(BaseHTTPRequestHandler):
             hdr = {"Retry-After": f["retry_after"]} if "retry_after" in f else None
             self.send_graph_error(GraphError(status, code, msg, hdr), endpoint, page_no)
             return
+        if f and f["kind"] == "replay" and d["f"] is not None:
+            # the round starts earlier, and its later pages with it
+            d["f"] = max(0, d["f"] - int(f.get("back", 1)))
         since = d["f"]
-        if f and f["kind"] == "replay" and since is not None:
-            since = max(0, since - int(f.get("back", 1)))
         with st.lock:
             items = (st.delta.user_items(since, props) if endpoint == "users_delta"
                      else st.delta.group_items(since, props))
