@@ -187,4 +187,8 @@ ids sync --user anyone@corp.example --connector gws
 eq 2 "$RC" "sync --user on a google connector is refused"
 has "not yet for type google" "$ERR" "the refusal names the type"
 eq "$before" "$(snapshot_db)" "nothing written"
+
+# issue 15: Google has no change feed for groups and members; status says so
+ids status
+has "mode full (no change feed for google)" "$OUT" "status: a google connector reads everything, and says why"
 finish
