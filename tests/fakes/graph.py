@@ -282,6 +282,25 @@ class State:
             raise GraphError(400, "Request_BadRequest", "Invalid skip token.")
 
 
+def churn(data, fraction):
+    """A copy of data with `fraction` of the users changed (surname) and as
+    many memberships moved to the next group (bench/entra_feed.sh)."""
+    step = max(1, int(round(1 / fraction))) if fraction > 0 else 0
+    users = [dict(u) for u in data["users"]]
+    groups = [dict(g, members=list(g["members"])) for g in data["groups"]]
+    tick = int(time.time())
+    for i in range(0, len(users), step or len(users) + 1):
+        users[i]["surname"] = f"Churned{tick}-{i}"
+    for j in range(0, len(groups), 1):
+        g, h = groups[j], groups[(j + 1) % len(groups)]
+        moved = g["members"][::step or len(g["members"]) + 1][:max(1, len(g["members"]) // (step or 1))] if g["members"] else []
+        for m in moved:
+            g["members"].remove(m)
+            if m not in h["members"]:
+                h["members"].append(m)
+    return dict(data, users=users, groups=groups)
+
+
 # ---------------------------------------------------------------- delta
 
 class DeltaLog:
@@ -305,6 +324,10 @@ class DeltaLog:
         self.order_u, self.order_g = [], []  # first-seen order
         self.member_chunk = 20  # members@delta per group part: bigger groups come in several parts
         self.names = {}  # lower-case id -> the id as written
+        # (version, key) of every change, oldest first: a round from a recent
+        # version reads only the tail (bench/: 100k users, a no-change round)
+        self.log_u, self.log_g, self.log_e = [], [], []
+        self.cache = {}  # the items of a first round, per (listing, props), until the next change
 
     def record(self, data, soft):
         self.ver += 1
@@ -317,19 +340,23 @@ class DeltaLog:
         for i, st in users.items():
             if self.users.get(i) != st:
                 self.user_ver[i] = (v, st)
+                self.log_u.append((v, i))
                 if i not in self.users and i not in self.order_u:
                     self.order_u.append(i)
         for i in set(self.users) - set(users):
             self.user_ver[i] = (v, ("gone", None))
+            self.log_u.append((v, i))
         self.users = users
         groups = {g["id"].lower(): {k: x for k, x in g.items() if k != "members"} for g in data["groups"]}
         for i, g in groups.items():
             if self.groups.get(i) != g:
                 self.group_ver[i] = (v, True)
+                self.log_g.append((v, i))
                 if i not in self.order_g:
                     self.order_g.append(i)
         for i in set(self.groups) - set(groups):
             self.group_ver[i] = (v, False)
+            self.log_g.append((v, i))
         self.groups = groups
         live = {i for i, st in users.items() if st[0] == "live"}
         edges = {}
@@ -343,15 +370,32 @@ class DeltaLog:
         for e, t in edges.items():
             if e not in self.edges:
                 self.edge_ver[e] = (v, True, t)
+                self.log_e.append((v, e))
         for e, t in self.edges.items():
             if e not in edges:
                 self.edge_ver[e] = (v, False, t)
+                self.log_e.append((v, e))
         self.edges = edges
+        self.cache = {}
+
+    @staticmethod
+    def since(log, since):
+        """The keys changed after version `since`, from the log's tail."""
+        out = set()
+        for v, k in reversed(log):
+            if v <= since:
+                break
+            out.add(k)
+        return out
 
     def user_items(self, since, props):
         """The users of a round from version `since` (None: everyone)."""
+        key = ("u", since, tuple(props))
+        if key in self.cache:
+            return self.cache[key]
         out = []
-        for i in self.order_u:
+        recent = None if since is None else self.since(self.log_u, since)
+        for i in self.order_u if since is None else [i for i in self.order_u if i in recent]:
             if i not in self.user_ver:
                 continue
             v, (state, u) = self.user_ver[i]
@@ -364,22 +408,28 @@ class DeltaLog:
                 else:
                     out.append({"id": self.names.get(i, i),
                                 "@removed": {"reason": "changed" if state == "soft" else "deleted"}})
+        self.cache[key] = out
         return out
 
     def group_items(self, since, props):
         """The group parts of a round: a group's values on its first part,
         its members@delta split over parts of member_chunk."""
+        key = ("g", since, tuple(props))
+        if key in self.cache:
+            return self.cache[key]
         want_members = "members" in props
         props = [p for p in props if p != "members"]
         changed = {}
-        for (gid, mid), (v, present, t) in self.edge_ver.items():
+        edges = self.edge_ver if since is None else {e: self.edge_ver[e] for e in self.since(self.log_e, since)}
+        for (gid, mid), (v, present, t) in edges.items():
             if since is None:
                 if present:
                     changed.setdefault(gid, []).append((mid, True, t))
             elif v > since:
                 changed.setdefault(gid, []).append((mid, present, t))
         out = []
-        for gid in self.order_g:
+        touched = None if since is None else self.since(self.log_g, since) | set(changed)
+        for gid in self.order_g if since is None else [g for g in self.order_g if g in touched]:
             v, alive = self.group_ver[gid]
             if not alive:
                 if since is not None and v > since:
@@ -401,6 +451,7 @@ class DeltaLog:
                              **({} if present else {"@removed": {"reason": "deleted"}}))
                         for m, present, t in part]
                 out.append(item)
+        self.cache[key] = out
         return out
 
 
@@ -444,6 +495,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         if endpoint:
             self.st.count(endpoint, page, code)
+            with self.st.lock:  # what went over the wire, for bench/entra_feed
+                self.st.stats["bytes"] = self.st.stats.get("bytes", 0) + len(body)
 
     def send_json(self, code, obj, headers=None, endpoint=None, page=None):
         ctype = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -552,6 +605,9 @@ class Handler(BaseHTTPRequestHandler):
         if "data_file" in c:
             with st.lock:
                 st.load(c["data_file"])
+        if "churn" in c:
+            with st.lock:
+                st.set_data(churn(st.data, float(c["churn"])))
         self.send_raw(200, b"{}", "application/json", compress=False)
 
     # ---- the identity platform
