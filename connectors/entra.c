@@ -39,10 +39,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "ids/graph.h"
 #include "ids/http.h"
+#include "ids/image.h"
 #include "ids/jwt.h"
 #include "ids/oauth.h"
 #include "ids/secret.h"
@@ -63,6 +65,7 @@ struct pull {
 	char *scope;		   /* {origin}/.default */
 	char *thumbprint;	   /* x5t#S256 or x5t of the certificate; NULL for a secret */
 	struct ids_strv group_ids; /* groups in scope, whose members are read */
+	size_t pages;		   /* delta rounds: pages read */
 };
 
 /* ---------------- endpoints ---------------- */
@@ -509,48 +512,304 @@ static int read_one(struct pull *p, const char *who, struct ids_error *err)
 	return r;
 }
 
+/* The endpoints, the HTTP client and the bearer layer of one pull. */
+static int pull_open(struct pull *p, struct ids_error *err)
+{
+	int r;
+	if ((r = setup_endpoints(p, err)) < 0 ||
+	    (r = ids_oauth_http_new(p->ec->tls_ca_file, p->ec->timeout, p->ctx, &p->h, err)) < 0)
+		return r;
+	const struct ids_oauth_cfg oc = {
+	    .service = "Graph",
+	    .token_url = p->token_url,
+	    .http = p->h,
+	    .grant = grant,
+	    .error_text = error_text,
+	    .link_origin = p->origin,
+	    .next_name = "@odata.nextLink",
+	    .ctx = p->ctx,
+	    .ud = p,
+	};
+	if ((r = ids_oauth_new(&oc, &p->o)) < 0)
+		return ids_error_set(err, r, "out of memory");
+	return 0;
+}
+
+static void pull_close(struct pull *p)
+{
+	ids_oauth_free(p->o);
+	ids_http_free(p->h);
+	ids_strv_free(&p->group_ids);
+	free(p->graph);
+	free(p->origin);
+	free(p->token_url);
+	free(p->scope);
+	free(p->thumbprint);
+}
+
 static int entra_pull(const struct ids_connector_cfg *cc, const struct ids_pull_ctx *ctx,
 		      struct ids_snapshot *s, struct ids_error *err)
 {
 	struct pull p = {.cc = cc, .ec = &cc->entra, .ctx = ctx, .s = s};
 	int r;
-	if ((r = setup_endpoints(&p, err)) < 0)
-		goto out;
-	if ((r = ids_oauth_http_new(p.ec->tls_ca_file, p.ec->timeout, ctx, &p.h, err)) < 0)
-		goto out;
-	const struct ids_oauth_cfg oc = {
-	    .service = "Graph",
-	    .token_url = p.token_url,
-	    .http = p.h,
-	    .grant = grant,
-	    .error_text = error_text,
-	    .link_origin = p.origin,
-	    .next_name = "@odata.nextLink",
-	    .ctx = ctx,
-	    .ud = &p,
-	};
-	if ((r = ids_oauth_new(&oc, &p.o)) < 0) {
-		ids_error_set(err, r, "out of memory");
-		goto out;
-	}
 	s->pages = 0;
-	if (ctx && ctx->only_user)
+	if ((r = pull_open(&p, err)) < 0)
+		;
+	else if (ctx && ctx->only_user)
 		r = read_one(&p, ctx->only_user, err);
 	else if ((r = read_users(&p, err)) >= 0)
 		r = read_groups(&p, err);
-	if (r < 0)
-		goto out;
-	r = 0;
-out:
-	ids_oauth_free(p.o);
-	ids_http_free(p.h);
-	ids_strv_free(&p.group_ids);
-	free(p.graph);
-	free(p.origin);
-	free(p.token_url);
-	free(p.scope);
-	free(p.thumbprint);
+	pull_close(&p);
+	return r < 0 ? r : 0;
+}
+
+/* ---------------- delta queries (issue 15) ----------------
+ *
+ * GET {graph}/users/delta?$select=…  and  {graph}/groups/delta?$select=
+ * id,displayName,mail,members, each followed to its @odata.deltaLink; the
+ * two deltaLinks are the cursor (graph.h: ids_graph_cursor).  Users go
+ * into the image as they come; a groups round is collected whole and
+ * applied at its end (graph.h: ids_graph_gdelta).  A round without a
+ * stored link is a full read through the same endpoints: the image's
+ * present phase removes what it did not send. */
+
+/* Graph's words for "this delta token is no good any more": 410 Gone (with
+ * a Location to start again from), or the sync-state error codes. */
+static bool state_lost(const struct ids_http_resp *resp)
+{
+	char *code = NULL, *msg = NULL;
+	bool lost = resp->status == 410;
+	if (!lost && resp->status >= 400 && resp->status < 500 &&
+	    ids_graph_parse_error(resp->body.p ? resp->body.p : "", resp->body.len, &code, &msg, NULL) >= 0 &&
+	    code)
+		lost = !strcmp(code, "syncStateNotFound") || !strcmp(code, "syncStateInvalid") ||
+		       !strcmp(code, "resyncRequired");
+	free(code);
+	free(msg);
+	return lost;
+}
+
+struct round {
+	struct pull *p;
+	const struct ids_graph_user_map *m;
+	struct ids_image *img;
+	struct ids_graph_gdelta *gd; /* the groups round; NULL: users */
+	char *delta_link;	     /* new: where the next round starts */
+	size_t changes;
+};
+
+static int delta_page(void *ud, const char *body, size_t len, char **ret_next, struct ids_error *err)
+{
+	struct round *rd = ud;
+	struct ids_graph_delta_page pg = {0};
+	int r = rd->gd ? ids_graph_parse_groups_delta(body, len, rd->gd, &pg, err)
+		       : ids_graph_parse_users_delta(body, len, rd->m, rd->img, &pg, err);
+	if (r >= 0) {
+		rd->changes += pg.changes;
+		*ret_next = pg.next_link;
+		pg.next_link = NULL;
+		free(rd->delta_link);
+		rd->delta_link = pg.delta_link;
+		pg.delta_link = NULL;
+	}
+	ids_graph_delta_page_clear(&pg);
 	return r;
+}
+
+/* A link from the cursor or a page: on the graph_endpoint's origin only
+ * (the bearer token goes with it). */
+static int link_ok(const struct pull *p, const char *link, const char *what, struct ids_error *err)
+{
+	size_t n = strlen(p->origin);
+	if (strncasecmp(link, p->origin, n) != 0 || link[n] != '/')
+		return ids_error_set(err, IDS_E_PROTOCOL, "%s: a delta link leaves %s: refused", what,
+				     p->origin);
+	return 0;
+}
+
+#define STATE_LOST 1 /* round(): the delta link is no good: read everything */
+
+/* One round from url to its deltaLink.  The first request is made here, so
+ * that a lost delta state is told apart (STATE_LOST, err cleared); the
+ * pages after it go through the bearer layer's page loop. */
+static int round_run(struct round *rd, const char *url, const char *what, struct ids_error *err)
+{
+	struct pull *p = rd->p;
+	struct ids_http_resp resp = {0};
+	char *next = NULL;
+	int r;
+	if ((r = link_ok(p, url, what, err)) < 0)
+		return r;
+	if ((r = ids_oauth_get(p->o, url, what, &resp, err)) < 0) {
+		if (state_lost(&resp)) {
+			ids_error_clear(err);
+			r = STATE_LOST;
+		}
+		goto out;
+	}
+	p->pages++;
+	if ((r = delta_page(rd, resp.body.p ? resp.body.p : "", resp.body.len, &next, err)) < 0)
+		goto out;
+	ids_http_resp_clear(&resp);
+	if (next && (r = link_ok(p, next, what, err)) >= 0)
+		r = ids_oauth_list(p->o, next, what, delta_page, rd, &p->pages, err);
+	if (r >= 0 && !rd->delta_link)
+		r = ids_error_set(err, IDS_E_PROTOCOL, "%s: the round ended without an @odata.deltaLink",
+				  what);
+out:
+	ids_http_resp_clear(&resp);
+	free(next);
+	return r < 0 ? r : (r == STATE_LOST ? STATE_LOST : 0);
+}
+
+/* What a round starts from: the stored link, or the listing itself. */
+struct feed {
+	struct pull *p;
+	struct ids_feed_pull *fp;
+	struct ids_graph_user_map m;
+	struct ids_buf users_url, groups_url; /* the first request of a full round */
+	char *fingerprint;
+	struct ids_graph_cursor c;
+};
+
+/* The $selects (baked into the links) and their fingerprint: with the
+ * groups: scope, which decides what the image holds of each group, and
+ * the endpoint the links point at. */
+static int feed_setup(struct feed *f, struct ids_error *err)
+{
+	struct pull *p = f->p;
+	struct ids_buf fp = {0};
+	int r;
+	f->m =
+	    (struct ids_graph_user_map){(const char *const *)p->cc->attr, p->ctx ? p->ctx->rule_attrs : NULL};
+	if ((r = ids_buf_printf(&f->users_url, "%s/users/delta?$select=", p->graph)) < 0 ||
+	    (r = ids_graph_user_select(&f->users_url, &f->m)) < 0 ||
+	    (r = ids_buf_printf(&f->groups_url, "%s/groups/delta?$select=id,displayName,mail,members",
+				p->graph)) < 0 ||
+	    (r = ids_buf_printf(&fp, "%s\n%s", f->users_url.p, f->groups_url.p)) < 0)
+		goto out;
+	for (size_t i = 0; i < p->ec->groups.n && r >= 0; i++)
+		r = ids_buf_printf(&fp, "\n%s", p->ec->groups.v[i]);
+	if (r >= 0) {
+		char hex[17];
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)ids_hash64(fp.p, fp.len));
+		r = (f->fingerprint = strdup(hex)) ? 0 : -ENOMEM;
+	}
+out:
+	ids_buf_free(&fp);
+	return r < 0 ? ids_error_set(err, r, "out of memory") : 0;
+}
+
+/* The stored cursor, or why it cannot be used (*ret_reason new).  No
+ * cursor at all is no reset: the first read. */
+static int feed_cursor(struct feed *f, char **ret_reason)
+{
+	const struct ids_feed_pull *fp = f->fp;
+	*ret_reason = NULL;
+	if (!fp->cursor)
+		return 0;
+	int r = ids_graph_cursor_parse(fp->cursor, fp->cursor_len, &f->c);
+	if (r == -EINVAL)
+		return (*ret_reason = strdup("the stored cursor is not one this version reads")) ? 0
+												 : -ENOMEM;
+	if (r < 0)
+		return r;
+	return ids_graph_cursor_check(&f->c, f->fingerprint, (long long)time(NULL), ret_reason);
+}
+
+/* Both rounds, from the stored links or (full) from the listings. */
+static int feed_rounds(struct feed *f, bool full, struct ids_error *err)
+{
+	struct ids_image *img = f->fp->image;
+	struct round u = {.p = f->p, .m = &f->m, .img = img};
+	struct round g = {.p = f->p, .img = img};
+	size_t touched = 0;
+	int r;
+	if (full)
+		ids_image_present_begin(img);
+	if ((r = round_run(&u, full ? f->users_url.p : f->c.users_link, "users delta", err)) != 0)
+		goto out;
+	if (full && (r = ids_image_present_end(img, IDS_IMAGE_USERS, NULL)) < 0)
+		goto oom;
+	if ((r = ids_graph_gdelta_new(&g.gd)) < 0)
+		goto oom;
+	if ((r = round_run(&g, full ? f->groups_url.p : f->c.groups_link, "groups delta", err)) != 0)
+		goto out;
+	if (full)
+		ids_image_present_begin(img);
+	if ((r = ids_graph_gdelta_apply(g.gd, img, &f->p->ec->groups, full, &f->c, &touched, err)) < 0)
+		goto out;
+	if (full && (r = ids_image_present_end(img, IDS_IMAGE_GROUPS, NULL)) < 0)
+		goto oom;
+	f->fp->changes = u.changes + touched;
+	free(f->c.users_link);
+	free(f->c.groups_link);
+	f->c.users_link = u.delta_link;
+	f->c.groups_link = g.delta_link;
+	u.delta_link = g.delta_link = NULL;
+	f->c.at = (long long)time(NULL);
+	goto out;
+oom:
+	r = ids_error_set(err, r, "out of memory");
+out:
+	free(u.delta_link);
+	free(g.delta_link);
+	ids_graph_gdelta_free(g.gd);
+	return r;
+}
+
+/* The rounds, and the cursor they end at.  A stored cursor that cannot be
+ * used, or a delta state Graph lost, means a full round in the same run:
+ * logged and counted by the caller through fp->reset_reason. */
+static int feed_read(struct feed *f, struct ids_error *err)
+{
+	char *reason = NULL;
+	int r = feed_cursor(f, &reason);
+	if (r < 0)
+		return ids_error_set(err, r, "out of memory");
+	if ((r = feed_rounds(f, !f->fp->cursor || reason, err)) == STATE_LOST) {
+		free(reason);
+		reason =
+		    strdup("Graph no longer knows the stored delta state (410 Gone or syncStateNotFound)");
+		r = reason ? feed_rounds(f, true, err) : ids_error_set(err, -ENOMEM, "out of memory");
+	}
+	if (r == STATE_LOST) /* even without a link: not a state we can fix */
+		r = ids_error_set(err, IDS_E_SERVER,
+				  "delta: Graph refused a first delta round as lost state");
+	long k = r >= 0 ? ids_graph_scope_unmatched(&f->c, &f->p->ec->groups) : -1;
+	if (k >= 0)
+		r = ids_error_set(
+		    err, IDS_E_INVALID,
+		    "groups: \"%s\" (in the connector's groups:) matches no group's displayName or id",
+		    f->p->ec->groups.v[k]);
+	free(f->c.fingerprint);
+	f->c.fingerprint = NULL;
+	if (r >= 0 && !(f->c.fingerprint = strdup(f->fingerprint)))
+		r = ids_error_set(err, -ENOMEM, "out of memory");
+	if (r >= 0 && (r = ids_graph_cursor_write(&f->c, &f->fp->new_cursor, &f->fp->new_cursor_len)) < 0)
+		ids_error_set(err, r, "out of memory");
+	if (r < 0) {
+		free(reason);
+		return r;
+	}
+	f->fp->reset_reason = reason;
+	return 0;
+}
+
+static int entra_pull_changes(const struct ids_connector_cfg *cc, const struct ids_pull_ctx *ctx,
+			      struct ids_feed_pull *fp, struct ids_error *err)
+{
+	struct pull p = {.cc = cc, .ec = &cc->entra, .ctx = ctx};
+	struct feed f = {.p = &p, .fp = fp};
+	int r;
+	if ((r = pull_open(&p, err)) >= 0 && (r = feed_setup(&f, err)) >= 0)
+		r = feed_read(&f, err);
+	ids_buf_free(&f.users_url);
+	ids_buf_free(&f.groups_url);
+	free(f.fingerprint);
+	ids_graph_cursor_clear(&f.c);
+	pull_close(&p);
+	return r < 0 ? r : 0;
 }
 
 /* check-config: the certificate and its key, as the first token request
@@ -576,4 +835,5 @@ const struct ids_connector_ops ids_entra_connector = {
     .type = "entra",
     .pull = entra_pull,
     .check = entra_check,
+    .pull_changes = entra_pull_changes,
 };

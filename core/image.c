@@ -514,6 +514,111 @@ int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, 
 	return r < 0 ? r : 0;
 }
 
+/* ---- member edits ---- */
+
+struct copy {
+	struct ids_image *img;
+	bool members_only; /* begin_edit: the group's other values are set anew */
+	bool (*keep)(enum ids_ref kind, const char *ref, size_t n, void *ud);
+	void *ud;
+};
+
+/* each_op's fn for open_copy: one op of the old record into the open one. */
+static int copy_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		    void *ud)
+{
+	struct copy *c = ud;
+	if (op != OP_GROUP_MEMBER && c->members_only)
+		return 0;
+	if (op == OP_GROUP_MEMBER && c->keep && !c->keep((enum ids_ref)arg, b, nb, c->ud))
+		return 0;
+	return put(c->img, K_GROUP, op, arg, a, na, b, nb);
+}
+
+/* Opens group key anew with the ops of its record (if any) that c lets
+ * through.  On failure nothing is open. */
+static int open_copy(struct ids_image *img, const char *key, struct copy *c)
+{
+	uint32_t idx;
+	int r = begin(img, key, K_GROUP);
+	if (r < 0)
+		return r;
+	if (ids_strmap_get(&img->map, key, &idx) && img->recs[idx].kind == K_GROUP &&
+	    (r = each_op(&img->recs[idx], copy_one, c)) < 0)
+		ids_image_abort_record(img);
+	return r < 0 ? r : 0;
+}
+
+int ids_image_group_begin_edit(struct ids_image *img, const char *key,
+			       bool (*keep)(enum ids_ref kind, const char *ref, size_t n, void *ud), void *ud)
+{
+	struct copy c = {img, true, keep, ud};
+	return open_copy(img, key, &c);
+}
+
+struct member_ref {
+	enum ids_ref kind;
+	const char *ref;
+	size_t n;
+};
+
+static bool is_other(enum ids_ref kind, const char *ref, size_t n, void *ud)
+{
+	const struct member_ref *m = ud;
+	return kind != m->kind || n != m->n || (n && memcmp(ref, m->ref, n) != 0);
+}
+
+/* each_op's fn for has_member: stops (1) at the member ud names. */
+static int find_member(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+		       size_t nb, void *ud)
+{
+	(void)a;
+	(void)na;
+	return op == OP_GROUP_MEMBER && !is_other((enum ids_ref)arg, b, nb, ud) ? 1 : 0;
+}
+
+/* 1 when group key's record names m, 0 when not, -ENOENT when key is no
+ * group record, -EBUSY while a record is open. */
+static int has_member(const struct ids_image *img, const char *key, struct member_ref *m)
+{
+	uint32_t idx;
+	if (img->open_kind != K_NONE)
+		return -EBUSY;
+	if (!key || !ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
+		return -ENOENT;
+	return each_op(&img->recs[idx], find_member, m);
+}
+
+int ids_image_group_member_add(struct ids_image *img, const char *key, enum ids_ref kind, const char *ref,
+			       size_t n)
+{
+	struct member_ref m = {kind, ref, n};
+	struct copy c = {img, false, NULL, NULL};
+	int r = has_member(img, key, &m);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	if ((r = open_copy(img, key, &c)) < 0)
+		return r;
+	if ((r = ids_image_group_member(img, kind, ref, n)) < 0) {
+		ids_image_abort_record(img);
+		return r;
+	}
+	return (r = ids_image_end(img)) < 0 ? r : 1;
+}
+
+int ids_image_group_member_remove(struct ids_image *img, const char *key, enum ids_ref kind, const char *ref,
+				  size_t n)
+{
+	struct member_ref m = {kind, ref, n};
+	struct copy c = {img, false, is_other, &m};
+	int r = has_member(img, key, &m);
+	if (r <= 0)
+		return r;
+	if ((r = open_copy(img, key, &c)) < 0)
+		return r;
+	return (r = ids_image_end(img)) < 0 ? r : 1;
+}
+
 int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 {
 	if (img->open_kind != K_NONE)

@@ -764,6 +764,10 @@ static const char *feed_mode(const struct ids_connector_cfg *cc)
 		return "full";
 	if (cc->type == IDS_CONN_LDAP && cc->ldap.flavor == IDS_LDAP_AD)
 		return "auto (dirsync)";
+	/* Google has no change feed for groups and members (issue 15):
+	 * auto reads everything there, and status says so */
+	if (cc->type == IDS_CONN_GOOGLE)
+		return "full (no change feed for google)";
 	return "auto";
 }
 

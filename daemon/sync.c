@@ -698,8 +698,9 @@ static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cf
 				   const struct ids_connector_ops *ops)
 {
 	if (!rn->o->feeds || rn->o->full || rn->o->only_user || cc->changes.mode != IDS_CHANGES_AUTO ||
-	    !ops->pull_changes || cc->type != IDS_CONN_LDAP ||
-	    (cc->ldap.flavor != IDS_LDAP_OPENLDAP && cc->ldap.flavor != IDS_LDAP_AD))
+	    !ops->pull_changes ||
+	    (cc->type == IDS_CONN_LDAP && cc->ldap.flavor != IDS_LDAP_OPENLDAP &&
+	     cc->ldap.flavor != IDS_LDAP_AD))
 		return NULL;
 	struct feed_state *fs = feed_of(rn->o->feeds, cc->name);
 	return fs && !fs->off ? fs : NULL;
@@ -726,7 +727,9 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 	}
 	rn->read_kind = fp.cursor ? "incremental" : "full";
 	int r = ops->pull_changes(cc, ctx, &fp, e);
-	if (r == IDS_E_UNSUPPORTED || r == IDS_E_LIMIT) {
+	/* LDAP's size limit on the unpaged refresh; Graph's IDS_E_LIMIT is
+	 * throttling that outlasted the retries: the next run tries again */
+	if (r == IDS_E_UNSUPPORTED || (r == IDS_E_LIMIT && cc->type == IDS_CONN_LDAP)) {
 		ids_image_rollback(fs->img);
 		fs->off = true;
 		rn->read_kind = "full";

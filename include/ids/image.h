@@ -62,6 +62,29 @@ int ids_image_end(struct ids_image *img);
  * entry); nothing changes.  Accepts no open record. */
 void ids_image_abort_record(struct ids_image *img);
 
+/* Member edits of a group record that is not open, for feeds that send a
+ * group's membership as changes (Graph's members@delta, DirSync's
+ * incremental values).  Members compare as (kind, bytes).  _add: 1 when
+ * added, 0 when the record names that member already (a replayed change);
+ * _remove: 1 when removed, 0 when it was not there.  Both: -ENOENT when
+ * `key` is no group record, -EBUSY while a record is open.  The group's
+ * other values stay; rollback undoes an edit like any change.  Each edit
+ * copies the record once: for many edits of one group, begin_edit. */
+int ids_image_group_member_add(struct ids_image *img, const char *key, enum ids_ref kind, const char *ref,
+			       size_t n);
+int ids_image_group_member_remove(struct ids_image *img, const char *key, enum ids_ref kind, const char *ref,
+				  size_t n);
+
+/* Opens group `key`'s record anew, carrying over its members for which
+ * keep(kind, ref, n, ud) is true (keep NULL: every member) but none of its
+ * other values; a key without a group record opens empty, as
+ * ids_image_group_begin does.  The caller then sets the group's values,
+ * adds members and calls ids_image_end: a feed that sends a group's values
+ * whole and its members as changes.  -EBUSY when a record is open. */
+int ids_image_group_begin_edit(struct ids_image *img, const char *key,
+			       bool (*keep)(enum ids_ref kind, const char *ref, size_t n, void *ud),
+			       void *ud);
+
 /* Removes the record `key` when its kind is in `kinds` (IDS_IMAGE_USERS,
  * IDS_IMAGE_GROUPS below): 1 when there was one, 0 when not.  A feed
  * reads users and groups in searches of their own, and a search says

@@ -191,7 +191,7 @@ def normalise(data):
 
 class State:
     def __init__(self, args):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # set_data takes it, under control()'s too
         self.args = args
         self.secret = None
         if args.secret_file:
@@ -222,6 +222,14 @@ class State:
             self.set_data(normalise(json.load(f)))
 
     def set_data(self, data):
+        # a user marked "@deleted": "changed" is soft-deleted (in
+        # deletedItems, restorable): in no listing, named by users/delta
+        soft = {u["id"].lower(): u["id"] for u in data["users"] if u.get("@deleted")}
+        data = dict(data, users=[u for u in data["users"] if not u.get("@deleted")])
+        if not hasattr(self, "delta"):
+            self.delta = DeltaLog()
+        with self.lock:
+            self.delta.record(data, soft)
         self.data = data
         # lookups for transitiveMembers, built once per tenant
         self.groups_by_id = {g["id"].lower(): g for g in data["groups"]}
@@ -280,6 +288,179 @@ class State:
             raise GraphError(400, "Request_BadRequest", "Invalid skip token.")
 
 
+def churn(data, fraction):
+    """A copy of data with `fraction` of the users changed (surname) and as
+    many memberships moved to the next group (bench/entra_feed.sh)."""
+    step = max(1, int(round(1 / fraction))) if fraction > 0 else 0
+    users = [dict(u) for u in data["users"]]
+    groups = [dict(g, members=list(g["members"])) for g in data["groups"]]
+    tick = int(time.time())
+    for i in range(0, len(users), step or len(users) + 1):
+        users[i]["surname"] = f"Churned{tick}-{i}"
+    for j in range(0, len(groups), 1):
+        g, h = groups[j], groups[(j + 1) % len(groups)]
+        moved = g["members"][::step or len(g["members"]) + 1][:max(1, len(g["members"]) // (step or 1))] if g["members"] else []
+        for m in moved:
+            g["members"].remove(m)
+            if m not in h["members"]:
+                h["members"].append(m)
+    return dict(data, users=users, groups=groups)
+
+
+# ---------------------------------------------------------------- delta
+
+class DeltaLog:
+    """What changed at which version of the tenant, for /users/delta and
+    /groups/delta.  Every data load is a new version; the delta tokens
+    carry the version their round started at, so a round returns what
+    changed after it: users whole (their selected properties) or
+    @removed (reason "changed" when soft-deleted, "deleted" when gone),
+    groups with their values and members@delta (the direct members that
+    came or went: users and nested groups, a soft-deleted user leaving
+    every group as on Entra)."""
+
+    def __init__(self):
+        self.ver = 0
+        self.users = {}    # id -> ("live", obj) | ("soft", None)
+        self.groups = {}   # id -> props without members
+        self.edges = {}    # (gid, mid) -> "user" | "group"
+        self.user_ver = {}   # id -> (version, state) of its last change
+        self.group_ver = {}  # id -> (version, alive)
+        self.edge_ver = {}   # (gid, mid) -> (version, present, type)
+        self.order_u, self.order_g = [], []  # first-seen order
+        self.member_chunk = 20  # members@delta per group part: bigger groups come in several parts
+        self.names = {}  # lower-case id -> the id as written
+        # (version, key) of every change, oldest first: a round from a recent
+        # version reads only the tail (bench/: 100k users, a no-change round)
+        self.log_u, self.log_g, self.log_e = [], [], []
+        self.cache = {}  # the items of a first round, per (listing, props), until the next change
+
+    def record(self, data, soft):
+        self.ver += 1
+        v = self.ver
+        users = {u["id"].lower(): ("live", u) for u in data["users"]}
+        self.names.update({u["id"].lower(): u["id"] for u in data["users"]})
+        self.names.update(soft)
+        for i in soft:
+            users.setdefault(i, ("soft", None))
+        for i, st in users.items():
+            if self.users.get(i) != st:
+                self.user_ver[i] = (v, st)
+                self.log_u.append((v, i))
+                if i not in self.users and i not in self.order_u:
+                    self.order_u.append(i)
+        for i in set(self.users) - set(users):
+            self.user_ver[i] = (v, ("gone", None))
+            self.log_u.append((v, i))
+        self.users = users
+        groups = {g["id"].lower(): {k: x for k, x in g.items() if k != "members"} for g in data["groups"]}
+        for i, g in groups.items():
+            if self.groups.get(i) != g:
+                self.group_ver[i] = (v, True)
+                self.log_g.append((v, i))
+                if i not in self.order_g:
+                    self.order_g.append(i)
+        for i in set(self.groups) - set(groups):
+            self.group_ver[i] = (v, False)
+            self.log_g.append((v, i))
+        self.groups = groups
+        live = {i for i, st in users.items() if st[0] == "live"}
+        edges = {}
+        for g in data["groups"]:
+            for m in g["members"]:
+                m = m.lower()
+                if m in live:
+                    edges[(g["id"].lower(), m)] = "user"
+                elif m in groups:
+                    edges[(g["id"].lower(), m)] = "group"
+        for e, t in edges.items():
+            if e not in self.edges:
+                self.edge_ver[e] = (v, True, t)
+                self.log_e.append((v, e))
+        for e, t in self.edges.items():
+            if e not in edges:
+                self.edge_ver[e] = (v, False, t)
+                self.log_e.append((v, e))
+        self.edges = edges
+        self.cache = {}
+
+    @staticmethod
+    def since(log, since):
+        """The keys changed after version `since`, from the log's tail."""
+        out = set()
+        for v, k in reversed(log):
+            if v <= since:
+                break
+            out.add(k)
+        return out
+
+    def user_items(self, since, props):
+        """The users of a round from version `since` (None: everyone)."""
+        key = ("u", since, tuple(props))
+        if key in self.cache:
+            return self.cache[key]
+        out = []
+        recent = None if since is None else self.since(self.log_u, since)
+        for i in self.order_u if since is None else [i for i in self.order_u if i in recent]:
+            if i not in self.user_ver:
+                continue
+            v, (state, u) = self.user_ver[i]
+            if since is None:
+                if state == "live":
+                    out.append({p: u.get(p) for p in props})
+            elif v > since:
+                if state == "live":
+                    out.append({p: u.get(p) for p in props})
+                else:
+                    out.append({"id": self.names.get(i, i),
+                                "@removed": {"reason": "changed" if state == "soft" else "deleted"}})
+        self.cache[key] = out
+        return out
+
+    def group_items(self, since, props):
+        """The group parts of a round: a group's values on its first part,
+        its members@delta split over parts of member_chunk."""
+        key = ("g", since, tuple(props))
+        if key in self.cache:
+            return self.cache[key]
+        want_members = "members" in props
+        props = [p for p in props if p != "members"]
+        changed = {}
+        edges = self.edge_ver if since is None else {e: self.edge_ver[e] for e in self.since(self.log_e, since)}
+        for (gid, mid), (v, present, t) in edges.items():
+            if since is None:
+                if present:
+                    changed.setdefault(gid, []).append((mid, True, t))
+            elif v > since:
+                changed.setdefault(gid, []).append((mid, present, t))
+        out = []
+        touched = None if since is None else self.since(self.log_g, since) | set(changed)
+        for gid in self.order_g if since is None else [g for g in self.order_g if g in touched]:
+            v, alive = self.group_ver[gid]
+            if not alive:
+                if since is not None and v > since:
+                    out.append({"id": gid, "@removed": {"reason": "deleted"}})
+                continue
+            vals = since is None or v > since
+            mem = sorted(changed.get(gid, [])) if want_members else []
+            if not vals and not mem:
+                continue
+            g = self.groups[gid]
+            first = {p: g.get(p) for p in props}
+            first["id"] = g["id"]
+            parts = [mem[k:k + self.member_chunk] for k in range(0, len(mem), self.member_chunk)] or [[]]
+            for n, part in enumerate(parts):
+                item = dict(first) if n == 0 and vals else {"id": g["id"]}
+                if want_members:
+                    item["members@delta"] = [
+                        dict({"@odata.type": f"#microsoft.graph.{t}", "id": m},
+                             **({} if present else {"@removed": {"reason": "deleted"}}))
+                        for m, present, t in part]
+                out.append(item)
+        self.cache[key] = out
+        return out
+
+
 # ---------------------------------------------------------------- handler
 
 class Handler(BaseHTTPRequestHandler):
@@ -320,6 +501,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         if endpoint:
             self.st.count(endpoint, page, code)
+            with self.st.lock:  # what went over the wire, for bench/entra_feed
+                self.st.stats["bytes"] = self.st.stats.get("bytes", 0) + len(body)
 
     def send_json(self, code, obj, headers=None, endpoint=None, page=None):
         ctype = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -362,7 +545,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             self.authorize()
-            self.listing(endpoint, group, cast, url)
+            if endpoint.endswith("_delta"):
+                self.delta_listing(endpoint, url)
+            else:
+                self.listing(endpoint, group, cast, url)
         except GraphError as e:
             if e.status == 401:
                 with self.st.lock:
@@ -377,6 +563,8 @@ class Handler(BaseHTTPRequestHandler):
             return "users", None, None
         if rest == ["groups"]:
             return "groups", None, None
+        if rest in (["users", "delta"], ["groups", "delta"]):
+            return rest[0] + "_delta", None, None
         if len(rest) in (3, 4) and rest[0] == "groups" and rest[2] == "transitiveMembers":
             cast = rest[3] if len(rest) == 4 else None
             if cast not in (None, "microsoft.graph.user"):
@@ -420,9 +608,14 @@ class Handler(BaseHTTPRequestHandler):
                 st.tokens.clear()
             if "page_size" in c:
                 st.page_size = int(c["page_size"])
+            if "member_chunk" in c:
+                st.delta.member_chunk = int(c["member_chunk"])
         if "data_file" in c:
             with st.lock:
                 st.load(c["data_file"])
+        if "churn" in c:
+            with st.lock:
+                st.set_data(churn(st.data, float(c["churn"])))
         self.send_raw(200, b"{}", "application/json", compress=False)
 
     # ---- the identity platform
@@ -750,6 +943,90 @@ class Handler(BaseHTTPRequestHandler):
             body["@odata.nextLink"] = (f"https://{self.headers.get('Host')}{url.path}?{base_q}"
                                        f"&$skiptoken={st.make_token(listing, offset + size)}")
         self.send_json(200, body, None, "memberof", page_no)
+    # ---- delta queries
+    def delta_listing(self, endpoint, url):
+        """GET /users/delta and /groups/delta.  The first request names
+        $select (and no token): a round over everything.  Its
+        @odata.nextLink and @odata.deltaLink carry only an opaque
+        $skiptoken / $deltatoken holding the $select, the version the
+        round reads from and the one it reads at; a deltaLink starts the
+        next round at that version.  Faults: "gone" (410 with a Location
+        to start again), "badstate" (400 syncStateNotFound), "replay"
+        (the round starts `back` versions early: changes come again), and
+        the usual errors (429 with Retry-After: throttling mid-round)."""
+        st = self.st
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        listing = endpoint
+        host = self.headers.get("Host")
+        if "$deltatoken" in q or "$skiptoken" in q:
+            if "$select" in q:
+                raise GraphError(400, "Request_BadRequest", "$select is baked into the delta link.")
+            d = self.delta_token(listing, q.get("$deltatoken") or q.get("$skiptoken"))
+            if "$deltatoken" in q:  # a new round from where the last one ended
+                d = {"s": d["s"], "f": d["a"], "a": None, "o": 0}
+        else:
+            sel = q.get("$select")
+            d = {"s": sel, "f": None, "a": None, "o": 0}
+        known = USER_PROPS if endpoint == "users_delta" else GROUP_PROPS + ["members"]
+        props = self.select({"$select": d["s"]} if d["s"] else {}, known,
+                            USER_DEFAULT if endpoint == "users_delta" else GROUP_DEFAULT)
+        with st.lock:
+            st.stats["select"][endpoint] = d["s"]
+            if d["a"] is None:
+                d["a"] = st.delta.ver  # the version this round reads at
+            page_size = st.page_size or TOP_CAP
+        page_no = d["o"] // page_size + 1
+        f = st.fault_for(endpoint, page_no)
+        if f and f["kind"] == "gone":
+            fresh = f"https://{host}{url.path}?$select={urllib.parse.quote(d['s'] or '', safe=',')}"
+            raise GraphError(410, "syncStateNotFound", "The sync state of the delta token is not found.",
+                             {"Location": fresh})
+        if f and f["kind"] == "badstate":
+            raise GraphError(400, "syncStateNotFound", "Invalid or expired delta token.")
+        if f and f["kind"] in ERRORS:
+            status, code, msg = ERRORS[f["kind"]]
+            hdr = {"Retry-After": f["retry_after"]} if "retry_after" in f else None
+            self.send_graph_error(GraphError(status, code, msg, hdr), endpoint, page_no)
+            return
+        if f and f["kind"] == "replay" and d["f"] is not None:
+            # the round starts earlier, and its later pages with it
+            d["f"] = max(0, d["f"] - int(f.get("back", 1)))
+        since = d["f"]
+        with st.lock:
+            items = (st.delta.user_items(since, props) if endpoint == "users_delta"
+                     else st.delta.group_items(since, props))
+        chunk = items[d["o"]:d["o"] + page_size]
+        body = {"@odata.context": f"https://{host}/v1.0/$metadata#{endpoint[:-6]}({','.join(props)})",
+                "value": chunk}
+        base = f"https://{host}{url.path}"
+        if f and f["kind"] == "empty":  # Graph sends empty pages mid-round
+            chunk, body["value"] = [], []
+            body["@odata.nextLink"] = f"{base}?$skiptoken={self.make_delta_token(listing, dict(d))}"
+        elif d["o"] + page_size < len(items):
+            nd = dict(d, o=d["o"] + page_size)
+            body["@odata.nextLink"] = f"{base}?$skiptoken={self.make_delta_token(listing, nd)}"
+        else:
+            nd = {"s": d["s"], "f": None, "a": d["a"], "o": 0}
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={self.make_delta_token(listing, nd)}"
+        self.send_json(200, body, None, endpoint, page_no)
+
+    def make_delta_token(self, listing, d):
+        raw = json.dumps(dict(d, l=listing, n=secrets.token_hex(4))).encode()
+        mac = hmac.new(self.st.mac_key, raw, hashlib.sha256).digest()[:12]
+        return b64url(mac + raw)
+
+    def delta_token(self, listing, token):
+        try:
+            blob = b64url_decode(token)
+            mac, raw = blob[:12], blob[12:]
+            if not hmac.compare_digest(mac, hmac.new(self.st.mac_key, raw, hashlib.sha256).digest()[:12]):
+                raise ValueError
+            d = json.loads(raw)
+            if d["l"] != listing:
+                raise ValueError
+            return d
+        except Exception:
+            raise GraphError(400, "syncStateNotFound", "Invalid or expired delta token.")
 
     # ---- faults
     def fault(self, f, endpoint, page, body):

@@ -65,7 +65,8 @@ graph_start() {
 	"$PY" "$FAKES/graph.py" --cert "$CERTS/$name.crt" --key "$CERTS/$name.key" --port-file "$W/graph.port" \
 		--tenant "$TENANT" --client-id "$CLIENT_ID" "$@" >"$W/graph.log" 2>&1 &
 	GRAPH_PID=$!
-	for _ in $(seq 100); do
+	# bench/cloud_feed.sh: a generated tenant of 100k users takes longer
+	for _ in $(seq "${FAKE_START_TRIES:-100}"); do
 		[ -s "$W/graph.port" ] && break
 		kill -0 "$GRAPH_PID" 2>/dev/null || { cat "$W/graph.log" >&2; echo "graph.py died" >&2; exit 1; }
 		sleep 0.1

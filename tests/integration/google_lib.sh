@@ -61,7 +61,8 @@ gfake_start() {
 		--pubkey "$W/sa.pub" --key-id "$KEY_ID" --client-email "$CLIENT_EMAIL" --subject "$SUBJECT" \
 		--port-file "$W/gport" "$@" 2>"$W/gfake.err" &
 	GFAKE_PID=$!
-	for _ in $(seq 100); do
+	# bench/cloud_feed.sh: a generated tenant of 100k users takes longer
+	for _ in $(seq "${FAKE_START_TRIES:-100}"); do
 		[ -s "$W/gport" ] && break
 		kill -0 "$GFAKE_PID" 2>/dev/null || break
 		sleep 0.1

@@ -104,8 +104,9 @@ el=$(($(date +%s) - t0))
 if [ "$el" -ge 5 ] && [ "$el" -le 12 ]; then ok "endless drip: stopped after ${el}s (run_timeout 6s)"; else bad "drip: took ${el}s"; fi
 
 # ---- the daemon stopped (SIGTERM) in the middle of that drip: the transfer
-# ends at once, nothing is written, the daemon exits 0 within 5 s
-LOG_LEVEL=debug entra_config "$(entra_secret)" "" "$RULES"
+# ends at once, nothing is written, the daemon exits 0 within 5 s (mode
+# full: the daemon reads /users, where the drip is, not /users/delta)
+LOG_LEVEL=debug entra_config "$(entra_secret)" "    changes: { mode: full }" "$RULES"
 "$IDSYNCD" -c "$W/idsyncd.yaml" run >"$W/run.out" 2>"$W/run.err" &
 pid=$!
 for _ in $(seq 100); do

@@ -188,4 +188,8 @@ ids sync --user anyone@corp.example --connector gws
 eq 1 "$RC" "sync --user of an unknown person exits 1"
 has "user anyone@corp.example not found in connector gws" "$OUT$ERR" "the message names user and connector"
 eq "$before" "$(snapshot_db)" "nothing written"
+
+# issue 15: Google has no change feed for groups and members; status says so
+ids status
+has "mode full (no change feed for google)" "$OUT" "status: a google connector reads everything, and says why"
 finish

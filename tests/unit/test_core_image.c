@@ -366,6 +366,75 @@ static void test_kind_change_and_misuse(void **state)
 	ids_image_free(img);
 }
 
+/* begin_edit's keep: every member but bob. */
+static bool not_bob(enum ids_ref kind, const char *ref, size_t n, void *ud)
+{
+	(void)ud;
+	return !(kind == IDS_REF_DN && n == strlen(UDN("bob")) && !memcmp(ref, UDN("bob"), n));
+}
+
+/* Member edits (Graph's members@delta, DirSync's incremental values):
+ * an edge added or removed without resending the group; a replayed edit
+ * changes nothing; the group's other values stay; rollback undoes them;
+ * begin_edit carries the members over, drops the other values. */
+static void test_member_edits(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	ids_image_commit(img);
+	char *before = image_text(img);
+
+	/* alice joins Team (twice: the second is a replay), bob leaves it */
+	const char *a = UDN("alice"), *b = UDN("bob");
+	assert_int_equal(ids_image_group_member_add(img, "k-team", IDS_REF_DN, a, strlen(a)), 1);
+	assert_int_equal(ids_image_group_member_add(img, "k-team", IDS_REF_DN, a, strlen(a)), 0);
+	assert_int_equal(ids_image_group_member_remove(img, "k-team", IDS_REF_DN, b, strlen(b)), 1);
+	assert_int_equal(ids_image_group_member_remove(img, "k-team", IDS_REF_DN, b, strlen(b)), 0);
+	/* the same bytes as another kind of reference are another member */
+	assert_int_equal(ids_image_group_member_remove(img, "k-cc", IDS_REF_ID, a, strlen(a)), 0);
+	const struct entry team2 = {
+	    .group = true, .id = "G1", .name = "Team", .dn = GDN("Team"), .members = {a}};
+	const struct entry *all[] = {&alice, &bob, &team2, &cc};
+	assert_same(image_text(img), full_text(all, 4));
+
+	/* no such group, a user's key, an open record */
+	assert_int_equal(ids_image_group_member_add(img, "k-none", IDS_REF_DN, a, strlen(a)), -ENOENT);
+	assert_int_equal(ids_image_group_member_remove(img, "k-bob", IDS_REF_DN, a, strlen(a)), -ENOENT);
+	assert_int_equal(ids_image_user_begin(img, "k-x"), 0);
+	assert_int_equal(ids_image_group_member_add(img, "k-team", IDS_REF_DN, b, strlen(b)), -EBUSY);
+	ids_image_abort_record(img);
+
+	ids_image_rollback(img);
+	assert_same(image_text(img), before);
+
+	/* begin_edit: CC-Support renamed, bob's edge filtered (none there),
+	 * Team kept, bob added; the old name and DN are gone */
+	assert_int_equal(ids_image_group_begin_edit(img, "k-cc", not_bob, NULL), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G2", 2), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, "CC-Sales", 8), 0);
+	assert_int_equal(ids_image_group_member(img, IDS_REF_DN, b, strlen(b)), 0);
+	assert_int_equal(ids_image_end(img), 0);
+	/* and Team edited to drop bob: an empty group */
+	assert_int_equal(ids_image_group_begin_edit(img, "k-team", not_bob, NULL), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G1", 2), 0);
+	assert_int_equal(ids_image_end(img), 0);
+	/* a new key opens empty */
+	assert_int_equal(ids_image_group_begin_edit(img, "k-new", NULL, NULL), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G3", 2), 0);
+	assert_int_equal(ids_image_end(img), 0);
+	char *got = image_text(img);
+	assert_non_null(strstr(got, "user U2 bob " UDN("bob") " in CC-Sales\n"));
+	assert_null(strstr(got, "CC-Support"));
+	assert_int_equal(ids_image_ngroups(img), 3);
+	free(got);
+	ids_image_free(img);
+}
+
 static int collect(const char *key, void *ud)
 {
 	struct ids_buf *b = ud;
@@ -626,6 +695,7 @@ int main(void)
 	    cmocka_unit_test(test_dn_and_groups_naming),
 	    cmocka_unit_test(test_group_edit),
 	    cmocka_unit_test(test_id_members),
+	    cmocka_unit_test(test_member_edits),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
