@@ -851,7 +851,7 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         if rest == ["users"] and "$filter" in q:
             endpoint = "filter"
-        elif len(rest) == 2 and rest[0] == "users":
+        elif len(rest) == 2 and rest[0] == "users" and rest[1] != "delta":
             endpoint = "user"
         elif len(rest) in (3, 4) and rest[0] == "users" and rest[2] == "transitiveMemberOf":
             endpoint = "memberof"

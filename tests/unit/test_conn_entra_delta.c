@@ -123,7 +123,7 @@ static void test_users(void **state)
 #define MG(id) "{\"@odata.type\":\"#microsoft.graph.group\",\"id\":\"" id "\"}"
 #define MX(id)                                                                                               \
 	"{\"@odata.type\":\"#microsoft.graph.user\",\"id\":\"" id "\",\"@removed\":{\"reason\":\"deleted\"}" \
-								  "}"
+	"}"
 
 /* The first round: CC-Support split over two pages (members u1, then
  * Team nested), Team = {u2}; then changes, a replay, a group removed. */
