@@ -944,8 +944,8 @@ static int load_database(struct ctx *c, yaml_node_t *n)
  * backoff shrink, which is a contradiction, not a preference. */
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"interval",	"jitter",      "retry_min",
-					   "retry_max", "run_timeout", NULL};
+	static const char *const keys[] = {"interval",	  "jitter",    "retry_min", "retry_max",
+					   "run_timeout", "user_rate", NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -960,6 +960,10 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 		r = rd_duration(c, &m, "retry_max", false, &cfg->sync.retry_max);
 	if (r >= 0)
 		r = rd_duration(c, &m, "run_timeout", false, &cfg->sync.run_timeout);
+	/* targeted syncs (NOTIFY idsyncd_sync_user) per connector and second;
+	 * 0 turns the LISTEN off */
+	if (r >= 0)
+		r = rd_int(c, &m, "user_rate", 0, 10000, &cfg->sync.user_rate);
 	if (r >= 0 && cfg->sync.retry_max < cfg->sync.retry_min) {
 		yaml_node_t *v =
 		    map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
@@ -2360,6 +2364,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->sync.retry_min = 30;
 	cfg->sync.retry_max = 15 * 60;
 	cfg->sync.run_timeout = 30 * 60;
+	cfg->sync.user_rate = 10;
 	cfg->log.level = IDS_LOG_INFO;
 	cfg->log.target = IDS_LOGT_AUTO;
 	cfg->safety.max_deactivations = 500;

@@ -36,6 +36,7 @@
 #include "ids/scim_server.h"
 #include "ids/store.h"
 #include "ids/sync.h"
+#include "ids/usersync.h"
 
 #define USEC 1000000LL
 /* The longest error text quoted in STATUS= (the log has all of it). */
@@ -43,6 +44,10 @@
 /* The heartbeat's period (daemon_heartbeat): `status` calls a daemon gone
  * after three missed beats. */
 #define HEARTBEAT_USEC (60 * USEC)
+/* Targeted syncs go before the schedule (someone is waiting for them),
+ * but a connector overdue by this much goes first: a stream of requests
+ * must not hold the full runs off for ever. */
+#define STARVE_USEC (30 * USEC)
 
 struct sched {
 	char *name;
@@ -72,8 +77,11 @@ struct daemon {
 	 * NULL when out of memory (no metrics, the runs go on) */
 	struct ids_metrics *metrics;
 	struct ids_metrics_server *msrv; /* NULL without a metrics: block */
-	bool serving;			 /* past the start: a reload restarts the listener */
-	bool stop, run_all, reload;	 /* set by signals, acted on by the loop */
+	/* LISTEN idsyncd_sync_user and its queue; NULL when out of memory
+	 * (no targeted syncs, the runs go on) */
+	struct ids_usersync *us;
+	bool serving;		    /* past the start: a reload restarts the listener */
+	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
 
 static int64_t real_usec(void)
@@ -178,6 +186,10 @@ static int progress(void *ud)
 	watchdog(d, false);
 	drain_signals(d);
 	notify_progress(d);
+	/* requests that arrive during a run are coalesced and rate limited
+	 * as they arrive, not when the run ends */
+	if (d->us)
+		ids_usersync_drain(d->us, d->cfg, d->metrics);
 	return d->stop ? IDS_E_CANCELLED : 0;
 }
 
@@ -254,13 +266,21 @@ static void sleep_until(struct daemon *d, int64_t until)
 			wait = w < wait ? (w > 0 ? w : 0) : wait;
 		}
 		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
-		struct pollfd p[2] = {{d->sfd, POLLIN, 0}, {ids_scim_server_fd(d->scim), POLLIN, 0}};
-		int r = ppoll(p, d->scim ? 2 : 1, &ts, NULL);
+		/* a negative fd is skipped by ppoll: no SCIM, no LISTEN */
+		struct pollfd p[3] = {{d->sfd, POLLIN, 0},
+				      {d->scim ? ids_scim_server_fd(d->scim) : -1, POLLIN, 0},
+				      {ids_usersync_fd(d->us), POLLIN, 0}};
+		int r = ppoll(p, 3, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
 			/* pushes move their connector's run: back to the loop */
 			if (d->scim && (p[1].revents & POLLIN)) {
 				ids_scim_server_drain(d->scim, pushed, d);
+				return;
+			}
+			/* a NOTIFY (or the server going away): the loop runs it */
+			if (p[2].fd >= 0 && p[2].revents) {
+				ids_usersync_drain(d->us, d->cfg, d->metrics);
 				return;
 			}
 		} else if (r < 0 && errno != EINTR) {
@@ -549,6 +569,42 @@ static void run_one(struct daemon *d, struct sched *s)
 	notify_status(d, NULL);
 }
 
+/* A targeted sync asked for by NOTIFY idsyncd_sync_user: the path of
+ * `sync --user` (ids_sync_connector with only_user), which waits for a
+ * full run holding the connector's lock, and deactivates no one.  Its
+ * sync_run row (read_kind 'user') and outcome line are the run's own. */
+static void run_user(struct daemon *d, const char *conn, const char *user)
+{
+	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, conn);
+	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
+	struct ids_error e = {0};
+	if (!cc) {
+		/* queued before a reload that removed the connector */
+		ids_log(IDS_LOG_WARNING, conn, 0, NULL, "targeted sync dropped: no longer configured");
+		return;
+	}
+	if (store_ready(d, &e) < 0) {
+		const struct ids_log_fields f = {.connector = cc->name, .message_id = IDS_MSGID_RUN_FAILED};
+		ids_log_event(IDS_LOG_ERROR, &f, "targeted sync failed, nothing written: database: %s",
+			      ids_error_text(&e));
+	} else {
+		struct ids_sync_opts o = {.only_user = user, .progress = progress, .ud = d};
+		struct ids_buf out = {0};
+		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
+		ids_buf_free(&out);
+	}
+	ids_error_clear(&e);
+	if (d->metrics)
+		(void)ids_metrics_targeted(d->metrics, cc->name, res.status ? res.status : "failed");
+	/* a person not found is no reason to drop the connection; a lost
+	 * or broken one is */
+	if (res.error_code == IDS_E_DB_LOST || res.error_code == IDS_E_DB) {
+		ids_store_close(d->st);
+		d->st = NULL;
+	}
+	free(res.error);
+}
+
 /* SIGHUP: re-reads the configuration.  An invalid one is refused and the
  * running one kept (the reason goes to the log and stays in STATUS=).
  * `ready`: the daemon has said READY=1, so systemd gets RELOADING=1 and
@@ -598,6 +654,8 @@ static void reload(struct daemon *d, bool ready)
 	/* the database settings may have changed */
 	ids_store_close(d->st);
 	d->st = NULL;
+	if (d->us)
+		ids_usersync_close(d->us);
 	free(d->note);
 	d->note = NULL;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
@@ -708,8 +766,15 @@ static void serve(struct daemon *d)
 				d->s[i].due = now;
 			d->run_all = false;
 		}
-		/* the earliest due connector runs; the rest wait their turn */
 		struct sched *next = next_due(d);
+		const char *uc = NULL, *uu = NULL;
+		if (d->us && !(next && next->due + STARVE_USEC <= now) &&
+		    ids_usersync_next(d->us, &uc, &uu)) {
+			run_user(d, uc, uu);
+			ids_usersync_done(d->us, d->cfg, d->metrics);
+			continue;
+		}
+		/* the earliest due connector runs; the rest wait their turn */
 		if (next && next->due <= now) {
 			run_one(d, next);
 			continue;
@@ -729,9 +794,36 @@ static void serve(struct daemon *d)
 			ids_error_clear(&e);
 			continue;
 		}
+		/* the LISTEN connection, when it is away and its retry due */
+		if (d->us)
+			ids_usersync_connect(d->us, d->cfg);
 		int64_t until = next ? next->due : now + 3600 * USEC;
+		int64_t retry = ids_usersync_retry_at(d->us, d->cfg);
+		until = retry && retry < until ? retry : until;
 		sleep_until(d, until < beat ? until : beat);
 	}
+}
+
+/* The start of the listeners, once the database is there: SCIM, metrics,
+ * and the LISTEN of targeted syncs.  An operator who configured a
+ * listener wants it, not a daemon that runs without it: a SCIM or metrics
+ * listener that cannot start is a failed start (< 0).  The LISTEN is
+ * retried like the database, so it never fails the start. */
+static int serving_start(struct daemon *d)
+{
+	if (scim_start(d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the SCIM listener\nERRNO=%d", EADDRINUSE);
+		return -EADDRINUSE;
+	}
+	if (metrics_start(d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the metrics listener\nERRNO=%d", EADDRINUSE);
+		return -EADDRINUSE;
+	}
+	/* listening before READY=1: a login handler's NOTIFY may follow at once */
+	if (ids_usersync_new(&d->us) == 0)
+		ids_usersync_connect(d->us, d->cfg);
+	d->serving = true;
+	return 0;
 }
 
 int ids_daemon_run(const char *config_path)
@@ -772,19 +864,10 @@ int ids_daemon_run(const char *config_path)
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
-	/* an operator who configured a listener wants it, not a daemon that
-	 * runs without it: a listener that cannot start is a failed start */
-	if (scim_start(&d) < 0) {
-		sd_notifyf(0, "STATUS=cannot start the SCIM listener\nERRNO=%d", EADDRINUSE);
+	if (serving_start(&d) < 0) {
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
-	if (metrics_start(&d) < 0) {
-		sd_notifyf(0, "STATUS=cannot start the metrics listener\nERRNO=%d", EADDRINUSE);
-		code = IDS_EXIT_FAILED;
-		goto out;
-	}
-	d.serving = true;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
@@ -804,6 +887,7 @@ out:
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
 	listeners_stop(&d);
+	ids_usersync_free(d.us);
 	ids_metrics_free(d.metrics);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);

@@ -485,7 +485,7 @@ static int check_user_target(const struct ids_config *cfg, const struct cmd_opts
 			n);
 		return IDS_EXIT_USAGE;
 	}
-	if (one->type != IDS_CONN_LDAP) {
+	if (!ids_sync_user_supported(one)) {
 		fprintf(stderr, "idsyncd: --user: not yet for type %s (connector %s); run a full sync\n",
 			ids_conn_type_name(one->type), one->name);
 		return IDS_EXIT_USAGE;

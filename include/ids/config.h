@@ -124,6 +124,7 @@ struct ids_config {
 	} database;
 	struct {
 		int interval, jitter, retry_min, retry_max, run_timeout; /* seconds */
+		int user_rate; /* targeted syncs by NOTIFY per connector and second; 0: no LISTEN */
 	} sync;
 	struct {
 		enum ids_log_level level;

@@ -273,4 +273,15 @@ struct ids_feed_commit {
 	const char *reset_reason; /* the run fell back from its feed: resets + 1; NULL: it did not */
 };
 
+/* LISTEN/NOTIFY (store/listen.c), on a connection opened for it alone.
+ * ids_store_listen: LISTEN channel (quoted as an identifier).
+ * ids_store_socket: the connection's socket to poll, -1 for NULL.
+ * ids_store_notify_next: reads what arrived without blocking; 1 with
+ * *ret (new) the next payload, 0 when none is waiting, IDS_E_DB_LOST when
+ * the server went away (a NOTIFY sent meanwhile is lost: reconnect and
+ * LISTEN again). */
+int ids_store_listen(struct ids_store *st, const char *channel, struct ids_error *err);
+int ids_store_socket(const struct ids_store *st);
+int ids_store_notify_next(struct ids_store *st, char **ret, struct ids_error *err);
+
 #endif

@@ -71,6 +71,10 @@ struct ids_sync_result {
 	/* a threshold held the plan: the run id `idsyncd approve` takes (this
 	 * run's, or an earlier one's that held the same plan); else 0 */
 	int64_t held_run;
+	/* static: why the run's change feed fell back to reading everything
+	 * (refresh_required, cookie_refused, config_changed, cursor_invalid,
+	 * other), for the metrics; NULL when it did not */
+	const char *feed_reset;
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or
@@ -81,6 +85,10 @@ struct ids_sync_result {
 void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			const struct ids_connector_cfg *cc, const struct ids_sync_opts *o,
 			struct ids_buf *out, struct ids_sync_result *res);
+
+/* Whether cc's type has a targeted read (`sync --user`, the daemon's
+ * NOTIFY idsyncd_sync_user): the one place that says which types do. */
+bool ids_sync_user_supported(const struct ids_connector_cfg *cc);
 
 /* What a process keeps between the runs of its connectors for their
  * change feeds (issue 14): per connector, the image its feed is applied
