@@ -569,39 +569,58 @@ static void run_one(struct daemon *d, struct sched *s)
 	notify_status(d, NULL);
 }
 
+/* One attempt of run_user's sync into *res; false when the connection it
+ * used turned out dead (closed here).  `fresh`: the connection was made
+ * for this attempt. */
+static bool user_attempt(struct daemon *d, const struct ids_connector_cfg *cc, const char *user,
+			 struct ids_sync_result *res, bool *fresh)
+{
+	struct ids_error e = {0};
+	*fresh = d->st == NULL;
+	if (store_ready(d, &e) < 0) {
+		const struct ids_log_fields f = {.connector = cc->name, .message_id = IDS_MSGID_RUN_FAILED};
+		ids_log_event(IDS_LOG_ERROR, &f, "targeted sync failed, nothing written: database: %s",
+			      ids_error_text(&e));
+		ids_error_clear(&e);
+		return true;
+	}
+	struct ids_sync_opts o = {.only_user = user, .progress = progress, .ud = d};
+	struct ids_buf out = {0};
+	ids_sync_connector(d->cfg, d->st, cc, &o, &out, res);
+	ids_buf_free(&out);
+	/* a person not found is no reason to drop the connection; a lost
+	 * or broken one is */
+	if (res->error_code != IDS_E_DB_LOST && res->error_code != IDS_E_DB)
+		return true;
+	ids_store_close(d->st);
+	d->st = NULL;
+	return res->error_code != IDS_E_DB_LOST;
+}
+
 /* A targeted sync asked for by NOTIFY idsyncd_sync_user: the path of
  * `sync --user` (ids_sync_connector with only_user), which waits for a
  * full run holding the connector's lock, and deactivates no one.  Its
- * sync_run row (read_kind 'user') and outcome line are the run's own. */
+ * sync_run row (read_kind 'user') and outcome line are the run's own.
+ * An idle connection may have died with a PostgreSQL restart that the
+ * LISTEN connection just saw: such a run is tried once more, on a new
+ * connection, rather than failing the person who is signing in. */
 static void run_user(struct daemon *d, const char *conn, const char *user)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, conn);
 	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
-	struct ids_error e = {0};
+	bool fresh = false;
 	if (!cc) {
 		/* queued before a reload that removed the connector */
 		ids_log(IDS_LOG_WARNING, conn, 0, NULL, "targeted sync dropped: no longer configured");
 		return;
 	}
-	if (store_ready(d, &e) < 0) {
-		const struct ids_log_fields f = {.connector = cc->name, .message_id = IDS_MSGID_RUN_FAILED};
-		ids_log_event(IDS_LOG_ERROR, &f, "targeted sync failed, nothing written: database: %s",
-			      ids_error_text(&e));
-	} else {
-		struct ids_sync_opts o = {.only_user = user, .progress = progress, .ud = d};
-		struct ids_buf out = {0};
-		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
-		ids_buf_free(&out);
+	if (!user_attempt(d, cc, user, &res, &fresh) && !fresh && !d->stop) {
+		free(res.error);
+		res = (struct ids_sync_result){.exit_code = IDS_EXIT_FAILED, .status = "failed"};
+		(void)user_attempt(d, cc, user, &res, &fresh);
 	}
-	ids_error_clear(&e);
 	if (d->metrics)
 		(void)ids_metrics_targeted(d->metrics, cc->name, res.status ? res.status : "failed");
-	/* a person not found is no reason to drop the connection; a lost
-	 * or broken one is */
-	if (res.error_code == IDS_E_DB_LOST || res.error_code == IDS_E_DB) {
-		ids_store_close(d->st);
-		d->st = NULL;
-	}
 	free(res.error);
 }
 

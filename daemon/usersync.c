@@ -175,8 +175,8 @@ static char *quoted(const char *s)
 static void refuse(struct ids_metrics *m, const char *payload, const char *reason, const char *why)
 {
 	char *q = quoted(payload);
-	ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s: request %s ignored: %s", IDS_USERSYNC_CHANNEL, q ? q : "",
-		why);
+	ids_log(IDS_LOG_WARNING, NULL, 0, NULL, "%s: request %s ignored: %s", IDS_USERSYNC_CHANNEL,
+		q ? q : "", why);
 	free(q);
 	if (m)
 		(void)ids_metrics_targeted_refused(m, reason);
@@ -184,8 +184,8 @@ static void refuse(struct ids_metrics *m, const char *payload, const char *reaso
 
 /* Dropped over the rate limit: one warning a second per connector, the
  * count of the quiet ones in the next (the metric counts every one). */
-static void dropped(struct ids_usersync *u, const struct ids_config *cfg, const char *conn,
-		    const char *user, const char *outcome)
+static void dropped(struct ids_usersync *u, const struct ids_config *cfg, const char *conn, const char *user,
+		    const char *outcome)
 {
 	struct bucket *b = bucket_of(u, conn);
 	int64_t now = ids_mono_usec();
@@ -194,10 +194,11 @@ static void dropped(struct ids_usersync *u, const struct ids_config *cfg, const 
 		return;
 	}
 	char *q = quoted(user);
-	ids_log(IDS_LOG_WARNING, conn, 0, NULL,
-		"targeted sync of %s dropped (%s: sync.user_rate %d a second; %ld more dropped since the last "
-		"warning); the next scheduled run includes the user",
-		q ? q : "", outcome, cfg->sync.user_rate, b ? b->quiet_drops : 0L);
+	ids_log(
+	    IDS_LOG_WARNING, conn, 0, NULL,
+	    "targeted sync of %s dropped (%s: sync.user_rate %d a second; %ld more dropped since the last "
+	    "warning); the next scheduled run includes the user",
+	    q ? q : "", outcome, cfg->sync.user_rate, b ? b->quiet_drops : 0L);
 	free(q);
 	if (b) {
 		b->warned = now;
