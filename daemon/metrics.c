@@ -339,7 +339,8 @@ static int fmt_extra_kind(struct ids_buf *out, const struct extra *x, size_t nx,
 	    {"idsyncd_users_managed", "gauge", NULL,
 	     "Active users the connector manages, after its last ok run."},
 	    {"idsyncd_grants_managed", "gauge", NULL,
-	     "Tenant roles and channel grants of the connector's active users, after its last ok run."},
+	     "Grant rows the connector manages (roles, channels, slot limits, operator groups), after its "
+	     "last ok run."},
 	};
 	/* a family without a series is left out (no targeted sync yet, no
 	 * reset): the text of a daemon without them stays what it was */

@@ -284,4 +284,10 @@ int ids_store_listen(struct ids_store *st, const char *channel, struct ids_error
 int ids_store_socket(const struct ids_store *st);
 int ids_store_notify_next(struct ids_store *st, char **ret, struct ids_error *err);
 
+/* The active users whose source is connector, and the grant rows
+ * (roles, channels, slot limits, operator group memberships) it manages:
+ * the metrics' gauges (store/managed.c).  Reads only. */
+int ids_store_managed_counts(struct ids_store *st, const char *connector, long *ret_users, long *ret_grants,
+			     struct ids_error *err);
+
 #endif
