@@ -48,12 +48,18 @@
  * but a connector overdue by this much goes first: a stream of requests
  * must not hold the full runs off for ever. */
 #define STARVE_USEC (30 * USEC)
+/* A run that changed nothing recounts the managed users and grants for
+ * /metrics only this long after the last count (the count's cost at tier
+ * M is in docs/metrics.md; what changes them between two such runs is
+ * another writer: another instance, `sync` from the command line). */
+#define RECOUNT_USEC (3600 * USEC)
 
 struct sched {
 	char *name;
-	int64_t due;  /* monotonic usec of the next run */
-	int backoff;  /* seconds of the last retry delay, 0 after a success */
-	char *status; /* this connector's part of STATUS=; NULL before its first run */
+	int64_t due;	 /* monotonic usec of the next run */
+	int backoff;	 /* seconds of the last retry delay, 0 after a success */
+	char *status;	 /* this connector's part of STATUS=; NULL before its first run */
+	int64_t counted; /* monotonic usec of the last managed users/grants count, 0: none */
 };
 
 struct daemon {
@@ -337,6 +343,7 @@ static int schedule_rebuild(struct daemon *d)
 			else
 				ns[i].due = sooner < old->due ? sooner : old->due;
 			ns[i].backoff = old->backoff;
+			ns[i].counted = old->counted;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;
 		}
@@ -510,27 +517,34 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 }
 
 /* A scheduled run into /metrics: its result, a feed reset, and after an
- * ok run the users and grants the connector manages now (one count
- * statement: its cost at tier S and M is in docs/metrics.md).  A failed
- * count only leaves the gauges as they were: logged at debug level, the
- * next run reports a lost database. */
-static void run_metrics(struct daemon *d, const struct ids_connector_cfg *cc,
+ * ok run that changed something (or RECOUNT_USEC after the last count)
+ * the users and grants the connector manages now: one count statement,
+ * whose sequential scans of the grant tables cost more than a no-op run
+ * should pay every time.  A failed count leaves the gauges as they were:
+ * logged at debug level, the next run reports a lost database. */
+static void run_metrics(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
 			const struct ids_sync_result *res, int64_t t0)
 {
 	if (!d->metrics)
 		return;
-	(void)ids_metrics_record(d->metrics, cc->name, res, (double)(ids_mono_usec() - t0) / USEC,
-				 time(NULL));
+	int64_t now = ids_mono_usec();
+	(void)ids_metrics_record(d->metrics, cc->name, res, (double)(now - t0) / USEC, time(NULL));
 	if (res->feed_reset)
 		(void)ids_metrics_feed_reset(d->metrics, cc->name, res->feed_reset);
+	const struct ids_plan_counts *k = &res->counts;
+	bool changed = k->created || k->updated || k->deactivated || k->reactivated || k->grants_added ||
+		       k->grants_removed;
+	if (res->exit_code != IDS_EXIT_OK || !d->st ||
+	    (!changed && s->counted && now - s->counted < RECOUNT_USEC))
+		return;
 	long users = 0, grants = 0;
 	struct ids_error e = {0};
-	if (res->exit_code != IDS_EXIT_OK || !d->st)
-		return;
-	if (ids_store_managed_counts(d->st, cc->name, &users, &grants, &e) < 0)
+	if (ids_store_managed_counts(d->st, cc->name, &users, &grants, &e) < 0) {
 		ids_log(IDS_LOG_DEBUG, cc->name, 0, NULL, "metrics: %s", ids_error_text(&e));
-	else
+	} else {
 		(void)ids_metrics_managed(d->metrics, cc->name, users, grants);
+		s->counted = now;
+	}
 	ids_error_clear(&e);
 }
 
@@ -576,7 +590,7 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
-	run_metrics(d, cc, &res, t0);
+	run_metrics(d, s, cc, &res, t0);
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
