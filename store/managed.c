@@ -12,16 +12,16 @@ int ids_store_managed_counts(struct ids_store *st, const char *connector, long *
 	/* app_user by its (source, external_id) key; the four grant tables
 	 * have no index on source, so each is one sequential scan: cheaper
 	 * than a join through app_user, which reads them whole as well */
-	static const char sql[] =
-	    "SELECT (SELECT count(*) FROM app_user WHERE source = $1 AND active),"
-	    " (SELECT count(*) FROM tenant_role WHERE source = $1)"
-	    " + (SELECT count(*) FROM channel_grant WHERE source = $1)"
-	    " + (SELECT count(*) FROM slot_limit WHERE source = $1)"
-	    " + (SELECT count(*) FROM operator_group_member WHERE source = $1)";
+	static const char sql[] = "SELECT (SELECT count(*) FROM app_user WHERE source = $1 AND active),"
+				  " (SELECT count(*) FROM tenant_role WHERE source = $1)"
+				  " + (SELECT count(*) FROM channel_grant WHERE source = $1)"
+				  " + (SELECT count(*) FROM slot_limit WHERE source = $1)"
+				  " + (SELECT count(*) FROM operator_group_member WHERE source = $1)";
 	const char *p[1] = {connector};
 	PGresult *res = NULL;
 	int64_t u = 0, g = 0;
-	int r = ids_store_exec(st, sql, 1, p, PGRES_TUPLES_OK, &res, "counting the managed users and grants", err);
+	int r = ids_store_exec(st, sql, 1, p, PGRES_TUPLES_OK, &res, "counting the managed users and grants",
+			       err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1 || ids_store_parse_i64(PQgetvalue(res, 0, 0), &u) < 0 ||
