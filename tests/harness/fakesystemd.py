@@ -130,7 +130,7 @@ def hold_lock(env, connector):
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
     key = h - (1 << 64) if h >= 1 << 63 else h
     p = subprocess.Popen(["psql", "-qAtX", "-d", env.db, "-c", f"SELECT pg_advisory_lock({key})",
-                          "-c", "SELECT 'locked'", "-c", "SELECT pg_sleep(60)"],
+                          "-c", "SELECT 'locked'", "-c", "SELECT pg_sleep(61)"],
                          stdout=subprocess.PIPE, text=True)
     # pg_advisory_lock() returns void: an empty line comes first
     if "locked" not in (p.stdout.readline() + p.stdout.readline()):
@@ -140,11 +140,14 @@ def hold_lock(env, connector):
 
 def release_lock(env, p):
     """Ends hold_lock's session: the server's session outlives the psql
-    client (pg_sleep does not notice it gone), so it is terminated."""
+    client (pg_sleep does not notice it gone), so it is terminated.  61 s,
+    not 60: t_cli.sh and t_json_output.sh end every pg_sleep(60) session
+    of the cluster, which would free this lock under a test's feet."""
     p.kill()
     p.wait()
-    env.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-          " WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+    # this test's database only: the other tests' locks are theirs
+    env.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+          " AND query LIKE '%pg_sleep(61)%' AND pid <> pg_backend_pid()")
 
 
 def poll_until(fn, timeout, what, every=0.1):

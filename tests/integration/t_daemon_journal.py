@@ -35,7 +35,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import Fail, FakeJournal, first, hold_lock, journald_running, main  # noqa: E402
+from fakesystemd import Fail, FakeJournal, first, hold_lock, journald_running, main, release_lock  # noqa: E402
 
 
 class RealJournal:
@@ -106,11 +106,7 @@ def check_skipped(env, c, d, journal, kw, pid, ids):
         d.signal(signal.SIGUSR1)
         d.wait_status(r"^corp skipped \(another instance is syncing it\)", 15, since=mark)
     finally:
-        # the server's session outlives the psql client: end it, and the lock
-        lock.kill()
-        lock.wait()
-        env.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-              " WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+        release_lock(env, lock)
     skipped = env.q("SELECT id FROM sync_run WHERE connector = 'corp' AND status = 'skipped_locked'")
     if journal is None:
         return
