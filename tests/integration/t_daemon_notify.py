@@ -79,6 +79,11 @@ def body(env, c):
                      connectors=[env.ldap_connector(), push],
                      raw_extra=f"metrics:\n  listen: \"127.0.0.1:{port}\"\n"
                                f"scim:\n  listen: \"127.0.0.1:{scim_port}\"\n")
+    bad = env.write_config(path=os.path.join(env.dir, "bad.yaml"), sync={"user_rate": -1})
+    rc, _, err = env.run_cli("check-config", config=bad)
+    c.eq(78, rc, "check-config refuses sync.user_rate: -1")
+    c.true(re.search(r"bad.yaml:\d+:\d+: sync.user_rate: expected an integer 0..10000", err) is not None,
+           f"... naming the place ({err.strip()})")
     d = env.daemon().start()
     d.wait_field("READY", "1", 10)
     d.wait_status(r"corp ok 22 users \+22 ", 20)
