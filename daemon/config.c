@@ -945,7 +945,7 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"interval",	  "jitter", "retry_min", "retry_max",
-					   "run_timeout", "lease",  NULL};
+					   "run_timeout", "lease",  "user_rate", NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -968,6 +968,10 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 		push_key(c, "lease");
 		r = fail(c, map_get(&m, "lease"), "expected lease >= 3s (got %ds)", cfg->sync.lease);
 	}
+	/* targeted syncs (NOTIFY idsyncd_sync_user) per connector and second;
+	 * 0 turns the LISTEN off */
+	if (r >= 0)
+		r = rd_int(c, &m, "user_rate", 0, 10000, &cfg->sync.user_rate);
 	if (r >= 0 && cfg->sync.retry_max < cfg->sync.retry_min) {
 		yaml_node_t *v =
 		    map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
@@ -2385,6 +2389,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->sync.retry_max = 15 * 60;
 	cfg->sync.run_timeout = 30 * 60;
 	cfg->sync.lease = 60;
+	cfg->sync.user_rate = 10;
 	cfg->log.level = IDS_LOG_INFO;
 	cfg->log.target = IDS_LOGT_AUTO;
 	cfg->safety.max_deactivations = 500;

@@ -44,6 +44,7 @@
 #include "ids/scim_server.h"
 #include "ids/store.h"
 #include "ids/sync.h"
+#include "ids/usersync.h"
 
 #define USEC 1000000LL
 /* The longest error text quoted in STATUS= (the log has all of it). */
@@ -51,6 +52,15 @@
 /* The heartbeat's period (daemon_heartbeat): `status` calls a daemon gone
  * after three missed beats. */
 #define HEARTBEAT_USEC (60 * USEC)
+/* Targeted syncs go before the schedule (someone is waiting for them),
+ * but a connector overdue by this much goes first: a stream of requests
+ * must not hold the full runs off for ever. */
+#define STARVE_USEC (30 * USEC)
+/* A run that changed nothing recounts the managed users and grants for
+ * /metrics only this long after the last count (the count's cost at tier
+ * M is in docs/metrics.md; what changes them between two such runs is
+ * another writer: another instance, `sync` from the command line). */
+#define RECOUNT_USEC (3600 * USEC)
 
 struct sched {
 	char *name;
@@ -58,6 +68,7 @@ struct sched {
 	int backoff;	   /* seconds of the last retry delay, 0 after a success */
 	enum ids_take how; /* when to take it from the queue: due, or earlier (a start, SIGUSR1, a push) */
 	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
+	int64_t counted;   /* monotonic usec of the last managed users/grants count, 0: none */
 };
 
 struct daemon {
@@ -84,8 +95,11 @@ struct daemon {
 	 * NULL when out of memory (no metrics, the runs go on) */
 	struct ids_metrics *metrics;
 	struct ids_metrics_server *msrv; /* NULL without a metrics: block */
-	bool serving;			 /* past the start: a reload restarts the listener */
-	bool stop, run_all, reload;	 /* set by signals, acted on by the loop */
+	/* LISTEN idsyncd_sync_user and its queue; NULL when out of memory
+	 * (no targeted syncs, the runs go on) */
+	struct ids_usersync *us;
+	bool serving;		    /* past the start: a reload restarts the listener */
+	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
 
 static int64_t real_usec(void)
@@ -192,6 +206,10 @@ static int progress(void *ud)
 	renew(d);
 	drain_signals(d);
 	notify_progress(d);
+	/* requests that arrive during a run are coalesced and rate limited
+	 * as they arrive, not when the run ends */
+	if (d->us)
+		ids_usersync_drain(d->us, d->cfg, d->metrics);
 	return d->stop ? IDS_E_CANCELLED : 0;
 }
 
@@ -307,13 +325,21 @@ static void sleep_until(struct daemon *d, int64_t until)
 			wait = w < wait ? (w > 0 ? w : 0) : wait;
 		}
 		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
-		struct pollfd p[2] = {{d->sfd, POLLIN, 0}, {ids_scim_server_fd(d->scim), POLLIN, 0}};
-		int r = ppoll(p, d->scim ? 2 : 1, &ts, NULL);
+		/* a negative fd is skipped by ppoll: no SCIM, no LISTEN */
+		struct pollfd p[3] = {{d->sfd, POLLIN, 0},
+				      {d->scim ? ids_scim_server_fd(d->scim) : -1, POLLIN, 0},
+				      {ids_usersync_fd(d->us), POLLIN, 0}};
+		int r = ppoll(p, 3, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
 			/* pushes move their connector's run: back to the loop */
 			if (d->scim && (p[1].revents & POLLIN)) {
 				ids_scim_server_drain(d->scim, pushed, d);
+				return;
+			}
+			/* a NOTIFY (or the server going away): the loop runs it */
+			if (p[2].fd >= 0 && p[2].revents) {
+				ids_usersync_drain(d->us, d->cfg, d->metrics);
 				return;
 			}
 		} else if (r < 0 && errno != EINTR) {
@@ -376,6 +402,7 @@ static int schedule_rebuild(struct daemon *d)
 			 * goes before it */
 			ns[i].how = ns[i].due < old->due || old->backoff ? IDS_TAKE_NOW : old->how;
 			ns[i].backoff = old->backoff;
+			ns[i].counted = old->counted;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;
 		}
@@ -636,6 +663,41 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 	free(err);
 }
 
+/* A scheduled run into /metrics: its result, a feed reset, and after an
+ * ok run that changed something (or RECOUNT_USEC after the last count)
+ * the users and grants the connector manages now: one count statement,
+ * whose sequential scans of the grant tables cost more than a no-op run
+ * should pay every time.  A failed count leaves the gauges as they were:
+ * logged at debug level, the next run reports a lost database. */
+static void run_metrics(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
+			const struct ids_sync_result *res, int64_t t0)
+{
+	if (!d->metrics)
+		return;
+	int64_t now = ids_mono_usec();
+	(void)ids_metrics_record(d->metrics, cc->name, res, (double)(now - t0) / USEC, time(NULL));
+	if (res->feed_reset)
+		(void)ids_metrics_feed_reset(d->metrics, cc->name, res->feed_reset);
+	struct ids_error e = {0};
+	if (d->st) /* the seats as the database has them after the run */
+		(void)ids_sync_licence_metrics(d->cfg, d->st, d->metrics, &e);
+	ids_error_clear(&e);
+	const struct ids_plan_counts *k = &res->counts;
+	bool changed = k->created || k->updated || k->deactivated || k->reactivated || k->grants_added ||
+		       k->grants_removed;
+	if (res->exit_code != IDS_EXIT_OK || !d->st ||
+	    (!changed && s->counted && now - s->counted < RECOUNT_USEC))
+		return;
+	long users = 0, grants = 0;
+	if (ids_store_managed_counts(d->st, cc->name, &users, &grants, &e) < 0) {
+		ids_log(IDS_LOG_DEBUG, cc->name, 0, NULL, "metrics: %s", ids_error_text(&e));
+	} else {
+		(void)ids_metrics_managed(d->metrics, cc->name, users, grants);
+		s->counted = now;
+	}
+	ids_error_clear(&e);
+}
+
 static void run_one(struct daemon *d, struct sched *s)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, s->name);
@@ -683,12 +745,7 @@ static void run_one(struct daemon *d, struct sched *s)
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
-	if (d->metrics)
-		(void)ids_metrics_record(d->metrics, cc->name, &res, (double)(ids_mono_usec() - t0) / USEC,
-					 time(NULL));
-	if (d->metrics && d->st) /* the seats as the database has them after the run */
-		(void)ids_sync_licence_metrics(d->cfg, d->st, d->metrics, &e);
-	ids_error_clear(&e);
+	run_metrics(d, s, cc, &res, t0);
 	reschedule(d, s, cc, &res);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
@@ -702,6 +759,61 @@ static void run_one(struct daemon *d, struct sched *s)
 		d->st = NULL;
 	}
 	notify_status(d, NULL);
+}
+
+/* One attempt of run_user's sync into *res; false when the connection it
+ * used turned out dead (closed here).  `fresh`: the connection was made
+ * for this attempt. */
+static bool user_attempt(struct daemon *d, const struct ids_connector_cfg *cc, const char *user,
+			 struct ids_sync_result *res, bool *fresh)
+{
+	struct ids_error e = {0};
+	*fresh = d->st == NULL;
+	if (store_ready(d, &e) < 0) {
+		const struct ids_log_fields f = {.connector = cc->name, .message_id = IDS_MSGID_RUN_FAILED};
+		ids_log_event(IDS_LOG_ERROR, &f, "targeted sync failed, nothing written: database: %s",
+			      ids_error_text(&e));
+		ids_error_clear(&e);
+		return true;
+	}
+	struct ids_sync_opts o = {.only_user = user, .progress = progress, .ud = d};
+	struct ids_buf out = {0};
+	ids_sync_connector(d->cfg, d->st, cc, &o, &out, res);
+	ids_buf_free(&out);
+	/* a person not found is no reason to drop the connection; a lost
+	 * or broken one is */
+	if (res->error_code != IDS_E_DB_LOST && res->error_code != IDS_E_DB)
+		return true;
+	ids_store_close(d->st);
+	d->st = NULL;
+	return res->error_code != IDS_E_DB_LOST;
+}
+
+/* A targeted sync asked for by NOTIFY idsyncd_sync_user: the path of
+ * `sync --user` (ids_sync_connector with only_user), which waits for a
+ * full run holding the connector's lock, and deactivates no one.  Its
+ * sync_run row (read_kind 'user') and outcome line are the run's own.
+ * An idle connection may have died with a PostgreSQL restart that the
+ * LISTEN connection just saw: such a run is tried once more, on a new
+ * connection, rather than failing the person who is signing in. */
+static void run_user(struct daemon *d, const char *conn, const char *user)
+{
+	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, conn);
+	struct ids_sync_result res = {.exit_code = IDS_EXIT_FAILED, .status = "failed"};
+	bool fresh = false;
+	if (!cc) {
+		/* queued before a reload that removed the connector */
+		ids_log(IDS_LOG_WARNING, conn, 0, NULL, "targeted sync dropped: no longer configured");
+		return;
+	}
+	if (!user_attempt(d, cc, user, &res, &fresh) && !fresh && !d->stop) {
+		free(res.error);
+		res = (struct ids_sync_result){.exit_code = IDS_EXIT_FAILED, .status = "failed"};
+		(void)user_attempt(d, cc, user, &res, &fresh);
+	}
+	if (d->metrics)
+		(void)ids_metrics_targeted(d->metrics, cc->name, res.status ? res.status : "failed");
+	free(res.error);
 }
 
 /* SIGHUP: re-reads the configuration.  An invalid one is refused and the
@@ -756,6 +868,8 @@ static void reload(struct daemon *d, bool ready)
 	d->st = NULL;
 	ids_store_close(d->ctl);
 	d->ctl = NULL;
+	if (d->us)
+		ids_usersync_close(d->us);
 	free(d->note);
 	d->note = NULL;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
@@ -868,8 +982,15 @@ static void serve(struct daemon *d)
 			}
 			d->run_all = false;
 		}
-		/* the earliest due connector runs; the rest wait their turn */
 		struct sched *next = next_due(d);
+		const char *uc = NULL, *uu = NULL;
+		if (d->us && !(next && next->due + STARVE_USEC <= now) &&
+		    ids_usersync_next(d->us, &uc, &uu)) {
+			run_user(d, uc, uu);
+			ids_usersync_done(d->us, d->cfg, d->metrics);
+			continue;
+		}
+		/* the earliest due connector runs; the rest wait their turn */
 		if (next && next->due <= now) {
 			run_one(d, next);
 			continue;
@@ -889,7 +1010,12 @@ static void serve(struct daemon *d)
 			ids_error_clear(&e);
 			continue;
 		}
+		/* the LISTEN connection, when it is away and its retry due */
+		if (d->us)
+			ids_usersync_connect(d->us, d->cfg);
 		int64_t until = next ? next->due : now + 3600 * USEC;
+		int64_t retry = ids_usersync_retry_at(d->us, d->cfg);
+		until = retry && retry < until ? retry : until;
 		sleep_until(d, until < beat ? until : beat);
 	}
 }
@@ -904,6 +1030,28 @@ static void heartbeat_end(struct daemon *d)
 	if ((d->st || store_ready(d, &e) >= 0) && ids_store_heartbeat_end(d->st, d->instance, &e) < 0)
 		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot remove the heartbeat: %s", ids_error_text(&e));
 	ids_error_clear(&e);
+}
+
+/* The start of the listeners, once the database is there: SCIM, metrics,
+ * and the LISTEN of targeted syncs.  An operator who configured a
+ * listener wants it, not a daemon that runs without it: a SCIM or metrics
+ * listener that cannot start is a failed start (< 0).  The LISTEN is
+ * retried like the database, so it never fails the start. */
+static int serving_start(struct daemon *d)
+{
+	if (scim_start(d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the SCIM listener\nERRNO=%d", EADDRINUSE);
+		return -EADDRINUSE;
+	}
+	if (metrics_start(d) < 0) {
+		sd_notifyf(0, "STATUS=cannot start the metrics listener\nERRNO=%d", EADDRINUSE);
+		return -EADDRINUSE;
+	}
+	/* listening before READY=1: a login handler's NOTIFY may follow at once */
+	if (ids_usersync_new(&d->us) == 0)
+		ids_usersync_connect(d->us, d->cfg);
+	d->serving = true;
+	return 0;
 }
 
 int ids_daemon_run(const char *config_path)
@@ -944,19 +1092,10 @@ int ids_daemon_run(const char *config_path)
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
-	/* an operator who configured a listener wants it, not a daemon that
-	 * runs without it: a listener that cannot start is a failed start */
-	if (scim_start(&d) < 0) {
-		sd_notifyf(0, "STATUS=cannot start the SCIM listener\nERRNO=%d", EADDRINUSE);
+	if (serving_start(&d) < 0) {
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
-	if (metrics_start(&d) < 0) {
-		sd_notifyf(0, "STATUS=cannot start the metrics listener\nERRNO=%d", EADDRINUSE);
-		code = IDS_EXIT_FAILED;
-		goto out;
-	}
-	d.serving = true;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
@@ -972,6 +1111,7 @@ out:
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
 	listeners_stop(&d, false);
+	ids_usersync_free(d.us);
 	ids_metrics_free(d.metrics);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);

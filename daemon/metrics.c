@@ -58,6 +58,16 @@ struct scim_stats {
 	double sum;
 };
 
+/* The series of ids_metrics_targeted and its kin: one value per
+ * (kind, connector, label), in the order they first appeared. */
+enum extra_kind { X_TARGETED, X_REFUSED, X_RESET, X_USERS, X_GRANTS, X_KINDS };
+struct extra {
+	enum extra_kind kind;
+	char *conn; /* NULL for X_REFUSED */
+	char label[32];
+	double v;
+};
+
 struct ids_metrics {
 	pthread_mutex_t mu;
 	struct conn_stats *c;
@@ -66,6 +76,8 @@ struct ids_metrics {
 	size_t nlic;
 	struct scim_stats *sc; /* SCIM requests, recorded by the listener's thread */
 	size_t nsc;
+	struct extra *x;
+	size_t nx;
 };
 
 int ids_metrics_new(struct ids_metrics **ret)
@@ -114,6 +126,9 @@ void ids_metrics_free(struct ids_metrics *m)
 	for (size_t i = 0; i < m->nsc; i++)
 		free(m->sc[i].name);
 	free(m->sc);
+	for (size_t i = 0; i < m->nx; i++)
+		free(m->x[i].conn);
+	free(m->x);
 	pthread_mutex_destroy(&m->mu);
 	free(m);
 }
@@ -198,6 +213,56 @@ int ids_metrics_licences(struct ids_metrics *m, const struct ids_licence_status 
 	pthread_mutex_unlock(&m->mu);
 	lic_free(old, nold);
 	return 0;
+}
+
+/* Adds v to (or with set, sets) the series (kind, conn, label). */
+static int extra_put(struct ids_metrics *m, enum extra_kind kind, const char *conn, const char *label,
+		     double v, bool set)
+{
+	int r = 0;
+	pthread_mutex_lock(&m->mu);
+	struct extra *x = NULL;
+	for (size_t i = 0; i < m->nx && !x; i++)
+		if (m->x[i].kind == kind && !strcmp(m->x[i].conn ? m->x[i].conn : "", conn ? conn : "") &&
+		    !strcmp(m->x[i].label, label))
+			x = &m->x[i];
+	if (!x && (x = realloc(m->x, (m->nx + 1) * sizeof(*x)))) {
+		m->x = x;
+		x = &m->x[m->nx];
+		*x = (struct extra){.kind = kind, .conn = conn ? strdup(conn) : NULL};
+		snprintf(x->label, sizeof(x->label), "%s", label);
+		if (conn && !x->conn)
+			x = NULL;
+		else
+			m->nx++;
+	}
+	if (x)
+		x->v = set ? v : x->v + v;
+	else
+		r = -ENOMEM;
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
+
+int ids_metrics_targeted(struct ids_metrics *m, const char *connector, const char *outcome)
+{
+	return extra_put(m, X_TARGETED, connector, outcome, 1, false);
+}
+
+int ids_metrics_targeted_refused(struct ids_metrics *m, const char *reason)
+{
+	return extra_put(m, X_REFUSED, NULL, reason, 1, false);
+}
+
+int ids_metrics_feed_reset(struct ids_metrics *m, const char *connector, const char *reason)
+{
+	return extra_put(m, X_RESET, connector, reason, 1, false);
+}
+
+int ids_metrics_managed(struct ids_metrics *m, const char *connector, long users, long grants)
+{
+	int r = extra_put(m, X_USERS, connector, "", (double)users, true);
+	return r < 0 ? r : extra_put(m, X_GRANTS, connector, "", (double)grants, true);
 }
 
 int ids_metrics_label(struct ids_buf *out, const char *v)
@@ -351,6 +416,53 @@ static int fmt_licences(struct ids_buf *out, const struct ids_licence_status *v,
 	return r;
 }
 
+/* One kind's series: the head, then name{connector="c",label="v"} n. */
+static int fmt_extra_kind(struct ids_buf *out, const struct extra *x, size_t nx, enum extra_kind k)
+{
+	static const struct {
+		const char *name, *type, *label, *help;
+	} d[X_KINDS] = {
+	    {"idsyncd_targeted_syncs_total", "counter", "outcome",
+	     "Targeted syncs requested by NOTIFY idsyncd_sync_user, by outcome (the run's status, or "
+	     "coalesced, rate_limited, queue_full)."},
+	    {"idsyncd_targeted_refused_total", "counter", "reason",
+	     "NOTIFY idsyncd_sync_user requests refused: malformed, unknown_connector."},
+	    {"idsyncd_feed_resets_total", "counter", "reason",
+	     "Change feed reads that fell back to reading everything, by reason."},
+	    {"idsyncd_users_managed", "gauge", NULL,
+	     "Active users the connector manages, after its last ok run."},
+	    {"idsyncd_grants_managed", "gauge", NULL,
+	     "Grant rows the connector manages (roles, channels, slot limits, operator groups), after its "
+	     "last ok run."},
+	};
+	/* a family without a series is left out (no targeted sync yet, no
+	 * reset): the text of a daemon without them stays what it was */
+	size_t any = 0;
+	while (any < nx && x[any].kind != k)
+		any++;
+	if (any == nx)
+		return 0;
+	int r = head(out, d[k].name, d[k].type, d[k].help);
+	for (size_t i = any; i < nx && r >= 0; i++) {
+		if (x[i].kind != k)
+			continue;
+		const char *sep = "";
+		r = ids_buf_printf(out, "%s{", d[k].name);
+		if (r >= 0 && x[i].conn) {
+			if ((r = ids_buf_puts(out, "connector=\"")) >= 0 &&
+			    (r = ids_metrics_label(out, x[i].conn)) >= 0)
+				r = ids_buf_putc(out, '"');
+			sep = ",";
+		}
+		if (r >= 0 && d[k].label && (r = ids_buf_printf(out, "%s%s=\"", sep, d[k].label)) >= 0 &&
+		    (r = ids_metrics_label(out, x[i].label)) >= 0)
+			r = ids_buf_putc(out, '"');
+		if (r >= 0)
+			r = ids_buf_printf(out, "} %.17g\n", x[i].v);
+	}
+	return r;
+}
+
 /* ---- SCIM requests ---- */
 
 /* m->mu held */
@@ -452,6 +564,27 @@ static int fmt_scim(struct ids_metrics *m, struct ids_buf *out)
 	return r;
 }
 
+/* The series of extra_put, copied under the mutex and formatted without. */
+static int fmt_extra(struct ids_metrics *m, struct ids_buf *out)
+{
+	pthread_mutex_lock(&m->mu);
+	size_t nx = m->nx;
+	struct extra *x = nx ? calloc(nx, sizeof(*x)) : NULL;
+	int r = nx && !x ? -ENOMEM : 0;
+	for (size_t i = 0; i < nx && x; i++) {
+		x[i] = m->x[i];
+		if (m->x[i].conn && !(x[i].conn = strdup(m->x[i].conn)))
+			r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&m->mu);
+	for (int k = 0; k < X_KINDS && r >= 0; k++)
+		r = fmt_extra_kind(out, x, nx, (enum extra_kind)k);
+	for (size_t i = 0; i < nx && x; i++)
+		free(x[i].conn);
+	free(x);
+	return r;
+}
+
 int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 {
 	pthread_mutex_lock(&m->mu);
@@ -485,7 +618,10 @@ int ids_metrics_format(struct ids_metrics *m, struct ids_buf *out)
 	if (r >= 0)
 		r = fmt_licences(out, lic, nlic);
 	lic_free(lic, nlic);
-	r = fmt_scim(m, out);
+	if (r >= 0)
+		r = fmt_scim(m, out);
+	if (r >= 0)
+		r = fmt_extra(m, out);
 	for (size_t i = 0; i < n; i++)
 		free(c[i].name);
 	free(c);

@@ -706,6 +706,24 @@ static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cf
 	return fs && !fs->off ? fs : NULL;
 }
 
+/* A short, fixed name for a feed reset's reason (a metric label: the
+ * text itself names servers and bases, too many values for a series). */
+static const char *reset_class(const char *why)
+{
+	static const struct {
+		const char *in, *class;
+	} k[] = {
+	    {"e-syncRefreshRequired", "refresh_required"},
+	    {"refused", "cookie_refused"},
+	    {"changed since the stored cursor", "config_changed"},
+	    {"cursor", "cursor_invalid"},
+	};
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
+		if (strstr(why, k[i].in))
+			return k[i].class;
+	return "other";
+}
+
 /* The directory read: through the change feed into its image, replayed
  * into the snapshot, or whole.  A feed the source cannot serve (no
  * syncprov; a size limit on the unpaged refresh) is turned off for good
@@ -743,6 +761,7 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		return r;
 	if (fp.reset_reason) {
 		rn->read_kind = "full";
+		rn->res->feed_reset = reset_class(fp.reset_reason);
 		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
 			fp.reset_reason);
 	}

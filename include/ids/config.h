@@ -127,7 +127,8 @@ struct ids_config {
 	} database;
 	struct {
 		int interval, jitter, retry_min, retry_max, run_timeout; /* seconds */
-		int lease; /* seconds a daemon's claim on a connector lasts unrenewed (issue 19) */
+		int lease;     /* seconds a daemon's claim on a connector lasts unrenewed (issue 19) */
+		int user_rate; /* targeted syncs by NOTIFY per connector and second; 0: no LISTEN */
 	} sync;
 	struct {
 		enum ids_log_level level;

@@ -37,6 +37,19 @@ int ids_metrics_licences(struct ids_metrics *m, const struct ids_licence_status 
  * none; copied) answered with status after `seconds`.  Thread-safe: the
  * SCIM listener's thread calls it. */
 int ids_metrics_scim(struct ids_metrics *m, const char *connector, unsigned status, double seconds);
+/* The series beyond a run's result (issue 17 part 4), each thread-safe
+ * and copying its strings.  ids_metrics_targeted: one targeted sync
+ * request of connector by outcome (the run's status, or coalesced,
+ * rate_limited, queue_full); ids_metrics_targeted_refused: a request
+ * refused before it named a usable connector (malformed,
+ * unknown_connector: no connector label, the name is the
+ * client's); ids_metrics_feed_reset: a change feed fell back to reading
+ * everything (reason: ids_sync_result.feed_reset); ids_metrics_managed:
+ * the active users and grants connector manages now (gauges). */
+int ids_metrics_targeted(struct ids_metrics *m, const char *connector, const char *outcome);
+int ids_metrics_targeted_refused(struct ids_metrics *m, const char *reason);
+int ids_metrics_feed_reset(struct ids_metrics *m, const char *connector, const char *reason);
+int ids_metrics_managed(struct ids_metrics *m, const char *connector, long users, long grants);
 
 /* Appends the exposition text of everything recorded so far to out
  * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the

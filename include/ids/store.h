@@ -306,4 +306,21 @@ struct ids_feed_commit {
 	const char *reset_reason; /* the run fell back from its feed: resets + 1; NULL: it did not */
 };
 
+/* LISTEN/NOTIFY (store/listen.c), on a connection opened for it alone.
+ * ids_store_listen: LISTEN channel (quoted as an identifier).
+ * ids_store_socket: the connection's socket to poll, -1 for NULL.
+ * ids_store_notify_next: reads what arrived without blocking; 1 with
+ * *ret (new) the next payload, 0 when none is waiting, IDS_E_DB_LOST when
+ * the server went away (a NOTIFY sent meanwhile is lost: reconnect and
+ * LISTEN again). */
+int ids_store_listen(struct ids_store *st, const char *channel, struct ids_error *err);
+int ids_store_socket(const struct ids_store *st);
+int ids_store_notify_next(struct ids_store *st, char **ret, struct ids_error *err);
+
+/* The active users whose source is connector, and the grant rows
+ * (roles, channels, slot limits, operator group memberships) it manages:
+ * the metrics' gauges (store/managed.c).  Reads only. */
+int ids_store_managed_counts(struct ids_store *st, const char *connector, long *ret_users, long *ret_grants,
+			     struct ids_error *err);
+
 #endif

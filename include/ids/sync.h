@@ -71,6 +71,10 @@ struct ids_sync_result {
 	/* a threshold held the plan: the run id `idsyncd approve` takes (this
 	 * run's, or an earlier one's that held the same plan); else 0 */
 	int64_t held_run;
+	/* static: why the run's change feed fell back to reading everything
+	 * (refresh_required, cookie_refused, config_changed, cursor_invalid,
+	 * other), for the metrics; NULL when it did not */
+	const char *feed_reset;
 };
 
 /* Runs connector cc once against the store.  Appends the summary line (or

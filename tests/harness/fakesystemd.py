@@ -121,6 +121,35 @@ def skip_or_fail(why):
     sys.exit(77)
 
 
+def hold_lock(env, connector):
+    """A psql session holding the connector's advisory lock (the key of
+    store.c's lock_key: FNV-1a 64 of "idsyncd:" + name), as another
+    instance's run would; returns the Popen (kill it to release)."""
+    h = 0xcbf29ce484222325
+    for b in f"idsyncd:{connector}".encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    key = h - (1 << 64) if h >= 1 << 63 else h
+    p = subprocess.Popen(["psql", "-qAtX", "-d", env.db, "-c", f"SELECT pg_advisory_lock({key})",
+                          "-c", "SELECT 'locked'", "-c", "SELECT pg_sleep(61)"],
+                         stdout=subprocess.PIPE, text=True)
+    # pg_advisory_lock() returns void: an empty line comes first
+    if "locked" not in (p.stdout.readline() + p.stdout.readline()):
+        raise Fail("psql could not take the advisory lock")
+    return p
+
+
+def release_lock(env, p):
+    """Ends hold_lock's session: the server's session outlives the psql
+    client (pg_sleep does not notice it gone), so it is terminated.  61 s,
+    not 60: t_cli.sh and t_json_output.sh end every pg_sleep(60) session
+    of the cluster, which would free this lock under a test's feet."""
+    p.kill()
+    p.wait()
+    # this test's database only: the other tests' locks are theirs
+    env.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+          " AND query LIKE '%pg_sleep(61)%' AND pid <> pg_backend_pid()")
+
+
 def poll_until(fn, timeout, what, every=0.1):
     """Calls fn() until it returns something true (returned), failing with
     `what` after timeout seconds.  For state that has no event to wait on

@@ -35,7 +35,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import Fail, FakeJournal, first, journald_running, main  # noqa: E402
+from fakesystemd import Fail, FakeJournal, first, hold_lock, journald_running, main, release_lock  # noqa: E402
 
 
 class RealJournal:
@@ -68,23 +68,6 @@ def message_ids(env):
     """The IDS_MSGID_* of include/ids/log.h, by outcome: {"OK": "adda...", ...}."""
     with open(os.path.join(env.src, "include", "ids", "log.h")) as f:
         return dict(re.findall(r'#define IDS_MSGID_RUN_(\w+) "([0-9a-f]{32})"', f.read()))
-
-
-def hold_lock(env, connector):
-    """A psql session holding the connector's advisory lock (the key of
-    store.c's lock_key: FNV-1a 64 of "idsyncd:" + name), as another
-    instance would; returns the Popen."""
-    h = 0xcbf29ce484222325
-    for b in f"idsyncd:{connector}".encode():
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    key = h - (1 << 64) if h >= 1 << 63 else h
-    p = subprocess.Popen(["psql", "-qAtX", "-d", env.db, "-c", f"SELECT pg_advisory_lock({key})",
-                          "-c", "SELECT 'locked'", "-c", "SELECT pg_sleep(60)"],
-                         stdout=subprocess.PIPE, text=True)
-    # pg_advisory_lock() returns void: an empty line comes first
-    if "locked" not in (p.stdout.readline() + p.stdout.readline()):
-        raise Fail("psql could not take the advisory lock")
-    return p
 
 
 def check_run_fields(env, c, journal, kw, pid, ids):
@@ -123,11 +106,7 @@ def check_skipped(env, c, d, journal, kw, pid, ids):
         d.signal(signal.SIGUSR1)
         d.wait_status(r"^corp skipped \(another instance is syncing it\)", 15, since=mark)
     finally:
-        # the server's session outlives the psql client: end it, and the lock
-        lock.kill()
-        lock.wait()
-        env.q("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-              " WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+        release_lock(env, lock)
     skipped = env.q("SELECT id FROM sync_run WHERE connector = 'corp' AND status = 'skipped_locked'")
     if journal is None:
         return

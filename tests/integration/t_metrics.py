@@ -3,7 +3,11 @@
 the Prometheus text format on its own loopback listener; the counters
 grow with each run, idsyncd_users_seen matches the users the database
 holds, and `promtool check metrics` (Debian's prometheus package) accepts
-the text.  A bad metrics.listen is a configuration error with its place."""
+the text.  A bad metrics.listen is a configuration error with its place.
+The series of issue 17 part 4 added later: users and grants managed
+(counted after each ok run), change feed resets by reason (a reload that
+changes the connector's filters resets the feed), targeted syncs by
+connector and outcome (NOTIFY idsyncd_sync_user)."""
 import os
 import re
 import signal
@@ -56,7 +60,8 @@ def body(env, c):
     c.eq(78, rc, "check-config refuses metrics.listen: example.org:80")
     c.has("metrics.listen", err, f"... naming the key ({err.strip()})")
 
-    env.write_config(raw_extra=f"metrics:\n  listen: \"127.0.0.1:{port}\"\n")
+    feed = env.ldap_connector(extra="changes: { mode: auto }")
+    env.write_config(connectors=[feed], raw_extra=f"metrics:\n  listen: \"127.0.0.1:{port}\"\n")
     rc, out, err = env.run_cli("check-config")
     c.eq(0, rc, f"check-config accepts metrics.listen 127.0.0.1:{port} ({err.strip()})")
     d = env.daemon().start()
@@ -106,6 +111,47 @@ def body(env, c):
     d.wait_field("READY", "1", 10, since=mark)  # the listener is up again by then
     _, _, text = scrape(port)
     c.eq(2.0, value(text, 'idsyncd_runs_total{connector="corp",status="ok"}'), "a reload keeps the counters")
+
+    # ---- users and grants managed: 4 users, each operator + webchat + email
+    c.eq(4.0, value(text, 'idsyncd_users_managed{connector="corp"}'), "idsyncd_users_managed: 4")
+    c.eq(12.0, value(text, 'idsyncd_grants_managed{connector="corp"}'), "idsyncd_grants_managed: 4 x 3")
+    c.eq("12", env.q("SELECT (SELECT count(*) FROM tenant_role WHERE source = 'corp')"
+                     " + (SELECT count(*) FROM channel_grant WHERE source = 'corp')"), "... as the database has them")
+    c.true(value(text, 'idsyncd_feed_resets_total{connector="corp",reason="config_changed"}') is None,
+           "no feed reset yet")
+    # carol leaves CC-Support: the gauges follow the next run
+    env.ldif("dn: " + env.gdn("CC-Support") + "\nchangetype: modify\ndelete: member\nmember: "
+             + env.udn("carol") + "\n\n", add=False)
+
+    # ---- a reload that changes what the feed reads (disabled_filter):
+    # the next run cannot continue from the cursor and reads everything
+    feed = env.ldap_connector(extra="changes: { mode: auto }\ndisabled_filter: \"(description=gone)\"")
+    env.write_config(connectors=[feed], raw_extra=f"metrics:\n  listen: \"127.0.0.1:{port}\"\n")
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_field("READY", "1", 10, since=mark)
+    mark = d.mark()
+    d.signal(signal.SIGUSR1)
+    d.wait_status(r"^corp ok 4 users \+0 ~0 -1 ", 20, since=mark)  # carol out of scope
+    _, _, text = scrape(port)
+    c.eq(1.0, value(text, 'idsyncd_feed_resets_total{connector="corp",reason="config_changed"}'),
+         "idsyncd_feed_resets_total counts the reset by its reason")
+    c.eq("1", env.q("SELECT resets FROM connector_feed WHERE connector = 'corp'"), "... as connector_feed does")
+    c.eq(3.0, value(text, 'idsyncd_users_managed{connector="corp"}'), "carol's grants gone: 3 users managed")
+    c.eq(9.0, value(text, 'idsyncd_grants_managed{connector="corp"}'), "... and 9 grants")
+
+    # ---- a targeted sync (NOTIFY): its own counter, not a run of the schedule
+    env.q("SELECT pg_notify('idsyncd_sync_user', 'corp:alice')")
+    for _ in range(50):
+        _, _, text = scrape(port)
+        if value(text, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}'):
+            break
+        time.sleep(0.1)
+    c.eq(1.0, value(text, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}'),
+         "idsyncd_targeted_syncs_total counts the NOTIFY's sync")
+    c.eq(3.0, value(text, 'idsyncd_runs_total{connector="corp",status="ok"}'),
+         "idsyncd_runs_total counts the scheduled runs only")
+    promtool(c, text)
     d.signal(signal.SIGTERM)
     c.eq(0, d.wait_exit(10), "SIGTERM exits 0")
 

@@ -169,12 +169,66 @@ static void test_licences(void **state)
 	ids_metrics_free(m);
 }
 
+/* issue 17 part 4's later series: targeted syncs, refused requests, feed
+ * resets, users and grants managed — only the families that have a
+ * series, counters adding up, gauges replaced. */
+static const char expected_extra[] =
+    "# HELP idsyncd_targeted_syncs_total Targeted syncs requested by NOTIFY idsyncd_sync_user, by outcome "
+    "(the run's status, or coalesced, rate_limited, queue_full).\n"
+    "# TYPE idsyncd_targeted_syncs_total counter\n"
+    "idsyncd_targeted_syncs_total{connector=\"corp\",outcome=\"ok\"} 2\n"
+    "idsyncd_targeted_syncs_total{connector=\"corp\",outcome=\"coalesced\"} 1\n"
+    "idsyncd_targeted_syncs_total{connector=\"hr\",outcome=\"rate_limited\"} 1\n"
+    "# HELP idsyncd_targeted_refused_total NOTIFY idsyncd_sync_user requests refused: malformed, "
+    "unknown_connector.\n"
+    "# TYPE idsyncd_targeted_refused_total counter\n"
+    "idsyncd_targeted_refused_total{reason=\"malformed\"} 1\n"
+    "# HELP idsyncd_users_managed Active users the connector manages, after its last ok run.\n"
+    "# TYPE idsyncd_users_managed gauge\n"
+    "idsyncd_users_managed{connector=\"corp\"} 90\n"
+    "# HELP idsyncd_grants_managed Grant rows the connector manages (roles, channels, slot limits, operator "
+    "groups), after its last ok run.\n"
+    "# TYPE idsyncd_grants_managed gauge\n"
+    "idsyncd_grants_managed{connector=\"corp\"} 700\n";
+
+static void test_extra(void **state)
+{
+	(void)state;
+	struct ids_metrics *m = NULL;
+	struct ids_buf out = {0};
+	assert_int_equal(ids_metrics_new(&m), 0);
+	assert_int_equal(ids_metrics_targeted(m, "corp", "ok"), 0);
+	assert_int_equal(ids_metrics_targeted(m, "corp", "coalesced"), 0);
+	assert_int_equal(ids_metrics_targeted(m, "corp", "ok"), 0);
+	assert_int_equal(ids_metrics_targeted(m, "hr", "rate_limited"), 0);
+	assert_int_equal(ids_metrics_targeted_refused(m, "malformed"), 0);
+	assert_int_equal(ids_metrics_managed(m, "corp", 100, 800), 0);
+	assert_int_equal(ids_metrics_managed(m, "corp", 90, 700), 0);
+	assert_int_equal(ids_metrics_format(m, &out), 0);
+	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
+	const char *x = strstr(out.p, "# HELP idsyncd_targeted_syncs_total");
+	assert_non_null(x);
+	assert_string_equal(x, expected_extra);
+	/* no reset recorded: no idsyncd_feed_resets_total family at all */
+	assert_null(strstr(out.p, "idsyncd_feed_resets_total"));
+	ids_buf_reset(&out);
+	assert_int_equal(ids_metrics_feed_reset(m, "corp", "config_changed"), 0);
+	assert_int_equal(ids_metrics_format(m, &out), 0);
+	assert_int_equal(ids_buf_putc(&out, '\0'), 0);
+	assert_non_null(
+	    strstr(out.p, "# TYPE idsyncd_feed_resets_total counter\n"
+			  "idsyncd_feed_resets_total{connector=\"corp\",reason=\"config_changed\"} 1\n"));
+	ids_buf_free(&out);
+	ids_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_format),
 	    cmocka_unit_test(test_label_escaping),
 	    cmocka_unit_test(test_licences),
+	    cmocka_unit_test(test_extra),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
