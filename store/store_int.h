@@ -42,6 +42,25 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t started_at,
 			  const struct ids_feed_commit *fc, struct ids_error *err);
 
+/* One field of a decoded binary COPY tuple: p[0..len) (no NUL), len -1 =
+ * NULL. */
+struct ids_copy_field {
+	const char *p;
+	int32_t len;
+};
+typedef int (*ids_copy_row_fn)(void *ud, const struct ids_copy_field *f, struct ids_error *err);
+
+/* Runs `sql` (a COPY ... TO STDOUT (FORMAT binary), ncols columns, at
+ * most 16) and hands every tuple to fn (load.c); `what` names it in
+ * errors. */
+int ids_store_copy_out(struct ids_store *st, const char *sql, int ncols, ids_copy_row_fn fn, void *ud,
+		       const char *what, struct ids_error *err);
+
+/* Writes fc's image changes for `connector` (image.c), inside the
+ * caller's transaction (ids_store_feed_commit's). */
+int ids_store_image_write(struct ids_store *st, const char *connector, const struct ids_feed_commit *fc,
+			  struct ids_error *err);
+
 /* Parses a decimal int64 column value; 0 on success, -EINVAL otherwise. */
 int ids_store_parse_i64(const char *s, int64_t *ret);
 

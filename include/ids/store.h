@@ -243,6 +243,8 @@ int ids_store_last_ok(struct ids_store *st, const char *connector, int64_t *ret_
 
 /* ---- change feeds (issue 14) ---- */
 
+struct ids_image; /* ids/image.h */
+
 /* Where a connector's change feed stands (connector_feed). */
 struct ids_feed_state {
 	unsigned char *cursor; /* NULL when there is none */
@@ -251,6 +253,7 @@ struct ids_feed_state {
 	int64_t cursor_at, last_full_at, last_reset_at; /* unix microseconds; 0: never */
 	long resets;					/* fallbacks from the feed to a full read */
 	char *last_reset_reason;			/* NULL when none */
+	char *fingerprint; /* what the cursor and image were made with (ids_feed_commit); NULL: none */
 };
 
 /* The feed state of `connector` into *ret (all zero when it has none
@@ -271,6 +274,27 @@ struct ids_feed_commit {
 	size_t cursor_len;
 	const char *cursor_server, *cursor_invocation_id; /* both or neither */
 	const char *reset_reason; /* the run fell back from its feed: resets + 1; NULL: it did not */
+	/* the connector settings the cursor and image were made with (an
+	 * opaque string the caller compares, migration 9); NULL: none */
+	const char *fingerprint;
+	/* the image the cursor belongs to (connector_image): its records
+	 * changed since its last commit are written (ids_image_each), or all
+	 * of them after every stored one is deleted (image_whole: the image
+	 * did not start from the stored one).  NULL: the stored image is
+	 * deleted (without a cursor it describes nothing). */
+	const struct ids_image *image;
+	bool image_whole;
 };
+
+/* In one read-only snapshot: the feed state of `connector` (as
+ * ids_store_feed_get) and, when it has a cursor whose fingerprint equals
+ * `fingerprint`, its stored image into img (empty on entry; records are
+ * added with ids_image_load, then *ret_loaded = true).  Otherwise img
+ * stays empty and *ret_loaded false.  On error img may hold some records:
+ * the caller throws it away.  A store without a schema (plan before the
+ * first migration) reads nothing. */
+int ids_store_feed_load(struct ids_store *st, const char *connector, const char *fingerprint,
+			struct ids_feed_state *ret, struct ids_image *img, bool *ret_loaded,
+			struct ids_error *err);
 
 #endif

@@ -64,7 +64,7 @@ own_slapd() {
 	"$HARNESS/slapd.sh" start "$W/ldap" >"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
 	at_exit "'$HARNESS/slapd.sh' stop '$W/ldap' >>'$W/ldap/sh.log' 2>&1"
 	"$HARNESS/slapd.sh" stop "$W/ldap" >>"$W/ldap/sh.log" 2>&1
-	/usr/sbin/slapadd -q -f "$W/ldap/slapd/slapd.conf" -l "$1" >"$W/ldap/slapadd.log" 2>&1 ||
+	/usr/sbin/slapadd -q -w -f "$W/ldap/slapd/slapd.conf" -l "$1" >"$W/ldap/slapadd.log" 2>&1 ||
 		{ cat "$W/ldap/slapadd.log" >&2; exit 1; }
 	"$HARNESS/slapd.sh" start "$W/ldap" >>"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
 	set -a
