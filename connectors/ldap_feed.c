@@ -38,12 +38,12 @@
 #include "ldap_int.h"
 #include "ldap_sync.h"
 
-#define CURSOR_MAGIC "idsyncd-syncrepl/1"
+#define CURSOR_MAGIC "idsyncd-syncrepl/2" /* 2: the containers' cookie */
 
 /* The two cookies of a cursor, borrowed from it or from the server's
  * answers; len 0: none. */
 struct cookies {
-	struct berval users, groups;
+	struct berval users, groups, containers;
 };
 
 /* FNV-1a over every setting a record depends on, with separators. */
@@ -103,7 +103,8 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 		return 1;
 	}
 	s += hl;
-	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) || s != end) {
+	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) ||
+	    !read_cookie(&s, end, &ret->containers) || s != end) {
 		*ret = (struct cookies){0};
 		*ret_why = "the stored cursor is damaged";
 		return 1;
@@ -123,6 +124,10 @@ static int make_cursor(const struct pull *p, const struct cookies *k, struct ids
 		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->groups.bv_len);
 	if (r >= 0 && k->groups.bv_len)
 		r = ids_buf_add(&b, k->groups.bv_val, k->groups.bv_len);
+	if (r >= 0)
+		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->containers.bv_len);
+	if (r >= 0 && k->containers.bv_len)
+		r = ids_buf_add(&b, k->containers.bv_val, k->containers.bv_len);
 	if (r >= 0)
 		r = ids_buf_putc(&b, '\n');
 	if (r < 0) {
@@ -521,6 +526,144 @@ static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *
 	return r;
 }
 
+/* ---- renamed containers: a modrdn of an entry with children (an OU
+ * renamed or moved) changes the DN of everything beneath it, but syncprov
+ * sends only the renamed entry: the children keep their entryCSN, so the
+ * users' and groups' feeds never name them (slapd 2.5.13, measured by
+ * t_fault_08_ou_move).  The feed therefore follows the other entries
+ * under the users' base too (a sync search of what is neither user nor
+ * group, no attributes): each one an incremental refresh sends has the
+ * users and groups beneath it read again, which replace their records.
+ * Proportional to the renamed subtrees; a container moved out of the
+ * base (reported as a delete, without its old DN) is left to the next
+ * full read (full_every). ---- */
+
+/* The containers' entry_fn: the DN of a container sent. */
+static int on_container(struct pull *p, const struct entry *e)
+{
+	char *dn = strndup(e->dn.bv_val, e->dn.bv_len);
+	int r = dn && p->moved ? 0 : -ENOMEM;
+	/* follow_containers takes them out again, before the re-read */
+	if (r >= 0 && ids_strv_push(p->moved, dn) < 0)
+		r = -ENOMEM;
+	free(dn);
+	return r;
+}
+
+/* A user or group of a re-read subtree into the image, keyed by its
+ * entryUUID; its old DN and its new one go to the refint fix-up's list
+ * when they differ. */
+static int reread_one(struct pull *p, const struct entry *e, unsigned kind)
+{
+	const struct berval *u = ids_ldap_entry_first(e, "entryUUID");
+	if (!u || !u->bv_len)
+		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: %.*s came without its entryUUID", p->uri,
+				     (int)e->dn.bv_len, e->dn.bv_val);
+	char *key = strndup(u->bv_val, u->bv_len);
+	if (!key)
+		return -ENOMEM;
+	struct sync s = {.kind = kind, .moved = p->moved};
+	int r = note_move(p, &s, key, &e->dn);
+	p->img_key = key;
+	if (r >= 0)
+		r = kind == IDS_IMAGE_USERS ? ids_ldap_on_user(p, e) : ids_ldap_on_group(p, e);
+	p->img_key = NULL;
+	free(key);
+	return r;
+}
+
+static int reread_user(struct pull *p, const struct entry *e)
+{
+	return reread_one(p, e, IDS_IMAGE_USERS);
+}
+
+static int reread_group(struct pull *p, const struct entry *e)
+{
+	return reread_one(p, e, IDS_IMAGE_GROUPS);
+}
+
+/* attrs + entryUUID into out (new), NULL-terminated. */
+static const char **with_uuid(const char *const *attrs)
+{
+	size_t n = 0;
+	while (attrs[n])
+		n++;
+	const char **out = calloc(n + 2, sizeof(*out));
+	if (out) {
+		memcpy(out, attrs, n * sizeof(*out));
+		out[n] = "entryUUID";
+	}
+	return out;
+}
+
+/* Whether dn is base or beneath it (normalized). */
+static bool under(const char *dn, const char *base)
+{
+	char *nd = NULL, *nb = NULL;
+	bool in = false;
+	if (base && ids_dn_normalize(dn, strlen(dn), &nd) >= 0 &&
+	    ids_dn_normalize(base, strlen(base), &nb) >= 0) {
+		size_t ld = strlen(nd), lb = strlen(nb);
+		in = ld == lb ? !strcmp(nd, nb)
+			      : ld > lb && nd[ld - lb - 1] == ',' && !strcmp(nd + ld - lb, nb);
+	}
+	free(nd);
+	free(nb);
+	return in;
+}
+
+/* The users and groups beneath each container in dns[from..). */
+static int reread_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
+			     const char *gfilter, const struct ids_strv *dns, size_t from)
+{
+	const char **ua = with_uuid(a->user), **ga = with_uuid(a->group);
+	int r = ua && ga ? 0 : -ENOMEM;
+	for (size_t i = from; r >= 0 && i < dns->n; i++) {
+		const struct search us = {"users (renamed container)", dns->v[i], (char *)ufilter,
+					  (char **)ua, reread_user};
+		const struct search gs = {"groups (renamed container)", dns->v[i], (char *)gfilter,
+					  (char **)ga, reread_group};
+		r = ids_ldap_run_search(p, &us);
+		if (r >= 0 && under(dns->v[i], p->lc->groups_base))
+			r = ids_ldap_run_search(p, &gs);
+	}
+	free(ua);
+	free(ga);
+	return r;
+}
+
+/* The containers' feed under the users' base; those an incremental
+ * refresh sent are read again beneath.  *cookie as in sync_search. */
+static int follow_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
+			     const char *gfilter, struct berval **cookie, struct ids_feed_pull *fp,
+			     struct ids_strv *moved)
+{
+	static char *none[] = {"1.1", NULL};
+	bool incremental = *cookie != NULL;
+	char *cfilter = NULL;
+	if (asprintf(&cfilter, "(!(|%s%s))", ufilter, p->lc->groups_base ? gfilter : "") < 0)
+		return -ENOMEM;
+	const struct search cs = {"containers", p->lc->users_base, cfilter, none, on_container};
+	size_t from = moved->n, changes = fp->changes;
+	p->moved = moved;
+	int r = sync_search(p, &cs, 0, cookie, fp, moved);
+	fp->changes = changes; /* a container is no record */
+	/* a refresh without a cookie sent every container: everything was
+	 * read whole anyway */
+	struct ids_strv dns = {0};
+	for (size_t i = from; r >= 0 && i < moved->n; i++)
+		if (ids_strv_push(&dns, moved->v[i]) < 0)
+			r = -ENOMEM;
+	while (moved->n > from) /* the list is the refint fix-up's again */
+		free(moved->v[--moved->n]);
+	if (r >= 0 && incremental && !fp->reset_reason)
+		r = reread_containers(p, a, ufilter, gfilter, &dns, 0);
+	ids_strv_free(&dns);
+	p->moved = NULL;
+	free(cfilter);
+	return r;
+}
+
 /* The disabled users, as a full read gets them (their set decides each
  * changed user's flag). */
 static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter)
@@ -546,7 +689,7 @@ static int do_feed(struct pull *p, void *arg)
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
 	struct pull_attrs a = {0};
 	struct cookies old;
-	struct berval *uc = NULL, *gc = NULL;
+	struct berval *uc = NULL, *gc = NULL, *cc = NULL;
 	struct ids_strv moved = {0};
 	const char *why = NULL;
 	int r;
@@ -559,7 +702,8 @@ static int do_feed(struct pull *p, void *arg)
 	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
 		return -ENOMEM;
 	if ((old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
-	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))) {
+	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups))) ||
+	    (old.containers.bv_len && !(cc = dup_cookie(&old.containers)))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -568,7 +712,8 @@ static int do_feed(struct pull *p, void *arg)
 		goto out;
 	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
 				  ids_ldap_on_user};
-	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0)
+	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0 ||
+	    (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
@@ -578,11 +723,13 @@ static int do_feed(struct pull *p, void *arg)
 			goto out;
 	}
 	struct cookies now = {.users = uc ? *uc : (struct berval){0},
-			      .groups = gc ? *gc : (struct berval){0}};
+			      .groups = gc ? *gc : (struct berval){0},
+			      .containers = cc ? *cc : (struct berval){0}};
 	r = make_cursor(p, &now, fp);
 out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
+	ids_sync_cookie_free(cc);
 	ids_strv_free(&moved);
 	ids_ldap_pull_attrs_free(&a);
 	return r;

@@ -54,7 +54,8 @@ static int load_tx(struct ids_store *st, const char *connector, const char *fing
 {
 	const char *p[1] = {connector};
 	int r = ids_store_feed_get(st, connector, ret, err);
-	if (r < 0 || !ret->cursor || !fingerprint || !ret->fingerprint || strcmp(ret->fingerprint, fingerprint))
+	if (r < 0 || !ret->cursor || !fingerprint || !ret->fingerprint ||
+	    strcmp(ret->fingerprint, fingerprint))
 		return r;
 	r = ids_store_exec(st, "SELECT set_config('idsyncd.image_connector', $1, true)", 1, p,
 			   PGRES_TUPLES_OK, NULL, "reading the change feed's image", err);
@@ -115,8 +116,8 @@ static int put_be16(struct ids_buf *b, uint16_t v)
 static int put_field(struct ids_buf *b, const void *p, size_t n, bool null)
 {
 	uint32_t len = null ? UINT32_MAX : (uint32_t)n;
-	unsigned char x[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
-			      (unsigned char)len};
+	unsigned char x[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+			      (unsigned char)(len >> 8), (unsigned char)len};
 	int r = ids_buf_add(b, x, 4);
 	return r < 0 || null || !n ? r : ids_buf_add(b, p, n);
 }
@@ -153,10 +154,11 @@ static int on_each(const char *key, int kind, const void *rec, size_t len, void 
 static int stage(struct writer *w, const struct ids_feed_commit *fc)
 {
 	static const char sig[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0"; /* flags 0, no extension */
-	int r = ids_store_exec(w->st,
-			       "CREATE TEMP TABLE IF NOT EXISTS ids_s_image (key text, kind int2, record bytea)"
-			       " ON COMMIT DROP",
-			       0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
+	int r =
+	    ids_store_exec(w->st,
+			   "CREATE TEMP TABLE IF NOT EXISTS ids_s_image (key text, kind int2, record bytea)"
+			   " ON COMMIT DROP",
+			   0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
 	if (r < 0)
 		return r;
 	PGresult *res = PQexec(w->st->conn, "COPY pg_temp.ids_s_image FROM STDIN (FORMAT binary)");
@@ -212,7 +214,7 @@ int ids_store_image_write(struct ids_store *st, const char *connector, const str
 				   " SET kind = EXCLUDED.kind, record = EXCLUDED.record",
 				   1, p, PGRES_COMMAND_OK, NULL, what, err);
 	if (r >= 0)
-		r = ids_store_exec(st, "DROP TABLE pg_temp.ids_s_image", 0, NULL, PGRES_COMMAND_OK, NULL, what,
-				   err);
+		r = ids_store_exec(st, "DROP TABLE pg_temp.ids_s_image", 0, NULL, PGRES_COMMAND_OK, NULL,
+				   what, err);
 	return r;
 }
