@@ -803,13 +803,15 @@ static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 	}
 	r = ids_store_feed_load(rn->st, cc->name, fpr, &stored, fs->img, &loaded, e);
 	if (r < 0 || !loaded) {
-		if (r < 0 && !feed_forget(fs))
+		if (!feed_forget(fs) && r >= 0)
 			r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
 		if (r >= 0 && stored.cursor)
-			rn->reset_why = stored.fingerprint
-					    ? "the connector's settings changed since the stored cursor "
-					      "(bases, filters, attributes, or the attributes the rules read)"
-					    : "no stored image goes with the stored cursor";
+			rn->reset_why =
+			    !stored.fingerprint ? "no stored image goes with the stored cursor"
+			    : strcmp(stored.fingerprint, fpr)
+				? "the connector's settings changed since the stored cursor "
+				  "(bases, filters, attributes, or the attributes the rules read)"
+				: "the stored image does not hold the records stored with its cursor";
 	} else {
 		fs->cursor = stored.cursor;
 		fs->cursor_len = stored.cursor_len;
@@ -871,13 +873,15 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
 			fp.reset_reason);
 	}
-	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
-					  .cursor = fp.new_cursor,
-					  .cursor_len = fp.new_cursor_len,
-					  .reset_reason = fp.reset_reason,
-					  .fingerprint = fs->fingerprint,
-					  .image = fs->img,
-					  .image_whole = fs->whole};
+	rn->fc =
+	    (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
+				     .cursor = fp.new_cursor,
+				     .cursor_len = fp.new_cursor_len,
+				     .reset_reason = fp.reset_reason,
+				     .fingerprint = fs->fingerprint,
+				     .image_records = ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
+				     .image = fs->img,
+				     .image_whole = fs->whole};
 	rn->feed = &rn->fc;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes", fp.changes);
 	if ((r = ids_image_replay(fs->img, snap)) < 0)

@@ -66,8 +66,9 @@ static int load_tx(struct ids_store *st, const char *connector, const char *fing
 				       " WHERE connector = current_setting('idsyncd.image_connector'))"
 				       " TO STDOUT (FORMAT binary)",
 				       3, on_record, &rd, "reading the change feed's image", err);
+	/* rows lost or added behind our back: not the cursor's image */
 	if (r >= 0)
-		*ret_loaded = true;
+		*ret_loaded = ret->image_records == (int64_t)(ids_image_nusers(img) + ids_image_ngroups(img));
 	return r;
 }
 
@@ -186,35 +187,46 @@ static int stage(struct writer *w, const struct ids_feed_commit *fc)
 	return r;
 }
 
+/* A statement on connector_image for `connector`; *rows += its rows. */
+static int image_stmt(struct ids_store *st, const char *connector, const char *sql, long *rows,
+		      struct ids_error *err)
+{
+	const char *p[1] = {connector};
+	PGresult *res = NULL;
+	int r = ids_store_exec(st, sql, connector ? 1 : 0, connector ? p : NULL, PGRES_COMMAND_OK, &res,
+			       "writing the change feed's image", err);
+	if (r >= 0)
+		*rows += strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return r;
+}
+
 int ids_store_image_write(struct ids_store *st, const char *connector, const struct ids_feed_commit *fc,
 			  struct ids_error *err)
 {
-	const char *p[1] = {connector};
-	const char *what = "writing the change feed's image";
+	long rows = 0, dropped = 0;
 	int r = 0;
 	/* without an image (or starting over): every stored record goes */
 	if (!fc->image || fc->image_whole)
-		r = ids_store_exec(st, "DELETE FROM connector_image WHERE connector = $1", 1, p,
-				   PGRES_COMMAND_OK, NULL, what, err);
+		r = image_stmt(st, connector, "DELETE FROM connector_image WHERE connector = $1", &rows, err);
 	if (r < 0 || !fc->image || (!fc->image_whole && !ids_image_nchanged(fc->image)))
-		return r;
+		return r < 0 ? r : (int)rows;
 	struct writer w = {.st = st, .err = err};
 	r = stage(&w, fc);
 	ids_buf_free(&w.b);
 	if (r >= 0 && !fc->image_whole)
-		r = ids_store_exec(st,
-				   "DELETE FROM connector_image c USING pg_temp.ids_s_image s"
-				   " WHERE c.connector = $1 AND c.key = s.key AND s.kind = 0",
-				   1, p, PGRES_COMMAND_OK, NULL, what, err);
+		r = image_stmt(st, connector,
+			       "DELETE FROM connector_image c USING pg_temp.ids_s_image s"
+			       " WHERE c.connector = $1 AND c.key = s.key AND s.kind = 0",
+			       &rows, err);
 	if (r >= 0)
-		r = ids_store_exec(st,
-				   "INSERT INTO connector_image (connector, key, kind, record)"
-				   " SELECT $1, key, kind, record FROM pg_temp.ids_s_image WHERE kind <> 0"
-				   " ON CONFLICT (connector, key) DO UPDATE"
-				   " SET kind = EXCLUDED.kind, record = EXCLUDED.record",
-				   1, p, PGRES_COMMAND_OK, NULL, what, err);
+		r = image_stmt(st, connector,
+			       "INSERT INTO connector_image (connector, key, kind, record)"
+			       " SELECT $1, key, kind, record FROM pg_temp.ids_s_image WHERE kind <> 0"
+			       " ON CONFLICT (connector, key) DO UPDATE"
+			       " SET kind = EXCLUDED.kind, record = EXCLUDED.record",
+			       &rows, err);
 	if (r >= 0)
-		r = ids_store_exec(st, "DROP TABLE pg_temp.ids_s_image", 0, NULL, PGRES_COMMAND_OK, NULL,
-				   what, err);
-	return r;
+		r = image_stmt(st, NULL, "DROP TABLE pg_temp.ids_s_image", &dropped, err);
+	return r < 0 ? r : (int)(rows > INT_MAX - 1 ? INT_MAX - 1 : rows);
 }

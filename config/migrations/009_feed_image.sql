@@ -22,3 +22,7 @@ CREATE TABLE connector_image (
 -- the attributes the rules read).  Another fingerprint: both are
 -- discarded and the next run reads everything (a feed reset, counted).
 ALTER TABLE connector_feed ADD COLUMN fingerprint text;
+-- How many records the stored image holds with this cursor: an image
+-- found with another count (rows lost, a restore of one table) is not
+-- the cursor's and is discarded like one made with other settings.
+ALTER TABLE connector_feed ADD COLUMN image_records bigint;

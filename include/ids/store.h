@@ -253,7 +253,8 @@ struct ids_feed_state {
 	int64_t cursor_at, last_full_at, last_reset_at; /* unix microseconds; 0: never */
 	long resets;					/* fallbacks from the feed to a full read */
 	char *last_reset_reason;			/* NULL when none */
-	char *fingerprint; /* what the cursor and image were made with (ids_feed_commit); NULL: none */
+	char *fingerprint;     /* what the cursor and image were made with (ids_feed_commit); NULL: none */
+	int64_t image_records; /* records of the image stored with the cursor; -1: none stored */
 };
 
 /* The feed state of `connector` into *ret (all zero when it has none
@@ -277,6 +278,7 @@ struct ids_feed_commit {
 	/* the connector settings the cursor and image were made with (an
 	 * opaque string the caller compares, migration 9); NULL: none */
 	const char *fingerprint;
+	size_t image_records; /* the image's records after the run (with image) */
 	/* the image the cursor belongs to (connector_image): its records
 	 * changed since its last commit are written (ids_image_each), or all
 	 * of them after every stored one is deleted (image_whole: the image
@@ -289,8 +291,9 @@ struct ids_feed_commit {
 /* In one read-only snapshot: the feed state of `connector` (as
  * ids_store_feed_get) and, when it has a cursor whose fingerprint equals
  * `fingerprint`, its stored image into img (empty on entry; records are
- * added with ids_image_load, then *ret_loaded = true).  Otherwise img
- * stays empty and *ret_loaded false.  On error img may hold some records:
+ * added with ids_image_load), then *ret_loaded = true when the image has
+ * the records the cursor was stored with.  Otherwise *ret_loaded is
+ * false and img is to be thrown away.  On error img may hold some records:
  * the caller throws it away.  A store without a schema (plan before the
  * first migration) reads nothing. */
 int ids_store_feed_load(struct ids_store *st, const char *connector, const char *fingerprint,
