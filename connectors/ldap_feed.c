@@ -526,6 +526,55 @@ static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *
 	return r;
 }
 
+/* The oldest CSN a syncrepl cookie names ("rid=000,csn=A;B,sid=…"), new;
+ * NULL when it names none this reader understands (then everything). */
+static char *cookie_csn(const struct berval *c)
+{
+	char *z = c && c->bv_len ? strndup(c->bv_val, c->bv_len) : NULL, *best = NULL;
+	char *at = z ? strstr(z, "csn=") : NULL;
+	if (at && (at == z || at[-1] == ',')) {
+		at += 4;
+		at[strcspn(at, ",")] = '\0';
+		for (char *save = NULL, *t = strtok_r(at, ";", &save); t; t = strtok_r(NULL, ";", &save))
+			if (*t && strspn(t, "0123456789.Z#abcdef") == strlen(t) &&
+			    (!best || strcmp(t, best) < 0))
+				best = t;
+	}
+	char *ret = best ? strdup(best) : NULL;
+	free(z);
+	return ret;
+}
+
+/* The disabled users beneath `base` (their set decides each changed
+ * user's flag): with csn, only those changed since (entryCSN >= csn) —
+ * the feed sends no other user, so no other flag is asked for; item 4
+ * of docs/changes.md: proportional to the changes, not the directory. */
+static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter, const char *base,
+			 const char *csn)
+{
+	if (!p->lc->disabled_filter)
+		return 0;
+	struct ids_buf f = {0};
+	int r = ids_buf_printf(&f, "(&%s%s", ufilter, p->lc->disabled_filter);
+	if (r >= 0 && csn) {
+		r = ids_buf_puts(&f, "(entryCSN>=");
+		if (r >= 0)
+			r = ids_dn_filter_escape(&f, csn, strlen(csn));
+		if (r >= 0)
+			r = ids_buf_putc(&f, ')');
+	}
+	if (r >= 0)
+		r = ids_buf_putc(&f, ')');
+	if (r < 0) {
+		ids_buf_free(&f);
+		return -ENOMEM;
+	}
+	const struct search sr = {"disabled users", base, f.p, (char **)a->disabled, ids_ldap_on_disabled};
+	r = ids_ldap_run_search(p, &sr);
+	ids_buf_free(&f);
+	return r;
+}
+
 /* ---- renamed containers: a modrdn of an entry with children (an OU
  * renamed or moved) changes the DN of everything beneath it, but syncprov
  * sends only the renamed entry: the children keep their entryCSN, so the
@@ -623,7 +672,10 @@ static int reread_containers(struct pull *p, const struct pull_attrs *a, const c
 					  (char **)ua, reread_user};
 		const struct search gs = {"groups (renamed container)", dns->v[i], (char *)gfilter,
 					  (char **)ga, reread_group};
-		r = ids_ldap_run_search(p, &us);
+		/* its users did not change: their flags are not in the set yet */
+		r = read_disabled(p, a, ufilter, dns->v[i], NULL);
+		if (r >= 0)
+			r = ids_ldap_run_search(p, &us);
 		if (r >= 0 && under(dns->v[i], p->lc->groups_base))
 			r = ids_ldap_run_search(p, &gs);
 	}
@@ -664,22 +716,6 @@ static int follow_containers(struct pull *p, const struct pull_attrs *a, const c
 	return r;
 }
 
-/* The disabled users, as a full read gets them (their set decides each
- * changed user's flag). */
-static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter)
-{
-	if (!p->lc->disabled_filter)
-		return 0;
-	char *dfilter = ids_ldap_and_filter(ufilter, p->lc->disabled_filter);
-	if (!dfilter)
-		return -ENOMEM;
-	const struct search sr = {"disabled users", p->lc->users_base, dfilter, (char **)a->disabled,
-				  ids_ldap_on_disabled};
-	int r = ids_ldap_run_search(p, &sr);
-	free(dfilter);
-	return r;
-}
-
 static int do_feed(struct pull *p, void *arg)
 {
 	struct ids_feed_pull *fp = arg;
@@ -692,6 +728,7 @@ static int do_feed(struct pull *p, void *arg)
 	struct berval *uc = NULL, *gc = NULL, *cc = NULL;
 	struct ids_strv moved = {0};
 	const char *why = NULL;
+	char *csn = NULL;
 	int r;
 
 	if (lc->flavor != IDS_LDAP_OPENLDAP)
@@ -707,13 +744,22 @@ static int do_feed(struct pull *p, void *arg)
 		r = -ENOMEM;
 		goto out;
 	}
+	csn = uc ? cookie_csn(uc) : NULL;
 	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
-	    (r = read_disabled(p, &a, ufilter)) < 0)
+	    (r = read_disabled(p, &a, ufilter, lc->users_base, csn)) < 0)
 		goto out;
 	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
 				  ids_ldap_on_user};
-	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0 ||
-	    (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
+	r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
+	if (r >= 0 && csn && fp->reset_reason) {
+		/* the cookie was refused and every user came: their flags
+		 * need every disabled user, so read again with all of them */
+		ids_sync_cookie_free(uc);
+		uc = NULL;
+		if ((r = read_disabled(p, &a, ufilter, lc->users_base, NULL)) >= 0)
+			r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
+	}
+	if (r < 0 || (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
@@ -730,6 +776,7 @@ out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
 	ids_sync_cookie_free(cc);
+	free(csn);
 	ids_strv_free(&moved);
 	ids_ldap_pull_attrs_free(&a);
 	return r;
