@@ -801,6 +801,7 @@ static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 		r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
 		goto out;
 	}
+	int64_t t0 = ids_mono_usec();
 	r = ids_store_feed_load(rn->st, cc->name, fpr, &stored, fs->img, &loaded, e);
 	if (r < 0 || !loaded) {
 		if (!feed_forget(fs) && r >= 0)
@@ -817,8 +818,9 @@ static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 		fs->cursor_len = stored.cursor_len;
 		stored.cursor = NULL;
 		fs->whole = false;
-		run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu users, %zu groups read back",
-			ids_image_nusers(fs->img), ids_image_ngroups(fs->img));
+		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+			"change feed: %zu users, %zu groups read back in %.2f s", ids_image_nusers(fs->img),
+			ids_image_ngroups(fs->img), (ids_mono_usec() - t0) / 1e6);
 	}
 	fs->full_at = stored.last_full_at;
 	fs->loaded = r >= 0;
@@ -883,9 +885,11 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 				     .image = fs->img,
 				     .image_whole = fs->whole};
 	rn->feed = &rn->fc;
-	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes", fp.changes);
+	int64_t t0 = ids_mono_usec();
 	if ((r = ids_image_replay(fs->img, snap)) < 0)
 		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes; image replayed in %.2f s",
+		fp.changes, (ids_mono_usec() - t0) / 1e6);
 	return 0;
 }
 
