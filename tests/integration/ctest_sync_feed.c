@@ -214,9 +214,14 @@ static void test_invariant(void **state)
 			ldif(t, false);
 		}
 	memset(g_where, 0, sizeof(g_where));
+	/* (after many random steps the users left may all be disabled or in
+	 * conflict: an empty read then deactivates nobody and is no guard's) */
+	char *active = sql_val("SELECT count(*) FROM app_user WHERE active AND source = 'corp'", 0, NULL);
+	bool held = strcmp(active, "0") != 0;
+	free(active);
 	run(cfg, st, feeds, false, &res);
-	assert_int_equal(res.exit_code, IDS_EXIT_SAFETY);
-	assert_string_equal(res.status, "aborted_empty");
+	assert_int_equal(res.exit_code, held ? IDS_EXIT_SAFETY : IDS_EXIT_OK);
+	assert_string_equal(res.status, held ? "aborted_empty" : "ok");
 	free(res.error);
 	/* the users come back: the next incremental run starts from the
 	 * image before the held one, and converges */
