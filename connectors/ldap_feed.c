@@ -716,6 +716,29 @@ static int follow_containers(struct pull *p, const struct pull_attrs *a, const c
 	return r;
 }
 
+/* After a whole refresh of the users that sent none: a plain search
+ * that finds one means syncprov hides them — its contextCSN is older
+ * than the entries (a database loaded with slapadd without -w; measured
+ * on 2.5.13: it sends only the entries whose entryCSN is not newer).
+ * Refused, rather than read as an empty directory. */
+static int check_hidden(struct pull *p, const char *ufilter)
+{
+	static char *none[] = {"1.1", NULL};
+	LDAPMessage *res = NULL;
+	struct timeval tv = {.tv_sec = p->timeout > 0 ? p->timeout : 30};
+	int lrc = ldap_search_ext_s(p->ld, p->lc->users_base, LDAP_SCOPE_SUBTREE, ufilter, none, 0, NULL,
+				    NULL, &tv, 1, &res);
+	int n = res ? ldap_count_entries(p->ld, res) : 0;
+	ldap_msgfree(res);
+	if (n > 0 || lrc == LDAP_SIZELIMIT_EXCEEDED)
+		return ids_error_set(p->err, IDS_E_SERVER,
+				     "%s: the users feed under %s sent no user, but a search finds some: "
+				     "syncprov's contextCSN is older than the entries (loaded with slapadd "
+				     "without -w?); one ordinary write to the database ends this",
+				     p->uri, p->lc->users_base);
+	return 0;
+}
+
 static int do_feed(struct pull *p, void *arg)
 {
 	struct ids_feed_pull *fp = arg;
@@ -759,6 +782,8 @@ static int do_feed(struct pull *p, void *arg)
 		if ((r = read_disabled(p, &a, ufilter, lc->users_base, NULL)) >= 0)
 			r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
 	}
+	if (r >= 0 && (!old.users.bv_len || fp->reset_reason) && !ids_image_nusers(p->img))
+		r = check_hidden(p, ufilter);
 	if (r < 0 || (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
 		goto out;
 	if (lc->groups_base) {
