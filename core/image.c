@@ -509,8 +509,6 @@ static int check_op(unsigned char op, unsigned char arg, const char *a, size_t n
 		    void *ud)
 {
 	unsigned char kind = *(unsigned char *)ud;
-	(void)a;
-	(void)na;
 	(void)b;
 	(void)nb;
 	bool user =
@@ -518,9 +516,16 @@ static int check_op(unsigned char op, unsigned char arg, const char *a, size_t n
 	bool group = op == OP_GROUP_SET || op == OP_GROUP_MEMBER;
 	if ((kind == K_USER && !user) || (kind == K_GROUP && !group))
 		return -EINVAL;
-	if ((op == OP_USER_SET || op == OP_GROUP_SET) && arg >= IDS_F__COUNT)
+	if (op == OP_USER_SET && arg >= IDS_F__COUNT)
+		return -EINVAL;
+	/* what the builder takes of a group (replay would refuse the rest) */
+	if (op == OP_GROUP_SET && arg != IDS_F_EXTERNAL_ID && arg != IDS_F_USERNAME && arg != IDS_F_EMAIL &&
+	    arg != IDS_F_DN)
 		return -EINVAL;
 	if (op == OP_GROUP_MEMBER && arg > IDS_REF_USERNAME)
+		return -EINVAL;
+	/* an attribute name is a C string to the builder: not empty, no NUL */
+	if (op == OP_USER_ATTR && (!na || memchr(a, '\0', na)))
 		return -EINVAL;
 	return 0;
 }

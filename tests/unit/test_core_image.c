@@ -494,6 +494,14 @@ static void test_storage(void **state)
 	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_USERS, cut, sizeof(cut)), -EINVAL);
 	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_USERS, bad_op, sizeof(bad_op)), -EINVAL);
 	assert_int_equal(ids_image_load(back, "k-x", 3, user_op, sizeof(user_op)), -EINVAL);
+	/* what replay would refuse (found by fuzz_image): an attribute
+	 * without a name, a group field the builder has no place for */
+	static const unsigned char noname[] = {2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 'x'};
+	static const unsigned char nulname[] = {2, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 'x'};
+	static const unsigned char gfirst[] = {5, IDS_F_FIRST_NAME, 1, 0, 0, 0, 'x'};
+	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_USERS, noname, sizeof(noname)), -EINVAL);
+	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_USERS, nulname, sizeof(nulname)), -EINVAL);
+	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_GROUPS, gfirst, sizeof(gfirst)), -EINVAL);
 	assert_int_equal(ids_image_load(back, "", IDS_IMAGE_USERS, user_op, sizeof(user_op)), -EINVAL);
 	assert_int_equal(ids_image_load(back, "k-x", IDS_IMAGE_USERS, user_op, sizeof(user_op)), 0);
 	assert_int_equal(ids_image_nusers(back), 3);
