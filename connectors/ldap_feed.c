@@ -38,12 +38,12 @@
 #include "ldap_int.h"
 #include "ldap_sync.h"
 
-#define CURSOR_MAGIC "idsyncd-syncrepl/1"
+#define CURSOR_MAGIC "idsyncd-syncrepl/2" /* 2: the containers' cookie */
 
 /* The two cookies of a cursor, borrowed from it or from the server's
  * answers; len 0: none. */
 struct cookies {
-	struct berval users, groups;
+	struct berval users, groups, containers;
 };
 
 /* FNV-1a over every setting a record depends on, with separators. */
@@ -103,7 +103,8 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 		return 1;
 	}
 	s += hl;
-	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) || s != end) {
+	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) ||
+	    !read_cookie(&s, end, &ret->containers) || s != end) {
 		*ret = (struct cookies){0};
 		*ret_why = "the stored cursor is damaged";
 		return 1;
@@ -123,6 +124,10 @@ static int make_cursor(const struct pull *p, const struct cookies *k, struct ids
 		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->groups.bv_len);
 	if (r >= 0 && k->groups.bv_len)
 		r = ids_buf_add(&b, k->groups.bv_val, k->groups.bv_len);
+	if (r >= 0)
+		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->containers.bv_len);
+	if (r >= 0 && k->containers.bv_len)
+		r = ids_buf_add(&b, k->containers.bv_val, k->containers.bv_len);
 	if (r >= 0)
 		r = ids_buf_putc(&b, '\n');
 	if (r < 0) {
@@ -521,20 +526,217 @@ static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *
 	return r;
 }
 
-/* The disabled users, as a full read gets them (their set decides each
- * changed user's flag). */
-static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter)
+/* The oldest CSN a syncrepl cookie names ("rid=000,csn=A;B,sid=…"), new;
+ * NULL when it names none this reader understands (then everything). */
+static char *cookie_csn(const struct berval *c)
+{
+	char *z = c && c->bv_len ? strndup(c->bv_val, c->bv_len) : NULL, *best = NULL;
+	char *at = z ? strstr(z, "csn=") : NULL;
+	if (at && (at == z || at[-1] == ',')) {
+		at += 4;
+		at[strcspn(at, ",")] = '\0';
+		for (char *save = NULL, *t = strtok_r(at, ";", &save); t; t = strtok_r(NULL, ";", &save))
+			if (*t && strspn(t, "0123456789.Z#abcdef") == strlen(t) &&
+			    (!best || strcmp(t, best) < 0))
+				best = t;
+	}
+	char *ret = best ? strdup(best) : NULL;
+	free(z);
+	return ret;
+}
+
+/* The disabled users beneath `base` (their set decides each changed
+ * user's flag): with csn, only those changed since (entryCSN >= csn) —
+ * the feed sends no other user, so no other flag is asked for; item 4
+ * of docs/changes.md: proportional to the changes, not the directory. */
+static int read_disabled(struct pull *p, const struct pull_attrs *a, const char *ufilter, const char *base,
+			 const char *csn)
 {
 	if (!p->lc->disabled_filter)
 		return 0;
-	char *dfilter = ids_ldap_and_filter(ufilter, p->lc->disabled_filter);
-	if (!dfilter)
+	struct ids_buf f = {0};
+	int r = ids_buf_printf(&f, "(&%s%s", ufilter, p->lc->disabled_filter);
+	if (r >= 0 && csn) {
+		r = ids_buf_puts(&f, "(entryCSN>=");
+		if (r >= 0)
+			r = ids_dn_filter_escape(&f, csn, strlen(csn));
+		if (r >= 0)
+			r = ids_buf_putc(&f, ')');
+	}
+	if (r >= 0)
+		r = ids_buf_putc(&f, ')');
+	if (r < 0) {
+		ids_buf_free(&f);
 		return -ENOMEM;
-	const struct search sr = {"disabled users", p->lc->users_base, dfilter, (char **)a->disabled,
-				  ids_ldap_on_disabled};
-	int r = ids_ldap_run_search(p, &sr);
-	free(dfilter);
+	}
+	const struct search sr = {"disabled users", base, f.p, (char **)a->disabled, ids_ldap_on_disabled};
+	r = ids_ldap_run_search(p, &sr);
+	ids_buf_free(&f);
 	return r;
+}
+
+/* ---- renamed containers: a modrdn of an entry with children (an OU
+ * renamed or moved) changes the DN of everything beneath it, but syncprov
+ * sends only the renamed entry: the children keep their entryCSN, so the
+ * users' and groups' feeds never name them (slapd 2.5.13, measured by
+ * t_fault_08_ou_move).  The feed therefore follows the other entries
+ * under the users' base too (a sync search of what is neither user nor
+ * group, no attributes): each one an incremental refresh sends has the
+ * users and groups beneath it read again, which replace their records.
+ * Proportional to the renamed subtrees; a container moved out of the
+ * base (reported as a delete, without its old DN) is left to the next
+ * full read (full_every). ---- */
+
+/* The containers' entry_fn: the DN of a container sent. */
+static int on_container(struct pull *p, const struct entry *e)
+{
+	char *dn = strndup(e->dn.bv_val, e->dn.bv_len);
+	int r = dn && p->moved ? 0 : -ENOMEM;
+	/* follow_containers takes them out again, before the re-read */
+	if (r >= 0 && ids_strv_push(p->moved, dn) < 0)
+		r = -ENOMEM;
+	free(dn);
+	return r;
+}
+
+/* A user or group of a re-read subtree into the image, keyed by its
+ * entryUUID; its old DN and its new one go to the refint fix-up's list
+ * when they differ. */
+static int reread_one(struct pull *p, const struct entry *e, unsigned kind)
+{
+	const struct berval *u = ids_ldap_entry_first(e, "entryUUID");
+	if (!u || !u->bv_len)
+		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: %.*s came without its entryUUID", p->uri,
+				     (int)e->dn.bv_len, e->dn.bv_val);
+	char *key = strndup(u->bv_val, u->bv_len);
+	if (!key)
+		return -ENOMEM;
+	struct sync s = {.kind = kind, .moved = p->moved};
+	int r = note_move(p, &s, key, &e->dn);
+	p->img_key = key;
+	if (r >= 0)
+		r = kind == IDS_IMAGE_USERS ? ids_ldap_on_user(p, e) : ids_ldap_on_group(p, e);
+	p->img_key = NULL;
+	free(key);
+	return r;
+}
+
+static int reread_user(struct pull *p, const struct entry *e)
+{
+	return reread_one(p, e, IDS_IMAGE_USERS);
+}
+
+static int reread_group(struct pull *p, const struct entry *e)
+{
+	return reread_one(p, e, IDS_IMAGE_GROUPS);
+}
+
+/* attrs + entryUUID into out (new), NULL-terminated. */
+static const char **with_uuid(const char *const *attrs)
+{
+	size_t n = 0;
+	while (attrs[n])
+		n++;
+	const char **out = calloc(n + 2, sizeof(*out));
+	if (out) {
+		memcpy(out, attrs, n * sizeof(*out));
+		out[n] = "entryUUID";
+	}
+	return out;
+}
+
+/* Whether dn is base or beneath it (normalized). */
+static bool under(const char *dn, const char *base)
+{
+	char *nd = NULL, *nb = NULL;
+	bool in = false;
+	if (base && ids_dn_normalize(dn, strlen(dn), &nd) >= 0 &&
+	    ids_dn_normalize(base, strlen(base), &nb) >= 0) {
+		size_t ld = strlen(nd), lb = strlen(nb);
+		in = ld == lb ? !strcmp(nd, nb)
+			      : ld > lb && nd[ld - lb - 1] == ',' && !strcmp(nd + ld - lb, nb);
+	}
+	free(nd);
+	free(nb);
+	return in;
+}
+
+/* The users and groups beneath each container in dns[from..). */
+static int reread_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
+			     const char *gfilter, const struct ids_strv *dns, size_t from)
+{
+	const char **ua = with_uuid(a->user), **ga = with_uuid(a->group);
+	int r = ua && ga ? 0 : -ENOMEM;
+	for (size_t i = from; r >= 0 && i < dns->n; i++) {
+		const struct search us = {"users (renamed container)", dns->v[i], (char *)ufilter,
+					  (char **)ua, reread_user};
+		const struct search gs = {"groups (renamed container)", dns->v[i], (char *)gfilter,
+					  (char **)ga, reread_group};
+		/* its users did not change: their flags are not in the set yet */
+		r = read_disabled(p, a, ufilter, dns->v[i], NULL);
+		if (r >= 0)
+			r = ids_ldap_run_search(p, &us);
+		if (r >= 0 && under(dns->v[i], p->lc->groups_base))
+			r = ids_ldap_run_search(p, &gs);
+	}
+	free(ua);
+	free(ga);
+	return r;
+}
+
+/* The containers' feed under the users' base; those an incremental
+ * refresh sent are read again beneath.  *cookie as in sync_search. */
+static int follow_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
+			     const char *gfilter, struct berval **cookie, struct ids_feed_pull *fp,
+			     struct ids_strv *moved)
+{
+	static char *none[] = {"1.1", NULL};
+	bool incremental = *cookie != NULL;
+	char *cfilter = NULL;
+	if (asprintf(&cfilter, "(!(|%s%s))", ufilter, p->lc->groups_base ? gfilter : "") < 0)
+		return -ENOMEM;
+	const struct search cs = {"containers", p->lc->users_base, cfilter, none, on_container};
+	size_t from = moved->n, changes = fp->changes;
+	p->moved = moved;
+	int r = sync_search(p, &cs, 0, cookie, fp, moved);
+	fp->changes = changes; /* a container is no record */
+	/* a refresh without a cookie sent every container: everything was
+	 * read whole anyway */
+	struct ids_strv dns = {0};
+	for (size_t i = from; r >= 0 && i < moved->n; i++)
+		if (ids_strv_push(&dns, moved->v[i]) < 0)
+			r = -ENOMEM;
+	while (moved->n > from) /* the list is the refint fix-up's again */
+		free(moved->v[--moved->n]);
+	if (r >= 0 && incremental && !fp->reset_reason)
+		r = reread_containers(p, a, ufilter, gfilter, &dns, 0);
+	ids_strv_free(&dns);
+	p->moved = NULL;
+	free(cfilter);
+	return r;
+}
+
+/* After a whole refresh of the users that sent none: a plain search
+ * that finds one means syncprov hides them — its contextCSN is older
+ * than the entries (a database loaded with slapadd without -w; measured
+ * on 2.5.13: it sends only the entries whose entryCSN is not newer).
+ * Refused, rather than read as an empty directory. */
+static int check_hidden(struct pull *p, const char *ufilter)
+{
+	static char *none[] = {"1.1", NULL};
+	LDAPMessage *res = NULL;
+	struct timeval tv = {.tv_sec = p->timeout > 0 ? p->timeout : 30};
+	int lrc = ldap_search_ext_s(p->ld, p->lc->users_base, LDAP_SCOPE_SUBTREE, ufilter, none, 0, NULL,
+				    NULL, &tv, 1, &res);
+	int n = res ? ldap_count_entries(p->ld, res) : 0;
+	ldap_msgfree(res);
+	if (n > 0 || lrc == LDAP_SIZELIMIT_EXCEEDED)
+		return ids_error_set(p->err, IDS_E_SERVER,
+				     "%s: the users feed under %s sent no user, but a search finds some: "
+				     "syncprov's contextCSN is older than the entries (loaded with slapadd "
+				     "without -w?); one ordinary write to the database ends this",
+				     p->uri, p->lc->users_base);
+	return 0;
 }
 
 static int do_feed(struct pull *p, void *arg)
@@ -546,9 +748,10 @@ static int do_feed(struct pull *p, void *arg)
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
 	struct pull_attrs a = {0};
 	struct cookies old;
-	struct berval *uc = NULL, *gc = NULL;
+	struct berval *uc = NULL, *gc = NULL, *cc = NULL;
 	struct ids_strv moved = {0};
 	const char *why = NULL;
+	char *csn = NULL;
 	int r;
 
 	if (lc->flavor != IDS_LDAP_OPENLDAP)
@@ -559,16 +762,29 @@ static int do_feed(struct pull *p, void *arg)
 	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
 		return -ENOMEM;
 	if ((old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
-	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))) {
+	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups))) ||
+	    (old.containers.bv_len && !(cc = dup_cookie(&old.containers)))) {
 		r = -ENOMEM;
 		goto out;
 	}
+	csn = uc ? cookie_csn(uc) : NULL;
 	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
-	    (r = read_disabled(p, &a, ufilter)) < 0)
+	    (r = read_disabled(p, &a, ufilter, lc->users_base, csn)) < 0)
 		goto out;
 	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
 				  ids_ldap_on_user};
-	if ((r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved)) < 0)
+	r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
+	if (r >= 0 && csn && fp->reset_reason) {
+		/* the cookie was refused and every user came: their flags
+		 * need every disabled user, so read again with all of them */
+		ids_sync_cookie_free(uc);
+		uc = NULL;
+		if ((r = read_disabled(p, &a, ufilter, lc->users_base, NULL)) >= 0)
+			r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
+	}
+	if (r >= 0 && (!old.users.bv_len || fp->reset_reason) && !ids_image_nusers(p->img))
+		r = check_hidden(p, ufilter);
+	if (r < 0 || (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
@@ -578,11 +794,14 @@ static int do_feed(struct pull *p, void *arg)
 			goto out;
 	}
 	struct cookies now = {.users = uc ? *uc : (struct berval){0},
-			      .groups = gc ? *gc : (struct berval){0}};
+			      .groups = gc ? *gc : (struct berval){0},
+			      .containers = cc ? *cc : (struct berval){0}};
 	r = make_cursor(p, &now, fp);
 out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
+	ids_sync_cookie_free(cc);
+	free(csn);
 	ids_strv_free(&moved);
 	ids_ldap_pull_attrs_free(&a);
 	return r;

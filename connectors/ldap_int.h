@@ -91,6 +91,7 @@ struct pull {
 	struct ids_snapshot *s; /* a full read's snapshot; NULL while a feed writes img */
 	struct ids_image *img;	/* a change feed's image (ldap_feed.c), else NULL */
 	const char *img_key;	/* the entryUUID of the entry being recorded into img */
+	struct ids_strv *moved; /* ldap_feed.c: DNs that left and their successors, else NULL */
 	struct ids_error *err;
 	int timeout;	     /* seconds */
 	const char *attr[6]; /* directory attribute per field, borrowed */

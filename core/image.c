@@ -193,6 +193,13 @@ static void count(struct ids_image *img, unsigned char kind, int delta)
 static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsigned char *ops, size_t len)
 {
 	struct rec *rc = &img->recs[idx];
+	/* the same content again (a full read, a feed resending an entry):
+	 * not a change, so the stored image is not rewritten for it */
+	if (rc->kind == kind && rc->len == len && (!len || !memcmp(rc->ops, ops, len))) {
+		free(ops);
+		rc->mark = img->gen;
+		return 0;
+	}
 	if (ids_grow(&img->undo, &img->capundo, img->nundo + 1, sizeof(*img->undo)) < 0) {
 		free(ops);
 		return -ENOMEM;
@@ -719,4 +726,106 @@ int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref ki
 	ids_strmap_free(&e.have);
 	ids_arena_free(&e.keys);
 	return r < 0 ? r : 1;
+}
+
+/* each_op's fn for ids_image_load: checks a stored record's ops. */
+static int check_op(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		    void *ud)
+{
+	unsigned char kind = *(unsigned char *)ud;
+	(void)b;
+	(void)nb;
+	bool user =
+	    op == OP_USER_SET || op == OP_USER_ATTR || op == OP_USER_DISABLED || op == OP_USER_INVALID;
+	bool group = op == OP_GROUP_SET || op == OP_GROUP_MEMBER;
+	if ((kind == K_USER && !user) || (kind == K_GROUP && !group))
+		return -EINVAL;
+	if (op == OP_USER_SET && arg >= IDS_F__COUNT)
+		return -EINVAL;
+	/* what the builder takes of a group (replay would refuse the rest) */
+	if (op == OP_GROUP_SET && arg != IDS_F_EXTERNAL_ID && arg != IDS_F_USERNAME && arg != IDS_F_EMAIL &&
+	    arg != IDS_F_DN)
+		return -EINVAL;
+	if (op == OP_GROUP_MEMBER && arg > IDS_REF_USERNAME)
+		return -EINVAL;
+	/* an attribute name is a C string to the builder: not empty, no NUL */
+	if (op == OP_USER_ATTR && (!na || memchr(a, '\0', na)))
+		return -EINVAL;
+	return 0;
+}
+
+int ids_image_load(struct ids_image *img, const char *key, int kind, const void *rec, size_t len)
+{
+	uint32_t idx;
+	bool taken;
+	if (img->open_kind != K_NONE)
+		return -EBUSY;
+	if (!key || !*key || (kind != IDS_IMAGE_USERS && kind != IDS_IMAGE_GROUPS))
+		return -EINVAL;
+	unsigned char k = kind == IDS_IMAGE_USERS ? K_USER : K_GROUP;
+	const struct rec probe = {.kind = k, .ops = (unsigned char *)rec, .len = len};
+	int r = each_op(&probe, check_op, &k);
+	if (r < 0)
+		return -EINVAL;
+	unsigned char *ops = malloc(len ? len : 1);
+	char *kc = strdup(key);
+	if (!ops || !kc) {
+		free(ops);
+		free(kc);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(ops, rec, len);
+	if ((r = slot(img, kc, &taken, &idx)) < 0 || !taken) {
+		free(kc);
+		free(ops);
+		return r < 0 ? r : -EEXIST;
+	}
+	struct rec *rc = &img->recs[idx];
+	rc->kind = k;
+	rc->ops = ops;
+	rc->len = len;
+	count(img, k, +1);
+	return 0;
+}
+
+/* Calls fn for record i as image.h's ids_image_each says. */
+static int each_one(const struct ids_image *img, size_t i,
+		    int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud)
+{
+	const struct rec *rc = &img->recs[i];
+	int kind = rc->kind == K_USER ? IDS_IMAGE_USERS : rc->kind == K_GROUP ? IDS_IMAGE_GROUPS : 0;
+	return fn(rc->key, kind, rc->ops, rc->len, ud);
+}
+
+int ids_image_each(const struct ids_image *img, bool changed_only,
+		   int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud)
+{
+	int r = 0;
+	if (!changed_only) {
+		for (size_t i = 0; r >= 0 && i < img->nrecs; i++)
+			if (img->recs[i].kind != K_NONE)
+				r = each_one(img, i, fn, ud);
+		return r < 0 ? r : 0;
+	}
+	/* a key changed twice in the run is in the undo log twice: once */
+	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
+	if (!seen)
+		return -ENOMEM;
+	for (size_t u = 0; r >= 0 && u < img->nundo; u++) {
+		uint32_t i = img->undo[u].idx;
+		if (seen[i])
+			continue;
+		seen[i] = 1;
+		/* a key the run made and removed again was never stored */
+		if (img->recs[i].kind != K_NONE || img->undo[u].kind != K_NONE)
+			r = each_one(img, i, fn, ud);
+	}
+	free(seen);
+	return r < 0 ? r : 0;
+}
+
+size_t ids_image_nchanged(const struct ids_image *img)
+{
+	return img->nundo;
 }

@@ -513,6 +513,11 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 				  .progress = ids_progress_tick,
 				  .prog = progress_line(co)};
 	o.ud = o.prog;
+	/* the change feeds continue from the state stored in PostgreSQL (a
+	 * plan reads it and writes nothing); out of memory: full reads */
+	struct ids_feeds *feeds = NULL;
+	if (ids_feeds_new(&feeds) >= 0)
+		o.feeds = feeds;
 	int code = IDS_EXIT_OK;
 	bool first = true;
 	if (co->format == IDS_FMT_JSON)
@@ -540,6 +545,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	}
 	if (co->format == IDS_FMT_JSON)
 		fputs(first ? "]\n" : "\n]\n", stdout);
+	ids_feeds_free(feeds);
 	ids_progress_free(o.prog);
 	ids_store_close(st);
 	ids_config_free(cfg);

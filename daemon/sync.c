@@ -90,6 +90,8 @@ struct run {
 	long user_lines;		    /* per-user lines so far (USER_LINES_MAX) */
 	const char *read_kind;		    /* sync_run.read_kind: "full" | "incremental"; NULL: retire */
 	const struct ids_feed_commit *feed; /* committed with the apply; NULL: retire */
+	struct feed_state *use;		    /* the change feed this run may read (feed_prepare), else NULL */
+	const char *reset_why;		    /* static: why the stored feed state was discarded, or NULL */
 	struct feed_state *fs;		    /* the change feed this run read, else NULL */
 	struct ids_feed_commit fc;	    /* its commit: the new cursor (owned), the reset */
 };
@@ -112,8 +114,11 @@ struct feed_state {
 	struct ids_image *img;
 	unsigned char *cursor; /* what img was last committed with; NULL: none yet */
 	size_t cursor_len;
-	bool off;	 /* the source cannot serve the feed: full reads from now on */
-	int64_t full_at; /* unix usec of the start of the last committed full read, 0: none */
+	bool off;	   /* the source cannot serve the feed: full reads from now on */
+	int64_t full_at;   /* unix usec of the start of the last committed full read, 0: none */
+	char *fingerprint; /* the settings img and cursor were made with */
+	bool loaded;	   /* (img, cursor) is what connector_feed/_image held at the last look */
+	bool whole;	   /* img did not start from the stored image: its commit rewrites it all */
 };
 
 struct ids_feeds {
@@ -138,6 +143,7 @@ void ids_feeds_free(struct ids_feeds *f)
 		free(f->v[i].connector);
 		ids_image_free(f->v[i].img);
 		free(f->v[i].cursor);
+		free(f->v[i].fingerprint);
 	}
 	free(f->v);
 	free(f);
@@ -692,7 +698,7 @@ static void work_free(struct work *w)
 }
 
 /* The feed this run may read, or NULL for a full read: only in a process
- * that keeps feeds (the daemon), not for --full, mode full, a source
+ * that keeps feeds (the daemon, sync and plan), not for --full, mode full, a source
  * without one, or one found unable to serve it. */
 static struct feed_state *use_feed(struct run *rn, const struct ids_connector_cfg *cc,
 				   const struct ids_connector_ops *ops)
@@ -724,6 +730,128 @@ static const char *reset_class(const char *why)
 	return "other";
 }
 
+/* What the records of cc's feed depend on: its type, attribute map,
+ * bases, filters and the attributes the rules read.  A stored image made
+ * with other settings holds other records: it is discarded (not
+ * corrected record by record: the full read that follows rewrites it).
+ * New (free), NULL on ENOMEM. */
+static char *fingerprint(const struct ids_connector_cfg *cc, const struct ids_strv *rule_attrs)
+{
+	const struct ids_ldap_cfg *l = &cc->ldap;
+	const char *parts[] = {ids_conn_type_name(cc->type),
+			       l->users_base,
+			       l->users_filter,
+			       l->groups_base,
+			       l->groups_filter,
+			       l->member_attribute,
+			       l->disabled_filter,
+			       cc->google.customer,
+			       cc->google.domain};
+	struct ids_buf b = {0};
+	char *ret = NULL;
+	int r = ids_buf_printf(&b, "%d\x1f", (int)l->flavor);
+	for (size_t i = 0; r >= 0 && i < sizeof(parts) / sizeof(*parts); i++)
+		r = ids_buf_printf(&b, "%s\x1f", parts[i] ? parts[i] : "");
+	for (size_t i = 0; r >= 0 && i < 6; i++)
+		r = ids_buf_printf(&b, "%s\x1f", cc->attr[i] ? cc->attr[i] : "");
+	for (size_t i = 0; r >= 0 && i < cc->entra.groups.n; i++)
+		r = ids_buf_printf(&b, "%s\x1e", cc->entra.groups.v[i]);
+	for (size_t i = 0; r >= 0 && i < cc->google.groups.n; i++)
+		r = ids_buf_printf(&b, "%s\x1d", cc->google.groups.v[i]);
+	for (size_t i = 0; r >= 0 && rule_attrs && i < rule_attrs->n; i++)
+		r = ids_buf_printf(&b, "%s\x1c", rule_attrs->v[i]);
+	if (r >= 0 && asprintf(&ret, "v1 %016llx", (unsigned long long)ids_hash64(b.p ? b.p : "", b.len)) < 0)
+		ret = NULL;
+	ids_buf_free(&b);
+	return ret;
+}
+
+/* Forgets fs's image and cursor: false on ENOMEM (no image at all). */
+static bool feed_forget(struct feed_state *fs)
+{
+	ids_image_free(fs->img);
+	fs->img = NULL;
+	free(fs->cursor);
+	fs->cursor = NULL;
+	fs->cursor_len = 0;
+	fs->loaded = false;
+	fs->whole = true;
+	return ids_image_new(&fs->img) >= 0;
+}
+
+/* Whether fs holds what connector_feed says (stored): the same cursor,
+ * made with the same settings.  Another instance (a `sync` by hand, a
+ * `sync --full`, a second daemon) may have committed since. */
+static bool feed_current(const struct feed_state *fs, const struct ids_feed_state *stored, const char *fpr)
+{
+	if (!fs->loaded || strcmp(fs->fingerprint ? fs->fingerprint : "", fpr))
+		return false;
+	if (!fs->cursor || !stored->cursor)
+		return !fs->cursor && !stored->cursor;
+	return fs->cursor_len == stored->cursor_len && !memcmp(fs->cursor, stored->cursor, fs->cursor_len) &&
+	       stored->fingerprint && !strcmp(stored->fingerprint, fpr);
+}
+
+/* Before the run's reads: the feed it may read (rn->use), its image and
+ * cursor those in PostgreSQL.  The process's own are kept when they still
+ * are the stored ones (one row read); otherwise (first run, another
+ * instance committed, other settings) the stored image is read back, or,
+ * when it was made with other settings or is missing, dropped with the
+ * reason (rn->reset_why) and everything is read.  A failure to read the
+ * stored state is the database's: the run fails before any read. */
+static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
+			const struct ids_connector_ops *ops, const struct ids_strv *rule_attrs,
+			struct ids_error *e)
+{
+	struct feed_state *fs = use_feed(rn, cc, ops);
+	struct ids_feed_state stored = {0};
+	char *fpr = fs ? fingerprint(cc, rule_attrs) : NULL;
+	bool loaded = false;
+	int r = 0;
+	rn->use = NULL;
+	if (!fpr) /* no feed, or out of memory: a full read */
+		return 0;
+	if ((r = ids_store_feed_get(rn->st, cc->name, &stored, e)) < 0 || feed_current(fs, &stored, fpr))
+		goto out;
+	ids_feed_state_clear(&stored);
+	if (!feed_forget(fs)) {
+		r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
+		goto out;
+	}
+	int64_t t0 = ids_mono_usec();
+	r = ids_store_feed_load(rn->st, cc->name, fpr, &stored, fs->img, &loaded, e);
+	if (r < 0 || !loaded) {
+		if (!feed_forget(fs) && r >= 0)
+			r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
+		if (r >= 0 && stored.cursor)
+			rn->reset_why =
+			    !stored.fingerprint ? "no stored image goes with the stored cursor"
+			    : strcmp(stored.fingerprint, fpr)
+				? "the connector's settings changed since the stored cursor "
+				  "(bases, filters, attributes, or the attributes the rules read)"
+				: "the stored image does not hold the records stored with its cursor";
+	} else {
+		fs->cursor = stored.cursor;
+		fs->cursor_len = stored.cursor_len;
+		stored.cursor = NULL;
+		fs->whole = false;
+		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+			"change feed: %zu users, %zu groups read back in %.2f s", ids_image_nusers(fs->img),
+			ids_image_ngroups(fs->img), (ids_mono_usec() - t0) / 1e6);
+	}
+	fs->full_at = stored.last_full_at;
+	fs->loaded = r >= 0;
+	free(fs->fingerprint);
+	fs->fingerprint = fpr;
+	fpr = NULL;
+out:
+	if (r >= 0)
+		rn->use = fs;
+	free(fpr);
+	ids_feed_state_clear(&stored);
+	return r;
+}
+
 /* The directory read: through the change feed into its image, replayed
  * into the snapshot, or whole.  A feed the source cannot serve (no
  * syncprov; a size limit on the unpaged refresh) is turned off for good
@@ -731,7 +859,7 @@ static const char *reset_class(const char *why)
 static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct ids_connector_ops *ops,
 		const struct ids_pull_ctx *ctx, struct ids_snapshot *snap, struct ids_error *e)
 {
-	struct feed_state *fs = use_feed(rn, cc, ops);
+	struct feed_state *fs = rn->use;
 	if (!fs)
 		return ops->pull(cc, ctx, snap, e);
 	/* full_every: the feed reads everything again (without its cursor,
@@ -759,22 +887,31 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 	rn->fs = fs; /* from here the run's end commits or rolls back the image */
 	if (r < 0)
 		return r;
+	if (!fp.reset_reason && rn->reset_why && !(fp.reset_reason = strdup(rn->reset_why)))
+		return ids_error_set(e, -ENOMEM, "change feed: out of memory");
 	if (fp.reset_reason) {
 		rn->read_kind = "full";
 		rn->res->feed_reset = reset_class(fp.reset_reason);
 		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
 			fp.reset_reason);
 	}
-	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
-					  .cursor = fp.new_cursor,
-					  .cursor_len = fp.new_cursor_len,
-					  .cursor_server = fp.cursor_server,
-					  .cursor_invocation_id = fp.cursor_invocation_id,
-					  .reset_reason = fp.reset_reason};
+	rn->fc =
+	    (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
+				     .cursor = fp.new_cursor,
+				     .cursor_len = fp.new_cursor_len,
+				     .cursor_server = fp.cursor_server,
+				     .cursor_invocation_id = fp.cursor_invocation_id,
+				     .reset_reason = fp.reset_reason,
+				     .fingerprint = fs->fingerprint,
+				     .image_records = ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
+				     .image = fs->img,
+				     .image_whole = fs->whole};
 	rn->feed = &rn->fc;
-	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes", fp.changes);
+	int64_t t0 = ids_mono_usec();
 	if ((r = ids_image_replay(fs->img, snap)) < 0)
 		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes; image replayed in %.2f s",
+		fp.changes, (ids_mono_usec() - t0) / 1e6);
 	return 0;
 }
 
@@ -786,6 +923,7 @@ static void feed_end(struct run *rn, bool committed)
 	struct feed_state *fs = rn->fs;
 	if (fs && committed) {
 		ids_image_commit(fs->img);
+		fs->whole = false;
 		if (rn->fc.full)
 			fs->full_at = rn->started;
 		free(fs->cursor);
@@ -812,6 +950,10 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	const struct ids_config *cfg = rn->cfg;
 	struct ids_sync_result *res = rn->res;
 	int r = ids_rules_attrs(cfg->rules, cfg->nrules, rn->conn, &w->attrs);
+	if (r >= 0 && (r = feed_prepare(rn, cc, ops, &w->attrs, e)) < 0) {
+		*ret_db = true;
+		return r;
+	}
 	if (r >= 0)
 		r = ids_snapshot_new(&w->snap);
 	/* neither waits for the other: the load overlaps the directory read */

@@ -1311,10 +1311,10 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	 * directory): the run row is all there is to write */
 	if (p->nusers || p->ngrants || p->new_tenants.n || p->new_groups.n)
 		r = apply_changes(&a, idp);
-	/* the feed's cursor commits with the changes it produced */
+	/* the feed's cursor (and image) commits with the changes it produced */
 	if (r >= 0 && run->feed &&
 	    (r = ids_store_feed_commit(st, run->connector, run->started_at, run->feed, err)) >= 0)
-		a.rows++; /* its one row, inserted or updated */
+		a.rows += r; /* its row, inserted or updated, and the image's */
 	/* the seat book with the grants it describes: a run that fails or
 	 * is held must not move anyone in the line (set-based: bulk joins) */
 	if (r >= 0 && run->seats && (r = set_joins(&a, bulk_sql)) >= 0)

@@ -32,14 +32,6 @@
 
 #define MAX_COLS 16
 
-/* One field of a decoded tuple: p[0..len) (no NUL), len -1 = NULL. */
-struct field {
-	const char *p;
-	int32_t len;
-};
-
-typedef int (*row_fn)(void *ud, const struct field *f, struct ids_error *err);
-
 /* ---------------- binary COPY decoding ---------------- */
 
 static uint16_t be16(const char *p)
@@ -62,9 +54,10 @@ static int64_t be64(const char *p)
 /* Decodes the tuples in b[0..n): calls fn per tuple of ncols fields.
  * Returns the bytes consumed (a partial tuple at the end is left for the
  * next message), or < 0.  *done is set at the trailer. */
-static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool *done, struct ids_error *err)
+static long decode(const char *b, size_t n, int ncols, ids_copy_row_fn fn, void *ud, bool *done,
+		   struct ids_error *err)
 {
-	struct field f[MAX_COLS];
+	struct ids_copy_field f[MAX_COLS];
 	size_t pos = 0;
 	while (!*done && n - pos >= 2) {
 		int16_t nf = (int16_t)be16(b + pos);
@@ -85,7 +78,7 @@ static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool
 				return ids_error_set(err, IDS_E_DB, "loading: malformed COPY data");
 			if (len > 0 && n - q < (size_t)len)
 				return (long)pos;
-			f[i] = (struct field){b + q, len};
+			f[i] = (struct ids_copy_field){b + q, len};
 			q += len > 0 ? (size_t)len : 0;
 		}
 		int r = fn(ud, f, err);
@@ -96,11 +89,10 @@ static long decode(const char *b, size_t n, int ncols, row_fn fn, void *ud, bool
 	return (long)pos;
 }
 
-/* Runs `sql` (a COPY ... TO STDOUT (FORMAT binary)) and hands every tuple
- * to fn.  Messages are decoded where libpq put them; only a tuple split
- * between two messages is carried over in a buffer. */
-static int copy_out(struct ids_store *st, const char *sql, int ncols, row_fn fn, void *ud, const char *what,
-		    struct ids_error *err)
+/* store_int.h.  Messages are decoded where libpq put them; only a tuple
+ * split between two messages is carried over in a buffer. */
+int ids_store_copy_out(struct ids_store *st, const char *sql, int ncols, ids_copy_row_fn fn, void *ud,
+		       const char *what, struct ids_error *err)
 {
 	static const char sig[11] = "PGCOPY\n\377\r\n";
 	struct ids_buf carry = {0};
@@ -221,12 +213,12 @@ static const struct named *find_named(const struct named *v, size_t n, int64_t i
 
 /* The strings of a tuple, NUL-terminated in l->text: offsets per field
  * (SIZE_MAX for NULL), resolved to pointers once the buffer stops moving. */
-static int texts(struct load *l, const struct field *f, const int *cols, int n, const char **out)
+static int texts(struct load *l, const struct ids_copy_field *f, const int *cols, int n, const char **out)
 {
 	size_t off[MAX_COLS];
 	ids_buf_reset(&l->text);
 	for (int i = 0; i < n; i++) {
-		const struct field *x = &f[cols[i]];
+		const struct ids_copy_field *x = &f[cols[i]];
 		if (x->len < 0) {
 			off[i] = SIZE_MAX;
 			continue;
@@ -243,7 +235,7 @@ static int texts(struct load *l, const struct field *f, const int *cols, int n, 
 	return 0;
 }
 
-static int i64_field(const struct field *f, int64_t *ret, struct ids_error *err)
+static int i64_field(const struct ids_copy_field *f, int64_t *ret, struct ids_error *err)
 {
 	if (f->len != 8)
 		return ids_error_set(err, IDS_E_DB, "loading: a bigint column is %d bytes", f->len);
@@ -253,7 +245,7 @@ static int i64_field(const struct field *f, int64_t *ret, struct ids_error *err)
 
 /* id, source, external_id, username, email, first_name, last_name,
  * display_name, auth_method, idp, deactivation_reason, company_admin, active */
-static int on_user(void *ud, const struct field *f, struct ids_error *err)
+static int on_user(void *ud, const struct ids_copy_field *f, struct ids_error *err)
 {
 	struct load *l = ud;
 	static const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -282,7 +274,7 @@ static int on_user(void *ud, const struct field *f, struct ids_error *err)
 }
 
 /* kind, user_id, tenant or group id, name, slots, source, rules */
-static int on_grant(void *ud, const struct field *f, struct ids_error *err)
+static int on_grant(void *ud, const struct ids_copy_field *f, struct ids_error *err)
 {
 	struct load *l = ud;
 	int64_t uid, tid;
@@ -400,7 +392,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 		 " auth_method, idp, deactivation_reason, company_admin, active"
 		 " FROM app_user WHERE company_id = %" PRId64 ") TO STDOUT (FORMAT binary)",
 		 company_id);
-	if ((r = copy_out(l->st, sql, 13, on_user, l, "loading users", err)) < 0)
+	if ((r = ids_store_copy_out(l->st, sql, 13, on_user, l, "loading users", err)) < 0)
 		return r;
 	l->wanted = malloc(l->c->nusers ? l->c->nusers : 1);
 	if (!l->wanted || (r = ids_current_index_build(l->c, &l->users)) < 0)
@@ -435,7 +427,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 &&
 			   IDS_GRANT_SLOT == 3,
 		       "the kinds the grant COPY sends");
-	return copy_out(l->st, sql, 7, on_grant, l, "loading grants", err);
+	return ids_store_copy_out(l->st, sql, 7, on_grant, l, "loading grants", err);
 }
 
 static void load_clear(struct load *l)

@@ -35,9 +35,10 @@ int ids_store_exec(struct ids_store *st, const char *sql, int nparams, const cha
 int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
 			 struct ids_error *err);
 
-/* Writes fc to connector_feed for `connector` (feed.c), inside the
- * caller's transaction (ids_store_apply's): the cursor commits with the
- * changes it produced, or not at all.  started_at: the run's start, unix
+/* Writes fc to connector_feed for `connector` (feed.c), and the image
+ * with it (connector_image), inside the caller's transaction
+ * (ids_store_apply's): the cursor commits with the changes it produced,
+ * or not at all.  The rows written (>= 1), or < 0.  started_at: the run's start, unix
  * microseconds. */
 int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t started_at,
 			  const struct ids_feed_commit *fc, struct ids_error *err);
@@ -48,6 +49,25 @@ int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t s
  * the rows that differ; adds the rows it wrote to *rows. */
 int ids_store_seats_write(struct ids_store *st, const char *company_id, const char *connector,
 			  const struct ids_seat_book *b, long *rows, struct ids_error *err);
+/* One field of a decoded binary COPY tuple: p[0..len) (no NUL), len -1 =
+ * NULL. */
+struct ids_copy_field {
+	const char *p;
+	int32_t len;
+};
+typedef int (*ids_copy_row_fn)(void *ud, const struct ids_copy_field *f, struct ids_error *err);
+
+/* Runs `sql` (a COPY ... TO STDOUT (FORMAT binary), ncols columns, at
+ * most 16) and hands every tuple to fn (load.c); `what` names it in
+ * errors. */
+int ids_store_copy_out(struct ids_store *st, const char *sql, int ncols, ids_copy_row_fn fn, void *ud,
+		       const char *what, struct ids_error *err);
+
+/* Writes fc's image changes for `connector` (image.c), inside the
+ * caller's transaction (ids_store_feed_commit's): the rows written, or
+ * < 0. */
+int ids_store_image_write(struct ids_store *st, const char *connector, const struct ids_feed_commit *fc,
+			  struct ids_error *err);
 
 /* Parses a decimal int64 column value; 0 on success, -EINVAL otherwise. */
 int ids_store_parse_i64(const char *s, int64_t *ret);

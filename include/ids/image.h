@@ -142,6 +142,32 @@ void ids_image_rollback(struct ids_image *img);
 size_t ids_image_nusers(const struct ids_image *img);
 size_t ids_image_ngroups(const struct ids_image *img);
 
+/* ---- storage (store/image.c keeps it in connector_image) ----
+ *
+ * A record is stored as its bytes (kind + an opaque byte string, the
+ * builder calls encoded; whatever connector made it), keyed by its key
+ * string: the store needs to know nothing about it. */
+
+/* Adds the stored record (key, kind: IDS_IMAGE_USERS or _GROUPS, rec[0..len))
+ * to an image being read back: not a change (nothing to roll back or to
+ * write).  The bytes are checked (copied): -EINVAL when they are not a
+ * record of that kind, -EEXIST for a key already there, -EBUSY while a
+ * record is open. */
+int ids_image_load(struct ids_image *img, const char *key, int kind, const void *rec, size_t len);
+
+/* Calls fn(key, kind, rec, len, ud) for every record (changed_only
+ * false), or for every key changed since the last commit (true) — kind 0
+ * (rec NULL) for a key removed since: what the store writes with the
+ * run.  A record replaced by identical content is no change.  fn < 0
+ * stops and is returned; else 0 or -ENOMEM.  Borrowed pointers, valid
+ * until the next change. */
+int ids_image_each(const struct ids_image *img, bool changed_only,
+		   int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud);
+
+/* Changes since the last commit (0: nothing to write); an upper bound on
+ * the keys ids_image_each(changed_only) names. */
+size_t ids_image_nchanged(const struct ids_image *img);
+
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the
  * order the keys were first recorded.  -EBUSY while a record is open. */

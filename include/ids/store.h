@@ -276,6 +276,8 @@ int ids_store_last_ok(struct ids_store *st, const char *connector, int64_t *ret_
 
 /* ---- change feeds (issue 14) ---- */
 
+struct ids_image; /* ids/image.h */
+
 /* Where a connector's change feed stands (connector_feed). */
 struct ids_feed_state {
 	unsigned char *cursor; /* NULL when there is none */
@@ -284,6 +286,8 @@ struct ids_feed_state {
 	int64_t cursor_at, last_full_at, last_reset_at; /* unix microseconds; 0: never */
 	long resets;					/* fallbacks from the feed to a full read */
 	char *last_reset_reason;			/* NULL when none */
+	char *fingerprint;     /* what the cursor and image were made with (ids_feed_commit); NULL: none */
+	int64_t image_records; /* records of the image stored with the cursor; -1: none stored */
 };
 
 /* The feed state of `connector` into *ret (all zero when it has none
@@ -304,6 +308,17 @@ struct ids_feed_commit {
 	size_t cursor_len;
 	const char *cursor_server, *cursor_invocation_id; /* both or neither */
 	const char *reset_reason; /* the run fell back from its feed: resets + 1; NULL: it did not */
+	/* the connector settings the cursor and image were made with (an
+	 * opaque string the caller compares, migration 9); NULL: none */
+	const char *fingerprint;
+	size_t image_records; /* the image's records after the run (with image) */
+	/* the image the cursor belongs to (connector_image): its records
+	 * changed since its last commit are written (ids_image_each), or all
+	 * of them after every stored one is deleted (image_whole: the image
+	 * did not start from the stored one).  NULL: the stored image is
+	 * deleted (without a cursor it describes nothing). */
+	const struct ids_image *image;
+	bool image_whole;
 };
 
 /* LISTEN/NOTIFY (store/listen.c), on a connection opened for it alone.
@@ -322,5 +337,16 @@ int ids_store_notify_next(struct ids_store *st, char **ret, struct ids_error *er
  * the metrics' gauges (store/managed.c).  Reads only. */
 int ids_store_managed_counts(struct ids_store *st, const char *connector, long *ret_users, long *ret_grants,
 			     struct ids_error *err);
+/* In one read-only snapshot: the feed state of `connector` (as
+ * ids_store_feed_get) and, when it has a cursor whose fingerprint equals
+ * `fingerprint`, its stored image into img (empty on entry; records are
+ * added with ids_image_load), then *ret_loaded = true when the image has
+ * the records the cursor was stored with.  Otherwise *ret_loaded is
+ * false and img is to be thrown away.  On error img may hold some records:
+ * the caller throws it away.  A store without a schema (plan before the
+ * first migration) reads nothing. */
+int ids_store_feed_load(struct ids_store *st, const char *connector, const char *fingerprint,
+			struct ids_feed_state *ret, struct ids_image *img, bool *ret_loaded,
+			struct ids_error *err);
 
 #endif

@@ -214,7 +214,7 @@ static void test_fallbacks(void **state)
 	static const char ancient[] = "rid=000,csn=20000101000000.000000Z#000000#000#000000";
 	struct ids_buf cur = {0};
 	ids_buf_add(&cur, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&cur, "%zu:%s\n0:\n", sizeof(ancient) - 1, ancient);
+	ids_buf_printf(&cur, "%zu:%s\n0:\n0:\n", sizeof(ancient) - 1, ancient);
 	/* an image from before bob went */
 	add_person(ld, g_people, "bob", "Bob", "Jones");
 	fp = feed_read(&t, &old, false); /* everything, with bob */
@@ -236,7 +236,7 @@ static void test_fallbacks(void **state)
 	struct ids_buf fut = {0};
 	static const char future[] = "rid=000,csn=29991231000000.000000Z#000000#000#000000";
 	ids_buf_add(&fut, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&fut, "%zu:%s\n0:\n", sizeof(future) - 1, future);
+	ids_buf_printf(&fut, "%zu:%s\n0:\n0:\n", sizeof(future) - 1, future);
 	free(old.cursor);
 	old.cursor_len = fut.len;
 	old.cursor = (unsigned char *)ids_buf_steal(&fut);

@@ -54,17 +54,21 @@ fault_cleanup() {
 }
 trap fault_cleanup EXIT
 
-# own_slapd LDIF_FILE: a slapd of the test's own in $W/ldap, loaded with
-# slapadd (an ldapadd of 20,000 entries takes minutes, slapadd seconds),
-# and the IDS_TEST_LDAP_* variables pointed at it.  The LDIF holds $OU
-# and everything under it.
+# own_slapd LDIF_FILE [stale]: a slapd of the test's own in $W/ldap,
+# loaded with slapadd (an ldapadd of 20,000 entries takes minutes, slapadd
+# seconds), and the IDS_TEST_LDAP_* variables pointed at it.  The LDIF
+# holds $OU and everything under it.  slapadd -w, so that contextCSN
+# covers the entries (syncprov hides newer ones from a change feed);
+# `stale` leaves it out, as an admin may.
 own_slapd() {
 	mkdir -p "$W/ldap"
 	chmod 755 "$W" "$W/ldap"
 	"$HARNESS/slapd.sh" start "$W/ldap" >"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
 	at_exit "'$HARNESS/slapd.sh' stop '$W/ldap' >>'$W/ldap/sh.log' 2>&1"
 	"$HARNESS/slapd.sh" stop "$W/ldap" >>"$W/ldap/sh.log" 2>&1
-	/usr/sbin/slapadd -q -f "$W/ldap/slapd/slapd.conf" -l "$1" >"$W/ldap/slapadd.log" 2>&1 ||
+	local w=-w
+	[ "${2:-}" != stale ] || w=
+	/usr/sbin/slapadd -q $w -f "$W/ldap/slapd/slapd.conf" -l "$1" >"$W/ldap/slapadd.log" 2>&1 ||
 		{ cat "$W/ldap/slapadd.log" >&2; exit 1; }
 	"$HARNESS/slapd.sh" start "$W/ldap" >>"$W/ldap/sh.log" 2>&1 || { cat "$W/ldap/sh.log" >&2; exit 1; }
 	set -a

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Issue 14's contract, as far as it is built: `sync --full` / `plan --full`,
-# sync_run.read_kind, and status's change-feed line per connector (mode,
-# cursor, last full read, feed resets).  One-shot commands always read
-# everything (only the daemon keeps a feed's image between runs:
-# ctest_sync_feed tests that).
+# Issue 14's contract: `sync --full` / `plan --full`, sync_run.read_kind,
+# and status's change-feed line per connector (mode, cursor, last full
+# read, feed resets).  One-shot commands continue the feed from the state
+# stored in PostgreSQL (t_feed_store tests that further).
 . "$(dirname "$0")/lib.sh"
 
 ou_create
@@ -33,20 +32,25 @@ eq "t" "$(q "SELECT last_full_at = (SELECT started_at FROM sync_run ORDER BY id 
 	"last_full_at is the run's start"
 
 ids sync
-eq 0 "$RC" "sync (mode auto, no feed yet) exits 0"
-eq "full" "$(q "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "without a feed, auto reads everything"
+eq 0 "$RC" "sync (mode auto, no cursor yet) exits 0"
+eq "full" "$(q "SELECT read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "without a cursor, the feed reads everything"
+cursor_before=$(q "SELECT encode(cursor, 'hex') FROM connector_feed WHERE connector = 'corp'")
+[ -n "$cursor_before" ] && ok "the feed's first read stored a cursor" || bad "no cursor after the feed's first read"
 
 # a held run keeps the feed's row as it was
 full_before=$(q "SELECT last_full_at FROM connector_feed WHERE connector = 'corp'")
 printf 'dn: %s\nchangetype: delete\n\n' "$(udn alice)" | ldif
 ids sync
 eq 3 "$RC" "a sync that empties the source is held"
-eq "aborted_empty|full" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "the held run is recorded, as a full read"
+eq "aborted_empty|incremental" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" \
+	"the held run (the feed deleted the only user) is recorded, as an incremental read"
+eq "$cursor_before" "$(q "SELECT encode(cursor, 'hex') FROM connector_feed WHERE connector = 'corp'")" "a held run keeps the old cursor"
 eq "$full_before" "$(q "SELECT last_full_at FROM connector_feed WHERE connector = 'corp'")" "a held run leaves last_full_at alone"
 
 ids status
 full=$(q "SELECT to_char(last_full_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM connector_feed")
-has "changes corp                 mode auto, no cursor, last full read $full, 0 feed resets" "$OUT" "status shows the last full read"
+has "changes corp                 mode auto, cursor " "$OUT" "status shows the cursor"
+has ", last full read $full, 0 feed resets" "$OUT" "status shows the last full read"
 
 sed -i 's/mode: auto/mode: full/' "$W/idsyncd.yaml"
 ids status

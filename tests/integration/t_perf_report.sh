@@ -39,8 +39,9 @@ eq 0 "$RC" "sync exits 0"
 # row (1), role operator (1), channels webchat and email (2), slots live
 # and email (2), operator group first-line (1) and her membership (1),
 # audit create and grant (2), the sync_run row inserted and finished (2),
-# connector_feed's row (1: the last full read, issue 14)
-eq 14 "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["rows_written"])')" \
+# connector_feed's row (1: the last full read, issue 14) and the feed's
+# image (3: alice, bob and CC-Support, connector_image)
+eq 17 "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["rows_written"])')" \
 	"rows_written counts every row the run wrote"
 eq "apply diff fetch load resolve rules" \
 	"$(printf '%s' "$OUT" | python3 -c 'import json,sys; t=json.load(sys.stdin)[0]["timings"]; print(" ".join(sorted(k for k, v in t.items() if isinstance(v, float) and v >= 0)))')" \
@@ -48,8 +49,8 @@ eq "apply diff fetch load resolve rules" \
 eq True "$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peak_rss_kib"] > 1024)')" \
 	"peak RSS is reported (KiB)"
 eq "$plan_keys" "$(keys)" "a sync has the keys of a plan, in the same order (docs/json.md)"
-has "14 rows written (fetch " "$ERR" "the log line says so too"
-eq $((before + 14)) "$(stats)" "pg_stat_user_tables agrees"
+has "17 rows written (fetch " "$ERR" "the log line says so too"
+eq $((before + 17)) "$(stats)" "pg_stat_user_tables agrees"
 
 before=$(stats)
 ids sync
