@@ -12,7 +12,9 @@
 #   graph_stat PYEXPR       a value of /_stats, `d` being the stats object
 #   entra_config CRED [EXTRA] [RULES]
 #                           $W/idsyncd.yaml; CRED is the credential YAML
-#                           (entra_secret / entra_cert give the usual ones)
+#                           (entra_secret / entra_cert give the usual ones);
+#                           `changes: { mode: full }` unless EXTRA has a
+#                           changes: block
 #   no_secret_in_output     checks $W/out, $W/err and the sync_run errors
 #
 # The fake needs Debian's /usr/bin/python3 (it has `cryptography`).
@@ -93,7 +95,11 @@ entra_cert() {
 }
 
 entra_config() {
-	local cred=$1 extra=${2:-} rules=${3:-}
+	local cred=$1 extra=${2:-} rules=${3:-} changes='    changes: { mode: full }'
+	# the tests of the full read say so: without a changes: block of
+	# their own (the delta tests' `mode: auto`), a one-shot `sync` or
+	# `plan` would read /users/delta (issue 15) through the stored image
+	case $extra in *changes:*) changes= ;; esac
 	cat >"$W/idsyncd.yaml" <<-YAML
 	database:
 	  conninfo: "$IDS_TEST_PG_CONNINFO dbname=$DB"
@@ -118,6 +124,7 @@ entra_config() {
 	    graph_endpoint: $GRAPH_URL/v1.0
 	    tls_ca_file: ${CA_FILE:-$CERTS/ca.crt}
 	    timeout: ${ENTRA_TIMEOUT:-5s}
+	$changes
 	$extra
 	rules:
 	${rules:-$(default_rules)}

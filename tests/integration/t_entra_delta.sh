@@ -154,7 +154,10 @@ MAX_DEACT_PCT=100 MAX_REMOVALS_PCT=100 entra_config "$(entra_secret)" '    chang
 daemon_reload
 daemon_run
 eq "ok|full|$((before + 4))" "$(last_run "status||'|'||read_kind")|$(resets)" "a changed \$select reads everything, counted"
-has "select" "$(q "SELECT last_reset_reason FROM connector_feed WHERE connector = 'cloud'")" "the reason names the \$select"
+# the stored image's settings (the rules' attributes among them) catch
+# it before the cursor's own \$select fingerprint does
+has "attributes the rules read" "$(q "SELECT last_reset_reason FROM connector_feed WHERE connector = 'cloud'")" \
+	"the reason names what changed"
 has "department" "$(graph_stat 'd["select"]["users_delta"]')" "the new \$select has the rule's attribute"
 eq "t" "$(q "SELECT count(*) > 0 FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id JOIN app_user u ON u.id = r.user_id WHERE t.slug = 'sales' AND u.external_id = '$B'")" "the new rule applies"
 plan_clean "after a new rule attribute"
