@@ -67,6 +67,11 @@ static void fuzz_patch(const char *s, size_t n)
 	json_t *body = json_loadb(s + a + 1, n - a - 1, JSON_REJECT_DUPLICATES, NULL);
 	struct ids_scim_fault f = {0};
 	if (json_is_object(res) && body) {
+		/* which group PATCHes may read only the members they name */
+		char *scope = NULL;
+		if (ids_scim_patch_member_scope(body, &scope) != (scope != NULL))
+			abort();
+		free(scope);
 		if (ids_scim_patch(res, body, &f) < 0)
 			check_fault(&f);
 		else {

@@ -291,6 +291,78 @@ static int op_nopath(json_t *res, int op, const json_t *value, struct ids_scim_f
 	return 0;
 }
 
+/* An operation's op as 'a', 'p', 'r' (any case: Entra capitalizes it);
+ * 0 when none of them. */
+static int op_code(const char *op)
+{
+	if (!op)
+		return 0;
+	return !strcasecmp(op, "add")	    ? 'a'
+	       : !strcasecmp(op, "replace") ? 'p'
+	       : !strcasecmp(op, "remove")  ? 'r'
+					    : 0;
+}
+
+/* One operation of ids_scim_patch_member_scope: false when it needs the
+ * whole member list, else the ids it names appended to ids. */
+static bool scope_op(const char *path, int op, const json_t *value, json_t *ids)
+{
+	struct ids_scim_fault f;
+	struct path p;
+	size_t i;
+	json_t *e;
+	if (parse_path(path, &p, &f) < 0)
+		return false;
+	if (p.enterprise || strcasecmp(p.attr, "members") != 0)
+		return true;
+	/* members[value eq "id"]: removed by id; a replace through a filter
+	 * could rename a member, so it takes the whole list */
+	if (p.fattr[0])
+		return op == 'r' && !p.sub[0] && !strcasecmp(p.fattr, "value") &&
+		       json_array_append_new(ids, json_string(p.fvalue)) == 0;
+	/* a replace, or a removal without values, is about every member */
+	if (p.sub[0] || op == 'p' || !json_is_array(value))
+		return false;
+	json_array_foreach(value, i, e)
+	{
+		json_t *v = json_object_get(e, "value");
+		if (json_is_string(v) && json_array_append(ids, v) < 0)
+			return false;
+	}
+	return true;
+}
+
+bool ids_scim_patch_member_scope(const json_t *body, char **ret)
+{
+	const json_t *ops = get_ci(body, "Operations");
+	json_t *ids = json_array();
+	bool ok = ids && json_is_array(ops);
+	*ret = NULL;
+	for (size_t i = 0; ok && i < json_array_size(ops); i++) {
+		const json_t *o = json_array_get(ops, i), *path = get_ci(o, "path"),
+			     *value = get_ci(o, "value");
+		const char *k;
+		json_t *v;
+		int c = op_code(json_string_value(get_ci(o, "op")));
+		ok = c && (json_is_string(path) || json_is_object(value));
+		if (ok && json_is_string(path)) {
+			ok = scope_op(json_string_value(path), c, value, ids);
+			continue;
+		}
+		/* no path: each key of the value is a path (as op_nopath) */
+		json_object_foreach((json_t *)value, k, v)
+		{
+			if (ok && strcasecmp(k, "schemas") != 0 && strcasecmp(k, "id") != 0 &&
+			    strcasecmp(k, "meta") != 0 && strcasecmp(k, IDS_SCIM_ENTERPRISE) != 0)
+				ok = scope_op(k, c, v, ids);
+		}
+	}
+	if (ok)
+		*ret = json_dumps(ids, JSON_COMPACT);
+	json_decref(ids);
+	return ok && *ret;
+}
+
 int ids_scim_patch(json_t *res, const json_t *body, struct ids_scim_fault *f)
 {
 	const json_t *ops = get_ci(body, "Operations"), *o;
@@ -304,13 +376,7 @@ int ids_scim_patch(json_t *res, const json_t *body, struct ids_scim_fault *f)
 		int c, r;
 		if (!op || (path && !json_is_string(path)))
 			return fault(f, "invalidSyntax", "Operations[%zu]: expected op and a string path", i);
-		if (!strcasecmp(op, "add"))
-			c = 'a';
-		else if (!strcasecmp(op, "replace"))
-			c = 'p';
-		else if (!strcasecmp(op, "remove"))
-			c = 'r';
-		else
+		if (!(c = op_code(op)))
 			return fault(f, "invalidSyntax", "Operations[%zu]: unknown op", i);
 		if (c == 'r' && !path)
 			return fault(f, "noTarget", "Operations[%zu]: remove needs a path", i);

@@ -289,7 +289,9 @@ struct call {
 	size_t len;
 	char *base;
 	struct answer *a;
-	bool in_tx; /* a PATCH's: the commit, and the loop's notice, come after */
+	bool in_tx;	   /* a PATCH's: the commit, and the loop's notice, come after */
+	const char *scope; /* a group PATCH's: the members it is about (ids_scim_write) */
+	bool no_members;   /* the answer leaves the members out */
 };
 
 /* The request body as a JSON object, or a 400 answered. */
@@ -316,7 +318,7 @@ static void put_resource(struct call *k, json_t *res, long long ver)
 	struct ids_scim_fault f = {0};
 	struct ids_scim_row row = {0};
 	struct ids_error e = {0};
-	struct ids_scim_write w = {.kind = k->kind};
+	struct ids_scim_write w = {.kind = k->kind, .members_scope = k->scope};
 	char *members = NULL, *text = NULL;
 	int r = ids_scim_normalize(res, !strcmp(k->kind, "Group"), &w.name, &w.external_id, &w.active,
 				   &members, &f);
@@ -339,7 +341,7 @@ static void put_resource(struct call *k, json_t *res, long long ver)
 	} else {
 		if (!k->in_tx)
 			written(k->s, k->cc);
-		answer_row(k->a, &row, k->base, k->id ? 200 : 201, true);
+		answer_row(k->a, &row, k->base, k->id ? 200 : 201, !k->no_members);
 	}
 	ids_scim_row_clear(&row);
 	ids_error_clear(&e);
@@ -375,6 +377,25 @@ static json_t *patchable(const struct ids_scim_row *row)
 	return res;
 }
 
+/* How a group's PATCH answers (RFC 7644 §3.5.2): 204 No Content unless
+ * the client asks for attributes (then 200 and the resource, which
+ * excludedAttributes=members leaves without members).  Entra and Okta
+ * send member changes one PATCH at a time, ask for nothing and accept
+ * 204; 200 would mean reading and sending the whole member list.  Sets
+ * k->scope (new) when the PATCH can read only the members it names. */
+static bool group_patch_204(struct call *k, const json_t *body, char **scope)
+{
+	const char *at = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "attributes");
+	const char *ex = MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, "excludedAttributes");
+	*scope = NULL;
+	if (strcmp(k->kind, "Group") != 0)
+		return false;
+	k->no_members = !at && ex && strcasestr(ex, "members");
+	if ((!at && !ex) || k->no_members)
+		k->scope = ids_scim_patch_member_scope(body, scope) ? *scope : NULL;
+	return !at && !ex;
+}
+
 static void h_patch(struct call *k)
 {
 	struct ids_scim_row row = {0};
@@ -382,6 +403,8 @@ static void h_patch(struct call *k)
 	struct ids_error e = {0};
 	long long ver = if_match(k->c);
 	json_t *body = ver < 0 ? NULL : body_json(k), *res = NULL;
+	char *scope = NULL;
+	bool no_content = body && group_patch_204(k, body, &scope);
 	int r;
 	if (ver < 0)
 		fail(k->a, 400, "invalidSyntax", "If-Match: expected an ETag");
@@ -390,7 +413,8 @@ static void h_patch(struct call *k)
 	/* read, patch and write back in one transaction: two PATCHes of one
 	 * group (Entra sends them in parallel) must not lose a member */
 	if ((r = store(k->s, &e)) >= 0 && (r = ids_scim_store_begin(k->s->st, &e)) >= 0)
-		r = ids_scim_store_get(k->s->st, k->cc->name, k->kind, k->id, true, &row, &e);
+		r = k->scope ? ids_scim_store_get_scoped(k->s->st, k->cc->name, k->id, k->scope, &row, &e)
+			     : ids_scim_store_get(k->s->st, k->cc->name, k->kind, k->id, true, &row, &e);
 	if (r >= 0 && ver && row.version != ver)
 		r = -ESTALE;
 	if (r < 0) {
@@ -407,12 +431,18 @@ static void h_patch(struct call *k)
 		else if (k->a->status < 300)
 			written(k->s, k->cc);
 	}
+	if (no_content && k->a->status == 200) {
+		k->a->status = 204;
+		json_decref(k->a->body);
+		k->a->body = NULL;
+	}
 	if (k->s->st)
 		ids_scim_store_rollback(k->s->st);
 	ids_scim_row_clear(&row);
 	ids_error_clear(&e);
 	json_decref(res);
 	json_decref(body);
+	free(scope);
 }
 
 static void h_get(struct call *k)

@@ -15,15 +15,34 @@
 #include "ids/util.h"
 #include "store_int.h"
 
-/* The columns every read returns, in struct ids_scim_row's order. */
-#define ROW_COLS                                                                                             \
-	"r.id::text, r.kind, r.resource::text, "                                                             \
-	"CASE WHEN r.kind = 'Group' THEN (SELECT coalesce(json_agg(json_build_object('value', m.member_id, " \
-	"'type', x.kind) ORDER BY m.member_id), '[]')::text FROM scim_member m JOIN scim_resource x ON "     \
-	"x.connector = m.connector AND x.id = m.member_id WHERE m.connector = r.connector AND m.group_id = " \
-	"r.id) END, "                                                                                        \
+/* The columns every read returns, in struct ids_scim_row's order, a
+ * group's members as the JSON array `members` (a subquery over `src`, the
+ * member ids as column m). */
+#define MEMBERS(src)                                                                                         \
+	"CASE WHEN r.kind = 'Group' THEN (SELECT coalesce(json_agg(json_build_object('value', g.m, "         \
+	"'type', x.kind) ORDER BY g.m), '[]')::text FROM " src " g JOIN scim_resource x ON "                 \
+	"x.connector = r.connector AND x.id = g.m) END, "
+#define ROW_COLS_M(members)                                                                                  \
+	"r.id::text, r.kind, r.resource::text, " members                                                     \
 	"to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                    \
 	"to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), r.version, r.active"
+#define ROW_COLS                                                                                             \
+	ROW_COLS_M(MEMBERS("(SELECT member_id AS m FROM scim_member WHERE connector = r.connector AND "      \
+			   "group_id = r.id)"))
+/* The members of group grp among the ids of $4 (a JSON array), as column
+ * m: each id looked up in the primary key on its own (a LATERAL with a
+ * LIMIT is never flattened into a join; a join or `= ANY` the planner may
+ * run as a scan of the whole group, and does on a table without
+ * statistics).  A string that is no UUID as PostgreSQL writes one names
+ * no member (the whole list's ids, compared as text, would not match it
+ * either) and must not fail the cast. */
+#define IN_SCOPE(conn, grp)                                                                                  \
+	"(SELECT s.id AS m FROM (SELECT DISTINCT v::uuid AS id FROM jsonb_array_elements_text($4::jsonb) v " \
+	"WHERE v ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$') s, LATERAL (SELECT 1 " \
+	"FROM scim_member k WHERE k.connector = " conn " AND k.group_id = " grp                              \
+	" AND k.member_id = s.id LIMIT 1) h)"
+/* a scoped read (ids_scim_store_get_scoped) */
+#define ROW_COLS_SCOPED ROW_COLS_M(MEMBERS(IN_SCOPE("r.connector", "r.id")))
 #define NROW_COLS 8
 
 void ids_scim_row_clear(struct ids_scim_row *r)
@@ -126,34 +145,49 @@ void ids_scim_store_rollback(struct ids_store *st)
  * set operations (hashed or sorted, whatever the planner believes about
  * the tables: a fresh table has no statistics, and a planner that
  * guesses one row picks a nested loop, minutes at 50,000), and the
- * removed ids reach the DELETE as a constant array it can look up in the
- * primary key.  The group row is locked by the caller: no other write of
- * its members runs between the statements. */
+ * DELETE finds each removed id in the primary key on its own (as
+ * IN_SCOPE: `member_id = ANY(…)` was a filter over the whole group on a
+ * table without statistics), then deletes those rows by ctid.  The group row is locked by the caller: no
+ * other write of its members runs between the statements. */
 #define WANT "(SELECT v::uuid AS m FROM jsonb_array_elements_text($3::jsonb) v)"
 #define HAVE "(SELECT member_id AS m FROM scim_member WHERE connector = $1 AND group_id = $2::uuid)"
+#define HAVE_SCOPED IN_SCOPE("$1", "$2::uuid")
+/* scope NULL: members is the whole list; else only the memberships of
+ * the ids in scope (JSON array text) are made what members says. */
 static int set_members(struct ids_store *st, const char *connector, const char *id, const char *members,
-		       struct ids_error *err)
+		       const char *scope, struct ids_error *err)
 {
-	const char *p[] = {connector, id, members ? members : "[]"};
+	const char *p[] = {connector, id, members ? members : "[]", scope};
 	PGresult *res = NULL;
-	int r = exec(st, "SELECT coalesce(array_agg(m), '{}')::text FROM (" HAVE " EXCEPT " WANT ") g", 3, p,
-		     PGRES_TUPLES_OK, &res, "members", err);
+	int np = scope ? 4 : 3;
+	int r =
+	    exec(st,
+		 scope ? "SELECT coalesce(array_agg(m), '{}')::text FROM (" HAVE_SCOPED " EXCEPT " WANT ") g"
+		       : "SELECT coalesce(array_agg(m), '{}')::text FROM (" HAVE " EXCEPT " WANT ") g",
+		 np, p, PGRES_TUPLES_OK, &res, "members", err);
 	if (r < 0)
 		return r;
 	const char *d[] = {connector, id, PQgetvalue(res, 0, 0)};
 	if (strcmp(d[2], "{}") != 0)
-		r = exec(st,
-			 "DELETE FROM scim_member WHERE connector = $1 AND group_id = $2::uuid "
-			 "AND member_id = ANY($3::uuid[])",
-			 3, d, PGRES_COMMAND_OK, NULL, "members", err);
+		r = exec(
+		    st,
+		    "DELETE FROM scim_member WHERE ctid = ANY(ARRAY(SELECT h.ctid FROM unnest($3::uuid[]) "
+		    "d(id), LATERAL (SELECT ctid FROM scim_member k WHERE k.connector = $1 AND "
+		    "k.group_id = $2::uuid AND k.member_id = d.id LIMIT 1) h))",
+		    3, d, PGRES_COMMAND_OK, NULL, "members", err);
 	PQclear(res);
+	/* an id outside the scope that is a member already: nothing written */
 	if (r >= 0)
-		r = exec(st,
-			 "INSERT INTO scim_member (connector, group_id, member_id) SELECT $1, $2::uuid, m "
-			 "FROM (" WANT " EXCEPT " HAVE ") a ON CONFLICT DO NOTHING",
-			 3, p, PGRES_COMMAND_OK, NULL, "members", err);
+		r = exec(
+		    st,
+		    scope ? "INSERT INTO scim_member (connector, group_id, member_id) SELECT $1, $2::uuid, m "
+			    "FROM (" WANT " EXCEPT " HAVE_SCOPED ") a ON CONFLICT DO NOTHING"
+			  : "INSERT INTO scim_member (connector, group_id, member_id) SELECT $1, $2::uuid, m "
+			    "FROM (" WANT " EXCEPT " HAVE ") a ON CONFLICT DO NOTHING",
+		    np, p, PGRES_COMMAND_OK, NULL, "members", err);
 	return r;
 }
+#undef HAVE_SCOPED
 #undef WANT
 #undef HAVE
 
@@ -221,7 +255,7 @@ static int create_tx(struct ids_store *st, const char *connector, const struct i
 		char *id = row.id;
 		row.id = NULL;
 		ids_scim_row_clear(&row);
-		r = set_members(st, connector, id, w->members, err);
+		r = set_members(st, connector, id, w->members, NULL, err);
 		if (r >= 0)
 			r = ids_scim_store_get(st, connector, w->kind, id, false, &row, err);
 		free(id);
@@ -267,18 +301,23 @@ int ids_scim_store_create(struct ids_store *st, const char *connector, const str
 	return in_tx(st, create_fn, &o, err);
 }
 
-int ids_scim_store_get(struct ids_store *st, const char *connector, const char *kind, const char *id,
-		       bool for_update, struct ids_scim_row *ret, struct ids_error *err)
+/* A read of one resource: scope NULL, every member; else as
+ * ids_scim_store_get_scoped. */
+static int get_row(struct ids_store *st, const char *connector, const char *kind, const char *id,
+		   bool for_update, const char *scope, struct ids_scim_row *ret, struct ids_error *err)
 {
-	const char *p[] = {connector, kind, id};
+	static const char *const sql[2][2] = {
+	    {"SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+	     "AND id = $3::uuid AND deleted_at IS NULL",
+	     "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+	     "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"},
+	    {"SELECT " ROW_COLS_SCOPED " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+	     "AND id = $3::uuid AND deleted_at IS NULL",
+	     "SELECT " ROW_COLS_SCOPED " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
+	     "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"}};
+	const char *p[] = {connector, kind, id, scope};
 	PGresult *res = NULL;
-	int r =
-	    exec(st,
-		 for_update ? "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
-			      "AND id = $3::uuid AND deleted_at IS NULL FOR UPDATE"
-			    : "SELECT " ROW_COLS " FROM scim_resource r WHERE connector = $1 AND kind = $2 "
-			      "AND id = $3::uuid AND deleted_at IS NULL",
-		 3, p, PGRES_TUPLES_OK, &res, "get", err);
+	int r = exec(st, sql[scope != NULL][for_update], scope ? 4 : 3, p, PGRES_TUPLES_OK, &res, "get", err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) != 1)
@@ -289,11 +328,24 @@ int ids_scim_store_get(struct ids_store *st, const char *connector, const char *
 	return r;
 }
 
+int ids_scim_store_get(struct ids_store *st, const char *connector, const char *kind, const char *id,
+		       bool for_update, struct ids_scim_row *ret, struct ids_error *err)
+{
+	return get_row(st, connector, kind, id, for_update, NULL, ret, err);
+}
+
+int ids_scim_store_get_scoped(struct ids_store *st, const char *connector, const char *id, const char *scope,
+			      struct ids_scim_row *ret, struct ids_error *err)
+{
+	return get_row(st, connector, "Group", id, true, scope, ret, err);
+}
+
 /* The version check of a write: -ENOENT or -ESTALE as the row is. */
 static int check_version(struct op *o)
 {
 	struct ids_scim_row cur = {0};
-	int r = ids_scim_store_get(o->st, o->connector, o->kind, o->id, true, &cur, o->err);
+	/* the version is all it needs: no member is read ("[]") */
+	int r = get_row(o->st, o->connector, o->kind, o->id, true, "[]", &cur, o->err);
 	if (r >= 0 && o->if_version && cur.version != o->if_version)
 		r = ids_error_set(o->err, -ESTALE, "%s %s is at version %" PRId64 ", not %" PRId64, o->kind,
 				  o->id, cur.version, o->if_version);
@@ -314,9 +366,10 @@ static int replace_fn(void *arg)
 			 "WHERE connector = $1 AND id = $2::uuid",
 			 6, p, PGRES_COMMAND_OK, NULL, "replace", o->err);
 	if (r >= 0 && !strcmp(w->kind, "Group"))
-		r = set_members(o->st, o->connector, o->id, w->members ? w->members : "[]", o->err);
+		r = set_members(o->st, o->connector, o->id, w->members ? w->members : "[]", w->members_scope,
+				o->err);
 	if (r >= 0)
-		r = ids_scim_store_get(o->st, o->connector, o->kind, o->id, false, o->ret, o->err);
+		r = get_row(o->st, o->connector, o->kind, o->id, false, w->members_scope, o->ret, o->err);
 	return r;
 }
 

@@ -77,7 +77,7 @@ struct ids_google_cfg {
  * /scim/v2/<name>/ (the listener is struct ids_config's scim). */
 struct ids_scim_cfg {
 	char *token, *token_file; /* secret: the bearer token this connector accepts */
-	int apply_delay;	  /* seconds after the last write of a burst, default 2 */
+	int apply_delay;	  /* seconds after the last write of a burst, default 1 */
 	int rate_limit;		  /* requests per second (429 beyond), default 1000; 0: none */
 };
 

@@ -54,6 +54,18 @@ json_t *ids_scim_schemas(const char *base);
  * invalidValue, mutability). */
 int ids_scim_patch(json_t *res, const json_t *body, struct ids_scim_fault *f);
 
+/* For a PATCH of a group: whether every operation on `members` names the
+ * members it touches by id (an add of values, a removal by value or by
+ * members[value eq "id"]), and then those ids (*ret new, JSON array text;
+ * "[]" when no operation touches the members).  Such a PATCH gives the
+ * same result applied to the group holding only those of its members,
+ * written back as the difference among them: a member change of a group
+ * of 50,000 neither reads nor writes the other members.  false (*ret
+ * NULL) when an operation needs the whole list (a replace of members, a
+ * removal of all, another filter) or the body is malformed (ids_scim_patch
+ * then says why).  body borrowed. */
+bool ids_scim_patch_member_scope(const json_t *body, char **ret);
+
 /* Checks and normalizes a pushed User or Group (is_group) for storage:
  * drops id, meta and password (never stored), turns "True"/"False"
  * strings of `active` into booleans, requires userName (a group:

@@ -42,6 +42,11 @@ struct ids_scim_write {
 	bool active;		 /* users; groups: true */
 	const char *resource;	 /* JSON object text */
 	const char *members;	 /* groups: JSON array text of member ids; NULL: none (users) */
+	/* groups: NULL, members is the whole list; else a JSON array text of
+	 * ids, and members says which of those (only) are members — the
+	 * others are left as they are, and the row returned holds only those
+	 * of its members (a PATCH of ids_scim_patch_member_scope) */
+	const char *members_scope;
 };
 
 /* Opens and closes a transaction spanning several calls (a PATCH: read
@@ -61,6 +66,13 @@ int ids_scim_store_create(struct ids_store *st, const char *connector, const str
  * for_update: locks the row until the transaction ends.  *ret new. */
 int ids_scim_store_get(struct ids_store *st, const char *connector, const char *kind, const char *id,
 		       bool for_update, struct ids_scim_row *ret, struct ids_error *err);
+
+/* ids_scim_store_get of group `id`, locked, for a PATCH whose every
+ * member operation names its ids (scim.h's ids_scim_patch_member_scope):
+ * ret->members holds only those of its members among scope (JSON array
+ * text of ids), so that a group of 50,000 is not read whole.  *ret new. */
+int ids_scim_store_get_scoped(struct ids_store *st, const char *connector, const char *id, const char *scope,
+			      struct ids_scim_row *ret, struct ids_error *err);
 
 /* Replaces resource `id` (PUT, or a PATCH's result) when its version is
  * if_version (0: any), bumping the version.  *ret new. */

@@ -136,11 +136,23 @@ def body(env, c):
     st, _, grp = cl.req("POST", "Groups", {"schemas": [GROUP], "displayName": "CC-Support",
                                            "members": [{"value": alice["id"]}, {"value": carol["id"]}]})
     c.eq(201, st, "POST /Groups: 201")
-    st, _, g2 = cl.req("PATCH", f"Groups/{grp['id']}", {"schemas": [PATCHOP], "Operations": [
+    st, hd, g2 = cl.req("PATCH", f"Groups/{grp['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "Add", "path": "members", "value": [{"value": bob["id"]}]}]})
-    c.eq(200, st, "PATCH (Entra's Add) of members: 200")
+    c.eq((204, None, 'W/"2"'), (st, g2, hd.get("ETag")),
+         "PATCH (Entra's Add) of a group's members: 204 No Content, the new version's ETag (RFC 7644 3.5.2)")
+    _, _, g2 = cl.req("GET", f"Groups/{grp['id']}")
     c.eq(sorted([alice["id"], bob["id"], carol["id"]]), sorted(m["value"] for m in g2["members"]),
          "the group holds the three members")
+    # asked for attributes, a PATCH answers 200 and the resource (RFC 7644 3.5.2: MUST)
+    st, _, g3 = cl.req("PATCH", f"Groups/{grp['id']}?attributes=members", {"schemas": [PATCHOP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": bob["id"]}]}]})
+    c.eq((200, sorted([alice["id"], bob["id"], carol["id"]])),
+         (st, sorted(m["value"] for m in (g3 or {}).get("members", []))),
+         "PATCH ?attributes=members: 200 with every member (an add of a member: no duplicate)")
+    st, _, g3 = cl.req("PATCH", f"Groups/{grp['id']}?excludedAttributes=members", {"schemas": [PATCHOP],
+                       "Operations": [{"op": "replace", "value": {"displayName": "CC-Support"}}]})
+    c.eq((200, "CC-Support", False), (st, g3 and g3.get("displayName"), g3 is not None and "members" in g3),
+         "PATCH ?excludedAttributes=members: 200, the group without its members")
     st, _, b = cl.req("PATCH", f"Groups/{grp['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "Add", "path": "members", "value": [{"value": "00000000-0000-4000-8000-000000000000"}]}]})
     c.eq((400, "invalidValue"), (st, b.get("scimType") if b else None), "a member naming nothing: 400")
@@ -153,7 +165,7 @@ def body(env, c):
     # ---- Entra: remove a member by path + value, deactivate with "False"
     st, _, _ = cl.req("PATCH", f"Groups/{grp['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "Remove", "path": "members", "value": [{"value": alice["id"]}]}]})
-    c.eq(200, st, "PATCH (Entra's Remove with a value): 200")
+    c.eq(204, st, "PATCH (Entra's Remove with a value): 204")
     st, _, b = cl.req("PATCH", f"Users/{bob['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "Replace", "path": "active", "value": "False"}]})
     c.eq((200, False), (st, b and b.get("active")), "active \"False\" is stored as false")

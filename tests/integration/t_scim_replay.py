@@ -11,7 +11,8 @@ PostgreSQL:
   remove by value filter, PATCH active "False", DELETE.
 - Okta ("SCIM 2.0 protocol reference"): GET by userName filter, POST, PUT
   for an update, PATCH {"op":"replace","value":{"active":false}}, group
-  POST, PATCH with a rename and member changes, group DELETE."""
+  POST, PATCH with a rename and member changes, group DELETE.
+A group's PATCH is answered 204 No Content, as both documents show."""
 import http.client
 import json
 import sys
@@ -85,7 +86,7 @@ def entra(cl, c):
     g = cl("POST", "Groups", {"schemas": [GROUP], "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
                               "displayName": "CC-Support", "meta": {"resourceType": "Group"}}, want=201, c=c)
     cl("PATCH", f"Groups/{g['id']}", {"schemas": [PATCHOP], "Operations": [
-        {"op": "Add", "path": "members", "value": [{"value": u["id"]}]}]}, want=200, c=c)
+        {"op": "Add", "path": "members", "value": [{"value": u["id"]}]}]}, want=204, c=c)
     b = cl("GET", f"Groups/{g['id']}?excludedAttributes=members", want=200, c=c)
     c.true("members" not in b, "entra: excludedAttributes=members leaves them out")
     return u, g
@@ -110,7 +111,7 @@ def okta(cl, c):
     cl("PATCH", f"Groups/{g['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "replace", "value": {"id": g["id"], "displayName": "CC-Support"}},
         {"op": "add", "path": "members", "value": [{"value": u["id"], "display": "isabella@okta.local"}]}]},
-       want=200, c=c)
+       want=204, c=c)
     return u, g
 
 
@@ -139,7 +140,7 @@ def body(env, c):
     # ---- the way out: Entra removes the member, then deactivates and
     # deletes; Okta deactivates and deletes the group
     ce("PATCH", f"Groups/{eg['id']}", {"schemas": [PATCHOP], "Operations": [
-        {"op": "Remove", "path": f'members[value eq "{eu["id"]}"]'}]}, want=200, c=c)
+        {"op": "Remove", "path": f'members[value eq "{eu["id"]}"]'}]}, want=204, c=c)
     ce("PATCH", f"Users/{eu['id']}", {"schemas": [PATCHOP], "Operations": [
         {"op": "Replace", "path": "active", "value": "False"}]}, want=200, c=c)
     ce("DELETE", f"Users/{eu['id']}", want=204, c=c)

@@ -575,7 +575,7 @@ static void scim(void **state)
 	const struct ids_connector_cfg *o = ids_config_connector(cfg, "okta");
 	assert_int_equal(o->type, IDS_CONN_SCIM);
 	assert_string_equal(o->scim.token, SECRET_MARK "-crlf");
-	assert_int_equal(o->scim.apply_delay, 2);
+	assert_int_equal(o->scim.apply_delay, 1);
 	assert_int_equal(o->scim.rate_limit, 1000);
 	const struct ids_connector_cfg *e = ids_config_connector(cfg, "entra-prov");
 	assert_int_equal(e->scim.apply_delay, 0);

@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ids/connector.h"
@@ -164,6 +166,49 @@ static void patch_faults(void **state)
 	}
 }
 
+/* Which group PATCHes may read only the members they name, and which
+ * ids; a wrong "narrow" answer would lose or invent members. */
+static void member_scope(void **state)
+{
+	static const struct {
+		const char *ops, *scope; /* scope NULL: the whole list is needed */
+	} cases[] = {
+	    {"{\"op\":\"Add\",\"path\":\"members\",\"value\":[{\"value\":\"a\"},{\"value\":\"b\"}]}",
+	     "[\"a\",\"b\"]"},
+	    {"{\"op\":\"remove\",\"path\":\"members[value eq \\\"c\\\"]\"}", "[\"c\"]"},
+	    {"{\"op\":\"Remove\",\"path\":\"members\",\"value\":[{\"value\":\"d\"}]}", "[\"d\"]"},
+	    {"{\"op\":\"replace\",\"value\":{\"id\":\"g\",\"displayName\":\"X\"}},"
+	     "{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"e\"}]}",
+	     "[\"e\"]"},
+	    {"{\"op\":\"add\",\"value\":{\"members\":[{\"value\":\"f\"}]}}", "[\"f\"]"},
+	    {"{\"op\":\"replace\",\"path\":\"displayName\",\"value\":\"X\"}", "[]"},
+	    {"{\"op\":\"replace\",\"path\":\"members\",\"value\":[{\"value\":\"a\"}]}", NULL},
+	    {"{\"op\":\"remove\",\"path\":\"members\"}", NULL},
+	    {"{\"op\":\"remove\",\"path\":\"members[type eq \\\"User\\\"]\"}", NULL},
+	    {"{\"op\":\"replace\",\"path\":\"members[value eq \\\"a\\\"]\",\"value\":{\"value\":\"b\"}}",
+	     NULL},
+	    {"{\"op\":\"replace\",\"value\":{\"members\":[]}}", NULL},
+	    {"{\"op\":\"add\",\"path\":\"members\",\"value\":{\"value\":\"a\"}}", NULL},
+	    {"{\"op\":\"move\",\"path\":\"members\"}", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[512], *scope = NULL;
+		snprintf(text, sizeof(text), "{\"Operations\":[%s]}", cases[i].ops);
+		json_t *b = json_loads(text, 0, NULL);
+		assert_non_null(b);
+		bool narrow = ids_scim_patch_member_scope(b, &scope);
+		if (narrow != (cases[i].scope != NULL))
+			print_message("case %zu: %s\n", i, scope ? scope : "(whole list)");
+		assert_int_equal(narrow, cases[i].scope != NULL);
+		if (cases[i].scope)
+			assert_string_equal(scope, cases[i].scope);
+		else
+			assert_null(scope);
+		free(scope);
+		json_decref(b);
+	}
+}
+
 static void normalize(void **state)
 {
 	json_t *u =
@@ -299,9 +344,10 @@ static void bucket(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(filter_ok),  cmocka_unit_test(filter_bad),	  cmocka_unit_test(patch_entra),
-	    cmocka_unit_test(patch_okta), cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
-	    cmocka_unit_test(map_user),	  cmocka_unit_test(json_depth),	  cmocka_unit_test(bucket),
+	    cmocka_unit_test(filter_ok),    cmocka_unit_test(filter_bad),   cmocka_unit_test(patch_entra),
+	    cmocka_unit_test(patch_okta),   cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
+	    cmocka_unit_test(map_user),	    cmocka_unit_test(json_depth),   cmocka_unit_test(bucket),
+	    cmocka_unit_test(member_scope),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
