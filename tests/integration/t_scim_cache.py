@@ -49,6 +49,10 @@ def body(env, c):
         c.eq(201, st, f"POST {name}")
         ids[name] = u["id"]
     poll_until(lambda: roles() == "u1@acme.example\nu2@acme.example", 15, "the first grants")
+    # a slow POST (a loaded machine, the sanitizers) may have split the
+    # three into two runs: the edit below must come after a run read u3
+    poll_until(lambda: env.q("SELECT coalesce(max(users_seen), 0) FROM sync_run WHERE status = 'ok'") == "3",
+               15, "a run that read all three users")
 
     # behind the version's back: no idsyncd write does this
     env.q(f"UPDATE scim_resource SET resource = jsonb_set(resource, '{{{ENT},department}}', '\"Sales\"') "
