@@ -60,7 +60,7 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   (a user's id a number), dupkeys (`value` twice), deep (100000 nested
   arrays), foreign (a nextLink to another host).
 
-Control: GET /_stats (request counters, the $select/$top seen, the last
+Control: GET /_stats (request counters, connections accepted, the $select/$top seen, the last
 assertion's header and claims, a log of [time, endpoint, page, status]),
 POST /_control {"faults", "clear_faults", "reset_stats", "data_file",
 "token_lifetime", "expires_in", "revoke_tokens", "secret_file", "page_size"}.  Writes its
@@ -468,6 +468,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     timeout = 60
+
+    def setup(self):
+        super().setup()
+        with self.server.state.lock:  # TCP connections accepted (each a TLS handshake)
+            self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
 
     def log_message(self, fmt, *args):
         if self.server.state.args.verbose:

@@ -5,6 +5,7 @@
 # token request; a token the fake revoked (401) is replaced in the same
 # run; a token near its expiry is renewed before use; a reload that changes
 # the client secret gets a new token, one that changes nothing does not;
+# the next run reuses the last one's connection (no new TLS handshake);
 # the token is in no log line.
 IDS_NO_LDAP=1
 . "$(dirname "$0")/lib.sh"
@@ -29,6 +30,7 @@ daemon_run
 eq "ok|incremental" "$(last_run "status||'|'||read_kind")" "no-change runs are incremental"
 eq "4" "$(graph_requests)" "two no-change runs: 2 Graph requests each"
 eq "0" "$(tokens)" "and no token request: the first run's token is kept"
+eq "0" "$(graph_stat "d.get('connections', 0)")" "nor a new connection: the last run's is reused"
 
 # ---- a cached token revoked early: a 401, a new token, the same run goes on
 graph_ctl '{"reset_stats": true, "revoke_tokens": true}'
