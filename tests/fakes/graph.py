@@ -469,11 +469,6 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 60
 
-    def setup(self):
-        super().setup()
-        with self.server.state.lock:  # TCP connections accepted (each a TLS handshake)
-            self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
-
     def log_message(self, fmt, *args):
         if self.server.state.args.verbose:
             sys.stderr.write("graph.py: " + (fmt % args) + "\n")
@@ -481,6 +476,8 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         # the TLS handshake, here in the connection's own thread, bounded
         self.request.settimeout(self.timeout)
+        with self.server.state.lock:  # connections accepted: each a handshake
+            self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
         self.request.do_handshake()
         super().setup()
 

@@ -27,10 +27,11 @@ eq "ok|1" "$(last_run status)|$(tokens)" "the first run gets a token"
 graph_ctl '{"reset_stats": true}'
 daemon_run
 daemon_run
+# read first: the one connection counted is this query's own
+eq "1" "$(graph_stat "d.get('connections', 0)")" "no new connection: each run reuses the last one's"
 eq "ok|incremental" "$(last_run "status||'|'||read_kind")" "no-change runs are incremental"
 eq "4" "$(graph_requests)" "two no-change runs: 2 Graph requests each"
 eq "0" "$(tokens)" "and no token request: the first run's token is kept"
-eq "0" "$(graph_stat "d.get('connections', 0)")" "nor a new connection: the last run's is reused"
 
 # ---- a cached token revoked early: a 401, a new token, the same run goes on
 graph_ctl '{"reset_stats": true, "revoke_tokens": true}'
