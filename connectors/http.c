@@ -1,8 +1,7 @@
 /* http.c — the cloud connectors' HTTPS client over libcurl (http.h).
  *
  * One easy handle per connector run, so that the TLS session and the TCP
- * connection to Graph or Google are reused from page to page; a share of
- * the process keeps them for the daemon's next run (global_share).  The rules
+ * connection to Graph or Google are reused from page to page.  The rules
  * it keeps, and why:
  * - HTTPS only, for the request and for any redirect, and no redirect is
  *   followed: a next-page link that points to http:// or elsewhere by a
@@ -67,49 +66,11 @@ struct ids_http {
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
-/* The process's connection pool, TLS sessions and DNS answers, shared by
- * every handle: the daemon's next run of a connector (a new handle) finds
- * the last run's connection still open, or at least resumes its TLS
- * session, instead of a full handshake (issue 15: a no-change Entra run is
- * two small requests).  libcurl reuses a connection or a session only for
- * the same host, port and TLS settings (CA file, verification), so one
- * connector's trust never serves another's.  NULL when libcurl could not
- * make one: every handle then keeps its own, as before. */
-static CURLSH *global_share;
-/* one lock per kind of data: libcurl holds one while it takes another
- * (a single mutex deadlocks at the first connection) */
-static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-
-static void share_lock_fn(CURL *c, curl_lock_data d, curl_lock_access a, void *ud)
-{
-	(void)c, (void)a, (void)ud;
-	if ((int)d >= 0 && d < CURL_LOCK_DATA_LAST)
-		pthread_mutex_lock(&share_locks[d]);
-}
-
-static void share_unlock_fn(CURL *c, curl_lock_data d, void *ud)
-{
-	(void)c, (void)ud;
-	if ((int)d >= 0 && d < CURL_LOCK_DATA_LAST)
-		pthread_mutex_unlock(&share_locks[d]);
-}
 
 /* curl_global_init is not safe to call twice or concurrently. */
 static void global_init(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_init(&share_locks[i], NULL);
-	if (global_rc != CURLE_OK || !(global_share = curl_share_init()))
-		return;
-	if (curl_share_setopt(global_share, CURLSHOPT_LOCKFUNC, share_lock_fn) != CURLSHE_OK ||
-	    curl_share_setopt(global_share, CURLSHOPT_UNLOCKFUNC, share_unlock_fn) != CURLSHE_OK ||
-	    curl_share_setopt(global_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-	    curl_share_setopt(global_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
-	    curl_share_setopt(global_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
-		curl_share_cleanup(global_share);
-		global_share = NULL;
-	}
 }
 
 /* xorshift64*: jitter only needs to differ between instances, not be secret. */
@@ -214,8 +175,6 @@ int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct id
 		r = ids_error_set(err, -ENOMEM, "libcurl: cannot create a handle");
 		goto fail;
 	}
-	if (global_share)
-		(void)curl_easy_setopt(h->c, CURLOPT_SHARE, global_share);
 	*ret = h;
 	return 0;
 fail:
