@@ -239,6 +239,34 @@ out:
 	return r;
 }
 
+static int id_str(struct ids_buf *id, const char *s)
+{
+	return ids_oauth_id_add(id, s, s ? strlen(s) : 0);
+}
+
+/* The token cache's key material (oauth.h): what, changed by a reload or
+ * a rotated key file, must not reuse a token.  The key file is read here
+ * as at every renewal, through the one secret reader. */
+static int identity(void *ud, struct ids_buf *id, struct ids_error *err)
+{
+	struct pull *p = ud;
+	const struct ids_entra_cfg *ec = p->ec;
+	bool readable = p->ctx && p->ctx->config && p->ctx->config->security.allow_readable_secrets;
+	char *key = NULL;
+	size_t key_len = 0;
+	int r;
+	if (ec->client_key_file &&
+	    (r = ids_secret_read(ec->client_key_file, IDS_SECRET_MAX, readable, &key, &key_len, err)) < 0)
+		return r;
+	if ((r = id_str(id, p->cc->name)) < 0 || (r = id_str(id, ec->tenant)) < 0 ||
+	    (r = id_str(id, ec->client_id)) < 0 || (r = id_str(id, p->scope)) < 0 ||
+	    (r = id_str(id, ec->client_secret)) < 0 || (r = id_str(id, ec->client_certificate_file)) < 0 ||
+	    (r = id_str(id, ec->client_assertion_alg)) < 0 || (r = ids_oauth_id_add(id, key, key_len)) < 0)
+		ids_error_set(err, r, "out of memory");
+	ids_secret_free(key);
+	return r;
+}
+
 /* The bearer layer's error words: Graph's {"error":{"code","message"}}
  * or the identity platform's {"error","error_description"} as "CODE:
  * MESSAGE", and Graph's innerError request id. */
@@ -524,6 +552,8 @@ static int pull_open(struct pull *p, struct ids_error *err)
 	    .token_url = p->token_url,
 	    .http = p->h,
 	    .grant = grant,
+	    .identity = identity,
+	    .tokens = p->ctx ? p->ctx->tokens : NULL,
 	    .error_text = error_text,
 	    .link_origin = p->origin,
 	    .next_name = "@odata.nextLink",

@@ -167,6 +167,25 @@ static int grant(void *ud, struct ids_buf *body, struct ids_error *err)
 	return r;
 }
 
+static int id_str(struct ids_buf *id, const char *s)
+{
+	return ids_oauth_id_add(id, s, s ? strlen(s) : 0);
+}
+
+/* The token cache's key material (oauth.h): the key file's key, read at
+ * this run's start, and whom the token acts for. */
+static int identity(void *ud, struct ids_buf *id, struct ids_error *err)
+{
+	struct pull *p = ud;
+	int r;
+	if ((r = id_str(id, p->cc->name)) < 0 || (r = id_str(id, p->key.client_email)) < 0 ||
+	    (r = id_str(id, p->key.private_key_id)) < 0 ||
+	    (r = ids_oauth_id_add(id, p->key.private_key, p->key.private_key_len)) < 0 ||
+	    (r = id_str(id, p->gc->subject)) < 0 || (r = id_str(id, scopes)) < 0)
+		ids_error_set(err, r, "out of memory");
+	return r;
+}
+
 /* ---------------- the listings ---------------- */
 
 /* One listing's page parser and what it needs besides the page. */
@@ -461,6 +480,8 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 	    .token_url = p.token_url,
 	    .http = p.h,
 	    .grant = grant,
+	    .identity = identity,
+	    .tokens = ctx ? ctx->tokens : NULL,
 	    .error_text = error_text,
 	    .retryable = retryable,
 	    .token_param = "pageToken",

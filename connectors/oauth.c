@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +28,166 @@
 #define MAX_LIFETIME 86400   /* a day: a longer claim is a bug or a lie */
 #define DEFAULT_TIMEOUT 30   /* seconds: connect and no-progress limit when none is configured */
 
+#define TOKENS_MAX 4096 /* cache entries: more connectors than any config has; beyond, no caching */
+
 struct ids_oauth {
 	struct ids_oauth_cfg cfg;
-	char *auth;	  /* secret: "Authorization: Bearer …", NULL when no token */
-	int64_t renew_at; /* CLOCK_MONOTONIC usec when auth must be renewed */
+	char *auth;	       /* secret: "Authorization: Bearer …", NULL when no token */
+	int64_t renew_at;      /* CLOCK_MONOTONIC usec when auth must be renewed */
+	unsigned char key[32]; /* the cache key, when keyed */
+	bool keyed;
 };
+
+/* Frees a buffer that held a secret, wiping it first. */
+static void buf_wipe(struct ids_buf *b)
+{
+	if (b->p)
+		explicit_bzero(b->p, b->cap);
+	ids_buf_free(b);
+}
+
+/* ---------------- the cache between runs ---------------- */
+
+struct token_entry {
+	unsigned char key[32]; /* SHA-256 of name, token URL and identity */
+	char *auth;	       /* secret: the header line */
+	int64_t renew_at;
+};
+
+struct ids_oauth_tokens {
+	struct token_entry *e;
+	size_t n, cap;
+};
+
+int ids_oauth_tokens_new(struct ids_oauth_tokens **ret)
+{
+	*ret = calloc(1, sizeof(**ret));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void tokens_remove(struct ids_oauth_tokens *t, size_t i)
+{
+	ids_secret_free(t->e[i].auth);
+	t->e[i] = t->e[--t->n];
+}
+
+void ids_oauth_tokens_free(struct ids_oauth_tokens *t)
+{
+	if (!t)
+		return;
+	while (t->n)
+		tokens_remove(t, t->n - 1);
+	free(t->e);
+	free(t);
+}
+
+size_t ids_oauth_tokens_count(const struct ids_oauth_tokens *t)
+{
+	return t ? t->n : 0;
+}
+
+int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len)
+{
+	int r = s ? ids_buf_printf(id, "%zu:", len) : ids_buf_puts(id, "-:");
+	return r < 0 || !s ? r : ids_buf_add(id, s, len);
+}
+
+/* The entry of key, after dropping every expired one (a connector
+ * removed by a reload leaves its entry until then); NULL when none. */
+static struct token_entry *tokens_find(struct ids_oauth_tokens *t, const unsigned char *key)
+{
+	int64_t now = ids_mono_usec();
+	for (size_t i = 0; i < t->n;) {
+		if (now >= t->e[i].renew_at) {
+			tokens_remove(t, i);
+			continue;
+		}
+		if (!memcmp(t->e[i].key, key, sizeof(t->e[i].key)))
+			return &t->e[i];
+		i++;
+	}
+	return NULL;
+}
+
+/* Forgets o's cached token (a 401, a failed renewal). */
+static void tokens_drop(struct ids_oauth *o)
+{
+	struct ids_oauth_tokens *t = o->cfg.tokens;
+	for (size_t i = 0; t && o->keyed && i < t->n; i++)
+		if (!memcmp(t->e[i].key, o->key, sizeof(o->key))) {
+			tokens_remove(t, i);
+			return;
+		}
+}
+
+/* Keeps a copy of o's token.  Out of memory: not kept (the next run asks
+ * for one), never an error. */
+static void tokens_put(struct ids_oauth *o)
+{
+	struct ids_oauth_tokens *t = o->cfg.tokens;
+	if (!t || !o->keyed || !o->auth)
+		return;
+	tokens_drop(o);
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		struct token_entry *e = cap <= TOKENS_MAX ? realloc(t->e, cap * sizeof(*e)) : NULL;
+		if (!e)
+			return;
+		t->e = e;
+		t->cap = cap;
+	}
+	char *copy = strdup(o->auth);
+	if (!copy)
+		return;
+	memcpy(t->e[t->n].key, o->key, sizeof(o->key));
+	t->e[t->n].auth = copy;
+	t->e[t->n].renew_at = o->renew_at;
+	t->n++;
+}
+
+/* o->key from the service, the token URL and the connector's identity. */
+static int make_key(struct ids_oauth *o, struct ids_error *err)
+{
+	struct ids_buf id = {0};
+	unsigned int n = 0;
+	int r;
+	if ((r = ids_oauth_id_add(&id, o->cfg.service, strlen(o->cfg.service))) < 0 ||
+	    (r = ids_oauth_id_add(&id, o->cfg.token_url, strlen(o->cfg.token_url))) < 0) {
+		r = ids_error_set(err, r, "out of memory");
+		goto out;
+	}
+	if ((r = o->cfg.identity(o->cfg.ud, &id, err)) < 0)
+		goto out;
+	if (!EVP_Digest(id.p, id.len, o->key, &n, EVP_sha256(), NULL) || n != sizeof(o->key)) {
+		r = ids_error_set(err, -ENOMEM, "token cache key: SHA-256 failed");
+		goto out;
+	}
+	o->keyed = true;
+	r = 0;
+out:
+	buf_wipe(&id);
+	return r;
+}
+
+/* o's token from the cache, when it holds a live one.  Runs once per
+ * layer: the identity is read at the first request of a run. */
+static int tokens_get(struct ids_oauth *o, struct ids_error *err)
+{
+	int r;
+	if (!o->cfg.tokens || !o->cfg.identity)
+		return 0;
+	if (!o->keyed && (r = make_key(o, err)) < 0)
+		return r;
+	struct token_entry *e = tokens_find(o->cfg.tokens, o->key);
+	if (!e)
+		return 0;
+	char *copy = strdup(e->auth);
+	if (!copy)
+		return 0; /* a new token instead */
+	o->auth = copy;
+	o->renew_at = e->renew_at;
+	return 0;
+}
 
 int ids_oauth_new(const struct ids_oauth_cfg *cfg, struct ids_oauth **ret)
 {
@@ -88,14 +244,6 @@ char *ids_oauth_url_base(const char *url)
 	while (n && url[n - 1] == '/')
 		n--;
 	return strndup(url, n);
-}
-
-/* Frees a buffer that held a secret, wiping it first. */
-static void buf_wipe(struct ids_buf *b)
-{
-	if (b->p)
-		explicit_bzero(b->p, b->cap);
-	ids_buf_free(b);
 }
 
 /* " (request-id X)" for messages, or "". */
@@ -245,6 +393,7 @@ static int renew(struct ids_oauth *o, struct ids_error *err)
 					      "Accept: application/json", NULL};
 
 	drop_token(o);
+	tokens_drop(o);
 	if ((r = o->cfg.grant(o->cfg.ud, &body, err)) < 0)
 		goto out;
 	if ((r = o->cfg.request(o->cfg.http, "POST", o->cfg.token_url, headers, body.p, body.len, NULL, &resp,
@@ -264,6 +413,7 @@ static int renew(struct ids_oauth *o, struct ids_error *err)
 	}
 	o->renew_at = ids_mono_usec() + (int64_t)ids_oauth_renew_after(expires) * 1000000;
 	o->auth = ids_buf_steal(&hdr);
+	tokens_put(o);
 	r = 0;
 out:
 	/* the request body holds the credential, the answer the token */
@@ -300,6 +450,8 @@ int ids_oauth_get(struct ids_oauth *o, const char *url, const char *what, struct
 		  struct ids_error *err)
 {
 	int r;
+	if (!o->auth && (r = tokens_get(o, err)) < 0)
+		return r;
 	for (int renewed = 0;; renewed++) {
 		if ((!o->auth || ids_mono_usec() >= o->renew_at) && (r = renew(o, err)) < 0)
 			return r;

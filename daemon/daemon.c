@@ -40,6 +40,7 @@
 #include "ids/config.h"
 #include "ids/log.h"
 #include "ids/metrics.h"
+#include "ids/oauth.h"
 #include "ids/progress.h"
 #include "ids/scim_server.h"
 #include "ids/store.h"
@@ -86,11 +87,12 @@ struct daemon {
 	char *note;		   /* why the last reload was refused, shown in STATUS= until one succeeds */
 	struct ids_progress *prog; /* the run in progress, for STATUS=; NULL when out of memory */
 	struct ids_feeds *feeds;   /* change feeds between runs; NULL when out of memory (full reads) */
-	struct sched *running;	   /* the connector that runs now, else NULL */
-	char instance[300];	   /* host:pid, for connector_schedule */
-	int64_t hb_last;	   /* monotonic usec of the last heartbeat written */
-	int fatal;		   /* exit code when the loop has to give up, else 0 */
-	struct ids_scim_server *scim; /* the SCIM listener; NULL without a scim: block */
+	struct ids_oauth_tokens *tokens; /* cloud access tokens between runs; NULL: one per run */
+	struct sched *running;		 /* the connector that runs now, else NULL */
+	char instance[300];		 /* host:pid, for connector_schedule */
+	int64_t hb_last;		 /* monotonic usec of the last heartbeat written */
+	int fatal;			 /* exit code when the loop has to give up, else 0 */
+	struct ids_scim_server *scim;	 /* the SCIM listener; NULL without a scim: block */
 	/* what /metrics shows: kept across reloads (counters never go back);
 	 * NULL when out of memory (no metrics, the runs go on) */
 	struct ids_metrics *metrics;
@@ -736,7 +738,10 @@ static void run_one(struct daemon *d, struct sched *s)
 			(void)ids_progress_new(-1, &d->prog);
 		if (!d->feeds)
 			(void)ids_feeds_new(&d->feeds);
-		struct ids_sync_opts o = {.progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds};
+		if (!d->tokens)
+			(void)ids_oauth_tokens_new(&d->tokens);
+		struct ids_sync_opts o = {
+		    .progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds, .tokens = d->tokens};
 		struct ids_buf out = {0};
 		d->running = s;
 		heartbeat(d, cc->name);
@@ -1116,6 +1121,7 @@ out:
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);
 	ids_feeds_free(d.feeds);
+	ids_oauth_tokens_free(d.tokens);
 	free(d.note);
 	ids_store_close(d.st);
 	ids_store_close(d.ctl);

@@ -967,7 +967,8 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .progress = progress,
 					 .ud = rn,
 					 .deadline_usec = rn->deadline,
-					 .only_user = rn->o->only_user};
+					 .only_user = rn->o->only_user,
+					 .tokens = rn->o->tokens};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
 	r = pull(rn, cc, ops, &ctx, w->snap, e);
 	res->t.fetch = lap(&rn->mark);

@@ -16,6 +16,8 @@
 #include "ids/error.h"
 #include "ids/snapshot.h"
 
+struct ids_oauth_tokens;
+
 struct ids_pull_ctx {
 	const struct ids_config *config;
 	const struct ids_strv *rule_attrs; /* attributes the rules read */
@@ -36,6 +38,10 @@ struct ids_pull_ctx {
 	 * SCIM the stored user and the groups holding it, nested ones too.
 	 * Nobody found: an empty snapshot, never an error. */
 	const char *only_user;
+	/* borrowed, NULL for one-shot commands: the daemon's access tokens
+	 * kept between runs (oauth.h); the cloud connectors hand it to the
+	 * bearer layer */
+	struct ids_oauth_tokens *tokens;
 };
 
 struct ids_image;

@@ -29,7 +29,28 @@
 #define IDS_OAUTH_MAX_PAGES 100000 /* pages per listing: a loop that escapes detection ends here */
 
 struct ids_oauth;
+struct ids_oauth_tokens;
 struct ids_pull_ctx;
+
+/* Access tokens kept between runs (the daemon's, issue 15): a no-change
+ * delta run is two small requests, and a token request and its TLS
+ * handshake more than doubled it.  Memory only, never logged, stored or
+ * written: an entry is keyed by the SHA-256 of the connector's name, the
+ * token URL and the connector's credential identity (tenant, client id,
+ * scope, the secret or key itself), so a reload or a rotated key file that
+ * changes any of these misses, and the old token is never sent again.  An
+ * entry is used until its renewal time (ids_oauth_renew_after), dropped
+ * on a 401 or a failed renewal.  One-shot commands pass none.
+ * Single-threaded, like the daemon.  *ret new (ids_oauth_tokens_free,
+ * which wipes every token and accepts NULL).  -ENOMEM only. */
+int ids_oauth_tokens_new(struct ids_oauth_tokens **ret);
+void ids_oauth_tokens_free(struct ids_oauth_tokens *t);
+/* Appends one field of a credential identity to id, length first, so
+ * that no two different field lists give the same bytes; s NULL: an
+ * absent field.  -ENOMEM only. */
+int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len);
+/* How many entries t holds (tests). */
+size_t ids_oauth_tokens_count(const struct ids_oauth_tokens *t);
 
 /* The HTTP handle of a cloud pull (ids_http_free): tls_ca_file (NULL: the
  * system store), timeout in seconds (<= 0: 30), retry waits that never
@@ -75,7 +96,15 @@ struct ids_oauth_cfg {
 	 * (the daemon's watchdog tick); < 0 stops the listing (IDS_E_TIMEOUT:
 	 * run_timeout).  NULL: none. */
 	const struct ids_pull_ctx *ctx;
-	void *ud; /* for grant */
+	void *ud; /* for grant and identity */
+	/* The token cache between runs (borrowed; NULL: a token per run) and
+	 * the credential identity its key is made of: appends to id
+	 * everything that, changed, must not reuse a token (the connector's
+	 * name, tenant, client id, scope, the secret or key material); id is
+	 * wiped after hashing.  < 0 with err set fails the request, as a
+	 * failed grant would.  Both or neither. */
+	struct ids_oauth_tokens *tokens;
+	int (*identity)(void *ud, struct ids_buf *id, struct ids_error *err);
 	/* Test hook: replaces ids_http_request (NULL: ids_http_request). */
 	int (*request)(struct ids_http *h, const char *method, const char *url, const char *const *headers,
 		       const char *body, size_t body_len, bool (*is_retryable)(const struct ids_http_resp *r),

@@ -29,6 +29,8 @@ int ids_exit_worst(int a, int b);
 
 enum ids_out_format { IDS_FMT_TEXT, IDS_FMT_JSON };
 
+struct ids_oauth_tokens;
+
 struct ids_sync_opts {
 	bool dry_run;	 /* plan: compute and print, write nothing */
 	bool allow_mass; /* --allow-mass-deactivation */
@@ -52,6 +54,9 @@ struct ids_sync_opts {
 	/* borrowed, may be NULL: the change feeds' state kept between runs
 	 * (the daemon's); NULL: every run reads everything */
 	struct ids_feeds *feeds;
+	/* borrowed, may be NULL: access tokens kept between runs (the
+	 * daemon's, oauth.h); NULL: a token per run */
+	struct ids_oauth_tokens *tokens;
 };
 
 /* What one connector run did. */

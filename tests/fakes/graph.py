@@ -60,10 +60,10 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   (a user's id a number), dupkeys (`value` twice), deep (100000 nested
   arrays), foreign (a nextLink to another host).
 
-Control: GET /_stats (request counters, the $select/$top seen, the last
+Control: GET /_stats (request counters, connections accepted, the $select/$top seen, the last
 assertion's header and claims, a log of [time, endpoint, page, status]),
 POST /_control {"faults", "clear_faults", "reset_stats", "data_file",
-"token_lifetime", "expires_in", "revoke_tokens", "page_size"}.  Writes its
+"token_lifetime", "expires_in", "revoke_tokens", "secret_file", "page_size"}.  Writes its
 port to --port-file once it listens.
 """
 import argparse
@@ -476,6 +476,8 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         # the TLS handshake, here in the connection's own thread, bounded
         self.request.settimeout(self.timeout)
+        with self.server.state.lock:  # connections accepted: each a handshake
+            self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
         self.request.do_handshake()
         super().setup()
 
@@ -606,6 +608,9 @@ class Handler(BaseHTTPRequestHandler):
                 st.expires_in = int(c["expires_in"])
             if c.get("revoke_tokens"):
                 st.tokens.clear()
+            if "secret_file" in c:  # the app registration's secret rotated; issued tokens stay valid
+                with open(c["secret_file"], "rb") as f:
+                    st.secret = f.read().strip()
             if "page_size" in c:
                 st.page_size = int(c["page_size"])
             if "member_chunk" in c:
