@@ -119,8 +119,8 @@ static int enqueue_dn(struct pull *p, const struct entry *e)
 	int r = 0;
 	for (size_t j = 0; r >= 0 && v && v[j].bv_val; j++) {
 		ids_buf_reset(&b);
-		if ((r = ids_buf_add(&b, e->dn.bv_val, e->dn.bv_len)) >= 0 && (r = ids_buf_putc(&b, '#')) >= 0 &&
-		    (r = ids_buf_add(&b, v[j].bv_val, v[j].bv_len)) >= 0)
+		if ((r = ids_buf_add(&b, e->dn.bv_val, e->dn.bv_len)) >= 0 &&
+		    (r = ids_buf_putc(&b, '#')) >= 0 && (r = ids_buf_add(&b, v[j].bv_val, v[j].bv_len)) >= 0)
 			r = enqueue(w, 'V', b.p, b.len);
 	}
 	ids_buf_free(&b);
