@@ -484,6 +484,15 @@ static int some_index(struct load *l, struct ids_buf *ids)
 	return r < 0 ? r : ids_buf_putc(ids, '}');
 }
 
+/* Whether c holds a grant row the connector manages. */
+static bool some_managed(const struct ids_current *c)
+{
+	for (size_t i = 0; i < c->ngrants; i++)
+		if (!c->grants[i].manual)
+			return true;
+	return false;
+}
+
 /* The company's users whose external id, username or e-mail (the last
  * two lower-cased: a superset of what the diff compares) is one of the
  * persons', their grants, and in c->managed_others the grant-removal
@@ -532,7 +541,10 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 			     " WHERE user_id = ANY($2::bigint[])",
 			     2, (const char *const[]){company, a[3].p}, 7, on_grant,
 			     "loading the person's grants", err);
-	if (r >= 0)
+	/* the base matters only to a plan that can remove a managed grant,
+	 * and it removes only loaded ones: without any, no count (a new
+	 * hire's run) */
+	if (r >= 0 && some_managed(l->c))
 		r = ids_store_exec(l->st,
 			     "SELECT count(*) FROM (SELECT user_id, source FROM tenant_role" IN_TENANTS
 			     " UNION ALL SELECT user_id, source FROM channel_grant" IN_TENANTS
@@ -547,7 +559,7 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 #undef RULES
 	/* clang-format on */
 	int64_t n = 0;
-	if (r >= 0 && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
+	if (r >= 0 && res && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
 		r = ids_error_set(err, IDS_E_DB, "counting the others' managed grants: bad count");
 	l->c->managed_others = n > 0 ? (size_t)n : 0;
 	PQclear(res);
