@@ -227,7 +227,7 @@ static int set_add(struct pull *p, struct ids_strmap *m)
 
 /* Records the entry as emitted by the current search.  0: already
  * emitted before a restart (skip it), 1: new. */
-static int first_time(struct pull *p, const struct entry *e, const struct berval *id)
+int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id)
 {
 	int r = entry_key(p, e, id);
 	return r < 0 ? r : seen_add(p);
@@ -333,7 +333,7 @@ int ids_ldap_on_user(struct pull *p, const struct entry *e)
 {
 	struct berval id = ids_ldap_entry_id(p, e);
 	int r = refuse_ranged(p, e);
-	if (r < 0 || (r = first_time(p, e, &id)) <= 0)
+	if (r < 0 || (r = ids_ldap_first_time(p, e, &id)) <= 0)
 		return r;
 	if ((r = sink_user_begin(p)) < 0)
 		return r;
@@ -454,7 +454,7 @@ int ids_ldap_on_group(struct pull *p, const struct entry *e)
 	struct berval id = ids_ldap_entry_id(p, e);
 	const char *one[2] = {p->lc->member_attribute, NULL};
 	const char *const *mattrs = p->lc->member_attribute ? one : default_member_attrs;
-	int r = first_time(p, e, &id);
+	int r = ids_ldap_first_time(p, e, &id);
 	if (r <= 0)
 		return r;
 	if ((r = sink_group_begin(p)) < 0)
@@ -854,11 +854,14 @@ void ids_ldap_pull_attrs_free(struct pull_attrs *a)
 static int user_attrs(struct pull *p, struct pull_attrs *a)
 {
 	size_t nrule = p->ctx && p->ctx->rule_attrs ? p->ctx->rule_attrs->n : 0, n = 0;
-	if (!(a->user = calloc(nrule + 12, sizeof(*a->user))))
+	if (!(a->user = calloc(nrule + 13, sizeof(*a->user))))
 		return -ENOMEM;
 	for (int f = IDS_F_EXTERNAL_ID; f <= IDS_F_DISPLAY_NAME; f++)
 		attrs_add(a->user, &n, p->attr[f]);
 	attrs_add(a->user, &n, "cn");
+	/* a targeted read's walk matches uniqueMember values with it */
+	if (p->ctx && p->ctx->only_user)
+		attrs_add(a->user, &n, "x500UniqueIdentifier");
 	if (p->ad)
 		attrs_add(a->user, &n, "userAccountControl");
 	/* the user's primary group: its RID, and the domain SID in its own */
@@ -960,9 +963,13 @@ static int do_pull(struct pull *p)
 	}
 	if ((r = user_filter(p, ufilter, &one)) < 0)
 		goto out;
+	/* one person: the groups above them only (ldap_target.c); AD's
+	 * primary groups need the whole read */
+	bool walk = one && !p->ad && p->s && !p->img && lc->groups_base;
 	if (one)
-		ufilter = one; /* the groups are still read whole */
-	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0)
+		ufilter = one;
+	if ((walk && (r = ids_ldap_walk_begin(p)) < 0) || (r = ids_ldap_pull_attrs(p, &a)) < 0 ||
+	    (r = ids_ldap_connect(p)) < 0)
 		goto out;
 	if (lc->disabled_filter) {
 		if (!(dfilter = ids_ldap_and_filter(ufilter, lc->disabled_filter))) {
@@ -975,9 +982,13 @@ static int do_pull(struct pull *p)
 			goto out;
 	}
 	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
-				  ids_ldap_on_user};
+				  walk ? ids_ldap_walk_on_user : ids_ldap_on_user};
 	if ((r = ids_ldap_run_search(p, &us)) < 0)
 		goto out;
+	if (walk) {
+		r = ids_ldap_walk_groups(p, gfilter);
+		goto out;
+	}
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
 					  ids_ldap_on_group};
@@ -988,6 +999,7 @@ static int do_pull(struct pull *p)
 	r = 0;
 out:
 	ids_ldap_pull_attrs_free(&a);
+	ids_ldap_walk_free(p);
 	free(dfilter);
 	free(one);
 	return r;

@@ -6,6 +6,7 @@
  *   ldap_conn.c  the connection: connect, StartTLS, bind, URI failover,
  *                reconnect, and every wait for the server in slices with
  *                the daemon's progress hook between them
+ *   ldap_target.c one person's read: the groups above them only
  *   ldap_ad.c    Active Directory: objectGUID, userAccountControl,
  *                primary groups, ranged retrieval of group members
  *
@@ -138,6 +139,7 @@ struct pull {
 	bool track_groups;
 	struct ids_strv read_groups;
 	struct ids_buf sid; /* scratch for a SID as text */
+	struct walk *walk;  /* ldap_target.c: a targeted read's walk, else NULL */
 };
 
 /* What one page request came to. */
@@ -210,6 +212,9 @@ int ids_ldap_emit_members(struct pull *p, const char *gid, const char *mattr, Be
 /* One user / group entry into the snapshot, or (p->img) into the image
  * under p->img_key. */
 int ids_ldap_on_user(struct pull *p, const struct entry *e);
+/* Records the entry as emitted by the current search (restarts read
+ * again from page 1): 1 when new, 0 when emitted before (skip it). */
+int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id);
 int ids_ldap_on_group(struct pull *p, const struct entry *e);
 
 /* The searches' attribute lists (the names borrowed from the config, the
@@ -298,5 +303,16 @@ int ids_ldap_ad_parse_range(const struct berval *name, const char *attr, unsigne
 int ids_ldap_ad_add_ranged(struct pull *p, const struct entry *e, const struct berval *id, const char *mattr,
 			   unsigned long next);
 int ids_ldap_ad_read_ranged(struct pull *p);
+
+/* ---------------- ldap_target.c: one person's read ---------------- */
+
+/* The walk up the groups of the users a targeted users search finds
+ * (ldap_target.c's top comment): begin before the users search, whose
+ * callback is ids_ldap_walk_on_user; ids_ldap_walk_groups then reads the
+ * groups (filter borrowed); free accepts a pull without a walk. */
+int ids_ldap_walk_begin(struct pull *p);
+int ids_ldap_walk_on_user(struct pull *p, const struct entry *e);
+int ids_ldap_walk_groups(struct pull *p, const char *gfilter);
+void ids_ldap_walk_free(struct pull *p);
 
 #endif

@@ -572,6 +572,7 @@ static void grants_of(const struct diff *x, uint32_t row, size_t *ret_lo, size_t
  * base of the grant-removal threshold. */
 static void count_managed_grants(struct diff *x)
 {
+	x->p->managed_grants = x->c->managed_others;
 	for (size_t i = 0; i < x->c->nusers; i++) {
 		const struct ids_cur_user *cu = &x->c->users[i];
 		if (x->rows[i].fate == FATE_NONE || !cu->active)

@@ -941,6 +941,48 @@ static void feed_end(struct run *rn, bool committed)
 	rn->fs = NULL;
 }
 
+/* `sync --user` loads only the rows its person's plan can touch
+ * (ids_store_load_some), after the read that names them.  Not when the
+ * company has licences: their seat counts (daemon/licences.c) need every
+ * holder, so such a run loads the whole state, as a full run does. */
+static bool load_some(const struct run *rn, const struct ids_connector_cfg *cc)
+{
+	const struct ids_catalog_rules *cr = &rn->cfg->platform;
+	if (!rn->o->only_user)
+		return false;
+	for (size_t i = 0; i < cr->nlic; i++)
+		if (!strcmp(cr->lic[i].company, cc->company))
+			return false;
+	return true;
+}
+
+/* The current state for a `sync --user` run that load_some() allows: the
+ * rows of the snapshot's users (the targeted read's, a few at most). */
+static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
+{
+	struct ids_strv v[3] = {{0}};
+	static const enum ids_field by[3] = {IDS_F_EXTERNAL_ID, IDS_F_USERNAME, IDS_F_EMAIL};
+	int r = 0;
+	for (size_t i = 0; i < w->snap->nusers && r >= 0; i++)
+		for (size_t k = 0; k < 3 && r >= 0; k++)
+			if (w->snap->users[i].f[by[k]])
+				r = ids_strv_push(&v[k], w->snap->users[i].f[by[k]]);
+	int64_t t0 = ids_mono_usec();
+	if (r < 0)
+		r = ids_error_set(e, r, "%s", ids_strerror(r));
+	else
+		r = ids_store_load_some(rn->st, rn->company_id, rn->conn, &v[0], &v[1], &v[2], &w->cur, e);
+	rn->res->t.load = (double)(ids_mono_usec() - t0) / 1e6;
+	if (r >= 0)
+		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+			"loaded %zu users, %zu grants: the person's rows (and %zu managed grants of the "
+			"others counted)",
+			w->cur->nusers, w->cur->ngrants, w->cur->managed_others);
+	for (size_t k = 0; k < 3; k++)
+		ids_strv_free(&v[k]);
+	return r;
+}
+
 /* The directory (through the connector) and, in the background meanwhile,
  * the current state (from PostgreSQL), then the rules over the snapshot.
  * On failure *ret_db says whether the database or the read failed. */
@@ -957,7 +999,8 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	if (r >= 0)
 		r = ids_snapshot_new(&w->snap);
 	/* neither waits for the other: the load overlaps the directory read */
-	if (r >= 0 && (r = ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader)) < 0)
+	if (r >= 0 && !load_some(rn, cc) &&
+	    (r = ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader)) < 0)
 		*ret_db = true;
 	if (r < 0)
 		return ids_error_set(e, r, "%s", ids_strerror(r));
@@ -995,7 +1038,10 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 		return r;
 	*ret_db = true;
 	ids_progress_phase(rn->o->prog, IDS_PHASE_LOADING);
-	r = ids_store_load_finish(w->loader, &w->cur, &res->t.load, e);
+	if (w->loader)
+		r = ids_store_load_finish(w->loader, &w->cur, &res->t.load, e);
+	else
+		r = load_state_some(rn, w, e);
 	w->loader = NULL;
 	lap(&rn->mark); /* the load's own time is t.load; what is left of it here is hidden */
 	if (r >= 0)

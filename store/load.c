@@ -440,8 +440,149 @@ static void load_clear(struct load *l)
 	free(l->groups);
 }
 
-int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector, struct ids_current **ret,
-		   struct ids_error *err)
+/* The rows of the persons a targeted run plans for (ids_store_load_some). */
+struct some {
+	const struct ids_strv *ext, *names, *emails;
+};
+
+/* Runs sql (text parameters, binary results: the COPY's encoding) and
+ * hands every row to fn, as the COPY does. */
+static int rows_out(struct load *l, const char *sql, int n, const char *const *params, int ncols,
+		    ids_copy_row_fn fn, const char *what, struct ids_error *err)
+{
+	PGresult *res = PQexecParams(l->st->conn, sql, n, NULL, params, NULL, NULL, 1);
+	struct ids_copy_field f[MAX_COLS];
+	int r = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		r = ids_store_fail(l->st, res, what, err);
+	else if (PQnfields(res) != ncols)
+		r = ids_error_set(err, IDS_E_DB, "%s: %d columns, expected %d", what, PQnfields(res), ncols);
+	for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+		for (int c = 0; c < ncols; c++) {
+			f[c].p = PQgetvalue(res, i, c);
+			f[c].len = PQgetisnull(res, i, c) ? -1 : PQgetlength(res, i, c);
+		}
+		r = fn(l, f, err);
+	}
+	PQclear(res);
+	return r;
+}
+
+/* The loaded users' index (on_grant's), which users' grants are wanted,
+ * and their ids as an array literal in *ids. */
+static int some_index(struct load *l, struct ids_buf *ids)
+{
+	l->wanted = malloc(l->c->nusers ? l->c->nusers : 1);
+	if (!l->wanted || ids_current_index_build(l->c, &l->users) < 0)
+		return -ENOMEM;
+	int r = ids_buf_putc(ids, '{');
+	for (size_t i = 0; i < l->c->nusers && r >= 0; i++) {
+		const char *src = l->c->users[i].source;
+		l->wanted[i] = !src || strcmp(src, l->connector) == 0;
+		r = ids_buf_printf(ids, "%s%" PRId64, i ? "," : "", l->c->users[i].id);
+	}
+	return r < 0 ? r : ids_buf_putc(ids, '}');
+}
+
+/* Whether c holds a grant row the connector manages. */
+static bool some_managed(const struct ids_current *c)
+{
+	for (size_t i = 0; i < c->ngrants; i++)
+		if (!c->grants[i].manual)
+			return true;
+	return false;
+}
+
+/* The company's users whose external id, username or e-mail (the last
+ * two lower-cased: a superset of what the diff compares) is one of the
+ * persons', their grants, and in c->managed_others the grant-removal
+ * threshold's base among the connector's other active users. */
+static int load_some(struct load *l, int64_t company_id, const void *arg, struct ids_error *err)
+{
+	const struct some *w = arg;
+	char company[24];
+	struct ids_buf a[4] = {{0}};
+	PGresult *res = NULL;
+	snprintf(company, sizeof(company), "%" PRId64, company_id);
+	int r = load_names(l, company, err);
+	if (r >= 0 &&
+	    (r = ids_store_text_array(&a[0], (const char *const *)w->ext->v, w->ext->n, sizeof(char *))) >=
+		0 &&
+	    (r = ids_store_text_array(&a[1], (const char *const *)w->names->v, w->names->n,
+				      sizeof(char *))) >= 0)
+		r = ids_store_text_array(&a[2], (const char *const *)w->emails->v, w->emails->n,
+					 sizeof(char *));
+	const char *p[] = {company, a[0].p, a[1].p, a[2].p, l->connector};
+	if (r >= 0)
+		r = rows_out(l,
+			     "SELECT id, source, external_id, username, email, first_name, last_name,"
+			     " display_name, auth_method, idp, deactivation_reason, company_admin, active"
+			     " FROM app_user WHERE company_id = $1::bigint AND (external_id = ANY($2::text[])"
+			     " OR lower(username) = ANY(SELECT lower(x) FROM unnest($3::text[]) x)"
+			     " OR lower(email) = ANY(SELECT lower(x) FROM unnest($4::text[]) x))",
+			     4, p, 13, on_user, "loading the person's users", err);
+	if (r >= 0)
+		r = some_index(l, &a[3]);
+	const char *q[] = {company, l->connector, a[3].p};
+	/* clang-format off */
+#define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
+#define RULES "array_to_string(rules, E'\\n')"
+	if (r >= 0)
+		r = rows_out(l,
+			     "SELECT * FROM (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES
+			     " FROM tenant_role" IN_TENANTS
+			     " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES
+			     " FROM channel_grant" IN_TENANTS
+			     " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
+			     " FROM slot_limit" IN_TENANTS
+			     " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
+			     " FROM operator_group_member WHERE group_id IN (SELECT g.id FROM operator_group g"
+			     " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint)) g"
+			     " WHERE user_id = ANY($2::bigint[])",
+			     2, (const char *const[]){company, a[3].p}, 7, on_grant,
+			     "loading the person's grants", err);
+	/* the base matters only to a plan that can remove a managed grant,
+	 * and it removes only loaded ones: without any, no count (a new
+	 * hire's run) */
+	if (r >= 0 && some_managed(l->c))
+		r = ids_store_exec(l->st,
+			     "SELECT count(*) FROM (SELECT user_id, source FROM tenant_role" IN_TENANTS
+			     " UNION ALL SELECT user_id, source FROM channel_grant" IN_TENANTS
+			     " UNION ALL SELECT user_id, source FROM slot_limit" IN_TENANTS
+			     " UNION ALL SELECT user_id, source FROM operator_group_member WHERE group_id IN"
+			     " (SELECT g.id FROM operator_group g JOIN tenant t ON t.id = g.tenant_id"
+			     " WHERE t.company_id = $1::bigint)) g JOIN app_user u ON u.id = g.user_id"
+			     " WHERE u.company_id = $1::bigint AND u.active AND u.source = $2 AND g.source = $2"
+			     " AND u.id <> ALL($3::bigint[])",
+			     3, q, PGRES_TUPLES_OK, &res, "counting the others' managed grants", err);
+#undef IN_TENANTS
+#undef RULES
+	/* clang-format on */
+	int64_t n = 0;
+	if (r >= 0 && res && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
+		r = ids_error_set(err, IDS_E_DB, "counting the others' managed grants: bad count");
+	l->c->managed_others = n > 0 ? (size_t)n : 0;
+	PQclear(res);
+	for (size_t i = 0; i < 4; i++)
+		ids_buf_free(&a[i]);
+	return r;
+}
+
+static int load_whole(struct load *l, int64_t company_id, const void *arg, struct ids_error *err)
+{
+	(void)arg;
+	/* Every read wants the whole company: hash joins and scans.  Right
+	 * after a large first sync the statistics still say "empty table",
+	 * and nested loops would take seconds. */
+	int r = ids_store_exec(l->st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL,
+			       "SET", err);
+	return r < 0 ? r : load_all(l, company_id, err);
+}
+
+/* One read (fn) in one REPEATABLE READ transaction: *ret new. */
+static int load_tx(struct ids_store *st, int64_t company_id, const char *connector,
+		   int (*fn)(struct load *l, int64_t company_id, const void *arg, struct ids_error *err),
+		   const void *arg, struct ids_current **ret, struct ids_error *err)
 {
 	struct load l = {.st = st, .connector = connector, .connector_len = strlen(connector)};
 	bool in_tx = false;
@@ -461,13 +602,7 @@ int ids_store_load(struct ids_store *st, int64_t company_id, const char *connect
 	if (r < 0)
 		goto out;
 	in_tx = true;
-	/* Every read wants the whole company: hash joins and scans.  Right
-	 * after a large first sync the statistics still say "empty table",
-	 * and nested loops would take seconds. */
-	r = ids_store_exec(st, "SET LOCAL enable_nestloop = off", 0, NULL, PGRES_COMMAND_OK, NULL, "SET",
-			   err);
-	if (r >= 0)
-		r = load_all(&l, company_id, err);
+	r = fn(&l, company_id, arg, err);
 	if (r < 0)
 		goto out;
 	r = ids_store_exec(st, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "COMMIT", err);
@@ -482,6 +617,20 @@ out:
 	load_clear(&l);
 	ids_current_free(l.c);
 	return r;
+}
+
+int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector, struct ids_current **ret,
+		   struct ids_error *err)
+{
+	return load_tx(st, company_id, connector, load_whole, NULL, ret, err);
+}
+
+int ids_store_load_some(struct ids_store *st, int64_t company_id, const char *connector,
+			const struct ids_strv *ext, const struct ids_strv *names,
+			const struct ids_strv *emails, struct ids_current **ret, struct ids_error *err)
+{
+	const struct some w = {ext, names, emails};
+	return load_tx(st, company_id, connector, load_some, &w, ret, err);
 }
 
 /* ---------------- in the background ---------------- */

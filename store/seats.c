@@ -12,8 +12,7 @@
 #include "ids/store.h"
 #include "store_int.h"
 
-/* v as a PostgreSQL array literal of text, every element quoted. */
-static int text_array(struct ids_buf *b, const char *const *v, size_t n, size_t stride)
+int ids_store_text_array(struct ids_buf *b, const char *const *v, size_t n, size_t stride)
 {
 	int r = ids_buf_putc(b, '{');
 	for (size_t i = 0; i < n && r >= 0; i++) {
@@ -42,7 +41,7 @@ static int load_others(struct ids_store *st, const char *company, const char *co
 {
 	struct ids_buf arr = {0};
 	PGresult *res = NULL;
-	int r = text_array(&arr, (const char *const *)roles->v, roles->n, sizeof(char *));
+	int r = ids_store_text_array(&arr, (const char *const *)roles->v, roles->n, sizeof(char *));
 	const char *p[] = {company, connector, arr.p};
 	if (r >= 0)
 		r = ids_store_exec(
@@ -87,9 +86,9 @@ int ids_store_seats_load(struct ids_store *st, int64_t company_id, const char *c
 /* The book's rows as the four arrays of the INSERT. */
 static int seat_arrays(const struct ids_seat_book *b, struct ids_buf a[4])
 {
-	int r = text_array(&a[0], &b->v[0].role, b->n, sizeof(*b->v));
+	int r = ids_store_text_array(&a[0], &b->v[0].role, b->n, sizeof(*b->v));
 	if (r >= 0)
-		r = text_array(&a[1], &b->v[0].external_id, b->n, sizeof(*b->v));
+		r = ids_store_text_array(&a[1], &b->v[0].external_id, b->n, sizeof(*b->v));
 	for (int k = 2; k < 4 && r >= 0; k++) {
 		r = ids_buf_putc(&a[k], '{');
 		for (size_t i = 0; i < b->n && r >= 0; i++) {

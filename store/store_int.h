@@ -23,6 +23,10 @@ struct ids_store {
  * the code.  Does not free res. */
 int ids_store_fail(struct ids_store *st, const PGresult *res, const char *what, struct ids_error *err);
 
+/* v[0..n) (elements `stride` bytes apart) appended to b as a PostgreSQL
+ * array literal of text, every element quoted. */
+int ids_store_text_array(struct ids_buf *b, const char *const *v, size_t n, size_t stride);
+
 /* PQexecParams with text parameters and text results.  Succeeds when the
  * result status is `want` (PGRES_COMMAND_OK or PGRES_TUPLES_OK); then
  * *ret_res (may be NULL: the result is cleared) is new (PQclear).  On

@@ -51,6 +51,9 @@ struct ids_current {
 				       * the connector owns, and of unmanaged users
 				       * (adoption candidates: their rows are manual) */
 	size_t ngrants;
+	/* ids_store_load_some: the connector's grant rows on its active users
+	 * it did not load, which the grant-removal threshold's base counts */
+	size_t managed_others;
 	struct ids_strv tenants; /* slugs of the company's tenants */
 	struct ids_arena arena;
 	size_t ucap, gcap;

@@ -78,6 +78,17 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 int ids_store_load(struct ids_store *st, int64_t company_id, const char *connector, struct ids_current **ret,
 		   struct ids_error *err);
 
+/* `sync --user`: the part of that state a plan of the persons named can
+ * touch — the company's users whose external id is in ext, or whose
+ * username or e-mail (case-insensitive) is in names or emails, their
+ * grant rows, the tenant slugs — and in (*ret)->managed_others the
+ * connector's grant rows on its other active users (the grant-removal
+ * threshold's base counts them).  The plan of those persons with
+ * diff's only_user is the one the whole state gives.  *ret new. */
+int ids_store_load_some(struct ids_store *st, int64_t company_id, const char *connector,
+			const struct ids_strv *ext, const struct ids_strv *names,
+			const struct ids_strv *emails, struct ids_current **ret, struct ids_error *err);
+
 /* The same read in a thread of its own, so that it overlaps the
  * connector's directory read: start it, pull, then finish it.  Until
  * finish or abandon returns, nothing else may use st.  *ret is new. */

@@ -195,7 +195,7 @@ write_conf() {
 		directory $base/data
 		index objectClass eq
 		index entryUUID,entryCSN eq
-		index uid,cn,member,uniqueMember,memberUid eq
+		index uid,cn,mail,member,uniqueMember,memberUid eq
 
 		# syncrepl's provider: a checkpoint of the context CSN every 100
 		# writes or 10 minutes, and a session log of the last 1000 changes

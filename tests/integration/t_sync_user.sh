@@ -69,11 +69,12 @@ eq 0 "$RC" "sync --user alice"
 ids status --max-age 1d
 eq 1 "$RC" "status --max-age: a sync --user does not hide two days without a full run"
 
-# the read itself is targeted: one user entry (every group still), and
+# the read itself is targeted: one user entry and the groups above it
+# (Team-B, CC-Support; not CC-Admins), and
 # the value is escaped, so "*" or a filter fragment match no one
 LOG_LEVEL=debug config_write
 ids sync --user newhire --connector corp
-has "read 1 users, 3 groups" "$ERR" "sync --user reads the one user and every group"
+has "read 1 users, 2 groups in" "$ERR" "sync --user reads the one user and the groups above it"
 ids sync --user '*' --connector corp
 eq 1 "$RC" "sync --user '*' finds no one"
 has "read 0 users" "$ERR" "'*' is escaped in the filter, not a wildcard"
