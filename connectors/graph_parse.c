@@ -846,7 +846,7 @@ static int one_group_delta(struct ids_graph_gdelta *gd, json_t *o, size_t i, str
 		return 0;
 	}
 	g->removed = false; /* deleted and restored within the round */
-	json_t *name, *mail, *md = json_object_get(o, "members@delta");
+	json_t *name = NULL, *mail = NULL, *md = json_object_get(o, "members@delta");
 	if ((r = opt_string(o, "displayName", i, &name, err)) < 0 ||
 	    (r = opt_string(o, "mail", i, &mail, err)) < 0)
 		return r;

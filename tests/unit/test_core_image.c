@@ -674,8 +674,12 @@ static void model_make(struct model *m, size_t i, unsigned long *seed)
 	bool group = i >= RN;
 	*e = (struct entry){.group = group};
 	snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
-	snprintf(m->names[i], sizeof(m->names[i]), "%s%lu", group ? "grp" : "usr", rnd(seed) % 6);
-	snprintf(m->dns[i], sizeof(m->dns[i]), "cn=%s-%zu,ou=%s,dc=ex", m->names[i], i,
+	char name[sizeof(m->names[i])];
+	snprintf(name, sizeof(name), "%s%lu", group ? "grp" : "usr", rnd(seed) % 6);
+	memcpy(m->names[i], name, sizeof(name));
+	/* from the copy: GCC's -Wrestrict (optimized builds) takes a field of
+	 * *m as overlapping another */
+	snprintf(m->dns[i], sizeof(m->dns[i]), "cn=%s-%zu,ou=%s,dc=ex", name, i,
 		 rnd(seed) % 2 ? "a" : "b"); /* a move or a rename changes the DN */
 	e->id = m->ids[i];
 	e->name = m->names[i];
