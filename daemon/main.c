@@ -774,6 +774,9 @@ static const char *feed_mode(const struct ids_connector_cfg *cc)
 	 * auto reads everything there, and status says so */
 	if (cc->type == IDS_CONN_GOOGLE)
 		return "full (no change feed for google)";
+	/* what the identity provider pushed is read from PostgreSQL */
+	if (cc->type == IDS_CONN_SCIM)
+		return "pushed (scim: the stored state)";
 	return "auto";
 }
 
