@@ -88,14 +88,6 @@ static int load(const struct ids_config *cfg, struct ids_store *st, const struct
 	return r < 0 ? r : 0;
 }
 
-static bool has_licence(const struct ids_config *cfg, const struct ids_connector_cfg *cc)
-{
-	for (size_t i = 0; i < cfg->platform.nlic; i++)
-		if (!strcmp(cfg->platform.lic[i].company, cc->company))
-			return true;
-	return false;
-}
-
 int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
 		    const char *who, enum ids_out_format fmt, struct ids_buf *out, struct ids_error *e)
 {
@@ -104,7 +96,7 @@ int ids_explain_run(const struct ids_config *cfg, struct ids_store *st, const st
 	/* a seat's place in line depends on everyone the rules entitle: with
 	 * a licence in the company, the whole directory is read, as the next
 	 * run reads it (the targeted read would see one person in line) */
-	int r = pull(cfg, cc, has_licence(cfg, cc) ? NULL : who, &w, e);
+	int r = pull(cfg, cc, ids_sync_licensed(cfg, cc) ? NULL : who, &w, e);
 	if (r >= 0 && (r = ids_explain_find(w.snap, who, &idx)) < 0) {
 		read_free(&w);
 		return -ENOENT;

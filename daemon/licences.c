@@ -48,22 +48,43 @@ static int count_absent(const struct ids_connector_cfg *cc, const struct ids_sna
 	return r;
 }
 
-int ids_sync_seat_book(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
-		       int64_t company_id, struct ids_seat_book *b, struct ids_error *e)
+bool ids_sync_licensed(const struct ids_config *cfg, const struct ids_connector_cfg *cc)
+{
+	for (size_t i = 0; i < cfg->platform.nlic; i++)
+		if (!strcmp(cfg->platform.lic[i].company, cc->company))
+			return true;
+	return false;
+}
+
+/* The roles cc's company holds a licence for, pushed onto *roles. */
+static int licensed_roles(const struct ids_config *cfg, const struct ids_connector_cfg *cc,
+			  struct ids_strv *roles, struct ids_error *e)
 {
 	const struct ids_catalog_rules *cr = &cfg->platform;
-	struct ids_strv roles = {0};
 	int r = 0;
 	for (size_t i = 0; i < cr->nlic && r >= 0; i++)
 		if (!strcmp(cr->lic[i].company, cc->company))
-			r = ids_strv_push(&roles, cr->lic[i].role);
-	if (r < 0)
-		ids_error_set(e, r, "licences: %s", ids_strerror(r));
-	else if (roles.n)
-		r = ids_store_seats_load(st, company_id, cc->name, &roles, b, e);
-	bool any = roles.n > 0;
+			r = ids_strv_push(roles, cr->lic[i].role);
+	return r < 0 ? ids_error_set(e, r, "licences: %s", ids_strerror(r)) : 0;
+}
+
+/* ids_sync_seat_book with the company's licensed roles (empty: none). */
+static int seat_book(struct ids_store *st, const struct ids_connector_cfg *cc, int64_t company_id,
+		     const struct ids_strv *roles, struct ids_seat_book *b, struct ids_error *e)
+{
+	int r = roles->n ? ids_store_seats_load(st, company_id, cc->name, roles, b, e) : 0;
+	return r < 0 ? r : roles->n > 0;
+}
+
+int ids_sync_seat_book(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
+		       int64_t company_id, struct ids_seat_book *b, struct ids_error *e)
+{
+	struct ids_strv roles = {0};
+	int r = licensed_roles(cfg, cc, &roles, e);
+	if (r >= 0)
+		r = seat_book(st, cc, company_id, &roles, b, e);
 	ids_strv_free(&roles);
-	return r < 0 ? r : any;
+	return r;
 }
 
 int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
@@ -74,14 +95,14 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 	const struct ids_catalog_rules *cr = &cfg->platform;
 	struct ids_strv roles = {0};
 	struct ids_seat_book prev = {0};
-	int r = ids_sync_seat_book(cfg, st, cc, company_id, &prev, e);
-	if (r <= 0) /* an error, or no licence of the company */
+	int r = licensed_roles(cfg, cc, &roles, e);
+	if (r >= 0)
+		r = seat_book(st, cc, company_id, &roles, &prev, e);
+	if (r <= 0) { /* an error, or no licence of the company */
+		ids_seat_book_clear(&prev);
+		ids_strv_free(&roles);
 		return r;
-	for (size_t i = 0; i < cr->nlic && r >= 0; i++)
-		if (!strcmp(cr->lic[i].company, cc->company))
-			r = ids_strv_push(&roles, cr->lic[i].role);
-	if (r < 0)
-		ids_error_set(e, r, "licences: %s", ids_strerror(r));
+	}
 	if (r >= 0 && partial && (r = count_absent(cc, s, cur, &roles, &prev)) < 0)
 		ids_error_set(e, r, "licences: %s", ids_strerror(r));
 	/* a plan has no run id: what it would seat comes after every stored run */

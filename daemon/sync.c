@@ -947,13 +947,7 @@ static void feed_end(struct run *rn, bool committed)
  * holder, so such a run loads the whole state, as a full run does. */
 static bool load_some(const struct run *rn, const struct ids_connector_cfg *cc)
 {
-	const struct ids_catalog_rules *cr = &rn->cfg->platform;
-	if (!rn->o->only_user)
-		return false;
-	for (size_t i = 0; i < cr->nlic; i++)
-		if (!strcmp(cr->lic[i].company, cc->company))
-			return false;
-	return true;
+	return rn->o->only_user && !ids_sync_licensed(rn->cfg, cc);
 }
 
 /* The current state for a `sync --user` run that load_some() allows: the

@@ -118,6 +118,10 @@ int ids_sync_licences(const struct ids_config *cfg, struct ids_store *st, const 
 		      struct ids_desired_set *d, const struct ids_current *cur, bool partial,
 		      struct ids_seat_book *next, struct ids_error *e);
 
+/* Whether cc's company holds a licence (licences:): then a seat's place in
+ * line depends on everyone the rules entitle, not on one person. */
+bool ids_sync_licensed(const struct ids_config *cfg, const struct ids_connector_cfg *cc);
+
 /* The seat book the store holds for cc in company_id (b empty on entry),
  * when cc's company has a licence: 1, else 0 (b left empty). */
 int ids_sync_seat_book(const struct ids_config *cfg, struct ids_store *st, const struct ids_connector_cfg *cc,
