@@ -1284,6 +1284,9 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 		if (one.exit_code == IDS_EXIT_FAILED)
 			break;
 	}
+	/* everyone retired: the feed's cursor and image go too */
+	if (!o->dry_run && res->exit_code == IDS_EXIT_OK && ids_store_feed_drop(st, name, &e) < 0)
+		end_db_failed(&rn, &e);
 out:
 	if (locked) {
 		struct ids_error ue = {0};

@@ -187,3 +187,14 @@ int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t s
 		r++; /* and connector_feed's row */
 	return r;
 }
+
+int ids_store_feed_drop(struct ids_store *st, const char *connector, struct ids_error *err)
+{
+	const char *p[1] = {connector};
+	/* one statement: the image never outlives its cursor row, or the
+	 * reverse */
+	return ids_store_exec(st,
+			      "WITH i AS (DELETE FROM connector_image WHERE connector = $1)"
+			      " DELETE FROM connector_feed WHERE connector = $1",
+			      1, p, PGRES_COMMAND_OK, NULL, "dropping the change feed's state", err);
+}

@@ -309,6 +309,11 @@ int ids_store_feed_get(struct ids_store *st, const char *connector, struct ids_f
 /* Frees what *f holds and zeroes it; accepts an all-zero one. */
 void ids_feed_state_clear(struct ids_feed_state *f);
 
+/* Forgets the change feed of `connector`: its cursor row and its image,
+ * together (retire: a connector added again later under the same name
+ * starts with a full read, not from a cursor of another life). */
+int ids_store_feed_drop(struct ids_store *st, const char *connector, struct ids_error *err);
+
 /* What a committed run writes to connector_feed (ids_run.feed), all
  * borrowed.  The cursor always becomes the one given: the stored cursor
  * belongs to the state the run committed, and a full read without a

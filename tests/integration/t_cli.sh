@@ -135,11 +135,14 @@ sed -i 's/- name: corp$/- name: corp2/' "$W/idsyncd.yaml"
 sed -i 's/^rules:$/rules: []\nunused_rules:/' "$W/idsyncd.yaml" && sed -i '/^unused_rules:/,$d' "$W/idsyncd.yaml"
 ids status
 has "orphaned: corp owns 2 users (2 active)" "$OUT" "status lists the orphaned connector"
+eq 1 "$(q "SELECT (count(*) > 0)::int FROM connector_image WHERE connector='corp'")" "corp's feed has an image before retire"
 ids retire corp
 eq 0 "$RC" "retire"
 eq 0 "$(q "SELECT count(*) FROM app_user WHERE active AND source='corp'")" "retired users deactivated"
 eq "out_of_scope" "$(q "SELECT DISTINCT deactivation_reason FROM app_user WHERE source='corp'")" "retired with reason out_of_scope"
 eq 2 "$(q "SELECT count(*) FROM app_user WHERE source='corp'")" "rows kept"
+eq 0 "$(q "SELECT count(*) FROM connector_feed WHERE connector='corp'")" "retire drops the feed's cursor"
+eq 0 "$(q "SELECT count(*) FROM connector_image WHERE connector='corp'")" "retire drops the feed's image"
 
 # a database newer than the binary is refused
 q "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')" >/dev/null
