@@ -753,6 +753,12 @@ static int copy_rules(struct apply *a, const struct ids_plan_grant *g)
 	return r < 0 ? r : copy_field(&a->copy, a->lit.p, false);
 }
 
+/* The staged grant's op, as ids_s_grant.op holds it. */
+static const char *const gop_words[] = {[IDS_GOP_ADD] = "add",
+					[IDS_GOP_REMOVE] = "remove",
+					[IDS_GOP_CHANGE] = "change",
+					[IDS_GOP_RULES] = "rules"};
+
 /* Grant changes on users that have a row, with the ids the statements
  * need: the user's row (the plan's, checked by check_users) and the
  * target's, the tenant (or for a membership the operator group) read from
@@ -761,10 +767,6 @@ static int copy_rules(struct apply *a, const struct ids_plan_grant *g)
  * counted here (create_grants writes them). */
 static int stage_grants(struct apply *a, struct expect *e)
 {
-	static const char *const ops[] = {[IDS_GOP_ADD] = "add",
-					  [IDS_GOP_REMOVE] = "remove",
-					  [IDS_GOP_CHANGE] = "change",
-					  [IDS_GOP_RULES] = "rules"};
 	const struct ids_plan *p = a->p;
 	int r = copy_begin(a, "COPY pg_temp.ids_s_grant FROM STDIN");
 	for (size_t i = 0; i < p->ngrants && r >= 0; i++) {
@@ -776,7 +778,7 @@ static int stage_grants(struct apply *a, struct expect *e)
 		int64_t target = g->kind == IDS_GRANT_GROUP
 				     ? by_name_get(&a->groups, group_key(a, g->tenant, g->name))
 				     : tenant_id(a, g->tenant);
-		r = copy_field(&a->copy, ops[g->op], true);
+		r = copy_field(&a->copy, gop_words[g->op], true);
 		if (r >= 0)
 			r = copy_field(&a->copy, ids_plan_kind_word(g->kind), false);
 		if (r >= 0)
@@ -809,6 +811,9 @@ static int check_grants(struct apply *a, struct expect *e, bool *any_group)
 		if ((unsigned)g->op > IDS_GOP_RULES || (unsigned)g->kind >= IDS_GRANT__COUNT ||
 		    !g->external_id || !g->tenant || !g->name)
 			return ids_error_set(a->err, IDS_E_INVALID, "plan: grant %zu is incomplete", i);
+		if (g->op == IDS_GOP_CHANGE && g->kind != IDS_GRANT_SLOT) /* only a slot has a value */
+			return ids_error_set(a->err, IDS_E_INVALID,
+					     "plan: grant %zu changes a value it has not", i);
 		*any_group |= g->kind == IDS_GRANT_GROUP;
 		if (g->op == IDS_GOP_ADD && is_created(a, g))
 			e->direct[g->kind]++;
@@ -971,30 +976,35 @@ static int check_users(struct apply *a, const struct expect *e)
 	return r;
 }
 
-/* Rows that stay, whose rules changed: only their provenance is written,
- * on the connector's rows only. */
-static int relabel_grants(struct apply *a, const struct expect *e)
+/* The staged grants of op matched to the connector's rows (x.source =
+ * $2: a hand-made row, source NULL, is never touched), one statement a
+ * table: `set` NULL deletes them, otherwise it is the UPDATE's SET list. */
+static int match_grants(struct apply *a, const struct expect *e, enum ids_grant_op op, const char *set,
+			const char *what)
 {
 	struct ids_buf sql = {0};
 	int r = 0;
-	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
-		if (!e->grants[IDS_GOP_RULES][grant_tables[i].kind])
+	for (size_t i = 0; i <= sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
+		/* past the grant tables: operator_group_member, whose name led to the group row */
+		bool group = i == sizeof(grant_tables) / sizeof(grant_tables[0]);
+		if (!e->grants[op][group ? IDS_GRANT_GROUP : grant_tables[i].kind])
 			continue;
 		ids_buf_reset(&sql);
-		r = ids_buf_printf(&sql,
-				   "UPDATE %s x SET rules = g.rules FROM pg_temp.ids_s_grant g"
-				   " WHERE g.op = 'rules' AND g.kind = '%s' AND x.user_id = g.user_id"
-				   " AND x.tenant_id = g.target AND x.%s = g.name AND x.source = $2",
-				   grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
+		r = ids_buf_printf(&sql, set ? "UPDATE %s x SET %s FROM" : "DELETE FROM %s x USING%s",
+				   group ? "operator_group_member" : grant_tables[i].table, set ? set : "");
 		if (r >= 0)
-			r = stmt(a, "recording the rules of grants", sql.p, -1);
+			r = ids_buf_printf(&sql,
+					   " pg_temp.ids_s_grant g WHERE g.op = '%s' AND g.kind = '%s'"
+					   " AND x.user_id = g.user_id AND x.%s = g.target",
+					   gop_words[op], group ? "group" : grant_tables[i].word,
+					   group ? "group_id" : "tenant_id");
+		if (r >= 0 && !group)
+			r = ids_buf_printf(&sql, " AND x.%s = g.name", grant_tables[i].column);
+		if (r >= 0)
+			r = ids_buf_puts(&sql, " AND x.source = $2");
+		if (r >= 0)
+			r = stmt(a, what, sql.p, -1);
 	}
-	if (r >= 0 && e->grants[IDS_GOP_RULES][IDS_GRANT_GROUP])
-		r = stmt(a, "recording the rules of group memberships",
-			 "UPDATE operator_group_member x SET rules = g.rules FROM pg_temp.ids_s_grant g"
-			 " WHERE g.op = 'rules' AND g.kind = 'group' AND x.group_id = g.target"
-			 " AND x.user_id = g.user_id AND x.source = $2",
-			 -1);
 	ids_buf_free(&sql);
 	return r;
 }
@@ -1002,28 +1012,8 @@ static int relabel_grants(struct apply *a, const struct expect *e)
 static int apply_grants(struct apply *a, const struct expect *e)
 {
 	struct ids_buf sql = {0};
-	int r = 0;
-
-	/* Removals first: only rows this connector owns (x.source = $2), so
-	 * a hand-made row (source NULL) is never deleted. */
-	for (size_t i = 0; i < sizeof(grant_tables) / sizeof(grant_tables[0]) && r >= 0; i++) {
-		if (!e->grants[IDS_GOP_REMOVE][grant_tables[i].kind])
-			continue;
-		ids_buf_reset(&sql);
-		r = ids_buf_printf(&sql,
-				   "DELETE FROM %s x USING pg_temp.ids_s_grant g"
-				   " WHERE g.op = 'remove' AND g.kind = '%s' AND x.user_id = g.user_id"
-				   " AND x.tenant_id = g.target AND x.%s = g.name AND x.source = $2",
-				   grant_tables[i].table, grant_tables[i].word, grant_tables[i].column);
-		if (r >= 0)
-			r = stmt(a, "removing grants", sql.p, -1);
-	}
-	if (r >= 0 && e->grants[IDS_GOP_REMOVE][IDS_GRANT_GROUP])
-		r = stmt(a, "removing group memberships",
-			 "DELETE FROM operator_group_member x USING pg_temp.ids_s_grant g"
-			 " WHERE g.op = 'remove' AND g.kind = 'group' AND x.group_id = g.target"
-			 " AND x.user_id = g.user_id AND x.source = $2",
-			 -1);
+	/* removals first, so that an addition never meets the row it replaces */
+	int r = match_grants(a, e, IDS_GOP_REMOVE, NULL, "removing grants");
 
 	/* Additions to existing users: a row with the same key made by hand
 	 * meanwhile stays as it is. */
@@ -1051,15 +1041,13 @@ static int apply_grants(struct apply *a, const struct expect *e)
 			 " AND g.target IS NOT NULL ON CONFLICT DO NOTHING",
 			 -1);
 
-	/* New slot values, on the connector's rows only. */
-	if (r >= 0 && e->grants[IDS_GOP_CHANGE][IDS_GRANT_SLOT])
-		r = stmt(a, "changing slots",
-			 "UPDATE slot_limit x SET slots = g.slots, rules = g.rules FROM pg_temp.ids_s_grant g"
-			 " WHERE g.op = 'change' AND g.kind = 'slot' AND x.user_id = g.user_id"
-			 " AND x.tenant_id = g.target AND x.channel_group = g.name AND x.source = $2",
-			 -1);
+	/* new slot values; then rows that stay whose rules changed: only
+	 * their provenance is written */
+	if (r >= 0)
+		r = match_grants(a, e, IDS_GOP_CHANGE, "slots = g.slots, rules = g.rules", "changing slots");
 	ids_buf_free(&sql);
-	return r < 0 ? r : relabel_grants(a, e);
+	return r < 0 ? r
+		     : match_grants(a, e, IDS_GOP_RULES, "rules = g.rules", "recording the rules of grants");
 }
 
 /* The grants of the users the plan creates, straight into their tables:

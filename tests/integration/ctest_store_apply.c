@@ -805,6 +805,23 @@ static void test_stale_plan(void **state)
 	ids_current_free(c);
 }
 
+/* A value changes only on a slot: a plan that changes a role (or a
+ * channel, a membership) is refused before anything is written, never
+ * turned into an UPDATE of a column the table has not. */
+static void test_change_without_value(void **state)
+{
+	struct fixture *f = *state;
+	struct ids_error e = {0};
+	struct ids_plan_grant g[] = {
+	    grant(IDS_GOP_CHANGE, IDS_GRANT_ROLE, "E2", "support-cz", "operator", 2, 1)};
+	struct ids_plan p = {.connector = "corp", .grants = g, .ngrants = 1};
+	struct ids_run run = {.connector = "corp", .started_at = 1, .status = "ok"};
+	assert_int_equal(ids_store_apply(f->st, f->acme, "entra", &p, &run, NULL, &e), IDS_E_INVALID);
+	assert_non_null(strstr(ids_error_text(&e), "grant 0"));
+	ids_error_clear(&e);
+	assert_sql("0", "SELECT count(*) FROM sync_run");
+}
+
 /* Grant rows are reached by the user ids the plan loaded, and each id is
  * checked to be the connector's user with that external id in the
  * company: a plan holding another company's user id, or an id whose user
@@ -1038,6 +1055,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cross_company_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_plan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_change_without_value, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_grant_user_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lock_wait_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_values_exact, setup, teardown),
