@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""changes.persist: true (issue 14): a persistent search is the doorbell of
+the incremental run (docs/changes.md, "Persistent search").
+
+A daemon with persist: true, debounce 1 s and an interval of an hour:
+  - after its start run nothing runs until the directory changes; a
+    member added with ldapmodify is granted within seconds, by exactly one
+    run;
+  - a burst of 20 changes (20 LDAP operations) ends in one or two runs;
+  - `status` says the persistent search is up and since when;
+  - SIGTERM while it waits exits within a second.
+A daemon without persist opens no persistent search (one LDAP connection
+per run, none between runs: slapd's monitor-free count is taken from the
+daemon's own sockets)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+from fakesystemd import Fail, main, poll_until  # noqa: E402
+
+USERS = 30
+
+
+def runs(env):
+    return int(env.q("SELECT count(*) FROM sync_run WHERE connector = 'corp'"))
+
+
+def granted(env, uids):
+    """How many of uids hold the operator role."""
+    names = ",".join(f"'{u}'" for u in uids)
+    return int(env.q("SELECT count(*) FROM tenant_role r JOIN app_user u ON u.id = r.user_id"
+                     f" WHERE r.role = 'operator' AND u.username IN ({names})"))
+
+
+def add_members(env, uids):
+    """One modify operation per member: len(uids) changes, each with its own entryCSN."""
+    env.ldif("".join(f"dn: {env.gdn('CC-Support')}\nchangetype: modify\nadd: member\nmember: {env.udn(u)}\n\n"
+                     for u in uids), add=False)
+
+
+def ldap_sockets(pid, port):
+    """The daemon's TCP connections to the LDAP port (ss)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if f"pid={pid}," in line)
+
+
+def body(env, c):
+    uids = env.add_users("u", USERS)
+    env.ldif(env.group_ldif("CC-Support", [env.udn("u0")]))
+    port = env.ldap_uri.rsplit(":", 1)[1].strip("/")
+
+    # ---- without persist: no connection between runs
+    env.write_config(connectors=[env.ldap_connector()])
+    plain = env.daemon(label="plain").start()
+    plain.wait_status(r"^corp ok ", 30)
+    time.sleep(1.5)
+    c.eq(0, ldap_sockets(plain.pid, port), "without persist no LDAP connection stays open between runs")
+    c.true(not any("persist" in (s or "") for s in plain.statuses()), "and STATUS= says nothing of persist")
+    plain.signal(signal.SIGTERM)
+    c.eq(0, plain.wait_exit(10), "SIGTERM exits 0")
+
+    # ---- with persist: the doorbell
+    env.write_config(connectors=[env.ldap_connector(extra="changes: { persist: true, debounce: 1s }")])
+    d = env.daemon(label="persist").start()
+    d.wait_status(r"^corp ok ", 30)
+    d.wait_line(r"persist: persistent search open", 15)
+    c.eq(1, ldap_sockets(d.pid, port), "one LDAP connection held open between runs: the persistent search")
+    start = runs(env)
+    time.sleep(3)
+    c.eq(start, runs(env), "no run after the start run while nothing changes (interval 1h)")
+    t0 = time.monotonic()
+    add_members(env, ["u1"])
+    poll_until(lambda: granted(env, ["u1"]) == 1, 8, "u1's grant")
+    took = time.monotonic() - t0
+    c.true(took < 5, f"a member added with ldapmodify is granted {took:.2f}s later (debounce 1 s)")
+    c.eq(start + 1, runs(env), "by exactly one run, after the change")
+
+    # ---- a burst: 20 changes, one or two runs
+    before = runs(env)
+    add_members(env, uids[2:22])
+    poll_until(lambda: granted(env, uids[2:22]) == 20, 20, "the burst's 20 grants")
+    time.sleep(2.5)  # a late run of the burst would show by now
+    n = runs(env) - before
+    c.true(1 <= n <= 2, f"a burst of 20 changes applied by {n} run(s), not 20")
+
+    # ---- status
+    rc, out, err = env.run_cli("status")
+    line = [x for x in out.splitlines() if x.startswith("persist ")]
+    c.true(line and " up since " in line[0] and f":{d.pid}" in line[0],
+           f"status: the persistent search is up, since when, on which daemon: {line}")
+
+    # ---- SIGTERM while it waits
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    d.signal(signal.SIGTERM)
+    c.eq(0, d.wait_exit(5), "SIGTERM exits 0")
+    took = time.monotonic() - t0
+    c.true(took < 1.0, f"SIGTERM while waiting: exited {took:.2f}s later")
+    c.eq("waiting||", env.q("SELECT state || '|' || coalesce(holder, '') || '|' || coalesce(lease_until::text, '')"
+                            " FROM persist_feed WHERE connector = 'corp'"),
+         "a clean stop gives the feed back (another daemon takes it at once)")
+
+
+if __name__ == "__main__":
+    main("t_persist", body)
