@@ -19,11 +19,11 @@
 enum { W_USERS, W_GROUPS, W_CONTAINERS, W_N };
 
 struct ids_ldap_watch {
-	struct pull p;		/* the connection; p.ctx is &ctx */
+	struct pull p;		 /* the connection; p.ctx is &ctx */
 	struct ids_pull_ctx ctx; /* a copy without the hook once open */
-	struct ids_error err;	/* p.err during open */
-	int msgid[W_N];		/* -1: no such search (no groups base) */
-	bool refreshed[W_N];	/* its refresh phase ended */
+	struct ids_error err;	 /* p.err during open */
+	int msgid[W_N];		 /* -1: no such search (no groups base) */
+	bool refreshed[W_N];	 /* its refresh phase ended */
 	char *cfilter;
 };
 
@@ -47,8 +47,8 @@ static int send_persist(struct ids_ldap_watch *w, int i, const char *base, const
 	ber_memfree(value.bv_val);
 	if (lrc != LDAP_SUCCESS) {
 		char *diag = ids_ldap_diag(w->p.ld);
-		r = ids_ldap_error(err, ids_ldap_map_lrc(lrc), lrc, diag, "%s: the persistent %s search under %s",
-				   w->p.uri, what[i], base);
+		r = ids_ldap_error(err, ids_ldap_map_lrc(lrc), lrc, diag,
+				   "%s: the persistent %s search under %s", w->p.uri, what[i], base);
 		ldap_memfree(diag);
 	}
 	return r;
@@ -92,12 +92,13 @@ int ids_ldap_watch_open(const struct ids_connector_cfg *cfg, const struct ids_pu
 {
 	struct berval k[W_N];
 	*ret = NULL;
-	if (!cfg || cfg->type != IDS_CONN_LDAP || cfg->ldap.flavor != IDS_LDAP_OPENLDAP || !cfg->ldap.users_base)
+	if (!cfg || cfg->type != IDS_CONN_LDAP || cfg->ldap.flavor != IDS_LDAP_OPENLDAP ||
+	    !cfg->ldap.users_base)
 		return ids_error_set(err, IDS_E_UNSUPPORTED, "persist is OpenLDAP's refreshAndPersist");
 	/* without a cookie a refresh sends the whole directory: a doorbell
 	 * waits for the run that stores one instead */
-	if (!ids_ldap_cursor_cookies(cursor, cursor_len, k) || !k[W_USERS].bv_len || !k[W_CONTAINERS].bv_len ||
-	    (cfg->ldap.groups_base && !k[W_GROUPS].bv_len))
+	if (!ids_ldap_cursor_cookies(cursor, cursor_len, k) || !k[W_USERS].bv_len ||
+	    !k[W_CONTAINERS].bv_len || (cfg->ldap.groups_base && !k[W_GROUPS].bv_len))
 		return 1;
 	struct ids_ldap_watch *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -202,13 +203,14 @@ static int search_ended(struct ids_ldap_watch *w, int i, LDAPMessage *msg, bool 
 	if (code == IDS_SYNC_REFRESH_REQUIRED || code == LDAP_UNWILLING_TO_PERFORM) {
 		/* the cookie is no good any more: the run resets the feed */
 		*rang = true;
-		r = ids_ldap_error(err, IDS_E_SERVER, code, diag,
-				   "%s: the server refused the cookie of the persistent %s search (the next run "
-				   "reads everything)",
-				   w->p.uri, what[i]);
+		r = ids_ldap_error(
+		    err, IDS_E_SERVER, code, diag,
+		    "%s: the server refused the cookie of the persistent %s search (the next run "
+		    "reads everything)",
+		    w->p.uri, what[i]);
 	} else {
-		r = ids_ldap_error(err, code == LDAP_SUCCESS ? IDS_E_SERVER : ids_ldap_map_lrc(code), code, diag,
-				   "%s: the persistent %s search ended", w->p.uri, what[i]);
+		r = ids_ldap_error(err, code == LDAP_SUCCESS ? IDS_E_SERVER : ids_ldap_map_lrc(code), code,
+				   diag, "%s: the persistent %s search ended", w->p.uri, what[i]);
 	}
 	ldap_memfree(diag);
 	return r;
@@ -226,8 +228,8 @@ int ids_ldap_watch_read(struct ids_ldap_watch *w, bool *rang, struct ids_error *
 			int code = LDAP_SERVER_DOWN;
 			ldap_get_option(w->p.ld, LDAP_OPT_RESULT_CODE, &code);
 			ldap_msgfree(msg);
-			return ids_ldap_error(err, IDS_E_CONNECT, code, NULL, "%s: the persistent search's connection was lost",
-					      w->p.uri);
+			return ids_ldap_error(err, IDS_E_CONNECT, code, NULL,
+					      "%s: the persistent search's connection was lost", w->p.uri);
 		}
 		int i = 0, id = ldap_msgid(msg);
 		while (i < W_N && w->msgid[i] != id)

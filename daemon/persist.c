@@ -54,11 +54,11 @@ struct ids_persist {
 	char *instance;
 	struct feed *f;
 	size_t n;
-	int ep;			/* the epoll set of the open searches' sockets */
-	size_t open;		/* searches in it */
-	struct ids_store *st;	/* persist_feed and the cursors; NULL until needed */
-	int lease;		/* sync.lease, seconds */
-	int feeds;		/* persist connectors configured */
+	int ep;		      /* the epoll set of the open searches' sockets */
+	size_t open;	      /* searches in it */
+	struct ids_store *st; /* persist_feed and the cursors; NULL until needed */
+	int lease;	      /* sync.lease, seconds */
+	int feeds;	      /* persist connectors configured */
 };
 
 static int64_t real_usec(void)
@@ -252,10 +252,11 @@ out:
 static void give_back(struct ids_persist *pp, struct feed *f, const struct ids_persist_share *sh)
 {
 	struct ids_error e = {0};
-	ids_log(IDS_LOG_INFO, f->name, 0, NULL,
-		"persist: this daemon holds %d persistent feeds, more than its share of %d + 1: giving this one "
-		"back",
-		sh->held, sh->share);
+	ids_log(
+	    IDS_LOG_INFO, f->name, 0, NULL,
+	    "persist: this daemon holds %d persistent feeds, more than its share of %d + 1: giving this one "
+	    "back",
+	    sh->held, sh->share);
 	close_watch(pp, f);
 	if (pp->st && ids_store_persist_release(pp->st, f->name, pp->instance, "given back", &e) < 0)
 		ids_log(IDS_LOG_DEBUG, f->name, 0, NULL, "persist: %s", ids_error_text(&e));

@@ -21,8 +21,8 @@
 
 static const char *const state_names[] = {"connecting", "up", "reconnecting", "waiting"};
 
-int ids_store_persist_hold(struct ids_store *st, const struct ids_persist_hold *h, struct ids_persist_share *ret,
-			   struct ids_error *err)
+int ids_store_persist_hold(struct ids_store *st, const struct ids_persist_hold *h,
+			   struct ids_persist_share *ret, struct ids_error *err)
 {
 	char lease[16], feeds[16], outage[4];
 	PGresult *res = NULL;

@@ -88,6 +88,23 @@ def body(env, c):
     n = runs(env) - before
     c.true(1 <= n <= 2, f"a burst of 20 changes applied by {n} run(s), not 20")
 
+    # ---- a trickle (a change every 0.5 s, debounce 1 s) cannot hold the run off:
+    # the burst's postponement is capped at 10 x debounce after its first change
+    group = env.gdn("CC-Support")
+    add_members(env, [uids[22]])
+    first = time.monotonic()
+    seen = None
+    for i in range(40):
+        if granted(env, [uids[22]]):
+            seen = time.monotonic() - first
+            break
+        env.ldif(f"dn: {group}\nchangetype: modify\nreplace: description\ndescription: trickle {i}\n\n",
+                 add=False)
+        time.sleep(0.5)
+    c.true(seen is not None and seen <= 12,
+           f"a trickle of changes every 0.5 s: its first change applied {seen}s after it (cap 10 x 1 s), "
+           "while the trickle went on")
+
     # ---- status
     rc, out, err = env.run_cli("status")
     line = [x for x in out.splitlines() if x.startswith("persist ")]
