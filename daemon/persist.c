@@ -30,8 +30,6 @@
 #define USEC 1000000LL
 #define BACKOFF_MIN 1  /* seconds: the first reconnection */
 #define BACKOFF_MAX 60 /* seconds: the longest wait between two */
-/* no cursor yet: looked for again this often, or after the next run */
-#define CURSOR_WAIT_USEC (60 * USEC)
 
 struct feed {
 	char *name;
@@ -230,8 +228,9 @@ static void open_feed(struct ids_persist *pp, const struct ids_persist_hooks *h,
 	struct ids_pull_ctx ctx = {.config = h->cfg, .progress = h->progress, .ud = h->ud};
 	r = ids_ldap_watch_open(f->cc, &ctx, fs.cursor, fs.cursor_len, &f->w, &e);
 	if (r == 1) {
+		/* looked for again each tick (another daemon's run may commit
+		 * it), or at once after a run of ours */
 		set_state(f, IDS_PERSIST_WAITING, "no stored cursor yet: waits for a run to commit one");
-		f->retry_at = now + CURSOR_WAIT_USEC;
 	} else if (r == IDS_E_CANCELLED) {
 		f->retry_at = now; /* SIGTERM: the loop is about to end */
 	} else if (r < 0) {
