@@ -242,6 +242,16 @@ static void bell(struct daemon *d, struct sched *s, const struct ids_connector_c
 	s->how = IDS_TAKE_NOW;
 }
 
+/* A bell's run found the connector's lock taken (a `sync` from the
+ * command line, or a daemon of another configuration): what rang may be
+ * newer than what that holder read, so the run is tried again after the
+ * bell's delay (at least a second), not an interval later. */
+static void bell_again(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc)
+{
+	int delay = cc->changes.persist ? cc->changes.debounce : cc->scim.apply_delay;
+	bell(d, s, cc, delay > 0 ? delay : 1);
+}
+
 /* A SCIM client wrote to connector `name`: its run follows apply_delay
  * after this write (bell()). */
 static void pushed(void *ud, const char *name)
@@ -587,6 +597,8 @@ static int offer(struct daemon *d, struct ids_error *e)
 /* The shortest wait for a connector another daemon holds, so that a
  * lease being written at the moment we looked is not polled in a loop. */
 #define TAKE_RETRY_USEC (USEC / 4)
+/* how often a rung connector that another daemon runs is looked at */
+#define BELL_RETRY_USEC USEC
 
 /* Takes s's connector from the queue: 1 when it is ours to run; 0 when
  * another daemon runs it, or ran it and it is not due again by the
@@ -611,10 +623,18 @@ static int take(struct daemon *d, struct sched *s, struct ids_error *e)
 		d->renewed = ids_mono_usec();
 	} else if (r == 0) {
 		int64_t wait = c.wait_usec > TAKE_RETRY_USEC ? c.wait_usec : TAKE_RETRY_USEC;
+		/* a bell rang while another daemon runs it: our run follows
+		 * theirs (their lease's end, looked at each second), not the
+		 * queue's next time */
+		if (s->burst && c.owner && *c.owner && wait > BELL_RETRY_USEC)
+			wait = BELL_RETRY_USEC;
 		s->due = ids_mono_usec() + wait;
 		hhmmss(wait, at, sizeof(at));
 		if (c.owner && *c.owner) {
-			s->how = IDS_TAKE_DUE; /* it runs now: what an early take wanted */
+			/* it runs now: what an early take wanted — unless a bell
+			 * rang (a push, a persistent search): that change may
+			 * have come after the other's read, so ours still runs */
+			s->how = s->burst ? IDS_TAKE_NOW : IDS_TAKE_DUE;
 			set_status(s, "%s running on %s", s->name, c.owner);
 		} else {
 			set_status(s, "%s next run at %s", s->name, at);
@@ -769,6 +789,7 @@ static void run_one(struct daemon *d, struct sched *s)
 	struct ids_error e = {0};
 	char at[16];
 	int64_t t0 = ids_mono_usec();
+	bool rang = false;
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
@@ -805,6 +826,7 @@ static void run_one(struct daemon *d, struct sched *s)
 		    .progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds, .tokens = d->tokens};
 		struct ids_buf out = {0};
 		d->running = s;
+		rang = s->burst != 0;
 		s->burst = 0; /* the changes rung so far are this run's */
 		heartbeat(d, cc->name);
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
@@ -815,6 +837,8 @@ static void run_one(struct daemon *d, struct sched *s)
 	ids_error_clear(&e);
 	run_metrics(d, s, cc, &res, t0);
 	reschedule(d, s, cc, &res);
+	if (rang && res.exit_code == IDS_EXIT_LOCKED)
+		bell_again(d, s, cc);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
 	if (took > 0)

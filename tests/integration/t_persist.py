@@ -20,7 +20,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import Fail, main, poll_until  # noqa: E402
+from fakesystemd import hold_lock, main, poll_until, release_lock  # noqa: E402
 
 USERS = 30
 
@@ -110,6 +110,28 @@ def body(env, c):
     line = [x for x in out.splitlines() if x.startswith("persist ")]
     c.true(line and " up since " in line[0] and f":{d.pid}" in line[0],
            f"status: the persistent search is up, since when, on which daemon: {line}")
+
+    # ---- a bell's run that finds the connector's lock taken (a `sync` by
+    # hand) tries again a debounce later, not an interval later
+    lock = hold_lock(env, "corp")
+    add_members(env, [uids[24]])
+    poll_until(lambda: env.q("SELECT count(*) FROM sync_run WHERE status = 'skipped_locked'") != "0", 10,
+               "the bell's run skipped on the held lock")
+    time.sleep(1.5)
+    release_lock(env, lock)
+    t0 = time.monotonic()
+    poll_until(lambda: granted(env, [uids[24]]) == 1, 10, "the grant after the lock was released")
+    c.ok(f"a change rung while the lock was held is applied {time.monotonic() - t0:.1f}s after its release")
+
+    # ---- ... and one that finds the queue's lease held by another daemon
+    # (running the connector) runs once that lease ends, not at the queue's time
+    env.q("UPDATE connector_schedule SET lease_owner = 'elsewhere:1', lease_until = now() + interval '3 seconds'"
+          " WHERE connector = 'corp'")
+    t0 = time.monotonic()
+    add_members(env, [uids[25]])
+    poll_until(lambda: granted(env, [uids[25]]) == 1, 12, "the grant after the other daemon's lease")
+    took = time.monotonic() - t0
+    c.true(took >= 2.5, f"applied {took:.1f}s after the change: after the other daemon's lease (3 s), not during it")
 
     # ---- SIGTERM while it waits
     time.sleep(0.5)
