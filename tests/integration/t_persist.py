@@ -8,7 +8,10 @@ A daemon with persist: true, debounce 1 s and an interval of an hour:
     run;
   - a burst of 20 changes (20 LDAP operations) ends in one or two runs;
   - `status` says the persistent search is up and since when;
-  - SIGTERM while it waits exits within a second.
+  - SIGTERM while it waits exits within a second, and the watchdog is
+    pinged while it waits;
+  - a bell's run that finds the lock or the queue's lease taken runs
+    again once they are free, not an interval later.
 A daemon without persist opens no persistent search (one LDAP connection
 per run, none between runs: slapd's monitor-free count is taken from the
 daemon's own sockets)."""
@@ -66,13 +69,17 @@ def body(env, c):
 
     # ---- with persist: the doorbell
     env.write_config(connectors=[env.ldap_connector(extra="changes: { persist: true, debounce: 1s }")])
-    d = env.daemon(label="persist").start()
+    d = env.daemon(label="persist", watchdog_usec=2_000_000).start()
     d.wait_status(r"^corp ok ", 30)
     d.wait_line(r"persist: persistent search open", 15)
     c.eq(1, ldap_sockets(d.pid, port), "one LDAP connection held open between runs: the persistent search")
     start = runs(env)
+    wd = d.mark()
     time.sleep(3)
     c.eq(start, runs(env), "no run after the start run while nothing changes (interval 1h)")
+    pings = sum(1 for m in d.messages(wd) if m.get("WATCHDOG") == "1")
+    c.true(pings >= 2, f"the watchdog is pinged while the daemon waits on the persistent search ({pings} in 3 s,"
+                       " WatchdogSec 2 s)")
     t0 = time.monotonic()
     add_members(env, ["u1"])
     poll_until(lambda: granted(env, ["u1"]) == 1, 8, "u1's grant")
