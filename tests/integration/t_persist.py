@@ -8,6 +8,8 @@ A daemon with persist: true, debounce 1 s and an interval of an hour:
     run;
   - a burst of 20 changes (20 LDAP operations) ends in one or two runs;
   - `status` says the persistent search is up and since when;
+  - a reload to persist: false closes the search and gives the feed back,
+    one back to true opens it again;
   - SIGTERM while it waits exits within a second, and the watchdog is
     pinged while it waits;
   - a bell's run that finds the lock or the queue's lease taken runs
@@ -139,6 +141,26 @@ def body(env, c):
     poll_until(lambda: granted(env, [uids[25]]) == 1, 12, "the grant after the other daemon's lease")
     took = time.monotonic() - t0
     c.true(took >= 2.5, f"applied {took:.1f}s after the change: after the other daemon's lease (3 s), not during it")
+
+    # ---- a reload that turns persist off closes the search and gives the
+    # feed back; one that turns it on again opens it, and it rings
+    lm = d.line_mark()
+    env.write_config(connectors=[env.ldap_connector()])
+    d.signal(signal.SIGHUP)
+    d.wait_line(r"configuration reloaded", 10, since=lm)
+    time.sleep(0.5)
+    c.eq(0, ldap_sockets(d.pid, port), "a reload to persist: false closes the persistent search")
+    c.eq("waiting|", env.q("SELECT state || '|' || coalesce(holder, '') FROM persist_feed WHERE connector = 'corp'"),
+         "... and gives the feed back")
+    lm = d.line_mark()
+    env.write_config(connectors=[env.ldap_connector(extra="changes: { persist: true, debounce: 1s }")])
+    d.signal(signal.SIGHUP)
+    d.wait_line(r"persist: persistent search open", 15, since=lm)
+    add_members(env, [uids[26]])
+    t0 = time.monotonic()
+    poll_until(lambda: granted(env, [uids[26]]) == 1, 10, "the grant after the reload")
+    c.true(time.monotonic() - t0 < 5, f"after a reload to persist: true the search rings again "
+                                      f"({time.monotonic() - t0:.2f}s)")
 
     # ---- SIGTERM while it waits
     time.sleep(0.5)
