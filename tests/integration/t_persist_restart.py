@@ -11,11 +11,14 @@ before the search reopened is granted — the reopened search's refresh
 rings for it, the run reads it from the stored cursor."""
 import atexit
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
@@ -49,6 +52,20 @@ def private_slapd():
     return d
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port, series):
+    """The value of one exact series of /metrics, else None."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
 def granted(env, uid):
     return env.q("SELECT count(*) FROM tenant_role r JOIN app_user u ON u.id = r.user_id"
                  f" WHERE r.role = 'operator' AND u.username = '{uid}'") == "1"
@@ -57,15 +74,19 @@ def granted(env, uid):
 def body(env, c, sdir):
     env.add_users("u", 5)
     env.ldif(env.group_ldif("CC-Support", [env.udn("u0")]))
-    env.write_config(connectors=[env.ldap_connector(extra="changes: { persist: true, debounce: 1s }")])
+    mport = free_port()
+    env.write_config(connectors=[env.ldap_connector(extra="changes: { persist: true, debounce: 1s }")],
+                     raw_extra=f"metrics:\n  listen: \"127.0.0.1:{mport}\"\n")
     d = env.daemon(label="persist").start()
     d.wait_status(r"^corp ok ", 30)
     d.wait_line(r"persist: persistent search open", 15)
+    c.eq(1.0, metric(mport, 'idsyncd_persist_up{connector="corp"}'), "/metrics: the search is up")
 
     lm = d.line_mark()
     slapd_sh("stop", sdir)
     down = d.wait_line(r"corp: persist: .*reconnecting with backoff", 10, since=lm)
     c.ok(f"the lost search is logged: [{down[1].split(' ', 3)[-1]}]")
+    c.eq(0.0, metric(mport, 'idsyncd_persist_up{connector="corp"}'), "/metrics: the search is down")
     time.sleep(4)  # attempts at about 1, 2 (+1), 4 (+3) s fail; the next is 8 s after the last
     slapd_sh("start", sdir)
     t_change = time.monotonic()
@@ -78,6 +99,9 @@ def body(env, c, sdir):
     c.ok("the change made while the search was down is applied after the reconnection")
     downs = [x for x in d.lines[lm:] if "reconnecting with backoff" in x[1]]
     c.eq(1, len(downs), "the outage is logged once, however many attempts it took")
+    c.eq(1.0, metric(mport, 'idsyncd_persist_outages_total{connector="corp"}'),
+         "/metrics counts the outage once")
+    c.eq(1.0, metric(mport, 'idsyncd_persist_up{connector="corp"}'), "/metrics: the search is up again")
     rc, out, _ = env.run_cli("status")
     line = [x for x in out.splitlines() if x.startswith("persist ")]
     c.true(line and " up since " in line[0] and ", 1 outages" in line[0], f"status counts the outage: {line}")
