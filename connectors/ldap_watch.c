@@ -24,6 +24,7 @@ struct ids_ldap_watch {
 	struct ids_error err;	 /* p.err during open */
 	int msgid[W_N];		 /* -1: no such search (no groups base) */
 	bool refreshed[W_N];	 /* its refresh phase ended */
+	bool refused;		 /* a search ended: the server refused its cookie */
 	char *cfilter;
 };
 
@@ -135,6 +136,11 @@ int ids_ldap_watch_fd(const struct ids_ldap_watch *w)
 	return fd;
 }
 
+bool ids_ldap_watch_refused(const struct ids_ldap_watch *w)
+{
+	return w->refused;
+}
+
 bool ids_ldap_watch_refreshed(const struct ids_ldap_watch *w)
 {
 	for (int i = 0; i < W_N; i++)
@@ -203,10 +209,11 @@ static int search_ended(struct ids_ldap_watch *w, int i, LDAPMessage *msg, bool 
 	if (code == IDS_SYNC_REFRESH_REQUIRED || code == LDAP_UNWILLING_TO_PERFORM) {
 		/* the cookie is no good any more: the run resets the feed */
 		*rang = true;
+		w->refused = true;
 		r = ids_ldap_error(
 		    err, IDS_E_SERVER, code, diag,
 		    "%s: the server refused the cookie of the persistent %s search (the next run "
-		    "reads everything)",
+		    "resets the feed)",
 		    w->p.uri, what[i]);
 	} else {
 		r = ids_ldap_error(err, code == LDAP_SUCCESS ? IDS_E_SERVER : ids_ldap_map_lrc(code), code,

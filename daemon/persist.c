@@ -46,6 +46,7 @@ struct feed {
 	char *error;	   /* why not up, NULL when up */
 	bool outage_new;   /* the next hold starts an outage (persist_feed.reconnects + 1) */
 	bool lease_warned; /* a failed hold was logged */
+	bool refused;	   /* the server refused the stored cursor (logged); until a search is refreshed */
 };
 
 struct ids_persist {
@@ -180,6 +181,21 @@ static void outage(struct ids_persist *pp, const struct ids_persist_hooks *h, st
 	set_state(f, IDS_PERSIST_RECONNECTING, why);
 }
 
+/* The server refused the cursor f's search started from (a restored
+ * directory, a session log that no longer reaches it): the refusal rang,
+ * and the run it rang resets the feed and commits a new cursor.  Not an
+ * outage: the search waits for that cursor (looked for each tick, at once
+ * after a run of ours) and the refusal is logged once until a search is
+ * accepted again. */
+static void refused(struct ids_persist *pp, struct feed *f, const char *why)
+{
+	ids_log(f->refused ? IDS_LOG_DEBUG : IDS_LOG_WARNING, f->name, 0, NULL,
+		"persist: %s; waiting for a run to commit a new cursor", why);
+	f->refused = true;
+	f->retry_at = ids_mono_usec() + (int64_t)pp->lease * USEC / 3;
+	set_state(f, IDS_PERSIST_WAITING, why);
+}
+
 /* The search of f is open: into the epoll set, the outage (if any) over. */
 static void opened(struct ids_persist *pp, const struct ids_persist_hooks *h, struct feed *f)
 {
@@ -195,7 +211,7 @@ static void opened(struct ids_persist *pp, const struct ids_persist_hooks *h, st
 		ids_log(IDS_LOG_INFO, f->name, 0, NULL, "persist: the persistent search is back after %.0f s",
 			(double)(ids_mono_usec() - f->down_at) / USEC);
 	else
-		ids_log(IDS_LOG_INFO, f->name, 0, NULL,
+		ids_log(f->refused ? IDS_LOG_DEBUG : IDS_LOG_INFO, f->name, 0, NULL,
 			"persist: persistent search open; changes are applied %d s after a burst's last one",
 			f->cc->changes.debounce);
 	f->down = false;
@@ -320,10 +336,17 @@ void ids_persist_drain(struct ids_persist *pp, const struct ids_persist_hooks *h
 		int r = f->w ? ids_ldap_watch_read(f->w, &rang, &e) : 0;
 		if (rang)
 			h->ring(h->ud, f->name);
+		if (r >= 0 && f->refused && ids_ldap_watch_refreshed(f->w)) {
+			ids_log(IDS_LOG_INFO, f->name, 0, NULL, "persist: the server accepts the new cursor");
+			f->refused = false;
+		}
 		if (r < 0) {
+			if (ids_ldap_watch_refused(f->w))
+				refused(pp, f, ids_error_text(&e));
+			else
+				outage(pp, h, f, ids_error_text(&e));
 			close_watch(pp, f);
-			outage(pp, h, f, ids_error_text(&e));
-			(void)hold(pp, h, f, &sh); /* status: reconnecting, and why */
+			(void)hold(pp, h, f, &sh); /* status: reconnecting or waiting, and why */
 			ids_persist_share_clear(&sh);
 		}
 		ids_error_clear(&e);

@@ -45,6 +45,12 @@ int ids_ldap_watch_read(struct ids_ldap_watch *w, bool *rang, struct ids_error *
  * listening for new changes only). */
 bool ids_ldap_watch_refreshed(const struct ids_ldap_watch *w);
 
+/* Whether a search ended because the server refused the cookie it
+ * started from (e-syncRefreshRequired, or a cookie newer than the
+ * server's state): reopening from the same cursor is pointless until a
+ * run has committed a new one. */
+bool ids_ldap_watch_refused(const struct ids_ldap_watch *w);
+
 /* Abandons the searches, unbinds, frees; accepts NULL. */
 void ids_ldap_watch_close(struct ids_ldap_watch *w);
 

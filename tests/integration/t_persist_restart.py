@@ -112,6 +112,35 @@ def body(env, c, sdir):
     poll_until(lambda: granted(env, "u2"), 10, "u2's grant")
     c.true(time.monotonic() - t0 < 5, f"the reopened search rings: u2 granted {time.monotonic() - t0:.2f}s later")
 
+    # ---- a stored cookie the server refuses (newer than its state, as after
+    # a restore of the directory): the search's refusal rings and is said
+    # once; the search waits for a new cursor instead of reconnecting in a
+    # loop, and is no outage.  (The run it rings fails on this slapd: the
+    # refreshOnly feed's reset after unwillingToPerform empties the users,
+    # a bug of ldap_feed.c reported apart; so the cursor is put back by hand
+    # here, and the search must then come back.)
+    env.q("UPDATE connector_feed SET cursor = convert_to(replace(convert_from(cursor, 'UTF8'), 'csn=20', 'csn=29'),"
+          " 'UTF8') WHERE connector = 'corp'")
+    lm = d.line_mark()
+    slapd_sh("stop", sdir)
+    slapd_sh("start", sdir)
+    refused = d.wait_line(r"corp: persist: .*refused the cookie of the persistent", 30, since=lm)
+    c.ok(f"the refused cookie is said: [{refused[1].split(' ', 3)[-1]}]")
+    time.sleep(4)  # a tick is 1 s (lease 3 s): several more refusals
+    refusals = [x for x in d.lines[lm:] if "refused the cookie" in x[1] and " warning " in x[1]]
+    c.eq(1, len(refusals), "the refusal is logged once (a warning), however often the search was refused")
+    c.eq("waiting|2", env.q("SELECT state || '|' || reconnects FROM persist_feed WHERE connector = 'corp'"),
+         "status: waiting for a new cursor; the refusal is not counted as an outage (only the restart's)")
+    env.q("UPDATE connector_feed SET cursor = convert_to(replace(convert_from(cursor, 'UTF8'), 'csn=29', 'csn=20'),"
+          " 'UTF8') WHERE connector = 'corp'")
+    d.wait_line(r"corp: persist: the server accepts the new cursor", 20, since=lm)
+    env.ldif(f"dn: {env.gdn('CC-Support')}\nchangetype: modify\nadd: member\nmember: {env.udn('u3')}\n\n",
+             add=False)
+    t0 = time.monotonic()
+    poll_until(lambda: granted(env, "u3"), 40, "u3's grant")
+    c.ok(f"with a cursor the server accepts the search is back and rings: u3 granted "
+         f"{time.monotonic() - t0:.2f}s later")
+
 
 if __name__ == "__main__":
     sdir = private_slapd()
