@@ -227,6 +227,11 @@ static int set_add(struct pull *p, struct ids_strmap *m)
 
 /* Records the entry as emitted by the current search.  0: already
  * emitted before a restart (skip it), 1: new. */
+void ids_ldap_seen_reset(struct pull *p)
+{
+	seen_free(&p->seen);
+}
+
 int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id)
 {
 	int r = entry_key(p, e, id);

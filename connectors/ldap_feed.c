@@ -374,6 +374,11 @@ static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
 	int msgid, r = send_sync(p, s, cookie, &msgid);
 	s->whole = !cookie->bv_len;
 	ids_image_present_begin(p->img);
+	/* a pass of its own: an entry a refresh before it emitted (a refused
+	 * cookie's whole refresh, read again with every disabled user) must
+	 * be recorded, and marked present, again — skipped as "seen" it was
+	 * swept as gone */
+	ids_ldap_seen_reset(p);
 	while (r >= 0) {
 		LDAPMessage *msg = NULL;
 		int type = ids_ldap_wait(p, msgid, LDAP_MSG_ONE, "while waiting for changes", &msg);

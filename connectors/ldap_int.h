@@ -215,6 +215,9 @@ int ids_ldap_on_user(struct pull *p, const struct entry *e);
 /* Records the entry as emitted by the current search (restarts read
  * again from page 1): 1 when new, 0 when emitted before (skip it). */
 int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id);
+/* Forgets what the searches emitted: a new pass of a search (a sync
+ * refresh) emits everything again. */
+void ids_ldap_seen_reset(struct pull *p);
 int ids_ldap_on_group(struct pull *p, const struct entry *e);
 
 /* The searches' attribute lists (the names borrowed from the config, the
