@@ -227,6 +227,11 @@ static int set_add(struct pull *p, struct ids_strmap *m)
 
 /* Records the entry as emitted by the current search.  0: already
  * emitted before a restart (skip it), 1: new. */
+void ids_ldap_seen_reset(struct pull *p)
+{
+	seen_free(&p->seen);
+}
+
 int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id)
 {
 	int r = entry_key(p, e, id);
@@ -1026,6 +1031,36 @@ static void pull_free(struct pull *p)
 	ids_arena_free(&p->keep);
 }
 
+/* The pull's state for cfg (attribute names, timeout, the connection's
+ * callback); ids_ldap_pull_fini() tears it down. */
+int ids_ldap_pull_init(struct pull *p, const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		       struct ids_snapshot *s, struct ids_image *img, struct ids_error *err)
+{
+	*p = (struct pull){.cc = cfg,
+			   .lc = cfg ? &cfg->ldap : NULL,
+			   .ctx = ctx,
+			   .s = s,
+			   .img = img,
+			   .err = err,
+			   .next_msgid = -1};
+	if (!cfg)
+		return ids_error_set(err, -EINVAL, "LDAP pull without a configuration");
+	if (cfg->ldap.page_size <= 0)
+		return ids_error_set(err, IDS_E_CONFIG, "page_size must be positive");
+	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(cfg->ldap.flavor);
+	p->ad = cfg->ldap.flavor == IDS_LDAP_AD;
+	for (int f = 0; f < 6; f++)
+		p->attr[f] = cfg->attr[f] ? cfg->attr[f] : def->attr[f];
+	p->timeout = cfg->ldap.timeout > 0 ? cfg->ldap.timeout : DEFAULT_TIMEOUT;
+	return ids_ldap_conn_init(p, err);
+}
+
+void ids_ldap_pull_fini(struct pull *p)
+{
+	ids_ldap_conn_fini(p);
+	pull_free(p);
+}
+
 /* SIGPIPE is blocked while libldap writes: a server that closed the
  * connection must give an EPIPE error, not kill the daemon; one raised
  * meanwhile is consumed before the old mask comes back. */
@@ -1033,28 +1068,14 @@ int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_
 		     struct ids_snapshot *s, struct ids_image *img, int (*body)(struct pull *p, void *arg),
 		     void *arg, struct ids_error *err)
 {
-	struct pull p = {.cc = cfg,
-			 .lc = cfg ? &cfg->ldap : NULL,
-			 .ctx = ctx,
-			 .s = s,
-			 .img = img,
-			 .err = err,
-			 .next_msgid = -1};
+	struct pull p;
 	sigset_t pipe_set, old, pending;
 	bool was_pending;
 	int r;
 
 	if (!cfg || (!s && !img))
 		return ids_error_set(err, -EINVAL, "LDAP pull without a configuration or snapshot");
-	if (cfg->ldap.page_size <= 0)
-		return ids_error_set(err, IDS_E_CONFIG, "page_size must be positive");
-	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(cfg->ldap.flavor);
-	p.ad = cfg->ldap.flavor == IDS_LDAP_AD;
-	for (int f = 0; f < 6; f++)
-		p.attr[f] = cfg->attr[f] ? cfg->attr[f] : def->attr[f];
-	p.timeout = cfg->ldap.timeout > 0 ? cfg->ldap.timeout : DEFAULT_TIMEOUT;
-
-	if ((r = ids_ldap_conn_init(&p, err)) < 0)
+	if ((r = ids_ldap_pull_init(&p, cfg, ctx, s, img, err)) < 0)
 		return r;
 
 	sigemptyset(&pipe_set);

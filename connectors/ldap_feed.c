@@ -82,6 +82,27 @@ static bool read_cookie(const char **s, const char *end, struct berval *ret)
 	return true;
 }
 
+/* The cookies after the cursor's first line (magic and fingerprint). */
+static bool read_cookies(const char *s, const char *end, struct cookies *ret)
+{
+	return read_cookie(&s, end, &ret->users) && read_cookie(&s, end, &ret->groups) &&
+	       read_cookie(&s, end, &ret->containers) && s == end;
+}
+
+bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[3])
+{
+	const char *s = (const char *)c, *end = s + n;
+	const char *nl = c && n > strlen(CURSOR_MAGIC) ? memchr(s, '\n', n) : NULL;
+	struct cookies k = {0};
+	if (!nl || memcmp(s, CURSOR_MAGIC " ", strlen(CURSOR_MAGIC) + 1) != 0 ||
+	    !read_cookies(nl + 1, end, &k))
+		return false;
+	ret[0] = k.users;
+	ret[1] = k.groups;
+	ret[2] = k.containers;
+	return true;
+}
+
 /* The cookies of a stored cursor.  0; or 1 with *ret_why when it cannot
  * be used (then both cookies are empty: read everything). */
 static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, struct cookies *ret,
@@ -102,9 +123,7 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 		*ret_why = "the connector's bases, filters or attributes changed since the stored cursor";
 		return 1;
 	}
-	s += hl;
-	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups) ||
-	    !read_cookie(&s, end, &ret->containers) || s != end) {
+	if (!read_cookies(s + hl, end, ret)) {
 		*ret = (struct cookies){0};
 		*ret_why = "the stored cursor is damaged";
 		return 1;
@@ -355,6 +374,11 @@ static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
 	int msgid, r = send_sync(p, s, cookie, &msgid);
 	s->whole = !cookie->bv_len;
 	ids_image_present_begin(p->img);
+	/* a pass of its own: an entry a refresh before it emitted (a refused
+	 * cookie's whole refresh, read again with every disabled user) must
+	 * be recorded, and marked present, again — skipped as "seen" it was
+	 * swept as gone */
+	ids_ldap_seen_reset(p);
 	while (r >= 0) {
 		LDAPMessage *msg = NULL;
 		int type = ids_ldap_wait(p, msgid, LDAP_MSG_ONE, "while waiting for changes", &msg);
@@ -684,6 +708,14 @@ static int reread_containers(struct pull *p, const struct pull_attrs *a, const c
 	return r;
 }
 
+char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const char *gfilter)
+{
+	char *f = NULL;
+	if (asprintf(&f, "(!(|%s%s))", ufilter, p->lc->groups_base ? gfilter : "") < 0)
+		return NULL;
+	return f;
+}
+
 /* The containers' feed under the users' base; those an incremental
  * refresh sent are read again beneath.  *cookie as in sync_search. */
 static int follow_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
@@ -692,8 +724,8 @@ static int follow_containers(struct pull *p, const struct pull_attrs *a, const c
 {
 	static char *none[] = {"1.1", NULL};
 	bool incremental = *cookie != NULL;
-	char *cfilter = NULL;
-	if (asprintf(&cfilter, "(!(|%s%s))", ufilter, p->lc->groups_base ? gfilter : "") < 0)
+	char *cfilter = ids_ldap_container_filter(p, ufilter, gfilter);
+	if (!cfilter)
 		return -ENOMEM;
 	const struct search cs = {"containers", p->lc->users_base, cfilter, none, on_container};
 	size_t from = moved->n, changes = fp->changes;

@@ -215,6 +215,9 @@ int ids_ldap_on_user(struct pull *p, const struct entry *e);
 /* Records the entry as emitted by the current search (restarts read
  * again from page 1): 1 when new, 0 when emitted before (skip it). */
 int ids_ldap_first_time(struct pull *p, const struct entry *e, const struct berval *id);
+/* Forgets what the searches emitted: a new pass of a search (a sync
+ * refresh) emits everything again. */
+void ids_ldap_seen_reset(struct pull *p);
 int ids_ldap_on_group(struct pull *p, const struct entry *e);
 
 /* The searches' attribute lists (the names borrowed from the config, the
@@ -243,7 +246,25 @@ int ids_ldap_session(const struct ids_connector_cfg *cfg, const struct ids_pull_
 		     struct ids_snapshot *s, struct ids_image *img, int (*body)(struct pull *p, void *arg),
 		     void *arg, struct ids_error *err);
 
+/* The pull's state for cfg without a session around it (attribute
+ * names, timeout, the connection's callback), for a connection that
+ * outlives one call (ldap_watch.c); ids_ldap_pull_fini() unbinds and
+ * frees.  The caller keeps SIGPIPE from killing it (the daemon ignores
+ * it).  < 0 with err set (then nothing to fini). */
+int ids_ldap_pull_init(struct pull *p, const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
+		       struct ids_snapshot *s, struct ids_image *img, struct ids_error *err);
+void ids_ldap_pull_fini(struct pull *p);
+
 /* ---------------- ldap_feed.c: the change feed ---------------- */
+
+/* The three cookies of a stored syncrepl cursor (users, groups,
+ * containers; borrowed from it, len 0: none), whatever settings it was
+ * made under: false when it is no cursor of this version. */
+bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[3]);
+
+/* The containers' sync filter: what under the users' base is neither a
+ * user nor a group (new, NULL on ENOMEM). */
+char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const char *gfilter);
 
 /* The ops' pull_changes: syncrepl refreshOnly (OpenLDAP). */
 int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,

@@ -1584,9 +1584,10 @@ static int load_attributes(struct ctx *c, const struct map *cm, struct ids_conne
 	return 0;
 }
 
-/* changes: the change feed's settings.  persist is refused rather than
- * ignored: an operator who asks for second-latency must not get interval
- * latency without a word.  A debounce is bounded: past an hour it would
+/* changes: the change feed's settings.  persist where it cannot work
+ * (not OpenLDAP, or without the feed) is refused rather than ignored: an
+ * operator who asks for second-latency must not get interval latency
+ * without a word.  A debounce is bounded: past an hour it would
  * hold changes back longer than a typical interval.  object_security
  * (DirSync's flag) means nothing elsewhere: refused there too. */
 static int load_changes(struct ctx *c, const struct map *cm, struct ids_connector_cfg *cc)
@@ -1625,9 +1626,11 @@ static int load_changes(struct ctx *c, const struct map *cm, struct ids_connecto
 			return fail(
 			    c, map_get(&m, "persist"),
 			    "persist is OpenLDAP's refreshAndPersist: only for type ldap, flavor openldap");
-		return fail(c, map_get(&m, "persist"),
-			    "persist: true is not available in this version yet (set false: changes are read "
-			    "every interval)");
+		/* the doorbell only says when to run: the run reads the feed */
+		if (ch->mode == IDS_CHANGES_FULL)
+			return fail(c, map_get(&m, "persist"),
+				    "persist needs the change feed: set mode: auto, or persist: false");
+		pop(c);
 	}
 	pop(c);
 	return 0;

@@ -41,6 +41,7 @@
 #include "ids/log.h"
 #include "ids/metrics.h"
 #include "ids/oauth.h"
+#include "ids/persist.h"
 #include "ids/progress.h"
 #include "ids/scim_server.h"
 #include "ids/store.h"
@@ -70,6 +71,7 @@ struct sched {
 	enum ids_take how; /* when to take it from the queue: due, or earlier (a start, SIGUSR1, a push) */
 	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
 	int64_t counted;   /* monotonic usec of the last managed users/grants count, 0: none */
+	int64_t burst;	   /* monotonic usec of the first bell since the last run, 0: none */
 };
 
 struct daemon {
@@ -100,6 +102,9 @@ struct daemon {
 	/* LISTEN idsyncd_sync_user and its queue; NULL when out of memory
 	 * (no targeted syncs, the runs go on) */
 	struct ids_usersync *us;
+	/* the persistent searches of persist: true connectors (persist.c);
+	 * NULL when out of memory (the interval's runs go on) */
+	struct ids_persist *persist;
 	bool serving;		    /* past the start: a reload restarts the listener */
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
 };
@@ -201,11 +206,14 @@ static void drain_signals(struct daemon *d)
  * A reload or SIGUSR1 waits for the end of the run. */
 static void notify_progress(struct daemon *d);
 static void renew(struct daemon *d);
+static void persist_tick(struct daemon *d);
+static int interval_of(const struct ids_config *cfg, const struct ids_connector_cfg *cc);
 static int progress(void *ud)
 {
 	struct daemon *d = ud;
 	watchdog(d, false);
 	renew(d);
+	persist_tick(d);
 	drain_signals(d);
 	notify_progress(d);
 	/* requests that arrive during a run are coalesced and rate limited
@@ -215,19 +223,74 @@ static int progress(void *ud)
 	return d->stop ? IDS_E_CANCELLED : 0;
 }
 
+/* A bell for s: its run moves to `delay` seconds from now, so that a
+ * burst (a client creating a thousand users, a script changing twenty
+ * groups) ends in one run rather than one per change.  Each bell pushes
+ * the run back, but at most to 10 x delay (or the interval, if shorter)
+ * after the burst's first bell: a steady trickle must not hold the run
+ * off for ever.  The interval's reconciliation stays the backstop. */
+static void bell(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc, int delay)
+{
+	int64_t now = ids_mono_usec(), cap = 10 * (int64_t)delay * USEC;
+	int64_t iv = (int64_t)interval_of(d->cfg, cc) * USEC;
+	if (!s->burst)
+		s->burst = now;
+	if (iv < cap)
+		cap = iv;
+	int64_t due = now + (int64_t)delay * USEC;
+	s->due = due < s->burst + cap ? due : s->burst + cap;
+	s->how = IDS_TAKE_NOW;
+}
+
+/* A bell's run found the connector's lock taken (a `sync` from the
+ * command line, or a daemon of another configuration): what rang may be
+ * newer than what that holder read, so the run is tried again after the
+ * bell's delay (at least a second), not an interval later. */
+static void bell_again(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc)
+{
+	int delay = cc->changes.persist ? cc->changes.debounce : cc->scim.apply_delay;
+	bell(d, s, cc, delay > 0 ? delay : 1);
+}
+
 /* A SCIM client wrote to connector `name`: its run follows apply_delay
- * after this write, so a burst (a client creating a thousand users) ends
- * in one run rather than a thousand.  Each write pushes the run back; the
- * interval's reconciliation stays the backstop. */
+ * after this write (bell()). */
 static void pushed(void *ud, const char *name)
 {
 	struct daemon *d = ud;
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, name);
 	for (size_t i = 0; cc && i < d->ns; i++)
-		if (!strcmp(d->s[i].name, name)) {
-			d->s[i].due = ids_mono_usec() + (int64_t)cc->scim.apply_delay * USEC;
-			d->s[i].how = IDS_TAKE_NOW;
+		if (!strcmp(d->s[i].name, name))
+			bell(d, &d->s[i], cc, cc->scim.apply_delay);
+}
+
+/* The persistent search of connector `name` heard a change: its run
+ * follows `debounce` after it (bell()).  A connector waiting out a
+ * failure's backoff keeps it: the retry comes on its own time. */
+static void rung(void *ud, const char *name)
+{
+	struct daemon *d = ud;
+	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, name);
+	for (size_t i = 0; cc && i < d->ns; i++)
+		if (!strcmp(d->s[i].name, name) && !d->s[i].backoff) {
+			ids_log(IDS_LOG_DEBUG, name, 0, NULL, "persist: a change; run in %d s",
+				cc->changes.debounce);
+			bell(d, &d->s[i], cc, cc->changes.debounce);
 		}
+}
+
+/* What persist.c borrows for one call. */
+static struct ids_persist_hooks persist_hooks(struct daemon *d)
+{
+	return (struct ids_persist_hooks){
+	    .cfg = d->cfg, .progress = progress, .ring = rung, .ud = d, .metrics = d->metrics};
+}
+
+/* From the progress hook: the persistent feeds' leases stay renewed
+ * during a long run (their searches are read after it). */
+static void persist_tick(struct daemon *d)
+{
+	struct ids_persist_hooks h = persist_hooks(d);
+	ids_persist_tick(d->persist, &h);
 }
 
 /* The SCIM listener's answers, for /metrics (on the listener's thread:
@@ -328,10 +391,11 @@ static void sleep_until(struct daemon *d, int64_t until)
 		}
 		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
 		/* a negative fd is skipped by ppoll: no SCIM, no LISTEN */
-		struct pollfd p[3] = {{d->sfd, POLLIN, 0},
+		struct pollfd p[4] = {{d->sfd, POLLIN, 0},
 				      {d->scim ? ids_scim_server_fd(d->scim) : -1, POLLIN, 0},
-				      {ids_usersync_fd(d->us), POLLIN, 0}};
-		int r = ppoll(p, 3, &ts, NULL);
+				      {ids_usersync_fd(d->us), POLLIN, 0},
+				      {ids_persist_fd(d->persist), POLLIN, 0}};
+		int r = ppoll(p, 4, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
 			/* pushes move their connector's run: back to the loop */
@@ -342,6 +406,12 @@ static void sleep_until(struct daemon *d, int64_t until)
 			/* a NOTIFY (or the server going away): the loop runs it */
 			if (p[2].fd >= 0 && p[2].revents) {
 				ids_usersync_drain(d->us, d->cfg, d->metrics);
+				return;
+			}
+			/* a persistent search heard a change (or dropped) */
+			if (p[3].fd >= 0 && p[3].revents) {
+				struct ids_persist_hooks h = persist_hooks(d);
+				ids_persist_drain(d->persist, &h);
 				return;
 			}
 		} else if (r < 0 && errno != EINTR) {
@@ -434,6 +504,7 @@ static void notify_status(struct daemon *d, const char *what)
 		else
 			ids_buf_printf(&b, "%s%s pending", i ? "; " : "", s->name);
 	}
+	ids_persist_status(d->persist, &b);
 	if (b.p)
 		sd_notify(0, b.p);
 	ids_buf_free(&b);
@@ -526,6 +597,8 @@ static int offer(struct daemon *d, struct ids_error *e)
 /* The shortest wait for a connector another daemon holds, so that a
  * lease being written at the moment we looked is not polled in a loop. */
 #define TAKE_RETRY_USEC (USEC / 4)
+/* how often a rung connector that another daemon runs is looked at */
+#define BELL_RETRY_USEC USEC
 
 /* Takes s's connector from the queue: 1 when it is ours to run; 0 when
  * another daemon runs it, or ran it and it is not due again by the
@@ -550,10 +623,18 @@ static int take(struct daemon *d, struct sched *s, struct ids_error *e)
 		d->renewed = ids_mono_usec();
 	} else if (r == 0) {
 		int64_t wait = c.wait_usec > TAKE_RETRY_USEC ? c.wait_usec : TAKE_RETRY_USEC;
+		/* a bell rang while another daemon runs it: our run follows
+		 * theirs (their lease's end, looked at each second), not the
+		 * queue's next time */
+		if (s->burst && c.owner && *c.owner && wait > BELL_RETRY_USEC)
+			wait = BELL_RETRY_USEC;
 		s->due = ids_mono_usec() + wait;
 		hhmmss(wait, at, sizeof(at));
 		if (c.owner && *c.owner) {
-			s->how = IDS_TAKE_DUE; /* it runs now: what an early take wanted */
+			/* it runs now: what an early take wanted — unless a bell
+			 * rang (a push, a persistent search): that change may
+			 * have come after the other's read, so ours still runs */
+			s->how = s->burst ? IDS_TAKE_NOW : IDS_TAKE_DUE;
 			set_status(s, "%s running on %s", s->name, c.owner);
 		} else {
 			set_status(s, "%s next run at %s", s->name, at);
@@ -708,6 +789,7 @@ static void run_one(struct daemon *d, struct sched *s)
 	struct ids_error e = {0};
 	char at[16];
 	int64_t t0 = ids_mono_usec();
+	bool rang = false;
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
@@ -744,14 +826,19 @@ static void run_one(struct daemon *d, struct sched *s)
 		    .progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds, .tokens = d->tokens};
 		struct ids_buf out = {0};
 		d->running = s;
+		rang = s->burst != 0;
+		s->burst = 0; /* the changes rung so far are this run's */
 		heartbeat(d, cc->name);
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
 		d->running = NULL;
+		ids_persist_ran(d->persist, cc->name);
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
 	run_metrics(d, s, cc, &res, t0);
 	reschedule(d, s, cc, &res);
+	if (rang && res.exit_code == IDS_EXIT_LOCKED)
+		bell_again(d, s, cc);
 	free(res.error);
 	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
 	if (took > 0)
@@ -875,6 +962,9 @@ static void reload(struct daemon *d, bool ready)
 	d->ctl = NULL;
 	if (d->us)
 		ids_usersync_close(d->us);
+	if (d->persist && ids_persist_configure(d->persist, d->cfg) < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL,
+			"persist: out of memory: changes wait for the interval");
 	free(d->note);
 	d->note = NULL;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
@@ -1018,8 +1108,15 @@ static void serve(struct daemon *d)
 		/* the LISTEN connection, when it is away and its retry due */
 		if (d->us)
 			ids_usersync_connect(d->us, d->cfg);
+		/* the persistent searches: leases, (re)connections */
+		struct ids_persist_hooks ph = persist_hooks(d);
+		ids_persist_service(d->persist, &ph);
+		if (d->stop || d->fatal)
+			continue;
 		int64_t until = next ? next->due : now + 3600 * USEC;
 		int64_t retry = ids_usersync_retry_at(d->us, d->cfg);
+		until = retry && retry < until ? retry : until;
+		retry = ids_persist_next(d->persist);
 		until = retry && retry < until ? retry : until;
 		sleep_until(d, until < beat ? until : beat);
 	}
@@ -1055,6 +1152,11 @@ static int serving_start(struct daemon *d)
 	/* listening before READY=1: a login handler's NOTIFY may follow at once */
 	if (ids_usersync_new(&d->us) == 0)
 		ids_usersync_connect(d->us, d->cfg);
+	/* the persistent searches open from the loop, after the start runs
+	 * (which commit the cursors they start from) */
+	if (ids_persist_new(d->instance, &d->persist) < 0 || ids_persist_configure(d->persist, d->cfg) < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL,
+			"persist: out of memory: changes wait for the interval");
 	d->serving = true;
 	return 0;
 }
@@ -1107,6 +1209,9 @@ int ids_daemon_run(const char *config_path)
 	heartbeat(&d, NULL);
 	serve(&d);
 	code = d.fatal;
+	/* the feeds go back before the heartbeat: the others take them at once */
+	ids_persist_free(d.persist);
+	d.persist = NULL;
 	heartbeat_end(&d);
 out:
 	/* STOPPING=1 went out at the signal already; otherwise now, so that
@@ -1117,6 +1222,7 @@ out:
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
 	listeners_stop(&d, false);
 	ids_usersync_free(d.us);
+	ids_persist_free(d.persist);
 	ids_metrics_free(d.metrics);
 	sched_free(d.s, d.ns);
 	ids_progress_free(d.prog);

@@ -780,6 +780,35 @@ static const char *feed_mode(const struct ids_connector_cfg *cc)
 	return "auto";
 }
 
+/* status's line of a persist: true connector: whether its persistent
+ * search is up (since when, on which daemon) or reconnecting (since
+ * when, why), and its outages.  A schema without persist_feed: none. */
+static void status_persist(struct ids_store *st, const char *name, struct ids_buf *b)
+{
+	struct ids_persist_row row = {0};
+	struct ids_error e = {0};
+	char since[32];
+	int r = ids_store_persist_get(st, name, &row, &e);
+	ids_error_clear(&e);
+	if (r < 0)
+		return;
+	ids_buf_printf(b, "persist %-20s ", name);
+	if (r == 0) {
+		ids_buf_puts(b, "no daemon has held its persistent search yet\n");
+		return;
+	}
+	ids_output_time(row.since, since, sizeof(since));
+	if (!row.live || !*row.holder)
+		ids_buf_printf(b, "held by no daemon (%s since %s)", ids_persist_state_name(row.state),
+			       since);
+	else
+		ids_buf_printf(b, "%s since %s on %s", ids_persist_state_name(row.state), since, row.holder);
+	if (row.error)
+		ids_buf_printf(b, ": %s", row.error);
+	ids_buf_printf(b, ", %lld outages\n", (long long)row.reconnects);
+	ids_persist_row_clear(&row);
+}
+
 /* status's change-feed lines (issue 14), one per configured connector:
  * its mode, its cursor's age, its last full read, its feed resets and
  * the last reason.  A schema an older idsyncd migrated has no
@@ -814,6 +843,8 @@ static void status_feeds(struct ids_store *st, const struct ids_config *cfg, str
 		}
 		ids_buf_putc(b, '\n');
 		ids_feed_state_clear(&f);
+		if (cc->changes.persist)
+			status_persist(st, cc->name, b);
 	}
 }
 

@@ -60,7 +60,7 @@ struct scim_stats {
 
 /* The series of ids_metrics_targeted and its kin: one value per
  * (kind, connector, label), in the order they first appeared. */
-enum extra_kind { X_TARGETED, X_REFUSED, X_RESET, X_USERS, X_GRANTS, X_KINDS };
+enum extra_kind { X_TARGETED, X_REFUSED, X_RESET, X_USERS, X_GRANTS, X_PERSIST_UP, X_PERSIST_LOST, X_KINDS };
 struct extra {
 	enum extra_kind kind;
 	char *conn; /* NULL for X_REFUSED */
@@ -265,6 +265,12 @@ int ids_metrics_managed(struct ids_metrics *m, const char *connector, long users
 	return r < 0 ? r : extra_put(m, X_GRANTS, connector, "", (double)grants, true);
 }
 
+int ids_metrics_persist(struct ids_metrics *m, const char *connector, bool up, bool outage)
+{
+	int r = extra_put(m, X_PERSIST_UP, connector, "", up ? 1 : 0, true);
+	return r < 0 || !outage ? r : extra_put(m, X_PERSIST_LOST, connector, "", 1, false);
+}
+
 int ids_metrics_label(struct ids_buf *out, const char *v)
 {
 	int r = 0;
@@ -434,6 +440,11 @@ static int fmt_extra_kind(struct ids_buf *out, const struct extra *x, size_t nx,
 	    {"idsyncd_grants_managed", "gauge", NULL,
 	     "Grant rows the connector manages (roles, channels, slot limits, operator groups), after its "
 	     "last ok run."},
+	    {"idsyncd_persist_up", "gauge", NULL,
+	     "1 while this daemon holds the connector's persistent search open (changes.persist), else 0."},
+	    {"idsyncd_persist_outages_total", "counter", NULL,
+	     "Times the connector's persistent search dropped or could not be opened (each outage once, "
+	     "however many reconnection attempts it took)."},
 	};
 	/* a family without a series is left out (no targeted sync yet, no
 	 * reset): the text of a daemon without them stays what it was */

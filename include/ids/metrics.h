@@ -8,6 +8,7 @@
 #ifndef IDS_METRICS_H
 #define IDS_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -50,6 +51,9 @@ int ids_metrics_targeted(struct ids_metrics *m, const char *connector, const cha
 int ids_metrics_targeted_refused(struct ids_metrics *m, const char *reason);
 int ids_metrics_feed_reset(struct ids_metrics *m, const char *connector, const char *reason);
 int ids_metrics_managed(struct ids_metrics *m, const char *connector, long users, long grants);
+/* The persistent search of connector (changes.persist): up or not
+ * (gauge), and outage: it just dropped or failed to open (counter + 1). */
+int ids_metrics_persist(struct ids_metrics *m, const char *connector, bool up, bool outage);
 
 /* Appends the exposition text of everything recorded so far to out
  * (HELP and TYPE lines, label values escaped).  Takes m's mutex for the

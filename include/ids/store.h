@@ -365,4 +365,61 @@ int ids_store_feed_load(struct ids_store *st, const char *connector, const char 
 			struct ids_feed_state *ret, struct ids_image *img, bool *ret_loaded,
 			struct ids_error *err);
 
+/* ---- persistent feeds (issue 14 persist, issue 19 placement; store/persist.c) ---- */
+
+/* What a daemon says of a connector's doorbell (persist_feed.state). */
+enum ids_persist_state {
+	IDS_PERSIST_CONNECTING,	  /* taken, the search is being opened */
+	IDS_PERSIST_UP,		  /* the persistent search is open */
+	IDS_PERSIST_RECONNECTING, /* it dropped or could not open: retried with backoff */
+	IDS_PERSIST_WAITING,	  /* for a cursor (a committed run), or nobody holds it */
+};
+const char *ids_persist_state_name(enum ids_persist_state s); /* static text */
+
+/* One hold, all borrowed. */
+struct ids_persist_hold {
+	const char *connector, *instance; /* instance: host:pid */
+	int lease_sec;			  /* sync.lease */
+	int feeds;			  /* persist connectors in this daemon's configuration */
+	enum ids_persist_state state;
+	const char *error; /* why reconnecting or waiting; NULL when up */
+	bool new_outage;   /* this hold starts an outage: reconnects + 1 */
+};
+
+/* What the daemon holds after a hold: its feeds (this one included when
+ * taken) and its share, ⌈feeds / daemons that beat within a lease⌉;
+ * holder: who held the row before (new; "" when nobody). */
+struct ids_persist_share {
+	int held, share;
+	char *holder;
+};
+void ids_persist_share_clear(struct ids_persist_share *s);
+
+/* Takes or renews h's connector for h->instance (the lease runs to
+ * now() + lease_sec, state and error are written) and beats the
+ * instance's heartbeat: 1 ours; 0 another daemon holds a live lease on
+ * it, or it is not ours and this daemon already holds its share; < 0 on
+ * a database error.  *ret is filled either way (ids_persist_share_clear). */
+int ids_store_persist_hold(struct ids_store *st, const struct ids_persist_hold *h,
+			   struct ids_persist_share *ret, struct ids_error *err);
+/* Gives the connector's doorbell up (only when instance holds it): state
+ * waiting, `why` (borrowed, may be NULL) as its error. */
+int ids_store_persist_release(struct ids_store *st, const char *connector, const char *instance,
+			      const char *why, struct ids_error *err);
+
+/* persist_feed's row of a connector, for `status`. */
+struct ids_persist_row {
+	char *holder; /* "" when nobody */
+	bool live;    /* the holder's lease has not run out */
+	enum ids_persist_state state;
+	int64_t since; /* unix microseconds */
+	char *error;   /* NULL when none */
+	int64_t reconnects;
+};
+/* 1 with *ret (new: ids_persist_row_clear), 0 when the connector has no
+ * row (no daemon held it yet). */
+int ids_store_persist_get(struct ids_store *st, const char *connector, struct ids_persist_row *ret,
+			  struct ids_error *err);
+void ids_persist_row_clear(struct ids_persist_row *row);
+
 #endif

@@ -85,7 +85,7 @@ static const struct CMUnitTest cases[] = {
     CASE(changes_full_every_zero),
     CASE(changes_not_mapping),
     CASE(changes_object_security_openldap),
-    CASE(changes_persist),
+    CASE(changes_persist_full),
     CASE(changes_persist_ad),
     CASE(changes_unknown_key),
     CASE(catalog_extra_duplicate),

@@ -356,6 +356,7 @@ static void changes(void **state)
 	assert_int_equal(a->full_every, 6 * 3600);
 	assert_int_equal(b->mode, IDS_CHANGES_AUTO);
 	assert_int_equal(b->debounce, 3600);
+	assert_true(b->persist); /* openldap with the feed: accepted (issue 14) */
 	assert_int_equal(b->full_every, 86400);
 	assert_false(a->object_security);
 	assert_false(b->object_security);
