@@ -46,7 +46,43 @@ struct ids_image {
 	struct undo *undo;
 	size_t nundo, capundo;
 	size_t gen; /* present generation */
+	/* ids_image_defer: the records fn adds are not read in yet */
+	bool deferred;
+	int (*defer_fn)(struct ids_image *img, void *ud);
+	void *defer_ud;
+	int defer_err; /* fn's failure, returned by every later call that needs records */
 };
+
+void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud)
+{
+	img->deferred = true;
+	img->defer_fn = fn;
+	img->defer_ud = ud;
+}
+
+bool ids_image_deferred(const struct ids_image *img)
+{
+	return img->deferred;
+}
+
+/* Reads the deferred records in before a call that needs them.  Takes a
+ * const image too: the records were its content all along (reading them
+ * in is no change, nothing to roll back or to write). */
+static int need(const struct ids_image *cimg)
+{
+	struct ids_image *img = (struct ids_image *)cimg;
+	if (img->defer_err)
+		return img->defer_err;
+	if (!img->deferred)
+		return 0;
+	img->deferred = false; /* fn's ids_image_load calls must not come back here */
+	int r = img->defer_fn ? img->defer_fn(img, img->defer_ud) : -EINVAL;
+	img->defer_fn = NULL;
+	img->defer_ud = NULL;
+	if (r < 0)
+		img->defer_err = r;
+	return r < 0 ? r : 0;
+}
 
 int ids_image_new(struct ids_image **ret)
 {
@@ -86,6 +122,9 @@ static int begin(struct ids_image *img, const char *key, unsigned char kind)
 		return -EBUSY;
 	if (!key || !*key)
 		return -EINVAL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!(img->open_key = strdup(key)))
 		return -ENOMEM;
 	img->open_kind = kind;
@@ -278,12 +317,17 @@ static bool of_kinds(unsigned char k, unsigned kinds)
 int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds)
 {
 	uint32_t idx;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
 		return 0;
-	int r = replace(img, idx, K_NONE, NULL, 0);
+	r = replace(img, idx, K_NONE, NULL, 0);
 	return r < 0 ? r : 1;
 }
 
+/* A new generation only: records read in later carry an older mark, so
+ * they count as not named, which they were not. */
 void ids_image_present_begin(struct ids_image *img)
 {
 	img->gen++;
@@ -292,6 +336,9 @@ void ids_image_present_begin(struct ids_image *img)
 int ids_image_present(struct ids_image *img, const char *key)
 {
 	uint32_t idx;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind == K_NONE)
 		return 0;
 	img->recs[idx].mark = img->gen;
@@ -301,6 +348,9 @@ int ids_image_present(struct ids_image *img, const char *key)
 int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed)
 {
 	size_t removed = 0;
+	int e = need(img);
+	if (e < 0)
+		return e;
 	for (size_t i = 0; i < img->nrecs; i++) {
 		if (!of_kinds(img->recs[i].kind, kinds) || img->recs[i].mark == img->gen)
 			continue;
@@ -335,14 +385,16 @@ void ids_image_rollback(struct ids_image *img)
 	}
 }
 
+/* A deferred image's failure to read in counts nothing here; the next
+ * call that returns an int says why. */
 size_t ids_image_nusers(const struct ids_image *img)
 {
-	return img->nusers;
+	return need(img) < 0 ? 0 : img->nusers;
 }
 
 size_t ids_image_ngroups(const struct ids_image *img)
 {
-	return img->ngroups;
+	return need(img) < 0 ? 0 : img->ngroups;
 }
 
 /* Reads a length-prefixed value at *p (bounded by end). */
@@ -449,10 +501,12 @@ int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds
 	uint32_t idx;
 	struct find w = {.f = f};
 	*ret = NULL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
 		return 0;
-	int r = each_op(&img->recs[idx], find_field, &w);
-	if (r < 0)
+	if ((r = each_op(&img->recs[idx], find_field, &w)) < 0)
 		return r;
 	*ret = w.v;
 	return 0;
@@ -498,8 +552,11 @@ int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, 
 {
 	struct naming w = {.kind = kind};
 	const char *const *dns = refs;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	char **norm = calloc(n ? n : 1, sizeof(*norm));
-	int r = norm ? 0 : -ENOMEM;
+	r = norm ? 0 : -ENOMEM;
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		if (kind == IDS_REF_DN ? ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0
 				       : (norm[i] = strdup(dns[i])) != NULL)
@@ -591,6 +648,9 @@ static int has_member(const struct ids_image *img, const char *key, struct membe
 	uint32_t idx;
 	if (img->open_kind != K_NONE)
 		return -EBUSY;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!key || !ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
 		return -ENOENT;
 	return each_op(&img->recs[idx], find_member, m);
@@ -630,6 +690,9 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 {
 	if (img->open_kind != K_NONE)
 		return -EBUSY;
+	int e = need(img);
+	if (e < 0)
+		return e;
 	/* users first, as every connector reads them (the progress line
 	 * tells the phases apart by that order) */
 	for (unsigned char kind = K_USER; kind <= K_GROUP; kind++)
@@ -702,10 +765,12 @@ int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref ki
 		return -EBUSY;
 	if ((unsigned)kind > IDS_REF_USERNAME)
 		return -EINVAL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
 		return 0;
 	struct edit e = {.kind = kind};
-	int r = 0;
 	for (size_t i = 0; r >= 0 && i < ndel; i++)
 		r = in_set(&e, &e.del, del[i], strlen(del[i]), true);
 	if (r >= 0)
@@ -802,6 +867,9 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 		   int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud)
 {
 	int r = 0;
+	/* changed_only: a deferred image has no change (nothing read in) */
+	if (!changed_only && (r = need(img)) < 0)
+		return r;
 	if (!changed_only) {
 		for (size_t i = 0; r >= 0 && i < img->nrecs; i++)
 			if (img->recs[i].kind != K_NONE)

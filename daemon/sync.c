@@ -94,6 +94,12 @@ struct run {
 	const char *reset_why;		    /* static: why the stored feed state was discarded, or NULL */
 	struct feed_state *fs;		    /* the change feed this run read, else NULL */
 	struct ids_feed_commit fc;	    /* its commit: the new cursor (owned), the reset */
+	char *plan_fpr;			    /* new: what this run plans with besides the directory */
+	bool same_plan;			    /* plan_fpr is the one the feed's state was committed with */
+	long users_seen;	   /* users_seen of the last ok run: a run with nothing to plan repeats it */
+	bool nothing;		   /* the feed changed nothing and same_plan: nothing to plan */
+	bool stale;		   /* the deferred image read in was not the run's cursor's */
+	struct ids_error lazy_err; /* why the deferred image could not be read in */
 };
 
 /* How a run ended: everything run_end() reports. */
@@ -119,6 +125,7 @@ struct feed_state {
 	char *fingerprint; /* the settings img and cursor were made with */
 	bool loaded;	   /* (img, cursor) is what connector_feed/_image held at the last look */
 	bool whole;	   /* img did not start from the stored image: its commit rewrites it all */
+	size_t records;	   /* img deferred (ids_image_defer): the records stored with the cursor */
 };
 
 struct ids_feeds {
@@ -574,6 +581,74 @@ static int check_plan(struct run *rn, struct ids_plan *plan, size_t snapshot_use
 	return 0;
 }
 
+/* Applies a plan the thresholds (or approve) let through, in one
+ * transaction with the run's row, its feed's cursor and its seat book,
+ * and ends the run. */
+static void apply_plan(struct run *rn, const struct ids_plan *plan)
+{
+	struct ids_sync_result *res = rn->res;
+	struct ids_error e = {0};
+	const struct ids_run row = {.connector = rn->conn,
+				    .started_at = rn->started,
+				    .status = "ok",
+				    .counts = &plan->counts,
+				    .id = rn->id,
+				    .read_kind = rn->read_kind,
+				    .feed = rn->feed,
+				    .seats = rn->seats};
+	ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
+	int r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
+	res->t.apply = lap(&rn->mark);
+	res->peak_rss_kib = peak_rss_kib();
+	if (r < 0) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+					  .status = "failed",
+					  .error = ids_error_text(&e),
+					  .error_code = e.code,
+					  .what = "apply",
+					  .plan = plan});
+	} else {
+		res->rows_written = ids_store_rows_written(rn->st);
+		log_user_changes(rn, plan);
+		run_end(rn, &(struct end){
+				.exit_code = IDS_EXIT_OK, .status = "ok", .plan = plan, .recorded = true});
+		if (rn->o->approve_run)
+			approve_mark(rn);
+		else if (rn->idp && !rn->o->only_user) /* a held plan is a full run's */
+			settle_held(rn);
+	}
+	ids_error_clear(&e);
+}
+
+/* The feed changed nothing in the image and the plan's inputs are those
+ * of the last committed run: the platform holds this plan already (but
+ * for hand edits of its tables, which full_every and --full repair:
+ * docs/changes.md).  No replay, no rules, no state loaded, no diff: an
+ * empty plan, applied as any (the run's row and the new cursor in one
+ * transaction; the seat book stays, as no grant moves), or printed by a
+ * plan.  users_seen repeats the last run's: the directory is the same. */
+static void end_no_change(struct run *rn)
+{
+	struct ids_plan *plan = calloc(1, sizeof(*plan));
+	if (!plan) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+					  .status = "failed",
+					  .error = ids_strerror(-ENOMEM),
+					  .error_code = -ENOMEM});
+		return;
+	}
+	plan->connector = rn->conn;
+	plan->idp = rn->idp;
+	plan->verdict = IDS_VERDICT_OK;
+	plan->counts.users_seen = rn->users_seen;
+	rn->seats = NULL;
+	if (rn->o->dry_run)
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
+	else
+		apply_plan(rn, plan);
+	ids_plan_free(plan);
+}
+
 /* Diff, safety, apply, and the end of the run: the part shared by sync
  * and retire.  Takes the finished snapshot and the current state. */
 static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, const struct ids_desired_set *des,
@@ -617,37 +692,7 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 	} else if (rn->o->dry_run) {
 		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
 	} else {
-		const struct ids_run row = {.connector = rn->conn,
-					    .started_at = rn->started,
-					    .status = "ok",
-					    .counts = &plan->counts,
-					    .id = rn->id,
-					    .read_kind = rn->read_kind,
-					    .feed = rn->feed,
-					    .seats = rn->seats};
-		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
-		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
-		res->t.apply = lap(&rn->mark);
-		res->peak_rss_kib = peak_rss_kib();
-		if (r < 0) {
-			run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
-						  .status = "failed",
-						  .error = ids_error_text(&e),
-						  .error_code = e.code,
-						  .what = "apply",
-						  .plan = plan});
-		} else {
-			res->rows_written = ids_store_rows_written(rn->st);
-			log_user_changes(rn, plan);
-			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
-						  .status = "ok",
-						  .plan = plan,
-						  .recorded = true});
-			if (rn->o->approve_run)
-				approve_mark(rn);
-			else if (rn->idp && !rn->o->only_user) /* a held plan is a full run's */
-				settle_held(rn);
-		}
+		apply_plan(rn, plan);
 	}
 out:
 	ids_error_clear(&e);
@@ -792,12 +837,70 @@ static bool feed_current(const struct feed_state *fs, const struct ids_feed_stat
 	       stored->fingerprint && !strcmp(stored->fingerprint, fpr);
 }
 
+/* What a plan depends on besides the directory: the configuration
+ * file's bytes (rules, catalog, licences, tenants, the connector's
+ * options) and idsyncd's version.  The whole file, not the parts one
+ * connector reads: coarser (an edit anywhere re-plans every connector
+ * once, from its image, without reading the directory) but it cannot
+ * miss an input a later change adds.  New (free), NULL on ENOMEM. */
+static char *plan_fingerprint(const struct ids_config *cfg)
+{
+	char *ret = NULL;
+	if (asprintf(&ret, "p1 %s %016llx", IDSYNCD_VERSION, (unsigned long long)cfg->digest) < 0)
+		ret = NULL;
+	return ret;
+}
+
+/* ids_image_defer's fn: the stored image of the run's feed, read in when
+ * the feed's first change needs it.  It must be the image stored with the
+ * cursor the run read from; when it is not (another instance committed
+ * meanwhile — a plan holds no lock —, rows lost) the run is marked stale
+ * and pull() reads everything again. */
+static int feed_read_in(struct ids_image *img, void *ud)
+{
+	struct run *rn = ud;
+	const struct feed_state *fs = rn->use;
+	struct ids_feed_state stored = {0};
+	bool loaded = false;
+	int64_t t0 = ids_mono_usec();
+	int r = ids_store_feed_load(rn->st, rn->conn, fs->fingerprint, &stored, img, &loaded, &rn->lazy_err);
+	if (r >= 0 && (!loaded || !stored.cursor || stored.cursor_len != fs->cursor_len ||
+		       memcmp(stored.cursor, fs->cursor, fs->cursor_len))) {
+		rn->stale = true;
+		r = ids_error_set(&rn->lazy_err, -ESTALE,
+				  "change feed: the stored image is not the one of the cursor read from");
+	}
+	ids_feed_state_clear(&stored);
+	if (r >= 0)
+		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+			"change feed: %zu users, %zu groups read back in %.2f s (a change needs them)",
+			ids_image_nusers(img), ids_image_ngroups(img), (ids_mono_usec() - t0) / 1e6);
+	return r;
+}
+
+/* Why a stored state that feed_prepare could not use was discarded
+ * (static), or NULL when there is no cursor to discard. */
+static const char *reset_why(const struct ids_feed_state *stored, const char *fpr)
+{
+	if (!stored->cursor)
+		return NULL;
+	if (!stored->fingerprint)
+		return "no stored image goes with the stored cursor";
+	if (strcmp(stored->fingerprint, fpr))
+		return "the connector's settings changed since the stored cursor "
+		       "(bases, filters, attributes, or the attributes the rules read)";
+	return "the stored image does not hold the records stored with its cursor";
+}
+
 /* Before the run's reads: the feed it may read (rn->use), its image and
  * cursor those in PostgreSQL.  The process's own are kept when they still
  * are the stored ones (one row read); otherwise (first run, another
- * instance committed, other settings) the stored image is read back, or,
- * when it was made with other settings or is missing, dropped with the
- * reason (rn->reset_why) and everything is read.  A failure to read the
+ * instance committed, other settings) the stored cursor is taken and its
+ * image deferred (ids_image_defer: read in only when a change needs it;
+ * a run that finds no change never reads it), or, when it was made with
+ * other settings or is missing, dropped with the reason (rn->reset_why)
+ * and everything is read.  Also whether the plan's inputs are those the
+ * stored state was planned with (rn->same_plan).  A failure to read the
  * stored state is the database's: the run fails before any read. */
 static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 			const struct ids_connector_ops *ops, const struct ids_strv *rule_attrs,
@@ -806,50 +909,75 @@ static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 	struct feed_state *fs = use_feed(rn, cc, ops);
 	struct ids_feed_state stored = {0};
 	char *fpr = fs ? fingerprint(cc, rule_attrs) : NULL;
-	bool loaded = false;
 	int r = 0;
 	rn->use = NULL;
-	if (!fpr) /* no feed, or out of memory: a full read */
-		return 0;
-	if ((r = ids_store_feed_get(rn->st, cc->name, &stored, e)) < 0 || feed_current(fs, &stored, fpr))
+	if (!fpr || !(rn->plan_fpr = plan_fingerprint(rn->cfg))) /* no feed, or ENOMEM: a full read */
 		goto out;
-	ids_feed_state_clear(&stored);
+	if ((r = ids_store_feed_get(rn->st, cc->name, &stored, e)) < 0)
+		goto out;
+	rn->same_plan = stored.plan_fingerprint && !strcmp(stored.plan_fingerprint, rn->plan_fpr);
+	rn->users_seen = stored.last_users_seen;
+	if (feed_current(fs, &stored, fpr))
+		goto use;
 	if (!feed_forget(fs)) {
 		r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
 		goto out;
 	}
-	int64_t t0 = ids_mono_usec();
-	r = ids_store_feed_load(rn->st, cc->name, fpr, &stored, fs->img, &loaded, e);
-	if (r < 0 || !loaded) {
-		if (!feed_forget(fs) && r >= 0)
-			r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
-		if (r >= 0 && stored.cursor)
-			rn->reset_why =
-			    !stored.fingerprint ? "no stored image goes with the stored cursor"
-			    : strcmp(stored.fingerprint, fpr)
-				? "the connector's settings changed since the stored cursor "
-				  "(bases, filters, attributes, or the attributes the rules read)"
-				: "the stored image does not hold the records stored with its cursor";
-	} else {
+	if (stored.cursor && stored.fingerprint && !strcmp(stored.fingerprint, fpr) &&
+	    stored.image_records >= 0) {
 		fs->cursor = stored.cursor;
 		fs->cursor_len = stored.cursor_len;
 		stored.cursor = NULL;
+		fs->records = (size_t)stored.image_records;
 		fs->whole = false;
-		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
-			"change feed: %zu users, %zu groups read back in %.2f s", ids_image_nusers(fs->img),
-			ids_image_ngroups(fs->img), (ids_mono_usec() - t0) / 1e6);
+		ids_image_defer(fs->img, NULL, NULL); /* armed below, for this run */
+	} else {
+		rn->reset_why = reset_why(&stored, fpr);
 	}
 	fs->full_at = stored.last_full_at;
-	fs->loaded = r >= 0;
+	fs->loaded = true;
 	free(fs->fingerprint);
 	fs->fingerprint = fpr;
 	fpr = NULL;
+use:
+	if (ids_image_deferred(fs->img))
+		ids_image_defer(fs->img, feed_read_in, rn);
+	rn->use = fs;
 out:
-	if (r >= 0)
-		rn->use = fs;
 	free(fpr);
 	ids_feed_state_clear(&stored);
 	return r;
+}
+
+/* The feed's read (ops->pull_changes).  When the deferred image read in
+ * at the first change turns out not to be the cursor's (feed_read_in),
+ * everything is read again through the feed, in this run, into an empty
+ * image (a reset with its reason).  When it could not be read at all,
+ * the run fails with the database's error, not the connector's. */
+static int read_changes(struct run *rn, const struct ids_connector_cfg *cc,
+			const struct ids_connector_ops *ops, const struct ids_pull_ctx *ctx,
+			struct ids_feed_pull *fp, struct ids_error *e)
+{
+	struct feed_state *fs = rn->use;
+	int r = ops->pull_changes(cc, ctx, fp, e);
+	if (r >= 0 || !rn->lazy_err.code)
+		return r;
+	ids_error_clear(e);
+	if (!rn->stale) {
+		fs->loaded = false; /* the next run reads the stored state again */
+		return ids_error_set(e, rn->lazy_err.code, "%s", ids_error_text(&rn->lazy_err));
+	}
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "%s", ids_error_text(&rn->lazy_err));
+	ids_error_clear(&rn->lazy_err);
+	rn->stale = false;
+	ids_image_rollback(fs->img);
+	if (!feed_forget(fs))
+		return ids_error_set(e, -ENOMEM, "change feed: out of memory");
+	fs->loaded = true; /* the empty image, no cursor: what the commit will store */
+	rn->reset_why = "the stored image does not hold the records stored with its cursor (rows "
+			"lost, or another instance committed meanwhile)";
+	*fp = (struct ids_feed_pull){.image = fs->img};
+	return ops->pull_changes(cc, ctx, fp, e);
 }
 
 /* The directory read: through the change feed into its image, replayed
@@ -872,7 +1000,7 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		fp.cursor_len = fs->cursor_len;
 	}
 	rn->read_kind = fp.cursor ? "incremental" : "full";
-	int r = ops->pull_changes(cc, ctx, &fp, e);
+	int r = read_changes(rn, cc, ops, ctx, &fp, e);
 	/* LDAP's size limit on the unpaged refresh; Graph's IDS_E_LIMIT is
 	 * throttling that outlasted the retries: the next run tries again */
 	if (r == IDS_E_UNSUPPORTED || (r == IDS_E_LIMIT && cc->type == IDS_CONN_LDAP)) {
@@ -895,23 +1023,40 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
 			fp.reset_reason);
 	}
-	rn->fc =
-	    (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
-				     .cursor = fp.new_cursor,
-				     .cursor_len = fp.new_cursor_len,
-				     .cursor_server = fp.cursor_server,
-				     .cursor_invocation_id = fp.cursor_invocation_id,
-				     .reset_reason = fp.reset_reason,
-				     .fingerprint = fs->fingerprint,
-				     .image_records = ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
-				     .image = fs->img,
-				     .image_whole = fs->whole};
+	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
+					  .cursor = fp.new_cursor,
+					  .cursor_len = fp.new_cursor_len,
+					  .cursor_server = fp.cursor_server,
+					  .cursor_invocation_id = fp.cursor_invocation_id,
+					  .reset_reason = fp.reset_reason,
+					  .fingerprint = fs->fingerprint,
+					  .image_records =
+					      ids_image_deferred(fs->img)
+						  ? fs->records
+						  : ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
+					  .image = fs->img,
+					  .image_whole = fs->whole,
+					  .plan_fingerprint = rn->plan_fpr};
 	rn->feed = &rn->fc;
+	/* The image as the last committed run left it (no record changed:
+	 * a record sent again with the same content is no change), planned
+	 * with the same inputs: the platform holds this plan already. */
+	rn->nothing = fp.cursor && !fp.reset_reason && rn->same_plan && !ids_image_nchanged(fs->img) &&
+		      !rn->o->approve_run;
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes%s", fp.changes,
+		rn->nothing ? ", the image unchanged and the plan's inputs the same: nothing to plan" : "");
+	return 0;
+}
+
+/* The feed's image into the snapshot, after pull() read the feed. */
+static int feed_replay(struct run *rn, struct ids_snapshot *snap, struct ids_error *e)
+{
 	int64_t t0 = ids_mono_usec();
-	if ((r = ids_image_replay(fs->img, snap)) < 0)
+	int r = ids_image_replay(rn->fs->img, snap);
+	if (r < 0)
 		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
-	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes; image replayed in %.2f s",
-		fp.changes, (ids_mono_usec() - t0) / 1e6);
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: image replayed in %.2f s",
+		(ids_mono_usec() - t0) / 1e6);
 	return 0;
 }
 
@@ -939,6 +1084,13 @@ static void feed_end(struct run *rn, bool committed)
 	free((void *)rn->fc.reset_reason);
 	rn->fc = (struct ids_feed_commit){0};
 	rn->fs = NULL;
+	if (rn->use && ids_image_deferred(rn->use->img))
+		ids_image_defer(rn->use->img, NULL, NULL); /* its fn's run ends here */
+	if (rn->use && rn->lazy_err.code)
+		rn->use->loaded = false; /* half read in: the next run reads it again */
+	free(rn->plan_fpr);
+	rn->plan_fpr = NULL;
+	ids_error_clear(&rn->lazy_err);
 }
 
 /* `sync --user` loads only the rows its person's plan can touch
@@ -977,6 +1129,15 @@ static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
 	return r;
 }
 
+/* Starts reading the current state in the background, unless the run
+ * loads only some rows (load_some) after the read. */
+static int load_start(struct run *rn, const struct ids_connector_cfg *cc, struct work *w)
+{
+	if (load_some(rn, cc))
+		return 0;
+	return ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader);
+}
+
 /* The directory (through the connector) and, in the background meanwhile,
  * the current state (from PostgreSQL), then the rules over the snapshot.
  * On failure *ret_db says whether the database or the read failed. */
@@ -992,9 +1153,10 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	}
 	if (r >= 0)
 		r = ids_snapshot_new(&w->snap);
-	/* neither waits for the other: the load overlaps the directory read */
-	if (r >= 0 && !load_some(rn, cc) &&
-	    (r = ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader)) < 0)
+	/* neither waits for the other: the load overlaps the directory read;
+	 * a feed's read first, which may need no plan at all (and reads
+	 * the stored image through the store's connection when it does) */
+	if (r >= 0 && !rn->use && (r = load_start(rn, cc, w)) < 0)
 		*ret_db = true;
 	if (r < 0)
 		return ids_error_set(e, r, "%s", ids_strerror(r));
@@ -1008,9 +1170,17 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .tokens = rn->o->tokens};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
 	r = pull(rn, cc, ops, &ctx, w->snap, e);
-	res->t.fetch = lap(&rn->mark);
-	if (r < 0)
+	if (r < 0 || rn->nothing) {
+		res->t.fetch = lap(&rn->mark);
 		return r;
+	}
+	if (rn->use && (r = load_start(rn, cc, w)) < 0) {
+		*ret_db = true;
+		return ids_error_set(e, r, "%s", ids_strerror(r));
+	}
+	if (rn->fs && (r = feed_replay(rn, w->snap, e)) < 0)
+		return r;
+	res->t.fetch = lap(&rn->mark);
 	ids_progress_phase(rn->o->prog, IDS_PHASE_RESOLVING);
 	r = ids_snapshot_finish(w->snap);
 	res->t.resolve = lap(&rn->mark);
@@ -1119,13 +1289,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	 * last_full_at and clears any cursor, which would not describe the
 	 * state this run commits. */
 	static const struct ids_feed_commit full_read = {.full = true};
-	rn.read_kind = "full";
-	rn.feed = &full_read;
-	if (o->only_user) {
-		/* one person: the feed's cursor and last_full_at stay as they are */
-		rn.read_kind = "user";
-		rn.feed = NULL;
-	}
+	/* one person (--user): the feed's cursor and last_full_at stay as they are */
+	rn.read_kind = o->only_user ? "user" : "full";
+	rn.feed = o->only_user ? NULL : &full_read;
 
 	if (run_begin(&rn, &e) < 0) {
 		end_db_failed(&rn, &e);
@@ -1158,6 +1324,10 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			end_db_failed(&rn, &e);
 		else
 			end_pull_failed(&rn, &e);
+		goto out;
+	}
+	if (rn.nothing) {
+		end_no_change(&rn);
 		goto out;
 	}
 	const char *only = o->only_user ? target(&rn, w.snap) : NULL;

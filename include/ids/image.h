@@ -138,7 +138,22 @@ void ids_image_commit(struct ids_image *img);
  * away).  Cannot fail: the old records were kept. */
 void ids_image_rollback(struct ids_image *img);
 
-/* Records now in the image. */
+/* Defers reading img's stored records in (the image is empty, and
+ * stands for them): fn(img, ud) adds them with ids_image_load, once,
+ * when the first call that needs records comes (a record begun, a
+ * delete, a present key, a lookup, a replay, the counts,
+ * ids_image_each of every record).  A feed read that finds no change
+ * never calls it: a restarted daemon asks the directory with the stored
+ * cursor alone.  fn's failure is returned by that call and every later
+ * one: the image is then unusable (free it).  fn NULL: disarmed (fn's ud
+ * is gone); the next call that needs records fails with -EINVAL until
+ * ids_image_defer arms it again.  Commit, rollback, ids_image_nchanged
+ * and ids_image_each(changed_only) do not read records in. */
+void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud);
+/* True while the deferred records are not read in. */
+bool ids_image_deferred(const struct ids_image *img);
+
+/* Records now in the image (a deferred image reads them in first). */
 size_t ids_image_nusers(const struct ids_image *img);
 size_t ids_image_ngroups(const struct ids_image *img);
 
