@@ -84,6 +84,11 @@ static int need(const struct ids_image *cimg)
 	return r < 0 ? r : 0;
 }
 
+int ids_image_read_in(struct ids_image *img)
+{
+	return need(img);
+}
+
 int ids_image_new(struct ids_image **ret)
 {
 	struct ids_image *img = calloc(1, sizeof(*img));

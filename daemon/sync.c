@@ -949,24 +949,48 @@ out:
 	return r;
 }
 
-/* The feed's read (ops->pull_changes).  When the deferred image read in
- * at the first change turns out not to be the cursor's (feed_read_in),
- * everything is read again through the feed, in this run, into an empty
- * image (a reset with its reason).  When it could not be read at all,
- * the run fails with the database's error, not the connector's. */
+/* Whether the feed read fp leaves nothing to plan: the image as the last
+ * committed run left it (no record changed: a record sent again with the
+ * same content is no change), and the plan's inputs the same — the
+ * platform holds this plan already.  Not for approve, which compares a
+ * plan. */
+static bool nothing_to_plan(const struct run *rn, const struct ids_feed_pull *fp)
+{
+	return fp->cursor && !fp->reset_reason && !rn->reset_why && rn->same_plan &&
+	       !ids_image_nchanged(rn->use->img) && !rn->o->approve_run;
+}
+
+/* The feed's read (ops->pull_changes), and the deferred image read in
+ * when the run will plan.  When that image turns out not to be the
+ * cursor's (feed_read_in), everything is read again through the feed, in
+ * this run, into an empty image (a reset with its reason).  When it could
+ * not be read at all, the run fails with the database's error, not the
+ * connector's. */
 static int read_changes(struct run *rn, const struct ids_connector_cfg *cc,
 			const struct ids_connector_ops *ops, const struct ids_pull_ctx *ctx,
 			struct ids_feed_pull *fp, struct ids_error *e)
 {
 	struct feed_state *fs = rn->use;
 	int r = ops->pull_changes(cc, ctx, fp, e);
+	bool pulled = r >= 0;
+	if (pulled && !nothing_to_plan(rn, fp))
+		r = ids_image_read_in(fs->img);
 	if (r >= 0 || !rn->lazy_err.code)
 		return r;
 	ids_error_clear(e);
 	if (!rn->stale) {
 		fs->loaded = false; /* the next run reads the stored state again */
-		return ids_error_set(e, rn->lazy_err.code, "%s", ids_error_text(&rn->lazy_err));
+		r = ids_error_set(e, rn->lazy_err.code, "%s", ids_error_text(&rn->lazy_err));
 	}
+	if (pulled) { /* its outputs: the connector frees them only on its own failure */
+		free(fp->new_cursor);
+		free(fp->reset_reason);
+		free(fp->cursor_server);
+		free(fp->cursor_invocation_id);
+		*fp = (struct ids_feed_pull){.image = fs->img};
+	}
+	if (!rn->stale)
+		return r;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "%s", ids_error_text(&rn->lazy_err));
 	ids_error_clear(&rn->lazy_err);
 	rn->stale = false;
@@ -1038,11 +1062,7 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 					  .image_whole = fs->whole,
 					  .plan_fingerprint = rn->plan_fpr};
 	rn->feed = &rn->fc;
-	/* The image as the last committed run left it (no record changed:
-	 * a record sent again with the same content is no change), planned
-	 * with the same inputs: the platform holds this plan already. */
-	rn->nothing = fp.cursor && !fp.reset_reason && rn->same_plan && !ids_image_nchanged(fs->img) &&
-		      !rn->o->approve_run;
+	rn->nothing = nothing_to_plan(rn, &fp);
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes%s", fp.changes,
 		rn->nothing ? ", the image unchanged and the plan's inputs the same: nothing to plan" : "");
 	return 0;

@@ -152,6 +152,9 @@ void ids_image_rollback(struct ids_image *img);
 void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud);
 /* True while the deferred records are not read in. */
 bool ids_image_deferred(const struct ids_image *img);
+/* Reads the deferred records in now (0 when there are none to read):
+ * before the caller's next use of what fn reads from. */
+int ids_image_read_in(struct ids_image *img);
 
 /* Records now in the image (a deferred image reads them in first). */
 size_t ids_image_nusers(const struct ids_image *img);
