@@ -711,6 +711,54 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 	return 0;
 }
 
+/* ---- what changed, for the re-plan ---- */
+
+struct changed {
+	int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud);
+	void *ud;
+	unsigned char kind; /* of the record walked */
+};
+
+/* each_op's fn for ids_image_changed: the values image.h names. */
+static int changed_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+		       size_t nb, void *ud)
+{
+	struct changed *c = ud;
+	int r = 0;
+	if ((op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_EXTERNAL_ID)
+		r = c->fn(c->kind == K_USER ? IDS_IMAGE_USERS : IDS_IMAGE_GROUPS, IDS_REF_ID, a, na, c->ud);
+	else if (op == OP_GROUP_MEMBER)
+		r = c->fn(IDS_IMAGE_MEMBERS, (enum ids_ref)arg, b, nb, c->ud);
+	return r < 0 ? r : 0;
+}
+
+static int changed_rec(struct changed *c, unsigned char kind, const unsigned char *ops, size_t len)
+{
+	const struct rec rc = {.kind = kind, .ops = (unsigned char *)ops, .len = len};
+	c->kind = kind;
+	return kind == K_NONE ? 0 : each_op(&rc, changed_one, c);
+}
+
+int ids_image_changed(const struct ids_image *img,
+		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud)
+{
+	struct changed c = {.fn = fn, .ud = ud};
+	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
+	int r = seen ? 0 : -ENOMEM;
+	/* the first undo entry of a key holds it as at the last commit */
+	for (size_t u = 0; r >= 0 && u < img->nundo; u++) {
+		const struct undo *un = &img->undo[u];
+		const struct rec *now = &img->recs[un->idx];
+		if (seen[un->idx])
+			continue;
+		seen[un->idx] = 1;
+		if ((r = changed_rec(&c, un->kind, un->ops, un->len)) >= 0)
+			r = changed_rec(&c, now->kind, now->ops, now->len);
+	}
+	free(seen);
+	return r < 0 ? r : 0;
+}
+
 /* ---- ids_image_group_edit ---- */
 
 /* A member value as the edit compares it: a DN normalized (raw when it

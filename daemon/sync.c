@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ids/catalog.h"
+#include "ids/dn.h"
 #include "ids/connector.h"
 #include "ids/explain.h"
 #include "ids/hold.h"
@@ -730,12 +731,19 @@ struct work {
 	struct ids_current *cur;
 	struct ids_store_loader *loader;
 	struct ids_seat_book seats; /* licences: the book to save */
+	/* an incremental re-plan (replan_some): the external ids of the users
+	 * a change can reach (keys, owned) and their set (borrows them) */
+	bool some;
+	struct ids_strv keys;
+	struct ids_strmap only;
 };
 
 static void work_free(struct work *w)
 {
 	ids_store_load_abandon(w->loader); /* waits for it: the store is ours again */
 	ids_strv_free(&w->attrs);
+	ids_strmap_free(&w->only);
+	ids_strv_free(&w->keys);
 	ids_seat_book_clear(&w->seats);
 	ids_current_free(w->cur);
 	ids_desired_set_free(w->des);
@@ -1129,10 +1137,17 @@ static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
 	struct ids_strv v[3] = {{0}};
 	static const enum ids_field by[3] = {IDS_F_EXTERNAL_ID, IDS_F_USERNAME, IDS_F_EMAIL};
 	int r = 0;
-	for (size_t i = 0; i < w->snap->nusers && r >= 0; i++)
-		for (size_t k = 0; k < 3 && r >= 0; k++)
+	for (size_t i = 0; i < w->snap->nusers && r >= 0; i++) {
+		const char *ext = w->snap->users[i].f[IDS_F_EXTERNAL_ID];
+		if (w->some && (!ext || !ids_strmap_get(&w->only, ext, NULL)))
+			continue;
+		for (size_t k = w->some ? 1 : 0; k < 3 && r >= 0; k++)
 			if (w->snap->users[i].f[by[k]])
 				r = ids_strv_push(&v[k], w->snap->users[i].f[by[k]]);
+	}
+	/* a re-plan's every key: those of users gone too (their rows) */
+	for (size_t i = 0; w->some && i < w->keys.n && r >= 0; i++)
+		r = ids_strv_push(&v[0], w->keys.v[i]);
 	int64_t t0 = ids_mono_usec();
 	if (r < 0)
 		r = ids_error_set(e, r, "%s", ids_strerror(r));
@@ -1141,19 +1156,120 @@ static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
 	rn->res->t.load = (double)(ids_mono_usec() - t0) / 1e6;
 	if (r >= 0)
 		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
-			"loaded %zu users, %zu grants: the person's rows (and %zu managed grants of the "
-			"others counted)",
+			"loaded %zu users, %zu grants: the rows the plan can touch (and %zu managed grants "
+			"of the others counted)",
 			w->cur->nusers, w->cur->ngrants, w->cur->managed_others);
 	for (size_t k = 0; k < 3; k++)
 		ids_strv_free(&v[k]);
 	return r;
 }
 
+/* An incremental run plans only the users a change can reach: read
+ * through the feed from the cursor, with the plan inputs of the last
+ * committed run (else everyone's plan may change), for a company without
+ * licences (their seat counts need every holder, as for `sync --user`),
+ * not for approve (it compares a whole plan with the held one). */
+static bool replan_some(const struct run *rn, const struct ids_connector_cfg *cc)
+{
+	return rn->fs && !rn->fc.full && rn->same_plan && !rn->o->approve_run && !rn->o->only_user &&
+	       !ids_sync_licensed(rn->cfg, cc);
+}
+
+/* What the feed changed (ids_image_changed), as the re-plan looks it up. */
+struct reach {
+	struct work *w;
+	struct ids_strmap gid, dn, id, name; /* changed groups; member refs of their records */
+	struct ids_strv owned;		     /* the maps' keys */
+};
+
+/* Adds key to m (a copy kept in rc->owned); 0 or -ENOMEM. */
+static int reach_put(struct reach *rc, struct ids_strmap *m, char *key)
+{
+	if (!key || ids_strv_push(&rc->owned, key) < 0) {
+		free(key);
+		return -ENOMEM;
+	}
+	free(key);
+	int r = ids_strmap_put(m, rc->owned.v[rc->owned.n - 1], 0, NULL);
+	return r < 0 ? r : 0;
+}
+
+/* ids_image_changed's fn: users changed go into the set at once (one
+ * deleted or gone out of scope is loaded by its external id and
+ * deactivated); the rest waits for the snapshot. */
+static int reach_one(int what, enum ids_ref kind, const char *v, size_t n, void *ud)
+{
+	struct reach *rc = ud;
+	char *dn = NULL;
+	if (what == IDS_IMAGE_USERS) {
+		char *k = strndup(v, n);
+		int r = k ? ids_strv_push(&rc->w->keys, k) : -ENOMEM;
+		free(k);
+		return r < 0 ? r : 0;
+	}
+	if (what == IDS_IMAGE_GROUPS)
+		return reach_put(rc, &rc->gid, strndup(v, n));
+	if (kind == IDS_REF_DN) /* a malformed DN names nothing, as in the snapshot */
+		return ids_dn_normalize(v, n, &dn) < 0 ? 0 : reach_put(rc, &rc->dn, dn);
+	return reach_put(rc, kind == IDS_REF_ID ? &rc->id : &rc->name, strndup(v, n));
+}
+
+/* Whether user u of the snapshot is reached: named by a member reference
+ * of a changed group's record (old or new), or in a group (directly or
+ * nested) that changed or that such a reference names. */
+static bool reached(const struct reach *rc, const struct ids_user *u, const bool *hit)
+{
+	const char *ext = u->f[IDS_F_EXTERNAL_ID], *dn = u->f[IDS_F_DN], *name = u->f[IDS_F_USERNAME];
+	if ((ext && ids_strmap_get(&rc->id, ext, NULL)) || (dn && ids_strmap_get(&rc->dn, dn, NULL)) ||
+	    (name && ids_strmap_get(&rc->name, name, NULL)))
+		return true;
+	for (size_t j = 0; j < u->ngroups; j++)
+		if (hit[u->groups[j]])
+			return true;
+	return false;
+}
+
+/* The users whose desired state this run's changes can reach, into
+ * w->keys and w->only (the snapshot finished, its groups still there):
+ * the users changed, and for each changed group C the transitive members
+ * (in the new snapshot) of every reference in C's old and new record, and
+ * C's own.  Sound: a path from a changed edge down to a user goes on
+ * through edges that are unchanged or changed themselves, and the undo
+ * log holds the old record of everything this run changed. */
+static int reach_users(struct run *rn, struct work *w, struct ids_error *e)
+{
+	struct reach rc = {.w = w};
+	const struct ids_snapshot *s = w->snap;
+	bool *hit = calloc(s->ngroups ? s->ngroups : 1, sizeof(*hit));
+	int r = hit ? ids_image_changed(rn->fs->img, reach_one, &rc) : -ENOMEM;
+	for (size_t g = 0; r >= 0 && g < s->ngroups; g++) {
+		const struct ids_group *gr = &s->groups[g];
+		hit[g] = ids_strmap_get(&rc.gid, gr->id, NULL) || ids_strmap_get(&rc.id, gr->id, NULL) ||
+			 (gr->dn && ids_strmap_get(&rc.dn, gr->dn, NULL));
+	}
+	for (size_t i = 0; r >= 0 && i < s->nusers; i++)
+		if (s->users[i].f[IDS_F_EXTERNAL_ID] && reached(&rc, &s->users[i], hit))
+			r = ids_strv_push(&w->keys, s->users[i].f[IDS_F_EXTERNAL_ID]);
+	for (size_t i = 0; r >= 0 && i < w->keys.n; i++)
+		r = ids_strmap_put(&w->only, w->keys.v[i], 0, NULL);
+	free(hit);
+	ids_strmap_free(&rc.gid);
+	ids_strmap_free(&rc.dn);
+	ids_strmap_free(&rc.id);
+	ids_strmap_free(&rc.name);
+	ids_strv_free(&rc.owned);
+	if (r < 0)
+		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu of %zu users re-planned", w->only.len,
+		s->nusers);
+	return 0;
+}
+
 /* Starts reading the current state in the background, unless the run
  * loads only some rows (load_some) after the read. */
 static int load_start(struct run *rn, const struct ids_connector_cfg *cc, struct work *w)
 {
-	if (load_some(rn, cc))
+	if (load_some(rn, cc) || w->some)
 		return 0;
 	return ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader);
 }
@@ -1194,6 +1310,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 		res->t.fetch = lap(&rn->mark);
 		return r;
 	}
+	w->some = replan_some(rn, cc);
 	if (rn->use && (r = load_start(rn, cc, w)) < 0) {
 		*ret_db = true;
 		return ids_error_set(e, r, "%s", ids_strerror(r));
@@ -1206,7 +1323,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	res->t.resolve = lap(&rn->mark);
 	if (r < 0)
 		return ids_error_set(e, r, "snapshot: %s", ids_strerror(r));
-	if ((r = step(rn, e)) < 0)
+	if ((r = step(rn, e)) < 0 || (w->some && (r = reach_users(rn, w, e)) < 0))
 		return r;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
 		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", w->snap->nusers,
@@ -1357,7 +1474,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 					   .idp = rn.idp,
 					   .adopt_by_email = cc->adopt_by_email,
 					   .auto_create_tenants = cfg->tenants_auto_create,
-					   .only_user = only};
+					   .only_user = only,
+					   .only = w.some ? &w.only : NULL};
 	/* without licences: empty, which clears stale rows; one person's run
 	 * leaves the book to the full runs */
 	rn.seats = o->only_user ? NULL : &w.seats;

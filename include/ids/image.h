@@ -186,6 +186,18 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
  * the keys ids_image_each(changed_only) names. */
 size_t ids_image_nchanged(const struct ids_image *img);
 
+/* What changed since the last commit, for a re-plan of only the users a
+ * change can reach: for every key changed, its record as at the last
+ * commit and as it is now (either may be none), fn(what, kind, v, n, ud)
+ * with what = IDS_IMAGE_USERS: a user record's external id (kind
+ * IDS_REF_ID); IDS_IMAGE_GROUPS: a group record's external id;
+ * IDS_IMAGE_MEMBERS: one member reference of a group record (kind, the
+ * value as recorded).  Values are borrowed, not NUL-terminated.  fn < 0
+ * stops and is returned. */
+enum { IDS_IMAGE_MEMBERS = 3 };
+int ids_image_changed(const struct ids_image *img,
+		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud);
+
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the
  * order the keys were first recorded.  -EBUSY while a record is open. */

@@ -11,7 +11,13 @@
 #      from the stored image, without a full read of the directory, and
 #      applies the new rule; the run after it plans nothing again;
 #   4. a change in the directory reads the stored image back (only then)
-#      and applies the change.
+#      and re-plans only the users it can reach (docs/changes.md, "Only
+#      the affected users"): a member added to a nested group;
+#   5. a nested group removed from its parent: its members are reached
+#      through the parent's old record, and deactivated;
+#   6. a group renamed that a rule matches by a name regex: its members
+#      move to the tenant the new name gives.
+# After each run, plan --full has nothing to do.
 . "$(dirname "$0")/lib.sh"
 
 n=12
@@ -21,10 +27,20 @@ ou_create
 	group_ldif CC-Support $(for i in $(seq 1 6); do udn "r$i"; done) "$(gdn Team-A)"
 	group_ldif Team-A $(for i in $(seq 7 9); do udn "r$i"; done)
 	group_ldif CC-Admins "$(udn r1)"
+	group_ldif Sales-north "$(udn r11)" "$(udn r12)"
 } | ldif_add
+rules=$(
+	default_rules
+	cat <<-'R'
+	  - name: sales-teams
+	    match: { member_of_regex: "^Sales-([a-z]+)$" }
+	    tenant: "sales-{1}"
+	    roles: [operator]
+	R
+)
 # the account whose size limit allows the feed's unpaged refresh
 IDS_TEST_LDAP_BIND_DN=$IDS_TEST_LDAP_SYNC_DN IDS_TEST_LDAP_BIND_PW_FILE=$IDS_TEST_LDAP_SYNC_PW_FILE \
-	LOG_LEVEL=debug config_write
+	LOG_LEVEL=debug config_write "" "$rules"
 last_run() { q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1"; }
 cursor() { q "SELECT encode(cursor, 'hex') FROM connector_feed WHERE connector = 'corp'"; }
 grants() {
@@ -40,7 +56,7 @@ nothing_to_do() {
 # snapshot resolved (after the rules' read), the state loaded
 planned() {
 	has "change feed: image replayed" "$ERR" "$1: the image is replayed"
-	has "read $n users, 3 groups" "$ERR" "$1: the snapshot is made"
+	has "read $n users, 4 groups" "$ERR" "$1: the snapshot is made"
 }
 planned_nothing() {
 	has "the image unchanged and the plan's inputs the same: nothing to plan" "$ERR" "$1: nothing to plan"
@@ -109,7 +125,30 @@ ids sync
 eq 0 "$RC" "a sync after a change"
 eq "ok|incremental" "$(last_run)" "... reads the feed"
 has "read back in" "$ERR" "... reads the stored image back, as the change needs it"
+has "change feed: 4 of $n users re-planned" "$ERR" "... and re-plans the nested group's members only"
 has "1 create, 0 update, 0 deactivate, 0 reactivate, 7 grants added" "$OUT" "... and applies the change (a new member of the nested group)"
 nothing_to_do "after the change"
+
+# 5. a nested group leaves its parent: reached through the parent's old record
+printf 'dn: %s\nchangetype: modify\ndelete: member\nmember: %s\n\n' "$(gdn CC-Support)" "$(gdn Team-A)" | ldif
+ids sync
+eq 0 "$RC" "a sync after Team-A left CC-Support"
+eq "ok|incremental" "$(last_run)" "... reads the feed"
+has "change feed: 10 of $n users re-planned" "$ERR" "... re-plans CC-Support's members, old and new"
+has "0 create, 0 update, 4 deactivate" "$OUT" "... and deactivates Team-A's members"
+eq "false|true|false|false|false" \
+	"$(q "SELECT string_agg(active::text, '|' ORDER BY username) FROM app_user WHERE username IN ('r7', 'r8', 'r9', 'r10', 'r6')")" \
+	"r7..r10 are out of scope, r6 is not (by username: r10, r6, r7, r8, r9)"
+nothing_to_do "after Team-A left CC-Support"
+
+# 6. a group renamed that a rule matches by name: its members change tenant
+printf 'dn: %s\nchangetype: modrdn\nnewrdn: cn=Sales-south\ndeleteoldrdn: 1\n\n' "$(gdn Sales-north)" | ldif
+ids sync
+eq 0 "$RC" "a sync after Sales-north became Sales-south"
+eq "ok|incremental" "$(last_run)" "... reads the feed"
+has "change feed: 2 of $n users re-planned" "$ERR" "... re-plans the group's members only"
+eq "0|2" "$(q "SELECT count(*) FILTER (WHERE t.slug = 'sales-north')||'|'||count(*) FILTER (WHERE t.slug = 'sales-south') FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id")" \
+	"... who move from tenant sales-north to sales-south"
+nothing_to_do "after the rename"
 
 finish
