@@ -716,22 +716,51 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 struct changed {
 	int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud);
 	void *ud;
-	unsigned char kind; /* of the record walked */
+	unsigned char kind;	  /* of the record walked */
+	bool ids;		  /* emit the record's external id */
+	struct ids_strmap *other; /* emit only the members not in it; NULL: every member */
+	struct ids_strmap *into;  /* collect: members into it, other ops into values; emit nothing */
+	struct ids_buf values;
+	struct ids_arena *keys; /* member keys' strings */
 };
 
-/* each_op's fn for ids_image_changed: the values image.h names. */
+/* A member as a map key: its kind, then the reference.  NULL when the
+ * reference holds a NUL (no key: never equal to anything) or on ENOMEM. */
+static char *member_key(struct changed *c, unsigned char arg, const char *b, size_t nb)
+{
+	if (memchr(b, '\0', nb))
+		return NULL;
+	char *k = ids_arena_alloc(c->keys, nb + 2);
+	if (k) {
+		k[0] = (char)('0' + arg);
+		memcpy(k + 1, b, nb);
+		k[nb + 1] = '\0';
+	}
+	return k;
+}
+
+/* each_op's fn for ids_image_changed. */
 static int changed_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
 		       size_t nb, void *ud)
 {
 	struct changed *c = ud;
+	char *k = NULL;
 	int r = 0;
-	if ((op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_EXTERNAL_ID)
-		r = c->fn(c->kind == K_USER ? IDS_IMAGE_USERS : IDS_IMAGE_GROUPS, IDS_REF_ID, a, na, c->ud);
-	else if (op == OP_GROUP_MEMBER)
+	if (c->into && op != OP_GROUP_MEMBER)
+		r = encode_op(&c->values, op, arg, a, na, b, nb);
+	else if (op == OP_GROUP_MEMBER && (c->into || c->other) && !(k = member_key(c, arg, b, nb)) &&
+		 !memchr(b, '\0', nb))
+		r = -ENOMEM;
+	else if (c->into && k)
+		r = ids_strmap_put(c->into, k, 0, NULL);
+	else if (op == OP_GROUP_MEMBER && !c->into && !(k && ids_strmap_get(c->other, k, NULL)))
 		r = c->fn(IDS_IMAGE_MEMBERS, (enum ids_ref)arg, b, nb, c->ud);
+	else if (c->ids && (op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_EXTERNAL_ID)
+		r = c->fn(c->kind == K_USER ? IDS_IMAGE_USERS : IDS_IMAGE_GROUPS, IDS_REF_ID, a, na, c->ud);
 	return r < 0 ? r : 0;
 }
 
+/* A record as it was or is: its external id and every member. */
 static int changed_rec(struct changed *c, unsigned char kind, const unsigned char *ops, size_t len)
 {
 	const struct rec rc = {.kind = kind, .ops = (unsigned char *)ops, .len = len};
@@ -739,10 +768,42 @@ static int changed_rec(struct changed *c, unsigned char kind, const unsigned cha
 	return kind == K_NONE ? 0 : each_op(&rc, changed_one, c);
 }
 
+/* A group that stays a group: only the member references that differ
+ * (either way), and its id when its other values (name, DN, e-mail)
+ * changed — then every member is reached through the group itself.  A
+ * group of 100,000 members that gains one reaches that one. */
+static int changed_group(const struct changed *c, const struct undo *un, const struct rec *now)
+{
+	struct ids_strmap oldm = {0}, newm = {0};
+	struct ids_arena keys = {0};
+	const struct rec was = {.kind = K_GROUP, .ops = un->ops, .len = un->len};
+	struct changed k = {.kind = K_GROUP, .keys = &keys, .into = &oldm};
+	int r = each_op(&was, changed_one, &k);
+	struct ids_buf oldv = k.values;
+	k.values = (struct ids_buf){0};
+	k.into = &newm;
+	if (r >= 0)
+		r = each_op(now, changed_one, &k);
+	bool same = oldv.len == k.values.len && (!oldv.len || !memcmp(oldv.p, k.values.p, oldv.len));
+	struct changed e = {
+	    .fn = c->fn, .ud = c->ud, .kind = K_GROUP, .ids = !same, .other = &newm, .keys = &keys};
+	if (r >= 0)
+		r = each_op(&was, changed_one, &e);
+	e.other = &oldm;
+	if (r >= 0)
+		r = each_op(now, changed_one, &e);
+	ids_buf_free(&oldv);
+	ids_buf_free(&k.values);
+	ids_strmap_free(&oldm);
+	ids_strmap_free(&newm);
+	ids_arena_free(&keys);
+	return r;
+}
+
 int ids_image_changed(const struct ids_image *img,
 		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud)
 {
-	struct changed c = {.fn = fn, .ud = ud};
+	struct changed c = {.fn = fn, .ud = ud, .ids = true};
 	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
 	int r = seen ? 0 : -ENOMEM;
 	/* the first undo entry of a key holds it as at the last commit */
@@ -752,7 +813,9 @@ int ids_image_changed(const struct ids_image *img,
 		if (seen[un->idx])
 			continue;
 		seen[un->idx] = 1;
-		if ((r = changed_rec(&c, un->kind, un->ops, un->len)) >= 0)
+		if (un->kind == K_GROUP && now->kind == K_GROUP)
+			r = changed_group(&c, un, now);
+		else if ((r = changed_rec(&c, un->kind, un->ops, un->len)) >= 0)
 			r = changed_rec(&c, now->kind, now->ops, now->len);
 	}
 	free(seen);

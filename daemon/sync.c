@@ -1232,10 +1232,14 @@ static bool reached(const struct reach *rc, const struct ids_user *u, const bool
 /* The users whose desired state this run's changes can reach, into
  * w->keys and w->only (the snapshot finished, its groups still there):
  * the users changed, and for each changed group C the transitive members
- * (in the new snapshot) of every reference in C's old and new record, and
- * C's own.  Sound: a path from a changed edge down to a user goes on
- * through edges that are unchanged or changed themselves, and the undo
- * log holds the old record of everything this run changed. */
+ * (in the new snapshot) of every reference in C's old record or its new
+ * one but not both, and all of C's own when its name, DN or e-mail
+ * changed (ids_image_changed).  Sound: a user's desired state depends on
+ * its record and the groups it is in, transitively, with their values; a
+ * path from a changed edge down to the user goes on through edges that
+ * are unchanged or changed themselves, and the undo log holds the old
+ * record of everything this run changed.  An edge in both records of C
+ * changes nothing by itself. */
 static int reach_users(struct run *rn, struct work *w, struct ids_error *e)
 {
 	struct reach rc = {.w = w};

@@ -192,8 +192,10 @@ size_t ids_image_nchanged(const struct ids_image *img);
  * with what = IDS_IMAGE_USERS: a user record's external id (kind
  * IDS_REF_ID); IDS_IMAGE_GROUPS: a group record's external id;
  * IDS_IMAGE_MEMBERS: one member reference of a group record (kind, the
- * value as recorded).  Values are borrowed, not NUL-terminated.  fn < 0
- * stops and is returned. */
+ * value as recorded).  A group that was and is a group gives only the
+ * member references that are in one record and not the other (compared
+ * as recorded), and its id only when its other values changed.  Values
+ * are borrowed, not NUL-terminated.  fn < 0 stops and is returned. */
 enum { IDS_IMAGE_MEMBERS = 3 };
 int ids_image_changed(const struct ids_image *img,
 		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud);
