@@ -749,6 +749,62 @@ static void test_defer(void **state)
 	ids_image_free(src);
 }
 
+/* ids_image_changed: what a re-plan must reach, and no more. */
+static int note_change(int what, enum ids_ref kind, const char *v, size_t n, void *ud)
+{
+	char *out = ud;
+	size_t len = strlen(out);
+	snprintf(out + len, 512 - len, "%s%d:%d:%.*s", len ? " " : "", what, (int)kind, (int)n, v);
+	return 0;
+}
+
+static void test_changed(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	char got[512] = "";
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	ids_image_commit(img);
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "");
+
+	/* a member more, one less: those two references only, not the
+	 * member both records name, and not the group's id (its values
+	 * are the same) */
+	const struct entry cc2 = {.group = true,
+				  .id = "G2",
+				  .name = "CC-Support",
+				  .dn = GDN("CC-Support"),
+				  .members = {GDN("Team"), UDN("bob")}};
+	image_put(img, "k-cc", &cc2);
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "3:0:" UDN("alice") " 3:0:" UDN("bob"));
+	ids_image_rollback(img);
+
+	/* renamed: every member is reached through the group's id */
+	const struct entry team2 = {
+	    .group = true, .id = "G1", .name = "Team-2", .dn = GDN("Team-2"), .members = {UDN("bob")}};
+	image_put(img, "k-team", &team2);
+	got[0] = '\0';
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "2:1:G1 2:1:G1");
+	ids_image_rollback(img);
+
+	/* a user changed (its id, old and new), a group deleted (its id and
+	 * every member of its old record) */
+	const struct entry bob2 = {.id = "U2", .name = "bob", .dn = UDN("bob"), .dept = "Sales"};
+	image_put(img, "k-bob", &bob2);
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_GROUPS), 1);
+	got[0] = '\0';
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "1:1:U2 1:1:U2 2:1:G1 3:0:" UDN("bob"));
+	ids_image_free(img);
+}
+
 static unsigned long rnd(unsigned long *s)
 {
 	*s = *s * 6364136223846793005UL + 1442695040888963407UL;
@@ -881,6 +937,7 @@ int main(void)
 	    cmocka_unit_test(test_member_edits),
 	    cmocka_unit_test(test_storage),
 	    cmocka_unit_test(test_defer),
+	    cmocka_unit_test(test_changed),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);
