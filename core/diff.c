@@ -507,6 +507,7 @@ static int index_current(struct diff *x)
 				x->p->active_managed++;
 		}
 	}
+	x->p->active_managed += (long)c->active_others; /* a partial load's others */
 	for (size_t i = 0; i < c->tenants.n; i++)
 		if ((r = ids_strmap_put(&x->tenants, c->tenants.v[i], 1, NULL)) < 0)
 			goto out;
@@ -603,6 +604,8 @@ static const char *invalid_why(const struct ids_user *u)
 /* `sync --user`: true for a snapshot entry or row this plan leaves alone. */
 static bool outside(const struct diff *x, const char *ext)
 {
+	if (x->o->only)
+		return !ext || !ids_strmap_get(x->o->only, ext, NULL);
 	return x->o->only_user && (!ext || strcmp(ext, x->o->only_user) != 0);
 }
 
@@ -610,11 +613,11 @@ static bool outside(const struct diff *x, const char *ext)
  * only becomes active (a targeted run deactivates no one). */
 static void keep_others(struct diff *x)
 {
-	if (!x->o->only_user)
+	if (!x->o->only_user && !x->o->only)
 		return;
 	for (size_t i = 0; i < x->c->nusers; i++)
-		if (x->rows[i].fate != FATE_NONE &&
-		    (outside(x, x->c->users[i].external_id) || x->rows[i].fate == FATE_INACTIVE))
+		if (x->rows[i].fate != FATE_NONE && (outside(x, x->c->users[i].external_id) ||
+						     (x->o->only_user && x->rows[i].fate == FATE_INACTIVE)))
 			x->rows[i].fate = FATE_KEEP;
 }
 

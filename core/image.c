@@ -46,7 +46,48 @@ struct ids_image {
 	struct undo *undo;
 	size_t nundo, capundo;
 	size_t gen; /* present generation */
+	/* ids_image_defer: the records fn adds are not read in yet */
+	bool deferred;
+	int (*defer_fn)(struct ids_image *img, void *ud);
+	void *defer_ud;
+	int defer_err; /* fn's failure, returned by every later call that needs records */
 };
+
+void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud)
+{
+	img->deferred = true;
+	img->defer_fn = fn;
+	img->defer_ud = ud;
+}
+
+bool ids_image_deferred(const struct ids_image *img)
+{
+	return img->deferred;
+}
+
+/* Reads the deferred records in before a call that needs them.  Takes a
+ * const image too: the records were its content all along (reading them
+ * in is no change, nothing to roll back or to write). */
+static int need(const struct ids_image *cimg)
+{
+	struct ids_image *img = (struct ids_image *)cimg;
+	if (img->defer_err)
+		return img->defer_err;
+	if (!img->deferred)
+		return 0;
+	img->deferred = false; /* fn's ids_image_load calls must not come back here */
+	int r = img->defer_fn ? img->defer_fn(img, img->defer_ud) : -EINVAL;
+	img->defer_fn = NULL;
+	img->defer_ud = NULL;
+	if (r < 0)
+		img->defer_err = r;
+	return r < 0 ? r : 0;
+}
+
+int ids_image_read_in(struct ids_image *img)
+{
+	return need(img);
+}
 
 int ids_image_new(struct ids_image **ret)
 {
@@ -86,6 +127,9 @@ static int begin(struct ids_image *img, const char *key, unsigned char kind)
 		return -EBUSY;
 	if (!key || !*key)
 		return -EINVAL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!(img->open_key = strdup(key)))
 		return -ENOMEM;
 	img->open_kind = kind;
@@ -278,12 +322,17 @@ static bool of_kinds(unsigned char k, unsigned kinds)
 int ids_image_delete(struct ids_image *img, const char *key, unsigned kinds)
 {
 	uint32_t idx;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
 		return 0;
-	int r = replace(img, idx, K_NONE, NULL, 0);
+	r = replace(img, idx, K_NONE, NULL, 0);
 	return r < 0 ? r : 1;
 }
 
+/* A new generation only: records read in later carry an older mark, so
+ * they count as not named, which they were not. */
 void ids_image_present_begin(struct ids_image *img)
 {
 	img->gen++;
@@ -292,6 +341,9 @@ void ids_image_present_begin(struct ids_image *img)
 int ids_image_present(struct ids_image *img, const char *key)
 {
 	uint32_t idx;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind == K_NONE)
 		return 0;
 	img->recs[idx].mark = img->gen;
@@ -301,6 +353,9 @@ int ids_image_present(struct ids_image *img, const char *key)
 int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_removed)
 {
 	size_t removed = 0;
+	int e = need(img);
+	if (e < 0)
+		return e;
 	for (size_t i = 0; i < img->nrecs; i++) {
 		if (!of_kinds(img->recs[i].kind, kinds) || img->recs[i].mark == img->gen)
 			continue;
@@ -335,14 +390,16 @@ void ids_image_rollback(struct ids_image *img)
 	}
 }
 
+/* A deferred image's failure to read in counts nothing here; the next
+ * call that returns an int says why. */
 size_t ids_image_nusers(const struct ids_image *img)
 {
-	return img->nusers;
+	return need(img) < 0 ? 0 : img->nusers;
 }
 
 size_t ids_image_ngroups(const struct ids_image *img)
 {
-	return img->ngroups;
+	return need(img) < 0 ? 0 : img->ngroups;
 }
 
 /* Reads a length-prefixed value at *p (bounded by end). */
@@ -449,10 +506,12 @@ int ids_image_field(const struct ids_image *img, const char *key, unsigned kinds
 	uint32_t idx;
 	struct find w = {.f = f};
 	*ret = NULL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || !of_kinds(img->recs[idx].kind, kinds))
 		return 0;
-	int r = each_op(&img->recs[idx], find_field, &w);
-	if (r < 0)
+	if ((r = each_op(&img->recs[idx], find_field, &w)) < 0)
 		return r;
 	*ret = w.v;
 	return 0;
@@ -498,8 +557,11 @@ int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, 
 {
 	struct naming w = {.kind = kind};
 	const char *const *dns = refs;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	char **norm = calloc(n ? n : 1, sizeof(*norm));
-	int r = norm ? 0 : -ENOMEM;
+	r = norm ? 0 : -ENOMEM;
 	for (size_t i = 0; r >= 0 && i < n; i++) {
 		if (kind == IDS_REF_DN ? ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0
 				       : (norm[i] = strdup(dns[i])) != NULL)
@@ -591,6 +653,9 @@ static int has_member(const struct ids_image *img, const char *key, struct membe
 	uint32_t idx;
 	if (img->open_kind != K_NONE)
 		return -EBUSY;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!key || !ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
 		return -ENOENT;
 	return each_op(&img->recs[idx], find_member, m);
@@ -630,6 +695,9 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 {
 	if (img->open_kind != K_NONE)
 		return -EBUSY;
+	int e = need(img);
+	if (e < 0)
+		return e;
 	/* users first, as every connector reads them (the progress line
 	 * tells the phases apart by that order) */
 	for (unsigned char kind = K_USER; kind <= K_GROUP; kind++)
@@ -641,6 +709,117 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 				return r;
 		}
 	return 0;
+}
+
+/* ---- what changed, for the re-plan ---- */
+
+struct changed {
+	int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud);
+	void *ud;
+	unsigned char kind;	  /* of the record walked */
+	bool ids;		  /* emit the record's external id */
+	struct ids_strmap *other; /* emit only the members not in it; NULL: every member */
+	struct ids_strmap *into;  /* collect: members into it, other ops into values; emit nothing */
+	struct ids_buf values;
+	struct ids_arena *keys; /* member keys' strings */
+};
+
+/* A member as a map key: its kind, then the reference.  NULL when the
+ * reference holds a NUL (no key: never equal to anything) or on ENOMEM. */
+static char *member_key(struct changed *c, unsigned char arg, const char *b, size_t nb)
+{
+	if (memchr(b, '\0', nb))
+		return NULL;
+	char *k = ids_arena_alloc(c->keys, nb + 2);
+	if (k) {
+		k[0] = (char)('0' + arg);
+		memcpy(k + 1, b, nb);
+		k[nb + 1] = '\0';
+	}
+	return k;
+}
+
+/* each_op's fn for ids_image_changed. */
+static int changed_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+		       size_t nb, void *ud)
+{
+	struct changed *c = ud;
+	char *k = NULL;
+	int r = 0;
+	if (c->into && op != OP_GROUP_MEMBER)
+		r = encode_op(&c->values, op, arg, a, na, b, nb);
+	else if (op == OP_GROUP_MEMBER && (c->into || c->other) && !(k = member_key(c, arg, b, nb)) &&
+		 !memchr(b, '\0', nb))
+		r = -ENOMEM;
+	else if (c->into && k)
+		r = ids_strmap_put(c->into, k, 0, NULL);
+	else if (op == OP_GROUP_MEMBER && !c->into && !(k && ids_strmap_get(c->other, k, NULL)))
+		r = c->fn(IDS_IMAGE_MEMBERS, (enum ids_ref)arg, b, nb, c->ud);
+	else if (c->ids && (op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_EXTERNAL_ID)
+		r = c->fn(c->kind == K_USER ? IDS_IMAGE_USERS : IDS_IMAGE_GROUPS, IDS_REF_ID, a, na, c->ud);
+	return r < 0 ? r : 0;
+}
+
+/* A record as it was or is: its external id and every member. */
+static int changed_rec(struct changed *c, unsigned char kind, const unsigned char *ops, size_t len)
+{
+	const struct rec rc = {.kind = kind, .ops = (unsigned char *)ops, .len = len};
+	c->kind = kind;
+	return kind == K_NONE ? 0 : each_op(&rc, changed_one, c);
+}
+
+/* A group that stays a group: only the member references that differ
+ * (either way), and its id when its other values (name, DN, e-mail)
+ * changed — then every member is reached through the group itself.  A
+ * group of 100,000 members that gains one reaches that one. */
+static int changed_group(const struct changed *c, const struct undo *un, const struct rec *now)
+{
+	struct ids_strmap oldm = {0}, newm = {0};
+	struct ids_arena keys = {0};
+	const struct rec was = {.kind = K_GROUP, .ops = un->ops, .len = un->len};
+	struct changed k = {.kind = K_GROUP, .keys = &keys, .into = &oldm};
+	int r = each_op(&was, changed_one, &k);
+	struct ids_buf oldv = k.values;
+	k.values = (struct ids_buf){0};
+	k.into = &newm;
+	if (r >= 0)
+		r = each_op(now, changed_one, &k);
+	bool same = oldv.len == k.values.len && (!oldv.len || !memcmp(oldv.p, k.values.p, oldv.len));
+	struct changed e = {
+	    .fn = c->fn, .ud = c->ud, .kind = K_GROUP, .ids = !same, .other = &newm, .keys = &keys};
+	if (r >= 0)
+		r = each_op(&was, changed_one, &e);
+	e.other = &oldm;
+	if (r >= 0)
+		r = each_op(now, changed_one, &e);
+	ids_buf_free(&oldv);
+	ids_buf_free(&k.values);
+	ids_strmap_free(&oldm);
+	ids_strmap_free(&newm);
+	ids_arena_free(&keys);
+	return r;
+}
+
+int ids_image_changed(const struct ids_image *img,
+		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud)
+{
+	struct changed c = {.fn = fn, .ud = ud, .ids = true};
+	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
+	int r = seen ? 0 : -ENOMEM;
+	/* the first undo entry of a key holds it as at the last commit */
+	for (size_t u = 0; r >= 0 && u < img->nundo; u++) {
+		const struct undo *un = &img->undo[u];
+		const struct rec *now = &img->recs[un->idx];
+		if (seen[un->idx])
+			continue;
+		seen[un->idx] = 1;
+		if (un->kind == K_GROUP && now->kind == K_GROUP)
+			r = changed_group(&c, un, now);
+		else if ((r = changed_rec(&c, un->kind, un->ops, un->len)) >= 0)
+			r = changed_rec(&c, now->kind, now->ops, now->len);
+	}
+	free(seen);
+	return r < 0 ? r : 0;
 }
 
 /* ---- ids_image_group_edit ---- */
@@ -702,10 +881,12 @@ int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref ki
 		return -EBUSY;
 	if ((unsigned)kind > IDS_REF_USERNAME)
 		return -EINVAL;
+	int r = need(img);
+	if (r < 0)
+		return r;
 	if (!ids_strmap_get(&img->map, key, &idx) || img->recs[idx].kind != K_GROUP)
 		return 0;
 	struct edit e = {.kind = kind};
-	int r = 0;
 	for (size_t i = 0; r >= 0 && i < ndel; i++)
 		r = in_set(&e, &e.del, del[i], strlen(del[i]), true);
 	if (r >= 0)
@@ -802,6 +983,9 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 		   int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud)
 {
 	int r = 0;
+	/* changed_only: a deferred image has no change (nothing read in) */
+	if (!changed_only && (r = need(img)) < 0)
+		return r;
 	if (!changed_only) {
 		for (size_t i = 0; r >= 0 && i < img->nrecs; i++)
 			if (img->recs[i].kind != K_NONE)

@@ -2517,6 +2517,7 @@ static int load(const char *file, const char *base_dir, const char *yaml, size_t
 	}
 	if ((r = check_depth(&c, yaml, len)) < 0)
 		goto cleanup;
+	cfg->digest = ids_hash64(yaml, len);
 	if (!yaml_parser_initialize(&parser)) {
 		r = ids_error_set(err, -ENOMEM, "%s: out of memory", file);
 		goto cleanup;

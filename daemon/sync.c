@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ids/catalog.h"
+#include "ids/dn.h"
 #include "ids/connector.h"
 #include "ids/explain.h"
 #include "ids/hold.h"
@@ -94,6 +95,12 @@ struct run {
 	const char *reset_why;		    /* static: why the stored feed state was discarded, or NULL */
 	struct feed_state *fs;		    /* the change feed this run read, else NULL */
 	struct ids_feed_commit fc;	    /* its commit: the new cursor (owned), the reset */
+	char *plan_fpr;			    /* new: what this run plans with besides the directory */
+	bool same_plan;			    /* plan_fpr is the one the feed's state was committed with */
+	long users_seen;	   /* users_seen of the last ok run: a run with nothing to plan repeats it */
+	bool nothing;		   /* the feed changed nothing and same_plan: nothing to plan */
+	bool stale;		   /* the deferred image read in was not the run's cursor's */
+	struct ids_error lazy_err; /* why the deferred image could not be read in */
 };
 
 /* How a run ended: everything run_end() reports. */
@@ -119,6 +126,7 @@ struct feed_state {
 	char *fingerprint; /* the settings img and cursor were made with */
 	bool loaded;	   /* (img, cursor) is what connector_feed/_image held at the last look */
 	bool whole;	   /* img did not start from the stored image: its commit rewrites it all */
+	size_t records;	   /* img deferred (ids_image_defer): the records stored with the cursor */
 };
 
 struct ids_feeds {
@@ -574,6 +582,74 @@ static int check_plan(struct run *rn, struct ids_plan *plan, size_t snapshot_use
 	return 0;
 }
 
+/* Applies a plan the thresholds (or approve) let through, in one
+ * transaction with the run's row, its feed's cursor and its seat book,
+ * and ends the run. */
+static void apply_plan(struct run *rn, const struct ids_plan *plan)
+{
+	struct ids_sync_result *res = rn->res;
+	struct ids_error e = {0};
+	const struct ids_run row = {.connector = rn->conn,
+				    .started_at = rn->started,
+				    .status = "ok",
+				    .counts = &plan->counts,
+				    .id = rn->id,
+				    .read_kind = rn->read_kind,
+				    .feed = rn->feed,
+				    .seats = rn->seats};
+	ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
+	int r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
+	res->t.apply = lap(&rn->mark);
+	res->peak_rss_kib = peak_rss_kib();
+	if (r < 0) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+					  .status = "failed",
+					  .error = ids_error_text(&e),
+					  .error_code = e.code,
+					  .what = "apply",
+					  .plan = plan});
+	} else {
+		res->rows_written = ids_store_rows_written(rn->st);
+		log_user_changes(rn, plan);
+		run_end(rn, &(struct end){
+				.exit_code = IDS_EXIT_OK, .status = "ok", .plan = plan, .recorded = true});
+		if (rn->o->approve_run)
+			approve_mark(rn);
+		else if (rn->idp && !rn->o->only_user) /* a held plan is a full run's */
+			settle_held(rn);
+	}
+	ids_error_clear(&e);
+}
+
+/* The feed changed nothing in the image and the plan's inputs are those
+ * of the last committed run: the platform holds this plan already (but
+ * for hand edits of its tables, which full_every and --full repair:
+ * docs/changes.md).  No replay, no rules, no state loaded, no diff: an
+ * empty plan, applied as any (the run's row and the new cursor in one
+ * transaction; the seat book stays, as no grant moves), or printed by a
+ * plan.  users_seen repeats the last run's: the directory is the same. */
+static void end_no_change(struct run *rn)
+{
+	struct ids_plan *plan = calloc(1, sizeof(*plan));
+	if (!plan) {
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
+					  .status = "failed",
+					  .error = ids_strerror(-ENOMEM),
+					  .error_code = -ENOMEM});
+		return;
+	}
+	plan->connector = rn->conn;
+	plan->idp = rn->idp;
+	plan->verdict = IDS_VERDICT_OK;
+	plan->counts.users_seen = rn->users_seen;
+	rn->seats = NULL;
+	if (rn->o->dry_run)
+		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
+	else
+		apply_plan(rn, plan);
+	ids_plan_free(plan);
+}
+
 /* Diff, safety, apply, and the end of the run: the part shared by sync
  * and retire.  Takes the finished snapshot and the current state. */
 static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, const struct ids_desired_set *des,
@@ -617,37 +693,7 @@ static void plan_and_apply(struct run *rn, const struct ids_snapshot *snap, cons
 	} else if (rn->o->dry_run) {
 		run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK, .status = "dry_run", .plan = plan});
 	} else {
-		const struct ids_run row = {.connector = rn->conn,
-					    .started_at = rn->started,
-					    .status = "ok",
-					    .counts = &plan->counts,
-					    .id = rn->id,
-					    .read_kind = rn->read_kind,
-					    .feed = rn->feed,
-					    .seats = rn->seats};
-		ids_progress_phase(rn->o->prog, IDS_PHASE_APPLYING);
-		r = ids_store_apply(rn->st, rn->company_id, rn->idp, plan, &row, &rn->id, &e);
-		res->t.apply = lap(&rn->mark);
-		res->peak_rss_kib = peak_rss_kib();
-		if (r < 0) {
-			run_end(rn, &(struct end){.exit_code = IDS_EXIT_FAILED,
-						  .status = "failed",
-						  .error = ids_error_text(&e),
-						  .error_code = e.code,
-						  .what = "apply",
-						  .plan = plan});
-		} else {
-			res->rows_written = ids_store_rows_written(rn->st);
-			log_user_changes(rn, plan);
-			run_end(rn, &(struct end){.exit_code = IDS_EXIT_OK,
-						  .status = "ok",
-						  .plan = plan,
-						  .recorded = true});
-			if (rn->o->approve_run)
-				approve_mark(rn);
-			else if (rn->idp && !rn->o->only_user) /* a held plan is a full run's */
-				settle_held(rn);
-		}
+		apply_plan(rn, plan);
 	}
 out:
 	ids_error_clear(&e);
@@ -685,12 +731,19 @@ struct work {
 	struct ids_current *cur;
 	struct ids_store_loader *loader;
 	struct ids_seat_book seats; /* licences: the book to save */
+	/* an incremental re-plan (replan_some): the external ids of the users
+	 * a change can reach (keys, owned) and their set (borrows them) */
+	bool some;
+	struct ids_strv keys;
+	struct ids_strmap only;
 };
 
 static void work_free(struct work *w)
 {
 	ids_store_load_abandon(w->loader); /* waits for it: the store is ours again */
 	ids_strv_free(&w->attrs);
+	ids_strmap_free(&w->only);
+	ids_strv_free(&w->keys);
 	ids_seat_book_clear(&w->seats);
 	ids_current_free(w->cur);
 	ids_desired_set_free(w->des);
@@ -792,12 +845,70 @@ static bool feed_current(const struct feed_state *fs, const struct ids_feed_stat
 	       stored->fingerprint && !strcmp(stored->fingerprint, fpr);
 }
 
+/* What a plan depends on besides the directory: the configuration
+ * file's bytes (rules, catalog, licences, tenants, the connector's
+ * options) and idsyncd's version.  The whole file, not the parts one
+ * connector reads: coarser (an edit anywhere re-plans every connector
+ * once, from its image, without reading the directory) but it cannot
+ * miss an input a later change adds.  New (free), NULL on ENOMEM. */
+static char *plan_fingerprint(const struct ids_config *cfg)
+{
+	char *ret = NULL;
+	if (asprintf(&ret, "p1 %s %016llx", IDSYNCD_VERSION, (unsigned long long)cfg->digest) < 0)
+		ret = NULL;
+	return ret;
+}
+
+/* ids_image_defer's fn: the stored image of the run's feed, read in when
+ * the feed's first change needs it.  It must be the image stored with the
+ * cursor the run read from; when it is not (another instance committed
+ * meanwhile — a plan holds no lock —, rows lost) the run is marked stale
+ * and pull() reads everything again. */
+static int feed_read_in(struct ids_image *img, void *ud)
+{
+	struct run *rn = ud;
+	const struct feed_state *fs = rn->use;
+	struct ids_feed_state stored = {0};
+	bool loaded = false;
+	int64_t t0 = ids_mono_usec();
+	int r = ids_store_feed_load(rn->st, rn->conn, fs->fingerprint, &stored, img, &loaded, &rn->lazy_err);
+	if (r >= 0 && (!loaded || !stored.cursor || stored.cursor_len != fs->cursor_len ||
+		       memcmp(stored.cursor, fs->cursor, fs->cursor_len))) {
+		rn->stale = true;
+		r = ids_error_set(&rn->lazy_err, -ESTALE,
+				  "change feed: the stored image is not the one of the cursor read from");
+	}
+	ids_feed_state_clear(&stored);
+	if (r >= 0)
+		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
+			"change feed: %zu users, %zu groups read back in %.2f s (a change needs them)",
+			ids_image_nusers(img), ids_image_ngroups(img), (ids_mono_usec() - t0) / 1e6);
+	return r;
+}
+
+/* Why a stored state that feed_prepare could not use was discarded
+ * (static), or NULL when there is no cursor to discard. */
+static const char *reset_why(const struct ids_feed_state *stored, const char *fpr)
+{
+	if (!stored->cursor)
+		return NULL;
+	if (!stored->fingerprint)
+		return "no stored image goes with the stored cursor";
+	if (strcmp(stored->fingerprint, fpr))
+		return "the connector's settings changed since the stored cursor "
+		       "(bases, filters, attributes, or the attributes the rules read)";
+	return "the stored image does not hold the records stored with its cursor";
+}
+
 /* Before the run's reads: the feed it may read (rn->use), its image and
  * cursor those in PostgreSQL.  The process's own are kept when they still
  * are the stored ones (one row read); otherwise (first run, another
- * instance committed, other settings) the stored image is read back, or,
- * when it was made with other settings or is missing, dropped with the
- * reason (rn->reset_why) and everything is read.  A failure to read the
+ * instance committed, other settings) the stored cursor is taken and its
+ * image deferred (ids_image_defer: read in only when a change needs it;
+ * a run that finds no change never reads it), or, when it was made with
+ * other settings or is missing, dropped with the reason (rn->reset_why)
+ * and everything is read.  Also whether the plan's inputs are those the
+ * stored state was planned with (rn->same_plan).  A failure to read the
  * stored state is the database's: the run fails before any read. */
 static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 			const struct ids_connector_ops *ops, const struct ids_strv *rule_attrs,
@@ -806,50 +917,99 @@ static int feed_prepare(struct run *rn, const struct ids_connector_cfg *cc,
 	struct feed_state *fs = use_feed(rn, cc, ops);
 	struct ids_feed_state stored = {0};
 	char *fpr = fs ? fingerprint(cc, rule_attrs) : NULL;
-	bool loaded = false;
 	int r = 0;
 	rn->use = NULL;
-	if (!fpr) /* no feed, or out of memory: a full read */
-		return 0;
-	if ((r = ids_store_feed_get(rn->st, cc->name, &stored, e)) < 0 || feed_current(fs, &stored, fpr))
+	if (!fpr || !(rn->plan_fpr = plan_fingerprint(rn->cfg))) /* no feed, or ENOMEM: a full read */
 		goto out;
-	ids_feed_state_clear(&stored);
+	if ((r = ids_store_feed_get(rn->st, cc->name, &stored, e)) < 0)
+		goto out;
+	rn->same_plan = stored.plan_fingerprint && !strcmp(stored.plan_fingerprint, rn->plan_fpr);
+	rn->users_seen = stored.last_users_seen;
+	if (feed_current(fs, &stored, fpr))
+		goto use;
 	if (!feed_forget(fs)) {
 		r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
 		goto out;
 	}
-	int64_t t0 = ids_mono_usec();
-	r = ids_store_feed_load(rn->st, cc->name, fpr, &stored, fs->img, &loaded, e);
-	if (r < 0 || !loaded) {
-		if (!feed_forget(fs) && r >= 0)
-			r = ids_error_set(e, -ENOMEM, "change feed: out of memory");
-		if (r >= 0 && stored.cursor)
-			rn->reset_why =
-			    !stored.fingerprint ? "no stored image goes with the stored cursor"
-			    : strcmp(stored.fingerprint, fpr)
-				? "the connector's settings changed since the stored cursor "
-				  "(bases, filters, attributes, or the attributes the rules read)"
-				: "the stored image does not hold the records stored with its cursor";
-	} else {
+	if (stored.cursor && stored.fingerprint && !strcmp(stored.fingerprint, fpr) &&
+	    stored.image_records >= 0) {
 		fs->cursor = stored.cursor;
 		fs->cursor_len = stored.cursor_len;
 		stored.cursor = NULL;
+		fs->records = (size_t)stored.image_records;
 		fs->whole = false;
-		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
-			"change feed: %zu users, %zu groups read back in %.2f s", ids_image_nusers(fs->img),
-			ids_image_ngroups(fs->img), (ids_mono_usec() - t0) / 1e6);
+		ids_image_defer(fs->img, NULL, NULL); /* armed below, for this run */
+	} else {
+		rn->reset_why = reset_why(&stored, fpr);
 	}
 	fs->full_at = stored.last_full_at;
-	fs->loaded = r >= 0;
+	fs->loaded = true;
 	free(fs->fingerprint);
 	fs->fingerprint = fpr;
 	fpr = NULL;
+use:
+	if (ids_image_deferred(fs->img))
+		ids_image_defer(fs->img, feed_read_in, rn);
+	rn->use = fs;
 out:
-	if (r >= 0)
-		rn->use = fs;
 	free(fpr);
 	ids_feed_state_clear(&stored);
 	return r;
+}
+
+/* Whether the feed read fp leaves nothing to plan: the image as the last
+ * committed run left it (no record changed: a record sent again with the
+ * same content is no change), and the plan's inputs the same — the
+ * platform holds this plan already.  Not for approve, which compares a
+ * plan. */
+static bool nothing_to_plan(const struct run *rn, const struct ids_feed_pull *fp)
+{
+	return fp->cursor && !fp->reset_reason && !rn->reset_why && rn->same_plan &&
+	       !ids_image_nchanged(rn->use->img) && !rn->o->approve_run;
+}
+
+/* The feed's read (ops->pull_changes), and the deferred image read in
+ * when the run will plan.  When that image turns out not to be the
+ * cursor's (feed_read_in), everything is read again through the feed, in
+ * this run, into an empty image (a reset with its reason).  When it could
+ * not be read at all, the run fails with the database's error, not the
+ * connector's. */
+static int read_changes(struct run *rn, const struct ids_connector_cfg *cc,
+			const struct ids_connector_ops *ops, const struct ids_pull_ctx *ctx,
+			struct ids_feed_pull *fp, struct ids_error *e)
+{
+	struct feed_state *fs = rn->use;
+	int r = ops->pull_changes(cc, ctx, fp, e);
+	bool pulled = r >= 0;
+	if (pulled && !nothing_to_plan(rn, fp))
+		r = ids_image_read_in(fs->img);
+	if (r >= 0 || !rn->lazy_err.code)
+		return r;
+	ids_error_clear(e);
+	if (!rn->stale) {
+		fs->loaded = false; /* the next run reads the stored state again */
+		r = ids_error_set(e, rn->lazy_err.code, "%s", ids_error_text(&rn->lazy_err));
+	}
+	if (pulled) { /* its outputs: the connector frees them only on its own failure */
+		free(fp->new_cursor);
+		free(fp->reset_reason);
+		free(fp->cursor_server);
+		free(fp->cursor_invocation_id);
+		*fp = (struct ids_feed_pull){.image = fs->img};
+	}
+	if (!rn->stale)
+		return r;
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "%s", ids_error_text(&rn->lazy_err));
+	ids_error_clear(&rn->lazy_err);
+	rn->stale = false;
+	ids_image_rollback(fs->img);
+	if (!feed_forget(fs))
+		return ids_error_set(e, -ENOMEM, "change feed: out of memory");
+	fs->loaded = true; /* the empty image, no cursor: what the commit will store */
+	rn->reset_why = "the stored image does not hold the records stored with its cursor (rows "
+			"lost, or another instance committed meanwhile)";
+	*fp = (struct ids_feed_pull){.image = fs->img};
+	return ops->pull_changes(cc, ctx, fp, e);
 }
 
 /* The directory read: through the change feed into its image, replayed
@@ -872,7 +1032,7 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		fp.cursor_len = fs->cursor_len;
 	}
 	rn->read_kind = fp.cursor ? "incremental" : "full";
-	int r = ops->pull_changes(cc, ctx, &fp, e);
+	int r = read_changes(rn, cc, ops, ctx, &fp, e);
 	/* LDAP's size limit on the unpaged refresh; Graph's IDS_E_LIMIT is
 	 * throttling that outlasted the retries: the next run tries again */
 	if (r == IDS_E_UNSUPPORTED || (r == IDS_E_LIMIT && cc->type == IDS_CONN_LDAP)) {
@@ -895,23 +1055,36 @@ static int pull(struct run *rn, const struct ids_connector_cfg *cc, const struct
 		run_log(rn, IDS_LOG_WARNING, NULL, NULL, "change feed reset, everything read again: %s",
 			fp.reset_reason);
 	}
-	rn->fc =
-	    (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
-				     .cursor = fp.new_cursor,
-				     .cursor_len = fp.new_cursor_len,
-				     .cursor_server = fp.cursor_server,
-				     .cursor_invocation_id = fp.cursor_invocation_id,
-				     .reset_reason = fp.reset_reason,
-				     .fingerprint = fs->fingerprint,
-				     .image_records = ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
-				     .image = fs->img,
-				     .image_whole = fs->whole};
+	rn->fc = (struct ids_feed_commit){.full = !strcmp(rn->read_kind, "full"),
+					  .cursor = fp.new_cursor,
+					  .cursor_len = fp.new_cursor_len,
+					  .cursor_server = fp.cursor_server,
+					  .cursor_invocation_id = fp.cursor_invocation_id,
+					  .reset_reason = fp.reset_reason,
+					  .fingerprint = fs->fingerprint,
+					  .image_records =
+					      ids_image_deferred(fs->img)
+						  ? fs->records
+						  : ids_image_nusers(fs->img) + ids_image_ngroups(fs->img),
+					  .image = fs->img,
+					  .image_whole = fs->whole,
+					  .plan_fingerprint = rn->plan_fpr};
 	rn->feed = &rn->fc;
+	rn->nothing = nothing_to_plan(rn, &fp);
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes%s", fp.changes,
+		rn->nothing ? ", the image unchanged and the plan's inputs the same: nothing to plan" : "");
+	return 0;
+}
+
+/* The feed's image into the snapshot, after pull() read the feed. */
+static int feed_replay(struct run *rn, struct ids_snapshot *snap, struct ids_error *e)
+{
 	int64_t t0 = ids_mono_usec();
-	if ((r = ids_image_replay(fs->img, snap)) < 0)
+	int r = ids_image_replay(rn->fs->img, snap);
+	if (r < 0)
 		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
-	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu changes; image replayed in %.2f s",
-		fp.changes, (ids_mono_usec() - t0) / 1e6);
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: image replayed in %.2f s",
+		(ids_mono_usec() - t0) / 1e6);
 	return 0;
 }
 
@@ -939,6 +1112,13 @@ static void feed_end(struct run *rn, bool committed)
 	free((void *)rn->fc.reset_reason);
 	rn->fc = (struct ids_feed_commit){0};
 	rn->fs = NULL;
+	if (rn->use && ids_image_deferred(rn->use->img))
+		ids_image_defer(rn->use->img, NULL, NULL); /* its fn's run ends here */
+	if (rn->use && rn->lazy_err.code)
+		rn->use->loaded = false; /* half read in: the next run reads it again */
+	free(rn->plan_fpr);
+	rn->plan_fpr = NULL;
+	ids_error_clear(&rn->lazy_err);
 }
 
 /* `sync --user` loads only the rows its person's plan can touch
@@ -957,10 +1137,17 @@ static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
 	struct ids_strv v[3] = {{0}};
 	static const enum ids_field by[3] = {IDS_F_EXTERNAL_ID, IDS_F_USERNAME, IDS_F_EMAIL};
 	int r = 0;
-	for (size_t i = 0; i < w->snap->nusers && r >= 0; i++)
-		for (size_t k = 0; k < 3 && r >= 0; k++)
+	for (size_t i = 0; i < w->snap->nusers && r >= 0; i++) {
+		const char *ext = w->snap->users[i].f[IDS_F_EXTERNAL_ID];
+		if (w->some && (!ext || !ids_strmap_get(&w->only, ext, NULL)))
+			continue;
+		for (size_t k = w->some ? 1 : 0; k < 3 && r >= 0; k++)
 			if (w->snap->users[i].f[by[k]])
 				r = ids_strv_push(&v[k], w->snap->users[i].f[by[k]]);
+	}
+	/* a re-plan's every key: those of users gone too (their rows) */
+	for (size_t i = 0; w->some && i < w->keys.n && r >= 0; i++)
+		r = ids_strv_push(&v[0], w->keys.v[i]);
 	int64_t t0 = ids_mono_usec();
 	if (r < 0)
 		r = ids_error_set(e, r, "%s", ids_strerror(r));
@@ -969,12 +1156,126 @@ static int load_state_some(struct run *rn, struct work *w, struct ids_error *e)
 	rn->res->t.load = (double)(ids_mono_usec() - t0) / 1e6;
 	if (r >= 0)
 		run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
-			"loaded %zu users, %zu grants: the person's rows (and %zu managed grants of the "
-			"others counted)",
+			"loaded %zu users, %zu grants: the rows the plan can touch (and %zu managed grants "
+			"of the others counted)",
 			w->cur->nusers, w->cur->ngrants, w->cur->managed_others);
 	for (size_t k = 0; k < 3; k++)
 		ids_strv_free(&v[k]);
 	return r;
+}
+
+/* An incremental run plans only the users a change can reach: read
+ * through the feed from the cursor, with the plan inputs of the last
+ * committed run (else everyone's plan may change), for a company without
+ * licences (their seat counts need every holder, as for `sync --user`),
+ * not for approve (it compares a whole plan with the held one). */
+static bool replan_some(const struct run *rn, const struct ids_connector_cfg *cc)
+{
+	return rn->fs && !rn->fc.full && rn->same_plan && !rn->o->approve_run && !rn->o->only_user &&
+	       !ids_sync_licensed(rn->cfg, cc);
+}
+
+/* What the feed changed (ids_image_changed), as the re-plan looks it up. */
+struct reach {
+	struct work *w;
+	struct ids_strmap gid, dn, id, name; /* changed groups; member refs of their records */
+	struct ids_strv owned;		     /* the maps' keys */
+};
+
+/* Adds key to m (a copy kept in rc->owned); 0 or -ENOMEM. */
+static int reach_put(struct reach *rc, struct ids_strmap *m, char *key)
+{
+	if (!key || ids_strv_push(&rc->owned, key) < 0) {
+		free(key);
+		return -ENOMEM;
+	}
+	free(key);
+	int r = ids_strmap_put(m, rc->owned.v[rc->owned.n - 1], 0, NULL);
+	return r < 0 ? r : 0;
+}
+
+/* ids_image_changed's fn: users changed go into the set at once (one
+ * deleted or gone out of scope is loaded by its external id and
+ * deactivated); the rest waits for the snapshot. */
+static int reach_one(int what, enum ids_ref kind, const char *v, size_t n, void *ud)
+{
+	struct reach *rc = ud;
+	char *dn = NULL;
+	if (what == IDS_IMAGE_USERS) {
+		char *k = strndup(v, n);
+		int r = k ? ids_strv_push(&rc->w->keys, k) : -ENOMEM;
+		free(k);
+		return r < 0 ? r : 0;
+	}
+	if (what == IDS_IMAGE_GROUPS)
+		return reach_put(rc, &rc->gid, strndup(v, n));
+	if (kind == IDS_REF_DN) /* a malformed DN names nothing, as in the snapshot */
+		return ids_dn_normalize(v, n, &dn) < 0 ? 0 : reach_put(rc, &rc->dn, dn);
+	return reach_put(rc, kind == IDS_REF_ID ? &rc->id : &rc->name, strndup(v, n));
+}
+
+/* Whether user u of the snapshot is reached: named by a member reference
+ * of a changed group's record (old or new), or in a group (directly or
+ * nested) that changed or that such a reference names. */
+static bool reached(const struct reach *rc, const struct ids_user *u, const bool *hit)
+{
+	const char *ext = u->f[IDS_F_EXTERNAL_ID], *dn = u->f[IDS_F_DN], *name = u->f[IDS_F_USERNAME];
+	if ((ext && ids_strmap_get(&rc->id, ext, NULL)) || (dn && ids_strmap_get(&rc->dn, dn, NULL)) ||
+	    (name && ids_strmap_get(&rc->name, name, NULL)))
+		return true;
+	for (size_t j = 0; j < u->ngroups; j++)
+		if (hit[u->groups[j]])
+			return true;
+	return false;
+}
+
+/* The users whose desired state this run's changes can reach, into
+ * w->keys and w->only (the snapshot finished, its groups still there):
+ * the users changed, and for each changed group C the transitive members
+ * (in the new snapshot) of every reference in C's old record or its new
+ * one but not both, and all of C's own when its name, DN or e-mail
+ * changed (ids_image_changed).  Sound: a user's desired state depends on
+ * its record and the groups it is in, transitively, with their values; a
+ * path from a changed edge down to the user goes on through edges that
+ * are unchanged or changed themselves, and the undo log holds the old
+ * record of everything this run changed.  An edge in both records of C
+ * changes nothing by itself. */
+static int reach_users(struct run *rn, struct work *w, struct ids_error *e)
+{
+	struct reach rc = {.w = w};
+	const struct ids_snapshot *s = w->snap;
+	bool *hit = calloc(s->ngroups ? s->ngroups : 1, sizeof(*hit));
+	int r = hit ? ids_image_changed(rn->fs->img, reach_one, &rc) : -ENOMEM;
+	for (size_t g = 0; r >= 0 && g < s->ngroups; g++) {
+		const struct ids_group *gr = &s->groups[g];
+		hit[g] = ids_strmap_get(&rc.gid, gr->id, NULL) || ids_strmap_get(&rc.id, gr->id, NULL) ||
+			 (gr->dn && ids_strmap_get(&rc.dn, gr->dn, NULL));
+	}
+	for (size_t i = 0; r >= 0 && i < s->nusers; i++)
+		if (s->users[i].f[IDS_F_EXTERNAL_ID] && reached(&rc, &s->users[i], hit))
+			r = ids_strv_push(&w->keys, s->users[i].f[IDS_F_EXTERNAL_ID]);
+	for (size_t i = 0; r >= 0 && i < w->keys.n; i++)
+		r = ids_strmap_put(&w->only, w->keys.v[i], 0, NULL);
+	free(hit);
+	ids_strmap_free(&rc.gid);
+	ids_strmap_free(&rc.dn);
+	ids_strmap_free(&rc.id);
+	ids_strmap_free(&rc.name);
+	ids_strv_free(&rc.owned);
+	if (r < 0)
+		return ids_error_set(e, r, "change feed: %s", ids_strerror(r));
+	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "change feed: %zu of %zu users re-planned", w->only.len,
+		s->nusers);
+	return 0;
+}
+
+/* Starts reading the current state in the background, unless the run
+ * loads only some rows (load_some) after the read. */
+static int load_start(struct run *rn, const struct ids_connector_cfg *cc, struct work *w)
+{
+	if (load_some(rn, cc) || w->some)
+		return 0;
+	return ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader);
 }
 
 /* The directory (through the connector) and, in the background meanwhile,
@@ -992,9 +1293,10 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	}
 	if (r >= 0)
 		r = ids_snapshot_new(&w->snap);
-	/* neither waits for the other: the load overlaps the directory read */
-	if (r >= 0 && !load_some(rn, cc) &&
-	    (r = ids_store_load_start(rn->st, rn->company_id, rn->conn, &w->loader)) < 0)
+	/* neither waits for the other: the load overlaps the directory read;
+	 * a feed's read first, which may need no plan at all (and reads
+	 * the stored image through the store's connection when it does) */
+	if (r >= 0 && !rn->use && (r = load_start(rn, cc, w)) < 0)
 		*ret_db = true;
 	if (r < 0)
 		return ids_error_set(e, r, "%s", ids_strerror(r));
@@ -1008,15 +1310,24 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 					 .tokens = rn->o->tokens};
 	ids_progress_start(rn->o->prog, rn->conn, w->snap);
 	r = pull(rn, cc, ops, &ctx, w->snap, e);
-	res->t.fetch = lap(&rn->mark);
-	if (r < 0)
+	if (r < 0 || rn->nothing) {
+		res->t.fetch = lap(&rn->mark);
 		return r;
+	}
+	w->some = replan_some(rn, cc);
+	if (rn->use && (r = load_start(rn, cc, w)) < 0) {
+		*ret_db = true;
+		return ids_error_set(e, r, "%s", ids_strerror(r));
+	}
+	if (rn->fs && (r = feed_replay(rn, w->snap, e)) < 0)
+		return r;
+	res->t.fetch = lap(&rn->mark);
 	ids_progress_phase(rn->o->prog, IDS_PHASE_RESOLVING);
 	r = ids_snapshot_finish(w->snap);
 	res->t.resolve = lap(&rn->mark);
 	if (r < 0)
 		return ids_error_set(e, r, "snapshot: %s", ids_strerror(r));
-	if ((r = step(rn, e)) < 0)
+	if ((r = step(rn, e)) < 0 || (w->some && (r = reach_users(rn, w, e)) < 0))
 		return r;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL,
 		"read %zu users, %zu groups in %zu pages (%zu unresolved members)", w->snap->nusers,
@@ -1119,13 +1430,9 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 	 * last_full_at and clears any cursor, which would not describe the
 	 * state this run commits. */
 	static const struct ids_feed_commit full_read = {.full = true};
-	rn.read_kind = "full";
-	rn.feed = &full_read;
-	if (o->only_user) {
-		/* one person: the feed's cursor and last_full_at stay as they are */
-		rn.read_kind = "user";
-		rn.feed = NULL;
-	}
+	/* one person (--user): the feed's cursor and last_full_at stay as they are */
+	rn.read_kind = o->only_user ? "user" : "full";
+	rn.feed = o->only_user ? NULL : &full_read;
 
 	if (run_begin(&rn, &e) < 0) {
 		end_db_failed(&rn, &e);
@@ -1160,6 +1467,10 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 			end_pull_failed(&rn, &e);
 		goto out;
 	}
+	if (rn.nothing) {
+		end_no_change(&rn);
+		goto out;
+	}
 	const char *only = o->only_user ? target(&rn, w.snap) : NULL;
 	if (o->only_user && !only)
 		goto out;
@@ -1167,7 +1478,8 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 					   .idp = rn.idp,
 					   .adopt_by_email = cc->adopt_by_email,
 					   .auto_create_tenants = cfg->tenants_auto_create,
-					   .only_user = only};
+					   .only_user = only,
+					   .only = w.some ? &w.only : NULL};
 	/* without licences: empty, which clears stale rows; one person's run
 	 * leaves the book to the full runs */
 	rn.seats = o->only_user ? NULL : &w.seats;

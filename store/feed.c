@@ -71,6 +71,7 @@ void ids_feed_state_clear(struct ids_feed_state *f)
 	free(f->cursor_invocation_id);
 	free(f->last_reset_reason);
 	free(f->fingerprint);
+	free(f->plan_fingerprint);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -94,19 +95,22 @@ int ids_store_feed_get(struct ids_store *st, const char *connector, struct ids_f
 	struct ids_feed_state f = {0};
 	PGresult *res = NULL;
 	const char *p[1] = {connector};
-	int64_t resets = 0;
+	int64_t resets = 0, seen = 0;
 	if (st->absent) { /* ids_store_assume_empty (a plan before the first migration): no state yet */
 		*ret = f;
 		return 0;
 	}
-	int r = ids_store_exec(
-	    st,
-	    "SELECT encode(cursor, 'hex'), cursor_server, cursor_invocation_id,"
-	    " (extract(epoch FROM cursor_at) * 1000000)::bigint,"
-	    " (extract(epoch FROM last_full_at) * 1000000)::bigint,"
-	    " (extract(epoch FROM last_reset_at) * 1000000)::bigint,"
-	    " resets, last_reset_reason, fingerprint, image_records FROM connector_feed WHERE connector = $1",
-	    1, p, PGRES_TUPLES_OK, &res, "reading the change feed's state", err);
+	int r =
+	    ids_store_exec(st,
+			   "SELECT encode(cursor, 'hex'), cursor_server, cursor_invocation_id,"
+			   " (extract(epoch FROM cursor_at) * 1000000)::bigint,"
+			   " (extract(epoch FROM last_full_at) * 1000000)::bigint,"
+			   " (extract(epoch FROM last_reset_at) * 1000000)::bigint,"
+			   " resets, last_reset_reason, fingerprint, image_records, plan_fingerprint,"
+			   " (SELECT r.users_seen FROM sync_run r WHERE r.connector = $1 AND r.status = 'ok'"
+			   "  AND r.read_kind IN ('full', 'incremental') ORDER BY r.id DESC LIMIT 1)"
+			   " FROM connector_feed WHERE connector = $1",
+			   1, p, PGRES_TUPLES_OK, &res, "reading the change feed's state", err);
 	if (r < 0)
 		return r;
 	if (PQntuples(res) == 0)
@@ -118,17 +122,19 @@ int ids_store_feed_get(struct ids_store *st, const char *connector, struct ids_f
 		goto out;
 	}
 	if (!dup_text(res, 1, &f.cursor_server) || !dup_text(res, 2, &f.cursor_invocation_id) ||
-	    !dup_text(res, 7, &f.last_reset_reason) || !dup_text(res, 8, &f.fingerprint)) {
+	    !dup_text(res, 7, &f.last_reset_reason) || !dup_text(res, 8, &f.fingerprint) ||
+	    !dup_text(res, 10, &f.plan_fingerprint)) {
 		r = -ENOMEM;
 		goto out;
 	}
 	if (!read_i64(res, 3, &f.cursor_at) || !read_i64(res, 4, &f.last_full_at) ||
 	    !read_i64(res, 5, &f.last_reset_at) || !read_i64(res, 6, &resets) ||
-	    !read_i64(res, 9, &f.image_records)) {
+	    !read_i64(res, 9, &f.image_records) || !read_i64(res, 11, &seen)) {
 		r = ids_error_set(err, IDS_E_DB, "connector_feed: unexpected value for %s", connector);
 		goto out;
 	}
 	f.resets = (long)resets;
+	f.last_users_seen = (long)seen;
 	if (PQgetisnull(res, 0, 9))
 		f.image_records = -1;
 done:
@@ -154,33 +160,36 @@ int ids_store_feed_commit(struct ids_store *st, const char *connector, int64_t s
 	snprintf(started, sizeof(started), "%" PRId64, started_at);
 	char records[24];
 	snprintf(records, sizeof(records), "%zu", fc->image_records);
-	const char *p[8] = {connector,
+	const char *p[9] = {connector,
 			    hex,
 			    fc->cursor ? fc->cursor_server : NULL,
 			    fc->cursor ? fc->cursor_invocation_id : NULL,
 			    fc->full ? started : NULL,
 			    fc->reset_reason,
 			    fc->cursor ? fc->fingerprint : NULL,
-			    fc->cursor && fc->image ? records : NULL};
+			    fc->cursor && fc->image ? records : NULL,
+			    fc->cursor ? fc->plan_fingerprint : NULL};
 	/* one statement, so that a first run creates the row and every later
 	 * one updates it; the times are the server's (cursor_at) or the run's
 	 * start (last_full_at: what the full read saw is as of its start) */
 	int r = ids_store_exec(
 	    st,
 	    "INSERT INTO connector_feed AS f (connector, cursor, cursor_server, cursor_invocation_id,"
-	    " cursor_at, last_full_at, resets, last_reset_reason, last_reset_at, fingerprint, image_records)"
+	    " cursor_at, last_full_at, resets, last_reset_reason, last_reset_at, fingerprint, image_records,"
+	    " plan_fingerprint)"
 	    " VALUES ($1, $2::bytea, $3, $4, CASE WHEN $2 IS NOT NULL THEN now() END,"
 	    " timestamptz 'epoch' + $5::bigint * interval '1 microsecond',"
 	    " CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END, $6, CASE WHEN $6 IS NOT NULL THEN now() END, $7, "
-	    "$8::bigint)"
+	    "$8::bigint, $9)"
 	    " ON CONFLICT (connector) DO UPDATE SET cursor = EXCLUDED.cursor,"
 	    " cursor_server = EXCLUDED.cursor_server, cursor_invocation_id = EXCLUDED.cursor_invocation_id,"
 	    " cursor_at = EXCLUDED.cursor_at, last_full_at = COALESCE(EXCLUDED.last_full_at, f.last_full_at),"
 	    " resets = f.resets + EXCLUDED.resets,"
 	    " last_reset_reason = COALESCE(EXCLUDED.last_reset_reason, f.last_reset_reason),"
 	    " last_reset_at = COALESCE(EXCLUDED.last_reset_at, f.last_reset_at),"
-	    " fingerprint = EXCLUDED.fingerprint, image_records = EXCLUDED.image_records",
-	    8, p, PGRES_COMMAND_OK, NULL, "writing the change feed's cursor", err);
+	    " fingerprint = EXCLUDED.fingerprint, image_records = EXCLUDED.image_records,"
+	    " plan_fingerprint = EXCLUDED.plan_fingerprint",
+	    9, p, PGRES_COMMAND_OK, NULL, "writing the change feed's cursor", err);
 	free(hex);
 	/* the image the cursor belongs to, in the same transaction */
 	if (r >= 0 && (r = ids_store_image_write(st, connector, fc, err)) >= 0)

@@ -495,8 +495,8 @@ static bool some_managed(const struct ids_current *c)
 
 /* The company's users whose external id, username or e-mail (the last
  * two lower-cased: a superset of what the diff compares) is one of the
- * persons', their grants, and in c->managed_others the grant-removal
- * threshold's base among the connector's other active users. */
+ * persons', their grants, and in c->managed_others and c->active_others
+ * the thresholds' bases among the connector's other active users. */
 static int load_some(struct load *l, int64_t company_id, const void *arg, struct ids_error *err)
 {
 	const struct some *w = arg;
@@ -562,6 +562,18 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 	if (r >= 0 && res && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
 		r = ids_error_set(err, IDS_E_DB, "counting the others' managed grants: bad count");
 	l->c->managed_others = n > 0 ? (size_t)n : 0;
+	PQclear(res);
+	res = NULL;
+	/* the deactivation thresholds' base: the connector's active users */
+	if (r >= 0)
+		r = ids_store_exec(l->st,
+				   "SELECT count(*) FROM app_user WHERE company_id = $1::bigint AND active"
+				   " AND source = $2 AND id <> ALL($3::bigint[])",
+				   3, q, PGRES_TUPLES_OK, &res, "counting the others' active users", err);
+	n = 0;
+	if (r >= 0 && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
+		r = ids_error_set(err, IDS_E_DB, "counting the others' active users: bad count");
+	l->c->active_others = n > 0 ? (size_t)n : 0;
 	PQclear(res);
 	for (size_t i = 0; i < 4; i++)
 		ids_buf_free(&a[i]);

@@ -118,6 +118,10 @@ struct ids_connector_cfg {
 
 struct ids_config {
 	char *path;
+	/* ids_hash64 of the file's bytes: a run whose plan inputs are those of
+	 * the last committed run has nothing to plan when nothing changed
+	 * (daemon/sync.c, plan_fingerprint) */
+	uint64_t digest;
 	struct {
 		char *conninfo;
 		int conninfo_line, conninfo_col; /* where it is in path; 0 when unknown */

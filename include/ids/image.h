@@ -138,7 +138,25 @@ void ids_image_commit(struct ids_image *img);
  * away).  Cannot fail: the old records were kept. */
 void ids_image_rollback(struct ids_image *img);
 
-/* Records now in the image. */
+/* Defers reading img's stored records in (the image is empty, and
+ * stands for them): fn(img, ud) adds them with ids_image_load, once,
+ * when the first call that needs records comes (a record begun, a
+ * delete, a present key, a lookup, a replay, the counts,
+ * ids_image_each of every record).  A feed read that finds no change
+ * never calls it: a restarted daemon asks the directory with the stored
+ * cursor alone.  fn's failure is returned by that call and every later
+ * one: the image is then unusable (free it).  fn NULL: disarmed (fn's ud
+ * is gone); the next call that needs records fails with -EINVAL until
+ * ids_image_defer arms it again.  Commit, rollback, ids_image_nchanged
+ * and ids_image_each(changed_only) do not read records in. */
+void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud);
+/* True while the deferred records are not read in. */
+bool ids_image_deferred(const struct ids_image *img);
+/* Reads the deferred records in now (0 when there are none to read):
+ * before the caller's next use of what fn reads from. */
+int ids_image_read_in(struct ids_image *img);
+
+/* Records now in the image (a deferred image reads them in first). */
 size_t ids_image_nusers(const struct ids_image *img);
 size_t ids_image_ngroups(const struct ids_image *img);
 
@@ -167,6 +185,20 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 /* Changes since the last commit (0: nothing to write); an upper bound on
  * the keys ids_image_each(changed_only) names. */
 size_t ids_image_nchanged(const struct ids_image *img);
+
+/* What changed since the last commit, for a re-plan of only the users a
+ * change can reach: for every key changed, its record as at the last
+ * commit and as it is now (either may be none), fn(what, kind, v, n, ud)
+ * with what = IDS_IMAGE_USERS: a user record's external id (kind
+ * IDS_REF_ID); IDS_IMAGE_GROUPS: a group record's external id;
+ * IDS_IMAGE_MEMBERS: one member reference of a group record (kind, the
+ * value as recorded).  A group that was and is a group gives only the
+ * member references that are in one record and not the other (compared
+ * as recorded), and its id only when its other values changed.  Values
+ * are borrowed, not NUL-terminated.  fn < 0 stops and is returned. */
+enum { IDS_IMAGE_MEMBERS = 3 };
+int ids_image_changed(const struct ids_image *img,
+		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud);
 
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the

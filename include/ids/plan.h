@@ -54,6 +54,9 @@ struct ids_current {
 	/* ids_store_load_some: the connector's grant rows on its active users
 	 * it did not load, which the grant-removal threshold's base counts */
 	size_t managed_others;
+	/* the same for the deactivation thresholds' base: the connector's
+	 * active users it did not load (ids_store_load_some) */
+	size_t active_others;
 	struct ids_strv tenants; /* slugs of the company's tenants */
 	struct ids_arena arena;
 	size_t ucap, gcap;
@@ -215,6 +218,13 @@ struct ids_diff_opts {
 	 * creates, updates, reactivates and grants; only full and incremental
 	 * runs deprovision. */
 	const char *only_user;
+	/* borrowed, NULL for all: an incremental re-plan, the external ids
+	 * of the users a change can reach (daemon/sync.c).  Every other row
+	 * and snapshot entry is left exactly as it is; unlike only_user,
+	 * these users may be deactivated (one that left the directory is
+	 * one of them).  The current state may hold only their rows
+	 * (ids_store_load_some). */
+	const struct ids_strmap *only;
 };
 
 /* Computes the plan.  s must be finished, d = ids_rules_eval(s).  Counts

@@ -299,6 +299,10 @@ struct ids_feed_state {
 	char *last_reset_reason;			/* NULL when none */
 	char *fingerprint;     /* what the cursor and image were made with (ids_feed_commit); NULL: none */
 	int64_t image_records; /* records of the image stored with the cursor; -1: none stored */
+	/* what the state committed with the cursor was planned with (besides the
+	 * directory): ids_feed_commit's; NULL: none (the next run plans everything) */
+	char *plan_fingerprint;
+	long last_users_seen; /* users_seen of the connector's last ok full or incremental run; 0: none */
 };
 
 /* The feed state of `connector` into *ret (all zero when it has none
@@ -328,6 +332,10 @@ struct ids_feed_commit {
 	 * opaque string the caller compares, migration 9); NULL: none */
 	const char *fingerprint;
 	size_t image_records; /* the image's records after the run (with image) */
+	/* the plan's inputs besides the directory (configuration, version), an
+	 * opaque string the caller compares (migration 11); stored with the
+	 * cursor only.  NULL: none */
+	const char *plan_fingerprint;
 	/* the image the cursor belongs to (connector_image): its records
 	 * changed since its last commit are written (ids_image_each), or all
 	 * of them after every stored one is deleted (image_whole: the image

@@ -115,8 +115,12 @@ eq "1|true" "$(q "SELECT resets||'|'||(last_reset_reason LIKE '%settings changed
 ids sync
 eq "ok|incremental" "$(last_run)" "the next sync continues from the new cursor"
 q "DELETE FROM connector_image WHERE key IN (SELECT key FROM connector_image LIMIT 1)" >/dev/null
+# a run that finds no change needs no image: it does not read it back
 ids sync
-eq "ok|full" "$(last_run)" "an image missing a record is discarded: a full read"
+eq "ok|incremental" "$(last_run)" "a run without a change does not read the stored image"
+printf 'dn: uid=s6,ou=people,%s\nchangetype: modify\nreplace: sn\nsn: Missing\n\n' "$OU" | ldif
+ids sync
+eq "ok|full" "$(last_run)" "an image missing a record, read back for a change, is discarded: a full read"
 eq "2|true" "$(q "SELECT resets||'|'||(last_reset_reason LIKE '%does not hold the records%') FROM connector_feed")" \
 	"... counted as a reset with its reason"
 nothing_to_do "after the resets"

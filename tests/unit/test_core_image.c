@@ -661,6 +661,150 @@ static void test_storage(void **state)
 	ids_image_free(back);
 }
 
+/* ids_image_defer: the records come from fn (here, a stored copy) only
+ * when a call needs them; a read that changes nothing never asks. */
+struct stored {
+	const struct ids_image *from;
+	int calls, fail;
+};
+
+static int read_in(struct ids_image *img, void *ud)
+{
+	struct stored *st = ud;
+	struct rows all = {.into = img};
+	st->calls++;
+	if (st->fail)
+		return st->fail;
+	return ids_image_each(st->from, false, take_row, &all);
+}
+
+static void test_defer(void **state)
+{
+	(void)state;
+	struct ids_image *src = NULL, *img = NULL;
+	assert_int_equal(ids_image_new(&src), 0);
+	image_put(src, "k-alice", &alice);
+	image_put(src, "k-bob", &bob);
+	image_put(src, "k-team", &team);
+	image_put(src, "k-cc", &cc);
+	ids_image_commit(src);
+	struct stored st = {.from = src};
+
+	/* a feed read without a change: present phase begun and rolled
+	 * back or committed, changes asked for: nothing read in */
+	assert_int_equal(ids_image_new(&img), 0);
+	ids_image_defer(img, read_in, &st);
+	assert_true(ids_image_deferred(img));
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_nchanged(img), 0);
+	struct rows changed = {0};
+	assert_int_equal(ids_image_each(img, true, take_row, &changed), 0);
+	assert_int_equal(changed.n, 0);
+	ids_image_rollback(img);
+	ids_image_commit(img);
+	assert_int_equal(st.calls, 0);
+	assert_true(ids_image_deferred(img));
+	/* disarmed (its run ended): a call that needs records fails */
+	ids_image_defer(img, NULL, NULL);
+	assert_int_equal(ids_image_delete(img, "k-bob", IDS_IMAGE_USERS), -EINVAL);
+	ids_image_free(img);
+
+	/* the first change reads everything in, once, then applies */
+	assert_int_equal(ids_image_new(&img), 0);
+	ids_image_defer(img, read_in, &st);
+	const struct entry alice2 = {.id = "U1", .name = "alice", .dn = UDN("alice"), .dept = "Sales"};
+	image_put(img, "k-alice", &alice2);
+	assert_int_equal(st.calls, 1);
+	assert_false(ids_image_deferred(img));
+	assert_int_equal(ids_image_nchanged(img), 1); /* read in: no change; alice: one */
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_GROUPS), 1);
+	assert_int_equal(st.calls, 1);
+	const struct entry *dir[] = {&alice2, &bob, &cc};
+	assert_same(image_text(img), full_text(dir, 3));
+	/* rolled back: the stored records, still read in */
+	ids_image_rollback(img);
+	const struct entry *was[] = {&alice, &bob, &team, &cc};
+	assert_same(image_text(img), full_text(was, 4));
+	ids_image_free(img);
+
+	/* a present key, a lookup, the counts each read in too */
+	assert_int_equal(ids_image_new(&img), 0);
+	ids_image_defer(img, read_in, &st);
+	ids_image_present_begin(img);
+	assert_int_equal(ids_image_present(img, "k-cc"), 1);
+	assert_int_equal(ids_image_present_end(img, IDS_IMAGE_GROUPS, NULL), 0);
+	assert_int_equal(ids_image_ngroups(img), 1); /* team not named: gone */
+	assert_int_equal(st.calls, 2);
+	ids_image_free(img);
+
+	/* fn's failure: returned now and by every later call */
+	st.fail = -EIO;
+	assert_int_equal(ids_image_new(&img), 0);
+	ids_image_defer(img, read_in, &st);
+	assert_int_equal(ids_image_user_begin(img, "k-dan"), -EIO);
+	assert_int_equal(ids_image_read_in(img), -EIO);
+	assert_int_equal(ids_image_nusers(img), 0);
+	assert_int_equal(st.calls, 3);
+	ids_image_free(img);
+	ids_image_free(src);
+}
+
+/* ids_image_changed: what a re-plan must reach, and no more. */
+static int note_change(int what, enum ids_ref kind, const char *v, size_t n, void *ud)
+{
+	char *out = ud;
+	size_t len = strlen(out);
+	snprintf(out + len, 512 - len, "%s%d:%d:%.*s", len ? " " : "", what, (int)kind, (int)n, v);
+	return 0;
+}
+
+static void test_changed(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	char got[512] = "";
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	ids_image_commit(img);
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "");
+
+	/* a member more, one less: those two references only, not the
+	 * member both records name, and not the group's id (its values
+	 * are the same) */
+	const struct entry cc2 = {.group = true,
+				  .id = "G2",
+				  .name = "CC-Support",
+				  .dn = GDN("CC-Support"),
+				  .members = {GDN("Team"), UDN("bob")}};
+	image_put(img, "k-cc", &cc2);
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "3:0:" UDN("alice") " 3:0:" UDN("bob"));
+	ids_image_rollback(img);
+
+	/* renamed: every member is reached through the group's id */
+	const struct entry team2 = {
+	    .group = true, .id = "G1", .name = "Team-2", .dn = GDN("Team-2"), .members = {UDN("bob")}};
+	image_put(img, "k-team", &team2);
+	got[0] = '\0';
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "2:1:G1 2:1:G1");
+	ids_image_rollback(img);
+
+	/* a user changed (its id, old and new), a group deleted (its id and
+	 * every member of its old record) */
+	const struct entry bob2 = {.id = "U2", .name = "bob", .dn = UDN("bob"), .dept = "Sales"};
+	image_put(img, "k-bob", &bob2);
+	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_GROUPS), 1);
+	got[0] = '\0';
+	assert_int_equal(ids_image_changed(img, note_change, got), 0);
+	assert_string_equal(got, "1:1:U2 1:1:U2 2:1:G1 3:0:" UDN("bob"));
+	ids_image_free(img);
+}
+
 static unsigned long rnd(unsigned long *s)
 {
 	*s = *s * 6364136223846793005UL + 1442695040888963407UL;
@@ -792,6 +936,8 @@ int main(void)
 	    cmocka_unit_test(test_id_members),
 	    cmocka_unit_test(test_member_edits),
 	    cmocka_unit_test(test_storage),
+	    cmocka_unit_test(test_defer),
+	    cmocka_unit_test(test_changed),
 	    cmocka_unit_test(test_random_changes),
 	};
 	return cmocka_run_group_tests_name("core: image", tests, NULL, NULL);

@@ -1,0 +1,12 @@
+-- 011_plan_fingerprint.sql — the incremental re-plan (issue 14): what a
+-- connector's last committed run planned with, besides the directory.
+--
+-- A feed read that finds no change, by a run whose plan inputs (the
+-- configuration file, the idsyncd version) are the ones of the last
+-- committed run of the connector, has nothing to plan: the platform
+-- already holds that plan.  Such a run records its sync_run row and the
+-- new cursor, and reads neither the image, nor the state, nor evaluates
+-- a rule (docs/changes.md, "No change, no plan").  Written with the
+-- cursor, in the transaction of the run's changes; NULL (no cursor, a
+-- database from before this migration): the next run plans everything.
+ALTER TABLE connector_feed ADD COLUMN plan_fingerprint text;
