@@ -163,8 +163,8 @@ static void *worker_main(void *ud)
 	return NULL;
 }
 
-int ids_workers_start(struct ids_workers *p, const struct ids_config *cfg,
-		      const struct ids_connector_cfg *cc, void *tag)
+int ids_workers_start(struct ids_workers *p, const struct ids_config *cfg, const struct ids_connector_cfg *cc,
+		      void *tag)
 {
 	struct worker *w = NULL;
 	for (size_t i = 0; i < p->n && !w; i++)

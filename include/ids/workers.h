@@ -37,8 +37,8 @@ void ids_workers_free(struct ids_workers *p);
  * and the others.  cfg and cc are borrowed until the run is reaped.  0
  * when started, -EBUSY when every worker is busy, -errno when no thread
  * could be started (the caller runs it itself). */
-int ids_workers_start(struct ids_workers *p, const struct ids_config *cfg,
-		      const struct ids_connector_cfg *cc, void *tag);
+int ids_workers_start(struct ids_workers *p, const struct ids_config *cfg, const struct ids_connector_cfg *cc,
+		      void *tag);
 /* Workers that run now (started, not reaped). */
 size_t ids_workers_busy(const struct ids_workers *p);
 /* True when a worker is free. */
