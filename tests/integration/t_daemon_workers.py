@@ -12,11 +12,15 @@ run lasts about a second or more.
   2. SIGTERM while two first runs go on: exit 0 within 5 s, both runs
      end cancelled (STATUS= says so, no ok row), and nothing of them is
      in the database: no user of either connector.
-  3. The watchdog (WatchdogSec 2 s): a worker's run wedged in a statement
+  3. SIGHUP while two workers run: the reload waits for both runs (they
+     borrow the configuration), then takes effect (workers: 3 here), and
+     the runs after it are ok.
+  4. The watchdog (WatchdogSec 2 s): a worker's run wedged in a statement
      (a table lock held by another session: no progress hook is called)
      stops the pings although the main thread is free; they come back
      once the run goes on, and the run ends ok."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +92,26 @@ def sigterm(env, c):
                     " AND lease_owner IS NOT NULL"), "both leases released")
 
 
+def reload_during_runs(env, c):
+    conns = [slow_connector(env, "a", "acme", 0.02), slow_connector(env, "b", "beta", 0.02)]
+    cfg = env.write_config(connectors=conns, sync={"workers": "2"})
+    d = env.daemon(config=cfg, label="reload").start()
+    d.wait_status(r"(^|; )a (running|connecting|reading).*; b (running|connecting|reading)", 15)
+    env.write_config(connectors=conns, sync={"workers": "3"})
+    d.signal(signal.SIGHUP)
+    t_reload, _ = d.wait_line(r"configuration reloaded", 30)
+    ends = [t for t, text in d.lines if re.search(r" [ab]: run \d+ ok", text)]
+    c.true(len(ends) == 2 and max(ends) <= t_reload,
+           f"the reload came after both runs ended ({len(ends)} ends, "
+           f"{max(ends, default=0) - t_reload:.2f} s before it)")
+    mark = d.mark()
+    d.signal(signal.SIGUSR1)
+    d.wait_status(r"a ok .*; b ok ", 30, since=mark)
+    c.ok("the runs after the reload are ok")
+    d.signal(signal.SIGTERM)
+    c.eq(0, d.wait_exit(10), "reload: SIGTERM exits 0")
+
+
 def lock_table(env, table):
     """A psql session holding an exclusive lock on table, and its backend's
     pid (pg_terminate_backend releases it: killing psql would not, the
@@ -137,6 +161,7 @@ def body(env, c):
     c.eq(0, rc, f"migrate ({err.strip()})")
     concurrent(env, c)
     sigterm(env, c)
+    reload_during_runs(env, c)
     wedged(env, c)
 
 
