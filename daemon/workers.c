@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "ids/connector.h"
 #include "ids/log.h"
 #include "ids/progress.h"
 #include "ids/store.h"
@@ -64,6 +65,7 @@ int ids_workers_new(size_t n, struct ids_feeds *feeds, struct ids_oauth_tokens *
 	p->tokens = tokens;
 	p->cancel = cancel;
 	pthread_mutex_init(&p->mu, NULL);
+	ids_connectors_global_init();
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		int err = -errno;
 		ids_workers_free(p);
