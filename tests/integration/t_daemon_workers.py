@@ -155,7 +155,17 @@ def wedged(env, c):
     c.eq(0, d.wait_exit(5), "wedged: SIGTERM exits 0")
 
 
+def bad_counts(env, c):
+    for n in ("0", "65", "two"):
+        bad = env.write_config(path=os.path.join(env.dir, "bad.yaml"), sync={"workers": n})
+        rc, _, err = env.run_cli("check-config", config=bad)
+        c.eq(78, rc, f"check-config refuses sync.workers: {n}")
+        c.true(re.search(r"bad.yaml:\d+:\d+: sync.workers: expected an integer 1..64", err) is not None,
+               f"... naming the place and the range ({err.strip()})")
+
+
 def body(env, c):
+    bad_counts(env, c)
     env.add_users("u", USERS, group="CC-Support")
     rc, _, err = env.run_cli("migrate", config=env.write_config())
     c.eq(0, rc, f"migrate ({err.strip()})")
