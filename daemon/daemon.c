@@ -1,6 +1,10 @@
 /* daemon.c — `idsyncd run`: the service loop of service.md.
  *
- * One thread.  SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked and read
+ * One thread, plus with sync.workers > 1 the workers' (workers.h): they
+ * only run connectors; everything below stays on this thread, which
+ * hands a due connector to a free worker instead of running it, renews
+ * the leases of all that run, and pings the watchdog only while each of
+ * them makes progress (docs/scaling.md, "Workers").  SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked and read
  * from a signalfd, so a signal only sets a flag that the loop acts on.
  * The loop sleeps in exactly one place, sleep_until(): ppoll() on that fd
  * with the time to the next due connector or the next watchdog ping as
