@@ -143,6 +143,11 @@ int ids_http_urlencode(struct ids_buf *b, const char *s)
 
 /* ---------------- the handle ---------------- */
 
+void ids_http_global_init(void)
+{
+	pthread_once(&global_once, global_init);
+}
+
 int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct ids_error *err)
 {
 	struct ids_http *h = NULL;

@@ -16,6 +16,7 @@
 #include "ids/connector.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -54,7 +55,10 @@ struct token_entry {
 	int64_t renew_at;
 };
 
+/* mu: the daemon's workers (sync.workers) run cloud connectors at once;
+ * each entry is copied in and out under it, never used in place. */
 struct ids_oauth_tokens {
+	pthread_mutex_t mu;
 	struct token_entry *e;
 	size_t n, cap;
 };
@@ -62,7 +66,10 @@ struct ids_oauth_tokens {
 int ids_oauth_tokens_new(struct ids_oauth_tokens **ret)
 {
 	*ret = calloc(1, sizeof(**ret));
-	return *ret ? 0 : -ENOMEM;
+	if (!*ret)
+		return -ENOMEM;
+	pthread_mutex_init(&(*ret)->mu, NULL);
+	return 0;
 }
 
 static void tokens_remove(struct ids_oauth_tokens *t, size_t i)
@@ -78,12 +85,18 @@ void ids_oauth_tokens_free(struct ids_oauth_tokens *t)
 	while (t->n)
 		tokens_remove(t, t->n - 1);
 	free(t->e);
+	pthread_mutex_destroy(&t->mu);
 	free(t);
 }
 
-size_t ids_oauth_tokens_count(const struct ids_oauth_tokens *t)
+size_t ids_oauth_tokens_count(struct ids_oauth_tokens *t)
 {
-	return t ? t->n : 0;
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	size_t n = t->n;
+	pthread_mutex_unlock(&t->mu);
+	return n;
 }
 
 int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len)
@@ -109,15 +122,25 @@ static struct token_entry *tokens_find(struct ids_oauth_tokens *t, const unsigne
 	return NULL;
 }
 
-/* Forgets o's cached token (a 401, a failed renewal). */
-static void tokens_drop(struct ids_oauth *o)
+/* Forgets o's cached token; t->mu held. */
+static void tokens_drop_locked(struct ids_oauth_tokens *t, struct ids_oauth *o)
 {
-	struct ids_oauth_tokens *t = o->cfg.tokens;
-	for (size_t i = 0; t && o->keyed && i < t->n; i++)
+	for (size_t i = 0; o->keyed && i < t->n; i++)
 		if (!memcmp(t->e[i].key, o->key, sizeof(o->key))) {
 			tokens_remove(t, i);
 			return;
 		}
+}
+
+/* Forgets o's cached token (a 401, a failed renewal). */
+static void tokens_drop(struct ids_oauth *o)
+{
+	struct ids_oauth_tokens *t = o->cfg.tokens;
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	tokens_drop_locked(t, o);
+	pthread_mutex_unlock(&t->mu);
 }
 
 /* Keeps a copy of o's token.  Out of memory: not kept (the next run asks
@@ -127,22 +150,28 @@ static void tokens_put(struct ids_oauth *o)
 	struct ids_oauth_tokens *t = o->cfg.tokens;
 	if (!t || !o->keyed || !o->auth)
 		return;
-	tokens_drop(o);
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 8;
-		struct token_entry *e = cap <= TOKENS_MAX ? realloc(t->e, cap * sizeof(*e)) : NULL;
-		if (!e)
-			return;
-		t->e = e;
-		t->cap = cap;
-	}
 	char *copy = strdup(o->auth);
 	if (!copy)
 		return;
-	memcpy(t->e[t->n].key, o->key, sizeof(o->key));
-	t->e[t->n].auth = copy;
-	t->e[t->n].renew_at = o->renew_at;
-	t->n++;
+	pthread_mutex_lock(&t->mu);
+	tokens_drop_locked(t, o);
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		struct token_entry *e = cap <= TOKENS_MAX ? realloc(t->e, cap * sizeof(*e)) : NULL;
+		if (e) {
+			t->e = e;
+			t->cap = cap;
+		}
+	}
+	if (t->n < t->cap) {
+		memcpy(t->e[t->n].key, o->key, sizeof(o->key));
+		t->e[t->n].auth = copy;
+		t->e[t->n].renew_at = o->renew_at;
+		t->n++;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&t->mu);
+	ids_secret_free(copy);
 }
 
 /* o->key from the service, the token URL and the connector's identity. */
@@ -178,14 +207,15 @@ static int tokens_get(struct ids_oauth *o, struct ids_error *err)
 		return 0;
 	if (!o->keyed && (r = make_key(o, err)) < 0)
 		return r;
+	pthread_mutex_lock(&o->cfg.tokens->mu);
 	struct token_entry *e = tokens_find(o->cfg.tokens, o->key);
-	if (!e)
-		return 0;
-	char *copy = strdup(e->auth);
-	if (!copy)
-		return 0; /* a new token instead */
-	o->auth = copy;
-	o->renew_at = e->renew_at;
+	/* out of memory: a new token instead */
+	char *copy = e ? strdup(e->auth) : NULL;
+	if (copy) {
+		o->auth = copy;
+		o->renew_at = e->renew_at;
+	}
+	pthread_mutex_unlock(&o->cfg.tokens->mu);
 	return 0;
 }
 

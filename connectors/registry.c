@@ -2,6 +2,10 @@
  * Adding a connector is one line here plus its own file. */
 #include "ids/connector.h"
 
+#include <ldap.h>
+
+#include "ids/http.h"
+
 const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t)
 {
 	switch (t) {
@@ -11,4 +15,14 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t)
 	case IDS_CONN_SCIM: return &ids_scim_connector;
 	}
 	return NULL;
+}
+
+void ids_connectors_global_init(void)
+{
+	/* a get of a global option makes libldap set its defaults, which
+	 * it does without a lock at the first handle otherwise (found by
+	 * valgrind --tool=drd with two workers connecting at once) */
+	int version = 0;
+	(void)ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &version);
+	ids_http_global_init();
 }

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,9 +255,15 @@ struct cache {
 	size_t n, cap;
 	struct ids_strmap map; /* id (v[i].id) -> i */
 	unsigned run;
+	/* held for a whole pull: the daemon's workers (sync.workers) may
+	 * read one connector at once in a scheduled and a targeted run */
+	pthread_mutex_t mu;
 };
 
-static struct cache *caches;
+/* The daemon's workers look caches up at once: caches_mu guards the list
+ * (of pointers, so that growing it moves no cache a pull holds). */
+static pthread_mutex_t caches_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct cache **caches;
 static size_t ncaches;
 
 static void cache_clear(struct cache *c)
@@ -283,27 +290,32 @@ static char *attrs_key(const struct ids_strv *attrs)
 	return ids_buf_steal(&b);
 }
 
-/* The cache of connector for records of attrs, NULL when out of memory
- * (the run then reads everything). */
+/* The cache of connector for records of attrs, locked (cache_unlock),
+ * NULL when out of memory (the run then reads everything). */
 static struct cache *cache_of(const char *connector, const struct ids_strv *attrs)
 {
 	char *key = attrs_key(attrs);
 	struct cache *c = NULL;
+	pthread_mutex_lock(&caches_mu);
 	for (size_t i = 0; key && i < ncaches && !c; i++)
-		if (!strcmp(caches[i].connector, connector))
-			c = &caches[i];
+		if (!strcmp(caches[i]->connector, connector))
+			c = caches[i];
 	if (key && !c) {
-		struct cache *nc = realloc(caches, (ncaches + 1) * sizeof(*nc));
-		if (nc) {
-			caches = nc;
-			c = &caches[ncaches];
-			*c = (struct cache){.connector = strdup(connector)};
-			if (c->connector)
-				ncaches++;
-			else
-				c = NULL;
+		struct cache **nv = realloc(caches, (ncaches + 1) * sizeof(*nv));
+		if (nv)
+			caches = nv;
+		if (nv && (c = calloc(1, sizeof(*c))) && !(c->connector = strdup(connector))) {
+			free(c);
+			c = NULL;
+		}
+		if (c) {
+			pthread_mutex_init(&c->mu, NULL);
+			caches[ncaches++] = c;
 		}
 	}
+	pthread_mutex_unlock(&caches_mu);
+	if (c)
+		pthread_mutex_lock(&c->mu);
 	if (c && (!c->attrs || strcmp(c->attrs, key) != 0)) {
 		cache_clear(c);
 		free(c->attrs);
@@ -312,6 +324,12 @@ static struct cache *cache_of(const char *connector, const struct ids_strv *attr
 	}
 	free(key);
 	return c;
+}
+
+static void cache_unlock(struct cache *c)
+{
+	if (c)
+		pthread_mutex_unlock(&c->mu);
 }
 
 /* Drops the records of users no run saw since the last compaction
@@ -468,6 +486,7 @@ static int scim_pull(const struct ids_connector_cfg *cfg, const struct ids_pull_
 		ids_error_prefix(err, "pushed state");
 	s->pages = 1;
 	ids_store_close(st);
+	cache_unlock(p.cache);
 	return r;
 }
 

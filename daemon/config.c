@@ -944,8 +944,8 @@ static int load_database(struct ctx *c, yaml_node_t *n)
  * backoff shrink, which is a contradiction, not a preference. */
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
-	static const char *const keys[] = {"interval",	  "jitter", "retry_min", "retry_max",
-					   "run_timeout", "lease",  "user_rate", NULL};
+	static const char *const keys[] = {"interval", "jitter",    "retry_min", "retry_max", "run_timeout",
+					   "lease",    "user_rate", "workers",	 NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -972,6 +972,11 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 	 * 0 turns the LISTEN off */
 	if (r >= 0)
 		r = rd_int(c, &m, "user_rate", 0, 10000, &cfg->sync.user_rate);
+	/* connectors run at once, each on a thread with its own database
+	 * connection: 64 of them are 65 connections, past which one daemon
+	 * is better split in several (docs/scaling.md) */
+	if (r >= 0)
+		r = rd_int(c, &m, "workers", 1, 64, &cfg->sync.workers);
 	if (r >= 0 && cfg->sync.retry_max < cfg->sync.retry_min) {
 		yaml_node_t *v =
 		    map_get(&m, "retry_max") ? map_get(&m, "retry_max") : map_get(&m, "retry_min");
@@ -2394,6 +2399,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->sync.retry_max = 15 * 60;
 	cfg->sync.run_timeout = 30 * 60;
 	cfg->sync.lease = 60;
+	cfg->sync.workers = 1;
 	cfg->sync.user_rate = 10;
 	cfg->log.level = IDS_LOG_INFO;
 	cfg->log.target = IDS_LOGT_AUTO;

@@ -1,6 +1,10 @@
 /* daemon.c — `idsyncd run`: the service loop of service.md.
  *
- * One thread.  SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked and read
+ * One thread, plus with sync.workers > 1 the workers' (workers.h): they
+ * only run connectors; everything below stays on this thread, which
+ * hands a due connector to a free worker instead of running it, renews
+ * the leases of all that run, and pings the watchdog only while each of
+ * them makes progress (docs/scaling.md, "Workers").  SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked and read
  * from a signalfd, so a signal only sets a flag that the loop acts on.
  * The loop sleeps in exactly one place, sleep_until(): ppoll() on that fd
  * with the time to the next due connector or the next watchdog ping as
@@ -27,6 +31,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +52,7 @@
 #include "ids/store.h"
 #include "ids/sync.h"
 #include "ids/usersync.h"
+#include "ids/workers.h"
 
 #define USEC 1000000LL
 /* The longest error text quoted in STATUS= (the log has all of it). */
@@ -72,14 +78,22 @@ struct sched {
 	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
 	int64_t counted;   /* monotonic usec of the last managed users/grants count, 0: none */
 	int64_t burst;	   /* monotonic usec of the first bell since the last run, 0: none */
+	bool rang;	   /* its run under way was rung for (a push, a change heard) */
+	int64_t renewed;   /* monotonic usec of its lease's last renewal, while it runs */
+	int64_t t0;	   /* monotonic usec of the start of its run on a worker */
+	bool busy;	   /* a worker runs it (sync.workers > 1) */
+	/* something asked for a run while a worker ran it (a SCIM push,
+	 * SIGUSR1): due again `again_usec` after that run ends, not after an
+	 * interval */
+	bool again;
+	int64_t again_usec;
 };
 
 struct daemon {
 	const char *path;
 	struct ids_config *cfg;
 	struct ids_store *st;  /* NULL while the database is away */
-	struct ids_store *ctl; /* renews the running connector's lease; NULL until needed */
-	int64_t renewed;       /* monotonic usec of the running connector's last lease renewal */
+	struct ids_store *ctl; /* renews the running connectors' leases; NULL until needed */
 	bool offered;	       /* this configuration's connectors are in the queue */
 	struct sched *s;
 	size_t ns;
@@ -107,6 +121,11 @@ struct daemon {
 	struct ids_persist *persist;
 	bool serving;		    /* past the start: a reload restarts the listener */
 	bool stop, run_all, reload; /* set by signals, acted on by the loop */
+	/* sync.workers > 1: the runs' threads (NULL: runs on this thread);
+	 * cancel is `stop` for them, read at their progress hooks */
+	struct ids_workers *pool;
+	atomic_bool cancel;
+	struct sched *stalled; /* the worker's run the watchdog waits for, warned once */
 };
 
 static int64_t real_usec(void)
@@ -166,13 +185,32 @@ static char *status_text(const char *s, size_t max)
 /* WATCHDOG=1 at half of WatchdogSec.  Only ever called from the main
  * thread (the loop and the progress hook): a loop that really hangs stops
  * pinging, and systemd restarts it. */
+static bool workers_stalled(struct daemon *d);
 static void watchdog(struct daemon *d, bool force)
 {
 	int64_t now = ids_mono_usec();
-	if (d->wd_usec && (force || now - d->wd_last >= (int64_t)d->wd_usec / 2)) {
+	if (d->wd_usec && (force || now - d->wd_last >= (int64_t)d->wd_usec / 2) &&
+	    (force || !workers_stalled(d))) {
 		sd_notify(0, "WATCHDOG=1");
 		d->wd_last = now;
 	}
+}
+
+/* True while a worker's run has not called its progress hook for half
+ * of WatchdogSec: the pings stop, as they stop when the run on this
+ * thread wedges, and systemd restarts a daemon whose worker stays stuck
+ * (the ping cadence is half of WatchdogSec: a run silent for about
+ * WatchdogSec gets no ping in that time).  Said once per stall. */
+static bool workers_stalled(struct daemon *d)
+{
+	int64_t silent = 0;
+	struct sched *s = ids_workers_stalled(d->pool, (int64_t)d->wd_usec / 2, &silent);
+	if (s && s != d->stalled)
+		ids_log(IDS_LOG_WARNING, s->name, 0, NULL,
+			"no progress for %.1f s: the watchdog is not pinged while this run is stuck",
+			(double)silent / USEC);
+	d->stalled = s;
+	return s != NULL;
 }
 
 /* Acts on one signal: only flags, except that STOPPING=1 goes out at once
@@ -188,6 +226,7 @@ static void on_signal(struct daemon *d, uint32_t signo)
 				signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		}
 		d->stop = true;
+		atomic_store(&d->cancel, true);
 		break;
 	case SIGUSR1: d->run_all = true; break;
 	case SIGHUP: d->reload = true; break;
@@ -240,6 +279,10 @@ static void bell(struct daemon *d, struct sched *s, const struct ids_connector_c
 	int64_t due = now + (int64_t)delay * USEC;
 	s->due = due < s->burst + cap ? due : s->burst + cap;
 	s->how = IDS_TAKE_NOW;
+	/* the run under way may have read the state before this change:
+	 * one more after it */
+	s->again = s->busy;
+	s->again_usec = (int64_t)delay * USEC;
 }
 
 /* A bell's run found the connector's lock taken (a `sync` from the
@@ -380,24 +423,34 @@ static void sleep_until(struct daemon *d, int64_t until)
 	for (;;) {
 		watchdog(d, false);
 		int64_t now = ids_mono_usec();
-		if (now >= until || d->stop || d->run_all || d->reload || d->fatal)
+		/* a reload waits for the workers' runs, which borrow the
+		 * configuration: their ends wake us (p[3]) */
+		bool reload = d->reload && !ids_workers_busy(d->pool);
+		if (now >= until || d->stop || d->run_all || reload || d->fatal)
 			return;
 		int64_t wait = until - now;
 		if (d->wd_usec) {
 			/* counted from the last ping, not from now: a signal
-			 * that wakes us must not push the next ping back */
+			 * that wakes us must not push the next ping back.  Past
+			 * it only while a worker stalls (no ping): looked at
+			 * again every tenth of a second */
 			int64_t w = d->wd_last + (int64_t)d->wd_usec / 2 - now;
-			wait = w < wait ? (w > 0 ? w : 0) : wait;
+			wait = w < wait ? (w > 0 ? w : USEC / 10) : wait;
 		}
 		struct timespec ts = {(time_t)(wait / USEC), (long)(wait % USEC) * 1000};
-		/* a negative fd is skipped by ppoll: no SCIM, no LISTEN */
-		struct pollfd p[4] = {{d->sfd, POLLIN, 0},
+		/* a negative fd is skipped by ppoll: no SCIM, no LISTEN, no
+		 * workers, no persistent search */
+		struct pollfd p[5] = {{d->sfd, POLLIN, 0},
 				      {d->scim ? ids_scim_server_fd(d->scim) : -1, POLLIN, 0},
 				      {ids_usersync_fd(d->us), POLLIN, 0},
+				      {ids_workers_fd(d->pool), POLLIN, 0},
 				      {ids_persist_fd(d->persist), POLLIN, 0}};
-		int r = ppoll(p, 4, &ts, NULL);
+		int r = ppoll(p, 5, &ts, NULL);
 		if (r > 0) {
 			drain_signals(d);
+			/* a worker's run ended: the loop records it */
+			if (p[3].fd >= 0 && (p[3].revents & POLLIN))
+				return;
 			/* pushes move their connector's run: back to the loop */
 			if (d->scim && (p[1].revents & POLLIN)) {
 				ids_scim_server_drain(d->scim, pushed, d);
@@ -409,7 +462,7 @@ static void sleep_until(struct daemon *d, int64_t until)
 				return;
 			}
 			/* a persistent search heard a change (or dropped) */
-			if (p[3].fd >= 0 && p[3].revents) {
+			if (p[4].fd >= 0 && p[4].revents) {
 				struct ids_persist_hooks h = persist_hooks(d);
 				ids_persist_drain(d->persist, &h);
 				return;
@@ -532,11 +585,20 @@ static void set_status(struct sched *s, const char *fmt, ...)
 static void notify_progress(struct daemon *d)
 {
 	char *t = d->running ? ids_progress_status(d->prog) : NULL;
-	if (!t)
-		return;
-	free(d->running->status);
-	d->running->status = t;
-	notify_status(d, NULL);
+	bool changed = t != NULL;
+	if (t) {
+		free(d->running->status);
+		d->running->status = t;
+	}
+	/* the workers' runs: what their trackers said last */
+	for (size_t i = 0; d->pool && i < d->ns; i++)
+		if (d->s[i].busy && (t = ids_workers_status(d->pool, &d->s[i]))) {
+			free(d->s[i].status);
+			d->s[i].status = t;
+			changed = true;
+		}
+	if (changed)
+		notify_status(d, NULL);
 }
 
 /* Connects (when not connected) and brings the schema up to date
@@ -620,7 +682,7 @@ static int take(struct daemon *d, struct sched *s, struct ids_error *e)
 		if (s->how == IDS_TAKE_DUE)
 			s->backoff = c.backoff;
 		s->how = IDS_TAKE_DUE;
-		d->renewed = ids_mono_usec();
+		s->renewed = ids_mono_usec();
 	} else if (r == 0) {
 		int64_t wait = c.wait_usec > TAKE_RETRY_USEC ? c.wait_usec : TAKE_RETRY_USEC;
 		/* a bell rang while another daemon runs it: our run follows
@@ -644,24 +706,21 @@ static int take(struct daemon *d, struct sched *s, struct ids_error *e)
 	return r;
 }
 
-/* From the progress hook: extends the running connector's lease every
- * third of it, on a connection of its own (the run's may be inside its
- * transaction, where the renewal would show only at the commit).  A lost
- * lease only warns: the connector's advisory lock still keeps two runs
- * apart. */
-static void renew(struct daemon *d)
+/* Extends s's lease, on a connection of its own (the run's may be inside
+ * its transaction, where the renewal would show only at the commit).  A
+ * lost lease only warns: the connector's advisory lock still keeps two
+ * runs apart. */
+static void renew_one(struct daemon *d, struct sched *s, int64_t now)
 {
 	struct ids_error e = {0};
-	int64_t now = ids_mono_usec();
-	if (!d->running || now - d->renewed < (int64_t)d->cfg->sync.lease * USEC / 3)
+	if (now - s->renewed < (int64_t)d->cfg->sync.lease * USEC / 3)
 		return;
-	d->renewed = now;
+	s->renewed = now;
 	int r = d->ctl ? 0 : ids_store_open(d->cfg, &d->ctl, &e);
 	if (r >= 0)
-		r = ids_store_queue_renew(d->ctl, d->running->name, d->instance, d->cfg->sync.lease, &e);
+		r = ids_store_queue_renew(d->ctl, s->name, d->instance, d->cfg->sync.lease, &e);
 	if (r < 0) {
-		ids_log(IDS_LOG_WARNING, d->running->name, 0, NULL, "cannot renew the lease: %s%s",
-			ids_error_text(&e),
+		ids_log(IDS_LOG_WARNING, s->name, 0, NULL, "cannot renew the lease: %s%s", ids_error_text(&e),
 			r == IDS_E_LOCKED ? " (another daemon may take it over; the connector's lock keeps"
 					    " the runs apart)"
 					  : "");
@@ -671,6 +730,18 @@ static void renew(struct daemon *d)
 	ids_error_clear(&e);
 }
 
+/* From the progress hook and the loop: every third of the lease, the
+ * leases of what runs now (on this thread or on the workers). */
+static void renew(struct daemon *d)
+{
+	int64_t now = ids_mono_usec();
+	if (d->running)
+		renew_one(d, d->running, now);
+	for (size_t i = 0; d->pool && i < d->ns; i++)
+		if (d->s[i].busy)
+			renew_one(d, &d->s[i], now);
+}
+
 /* Tells `idsyncd status` that this instance is alive, and which connector
  * it syncs (NULL: idle).  Bookkeeping like record_next: logged at debug
  * only (a lost database is the next run's error to report).  The code of
@@ -678,11 +749,19 @@ static void renew(struct daemon *d)
 static int heartbeat(struct daemon *d, const char *running)
 {
 	struct ids_error e = {0};
+	struct ids_buf b = {0};
 	int r = 0;
 	d->hb_last = ids_mono_usec();
+	/* the workers' connectors, "a, b" (out of memory: shown idle) */
+	for (size_t i = 0; !running && d->pool && i < d->ns; i++)
+		if (d->s[i].busy)
+			(void)ids_buf_printf(&b, "%s%s", b.len ? ", " : "", d->s[i].name);
+	if (!running)
+		running = b.p;
 	if (d->st && (r = ids_store_heartbeat(d->st, d->instance, running, &e)) < 0)
 		ids_log(IDS_LOG_DEBUG, NULL, 0, NULL, "cannot record the heartbeat: %s", ids_error_text(&e));
 	ids_error_clear(&e);
+	ids_buf_free(&b);
 	return r;
 }
 
@@ -781,6 +860,69 @@ static void run_metrics(struct daemon *d, struct sched *s, const struct ids_conn
 	ids_error_clear(&e);
 }
 
+/* The end of s's run, on this thread: /metrics, the next time (the
+ * queue's too), STATUS=.  took: the queue gave it to us (< 0: no database,
+ * the run failed before it started).  *st: the connection the run used,
+ * closed after a failure (NULL: a worker's, which closes its own). */
+static void run_end(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
+		    struct ids_sync_result *res, int took, int64_t t0, struct ids_store **st)
+{
+	ids_persist_ran(d->persist, cc->name);
+	run_metrics(d, s, cc, res, t0);
+	reschedule(d, s, cc, res);
+	free(res->error);
+	bool failed = res->exit_code != IDS_EXIT_OK && res->exit_code != IDS_EXIT_LOCKED;
+	if (s->again && !d->stop) {
+		int64_t due = ids_mono_usec() + s->again_usec;
+		s->due = due < s->due ? due : s->due;
+		s->how = IDS_TAKE_NOW;
+	}
+	s->again = false;
+	if (s->rang && res->exit_code == IDS_EXIT_LOCKED)
+		bell_again(d, s, cc);
+	if (took > 0)
+		record_next(d, s, failed);
+	if (!d->stop)
+		heartbeat(d, NULL);
+	if (st && failed && res->exit_code != IDS_EXIT_SAFETY) {
+		/* the connection may be what failed: start afresh next time */
+		ids_store_close(*st);
+		*st = NULL;
+	}
+	notify_status(d, NULL);
+}
+
+/* Hands s's run to a free worker (sync.workers > 1): 0 when one runs
+ * it, < 0 when this thread must (no thread could start). */
+static int run_on_worker(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc, int64_t t0)
+{
+	int r = ids_workers_start(d->pool, d->cfg, cc, s);
+	if (r < 0) {
+		ids_log(IDS_LOG_WARNING, cc->name, 0, NULL, "cannot start a worker (%s): running it here",
+			strerror(-r));
+		return r;
+	}
+	s->busy = true;
+	s->t0 = t0;
+	heartbeat(d, NULL);
+	return 0;
+}
+
+/* The runs that the workers ended, recorded as run_one records its own. */
+static void workers_reap(struct daemon *d)
+{
+	struct ids_sync_result res;
+	struct sched *s;
+	while (d->pool && (s = ids_workers_reap(d->pool, &res))) {
+		s->busy = false;
+		if (d->stalled == s)
+			d->stalled = NULL;
+		/* the configuration is the one the run started with: a
+		 * reload waits for the workers */
+		run_end(d, s, ids_config_connector(d->cfg, s->name), &res, 1, s->t0, NULL);
+	}
+}
+
 static void run_one(struct daemon *d, struct sched *s)
 {
 	const struct ids_connector_cfg *cc = ids_config_connector(d->cfg, s->name);
@@ -789,7 +931,6 @@ static void run_one(struct daemon *d, struct sched *s)
 	struct ids_error e = {0};
 	char at[16];
 	int64_t t0 = ids_mono_usec();
-	bool rang = false;
 	if (!cc) {
 		/* cannot happen (the schedule is built from the config); never
 		 * leave it due, which would spin the loop */
@@ -805,6 +946,10 @@ static void run_one(struct daemon *d, struct sched *s)
 	hhmmss(0, at, sizeof(at));
 	set_status(s, "%s running since %s", cc->name, at);
 	notify_status(d, NULL);
+	s->rang = s->burst != 0;
+	s->burst = 0; /* the changes rung so far are this run's */
+	if (took > 0 && d->pool && run_on_worker(d, s, cc, t0) == 0)
+		return; /* workers_reap ends it */
 	if (took < 0) {
 		/* a tick without a database is a failed run (with the run's
 		 * MESSAGE_ID=, for whoever watches those), but without an id:
@@ -826,31 +971,13 @@ static void run_one(struct daemon *d, struct sched *s)
 		    .progress = progress, .ud = d, .prog = d->prog, .feeds = d->feeds, .tokens = d->tokens};
 		struct ids_buf out = {0};
 		d->running = s;
-		rang = s->burst != 0;
-		s->burst = 0; /* the changes rung so far are this run's */
 		heartbeat(d, cc->name);
 		ids_sync_connector(d->cfg, d->st, cc, &o, &out, &res);
 		d->running = NULL;
-		ids_persist_ran(d->persist, cc->name);
 		ids_buf_free(&out);
 	}
 	ids_error_clear(&e);
-	run_metrics(d, s, cc, &res, t0);
-	reschedule(d, s, cc, &res);
-	if (rang && res.exit_code == IDS_EXIT_LOCKED)
-		bell_again(d, s, cc);
-	free(res.error);
-	bool failed = res.exit_code != IDS_EXIT_OK && res.exit_code != IDS_EXIT_LOCKED;
-	if (took > 0)
-		record_next(d, s, failed);
-	if (!d->stop)
-		heartbeat(d, NULL);
-	if (failed && res.exit_code != IDS_EXIT_SAFETY) {
-		/* the connection may be what failed: start afresh next time */
-		ids_store_close(d->st);
-		d->st = NULL;
-	}
-	notify_status(d, NULL);
+	run_end(d, s, cc, &res, took, t0, &d->st);
 }
 
 /* One attempt of run_user's sync into *res; false when the connection it
@@ -906,6 +1033,27 @@ static void run_user(struct daemon *d, const char *conn, const char *user)
 	if (d->metrics)
 		(void)ids_metrics_targeted(d->metrics, cc->name, res.status ? res.status : "failed");
 	free(res.error);
+}
+
+/* The workers of d->cfg's sync.workers (none for 1: the runs go on this
+ * thread, as before workers existed); only while none runs.  Their
+ * connections go with the old pool: the database settings may have
+ * changed.  Out of memory: one run at a time, said in the log. */
+static void pool_setup(struct daemon *d)
+{
+	ids_workers_free(d->pool);
+	d->pool = NULL;
+	int n = d->cfg->sync.workers;
+	if (n <= 1)
+		return;
+	if (!d->feeds)
+		(void)ids_feeds_new(&d->feeds);
+	if (!d->tokens)
+		(void)ids_oauth_tokens_new(&d->tokens);
+	int r = ids_workers_new((size_t)n, d->feeds, d->tokens, &d->cancel, &d->pool);
+	if (r < 0)
+		ids_log(IDS_LOG_ERROR, NULL, 0, NULL, "sync.workers: %s: running one connector at a time",
+			strerror(-r));
 }
 
 /* SIGHUP: re-reads the configuration.  An invalid one is refused and the
@@ -965,6 +1113,8 @@ static void reload(struct daemon *d, bool ready)
 	if (d->persist && ids_persist_configure(d->persist, d->cfg) < 0)
 		ids_log(IDS_LOG_ERROR, NULL, 0, NULL,
 			"persist: out of memory: changes wait for the interval");
+	if (d->serving)
+		pool_setup(d);
 	free(d->note);
 	d->note = NULL;
 	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "configuration reloaded: %zu connectors", d->ns);
@@ -1024,12 +1174,12 @@ static int wait_for_database(struct daemon *d)
 	}
 }
 
-/* The earliest due connector, NULL when there is none. */
+/* The earliest due connector that no worker runs, NULL when there is none. */
 static struct sched *next_due(struct daemon *d)
 {
 	struct sched *next = NULL;
 	for (size_t i = 0; i < d->ns; i++)
-		if (!next || d->s[i].due < next->due)
+		if (!d->s[i].busy && (!next || d->s[i].due < next->due))
 			next = &d->s[i];
 	return next;
 }
@@ -1057,34 +1207,78 @@ static int signals_setup(struct daemon *d)
 	return 0;
 }
 
+/* At a stop: the workers' runs end cancelled at their next progress hook
+ * (`cancel`), and are recorded as such; waited for here, pinging the
+ * watchdog while they make progress. */
+static void workers_stop(struct daemon *d)
+{
+	atomic_store(&d->cancel, true);
+	while (ids_workers_busy(d->pool) > 0) {
+		workers_reap(d);
+		watchdog(d, false);
+		struct pollfd p = {ids_workers_fd(d->pool), POLLIN, 0};
+		if (ids_workers_busy(d->pool) > 0)
+			(void)poll(&p, 1, 100);
+	}
+}
+
+/* SIGUSR1: every connector now; one a worker runs, right after its run. */
+static void run_all(struct daemon *d, int64_t now)
+{
+	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
+	for (size_t i = 0; i < d->ns; i++) {
+		d->s[i].due = now;
+		d->s[i].how = IDS_TAKE_NOW;
+		d->s[i].again = d->s[i].busy;
+		d->s[i].again_usec = 0;
+	}
+	d->run_all = false;
+}
+
+/* The workers' turn of the loop: their ended runs recorded, the leases of
+ * the others renewed, their progress into STATUS=.  The time the loop
+ * may sleep until: a second while one runs (renewals, STATUS=). */
+static int64_t workers_turn(struct daemon *d, int64_t until)
+{
+	if (!d->pool)
+		return until;
+	workers_reap(d);
+	renew(d);
+	notify_progress(d);
+	int64_t soon = ids_mono_usec() + USEC;
+	return ids_workers_busy(d->pool) && soon < until ? soon : until;
+}
+
 /* The service loop proper, once the database is there: a reload, a
  * SIGUSR1, the earliest due connector, or sleep — one thing per turn, so
- * that a signal that arrived during a run is seen right after it. */
+ * that a signal that arrived during a run is seen right after it.  With
+ * workers, a due connector goes to a free one and the loop goes on; a
+ * reload waits until none runs (the runs borrow the configuration), and
+ * nothing new starts meanwhile. */
 static void serve(struct daemon *d)
 {
 	while (!d->stop && !d->fatal) {
-		if (d->reload) {
+		int64_t horizon = workers_turn(d, INT64_MAX);
+		bool busy = ids_workers_busy(d->pool) > 0;
+		if (d->reload && !busy) {
 			d->reload = false;
 			reload(d, true);
 			continue;
 		}
 		int64_t now = ids_mono_usec();
-		if (d->run_all) {
-			ids_log(IDS_LOG_INFO, NULL, 0, NULL, "SIGUSR1: running every connector now");
-			for (size_t i = 0; i < d->ns; i++) {
-				d->s[i].due = now;
-				d->s[i].how = IDS_TAKE_NOW;
-			}
-			d->run_all = false;
-		}
-		struct sched *next = next_due(d);
+		if (d->run_all)
+			run_all(d, now);
+		struct sched *next = d->reload ? NULL : next_due(d);
 		const char *uc = NULL, *uu = NULL;
-		if (d->us && !(next && next->due + STARVE_USEC <= now) &&
+		if (d->us && !d->reload && !(next && next->due + STARVE_USEC <= now) &&
 		    ids_usersync_next(d->us, &uc, &uu)) {
 			run_user(d, uc, uu);
 			ids_usersync_done(d->us, d->cfg, d->metrics);
 			continue;
 		}
+		/* every worker busy: the next waits for one to end */
+		if (next && d->pool && !ids_workers_free_slot(d->pool))
+			next = NULL;
 		/* the earliest due connector runs; the rest wait their turn */
 		if (next && next->due <= now) {
 			run_one(d, next);
@@ -1118,8 +1312,10 @@ static void serve(struct daemon *d)
 		until = retry && retry < until ? retry : until;
 		retry = ids_persist_next(d->persist);
 		until = retry && retry < until ? retry : until;
+		until = horizon < until ? horizon : until;
 		sleep_until(d, until < beat ? until : beat);
 	}
+	workers_stop(d);
 }
 
 /* A clean stop: `status` says at once that no daemon runs, and the next
@@ -1203,7 +1399,9 @@ int ids_daemon_run(const char *config_path)
 		code = IDS_EXIT_FAILED;
 		goto out;
 	}
-	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors", IDSYNCD_VERSION, d.ns);
+	pool_setup(&d);
+	ids_log(IDS_LOG_INFO, NULL, 0, NULL, "idsyncd %s ready: %zu connectors, %d at once", IDSYNCD_VERSION,
+		d.ns, d.pool ? d.cfg->sync.workers : 1);
 	sd_notify(0, "READY=1");
 	notify_status(&d, "ready");
 	heartbeat(&d, NULL);
@@ -1221,6 +1419,7 @@ out:
 	if (code == IDS_EXIT_OK)
 		ids_log(IDS_LOG_INFO, NULL, 0, NULL, "stopped");
 	listeners_stop(&d, false);
+	ids_workers_free(d.pool);
 	ids_usersync_free(d.us);
 	ids_persist_free(d.persist);
 	ids_metrics_free(d.metrics);

@@ -11,6 +11,7 @@
 #include "ids/sync.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +130,13 @@ struct feed_state {
 	size_t records;	   /* img deferred (ids_image_defer): the records stored with the cursor */
 };
 
+/* The daemon's workers (sync.workers) look their connectors up at once:
+ * mu guards the list, of pointers so that growing it moves no state a run
+ * holds.  A state itself is one connector's, and a daemon runs each
+ * connector on one worker at a time: its run needs no lock. */
 struct ids_feeds {
-	struct feed_state *v;
+	pthread_mutex_t mu;
+	struct feed_state **v;
 	size_t n, cap;
 };
 
@@ -139,6 +145,7 @@ int ids_feeds_new(struct ids_feeds **ret)
 	struct ids_feeds *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	pthread_mutex_init(&f->mu, NULL);
 	*ret = f;
 	return 0;
 }
@@ -148,31 +155,43 @@ void ids_feeds_free(struct ids_feeds *f)
 	if (!f)
 		return;
 	for (size_t i = 0; i < f->n; i++) {
-		free(f->v[i].connector);
-		ids_image_free(f->v[i].img);
-		free(f->v[i].cursor);
-		free(f->v[i].fingerprint);
+		free(f->v[i]->connector);
+		ids_image_free(f->v[i]->img);
+		free(f->v[i]->cursor);
+		free(f->v[i]->fingerprint);
+		free(f->v[i]);
 	}
 	free(f->v);
+	pthread_mutex_destroy(&f->mu);
 	free(f);
+}
+
+static struct feed_state *feed_add(struct ids_feeds *f, const char *name)
+{
+	struct feed_state *fs = NULL;
+	if (ids_grow(&f->v, &f->cap, f->n + 1, sizeof(*f->v)) < 0 || !(fs = calloc(1, sizeof(*fs))))
+		return NULL;
+	if (!(fs->connector = strdup(name)) || ids_image_new(&fs->img) < 0) {
+		free(fs->connector);
+		free(fs);
+		return NULL;
+	}
+	f->v[f->n++] = fs;
+	return fs;
 }
 
 /* The state of connector name, made empty the first time; NULL on ENOMEM
  * (the run then reads everything). */
 static struct feed_state *feed_of(struct ids_feeds *f, const char *name)
 {
-	for (size_t i = 0; i < f->n; i++)
-		if (!strcmp(f->v[i].connector, name))
-			return &f->v[i];
-	if (ids_grow(&f->v, &f->cap, f->n + 1, sizeof(*f->v)) < 0)
-		return NULL;
-	struct feed_state *fs = &f->v[f->n];
-	*fs = (struct feed_state){0};
-	if (!(fs->connector = strdup(name)) || ids_image_new(&fs->img) < 0) {
-		free(fs->connector);
-		return NULL;
-	}
-	f->n++;
+	struct feed_state *fs = NULL;
+	pthread_mutex_lock(&f->mu);
+	for (size_t i = 0; i < f->n && !fs; i++)
+		if (!strcmp(f->v[i]->connector, name))
+			fs = f->v[i];
+	if (!fs)
+		fs = feed_add(f, name);
+	pthread_mutex_unlock(&f->mu);
 	return fs;
 }
 

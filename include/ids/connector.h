@@ -85,6 +85,10 @@ struct ids_connector_ops {
 
 /* The ops of connector type t, or NULL when this build has none. */
 const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t);
+/* The libraries' process-wide state (libldap's global options, libcurl),
+ * set up once before threads run connectors (the daemon's workers):
+ * neither library guards its first-use initialisation.  Idempotent. */
+void ids_connectors_global_init(void);
 
 /* Per type. */
 extern const struct ids_connector_ops ids_ldap_connector;

@@ -66,4 +66,8 @@ int ids_http_urlencode(struct ids_buf *b, const char *s);
  * clamped to 1..300; -1 when absent or unparsable.  Pure. */
 int ids_http_retry_after(const char *v, int64_t now_unix);
 
+/* libcurl's global state, once (ids_http_new does it too): the daemon
+ * calls it before its worker threads start, as libcurl asks. */
+void ids_http_global_init(void);
+
 #endif

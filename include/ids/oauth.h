@@ -41,7 +41,7 @@ struct ids_pull_ctx;
  * changes any of these misses, and the old token is never sent again.  An
  * entry is used until its renewal time (ids_oauth_renew_after), dropped
  * on a 401 or a failed renewal.  One-shot commands pass none.
- * Single-threaded, like the daemon.  *ret new (ids_oauth_tokens_free,
+ * Shared by the daemon's workers (sync.workers): every call locks.  *ret new (ids_oauth_tokens_free,
  * which wipes every token and accepts NULL).  -ENOMEM only. */
 int ids_oauth_tokens_new(struct ids_oauth_tokens **ret);
 void ids_oauth_tokens_free(struct ids_oauth_tokens *t);
@@ -50,7 +50,7 @@ void ids_oauth_tokens_free(struct ids_oauth_tokens *t);
  * absent field.  -ENOMEM only. */
 int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len);
 /* How many entries t holds (tests). */
-size_t ids_oauth_tokens_count(const struct ids_oauth_tokens *t);
+size_t ids_oauth_tokens_count(struct ids_oauth_tokens *t);
 
 /* The HTTP handle of a cloud pull (ids_http_free): tls_ca_file (NULL: the
  * system store), timeout in seconds (<= 0: 30), retry waits that never
