@@ -61,7 +61,8 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   arrays), foreign (a nextLink to another host), hangup (the request read,
   the connection closed without an answer).
 
-Control: GET /_stats (request counters, connections accepted, the $select/$top seen, the last
+Control: GET /_stats (request counters, connections accepted and how many
+of them resumed a TLS session, the $select/$top seen, the last
 assertion's header and claims, a log of [time, endpoint, page, status]),
 POST /_control {"faults", "clear_faults", "reset_stats", "data_file",
 "token_lifetime", "expires_in", "revoke_tokens", "secret_file", "page_size",
@@ -483,6 +484,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:  # connections accepted: each a handshake
             self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
         self.request.do_handshake()
+        if self.request.session_reused:  # the client resumed a TLS session: no full handshake
+            with self.server.state.lock:
+                self.server.state.stats["resumed"] = self.server.state.stats.get("resumed", 0) + 1
         super().setup()
 
     def handle_one_request(self):

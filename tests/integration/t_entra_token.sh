@@ -54,6 +54,7 @@ graph_ctl '{"reset_stats": true}'
 daemon_run
 sleep 1
 eq "ok|2" "$(last_run status)|$(conns)" "a connection the server closed while idle: one new connection, the run succeeds"
+eq "1" "$(graph_stat "d.get('resumed', 0)")" "which resumed the kept TLS session (no full handshake)"
 graph_ctl '{"idle_timeout": 0}'
 daemon_run # on a new connection (the last one closed 0.3 s after its run), kept 60 s
 
