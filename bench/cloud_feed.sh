@@ -24,6 +24,7 @@
 #                       would read everything), against a full read's
 #                       after the last of them
 #   google full read    `sync` (nothing to write) against tests/fakes/google.py
+#                       (SKIP_GOOGLE=1 leaves it out)
 # Results go to stdout and to bench/results/cloud-N.txt.  Run it under nice:
 # it measures the fakes (Python) as much as idsyncd.
 set -euo pipefail
@@ -38,6 +39,7 @@ export IDS_SRC=$SRC
 . "$SRC/tests/integration/google_lib.sh"
 trap 'daemon_stop; graph_stop; gfake_stop; cleanup' EXIT
 G=$((N / 50))
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 OUTF=$SRC/bench/results/cloud-$N.txt
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -107,20 +109,23 @@ daemon_stop
 cfb=$(full_read | cut -d' ' -f3)
 graph_stop
 
-# google
-gfake_start --gen-users "$N" --gen-groups "$G"
-sa_json "$GURL/token"
-gconfig_write "" "$rules"
-sed -i 's/run_timeout: 5m/run_timeout: 30m/' "$W/idsyncd.yaml"
-ids sync
+# google (SKIP_GOOGLE=1: not measured, its line says so; nothing of this
+# issue's changes touches a one-shot Google read)
 : >"$W/google"
-for _ in $(seq "$REPS"); do
-	t0=$(secs)
+if [ -z "${SKIP_GOOGLE:-}" ]; then
+	gfake_start --gen-users "$N" --gen-groups "$G"
+	sa_json "$GURL/token"
+	gconfig_write "" "$rules"
+	sed -i 's/run_timeout: 5m/run_timeout: 30m/' "$W/idsyncd.yaml"
 	ids sync
-	t1=$(secs)
-	[ "$RC" = 0 ] || { echo "$ERR" >&2; exit 1; }
-	echo "$(grep -o 'fetch [0-9.]*s' "$W/err" | tail -1 | tr -dc '0-9.') $(python3 -c "print($t1 - $t0)")" >>"$W/google"
-done
+	for _ in $(seq "$REPS"); do
+		t0=$(secs)
+		ids sync
+		t1=$(secs)
+		[ "$RC" = 0 ] || { echo "$ERR" >&2; exit 1; }
+		echo "$(grep -o 'fetch [0-9.]*s' "$W/err" | tail -1 | tr -dc '0-9.') $(python3 -c "print($t1 - $t0)")" >>"$W/google"
+	done
+fi
 
 col() { cut -d' ' -f"$2" "$W/$1" | median; }
 ff=$(col full 1) fw=$(col full 2) fb=$(col full 3) ft=$(col full 4)
@@ -128,12 +133,16 @@ nf=$(col noop 1) nr=$(col noop 2) nb=$(col noop 3) nw=$(col noop 4) nt=$(col noo
 idf=$(col idle 1) idr=$(col idle 2) idw=$(col idle 4) idt=$(col idle 5)
 x() { python3 -c "print(f'{$1 / $2:.3f}x')"; }
 cb=$(col churn 1)
-gf=$(col google 1) gw=$(col google 2)
+gf=$(col google 1 || true) gw=$(col google 2 || true)
 {
-	echo "cloud feed bench: $N users, $G groups, $REPS reps, $(nproc) cores, $(uname -m), $(date -u +%F)"
+	echo "cloud feed bench: $N users, $G groups, $REPS reps, $(nproc) cores, $(uname -m), $(date -u +%F), load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo "entra full read (sync --full, no change): fetch ${ff}s, run ${fw}s, ${fb} bytes, requests ${ft}s"
 	echo "entra no-change delta run: fetch ${nf}s ($(x "$nf" "$ff") the full read's), run ${nw}s ($(x "$nw" "$fw")), ${nr} requests, ${nb} bytes, requests ${nt}s ($(x "$nt" "$ft"))"
 	echo "entra no-change delta run, the idle connection closed by the server: fetch ${idf}s ($(x "$idf" "$ff")), run ${idw}s ($(x "$idw" "$fw")), ${idr} requests, requests ${idt}s ($(x "$idt" "$ft"))"
 	echo "entra 1% churn delta run: ${cb} bytes, full read ${cfb} bytes ($(x "$cb" "$cfb"))"
-	echo "google full read (sync, no change): fetch ${gf}s, run ${gw}s"
+	if [ -s "$W/google" ]; then
+		echo "google full read (sync, no change): fetch ${gf}s, run ${gw}s"
+	else
+		echo "google full read: not measured (SKIP_GOOGLE)"
+	fi
 } | tee "$OUTF"
