@@ -545,7 +545,7 @@ static int pull_open(struct pull *p, struct ids_error *err)
 {
 	int r;
 	if ((r = setup_endpoints(p, err)) < 0 ||
-	    (r = ids_oauth_http_new(p->ec->tls_ca_file, p->ec->timeout, p->ctx, &p->h, err)) < 0)
+	    (r = ids_oauth_http_new(p->ec->tls_ca_file, p->ec->timeout, p->ctx, p->cc->name, &p->h, err)) < 0)
 		return r;
 	const struct ids_oauth_cfg oc = {
 	    .service = "Graph",
@@ -568,7 +568,7 @@ static int pull_open(struct pull *p, struct ids_error *err)
 static void pull_close(struct pull *p)
 {
 	ids_oauth_free(p->o);
-	ids_http_free(p->h);
+	ids_oauth_http_done(p->ctx, p->cc ? p->cc->name : NULL, p->h);
 	ids_strv_free(&p->group_ids);
 	free(p->graph);
 	free(p->origin);

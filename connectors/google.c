@@ -473,7 +473,7 @@ static int google_pull(const struct ids_connector_cfg *cc, const struct ids_pull
 		return ids_error_set(err, -EINVAL, "Google pull without a configuration or snapshot");
 	if ((r = setup(&p)) < 0)
 		goto out;
-	if ((r = ids_oauth_http_new(p.gc->tls_ca_file, p.gc->timeout, ctx, &p.h, err)) < 0)
+	if ((r = ids_oauth_http_new(p.gc->tls_ca_file, p.gc->timeout, ctx, cc->name, &p.h, err)) < 0)
 		goto out;
 	const struct ids_oauth_cfg oc = {
 	    .service = "Google",
@@ -506,7 +506,7 @@ out:
 	if (r < 0 && err && !err->msg)
 		ids_error_set(err, r, "Google pull: %s", ids_strerror(r));
 	ids_oauth_free(p.o);
-	ids_http_free(p.h);
+	ids_oauth_http_done(ctx, cc->name, p.h);
 	ids_google_key_clear(&p.key);
 	ids_strv_free(&p.group_ids);
 	free(p.api);

@@ -1,7 +1,9 @@
 /* http.c — the cloud connectors' HTTPS client over libcurl (http.h).
  *
  * One easy handle per connector run, so that the TLS session and the TCP
- * connection to Graph or Google are reused from page to page.  The rules
+ * connection to Graph or Google are reused from page to page; the daemon
+ * keeps it for the connector's next run (ids_http_reuse, oauth.c), so
+ * that a run of two small requests does not start with a handshake.  The rules
  * it keeps, and why:
  * - HTTPS only, for the request and for any redirect, and no redirect is
  *   followed: a next-page link that points to http:// or elsewhere by a
@@ -31,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
@@ -43,9 +46,19 @@
 #define BACKOFF_MAX 300 /* seconds: doubling stops here when max_retries > 5 */
 #define SLICE_MSEC 500	/* longest sleep between two progress() calls */
 
+/* A CA file's version (ca_identity); compared with memcmp. */
+struct ca_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	time_t mtime_sec;
+	long mtime_nsec;
+};
+
 struct ids_http {
 	CURL *c;
 	char *ca_file;
+	struct ca_id ca_id; /* the version of ca_file the handle was made with */
 	int timeout;
 	size_t max_body;
 	int max_retries;
@@ -53,6 +66,7 @@ struct ids_http {
 	int (*progress)(void *ud);
 	void *ud;
 	double wait_scale;
+	void (*debug)(void *ud, const char *line);
 	uint64_t rng;
 
 	/* the attempt in flight */
@@ -148,6 +162,35 @@ void ids_http_global_init(void)
 	pthread_once(&global_once, global_init);
 }
 
+/* The options of one run (ids_http_new, ids_http_reuse). */
+static void set_run_opts(struct ids_http *h, const struct ids_http_opts *o)
+{
+	h->timeout = o->timeout > 0 ? o->timeout : DEFAULT_TIMEOUT;
+	h->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+	h->max_retries = o->max_retries > 0 ? o->max_retries : DEFAULT_RETRIES;
+	h->deadline = o->deadline_usec;
+	h->progress = o->progress;
+	h->ud = o->ud;
+	h->wait_scale = o->wait_scale > 0 ? o->wait_scale : 1.0;
+	h->debug = o->debug;
+}
+
+/* What tells one version of a CA file from the next: a rewrite or a
+ * rename over it changes the inode, the size or the time.  All zero when
+ * there is no file (or it cannot be read: the handshake says why). */
+static void ca_identity(const char *path, struct ca_id *id)
+{
+	struct stat st;
+	memset(id, 0, sizeof(*id));
+	if (!path || stat(path, &st) < 0)
+		return;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime_sec = st.st_mtim.tv_sec;
+	id->mtime_nsec = st.st_mtim.tv_nsec;
+}
+
 int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct ids_error *err)
 {
 	struct ids_http *h = NULL;
@@ -162,13 +205,7 @@ int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct id
 		r = ids_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	h->timeout = o->timeout > 0 ? o->timeout : DEFAULT_TIMEOUT;
-	h->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
-	h->max_retries = o->max_retries > 0 ? o->max_retries : DEFAULT_RETRIES;
-	h->deadline = o->deadline_usec;
-	h->progress = o->progress;
-	h->ud = o->ud;
-	h->wait_scale = o->wait_scale > 0 ? o->wait_scale : 1.0;
+	set_run_opts(h, o);
 	if (getrandom(&h->rng, sizeof(h->rng), GRND_NONBLOCK) != sizeof(h->rng))
 		h->rng = (uint64_t)ids_mono_usec();
 	h->rng |= 1; /* xorshift must not start at 0 */
@@ -176,6 +213,7 @@ int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct id
 		r = ids_error_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	ca_identity(h->ca_file, &h->ca_id);
 	if (!(h->c = curl_easy_init())) {
 		r = ids_error_set(err, -ENOMEM, "libcurl: cannot create a handle");
 		goto fail;
@@ -185,6 +223,25 @@ int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct id
 fail:
 	ids_http_free(h);
 	return r;
+}
+
+bool ids_http_reuse(struct ids_http *h, const struct ids_http_opts *o)
+{
+	/* libcurl matches a kept connection or TLS session to a request by
+	 * host, port and TLS settings, the CA file's name included: another
+	 * tls_ca_file could share nothing anyway.  But it keeps the CA store
+	 * it parsed for the handle (CURLOPT_CA_CACHE_TIMEOUT, a day) and
+	 * would not see the same file rewritten with another CA: a new
+	 * handle then, so that a changed trust anchor counts from the next
+	 * handshake on */
+	if (!h->ca_file != !o->tls_ca_file || (h->ca_file && strcmp(h->ca_file, o->tls_ca_file)))
+		return false;
+	struct ca_id now;
+	ca_identity(h->ca_file, &now);
+	if (memcmp(&now, &h->ca_id, sizeof(now)))
+		return false;
+	set_run_opts(h, o);
+	return true;
 }
 
 void ids_http_free(struct ids_http *h)
@@ -556,6 +613,40 @@ static bool status_retryable(long st, const struct ids_http_resp *r,
 	return false;
 }
 
+/* libcurl's time of one phase, in milliseconds from the transfer's start. */
+static double ms_of(struct ids_http *h, CURLINFO what)
+{
+	curl_off_t us = 0;
+	return curl_easy_getinfo(h->c, what, &us) == CURLE_OK ? (double)us / 1000.0 : -1.0;
+}
+
+/* The debug line of the attempt just made (http.h: debug): where a
+ * request's time went — a new connection's name lookup, TCP connect and
+ * TLS handshake, or none of them on a reused one, then the server's
+ * first byte and the end.  libcurl's times are cumulative from the start. */
+static void trace(struct ids_http *h, const char *method, const char *shown, CURLcode cc,
+		  const struct ids_http_resp *resp)
+{
+	if (!h->debug)
+		return;
+	long conns = 0;
+	curl_easy_getinfo(h->c, CURLINFO_NUM_CONNECTS, &conns);
+	struct ids_buf b = {0};
+	char st[32];
+	if (cc == CURLE_OK)
+		snprintf(st, sizeof(st), "HTTP %ld", resp->status);
+	int r = ids_buf_printf(&b,
+			       "%s %s: %s, %zu bytes, %s connection; ms from start: name lookup %.1f, "
+			       "connect %.1f, TLS %.1f, first byte %.1f, total %.1f",
+			       method, shown, cc == CURLE_OK ? st : curl_easy_strerror(cc), resp->body.len,
+			       conns > 0 ? "new" : "reused", ms_of(h, CURLINFO_NAMELOOKUP_TIME_T),
+			       ms_of(h, CURLINFO_CONNECT_TIME_T), ms_of(h, CURLINFO_APPCONNECT_TIME_T),
+			       ms_of(h, CURLINFO_STARTTRANSFER_TIME_T), ms_of(h, CURLINFO_TOTAL_TIME_T));
+	if (r >= 0)
+		h->debug(h->ud, b.p);
+	ids_buf_free(&b);
+}
+
 /* One attempt of a request, its answer in *resp (status 0 when there was
  * none): libcurl's result. */
 static CURLcode attempt(struct ids_http *h, const char *method, const char *url, struct curl_slist *hl,
@@ -630,12 +721,14 @@ int ids_http_request(struct ids_http *h, const char *method, const char *url, co
 		if ((r = check_progress(h, method, shown, err)) < 0)
 			goto out;
 		CURLcode cc = attempt(h, method, url, hl, body, body_len, resp);
+		if (cc == CURLE_OK)
+			curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &resp->status);
+		trace(h, method, shown, cc, resp);
 		bool retry = false, use_ra = false;
 		int code = 0;
 		if ((r = hard_failure(h, cc, method, shown, resp, err)) < 0)
 			goto out;
 		if (cc == CURLE_OK) {
-			curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &resp->status);
 			retry = status_retryable(resp->status, resp, is_retryable, &use_ra);
 			if (!retry)
 				goto out; /* r = 0: an answer the caller judges */

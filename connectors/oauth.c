@@ -16,9 +16,9 @@
 #include "ids/connector.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +30,10 @@
 #define DEFAULT_TIMEOUT 30   /* seconds: connect and no-progress limit when none is configured */
 
 #define TOKENS_MAX 4096 /* cache entries: more connectors than any config has; beyond, no caching */
+/* usec a kept HTTP handle may wait for its connector's next run: longer
+ * than any sensible interval, so that only a connector a reload removed
+ * (or renamed) loses its handle, with the sockets it holds */
+#define KEPT_IDLE_MAX ((int64_t)2 * 86400 * 1000000)
 
 struct ids_oauth {
 	struct ids_oauth_cfg cfg;
@@ -55,20 +59,32 @@ struct token_entry {
 	int64_t renew_at;
 };
 
-/* mu: the daemon's workers (sync.workers) run cloud connectors at once;
- * each entry is copied in and out under it, never used in place. */
+/* A connector's HTTP handle between its runs: its connections, TLS
+ * sessions and parsed CA store (http.h, ids_http_reuse). */
+struct kept_http {
+	char *name; /* the connector's */
+	struct ids_http *h;
+	int64_t used; /* CLOCK_MONOTONIC usec it was given back */
+};
+
 struct ids_oauth_tokens {
+	/* Runs of different connectors may go on in parallel threads: the
+	 * lists are only touched under mu.  A kept handle leaves its list
+	 * while a run uses it, so it serves one run at a time. */
 	pthread_mutex_t mu;
 	struct token_entry *e;
 	size_t n, cap;
+	struct kept_http *k;
+	size_t nk, capk;
 };
 
 int ids_oauth_tokens_new(struct ids_oauth_tokens **ret)
 {
-	*ret = calloc(1, sizeof(**ret));
-	if (!*ret)
+	struct ids_oauth_tokens *t = calloc(1, sizeof(*t));
+	if (!t)
 		return -ENOMEM;
-	pthread_mutex_init(&(*ret)->mu, NULL);
+	pthread_mutex_init(&t->mu, NULL);
+	*ret = t;
 	return 0;
 }
 
@@ -78,13 +94,23 @@ static void tokens_remove(struct ids_oauth_tokens *t, size_t i)
 	t->e[i] = t->e[--t->n];
 }
 
+static void kept_remove(struct ids_oauth_tokens *t, size_t i)
+{
+	free(t->k[i].name);
+	ids_http_free(t->k[i].h);
+	t->k[i] = t->k[--t->nk];
+}
+
 void ids_oauth_tokens_free(struct ids_oauth_tokens *t)
 {
 	if (!t)
 		return;
 	while (t->n)
 		tokens_remove(t, t->n - 1);
+	while (t->nk)
+		kept_remove(t, t->nk - 1);
 	free(t->e);
+	free(t->k);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
 }
@@ -106,7 +132,8 @@ int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len)
 }
 
 /* The entry of key, after dropping every expired one (a connector
- * removed by a reload leaves its entry until then); NULL when none. */
+ * removed by a reload leaves its entry until then); NULL when none.
+ * Under t->mu. */
 static struct token_entry *tokens_find(struct ids_oauth_tokens *t, const unsigned char *key)
 {
 	int64_t now = ids_mono_usec();
@@ -122,10 +149,11 @@ static struct token_entry *tokens_find(struct ids_oauth_tokens *t, const unsigne
 	return NULL;
 }
 
-/* Forgets o's cached token; t->mu held. */
-static void tokens_drop_locked(struct ids_oauth_tokens *t, struct ids_oauth *o)
+/* Forgets o's cached token.  Under t->mu. */
+static void tokens_drop_locked(struct ids_oauth *o)
 {
-	for (size_t i = 0; o->keyed && i < t->n; i++)
+	struct ids_oauth_tokens *t = o->cfg.tokens;
+	for (size_t i = 0; t && o->keyed && i < t->n; i++)
 		if (!memcmp(t->e[i].key, o->key, sizeof(o->key))) {
 			tokens_remove(t, i);
 			return;
@@ -139,8 +167,28 @@ static void tokens_drop(struct ids_oauth *o)
 	if (!t)
 		return;
 	pthread_mutex_lock(&t->mu);
-	tokens_drop_locked(t, o);
+	tokens_drop_locked(o);
 	pthread_mutex_unlock(&t->mu);
+}
+
+/* Adds a copy of o's token.  Under t->mu. */
+static void tokens_add_locked(struct ids_oauth_tokens *t, const struct ids_oauth *o)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		struct token_entry *e = cap <= TOKENS_MAX ? realloc(t->e, cap * sizeof(*e)) : NULL;
+		if (!e)
+			return;
+		t->e = e;
+		t->cap = cap;
+	}
+	char *copy = strdup(o->auth);
+	if (!copy)
+		return;
+	memcpy(t->e[t->n].key, o->key, sizeof(o->key));
+	t->e[t->n].auth = copy;
+	t->e[t->n].renew_at = o->renew_at;
+	t->n++;
 }
 
 /* Keeps a copy of o's token.  Out of memory: not kept (the next run asks
@@ -150,28 +198,59 @@ static void tokens_put(struct ids_oauth *o)
 	struct ids_oauth_tokens *t = o->cfg.tokens;
 	if (!t || !o->keyed || !o->auth)
 		return;
-	char *copy = strdup(o->auth);
-	if (!copy)
-		return;
 	pthread_mutex_lock(&t->mu);
-	tokens_drop_locked(t, o);
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 8;
-		struct token_entry *e = cap <= TOKENS_MAX ? realloc(t->e, cap * sizeof(*e)) : NULL;
-		if (e) {
-			t->e = e;
-			t->cap = cap;
+	tokens_drop_locked(o);
+	tokens_add_locked(t, o);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Takes the handle kept for connector `name` out of t, dropping those
+ * idle past KEPT_IDLE_MAX on the way (a connector a reload removed);
+ * NULL when none. */
+static struct ids_http *kept_take(struct ids_oauth_tokens *t, const char *name)
+{
+	struct ids_http *h = NULL;
+	int64_t now = ids_mono_usec();
+	pthread_mutex_lock(&t->mu);
+	for (size_t i = 0; i < t->nk;) {
+		if (!h && !strcmp(t->k[i].name, name)) {
+			h = t->k[i].h;
+			t->k[i].h = NULL;
+			kept_remove(t, i);
+		} else if (now - t->k[i].used > KEPT_IDLE_MAX) {
+			kept_remove(t, i);
+		} else {
+			i++;
 		}
 	}
-	if (t->n < t->cap) {
-		memcpy(t->e[t->n].key, o->key, sizeof(o->key));
-		t->e[t->n].auth = copy;
-		t->e[t->n].renew_at = o->renew_at;
-		t->n++;
-		copy = NULL;
+	pthread_mutex_unlock(&t->mu);
+	return h;
+}
+
+/* Keeps h for connector `name` (steals h).  When another run of the same
+ * connector gave one back meanwhile, or out of memory, h is freed: the
+ * next run makes a new one. */
+static void kept_give(struct ids_oauth_tokens *t, const char *name, struct ids_http *h)
+{
+	pthread_mutex_lock(&t->mu);
+	bool dup = false;
+	for (size_t i = 0; i < t->nk && !dup; i++)
+		dup = !strcmp(t->k[i].name, name);
+	if (!dup && t->nk == t->capk) {
+		size_t cap = t->capk ? t->capk * 2 : 8;
+		struct kept_http *k = cap <= TOKENS_MAX ? realloc(t->k, cap * sizeof(*k)) : NULL;
+		if (k) {
+			t->k = k;
+			t->capk = cap;
+		}
+	}
+	char *copy = dup || t->nk == t->capk ? NULL : strdup(name);
+	if (copy) {
+		t->k[t->nk++] = (struct kept_http){.name = copy, .h = h, .used = ids_mono_usec()};
+		h = NULL;
 	}
 	pthread_mutex_unlock(&t->mu);
-	ids_secret_free(copy);
+	ids_http_free(h);
 }
 
 /* o->key from the service, the token URL and the connector's identity. */
@@ -207,15 +286,16 @@ static int tokens_get(struct ids_oauth *o, struct ids_error *err)
 		return 0;
 	if (!o->keyed && (r = make_key(o, err)) < 0)
 		return r;
-	pthread_mutex_lock(&o->cfg.tokens->mu);
-	struct token_entry *e = tokens_find(o->cfg.tokens, o->key);
-	/* out of memory: a new token instead */
+	struct ids_oauth_tokens *t = o->cfg.tokens;
+	pthread_mutex_lock(&t->mu);
+	struct token_entry *e = tokens_find(t, o->key);
+	/* out of memory: no copy, a new token instead */
 	char *copy = e ? strdup(e->auth) : NULL;
 	if (copy) {
 		o->auth = copy;
 		o->renew_at = e->renew_at;
 	}
-	pthread_mutex_unlock(&o->cfg.tokens->mu);
+	pthread_mutex_unlock(&t->mu);
 	return 0;
 }
 
@@ -252,7 +332,14 @@ static int pull_progress(void *ud)
 	return ctx && ctx->progress ? ctx->progress(ctx->ud) : 0;
 }
 
-int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx,
+/* The daemon's debug hook of a pull context, as the HTTP layer calls it. */
+static void pull_debug(void *ud, const char *line)
+{
+	const struct ids_pull_ctx *ctx = ud;
+	ctx->debug(ctx->ud, line);
+}
+
+int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx, const char *name,
 		       struct ids_http **ret, struct ids_error *err)
 {
 	int run_timeout = ctx && ctx->config ? ctx->config->sync.run_timeout : 0;
@@ -263,9 +350,24 @@ int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pu
 	     * hook enforces it too, this just avoids starting a hopeless wait */
 	    .deadline_usec = run_timeout > 0 ? ids_mono_usec() + (int64_t)run_timeout * 1000000 : 0,
 	    .progress = pull_progress,
+	    .debug = ctx && ctx->debug ? pull_debug : NULL,
 	    .ud = (void *)ctx,
 	};
+	struct ids_http *h = ctx && ctx->tokens && name ? kept_take(ctx->tokens, name) : NULL;
+	if (h && ids_http_reuse(h, &ho)) {
+		*ret = h;
+		return 0;
+	}
+	ids_http_free(h);
 	return ids_http_new(&ho, ret, err);
+}
+
+void ids_oauth_http_done(const struct ids_pull_ctx *ctx, const char *name, struct ids_http *h)
+{
+	if (h && ctx && ctx->tokens && name)
+		kept_give(ctx->tokens, name, h);
+	else
+		ids_http_free(h);
 }
 
 char *ids_oauth_url_base(const char *url)

@@ -729,6 +729,12 @@ static int progress(void *ud)
 	return rn->o->progress ? rn->o->progress(rn->o->ud) : 0;
 }
 
+/* The pull's debug lines (connector.h), with the run's fields. */
+static void pull_debug(void *ud, const char *line)
+{
+	run_log(ud, IDS_LOG_DEBUG, NULL, NULL, "%s", line);
+}
+
 /* The progress hook between the phases after the pull (resolve, rules,
  * load): keeps the watchdog fed and lets SIGTERM / run_timeout stop the
  * run before anything is written. */
@@ -1323,6 +1329,7 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 	const struct ids_pull_ctx ctx = {.config = cfg,
 					 .rule_attrs = &w->attrs,
 					 .progress = progress,
+					 .debug = cfg->log.level == IDS_LOG_DEBUG ? pull_debug : NULL,
 					 .ud = rn,
 					 .deadline_usec = rn->deadline,
 					 .only_user = rn->o->only_user,

@@ -25,6 +25,10 @@ struct ids_pull_ctx {
 	 * Returns < 0 to cancel the run (SIGTERM, run_timeout). */
 	int (*progress)(void *ud);
 	void *ud;
+	/* May be NULL (the log is not at debug): one line of the connector's
+	 * for the debug log, without secrets (the cloud connectors' HTTP
+	 * timings: where a request's time went).  Called with ud. */
+	void (*debug)(void *ud, const char *line);
 	/* ids_mono_usec() at which run_timeout ends the run, 0 = none: a
 	 * connector bounds its own waits (retries, Retry-After) by it rather
 	 * than reading the configuration; progress() enforces it as well. */

@@ -1,5 +1,6 @@
 /* http.h — the cloud connectors' HTTPS client over libcurl: one handle per
- * connector run (connection reuse), HTTPS only, certificate and host-name
+ * connector run (connection reuse; the daemon keeps it for the next run,
+ * ids_http_reuse), HTTPS only, certificate and host-name
  * verification always on (tls_ca_file replaces the system trust store, as for
  * LDAP: for a private CA or a TLS-inspecting proxy), connect and
  * low-speed timeouts, gzip, a hard maximum body size, and the bounded
@@ -31,6 +32,11 @@ struct ids_http_opts {
 	void *ud;
 	/* Test hook: retry waits are multiplied by this (1.0 when 0). */
 	double wait_scale;
+	/* Called after every attempt with one line for a debug log: method,
+	 * URL without its query, status, bytes, whether the connection was
+	 * new, and libcurl's times (name lookup, connect, TLS, first byte,
+	 * total).  Nothing secret: no header, body or query.  May be NULL. */
+	void (*debug)(void *ud, const char *line);
 };
 
 struct ids_http_resp {
@@ -44,6 +50,17 @@ struct ids_http_resp {
 /* *ret new (ids_http_free).  Copies what it needs from o. */
 int ids_http_new(const struct ids_http_opts *o, struct ids_http **ret, struct ids_error *err);
 void ids_http_free(struct ids_http *h); /* accepts NULL */
+
+/* Readies h, made by ids_http_new for an earlier run, for a new run with
+ * o's options, keeping the connections and TLS sessions it holds: a
+ * daemon's next run of a connector then skips the TCP and TLS handshakes
+ * (libcurl reuses a connection only for the same host, port and TLS
+ * settings, checks that the server has not closed it, and resumes a TLS
+ * session otherwise; verification stays on).  False, h unchanged, when h
+ * cannot serve o: another tls_ca_file, or the same file changed since h
+ * was made (libcurl would go on trusting the CA store it parsed); the
+ * caller frees h and makes a new one.  h must not be in use elsewhere. */
+bool ids_http_reuse(struct ids_http *h, const struct ids_http_opts *o);
 
 /* One request with the retry policy.  headers: NULL-terminated "Name:
  * value" strings (may be NULL).  body: NULL for GET.  Returns 0 with *resp

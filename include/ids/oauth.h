@@ -32,17 +32,23 @@ struct ids_oauth;
 struct ids_oauth_tokens;
 struct ids_pull_ctx;
 
-/* Access tokens kept between runs (the daemon's, issue 15): a no-change
- * delta run is two small requests, and a token request and its TLS
- * handshake more than doubled it.  Memory only, never logged, stored or
- * written: an entry is keyed by the SHA-256 of the connector's name, the
- * token URL and the connector's credential identity (tenant, client id,
- * scope, the secret or key itself), so a reload or a rotated key file that
- * changes any of these misses, and the old token is never sent again.  An
- * entry is used until its renewal time (ids_oauth_renew_after), dropped
- * on a 401 or a failed renewal.  One-shot commands pass none.
- * Shared by the daemon's workers (sync.workers): every call locks.  *ret new (ids_oauth_tokens_free,
- * which wipes every token and accepts NULL).  -ENOMEM only. */
+/* Access tokens and HTTP handles kept between runs (the daemon's, issue
+ * 15): a no-change delta run is two small requests, and a token request
+ * and a TLS handshake each made it twice as long.
+ * Tokens: memory only, never logged, stored or written: an entry is keyed
+ * by the SHA-256 of the connector's name, the token URL and the
+ * connector's credential identity (tenant, client id, scope, the secret or
+ * key itself), so a reload or a rotated key file that changes any of these
+ * misses, and the old token is never sent again.  An entry is used until
+ * its renewal time (ids_oauth_renew_after), dropped on a 401 or a failed
+ * renewal.
+ * Handles: one per connector name (ids_oauth_http_new / _done), with its
+ * connections, TLS sessions and parsed CA store; a run takes it out of the
+ * cache and gives it back at its end, so a handle serves one run at a
+ * time; dropped after two days unused.
+ * One-shot commands pass none.  Thread-safe: every access holds the
+ * cache's mutex.  *ret new (ids_oauth_tokens_free, which wipes every
+ * token, closes every kept connection and accepts NULL).  -ENOMEM only. */
 int ids_oauth_tokens_new(struct ids_oauth_tokens **ret);
 void ids_oauth_tokens_free(struct ids_oauth_tokens *t);
 /* Appends one field of a credential identity to id, length first, so
@@ -52,12 +58,21 @@ int ids_oauth_id_add(struct ids_buf *id, const char *s, size_t len);
 /* How many entries t holds (tests). */
 size_t ids_oauth_tokens_count(struct ids_oauth_tokens *t);
 
-/* The HTTP handle of a cloud pull (ids_http_free): tls_ca_file (NULL: the
- * system store), timeout in seconds (<= 0: 30), retry waits that never
- * run past the run's run_timeout, and ctx's progress hook (ctx may be
- * NULL) while a transfer or a wait goes on.  *ret new. */
-int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx,
+/* The HTTP handle of a cloud pull: tls_ca_file (NULL: the system store),
+ * timeout in seconds (<= 0: 30), retry waits that never run past the
+ * run's run_timeout, ctx's progress hook (ctx may be NULL) while a
+ * transfer or a wait goes on, and its debug hook after each request.
+ * With the daemon's cache (ctx->tokens) and the connector's name, the
+ * handle connector `name` kept from its last run, with its connections
+ * and TLS sessions, when it can serve these options (ids_http_reuse);
+ * otherwise a new one.  *ret new: give it back with ids_oauth_http_done. */
+int ids_oauth_http_new(const char *tls_ca_file, int timeout, const struct ids_pull_ctx *ctx, const char *name,
 		       struct ids_http **ret, struct ids_error *err);
+/* Ends a pull's use of h (steals h; NULL accepted): kept in ctx->tokens
+ * for connector `name`'s next run, or freed when there is no cache (one-
+ * shot commands) or no name.  Kept after a failed run too: libcurl drops
+ * a connection that failed and checks the others before reuse. */
+void ids_oauth_http_done(const struct ids_pull_ctx *ctx, const char *name, struct ids_http *h);
 
 /* A copy of url without its trailing slashes, to append paths to; NULL on
  * ENOMEM. */

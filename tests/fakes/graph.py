@@ -58,12 +58,16 @@ Faults (--fault JSON, repeatable, or POST /_control {"faults": [...]}):
   URL), empty (an empty `value` with a nextLink to the same place: Graph
   does that), novalue (no `value`), wrongtype (`value` an object), badid
   (a user's id a number), dupkeys (`value` twice), deep (100000 nested
-  arrays), foreign (a nextLink to another host).
+  arrays), foreign (a nextLink to another host), hangup (the request read,
+  the connection closed without an answer).
 
-Control: GET /_stats (request counters, connections accepted, the $select/$top seen, the last
+Control: GET /_stats (request counters, connections accepted and how many
+of them resumed a TLS session, the $select/$top seen, the last
 assertion's header and claims, a log of [time, endpoint, page, status]),
 POST /_control {"faults", "clear_faults", "reset_stats", "data_file",
-"token_lifetime", "expires_in", "revoke_tokens", "secret_file", "page_size"}.  Writes its
+"token_lifetime", "expires_in", "revoke_tokens", "secret_file", "page_size",
+"idle_timeout" (seconds a kept-alive connection may wait for its next
+request before the server closes it)}.  Writes its
 port to --port-file once it listens.
 """
 import argparse
@@ -210,6 +214,7 @@ class State:
         self.token_lifetime = args.token_lifetime
         self.expires_in = args.expires_in
         self.page_size = args.page_size
+        self.idle_timeout = 0  # seconds; 0: the handler's timeout
         self.faults = [json.loads(f) for f in args.fault]
         if args.data:
             self.load(args.data)
@@ -479,7 +484,17 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:  # connections accepted: each a handshake
             self.server.state.stats["connections"] = self.server.state.stats.get("connections", 0) + 1
         self.request.do_handshake()
+        if self.request.session_reused:  # the client resumed a TLS session: no full handshake
+            with self.server.state.lock:
+                self.server.state.stats["resumed"] = self.server.state.stats.get("resumed", 0) + 1
         super().setup()
+
+    def handle_one_request(self):
+        # idle_timeout (control): how long a kept-alive connection may wait
+        # for its next request before the server closes it, as Graph's
+        # front end does with an idle client's
+        self.request.settimeout(self.st.idle_timeout or self.timeout)
+        super().handle_one_request()
 
     @property
     def st(self):
@@ -613,6 +628,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.secret = f.read().strip()
             if "page_size" in c:
                 st.page_size = int(c["page_size"])
+            if "idle_timeout" in c:
+                st.idle_timeout = float(c["idle_timeout"])
             if "member_chunk" in c:
                 st.delta.member_chunk = int(c["member_chunk"])
         if "data_file" in c:
@@ -957,8 +974,9 @@ class Handler(BaseHTTPRequestHandler):
         round reads from and the one it reads at; a deltaLink starts the
         next round at that version.  Faults: "gone" (410 with a Location
         to start again), "badstate" (400 syncStateNotFound), "replay"
-        (the round starts `back` versions early: changes come again), and
-        the usual errors (429 with Retry-After: throttling mid-round)."""
+        (the round starts `back` versions early: changes come again),
+        "hangup", and the usual errors (429 with Retry-After: throttling
+        mid-round)."""
         st = self.st
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         listing = endpoint
@@ -992,6 +1010,9 @@ class Handler(BaseHTTPRequestHandler):
             status, code, msg = ERRORS[f["kind"]]
             hdr = {"Retry-After": f["retry_after"]} if "retry_after" in f else None
             self.send_graph_error(GraphError(status, code, msg, hdr), endpoint, page_no)
+            return
+        if f and f["kind"] == "hangup":
+            self.fault(f, endpoint, page_no, None)
             return
         if f and f["kind"] == "replay" and d["f"] is not None:
             # the round starts earlier, and its later pages with it
@@ -1101,6 +1122,11 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(raw[i:i + 1])
                     self.wfile.flush()
                     i += 1
+            self.close_connection = True
+        elif k == "hangup":
+            # the request read, the connection closed without a byte: a
+            # kept connection the server dropped as the request went out
+            self.st.count(endpoint, page, 0)
             self.close_connection = True
         elif k == "stall":
             self.st.count(endpoint, page, 0)

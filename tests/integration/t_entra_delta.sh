@@ -5,8 +5,9 @@
 # a no-change run is exactly two requests plus the token; soft delete and
 # restore (the same row), hard delete, membership and nesting changes;
 # groups split over pages, empty pages, a replayed round, throttling
-# mid-round; lost delta state (410 with Location, syncStateNotFound), a
-# changed $select and a changed scope read everything in the same run,
+# mid-round; lost delta state (410 with Location, syncStateNotFound,
+# links older than 6 days), a changed $select and a changed scope read
+# everything in the same run,
 # logged and counted; a scope entry matching no group fails the run.
 IDS_NO_LDAP=1
 . "$(dirname "$0")/lib.sh"
@@ -148,12 +149,31 @@ daemon_run
 eq "ok|full|$((before + 3))" "$(last_run "status||'|'||read_kind")|$(resets)" "tokens the server forgot: a full round, counted"
 plan_clean "after a fake restart"
 
+# ---- stored delta links older than 6 days (Graph keeps directory delta
+# state for 7): a full round in the same run, logged and counted.  The
+# daemon restarts, so it takes the aged cursor from PostgreSQL.
+daemon_stop
+week_ago=$(($(date +%s) - 7 * 86400))
+q "UPDATE connector_feed SET cursor = convert_to(regexp_replace(convert_from(cursor, 'UTF8'),
+   '\"at\":[0-9]+', '\"at\":$week_ago'), 'UTF8') WHERE connector = 'cloud'" >/dev/null
+has "\"at\":$week_ago" "$(q "SELECT convert_from(cursor, 'UTF8') FROM connector_feed WHERE connector = 'cloud'")" \
+	"the stored cursor now says a week old"
+MAX_DEACT_PCT=100 MAX_REMOVALS_PCT=100 entra_config "$(entra_secret)" '    changes: { mode: auto }'
+: >"$W/daemon.log"
+daemon_start
+eq "ok|full|$((before + 4))" "$(last_run "status||'|'||read_kind")|$(resets)" "links a week old: everything read again, counted"
+has "hours old" "$(q "SELECT last_reset_reason FROM connector_feed WHERE connector = 'cloud'")" "with its reason"
+has "change feed reset, everything read again: the stored delta links are 168 hours old" "$(cat "$W/daemon.log")" "and logged"
+daemon_run
+eq "ok|incremental" "$(last_run "status||'|'||read_kind")" "the next run reads the new links"
+plan_clean "after links a week old"
+
 # ---- a new rule attribute changes the \$select: a full read, counted
 rules=$(default_rules; printf '  - name: sales\n    match: { attribute: { department: "Sales" } }\n    tenant: sales\n    roles: [operator]\n')
 MAX_DEACT_PCT=100 MAX_REMOVALS_PCT=100 entra_config "$(entra_secret)" '    changes: { mode: auto }' "$rules"
 daemon_reload
 daemon_run
-eq "ok|full|$((before + 4))" "$(last_run "status||'|'||read_kind")|$(resets)" "a changed \$select reads everything, counted"
+eq "ok|full|$((before + 5))" "$(last_run "status||'|'||read_kind")|$(resets)" "a changed \$select reads everything, counted"
 # the stored image's settings (the rules' attributes among them) catch
 # it before the cursor's own \$select fingerprint does
 has "attributes the rules read" "$(q "SELECT last_reset_reason FROM connector_feed WHERE connector = 'cloud'")" \

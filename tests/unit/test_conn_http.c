@@ -1,7 +1,8 @@
 /* test_conn_http.c — the pure parts of http.h (Retry-After, URL encoding)
  * and the request paths that need no server: non-HTTPS URLs refused
  * before any connection, a closed loopback port retried with backoff,
- * progress() cancelling a run.  Retry waits against a real server are
+ * progress() cancelling a run, a kept handle refused under another or
+ * a rewritten CA file.  Retry waits against a real server are
  * measured by the integration tests (t_entra_*.sh). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -216,6 +217,64 @@ static void test_deadline(void **state)
 	ids_http_free(h);
 }
 
+/* Writes text to path through a new file renamed over it (a new inode),
+ * as a package upgrade or an operator's cp + mv does. */
+static void write_file(const char *path, const char *text)
+{
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	FILE *f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+/* A handle kept for the next run serves it only under the same trust: the
+ * same tls_ca_file, not rewritten since (libcurl would keep the CA store
+ * it parsed); the run's own options (timeout, progress) are taken. */
+static void test_reuse(void **state)
+{
+	char dir[] = "/tmp/test_conn_http.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char ca[300], other[300];
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	snprintf(other, sizeof(other), "%s/other.crt", dir);
+	write_file(ca, "one\n");
+	write_file(other, "two\n");
+	struct counter c = {0, 0, IDS_E_CANCELLED};
+	struct ids_http_opts o = {.tls_ca_file = ca, .timeout = 2};
+	struct ids_http *h = NULL;
+	struct ids_error e = {0};
+	assert_int_equal(ids_http_new(&o, &h, &e), 0);
+	/* the next run: same file, its own progress hook (cancels at once) */
+	struct ids_http_opts next = {.tls_ca_file = ca, .timeout = 2, .progress = count_progress, .ud = &c};
+	assert_true(ids_http_reuse(h, &next));
+	struct ids_http_resp r = {0};
+	assert_int_equal(
+	    ids_http_request(h, "GET", "https://127.0.0.1:1/x", no_headers, NULL, 0, NULL, &r, &e),
+	    IDS_E_CANCELLED);
+	assert_int_equal(c.calls, 1);
+	ids_error_clear(&e);
+	/* another file, or none: no */
+	struct ids_http_opts moved = {.tls_ca_file = other, .timeout = 2};
+	assert_false(ids_http_reuse(h, &moved));
+	struct ids_http_opts none = {.timeout = 2};
+	assert_false(ids_http_reuse(h, &none));
+	/* the same file rewritten: no, and still no after that */
+	write_file(ca, "one, renewed\n");
+	assert_false(ids_http_reuse(h, &next));
+	assert_false(ids_http_reuse(h, &next));
+	ids_http_free(h);
+	/* without a CA file on either side: yes */
+	assert_int_equal(ids_http_new(&none, &h, &e), 0);
+	assert_true(ids_http_reuse(h, &none));
+	ids_http_free(h);
+	unlink(ca);
+	unlink(other);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +285,7 @@ int main(void)
 	    cmocka_unit_test(test_connect_refused_retries),
 	    cmocka_unit_test(test_progress_cancels),
 	    cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_reuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
