@@ -8,11 +8,13 @@
 #include "ids/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* ---------------- growable buffer ---------------- */
@@ -531,4 +533,19 @@ int64_t ids_mono_usec(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t ids_real_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+unsigned ids_jitter(unsigned max)
+{
+	unsigned v = 0;
+	if (max == 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+		return 0;
+	return max == UINT_MAX ? v : v % (max + 1);
 }

@@ -128,27 +128,11 @@ struct daemon {
 	struct sched *stalled; /* the worker's run the watchdog waits for, warned once */
 };
 
-static int64_t real_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
-}
-
-/* 0..max; jitter only, so a failed getrandom() just means no jitter. */
-static unsigned rnd(unsigned max)
-{
-	unsigned v = 0;
-	if (max == 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-		return 0;
-	return v % (max + 1);
-}
-
 /* Wall-clock time `delay_usec` from now as HH:MM:SS, local time: what an
  * operator reading `systemctl status` compares with the clock. */
 static void hhmmss(int64_t delay_usec, char *buf, size_t n)
 {
-	time_t t = (time_t)((real_usec() + delay_usec) / USEC);
+	time_t t = (time_t)((ids_real_usec() + delay_usec) / USEC);
 	struct tm tm;
 	localtime_r(&t, &tm);
 	strftime(buf, n, "%H:%M:%S", &tm);
@@ -783,7 +767,9 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 		/* a locked tick is another instance's success: keep the rhythm,
 		 * so that this one takes over within an interval if it dies */
 		s->backoff = 0;
-		s->due = now + ((int64_t)interval_of(d->cfg, cc) + rnd((unsigned)d->cfg->sync.jitter)) * USEC;
+		s->due =
+		    now +
+		    ((int64_t)interval_of(d->cfg, cc) + ids_jitter((unsigned)d->cfg->sync.jitter)) * USEC;
 		if (res->exit_code == IDS_EXIT_OK)
 			set_status(s, "%s ok %ld users +%ld ~%ld -%ld at %s", cc->name,
 				   res->counts.users_seen, res->counts.created,
@@ -803,7 +789,7 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 	 * retrying fast only feeds lockout policies (case 6) */
 	if (res->error_code == IDS_E_AUTH)
 		s->backoff = d->cfg->sync.retry_max;
-	int64_t delay = ((int64_t)s->backoff + rnd((unsigned)d->cfg->sync.jitter / 10)) * USEC;
+	int64_t delay = ((int64_t)s->backoff + ids_jitter((unsigned)d->cfg->sync.jitter / 10)) * USEC;
 	s->due = now + delay;
 	hhmmss(delay, retry, sizeof(retry));
 	/* an aborted run's error starts with what was held ("held: 4

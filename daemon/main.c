@@ -815,9 +815,7 @@ static void status_persist(struct ids_store *st, const char *name, struct ids_bu
  * connector_feed: then there are none. */
 static void status_feeds(struct ids_store *st, const struct ids_config *cfg, struct ids_buf *b)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	int64_t now = ids_real_usec();
 	for (size_t i = 0; i < cfg->nconnectors; i++) {
 		const struct ids_connector_cfg *cc = &cfg->connectors[i];
 		struct ids_feed_state f = {0};

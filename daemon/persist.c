@@ -60,21 +60,11 @@ struct ids_persist {
 	int feeds;	      /* persist connectors configured */
 };
 
-static int64_t real_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
-}
-
 /* up to a quarter of d more: daemons that lost the directory together
  * must not come back together */
 static int64_t jittered(int64_t d)
 {
-	unsigned v = 0;
-	if (d <= 0 || getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-		return d;
-	return d + (int64_t)(v % (unsigned)(d / 4 + 1));
+	return d <= 0 ? d : d + (int64_t)ids_jitter((unsigned)(d / 4));
 }
 
 int ids_persist_new(const char *instance, struct ids_persist **ret)
@@ -99,7 +89,7 @@ int ids_persist_new(const char *instance, struct ids_persist **ret)
 static void set_state(struct feed *f, enum ids_persist_state s, const char *error)
 {
 	if (f->state != s)
-		f->since = real_usec();
+		f->since = ids_real_usec();
 	f->state = s;
 	free(f->error);
 	f->error = error ? strdup(error) : NULL;
@@ -420,7 +410,7 @@ int ids_persist_configure(struct ids_persist *pp, const struct ids_config *cfg)
 		pp->n++;
 		f->cc = cc;
 		f->state = IDS_PERSIST_WAITING;
-		f->since = real_usec();
+		f->since = ids_real_usec();
 		f->retry_at = now;
 	}
 	return 0;

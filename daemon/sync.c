@@ -50,15 +50,6 @@ int ids_exit_worst(int a, int b)
 	return a;
 }
 
-/* sync_run.started_at is wall-clock time; durations and the deadline use
- * the monotonic clock, which a clock step cannot stretch or cut. */
-static int64_t now_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * USEC + ts.tv_nsec / 1000;
-}
-
 /* Seconds since *mark, and moves the mark to now: one call per phase. */
 static double lap(int64_t *mark)
 {
@@ -378,7 +369,7 @@ static void end_pull_failed(struct run *rn, const struct ids_error *e)
 static int run_begin(struct run *rn, struct ids_error *e)
 {
 	memset(rn->res, 0, sizeof(*rn->res));
-	rn->started = now_usec();
+	rn->started = ids_real_usec();
 	rn->mark = ids_mono_usec();
 	int timeout = rn->cfg->sync.run_timeout;
 	rn->deadline = timeout > 0 ? rn->mark + (int64_t)timeout * USEC : 0;
@@ -1576,7 +1567,7 @@ void ids_sync_retire(const struct ids_config *cfg, struct ids_store *st, const c
 	/* no id yet: each company's run reserves its own; a run that ends
 	 * before (locked, no database) gets the id of the row it writes */
 	memset(res, 0, sizeof(*res));
-	rn.started = now_usec();
+	rn.started = ids_real_usec();
 	if (!o->dry_run) {
 		int r = ids_store_lock(st, name, &e);
 		if (r == IDS_E_LOCKED) {

@@ -10,6 +10,12 @@
 
 /* Microseconds on CLOCK_MONOTONIC: for deadlines and durations, never dates. */
 int64_t ids_mono_usec(void);
+/* Wall-clock time in unix microseconds (sync_run's times, leases'
+ * ages): for durations and deadlines use ids_mono_usec. */
+int64_t ids_real_usec(void);
+/* 0..max, uniformly; only for jitter: without randomness (getrandom()
+ * failed) it is 0, no jitter. */
+unsigned ids_jitter(unsigned max);
 
 /* ---- growable buffer: always NUL-terminated once anything was added ---- */
 struct ids_buf {
