@@ -945,7 +945,7 @@ static int load_database(struct ctx *c, yaml_node_t *n)
 static int load_sync(struct ctx *c, yaml_node_t *n)
 {
 	static const char *const keys[] = {"interval", "jitter",    "retry_min", "retry_max", "run_timeout",
-					   "lease",    "user_rate", "workers",	 NULL};
+					   "lease",    "user_rate", "workers",	 "heartbeat", NULL};
 	struct ids_config *cfg = c->cfg;
 	struct map m;
 	int r = map_read(c, n, keys, NULL, &m);
@@ -967,6 +967,16 @@ static int load_sync(struct ctx *c, yaml_node_t *n)
 	if (r >= 0 && cfg->sync.lease < 3) {
 		push_key(c, "lease");
 		r = fail(c, map_get(&m, "lease"), "expected lease >= 3s (got %ds)", cfg->sync.lease);
+	}
+	/* `status` and the other daemons' queue call a daemon gone after
+	 * three minutes without a beat: a longer period would have a live,
+	 * idle daemon declared dead */
+	if (r >= 0)
+		r = rd_duration(c, &m, "heartbeat", false, &cfg->sync.heartbeat);
+	if (r >= 0 && cfg->sync.heartbeat > 60) {
+		push_key(c, "heartbeat");
+		r = fail(c, map_get(&m, "heartbeat"), "expected heartbeat <= 1m (got %ds)",
+			 cfg->sync.heartbeat);
 	}
 	/* targeted syncs (NOTIFY idsyncd_sync_user) per connector and second;
 	 * 0 turns the LISTEN off */
@@ -2400,6 +2410,7 @@ static int set_defaults(struct ids_config *cfg)
 	cfg->sync.run_timeout = 30 * 60;
 	cfg->sync.lease = 60;
 	cfg->sync.workers = 1;
+	cfg->sync.heartbeat = 60;
 	cfg->sync.user_rate = 10;
 	cfg->log.level = IDS_LOG_INFO;
 	cfg->log.target = IDS_LOGT_AUTO;

@@ -57,9 +57,6 @@
 #define USEC 1000000LL
 /* The longest error text quoted in STATUS= (the log has all of it). */
 #define STATUS_ERR_MAX 120
-/* The heartbeat's period (daemon_heartbeat): `status` calls a daemon gone
- * after three missed beats. */
-#define HEARTBEAT_USEC (60 * USEC)
 /* Targeted syncs go before the schedule (someone is waiting for them),
  * but a connector overdue by this much goes first: a stream of requests
  * must not hold the full runs off for ever. */
@@ -1270,9 +1267,9 @@ static void serve(struct daemon *d)
 			run_one(d, next);
 			continue;
 		}
-		/* idle: a heartbeat every minute (connecting again if the
-		 * database went away meanwhile) */
-		int64_t beat = d->hb_last + HEARTBEAT_USEC;
+		/* idle: a heartbeat every sync.heartbeat, a minute by default
+		 * (connecting again if the database went away meanwhile) */
+		int64_t beat = d->hb_last + d->cfg->sync.heartbeat * USEC;
 		if (now >= beat) {
 			struct ids_error e = {0};
 			if (store_ready(d, &e) < 0) {

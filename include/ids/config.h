@@ -134,6 +134,7 @@ struct ids_config {
 		int lease;     /* seconds a daemon's claim on a connector lasts unrenewed (issue 19) */
 		int user_rate; /* targeted syncs by NOTIFY per connector and second; 0: no LISTEN */
 		int workers;   /* connectors one daemon runs at once, 1..64 (issue 19) */
+		int heartbeat; /* seconds between an idle daemon's heartbeats, 1..60 */
 	} sync;
 	struct {
 		enum ids_log_level level;

@@ -382,6 +382,13 @@ class TestEnv:
 
 # ---------------------------------------------------------------- notify
 
+# A message's time is the kernel's, taken when the daemon sent it
+# (SO_TIMESTAMPNS, realtime; Linux's number where Python lacks the name),
+# not when the reader thread got to it: on a loaded machine that thread
+# runs late, and a test of the daemon's WATCHDOG=1 cadence measured it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
 class Msg:
     """One sd_notify() datagram: fields in order (KEY -> VALUE, the last
     one wins), the arrival time, the sender's pid."""
@@ -444,6 +451,7 @@ class Daemon:
             path = os.path.join(self.sockdir, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             self.sock.bind(path)
             env["NOTIFY_SOCKET"] = path
@@ -492,7 +500,7 @@ class Daemon:
             self.cond.notify_all()
 
     def _read_notify(self):
-        creds = socket.CMSG_SPACE(struct.calcsize("iII"))
+        creds = socket.CMSG_SPACE(struct.calcsize("iII")) + socket.CMSG_SPACE(struct.calcsize("qq"))
         while not self.closed:
             try:
                 ready, _, _ = select.select([self.sock], [], [], 0.2)
@@ -509,6 +517,10 @@ class Daemon:
             for level, typ, cdata in anc:
                 if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
                     pid = struct.unpack("iII", cdata[:12])[0]
+                elif level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+                    # when the daemon sent it, on this thread's clock
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    t -= max(0.0, time.time() - (sec + nsec / 1e9))
             with self.cond:
                 self.msgs.append(Msg(t, pid, data.decode("utf-8", "replace")))
                 self.cond.notify_all()

@@ -89,6 +89,7 @@ static const struct CMUnitTest cases[] = {
     CASE(changes_persist_ad),
     CASE(changes_unknown_key),
     CASE(catalog_extra_duplicate),
+    CASE(heartbeat_long),
     CASE(requires_unknown_role),
     CASE(requires_unknown_needed),
     CASE(requires_cycle),

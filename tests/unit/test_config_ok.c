@@ -72,6 +72,7 @@ static void defaults(void **state)
 	assert_int_equal(cfg->sync.retry_min, 30);
 	assert_int_equal(cfg->sync.retry_max, 900);
 	assert_int_equal(cfg->sync.run_timeout, 1800);
+	assert_int_equal(cfg->sync.heartbeat, 60);
 	assert_int_equal(cfg->log.level, IDS_LOG_INFO);
 	assert_int_equal(cfg->log.target, IDS_LOGT_AUTO);
 	assert_false(cfg->security.allow_readable_secrets);
@@ -155,6 +156,7 @@ static void full(void **state)
 	assert_int_equal(cfg->sync.retry_min, 60);
 	assert_int_equal(cfg->sync.retry_max, 86400);
 	assert_int_equal(cfg->sync.run_timeout, 7200);
+	assert_int_equal(cfg->sync.heartbeat, 20);
 	assert_int_equal(cfg->log.level, IDS_LOG_DEBUG);
 	assert_int_equal(cfg->log.target, IDS_LOGT_JOURNAL);
 	assert_int_equal(cfg->safety.max_deactivations, 0);
@@ -169,7 +171,7 @@ static void full(void **state)
 	assert_int_equal(cfg->nconnectors, 3);
 	const struct ids_connector_cfg *a = &cfg->connectors[0];
 	assert_string_equal(a->name, "corp-ad");
-	assert_int_equal(a->line, 28);
+	assert_int_equal(a->line, 29);
 	assert_string_equal(a->company, "acme");
 	assert_int_equal(a->interval, 300);
 	assert_true(a->adopt_by_email);
@@ -198,7 +200,7 @@ static void full(void **state)
 	const struct ids_connector_cfg *e = &cfg->connectors[1];
 	assert_string_equal(e->name, "entra");
 	assert_int_equal(e->type, IDS_CONN_ENTRA);
-	assert_int_equal(e->line, 47);
+	assert_int_equal(e->line, 48);
 	assert_string_equal(e->company, "default");
 	for (size_t f = 0; f < 6; f++)
 		assert_string_equal(e->attr[f], entra[f]);
@@ -247,7 +249,7 @@ static void full_rules(void **state)
 
 	const struct ids_rule *r = &cfg->rules[0];
 	assert_string_equal(r->name, "cz-support");
-	assert_int_equal(r->line, 70);
+	assert_int_equal(r->line, 71);
 	assert_strv(&r->connectors, conns, 2);
 	assert_int_equal(r->member_of.n, 1);
 	assert_string_equal(r->member_of.v[0], "CN=CC-Support-CZ,OU=Groups,DC=example");
@@ -294,7 +296,7 @@ static void full_rules(void **state)
 
 	r = &cfg->rules[3];
 	assert_string_equal(r->name, "no-email-for-contractors");
-	assert_int_equal(r->line, 89);
+	assert_int_equal(r->line, 90);
 	assert_true(r->revoke);
 	assert_string_equal(r->tenant, "*");
 	assert_int_equal(r->revoke_channels.n, 1);
