@@ -493,11 +493,11 @@ static bool some_managed(const struct ids_current *c)
 	return false;
 }
 
-/* The thresholds' bases (migration 013's indexes serve them: index-only
- * scans of the connector's own entries, its source leading).  The loaded
- * users are subtracted as a second count over their ids (primary keys)
- * rather than excluded with "id <> ALL(...)" in the scan, which would
- * compare every row with every loaded id. */
+/* The thresholds' bases: the connector's rows, less the loaded users'
+ * (a second count over their ids, primary keys, rather than "id <>
+ * ALL(...)" comparing every row with every loaded id).  Exact, whoever
+ * wrote the rows; at tier M (800,000 grant rows) about 0.35 s whether
+ * an index or a scan serves it (docs/changes.md). */
 /* clang-format off */
 #define ACTIVE_USERS(EXTRA)                                                                  \
 	"SELECT count(*) FROM app_user WHERE source = $2 AND company_id = $1::bigint AND active" \
