@@ -429,18 +429,26 @@ static void mark_notes(struct ids_desired_set *d, const struct aug *a)
 int ids_catalog_eval(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
 		     const char *connector, const struct ids_snapshot *s, struct ids_desired_set **ret)
 {
+	return ids_catalog_eval_some(cr, rules, nrules, connector, s, NULL, ret);
+}
+
+int ids_catalog_eval_some(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
+			  const char *connector, const struct ids_snapshot *s, const bool *want,
+			  struct ids_desired_set **ret)
+{
 	struct aug a = {0};
 	struct ids_desired_set *d = NULL;
 	int r = cr->nreq ? aug_build(cr, rules, nrules, &a) : 0;
 	if (r >= 0)
-		r = ids_rules_eval(cr->nreq ? a.rules : rules, cr->nreq ? a.n : nrules, connector, s, &d);
+		r = ids_rules_eval_some(cr->nreq ? a.rules : rules, cr->nreq ? a.n : nrules, connector, s,
+					want, &d);
 	if (r >= 0 && cr->nreq) {
 		mark_notes(d, &a);
 		struct cat c = {.cr = cr, .s = s, .d = d};
 		for (size_t i = 0; i < d->nusers && r >= 0; i++) {
 			struct ids_desired *u = &d->users[i];
 			bool changed = false;
-			if (!concerned(&c, u))
+			if ((want && !want[i]) || !concerned(&c, u))
 				continue;
 			if ((r = load_items(&c, u)) >= 0 && (r = settle(&c, i, false, &changed)) >= 0 &&
 			    changed)

@@ -1234,6 +1234,12 @@ static void eval_free(struct eval *ev)
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,
 		   const struct ids_snapshot *s, struct ids_desired_set **ret)
 {
+	return ids_rules_eval_some(rules, nrules, connector, s, NULL, ret);
+}
+
+int ids_rules_eval_some(const struct ids_rule *rules, size_t nrules, const char *connector,
+			const struct ids_snapshot *s, const bool *want, struct ids_desired_set **ret)
+{
 	struct eval ev = {0};
 	struct ids_desired_set *d = NULL;
 	int r;
@@ -1263,7 +1269,7 @@ int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *conn
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < s->nusers; i++) {
-		if (s->users[i].invalid)
+		if (s->users[i].invalid || (want && !want[i]))
 			continue;
 		r = eval_user(&ev, &s->users[i], &d->users[i]);
 		if (r < 0)

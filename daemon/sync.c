@@ -752,6 +752,7 @@ struct work {
 	bool some;
 	struct ids_strv keys;
 	struct ids_strmap only;
+	bool *want; /* the same, parallel to snap->users: whose rules to evaluate */
 };
 
 static void work_free(struct work *w)
@@ -760,6 +761,7 @@ static void work_free(struct work *w)
 	ids_strv_free(&w->attrs);
 	ids_strmap_free(&w->only);
 	ids_strv_free(&w->keys);
+	free(w->want);
 	ids_seat_book_clear(&w->seats);
 	ids_current_free(w->cur);
 	ids_desired_set_free(w->des);
@@ -1272,6 +1274,14 @@ static int reach_users(struct run *rn, struct work *w, struct ids_error *e)
 			r = ids_strv_push(&w->keys, s->users[i].f[IDS_F_EXTERNAL_ID]);
 	for (size_t i = 0; r >= 0 && i < w->keys.n; i++)
 		r = ids_strmap_put(&w->only, w->keys.v[i], 0, NULL);
+	/* the rules' users: every one the diff plans (keys has the changed
+	 * users themselves too, named by reach_one) */
+	if (r >= 0 && !(w->want = calloc(s->nusers ? s->nusers : 1, sizeof(*w->want))))
+		r = -ENOMEM;
+	for (size_t i = 0; r >= 0 && i < s->nusers; i++) {
+		const char *ext = s->users[i].f[IDS_F_EXTERNAL_ID];
+		w->want[i] = ext && ids_strmap_get(&w->only, ext, NULL);
+	}
 	free(hit);
 	ids_strmap_free(&rc.gid);
 	ids_strmap_free(&rc.dn);
@@ -1351,7 +1361,9 @@ static int read_all(struct run *rn, const struct ids_connector_cfg *cc, const st
 		w->snap->ngroups, w->snap->pages, w->snap->unresolved_members);
 
 	ids_progress_phase(rn->o->prog, IDS_PHASE_RULES);
-	r = ids_catalog_eval(&cfg->platform, cfg->rules, cfg->nrules, rn->conn, w->snap, &w->des);
+	/* an incremental re-plan: the rules only for the users it diffs */
+	r = ids_catalog_eval_some(&cfg->platform, cfg->rules, cfg->nrules, rn->conn, w->snap,
+				  w->some ? w->want : NULL, &w->des);
 	ids_snapshot_drop_groups(w->snap); /* read by the rules only: room for the diff */
 	res->t.rules = lap(&rn->mark);
 	if (r < 0)

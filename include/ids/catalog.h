@@ -53,6 +53,10 @@ void ids_catalog_rules_clear(struct ids_catalog_rules *cr);
  * that nothing needs any more goes.  *ret is new (ids_desired_set_free). */
 int ids_catalog_eval(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
 		     const char *connector, const struct ids_snapshot *s, struct ids_desired_set **ret);
+/* The same for the users i with want[i] only (ids_rules_eval_some). */
+int ids_catalog_eval_some(const struct ids_catalog_rules *cr, const struct ids_rule *rules, size_t nrules,
+			  const char *connector, const struct ids_snapshot *s, const bool *want,
+			  struct ids_desired_set **ret);
 
 /* One row of the seat book (licence_entitlement): a user of the connector
  * the rules entitle to a licensed role. */

@@ -140,6 +140,12 @@ const struct ids_rule_list *ids_rule_list_get(const struct ids_rule_list *const 
  * *ret is new: free with ids_desired_set_free(). */
 int ids_rules_eval(const struct ids_rule *rules, size_t nrules, const char *connector,
 		   const struct ids_snapshot *s, struct ids_desired_set **ret);
+/* The same for the users i with want[i] only (want parallel to
+ * s->users, borrowed; NULL: every user).  The others get the empty,
+ * out-of-scope entry of an invalid user and no warning: for a plan that
+ * leaves them alone (ids_diff_opts.only), whose rules would be wasted. */
+int ids_rules_eval_some(const struct ids_rule *rules, size_t nrules, const char *connector,
+			const struct ids_snapshot *s, const bool *want, struct ids_desired_set **ret);
 void ids_desired_set_free(struct ids_desired_set *d);
 
 /* true when slug is a valid tenant slug: [a-z0-9][a-z0-9_-]{0,62}. */

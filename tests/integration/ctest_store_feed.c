@@ -14,7 +14,7 @@ static int setup(void **state)
 {
 	struct ids_store *st = open_store(SCHEMA, true);
 	use_schema(SCHEMA);
-	sql("TRUNCATE connector_feed, audit_log, sync_run, app_user, company CASCADE");
+	sql("TRUNCATE connector_feed, audit_log, sync_run, app_user, tenant, company CASCADE");
 	sql("INSERT INTO company (slug, name) VALUES ('acme', 'Acme')");
 	sql("INSERT INTO app_user (company_id, source, external_id, username, email, auth_method, active)"
 	    " VALUES ((SELECT id FROM company), NULL, NULL, 'taken', 'taken@acme.example', "
@@ -193,6 +193,44 @@ static void test_issuer_both_or_neither(void **state)
 	assert_sql("0", "SELECT count(*) FROM sync_run");
 }
 
+/* The thresholds' bases of a partial load (ids_store_load_some, issue 14):
+ * exactly the connector's active users, and its grant rows on them, that
+ * it did not load — rows written by hand with the connector's source
+ * included, other sources, inactive users and the loaded user's own rows
+ * not. */
+static void test_threshold_bases(void **state)
+{
+	struct ids_store *st = *state;
+	sql("INSERT INTO tenant (company_id, slug, name) SELECT id, 'sup', 'Support' FROM company");
+	sql("INSERT INTO operator_group (tenant_id, name) SELECT id, 'tier1' FROM tenant");
+	sql("INSERT INTO app_user (company_id, source, external_id, username, auth_method, active)"
+	    " SELECT c.id, v.src, v.ext, v.ext, 'sso', v.active FROM company c, (VALUES"
+	    " ('corp', 'loaded', true), ('corp', 'a', true), ('corp', 'b', true), ('corp', 'c', true),"
+	    " ('corp', 'gone', false), ('hr', 'h', true)) v(src, ext, active)");
+	/* managed rows on unloaded active users: 2 + 1 (by hand) + 1 = 4 */
+	sql("INSERT INTO tenant_role (user_id, tenant_id, role, source)"
+	    " SELECT u.id, t.id, r, u.source FROM app_user u, tenant t, (VALUES ('agent'), ('viewer')) v(r)"
+	    " WHERE u.external_id IN ('a', 'loaded', 'gone', 'h')");
+	sql("INSERT INTO channel_grant (user_id, tenant_id, channel, source)"
+	    " SELECT u.id, t.id, 'voice', CASE WHEN u.external_id = 'b' THEN 'corp' END"
+	    " FROM app_user u, tenant t WHERE u.external_id IN ('b', 'c')");
+	sql("INSERT INTO slot_limit (user_id, tenant_id, channel_group, slots, source)"
+	    " SELECT u.id, t.id, 'chat', 2, 'corp' FROM app_user u, tenant t WHERE u.external_id = 'loaded'");
+	sql("INSERT INTO operator_group_member (group_id, user_id, source)"
+	    " SELECT g.id, u.id, 'corp' FROM operator_group g, app_user u WHERE u.external_id IN ('c', "
+	    "'gone')");
+	struct ids_strv ext = {0}, none = {0};
+	assert_int_equal(ids_strv_push(&ext, "loaded"), 0);
+	struct ids_current *c = NULL;
+	struct ids_error e = {0};
+	if (ids_store_load_some(st, acme(), "corp", &ext, &none, &none, &c, &e) < 0)
+		fail_msg("ids_store_load_some: %s", ids_error_text(&e));
+	assert_int_equal(c->active_others, 3);	/* a, b, c */
+	assert_int_equal(c->managed_others, 4); /* a's two roles, b's channel, c's group */
+	ids_current_free(c);
+	ids_strv_free(&ext);
+}
+
 int main(void)
 {
 	int r = db_setup("feed");
@@ -203,6 +241,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_commit_and_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_issuer_both_or_neither, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases, setup, teardown),
 	};
 	r = cmocka_run_group_tests_name("store: change feed", tests, NULL, NULL);
 	db_teardown();

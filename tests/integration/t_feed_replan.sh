@@ -16,7 +16,9 @@
 #   5. a nested group removed from its parent: its members are reached
 #      through the parent's old record, and deactivated;
 #   6. a group renamed that a rule matches by a name regex: its members
-#      move to the tenant the new name gives.
+#      move to the tenant the new name gives;
+#   7. the rules are evaluated for the re-planned users only: a rule's
+#      warning about a user the change does not reach is not given again.
 # After each run, plan --full has nothing to do.
 . "$(dirname "$0")/lib.sh"
 
@@ -150,5 +152,26 @@ has "change feed: 2 of $n users re-planned" "$ERR" "... re-plans the group's mem
 eq "0|2" "$(q "SELECT count(*) FILTER (WHERE t.slug = 'sales-north')||'|'||count(*) FILTER (WHERE t.slug = 'sales-south') FROM tenant_role r JOIN tenant t ON t.id = r.tenant_id")" \
 	"... who move from tenant sales-north to sales-south"
 nothing_to_do "after the rename"
+
+# 7. the rules only for the users re-planned: r3's warning (a tenant
+# template that gives an invalid slug) is given when r3 is planned, not
+# when a change reaches only r12
+cat >>"$W/idsyncd.yaml" <<-'R'
+  - name: odd
+    match: { member_of_regex: "^Odd-(.*)$" }
+    tenant: "{1}"
+    roles: [operator]
+R
+group_ldif Odd-_x "$(udn r3)" | ldif_add
+warned='user r3: rule odd: tenant template gave invalid slug "_x"'
+ids sync
+eq 0 "$RC" "a sync with a rule that gives r3 an invalid tenant"
+has "$warned" "$ERR" "... warns about r3 (everyone re-planned: other rules)"
+printf 'dn: %s\nchangetype: modify\nreplace: sn\nsn: Renamed\n\n' "$(udn r12)" | ldif
+ids sync
+eq 0 "$RC" "a sync after r12's surname changed"
+has "change feed: 1 of $n users re-planned" "$ERR" "... re-plans r12 only"
+hasnt "$warned" "$ERR" "... and evaluates no rule for r3: no warning about it"
+nothing_to_do "after r12's change"
 
 finish

@@ -990,6 +990,37 @@ static void test_order_independence(void **state)
 	free(want);
 }
 
+/* ids_rules_eval_some (an incremental re-plan): the chosen users get what
+ * a whole evaluation gives them, the others nothing, out of scope, and no
+ * warning (the rules were not evaluated for them). */
+static void test_eval_some(void **state)
+{
+	(void)state;
+	struct ids_rule *r = rule("by-attr");
+	sv(&r->member_of, "CC-Support-CZ", NULL);
+	r_tenant(r, "{attr.tenantattr}");
+	sv(&r->roles, "operator", NULL);
+	struct ids_desired_set *all = eval();
+	bool *want = calloc(S->nusers, sizeof(*want));
+	assert_non_null(want);
+	want[uidx("jnovak")] = want[uidx("badattr")] = true;
+	struct ids_desired_set *d = NULL;
+	assert_int_equal(ids_rules_eval_some(R, NR, "corp", S, want, &d), 0);
+	assert_int_equal(d->nusers, S->nusers);
+	for (size_t i = 0; i < S->nusers; i++) {
+		const char *u = S->users[i].f[IDS_F_USERNAME];
+		char *whole = strdup(render(all, u));
+		assert_string_equal(render(d, u), want[i] ? whole : "out:");
+		free(whole);
+	}
+	assert_int_equal(d->warnings.n, 1);
+	assert_string_equal(d->warnings.v[0],
+			    "user badattr: rule by-attr: tenant template gave invalid slug \"-bad\"");
+	ids_desired_set_free(d);
+	ids_desired_set_free(all);
+	free(want);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, rules_reset, rules_reset)
 
 int main(void)
@@ -1005,6 +1036,7 @@ int main(void)
 	    T(test_attribute_regex),
 	    T(test_member_of_regex_captures),
 	    T(test_templates_attrs_and_bad_slug),
+	    T(test_eval_some),
 	    T(test_regex_template_bad_slug),
 	    T(test_broken_template_skips_rule),
 	    T(test_combination_table),
