@@ -13,7 +13,8 @@ connectors (corp, slow: a run takes seconds; branch), interval 2 s.
    daemon runs it.
 2. branch is removed from B's file and B reloads (SIGHUP): branch goes on
    running on schedule, every run by A; B neither runs it nor writes a
-   row for it (no `skipped_locked`); corp is still shared.
+   row for it (no `skipped_locked`); corp is still shared; `status` with
+   B's file lists branch as orphaned.
 3. A stops: branch is now in no live daemon's configuration, so nobody
    takes it: `status` (text and JSON) says it is overdue and by how much,
    lists B alone, and corp (B's) is not overdue."""
@@ -87,6 +88,9 @@ def body(env, c):
     c.eq("0", env.q("SELECT count(*) FROM sync_run WHERE status <> 'ok'"),
          "no skipped_locked row (nor any other outcome): nobody fought over a connector")
     c.true(runs_by(a, "corp", since_a) or runs_by(b, "corp", since_b), "corp still runs")
+    rc, out, _ = env.run_cli("status", config=fb)
+    c.true(re.search(r"^orphaned: branch owns \d+ users", out, re.M),
+           "status with B's file names branch orphaned (for B: A runs it)")
 
     # ---- 3. A stops: branch is overdue, and status says by how much
     a.signal(signal.SIGTERM)
