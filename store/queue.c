@@ -1,10 +1,10 @@
 /* queue.c — the schedule as a queue that daemons share (issue 19,
  * migration 009): offer, claim, renew, release, and when to look again.
  *
- * A claim is one statement: the earliest due, unleased row among the
- * claimer's connectors, locked with FOR UPDATE SKIP LOCKED so that two
- * daemons claiming at once take different rows instead of waiting for
- * each other, then leased to the claimer.  Every time is the database's
+ * A claim is one statement on the one connector the daemon's schedule
+ * says is due next: its row, unless leased, locked with FOR UPDATE SKIP
+ * LOCKED so that a daemon claiming it at the same moment skips it instead
+ * of waiting, then leased to the claimer.  Every time is the database's
  * now(): daemons on several machines need not agree on a clock.
  *
  * A daemon names the connectors it has (its configuration's) in every
