@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14: the incremental re-plan (docs/changes.md, "No change, no plan").
 #   1. a feed read that finds no change, with the plan inputs of the last
-#      committed run, plans nothing: no image read back, no replay, no
+#      committed run, plans nothing: no replay, no
 #      rules, no state load, no grant written; its sync_run row (read
 #      incremental, the last run's users_seen) and its cursor are written;
 #      `plan` says there is nothing to do;
@@ -62,7 +62,9 @@ planned() {
 }
 planned_nothing() {
 	has "the image unchanged and the plan's inputs the same: nothing to plan" "$ERR" "$1: nothing to plan"
-	hasnt "read back" "$ERR" "$1: the stored image is not read back"
+	# not asserted: that the stored image is not read back.  slapd may send
+	# an entry again at the cookie's CSN with nothing changed (seen under
+	# the sanitizers in CI), and only the image tells that it is the same
 	hasnt "image replayed" "$ERR" "$1: nor replayed"
 	hasnt "read $n users" "$ERR" "$1: no snapshot is made"
 }
