@@ -150,6 +150,22 @@ def release_lock(env, p):
           " AND query LIKE '%pg_sleep(61)%' AND pid <> pg_backend_pid()")
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port, series, missing=None):
+    """The value of one exact series of the daemon's /metrics, else missing."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else missing
+
+
 def poll_until(fn, timeout, what, every=0.1):
     """Calls fn() until it returns something true (returned), failing with
     `what` after timeout seconds.  For state that has no event to wait on

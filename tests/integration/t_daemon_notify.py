@@ -20,28 +20,15 @@ and the daemon syncs that one person now, not at the next interval.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import hold_lock, main, poll_until, release_lock  # noqa: E402
+from fakesystemd import free_port, hold_lock, main, metric, poll_until, release_lock  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def metric(port, series):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
 
 
 def notify(env, payloads):
@@ -104,7 +91,7 @@ def body(env, c):
                               " FROM sync_run ORDER BY id DESC LIMIT 1"), "one targeted run, ok")
     c.eq("t", env.q("SELECT active FROM app_user WHERE username = 'bob'"),
          "bob, gone from the directory, stays active (a targeted sync deactivates no one)")
-    c.eq(1.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}'),
+    c.eq(1.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}', 0.0),
          "idsyncd_targeted_syncs_total counts it")
 
     # ---- another instance's full run holds the lock: the targeted sync
@@ -113,7 +100,7 @@ def body(env, c):
     lock = hold_lock(env, "corp")
     env.cleanups.append(lambda: release_lock(env, lock))
     notify(env, ["corp:alice"] * 100)
-    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="coalesced"}') >= 99,
+    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="coalesced"}', 0.0) >= 99,
                10, "99 requests coalesced")
     c.eq(0, user_runs(env) - before, "no targeted run while the lock is held")
     c.true(d.alive(), "the daemon waits for the lock")
@@ -121,10 +108,10 @@ def body(env, c):
     poll_until(lambda: user_runs(env) > before, 10, "the run after the lock")
     time.sleep(0.5)
     c.eq(1, user_runs(env) - before, "100 NOTIFYs for alice: one targeted run, once the lock is free")
-    c.eq(2.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}'), "and it succeeded")
-    c.eq(99.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="coalesced"}'),
+    c.eq(2.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}', 0.0), "and it succeeded")
+    c.eq(99.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="coalesced"}', 0.0),
          "the other 99 coalesced")
-    c.eq(0.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}'),
+    c.eq(0.0, metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}', 0.0),
          "repeats of one person do not count against the rate limit")
 
     # ---- the rate limit: 2 a second (SIGHUP), 20 people at once
@@ -142,10 +129,10 @@ def body(env, c):
     notify(env, [f"corp:r{i}" for i in range(20)])
     # a bucket of 2 and 2 more a second for as long as the sending took
     most = 2 + int(2 * (time.monotonic() - t)) + 1
-    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}')
+    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}', 0.0)
                + user_runs(env) - before >= 20, 10, "all 20 requests accounted for")
     runs = user_runs(env) - before
-    limited = metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}')
+    limited = metric(port, 'idsyncd_targeted_syncs_total{connector="corp",outcome="rate_limited"}', 0.0)
     c.true(2 <= runs <= most, f"20 people at 2 a second: {runs} targeted runs (at most {most})")
     c.eq(20.0, runs + limited, f"the rest dropped over the limit ({limited:.0f})")
     _, text = d.wait_line(r"targeted sync of \"r\d+\" dropped \(rate_limited: sync.user_rate 2 a second", 5,
@@ -168,12 +155,12 @@ def body(env, c):
     c.ok(f"control characters and quotes are escaped: {esc.strip()[:120]}")
     _, long = d.wait_line(r'request "corpxxxx', 5, since=line)
     c.true(len(long) < 600 and '"... ignored' in long, f"an 8000-byte payload is cut in the log ({len(long)} chars)")
-    refused = {r: metric(port, f'idsyncd_targeted_refused_total{{reason="{r}"}}')
+    refused = {r: metric(port, f'idsyncd_targeted_refused_total{{reason="{r}"}}', 0.0)
                for r in ("malformed", "unknown_connector")}
     c.eq({"malformed": 5.0, "unknown_connector": 1.0}, refused, "idsyncd_targeted_refused_total by reason")
     # every connector type has a targeted read: the SCIM connector's
     # request runs, and finds nobody pushed
-    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="push",outcome="failed"}') == 1.0, 10,
+    poll_until(lambda: metric(port, 'idsyncd_targeted_syncs_total{connector="push",outcome="failed"}', 0.0) == 1.0, 10,
                "the SCIM connector's targeted run (nobody pushed: failed)")
     c.ok("a SCIM connector's request runs like any other (failed: nobody was pushed)")
     c.true(d.alive(), "the daemon keeps running")

@@ -16,18 +16,15 @@ whole users refresh skipped every user as "seen" and swept them as gone).
 /metrics follows the search up and down."""
 import atexit
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import main, poll_until, skip_or_fail  # noqa: E402
+from fakesystemd import free_port, main, metric, poll_until, skip_or_fail  # noqa: E402
 
 SRC = os.environ.get("IDS_SRC") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLAPD_SH = os.path.join(SRC, "tests", "harness", "slapd.sh")
@@ -57,18 +54,6 @@ def private_slapd():
     return d
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def metric(port, series):
-    """The value of one exact series of /metrics, else None."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def granted(env, uid):
