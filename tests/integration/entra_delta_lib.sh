@@ -11,34 +11,12 @@
 #   last_run COLUMNS        the last run's columns, joined by |
 #   plan_clean WHAT         `plan --full` (a full read: transitiveMembers)
 #                           must have nothing to do
-DAEMON_PID=
-
-daemon_stop() {
-	if [ -n "$DAEMON_PID" ]; then
-		kill "$DAEMON_PID" 2>/dev/null || true
-		wait "$DAEMON_PID" 2>/dev/null || true
-		DAEMON_PID=
-	fi
-}
+DAEMON_CONN=cloud
 trap 'daemon_stop; graph_stop; cleanup' EXIT
 
 # the config's sync: block gets an interval no test waits for
 daemon_config() {
 	sed -i 's/^sync:$/sync:\n  interval: 1h\n  jitter: 0s/' "$W/idsyncd.yaml"
-}
-
-runs_done() { q "SELECT count(*) FROM sync_run WHERE connector = 'cloud' AND finished_at IS NOT NULL" 2>/dev/null || echo 0; }
-
-wait_runs() {
-	local want=$1
-	for _ in $(seq 150); do
-		[ "$(runs_done)" -ge "$want" ] && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log" >&2; echo "the daemon died" >&2; exit 1; }
-		sleep 0.1
-	done
-	cat "$W/daemon.log" >&2
-	echo "no run within 15 s or more" >&2
-	exit 1
 }
 
 daemon_start() {

@@ -131,6 +131,31 @@ default_rules() {
 	R
 }
 
+# A daemon a test starts in the background (`idsyncd run &`, its pid in
+# DAEMON_PID): daemon_stop ends it; runs_done counts the finished runs of
+# connector DAEMON_CONN; wait_runs N waits up to 15 s for the Nth, and
+# fails the test with the daemon's log (in $W/daemon.log) when it dies or
+# does not get there.
+DAEMON_PID=
+daemon_stop() {
+	if [ -n "$DAEMON_PID" ]; then
+		kill "$DAEMON_PID" 2>/dev/null || true
+		wait "$DAEMON_PID" 2>/dev/null || true
+		DAEMON_PID=
+	fi
+}
+runs_done() { q "SELECT count(*) FROM sync_run WHERE connector = '$DAEMON_CONN' AND finished_at IS NOT NULL" 2>/dev/null || echo 0; }
+wait_runs() {
+	for _ in $(seq 150); do
+		[ "$(runs_done)" -ge "$1" ] && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log" >&2; echo "the daemon died" >&2; exit 1; }
+		sleep 0.1
+	done
+	cat "$W/daemon.log" >&2
+	echo "no run within 15 s or more" >&2
+	exit 1
+}
+
 # ids ARGS...: runs idsyncd with the test config; sets RC, OUT, ERR.
 ids() {
 	set +e

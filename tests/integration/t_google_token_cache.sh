@@ -6,26 +6,8 @@
 IDS_NO_LDAP=1
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/google_lib.sh"
-DAEMON_PID=
+DAEMON_CONN=gws
 trap 'daemon_stop; gfake_stop; cleanup' EXIT
-daemon_stop() {
-	if [ -n "$DAEMON_PID" ]; then
-		kill "$DAEMON_PID" 2>/dev/null || true
-		wait "$DAEMON_PID" 2>/dev/null || true
-		DAEMON_PID=
-	fi
-}
-runs_done() { q "SELECT count(*) FROM sync_run WHERE connector = 'gws' AND finished_at IS NOT NULL" 2>/dev/null || echo 0; }
-wait_runs() {
-	for _ in $(seq 150); do
-		[ "$(runs_done)" -ge "$1" ] && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log" >&2; echo "the daemon died" >&2; exit 1; }
-		sleep 0.1
-	done
-	cat "$W/daemon.log" >&2
-	echo "no run within 15 s or more" >&2
-	exit 1
-}
 
 gfake_start
 sa_json "$GURL/token"
