@@ -157,6 +157,19 @@ static const struct entry cc = {.group = true,
 				.dn = GDN("CC-Support"),
 				.members = {UDN("alice"), GDN("Team")}};
 
+/* A new image of the directory most tests start from: alice, bob, Team
+ * (bob) and CC-Support (alice, Team); nothing committed yet. */
+static struct ids_image *directory(void)
+{
+	struct ids_image *img = NULL;
+	assert_int_equal(ids_image_new(&img), 0);
+	image_put(img, "k-alice", &alice);
+	image_put(img, "k-bob", &bob);
+	image_put(img, "k-team", &team);
+	image_put(img, "k-cc", &cc);
+	return img;
+}
+
 /* ---------------- tests ---------------- */
 
 /* Recorded in any order, replayed: what a full read of the same entries
@@ -186,11 +199,7 @@ static void test_upsert_replaces(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	/* bob renamed (new DN, same key): Team still names the old DN */
 	const struct entry bob2 = {.id = "U2", .name = "robert", .dn = UDN("robert"), .disabled = true};
 	image_put(img, "k-bob", &bob2);
@@ -209,11 +218,7 @@ static void test_group_change_reaches_nested_members(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	const struct entry cc2 = {.group = true,
 				  .id = "G2",
 				  .name = "CC-Support",
@@ -233,11 +238,7 @@ static void test_delete_by_key(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	assert_int_equal(ids_image_delete(img, "k-team", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
 	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
 	assert_int_equal(ids_image_delete(img, "k-alice", IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 0);
@@ -263,11 +264,7 @@ static void test_present_phase(void **state)
 	(void)state;
 	struct ids_image *img = NULL;
 	size_t removed = 99;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	ids_image_present_begin(img);
 	assert_int_equal(ids_image_present(img, "k-cc"), 1);
 	assert_int_equal(ids_image_present(img, "k-nobody"), 0);
@@ -381,11 +378,7 @@ static void test_member_edits(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	ids_image_commit(img);
 	char *before = image_text(img);
 
@@ -449,11 +442,7 @@ static void test_dn_and_groups_naming(void **state)
 	struct ids_image *img = NULL;
 	char *dn = NULL;
 	struct ids_buf b = {0};
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	assert_int_equal(ids_image_dn(img, "k-bob", IDS_IMAGE_USERS, &dn), 0);
 	assert_string_equal(dn, UDN("bob"));
 	free(dn);
@@ -481,11 +470,7 @@ static void test_group_edit(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	ids_image_commit(img);
 	char *before = image_text(img);
 	/* cc loses alice (another spelling) and Team, gains bob twice over */
@@ -524,11 +509,7 @@ static void test_id_members(void **state)
 	struct ids_image *img = NULL;
 	struct ids_buf b = {0};
 	char *v = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	const char *const u1[] = {"U1"}, *const dn[] = {UDN("alice")};
 	assert_int_equal(ids_image_group_edit(img, "k-team", IDS_REF_ID, u1, 1, NULL, 0), 1);
 	assert_int_equal(ids_image_groups_naming_ref(img, IDS_REF_ID, u1, 1, collect, &b), 0);
@@ -596,12 +577,8 @@ static void test_storage(void **state)
 {
 	(void)state;
 	struct ids_image *img = NULL, *back = NULL;
-	assert_int_equal(ids_image_new(&img), 0);
+	img = directory();
 	assert_int_equal(ids_image_new(&back), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
 	ids_image_commit(img);
 	/* every record out and in again: the same directory, and no change
 	 * to write or roll back in the copy */
@@ -682,11 +659,7 @@ static void test_defer(void **state)
 {
 	(void)state;
 	struct ids_image *src = NULL, *img = NULL;
-	assert_int_equal(ids_image_new(&src), 0);
-	image_put(src, "k-alice", &alice);
-	image_put(src, "k-bob", &bob);
-	image_put(src, "k-team", &team);
-	image_put(src, "k-cc", &cc);
+	src = directory();
 	ids_image_commit(src);
 	struct stored st = {.from = src};
 
@@ -763,11 +736,7 @@ static void test_changed(void **state)
 	(void)state;
 	struct ids_image *img = NULL;
 	char got[512] = "";
-	assert_int_equal(ids_image_new(&img), 0);
-	image_put(img, "k-alice", &alice);
-	image_put(img, "k-bob", &bob);
-	image_put(img, "k-team", &team);
-	image_put(img, "k-cc", &cc);
+	img = directory();
 	ids_image_commit(img);
 	assert_int_equal(ids_image_changed(img, note_change, got), 0);
 	assert_string_equal(got, "");
