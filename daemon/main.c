@@ -713,9 +713,9 @@ static const char *feed_mode(const struct ids_connector_cfg *cc)
 	return "auto";
 }
 
-/* The change feeds' rows into x, for both formats.  A schema an older idsyncd migrated has no
- * connector_feed: then there are none; nor a persist row without
- * persist_feed.  < 0: out of memory. */
+/* The change feeds' rows into x, for both formats.  A schema an older
+ * idsyncd migrated has no connector_feed: then there are none; nor a
+ * persist row without persist_feed.  < 0: out of memory. */
 static int status_feeds_read(const struct ids_config *cfg, struct ids_store *st, struct status_extra *x)
 {
 	size_t n = cfg->nconnectors ? cfg->nconnectors : 1;
