@@ -779,14 +779,8 @@ int ids_ldap_dirsync_pull_changes(const struct ids_connector_cfg *cfg, const str
 				   (cfg->changes.object_security ? IDS_DIRSYNC_OBJECT_SECURITY : 0)};
 	*fp = (struct ids_feed_pull){.image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
 	int r = ids_ldap_session(cfg, ctx, NULL, fp->image, do_dirsync, &d, err);
-	if (r < 0) {
-		free(fp->new_cursor);
-		free(fp->reset_reason);
-		free(fp->cursor_server);
-		free(fp->cursor_invocation_id);
-		*fp = (struct ids_feed_pull){
-		    .image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
-	}
+	if (r < 0)
+		ids_feed_pull_clear(fp);
 	ids_ldap_pull_attrs_free(&d.a);
 	ids_buf_free(&d.reread);
 	ids_strmap_free(&d.queued);

@@ -844,16 +844,9 @@ int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_
 {
 	if (!fp || !fp->image)
 		return ids_error_set(err, -EINVAL, "LDAP change feed without an image");
-	fp->new_cursor = NULL;
-	fp->new_cursor_len = 0;
-	fp->reset_reason = NULL;
-	fp->changes = 0;
+	*fp = (struct ids_feed_pull){.image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
 	int r = ids_ldap_session(cfg, ctx, NULL, fp->image, do_feed, fp, err);
-	if (r < 0) {
-		free(fp->new_cursor);
-		free(fp->reset_reason);
-		fp->new_cursor = NULL;
-		fp->reset_reason = NULL;
-	}
+	if (r < 0)
+		ids_feed_pull_clear(fp);
 	return r;
 }

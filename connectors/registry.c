@@ -3,6 +3,7 @@
 #include "ids/connector.h"
 
 #include <ldap.h>
+#include <stdlib.h>
 
 #include "ids/http.h"
 
@@ -15,6 +16,15 @@ const struct ids_connector_ops *ids_connector_find(enum ids_conn_type t)
 	case IDS_CONN_SCIM: return &ids_scim_connector;
 	}
 	return NULL;
+}
+
+void ids_feed_pull_clear(struct ids_feed_pull *fp)
+{
+	free(fp->new_cursor);
+	free(fp->reset_reason);
+	free(fp->cursor_server);
+	free(fp->cursor_invocation_id);
+	*fp = (struct ids_feed_pull){.image = fp->image, .cursor = fp->cursor, .cursor_len = fp->cursor_len};
 }
 
 void ids_connectors_global_init(void)

@@ -632,6 +632,13 @@ struct status_extra {
 	struct ids_strv stale_why;
 	struct ids_licence_status *lic; /* per configured licence; NULL without the seat book */
 	size_t nlic;
+	/* per configured connector (none when the schema predates
+	 * connector_feed): its feed row, its persist_feed row, and both as
+	 * output.h's ids_output_feed, which borrows them */
+	struct ids_feed_state *feed;
+	struct ids_persist_row *search;
+	struct ids_output_feed *feeds;
+	size_t nfeeds;
 };
 
 static void status_extra_free(struct status_extra *x)
@@ -643,6 +650,13 @@ static void status_extra_free(struct status_extra *x)
 	ids_strv_free(&x->stale);
 	ids_strv_free(&x->stale_why);
 	free(x->lic);
+	for (size_t i = 0; i < x->nfeeds; i++) {
+		ids_feed_state_clear(&x->feed[i]);
+		ids_persist_row_clear(&x->search[i]);
+	}
+	free(x->feed);
+	free(x->search);
+	free(x->feeds);
 }
 
 /* A daemon beats every minute and at each run: three missed beats and it
@@ -681,6 +695,60 @@ static int status_stale(const struct ids_config *cfg, struct ids_store *st, int 
 	return 0;
 }
 
+/* A connector's change mode as status shows it: auto names the feed
+ * an Active Directory connector reads (DirSync). */
+static const char *feed_mode(const struct ids_connector_cfg *cc)
+{
+	if (cc->changes.mode == IDS_CHANGES_FULL)
+		return "full";
+	if (cc->type == IDS_CONN_LDAP && cc->ldap.flavor == IDS_LDAP_AD)
+		return "auto (dirsync)";
+	/* Google has no change feed for groups and members (issue 15):
+	 * auto reads everything there, and status says so */
+	if (cc->type == IDS_CONN_GOOGLE)
+		return "full (no change feed for google)";
+	/* what the identity provider pushed is read from PostgreSQL */
+	if (cc->type == IDS_CONN_SCIM)
+		return "pushed (scim: the stored state)";
+	return "auto";
+}
+
+/* The change feeds' rows into x, for both formats.  A schema an older
+ * idsyncd migrated has no connector_feed: then there are none; nor a
+ * persist row without persist_feed.  < 0: out of memory. */
+static int status_feeds_read(const struct ids_config *cfg, struct ids_store *st, struct status_extra *x)
+{
+	size_t n = cfg->nconnectors ? cfg->nconnectors : 1;
+	x->feed = calloc(n, sizeof(*x->feed));
+	x->search = calloc(n, sizeof(*x->search));
+	x->feeds = calloc(n, sizeof(*x->feeds));
+	if (!x->feed || !x->search || !x->feeds)
+		return -1;
+	for (size_t i = 0; i < cfg->nconnectors; i++) {
+		const struct ids_connector_cfg *cc = &cfg->connectors[i];
+		struct ids_output_feed *fd = &x->feeds[i];
+		struct ids_error e = {0};
+		int r = ids_store_feed_get(st, cc->name, &x->feed[i], &e);
+		ids_error_clear(&e);
+		if (r < 0)
+			return 0;
+		x->nfeeds = i + 1;
+		*fd = (struct ids_output_feed){.connector = cc->name,
+					       .mode = feed_mode(cc),
+					       .feed = &x->feed[i],
+					       .persist = cc->changes.persist};
+		r = cc->changes.persist ? ids_store_persist_get(st, cc->name, &x->search[i], &e) : 0;
+		ids_error_clear(&e);
+		if (r < 0) /* no persist_feed yet: nothing to say about the search */
+			fd->persist = false;
+		if (r > 0) {
+			fd->search = &x->search[i];
+			fd->search_state = ids_persist_state_name(x->search[i].state);
+		}
+	}
+	return 0;
+}
+
 static int status_extra_read(const struct ids_config *cfg, struct ids_store *st, int max_age,
 			     struct status_extra *x, struct ids_error *e)
 {
@@ -706,6 +774,8 @@ static int status_extra_read(const struct ids_config *cfg, struct ids_store *st,
 		x->alive[i] = beating(cfg, &x->hb[i]);
 	x->lic = licence_status(cfg, st);
 	x->nlic = x->lic ? cfg->platform.nlic : 0;
+	if (status_feeds_read(cfg, st, x) < 0)
+		return -1;
 	return max_age ? status_stale(cfg, st, max_age, x, e) : 0;
 }
 
@@ -759,90 +829,61 @@ static int status_json(const struct ids_output_status *os, const struct status_e
 	all.stale = max_age ? &x->stale : NULL;
 	all.licences = x->lic;
 	all.nlicences = x->nlic;
+	all.feeds = x->feeds;
+	all.nfeeds = x->nfeeds;
+	all.now = ids_real_usec();
 	return ids_output_status_json(&all, b);
-}
-
-/* A connector's change mode as status shows it: auto names the feed
- * an Active Directory connector reads (DirSync). */
-static const char *feed_mode(const struct ids_connector_cfg *cc)
-{
-	if (cc->changes.mode == IDS_CHANGES_FULL)
-		return "full";
-	if (cc->type == IDS_CONN_LDAP && cc->ldap.flavor == IDS_LDAP_AD)
-		return "auto (dirsync)";
-	/* Google has no change feed for groups and members (issue 15):
-	 * auto reads everything there, and status says so */
-	if (cc->type == IDS_CONN_GOOGLE)
-		return "full (no change feed for google)";
-	/* what the identity provider pushed is read from PostgreSQL */
-	if (cc->type == IDS_CONN_SCIM)
-		return "pushed (scim: the stored state)";
-	return "auto";
 }
 
 /* status's line of a persist: true connector: whether its persistent
  * search is up (since when, on which daemon) or reconnecting (since
- * when, why), and its outages.  A schema without persist_feed: none. */
-static void status_persist(struct ids_store *st, const char *name, struct ids_buf *b)
+ * when, why), and its outages. */
+static void status_persist(const struct ids_output_feed *fd, struct ids_buf *b)
 {
-	struct ids_persist_row row = {0};
-	struct ids_error e = {0};
+	const struct ids_persist_row *row = fd->search;
 	char since[32];
-	int r = ids_store_persist_get(st, name, &row, &e);
-	ids_error_clear(&e);
-	if (r < 0)
-		return;
-	ids_buf_printf(b, "persist %-20s ", name);
-	if (r == 0) {
+	ids_buf_printf(b, "persist %-20s ", fd->connector);
+	if (!row) {
 		ids_buf_puts(b, "no daemon has held its persistent search yet\n");
 		return;
 	}
-	ids_output_time(row.since, since, sizeof(since));
-	if (!row.live || !*row.holder)
-		ids_buf_printf(b, "held by no daemon (%s since %s)", ids_persist_state_name(row.state),
-			       since);
+	ids_output_time(row->since, since, sizeof(since));
+	if (!row->live || !*row->holder)
+		ids_buf_printf(b, "held by no daemon (%s since %s)", fd->search_state, since);
 	else
-		ids_buf_printf(b, "%s since %s on %s", ids_persist_state_name(row.state), since, row.holder);
-	if (row.error)
-		ids_buf_printf(b, ": %s", row.error);
-	ids_buf_printf(b, ", %lld outages\n", (long long)row.reconnects);
-	ids_persist_row_clear(&row);
+		ids_buf_printf(b, "%s since %s on %s", fd->search_state, since, row->holder);
+	if (row->error)
+		ids_buf_printf(b, ": %s", row->error);
+	ids_buf_printf(b, ", %lld outages\n", (long long)row->reconnects);
 }
 
 /* status's change-feed lines (issue 14), one per configured connector:
  * its mode, its cursor's age, its last full read, its feed resets and
- * the last reason.  A schema an older idsyncd migrated has no
- * connector_feed: then there are none. */
-static void status_feeds(struct ids_store *st, const struct ids_config *cfg, struct ids_buf *b)
+ * the last reason; a persist connector's search below it. */
+static void status_feeds(const struct status_extra *x, struct ids_buf *b)
 {
 	int64_t now = ids_real_usec();
-	for (size_t i = 0; i < cfg->nconnectors; i++) {
-		const struct ids_connector_cfg *cc = &cfg->connectors[i];
-		struct ids_feed_state f = {0};
-		struct ids_error e = {0};
+	for (size_t i = 0; i < x->nfeeds; i++) {
+		const struct ids_output_feed *fd = &x->feeds[i];
+		const struct ids_feed_state *f = fd->feed;
 		char full[32], age[32], reset[32];
-		if (ids_store_feed_get(st, cc->name, &f, &e) < 0) {
-			ids_error_clear(&e);
-			return;
-		}
-		ids_output_time(f.last_full_at, full, sizeof(full));
-		fmt_age((now - f.cursor_at) / 1000000, age, sizeof(age));
-		ids_buf_printf(b, "changes %-20s mode %s, ", cc->name, feed_mode(cc));
-		if (f.cursor)
+		ids_output_time(f->last_full_at, full, sizeof(full));
+		fmt_age((now - f->cursor_at) / 1000000, age, sizeof(age));
+		ids_buf_printf(b, "changes %-20s mode %s, ", fd->connector, fd->mode);
+		if (f->cursor)
 			ids_buf_printf(b, "cursor %s old", age);
-		if (f.cursor && f.cursor_server)
-			ids_buf_printf(b, " from %s", f.cursor_server);
-		if (!f.cursor)
+		if (f->cursor && f->cursor_server)
+			ids_buf_printf(b, " from %s", f->cursor_server);
+		if (!f->cursor)
 			ids_buf_puts(b, "no cursor");
-		ids_buf_printf(b, ", last full read %s, %ld feed resets", full, f.resets);
-		if (f.last_reset_reason) {
-			ids_output_time(f.last_reset_at, reset, sizeof(reset));
-			ids_buf_printf(b, " (last %s: %s)", reset, f.last_reset_reason);
+		ids_buf_printf(b, ", last full read %s, %ld feed resets", full, f->resets);
+		if (f->last_reset_reason) {
+			ids_output_time(f->last_reset_at, reset, sizeof(reset));
+			ids_buf_printf(b, " (last %s: %s)", reset, f->last_reset_reason);
 		}
 		ids_buf_putc(b, '\n');
-		ids_feed_state_clear(&f);
-		if (cc->changes.persist)
-			status_persist(st, cc->name, b);
+		if (fd->persist)
+			status_persist(fd, b);
 	}
 }
 
@@ -906,7 +947,7 @@ static int cmd_status(const char *path, const struct cmd_opts *co)
 	} else {
 		if (!nrows)
 			ids_buf_puts(&b, "no runs recorded yet\n");
-		status_feeds(st, cfg, &b);
+		status_feeds(&x, &b);
 		for (size_t i = 0; i < norph; i++)
 			ids_buf_printf(&b, "orphaned: %s owns %ld users (%ld active), no longer configured\n",
 				       orph[i].source, orph[i].total, orph[i].active);

@@ -480,6 +480,52 @@ static json_t *status_daemons_json(const struct ids_output_status *s)
 	return built(a, err);
 }
 
+/* A persist connector's search (status's `persist` line): null fields
+ * when no daemon has held it yet. */
+static json_t *status_search_json(const struct ids_output_feed *fd)
+{
+	const struct ids_persist_row *p = fd->search;
+	json_t *o = json_object();
+	int err = 0;
+	set(o, "state", ids_output_jstr(p ? fd->search_state : NULL), &err);
+	set(o, "since", jtime(p ? p->since : 0), &err);
+	/* a holder whose lease ran out holds nothing: the text's "held by no daemon" */
+	set(o, "daemon", ids_output_jstr(p && p->live && *p->holder ? p->holder : NULL), &err);
+	set(o, "error", ids_output_jstr(p ? p->error : NULL), &err);
+	set(o, "outages", json_integer(p ? (json_int_t)p->reconnects : 0), &err);
+	return built(o, err);
+}
+
+/* status's "changes" array: per configured connector, its feed (the
+ * text's `changes` line) and, with persist, its search. */
+static json_t *status_feeds_json(const struct ids_output_status *s)
+{
+	json_t *a = json_array();
+	int err = 0;
+	for (size_t i = 0; a && i < s->nfeeds; i++) {
+		const struct ids_output_feed *fd = &s->feeds[i];
+		const struct ids_feed_state *f = fd->feed;
+		bool cur = f->cursor != NULL;
+		json_t *o = json_object();
+		set(o, "connector", ids_output_jstr(fd->connector), &err);
+		set(o, "mode", ids_output_jstr(fd->mode), &err);
+		set(o, "cursor_at", cur ? jtime(f->cursor_at) : json_null(), &err);
+		set(o, "cursor_age_seconds",
+		    cur && f->cursor_at ? json_integer((json_int_t)((s->now - f->cursor_at) / 1000000))
+					: json_null(),
+		    &err);
+		set(o, "cursor_server", ids_output_jstr(cur ? f->cursor_server : NULL), &err);
+		set(o, "last_full_at", jtime(f->last_full_at), &err);
+		set(o, "resets", json_integer(f->resets), &err);
+		set(o, "last_reset_at", jtime(f->last_reset_reason ? f->last_reset_at : 0), &err);
+		set(o, "last_reset_reason", ids_output_jstr(f->last_reset_reason), &err);
+		set(o, "persist", fd->persist ? status_search_json(fd) : json_null(), &err);
+		if (json_array_append_new(a, built(o, err)) < 0)
+			err = -ENOMEM;
+	}
+	return built(a, err);
+}
+
 int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *out)
 {
 	json_t *doc = json_object(), *runs = json_array(), *orph = json_array();
@@ -513,6 +559,7 @@ int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *ou
 		if (json_array_append_new(stale, ids_output_jstr(s->stale->v[i])) < 0)
 			err = -ENOMEM;
 	set(doc, "stale", built(stale, err), &err);
+	set(doc, "changes", status_feeds_json(s), &err);
 	int r = err < 0 ? (json_decref(doc), err) : put_value(out, doc);
 	return r < 0 ? r : ids_buf_putc(out, '\n');
 }

@@ -1008,13 +1008,8 @@ static int read_changes(struct run *rn, const struct ids_connector_cfg *cc,
 		fs->loaded = false; /* the next run reads the stored state again */
 		r = ids_error_set(e, rn->lazy_err.code, "%s", ids_error_text(&rn->lazy_err));
 	}
-	if (pulled) { /* its outputs: the connector frees them only on its own failure */
-		free(fp->new_cursor);
-		free(fp->reset_reason);
-		free(fp->cursor_server);
-		free(fp->cursor_invocation_id);
-		*fp = (struct ids_feed_pull){.image = fs->img};
-	}
+	if (pulled) /* its outputs: the connector frees them only on its own failure */
+		ids_feed_pull_clear(fp);
 	if (!rn->stale)
 		return r;
 	run_log(rn, IDS_LOG_DEBUG, NULL, NULL, "%s", ids_error_text(&rn->lazy_err));

@@ -67,6 +67,14 @@ struct ids_feed_pull {
 	char *cursor_server, *cursor_invocation_id;
 };
 
+/* Frees fp's out fields (new_cursor, reset_reason, cursor_server,
+ * cursor_invocation_id) and zeroes them with their lengths and `changes`;
+ * the in fields (image, cursor: borrowed) stay.  For the outputs of a
+ * read that failed or is not used: a connector's pull_changes calls it
+ * on its own failure, so its caller frees only the outputs of a success.
+ * Accepts a pull with no outputs. */
+void ids_feed_pull_clear(struct ids_feed_pull *fp);
+
 struct ids_connector_ops {
 	const char *type; /* the config's `type` */
 	/* Reads the whole directory of cfg into s (unfinished: the caller

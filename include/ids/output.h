@@ -42,6 +42,19 @@ int ids_output_plan_json(const struct ids_plan *p, struct ids_buf *out);
 int ids_output_run_json(const char *connector, const struct ids_sync_result *res, const char *plan_json,
 			struct ids_buf *out);
 
+/* One configured connector's change feed in `status` (issue 14), all
+ * borrowed: what the text's `changes` and `persist` lines show. */
+struct ids_output_feed {
+	const char *connector;
+	const char *mode;		   /* as the text shows it: "auto", "auto (dirsync)", "full", ... */
+	const struct ids_feed_state *feed; /* all zero when the connector has none yet */
+	bool persist;			   /* changes.persist: true */
+	/* its persistent search's row; NULL when no daemon has held it yet
+	 * (or persist is off) */
+	const struct ids_persist_row *search;
+	const char *search_state; /* ids_persist_state_name() of search's (output links no store) */
+};
+
 /* What `status` shows, all borrowed. */
 struct ids_output_status {
 	const struct ids_run_row *runs; /* the last run per connector */
@@ -57,12 +70,16 @@ struct ids_output_status {
 	size_t nheld;
 	const struct ids_heartbeat *heartbeats;
 	size_t nheartbeats;
-	const bool *alive;	      /* per heartbeat: the daemon is running */
-	const struct ids_strv *stale; /* --max-age: stale connectors; NULL when not asked */
+	const bool *alive;		     /* per heartbeat: the daemon is running */
+	const struct ids_strv *stale;	     /* --max-age: stale connectors; NULL when not asked */
+	const struct ids_output_feed *feeds; /* per configured connector, in its order */
+	size_t nfeeds;
+	int64_t now; /* unix microseconds: what the cursors' ages are counted to */
 };
 
 /* Appends status's document: {"format_version", "connectors": [...],
- * "orphaned": [...], "licences": [...]}, one line.  0, or -ENOMEM. */
+ * "orphaned": [...], "licences": [...], "held", "daemons", "stale",
+ * "changes": [...]}, one line.  0, or -ENOMEM. */
 int ids_output_status_json(const struct ids_output_status *s, struct ids_buf *out);
 
 /* "2026-01-02T03:04:05Z" for unix microseconds into buf[n]; "-" for 0. */

@@ -417,6 +417,87 @@ static void test_status(void **state)
 	ids_buf_free(&b);
 }
 
+/* issue 14: status's "changes", per configured connector — the text's
+ * `changes` and `persist` lines: a DirSync cursor with its DC and a
+ * reset, a feed with no cursor yet, a persist search up on a daemon, one
+ * whose holder's lease ran out, one no daemon held yet. */
+static void test_status_changes(void **state)
+{
+	(void)state;
+	struct ids_buf b = {0};
+	unsigned char cur[] = {1, 2, 3};
+	char *names[] = {"ad", "fresh", "corp", "branch", "new", NULL};
+	struct ids_strv configured = {names, 5};
+	struct ids_feed_state ad = {.cursor = cur,
+				    .cursor_len = 3,
+				    .cursor_server = "dc1.corp.example",
+				    .cursor_at = 1000000,
+				    .last_full_at = 2000000,
+				    .last_reset_at = 3000000,
+				    .resets = 2,
+				    .last_reset_reason = "a DirSync cursor of another domain controller"};
+	struct ids_feed_state none = {0};
+	struct ids_feed_state corp = {
+	    .cursor = cur, .cursor_len = 3, .cursor_at = 61000000, .last_full_at = 5000000};
+	struct ids_persist_row up = {.holder = "h:1", .live = true, .since = 4000000, .reconnects = 1};
+	struct ids_persist_row gone = {
+	    .holder = "h:2", .live = false, .since = 5000000, .error = "connection refused", .reconnects = 3};
+	struct ids_output_feed feeds[] = {
+	    {.connector = "ad", .mode = "auto (dirsync)", .feed = &ad},
+	    {.connector = "fresh", .mode = "full", .feed = &none},
+	    {.connector = "corp",
+	     .mode = "auto",
+	     .feed = &corp,
+	     .persist = true,
+	     .search = &up,
+	     .search_state = "up"},
+	    {.connector = "branch",
+	     .mode = "auto",
+	     .feed = &none,
+	     .persist = true,
+	     .search = &gone,
+	     .search_state = "reconnecting"},
+	    {.connector = "new", .mode = "auto", .feed = &none, .persist = true},
+	};
+	struct ids_output_status s = {
+	    .configured = &configured, .feeds = feeds, .nfeeds = 5, .now = 121000000};
+	assert_int_equal(ids_output_status_json(&s, &b), 0);
+	json_t *doc = parse(b.p);
+	json_t *c = json_object_get(doc, "changes");
+	assert_int_equal(json_array_size(c), 5);
+	char *o = json_dumps(json_array_get(c, 0), JSON_COMPACT);
+	assert_string_equal(
+	    o, "{\"connector\":\"ad\",\"mode\":\"auto (dirsync)\","
+	       "\"cursor_at\":\"1970-01-01T00:00:01Z\",\"cursor_age_seconds\":120,"
+	       "\"cursor_server\":\"dc1.corp.example\",\"last_full_at\":\"1970-01-01T00:00:02Z\","
+	       "\"resets\":2,\"last_reset_at\":\"1970-01-01T00:00:03Z\","
+	       "\"last_reset_reason\":\"a DirSync cursor of another domain controller\","
+	       "\"persist\":null}");
+	free(o);
+	o = json_dumps(json_array_get(c, 1), JSON_COMPACT);
+	assert_string_equal(
+	    o, "{\"connector\":\"fresh\",\"mode\":\"full\",\"cursor_at\":null,"
+	       "\"cursor_age_seconds\":null,\"cursor_server\":null,\"last_full_at\":null,"
+	       "\"resets\":0,\"last_reset_at\":null,\"last_reset_reason\":null,\"persist\":null}");
+	free(o);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(c, 2), "cursor_age_seconds")), 60);
+	o = json_dumps(json_object_get(json_array_get(c, 2), "persist"), JSON_COMPACT);
+	assert_string_equal(o, "{\"state\":\"up\",\"since\":\"1970-01-01T00:00:04Z\",\"daemon\":\"h:1\","
+			       "\"error\":null,\"outages\":1}");
+	free(o);
+	o = json_dumps(json_object_get(json_array_get(c, 3), "persist"), JSON_COMPACT);
+	assert_string_equal(o,
+			    "{\"state\":\"reconnecting\",\"since\":\"1970-01-01T00:00:05Z\",\"daemon\":null,"
+			    "\"error\":\"connection refused\",\"outages\":3}");
+	free(o);
+	o = json_dumps(json_object_get(json_array_get(c, 4), "persist"), JSON_COMPACT);
+	assert_string_equal(o,
+			    "{\"state\":null,\"since\":null,\"daemon\":null,\"error\":null,\"outages\":0}");
+	free(o);
+	json_decref(doc);
+	ids_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -425,6 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_values_jansson_refuses),
 	    cmocka_unit_test(test_every_outcome_one_shape),
 	    cmocka_unit_test(test_status),
+	    cmocka_unit_test(test_status_changes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
