@@ -14,6 +14,7 @@
  * into a snapshot and finish that, and for a 1 % churn (users renamed: their
  * record and their groups' member references replaced, then committed).
  * A benchmark tool, not part of idsyncd (docs/changes.md, "Memory"). */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +182,15 @@ int main(int argc, char **argv)
 	if (ids_snapshot_new(&s) < 0 || ids_image_replay(img, s) < 0 || ids_snapshot_finish(s) < 0)
 		die("replay");
 	double replay = now() - t0;
+	long rss2 = rss_kib();
 	ids_snapshot_free(s);
+	long rss3 = rss_kib();
+	struct timespec w0, w1;
+	clock_gettime(CLOCK_MONOTONIC, &w0);
+	malloc_trim(0);
+	clock_gettime(CLOCK_MONOTONIC, &w1);
+	long rss4 = rss_kib();
+	double trim = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
 	/* 1 % renamed: their records and the groups naming them replaced */
 	unsigned char *renamed = calloc((size_t)n, 1);
 	if (!renamed)
@@ -203,9 +212,10 @@ int main(int argc, char **argv)
 	double churn = now() - t0;
 	printf("{\"users\": %ld, \"groups\": %ld, \"image_bytes\": %zu, \"image_bytes_per_user\": %.0f,"
 	       " \"rss_growth_kib\": %ld, \"rss_per_user\": %.0f, \"made_s\": %.2f, \"replay_finish_s\": %.3f,"
-	       " \"churn_1pct_s\": %.2f, \"image_bytes_after_churn\": %zu}\n",
+	       " \"churn_1pct_s\": %.2f, \"image_bytes_after_churn\": %zu, \"rss_with_snapshot_kib\": %ld,"
+	       " \"rss_snapshot_freed_kib\": %ld, \"rss_trimmed_kib\": %ld, \"trim_s\": %.4f}\n",
 	       n, ng, bytes, (double)bytes / (double)n, rss1 - rss0, (double)(rss1 - rss0) * 1024 / (double)n,
-	       made, replay, churn, ids_image_memory(img));
+	       made, replay, churn, ids_image_memory(img), rss2, rss3, rss4, trim);
 	free(renamed);
 	free(m.start);
 	free(m.mem);
