@@ -210,12 +210,13 @@ int main(int argc, char **argv)
 	}
 	ids_image_commit(img);
 	double churn = now() - t0;
-	printf("{\"users\": %ld, \"groups\": %ld, \"image_bytes\": %zu, \"image_bytes_per_user\": %.0f,"
-	       " \"rss_growth_kib\": %ld, \"rss_per_user\": %.0f, \"made_s\": %.2f, \"replay_finish_s\": %.3f,"
-	       " \"churn_1pct_s\": %.2f, \"image_bytes_after_churn\": %zu, \"rss_with_snapshot_kib\": %ld,"
-	       " \"rss_snapshot_freed_kib\": %ld, \"rss_trimmed_kib\": %ld, \"trim_s\": %.4f}\n",
-	       n, ng, bytes, (double)bytes / (double)n, rss1 - rss0, (double)(rss1 - rss0) * 1024 / (double)n,
-	       made, replay, churn, ids_image_memory(img), rss2, rss3, rss4, trim);
+	printf(
+	    "{\"users\": %ld, \"groups\": %ld, \"image_bytes\": %zu, \"image_bytes_per_user\": %.0f,"
+	    " \"rss_growth_kib\": %ld, \"rss_per_user\": %.0f, \"made_s\": %.2f, \"replay_finish_s\": %.3f,"
+	    " \"churn_1pct_s\": %.2f, \"image_bytes_after_churn\": %zu, \"rss_with_snapshot_kib\": %ld,"
+	    " \"rss_snapshot_freed_kib\": %ld, \"rss_trimmed_kib\": %ld, \"trim_s\": %.4f}\n",
+	    n, ng, bytes, (double)bytes / (double)n, rss1 - rss0, (double)(rss1 - rss0) * 1024 / (double)n,
+	    made, replay, churn, ids_image_memory(img), rss2, rss3, rss4, trim);
 	free(renamed);
 	free(m.start);
 	free(m.mem);
