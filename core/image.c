@@ -42,7 +42,7 @@ struct istr {
 };
 
 struct rec {
-	char *key; /* heap; the map borrows it */
+	char *key; /* in the image's key arena (a slot is never freed); the map borrows it */
 	unsigned char kind;
 	bool wire;	    /* ops are in the stored encoding (a record from outside) */
 	unsigned char *ops; /* the in-memory encoding; NULL when kind is K_NONE */
@@ -62,6 +62,7 @@ struct ids_image {
 	struct rec *recs;
 	size_t nrecs, cap;
 	struct ids_strmap map; /* key -> index into recs */
+	struct ids_arena keys; /* the records' keys: a million of them, each a malloc, cost 12 MiB more */
 	size_t nusers, ngroups;
 	unsigned char open_kind; /* K_NONE: no record open */
 	char *open_key;
@@ -403,11 +404,10 @@ void ids_image_free(struct ids_image *img)
 		free(img->undo[i].ops);
 	free(img->undo);
 	ids_strmap_free(&img->map);
-	for (size_t i = 0; i < img->nrecs; i++) {
-		free(img->recs[i].key);
+	for (size_t i = 0; i < img->nrecs; i++)
 		free(img->recs[i].ops);
-	}
 	free(img->recs);
+	ids_arena_free(&img->keys);
 	intern_free(img); /* every record is gone: no count to give back */
 	free(img);
 }
@@ -558,7 +558,7 @@ static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsi
 }
 
 /* The index of key's record, made (empty) when there is none. */
-static int slot(struct ids_image *img, char *key, bool *ret_taken, uint32_t *ret_idx)
+static int slot(struct ids_image *img, const char *key, bool *ret_taken, uint32_t *ret_idx)
 {
 	uint32_t idx;
 	*ret_taken = false;
@@ -571,8 +571,11 @@ static int slot(struct ids_image *img, char *key, bool *ret_taken, uint32_t *ret
 	if (ids_grow(&img->recs, &img->cap, img->nrecs + 1, sizeof(*img->recs)) < 0)
 		return -ENOMEM;
 	idx = (uint32_t)img->nrecs;
-	img->recs[idx] = (struct rec){.key = key};
-	int r = ids_strmap_put(&img->map, key, idx, NULL);
+	char *k = ids_arena_strdup(&img->keys, key);
+	if (!k)
+		return -ENOMEM;
+	img->recs[idx] = (struct rec){.key = k};
+	int r = ids_strmap_put(&img->map, k, idx, NULL);
 	if (r < 0)
 		return r;
 	img->nrecs++;
@@ -592,8 +595,6 @@ int ids_image_end(struct ids_image *img)
 		ids_image_abort_record(img);
 		return r;
 	}
-	if (taken)
-		img->open_key = NULL; /* the record keeps it */
 	unsigned char *ops;
 	size_t len;
 	r = pack(img, img->open_ops.p, img->open_ops.len, &ops, &len);
@@ -1200,13 +1201,9 @@ int ids_image_load(struct ids_image *img, const char *key, int kind, const void 
 		return -EINVAL;
 	unsigned char *ops = NULL;
 	size_t olen;
-	char *kc = strdup(key);
-	if (!kc || (r = pack(img, rec, len, &ops, &olen)) < 0) {
-		free(kc);
-		return r < 0 ? r : -ENOMEM;
-	}
-	if ((r = slot(img, kc, &taken, &idx)) < 0 || !taken) {
-		free(kc);
+	if ((r = pack(img, rec, len, &ops, &olen)) < 0)
+		return r;
+	if ((r = slot(img, key, &taken, &idx)) < 0 || !taken) {
 		rec_free(img, ops, olen);
 		return r < 0 ? r : -EEXIST;
 	}
