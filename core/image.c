@@ -7,7 +7,17 @@
  * connector would have done on a full read, so the snapshot's checks
  * (required fields, UTF-8, duplicates) apply unchanged.  Records live in
  * one array indexed by a key map; a deleted record stays as an empty slot
- * (the map cannot forget a key), reused if the key comes back. */
+ * (the map cannot forget a key), reused if the key comes back.
+ *
+ * In memory, values that repeat across records are kept once (interned,
+ * reference-counted): member references — a user's DN is named by each of
+ * his groups, about five at bench's tiers — the DNs themselves (a user's
+ * own and his groups' references to him are the same bytes) and attribute
+ * names.  Such a value is a pointer in the record instead of its bytes
+ * (flags in the op byte say which), 8 bytes instead of 4 + about 45; a
+ * record is turned back into the stored encoding, byte for byte the same,
+ * when it leaves the image (ids_image_each).  What comes in is always the
+ * stored encoding: a pointer is never read from outside. */
 #include "ids/image.h"
 #include "ids/dn.h"
 
@@ -19,10 +29,23 @@
 enum op { OP_USER_SET = 1, OP_USER_ATTR, OP_USER_DISABLED, OP_USER_INVALID, OP_GROUP_SET, OP_GROUP_MEMBER };
 enum kind { K_NONE, K_USER, K_GROUP };
 
+/* The in-memory encoding's flags, or'ed into an op byte (ops are < 0x20):
+ * the first value is empty (no length), or is a pointer to an interned
+ * string; the second value is one. */
+enum { A_EMPTY = 0x20, B_INTERNED = 0x40, A_INTERNED = 0x80, OP_MASK = 0x1f };
+
+/* An interned value: one copy for every record naming it. */
+struct istr {
+	uint32_t refs; /* ops of records and undo entries that point here; 0: dead */
+	uint32_t n;
+	char s[]; /* n bytes, NUL-terminated (the map's key) */
+};
+
 struct rec {
-	char *key; /* heap; the map borrows it */
+	char *key; /* in the image's key arena (a slot is never freed); the map borrows it */
 	unsigned char kind;
-	unsigned char *ops; /* NULL when kind is K_NONE */
+	bool wire;	    /* ops are in the stored encoding (a record from outside) */
+	unsigned char *ops; /* the in-memory encoding; NULL when kind is K_NONE */
 	size_t len;
 	size_t mark; /* the present generation that last named it */
 };
@@ -39,6 +62,7 @@ struct ids_image {
 	struct rec *recs;
 	size_t nrecs, cap;
 	struct ids_strmap map; /* key -> index into recs */
+	struct ids_arena keys; /* the records' keys: a million of them, each a malloc, cost 12 MiB more */
 	size_t nusers, ngroups;
 	unsigned char open_kind; /* K_NONE: no record open */
 	char *open_key;
@@ -51,7 +75,273 @@ struct ids_image {
 	int (*defer_fn)(struct ids_image *img, void *ud);
 	void *defer_ud;
 	int defer_err; /* fn's failure, returned by every later call that needs records */
+	/* interned values: the map's value is the index into istrs */
+	struct ids_strmap imap;
+	struct istr **istrs;
+	size_t nistrs, capistrs, ndead;
+	struct ids_buf ikey; /* intern's lookup key */
 };
+
+/* ---- interned values ---- */
+
+/* The interned copy of v[0..n), its count taken; NULL when v cannot be a
+ * map key (empty, a NUL in it) or on ENOMEM (then *err is set): the
+ * caller keeps the bytes inline.  A dead copy (no record names it) comes
+ * back to life: one copy per distinct value, always. */
+static struct istr *intern(struct ids_image *img, const char *v, size_t n, int *err)
+{
+	uint32_t i;
+	if (!n || n > UINT32_MAX || memchr(v, '\0', n))
+		return NULL;
+	ids_buf_reset(&img->ikey);
+	if (ids_buf_add(&img->ikey, v, n) < 0 || ids_buf_putc(&img->ikey, '\0') < 0) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (ids_strmap_get(&img->imap, img->ikey.p, &i)) {
+		struct istr *e = img->istrs[i];
+		if (e->refs++ == 0)
+			img->ndead--;
+		return e;
+	}
+	struct istr *e = malloc(sizeof(*e) + n + 1);
+	if (e) {
+		*e = (struct istr){.refs = 1, .n = (uint32_t)n};
+		memcpy(e->s, v, n);
+		e->s[n] = '\0';
+	}
+	if (!e || img->nistrs >= UINT32_MAX ||
+	    ids_grow(&img->istrs, &img->capistrs, img->nistrs + 1, sizeof(*img->istrs)) < 0 ||
+	    ids_strmap_put(&img->imap, e->s, (uint32_t)img->nistrs, NULL) < 0) {
+		free(e);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	img->istrs[img->nistrs++] = e;
+	return e;
+}
+
+/* Frees the dead copies once they are half of them (a run that renamed
+ * or deleted many users), so that the rebuild of the map costs each
+ * death O(1); they stay meanwhile, and come back to life if a record
+ * names them again.  The records point at the copies, not at their
+ * indices, so the survivors may move.  Out of memory, the dead stay. */
+static void intern_gc(struct ids_image *img)
+{
+	struct ids_strmap m = {0};
+	if (img->ndead < 16 || img->ndead * 2 < img->nistrs)
+		return;
+	for (size_t i = 0, j = 0; i < img->nistrs; i++)
+		if (img->istrs[i]->refs && ids_strmap_put(&m, img->istrs[i]->s, (uint32_t)j++, NULL) < 0) {
+			ids_strmap_free(&m);
+			return;
+		}
+	size_t j = 0;
+	for (size_t i = 0; i < img->nistrs; i++) {
+		if (img->istrs[i]->refs)
+			img->istrs[j++] = img->istrs[i];
+		else
+			free(img->istrs[i]);
+	}
+	img->nistrs = j;
+	img->ndead = 0;
+	ids_strmap_free(&img->imap);
+	img->imap = m;
+}
+
+static void intern_free(struct ids_image *img)
+{
+	for (size_t i = 0; i < img->nistrs; i++)
+		free(img->istrs[i]);
+	free(img->istrs);
+	ids_strmap_free(&img->imap);
+	ids_buf_free(&img->ikey);
+}
+
+/* ---- the encodings ---- */
+
+/* One op, decoded. */
+struct opv {
+	unsigned char op, arg;
+	const char *a, *b;
+	size_t na, nb;
+	struct istr *ia, *ib; /* the interned values, if any */
+};
+
+static bool has_b(unsigned char op)
+{
+	return op == OP_USER_ATTR || op == OP_GROUP_MEMBER;
+}
+
+/* Reads a length-prefixed value at *p (bounded by end). */
+static bool value(const unsigned char **p, const unsigned char *end, const char **ret, size_t *ret_n)
+{
+	uint32_t n;
+	if ((size_t)(end - *p) < sizeof(n))
+		return false;
+	memcpy(&n, *p, sizeof(n));
+	*p += sizeof(n);
+	if ((size_t)(end - *p) < n)
+		return false;
+	*ret = (const char *)*p;
+	*ret_n = n;
+	*p += n;
+	return true;
+}
+
+/* A value that is a pointer to an interned copy (in-memory only). */
+static bool ivalue(const unsigned char **p, const unsigned char *end, struct istr **ret_e, const char **ret,
+		   size_t *ret_n)
+{
+	if ((size_t)(end - *p) < sizeof(*ret_e))
+		return false;
+	memcpy(ret_e, *p, sizeof(*ret_e));
+	*p += sizeof(*ret_e);
+	*ret = (*ret_e)->s;
+	*ret_n = (*ret_e)->n;
+	return true;
+}
+
+/* Decodes the op at *p into o.  `wire`: the stored encoding, where the
+ * in-memory flags are no op (bytes from outside never make a pointer). */
+static bool next_op(const unsigned char **p, const unsigned char *end, bool wire, struct opv *o)
+{
+	*o = (struct opv){.a = "", .b = ""};
+	if (end - *p < 2)
+		return false;
+	unsigned char flags = (unsigned char)((*p)[0] & ~OP_MASK);
+	o->op = (*p)[0] & OP_MASK;
+	o->arg = (*p)[1];
+	*p += 2;
+	if (wire && flags)
+		return false;
+	bool ok = flags & A_EMPTY      ? true
+		  : flags & A_INTERNED ? ivalue(p, end, &o->ia, &o->a, &o->na)
+				       : value(p, end, &o->a, &o->na);
+	if (ok && has_b(o->op))
+		ok =
+		    flags & B_INTERNED ? ivalue(p, end, &o->ib, &o->b, &o->nb) : value(p, end, &o->b, &o->nb);
+	return ok;
+}
+
+/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
+static int each_op(const struct rec *rc,
+		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
+			     size_t nb, void *ud),
+		   void *ud)
+{
+	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
+	struct opv o;
+	int r = 0;
+	while (r == 0 && p < end) {
+		if (!next_op(&p, end, rc->wire, &o))
+			return -EINVAL;
+		r = fn(o.op, o.arg, o.a, o.na, o.b, o.nb, ud);
+	}
+	return r;
+}
+
+/* Gives back the interned values an in-memory record points to, before
+ * it is freed. */
+static void release(struct ids_image *img, const unsigned char *ops, size_t len)
+{
+	const unsigned char *p = ops, *end = ops + len;
+	struct opv o;
+	while (p < end && next_op(&p, end, false, &o))
+		for (int i = 0; i < 2; i++) {
+			struct istr *e = i ? o.ib : o.ia;
+			if (e && --e->refs == 0)
+				img->ndead++;
+		}
+}
+
+/* Frees an in-memory record (NULL: none). */
+static void rec_free(struct ids_image *img, unsigned char *ops, size_t len)
+{
+	if (ops)
+		release(img, ops, len);
+	free(ops);
+}
+
+/* Which values are interned: those many records repeat. */
+static bool intern_a(unsigned char op, unsigned char arg)
+{
+	return op == OP_USER_ATTR || ((op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_DN);
+}
+
+struct pack {
+	struct ids_image *img;
+	struct ids_buf out;
+};
+
+/* each_op's fn for pack: one op of a stored record in the in-memory
+ * encoding.  On failure the op is not in the output, nor its counts. */
+static int pack_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		    void *ud)
+{
+	struct pack *pk = ud;
+	int err = 0;
+	size_t at = pk->out.len;
+	struct istr *ia = na && intern_a(op, arg) ? intern(pk->img, a, na, &err) : NULL;
+	struct istr *ib = !err && op == OP_GROUP_MEMBER ? intern(pk->img, b, nb, &err) : NULL;
+	unsigned char head[2] = {
+	    (unsigned char)(op | (!na ? A_EMPTY : 0) | (ia ? A_INTERNED : 0) | (ib ? B_INTERNED : 0)), arg};
+	uint32_t la = (uint32_t)na, lb = (uint32_t)nb;
+	int r = err ? err : ids_buf_add(&pk->out, head, 2);
+	if (r >= 0 && ia)
+		r = ids_buf_add(&pk->out, &ia, sizeof(ia));
+	else if (r >= 0 && na && (r = ids_buf_add(&pk->out, &la, sizeof(la))) >= 0)
+		r = ids_buf_add(&pk->out, a, na);
+	if (r >= 0 && ib)
+		r = ids_buf_add(&pk->out, &ib, sizeof(ib));
+	else if (r >= 0 && has_b(op) && (r = ids_buf_add(&pk->out, &lb, sizeof(lb))) >= 0 && nb)
+		r = ids_buf_add(&pk->out, b, nb);
+	if (r < 0) {
+		pk->out.len = at;
+		for (int i = 0; i < 2; i++) {
+			struct istr *e = i ? ib : ia;
+			if (e && --e->refs == 0)
+				pk->img->ndead++;
+		}
+	}
+	return r < 0 ? r : 0;
+}
+
+/* The in-memory encoding of the stored record wire[0..len): *ret new
+ * (never NULL: an empty record is still a record), *ret_len. */
+static int pack(struct ids_image *img, const void *wire, size_t len, unsigned char **ret, size_t *ret_len)
+{
+	const struct rec w = {.kind = K_USER, .wire = true, .ops = (unsigned char *)wire, .len = len};
+	struct pack pk = {.img = img};
+	int r = len ? each_op(&w, pack_one, &pk) : 0;
+	size_t n = pk.out.len;
+	unsigned char *ops = r >= 0 ? (unsigned char *)ids_buf_steal(&pk.out) : NULL;
+	if (r >= 0 && !ops && !(ops = calloc(1, 1)))
+		r = -ENOMEM;
+	if (r < 0) {
+		release(img, (const unsigned char *)pk.out.p, pk.out.len);
+		ids_buf_free(&pk.out);
+		free(ops);
+		return r;
+	}
+	/* the buffer grew by doubling: a million records keep only what
+	 * they use */
+	unsigned char *fit = n ? realloc(ops, n) : NULL;
+	*ret = fit ? fit : ops;
+	*ret_len = n;
+	return 0;
+}
+
+/* each_op's fn for unpack. */
+static int unpack_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		      void *ud);
+
+/* Record rc in the stored encoding, into o (reset first). */
+static int unpack(const struct rec *rc, struct ids_buf *o)
+{
+	ids_buf_reset(o);
+	return each_op(rc, unpack_one, o);
+}
 
 void ids_image_defer(struct ids_image *img, int (*fn)(struct ids_image *img, void *ud), void *ud)
 {
@@ -101,7 +391,7 @@ int ids_image_new(struct ids_image **ret)
 static void drop_undo(struct ids_image *img)
 {
 	for (size_t i = 0; i < img->nundo; i++)
-		free(img->undo[i].ops);
+		rec_free(img, img->undo[i].ops, img->undo[i].len);
 	img->nundo = 0;
 }
 
@@ -110,14 +400,15 @@ void ids_image_free(struct ids_image *img)
 	if (!img)
 		return;
 	ids_image_abort_record(img);
-	drop_undo(img);
+	for (size_t i = 0; i < img->nundo; i++)
+		free(img->undo[i].ops);
 	free(img->undo);
 	ids_strmap_free(&img->map);
-	for (size_t i = 0; i < img->nrecs; i++) {
-		free(img->recs[i].key);
+	for (size_t i = 0; i < img->nrecs; i++)
 		free(img->recs[i].ops);
-	}
 	free(img->recs);
+	ids_arena_free(&img->keys);
+	intern_free(img); /* every record is gone: no count to give back */
 	free(img);
 }
 
@@ -167,6 +458,12 @@ static int encode_op(struct ids_buf *o, unsigned char op, unsigned char arg, con
 			r = ids_buf_add(o, b, nb);
 	}
 	return r < 0 ? r : 0;
+}
+
+static int unpack_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		      void *ud)
+{
+	return encode_op(ud, op, arg, a, na, b, nb);
 }
 
 /* Appends one op to the open record of `kind`. */
@@ -232,20 +529,22 @@ static void count(struct ids_image *img, unsigned char kind, int delta)
 		img->ngroups += (size_t)delta;
 }
 
-/* Replaces record idx by (kind, ops, len), keeping the old content for
- * rollback.  Steals ops. */
+/* Replaces record idx by (kind, ops, len) (in-memory encoding), keeping
+ * the old content for rollback.  Steals ops. */
 static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsigned char *ops, size_t len)
 {
 	struct rec *rc = &img->recs[idx];
 	/* the same content again (a full read, a feed resending an entry):
-	 * not a change, so the stored image is not rewritten for it */
+	 * not a change, so the stored image is not rewritten for it (the
+	 * in-memory encodings compare as the stored ones would: a value has
+	 * one interned copy, so equal values are equal pointers) */
 	if (rc->kind == kind && rc->len == len && (!len || !memcmp(rc->ops, ops, len))) {
-		free(ops);
+		rec_free(img, ops, len);
 		rc->mark = img->gen;
 		return 0;
 	}
 	if (ids_grow(&img->undo, &img->capundo, img->nundo + 1, sizeof(*img->undo)) < 0) {
-		free(ops);
+		rec_free(img, ops, len);
 		return -ENOMEM;
 	}
 	img->undo[img->nundo++] = (struct undo){.idx = idx, .kind = rc->kind, .ops = rc->ops, .len = rc->len};
@@ -259,7 +558,7 @@ static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsi
 }
 
 /* The index of key's record, made (empty) when there is none. */
-static int slot(struct ids_image *img, char *key, bool *ret_taken, uint32_t *ret_idx)
+static int slot(struct ids_image *img, const char *key, bool *ret_taken, uint32_t *ret_idx)
 {
 	uint32_t idx;
 	*ret_taken = false;
@@ -272,8 +571,11 @@ static int slot(struct ids_image *img, char *key, bool *ret_taken, uint32_t *ret
 	if (ids_grow(&img->recs, &img->cap, img->nrecs + 1, sizeof(*img->recs)) < 0)
 		return -ENOMEM;
 	idx = (uint32_t)img->nrecs;
-	img->recs[idx] = (struct rec){.key = key};
-	int r = ids_strmap_put(&img->map, key, idx, NULL);
+	char *k = ids_arena_strdup(&img->keys, key);
+	if (!k)
+		return -ENOMEM;
+	img->recs[idx] = (struct rec){.key = k};
+	int r = ids_strmap_put(&img->map, k, idx, NULL);
 	if (r < 0)
 		return r;
 	img->nrecs++;
@@ -293,22 +595,11 @@ int ids_image_end(struct ids_image *img)
 		ids_image_abort_record(img);
 		return r;
 	}
-	if (taken)
-		img->open_key = NULL; /* the record keeps it */
-	struct ids_buf *o = &img->open_ops;
-	size_t len = o->len;
-	unsigned char *ops = (unsigned char *)o->p;
-	if (!ops && !(ops = calloc(1, 1))) { /* a record with no op at all is still a record */
-		ids_image_abort_record(img);
-		return -ENOMEM;
-	}
-	*o = (struct ids_buf){0};
-	/* the buffer grew by doubling: a million records keep only what
-	 * they use (a third less memory at tier L) */
-	unsigned char *fit = len ? realloc(ops, len) : NULL;
-	if (fit)
-		ops = fit;
-	r = replace(img, idx, img->open_kind, ops, len);
+	unsigned char *ops;
+	size_t len;
+	r = pack(img, img->open_ops.p, img->open_ops.len, &ops, &len);
+	if (r >= 0)
+		r = replace(img, idx, img->open_kind, ops, len);
 	ids_image_abort_record(img);
 	return r;
 }
@@ -372,6 +663,7 @@ int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_rem
 void ids_image_commit(struct ids_image *img)
 {
 	drop_undo(img);
+	intern_gc(img);
 }
 
 void ids_image_rollback(struct ids_image *img)
@@ -383,11 +675,12 @@ void ids_image_rollback(struct ids_image *img)
 		struct rec *rc = &img->recs[u->idx];
 		count(img, rc->kind, -1);
 		count(img, u->kind, +1);
-		free(rc->ops);
+		rec_free(img, rc->ops, rc->len);
 		rc->kind = u->kind;
 		rc->ops = u->ops;
 		rc->len = u->len;
 	}
+	intern_gc(img);
 }
 
 /* A deferred image's failure to read in counts nothing here; the next
@@ -400,22 +693,6 @@ size_t ids_image_nusers(const struct ids_image *img)
 size_t ids_image_ngroups(const struct ids_image *img)
 {
 	return need(img) < 0 ? 0 : img->ngroups;
-}
-
-/* Reads a length-prefixed value at *p (bounded by end). */
-static bool value(const unsigned char **p, const unsigned char *end, const char **ret, size_t *ret_n)
-{
-	uint32_t n;
-	if ((size_t)(end - *p) < sizeof(n))
-		return false;
-	memcpy(&n, *p, sizeof(n));
-	*p += sizeof(n);
-	if ((size_t)(end - *p) < n)
-		return false;
-	*ret = (const char *)*p;
-	*ret_n = n;
-	*p += n;
-	return true;
 }
 
 /* One op of a record into the builder.  Attribute names and reasons are
@@ -437,30 +714,6 @@ static int replay_op(struct ids_snapshot *s, unsigned char op, unsigned char arg
 	default: r = -EINVAL;
 	}
 	free(z);
-	return r;
-}
-
-/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
-static int each_op(const struct rec *rc,
-		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
-			     size_t nb, void *ud),
-		   void *ud)
-{
-	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
-	int r = 0;
-	while (r == 0 && p < end) {
-		const char *a = NULL, *b = NULL;
-		size_t na = 0, nb = 0;
-		if (end - p < 2)
-			return -EINVAL;
-		unsigned char op = p[0], arg = p[1];
-		p += 2;
-		if (!value(&p, end, &a, &na))
-			return -EINVAL;
-		if ((op == OP_USER_ATTR || op == OP_GROUP_MEMBER) && !value(&p, end, &b, &nb))
-			return -EINVAL;
-		r = fn(op, arg, a, na, b, nb, ud);
-	}
 	return r;
 }
 
@@ -896,11 +1149,9 @@ int ids_image_group_edit(struct ids_image *img, const char *key, enum ids_ref ki
 		if ((r = in_set(&e, &e.have, add[i], n, true)) == 0)
 			r = encode_op(&e.out, OP_GROUP_MEMBER, (unsigned char)kind, "", 0, add[i], n);
 	}
-	size_t len = e.out.len;
-	unsigned char *ops = r >= 0 ? (unsigned char *)ids_buf_steal(&e.out) : NULL;
-	if (r >= 0 && !ops)
-		r = -ENOMEM;
-	if (r >= 0)
+	unsigned char *ops;
+	size_t len;
+	if (r >= 0 && (r = pack(img, e.out.p, e.out.len, &ops, &len)) >= 0)
 		r = replace(img, idx, K_GROUP, ops, len);
 	ids_buf_free(&e.out);
 	ids_strmap_free(&e.del);
@@ -944,39 +1195,37 @@ int ids_image_load(struct ids_image *img, const char *key, int kind, const void 
 	if (!key || !*key || (kind != IDS_IMAGE_USERS && kind != IDS_IMAGE_GROUPS))
 		return -EINVAL;
 	unsigned char k = kind == IDS_IMAGE_USERS ? K_USER : K_GROUP;
-	const struct rec probe = {.kind = k, .ops = (unsigned char *)rec, .len = len};
+	const struct rec probe = {.kind = k, .wire = true, .ops = (unsigned char *)rec, .len = len};
 	int r = each_op(&probe, check_op, &k);
 	if (r < 0)
 		return -EINVAL;
-	unsigned char *ops = malloc(len ? len : 1);
-	char *kc = strdup(key);
-	if (!ops || !kc) {
-		free(ops);
-		free(kc);
-		return -ENOMEM;
-	}
-	if (len)
-		memcpy(ops, rec, len);
-	if ((r = slot(img, kc, &taken, &idx)) < 0 || !taken) {
-		free(kc);
-		free(ops);
+	unsigned char *ops = NULL;
+	size_t olen;
+	if ((r = pack(img, rec, len, &ops, &olen)) < 0)
+		return r;
+	if ((r = slot(img, key, &taken, &idx)) < 0 || !taken) {
+		rec_free(img, ops, olen);
 		return r < 0 ? r : -EEXIST;
 	}
 	struct rec *rc = &img->recs[idx];
 	rc->kind = k;
 	rc->ops = ops;
-	rc->len = len;
+	rc->len = olen;
 	count(img, k, +1);
 	return 0;
 }
 
-/* Calls fn for record i as image.h's ids_image_each says. */
-static int each_one(const struct ids_image *img, size_t i,
+/* Calls fn for record i as image.h's ids_image_each says, in the stored
+ * encoding (made in o). */
+static int each_one(const struct ids_image *img, size_t i, struct ids_buf *o,
 		    int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud)
 {
 	const struct rec *rc = &img->recs[i];
 	int kind = rc->kind == K_USER ? IDS_IMAGE_USERS : rc->kind == K_GROUP ? IDS_IMAGE_GROUPS : 0;
-	return fn(rc->key, kind, rc->ops, rc->len, ud);
+	if (!kind)
+		return fn(rc->key, 0, NULL, 0, ud);
+	int r = unpack(rc, o);
+	return r < 0 ? r : fn(rc->key, kind, o->p ? o->p : "", o->len, ud);
 }
 
 int ids_image_each(const struct ids_image *img, bool changed_only,
@@ -986,10 +1235,12 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 	/* changed_only: a deferred image has no change (nothing read in) */
 	if (!changed_only && (r = need(img)) < 0)
 		return r;
+	struct ids_buf o = {0};
 	if (!changed_only) {
 		for (size_t i = 0; r >= 0 && i < img->nrecs; i++)
 			if (img->recs[i].kind != K_NONE)
-				r = each_one(img, i, fn, ud);
+				r = each_one(img, i, &o, fn, ud);
+		ids_buf_free(&o);
 		return r < 0 ? r : 0;
 	}
 	/* a key changed twice in the run is in the undo log twice: once */
@@ -1003,8 +1254,9 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 		seen[i] = 1;
 		/* a key the run made and removed again was never stored */
 		if (img->recs[i].kind != K_NONE || img->undo[u].kind != K_NONE)
-			r = each_one(img, i, fn, ud);
+			r = each_one(img, i, &o, fn, ud);
 	}
+	ids_buf_free(&o);
 	free(seen);
 	return r < 0 ? r : 0;
 }
@@ -1012,4 +1264,20 @@ int ids_image_each(const struct ids_image *img, bool changed_only,
 size_t ids_image_nchanged(const struct ids_image *img)
 {
 	return img->nundo;
+}
+
+size_t ids_image_memory(const struct ids_image *img)
+{
+	/* a map slot: the key's pointer, its hash and the value */
+	const size_t slot = sizeof(char *) + 2 * sizeof(uint32_t);
+	size_t n = sizeof(*img) + img->cap * sizeof(*img->recs) + img->map.cap * slot +
+		   img->capundo * sizeof(*img->undo) + img->capistrs * sizeof(*img->istrs) +
+		   img->imap.cap * slot;
+	for (size_t i = 0; i < img->nrecs; i++)
+		n += strlen(img->recs[i].key) + 1 + img->recs[i].len;
+	for (size_t i = 0; i < img->nundo; i++)
+		n += img->undo[i].len;
+	for (size_t i = 0; i < img->nistrs; i++)
+		n += sizeof(struct istr) + img->istrs[i]->n + 1;
+	return n;
 }

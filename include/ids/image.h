@@ -178,13 +178,22 @@ int ids_image_load(struct ids_image *img, const char *key, int kind, const void 
  * (rec NULL) for a key removed since: what the store writes with the
  * run.  A record replaced by identical content is no change.  fn < 0
  * stops and is returned; else 0 or -ENOMEM.  Borrowed pointers, valid
- * until the next change. */
+ * during the call only (the record is made in the stored encoding for
+ * it: in memory, repeated values are kept once). */
 int ids_image_each(const struct ids_image *img, bool changed_only,
 		   int (*fn)(const char *key, int kind, const void *rec, size_t len, void *ud), void *ud);
 
 /* Changes since the last commit (0: nothing to write); an upper bound on
  * the keys ids_image_each(changed_only) names. */
 size_t ids_image_nchanged(const struct ids_image *img);
+
+/* The bytes the image holds: its records (a value that many records
+ * repeat — member references, DNs, attribute names — is kept once, and
+ * a record points to it), keys, maps and undo log; the allocator's own
+ * overhead (about 8 to 16 bytes an allocation) not counted.  A deferred
+ * image holds nothing yet (nothing is read in for this).  For the
+ * daemon's memory figures (docs/changes.md, "Memory"). */
+size_t ids_image_memory(const struct ids_image *img);
 
 /* What changed since the last commit, for a re-plan of only the users a
  * change can reach: for every key changed, its record as at the last
