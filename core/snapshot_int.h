@@ -120,7 +120,6 @@ long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool
  * it (str NULL: 1, nothing to do), or -ENOMEM.  str borrowed. */
 int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target);
 
-
 /* The ancestor closure of every group, one per strongly connected
  * component: all groups of a cycle share their ancestors. */
 struct closure {

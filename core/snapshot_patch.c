@@ -39,8 +39,8 @@ struct patch {
 	size_t nremoved;
 	struct ids_user *added; /* new users, values in the snapshot's arena */
 	size_t nadded, cap_added;
-	uint32_t *apos;		/* added[j]'s index after the merge */
-	unsigned char *dirty;	/* per user after the merge: direct groups changed */
+	uint32_t *apos;		 /* added[j]'s index after the merge */
+	unsigned char *dirty;	 /* per user after the merge: direct groups changed */
 	uint32_t *omark, *nmark; /* per target: a group's old and new members */
 	uint32_t gen;
 	bool graph; /* a group's parents changed: every user's closure again */
@@ -79,7 +79,8 @@ static int copy_user(struct ids_snapshot *s, const struct ids_user *u, struct id
 		return -ENOMEM;
 	const char **vals = u->nattrs ? (const char **)(d.attrs + u->nattrs) : NULL;
 	for (size_t i = 0; i < u->nattrs; i++) {
-		d.attrs[i] = (struct ids_attr){ids_arena_strdup(a, u->attrs[i].name), vals, u->attrs[i].nvalues};
+		d.attrs[i] =
+		    (struct ids_attr){ids_arena_strdup(a, u->attrs[i].name), vals, u->attrs[i].nvalues};
 		if (!d.attrs[i].name)
 			return -ENOMEM;
 		for (size_t j = 0; j < u->attrs[i].nvalues; j++)
@@ -162,7 +163,8 @@ static int patch_user(struct patch *pt, const struct ids_image_change *c)
 	char *ext = NULL;
 	int r = 0;
 	if (c->was_kind) {
-		if ((r = ids_image_record_field(c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &ext)) < 0)
+		if ((r = ids_image_record_field(c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &ext)) <
+		    0)
 			return r;
 		old = ext ? find_user(s, ext) : -1;
 		free(ext);
@@ -183,7 +185,8 @@ static int patch_user(struct patch *pt, const struct ids_image_change *c)
 	} else {
 		if (old >= 0)
 			remove_user(pt, (size_t)old);
-		if (t && (r = ids_grow(&pt->added, &pt->cap_added, pt->nadded + 1, sizeof(*pt->added))) >= 0 &&
+		if (t &&
+		    (r = ids_grow(&pt->added, &pt->cap_added, pt->nadded + 1, sizeof(*pt->added))) >= 0 &&
 		    (r = copy_user(s, &t->users[0], &pt->added[pt->nadded])) >= 0)
 			pt->nadded++;
 	}
@@ -384,7 +387,8 @@ static int group_refs(struct patch *pt, const struct ids_snapshot *t, uint32_t g
 		uint32_t ref = p->members[i].ref;
 		long idx;
 		if (ref & REF_GROUP)
-			idx = pt->s->groups[g].dn && ids_strmap_get(&pt->k->map[IDS_REF_DN], pt->s->groups[g].dn, &own)
+			idx = pt->s->groups[g].dn &&
+				      ids_strmap_get(&pt->k->map[IDS_REF_DN], pt->s->groups[g].dn, &own)
 				  ? (long)own
 				  : -EINVAL;
 		else if (ref & REF_USER)
@@ -454,8 +458,8 @@ static int closures(struct patch *pt)
 		ids_arena_free(&s->priv->garena);
 	for (size_t i = 0; r >= 0 && i < s->nusers; i++)
 		if (pt->graph || pt->dirty[i])
-			r = snap_user_closure(s, &cl, &s->users[i], pt->k->udirect[i].v, pt->k->udirect[i].n, &buf,
-					      &cap);
+			r = snap_user_closure(s, &cl, &s->users[i], pt->k->udirect[i].v, pt->k->udirect[i].n,
+					      &buf, &cap);
 	free(buf);
 	snap_closure_free(&cl);
 	return r;
@@ -474,7 +478,8 @@ static int patch_all(struct patch *pt)
 	int r = 0;
 	for (size_t i = 0; r >= 0 && i < pt->nch; i++) {
 		const struct ids_image_change *c = &pt->ch[i];
-		if (is_group_change(c) && (c->was_kind != IDS_IMAGE_GROUPS || c->now_kind != IDS_IMAGE_GROUPS))
+		if (is_group_change(c) &&
+		    (c->was_kind != IDS_IMAGE_GROUPS || c->now_kind != IDS_IMAGE_GROUPS))
 			r = refuse(pt, "a group added or removed");
 		else if (!is_group_change(c))
 			r = patch_user(pt, c);
