@@ -1076,7 +1076,7 @@ long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool
 
 int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target)
 {
-	if (!str)
+	if (!str || !k->kinds[kind])
 		return 1;
 	long i = snap_keep_ref(k, kind, str, false);
 	if (i < 0)
@@ -1105,6 +1105,11 @@ static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct r
 	memset(p->refmap, 0, sizeof(p->refmap));
 	k->strs = p->tmp;
 	p->tmp = (struct ids_arena){0};
+	for (size_t i = 0; i < n0; i++)
+		k->kinds[k->refs[i].kind] = true;
+	for (size_t i = 0; i < p->nmembers; i++)
+		if (p->members[i].ref & (REF_USER | REF_GROUP))
+			k->kinds[IDS_REF_DN] = true;
 	int r = 1;
 	for (size_t i = 0; r > 0 && i < s->nusers; i++) {
 		const struct ids_user *u = &s->users[i];

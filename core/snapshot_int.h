@@ -111,13 +111,17 @@ struct snap_keep {
 	struct u32v *udirect;	  /* per user: direct groups, sorted unique (darena) */
 	struct ids_arena darena;
 	size_t patched; /* records patched since the whole replay (their old values stay) */
+	/* the kinds of reference some member uses: only their keys are
+	 * claimed (an LDAP directory's users need no id or username index) */
+	bool kinds[3];
 };
 void snap_keep_free(struct snap_keep *k, size_t ngroups);
 /* The index of reference (kind, str), made (target NONE, count 0) when
  * new: str copied into k->strs when copy, else borrowed.  -ENOMEM. */
 long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool copy);
 /* Resolves reference (kind, str) to target: 1, 0 when another entry has
- * it (str NULL: 1, nothing to do), or -ENOMEM.  str borrowed. */
+ * it (str NULL, or a kind no member uses: 1, nothing to do), or
+ * -ENOMEM.  str borrowed. */
 int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target);
 
 /* The ancestor closure of every group, one per strongly connected

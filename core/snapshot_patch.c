@@ -261,7 +261,7 @@ static int claim_added(struct patch *pt)
 		const struct ids_user *u = &s->users[pt->apos[a]];
 		pt->dirty[pt->apos[a]] = 1;
 		for (int j = 0; j < 3; j++) {
-			const char *key = u->f[key_field[j]];
+			const char *key = k->kinds[key_kind[j]] ? u->f[key_field[j]] : NULL;
 			long v = key ? snap_keep_ref(k, key_kind[j], key, false) : -1;
 			if (key && v < 0)
 				return (int)v;
@@ -390,9 +390,11 @@ static int group_refs(struct patch *pt, const struct ids_snapshot *t, uint32_t g
 			idx = pt->s->groups[g].dn &&
 				      ids_strmap_get(&pt->k->map[IDS_REF_DN], pt->s->groups[g].dn, &own)
 				  ? (long)own
-				  : -EINVAL;
+				  : refuse(pt, "a member named by a kind of reference no member used before");
 		else if (ref & REF_USER)
 			idx = -EINVAL;
+		else if (!pt->k->kinds[p->refs[ref].kind])
+			idx = refuse(pt, "a member named by a kind of reference no member used before");
 		else
 			idx = snap_keep_ref(pt->k, p->refs[ref].kind, p->refs[ref].s, true);
 		if (idx < 0) {

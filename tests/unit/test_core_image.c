@@ -911,7 +911,8 @@ static void test_random_changes(void **state)
  * patch needs; users added, deleted, renamed and moved (their DN
  * changes: groups still naming the old one lose them), made invalid
  * (no username), disabled; groups' members changed (users and groups:
- * nesting, cycles, dangling references, DNs spelled in another case),
+ * nesting, cycles, dangling references, DNs spelled in another case,
+ * members named by external id),
  * renamed; now and then a group's DN changed, a group deleted or added
  * (which a patch refuses: replayed whole).  Failed runs roll back and
  * drop the kept snapshot, as the daemon does. ---- */
@@ -945,7 +946,10 @@ static void pmodel_make(struct pmodel *m, size_t i, unsigned long *seed)
 			if (rnd(seed) % 4 == 0)
 				continue;
 			snprintf(m->members[i - PN][k], sizeof(m->members[0][0]), "%s", dn);
-			if (rnd(seed) % 3 == 0) /* another spelling of the same DN */
+			if (rnd(seed) % 10 == 0) /* by external id ('#'), as cloud connectors name them */
+				snprintf(m->members[i - PN][k], sizeof(m->members[0][0]), "#%s",
+					 m->here[t] ? m->ids[t] : "gone");
+			else if (rnd(seed) % 3 == 0) /* another spelling of the same DN */
 				for (char *c = m->members[i - PN][k]; *c; c++)
 					*c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
 		}
@@ -975,7 +979,10 @@ static void pmodel_put(struct ids_image *img, const struct pmodel *m, size_t i)
 		assert_int_equal(ids_image_group_set(img, IDS_F_DN, m->dns[i], strlen(m->dns[i])), 0);
 		for (size_t k = 0; k < 4; k++) {
 			const char *v = m->members[i - PN][k];
-			if (*v)
+			if (*v == '#')
+				assert_int_equal(
+				    ids_image_group_member(img, IDS_REF_ID, v + 1, strlen(v + 1)), 0);
+			else if (*v)
 				assert_int_equal(ids_image_group_member(img, IDS_REF_DN, v, strlen(v)), 0);
 		}
 	} else {
