@@ -6,12 +6,13 @@
  * names), while a feed says only what changed.  The image keeps every
  * user and group the connector read, each as the builder calls that made
  * it, keyed by the entry's identity in the feed (entryUUID, objectGUID:
- * what a syncrepl delete names, and never renamed).  Each run replays the
+ * what a syncrepl delete names, and never renamed).  A run replays the
  * image into a fresh snapshot (ids_image_replay), which is finished and
- * evaluated as after a full read: every user is re-planned and the diff
- * writes only what changed.  That is correct whatever a group change
- * reaches (its transitive members before and after), and costs memory
- * work only, next to a directory read.
+ * evaluated as after a full read (the daemon's incremental runs patch
+ * the snapshot they kept instead, from the undo log: ids_snapshot_patch).
+ * That is correct whatever a group change reaches (its transitive
+ * members before and after), and costs memory work only, next to a
+ * directory read.
  *
  * Changes are all or nothing, like the run that makes them: every change
  * since the last ids_image_commit() is undone by ids_image_rollback() —
