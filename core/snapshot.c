@@ -75,6 +75,9 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	free(p->binv);
 	p->binv = NULL;
 	p->cap_binv = 0;
+	free(p->pmem);
+	p->pmem = NULL;
+	p->npmem = p->cap_pmem = 0;
 }
 
 void ids_snapshot_free(struct ids_snapshot *s)
@@ -447,9 +450,7 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 		return count_invalid(s, group);
 	/* a patch's group: a member spelled as a kept reference is that
 	 * reference (normalizing a normalized DN changes nothing) */
-	bool normal = kind == IDS_REF_DN && p->known && !memchr(ref, '\0', n) &&
-		      ids_strmap_get(p->known, p->scratch.p, NULL);
-	if (kind == IDS_REF_DN && !normal) {
+	if (kind == IDS_REF_DN) {
 		r = ids_dn_normalize(ref, n, &dn);
 		if (r == -EINVAL)
 			return count_invalid(s, group);
@@ -500,11 +501,48 @@ static int flush_members(struct ids_snapshot *s)
 	return r;
 }
 
+/* A member of a patch's one group (p->pkeep): its kept reference, the
+ * DN normalized only when not spelled as one already (normalizing a
+ * normalized DN changes nothing); a kind no kept member used: -EAGAIN. */
+static int patch_member(struct ids_snapshot *s, enum ids_ref kind, const char *ref, size_t n)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	struct snap_keep *k = p->pkeep;
+	char *dn = NULL;
+	uint32_t v;
+	long idx;
+	int r = ids_grow(&p->pmem, &p->cap_pmem, p->npmem + 1, sizeof(*p->pmem));
+	if (r < 0)
+		return r;
+	/* a NUL byte: the builder's interning cuts the value there */
+	if ((n && memchr(ref, '\0', n)) || !k->kinds[kind])
+		return -EAGAIN;
+	if (n == 0 || !ids_utf8_valid(ref, n))
+		return count_invalid(s, 0);
+	ids_buf_reset(&p->scratch);
+	if ((r = ids_buf_add(&p->scratch, ref, n)) < 0)
+		return r;
+	if (kind == IDS_REF_DN && ids_strmap_get(&k->map[IDS_REF_DN], p->scratch.p, &v)) {
+		p->pmem[p->npmem++] = v;
+		return 0;
+	}
+	if (kind == IDS_REF_DN && (r = ids_dn_normalize(ref, n, &dn)) < 0)
+		return r == -EINVAL ? count_invalid(s, 0) : r;
+	idx = snap_keep_ref(k, kind, dn ? dn : p->scratch.p, true);
+	free(dn);
+	if (idx < 0)
+		return (int)idx;
+	p->pmem[p->npmem++] = (uint32_t)idx;
+	return 0;
+}
+
 int ids_snapshot_group_member(struct ids_snapshot *s, enum ids_ref kind, const char *ref, size_t n)
 {
 	if (!s || !open_group(s) || (unsigned)kind > IDS_REF_USERNAME || (!ref && n))
 		return -EINVAL;
 	struct ids_snapshot_priv *p = s->priv;
+	if (p->pkeep)
+		return patch_member(s, kind, ref, n);
 	/* a group's member DNs are looked up many at a time (big groups
 	 * have millions); other references, and values with a NUL byte,
 	 * take the direct way */

@@ -82,9 +82,11 @@ struct ids_snapshot_priv {
 	/* ids_snapshot_keep: finish keeps what a patch needs (keep) */
 	bool want_keep;
 	struct snap_keep *keep;
-	/* a patch's one-group builder: member DNs found here are normalized
-	 * already (a kept reference's string), no need to normalize again */
-	const struct ids_strmap *known;
+	/* a patch's one-group builder (snapshot_patch.c): each member goes
+	 * straight to its kept reference in pkeep, into pmem */
+	struct snap_keep *pkeep;
+	uint32_t *pmem;
+	size_t npmem, cap_pmem;
 };
 
 /* What a finished snapshot keeps to be patched (snapshot_patch.c):

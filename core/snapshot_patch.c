@@ -377,45 +377,12 @@ static int members_diff(struct patch *pt, uint32_t g, uint32_t *nv, size_t nn, u
 	return r;
 }
 
-/* The kept references of the one group t's builder read: a member by
- * its own DN (REF_GROUP) is the group's DN reference.  *ret new. */
-static int group_refs(struct patch *pt, const struct ids_snapshot *t, uint32_t g, uint32_t **ret)
-{
-	const struct ids_snapshot_priv *p = t->priv;
-	uint32_t *v = malloc((p->nmembers ? p->nmembers : 1) * sizeof(*v)), own;
-	for (size_t i = 0; v && i < p->nmembers; i++) {
-		uint32_t ref = p->members[i].ref;
-		long idx;
-		if (ref & REF_GROUP)
-			idx = pt->s->groups[g].dn &&
-				      ids_strmap_get(&pt->k->map[IDS_REF_DN], pt->s->groups[g].dn, &own)
-				  ? (long)own
-				  : refuse(pt, "a member named by a kind of reference no member used before");
-		else if (ref & REF_USER)
-			idx = -EINVAL;
-		else if (!pt->k->kinds[p->refs[ref].kind])
-			idx = refuse(pt, "a member named by a kind of reference no member used before");
-		else
-			idx = snap_keep_ref(pt->k, p->refs[ref].kind, p->refs[ref].s, true);
-		if (idx < 0) {
-			free(v);
-			return (int)idx;
-		}
-		v[i] = (uint32_t)idx;
-	}
-	if (!v)
-		return -ENOMEM;
-	*ret = v;
-	return 0;
-}
-
 /* A group record changed (it stays a group, with its id and DN): its
  * name and e-mail, and its members. */
 static int patch_group(struct patch *pt, const struct ids_image_change *c)
 {
 	struct ids_snapshot *s = pt->s, *t = NULL;
 	char *id = NULL;
-	uint32_t *nv = NULL;
 	int r = ids_image_record_field(c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &id);
 	long g = r >= 0 && id ? ids_snapshot_group_by_id(s, id) : -1;
 	free(id);
@@ -425,10 +392,13 @@ static int patch_group(struct patch *pt, const struct ids_image_change *c)
 		return refuse(pt, "a changed group is not found by its old id");
 	if ((r = ids_snapshot_new(&t)) < 0)
 		return r;
-	t->priv->known = &pt->k->map[IDS_REF_DN];
+	t->priv->pkeep = pt->k; /* its members straight to kept references */
 	struct ids_group *gr = &s->groups[g];
-	if ((r = ids_image_record_replay(c->now_kind, c->now, c->now_len, t)) < 0)
+	if ((r = ids_image_record_replay(c->now_kind, c->now, c->now_len, t)) < 0) {
+		if (r == -EAGAIN)
+			r = refuse(pt, "a member that is no kept reference (a new kind, a NUL byte)");
 		goto out;
+	}
 	if (t->ngroups != 1 || !t->groups[0].id || strcmp(t->groups[0].id, gr->id) ||
 	    ids_strcmp0(t->groups[0].dn, gr->dn)) {
 		r = refuse(pt, "a group's id or DN changed");
@@ -440,8 +410,11 @@ static int patch_group(struct patch *pt, const struct ids_image_change *c)
 	if (r >= 0 && ids_strcmp0(t->groups[0].email, gr->email) &&
 	    !(gr->email = ids_arena_strdup(&s->priv->arena, t->groups[0].email)) && t->groups[0].email)
 		r = -ENOMEM;
-	if (r >= 0 && (r = group_refs(pt, t, (uint32_t)g, &nv)) >= 0)
-		r = members_diff(pt, (uint32_t)g, nv, t->priv->nmembers, (uint32_t)t->unresolved_members);
+	if (r >= 0) {
+		r = members_diff(pt, (uint32_t)g, t->priv->pmem, t->priv->npmem,
+				 (uint32_t)t->unresolved_members);
+		t->priv->pmem = NULL; /* members_diff stole it */
+	}
 out:
 	ids_snapshot_free(t);
 	return r;
