@@ -1112,8 +1112,11 @@ long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool
 	return (long)k->nrefs++;
 }
 
-int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target)
+int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target,
+		    uint32_t *ret_idx)
 {
+	if (ret_idx)
+		*ret_idx = NONE;
 	if (!str || !k->kinds[kind])
 		return 1;
 	long i = snap_keep_ref(k, kind, str, false);
@@ -1122,6 +1125,8 @@ int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uin
 	if (k->refs[i].target != NONE)
 		return 0;
 	k->refs[i].target = target;
+	if (ret_idx)
+		*ret_idx = (uint32_t)i;
 	return 1;
 }
 
@@ -1129,7 +1134,7 @@ int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uin
  * 1, or 0 when two entries share a key (the snapshot's precedence rules
  * decide then, which a patch does not redo: such a snapshot is not
  * kept), or -ENOMEM.  Checked against finish's own resolution. */
-static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct resolved *res)
+static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct resolved *res, uint32_t *dnref)
 {
 	struct ids_snapshot_priv *p = s->priv;
 	size_t n0 = p->nrefs;
@@ -1151,14 +1156,14 @@ static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct r
 	int r = 1;
 	for (size_t i = 0; r > 0 && i < s->nusers; i++) {
 		const struct ids_user *u = &s->users[i];
-		if ((r = snap_keep_claim(k, IDS_REF_ID, u->f[IDS_F_EXTERNAL_ID], (uint32_t)i)) > 0 &&
-		    (r = snap_keep_claim(k, IDS_REF_DN, u->f[IDS_F_DN], (uint32_t)i)) > 0)
-			r = snap_keep_claim(k, IDS_REF_USERNAME, u->f[IDS_F_USERNAME], (uint32_t)i);
+		if ((r = snap_keep_claim(k, IDS_REF_ID, u->f[IDS_F_EXTERNAL_ID], (uint32_t)i, NULL)) > 0 &&
+		    (r = snap_keep_claim(k, IDS_REF_DN, u->f[IDS_F_DN], (uint32_t)i, &dnref[i])) > 0)
+			r = snap_keep_claim(k, IDS_REF_USERNAME, u->f[IDS_F_USERNAME], (uint32_t)i, NULL);
 	}
 	for (size_t g = 0; r > 0 && g < s->ngroups; g++) {
 		uint32_t t = (uint32_t)(s->nusers + g);
-		if ((r = snap_keep_claim(k, IDS_REF_ID, s->groups[g].id, t)) > 0)
-			r = snap_keep_claim(k, IDS_REF_DN, s->groups[g].dn, t);
+		if ((r = snap_keep_claim(k, IDS_REF_ID, s->groups[g].id, t, NULL)) > 0)
+			r = snap_keep_claim(k, IDS_REF_DN, s->groups[g].dn, t, &dnref[t]);
 	}
 	for (size_t i = 0; r > 0 && i < n0; i++)
 		if (k->refs[i].target != res->ref_target[i])
@@ -1167,25 +1172,24 @@ static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct r
 }
 
 /* The reference a membership record names, as a kept reference. */
-static long keep_member_ref(const struct ids_snapshot *s, struct snap_keep *k, const uint32_t *umap,
+static long keep_member_ref(const struct ids_snapshot *s, const uint32_t *dnref, const uint32_t *umap,
 			    const uint32_t *gmap, uint32_t ref)
 {
-	const char *dn = NULL;
-	uint32_t v;
+	uint32_t v = NONE;
 	if (!(ref & (REF_USER | REF_GROUP)))
 		return (long)ref;
 	if (ref & REF_USER)
-		dn = s->users[umap[ref & REF_INDEX]].f[IDS_F_DN];
+		v = dnref[umap[ref & REF_INDEX]];
 	else if (gmap[ref & REF_INDEX] != NONE)
-		dn = s->groups[gmap[ref & REF_INDEX]].dn;
-	return dn && ids_strmap_get(&k->map[IDS_REF_DN], dn, &v) ? (long)v : -1;
+		v = dnref[s->nusers + gmap[ref & REF_INDEX]];
+	return v == NONE ? -1 : (long)v;
 }
 
 /* Each group's member references (gmem), counted per reference, and its
  * invalid ones: 1, 0 when a group was dropped (no id) or read twice or
  * the count differs from finish's (not kept), or -ENOMEM. */
-static int keep_members(struct ids_snapshot *s, struct snap_keep *k, const uint32_t *umap,
-			const uint32_t *gmap, size_t nbuilt)
+static int keep_members(struct ids_snapshot *s, struct snap_keep *k, const uint32_t *dnref,
+			const uint32_t *umap, const uint32_t *gmap, size_t nbuilt)
 {
 	struct ids_snapshot_priv *p = s->priv;
 	size_t ng = s->ngroups, unres = 0;
@@ -1216,7 +1220,7 @@ static int keep_members(struct ids_snapshot *s, struct snap_keep *k, const uint3
 	}
 	for (size_t i = 0; r > 0 && i < p->nmembers; i++) {
 		struct u32v *m = &k->gmem[gmap[p->members[i].group]];
-		long ref = keep_member_ref(s, k, umap, gmap, p->members[i].ref);
+		long ref = keep_member_ref(s, dnref, umap, gmap, p->members[i].ref);
 		if (ref < 0) {
 			r = 0;
 			break;
@@ -1253,9 +1257,13 @@ static int keep_build(struct ids_snapshot *s, const uint32_t *umap, const uint32
 	struct snap_keep *k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	int r = keep_refs(s, k, res);
+	/* each entry's DN reference: the members that named it directly */
+	size_t nt = s->nusers + s->ngroups;
+	uint32_t *dnref = malloc((nt ? nt : 1) * sizeof(*dnref));
+	int r = dnref ? keep_refs(s, k, res, dnref) : -ENOMEM;
 	if (r > 0)
-		r = keep_members(s, k, umap, gmap, nbuilt);
+		r = keep_members(s, k, dnref, umap, gmap, nbuilt);
+	free(dnref);
 	if (r > 0)
 		r = keep_direct(s, k, &res->user_groups);
 	if (r > 0) {

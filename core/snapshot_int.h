@@ -123,8 +123,10 @@ void snap_keep_free(struct snap_keep *k, size_t ngroups);
 long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool copy);
 /* Resolves reference (kind, str) to target: 1, 0 when another entry has
  * it (str NULL, or a kind no member uses: 1, nothing to do), or
- * -ENOMEM.  str borrowed. */
-int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target);
+ * -ENOMEM.  str borrowed.  *ret_idx (may be NULL): the reference, or
+ * NONE when nothing was claimed. */
+int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target,
+		    uint32_t *ret_idx);
 
 /* The ancestor closure of every group, one per strongly connected
  * component: all groups of a cycle share their ancestors. */
