@@ -964,6 +964,58 @@ int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s)
 	return 0;
 }
 
+static int kind_of(unsigned char k)
+{
+	return k == K_USER ? IDS_IMAGE_USERS : k == K_GROUP ? IDS_IMAGE_GROUPS : 0;
+}
+
+int ids_image_record_replay(int kind, const void *rec, size_t len, struct ids_snapshot *s)
+{
+	if (kind != IDS_IMAGE_USERS && kind != IDS_IMAGE_GROUPS)
+		return -EINVAL;
+	const struct rec rc = {
+	    .kind = kind == IDS_IMAGE_USERS ? K_USER : K_GROUP, .ops = (unsigned char *)rec, .len = len};
+	return replay_rec(&rc, s);
+}
+
+int ids_image_record_field(int kind, const void *rec, size_t len, enum ids_field f, char **ret)
+{
+	struct find w = {.f = f};
+	const struct rec rc = {
+	    .kind = kind == IDS_IMAGE_USERS ? K_USER : K_GROUP, .ops = (unsigned char *)rec, .len = len};
+	*ret = NULL;
+	int r = kind ? each_op(&rc, find_field, &w) : 0;
+	if (r < 0)
+		return r;
+	*ret = w.v;
+	return 0;
+}
+
+int ids_image_each_change(const struct ids_image *img, int (*fn)(const struct ids_image_change *c, void *ud),
+			  void *ud)
+{
+	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
+	int r = seen ? 0 : -ENOMEM;
+	/* the first undo entry of a key holds it as at the last commit */
+	for (size_t u = 0; r >= 0 && u < img->nundo; u++) {
+		const struct undo *un = &img->undo[u];
+		const struct rec *now = &img->recs[un->idx];
+		if (seen[un->idx])
+			continue;
+		seen[un->idx] = 1;
+		const struct ids_image_change c = {.key = now->key,
+						   .was_kind = kind_of(un->kind),
+						   .was = un->ops,
+						   .was_len = un->len,
+						   .now_kind = kind_of(now->kind),
+						   .now = now->ops,
+						   .now_len = now->len};
+		r = fn(&c, ud);
+	}
+	free(seen);
+	return r < 0 ? r : 0;
+}
+
 /* ---- what changed, for the re-plan ---- */
 
 struct changed {

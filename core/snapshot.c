@@ -16,71 +16,7 @@
 #include "ids/util.h"
 #include "ids/dn.h"
 
-#define NONE UINT32_MAX
-/* A membership's group named by external id (ids_snapshot_member) rather
- * than by the builder index of the open group: the low bits index gids. */
-#define BY_GID 0x80000000u
-#define MAX_RECORDS 0x7fffffffu
-/* A membership names its member by an interned reference (resolved at
- * finish), or directly by the builder index of an entry whose own DN it
- * spelled (see dn_seen): the two top bits of struct member.ref say which. */
-#define REF_USER 0x80000000u
-#define REF_GROUP 0x40000000u
-#define REF_INDEX 0x3fffffffu
-#define VPOOL_MAX 65536 /* distinct short attribute values stored once */
-
-struct member {
-	uint32_t group; /* builder index of the group, or BY_GID | gid index */
-	uint32_t ref;	/* index into priv->refs, or REF_USER / REF_GROUP | builder index */
-};
-
-struct ref {
-	const char *s; /* tmp arena; DNs already normalized */
-	enum ids_ref kind;
-};
-
-/* The open user's rule attributes, before they are frozen into the arena. */
-struct attr_tmp {
-	const char *name;
-	const char **vals;
-	size_t n, cap;
-};
-
-struct ids_snapshot_priv {
-	struct ids_arena arena;	 /* what the finished snapshot points to */
-	struct ids_arena garena; /* the users' group lists (ids_snapshot_drop_groups) */
-	struct ids_arena tmp;	 /* builder-only strings; dropped by finish */
-	size_t ucap, gcap;
-	bool user_open, group_open;
-	bool started;  /* finish was called: no more building, even if it failed */
-	bool finished; /* finish succeeded: the public arrays are complete */
-
-	struct attr_tmp *tattrs;
-	size_t ntattrs, cap_tattrs;
-	/* rule attributes repeat from user to user: their names, and their
-	 * short values up to VPOOL_MAX distinct ones, are stored once */
-	struct ids_strpool anames, avalues;
-
-	struct member *members;
-	size_t nmembers, cap_members;
-	struct ref *refs;
-	size_t nrefs, cap_refs;
-	struct ids_strmap refmap[3]; /* per enum ids_ref: string -> refs index */
-	/* member DNs as the directory spelled them -> refs index: the same
-	 * member value comes back in group after group, and normalizing it
-	 * once is enough */
-	struct ids_strmap rawdn;
-	struct ids_arena rawtmp; /* rawdn's keys: dropped first, at finish */
-	/* the open group's DN members not yet looked up: resolved in
-	 * batches (flush_members), NUL-terminated in pend_buf */
-	struct ids_buf pend_buf;
-	size_t *pend_off;
-	size_t npend, cap_pend;
-	const char **gids;
-	size_t ngids, cap_gids;
-	struct ids_strmap gidmap; /* group id -> gids index */
-	struct ids_buf scratch;	  /* a NUL-terminated copy of a key to look up */
-};
+#include "snapshot_int.h"
 
 static const char *const field_names[IDS_F__COUNT] = {
     [IDS_F_EXTERNAL_ID] = "external_id",
@@ -136,6 +72,12 @@ static void free_build_state(struct ids_snapshot_priv *p)
 	ids_strmap_free(&p->gidmap);
 	ids_buf_free(&p->scratch);
 	ids_arena_free(&p->tmp);
+	free(p->binv);
+	p->binv = NULL;
+	p->cap_binv = 0;
+	free(p->pmem);
+	p->pmem = NULL;
+	p->npmem = p->cap_pmem = 0;
 }
 
 void ids_snapshot_free(struct ids_snapshot *s)
@@ -144,6 +86,7 @@ void ids_snapshot_free(struct ids_snapshot *s)
 		return;
 	if (s->priv) {
 		free_build_state(s->priv);
+		snap_keep_free(s->priv->keep, s->ngroups);
 		ids_arena_free(&s->priv->arena);
 		ids_arena_free(&s->priv->garena);
 		free(s->priv);
@@ -166,7 +109,7 @@ static const char *value_problem(const char *v, size_t n)
 }
 
 /* Marks u invalid with "what" or "field: what"; the first reason wins. */
-static int set_invalid(struct ids_snapshot *s, struct ids_user *u, const char *field, const char *what)
+int snap_set_invalid(struct ids_snapshot *s, struct ids_user *u, const char *field, const char *what)
 {
 	if (u->invalid)
 		return 0;
@@ -227,13 +170,13 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		return 0;
 	const char *why = value_problem(v, n);
 	if (why)
-		return set_invalid(s, u, field_names[f], why);
+		return snap_set_invalid(s, u, field_names[f], why);
 	if (f == IDS_F_DN) {
 		/* kept normalized: member values are compared against it */
 		char *dn = NULL;
 		int r = ids_dn_normalize(v, n, &dn);
 		if (r == -EINVAL)
-			return set_invalid(s, u, "dn", "not a valid DN");
+			return snap_set_invalid(s, u, "dn", "not a valid DN");
 		if (r < 0)
 			return r;
 		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
@@ -307,7 +250,7 @@ int ids_snapshot_user_invalid(struct ids_snapshot *s, const char *why)
 	struct ids_user *u = s ? open_user(s) : NULL;
 	if (!u || !why)
 		return -EINVAL;
-	return set_invalid(s, u, NULL, why);
+	return snap_set_invalid(s, u, NULL, why);
 }
 
 int ids_snapshot_user_end(struct ids_snapshot *s)
@@ -467,6 +410,23 @@ static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const
 	return r < 0 ? r : 0;
 }
 
+/* A member reference that can name nothing (empty, not UTF-8, not a DN):
+ * counted unresolved, and per builder group for a kept snapshot. */
+static int count_invalid(struct ids_snapshot *s, uint32_t group)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	s->unresolved_members++;
+	if (group & BY_GID)
+		return 0;
+	size_t old = p->cap_binv;
+	int r = ids_grow(&p->binv, &p->cap_binv, (size_t)group + 1, sizeof(*p->binv));
+	if (r < 0)
+		return r;
+	memset(p->binv + old, 0, (p->cap_binv - old) * sizeof(*p->binv));
+	p->binv[group]++;
+	return 0;
+}
+
 static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind, const char *ref, size_t n)
 {
 	struct ids_snapshot_priv *p = s->priv;
@@ -486,16 +446,14 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 			return push_member(p, group, known);
 	}
 	/* a reference that cannot name anything we read is counted, not fatal */
-	if (n == 0 || !ids_utf8_valid(ref, n)) {
-		s->unresolved_members++;
-		return 0;
-	}
+	if (n == 0 || !ids_utf8_valid(ref, n))
+		return count_invalid(s, group);
+	/* a patch's group: a member spelled as a kept reference is that
+	 * reference (normalizing a normalized DN changes nothing) */
 	if (kind == IDS_REF_DN) {
 		r = ids_dn_normalize(ref, n, &dn);
-		if (r == -EINVAL) {
-			s->unresolved_members++;
-			return 0;
-		}
+		if (r == -EINVAL)
+			return count_invalid(s, group);
 		if (r < 0)
 			return r;
 		ref = dn;
@@ -543,11 +501,48 @@ static int flush_members(struct ids_snapshot *s)
 	return r;
 }
 
+/* A member of a patch's one group (p->pkeep): its kept reference, the
+ * DN normalized only when not spelled as one already (normalizing a
+ * normalized DN changes nothing); a kind no kept member used: -EAGAIN. */
+static int patch_member(struct ids_snapshot *s, enum ids_ref kind, const char *ref, size_t n)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	struct snap_keep *k = p->pkeep;
+	char *dn = NULL;
+	uint32_t v;
+	long idx;
+	int r = ids_grow(&p->pmem, &p->cap_pmem, p->npmem + 1, sizeof(*p->pmem));
+	if (r < 0)
+		return r;
+	/* a NUL byte: the builder's interning cuts the value there */
+	if ((n && memchr(ref, '\0', n)) || !k->kinds[kind])
+		return -EAGAIN;
+	if (n == 0 || !ids_utf8_valid(ref, n))
+		return count_invalid(s, 0);
+	ids_buf_reset(&p->scratch);
+	if ((r = ids_buf_add(&p->scratch, ref, n)) < 0)
+		return r;
+	if (kind == IDS_REF_DN && ids_strmap_get(&k->map[IDS_REF_DN], p->scratch.p, &v)) {
+		p->pmem[p->npmem++] = v;
+		return 0;
+	}
+	if (kind == IDS_REF_DN && (r = ids_dn_normalize(ref, n, &dn)) < 0)
+		return r == -EINVAL ? count_invalid(s, 0) : r;
+	idx = snap_keep_ref(k, kind, dn ? dn : p->scratch.p, true);
+	free(dn);
+	if (idx < 0)
+		return (int)idx;
+	p->pmem[p->npmem++] = (uint32_t)idx;
+	return 0;
+}
+
 int ids_snapshot_group_member(struct ids_snapshot *s, enum ids_ref kind, const char *ref, size_t n)
 {
 	if (!s || !open_group(s) || (unsigned)kind > IDS_REF_USERNAME || (!ref && n))
 		return -EINVAL;
 	struct ids_snapshot_priv *p = s->priv;
+	if (p->pkeep)
+		return patch_member(s, kind, ref, n);
 	/* a group's member DNs are looked up many at a time (big groups
 	 * have millions); other references, and values with a NUL byte,
 	 * take the direct way */
@@ -629,9 +624,9 @@ static int finish_users(struct ids_snapshot *s, uint32_t **ret_map)
 	for (size_t i = 0; i < n; i++) {
 		struct ids_user *u = &s->users[i];
 		if (!u->f[IDS_F_EXTERNAL_ID])
-			r = set_invalid(s, u, NULL, "missing external_id");
+			r = snap_set_invalid(s, u, NULL, "missing external_id");
 		else if (!u->f[IDS_F_USERNAME])
-			r = set_invalid(s, u, NULL, "missing username");
+			r = snap_set_invalid(s, u, NULL, "missing username");
 		else
 			r = 0;
 		if (r < 0)
@@ -643,7 +638,7 @@ static int finish_users(struct ids_snapshot *s, uint32_t **ret_map)
 		map[k[i].idx] = (uint32_t)i;
 		/* two entries with one immutable id: only the first is trusted */
 		if (i > 0 && k[i].key && ids_strcmp0(k[i].key, k[i - 1].key) == 0) {
-			r = set_invalid(s, &s->users[k[i].idx], NULL, "duplicate external_id");
+			r = snap_set_invalid(s, &s->users[k[i].idx], NULL, "duplicate external_id");
 			if (r < 0)
 				goto out;
 		}
@@ -875,8 +870,7 @@ out:
 	return r;
 }
 
-/* Sorts and de-duplicates v[0..n) in place; returns the new length. */
-static size_t sort_unique(uint32_t *v, size_t n)
+size_t snap_sort_unique(uint32_t *v, size_t n)
 {
 	if (n < 2)
 		return n;
@@ -901,19 +895,7 @@ static int arena_u32(struct ids_arena *a, const uint32_t *v, size_t n, uint32_t 
 	return 0;
 }
 
-/* The ancestor closure of every group, one per strongly connected
- * component: all groups of a cycle share their ancestors. */
-struct closure {
-	uint32_t *comp; /* group -> component */
-	size_t *off;	/* component c's groups: pool[off[c] .. off[c+1]) */
-	uint32_t *pool;
-	size_t npool, cap_pool, ncomp;
-	uint32_t *mark;	 /* group -> generation that last added it */
-	uint32_t *cmark; /* component -> generation that last merged it */
-	uint32_t gen;
-};
-
-static void closure_free(struct closure *c)
+void snap_closure_free(struct closure *c)
 {
 	free(c->comp);
 	free(c->off);
@@ -965,7 +947,7 @@ static int closure_emit(struct closure *c, const struct ids_snapshot *s, const u
 
 /* Tarjan's strongly connected components over group -> parents, iterative
  * (deep nesting must not exhaust the C stack). */
-static int closure_build(struct closure *c, const struct ids_snapshot *s)
+int snap_closure_build(struct closure *c, const struct ids_snapshot *s)
 {
 	size_t ng = s->ngroups;
 	uint32_t *index = malloc((ng ? ng : 1) * sizeof(uint32_t));
@@ -1040,39 +1022,255 @@ out:
 	return r;
 }
 
+int snap_user_closure(struct ids_snapshot *s, struct closure *c, struct ids_user *u, const uint32_t *direct,
+		      size_t nd, uint32_t **buf, size_t *cap)
+{
+	size_t n = 0;
+	int r = 0;
+	c->gen++;
+	for (size_t e = 0; e < nd; e++) {
+		uint32_t cc = c->comp[direct[e]];
+		if (c->cmark[cc] == c->gen)
+			continue;
+		c->cmark[cc] = c->gen;
+		for (size_t k = c->off[cc]; k < c->off[cc + 1]; k++) {
+			uint32_t g = c->pool[k];
+			if (c->mark[g] == c->gen)
+				continue;
+			c->mark[g] = c->gen;
+			if ((r = ids_grow(buf, cap, n + 1, sizeof(**buf))) < 0)
+				return r;
+			(*buf)[n++] = g;
+		}
+	}
+	if (n > 1)
+		qsort(*buf, n, sizeof(**buf), cmp_u32);
+	r = arena_u32(&s->priv->garena, *buf, n, &u->groups);
+	u->ngroups = r < 0 ? 0 : n;
+	return r;
+}
+
 /* Every user's groups: the closures of its direct groups, merged. */
 static int user_groups(struct ids_snapshot *s, const struct csr *ug, struct closure *c)
 {
 	uint32_t *buf = NULL;
 	size_t cap = 0;
 	int r = 0;
-	for (size_t i = 0; r >= 0 && i < s->nusers; i++) {
-		size_t n = 0;
-		c->gen++;
-		for (size_t e = ug->off[i]; r >= 0 && e < ug->off[i + 1]; e++) {
-			uint32_t cc = c->comp[ug->edge[e]];
-			if (c->cmark[cc] == c->gen)
-				continue;
-			c->cmark[cc] = c->gen;
-			for (size_t k = c->off[cc]; k < c->off[cc + 1]; k++) {
-				uint32_t g = c->pool[k];
-				if (c->mark[g] == c->gen)
-					continue;
-				c->mark[g] = c->gen;
-				r = ids_grow(&buf, &cap, n + 1, sizeof(*buf));
-				if (r < 0)
-					break;
-				buf[n++] = g;
-			}
-		}
-		if (r < 0)
-			break;
-		if (n > 1)
-			qsort(buf, n, sizeof(*buf), cmp_u32);
-		r = arena_u32(&s->priv->garena, buf, n, &s->users[i].groups);
-		s->users[i].ngroups = n;
-	}
+	for (size_t i = 0; r >= 0 && i < s->nusers; i++)
+		r = snap_user_closure(s, c, &s->users[i], ug->edge + ug->off[i], ug->off[i + 1] - ug->off[i],
+				      &buf, &cap);
 	free(buf);
+	return r;
+}
+
+/* ---------------- what a kept snapshot keeps (snapshot_patch.c) ---------------- */
+
+int ids_snapshot_keep(struct ids_snapshot *s)
+{
+	if (!building(s))
+		return -EINVAL;
+	s->priv->want_keep = true;
+	return 0;
+}
+
+bool ids_snapshot_kept(const struct ids_snapshot *s)
+{
+	return s && s->priv && s->priv->finished && s->priv->keep;
+}
+
+void snap_keep_free(struct snap_keep *k, size_t ngroups)
+{
+	if (!k)
+		return;
+	free(k->refs);
+	for (size_t i = 0; i < 3; i++)
+		ids_strmap_free(&k->map[i]);
+	ids_arena_free(&k->strs);
+	for (size_t i = 0; k->gmem && i < ngroups; i++)
+		free(k->gmem[i].v);
+	free(k->gmem);
+	free(k->ginvalid);
+	free(k->udirect);
+	ids_arena_free(&k->darena);
+	free(k);
+}
+
+long snap_keep_ref(struct snap_keep *k, enum ids_ref kind, const char *str, bool copy)
+{
+	uint32_t v;
+	if (ids_strmap_get(&k->map[kind], str, &v))
+		return (long)v;
+	int r = ids_grow(&k->refs, &k->cap_refs, k->nrefs + 1, sizeof(*k->refs));
+	if (r < 0)
+		return r;
+	if (k->nrefs >= REF_INDEX)
+		return -E2BIG;
+	const char *c = copy ? ids_arena_strdup(&k->strs, str) : str;
+	if (!c || (r = ids_strmap_put(&k->map[kind], c, (uint32_t)k->nrefs, NULL)) < 0)
+		return c ? r : -ENOMEM;
+	k->refs[k->nrefs] = (struct kref){.s = c, .target = NONE, .kind = kind};
+	return (long)k->nrefs++;
+}
+
+int snap_keep_claim(struct snap_keep *k, enum ids_ref kind, const char *str, uint32_t target,
+		    uint32_t *ret_idx)
+{
+	if (ret_idx)
+		*ret_idx = NONE;
+	if (!str || !k->kinds[kind])
+		return 1;
+	long i = snap_keep_ref(k, kind, str, false);
+	if (i < 0)
+		return (int)i;
+	if (k->refs[i].target != NONE)
+		return 0;
+	k->refs[i].target = target;
+	if (ret_idx)
+		*ret_idx = (uint32_t)i;
+	return 1;
+}
+
+/* The references, and every entry's keys as references resolved to it:
+ * 1, or 0 when two entries share a key (the snapshot's precedence rules
+ * decide then, which a patch does not redo: such a snapshot is not
+ * kept), or -ENOMEM.  Checked against finish's own resolution. */
+static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct resolved *res, uint32_t *dnref)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	size_t n0 = p->nrefs;
+	if (!(k->refs = malloc((n0 ? n0 : 1) * sizeof(*k->refs))))
+		return -ENOMEM;
+	k->cap_refs = n0 ? n0 : 1;
+	for (size_t i = 0; i < n0; i++)
+		k->refs[i] = (struct kref){.s = p->refs[i].s, .target = NONE, .kind = p->refs[i].kind};
+	k->nrefs = n0;
+	memcpy(k->map, p->refmap, sizeof(k->map));
+	memset(p->refmap, 0, sizeof(p->refmap));
+	k->strs = p->tmp;
+	p->tmp = (struct ids_arena){0};
+	for (size_t i = 0; i < n0; i++)
+		k->kinds[k->refs[i].kind] = true;
+	for (size_t i = 0; i < p->nmembers; i++)
+		if (p->members[i].ref & (REF_USER | REF_GROUP))
+			k->kinds[IDS_REF_DN] = true;
+	int r = 1;
+	for (size_t i = 0; r > 0 && i < s->nusers; i++) {
+		const struct ids_user *u = &s->users[i];
+		if ((r = snap_keep_claim(k, IDS_REF_ID, u->f[IDS_F_EXTERNAL_ID], (uint32_t)i, NULL)) > 0 &&
+		    (r = snap_keep_claim(k, IDS_REF_DN, u->f[IDS_F_DN], (uint32_t)i, &dnref[i])) > 0)
+			r = snap_keep_claim(k, IDS_REF_USERNAME, u->f[IDS_F_USERNAME], (uint32_t)i, NULL);
+	}
+	for (size_t g = 0; r > 0 && g < s->ngroups; g++) {
+		uint32_t t = (uint32_t)(s->nusers + g);
+		if ((r = snap_keep_claim(k, IDS_REF_ID, s->groups[g].id, t, NULL)) > 0)
+			r = snap_keep_claim(k, IDS_REF_DN, s->groups[g].dn, t, &dnref[t]);
+	}
+	for (size_t i = 0; r > 0 && i < n0; i++)
+		if (k->refs[i].target != res->ref_target[i])
+			r = 0;
+	return r;
+}
+
+/* The reference a membership record names, as a kept reference. */
+static long keep_member_ref(const struct ids_snapshot *s, const uint32_t *dnref, const uint32_t *umap,
+			    const uint32_t *gmap, uint32_t ref)
+{
+	uint32_t v = NONE;
+	if (!(ref & (REF_USER | REF_GROUP)))
+		return (long)ref;
+	if (ref & REF_USER)
+		v = dnref[umap[ref & REF_INDEX]];
+	else if (gmap[ref & REF_INDEX] != NONE)
+		v = dnref[s->nusers + gmap[ref & REF_INDEX]];
+	return v == NONE ? -1 : (long)v;
+}
+
+/* Each group's member references (gmem), counted per reference, and its
+ * invalid ones: 1, 0 when a group was dropped (no id) or read twice or
+ * the count differs from finish's (not kept), or -ENOMEM. */
+static int keep_members(struct ids_snapshot *s, struct snap_keep *k, const uint32_t *dnref,
+			const uint32_t *umap, const uint32_t *gmap, size_t nbuilt)
+{
+	struct ids_snapshot_priv *p = s->priv;
+	size_t ng = s->ngroups, unres = 0;
+	unsigned char *seen = calloc(ng ? ng : 1, 1);
+	k->gmem = calloc(ng ? ng : 1, sizeof(*k->gmem));
+	k->ginvalid = calloc(ng ? ng : 1, sizeof(*k->ginvalid));
+	if (!seen || !k->gmem || !k->ginvalid) {
+		free(seen);
+		return -ENOMEM;
+	}
+	int r = 1;
+	for (size_t b = 0; r > 0 && b < nbuilt; b++) {
+		if (gmap[b] == NONE || seen[gmap[b]]++)
+			r = 0;
+		else if (b < p->cap_binv)
+			unres += k->ginvalid[gmap[b]] = p->binv[b];
+	}
+	free(seen);
+	for (size_t i = 0; r > 0 && i < p->nmembers; i++)
+		if (p->members[i].group & BY_GID)
+			r = 0;
+		else
+			k->gmem[gmap[p->members[i].group]].n++;
+	for (size_t g = 0; r > 0 && g < ng; g++) {
+		if (k->gmem[g].n && !(k->gmem[g].v = malloc(k->gmem[g].n * sizeof(uint32_t))))
+			r = -ENOMEM;
+		k->gmem[g].n = 0;
+	}
+	for (size_t i = 0; r > 0 && i < p->nmembers; i++) {
+		struct u32v *m = &k->gmem[gmap[p->members[i].group]];
+		long ref = keep_member_ref(s, dnref, umap, gmap, p->members[i].ref);
+		if (ref < 0) {
+			r = 0;
+			break;
+		}
+		m->v[m->n++] = (uint32_t)ref;
+		k->refs[ref].count++;
+	}
+	for (size_t i = 0; r > 0 && i < k->nrefs; i++)
+		if (k->refs[i].target == NONE)
+			unres += k->refs[i].count;
+	return r > 0 && unres != s->unresolved_members ? 0 : r;
+}
+
+/* Each user's direct groups, sorted unique, from finish's edges. */
+static int keep_direct(struct ids_snapshot *s, struct snap_keep *k, const struct csr *ug)
+{
+	if (!(k->udirect = calloc(s->nusers ? s->nusers : 1, sizeof(*k->udirect))))
+		return -ENOMEM;
+	for (size_t i = 0; i < s->nusers; i++) {
+		size_t n = ug->off[i + 1] - ug->off[i];
+		int r = arena_u32(&k->darena, ug->edge + ug->off[i], n, &k->udirect[i].v);
+		if (r < 0)
+			return r;
+		k->udirect[i].n = snap_sort_unique(k->udirect[i].v, n);
+	}
+	return 1;
+}
+
+/* What a patch needs, into s->priv->keep; left NULL when s cannot be
+ * patched (ids_snapshot_kept() false: the next run replays whole). */
+static int keep_build(struct ids_snapshot *s, const uint32_t *umap, const uint32_t *gmap, size_t nbuilt,
+		      const struct resolved *res)
+{
+	struct snap_keep *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	/* each entry's DN reference: the members that named it directly */
+	size_t nt = s->nusers + s->ngroups;
+	uint32_t *dnref = malloc((nt ? nt : 1) * sizeof(*dnref));
+	int r = dnref ? keep_refs(s, k, res, dnref) : -ENOMEM;
+	if (r > 0)
+		r = keep_members(s, k, dnref, umap, gmap, nbuilt);
+	free(dnref);
+	if (r > 0)
+		r = keep_direct(s, k, &res->user_groups);
+	if (r > 0) {
+		s->priv->keep = k;
+		return 0;
+	}
+	snap_keep_free(k, s->ngroups);
 	return r;
 }
 
@@ -1091,9 +1289,10 @@ int ids_snapshot_finish(struct ids_snapshot *s)
 	 * work (refs keeps the strings): room for what follows */
 	ids_strmap_free(&s->priv->rawdn);
 	ids_arena_free(&s->priv->rawtmp);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 3 && !s->priv->want_keep; i++)
 		ids_strmap_free(&s->priv->refmap[i]);
 	ids_strmap_free(&s->priv->gidmap);
+	size_t nbuilt = s->ngroups;
 	r = finish_users(s, &umap);
 	if (r < 0)
 		goto out;
@@ -1109,17 +1308,19 @@ int ids_snapshot_finish(struct ids_snapshot *s)
 	/* direct parents of each group, sorted unique, kept in the snapshot */
 	for (size_t i = 0; i < s->ngroups; i++) {
 		struct csr *gp = &res.group_parents;
-		size_t n = sort_unique(gp->edge + gp->off[i], gp->off[i + 1] - gp->off[i]);
+		size_t n = snap_sort_unique(gp->edge + gp->off[i], gp->off[i + 1] - gp->off[i]);
 		r = arena_u32(&s->priv->arena, gp->edge + gp->off[i], n, &s->groups[i].parents);
 		if (r < 0)
 			goto out;
 		s->groups[i].nparents = n;
 	}
 	csr_free(&res.group_parents);
-	r = closure_build(&cl, s);
+	r = snap_closure_build(&cl, s);
 	if (r < 0)
 		goto out;
 	r = user_groups(s, &res.user_groups, &cl);
+	if (r >= 0 && s->priv->want_keep)
+		r = keep_build(s, umap, gmap, nbuilt, &res);
 	if (r < 0)
 		goto out;
 	free_build_state(s->priv);
@@ -1131,13 +1332,14 @@ out:
 	free(res.gid_group);
 	csr_free(&res.user_groups);
 	csr_free(&res.group_parents);
-	closure_free(&cl);
+	snap_closure_free(&cl);
 	return r;
 }
 
 void ids_snapshot_drop_groups(struct ids_snapshot *s)
 {
-	if (!s || !s->priv)
+	/* a kept snapshot's lists are patched by the next run: they stay */
+	if (!s || !s->priv || s->priv->keep)
 		return;
 	for (size_t i = 0; i < s->nusers; i++) {
 		s->users[i].groups = NULL;

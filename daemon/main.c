@@ -518,6 +518,7 @@ static int cmd_sync(const char *path, const struct cmd_opts *co, bool plan)
 	struct ids_feeds *feeds = NULL;
 	if (ids_feeds_new(&feeds) >= 0)
 		o.feeds = feeds;
+	ids_feeds_keep_snapshots(feeds, false); /* one run: nothing to patch */
 	int code = IDS_EXIT_OK;
 	bool first = true;
 	if (co->format == IDS_FMT_JSON)

@@ -6,12 +6,13 @@
  * names), while a feed says only what changed.  The image keeps every
  * user and group the connector read, each as the builder calls that made
  * it, keyed by the entry's identity in the feed (entryUUID, objectGUID:
- * what a syncrepl delete names, and never renamed).  Each run replays the
+ * what a syncrepl delete names, and never renamed).  A run replays the
  * image into a fresh snapshot (ids_image_replay), which is finished and
- * evaluated as after a full read: every user is re-planned and the diff
- * writes only what changed.  That is correct whatever a group change
- * reaches (its transitive members before and after), and costs memory
- * work only, next to a directory read.
+ * evaluated as after a full read (the daemon's incremental runs patch
+ * the snapshot they kept instead, from the undo log: ids_snapshot_patch).
+ * That is correct whatever a group change reaches (its transitive
+ * members before and after), and costs memory work only, next to a
+ * directory read.
  *
  * Changes are all or nothing, like the run that makes them: every change
  * since the last ids_image_commit() is undone by ids_image_rollback() —
@@ -208,6 +209,33 @@ size_t ids_image_memory(const struct ids_image *img);
 enum { IDS_IMAGE_MEMBERS = 3 };
 int ids_image_changed(const struct ids_image *img,
 		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud);
+
+/* ---- the undo log, for a kept snapshot patched instead of replayed ----
+ * (core/snapshot_patch.c) */
+
+/* One key changed since the last commit: its record as at the last
+ * commit (was) and now, each a kind (IDS_IMAGE_USERS, _GROUPS; 0: no
+ * record) and its bytes as ids_image_each gives them.  Borrowed. */
+struct ids_image_change {
+	const char *key;
+	int was_kind;
+	const void *was;
+	size_t was_len;
+	int now_kind;
+	const void *now;
+	size_t now_len;
+};
+/* Calls fn once for every key changed since the last commit (a record
+ * changed and changed back is named too, with equal bytes).  fn < 0
+ * stops and is returned; else 0 or -ENOMEM. */
+int ids_image_each_change(const struct ids_image *img, int (*fn)(const struct ids_image_change *c, void *ud),
+			  void *ud);
+/* Replays one record's bytes (kind IDS_IMAGE_USERS or _GROUPS) into the
+ * unfinished snapshot s, as ids_image_replay does each record. */
+int ids_image_record_replay(int kind, const void *rec, size_t len, struct ids_snapshot *s);
+/* The first value of field f in a record's bytes: *ret new (free), NULL
+ * when none (or kind 0).  0 or -ENOMEM / -EINVAL. */
+int ids_image_record_field(int kind, const void *rec, size_t len, enum ids_field f, char **ret);
 
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the

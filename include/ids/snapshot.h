@@ -125,7 +125,35 @@ long ids_snapshot_group_by_id(const struct ids_snapshot *s, const char *id);
 
 /* Frees every user's transitive group list (groups NULL, ngroups 0) once
  * the rules, their only reader, are done: at a million users they are
- * tens of megabytes that the diff would carry along for nothing. */
+ * tens of megabytes that the diff would carry along for nothing.  A kept
+ * snapshot (ids_snapshot_kept) keeps them: the next run patches them. */
 void ids_snapshot_drop_groups(struct ids_snapshot *s);
+
+/* ---- a snapshot kept between runs and patched (issue 14) ----
+ *
+ * The daemon keeps a connector's finished snapshot and patches it with
+ * what the next incremental run changed in the image, instead of
+ * replaying the whole image: ids_snapshot_keep() before finish makes
+ * finish keep every member reference resolved, each group's members
+ * and each user's direct groups.  Not for one-shot commands (it costs
+ * memory they would not use). */
+int ids_snapshot_keep(struct ids_snapshot *s);
+/* Finished with ids_snapshot_keep and patchable (false when two entries
+ * share a key — a DN, an id, a username — whose precedence a patch does
+ * not redo, or a group was read twice or without an id). */
+bool ids_snapshot_kept(const struct ids_snapshot *s);
+
+struct ids_image;
+/* Patches the kept snapshot s (ids_snapshot_kept) with every change of
+ * img since its last commit (ids_image_each_change), so that s becomes
+ * what ids_image_replay of img and a finish give, the users' group lists
+ * included: users replaced, added and removed, groups' members and
+ * values replaced, the nested closure recomputed where an edge changed.
+ * Only the changes a patch can redo exactly: -EAGAIN with *ret_why
+ * (static) for the others (a group added or removed, a group's id or DN
+ * changed, a user's key taken by another entry, too many records
+ * patched since the whole replay).  On any failure s is unusable: free
+ * it and replay the image whole.  -ENOMEM. */
+int ids_snapshot_patch(struct ids_snapshot *s, const struct ids_image *img, const char **ret_why);
 
 #endif

@@ -100,6 +100,11 @@ void ids_sync_connector(const struct ids_config *cfg, struct ids_store *st,
 struct ids_feeds;
 int ids_feeds_new(struct ids_feeds **ret);
 void ids_feeds_free(struct ids_feeds *f);
+/* Whether the feeds keep each connector's finished snapshot between runs
+ * and patch it with the next incremental run's changes (default: yes, as
+ * the daemon does).  A one-shot command, which makes one run, turns it
+ * off: keeping costs memory and time at the finish. */
+void ids_feeds_keep_snapshots(struct ids_feeds *f, bool keep);
 
 /* `retire NAME`: deactivates (out_of_scope) the users of a connector no
  * longer in the configuration, through the safety thresholds: one run (and

@@ -88,8 +88,9 @@ static char *canonical_text(const struct ids_snapshot *s)
 	assert_int_equal(ids_buf_puts(&b, ""), 0);
 	for (size_t i = 0; i < s->nusers; i++) {
 		const struct ids_user *u = &s->users[i];
-		ids_buf_printf(&b, "user %s %s %s%s%s", u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME],
-			       u->f[IDS_F_DN], u->disabled ? " disabled" : "", u->invalid ? " invalid" : "");
+		ids_buf_printf(&b, "user %s %s %s%s%s%s", u->f[IDS_F_EXTERNAL_ID], u->f[IDS_F_USERNAME],
+			       u->f[IDS_F_DN], u->disabled ? " disabled" : "", u->invalid ? " invalid: " : "",
+			       u->invalid ? u->invalid : "");
 		for (size_t a = 0; a < u->nattrs; a++)
 			for (size_t v = 0; v < u->attrs[a].nvalues; v++)
 				ids_buf_printf(&b, " %s=%s", u->attrs[a].name, u->attrs[a].values[v]);
@@ -107,6 +108,20 @@ static char *canonical_text(const struct ids_snapshot *s)
 	}
 	ids_buf_printf(&b, "unresolved %zu\n", s->unresolved_members);
 	return ids_buf_steal(&b);
+}
+
+/* The image replayed and finished, as text; kept (ids_snapshot_keep) when
+ * ret_kept is not NULL: *ret_kept new then. */
+static char *image_text_keep(const struct ids_image *img, struct ids_snapshot **ret_kept)
+{
+	struct ids_snapshot *s = NULL;
+	assert_int_equal(ids_snapshot_new(&s), 0);
+	assert_int_equal(ids_snapshot_keep(s), 0);
+	assert_int_equal(ids_image_replay(img, s), 0);
+	assert_int_equal(ids_snapshot_finish(s), 0);
+	char *t = canonical_text(s);
+	*ret_kept = s;
+	return t;
 }
 
 /* The image replayed and finished, as text. */
@@ -358,7 +373,7 @@ static void test_kind_change_and_misuse(void **state)
 	assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, "a\0b", 3), 0);
 	assert_int_equal(ids_image_end(img), 0);
 	char *t = image_text(img);
-	assert_non_null(strstr(t, "user U4 (null) (null) invalid in\n"));
+	assert_non_null(strstr(t, "user U4 (null) (null) invalid: username: contains a NUL byte in\n"));
 	free(t);
 	ids_image_free(img);
 }
@@ -1066,10 +1081,179 @@ static void test_random_changes(void **state)
 	ids_image_free(img);
 }
 
+/* ---- a kept snapshot patched with each run's changes (snapshot.h,
+ * ids_snapshot_patch) is exactly the image replayed whole: random
+ * steps over a directory whose keys are unique (usernames, DNs), as a
+ * patch needs; users added, deleted, renamed and moved (their DN
+ * changes: groups still naming the old one lose them), made invalid
+ * (no username), disabled; groups' members changed (users and groups:
+ * nesting, cycles, dangling references, DNs spelled in another case,
+ * members named by external id),
+ * renamed; now and then a group's DN changed, a group deleted or added
+ * (which a patch refuses: replayed whole).  Failed runs roll back and
+ * drop the kept snapshot, as the daemon does. ---- */
+
+#define PN 30
+#define PG 8
+#define PSTEPS 400
+
+struct pmodel {
+	bool here[PN + PG];
+	char ids[PN + PG][8], names[PN + PG][16], dns[PN + PG][48];
+	bool disabled[PN];
+	bool dept[PN];
+	char members[PG][4][48];
+};
+
+static void pmodel_make(struct pmodel *m, size_t i, unsigned long *seed)
+{
+	bool group = i >= PN;
+	m->here[i] = true;
+	snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	if (group) {
+		snprintf(m->names[i], sizeof(m->names[i]), "grp%lu", rnd(seed) % 3);
+		/* a group's DN stays, but now and then */
+		snprintf(m->dns[i], sizeof(m->dns[i]), "cn=g%zu%s,ou=groups,dc=ex", i,
+			 rnd(seed) % 12 == 0 ? "x" : "");
+		for (size_t k = 0; k < 4; k++) {
+			size_t t = rnd(seed) % (PN + PG);
+			const char *dn = m->here[t] ? m->dns[t] : "cn=gone,dc=ex";
+			m->members[i - PN][k][0] = '\0';
+			if (rnd(seed) % 4 == 0)
+				continue;
+			snprintf(m->members[i - PN][k], sizeof(m->members[0][0]), "%s", dn);
+			if (rnd(seed) % 10 == 0) /* by external id ('#'), as cloud connectors name them */
+				snprintf(m->members[i - PN][k], sizeof(m->members[0][0]), "#%s",
+					 m->here[t] ? m->ids[t] : "gone");
+			else if (rnd(seed) % 3 == 0) /* another spelling of the same DN */
+				for (char *c = m->members[i - PN][k]; *c; c++)
+					*c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+		}
+		return;
+	}
+	unsigned long v = rnd(seed) % 4;
+	/* unique per user; one in ten without a username (invalid) */
+	if (rnd(seed) % 10 == 0)
+		m->names[i][0] = '\0';
+	else
+		snprintf(m->names[i], sizeof(m->names[i]), "u%zun%lu", i, v);
+	snprintf(m->dns[i], sizeof(m->dns[i]), "uid=u%zun%lu,ou=%s,dc=ex", i, v, rnd(seed) % 2 ? "a" : "b");
+	m->disabled[i] = rnd(seed) % 5 == 0;
+	m->dept[i] = rnd(seed) % 2;
+}
+
+static void pmodel_put(struct ids_image *img, const struct pmodel *m, size_t i)
+{
+	char key[32];
+	key_of(i, key, sizeof(key));
+	if (i >= PN) {
+		assert_int_equal(ids_image_group_begin(img, key), 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, m->ids[i], strlen(m->ids[i])),
+				 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, m->names[i], strlen(m->names[i])),
+				 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_DN, m->dns[i], strlen(m->dns[i])), 0);
+		for (size_t k = 0; k < 4; k++) {
+			const char *v = m->members[i - PN][k];
+			if (*v == '#')
+				assert_int_equal(
+				    ids_image_group_member(img, IDS_REF_ID, v + 1, strlen(v + 1)), 0);
+			else if (*v)
+				assert_int_equal(ids_image_group_member(img, IDS_REF_DN, v, strlen(v)), 0);
+		}
+	} else {
+		assert_int_equal(ids_image_user_begin(img, key), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, m->ids[i], strlen(m->ids[i])), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, m->names[i], strlen(m->names[i])),
+				 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_DN, m->dns[i], strlen(m->dns[i])), 0);
+		if (m->dept[i])
+			assert_int_equal(ids_image_user_attr(img, "department", "Support", 7), 0);
+		assert_int_equal(ids_image_user_disabled(img, m->disabled[i]), 0);
+	}
+	assert_int_equal(ids_image_end(img), 0);
+}
+
+/* One run's changes: 1 to 4 entries made anew or deleted. */
+static void pmodel_step(struct pmodel *m, struct ids_image *img, unsigned long *seed)
+{
+	char key[32];
+	size_t nchanges = 1 + rnd(seed) % 4;
+	for (size_t c = 0; c < nchanges; c++) {
+		size_t i = rnd(seed) % (PN + PG);
+		/* groups are rarely deleted: most runs are patched */
+		bool del = m->here[i] && rnd(seed) % (i >= PN ? 16 : 4) == 0;
+		key_of(i, key, sizeof(key));
+		if (del) {
+			m->here[i] = false;
+			assert_int_equal(ids_image_delete(img, key, IDS_IMAGE_USERS | IDS_IMAGE_GROUPS), 1);
+		} else if (i < PN || m->here[i] || rnd(seed) % 8 == 0) {
+			pmodel_make(m, i, seed);
+			pmodel_put(img, m, i);
+		}
+	}
+}
+
+static void test_patch_is_a_replay(void **state)
+{
+	(void)state;
+	const char *env = getenv("IDS_TEST_SEED");
+	unsigned long seed0 = env ? strtoul(env, NULL, 10) : 20261207UL, seed = seed0;
+	print_message("test_patch_is_a_replay: seed %lu (IDS_TEST_SEED=%lu repeats it)\n", seed0, seed0);
+	static struct pmodel m, saved;
+	struct ids_image *img = NULL;
+	struct ids_snapshot *kept = NULL;
+	size_t patched = 0, refused = 0;
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(ids_image_new(&img), 0);
+	for (size_t i = 0; i < PN + PG; i++) {
+		pmodel_make(&m, i, &seed);
+		pmodel_put(img, &m, i);
+	}
+	ids_image_commit(img);
+	free(image_text_keep(img, &kept));
+	for (size_t step = 0; step < PSTEPS; step++) {
+		bool fail_run = rnd(&seed) % 7 == 0;
+		saved = m;
+		pmodel_step(&m, img, &seed);
+		if (fail_run) { /* rolled back: the kept snapshot is dropped */
+			ids_image_rollback(img);
+			m = saved;
+			ids_snapshot_free(kept);
+			free(image_text_keep(img, &kept));
+			continue;
+		}
+		const char *why = NULL;
+		int r = ids_snapshot_kept(kept) ? ids_snapshot_patch(kept, img, &why) : -EAGAIN;
+		if (r == -EAGAIN) {
+			refused++;
+			ids_snapshot_free(kept);
+			kept = NULL;
+		} else {
+			assert_int_equal(r, 0);
+			patched++;
+			char *got = canonical_text(kept), *want = image_text(img);
+			if (strcmp(got, want))
+				print_message("step %zu (seed %lu): the patched snapshot differs\n", step,
+					      seed0);
+			assert_same(got, want);
+		}
+		ids_image_commit(img);
+		if (!kept)
+			free(image_text_keep(img, &kept));
+	}
+	print_message("test_patch_is_a_replay: %zu runs patched, %zu replayed whole\n", patched, refused);
+	/* the patch is what most runs take, not the fallback */
+	assert_true(patched > refused * 2);
+	ids_snapshot_free(kept);
+	ids_image_free(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_replay_is_a_full_read),
+	    cmocka_unit_test(test_patch_is_a_replay),
 	    cmocka_unit_test(test_upsert_replaces),
 	    cmocka_unit_test(test_group_change_reaches_nested_members),
 	    cmocka_unit_test(test_delete_by_key),
