@@ -10,8 +10,11 @@
 # to load), read through its delta feed so that the image lives on as in
 # production; the daemon's first run (everyone created) and two more (one
 # after a rule edit: everyone re-planned).  A second after each, idle:
-# VmRSS less the daemon's size before any run is at most half of what its
-# peak (VmHWM) took.
+# VmRSS less the daemon's size before any run is at most two thirds of
+# what its peak (VmHWM) took.  What lives on by design — the image and the
+# finished snapshot the daemon keeps to patch (docs/changes.md) — is about
+# half of the peak at this size; without malloc_trim nearly all of it
+# stays (28 of 32 MiB before the snapshot was kept).
 IDS_NO_LDAP=1
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../fakes/graph.sh"
@@ -49,7 +52,7 @@ check() {
 	hwm=$(mem VmHWM)
 	echo "$what: before any run $((BASE / 1024)) MiB, between runs $((rss / 1024)) MiB, peak $((hwm / 1024)) MiB"
 	[ $((hwm - BASE)) -gt $((16 * 1024)) ] && ok "$what: the run took memory" || bad "$what: the run took $(((hwm - BASE) / 1024)) MiB only"
-	[ $((rss - BASE)) -le $(((hwm - BASE) / 2)) ] && ok "$what: most of it went back after the run" ||
+	[ $((rss - BASE)) -le $(((hwm - BASE) * 2 / 3)) ] && ok "$what: most of it went back after the run" ||
 		bad "$what: $(((rss - BASE) / 1024)) of $(((hwm - BASE) / 1024)) MiB kept after the run"
 }
 
