@@ -25,6 +25,10 @@
 -- (company, source) means two connectors' applies never wait for each
 -- other on it.
 --
+-- The trigger functions run as their owner (SECURITY DEFINER, search_path
+-- pinned): the platform's roles write app_user and the grants, and need
+-- no privilege on this table for it.
+--
 -- What they cannot see: rows written with triggers disabled (a restore
 -- with --disable-triggers, session_replication_role = replica).  A read
 -- of the whole state (a full read: full_every, --full) counts the rows
@@ -90,7 +94,7 @@ $$;
 -- keys need him first), a deleted one none left (the foreign keys are
 -- checked at the end of the statement).
 CREATE FUNCTION ids_managed_count_user() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
   d jsonb;
 BEGIN
@@ -130,7 +134,7 @@ $$;
 -- The four grant tables (each has user_id and source): a row counts when
 -- its user, as app_user has him now, is active and has the row's source.
 CREATE FUNCTION ids_managed_count_grant() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
   d jsonb;
 BEGIN
@@ -165,7 +169,7 @@ $$;
 -- sees every counter change committed before it and none after it
 -- (those wait, then add their deltas to the fresh counts).
 CREATE FUNCTION ids_managed_recount() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
   LOCK TABLE managed_count IN SHARE ROW EXCLUSIVE MODE;
   DELETE FROM managed_count;

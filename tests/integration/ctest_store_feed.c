@@ -302,6 +302,33 @@ static void test_threshold_bases_edits(void **state)
 	assert_counter_exact();
 }
 
+/* The platform writes app_user and the grants under a role of its own,
+ * which has no privilege on managed_count: its writes work, and count
+ * (the triggers run as their owner). */
+static void test_threshold_bases_platform_role(void **state)
+{
+	size_t active, managed;
+	bases_rows();
+	sql("DO $$ BEGIN CREATE ROLE ids_test_platform NOLOGIN;"
+	    " EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+	    " GRANT USAGE ON SCHEMA " SCHEMA " TO ids_test_platform;"
+	    " GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON app_user, tenant, operator_group, "
+	    "tenant_role,"
+	    " channel_grant, slot_limit, operator_group_member TO ids_test_platform;"
+	    " REVOKE ALL ON managed_count FROM ids_test_platform");
+	sql("SET ROLE ids_test_platform;"
+	    " INSERT INTO channel_grant (user_id, tenant_id, channel, source)"
+	    " SELECT u.id, t.id, 'chat', 'corp' FROM app_user u, tenant t WHERE u.external_id = 'a';"
+	    " UPDATE app_user SET active = false WHERE external_id = 'c';"
+	    " DELETE FROM tenant_role WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'h');"
+	    " TRUNCATE slot_limit;"
+	    " RESET ROLE");
+	others(*state, &active, &managed);
+	assert_int_equal(active, 2);  /* a, b */
+	assert_int_equal(managed, 4); /* a's two roles and his chat, b's channel */
+	assert_counter_exact();
+}
+
 /* Rows written with the triggers disabled (a restore with
  * --disable-triggers) leave the counter off; a read of the whole state
  * finds by how much, and the run's apply corrects it. */
@@ -358,6 +385,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_threshold_bases, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold_bases_edits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold_bases_repair, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases_platform_role, setup, teardown),
 	};
 	r = cmocka_run_group_tests_name("store: change feed", tests, NULL, NULL);
 	db_teardown();
