@@ -508,6 +508,8 @@ static int index_current(struct diff *x)
 		}
 	}
 	x->p->active_managed += (long)c->active_others; /* a partial load's others */
+	x->p->bases_fix_users = c->bases_fix_users;
+	x->p->bases_fix_grants = c->bases_fix_grants;
 	for (size_t i = 0; i < c->tenants.n; i++)
 		if ((r = ids_strmap_put(&x->tenants, c->tenants.v[i], 1, NULL)) < 0)
 			goto out;

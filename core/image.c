@@ -1021,44 +1021,18 @@ int ids_image_each_change(const struct ids_image *img, int (*fn)(const struct id
 struct changed {
 	int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud);
 	void *ud;
-	unsigned char kind;	  /* of the record walked */
-	bool ids;		  /* emit the record's external id */
-	struct ids_strmap *other; /* emit only the members not in it; NULL: every member */
-	struct ids_strmap *into;  /* collect: members into it, other ops into values; emit nothing */
-	struct ids_buf values;
-	struct ids_arena *keys; /* member keys' strings */
+	unsigned char kind; /* of the record walked */
+	bool ids;	    /* emit the record's external id */
+	bool members;	    /* emit every member */
 };
 
-/* A member as a map key: its kind, then the reference.  NULL when the
- * reference holds a NUL (no key: never equal to anything) or on ENOMEM. */
-static char *member_key(struct changed *c, unsigned char arg, const char *b, size_t nb)
-{
-	if (memchr(b, '\0', nb))
-		return NULL;
-	char *k = ids_arena_alloc(c->keys, nb + 2);
-	if (k) {
-		k[0] = (char)('0' + arg);
-		memcpy(k + 1, b, nb);
-		k[nb + 1] = '\0';
-	}
-	return k;
-}
-
-/* each_op's fn for ids_image_changed. */
+/* each_op's fn for ids_image_changed: a record's id, its members. */
 static int changed_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
 		       size_t nb, void *ud)
 {
 	struct changed *c = ud;
-	char *k = NULL;
 	int r = 0;
-	if (c->into && op != OP_GROUP_MEMBER)
-		r = encode_op(&c->values, op, arg, a, na, b, nb);
-	else if (op == OP_GROUP_MEMBER && (c->into || c->other) && !(k = member_key(c, arg, b, nb)) &&
-		 !memchr(b, '\0', nb))
-		r = -ENOMEM;
-	else if (c->into && k)
-		r = ids_strmap_put(c->into, k, 0, NULL);
-	else if (op == OP_GROUP_MEMBER && !c->into && !(k && ids_strmap_get(c->other, k, NULL)))
+	if (op == OP_GROUP_MEMBER && c->members)
 		r = c->fn(IDS_IMAGE_MEMBERS, (enum ids_ref)arg, b, nb, c->ud);
 	else if (c->ids && (op == OP_USER_SET || op == OP_GROUP_SET) && arg == IDS_F_EXTERNAL_ID)
 		r = c->fn(c->kind == K_USER ? IDS_IMAGE_USERS : IDS_IMAGE_GROUPS, IDS_REF_ID, a, na, c->ud);
@@ -1070,38 +1044,136 @@ static int changed_rec(struct changed *c, unsigned char kind, const unsigned cha
 {
 	const struct rec rc = {.kind = kind, .ops = (unsigned char *)ops, .len = len};
 	c->kind = kind;
+	c->members = true;
 	return kind == K_NONE ? 0 : each_op(&rc, changed_one, c);
+}
+
+/* A member reference as recorded: borrowed from its record's bytes. */
+struct mref {
+	const char *p;
+	uint32_t n;
+	unsigned char kind;
+};
+
+static int mref_cmp(const void *x, const void *y)
+{
+	const struct mref *a = x, *b = y;
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	int c = memcmp(a->p, b->p, a->n < b->n ? a->n : b->n);
+	return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+/* One walk of a group record's ops (members_walk): its values other than
+ * members encoded into `values` (to compare them), its members counted,
+ * compared with `old` (index by index from the start, and aligned at the
+ * end), and those with an index in [lo, hi) collected into v. */
+struct mwalk {
+	bool values_wanted;
+	struct ids_buf values;
+	size_t n;		/* members seen */
+	const struct mref *old; /* the old record's members; NULL: no comparison */
+	size_t nold, nnew;	/* their count; the walked record's (known at its second walk) */
+	size_t prefix;		/* members equal to old's from the start */
+	size_t last_miss;	/* 1 + the last index unequal to old's aligned at the end */
+	size_t lo, hi;		/* collect these */
+	struct mref *v;		/* new */
+	size_t nv, cap;
+};
+
+static int mwalk_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		     void *ud)
+{
+	struct mwalk *w = ud;
+	if (op != OP_GROUP_MEMBER)
+		return w->values_wanted ? encode_op(&w->values, op, arg, a, na, b, nb) : 0;
+	if (nb > UINT32_MAX)
+		return -EINVAL;
+	const struct mref m = {b, (uint32_t)nb, arg};
+	size_t j = w->n++;
+	if (w->old) {
+		if (w->prefix == j && j < w->nold && !mref_cmp(&m, &w->old[j]))
+			w->prefix++;
+		/* the old member at the same distance from the end */
+		size_t i = j + w->nold - w->nnew; /* wraps when before old's first: then >= nold */
+		if (i >= w->nold || mref_cmp(&m, &w->old[i]))
+			w->last_miss = j + 1;
+	}
+	if (j < w->lo || j >= w->hi)
+		return 0;
+	if (w->nv == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct mref *v = realloc(w->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->nv++] = m;
+	return 0;
+}
+
+/* The members in one sorted list and not the other (either way), to fn. */
+static int members_merge(const struct changed *c, struct mref *x, size_t nx, struct mref *y, size_t ny)
+{
+	qsort(x, nx, sizeof(*x), mref_cmp);
+	qsort(y, ny, sizeof(*y), mref_cmp);
+	size_t i = 0, j = 0;
+	int r = 0;
+	while (r >= 0 && (i < nx || j < ny)) {
+		int d = i == nx ? 1 : j == ny ? -1 : mref_cmp(&x[i], &y[j]);
+		const struct mref *m = d < 0 ? &x[i] : &y[j];
+		if (d) {
+			r = c->fn(IDS_IMAGE_MEMBERS, (enum ids_ref)m->kind, m->p, m->n, c->ud);
+			i += d < 0;
+			j += d > 0;
+			continue;
+		}
+		struct mref k = x[i]; /* in both: every copy on either side */
+		while (i < nx && !mref_cmp(&x[i], &k))
+			i++;
+		while (j < ny && !mref_cmp(&y[j], &k))
+			j++;
+	}
+	return r;
 }
 
 /* A group that stays a group: only the member references that differ
  * (either way), and its id when its other values (name, DN, e-mail)
  * changed — then every member is reached through the group itself.  A
- * group of 100,000 members that gains one reaches that one. */
+ * group of 100,000 members that gains one reaches that one.  No set of
+ * all members: the members both records have at their start and at their
+ * end (a directory keeps a group's order; an edit appends or cuts one)
+ * are skipped in order, and only the members between are sorted and
+ * merged.  A reference a record repeats may be named though both have
+ * it: more users re-planned, never fewer. */
 static int changed_group(const struct changed *c, const struct undo *un, const struct rec *now)
 {
-	struct ids_strmap oldm = {0}, newm = {0};
-	struct ids_arena keys = {0};
 	const struct rec was = {.kind = K_GROUP, .ops = un->ops, .len = un->len};
-	struct changed k = {.kind = K_GROUP, .keys = &keys, .into = &oldm};
-	int r = each_op(&was, changed_one, &k);
-	struct ids_buf oldv = k.values;
-	k.values = (struct ids_buf){0};
-	k.into = &newm;
+	struct mwalk o = {.values_wanted = true, .hi = SIZE_MAX}, n = {.values_wanted = true, .hi = 0};
+	int r = each_op(&was, mwalk_one, &o); /* the old members, all (views: no copy) */
 	if (r >= 0)
-		r = each_op(now, changed_one, &k);
-	bool same = oldv.len == k.values.len && (!oldv.len || !memcmp(oldv.p, k.values.p, oldv.len));
-	struct changed e = {
-	    .fn = c->fn, .ud = c->ud, .kind = K_GROUP, .ids = !same, .other = &newm, .keys = &keys};
+		r = each_op(now, mwalk_one, &n); /* the new values and count */
+	struct mwalk m = {.old = o.v, .nold = o.n, .nnew = n.n, .hi = 0};
 	if (r >= 0)
-		r = each_op(&was, changed_one, &e);
-	e.other = &oldm;
+		r = each_op(now, mwalk_one, &m); /* the common start and end */
+	size_t lim = o.n < n.n ? o.n : n.n, pre = m.prefix, suf = n.n - m.last_miss;
+	if (suf > lim - pre)
+		suf = lim - pre;
+	struct mwalk mid = {.lo = pre, .hi = n.n - suf};
 	if (r >= 0)
+		r = each_op(now, mwalk_one, &mid); /* the new members between */
+	bool same =
+	    o.values.len == n.values.len && (!o.values.len || !memcmp(o.values.p, n.values.p, o.values.len));
+	struct changed e = {.fn = c->fn, .ud = c->ud, .kind = K_GROUP, .ids = true};
+	if (r >= 0 && !same && (r = each_op(&was, changed_one, &e)) >= 0)
 		r = each_op(now, changed_one, &e);
-	ids_buf_free(&oldv);
-	ids_buf_free(&k.values);
-	ids_strmap_free(&oldm);
-	ids_strmap_free(&newm);
-	ids_arena_free(&keys);
+	if (r >= 0)
+		r = members_merge(c, o.v + pre, o.n - suf - pre, mid.v, mid.nv);
+	ids_buf_free(&o.values);
+	ids_buf_free(&n.values);
+	free(o.v);
+	free(mid.v);
 	return r;
 }
 

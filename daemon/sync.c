@@ -634,6 +634,13 @@ static void apply_plan(struct run *rn, const struct ids_plan *plan)
 					  .plan = plan});
 	} else {
 		res->rows_written = ids_store_rows_written(rn->st);
+		if (plan->bases_fix_users || plan->bases_fix_grants)
+			run_log(
+			    rn, IDS_LOG_DEBUG, NULL, NULL,
+			    "thresholds' bases: the counter (managed_count) was off by %+ld active users and "
+			    "%+ld grant rows (rows written with triggers disabled?); corrected from the full "
+			    "state",
+			    plan->bases_fix_users, plan->bases_fix_grants);
 		log_user_changes(rn, plan);
 		run_end(rn, &(struct end){
 				.exit_code = IDS_EXIT_OK, .status = "ok", .plan = plan, .recorded = true});

@@ -1264,6 +1264,29 @@ static int apply_changes(struct apply *a, const char *idp)
 	return r;
 }
 
+/* What a read of the whole state found the thresholds' counter lacking
+ * (p->bases_fix_*, store/load.c's bases_check), added to managed_count in
+ * the run's transaction: a delta, so whatever committed since that read
+ * stays counted. */
+static int bases_fix(struct apply *a)
+{
+	const struct ids_plan *p = a->p;
+	if (!p->bases_fix_users && !p->bases_fix_grants)
+		return 0;
+	char users[24], grants[24];
+	snprintf(users, sizeof(users), "%ld", p->bases_fix_users);
+	snprintf(grants, sizeof(grants), "%ld", p->bases_fix_grants);
+	const char *q[] = {a->params[0], a->params[1], users, grants};
+	int r =
+	    ids_store_exec(a->st,
+			   "SELECT ids_managed_add(jsonb_build_array(jsonb_build_object('company_id',"
+			   " $1::bigint, 'source', $2::text, 'users', $3::bigint, 'grants', $4::bigint)))",
+			   4, q, PGRES_TUPLES_OK, NULL, "correcting the thresholds' bases", a->err);
+	if (r >= 0)
+		a->rows++;
+	return r;
+}
+
 int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, const struct ids_plan *p,
 		    const struct ids_run *run, int64_t *ret_run_id, struct ids_error *err)
 {
@@ -1307,6 +1330,8 @@ int ids_store_apply(struct ids_store *st, int64_t company_id, const char *idp, c
 	 * is held must not move anyone in the line (set-based: bulk joins) */
 	if (r >= 0 && run->seats && (r = set_joins(&a, bulk_sql)) >= 0)
 		r = ids_store_seats_write(st, a.company, connector, run->seats, &a.rows, err);
+	if (r >= 0)
+		r = bases_fix(&a);
 	if (r >= 0)
 		r = stmt(&a, "finishing the run",
 			 "UPDATE sync_run SET finished_at = clock_timestamp() WHERE id = $3", 1);

@@ -204,8 +204,13 @@ size_t ids_image_memory(const struct ids_image *img);
  * IDS_IMAGE_MEMBERS: one member reference of a group record (kind, the
  * value as recorded).  A group that was and is a group gives only the
  * member references that are in one record and not the other (compared
- * as recorded), and its id only when its other values changed.  Values
- * are borrowed, not NUL-terminated.  fn < 0 stops and is returned. */
+ * as recorded; a reference one record repeats may be named though both
+ * have it: more reached, never fewer), and its id only when its other
+ * values changed.  Time about linear in the members; memory a view
+ * (16 bytes, no copy) of each old member and of the new members between
+ * the ones both records have at their start and end (core/image.c,
+ * changed_group).  Values are borrowed, not NUL-terminated.  fn < 0
+ * stops and is returned. */
 enum { IDS_IMAGE_MEMBERS = 3 };
 int ids_image_changed(const struct ids_image *img,
 		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud);

@@ -57,6 +57,11 @@ struct ids_current {
 	/* the same for the deactivation thresholds' base: the connector's
 	 * active users it did not load (ids_store_load_some) */
 	size_t active_others;
+	/* ids_store_load (the whole state): the connector's active users and
+	 * its grant rows on them as counted here, less managed_count's (the
+	 * triggers' counter, migration 013); 0 when it agrees.  Not 0 after
+	 * rows were written with triggers disabled: the apply adds it. */
+	long bases_fix_users, bases_fix_grants;
 	struct ids_strv tenants; /* slugs of the company's tenants */
 	struct ids_arena arena;
 	size_t ucap, gcap;
@@ -194,6 +199,9 @@ struct ids_plan {
 	long active_managed;	 /* the connector's active managed users before the run */
 	long managed_grants;	 /* the connector's grant rows on active users before */
 	long removals_on_active; /* grant removals on users that stay active */
+	/* the current state's bases_fix_*: what ids_store_apply adds to the
+	 * thresholds' counter (managed_count) in the run's transaction */
+	long bases_fix_users, bases_fix_grants;
 	enum ids_verdict verdict;
 	char *verdict_why; /* new: set when verdict != OK */
 	/* new: set with verdict_why: what the verdict holds back, against

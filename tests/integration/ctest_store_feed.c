@@ -193,14 +193,12 @@ static void test_issuer_both_or_neither(void **state)
 	assert_sql("0", "SELECT count(*) FROM sync_run");
 }
 
-/* The thresholds' bases of a partial load (ids_store_load_some, issue 14):
- * exactly the connector's active users, and its grant rows on them, that
- * it did not load — rows written by hand with the connector's source
- * included, other sources, inactive users and the loaded user's own rows
- * not. */
-static void test_threshold_bases(void **state)
+/* The rows of the thresholds' tests: tenant sup, group tier1, corp's
+ * users loaded, a, b, c (active) and gone (not), hr's h; managed rows on
+ * the unloaded active users: a's two roles, b's channel, c's group (c's
+ * channel is sourceless: by hand). */
+static void bases_rows(void)
 {
-	struct ids_store *st = *state;
 	sql("INSERT INTO tenant (company_id, slug, name) SELECT id, 'sup', 'Support' FROM company");
 	sql("INSERT INTO operator_group (tenant_id, name) SELECT id, 'tier1' FROM tenant");
 	sql("INSERT INTO app_user (company_id, source, external_id, username, auth_method, active)"
@@ -219,16 +217,159 @@ static void test_threshold_bases(void **state)
 	sql("INSERT INTO operator_group_member (group_id, user_id, source)"
 	    " SELECT g.id, u.id, 'corp' FROM operator_group g, app_user u WHERE u.external_id IN ('c', "
 	    "'gone')");
+}
+
+/* The bases of corp's partial load of user `loaded`, as *active and
+ * *managed. */
+static void others(struct ids_store *st, size_t *active, size_t *managed)
+{
 	struct ids_strv ext = {0}, none = {0};
 	assert_int_equal(ids_strv_push(&ext, "loaded"), 0);
 	struct ids_current *c = NULL;
 	struct ids_error e = {0};
 	if (ids_store_load_some(st, acme(), "corp", &ext, &none, &none, &c, &e) < 0)
 		fail_msg("ids_store_load_some: %s", ids_error_text(&e));
-	assert_int_equal(c->active_others, 3);	/* a, b, c */
-	assert_int_equal(c->managed_others, 4); /* a's two roles, b's channel, c's group */
+	*active = c->active_others;
+	*managed = c->managed_others;
 	ids_current_free(c);
 	ids_strv_free(&ext);
+}
+
+/* The counter (migration 013) holds what a count of the tables says, for
+ * every connector and company: no row missing, none extra, none off. */
+#define assert_counter_exact()                                                                               \
+	assert_sql("0",                                                                                      \
+		   "SELECT count(*) FROM ((TABLE managed_count EXCEPT SELECT * FROM ids_managed_counted())"  \
+		   " UNION ALL (SELECT * FROM ids_managed_counted() EXCEPT TABLE managed_count)) x")
+
+/* The thresholds' bases of a partial load (ids_store_load_some, issue 14):
+ * exactly the connector's active users, and its grant rows on them, that
+ * it did not load — rows written by hand with the connector's source
+ * included, other sources, inactive users and the loaded user's own rows
+ * not. */
+static void test_threshold_bases(void **state)
+{
+	size_t active, managed;
+	bases_rows();
+	others(*state, &active, &managed);
+	assert_int_equal(active, 3);  /* a, b, c */
+	assert_int_equal(managed, 4); /* a's two roles, b's channel, c's group */
+	assert_counter_exact();
+}
+
+/* Hand edits after the counter exists (it is kept by triggers, not by
+ * idsyncd's apply): deletes, deactivations, a row changing hands, a new
+ * user, a TRUNCATE — the bases follow each at once. */
+static void test_threshold_bases_edits(void **state)
+{
+	struct ids_store *st = *state;
+	size_t active, managed;
+	bases_rows();
+	sql("DELETE FROM tenant_role WHERE role = 'viewer'"
+	    " AND user_id = (SELECT id FROM app_user WHERE external_id = 'a')");
+	others(st, &active, &managed);
+	assert_int_equal(managed, 3); /* a's agent, b's channel, c's group */
+	/* b deactivated: his channel row no longer counts */
+	sql("UPDATE app_user SET active = false WHERE external_id = 'b'");
+	others(st, &active, &managed);
+	assert_int_equal(active, 2);
+	assert_int_equal(managed, 2);
+	/* c's hand-made channel taken over by corp; gone's group row by hr */
+	sql("UPDATE channel_grant SET source = 'corp'"
+	    " WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'c')");
+	sql("UPDATE operator_group_member SET source = 'hr'"
+	    " WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'gone')");
+	others(st, &active, &managed);
+	assert_int_equal(managed, 3);
+	/* gone comes back with his two roles; a moves to hr with his agent row */
+	sql("UPDATE app_user SET active = true WHERE external_id = 'gone'");
+	sql("UPDATE app_user SET source = 'hr', external_id = 'a2' WHERE external_id = 'a'");
+	others(st, &active, &managed);
+	assert_int_equal(active, 2);  /* c, gone */
+	assert_int_equal(managed, 4); /* c's channel and group, gone's two roles */
+	/* a user added and deleted, another added: one more */
+	sql("INSERT INTO app_user (company_id, source, external_id, username, auth_method)"
+	    " SELECT id, 'corp', v.x, v.x, 'sso' FROM company, (VALUES ('d'), ('e')) v(x)");
+	sql("DELETE FROM app_user WHERE external_id = 'd'");
+	others(st, &active, &managed);
+	assert_int_equal(active, 3);
+	assert_counter_exact();
+	/* TRUNCATE fires no row trigger: its own trigger counts again */
+	sql("TRUNCATE operator_group_member");
+	others(st, &active, &managed);
+	assert_int_equal(active, 3);
+	assert_int_equal(managed, 3); /* c's channel, gone's two roles */
+	assert_counter_exact();
+}
+
+/* The platform writes app_user and the grants under a role of its own,
+ * which has no privilege on managed_count: its writes work, and count
+ * (the triggers run as their owner). */
+static void test_threshold_bases_platform_role(void **state)
+{
+	size_t active, managed;
+	bases_rows();
+	sql("DO $$ BEGIN CREATE ROLE ids_test_platform NOLOGIN;"
+	    " EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+	    " GRANT USAGE ON SCHEMA " SCHEMA " TO ids_test_platform;"
+	    " GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON app_user, tenant, operator_group, "
+	    "tenant_role,"
+	    " channel_grant, slot_limit, operator_group_member TO ids_test_platform;"
+	    " REVOKE ALL ON managed_count FROM ids_test_platform");
+	sql("SET ROLE ids_test_platform;"
+	    " INSERT INTO channel_grant (user_id, tenant_id, channel, source)"
+	    " SELECT u.id, t.id, 'chat', 'corp' FROM app_user u, tenant t WHERE u.external_id = 'a';"
+	    " UPDATE app_user SET active = false WHERE external_id = 'c';"
+	    " DELETE FROM tenant_role WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'h');"
+	    " TRUNCATE slot_limit;"
+	    " RESET ROLE");
+	others(*state, &active, &managed);
+	assert_int_equal(active, 2);  /* a, b */
+	assert_int_equal(managed, 4); /* a's two roles and his chat, b's channel */
+	assert_counter_exact();
+}
+
+/* Rows written with the triggers disabled (a restore with
+ * --disable-triggers) leave the counter off; a read of the whole state
+ * finds by how much, and the run's apply corrects it. */
+static void test_threshold_bases_repair(void **state)
+{
+	struct ids_store *st = *state;
+	size_t active, managed;
+	bases_rows();
+	sql("ALTER TABLE tenant_role DISABLE TRIGGER USER;"
+	    " DELETE FROM tenant_role WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'a');"
+	    " ALTER TABLE tenant_role ENABLE TRIGGER USER;"
+	    " ALTER TABLE app_user DISABLE TRIGGER USER;"
+	    " UPDATE app_user SET active = false WHERE external_id = 'c';"
+	    " ALTER TABLE app_user ENABLE TRIGGER USER");
+	others(st, &active, &managed);
+	assert_int_equal(active, 3); /* the counter's a, b, c; a, b in truth */
+	assert_int_equal(managed, 4);
+
+	struct ids_current *c = NULL;
+	struct ids_error e = {0};
+	if (ids_store_load(st, acme(), "corp", &c, &e) < 0)
+		fail_msg("ids_store_load: %s", ids_error_text(&e));
+	assert_int_equal(c->bases_fix_users, -1);  /* c */
+	assert_int_equal(c->bases_fix_grants, -3); /* a's two roles, c's group */
+	struct ids_plan p = {.connector = "corp",
+			     .bases_fix_users = c->bases_fix_users,
+			     .bases_fix_grants = c->bases_fix_grants};
+	ids_current_free(c);
+	/* a change committed between the read and the apply stays counted */
+	sql("DELETE FROM channel_grant WHERE user_id = (SELECT id FROM app_user WHERE external_id = 'b')");
+	assert_int_equal(apply(st, &p, 1700000000000000, NULL, &e), 0);
+	others(st, &active, &managed);
+	assert_int_equal(active, 2);  /* a, b */
+	assert_int_equal(managed, 0); /* b's channel gone too */
+	assert_counter_exact();
+	/* a state that agrees with the counter has nothing to fix */
+	if (ids_store_load(st, acme(), "corp", &c, &e) < 0)
+		fail_msg("ids_store_load: %s", ids_error_text(&e));
+	assert_int_equal(c->bases_fix_users, 0);
+	assert_int_equal(c->bases_fix_grants, 0);
+	ids_current_free(c);
 }
 
 int main(void)
@@ -242,6 +383,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_issuer_both_or_neither, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold_bases, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases_edits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases_repair, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases_platform_role, setup, teardown),
 	};
 	r = cmocka_run_group_tests_name("store: change feed", tests, NULL, NULL);
 	db_teardown();
