@@ -789,6 +789,74 @@ static void test_changed(void **state)
 	ids_image_free(img);
 }
 
+/* All-Staff with n members: uid=u<i> for i in order (reversed when
+ * `reverse`), except member `swap` (-1: none) named uid=n<swap> instead,
+ * `cut` (-1: none) left out, and uid=n<add> appended when add >= 0. */
+struct big {
+	long n, swap, cut, add;
+	bool reverse;
+};
+
+static void big_put(struct ids_image *img, const struct big *b)
+{
+	char dn[64];
+	assert_int_equal(ids_image_group_begin(img, "k-all"), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G9", 2), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, "All-Staff", 9), 0);
+	for (long k = 0; k <= b->n; k++) {
+		long i = b->reverse ? b->n - 1 - k : k;
+		if (k == b->n && b->add < 0)
+			break;
+		if (i == b->cut)
+			continue;
+		int len = k == b->n
+			      ? snprintf(dn, sizeof(dn), "uid=n%06ld,dc=ex", b->add)
+			      : snprintf(dn, sizeof(dn), "uid=%c%06ld,dc=ex", i == b->swap ? 'n' : 'u', i);
+		assert_int_equal(ids_image_group_member(img, IDS_REF_DN, dn, (size_t)len), 0);
+	}
+	assert_int_equal(ids_image_end(img), 0);
+}
+
+/* A group of 100,000 members whose record changes by one member: exactly
+ * that reference (or the two of a swap) is named, whatever the position
+ * and the order of the members; not the group's id. */
+static void test_changed_big(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	char got[512];
+	assert_int_equal(ids_image_new(&img), 0);
+	const long n = 100000;
+	big_put(img, &(struct big){.n = n, .swap = -1, .cut = -1, .add = -1});
+	ids_image_commit(img);
+	static const struct {
+		struct big b;
+		const char *want;
+	} cases[] = {
+	    {{.n = 100000, .swap = 50000, .cut = -1, .add = -1},
+	     "3:0:uid=n050000,dc=ex 3:0:uid=u050000,dc=ex"},
+	    {{.n = 100000, .swap = 0, .cut = -1, .add = -1}, "3:0:uid=n000000,dc=ex 3:0:uid=u000000,dc=ex"},
+	    {{.n = 100000, .swap = 99999, .cut = -1, .add = -1},
+	     "3:0:uid=n099999,dc=ex 3:0:uid=u099999,dc=ex"},
+	    {{.n = 100000, .swap = -1, .cut = 31337, .add = -1}, "3:0:uid=u031337,dc=ex"},
+	    {{.n = 100000, .swap = -1, .cut = 0, .add = -1}, "3:0:uid=u000000,dc=ex"},
+	    {{.n = 100000, .swap = -1, .cut = -1, .add = 7}, "3:0:uid=n000007,dc=ex"},
+	    {{.n = 100000, .swap = -1, .cut = 99999, .add = 1},
+	     "3:0:uid=n000001,dc=ex 3:0:uid=u099999,dc=ex"},
+	    /* the same members the other way round: no common start or end */
+	    {{.n = 100000, .swap = -1, .cut = 4242, .add = -1, .reverse = true}, "3:0:uid=u004242,dc=ex"},
+	    {{.n = 100000, .swap = -1, .cut = -1, .add = -1, .reverse = true}, ""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		big_put(img, &cases[i].b);
+		got[0] = '\0';
+		assert_int_equal(ids_image_changed(img, note_change, got), 0);
+		assert_string_equal(got, cases[i].want);
+		ids_image_rollback(img);
+	}
+	ids_image_free(img);
+}
+
 /* ---- interned values (core/image.c keeps a value many records repeat
  * once in memory) ---- */
 
@@ -951,71 +1019,6 @@ static void test_interned_survive(void **state)
 	print_message("%zu bytes with 100 users and a group, %zu with none\n", full, ids_image_memory(img));
 	assert_true(ids_image_memory(img) < full - (NI / 2) * 68);
 	ids_image_free(fresh);
-/* All-Staff with n members: uid=u<i> for i in order (reversed when
- * `reverse`), except member `swap` (-1: none) named uid=n<swap> instead,
- * `cut` (-1: none) left out, and uid=n<add> appended when add >= 0. */
-struct big {
-	long n, swap, cut, add;
-	bool reverse;
-};
-
-static void big_put(struct ids_image *img, const struct big *b)
-{
-	char dn[64];
-	assert_int_equal(ids_image_group_begin(img, "k-all"), 0);
-	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G9", 2), 0);
-	assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, "All-Staff", 9), 0);
-	for (long k = 0; k <= b->n; k++) {
-		long i = b->reverse ? b->n - 1 - k : k;
-		if (k == b->n && b->add < 0)
-			break;
-		if (i == b->cut)
-			continue;
-		int len = k == b->n
-			      ? snprintf(dn, sizeof(dn), "uid=n%06ld,dc=ex", b->add)
-			      : snprintf(dn, sizeof(dn), "uid=%c%06ld,dc=ex", i == b->swap ? 'n' : 'u', i);
-		assert_int_equal(ids_image_group_member(img, IDS_REF_DN, dn, (size_t)len), 0);
-	}
-	assert_int_equal(ids_image_end(img), 0);
-}
-
-/* A group of 100,000 members whose record changes by one member: exactly
- * that reference (or the two of a swap) is named, whatever the position
- * and the order of the members; not the group's id. */
-static void test_changed_big(void **state)
-{
-	(void)state;
-	struct ids_image *img = NULL;
-	char got[512];
-	assert_int_equal(ids_image_new(&img), 0);
-	const long n = 100000;
-	big_put(img, &(struct big){.n = n, .swap = -1, .cut = -1, .add = -1});
-	ids_image_commit(img);
-	static const struct {
-		struct big b;
-		const char *want;
-	} cases[] = {
-	    {{.n = 100000, .swap = 50000, .cut = -1, .add = -1},
-	     "3:0:uid=n050000,dc=ex 3:0:uid=u050000,dc=ex"},
-	    {{.n = 100000, .swap = 0, .cut = -1, .add = -1}, "3:0:uid=n000000,dc=ex 3:0:uid=u000000,dc=ex"},
-	    {{.n = 100000, .swap = 99999, .cut = -1, .add = -1},
-	     "3:0:uid=n099999,dc=ex 3:0:uid=u099999,dc=ex"},
-	    {{.n = 100000, .swap = -1, .cut = 31337, .add = -1}, "3:0:uid=u031337,dc=ex"},
-	    {{.n = 100000, .swap = -1, .cut = 0, .add = -1}, "3:0:uid=u000000,dc=ex"},
-	    {{.n = 100000, .swap = -1, .cut = -1, .add = 7}, "3:0:uid=n000007,dc=ex"},
-	    {{.n = 100000, .swap = -1, .cut = 99999, .add = 1},
-	     "3:0:uid=n000001,dc=ex 3:0:uid=u099999,dc=ex"},
-	    /* the same members the other way round: no common start or end */
-	    {{.n = 100000, .swap = -1, .cut = 4242, .add = -1, .reverse = true}, "3:0:uid=u004242,dc=ex"},
-	    {{.n = 100000, .swap = -1, .cut = -1, .add = -1, .reverse = true}, ""},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		big_put(img, &cases[i].b);
-		got[0] = '\0';
-		assert_int_equal(ids_image_changed(img, note_change, got), 0);
-		assert_string_equal(got, cases[i].want);
-		ids_image_rollback(img);
-	}
 	ids_image_free(img);
 }
 
