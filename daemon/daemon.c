@@ -857,11 +857,11 @@ static void run_metrics(struct daemon *d, struct sched *s, const struct ids_conn
  * needs only what lives on (the feeds' images, the connections).
  * malloc_trim(0) releases the free pages of every arena (madvise), a few
  * milliseconds at tier M; run after every run, whoever ran it. */
-static void heap_return(const char *connector)
+static void heap_return(const char *connector, int64_t run_id)
 {
 	int64_t t = ids_mono_usec();
 	int released = malloc_trim(0);
-	ids_log(IDS_LOG_DEBUG, connector, 0, NULL, "memory: freed heap returned to the system (%s) in %.3f s",
+	ids_log(IDS_LOG_DEBUG, connector, run_id, NULL, "memory: freed heap returned to the system (%s) in %.3f s",
 		released ? "some" : "none", (double)(ids_mono_usec() - t) / 1e6);
 }
 
@@ -890,7 +890,7 @@ static void run_end(struct daemon *d, struct sched *s, const struct ids_connecto
 		ids_store_close(*st);
 		*st = NULL;
 	}
-	heap_return(cc->name);
+	heap_return(cc->name, res->run_id);
 	notify_status(d, NULL);
 }
 
