@@ -2,7 +2,7 @@
  * a client can do to read the entries idsyncd reads.
  *
  *   floor_ldap --uri URI [--ca FILE] [--bind-dn DN --password-file FILE]
- *              [--page-size N] [--no-starttls]
+ *              [--page-size N] [--no-starttls] [--readahead]
  *              --search BASE FILTER ATTR,ATTR,... [--search ...]
  *
  * Same transport as the connector (StartTLS on ldap://, certificate
@@ -11,6 +11,10 @@
  * one outstanding page at a time).  Every value of every attribute is
  * visited through the zero-copy BER accessors and its bytes summed, so that
  * nothing the server sent goes unread — and nothing else is done with it.
+ * --readahead reads the socket through liblber's read-ahead buffer below
+ * TLS, as the connector does since it was found to halve the system calls
+ * (docs/benchmarks.md, "Tier M's full no-change run"): libldap's default,
+ * without it, is two read() calls and a poll() per entry.
  *
  * Prints one JSON object: entries, values, bytes, pages, seconds (from
  * before the connect to after the unbind).  Exit 0, or 1 with a message on
@@ -150,7 +154,7 @@ static int run_search(LDAP *ld, const struct search *s, int page_size, struct to
 static int usage(void)
 {
 	fputs("usage: floor_ldap --uri URI [--ca FILE] [--bind-dn DN --password-file FILE] [--page-size N]\n"
-	      "                  [--no-starttls] --search BASE FILTER ATTRS [--search ...]\n",
+	      "                  [--no-starttls] [--readahead] --search BASE FILTER ATTRS [--search ...]\n",
 	      stderr);
 	return 2;
 }
@@ -161,7 +165,7 @@ int main(int argc, char **argv)
 	struct search searches[MAX_SEARCHES];
 	size_t nsearch = 0;
 	int page_size = 500;
-	bool starttls = true;
+	bool starttls = true, readahead = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -182,6 +186,8 @@ int main(int argc, char **argv)
 			page_size = (int)v;
 		} else if (!strcmp(a, "--no-starttls")) {
 			starttls = false;
+		} else if (!strcmp(a, "--readahead")) {
+			readahead = true;
 		} else if (!strcmp(a, "--search") && i + 3 < argc && nsearch < MAX_SEARCHES) {
 			struct search *s = &searches[nsearch++];
 			size_t n = 0;
@@ -213,6 +219,15 @@ int main(int argc, char **argv)
 		ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca);
 	if ((lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &newctx)) != LDAP_OPT_SUCCESS)
 		return die("TLS context", lrc);
+	if (readahead) {
+		/* the TCP connection first, so that the buffer goes below TLS */
+		Sockbuf *sb = NULL;
+		if ((lrc = ldap_connect(ld)) != LDAP_SUCCESS)
+			return die("connect", lrc);
+		if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS ||
+		    ber_sockbuf_add_io(sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER, NULL) != 0)
+			return die("read-ahead buffer", LDAP_NO_MEMORY);
+	}
 	if (starttls && strncmp(uri, "ldap://", 7) == 0 &&
 	    (lrc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS)
 		return die("StartTLS", lrc);

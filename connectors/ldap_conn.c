@@ -582,6 +582,28 @@ out:
 	return r;
 }
 
+/* A read-ahead buffer between the TLS layer and the socket.  Without it
+ * GnuTLS asks the socket for each record in two reads (its 5-byte header,
+ * then the body), and slapd sends every entry as a record of its own: two
+ * read() calls and a poll() per entry, 300,000 system calls for 100,000
+ * users, which cost idsyncd as much CPU as decoding them (docs/benchmarks.md,
+ * "Tier M's full no-change run").  liblber's readahead layer reads up to
+ * 16 KiB at once; whatever it holds counts as data ready for libldap
+ * (LBER_SB_OPT_DATA_READY), so ldap_result() and the persistent search's
+ * drain (ids_ldap_watch_read) see it without a poll.  Pushed right after
+ * the TCP connect, before StartTLS, so that the TLS layer lands above it;
+ * for ldaps:// the TLS layer is already there and the new layer goes in
+ * below it (by level), before any application data has been read. */
+static int add_readahead(LDAP *ld, const struct target *t, struct ids_error *e)
+{
+	Sockbuf *sb = NULL;
+	if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || !sb ||
+	    ber_sockbuf_add_io(sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER, NULL) != 0)
+		return ids_error_set(e, IDS_E_CONNECT, "%s: cannot add a read buffer to the connection",
+				     t->uri);
+	return 0;
+}
+
 /* Frees a handle that never became p->ld.  Non-blocking first: the
  * unbind request must not wait on a server that stopped reading. */
 static void discard_handle(LDAP *ld)
@@ -617,7 +639,8 @@ static int connect_one(struct pull *p, const char *uri, struct ids_error *e)
 				  uri);
 		goto out;
 	}
-	if ((r = new_handle(p, &t, e, &ld)) < 0 || (r = open_socket(p, ld, &t, e)) < 0)
+	if ((r = new_handle(p, &t, e, &ld)) < 0 || (r = open_socket(p, ld, &t, e)) < 0 ||
+	    (r = add_readahead(ld, &t, e)) < 0)
 		goto out;
 	if (t.plain && p->lc->start_tls && (r = start_tls(p, ld, &t, e)) < 0)
 		goto out;
