@@ -152,3 +152,25 @@ gone() {
 	done
 	return 1
 }
+
+# A PostgreSQL cluster of the test's own ($W/pg2, stopped at exit), for a
+# test that restarts it: the database lib.sh made on the shared cluster
+# goes and one of the same name is made on ours; pg2_restart restarts it
+# with a fast shutdown (what a failover or an operator's restart does).
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+own_cluster() {
+	psql -qX -d postgres -c "DROP DATABASE IF EXISTS \"$DB\"" >/dev/null
+	chmod 755 "$W"
+	mkdir -p "$W/pg2"
+	"$HARNESS/pg.sh" start "$W/pg2" >"$W/pg2.log" 2>&1 || { cat "$W/pg2.log" >&2; exit 1; }
+	at_exit "'$HARNESS/pg.sh' stop '$W/pg2' >>'$W/pg2.log' 2>&1"
+	. "$W/pg2/pg.env"
+	psql -qX -d postgres -c "CREATE DATABASE \"$DB\"" >/dev/null
+}
+pg2_restart() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg2/pg/data" -m fast -w -t 60 restart >>"$W/pg2.log" 2>&1
+	else
+		"$PGBIN/pg_ctl" -D "$W/pg2/pg/data" -m fast -w -t 60 restart >>"$W/pg2.log" 2>&1
+	fi
+}

@@ -21,21 +21,7 @@
 
 # our own cluster (restarted in 6) and our own slapd (a short session log
 # in 5); the database lib.sh made on the shared cluster goes
-psql -qX -d postgres -c "DROP DATABASE IF EXISTS \"$DB\"" >/dev/null
-chmod 755 "$W"
-mkdir -p "$W/pg2"
-"$HARNESS/pg.sh" start "$W/pg2" >"$W/pg2.log" 2>&1 || { cat "$W/pg2.log" >&2; exit 1; }
-at_exit "'$HARNESS/pg.sh' stop '$W/pg2' >>'$W/pg2.log' 2>&1"
-. "$W/pg2/pg.env"
-psql -qX -d postgres -c "CREATE DATABASE \"$DB\"" >/dev/null
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-pg2_restart() {
-	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg2/pg/data" -m fast -w -t 60 restart >>"$W/pg2.log" 2>&1
-	else
-		"$PGBIN/pg_ctl" -D "$W/pg2/pg/data" -m fast -w -t 60 restart >>"$W/pg2.log" 2>&1
-	fi
-}
+own_cluster
 
 n=100
 {
