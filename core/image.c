@@ -1147,9 +1147,9 @@ static int members_merge(const struct changed *c, struct mref *x, size_t nx, str
  * are skipped in order, and only the members between are sorted and
  * merged.  A reference a record repeats may be named though both have
  * it: more users re-planned, never fewer. */
-static int changed_group(const struct changed *c, const struct undo *un, const struct rec *now)
+static int changed_group(const struct changed *c, const struct rec *wasp, const struct rec *now)
 {
-	const struct rec was = {.kind = K_GROUP, .ops = un->ops, .len = un->len};
+	const struct rec was = *wasp;
 	struct mwalk o = {.values_wanted = true, .hi = SIZE_MAX}, n = {.values_wanted = true, .hi = 0};
 	int r = each_op(&was, mwalk_one, &o); /* the old members, all (views: no copy) */
 	if (r >= 0)
@@ -1177,26 +1177,31 @@ static int changed_group(const struct changed *c, const struct undo *un, const s
 	return r;
 }
 
+/* ids_image_each_change's fn for ids_image_changed: a group changed in
+ * place is compared member by member; anything else names all of its
+ * old record and all of its new one.  The public kinds are the records'
+ * (IDS_IMAGE_USERS == K_USER, IDS_IMAGE_GROUPS == K_GROUP, 0 == K_NONE). */
+_Static_assert((int)K_NONE == 0 && (int)K_USER == (int)IDS_IMAGE_USERS &&
+		   (int)K_GROUP == (int)IDS_IMAGE_GROUPS,
+	       "a record's kind is its public kind");
+static int changed_change(const struct ids_image_change *ch, void *ud)
+{
+	struct changed *c = ud;
+	const struct rec was = {
+	    .kind = (unsigned char)ch->was_kind, .ops = (unsigned char *)ch->was, .len = ch->was_len};
+	const struct rec now = {
+	    .kind = (unsigned char)ch->now_kind, .ops = (unsigned char *)ch->now, .len = ch->now_len};
+	if (was.kind == K_GROUP && now.kind == K_GROUP)
+		return changed_group(c, &was, &now);
+	int r = changed_rec(c, was.kind, was.ops, was.len);
+	return r < 0 ? r : changed_rec(c, now.kind, now.ops, now.len);
+}
+
 int ids_image_changed(const struct ids_image *img,
 		      int (*fn)(int what, enum ids_ref kind, const char *v, size_t n, void *ud), void *ud)
 {
 	struct changed c = {.fn = fn, .ud = ud, .ids = true};
-	unsigned char *seen = calloc(img->nrecs ? img->nrecs : 1, 1);
-	int r = seen ? 0 : -ENOMEM;
-	/* the first undo entry of a key holds it as at the last commit */
-	for (size_t u = 0; r >= 0 && u < img->nundo; u++) {
-		const struct undo *un = &img->undo[u];
-		const struct rec *now = &img->recs[un->idx];
-		if (seen[un->idx])
-			continue;
-		seen[un->idx] = 1;
-		if (un->kind == K_GROUP && now->kind == K_GROUP)
-			r = changed_group(&c, un, now);
-		else if ((r = changed_rec(&c, un->kind, un->ops, un->len)) >= 0)
-			r = changed_rec(&c, now->kind, now->ops, now->len);
-	}
-	free(seen);
-	return r < 0 ? r : 0;
+	return ids_image_each_change(img, changed_change, &c);
 }
 
 /* ---- ids_image_group_edit ---- */

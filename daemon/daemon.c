@@ -861,8 +861,9 @@ static void heap_return(const char *connector, int64_t run_id)
 {
 	int64_t t = ids_mono_usec();
 	int released = malloc_trim(0);
-	ids_log(IDS_LOG_DEBUG, connector, run_id, NULL, "memory: freed heap returned to the system (%s) in %.3f s",
-		released ? "some" : "none", (double)(ids_mono_usec() - t) / 1e6);
+	ids_log(IDS_LOG_DEBUG, connector, run_id, NULL,
+		"memory: freed heap returned to the system (%s) in %.3f s", released ? "some" : "none",
+		(double)(ids_mono_usec() - t) / 1e6);
 }
 
 static void run_end(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
