@@ -121,6 +121,28 @@ def skip_or_fail(why):
     sys.exit(77)
 
 
+def own_cluster(test, ldap=False):
+    """Starts a PostgreSQL cluster of the test's own in a temporary
+    directory (for a test that restarts or stops it) and points the
+    environment at it (the variables pg.sh writes); stopped at exit.  The
+    shared servers must be there (IDS_TEST_PG_CONNINFO; IDS_TEST_LDAP_URI
+    too with ldap=True) or the test skips, failing under CI."""
+    if not os.environ.get("IDS_TEST_PG_CONNINFO") or (ldap and not os.environ.get("IDS_TEST_LDAP_URI")):
+        skip_or_fail(f"{test}: no test servers")
+    harness = os.path.dirname(os.path.abspath(__file__))
+    d = tempfile.mkdtemp(prefix=f"idsyncd-{test}-pg.")
+    os.chmod(d, 0o755)
+    r = subprocess.run([os.path.join(harness, "pg.sh"), "start", d], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"FAIL: pg.sh start {d}: {r.stderr.strip()}", file=sys.stderr)
+        sys.exit(1)
+    atexit.register(lambda: subprocess.run([os.path.join(harness, "pg.sh"), "stop", d], capture_output=True))
+    with open(os.path.join(d, "pg.env")) as f:
+        for m in re.finditer(r"^export (\w+)='([^']*)'$", f.read(), re.M):
+            os.environ[m.group(1)] = m.group(2)
+    return d
+
+
 def hold_lock(env, connector):
     """A psql session holding the connector's advisory lock (the key of
     store.c's lock_key: FNV-1a 64 of "idsyncd:" + name), as another

@@ -8,39 +8,19 @@ run connection.  The daemon keeps running, says that NOTIFYs are lost
 meanwhile, listens again after its database backoff (retry_min 1s), and a
 NOTIFY sent then (the login handler retries) commits the new hire's
 grants, while the interval is an hour."""
-import atexit
 import os
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness")
 sys.path.insert(0, HARNESS)
-from fakesystemd import main, poll_until, skip_or_fail  # noqa: E402
+from fakesystemd import main, own_cluster, poll_until  # noqa: E402
 
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 
-
-def own_cluster():
-    """Starts a cluster in a temporary directory and points the test's
-    environment at it (the variables pg.sh writes); stopped at exit."""
-    if not os.environ.get("IDS_TEST_PG_CONNINFO"):
-        skip_or_fail("t_daemon_notify_pg: no test servers")
-    d = tempfile.mkdtemp(prefix="idsyncd-notify-pg.")
-    os.chmod(d, 0o755)
-    r = subprocess.run([os.path.join(HARNESS, "pg.sh"), "start", d], capture_output=True, text=True)
-    if r.returncode != 0:
-        print(f"FAIL: pg.sh start {d}: {r.stderr.strip()}", file=sys.stderr)
-        sys.exit(1)
-    atexit.register(lambda: subprocess.run([os.path.join(HARNESS, "pg.sh"), "stop", d], capture_output=True))
-    with open(os.path.join(d, "pg.env")) as f:
-        for m in re.finditer(r"^export (\w+)='([^']*)'$", f.read(), re.M):
-            os.environ[m.group(1)] = m.group(2)
-    return d
 
 
 def restart(d):
@@ -96,5 +76,5 @@ def body(env, c):
 
 
 if __name__ == "__main__":
-    CLUSTER = own_cluster()
+    CLUSTER = own_cluster("t_daemon_notify_pg")
     main("t_daemon_notify_pg", body)

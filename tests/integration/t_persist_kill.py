@@ -19,20 +19,18 @@ slapd, sync.lease 3 s, debounce 1 s, an interval of an hour:
      started again: C keeps running, its feed is held again (status's
      persist line and its JSON: up, on C), and the change is applied.
 After each, `plan --full` has nothing to do."""
-import atexit
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness")
 sys.path.insert(0, HARNESS)
-from fakesystemd import main, poll_until, skip_or_fail  # noqa: E402
+from fakesystemd import main, own_cluster, poll_until  # noqa: E402
 
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 LEASE = 3
@@ -40,23 +38,6 @@ LEASE = 3
 # role and two channels
 GRANTS_PER_MEMBER = 3
 
-
-def own_cluster():
-    """A cluster in a temporary directory, the test's environment pointed
-    at it (the variables pg.sh writes); stopped at exit."""
-    if not os.environ.get("IDS_TEST_PG_CONNINFO") or not os.environ.get("IDS_TEST_LDAP_URI"):
-        skip_or_fail("t_persist_kill: no test servers")
-    d = tempfile.mkdtemp(prefix="idsyncd-persist-kill-pg.")
-    os.chmod(d, 0o755)
-    r = subprocess.run([os.path.join(HARNESS, "pg.sh"), "start", d], capture_output=True, text=True)
-    if r.returncode != 0:
-        print(f"FAIL: pg.sh start {d}: {r.stderr.strip()}", file=sys.stderr)
-        sys.exit(1)
-    atexit.register(lambda: subprocess.run([os.path.join(HARNESS, "pg.sh"), "stop", d], capture_output=True))
-    with open(os.path.join(d, "pg.env")) as f:
-        for m in re.finditer(r"^export (\w+)='([^']*)'$", f.read(), re.M):
-            os.environ[m.group(1)] = m.group(2)
-    return d
 
 
 def pg_ctl(d, *args):
@@ -244,5 +225,5 @@ def body(env, c):
 
 
 if __name__ == "__main__":
-    CLUSTER = own_cluster()
+    CLUSTER = own_cluster("t_persist_kill", ldap=True)
     main("t_persist_kill", body)
