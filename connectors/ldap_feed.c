@@ -468,19 +468,28 @@ static struct berval *dup_cookie(const struct berval *c)
 
 #define FIXUP_TERMS 40 /* filter terms per search */
 
-/* A group of the fix-up into the image, keyed by its entryUUID. */
-static int fixup_group(struct pull *p, const struct entry *e)
+/* A group's entryUUID, new in *key: every group of the fix-up has one. */
+static int group_uuid(struct pull *p, const struct entry *e, char **key)
 {
 	const struct berval *u = ids_ldap_entry_first(e, "entryUUID");
 	if (!u || !u->bv_len)
 		return ids_error_set(p->err, IDS_E_PROTOCOL, "%s: group %.*s came without its entryUUID",
 				     p->uri, (int)e->dn.bv_len, e->dn.bv_val);
-	char *key = strndup(u->bv_val, u->bv_len);
-	if (!key)
-		return -ENOMEM;
+	*key = strndup(u->bv_val, u->bv_len);
+	return *key ? 0 : -ENOMEM;
+}
+
+/* A group of the fix-up into the image, keyed by its entryUUID. */
+static int fixup_group(struct pull *p, const struct entry *e)
+{
+	char *key = NULL;
+	int r = group_uuid(p, e, &key);
+	if (r < 0)
+		return r;
 	p->img_key = key;
-	int r = ids_ldap_on_group(p, e);
+	r = ids_ldap_on_group(p, e);
 	p->img_key = NULL;
+	p->fixup_reads++;
 	free(key);
 	return r;
 }
@@ -499,10 +508,21 @@ static int term(struct ids_buf *b, const char *attr, const char *v)
 	return r < 0 ? r : ids_buf_putc(b, ')');
 }
 
-/* One fix-up search: the groups of gfilter matching terms [from, to) of
- * dns (by member value) and keys (by entryUUID), counted together. */
-static int fixup_search(struct pull *p, const char *gfilter, char **attrs, const struct ids_strv *dns,
-			const struct ids_strv *keys, size_t from, size_t to)
+/* A group the fix-up's first pass found: its entryUUID, to read it once. */
+static int found_group(struct pull *p, const struct entry *e)
+{
+	char *key = NULL;
+	int r = group_uuid(p, e, &key);
+	if (r >= 0 && ids_strv_push(p->found, key) < 0)
+		r = -ENOMEM;
+	free(key);
+	return r;
+}
+
+/* One fix-up search: the groups of gfilter whose member attributes name
+ * one of v[from, to) (by_member), or whose entryUUID is one of them. */
+static int fixup_search(struct pull *p, const char *gfilter, char **attrs, entry_fn fn, bool by_member,
+			const struct ids_strv *v, size_t from, size_t to)
 {
 	static const char *const dflt[] = {"member", "uniqueMember", NULL};
 	const char *one[2] = {p->lc->member_attribute, NULL};
@@ -510,11 +530,11 @@ static int fixup_search(struct pull *p, const char *gfilter, char **attrs, const
 	struct ids_buf f = {0};
 	int r = ids_buf_printf(&f, "(&%s(|", gfilter);
 	for (size_t i = from; r >= 0 && i < to; i++) {
-		if (i < dns->n)
+		if (by_member)
 			for (size_t k = 0; r >= 0 && mattrs[k]; k++)
-				r = strcasecmp(mattrs[k], "memberUid") ? term(&f, mattrs[k], dns->v[i]) : 0;
+				r = strcasecmp(mattrs[k], "memberUid") ? term(&f, mattrs[k], v->v[i]) : 0;
 		else
-			r = term(&f, "entryUUID", keys->v[i - dns->n]);
+			r = term(&f, "entryUUID", v->v[i]);
 	}
 	if (r >= 0)
 		r = ids_buf_puts(&f, "))");
@@ -522,29 +542,62 @@ static int fixup_search(struct pull *p, const char *gfilter, char **attrs, const
 		ids_buf_free(&f);
 		return -ENOMEM;
 	}
-	const struct search sr = {"groups (member fix-up)", p->lc->groups_base, f.p, attrs, fixup_group};
+	const struct search sr = {"groups (member fix-up)", p->lc->groups_base, f.p, attrs, fn};
 	r = ids_ldap_run_search(p, &sr);
 	ids_buf_free(&f);
 	return r;
 }
 
+static int strp_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whenever entries left DNs: first which groups name them — on the
+ * server (a search per FIXUP_TERMS DNs asking for the entryUUID alone)
+ * or in the image —, then each of those groups read once, FIXUP_TERMS
+ * entryUUIDs a search.  Reading the groups with the first searches
+ * would send a big group (All-Staff: every user a member) once per
+ * search it matches: 1,000 users deleted at tier M made 25 copies of
+ * 100,000 member values, at tier L 250 copies of a million. */
 static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *gfilter,
 			const struct ids_strv *dns)
 {
+	static const char *const uuid_only[] = {"entryUUID", NULL};
 	struct ids_strv keys = {0};
 	const char *attrs[16];
-	size_t n = 0;
-	int r = 0;
+	size_t n = 0, u = 0;
 	if (!dns->n || !p->lc->groups_base)
 		return 0;
 	for (; a->group[n] && n < 14; n++)
 		attrs[n] = a->group[n];
 	attrs[n++] = "entryUUID";
 	attrs[n] = NULL;
-	r = ids_image_groups_naming(p->img, (const char *const *)dns->v, dns->n, add_key, &keys);
-	for (size_t from = 0; r >= 0 && from < dns->n + keys.n; from += FIXUP_TERMS) {
-		size_t to = from + FIXUP_TERMS < dns->n + keys.n ? from + FIXUP_TERMS : dns->n + keys.n;
-		r = fixup_search(p, gfilter, (char **)attrs, dns, &keys, from, to);
+	size_t reads0 = p->fixup_reads;
+	int r = ids_image_groups_naming(p->img, (const char *const *)dns->v, dns->n, add_key, &keys);
+	p->found = &keys;
+	for (size_t from = 0; r >= 0 && from < dns->n; from += FIXUP_TERMS)
+		r = fixup_search(p, gfilter, (char **)uuid_only, found_group, true, dns, from,
+				 from + FIXUP_TERMS < dns->n ? from + FIXUP_TERMS : dns->n);
+	p->found = NULL;
+	if (r >= 0 && keys.n) {
+		qsort(keys.v, keys.n, sizeof(*keys.v), strp_cmp);
+		for (size_t i = 1; i < keys.n; i++) /* each group once */
+			if (strcmp(keys.v[i], keys.v[u]))
+				keys.v[++u] = keys.v[i];
+			else
+				free(keys.v[i]);
+		keys.n = u + 1;
+	}
+	for (size_t from = 0; r >= 0 && from < keys.n; from += FIXUP_TERMS)
+		r = fixup_search(p, gfilter, (char **)attrs, fixup_group, false, &keys, from,
+				 from + FIXUP_TERMS < keys.n ? from + FIXUP_TERMS : keys.n);
+	if (r >= 0 && p->ctx->debug) {
+		char line[160];
+		snprintf(line, sizeof(line),
+			 "member fix-up: %zu DNs left, %zu groups named them, %zu read again", dns->n, keys.n,
+			 p->fixup_reads - reads0);
+		p->ctx->debug(p->ctx->ud, line);
 	}
 	ids_strv_free(&keys);
 	return r;

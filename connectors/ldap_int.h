@@ -93,6 +93,8 @@ struct pull {
 	struct ids_image *img;	/* a change feed's image (ldap_feed.c), else NULL */
 	const char *img_key;	/* the entryUUID of the entry being recorded into img */
 	struct ids_strv *moved; /* ldap_feed.c: DNs that left and their successors, else NULL */
+	struct ids_strv *found; /* ldap_feed.c's refint fix-up: entryUUIDs of the groups it found */
+	size_t fixup_reads;	/* ldap_feed.c: groups the fix-up read whole (its debug line) */
 	struct ids_error *err;
 	int timeout;	     /* seconds */
 	const char *attr[6]; /* directory attribute per field, borrowed */

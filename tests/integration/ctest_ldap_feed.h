@@ -70,7 +70,15 @@ struct feed {
 	struct ids_image *img;
 	unsigned char *cursor;
 	size_t cursor_len;
+	char fixup[160]; /* the last read's "member fix-up: …" debug line, "" when none */
 };
+
+static inline void feed_debug(void *ud, const char *line)
+{
+	struct feed *f = ud;
+	if (!strncmp(line, "member fix-up: ", 15))
+		snprintf(f->fixup, sizeof(f->fixup), "%s", line);
+}
 
 /* One read of the feed; the image is committed and the cursor kept
  * unless `discard` (a run that failed after its read).  The read's
@@ -79,9 +87,11 @@ static inline struct ids_feed_pull feed_read(struct tcfg *t, struct feed *f, boo
 {
 	struct ids_feed_pull fp = {.image = f->img, .cursor = f->cursor, .cursor_len = f->cursor_len};
 	struct ids_error e = {0};
-	const struct ids_pull_ctx ctx = {.config = &t->config, .rule_attrs = &t->rule_attrs};
+	const struct ids_pull_ctx ctx = {
+	    .config = &t->config, .rule_attrs = &t->rule_attrs, .debug = feed_debug, .ud = f};
 	const struct ids_connector_ops *ops = ids_connector_find(IDS_CONN_LDAP);
 	assert_non_null(ops->pull_changes);
+	f->fixup[0] = '\0';
 	int r = ops->pull_changes(&t->cc, &ctx, &fp, &e);
 	if (r < 0)
 		fail_msg("feed failed (%d): %s", r, ids_error_text(&e));

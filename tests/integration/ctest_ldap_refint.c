@@ -86,6 +86,35 @@ static void test_refint(void **state)
 	wait_refint(ld, n, g2, NULL);
 	fp = feed_read(&t, &f, false);
 	assert_converged(&t, &f, "after a group's rename");
+
+	/* 99 members of one group renamed (their old and new DNs: five of
+	 * the fix-up's searches of 40 terms, each of which finds the group by
+	 * a new DN): the group is read whole once, not once per search that
+	 * finds it (at tier L, 1% of users deleted sent a million values 250
+	 * times) */
+	char big[512], m[100][512];
+	gdn(big, "Big");
+	for (int i = 0; i < 100; i++) {
+		char uid[16];
+		snprintf(uid, sizeof(uid), "b%d", i);
+		add_person(ld, g_people, uid, "Big", "Member");
+		udn(m[i], uid);
+	}
+	group(ld, "Big", m[0], m[1]);
+	for (int i = 2; i < 100; i++)
+		modify(ld, big, LDAP_MOD_ADD, "member", m[i]);
+	fp = feed_read(&t, &f, false);
+	char last[512];
+	for (int i = 0; i < 99; i++) {
+		char rdn[16];
+		snprintf(rdn, sizeof(rdn), "uid=c%d", i);
+		rename_to(ld, m[i], rdn, NULL);
+	}
+	udn(last, "c98");
+	wait_refint(ld, big, last, NULL);
+	fp = feed_read(&t, &f, false);
+	assert_converged(&t, &f, "after 99 members of one group renamed");
+	assert_string_equal(f.fixup, "member fix-up: 198 DNs left, 1 groups named them, 1 read again");
 	(void)fp;
 
 	ids_image_free(f.img);
