@@ -379,7 +379,10 @@ static void test_reads_in_blocks(void **state)
 		assert_pull_ok(&p);
 		assert_int_equal(p.s->nusers, MANY);
 		assert_non_null(user_by_name(p.s, "reader599"));
-		if (reads >= MANY / 4)
+		/* without the buffer: more than 2 * MANY (1,227 seen); with it a
+		 * few dozen, 153 on a loaded machine whose slapd sent smaller
+		 * pieces: the bound sits between with room on both sides */
+		if (reads >= MANY)
 			fail_msg("%s: %ld read() calls for %d users", uris[k], reads, MANY);
 		pulled_free(&p);
 		tcfg_free(&t);
