@@ -1116,8 +1116,10 @@ static int mwalk_one(unsigned char op, unsigned char arg, const char *a, size_t 
 /* The members in one sorted list and not the other (either way), to fn. */
 static int members_merge(const struct changed *c, struct mref *x, size_t nx, struct mref *y, size_t ny)
 {
-	qsort(x, nx, sizeof(*x), mref_cmp);
-	qsort(y, ny, sizeof(*y), mref_cmp);
+	if (nx > 1) /* x, y NULL when empty: not for qsort */
+		qsort(x, nx, sizeof(*x), mref_cmp);
+	if (ny > 1)
+		qsort(y, ny, sizeof(*y), mref_cmp);
 	size_t i = 0, j = 0;
 	int r = 0;
 	while (r >= 0 && (i < nx || j < ny)) {

@@ -207,7 +207,8 @@ static int merge_users(struct patch *pt)
 	struct ids_snapshot *s = pt->s;
 	struct snap_keep *k = pt->k;
 	size_t n0 = s->nusers, n1 = n0 - pt->nremoved + pt->nadded, i = 0, j = 0, o = 0;
-	qsort(pt->added, pt->nadded, sizeof(*pt->added), cmp_ext);
+	if (pt->nadded > 1) /* NULL when none: not for qsort */
+		qsort(pt->added, pt->nadded, sizeof(*pt->added), cmp_ext);
 	for (size_t a = 0; a < pt->nadded; a++) {
 		long e = find_user(s, pt->added[a].f[IDS_F_EXTERNAL_ID]);
 		if ((a && !cmp_ext(&pt->added[a - 1], &pt->added[a])) || (e >= 0 && !pt->removed[e]))
@@ -285,7 +286,8 @@ static int claim_added(struct patch *pt)
 				uint32_t *v = ids_arena_alloc(&k->darena, (d->n + 1) * sizeof(*v));
 				if (!v)
 					return -ENOMEM;
-				memcpy(v, d->v, d->n * sizeof(*v));
+				if (d->n) /* d->v NULL when none: not for memcpy */
+					memcpy(v, d->v, d->n * sizeof(*v));
 				v[d->n] = (uint32_t)g;
 				d->v = v;
 				d->n = snap_sort_unique(v, d->n + 1);
