@@ -20,6 +20,18 @@ support_org() {
 	PAGE_SIZE=20 config_write
 }
 
+# support_join FROM TO: users uFROM..uTO added to the directory and to
+# CC-Support, in one ldapmodify (the change an incremental run applies)
+support_join() {
+	local i
+	{
+		for i in $(seq "$1" "$2"); do user_ldif u$i User u$i | sed '1a changetype: add'; done
+		printf 'dn: %s\nchangetype: modify\nadd: member\n' "$(gdn CC-Support)"
+		for i in $(seq "$1" "$2"); do printf 'member: %s\n' "$(udn u$i)"; done
+		printf '\n'
+	} | ldif
+}
+
 # proxy_start: a proxy to the test slapd's ldap:// port; sets PROXY_URI.
 # What idsyncd sends through it is kept in $W/proxy.up.
 # StartTLS goes through it untouched (the certificate names 127.0.0.1).

@@ -38,12 +38,7 @@ F0=$(feed)
 I0=$(image)
 [ -n "$F0" ] && ok "a cursor is stored" || bad "no cursor stored after the start run"
 
-{
-	for i in $(seq 41 60); do user_ldif u$i User u$i | sed '1a changetype: add'; done
-	printf 'dn: %s\nchangetype: modify\nadd: member\n' "$(gdn CC-Support)"
-	for i in $(seq 41 60); do printf 'member: %s\n' "$(udn u$i)"; done
-	printf '\n'
-} | ldif
+support_join 41 60
 B=$(snapshot_db)
 oks0=$(oks)
 lines0=$(wc -l <"$W/daemon.log")
