@@ -557,9 +557,9 @@ static int strp_cmp(const void *a, const void *b)
  * server (a search per FIXUP_TERMS DNs asking for the entryUUID alone)
  * or in the image —, then each of those groups read once, FIXUP_TERMS
  * entryUUIDs a search.  Reading the groups with the first searches
- * would send a big group (All-Staff: every user a member) once per
- * search it matches: 1,000 users deleted at tier M made 25 copies of
- * 100,000 member values, at tier L 250 copies of a million. */
+ * would send a big group once per search it matches: a group still
+ * naming 1,000 deleted users (a directory without refint) came 25 times,
+ * all of its members each time. */
 static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *gfilter,
 			const struct ids_strv *dns)
 {
