@@ -27,7 +27,11 @@
 --
 -- The trigger functions run as their owner (SECURITY DEFINER, search_path
 -- pinned): the platform's roles write app_user and the grants, and need
--- no privilege on this table for it.
+-- no privilege on this table for it.  They choose their own join methods:
+-- idsyncd's apply turns hash and merge joins off for its keyed statements
+-- (store/apply.c, keyed_sql), and a trigger's join of two transition
+-- tables (which have no index) would then be a nested loop — 1.3 s
+-- instead of 6 ms for 2,500 users updated, a tier-M churn's apply doubled.
 --
 -- What they cannot see: rows written with triggers disabled (a restore
 -- with --disable-triggers, session_replication_role = replica).  A read
@@ -94,7 +98,8 @@ $$;
 -- keys need him first), a deleted one none left (the foreign keys are
 -- checked at the end of the statement).
 CREATE FUNCTION ids_managed_count_user() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+  SET enable_hashjoin = on SET enable_mergejoin = on SET enable_seqscan = on AS $$
 DECLARE
   d jsonb;
 BEGIN
@@ -134,7 +139,8 @@ $$;
 -- The four grant tables (each has user_id and source): a row counts when
 -- its user, as app_user has him now, is active and has the row's source.
 CREATE FUNCTION ids_managed_count_grant() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+  SET enable_hashjoin = on SET enable_mergejoin = on SET enable_seqscan = on AS $$
 DECLARE
   d jsonb;
 BEGIN
@@ -169,7 +175,8 @@ $$;
 -- sees every counter change committed before it and none after it
 -- (those wait, then add their deltas to the fresh counts).
 CREATE FUNCTION ids_managed_recount() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+  SET enable_hashjoin = on SET enable_mergejoin = on SET enable_seqscan = on AS $$
 BEGIN
   LOCK TABLE managed_count IN SHARE ROW EXCLUSIVE MODE;
   DELETE FROM managed_count;

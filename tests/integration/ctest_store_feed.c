@@ -329,6 +329,30 @@ static void test_threshold_bases_platform_role(void **state)
 	assert_counter_exact();
 }
 
+/* The counting triggers choose their join methods themselves: the apply
+ * turns hash and merge joins off for its keyed statements (store/apply.c,
+ * keyed_sql), and a join of two transition tables (no index) would then
+ * be a nested loop — a tier-M churn's apply took twice as long.  Each
+ * trigger function carries its own settings, which PostgreSQL applies
+ * whatever the session says. */
+static void test_threshold_bases_join_methods(void **state)
+{
+	(void)state;
+	static const char *const fns[] = {"ids_managed_count_user", "ids_managed_count_grant",
+					  "ids_managed_recount"};
+	for (size_t i = 0; i < sizeof(fns) / sizeof(*fns); i++) {
+		const char *p[] = {fns[i]};
+		char *conf =
+		    sql_val("SELECT array_to_string(proconfig, ' ') FROM pg_proc WHERE proname = $1", 1, p);
+		assert_non_null(conf);
+		print_message("%s: %s\n", fns[i], conf);
+		assert_non_null(strstr(conf, "enable_hashjoin=on"));
+		assert_non_null(strstr(conf, "enable_mergejoin=on"));
+		assert_non_null(strstr(conf, "enable_seqscan=on"));
+		free(conf);
+	}
+}
+
 /* Rows written with the triggers disabled (a restore with
  * --disable-triggers) leave the counter off; a read of the whole state
  * finds by how much, and the run's apply corrects it. */
@@ -386,6 +410,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_threshold_bases_edits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold_bases_repair, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threshold_bases_platform_role, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threshold_bases_join_methods, setup, teardown),
 	};
 	r = cmocka_run_group_tests_name("store: change feed", tests, NULL, NULL);
 	db_teardown();
