@@ -99,8 +99,18 @@ proxy_mode() { echo "$*" >"$W/proxy.mode"; }
 # (after a moment: the proxy logs a connection when it sees it end).
 proxy_conns() { sleep 0.3; grep -c '^conn [0-9]*: mode=' "$W/proxy.log" || true; }
 
-# proxy_last_down: bytes the server sent on the last finished connection.
-proxy_last_down() { sed -n 's/.* bytes_down=\([0-9]*\) .*/\1/p' "$W/proxy.log" | tail -n 1; }
+# proxy_last_down [N]: bytes the server sent on the last finished
+# connection; with N (proxy_conns before the command), first waits (up to
+# 10 s) until the proxy has logged a connection after those N — it logs
+# one when it sees it end, which under load can come after idsyncd exits.
+proxy_last_down() {
+	local i
+	for i in $(seq 50); do
+		[ "$(grep -c '^conn [0-9]*: mode=' "$W/proxy.log" 2>/dev/null || true)" -gt "${1:--1}" ] && break
+		sleep 0.2
+	done
+	sed -n 's/.* bytes_down=\([0-9]*\) .*/\1/p' "$W/proxy.log" | tail -n 1
+}
 
 # use_proxy: points the connector of $W/idsyncd.yaml at the proxy.
 use_proxy() { sed -i "s#uri: \[\"$IDS_TEST_LDAP_URI\"\]#uri: [\"$PROXY_URI\"]#" "$W/idsyncd.yaml"; }

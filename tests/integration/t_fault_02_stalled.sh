@@ -16,9 +16,10 @@ support_org $n
 use_proxy
 sed -i 's/^    timeout: 10s$/    timeout: 3s/' "$W/idsyncd.yaml"
 
+c0=$(proxy_conns)
 ids sync
 eq 0 "$RC" "first sync through the proxy"
-total=$(proxy_last_down)
+total=$(proxy_last_down "$c0")
 # something to write if a stalled run got through: 10 users fewer
 for i in $(seq 1 10); do printf 'dn: %s\nchangetype: delete\n\n' "$(udn u$i)"; done | ldif
 
