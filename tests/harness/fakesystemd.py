@@ -576,6 +576,11 @@ class Daemon:
             self.rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise Fail(f"{self.label} still running {timeout}s later")
+        # the stderr reader (the first thread) ends at the pipe's EOF, just
+        # after the exit: a test reading stderr once the daemon exited
+        # sees all of it (t_daemon_start found it empty twice)
+        if self.threads:
+            self.threads[0].join(5)
         return self.rc
 
     def alive(self):
