@@ -20,6 +20,12 @@ support_org() {
 	PAGE_SIZE=20 config_write
 }
 
+# feed_row / image_digest: connector corp's stored cursor (with the
+# number of image records stored with it) and a digest of every stored
+# image record, to compare before and after a run that must leave them.
+feed_row() { q "SELECT encode(cursor, 'hex')||'|'||coalesce(image_records, -1) FROM connector_feed WHERE connector = 'corp'"; }
+image_digest() { q "SELECT md5(string_agg(key||kind||encode(record, 'hex'), ',' ORDER BY key)) FROM connector_image WHERE connector = 'corp'"; }
+
 # support_join FROM TO: users uFROM..uTO added to the directory and to
 # CC-Support, in one ldapmodify (the change an incremental run applies)
 support_join() {

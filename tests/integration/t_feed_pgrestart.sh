@@ -22,8 +22,6 @@ support_org 40
 # an hour between runs and between retries: only SIGUSR1 starts a run, so
 # the state after the failed run is looked at before anything retries it
 sed -i 's/^log:$/sync: { interval: 1h, jitter: 0s, retry_min: 1h, retry_max: 1h }\nlog:/' "$W/idsyncd.yaml"
-feed() { q "SELECT encode(cursor, 'hex')||'|'||coalesce(image_records, -1) FROM connector_feed WHERE connector = 'corp'"; }
-image() { q "SELECT md5(string_agg(key||kind||encode(record, 'hex'), ',' ORDER BY key)) FROM connector_image WHERE connector = 'corp'"; }
 oks() { q "SELECT count(*) FROM sync_run WHERE status = 'ok'"; }
 DAEMON_CONN=corp
 
@@ -34,8 +32,8 @@ wait_runs 1
 eq "ok|full" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" \
 	"the daemon's start run reads everything (no cursor yet)"
 eq 40 "$(q "SELECT count(*) FROM app_user WHERE active")" "40 active users"
-F0=$(feed)
-I0=$(image)
+F0=$(feed_row)
+I0=$(image_digest)
 [ -n "$F0" ] && ok "a cursor is stored" || bad "no cursor stored after the start run"
 
 support_join 41 60
@@ -60,8 +58,8 @@ kill -0 "$DAEMON_PID" 2>/dev/null && ok "the daemon keeps running" || bad "the d
 
 eq "$B" "$(snapshot_db)" "after the restart: users and grants exactly as before"
 eq "$oks0" "$(oks)" "... no ok run recorded for it"
-eq "$F0" "$(feed)" "... the stored cursor as before"
-eq "$I0" "$(image)" "... the stored image as before"
+eq "$F0" "$(feed_row)" "... the stored cursor as before"
+eq "$I0" "$(image_digest)" "... the stored image as before"
 
 lines1=$(wc -l <"$W/daemon.log")
 kill -USR1 "$DAEMON_PID"
@@ -73,7 +71,7 @@ eq "20|0|0" "$(q "SELECT created||'|'||updated||'|'||deactivated FROM sync_run W
 eq 60 "$(q "SELECT count(*) FROM app_user WHERE active")" "60 active users"
 eq 20 "$(q "SELECT count(*) FROM tenant_role r JOIN app_user u ON u.id = r.user_id
 	WHERE r.role = 'operator' AND u.username ~ '^u(4[1-9]|5[0-9]|60)$'")" "... each of the new ones an operator once"
-[ "$F0" != "$(feed)" ] && ok "... and the cursor moves with it" || bad "the cursor did not move with the applied change"
+[ "$F0" != "$(feed_row)" ] && ok "... and the cursor moves with it" || bad "the cursor did not move with the applied change"
 hasnt "change feed reset" "$(tail -n +"$((lines1 + 1))" "$W/daemon.log")" "... without a feed reset"
 daemon_stop
 ids plan --full

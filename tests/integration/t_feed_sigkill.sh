@@ -11,14 +11,12 @@
 . "$(dirname "$0")/fault_lib.sh"
 
 support_org 40
-feed() { q "SELECT encode(cursor, 'hex')||'|'||coalesce(image_records, -1) FROM connector_feed WHERE connector = 'corp'"; }
-image() { q "SELECT count(*)||'|'||coalesce(sum(length(record)), 0) FROM connector_image WHERE connector = 'corp'"; }
 
 ids sync
 eq 0 "$RC" "first sync"
 eq "ok|full" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "... through the feed, everything"
-F0=$(feed)
-I0=$(image)
+F0=$(feed_row)
+I0=$(image_digest)
 [ -n "$F0" ] && ok "a cursor is stored" || bad "no cursor stored after the first sync"
 
 support_join 41 60
@@ -37,15 +35,15 @@ gone || bad "a session of the killed sync is still there"
 
 eq "$B" "$(snapshot_db)" "after the kill: users and grants exactly as before"
 eq "$runs0" "$(runs)" "... no sync_run row of it"
-eq "$F0" "$(feed)" "... the stored cursor as before"
-eq "$I0" "$(image)" "... the stored image as before"
+eq "$F0" "$(feed_row)" "... the stored cursor as before"
+eq "$I0" "$(image_digest)" "... the stored image as before"
 
 ids sync
 eq 0 "$RC" "the next run"
 eq "ok|incremental" "$(q "SELECT status||'|'||read_kind FROM sync_run ORDER BY id DESC LIMIT 1")" "... reads the feed from the old cursor"
 has "20 create" "$OUT" "... and applies the change once"
 eq 60 "$(q "SELECT count(*) FROM app_user WHERE active")" "60 active users"
-[ "$F0" != "$(feed)" ] && ok "... and moves the cursor" || bad "the cursor did not move with the applied change"
+[ "$F0" != "$(feed_row)" ] && ok "... and moves the cursor" || bad "the cursor did not move with the applied change"
 ids plan --full
 has "0 create, 0 update, 0 deactivate, 0 reactivate, 0 grants added, 0 removed" "$OUT" "converged: a full plan has nothing to do"
 finish
