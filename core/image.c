@@ -241,18 +241,23 @@ static int each_op(const struct rec *rc,
 	return r;
 }
 
+/* Gives back one count of interned value e (NULL: none). */
+static void unref(struct ids_image *img, struct istr *e)
+{
+	if (e && --e->refs == 0)
+		img->ndead++;
+}
+
 /* Gives back the interned values an in-memory record points to, before
  * it is freed. */
 static void release(struct ids_image *img, const unsigned char *ops, size_t len)
 {
 	const unsigned char *p = ops, *end = ops + len;
 	struct opv o;
-	while (p < end && next_op(&p, end, false, &o))
-		for (int i = 0; i < 2; i++) {
-			struct istr *e = i ? o.ib : o.ia;
-			if (e && --e->refs == 0)
-				img->ndead++;
-		}
+	while (p < end && next_op(&p, end, false, &o)) {
+		unref(img, o.ia);
+		unref(img, o.ib);
+	}
 }
 
 /* Frees an in-memory record (NULL: none). */
@@ -298,11 +303,8 @@ static int pack_one(unsigned char op, unsigned char arg, const char *a, size_t n
 		r = ids_buf_add(&pk->out, b, nb);
 	if (r < 0) {
 		pk->out.len = at;
-		for (int i = 0; i < 2; i++) {
-			struct istr *e = i ? ib : ia;
-			if (e && --e->refs == 0)
-				pk->img->ndead++;
-		}
+		unref(pk->img, ia);
+		unref(pk->img, ib);
 	}
 	return r < 0 ? r : 0;
 }
@@ -1101,14 +1103,8 @@ static int mwalk_one(unsigned char op, unsigned char arg, const char *a, size_t 
 	}
 	if (j < w->lo || j >= w->hi)
 		return 0;
-	if (w->nv == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 16;
-		struct mref *v = realloc(w->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		w->v = v;
-		w->cap = cap;
-	}
+	if (ids_grow(&w->v, &w->cap, w->nv + 1, sizeof(*w->v)) < 0)
+		return -ENOMEM;
 	w->v[w->nv++] = m;
 	return 0;
 }
@@ -1149,11 +1145,10 @@ static int members_merge(const struct changed *c, struct mref *x, size_t nx, str
  * are skipped in order, and only the members between are sorted and
  * merged.  A reference a record repeats may be named though both have
  * it: more users re-planned, never fewer. */
-static int changed_group(const struct changed *c, const struct rec *wasp, const struct rec *now)
+static int changed_group(const struct changed *c, const struct rec *was, const struct rec *now)
 {
-	const struct rec was = *wasp;
 	struct mwalk o = {.values_wanted = true, .hi = SIZE_MAX}, n = {.values_wanted = true, .hi = 0};
-	int r = each_op(&was, mwalk_one, &o); /* the old members, all (views: no copy) */
+	int r = each_op(was, mwalk_one, &o); /* the old members, all (views: no copy) */
 	if (r >= 0)
 		r = each_op(now, mwalk_one, &n); /* the new values and count */
 	struct mwalk m = {.old = o.v, .nold = o.n, .nnew = n.n, .hi = 0};
@@ -1168,7 +1163,7 @@ static int changed_group(const struct changed *c, const struct rec *wasp, const 
 	bool same =
 	    o.values.len == n.values.len && (!o.values.len || !memcmp(o.values.p, n.values.p, o.values.len));
 	struct changed e = {.fn = c->fn, .ud = c->ud, .kind = K_GROUP, .ids = true};
-	if (r >= 0 && !same && (r = each_op(&was, changed_one, &e)) >= 0)
+	if (r >= 0 && !same && (r = each_op(was, changed_one, &e)) >= 0)
 		r = each_op(now, changed_one, &e);
 	if (r >= 0)
 		r = members_merge(c, o.v + pre, o.n - suf - pre, mid.v, mid.nv);

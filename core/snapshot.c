@@ -448,8 +448,6 @@ static int add_member(struct ids_snapshot *s, uint32_t group, enum ids_ref kind,
 	/* a reference that cannot name anything we read is counted, not fatal */
 	if (n == 0 || !ids_utf8_valid(ref, n))
 		return count_invalid(s, group);
-	/* a patch's group: a member spelled as a kept reference is that
-	 * reference (normalizing a normalized DN changes nothing) */
 	if (kind == IDS_REF_DN) {
 		r = ids_dn_normalize(ref, n, &dn);
 		if (r == -EINVAL)

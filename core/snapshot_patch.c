@@ -262,15 +262,14 @@ static int claim_added(struct patch *pt)
 		const struct ids_user *u = &s->users[pt->apos[a]];
 		pt->dirty[pt->apos[a]] = 1;
 		for (int j = 0; j < 3; j++) {
-			const char *key = k->kinds[key_kind[j]] ? u->f[key_field[j]] : NULL;
-			long v = key ? snap_keep_ref(k, key_kind[j], key, false) : -1;
-			if (key && v < 0)
-				return (int)v;
-			if (!key)
-				continue;
-			if (k->refs[v].target != NONE)
+			uint32_t v;
+			int r = snap_keep_claim(k, key_kind[j], u->f[key_field[j]], pt->apos[a], &v);
+			if (r < 0)
+				return r;
+			if (r == 0)
 				return refuse(pt, "a new user's DN or username is another entry's");
-			k->refs[v].target = pt->apos[a];
+			if (v == NONE) /* no such key, or a kind no member uses */
+				continue;
 			s->unresolved_members -= k->refs[v].count;
 			named = named || k->refs[v].count;
 		}
