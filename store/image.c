@@ -160,6 +160,12 @@ static int stage(struct writer *w, const struct ids_feed_commit *fc)
 			   "CREATE TEMP TABLE IF NOT EXISTS ids_s_image (key text, kind int2, record bytea)"
 			   " ON COMMIT DROP",
 			   0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
+	/* staged uncompressed: connector_image's own method (lz4, migration
+	 * 014) compresses them, where a staged pglz value would be copied
+	 * as it is */
+	if (r >= 0)
+		r = ids_store_exec(w->st, "ALTER TABLE pg_temp.ids_s_image ALTER record SET STORAGE EXTERNAL", 0,
+				   NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
 	if (r < 0)
 		return r;
 	PGresult *res = PQexec(w->st->conn, "COPY pg_temp.ids_s_image FROM STDIN (FORMAT binary)");

@@ -74,6 +74,11 @@ eq "true|false|false" "$(q "SELECT string_agg(active::text, '|' ORDER BY usernam
 [ -n "$s2_before" ] && eq "$s2_before" "$(s2_row)" "an unchanged user's image row is not rewritten"
 eq $((n + 2)) "$(q "SELECT count(*) FROM connector_image")" "the image: one user more, one less"
 nothing_to_do "after the incremental sync"
+# migration 014: a record big enough to be compressed (CC-Support, 100
+# members) is compressed by the column's lz4, not by the staging table's
+# pglz, whose value would be copied as it is
+eq "lz4" "$(q "SELECT pg_column_compression(record) FROM connector_image WHERE position('cn=CC-Support'::bytea IN record) > 0")" \
+	"a group's rewritten image record is stored with lz4"
 
 # 2. plan reads the stored state and writes nothing
 printf 'dn: uid=s5,ou=people,%s\nchangetype: modify\nreplace: sn\nsn: Renamed\n\n' "$OU" | ldif
