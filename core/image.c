@@ -38,7 +38,8 @@ enum { A_EMPTY = 0x20, B_INTERNED = 0x40, A_INTERNED = 0x80, OP_MASK = 0x1f };
 struct istr {
 	uint32_t refs; /* ops of records and undo entries that point here; 0: dead */
 	uint32_t n;
-	char s[]; /* n bytes, NUL-terminated (the map's key) */
+	uint64_t dn_hash; /* of the value normalized as a DN (dn_hash()), 0 until asked */
+	char s[];	  /* n bytes, NUL-terminated (the map's key) */
 };
 
 struct rec {
@@ -777,28 +778,104 @@ int ids_image_dn(const struct ids_image *img, const char *key, unsigned kinds, c
 	return ids_image_field(img, key, kinds, IDS_F_DN, ret);
 }
 
+/* What ids_image_groups_naming_ref looks for.  Every member reference
+ * of every group is tested, five million at bench tier L, each run that
+ * renamed or deleted someone: a member that is an interned value is first
+ * tested by its normalized DN's hash, kept in the value, against a bitmap
+ * of the wanted ones' hashes.  Only a hit there (a wanted DN, or one in
+ * about 64 others) is normalized and looked up, as every reference was. */
 struct naming {
 	enum ids_ref kind;
 	struct ids_strmap want; /* normalized DNs, or the references as they are */
-	bool hit;
+	char **keys;		/* want's keys */
+	size_t nkeys;
+	uint64_t *bits; /* kind DN: the wanted DNs' hashes, one bit each */
+	uint64_t mask;	/* the bitmap's size in bits, minus one */
 };
 
-/* each_op's fn for ids_image_groups_naming: a member among the wanted. */
-static int names_one(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
-		     void *ud)
+/* A DN that does not normalize names nothing; its hash is this one. */
+#define DN_HASH_NONE 1
+
+/* The hash of a normalized DN, never 0 (not asked yet) nor DN_HASH_NONE. */
+static uint64_t dn_hash(const char *norm)
 {
-	struct naming *w = ud;
+	uint64_t h = ids_hash64(norm, strlen(norm));
+	return h > DN_HASH_NONE ? h : h + 2;
+}
+
+/* Whether member reference b[0..nb) (e: its interned copy, or NULL) is
+ * one of the wanted; -ENOMEM. */
+static int names_one(struct naming *w, struct istr *e, const char *b, size_t nb)
+{
 	char *v = NULL;
-	(void)a;
-	(void)na;
-	if (op != OP_GROUP_MEMBER || arg != (unsigned char)w->kind)
-		return 0;
-	if (w->kind == IDS_REF_DN ? ids_dn_normalize(b, nb, &v) < 0 : !(v = strndup(b, nb)))
-		return w->kind == IDS_REF_DN ? 0
-					     : -ENOMEM; /* a malformed DN names nothing, as in the snapshot */
-	w->hit = ids_strmap_get(&w->want, v, NULL);
+	if (w->kind == IDS_REF_DN && e && e->dn_hash) {
+		uint64_t h = e->dn_hash;
+		if (h == DN_HASH_NONE || !(w->bits[(h & w->mask) / 64] & (UINT64_C(1) << (h & 63))))
+			return 0;
+	}
+	int r = 0;
+	if (w->kind == IDS_REF_DN)
+		r = ids_dn_normalize(b, nb, &v);
+	else if (!(v = strndup(b, nb)))
+		r = -ENOMEM;
+	if (r == -EINVAL && e)
+		e->dn_hash = DN_HASH_NONE;
+	if (r < 0)
+		return r == -EINVAL ? 0 : r; /* a malformed DN names nothing, as in the snapshot */
+	if (w->kind == IDS_REF_DN && e)
+		e->dn_hash = dn_hash(v);
+	bool hit = ids_strmap_get(&w->want, v, NULL);
 	free(v);
-	return w->hit ? 1 : 0;
+	return hit;
+}
+
+/* Whether group record rc names one of the wanted; -ENOMEM, -EINVAL. */
+static int names_any(const struct rec *rc, struct naming *w)
+{
+	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
+	struct opv o;
+	int r = 0;
+	while (r == 0 && p < end) {
+		if (!next_op(&p, end, rc->wire, &o))
+			return -EINVAL;
+		if (o.op == OP_GROUP_MEMBER && o.arg == (unsigned char)w->kind)
+			r = names_one(w, o.ib, o.b, o.nb);
+	}
+	return r;
+}
+
+/* w->want gets the wanted references normalized (kept in w->keys, the
+ * map borrows them), and kind DN w->bits their hashes (64 bits a
+ * reference, so about 1 in 64 others passes). */
+static int naming_init(struct naming *w, const char *const *refs, size_t n)
+{
+	size_t nbits = 64;
+	while (nbits < n * 64 && nbits < ((size_t)1 << 40))
+		nbits *= 2;
+	w->mask = nbits - 1;
+	if (w->kind == IDS_REF_DN && !(w->bits = calloc(nbits / 64, sizeof(*w->bits))))
+		return -ENOMEM;
+	if (!(w->keys = calloc(n ? n : 1, sizeof(*w->keys))))
+		return -ENOMEM;
+	w->nkeys = n;
+	int r = 0;
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		if (w->kind == IDS_REF_DN)
+			r = ids_dn_normalize(refs[i], strlen(refs[i]), &w->keys[i]);
+		else if (!(w->keys[i] = strdup(refs[i])))
+			r = -ENOMEM;
+		if (r == -EINVAL) { /* names nothing */
+			r = 0;
+			continue;
+		}
+		if (r >= 0 && w->bits) {
+			uint64_t h = dn_hash(w->keys[i]);
+			w->bits[(h & w->mask) / 64] |= UINT64_C(1) << (h & 63);
+		}
+		if (r >= 0)
+			r = ids_strmap_put(&w->want, w->keys[i], 0, NULL);
+	}
+	return r;
 }
 
 int ids_image_groups_naming(const struct ids_image *img, const char *const *dns, size_t n,
@@ -811,30 +888,20 @@ int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, 
 				size_t n, int (*fn)(const char *key, void *ud), void *ud)
 {
 	struct naming w = {.kind = kind};
-	const char *const *dns = refs;
 	int r = need(img);
-	if (r < 0)
-		return r;
-	char **norm = calloc(n ? n : 1, sizeof(*norm));
-	r = norm ? 0 : -ENOMEM;
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		if (kind == IDS_REF_DN ? ids_dn_normalize(dns[i], strlen(dns[i]), &norm[i]) >= 0
-				       : (norm[i] = strdup(dns[i])) != NULL)
-			r = ids_strmap_put(&w.want, norm[i], 0, NULL);
-		else if (kind != IDS_REF_DN)
-			r = -ENOMEM;
-	}
+	if (r >= 0)
+		r = naming_init(&w, refs, n);
 	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
 		if (img->recs[i].kind != K_GROUP)
 			continue;
-		w.hit = false;
-		if ((r = each_op(&img->recs[i], names_one, &w)) >= 0 && w.hit)
+		if ((r = names_any(&img->recs[i], &w)) > 0)
 			r = fn(img->recs[i].key, ud);
 	}
 	ids_strmap_free(&w.want);
-	for (size_t i = 0; norm && i < n; i++)
-		free(norm[i]);
-	free(norm);
+	for (size_t i = 0; i < w.nkeys; i++)
+		free(w.keys[i]);
+	free(w.keys);
+	free(w.bits);
 	return r < 0 ? r : 0;
 }
 

@@ -155,17 +155,21 @@ static int on_each(const char *key, int kind, const void *rec, size_t len, void 
 static int stage(struct writer *w, const struct ids_feed_commit *fc)
 {
 	static const char sig[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0"; /* flags 0, no extension */
-	int r =
-	    ids_store_exec(w->st,
-			   "CREATE TEMP TABLE IF NOT EXISTS ids_s_image (key text, kind int2, record bytea)"
-			   " ON COMMIT DROP",
-			   0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
-	/* staged uncompressed: connector_image's own method (lz4, migration
-	 * 014) compresses them, where a staged pglz value would be copied
-	 * as it is */
+	/* record compressed as connector_image's compresses it (lz4,
+	 * migration 014): a compressed value is copied from one table into
+	 * the other as it is, so a staged pglz value would stay pglz; a
+	 * removed record is a row of kind 0 without one */
+	int r = ids_store_exec(
+	    w->st,
+	    "CREATE TEMP TABLE IF NOT EXISTS ids_s_image (LIKE connector_image INCLUDING COMPRESSION)"
+	    " ON COMMIT DROP",
+	    0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
 	if (r >= 0)
-		r = ids_store_exec(w->st, "ALTER TABLE pg_temp.ids_s_image ALTER record SET STORAGE EXTERNAL", 0,
-				   NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image", w->err);
+		r = ids_store_exec(w->st,
+				   "ALTER TABLE pg_temp.ids_s_image DROP COLUMN IF EXISTS connector,"
+				   " ALTER record DROP NOT NULL",
+				   0, NULL, PGRES_COMMAND_OK, NULL, "staging the change feed's image",
+				   w->err);
 	if (r < 0)
 		return r;
 	PGresult *res = PQexec(w->st->conn, "COPY pg_temp.ids_s_image FROM STDIN (FORMAT binary)");

@@ -4,9 +4,9 @@
 -- whole): 27 MB of them at bench tier M, 270 MB at L.  PostgreSQL's
 -- default compression, pglz, costs 0.2 s of the apply at M (2,000 group
 -- records), lz4 0.04 s, for about the same size (3.3 MB against 3.7 MB
--- stored).  store/image.c stages the records uncompressed, so that this
--- column's method is the one that compresses them (a compressed value is
--- copied as it is from one table into another).
+-- stored).  store/image.c stages the records in a table made LIKE this one
+-- INCLUDING COMPRESSION: a compressed value is copied as it is from one
+-- table into another, so the staging table's method is the one that counts.
 --
 -- A server built without lz4 keeps pglz: the records are the same bytes
 -- either way, only slower to write.

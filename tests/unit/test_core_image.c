@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids/dn.h"
 #include "ids/image.h"
 #include "ids/snapshot.h"
 
@@ -1028,6 +1029,92 @@ static unsigned long rnd(unsigned long *s)
 	return *s >> 33;
 }
 
+/* ids_image_groups_naming against its definition, over many asks of one
+ * image: the groups (in record order) with a member whose DN, in any
+ * spelling, is one of the asked.  Members are spelled three ways, some
+ * are not DNs, and the asks are big enough for the wanted DNs' bitmap to
+ * let others through: the hashes the image keeps between asks, the
+ * bitmap and the exact check that follows it must together give what
+ * normalizing every member every time gives. */
+#define NU 300
+#define NGRP 60
+#define NMEM 20
+
+static void spell(char *buf, size_t n, unsigned u, unsigned how)
+{
+	if (how == 0)
+		snprintf(buf, n, "uid=u%u,ou=people,dc=ex", u);
+	else if (how == 1)
+		snprintf(buf, n, "UID=u%u,OU=People,DC=ex", u);
+	else if (how == 2)
+		snprintf(buf, n, "uid=u%u, ou=people, dc=ex", u);
+	else
+		snprintf(buf, n, "uid=u%u,,bad", u); /* no DN */
+}
+
+static void test_groups_naming_random(void **state)
+{
+	(void)state;
+	static char mem[NGRP][NMEM][40];
+	unsigned long seed = 20261207UL;
+	struct ids_image *img = NULL;
+	struct ids_buf got = {0}, want = {0};
+	char key[16], dn[40];
+	assert_int_equal(ids_image_new(&img), 0);
+	for (unsigned g = 0; g < NGRP; g++) {
+		snprintf(key, sizeof(key), "k-g%u", g);
+		snprintf(dn, sizeof(dn), "cn=g%u,ou=groups,dc=ex", g);
+		assert_int_equal(ids_image_group_begin(img, key), 0);
+		assert_int_equal(ids_image_group_set(img, IDS_F_DN, dn, strlen(dn)), 0);
+		for (unsigned i = 0; i < NMEM; i++) {
+			spell(mem[g][i], sizeof(mem[g][i]), (unsigned)(rnd(&seed) % NU),
+			      rnd(&seed) % 10 == 0 ? 3 : (unsigned)(rnd(&seed) % 3));
+			assert_int_equal(
+			    ids_image_group_member(img, IDS_REF_DN, mem[g][i], strlen(mem[g][i])), 0);
+		}
+		assert_int_equal(ids_image_end(img), 0);
+	}
+	ids_image_commit(img);
+	for (unsigned ask = 0; ask < 40; ask++) {
+		size_t n = 1 + rnd(&seed) % (ask % 2 ? 3 : 120);
+		char(*asked)[40] = calloc(n, sizeof(*asked));
+		const char **refs = calloc(n, sizeof(*refs));
+		assert_non_null(asked);
+		assert_non_null(refs);
+		for (size_t i = 0; i < n; i++) {
+			spell(asked[i], sizeof(asked[i]), (unsigned)(rnd(&seed) % NU),
+			      (unsigned)(rnd(&seed) % 3));
+			refs[i] = asked[i];
+		}
+		ids_buf_reset(&got);
+		ids_buf_reset(&want);
+		assert_int_equal(ids_image_groups_naming(img, refs, n, collect, &got), 0);
+		for (unsigned g = 0; g < NGRP; g++) {
+			bool hit = false;
+			for (unsigned i = 0; i < NMEM && !hit; i++) {
+				char *a = NULL;
+				if (ids_dn_normalize(mem[g][i], strlen(mem[g][i]), &a) < 0)
+					continue;
+				for (size_t j = 0; j < n && !hit; j++) {
+					char *b = NULL;
+					assert_int_equal(ids_dn_normalize(asked[j], strlen(asked[j]), &b), 0);
+					hit = strcmp(a, b) == 0;
+					free(b);
+				}
+				free(a);
+			}
+			if (hit)
+				assert_true(ids_buf_printf(&want, "k-g%u ", g) >= 0);
+		}
+		assert_string_equal(got.len ? got.p : "", want.len ? want.p : "");
+		free(refs);
+		free(asked);
+	}
+	ids_buf_free(&got);
+	ids_buf_free(&want);
+	ids_image_free(img);
+}
+
 /* Entry i of the model made anew (random name, flags, members). */
 static void model_make(struct model *m, size_t i, unsigned long *seed)
 {
@@ -1329,6 +1416,7 @@ int main(void)
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_kind_change_and_misuse),
 	    cmocka_unit_test(test_dn_and_groups_naming),
+	    cmocka_unit_test(test_groups_naming_random),
 	    cmocka_unit_test(test_group_edit),
 	    cmocka_unit_test(test_id_members),
 	    cmocka_unit_test(test_member_edits),
