@@ -225,11 +225,8 @@ static bool next_op(const unsigned char **p, const unsigned char *end, bool wire
 	return ok;
 }
 
-/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
-static int each_op(const struct rec *rc,
-		   int (*fn)(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b,
-			     size_t nb, void *ud),
-		   void *ud)
+/* Calls fn(o, ud) for each op o of record rc, until fn returns non-zero. */
+static int each_opv(const struct rec *rc, int (*fn)(const struct opv *o, void *ud), void *ud)
 {
 	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
 	struct opv o;
@@ -237,9 +234,30 @@ static int each_op(const struct rec *rc,
 	while (r == 0 && p < end) {
 		if (!next_op(&p, end, rc->wire, &o))
 			return -EINVAL;
-		r = fn(o.op, o.arg, o.a, o.na, o.b, o.nb, ud);
+		r = fn(&o, ud);
 	}
 	return r;
+}
+
+typedef int op_fn(unsigned char op, unsigned char arg, const char *a, size_t na, const char *b, size_t nb,
+		  void *ud);
+
+struct op_args {
+	op_fn *fn;
+	void *ud;
+};
+
+static int call_op(const struct opv *o, void *ud)
+{
+	const struct op_args *u = ud;
+	return u->fn(o->op, o->arg, o->a, o->na, o->b, o->nb, u->ud);
+}
+
+/* Calls fn(op, arg, a, na, b, nb, ud) for each op of record rc. */
+static int each_op(const struct rec *rc, op_fn *fn, void *ud)
+{
+	struct op_args u = {fn, ud};
+	return each_opv(rc, call_op, &u);
 }
 
 /* Gives back one count of interned value e (NULL: none). */
@@ -803,11 +821,15 @@ static uint64_t dn_hash(const char *norm)
 	return h > DN_HASH_NONE ? h : h + 2;
 }
 
-/* Whether member reference b[0..nb) (e: its interned copy, or NULL) is
- * one of the wanted; -ENOMEM. */
-static int names_one(struct naming *w, struct istr *e, const char *b, size_t nb)
+/* each_opv's fn for ids_image_groups_naming_ref: 1 when o is a member
+ * reference among the wanted; -ENOMEM. */
+static int names_one(const struct opv *o, void *ud)
 {
+	struct naming *w = ud;
+	struct istr *e = o->ib;
 	char *v = NULL;
+	if (o->op != OP_GROUP_MEMBER || o->arg != (unsigned char)w->kind)
+		return 0;
 	if (w->kind == IDS_REF_DN && e && e->dn_hash) {
 		uint64_t h = e->dn_hash;
 		if (h == DN_HASH_NONE || !(w->bits[(h & w->mask) / 64] & (UINT64_C(1) << (h & 63))))
@@ -815,8 +837,8 @@ static int names_one(struct naming *w, struct istr *e, const char *b, size_t nb)
 	}
 	int r = 0;
 	if (w->kind == IDS_REF_DN)
-		r = ids_dn_normalize(b, nb, &v);
-	else if (!(v = strndup(b, nb)))
+		r = ids_dn_normalize(o->b, o->nb, &v);
+	else if (!(v = strndup(o->b, o->nb)))
 		r = -ENOMEM;
 	if (r == -EINVAL && e)
 		e->dn_hash = DN_HASH_NONE;
@@ -827,21 +849,6 @@ static int names_one(struct naming *w, struct istr *e, const char *b, size_t nb)
 	bool hit = ids_strmap_get(&w->want, v, NULL);
 	free(v);
 	return hit;
-}
-
-/* Whether group record rc names one of the wanted; -ENOMEM, -EINVAL. */
-static int names_any(const struct rec *rc, struct naming *w)
-{
-	const unsigned char *p = rc->ops, *end = rc->ops + rc->len;
-	struct opv o;
-	int r = 0;
-	while (r == 0 && p < end) {
-		if (!next_op(&p, end, rc->wire, &o))
-			return -EINVAL;
-		if (o.op == OP_GROUP_MEMBER && o.arg == (unsigned char)w->kind)
-			r = names_one(w, o.ib, o.b, o.nb);
-	}
-	return r;
 }
 
 /* w->want gets the wanted references normalized (kept in w->keys, the
@@ -894,7 +901,7 @@ int ids_image_groups_naming_ref(const struct ids_image *img, enum ids_ref kind, 
 	for (size_t i = 0; r >= 0 && w.want.len && i < img->nrecs; i++) {
 		if (img->recs[i].kind != K_GROUP)
 			continue;
-		if ((r = names_any(&img->recs[i], &w)) > 0)
+		if ((r = each_opv(&img->recs[i], names_one, &w)) > 0)
 			r = fn(img->recs[i].key, ud);
 	}
 	ids_strmap_free(&w.want);
