@@ -1346,20 +1346,15 @@ void ids_snapshot_drop_groups(struct ids_snapshot *s)
 	ids_arena_free(&s->priv->garena);
 }
 
+static int group_id_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct ids_group *)elem)->id);
+}
+
 long ids_snapshot_group_by_id(const struct ids_snapshot *s, const char *id)
 {
-	if (!s || !id || !s->priv->finished)
+	if (!s || !id || !s->priv->finished || !s->ngroups)
 		return -1;
-	size_t lo = 0, hi = s->ngroups;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(s->groups[mid].id, id);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	const struct ids_group *g = bsearch(id, s->groups, s->ngroups, sizeof(*s->groups), group_id_cmp);
+	return g ? (long)(g - s->groups) : -1;
 }

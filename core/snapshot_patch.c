@@ -92,20 +92,16 @@ static int copy_user(struct ids_snapshot *s, const struct ids_user *u, struct id
 }
 
 /* The user index with external id ext, or -1 (users sorted by it). */
+static int user_ext_cmp(const void *key, const void *elem)
+{
+	return ids_strcmp0(key, ((const struct ids_user *)elem)->f[IDS_F_EXTERNAL_ID]);
+}
+
 static long find_user(const struct ids_snapshot *s, const char *ext)
 {
-	size_t lo = 0, hi = s->nusers;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = ids_strcmp0(s->users[mid].f[IDS_F_EXTERNAL_ID], ext);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	const struct ids_user *u =
+	    s->nusers ? bsearch(ext, s->users, s->nusers, sizeof(*s->users), user_ext_cmp) : NULL;
+	return u ? (long)(u - s->users) : -1;
 }
 
 static const enum ids_ref key_kind[3] = {IDS_REF_ID, IDS_REF_DN, IDS_REF_USERNAME};
