@@ -849,10 +849,11 @@ static void status_persist(const struct ids_output_feed *fd, struct ids_buf *b)
 		return;
 	}
 	ids_output_time(row->since, since, sizeof(since));
-	if (!row->live || !*row->holder)
+	const char *holder = ids_output_search_holder(fd);
+	if (!holder)
 		ids_buf_printf(b, "held by no daemon (%s since %s)", fd->search_state, since);
 	else
-		ids_buf_printf(b, "%s since %s on %s", fd->search_state, since, row->holder);
+		ids_buf_printf(b, "%s since %s on %s", fd->search_state, since, holder);
 	if (row->error)
 		ids_buf_printf(b, ": %s", row->error);
 	ids_buf_printf(b, ", %lld outages\n", (long long)row->reconnects);

@@ -480,6 +480,12 @@ static json_t *status_daemons_json(const struct ids_output_status *s)
 	return built(a, err);
 }
 
+const char *ids_output_search_holder(const struct ids_output_feed *fd)
+{
+	const struct ids_persist_row *p = fd->search;
+	return p && p->live && *p->holder ? p->holder : NULL;
+}
+
 /* A persist connector's search (status's `persist` line): null fields
  * when no daemon has held it yet. */
 static json_t *status_search_json(const struct ids_output_feed *fd)
@@ -489,8 +495,7 @@ static json_t *status_search_json(const struct ids_output_feed *fd)
 	int err = 0;
 	set(o, "state", ids_output_jstr(p ? fd->search_state : NULL), &err);
 	set(o, "since", jtime(p ? p->since : 0), &err);
-	/* a holder whose lease ran out holds nothing: the text's "held by no daemon" */
-	set(o, "daemon", ids_output_jstr(p && p->live && *p->holder ? p->holder : NULL), &err);
+	set(o, "daemon", ids_output_jstr(ids_output_search_holder(fd)), &err);
 	set(o, "error", ids_output_jstr(p ? p->error : NULL), &err);
 	set(o, "outages", json_integer(p ? (json_int_t)p->reconnects : 0), &err);
 	return built(o, err);

@@ -55,6 +55,10 @@ struct ids_output_feed {
 	const char *search_state; /* ids_persist_state_name() of search's (output links no store) */
 };
 
+/* The daemon holding fd's persistent search (its lease not run out), or
+ * NULL: what status's text and JSON both show. */
+const char *ids_output_search_holder(const struct ids_output_feed *fd);
+
 /* What `status` shows, all borrowed. */
 struct ids_output_status {
 	const struct ids_run_row *runs; /* the last run per connector */
