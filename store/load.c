@@ -484,50 +484,42 @@ static int some_index(struct load *l, struct ids_buf *ids)
 	return r < 0 ? r : ids_buf_putc(ids, '}');
 }
 
-/* Whether c holds a grant row the connector manages. */
-static bool some_managed(const struct ids_current *c)
+/* The thresholds' bases among the loaded rows: the connector's active
+ * users, and the grant rows it wrote on them (!manual: on_grant). */
+static void loaded_bases(const struct load *l, long *users, long *grants)
 {
-	for (size_t i = 0; i < c->ngrants; i++)
-		if (!c->grants[i].manual)
-			return true;
-	return false;
+	const struct ids_current *c = l->c;
+	*users = *grants = 0;
+	for (size_t i = 0; i < c->nusers; i++) {
+		const struct ids_cur_user *u = &c->users[i];
+		*users += u->active && u->source && strcmp(u->source, l->connector) == 0;
+	}
+	for (size_t i = 0; i < c->ngrants; i++) {
+		uint32_t row;
+		if (c->grants[i].manual || !ids_current_index_get(&l->users, c->grants[i].user_id, &row))
+			continue;
+		const struct ids_cur_user *u = &c->users[row];
+		*grants += u->active && u->source && strcmp(u->source, l->connector) == 0;
+	}
 }
 
-/* The thresholds' bases: the connector's rows (managed_count, kept by
- * the triggers of migration 013: no scan of every grant row), less the
- * loaded users' (counted over their ids, primary keys).  Exact, whoever
- * wrote the rows, but for rows written with triggers disabled, which the
- * next read of the whole state corrects (bases_check). */
-/* clang-format off */
-#define OF_IDS(col) " AND " col " = ANY($3::bigint[])"
-#define ACTIVE_USERS                                                                         \
-	"SELECT count(*) FROM app_user WHERE source = $2 AND company_id = $1::bigint AND active" \
-	OF_IDS("id")
-#define GRANT_ROWS(T) " SELECT user_id FROM " T " WHERE source = $2" OF_IDS("user_id")
-#define MANAGED_GRANTS                                                                      \
-	"SELECT count(*) FROM (" GRANT_ROWS("tenant_role")                                      \
-	" UNION ALL" GRANT_ROWS("channel_grant")                                                 \
-	" UNION ALL" GRANT_ROWS("slot_limit")                                                    \
-	" UNION ALL" GRANT_ROWS("operator_group_member")                                         \
-	") g JOIN app_user u ON u.id = g.user_id"                                                \
-	" WHERE u.source = $2 AND u.company_id = $1::bigint AND u.active"
-#define COUNTED(col)                                                                          \
-	"coalesce((SELECT " col " FROM managed_count WHERE company_id = $1::bigint AND source = $2), 0)"
-#define count_others(l, q, COL, LOADED, ret, what, err) \
-	count_less((l), (q), "SELECT " COUNTED(COL) " - (" LOADED ")", (ret), (what), (err))
-/* clang-format on */
-
-/* *ret: the count sql (params company, connector, loaded ids) returns. */
-static int count_less(struct load *l, const char *const *q, const char *sql, size_t *ret, const char *what,
-		      struct ids_error *err)
+/* The thresholds' bases as managed_count (migration 013's triggers) has
+ * them for the connector in company: *users, *grants (0 without a row). */
+static int counted_bases(struct load *l, const char *company, int64_t *users, int64_t *grants,
+			 struct ids_error *err)
 {
 	PGresult *res = NULL;
-	int64_t n = 0;
-	int r = ids_store_exec(l->st, sql, 3, q, PGRES_TUPLES_OK, &res, what, err);
-	if (r >= 0 && (r = ids_store_parse_i64(PQgetvalue(res, 0, 0), &n)) < 0)
-		r = ids_error_set(err, IDS_E_DB, "%s: bad count", what);
+	const char *p[] = {company, l->connector};
+	int r = ids_store_exec(l->st,
+			       "SELECT active_users, grant_rows FROM managed_count"
+			       " WHERE company_id = $1::bigint AND source = $2",
+			       2, p, PGRES_TUPLES_OK, &res, "reading the thresholds' bases", err);
+	*users = *grants = 0;
+	if (r >= 0 && PQntuples(res) == 1 &&
+	    (ids_store_parse_i64(PQgetvalue(res, 0, 0), users) < 0 ||
+	     ids_store_parse_i64(PQgetvalue(res, 0, 1), grants) < 0))
+		r = ids_error_set(err, IDS_E_DB, "reading the thresholds' bases: bad count");
 	PQclear(res);
-	*ret = n > 0 ? (size_t)n : 0;
 	return r;
 }
 
@@ -560,8 +552,7 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 			     4, p, 13, on_user, "loading the person's users", err);
 	if (r >= 0)
 		r = some_index(l, &a[3]);
-	const char *q[] = {company, l->connector, a[3].p};
-	/* clang-format off */
+		/* clang-format off */
 #define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
 #define RULES "array_to_string(rules, E'\\n')"
 	if (r >= 0)
@@ -581,16 +572,18 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 #undef IN_TENANTS
 #undef RULES
 	/* clang-format on */
-	/* the base matters only to a plan that can remove a managed grant,
-	 * and it removes only loaded ones: without any, no count (a new
-	 * hire's run) */
-	if (r >= 0 && some_managed(l->c))
-		r = count_others(l, q, "grant_rows", MANAGED_GRANTS, &l->c->managed_others,
-				 "counting the others' managed grants", err);
-	/* the deactivation thresholds' base: the connector's active users */
-	if (r >= 0)
-		r = count_others(l, q, "active_users", ACTIVE_USERS, &l->c->active_others,
-				 "counting the others' active users", err);
+	/* the thresholds' bases among the connector's other active users:
+	 * its rows (the counter), less the loaded ones, read in the same
+	 * snapshot: exact, whoever wrote the rows, but for rows written with
+	 * the triggers disabled, which the next read of the whole state
+	 * corrects (bases_check) */
+	int64_t su, sg;
+	long lu, lg;
+	if (r >= 0 && (r = counted_bases(l, company, &su, &sg, err)) >= 0) {
+		loaded_bases(l, &lu, &lg);
+		l->c->active_others = su > lu ? (size_t)(su - lu) : 0;
+		l->c->managed_others = sg > lg ? (size_t)(sg - lg) : 0;
+	}
 	for (size_t i = 0; i < 4; i++)
 		ids_buf_free(&a[i]);
 	return r;
@@ -603,34 +596,12 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
  * snapshot and that apply moves the counter and the rows alike. */
 static int bases_check(struct load *l, const char *company, struct ids_error *err)
 {
-	struct ids_current *c = l->c;
-	long users = 0, grants = 0;
-	for (size_t i = 0; i < c->nusers; i++) {
-		const struct ids_cur_user *u = &c->users[i];
-		users += u->active && u->source && strcmp(u->source, l->connector) == 0;
-	}
-	for (size_t i = 0; i < c->ngrants; i++) {
-		uint32_t row;
-		/* !manual: the row's source is the connector (on_grant) */
-		if (c->grants[i].manual || !ids_current_index_get(&l->users, c->grants[i].user_id, &row))
-			continue;
-		const struct ids_cur_user *u = &c->users[row];
-		grants += u->active && u->source && strcmp(u->source, l->connector) == 0;
-	}
-	PGresult *res = NULL;
-	const char *p[] = {company, l->connector};
-	int r = ids_store_exec(l->st,
-			       "SELECT active_users, grant_rows FROM managed_count"
-			       " WHERE company_id = $1::bigint AND source = $2",
-			       2, p, PGRES_TUPLES_OK, &res, "reading the thresholds' bases", err);
-	int64_t su = 0, sg = 0;
-	if (r >= 0 && PQntuples(res) == 1 &&
-	    (ids_store_parse_i64(PQgetvalue(res, 0, 0), &su) < 0 ||
-	     ids_store_parse_i64(PQgetvalue(res, 0, 1), &sg) < 0))
-		r = ids_error_set(err, IDS_E_DB, "reading the thresholds' bases: bad count");
-	PQclear(res);
-	c->bases_fix_users = users - (long)su;
-	c->bases_fix_grants = grants - (long)sg;
+	int64_t su, sg;
+	long users, grants;
+	int r = counted_bases(l, company, &su, &sg, err);
+	loaded_bases(l, &users, &grants);
+	l->c->bases_fix_users = users - (long)su;
+	l->c->bases_fix_grants = grants - (long)sg;
 	return r;
 }
 
