@@ -91,12 +91,12 @@ static int copy_user(struct ids_snapshot *s, const struct ids_user *u, struct id
 	return 0;
 }
 
-/* The user index with external id ext, or -1 (users sorted by it). */
 static int user_ext_cmp(const void *key, const void *elem)
 {
 	return ids_strcmp0(key, ((const struct ids_user *)elem)->f[IDS_F_EXTERNAL_ID]);
 }
 
+/* The user index with external id ext, or -1 (users sorted by it). */
 static long find_user(const struct ids_snapshot *s, const char *ext)
 {
 	const struct ids_user *u =
