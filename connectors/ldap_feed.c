@@ -247,6 +247,8 @@ static int on_entry(struct pull *p, struct sync *s, LDAPMessage *msg)
 		return r < 0 ? r : 0;
 	default: break;
 	}
+	if (s->kind == IDS_IMAGE_GROUPS && p->sent && ids_strv_push(p->sent, uuid) < 0)
+		return -ENOMEM;
 	p->img_key = uuid;
 	r = ids_ldap_read_entry(p, msg);
 	if (r >= 0)
@@ -553,20 +555,50 @@ static int strp_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* keys[0..n) sorted, each once, less those in p->sent (the groups this
+ * read recorded whole: as the server had them, refint's rewrites
+ * included); *ret_sent counts them. */
+static int unsent_keys(struct pull *p, struct ids_strv *keys, size_t *ret_sent)
+{
+	struct ids_strmap sent = {0};
+	struct ids_strv out = {0};
+	int r = 0;
+	*ret_sent = 0;
+	for (size_t i = 0; r >= 0 && p->sent && i < p->sent->n; i++)
+		r = ids_strmap_put(&sent, p->sent->v[i], 0, NULL);
+	if (keys->n)
+		qsort(keys->v, keys->n, sizeof(*keys->v), strp_cmp);
+	for (size_t i = 0; r >= 0 && i < keys->n; i++) {
+		if (i && !strcmp(keys->v[i], keys->v[i - 1]))
+			continue; /* each group once */
+		if (ids_strmap_get(&sent, keys->v[i], NULL))
+			++*ret_sent;
+		else if (ids_strv_push(&out, keys->v[i]) < 0)
+			r = -ENOMEM;
+	}
+	ids_strmap_free(&sent);
+	ids_strv_free(keys);
+	*keys = out;
+	return r;
+}
+
 /* Whenever entries left DNs: first which groups name them — on the
  * server (a search per FIXUP_TERMS DNs asking for the entryUUID alone)
  * or in the image —, then each of those groups read once, FIXUP_TERMS
- * entryUUIDs a search.  Reading the groups with the first searches
- * would send a big group once per search it matches: a group still
- * naming 1,000 deleted users (a directory without refint) came 25 times,
- * all of its members each time. */
+ * entryUUIDs a search, but for those this read already recorded whole.
+ * Reading the groups with the first searches would send a big group
+ * once per search it matches: a group still naming 1,000 deleted users
+ * (a directory without refint) came 25 times, all of its members each
+ * time.  And a churn that touches every group (bench tier L: 20,000
+ * groups, 5 million members) had the feed send them all, and the
+ * fix-up read them all again. */
 static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *gfilter,
 			const struct ids_strv *dns)
 {
 	static const char *const uuid_only[] = {"entryUUID", NULL};
 	struct ids_strv keys = {0};
 	const char *attrs[16];
-	size_t n = 0, u = 0;
+	size_t n = 0, sent = 0;
 	if (!dns->n || !p->lc->groups_base)
 		return 0;
 	for (; a->group[n] && n < 14; n++)
@@ -580,23 +612,16 @@ static int refint_fixup(struct pull *p, const struct pull_attrs *a, const char *
 		r = fixup_search(p, gfilter, (char **)uuid_only, found_group, true, dns, from,
 				 from + FIXUP_TERMS < dns->n ? from + FIXUP_TERMS : dns->n);
 	p->found = NULL;
-	if (r >= 0 && keys.n) {
-		qsort(keys.v, keys.n, sizeof(*keys.v), strp_cmp);
-		for (size_t i = 1; i < keys.n; i++) /* each group once */
-			if (strcmp(keys.v[i], keys.v[u]))
-				keys.v[++u] = keys.v[i];
-			else
-				free(keys.v[i]);
-		keys.n = u + 1;
-	}
+	if (r >= 0)
+		r = unsent_keys(p, &keys, &sent);
 	for (size_t from = 0; r >= 0 && from < keys.n; from += FIXUP_TERMS)
 		r = fixup_search(p, gfilter, (char **)attrs, fixup_group, false, &keys, from,
 				 from + FIXUP_TERMS < keys.n ? from + FIXUP_TERMS : keys.n);
 	if (r >= 0 && p->ctx->debug) {
 		char line[160];
 		snprintf(line, sizeof(line),
-			 "member fix-up: %zu DNs left, %zu groups named them, %zu read again", dns->n, keys.n,
-			 p->fixup_reads - reads0);
+			 "member fix-up: %zu DNs left, %zu groups named them, %zu sent whole, %zu read again",
+			 dns->n, keys.n + sent, sent, p->fixup_reads - reads0);
 		p->ctx->debug(p->ctx->ud, line);
 	}
 	ids_strv_free(&keys);
@@ -834,7 +859,7 @@ static int do_feed(struct pull *p, void *arg)
 	struct pull_attrs a = {0};
 	struct cookies old;
 	struct berval *uc = NULL, *gc = NULL, *cc = NULL;
-	struct ids_strv moved = {0};
+	struct ids_strv moved = {0}, sent = {0};
 	const char *why = NULL;
 	char *csn = NULL;
 	int r;
@@ -852,6 +877,7 @@ static int do_feed(struct pull *p, void *arg)
 		r = -ENOMEM;
 		goto out;
 	}
+	p->sent = &sent;
 	csn = uc ? cookie_csn(uc) : NULL;
 	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
 	    (r = read_disabled(p, &a, ufilter, lc->users_base, csn)) < 0)
@@ -888,6 +914,8 @@ out:
 	ids_sync_cookie_free(cc);
 	free(csn);
 	ids_strv_free(&moved);
+	ids_strv_free(&sent);
+	p->sent = NULL;
 	ids_ldap_pull_attrs_free(&a);
 	return r;
 }

@@ -95,6 +95,7 @@ struct pull {
 	struct ids_strv *moved; /* ldap_feed.c: DNs that left and their successors, else NULL */
 	struct ids_strv *found; /* ldap_feed.c's refint fix-up: entryUUIDs of the groups it found */
 	size_t fixup_reads;	/* ldap_feed.c: groups the fix-up read whole (its debug line) */
+	struct ids_strv *sent;	/* ldap_feed.c: entryUUIDs of the groups this read recorded whole */
 	struct ids_error *err;
 	int timeout;	     /* seconds */
 	const char *attr[6]; /* directory attribute per field, borrowed */
