@@ -423,7 +423,6 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 		 company_id, company_id, company_id, company_id);
 #undef IN_TENANTS
 #undef RULES
-	/* clang-format on */
 	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 &&
 			   IDS_GRANT_SLOT == 3,
 		       "the kinds the grant COPY sends");
@@ -527,6 +526,10 @@ static int counted_bases(struct load *l, const char *company, int64_t *users, in
  * two lower-cased: a superset of what the diff compares) is one of the
  * persons', their grants, and in c->managed_others and c->active_others
  * the thresholds' bases among the connector's other active users. */
+/* clang-format off */
+#define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
+#define RULES "array_to_string(rules, E'\\n')"
+/* clang-format on */
 static int load_some(struct load *l, int64_t company_id, const void *arg, struct ids_error *err)
 {
 	const struct some *w = arg;
@@ -552,26 +555,23 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 			     4, p, 13, on_user, "loading the person's users", err);
 	if (r >= 0)
 		r = some_index(l, &a[3]);
-		/* clang-format off */
-#define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
-#define RULES "array_to_string(rules, E'\\n')"
 	if (r >= 0)
-		r = rows_out(l,
-			     "SELECT * FROM (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES
-			     " FROM tenant_role" IN_TENANTS
-			     " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES
-			     " FROM channel_grant" IN_TENANTS
-			     " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
-			     " FROM slot_limit" IN_TENANTS
-			     " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
-			     " FROM operator_group_member WHERE group_id IN (SELECT g.id FROM operator_group g"
-			     " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint)) g"
-			     " WHERE user_id = ANY($2::bigint[])",
-			     2, (const char *const[]){company, a[3].p}, 7, on_grant,
-			     "loading the person's grants", err);
+		r = rows_out(
+		    l,
+		    "SELECT * FROM (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES
+		    " FROM tenant_role" IN_TENANTS
+		    " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES
+		    " FROM channel_grant" IN_TENANTS
+		    " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
+		    " FROM slot_limit" IN_TENANTS
+		    " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
+		    " FROM operator_group_member WHERE group_id IN (SELECT g.id FROM operator_group g"
+		    " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint)) g"
+		    " WHERE user_id = ANY($2::bigint[])",
+		    2, (const char *const[]){company, a[3].p}, 7, on_grant, "loading the person's grants",
+		    err);
 #undef IN_TENANTS
 #undef RULES
-	/* clang-format on */
 	/* the thresholds' bases among the connector's other active users:
 	 * its rows (the counter), less the loaded ones, read in the same
 	 * snapshot: exact, whoever wrote the rows, but for rows written with
