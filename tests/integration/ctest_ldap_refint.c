@@ -119,9 +119,7 @@ static void test_refint(void **state)
 
 	/* the same group changed by a write of its own too: the feed sends it
 	 * whole, as the server has it (refint's rewrites included), and the
-	 * fix-up does not read it again (bench tier L's churn touches every
-	 * group: the feed sent 250 MB of groups, and the fix-up read them
-	 * all again) */
+	 * fix-up does not read it again */
 	for (int i = 0; i < 5; i++) {
 		char from[512], uid[16], rdn[24];
 		snprintf(uid, sizeof(uid), "c%d", i);
