@@ -72,8 +72,9 @@ for n in "${SIZES[@]}"; do
 			grep -c '^dn:' || true)
 		e=$(date +%s.%N)
 		t1=$(cpu)
-		printf '| %d | %s | %d | %.3f s | %.2f s |\n' "$n" "${base%%,*}" "$sent" "$(echo "$e - $s" | bc)" \
-			"$(echo "($t1 - $t0) / $ticks" | bc -l)" | tee -a "$OUT"
+		awk -v n="$n" -v b="${base%%,*}" -v sent="$sent" -v w="$(awk -v e="$e" -v s="$s" 'BEGIN { print e - s }')" \
+			-v c="$((t1 - t0))" -v hz="$ticks" 'BEGIN { printf "| %d | %s | %d | %.3f s | %.2f s |\n", n, b, sent, w, c / hz }' |
+			tee -a "$OUT"
 	done
 done
 echo "syncprov_replay: $OUT written"
