@@ -379,6 +379,11 @@ static int load_names(struct load *l, const char *company, struct ids_error *err
 	return r;
 }
 
+/* The rules of a grant row as one string, the names joined by a newline
+ * (no rule name has a control character): the diff compares it as it is.
+ * In the SQL of load_all and load_some. */
+#define RULES "array_to_string(rules, E'\\n')"
+
 static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 {
 	char company[24], sql[2048];
@@ -406,9 +411,6 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 	 * operator group), name, slots, source */
 	/* clang-format off */
 #define IN_TENANTS(col) " WHERE " col " IN (SELECT id FROM tenant WHERE company_id = %" PRId64 ")"
-	/* the rules as one string, the names joined by a newline (no rule
-	 * name has a control character): the diff compares it as it is */
-#define RULES "array_to_string(rules, E'\\n')"
 	snprintf(sql, sizeof(sql),
 		 "COPY (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES " FROM tenant_role"
 		 IN_TENANTS("tenant_id")
@@ -422,7 +424,7 @@ static int load_all(struct load *l, int64_t company_id, struct ids_error *err)
 		 " WHERE t.company_id = %" PRId64 ")) TO STDOUT (FORMAT binary)",
 		 company_id, company_id, company_id, company_id);
 #undef IN_TENANTS
-#undef RULES
+	/* clang-format on */
 	_Static_assert(IDS_GRANT_ROLE == 0 && IDS_GRANT_CHANNEL == 1 && IDS_GRANT_GROUP == 2 &&
 			   IDS_GRANT_SLOT == 3,
 		       "the kinds the grant COPY sends");
@@ -526,10 +528,6 @@ static int counted_bases(struct load *l, const char *company, int64_t *users, in
  * two lower-cased: a superset of what the diff compares) is one of the
  * persons', their grants, and in c->managed_others and c->active_others
  * the thresholds' bases among the connector's other active users. */
-/* clang-format off */
-#define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
-#define RULES "array_to_string(rules, E'\\n')"
-/* clang-format on */
 static int load_some(struct load *l, int64_t company_id, const void *arg, struct ids_error *err)
 {
 	const struct some *w = arg;
@@ -545,6 +543,8 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 		r = ids_store_text_array(&a[2], (const char *const *)w->emails->v, w->emails->n,
 					 sizeof(char *));
 	const char *p[] = {company, a[0].p, a[1].p, a[2].p, l->connector};
+	/* clang-format off */
+#define IN_TENANTS " WHERE tenant_id IN (SELECT id FROM tenant WHERE company_id = $1::bigint)"
 	if (r >= 0)
 		r = rows_out(l,
 			     "SELECT id, source, external_id, username, email, first_name, last_name,"
@@ -556,22 +556,21 @@ static int load_some(struct load *l, int64_t company_id, const void *arg, struct
 	if (r >= 0)
 		r = some_index(l, &a[3]);
 	if (r >= 0)
-		r = rows_out(
-		    l,
-		    "SELECT * FROM (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES
-		    " FROM tenant_role" IN_TENANTS
-		    " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES
-		    " FROM channel_grant" IN_TENANTS
-		    " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
-		    " FROM slot_limit" IN_TENANTS
-		    " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
-		    " FROM operator_group_member WHERE group_id IN (SELECT g.id FROM operator_group g"
-		    " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint)) g"
-		    " WHERE user_id = ANY($2::bigint[])",
-		    2, (const char *const[]){company, a[3].p}, 7, on_grant, "loading the person's grants",
-		    err);
+		r = rows_out(l,
+			     "SELECT * FROM (SELECT 0::int2, user_id, tenant_id, role, 0, source, " RULES
+			     " FROM tenant_role" IN_TENANTS
+			     " UNION ALL SELECT 1::int2, user_id, tenant_id, channel, 0, source, " RULES
+			     " FROM channel_grant" IN_TENANTS
+			     " UNION ALL SELECT 3::int2, user_id, tenant_id, channel_group, slots, source, " RULES
+			     " FROM slot_limit" IN_TENANTS
+			     " UNION ALL SELECT 2::int2, user_id, group_id, NULL, 0, source, " RULES
+			     " FROM operator_group_member WHERE group_id IN (SELECT g.id FROM operator_group g"
+			     " JOIN tenant t ON t.id = g.tenant_id WHERE t.company_id = $1::bigint)) g"
+			     " WHERE user_id = ANY($2::bigint[])",
+			     2, (const char *const[]){company, a[3].p}, 7, on_grant,
+			     "loading the person's grants", err);
 #undef IN_TENANTS
-#undef RULES
+	/* clang-format on */
 	/* the thresholds' bases among the connector's other active users:
 	 * its rows (the counter), less the loaded ones, read in the same
 	 * snapshot: exact, whoever wrote the rows, but for rows written with
