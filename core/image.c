@@ -22,6 +22,7 @@
 #include "ids/dn.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct rec {
 	char *key; /* in the image's key arena (a slot is never freed); the map borrows it */
 	unsigned char kind;
 	bool wire;	    /* ops are in the stored encoding (a record from outside) */
+	bool vacant;	    /* a deleted record's slot, its key out of the map: slot() reuses it */
 	unsigned char *ops; /* the in-memory encoding; NULL when kind is K_NONE */
 	size_t len;
 	size_t mark; /* the present generation that last named it */
@@ -64,6 +66,8 @@ struct ids_image {
 	size_t nrecs, cap;
 	struct ids_strmap map; /* key -> index into recs */
 	struct ids_arena keys; /* the records' keys: a million of them, each a malloc, cost 12 MiB more */
+	uint32_t *vacant;      /* slots of records deleted before the last commit */
+	size_t nvacant, capvacant;
 	size_t nusers, ngroups;
 	unsigned char open_kind; /* K_NONE: no record open */
 	char *open_key;
@@ -76,22 +80,25 @@ struct ids_image {
 	int (*defer_fn)(struct ids_image *img, void *ud);
 	void *defer_ud;
 	int defer_err; /* fn's failure, returned by every later call that needs records */
-	/* interned values: the map's value is the index into istrs */
+	/* interned values: the map holds each copy's string (istr_of) */
 	struct ids_strmap imap;
-	struct istr **istrs;
-	size_t nistrs, capistrs, ndead;
 	struct ids_buf ikey; /* intern's lookup key */
 };
 
 /* ---- interned values ---- */
 
+/* The copy whose string the map holds. */
+static struct istr *istr_of(const char *s)
+{
+	return (struct istr *)(void *)(s - offsetof(struct istr, s));
+}
+
 /* The interned copy of v[0..n), its count taken; NULL when v cannot be a
  * map key (empty, a NUL in it) or on ENOMEM (then *err is set): the
- * caller keeps the bytes inline.  A dead copy (no record names it) comes
- * back to life: one copy per distinct value, always. */
+ * caller keeps the bytes inline.  One copy per distinct value, always:
+ * the last count given back frees it (unref). */
 static struct istr *intern(struct ids_image *img, const char *v, size_t n, int *err)
 {
-	uint32_t i;
 	if (!n || n > UINT32_MAX || memchr(v, '\0', n))
 		return NULL;
 	ids_buf_reset(&img->ikey);
@@ -99,10 +106,10 @@ static struct istr *intern(struct ids_image *img, const char *v, size_t n, int *
 		*err = -ENOMEM;
 		return NULL;
 	}
-	if (ids_strmap_get(&img->imap, img->ikey.p, &i)) {
-		struct istr *e = img->istrs[i];
-		if (e->refs++ == 0)
-			img->ndead--;
+	const char *k = ids_strmap_key(&img->imap, img->ikey.p);
+	if (k) {
+		struct istr *e = istr_of(k);
+		e->refs++;
 		return e;
 	}
 	struct istr *e = malloc(sizeof(*e) + n + 1);
@@ -111,50 +118,23 @@ static struct istr *intern(struct ids_image *img, const char *v, size_t n, int *
 		memcpy(e->s, v, n);
 		e->s[n] = '\0';
 	}
-	if (!e || img->nistrs >= UINT32_MAX ||
-	    ids_grow(&img->istrs, &img->capistrs, img->nistrs + 1, sizeof(*img->istrs)) < 0 ||
-	    ids_strmap_put(&img->imap, e->s, (uint32_t)img->nistrs, NULL) < 0) {
+	if (!e || ids_strmap_put(&img->imap, e->s, 0, NULL) < 0) {
 		free(e);
 		*err = -ENOMEM;
 		return NULL;
 	}
-	img->istrs[img->nistrs++] = e;
 	return e;
 }
 
-/* Frees the dead copies once they are half of them (a run that renamed
- * or deleted many users), so that the rebuild of the map costs each
- * death O(1); they stay meanwhile, and come back to life if a record
- * names them again.  The records point at the copies, not at their
- * indices, so the survivors may move.  Out of memory, the dead stay. */
-static void intern_gc(struct ids_image *img)
+static void free_istr(const char *key, void *ud)
 {
-	struct ids_strmap m = {0};
-	if (img->ndead < 16 || img->ndead * 2 < img->nistrs)
-		return;
-	for (size_t i = 0, j = 0; i < img->nistrs; i++)
-		if (img->istrs[i]->refs && ids_strmap_put(&m, img->istrs[i]->s, (uint32_t)j++, NULL) < 0) {
-			ids_strmap_free(&m);
-			return;
-		}
-	size_t j = 0;
-	for (size_t i = 0; i < img->nistrs; i++) {
-		if (img->istrs[i]->refs)
-			img->istrs[j++] = img->istrs[i];
-		else
-			free(img->istrs[i]);
-	}
-	img->nistrs = j;
-	img->ndead = 0;
-	ids_strmap_free(&img->imap);
-	img->imap = m;
+	(void)ud;
+	free(istr_of(key));
 }
 
 static void intern_free(struct ids_image *img)
 {
-	for (size_t i = 0; i < img->nistrs; i++)
-		free(img->istrs[i]);
-	free(img->istrs);
+	ids_strmap_each_key(&img->imap, free_istr, NULL);
 	ids_strmap_free(&img->imap);
 	ids_buf_free(&img->ikey);
 }
@@ -260,11 +240,15 @@ static int each_op(const struct rec *rc, op_fn *fn, void *ud)
 	return each_opv(rc, call_op, &u);
 }
 
-/* Gives back one count of interned value e (NULL: none). */
+/* Gives back one count of interned value e (NULL: none); the last one
+ * frees it.  No one else points at it then: every pointer to it is in
+ * an op of a record or undo entry, and each holds a count. */
 static void unref(struct ids_image *img, struct istr *e)
 {
-	if (e && --e->refs == 0)
-		img->ndead++;
+	if (e && --e->refs == 0) {
+		ids_strmap_del(&img->imap, e->s);
+		free(e);
+	}
 }
 
 /* Gives back the interned values an in-memory record points to, before
@@ -429,6 +413,7 @@ void ids_image_free(struct ids_image *img)
 		free(img->recs[i].ops);
 	free(img->recs);
 	ids_arena_free(&img->keys);
+	free(img->vacant);
 	intern_free(img); /* every record is gone: no count to give back */
 	free(img);
 }
@@ -578,6 +563,27 @@ static int replace(struct ids_image *img, uint32_t idx, unsigned char kind, unsi
 	return 0;
 }
 
+/* A vacant slot for key, not in the map: its old key's bytes hold the
+ * new one when it fits (keys of one connector have one length: UUIDs,
+ * GUIDs), else the key goes to the arena. */
+static int reuse(struct ids_image *img, const char *key, bool *ret_taken, uint32_t *ret_idx)
+{
+	uint32_t idx = img->vacant[img->nvacant - 1];
+	struct rec *rc = &img->recs[idx];
+	size_t n = strlen(key);
+	char *k = n <= strlen(rc->key) ? memcpy(rc->key, key, n + 1) : ids_arena_strdup(&img->keys, key);
+	if (!k)
+		return -ENOMEM;
+	int r = ids_strmap_put(&img->map, k, idx, NULL);
+	if (r < 0)
+		return r;
+	img->nvacant--;
+	*rc = (struct rec){.key = k};
+	*ret_taken = true;
+	*ret_idx = idx;
+	return 0;
+}
+
 /* The index of key's record, made (empty) when there is none. */
 static int slot(struct ids_image *img, const char *key, bool *ret_taken, uint32_t *ret_idx)
 {
@@ -587,6 +593,8 @@ static int slot(struct ids_image *img, const char *key, bool *ret_taken, uint32_
 		*ret_idx = idx;
 		return 0;
 	}
+	if (img->nvacant)
+		return reuse(img, key, ret_taken, ret_idx);
 	if (img->nrecs >= UINT32_MAX)
 		return -E2BIG;
 	if (ids_grow(&img->recs, &img->cap, img->nrecs + 1, sizeof(*img->recs)) < 0)
@@ -681,10 +689,34 @@ int ids_image_present_end(struct ids_image *img, unsigned kinds, size_t *ret_rem
 	return 0;
 }
 
+/* The slots of the records this run deleted leave the map, for slot()
+ * to reuse: the image stays as big as the directory, whatever its
+ * turnover.  Out of memory, a slot stays as it was (a key without a
+ * record, as before). */
+static void vacate(struct ids_image *img)
+{
+	for (size_t u = 0; u < img->nundo; u++) {
+		struct rec *rc = &img->recs[img->undo[u].idx];
+		if (rc->kind != K_NONE || rc->vacant ||
+		    ids_grow(&img->vacant, &img->capvacant, img->nvacant + 1, sizeof(*img->vacant)) < 0)
+			continue;
+		ids_strmap_del(&img->map, rc->key);
+		rc->vacant = true;
+		img->vacant[img->nvacant++] = img->undo[u].idx;
+	}
+}
+
 void ids_image_commit(struct ids_image *img)
 {
+	vacate(img);
 	drop_undo(img);
-	intern_gc(img);
+	/* a big run's log (a first read logs every record) is not kept for
+	 * the next one, which is mostly small */
+	if (img->capundo > 4096) {
+		free(img->undo);
+		img->undo = NULL;
+		img->capundo = 0;
+	}
 }
 
 void ids_image_rollback(struct ids_image *img)
@@ -701,7 +733,6 @@ void ids_image_rollback(struct ids_image *img)
 		rc->ops = u->ops;
 		rc->len = u->len;
 	}
-	intern_gc(img);
 }
 
 /* A deferred image's failure to read in counts nothing here; the next
@@ -1466,18 +1497,22 @@ size_t ids_image_nchanged(const struct ids_image *img)
 	return img->nundo;
 }
 
+static void add_istr(const char *key, void *ud)
+{
+	*(size_t *)ud += sizeof(struct istr) + istr_of(key)->n + 1;
+}
+
 size_t ids_image_memory(const struct ids_image *img)
 {
 	/* a map slot: the key's pointer, its hash and the value */
 	const size_t slot = sizeof(char *) + 2 * sizeof(uint32_t);
 	size_t n = sizeof(*img) + img->cap * sizeof(*img->recs) + img->map.cap * slot +
-		   img->capundo * sizeof(*img->undo) + img->capistrs * sizeof(*img->istrs) +
+		   img->capundo * sizeof(*img->undo) + img->capvacant * sizeof(*img->vacant) +
 		   img->imap.cap * slot;
 	for (size_t i = 0; i < img->nrecs; i++)
 		n += strlen(img->recs[i].key) + 1 + img->recs[i].len;
 	for (size_t i = 0; i < img->nundo; i++)
 		n += img->undo[i].len;
-	for (size_t i = 0; i < img->nistrs; i++)
-		n += sizeof(struct istr) + img->istrs[i]->n + 1;
+	ids_strmap_each_key(&img->imap, add_istr, &n);
 	return n;
 }

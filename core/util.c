@@ -292,8 +292,12 @@ static int strmap_grow(struct ids_strmap *m)
 
 int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing)
 {
-	/* keep the load factor under 1/2: probes stay short */
-	if ((m->len + 1) * 2 > m->cap) {
+	/* keep the load factor under 3/4: with the hash kept in the slot a
+	 * probe is one compare, four slots a cache line, so probes stay
+	 * cheap; under 1/2, a map of a million keys (tier L's DNs, its
+	 * entryUUIDs) took 64 MiB instead of 32 once a run's renames pushed
+	 * it past 2^20 keys (bench/image_mem) */
+	if ((m->len + 1) * 4 > m->cap * 3) {
 		int r = strmap_grow(m);
 		if (r < 0)
 			return r;
@@ -313,21 +317,59 @@ int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t
 	return 1;
 }
 
-bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val)
+/* The slot holding key, or SIZE_MAX. */
+static size_t find(const struct ids_strmap *m, const char *key)
 {
 	if (!m->cap || !key)
-		return false;
+		return SIZE_MAX;
 	uint32_t tag = key_hash(key, strlen(key));
-	size_t j = tag & (m->cap - 1);
-	while (m->slots[j].key) {
-		if (m->slots[j].hash == tag && strcmp(m->slots[j].key, key) == 0) {
-			if (ret_val)
-				*ret_val = m->slots[j].val;
-			return true;
+	for (size_t j = tag & (m->cap - 1); m->slots[j].key; j = (j + 1) & (m->cap - 1))
+		if (m->slots[j].hash == tag && strcmp(m->slots[j].key, key) == 0)
+			return j;
+	return SIZE_MAX;
+}
+
+bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val)
+{
+	size_t j = find(m, key);
+	if (j == SIZE_MAX)
+		return false;
+	if (ret_val)
+		*ret_val = m->slots[j].val;
+	return true;
+}
+
+const char *ids_strmap_key(const struct ids_strmap *m, const char *key)
+{
+	size_t j = find(m, key);
+	return j == SIZE_MAX ? NULL : m->slots[j].key;
+}
+
+void ids_strmap_each_key(const struct ids_strmap *m, void (*fn)(const char *key, void *ud), void *ud)
+{
+	for (size_t j = 0; j < m->cap; j++)
+		if (m->slots[j].key)
+			fn(m->slots[j].key, ud);
+}
+
+bool ids_strmap_del(struct ids_strmap *m, const char *key)
+{
+	size_t j = find(m, key), mask = m->cap - 1;
+	if (j == SIZE_MAX)
+		return false;
+	/* backward-shift deletion: each later key of the run whose home is
+	 * not between the hole and itself moves into the hole, so that no
+	 * lookup stops early and no tombstone is left */
+	for (size_t i = (j + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
+		size_t home = m->slots[i].hash & mask;
+		if (((i - home) & mask) >= ((i - j) & mask)) {
+			m->slots[j] = m->slots[i];
+			j = i;
 		}
-		j = (j + 1) & (m->cap - 1);
 	}
-	return false;
+	m->slots[j] = (struct ids_strmap_slot){0};
+	m->len--;
+	return true;
 }
 
 void ids_strmap_get_batch(const struct ids_strmap *m, const char *const *keys, size_t n, uint32_t *vals)

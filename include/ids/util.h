@@ -67,6 +67,14 @@ struct ids_strmap {
 int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing);
 /* true and *ret_val when present. */
 bool ids_strmap_get(const struct ids_strmap *m, const char *key, uint32_t *ret_val);
+/* The pointer the map keeps for key (the one put with it), NULL when
+ * absent. */
+const char *ids_strmap_key(const struct ids_strmap *m, const char *key);
+/* fn(key) for every key, in no order; fn must not change the map. */
+void ids_strmap_each_key(const struct ids_strmap *m, void (*fn)(const char *key, void *ud), void *ud);
+/* Removes key (the map forgets the pointer it kept): true when it was
+ * there.  The other keys stay where a lookup finds them. */
+bool ids_strmap_del(struct ids_strmap *m, const char *key);
 /* ids_strmap_get for keys[0..n) at once: vals[i] gets the value, or
  * UINT32_MAX when keys[i] is absent.  Faster than n calls on a map larger
  * than the cache: the lookups' memory reads overlap. */

@@ -1023,6 +1023,108 @@ static void test_interned_survive(void **state)
 	ids_image_free(img);
 }
 
+/* User i of test_turnover, renamed `gen` times. */
+static void turnover_user(struct ids_image *img, int i, int gen)
+{
+	char key[16], id[16], dn[96];
+	snprintf(key, sizeof(key), "u%d", i);
+	snprintf(id, sizeof(id), "U%d", i);
+	snprintf(dn, sizeof(dn), "uid=someone-%d-renamed-%d,ou=people,dc=example,dc=org", i, gen);
+	const struct entry e = {.id = id, .name = key, .dn = dn, .dept = gen % 2 ? "Sales" : "Support"};
+	image_put(img, key, &e);
+}
+
+/* The group naming every user alive (gen[i] >= 0). */
+static void turnover_group(struct ids_image *img, const int *gen, int n)
+{
+	assert_int_equal(ids_image_group_begin(img, "g0"), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_EXTERNAL_ID, "G0", 2), 0);
+	assert_int_equal(ids_image_group_set(img, IDS_F_USERNAME, "g0", 2), 0);
+	for (int i = 0; i < n; i++) {
+		char dn[96];
+		if (gen[i] < 0)
+			continue;
+		snprintf(dn, sizeof(dn), "uid=someone-%d-renamed-%d,ou=people,dc=example,dc=org", i, gen[i]);
+		assert_int_equal(ids_image_group_member(img, IDS_REF_DN, dn, strlen(dn)), 0);
+	}
+	assert_int_equal(ids_image_end(img), 0);
+}
+
+#define TURN_USERS 200
+#define TURN_STEP 20
+#define TURN_RUNS 40
+#define TURN_N (TURN_USERS + TURN_STEP * TURN_RUNS)
+
+/* Run `run` of test_turnover: the oldest TURN_STEP users leave,
+ * TURN_STEP new ones come, every third other one is renamed. */
+static void turnover_run(struct ids_image *img, int *gen, int run)
+{
+	int left = 0;
+	for (int i = 0; i < TURN_N && left < TURN_STEP; i++) {
+		if (gen[i] < 0)
+			continue;
+		char key[16];
+		snprintf(key, sizeof(key), "u%d", i);
+		assert_int_equal(ids_image_delete(img, key, IDS_IMAGE_USERS), 1);
+		gen[i] = -1;
+		left++;
+	}
+	for (int i = TURN_USERS + (run - 1) * TURN_STEP; i < TURN_USERS + run * TURN_STEP; i++)
+		turnover_user(img, i, gen[i] = 0);
+	for (int i = run % 3; i < TURN_N; i += 3)
+		if (gen[i] >= 0)
+			turnover_user(img, i, ++gen[i]);
+	turnover_group(img, gen, TURN_N);
+}
+
+/* A directory whose people come and go and are renamed, run after run,
+ * takes no more memory after 40 runs than after the first: the slots of
+ * deleted records are reused (by keys of other lengths too), a value's
+ * one copy is freed with the last record naming it.  After each run the
+ * image stores and replays what a fresh image of the same entries does;
+ * a run rolled back changes nothing. */
+static void test_turnover(void **state)
+{
+	(void)state;
+	static int gen[TURN_N], was[TURN_N];
+	struct ids_image *img = NULL;
+	size_t first = 0;
+	assert_int_equal(ids_image_new(&img), 0);
+	for (int i = 0; i < TURN_N; i++)
+		gen[i] = i < TURN_USERS ? 0 : -1;
+	for (int i = 0; i < TURN_USERS; i++)
+		turnover_user(img, i, 0);
+	turnover_group(img, gen, TURN_N);
+	ids_image_commit(img);
+	for (int run = 1; run <= TURN_RUNS; run++) {
+		char *before = run % 7 == 0 ? stored_text(img) : NULL;
+		memcpy(was, gen, sizeof(gen));
+		turnover_run(img, gen, run);
+		if (before) {
+			ids_image_rollback(img);
+			assert_same(stored_text(img), before);
+			memcpy(gen, was, sizeof(gen));
+			turnover_run(img, gen, run);
+		}
+		ids_image_commit(img);
+		struct ids_image *fresh = NULL;
+		assert_int_equal(ids_image_new(&fresh), 0);
+		for (int i = 0; i < TURN_N; i++)
+			if (gen[i] >= 0)
+				turnover_user(fresh, i, gen[i]);
+		turnover_group(fresh, gen, TURN_N);
+		assert_same(stored_text(img), stored_text(fresh));
+		assert_same(image_text(img), image_text(fresh));
+		ids_image_free(fresh);
+		if (run == 1)
+			first = ids_image_memory(img);
+	}
+	print_message("%zu bytes after the first run, %zu after %d\n", first, ids_image_memory(img),
+		      TURN_RUNS);
+	assert_true(ids_image_memory(img) <= first + first / 10);
+	ids_image_free(img);
+}
+
 static unsigned long rnd(unsigned long *s)
 {
 	*s = *s * 6364136223846793005UL + 1442695040888963407UL;
@@ -1425,6 +1527,7 @@ int main(void)
 	    cmocka_unit_test(test_changed),
 	    cmocka_unit_test(test_interned_memory),
 	    cmocka_unit_test(test_interned_survive),
+	    cmocka_unit_test(test_turnover),
 	    cmocka_unit_test(test_changed_big),
 	    cmocka_unit_test(test_random_changes),
 	};

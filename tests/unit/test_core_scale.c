@@ -350,6 +350,55 @@ static void test_pool_and_current_intern(void **state)
 	ids_current_free(c);
 }
 
+/* Keys put and deleted at random, in maps small enough that runs of
+ * full slots wrap around the end: after every step each key is found iff
+ * it is in, with the value and the pointer it was put with.  A deletion
+ * that left a hole in a run would lose the keys placed past it. */
+static void test_map_delete(void **state)
+{
+	(void)state;
+	static const int universe[] = {5, 40, 700};
+	for (size_t u = 0; u < sizeof(universe) / sizeof(*universe); u++) {
+		int n = universe[u];
+		struct ids_strmap m = {0};
+		char(*keys)[16] = calloc((size_t)n, sizeof(*keys));
+		bool *in = calloc((size_t)n, sizeof(*in));
+		size_t count = 0;
+		unsigned long seed = 7;
+		assert_non_null(keys);
+		assert_non_null(in);
+		for (int i = 0; i < n; i++)
+			snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		for (int step = 0; step < 20000; step++) {
+			seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+			int k = (int)((seed >> 33) % (unsigned long)n);
+			if (in[k]) {
+				assert_true(ids_strmap_del(&m, keys[k]));
+				count--;
+			} else {
+				assert_false(ids_strmap_del(&m, keys[k]));
+				assert_int_equal(ids_strmap_put(&m, keys[k], (uint32_t)k, NULL), 1);
+				count++;
+			}
+			in[k] = !in[k];
+			assert_int_equal(m.len, count);
+			for (int i = 0; i < n && (step % 97 == 0 || i == 0); i++) {
+				int j = step % 97 == 0 ? i : k;
+				char probe[16];
+				uint32_t v = UINT32_MAX;
+				memcpy(probe, keys[j], sizeof(probe));
+				assert_int_equal(ids_strmap_get(&m, probe, &v), in[j]);
+				assert_true(ids_strmap_key(&m, probe) == (in[j] ? keys[j] : NULL));
+				if (in[j])
+					assert_int_equal(v, (uint32_t)j);
+			}
+		}
+		ids_strmap_free(&m);
+		free(keys);
+		free(in);
+	}
+}
+
 static void test_arena_strings_and_map(void **state)
 {
 	(void)state;
@@ -399,6 +448,7 @@ int main(void)
 	    cmocka_unit_test(test_equal_grant_lists_shared),
 	    cmocka_unit_test(test_pool_and_current_intern),
 	    cmocka_unit_test(test_arena_strings_and_map),
+	    cmocka_unit_test(test_map_delete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
