@@ -4,7 +4,9 @@
  * One read: connect as for a full read; read the users disabled_filter
  * matches (a paged search: a changed user's flag is taken from it); then
  * one sync search for the users and one for the groups, each with its own
- * cookie, each applied to the image as it arrives:
+ * cookie, each applied to the image as it arrives (between the two, on an
+ * incremental read, a plain search finds the containers renamed or moved
+ * since the last read: "renamed containers" below):
  *   - an entry with syncState add or modify replaces its record (slapd
  *     sends a modified entry whole), keyed by its entryUUID;
  *   - syncState delete, and a syncIdSet with refreshDeletes, remove
@@ -22,9 +24,10 @@
  *
  * The cursor is this connector's own text: a version, a fingerprint of
  * everything that decides what a record holds (bases, filters, attribute
- * map, the attributes the rules read), and the two cookies.  A cursor
- * with another fingerprint is not used: the records were made under
- * another configuration, so everything is read again. */
+ * map, the attributes the rules read), and the two cookies, the users'
+ * and the groups'.  A cursor with another fingerprint is not used: the
+ * records were made under another configuration, so everything is read
+ * again. */
 #include <errno.h>
 #include <ldap.h>
 #include <stdio.h>
@@ -38,12 +41,16 @@
 #include "ldap_int.h"
 #include "ldap_sync.h"
 
-#define CURSOR_MAGIC "idsyncd-syncrepl/2" /* 2: the containers' cookie */
+/* 3: the users' and the groups' cookies.  2 had a third, the containers'
+ * sync search's; a stored one is still read (its third cookie skipped),
+ * so that an upgrade does not read a whole directory again. */
+#define CURSOR_MAGIC "idsyncd-syncrepl/3"
+#define CURSOR_MAGIC_2 "idsyncd-syncrepl/2"
 
 /* The two cookies of a cursor, borrowed from it or from the server's
  * answers; len 0: none. */
 struct cookies {
-	struct berval users, groups, containers;
+	struct berval users, groups;
 };
 
 /* FNV-1a over every setting a record depends on, with separators. */
@@ -68,6 +75,17 @@ uint64_t ids_ldap_fingerprint(const struct pull *p)
 	return h;
 }
 
+/* The magic of the cursor at s (n bytes) with its space: CURSOR_MAGIC's,
+ * CURSOR_MAGIC_2's, or NULL when it is neither. */
+static const char *cursor_magic(const char *s, size_t n)
+{
+	static const char *const magics[] = {CURSOR_MAGIC " ", CURSOR_MAGIC_2 " "};
+	for (size_t i = 0; s && i < sizeof(magics) / sizeof(*magics); i++)
+		if (n > strlen(magics[i]) && !memcmp(s, magics[i], strlen(magics[i])))
+			return magics[i];
+	return NULL;
+}
+
 /* "LEN:BYTES\n" at *s (bounded by end) into *ret; false when malformed. */
 static bool read_cookie(const char **s, const char *end, struct berval *ret)
 {
@@ -82,24 +100,27 @@ static bool read_cookie(const char **s, const char *end, struct berval *ret)
 	return true;
 }
 
-/* The cookies after the cursor's first line (magic and fingerprint). */
-static bool read_cookies(const char *s, const char *end, struct cookies *ret)
+/* The cookies after the first line (magic and fingerprint) of a cursor
+ * whose magic is `magic`: version 2's third is skipped. */
+static bool read_cookies(const char *magic, const char *s, const char *end, struct cookies *ret)
 {
-	return read_cookie(&s, end, &ret->users) && read_cookie(&s, end, &ret->groups) &&
-	       read_cookie(&s, end, &ret->containers) && s == end;
+	struct berval containers;
+	if (!read_cookie(&s, end, &ret->users) || !read_cookie(&s, end, &ret->groups))
+		return false;
+	if (!strncmp(magic, CURSOR_MAGIC_2, strlen(CURSOR_MAGIC_2)) && !read_cookie(&s, end, &containers))
+		return false;
+	return s == end;
 }
 
-bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[3])
+bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[2])
 {
 	const char *s = (const char *)c, *end = s + n;
-	const char *nl = c && n > strlen(CURSOR_MAGIC) ? memchr(s, '\n', n) : NULL;
+	const char *magic = cursor_magic(s, n), *nl = magic ? memchr(s, '\n', n) : NULL;
 	struct cookies k = {0};
-	if (!nl || memcmp(s, CURSOR_MAGIC " ", strlen(CURSOR_MAGIC) + 1) != 0 ||
-	    !read_cookies(nl + 1, end, &k))
+	if (!nl || !read_cookies(magic, nl + 1, end, &k))
 		return false;
 	ret[0] = k.users;
 	ret[1] = k.groups;
-	ret[2] = k.containers;
 	return true;
 }
 
@@ -109,21 +130,21 @@ static int parse_cursor(const struct pull *p, const unsigned char *c, size_t n, 
 			const char **ret_why)
 {
 	char head[64];
-	const char *s = (const char *)c, *end = s + n;
+	const char *s = (const char *)c, *end = s + n, *magic = cursor_magic(s, n);
 	*ret = (struct cookies){0};
 	if (!c || !n)
 		return 0; /* the first read: no cursor, nothing to explain */
-	snprintf(head, sizeof(head), CURSOR_MAGIC " %016llx\n", (unsigned long long)ids_ldap_fingerprint(p));
-	size_t hl = strlen(head);
-	if (n < hl || memcmp(s, CURSOR_MAGIC " ", strlen(CURSOR_MAGIC) + 1) != 0) {
+	if (!magic) {
 		*ret_why = "the stored cursor is not a syncrepl cursor of this version";
 		return 1;
 	}
-	if (memcmp(s, head, hl) != 0) {
+	snprintf(head, sizeof(head), "%s%016llx\n", magic, (unsigned long long)ids_ldap_fingerprint(p));
+	size_t hl = strlen(head);
+	if (n < hl || memcmp(s, head, hl) != 0) {
 		*ret_why = "the connector's bases, filters or attributes changed since the stored cursor";
 		return 1;
 	}
-	if (!read_cookies(s + hl, end, ret)) {
+	if (!read_cookies(magic, s + hl, end, ret)) {
 		*ret = (struct cookies){0};
 		*ret_why = "the stored cursor is damaged";
 		return 1;
@@ -143,10 +164,6 @@ static int make_cursor(const struct pull *p, const struct cookies *k, struct ids
 		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->groups.bv_len);
 	if (r >= 0 && k->groups.bv_len)
 		r = ids_buf_add(&b, k->groups.bv_val, k->groups.bv_len);
-	if (r >= 0)
-		r = ids_buf_printf(&b, "\n%zu:", (size_t)k->containers.bv_len);
-	if (r >= 0 && k->containers.bv_len)
-		r = ids_buf_add(&b, k->containers.bv_val, k->containers.bv_len);
 	if (r >= 0)
 		r = ids_buf_putc(&b, '\n');
 	if (r < 0) {
@@ -646,6 +663,17 @@ static char *cookie_csn(const struct berval *c)
 	return ret;
 }
 
+/* "(entryCSN>=csn)" appended to f, csn escaped; nothing when csn is NULL. */
+static int csn_term(struct ids_buf *f, const char *csn)
+{
+	if (!csn)
+		return 0;
+	int r = ids_buf_puts(f, "(entryCSN>=");
+	if (r >= 0)
+		r = ids_dn_filter_escape(f, csn, strlen(csn));
+	return r < 0 ? r : ids_buf_putc(f, ')');
+}
+
 /* The disabled users beneath `base` (their set decides each changed
  * user's flag): with csn, only those changed since (entryCSN >= csn) —
  * the feed sends no other user, so no other flag is asked for; item 4
@@ -657,13 +685,8 @@ static int read_disabled(struct pull *p, const struct pull_attrs *a, const char 
 		return 0;
 	struct ids_buf f = {0};
 	int r = ids_buf_printf(&f, "(&%s%s", ufilter, p->lc->disabled_filter);
-	if (r >= 0 && csn) {
-		r = ids_buf_puts(&f, "(entryCSN>=");
-		if (r >= 0)
-			r = ids_dn_filter_escape(&f, csn, strlen(csn));
-		if (r >= 0)
-			r = ids_buf_putc(&f, ')');
-	}
+	if (r >= 0)
+		r = csn_term(&f, csn);
 	if (r >= 0)
 		r = ids_buf_putc(&f, ')');
 	if (r < 0) {
@@ -680,21 +703,38 @@ static int read_disabled(struct pull *p, const struct pull_attrs *a, const char 
  * renamed or moved) changes the DN of everything beneath it, but syncprov
  * sends only the renamed entry: the children keep their entryCSN, so the
  * users' and groups' feeds never name them (slapd 2.5.13, measured by
- * t_fault_08_ou_move).  The feed therefore follows the other entries
- * under the users' base too (a sync search of what is neither user nor
- * group, no attributes): each one an incremental refresh sends has the
- * users and groups beneath it read again, which replace their records.
- * Proportional to the renamed subtrees; a container moved out of the
- * base (reported as a delete, without its old DN) is left to the next
- * full read (full_every). ---- */
+ * t_fault_08_ou_move).  The renamed entry's own entryCSN does change (a
+ * modrdn, a move, an add or a modify sets it), so an incremental read
+ * finds every other entry under the users' base (neither user nor group,
+ * no attributes) changed since the previous read with a plain search,
+ * (entryCSN>=CSN) with CSN the oldest the users' stored cookie names —
+ * as read_disabled does —, and reads the users and groups beneath each
+ * one again, which replace their records.
+ *
+ * Why that CSN misses nothing: it is slapd's contextCSN when the previous
+ * read's users search ran, which was before that read's container search.
+ * A rename with an older CSN was committed before then, so that read's
+ * container search (or a whole read before it) found it; one with this
+ * CSN or a newer one is found now.  A rename between that users search
+ * and that container search is found by both: read twice, harmlessly; a
+ * read thrown away (a failed run) keeps its cursor, so the next read
+ * looks from the same CSN.  A users' cookie without a CSN (a database
+ * never written through syncprov) searches every container.
+ *
+ * Up to cursor version 2 this was a third sync search, with a cookie of
+ * its own; but slapd 2.5.13 replays its whole session log for every sync
+ * search of a read, whatever its base and filter, at a cost quadratic in
+ * the logged changes (bench/syncprov_replay.sh), and a plain search does
+ * not pay it: a third of slapd's replay less a read.  Proportional to the changed containers' subtrees; a
+ * container moved out of the base is not found (it is not beneath it any more): left to the next full read
+ * (full_every), as before. ---- */
 
-/* The containers' entry_fn: the DN of a container sent. */
+/* The containers' entry_fn: the DN of a container found, to p->found. */
 static int on_container(struct pull *p, const struct entry *e)
 {
 	char *dn = strndup(e->dn.bv_val, e->dn.bv_len);
-	int r = dn && p->moved ? 0 : -ENOMEM;
-	/* follow_containers takes them out again, before the re-read */
-	if (r >= 0 && ids_strv_push(p->moved, dn) < 0)
+	int r = dn && p->found ? 0 : -ENOMEM;
+	if (r >= 0 && ids_strv_push(p->found, dn) < 0)
 		r = -ENOMEM;
 	free(dn);
 	return r;
@@ -762,13 +802,13 @@ static bool under(const char *dn, const char *base)
 	return in;
 }
 
-/* The users and groups beneath each container in dns[from..). */
+/* The users and groups beneath each container in dns. */
 static int reread_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
-			     const char *gfilter, const struct ids_strv *dns, size_t from)
+			     const char *gfilter, const struct ids_strv *dns)
 {
 	const char **ua = with_uuid(a->user), **ga = with_uuid(a->group);
 	int r = ua && ga ? 0 : -ENOMEM;
-	for (size_t i = from; r >= 0 && i < dns->n; i++) {
+	for (size_t i = 0; r >= 0 && i < dns->n; i++) {
 		const struct search us = {"users (renamed container)", dns->v[i], (char *)ufilter,
 					  (char **)ua, reread_user};
 		const struct search gs = {"groups (renamed container)", dns->v[i], (char *)gfilter,
@@ -793,36 +833,36 @@ char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const
 	return f;
 }
 
-/* The containers' feed under the users' base; those an incremental
- * refresh sent are read again beneath.  *cookie as in sync_search. */
+/* The containers under the users' base changed since csn (every one when
+ * NULL), each one's users and groups read again beneath it; `moved` is
+ * the refint fix-up's list. */
 static int follow_containers(struct pull *p, const struct pull_attrs *a, const char *ufilter,
-			     const char *gfilter, struct berval **cookie, struct ids_feed_pull *fp,
-			     struct ids_strv *moved)
+			     const char *gfilter, const char *csn, struct ids_strv *moved)
 {
 	static char *none[] = {"1.1", NULL};
-	bool incremental = *cookie != NULL;
 	char *cfilter = ids_ldap_container_filter(p, ufilter, gfilter);
-	if (!cfilter)
-		return -ENOMEM;
-	const struct search cs = {"containers", p->lc->users_base, cfilter, none, on_container};
-	size_t from = moved->n, changes = fp->changes;
-	p->moved = moved;
-	int r = sync_search(p, &cs, 0, cookie, fp, moved);
-	fp->changes = changes; /* a container is no record */
-	/* a refresh without a cookie sent every container: everything was
-	 * read whole anyway */
+	struct ids_buf f = {0};
 	struct ids_strv dns = {0};
-	for (size_t i = from; r >= 0 && i < moved->n; i++)
-		if (ids_strv_push(&dns, moved->v[i]) < 0)
-			r = -ENOMEM;
-	while (moved->n > from) /* the list is the refint fix-up's again */
-		free(moved->v[--moved->n]);
-	if (r >= 0 && incremental && !fp->reset_reason)
-		r = reread_containers(p, a, ufilter, gfilter, &dns, 0);
-	ids_strv_free(&dns);
+	int r = cfilter ? ids_buf_printf(&f, "(&%s", cfilter) : -ENOMEM;
+	if (r >= 0)
+		r = csn_term(&f, csn);
+	if (r >= 0)
+		r = ids_buf_putc(&f, ')');
+	if (r >= 0) {
+		/* a plain search: no session log replayed for it */
+		const struct search cs = {"containers", p->lc->users_base, f.p, none, on_container};
+		p->found = &dns;
+		r = ids_ldap_run_search(p, &cs);
+		p->found = NULL;
+	}
+	p->moved = moved;
+	if (r >= 0)
+		r = reread_containers(p, a, ufilter, gfilter, &dns);
 	p->moved = NULL;
+	ids_strv_free(&dns);
+	ids_buf_free(&f);
 	free(cfilter);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* After a whole refresh of the users that sent none: a plain search
@@ -857,7 +897,7 @@ static int do_feed(struct pull *p, void *arg)
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
 	struct pull_attrs a = {0};
 	struct cookies old;
-	struct berval *uc = NULL, *gc = NULL, *cc = NULL;
+	struct berval *uc = NULL, *gc = NULL;
 	struct ids_strv moved = {0}, sent = {0};
 	const char *why = NULL;
 	char *csn = NULL;
@@ -871,8 +911,7 @@ static int do_feed(struct pull *p, void *arg)
 	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
 		return -ENOMEM;
 	if ((old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
-	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups))) ||
-	    (old.containers.bv_len && !(cc = dup_cookie(&old.containers)))) {
+	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -894,7 +933,11 @@ static int do_feed(struct pull *p, void *arg)
 	}
 	if (r >= 0 && (!old.users.bv_len || fp->reset_reason) && !ids_image_nusers(p->img))
 		r = check_hidden(p, ufilter);
-	if (r < 0 || (r = follow_containers(p, &a, ufilter, gfilter, &cc, fp, &moved)) < 0)
+	/* without a users' cookie used, every user was read whole: no
+	 * container can hide a renamed one */
+	if (r >= 0 && old.users.bv_len && !fp->reset_reason)
+		r = follow_containers(p, &a, ufilter, gfilter, csn, &moved);
+	if (r < 0)
 		goto out;
 	if (lc->groups_base) {
 		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
@@ -904,13 +947,11 @@ static int do_feed(struct pull *p, void *arg)
 			goto out;
 	}
 	struct cookies now = {.users = uc ? *uc : (struct berval){0},
-			      .groups = gc ? *gc : (struct berval){0},
-			      .containers = cc ? *cc : (struct berval){0}};
+			      .groups = gc ? *gc : (struct berval){0}};
 	r = make_cursor(p, &now, fp);
 out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
-	ids_sync_cookie_free(cc);
 	free(csn);
 	ids_strv_free(&moved);
 	ids_strv_free(&sent);

@@ -260,13 +260,14 @@ void ids_ldap_pull_fini(struct pull *p);
 
 /* ---------------- ldap_feed.c: the change feed ---------------- */
 
-/* The three cookies of a stored syncrepl cursor (users, groups,
- * containers; borrowed from it, len 0: none), whatever settings it was
- * made under: false when it is no cursor of this version. */
-bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[3]);
+/* The two cookies of a stored syncrepl cursor (users, groups; borrowed
+ * from it, len 0: none), whatever settings it was made under; a version 2
+ * cursor's third (the containers') is skipped: false when it is no cursor
+ * of these versions. */
+bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[2]);
 
-/* The containers' sync filter: what under the users' base is neither a
- * user nor a group (new, NULL on ENOMEM). */
+/* The containers' filter: what under the users' base is neither a user
+ * nor a group (new, NULL on ENOMEM). */
 char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const char *gfilter);
 
 /* The ops' pull_changes: syncrepl refreshOnly (OpenLDAP). */

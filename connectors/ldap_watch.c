@@ -68,8 +68,9 @@ void ids_ldap_watch_close(struct ids_ldap_watch *w)
 	free(w);
 }
 
-/* Connects and sends the searches; < 0 with w->err set. */
-static int watch_start(struct ids_ldap_watch *w, const struct berval k[W_N])
+/* Connects and sends the searches from the cursor's cookies k (users,
+ * groups); < 0 with w->err set. */
+static int watch_start(struct ids_ldap_watch *w, const struct berval k[2])
 {
 	const struct ids_ldap_cfg *lc = w->p.lc;
 	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
@@ -82,8 +83,11 @@ static int watch_start(struct ids_ldap_watch *w, const struct berval k[W_N])
 		r = send_persist(w, W_USERS, lc->users_base, ufilter, &k[W_USERS], &w->err);
 	if (r >= 0 && lc->groups_base)
 		r = send_persist(w, W_GROUPS, lc->groups_base, gfilter, &k[W_GROUPS], &w->err);
+	/* the feed reads renamed containers with a plain search and keeps no
+	 * cookie of theirs; the users' serves, since a slapd cookie names the
+	 * server's state ("rid=…,csn=…"), not a search's base or filter */
 	if (r >= 0)
-		r = send_persist(w, W_CONTAINERS, lc->users_base, w->cfilter, &k[W_CONTAINERS], &w->err);
+		r = send_persist(w, W_CONTAINERS, lc->users_base, w->cfilter, &k[W_USERS], &w->err);
 	return r;
 }
 
@@ -91,7 +95,7 @@ int ids_ldap_watch_open(const struct ids_connector_cfg *cfg, const struct ids_pu
 			const unsigned char *cursor, size_t cursor_len, struct ids_ldap_watch **ret,
 			struct ids_error *err)
 {
-	struct berval k[W_N];
+	struct berval k[2];
 	*ret = NULL;
 	if (!cfg || cfg->type != IDS_CONN_LDAP || cfg->ldap.flavor != IDS_LDAP_OPENLDAP ||
 	    !cfg->ldap.users_base)
@@ -99,7 +103,7 @@ int ids_ldap_watch_open(const struct ids_connector_cfg *cfg, const struct ids_pu
 	/* without a cookie a refresh sends the whole directory: a doorbell
 	 * waits for the run that stores one instead */
 	if (!ids_ldap_cursor_cookies(cursor, cursor_len, k) || !k[W_USERS].bv_len ||
-	    !k[W_CONTAINERS].bv_len || (cfg->ldap.groups_base && !k[W_GROUPS].bv_len))
+	    (cfg->ldap.groups_base && !k[W_GROUPS].bv_len))
 		return 1;
 	struct ids_ldap_watch *w = calloc(1, sizeof(*w));
 	if (!w)

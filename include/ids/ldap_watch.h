@@ -1,8 +1,9 @@
 /* ldap_watch.h — the doorbell of a `changes.persist: true` connector
- * (OpenLDAP, issue 14; connectors/ldap_watch.c, docs/changes.md): the
- * feed's three sync searches (users, groups, containers) in
- * refreshAndPersist mode, from the cookies of the stored cursor, asking
- * for no attribute ("1.1").  It applies nothing: what arrives only says
+ * (OpenLDAP, issue 14; connectors/ldap_watch.c, docs/changes.md): three
+ * sync searches (the feed's users and groups, and the containers its
+ * plain search follows) in refreshAndPersist mode, from the cookies of
+ * the stored cursor (the containers' from the users'), asking for no
+ * attribute ("1.1").  It applies nothing: what arrives only says
  * that the connector has changes to read, and the daemon's normal
  * incremental run reads them from the stored cursor.
  *

@@ -8,8 +8,10 @@
  * enable, moves, groups made and deleted, members and nested groups
  * added and removed; seed printed, IDS_TEST_SEED repeats it)
  * where some reads are thrown away as a failed run would be — rolled
- * back with their cursor — and on the fallbacks: a cursor of another
- * configuration, and a cookie the server cannot continue from.
+ * back with their cursor —, on the fallbacks: a cursor of another
+ * configuration, and a cookie the server cannot continue from, and on
+ * renamed containers: OUs renamed and moved into the base, followed from
+ * the cursor of this version and of the one before.
  *
  * The comparison is the snapshot as text (what the rules can see), and
  * the reference is the connector's full read, which ctest_ldap_pull checks
@@ -214,7 +216,7 @@ static void test_fallbacks(void **state)
 	static const char ancient[] = "rid=000,csn=20000101000000.000000Z#000000#000#000000";
 	struct ids_buf cur = {0};
 	ids_buf_add(&cur, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&cur, "%zu:%s\n0:\n0:\n", sizeof(ancient) - 1, ancient);
+	ids_buf_printf(&cur, "%zu:%s\n0:\n", sizeof(ancient) - 1, ancient);
 	/* an image from before bob went */
 	add_person(ld, g_people, "bob", "Bob", "Jones");
 	fp = feed_read(&t, &old, false); /* everything, with bob */
@@ -236,7 +238,7 @@ static void test_fallbacks(void **state)
 	struct ids_buf fut = {0};
 	static const char future[] = "rid=000,csn=29991231000000.000000Z#000000#000#000000";
 	ids_buf_add(&fut, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&fut, "%zu:%s\n0:\n0:\n", sizeof(future) - 1, future);
+	ids_buf_printf(&fut, "%zu:%s\n0:\n", sizeof(future) - 1, future);
 	free(old.cursor);
 	old.cursor_len = fut.len;
 	old.cursor = (unsigned char *)ids_buf_steal(&fut);
@@ -249,6 +251,110 @@ static void test_fallbacks(void **state)
 
 	ids_image_free(old.img);
 	free(old.cursor);
+	ids_image_free(f.img);
+	free(f.cursor);
+	delete_tree(ld, g_ou);
+	tcfg_free(&t);
+	ldap_unbind_ext_s(ld, NULL, NULL);
+}
+
+/* The cookies of a cursor after its first line ("LEN:BYTES\n" each), as
+ * ldap_feed.c writes them: how many, the first into `first` (NUL-ended,
+ * cut to its size); -1 when the cursor does not parse. */
+static int cursor_cookies(const struct feed *f, char *first, size_t size)
+{
+	const char *s = memchr(f->cursor, '\n', f->cursor_len),
+		   *end = (const char *)f->cursor + f->cursor_len;
+	int n = 0;
+	for (s = s ? s + 1 : end; s < end; n++) {
+		char *colon = NULL;
+		unsigned long len = strtoul(s, &colon, 10);
+		if (colon == s || *colon != ':' || len > (unsigned long)(end - colon - 2) ||
+		    colon[1 + len] != '\n')
+			return -1;
+		if (!n)
+			snprintf(first, size, "%.*s", (int)len, colon + 1);
+		s = colon + 2 + len;
+	}
+	return n;
+}
+
+/* Renamed containers, found by a plain search since the users' cookie's
+ * CSN, not a sync search of their own: the cursor is version 3 with two
+ * cookies, users' and groups'.  An OU renamed between two reads, and one
+ * moved into the users' base, have their users' DNs updated; a version 2
+ * cursor (three cookies, the last the containers' sync search's) goes on
+ * incrementally, without a reset. */
+static void test_containers(void **state)
+{
+	(void)state;
+	LDAP *ld = admin_open();
+	struct tcfg t;
+	struct feed f = {0};
+	char team[512], crew[512], out[512], users_cookie[512], a[600];
+	make_ou(ld, E.base, "ldap_feed_containers", g_ou, g_people, g_groups);
+	snprintf(team, sizeof(team), "ou=team,%s", g_people);
+	snprintf(crew, sizeof(crew), "ou=crew,%s", g_people);
+	snprintf(out, sizeof(out), "ou=outside,%s", g_ou);
+	add_entry(ld, team, "objectClass", "organizationalUnit", "ou", "team", NULL);
+	add_entry(ld, out, "objectClass", "organizationalUnit", "ou", "outside", NULL);
+	add_person(ld, team, "alice", "Alice", "Smith");
+	add_person(ld, team, "bob", "Bob", "Jones");
+	add_person(ld, out, "carol", "Carol", "White");
+	snprintf(a, sizeof(a), "uid=alice,%s", team);
+	group(ld, "Team", a, NULL);
+	tcfg_sync(&t);
+	assert_int_equal(ids_image_new(&f.img), 0);
+	struct ids_feed_pull fp = feed_read(&t, &f, false);
+	assert_null(fp.reset_reason);
+	assert_int_equal(ids_image_nusers(f.img), 2); /* carol is outside the base */
+	assert_true(f.cursor_len > 19 && !memcmp(f.cursor, "idsyncd-syncrepl/3 ", 19));
+	assert_int_equal(cursor_cookies(&f, users_cookie, sizeof(users_cookie)), 2);
+	assert_non_null(strstr(users_cookie, "csn="));
+
+	/* ou=team renamed: alice's and bob's DNs change, not their entryCSNs */
+	rename_to(ld, team, "ou=crew", NULL);
+	fp = feed_read(&t, &f, false);
+	assert_null(fp.reset_reason);
+	assert_converged(&t, &f, "an OU renamed");
+	char *txt = image_text(f.img);
+	assert_non_null(strstr(txt, "uid=alice,ou=crew,"));
+	assert_non_null(strstr(txt, "uid=bob,ou=crew,"));
+	assert_null(strstr(txt, "ou=team,"));
+	free(txt);
+
+	/* a version 2 cursor: this one with the users' cookie as the third,
+	 * the containers'; then ou=outside moved into the base, read once
+	 * and thrown away, then read from the same cursor again */
+	struct ids_buf v2 = {0};
+	assert_int_equal(ids_buf_add(&v2, "idsyncd-syncrepl/2", 18), 0);
+	assert_int_equal(ids_buf_add(&v2, f.cursor + 18, f.cursor_len - 18), 0);
+	assert_int_equal(ids_buf_printf(&v2, "%zu:%s\n", strlen(users_cookie), users_cookie), 0);
+	free(f.cursor);
+	f.cursor_len = v2.len;
+	f.cursor = (unsigned char *)ids_buf_steal(&v2);
+	assert_int_equal(cursor_cookies(&f, users_cookie, sizeof(users_cookie)), 3);
+	rename_to(ld, out, "ou=outside", g_people);
+	fp = feed_read(&t, &f, true);
+	assert_null(fp.reset_reason);
+	fp = feed_read(&t, &f, false);
+	assert_null(fp.reset_reason); /* incremental: the old cursor was used */
+	assert_converged(&t, &f, "an OU moved into the base, from a version 2 cursor");
+	assert_int_equal(ids_image_nusers(f.img), 3);
+	txt = image_text(f.img);
+	assert_non_null(strstr(txt, "uid=carol,ou=outside,ou=people,"));
+	free(txt);
+	assert_true(f.cursor_len > 19 && !memcmp(f.cursor, "idsyncd-syncrepl/3 ", 19));
+	assert_int_equal(cursor_cookies(&f, users_cookie, sizeof(users_cookie)), 2);
+
+	/* the OU renamed back and a user beneath it modified: still followed */
+	rename_to(ld, crew, "ou=team", NULL);
+	snprintf(a, sizeof(a), "uid=bob,%s", team);
+	modify(ld, a, LDAP_MOD_ADD, "departmentNumber", "7");
+	fp = feed_read(&t, &f, false);
+	assert_null(fp.reset_reason);
+	assert_converged(&t, &f, "an OU renamed back");
+
 	ids_image_free(f.img);
 	free(f.cursor);
 	delete_tree(ld, g_ou);
@@ -269,6 +375,7 @@ int main(void)
 	    cmocka_unit_test(test_scripted),
 	    cmocka_unit_test(test_random),
 	    cmocka_unit_test(test_fallbacks),
+	    cmocka_unit_test(test_containers),
 	};
 	return cmocka_run_group_tests_name("ldap: change feed", tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@ A daemon with persist: true, debounce 1 s and an interval of an hour:
   - after its start run nothing runs until the directory changes; a
     member added with ldapmodify is granted within seconds, by exactly one
     run;
+  - an OU renamed rings it too (only the OU's own entry changes: the
+    containers' search, started from the users' cookie, hears it);
   - a burst of 20 changes (20 LDAP operations) ends in one or two runs;
   - `status` says the persistent search is up and since when;
   - a reload to persist: false closes the search and gives the feed back,
@@ -57,6 +59,9 @@ def ldap_sockets(pid, port):
 def body(env, c):
     uids = env.add_users("u", USERS)
     env.ldif(env.group_ldif("CC-Support", [env.udn("u0")]))
+    sub = f"ou=sub,ou=people,{env.ou}"
+    env.ldif(f"dn: {sub}\nobjectClass: organizationalUnit\nou: sub\n\n"
+             f"dn: uid=s0,{sub}\nobjectClass: inetOrgPerson\nuid: s0\nsn: S\ncn: S\nmail: s0@example.org\n\n")
     port = env.ldap_uri.rsplit(":", 1)[1].strip("/")
 
     # ---- without persist: no connection between runs
@@ -88,6 +93,14 @@ def body(env, c):
     took = time.monotonic() - t0
     c.true(took < 5, f"a member added with ldapmodify is granted {took:.2f}s later (debounce 1 s)")
     c.eq(start + 1, runs(env), "by exactly one run, after the change")
+
+    # ---- an OU renamed: its users keep their entryCSN, so neither the
+    # users' nor the groups' search hears it; the containers' does
+    before = runs(env)
+    env.ldif(f"dn: {sub}\nchangetype: modrdn\nnewrdn: ou=sub2\ndeleteoldrdn: 1\n\n", add=False)
+    poll_until(lambda: runs(env) > before, 8, "a run after an OU's rename")
+    c.ok("an OU renamed rings the doorbell: a run follows")
+    time.sleep(1.5)  # that run over before the burst counts its own
 
     # ---- a burst: 20 changes, one or two runs
     before = runs(env)
