@@ -134,11 +134,11 @@ static void remove_user(struct patch *pt, size_t i)
 /* The user a record's bytes make, in a one-user snapshot finished as
  * after a full read (its checks: required fields, invalid values).  *ret
  * new. */
-static int one_user(int kind, const void *rec, size_t len, struct ids_snapshot **ret)
+static int one_user(const char *key, int kind, const void *rec, size_t len, struct ids_snapshot **ret)
 {
 	struct ids_snapshot *t = NULL;
 	int r = ids_snapshot_new(&t);
-	if (r >= 0 && (r = ids_image_record_replay(kind, rec, len, t)) >= 0)
+	if (r >= 0 && (r = ids_image_record_replay(key, kind, rec, len, t)) >= 0)
 		r = ids_snapshot_finish(t);
 	if (r >= 0 && t->nusers != 1)
 		r = -EINVAL;
@@ -159,15 +159,15 @@ static int patch_user(struct patch *pt, const struct ids_image_change *c)
 	char *ext = NULL;
 	int r = 0;
 	if (c->was_kind) {
-		if ((r = ids_image_record_field(c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &ext)) <
-		    0)
+		if ((r = ids_image_record_field(c->key, c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID,
+						&ext)) < 0)
 			return r;
 		old = ext ? find_user(s, ext) : -1;
 		free(ext);
 		if (old < 0 || pt->removed[old])
 			return refuse(pt, "a changed user is not found by his old external id");
 	}
-	if (c->now_kind && (r = one_user(c->now_kind, c->now, c->now_len, &t)) < 0)
+	if (c->now_kind && (r = one_user(c->key, c->now_kind, c->now, c->now_len, &t)) < 0)
 		return r;
 	if (t && !t->users[0].f[IDS_F_EXTERNAL_ID])
 		r = refuse(pt, "a user without an external id");
@@ -380,7 +380,7 @@ static int patch_group(struct patch *pt, const struct ids_image_change *c)
 {
 	struct ids_snapshot *s = pt->s, *t = NULL;
 	char *id = NULL;
-	int r = ids_image_record_field(c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &id);
+	int r = ids_image_record_field(c->key, c->was_kind, c->was, c->was_len, IDS_F_EXTERNAL_ID, &id);
 	long g = r >= 0 && id ? ids_snapshot_group_by_id(s, id) : -1;
 	free(id);
 	if (r < 0)
@@ -391,7 +391,7 @@ static int patch_group(struct patch *pt, const struct ids_image_change *c)
 		return r;
 	t->priv->pkeep = pt->k; /* its members straight to kept references */
 	struct ids_group *gr = &s->groups[g];
-	if ((r = ids_image_record_replay(c->now_kind, c->now, c->now_len, t)) < 0) {
+	if ((r = ids_image_record_replay(c->key, c->now_kind, c->now, c->now_len, t)) < 0) {
 		if (r == -EAGAIN)
 			r = refuse(pt, "a member that is no kept reference (a new kind, a NUL byte)");
 		goto out;

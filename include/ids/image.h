@@ -235,12 +235,14 @@ struct ids_image_change {
  * stops and is returned; else 0 or -ENOMEM. */
 int ids_image_each_change(const struct ids_image *img, int (*fn)(const struct ids_image_change *c, void *ud),
 			  void *ud);
-/* Replays one record's bytes (kind IDS_IMAGE_USERS or _GROUPS) into the
- * unfinished snapshot s, as ids_image_replay does each record. */
-int ids_image_record_replay(int kind, const void *rec, size_t len, struct ids_snapshot *s);
-/* The first value of field f in a record's bytes: *ret new (free), NULL
- * when none (or kind 0).  0 or -ENOMEM / -EINVAL. */
-int ids_image_record_field(int kind, const void *rec, size_t len, enum ids_field f, char **ret);
+/* Replays one record's bytes (kind IDS_IMAGE_USERS or _GROUPS; key: the
+ * record's, as a change names it) into the unfinished snapshot s, as
+ * ids_image_replay does each record. */
+int ids_image_record_replay(const char *key, int kind, const void *rec, size_t len, struct ids_snapshot *s);
+/* The first value of field f in a record's bytes (key: the record's):
+ * *ret new (free), NULL when none (or kind 0).  0 or -ENOMEM / -EINVAL. */
+int ids_image_record_field(const char *key, int kind, const void *rec, size_t len, enum ids_field f,
+			   char **ret);
 
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the

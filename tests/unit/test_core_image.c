@@ -564,7 +564,7 @@ static void test_id_members(void **state)
 
 struct model {
 	struct entry e[RN + RG]; /* e[i].id NULL: absent */
-	char ids[RN + RG][8], names[RN + RG][16], dns[RN + RG][40], members[RG][4][40];
+	char ids[RN + RG][24], names[RN + RG][16], dns[RN + RG][40], members[RG][4][40];
 };
 
 /* ---- storage (store/image.c): records out with ids_image_each, in
@@ -1218,12 +1218,22 @@ static void test_groups_naming_random(void **state)
 }
 
 /* Entry i of the model made anew (random name, flags, members). */
+static void key_of(size_t i, char *buf, size_t n)
+{
+	snprintf(buf, n, "uuid-%zu", i);
+}
+
 static void model_make(struct model *m, size_t i, unsigned long *seed)
 {
 	struct entry *e = &m->e[i];
 	bool group = i >= RN;
 	*e = (struct entry){.group = group};
-	snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	/* every other entry's external id is its key, as LDAP's entryUUID is
+	 * (the image keeps no copy of such an id) */
+	if (i % 2)
+		snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	else
+		key_of(i, m->ids[i], sizeof(m->ids[i]));
 	char name[sizeof(m->names[i])];
 	snprintf(name, sizeof(name), "%s%lu", group ? "grp" : "usr", rnd(seed) % 6);
 	memcpy(m->names[i], name, sizeof(name));
@@ -1252,11 +1262,6 @@ static char *model_text(const struct model *m)
 	for (size_t i = 0; i < RN + RG; i++)
 		all[i] = m->e[i].id ? &m->e[i] : NULL;
 	return full_text(all, RN + RG);
-}
-
-static void key_of(size_t i, char *buf, size_t n)
-{
-	snprintf(buf, n, "uuid-%zu", i);
 }
 
 static void test_random_changes(void **state)
@@ -1356,7 +1361,7 @@ static void test_random_changes(void **state)
 
 struct pmodel {
 	bool here[PN + PG];
-	char ids[PN + PG][8], names[PN + PG][16], dns[PN + PG][48];
+	char ids[PN + PG][24], names[PN + PG][16], dns[PN + PG][48];
 	bool disabled[PN];
 	bool dept[PN];
 	char members[PG][4][48];
@@ -1366,7 +1371,12 @@ static void pmodel_make(struct pmodel *m, size_t i, unsigned long *seed)
 {
 	bool group = i >= PN;
 	m->here[i] = true;
-	snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	/* every other entry's external id is its key, as LDAP's entryUUID is
+	 * (the image keeps no copy of such an id) */
+	if (i % 2)
+		snprintf(m->ids[i], sizeof(m->ids[i]), "%c%zu", group ? 'G' : 'U', i);
+	else
+		key_of(i, m->ids[i], sizeof(m->ids[i]));
 	if (group) {
 		snprintf(m->names[i], sizeof(m->names[i]), "grp%lu", rnd(seed) % 3);
 		/* a group's DN stays, but now and then */
