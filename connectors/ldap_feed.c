@@ -3,10 +3,12 @@
  *
  * One read: connect as for a full read; read the users disabled_filter
  * matches (a paged search: a changed user's flag is taken from it); then
- * one sync search for the users and one for the groups, each with its own
- * cookie, each applied to the image as it arrives (between the two, on an
- * incremental read, a plain search finds the containers renamed or moved
- * since the last read: "renamed containers" below):
+ * one sync search for the users and the groups when their bases are
+ * apart ("one sync search" below), else one for the users and one for
+ * the groups, each with its own cookie; each applied to the image as it
+ * arrives (after the users, on an incremental read, a plain search finds
+ * the containers renamed or moved since the last read: "renamed
+ * containers" below):
  *   - an entry with syncState add or modify replaces its record (slapd
  *     sends a modified entry whole), keyed by its entryUUID;
  *   - syncState delete, and a syncIdSet with refreshDeletes, remove
@@ -175,10 +177,13 @@ static int make_cursor(const struct pull *p, const struct cookies *k, struct ids
 	return 0;
 }
 
+/* A sync search's kinds when it reads the users and the groups at once. */
+#define BOTH (IDS_IMAGE_USERS | IDS_IMAGE_GROUPS)
+
 /* One sync search's state. */
 struct sync {
 	const struct search *sr;
-	unsigned kind;		/* IDS_IMAGE_USERS or IDS_IMAGE_GROUPS */
+	unsigned kind;		/* IDS_IMAGE_USERS, IDS_IMAGE_GROUPS, or BOTH */
 	struct berval *cookie;	/* the newest cookie the server gave, new (ids_sync_cookie_free) */
 	size_t entries;		/* messages so far, for messages and progress */
 	bool whole;		/* sent without a cookie: the answer is all there is */
@@ -223,6 +228,40 @@ static int note_move(struct pull *p, struct sync *s, const char *key, const stru
 	return r < 0 ? -ENOMEM : 0;
 }
 
+/* Whether normalized dn is base or beneath it. */
+static bool under_norm(const char *nd, const char *nb)
+{
+	size_t ld = strlen(nd), lb = strlen(nb);
+	return ld == lb ? !strcmp(nd, nb) : ld > lb && nd[ld - lb - 1] == ',' && !strcmp(nd + ld - lb, nb);
+}
+
+/* Whether dn is base or beneath it (normalized). */
+static bool under(const char *dn, const char *base)
+{
+	char *nd = NULL, *nb = NULL;
+	bool in = base && ids_dn_normalize(dn, strlen(dn), &nd) >= 0 &&
+		  ids_dn_normalize(base, strlen(base), &nb) >= 0 && under_norm(nd, nb);
+	free(nd);
+	free(nb);
+	return in;
+}
+
+/* The kind of an entry of the search of both kinds (BOTH): a user
+ * beneath the users' base, a group beneath the groups' (the bases are
+ * apart, and the search's filter lets through only those); 0 for any
+ * other, which is then not recorded. */
+static unsigned kind_of_dn(const struct pull *p, const struct berval *dn)
+{
+	char *nd = NULL;
+	unsigned kind = 0;
+	if (ids_dn_normalize(dn->bv_val, dn->bv_len, &nd) >= 0)
+		kind = under_norm(nd, p->feed_bases[0])	  ? IDS_IMAGE_USERS
+		       : under_norm(nd, p->feed_bases[1]) ? IDS_IMAGE_GROUPS
+							  : 0;
+	free(nd);
+	return kind;
+}
+
 /* Replaces s->cookie by c (stolen; NULL keeps the old one). */
 static void take_cookie(struct sync *s, struct berval *c)
 {
@@ -264,14 +303,15 @@ static int on_entry(struct pull *p, struct sync *s, LDAPMessage *msg)
 		return r < 0 ? r : 0;
 	default: break;
 	}
-	if (s->kind == IDS_IMAGE_GROUPS && p->sent && ids_strv_push(p->sent, uuid) < 0)
-		return -ENOMEM;
 	p->img_key = uuid;
 	r = ids_ldap_read_entry(p, msg);
+	unsigned kind = s->kind == BOTH ? kind_of_dn(p, &p->ent.dn) : s->kind;
+	if (r >= 0 && kind == IDS_IMAGE_GROUPS && p->sent && ids_strv_push(p->sent, uuid) < 0)
+		r = -ENOMEM;
 	if (r >= 0)
 		r = note_move(p, s, uuid, &p->ent.dn);
-	if (r >= 0)
-		r = s->sr->fn(p, &p->ent);
+	if (r >= 0 && kind)
+		r = kind == IDS_IMAGE_USERS ? ids_ldap_on_user(p, &p->ent) : ids_ldap_on_group(p, &p->ent);
 	ids_ldap_entry_clear(&p->ent);
 	p->img_key = NULL;
 	s->fp->changes++;
@@ -725,8 +765,9 @@ static int read_disabled(struct pull *p, const struct pull_attrs *a, const char 
  * its own; but slapd 2.5.13 replays its whole session log for every sync
  * search of a read, whatever its base and filter, at a cost quadratic in
  * the logged changes (bench/syncprov_replay.sh), and a plain search does
- * not pay it: a third of slapd's replay less a read.  Proportional to the changed containers' subtrees; a
- * container moved out of the base is not found (it is not beneath it any more): left to the next full read
+ * not pay it: a third of slapd's replay less a read.  Proportional to
+ * the changed containers' subtrees; a container moved out of the base is
+ * not found (it is not beneath it any more): left to the next full read
  * (full_every), as before. ---- */
 
 /* The containers' entry_fn: the DN of a container found, to p->found. */
@@ -784,22 +825,6 @@ static const char **with_uuid(const char *const *attrs)
 		out[n] = "entryUUID";
 	}
 	return out;
-}
-
-/* Whether dn is base or beneath it (normalized). */
-static bool under(const char *dn, const char *base)
-{
-	char *nd = NULL, *nb = NULL;
-	bool in = false;
-	if (base && ids_dn_normalize(dn, strlen(dn), &nd) >= 0 &&
-	    ids_dn_normalize(base, strlen(base), &nb) >= 0) {
-		size_t ld = strlen(nd), lb = strlen(nb);
-		in = ld == lb ? !strcmp(nd, nb)
-			      : ld > lb && nd[ld - lb - 1] == ',' && !strcmp(nd + ld - lb, nb);
-	}
-	free(nd);
-	free(nb);
-	return in;
 }
 
 /* The users and groups beneath each container in dns. */
@@ -888,6 +913,166 @@ static int check_hidden(struct pull *p, const char *ufilter)
 	return 0;
 }
 
+/* ---- one sync search for the users and the groups ----
+ * slapd 2.5 replays its whole session log for every sync search, at a
+ * cost quadratic in the changes logged and whatever the search's base
+ * and filter (bench/syncprov_replay.sh).  So when the users' and the
+ * groups' bases are apart (neither beneath the other, as ou=people and
+ * ou=groups are), the feed asks once: beneath the DN both are beneath,
+ * for the users beneath the users' base and the groups beneath the
+ * groups' (OpenLDAP's entryDN:dnSubtreeMatch), each entry told by its
+ * DN.  Its one cookie is the cursor's users' and groups' cookie both.
+ * Bases that nest keep a search each: there a DN does not say which
+ * filter its entry matched. */
+
+/* The searches of one read, and what they borrow. */
+struct reads {
+	struct search users, groups, both;
+	bool one;	       /* `both` instead of `users` and `groups` */
+	char *nbase[2];	       /* the users' and the groups' bases, normalized */
+	char *common, *filter; /* both's */
+	const char **attrs;    /* both's */
+};
+
+/* a's names and b's not in a, NULL-terminated (new). */
+static const char **attrs_union(const char *const *a, const char *const *b)
+{
+	size_t na = 0, nb = 0;
+	while (a[na])
+		na++;
+	while (b[nb])
+		nb++;
+	const char **out = calloc(na + nb + 1, sizeof(*out));
+	if (!out)
+		return NULL;
+	memcpy(out, a, na * sizeof(*out));
+	for (size_t j = 0, n = na; j < nb; j++) {
+		size_t i = 0;
+		while (i < na && strcasecmp(a[i], b[j]))
+			i++;
+		if (i == na)
+			out[n++] = b[j];
+	}
+	return out;
+}
+
+/* The DN both normalized bases are beneath when neither is beneath the
+ * other (new, in *ret), else NULL.  Canonical DNs escape every comma of
+ * a value: each ',' is an RDN's end. */
+static int common_base(char *const nb[2], char **ret)
+{
+	*ret = NULL;
+	if (under_norm(nb[0], nb[1]) || under_norm(nb[1], nb[0]))
+		return 0;
+	for (const char *c = strchr(nb[0], ','); c; c = strchr(c + 1, ','))
+		if (under_norm(nb[1], c + 1))
+			return (*ret = strdup(c + 1)) ? 0 : -ENOMEM;
+	return 0;
+}
+
+/* "(|(&UF(entryDN:dnSubtreeMatch:=UB))(&GF(entryDN:dnSubtreeMatch:=GB)))" */
+static int both_filter(struct ids_buf *f, const char *ufilter, const char *gfilter, char *const nb[2])
+{
+	const char *filters[2] = {ufilter, gfilter};
+	int r = ids_buf_puts(f, "(|");
+	for (int i = 0; r >= 0 && i < 2; i++) {
+		if ((r = ids_buf_printf(f, "(&%s(entryDN:dnSubtreeMatch:=", filters[i])) >= 0 &&
+		    (r = ids_dn_filter_escape(f, nb[i], strlen(nb[i]))) >= 0)
+			r = ids_buf_puts(f, "))");
+	}
+	return r < 0 ? r : ids_buf_putc(f, ')');
+}
+
+/* The read's searches into rd (reads_free). */
+static int reads_init(struct pull *p, const struct pull_attrs *a, const char *ufilter, const char *gfilter,
+		      struct reads *rd)
+{
+	const struct ids_ldap_cfg *lc = p->lc;
+	struct ids_buf f = {0};
+	*rd = (struct reads){
+	    .users = {"users", lc->users_base, (char *)ufilter, (char **)a->user, ids_ldap_on_user},
+	    .groups = {"groups", lc->groups_base, (char *)gfilter, (char **)a->group, ids_ldap_on_group}};
+	if (!lc->groups_base || ids_dn_normalize(lc->users_base, strlen(lc->users_base), &rd->nbase[0]) < 0 ||
+	    ids_dn_normalize(lc->groups_base, strlen(lc->groups_base), &rd->nbase[1]) < 0)
+		return 0; /* a base that does not parse: the searches say so */
+	int r = common_base(rd->nbase, &rd->common);
+	if (r < 0 || !rd->common)
+		return r;
+	if ((r = both_filter(&f, ufilter, gfilter, rd->nbase)) < 0 ||
+	    !(rd->attrs = attrs_union(a->user, a->group))) {
+		ids_buf_free(&f);
+		return -ENOMEM;
+	}
+	rd->filter = ids_buf_steal(&f);
+	rd->both = (struct search){"users and groups", rd->common, rd->filter, (char **)rd->attrs, NULL};
+	rd->one = true;
+	p->feed_bases[0] = rd->nbase[0];
+	p->feed_bases[1] = rd->nbase[1];
+	return 0;
+}
+
+static void reads_free(struct pull *p, struct reads *rd)
+{
+	p->feed_bases[0] = p->feed_bases[1] = NULL;
+	free(rd->nbase[0]);
+	free(rd->nbase[1]);
+	free(rd->common);
+	free(rd->filter);
+	free(rd->attrs);
+}
+
+/* Where one search goes on from, into *uc (*gc freed): the older of the
+ * cursor's two cookies, which misses nothing the other saw (they differ
+ * in a cursor of a search each: an upgrade); none when either is
+ * missing (what it did not see is read whole).  A search each: both
+ * stay. */
+static void first_cookie(const struct reads *rd, struct berval **uc, struct berval **gc)
+{
+	if (!rd->one)
+		return;
+	char *cu = cookie_csn(*uc), *cg = cookie_csn(*gc);
+	bool groups_older = cu && cg && strcmp(cg, cu) < 0;
+	free(cu);
+	free(cg);
+	struct berval *keep = *uc && *gc ? (groups_older ? *gc : *uc) : NULL;
+	if (*uc != keep)
+		ids_sync_cookie_free(*uc);
+	if (*gc != keep)
+		ids_sync_cookie_free(*gc);
+	*uc = keep;
+	*gc = NULL;
+}
+
+/* The users' sync search (with the groups' when rd->one) from *uc, then
+ * again with every disabled user when the cookie was refused (its
+ * refresh sent every user, whose flags need them all). */
+static int read_users(struct pull *p, const struct pull_attrs *a, const struct reads *rd, const char *csn,
+		      struct berval **uc, struct ids_feed_pull *fp, struct ids_strv *moved)
+{
+	const struct search *sr = rd->one ? &rd->both : &rd->users;
+	unsigned kind = rd->one ? BOTH : IDS_IMAGE_USERS;
+	int r = read_disabled(p, a, rd->users.filter, p->lc->users_base, csn);
+	if (r >= 0)
+		r = sync_search(p, sr, kind, uc, fp, moved);
+	if (r >= 0 && csn && fp->reset_reason) {
+		ids_sync_cookie_free(*uc);
+		*uc = NULL;
+		if ((r = read_disabled(p, a, rd->users.filter, p->lc->users_base, NULL)) >= 0)
+			r = sync_search(p, sr, kind, uc, fp, moved);
+	}
+	return r;
+}
+
+/* The cursor's cookies after the read: one search's twice (new). */
+static int end_cursor(struct pull *p, const struct reads *rd, const struct berval *uc,
+		      const struct berval *gc, struct ids_feed_pull *fp)
+{
+	const struct berval none = {0};
+	const struct berval *g = rd->one ? uc : gc;
+	struct cookies now = {.users = uc ? *uc : none, .groups = g ? *g : none};
+	return make_cursor(p, &now, fp);
+}
+
 static int do_feed(struct pull *p, void *arg)
 {
 	struct ids_feed_pull *fp = arg;
@@ -896,6 +1081,7 @@ static int do_feed(struct pull *p, void *arg)
 	const char *ufilter = lc->users_filter ? lc->users_filter : def->users_filter;
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
 	struct pull_attrs a = {0};
+	struct reads rd = {0};
 	struct cookies old;
 	struct berval *uc = NULL, *gc = NULL;
 	struct ids_strv moved = {0}, sent = {0};
@@ -910,45 +1096,29 @@ static int do_feed(struct pull *p, void *arg)
 		return ids_error_set(p->err, IDS_E_CONFIG, "no users base configured");
 	if (parse_cursor(p, fp->cursor, fp->cursor_len, &old, &why) > 0 && !(fp->reset_reason = strdup(why)))
 		return -ENOMEM;
-	if ((old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
-	    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))) {
-		r = -ENOMEM;
+	r = (old.users.bv_len && !(uc = dup_cookie(&old.users))) ||
+		    (old.groups.bv_len && !(gc = dup_cookie(&old.groups)))
+		? -ENOMEM
+		: ids_ldap_pull_attrs(p, &a);
+	if (r < 0 || (r = reads_init(p, &a, ufilter, gfilter, &rd)) < 0)
 		goto out;
-	}
+	first_cookie(&rd, &uc, &gc);
 	p->sent = &sent;
 	csn = uc ? cookie_csn(uc) : NULL;
-	if ((r = ids_ldap_pull_attrs(p, &a)) < 0 || (r = ids_ldap_connect(p)) < 0 ||
-	    (r = read_disabled(p, &a, ufilter, lc->users_base, csn)) < 0)
+	if ((r = ids_ldap_connect(p)) < 0 || (r = read_users(p, &a, &rd, csn, &uc, fp, &moved)) < 0)
 		goto out;
-	const struct search us = {"users", lc->users_base, (char *)ufilter, (char **)a.user,
-				  ids_ldap_on_user};
-	r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
-	if (r >= 0 && csn && fp->reset_reason) {
-		/* the cookie was refused and every user came: their flags
-		 * need every disabled user, so read again with all of them */
-		ids_sync_cookie_free(uc);
-		uc = NULL;
-		if ((r = read_disabled(p, &a, ufilter, lc->users_base, NULL)) >= 0)
-			r = sync_search(p, &us, IDS_IMAGE_USERS, &uc, fp, &moved);
-	}
-	if (r >= 0 && (!old.users.bv_len || fp->reset_reason) && !ids_image_nusers(p->img))
+	if ((!old.users.bv_len || fp->reset_reason) && !ids_image_nusers(p->img))
 		r = check_hidden(p, ufilter);
 	/* without a users' cookie used, every user was read whole: no
 	 * container can hide a renamed one */
 	if (r >= 0 && old.users.bv_len && !fp->reset_reason)
 		r = follow_containers(p, &a, ufilter, gfilter, csn, &moved);
-	if (r < 0)
-		goto out;
-	if (lc->groups_base) {
-		const struct search gs = {"groups", lc->groups_base, (char *)gfilter, (char **)a.group,
-					  ids_ldap_on_group};
-		if ((r = sync_search(p, &gs, IDS_IMAGE_GROUPS, &gc, fp, &moved)) < 0 ||
-		    (r = refint_fixup(p, &a, gfilter, &moved)) < 0)
-			goto out;
-	}
-	struct cookies now = {.users = uc ? *uc : (struct berval){0},
-			      .groups = gc ? *gc : (struct berval){0}};
-	r = make_cursor(p, &now, fp);
+	if (r >= 0 && lc->groups_base && !rd.one)
+		r = sync_search(p, &rd.groups, IDS_IMAGE_GROUPS, &gc, fp, &moved);
+	if (r >= 0 && lc->groups_base)
+		r = refint_fixup(p, &a, gfilter, &moved);
+	if (r >= 0)
+		r = end_cursor(p, &rd, uc, gc, fp);
 out:
 	ids_sync_cookie_free(uc);
 	ids_sync_cookie_free(gc);
@@ -956,6 +1126,7 @@ out:
 	ids_strv_free(&moved);
 	ids_strv_free(&sent);
 	p->sent = NULL;
+	reads_free(p, &rd);
 	ids_ldap_pull_attrs_free(&a);
 	return r;
 }

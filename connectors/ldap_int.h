@@ -96,6 +96,9 @@ struct pull {
 	struct ids_strv *found; /* ldap_feed.c's refint fix-up: entryUUIDs of the groups it found */
 	size_t fixup_reads;	/* ldap_feed.c: groups the fix-up read whole (its debug line) */
 	struct ids_strv *sent;	/* ldap_feed.c: entryUUIDs of the groups this read recorded whole */
+	/* ldap_feed.c: the users' and the groups' bases normalized, when one
+	 * sync search reads both (an entry's kind is told by its DN) */
+	const char *feed_bases[2];
 	struct ids_error *err;
 	int timeout;	     /* seconds */
 	const char *attr[6]; /* directory attribute per field, borrowed */

@@ -80,11 +80,7 @@ static void test_scripted(void **state)
 	fp = feed_read(&t, &f, false);
 	assert_converged(&t, &f, "group deleted, user enabled");
 
-	ids_image_free(f.img);
-	free(f.cursor);
-	delete_tree(ld, g_ou);
-	tcfg_free(&t);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	feed_test_end(&t, &f, ld);
 }
 
 /* The same by chance: each step a few random changes, then a read; one
@@ -93,9 +89,8 @@ static void test_scripted(void **state)
 #define RUSERS 16
 #define RGROUPS 5
 #define RSTEPS 100
-static void test_random(void **state)
+static void random_steps(bool nested)
 {
-	(void)state;
 	const char *env = getenv("IDS_TEST_SEED");
 	unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : 14u;
 	print_message("test_random: seed %u (IDS_TEST_SEED=%u repeats it)\n", seed, seed);
@@ -105,10 +100,12 @@ static void test_random(void **state)
 	struct feed f = {0};
 	bool user_there[RUSERS] = {0}, group_there[RGROUPS] = {0}, moved[RUSERS] = {0};
 	char dn[600], m[512], name[64], sub[512];
-	make_ou(ld, E.base, "ldap_feed_random", g_ou, g_people, g_groups);
+	make_ou(ld, E.base, nested ? "ldap_feed_nested" : "ldap_feed_random", g_ou, g_people, g_groups);
 	snprintf(sub, sizeof(sub), "ou=moved,%s", g_people);
 	add_entry(ld, sub, "objectClass", "organizationalUnit", "ou", "moved", NULL);
 	tcfg_sync(&t);
+	if (nested) /* the users beneath the groups' base: a search each */
+		t.cc.ldap.groups_base = g_ou;
 	assert_int_equal(ids_image_new(&f.img), 0);
 	for (int step = 0; step < RSTEPS; step++) {
 		for (int k = 1 + rand() % 3; k > 0; k--) {
@@ -168,11 +165,21 @@ static void test_random(void **state)
 			assert_converged(&t, &f, when);
 		}
 	}
-	ids_image_free(f.img);
-	free(f.cursor);
-	delete_tree(ld, g_ou);
-	tcfg_free(&t);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	feed_test_end(&t, &f, ld);
+}
+
+/* The users' and the groups' bases apart: one sync search reads both. */
+static void test_random(void **state)
+{
+	(void)state;
+	random_steps(false);
+}
+
+/* The groups' base above the users': a sync search each. */
+static void test_random_nested(void **state)
+{
+	(void)state;
+	random_steps(true);
 }
 
 /* Fallbacks: a cursor made under another configuration is not used (and
@@ -216,7 +223,7 @@ static void test_fallbacks(void **state)
 	static const char ancient[] = "rid=000,csn=20000101000000.000000Z#000000#000#000000";
 	struct ids_buf cur = {0};
 	ids_buf_add(&cur, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&cur, "%zu:%s\n0:\n", sizeof(ancient) - 1, ancient);
+	ids_buf_printf(&cur, "%zu:%s\n%zu:%s\n", sizeof(ancient) - 1, ancient, sizeof(ancient) - 1, ancient);
 	/* an image from before bob went */
 	add_person(ld, g_people, "bob", "Bob", "Jones");
 	fp = feed_read(&t, &old, false); /* everything, with bob */
@@ -238,24 +245,23 @@ static void test_fallbacks(void **state)
 	struct ids_buf fut = {0};
 	static const char future[] = "rid=000,csn=29991231000000.000000Z#000000#000#000000";
 	ids_buf_add(&fut, c, (size_t)(nl - c) + 1);
-	ids_buf_printf(&fut, "%zu:%s\n0:\n", sizeof(future) - 1, future);
+	ids_buf_printf(&fut, "%zu:%s\n%zu:%s\n", sizeof(future) - 1, future, sizeof(future) - 1, future);
 	free(old.cursor);
 	old.cursor_len = fut.len;
 	old.cursor = (unsigned char *)ids_buf_steal(&fut);
 	add_person(ld, g_people, "dave", "Dave", "Black");
 	fp = feed_read(&t, &old, false);
 	assert_non_null(fp.reset_reason);
-	assert_non_null(strstr(fp.reset_reason, "refused the users feed's cookie (unwillingToPerform"));
+	/* (one sync search reads the users and the groups: their bases are
+	 * apart) */
+	assert_non_null(
+	    strstr(fp.reset_reason, "refused the users and groups feed's cookie (unwillingToPerform"));
 	free(fp.reset_reason);
 	assert_converged(&t, &old, "from a cookie of the future");
 
 	ids_image_free(old.img);
 	free(old.cursor);
-	ids_image_free(f.img);
-	free(f.cursor);
-	delete_tree(ld, g_ou);
-	tcfg_free(&t);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	feed_test_end(&t, &f, ld);
 }
 
 /* The cookies of a cursor after its first line ("LEN:BYTES\n" each), as
@@ -355,11 +361,7 @@ static void test_containers(void **state)
 	assert_null(fp.reset_reason);
 	assert_converged(&t, &f, "an OU renamed back");
 
-	ids_image_free(f.img);
-	free(f.cursor);
-	delete_tree(ld, g_ou);
-	tcfg_free(&t);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	feed_test_end(&t, &f, ld);
 }
 
 int main(void)
@@ -372,9 +374,8 @@ int main(void)
 	if (!g_sync_dn || !*g_sync_dn || !g_sync_pw_file || !*g_sync_pw_file)
 		return no_server("IDS_TEST_LDAP_SYNC_DN is not set (a slapd.sh older than the change feed)");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_scripted),
-	    cmocka_unit_test(test_random),
-	    cmocka_unit_test(test_fallbacks),
+	    cmocka_unit_test(test_scripted),	  cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_random_nested), cmocka_unit_test(test_fallbacks),
 	    cmocka_unit_test(test_containers),
 	};
 	return cmocka_run_group_tests_name("ldap: change feed", tests, NULL, NULL);

@@ -178,4 +178,14 @@ static inline void group(LDAP *ld, const char *cn, const char *m1, const char *m
 		add_entry(ld, dn, "objectClass", "groupOfNames", "cn", cn, "member", m1, NULL);
 }
 
+/* A test's end: its feed, its subtree, its configuration, its connection. */
+static inline void feed_test_end(struct tcfg *t, struct feed *f, LDAP *ld)
+{
+	ids_image_free(f->img);
+	free(f->cursor);
+	delete_tree(ld, g_ou);
+	tcfg_free(t);
+	ldap_unbind_ext_s(ld, NULL, NULL);
+}
+
 #endif

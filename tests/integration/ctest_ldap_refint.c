@@ -137,11 +137,7 @@ static void test_refint(void **state)
 			    "member fix-up: 10 DNs left, 1 groups named them, 1 sent whole, 0 read again");
 	(void)fp;
 
-	ids_image_free(f.img);
-	free(f.cursor);
-	delete_tree(ld, g_ou);
-	tcfg_free(&t);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	feed_test_end(&t, &f, ld);
 }
 
 int main(void)
