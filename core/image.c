@@ -7,7 +7,8 @@
  * connector would have done on a full read, so the snapshot's checks
  * (required fields, UTF-8, duplicates) apply unchanged.  Records live in
  * one array indexed by a key map; a deleted record stays as an empty slot
- * (the map cannot forget a key), reused if the key comes back.
+ * until the run commits (its undo entry names the slot), then its key
+ * leaves the map and the slot goes to the next new key (vacate).
  *
  * In memory, values that repeat across records are kept once (interned,
  * reference-counted): member references — a user's DN is named by each of
@@ -46,7 +47,7 @@ struct istr {
 };
 
 struct rec {
-	char *key; /* in the image's key arena (a slot is never freed); the map borrows it */
+	char *key; /* in the image's key arena (a vacant slot's is reused); the map borrows it */
 	unsigned char kind;
 	bool wire;	    /* ops are in the stored encoding (a record from outside) */
 	bool vacant;	    /* a deleted record's slot, its key out of the map: slot() reuses it */
@@ -410,6 +411,7 @@ int ids_image_new(struct ids_image **ret)
 	struct ids_image *img = calloc(1, sizeof(*img));
 	if (!img)
 		return -ENOMEM;
+	img->map.dense = img->imap.dense = true; /* kept between runs */
 	*ret = img;
 	return 0;
 }

@@ -1255,6 +1255,8 @@ static int keep_build(struct ids_snapshot *s, const uint32_t *umap, const uint32
 	struct snap_keep *k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
+	for (int i = 0; i < 3; i++)
+		k->map[i].dense = true; /* kept between runs */
 	/* each entry's DN reference: the members that named it directly */
 	size_t nt = s->nusers + s->ngroups;
 	uint32_t *dnref = malloc((nt ? nt : 1) * sizeof(*dnref));

@@ -292,12 +292,13 @@ static int strmap_grow(struct ids_strmap *m)
 
 int ids_strmap_put(struct ids_strmap *m, const char *key, uint32_t val, uint32_t *ret_existing)
 {
-	/* keep the load factor under 3/4: with the hash kept in the slot a
-	 * probe is one compare, four slots a cache line, so probes stay
-	 * cheap; under 1/2, a map of a million keys (tier L's DNs, its
-	 * entryUUIDs) took 64 MiB instead of 32 once a run's renames pushed
-	 * it past 2^20 keys (bench/image_mem) */
-	if ((m->len + 1) * 4 > m->cap * 3) {
+	/* keep the load factor under 1/2 (probes stay short), or under 3/4
+	 * for a dense map: with the hash kept in the slot a probe is one
+	 * compare, four slots a cache line; under 1/2, the image's maps of a
+	 * million keys (tier L's DNs, its entryUUIDs) took 64 MiB instead of
+	 * 32 once a run's renames pushed them past 2^20 keys
+	 * (bench/image_mem) */
+	if ((m->len + 1) * (m->dense ? 4 : 2) > m->cap * (m->dense ? 3 : 1)) {
 		int r = strmap_grow(m);
 		if (r < 0)
 			return r;
