@@ -857,6 +857,16 @@ static void run_metrics(struct daemon *d, struct sched *s, const struct ids_conn
  * needs only what lives on (the feeds' images, the connections).
  * malloc_trim(0) releases the free pages of every arena (madvise), a few
  * milliseconds at tier M; run after every run, whoever ran it. */
+/* A fixed mmap threshold.  By default glibc raises it to the size of
+ * each big block freed (up to 32 MiB): after a run's first big free, its
+ * arrays of megabytes come from the heaps, whose holes between the kept
+ * image and snapshot no trim gives back.  At 1 MiB they are mapped, and
+ * unmapped when freed. */
+static void heap_setup(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+
 static void heap_return(const char *connector, int64_t run_id)
 {
 	int64_t t = ids_mono_usec();
@@ -1366,12 +1376,7 @@ int ids_daemon_run(const char *config_path)
 	struct ids_error e = {0};
 	int code = IDS_EXIT_OK;
 
-	/* A fixed mmap threshold.  By default glibc raises it to the size of
-	 * each big block freed (up to 32 MiB): after a run's first big free,
-	 * its arrays of megabytes come from the heaps, whose holes between
-	 * the kept image and snapshot no trim gives back (heap_return).  At
-	 * 1 MiB they are mapped, and unmapped when freed. */
-	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	heap_setup();
 	if (ids_config_load(config_path, &d.cfg, &e) < 0) {
 		fprintf(stderr, "%s\n", ids_error_text(&e));
 		sd_notifyf(0, "STATUS=invalid configuration\nERRNO=%d", EINVAL);
