@@ -848,15 +848,6 @@ static void run_metrics(struct daemon *d, struct sched *s, const struct ids_conn
  * queue's too), STATUS=.  took: the queue gave it to us (< 0: no database,
  * the run failed before it started).  *st: the connection the run used,
  * closed after a failure (NULL: a worker's, which closes its own). */
-/* Gives the heap a run freed back to the kernel.  A run allocates
- * hundreds of MiB (the snapshot, the desired and current state, the
- * diff) and frees them at its end, but glibc keeps freed memory in its
- * arenas — the main one and those of the threads a run starts (worker,
- * state loader, LDAP) — and returns only the free top of the main heap:
- * the daemon then holds its peak between runs, though between runs it
- * needs only what lives on (the feeds' images, the connections).
- * malloc_trim(0) releases the free pages of every arena (madvise), a few
- * milliseconds at tier M; run after every run, whoever ran it. */
 /* A fixed mmap threshold.  By default glibc raises it to the size of
  * each big block freed (up to 32 MiB): after a run's first big free, its
  * arrays of megabytes come from the heaps, whose holes between the kept
@@ -867,6 +858,15 @@ static void heap_setup(void)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
+/* Gives the heap a run freed back to the kernel.  A run allocates
+ * hundreds of MiB (the snapshot, the desired and current state, the
+ * diff) and frees them at its end, but glibc keeps freed memory in its
+ * arenas — the main one and those of the threads a run starts (worker,
+ * state loader, LDAP) — and returns only the free top of the main heap:
+ * the daemon then holds its peak between runs, though between runs it
+ * needs only what lives on (the feeds' images, the connections).
+ * malloc_trim(0) releases the free pages of every arena (madvise), a few
+ * milliseconds at tier M; run after every run, whoever ran it. */
 static void heap_return(const char *connector, int64_t run_id)
 {
 	int64_t t = ids_mono_usec();
