@@ -160,7 +160,9 @@ int ids_snapshot_user_begin(struct ids_snapshot *s)
 
 static int dn_seen(struct ids_snapshot_priv *p, const char *raw, size_t n, const char *norm, uint32_t target);
 
-int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n)
+/* ids_snapshot_user_set; lasting: v[n] is a NUL that ends a string which
+ * outlives s, kept by pointer when it is stored as given. */
+static int user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n, bool lasting)
 {
 	struct ids_user *u = s ? open_user(s) : NULL;
 	if (!u || (unsigned)f >= IDS_F__COUNT || (!v && n))
@@ -179,7 +181,7 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 			return snap_set_invalid(s, u, "dn", "not a valid DN");
 		if (r < 0)
 			return r;
-		u->f[f] = ids_arena_strdup(&s->priv->arena, dn);
+		u->f[f] = lasting && !strcmp(dn, v) ? v : ids_arena_strdup(&s->priv->arena, dn);
 		/* groups name their members by this DN, mostly spelled the
 		 * same: known now, it is not normalized again there */
 		int rr =
@@ -187,9 +189,21 @@ int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *
 		free(dn);
 		return rr < 0 ? rr : 0;
 	} else {
-		u->f[f] = ids_arena_strndup(&s->priv->arena, v, n);
+		u->f[f] = lasting ? v : ids_arena_strndup(&s->priv->arena, v, n);
 	}
 	return u->f[f] ? 0 : -ENOMEM;
+}
+
+int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n)
+{
+	return user_set(s, f, v, n, false);
+}
+
+int ids_snapshot_user_set_lasting(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n)
+{
+	if (v && v[n] != '\0')
+		return -EINVAL;
+	return user_set(s, f, v, n, true);
 }
 
 int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char *v, size_t n)

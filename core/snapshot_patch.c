@@ -115,6 +115,32 @@ static bool same_keys(const struct ids_user *a, const struct ids_user *b)
 	return true;
 }
 
+/* User i is about to be replaced or removed: a reference his key made
+ * (ids_snapshot_finish's claims borrow the user's own string, which may
+ * be the image's: ids_image_replay) gets a copy of its own, since the
+ * image frees the old string when this run commits, and the reference
+ * stays. */
+static int rehome(struct patch *pt, size_t i)
+{
+	const struct ids_user *u = &pt->s->users[i];
+	uint32_t v;
+	for (int j = 0; j < 3; j++) {
+		const char *key = u->f[key_field[j]];
+		struct ids_strmap *m = &pt->k->map[key_kind[j]];
+		if (!key || !ids_strmap_get(m, key, &v) || pt->k->refs[v].s != key)
+			continue;
+		char *c = ids_arena_strdup(&pt->k->strs, key);
+		if (!c)
+			return -ENOMEM;
+		ids_strmap_del(m, key);
+		int r = ids_strmap_put(m, c, v, NULL);
+		if (r < 0)
+			return r;
+		pt->k->refs[v].s = c;
+	}
+	return 0;
+}
+
 /* User i is gone: his keys name nothing now. */
 static void remove_user(struct patch *pt, size_t i)
 {
@@ -166,6 +192,8 @@ static int patch_user(struct patch *pt, const struct ids_image_change *c)
 		free(ext);
 		if (old < 0 || pt->removed[old])
 			return refuse(pt, "a changed user is not found by his old external id");
+		if ((r = rehome(pt, (size_t)old)) < 0)
+			return r;
 	}
 	if (c->now_kind && (r = one_user(c->key, c->now_kind, c->now, c->now_len, &t)) < 0)
 		return r;

@@ -246,7 +246,12 @@ int ids_image_record_field(const char *key, int kind, const void *rec, size_t le
 
 /* Feeds every record into s (new and unfinished: the caller finishes it,
  * as after a connector's pull), users first, then groups, each in the
- * order the keys were first recorded.  -EBUSY while a record is open. */
+ * order the keys were first recorded.  -EBUSY while a record is open.
+ * The users of records unchanged since the last commit point into the
+ * image (their external id when it is the key, their DN when it is
+ * normalized: ids_snapshot_user_set_lasting): s must not outlive img,
+ * and a user whose record a later run changes or deletes must leave s
+ * (ids_snapshot_patch) before that run commits. */
 int ids_image_replay(const struct ids_image *img, struct ids_snapshot *s);
 
 #endif

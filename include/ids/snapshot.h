@@ -93,6 +93,12 @@ void ids_snapshot_free(struct ids_snapshot *s);
  * Setting a field twice keeps the first value (LDAP multi-valued fields). */
 int ids_snapshot_user_begin(struct ids_snapshot *s);
 int ids_snapshot_user_set(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n);
+/* The same for a string v (v[n] is its NUL) that outlives the snapshot,
+ * or at least every use of this user's field: the snapshot points at it
+ * instead of copying it when it is stored as given (a DN already
+ * normalized).  An image's replay (ids_image_replay) gives its lasting
+ * values this way. */
+int ids_snapshot_user_set_lasting(struct ids_snapshot *s, enum ids_field f, const char *v, size_t n);
 /* Adds one value of a rule attribute `name` (compared case-insensitively). */
 int ids_snapshot_user_attr(struct ids_snapshot *s, const char *name, const char *v, size_t n);
 int ids_snapshot_user_disabled(struct ids_snapshot *s, bool disabled);
