@@ -1158,6 +1158,10 @@ static int keep_refs(struct ids_snapshot *s, struct snap_keep *k, const struct r
 	k->nrefs = n0;
 	memcpy(k->map, p->refmap, sizeof(k->map));
 	memset(p->refmap, 0, sizeof(p->refmap));
+	/* kept between runs: filled to 3/4 (at 1/2, tier L's million DNs
+	 * doubled the map, 32 MiB more, with a run's first new ones) */
+	for (int i = 0; i < 3; i++)
+		k->map[i].dense = true;
 	k->strs = p->tmp;
 	p->tmp = (struct ids_arena){0};
 	for (size_t i = 0; i < n0; i++)
@@ -1269,8 +1273,6 @@ static int keep_build(struct ids_snapshot *s, const uint32_t *umap, const uint32
 	struct snap_keep *k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
-	for (int i = 0; i < 3; i++)
-		k->map[i].dense = true; /* kept between runs */
 	/* each entry's DN reference: the members that named it directly */
 	size_t nt = s->nusers + s->ngroups;
 	uint32_t *dnref = malloc((nt ? nt : 1) * sizeof(*dnref));

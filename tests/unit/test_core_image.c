@@ -22,6 +22,7 @@
 #include "ids/dn.h"
 #include "ids/image.h"
 #include "ids/snapshot.h"
+#include "../../core/snapshot_int.h" /* test_kept_lasting: what a kept snapshot holds */
 
 /* ---- a directory as test data: the same entry written to an image or
  * straight into a snapshot builder, so that both can be compared ---- */
@@ -1516,11 +1517,77 @@ static void test_patch_is_a_replay(void **state)
 	ids_image_free(img);
 }
 
+/* A kept snapshot made by a whole replay: its users' external ids (the
+ * records' keys) and normalized DNs are the image's strings, not copies;
+ * a DN spelled otherwise is copied normalized; the reference map the
+ * snapshot keeps is filled to 3/4 (at 1/2 tier L's first patch doubled
+ * it).  Then one user renamed, patched, committed: his old DN's reference
+ * has a copy of its own, and the patched snapshot is a replay's. */
+static void test_kept_lasting(void **state)
+{
+	(void)state;
+	struct ids_image *img = NULL;
+	struct ids_snapshot *kept = NULL;
+	char key[32], dn[64];
+	enum { N = 700 }; /* 700 DNs: 1,024 slots at 3/4, 2,048 at 1/2 */
+	assert_int_equal(ids_image_new(&img), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "k%04d", i);
+		snprintf(dn, sizeof(dn), i ? UDN("u%d") : "UID=u%d,ou=people,dc=ex", i);
+		assert_int_equal(ids_image_user_begin(img, key), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, key, strlen(key)), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, key + 1, strlen(key + 1)), 0);
+		assert_int_equal(ids_image_user_set(img, IDS_F_DN, dn, strlen(dn)), 0);
+		assert_int_equal(ids_image_end(img), 0);
+	}
+	/* a group naming one of them by DN: DNs are a kind of reference kept */
+	const struct entry g = {
+	    .group = true, .id = "G", .name = "g", .dn = GDN("g"), .members = {UDN("u2")}};
+	image_put(img, "kg", &g);
+	ids_image_commit(img);
+	free(image_text_keep(img, &kept));
+	assert_int_equal(kept->nusers, N);
+	struct ids_user *u0 = &kept->users[0], *u1 = &kept->users[1];
+	char *d1 = NULL;
+	assert_string_equal(u1->f[IDS_F_EXTERNAL_ID], "k0001");
+	assert_string_equal(u0->f[IDS_F_DN], "uid=u0,ou=people,dc=ex");
+	/* lent: the same bytes as a second replay's, not a copy of them */
+	struct ids_snapshot *again = NULL;
+	free(image_text_keep(img, &again));
+	assert_ptr_equal(again->users[1].f[IDS_F_EXTERNAL_ID], u1->f[IDS_F_EXTERNAL_ID]);
+	assert_ptr_equal(again->users[1].f[IDS_F_DN], u1->f[IDS_F_DN]);
+	assert_ptr_not_equal(again->users[0].f[IDS_F_DN], u0->f[IDS_F_DN]); /* spelled otherwise */
+	ids_snapshot_free(again);
+	const struct ids_strmap *m = &kept->priv->keep->map[IDS_REF_DN];
+	assert_int_equal(m->len, N + 1);
+	assert_true(m->cap < 2 * m->len);
+	/* u1 renamed: his old DN leaves the image at commit */
+	d1 = strdup(u1->f[IDS_F_DN]);
+	const char *old_dn = u1->f[IDS_F_DN];
+	assert_int_equal(ids_image_user_begin(img, "k0001"), 0);
+	assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, "k0001", 5), 0);
+	assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, "0001", 4), 0);
+	assert_int_equal(ids_image_user_set(img, IDS_F_DN, "uid=renamed,dc=ex", 17), 0);
+	assert_int_equal(ids_image_end(img), 0);
+	const char *why = NULL;
+	assert_int_equal(ids_snapshot_patch(kept, img, &why), 0);
+	uint32_t v;
+	assert_true(ids_strmap_get(m, d1, &v));
+	assert_ptr_not_equal(kept->priv->keep->refs[v].s, old_dn);
+	ids_image_commit(img);
+	assert_string_equal(kept->priv->keep->refs[v].s, d1);
+	assert_same(canonical_text(kept), image_text(img));
+	free(d1);
+	ids_snapshot_free(kept);
+	ids_image_free(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_replay_is_a_full_read),
 	    cmocka_unit_test(test_patch_is_a_replay),
+	    cmocka_unit_test(test_kept_lasting),
 	    cmocka_unit_test(test_upsert_replaces),
 	    cmocka_unit_test(test_group_change_reaches_nested_members),
 	    cmocka_unit_test(test_delete_by_key),
