@@ -811,8 +811,8 @@ static int replay_one(unsigned char op, unsigned char arg, const char *a, size_t
  * unchanged since the last commit keeps its key's bytes and its interned
  * copies until a later run changes or deletes it, which that run patches
  * into a kept snapshot or replays afresh before it commits, and a
- * rollback frees nothing of it.  A million of each at tier L, 90 MB a
- * kept snapshot did not copy again (docs/changes.md). */
+ * rollback frees nothing of it.  A million of each at tier L: 79 MiB a
+ * kept snapshot no longer copies (docs/changes.md). */
 struct lasting {
 	struct ids_snapshot *s;
 	const char *key; /* the record's */
