@@ -110,7 +110,7 @@ int ids_store_feed_load(struct ids_store *st, const char *connector, const char 
 struct writer {
 	struct ids_store *st;
 	const char *connector;
-	bool keys; /* the key pass: one field a row, every changed key */
+	bool keys; /* the key pass: every changed key (on_change), else the records (on_each) */
 	struct ids_buf b;
 	struct ids_error *err;
 	long rows;
@@ -142,30 +142,41 @@ static int flush(struct writer *w, bool force)
 	return 0;
 }
 
-/* ids_image_each's fn: one COPY row.  The key pass: (key) for every key;
- * the record pass: (connector, key, kind, record) for every record
- * (kind 0, a key gone, has none). */
+/* ids_image_each's fn for the record pass: the COPY row (connector, key,
+ * kind, record); kind 0, a key gone, has none. */
 static int on_each(const char *key, int kind, const void *rec, size_t len, void *ud)
 {
 	struct writer *w = ud;
 	unsigned char k[2] = {0, (unsigned char)kind};
 	if (len > INT32_MAX)
 		return ids_error_set(w->err, -E2BIG, "change feed image: a record of %zu bytes", len);
-	if (!w->keys && kind == 0)
+	if (kind == 0)
 		return 0;
-	int r = put_be16(&w->b, w->keys ? 1 : 4);
-	if (r >= 0 && !w->keys)
+	int r = put_be16(&w->b, 4);
+	if (r >= 0)
 		r = put_field(&w->b, w->connector, strlen(w->connector));
 	if (r >= 0)
 		r = put_field(&w->b, key, strlen(key));
-	if (r >= 0 && !w->keys && (r = put_field(&w->b, k, 2)) >= 0)
+	if (r >= 0 && (r = put_field(&w->b, k, 2)) >= 0)
 		r = put_field(&w->b, rec, len);
-	w->rows += w->keys ? kind == 0 : 1;
+	w->rows++;
 	return r < 0 ? r : flush(w, false);
 }
 
-/* One binary COPY (the query `copy`) of the image's rows as on_each
- * makes them: every record, or only the changed ones. */
+/* ids_image_each_change's fn for the key pass: the COPY row (key) of a
+ * changed key (its records not encoded: only the key is sent). */
+static int on_change(const struct ids_image_change *c, void *ud)
+{
+	struct writer *w = ud;
+	int r = put_be16(&w->b, 1);
+	if (r >= 0)
+		r = put_field(&w->b, c->key, strlen(c->key));
+	w->rows += c->was_kind && !c->now_kind; /* removed */
+	return r < 0 ? r : flush(w, false);
+}
+
+/* One binary COPY (the query `copy`): the changed keys (w->keys), or the
+ * records — every one, or only the changed ones. */
 static int copy_rows(struct writer *w, const char *copy, const struct ids_feed_commit *fc)
 {
 	static const char sig[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0"; /* flags 0, no extension */
@@ -178,7 +189,8 @@ static int copy_rows(struct writer *w, const char *copy, const struct ids_feed_c
 		return r;
 	r = ids_buf_add(&w->b, sig, sizeof(sig));
 	if (r >= 0)
-		r = ids_image_each(fc->image, !fc->image_whole, on_each, w);
+		r = w->keys ? ids_image_each_change(fc->image, on_change, w)
+			    : ids_image_each(fc->image, !fc->image_whole, on_each, w);
 	if (r >= 0)
 		r = put_be16(&w->b, UINT16_MAX); /* the trailer: -1 */
 	if (r >= 0)
