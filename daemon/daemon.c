@@ -844,10 +844,6 @@ static void run_metrics(struct daemon *d, struct sched *s, const struct ids_conn
 	ids_error_clear(&e);
 }
 
-/* The end of s's run, on this thread: /metrics, the next time (the
- * queue's too), STATUS=.  took: the queue gave it to us (< 0: no database,
- * the run failed before it started).  *st: the connection the run used,
- * closed after a failure (NULL: a worker's, which closes its own). */
 /* A fixed mmap threshold.  By default glibc raises it to the size of
  * each big block freed (up to 32 MiB): after a run's first big free, its
  * arrays of megabytes come from the heaps, whose holes between the kept
@@ -876,6 +872,10 @@ static void heap_return(const char *connector, int64_t run_id)
 		(double)(ids_mono_usec() - t) / 1e6);
 }
 
+/* The end of s's run, on this thread: /metrics, the next time (the
+ * queue's too), STATUS=.  took: the queue gave it to us (< 0: no database,
+ * the run failed before it started).  *st: the connection the run used,
+ * closed after a failure (NULL: a worker's, which closes its own). */
 static void run_end(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
 		    struct ids_sync_result *res, int took, int64_t t0, struct ids_store **st)
 {

@@ -60,9 +60,9 @@ void ids_arena_free(struct ids_arena *a);
 struct ids_strmap {
 	struct ids_strmap_slot *slots;
 	size_t cap, len;
-	/* set before the first put: filled to 3/4 instead of 1/2 — for the
-	 * maps a daemon keeps between runs, where memory counts more than
-	 * the longer probes */
+	/* filled to 3/4 instead of 1/2 from the next put on (set it before
+	 * the first, or once the map is built) — for the maps a daemon keeps
+	 * between runs, where memory counts more than the longer probes */
 	bool dense;
 };
 

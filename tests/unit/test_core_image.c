@@ -1534,11 +1534,7 @@ static void test_kept_lasting(void **state)
 	for (int i = 0; i < N; i++) {
 		snprintf(key, sizeof(key), "k%04d", i);
 		snprintf(dn, sizeof(dn), i ? UDN("u%d") : "UID=u%d,ou=people,dc=ex", i);
-		assert_int_equal(ids_image_user_begin(img, key), 0);
-		assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, key, strlen(key)), 0);
-		assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, key + 1, strlen(key + 1)), 0);
-		assert_int_equal(ids_image_user_set(img, IDS_F_DN, dn, strlen(dn)), 0);
-		assert_int_equal(ids_image_end(img), 0);
+		image_put(img, key, &(const struct entry){.id = key, .name = key + 1, .dn = dn});
 	}
 	/* a group naming one of them by DN: DNs are a kind of reference kept */
 	const struct entry g = {
@@ -1564,11 +1560,8 @@ static void test_kept_lasting(void **state)
 	/* u1 renamed: his old DN leaves the image at commit */
 	d1 = strdup(u1->f[IDS_F_DN]);
 	const char *old_dn = u1->f[IDS_F_DN];
-	assert_int_equal(ids_image_user_begin(img, "k0001"), 0);
-	assert_int_equal(ids_image_user_set(img, IDS_F_EXTERNAL_ID, "k0001", 5), 0);
-	assert_int_equal(ids_image_user_set(img, IDS_F_USERNAME, "0001", 4), 0);
-	assert_int_equal(ids_image_user_set(img, IDS_F_DN, "uid=renamed,dc=ex", 17), 0);
-	assert_int_equal(ids_image_end(img), 0);
+	image_put(img, "k0001",
+		  &(const struct entry){.id = "k0001", .name = "0001", .dn = "uid=renamed,dc=ex"});
 	const char *why = NULL;
 	assert_int_equal(ids_snapshot_patch(kept, img, &why), 0);
 	uint32_t v;
