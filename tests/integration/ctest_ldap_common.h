@@ -280,7 +280,8 @@ static inline void add_person(LDAP *ld, const char *people, const char *uid, con
 			      const char *sn)
 {
 	char dn[512], cn[256], mail[256];
-	snprintf(dn, sizeof(dn), "uid=%s,%s", uid, people);
+	if ((size_t)snprintf(dn, sizeof(dn), "uid=%s,%s", uid, people) >= sizeof(dn))
+		fail_msg("uid=%s,%s: the DN is too long", uid, people);
 	snprintf(cn, sizeof(cn), "%s %s", given, sn);
 	snprintf(mail, sizeof(mail), "%s@example.org", uid);
 	add_entry(ld, dn, "objectClass", "inetOrgPerson", "uid", uid, "givenName", given, "sn", sn, "cn", cn,
