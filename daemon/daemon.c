@@ -62,11 +62,6 @@
  * but a connector overdue by this much goes first: a stream of requests
  * must not hold the full runs off for ever. */
 #define STARVE_USEC (30 * USEC)
-/* A run that changed nothing recounts the managed users and grants for
- * /metrics only this long after the last count (the count's cost at tier
- * M is in docs/metrics.md; what changes them between two such runs is
- * another writer: another instance, `sync` from the command line). */
-#define RECOUNT_USEC (3600 * USEC)
 
 struct sched {
 	char *name;
@@ -74,7 +69,6 @@ struct sched {
 	int backoff;	   /* seconds of the last retry delay, 0 after a success */
 	enum ids_take how; /* when to take it from the queue: due, or earlier (a start, SIGUSR1, a push) */
 	char *status;	   /* this connector's part of STATUS=; NULL before its first run */
-	int64_t counted;   /* monotonic usec of the last managed users/grants count, 0: none */
 	int64_t burst;	   /* monotonic usec of the first bell since the last run, 0: none */
 	bool rang;	   /* its run under way was rung for (a push, a change heard) */
 	int64_t renewed;   /* monotonic usec of its lease's last renewal, while it runs */
@@ -509,7 +503,6 @@ static int schedule_rebuild(struct daemon *d)
 			 * goes before it */
 			ns[i].how = ns[i].due < old->due || old->backoff ? IDS_TAKE_NOW : old->how;
 			ns[i].backoff = old->backoff;
-			ns[i].counted = old->counted;
 			ns[i].status = old->status; /* moved */
 			old->status = NULL;
 		}
@@ -810,37 +803,30 @@ static void reschedule(struct daemon *d, struct sched *s, const struct ids_conne
 }
 
 /* A scheduled run into /metrics: its result, a feed reset, and after an
- * ok run that changed something (or RECOUNT_USEC after the last count)
- * the users and grants the connector manages now: one count statement,
- * whose sequential scans of the grant tables cost more than a no-op run
- * should pay every time.  A failed count leaves the gauges as they were:
- * logged at debug level, the next run reports a lost database. */
-static void run_metrics(struct daemon *d, struct sched *s, const struct ids_connector_cfg *cc,
+ * ok run the users and grants the connector manages now (managed_count's
+ * few rows: whoever changed them since, this run or another writer, the
+ * gauges have it).  A failed count leaves the gauges as they were: logged
+ * at debug level, the next run reports a lost database. */
+static void run_metrics(struct daemon *d, const struct ids_connector_cfg *cc,
 			const struct ids_sync_result *res, int64_t t0)
 {
 	if (!d->metrics)
 		return;
-	int64_t now = ids_mono_usec();
-	(void)ids_metrics_record(d->metrics, cc->name, res, (double)(now - t0) / USEC, time(NULL));
+	(void)ids_metrics_record(d->metrics, cc->name, res, (double)(ids_mono_usec() - t0) / USEC,
+				 time(NULL));
 	if (res->feed_reset)
 		(void)ids_metrics_feed_reset(d->metrics, cc->name, res->feed_reset);
 	struct ids_error e = {0};
 	if (d->st) /* the seats as the database has them after the run */
 		(void)ids_sync_licence_metrics(d->cfg, d->st, d->metrics, &e);
 	ids_error_clear(&e);
-	const struct ids_plan_counts *k = &res->counts;
-	bool changed = k->created || k->updated || k->deactivated || k->reactivated || k->grants_added ||
-		       k->grants_removed;
-	if (res->exit_code != IDS_EXIT_OK || !d->st ||
-	    (!changed && s->counted && now - s->counted < RECOUNT_USEC))
+	if (res->exit_code != IDS_EXIT_OK || !d->st)
 		return;
 	long users = 0, grants = 0;
-	if (ids_store_managed_counts(d->st, cc->name, &users, &grants, &e) < 0) {
+	if (ids_store_managed_counts(d->st, cc->name, &users, &grants, &e) < 0)
 		ids_log(IDS_LOG_DEBUG, cc->name, 0, NULL, "metrics: %s", ids_error_text(&e));
-	} else {
+	else
 		(void)ids_metrics_managed(d->metrics, cc->name, users, grants);
-		s->counted = now;
-	}
 	ids_error_clear(&e);
 }
 
@@ -880,7 +866,7 @@ static void run_end(struct daemon *d, struct sched *s, const struct ids_connecto
 		    struct ids_sync_result *res, int took, int64_t t0, struct ids_store **st)
 {
 	ids_persist_ran(d->persist, cc->name);
-	run_metrics(d, s, cc, res, t0);
+	run_metrics(d, cc, res, t0);
 	reschedule(d, s, cc, res);
 	free(res->error);
 	bool failed = res->exit_code != IDS_EXIT_OK && res->exit_code != IDS_EXIT_LOCKED;

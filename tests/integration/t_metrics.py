@@ -5,7 +5,7 @@ grow with each run, idsyncd_users_seen matches the users the database
 holds, and `promtool check metrics` (Debian's prometheus package) accepts
 the text.  A bad metrics.listen is a configuration error with its place.
 The series of issue 17 part 4 added later: users and grants managed
-(counted after each ok run), change feed resets by reason (a reload that
+(read from managed_count after each ok run: another writer's changes too), change feed resets by reason (a reload that
 changes the connector's filters resets the feed), targeted syncs by
 connector and outcome (NOTIFY idsyncd_sync_user)."""
 import os
@@ -134,6 +134,19 @@ def body(env, c):
     c.eq(3.0, value(text, 'idsyncd_users_managed{connector="corp"}'), "carol's grants gone: 3 users managed")
     c.eq(9.0, value(text, 'idsyncd_grants_managed{connector="corp"}'), "... and 9 grants")
 
+    # ---- another writer: the platform takes alice's email channel away.  The next run is
+    # incremental and changes nothing (the directory did not change), yet the gauges have it
+    # (they read managed_count, which every writer's transaction keeps)
+    env.q("DELETE FROM channel_grant WHERE source = 'corp' AND channel = 'email'"
+          " AND user_id = (SELECT id FROM app_user WHERE username = 'alice')")
+    mark = d.mark()
+    d.signal(signal.SIGUSR1)
+    d.wait_status(r"^corp ok 4 users \+0 ~0 -0 ", 20, since=mark)
+    _, _, text = scrape(port)
+    c.eq(8.0, value(text, 'idsyncd_grants_managed{connector="corp"}'),
+         "another writer's change is in the gauge after the next run, which changed nothing")
+    c.eq(3.0, value(text, 'idsyncd_users_managed{connector="corp"}'), "... and the users are still 3")
+
     # ---- a targeted sync (NOTIFY): its own counter, not a run of the schedule
     env.q("SELECT pg_notify('idsyncd_sync_user', 'corp:alice')")
     for _ in range(50):
@@ -143,7 +156,7 @@ def body(env, c):
         time.sleep(0.1)
     c.eq(1.0, value(text, 'idsyncd_targeted_syncs_total{connector="corp",outcome="ok"}'),
          "idsyncd_targeted_syncs_total counts the NOTIFY's sync")
-    c.eq(3.0, value(text, 'idsyncd_runs_total{connector="corp",status="ok"}'),
+    c.eq(4.0, value(text, 'idsyncd_runs_total{connector="corp",status="ok"}'),
          "idsyncd_runs_total counts the scheduled runs only")
     promtool(c, text)
     d.signal(signal.SIGTERM)
