@@ -2,9 +2,9 @@
  * idsyncd_users_managed and idsyncd_grants_managed gauges (issue 17 part
  * 4).  Read from managed_count, the counter migration 013's triggers keep
  * exact in every writer's transaction for the thresholds' bases: one
- * definition of "managed" for both, and a read of a few rows, where
- * counting the tables scanned every grant table (about a second of
- * PostgreSQL at a million users, after every run that changed anything). */
+ * definition of "managed" for both, and a read of a few rows (0.5 ms at
+ * tier M), where counting the tables scanned every grant table (124 ms at
+ * tier M, growing with the tables) after every run that changed anything. */
 #include <stdlib.h>
 
 #include "store_int.h"

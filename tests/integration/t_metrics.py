@@ -5,8 +5,9 @@ grow with each run, idsyncd_users_seen matches the users the database
 holds, and `promtool check metrics` (Debian's prometheus package) accepts
 the text.  A bad metrics.listen is a configuration error with its place.
 The series of issue 17 part 4 added later: users and grants managed
-(read from managed_count after each ok run: another writer's changes too), change feed resets by reason (a reload that
-changes the connector's filters resets the feed), targeted syncs by
+(read from managed_count after each ok run, so another writer's changes
+are in them after the next run), change feed resets by reason (a reload
+that changes the connector's filters resets the feed), targeted syncs by
 connector and outcome (NOTIFY idsyncd_sync_user)."""
 import os
 import re
