@@ -8,6 +8,7 @@
  * happens; a dropped connection or a kill -9 loses nothing, because the
  * run reads from the stored cursor, never from what the doorbell saw. */
 #include <errno.h>
+#include <stdio.h>
 #include <ldap.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include "ldap_int.h"
 #include "ldap_sync.h"
 
-enum { W_USERS, W_GROUPS, W_CONTAINERS, W_N };
+enum { W_USERS, W_GROUPS, W_N };
 
 struct ids_ldap_watch {
 	struct pull p;		 /* the connection; p.ctx is &ctx */
@@ -25,10 +26,10 @@ struct ids_ldap_watch {
 	int msgid[W_N];		 /* -1: no such search (no groups base) */
 	bool refreshed[W_N];	 /* its refresh phase ended */
 	bool refused;		 /* a search ended: the server refused its cookie */
-	char *cfilter;
+	char *ufilter;		 /* the users' search's: users and containers */
 };
 
-static const char *const what[W_N] = {"users", "groups", "containers"};
+static const char *const what[W_N] = {"users'", "groups'"};
 
 /* Sends search i in refreshAndPersist mode from cookie. */
 static int send_persist(struct ids_ldap_watch *w, int i, const char *base, const char *filter,
@@ -64,8 +65,24 @@ void ids_ldap_watch_close(struct ids_ldap_watch *w)
 			(void)ldap_abandon_ext(w->p.ld, w->msgid[i], NULL, NULL);
 	ids_ldap_pull_fini(&w->p);
 	ids_error_clear(&w->err);
-	free(w->cfilter);
+	free(w->ufilter);
 	free(w);
+}
+
+/* What the users' search hears: each user, and every other entry
+ * beneath the users' base but the groups (a renamed container moves
+ * its users: the feed follows it with a plain search and keeps no cookie
+ * of its own).  Beneath that base, "a user, or neither a user nor a
+ * group" is "a user, or not a group": one search, not one for the users
+ * and one for the containers — slapd replays its session log once for
+ * every search it opens, and tests each write against each search it
+ * holds.  New; NULL on ENOMEM. */
+static char *users_filter(const struct ids_ldap_cfg *lc, const char *ufilter, const char *gfilter)
+{
+	char *f = NULL;
+	if (!lc->groups_base)
+		return strdup("(objectClass=*)");
+	return asprintf(&f, "(|%s(!%s))", ufilter, gfilter) < 0 ? NULL : f;
 }
 
 /* Connects and sends the searches from the cursor's cookies k (users,
@@ -76,18 +93,13 @@ static int watch_start(struct ids_ldap_watch *w, const struct berval k[2])
 	const struct ids_ldap_flavor_defaults *def = ids_config_ldap_defaults(lc->flavor);
 	const char *ufilter = lc->users_filter ? lc->users_filter : def->users_filter;
 	const char *gfilter = lc->groups_filter ? lc->groups_filter : def->groups_filter;
-	if (!(w->cfilter = ids_ldap_container_filter(&w->p, ufilter, gfilter)))
+	if (!(w->ufilter = users_filter(lc, ufilter, gfilter)))
 		return -ENOMEM;
 	int r = ids_ldap_connect(&w->p);
 	if (r >= 0)
-		r = send_persist(w, W_USERS, lc->users_base, ufilter, &k[W_USERS], &w->err);
+		r = send_persist(w, W_USERS, lc->users_base, w->ufilter, &k[W_USERS], &w->err);
 	if (r >= 0 && lc->groups_base)
 		r = send_persist(w, W_GROUPS, lc->groups_base, gfilter, &k[W_GROUPS], &w->err);
-	/* the feed reads renamed containers with a plain search and keeps no
-	 * cookie of theirs; the users' serves, since a slapd cookie names the
-	 * server's state ("rid=…,csn=…"), not a search's base or filter */
-	if (r >= 0)
-		r = send_persist(w, W_CONTAINERS, lc->users_base, w->cfilter, &k[W_USERS], &w->err);
 	return r;
 }
 

@@ -231,6 +231,14 @@ write_conf() {
 		  by dn.exact="$SYNC_DN" read
 		  by dn.children="cn=peercred,cn=external,cn=auth" read
 		  by * none
+
+		# What slapd holds for each connection (cn=Connections,cn=Monitor:
+		# the searches a persistent search's connection keeps executing),
+		# for the admin only
+		database monitor
+		access to dn.subtree="cn=Monitor"
+		  by dn.exact="$ADMIN_DN" read
+		  by * none
 	EOF
 	chmod 600 "$conf"
 }
