@@ -850,7 +850,9 @@ static int reread_containers(struct pull *p, const struct pull_attrs *a, const c
 	return r;
 }
 
-char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const char *gfilter)
+/* The containers' filter: what under the users' base is neither a user
+ * nor a group (new, NULL on ENOMEM). */
+static char *container_filter(const struct pull *p, const char *ufilter, const char *gfilter)
 {
 	char *f = NULL;
 	if (asprintf(&f, "(!(|%s%s))", ufilter, p->lc->groups_base ? gfilter : "") < 0)
@@ -865,7 +867,7 @@ static int follow_containers(struct pull *p, const struct pull_attrs *a, const c
 			     const char *gfilter, const char *csn, struct ids_strv *moved)
 {
 	static char *none[] = {"1.1", NULL};
-	char *cfilter = ids_ldap_container_filter(p, ufilter, gfilter);
+	char *cfilter = container_filter(p, ufilter, gfilter);
 	struct ids_buf f = {0};
 	struct ids_strv dns = {0};
 	int r = cfilter ? ids_buf_printf(&f, "(&%s", cfilter) : -ENOMEM;

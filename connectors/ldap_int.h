@@ -269,10 +269,6 @@ void ids_ldap_pull_fini(struct pull *p);
  * of these versions. */
 bool ids_ldap_cursor_cookies(const unsigned char *c, size_t n, struct berval ret[2]);
 
-/* The containers' filter: what under the users' base is neither a user
- * nor a group (new, NULL on ENOMEM). */
-char *ids_ldap_container_filter(const struct pull *p, const char *ufilter, const char *gfilter);
-
 /* The ops' pull_changes: syncrepl refreshOnly (OpenLDAP). */
 int ids_ldap_pull_changes(const struct ids_connector_cfg *cfg, const struct ids_pull_ctx *ctx,
 			  struct ids_feed_pull *fp, struct ids_error *err);

@@ -8,8 +8,8 @@
  * happens; a dropped connection or a kill -9 loses nothing, because the
  * run reads from the stored cursor, never from what the doorbell saw. */
 #include <errno.h>
-#include <stdio.h>
 #include <ldap.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -29,7 +29,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from fakesystemd import hold_lock, main, poll_until, release_lock  # noqa: E402
+from fakesystemd import Fail, hold_lock, main, poll_until, release_lock  # noqa: E402
 
 USERS = 30
 
@@ -68,7 +68,7 @@ def settled_runs(env, quiet=2.5, timeout=20):
     n, since = runs(env), time.monotonic()
     while time.monotonic() - since < quiet:
         if time.monotonic() > end:
-            raise RuntimeError(f"runs still moving after {timeout}s")
+            raise Fail(f"runs still moving after {timeout}s")
         time.sleep(0.1)
         if runs(env) != n:
             n, since = runs(env), time.monotonic()
@@ -86,7 +86,7 @@ def held_searches(env, pid, port):
                           "monitorConnectionPeerAddress", "monitorConnectionOpsExecuting"],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"ldapsearch cn=Monitor: {r.stderr.strip()}")
+        raise Fail(f"ldapsearch cn=Monitor: {r.stderr.strip()}")
     held = 0
     for entry in r.stdout.split("\n\n"):
         attrs = dict(line.split(": ", 1) for line in entry.splitlines() if ": " in line)
