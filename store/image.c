@@ -110,7 +110,6 @@ int ids_store_feed_load(struct ids_store *st, const char *connector, const char 
 struct writer {
 	struct ids_store *st;
 	const char *connector;
-	bool keys; /* the key pass: every changed key (on_change), else the records (on_each) */
 	struct ids_buf b;
 	struct ids_error *err;
 	long rows;
@@ -175,9 +174,22 @@ static int on_change(const struct ids_image_change *c, void *ud)
 	return r < 0 ? r : flush(w, false);
 }
 
-/* One binary COPY (the query `copy`): the changed keys (w->keys), or the
- * records — every one, or only the changed ones. */
-static int copy_rows(struct writer *w, const char *copy, const struct ids_feed_commit *fc)
+/* The rows of the key pass: every changed key. */
+static int changed_keys(struct writer *w, const struct ids_feed_commit *fc)
+{
+	return ids_image_each_change(fc->image, on_change, w);
+}
+
+/* The rows of the record pass: every record, or only the changed ones. */
+static int records(struct writer *w, const struct ids_feed_commit *fc)
+{
+	return ids_image_each(fc->image, !fc->image_whole, on_each, w);
+}
+
+/* One binary COPY (the query `copy`) of the rows `rows` puts. */
+static int copy_rows(struct writer *w, const char *copy,
+		     int (*rows)(struct writer *, const struct ids_feed_commit *),
+		     const struct ids_feed_commit *fc)
 {
 	static const char sig[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0"; /* flags 0, no extension */
 	int r = 0;
@@ -189,8 +201,7 @@ static int copy_rows(struct writer *w, const char *copy, const struct ids_feed_c
 		return r;
 	r = ids_buf_add(&w->b, sig, sizeof(sig));
 	if (r >= 0)
-		r = w->keys ? ids_image_each_change(fc->image, on_change, w)
-			    : ids_image_each(fc->image, !fc->image_whole, on_each, w);
+		r = rows(w, fc);
 	if (r >= 0)
 		r = put_be16(&w->b, UINT16_MAX); /* the trailer: -1 */
 	if (r >= 0)
@@ -234,10 +245,8 @@ static int delete_changed(struct writer *w, const struct ids_feed_commit *fc)
 	int r = image_stmt(
 	    w->st, NULL, "CREATE TEMP TABLE IF NOT EXISTS ids_s_image_key (key text NOT NULL) ON COMMIT DROP",
 	    NULL, w->err);
-	w->keys = true;
 	if (r >= 0)
-		r = copy_rows(w, "COPY pg_temp.ids_s_image_key FROM STDIN (FORMAT binary)", fc);
-	w->keys = false;
+		r = copy_rows(w, "COPY pg_temp.ids_s_image_key FROM STDIN (FORMAT binary)", changed_keys, fc);
 	if (r >= 0)
 		r = image_stmt(w->st, w->connector,
 			       "DELETE FROM connector_image c USING pg_temp.ids_s_image_key s"
@@ -263,7 +272,8 @@ int ids_store_image_write(struct ids_store *st, const char *connector, const str
 		r = delete_changed(&w, fc);
 	if (r >= 0)
 		r = copy_rows(
-		    &w, "COPY connector_image (connector, key, kind, record) FROM STDIN (FORMAT binary)", fc);
+		    &w, "COPY connector_image (connector, key, kind, record) FROM STDIN (FORMAT binary)",
+		    records, fc);
 	ids_buf_free(&w.b);
 	rows += w.rows;
 	return r < 0 ? r : (int)(rows > INT_MAX - 1 ? INT_MAX - 1 : rows);
