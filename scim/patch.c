@@ -126,16 +126,26 @@ static void del_ci(json_t *o, const char *name)
 		json_object_del(o, k);
 }
 
-/* The container a path's attribute lives in (the resource, or the
- * enterprise extension, created for add/replace). */
-static json_t *container(json_t *res, const struct path *p, bool create)
+/* The container a path's attribute lives in, into *ret: the resource, or
+ * the enterprise extension, created for add/replace (NULL for a remove
+ * when there is none, or it is no object: nothing to remove).  Adding to
+ * an extension that is not an object is the client's fault, not a lack
+ * of memory. */
+static int container(json_t *res, const struct path *p, bool create, json_t **ret, struct ids_scim_fault *f)
 {
+	*ret = res;
 	if (!p->enterprise)
-		return res;
+		return 0;
 	json_t *e = get_ci(res, IDS_SCIM_ENTERPRISE);
-	if (!e && create && set_ci(res, IDS_SCIM_ENTERPRISE, json_object()) >= 0)
+	if (!e && create) {
+		if (set_ci(res, IDS_SCIM_ENTERPRISE, json_object()) < 0)
+			return -ENOMEM;
 		e = get_ci(res, IDS_SCIM_ENTERPRISE);
-	return json_is_object(e) ? e : NULL;
+	}
+	*ret = json_is_object(e) ? e : NULL;
+	if (e && !*ret && create)
+		return fault(f, "invalidValue", "%s: expected an object", IDS_SCIM_ENTERPRISE);
+	return 0;
 }
 
 static bool matches(const json_t *elem, const struct path *p)
@@ -226,9 +236,11 @@ static int op_path(json_t *res, const char *path, int op, const json_t *value, s
 		return r;
 	if (!strcasecmp(p.attr, "id") || !strcasecmp(p.attr, "meta"))
 		return fault(f, "mutability", "%s is read-only", p.attr);
-	json_t *c = container(res, &p, op != 'r');
+	json_t *c;
+	if ((r = container(res, &p, op != 'r', &c, f)) < 0)
+		return r;
 	if (!c)
-		return op == 'r' ? 0 : -ENOMEM;
+		return 0; /* remove, and no extension to remove from */
 	if (p.fattr[0])
 		return op_filtered(c, &p, op, value, f);
 	if (op == 'r') {
@@ -277,8 +289,10 @@ static int op_nopath(json_t *res, int op, const json_t *value, struct ids_scim_f
 	{
 		int r;
 		if (!strcasecmp(k, IDS_SCIM_ENTERPRISE) && json_is_object(v)) {
-			json_t *c = container(res, &(struct path){.enterprise = true}, true);
-			r = c ? (json_object_update(c, v) < 0 ? -ENOMEM : 0) : -ENOMEM;
+			json_t *c;
+			r = container(res, &(struct path){.enterprise = true}, true, &c, f);
+			if (r >= 0 && json_object_update(c, v) < 0)
+				r = -ENOMEM;
 		} else if (!strcasecmp(k, "schemas") || !strcasecmp(k, "id") || !strcasecmp(k, "meta")) {
 			/* Okta repeats the group's id in its rename: ours anyway */
 			continue;

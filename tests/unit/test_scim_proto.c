@@ -166,6 +166,35 @@ static void patch_faults(void **state)
 	}
 }
 
+/* A stored user whose enterprise extension is no object (a POST may
+ * send one: normalizing does not need it): adding to it is the client's
+ * 400 invalidValue, not a server's out of memory (found by fuzz_scim);
+ * removing from it removes nothing, as before. */
+static void patch_extension_not_object(void **state)
+{
+#define EXT "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	static const char *const adds[] = {
+	    "{\"Operations\":[{\"op\":\"replace\",\"path\":\"" EXT ":department\",\"value\":\"S\"}]}",
+	    "{\"Operations\":[{\"op\":\"Replace\",\"value\":{\"" EXT ":department\":\"S\"}}]}",
+	    "{\"Operations\":[{\"op\":\"add\",\"value\":{\"" EXT "\":{\"department\":\"S\"}}}]}",
+	};
+	for (size_t i = 0; i < sizeof(adds) / sizeof(adds[0]); i++) {
+		json_t *r = json_loads("{\"userName\":\"a\",\"" EXT "\":true}", 0, NULL);
+		json_t *b = json_loads(adds[i], 0, NULL);
+		struct ids_scim_fault f = {0};
+		assert_non_null(b);
+		assert_int_equal(ids_scim_patch(r, b, &f), -EINVAL);
+		assert_int_equal(f.status, 400);
+		assert_string_equal(f.scim_type, "invalidValue");
+		json_decref(r);
+		json_decref(b);
+	}
+	patch_case("{\"userName\":\"a\",\"" EXT "\":true}",
+		   "{\"Operations\":[{\"op\":\"remove\",\"path\":\"" EXT ":department\"}]}",
+		   "{\"userName\":\"a\",\"" EXT "\":true}");
+#undef EXT
+}
+
 /* Which group PATCHes may read only the members they name, and which
  * ids; a wrong "narrow" answer would lose or invent members. */
 static void member_scope(void **state)
@@ -344,9 +373,11 @@ static void bucket(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(filter_ok),    cmocka_unit_test(filter_bad),   cmocka_unit_test(patch_entra),
-	    cmocka_unit_test(patch_okta),   cmocka_unit_test(patch_faults), cmocka_unit_test(normalize),
-	    cmocka_unit_test(map_user),	    cmocka_unit_test(json_depth),   cmocka_unit_test(bucket),
+	    cmocka_unit_test(filter_ok),    cmocka_unit_test(filter_bad),
+	    cmocka_unit_test(patch_entra),  cmocka_unit_test(patch_okta),
+	    cmocka_unit_test(patch_faults), cmocka_unit_test(patch_extension_not_object),
+	    cmocka_unit_test(normalize),    cmocka_unit_test(map_user),
+	    cmocka_unit_test(json_depth),   cmocka_unit_test(bucket),
 	    cmocka_unit_test(member_scope),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
