@@ -129,12 +129,14 @@ out:
 /* ---------------- error answers ---------------- */
 
 /* Appends s[0..n) with control characters as '?', at most ERRMSG_MAX
- * bytes in all: the text came from the network and goes to the journal,
- * where an escape sequence or a forged newline must not arrive. */
+ * bytes in all and cut on a character boundary: the text came from the
+ * network and goes to the journal, where an escape sequence or a forged
+ * newline must not arrive, and to sync_run.error, which takes only UTF-8. */
 static int put_clean(struct ids_buf *b, const char *s, size_t n)
 {
 	int r = 0;
-	for (size_t i = 0; i < n && b->len < ERRMSG_MAX && r >= 0; i++) {
+	n = ids_utf8_cut(s, n, b->len < ERRMSG_MAX ? ERRMSG_MAX - b->len : 0);
+	for (size_t i = 0; i < n && r >= 0; i++) {
 		unsigned char c = (unsigned char)s[i];
 		r = ids_buf_putc(b, c < 0x20 || c == 0x7f ? '?' : (char)c);
 	}

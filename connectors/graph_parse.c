@@ -509,11 +509,7 @@ out:
  * spaces, at most MAX_ERROR_TEXT bytes (cut on a UTF-8 boundary). */
 static char *log_safe(const char *s, size_t n)
 {
-	if (n > MAX_ERROR_TEXT) {
-		n = MAX_ERROR_TEXT;
-		while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
-	}
+	n = ids_utf8_cut(s, n, MAX_ERROR_TEXT);
 	char *c = malloc(n + 1);
 	if (!c)
 		return NULL;

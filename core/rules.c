@@ -475,14 +475,8 @@ static int put_printable(struct ids_buf *b, const char *s)
 static int warn_slug(struct eval *ev, const struct ids_user *u, const struct ids_rule *rl, const char *slug)
 {
 	struct ids_buf w = {0}, q = {0};
-	size_t n = strlen(slug);
+	size_t n = ids_utf8_cut(slug, strlen(slug), WARN_SLUG_MAX);
 	int r;
-	/* quote at most WARN_SLUG_MAX bytes, cut on a UTF-8 character boundary */
-	if (n > WARN_SLUG_MAX) {
-		n = WARN_SLUG_MAX;
-		while (n > 0 && ((unsigned char)slug[n] & 0xc0) == 0x80)
-			n--;
-	}
 	r = ids_buf_add(&q, slug, n);
 	if (r >= 0)
 		r = ids_buf_puts(&w, "user ");

@@ -532,6 +532,16 @@ bool ids_utf8_valid(const char *s, size_t n)
 	return true;
 }
 
+size_t ids_utf8_cut(const char *s, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	/* s[max] exists: back up while it continues a character */
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+		max--;
+	return max;
+}
+
 /* NULL sorts first, so that a missing value orders deterministically
  * instead of crashing a qsort comparator. */
 int ids_strcasecmp0(const char *a, const char *b)

@@ -149,12 +149,7 @@ static int fail(struct ctx *c, const yaml_node_t *n, const char *fmt, ...)
  * UTF-8 character boundary), so that one bad value cannot flood the log. */
 static int quote(struct ids_buf *b, const char *s, size_t n)
 {
-	size_t end = n;
-	if (end > GOT_MAX) {
-		end = GOT_MAX;
-		while (end > 0 && ((unsigned char)s[end] & 0xc0) == 0x80)
-			end--;
-	}
+	size_t end = ids_utf8_cut(s, n, GOT_MAX);
 	int r = ids_buf_putc(b, '"');
 	for (size_t i = 0; i < end && r >= 0; i++) {
 		unsigned char ch = (unsigned char)s[i];

@@ -115,6 +115,9 @@ void ids_strv_free(struct ids_strv *sv);
 /* ---- strings ---- */
 /* true when s[0..n) is valid UTF-8 with no NUL byte. */
 bool ids_utf8_valid(const char *s, size_t n);
+/* The length of s[0..n) cut to at most max bytes without splitting a UTF-8
+ * character (a message quoting at most max bytes of a value). */
+size_t ids_utf8_cut(const char *s, size_t n, size_t max);
 /* ASCII case-insensitive compare, NULL sorts first. */
 int ids_strcasecmp0(const char *a, const char *b);
 int ids_strcmp0(const char *a, const char *b);

@@ -145,6 +145,19 @@ static void test_error_message(void **state)
 	assert_int_equal(ids_google_error_message(big, (size_t)n, &m), 0);
 	assert_int_equal(strlen(m), 300);
 	free(m);
+	/* cut before a character that would straddle the bound, not inside
+	 * it: the message goes to sync_run.error, which takes only UTF-8
+	 * (found by fuzz_google) */
+	n = snprintf(big, sizeof(big), "{\"error\":{\"message\":\"%0299d\u00e9\"}}", 0);
+	assert_int_equal(ids_google_error_message(big, (size_t)n, &m), 0);
+	assert_int_equal(strlen(m), 299);
+	assert_true(ids_utf8_valid(m, strlen(m)));
+	free(m);
+	n = snprintf(big, sizeof(big), "{\"error\":{\"message\":\"%0298d\u00e9\"}}", 0);
+	assert_int_equal(ids_google_error_message(big, (size_t)n, &m), 0);
+	assert_int_equal(strlen(m), 300);
+	assert_string_equal(m + 298, "\xc3\xa9");
+	free(m);
 }
 
 static void test_rate_limited(void **state)
