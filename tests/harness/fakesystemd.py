@@ -670,6 +670,12 @@ class Daemon:
                     raise Fail(f"{self.label} exited ({self.proc.returncode}) before log /{pattern}/")
                 self.cond.wait(min(left, 0.2))
 
+    def lines_matching(self, pattern):
+        """Every stderr line so far matching the regex, as (time, text)."""
+        rx = re.compile(pattern)
+        with self.cond:
+            return [x for x in self.lines if rx.search(x[1])]
+
     def messages(self, since=0, until=None):
         with self.cond:
             return list(self.msgs[since:until])

@@ -82,6 +82,10 @@ def sigterm(env, c):
     d.signal(signal.SIGTERM)
     c.eq(0, d.wait_exit(5), "SIGTERM during two runs exits 0")
     print(f"exited {time.monotonic() - sent:.2f} s after SIGTERM", flush=True)
+    # its last datagrams may still be in the socket when the exit is seen
+    # (under load, the last STATUS= was read after it): wait for the one
+    # that says both stopped, then check that nothing came after it
+    d.wait_status(r"^c stopped at .*; d stopped at ", 2)
     last = [m for m in d.messages() if "STATUS" in m.fields][-1].fields["STATUS"]
     c.true("c stopped at" in last and "d stopped at" in last, f"STATUS= says both runs stopped ({last})")
     c.eq("0", env.q("SELECT count(*) FROM sync_run WHERE connector IN ('c', 'd') AND status = 'ok'"),
@@ -127,6 +131,15 @@ def lock_table(env, table):
     return p, line[1]
 
 
+STALL = r"no progress for .* the watchdog is not pinged"
+
+
+def lock_waiters(env, table):
+    """How many statements wait for a lock on table."""
+    return int(env.q("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                     f" WHERE c.relname = '{table}' AND NOT l.granted"))
+
+
 def wedged(env, c):
     cfg = env.write_config(connectors=[slow_connector(env, "a", "acme", 0.0)],
                            sync={"workers": "2", "interval": "1h"})
@@ -137,16 +150,27 @@ def wedged(env, c):
         mark = d.mark()
         d.signal(signal.SIGUSR1)
         d.wait_status(r"^a running since", 5, since=mark)
-        d.wait_line(r"no progress for .* the watchdog is not pinged", 10)
-        stuck = time.monotonic()
+        poll_until(lambda: lock_waiters(env, "app_user"), 10, "the run's statement waiting on the lock", 0.05)
+        d.wait_line(STALL, 10)
         time.sleep(3.0)
     finally:
+        # taken before the lock goes: the run pings as soon as it has it
+        # (a ping read at the very moment psql exited: seen under load)
+        released = time.monotonic()
         env.q(f"SELECT pg_terminate_backend({pid})")
         lock.wait()
-    released = time.monotonic()
     d.wait_status(r"^a ok ", 20, since=mark)
     d.wait_for(lambda m: m.get("WATCHDOG") == "1" and m.t > released + 0.5, 5, "pings after the release")
     pings = [m.t for m in d.messages() if m.get("WATCHDOG") == "1"]
+    # the stall on the lock is the last one said before the release: under
+    # load the run may also fall silent for a second before it gets there
+    # (said, and ended by its next progress, the pings coming back: seen
+    # at -j6 beside the fuzzers)
+    stalls = [t for t, _ in d.lines_matching(STALL) if t <= released]
+    stuck = stalls[-1]
+    print(f"stalls said at {[round(t - released, 2) for t in stalls]} s from the release,"
+          f" pings at {[round(t - released, 2) for t in pings if t > released - 6]}")
+    c.true(released - stuck >= 2.0, f"the stall on the lock lasted ({released - stuck:.1f} s)")
     # from half a second after the log line: a ping the daemon sent just
     # before it logged comes through another socket (notify, not the
     # journal), and under load may be read after the line (seen once
