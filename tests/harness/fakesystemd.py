@@ -477,6 +477,7 @@ class Daemon:
         self.closed = False
         self.rc = None
         self.exit_seen = None
+        self.receiving = False
 
     # ---- start / stop
     def start(self):
@@ -546,6 +547,8 @@ class Daemon:
                 break
             if not ready:
                 continue
+            with self.cond:
+                self.receiving = True  # see _drain_notify
             try:
                 data, anc, _, _ = self.sock.recvmsg(65536, creds)
             except OSError:
@@ -561,7 +564,21 @@ class Daemon:
                     t -= max(0.0, time.time() - (sec + nsec / 1e9))
             with self.cond:
                 self.msgs.append(Msg(t, pid, data.decode("utf-8", "replace")))
+                self.receiving = False
                 self.cond.notify_all()
+
+    def _drain_notify(self, timeout=5):
+        """After the exit: waits until every datagram the daemon sent is in
+        self.msgs (its last STATUS= may still be in the socket when the
+        exit is seen: read after it under load).  Holding the lock, a
+        reader that is not between its select() and its append, and a
+        socket with nothing to read, mean that nothing is on its way."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while time.monotonic() < end:
+                if not self.receiving and not select.select([self.sock], [], [], 0)[0]:
+                    return
+                self.cond.wait(0.05)
 
     @property
     def pid(self):
@@ -581,6 +598,8 @@ class Daemon:
         # sees all of it (t_daemon_start found it empty twice)
         if self.threads:
             self.threads[0].join(5)
+        if self.sock and not self.closed:
+            self._drain_notify()
         return self.rc
 
     def alive(self):
