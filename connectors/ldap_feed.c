@@ -471,9 +471,12 @@ static int refresh(struct pull *p, struct sync *s, const struct berval *cookie)
 	return r;
 }
 
-/* The sync search sr from *cookie; the new cookie replaces it (new). */
+/* The sync search sr from *cookie; the new cookie replaces it (new).  A
+ * cookie the server refuses is dropped and the reason noted; with `again`
+ * everything is read at once in this same read, else *cookie is left NULL
+ * for the caller to do so. */
 static int sync_search(struct pull *p, const struct search *sr, unsigned kind, struct berval **cookie,
-		       struct ids_feed_pull *fp, struct ids_strv *moved)
+		       bool again, struct ids_feed_pull *fp, struct ids_strv *moved)
 {
 	struct sync s = {.sr = sr, .kind = kind, .cookie = *cookie, .fp = fp, .moved = moved};
 	const struct berval none = {0};
@@ -492,7 +495,7 @@ static int sync_search(struct pull *p, const struct search *sr, unsigned kind, s
 		ids_sync_cookie_free(s.cookie);
 		s.cookie = NULL;
 		s.entries = 0;
-		r = refresh(p, &s, &none);
+		r = again ? refresh(p, &s, &none) : 0;
 	}
 	if (r == 1)
 		r = ids_error_set(p->err, IDS_E_SERVER,
@@ -1047,9 +1050,10 @@ static void first_cookie(const struct reads *rd, struct berval **uc, struct berv
 	*gc = NULL;
 }
 
-/* The users' sync search (with the groups' when rd->one) from *uc, then
- * again with every disabled user when the cookie was refused (its
- * refresh sent every user, whose flags need them all). */
+/* The users' sync search (with the groups' when rd->one) from *uc; when
+ * the cookie is refused, everything from no cookie after every disabled
+ * user is read (that refresh sends every user, whose flags need them all):
+ * once, not first with the disabled users changed since the cookie. */
 static int read_users(struct pull *p, const struct pull_attrs *a, const struct reads *rd, const char *csn,
 		      struct berval **uc, struct ids_feed_pull *fp, struct ids_strv *moved)
 {
@@ -1057,12 +1061,10 @@ static int read_users(struct pull *p, const struct pull_attrs *a, const struct r
 	unsigned kind = rd->one ? BOTH : IDS_IMAGE_USERS;
 	int r = read_disabled(p, a, rd->users.filter, p->lc->users_base, csn);
 	if (r >= 0)
-		r = sync_search(p, sr, kind, uc, fp, moved);
+		r = sync_search(p, sr, kind, uc, !csn, fp, moved);
 	if (r >= 0 && csn && fp->reset_reason) {
-		ids_sync_cookie_free(*uc);
-		*uc = NULL;
 		if ((r = read_disabled(p, a, rd->users.filter, p->lc->users_base, NULL)) >= 0)
-			r = sync_search(p, sr, kind, uc, fp, moved);
+			r = sync_search(p, sr, kind, uc, true, fp, moved);
 	}
 	return r;
 }
@@ -1121,7 +1123,7 @@ static int do_feed(struct pull *p, void *arg)
 	if (r >= 0 && old.users.bv_len && !fp->reset_reason)
 		r = follow_containers(p, &a, ufilter, gfilter, csn, &moved);
 	if (r >= 0 && lc->groups_base && !rd.one)
-		r = sync_search(p, &rd.groups, IDS_IMAGE_GROUPS, &gc, fp, &moved);
+		r = sync_search(p, &rd.groups, IDS_IMAGE_GROUPS, &gc, true, fp, &moved);
 	if (r >= 0 && lc->groups_base)
 		r = refint_fixup(p, &a, gfilter, &moved);
 	if (r >= 0)
