@@ -135,13 +135,8 @@ static void hhmmss(int64_t delay_usec, char *buf, size_t n)
  * the text is cut at max bytes (on a UTF-8 boundary) with "..." appended. */
 static char *status_text(const char *s, size_t max)
 {
-	size_t n = strlen(s);
-	bool cut = n > max;
-	if (cut) {
-		n = max;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
+	size_t len = strlen(s), n = ids_utf8_cut(s, len, max);
+	bool cut = n < len;
 	char *d = malloc(n + 4);
 	if (!d)
 		return NULL;
