@@ -552,6 +552,8 @@ class Daemon:
             try:
                 data, anc, _, _ = self.sock.recvmsg(65536, creds)
             except OSError:
+                with self.cond:
+                    self.receiving = False
                 break
             t = time.monotonic()
             pid = None
