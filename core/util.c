@@ -542,6 +542,33 @@ size_t ids_utf8_cut(const char *s, size_t n, size_t max)
 	return max;
 }
 
+char *ids_utf8_escape(const char *s)
+{
+	struct ids_buf b = {0};
+	size_t n = strlen(s);
+	int r = ids_buf_add(&b, "", 0);
+	for (size_t i = 0; i < n && r >= 0;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t len = c < 0x80		  ? 1
+			     : (c & 0xe0) == 0xc0 ? 2
+			     : (c & 0xf0) == 0xe0 ? 3
+			     : (c & 0xf8) == 0xf0 ? 4
+						  : 0;
+		if (len && len <= n - i && ids_utf8_valid(s + i, len)) {
+			r = ids_buf_add(&b, s + i, len);
+			i += len;
+		} else {
+			r = ids_buf_printf(&b, "\\x%02x", c);
+			i++;
+		}
+	}
+	if (r < 0) {
+		ids_buf_free(&b);
+		return NULL;
+	}
+	return ids_buf_steal(&b);
+}
+
 /* NULL sorts first, so that a missing value orders deterministically
  * instead of crashing a qsort comparator. */
 int ids_strcasecmp0(const char *a, const char *b)

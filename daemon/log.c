@@ -138,6 +138,14 @@ static void vlog(enum ids_log_level level, const struct ids_log_fields *f, const
 	char *msg = NULL;
 	if (vasprintf(&msg, fmt, ap) < 0)
 		return;
+	/* bytes that are not UTF-8 (a server's message, a path) as \xNN:
+	 * journalctl shows an entry holding such bytes only as "[blob data]" */
+	if (!ids_utf8_valid(msg, strlen(msg))) {
+		char *safe = ids_utf8_escape(msg);
+		free(msg);
+		if (!(msg = safe))
+			return;
+	}
 	if (use_journal)
 		send_journal(level, f, msg);
 	else

@@ -47,12 +47,9 @@ json_t *ids_output_jstr(const char *s)
 		return json_null();
 	if (ids_utf8_valid(s, strlen(s)))
 		return json_string(s);
-	struct ids_buf safe = {0};
-	int r = ids_buf_add(&safe, "", 0);
-	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++)
-		r = *p < 0x80 ? ids_buf_putc(&safe, (char)*p) : ids_buf_printf(&safe, "\\x%02x", *p);
-	json_t *v = r < 0 ? NULL : json_string(safe.p);
-	ids_buf_free(&safe);
+	char *safe = ids_utf8_escape(s);
+	json_t *v = safe ? json_string(safe) : NULL;
+	free(safe);
 	return v;
 }
 

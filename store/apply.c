@@ -258,13 +258,9 @@ static int json_str(struct ids_buf *b, const char *s)
 		return ids_buf_puts(b, "null");
 	if (ids_utf8_valid(s, strlen(s)))
 		return ids_buf_json_str(b, s);
-	struct ids_buf safe = {0};
-	int r = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++)
-		r = *p < 0x80 ? ids_buf_putc(&safe, (char)*p) : ids_buf_printf(&safe, "\\x%02x", *p);
-	if (r >= 0)
-		r = ids_buf_json_str(b, safe.p ? safe.p : "");
-	ids_buf_free(&safe);
+	char *safe = ids_utf8_escape(s);
+	int r = safe ? ids_buf_json_str(b, safe) : -ENOMEM;
+	free(safe);
 	return r;
 }
 

@@ -740,33 +740,8 @@ int ids_store_company(struct ids_store *st, const char *slug, bool create, int64
 /* sync_run.error is text, and PostgreSQL refuses text that is not UTF-8:
  * an error quoting a server's broken bytes (a JSON parser's "near '...'"
  * cut inside a character, found by fuzz/fuzz_graph) would make the failed
- * run's own row fail to insert, and the failure would leave no trace.
- * A copy with every byte that is not part of a valid character as '?';
- * NULL on ENOMEM. */
-static char *utf8_clean(const char *s)
-{
-	size_t n = strlen(s);
-	char *c = malloc(n + 1);
-	if (!c)
-		return NULL;
-	for (size_t i = 0; i < n;) {
-		unsigned char b = (unsigned char)s[i];
-		size_t len = b < 0x80		  ? 1
-			     : (b & 0xe0) == 0xc0 ? 2
-			     : (b & 0xf0) == 0xe0 ? 3
-			     : (b & 0xf8) == 0xf0 ? 4
-						  : 0;
-		if (len && i + len <= n && ids_utf8_valid(s + i, len)) {
-			memcpy(c + i, s + i, len);
-			i += len;
-		} else {
-			c[i++] = '?';
-		}
-	}
-	c[n] = '\0';
-	return c;
-}
-
+ * run's own row fail to insert, and the failure would leave no trace:
+ * such bytes are stored as the text \xNN (ids_utf8_escape). */
 int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool finished, int64_t *ret_id,
 			 struct ids_error *err)
 {
@@ -777,7 +752,7 @@ int ids_store_insert_run(struct ids_store *st, const struct ids_run *run, bool f
 
 	char *clean = NULL;
 	if (run->error && !ids_utf8_valid(run->error, strlen(run->error)) &&
-	    !(clean = utf8_clean(run->error)))
+	    !(clean = ids_utf8_escape(run->error)))
 		return ids_error_set(err, -ENOMEM, "recording the run: out of memory");
 	snprintf(started, sizeof(started), "%" PRId64, run->started_at);
 	p[0] = run->connector;

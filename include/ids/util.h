@@ -118,6 +118,11 @@ bool ids_utf8_valid(const char *s, size_t n);
 /* The length of s[0..n) cut to at most max bytes without splitting a UTF-8
  * character (a message quoting at most max bytes of a value). */
 size_t ids_utf8_cut(const char *s, size_t n, size_t max);
+/* A copy of s with every byte that is not part of a valid UTF-8 character
+ * written as the text \xNN, the characters kept: what PostgreSQL's text,
+ * JSON and the journal take (a server's broken bytes, a skipped user's
+ * value), still saying what the bytes were.  New; NULL on ENOMEM. */
+char *ids_utf8_escape(const char *s);
 /* ASCII case-insensitive compare, NULL sorts first. */
 int ids_strcasecmp0(const char *a, const char *b);
 int ids_strcmp0(const char *a, const char *b);

@@ -216,6 +216,11 @@ static void test_values_jansson_refuses(void **state)
 	    "a@x");
 	json_decref(doc);
 	ids_buf_free(&b);
+	/* only the bytes that are no character are escaped: "ë" (two bytes)
+	 * stays, the stray \xff and a character cut short do not */
+	json_t *v = ids_output_jstr("Zo\xc3\xab\xff \xe2\x82");
+	assert_string_equal(json_string_value(v), "Zo\xc3\xab\\xff \\xe2\\x82");
+	json_decref(v);
 }
 
 /* The keys every run object has, in this order (docs/json.md). */
