@@ -494,41 +494,44 @@ void ids_strv_free(struct ids_strv *sv)
 
 /* ---------------- strings ---------------- */
 
-/* By hand rather than through mbrtowc(): the locale must not decide
- * what is valid, and PostgreSQL (text, jsonb) refuses exactly these. */
+/* The length of the valid UTF-8 character at p[0..n) (n >= 1): 1..4, or 0
+ * when p does not start one (a NUL, a stray or missing continuation byte,
+ * an overlong form, a surrogate, a value past U+10FFFF).  By hand rather
+ * than through mbrtowc(): the locale must not decide what is valid, and
+ * PostgreSQL (text, jsonb) refuses exactly these. */
+static size_t utf8_char(const unsigned char *p, size_t n)
+{
+	unsigned c = *p;
+	size_t len;
+	unsigned min;
+	if (c == 0)
+		return 0;
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0)
+		len = 2, min = 0x80, c &= 0x1f;
+	else if ((c & 0xf0) == 0xe0)
+		len = 3, min = 0x800, c &= 0x0f;
+	else if ((c & 0xf8) == 0xf0)
+		len = 4, min = 0x10000, c &= 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	return c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ? 0 : len;
+}
+
 bool ids_utf8_valid(const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	while (p < end) {
-		unsigned c = *p;
-		size_t len;
-		unsigned min;
-		if (c == 0)
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0, len; i < n; i += len)
+		if (!(len = utf8_char(p + i, n - i)))
 			return false;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			len = 2, min = 0x80, c &= 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3, min = 0x800, c &= 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4, min = 0x10000, c &= 0x07;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - p) < len)
-			return false;
-		for (size_t i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			c = (c << 6) | (p[i] & 0x3f);
-		}
-		/* overlong forms, surrogates and values past U+10FFFF are invalid */
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return false;
-		p += len;
-	}
 	return true;
 }
 
@@ -548,18 +551,12 @@ char *ids_utf8_escape(const char *s)
 	size_t n = strlen(s);
 	int r = ids_buf_add(&b, "", 0);
 	for (size_t i = 0; i < n && r >= 0;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t len = c < 0x80		  ? 1
-			     : (c & 0xe0) == 0xc0 ? 2
-			     : (c & 0xf0) == 0xe0 ? 3
-			     : (c & 0xf8) == 0xf0 ? 4
-						  : 0;
-		if (len && len <= n - i && ids_utf8_valid(s + i, len)) {
+		size_t len = utf8_char((const unsigned char *)s + i, n - i);
+		if (len) {
 			r = ids_buf_add(&b, s + i, len);
 			i += len;
 		} else {
-			r = ids_buf_printf(&b, "\\x%02x", c);
-			i++;
+			r = ids_buf_printf(&b, "\\x%02x", (unsigned char)s[i++]);
 		}
 	}
 	if (r < 0) {
